@@ -1,0 +1,120 @@
+/* core/config.h — the configuration: file (libconfig syntax), environment
+ * overrides, validation.
+ *
+ * Contract:
+ *  - mxg_config_defaults() fills every field with its documented default.
+ *  - mxg_config_load() reads FILE (may be NULL: defaults only), then applies
+ *    MXGUARD_<SECTION>_<KEY> environment overrides (from the envp array, so
+ *    tests need not touch the process environment), then validates.
+ *    Unknown sections/keys, wrong types and bad values are errors: the first
+ *    error is written to err as "FILE:LINE: section.key: reason" (or
+ *    "environment: MXGUARD_X: reason") and -1 is returned. Nothing is ever
+ *    silently ignored.
+ *  - The struct owns no heap memory: fixed arrays only, so it can be copied
+ *    and freed with the object that embeds it.
+ *  - Durations are stored in milliseconds. In the file a duration is an
+ *    integer (seconds) or a string with a unit: "250ms", "30s", "5m", "1h", "2d".
+ *    Sizes are an integer (octets) or a string with k/M/G suffix.
+ */
+#ifndef MXG_CONFIG_H
+#define MXG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define MXG_CFG_MAX_LISTEN 8
+#define MXG_CFG_MAX_NETS 32
+#define MXG_CFG_MAX_DNS 4
+#define MXG_CFG_NAME_MAX 256
+#define MXG_CFG_PATH_MAX 1024
+
+/* An IP endpoint "addr:port" or "[v6addr]:port"; port 0 where not given. */
+struct mxg_endpoint {
+    struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
+    char text[80];              /* as written, for logs */
+};
+
+/* A CIDR network: "127.0.0.0/8", "::1/128"; a bare address = host route. */
+struct mxg_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int prefix;
+    char text[64];
+};
+
+enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_AF_IPV4_ONLY, MXG_AF_IPV6_ONLY };
+enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
+enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
+
+struct mxg_config {
+    char source[MXG_CFG_PATH_MAX]; /* file it came from, "" for defaults */
+
+    /* server: the inbound side */
+    struct mxg_endpoint listen[MXG_CFG_MAX_LISTEN]; /* server.listen */
+    int n_listen;
+    struct mxg_cidr allow[MXG_CFG_MAX_NETS]; /* server.allow_networks */
+    int n_allow;
+    char hostname[MXG_CFG_NAME_MAX]; /* server.hostname: banner, Received; "" → gethostname() */
+    int max_sessions;                /* server.max_sessions */
+    uint64_t drain_timeout_ms;       /* server.drain_timeout: SIGTERM grace period */
+
+    /* limits */
+    uint64_t message_size;  /* limits.message_size (octets, SIZE= advertised) */
+    int max_recipients;     /* limits.recipients per transaction */
+    int data_line_max;      /* limits.data_line_length: octets incl. CRLF, >= 1000 */
+    int max_received;       /* limits.max_received: loop detection */
+    int max_errors;         /* limits.max_errors: client errors before 421 */
+
+    /* timeouts (ms) */
+    uint64_t t_idle;          /* timeouts.idle: waiting for a client command */
+    uint64_t t_data;          /* timeouts.data: between DATA blocks from the client */
+    uint64_t t_rcpt_total;    /* timeouts.rcpt_total: all RCPT-time work for one leg */
+    uint64_t t_final;         /* timeouts.final_reply: wait after the final dot */
+    uint64_t t_connect;       /* timeouts.connect: one TCP connect */
+    uint64_t t_upstream_cmd;  /* timeouts.upstream_command: one upstream reply */
+    uint64_t t_dns;           /* timeouts.dns: one DNS query */
+
+    /* upstream: the outbound side */
+    char helo_name[MXG_CFG_NAME_MAX];   /* upstream.helo_name; "" → server hostname */
+    int upstream_port;                  /* upstream.port (25) */
+    char source_ipv4[64];               /* upstream.source_ipv4, "" = kernel's choice */
+    char source_ipv6[64];               /* upstream.source_ipv6 */
+    enum mxg_af_pref af_pref;           /* upstream.address_family: any|prefer-ipv4|prefer-ipv6|ipv4-only|ipv6-only */
+    int max_mx_hosts;                   /* upstream.max_mx_hosts to try */
+
+    /* dns */
+    enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */
+    struct mxg_endpoint dns_servers[MXG_CFG_MAX_DNS]; /* dns.servers, "" → /etc/resolv.conf */
+    int n_dns_servers;
+    char trust_anchor_file[MXG_CFG_PATH_MAX];   /* dns.trust_anchor_file */
+
+    /* tls */
+    enum mxg_tls_fallback_level tls_level;      /* tls.opportunistic_level: may|encrypt */
+
+    /* log */
+    enum mxg_log_level log_level; /* log.level */
+    int log_syslog;               /* log.syslog (bool) */
+};
+
+void mxg_config_defaults(struct mxg_config *cfg);
+
+/* path may be NULL (defaults + environment). envp may be NULL. */
+int mxg_config_load(struct mxg_config *cfg, const char *path, char *const *envp, char *err,
+                    size_t errlen);
+
+/* Write the effective configuration in the file syntax (for `config check -v`). */
+void mxg_config_dump(const struct mxg_config *cfg, FILE *out);
+
+/* Helpers, exposed for the unit tests and other modules. Return 0 or -1. */
+int mxg_parse_duration_ms(const char *s, uint64_t *out);
+int mxg_parse_size(const char *s, uint64_t *out);
+int mxg_parse_endpoint(const char *s, int default_port, struct mxg_endpoint *out);
+int mxg_parse_cidr(const char *s, struct mxg_cidr *out);
+/* 1 if the address (AF_INET/AF_INET6 sockaddr; v4-mapped v6 treated as v4) is in the network. */
+int mxg_cidr_match(const struct mxg_cidr *net, const struct sockaddr *sa);
+
+#endif

@@ -1,0 +1,1203 @@
+/* dane/dns.c — see dns.h.
+ *
+ * Design:
+ *  - One getdns context per struct mxg_dns, driven by the caller's uv loop
+ *    through Debian's static libgetdns_ex_uv.a.
+ *  - A query (struct mxg_dns_query) owns one getdns transaction chain per RR
+ *    type ("sub"): one for MX, two (A, AAAA) for addresses. A sub re-asks for
+ *    the target when an answer ends in a CNAME whose target data the upstream
+ *    did not include (authoritative-only upstreams do that), at most
+ *    DNS_MAX_CNAME_HOPS times; the DNSSEC status of a chain is the worst of
+ *    its links.
+ *  - The getdns callback copies what it needs out of the response, frees the
+ *    response, and when the query is complete moves it to the "ready" list.
+ *    User callbacks are run only from a uv_idle handle, i.e. never from inside
+ *    mxg_dns_lookup_*() (getdns may call back synchronously on some error
+ *    paths) and never from inside a getdns callback, so a user callback may
+ *    call mxg_dns_cancel() or mxg_dns_free() safely.
+ *  - mxg_dns_free() cancels everything without callbacks, destroys the getdns
+ *    context and closes the idle handle; the struct itself is freed by the
+ *    close callback, so the loop must run once more (uv_run) afterwards, as
+ *    for any libuv handle. getdns' own handles are closed the same way.
+ *  - No global state: everything hangs off struct mxg_dns.
+ */
+#include "dns.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <getdns/getdns.h>
+#include <getdns/getdns_extra.h>
+#include <getdns/getdns_ext_libuv.h>
+
+#include "../core/log.h"
+
+#define COMP "dns"
+#define DNS_MAX_CNAME_HOPS 8   /* follow-up queries per sub */
+#define DNS_MAX_CHAIN 16       /* CNAME links followed inside one answer */
+#define DNS_MAX_UPSTREAMS 8
+#define DNS_RESOLV_CONF "/etc/resolv.conf"
+#define DNS_ANCHOR_LINE_MAX 8192
+
+enum query_kind { Q_MX, Q_ADDR };
+
+struct dns_sub {
+    struct mxg_dns_query *q;
+    uint16_t rrtype;
+    int active;                   /* a getdns transaction is outstanding */
+    getdns_transaction_t tid;
+    int done;
+    int submit_failed;            /* never reached the resolver */
+    int hops;                     /* follow-up queries made */
+    char name[MXG_DNS_NAME_MAX];  /* name currently asked (normalised) */
+    enum mxg_dns_status status;
+    enum mxg_dnssec sec;          /* worst over the chain */
+    char why[160];
+    int n;                        /* addresses (A/AAAA subs) */
+    struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
+};
+
+struct mxg_dns_query {
+    struct mxg_dns *dns;
+    struct mxg_dns_query *prev, *next; /* in dns->pending or dns->ready */
+    int in_ready;
+    int cancelled;
+    int in_cancel;                /* inside mxg_dns_cancel(): it frees q */
+    int delivering;               /* its user callback is running */
+    enum query_kind kind;
+    int nsub;
+    struct dns_sub sub[2];
+    mxg_mx_cb mx_cb;
+    mxg_addr_cb addr_cb;
+    void *arg;
+    union {
+        struct mxg_mx_result mx;
+        struct mxg_addr_result addr;
+    } res;
+};
+
+struct qlist {
+    struct mxg_dns_query *head, *tail;
+    int count;
+};
+
+struct mxg_dns {
+    uv_loop_t *loop;
+    getdns_context *ctx;
+    getdns_dict *ext;       /* extensions used for every query */
+    uv_idle_t idle;         /* delivers ready results */
+    int idle_active;
+    int freeing;            /* mxg_dns_free() has run */
+    struct qlist pending;   /* waiting for getdns */
+    struct qlist ready;     /* complete, waiting for delivery */
+};
+
+/* ---------------------------------------------------------------- names */
+
+/* Contract: human-readable name of a status, "?" for unknown values. */
+const char *mxg_dns_status_name(enum mxg_dns_status s)
+{
+    switch (s) {
+    case MXG_DNS_OK: return "OK";
+    case MXG_DNS_NODATA: return "NODATA";
+    case MXG_DNS_NXDOMAIN: return "NXDOMAIN";
+    case MXG_DNS_TEMPFAIL: return "TEMPFAIL";
+    case MXG_DNS_BOGUS: return "BOGUS";
+    }
+    return "?";
+}
+
+/* Contract: human-readable name of a DNSSEC state, "?" for unknown values. */
+const char *mxg_dnssec_name(enum mxg_dnssec s)
+{
+    switch (s) {
+    case MXG_SEC_INSECURE: return "INSECURE";
+    case MXG_SEC_SECURE: return "SECURE";
+    case MXG_SEC_BOGUS: return "BOGUS";
+    case MXG_SEC_INDETERMINATE: return "INDETERMINATE";
+    }
+    return "?";
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Badness order for combining DNSSEC states along a chain. */
+static int sec_rank(enum mxg_dnssec s)
+{
+    switch (s) {
+    case MXG_SEC_SECURE: return 0;
+    case MXG_SEC_INSECURE: return 1;
+    case MXG_SEC_INDETERMINATE: return 2;
+    case MXG_SEC_BOGUS: return 3;
+    }
+    return 2;
+}
+
+static enum mxg_dnssec sec_worst(enum mxg_dnssec a, enum mxg_dnssec b)
+{
+    return sec_rank(a) >= sec_rank(b) ? a : b;
+}
+
+/* Normalise a presentation-format name: ASCII lower case, no trailing dot
+ * ("." becomes ""). Returns 0, or -1 if it does not fit in out. */
+static int norm_name(const char *in, char *out, size_t outlen)
+{
+    size_t n = strlen(in);
+    if (n > 0 && in[n - 1] == '.' && !(n >= 2 && in[n - 2] == '\\'))
+        n--;
+    if (n + 1 > outlen)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)in[i]);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Wire-format name → normalised text (lower case, no trailing dot, root = "").
+ * Special characters are escaped as \DDD / \c like zone files do.
+ * Returns 0 or -1 on malformed input / overflow. */
+static int wire2name(const struct getdns_bindata *bd, char *out, size_t outlen)
+{
+    size_t pos = 0, o = 0;
+    if (!bd || !bd->data || outlen == 0)
+        return -1;
+    while (pos < bd->size) {
+        size_t len = bd->data[pos++];
+        if (len == 0) {
+            out[o] = '\0';
+            return 0;
+        }
+        if (len > 63 || pos + len > bd->size)
+            return -1;
+        if (o > 0) {
+            if (o + 1 >= outlen)
+                return -1;
+            out[o++] = '.';
+        }
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)tolower(bd->data[pos + i]);
+            char tmp[5];
+            size_t tl;
+            if (c == '.' || c == '\\' || c == '"' || c == ';' || c == '(' || c == ')') {
+                tmp[0] = '\\';
+                tmp[1] = (char)c;
+                tl = 2;
+            } else if (c <= 0x20 || c >= 0x7f) {
+                snprintf(tmp, sizeof tmp, "\\%03u", c);
+                tl = 4;
+            } else {
+                tmp[0] = (char)c;
+                tl = 1;
+            }
+            if (o + tl >= outlen)
+                return -1;
+            memcpy(out + o, tmp, tl);
+            o += tl;
+        }
+        pos += len;
+    }
+    return -1; /* no terminating root label */
+}
+
+static void qlist_push(struct qlist *l, struct mxg_dns_query *q)
+{
+    q->next = NULL;
+    q->prev = l->tail;
+    if (l->tail)
+        l->tail->next = q;
+    else
+        l->head = q;
+    l->tail = q;
+    l->count++;
+}
+
+static void qlist_remove(struct qlist *l, struct mxg_dns_query *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        l->head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        l->tail = q->prev;
+    q->prev = q->next = NULL;
+    l->count--;
+}
+
+static int query_active(const struct mxg_dns_query *q)
+{
+    for (int i = 0; i < q->nsub; i++)
+        if (q->sub[i].active)
+            return 1;
+    return 0;
+}
+
+static void sub_set(struct dns_sub *s, enum mxg_dns_status st, enum mxg_dnssec sec, const char *why)
+{
+    s->status = st;
+    s->sec = sec_worst(s->sec, sec);
+    if (st == MXG_DNS_BOGUS)
+        s->sec = MXG_SEC_BOGUS;
+    snprintf(s->why, sizeof s->why, "%s", why);
+}
+
+static const char *rrtype_name(uint16_t t)
+{
+    switch (t) {
+    case GETDNS_RRTYPE_A: return "A";
+    case GETDNS_RRTYPE_AAAA: return "AAAA";
+    case GETDNS_RRTYPE_MX: return "MX";
+    }
+    return "?";
+}
+
+/* --------------------------------------------------------- answer parsing */
+
+static int rr_owner(getdns_dict *rr, char *out, size_t outlen)
+{
+    struct getdns_bindata *bd = NULL;
+    if (getdns_dict_get_bindata(rr, "name", &bd) != GETDNS_RETURN_GOOD)
+        return -1;
+    return wire2name(bd, out, outlen);
+}
+
+static uint32_t rr_type(getdns_dict *rr)
+{
+    uint32_t t = 0;
+    (void)getdns_dict_get_int(rr, "type", &t);
+    return t;
+}
+
+static enum mxg_dnssec map_dnssec(uint32_t v)
+{
+    switch (v) {
+    case GETDNS_DNSSEC_SECURE: return MXG_SEC_SECURE;
+    case GETDNS_DNSSEC_BOGUS: return MXG_SEC_BOGUS;
+    case GETDNS_DNSSEC_INSECURE: return MXG_SEC_INSECURE;
+    default: return MXG_SEC_INDETERMINATE;
+    }
+}
+
+/* Collect the records of the asked type at the end of the CNAME chain.
+ * Returns the number of records found; *canon gets the chain's end. */
+static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, size_t canonlen)
+{
+    size_t na = 0;
+    char owner[MXG_DNS_NAME_MAX];
+    int found = 0;
+
+    snprintf(canon, canonlen, "%s", s->name);
+    if (!answer || getdns_list_get_length(answer, &na) != GETDNS_RETURN_GOOD)
+        return 0;
+
+    for (int link = 0; link < DNS_MAX_CHAIN; link++) {
+        int moved = 0;
+        for (size_t i = 0; i < na; i++) {
+            getdns_dict *rr = NULL;
+            struct getdns_bindata *target = NULL;
+            char tname[MXG_DNS_NAME_MAX];
+            if (getdns_list_get_dict(answer, i, &rr) || rr_type(rr) != GETDNS_RRTYPE_CNAME)
+                continue;
+            if (rr_owner(rr, owner, sizeof owner) || strcmp(owner, canon) != 0)
+                continue;
+            if (getdns_dict_get_bindata(rr, "/rdata/cname", &target) ||
+                wire2name(target, tname, sizeof tname))
+                continue;
+            snprintf(canon, canonlen, "%s", tname);
+            moved = 1;
+            break;
+        }
+        if (!moved)
+            break;
+    }
+
+    struct mxg_dns_query *q = s->q;
+    for (size_t i = 0; i < na; i++) {
+        getdns_dict *rr = NULL;
+        if (getdns_list_get_dict(answer, i, &rr) || rr_type(rr) != s->rrtype)
+            continue;
+        if (rr_owner(rr, owner, sizeof owner) || strcmp(owner, canon) != 0)
+            continue;
+        if (s->rrtype == GETDNS_RRTYPE_MX) {
+            struct mxg_mx_result *m = &q->res.mx;
+            struct getdns_bindata *ex = NULL;
+            uint32_t pref = 0;
+            if (getdns_dict_get_int(rr, "/rdata/preference", &pref) ||
+                getdns_dict_get_bindata(rr, "/rdata/exchange", &ex))
+                continue;
+            if (m->n >= MXG_DNS_MAX_MX) {
+                LOG_W(COMP, "%s: more than %d MX records, ignoring the rest", s->name,
+                      MXG_DNS_MAX_MX);
+                break;
+            }
+            if (wire2name(ex, m->mx[m->n].host, sizeof m->mx[m->n].host))
+                continue;
+            m->mx[m->n].pref = (int)pref;
+            m->n++;
+            found++;
+        } else {
+            struct getdns_bindata *a = NULL;
+            int v4 = s->rrtype == GETDNS_RRTYPE_A;
+            if (getdns_dict_get_bindata(rr, v4 ? "/rdata/ipv4_address" : "/rdata/ipv6_address", &a))
+                continue;
+            if (!a || a->size != (v4 ? 4u : 16u))
+                continue;
+            if (s->n >= MXG_DNS_MAX_ADDR)
+                break;
+            struct sockaddr_storage *ss = &s->addr[s->n];
+            memset(ss, 0, sizeof *ss);
+            if (v4) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+                sin->sin_family = AF_INET;
+                memcpy(&sin->sin_addr, a->data, 4);
+            } else {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+                sin6->sin6_family = AF_INET6;
+                memcpy(&sin6->sin6_addr, a->data, 16);
+            }
+            s->n++;
+            found++;
+        }
+    }
+    return found;
+}
+
+/* Does the answer hold any record owned by name (other than the chain's CNAMEs)? */
+static int answer_has_owner(getdns_list *answer, const char *name)
+{
+    size_t na = 0;
+    char owner[MXG_DNS_NAME_MAX];
+    if (!answer || getdns_list_get_length(answer, &na))
+        return 0;
+    for (size_t i = 0; i < na; i++) {
+        getdns_dict *rr = NULL;
+        uint32_t t;
+        if (getdns_list_get_dict(answer, i, &rr))
+            continue;
+        t = rr_type(rr);
+        if (t == GETDNS_RRTYPE_RRSIG)
+            continue;
+        if (rr_owner(rr, owner, sizeof owner) == 0 && strcmp(owner, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Classify one getdns response for sub s. Returns 1 when a follow-up query
+ * for s->name (the CNAME target) is needed, else 0 with s->status set. */
+static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns_dict *resp)
+{
+    uint32_t status = 0;
+    getdns_list *replies = NULL;
+    size_t nrep = 0;
+    char why[160];
+
+    if (type == GETDNS_CALLBACK_TIMEOUT) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "timeout");
+        return 0;
+    }
+    if (type == GETDNS_CALLBACK_CANCEL) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "query cancelled by the resolver");
+        return 0;
+    }
+    if (type != GETDNS_CALLBACK_COMPLETE || !resp) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "resolver error (no usable upstream?)");
+        return 0;
+    }
+    (void)getdns_dict_get_int(resp, "status", &status);
+    if (status == GETDNS_RESPSTATUS_ALL_TIMEOUT) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "timeout");
+        return 0;
+    }
+    if (status == GETDNS_RESPSTATUS_NO_SECURE_ANSWERS ||
+        status == GETDNS_RESPSTATUS_ALL_BOGUS_ANSWERS) {
+        sub_set(s, MXG_DNS_BOGUS, MXG_SEC_BOGUS, "DNSSEC validation failed (bogus)");
+        return 0;
+    }
+    if (getdns_dict_get_list(resp, "replies_tree", &replies) ||
+        getdns_list_get_length(replies, &nrep) || nrep == 0) {
+        /* With dnssec_return_all_statuses every reply is kept, so an empty
+         * tree means nothing usable came back: never guess "no such name". */
+        snprintf(why, sizeof why, "no reply (getdns status %u)", (unsigned)status);
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, why);
+        return 0;
+    }
+
+    /* A bogus reply anywhere wins: it must never turn into a denial. */
+    for (size_t i = 0; i < nrep; i++) {
+        getdns_dict *r = NULL;
+        uint32_t ds = 0;
+        if (getdns_list_get_dict(replies, i, &r) == GETDNS_RETURN_GOOD &&
+            getdns_dict_get_int(r, "dnssec_status", &ds) == GETDNS_RETURN_GOOD &&
+            ds == GETDNS_DNSSEC_BOGUS) {
+            sub_set(s, MXG_DNS_BOGUS, MXG_SEC_BOGUS, "DNSSEC validation failed (bogus)");
+            return 0;
+        }
+    }
+
+    getdns_dict *reply = NULL;
+    uint32_t rcode = 0, ds = 0;
+    enum mxg_dnssec sec = MXG_SEC_INDETERMINATE;
+    getdns_list *answer = NULL;
+    char canon[MXG_DNS_NAME_MAX];
+
+    (void)getdns_list_get_dict(replies, 0, &reply);
+    if (getdns_dict_get_int(reply, "/header/rcode", &rcode)) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "reply without header");
+        return 0;
+    }
+    if (getdns_dict_get_int(reply, "dnssec_status", &ds) == GETDNS_RETURN_GOOD)
+        sec = map_dnssec(ds);
+    (void)getdns_dict_get_list(reply, "answer", &answer);
+
+    if (rcode == GETDNS_RCODE_SERVFAIL) {
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "SERVFAIL");
+        return 0;
+    }
+    if (rcode != GETDNS_RCODE_NOERROR && rcode != GETDNS_RCODE_NXDOMAIN) {
+        snprintf(why, sizeof why, "DNS error rcode %u", (unsigned)rcode);
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, why);
+        return 0;
+    }
+
+    int found = collect_answer(s, answer, canon, sizeof canon);
+    s->sec = sec_worst(s->sec, sec);
+
+    if (rcode == GETDNS_RCODE_NXDOMAIN) {
+        snprintf(s->name, sizeof s->name, "%s", canon);
+        snprintf(why, sizeof why, "%s does not exist", canon[0] ? canon : ".");
+        sub_set(s, MXG_DNS_NXDOMAIN, sec, why);
+        return 0;
+    }
+    if (found > 0) {
+        snprintf(s->name, sizeof s->name, "%s", canon);
+        sub_set(s, MXG_DNS_OK, sec, "");
+        return 0;
+    }
+    if (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
+        s->hops < DNS_MAX_CNAME_HOPS) {
+        /* The chain ends in a CNAME whose target the upstream did not
+         * resolve (authoritative server): ask for the target ourselves. */
+        snprintf(s->name, sizeof s->name, "%s", canon);
+        s->hops++;
+        return 1;
+    }
+    snprintf(s->name, sizeof s->name, "%s", canon);
+    snprintf(why, sizeof why, "no %s records for %s", rrtype_name(s->rrtype), canon);
+    sub_set(s, MXG_DNS_NODATA, sec, why);
+    return 0;
+}
+
+/* ------------------------------------------------------------- delivery */
+
+static void query_free(struct mxg_dns_query *q)
+{
+    free(q);
+}
+
+/* Build the public result from the finished subs. */
+static void query_finish(struct mxg_dns_query *q)
+{
+    if (q->kind == Q_MX) {
+        struct dns_sub *s = &q->sub[0];
+        struct mxg_mx_result *m = &q->res.mx;
+        m->status = s->status;
+        m->sec = s->status == MXG_DNS_TEMPFAIL ? MXG_SEC_INDETERMINATE : s->sec;
+        if (s->status == MXG_DNS_BOGUS)
+            m->sec = MXG_SEC_BOGUS;
+        snprintf(m->canon, sizeof m->canon, "%s", s->name);
+        if (s->status != MXG_DNS_OK)
+            m->n = 0;
+        snprintf(m->why, sizeof m->why, "%s", s->why);
+        return;
+    }
+
+    struct dns_sub *a = &q->sub[0], *aaaa = &q->sub[1];
+    struct mxg_addr_result *r = &q->res.addr;
+    r->n = 0;
+    for (int f = 0; f < 2; f++) {
+        struct dns_sub *s = &q->sub[f];
+        if (s->status != MXG_DNS_OK)
+            continue;
+        for (int i = 0; i < s->n && r->n < MXG_DNS_MAX_ADDR; i++)
+            r->addr[r->n++] = s->addr[i];
+    }
+    int bogus = a->status == MXG_DNS_BOGUS || aaaa->status == MXG_DNS_BOGUS ||
+                a->sec == MXG_SEC_BOGUS || aaaa->sec == MXG_SEC_BOGUS;
+    if (r->n > 0)
+        r->status = MXG_DNS_OK;
+    else if (bogus)
+        r->status = MXG_DNS_BOGUS;
+    else if (a->status == MXG_DNS_TEMPFAIL || aaaa->status == MXG_DNS_TEMPFAIL)
+        r->status = MXG_DNS_TEMPFAIL;
+    else if (a->status == MXG_DNS_NXDOMAIN && aaaa->status == MXG_DNS_NXDOMAIN)
+        r->status = MXG_DNS_NXDOMAIN;
+    else
+        r->status = MXG_DNS_NODATA;
+
+    if (bogus)
+        r->sec = MXG_SEC_BOGUS;
+    else if (a->sec == MXG_SEC_SECURE && aaaa->sec == MXG_SEC_SECURE &&
+             a->status != MXG_DNS_TEMPFAIL && aaaa->status != MXG_DNS_TEMPFAIL)
+        r->sec = MXG_SEC_SECURE;
+    else
+        r->sec = MXG_SEC_INSECURE;
+
+    /* Canonical name: from the family that answered, A first. */
+    const struct dns_sub *c = a->status == MXG_DNS_OK ? a : aaaa->status == MXG_DNS_OK ? aaaa : a;
+    snprintf(r->canon, sizeof r->canon, "%s", c->name);
+
+    r->why[0] = '\0';
+    if (r->status == MXG_DNS_NODATA) {
+        snprintf(r->why, sizeof r->why, "no A/AAAA records for %s", c->name);
+    } else if (r->status == MXG_DNS_NXDOMAIN) {
+        snprintf(r->why, sizeof r->why, "%s does not exist", c->name);
+    } else if (r->status == MXG_DNS_BOGUS) {
+        snprintf(r->why, sizeof r->why, "DNSSEC validation of %s failed (bogus)",
+                 a->status == MXG_DNS_BOGUS && aaaa->status == MXG_DNS_BOGUS ? "A and AAAA"
+                 : a->status == MXG_DNS_BOGUS                                ? "A"
+                                                                             : "AAAA");
+    } else if (r->status == MXG_DNS_TEMPFAIL || a->status == MXG_DNS_TEMPFAIL ||
+               aaaa->status == MXG_DNS_TEMPFAIL || bogus) {
+        /* failure (or partial failure next to an answer): say which */
+        size_t o = 0;
+        for (int f = 0; f < 2; f++) {
+            const struct dns_sub *s = &q->sub[f];
+            if (s->status != MXG_DNS_TEMPFAIL && s->status != MXG_DNS_BOGUS)
+                continue;
+            int w = snprintf(r->why + o, sizeof r->why - o, "%s%s lookup: %s", o ? "; " : "",
+                             rrtype_name(s->rrtype), s->why);
+            if (w < 0 || (size_t)w >= sizeof r->why - o)
+                break;
+            o += (size_t)w;
+        }
+    }
+}
+
+static void deliver_one(struct mxg_dns_query *q)
+{
+    if (q->kind == Q_MX)
+        q->mx_cb(q->arg, &q->res.mx);
+    else
+        q->addr_cb(q->arg, &q->res.addr);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct mxg_dns *dns = h->data;
+    int budget = dns->ready.count;
+
+    while (budget-- > 0 && dns->ready.head && !dns->freeing) {
+        struct mxg_dns_query *q = dns->ready.head;
+        qlist_remove(&dns->ready, q);
+        q->in_ready = 0;
+        q->delivering = 1;
+        deliver_one(q); /* may cancel others, start new lookups, or free dns */
+        query_free(q);
+    }
+    if (!dns->freeing && dns->ready.count == 0 && dns->idle_active) {
+        uv_idle_stop(&dns->idle);
+        dns->idle_active = 0;
+    }
+}
+
+/* A sub is finished; when all are, move the query to the ready list. */
+static void sub_done(struct dns_sub *s)
+{
+    struct mxg_dns_query *q = s->q;
+    struct mxg_dns *dns = q->dns;
+
+    s->done = 1;
+    for (int i = 0; i < q->nsub; i++)
+        if (!q->sub[i].done)
+            return;
+    query_finish(q);
+    qlist_remove(&dns->pending, q);
+    qlist_push(&dns->ready, q);
+    q->in_ready = 1;
+    if (!dns->idle_active) {
+        uv_idle_start(&dns->idle, on_idle);
+        dns->idle_active = 1;
+    }
+}
+
+static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_dict *resp,
+                      void *userarg, getdns_transaction_t tid);
+
+/* Send the query of sub s (for s->name). On failure to submit, the sub is
+ * finished with TEMPFAIL and -1 returned. getdns may call on_getdns()
+ * synchronously from here. */
+static int sub_submit(struct dns_sub *s)
+{
+    struct mxg_dns *dns = s->q->dns;
+    char fq[MXG_DNS_NAME_MAX + 2];
+    getdns_transaction_t tid = 0;
+
+    snprintf(fq, sizeof fq, "%s.", s->name);
+    s->active = 1;
+    getdns_return_t r = getdns_general(dns->ctx, fq, s->rrtype, dns->ext, s, &tid, on_getdns);
+    if (r != GETDNS_RETURN_GOOD) {
+        if (s->active) { /* callback did not run */
+            char why[160];
+            s->active = 0;
+            s->submit_failed = 1;
+            snprintf(why, sizeof why, "cannot send %s query for %s: %s", rrtype_name(s->rrtype),
+                     s->name, getdns_get_errorstr_by_id((uint16_t)r));
+            LOG_D(COMP, "%s", why);
+            sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, why);
+            sub_done(s);
+        }
+        return -1;
+    }
+    if (s->active)
+        s->tid = tid;
+    return 0;
+}
+
+static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_dict *resp,
+                      void *userarg, getdns_transaction_t tid)
+{
+    struct dns_sub *s = userarg;
+    struct mxg_dns_query *q = s->q;
+    (void)ctx;
+    (void)tid;
+
+    s->active = 0;
+    if (q->cancelled) {
+        if (resp)
+            getdns_dict_destroy(resp);
+        if (!q->in_cancel && !query_active(q))
+            query_free(q); /* already unlinked by mxg_dns_cancel() */
+        return;
+    }
+    int follow = parse_response(s, type, resp);
+    if (resp)
+        getdns_dict_destroy(resp);
+    LOG_D(COMP, "%s %s: %s (%s)%s%s", rrtype_name(s->rrtype), s->name,
+          follow ? "CNAME, following" : mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec),
+          s->why[0] && !follow ? ": " : "", follow ? "" : s->why);
+    if (follow) {
+        (void)sub_submit(s); /* on failure it finished the sub itself */
+        return;
+    }
+    sub_done(s);
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind, const char *name)
+{
+    struct mxg_dns_query *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->dns = dns;
+    q->kind = kind;
+    q->nsub = kind == Q_MX ? 1 : 2;
+    for (int i = 0; i < q->nsub; i++) {
+        struct dns_sub *s = &q->sub[i];
+        s->q = q;
+        s->rrtype = kind == Q_MX ? GETDNS_RRTYPE_MX : i == 0 ? GETDNS_RRTYPE_A : GETDNS_RRTYPE_AAAA;
+        s->sec = MXG_SEC_SECURE; /* neutral element for sec_worst() */
+        s->status = MXG_DNS_TEMPFAIL;
+        snprintf(s->name, sizeof s->name, "%s", name);
+    }
+    qlist_push(&dns->pending, q);
+    return q;
+}
+
+/* Submit all subs; returns 0, or -1 (query freed) when none could be sent. */
+static int query_start(struct mxg_dns_query *q, struct mxg_dns_query **out)
+{
+    struct mxg_dns *dns = q->dns;
+    int failed = 0;
+
+    for (int i = 0; i < q->nsub; i++)
+        if (sub_submit(&q->sub[i]) != 0 && q->sub[i].submit_failed)
+            failed++;
+    if (failed == q->nsub) {
+        /* nothing reached getdns: report the error to the caller instead */
+        if (q->in_ready) {
+            qlist_remove(&dns->ready, q);
+            if (dns->ready.count == 0 && dns->idle_active) {
+                uv_idle_stop(&dns->idle);
+                dns->idle_active = 0;
+            }
+        } else {
+            qlist_remove(&dns->pending, q);
+        }
+        LOG_W(COMP, "%s lookup for %s could not be started: %s", q->kind == Q_MX ? "MX" : "address",
+              q->sub[0].name, q->sub[0].why);
+        query_free(q);
+        return -1;
+    }
+    if (out)
+        *out = q;
+    return 0;
+}
+
+/* Contract: see dns.h. The callback always runs later from the loop (never
+ * from inside this call); the domain may carry a trailing dot and any case. */
+int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, void *arg,
+                      struct mxg_dns_query **q)
+{
+    char name[MXG_DNS_NAME_MAX];
+    if (q)
+        *q = NULL;
+    if (!dns || dns->freeing || !domain || !cb || norm_name(domain, name, sizeof name) ||
+        name[0] == '\0') {
+        LOG_W(COMP, "MX lookup: invalid arguments (domain \"%s\")", domain ? domain : "(null)");
+        return -1;
+    }
+    struct mxg_dns_query *nq = query_new(dns, Q_MX, name);
+    if (!nq)
+        return -1;
+    nq->mx_cb = cb;
+    nq->arg = arg;
+    return query_start(nq, q);
+}
+
+/* Contract: see dns.h. A and AAAA are asked in parallel; one callback, later. */
+int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, void *arg,
+                        struct mxg_dns_query **q)
+{
+    char name[MXG_DNS_NAME_MAX];
+    if (q)
+        *q = NULL;
+    if (!dns || dns->freeing || !host || !cb || norm_name(host, name, sizeof name) ||
+        name[0] == '\0') {
+        LOG_W(COMP, "address lookup: invalid arguments (host \"%s\")", host ? host : "(null)");
+        return -1;
+    }
+    struct mxg_dns_query *nq = query_new(dns, Q_ADDR, name);
+    if (!nq)
+        return -1;
+    nq->addr_cb = cb;
+    nq->arg = arg;
+    return query_start(nq, q);
+}
+
+/* Contract: q may be NULL. After this call the callback of q never runs and
+ * q is invalid. Must not be called for a query whose callback already ran. */
+void mxg_dns_cancel(struct mxg_dns_query *q)
+{
+    if (!q || q->delivering || q->cancelled)
+        return; /* finished (its callback is running) or already cancelled */
+    struct mxg_dns *dns = q->dns;
+    if (q->in_ready) {
+        qlist_remove(&dns->ready, q);
+        q->in_ready = 0;
+        query_free(q);
+        return;
+    }
+    qlist_remove(&dns->pending, q);
+    q->cancelled = 1;
+    q->in_cancel = 1;
+    for (int i = 0; i < q->nsub; i++) {
+        struct dns_sub *s = &q->sub[i];
+        if (!s->active)
+            continue;
+        /* getdns calls on_getdns(CANCEL) synchronously, which clears active */
+        if (getdns_cancel_callback(dns->ctx, s->tid) != GETDNS_RETURN_GOOD)
+            LOG_D(COMP, "getdns_cancel_callback(%llu) failed", (unsigned long long)s->tid);
+    }
+    /* If getdns still holds a transaction, on_getdns() frees q when it ends
+     * (at the latest in getdns_context_destroy()). */
+    q->in_cancel = 0;
+    if (!query_active(q))
+        query_free(q);
+}
+
+/* --------------------------------------------------------------- context */
+
+static void getdns_log_cb(void *userarg, uint64_t system, getdns_loglevel_type level,
+                          const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void getdns_log_cb(void *userarg, uint64_t system, getdns_loglevel_type level,
+                          const char *fmt, va_list ap)
+{
+    char buf[512];
+    (void)userarg;
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    LOG_D(COMP, "getdns[%llx/%d]: %s", (unsigned long long)system, (int)level, buf);
+}
+
+static int add_upstream(getdns_list *ups, size_t idx, const struct sockaddr *sa, char *err,
+                        size_t errlen)
+{
+    getdns_dict *d = getdns_dict_create();
+    uint8_t t4[] = "IPv4", t6[] = "IPv6";
+    struct getdns_bindata type, data;
+    uint32_t port;
+    int rc = -1;
+
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        type.size = 4;
+        type.data = t4;
+        data.size = 4;
+        data.data = (uint8_t *)&sin->sin_addr;
+        port = ntohs(sin->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        type.size = 4;
+        type.data = t6;
+        data.size = 16;
+        data.data = (uint8_t *)&sin6->sin6_addr;
+        port = ntohs(sin6->sin6_port);
+        if (sin6->sin6_scope_id) {
+            char ifname[IF_NAMESIZE];
+            if (if_indextoname(sin6->sin6_scope_id, ifname)) {
+                struct getdns_bindata sc = {strlen(ifname), (uint8_t *)ifname};
+                if (getdns_dict_set_bindata(d, "scope_id", &sc))
+                    goto out;
+            }
+        }
+    } else {
+        snprintf(err, errlen, "DNS server: unsupported address family %d", sa->sa_family);
+        goto out;
+    }
+    if (port == 0)
+        port = 53;
+    if (getdns_dict_set_bindata(d, "address_type", &type) ||
+        getdns_dict_set_bindata(d, "address_data", &data) ||
+        getdns_dict_set_int(d, "port", port) || getdns_list_set_dict(ups, idx, d)) {
+        snprintf(err, errlen, "cannot build the upstream list");
+        goto out;
+    }
+    rc = 0;
+out:
+    getdns_dict_destroy(d);
+    return rc;
+}
+
+/* Read "nameserver ADDR" lines of resolv.conf into ss[] (port 53). */
+static int read_resolv_conf(const char *path, struct sockaddr_storage *ss, int max, char *err,
+                            size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int n = 0;
+
+    if (!f) {
+        snprintf(err, errlen, "no DNS servers configured and cannot read %s: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f) && n < max) {
+        char kw[32], addr[128];
+        if (sscanf(line, " %31s %127s", kw, addr) != 2 || strcmp(kw, "nameserver") != 0)
+            continue;
+        char *pct = strchr(addr, '%');
+        unsigned scope = 0;
+        if (pct) {
+            *pct = '\0';
+            scope = if_nametoindex(pct + 1);
+        }
+        memset(&ss[n], 0, sizeof ss[n]);
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss[n];
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss[n];
+        if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons(53);
+            n++;
+        } else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_port = htons(53);
+            sin6->sin6_scope_id = scope;
+            n++;
+        } else {
+            LOG_W(COMP, "%s: ignoring unparseable nameserver \"%s\"", path, addr);
+        }
+    }
+    fclose(f);
+    if (n == 0) {
+        snprintf(err, errlen, "no DNS servers configured and no nameserver line in %s", path);
+        return -1;
+    }
+    return n;
+}
+
+/* Strip a zone-file comment (';' outside quotes) and turn parentheses into
+ * blanks; returns the paren depth change. */
+static int anchor_clean_line(char *s)
+{
+    int inq = 0, depth = 0;
+    for (char *p = s; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            continue;
+        }
+        if (*p == '"')
+            inq = !inq;
+        else if (!inq && *p == ';') {
+            *p = '\0';
+            break;
+        } else if (!inq && (*p == '(' || *p == ')')) {
+            depth += *p == '(' ? 1 : -1;
+            *p = ' ';
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            *p = ' ';
+        }
+    }
+    return depth;
+}
+
+static int blank(const char *s)
+{
+    while (*s == ' ')
+        s++;
+    return *s == '\0';
+}
+
+/* Parse the trust anchor file (DS / DNSKEY records, zone-file syntax, one
+ * record per line or parenthesised over several) into a getdns list.
+ * Returns the list or NULL with err set. */
+static getdns_list *load_anchors(const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+    getdns_list *list;
+    char line[1024];
+    char *rec;
+    size_t reclen = 0, nta = 0;
+    int depth = 0, lineno = 0, startline = 0;
+
+    if (!path || !path[0]) {
+        snprintf(err, errlen, "dns.trust_anchor_file is not set");
+        return NULL;
+    }
+    if (!(f = fopen(path, "r"))) {
+        snprintf(err, errlen, "trust anchor file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    list = getdns_list_create();
+    rec = malloc(DNS_ANCHOR_LINE_MAX);
+    if (!list || !rec) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    rec[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+            goto fail;
+        }
+        if (depth == 0 && (line[0] == '$' || line[0] == '#')) {
+            LOG_D(COMP, "%s:%d: ignoring \"%.*s\"", path, lineno, (int)strcspn(line, "\r\n"), line);
+            continue;
+        }
+        depth += anchor_clean_line(line);
+        if (depth < 0) {
+            snprintf(err, errlen, "%s:%d: unbalanced ')'", path, lineno);
+            goto fail;
+        }
+        if (reclen == 0) {
+            if (blank(line))
+                continue;
+            startline = lineno;
+        }
+        size_t l = strlen(line);
+        if (reclen + l + 2 > DNS_ANCHOR_LINE_MAX) {
+            snprintf(err, errlen, "%s:%d: record too long", path, startline);
+            goto fail;
+        }
+        memcpy(rec + reclen, line, l);
+        reclen += l;
+        rec[reclen++] = ' ';
+        rec[reclen] = '\0';
+        if (depth > 0)
+            continue;
+
+        getdns_dict *rr = NULL;
+        getdns_return_t r = getdns_str2rr_dict(rec, &rr, ".", 3600);
+        if (r != GETDNS_RETURN_GOOD || !rr) {
+            snprintf(err, errlen, "%s:%d: cannot parse trust anchor: %s", path, startline,
+                     getdns_get_errorstr_by_id((uint16_t)r));
+            if (rr)
+                getdns_dict_destroy(rr);
+            goto fail;
+        }
+        uint32_t t = rr_type(rr);
+        if (t != GETDNS_RRTYPE_DS && t != GETDNS_RRTYPE_DNSKEY) {
+            snprintf(err, errlen, "%s:%d: trust anchor is not a DS or DNSKEY record (type %u)",
+                     path, startline, (unsigned)t);
+            getdns_dict_destroy(rr);
+            goto fail;
+        }
+        if (getdns_list_set_dict(list, nta, rr) != GETDNS_RETURN_GOOD) {
+            snprintf(err, errlen, "out of memory");
+            getdns_dict_destroy(rr);
+            goto fail;
+        }
+        getdns_dict_destroy(rr);
+        nta++;
+        reclen = 0;
+        rec[0] = '\0';
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "trust anchor file %s: read error", path);
+        goto fail;
+    }
+    if (depth != 0) {
+        snprintf(err, errlen, "%s:%d: unterminated '('", path, startline);
+        goto fail;
+    }
+    if (nta == 0) {
+        snprintf(err, errlen, "trust anchor file %s holds no DS or DNSKEY record", path);
+        goto fail;
+    }
+    LOG_D(COMP, "%zu trust anchor(s) from %s", nta, path);
+    fclose(f);
+    free(rec);
+    return list;
+fail:
+    fclose(f);
+    free(rec);
+    if (list)
+        getdns_list_destroy(list);
+    return NULL;
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+#define GD_CHECK(call, what)                                                                       \
+    do {                                                                                           \
+        getdns_return_t r_ = (call);                                                               \
+        if (r_ != GETDNS_RETURN_GOOD) {                                                            \
+            snprintf(err, errlen, "getdns: %s: %s", what, getdns_get_errorstr_by_id((uint16_t)r_)); \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* Contract: see dns.h. Returns NULL with err set on any configuration error
+ * (bad/missing trust anchor file, no DNS server, getdns failure). */
+struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    struct mxg_dns *dns = NULL;
+    getdns_list *anchors = NULL, *ups = NULL;
+
+    if (!loop || !cfg) {
+        snprintf(err, errlen, "mxg_dns_new: invalid arguments");
+        return NULL;
+    }
+    if (!(dns = calloc(1, sizeof *dns))) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    dns->loop = loop;
+
+    if (!(anchors = load_anchors(cfg->trust_anchor_file, err, errlen)))
+        goto fail;
+
+    GD_CHECK(getdns_context_create(&dns->ctx, 0), "context_create");
+    (void)getdns_context_set_logfunc(dns->ctx, dns, GETDNS_LOG_SYS_RESOLVING | GETDNS_LOG_SYS_ANCHOR,
+                                     GETDNS_LOG_WARNING, getdns_log_cb);
+    GD_CHECK(getdns_context_set_resolution_type(dns->ctx, cfg->dns_mode == MXG_DNS_RECURSIVE
+                                                               ? GETDNS_RESOLUTION_RECURSING
+                                                               : GETDNS_RESOLUTION_STUB),
+             "set_resolution_type");
+
+    if (cfg->dns_mode == MXG_DNS_STUB) {
+        struct sockaddr_storage rc[DNS_MAX_UPSTREAMS];
+        int n = cfg->n_dns_servers;
+        if (!(ups = getdns_list_create())) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (n > 0) {
+            for (int i = 0; i < n; i++)
+                if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&cfg->dns_servers[i].sa,
+                                 err, errlen))
+                    goto fail;
+        } else {
+            if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0)
+                goto fail;
+            for (int i = 0; i < n; i++)
+                if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&rc[i], err, errlen))
+                    goto fail;
+            LOG_I(COMP, "using %d nameserver(s) from %s", n, DNS_RESOLV_CONF);
+        }
+        GD_CHECK(getdns_context_set_upstream_recursive_servers(dns->ctx, ups),
+                 "set_upstream_recursive_servers");
+    }
+    if (cfg->t_dns > 0)
+        GD_CHECK(getdns_context_set_timeout(dns->ctx, cfg->t_dns), "set_timeout");
+    GD_CHECK(getdns_context_set_dnssec_trust_anchors(dns->ctx, anchors), "set_dnssec_trust_anchors");
+    GD_CHECK(getdns_extension_set_libuv_loop(dns->ctx, loop), "set_libuv_loop");
+
+    if (!(dns->ext = getdns_dict_create())) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_status", GETDNS_EXTENSION_TRUE),
+             "extensions");
+    GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_all_statuses", GETDNS_EXTENSION_TRUE),
+             "extensions");
+
+    if (uv_idle_init(loop, &dns->idle) != 0) {
+        snprintf(err, errlen, "uv_idle_init failed");
+        goto fail;
+    }
+    dns->idle.data = dns;
+    getdns_list_destroy(anchors);
+    if (ups)
+        getdns_list_destroy(ups);
+    LOG_D(COMP, "resolver ready (%s mode)", cfg->dns_mode == MXG_DNS_RECURSIVE ? "recursive" : "stub");
+    return dns;
+
+fail:
+    if (anchors)
+        getdns_list_destroy(anchors);
+    if (ups)
+        getdns_list_destroy(ups);
+    if (dns->ext)
+        getdns_dict_destroy(dns->ext);
+    if (dns->ctx)
+        getdns_context_destroy(dns->ctx);
+    free(dns);
+    return NULL;
+}
+
+/* Contract: dns may be NULL. Cancels every outstanding query (no callback
+ * runs afterwards), destroys the getdns context and closes the uv handles;
+ * memory is released by their close callbacks, so run the loop once more
+ * before uv_loop_close(). Safe to call from inside a dns callback. */
+void mxg_dns_free(struct mxg_dns *dns)
+{
+    if (!dns || dns->freeing)
+        return;
+    dns->freeing = 1;
+    while (dns->ready.head) {
+        struct mxg_dns_query *q = dns->ready.head;
+        qlist_remove(&dns->ready, q);
+        query_free(q);
+    }
+    while (dns->pending.head)
+        mxg_dns_cancel(dns->pending.head);
+    /* Destroying also cancels anything getdns still holds; on_getdns() frees
+     * the cancelled queries that were waiting for that. */
+    getdns_context_destroy(dns->ctx);
+    dns->ctx = NULL;
+    getdns_dict_destroy(dns->ext);
+    dns->ext = NULL;
+    if (dns->idle_active)
+        uv_idle_stop(&dns->idle);
+    dns->idle_active = 0;
+    uv_close((uv_handle_t *)&dns->idle, on_idle_closed);
+}

@@ -1,0 +1,88 @@
+/* dane/dns.h — DNS on the libuv loop with getdns, every answer carrying its
+ * DNSSEC status.
+ *
+ * Contract:
+ *  - mxg_dns_new() creates a getdns context bound to the given uv loop, in stub
+ *    mode towards the configured servers (or those of /etc/resolv.conf when
+ *    none are configured) or in recursive mode, with DNSSEC validation against
+ *    the trust anchors of cfg->trust_anchor_file (DS or DNSKEY records in zone
+ *    file syntax, parsed line by line). Queries use the extensions
+ *    dnssec_return_status + dnssec_return_all_statuses so that bogus answers
+ *    are reported as bogus, never as "no such name".
+ *  - Every result is classified: status (OK / NODATA / NXDOMAIN / TEMPFAIL /
+ *    BOGUS) and DNSSEC (SECURE / INSECURE / BOGUS / INDETERMINATE).
+ *  - Callbacks run on the loop; the result passed to a callback is owned by
+ *    the dns module and valid only during the callback (copy what you keep).
+ *  - mxg_dns_cancel() guarantees the callback will not run.
+ *  - Errors: negative return values (-1) with err text; never abort().
+ */
+#ifndef MXG_DNS_H
+#define MXG_DNS_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "../core/config.h"
+
+enum mxg_dns_status {
+    MXG_DNS_OK = 0,    /* an answer with >= 1 record of the asked type */
+    MXG_DNS_NODATA,    /* name exists, no record of that type */
+    MXG_DNS_NXDOMAIN,  /* name does not exist */
+    MXG_DNS_TEMPFAIL,  /* timeout, SERVFAIL, network error */
+    MXG_DNS_BOGUS,     /* DNSSEC validation failed */
+};
+enum mxg_dnssec { MXG_SEC_INSECURE = 0, MXG_SEC_SECURE, MXG_SEC_BOGUS, MXG_SEC_INDETERMINATE };
+
+const char *mxg_dns_status_name(enum mxg_dns_status s);
+const char *mxg_dnssec_name(enum mxg_dnssec s);
+
+struct mxg_dns;
+struct mxg_dns_query;
+
+#define MXG_DNS_NAME_MAX 256
+#define MXG_DNS_MAX_MX 32
+#define MXG_DNS_MAX_ADDR 16
+
+struct mxg_mx_rr {
+    int pref;
+    char host[MXG_DNS_NAME_MAX]; /* lower-case, no trailing dot; "" = null MX "." */
+};
+
+struct mxg_mx_result {
+    enum mxg_dns_status status;
+    enum mxg_dnssec sec;          /* of the MX RRset (and CNAME chain) */
+    char canon[MXG_DNS_NAME_MAX]; /* owner after CNAME expansion */
+    int n;
+    struct mxg_mx_rr mx[MXG_DNS_MAX_MX]; /* in answer order (caller sorts) */
+    char why[160];                /* reason on non-OK */
+};
+
+struct mxg_addr_result {
+    enum mxg_dns_status status;   /* OK if >= 1 address of either family */
+    enum mxg_dnssec sec;          /* SECURE only if every answer used was secure */
+    char canon[MXG_DNS_NAME_MAX]; /* name after CNAME expansion */
+    int n;
+    struct sockaddr_storage addr[MXG_DNS_MAX_ADDR]; /* port 0 */
+    char why[160];
+};
+
+typedef void (*mxg_mx_cb)(void *arg, const struct mxg_mx_result *res);
+typedef void (*mxg_addr_cb)(void *arg, const struct mxg_addr_result *res);
+
+struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen);
+void mxg_dns_free(struct mxg_dns *dns);
+
+/* MX lookup of domain. Returns 0 and sets *q (may be NULL), or -1. */
+int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, void *arg,
+                      struct mxg_dns_query **q);
+/* A and AAAA of host, one callback with the union (IPv4 first).
+ * Merge rule: status OK if >= 1 address; with none: BOGUS if either lookup
+ * was bogus, else TEMPFAIL if either failed, else NXDOMAIN if both said so,
+ * else NODATA. sec: BOGUS if either was bogus, SECURE only if both answers
+ * (or secure denials) were secure, else INSECURE. */
+int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, void *arg,
+                        struct mxg_dns_query **q);
+void mxg_dns_cancel(struct mxg_dns_query *q);
+
+#endif

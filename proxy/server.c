@@ -1,0 +1,164 @@
+/* proxy/server.c — listeners, ACL, session registry, drain; see server.h. */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "session.h"
+
+static int acl_allows(const struct mxg_config *cfg, const struct sockaddr *sa)
+{
+    for (int i = 0; i < cfg->n_allow; i++)
+        if (mxg_cidr_match(&cfg->allow[i], sa))
+            return 1;
+    return 0;
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct mxg_server *srv = listener->data;
+    if (status < 0) {
+        LOG_W("server", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    uv_tcp_t *client = malloc(sizeof *client);
+    if (!client)
+        return;
+    uv_tcp_init(srv->loop, client);
+    if (uv_accept(listener, (uv_stream_t *)client) != 0) {
+        uv_close((uv_handle_t *)client, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(client, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int ok = uv_tcp_getpeername(client, (struct sockaddr *)&ss, &len) == 0 &&
+             acl_allows(srv->cfg, (struct sockaddr *)&ss);
+    int over = srv->n_sessions >= srv->cfg->max_sessions;
+    mxg_session_start(srv, client, ok, over);
+}
+
+/* Our own addresses, for loop protection: every listener address, plus every
+ * interface address when a listener is a wildcard. */
+static void collect_self(struct mxg_server *srv)
+{
+    int n = 0, wildcard = 0;
+    const int cap = (int)(sizeof srv->self / sizeof srv->self[0]);
+    for (int i = 0; i < srv->cfg->n_listen && n < cap; i++) {
+        const struct sockaddr_storage *a = &srv->cfg->listen[i].sa;
+        if ((a->ss_family == AF_INET &&
+             ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (a->ss_family == AF_INET6 &&
+             memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &in6addr_any, 16) == 0))
+            wildcard = 1;
+        else
+            srv->self[n++] = *a;
+    }
+    if (wildcard) {
+        uv_interface_address_t *ifs;
+        int count;
+        if (uv_interface_addresses(&ifs, &count) == 0) {
+            for (int i = 0; i < count && n < cap; i++) {
+                memset(&srv->self[n], 0, sizeof srv->self[n]);
+                if (ifs[i].address.address4.sin_family == AF_INET)
+                    memcpy(&srv->self[n++], &ifs[i].address.address4, sizeof ifs[i].address.address4);
+                else
+                    memcpy(&srv->self[n++], &ifs[i].address.address6, sizeof ifs[i].address.address6);
+            }
+            uv_free_interface_addresses(ifs, count);
+        }
+    }
+    srv->upenv.self = srv->self;
+    srv->upenv.n_self = n;
+}
+
+int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
+                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    if (cfg->hostname[0])
+        snprintf(srv->hostname, sizeof srv->hostname, "%s", cfg->hostname);
+    else if (gethostname(srv->hostname, sizeof srv->hostname - 1) != 0)
+        snprintf(srv->hostname, sizeof srv->hostname, "localhost");
+    srv->upenv.loop = loop;
+    srv->upenv.cfg = cfg;
+    srv->upenv.dns = dns;
+    srv->upenv.tls = tls;
+    collect_self(srv);
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    for (int i = 0; i < cfg->n_listen; i++) {
+        uv_tcp_t *l = &srv->listeners[i];
+        uv_tcp_init(loop, l);
+        l->data = srv;
+        srv->n_listeners++;
+        int rc = uv_tcp_bind(l, (const struct sockaddr *)&cfg->listen[i].sa, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)l, 511, on_accept);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+            for (int k = 0; k < srv->n_listeners; k++)
+                uv_close((uv_handle_t *)&srv->listeners[k], NULL);
+            uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+            srv->n_listeners = 0;
+            return -1;
+        }
+        LOG_N("server", "listening on %s", cfg->listen[i].text);
+    }
+    return 0;
+}
+
+static void drain_check(struct mxg_server *srv)
+{
+    if (srv->draining != 1 || srv->n_sessions > 0)
+        return;
+    srv->draining = 2;
+    uv_timer_stop(&srv->drain_timer);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    LOG_N("server", "drained: all sessions finished");
+    if (srv->on_drained)
+        srv->on_drained(srv);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct mxg_server *srv = t->data;
+    LOG_W("server", "drain deadline reached: closing %d session(s)", srv->n_sessions);
+    struct mxg_session *s = srv->sessions;
+    while (s) {
+        struct mxg_session *next = mxg_session_next(s);
+        mxg_session_kill(s);
+        s = next;
+    }
+}
+
+void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv))
+{
+    if (srv->draining)
+        return;
+    srv->draining = 1;
+    srv->on_drained = on_drained;
+    for (int i = 0; i < srv->n_listeners; i++)
+        uv_close((uv_handle_t *)&srv->listeners[i], NULL);
+    LOG_N("server", "draining: stopped accepting, %d session(s) active, deadline %llus",
+          srv->n_sessions, (unsigned long long)(srv->cfg->drain_timeout_ms / 1000));
+    struct mxg_session *s = srv->sessions;
+    while (s) {
+        struct mxg_session *next = mxg_session_next(s);
+        mxg_session_drain(s);
+        s = next;
+    }
+    uv_timer_start(&srv->drain_timer, on_drain_deadline, srv->cfg->drain_timeout_ms, 0);
+    drain_check(srv);
+}
+
+void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s)
+{
+    (void)s;
+    drain_check(srv);
+}

@@ -1,0 +1,49 @@
+/* proxy/server.h — the inbound side: listeners, the client ACL, the session
+ * registry and the SIGTERM drain.
+ *
+ * Contract:
+ *  - mxg_server_start() binds every cfg->listen endpoint on the loop and
+ *    accepts clients. A client outside cfg->allow gets "554 5.7.1" and is
+ *    disconnected (one log line); over cfg->max_sessions gets "421 4.7.0".
+ *    Returns 0, or -1 with err (nothing left bound).
+ *  - mxg_server_drain() stops accepting, lets sessions finish their current
+ *    transaction (an idle session gets 421 4.3.2 at its next command), and
+ *    closes whatever is left after cfg->drain_timeout_ms. on_drained runs once
+ *    when the last session is gone.
+ *  - The server borrows cfg, dns and tls; they must outlive it. */
+#ifndef MXG_SERVER_H
+#define MXG_SERVER_H
+
+#include <uv.h>
+
+#include "../core/config.h"
+#include "../dane/dns.h"
+#include "../tls/tls_engine.h"
+#include "upstream.h"
+
+struct mxg_session;
+
+struct mxg_server {
+    uv_loop_t *loop;
+    const struct mxg_config *cfg;
+    struct mxg_upstream_env upenv;
+    struct sockaddr_storage self[MXG_CFG_MAX_LISTEN + 64];
+    uv_tcp_t listeners[MXG_CFG_MAX_LISTEN];
+    int n_listeners;
+    char hostname[256];
+    struct mxg_session *sessions; /* doubly linked list of live sessions */
+    int n_sessions;
+    unsigned long next_id;
+    int draining;
+    uv_timer_t drain_timer;
+    void (*on_drained)(struct mxg_server *srv);
+};
+
+int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
+                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, char *err, size_t errlen);
+void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
+
+/* Called by sessions (proxy/session.c). */
+void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s);
+
+#endif

@@ -1,0 +1,1030 @@
+/* proxy/upstream.c — the upstream leg state machine; see upstream.h.
+ *
+ * Structure: one struct mxg_leg per leg, one struct conn per TCP connection
+ * attempt (a leg may try several addresses and MX hosts; a dropped conn is
+ * detached from its leg and frees itself when libuv has closed it). Every
+ * state change goes through leg_set_state(), which logs old → new. */
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/log.h"
+#include "../dane/mxroute.h"
+#include "buf.h"
+
+#define LEG_HIGH_WATER (256 * 1024)
+#define LEG_LOW_WATER (64 * 1024)
+#define LEG_LINE_MAX 4096
+#define LEG_MAX_CANDS 64
+
+enum leg_state {
+    LEG_RESOLVING, LEG_CONNECTING, LEG_GREETING, LEG_EHLO, LEG_HELO, LEG_STARTTLS,
+    LEG_TLS_HANDSHAKE, LEG_EHLO_TLS, LEG_MAIL, LEG_READY, LEG_RCPT, LEG_DATA, LEG_STREAM,
+    LEG_DOT, LEG_DONE, LEG_QUIT, LEG_FAILED, LEG_CLOSED,
+};
+static const char *const leg_state_names[] = {
+    "resolving", "connecting", "greeting", "ehlo", "helo", "starttls", "tls-handshake",
+    "ehlo-tls", "mail", "ready", "rcpt", "data", "stream", "dot", "done", "quit", "failed",
+    "closed",
+};
+
+/* Why a candidate failed, most severe kind wins the final reply's code. */
+enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_LOOP, FK_TLS };
+
+struct cand {
+    char host[MXG_DNS_NAME_MAX];
+    struct sockaddr_storage addr;
+    char addr_text[64];
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    struct mxg_leg *leg; /* NULL once dropped */
+    size_t pending;      /* bytes queued in uv_write */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct conn *conn;
+    size_t len;
+    char data[];
+};
+
+struct mxg_leg {
+    const struct mxg_upstream_env *env;
+    enum leg_state st;
+    char sid[40];
+    char domain[MXG_DNS_NAME_MAX];
+    char mail_from[MXG_PATH_MAX];
+    struct mxg_mail_params mp;
+    struct mxg_leg_cbs cbs;
+    void *arg;
+    int detached;
+    int op_pending; /* an operation waits for on_reply */
+    struct mxg_policy policy;
+
+    struct mxg_route_query *rq;
+    struct cand *cands;
+    int n_cands, cur;
+    int plaintext_retry;
+    enum fail_kind fail_kind;
+    char reasons[600];
+
+    struct conn *conn;
+    uv_timer_t timer;    /* per-command / connect timeout */
+    uv_timer_t deadline; /* total RCPT-time budget while opening */
+    int timers_open;
+
+    struct mxg_tls_engine *tls;
+    struct mxg_buf in;
+    struct mxg_reply_parser rp;
+    struct mxg_caps caps;
+    int want_drain;
+
+    struct mxg_reply err;
+    char mx_host[MXG_DNS_NAME_MAX];
+    char mx_addr[64];
+    char tls_version[32];
+    char tls_cipher[80];
+    int need_7bit;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void leg_set_state(struct mxg_leg *leg, enum leg_state st)
+{
+    if (leg->st != st)
+        LOG_D("upstream", "%s %s: %s -> %s", leg->sid, leg->domain, leg_state_names[leg->st],
+              leg_state_names[st]);
+    leg->st = st;
+}
+
+static void leg_timer(struct mxg_leg *leg, uint64_t ms);
+static void leg_drop_conn(struct mxg_leg *leg);
+static void leg_try_next(struct mxg_leg *leg);
+static void leg_connect(struct mxg_leg *leg);
+
+static void deliver(struct mxg_leg *leg, const struct mxg_reply *r)
+{
+    if (!leg->op_pending || leg->detached)
+        return;
+    leg->op_pending = 0;
+    if (leg->cbs.on_reply)
+        leg->cbs.on_reply(leg->arg, leg, r);
+}
+
+static const char *cur_label(struct mxg_leg *leg, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s[%s]", leg->mx_host[0] ? leg->mx_host : "?", leg->mx_addr);
+    return buf;
+}
+
+/* Record why the current candidate failed (for the final reply). */
+static void note_failure(struct mxg_leg *leg, enum fail_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note_failure(struct mxg_leg *leg, enum fail_kind kind, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    LOG_I("upstream", "%s %s: %s", leg->sid, leg->domain, msg);
+    if (kind > leg->fail_kind)
+        leg->fail_kind = kind;
+    size_t l = strlen(leg->reasons);
+    if (l + 4 < sizeof leg->reasons)
+        snprintf(leg->reasons + l, sizeof leg->reasons - l, "%s%s", l ? "; " : "", msg);
+}
+
+/* The leg is unusable: remember the error, tell the session (if it waits). */
+static void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
+{
+    leg->err = *r;
+    leg_drop_conn(leg);
+    uv_timer_stop(&leg->timer);
+    uv_timer_stop(&leg->deadline);
+    if (leg->rq) {
+        mxg_route_cancel(leg->rq);
+        leg->rq = NULL;
+    }
+    leg_set_state(leg, LEG_FAILED);
+    char sum[300];
+    mxg_reply_summary(r, sum, sizeof sum);
+    LOG_D("upstream", "%s %s: leg failed: %s", leg->sid, leg->domain, sum);
+    deliver(leg, r);
+}
+
+static void fail_all(struct mxg_leg *leg)
+{
+    struct mxg_reply r;
+    const char *enh = "4.4.1";
+    switch (leg->fail_kind) {
+    case FK_DNS: enh = "4.4.3"; break;
+    case FK_LOOP: enh = "4.4.6"; break;
+    case FK_TLS: enh = "4.7.5"; break;
+    default: break;
+    }
+    mxg_reply_set(&r, 451, enh, "No usable MX for %s: %s", leg->domain,
+                  leg->reasons[0] ? leg->reasons : "no candidates");
+    leg_fail(leg, &r);
+}
+
+/* ------------------------------------------------------------ connection */
+
+static void wreq_done(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct conn *c = w->conn;
+    c->pending -= w->len;
+    struct mxg_leg *leg = c->leg;
+    free(w);
+    if (!leg)
+        return;
+    if (status < 0) {
+        LOG_D("upstream", "%s write failed: %s", leg->sid, uv_strerror(status));
+        return; /* the read side reports the loss */
+    }
+    if (leg->want_drain && c->pending < LEG_LOW_WATER) {
+        leg->want_drain = 0;
+        if (!leg->detached && leg->cbs.on_drain)
+            leg->cbs.on_drain(leg->arg, leg);
+    }
+}
+
+static int raw_send(struct mxg_leg *leg, const void *p, size_t n)
+{
+    struct conn *c = leg->conn;
+    if (!c || n == 0)
+        return c ? 0 : -1;
+    struct wreq *w = malloc(sizeof *w + n);
+    if (!w)
+        return -1;
+    w->conn = c;
+    w->len = n;
+    memcpy(w->data, p, n);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, wreq_done);
+    if (rc < 0) {
+        free(w);
+        return -1;
+    }
+    c->pending += n;
+    return 0;
+}
+
+static int flush_tls(struct mxg_leg *leg)
+{
+    char tmp[16384];
+    while (mxg_tls_out_pending(leg->tls) > 0) {
+        size_t n = mxg_tls_take_out(leg->tls, tmp, sizeof tmp);
+        if (n == 0)
+            break;
+        if (raw_send(leg, tmp, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Send plaintext protocol bytes (through TLS when it is up). */
+static int leg_send(struct mxg_leg *leg, const void *p, size_t n)
+{
+    if (leg->tls && mxg_tls_handshake_done(leg->tls)) {
+        if (mxg_tls_write(leg->tls, p, n) != MXG_TLS_OK)
+            return -1;
+        return flush_tls(leg);
+    }
+    return raw_send(leg, p, n);
+}
+
+static int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line - 2)
+        return -1;
+    LOG_D("upstream", "%s -> %s", leg->sid, line);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    leg_set_state(leg, next);
+    leg_timer(leg, timeout);
+    return leg_send(leg, line, (size_t)n);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void leg_drop_conn(struct mxg_leg *leg)
+{
+    if (leg->tls) {
+        mxg_tls_engine_free(leg->tls);
+        leg->tls = NULL;
+    }
+    mxg_buf_reset(&leg->in);
+    mxg_reply_parser_reset(&leg->rp);
+    struct conn *c = leg->conn;
+    if (!c)
+        return;
+    leg->conn = NULL;
+    c->leg = NULL;
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void timers_closed(uv_handle_t *h)
+{
+    struct mxg_leg *leg = h->data;
+    if (--leg->timers_open == 0) {
+        mxg_buf_free(&leg->in);
+        free(leg->cands);
+        free(leg);
+    }
+}
+
+static void leg_destroy(struct mxg_leg *leg)
+{
+    if (leg->st == LEG_CLOSED)
+        return;
+    leg_drop_conn(leg);
+    if (leg->rq) {
+        mxg_route_cancel(leg->rq);
+        leg->rq = NULL;
+    }
+    leg_set_state(leg, LEG_CLOSED);
+    uv_close((uv_handle_t *)&leg->timer, timers_closed);
+    uv_close((uv_handle_t *)&leg->deadline, timers_closed);
+}
+
+static int in_setup(const struct mxg_leg *leg)
+{
+    return leg->st >= LEG_CONNECTING && leg->st <= LEG_MAIL;
+}
+
+static void txn_lost(struct mxg_leg *leg, const char *what)
+{
+    char lbl[320];
+    struct mxg_reply r;
+    mxg_reply_set(&r, 451, "4.4.2", "%s with %s during %s", what, cur_label(leg, lbl, sizeof lbl),
+                  leg_state_names[leg->st]);
+    leg_fail(leg, &r);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct mxg_leg *leg = t->data;
+    char lbl[320];
+    if (leg->st == LEG_QUIT) {
+        leg_destroy(leg);
+        return;
+    }
+    if (in_setup(leg)) {
+        note_failure(leg, FK_CONNECT, "%s: timeout in state %s", cur_label(leg, lbl, sizeof lbl),
+                     leg_state_names[leg->st]);
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+        return;
+    }
+    txn_lost(leg, "Timeout waiting for a reply");
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct mxg_leg *leg = t->data;
+    if (!in_setup(leg) && leg->st != LEG_RESOLVING)
+        return;
+    note_failure(leg, FK_CONNECT, "RCPT-time budget of %llus exhausted",
+                 (unsigned long long)(leg->env->cfg->t_rcpt_total / 1000));
+    fail_all(leg);
+}
+
+static void leg_timer(struct mxg_leg *leg, uint64_t ms)
+{
+    uv_timer_start(&leg->timer, on_timer, ms, 0);
+}
+
+/* ------------------------------------------------------- protocol steps */
+
+static void send_mail(struct mxg_leg *leg)
+{
+    const struct mxg_mail_params *mp = &leg->mp;
+    char params[400] = "";
+    size_t l = 0;
+    if (mp->smtputf8 && !leg->caps.smtputf8) {
+        struct mxg_reply r;
+        char lbl[320];
+        mxg_reply_set(&r, 553, "5.6.7", "%s does not support SMTPUTF8",
+                      cur_label(leg, lbl, sizeof lbl));
+        leg_fail(leg, &r);
+        return;
+    }
+    if (mp->size && leg->caps.size)
+        l += (size_t)snprintf(params + l, sizeof params - l, " SIZE=%llu",
+                              (unsigned long long)mp->size);
+    if (mp->body == MXG_BODY_8BITMIME) {
+        if (leg->caps.eightbit)
+            l += (size_t)snprintf(params + l, sizeof params - l, " BODY=8BITMIME");
+        else
+            leg->need_7bit = 1;
+    } else if (mp->body == MXG_BODY_7BIT && leg->caps.eightbit) {
+        l += (size_t)snprintf(params + l, sizeof params - l, " BODY=7BIT");
+    }
+    if (mp->smtputf8)
+        l += (size_t)snprintf(params + l, sizeof params - l, " SMTPUTF8");
+    if (leg->caps.dsn) {
+        if (mp->ret[0])
+            l += (size_t)snprintf(params + l, sizeof params - l, " RET=%s", mp->ret);
+        if (mp->envid[0])
+            l += (size_t)snprintf(params + l, sizeof params - l, " ENVID=%s", mp->envid);
+    }
+    if (leg_cmd(leg, LEG_MAIL, leg->env->cfg->t_upstream_cmd, "MAIL FROM:<%s>%s", leg->mail_from,
+                params) < 0)
+        txn_lost(leg, "Write failed");
+}
+
+static void send_ehlo(struct mxg_leg *leg, enum leg_state next)
+{
+    const struct mxg_config *cfg = leg->env->cfg;
+    const char *name = cfg->helo_name[0] ? cfg->helo_name : cfg->hostname;
+    if (leg_cmd(leg, next, cfg->t_upstream_cmd, "%s %s", next == LEG_HELO ? "HELO" : "EHLO",
+                name[0] ? name : "localhost") < 0)
+        txn_lost(leg, "Write failed");
+}
+
+/* After EHLO (or HELO): STARTTLS, or go on in plaintext if the policy lets us. */
+static void after_ehlo(struct mxg_leg *leg)
+{
+    char lbl[320];
+    if (leg->caps.starttls && !leg->plaintext_retry) {
+        if (leg_cmd(leg, LEG_STARTTLS, leg->env->cfg->t_upstream_cmd, "STARTTLS") < 0)
+            txn_lost(leg, "Write failed");
+        return;
+    }
+    if (!mxg_policy_allows_plaintext(&leg->policy)) {
+        note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
+                     cur_label(leg, lbl, sizeof lbl), mxg_policy_source_name(leg->policy.source),
+                     mxg_policy_level_name(leg->policy.level));
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+        return;
+    }
+    if (!leg->caps.starttls)
+        LOG_I("upstream", "%s %s: %s offers no STARTTLS; delivering in plaintext (policy %s)",
+              leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
+              mxg_policy_level_name(leg->policy.level));
+    send_mail(leg);
+}
+
+static void tls_failed(struct mxg_leg *leg, const char *why)
+{
+    char lbl[320];
+    cur_label(leg, lbl, sizeof lbl);
+    if (mxg_policy_allows_plaintext(&leg->policy) && !leg->plaintext_retry) {
+        LOG_W("upstream", "%s %s: TLS with %s failed (%s); retrying once in plaintext (policy %s)",
+              leg->sid, leg->domain, lbl, why, mxg_policy_level_name(leg->policy.level));
+        leg_drop_conn(leg);
+        leg->plaintext_retry = 1;
+        leg_connect(leg);
+        return;
+    }
+    note_failure(leg, FK_TLS, "%s: TLS failed: %s", lbl, why);
+    leg_drop_conn(leg);
+    leg_try_next(leg);
+}
+
+static void tls_step(struct mxg_leg *leg)
+{
+    int rc = mxg_tls_handshake(leg->tls);
+    if (flush_tls(leg) < 0) {
+        tls_failed(leg, "write failed");
+        return;
+    }
+    if (rc == MXG_TLS_AGAIN)
+        return;
+    if (rc != MXG_TLS_OK) {
+        const char *e = mxg_tls_engine_error(leg->tls);
+        char why[256];
+        snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
+        tls_failed(leg, why);
+        return;
+    }
+    snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
+    snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
+    LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
+          leg->tls_cipher);
+    memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
+    send_ehlo(leg, LEG_EHLO_TLS);
+}
+
+/* A complete reply arrived: the transition table of the leg. */
+static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
+{
+    char lbl[320], sum[300];
+    int cls = r->code / 100;
+    mxg_reply_summary(r, sum, sizeof sum);
+    LOG_D("upstream", "%s <- %s (%s)", leg->sid, sum, leg_state_names[leg->st]);
+    uv_timer_stop(&leg->timer);
+    cur_label(leg, lbl, sizeof lbl);
+
+    if (r->code == 421 && !in_setup(leg) && leg->st != LEG_QUIT) {
+        struct mxg_reply m;
+        mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", lbl, sum);
+        leg_fail(leg, &m);
+        return;
+    }
+    switch (leg->st) {
+    case LEG_GREETING:
+        if (cls == 2) {
+            send_ehlo(leg, LEG_EHLO);
+        } else {
+            note_failure(leg, FK_PROTOCOL, "%s: greeting %s", lbl, sum);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+        }
+        return;
+    case LEG_EHLO:
+    case LEG_HELO:
+        if (cls == 2) {
+            if (leg->st == LEG_EHLO)
+                mxg_caps_parse(r, &leg->caps);
+            else
+                memset(&leg->caps, 0, sizeof leg->caps);
+            after_ehlo(leg);
+        } else if (leg->st == LEG_EHLO && cls == 5) {
+            send_ehlo(leg, LEG_HELO);
+        } else {
+            note_failure(leg, FK_PROTOCOL, "%s: %s rejected: %s", lbl,
+                         leg->st == LEG_EHLO ? "EHLO" : "HELO", sum);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+        }
+        return;
+    case LEG_STARTTLS:
+        if (r->code != 220) {
+            char why[320];
+            snprintf(why, sizeof why, "STARTTLS rejected: %s", sum);
+            tls_failed(leg, why);
+            return;
+        }
+        if (mxg_buf_avail(&leg->in) > 0) { /* CVE-2011-0411 class */
+            LOG_W("upstream", "%s %s: %s sent %zu bytes after 220 to STARTTLS; discarded",
+                  leg->sid, leg->domain, lbl, mxg_buf_avail(&leg->in));
+            mxg_buf_reset(&leg->in);
+        }
+        leg->tls = mxg_tls_engine_new_client(leg->env->tls, leg->mx_host);
+        if (!leg->tls) {
+            tls_failed(leg, "cannot create TLS engine");
+            return;
+        }
+        leg_set_state(leg, LEG_TLS_HANDSHAKE);
+        leg_timer(leg, leg->env->cfg->t_upstream_cmd);
+        tls_step(leg);
+        return;
+    case LEG_EHLO_TLS:
+        if (cls == 2) {
+            mxg_caps_parse(r, &leg->caps);
+            send_mail(leg);
+        } else {
+            note_failure(leg, FK_PROTOCOL, "%s: EHLO after STARTTLS rejected: %s", lbl, sum);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+        }
+        return;
+    case LEG_MAIL:
+        uv_timer_stop(&leg->deadline);
+        if (cls == 2) {
+            LOG_I("upstream", "%s %s: connected to %s, %s%s%s", leg->sid, leg->domain, lbl,
+                  leg->tls_version[0] ? leg->tls_version : "plaintext",
+                  leg->tls_version[0] ? " " : "", leg->tls_cipher);
+            leg_set_state(leg, LEG_READY);
+            deliver(leg, r);
+        } else {
+            leg_fail(leg, r); /* the sender was refused: relay that */
+        }
+        return;
+    case LEG_RCPT:
+        leg_set_state(leg, LEG_READY);
+        deliver(leg, r);
+        return;
+    case LEG_DATA:
+        leg_set_state(leg, r->code == 354 ? LEG_STREAM : LEG_READY);
+        deliver(leg, r);
+        return;
+    case LEG_DOT:
+        leg_set_state(leg, LEG_DONE);
+        deliver(leg, r);
+        return;
+    case LEG_QUIT:
+        leg_destroy(leg);
+        return;
+    default:
+        LOG_I("upstream", "%s %s: unexpected reply from %s in state %s: %s", leg->sid, leg->domain,
+              lbl, leg_state_names[leg->st], sum);
+        if (r->code == 421 || leg->st == LEG_STREAM) {
+            struct mxg_reply m;
+            mxg_reply_set(&m, 451, "4.4.2", "%s: unexpected reply: %s", lbl, sum);
+            leg_fail(leg, &m);
+        }
+        return;
+    }
+}
+
+/* Split buffered plaintext into reply lines. */
+static void parse_input(struct mxg_leg *leg)
+{
+    while (leg->conn && mxg_buf_avail(&leg->in) > 0) {
+        char *head = mxg_buf_head(&leg->in);
+        size_t avail = mxg_buf_avail(&leg->in);
+        char *nl = memchr(head, '\n', avail);
+        if (!nl) {
+            if (avail > LEG_LINE_MAX) {
+                struct mxg_reply r;
+                char lbl[320];
+                mxg_reply_set(&r, 451, "4.5.0", "%s sent an overlong reply line",
+                              cur_label(leg, lbl, sizeof lbl));
+                if (in_setup(leg)) {
+                    note_failure(leg, FK_PROTOCOL, "%s", r.text);
+                    leg_drop_conn(leg);
+                    leg_try_next(leg);
+                } else {
+                    leg_fail(leg, &r);
+                }
+            }
+            return;
+        }
+        size_t ll = (size_t)(nl - head);
+        mxg_buf_consume(&leg->in, ll + 1);
+        if (ll > 0 && head[ll - 1] == '\r')
+            ll--;
+        /* consume first: the handler may reset the buffer (STARTTLS) */
+        char line[LEG_LINE_MAX + 1];
+        memcpy(line, head, ll > LEG_LINE_MAX ? LEG_LINE_MAX : ll);
+        if (ll > LEG_LINE_MAX)
+            ll = LEG_LINE_MAX;
+        int rc = mxg_reply_feed(&leg->rp, line, ll);
+        if (rc < 0) {
+            char lbl[320];
+            struct mxg_reply r;
+            mxg_reply_set(&r, 451, "4.5.0", "%s sent a malformed reply: %.60s",
+                          cur_label(leg, lbl, sizeof lbl), line);
+            if (in_setup(leg)) {
+                note_failure(leg, FK_PROTOCOL, "%s", r.text);
+                leg_drop_conn(leg);
+                leg_try_next(leg);
+            } else {
+                leg_fail(leg, &r);
+            }
+            return;
+        }
+        if (rc == 1) {
+            struct mxg_reply r = leg->rp.r;
+            on_reply(leg, &r);
+        }
+    }
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char slab[65536]; /* single-threaded loop: read_cb consumes it at once */
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    struct mxg_leg *leg = c->leg;
+    if (!leg || n == 0)
+        return;
+    if (n < 0) {
+        char lbl[320];
+        if (leg->st == LEG_QUIT) {
+            leg_destroy(leg);
+        } else if (in_setup(leg)) {
+            if (leg->st == LEG_TLS_HANDSHAKE) {
+                tls_failed(leg, "connection closed during handshake");
+                return;
+            }
+            note_failure(leg, FK_CONNECT, "%s: connection lost in state %s",
+                         cur_label(leg, lbl, sizeof lbl), leg_state_names[leg->st]);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+        } else if (leg->st == LEG_READY || leg->st == LEG_DONE) {
+            struct mxg_reply r;
+            mxg_reply_set(&r, 451, "4.4.2", "%s closed the connection",
+                          cur_label(leg, lbl, sizeof lbl));
+            leg_fail(leg, &r);
+        } else {
+            txn_lost(leg, "Lost connection");
+        }
+        return;
+    }
+    if (leg->tls) {
+        if (mxg_tls_feed(leg->tls, buf->base, (size_t)n) != MXG_TLS_OK) {
+            txn_lost(leg, "TLS failure");
+            return;
+        }
+        if (!mxg_tls_handshake_done(leg->tls)) {
+            tls_step(leg);
+            if (!leg->tls || !mxg_tls_handshake_done(leg->tls))
+                return;
+        }
+        char plain[16384];
+        for (;;) {
+            size_t got = 0;
+            int rc = mxg_tls_read(leg->tls, plain, sizeof plain, &got);
+            if (rc == MXG_TLS_OK) {
+                mxg_buf_append(&leg->in, plain, got);
+                continue;
+            }
+            if (rc == MXG_TLS_AGAIN)
+                break;
+            parse_input(leg);
+            if (leg->conn && leg->st != LEG_FAILED)
+                txn_lost(leg, rc == MXG_TLS_EOF ? "TLS closed" : "TLS error");
+            return;
+        }
+    } else {
+        mxg_buf_append(&leg->in, buf->base, (size_t)n);
+    }
+    parse_input(leg);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    struct mxg_leg *leg = c->leg;
+    if (!leg)
+        return;
+    char lbl[320];
+    if (status < 0) {
+        note_failure(leg, FK_CONNECT, "%s: %s", cur_label(leg, lbl, sizeof lbl),
+                     uv_strerror(status));
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+    leg_set_state(leg, LEG_GREETING);
+    leg_timer(leg, leg->env->cfg->t_upstream_cmd);
+}
+
+static int bind_source(struct mxg_leg *leg, uv_tcp_t *tcp, int family)
+{
+    const struct mxg_config *cfg = leg->env->cfg;
+    const char *src = family == AF_INET ? cfg->source_ipv4 : cfg->source_ipv6;
+    if (!src[0])
+        return 0;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (family == AF_INET)
+        uv_ip4_addr(src, 0, (struct sockaddr_in *)&ss);
+    else
+        uv_ip6_addr(src, 0, (struct sockaddr_in6 *)&ss);
+    return uv_tcp_bind(tcp, (struct sockaddr *)&ss, 0);
+}
+
+static void leg_connect(struct mxg_leg *leg)
+{
+    struct cand *cd = &leg->cands[leg->cur];
+    snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
+    snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
+    leg->tls_version[0] = leg->tls_cipher[0] = 0;
+    memset(&leg->caps, 0, sizeof leg->caps);
+    struct conn *c = calloc(1, sizeof *c);
+    char lbl[320];
+    if (!c) {
+        note_failure(leg, FK_CONNECT, "out of memory");
+        leg_try_next(leg);
+        return;
+    }
+    c->leg = leg;
+    uv_tcp_init(leg->env->loop, &c->tcp);
+    c->tcp.data = c;
+    c->req.data = c;
+    leg->conn = c;
+    int rc = bind_source(leg, &c->tcp, cd->addr.ss_family);
+    struct sockaddr_storage sa = cd->addr;
+    uint16_t port = htons((uint16_t)leg->env->cfg->upstream_port);
+    if (sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = port;
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = port;
+    if (rc == 0)
+        rc = uv_tcp_connect(&c->req, &c->tcp, (struct sockaddr *)&sa, on_connect);
+    if (rc < 0) {
+        note_failure(leg, FK_CONNECT, "%s: %s", cur_label(leg, lbl, sizeof lbl), uv_strerror(rc));
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+        return;
+    }
+    leg_set_state(leg, LEG_CONNECTING);
+    leg_timer(leg, leg->env->cfg->t_connect);
+}
+
+static void leg_try_next(struct mxg_leg *leg)
+{
+    leg->cur++;
+    leg->plaintext_retry = 0;
+    if (leg->cur >= leg->n_cands) {
+        fail_all(leg);
+        return;
+    }
+    leg_connect(leg);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static int is_self(const struct mxg_upstream_env *env, const struct sockaddr_storage *a)
+{
+    for (int i = 0; i < env->n_self; i++) {
+        const struct sockaddr_storage *s = &env->self[i];
+        if (s->ss_family != a->ss_family)
+            continue;
+        if (a->ss_family == AF_INET &&
+            ((const struct sockaddr_in *)s)->sin_addr.s_addr ==
+                ((const struct sockaddr_in *)a)->sin_addr.s_addr)
+            return 1;
+        if (a->ss_family == AF_INET6 &&
+            memcmp(&((const struct sockaddr_in6 *)s)->sin6_addr,
+                   &((const struct sockaddr_in6 *)a)->sin6_addr, 16) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    if (ss->ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)ss, out, cap);
+    else
+        uv_ip6_name((const struct sockaddr_in6 *)ss, out, cap);
+}
+
+/* Append the addresses of one host in the configured family order. */
+static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
+{
+    enum mxg_af_pref pref = leg->env->cfg->af_pref;
+    int order[2] = {AF_INET, AF_INET6};
+    int passes = 2;
+    if (pref == MXG_AF_PREFER_IPV6) { order[0] = AF_INET6; order[1] = AF_INET; }
+    if (pref == MXG_AF_IPV4_ONLY) passes = 1;
+    if (pref == MXG_AF_IPV6_ONLY) { order[0] = AF_INET6; passes = 1; }
+    if (pref == MXG_AF_ANY) passes = 1; /* answer order (dns gives IPv4 first) */
+    for (int p = 0; p < passes; p++) {
+        for (int i = 0; i < h->addrs.n && leg->n_cands < LEG_MAX_CANDS; i++) {
+            const struct sockaddr_storage *a = &h->addrs.addr[i];
+            if (pref != MXG_AF_ANY && a->ss_family != order[p])
+                continue;
+            struct cand *cd = &leg->cands[leg->n_cands];
+            snprintf(cd->host, sizeof cd->host, "%s", h->name);
+            cd->addr = *a;
+            addr_text(a, cd->addr_text, sizeof cd->addr_text);
+            if (is_self(leg->env, a)) {
+                note_failure(leg, FK_LOOP, "%s[%s]: is mxguard's own address (mail loop)",
+                             h->name, cd->addr_text);
+                continue;
+            }
+            leg->n_cands++;
+        }
+    }
+}
+
+static void on_route(void *arg, const struct mxg_route *rt)
+{
+    struct mxg_leg *leg = arg;
+    leg->rq = NULL;
+    struct mxg_reply r;
+    switch (rt->status) {
+    case MXG_ROUTE_NULL_MX:
+        mxg_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX, RFC 7505)",
+                      leg->domain);
+        leg_fail(leg, &r);
+        return;
+    case MXG_ROUTE_NXDOMAIN:
+        mxg_reply_set(&r, 550, "5.1.2", "Recipient domain %s: %s", leg->domain,
+                      rt->why[0] ? rt->why : "domain not found");
+        leg_fail(leg, &r);
+        return;
+    case MXG_ROUTE_TEMPFAIL:
+        mxg_reply_set(&r, 451, "4.4.3", "DNS lookup failed for %s: %s", leg->domain,
+                      rt->why[0] ? rt->why : "temporary failure");
+        leg_fail(leg, &r);
+        return;
+    case MXG_ROUTE_OK:
+        break;
+    }
+    leg->cands = calloc(LEG_MAX_CANDS, sizeof *leg->cands);
+    if (!leg->cands) {
+        mxg_reply_set(&r, 451, "4.3.0", "Out of memory");
+        leg_fail(leg, &r);
+        return;
+    }
+    for (int i = 0; i < rt->n; i++) {
+        const struct mxg_route_host *h = &rt->host[i];
+        if (h->addrs.status != MXG_DNS_OK) {
+            note_failure(leg, h->addrs.status == MXG_DNS_TEMPFAIL || h->addrs.status == MXG_DNS_BOGUS
+                                  ? FK_DNS : FK_CONNECT,
+                         "%s: address lookup: %s", h->name,
+                         h->addrs.why[0] ? h->addrs.why : mxg_dns_status_name(h->addrs.status));
+            continue;
+        }
+        add_host_cands(leg, h);
+    }
+    if (leg->n_cands == 0) {
+        if (leg->fail_kind == FK_CONNECT) /* hosts without any address */
+            leg->fail_kind = FK_DNS;
+        fail_all(leg);
+        return;
+    }
+    leg->cur = 0;
+    leg_connect(leg);
+}
+
+/* -------------------------------------------------------------- public API */
+
+struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *session_id,
+                             const char *domain, const char *mail_from,
+                             const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
+                             void *arg)
+{
+    struct mxg_leg *leg = calloc(1, sizeof *leg);
+    if (!leg)
+        return NULL;
+    leg->env = env;
+    leg->st = LEG_RESOLVING;
+    snprintf(leg->sid, sizeof leg->sid, "%s", session_id);
+    snprintf(leg->domain, sizeof leg->domain, "%s", domain);
+    snprintf(leg->mail_from, sizeof leg->mail_from, "%s", mail_from);
+    leg->mp = *mp;
+    leg->cbs = *cbs;
+    leg->arg = arg;
+    leg->op_pending = 1;
+    mxg_policy_decide(env->cfg, domain, &leg->policy);
+    uv_timer_init(env->loop, &leg->timer);
+    uv_timer_init(env->loop, &leg->deadline);
+    leg->timer.data = leg->deadline.data = leg;
+    leg->timers_open = 2;
+    uv_timer_start(&leg->deadline, on_deadline, env->cfg->t_rcpt_total, 0);
+    LOG_D("upstream", "%s %s: policy %s/%s: %s", leg->sid, domain,
+          mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
+          leg->policy.reason);
+    if (mxg_route_resolve(env->dns, domain, env->cfg->max_mx_hosts, on_route, leg, &leg->rq) < 0) {
+        leg->rq = NULL;
+        leg->op_pending = 0;
+        leg_destroy(leg);
+        return NULL;
+    }
+    return leg;
+}
+
+int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp)
+{
+    if (leg->st != LEG_READY)
+        return -1;
+    char params[640] = "";
+    if (leg->caps.dsn && rp) {
+        size_t l = 0;
+        if (rp->notify[0])
+            l += (size_t)snprintf(params + l, sizeof params - l, " NOTIFY=%s", rp->notify);
+        if (rp->orcpt[0])
+            snprintf(params + l, sizeof params - l, " ORCPT=%s", rp->orcpt);
+    }
+    leg->op_pending = 1;
+    if (leg_cmd(leg, LEG_RCPT, leg->env->cfg->t_upstream_cmd, "RCPT TO:<%s>%s", addr, params) < 0) {
+        leg->op_pending = 0;
+        txn_lost(leg, "Write failed");
+        return -1;
+    }
+    return 0;
+}
+
+int mxg_leg_data(struct mxg_leg *leg)
+{
+    if (leg->st != LEG_READY)
+        return -1;
+    leg->op_pending = 1;
+    if (leg_cmd(leg, LEG_DATA, leg->env->cfg->t_upstream_cmd, "DATA") < 0) {
+        leg->op_pending = 0;
+        txn_lost(leg, "Write failed");
+        return -1;
+    }
+    return 0;
+}
+
+int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n)
+{
+    if (leg->st != LEG_STREAM || !leg->conn)
+        return -1;
+    if (leg_send(leg, p, n) < 0) {
+        txn_lost(leg, "Write failed");
+        return -1;
+    }
+    if (leg->conn->pending > LEG_HIGH_WATER) {
+        leg->want_drain = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int mxg_leg_end_data(struct mxg_leg *leg)
+{
+    if (leg->st != LEG_STREAM)
+        return -1;
+    leg->op_pending = 1;
+    if (leg_cmd(leg, LEG_DOT, leg->env->cfg->t_final, ".") < 0) {
+        leg->op_pending = 0;
+        txn_lost(leg, "Write failed");
+        return -1;
+    }
+    return 0;
+}
+
+void mxg_leg_close(struct mxg_leg *leg)
+{
+    if (!leg || leg->detached)
+        return;
+    leg->detached = 1;
+    leg->op_pending = 0;
+    if (leg->conn && (leg->st == LEG_READY || leg->st == LEG_DONE)) {
+        uv_timer_stop(&leg->deadline);
+        if (leg_cmd(leg, LEG_QUIT, 5000, "QUIT") == 0)
+            return;
+    }
+    leg_destroy(leg);
+}
+
+const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg)
+{
+    return &leg->err;
+}
+
+void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
+{
+    out->domain = leg->domain;
+    out->mx_host = leg->mx_host;
+    out->mx_addr = leg->mx_addr;
+    out->tls_version = leg->tls_version[0] ? leg->tls_version : NULL;
+    out->tls_cipher = leg->tls_cipher;
+    out->policy = &leg->policy;
+    out->need_7bit = leg->need_7bit;
+}
+
+const char *mxg_leg_domain(const struct mxg_leg *leg)
+{
+    return leg->domain;
+}

@@ -1,0 +1,82 @@
+/* proxy/upstream.h — one upstream *leg*: the connection that carries one
+ * inbound transaction's recipients for one destination domain to one MX.
+ *
+ * Lifecycle (explicit state enum in upstream.c, transitions logged):
+ *   mxg_leg_open()  resolve MX → connect (next address / next MX on failure)
+ *                   → greeting → EHLO (HELO fallback) → STARTTLS when offered
+ *                   → EHLO again → MAIL FROM          → on_reply(250 | failure)
+ *   mxg_leg_rcpt()  RCPT TO                             → on_reply(upstream's reply)
+ *   mxg_leg_data()  DATA                                → on_reply(354 | failure)
+ *   mxg_leg_write() message bytes (wire form, stuffed, CRLF) — back-pressure:
+ *                   returns 1 when the caller should stop reading its client
+ *                   until on_drain runs
+ *   mxg_leg_end_data() ".\r\n"                          → on_reply(final reply)
+ *   mxg_leg_close() QUIT politely if idle, else abort; the leg frees itself
+ *                   later and never calls back again.
+ * Only one operation is outstanding at a time; on_reply runs exactly once per
+ * operation, always from a loop callback (never inside the call that started
+ * it). A failed leg answers every later operation with its sticky error via
+ * the return value -1 and mxg_leg_error().
+ *
+ * Replies handed to on_reply already follow DESIGN §10: an upstream 421
+ * becomes 451 4.4.2, timeouts and lost connections become 451 4.4.2, local
+ * failures carry precise enhanced codes (451 4.4.3 DNS, 451 4.4.1 connect,
+ * 556 5.1.10 null MX, 550 5.1.2 no such domain, 4.7.x TLS requirement).
+ *
+ * Ownership: env and everything it points to are borrowed and must outlive
+ * every leg; the leg copies the strings it is given. */
+#ifndef MXG_UPSTREAM_H
+#define MXG_UPSTREAM_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "../core/config.h"
+#include "../dane/dns.h"
+#include "../policy/policy.h"
+#include "../tls/tls_engine.h"
+#include "smtp_parse.h"
+
+struct mxg_upstream_env {
+    uv_loop_t *loop;
+    const struct mxg_config *cfg;
+    struct mxg_dns *dns;
+    struct mxg_tls_ctx *tls;
+    /* addresses of our own listeners (loop protection); port ignored */
+    const struct sockaddr_storage *self;
+    int n_self;
+};
+
+struct mxg_leg;
+
+struct mxg_leg_cbs {
+    void (*on_reply)(void *arg, struct mxg_leg *leg, const struct mxg_reply *r);
+    void (*on_drain)(void *arg, struct mxg_leg *leg);
+};
+
+/* What a log line or a test wants to know about the leg. */
+struct mxg_leg_info {
+    const char *domain;
+    const char *mx_host;   /* "" until connected */
+    const char *mx_addr;   /* "" until connected */
+    const char *tls_version; /* NULL = plaintext */
+    const char *tls_cipher;
+    const struct mxg_policy *policy;
+    int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
+};
+
+struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *session_id,
+                             const char *domain, const char *mail_from,
+                             const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
+                             void *arg);
+int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp);
+int mxg_leg_data(struct mxg_leg *leg);
+int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n);
+int mxg_leg_end_data(struct mxg_leg *leg);
+void mxg_leg_close(struct mxg_leg *leg);
+
+const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);
+void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out);
+const char *mxg_leg_domain(const struct mxg_leg *leg);
+
+#endif

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# mxguard set-up on a fresh Debian 12 machine (run as root, or with sudo).
+#
+#   scripts/setup.sh run    install dependencies, build, run mxguard on etc/mxguard.conf
+#   scripts/setup.sh test   install dependencies, build (also with ASan+UBSan), run every test
+#   scripts/setup.sh deps   install dependencies only
+#   scripts/setup.sh build  build only (into ./build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+deps() {
+    # The one list of Debian packages mxguard needs to build, run and test.
+    local pkgs=(
+        build-essential cmake pkg-config clang-14 libclang-rt-14-dev
+        libuv1-dev libssl-dev openssl libgetdns-dev libjansson-dev libcmocka-dev
+        libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev
+        libopendkim-dev opendkim-tools gnupg dns-root-data ca-certificates
+        python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks
+        libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
+    )
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: installing ${missing[*]} needs root (run with sudo)" >&2
+        exit 1
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Debian starts nsd on install; the tests run their own instance.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet nsd 2>/dev/null; then
+        systemctl stop nsd || true
+    fi
+}
+
+build() {
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j"$JOBS"
+}
+
+build_asan() {
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMXG_SANITIZE=ON >/dev/null
+    cmake --build build-asan -j"$JOBS"
+}
+
+case "${1:-}" in
+deps) deps ;;
+build) build ;;
+run)
+    deps
+    build
+    exec ./build/mxguard run -c etc/mxguard.conf
+    ;;
+test)
+    deps
+    build
+    build_asan
+    echo "== unit tests under ASan+UBSan =="
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        ctest -L unit --output-on-failure)
+    echo "== all tests =="
+    (cd build && ctest --output-on-failure)
+    ;;
+*)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

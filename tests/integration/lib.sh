@@ -1,0 +1,620 @@
+# lib.sh — shared helpers for the mxguard integration tests (sourced by t_*.sh).
+#
+# Environment: MXGUARD_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
+# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3).
+#
+# Addresses (all in 127.0.70.0/24):
+#   127.0.70.1:10025   mxguard           127.0.70.11:2525  mx1.example.test (mxserver)
+#   127.0.70.2:2526    legacy Postfix    127.0.70.12:2525  mx2.example.test
+#   127.0.70.3:10025   2nd mxguard       127.0.70.13       dead.fallback.test (nothing)
+#   127.0.70.53:5300   nsd               127.0.70.14:2525  mx.plain.test (no STARTTLS)
+#   127.0.70.100       test clients      127.0.70.15:2525  mx.badtls.test (TLS fails)
+#   127.0.70.200       client outside allow_networks (127.0.70.0/25)
+#
+# Every process is started with tb_spawn (own process group, recorded in $TB/pids) and
+# killed on exit — by the EXIT trap, or by a detached watchdog if the script is killed.
+# Test-beds share fixed addresses, so tests take a global lock (they serialise under ctest -j).
+
+set -u
+set -o pipefail
+
+TB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MXG_SRC=${MXG_SRC:-$(cd "$TB_LIB_DIR/../.." && pwd)}
+MXGUARD_BIN=${MXGUARD_BIN:-$MXG_SRC/build/mxguard}
+PYTHON=${PYTHON:-python3}
+TB_NAME=$(basename "$0" .sh)
+export PATH="$PATH:/usr/sbin:/sbin"
+
+TB_MXG_IP=127.0.70.1
+TB_MXG_PORT=10025
+TB_CLIENT_IP=127.0.70.100
+TB_OUTSIDER_IP=127.0.70.200
+TB_DNS_IP=127.0.70.53
+TB_DNS_PORT=5300
+TB_MX_PORT=2525
+TB_PF_IP=127.0.70.2
+TB_PF_PORT=2526
+
+TB=""
+TB_PASS=0
+TB_FAIL=0
+TB_FAILED=()
+TB_POSTFIX=""
+
+# ------------------------------------------------------------------ set-up / clean-up
+
+tb_init() {
+    TB=$(mktemp -d "${TMPDIR:-/tmp}/mxg-$TB_NAME.XXXXXX") || { echo "mktemp failed" >&2; exit 1; }
+    chmod 755 "$TB" # Postfix daemons (user postfix) must reach their queue below it
+    : >"$TB/pids"
+    trap tb_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+    # One test-bed at a time on this machine (fixed addresses): fd 9 holds the lock.
+    exec 9>"${TMPDIR:-/tmp}/mxguard-testbed.lock"
+    if ! flock -w 280 9; then
+        echo "could not get the test-bed lock ${TMPDIR:-/tmp}/mxguard-testbed.lock" >&2
+        exit 1
+    fi
+    tb_watchdog
+    echo "# $TB_NAME: test-bed in $TB"
+}
+
+# A detached watchdog (orphaned, not in our process tree) that cleans up if this shell dies
+# without running its EXIT trap (SIGKILL from a test driver's timeout).
+tb_watchdog() {
+    local main=$$
+    (
+        (
+            trap '' HUP INT TERM
+            exec </dev/null >/dev/null 2>&1 9>&-
+            while kill -0 "$main" 2>/dev/null && [ ! -e "$TB/.cleaned" ]; do sleep 1; done
+            if [ -d "$TB" ] && [ ! -e "$TB/.cleaned" ]; then
+                tb__kill_all
+                [ "${MXG_KEEP:-0}" = 1 ] || rm -rf "$TB"
+            fi
+        ) &
+    )
+}
+
+tb__kill_all() {
+    local pids=() pid name i
+    [ -f "$TB/pids" ] || return 0
+    if [ -n "$TB_POSTFIX" ] || [ -d "$TB/postfix/conf" ]; then
+        timeout 20 script -qc "postfix -c $TB/postfix/conf stop" /dev/null >/dev/null 2>&1 </dev/null
+    fi
+    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$TB/pids"
+    for pid in "${pids[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    done
+    for i in $(seq 30); do
+        local alive=0
+        for pid in "${pids[@]}"; do
+            kill -0 -- "-$pid" 2>/dev/null && alive=1
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        kill -KILL -- "-$pid" 2>/dev/null
+        kill -KILL "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+tb_cleanup() {
+    local rc=$?
+    trap - EXIT
+    if [ -n "$TB" ] && [ -d "$TB" ]; then
+        tb__kill_all
+        wait 2>/dev/null
+        touch "$TB/.cleaned"
+        if [ "${MXG_KEEP:-0}" = 1 ]; then
+            echo "# kept $TB"
+        else
+            rm -rf "$TB"
+        fi
+    fi
+    exit $rc
+}
+
+# tb_spawn NAME CMD... — start CMD in the background in its own process group,
+# stdout to $TB/NAME.out, stderr to $TB/NAME.log. Sets TB_LAST_PID.
+tb_spawn() {
+    local name=$1; shift
+    setsid "$@" >"$TB/$name.out" 2>"$TB/$name.log" </dev/null 9>&- &
+    TB_LAST_PID=$!
+    echo "$TB_LAST_PID $name" >>"$TB/pids"
+}
+
+# tb_stop NAME — stop a process started with tb_spawn.
+tb_stop() {
+    local name=$1 pid i
+    pid=$(awk -v n="$name" '$2 == n { p = $1 } END { print p }' "$TB/pids")
+    [ -n "$pid" ] || return 0
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+tb_alive() { # tb_alive NAME
+    local pid
+    pid=$(awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$TB/pids")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# tb_wait_port IP PORT [SECONDS] — until a TCP connection from the client address succeeds
+tb_wait_port() {
+    local ip=$1 port=$2 secs=${3:-10} i
+    for i in $(seq $((secs * 10))); do
+        "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$ip:$port" --source "$TB_CLIENT_IP" \
+            --timeout 1 probe && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ------------------------------------------------------------------ DNS, certs
+
+tb_zones() {
+    [ -e "$TB/dns/.done" ] && return 0
+    if ! bash "$TB_LIB_DIR/mkzones.sh" "$TB/dns" >"$TB/mkzones.log" 2>&1; then
+        cat "$TB/mkzones.log"
+        tb_die "mkzones.sh failed"
+    fi
+}
+
+tb_start_dns() {
+    tb_zones
+    tb_spawn nsd nsd -d -c "$TB/dns/nsd.conf"
+    local i
+    for i in $(seq 100); do
+        if [ -n "$(dig @$TB_DNS_IP -p $TB_DNS_PORT -b $TB_CLIENT_IP +short +time=1 +tries=1 +norec . SOA 2>/dev/null)" ]; then
+            return 0
+        fi
+        tb_alive nsd || break
+        sleep 0.1
+    done
+    tail -n 20 "$TB/nsd.log" "$TB/dns/nsd.log" 2>/dev/null
+    tb_die "nsd did not start"
+}
+
+# ------------------------------------------------------------------ MX servers
+
+tb_mx_host() { # short name -> host name (and certificate name)
+    case $1 in
+        mx1) echo mx1.example.test ;;
+        mx2) echo mx2.example.test ;;
+        plain) echo mx.plain.test ;;
+        badtls) echo mx.badtls.test ;;
+        trap|self|loop) echo loop.self.test ;;
+        *) echo "$1.example.test" ;;
+    esac
+}
+
+# tb_start_mx NAME IP [extra mxserver args] — spool in $TB/spool/NAME, log $TB/NAME.log
+tb_start_mx() {
+    local name=$1 ip=$2; shift 2
+    local host cert i
+    tb_zones
+    host=$(tb_mx_host "$name")
+    cert="$TB/dns/certs/$host"
+    [ -f "$cert.crt" ] || cert="$TB/dns/certs/wrong.invalid.test"
+    mkdir -p "$TB/spool/$name"
+    rm -f "$TB/$name.ready"
+    tb_spawn "$name" "$PYTHON" "$TB_LIB_DIR/mxserver.py" --listen "$ip:$TB_MX_PORT" \
+        --cert "$cert.crt" --key "$cert.key" --spool "$TB/spool/$name" --name "$host" \
+        --ready-file "$TB/$name.ready" "$@"
+    for i in $(seq 100); do
+        [ -e "$TB/$name.ready" ] && return 0
+        tb_alive "$name" || break
+        sleep 0.1
+    done
+    tail -n 20 "$TB/$name.log"
+    tb_die "MX server $name on $ip did not start"
+}
+
+# ------------------------------------------------------------------ mxguard
+
+# tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [EXTRA_LINE...]
+# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim.
+tb_write_config() {
+    local out="$TB/mxguard.conf" listen="$TB_MXG_IP:$TB_MXG_PORT" dns="$TB_DNS_IP:$TB_DNS_PORT"
+    while [ $# -gt 0 ]; do
+        case $1 in
+            -o) out=$2; shift 2 ;;
+            -l) listen=$2; shift 2 ;;
+            -d) dns=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    mkdir -p "$TB/state"
+    {
+        cat <<EOF
+# mxguard test-bed config ($TB_NAME)
+server: {
+  listen = ["$listen"];
+  allow_networks = ["127.0.70.0/25"];
+  hostname = "mxguard.test";
+};
+upstream: {
+  port = $TB_MX_PORT;
+  helo_name = "mxguard.test";
+  source_ipv4 = "$TB_MXG_IP";
+};
+dns: {
+  servers = ["$dns"];
+  trust_anchor_file = "$TB/dns/root.ds";
+};
+timeouts: {
+  idle = "10s";
+  data = "10s";
+  rcpt_total = "15s";
+  final_reply = "8s";
+  connect = "2s";
+  upstream_command = "5s";
+  dns = "3s";
+};
+log: {
+  level = "debug";
+};
+EOF
+        local l
+        for l in "$@"; do printf '%s\n' "$l"; done
+    } >"$out"
+}
+
+# tb_start_mxguard [-c CONF] [-n NAME] [-a IP:PORT]
+tb_start_mxguard() {
+    local conf="$TB/mxguard.conf" name=mxguard addr="$TB_MXG_IP:$TB_MXG_PORT" i
+    while [ $# -gt 0 ]; do
+        case $1 in
+            -c) conf=$2; shift 2 ;;
+            -n) name=$2; shift 2 ;;
+            -a) addr=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    if [ ! -x "$MXGUARD_BIN" ]; then
+        tb_die "mxguard binary not found or not executable: $MXGUARD_BIN"
+    fi
+    [ -f "$conf" ] || tb_write_config -o "$conf"
+    tb_spawn "$name" "$MXGUARD_BIN" run -c "$conf"
+    for i in $(seq 100); do
+        if ! tb_alive "$name"; then
+            echo "# $name exited early; its log:"
+            tail -n 40 "$TB/$name.log" "$TB/$name.out"
+            tb_die "$name exited during start-up"
+        fi
+        if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
+            --timeout 1 probe; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "# $name log:"
+    tail -n 40 "$TB/$name.log"
+    tb_die "$name does not accept connections on $addr after 10 s"
+}
+
+# ------------------------------------------------------------------ Postfix (legacy MTA)
+
+tb_start_postfix() {
+    local d="$TB/postfix" i pid
+    TB_POSTFIX=$d
+    mkdir -p "$d/conf" "$d/queue" "$d/data"
+    chown postfix "$d/data"
+    cat >"$d/conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = legacy.client.test
+mydomain = client.test
+myorigin = \$myhostname
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery is disabled
+alias_maps =
+alias_database =
+inet_interfaces = $TB_PF_IP
+inet_protocols = ipv4
+mynetworks = 127.0.70.0/24
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+relayhost = [$TB_MXG_IP]:$TB_MXG_PORT
+smtp_bind_address = $TB_PF_IP
+smtp_destination_recipient_limit = 1
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+append_dot_mydomain = no
+biff = no
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 10s
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+EOF
+    # master.cf: chroot off everywhere, smtpd on our address/port
+    awk -v svc="$TB_PF_IP:$TB_PF_PORT" '
+        /^#/ || /^[ \t]/ || NF < 8 { print; next }
+        $1 == "smtp" && $2 == "inet" { $1 = svc }
+        { $5 = "n"; print }
+    ' /usr/share/postfix/master.cf.dist >"$d/conf/master.cf"
+    if ! script -qc "postfix -c $d/conf check" /dev/null >"$TB/postfix.check" 2>&1 </dev/null 9>&-; then
+        cat "$TB/postfix.check"
+    fi
+    script -qc "postfix -c $d/conf start" /dev/null >"$TB/postfix.start" 2>&1 </dev/null 9>&-
+    for i in $(seq 100); do
+        if [ -s "$d/queue/pid/master.pid" ]; then
+            pid=$(tr -d ' \n' <"$d/queue/pid/master.pid")
+            if [ -n "$pid" ] && ! grep -q "^$pid postfix-master\$" "$TB/pids"; then
+                echo "$pid postfix-master" >>"$TB/pids"
+            fi
+        fi
+        if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$TB_PF_IP:$TB_PF_PORT" \
+            --source "$TB_CLIENT_IP" --timeout 1 probe; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$TB/postfix.start"
+    tail -n 30 "$d/maillog" 2>/dev/null
+    tb_die "Postfix did not start"
+}
+
+tb_stop_postfix() {
+    [ -n "$TB_POSTFIX" ] || return 0
+    timeout 20 script -qc "postfix -c $TB_POSTFIX/conf stop" /dev/null >/dev/null 2>&1 </dev/null 9>&-
+}
+
+# ------------------------------------------------------------------ clients
+
+# swaks_send NAME [swaks args...] — swaks to mxguard (override with SW_SERVER, SW_SOURCE,
+# SW_FROM). Transcript in $TB/NAME.swaks, parsed replies in $TB/NAME.replies
+# (STAGE<TAB>CODE<TAB>last line<TAB>all lines). Sets:
+#   SW_RC (swaks exit status), SW_BANNER SW_EHLO SW_MAIL SW_RCPT SW_RCPT2 SW_DATA SW_DOT
+#   (each the final line of that reply, e.g. "452 4.5.3 ..."; "" if there was none),
+#   SW_RCPTS (all RCPT reply codes), SW_CODES (all reply codes in order), SW_CLOSED (1 if
+#   the server closed the connection unexpectedly).
+swaks_send() {
+    local name=$1; shift
+    local f="$TB/$name.swaks"
+    swaks --server "${SW_SERVER:-$TB_MXG_IP:$TB_MXG_PORT}" \
+        --local-interface "${SW_SOURCE:-$TB_CLIENT_IP}" \
+        --from "${SW_FROM:-sender@client.test}" --ehlo client.test --timeout 40 \
+        "$@" >"$f" 2>&1 </dev/null
+    SW_RC=$?
+    tb_parse_swaks "$f" >"$TB/$name.replies"
+    SW_BANNER=$(sw_reply "$name" BANNER)
+    SW_EHLO=$(sw_reply "$name" EHLO)
+    SW_MAIL=$(sw_reply "$name" MAIL)
+    SW_RCPT=$(sw_reply "$name" RCPT 1)
+    SW_RCPT2=$(sw_reply "$name" RCPT 2)
+    SW_DATA=$(sw_reply "$name" DATA)
+    SW_DOT=$(sw_reply "$name" DOT)
+    SW_RCPTS=$(awk -F'\t' '$1 == "RCPT" { printf "%s%s", s, $2; s = " " }' "$TB/$name.replies")
+    SW_CODES=$(awk -F'\t' '$1 != "CLOSED" { printf "%s%s", s, $2; s = " " }' "$TB/$name.replies")
+    SW_CLOSED=0
+    grep -q '^CLOSED' "$TB/$name.replies" && SW_CLOSED=1
+    echo "# $name: swaks rc=$SW_RC codes: $SW_CODES${SW_DOT:+ | dot: $SW_DOT}"
+}
+
+# tb_parse_swaks TRANSCRIPT — one line per server reply: STAGE, CODE, last line, all lines.
+tb_parse_swaks() {
+    awk '
+        BEGIN { pending = ""; inbody = 0; text = "" }
+        /^( ->| ~>|\*\*>|\*~>) / {
+            if (inbody) next
+            cmd = substr($0, 5); split(cmd, w, /[ :]/); pending = toupper(w[1]); next
+        }
+        /^(<-|<~|<\*\*|<~\*) / {
+            line = $0; sub(/^(<-|<~|<\*\*|<~\*) +/, "", line)
+            if (line !~ /^[0-9][0-9][0-9]/) next
+            text = (text == "" ? line : text " | " line)
+            if (substr(line, 4, 1) == "-") next
+            stage = inbody ? "DOT" : (pending == "" ? "BANNER" : pending)
+            print stage "\t" substr(line, 1, 3) "\t" line "\t" text
+            text = ""
+            if (stage == "DATA" && substr(line, 1, 3) == "354") inbody = 1
+            else if (stage == "DOT") inbody = 0
+            pending = ""
+            next
+        }
+        /^\*\*\* .*([Cc]onnection closed|closed connection|[Ll]ost connection)/ { print "CLOSED\t-\t" $0 "\t" $0 }
+    ' "$1"
+}
+
+# sw_reply NAME STAGE [N] — final line of the Nth (default 1st) reply to STAGE
+sw_reply() {
+    awk -F'\t' -v s="$2" -v n="${3:-1}" '$1 == s && ++k == n { print $3; exit }' "$TB/$1.replies"
+}
+
+# smtp_chat NAME [--server IP:PORT] [--source IP] ITEM... — raw client (smtpclient.py chat);
+# output in $TB/NAME.chat (STAGE<TAB>CODE<TAB>TEXT). chat_reply NAME STAGE [N] -> "CODE TEXT".
+smtp_chat() {
+    local name=$1; shift
+    local args=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --server|--source|--timeout) args+=("$1" "$2"); shift 2 ;;
+            *) break ;;
+        esac
+    done
+    [[ " ${args[*]-} " == *" --server "* ]] || args+=(--server "$TB_MXG_IP:$TB_MXG_PORT")
+    [[ " ${args[*]-} " == *" --source "* ]] || args+=(--source "$TB_CLIENT_IP")
+    "$PYTHON" "$TB_LIB_DIR/smtpclient.py" "${args[@]}" chat "$@" >"$TB/$name.chat" 2>&1
+    CHAT_RC=$?
+    echo "# $name: $(awk -F'\t' '{ printf "%s%s %s", s, $1, $2; s = ", " }' "$TB/$name.chat")"
+}
+
+chat_reply() {
+    awk -F'\t' -v s="$2" -v n="${3:-1}" '$1 == s && ++k == n { t = $3; sub(/.* \| /, "", t); print t; exit }' "$TB/$1.chat"
+}
+
+# tb_make_message NAME [smtpclient.py mkmsg options] — $TB/NAME.msg (the exact message) and
+# $TB/NAME.wire (dot-stuffed, for: swaks_send X --no-data-fixup --data @$TB/NAME.wire)
+tb_make_message() {
+    local name=$1; shift
+    "$PYTHON" "$TB_LIB_DIR/smtpclient.py" mkmsg --msg "$TB/$name.msg" --wire "$TB/$name.wire" "$@" ||
+        tb_die "could not write test message $name"
+}
+
+# ------------------------------------------------------------------ spool inspection
+
+# eml_compare EML ORIG — compare a relayed message with what the client sent. Prints
+# "received+same" when EML is exactly one prepended Received: header block (first line plus
+# its continuation lines) followed by ORIG byte for byte; "same" if identical without any
+# header; otherwise a description of the difference. The block goes to EML.received.
+eml_compare() {
+    "$PYTHON" - "$1" "$2" <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read()
+o = open(sys.argv[2], "rb").read()
+if d == o:
+    print("same")
+    sys.exit()
+if not d.startswith(b"Received:"):
+    print("no Received: header at the top; first line: %r" % d.split(b"\n", 1)[0][:200])
+    sys.exit()
+i = d.find(b"\n") + 1
+while i > 0 and d[i:i + 1] in (b" ", b"\t"):
+    i = d.find(b"\n", i) + 1
+block, rest = d[:i], d[i:]
+open(sys.argv[1] + ".received", "wb").write(block)
+if rest == o:
+    print("received+same")
+    sys.exit()
+n = next((k for k in range(min(len(rest), len(o))) if rest[k] != o[k]), min(len(rest), len(o)))
+print("after the first Received: block (%d octets) the message differs at offset %d "
+      "(got %d octets, sent %d): got %r, sent %r"
+      % (len(block), n, len(rest), len(o), rest[max(0, n - 30):n + 30], o[max(0, n - 30):n + 30]))
+PY
+}
+
+spool_count() { # spool_count DIR — number of accepted messages
+    local n
+    n=$(find "$1" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l)
+    echo $((n))
+}
+
+spool_last() { # spool_last DIR — path of the newest NNNN (without extension)
+    find "$1" -maxdepth 1 -name '*.eml' 2>/dev/null | sort | tail -n 1 | sed 's/\.eml$//'
+}
+
+# json_get FILE PATH — value at a dotted path ("tls.version", "rcpts.0"); "null" if absent;
+# lists/objects are printed as JSON.
+json_get() {
+    "$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    try:
+        v = v[int(k)] if isinstance(v, list) else v[k]
+    except (KeyError, IndexError, ValueError, TypeError):
+        v = None
+        break
+print("null" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v))
+PY
+}
+
+# wait_spool_count DIR N [SECONDS] — wait until DIR holds at least N messages
+wait_spool_count() {
+    local i secs=${3:-30}
+    for i in $(seq $((secs * 10))); do
+        [ "$(spool_count "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ------------------------------------------------------------------ assertions / reporting
+
+pass() {
+    TB_PASS=$((TB_PASS + 1))
+    echo "ok   - $*"
+}
+
+fail() {
+    TB_FAIL=$((TB_FAIL + 1))
+    TB_FAILED+=("$*")
+    echo "FAIL - $*"
+}
+
+assert_eq() { # assert_eq DESC EXPECTED ACTUAL
+    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1: expected [$2], got [$3]"; fi
+}
+
+assert_contains() { # assert_contains DESC HAYSTACK NEEDLE
+    if [[ "$2" == *"$3"* ]]; then pass "$1"; else fail "$1: [$3] not in [$2]"; fi
+}
+
+assert_not_contains() { # assert_not_contains DESC HAYSTACK NEEDLE
+    if [[ "$2" != *"$3"* ]]; then pass "$1"; else fail "$1: [$3] unexpectedly in [$2]"; fi
+}
+
+assert_match() { # assert_match DESC STRING ERE
+    if [[ "$2" =~ $3 ]]; then pass "$1"; else fail "$1: [$2] does not match /$3/"; fi
+}
+
+# assert_reply DESC REPLY PREFIX — the reply ("451 4.4.3 text") starts with PREFIX ("451 4.4.3", "4")
+assert_reply() {
+    if [ -n "$2" ] && [[ "$2" == "$3"* ]]; then pass "$1 ($2)"; else fail "$1: expected reply [$3...], got [${2:-no reply}]"; fi
+}
+
+assert_file_count() { # assert_file_count DIR N [DESC] — number of messages (*.eml) in DIR
+    local n
+    n=$(spool_count "$1")
+    if [ "$n" = "$2" ]; then pass "${3:-$(basename "$1")}: $2 message(s)"
+    else fail "${3:-$(basename "$1")}: expected $2 message(s) in $1, found $n"; fi
+}
+
+assert_file_grep() { # assert_file_grep DESC FILE ERE
+    if grep -Eq -- "$3" "$2" 2>/dev/null; then pass "$1"; else fail "$1: /$3/ not found in $(basename "$2")"; fi
+}
+
+tb_dump_logs() {
+    local f
+    echo "=================== logs ($TB)"
+    for f in "$TB"/mxguard*.log "$TB"/mxguard*.out; do
+        [ -s "$f" ] || continue
+        echo "------------------- tail -n 60 $f"
+        tail -n 60 "$f"
+    done
+    for f in "$TB"/mx1.log "$TB"/mx2.log "$TB"/plain.log "$TB"/badtls.log "$TB"/trap.log "$TB"/nsd.log \
+             "$TB/postfix/maillog"; do
+        [ -s "$f" ] || continue
+        echo "------------------- tail -n 25 $f"
+        tail -n 25 "$f"
+    done
+    for f in "$TB"/spool/*/connections.log; do
+        [ -s "$f" ] || continue
+        echo "------------------- $f"
+        cat "$f"
+    done
+}
+
+tb_finish() {
+    echo "$TB_PASS passed, $TB_FAIL failed"
+    if [ "$TB_FAIL" -gt 0 ]; then
+        local f
+        echo "failed assertions:"
+        for f in "${TB_FAILED[@]}"; do echo "  - $f"; done
+        tb_dump_logs
+        exit 1
+    fi
+    exit 0
+}
+
+tb_die() {
+    fail "FATAL: $*"
+    tb_finish
+}

@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""mxserver.py — a receiving MX for the mxguard integration test-bed (stdlib only).
+
+ESMTP with PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, DSN and
+STARTTLS (unless --no-starttls). Accepted messages are written to the spool:
+
+  SPOOL/NNNN.eml   exact message bytes after dot-unstuffing (line ends as received)
+  SPOOL/NNNN.json  {"id","helo","mail_from","mail_params","rcpts","rcpt_params",
+                    "tls": null | {"version","cipher","sni"},"peer","listen","port",
+                    "size","bare_lf"}
+  SPOOL/connections.log  one line per connection:
+                   "listen=IP starttls=yes|no tls=ok|failed|- peer=IP:PORT injected=N"
+                   written as soon as it is known whether the connection uses
+                   STARTTLS (at the handshake, at the first MAIL, or at close).
+
+The .json is renamed into place before the .eml, so once NNNN.eml exists the
+whole message and its metadata are there.
+
+Behaviour by the recipient's local part prefix (case-insensitive):
+  reject*     RCPT -> 550 5.1.1 user unknown
+  tempfail*   RCPT -> 451 4.3.0 try later
+  close421*   RCPT -> 421 4.3.2 and close the connection
+  dropdata*   RCPT ok; after DATA's 354 read some bytes, then close without reply
+  rejectdata* RCPT ok; 554 5.6.0 after the end of data
+  slowdata*   RCPT ok; sleep 5 s before the final reply
+
+--bad-tls: STARTTLS is answered 220, then garbage is sent and the connection is
+closed, so the client's handshake fails (clients test their plaintext retry).
+
+Bytes pipelined after the STARTTLS command (before the handshake) are discarded
+and logged (STARTTLS injection, CVE-2011-0411 class). After STARTTLS the
+session state is reset (a new EHLO is required).
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+
+MAX_LINE = 16 * 1024 * 1024
+
+
+def log(msg):
+    sys.stderr.write("%s %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+class Spool:
+    def __init__(self, path):
+        os.makedirs(path, exist_ok=True)
+        self.dir = path
+        n = 0
+        for f in os.listdir(path):
+            stem = f.split(".")[0]
+            if stem.isdigit():
+                n = max(n, int(stem))
+        self.n = n
+
+    def store(self, data, meta):
+        self.n += 1
+        ident = "%04d" % self.n
+        base = os.path.join(self.dir, ident)
+        meta = dict(meta, id=ident)
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+        os.rename(base + ".json.tmp", base + ".json")
+        with open(base + ".eml.tmp", "wb") as f:
+            f.write(data)
+        os.rename(base + ".eml.tmp", base + ".eml")
+        return ident
+
+    def connection(self, line):
+        with open(os.path.join(self.dir, "connections.log"), "a") as f:
+            f.write(line + "\n")
+
+
+def split_path_params(arg, keyword):
+    """'FROM:<a@b> SIZE=1' -> ('a@b', {'SIZE': '1'}) or None on syntax error."""
+    if not arg[: len(keyword) + 1].upper() == keyword + ":":
+        return None
+    rest = arg[len(keyword) + 1:].lstrip(" ")
+    if not rest.startswith("<"):
+        return None
+    end = rest.find(">")
+    if end < 0:
+        return None
+    addr = rest[1:end]
+    params = {}
+    order = []
+    for p in rest[end + 1:].split():
+        k, _, v = p.partition("=")
+        params[k.upper()] = v if _ else None
+        order.append(k.upper())
+    return addr, params
+
+
+class Session:
+    def __init__(self, srv, reader, writer):
+        self.srv = srv
+        self.r = reader
+        self.w = writer
+        peer = writer.get_extra_info("peername")
+        sock = writer.get_extra_info("sockname")
+        self.peer = "%s:%d" % (peer[0], peer[1])
+        self.listen = sock[0]
+        self.port = sock[1]
+        srv.nconn += 1
+        self.cid = "%s#%d" % (srv.name, srv.nconn)
+        self.tls = None
+        self.tls_state = "-"
+        self.starttls_used = False
+        self.conn_logged = False
+        self.injected = 0
+        self.helo = None
+        self.reset()
+
+    def reset(self):
+        self.mail_from = None
+        self.mail_params = {}
+        self.rcpts = []
+        self.rcpt_params = []
+        self.flags = set()
+
+    def log(self, msg):
+        log("%s %s" % (self.cid, msg))
+
+    def log_connection(self):
+        if self.conn_logged:
+            return
+        self.conn_logged = True
+        self.srv.spool.connection(
+            "listen=%s starttls=%s tls=%s peer=%s injected=%d"
+            % (self.listen, "yes" if self.starttls_used else "no", self.tls_state,
+               self.peer, self.injected))
+
+    async def send(self, text):
+        for line in text.split("\n"):
+            self.log("> " + line)
+        self.w.write(text.replace("\n", "\r\n").encode() + b"\r\n")
+        await self.w.drain()
+
+    async def readline(self):
+        try:
+            line = await asyncio.wait_for(self.r.readuntil(b"\n"), self.srv.idle)
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                self.log("connection closed mid-line (%d bytes)" % len(e.partial))
+            return None
+        except asyncio.LimitOverrunError:
+            return None
+        return line
+
+    def ehlo_lines(self):
+        caps = [self.srv.name, "PIPELINING", "SIZE %d" % self.srv.max_size, "8BITMIME",
+                "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"]
+        if self.tls is None and not self.starttls_used and self.srv.offer_starttls:
+            caps.append("STARTTLS")
+        caps.append("HELP")
+        return "\n".join(("250-" if i < len(caps) - 1 else "250 ") + c for i, c in enumerate(caps))
+
+    async def run(self):
+        self.log("connect from %s to %s:%d" % (self.peer, self.listen, self.port))
+        try:
+            await self.send("220 %s ESMTP mxserver" % self.srv.name)
+            while True:
+                raw = await self.readline()
+                if raw is None:
+                    self.log("connection closed by peer")
+                    break
+                line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+                self.log("< " + line)
+                verb, _, arg = line.partition(" ")
+                verb = verb.upper()
+                handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
+                if handler is None:
+                    await self.send("500 5.5.2 Command unrecognized")
+                    continue
+                if await handler(arg) == "close":
+                    break
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError) as e:
+            self.log("connection error: %r" % (e,))
+        finally:
+            self.log_connection()
+            try:
+                self.w.close()
+            except Exception:
+                pass
+            self.log("closed")
+
+    async def cmd_EHLO(self, arg):
+        if not arg.strip():
+            await self.send("501 5.5.4 EHLO needs a domain")
+            return
+        self.helo = arg.strip()
+        self.reset()
+        await self.send(self.ehlo_lines())
+
+    async def cmd_HELO(self, arg):
+        if not arg.strip():
+            await self.send("501 5.5.4 HELO needs a domain")
+            return
+        self.helo = arg.strip()
+        self.reset()
+        await self.send("250 %s" % self.srv.name)
+
+    async def cmd_STARTTLS(self, arg):
+        if arg.strip():
+            await self.send("501 5.5.4 No parameters allowed")
+            return
+        if self.tls is not None or self.starttls_used or not self.srv.offer_starttls:
+            await self.send("503 5.5.1 STARTTLS not available")
+            return
+        # Anything the client pipelined after STARTTLS must not survive into the TLS session.
+        pending = bytes(self.r._buffer)
+        if pending:
+            self.injected = len(pending)
+            self.log("discarding %d bytes pipelined after STARTTLS: %r" % (len(pending), pending[:200]))
+            self.r._buffer.clear()
+        self.starttls_used = True
+        await self.send("220 2.0.0 Ready to start TLS")
+        if self.srv.bad_tls:
+            self.log("bad-tls: sending garbage instead of a TLS handshake")
+            self.tls_state = "failed"
+            self.log_connection()
+            self.w.write(b"this is not a TLS ServerHello\r\n" * 4)
+            await self.w.drain()
+            return "close"
+        try:
+            await self.w.start_tls(self.srv.ssl_ctx, ssl_handshake_timeout=10)
+        except Exception as e:
+            self.tls_state = "failed"
+            self.log("TLS handshake failed: %r" % (e,))
+            return "close"
+        sslobj = self.w.get_extra_info("ssl_object")
+        self.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0],
+                    "sni": getattr(sslobj, "mx_sni", None)}
+        self.tls_state = "ok"
+        self.log("TLS established: %s" % json.dumps(self.tls))
+        self.log_connection()
+        self.helo = None
+        self.reset()
+
+    async def cmd_MAIL(self, arg):
+        if self.helo is None:
+            await self.send("503 5.5.1 Send EHLO first")
+            return
+        if self.mail_from is not None:
+            await self.send("503 5.5.1 Nested MAIL command")
+            return
+        p = split_path_params(arg, "FROM")
+        if p is None:
+            await self.send("501 5.5.4 Syntax: MAIL FROM:<address>")
+            return
+        addr, params = p
+        for k in params:
+            if k not in ("SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"):
+                await self.send("555 5.5.4 Unsupported parameter %s" % k)
+                return
+        if "SIZE" in params:
+            try:
+                if int(params["SIZE"]) > self.srv.max_size:
+                    await self.send("552 5.3.4 Message too big")
+                    return
+            except (TypeError, ValueError):
+                await self.send("501 5.5.4 Bad SIZE")
+                return
+        self.log_connection()
+        self.mail_from = addr
+        self.mail_params = params
+        await self.send("250 2.1.0 Ok")
+
+    async def cmd_RCPT(self, arg):
+        if self.mail_from is None:
+            await self.send("503 5.5.1 Need MAIL first")
+            return
+        p = split_path_params(arg, "TO")
+        if p is None or not p[0]:
+            await self.send("501 5.5.4 Syntax: RCPT TO:<address>")
+            return
+        addr, params = p
+        for k in params:
+            if k not in ("NOTIFY", "ORCPT"):
+                await self.send("555 5.5.4 Unsupported parameter %s" % k)
+                return
+        local = addr.rsplit("@", 1)[0].lower()
+        if local.startswith("rejectdata"):
+            self.flags.add("rejectdata")
+        elif local.startswith("reject"):
+            await self.send("550 5.1.1 <%s>: user unknown" % addr)
+            return
+        elif local.startswith("tempfail"):
+            await self.send("451 4.3.0 <%s>: try later" % addr)
+            return
+        elif local.startswith("close421"):
+            await self.send("421 4.3.2 %s closing connection" % self.srv.name)
+            return "close"
+        elif local.startswith("dropdata"):
+            self.flags.add("dropdata")
+        elif local.startswith("slowdata"):
+            self.flags.add("slowdata")
+        self.rcpts.append(addr)
+        self.rcpt_params.append(params)
+        await self.send("250 2.1.5 Ok")
+
+    async def cmd_DATA(self, arg):
+        if arg.strip():
+            await self.send("501 5.5.4 No parameters allowed")
+            return
+        if self.mail_from is None:
+            await self.send("503 5.5.1 Need MAIL first")
+            return
+        if not self.rcpts:
+            await self.send("554 5.5.1 No valid recipients")
+            return
+        await self.send("354 End data with <CR><LF>.<CR><LF>")
+        if "dropdata" in self.flags:
+            chunk = await self.r.read(64)
+            self.log("dropdata: read %d bytes, closing without reply" % len(chunk))
+            return "close"
+        body = []
+        size = 0
+        bare_lf = False
+        after_crlf = True
+        while True:
+            raw = await self.readline()
+            if raw is None:
+                self.log("connection lost during DATA (%d bytes)" % size)
+                return "close"
+            if raw == b".\r\n" and after_crlf:
+                break
+            if not raw.endswith(b"\r\n"):
+                bare_lf = True
+            if after_crlf and raw.startswith(b"."):
+                raw = raw[1:]
+            after_crlf = raw.endswith(b"\r\n")
+            body.append(raw)
+            size += len(raw)
+        data = b"".join(body)
+        self.log("received %d octets of message data%s" % (len(data), " (bare LF seen)" if bare_lf else ""))
+        flags = self.flags
+        if "slowdata" in flags:
+            self.log("slowdata: sleeping 5 s")
+            await asyncio.sleep(5)
+        if len(data) > self.srv.max_size:
+            self.reset()
+            await self.send("552 5.3.4 Message too big")
+            return
+        if "rejectdata" in flags:
+            self.reset()
+            await self.send("554 5.6.0 Message content rejected")
+            return
+        meta = {"helo": self.helo, "mail_from": self.mail_from, "mail_params": self.mail_params,
+                "rcpts": self.rcpts, "rcpt_params": self.rcpt_params, "tls": self.tls,
+                "peer": self.peer, "listen": self.listen, "port": self.port,
+                "size": len(data), "bare_lf": bare_lf}
+        ident = self.srv.spool.store(data, meta)
+        self.log("stored %s for %s" % (ident, ",".join(self.rcpts)))
+        self.reset()
+        await self.send("250 2.0.0 Ok: queued as %s" % ident)
+
+    async def cmd_RSET(self, arg):
+        self.reset()
+        await self.send("250 2.0.0 Ok")
+
+    async def cmd_NOOP(self, arg):
+        await self.send("250 2.0.0 Ok")
+
+    async def cmd_VRFY(self, arg):
+        await self.send("252 2.5.0 Cannot VRFY user")
+
+    async def cmd_HELP(self, arg):
+        await self.send("214 2.0.0 mxserver test MX")
+
+    async def cmd_QUIT(self, arg):
+        await self.send("221 2.0.0 Bye")
+        return "close"
+
+
+class Server:
+    def __init__(self, a):
+        self.name = a.name
+        self.spool = Spool(a.spool)
+        self.max_size = a.max_size
+        self.idle = a.idle
+        self.bad_tls = a.bad_tls
+        self.offer_starttls = not a.no_starttls
+        self.nconn = 0
+        self.ssl_ctx = None
+        if self.offer_starttls and not self.bad_tls:
+            if not (a.cert and a.key):
+                sys.exit("mxserver: --cert and --key are needed unless --no-starttls or --bad-tls")
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(a.cert, a.key)
+
+            def sni_cb(sslobj, name, _ctx):
+                try:
+                    sslobj.mx_sni = name
+                except Exception:
+                    pass
+                return None
+
+            ctx.sni_callback = sni_cb
+            self.ssl_ctx = ctx
+
+    async def handle(self, reader, writer):
+        await Session(self, reader, writer).run()
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--listen", action="append", required=True, help="IP:PORT (repeatable)")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--no-starttls", action="store_true")
+    ap.add_argument("--bad-tls", action="store_true")
+    ap.add_argument("--spool", required=True)
+    ap.add_argument("--name", default="mx.test")
+    ap.add_argument("--ready-file")
+    ap.add_argument("--max-size", type=int, default=52428800)
+    ap.add_argument("--idle", type=float, default=300.0)
+    a = ap.parse_args()
+    srv = Server(a)
+    servers = []
+    for l in a.listen:
+        host, _, port = l.rpartition(":")
+        s = await asyncio.start_server(srv.handle, host.strip("[]"), int(port),
+                                       limit=MAX_LINE, reuse_address=True)
+        servers.append(s)
+        log("%s listening on %s:%s%s%s" % (a.name, host, port,
+                                          " (no STARTTLS)" if a.no_starttls else "",
+                                          " (bad TLS)" if a.bad_tls else ""))
+    if a.ready_file:
+        with open(a.ready_file, "w") as f:
+            f.write("%d\n" % os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log("%s stopping" % a.name)
+    for s in servers:
+        s.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

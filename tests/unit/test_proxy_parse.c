@@ -1,0 +1,308 @@
+/* Unit tests for proxy/smtp_parse: commands, paths, parameters, replies,
+ * capabilities. Table-driven; every table has malformed rows. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/smtp_parse.h"
+
+static void test_cmd_verbs(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *line;
+        enum mxg_verb verb;
+        const char *arg;
+        int rc;
+    } cases[] = {
+        {"EHLO client.example", MXG_V_EHLO, "client.example", MXG_PE_OK},
+        {"ehlo   client.example  ", MXG_V_EHLO, "client.example", MXG_PE_OK},
+        {"HELO x", MXG_V_HELO, "x", MXG_PE_OK},
+        {"MAIL FROM:<a@b.c>", MXG_V_MAIL, "FROM:<a@b.c>", MXG_PE_OK},
+        {"rcpt to:<a@b.c>", MXG_V_RCPT, "to:<a@b.c>", MXG_PE_OK},
+        {"DATA", MXG_V_DATA, "", MXG_PE_OK},
+        {"QUIT", MXG_V_QUIT, "", MXG_PE_OK},
+        {"Rset", MXG_V_RSET, "", MXG_PE_OK},
+        {"NOOP hello", MXG_V_NOOP, "hello", MXG_PE_OK},
+        {"VRFY bob", MXG_V_VRFY, "bob", MXG_PE_OK},
+        {"STARTTLS", MXG_V_STARTTLS, "", MXG_PE_OK},
+        {"BDAT 100 LAST", MXG_V_BDAT, "100 LAST", MXG_PE_OK},
+        {"DATAX", MXG_V_UNKNOWN, "", MXG_PE_OK},
+        {"MAIL:FROM", MXG_V_UNKNOWN, "", MXG_PE_OK},
+        {"", MXG_V_UNKNOWN, "", MXG_PE_OK},
+        {"GET / HTTP/1.1", MXG_V_UNKNOWN, "", MXG_PE_OK},
+        {"EHLO a\x01" "b", MXG_V_UNKNOWN, "", MXG_PE_BAD_CHAR},
+        {"EHLO a\rb", MXG_V_UNKNOWN, "", MXG_PE_BAD_CHAR},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mxg_cmd c;
+        int rc = mxg_cmd_parse(cases[i].line, strlen(cases[i].line), &c);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc != MXG_PE_OK)
+            continue;
+        assert_int_equal(c.verb, cases[i].verb);
+        if (c.verb != MXG_V_UNKNOWN) {
+            assert_int_equal(c.arg_len, strlen(cases[i].arg));
+            assert_memory_equal(c.arg, cases[i].arg, c.arg_len);
+        }
+    }
+    /* an embedded NUL is caught (length-delimited input) */
+    struct mxg_cmd c;
+    assert_int_equal(mxg_cmd_parse("EHLO a\0b", 8, &c), MXG_PE_BAD_CHAR);
+}
+
+static void test_paths(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *arg;
+        int is_mail;
+        int rc;
+        const char *addr;
+        const char *domain;
+        int n_params;
+    } cases[] = {
+        {"FROM:<alice@example.org>", 1, MXG_PE_OK, "alice@example.org", "example.org", 0},
+        {"FROM: <alice@Example.ORG>", 1, MXG_PE_OK, "alice@Example.ORG", "example.org", 0},
+        {"from:<>", 1, MXG_PE_OK, "", "", 0},
+        {"FROM:<> SIZE=100 BODY=8BITMIME", 1, MXG_PE_OK, "", "", 2},
+        {"TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net", 0,
+         MXG_PE_OK, "bob@example.net", "example.net", 2},
+        {"TO:<\"john doe\"@example.net>", 0, MXG_PE_OK, "\"john doe\"@example.net",
+         "example.net", 0},
+        {"TO:<@relay.example,@r2.example:bob@example.net>", 0, MXG_PE_OK, "bob@example.net",
+         "example.net", 0},
+        {"TO:<first.last+tag@sub.example.net>", 0, MXG_PE_OK, "first.last+tag@sub.example.net",
+         "sub.example.net", 0},
+        {"TO:<j\xc3\xb6rg@b\xc3\xbc" "cher.example>", 0, MXG_PE_OK,
+         "j\xc3\xb6rg@b\xc3\xbc" "cher.example", "b\xc3\xbc" "cher.example", 0},
+        {"FROM:<u@[192.0.2.1]>", 1, MXG_PE_OK, "u@[192.0.2.1]", "", 0},
+        /* malformed */
+        {"TO:<>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<postmaster>", 0, MXG_PE_NODOMAIN, NULL, NULL, 0},
+        {"FROM:<postmaster>", 1, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:bob@example.net", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@example.net", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<.bob@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob.@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bo..b@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@-example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@example..net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@exa_mple.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@[192.0.2.1]>", 0, MXG_PE_LITERAL, NULL, NULL, 0},
+        {"TO:<bob@example.net>x", 0, MXG_PE_SYNTAX, NULL, NULL, 0},
+        {"TO:<bob@example.net> =x", 0, MXG_PE_PARAM, NULL, NULL, 0},
+        {"TO:<bob@example.net> NOTIFY=", 0, MXG_PE_PARAM, NULL, NULL, 0},
+        {"TO:<bob@example.net> A=1 A=2", 0, MXG_PE_PARAM, NULL, NULL, 0},
+        {"FROM<a@b.c>", 1, MXG_PE_SYNTAX, NULL, NULL, 0},
+        {"TO:<\"unterminated@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<b\xff" "ob@example.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<bob@ex\xc0\xaf" "ample.net>", 0, MXG_PE_PATH, NULL, NULL, 0},
+        {"TO:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.net>", 0,
+         MXG_PE_PATH, NULL, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mxg_path p;
+        int rc = mxg_path_parse(cases[i].arg, strlen(cases[i].arg), cases[i].is_mail, &p);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu '%s': rc %d, expected %d", i, cases[i].arg, rc, cases[i].rc);
+        if (rc != MXG_PE_OK)
+            continue;
+        assert_string_equal(p.addr, cases[i].addr);
+        assert_string_equal(p.domain, cases[i].domain);
+        assert_int_equal(p.n_params, cases[i].n_params);
+    }
+}
+
+static void test_mail_params(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *arg;
+        int rc;
+        uint64_t size;
+        enum mxg_body body;
+        int utf8;
+    } cases[] = {
+        {"FROM:<a@b.c> SIZE=12345", MXG_PE_OK, 12345, MXG_BODY_NONE, 0},
+        {"FROM:<a@b.c> BODY=8bitmime SMTPUTF8", MXG_PE_OK, 0, MXG_BODY_8BITMIME, 1},
+        {"FROM:<a@b.c> BODY=7BIT RET=HDRS ENVID=abc+2Bdef", MXG_PE_OK, 0, MXG_BODY_7BIT, 0},
+        {"FROM:<a@b.c> BODY=BINARYMIME", MXG_PE_UNKNOWN_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> XFOO=1", MXG_PE_UNKNOWN_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> SIZE=12a", MXG_PE_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> SIZE", MXG_PE_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> SIZE=123456789012345678901", MXG_PE_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> SMTPUTF8=yes", MXG_PE_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> RET=ALL", MXG_PE_PARAM, 0, 0, 0},
+        {"FROM:<a@b.c> ENVID=a+2g", MXG_PE_PARAM, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mxg_path p;
+        assert_int_equal(mxg_path_parse(cases[i].arg, strlen(cases[i].arg), 1, &p), MXG_PE_OK);
+        struct mxg_mail_params mp;
+        int rc = mxg_mail_params_check(&p, &mp);
+        if (rc != cases[i].rc)
+            fail_msg("case '%s': rc %d, expected %d", cases[i].arg, rc, cases[i].rc);
+        if (rc != MXG_PE_OK)
+            continue;
+        assert_int_equal(mp.size, cases[i].size);
+        assert_int_equal(mp.body, cases[i].body);
+        assert_int_equal(mp.smtputf8, cases[i].utf8);
+    }
+}
+
+static void test_rcpt_params(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *arg;
+        int rc;
+    } cases[] = {
+        {"TO:<a@b.c> NOTIFY=NEVER", MXG_PE_OK},
+        {"TO:<a@b.c> NOTIFY=SUCCESS,DELAY", MXG_PE_OK},
+        {"TO:<a@b.c> ORCPT=rfc822;a+40b.c", MXG_PE_OK},
+        {"TO:<a@b.c> NOTIFY=NEVER,SUCCESS", MXG_PE_PARAM},
+        {"TO:<a@b.c> NOTIFY=SOMETIMES", MXG_PE_PARAM},
+        {"TO:<a@b.c> ORCPT=rfc822", MXG_PE_PARAM},
+        {"TO:<a@b.c> ORCPT=;x", MXG_PE_PARAM},
+        {"TO:<a@b.c> FOO=BAR", MXG_PE_UNKNOWN_PARAM},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mxg_path p;
+        assert_int_equal(mxg_path_parse(cases[i].arg, strlen(cases[i].arg), 0, &p), MXG_PE_OK);
+        struct mxg_rcpt_params rp;
+        int rc = mxg_rcpt_params_check(&p, &rp);
+        if (rc != cases[i].rc)
+            fail_msg("case '%s': rc %d, expected %d", cases[i].arg, rc, cases[i].rc);
+    }
+}
+
+static int feed_all(struct mxg_reply_parser *p, const char *const *lines, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc = mxg_reply_feed(p, lines[i], strlen(lines[i]));
+        if (rc != 0)
+            return rc;
+    }
+    return rc;
+}
+
+static void test_replies(void **st)
+{
+    (void)st;
+    struct mxg_reply_parser p;
+    mxg_reply_parser_reset(&p);
+    const char *ok[] = {"250 2.1.5 Ok"};
+    assert_int_equal(feed_all(&p, ok, 1), 1);
+    assert_int_equal(p.r.code, 250);
+    assert_string_equal(p.r.enh, "2.1.5");
+    assert_string_equal(p.r.text, "Ok");
+
+    const char *multi[] = {"550-5.1.1 first", "550-5.1.1 second", "550 5.1.1 third"};
+    assert_int_equal(feed_all(&p, multi, 3), 1);
+    assert_int_equal(p.r.n_lines, 3);
+    assert_string_equal(p.r.text, "first\nsecond\nthird");
+    char out[512];
+    size_t n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "550-5.1.1 first\r\n550-5.1.1 second\r\n550 5.1.1 third\r\n");
+
+    /* no enhanced code upstream: one derived from the class is added */
+    const char *plain[] = {"451 try later"};
+    assert_int_equal(feed_all(&p, plain, 1), 1);
+    assert_string_equal(p.r.enh, "");
+    n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "451 4.0.0 try later\r\n");
+
+    /* an enhanced code of the wrong class is replaced */
+    const char *wrong[] = {"550 2.0.0 odd"};
+    assert_int_equal(feed_all(&p, wrong, 1), 1);
+    n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "550 5.0.0 odd\r\n");
+
+    const char *bare[] = {"220"};
+    assert_int_equal(feed_all(&p, bare, 1), 1);
+    assert_int_equal(p.r.code, 220);
+
+    /* malformed */
+    static const char *bad[] = {"25", "2500 x", "abc def", "650 nope", "250x", "199 low"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mxg_reply_parser_reset(&p);
+        assert_int_equal(mxg_reply_feed(&p, bad[i], strlen(bad[i])), MXG_PE_SYNTAX);
+    }
+    /* code changes in the middle of a multi-line reply */
+    mxg_reply_parser_reset(&p);
+    assert_int_equal(mxg_reply_feed(&p, "250-a", 5), 0);
+    assert_int_equal(mxg_reply_feed(&p, "251 b", 5), MXG_PE_SYNTAX);
+    /* a reply that never ends is cut off */
+    mxg_reply_parser_reset(&p);
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++)
+        rc = mxg_reply_feed(&p, "250-x", 5);
+    assert_int_equal(rc, MXG_PE_SYNTAX);
+    /* control characters never reach the client */
+    mxg_reply_parser_reset(&p);
+    assert_int_equal(mxg_reply_feed(&p, "250 a\x01" "b", 7), 1);
+    assert_string_equal(p.r.text, "a b");
+}
+
+static void test_caps(void **st)
+{
+    (void)st;
+    struct mxg_reply_parser p;
+    mxg_reply_parser_reset(&p);
+    const char *ehlo[] = {"250-mx.example greets you", "250-PIPELINING", "250-SIZE 10240000",
+                          "250-starttls", "250-8BITMIME", "250-ENHANCEDSTATUSCODES",
+                          "250-SMTPUTF8", "250 DSN"};
+    assert_int_equal(feed_all(&p, ehlo, 8), 1);
+    struct mxg_caps c;
+    mxg_caps_parse(&p.r, &c);
+    assert_true(c.starttls && c.pipelining && c.size && c.eightbit && c.enhanced && c.smtputf8 &&
+                c.dsn);
+    assert_int_equal(c.size_limit, 10240000);
+    /* the greeting line is not a capability */
+    const char *ehlo2[] = {"250-STARTTLS", "250 SIZE"};
+    assert_int_equal(feed_all(&p, ehlo2, 2), 1);
+    mxg_caps_parse(&p.r, &c);
+    assert_false(c.starttls);
+    assert_true(c.size);
+    assert_int_equal(c.size_limit, 0);
+}
+
+static void test_domains(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *d;
+        int utf8;
+        int ok;
+    } cases[] = {
+        {"example.com", 0, 1},      {"a-b.example", 0, 1},   {"x", 0, 1},
+        {"-a.example", 0, 0},       {"a-.example", 0, 0},    {"a..b", 0, 0},
+        {".a", 0, 0},               {"a.", 0, 0},            {"a b", 0, 0},
+        {"b\xc3\xbc" "cher.de", 0, 0}, {"b\xc3\xbc" "cher.de", 1, 1}, {"\xc3", 1, 0},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (mxg_domain_valid(cases[i].d, strlen(cases[i].d), cases[i].utf8) != cases[i].ok)
+            fail_msg("domain '%s' utf8=%d: expected %d", cases[i].d, cases[i].utf8, cases[i].ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cmd_verbs),   cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_mail_params), cmocka_unit_test(test_rcpt_params),
+        cmocka_unit_test(test_replies),     cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_domains),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,461 @@
+/* tls/tls_engine.c — see tls_engine.h.
+ *
+ * One SSL per engine, wired to two memory BIOs:
+ *   rbio: ciphertext from the network, written by mxg_tls_feed(), read by SSL;
+ *   wbio: ciphertext for the network, written by SSL, read by mxg_tls_take_out().
+ * Memory BIOs never block on write and report "retry" on an empty read, so
+ * the only retry the engine ever sees is SSL_ERROR_WANT_READ (→ AGAIN).
+ *
+ * Error hygiene: the OpenSSL error queue is per thread and shared by every
+ * engine, so it is cleared before each SSL call and drained (into the
+ * engine's error string) or cleared after it. A fatal error is sticky: the
+ * SSL object is unusable afterwards and every later call returns ERR. */
+#include "tls/tls_engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "core/log.h"
+
+#define COMP "tls"
+
+struct mxg_tls_ctx {
+    SSL_CTX *ssl_ctx;
+};
+
+struct mxg_tls_engine {
+    SSL *ssl;      /* owns rbio and wbio (SSL_set_bio) */
+    BIO *rbio;     /* borrowed from ssl: network -> SSL */
+    BIO *wbio;     /* borrowed from ssl: SSL -> network */
+    SSL_CTX *ctx;  /* our own reference, released in mxg_tls_engine_free */
+    int failed;    /* sticky: a fatal error happened */
+    char alert[96];  /* last fatal alert sent/received, "" if none */
+    char err[512];   /* last error, "" if none */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Error text helpers                                                       */
+
+/* Contract: printf into buf, truncated and NUL-terminated within cap; no-op
+ * when buf is NULL or cap is 0. */
+static void set_text(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_text(char *buf, size_t cap, const char *fmt, ...)
+{
+    if (buf == NULL || cap == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+/* Contract: append "sep + OpenSSL error strings" for every queued error to
+ * buf (len < cap), then clear the queue. Returns the number of entries. */
+static int append_openssl_errors(char *buf, size_t cap)
+{
+    int count = 0;
+    unsigned long code;
+    while ((code = ERR_get_error()) != 0) {
+        size_t used = strlen(buf);
+        if (used + 3 >= cap)
+            continue; /* keep draining the queue */
+        if (used > 0) {
+            memcpy(buf + used, "; ", 3);
+            used += 2;
+        }
+        ERR_error_string_n(code, buf + used, cap - used);
+        count++;
+    }
+    ERR_clear_error();
+    return count;
+}
+
+/* Contract: append " (suffix)" to buf if it fits, truncating otherwise. */
+static void append_paren(char *buf, size_t cap, const char *label, const char *what)
+{
+    size_t used = strlen(buf);
+    if (used + 1 < cap)
+        snprintf(buf + used, cap - used, "%s(%s%s)", used > 0 ? " " : "", label, what);
+}
+
+/* Contract: record in e->err why operation `op` failed with SSL_get_error()
+ * code `ssl_err`: OpenSSL queue, fatal alert, and the verify result when the
+ * peer certificate was being verified. Clears the error queue. */
+static void capture_error(struct mxg_tls_engine *e, const char *op, int ssl_err)
+{
+    char detail[sizeof e->err];
+    detail[0] = '\0';
+    if (append_openssl_errors(detail, sizeof detail) == 0) {
+        if (ssl_err == SSL_ERROR_SYSCALL)
+            set_text(detail, sizeof detail, "unexpected end of stream");
+        else if (ssl_err != SSL_ERROR_SSL)
+            set_text(detail, sizeof detail, "unexpected SSL_get_error %d", ssl_err);
+    }
+    if (e->alert[0] != '\0')
+        append_paren(detail, sizeof detail, "", e->alert);
+    long vr = SSL_get_verify_result(e->ssl);
+    if (vr != X509_V_OK && (SSL_get_verify_mode(e->ssl) & SSL_VERIFY_PEER))
+        append_paren(detail, sizeof detail, "verify: ", X509_verify_cert_error_string(vr));
+    set_text(e->err, sizeof e->err, "%s: %s", op, detail[0] ? detail : "failed");
+}
+
+/* Contract: mark e failed, capture why, and return MXG_TLS_ERR. */
+static int fail(struct mxg_tls_engine *e, const char *op, int ssl_err)
+{
+    e->failed = 1;
+    capture_error(e, op, ssl_err);
+    LOG_D(COMP, "%s", e->err);
+    return MXG_TLS_ERR;
+}
+
+/* Contract: SSL info callback; remembers the last fatal alert, sent or
+ * received, in the engine found via SSL app data. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL)
+        return;
+    struct mxg_tls_engine *e = SSL_get_app_data(ssl);
+    if (e == NULL)
+        return;
+    set_text(e->alert, sizeof e->alert, "%s alert: %s",
+             (where & SSL_CB_READ) ? "received" : "sent", SSL_alert_desc_string_long(ret));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Contexts                                                                 */
+
+/* Contract: fill err with "what: <OpenSSL errors>" and clear the queue. */
+static void ctx_error(char *err, size_t errlen, const char *what)
+{
+    char detail[384] = "";
+    if (append_openssl_errors(detail, sizeof detail) == 0)
+        set_text(detail, sizeof detail, "unknown error");
+    set_text(err, errlen, "%s: %s", what, detail);
+}
+
+/* Contract: settings shared by client and server contexts. */
+static void ctx_common(SSL_CTX *c)
+{
+    SSL_CTX_clear_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_mode(c, SSL_MODE_AUTO_RETRY);
+    /* Renegotiation would let SSL_write need peer input; refuse it. */
+    SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
+}
+
+/* Contract: wrap c (ownership taken) or free it and return NULL. */
+static struct mxg_tls_ctx *ctx_wrap(SSL_CTX *c, char *err, size_t errlen)
+{
+    struct mxg_tls_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        SSL_CTX_free(c);
+        set_text(err, errlen, "out of memory");
+        return NULL;
+    }
+    ctx->ssl_ctx = c;
+    return ctx;
+}
+
+struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    if (c == NULL) {
+        ctx_error(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    ctx_common(c);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    int ok = cafile != NULL ? SSL_CTX_load_verify_file(c, cafile)
+                            : SSL_CTX_set_default_verify_paths(c);
+    if (ok != 1) {
+        char what[256];
+        set_text(what, sizeof what, "cannot load CA file %s", cafile ? cafile : "(default paths)");
+        ctx_error(err, errlen, what);
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    ERR_clear_error(); /* default paths may queue harmless "no such file" */
+    return ctx_wrap(c, err, errlen);
+}
+
+/* Contract: load chain + key into c and check they match; 0 or -1 with err. */
+static int load_cert_key(SSL_CTX *c, const char *certfile, const char *keyfile, char *err,
+                         size_t errlen)
+{
+    char what[256];
+    if (certfile == NULL || keyfile == NULL) {
+        set_text(err, errlen, "certificate and key files are required");
+        return -1;
+    }
+    if (SSL_CTX_use_certificate_chain_file(c, certfile) != 1) {
+        set_text(what, sizeof what, "cannot load certificate chain %s", certfile);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, keyfile, SSL_FILETYPE_PEM) != 1) {
+        set_text(what, sizeof what, "cannot load private key %s", keyfile);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+        set_text(what, sizeof what, "private key %s does not match %s", keyfile, certfile);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    return 0;
+}
+
+struct mxg_tls_ctx *mxg_tls_ctx_new_server(const char *certfile, const char *keyfile, char *err,
+                                           size_t errlen)
+{
+    ERR_clear_error();
+    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+    if (c == NULL) {
+        ctx_error(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    ctx_common(c);
+    if (load_cert_key(c, certfile, keyfile, err, errlen) != 0) {
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    return ctx_wrap(c, err, errlen);
+}
+
+void mxg_tls_ctx_free(struct mxg_tls_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx);
+}
+
+SSL_CTX *mxg_tls_ctx_ssl_ctx(struct mxg_tls_ctx *ctx)
+{
+    return ctx ? ctx->ssl_ctx : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engines                                                                  */
+
+/* Contract: a new engine with SSL + memory BIOs on ctx, or NULL. The engine
+ * takes its own SSL_CTX reference. Caller sets connect/accept state. */
+static struct mxg_tls_engine *engine_new(struct mxg_tls_ctx *ctx)
+{
+    if (ctx == NULL || ctx->ssl_ctx == NULL)
+        return NULL;
+    ERR_clear_error();
+    struct mxg_tls_engine *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    e->ssl = SSL_new(ctx->ssl_ctx);
+    e->rbio = BIO_new(BIO_s_mem());
+    e->wbio = BIO_new(BIO_s_mem());
+    if (e->ssl == NULL || e->rbio == NULL || e->wbio == NULL
+        || SSL_CTX_up_ref(ctx->ssl_ctx) != 1) {
+        LOG_W(COMP, "cannot create TLS engine");
+        BIO_free(e->rbio);
+        BIO_free(e->wbio);
+        SSL_free(e->ssl);
+        free(e);
+        ERR_clear_error();
+        return NULL;
+    }
+    e->ctx = ctx->ssl_ctx;
+    SSL_set_bio(e->ssl, e->rbio, e->wbio);
+    SSL_set_app_data(e->ssl, e);
+    SSL_set_info_callback(e->ssl, info_cb);
+    return e;
+}
+
+struct mxg_tls_engine *mxg_tls_engine_new_client(struct mxg_tls_ctx *ctx, const char *sni)
+{
+    struct mxg_tls_engine *e = engine_new(ctx);
+    if (e == NULL)
+        return NULL;
+    SSL_set_connect_state(e->ssl);
+    if (sni != NULL && SSL_set_tlsext_host_name(e->ssl, sni) != 1) {
+        LOG_W(COMP, "cannot set SNI \"%s\"", sni);
+        mxg_tls_engine_free(e);
+        ERR_clear_error();
+        return NULL;
+    }
+    return e;
+}
+
+struct mxg_tls_engine *mxg_tls_engine_new_server(struct mxg_tls_ctx *ctx)
+{
+    struct mxg_tls_engine *e = engine_new(ctx);
+    if (e != NULL)
+        SSL_set_accept_state(e->ssl);
+    return e;
+}
+
+void mxg_tls_engine_free(struct mxg_tls_engine *e)
+{
+    if (e == NULL)
+        return;
+    SSL_free(e->ssl); /* frees rbio and wbio */
+    SSL_CTX_free(e->ctx);
+    free(e);
+}
+
+SSL *mxg_tls_engine_ssl(struct mxg_tls_engine *e)
+{
+    return e ? e->ssl : NULL;
+}
+
+/* Contract: ERR with e->err set for a bad argument; does not poison e. */
+static int bad_arg(struct mxg_tls_engine *e, const char *op, const char *why)
+{
+    if (e != NULL)
+        set_text(e->err, sizeof e->err, "%s: %s", op, why);
+    return MXG_TLS_ERR;
+}
+
+int mxg_tls_feed(struct mxg_tls_engine *e, const void *in, size_t len)
+{
+    if (e == NULL || (in == NULL && len > 0))
+        return bad_arg(e, "feed", "invalid argument");
+    if (e->failed)
+        return MXG_TLS_ERR;
+    if (len == 0)
+        return MXG_TLS_OK;
+    ERR_clear_error();
+    size_t written = 0;
+    if (BIO_write_ex(e->rbio, in, len, &written) != 1 || written != len) {
+        e->failed = 1;
+        set_text(e->err, sizeof e->err, "feed: cannot buffer %zu bytes", len);
+        ERR_clear_error();
+        return MXG_TLS_ERR;
+    }
+    return MXG_TLS_OK;
+}
+
+int mxg_tls_handshake(struct mxg_tls_engine *e)
+{
+    if (e == NULL)
+        return MXG_TLS_ERR;
+    if (e->failed)
+        return MXG_TLS_ERR;
+    if (SSL_is_init_finished(e->ssl))
+        return MXG_TLS_OK;
+    ERR_clear_error();
+    int rc = SSL_do_handshake(e->ssl);
+    if (rc == 1) {
+        LOG_D(COMP, "handshake complete: %s %s", SSL_get_version(e->ssl),
+              SSL_get_cipher_name(e->ssl));
+        return MXG_TLS_OK;
+    }
+    int se = SSL_get_error(e->ssl, rc);
+    if (se == SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        return MXG_TLS_AGAIN;
+    }
+    return fail(e, "handshake", se);
+}
+
+int mxg_tls_handshake_done(const struct mxg_tls_engine *e)
+{
+    return e != NULL && !e->failed && SSL_is_init_finished(e->ssl);
+}
+
+size_t mxg_tls_out_pending(const struct mxg_tls_engine *e)
+{
+    return e ? BIO_ctrl_pending(e->wbio) : 0;
+}
+
+size_t mxg_tls_take_out(struct mxg_tls_engine *e, void *buf, size_t cap)
+{
+    if (e == NULL || buf == NULL || cap == 0)
+        return 0;
+    size_t n = 0;
+    if (BIO_read_ex(e->wbio, buf, cap, &n) != 1)
+        n = 0; /* empty */
+    ERR_clear_error();
+    return n;
+}
+
+int mxg_tls_write(struct mxg_tls_engine *e, const void *plain, size_t len)
+{
+    if (e == NULL || (plain == NULL && len > 0))
+        return bad_arg(e, "write", "invalid argument");
+    if (e->failed)
+        return MXG_TLS_ERR;
+    if (!SSL_is_init_finished(e->ssl))
+        return bad_arg(e, "write", "handshake not complete");
+    if (len == 0)
+        return MXG_TLS_OK;
+    ERR_clear_error();
+    size_t written = 0;
+    int rc = SSL_write_ex(e->ssl, plain, len, &written);
+    if (rc == 1 && written == len)
+        return MXG_TLS_OK;
+    return fail(e, "write", SSL_get_error(e->ssl, rc));
+}
+
+int mxg_tls_read(struct mxg_tls_engine *e, void *buf, size_t cap, size_t *n)
+{
+    if (n != NULL)
+        *n = 0;
+    if (e == NULL || buf == NULL || cap == 0 || n == NULL)
+        return bad_arg(e, "read", "invalid argument");
+    if (e->failed)
+        return MXG_TLS_ERR;
+    ERR_clear_error();
+    int rc = SSL_read_ex(e->ssl, buf, cap, n);
+    if (rc == 1)
+        return MXG_TLS_OK;
+    *n = 0;
+    int se = SSL_get_error(e->ssl, rc);
+    if (se == SSL_ERROR_WANT_READ || se == SSL_ERROR_ZERO_RETURN) {
+        ERR_clear_error();
+        return se == SSL_ERROR_WANT_READ ? MXG_TLS_AGAIN : MXG_TLS_EOF;
+    }
+    return fail(e, "read", se);
+}
+
+void mxg_tls_shutdown(struct mxg_tls_engine *e)
+{
+    if (e == NULL || e->failed || !SSL_is_init_finished(e->ssl))
+        return;
+    ERR_clear_error();
+    (void)SSL_shutdown(e->ssl); /* 0: close_notify queued; 1: also got the peer's */
+    ERR_clear_error();
+}
+
+const char *mxg_tls_version(const struct mxg_tls_engine *e)
+{
+    return mxg_tls_handshake_done(e) ? SSL_get_version(e->ssl) : "";
+}
+
+const char *mxg_tls_cipher(const struct mxg_tls_engine *e)
+{
+    if (!mxg_tls_handshake_done(e))
+        return "";
+    const char *name = SSL_get_cipher_name(e->ssl);
+    return name ? name : "";
+}
+
+long mxg_tls_verify_result(const struct mxg_tls_engine *e)
+{
+    if (e == NULL || !SSL_is_init_finished(e->ssl))
+        return X509_V_ERR_UNSPECIFIED;
+    /* OpenSSL reports X509_V_OK when the peer sent no certificate at all. */
+    X509 *peer = SSL_get0_peer_certificate(e->ssl);
+    return peer != NULL ? SSL_get_verify_result(e->ssl) : X509_V_ERR_UNSPECIFIED;
+}
+
+const char *mxg_tls_engine_error(const struct mxg_tls_engine *e)
+{
+    return e ? e->err : "";
+}

@@ -1,0 +1,93 @@
+/* tls/tls_engine.h — a TLS engine that only moves bytes through memory BIOs.
+ *
+ * The engine never touches a socket. The owner (proxy/upstream.c) feeds it
+ * the ciphertext it read from the network, takes the ciphertext the engine
+ * produced and writes it to the network, and reads/writes plaintext.
+ * Every call returns one of the mxg_tls_status values below.
+ *
+ * Ownership: mxg_tls_ctx owns one SSL_CTX; an engine holds a reference to it
+ * (SSL_CTX_up_ref), so the context may be freed before its engines.
+ * The engine owns its SSL and both BIOs. Buffers passed in are borrowed for
+ * the duration of the call only.
+ *
+ * Verification: this layer records what OpenSSL concluded (verify result,
+ * peer chain, negotiated version/cipher); whether that is acceptable is the
+ * caller's policy decision. Opportunistic use: SSL_VERIFY_NONE.
+ * DANE (issue 3) plugs in through mxg_tls_engine_ssl() before the handshake.
+ */
+#ifndef MXG_TLS_ENGINE_H
+#define MXG_TLS_ENGINE_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+enum mxg_tls_status {
+    MXG_TLS_OK = 0,     /* done (handshake complete / data moved) */
+    MXG_TLS_AGAIN = 1,  /* needs more ciphertext from the peer (flush output first) */
+    MXG_TLS_EOF = 2,    /* peer sent close_notify */
+    MXG_TLS_ERR = -1,   /* fatal; mxg_tls_engine_error() says why */
+};
+
+struct mxg_tls_ctx;
+struct mxg_tls_engine;
+
+/* A client context. The minimum protocol version is left to OpenSSL's default
+ * (not raised: opportunistic SMTP TLS takes what it can get, RFC 7435 spirit,
+ * as Postfix). SSL_VERIFY_NONE, but trust anchors are loaded (cafile, or the
+ * system default paths when cafile is NULL) so that mxg_tls_verify_result()
+ * is meaningful and callers may switch to SSL_VERIFY_PEER per engine.
+ * Renegotiation is refused; client session cache off.
+ * err gets a reason on NULL return. */
+struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen);
+/* A server context with a PEM certificate chain file and PEM key file (for
+ * tests and inbound STARTTLS later); NULL with err set if either cannot be
+ * loaded or the key does not match the certificate. */
+struct mxg_tls_ctx *mxg_tls_ctx_new_server(const char *certfile, const char *keyfile, char *err,
+                                           size_t errlen);
+void mxg_tls_ctx_free(struct mxg_tls_ctx *ctx);
+SSL_CTX *mxg_tls_ctx_ssl_ctx(struct mxg_tls_ctx *ctx);
+
+/* New client engine; sni may be NULL (no SNI). NULL on failure.
+ * The engine uses the SSL's app data (SSL_set_app_data) and info callback for
+ * itself: callers of mxg_tls_engine_ssl() must not replace them. */
+struct mxg_tls_engine *mxg_tls_engine_new_client(struct mxg_tls_ctx *ctx, const char *sni);
+struct mxg_tls_engine *mxg_tls_engine_new_server(struct mxg_tls_ctx *ctx);
+void mxg_tls_engine_free(struct mxg_tls_engine *e);
+SSL *mxg_tls_engine_ssl(struct mxg_tls_engine *e);
+
+/* Give the engine ciphertext received from the peer. OK or ERR. */
+int mxg_tls_feed(struct mxg_tls_engine *e, const void *in, size_t len);
+
+/* Drive the handshake: OK when complete, AGAIN when it waits for the peer,
+ * ERR on failure. After every call, drain mxg_tls_take_out() (on ERR it may
+ * hold the alert for the peer). Errors are sticky: after a fatal ERR every
+ * call returns ERR. */
+int mxg_tls_handshake(struct mxg_tls_engine *e);
+int mxg_tls_handshake_done(const struct mxg_tls_engine *e);
+
+/* Ciphertext waiting to be sent: bytes pending, and copy up to cap of them
+ * out (consuming them). Returns the number of bytes copied. */
+size_t mxg_tls_out_pending(const struct mxg_tls_engine *e);
+size_t mxg_tls_take_out(struct mxg_tls_engine *e, void *buf, size_t cap);
+
+/* Encrypt plaintext (all of it, or ERR; ERR too before the handshake is
+ * complete). Output appears in take_out. */
+int mxg_tls_write(struct mxg_tls_engine *e, const void *plain, size_t len);
+
+/* Decrypt: OK with *n > 0 bytes, AGAIN when no full record is buffered,
+ * EOF on close_notify, ERR on failure. */
+int mxg_tls_read(struct mxg_tls_engine *e, void *buf, size_t cap, size_t *n);
+
+/* Queue a close_notify (output in take_out). */
+void mxg_tls_shutdown(struct mxg_tls_engine *e);
+
+/* After the handshake: "TLSv1.3", "TLS_AES_256_GCM_SHA384" ("" before), and
+ * the X509 verify result of the peer certificate (X509_V_OK, X509_V_ERR_*);
+ * X509_V_ERR_UNSPECIFIED before the handshake or when the peer sent none. */
+const char *mxg_tls_version(const struct mxg_tls_engine *e);
+const char *mxg_tls_cipher(const struct mxg_tls_engine *e);
+long mxg_tls_verify_result(const struct mxg_tls_engine *e);
+/* Last error, human-readable (OpenSSL error queue or alert), "" if none. */
+const char *mxg_tls_engine_error(const struct mxg_tls_engine *e);
+
+#endif
