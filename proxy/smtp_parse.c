@@ -523,6 +523,7 @@ void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *f
 {
     r->code = code;
     snprintf(r->enh, sizeof r->enh, "%s", enh ? enh : "");
+    r->no_enh = r->enh[0] == 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->text, sizeof r->text, fmt, ap);
@@ -540,7 +541,9 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
 {
     char enh[16];
     int cls = r->code / 100;
-    if (r->enh[0] == '0' + cls)
+    if (r->no_enh || cls == 3)
+        enh[0] = 0;
+    else if (r->enh[0] == '0' + cls)
         snprintf(enh, sizeof enh, "%s", r->enh);
     else
         snprintf(enh, sizeof enh, "%d.0.0", cls);
@@ -553,7 +556,7 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
         size_t ll = nl ? (size_t)(nl - line) : strlen(line);
         char head[32];
         int hl = snprintf(head, sizeof head, "%03d%c%s%s", r->code, nl ? '-' : ' ', enh,
-                          ll ? " " : "");
+                          ll && enh[0] ? " " : "");
         if (n + (size_t)hl + 2 >= cap)
             break;
         if (ll > cap - n - (size_t)hl - 3)

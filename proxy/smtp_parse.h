@@ -97,6 +97,8 @@ int mxg_parse_error_reply(int err, const char **enh, const char **text);
 struct mxg_reply {
     int code;                 /* 200..599 */
     char enh[16];             /* "2.1.0" if present on the first line, else "" */
+    int no_enh;               /* local reply that must carry no enhanced code
+                                 (greeting, EHLO/HELO, 354: RFC 2034 §3) */
     int n_lines;
     char text[MXG_REPLY_TEXT_MAX]; /* lines' text without code/enh, joined by '\n' */
 };
@@ -113,13 +115,14 @@ struct mxg_reply_parser {
 int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len);
 void mxg_reply_parser_reset(struct mxg_reply_parser *p);
 
-/* Build a reply locally (one line, or several separated by '\n'). */
+/* Build a reply locally (one line, or several separated by '\n').
+ * enh NULL or "" → rendered without an enhanced code (greeting, EHLO, 354). */
 void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Render for the client: every line "CODE-ENH text" / "CODE ENH text" + CRLF.
- * The enhanced code is always present: the reply's own if its class matches
- * the code, else derived from the class ("4.0.0"). Returns bytes written
+ * The enhanced code is always present (unless r->no_enh): the reply's own if
+ * its class matches the code, else derived from the class ("4.0.0"). Returns bytes written
  * (truncated at cap, always CRLF-terminated lines) . */
 size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap);
 

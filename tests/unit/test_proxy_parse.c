@@ -228,6 +228,22 @@ static void test_replies(void **st)
     out[n] = 0;
     assert_string_equal(out, "550 5.0.0 odd\r\n");
 
+    /* greeting, EHLO and 354 carry no enhanced code (RFC 2034 §3) */
+    struct mxg_reply loc;
+    mxg_reply_set(&loc, 250, "", "mx.example\nPIPELINING\nSIZE 100");
+    n = mxg_reply_render(&loc, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n");
+    mxg_reply_set(&loc, 221, "2.0.0", "bye");
+    n = mxg_reply_render(&loc, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "221 2.0.0 bye\r\n");
+    const char *go[] = {"354 go ahead"};
+    assert_int_equal(feed_all(&p, go, 1), 1);
+    n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "354 go ahead\r\n");
+
     const char *bare[] = {"220"};
     assert_int_equal(feed_all(&p, bare, 1), 1);
     assert_int_equal(p.r.code, 220);
