@@ -21,7 +21,8 @@ void mxg_log_setup(enum mxg_log_level min, int use_syslog);
 
 void mxg_log(enum mxg_log_level l, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void mxg_vlog(enum mxg_log_level l, const char *component, const char *fmt, va_list ap);
+void mxg_vlog(enum mxg_log_level l, const char *component, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define LOG_D(comp, ...) mxg_log(MXG_LOG_DEBUG, comp, __VA_ARGS__)
 #define LOG_I(comp, ...) mxg_log(MXG_LOG_INFO, comp, __VA_ARGS__)

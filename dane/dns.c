@@ -139,6 +139,7 @@ static int sec_rank(enum mxg_dnssec s)
     return 2;
 }
 
+/* The worse of two DNSSEC states (BOGUS > INDETERMINATE > INSECURE > SECURE). */
 static enum mxg_dnssec sec_worst(enum mxg_dnssec a, enum mxg_dnssec b)
 {
     return sec_rank(a) >= sec_rank(b) ? a : b;
@@ -205,6 +206,7 @@ static int wire2name(const struct getdns_bindata *bd, char *out, size_t outlen)
     return -1; /* no terminating root label */
 }
 
+/* Append q at the tail of l. */
 static void qlist_push(struct qlist *l, struct mxg_dns_query *q)
 {
     q->next = NULL;
@@ -217,6 +219,7 @@ static void qlist_push(struct qlist *l, struct mxg_dns_query *q)
     l->count++;
 }
 
+/* Unlink q from l (q must be in l). */
 static void qlist_remove(struct qlist *l, struct mxg_dns_query *q)
 {
     if (q->prev)
@@ -231,6 +234,7 @@ static void qlist_remove(struct qlist *l, struct mxg_dns_query *q)
     l->count--;
 }
 
+/* 1 if getdns still holds a transaction of q. */
 static int query_active(const struct mxg_dns_query *q)
 {
     for (int i = 0; i < q->nsub; i++)
@@ -239,6 +243,7 @@ static int query_active(const struct mxg_dns_query *q)
     return 0;
 }
 
+/* Record the outcome of sub s; BOGUS always forces sec BOGUS. */
 static void sub_set(struct dns_sub *s, enum mxg_dns_status st, enum mxg_dnssec sec, const char *why)
 {
     s->status = st;
@@ -248,6 +253,7 @@ static void sub_set(struct dns_sub *s, enum mxg_dns_status st, enum mxg_dnssec s
     snprintf(s->why, sizeof s->why, "%s", why);
 }
 
+/* Mnemonic of the RR types asked here, for messages. */
 static const char *rrtype_name(uint16_t t)
 {
     switch (t) {
@@ -260,6 +266,7 @@ static const char *rrtype_name(uint16_t t)
 
 /* --------------------------------------------------------- answer parsing */
 
+/* Owner name of an rr dict, normalised; 0 or -1. */
 static int rr_owner(getdns_dict *rr, char *out, size_t outlen)
 {
     struct getdns_bindata *bd = NULL;
@@ -268,6 +275,7 @@ static int rr_owner(getdns_dict *rr, char *out, size_t outlen)
     return wire2name(bd, out, outlen);
 }
 
+/* RR type of an rr dict, 0 if absent. */
 static uint32_t rr_type(getdns_dict *rr)
 {
     uint32_t t = 0;
@@ -275,6 +283,7 @@ static uint32_t rr_type(getdns_dict *rr)
     return t;
 }
 
+/* getdns dnssec_status (400..403) → enum mxg_dnssec. */
 static enum mxg_dnssec map_dnssec(uint32_t v)
 {
     switch (v) {
@@ -472,7 +481,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
 
     if (rcode == GETDNS_RCODE_NXDOMAIN) {
         snprintf(s->name, sizeof s->name, "%s", canon);
-        snprintf(why, sizeof why, "%s does not exist", canon[0] ? canon : ".");
+        snprintf(why, sizeof why, "%.140s does not exist", canon[0] ? canon : ".");
         sub_set(s, MXG_DNS_NXDOMAIN, sec, why);
         return 0;
     }
@@ -490,7 +499,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         return 1;
     }
     snprintf(s->name, sizeof s->name, "%s", canon);
-    snprintf(why, sizeof why, "no %s records for %s", rrtype_name(s->rrtype), canon);
+    snprintf(why, sizeof why, "no %s records for %.128s", rrtype_name(s->rrtype), canon);
     sub_set(s, MXG_DNS_NODATA, sec, why);
     return 0;
 }
@@ -556,9 +565,9 @@ static void query_finish(struct mxg_dns_query *q)
 
     r->why[0] = '\0';
     if (r->status == MXG_DNS_NODATA) {
-        snprintf(r->why, sizeof r->why, "no A/AAAA records for %s", c->name);
+        snprintf(r->why, sizeof r->why, "no A/AAAA records for %.130s", c->name);
     } else if (r->status == MXG_DNS_NXDOMAIN) {
-        snprintf(r->why, sizeof r->why, "%s does not exist", c->name);
+        snprintf(r->why, sizeof r->why, "%.140s does not exist", c->name);
     } else if (r->status == MXG_DNS_BOGUS) {
         snprintf(r->why, sizeof r->why, "DNSSEC validation of %s failed (bogus)",
                  a->status == MXG_DNS_BOGUS && aaaa->status == MXG_DNS_BOGUS ? "A and AAAA"
@@ -581,6 +590,7 @@ static void query_finish(struct mxg_dns_query *q)
     }
 }
 
+/* Run the user callback of a finished query. */
 static void deliver_one(struct mxg_dns_query *q)
 {
     if (q->kind == Q_MX)
@@ -589,6 +599,9 @@ static void deliver_one(struct mxg_dns_query *q)
         q->addr_cb(q->arg, &q->res.addr);
 }
 
+/* Deliver the queries that were ready when this tick started, in FIFO
+ * order; stops the idle handle when nothing is left. Stops early when a
+ * callback freed the resolver (dns stays allocated until its close cb). */
 static void on_idle(uv_idle_t *h)
 {
     struct mxg_dns *dns = h->data;
@@ -628,6 +641,7 @@ static void sub_done(struct dns_sub *s)
     }
 }
 
+/* getdns callback (see below). */
 static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_dict *resp,
                       void *userarg, getdns_transaction_t tid);
 
@@ -648,7 +662,7 @@ static int sub_submit(struct dns_sub *s)
             char why[160];
             s->active = 0;
             s->submit_failed = 1;
-            snprintf(why, sizeof why, "cannot send %s query for %s: %s", rrtype_name(s->rrtype),
+            snprintf(why, sizeof why, "cannot send %s query for %.80s: %.50s", rrtype_name(s->rrtype),
                      s->name, getdns_get_errorstr_by_id((uint16_t)r));
             LOG_D(COMP, "%s", why);
             sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, why);
@@ -661,6 +675,9 @@ static int sub_submit(struct dns_sub *s)
     return 0;
 }
 
+/* getdns callback for one sub: copies what it needs out of resp, frees resp,
+ * then follows a CNAME or finishes the sub. For a cancelled query it only
+ * frees resp (and q once getdns holds nothing more of it). */
 static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_dict *resp,
                       void *userarg, getdns_transaction_t tid)
 {
@@ -677,12 +694,18 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
             query_free(q); /* already unlinked by mxg_dns_cancel() */
         return;
     }
+    char asked[MXG_DNS_NAME_MAX];
+    snprintf(asked, sizeof asked, "%s", s->name);
     int follow = parse_response(s, type, resp);
     if (resp)
         getdns_dict_destroy(resp);
-    LOG_D(COMP, "%s %s: %s (%s)%s%s", rrtype_name(s->rrtype), s->name,
-          follow ? "CNAME, following" : mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec),
-          s->why[0] && !follow ? ": " : "", follow ? "" : s->why);
+    if (follow)
+        LOG_D(COMP, "%s %s: CNAME chain ends at %s without data, asking for it (%s)",
+              rrtype_name(s->rrtype), asked, s->name, mxg_dnssec_name(s->sec));
+    else
+        LOG_D(COMP, "%s %s: %s (%s)%s%s", rrtype_name(s->rrtype), asked,
+              mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec), s->why[0] ? ": " : "",
+              s->why);
     if (follow) {
         (void)sub_submit(s); /* on failure it finished the sub itself */
         return;
@@ -830,6 +853,8 @@ static void getdns_log_cb(void *userarg, uint64_t system, getdns_loglevel_type l
     LOG_D(COMP, "getdns[%llx/%d]: %s", (unsigned long long)system, (int)level, buf);
 }
 
+/* Append one upstream dict (address_type, address_data, port, scope_id) to
+ * ups at idx; port 0 means 53. Returns 0 or -1 with err set. */
 static int add_upstream(getdns_list *ups, size_t idx, const struct sockaddr *sa, char *err,
                         size_t errlen)
 {
@@ -955,6 +980,7 @@ static int anchor_clean_line(char *s)
     return depth;
 }
 
+/* 1 if s holds only blanks. */
 static int blank(const char *s)
 {
     while (*s == ' ')
@@ -1024,8 +1050,8 @@ static getdns_list *load_anchors(const char *path, char *err, size_t errlen)
         getdns_dict *rr = NULL;
         getdns_return_t r = getdns_str2rr_dict(rec, &rr, ".", 3600);
         if (r != GETDNS_RETURN_GOOD || !rr) {
-            snprintf(err, errlen, "%s:%d: cannot parse trust anchor: %s", path, startline,
-                     getdns_get_errorstr_by_id((uint16_t)r));
+            snprintf(err, errlen, "%s:%d: cannot parse trust anchor \"%.60s\": %s", path,
+                     startline, rec, getdns_get_errorstr_by_id((uint16_t)r));
             if (rr)
                 getdns_dict_destroy(rr);
             goto fail;
@@ -1071,6 +1097,7 @@ fail:
     return NULL;
 }
 
+/* Close callback of the idle handle: the last reference to struct mxg_dns. */
 static void on_idle_closed(uv_handle_t *h)
 {
     free(h->data);
@@ -1177,7 +1204,9 @@ fail:
 /* Contract: dns may be NULL. Cancels every outstanding query (no callback
  * runs afterwards), destroys the getdns context and closes the uv handles;
  * memory is released by their close callbacks, so run the loop once more
- * before uv_loop_close(). Safe to call from inside a dns callback. */
+ * before uv_loop_close(). Safe to call from inside a dns callback.
+ * Layers built on top (mxg_route_*) must cancel their own queries first:
+ * their callbacks will not run either, so their memory would be lost. */
 void mxg_dns_free(struct mxg_dns *dns)
 {
     if (!dns || dns->freeing)

@@ -128,6 +128,7 @@ struct mxg_route *mxg_route_copy(const struct mxg_route *r)
 
 /* ----------------------------------------------------------- the lookups */
 
+/* Run the route callback, then free the query. */
 static void route_deliver(struct mxg_route_query *rq)
 {
     struct mxg_route *r = &rq->route;
@@ -137,6 +138,7 @@ static void route_deliver(struct mxg_route_query *rq)
     free(rq);
 }
 
+/* Deliver a route without hosts: status st, why from fmt. */
 static void route_fail(struct mxg_route_query *rq, enum mxg_route_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void route_fail(struct mxg_route_query *rq, enum mxg_route_status st, const char *fmt, ...)
@@ -182,6 +184,7 @@ static void route_complete(struct mxg_route_query *rq)
     route_deliver(rq);
 }
 
+/* dns callback of one host's address lookup; the last one completes the route. */
 static void on_addr(void *arg, const struct mxg_addr_result *res)
 {
     struct route_host_ctx *hc = arg;
@@ -217,6 +220,8 @@ static void start_addr_lookups(struct mxg_route_query *rq)
         route_complete(rq); /* we are inside the MX callback: not synchronous */
 }
 
+/* dns callback of the MX lookup: domain-level outcome, or sort/dedupe/cap and
+ * start the address lookups (implicit MX on NODATA). */
 static void on_mx(void *arg, const struct mxg_mx_result *res)
 {
     struct mxg_route_query *rq = arg;
@@ -334,7 +339,9 @@ int mxg_route_resolve(struct mxg_dns *dns, const char *domain, int max_hosts, mx
 }
 
 /* Contract: q may be NULL; after the call the callback never runs and q is
- * invalid. Must not be called once the callback has run (q is gone). */
+ * invalid. Must not be called once the callback has run (q is gone). Cancel
+ * every outstanding route query before mxg_dns_free(): freeing the resolver
+ * silences their callbacks but cannot release their memory. */
 void mxg_route_cancel(struct mxg_route_query *q)
 {
     if (!q)

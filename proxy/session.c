@@ -567,8 +567,11 @@ static void rcpt_proceed(struct mxg_session *s, struct cmd_ctx *c)
     }
     struct rcpt *r = &t->rcpts[t->n_rcpts];
     memset(r, 0, sizeof *r);
+    if (mxg_domain_alabel(c->path.domain, r->domain, sizeof r->domain) < 0) {
+        sess_reply(s, 553, "5.1.2", "Recipient domain is not a valid IDN");
+        return;
+    }
     snprintf(r->addr, sizeof r->addr, "%s", c->path.addr);
-    snprintf(r->domain, sizeof r->domain, "%s", c->path.domain);
     mxg_rcpt_params_check(&c->path, &r->rp);
     int idx = t->n_rcpts++;
     t->cur_rcpt = idx;

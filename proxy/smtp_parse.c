@@ -4,6 +4,7 @@
 #include "smtp_parse.h"
 
 #include <ctype.h>
+#include <idn2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,6 +431,31 @@ int mxg_rcpt_params_check(const struct mxg_path *p, struct mxg_rcpt_params *out)
         }
     }
     return MXG_PE_OK;
+}
+
+int mxg_domain_alabel(const char *domain, char *out, size_t cap)
+{
+    int ascii = 1;
+    for (const char *c = domain; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            ascii = 0;
+    if (ascii) {
+        if (copy_fit(out, cap, domain) < 0)
+            return -1;
+    } else {
+        char *a = NULL;
+        if (idn2_to_ascii_8z(domain, &a, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT) != IDN2_OK) {
+            idn2_free(a);
+            return -1;
+        }
+        int rc = copy_fit(out, cap, a);
+        idn2_free(a);
+        if (rc < 0)
+            return -1;
+    }
+    for (char *c = out; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return 0;
 }
 
 int mxg_parse_error_reply(int err, const char **enh, const char **text)

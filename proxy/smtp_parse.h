@@ -87,6 +87,10 @@ int mxg_rcpt_params_check(const struct mxg_path *p, struct mxg_rcpt_params *out)
  * utf8_ok)? */
 int mxg_domain_valid(const char *s, size_t len, int utf8_ok);
 
+/* Convert a (possibly UTF-8, RFC 6531) domain to its A-label form for DNS
+ * (IDNA2008 via libidn2, lower-cased). Returns 0, or -1 if it is not a valid IDN. */
+int mxg_domain_alabel(const char *domain, char *out, size_t cap);
+
 /* The reply the client gets for a parse error; returns the code. */
 int mxg_parse_error_reply(int err, const char **enh, const char **text);
 

@@ -312,13 +312,36 @@ static void test_domains(void **st)
             fail_msg("domain '%s' utf8=%d: expected %d", cases[i].d, cases[i].utf8, cases[i].ok);
 }
 
+static void test_alabel(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"Example.COM", "example.com"},
+        {"b\xc3\xbc" "cher.example", "xn--bcher-kva.example"},
+        {"\xe4\xbe\x8b\xe3\x81\x88.\xe3\x83\x86\xe3\x82\xb9\xe3\x83\x88", "xn--r8jz45g.xn--zckzah"},
+        {"a\xe2\x80\x8d" "b.example", NULL}, /* ZWJ is not allowed here */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        int rc = mxg_domain_alabel(cases[i].in, out, sizeof out);
+        if (!cases[i].out) {
+            assert_int_equal(rc, -1);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_string_equal(out, cases[i].out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_verbs),   cmocka_unit_test(test_paths),
         cmocka_unit_test(test_mail_params), cmocka_unit_test(test_rcpt_params),
         cmocka_unit_test(test_replies),     cmocka_unit_test(test_caps),
-        cmocka_unit_test(test_domains),
+        cmocka_unit_test(test_domains),     cmocka_unit_test(test_alabel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
