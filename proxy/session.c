@@ -110,6 +110,8 @@ static void sess_set_wait(struct mxg_session *s, enum sess_wait w)
     if (s->wait != w)
         LOG_D("smtp", "%s: wait %s -> %s", s->id, sess_wait_names[s->wait], sess_wait_names[w]);
     s->wait = w;
+    if (w != SW_NONE) /* the upstream leg's own timeouts apply while we wait */
+        uv_timer_stop(&s->timer);
 }
 
 struct swreq {

@@ -1,6 +1,6 @@
 # lib.sh — shared helpers for the mxguard integration tests (sourced by t_*.sh).
 #
-# Environment: MXGUARD_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
+# Environment: MXG_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
 # MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3).
 #
 # Addresses (all in 127.0.70.0/24):
@@ -20,7 +20,7 @@ set -o pipefail
 
 TB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MXG_SRC=${MXG_SRC:-$(cd "$TB_LIB_DIR/../.." && pwd)}
-MXGUARD_BIN=${MXGUARD_BIN:-$MXG_SRC/build/mxguard}
+MXG_BIN=${MXG_BIN:-$MXG_SRC/build/mxguard}
 PYTHON=${PYTHON:-python3}
 TB_NAME=$(basename "$0" .sh)
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -81,7 +81,7 @@ tb_watchdog() {
 tb__kill_all() {
     local pids=() pid name i
     [ -f "$TB/pids" ] || return 0
-    if [ -n "$TB_POSTFIX" ] || [ -d "$TB/postfix/conf" ]; then
+    if [ -d "$TB/postfix/conf" ] && [ ! -e "$TB/postfix/.stopped" ]; then
         timeout 20 script -qc "postfix -c $TB/postfix/conf stop" /dev/null >/dev/null 2>&1 </dev/null
     fi
     while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$TB/pids"
@@ -282,11 +282,12 @@ tb_start_mxguard() {
             *) break ;;
         esac
     done
-    if [ ! -x "$MXGUARD_BIN" ]; then
-        tb_die "mxguard binary not found or not executable: $MXGUARD_BIN"
+    if [ ! -x "$MXG_BIN" ]; then
+        tb_die "mxguard binary not found or not executable: $MXG_BIN"
     fi
     [ -f "$conf" ] || tb_write_config -o "$conf"
-    tb_spawn "$name" "$MXGUARD_BIN" run -c "$conf"
+    # the binary comes as MXG_BIN, not MXGUARD_*: mxguard refuses unknown MXGUARD_* settings
+    tb_spawn "$name" "$MXG_BIN" run -c "$conf"
     for i in $(seq 100); do
         if ! tb_alive "$name"; then
             echo "# $name exited early; its log:"
@@ -325,7 +326,7 @@ local_recipient_maps =
 local_transport = error:local delivery is disabled
 alias_maps =
 alias_database =
-inet_interfaces = $TB_PF_IP
+inet_interfaces = loopback-only
 inet_protocols = ipv4
 mynetworks = 127.0.70.0/24
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
@@ -372,8 +373,9 @@ EOF
 }
 
 tb_stop_postfix() {
-    [ -n "$TB_POSTFIX" ] || return 0
+    [ -n "$TB_POSTFIX" ] && [ ! -e "$TB_POSTFIX/.stopped" ] || return 0
     timeout 20 script -qc "postfix -c $TB_POSTFIX/conf stop" /dev/null >/dev/null 2>&1 </dev/null 9>&-
+    touch "$TB_POSTFIX/.stopped"
 }
 
 # ------------------------------------------------------------------ clients

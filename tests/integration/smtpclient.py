@@ -219,8 +219,13 @@ def cmd_pipeline(a):
     code, lines = c.reply()
     caps = [l[4:].upper() for l in lines]
     print("EHLO %s PIPELINING=%s" % (code, "yes" if "PIPELINING" in caps else "no"))
-    if code != "250" or "PIPELINING" not in caps:
+    if code != "250":
         return 1
+    if "PIPELINING" not in caps:
+        print("EHLO reply: %s" % " | ".join(lines))
+        if not a.force:
+            return 1
+        print("PIPELINING not advertised: pipelining anyway (--force)")
     group = ("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (a.sender, a.rcpt)).encode()
     ok = 0
     pending_body = b""
@@ -281,6 +286,7 @@ def main():
     p.add_argument("--to", dest="rcpt", default="a@example.test")
     p.add_argument("--ehlo", default="client.test")
     p.add_argument("--tag", default="%d" % time.time())
+    p.add_argument("--force", action="store_true", help="pipeline even if PIPELINING is not advertised")
     p = sub.add_parser("mkmsg")
     p.add_argument("--msg", required=True)
     p.add_argument("--wire", required=True)

@@ -53,7 +53,7 @@ assert_reply "bogus MX RRset: 451 4.4.3" "$SW_RCPT" "451 4.4.3"
 swaks_send self --to x@self.test
 assert_reply "MX is mxguard itself: temporary failure" "$SW_RCPT" "4"
 assert_eq "mxguard did not connect to its own address (trap MX saw no connection)" 0 \
-    "$(cat "$TB/spool/trap/connections.log" 2>/dev/null | wc -l)"
+    "$(wc -l 2>/dev/null <"$TB/spool/trap/connections.log" || echo 0)"
 assert_file_count "$TB/spool/trap" 0 "nothing delivered to the trap MX"
 
 assert_file_count "$MX1" 1 "mx1 unchanged after the failures"
