@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# t_drain.sh — SIGTERM drains: mxguard stops accepting at once, lets the transaction in
+# flight finish (the client still gets the upstream's 250), then exits with status 0.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+tb_init
+tb_start_dns
+tb_start_mx mx1 127.0.70.11
+tb_start_mx mx2 127.0.70.12
+tb_write_config
+tb_start_mxguard
+
+MX1=$TB/spool/mx1
+pid=$(awk '$2 == "mxguard" { p = $1 } END { print p }' "$TB/pids")
+
+# a transaction whose upstream takes 5 s for the final reply
+tb_make_message slow --to slowdata@example.test --subject "drain" --id drain-1
+( swaks_send slow --to slowdata@example.test --no-data-fixup --data "@$TB/slow.wire" >/dev/null
+  echo "$SW_DOT" >"$TB/slow.dot" ) &
+bg=$!
+sleep 1.5
+kill -TERM "$pid"
+sleep 0.5
+
+# new clients are refused while the old one finishes
+if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$TB_MXG_IP:$TB_MXG_PORT" \
+    --source "$TB_CLIENT_IP" --timeout 1 probe; then
+    fail "a new connection was accepted during the drain"
+else
+    pass "new connections are refused during the drain"
+fi
+assert_eq "mxguard still runs while a transaction is in flight" 0 "$(kill -0 "$pid" 2>/dev/null; echo $?)"
+
+wait "$bg"
+assert_reply "the transaction in flight completed with the upstream's 250" "$(cat "$TB/slow.dot")" "250"
+assert_file_count "$MX1" 1 "the drained transaction was delivered once"
+
+for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+    fail "mxguard did not exit after the last session ended"
+else
+    wait "$pid" 2>/dev/null
+    pass "mxguard exited after the drain"
+fi
+assert_file_grep "the log says it drained" "$TB/mxguard.log" 'drained: all sessions finished'
+tb_finish
