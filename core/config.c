@@ -794,6 +794,12 @@ static const struct key keys[] = {
     ENDPOINTS("dns", "servers", dns_servers, n_dns_servers, "", 0, 53),
     STRING("dns", "trust_anchor_file", trust_anchor_file, "/usr/share/dns/root.key",
            check_nonempty),
+    INT("dns", "cache_size", dns_cache_size, "10000", 0, 10000000),
+    DURATION("dns", "cache_max_ttl", dns_cache_max_ttl_ms, "1d", 0, 7 * T_MAX),
+    DURATION("dns", "negative_ttl", dns_negative_ttl_ms, "5m", 0, T_MAX),
+
+    BOOL("dane", "enabled", dane_enabled, "true"),
+    DURATION("dane", "selfcheck_retry", dane_recheck_ms, "1m", 1, T_MAX),
 
     ENUM("tls", "opportunistic_level", tls_level, "may", tls_level_names),
 

@@ -91,6 +91,13 @@ struct mxg_config {
     struct mxg_endpoint dns_servers[MXG_CFG_MAX_DNS]; /* dns.servers, "" → /etc/resolv.conf */
     int n_dns_servers;
     char trust_anchor_file[MXG_CFG_PATH_MAX];   /* dns.trust_anchor_file */
+    int dns_cache_size;                         /* dns.cache_size: entries, 0 = no cache */
+    uint64_t dns_cache_max_ttl_ms;              /* dns.cache_max_ttl: cap on positive answers */
+    uint64_t dns_negative_ttl_ms;               /* dns.negative_ttl: cap on NODATA/NXDOMAIN */
+
+    /* dane */
+    int dane_enabled;                           /* dane.enabled (bool): TLSA lookups + self-check */
+    uint64_t dane_recheck_ms;                   /* dane.selfcheck_retry: while the resolver is unreachable */
 
     /* tls */
     enum mxg_tls_fallback_level tls_level;      /* tls.opportunistic_level: may|encrypt */

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "../dane/dns.h"
+#include "../proxy/check.h"
 #include "../proxy/server.h"
 #include "../tls/tls_engine.h"
 #include "config.h"
@@ -27,6 +28,10 @@ static void usage(FILE *out)
             "commands:\n"
             "  run [-c FILE]                 run the relay in the foreground (SIGTERM drains)\n"
             "  config check [-c FILE] [-v]   validate the configuration; -v prints the effective one\n"
+            "  check DOMAIN [-c FILE] [--connect]\n"
+            "                                explain how mail to DOMAIN would be secured (MX, DNSSEC,\n"
+            "                                DANE, policy); --connect also probes each MX host.\n"
+            "                                Exit 0: deliverable now, 1: not now, 2: never\n"
             "\n"
             "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
@@ -51,7 +56,7 @@ static int parse_opts(int argc, char **argv, const char **cfgfile, int *verbose)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             *cfgfile = argv[++i];
-        } else if (strcmp(argv[i], "-v") == 0 && verbose) {
+        } else if (verbose && (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--connect") == 0)) {
             *verbose = 1;
         } else {
             fprintf(stderr, "mxguard: unexpected argument '%s'\n", argv[i]);
@@ -98,6 +103,8 @@ static int cmd_config_check(int argc, char **argv)
 
 struct app {
     uv_loop_t loop;
+    uv_timer_t recheck; /* DNSSEC self-check retry while DNS is unreachable */
+    int recheck_on;
     struct mxg_config cfg;
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
@@ -119,6 +126,7 @@ static void on_drained(struct mxg_server *srv)
     uv_close((uv_handle_t *)&app->sig_term, NULL);
     uv_close((uv_handle_t *)&app->sig_int, NULL);
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
+    uv_close((uv_handle_t *)&app->recheck, NULL);
     if (app->dns) {
         mxg_dns_free(app->dns);
         app->dns = NULL;
@@ -140,6 +148,118 @@ static void on_signal(uv_signal_t *h, int signum)
     LOG_N("main", "%s: draining (deadline %llus)", strsignal(signum),
           (unsigned long long)(app->cfg.drain_timeout_ms / 1000));
     mxg_server_drain(&app->srv, on_drained);
+}
+
+struct selfcheck {
+    int done, ok;
+    char why[512];
+};
+
+static void on_selfcheck(void *arg, int ok, const char *why)
+{
+    struct selfcheck *sc = arg;
+    sc->done = 1;
+    sc->ok = ok;
+    snprintf(sc->why, sizeof sc->why, "%s", why ? why : "");
+}
+
+/* DANE needs a DNS path that passes DNSSEC: check it once, before serving.
+ * Returns 0, or -1 (logged) when mxguard must not start. */
+static int dnssec_selfcheck(struct app *app)
+{
+    if (!app->cfg.dane_enabled) {
+        LOG_W("main", "DANE is disabled (dane.enabled = false): TLSA records are ignored and "
+                      "DNSSEC is not required of the resolver");
+        return 0;
+    }
+    struct selfcheck sc = {0};
+    if (mxg_dns_selfcheck(app->dns, on_selfcheck, &sc) < 0) {
+        LOG_E("main", "DNSSEC self-check could not start");
+        return -1;
+    }
+    while (!sc.done && uv_run(&app->loop, UV_RUN_ONCE))
+        ;
+    if (sc.ok == 0) {
+        LOG_E("main", "%s; refusing to start: DANE needs a resolver path that passes DNSSEC "
+                      "(fix dns.servers / dns.trust_anchor_file, or set dane.enabled = false "
+                      "explicitly to run without DANE)", sc.why[0] ? sc.why : "DNSSEC self-check failed");
+        return -1;
+    }
+    if (sc.ok < 0) {
+        LOG_E("main", "%s; starting anyway: until DNS answers, mail is deferred (451 4.4.3); "
+                      "the check is repeated every %llus", sc.why,
+              (unsigned long long)(app->cfg.dane_recheck_ms / 1000));
+        return 1;
+    }
+    LOG_N("main", "DNSSEC self-check passed: %s", sc.why[0] ? sc.why : "ok");
+    return 0;
+}
+
+static void recheck_result(void *arg, int ok, const char *why)
+{
+    struct app *app = arg;
+    if (ok > 0) {
+        LOG_N("main", "DNSSEC self-check passed: %s", why);
+        uv_timer_stop(&app->recheck);
+    } else {
+        LOG_E("main", "%s (mail is deferred while this lasts; next check in %llus)", why,
+              (unsigned long long)(app->cfg.dane_recheck_ms / 1000));
+    }
+}
+
+static void on_recheck(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    if (app->dns)
+        mxg_dns_selfcheck(app->dns, recheck_result, app);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-') {
+        usage(stderr);
+        return 2;
+    }
+    const char *domain = argv[0];
+    const char *file = NULL;
+    int connect = 0;
+    if (parse_opts(argc - 1, argv + 1, &file, &connect) < 0)
+        return 2;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (load(&app->cfg, file) < 0)
+        goto out;
+    mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
+    uv_loop_init(&app->loop);
+    char err[1024];
+    app->dns = mxg_dns_new(&app->loop, &app->cfg, err, sizeof err);
+    if (!app->dns) {
+        fprintf(stderr, "mxguard: DNS: %s\n", err);
+        goto out_loop;
+    }
+    app->tls = mxg_tls_ctx_new_client(NULL, err, sizeof err);
+    if (!app->tls) {
+        fprintf(stderr, "mxguard: TLS: %s\n", err);
+        goto out_loop;
+    }
+    if (dnssec_selfcheck(app) < 0)
+        goto out_loop;
+    struct mxg_upstream_env env = {
+        .loop = &app->loop, .cfg = &app->cfg, .dns = app->dns, .tls = app->tls};
+    rc = mxg_check_domain(&env, domain, connect, stdout);
+out_loop:
+    if (app->dns)
+        mxg_dns_free(app->dns);
+    uv_walk(&app->loop, close_walk, NULL);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app->loop);
+    if (app->tls)
+        mxg_tls_ctx_free(app->tls);
+out:
+    free(app);
+    return rc;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -167,6 +287,13 @@ static int cmd_run(int argc, char **argv)
         LOG_E("main", "TLS: %s", err);
         goto out_loop;
     }
+    int sc = dnssec_selfcheck(app);
+    if (sc < 0)
+        goto out_loop;
+    uv_timer_init(&app->loop, &app->recheck);
+    app->recheck.data = app;
+    if (sc > 0)
+        uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
     if (mxg_server_start(&app->srv, &app->loop, &app->cfg, app->dns, app->tls, err, sizeof err) <
         0) {
         LOG_E("main", "%s", err);
@@ -215,6 +342,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return cmd_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);

@@ -4,7 +4,8 @@
  *  - One getdns context per struct mxg_dns, driven by the caller's uv loop
  *    through Debian's static libgetdns_ex_uv.a.
  *  - A query (struct mxg_dns_query) owns one getdns transaction chain per RR
- *    type ("sub"): one for MX, two (A, AAAA) for addresses. A sub re-asks for
+ *    type ("sub"): one for MX, two (A, AAAA) for addresses, one for TLSA, one
+ *    (DNSKEY at the trust anchor's owner) for the self-check. A sub re-asks for
  *    the target when an answer ends in a CNAME whose target data the upstream
  *    did not include (authoritative-only upstreams do that), at most
  *    DNS_MAX_CNAME_HOPS times; the DNSSEC status of a chain is the worst of
@@ -20,6 +21,20 @@
  *    close callback, so the loop must run once more (uv_run) afterwards, as
  *    for any libuv handle. getdns' own handles are closed the same way.
  *  - No global state: everything hangs off struct mxg_dns.
+ *  - Cache (dnscache.c): per sub, keyed by (name asked, RR type), so an
+ *    address lookup caches A and AAAA separately. Before a sub asks getdns
+ *    (first question or a CNAME follow-up) it looks in the cache; a hit
+ *    finishes the sub, and the query is still delivered from the idle
+ *    handle, never synchronously. When a sub finishes with an answer that
+ *    involved the network, the final outcome (status, DNSSEC state of the
+ *    whole chain, canonical name, records) is stored under the name first
+ *    asked, for min(TTL of every RR used: CNAMEs, the records, their
+ *    RRSIGs, capped by the RRSIGs' expiry; dns.cache_max_ttl); NODATA /
+ *    NXDOMAIN for min(SOA TTL, SOA MINIMUM of the authority section, CNAME
+ *    TTLs; dns.negative_ttl), dns.negative_ttl alone when there is no SOA.
+ *    Never cached: TEMPFAIL, BOGUS, and answers whose DNSSEC state is
+ *    INDETERMINATE (validation could not finish: like a failure, a retry
+ *    must ask again), nor the self-check. Clock: uv_now() of the loop.
  */
 #include "dns.h"
 
@@ -28,15 +43,18 @@
 #include <errno.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <getdns/getdns.h>
 #include <getdns/getdns_extra.h>
 #include <getdns/getdns_ext_libuv.h>
 
 #include "../core/log.h"
+#include "dnscache.h"
 
 #define COMP "dns"
 #define DNS_MAX_CNAME_HOPS 8   /* follow-up queries per sub */
@@ -45,11 +63,22 @@
 #define DNS_RESOLV_CONF "/etc/resolv.conf"
 #define DNS_ANCHOR_LINE_MAX 8192
 
-enum query_kind { Q_MX, Q_ADDR };
+#define DNS_TTL_UNKNOWN MXG_DNSCACHE_TTL_UNKNOWN
+
+enum query_kind { Q_MX, Q_ADDR, Q_TLSA, Q_SELFCHECK };
+
+struct selfcheck_result {
+    int ok;
+    char why[400];
+};
 
 struct dns_sub {
     struct mxg_dns_query *q;
     uint16_t rrtype;
+    char qname[MXG_DNS_NAME_MAX]; /* name first asked: the cache key */
+    uint32_t ttl;                 /* min TTL (s) of the RRs used, DNS_TTL_UNKNOWN if none */
+    uint32_t neg_ttl;             /* negative answers: SOA-derived TTL (s) or unknown */
+    int net;                      /* some answer came from the network (not the cache) */
     int active;                   /* a getdns transaction is outstanding */
     getdns_transaction_t tid;
     int done;
@@ -75,10 +104,14 @@ struct mxg_dns_query {
     struct dns_sub sub[2];
     mxg_mx_cb mx_cb;
     mxg_addr_cb addr_cb;
+    mxg_tlsa_cb tlsa_cb;
+    void (*self_cb)(void *arg, int ok, const char *why);
     void *arg;
     union {
         struct mxg_mx_result mx;
         struct mxg_addr_result addr;
+        struct mxg_tlsa_result tlsa;
+        struct selfcheck_result self;
     } res;
 };
 
@@ -96,6 +129,10 @@ struct mxg_dns {
     int freeing;            /* mxg_dns_free() has run */
     struct qlist pending;   /* waiting for getdns */
     struct qlist ready;     /* complete, waiting for delivery */
+    struct mxg_dnscache *cache;           /* NULL: disabled */
+    char anchor_owner[MXG_DNS_NAME_MAX];  /* first trust anchor's owner, "" = root */
+    char anchor_file[256];                /* for self-check messages */
+    char upstream[200];                   /* "127.0.0.1:53, ..." or "recursive" */
 };
 
 /* ---------------------------------------------------------------- names */
@@ -260,6 +297,8 @@ static const char *rrtype_name(uint16_t t)
     case GETDNS_RRTYPE_A: return "A";
     case GETDNS_RRTYPE_AAAA: return "AAAA";
     case GETDNS_RRTYPE_MX: return "MX";
+    case GETDNS_RRTYPE_TLSA: return "TLSA";
+    case GETDNS_RRTYPE_DNSKEY: return "DNSKEY";
     }
     return "?";
 }
@@ -294,18 +333,100 @@ static enum mxg_dnssec map_dnssec(uint32_t v)
     }
 }
 
-/* Collect the records of the asked type at the end of the CNAME chain.
- * Returns the number of records found; *canon gets the chain's end. */
+/* Lower s->ttl to the TTL of rr (seconds). */
+static void ttl_take(struct dns_sub *s, getdns_dict *rr)
+{
+    uint32_t ttl = 0;
+    if (getdns_dict_get_int(rr, "ttl", &ttl) == GETDNS_RETURN_GOOD && ttl < s->ttl)
+        s->ttl = ttl;
+}
+
+/* Lower s->ttl to what an RRSIG allows: its own TTL, the signed original
+ * TTL (the TTL field of a record is not signed and could be inflated) and
+ * the time left before the signature expires (serial arithmetic on 32-bit
+ * seconds, RFC 4034 §3.1.5), so a cached answer never outlives it. */
+static void ttl_take_rrsig(struct dns_sub *s, getdns_dict *rr)
+{
+    uint32_t exp = 0, orig = 0;
+    ttl_take(s, rr);
+    if (getdns_dict_get_int(rr, "/rdata/original_ttl", &orig) == GETDNS_RETURN_GOOD &&
+        orig < s->ttl)
+        s->ttl = orig;
+    if (getdns_dict_get_int(rr, "/rdata/signature_expiration", &exp) != GETDNS_RETURN_GOOD)
+        return;
+    int32_t left = (int32_t)(exp - (uint32_t)time(NULL));
+    uint32_t l = left > 0 ? (uint32_t)left : 0;
+    if (l < s->ttl)
+        s->ttl = l;
+}
+
+enum tlsa_kept { TLSA_KEPT, TLSA_REPLACED, TLSA_DROPPED };
+
+/* Keep one TLSA record in t. Data longer than MXG_TLSA_DATA_MAX is kept
+ * with len 0, which mxg_tlsa_check() classes BAD_LENGTH: the record stays
+ * visible (it exists, so "no TLSA" would be wrong) but is unusable. When
+ * t is full, a usable record replaces an unusable one (so a usable record
+ * is never lost to the cap), else it is dropped. A record getdns could not
+ * parse is dropped (it still counts as "a TLSA record exists"). */
+static enum tlsa_kept tlsa_keep(struct dns_sub *s, struct mxg_tlsa_result *t, getdns_dict *rr)
+{
+    uint32_t u = 0, sel = 0, mt = 0;
+    struct getdns_bindata *d = NULL;
+    struct mxg_tlsa_rr tmp;
+
+    if (getdns_dict_get_int(rr, "/rdata/certificate_usage", &u) ||
+        getdns_dict_get_int(rr, "/rdata/selector", &sel) ||
+        getdns_dict_get_int(rr, "/rdata/matching_type", &mt) ||
+        getdns_dict_get_bindata(rr, "/rdata/certificate_association_data", &d) || !d) {
+        LOG_W(COMP, "TLSA %s: malformed record ignored", s->name);
+        return TLSA_DROPPED;
+    }
+    memset(&tmp, 0, offsetof(struct mxg_tlsa_rr, data));
+    tmp.usage = (uint8_t)u;
+    tmp.selector = (uint8_t)sel;
+    tmp.mtype = (uint8_t)mt;
+    if (d->size > MXG_TLSA_DATA_MAX) {
+        LOG_W(COMP, "TLSA %s: %u %u %u with %zu octets of data (more than %d): kept as unusable",
+              s->name, (unsigned)u, (unsigned)sel, (unsigned)mt, d->size, MXG_TLSA_DATA_MAX);
+        tmp.len = 0;
+    } else {
+        tmp.len = (uint16_t)d->size;
+        if (d->size)
+            memcpy(tmp.data, d->data, d->size);
+    }
+    if (t->n < MXG_TLSA_MAX_RR) {
+        memcpy(&t->rr[t->n], &tmp, offsetof(struct mxg_tlsa_rr, data) + tmp.len);
+        t->n++;
+        return TLSA_KEPT;
+    }
+    if (mxg_tlsa_check(&tmp) == MXG_TLSA_USABLE) {
+        for (int i = 0; i < t->n; i++) {
+            if (mxg_tlsa_check(&t->rr[i]) != MXG_TLSA_USABLE) {
+                memcpy(&t->rr[i], &tmp, offsetof(struct mxg_tlsa_rr, data) + tmp.len);
+                return TLSA_REPLACED;
+            }
+        }
+    }
+    return TLSA_DROPPED;
+}
+
+/* Collect the records of the asked type at the end of the CNAME chain, and
+ * lower s->ttl to the TTLs of everything used (the chain's CNAMEs, the
+ * records, the RRSIGs over both). Returns the number of records found;
+ * *canon gets the chain's end. */
 static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, size_t canonlen)
 {
     size_t na = 0;
     char owner[MXG_DNS_NAME_MAX];
-    int found = 0;
+    char chain[DNS_MAX_CHAIN + 1][MXG_DNS_NAME_MAX];
+    int nchain = 0;
+    int found = 0, replaced = 0, dropped = 0;
 
     snprintf(canon, canonlen, "%s", s->name);
     if (!answer || getdns_list_get_length(answer, &na) != GETDNS_RETURN_GOOD)
         return 0;
 
+    snprintf(chain[nchain++], sizeof chain[0], "%s", s->name);
     for (int link = 0; link < DNS_MAX_CHAIN; link++) {
         int moved = 0;
         for (size_t i = 0; i < na; i++) {
@@ -319,12 +440,32 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             if (getdns_dict_get_bindata(rr, "/rdata/cname", &target) ||
                 wire2name(target, tname, sizeof tname))
                 continue;
+            ttl_take(s, rr);
             snprintf(canon, canonlen, "%s", tname);
+            snprintf(chain[nchain++], sizeof chain[0], "%s", tname);
             moved = 1;
             break;
         }
         if (!moved)
             break;
+    }
+
+    /* RRSIGs over the chain's CNAMEs and over the records used */
+    for (size_t i = 0; i < na; i++) {
+        getdns_dict *rr = NULL;
+        uint32_t covered = 0;
+        if (getdns_list_get_dict(answer, i, &rr) || rr_type(rr) != GETDNS_RRTYPE_RRSIG ||
+            rr_owner(rr, owner, sizeof owner) ||
+            getdns_dict_get_int(rr, "/rdata/type_covered", &covered))
+            continue;
+        if (covered != s->rrtype && covered != GETDNS_RRTYPE_CNAME)
+            continue;
+        for (int c = 0; c < nchain; c++) {
+            if (strcmp(owner, chain[c]) == 0) {
+                ttl_take_rrsig(s, rr);
+                break;
+            }
+        }
     }
 
     struct mxg_dns_query *q = s->q;
@@ -334,6 +475,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             continue;
         if (rr_owner(rr, owner, sizeof owner) || strcmp(owner, canon) != 0)
             continue;
+        ttl_take(s, rr);
         if (s->rrtype == GETDNS_RRTYPE_MX) {
             struct mxg_mx_result *m = &q->res.mx;
             struct getdns_bindata *ex = NULL;
@@ -351,7 +493,12 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             m->mx[m->n].pref = (int)pref;
             m->n++;
             found++;
-        } else {
+        } else if (s->rrtype == GETDNS_RRTYPE_TLSA) {
+            enum tlsa_kept k = tlsa_keep(s, &q->res.tlsa, rr);
+            replaced += k == TLSA_REPLACED;
+            dropped += k == TLSA_DROPPED;
+            found++;
+        } else if (s->rrtype == GETDNS_RRTYPE_A || s->rrtype == GETDNS_RRTYPE_AAAA) {
             struct getdns_bindata *a = NULL;
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
             if (getdns_dict_get_bindata(rr, v4 ? "/rdata/ipv4_address" : "/rdata/ipv6_address", &a))
@@ -373,9 +520,36 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             }
             s->n++;
             found++;
+        } else {
+            found++; /* DNSKEY (self-check): only presence and status matter */
         }
     }
+    if (found > MXG_TLSA_MAX_RR)
+        LOG_W(COMP, "TLSA %s: %d records, more than %d: %d unusable one(s) replaced by usable "
+              "ones, %d ignored", canon, found, MXG_TLSA_MAX_RR, replaced, dropped);
     return found;
+}
+
+/* Negative answers (RFC 2308 §5): the TTL is min(SOA TTL, SOA MINIMUM) of
+ * the SOA in the authority section; s->neg_ttl stays unknown without one. */
+static void negative_ttl(struct dns_sub *s, getdns_dict *reply)
+{
+    getdns_list *auth = NULL;
+    size_t n = 0;
+    if (getdns_dict_get_list(reply, "authority", &auth) || getdns_list_get_length(auth, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        getdns_dict *rr = NULL;
+        uint32_t ttl = 0, min = 0;
+        if (getdns_list_get_dict(auth, i, &rr) || rr_type(rr) != GETDNS_RRTYPE_SOA)
+            continue;
+        if (getdns_dict_get_int(rr, "ttl", &ttl) || getdns_dict_get_int(rr, "/rdata/minimum", &min))
+            continue;
+        uint32_t t = ttl < min ? ttl : min;
+        if (t < s->neg_ttl)
+            s->neg_ttl = t;
+        return;
+    }
 }
 
 /* Does the answer hold any record owned by name (other than the chain's CNAMEs)? */
@@ -478,8 +652,10 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
 
     int found = collect_answer(s, answer, canon, sizeof canon);
     s->sec = sec_worst(s->sec, sec);
+    s->net = 1;
 
     if (rcode == GETDNS_RCODE_NXDOMAIN) {
+        negative_ttl(s, reply);
         snprintf(s->name, sizeof s->name, "%s", canon);
         snprintf(why, sizeof why, "%.140s does not exist", canon[0] ? canon : ".");
         sub_set(s, MXG_DNS_NXDOMAIN, sec, why);
@@ -498,6 +674,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         s->hops++;
         return 1;
     }
+    negative_ttl(s, reply);
     snprintf(s->name, sizeof s->name, "%s", canon);
     snprintf(why, sizeof why, "no %s records for %.128s", rrtype_name(s->rrtype), canon);
     sub_set(s, MXG_DNS_NODATA, sec, why);
@@ -511,6 +688,66 @@ static void query_free(struct mxg_dns_query *q)
     free(q);
 }
 
+/* DNSSEC state reported for a one-sub query: failures are never secure. */
+static enum mxg_dnssec single_sec(const struct dns_sub *s)
+{
+    if (s->status == MXG_DNS_BOGUS || s->sec == MXG_SEC_BOGUS)
+        return MXG_SEC_BOGUS;
+    if (s->status == MXG_DNS_TEMPFAIL)
+        return MXG_SEC_INDETERMINATE;
+    return s->sec;
+}
+
+/* The self-check verdict: DNSKEY at the anchor's owner must be OK + SECURE. */
+static void selfcheck_finish(struct mxg_dns_query *q)
+{
+    struct mxg_dns *dns = q->dns;
+    const struct dns_sub *s = &q->sub[0];
+    struct selfcheck_result *r = &q->res.self;
+    enum mxg_dnssec sec = single_sec(s);
+    char owner[MXG_DNS_NAME_MAX + 1];
+    const char *what;
+
+    snprintf(owner, sizeof owner, "%s.", s->qname[0] ? s->qname : "");
+    if (s->status == MXG_DNS_OK && sec == MXG_SEC_SECURE) {
+        r->ok = 1;
+        /* no "passed" prefix: callers log it as "DNSSEC self-check passed: %s" */
+        snprintf(r->why, sizeof r->why, "DNSKEY %s is secure (via %s)", owner, dns->upstream);
+        return;
+    }
+    r->ok = 0;
+    if (sec == MXG_SEC_BOGUS) {
+        snprintf(r->why, sizeof r->why,
+                 "DNSSEC self-check failed: DNSKEY %s is bogus (the resolver at %s may strip "
+                 "DNSSEC records, or the trust anchor in %s is wrong)",
+                 owner, dns->upstream, dns->anchor_file);
+        return;
+    }
+    if (s->status == MXG_DNS_TEMPFAIL) {
+        what = strcmp(s->why, "timeout") == 0 ? "timed out" : s->why;
+        if (what != s->why)
+            r->ok = -1; /* no answer at all: unreachable, not a stripping resolver */
+        snprintf(r->why, sizeof r->why,
+                 "DNSSEC self-check failed: DNSKEY %s %s%s (no usable answer from the resolver "
+                 "at %s)",
+                 owner, what == s->why ? "failed: " : "", what, dns->upstream);
+        return;
+    }
+    if (s->status != MXG_DNS_OK) {
+        snprintf(r->why, sizeof r->why,
+                 "DNSSEC self-check failed: DNSKEY %s: %s (%s, %s; the resolver at %s may strip "
+                 "DNSSEC records)",
+                 owner, mxg_dns_status_name(s->status), s->why, mxg_dnssec_name(sec),
+                 dns->upstream);
+        return;
+    }
+    snprintf(r->why, sizeof r->why,
+             "DNSSEC self-check failed: DNSKEY %s is %s (the resolver at %s may strip DNSSEC "
+             "records, or the trust anchor in %s does not match)",
+             owner, sec == MXG_SEC_INSECURE ? "insecure" : "indeterminate", dns->upstream,
+             dns->anchor_file);
+}
+
 /* Build the public result from the finished subs. */
 static void query_finish(struct mxg_dns_query *q)
 {
@@ -518,13 +755,27 @@ static void query_finish(struct mxg_dns_query *q)
         struct dns_sub *s = &q->sub[0];
         struct mxg_mx_result *m = &q->res.mx;
         m->status = s->status;
-        m->sec = s->status == MXG_DNS_TEMPFAIL ? MXG_SEC_INDETERMINATE : s->sec;
-        if (s->status == MXG_DNS_BOGUS)
-            m->sec = MXG_SEC_BOGUS;
+        m->sec = single_sec(s);
         snprintf(m->canon, sizeof m->canon, "%s", s->name);
         if (s->status != MXG_DNS_OK)
             m->n = 0;
         snprintf(m->why, sizeof m->why, "%s", s->why);
+        return;
+    }
+    if (q->kind == Q_TLSA) {
+        struct dns_sub *s = &q->sub[0];
+        struct mxg_tlsa_result *t = &q->res.tlsa;
+        t->status = s->status;
+        t->sec = single_sec(s);
+        snprintf(t->qname, sizeof t->qname, "%s", s->qname);
+        snprintf(t->canon, sizeof t->canon, "%s", s->name);
+        if (s->status != MXG_DNS_OK)
+            t->n = 0;
+        snprintf(t->why, sizeof t->why, "%s", s->why);
+        return;
+    }
+    if (q->kind == Q_SELFCHECK) {
+        selfcheck_finish(q);
         return;
     }
 
@@ -551,13 +802,15 @@ static void query_finish(struct mxg_dns_query *q)
     else
         r->status = MXG_DNS_NODATA;
 
+    /* A partial failure must never look secure: with one family failed the
+     * addresses of the other stay usable (status OK) but the set is
+     * INDETERMINATE: an attacker may be hiding the other family. */
     if (bogus)
         r->sec = MXG_SEC_BOGUS;
-    else if (a->sec == MXG_SEC_SECURE && aaaa->sec == MXG_SEC_SECURE &&
-             a->status != MXG_DNS_TEMPFAIL && aaaa->status != MXG_DNS_TEMPFAIL)
-        r->sec = MXG_SEC_SECURE;
+    else if (a->status == MXG_DNS_TEMPFAIL || aaaa->status == MXG_DNS_TEMPFAIL)
+        r->sec = MXG_SEC_INDETERMINATE;
     else
-        r->sec = MXG_SEC_INSECURE;
+        r->sec = sec_worst(a->sec, aaaa->sec); /* SECURE only if both are */
 
     /* Canonical name: from the family that answered, A first. */
     const struct dns_sub *c = a->status == MXG_DNS_OK ? a : aaaa->status == MXG_DNS_OK ? aaaa : a;
@@ -593,10 +846,20 @@ static void query_finish(struct mxg_dns_query *q)
 /* Run the user callback of a finished query. */
 static void deliver_one(struct mxg_dns_query *q)
 {
-    if (q->kind == Q_MX)
+    switch (q->kind) {
+    case Q_MX:
         q->mx_cb(q->arg, &q->res.mx);
-    else
+        break;
+    case Q_ADDR:
         q->addr_cb(q->arg, &q->res.addr);
+        break;
+    case Q_TLSA:
+        q->tlsa_cb(q->arg, &q->res.tlsa);
+        break;
+    case Q_SELFCHECK:
+        q->self_cb(q->arg, q->res.self.ok, q->res.self.why);
+        break;
+    }
 }
 
 /* Deliver the queries that were ready when this tick started, in FIFO
@@ -621,13 +884,17 @@ static void on_idle(uv_idle_t *h)
     }
 }
 
-/* A sub is finished; when all are, move the query to the ready list. */
+static void cache_store(struct dns_sub *s);
+
+/* A sub is finished (its outcome is cached if it may be); when all are,
+ * move the query to the ready list. */
 static void sub_done(struct dns_sub *s)
 {
     struct mxg_dns_query *q = s->q;
     struct mxg_dns *dns = q->dns;
 
     s->done = 1;
+    cache_store(s);
     for (int i = 0; i < q->nsub; i++)
         if (!q->sub[i].done)
             return;
@@ -641,19 +908,274 @@ static void sub_done(struct dns_sub *s)
     }
 }
 
+/* ---------------------------------------------------------------- cache */
+
+/* A cached value: u8 status, u8 sec, str canon, str why, u16 n, then n
+ * records (MX: u16 pref, str host; A: 4 octets; AAAA: 16 octets; TLSA: u8
+ * usage, u8 selector, u8 mtype, u16 len, len octets). str = u16 length +
+ * bytes. Multi-octet integers are in host order (the cache never leaves
+ * the process). */
+struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void wb_put(struct wbuf *b, const void *d, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void wb_u8(struct wbuf *b, unsigned v)
+{
+    uint8_t x = (uint8_t)v;
+    wb_put(b, &x, 1);
+}
+
+static void wb_u16(struct wbuf *b, unsigned v)
+{
+    uint16_t x = (uint16_t)v;
+    wb_put(b, &x, 2);
+}
+
+static void wb_str(struct wbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    wb_u16(b, (unsigned)n);
+    wb_put(b, s, n);
+}
+
+struct rbuf {
+    const unsigned char *p;
+    size_t len, pos;
+    int bad;
+};
+
+static void rb_get(struct rbuf *b, void *d, size_t n)
+{
+    if (b->bad || n > b->len - b->pos) {
+        b->bad = 1;
+        memset(d, 0, n);
+        return;
+    }
+    memcpy(d, b->p + b->pos, n);
+    b->pos += n;
+}
+
+static unsigned rb_u8(struct rbuf *b)
+{
+    uint8_t x;
+    rb_get(b, &x, 1);
+    return x;
+}
+
+static unsigned rb_u16(struct rbuf *b)
+{
+    uint16_t x;
+    rb_get(b, &x, 2);
+    return x;
+}
+
+static void rb_str(struct rbuf *b, char *out, size_t cap)
+{
+    size_t n = rb_u16(b);
+    if (b->bad || n >= cap || n > b->len - b->pos) {
+        b->bad = 1;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, b->p + b->pos, n);
+    out[n] = '\0';
+    b->pos += n;
+}
+
+/* 1 if queries of this kind use the cache. */
+static int kind_cached(enum query_kind k)
+{
+    return k != Q_SELFCHECK;
+}
+
+/* Store the outcome of finished sub s under (s->qname, s->rrtype) when it
+ * is cacheable (see the design notes at the top). */
+static void cache_store(struct dns_sub *s)
+{
+    struct mxg_dns_query *q = s->q;
+    struct mxg_dns *dns = q->dns;
+    struct wbuf b = {NULL, 0, 0, 0};
+    int n = 0;
+
+    if (!dns->cache || !kind_cached(q->kind) || !s->net)
+        return;
+    if (s->status != MXG_DNS_OK && s->status != MXG_DNS_NODATA && s->status != MXG_DNS_NXDOMAIN)
+        return;
+    if (s->sec != MXG_SEC_SECURE && s->sec != MXG_SEC_INSECURE)
+        return;
+
+    wb_u8(&b, (unsigned)s->status);
+    wb_u8(&b, (unsigned)s->sec);
+    wb_str(&b, s->name);
+    wb_str(&b, s->why);
+    if (s->status == MXG_DNS_OK) {
+        if (s->rrtype == GETDNS_RRTYPE_MX)
+            n = q->res.mx.n;
+        else if (s->rrtype == GETDNS_RRTYPE_TLSA)
+            n = q->res.tlsa.n;
+        else
+            n = s->n;
+    }
+    wb_u16(&b, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        if (s->rrtype == GETDNS_RRTYPE_MX) {
+            wb_u16(&b, (unsigned)q->res.mx.mx[i].pref);
+            wb_str(&b, q->res.mx.mx[i].host);
+        } else if (s->rrtype == GETDNS_RRTYPE_TLSA) {
+            const struct mxg_tlsa_rr *t = &q->res.tlsa.rr[i];
+            wb_u8(&b, t->usage);
+            wb_u8(&b, t->selector);
+            wb_u8(&b, t->mtype);
+            wb_u16(&b, t->len);
+            wb_put(&b, t->data, t->len);
+        } else if (s->rrtype == GETDNS_RRTYPE_A) {
+            wb_put(&b, &((const struct sockaddr_in *)&s->addr[i])->sin_addr, 4);
+        } else {
+            wb_put(&b, &((const struct sockaddr_in6 *)&s->addr[i])->sin6_addr, 16);
+        }
+    }
+    int negative = s->status != MXG_DNS_OK;
+    uint32_t ttl = negative ? (s->ttl < s->neg_ttl ? s->ttl : s->neg_ttl) : s->ttl;
+    if (!b.oom) {
+        int rc = mxg_dnscache_put(dns->cache, s->qname, s->rrtype, negative, ttl, b.p, b.len,
+                                  uv_now(dns->loop));
+        if (rc > 0)
+            LOG_D(COMP, "%s %s: cached %s (%s) for %llus", rrtype_name(s->rrtype), s->qname,
+                  mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec),
+                  (unsigned long long)(mxg_dnscache_lifetime(dns->cache, negative, ttl) / 1000));
+    }
+    free(b.p);
+}
+
+/* Finish sub s from the cache entry of (s->name, s->rrtype) if there is a
+ * live one; returns 1 then (the sub is done), else 0. */
+static int cache_answer(struct dns_sub *s)
+{
+    struct mxg_dns_query *q = s->q;
+    struct mxg_dns *dns = q->dns;
+    size_t len = 0;
+    uint64_t expires = 0, now;
+    const void *v;
+    char canon[MXG_DNS_NAME_MAX], why[160];
+
+    if (!dns->cache || !kind_cached(q->kind))
+        return 0;
+    now = uv_now(dns->loop);
+    if (!(v = mxg_dnscache_get(dns->cache, s->name, s->rrtype, now, &len, &expires)))
+        return 0;
+
+    struct rbuf b = {v, len, 0, 0};
+    int n0 = s->rrtype == GETDNS_RRTYPE_MX     ? q->res.mx.n
+             : s->rrtype == GETDNS_RRTYPE_TLSA ? q->res.tlsa.n
+                                               : s->n; /* to undo */
+    enum mxg_dns_status st = (enum mxg_dns_status)rb_u8(&b);
+    enum mxg_dnssec sec = (enum mxg_dnssec)rb_u8(&b);
+    rb_str(&b, canon, sizeof canon);
+    rb_str(&b, why, sizeof why);
+    unsigned n = rb_u16(&b);
+    for (unsigned i = 0; i < n && !b.bad; i++) {
+        if (s->rrtype == GETDNS_RRTYPE_MX) {
+            struct mxg_mx_result *m = &q->res.mx;
+            unsigned pref = rb_u16(&b);
+            if (m->n >= MXG_DNS_MAX_MX) {
+                b.bad = 1;
+                break;
+            }
+            rb_str(&b, m->mx[m->n].host, sizeof m->mx[m->n].host);
+            m->mx[m->n++].pref = (int)pref;
+        } else if (s->rrtype == GETDNS_RRTYPE_TLSA) {
+            struct mxg_tlsa_result *t = &q->res.tlsa;
+            if (t->n >= MXG_TLSA_MAX_RR) {
+                b.bad = 1;
+                break;
+            }
+            struct mxg_tlsa_rr *r = &t->rr[t->n++];
+            r->usage = (uint8_t)rb_u8(&b);
+            r->selector = (uint8_t)rb_u8(&b);
+            r->mtype = (uint8_t)rb_u8(&b);
+            r->len = (uint16_t)rb_u16(&b);
+            if (r->len > MXG_TLSA_DATA_MAX)
+                b.bad = 1;
+            else
+                rb_get(&b, r->data, r->len);
+        } else {
+            int v4 = s->rrtype == GETDNS_RRTYPE_A;
+            if (s->n >= MXG_DNS_MAX_ADDR) {
+                b.bad = 1;
+                break;
+            }
+            struct sockaddr_storage *ss = &s->addr[s->n++];
+            memset(ss, 0, sizeof *ss);
+            if (v4) {
+                ss->ss_family = AF_INET;
+                rb_get(&b, &((struct sockaddr_in *)ss)->sin_addr, 4);
+            } else {
+                ss->ss_family = AF_INET6;
+                rb_get(&b, &((struct sockaddr_in6 *)ss)->sin6_addr, 16);
+            }
+        }
+    }
+    if (b.bad || b.pos != b.len) {
+        LOG_W(COMP, "%s %s: unreadable cache entry ignored", rrtype_name(s->rrtype), s->name);
+        if (s->rrtype == GETDNS_RRTYPE_MX)
+            q->res.mx.n = n0;
+        else if (s->rrtype == GETDNS_RRTYPE_TLSA)
+            q->res.tlsa.n = n0;
+        else
+            s->n = n0;
+        return 0;
+    }
+    uint64_t left_ms = expires - now, left_s = left_ms / 1000;
+    if (left_s < s->ttl)
+        s->ttl = (uint32_t)left_s; /* a chain through this entry lives no longer */
+    LOG_D(COMP, "%s %s: cache hit: %s (%s)%s%s, %llu.%03llus left", rrtype_name(s->rrtype),
+          s->name, mxg_dns_status_name(st), mxg_dnssec_name(sec), why[0] ? ": " : "", why,
+          (unsigned long long)left_s, (unsigned long long)(left_ms % 1000));
+    snprintf(s->name, sizeof s->name, "%s", canon);
+    sub_set(s, st, sec, why);
+    sub_done(s);
+    return 1;
+}
+
 /* getdns callback (see below). */
 static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_dict *resp,
                       void *userarg, getdns_transaction_t tid);
 
-/* Send the query of sub s (for s->name). On failure to submit, the sub is
- * finished with TEMPFAIL and -1 returned. getdns may call on_getdns()
- * synchronously from here. */
+/* Answer sub s (for s->name) from the cache, or send its query. On failure
+ * to submit, the sub is finished with TEMPFAIL and -1 returned. A cache hit
+ * finishes the sub (0 returned). getdns may call on_getdns() synchronously
+ * from here. Either way the user callback runs later, from the idle handle. */
 static int sub_submit(struct dns_sub *s)
 {
     struct mxg_dns *dns = s->q->dns;
     char fq[MXG_DNS_NAME_MAX + 2];
     getdns_transaction_t tid = 0;
 
+    if (cache_answer(s))
+        return 0;
     snprintf(fq, sizeof fq, "%s.", s->name);
     s->active = 1;
     getdns_return_t r = getdns_general(dns->ctx, fq, s->rrtype, dns->ext, s, &tid, on_getdns);
@@ -703,7 +1225,7 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
         LOG_D(COMP, "%s %s: CNAME chain ends at %s without data, asking for it (%s)",
               rrtype_name(s->rrtype), asked, s->name, mxg_dnssec_name(s->sec));
     else
-        LOG_D(COMP, "%s %s: %s (%s)%s%s", rrtype_name(s->rrtype), asked,
+        LOG_D(COMP, "%s %s: %s (%s)%s%s", rrtype_name(s->rrtype), asked[0] ? asked : ".",
               mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec), s->why[0] ? ": " : "",
               s->why);
     if (follow) {
@@ -722,14 +1244,22 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
         return NULL;
     q->dns = dns;
     q->kind = kind;
-    q->nsub = kind == Q_MX ? 1 : 2;
+    q->nsub = kind == Q_ADDR ? 2 : 1;
     for (int i = 0; i < q->nsub; i++) {
         struct dns_sub *s = &q->sub[i];
         s->q = q;
-        s->rrtype = kind == Q_MX ? GETDNS_RRTYPE_MX : i == 0 ? GETDNS_RRTYPE_A : GETDNS_RRTYPE_AAAA;
+        switch (kind) {
+        case Q_MX: s->rrtype = GETDNS_RRTYPE_MX; break;
+        case Q_ADDR: s->rrtype = i == 0 ? GETDNS_RRTYPE_A : GETDNS_RRTYPE_AAAA; break;
+        case Q_TLSA: s->rrtype = GETDNS_RRTYPE_TLSA; break;
+        case Q_SELFCHECK: s->rrtype = GETDNS_RRTYPE_DNSKEY; break;
+        }
         s->sec = MXG_SEC_SECURE; /* neutral element for sec_worst() */
         s->status = MXG_DNS_TEMPFAIL;
+        s->ttl = DNS_TTL_UNKNOWN;
+        s->neg_ttl = DNS_TTL_UNKNOWN;
         snprintf(s->name, sizeof s->name, "%s", name);
+        snprintf(s->qname, sizeof s->qname, "%s", name);
     }
     qlist_push(&dns->pending, q);
     return q;
@@ -755,8 +1285,9 @@ static int query_start(struct mxg_dns_query *q, struct mxg_dns_query **out)
         } else {
             qlist_remove(&dns->pending, q);
         }
-        LOG_W(COMP, "%s lookup for %s could not be started: %s", q->kind == Q_MX ? "MX" : "address",
-              q->sub[0].name, q->sub[0].why);
+        LOG_W(COMP, "%s lookup for %s could not be started: %s",
+              q->kind == Q_ADDR ? "address" : rrtype_name(q->sub[0].rrtype),
+              q->sub[0].name[0] ? q->sub[0].name : ".", q->sub[0].why);
         query_free(q);
         return -1;
     }
@@ -804,6 +1335,48 @@ int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, v
     nq->addr_cb = cb;
     nq->arg = arg;
     return query_start(nq, q);
+}
+
+/* Contract: see dns.h. host is normalised like the others; port 1..65535. */
+int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tlsa_cb cb, void *arg,
+                        struct mxg_dns_query **q)
+{
+    char name[MXG_DNS_NAME_MAX], qname[MXG_DNS_NAME_MAX];
+    if (q)
+        *q = NULL;
+    if (!dns || dns->freeing || !host || !cb || port < 1 || port > 65535 ||
+        norm_name(host, name, sizeof name) || name[0] == '\0') {
+        LOG_W(COMP, "TLSA lookup: invalid arguments (host \"%s\", port %d)", host ? host : "(null)",
+              port);
+        return -1;
+    }
+    int w = snprintf(qname, sizeof qname, "_%d._tcp.%s", port, name);
+    if (w < 0 || (size_t)w >= sizeof qname) {
+        LOG_W(COMP, "TLSA lookup: name too long (_%d._tcp.%.60s...)", port, name);
+        return -1;
+    }
+    struct mxg_dns_query *nq = query_new(dns, Q_TLSA, qname);
+    if (!nq)
+        return -1;
+    nq->tlsa_cb = cb;
+    nq->arg = arg;
+    return query_start(nq, q);
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg)
+{
+    if (!dns || dns->freeing || !cb) {
+        LOG_W(COMP, "DNSSEC self-check: invalid arguments");
+        return -1;
+    }
+    struct mxg_dns_query *nq = query_new(dns, Q_SELFCHECK, dns->anchor_owner);
+    if (!nq)
+        return -1;
+    nq->self_cb = cb;
+    nq->arg = arg;
+    LOG_D(COMP, "DNSSEC self-check: asking DNSKEY %s. via %s", dns->anchor_owner, dns->upstream);
+    return query_start(nq, NULL);
 }
 
 /* Contract: q may be NULL. After this call the callback of q never runs and
@@ -989,9 +1562,11 @@ static int blank(const char *s)
 }
 
 /* Parse the trust anchor file (DS / DNSKEY records, zone-file syntax, one
- * record per line or parenthesised over several) into a getdns list.
+ * record per line or parenthesised over several) into a getdns list; owner
+ * gets the (normalised) owner name of the first anchor, "" for the root.
  * Returns the list or NULL with err set. */
-static getdns_list *load_anchors(const char *path, char *err, size_t errlen)
+static getdns_list *load_anchors(const char *path, char *owner, size_t ownerlen, char *err,
+                                 size_t errlen)
 {
     FILE *f;
     getdns_list *list;
@@ -1063,6 +1638,18 @@ static getdns_list *load_anchors(const char *path, char *err, size_t errlen)
             getdns_dict_destroy(rr);
             goto fail;
         }
+        if (nta == 0 && rr_owner(rr, owner, ownerlen) != 0) {
+            snprintf(err, errlen, "%s:%d: trust anchor with an unreadable owner name", path,
+                     startline);
+            getdns_dict_destroy(rr);
+            goto fail;
+        }
+        if (nta > 0) {
+            char other[MXG_DNS_NAME_MAX];
+            if (rr_owner(rr, other, sizeof other) == 0 && strcmp(other, owner) != 0)
+                LOG_N(COMP, "%s:%d: trust anchor for %s. next to one for %s.: the DNSSEC "
+                      "self-check only asks for DNSKEY %s.", path, startline, other, owner, owner);
+        }
         if (getdns_list_set_dict(list, nta, rr) != GETDNS_RETURN_GOOD) {
             snprintf(err, errlen, "out of memory");
             getdns_dict_destroy(rr);
@@ -1097,6 +1684,30 @@ fail:
     return NULL;
 }
 
+/* Append "addr:port" of sa to dns->upstream (", "-separated) at *o. */
+static void upstream_text(struct mxg_dns *dns, size_t *o, const struct sockaddr *sa)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    int w;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, a, sizeof a);
+        port = ntohs(sin->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof a);
+        port = ntohs(sin6->sin6_port);
+    }
+    if (*o >= sizeof dns->upstream)
+        return;
+    w = snprintf(dns->upstream + *o, sizeof dns->upstream - *o, "%s%s%s%s:%u", *o ? ", " : "",
+                 sa->sa_family == AF_INET6 ? "[" : "", a, sa->sa_family == AF_INET6 ? "]" : "",
+                 port ? port : 53);
+    if (w > 0)
+        *o += (size_t)w;
+}
+
 /* Close callback of the idle handle: the last reference to struct mxg_dns. */
 static void on_idle_closed(uv_handle_t *h)
 {
@@ -1129,8 +1740,12 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     }
     dns->loop = loop;
 
-    if (!(anchors = load_anchors(cfg->trust_anchor_file, err, errlen)))
+    if (!(anchors = load_anchors(cfg->trust_anchor_file, dns->anchor_owner,
+                                 sizeof dns->anchor_owner, err, errlen)))
         goto fail;
+    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", cfg->trust_anchor_file);
+    snprintf(dns->upstream, sizeof dns->upstream, "%s",
+             cfg->dns_mode == MXG_DNS_RECURSIVE ? "(recursive mode: the root servers)" : "?");
 
     GD_CHECK(getdns_context_create(&dns->ctx, 0), "context_create");
     (void)getdns_context_set_logfunc(dns->ctx, dns, GETDNS_LOG_SYS_RESOLVING | GETDNS_LOG_SYS_ANCHOR,
@@ -1147,17 +1762,23 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
+        size_t o = 0;
+        dns->upstream[0] = '\0';
         if (n > 0) {
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n; i++) {
                 if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&cfg->dns_servers[i].sa,
                                  err, errlen))
                     goto fail;
+                upstream_text(dns, &o, (const struct sockaddr *)&cfg->dns_servers[i].sa);
+            }
         } else {
             if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0)
                 goto fail;
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n; i++) {
                 if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&rc[i], err, errlen))
                     goto fail;
+                upstream_text(dns, &o, (const struct sockaddr *)&rc[i]);
+            }
             LOG_I(COMP, "using %d nameserver(s) from %s", n, DNS_RESOLV_CONF);
         }
         GD_CHECK(getdns_context_set_upstream_recursive_servers(dns->ctx, ups),
@@ -1177,6 +1798,14 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_all_statuses", GETDNS_EXTENSION_TRUE),
              "extensions");
 
+    if (cfg->dns_cache_size > 0) {
+        dns->cache = mxg_dnscache_new((size_t)cfg->dns_cache_size, cfg->dns_cache_max_ttl_ms,
+                                      cfg->dns_negative_ttl_ms);
+        if (!dns->cache) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     if (uv_idle_init(loop, &dns->idle) != 0) {
         snprintf(err, errlen, "uv_idle_init failed");
         goto fail;
@@ -1193,6 +1822,7 @@ fail:
         getdns_list_destroy(anchors);
     if (ups)
         getdns_list_destroy(ups);
+    mxg_dnscache_free(dns->cache);
     if (dns->ext)
         getdns_dict_destroy(dns->ext);
     if (dns->ctx)
@@ -1225,6 +1855,8 @@ void mxg_dns_free(struct mxg_dns *dns)
     dns->ctx = NULL;
     getdns_dict_destroy(dns->ext);
     dns->ext = NULL;
+    mxg_dnscache_free(dns->cache);
+    dns->cache = NULL;
     if (dns->idle_active)
         uv_idle_stop(&dns->idle);
     dns->idle_active = 0;

@@ -15,6 +15,13 @@
  *    the dns module and valid only during the callback (copy what you keep).
  *  - mxg_dns_cancel() guarantees the callback will not run.
  *  - Errors: negative return values (-1) with err text; never abort().
+ *  - Cache: MX, A, AAAA (each family separately) and TLSA outcomes are kept
+ *    per (name asked, RR type), at most cfg->dns_cache_size entries (LRU;
+ *    0 = no cache). Answers live min(TTL of the RRs used incl. CNAMEs and
+ *    RRSIGs, cfg->dns_cache_max_ttl_ms); NODATA / NXDOMAIN
+ *    min(SOA-derived negative TTL, cfg->dns_negative_ttl_ms). TEMPFAIL,
+ *    BOGUS and INDETERMINATE outcomes are never cached: a retry asks again.
+ *    A cache hit is delivered like any answer: later, from the loop.
  */
 #ifndef MXG_DNS_H
 #define MXG_DNS_H
@@ -24,6 +31,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
+#include "tlsa.h"
 
 enum mxg_dns_status {
     MXG_DNS_OK = 0,    /* an answer with >= 1 record of the asked type */
@@ -67,7 +75,18 @@ struct mxg_addr_result {
     char why[160];
 };
 
+struct mxg_tlsa_result {
+    enum mxg_dns_status status;
+    enum mxg_dnssec sec;
+    char qname[MXG_DNS_NAME_MAX];  /* "_25._tcp.host" as asked */
+    int n;
+    struct mxg_tlsa_rr rr[MXG_TLSA_MAX_RR]; /* at most MXG_TLSA_MAX_RR kept */
+    char why[160];
+    char canon[MXG_DNS_NAME_MAX];  /* owner of the records after CNAME expansion */
+};
+
 typedef void (*mxg_mx_cb)(void *arg, const struct mxg_mx_result *res);
+typedef void (*mxg_tlsa_cb)(void *arg, const struct mxg_tlsa_result *res);
 typedef void (*mxg_addr_cb)(void *arg, const struct mxg_addr_result *res);
 
 struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen);
@@ -79,10 +98,33 @@ int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, voi
 /* A and AAAA of host, one callback with the union (IPv4 first).
  * Merge rule: status OK if >= 1 address; with none: BOGUS if either lookup
  * was bogus, else TEMPFAIL if either failed, else NXDOMAIN if both said so,
- * else NODATA. sec: BOGUS if either was bogus, SECURE only if both answers
- * (or secure denials) were secure, else INSECURE. */
+ * else NODATA.
+ * sec: BOGUS if either lookup was bogus; else INDETERMINATE if either
+ * failed (TEMPFAIL) — also when the other family answered and status is
+ * OK: the addresses are usable but a partial failure never looks secure;
+ * else SECURE only if both answers (or secure denials) were secure; else
+ * the worse of the two (INSECURE, or INDETERMINATE when getdns could not
+ * determine one). */
 int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, void *arg,
                         struct mxg_dns_query **q);
+/* TLSA at _PORT._tcp.HOST (CNAMEs in the answer followed), classified as
+ * the others. At most MXG_TLSA_MAX_RR records are kept (a usable one is
+ * preferred over an unusable one when there are more); association data
+ * longer than MXG_TLSA_DATA_MAX is kept as len 0, i.e. unusable.
+ * status OK means >= 1 TLSA record exists (n may count only unusable ones).
+ * Returns 0 and sets *q (may be NULL), or -1 (bad host, port not 1..65535). */
+int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tlsa_cb cb, void *arg,
+                        struct mxg_dns_query **q);
+/* DNSSEC self-check: asks DNSKEY at the owner name of the (first) trust
+ * anchor of cfg->trust_anchor_file ("." for the root key) and requires
+ * status OK with a SECURE answer: cb(arg, 1, "DNSKEY . is secure (via
+ * 127.0.0.1:53)"); a definite failure: cb(arg, 0, why) with why like
+ * "DNSSEC self-check failed: DNSKEY . is bogus (the resolver at 127.0.0.1:53
+ * may strip DNSSEC records, ...)", "... is insecure ..."; no answer at all
+ * (timeout: the resolver is unreachable): cb(arg, -1, "... timed out ..."). Never cached. The callback runs later, from
+ * the loop; it is not cancellable except by mxg_dns_free() (then it never
+ * runs). Returns 0, or -1 (callback will not run). */
+int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg);
 void mxg_dns_cancel(struct mxg_dns_query *q);
 
 #endif

@@ -224,12 +224,13 @@ static void txn_log(struct mxg_session *s, const struct mxg_reply *final)
         mxg_leg_get_info(t->legs[0].leg, &li);
     double dur = (double)(now_ms(s) - t->t_start) / 1000.0;
     LOG_I("smtp",
-          "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s size=%llu "
-          "reply=\"%s\" duration=%.3fs",
+          "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s peer=%s "
+          "size=%llu reply=\"%s\" duration=%.3fs",
           t->id, s->peer, t->from, t->n_accepted, t->n_rcpts, li.domain ? li.domain : "-",
           li.mx_host && li.mx_host[0] ? li.mx_host : "-", li.mx_addr ? li.mx_addr : "",
           li.tls_version ? li.tls_version : "plaintext", li.tls_version ? " " : "",
-          li.tls_version ? li.tls_cipher : "", (unsigned long long)t->df.size, sum, dur);
+          li.tls_version ? li.tls_cipher : "", li.verified ? li.verified : "-",
+          (unsigned long long)t->df.size, sum, dur);
     if (final->code / 100 == 2)
         s->n_txn_ok++;
     else

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../core/log.h"
+#include "../dane/dane.h"
 #include "../dane/mxroute.h"
 #include "buf.h"
 
@@ -22,12 +23,12 @@
 #define LEG_MAX_CANDS 64
 
 enum leg_state {
-    LEG_RESOLVING, LEG_CONNECTING, LEG_GREETING, LEG_EHLO, LEG_HELO, LEG_STARTTLS,
+    LEG_RESOLVING, LEG_TLSA, LEG_CONNECTING, LEG_GREETING, LEG_EHLO, LEG_HELO, LEG_STARTTLS,
     LEG_TLS_HANDSHAKE, LEG_EHLO_TLS, LEG_MAIL, LEG_READY, LEG_RCPT, LEG_DATA, LEG_STREAM,
     LEG_DOT, LEG_DONE, LEG_QUIT, LEG_FAILED, LEG_CLOSED,
 };
 static const char *const leg_state_names[] = {
-    "resolving", "connecting", "greeting", "ehlo", "helo", "starttls", "tls-handshake",
+    "resolving", "tlsa", "connecting", "greeting", "ehlo", "helo", "starttls", "tls-handshake",
     "ehlo-tls", "mail", "ready", "rcpt", "data", "stream", "dot", "done", "quit", "failed",
     "closed",
 };
@@ -36,9 +37,18 @@ static const char *const leg_state_names[] = {
 enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_LOOP, FK_TLS };
 
 struct cand {
+    int hi; /* index into leg->route->host / leg->hosts */
     char host[MXG_DNS_NAME_MAX];
     struct sockaddr_storage addr;
     char addr_text[64];
+};
+
+/* What DNSSEC says about one MX host (looked up once per leg, lazily). */
+struct host_state {
+    int decided;
+    int skip;                 /* unusable: skip its other addresses too */
+    struct mxg_dane_query *q;
+    struct mxg_dane_host dane;
 };
 
 struct conn {
@@ -69,6 +79,8 @@ struct mxg_leg {
     struct mxg_policy policy;
 
     struct mxg_route_query *rq;
+    struct mxg_route *route;      /* owned copy */
+    struct host_state *hosts;     /* one per route host */
     struct cand *cands;
     int n_cands, cur;
     int plaintext_retry;
@@ -91,6 +103,9 @@ struct mxg_leg {
     char mx_addr[64];
     char tls_version[32];
     char tls_cipher[80];
+    char verified[120];           /* how the peer was authenticated, for logs */
+    char probe_host[MXG_DNS_NAME_MAX]; /* probe mode: only this MX host, no MAIL */
+    int probe;
     int need_7bit;
 };
 
@@ -106,6 +121,7 @@ static void leg_set_state(struct mxg_leg *leg, enum leg_state st)
 
 static void leg_timer(struct mxg_leg *leg, uint64_t ms);
 static void leg_drop_conn(struct mxg_leg *leg);
+static void cancel_dane(struct mxg_leg *leg);
 static void leg_try_next(struct mxg_leg *leg);
 static void leg_connect(struct mxg_leg *leg);
 
@@ -147,6 +163,7 @@ static void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
 {
     leg->err = *r;
     leg_drop_conn(leg);
+    cancel_dane(leg);
     uv_timer_stop(&leg->timer);
     uv_timer_stop(&leg->deadline);
     if (leg->rq) {
@@ -291,7 +308,19 @@ static void timers_closed(uv_handle_t *h)
     if (--leg->timers_open == 0) {
         mxg_buf_free(&leg->in);
         free(leg->cands);
+        free(leg->hosts);
+        free(leg->route);
         free(leg);
+    }
+}
+
+static void cancel_dane(struct mxg_leg *leg)
+{
+    for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++) {
+        if (leg->hosts[i].q) {
+            mxg_dane_cancel(leg->hosts[i].q);
+            leg->hosts[i].q = NULL;
+        }
     }
 }
 
@@ -300,6 +329,7 @@ static void leg_destroy(struct mxg_leg *leg)
     if (leg->st == LEG_CLOSED)
         return;
     leg_drop_conn(leg);
+    cancel_dane(leg);
     if (leg->rq) {
         mxg_route_cancel(leg->rq);
         leg->rq = NULL;
@@ -312,6 +342,19 @@ static void leg_destroy(struct mxg_leg *leg)
 static int in_setup(const struct mxg_leg *leg)
 {
     return leg->st >= LEG_CONNECTING && leg->st <= LEG_MAIL;
+}
+
+/* DNSSEC's word on the host of the current candidate. */
+static const struct mxg_dane_host *cur_dane(const struct mxg_leg *leg)
+{
+    return &leg->hosts[leg->cands[leg->cur].hi].dane;
+}
+
+static int cur_requires_tls(const struct mxg_leg *leg)
+{
+    enum mxg_dane_req r = cur_dane(leg)->req;
+    return r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT ||
+           !mxg_policy_allows_plaintext(&leg->policy);
 }
 
 static void txn_lost(struct mxg_leg *leg, const char *what)
@@ -344,7 +387,7 @@ static void on_timer(uv_timer_t *t)
 static void on_deadline(uv_timer_t *t)
 {
     struct mxg_leg *leg = t->data;
-    if (!in_setup(leg) && leg->st != LEG_RESOLVING)
+    if (!in_setup(leg) && leg->st != LEG_RESOLVING && leg->st != LEG_TLSA)
         return;
     note_failure(leg, FK_CONNECT, "RCPT-time budget of %llus exhausted",
                  (unsigned long long)(leg->env->cfg->t_rcpt_total / 1000));
@@ -358,9 +401,26 @@ static void leg_timer(struct mxg_leg *leg, uint64_t ms)
 
 /* ------------------------------------------------------- protocol steps */
 
+/* Probe mode ends where a transaction would begin: report the connection. */
+static void probe_done(struct mxg_leg *leg)
+{
+    char lbl[320];
+    struct mxg_reply r;
+    uv_timer_stop(&leg->deadline);
+    leg_set_state(leg, LEG_READY);
+    mxg_reply_set(&r, 250, "2.0.0", "%s: %s%s%s, peer %s", cur_label(leg, lbl, sizeof lbl),
+                  leg->tls_version[0] ? leg->tls_version : "plaintext",
+                  leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified);
+    deliver(leg, &r);
+}
+
 static void send_mail(struct mxg_leg *leg)
 {
     const struct mxg_mail_params *mp = &leg->mp;
+    if (leg->probe) {
+        probe_done(leg);
+        return;
+    }
     char params[400] = "";
     size_t l = 0;
     if (mp->smtputf8 && !leg->caps.smtputf8) {
@@ -413,14 +473,20 @@ static void after_ehlo(struct mxg_leg *leg)
             txn_lost(leg, "Write failed");
         return;
     }
-    if (!mxg_policy_allows_plaintext(&leg->policy)) {
-        note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
-                     cur_label(leg, lbl, sizeof lbl), mxg_policy_source_name(leg->policy.source),
-                     mxg_policy_level_name(leg->policy.level));
+    if (cur_requires_tls(leg)) {
+        if (cur_dane(leg)->req != MXG_DANE_NONE)
+            note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
+                         cur_label(leg, lbl, sizeof lbl), mxg_dane_req_name(cur_dane(leg)->req));
+        else
+            note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
+                         cur_label(leg, lbl, sizeof lbl),
+                         mxg_policy_source_name(leg->policy.source),
+                         mxg_policy_level_name(leg->policy.level));
         leg_drop_conn(leg);
         leg_try_next(leg);
         return;
     }
+    snprintf(leg->verified, sizeof leg->verified, "none (plaintext)");
     if (!leg->caps.starttls)
         LOG_I("upstream", "%s %s: %s offers no STARTTLS; delivering in plaintext (policy %s)",
               leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
@@ -432,7 +498,7 @@ static void tls_failed(struct mxg_leg *leg, const char *why)
 {
     char lbl[320];
     cur_label(leg, lbl, sizeof lbl);
-    if (mxg_policy_allows_plaintext(&leg->policy) && !leg->plaintext_retry) {
+    if (!cur_requires_tls(leg) && !leg->plaintext_retry) {
         LOG_W("upstream", "%s %s: TLS with %s failed (%s); retrying once in plaintext (policy %s)",
               leg->sid, leg->domain, lbl, why, mxg_policy_level_name(leg->policy.level));
         leg_drop_conn(leg);
@@ -456,13 +522,39 @@ static void tls_step(struct mxg_leg *leg)
         return;
     if (rc != MXG_TLS_OK) {
         const char *e = mxg_tls_engine_error(leg->tls);
-        char why[256];
+        char why[320], lbl[320];
+        long vr = mxg_tls_verify_result(leg->tls);
+        if (cur_dane(leg)->req == MXG_DANE_VERIFY && vr != X509_V_OK) {
+            cur_label(leg, lbl, sizeof lbl);
+            if (vr == X509_V_ERR_DANE_NO_MATCH)
+                note_failure(leg, FK_TLS, "DANE: no TLSA record matched %s", lbl);
+            else
+                note_failure(leg, FK_TLS, "DANE: verification of %s failed: %s", lbl,
+                             X509_verify_cert_error_string(vr));
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+            return;
+        }
         snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
         tls_failed(leg, why);
         return;
     }
     snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
     snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
+    switch (cur_dane(leg)->req) {
+    case MXG_DANE_VERIFY: {
+        char m[80];
+        mxg_dane_tls_matched(mxg_tls_engine_ssl(leg->tls), m, sizeof m);
+        snprintf(leg->verified, sizeof leg->verified, "DANE (%s, base %s)", m, cur_dane(leg)->base);
+        break;
+    }
+    case MXG_DANE_ENCRYPT:
+        snprintf(leg->verified, sizeof leg->verified, "unauthenticated (only unusable TLSA)");
+        break;
+    default:
+        snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
+        break;
+    }
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
           leg->tls_cipher);
     memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
@@ -524,10 +616,19 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
                   leg->sid, leg->domain, lbl, mxg_buf_avail(&leg->in));
             mxg_buf_reset(&leg->in);
         }
-        leg->tls = mxg_tls_engine_new_client(leg->env->tls, leg->mx_host);
+        const struct mxg_dane_host *dh = cur_dane(leg);
+        leg->tls = mxg_tls_engine_new_client(leg->env->tls,
+                                             dh->req == MXG_DANE_VERIFY ? dh->base : leg->mx_host);
         if (!leg->tls) {
             tls_failed(leg, "cannot create TLS engine");
             return;
+        }
+        if (dh->req == MXG_DANE_VERIFY) {
+            char err[200];
+            if (mxg_dane_tls_setup(mxg_tls_engine_ssl(leg->tls), dh, err, sizeof err) < 0) {
+                tls_failed(leg, err);
+                return;
+            }
         }
         leg_set_state(leg, LEG_TLS_HANDSHAKE);
         leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -546,9 +647,9 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
     case LEG_MAIL:
         uv_timer_stop(&leg->deadline);
         if (cls == 2) {
-            LOG_I("upstream", "%s %s: connected to %s, %s%s%s", leg->sid, leg->domain, lbl,
-                  leg->tls_version[0] ? leg->tls_version : "plaintext",
-                  leg->tls_version[0] ? " " : "", leg->tls_cipher);
+            LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s", leg->sid, leg->domain,
+                  lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
+                  leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified);
             leg_set_state(leg, LEG_READY);
             deliver(leg, r);
         } else {
@@ -738,9 +839,64 @@ static int bind_source(struct mxg_leg *leg, uv_tcp_t *tcp, int family)
     return uv_tcp_bind(tcp, (struct sockaddr *)&ss, 0);
 }
 
+static void on_dane(void *arg, const struct mxg_dane_host *h)
+{
+    struct mxg_leg *leg = arg;
+    struct host_state *hs = &leg->hosts[leg->cands[leg->cur].hi];
+    hs->q = NULL;
+    hs->dane = *h;
+    hs->decided = 1;
+    LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, leg->cands[leg->cur].host,
+          mxg_dane_req_name(h->req), h->why);
+    leg_connect(leg);
+}
+
+/* Decide DANE for the current candidate's host (once per host). Returns 1
+ * when decided, 0 when the decision will come through on_dane(). */
+static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct mxg_route_host *h)
+{
+    if (hs->decided)
+        return 1;
+    if (!leg->env->cfg->dane_enabled) {
+        hs->decided = 1;
+        hs->dane.req = MXG_DANE_NONE;
+        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE disabled (dane.enabled = false)");
+        return 1;
+    }
+    int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs, 25,
+                                  &hs->dane, on_dane, leg, &hs->q);
+    if (rc == 0) {
+        leg_set_state(leg, LEG_TLSA);
+        return 0;
+    }
+    hs->decided = 1;
+    if (rc < 0) {
+        hs->dane.req = MXG_DANE_UNUSABLE;
+        snprintf(hs->dane.enh, sizeof hs->dane.enh, "4.7.5");
+        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE: cannot start the TLSA lookup");
+    }
+    LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, h->name,
+          mxg_dane_req_name(hs->dane.req), hs->dane.why);
+    return 1;
+}
+
 static void leg_connect(struct mxg_leg *leg)
 {
     struct cand *cd = &leg->cands[leg->cur];
+    struct host_state *hs = &leg->hosts[cd->hi];
+    if (hs->skip) {
+        leg_try_next(leg);
+        return;
+    }
+    if (!host_decide(leg, hs, &leg->route->host[cd->hi]))
+        return;
+    if (hs->dane.req == MXG_DANE_UNUSABLE) {
+        note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
+                     cd->host, hs->dane.why);
+        hs->skip = 1;
+        leg_try_next(leg);
+        return;
+    }
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
@@ -831,6 +987,7 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
             if (pref != MXG_AF_ANY && a->ss_family != order[p])
                 continue;
             struct cand *cd = &leg->cands[leg->n_cands];
+            cd->hi = (int)(h - leg->route->host);
             snprintf(cd->host, sizeof cd->host, "%s", h->name);
             cd->addr = *a;
             addr_text(a, cd->addr_text, sizeof cd->addr_text);
@@ -869,13 +1026,17 @@ static void on_route(void *arg, const struct mxg_route *rt)
         break;
     }
     leg->cands = calloc(LEG_MAX_CANDS, sizeof *leg->cands);
-    if (!leg->cands) {
+    leg->route = mxg_route_copy(rt);
+    leg->hosts = calloc(rt->n > 0 ? (size_t)rt->n : 1, sizeof *leg->hosts);
+    if (!leg->cands || !leg->route || !leg->hosts) {
         mxg_reply_set(&r, 451, "4.3.0", "Out of memory");
         leg_fail(leg, &r);
         return;
     }
     for (int i = 0; i < rt->n; i++) {
-        const struct mxg_route_host *h = &rt->host[i];
+        const struct mxg_route_host *h = &leg->route->host[i];
+        if (leg->probe && strcasecmp(h->name, leg->probe_host) != 0)
+            continue;
         if (h->addrs.status != MXG_DNS_OK) {
             note_failure(leg, h->addrs.status == MXG_DNS_TEMPFAIL || h->addrs.status == MXG_DNS_BOGUS
                                   ? FK_DNS : FK_CONNECT,
@@ -897,14 +1058,18 @@ static void on_route(void *arg, const struct mxg_route *rt)
 
 /* -------------------------------------------------------------- public API */
 
-struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *session_id,
-                             const char *domain, const char *mail_from,
-                             const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
-                             void *arg)
+static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char *session_id,
+                                 const char *domain, const char *mail_from,
+                                 const struct mxg_mail_params *mp, const char *probe_host,
+                                 const struct mxg_leg_cbs *cbs, void *arg)
 {
     struct mxg_leg *leg = calloc(1, sizeof *leg);
     if (!leg)
         return NULL;
+    if (probe_host) {
+        leg->probe = 1;
+        snprintf(leg->probe_host, sizeof leg->probe_host, "%s", probe_host);
+    }
     leg->env = env;
     leg->st = LEG_RESOLVING;
     snprintf(leg->sid, sizeof leg->sid, "%s", session_id);
@@ -930,6 +1095,22 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
         return NULL;
     }
     return leg;
+}
+
+struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *session_id,
+                             const char *domain, const char *mail_from,
+                             const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
+                             void *arg)
+{
+    return leg_start(env, session_id, domain, mail_from, mp, NULL, cbs, arg);
+}
+
+struct mxg_leg *mxg_leg_probe(const struct mxg_upstream_env *env, const char *domain,
+                              const char *mx_host, const struct mxg_leg_cbs *cbs, void *arg)
+{
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    return leg_start(env, "probe", domain, "", &mp, mx_host, cbs, arg);
 }
 
 int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp)
@@ -1020,6 +1201,7 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->mx_addr = leg->mx_addr;
     out->tls_version = leg->tls_version[0] ? leg->tls_version : NULL;
     out->tls_cipher = leg->tls_cipher;
+    out->verified = leg->verified[0] ? leg->verified : "-";
     out->policy = &leg->policy;
     out->need_7bit = leg->need_7bit;
 }

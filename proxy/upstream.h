@@ -61,6 +61,7 @@ struct mxg_leg_info {
     const char *mx_addr;   /* "" until connected */
     const char *tls_version; /* NULL = plaintext */
     const char *tls_cipher;
+    const char *verified;  /* "DANE (TLSA 3 1 1 matched at depth 0, ...)", "unauthenticated ..." */
     const struct mxg_policy *policy;
     int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
 };
@@ -69,6 +70,12 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
                              const char *domain, const char *mail_from,
                              const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
                              void *arg);
+/* Probe one MX host of domain under the policy, as a delivery would
+ * (DNS, DANE, connect, EHLO, STARTTLS, verification, EHLO), but stop before
+ * MAIL: on_reply gets 250 naming TLS version and verification, or the
+ * failure a delivery would get. Close with mxg_leg_close() (sends QUIT). */
+struct mxg_leg *mxg_leg_probe(const struct mxg_upstream_env *env, const char *domain,
+                              const char *mx_host, const struct mxg_leg_cbs *cbs, void *arg);
 int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp);
 int mxg_leg_data(struct mxg_leg *leg);
 int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n);

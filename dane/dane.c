@@ -1,0 +1,209 @@
+/* dane/dane.c — RFC 7672 per-host decision and OpenSSL DANE set-up; see dane.h. */
+#include "dane.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/log.h"
+
+struct mxg_dane_query {
+    struct mxg_dns *dns;
+    struct mxg_dns_query *dq;
+    int port;
+    int step;                           /* 0: first name, 1: second name */
+    char names[2][MXG_DNS_NAME_MAX];    /* names[0] asked first */
+    int n_names;
+    mxg_dane_cb cb;
+    void *arg;
+    struct mxg_dane_host res;
+};
+
+const char *mxg_dane_req_name(enum mxg_dane_req r)
+{
+    switch (r) {
+    case MXG_DANE_NONE: return "none";
+    case MXG_DANE_VERIFY: return "dane";
+    case MXG_DANE_ENCRYPT: return "dane-encrypt";
+    case MXG_DANE_UNUSABLE: return "unusable";
+    }
+    return "?";
+}
+
+static void set_unusable(struct mxg_dane_host *h, const char *enh, const char *why)
+{
+    h->req = MXG_DANE_UNUSABLE;
+    snprintf(h->enh, sizeof h->enh, "%s", enh);
+    snprintf(h->why, sizeof h->why, "%s", why);
+}
+
+static int start_tlsa(struct mxg_dane_query *q);
+
+int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const char *other, int port,
+                    int has_next, struct mxg_dane_host *h)
+{
+    char why[240];
+    if (r->status == MXG_DNS_BOGUS || r->sec == MXG_SEC_BOGUS) {
+        snprintf(why, sizeof why,
+                 "DANE: TLSA lookup for _%d._tcp.%s is bogus (DNSSEC validation failed)", port, name);
+        set_unusable(h, "4.7.5", why);
+    } else if (r->status == MXG_DNS_TEMPFAIL || r->sec == MXG_SEC_INDETERMINATE) {
+        snprintf(why, sizeof why, "DANE: TLSA lookup for _%d._tcp.%s failed: %s", port, name,
+                 r->why[0] ? r->why : "temporary failure");
+        set_unusable(h, "4.7.5", why);
+    } else if (r->status == MXG_DNS_OK && r->sec == MXG_SEC_SECURE && r->n > 0) {
+        snprintf(h->base, sizeof h->base, "%s", name);
+        snprintf(h->other, sizeof h->other, "%s", other ? other : "");
+        h->n_total = r->n;
+        h->n_usable = mxg_tlsa_filter_usable(r->rr, r->n, h->rr);
+        if (h->n_usable > 0) {
+            h->req = MXG_DANE_VERIFY;
+            snprintf(h->why, sizeof h->why, "DANE: %d usable TLSA record(s) of %d at _%d._tcp.%s",
+                     h->n_usable, h->n_total, port, name);
+        } else {
+            h->req = MXG_DANE_ENCRYPT;
+            snprintf(h->why, sizeof h->why,
+                     "DANE: only unusable TLSA records (%d) at _%d._tcp.%s: TLS required, "
+                     "no authentication", h->n_total, port, name);
+        }
+    } else if (has_next) {
+        return 0; /* secure denial or insecure at the expanded name: try the MX name */
+    } else {
+        h->req = MXG_DANE_NONE;
+        snprintf(h->why, sizeof h->why, "no DANE: %s at _%d._tcp.%s",
+                 r->sec == MXG_SEC_SECURE ? "no TLSA records (secure denial)"
+                                          : "insecure TLSA answer", port, name);
+    }
+    return 1;
+}
+
+/* One TLSA answer: decide, or go on with the second name. */
+static void on_tlsa(void *arg, const struct mxg_tlsa_result *r)
+{
+    struct mxg_dane_query *q = arg;
+    q->dq = NULL;
+    int has_next = q->step + 1 < q->n_names;
+    if (!mxg_dane_decide(r, q->names[q->step], q->n_names == 2 ? q->names[1 - q->step] : NULL,
+                         q->port, has_next, &q->res)) {
+        q->step++;
+        if (start_tlsa(q) == 0)
+            return;
+        set_unusable(&q->res, "4.7.5", "DANE: cannot start TLSA lookup");
+    }
+    mxg_dane_cb cb = q->cb;
+    void *cbarg = q->arg;
+    struct mxg_dane_host res = q->res;
+    free(q);
+    cb(cbarg, &res);
+}
+
+static int start_tlsa(struct mxg_dane_query *q)
+{
+    return mxg_dns_lookup_tlsa(q->dns, q->names[q->step], q->port, on_tlsa, q, &q->dq);
+}
+
+int mxg_dane_host_lookup(struct mxg_dns *dns, enum mxg_dnssec mx_sec, const char *host,
+                         const struct mxg_addr_result *addrs, int port, struct mxg_dane_host *now,
+                         mxg_dane_cb cb, void *arg, struct mxg_dane_query **qp)
+{
+    memset(now, 0, sizeof *now);
+    *qp = NULL;
+    if (mx_sec != MXG_SEC_SECURE) {
+        now->req = MXG_DANE_NONE;
+        snprintf(now->why, sizeof now->why, "no DANE: MX RRset is %s", mxg_dnssec_name(mx_sec));
+        return 1;
+    }
+    if (addrs->status != MXG_DNS_OK || addrs->sec == MXG_SEC_BOGUS ||
+        addrs->sec == MXG_SEC_INDETERMINATE) {
+        char why[240];
+        snprintf(why, sizeof why, "address lookup for %s incomplete or bogus (%s, %s)", host,
+                 mxg_dns_status_name(addrs->status), mxg_dnssec_name(addrs->sec));
+        set_unusable(now, "4.4.3", why);
+        return 1;
+    }
+    if (addrs->sec != MXG_SEC_SECURE) {
+        now->req = MXG_DANE_NONE;
+        snprintf(now->why, sizeof now->why, "no DANE: address records of %s are %s", host,
+                 mxg_dnssec_name(addrs->sec));
+        return 1;
+    }
+    struct mxg_dane_query *q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->dns = dns;
+    q->port = port;
+    q->cb = cb;
+    q->arg = arg;
+    if (addrs->canon[0] && strcasecmp(addrs->canon, host) != 0) {
+        snprintf(q->names[0], sizeof q->names[0], "%s", addrs->canon);
+        snprintf(q->names[1], sizeof q->names[1], "%s", host);
+        q->n_names = 2;
+    } else {
+        snprintf(q->names[0], sizeof q->names[0], "%s", host);
+        q->n_names = 1;
+    }
+    if (start_tlsa(q) < 0) {
+        free(q);
+        return -1;
+    }
+    *qp = q;
+    return 0;
+}
+
+void mxg_dane_cancel(struct mxg_dane_query *q)
+{
+    if (!q)
+        return;
+    if (q->dq)
+        mxg_dns_cancel(q->dq);
+    free(q);
+}
+
+int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_t errlen)
+{
+    if (h->req != MXG_DANE_VERIFY || h->n_usable == 0) {
+        snprintf(err, errlen, "DANE set-up without usable TLSA records");
+        return -1;
+    }
+    if (SSL_dane_enable(ssl, h->base) <= 0) {
+        snprintf(err, errlen, "SSL_dane_enable(%s) failed (is DANE enabled on the context?)",
+                 h->base);
+        return -1;
+    }
+    if (h->other[0] && SSL_add1_host(ssl, h->other) != 1) {
+        snprintf(err, errlen, "SSL_add1_host(%s) failed", h->other);
+        return -1;
+    }
+    SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    int added = 0;
+    for (int i = 0; i < h->n_usable; i++) {
+        const struct mxg_tlsa_rr *rr = &h->rr[i];
+        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
+        if (rc < 0) {
+            snprintf(err, errlen, "SSL_dane_tlsa_add failed for record %d %d %d", rr->usage,
+                     rr->selector, rr->mtype);
+            return -1;
+        }
+        added += rc > 0;
+    }
+    if (added == 0) {
+        snprintf(err, errlen, "OpenSSL could use none of the TLSA records");
+        return -1;
+    }
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+    return 0;
+}
+
+void mxg_dane_tls_matched(SSL *ssl, char *out, size_t cap)
+{
+    uint8_t u, s, m;
+    unsigned const char *data;
+    size_t dlen;
+    int depth = SSL_get0_dane_tlsa(ssl, &u, &s, &m, &data, &dlen);
+    if (depth < 0) {
+        snprintf(out, cap, "no DANE match");
+        return;
+    }
+    snprintf(out, cap, "TLSA %u %u %u matched at depth %d", u, s, m, depth);
+}

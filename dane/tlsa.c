@@ -1,0 +1,102 @@
+/* dane/tlsa.c — see tlsa.h.
+ *
+ * Decisions:
+ *  - mxg_tlsa_check() looks at the fields in the order usage, selector,
+ *    matching type, length, and reports the first problem.
+ *  - A record whose len exceeds MXG_TLSA_DATA_MAX (cannot happen for records
+ *    built by dns.c, which stores oversized data as len 0) is BAD_LENGTH.
+ *  - mxg_tlsa_format() of a record with no data writes only "U S M".
+ */
+#include "tlsa.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TLSA_USAGE_DANE_TA 2
+#define TLSA_USAGE_DANE_EE 3
+#define TLSA_SELECTOR_CERT 0
+#define TLSA_SELECTOR_SPKI 1
+#define TLSA_MTYPE_FULL 0
+#define TLSA_MTYPE_SHA256 1
+#define TLSA_MTYPE_SHA512 2
+
+/* Contract: USABLE only for usage 2|3, selector 0|1 and matching type 0
+ * (1..MXG_TLSA_DATA_MAX octets), 1 (32 octets) or 2 (64 octets). */
+enum mxg_tlsa_verdict mxg_tlsa_check(const struct mxg_tlsa_rr *rr)
+{
+    if (!rr)
+        return MXG_TLSA_BAD_LENGTH;
+    if (rr->usage != TLSA_USAGE_DANE_TA && rr->usage != TLSA_USAGE_DANE_EE)
+        return MXG_TLSA_BAD_USAGE;
+    if (rr->selector != TLSA_SELECTOR_CERT && rr->selector != TLSA_SELECTOR_SPKI)
+        return MXG_TLSA_BAD_SELECTOR;
+    if (rr->len > MXG_TLSA_DATA_MAX)
+        return MXG_TLSA_BAD_LENGTH;
+    switch (rr->mtype) {
+    case TLSA_MTYPE_FULL:
+        return rr->len > 0 ? MXG_TLSA_USABLE : MXG_TLSA_BAD_LENGTH;
+    case TLSA_MTYPE_SHA256:
+        return rr->len == 32 ? MXG_TLSA_USABLE : MXG_TLSA_BAD_LENGTH;
+    case TLSA_MTYPE_SHA512:
+        return rr->len == 64 ? MXG_TLSA_USABLE : MXG_TLSA_BAD_LENGTH;
+    default:
+        return MXG_TLSA_BAD_MTYPE;
+    }
+}
+
+/* Contract: a short English phrase per verdict, "?" for unknown values. */
+const char *mxg_tlsa_verdict_name(enum mxg_tlsa_verdict v)
+{
+    switch (v) {
+    case MXG_TLSA_USABLE: return "usable";
+    case MXG_TLSA_BAD_USAGE: return "unusable certificate usage";
+    case MXG_TLSA_BAD_SELECTOR: return "unusable selector";
+    case MXG_TLSA_BAD_MTYPE: return "unusable matching type";
+    case MXG_TLSA_BAD_LENGTH: return "wrong association data length";
+    }
+    return "?";
+}
+
+/* Contract: "U S M HEX" (HEX upper case, omitted with the blank before it
+ * when there is no data); always NUL-terminated when cap > 0, cut at cap - 1
+ * characters. */
+void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!out || cap == 0)
+        return;
+    if (!rr) {
+        out[0] = '\0';
+        return;
+    }
+    int w = snprintf(out, cap, "%u %u %u", (unsigned)rr->usage, (unsigned)rr->selector,
+                     (unsigned)rr->mtype);
+    if (w < 0) {
+        out[0] = '\0';
+        return;
+    }
+    size_t o = (size_t)w;
+    if (o >= cap - 1 || rr->len == 0)
+        return;
+    out[o++] = ' ';
+    size_t len = rr->len > MXG_TLSA_DATA_MAX ? MXG_TLSA_DATA_MAX : rr->len;
+    for (size_t i = 0; i < len && o < cap - 1; i++) {
+        out[o++] = hex[rr->data[i] >> 4];
+        if (o < cap - 1)
+            out[o++] = hex[rr->data[i] & 0x0f];
+    }
+    out[o] = '\0';
+}
+
+/* Contract: out has room for MXG_TLSA_MAX_RR records; in may be NULL when
+ * n <= 0. Order is kept. */
+int mxg_tlsa_filter_usable(const struct mxg_tlsa_rr *in, int n, struct mxg_tlsa_rr *out)
+{
+    int k = 0;
+    if (!in || !out)
+        return 0;
+    for (int i = 0; i < n && k < MXG_TLSA_MAX_RR; i++)
+        if (mxg_tlsa_check(&in[i]) == MXG_TLSA_USABLE)
+            out[k++] = in[i];
+    return k;
+}

@@ -1,0 +1,172 @@
+/* Unit tests for dane/dane.c: the RFC 7672 decision per MX host (table of
+ * DNS outcomes → requirement), the decisions that need no TLSA lookup, and
+ * the OpenSSL DANE set-up (PKIX usages never reach OpenSSL). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "dane/dane.h"
+
+static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
+{
+    struct mxg_tlsa_rr r;
+    memset(&r, 0, sizeof r);
+    r.usage = (uint8_t)u;
+    r.selector = (uint8_t)s;
+    r.mtype = (uint8_t)m;
+    r.len = (uint16_t)len;
+    memset(r.data, 0xAB, (size_t)len);
+    return r;
+}
+
+static void test_decide_table(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *name;
+        enum mxg_dns_status status;
+        enum mxg_dnssec sec;
+        int recs[4][4]; /* usage, selector, mtype, len; len 0 ends (unless first) */
+        int n;
+        int has_next;
+        int ret;
+        enum mxg_dane_req req;
+        const char *enh;
+        int usable;
+    } cases[] = {
+        {"3 1 1 secure", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 1, 32}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
+        {"2 0 2 secure", MXG_DNS_OK, MXG_SEC_SECURE, {{2, 0, 2, 64}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
+        {"3 0 0 full cert", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 0, 0, 400}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
+        {"PKIX only → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{0, 0, 1, 32}, {1, 1, 1, 32}}, 2, 0, 1,
+         MXG_DANE_ENCRYPT, "", 0},
+        {"bad digest length → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 1, 31}, {3, 1, 2, 32}}, 2,
+         0, 1, MXG_DANE_ENCRYPT, "", 0},
+        {"unknown selector/mtype → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 2, 1, 32}, {3, 1, 3, 32}},
+         2, 0, 1, MXG_DANE_ENCRYPT, "", 0},
+        {"mixed: usable one wins", MXG_DNS_OK, MXG_SEC_SECURE, {{1, 1, 1, 32}, {3, 1, 1, 32}}, 2, 0, 1,
+         MXG_DANE_VERIFY, "", 1},
+        {"bogus", MXG_DNS_BOGUS, MXG_SEC_BOGUS, {{0}}, 0, 0, 1, MXG_DANE_UNUSABLE, "4.7.5", 0},
+        {"OK but bogus sec", MXG_DNS_OK, MXG_SEC_BOGUS, {{3, 1, 1, 32}}, 1, 1, 1, MXG_DANE_UNUSABLE,
+         "4.7.5", 0},
+        {"servfail", MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, {{0}}, 0, 1, 1, MXG_DANE_UNUSABLE,
+         "4.7.5", 0},
+        {"secure NODATA", MXG_DNS_NODATA, MXG_SEC_SECURE, {{0}}, 0, 0, 1, MXG_DANE_NONE, "", 0},
+        {"secure NXDOMAIN", MXG_DNS_NXDOMAIN, MXG_SEC_SECURE, {{0}}, 0, 0, 1, MXG_DANE_NONE, "", 0},
+        {"insecure records", MXG_DNS_OK, MXG_SEC_INSECURE, {{3, 1, 1, 32}}, 1, 0, 1, MXG_DANE_NONE, "", 0},
+        {"CNAME: secure NODATA at target → ask MX name", MXG_DNS_NODATA, MXG_SEC_SECURE, {{0}}, 0, 1, 0,
+         MXG_DANE_NONE, "", 0},
+        {"CNAME: bogus at target → never ask further", MXG_DNS_BOGUS, MXG_SEC_BOGUS, {{0}}, 0, 1, 1,
+         MXG_DANE_UNUSABLE, "4.7.5", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        static struct mxg_tlsa_result r;
+        memset(&r, 0, sizeof r);
+        r.status = cases[i].status;
+        r.sec = cases[i].sec;
+        r.n = cases[i].n;
+        for (int k = 0; k < r.n; k++)
+            r.rr[k] = rr(cases[i].recs[k][0], cases[i].recs[k][1], cases[i].recs[k][2],
+                         cases[i].recs[k][3]);
+        static struct mxg_dane_host h;
+        memset(&h, 0, sizeof h);
+        int ret = mxg_dane_decide(&r, "mx.example.test", cases[i].has_next ? "alias.example.test" : NULL,
+                                  25, cases[i].has_next, &h);
+        if (ret != cases[i].ret)
+            fail_msg("%s: returned %d", cases[i].name, ret);
+        if (ret == 0)
+            continue;
+        if (h.req != cases[i].req)
+            fail_msg("%s: req %s, expected %s (%s)", cases[i].name, mxg_dane_req_name(h.req),
+                     mxg_dane_req_name(cases[i].req), h.why);
+        if (cases[i].enh[0])
+            assert_string_equal(h.enh, cases[i].enh);
+        assert_int_equal(h.n_usable, cases[i].usable);
+        for (int k = 0; k < h.n_usable; k++)
+            assert_true(h.rr[k].usage == 2 || h.rr[k].usage == 3);
+        if (h.req == MXG_DANE_VERIFY)
+            assert_string_equal(h.base, "mx.example.test");
+        assert_true(h.why[0] != 0);
+    }
+}
+
+static void test_immediate(void **st)
+{
+    (void)st;
+    static const struct {
+        enum mxg_dnssec mx_sec;
+        enum mxg_dns_status astatus;
+        enum mxg_dnssec asec;
+        enum mxg_dane_req req;
+        const char *enh;
+    } cases[] = {
+        {MXG_SEC_INSECURE, MXG_DNS_OK, MXG_SEC_SECURE, MXG_DANE_NONE, ""},
+        {MXG_SEC_INDETERMINATE, MXG_DNS_OK, MXG_SEC_SECURE, MXG_DANE_NONE, ""},
+        {MXG_SEC_SECURE, MXG_DNS_OK, MXG_SEC_INSECURE, MXG_DANE_NONE, ""},
+        {MXG_SEC_SECURE, MXG_DNS_OK, MXG_SEC_INDETERMINATE, MXG_DANE_UNUSABLE, "4.4.3"},
+        {MXG_SEC_SECURE, MXG_DNS_OK, MXG_SEC_BOGUS, MXG_DANE_UNUSABLE, "4.4.3"},
+        {MXG_SEC_SECURE, MXG_DNS_BOGUS, MXG_SEC_BOGUS, MXG_DANE_UNUSABLE, "4.4.3"},
+        {MXG_SEC_SECURE, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, MXG_DANE_UNUSABLE, "4.4.3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        static struct mxg_addr_result a;
+        memset(&a, 0, sizeof a);
+        a.status = cases[i].astatus;
+        a.sec = cases[i].asec;
+        a.n = a.status == MXG_DNS_OK;
+        static struct mxg_dane_host h;
+        struct mxg_dane_query *q = (struct mxg_dane_query *)1;
+        /* no DNS object: these cases must be decided without a lookup */
+        int rc = mxg_dane_host_lookup(NULL, cases[i].mx_sec, "mx.example.test", &a, 25, &h, NULL,
+                                      NULL, &q);
+        assert_int_equal(rc, 1);
+        assert_null(q);
+        if (h.req != cases[i].req)
+            fail_msg("case %zu: %s (%s)", i, mxg_dane_req_name(h.req), h.why);
+        if (cases[i].enh[0])
+            assert_string_equal(h.enh, cases[i].enh);
+    }
+}
+
+static void test_tls_setup(void **st)
+{
+    (void)st;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_true(SSL_CTX_dane_enable(ctx) > 0);
+    static struct mxg_dane_host h;
+    memset(&h, 0, sizeof h);
+    char err[200];
+
+    SSL *ssl = SSL_new(ctx);
+    h.req = MXG_DANE_ENCRYPT; /* nothing to verify against */
+    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), -1);
+    SSL_free(ssl);
+
+    ssl = SSL_new(ctx);
+    h.req = MXG_DANE_VERIFY;
+    snprintf(h.base, sizeof h.base, "mx.example.test");
+    snprintf(h.other, sizeof h.other, "alias.example.test");
+    h.rr[0] = rr(3, 1, 1, 32);
+    h.rr[1] = rr(2, 0, 1, 32);
+    h.n_usable = 2;
+    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
+    char m[80];
+    mxg_dane_tls_matched(ssl, m, sizeof m);
+    assert_string_equal(m, "no DANE match");
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decide_table),
+        cmocka_unit_test(test_immediate),
+        cmocka_unit_test(test_tls_setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
