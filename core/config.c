@@ -802,6 +802,16 @@ static const struct key keys[] = {
     DURATION("dane", "selfcheck_retry", dane_recheck_ms, "1m", 1, T_MAX),
 
     ENUM("tls", "opportunistic_level", tls_level, "may", tls_level_names),
+    STRING("tls", "ca_file", tls_ca_file, "", NULL),
+
+    STRING("state", "directory", state_dir, "/var/lib/mxguard", check_nonempty),
+
+    BOOL("mta_sts", "enabled", sts_enabled, "true"),
+    DURATION("mta_sts", "connect_timeout", sts_connect_timeout_ms, "10s", T_MIN, T_MAX),
+    DURATION("mta_sts", "fetch_timeout", sts_fetch_timeout_ms, "60s", T_MIN, T_MAX),
+    SIZE("mta_sts", "max_policy_size", sts_max_body, "64k", 1024, 1 << 20),
+    INT("mta_sts", "https_port", sts_https_port, "443", 1, 65535),
+    DURATION("mta_sts", "refresh_min_interval", sts_refresh_min_ms, "5m", 0, T_MAX),
 
     ENUM("log", "level", log_level, "info", log_level_names),
     BOOL("log", "syslog", log_syslog, "false"),

@@ -101,6 +101,18 @@ struct mxg_config {
 
     /* tls */
     enum mxg_tls_fallback_level tls_level;      /* tls.opportunistic_level: may|encrypt */
+    char tls_ca_file[MXG_CFG_PATH_MAX];         /* tls.ca_file: WebPKI roots ("" = system) */
+
+    /* state */
+    char state_dir[MXG_CFG_PATH_MAX];           /* state.directory: the only place written */
+
+    /* mta_sts (RFC 8461) */
+    int sts_enabled;                            /* mta_sts.enabled */
+    uint64_t sts_connect_timeout_ms;            /* mta_sts.connect_timeout */
+    uint64_t sts_fetch_timeout_ms;              /* mta_sts.fetch_timeout: whole HTTPS fetch */
+    uint64_t sts_max_body;                      /* mta_sts.max_policy_size (64 KiB) */
+    int sts_https_port;                         /* mta_sts.https_port (443; tests only) */
+    uint64_t sts_refresh_min_ms;                /* mta_sts.refresh_min_interval: between refetches */
 
     /* log */
     enum mxg_log_level log_level; /* log.level */

@@ -85,7 +85,24 @@ struct mxg_tlsa_result {
     char canon[MXG_DNS_NAME_MAX];  /* owner of the records after CNAME expansion */
 };
 
+#define MXG_DNS_MAX_TXT 16
+#define MXG_DNS_TXT_MAX 1024
+struct mxg_txt_result {
+    enum mxg_dns_status status;
+    enum mxg_dnssec sec;
+    char canon[MXG_DNS_NAME_MAX];
+    int n;
+    /* each record's character-strings concatenated (RFC 7208 §3.3 style),
+     * NUL-terminated; len excludes the NUL; longer records are truncated
+     * and flagged */
+    char txt[MXG_DNS_MAX_TXT][MXG_DNS_TXT_MAX];
+    size_t len[MXG_DNS_MAX_TXT];
+    int truncated[MXG_DNS_MAX_TXT];
+    char why[160];
+};
+
 typedef void (*mxg_mx_cb)(void *arg, const struct mxg_mx_result *res);
+typedef void (*mxg_txt_cb)(void *arg, const struct mxg_txt_result *res);
 typedef void (*mxg_tlsa_cb)(void *arg, const struct mxg_tlsa_result *res);
 typedef void (*mxg_addr_cb)(void *arg, const struct mxg_addr_result *res);
 
@@ -125,6 +142,9 @@ int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tls
  * the loop; it is not cancellable except by mxg_dns_free() (then it never
  * runs). Returns 0, or -1 (callback will not run). */
 int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg);
+/* TXT at name (CNAMEs followed), e.g. "_mta-sts.example.com". */
+int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
+                       struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);
 
 #endif
