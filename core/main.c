@@ -2,6 +2,7 @@
  * Owns the loop, the configuration, and the top-level objects; nothing else
  * in the program keeps global state. */
 #include <errno.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,9 @@
 #include "../dane/dns.h"
 #include "../proxy/check.h"
 #include "../proxy/server.h"
+#include "../policy/https.h"
+#include "../policy/sts.h"
+#include "../policy/sts_cache.h"
 #include "../tls/tls_engine.h"
 #include "config.h"
 #include "log.h"
@@ -108,6 +112,9 @@ struct app {
     struct mxg_config cfg;
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
+    struct mxg_https *https;
+    struct mxg_sts_cache *sts_cache;
+    struct mxg_sts *sts;
     struct mxg_server srv;
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping;
@@ -120,6 +127,71 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* The long-lived parts every command needs: DNS, TLS, and (when enabled)
+ * MTA-STS with its HTTPS client and persistent cache in the state
+ * directory. Returns 0, or -1 with err. */
+static int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
+{
+    const struct mxg_config *cfg = &app->cfg;
+    char e[1024];
+    app->dns = mxg_dns_new(&app->loop, cfg, e, sizeof e);
+    if (!app->dns) {
+        snprintf(err, errlen, "DNS: %s", e);
+        return -1;
+    }
+    const char *ca = cfg->tls_ca_file[0] ? cfg->tls_ca_file : NULL;
+    app->tls = mxg_tls_ctx_new_client(ca, e, sizeof e);
+    if (!app->tls) {
+        snprintf(err, errlen, "TLS: %s", e);
+        return -1;
+    }
+    if (!cfg->sts_enabled)
+        return 0;
+    app->https = mxg_https_new(&app->loop, ca, e, sizeof e);
+    if (!app->https) {
+        snprintf(err, errlen, "HTTPS client: %s", e);
+        return -1;
+    }
+    if (persistent) {
+        if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "state.directory %s: %s", cfg->state_dir, strerror(errno));
+            return -1;
+        }
+        char path[MXG_CFG_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/mta-sts.db", cfg->state_dir);
+        app->sts_cache = mxg_sts_cache_open(path, e, sizeof e);
+        if (!app->sts_cache) {
+            snprintf(err, errlen, "MTA-STS cache %s: %s (set mta_sts.enabled = false to run "
+                                  "without MTA-STS)", path, e);
+            return -1;
+        }
+    }
+    app->sts = mxg_sts_new(&app->loop, cfg, app->dns, app->https, app->sts_cache);
+    if (!app->sts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Release what app_open_parts() made; run the loop afterwards so that
+ * handles close. */
+static void app_close_parts(struct app *app)
+{
+    if (app->sts)
+        mxg_sts_free(app->sts);
+    app->sts = NULL;
+    if (app->https)
+        mxg_https_free(app->https);
+    app->https = NULL;
+    if (app->dns)
+        mxg_dns_free(app->dns);
+    app->dns = NULL;
+    if (app->sts_cache)
+        mxg_sts_cache_close(app->sts_cache);
+    app->sts_cache = NULL;
+}
+
 static void on_drained(struct mxg_server *srv)
 {
     struct app *app = (struct app *)((char *)srv - offsetof(struct app, srv));
@@ -127,10 +199,7 @@ static void on_drained(struct mxg_server *srv)
     uv_close((uv_handle_t *)&app->sig_int, NULL);
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
     uv_close((uv_handle_t *)&app->recheck, NULL);
-    if (app->dns) {
-        mxg_dns_free(app->dns);
-        app->dns = NULL;
-    }
+    app_close_parts(app);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -234,24 +303,23 @@ static int cmd_check(int argc, char **argv)
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
     char err[1024];
-    app->dns = mxg_dns_new(&app->loop, &app->cfg, err, sizeof err);
-    if (!app->dns) {
-        fprintf(stderr, "mxguard: DNS: %s\n", err);
-        goto out_loop;
-    }
-    app->tls = mxg_tls_ctx_new_client(NULL, err, sizeof err);
-    if (!app->tls) {
-        fprintf(stderr, "mxguard: TLS: %s\n", err);
+    /* the cache is read if it is there (the service's view), never created */
+    char dbpath[MXG_CFG_PATH_MAX + 32];
+    snprintf(dbpath, sizeof dbpath, "%s/mta-sts.db", app->cfg.state_dir);
+    if (app_open_parts(app, access(dbpath, R_OK | W_OK) == 0, err, sizeof err) < 0) {
+        fprintf(stderr, "mxguard: %s\n", err);
         goto out_loop;
     }
     if (dnssec_selfcheck(app) < 0)
         goto out_loop;
-    struct mxg_upstream_env env = {
-        .loop = &app->loop, .cfg = &app->cfg, .dns = app->dns, .tls = app->tls};
+    struct mxg_upstream_env env = {.loop = &app->loop,
+                                   .cfg = &app->cfg,
+                                   .dns = app->dns,
+                                   .tls = app->tls,
+                                   .sts = app->sts};
     rc = mxg_check_domain(&env, domain, connect, stdout);
 out_loop:
-    if (app->dns)
-        mxg_dns_free(app->dns);
+    app_close_parts(app);
     uv_walk(&app->loop, close_walk, NULL);
     uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);
@@ -277,16 +345,12 @@ static int cmd_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&app->loop);
     char err[1024];
-    app->dns = mxg_dns_new(&app->loop, &app->cfg, err, sizeof err);
-    if (!app->dns) {
-        LOG_E("main", "DNS: %s", err);
+    if (app_open_parts(app, 1, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
         goto out_loop;
     }
-    app->tls = mxg_tls_ctx_new_client(NULL, err, sizeof err);
-    if (!app->tls) {
-        LOG_E("main", "TLS: %s", err);
-        goto out_loop;
-    }
+    if (app->sts)
+        mxg_sts_start_refresh(app->sts, app->cfg.sts_refresh_min_ms);
     int sc = dnssec_selfcheck(app);
     if (sc < 0)
         goto out_loop;
@@ -294,8 +358,8 @@ static int cmd_run(int argc, char **argv)
     app->recheck.data = app;
     if (sc > 0)
         uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
-    if (mxg_server_start(&app->srv, &app->loop, &app->cfg, app->dns, app->tls, err, sizeof err) <
-        0) {
+    if (mxg_server_start(&app->srv, &app->loop, &app->cfg, app->dns, app->tls, app->sts, err,
+                         sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
@@ -312,9 +376,7 @@ static int cmd_run(int argc, char **argv)
     LOG_N("main", "stopped");
     rc = 0;
 out_loop:
-    if (app->dns)
-        mxg_dns_free(app->dns);
-    app->dns = NULL;
+    app_close_parts(app);
     uv_walk(&app->loop, close_walk, NULL);
     uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);

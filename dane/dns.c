@@ -5,11 +5,11 @@
  *    through Debian's static libgetdns_ex_uv.a.
  *  - A query (struct mxg_dns_query) owns one getdns transaction chain per RR
  *    type ("sub"): one for MX, two (A, AAAA) for addresses, one for TLSA, one
- *    (DNSKEY at the trust anchor's owner) for the self-check. A sub re-asks for
- *    the target when an answer ends in a CNAME whose target data the upstream
- *    did not include (authoritative-only upstreams do that), at most
- *    DNS_MAX_CNAME_HOPS times; the DNSSEC status of a chain is the worst of
- *    its links.
+ *    for TXT, one (DNSKEY at the trust anchor's owner) for the self-check. A
+ *    sub re-asks for the target when an answer ends in a CNAME whose target
+ *    data the upstream did not include (authoritative-only upstreams do
+ *    that), at most DNS_MAX_CNAME_HOPS times; the DNSSEC status of a chain
+ *    is the worst of its links.
  *  - The getdns callback copies what it needs out of the response, frees the
  *    response, and when the query is complete moves it to the "ready" list.
  *    User callbacks are run only from a uv_idle handle, i.e. never from inside
@@ -65,7 +65,7 @@
 
 #define DNS_TTL_UNKNOWN MXG_DNSCACHE_TTL_UNKNOWN
 
-enum query_kind { Q_MX, Q_ADDR, Q_TLSA, Q_SELFCHECK };
+enum query_kind { Q_MX, Q_ADDR, Q_TLSA, Q_TXT, Q_SELFCHECK };
 
 struct selfcheck_result {
     int ok;
@@ -90,6 +90,7 @@ struct dns_sub {
     char why[160];
     int n;                        /* addresses (A/AAAA subs) */
     struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
+    int txt_over;                 /* TXT records beyond MXG_DNS_MAX_TXT, not kept */
 };
 
 struct mxg_dns_query {
@@ -105,12 +106,14 @@ struct mxg_dns_query {
     mxg_mx_cb mx_cb;
     mxg_addr_cb addr_cb;
     mxg_tlsa_cb tlsa_cb;
+    mxg_txt_cb txt_cb;
     void (*self_cb)(void *arg, int ok, const char *why);
     void *arg;
     union {
         struct mxg_mx_result mx;
         struct mxg_addr_result addr;
         struct mxg_tlsa_result tlsa;
+        struct mxg_txt_result txt;
         struct selfcheck_result self;
     } res;
 };
@@ -124,6 +127,7 @@ struct mxg_dns {
     uv_loop_t *loop;
     getdns_context *ctx;
     getdns_dict *ext;       /* extensions used for every query */
+    int validate;           /* DNSSEC validation on (dane.enabled); off: every answer insecure */
     uv_idle_t idle;         /* delivers ready results */
     int idle_active;
     int freeing;            /* mxg_dns_free() has run */
@@ -298,6 +302,7 @@ static const char *rrtype_name(uint16_t t)
     case GETDNS_RRTYPE_AAAA: return "AAAA";
     case GETDNS_RRTYPE_MX: return "MX";
     case GETDNS_RRTYPE_TLSA: return "TLSA";
+    case GETDNS_RRTYPE_TXT: return "TXT";
     case GETDNS_RRTYPE_DNSKEY: return "DNSKEY";
     }
     return "?";
@@ -410,6 +415,55 @@ static enum tlsa_kept tlsa_keep(struct dns_sub *s, struct mxg_tlsa_result *t, ge
     return TLSA_DROPPED;
 }
 
+/* Keep one TXT record in t: its character-strings (getdns: the bindata
+ * list /rdata/txt_strings, each without its length octet) concatenated
+ * with no separator (RFC 7208 §3.3), at most MXG_DNS_TXT_MAX - 1 octets
+ * (then flagged truncated), NUL-terminated. The octets are kept as they
+ * are: a character-string may hold any octet, NUL included (len counts
+ * them). Returns 1 kept, 0 dropped (t is full: counted in s->txt_over;
+ * or a record getdns could not parse, which still counts as "a TXT record
+ * exists"). */
+static int txt_keep(struct dns_sub *s, struct mxg_txt_result *t, getdns_dict *rr)
+{
+    getdns_list *strs = NULL;
+    size_t ns = 0, len = 0;
+    int trunc = 0;
+
+    if (getdns_dict_get_list(rr, "/rdata/txt_strings", &strs) ||
+        getdns_list_get_length(strs, &ns)) {
+        LOG_W(COMP, "TXT %s: malformed record ignored", s->name);
+        return 0;
+    }
+    if (t->n >= MXG_DNS_MAX_TXT) {
+        s->txt_over++;
+        return 0;
+    }
+    char *out = t->txt[t->n];
+    for (size_t i = 0; i < ns; i++) {
+        struct getdns_bindata *bd = NULL;
+        if (getdns_list_get_bindata(strs, i, &bd) || !bd) {
+            LOG_W(COMP, "TXT %s: malformed record ignored", s->name);
+            return 0;
+        }
+        size_t take = bd->size;
+        if (take > MXG_DNS_TXT_MAX - 1 - len) {
+            take = MXG_DNS_TXT_MAX - 1 - len;
+            trunc = 1;
+        }
+        if (take)
+            memcpy(out + len, bd->data, take);
+        len += take;
+    }
+    out[len] = '\0';
+    t->len[t->n] = len;
+    t->truncated[t->n] = trunc;
+    if (trunc)
+        LOG_W(COMP, "TXT %s: record longer than %d octets, truncated", s->name,
+              MXG_DNS_TXT_MAX - 1);
+    t->n++;
+    return 1;
+}
+
 /* Collect the records of the asked type at the end of the CNAME chain, and
  * lower s->ttl to the TTLs of everything used (the chain's CNAMEs, the
  * records, the RRSIGs over both). Returns the number of records found;
@@ -498,6 +552,9 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             replaced += k == TLSA_REPLACED;
             dropped += k == TLSA_DROPPED;
             found++;
+        } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
+            (void)txt_keep(s, &q->res.txt, rr);
+            found++;
         } else if (s->rrtype == GETDNS_RRTYPE_A || s->rrtype == GETDNS_RRTYPE_AAAA) {
             struct getdns_bindata *a = NULL;
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
@@ -524,7 +581,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             found++; /* DNSKEY (self-check): only presence and status matter */
         }
     }
-    if (found > MXG_TLSA_MAX_RR)
+    if (s->rrtype == GETDNS_RRTYPE_TLSA && found > MXG_TLSA_MAX_RR)
         LOG_W(COMP, "TLSA %s: %d records, more than %d: %d unusable one(s) replaced by usable "
               "ones, %d ignored", canon, found, MXG_TLSA_MAX_RR, replaced, dropped);
     return found;
@@ -627,7 +684,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
 
     getdns_dict *reply = NULL;
     uint32_t rcode = 0, ds = 0;
-    enum mxg_dnssec sec = MXG_SEC_INDETERMINATE;
+    enum mxg_dnssec sec = s->q->dns->validate ? MXG_SEC_INDETERMINATE : MXG_SEC_INSECURE;
     getdns_list *answer = NULL;
     char canon[MXG_DNS_NAME_MAX];
 
@@ -664,6 +721,13 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
     if (found > 0) {
         snprintf(s->name, sizeof s->name, "%s", canon);
         sub_set(s, MXG_DNS_OK, sec, "");
+        if (s->txt_over) {
+            /* the caller must know the RRset is incomplete (RFC 8461 §3.1
+             * counts the STSv1 records) */
+            snprintf(s->why, sizeof s->why, "%d TXT records, only the first %d kept",
+                     found, MXG_DNS_MAX_TXT);
+            LOG_W(COMP, "TXT %s: %s", canon, s->why);
+        }
         return 0;
     }
     if (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
@@ -774,6 +838,17 @@ static void query_finish(struct mxg_dns_query *q)
         snprintf(t->why, sizeof t->why, "%s", s->why);
         return;
     }
+    if (q->kind == Q_TXT) {
+        struct dns_sub *s = &q->sub[0];
+        struct mxg_txt_result *t = &q->res.txt;
+        t->status = s->status;
+        t->sec = single_sec(s);
+        snprintf(t->canon, sizeof t->canon, "%s", s->name);
+        if (s->status != MXG_DNS_OK)
+            t->n = 0;
+        snprintf(t->why, sizeof t->why, "%s", s->why);
+        return;
+    }
     if (q->kind == Q_SELFCHECK) {
         selfcheck_finish(q);
         return;
@@ -856,6 +931,9 @@ static void deliver_one(struct mxg_dns_query *q)
     case Q_TLSA:
         q->tlsa_cb(q->arg, &q->res.tlsa);
         break;
+    case Q_TXT:
+        q->txt_cb(q->arg, &q->res.txt);
+        break;
     case Q_SELFCHECK:
         q->self_cb(q->arg, q->res.self.ok, q->res.self.why);
         break;
@@ -912,7 +990,8 @@ static void sub_done(struct dns_sub *s)
 
 /* A cached value: u8 status, u8 sec, str canon, str why, u16 n, then n
  * records (MX: u16 pref, str host; A: 4 octets; AAAA: 16 octets; TLSA: u8
- * usage, u8 selector, u8 mtype, u16 len, len octets). str = u16 length +
+ * usage, u8 selector, u8 mtype, u16 len, len octets; TXT: u8 truncated,
+ * u16 len, len octets, which may include NULs). str = u16 length +
  * bytes. Multi-octet integers are in host order (the cache never leaves
  * the process). */
 struct wbuf {
@@ -1036,6 +1115,8 @@ static void cache_store(struct dns_sub *s)
             n = q->res.mx.n;
         else if (s->rrtype == GETDNS_RRTYPE_TLSA)
             n = q->res.tlsa.n;
+        else if (s->rrtype == GETDNS_RRTYPE_TXT)
+            n = q->res.txt.n;
         else
             n = s->n;
     }
@@ -1051,6 +1132,11 @@ static void cache_store(struct dns_sub *s)
             wb_u8(&b, t->mtype);
             wb_u16(&b, t->len);
             wb_put(&b, t->data, t->len);
+        } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
+            const struct mxg_txt_result *t = &q->res.txt;
+            wb_u8(&b, t->truncated[i] ? 1 : 0);
+            wb_u16(&b, (unsigned)t->len[i]);
+            wb_put(&b, t->txt[i], t->len[i]);
         } else if (s->rrtype == GETDNS_RRTYPE_A) {
             wb_put(&b, &((const struct sockaddr_in *)&s->addr[i])->sin_addr, 4);
         } else {
@@ -1090,6 +1176,7 @@ static int cache_answer(struct dns_sub *s)
     struct rbuf b = {v, len, 0, 0};
     int n0 = s->rrtype == GETDNS_RRTYPE_MX     ? q->res.mx.n
              : s->rrtype == GETDNS_RRTYPE_TLSA ? q->res.tlsa.n
+             : s->rrtype == GETDNS_RRTYPE_TXT  ? q->res.txt.n
                                                : s->n; /* to undo */
     enum mxg_dns_status st = (enum mxg_dns_status)rb_u8(&b);
     enum mxg_dnssec sec = (enum mxg_dnssec)rb_u8(&b);
@@ -1121,6 +1208,22 @@ static int cache_answer(struct dns_sub *s)
                 b.bad = 1;
             else
                 rb_get(&b, r->data, r->len);
+        } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
+            struct mxg_txt_result *t = &q->res.txt;
+            if (t->n >= MXG_DNS_MAX_TXT) {
+                b.bad = 1;
+                break;
+            }
+            int k = t->n++;
+            t->truncated[k] = rb_u8(&b) != 0;
+            t->len[k] = rb_u16(&b);
+            if (t->len[k] > MXG_DNS_TXT_MAX - 1) {
+                b.bad = 1;
+                t->len[k] = 0;
+            } else {
+                rb_get(&b, t->txt[k], t->len[k]);
+            }
+            t->txt[k][t->len[k]] = '\0';
         } else {
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
             if (s->n >= MXG_DNS_MAX_ADDR) {
@@ -1144,6 +1247,8 @@ static int cache_answer(struct dns_sub *s)
             q->res.mx.n = n0;
         else if (s->rrtype == GETDNS_RRTYPE_TLSA)
             q->res.tlsa.n = n0;
+        else if (s->rrtype == GETDNS_RRTYPE_TXT)
+            q->res.txt.n = n0;
         else
             s->n = n0;
         return 0;
@@ -1252,6 +1357,7 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
         case Q_MX: s->rrtype = GETDNS_RRTYPE_MX; break;
         case Q_ADDR: s->rrtype = i == 0 ? GETDNS_RRTYPE_A : GETDNS_RRTYPE_AAAA; break;
         case Q_TLSA: s->rrtype = GETDNS_RRTYPE_TLSA; break;
+        case Q_TXT: s->rrtype = GETDNS_RRTYPE_TXT; break;
         case Q_SELFCHECK: s->rrtype = GETDNS_RRTYPE_DNSKEY; break;
         }
         s->sec = MXG_SEC_SECURE; /* neutral element for sec_worst() */
@@ -1359,6 +1465,26 @@ int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tls
     if (!nq)
         return -1;
     nq->tlsa_cb = cb;
+    nq->arg = arg;
+    return query_start(nq, q);
+}
+
+/* Contract: see dns.h. name is normalised like the others (trailing dot,
+ * case); CNAMEs are followed; records are kept in answer order. */
+int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
+                       struct mxg_dns_query **q)
+{
+    char n[MXG_DNS_NAME_MAX];
+    if (q)
+        *q = NULL;
+    if (!dns || dns->freeing || !name || !cb || norm_name(name, n, sizeof n) || n[0] == '\0') {
+        LOG_W(COMP, "TXT lookup: invalid arguments (name \"%s\")", name ? name : "(null)");
+        return -1;
+    }
+    struct mxg_dns_query *nq = query_new(dns, Q_TXT, n);
+    if (!nq)
+        return -1;
+    nq->txt_cb = cb;
     nq->arg = arg;
     return query_start(nq, q);
 }
@@ -1793,10 +1919,19 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_status", GETDNS_EXTENSION_TRUE),
-             "extensions");
-    GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_all_statuses", GETDNS_EXTENSION_TRUE),
-             "extensions");
+    /* dane.enabled = false is the operator's explicit "this resolver path
+     * cannot do DNSSEC": no validation, every answer insecure, no DANE. */
+    dns->validate = cfg->dane_enabled;
+    if (dns->validate) {
+        GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_status", GETDNS_EXTENSION_TRUE),
+                 "extensions");
+        GD_CHECK(getdns_dict_set_int(dns->ext, "dnssec_return_all_statuses",
+                                     GETDNS_EXTENSION_TRUE),
+                 "extensions");
+    } else {
+        LOG_W(COMP, "DNSSEC validation is off (dane.enabled = false): every answer is treated "
+                    "as insecure");
+    }
 
     if (cfg->dns_cache_size > 0) {
         dns->cache = mxg_dnscache_new((size_t)cfg->dns_cache_size, cfg->dns_cache_max_ttl_ms,

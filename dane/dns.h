@@ -142,7 +142,9 @@ int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tls
  * the loop; it is not cancellable except by mxg_dns_free() (then it never
  * runs). Returns 0, or -1 (callback will not run). */
 int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg);
-/* TXT at name (CNAMEs followed), e.g. "_mta-sts.example.com". */
+/* TXT at name (CNAMEs followed), e.g. "_mta-sts.example.com". With more
+ * than MXG_DNS_MAX_TXT records the result is OK with the first ones and
+ * why says so (callers needing "exactly one" must check why). */
 int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../dane/dane.h"
 #include "../dane/mxroute.h"
@@ -22,6 +23,9 @@ struct check {
     int status;
     struct mxg_dane_query *dq;
     struct mxg_leg *leg;
+    struct mxg_sts_query *sq;
+    int have_sts;
+    struct mxg_sts_result sts;
 };
 
 static void next_host(struct check *c);
@@ -42,7 +46,18 @@ static void print_host_decision(struct check *c, int i)
         fprintf(c->out, "    requirement: TLS, no authentication (only unusable TLSA records)\n");
     else if (d->req == MXG_DANE_UNUSABLE)
         fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
-    else
+    else if (c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
+             c->sts.policy.mode != MXG_STS_MODE_NONE) {
+        int ok = mxg_sts_mx_match(&c->sts.policy, c->route->host[i].name);
+        fprintf(c->out, "    MTA-STS (%s): host %s the policy's mx patterns%s\n",
+                mxg_sts_mode_name(c->sts.policy.mode), ok ? "matches" : "does NOT match",
+                ok ? "; TLS with a WebPKI certificate for the host required"
+                   : (c->sts.policy.mode == MXG_STS_MODE_ENFORCE ? ": not used"
+                                                                 : ": used anyway (testing)"));
+        if (!ok && c->sts.policy.mode == MXG_STS_MODE_ENFORCE && d->req != MXG_DANE_UNUSABLE &&
+            c->route->host[i].addrs.n > 0)
+            c->usable--;
+    } else
         fprintf(c->out, "    requirement: by policy (below)\n");
     if (d->req != MXG_DANE_UNUSABLE && c->route->host[i].addrs.n > 0)
         c->usable++;
@@ -153,6 +168,32 @@ static void next_probe(struct check *c)
     c->done = 1;
 }
 
+static void print_sts(struct check *c)
+{
+    const struct mxg_sts_result *r = &c->sts;
+    fprintf(c->out, "MTA-STS: %s — %s\n", mxg_sts_outcome_name(r->outcome), r->why);
+    if (r->outcome == MXG_STS_POLICY) {
+        fprintf(c->out, "  policy id %s, mode %s, max_age %u, %s, expires in %llds\n", r->id,
+                mxg_sts_mode_name(r->policy.mode), r->policy.max_age,
+                r->from_cache ? "from the cache" : "freshly fetched",
+                (long long)(r->expires_at - (int64_t)time(NULL)));
+        for (int i = 0; i < r->policy.n_mx; i++)
+            fprintf(c->out, "  mx: %s\n", r->policy.mx[i]);
+    }
+    if (r->failure != MXG_STS_FAIL_NONE)
+        fprintf(c->out, "  failure: %s\n", mxg_sts_failure_name(r->failure));
+}
+
+static void on_sts(void *arg, const struct mxg_sts_result *r)
+{
+    struct check *c = arg;
+    c->sq = NULL;
+    c->sts = *r;
+    c->have_sts = 1;
+    print_sts(c);
+    next_host(c);
+}
+
 static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct check *c = arg;
@@ -188,6 +229,9 @@ static void on_route(void *arg, const struct mxg_route *rt)
     fprintf(c->out, "MX RRset: %s, %d host%s (DNSSEC %s)\n", mxg_dnssec_name(rt->mx_sec), rt->n,
             rt->n == 1 ? "" : "s", rt->mx_sec == MXG_SEC_SECURE ? "secure: DANE applies per host"
                                                                  : "not secure: no DANE");
+    if (c->env->sts && mxg_sts_get(c->env->sts, c->domain, on_sts, c, &c->sq) == 0)
+        return; /* on_sts continues */
+    fprintf(c->out, "MTA-STS: not consulted (mta_sts.enabled = false)\n");
     next_host(c);
 }
 

@@ -76,7 +76,8 @@ static void collect_self(struct mxg_server *srv)
 }
 
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
-                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, char *err, size_t errlen)
+                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, struct mxg_sts *sts, char *err,
+                     size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
@@ -89,6 +90,7 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     srv->upenv.cfg = cfg;
     srv->upenv.dns = dns;
     srv->upenv.tls = tls;
+    srv->upenv.sts = sts;
     collect_self(srv);
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;

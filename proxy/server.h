@@ -10,7 +10,7 @@
  *    transaction (an idle session gets 421 4.3.2 at its next command), and
  *    closes whatever is left after cfg->drain_timeout_ms. on_drained runs once
  *    when the last session is gone.
- *  - The server borrows cfg, dns and tls; they must outlive it. */
+ *  - The server borrows cfg, dns, tls and sts (may be NULL); they must outlive it. */
 #ifndef MXG_SERVER_H
 #define MXG_SERVER_H
 
@@ -40,7 +40,8 @@ struct mxg_server {
 };
 
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
-                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, char *err, size_t errlen);
+                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, struct mxg_sts *sts, char *err,
+                     size_t errlen);
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
 
 /* Called by sessions (proxy/session.c). */

@@ -47,6 +47,7 @@ struct cand {
 struct host_state {
     int decided;
     int skip;                 /* unusable: skip its other addresses too */
+    int sts_warned;
     struct mxg_dane_query *q;
     struct mxg_dane_host dane;
 };
@@ -79,6 +80,10 @@ struct mxg_leg {
     struct mxg_policy policy;
 
     struct mxg_route_query *rq;
+    struct mxg_sts_query *sq;     /* MTA-STS lookup in flight */
+    int sts_done;
+    struct mxg_sts_result sts;
+    int route_done;
     struct mxg_route *route;      /* owned copy */
     struct host_state *hosts;     /* one per route host */
     struct cand *cands;
@@ -316,6 +321,10 @@ static void timers_closed(uv_handle_t *h)
 
 static void cancel_dane(struct mxg_leg *leg)
 {
+    if (leg->sq) {
+        mxg_sts_cancel(leg->sq);
+        leg->sq = NULL;
+    }
     for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++) {
         if (leg->hosts[i].q) {
             mxg_dane_cancel(leg->hosts[i].q);
@@ -350,11 +359,21 @@ static const struct mxg_dane_host *cur_dane(const struct mxg_leg *leg)
     return &leg->hosts[leg->cands[leg->cur].hi].dane;
 }
 
+/* The MTA-STS mode governing the current host: DANE-authenticated hosts
+ * are governed by DANE alone (RFC 8461 §2, DESIGN §10). */
+static enum mxg_sts_mode cur_sts_mode(const struct mxg_leg *leg)
+{
+    if (!leg->sts_done || leg->sts.outcome != MXG_STS_POLICY ||
+        cur_dane(leg)->req == MXG_DANE_VERIFY)
+        return MXG_STS_MODE_NONE;
+    return leg->sts.policy.mode;
+}
+
 static int cur_requires_tls(const struct mxg_leg *leg)
 {
     enum mxg_dane_req r = cur_dane(leg)->req;
     return r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT ||
-           !mxg_policy_allows_plaintext(&leg->policy);
+           cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
 }
 
 static void txn_lost(struct mxg_leg *leg, const char *what)
@@ -477,6 +496,9 @@ static void after_ehlo(struct mxg_leg *leg)
         if (cur_dane(leg)->req != MXG_DANE_NONE)
             note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
                          cur_label(leg, lbl, sizeof lbl), mxg_dane_req_name(cur_dane(leg)->req));
+        else if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE)
+            note_failure(leg, FK_TLS, "MTA-STS: %s offers no STARTTLS (policy mode enforce)",
+                         cur_label(leg, lbl, sizeof lbl));
         else
             note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
                          cur_label(leg, lbl, sizeof lbl),
@@ -535,6 +557,14 @@ static void tls_step(struct mxg_leg *leg)
             leg_try_next(leg);
             return;
         }
+        if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
+            cur_label(leg, lbl, sizeof lbl);
+            note_failure(leg, FK_TLS, "MTA-STS: certificate of %s is not valid for %s: %s", lbl,
+                         leg->mx_host, X509_verify_cert_error_string(vr));
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+            return;
+        }
         snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
         tls_failed(leg, why);
         return;
@@ -552,7 +582,25 @@ static void tls_step(struct mxg_leg *leg)
         snprintf(leg->verified, sizeof leg->verified, "unauthenticated (only unusable TLSA)");
         break;
     default:
-        snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
+        if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
+            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (MTA-STS enforce)",
+                     leg->mx_host);
+        } else if (cur_sts_mode(leg) == MXG_STS_MODE_TESTING) {
+            long vr = mxg_tls_verify_result(leg->tls);
+            if (vr == X509_V_OK) {
+                snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (MTA-STS testing)",
+                         leg->mx_host);
+            } else {
+                snprintf(leg->verified, sizeof leg->verified,
+                         "unauthenticated: MTA-STS testing, WebPKI failed: %s",
+                         X509_verify_cert_error_string(vr));
+                LOG_W("upstream", "%s %s: MTA-STS testing: certificate of %s[%s] not valid: %s; "
+                                  "delivering anyway", leg->sid, leg->domain, leg->mx_host,
+                      leg->mx_addr, X509_verify_cert_error_string(vr));
+            }
+        } else {
+            snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
+        }
         break;
     }
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
@@ -629,6 +677,12 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
                 tls_failed(leg, err);
                 return;
             }
+        } else if (cur_sts_mode(leg) != MXG_STS_MODE_NONE &&
+                   mxg_tls_engine_verify_name(leg->tls, leg->mx_host,
+                                              cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) !=
+                       MXG_TLS_OK) {
+            tls_failed(leg, "cannot set up WebPKI verification");
+            return;
         }
         leg_set_state(leg, LEG_TLS_HANDSHAKE);
         leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -897,6 +951,19 @@ static void leg_connect(struct mxg_leg *leg)
         leg_try_next(leg);
         return;
     }
+    if (hs->dane.req != MXG_DANE_VERIFY && leg->sts.outcome == MXG_STS_POLICY &&
+        leg->sts.policy.mode != MXG_STS_MODE_NONE && !mxg_sts_mx_match(&leg->sts.policy, cd->host)) {
+        if (leg->sts.policy.mode == MXG_STS_MODE_ENFORCE) {
+            note_failure(leg, FK_TLS, "MTA-STS: %s is not an MX host allowed by the policy of %s",
+                         cd->host, leg->domain);
+            hs->skip = 1;
+            leg_try_next(leg);
+            return;
+        }
+        if (!hs->sts_warned++)
+            LOG_W("upstream", "%s %s: MTA-STS testing: %s is not in the policy's mx list; "
+                              "delivering anyway", leg->sid, leg->domain, cd->host);
+    }
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
@@ -1053,7 +1120,22 @@ static void on_route(void *arg, const struct mxg_route *rt)
         return;
     }
     leg->cur = 0;
-    leg_connect(leg);
+    leg->route_done = 1;
+    if (leg->sts_done)
+        leg_connect(leg);
+}
+
+static void on_sts(void *arg, const struct mxg_sts_result *r)
+{
+    struct mxg_leg *leg = arg;
+    leg->sq = NULL;
+    leg->sts = *r;
+    leg->sts_done = 1;
+    LOG_D("upstream", "%s %s: MTA-STS: %s%s%s (%s)", leg->sid, leg->domain,
+          mxg_sts_outcome_name(r->outcome), r->outcome == MXG_STS_POLICY ? " mode " : "",
+          r->outcome == MXG_STS_POLICY ? mxg_sts_mode_name(r->policy.mode) : "", r->why);
+    if (leg->route_done)
+        leg_connect(leg);
 }
 
 /* -------------------------------------------------------------- public API */
@@ -1088,6 +1170,10 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     LOG_D("upstream", "%s %s: policy %s/%s: %s", leg->sid, domain,
           mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
           leg->policy.reason);
+    if (!env->sts || mxg_sts_get(env->sts, domain, on_sts, leg, &leg->sq) < 0) {
+        leg->sq = NULL;
+        leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
+    }
     if (mxg_route_resolve(env->dns, domain, env->cfg->max_mx_hosts, on_route, leg, &leg->rq) < 0) {
         leg->rq = NULL;
         leg->op_pending = 0;
@@ -1203,6 +1289,7 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->tls_cipher = leg->tls_cipher;
     out->verified = leg->verified[0] ? leg->verified : "-";
     out->policy = &leg->policy;
+    out->sts = leg->sts_done && leg->env->sts ? &leg->sts : NULL;
     out->need_7bit = leg->need_7bit;
 }
 

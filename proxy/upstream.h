@@ -34,6 +34,7 @@
 #include "../core/config.h"
 #include "../dane/dns.h"
 #include "../policy/policy.h"
+#include "../policy/sts.h"
 #include "../tls/tls_engine.h"
 #include "smtp_parse.h"
 
@@ -42,6 +43,7 @@ struct mxg_upstream_env {
     const struct mxg_config *cfg;
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
+    struct mxg_sts *sts;          /* NULL: MTA-STS disabled */
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;
@@ -63,6 +65,7 @@ struct mxg_leg_info {
     const char *tls_cipher;
     const char *verified;  /* "DANE (TLSA 3 1 1 matched at depth 0, ...)", "unauthenticated ..." */
     const struct mxg_policy *policy;
+    const struct mxg_sts_result *sts; /* NULL when MTA-STS was not consulted */
     int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
 };
 

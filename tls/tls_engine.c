@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "core/log.h"
 
@@ -455,14 +456,29 @@ const char *mxg_tls_cipher(const struct mxg_tls_engine *e)
 
 long mxg_tls_verify_result(const struct mxg_tls_engine *e)
 {
-    if (e == NULL || !SSL_is_init_finished(e->ssl))
+    if (e == NULL)
+        return X509_V_ERR_UNSPECIFIED;
+    long vr = SSL_get_verify_result(e->ssl);
+    if (vr != X509_V_OK) /* also after a handshake that verification aborted */
+        return vr;
+    if (!SSL_is_init_finished(e->ssl))
         return X509_V_ERR_UNSPECIFIED;
     /* OpenSSL reports X509_V_OK when the peer sent no certificate at all. */
     X509 *peer = SSL_get0_peer_certificate(e->ssl);
-    return peer != NULL ? SSL_get_verify_result(e->ssl) : X509_V_ERR_UNSPECIFIED;
+    return peer != NULL ? X509_V_OK : X509_V_ERR_UNSPECIFIED;
 }
 
 const char *mxg_tls_engine_error(const struct mxg_tls_engine *e)
 {
     return e ? e->err : "";
+}
+
+int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int enforce)
+{
+    SSL *ssl = e ? mxg_tls_engine_ssl(e) : NULL;
+    if (ssl == NULL || name == NULL || SSL_set1_host(ssl, name) != 1)
+        return MXG_TLS_ERR;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_set_verify(ssl, enforce ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    return MXG_TLS_OK;
 }

@@ -55,6 +55,13 @@ struct mxg_tls_engine *mxg_tls_engine_new_server(struct mxg_tls_ctx *ctx);
 void mxg_tls_engine_free(struct mxg_tls_engine *e);
 SSL *mxg_tls_engine_ssl(struct mxg_tls_engine *e);
 
+/* WebPKI for a client engine, before the handshake: the peer's certificate
+ * must be valid for `name` (SSL_set1_host) and chain to the context's CA
+ * store. enforce != 0: the handshake fails otherwise (SSL_VERIFY_PEER);
+ * enforce == 0: the handshake completes and mxg_tls_verify_result() tells
+ * (MTA-STS testing mode). Returns OK or ERR. */
+int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int enforce);
+
 /* Give the engine ciphertext received from the peer. OK or ERR. */
 int mxg_tls_feed(struct mxg_tls_engine *e, const void *in, size_t len);
 
