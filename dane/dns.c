@@ -1913,6 +1913,14 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     if (cfg->t_dns > 0)
         GD_CHECK(getdns_context_set_timeout(dns->ctx, cfg->t_dns), "set_timeout");
     GD_CHECK(getdns_context_set_dnssec_trust_anchors(dns->ctx, anchors), "set_dnssec_trust_anchors");
+    /* Our anchors are the only ones: getdns must never fetch root-anchors.xml
+     * from the Internet by itself (it does when validation of the root
+     * DNSKEY fails and its appdata directory is writable). A directory that
+     * cannot exist keeps that machinery off; a long back-off keeps it quiet. */
+    GD_CHECK(getdns_context_set_appdata_dir(dns->ctx, "/nonexistent/mxguard-no-getdns-appdata"),
+             "set_appdata_dir");
+    GD_CHECK(getdns_context_set_trust_anchors_backoff_time(dns->ctx, UINT64_C(1) << 40),
+             "set_trust_anchors_backoff_time");
     GD_CHECK(getdns_extension_set_libuv_loop(dns->ctx, loop), "set_libuv_loop");
 
     if (!(dns->ext = getdns_dict_create())) {

@@ -129,6 +129,7 @@ static void leg_drop_conn(struct mxg_leg *leg);
 static void cancel_dane(struct mxg_leg *leg);
 static void leg_try_next(struct mxg_leg *leg);
 static void leg_connect(struct mxg_leg *leg);
+static void tls_failed(struct mxg_leg *leg, const char *why);
 
 static void deliver(struct mxg_leg *leg, const struct mxg_reply *r)
 {
@@ -391,6 +392,10 @@ static void on_timer(uv_timer_t *t)
     char lbl[320];
     if (leg->st == LEG_QUIT) {
         leg_destroy(leg);
+        return;
+    }
+    if (leg->st == LEG_TLS_HANDSHAKE || leg->st == LEG_STARTTLS) {
+        tls_failed(leg, "timeout during the TLS handshake");
         return;
     }
     if (in_setup(leg)) {

@@ -10,6 +10,15 @@
 #   127.0.70.53:5300   nsd               127.0.70.14:2525  mx.plain.test (no STARTTLS)
 #   127.0.70.100       test clients      127.0.70.15:2525  mx.badtls.test (TLS fails)
 #   127.0.70.200       client outside allow_networks (127.0.70.0/25)
+#   127.0.70.54:5300   nsd serving the UNSIGNED zones (tb_start_dns_stripped)
+#   DANE MX servers (mkzones.sh), port 2525, short name -> host:
+#   127.0.70.21 dane-ee -> mx.dane-ee.test       127.0.70.28 dane-bogus -> mx.dane-bogus.test
+#   127.0.70.22 dane-ta -> mx.dane-ta.test       127.0.70.29 dane-nodata -> mx.dane-nodata.test
+#   127.0.70.23 dane-taname -> mx.dane-taname.test (cert wrong.dane-taname.test)
+#   127.0.70.24 dane-2nd1 -> mx1.dane-2nd.test   127.0.70.30 dane-unusable -> mx.dane-unusable.test
+#   127.0.70.25 dane-2nd2 -> mx2.dane-2nd.test   127.0.70.31 dane-unusable-plain (no STARTTLS)
+#   127.0.70.27 dane-allbad -> mx3.dane-allbad.test  127.0.70.32 dane-nostarttls (no STARTTLS)
+#   127.0.70.33 dane-cname -> real.dane-target.test  127.0.70.34 dane-expired -> mx.dane-expired.test
 #
 # Every process is started with tb_spawn (own process group, recorded in $TB/pids) and
 # killed on exit — by the EXIT trap, or by a detached watchdog if the script is killed.
@@ -31,6 +40,7 @@ TB_CLIENT_IP=127.0.70.100
 TB_OUTSIDER_IP=127.0.70.200
 TB_DNS_IP=127.0.70.53
 TB_DNS_PORT=5300
+TB_DNS_STRIPPED_IP=127.0.70.54
 TB_MX_PORT=2525
 TB_PF_IP=127.0.70.2
 TB_PF_PORT=2526
@@ -171,19 +181,30 @@ tb_zones() {
     fi
 }
 
-tb_start_dns() {
+# tb__start_nsd NAME CONF IP — start nsd, wait until it answers for "."
+tb__start_nsd() {
+    local name=$1 conf=$2 ip=$3 i
     tb_zones
-    tb_spawn nsd nsd -d -c "$TB/dns/nsd.conf"
-    local i
+    tb_spawn "$name" nsd -d -c "$conf"
     for i in $(seq 100); do
-        if [ -n "$(dig @$TB_DNS_IP -p $TB_DNS_PORT -b $TB_CLIENT_IP +short +time=1 +tries=1 +norec . SOA 2>/dev/null)" ]; then
+        if [ -n "$(dig @$ip -p $TB_DNS_PORT -b $TB_CLIENT_IP +short +time=1 +tries=1 +norec . SOA 2>/dev/null)" ]; then
             return 0
         fi
-        tb_alive nsd || break
+        tb_alive "$name" || break
         sleep 0.1
     done
-    tail -n 20 "$TB/nsd.log" "$TB/dns/nsd.log" 2>/dev/null
-    tb_die "nsd did not start"
+    tail -n 20 "$TB/$name.log" "${conf%.conf}.log" 2>/dev/null
+    tb_die "$name did not start"
+}
+
+tb_start_dns() { # the signed hierarchy on $TB_DNS_IP (process name "nsd")
+    tb__start_nsd nsd "$TB/dns/nsd.conf" "$TB_DNS_IP"
+}
+
+# tb_start_dns_stripped — the same zones UNSIGNED on $TB_DNS_STRIPPED_IP:$TB_DNS_PORT
+# (process name "nsd-stripped"): what a resolver path that strips DNSSEC looks like.
+tb_start_dns_stripped() {
+    tb__start_nsd nsd-stripped "$TB/dns/nsd-unsigned.conf" "$TB_DNS_STRIPPED_IP"
 }
 
 # ------------------------------------------------------------------ MX servers
@@ -195,22 +216,40 @@ tb_mx_host() { # short name -> host name (and certificate name)
         plain) echo mx.plain.test ;;
         badtls) echo mx.badtls.test ;;
         trap|self|loop) echo loop.self.test ;;
+        dane-2nd1) echo mx1.dane-2nd.test ;;
+        dane-2nd2) echo mx2.dane-2nd.test ;;
+        dane-allbad) echo mx3.dane-allbad.test ;;
+        dane-cname) echo real.dane-target.test ;;
+        dane-*) echo "mx.$1.test" ;;
         *) echo "$1.example.test" ;;
     esac
 }
 
-# tb_start_mx NAME IP [extra mxserver args] — spool in $TB/spool/NAME, log $TB/NAME.log
+# tb_start_mx [--cert CERTNAME] [--chain] NAME IP [extra mxserver args] — spool in
+# $TB/spool/NAME, log $TB/NAME.log. The server presents the certificate of its host name
+# (tb_mx_host NAME; wrong.invalid.test if there is none), or CERTNAME's; --chain: leaf + CA.
 tb_start_mx() {
+    local certname="" chain=""
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --cert) certname=$2; shift 2 ;;
+            --chain) chain=.chain; shift ;;
+            *) break ;;
+        esac
+    done
     local name=$1 ip=$2; shift 2
     local host cert i
     tb_zones
     host=$(tb_mx_host "$name")
-    cert="$TB/dns/certs/$host"
-    [ -f "$cert.crt" ] || cert="$TB/dns/certs/wrong.invalid.test"
+    cert="$TB/dns/certs/${certname:-$host}"
+    if [ ! -f "$cert.crt" ]; then
+        [ -z "$certname" ] || tb_die "tb_start_mx: no certificate $certname"
+        cert="$TB/dns/certs/wrong.invalid.test"
+    fi
     mkdir -p "$TB/spool/$name"
     rm -f "$TB/$name.ready"
     tb_spawn "$name" "$PYTHON" "$TB_LIB_DIR/mxserver.py" --listen "$ip:$TB_MX_PORT" \
-        --cert "$cert.crt" --key "$cert.key" --spool "$TB/spool/$name" --name "$host" \
+        --cert "$cert$chain.crt" --key "$cert.key" --spool "$TB/spool/$name" --name "$host" \
         --ready-file "$TB/$name.ready" "$@"
     for i in $(seq 100); do
         [ -e "$TB/$name.ready" ] && return 0
@@ -223,15 +262,20 @@ tb_start_mx() {
 
 # ------------------------------------------------------------------ mxguard
 
-# tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [EXTRA_LINE...]
-# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim.
+# tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-D DNS_LINE]...
+#                 [EXTRA_LINE...]
+# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim;
+# DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
 tb_write_config() {
     local out="$TB/mxguard.conf" listen="$TB_MXG_IP:$TB_MXG_PORT" dns="$TB_DNS_IP:$TB_DNS_PORT"
+    local anchor="$TB/dns/root.ds" dnslines=""
     while [ $# -gt 0 ]; do
         case $1 in
             -o) out=$2; shift 2 ;;
             -l) listen=$2; shift 2 ;;
             -d) dns=$2; shift 2 ;;
+            -t) anchor=$2; shift 2 ;;
+            -D) dnslines="$dnslines  $2"$'\n'; shift 2 ;;
             *) break ;;
         esac
     done
@@ -251,8 +295,8 @@ upstream: {
 };
 dns: {
   servers = ["$dns"];
-  trust_anchor_file = "$TB/dns/root.ds";
-};
+  trust_anchor_file = "$anchor";
+${dnslines}};
 timeouts: {
   idle = "10s";
   data = "10s";
@@ -261,6 +305,12 @@ timeouts: {
   connect = "2s";
   upstream_command = "5s";
   dns = "3s";
+};
+state: {
+  directory = "$TB/state";
+};
+tls: {
+  ca_file = "$TB/dns/certs/ca.crt";
 };
 log: {
   level = "debug";
@@ -304,6 +354,63 @@ tb_start_mxguard() {
     tail -n 40 "$TB/$name.log"
     tb_die "$name does not accept connections on $addr after 10 s"
 }
+
+# tb_start_mxguard_fails [-c CONF] [-n NAME] [-a IP:PORT] [SECONDS] — start mxguard when it is
+# expected to refuse to run: wait up to SECONDS (default 15) for it to exit, probing its
+# listener all the while. Sets MXG_EXIT (its exit status, or "running": then it is stopped),
+# MXG_EXIT_SECS (seconds until it exited) and MXG_ACCEPTED (1 if a connection was accepted).
+tb_start_mxguard_fails() {
+    local conf="$TB/mxguard.conf" name=mxguard addr="$TB_MXG_IP:$TB_MXG_PORT" secs pid t0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            -c) conf=$2; shift 2 ;;
+            -n) name=$2; shift 2 ;;
+            -a) addr=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    secs=${1:-15}
+    [ -x "$MXG_BIN" ] || tb_die "mxguard binary not found or not executable: $MXG_BIN"
+    [ -f "$conf" ] || tb_write_config -o "$conf"
+    MXG_ACCEPTED=0
+    MXG_EXIT=running
+    t0=$(date +%s)
+    tb_spawn "$name" "$MXG_BIN" run -c "$conf"
+    pid=$TB_LAST_PID
+    while [ $(($(date +%s) - t0)) -lt "$secs" ] && tb_alive "$name"; do
+        if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
+            --timeout 1 probe 2>/dev/null; then
+            MXG_ACCEPTED=1
+        fi
+        sleep 0.1
+    done
+    if tb_alive "$name"; then
+        tb_stop "$name"
+    else
+        wait "$pid"
+        MXG_EXIT=$?
+    fi
+    MXG_EXIT_SECS=$(($(date +%s) - t0))
+    echo "# $name: exit status $MXG_EXIT after ${MXG_EXIT_SECS} s, connection accepted: $MXG_ACCEPTED"
+}
+
+# tb_check NAME DOMAIN [-c CONF] [ARGS...] — `mxguard check DOMAIN -c CONF ARGS` (at most 60 s),
+# output (stdout+stderr) in $TB/NAME.check. Sets CHECK_RC and CHECK_OUT.
+tb_check() {
+    local name=$1 domain=$2 conf="$TB/mxguard.conf"; shift 2
+    if [ "${1:-}" = -c ]; then conf=$2; shift 2; fi
+    [ -f "$conf" ] || tb_write_config -o "$conf"
+    timeout 60 "$MXG_BIN" check "$domain" -c "$conf" "$@" >"$TB/$name.check" 2>&1 </dev/null 9>&-
+    CHECK_RC=$?
+    CHECK_OUT=$(cat "$TB/$name.check")
+    echo "# $name: mxguard check $domain $* -> exit $CHECK_RC, $(wc -l <"$TB/$name.check") lines"
+}
+
+# tb_log_mark [NAME] — the current size of $TB/NAME.log (default mxguard), for tb_log_since
+tb_log_mark() { stat -c %s "$TB/${1:-mxguard}.log" 2>/dev/null || echo 0; }
+
+# tb_log_since MARK [NAME] — what $TB/NAME.log got after tb_log_mark printed MARK
+tb_log_since() { tail -c +$(($1 + 1)) "$TB/${2:-mxguard}.log" 2>/dev/null; }
 
 # ------------------------------------------------------------------ Postfix (legacy MTA)
 
@@ -583,6 +690,30 @@ assert_file_grep() { # assert_file_grep DESC FILE ERE
     if grep -Eq -- "$3" "$2" 2>/dev/null; then pass "$1"; else fail "$1: /$3/ not found in $(basename "$2")"; fi
 }
 
+# assert_log DESC MARK ERE [NAME] — $TB/NAME.log (default mxguard) got a line matching ERE
+# after MARK (tb_log_mark)
+assert_log() {
+    if tb_log_since "$2" "${4:-mxguard}" | grep -Eq -- "$3"; then pass "$1"
+    else fail "$1: /$3/ not in ${4:-mxguard}.log since offset $2"; fi
+}
+
+# assert_no_log DESC MARK ERE [NAME] — ... and no line matching ERE
+assert_no_log() {
+    local l
+    l=$(tb_log_since "$2" "${4:-mxguard}" | grep -Em1 -- "$3")
+    if [ -z "$l" ]; then pass "$1"; else fail "$1: ${4:-mxguard}.log has [$l]"; fi
+}
+
+# assert_no_mail DESC NAME — MX server NAME stored nothing and never got a MAIL command
+# (so neither a delivery nor a plaintext attempt reached it)
+assert_no_mail() {
+    local n m
+    n=$(spool_count "$TB/spool/$2")
+    m=$(grep -c '< MAIL FROM' "$TB/$2.log" 2>/dev/null)
+    if [ "$n" = 0 ] && [ "${m:-0}" = 0 ]; then pass "$1"
+    else fail "$1: $2 stored $n message(s), got ${m:-0} MAIL command(s)"; fi
+}
+
 tb_dump_logs() {
     local f
     echo "=================== logs ($TB)"
@@ -592,7 +723,7 @@ tb_dump_logs() {
         tail -n 60 "$f"
     done
     for f in "$TB"/mx1.log "$TB"/mx2.log "$TB"/plain.log "$TB"/badtls.log "$TB"/trap.log "$TB"/nsd.log \
-             "$TB/postfix/maillog"; do
+             "$TB"/dane-*.log "$TB"/nsd-stripped.log "$TB/postfix/maillog"; do
         [ -s "$f" ] || continue
         echo "------------------- tail -n 25 $f"
         tail -n 25 "$f"
@@ -601,6 +732,11 @@ tb_dump_logs() {
         [ -s "$f" ] || continue
         echo "------------------- $f"
         cat "$f"
+    done
+    for f in "$TB"/*.check; do
+        [ -s "$f" ] || continue
+        echo "------------------- head -n 40 $f"
+        head -n 40 "$f"
     done
 }
 

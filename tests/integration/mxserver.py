@@ -25,7 +25,8 @@ Behaviour by the recipient's local part prefix (case-insensitive):
   slowdata*   RCPT ok; sleep 5 s before the final reply
 
 --bad-tls: STARTTLS is answered 220, then garbage is sent and the connection is
-closed, so the client's handshake fails (clients test their plaintext retry).
+closed as soon as the client's first handshake bytes arrive (at most 2 s later), so the
+client's handshake fails (clients test their plaintext retry).
 
 Bytes pipelined after the STARTTLS command (before the handshake) are discarded
 and logged (STARTTLS injection, CVE-2011-0411 class). After STARTTLS the
@@ -228,6 +229,15 @@ class Session:
             self.log_connection()
             self.w.write(b"this is not a TLS ServerHello\r\n" * 4)
             await self.w.drain()
+            # Close only after the client's first handshake bytes (its ClientHello) arrived:
+            # closing at once could make that write fail (EPIPE/SIGPIPE: swaks then dies
+            # before reporting the failed handshake). Do not wait for the client to close:
+            # a client that discarded the garbage (pipelined before its handshake) waits
+            # for a ServerHello and needs our close to see the failure.
+            try:
+                await asyncio.wait_for(self.r.read(65536), 2)
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
             return "close"
         try:
             await self.w.start_tls(self.srv.ssl_ctx, ssl_handshake_timeout=10)
