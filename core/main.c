@@ -192,6 +192,18 @@ static void app_close_parts(struct app *app)
     app->sts_cache = NULL;
 }
 
+/* Everything off: parts released, every handle closed, the loop closed. */
+static void app_shutdown(struct app *app)
+{
+    app_close_parts(app);
+    uv_walk(&app->loop, close_walk, NULL);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app->loop);
+    if (app->tls)
+        mxg_tls_ctx_free(app->tls);
+    app->tls = NULL;
+}
+
 static void on_drained(struct mxg_server *srv)
 {
     struct app *app = (struct app *)((char *)srv - offsetof(struct app, srv));
@@ -319,12 +331,7 @@ static int cmd_check(int argc, char **argv)
                                    .sts = app->sts};
     rc = mxg_check_domain(&env, domain, connect, stdout);
 out_loop:
-    app_close_parts(app);
-    uv_walk(&app->loop, close_walk, NULL);
-    uv_run(&app->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&app->loop);
-    if (app->tls)
-        mxg_tls_ctx_free(app->tls);
+    app_shutdown(app);
 out:
     free(app);
     return rc;
@@ -376,12 +383,7 @@ static int cmd_run(int argc, char **argv)
     LOG_N("main", "stopped");
     rc = 0;
 out_loop:
-    app_close_parts(app);
-    uv_walk(&app->loop, close_walk, NULL);
-    uv_run(&app->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&app->loop);
-    if (app->tls)
-        mxg_tls_ctx_free(app->tls);
+    app_shutdown(app);
 out:
     free(app);
     return rc;

@@ -1204,6 +1204,25 @@ struct mxg_leg *mxg_leg_probe(const struct mxg_upstream_env *env, const char *do
     return leg_start(env, "probe", domain, "", &mp, mx_host, cbs, arg);
 }
 
+/* Start an operation the session waits for: one command, one on_reply. */
+static int leg_op(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int leg_op(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    leg->op_pending = 1;
+    if (leg_cmd(leg, next, timeout, "%s", line) < 0) {
+        leg->op_pending = 0;
+        txn_lost(leg, "Write failed");
+        return -1;
+    }
+    return 0;
+}
+
 int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp)
 {
     if (leg->st != LEG_READY)
@@ -1216,26 +1235,14 @@ int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_pa
         if (rp->orcpt[0])
             snprintf(params + l, sizeof params - l, " ORCPT=%s", rp->orcpt);
     }
-    leg->op_pending = 1;
-    if (leg_cmd(leg, LEG_RCPT, leg->env->cfg->t_upstream_cmd, "RCPT TO:<%s>%s", addr, params) < 0) {
-        leg->op_pending = 0;
-        txn_lost(leg, "Write failed");
-        return -1;
-    }
-    return 0;
+    return leg_op(leg, LEG_RCPT, leg->env->cfg->t_upstream_cmd, "RCPT TO:<%s>%s", addr, params);
 }
 
 int mxg_leg_data(struct mxg_leg *leg)
 {
     if (leg->st != LEG_READY)
         return -1;
-    leg->op_pending = 1;
-    if (leg_cmd(leg, LEG_DATA, leg->env->cfg->t_upstream_cmd, "DATA") < 0) {
-        leg->op_pending = 0;
-        txn_lost(leg, "Write failed");
-        return -1;
-    }
-    return 0;
+    return leg_op(leg, LEG_DATA, leg->env->cfg->t_upstream_cmd, "DATA");
 }
 
 int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n)
@@ -1257,13 +1264,7 @@ int mxg_leg_end_data(struct mxg_leg *leg)
 {
     if (leg->st != LEG_STREAM)
         return -1;
-    leg->op_pending = 1;
-    if (leg_cmd(leg, LEG_DOT, leg->env->cfg->t_final, ".") < 0) {
-        leg->op_pending = 0;
-        txn_lost(leg, "Write failed");
-        return -1;
-    }
-    return 0;
+    return leg_op(leg, LEG_DOT, leg->env->cfg->t_final, ".");
 }
 
 void mxg_leg_close(struct mxg_leg *leg)
