@@ -435,6 +435,17 @@ static int check_dns_name(const char *s, const char **why)
     }
 }
 
+static int check_https_url(const char *s, const char **why)
+{
+    if (s[0] == 0)
+        return 0;
+    if (strncmp(s, "https://", 8) != 0 || s[8] == 0 || s[8] == '/') {
+        *why = "must be an https:// URL";
+        return -1;
+    }
+    return 0;
+}
+
 static int check_nonempty(const char *s, const char **why)
 {
     return *s ? 0 : fail(why, "must not be empty");
@@ -805,6 +816,13 @@ static const struct key keys[] = {
     STRING("tls", "ca_file", tls_ca_file, "", NULL),
 
     STRING("state", "directory", state_dir, "/var/lib/mxguard", check_nonempty),
+
+    STRING("policy_list", "file", list_file, "", NULL),
+    STRING("policy_list", "url", list_url, "", check_https_url),
+    STRING("policy_list", "keyring", list_keyring, "", NULL),
+    DURATION("policy_list", "refresh", list_refresh_ms, "24h", T_MIN, 7 * T_MAX),
+    DURATION("policy_list", "stale_warning", list_stale_ms, "48h", T_MIN, 30 * T_MAX),
+    DURATION("policy_list", "expired_warning_interval", list_expired_warn_ms, "1h", T_MIN, T_MAX),
 
     BOOL("mta_sts", "enabled", sts_enabled, "true"),
     DURATION("mta_sts", "connect_timeout", sts_connect_timeout_ms, "10s", T_MIN, T_MAX),
@@ -1273,6 +1291,12 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
         return say(err, errlen, "%s: server.listen: at least one address required", src);
     if (cfg->n_allow < 1)
         return say(err, errlen, "%s: server.allow_networks: at least one network required", src);
+    if ((cfg->list_file[0] || cfg->list_url[0]) && !cfg->list_keyring[0])
+        return say(err, errlen,
+                   "%s: policy_list.keyring: required with policy_list.file or policy_list.url "
+                   "(unsigned lists are never used)", src);
+    if (cfg->list_keyring[0] && cfg->list_keyring[0] != '/')
+        return say(err, errlen, "%s: policy_list.keyring: must be an absolute path", src);
     return 0;
 }
 

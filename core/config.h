@@ -106,6 +106,14 @@ struct mxg_config {
     /* state */
     char state_dir[MXG_CFG_PATH_MAX];           /* state.directory: the only place written */
 
+    /* policy_list (STARTTLS Everywhere format, DESIGN §8) */
+    char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */
+    char list_url[MXG_CFG_PATH_MAX];            /* policy_list.url: https URL of policy.json (+ .asc) */
+    char list_keyring[MXG_CFG_PATH_MAX];        /* policy_list.keyring: gpgv keyring of the signer */
+    uint64_t list_refresh_ms;                   /* policy_list.refresh: reload/download interval */
+    uint64_t list_stale_ms;                     /* policy_list.stale_warning: warn when older */
+    uint64_t list_expired_warn_ms;              /* policy_list.expired_warning_interval */
+
     /* mta_sts (RFC 8461) */
     int sts_enabled;                            /* mta_sts.enabled */
     uint64_t sts_connect_timeout_ms;            /* mta_sts.connect_timeout */

@@ -3,6 +3,7 @@
  * in the program keeps global state. */
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@
 #include "../policy/https.h"
 #include "../policy/sts.h"
 #include "../policy/sts_cache.h"
+#include "../policy/stlist.h"
+#include "../policy/stlist_source.h"
+#include "../policy/stlist_export.h"
 #include "../tls/tls_engine.h"
 #include "config.h"
 #include "log.h"
@@ -36,6 +40,10 @@ static void usage(FILE *out)
             "                                explain how mail to DOMAIN would be secured (MX, DNSSEC,\n"
             "                                DANE, policy); --connect also probes each MX host.\n"
             "                                Exit 0: deliverable now, 1: not now, 2: never\n"
+            "  list show [-c FILE]           the policy list in force: signer, timestamp, expiry, counts\n"
+            "  list update [-c FILE]         load policy_list.file / download policy_list.url now\n"
+            "  list export [-c FILE]         print a policy list (unsigned, to be signed) built from\n"
+            "                                the MTA-STS cache's enforce-mode policies\n"
             "\n"
             "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
@@ -115,6 +123,8 @@ struct app {
     struct mxg_https *https;
     struct mxg_sts_cache *sts_cache;
     struct mxg_sts *sts;
+    struct mxg_stlist_store *stlist;
+    struct mxg_stlist_source *stlist_src;
     struct mxg_server srv;
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping;
@@ -125,6 +135,15 @@ static void close_walk(uv_handle_t *h, void *arg)
     (void)arg;
     if (!uv_is_closing(h))
         uv_close(h, NULL);
+}
+
+static int ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "state.directory %s: %s", cfg->state_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* The long-lived parts every command needs: DNS, TLS, and (when enabled)
@@ -145,18 +164,30 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
         snprintf(err, errlen, "TLS: %s", e);
         return -1;
     }
-    if (!cfg->sts_enabled)
-        return 0;
-    app->https = mxg_https_new(&app->loop, ca, e, sizeof e);
-    if (!app->https) {
+    int need_https = cfg->sts_enabled || cfg->list_url[0];
+    if (need_https && !(app->https = mxg_https_new(&app->loop, ca, e, sizeof e))) {
         snprintf(err, errlen, "HTTPS client: %s", e);
         return -1;
     }
-    if (persistent) {
-        if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
-            snprintf(err, errlen, "state.directory %s: %s", cfg->state_dir, strerror(errno));
+    if (cfg->list_file[0] || cfg->list_url[0]) {
+        if (ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
+        app->stlist = mxg_stlist_store_open(cfg->state_dir, cfg->list_keyring, e, sizeof e);
+        if (!app->stlist) {
+            snprintf(err, errlen, "policy list: %s", e);
             return -1;
         }
+        app->stlist_src = mxg_stlist_source_new(&app->loop, cfg, app->dns, app->https, app->stlist);
+        if (!app->stlist_src) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (!cfg->sts_enabled)
+        return 0;
+    if (persistent) {
+        if (ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
         char path[MXG_CFG_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/mta-sts.db", cfg->state_dir);
         app->sts_cache = mxg_sts_cache_open(path, e, sizeof e);
@@ -178,6 +209,9 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
  * handles close. */
 static void app_close_parts(struct app *app)
 {
+    if (app->stlist_src)
+        mxg_stlist_source_free(app->stlist_src);
+    app->stlist_src = NULL;
     if (app->sts)
         mxg_sts_free(app->sts);
     app->sts = NULL;
@@ -190,6 +224,20 @@ static void app_close_parts(struct app *app)
     if (app->sts_cache)
         mxg_sts_cache_close(app->sts_cache);
     app->sts_cache = NULL;
+    if (app->stlist)
+        mxg_stlist_store_close(app->stlist);
+    app->stlist = NULL;
+}
+
+static void app_env(struct app *app, struct mxg_upstream_env *env)
+{
+    memset(env, 0, sizeof *env);
+    env->loop = &app->loop;
+    env->cfg = &app->cfg;
+    env->dns = app->dns;
+    env->tls = app->tls;
+    env->sts = app->sts;
+    env->stlist = app->stlist;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */
@@ -324,12 +372,118 @@ static int cmd_check(int argc, char **argv)
     }
     if (dnssec_selfcheck(app) < 0)
         goto out_loop;
-    struct mxg_upstream_env env = {.loop = &app->loop,
-                                   .cfg = &app->cfg,
-                                   .dns = app->dns,
-                                   .tls = app->tls,
-                                   .sts = app->sts};
+    struct mxg_upstream_env env;
+    app_env(app, &env);
     rc = mxg_check_domain(&env, domain, connect, stdout);
+out_loop:
+    app_shutdown(app);
+out:
+    free(app);
+    return rc;
+}
+
+static void print_time(const char *label, int64_t t)
+{
+    char buf[40];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%-10s %s\n", label, buf);
+}
+
+static int list_show(struct app *app)
+{
+    if (!app->stlist) {
+        printf("no policy list configured (policy_list.file / policy_list.url)\n");
+        return 1;
+    }
+    struct mxg_stlist_status st;
+    int64_t now = (int64_t)time(NULL);
+    mxg_stlist_store_status(app->stlist, now, &st);
+    if (!st.have) {
+        printf("no verified policy list loaded yet (run: mxguard list update)\n");
+        return 1;
+    }
+    printf("status     %s\n", st.expired ? "EXPIRED: not used" : "in force");
+    printf("source     %s\n", st.source);
+    printf("signer     %s\n", st.signer);
+    printf("author     %s\n", st.author);
+    print_time("timestamp", st.timestamp);
+    print_time("expires", st.expires);
+    print_time("loaded", st.loaded_at);
+    printf("policies   %d\naliases    %d\n", st.n_policies, st.n_aliases);
+    if (!st.expired && (uint64_t)(now - st.timestamp) * 1000 > app->cfg.list_stale_ms)
+        printf("warning    the list is %lld hours old\n", (long long)((now - st.timestamp) / 3600));
+    return st.expired ? 1 : 0;
+}
+
+struct list_wait {
+    int done, rc;
+};
+
+static void on_list_update(void *arg, int accepted, const char *msg)
+{
+    struct list_wait *w = arg;
+    w->done = 1;
+    w->rc = accepted;
+    printf("%s: %s\n", accepted > 0 ? "updated" : accepted == 0 ? "unchanged" : "failed", msg);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    if (argc < 1 || (strcmp(argv[0], "show") && strcmp(argv[0], "update") &&
+                     strcmp(argv[0], "export"))) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[0], *file = NULL;
+    if (parse_opts(argc - 1, argv + 1, &file, NULL) < 0)
+        return 2;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (load(&app->cfg, file) < 0)
+        goto out;
+    mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
+    uv_loop_init(&app->loop);
+    char err[1024];
+    if (app_open_parts(app, 1, err, sizeof err) < 0) {
+        fprintf(stderr, "mxguard: %s\n", err);
+        goto out_loop;
+    }
+    if (strcmp(sub, "show") == 0) {
+        rc = list_show(app);
+    } else if (strcmp(sub, "update") == 0) {
+        struct list_wait w = {0};
+        if (!app->stlist_src) {
+            fprintf(stderr, "mxguard: no policy list configured (policy_list.file / policy_list.url)\n");
+        } else if (mxg_stlist_source_update(app->stlist_src, on_list_update, &w) == 0) {
+            while (!w.done && uv_run(&app->loop, UV_RUN_ONCE))
+                ;
+            rc = w.rc < 0 ? 1 : 0;
+            list_show(app);
+        }
+    } else {
+        if (!app->sts_cache) {
+            fprintf(stderr, "mxguard: no MTA-STS cache (mta_sts.enabled = false?)\n");
+        } else {
+            char author[300];
+            char host[256] = "";
+            gethostname(host, sizeof host - 1);
+            snprintf(author, sizeof author, "mxguard %s export from the MTA-STS cache of %s",
+                     MXG_VERSION, app->cfg.hostname[0] ? app->cfg.hostname : host);
+            int n = mxg_stlist_export(&app->loop, app->dns, app->sts_cache, author, stdout, err,
+                                      sizeof err);
+            if (n < 0)
+                fprintf(stderr, "mxguard: export: %s\n", err);
+            else
+                fprintf(stderr, "mxguard: exported %d domain(s); sign it: gpg --armor "
+                                "--detach-sign policy.json\n", n);
+            rc = n < 0 ? 1 : 0;
+        }
+    }
 out_loop:
     app_shutdown(app);
 out:
@@ -365,8 +519,11 @@ static int cmd_run(int argc, char **argv)
     app->recheck.data = app;
     if (sc > 0)
         uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
-    if (mxg_server_start(&app->srv, &app->loop, &app->cfg, app->dns, app->tls, app->sts, err,
-                         sizeof err) < 0) {
+    struct mxg_upstream_env parts;
+    app_env(app, &parts);
+    if (app->stlist_src)
+        mxg_stlist_source_start(app->stlist_src);
+    if (mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
@@ -408,6 +565,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "check") == 0)
         return cmd_check(argc - 2, argv + 2);
+    if (strcmp(argv[1], "list") == 0)
+        return cmd_list(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return cmd_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);

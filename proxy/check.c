@@ -26,6 +26,8 @@ struct check {
     struct mxg_sts_query *sq;
     int have_sts;
     struct mxg_sts_result sts;
+    int list_used;
+    struct mxg_stlist_policy list_pol;
 };
 
 static void next_host(struct check *c);
@@ -55,6 +57,15 @@ static void print_host_decision(struct check *c, int i)
                    : (c->sts.policy.mode == MXG_STS_MODE_ENFORCE ? ": not used"
                                                                  : ": used anyway (testing)"));
         if (!ok && c->sts.policy.mode == MXG_STS_MODE_ENFORCE && d->req != MXG_DANE_UNUSABLE &&
+            c->route->host[i].addrs.n > 0)
+            c->usable--;
+    } else if (c->list_used) {
+        int ok = mxg_stlist_mx_match(&c->list_pol, c->route->host[i].name);
+        fprintf(c->out, "    policy list (%s): host %s the list's mxs%s\n",
+                mxg_sts_mode_name(c->list_pol.mode), ok ? "matches" : "does NOT match",
+                ok ? "; TLS with a WebPKI certificate for the host required"
+                   : (c->list_pol.mode == MXG_STS_MODE_ENFORCE ? ": not used" : ": used anyway (testing)"));
+        if (!ok && c->list_pol.mode == MXG_STS_MODE_ENFORCE && d->req != MXG_DANE_UNUSABLE &&
             c->route->host[i].addrs.n > 0)
             c->usable--;
     } else
@@ -120,8 +131,15 @@ static void next_host(struct check *c)
     }
     struct mxg_policy pol;
     mxg_policy_decide(c->env->cfg, c->domain, &pol);
-    fprintf(c->out, "policy for hosts without DANE: %s/%s (%s)\n", mxg_policy_source_name(pol.source),
-            mxg_policy_level_name(pol.level), pol.reason);
+    if (c->have_sts && c->sts.outcome == MXG_STS_POLICY && c->sts.policy.mode != MXG_STS_MODE_NONE)
+        fprintf(c->out, "policy for hosts without DANE: MTA-STS %s\n",
+                mxg_sts_mode_name(c->sts.policy.mode));
+    else if (c->list_used)
+        fprintf(c->out, "policy for hosts without DANE: policy list %s\n",
+                mxg_sts_mode_name(c->list_pol.mode));
+    else
+        fprintf(c->out, "policy for hosts without DANE: %s/%s (%s)\n",
+                mxg_policy_source_name(pol.source), mxg_policy_level_name(pol.level), pol.reason);
     if (!c->connect) {
         c->status = c->usable > 0 ? 0 : 1;
         fprintf(c->out, "verdict: %s (%d usable MX host%s)\n",
@@ -184,6 +202,40 @@ static void print_sts(struct check *c)
         fprintf(c->out, "  failure: %s\n", mxg_sts_failure_name(r->failure));
 }
 
+/* DESIGN §2 row 4: the list applies only when MTA-STS gives no policy. */
+static void print_list(struct check *c)
+{
+    if (!c->env->stlist) {
+        fprintf(c->out, "policy list: none configured\n");
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    struct mxg_stlist_status st;
+    mxg_stlist_store_status(c->env->stlist, now, &st);
+    const struct mxg_stlist *l = mxg_stlist_store_current(c->env->stlist, now);
+    if (!l) {
+        fprintf(c->out, "policy list: %s\n",
+                st.have ? "EXPIRED, not used" : "no verified list loaded");
+        return;
+    }
+    const struct mxg_stlist_policy *p = mxg_stlist_lookup(l, c->domain);
+    if (!p) {
+        fprintf(c->out, "policy list: %s is not on the list\n", c->domain);
+        return;
+    }
+    int used = !c->have_sts || c->sts.outcome != MXG_STS_POLICY;
+    fprintf(c->out, "policy list: entry mode %s%s%s — %s\n", mxg_sts_mode_name(p->mode),
+            p->alias[0] ? " via alias " : "", p->alias,
+            used ? "APPLIES (no MTA-STS policy)" : "not used: the MTA-STS policy wins");
+    for (int i = 0; i < p->n_mxs; i++)
+        fprintf(c->out, "  mxs: %s\n", p->mxs[i]);
+    if (used) {
+        /* the hosts' eligibility is then judged by the list's patterns */
+        c->list_pol = *p;
+        c->list_used = 1;
+    }
+}
+
 static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct check *c = arg;
@@ -191,6 +243,7 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
     c->sts = *r;
     c->have_sts = 1;
     print_sts(c);
+    print_list(c);
     next_host(c);
 }
 
@@ -232,6 +285,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     if (c->env->sts && mxg_sts_get(c->env->sts, c->domain, on_sts, c, &c->sq) == 0)
         return; /* on_sts continues */
     fprintf(c->out, "MTA-STS: not consulted (mta_sts.enabled = false)\n");
+    print_list(c);
     next_host(c);
 }
 

@@ -76,8 +76,7 @@ static void collect_self(struct mxg_server *srv)
 }
 
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
-                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, struct mxg_sts *sts, char *err,
-                     size_t errlen)
+                     const struct mxg_upstream_env *parts, char *err, size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
@@ -86,11 +85,10 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
         snprintf(srv->hostname, sizeof srv->hostname, "%s", cfg->hostname);
     else if (gethostname(srv->hostname, sizeof srv->hostname - 1) != 0)
         snprintf(srv->hostname, sizeof srv->hostname, "localhost");
+    if (parts)
+        srv->upenv = *parts;
     srv->upenv.loop = loop;
     srv->upenv.cfg = cfg;
-    srv->upenv.dns = dns;
-    srv->upenv.tls = tls;
-    srv->upenv.sts = sts;
     collect_self(srv);
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;

@@ -10,7 +10,8 @@
  *    transaction (an idle session gets 421 4.3.2 at its next command), and
  *    closes whatever is left after cfg->drain_timeout_ms. on_drained runs once
  *    when the last session is gone.
- *  - The server borrows cfg, dns, tls and sts (may be NULL); they must outlive it. */
+ *  - The server borrows cfg and the parts (any may be NULL in tests that open no
+ *    leg); they must outlive it. */
 #ifndef MXG_SERVER_H
 #define MXG_SERVER_H
 
@@ -39,9 +40,10 @@ struct mxg_server {
     void (*on_drained)(struct mxg_server *srv);
 };
 
+/* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are
+ * taken from the arguments; self addresses are filled in here). */
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
-                     struct mxg_dns *dns, struct mxg_tls_ctx *tls, struct mxg_sts *sts, char *err,
-                     size_t errlen);
+                     const struct mxg_upstream_env *parts, char *err, size_t errlen);
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
 
 /* Called by sessions (proxy/session.c). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../core/log.h"
 #include "../dane/dane.h"
@@ -83,6 +84,8 @@ struct mxg_leg {
     struct mxg_sts_query *sq;     /* MTA-STS lookup in flight */
     int sts_done;
     struct mxg_sts_result sts;
+    int list_active;              /* the policy list applies (no MTA-STS policy) */
+    struct mxg_stlist_policy list_pol; /* copied: the list may be replaced meanwhile */
     int route_done;
     struct mxg_route *route;      /* owned copy */
     struct host_state *hosts;     /* one per route host */
@@ -360,14 +363,36 @@ static const struct mxg_dane_host *cur_dane(const struct mxg_leg *leg)
     return &leg->hosts[leg->cands[leg->cur].hi].dane;
 }
 
-/* The MTA-STS mode governing the current host: DANE-authenticated hosts
+/* The WebPKI policy of the domain (DESIGN §2 rows 3 and 4): an MTA-STS
+ * policy in any mode wins; else the policy list's entry; else none. */
+static enum mxg_sts_mode pki_mode(const struct mxg_leg *leg)
+{
+    if (!leg->sts_done)
+        return MXG_STS_MODE_NONE;
+    if (leg->sts.outcome == MXG_STS_POLICY)
+        return leg->sts.policy.mode;
+    return leg->list_active ? leg->list_pol.mode : MXG_STS_MODE_NONE;
+}
+
+static const char *pki_source(const struct mxg_leg *leg)
+{
+    return leg->sts.outcome == MXG_STS_POLICY ? "MTA-STS" : "policy list";
+}
+
+static int pki_allows_host(const struct mxg_leg *leg, const char *host)
+{
+    if (leg->sts.outcome == MXG_STS_POLICY)
+        return mxg_sts_mx_match(&leg->sts.policy, host);
+    return mxg_stlist_mx_match(&leg->list_pol, host);
+}
+
+/* The WebPKI mode governing the current host: DANE-authenticated hosts
  * are governed by DANE alone (RFC 8461 §2, DESIGN §10). */
 static enum mxg_sts_mode cur_sts_mode(const struct mxg_leg *leg)
 {
-    if (!leg->sts_done || leg->sts.outcome != MXG_STS_POLICY ||
-        cur_dane(leg)->req == MXG_DANE_VERIFY)
+    if (cur_dane(leg)->req == MXG_DANE_VERIFY)
         return MXG_STS_MODE_NONE;
-    return leg->sts.policy.mode;
+    return pki_mode(leg);
 }
 
 static int cur_requires_tls(const struct mxg_leg *leg)
@@ -502,7 +527,7 @@ static void after_ehlo(struct mxg_leg *leg)
             note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
                          cur_label(leg, lbl, sizeof lbl), mxg_dane_req_name(cur_dane(leg)->req));
         else if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE)
-            note_failure(leg, FK_TLS, "MTA-STS: %s offers no STARTTLS (policy mode enforce)",
+            note_failure(leg, FK_TLS, "%s: %s offers no STARTTLS (mode enforce)", pki_source(leg),
                          cur_label(leg, lbl, sizeof lbl));
         else
             note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
@@ -564,8 +589,8 @@ static void tls_step(struct mxg_leg *leg)
         }
         if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
             cur_label(leg, lbl, sizeof lbl);
-            note_failure(leg, FK_TLS, "MTA-STS: certificate of %s is not valid for %s: %s", lbl,
-                         leg->mx_host, X509_verify_cert_error_string(vr));
+            note_failure(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
+                         pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
             leg_drop_conn(leg);
             leg_try_next(leg);
             return;
@@ -588,20 +613,20 @@ static void tls_step(struct mxg_leg *leg)
         break;
     default:
         if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
-            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (MTA-STS enforce)",
-                     leg->mx_host);
+            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s enforce)", leg->mx_host,
+                     pki_source(leg));
         } else if (cur_sts_mode(leg) == MXG_STS_MODE_TESTING) {
             long vr = mxg_tls_verify_result(leg->tls);
             if (vr == X509_V_OK) {
-                snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (MTA-STS testing)",
-                         leg->mx_host);
+                snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s testing)",
+                         leg->mx_host, pki_source(leg));
             } else {
                 snprintf(leg->verified, sizeof leg->verified,
-                         "unauthenticated: MTA-STS testing, WebPKI failed: %s",
+                         "unauthenticated: %s testing, WebPKI failed: %s", pki_source(leg),
                          X509_verify_cert_error_string(vr));
-                LOG_W("upstream", "%s %s: MTA-STS testing: certificate of %s[%s] not valid: %s; "
-                                  "delivering anyway", leg->sid, leg->domain, leg->mx_host,
-                      leg->mx_addr, X509_verify_cert_error_string(vr));
+                LOG_W("upstream", "%s %s: %s testing: certificate of %s[%s] not valid: %s; "
+                                  "delivering anyway", leg->sid, leg->domain, pki_source(leg),
+                      leg->mx_host, leg->mx_addr, X509_verify_cert_error_string(vr));
             }
         } else {
             snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
@@ -956,18 +981,18 @@ static void leg_connect(struct mxg_leg *leg)
         leg_try_next(leg);
         return;
     }
-    if (hs->dane.req != MXG_DANE_VERIFY && leg->sts.outcome == MXG_STS_POLICY &&
-        leg->sts.policy.mode != MXG_STS_MODE_NONE && !mxg_sts_mx_match(&leg->sts.policy, cd->host)) {
-        if (leg->sts.policy.mode == MXG_STS_MODE_ENFORCE) {
-            note_failure(leg, FK_TLS, "MTA-STS: %s is not an MX host allowed by the policy of %s",
-                         cd->host, leg->domain);
+    if (hs->dane.req != MXG_DANE_VERIFY && pki_mode(leg) != MXG_STS_MODE_NONE &&
+        !pki_allows_host(leg, cd->host)) {
+        if (pki_mode(leg) == MXG_STS_MODE_ENFORCE) {
+            note_failure(leg, FK_TLS, "%s: %s is not an MX host allowed by the policy of %s",
+                         pki_source(leg), cd->host, leg->domain);
             hs->skip = 1;
             leg_try_next(leg);
             return;
         }
         if (!hs->sts_warned++)
-            LOG_W("upstream", "%s %s: MTA-STS testing: %s is not in the policy's mx list; "
-                              "delivering anyway", leg->sid, leg->domain, cd->host);
+            LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
+                              "delivering anyway", leg->sid, leg->domain, pki_source(leg), cd->host);
     }
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
@@ -1130,12 +1155,30 @@ static void on_route(void *arg, const struct mxg_route *rt)
         leg_connect(leg);
 }
 
+/* The policy list applies when MTA-STS gives no policy (none published, or
+ * its lookup/fetch failed: the list protects MTA-STS on first use). */
+static void list_consult(struct mxg_leg *leg)
+{
+    if (!leg->env->stlist || leg->sts.outcome == MXG_STS_POLICY)
+        return;
+    const struct mxg_stlist *l = mxg_stlist_store_current(leg->env->stlist, (int64_t)time(NULL));
+    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->domain) : NULL;
+    if (!p)
+        return;
+    leg->list_pol = *p;
+    leg->list_active = 1;
+    LOG_D("upstream", "%s %s: policy list entry applies: mode %s, %d mxs pattern(s)%s%s", leg->sid,
+          leg->domain, mxg_sts_mode_name(p->mode), p->n_mxs, p->alias[0] ? ", alias " : "",
+          p->alias);
+}
+
 static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct mxg_leg *leg = arg;
     leg->sq = NULL;
     leg->sts = *r;
     leg->sts_done = 1;
+    list_consult(leg);
     LOG_D("upstream", "%s %s: MTA-STS: %s%s%s (%s)", leg->sid, leg->domain,
           mxg_sts_outcome_name(r->outcome), r->outcome == MXG_STS_POLICY ? " mode " : "",
           r->outcome == MXG_STS_POLICY ? mxg_sts_mode_name(r->policy.mode) : "", r->why);
@@ -1178,6 +1221,7 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     if (!env->sts || mxg_sts_get(env->sts, domain, on_sts, leg, &leg->sq) < 0) {
         leg->sq = NULL;
         leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
+        list_consult(leg);
     }
     if (mxg_route_resolve(env->dns, domain, env->cfg->max_mx_hosts, on_route, leg, &leg->rq) < 0) {
         leg->rq = NULL;
@@ -1296,6 +1340,7 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->verified = leg->verified[0] ? leg->verified : "-";
     out->policy = &leg->policy;
     out->sts = leg->sts_done && leg->env->sts ? &leg->sts : NULL;
+    out->list = leg->list_active ? &leg->list_pol : NULL;
     out->need_7bit = leg->need_7bit;
 }
 

@@ -34,6 +34,7 @@
 #include "../core/config.h"
 #include "../dane/dns.h"
 #include "../policy/policy.h"
+#include "../policy/stlist.h"
 #include "../policy/sts.h"
 #include "../tls/tls_engine.h"
 #include "smtp_parse.h"
@@ -44,6 +45,7 @@ struct mxg_upstream_env {
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
     struct mxg_sts *sts;          /* NULL: MTA-STS disabled */
+    struct mxg_stlist_store *stlist; /* NULL: no policy list */
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;
@@ -66,6 +68,7 @@ struct mxg_leg_info {
     const char *verified;  /* "DANE (TLSA 3 1 1 matched at depth 0, ...)", "unauthenticated ..." */
     const struct mxg_policy *policy;
     const struct mxg_sts_result *sts; /* NULL when MTA-STS was not consulted */
+    const struct mxg_stlist_policy *list; /* the policy list entry applied, or NULL */
     int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
 };
 

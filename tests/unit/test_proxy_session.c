@@ -101,7 +101,7 @@ static void run_script(const struct script *sc, int max_errors)
     uv_loop_init(&loop);
     struct mxg_server srv;
     char err[256];
-    assert_int_equal(mxg_server_start(&srv, &loop, &cfg, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(mxg_server_start(&srv, &loop, &cfg, NULL, err, sizeof err), 0);
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&srv.listeners[0], (struct sockaddr *)&bound, &len);

@@ -1,0 +1,368 @@
+/* policy/stlist_source.c — see stlist_source.h. */
+#include "stlist_source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/log.h"
+
+#define MAX_LIST_SIZE (64 * 1024 * 1024) /* EFF's list was a few MB */
+
+enum step { STEP_FILE = 0, STEP_URL_ADDR, STEP_URL_JSON, STEP_URL_SIG, STEP_DONE };
+
+struct mxg_stlist_source {
+    uv_loop_t *loop;
+    const struct mxg_config *cfg;
+    struct mxg_dns *dns;
+    struct mxg_https *https;
+    struct mxg_stlist_store *store;
+    uv_timer_t refresh, watch;
+    int64_t last_expired_warning;
+    /* one update in flight */
+    int busy;
+    enum step step;
+    mxg_stlist_update_cb cb;
+    void *cb_arg;
+    int result;        /* best outcome so far: -1, 0, 1 */
+    char msg[600];
+    struct mxg_dns_query *dq;
+    struct mxg_https_req *hr;
+    char host[256], path[512];
+    int port;
+    struct sockaddr_storage addrs[MXG_DNS_MAX_ADDR];
+    int n_addrs;
+    char *json;
+    size_t json_len;
+};
+
+static void note(struct mxg_stlist_source *s, int rc, const char *what)
+{
+    if (rc > s->result)
+        s->result = rc;
+    size_t l = strlen(s->msg);
+    snprintf(s->msg + l, sizeof s->msg - l, "%s%s", l ? "; " : "", what);
+}
+
+static void finish(struct mxg_stlist_source *s)
+{
+    s->busy = 0;
+    free(s->json);
+    s->json = NULL;
+    struct mxg_stlist_status st;
+    mxg_stlist_store_status(s->store, (int64_t)time(NULL), &st);
+    if (s->result < 0)
+        LOG_W("list", "policy list update failed: %s", s->msg);
+    else
+        LOG_N("list", "policy list %s: %s", s->result > 0 ? "updated" : "unchanged", s->msg);
+    if (s->cb) {
+        mxg_stlist_update_cb cb = s->cb;
+        s->cb = NULL;
+        cb(s->cb_arg, s->result, s->msg);
+    }
+}
+
+static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %m", path);
+        return -1;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 > cap) {
+            cap = cap ? cap * 2 : 131072;
+            if (cap > MAX_LIST_SIZE + 65536) {
+                snprintf(err, errlen, "%s is larger than %d MiB", path, MAX_LIST_SIZE >> 20);
+                free(buf);
+                fclose(f);
+                return -1;
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static void offer(struct mxg_stlist_source *s, const char *json, size_t jlen, const char *sig,
+                  size_t slen, const char *source)
+{
+    char err[400], what[600];
+    int rc = mxg_stlist_store_offer(s->store, json, jlen, sig, slen, source, err, sizeof err);
+    if (rc > 0)
+        snprintf(what, sizeof what, "accepted %s", source);
+    else if (rc == 0)
+        snprintf(what, sizeof what, "%s: %s", source, err);
+    else
+        snprintf(what, sizeof what, "rejected %s: %s", source, err);
+    note(s, rc, what);
+}
+
+static void next_step(struct mxg_stlist_source *s);
+
+static void from_file(struct mxg_stlist_source *s)
+{
+    char err[300], sigpath[MXG_CFG_PATH_MAX + 8];
+    char *json = NULL, *sig = NULL;
+    size_t jlen = 0, slen = 0;
+    snprintf(sigpath, sizeof sigpath, "%s.asc", s->cfg->list_file);
+    if (read_file(s->cfg->list_file, &json, &jlen, err, sizeof err) < 0 ||
+        read_file(sigpath, &sig, &slen, err, sizeof err) < 0) {
+        note(s, -1, err);
+    } else {
+        offer(s, json, jlen, sig, slen, s->cfg->list_file);
+    }
+    free(json);
+    free(sig);
+}
+
+static int split_url(struct mxg_stlist_source *s, const char *url)
+{
+    const char *h = url + 8; /* "https://" checked by config */
+    const char *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (hl == 0 || hl >= sizeof s->host)
+        return -1;
+    memcpy(s->host, h, hl);
+    s->host[hl] = 0;
+    s->port = 443;
+    char *colon = strrchr(s->host, ':');
+    if (colon && !strchr(s->host, ']')) {
+        *colon = 0;
+        s->port = atoi(colon + 1);
+        if (s->port <= 0 || s->port > 65535)
+            return -1;
+    }
+    snprintf(s->path, sizeof s->path, "%s", slash ? slash : "/");
+    return 0;
+}
+
+static void on_https(void *arg, const struct mxg_https_result *r)
+{
+    struct mxg_stlist_source *s = arg;
+    s->hr = NULL;
+    char what[600];
+    if (r->err != MXG_HTTPS_OK) {
+        snprintf(what, sizeof what, "download of https://%s:%d%s%s failed: %s: %s", s->host,
+                 s->port, s->path, s->step == STEP_URL_SIG ? ".asc" : "", mxg_https_err_name(r->err),
+                 r->why);
+        note(s, -1, what);
+        s->step = STEP_DONE;
+        next_step(s);
+        return;
+    }
+    if (s->step == STEP_URL_JSON) {
+        s->json = malloc(r->body_len + 1);
+        if (!s->json) {
+            note(s, -1, "out of memory");
+            s->step = STEP_DONE;
+        } else {
+            memcpy(s->json, r->body, r->body_len);
+            s->json[r->body_len] = 0;
+            s->json_len = r->body_len;
+            s->step = STEP_URL_SIG;
+        }
+    } else {
+        offer(s, s->json, s->json_len, r->body, r->body_len, s->cfg->list_url);
+        s->step = STEP_DONE;
+    }
+    next_step(s);
+}
+
+static void get(struct mxg_stlist_source *s, const char *suffix)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s%s", s->path, suffix);
+    struct mxg_https_opts o = {
+        .host = s->host,
+        .port = s->port,
+        .path = path,
+        .addrs = s->addrs,
+        .n_addrs = s->n_addrs,
+        .connect_timeout_ms = s->cfg->sts_connect_timeout_ms,
+        .total_timeout_ms = s->cfg->sts_fetch_timeout_ms * 4,
+        .max_body = MAX_LIST_SIZE,
+        .require_ctype = NULL,
+    };
+    if (mxg_https_get(s->https, &o, on_https, s, &s->hr) < 0) {
+        note(s, -1, "cannot start the download");
+        s->step = STEP_DONE;
+        next_step(s);
+    }
+}
+
+static void on_addr(void *arg, const struct mxg_addr_result *a)
+{
+    struct mxg_stlist_source *s = arg;
+    s->dq = NULL;
+    if (a->status != MXG_DNS_OK || a->n == 0) {
+        char what[400];
+        snprintf(what, sizeof what, "cannot resolve %s: %s", s->host,
+                 a->why[0] ? a->why : mxg_dns_status_name(a->status));
+        note(s, -1, what);
+        s->step = STEP_DONE;
+        next_step(s);
+        return;
+    }
+    s->n_addrs = a->n;
+    memcpy(s->addrs, a->addr, sizeof s->addrs);
+    s->step = STEP_URL_JSON;
+    next_step(s);
+}
+
+static void next_step(struct mxg_stlist_source *s)
+{
+    switch (s->step) {
+    case STEP_FILE:
+        if (s->cfg->list_file[0])
+            from_file(s);
+        s->step = STEP_URL_ADDR;
+        /* fall through */
+    case STEP_URL_ADDR:
+        if (!s->cfg->list_url[0] || !s->https) {
+            s->step = STEP_DONE;
+            break;
+        }
+        if (split_url(s, s->cfg->list_url) < 0) {
+            note(s, -1, "policy_list.url cannot be parsed");
+            s->step = STEP_DONE;
+            break;
+        }
+        if (mxg_dns_lookup_addr(s->dns, s->host, on_addr, s, &s->dq) < 0) {
+            note(s, -1, "cannot start the address lookup");
+            s->step = STEP_DONE;
+            break;
+        }
+        return;
+    case STEP_URL_JSON:
+        get(s, "");
+        return;
+    case STEP_URL_SIG:
+        get(s, ".asc");
+        return;
+    case STEP_DONE:
+        break;
+    }
+    finish(s);
+}
+
+/* The file source is read synchronously; report from the loop anyway. */
+static void kick(uv_timer_t *t)
+{
+    next_step(t->data);
+}
+
+int mxg_stlist_source_update(struct mxg_stlist_source *s, mxg_stlist_update_cb cb, void *arg)
+{
+    if (s->busy)
+        return -1;
+    s->busy = 1;
+    s->cb = cb;
+    s->cb_arg = arg;
+    s->result = -1;
+    s->msg[0] = 0;
+    s->step = STEP_FILE;
+    if (!s->cfg->list_file[0] && !s->cfg->list_url[0]) {
+        s->result = 0;
+        snprintf(s->msg, sizeof s->msg, "no policy_list.file or policy_list.url configured");
+    }
+    uv_timer_start(&s->refresh, kick, 0, 0);
+    return 0;
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    struct mxg_stlist_source *s = t->data;
+    if (!s->busy)
+        mxg_stlist_source_update(s, NULL, NULL);
+    uv_timer_start(&s->refresh, on_refresh, s->cfg->list_refresh_ms, 0);
+}
+
+/* Stale and expired lists are an operator's problem: say so, loudly. */
+static void on_watch(uv_timer_t *t)
+{
+    struct mxg_stlist_source *s = t->data;
+    int64_t now = (int64_t)time(NULL);
+    struct mxg_stlist_status st;
+    mxg_stlist_store_status(s->store, now, &st);
+    if (!st.have)
+        return;
+    if (st.expired) {
+        if (now - s->last_expired_warning >= (int64_t)(s->cfg->list_expired_warn_ms / 1000)) {
+            s->last_expired_warning = now;
+            LOG_E("list", "the policy list in use EXPIRED at %lld and is NOT applied (signer %s); "
+                          "update it (policy_list.file / policy_list.url)",
+                  (long long)st.expires, st.signer);
+        }
+    } else if ((uint64_t)(now - st.timestamp) * 1000 > s->cfg->list_stale_ms) {
+        LOG_W("list", "the policy list in use is %lld hours old (timestamp %lld); it should be "
+                      "refreshed at least every %llu hours",
+              (long long)((now - st.timestamp) / 3600), (long long)st.timestamp,
+              (unsigned long long)(s->cfg->list_stale_ms / 3600000));
+    }
+}
+
+struct mxg_stlist_source *mxg_stlist_source_new(uv_loop_t *loop, const struct mxg_config *cfg,
+                                                struct mxg_dns *dns, struct mxg_https *https,
+                                                struct mxg_stlist_store *store)
+{
+    struct mxg_stlist_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->dns = dns;
+    s->https = https;
+    s->store = store;
+    s->last_expired_warning = -((int64_t)1 << 40);
+    uv_timer_init(loop, &s->refresh);
+    uv_timer_init(loop, &s->watch);
+    s->refresh.data = s->watch.data = s;
+    return s;
+}
+
+void mxg_stlist_source_start(struct mxg_stlist_source *s)
+{
+    uv_timer_start(&s->refresh, on_refresh, 0, 0);
+    uint64_t w = s->cfg->list_expired_warn_ms < 60000 ? s->cfg->list_expired_warn_ms : 60000;
+    uv_timer_start(&s->watch, on_watch, 1000, w);
+}
+
+static void closed(uv_handle_t *h)
+{
+    struct mxg_stlist_source *s = h->data;
+    if (h == (uv_handle_t *)&s->watch)
+        free(s);
+}
+
+void mxg_stlist_source_free(struct mxg_stlist_source *s)
+{
+    if (!s)
+        return;
+    if (s->dq)
+        mxg_dns_cancel(s->dq);
+    if (s->hr)
+        mxg_https_cancel(s->hr);
+    free(s->json);
+    s->cb = NULL;
+    uv_close((uv_handle_t *)&s->refresh, closed);
+    uv_close((uv_handle_t *)&s->watch, closed);
+}

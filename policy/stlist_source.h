@@ -1,0 +1,31 @@
+/* policy/stlist_source.h — where the policy list comes from: the configured
+ * file (FILE + FILE.asc) and/or URL (URL + URL.asc, downloaded with the
+ * HTTPS client, addresses from mxguard's DNS), offered to the store at start
+ * and every policy_list.refresh; loud warnings for a stale or expired list.
+ *
+ * mxg_stlist_source_update() loads once (both sources) and reports through
+ * cb exactly once, from the loop. The source borrows cfg, dns, https and
+ * store; they must outlive it. */
+#ifndef MXG_STLIST_SOURCE_H
+#define MXG_STLIST_SOURCE_H
+
+#include <uv.h>
+
+#include "../core/config.h"
+#include "../dane/dns.h"
+#include "https.h"
+#include "stlist.h"
+
+struct mxg_stlist_source;
+typedef void (*mxg_stlist_update_cb)(void *arg, int accepted, const char *msg);
+
+struct mxg_stlist_source *mxg_stlist_source_new(uv_loop_t *loop, const struct mxg_config *cfg,
+                                                struct mxg_dns *dns, struct mxg_https *https,
+                                                struct mxg_stlist_store *store);
+/* Update now, then every policy_list.refresh; check staleness/expiry hourly. */
+void mxg_stlist_source_start(struct mxg_stlist_source *src);
+/* One update; cb(arg, accepted (1) / kept (0) / failed (-1), message). Returns 0 or -1. */
+int mxg_stlist_source_update(struct mxg_stlist_source *src, mxg_stlist_update_cb cb, void *arg);
+void mxg_stlist_source_free(struct mxg_stlist_source *src);
+
+#endif
