@@ -18,7 +18,7 @@ struct mxg_stlist_source {
     struct mxg_dns *dns;
     struct mxg_https *https;
     struct mxg_stlist_store *store;
-    uv_timer_t refresh, watch;
+    uv_timer_t refresh, watch, kick; /* kick: reports an update from the loop */
     int64_t last_expired_warning;
     /* one update in flight */
     int busy;
@@ -265,7 +265,7 @@ static void next_step(struct mxg_stlist_source *s)
 }
 
 /* The file source is read synchronously; report from the loop anyway. */
-static void kick(uv_timer_t *t)
+static void kick_cb(uv_timer_t *t)
 {
     next_step(t->data);
 }
@@ -284,7 +284,7 @@ int mxg_stlist_source_update(struct mxg_stlist_source *s, mxg_stlist_update_cb c
         s->result = 0;
         snprintf(s->msg, sizeof s->msg, "no policy_list.file or policy_list.url configured");
     }
-    uv_timer_start(&s->refresh, kick, 0, 0);
+    uv_timer_start(&s->kick, kick_cb, 0, 0);
     return 0;
 }
 
@@ -335,7 +335,8 @@ struct mxg_stlist_source *mxg_stlist_source_new(uv_loop_t *loop, const struct mx
     s->last_expired_warning = -((int64_t)1 << 40);
     uv_timer_init(loop, &s->refresh);
     uv_timer_init(loop, &s->watch);
-    s->refresh.data = s->watch.data = s;
+    uv_timer_init(loop, &s->kick);
+    s->refresh.data = s->watch.data = s->kick.data = s;
     return s;
 }
 
@@ -364,5 +365,6 @@ void mxg_stlist_source_free(struct mxg_stlist_source *s)
     free(s->json);
     s->cb = NULL;
     uv_close((uv_handle_t *)&s->refresh, closed);
-    uv_close((uv_handle_t *)&s->watch, closed);
+    uv_close((uv_handle_t *)&s->kick, closed);
+    uv_close((uv_handle_t *)&s->watch, closed); /* closed last: frees s */
 }
