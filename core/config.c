@@ -824,6 +824,12 @@ static const struct key keys[] = {
     DURATION("policy_list", "stale_warning", list_stale_ms, "48h", T_MIN, 30 * T_MAX),
     DURATION("policy_list", "expired_warning_interval", list_expired_warn_ms, "1h", T_MIN, T_MAX),
 
+    BOOL("tlsrpt", "enabled", rpt_enabled, "true"),
+    STRING("tlsrpt", "organization_name", rpt_org, "", NULL),
+    STRING("tlsrpt", "contact_info", rpt_contact, "", NULL),
+    STRING("tlsrpt", "submitter", rpt_submitter, "", check_dns_name),
+    DURATION("tlsrpt", "flush_interval", rpt_flush_ms, "1s", T_MIN, T_MAX),
+
     BOOL("mta_sts", "enabled", sts_enabled, "true"),
     DURATION("mta_sts", "connect_timeout", sts_connect_timeout_ms, "10s", T_MIN, T_MAX),
     DURATION("mta_sts", "fetch_timeout", sts_fetch_timeout_ms, "60s", T_MIN, T_MAX),

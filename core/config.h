@@ -114,6 +114,13 @@ struct mxg_config {
     uint64_t list_stale_ms;                     /* policy_list.stale_warning: warn when older */
     uint64_t list_expired_warn_ms;              /* policy_list.expired_warning_interval */
 
+    /* tlsrpt (RFC 8460) */
+    int rpt_enabled;                            /* tlsrpt.enabled: record TLS outcomes */
+    char rpt_org[MXG_CFG_NAME_MAX];             /* tlsrpt.organization_name */
+    char rpt_contact[MXG_CFG_NAME_MAX];         /* tlsrpt.contact_info */
+    char rpt_submitter[MXG_CFG_NAME_MAX];       /* tlsrpt.submitter: our domain */
+    uint64_t rpt_flush_ms;                      /* tlsrpt.flush_interval */
+
     /* mta_sts (RFC 8461) */
     int sts_enabled;                            /* mta_sts.enabled */
     uint64_t sts_connect_timeout_ms;            /* mta_sts.connect_timeout */

@@ -20,6 +20,7 @@
 #include "../policy/stlist.h"
 #include "../policy/stlist_source.h"
 #include "../policy/stlist_export.h"
+#include "../report/tlsrpt.h"
 #include "../tls/tls_engine.h"
 #include "config.h"
 #include "log.h"
@@ -44,6 +45,9 @@ static void usage(FILE *out)
             "  list update [-c FILE]         load policy_list.file / download policy_list.url now\n"
             "  list export [-c FILE]         print a policy list (unsigned, to be signed) built from\n"
             "                                the MTA-STS cache's enforce-mode policies\n"
+            "  report list [-c FILE]         the (UTC day, policy domain) pairs with TLSRPT counts\n"
+            "  report show DAY DOMAIN [-c FILE]\n"
+            "                                the RFC 8460 JSON report for that day and domain\n"
             "\n"
             "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
@@ -125,6 +129,7 @@ struct app {
     struct mxg_sts *sts;
     struct mxg_stlist_store *stlist;
     struct mxg_stlist_source *stlist_src;
+    struct mxg_rpt *rpt;
     struct mxg_server srv;
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping;
@@ -163,6 +168,17 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
     if (!app->tls) {
         snprintf(err, errlen, "TLS: %s", e);
         return -1;
+    }
+    if (cfg->rpt_enabled && persistent) {
+        if (ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
+        char path[MXG_CFG_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/tlsrpt.db", cfg->state_dir);
+        app->rpt = mxg_rpt_open(&app->loop, path, cfg->rpt_flush_ms, e, sizeof e);
+        if (!app->rpt) {
+            snprintf(err, errlen, "%s (set tlsrpt.enabled = false to run without TLSRPT)", e);
+            return -1;
+        }
     }
     int need_https = cfg->sts_enabled || cfg->list_url[0];
     if (need_https && !(app->https = mxg_https_new(&app->loop, ca, e, sizeof e))) {
@@ -209,6 +225,9 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
  * handles close. */
 static void app_close_parts(struct app *app)
 {
+    if (app->rpt)
+        mxg_rpt_close(app->rpt); /* writes every buffered count */
+    app->rpt = NULL;
     if (app->stlist_src)
         mxg_stlist_source_free(app->stlist_src);
     app->stlist_src = NULL;
@@ -238,6 +257,7 @@ static void app_env(struct app *app, struct mxg_upstream_env *env)
     env->tls = app->tls;
     env->sts = app->sts;
     env->stlist = app->stlist;
+    env->rpt = app->rpt;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */
@@ -491,6 +511,65 @@ out:
     return rc;
 }
 
+static void print_day_domain(void *arg, const char *day, const char *domain)
+{
+    (void)arg;
+    printf("%s %s\n", day, domain);
+}
+
+static int cmd_report(int argc, char **argv)
+{
+    int show = argc >= 3 && strcmp(argv[0], "show") == 0;
+    if (argc < 1 || (!show && strcmp(argv[0], "list") != 0)) {
+        usage(stderr);
+        return 2;
+    }
+    const char *file = NULL;
+    int skip = show ? 3 : 1;
+    if (parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
+        return 2;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (load(&app->cfg, file) < 0)
+        goto out;
+    mxg_log_setup(MXG_LOG_WARN, 0);
+    char path[MXG_CFG_PATH_MAX + 32], err[512];
+    snprintf(path, sizeof path, "%s/tlsrpt.db", app->cfg.state_dir);
+    struct mxg_rpt *r = mxg_rpt_open(NULL, path, 0, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "mxguard: %s\n", err);
+        goto out;
+    }
+    if (!show) {
+        rc = mxg_rpt_days(r, print_day_domain, NULL) < 0;
+    } else {
+        char host[256] = "", id[MXG_RPT_REPORT_ID_MAX];
+        gethostname(host, sizeof host - 1);
+        const char *me = app->cfg.hostname[0] ? app->cfg.hostname : host;
+        char contact[300];
+        snprintf(contact, sizeof contact, "mailto:postmaster@%s", me);
+        struct mxg_rpt_org org = {
+            .organization_name = app->cfg.rpt_org[0] ? app->cfg.rpt_org : me,
+            .contact_info = app->cfg.rpt_contact[0] ? app->cfg.rpt_contact : contact,
+            .submitter = app->cfg.rpt_submitter[0] ? app->cfg.rpt_submitter : me,
+        };
+        char *json = NULL;
+        if (mxg_rpt_report_json(r, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
+            fprintf(stderr, "mxguard: %s\n", err);
+        } else {
+            printf("%s\n", json);
+            free(json);
+            rc = 0;
+        }
+    }
+    mxg_rpt_close(r);
+out:
+    free(app);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
@@ -567,6 +646,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "list") == 0)
         return cmd_list(argc - 2, argv + 2);
+    if (strcmp(argv[1], "report") == 0)
+        return cmd_report(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return cmd_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);

@@ -112,6 +112,8 @@ struct mxg_leg {
     char tls_version[32];
     char tls_cipher[80];
     char verified[120];           /* how the peer was authenticated, for logs */
+    char src_addr[64];            /* our address on the current connection (TLSRPT) */
+    char mx_helo[256];            /* the name in the MX's greeting (TLSRPT) */
     char probe_host[MXG_DNS_NAME_MAX]; /* probe mode: only this MX host, no MAIL */
     int probe;
     int need_7bit;
@@ -133,6 +135,7 @@ static void cancel_dane(struct mxg_leg *leg);
 static void leg_try_next(struct mxg_leg *leg);
 static void leg_connect(struct mxg_leg *leg);
 static void tls_failed(struct mxg_leg *leg, const char *why);
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap);
 
 static void deliver(struct mxg_leg *leg, const struct mxg_reply *r)
 {
@@ -402,6 +405,82 @@ static int cur_requires_tls(const struct mxg_leg *leg)
            cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
 }
 
+/* ------------------------------------------------------------ TLSRPT */
+
+/* RFC 8460 result type for an X.509 verification error. */
+static const char *verify_result_type(long vr)
+{
+    switch (vr) {
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+        return MXG_RPT_R_CERT_HOST_MISMATCH;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return MXG_RPT_R_CERT_EXPIRED;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_UNTRUSTED:
+        return MXG_RPT_R_CERT_NOT_TRUSTED;
+    default:
+        return MXG_RPT_R_VALIDATION_FAILURE;
+    }
+}
+
+/* One result per TLS session attempt (DESIGN §4, §10): rtype NULL = success.
+ * The policy is the one that governed the attempt: DANE (tlsa), MTA-STS
+ * (sts; a failed policy fetch is reported as such under sts), else
+ * no-policy-found (with the policy list named when it applied). */
+static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
+{
+    struct mxg_rpt *rpt = leg->env->rpt;
+    if (!rpt || leg->probe)
+        return;
+    char pstr[4096] = "", mxh[4096] = "", addl[300] = "";
+    size_t l = 0;
+    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->domain,
+                               .policy_string = pstr, .mx_host = mxh};
+    const struct mxg_dane_host *d = &leg->hosts[leg->cands[leg->cur].hi].dane;
+    if (d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
+        (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0)) {
+        p.type = MXG_RPT_TLSA;
+        for (int i = 0; i < d->n_usable && l + 200 < sizeof pstr; i++) {
+            mxg_tlsa_format(&d->rr[i], pstr + l, sizeof pstr - l);
+            l = strlen(pstr);
+            if (i + 1 < d->n_usable)
+                pstr[l++] = '\n', pstr[l] = 0;
+        }
+    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_POLICY &&
+               leg->sts.policy.mode != MXG_STS_MODE_NONE) {
+        p.type = MXG_RPT_STS;
+        mxg_sts_policy_format(&leg->sts.policy, pstr, sizeof pstr);
+        for (int i = 0; i < leg->sts.policy.n_mx && l + 300 < sizeof mxh; i++)
+            l += (size_t)snprintf(mxh + l, sizeof mxh - l, "%s%s", i ? "\n" : "",
+                                  leg->sts.policy.mx[i]);
+    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_FAILED &&
+               leg->sts.failure != MXG_STS_FAIL_NONE) {
+        p.type = MXG_RPT_STS;
+        rtype = mxg_sts_failure_name(leg->sts.failure);
+        snprintf(addl, sizeof addl, "%s", leg->sts.why);
+        reason = NULL;
+    } else if (leg->list_active) {
+        snprintf(addl, sizeof addl, "policy list (STARTTLS Everywhere) mode %s",
+                 mxg_sts_mode_name(leg->list_pol.mode));
+    }
+    struct mxg_rpt_result res = {
+        .success = rtype == NULL,
+        .result_type = rtype,
+        .sending_mta_ip = leg->src_addr,
+        .receiving_mx_hostname = leg->mx_host,
+        .receiving_mx_helo = leg->mx_helo,
+        .receiving_ip = leg->mx_addr,
+        .additional_information = addl,
+        .failure_reason_code = reason,
+    };
+    mxg_rpt_record(rpt, &p, &res, 0);
+}
+
 static void txn_lost(struct mxg_leg *leg, const char *what)
 {
     char lbl[320];
@@ -522,6 +601,8 @@ static void after_ehlo(struct mxg_leg *leg)
             txn_lost(leg, "Write failed");
         return;
     }
+    if (!leg->caps.starttls)
+        leg_report(leg, MXG_RPT_R_STARTTLS_NOT_SUPPORTED, NULL);
     if (cur_requires_tls(leg)) {
         if (cur_dane(leg)->req != MXG_DANE_NONE)
             note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
@@ -550,6 +631,7 @@ static void tls_failed(struct mxg_leg *leg, const char *why)
 {
     char lbl[320];
     cur_label(leg, lbl, sizeof lbl);
+    leg_report(leg, MXG_RPT_R_VALIDATION_FAILURE, why);
     if (!cur_requires_tls(leg) && !leg->plaintext_retry) {
         LOG_W("upstream", "%s %s: TLS with %s failed (%s); retrying once in plaintext (policy %s)",
               leg->sid, leg->domain, lbl, why, mxg_policy_level_name(leg->policy.level));
@@ -578,6 +660,7 @@ static void tls_step(struct mxg_leg *leg)
         long vr = mxg_tls_verify_result(leg->tls);
         if (cur_dane(leg)->req == MXG_DANE_VERIFY && vr != X509_V_OK) {
             cur_label(leg, lbl, sizeof lbl);
+            leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
             if (vr == X509_V_ERR_DANE_NO_MATCH)
                 note_failure(leg, FK_TLS, "DANE: no TLSA record matched %s", lbl);
             else
@@ -589,6 +672,7 @@ static void tls_step(struct mxg_leg *leg)
         }
         if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
             cur_label(leg, lbl, sizeof lbl);
+            leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
             note_failure(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
                          pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
             leg_drop_conn(leg);
@@ -610,6 +694,7 @@ static void tls_step(struct mxg_leg *leg)
     }
     case MXG_DANE_ENCRYPT:
         snprintf(leg->verified, sizeof leg->verified, "unauthenticated (only unusable TLSA)");
+        leg_report(leg, MXG_RPT_R_TLSA_INVALID, "no usable TLSA record");
         break;
     default:
         if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
@@ -621,6 +706,7 @@ static void tls_step(struct mxg_leg *leg)
                 snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s testing)",
                          leg->mx_host, pki_source(leg));
             } else {
+                leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
                 snprintf(leg->verified, sizeof leg->verified,
                          "unauthenticated: %s testing, WebPKI failed: %s", pki_source(leg),
                          X509_verify_cert_error_string(vr));
@@ -633,6 +719,9 @@ static void tls_step(struct mxg_leg *leg)
         }
         break;
     }
+    if (cur_dane(leg)->req != MXG_DANE_ENCRYPT &&
+        !(cur_sts_mode(leg) == MXG_STS_MODE_TESTING && mxg_tls_verify_result(leg->tls) != X509_V_OK))
+        leg_report(leg, NULL, NULL); /* a successful session under its policy */
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
           leg->tls_cipher);
     memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
@@ -658,6 +747,12 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
     switch (leg->st) {
     case LEG_GREETING:
         if (cls == 2) {
+            size_t k = 0;
+            while (r->text[k] && r->text[k] != ' ' && r->text[k] != '\n' && k + 1 < sizeof leg->mx_helo) {
+                leg->mx_helo[k] = r->text[k];
+                k++;
+            }
+            leg->mx_helo[k] = 0;
             send_ehlo(leg, LEG_EHLO);
         } else {
             note_failure(leg, FK_PROTOCOL, "%s: greeting %s", lbl, sum);
@@ -903,6 +998,11 @@ static void on_connect(uv_connect_t *req, int status)
         leg_try_next(leg);
         return;
     }
+    struct sockaddr_storage me;
+    int melen = sizeof me;
+    leg->src_addr[0] = 0;
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &melen) == 0)
+        addr_text(&me, leg->src_addr, sizeof leg->src_addr);
     uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
     leg_set_state(leg, LEG_GREETING);
     leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -975,6 +1075,8 @@ static void leg_connect(struct mxg_leg *leg)
     if (!host_decide(leg, hs, &leg->route->host[cd->hi]))
         return;
     if (hs->dane.req == MXG_DANE_UNUSABLE) {
+        if (strcmp(hs->dane.enh, "4.7.5") == 0)
+            leg_report(leg, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
         note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
                      cd->host, hs->dane.why);
         hs->skip = 1;

@@ -36,6 +36,7 @@
 #include "../policy/policy.h"
 #include "../policy/stlist.h"
 #include "../policy/sts.h"
+#include "../report/tlsrpt.h"
 #include "../tls/tls_engine.h"
 #include "smtp_parse.h"
 
@@ -46,6 +47,7 @@ struct mxg_upstream_env {
     struct mxg_tls_ctx *tls;
     struct mxg_sts *sts;          /* NULL: MTA-STS disabled */
     struct mxg_stlist_store *stlist; /* NULL: no policy list */
+    struct mxg_rpt *rpt;          /* NULL: TLSRPT recording off */
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;

@@ -1,0 +1,258 @@
+/* report/tlsrpt.h — SMTP TLS Reporting (RFC 8460): durable result counters,
+ * the daily JSON report, gzip, and the _smtp._tls TXT record. The one
+ * public header of report/ (DESIGN §4, §10 "TLSRPT counting").
+ *
+ * Contract:
+ *  - Recording: the SMTP path calls mxg_rpt_record() once per upstream TLS
+ *    session attempt (a handshake, or a missing STARTTLS; a reused
+ *    connection records nothing). It never blocks and never fails visibly:
+ *    it copies the strings and adds the result to an in-memory aggregate.
+ *    A repeating uv timer (every flush_ms) hands the aggregate to a libuv
+ *    worker thread that adds it to SQLite in one transaction, so no disk
+ *    write or fsync ever runs on the loop. A failed write keeps the counts
+ *    in memory and retries on the next tick. mxg_rpt_close() writes
+ *    everything (SIGTERM loses nothing); a crash loses at most the last
+ *    flush_ms. Each failure is also logged (NOTICE, component "tlsrpt") as
+ *    one line "policy-domain=D policy-type=T result-type=R mx=H ip=A
+ *    reason=X" (values with spaces quoted, control characters escaped).
+ *  - Storage: one SQLite file (WAL, mode 0600) with counters per
+ *    (UTC day "YYYY-MM-DD", policy-domain, policy-type, policy-string,
+ *    mx-host): total successful / failed sessions, and failure details
+ *    merged per identical (result-type, sending-mta-ip,
+ *    receiving-mx-hostname, receiving-mx-helo, receiving-ip,
+ *    additional-information, failure-reason-code) with a session count;
+ *    the report-id of each generated (day, domain) report; and the
+ *    delivery state of each (day, domain, rua).
+ *  - Reports: mxg_rpt_report_json() builds the RFC 8460 §4 JSON for one
+ *    policy domain and one UTC day; mxg_rpt_gzip() compresses it.
+ *    Delivery (mail, HTTPS) lives elsewhere and must not record results of
+ *    its own sessions (RFC 8460 §3: reports do not report on themselves).
+ *  - TXT: mxg_rpt_txt_parse() / mxg_rpt_txt_select() are pure functions.
+ *  - Threads: every function is called from the loop thread only (the
+ *    worker thread is internal). No global state: everything lives in the
+ *    struct mxg_rpt the caller owns.
+ *  - Blocking: mxg_rpt_record() never touches the disk. The other calls
+ *    (flush, reports, days, purge, delivery state, close) are synchronous
+ *    SQLite calls on the caller's thread: short, but they first wait for a
+ *    background write in flight, and wait at most 2 s for a lock held by
+ *    another process (e.g. a CLI tool) before failing with MXG_RPT_EDB.
+ *    Call them off the hot path (a daily timer, a CLI command).
+ *  - Errors: 0 (or a count) on success, a negative enum mxg_rpt_err on
+ *    failure, with text in err when the function takes one (database
+ *    errors after open are also logged with component "tlsrpt").
+ */
+#ifndef MXG_TLSRPT_H
+#define MXG_TLSRPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Negative error codes of this module. */
+enum mxg_rpt_err {
+    MXG_RPT_OK = 0,
+    MXG_RPT_EINVAL = -1,  /* bad argument, malformed input */
+    MXG_RPT_ENOMEM = -2,  /* out of memory */
+    MXG_RPT_EDB = -3,     /* SQLite error (message in err / logged) */
+    MXG_RPT_ENODATA = -4, /* nothing recorded for that key / no such row */
+    MXG_RPT_EZLIB = -5,   /* zlib error */
+};
+/* Static text of an mxg_rpt_err value ("database error", ...). */
+const char *mxg_rpt_strerror(int code);
+
+/* ------------------------------------------------------------ recording */
+
+enum mxg_rpt_policy_type { MXG_RPT_TLSA, MXG_RPT_STS, MXG_RPT_NO_POLICY };
+/* "tlsa", "sts", "no-policy-found" (RFC 8460 §4.4); NULL if out of range. */
+const char *mxg_rpt_policy_type_name(enum mxg_rpt_policy_type t);
+
+/* The RFC 8460 §4.3 result-type names. mxg_rpt_result_type_known()
+ * returns 1 for these (exact, lower-case), else 0. */
+#define MXG_RPT_R_STARTTLS_NOT_SUPPORTED "starttls-not-supported"
+#define MXG_RPT_R_CERT_HOST_MISMATCH "certificate-host-mismatch"
+#define MXG_RPT_R_CERT_EXPIRED "certificate-expired"
+#define MXG_RPT_R_CERT_NOT_TRUSTED "certificate-not-trusted"
+#define MXG_RPT_R_VALIDATION_FAILURE "validation-failure"
+#define MXG_RPT_R_TLSA_INVALID "tlsa-invalid"
+#define MXG_RPT_R_DNSSEC_INVALID "dnssec-invalid"
+#define MXG_RPT_R_DANE_REQUIRED "dane-required"
+#define MXG_RPT_R_STS_POLICY_FETCH_ERROR "sts-policy-fetch-error"
+#define MXG_RPT_R_STS_POLICY_INVALID "sts-policy-invalid"
+#define MXG_RPT_R_STS_WEBPKI_INVALID "sts-webpki-invalid"
+int mxg_rpt_result_type_known(const char *name);
+
+/* The policy a session attempt was made under. All strings are borrowed
+ * for the duration of the call only (mxg_rpt_record copies them). */
+struct mxg_rpt_policy {
+    enum mxg_rpt_policy_type type;
+    const char *domain;        /* the policy domain (A-label); stored lower-case,
+                                  without a trailing dot */
+    const char *policy_string; /* lines joined by '\n', e.g. "3 1 1 AB..\n2 1 1 CD.."
+                                  (TLSA RDATA) or the STS policy lines; may be "" or NULL */
+    const char *mx_host;       /* MX patterns joined by '\n'; may be "" or NULL */
+};
+
+/* The outcome of one session attempt. */
+struct mxg_rpt_result {
+    int success;               /* nonzero: counted as successful, the rest ignored */
+    const char *result_type;   /* RFC 8460 §4.3 name; NULL on success */
+    const char *sending_mta_ip, *receiving_mx_hostname, *receiving_mx_helo, *receiving_ip,
+        *additional_information, *failure_reason_code; /* each may be NULL or "" (omitted) */
+};
+
+struct mxg_rpt;
+
+#define MXG_RPT_DEFAULT_FLUSH_MS 1000
+
+/* Opens (creating the file 0600 and its schema if needed) the counter
+ * database db_path, e.g. STATE/tlsrpt.db, and arms the flush timer on loop
+ * every flush_ms (0 → MXG_RPT_DEFAULT_FLUSH_MS). loop may be NULL (tools,
+ * tests): then nothing is written until mxg_rpt_flush() or mxg_rpt_close().
+ * Returns the handle (owned by the caller, released by mxg_rpt_close()) or
+ * NULL with err set ("TLSRPT database PATH: reason"). */
+struct mxg_rpt *mxg_rpt_open(uv_loop_t *loop, const char *db_path, uint64_t flush_ms, char *err,
+                             size_t errlen);
+
+/* Writes every buffered result (waiting for a background write in flight),
+ * closes the database and the timer. r may be NULL. With a loop, the
+ * struct is freed by the timer's close callback: call this before walking
+ * the loop to close all handles, then run the loop (as mxguard's shutdown
+ * does) — r must not be used after this call either way. A final write
+ * that fails is logged (ERR) with the number of sessions lost. */
+void mxg_rpt_close(struct mxg_rpt *r);
+
+/* Counts one session attempt of policy p with outcome res, on the UTC day
+ * of unix_time (<= 0: now). Copies everything; never blocks (a hash
+ * lookup in memory; no I/O but the failure log line).
+ * Strings are cut to sane sizes (policy_string/mx_host 16 KiB, the others
+ * 1 KiB) and made valid UTF-8 ('?' for bad bytes). A failure with a NULL
+ * or empty result_type is counted as "validation-failure";
+ * sts-policy-fetch-error, sts-policy-invalid and sts-webpki-invalid are
+ * always counted under policy-type sts (DESIGN §10). Dropped (with a warning): p or res NULL, an
+ * empty or over-long domain, or when the in-memory buffer is full because
+ * the database has not been writable for a long time (64 MiB of distinct
+ * counters; results of counters already buffered still count). */
+void mxg_rpt_record(struct mxg_rpt *r, const struct mxg_rpt_policy *p,
+                    const struct mxg_rpt_result *res, int64_t unix_time);
+
+/* Writes the buffered results now, synchronously on the caller's thread
+ * (a report, a CLI tool, a test). 0, or MXG_RPT_EDB (the results stay
+ * buffered and are retried). */
+int mxg_rpt_flush(struct mxg_rpt *r);
+
+/* ------------------------------------------------------------ reports */
+
+struct mxg_rpt_org {
+    const char *organization_name; /* required, e.g. "Example Org" */
+    const char *contact_info;      /* required, e.g. "mailto:tlsrpt@example.org" */
+    const char *submitter;         /* our domain, e.g. "mx-out.example.org"; used in
+                                      report-id; may be NULL */
+};
+
+#define MXG_RPT_REPORT_ID_MAX 128
+
+/* Builds the RFC 8460 report of policy domain `domain` for UTC day `day`
+ * ("YYYY-MM-DD"), after flushing the buffered results. One entry in
+ * "policies" per distinct (policy-type, policy-string, mx-host);
+ * "policy-string" / "mx-host" are omitted when empty, "failure-details"
+ * when there are no failures, and every optional failure field when
+ * empty. The report-id ("DAY.DOMAIN.RANDOM@SUBMITTER", shorter forms if
+ * that does not fit MXG_RPT_REPORT_ID_MAX) is created on the first call
+ * and stored: later calls for the same (day, domain) return the same one.
+ * On success *json_out is a malloc'd NUL-terminated compact JSON text
+ * (caller frees with free()) and report_id_out (MXG_RPT_REPORT_ID_MAX
+ * bytes, may be NULL) holds the id. Returns 0, MXG_RPT_ENODATA (nothing
+ * recorded for that day and domain), MXG_RPT_EINVAL (bad day, domain or
+ * org), MXG_RPT_EDB or MXG_RPT_ENOMEM, with err set. */
+int mxg_rpt_report_json(struct mxg_rpt *r, const char *day, const char *domain,
+                        const struct mxg_rpt_org *org, char **json_out, char *report_id_out,
+                        char *err, size_t errlen);
+
+/* Compresses in[0..len) into gzip format (RFC 1952, zlib deflateInit2 with
+ * windowBits 15+16). *out is malloc'd (caller frees), *outlen its size.
+ * Returns 0, MXG_RPT_EINVAL, MXG_RPT_ENOMEM or MXG_RPT_EZLIB. */
+int mxg_rpt_gzip(const char *in, size_t len, char **out, size_t *outlen);
+
+/* Calls fn once per (day, domain) that has counters in the database (after
+ * flushing), ordered by day then domain. fn may call any other mxg_rpt
+ * function (the list is read completely before the first call). Returns
+ * the number of pairs, or MXG_RPT_EDB / MXG_RPT_ENOMEM. */
+int mxg_rpt_days(struct mxg_rpt *r, void (*fn)(void *arg, const char *day, const char *domain),
+                 void *arg);
+
+/* Deletes counters, report-ids and delivery rows of every day before
+ * before_day ("YYYY-MM-DD"; retention). Returns the number of (day,
+ * domain) counter groups deleted, or MXG_RPT_EINVAL / MXG_RPT_EDB. */
+int mxg_rpt_purge(struct mxg_rpt *r, const char *before_day);
+
+/* ------------------------------------------------------------ delivery state */
+
+enum mxg_rpt_dstatus { MXG_RPT_PENDING = 0, MXG_RPT_SENT, MXG_RPT_GAVE_UP };
+/* "pending", "sent", "gave-up"; NULL if out of range. */
+const char *mxg_rpt_dstatus_name(enum mxg_rpt_dstatus s);
+
+#define MXG_RPT_DAY_LEN 10 /* "YYYY-MM-DD" */
+#define MXG_RPT_DOMAIN_MAX 254
+#define MXG_RPT_RUA_MAX 512
+
+/* One row of the delivery table: report of (day, domain) to rua. */
+struct mxg_rpt_delivery {
+    char day[MXG_RPT_DAY_LEN + 1];
+    char domain[MXG_RPT_DOMAIN_MAX];
+    char rua[MXG_RPT_RUA_MAX];
+    int attempts;
+    int64_t next_attempt_at; /* Unix seconds */
+    enum mxg_rpt_dstatus status;
+    char last_error[256];    /* "" if none */
+    int64_t updated_at;      /* Unix seconds of the last add/update */
+};
+
+/* Adds a pending row (0 attempts, next_attempt_at) for (day, domain, rua)
+ * unless one exists. Returns 1 added, 0 already there (left unchanged),
+ * or MXG_RPT_EINVAL / MXG_RPT_EDB. */
+int mxg_rpt_delivery_add(struct mxg_rpt *r, const char *day, const char *domain, const char *rua,
+                         int64_t next_attempt_at);
+
+/* Sets attempts, next_attempt_at, status and last_error of the row keyed
+ * by d->day, d->domain, d->rua (updated_at = now). Returns 0,
+ * MXG_RPT_ENODATA (no such row), MXG_RPT_EINVAL or MXG_RPT_EDB. */
+int mxg_rpt_delivery_update(struct mxg_rpt *r, const struct mxg_rpt_delivery *d);
+
+/* Calls fn for each row with the given status (-1: any) and, when due_by
+ * > 0, next_attempt_at <= due_by; ordered by next_attempt_at, day, domain,
+ * rua. d is valid during the call; fn may call mxg_rpt_delivery_update()
+ * (rows are read before the first call). Returns the number of rows, or
+ * MXG_RPT_EDB / MXG_RPT_ENOMEM. */
+int mxg_rpt_delivery_list(struct mxg_rpt *r, int status, int64_t due_by,
+                          void (*fn)(void *arg, const struct mxg_rpt_delivery *d), void *arg);
+
+/* ------------------------------------------------------------ _smtp._tls TXT */
+
+/* Parses one TXT record of "_smtp._tls.DOMAIN" (character-strings already
+ * concatenated; len bytes, NUL not required) per RFC 8460 §3:
+ * "v=TLSRPTv1" first, then ";"-separated fields (whitespace around ";" and
+ * "=" allowed, empty fields tolerated), "rua=" with one or more
+ * comma-separated URIs. Only "mailto:" and "https:" URIs are kept (others
+ * are ignored and named in why); %2C, %21, %3B are decoded to ',' '!' ';'
+ * inside URIs (other %-escapes are kept as they are); duplicates are kept
+ * once; URIs longer than MXG_RPT_RUA_MAX-1 or beyond max are ignored (why).
+ * Unknown fields are ignored if well-formed (RFC 8460 tlsrpt-extension);
+ * a second rua field adds its URIs. Returns:
+ *   n > 0  the number of URIs written to ruas[0..n) (why: what was ignored,
+ *          or ""),
+ *   0      not a TLSRPT record (does not start with "v=TLSRPTv1" followed by
+ *          ";", whitespace or the end),
+ *   -1     (MXG_RPT_EINVAL) a TLSRPT record that is malformed or has no
+ *          usable rua URI (why says which). */
+int mxg_rpt_txt_parse(const char *txt, size_t len, char ruas[][MXG_RPT_RUA_MAX], int max,
+                      char *why, size_t whylen);
+
+/* The TXT RRset of "_smtp._tls.DOMAIN" (n records as from dane/dns.h's
+ * mxg_txt_result: txts[i] of lens[i] bytes): records that are not TLSRPT
+ * are discarded; exactly one must remain (RFC 8460 §3). Returns its
+ * mxg_rpt_txt_parse() result (n > 0 or -1), 0 when there is none, -1 when
+ * there are several (why set). */
+int mxg_rpt_txt_select(const char *const *txts, const size_t *lens, int n,
+                       char ruas[][MXG_RPT_RUA_MAX], int max, char *why, size_t whylen);
+
+#endif
