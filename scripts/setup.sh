@@ -17,7 +17,7 @@ deps() {
         libuv1-dev libssl-dev openssl libgetdns-dev libidn2-dev libjansson-dev libcmocka-dev
         libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev
         libopendkim-dev opendkim-tools gnupg dns-root-data ca-certificates
-        python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks
+        python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
     )
     local missing=()

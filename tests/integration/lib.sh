@@ -19,6 +19,18 @@
 #   127.0.70.25 dane-2nd2 -> mx2.dane-2nd.test   127.0.70.31 dane-unusable-plain (no STARTTLS)
 #   127.0.70.27 dane-allbad -> mx3.dane-allbad.test  127.0.70.32 dane-nostarttls (no STARTTLS)
 #   127.0.70.33 dane-cname -> real.dane-target.test  127.0.70.34 dane-expired -> mx.dane-expired.test
+#   MTA-STS (mkzones.sh): nginx 127.0.70.60:443 serves https://mta-sts.D/ for the sts-* domains
+#   (tb_start_nginx); MX servers port 2525, short name -> host:
+#   127.0.70.40 sts-enforce -> mx.sts-enforce.test   127.0.70.48 sts-wild-bc -> b.c.sts-wild.test
+#   127.0.70.41 sts-nomatch -> mx.sts-nomatch.test   127.0.70.49 sts-wild-a -> a.sts-wild.test
+#   127.0.70.42 sts-nomatch2 -> mx2.sts-nomatch.test 127.0.70.50 sts-open -> mx.sts-open.test
+#   127.0.70.43 sts-nomatch-all1 -> mx1.sts-nomatch-all.test  127.0.70.51 sts-cname -> mx.sts-cname.test
+#   127.0.70.44 sts-nomatch-all2 -> mx2.sts-nomatch-all.test  127.0.70.52 sts-dane -> mx.sts-dane.test
+#   127.0.70.45 sts-badcert -> mx.sts-badcert.test   127.0.70.53 sts-cache -> mx.sts-cache.test
+#   127.0.70.46 sts-testing -> mx.sts-testing.test   127.0.70.54 sts-cache2 -> mx2.sts-cache.test
+#   127.0.70.47 sts-none -> mx.sts-none.test         127.0.70.55 sts-rotate -> mx.sts-rotate.test
+#   127.0.70.57 sts-short -> mx.sts-short.test       127.0.70.56 sts-rotate2 -> mx2.sts-rotate.test
+#   127.0.70.58 sts-daneok -> mx.sts-daneok.test
 #
 # Every process is started with tb_spawn (own process group, recorded in $TB/pids) and
 # killed on exit — by the EXIT trap, or by a detached watchdog if the script is killed.
@@ -44,6 +56,8 @@ TB_DNS_STRIPPED_IP=127.0.70.54
 TB_MX_PORT=2525
 TB_PF_IP=127.0.70.2
 TB_PF_PORT=2526
+TB_HTTPS_IP=127.0.70.60 # nginx: the MTA-STS policy hosts (mkzones.sh writes its config)
+TB_HTTPS_PORT=443       # = mxguard's default mta_sts.https_port
 
 TB=""
 TB_PASS=0
@@ -207,6 +221,118 @@ tb_start_dns_stripped() {
     tb__start_nsd nsd-stripped "$TB/dns/nsd-unsigned.conf" "$TB_DNS_STRIPPED_IP"
 }
 
+# tb_dns_swap ZONE VARIANT [ZONE VARIANT]... — serve another version of ZONE (mkzones.sh:
+# zones/variants/ZONE.VARIANT.zone[.signed], signed with ZONE's own keys; "a" is the version
+# served at start): copy it in place and restart the nsd instances that run. A running
+# mxguard keeps what it cached (restart it, or run it with dns cache_size = 0).
+tb_dns_swap() {
+    local v="$TB/dns/zones/variants"
+    tb_zones
+    while [ $# -ge 2 ]; do
+        [ -f "$v/$1.$2.zone.signed" ] || tb_die "tb_dns_swap: no variant $2 of zone $1"
+        cp "$v/$1.$2.zone" "$TB/dns/zones/$1.zone"
+        cp "$v/$1.$2.zone.signed" "$TB/dns/zones/$1.zone.signed"
+        echo "# DNS: zone $1 is now variant $2"
+        shift 2
+    done
+    if tb_alive nsd; then tb_stop nsd; tb_start_dns; fi
+    if tb_alive nsd-stripped; then tb_stop nsd-stripped; tb_start_dns_stripped; fi
+}
+
+# ------------------------------------------------------------------ MTA-STS policy hosts
+
+# tb_start_nginx — nginx (process name "nginx") serving https://mta-sts.D/ for every sts-*
+# domain on $TB_HTTPS_IP:$TB_HTTPS_PORT (config: $TB/dns/nginx/nginx.conf, policies under
+# $TB/dns/www/mta-sts.D/, one access log per vhost: tb_sts_fetches)
+tb_start_nginx() {
+    local d="$TB/dns/nginx"
+    tb_zones
+    tb_spawn nginx nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log"
+    if ! tb_wait_port "$TB_HTTPS_IP" "$TB_HTTPS_PORT" 10 || ! tb_alive nginx; then
+        tail -n 20 "$TB/nginx.log" "$d/error.log" 2>/dev/null
+        tb_die "nginx did not start on $TB_HTTPS_IP:$TB_HTTPS_PORT"
+    fi
+}
+
+# tb_sts_policy DOMAIN VARIANT|none — serve another policy for DOMAIN (mkzones.sh:
+# www/variants/mta-sts.DOMAIN.VARIANT.txt), or none (the policy URL answers 404). No reload
+# needed: nginx reads the file per request.
+tb_sts_policy() {
+    local f="$TB/dns/www/mta-sts.$1/.well-known/mta-sts.txt"
+    if [ "$2" = none ]; then
+        rm -f "$f"
+    else
+        cp "$TB/dns/www/variants/mta-sts.$1.$2.txt" "$f" || tb_die "tb_sts_policy: no policy variant $2 for $1"
+    fi
+    echo "# MTA-STS: policy of $1 is now $2"
+}
+
+# tb_sts_fetches DOMAIN — how many requests https://mta-sts.DOMAIN/ got (its access log)
+tb_sts_fetches() {
+    local n
+    n=$(grep -c 'mta-sts.txt' "$TB/dns/nginx/access-mta-sts.$1.log" 2>/dev/null)
+    echo $((n))
+}
+
+# tb_sts_config [SETTING...] — the mta_sts group for tb_write_config with the test-bed's short
+# timeouts (connect 2 s, whole fetch 3 s); SETTINGs ("refresh_min_interval = \"0s\";") added
+tb_sts_config() {
+    local l out='mta_sts: {'$'\n''  connect_timeout = "2s";'$'\n''  fetch_timeout = "3s";'
+    for l in "$@"; do out="$out"$'\n'"  $l"; done
+    printf '%s\n};\n' "$out"
+}
+
+# tb_https_get NAME DOMAIN [--max-time S] [--insecure] — GET
+# https://mta-sts.DOMAIN/.well-known/mta-sts.txt from nginx ($TB_HTTPS_IP, SNI and name check
+# mta-sts.DOMAIN, the test CA; --insecure: no certificate check), from the client address, at
+# most S (default 20) seconds in all (Python's http.client: curl is not a test-bed package).
+# Body (de-chunked) in $TB/NAME.body, response headers in $TB/NAME.headers. Sets HTTP_RC (ok,
+# timeout, cert = certificate rejected, refused, error), HTTP_CODE, HTTP_CTYPE, HTTP_SIZE (body
+# octets), HTTP_ERR (the error).
+tb_https_get() {
+    local name=$1 d=$2 w; shift 2
+    w=$("$PYTHON" - "$TB_HTTPS_IP" "$TB_HTTPS_PORT" "mta-sts.$d" "$TB_CLIENT_IP" "$TB/dns/certs/ca.crt" \
+        "$TB/$name" "$@" <<'PY'
+import http.client, signal, socket, ssl, sys
+ip, port, host, src, ca, out = sys.argv[1:7]
+opts = sys.argv[7:]
+maxtime = int(opts[opts.index("--max-time") + 1]) if "--max-time" in opts else 20
+ctx = ssl.create_default_context(cafile=ca)
+if "--insecure" in opts:
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+def alarm(*_):
+    raise TimeoutError("no complete response within %d s" % maxtime)
+signal.signal(signal.SIGALRM, alarm)
+signal.alarm(maxtime)
+rc, code, ctype, body, err, heads = "ok", "000", "-", b"", "", ""
+try:
+    raw = socket.create_connection((ip, int(port)), timeout=maxtime, source_address=(src, 0))
+    c = http.client.HTTPSConnection(host, int(port), context=ctx)
+    c.sock = ctx.wrap_socket(raw, server_hostname=host)
+    c.request("GET", "/.well-known/mta-sts.txt")
+    r = c.getresponse()
+    code, ctype = str(r.status), r.getheader("Content-Type", "-")
+    heads = "".join("%s: %s\n" % h for h in r.getheaders())
+    body = r.read()
+except TimeoutError as e:
+    rc, err = "timeout", str(e)
+except ssl.SSLCertVerificationError as e:
+    rc, err = "cert", e.verify_message
+except ConnectionRefusedError as e:
+    rc, err = "refused", str(e)
+except Exception as e:
+    rc, err = "error", "%s: %s" % (type(e).__name__, e)
+signal.alarm(0)
+open(out + ".body", "wb").write(body)
+open(out + ".headers", "w").write(heads)
+print(rc, code, len(body), ctype.split(";")[0].strip() or "-", err)
+PY
+)
+    read -r HTTP_RC HTTP_CODE HTTP_SIZE HTTP_CTYPE HTTP_ERR <<<"$w"
+    echo "# $name: GET https://mta-sts.$d/ -> $HTTP_RC code=$HTTP_CODE size=$HTTP_SIZE type=$HTTP_CTYPE $HTTP_ERR"
+}
+
 # ------------------------------------------------------------------ MX servers
 
 tb_mx_host() { # short name -> host name (and certificate name)
@@ -221,6 +347,13 @@ tb_mx_host() { # short name -> host name (and certificate name)
         dane-allbad) echo mx3.dane-allbad.test ;;
         dane-cname) echo real.dane-target.test ;;
         dane-*) echo "mx.$1.test" ;;
+        sts-nomatch2) echo mx2.sts-nomatch.test ;;
+        sts-nomatch-all[12]) echo "mx${1#sts-nomatch-all}.sts-nomatch-all.test" ;;
+        sts-wild-a) echo a.sts-wild.test ;;
+        sts-wild-bc) echo b.c.sts-wild.test ;;
+        sts-cache2) echo mx2.sts-cache.test ;;
+        sts-rotate2) echo mx2.sts-rotate.test ;;
+        sts-*) echo "mx.$1.test" ;;
         *) echo "$1.example.test" ;;
     esac
 }
@@ -258,6 +391,24 @@ tb_start_mx() {
     done
     tail -n 20 "$TB/$name.log"
     tb_die "MX server $name on $ip did not start"
+}
+
+# The MTA-STS MX servers (mkzones.sh): short name, last octet of 127.0.70.x, and the
+# certificate presented when it is not the host's own
+TB_STS_MX="sts-enforce:40 sts-nomatch:41 sts-nomatch2:42 sts-nomatch-all1:43 sts-nomatch-all2:44
+ sts-badcert:45:wrong.invalid.test sts-testing:46:wrong.invalid.test sts-none:47:wrong.invalid.test
+ sts-wild-bc:48 sts-wild-a:49 sts-open:50 sts-cname:51 sts-dane:52 sts-cache:53 sts-cache2:54
+ sts-rotate:55 sts-rotate2:56 sts-short:57 sts-daneok:58"
+
+# tb_start_sts_mx NAME... — start these MTA-STS MX servers (tb_start_mx with their address
+# and certificate from TB_STS_MX)
+tb_start_sts_mx() {
+    local n e ip cert
+    for n in "$@"; do
+        e=$(tr ' ' '\n' <<<"$TB_STS_MX" | grep -E "^$n:") || tb_die "tb_start_sts_mx: unknown server $n"
+        IFS=: read -r _ ip cert <<<"$e"
+        tb_start_mx ${cert:+--cert "$cert"} "$n" "127.0.70.$ip"
+    done
 }
 
 # ------------------------------------------------------------------ mxguard
@@ -693,7 +844,9 @@ assert_file_grep() { # assert_file_grep DESC FILE ERE
 # assert_log DESC MARK ERE [NAME] — $TB/NAME.log (default mxguard) got a line matching ERE
 # after MARK (tb_log_mark)
 assert_log() {
-    if tb_log_since "$2" "${4:-mxguard}" | grep -Eq -- "$3"; then pass "$1"
+    # (not grep -q: it stops at the first match, and under pipefail tail's SIGPIPE would then
+    # turn a match into a failure once the rest of the log exceeds the pipe buffer)
+    if tb_log_since "$2" "${4:-mxguard}" | grep -E -- "$3" >/dev/null; then pass "$1"
     else fail "$1: /$3/ not in ${4:-mxguard}.log since offset $2"; fi
 }
 
@@ -714,6 +867,13 @@ assert_no_mail() {
     else fail "$1: $2 stored $n message(s), got ${m:-0} MAIL command(s)"; fi
 }
 
+# assert_no_connect DESC NAME — MX server NAME never accepted a connection
+assert_no_connect() {
+    local n
+    n=$(grep -c 'connect from' "$TB/$2.log" 2>/dev/null)
+    if [ "${n:-0}" = 0 ]; then pass "$1"; else fail "$1: $2 accepted ${n} connection(s)"; fi
+}
+
 tb_dump_logs() {
     local f
     echo "=================== logs ($TB)"
@@ -723,7 +883,8 @@ tb_dump_logs() {
         tail -n 60 "$f"
     done
     for f in "$TB"/mx1.log "$TB"/mx2.log "$TB"/plain.log "$TB"/badtls.log "$TB"/trap.log "$TB"/nsd.log \
-             "$TB"/dane-*.log "$TB"/nsd-stripped.log "$TB/postfix/maillog"; do
+             "$TB"/dane-*.log "$TB"/sts-*.log "$TB"/nsd-stripped.log "$TB/postfix/maillog" \
+             "$TB"/nginx.log "$TB"/dns/nginx/error.log "$TB"/dns/nginx/access.log; do
         [ -s "$f" ] || continue
         echo "------------------- tail -n 25 $f"
         tail -n 25 "$f"

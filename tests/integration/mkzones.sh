@@ -58,6 +58,68 @@
 #                              a wrong trust anchor: a KSK for "." that signed nothing
 #   DIR/nsd-unsigned.conf      nsd serving UNSIGNED copies of every zone on 127.0.70.54
 #                              port 5300 (a resolver path that strips DNSSEC)
+#
+# MTA-STS zones (RFC 8461), all signed with a DS in test. Every MTA-STS domain D has
+# "mta-sts.D A 127.0.70.60" (nginx, port 443, DIR/nginx/nginx.conf) and, unless said otherwise,
+# one TXT "v=STSv1; id=..." at _mta-sts.D; "policy" = what nginx serves for D. MX servers
+# present a test-CA certificate for their own name unless said otherwise:
+#   sts-enforce.test     MX 10 mx.sts-enforce.test (127.0.70.40); enforce, mx: mx.sts-enforce.test
+#   sts-nomatch.test     MX 10 mx.sts-nomatch.test (127.0.70.41, not in the policy),
+#                        MX 20 mx2.sts-nomatch.test (127.0.70.42); enforce, mx: mx2.sts-nomatch.test
+#                        (the policy file has CRLF line ends)
+#   sts-nomatch-all.test MX 10 mx1.sts-nomatch-all.test (127.0.70.43), MX 20 mx2.sts-nomatch-all.test
+#                        (127.0.70.44); enforce, mx: mx.sts-nomatch-all.test (matches neither)
+#   sts-badcert.test     MX 10 mx.sts-badcert.test (127.0.70.45, its server presents
+#                        wrong.invalid.test); enforce, mx: mx.sts-badcert.test
+#   sts-testing.test     MX 10 mx.sts-testing.test (127.0.70.46, presents wrong.invalid.test);
+#                        testing, mx: other.sts-testing.test (matches nothing)
+#   sts-none.test        MX 10 mx.sts-none.test (127.0.70.47, presents wrong.invalid.test); none
+#   sts-wild.test        MX 10 b.c.sts-wild.test (127.0.70.48), MX 20 a.sts-wild.test
+#                        (127.0.70.49); enforce, mx: *.sts-wild.test (matches a., not b.c.)
+#   sts-dane.test        MX 10 mx.sts-dane.test (127.0.70.52), TLSA 3 1 1 wrong digest; enforce,
+#                        mx: mx.sts-dane.test (its certificate is WebPKI-valid)
+#   sts-daneok.test      MX 10 mx.sts-daneok.test (127.0.70.58), TLSA 3 1 1 matching; enforce,
+#                        mx: other.sts-daneok.test (matches nothing: DANE hosts are exempt)
+#   sts-open.test        MX 10 mx.sts-open.test (127.0.70.50); no _mta-sts record at all.
+#                        mx.sts-open.test is also the only MX of the edge-case domains below,
+#                        whose policy (if they had a usable one) would be enforce with
+#                        mx: nomatch.sts-open.test — so a wrongly accepted policy shows as a
+#                        refused delivery:
+#   sts-twotxt.test      two TXT records starting with v=STSv1 (a valid policy is served)
+#   sts-badid.test       TXT "v=STSv1; id=bad-id1" ('-' is not allowed; a valid policy is served)
+#   sts-redirect.test    the policy URL answers 301 to sts-enforce.test's policy
+#   sts-notfound.test    404
+#   sts-html.test        the policy as Content-Type text/html
+#   sts-big.test         the policy padded to 70 KB (Content-Length announced)
+#   sts-chunked.test     the same 70 KB sent chunked (no Content-Length: nginx ssi)
+#   sts-slow.test        the policy at 16 bytes/s (nginx limit_rate): takes ~10 s
+#   sts-wrongname.test   the policy host presents a test-CA certificate for wrong.invalid.test
+#   sts-expired.test     the policy host's certificate (test CA, right name) expired 30 days ago
+#   sts-cname.test       MX 10 mx.sts-cname.test (127.0.70.51); _mta-sts.sts-cname.test is a CNAME
+#                        to _mta-sts.sts-cname.sts-elsewhere.test (TXT there); enforce,
+#                        mx: mx.sts-cname.test
+# Cache tests (alternative versions: see "variants" below):
+#   sts-cache.test       a: MX 10 mx.sts-cache.test (127.0.70.53), id=cache1; enforce,
+#                           mx: mx.sts-cache.test, max_age 86400
+#                        b: no _mta-sts TXT, MX 10 mx2.sts-cache.test (127.0.70.54, valid cert,
+#                           not in the policy) — an attacker stripping the TXT and the MX
+#   sts-rotate.test      a: MX 10 mx.sts-rotate.test (127.0.70.55), id=rotate1; enforce,
+#                           mx: mx.sts-rotate.test
+#                        b: MX 10 mx2.sts-rotate.test (127.0.70.56), id=rotate2; policy variant
+#                           b: enforce, mx: mx2.sts-rotate.test
+#   sts-short.test       MX 10 mx.sts-short.test (127.0.70.57), id=short1; enforce,
+#                        mx: other.sts-short.test (matches nothing), max_age 2
+#
+#   DIR/certs/mta-sts.D.crt    the policy hosts' certificates
+#   DIR/www/mta-sts.D/.well-known/mta-sts.txt   the policies nginx serves (root per vhost)
+#   DIR/www/variants/mta-sts.D.V.txt            alternative policies (lib.sh: tb_sts_policy D V)
+#   DIR/zones/variants/D.V.zone(.signed)        alternative zone versions signed with D's keys
+#                              (V = a: as served at start; lib.sh: tb_dns_swap D V)
+#   DIR/nginx/nginx.conf       nginx on 127.0.70.60:443, one server block (own certificate,
+#                              SNI) per mta-sts.D; run as `nginx -p DIR/nginx/ -c DIR/nginx/nginx.conf
+#                              -e DIR/nginx/error.log`; access log per vhost
+#                              DIR/nginx/access-mta-sts.D.log; unknown SNI gets wrong.invalid.test
+#   DIR/sts.domains            "D HOST_CERT" for every vhost (for the test-bed checks)
 set -euo pipefail
 
 DIR=${1:?usage: mkzones.sh DIR}
@@ -66,6 +128,8 @@ DIR=$(cd "$DIR" && pwd)
 NS_IP=127.0.70.53
 NS_PORT=5300
 STRIPPED_IP=127.0.70.54
+HTTPS_IP=127.0.70.60
+HTTPS_PORT=443
 
 # dnssec tools, openssl etc. are in /usr/sbin on some systems
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -82,8 +146,11 @@ make_ca() {
         -addext "subjectKeyIdentifier=hash" 2>/dev/null
 }
 
-# make_leaf NAME [SAN...]
+# make_leaf [-d START END] NAME [SAN...] — with -d the certificate is valid from START to END
+# (openssl ca -startdate/-enddate, format YYYYMMDDHHMMSSZ; e.g. an already expired one)
 make_leaf() {
+    local dates=()
+    if [ "$1" = -d ]; then dates=("$2" "$3"); shift 3; fi
     local name=$1; shift
     local c="$DIR/certs" san="DNS:$name" s
     for s in "$@"; do san="$san,DNS:$s"; done
@@ -97,8 +164,30 @@ subjectAltName=$san
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 EOF
-    openssl x509 -req -in "$c/$name.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" \
-        -CAcreateserial -days 825 -sha256 -extfile "$c/$name.ext" -out "$c/$name.crt" 2>/dev/null
+    if [ ${#dates[@]} = 0 ]; then
+        openssl x509 -req -in "$c/$name.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" \
+            -CAcreateserial -days 825 -sha256 -extfile "$c/$name.ext" -out "$c/$name.crt" 2>/dev/null
+    else
+        # `openssl x509 -req` (OpenSSL 3.0) cannot set a start date: a minimal `openssl ca`
+        mkdir -p "$c/ca.db"
+        [ -f "$c/ca.db/serial" ] || { : >"$c/ca.db/index.txt"; openssl rand -hex 8 >"$c/ca.db/serial"; }
+        cat >"$c/ca.db/ca.cnf" <<EOF
+[ ca ]
+default_ca = testca
+[ testca ]
+database = $c/ca.db/index.txt
+new_certs_dir = $c/ca.db
+serial = $c/ca.db/serial
+default_md = sha256
+policy = anything
+unique_subject = no
+[ anything ]
+commonName = supplied
+EOF
+        openssl ca -batch -notext -config "$c/ca.db/ca.cnf" -cert "$c/ca.crt" -keyfile "$c/ca.key" \
+            -startdate "${dates[0]}" -enddate "${dates[1]}" -extfile "$c/$name.ext" \
+            -in "$c/$name.csr" -out "$c/$name.crt" 2>/dev/null
+    fi
     cat "$c/$name.crt" "$c/ca.crt" >"$c/$name.chain.crt"
     # (from the key and the PEM text: `openssl x509` costs 30 ms a call, this runs 20 times;
     # the self-checks at the end compare with the certificates)
@@ -118,9 +207,59 @@ done
 for h in mx.dane-ee.test mx.dane-ta.test wrong.dane-taname.test mx1.dane-2nd.test \
          mx2.dane-2nd.test mx3.dane-allbad.test mx.dane-bogus.test mx.dane-nodata.test \
          mx.dane-unusable.test mx.dane-unusable-plain.test mx.dane-nostarttls.test \
-         real.dane-target.test mx.dane-expired.test; do
+         real.dane-target.test mx.dane-expired.test mx.sts-daneok.test; do
     make_leaf "$h"
 done
+# "D CERT": the vhost mta-sts.D and the certificate it presents
+cat >"$DIR/sts.domains" <<EOF
+sts-enforce.test mta-sts.sts-enforce.test
+sts-nomatch.test mta-sts.sts-nomatch.test
+sts-nomatch-all.test mta-sts.sts-nomatch-all.test
+sts-badcert.test mta-sts.sts-badcert.test
+sts-testing.test mta-sts.sts-testing.test
+sts-none.test mta-sts.sts-none.test
+sts-wild.test mta-sts.sts-wild.test
+sts-dane.test mta-sts.sts-dane.test
+sts-daneok.test mta-sts.sts-daneok.test
+sts-twotxt.test mta-sts.sts-twotxt.test
+sts-badid.test mta-sts.sts-badid.test
+sts-cname.test mta-sts.sts-cname.test
+sts-redirect.test mta-sts.sts-redirect.test
+sts-notfound.test mta-sts.sts-notfound.test
+sts-html.test mta-sts.sts-html.test
+sts-big.test mta-sts.sts-big.test
+sts-chunked.test mta-sts.sts-chunked.test
+sts-slow.test mta-sts.sts-slow.test
+sts-wrongname.test wrong.invalid.test
+sts-expired.test mta-sts.sts-expired.test
+sts-cache.test mta-sts.sts-cache.test
+sts-rotate.test mta-sts.sts-rotate.test
+sts-short.test mta-sts.sts-short.test
+EOF
+# MTA-STS: MX hosts, then the policy hosts (one per domain served by nginx). In the
+# background (nothing needs them before the nginx config, which waits for it): together with
+# the DNSSEC signing below that saves seconds per test on a 2-core machine.
+(
+    # (none for mx.sts-badcert.test, mx.sts-testing.test, mx.sts-none.test: they present
+    # wrong.invalid.test)
+    for h in mx.sts-enforce.test mx.sts-nomatch.test mx2.sts-nomatch.test mx1.sts-nomatch-all.test \
+             mx2.sts-nomatch-all.test b.c.sts-wild.test a.sts-wild.test mx.sts-open.test \
+             mx.sts-cname.test mx.sts-dane.test mx.sts-cache.test mx2.sts-cache.test \
+             mx.sts-rotate.test mx2.sts-rotate.test mx.sts-short.test; do
+        make_leaf "$h"
+    done
+    while read -r d cert; do
+        case $d in
+            sts-wrongname.test) ;; # presents wrong.invalid.test (made above)
+            sts-expired.test) # valid from 400 to 30 days ago
+                make_leaf -d "$(date -u -d '400 days ago' +%Y%m%d%H%M%SZ)" \
+                    "$(date -u -d '30 days ago' +%Y%m%d%H%M%SZ)" "$cert" ;;
+            *) make_leaf "$cert" ;;
+        esac
+    done <"$DIR/sts.domains"
+) &
+STS_CERTS_PID=$!
+trap 'kill "$STS_CERTS_PID" 2>/dev/null || true' EXIT # if this script fails before the wait
 tlsa311() { echo "3 1 1 $(cat "$DIR/certs/$1.tlsa311")"; } # rrdata matching NAME's key
 # well-formed (32-octet digest) but matching none of the test-bed's keys
 echo "3 1 1 $(printf 'no key has this SPKI' | openssl dgst -sha256 -r | cut -d' ' -f1)" >"$DIR/tlsa.wrong311"
@@ -250,11 +389,178 @@ mx	IN A 127.0.70.34
 _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-expired.test)
 EOF
 
+# ---- MTA-STS zones
+# sts_rr ID — the _mta-sts TXT record with ID and the policy host's address
+sts_rr() {
+    printf '_mta-sts\tIN TXT "v=STSv1; id=%s"\n' "$1"
+    printf 'mta-sts\tIN A %s\n' "$HTTPS_IP"
+}
+write_leaf sts-enforce.test. <<EOF
+@	IN MX 10 mx.sts-enforce.test.
+mx	IN A 127.0.70.40
+$(sts_rr enforce1)
+EOF
+write_leaf sts-nomatch.test. <<EOF
+@	IN MX 10 mx.sts-nomatch.test.
+@	IN MX 20 mx2.sts-nomatch.test.
+mx	IN A 127.0.70.41
+mx2	IN A 127.0.70.42
+$(sts_rr nomatch1)
+EOF
+write_leaf sts-nomatch-all.test. <<EOF
+@	IN MX 10 mx1.sts-nomatch-all.test.
+@	IN MX 20 mx2.sts-nomatch-all.test.
+mx1	IN A 127.0.70.43
+mx2	IN A 127.0.70.44
+$(sts_rr nomatchall1)
+EOF
+write_leaf sts-badcert.test. <<EOF
+@	IN MX 10 mx.sts-badcert.test.
+mx	IN A 127.0.70.45
+$(sts_rr badcert1)
+EOF
+write_leaf sts-testing.test. <<EOF
+@	IN MX 10 mx.sts-testing.test.
+mx	IN A 127.0.70.46
+$(sts_rr testing1)
+EOF
+write_leaf sts-none.test. <<EOF
+@	IN MX 10 mx.sts-none.test.
+mx	IN A 127.0.70.47
+$(sts_rr none1)
+EOF
+write_leaf sts-wild.test. <<EOF
+@	IN MX 10 b.c.sts-wild.test.
+@	IN MX 20 a.sts-wild.test.
+b.c	IN A 127.0.70.48
+a	IN A 127.0.70.49
+$(sts_rr wild1)
+EOF
+write_leaf sts-dane.test. <<EOF
+@	IN MX 10 mx.sts-dane.test.
+mx	IN A 127.0.70.52
+_25._tcp.mx	IN TLSA $WRONG311
+$(sts_rr dane1)
+EOF
+write_leaf sts-daneok.test. <<EOF
+@	IN MX 10 mx.sts-daneok.test.
+mx	IN A 127.0.70.58
+_25._tcp.mx	IN TLSA $(tlsa311 mx.sts-daneok.test)
+$(sts_rr daneok1)
+EOF
+write_leaf sts-open.test. <<EOF
+@	IN MX 10 mx.sts-open.test.
+mx	IN A 127.0.70.50
+EOF
+write_leaf sts-twotxt.test. <<EOF
+@	IN MX 10 mx.sts-open.test.
+$(sts_rr twotxt1)
+_mta-sts	IN TXT "v=STSv1; id=twotxt2"
+EOF
+write_leaf sts-badid.test. <<EOF
+@	IN MX 10 mx.sts-open.test.
+$(sts_rr bad-id1)
+EOF
+write_leaf sts-cname.test. <<EOF
+@	IN MX 10 mx.sts-cname.test.
+mx	IN A 127.0.70.51
+_mta-sts	IN CNAME _mta-sts.sts-cname.sts-elsewhere.test.
+mta-sts	IN A $HTTPS_IP
+EOF
+write_leaf sts-elsewhere.test. <<'EOF'
+_mta-sts.sts-cname	IN TXT "v=STSv1; id=cname1"
+EOF
+for d in redirect notfound html big chunked slow wrongname expired; do
+    write_leaf "sts-$d.test." <<EOF
+@	IN MX 10 mx.sts-open.test.
+$(sts_rr "${d}1")
+EOF
+done
+# variant b first (moved aside), then variant a (what nsd serves at start)
+mkdir -p "$DIR/zones/variants"
+write_leaf sts-cache.test. <<EOF
+@	IN MX 10 mx2.sts-cache.test.
+mx	IN A 127.0.70.53
+mx2	IN A 127.0.70.54
+mta-sts	IN A $HTTPS_IP
+EOF
+mv "$(zf sts-cache.test.)" "$DIR/zones/variants/sts-cache.test.b.zone"
+write_leaf sts-cache.test. <<EOF
+@	IN MX 10 mx.sts-cache.test.
+mx	IN A 127.0.70.53
+mx2	IN A 127.0.70.54
+$(sts_rr cache1)
+EOF
+write_leaf sts-rotate.test. <<EOF
+@	IN MX 10 mx2.sts-rotate.test.
+mx	IN A 127.0.70.55
+mx2	IN A 127.0.70.56
+$(sts_rr rotate2)
+EOF
+mv "$(zf sts-rotate.test.)" "$DIR/zones/variants/sts-rotate.test.b.zone"
+write_leaf sts-rotate.test. <<EOF
+@	IN MX 10 mx.sts-rotate.test.
+mx	IN A 127.0.70.55
+mx2	IN A 127.0.70.56
+$(sts_rr rotate1)
+EOF
+write_leaf sts-short.test. <<EOF
+@	IN MX 10 mx.sts-short.test.
+mx	IN A 127.0.70.57
+$(sts_rr short1)
+EOF
+STS_VARIANT_ZONES="sts-cache.test sts-rotate.test"
+
+# the policies nginx serves
+# sts_policy FILE MODE MAX_AGE [MX...] — write a policy file (LF line ends)
+sts_policy() {
+    local f=$1 mode=$2 age=$3 m; shift 3
+    mkdir -p "$(dirname "$f")"
+    {
+        echo "version: STSv1"
+        echo "mode: $mode"
+        for m in "$@"; do echo "mx: $m"; done
+        echo "max_age: $age"
+    } >"$f"
+}
+pol() { echo "$DIR/www/mta-sts.$1/.well-known/mta-sts.txt"; } # policy file of domain D
+sts_policy "$(pol sts-enforce.test)" enforce 86400 mx.sts-enforce.test
+sts_policy "$(pol sts-nomatch.test)" enforce 86400 mx2.sts-nomatch.test
+sed -i 's/$/\r/' "$(pol sts-nomatch.test)" # CRLF is allowed too
+sts_policy "$(pol sts-nomatch-all.test)" enforce 86400 mx.sts-nomatch-all.test
+sts_policy "$(pol sts-badcert.test)" enforce 86400 mx.sts-badcert.test
+sts_policy "$(pol sts-testing.test)" testing 86400 other.sts-testing.test
+sts_policy "$(pol sts-none.test)" none 86400
+sts_policy "$(pol sts-wild.test)" enforce 86400 '*.sts-wild.test'
+sts_policy "$(pol sts-dane.test)" enforce 86400 mx.sts-dane.test
+sts_policy "$(pol sts-daneok.test)" enforce 86400 other.sts-daneok.test
+sts_policy "$(pol sts-cname.test)" enforce 86400 mx.sts-cname.test
+for d in twotxt badid html big chunked slow wrongname expired; do
+    sts_policy "$(pol "sts-$d.test")" enforce 86400 nomatch.sts-open.test
+done
+# 70 KB: the policy, then unknown keys (ignored by a parser) as padding
+for d in big chunked; do
+    pad=$(printf '%080d' 0)
+    for i in $(seq 740); do printf 'x-padding-%04d: %s\n' "$i" "$pad"; done >>"$(pol "sts-$d.test")"
+done
+sts_policy "$(pol sts-cache.test)" enforce 86400 mx.sts-cache.test
+sts_policy "$(pol sts-rotate.test)" enforce 86400 mx.sts-rotate.test
+sts_policy "$(pol sts-short.test)" enforce 2 other.sts-short.test
+mkdir -p "$DIR/www/variants"
+sts_policy "$DIR/www/variants/mta-sts.sts-rotate.test.b.txt" enforce 86400 mx2.sts-rotate.test
+for d in sts-cache.test sts-rotate.test sts-short.test; do
+    cp "$(pol $d)" "$DIR/www/variants/mta-sts.$d.a.txt"
+done
+
 DANE_LEAVES="dane-ee.test dane-ta.test dane-taname.test dane-2nd.test dane-allbad.test dane-bogus.test
  dane-nodata.test dane-unusable.test dane-unusable-plain.test dane-nostarttls.test dane-cname.test
  dane-target.test dane-expired.test"
+STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.test sts-testing.test
+ sts-none.test sts-wild.test sts-dane.test sts-daneok.test sts-open.test sts-twotxt.test sts-badid.test
+ sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
+ sts-slow.test sts-wrongname.test sts-expired.test sts-cache.test sts-rotate.test sts-short.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
- $DANE_LEAVES"
+ $DANE_LEAVES $STS_LEAVES"
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)
 BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"
@@ -264,13 +570,21 @@ BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"
 # given, dnssec-signzone's own post-signing verification is skipped (-P: it refuses
 # signatures that have already expired).
 sign() {
-    local z=$1 kd f times=(-e +31536000 -s -3600)
+    local z=$1 kd times=(-e +31536000 -s -3600)
     [ $# -ge 3 ] && times=(-P -s "$2" -e "$3")
     kd="$DIR/keys/${z%.}"; [ "$z" = "." ] && kd="$DIR/keys/root"
-    f=$(zf "$z")
     mkdir -p "$kd"
     dnssec-keygen -q -K "$kd" -a ECDSAP256SHA256 -f KSK -n ZONE "$z" >"$kd/ksk.name"
     dnssec-keygen -q -K "$kd" -a ECDSAP256SHA256 -n ZONE "$z" >"$kd/zsk.name"
+    sign_file "$z" "$(zf "$z")" "${times[@]}"
+}
+
+# sign_file ZONE FILE [dnssec-signzone time options] — sign FILE (into FILE.signed) with
+# ZONE's existing keys (an alternative version of a zone: its DS in the parent stays valid)
+sign_file() {
+    local z=$1 f=$2 kd times=(-e +31536000 -s -3600); shift 2
+    [ $# -gt 0 ] && times=("$@")
+    kd="$DIR/keys/${z%.}"; [ "$z" = "." ] && kd="$DIR/keys/root"
     dnssec-signzone -q -S -K "$kd" "${times[@]}" -O full -o "$z" \
         -d "$kd" -f "$f.signed" "$f" >/dev/null
 }
@@ -310,6 +624,13 @@ done
 # dane-expired.test: signatures valid from 30 to 10 days ago (the clock is not faked, so the
 # test certificates stay valid); its DS in test. is fine, so every answer from it is bogus.
 sign dane-expired.test. "$(date -u -d '30 days ago' +%Y%m%d%H%M%S)" "$(date -u -d '10 days ago' +%Y%m%d%H%M%S)"
+
+# zone variants (tb_dns_swap): "a" = the version served at start, "b" signed with the same keys
+for z in $STS_VARIANT_ZONES; do
+    cp "$(zf "$z.")" "$DIR/zones/variants/$z.a.zone"
+    cp "$(zf "$z.").signed" "$DIR/zones/variants/$z.a.zone.signed"
+    sign_file "$z." "$DIR/zones/variants/$z.b.zone"
+done
 
 # bogus.test: corrupt the signature of the (single, ZSK) RRSIG over the MX RRset.
 corrupt_rrsig bogus.test. MX
@@ -408,9 +729,77 @@ if command -v nsd-checkconf >/dev/null 2>&1; then
     nsd-checkconf "$DIR/nsd-unsigned.conf"
 fi
 
+# ---------------------------------------------------------------- nginx.conf (MTA-STS policy hosts)
+# Run in the foreground (tb_spawn): nginx -p DIR/nginx/ -c DIR/nginx/nginx.conf -e DIR/nginx/error.log
+# (-e: Debian's compiled-in error log is /var/log/nginx/error.log). Every path is in DIR/nginx.
+# sts_vhost D CERT [EXTRA_LINES] — one server block for mta-sts.D presenting CERT
+sts_vhost() {
+    local d=$1 cert=$2 extra=${3:-}
+    mkdir -p "$DIR/www/mta-sts.$d/.well-known"
+    cat <<EOF
+    server {
+        listen $HTTPS_IP:$HTTPS_PORT ssl;
+        server_name mta-sts.$d;
+        ssl_certificate $DIR/certs/$cert.crt;
+        ssl_certificate_key $DIR/certs/$cert.key;
+        root $DIR/www/mta-sts.$d;
+        access_log $DIR/nginx/access-mta-sts.$d.log sts;
+${extra:+$extra
+}    }
+EOF
+}
+mkdir -p "$DIR/nginx/tmp"
+wait "$STS_CERTS_PID" || { echo "mkzones: making the MTA-STS certificates failed" >&2; exit 1; }
+trap - EXIT # (it is gone: its pid must not be signalled any more)
+{
+    cat <<EOF
+# nginx for the mxguard test-bed (mkzones.sh): the MTA-STS policy hosts mta-sts.D
+daemon off;
+worker_processes 1;
+pid $DIR/nginx/nginx.pid;
+error_log $DIR/nginx/error.log info;
+$([ "$(id -u)" = 0 ] && echo "user root root; # workers read DIR/www whatever the umask was")
+events { worker_connections 64; }
+http {
+    types { }
+    default_type text/plain;
+    server_tokens off;
+    keepalive_timeout 5;
+    client_body_temp_path $DIR/nginx/tmp/client_body;
+    proxy_temp_path $DIR/nginx/tmp/proxy;
+    fastcgi_temp_path $DIR/nginx/tmp/fastcgi;
+    uwsgi_temp_path $DIR/nginx/tmp/uwsgi;
+    scgi_temp_path $DIR/nginx/tmp/scgi;
+    log_format sts '\$time_iso8601 \$remote_addr sni=\$ssl_server_name "\$request" \$status \$bytes_sent';
+    access_log $DIR/nginx/access.log sts;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    # requests for any other name (or without SNI)
+    server {
+        listen $HTTPS_IP:$HTTPS_PORT ssl default_server;
+        server_name _;
+        ssl_certificate $DIR/certs/wrong.invalid.test.crt;
+        ssl_certificate_key $DIR/certs/wrong.invalid.test.key;
+        return 421;
+    }
+EOF
+    while read -r d cert; do
+        case $d in
+            sts-redirect.test) sts_vhost "$d" "$cert" \
+                "        location = /.well-known/mta-sts.txt { return 301 https://mta-sts.sts-enforce.test/.well-known/mta-sts.txt; }" ;;
+            sts-html.test) sts_vhost "$d" "$cert" "        default_type text/html;" ;;
+            # ssi (with nothing to include) drops the Content-Length: the body goes chunked
+            sts-chunked.test) sts_vhost "$d" "$cert" "        ssi on; ssi_types text/plain;" ;;
+            # 16 bytes/s for headers and body alike: ~10 s for the response
+            sts-slow.test) sts_vhost "$d" "$cert" "        limit_rate 16; sendfile off;" ;;
+            *) sts_vhost "$d" "$cert" ;;
+        esac
+    done <"$DIR/sts.domains"
+    echo "}"
+} >"$DIR/nginx/nginx.conf"
+
 # ---------------------------------------------------------------- self-checks
 # Nothing may point outside 127.0.70.0/24.
-if grep -hE '\sIN\s+A\s' "$DIR"/zones/*.zone | awk '{print $NF}' | grep -qvE '^127\.0\.70\.[0-9]+$'; then
+if grep -hE '\sIN\s+A\s' "$DIR"/zones/*.zone "$DIR"/zones/variants/*.zone | awk '{print $NF}' | grep -qvE '^127\.0\.70\.[0-9]+$'; then
     echo "mkzones: an A record outside 127.0.70.0/24" >&2
     exit 1
 fi
@@ -444,7 +833,7 @@ for z in $DANE_LEAVES; do
 done
 spki256() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
 for n in ca mx.dane-ee.test mx2.dane-2nd.test mx.dane-bogus.test mx.dane-nostarttls.test \
-         real.dane-target.test mx.dane-expired.test mx.dane-unusable.test mx.dane-unusable-plain.test; do
+         mx.sts-daneok.test real.dane-target.test mx.dane-expired.test mx.dane-unusable.test mx.dane-unusable-plain.test; do
     f="$DIR/certs/$n.tlsa311"; [ $n = ca ] && f="$DIR/certs/ca.tlsa211"
     if [ "$(spki256 "$DIR/certs/$n.crt")" != "$(cat "$f")" ]; then
         echo "mkzones: $f does not match $n.crt" >&2
@@ -465,6 +854,37 @@ fi
 if [ "$(grep -c "$(cut -d' ' -f4 "$DIR/tlsa.wrong311")" "$DIR/zones/dane-2nd.test.zone" "$DIR/zones/dane-allbad.test.zone" |
         cut -d: -f2 | tr '\n' ' ')" != "1 1 " ]; then
     echo "mkzones: dane-2nd.test / dane-allbad.test must each hold the wrong digest once" >&2
+    exit 1
+fi
+# MTA-STS: every zone has a DS in test.; the variants verify with the zone's keys; the
+# oversized policies are over 64 KiB; the expired certificate is expired but otherwise valid;
+# nginx accepts its config.
+for z in $STS_LEAVES; do
+    grep -qE "^$z\.[[:space:]].*[[:space:]]DS[[:space:]]" "$(zf test.)" ||
+        { echo "mkzones: no DS for $z in test." >&2; exit 1; }
+done
+for z in $STS_VARIANT_ZONES; do
+    if ! dnssec-verify -q -o "$z." "$DIR/zones/variants/$z.b.zone.signed" >"$DIR/verify.out" 2>&1; then
+        cat "$DIR/verify.out" >&2
+        echo "mkzones: variant b of $z does not verify" >&2
+        exit 1
+    fi
+done
+rm -f "$DIR/verify.out"
+for d in sts-big.test sts-chunked.test; do
+    [ "$(stat -c %s "$(pol $d)")" -gt 70000 ] || { echo "mkzones: $(pol $d) is not over 70000 bytes" >&2; exit 1; }
+done
+c="$DIR/certs/mta-sts.sts-expired.test.crt"
+# (only "expired" (X509 error 10) at depth 0; the CA itself is younger than the leaf's dates)
+if openssl x509 -in "$c" -noout -checkend 0 >/dev/null ||
+   [ "$(openssl verify -CAfile "$DIR/certs/ca.crt" "$c" 2>&1 | grep -E '^error [0-9]+ at' | tr '\n' ' ')" != \
+     "error 10 at 0 depth lookup: certificate has expired " ]; then
+    echo "mkzones: $c is not an expired certificate of the test CA" >&2
+    exit 1
+fi
+if command -v nginx >/dev/null 2>&1 &&
+   ! nginx -t -q -p "$DIR/nginx/" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/error.log" >&2; then
+    echo "mkzones: nginx -t fails on $DIR/nginx/nginx.conf" >&2
     exit 1
 fi
 touch "$DIR/.done"
