@@ -836,6 +836,7 @@ static const struct key keys[] = {
     SIZE("mta_sts", "max_policy_size", sts_max_body, "64k", 1024, 1 << 20),
     INT("mta_sts", "https_port", sts_https_port, "443", 1, 65535),
     DURATION("mta_sts", "refresh_min_interval", sts_refresh_min_ms, "5m", 0, T_MAX),
+    DURATION("mta_sts", "refresh_check_interval", sts_sweep_ms, "10m", T_MIN, T_MAX),
 
     ENUM("log", "level", log_level, "info", log_level_names),
     BOOL("log", "syslog", log_syslog, "false"),

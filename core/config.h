@@ -128,6 +128,7 @@ struct mxg_config {
     uint64_t sts_max_body;                      /* mta_sts.max_policy_size (64 KiB) */
     int sts_https_port;                         /* mta_sts.https_port (443; tests only) */
     uint64_t sts_refresh_min_ms;                /* mta_sts.refresh_min_interval: between refetches */
+    uint64_t sts_sweep_ms;                      /* mta_sts.refresh_check_interval: cache sweep */
 
     /* log */
     enum mxg_log_level log_level; /* log.level */

@@ -590,7 +590,7 @@ static int cmd_run(int argc, char **argv)
         goto out_loop;
     }
     if (app->sts)
-        mxg_sts_start_refresh(app->sts, app->cfg.sts_refresh_min_ms);
+        mxg_sts_start_refresh(app->sts, app->cfg.sts_sweep_ms);
     int sc = dnssec_selfcheck(app);
     if (sc < 0)
         goto out_loop;

@@ -157,8 +157,8 @@ static void on_https(void *arg, const struct mxg_https_result *hr)
     j->hr = NULL;
     char why[400];
     if (hr->err != MXG_HTTPS_OK) {
-        snprintf(why, sizeof why, "policy fetch from https://%s%s failed: %s: %s", j->host, STS_PATH,
-                 mxg_https_err_name(hr->err), hr->why);
+        snprintf(why, sizeof why, "policy fetch from https://%s%s failed: %s", j->host, STS_PATH,
+                 hr->why[0] ? hr->why : mxg_https_err_name(hr->err));
         fail(j, hr->err == MXG_HTTPS_ERR_WEBPKI ? MXG_STS_FAIL_WEBPKI : MXG_STS_FAIL_FETCH, why);
         job_finish(j);
         return;
