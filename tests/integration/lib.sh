@@ -411,6 +411,33 @@ tb_start_sts_mx() {
     done
 }
 
+# ------------------------------------------------------------------ policy list signing
+
+# tb_list_keys — a list-signing key of our own ($GNUPGHOME=$TB/gnupg, public key exported to
+# $TB/keyring.gpg for gpgv) and an attacker's ($TB_ATTACKER)
+tb_list_keys() {
+    export GNUPGHOME="$TB/gnupg"
+    TB_ATTACKER="$TB/gnupg-attacker"
+    mkdir -m 700 -p "$GNUPGHOME" "$TB_ATTACKER"
+    gpg --batch --passphrase '' --quick-gen-key 'list signer <list@example.test>' ed25519 sign \
+        never >/dev/null 2>&1 || tb_die "gpg key generation failed"
+    gpg --batch --export >"$TB/keyring.gpg"
+    GNUPGHOME=$TB_ATTACKER gpg --batch --passphrase '' --quick-gen-key 'mallory <m@evil.test>' \
+        ed25519 sign never >/dev/null 2>&1
+}
+
+# tb_list_sign FILE [GNUPGHOME] — FILE.asc, a detached armored signature
+tb_list_sign() {
+    GNUPGHOME=${2:-$GNUPGHOME} gpg --batch --yes --armor --detach-sign -o "$1.asc" "$1" 2>/dev/null
+}
+
+# tb_list_keys_stop — end the gpg agents tb_list_keys started
+tb_list_keys_stop() {
+    gpgconf --kill gpg-agent 2>/dev/null
+    GNUPGHOME=$TB_ATTACKER gpgconf --kill gpg-agent 2>/dev/null
+    return 0
+}
+
 # ------------------------------------------------------------------ mxguard
 
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-D DNS_LINE]...

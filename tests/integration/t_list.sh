@@ -10,16 +10,7 @@ tb_start_dns
 tb_start_mx mx1 127.0.70.11
 tb_start_mx mx2 127.0.70.12
 
-# a signing key of our own, and an attacker's
-export GNUPGHOME="$TB/gnupg"
-mkdir -m 700 -p "$GNUPGHOME"
-gpg --batch --passphrase '' --quick-gen-key 'list signer <list@example.test>' ed25519 sign never \
-    >/dev/null 2>&1 || tb_die "gpg key generation failed"
-gpg --batch --export >"$TB/keyring.gpg"
-ATTACKER="$TB/gnupg-attacker"
-mkdir -m 700 -p "$ATTACKER"
-GNUPGHOME=$ATTACKER gpg --batch --passphrase '' --quick-gen-key 'mallory <m@evil.test>' ed25519 \
-    sign never >/dev/null 2>&1
+tb_list_keys
 
 now=$(date +%s)
 # mk_list FILE TIMESTAMP EXPIRES — a list: example.test enforce (mx1 only, through an alias),
@@ -41,10 +32,9 @@ mk_list() {
 }
 JSON
 }
-sign() { gpg --batch --yes --armor --detach-sign -o "$1.asc" "$1" 2>/dev/null; }
 
 mk_list "$TB/list.json" "$((now - 60))" "$((now + 86400))"
-sign "$TB/list.json"
+tb_list_sign "$TB/list.json"
 tb_write_config "policy_list: { file = \"$TB/list.json\"; keyring = \"$TB/keyring.gpg\"; };"
 tb_start_mxguard
 MX1=$TB/spool/mx1
@@ -82,20 +72,20 @@ assert_contains "list show: counts" "$out" "policies   3"
 
 # an older list is refused (kept: the newer one)
 mk_list "$TB/old.json" "$((now - 3600))" "$((now + 86400))"
-sign "$TB/old.json"
+tb_list_sign "$TB/old.json"
 cp "$TB/old.json" "$TB/list.json"; cp "$TB/old.json.asc" "$TB/list.json.asc"
 out=$("$MXG_BIN" list update -c "$TB/mxguard.conf" 2>&1)
 assert_contains "an older list is not taken" "$out" "not newer"
 
 # tampered / foreign-signed / unsigned lists are rejected, the good one stays
 mk_list "$TB/list.json" "$((now + 10))" "$((now + 86400))"
-sign "$TB/list.json"
+tb_list_sign "$TB/list.json"
 sed -i 's/only-mx1/only-mx2/' "$TB/list.json" # tamper after signing (still valid JSON)
 out=$("$MXG_BIN" list update -c "$TB/mxguard.conf" 2>&1); rc=$?
 assert_eq "tampered list: update fails" 1 "$rc"
 assert_match "tampered list: rejected with BADSIG" "$out" 'BADSIG|bad signature'
 mk_list "$TB/list.json" "$((now + 20))" "$((now + 86400))"
-GNUPGHOME=$ATTACKER gpg --batch --yes --armor --detach-sign -o "$TB/list.json.asc" "$TB/list.json" 2>/dev/null
+tb_list_sign "$TB/list.json" "$TB_ATTACKER"
 out=$("$MXG_BIN" list update -c "$TB/mxguard.conf" 2>&1)
 assert_match "foreign-signed list: rejected" "$out" 'NO_PUBKEY|no public key'
 : >"$TB/list.json.asc"
@@ -106,7 +96,7 @@ assert_contains "the good list is still in force" "$out" "in force"
 
 # an expired list is never used: a second instance with its own state gets only an expired one
 mk_list "$TB/exp.json" "$((now - 7200))" "$((now - 3600))"
-sign "$TB/exp.json"
+tb_list_sign "$TB/exp.json"
 mkdir -p "$TB/state2"
 tb_write_config -o "$TB/mxguard2.conf" -l 127.0.70.3:10025 \
     "policy_list: { file = \"$TB/exp.json\"; keyring = \"$TB/keyring.gpg\"; };"
@@ -119,6 +109,5 @@ assert_file_count "$MX2" 2 "mx2 got the expired-list case"
 out=$("$MXG_BIN" list show -c "$TB/mxguard2.conf" 2>&1); rc=$?
 assert_eq "list show: exit 1 without a usable list" 1 "$rc"
 
-gpgconf --kill gpg-agent 2>/dev/null
-GNUPGHOME=$ATTACKER gpgconf --kill gpg-agent 2>/dev/null
+tb_list_keys_stop
 tb_finish
