@@ -829,6 +829,11 @@ static const struct key keys[] = {
     STRING("tlsrpt", "contact_info", rpt_contact, "", NULL),
     STRING("tlsrpt", "submitter", rpt_submitter, "", check_dns_name),
     DURATION("tlsrpt", "flush_interval", rpt_flush_ms, "1s", T_MIN, T_MAX),
+    BOOL("tlsrpt", "send_reports", rpt_send, "true"),
+    DURATION("tlsrpt", "send_check_interval", rpt_check_ms, "10m", T_MIN, T_MAX),
+    DURATION("tlsrpt", "send_max_random_delay", rpt_delay_ms, "4h", 0, T_MAX),
+    DURATION("tlsrpt", "retry_backoff", rpt_backoff_ms, "10m", 1000, T_MAX),
+    INT("tlsrpt", "max_attempts", rpt_max_attempts, "8", 1, 100),
 
     BOOL("mta_sts", "enabled", sts_enabled, "true"),
     DURATION("mta_sts", "connect_timeout", sts_connect_timeout_ms, "10s", T_MIN, T_MAX),

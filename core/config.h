@@ -120,6 +120,11 @@ struct mxg_config {
     char rpt_contact[MXG_CFG_NAME_MAX];         /* tlsrpt.contact_info */
     char rpt_submitter[MXG_CFG_NAME_MAX];       /* tlsrpt.submitter: our domain */
     uint64_t rpt_flush_ms;                      /* tlsrpt.flush_interval */
+    int rpt_send;                               /* tlsrpt.send_reports */
+    uint64_t rpt_check_ms;                      /* tlsrpt.send_check_interval */
+    uint64_t rpt_delay_ms;                      /* tlsrpt.send_max_random_delay */
+    uint64_t rpt_backoff_ms;                    /* tlsrpt.retry_backoff */
+    int rpt_max_attempts;                       /* tlsrpt.max_attempts */
 
     /* mta_sts (RFC 8461) */
     int sts_enabled;                            /* mta_sts.enabled */

@@ -48,6 +48,7 @@ static void usage(FILE *out)
             "  report list [-c FILE]         the (UTC day, policy domain) pairs with TLSRPT counts\n"
             "  report show DAY DOMAIN [-c FILE]\n"
             "                                the RFC 8460 JSON report for that day and domain\n"
+            "  report send DAY [-c FILE]     send DAY's reports now (https: rua destinations)\n"
             "\n"
             "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
@@ -130,6 +131,8 @@ struct app {
     struct mxg_stlist_store *stlist;
     struct mxg_stlist_source *stlist_src;
     struct mxg_rpt *rpt;
+    struct mxg_rpt_sender *rpt_sender;
+    char org_name[256], org_contact[300], org_submitter[256];
     struct mxg_server srv;
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping;
@@ -199,6 +202,35 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
             return -1;
         }
     }
+    if (app->rpt && cfg->rpt_send) {
+        if (!app->https && !(app->https = mxg_https_new(&app->loop, ca, e, sizeof e))) {
+            snprintf(err, errlen, "HTTPS client: %s", e);
+            return -1;
+        }
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        const char *me = cfg->hostname[0] ? cfg->hostname : host;
+        snprintf(app->org_name, sizeof app->org_name, "%s", cfg->rpt_org[0] ? cfg->rpt_org : me);
+        if (cfg->rpt_contact[0])
+            snprintf(app->org_contact, sizeof app->org_contact, "%s", cfg->rpt_contact);
+        else
+            snprintf(app->org_contact, sizeof app->org_contact, "mailto:postmaster@%s", me);
+        snprintf(app->org_submitter, sizeof app->org_submitter, "%s",
+                 cfg->rpt_submitter[0] ? cfg->rpt_submitter : me);
+        struct mxg_rpt_org org = {app->org_name, app->org_contact, app->org_submitter};
+        app->rpt_sender = mxg_rpt_sender_new(&app->loop, app->rpt, app->dns, app->https, &org, 0);
+        if (!app->rpt_sender) {
+            snprintf(err, errlen, "TLSRPT sender: out of memory");
+            return -1;
+        }
+        struct mxg_rpt_send_cfg sc = {
+            .backoff_base_s = cfg->rpt_backoff_ms / 1000,
+            .max_attempts = cfg->rpt_max_attempts,
+            .connect_timeout_ms = cfg->sts_connect_timeout_ms,
+            .total_timeout_ms = cfg->sts_fetch_timeout_ms,
+        };
+        mxg_rpt_sender_configure(app->rpt_sender, &sc);
+    }
     if (!cfg->sts_enabled)
         return 0;
     if (persistent) {
@@ -225,6 +257,9 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
  * handles close. */
 static void app_close_parts(struct app *app)
 {
+    if (app->rpt_sender)
+        mxg_rpt_sender_free(app->rpt_sender);
+    app->rpt_sender = NULL;
     if (app->rpt)
         mxg_rpt_close(app->rpt); /* writes every buffered count */
     app->rpt = NULL;
@@ -517,15 +552,28 @@ static void print_day_domain(void *arg, const char *day, const char *domain)
     printf("%s %s\n", day, domain);
 }
 
+struct send_wait {
+    int done;
+    struct mxg_rpt_send_stats st;
+};
+
+static void on_sent(void *arg, const struct mxg_rpt_send_stats *st)
+{
+    struct send_wait *w = arg;
+    w->st = *st;
+    w->done = 1;
+}
+
 static int cmd_report(int argc, char **argv)
 {
     int show = argc >= 3 && strcmp(argv[0], "show") == 0;
-    if (argc < 1 || (!show && strcmp(argv[0], "list") != 0)) {
+    int send = argc >= 2 && strcmp(argv[0], "send") == 0;
+    if (argc < 1 || (!show && !send && strcmp(argv[0], "list") != 0)) {
         usage(stderr);
         return 2;
     }
     const char *file = NULL;
-    int skip = show ? 3 : 1;
+    int skip = show ? 3 : send ? 2 : 1;
     if (parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
@@ -534,21 +582,36 @@ static int cmd_report(int argc, char **argv)
     int rc = 1;
     if (load(&app->cfg, file) < 0)
         goto out;
-    mxg_log_setup(MXG_LOG_WARN, 0);
-    char path[MXG_CFG_PATH_MAX + 32], err[512];
-    snprintf(path, sizeof path, "%s/tlsrpt.db", app->cfg.state_dir);
-    struct mxg_rpt *r = mxg_rpt_open(NULL, path, 0, err, sizeof err);
-    if (!r) {
-        fprintf(stderr, "mxguard: %s\n", err);
-        goto out;
+    mxg_log_setup(app->cfg.log_level > MXG_LOG_NOTICE ? app->cfg.log_level : MXG_LOG_NOTICE, 0);
+    uv_loop_init(&app->loop);
+    char err[1024], id[MXG_RPT_REPORT_ID_MAX];
+    if (!app->cfg.rpt_enabled) {
+        fprintf(stderr, "mxguard: tlsrpt.enabled = false\n");
+        goto out_loop;
     }
-    if (!show) {
-        rc = mxg_rpt_days(r, print_day_domain, NULL) < 0;
+    if (app_open_parts(app, 1, err, sizeof err) < 0) {
+        fprintf(stderr, "mxguard: %s\n", err);
+        goto out_loop;
+    }
+    if (send) {
+        struct send_wait w = {0};
+        if (!app->rpt_sender) {
+            fprintf(stderr, "mxguard: tlsrpt.send_reports = false\n");
+        } else if (mxg_rpt_send_day(app->rpt_sender, argv[1], on_sent, &w) == 0) {
+            while (!w.done && uv_run(&app->loop, UV_RUN_ONCE))
+                ;
+            printf("domains %d, no _smtp._tls record %d, DNS failures %d, sent %d, to retry %d, "
+                   "given up %d, skipped %d, already done %d, errors %d\n",
+                   w.st.domains, w.st.no_txt, w.st.dns_fail, w.st.sent, w.st.retry, w.st.gave_up,
+                   w.st.skipped, w.st.already, w.st.errors);
+            rc = w.st.errors || w.st.gave_up || w.st.retry ? 1 : 0;
+        }
+    } else if (!show) {
+        rc = mxg_rpt_days(app->rpt, print_day_domain, NULL) < 0;
     } else {
-        char host[256] = "", id[MXG_RPT_REPORT_ID_MAX];
+        char host[256] = "", contact[300];
         gethostname(host, sizeof host - 1);
         const char *me = app->cfg.hostname[0] ? app->cfg.hostname : host;
-        char contact[300];
         snprintf(contact, sizeof contact, "mailto:postmaster@%s", me);
         struct mxg_rpt_org org = {
             .organization_name = app->cfg.rpt_org[0] ? app->cfg.rpt_org : me,
@@ -556,7 +619,7 @@ static int cmd_report(int argc, char **argv)
             .submitter = app->cfg.rpt_submitter[0] ? app->cfg.rpt_submitter : me,
         };
         char *json = NULL;
-        if (mxg_rpt_report_json(r, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
+        if (mxg_rpt_report_json(app->rpt, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
             fprintf(stderr, "mxguard: %s\n", err);
         } else {
             printf("%s\n", json);
@@ -564,7 +627,8 @@ static int cmd_report(int argc, char **argv)
             rc = 0;
         }
     }
-    mxg_rpt_close(r);
+out_loop:
+    app_shutdown(app);
 out:
     free(app);
     return rc;
@@ -602,6 +666,8 @@ static int cmd_run(int argc, char **argv)
     app_env(app, &parts);
     if (app->stlist_src)
         mxg_stlist_source_start(app->stlist_src);
+    if (app->rpt_sender)
+        mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
     if (mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;

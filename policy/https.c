@@ -57,6 +57,15 @@
  * Defaults for zero option values: connect timeout 15 s, total timeout 60 s,
  * max_body 64 KiB (RFC 8461 practice; see shared/RFC-NOTES.md).
  *
+ * POST (mxg_https_post, TLSRPT delivery, RFC 8460 §5.4) uses the same
+ * handle setup (start_req) with CURLOPT_POSTFIELDS on an owned copy of the
+ * body, "Content-Type: <given>" and an empty "Expect:" (no 100-continue
+ * wait). Differences: success is any 2xx status (status_ok), require_ctype
+ * is ignored, and the response body is capped at max_body (default 4 KiB)
+ * by the write callback only (no CURLOPT_MAXFILESIZE_LARGE): with a 2xx
+ * status a longer response is cut (the transfer stops there) and the
+ * result is still OK — the status alone says the report was accepted.
+ *
  * Lifetime rules: a request handle is valid until its callback returns or it
  * is cancelled; cancelling it later is a use-after-free (as for any handle).
  * mxg_https_cancel() on a request from inside its own callback is a no-op.
@@ -91,6 +100,8 @@
 #define DEFAULT_CONNECT_MS 15000u
 #define DEFAULT_TOTAL_MS 60000u
 #define DEFAULT_MAX_BODY ((size_t)65536)
+#define DEFAULT_POST_MAX_BODY ((size_t)4096)
+#define CTYPE_MAX 200
 #define HOST_MAX 253
 
 struct pollctx {
@@ -117,6 +128,9 @@ struct mxg_https_req {
     int first_write_seen;
     enum abort_reason abort;
     int in_cb;                 /* its callback is running */
+    int is_post;               /* POST: success = any 2xx, response body capped and ignored */
+    char *post_body;           /* owned copy of the request body (POST) */
+    struct curl_slist *headers; /* extra request headers (POST) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -211,6 +225,8 @@ static void req_destroy(struct mxg_https_req *r)
     if (r->easy)
         curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->resolve);
+    curl_slist_free_all(r->headers);
+    free(r->post_body);
     free(r->require_ctype);
     free(r->body);
     free(r);
@@ -250,6 +266,13 @@ static int media_type_is(const char *v, const char *want)
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
     return n == strlen(want) && strncasecmp(v, want, n) == 0;
+}
+
+/* Contract: 1 if status counts as success for r (GET: 200 only; POST: any
+ * 2xx, RFC 8460 §5.4). */
+static int status_ok(const struct mxg_https_req *r, long status)
+{
+    return r->is_post ? status >= 200 && status <= 299 : status == 200;
 }
 
 static enum mxg_https_err classify_curl(CURLcode rc)
@@ -321,7 +344,7 @@ static void build_result(struct mxg_https_req *r, CURLcode rc, struct mxg_https_
         }
         return;
     }
-    if (status != 200) {
+    if (!status_ok(r, status)) {
         res->err = MXG_HTTPS_ERR_STATUS;
         snprintf(res->why, sizeof res->why, "HTTP %ld%s", status,
                  status >= 300 && status < 400 ? " (redirects are not followed)" : "");
@@ -334,6 +357,14 @@ static void build_result(struct mxg_https_req *r, CURLcode rc, struct mxg_https_
         else
             snprintf(res->why, sizeof res->why, "Content-Type \"%s\" is not %s", res->ctype,
                      r->require_ctype);
+        return;
+    }
+    if (r->is_post && (rc == CURLE_FILESIZE_EXCEEDED || r->abort == ABORT_TOO_BIG)) {
+        /* The 2xx status already says the server took the request; the
+         * response body is ignored, so a long one is cut, not a failure. */
+        res->err = MXG_HTTPS_OK;
+        res->body = r->body ? r->body : "";
+        res->body_len = r->len;
         return;
     }
     if (rc == CURLE_FILESIZE_EXCEEDED || r->abort == ABORT_TOO_BIG) {
@@ -490,7 +521,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
         r->first_write_seen = 1;
         long status = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (status != 200) {
+        if (!status_ok(r, status)) {
             r->abort = ABORT_STATUS;
             return 0;
         }
@@ -659,14 +690,41 @@ static long clamp_ms(uint64_t v, uint64_t dflt)
     return v > (uint64_t)LONG_MAX ? LONG_MAX : (long)v;
 }
 
-int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https_cb cb, void *arg,
-                  struct mxg_https_req **req)
+/* Contract: 1 if s is a usable Content-Type value (1..CTYPE_MAX printable
+ * ASCII characters: no CR/LF or other control characters). */
+static int ctype_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > CTYPE_MAX)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f)
+            return 0;
+    return 1;
+}
+
+struct post_args {
+    const char *ctype;
+    const void *body;
+    size_t len;
+};
+
+/* Shared by GET and POST: checks o, builds the easy handle with the
+ * transport rules of https.h and adds it to the multi. post: NULL for GET,
+ * else the request body and its Content-Type. Returns 0 or -1. */
+
+static int start_req(struct mxg_https *h, const struct mxg_https_opts *o,
+                     const struct post_args *post, mxg_https_cb cb, void *arg,
+                     struct mxg_https_req **req)
 {
     if (req)
         *req = NULL;
     if (h == NULL || h->freeing || o == NULL || cb == NULL || !host_ok(o->host) ||
         o->port <= 0 || o->port > 65535 || !path_ok(o->path) || o->addrs == NULL ||
         o->n_addrs < 1 || o->n_addrs > 64 || (o->require_ctype && !*o->require_ctype))
+        return -1;
+    if (post && (!ctype_ok(post->ctype) || (post->body == NULL && post->len > 0) ||
+                 post->len > (size_t)LLONG_MAX - 1))
         return -1;
 
     struct mxg_https_req *r = calloc(1, sizeof *r);
@@ -675,11 +733,30 @@ int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https
     r->h = h;
     r->cb = cb;
     r->arg = arg;
-    r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+    r->is_post = post != NULL;
+    r->max_body = o->max_body ? o->max_body : post ? DEFAULT_POST_MAX_BODY : DEFAULT_MAX_BODY;
     if (r->max_body > (size_t)LLONG_MAX - 1)
         r->max_body = (size_t)LLONG_MAX - 1;
-    if (o->require_ctype && (r->require_ctype = strdup(o->require_ctype)) == NULL)
+    if (!post && o->require_ctype && (r->require_ctype = strdup(o->require_ctype)) == NULL)
         goto fail;
+    if (post) {
+        /* A copy: the caller's buffer may go away before the transfer runs. */
+        if ((r->post_body = malloc(post->len ? post->len : 1)) == NULL)
+            goto fail;
+        if (post->len)
+            memcpy(r->post_body, post->body, post->len);
+        char hdr[CTYPE_MAX + 32];
+        snprintf(hdr, sizeof hdr, "Content-Type: %s", post->ctype);
+        struct curl_slist *l = curl_slist_append(NULL, hdr);
+        if (l == NULL)
+            goto fail;
+        r->headers = l;
+        /* No "Expect: 100-continue" round trip (and its 1 s wait on servers
+         * that never answer it): report bodies are small. */
+        if ((l = curl_slist_append(r->headers, "Expect:")) == NULL)
+            goto fail;
+        r->headers = l;
+    }
 
     /* "+HOST:PORT:ADDR[,ADDR...]" */
     char rs[HOST_MAX + 16 + 64 * (INET6_ADDRSTRLEN + 3)];
@@ -725,7 +802,14 @@ int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_CONNECTTIMEOUT_MS, clamp_ms(o->connect_timeout_ms, DEFAULT_CONNECT_MS));
     SET(CURLOPT_TIMEOUT_MS, clamp_ms(o->total_timeout_ms, DEFAULT_TOTAL_MS));
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+    if (post) {
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post->len);
+        SET(CURLOPT_POSTFIELDS, r->post_body);
+        SET(CURLOPT_HTTPHEADER, r->headers);
+    } else {
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+    }
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_NOSIGNAL, 1L);
@@ -753,6 +837,24 @@ int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https
 fail:
     req_destroy(r);
     return -1;
+}
+
+int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https_cb cb, void *arg,
+                  struct mxg_https_req **req)
+{
+    return start_req(h, o, NULL, cb, arg, req);
+}
+
+int mxg_https_post(struct mxg_https *h, const struct mxg_https_opts *o, const char *content_type,
+                   const void *body, size_t body_len, mxg_https_cb cb, void *arg,
+                   struct mxg_https_req **req)
+{
+    struct post_args p = { content_type, body, body_len };
+    if (req)
+        *req = NULL;
+    if (content_type == NULL)
+        return -1;
+    return start_req(h, o, &p, cb, arg, req);
 }
 
 void mxg_https_cancel(struct mxg_https_req *r)

@@ -1,4 +1,4 @@
-/* policy/https.h — HTTPS GET (and later POST) on the libuv loop with
+/* policy/https.h — HTTPS GET and POST on the libuv loop with
  * libcurl's multi-socket interface (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION).
  *
  * Contract:
@@ -6,7 +6,7 @@
  *    CURLOPT_RESOLVE: curl never resolves names itself.
  *  - WebPKI verification of the server for `host` against the CA bundle
  *    given at creation (or the system store); no redirects are followed;
- *    only status 200 is success; an optional required media type
+ *    only status 200 is success for GET (any 2xx for POST); an optional required media type
  *    (parameters such as "; charset=utf-8" allowed); the body is capped at
  *    max_body (a larger body, announced or streamed/chunked, fails);
  *    connect and total timeouts.
@@ -31,7 +31,7 @@ enum mxg_https_err {
     MXG_HTTPS_ERR_TIMEOUT,   /* connect or total timeout */
     MXG_HTTPS_ERR_TLS,       /* handshake failed for other reasons */
     MXG_HTTPS_ERR_WEBPKI,    /* certificate not trusted / wrong name / expired */
-    MXG_HTTPS_ERR_STATUS,    /* HTTP status other than 200 (redirects included) */
+    MXG_HTTPS_ERR_STATUS,    /* HTTP status other than 200 (POST: not 2xx; redirects included) */
     MXG_HTTPS_ERR_CTYPE,     /* wrong media type */
     MXG_HTTPS_ERR_TOO_BIG,   /* body over max_body */
     MXG_HTTPS_ERR_OTHER,
@@ -70,5 +70,20 @@ void mxg_https_free(struct mxg_https *h);
 int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https_cb cb, void *arg,
                   struct mxg_https_req **req);
 void mxg_https_cancel(struct mxg_https_req *req);
+
+/* POST body[0..body_len) to https://host:port/path (TLSRPT delivery,
+ * RFC 8460 §5.4) with "Content-Type: content_type" (1..200 printable ASCII
+ * characters, no CR/LF). Same transport rules, callback and cancellation
+ * rules as mxg_https_get(), with these differences: the body is copied
+ * (the caller's buffer may go at once); success (MXG_HTTPS_OK) is any 2xx
+ * status (200, 201, 202, ...), anything else is MXG_HTTPS_ERR_STATUS
+ * (redirects are not followed); o->require_ctype is ignored; the response
+ * body is capped at o->max_body (0 = 4 KiB) — a longer response to a 2xx
+ * is cut and still OK (its body is not meant to be used). body may be NULL
+ * when body_len is 0. Returns 0 (callback later, *req set) or -1 (bad
+ * options). */
+int mxg_https_post(struct mxg_https *h, const struct mxg_https_opts *o, const char *content_type,
+                   const void *body, size_t body_len, mxg_https_cb cb, void *arg,
+                   struct mxg_https_req **req);
 
 #endif

@@ -255,4 +255,122 @@ int mxg_rpt_txt_parse(const char *txt, size_t len, char ruas[][MXG_RPT_RUA_MAX],
 int mxg_rpt_txt_select(const char *const *txts, const size_t *lens, int n,
                        char ruas[][MXG_RPT_RUA_MAX], int max, char *why, size_t whylen);
 
+/* ================================================================
+ * BEGIN delivery over HTTPS (report/rpt_send.c)
+ * ================================================================
+ *
+ * Sends the daily reports (RFC 8460 §5.3/§5.4) and keeps the delivery
+ * table up to date. Contract:
+ *  - Per (day, policy domain) with counters: TXT "_smtp._tls.DOMAIN"
+ *    (mxg_rpt_txt_select on the RRset; no record / NODATA / NXDOMAIN →
+ *    nothing to send, logged at debug; an invalid record → nothing, logged
+ *    at notice; DNS failure → counted in dns_fail, nothing recorded, the
+ *    scheduler tries again later). One delivery row per rua
+ *    (mxg_rpt_delivery_add). The report JSON and its gzip are built once per
+ *    (day, domain) and POSTed to every https: rua with Content-Type
+ *    application/tlsrpt+gzip (the URL host's addresses from
+ *    mxg_dns_lookup_addr, connection by policy/https: WebPKI, no
+ *    redirects; success = any 2xx). mailto: ruas are not sent: their row is
+ *    set to gave-up with last_error "mailto delivery not implemented yet
+ *    (needs DKIM)" (attempts 0) and a NOTICE line says so.
+ *  - Rows already sent or gave-up are left alone. A pending row is POSTed
+ *    by the explicit calls (mxg_rpt_send_day / _domain) whatever its
+ *    next_attempt_at; the scheduler only retries rows that are due.
+ *  - After each attempt: success → sent (attempts+1); failure → attempts+1
+ *    and, below max_attempts, next_attempt_at = now + min(backoff_max_s,
+ *    backoff_base_s * 2^(attempts-1)) (NOTICE line), else gave-up (WARNING
+ *    line). last_error holds the failure ("HTTP 500", "DNS ...", ...).
+ *  - Report delivery never records TLSRPT results (RFC 8460 §3): it does
+ *    not use the SMTP path at all.
+ *  - Callbacks (done) run exactly once per accepted call, from the loop,
+ *    never synchronously. mxg_rpt_sender_free() cancels everything without
+ *    callbacks; it may be called from a done callback. The loop must run
+ *    afterwards so that the sender's uv handles close (the struct goes with
+ *    the last one). The sender does not own r, dns, https: free it first.
+ *  - Database calls are the synchronous mxg_rpt ones (short; run at most
+ *    once per tick or per finished attempt, never on the SMTP path).
+ */
+struct mxg_dns;
+struct mxg_https;
+struct mxg_txt_result;
+struct mxg_addr_result;
+struct mxg_rpt_sender;
+
+/* Defaults for zero fields of struct mxg_rpt_send_cfg. */
+#define MXG_RPT_SEND_BACKOFF_BASE_S 600     /* 10 min, 20, 40, ... */
+#define MXG_RPT_SEND_BACKOFF_MAX_S 43200    /* 12 h */
+#define MXG_RPT_SEND_MAX_ATTEMPTS 8
+
+struct mxg_rpt_send_cfg {
+    uint64_t backoff_base_s, backoff_max_s;    /* 0 → defaults above */
+    int max_attempts;                          /* <= 0 → default */
+    uint64_t connect_timeout_ms, total_timeout_ms; /* 0 → policy/https defaults */
+};
+
+/* Outcome of one mxg_rpt_send_day / _domain call (counts of ruas, except
+ * domains / no_txt / dns_fail which count (day, domain) pairs). */
+struct mxg_rpt_send_stats {
+    int domains;  /* (day, domain) pairs looked at */
+    int no_txt;   /* no (valid) _smtp._tls record: nothing to send */
+    int dns_fail; /* TXT lookup failed (temporary / bogus) */
+    int errors;   /* report could not be built / database error */
+    int sent;     /* POST answered 2xx */
+    int retry;    /* failed, will be retried */
+    int gave_up;  /* failed, max attempts reached */
+    int skipped;  /* mailto: (not implemented) or unusable URL */
+    int already;  /* row was already sent / gave-up */
+};
+typedef void (*mxg_rpt_send_cb)(void *arg, const struct mxg_rpt_send_stats *st);
+
+/* r, https and org required; dns may be NULL only if a resolver is set
+ * with mxg_rpt_sender_set_resolver() before the first send. org's strings
+ * are copied. https_port_override > 0 replaces the port of every https
+ * rua (tests); 0 = from the URL (default 443). NULL on bad arguments or
+ * out of memory. */
+struct mxg_rpt_sender *mxg_rpt_sender_new(uv_loop_t *loop, struct mxg_rpt *r, struct mxg_dns *dns,
+                                          struct mxg_https *https, const struct mxg_rpt_org *org,
+                                          int https_port_override);
+/* Sets retry and timeout parameters (cfg NULL: all defaults). */
+void mxg_rpt_sender_configure(struct mxg_rpt_sender *s, const struct mxg_rpt_send_cfg *cfg);
+void mxg_rpt_sender_free(struct mxg_rpt_sender *s);
+
+/* DNS seam (tests; default: dane/dns.h on the dns handle). txt / addr
+ * start a lookup with the dns.h semantics (callback later, from the loop)
+ * and return 0 with *q set, or -1; cancel guarantees no callback. */
+struct mxg_rpt_resolver {
+    int (*txt)(void *ctx, const char *name,
+               void (*cb)(void *arg, const struct mxg_txt_result *res), void *arg, void **q);
+    int (*addr)(void *ctx, const char *host,
+                void (*cb)(void *arg, const struct mxg_addr_result *res), void *arg, void **q);
+    void (*cancel)(void *ctx, void *q);
+    void *ctx;
+};
+void mxg_rpt_sender_set_resolver(struct mxg_rpt_sender *s, const struct mxg_rpt_resolver *res);
+
+/* Sends the reports of every policy domain with counters on day
+ * ("YYYY-MM-DD"), as described above. 0 (done called later), or
+ * MXG_RPT_EINVAL / MXG_RPT_EDB / MXG_RPT_ENOMEM (no callback). */
+int mxg_rpt_send_day(struct mxg_rpt_sender *s, const char *day, mxg_rpt_send_cb done, void *arg);
+
+/* The per-domain part without the TXT lookup: ruas[0..n) as from
+ * mxg_rpt_txt_parse. 0 (done called later) or a negative mxg_rpt_err. */
+int mxg_rpt_send_domain(struct mxg_rpt_sender *s, const char *day, const char *domain,
+                        const char ruas[][MXG_RPT_RUA_MAX], int n, mxg_rpt_send_cb done,
+                        void *arg);
+
+/* Scheduler: every check_interval_ms (first check on the next loop
+ * iteration), for each (day, domain) with counters on a day strictly
+ * before today (UTC) that has no delivery row yet (and had no TXT lookup
+ * with a definite answer in this process), waits a random delay in
+ * [0, max_random_delay_ms] (RFC 8460 §5.3: not all at midnight) and then
+ * does the work of mxg_rpt_send_day for it; and retries pending rows of
+ * such days whose next_attempt_at has come. 0, or MXG_RPT_EINVAL
+ * (check_interval_ms 0 or started twice). */
+int mxg_rpt_sender_start(struct mxg_rpt_sender *s, uint64_t check_interval_ms,
+                         uint64_t max_random_delay_ms);
+
+/* ================================================================
+ * END delivery over HTTPS
+ * ================================================================ */
+
 #endif

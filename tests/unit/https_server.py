@@ -15,6 +15,19 @@ Serves fixed paths that exercise every outcome of policy/https.c:
   /empty-ctype   200 without a Content-Type header
   /ua            200 text/plain, the request's User-Agent
 
+POST (TLSRPT delivery tests, tests/unit/test_report_send.c and
+test_policy_https_post.c):
+
+  /post/NNN[/..] reads the request body (Content-Length), answers status NNN
+                 (e.g. 200, 202, 500) with a short text/plain body
+  /post/big      200 with a 10000-byte body
+  other paths    404
+
+With --post-dir DIR every POST is recorded before the answer is sent, as
+DIR/N.body (the raw request body) and DIR/N.meta ("path\ncontent-type\n"),
+N = 1, 2, ... in arrival order (each file written under a temporary name and
+renamed, so a reader never sees half a file).
+
 --plain-port P also serves the same paths over plain HTTP on P (a TLS client
 talking to it fails the handshake).
 
@@ -110,6 +123,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(404, b"no such path\n")
 
 
+POST_BIG = 10000
+
+
+class PostRecorder:
+    directory = None
+    lock = threading.Lock()
+    count = 0
+
+    @classmethod
+    def record(cls, path, ctype, body):
+        if not cls.directory:
+            return
+        with cls.lock:
+            cls.count += 1
+            n = cls.count
+        base = os.path.join(cls.directory, str(n))
+        for ext, data in ((".body", body),
+                          (".meta", ("%s\n%s\n" % (path, ctype)).encode())):
+            tmp = base + ext + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, base + ext)
+
+
+def _do_post(self):
+    try:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        p = self.path
+        parts = p.split("/")
+        if p == "/post/big":
+            PostRecorder.record(p, self.headers.get("Content-Type") or "", body)
+            self._send(200, b"z" * POST_BIG)
+        elif len(parts) >= 3 and parts[1] == "post" and parts[2].isdigit():
+            PostRecorder.record(p, self.headers.get("Content-Type") or "", body)
+            self._send(int(parts[2]), b"status %s\n" % parts[2].encode())
+        else:
+            self._send(404, b"no such path\n")
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError, ValueError):
+        self.close_connection = True
+
+
+Handler.do_POST = _do_post
+
+
 class PlainServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -152,6 +210,8 @@ def main():
     ap.add_argument("--slow", type=float, default=5.0)
     ap.add_argument("--plain-port", type=int, default=0)
     ap.add_argument("--any-port-fallback", action="store_true")
+    ap.add_argument("--post-dir", default="",
+                    help="record every POST into this directory")
     ap.add_argument("--watch-stdin", action="store_true",
                     help="exit when stdin reaches EOF (parent gone)")
     a = ap.parse_args()
@@ -170,6 +230,7 @@ def main():
 
     default.sni_callback = pick
     Handler.slow_seconds = a.slow
+    PostRecorder.directory = a.post_dir or None
     def bind(cls, port):
         try:
             return cls((a.addr, port), Handler)
