@@ -118,6 +118,7 @@ struct mxg_https_req {
     struct mxg_https *h;
     struct mxg_https_req *prev, *next;
     CURL *easy;
+    struct sockaddr_storage src; /* local address to bind (ss_family 0: none) */
     struct curl_slist *resolve;
     mxg_https_cb cb;
     void *arg;
@@ -556,6 +557,25 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* CURLOPT_SOCKOPTFUNCTION: bind the new socket to the configured source
+ * address ourselves (CURLOPT_INTERFACE would make curl resolve it, and curl
+ * resolves nothing here). A socket of the other family is left alone. */
+static int bind_source(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    struct mxg_https_req *r = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN || r->src.ss_family == 0)
+        return CURL_SOCKOPT_OK;
+    struct sockaddr_storage me;
+    socklen_t len = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &len) == 0 && me.ss_family == r->src.ss_family) {
+        socklen_t sl = r->src.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                   : sizeof(struct sockaddr_in6);
+        if (bind(fd, (const struct sockaddr *)&r->src, sl) != 0)
+            return CURL_SOCKOPT_ERROR;
+    }
+    return CURL_SOCKOPT_OK;
+}
+
 /* CURLOPT_RESOLVER_START_FUNCTION: names come from the caller only. */
 static int refuse_resolve(void *resolver_state, void *reserved, void *userdata)
 {
@@ -790,6 +810,16 @@ static int start_req(struct mxg_https *h, const struct mxg_https_opts *o,
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_RESOLVE, r->resolve);
     SET(CURLOPT_RESOLVER_START_FUNCTION, refuse_resolve);
+    if (o->source_ip && o->source_ip[0]) { /* leave from the address mail leaves from */
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&r->src;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&r->src;
+        if (inet_pton(AF_INET, o->source_ip, &s4->sin_addr) == 1)
+            s4->sin_family = AF_INET;
+        else if (inet_pton(AF_INET6, o->source_ip, &s6->sin6_addr) == 1)
+            s6->sin6_family = AF_INET6;
+        SET(CURLOPT_SOCKOPTFUNCTION, bind_source);
+        SET(CURLOPT_SOCKOPTDATA, r);
+    }
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);

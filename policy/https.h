@@ -47,6 +47,7 @@ struct mxg_https_opts {
     uint64_t connect_timeout_ms, total_timeout_ms;
     size_t max_body;
     const char *require_ctype; /* e.g. "text/plain"; NULL = any */
+    const char *source_ip;     /* bind to this local address (upstream.source_*); NULL/"" = any */
 };
 
 struct mxg_https_result {

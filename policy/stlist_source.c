@@ -201,6 +201,7 @@ static void get(struct mxg_stlist_source *s, const char *suffix)
         .total_timeout_ms = s->cfg->sts_fetch_timeout_ms * 4,
         .max_body = MAX_LIST_SIZE,
         .require_ctype = NULL,
+        .source_ip = s->addrs[0].ss_family == AF_INET6 ? s->cfg->source_ipv6 : s->cfg->source_ipv4,
     };
     if (mxg_https_get(s->https, &o, on_https, s, &s->hr) < 0) {
         note(s, -1, "cannot start the download");

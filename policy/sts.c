@@ -217,6 +217,7 @@ static void on_host_addr(void *arg, const struct mxg_addr_result *a)
         .total_timeout_ms = cfg->sts_fetch_timeout_ms,
         .max_body = (size_t)cfg->sts_max_body,
         .require_ctype = "text/plain",
+        .source_ip = a->addr[0].ss_family == AF_INET6 ? cfg->source_ipv6 : cfg->source_ipv4,
     };
     if (mxg_https_get(j->s->https, &o, on_https, j, &j->hr) < 0) {
         fail(j, MXG_STS_FAIL_FETCH, "cannot start the HTTPS fetch");

@@ -462,8 +462,7 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
                leg->sts.failure != MXG_STS_FAIL_NONE) {
         p.type = MXG_RPT_STS;
         rtype = mxg_sts_failure_name(leg->sts.failure);
-        snprintf(addl, sizeof addl, "%s", leg->sts.why);
-        reason = NULL;
+        reason = leg->sts.why; /* additional-information is meant for a URI (RFC 8460 §4.3) */
     } else if (leg->list_active) {
         snprintf(addl, sizeof addl, "policy list (STARTTLS Everywhere) mode %s",
                  mxg_sts_mode_name(leg->list_pol.mode));

@@ -403,7 +403,7 @@ static void on_result(void *arg, const struct mxg_https_result *r)
         struct sockaddr_storage ss;
         memset(&ss, 0, sizeof ss);
         memcpy(&ss, &sin, sizeof sin);
-        struct mxg_https_opts o = { HOST, PORT, "/ok", &ss, 1, 3000, 5000, 0, "text/plain" };
+        struct mxg_https_opts o = { HOST, PORT, "/ok", &ss, 1, 3000, 5000, 0, "text/plain", NULL };
         struct mxg_https_req *rq = NULL;
         assert_int_equal(mxg_https_get(c->env->h, &o, on_result, c->chain, &rq), 0);
         assert_int_equal(c->chain->n, 0);
@@ -570,7 +570,7 @@ static void t_ipv6_then_ipv4(void **state)
     struct sockaddr_storage ss[2];
     addr6(&ss[0], "::1", PORT);
     addr4(&ss[1], ADDR, PORT);
-    struct mxg_https_opts o = { HOST, PORT, "/ok", ss, 2, 3000, 8000, 0, "text/plain" };
+    struct mxg_https_opts o = { HOST, PORT, "/ok", ss, 2, 3000, 8000, 0, "text/plain", NULL };
     struct call *c = calloc(1, sizeof *c);
     assert_non_null(c);
     struct mxg_https_req *rq = NULL;
@@ -720,7 +720,7 @@ static void t_bad_options(void **state)
     addr4(&ss, ADDR, PORT);
     memset(&unix_ss, 0, sizeof unix_ss);
     unix_ss.ss_family = AF_UNIX;
-    const struct mxg_https_opts good = { HOST, PORT, "/ok", &ss, 1, 3000, 8000, 0, NULL };
+    const struct mxg_https_opts good = { HOST, PORT, "/ok", &ss, 1, 3000, 8000, 0, NULL, NULL };
     struct mxg_https_opts bad[9];
     for (int i = 0; i < 9; i++)
         bad[i] = good;
