@@ -98,6 +98,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/show.h"
 
 extern char **environ;
 
@@ -144,37 +145,9 @@ static unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* A printable, bounded rendering of untrusted text for error messages. */
-struct shown {
-    char s[96];
-};
-static struct shown show(const char *p, size_t n)
+static struct mxg_shown shows(const char *s)
 {
-    struct shown r;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (o + 8 >= sizeof r.s || i >= 64) {
-            memcpy(r.s + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-            r.s[o++] = (char)c;
-        } else {
-            static const char hx[] = "0123456789abcdef";
-            r.s[o++] = '\\';
-            r.s[o++] = 'x';
-            r.s[o++] = hx[c >> 4];
-            r.s[o++] = hx[c & 15];
-        }
-    }
-    r.s[o] = '\0';
-    return r;
-}
-static struct shown shows(const char *s)
-{
-    return show(s, strlen(s));
+    return mxg_show(s, strlen(s));
 }
 
 struct timestr {
@@ -679,7 +652,7 @@ static int parse_def(struct pctx *c, const json_t *v, const char *path, int is_a
         const char *s = json_string_value(e);
         size_t sl = json_string_length(e);
         if (norm_name(s, sl, 1, norm, &why) < 0) {
-            set_err(c->err, c->errlen, "%s.mxs[%zu]: '%s': %s", path, i, show(s, sl).s, why);
+            set_err(c->err, c->errlen, "%s.mxs[%zu]: '%s': %s", path, i, mxg_show(s, sl).s, why);
             return -1;
         }
         int dup = 0;

@@ -84,6 +84,8 @@
  * shorter mx list) must never be stored or reported as if it were whole. */
 #include "policy/sts_parse.h"
 
+#include "core/show.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -127,35 +129,6 @@ static void set_why(char *why, size_t whycap, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A printable, bounded rendering of untrusted text for error messages:
- * non-printable bytes as \xNN, cut at about 64 characters with "...". */
-struct shown {
-    char s[96];
-};
-static struct shown show(const char *p, size_t n)
-{
-    struct shown r;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (o + 8 >= sizeof r.s || i >= 64) {
-            memcpy(r.s + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-            r.s[o++] = (char)c;
-        } else {
-            static const char hx[] = "0123456789abcdef";
-            r.s[o++] = '\\';
-            r.s[o++] = 'x';
-            r.s[o++] = hx[c >> 4];
-            r.s[o++] = hx[c & 15];
-        }
-    }
-    r.s[o] = '\0';
-    return r;
-}
 
 /* sts-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".") */
 static int valid_ext_name(const char *p, size_t n)
@@ -222,7 +195,7 @@ static int txt_field(const char *f, size_t n, int fieldno, char id[MXG_STS_ID_MA
 {
     const char *eq = memchr(f, '=', n);
     if (!eq) {
-        set_why(why, whycap, "field %d '%s': not name=value", fieldno, show(f, n).s);
+        set_why(why, whycap, "field %d '%s': not name=value", fieldno, mxg_show(f, n).s);
         return -1;
     }
     size_t nl = (size_t)(eq - f);
@@ -235,14 +208,14 @@ static int txt_field(const char *f, size_t n, int fieldno, char id[MXG_STS_ID_MA
             return -1;
         }
         if (vl > MXG_STS_ID_MAX) {
-            set_why(why, whycap, "id '%s' is %zu characters long (at most %d)", show(v, vl).s,
+            set_why(why, whycap, "id '%s' is %zu characters long (at most %d)", mxg_show(v, vl).s,
                     vl, MXG_STS_ID_MAX);
             return -1;
         }
         for (size_t i = 0; i < vl; i++) {
             if (!is_alnum((unsigned char)v[i])) {
                 set_why(why, whycap, "id '%s': only letters and digits are allowed",
-                        show(v, vl).s);
+                        mxg_show(v, vl).s);
                 return -1;
             }
         }
@@ -255,18 +228,18 @@ static int txt_field(const char *f, size_t n, int fieldno, char id[MXG_STS_ID_MA
     }
 
     if (!valid_ext_name(f, nl)) {
-        set_why(why, whycap, "field %d: invalid field name '%s'", fieldno, show(f, nl).s);
+        set_why(why, whycap, "field %d: invalid field name '%s'", fieldno, mxg_show(f, nl).s);
         return -1;
     }
     if (vl == 0) {
-        set_why(why, whycap, "field %d '%s': empty value", fieldno, show(f, nl).s);
+        set_why(why, whycap, "field %d '%s': empty value", fieldno, mxg_show(f, nl).s);
         return -1;
     }
     for (size_t i = 0; i < vl; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c < 0x21 || c > 0x7e || c == ';' || c == '=') {
             set_why(why, whycap, "field %d '%s': invalid character in value '%s'", fieldno,
-                    show(f, nl).s, show(v, vl).s);
+                    mxg_show(f, nl).s, mxg_show(v, vl).s);
             return -1;
         }
     }
@@ -291,7 +264,7 @@ static int txt_parse(const char *txt, size_t len, char id[MXG_STS_ID_MAX + 1], c
             break;
         if (txt[i] != ';') {
             set_why(why, whycap, "field %d: expected ';' before '%s'", fieldno,
-                    show(txt + i, len - i).s);
+                    mxg_show(txt + i, len - i).s);
             return -1;
         }
         i++;
@@ -392,7 +365,7 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
     if (n > 0 && p[n - 1] == '.')
         n--; /* a single trailing dot is tolerated */
     if (n == 0) {
-        set_why(why, whycap, "mx '%s': empty name", show(orig, orign).s);
+        set_why(why, whycap, "mx '%s': empty name", mxg_show(orig, orign).s);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -400,12 +373,12 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
             set_why(why, whycap,
                     "mx '%s': non-ASCII name (internationalized names must be A-labels, "
                     "xn--...)",
-                    show(orig, orign).s);
+                    mxg_show(orig, orign).s);
             return -1;
         }
     }
     if (p[0] == '[' || p[n - 1] == ']') {
-        set_why(why, whycap, "mx '%s': IP address literals are not allowed", show(orig, orign).s);
+        set_why(why, whycap, "mx '%s': IP address literals are not allowed", mxg_show(orig, orign).s);
         return -1;
     }
     if (memchr(p, ':', n)) {
@@ -415,7 +388,7 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
                 v6 = 0;
         if (v6) {
             set_why(why, whycap, "mx '%s': IPv6 address literals are not allowed",
-                    show(orig, orign).s);
+                    mxg_show(orig, orign).s);
             return -1;
         }
     }
@@ -424,29 +397,29 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
     size_t namen = n;
     if (n >= 1 && p[0] == '*') {
         if (n == 1) {
-            set_why(why, whycap, "mx '%s': a bare '*' is not a pattern", show(orig, orign).s);
+            set_why(why, whycap, "mx '%s': a bare '*' is not a pattern", mxg_show(orig, orign).s);
             return -1;
         }
         if (p[1] != '.') {
             set_why(why, whycap, "mx '%s': '*' must be the whole leftmost label (\"*.\" + name)",
-                    show(orig, orign).s);
+                    mxg_show(orig, orign).s);
             return -1;
         }
         name = p + 2;
         namen = n - 2;
         if (namen == 0) {
-            set_why(why, whycap, "mx '%s': no name after \"*.\"", show(orig, orign).s);
+            set_why(why, whycap, "mx '%s': no name after \"*.\"", mxg_show(orig, orign).s);
             return -1;
         }
     }
     if (n > 253) {
-        set_why(why, whycap, "mx '%s': %zu characters long (at most 253)", show(orig, orign).s,
+        set_why(why, whycap, "mx '%s': %zu characters long (at most 253)", mxg_show(orig, orign).s,
                 n);
         return -1;
     }
     if (memchr(name, '*', namen)) {
         set_why(why, whycap, "mx '%s': '*' is allowed only as the whole leftmost label",
-                show(orig, orign).s);
+                mxg_show(orig, orign).s);
         return -1;
     }
     /* LDH labels: Let-dig [*(Let-dig / "-") Let-dig], 1-63 characters */
@@ -455,25 +428,25 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
         if (i < namen && name[i] != '.') {
             unsigned char c = (unsigned char)name[i];
             if (!is_alnum(c) && c != '-') {
-                set_why(why, whycap, "mx '%s': invalid character '%s'", show(orig, orign).s,
-                        show(name + i, 1).s);
+                set_why(why, whycap, "mx '%s': invalid character '%s'", mxg_show(orig, orign).s,
+                        mxg_show(name + i, 1).s);
                 return -1;
             }
             continue;
         }
         size_t ll = i - ls;
         if (ll == 0) {
-            set_why(why, whycap, "mx '%s': empty label", show(orig, orign).s);
+            set_why(why, whycap, "mx '%s': empty label", mxg_show(orig, orign).s);
             return -1;
         }
         if (ll > 63) {
             set_why(why, whycap, "mx '%s': a label of %zu characters (at most 63)",
-                    show(orig, orign).s, ll);
+                    mxg_show(orig, orign).s, ll);
             return -1;
         }
         if (name[ls] == '-' || name[i - 1] == '-') {
             set_why(why, whycap, "mx '%s': label '%s' begins or ends with '-'",
-                    show(orig, orign).s, show(name + ls, ll).s);
+                    mxg_show(orig, orign).s, mxg_show(name + ls, ll).s);
             return -1;
         }
         lastls = ls;
@@ -481,7 +454,7 @@ static int mx_pattern_check(const char *p, size_t n, char *dst, char *why, size_
     }
     if (label_numeric(name + lastls, namen - lastls)) {
         set_why(why, whycap, "mx '%s': IP address literals are not allowed (numeric last label)",
-                show(orig, orign).s);
+                mxg_show(orig, orign).s);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
@@ -590,17 +563,17 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
         const char *colon = memchr(l, ':', ll);
         if (!colon) {
             set_why(why, whycap, "line %d: not \"key: value\" (no ':') in '%s'", line,
-                    show(l, ll).s);
+                    mxg_show(l, ll).s);
             return policy_fail(out);
         }
         const char *k = l;
         size_t kl = (size_t)(colon - l);
         if (kl == 0) {
-            set_why(why, whycap, "line %d: empty key in '%s'", line, show(l, ll).s);
+            set_why(why, whycap, "line %d: empty key in '%s'", line, mxg_show(l, ll).s);
             return policy_fail(out);
         }
         if (!valid_ext_name(k, kl)) {
-            set_why(why, whycap, "line %d: invalid key '%s'", line, show(k, kl).s);
+            set_why(why, whycap, "line %d: invalid key '%s'", line, mxg_show(k, kl).s);
             return policy_fail(out);
         }
         const char *v = colon + 1;
@@ -667,7 +640,7 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
     }
     if (!span_eq(version.val, version.vlen, "STSv1")) {
         set_why(why, whycap, "line %d: version: unsupported value '%s' (want STSv1)", version.line,
-                show(version.val, version.vlen).s);
+                mxg_show(version.val, version.vlen).s);
         return policy_fail(out);
     }
     if (!mode.line) {
@@ -682,7 +655,7 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
         out->mode = MXG_STS_MODE_NONE;
     else {
         set_why(why, whycap, "line %d: mode: unknown value '%s' (enforce, testing or none)",
-                mode.line, show(mode.val, mode.vlen).s);
+                mode.line, mxg_show(mode.val, mode.vlen).s);
         return policy_fail(out);
     }
     if (!max_age.line) {
@@ -699,13 +672,13 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
         for (size_t k = 0; k < al; k++) {
             if (!is_digit((unsigned char)a[k])) {
                 set_why(why, whycap, "line %d: max_age '%s' is not a number of seconds",
-                        max_age.line, show(a, al).s);
+                        max_age.line, mxg_show(a, al).s);
                 return policy_fail(out);
             }
         }
         if (al > 10) {
             set_why(why, whycap, "line %d: max_age '%s' has more than 10 digits", max_age.line,
-                    show(a, al).s);
+                    mxg_show(a, al).s);
             return policy_fail(out);
         }
         uint64_t val = 0;
