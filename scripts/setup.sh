@@ -54,7 +54,17 @@ build) build ;;
 run)
     deps
     build
-    exec ./build/mxguard run -c etc/mxguard.conf
+    rc=0
+    ./build/mxguard run -c etc/mxguard.conf || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        cat >&2 <<'HINT'
+setup: mxguard stopped (see the error above). If it says the DNSSEC self-check failed, the
+resolver in /etc/resolv.conf cannot pass DNSSEC: set dns.servers in etc/mxguard.conf to one that
+can (or a local validating resolver such as unbound), or try mxguard without DANE:
+    MXGUARD_DANE_ENABLED=false ./build/mxguard run -c etc/mxguard.conf
+HINT
+    fi
+    exit "$rc"
     ;;
 test)
     deps
