@@ -17,49 +17,8 @@
 #include <jansson.h>
 
 #include "report/tlsrpt.h"
+#include "report_fixture.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    char err[256];
-    struct mxg_rpt *r;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/mxg-rpt-days-XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/tlsrpt.db", f->dir);
-    f->r = mxg_rpt_open(NULL, f->path, 0, f->err, sizeof f->err);
-    if (!f->r) {
-        rmdir(f->dir);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    mxg_rpt_close(f->r);
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
 
 static int64_t utc(int y, int mo, int d, int h, int mi, int s)
 {
@@ -233,11 +192,11 @@ static void test_purge(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_midnight_boundary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_calendar_edges, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_days_ordered_by_day_then_domain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_now_and_bad_days, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_midnight_boundary, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_calendar_edges, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_days_ordered_by_day_then_domain, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_now_and_bad_days, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_purge, rpt_fixture_setup, rpt_fixture_teardown),
     };
     return cmocka_run_group_tests_name("report_days", tests, NULL, NULL);
 }

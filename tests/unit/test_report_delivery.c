@@ -16,49 +16,8 @@
 #include <cmocka.h>
 
 #include "report/tlsrpt.h"
+#include "report_fixture.h"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    char err[256];
-    struct mxg_rpt *r;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/mxg-rpt-dlv-XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/tlsrpt.db", f->dir);
-    f->r = mxg_rpt_open(NULL, f->path, 0, f->err, sizeof f->err);
-    if (!f->r) {
-        rmdir(f->dir);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    mxg_rpt_close(f->r);
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
 
 struct rows {
     int n;
@@ -205,9 +164,9 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_add_update_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_from_callback_and_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_update_list, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_update_from_callback_and_restart, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_errors, rpt_fixture_setup, rpt_fixture_teardown),
     };
     return cmocka_run_group_tests_name("report_delivery", tests, NULL, NULL);
 }
