@@ -22,6 +22,7 @@
 #include "../policy/stlist_export.h"
 #include "../report/tlsrpt.h"
 #include "../tls/tls_engine.h"
+#include "cli.h"
 #include "config.h"
 #include "log.h"
 
@@ -68,7 +69,7 @@ static const char *config_path(const char *opt, int *is_default)
     return access(DEFAULT_CONFIG, F_OK) == 0 ? DEFAULT_CONFIG : NULL;
 }
 
-static int parse_opts(int argc, char **argv, const char **cfgfile, int *verbose)
+int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose)
 {
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
@@ -83,7 +84,7 @@ static int parse_opts(int argc, char **argv, const char **cfgfile, int *verbose)
     return 0;
 }
 
-static int load(struct mxg_config *cfg, const char *opt)
+int mxg_cli_load(struct mxg_config *cfg, const char *opt)
 {
     int is_default;
     const char *path = config_path(opt, &is_default);
@@ -101,12 +102,12 @@ static int cmd_config_check(int argc, char **argv)
 {
     const char *file = NULL;
     int verbose = 0;
-    if (parse_opts(argc, argv, &file, &verbose) < 0)
+    if (mxg_cli_parse_opts(argc, argv, &file, &verbose) < 0)
         return 2;
     struct mxg_config *cfg = malloc(sizeof *cfg);
     if (!cfg)
         return 1;
-    int rc = load(cfg, file);
+    int rc = mxg_cli_load(cfg, file);
     if (rc == 0) {
         printf("configuration OK: %s\n", cfg->source[0] ? cfg->source : "(built-in defaults)");
         if (verbose)
@@ -407,13 +408,13 @@ static int cmd_check(int argc, char **argv)
     const char *domain = argv[0];
     const char *file = NULL;
     int connect = 0;
-    if (parse_opts(argc - 1, argv + 1, &file, &connect) < 0)
+    if (mxg_cli_parse_opts(argc - 1, argv + 1, &file, &connect) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
         return 1;
     int rc = 1;
-    if (load(&app->cfg, file) < 0)
+    if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
@@ -493,13 +494,13 @@ static int cmd_list(int argc, char **argv)
         return 2;
     }
     const char *sub = argv[0], *file = NULL;
-    if (parse_opts(argc - 1, argv + 1, &file, NULL) < 0)
+    if (mxg_cli_parse_opts(argc - 1, argv + 1, &file, NULL) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
         return 1;
     int rc = 1;
-    if (load(&app->cfg, file) < 0)
+    if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
@@ -574,13 +575,13 @@ static int cmd_report(int argc, char **argv)
     }
     const char *file = NULL;
     int skip = show ? 3 : send ? 2 : 1;
-    if (parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
+    if (mxg_cli_parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
         return 1;
     int rc = 1;
-    if (load(&app->cfg, file) < 0)
+    if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_NOTICE ? app->cfg.log_level : MXG_LOG_NOTICE, 0);
     uv_loop_init(&app->loop);
@@ -637,13 +638,13 @@ out:
 static int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
-    if (parse_opts(argc, argv, &file, NULL) < 0)
+    if (mxg_cli_parse_opts(argc, argv, &file, NULL) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
         return 1;
     int rc = 1;
-    if (load(&app->cfg, file) < 0)
+    if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
     signal(SIGPIPE, SIG_IGN);

@@ -78,6 +78,34 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
                              const char *domain, const char *mail_from,
                              const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
                              void *arg);
+
+/* How a leg that is not a plain "MX of the recipient domain" delivery goes
+ * out. All-zero = mxg_leg_open(). Strings are copied.
+ *  - nexthop: a fixed next hop (a static route, the spool's bounce route):
+ *    a host name or an address literal. nexthop_mx = 0 ("[host]:port" in
+ *    Postfix terms): the host's own addresses, no MX lookup; nexthop_mx = 1
+ *    ("host"): MX lookup of nexthop instead of the domain. The DANE decision
+ *    applies to the host(s) actually used (TLSA at the host name, port);
+ *    MTA-STS and the policy list are the recipient domain's and apply only
+ *    when nexthop_mx = 1 (RFC 8461 §4: they name MX hosts). Loop protection
+ *    compares address AND port when a nexthop port is given (a bounce route
+ *    to the legacy MTA on 127.0.0.1:25 is fine while we listen on :10025).
+ *  - opportunistic: TLS "may" whatever DANE/MTA-STS/list say (report mail:
+ *    RFC 8460 §3, reports must be delivered despite TLS failures).
+ *  - no_tlsrpt: record no TLSRPT result (report mail never produces reports
+ *    about itself, DESIGN §4). */
+struct mxg_leg_opts {
+    const char *nexthop;
+    int nexthop_port;   /* 0 = upstream.port */
+    int nexthop_mx;
+    int opportunistic;
+    int no_tlsrpt;
+};
+struct mxg_leg *mxg_leg_open_opts(const struct mxg_upstream_env *env, const char *session_id,
+                                  const char *domain, const char *mail_from,
+                                  const struct mxg_mail_params *mp,
+                                  const struct mxg_leg_opts *opts, const struct mxg_leg_cbs *cbs,
+                                  void *arg);
 /* Probe one MX host of domain under the policy, as a delivery would
  * (DNS, DANE, connect, EHLO, STARTTLS, verification, EHLO), but stop before
  * MAIL: on_reply gets 250 naming TLS version and verification, or the

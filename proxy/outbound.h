@@ -1,0 +1,53 @@
+/* proxy/outbound.h — deliver one stored message to the recipients of one
+ * destination domain over one upstream leg, without an inbound session:
+ * MAIL → RCPT (each) → DATA → body → dot. Used by the spool's queue runner
+ * (proxy/queue_runner.c), for DSNs, and for TLSRPT report mail.
+ *
+ * Contract:
+ *  - mxg_outbound_start() borrows req (and everything it points to) until
+ *    req->done has run; done runs exactly once, always from a loop callback,
+ *    unless mxg_outbound_cancel() was called first (then never).
+ *  - Per recipient, rcpts[i].reply gets the RCPT reply, and for recipients
+ *    the MX accepted, then the reply to the final dot (so 2xx there means
+ *    delivered). Recipients never tried (the leg failed before them) get the
+ *    leg's failure reply. *final is the overall outcome: the dot's reply, or
+ *    the first failure (leg open, no recipient accepted, DATA, body).
+ *  - The body is either memory (body, body_len) or a file descriptor
+ *    (body_fd >= 0, read from offset 0 to EOF in chunks with the leg's
+ *    back-pressure); in both cases wire form without the final ".\r\n"
+ *    (spool/spool.h). The fd stays the caller's.
+ *  - req->opts go to mxg_leg_open_opts() (route, opportunistic, no_tlsrpt).
+ * Returns 0, or -1 (out of memory / leg could not start: done is not called). */
+#ifndef MXG_OUTBOUND_H
+#define MXG_OUTBOUND_H
+
+#include "upstream.h"
+
+struct mxg_outbound;
+
+struct mxg_outbound_rcpt {
+    const char *addr;
+    const struct mxg_rcpt_params *rp; /* may be NULL */
+    struct mxg_reply reply;           /* out */
+};
+
+struct mxg_outbound_req {
+    const char *id;        /* for log lines: the spool entry ID */
+    const char *domain;    /* destination domain (A-label) */
+    const char *from;      /* reverse-path, "" = null sender */
+    const struct mxg_mail_params *mp;
+    struct mxg_outbound_rcpt *rcpts;
+    int n_rcpts;
+    const char *body;
+    size_t body_len;
+    int body_fd;           /* -1: use body/body_len */
+    struct mxg_leg_opts opts;
+    void (*done)(void *arg, struct mxg_outbound_req *req, const struct mxg_reply *final);
+    void *arg;
+};
+
+int mxg_outbound_start(const struct mxg_upstream_env *env, struct mxg_outbound_req *req,
+                       struct mxg_outbound **out);
+void mxg_outbound_cancel(struct mxg_outbound *ob);
+
+#endif
