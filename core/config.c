@@ -745,6 +745,7 @@ static const char *const af_names[] = {"any", "prefer-ipv4", "prefer-ipv6", "ipv
                                        "ipv6-only", NULL};
 static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
+static const char *const multi_domain_names[] = {"legs", "defer", NULL};
 static const char *const log_level_names[] = {"debug", "info", "notice", "warning", "error", NULL};
 
 #define F(name) offsetof(struct mxg_config, name)
@@ -779,12 +780,15 @@ static const struct key keys[] = {
     STRING("server", "hostname", hostname, "", check_dns_name),
     INT("server", "max_sessions", max_sessions, "1000", 1, 1000000),
     DURATION("server", "drain_timeout", drain_timeout_ms, "30s", 0, T_MAX),
+    ENDPOINTS("server", "queue_listen", queue_listen, n_queue_listen, "", 0, 0),
+    ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
 
     SIZE("limits", "message_size", message_size, "50M", 1, 1LL << 40),
     INT("limits", "recipients", max_recipients, "1000", 1, 1000000),
     INT("limits", "data_line_length", data_line_max, "1000", 1000, 1048576),
     INT("limits", "max_received", max_received, "50", 1, 1000),
     INT("limits", "max_errors", max_errors, "20", 1, 1000000),
+    INT("limits", "legs", max_legs, "16", 1, 64),
 
     DURATION("timeouts", "idle", t_idle, "300s", T_MIN, T_MAX),
     DURATION("timeouts", "data", t_data, "300s", T_MIN, T_MAX),
@@ -842,6 +846,13 @@ static const struct key keys[] = {
     INT("mta_sts", "https_port", sts_https_port, "443", 1, 65535),
     DURATION("mta_sts", "refresh_min_interval", sts_refresh_min_ms, "5m", 0, T_MAX),
     DURATION("mta_sts", "refresh_check_interval", sts_sweep_ms, "10m", T_MIN, T_MAX),
+
+    DURATION("queue", "lifetime", q_lifetime_ms, "5d", T_MIN, 60 * T_MAX),
+    DURATION("queue", "retry_backoff", q_backoff_ms, "5m", T_MIN, T_MAX),
+    DURATION("queue", "retry_backoff_max", q_backoff_max_ms, "4h", T_MIN, T_MAX),
+    DURATION("queue", "scan_interval", q_scan_ms, "30s", T_MIN, T_MAX),
+    INT("queue", "max_parallel", q_max_parallel, "20", 1, 10000),
+    STRING("queue", "bounce_route", q_bounce_route, "", NULL),
 
     ENUM("log", "level", log_level, "info", log_level_names),
     BOOL("log", "syslog", log_syslog, "false"),

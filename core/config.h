@@ -49,6 +49,7 @@ struct mxg_cidr {
 enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_AF_IPV4_ONLY, MXG_AF_IPV6_ONLY };
 enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
 enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
+enum mxg_multi_domain { MXG_MULTI_LEGS = 0, MXG_MULTI_DEFER };
 
 struct mxg_config {
     char source[MXG_CFG_PATH_MAX]; /* file it came from, "" for defaults */
@@ -61,6 +62,9 @@ struct mxg_config {
     char hostname[MXG_CFG_NAME_MAX]; /* server.hostname: banner, Received; "" → gethostname() */
     int max_sessions;                /* server.max_sessions */
     uint64_t drain_timeout_ms;       /* server.drain_timeout: SIGTERM grace period */
+    struct mxg_endpoint queue_listen[MXG_CFG_MAX_LISTEN]; /* server.queue_listen: queue-mode listeners */
+    int n_queue_listen;
+    enum mxg_multi_domain multi_domain; /* server.multi_domain: legs|defer */
 
     /* limits */
     uint64_t message_size;  /* limits.message_size (octets, SIZE= advertised) */
@@ -68,6 +72,7 @@ struct mxg_config {
     int data_line_max;      /* limits.data_line_length: octets incl. CRLF, >= 1000 */
     int max_received;       /* limits.max_received: loop detection */
     int max_errors;         /* limits.max_errors: client errors before 421 */
+    int max_legs;           /* limits.legs: destination domains (upstream legs) per transaction */
 
     /* timeouts (ms) */
     uint64_t t_idle;          /* timeouts.idle: waiting for a client command */
@@ -134,6 +139,14 @@ struct mxg_config {
     int sts_https_port;                         /* mta_sts.https_port (443; tests only) */
     uint64_t sts_refresh_min_ms;                /* mta_sts.refresh_min_interval: between refetches */
     uint64_t sts_sweep_ms;                      /* mta_sts.refresh_check_interval: cache sweep */
+
+    /* queue: the spool (<state.directory>/spool) and its delivery runner */
+    uint64_t q_lifetime_ms;       /* queue.lifetime: then the message bounces */
+    uint64_t q_backoff_ms;        /* queue.retry_backoff: first retry delay (doubles) */
+    uint64_t q_backoff_max_ms;    /* queue.retry_backoff_max: cap on the delay */
+    uint64_t q_scan_ms;           /* queue.scan_interval: look for due entries */
+    int q_max_parallel;           /* queue.max_parallel: concurrent deliveries */
+    char q_bounce_route[MXG_CFG_NAME_MAX]; /* queue.bounce_route: "[host]:port", "host", "" = MX */
 
     /* log */
     enum mxg_log_level log_level; /* log.level */
