@@ -15,4 +15,7 @@
 int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose);
 int mxg_cli_load(struct mxg_config *cfg, const char *opt);
 
+/* The subcommands in core/cli_<command>.c: argv after the command word. */
+int mxg_cli_queue(int argc, char **argv); /* core/cli_queue.c */
+
 #endif

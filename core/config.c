@@ -43,6 +43,7 @@ _Static_assert(sizeof(enum mxg_af_pref) == sizeof(int), "enum fields are stored 
 _Static_assert(sizeof(enum mxg_dns_mode) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_tls_fallback_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_log_level) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum mxg_log_format) == sizeof(int), "enum fields are stored as int");
 
 #define MS_PER_S 1000ULL
 #define MS_PER_DAY (86400ULL * MS_PER_S)
@@ -446,6 +447,46 @@ static int check_https_url(const char *s, const char **why)
     return 0;
 }
 
+/* "" or a user/group name as useradd(8) accepts it (or a numeric id). */
+static int check_account_name(const char *s, const char **why)
+{
+    if (strlen(s) > 32)
+        return fail(why, "not a user or group name: longer than 32 characters");
+    for (const char *p = s; *p; p++)
+        if (!is_alnum(*p) && *p != '_' && *p != '-' && *p != '.' && !(*p == '$' && !p[1]))
+            return fail(why, "not a user or group name");
+    return *s == '-' ? fail(why, "not a user or group name") : 0;
+}
+
+/* "" or "addr:port" / "[v6addr]:port" with an explicit port. */
+static int check_listen_endpoint(const char *s, const char **why)
+{
+    struct mxg_endpoint ep;
+    if (*s == '\0')
+        return 0;
+    if (parse_endpoint_why(s, 0, &ep, why) < 0)
+        return -1;
+    if ((ep.sa.ss_family == AF_INET ? ((struct sockaddr_in *)&ep.sa)->sin_port
+                                     : ((struct sockaddr_in6 *)&ep.sa)->sin6_port) == 0)
+        return fail(why, "a port is required (addr:port or [v6]:port)");
+    return 0;
+}
+
+/* "" or a plain address local@domain (ASCII, no spaces, brackets or quotes). */
+static int check_mailbox(const char *s, const char **why)
+{
+    if (*s == '\0')
+        return 0;
+    const char *at = strrchr(s, '@');
+    if (!at || at == s || strlen(s) > 254)
+        return fail(why, "not an address local@domain");
+    for (const char *p = s; p < at; p++)
+        if (*p <= ' ' || *p >= 127 || strchr("<>()[]\\,;:\"@", *p))
+            return fail(why, "not an address local@domain");
+    return check_dns_name(at + 1, why) < 0 || !at[1] ? fail(why, "not an address local@domain")
+                                                   : 0;
+}
+
 static int check_nonempty(const char *s, const char **why)
 {
     return *s ? 0 : fail(why, "must not be empty");
@@ -465,6 +506,55 @@ static int check_ipv6(const char *s, const char **why)
     if (*s == '\0' || inet_pton(AF_INET6, s, &a) == 1)
         return 0;
     return fail(why, "not an IPv6 address");
+}
+
+/* A next hop (see config.h): "[host]", "[host]:port", "host", "host:port". */
+int mxg_parse_nexthop(const char *s, struct mxg_nexthop *out, const char **why)
+{
+    const char *h = s, *he, *rest;
+    memset(out, 0, sizeof *out);
+    if (!s || !*s)
+        return fail(why, "empty next hop");
+    if (*s == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (!he)
+            return fail(why, "'[' without ']'");
+        rest = he + 1;
+    } else {
+        he = strchr(s, ':');
+        if (!he)
+            he = s + strlen(s);
+        rest = he;
+        out->mx = 1;
+    }
+    if (he == h || (size_t)(he - h) >= sizeof out->host)
+        return fail(why, "host name empty or too long");
+    memcpy(out->host, h, (size_t)(he - h));
+    if (*rest == ':') {
+        uint64_t v;
+        const char *p = rest + 1;
+        if (parse_digits(&p, &v) == -1 || *p != '\0' || v < 1 || v > 65535)
+            return fail(why, "port must be 1..65535");
+        out->port = (int)v;
+    } else if (*rest) {
+        return fail(why, "unexpected text after the host (write [host]:port or host:port)");
+    }
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, out->host, &a4) == 1 || inet_pton(AF_INET6, out->host, &a6) == 1)
+        return out->mx ? fail(why, "an address must be written in [ ] (no MX lookup)") : 0;
+    if (check_dns_name(out->host, why) < 0)
+        return -1;
+    if (!strchr(out->host, '.') && strcasecmp(out->host, "localhost") != 0)
+        return fail(why, "host must be a fully qualified name or an address in [ ]");
+    return 0;
+}
+
+static int check_nexthop(const char *s, const char **why)
+{
+    struct mxg_nexthop nh;
+    return *s == '\0' ? 0 : mxg_parse_nexthop(s, &nh, why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -747,6 +837,7 @@ static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
 static const char *const multi_domain_names[] = {"legs", "defer", NULL};
 static const char *const log_level_names[] = {"debug", "info", "notice", "warning", "error", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
 
 #define F(name) offsetof(struct mxg_config, name)
 #define CAP(name) sizeof(((struct mxg_config *)0)->name)
@@ -782,6 +873,8 @@ static const struct key keys[] = {
     DURATION("server", "drain_timeout", drain_timeout_ms, "30s", 0, T_MAX),
     ENDPOINTS("server", "queue_listen", queue_listen, n_queue_listen, "", 0, 0),
     ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
+    STRING("server", "user", user, "", check_account_name),
+    STRING("server", "group", group, "", check_account_name),
 
     SIZE("limits", "message_size", message_size, "50M", 1, 1LL << 40),
     INT("limits", "recipients", max_recipients, "1000", 1, 1000000),
@@ -838,6 +931,10 @@ static const struct key keys[] = {
     DURATION("tlsrpt", "send_max_random_delay", rpt_delay_ms, "4h", 0, T_MAX),
     DURATION("tlsrpt", "retry_backoff", rpt_backoff_ms, "10m", 1000, T_MAX),
     INT("tlsrpt", "max_attempts", rpt_max_attempts, "8", 1, 100),
+    STRING("tlsrpt", "dkim_key_file", rpt_dkim_key, "", NULL),
+    STRING("tlsrpt", "dkim_selector", rpt_dkim_selector, "", check_dns_name),
+    STRING("tlsrpt", "dkim_domain", rpt_dkim_domain, "", check_dns_name),
+    STRING("tlsrpt", "report_from", rpt_from, "", check_mailbox),
 
     BOOL("mta_sts", "enabled", sts_enabled, "true"),
     DURATION("mta_sts", "connect_timeout", sts_connect_timeout_ms, "10s", T_MIN, T_MAX),
@@ -852,10 +949,14 @@ static const struct key keys[] = {
     DURATION("queue", "retry_backoff_max", q_backoff_max_ms, "4h", T_MIN, T_MAX),
     DURATION("queue", "scan_interval", q_scan_ms, "30s", T_MIN, T_MAX),
     INT("queue", "max_parallel", q_max_parallel, "20", 1, 10000),
-    STRING("queue", "bounce_route", q_bounce_route, "", NULL),
+    STRING("queue", "bounce_route", q_bounce_route, "", check_nexthop),
 
     ENUM("log", "level", log_level, "info", log_level_names),
+    ENUM("log", "format", log_format, "text", log_format_names),
     BOOL("log", "syslog", log_syslog, "false"),
+
+    STRING("metrics", "listen", metrics_listen, "", check_listen_endpoint),
+    CIDRS("metrics", "allow_networks", metrics_allow, n_metrics_allow, "127.0.0.0/8,::1/128", 1),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -1320,6 +1421,9 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
                    "(unsigned lists are never used)", src);
     if (cfg->list_keyring[0] && cfg->list_keyring[0] != '/')
         return say(err, errlen, "%s: policy_list.keyring: must be an absolute path", src);
+    if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
+        return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
+                   src);
     return 0;
 }
 
@@ -1367,4 +1471,66 @@ void mxg_config_dump(const struct mxg_config *cfg, FILE *out)
     }
     if (section)
         fputs("};\n", out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reload support                                                      */
+/* ------------------------------------------------------------------ */
+
+/* The value of k in cfg, as the dump writes it, in a malloc'd string. */
+static char *value_text(const struct key *k, const struct mxg_config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    k->dump(k, cfg, f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+int mxg_config_diff(const struct mxg_config *a, const struct mxg_config *b,
+                    void (*fn)(void *arg, const char *section, const char *name,
+                               const char *old_value, const char *new_value),
+                    void *arg)
+{
+    int n = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char *va = value_text(&keys[i], a), *vb = value_text(&keys[i], b);
+        if (va && vb && strcmp(va, vb) != 0) {
+            n++;
+            if (fn)
+                fn(arg, keys[i].section, keys[i].name, va, vb);
+        }
+        free(va);
+        free(vb);
+    }
+    return n;
+}
+
+int mxg_config_copy_setting(struct mxg_config *dst, const struct mxg_config *src,
+                            const char *section, const char *name)
+{
+    const struct key *k = find_key(section, name);
+    if (!k)
+        return -1;
+    size_t size;
+    if (k->apply == apply_duration || k->apply == apply_size)
+        size = sizeof(uint64_t);
+    else if (k->apply == apply_string)
+        size = k->cap;
+    else if (k->apply == apply_endpoints)
+        size = k->cap * sizeof(struct mxg_endpoint);
+    else if (k->apply == apply_cidrs)
+        size = k->cap * sizeof(struct mxg_cidr);
+    else /* apply_int, apply_bool, apply_enum */
+        size = sizeof(int);
+    memcpy((char *)dst + k->off, (const char *)src + k->off, size);
+    if (k->off_n)
+        memcpy((char *)dst + k->off_n, (const char *)src + k->off_n, sizeof(int));
+    return 0;
 }

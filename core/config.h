@@ -65,6 +65,8 @@ struct mxg_config {
     struct mxg_endpoint queue_listen[MXG_CFG_MAX_LISTEN]; /* server.queue_listen: queue-mode listeners */
     int n_queue_listen;
     enum mxg_multi_domain multi_domain; /* server.multi_domain: legs|defer */
+    char user[MXG_CFG_NAME_MAX];  /* server.user: drop to this user after binding; "" = stay */
+    char group[MXG_CFG_NAME_MAX]; /* server.group: "" = the user's primary group */
 
     /* limits */
     uint64_t message_size;  /* limits.message_size (octets, SIZE= advertised) */
@@ -130,6 +132,10 @@ struct mxg_config {
     uint64_t rpt_delay_ms;                      /* tlsrpt.send_max_random_delay */
     uint64_t rpt_backoff_ms;                    /* tlsrpt.retry_backoff */
     int rpt_max_attempts;                       /* tlsrpt.max_attempts */
+    char rpt_dkim_key[MXG_CFG_PATH_MAX];        /* tlsrpt.dkim_key_file: PEM; "" = mailto: skipped */
+    char rpt_dkim_selector[MXG_CFG_NAME_MAX];   /* tlsrpt.dkim_selector */
+    char rpt_dkim_domain[MXG_CFG_NAME_MAX];     /* tlsrpt.dkim_domain: "" = the submitter */
+    char rpt_from[MXG_CFG_NAME_MAX];            /* tlsrpt.report_from: "" = noreply-smtp-tls-reporting@SUBMITTER */
 
     /* mta_sts (RFC 8461) */
     int sts_enabled;                            /* mta_sts.enabled */
@@ -151,6 +157,12 @@ struct mxg_config {
     /* log */
     enum mxg_log_level log_level; /* log.level */
     int log_syslog;               /* log.syslog (bool) */
+    enum mxg_log_format log_format; /* log.format: text|json */
+
+    /* metrics (Prometheus text format, core/metrics_http.h) */
+    char metrics_listen[80];      /* metrics.listen: "addr:port", "" = no endpoint */
+    struct mxg_cidr metrics_allow[MXG_CFG_MAX_NETS]; /* metrics.allow_networks */
+    int n_metrics_allow;
 };
 
 void mxg_config_defaults(struct mxg_config *cfg);
@@ -162,10 +174,33 @@ int mxg_config_load(struct mxg_config *cfg, const char *path, char *const *envp,
 /* Write the effective configuration in the file syntax (for `config check -v`). */
 void mxg_config_dump(const struct mxg_config *cfg, FILE *out);
 
+/* Reload support (core/reload.c). mxg_config_diff() calls fn once per
+ * setting whose value differs between a and b, in schema order, with the
+ * setting's section and name and both values in the file syntax (as the
+ * dump writes them); returns the number of differences.
+ * mxg_config_copy_setting() copies one setting (section.name) from src into
+ * dst: 0, or -1 when there is no such setting. */
+int mxg_config_diff(const struct mxg_config *a, const struct mxg_config *b,
+                    void (*fn)(void *arg, const char *section, const char *name,
+                               const char *old_value, const char *new_value),
+                    void *arg);
+int mxg_config_copy_setting(struct mxg_config *dst, const struct mxg_config *src,
+                            const char *section, const char *name);
+
 /* Helpers, exposed for the unit tests and other modules. Return 0 or -1. */
 int mxg_parse_duration_ms(const char *s, uint64_t *out);
 int mxg_parse_size(const char *s, uint64_t *out);
 int mxg_parse_endpoint(const char *s, int default_port, struct mxg_endpoint *out);
+/* A next hop as Postfix writes it (queue.bounce_route, static routes):
+ * "[host]" / "[host]:port" → that host's own addresses, no MX lookup (host
+ * may be an IPv4 or IPv6 literal); "host" / "host:port" → MX lookup of host.
+ * port 0 = not given. 0, or -1 with *why (may be NULL). */
+struct mxg_nexthop {
+    char host[256];
+    int port;
+    int mx;
+};
+int mxg_parse_nexthop(const char *s, struct mxg_nexthop *out, const char **why);
 int mxg_parse_cidr(const char *s, struct mxg_cidr *out);
 /* 1 if the address (AF_INET/AF_INET6 sockaddr; v4-mapped v6 treated as v4) is in the network. */
 int mxg_cidr_match(const struct mxg_cidr *net, const struct sockaddr *sa);

@@ -1,5 +1,6 @@
-/* core/log.c — see log.h. The only process-wide state is the sink setting,
- * set once by main() before the loop starts. */
+/* core/log.c — see log.h. The only process-wide state is the sink setting
+ * (level, syslog, format), set by main() before the loop starts and again on
+ * a SIGHUP reload, always from the loop thread. */
 #include "log.h"
 
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 static enum mxg_log_level g_min = MXG_LOG_INFO;
 static int g_syslog;
+static enum mxg_log_format g_format = MXG_LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "notice", "warning", "error"};
 
@@ -32,30 +34,143 @@ const char *mxg_log_level_name(enum mxg_log_level l)
 void mxg_log_setup(enum mxg_log_level min, int use_syslog)
 {
     g_min = min;
-    g_syslog = use_syslog;
-    if (use_syslog)
+    if (use_syslog && !g_syslog)
         openlog("mxguard", LOG_PID, LOG_MAIL);
+    else if (!use_syslog && g_syslog)
+        closelog();
+    g_syslog = use_syslog;
+}
+
+void mxg_log_set_format(enum mxg_log_format f)
+{
+    g_format = f;
+}
+
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* Append n bytes; 0, or -1 when they do not fit (nothing appended). */
+static int put(char *buf, size_t cap, size_t *used, const char *s, size_t n)
+{
+    if (*used + n >= cap)
+        return -1;
+    memcpy(buf + *used, s, n);
+    *used += n;
+    buf[*used] = '\0';
+    return 0;
+}
+
+void mxg_log_json_escape(char *buf, size_t cap, size_t *used, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (cap == 0)
+        return;
+    buf[*used < cap ? *used : cap - 1] = '\0';
+    while (*p) {
+        char esc[8];
+        const char *out = esc;
+        size_t n = 2;
+        esc[0] = '\\';
+        switch (*p) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            if (*p < 0x20 || *p == 0x7f) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                n = 6;
+            } else if (*p < 0x80) {
+                out = (const char *)p;
+                n = 1;
+            } else if ((n = utf8_seq(p)) > 0) {
+                out = (const char *)p;
+            } else {
+                out = "\xEF\xBF\xBD"; /* U+FFFD for a byte that is not UTF-8 */
+                n = 3;
+                if (put(buf, cap, used, out, n) < 0)
+                    return;
+                p++;
+                continue;
+            }
+        }
+        if (put(buf, cap, used, out, n) < 0)
+            return;
+        p += out == (const char *)p ? n : 1;
+    }
+}
+
+static void timestamp(char *ts, size_t len)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char s[32];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts, len, "%s.%03dZ", s, (int)(tv.tv_usec / 1000));
+}
+
+static void log_json(enum mxg_log_level l, const char *component, const char *msg)
+{
+    char line[16384], ts[40];
+    size_t used = 0;
+    timestamp(ts, sizeof ts);
+    used = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"",
+                            ts, mxg_log_level_name(l));
+    mxg_log_json_escape(line, sizeof line - 4, &used, component);
+    put(line, sizeof line - 4, &used, "\",\"message\":\"", 13);
+    mxg_log_json_escape(line, sizeof line - 4, &used, msg);
+    memcpy(line + used, "\"}", 3); /* room kept: cap - 4 above */
+    used += 2;
+    if (g_syslog) {
+        static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING, LOG_ERR};
+        syslog(prio[l], "%s", line);
+        return;
+    }
+    line[used++] = '\n';
+    fwrite(line, 1, used, stderr);
 }
 
 void mxg_vlog(enum mxg_log_level l, const char *component, const char *fmt, va_list ap)
 {
-    if (l < g_min)
+    if (l < g_min || (unsigned)l >= 5)
         return;
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (g_format == MXG_LOG_JSON) {
+        log_json(l, component, msg);
+        return;
+    }
     if (g_syslog) {
         static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING, LOG_ERR};
         syslog(prio[l], "%s: %s", component, msg);
         return;
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[32];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03dZ %s %s: %s\n", ts, (int)(tv.tv_usec / 1000), mxg_log_level_name(l),
-            component, msg);
+    char ts[40];
+    timestamp(ts, sizeof ts);
+    fprintf(stderr, "%s %s %s: %s\n", ts, mxg_log_level_name(l), component, msg);
 }
 
 void mxg_log(enum mxg_log_level l, const char *component, const char *fmt, ...)

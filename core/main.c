@@ -13,6 +13,7 @@
 
 #include "../dane/dns.h"
 #include "../proxy/check.h"
+#include "../proxy/report_mailer.h"
 #include "../proxy/server.h"
 #include "../policy/https.h"
 #include "../policy/sts.h"
@@ -21,10 +22,16 @@
 #include "../policy/stlist_source.h"
 #include "../policy/stlist_export.h"
 #include "../report/tlsrpt.h"
+#include "../proxy/queue_runner.h"
+#include "../spool/spool.h"
 #include "../tls/tls_engine.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "privs.h"
+#include "reload.h"
 
 extern char **environ;
 
@@ -49,7 +56,11 @@ static void usage(FILE *out)
             "  report list [-c FILE]         the (UTC day, policy domain) pairs with TLSRPT counts\n"
             "  report show DAY DOMAIN [-c FILE]\n"
             "                                the RFC 8460 JSON report for that day and domain\n"
-            "  report send DAY [-c FILE]     send DAY's reports now (https: rua destinations)\n"
+            "  report send DAY [-c FILE]     send DAY's reports now (https: and mailto: rua)\n"
+            "  queue list|show ID|flush [ID...]|delete ID... [-c FILE]\n"
+            "                                the spool: entries with each recipient's state, one\n"
+            "                                entry's envelope and headers, retry now, remove.\n"
+            "                                Exit 0: done, 1: no such/busy entry or spool error\n"
             "\n"
             "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
@@ -133,10 +144,21 @@ struct app {
     struct mxg_stlist_source *stlist_src;
     struct mxg_rpt *rpt;
     struct mxg_rpt_sender *rpt_sender;
+    struct mxg_rpt_dkim *rpt_dkim;          /* tlsrpt.dkim_key_file, or NULL */
+    struct mxg_report_mailer *rpt_mailer;   /* report mail through proxy/outbound */
+    struct mxg_upstream_env mail_env;       /* the mailer's legs (self filled by cmd_run) */
     char org_name[256], org_contact[300], org_submitter[256];
     struct mxg_server srv;
+    struct mxg_spool *spool; /* <state.directory>/spool */
+    struct mxg_queue_runner *runner; /* delivers the spool (proxy/queue_runner.h) */
+    uv_signal_t sig_usr1;            /* `mxguard queue flush`: scan the spool now */
+    int drain_wait;                  /* SIGTERM: server drain + runner stop still to finish */
+    char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */
     uv_signal_t sig_term, sig_int, sig_hup;
     int stopping;
+    struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */
+    struct mxg_metrics_http *metrics_http; /* run: metrics.listen endpoint */
+    struct mxg_privs privs;                /* run: server.user switch */
 };
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -158,6 +180,8 @@ static int ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errl
 /* The long-lived parts every command needs: DNS, TLS, and (when enabled)
  * MTA-STS with its HTTPS client and persistent cache in the state
  * directory. Returns 0, or -1 with err. */
+static void app_env(struct app *app, struct mxg_upstream_env *env);
+
 static int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
 {
     const struct mxg_config *cfg = &app->cfg;
@@ -231,6 +255,24 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
             .total_timeout_ms = cfg->sts_fetch_timeout_ms,
         };
         mxg_rpt_sender_configure(app->rpt_sender, &sc);
+        if (cfg->rpt_dkim_key[0]) {
+            const char *dom = cfg->rpt_dkim_domain[0] ? cfg->rpt_dkim_domain : app->org_submitter;
+            app->rpt_dkim = mxg_rpt_dkim_load(cfg->rpt_dkim_key, cfg->rpt_dkim_selector, dom, e,
+                                              sizeof e);
+            if (!app->rpt_dkim) {
+                snprintf(err, errlen, "TLSRPT: %s (unset tlsrpt.dkim_key_file to run without "
+                                      "mailed reports)", e);
+                return -1;
+            }
+        }
+        app_env(app, &app->mail_env);
+        struct mxg_rpt_mailer mailer;
+        if (!(app->rpt_mailer = mxg_report_mailer_new(&app->mail_env))) {
+            snprintf(err, errlen, "TLSRPT mailer: out of memory");
+            return -1;
+        }
+        mxg_report_mailer_get(app->rpt_mailer, &mailer);
+        mxg_rpt_sender_set_mail(app->rpt_sender, &mailer, app->rpt_dkim, cfg->rpt_from);
     }
     if (!cfg->sts_enabled)
         return 0;
@@ -261,6 +303,10 @@ static void app_close_parts(struct app *app)
     if (app->rpt_sender)
         mxg_rpt_sender_free(app->rpt_sender);
     app->rpt_sender = NULL;
+    mxg_report_mailer_free(app->rpt_mailer); /* after the sender: it held handles */
+    app->rpt_mailer = NULL;
+    mxg_rpt_dkim_free(app->rpt_dkim);
+    app->rpt_dkim = NULL;
     if (app->rpt)
         mxg_rpt_close(app->rpt); /* writes every buffered count */
     app->rpt = NULL;
@@ -294,11 +340,14 @@ static void app_env(struct app *app, struct mxg_upstream_env *env)
     env->sts = app->sts;
     env->stlist = app->stlist;
     env->rpt = app->rpt;
+    env->metrics = app->metrics;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */
 static void app_shutdown(struct app *app)
 {
+    mxg_metrics_http_stop(app->metrics_http);
+    app->metrics_http = NULL;
     app_close_parts(app);
     uv_walk(&app->loop, close_walk, NULL);
     uv_run(&app->loop, UV_RUN_DEFAULT);
@@ -308,30 +357,250 @@ static void app_shutdown(struct app *app)
     app->tls = NULL;
 }
 
-static void on_drained(struct mxg_server *srv)
+/* SIGTERM: both the server's drain and the queue runner's stop are done. */
+static void app_stopped(struct app *app)
 {
-    struct app *app = (struct app *)((char *)srv - offsetof(struct app, srv));
+    if (app->runner && !uv_is_closing((uv_handle_t *)&app->sig_usr1))
+        uv_close((uv_handle_t *)&app->sig_usr1, NULL);
     uv_close((uv_handle_t *)&app->sig_term, NULL);
     uv_close((uv_handle_t *)&app->sig_int, NULL);
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
     uv_close((uv_handle_t *)&app->recheck, NULL);
+    mxg_metrics_http_stop(app->metrics_http);
+    app->metrics_http = NULL;
     app_close_parts(app);
+}
+
+static void drain_step(struct app *app)
+{
+    if (--app->drain_wait == 0)
+        app_stopped(app);
+}
+
+static void on_drained(struct mxg_server *srv)
+{
+    drain_step((struct app *)((char *)srv - offsetof(struct app, srv)));
+}
+
+static void on_runner_stopped(void *arg)
+{
+    drain_step(arg);
+}
+
+static void app_spool_kick(void *arg)
+{
+    mxg_queue_runner_kick(arg);
+}
+
+static void app_stop_queue(struct app *app);
+
+/* ------------------------------------------------- operating (issue #11) */
+
+static double gauge_sessions(void *arg)
+{
+    return ((struct app *)arg)->srv.n_sessions;
+}
+
+static double gauge_dns_cache(void *arg)
+{
+    return (double)mxg_dns_cache_entries(((struct app *)arg)->dns);
+}
+
+static void count_sts_row(void *arg, const struct mxg_sts_cache_entry *e)
+{
+    (void)e;
+    (*(int *)arg)++;
+}
+
+static double gauge_sts_cache(void *arg)
+{
+    struct app *app = arg;
+    int n = 0;
+    if (app->sts_cache)
+        mxg_sts_cache_foreach(app->sts_cache, count_sts_row, &n);
+    return n;
+}
+
+static double gauge_list(void *arg)
+{
+    struct app *app = arg;
+    struct mxg_stlist_status st;
+    if (!app->stlist)
+        return 0;
+    mxg_stlist_store_status(app->stlist, (int64_t)time(NULL), &st);
+    return st.have && !st.expired ? st.n_policies : 0;
+}
+
+static double gauge_spool(void *arg)
+{
+    struct app *app = arg;
+    char(*ids)[MXG_SPOOL_ID_MAX] = NULL;
+    int n = 0;
+    if (!app->spool || mxg_spool_list(app->spool, &ids, &n) < 0)
+        return 0;
+    free(ids);
+    return n;
+}
+
+/* run, before the parts are opened: the log format, the counters, and (as
+ * root with server.user) the state directory and the switch to the user,
+ * so that everything opened from here on is opened as the user. */
+static int ops_prepare(struct app *app, char *err, size_t errlen)
+{
+    mxg_log_set_format(app->cfg.log_format);
+    if (!(app->metrics = mxg_metrics_new())) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (mxg_privs_resolve(&app->cfg, &app->privs, err, errlen) < 0 ||
+        mxg_privs_prepare_dir(&app->privs, app->cfg.state_dir, err, errlen) < 0)
+        return -1;
+    return mxg_privs_enter(&app->privs, err, errlen);
+}
+
+/* run, after the SMTP listeners are bound (as root again): the metrics
+ * listener, then the final drop of privileges, then the gauges. */
+static int ops_started(struct app *app, char *err, size_t errlen)
+{
+    char e[512];
+    if (app->cfg.metrics_listen[0]) {
+        struct mxg_endpoint ep;
+        mxg_parse_endpoint(app->cfg.metrics_listen, 0, &ep); /* checked by the config */
+        app->metrics_http = mxg_metrics_http_start(&app->loop, app->metrics, &app->cfg,
+                                                   (const struct sockaddr *)&ep.sa, e, sizeof e);
+        if (!app->metrics_http) {
+            snprintf(err, errlen, "metrics.listen %s: %s", app->cfg.metrics_listen, e);
+            return -1;
+        }
+        LOG_N("main", "metrics on http://%s/metrics", app->cfg.metrics_listen);
+    }
+    if (mxg_privs_drop(&app->privs, err, errlen) < 0)
+        return -1;
+    if (geteuid() == 0)
+        LOG_W("main", "running as root: set server.user (e.g. \"mxguard\") so that mxguard "
+                      "drops its privileges once its listeners are bound");
+    mxg_dns_set_metrics(app->dns, app->metrics);
+    if (app->https)
+        mxg_https_set_metrics(app->https, app->metrics);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_SESSIONS_ACTIVE, NULL, gauge_sessions, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_DNS_CACHE_ENTRIES, NULL, gauge_dns_cache, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_STS_CACHE_ENTRIES, NULL, gauge_sts_cache, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_LIST_ENTRIES, NULL, gauge_list, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_SPOOL_MESSAGES, NULL, gauge_spool, app);
+    return 0;
+}
+
+/* The one-shot commands: as root with server.user set, become that user
+ * before touching state.directory. */
+static int cli_privs(const struct mxg_config *cfg)
+{
+    char err[512];
+    if (mxg_privs_cli(cfg, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "mxguard: %s\n", err);
+    return -1;
+}
+
+static void on_reload_selfcheck(void *arg, int ok, const char *why)
+{
+    struct app *app = arg;
+    if (ok > 0) {
+        LOG_N("reload", "DNSSEC self-check with the reloaded trust anchors passed: %s", why);
+    } else if (ok == 0 && app->dns && mxg_dns_revert_anchors(app->dns) == 0) {
+        LOG_E("reload", "the reloaded trust anchors fail the DNSSEC self-check (%s); the "
+                        "previous anchors stay in force", why);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+    } else {
+        LOG_W("reload", "DNSSEC self-check after the reload: %s", why);
+    }
+}
+
+/* Trust anchors: re-read on every SIGHUP (the file may change in place, a
+ * root key rollover); kept only if the DNSSEC self-check still passes. */
+static void reload_anchors(struct app *app)
+{
+    char err[512];
+    if (!app->dns || !app->cfg.dane_enabled)
+        return;
+    if (app->cfg.dns_mode != MXG_DNS_STUB) {
+        LOG_N("reload", "dns.mode = recursive: trust anchors are read at start-up only");
+        return;
+    }
+    if (mxg_dns_reload_anchors(app->dns, app->cfg.trust_anchor_file, err, sizeof err) < 0) {
+        LOG_E("reload", "trust anchors: %s; the previous anchors stay in force", err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        return;
+    }
+    if (mxg_dns_selfcheck(app->dns, on_reload_selfcheck, app) < 0)
+        LOG_W("reload", "DNSSEC self-check could not start");
+}
+
+static void on_reload_list(void *arg, int accepted, const char *msg)
+{
+    (void)arg;
+    LOG_N("reload", "policy list: %s: %s",
+          accepted > 0 ? "updated" : accepted == 0 ? "unchanged" : "failed", msg);
+}
+
+/* SIGHUP: the configuration file, the trust anchors, the policy list.
+ * Sessions in flight are not touched (core/reload.h). */
+static void app_reload(struct app *app)
+{
+    if (app->stopping) {
+        LOG_W("reload", "SIGHUP while draining: ignored");
+        return;
+    }
+    const char *path = app->cfg.source[0] ? app->cfg.source : NULL;
+    LOG_N("reload", "SIGHUP: reloading %s", path ? path : "(built-in defaults and environment)");
+    struct mxg_config *next = malloc(sizeof *next);
+    char err[1024];
+    if (!next)
+        return;
+    if (mxg_config_load(next, path, environ, err, sizeof err) < 0) {
+        LOG_E("reload", "configuration error: %s; the running configuration stays in force",
+              err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        free(next);
+        return;
+    }
+    struct mxg_reload_ctx rc = {.have_list = app->stlist_src != NULL};
+    struct mxg_reload_result res;
+    mxg_reload_apply(&app->cfg, next, &rc, &res);
+    free(next);
+    if (res.actions & MXG_RELOAD_LOG) {
+        mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+        mxg_log_set_format(app->cfg.log_format);
+    }
+    reload_anchors(app);
+    if (app->stlist_src && mxg_stlist_source_update(app->stlist_src, on_reload_list, app) < 0)
+        LOG_W("reload", "policy list: an update is already running");
+    mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "success");
+    mxg_metrics_set(app->metrics, MXG_M_RELOAD_TIME, NULL, (double)time(NULL));
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
     if (signum == SIGHUP) {
-        LOG_N("main", "SIGHUP: reload is not implemented yet; restart to apply changes");
+        app_reload(app);
+        return;
+    }
+    if (signum == SIGUSR1) {
+        LOG_N("main", "SIGUSR1: scanning the spool now");
+        mxg_queue_runner_kick(app->runner);
         return;
     }
     if (app->stopping++) {
         LOG_W("main", "second signal: closing all sessions now");
+        app_stop_queue(app); /* cancels deliveries while their handles still work */
         uv_walk(&app->loop, close_walk, NULL);
         return;
     }
     LOG_N("main", "%s: draining (deadline %llus)", strsignal(signum),
           (unsigned long long)(app->cfg.drain_timeout_ms / 1000));
+    app->drain_wait = app->runner ? 2 : 1;
+    if (app->runner)
+        mxg_queue_runner_stop(app->runner, on_runner_stopped, app);
     mxg_server_drain(&app->srv, on_drained);
 }
 
@@ -415,6 +684,8 @@ static int cmd_check(int argc, char **argv)
         return 1;
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
+        goto out;
+    if (cli_privs(&app->cfg) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
@@ -502,6 +773,8 @@ static int cmd_list(int argc, char **argv)
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
+    if (cli_privs(&app->cfg) < 0)
+        goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
     char err[1024];
@@ -583,6 +856,8 @@ static int cmd_report(int argc, char **argv)
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
+    if (cli_privs(&app->cfg) < 0)
+        goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_NOTICE ? app->cfg.log_level : MXG_LOG_NOTICE, 0);
     uv_loop_init(&app->loop);
     char err[1024], id[MXG_RPT_REPORT_ID_MAX];
@@ -635,6 +910,53 @@ out:
     return rc;
 }
 
+/* The spool's queue runner (after mxg_server_start: its legs use the
+ * server's upstream env, self addresses included), SIGUSR1 for `mxguard
+ * queue flush`, and the pid file that command finds us by. */
+static int app_start_queue(struct app *app)
+{
+    if (mxg_spool_cleaned(app->spool))
+        LOG_N("main", "spool %s: removed %d leftover(s) of an interrupted write",
+              mxg_spool_dir(app->spool), mxg_spool_cleaned(app->spool));
+    if (!mxg_spool_owner(app->spool))
+        LOG_W("main", "spool %s is locked by another process (a second mxguard on the same "
+                      "state.directory?); delivering anyway, entry locks prevent doubles",
+              mxg_spool_dir(app->spool));
+    app->runner = mxg_queue_runner_new(&app->loop, &app->cfg, &app->srv.upenv, app->spool,
+                                       app->srv.hostname);
+    if (!app->runner || mxg_queue_runner_start(app->runner) < 0) {
+        LOG_E("main", "queue runner: cannot start");
+        return -1;
+    }
+    app->srv.spool_kick = app_spool_kick;
+    app->srv.spool_kick_arg = app->runner;
+    uv_signal_init(&app->loop, &app->sig_usr1);
+    app->sig_usr1.data = app;
+    uv_signal_start(&app->sig_usr1, on_signal, SIGUSR1);
+    snprintf(app->pid_file, sizeof app->pid_file, "%s/mxguard.pid", app->cfg.state_dir);
+    FILE *fp = fopen(app->pid_file, "w");
+    if (fp) {
+        fprintf(fp, "%ld\n", (long)getpid());
+        fclose(fp);
+    } else {
+        LOG_W("main", "%s: %s (mxguard queue flush cannot signal this process)", app->pid_file,
+              strerror(errno));
+        app->pid_file[0] = 0;
+    }
+    return 0;
+}
+
+static void app_stop_queue(struct app *app)
+{
+    if (app->runner)
+        mxg_queue_runner_free(app->runner); /* handles close in app_shutdown's loop run */
+    app->runner = NULL;
+    app->srv.spool_kick = NULL;
+    if (app->pid_file[0])
+        unlink(app->pid_file);
+    app->pid_file[0] = 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     const char *file = NULL;
@@ -650,6 +972,10 @@ static int cmd_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&app->loop);
     char err[1024];
+    if (ops_prepare(app, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
     if (app_open_parts(app, 1, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
@@ -669,10 +995,28 @@ static int cmd_run(int argc, char **argv)
         mxg_stlist_source_start(app->stlist_src);
     if (app->rpt_sender)
         mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
-    if (mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0) {
+    if (ensure_state_dir(&app->cfg, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
+    char spool_dir[MXG_CFG_PATH_MAX + 16];
+    snprintf(spool_dir, sizeof spool_dir, "%s/spool", app->cfg.state_dir);
+    app->spool = mxg_spool_open(spool_dir, err, sizeof err);
+    if (!app->spool) {
+        LOG_E("main", "spool: %s", err);
+        goto out_loop;
+    }
+    app->srv.spool = app->spool;
+    if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
+        mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
+        ops_started(app, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    app->mail_env.self = app->srv.upenv.self; /* report mail: loop protection too */
+    app->mail_env.n_self = app->srv.upenv.n_self;
+    if (app_start_queue(app) < 0)
+        goto out_loop;
     uv_signal_init(&app->loop, &app->sig_term);
     uv_signal_init(&app->loop, &app->sig_int);
     uv_signal_init(&app->loop, &app->sig_hup);
@@ -686,7 +1030,12 @@ static int cmd_run(int argc, char **argv)
     LOG_N("main", "stopped");
     rc = 0;
 out_loop:
+    app_stop_queue(app);
     app_shutdown(app);
+    if (app->spool)
+        mxg_spool_close(app->spool);
+    app->spool = NULL;
+    mxg_metrics_free(app->metrics);
 out:
     free(app);
     return rc;
@@ -715,6 +1064,8 @@ int main(int argc, char **argv)
         return cmd_list(argc - 2, argv + 2);
     if (strcmp(argv[1], "report") == 0)
         return cmd_report(argc - 2, argv + 2);
+    if (strcmp(argv[1], "queue") == 0)
+        return mxg_cli_queue(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return cmd_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);

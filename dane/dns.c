@@ -54,6 +54,7 @@
 #include <getdns/getdns_ext_libuv.h>
 
 #include "../core/log.h"
+#include "../core/metrics.h"
 #include "dnscache.h"
 
 #define COMP "dns"
@@ -100,6 +101,7 @@ struct mxg_dns_query {
     int cancelled;
     int in_cancel;                /* inside mxg_dns_cancel(): it frees q */
     int delivering;               /* its user callback is running */
+    uint64_t t0;                  /* loop time when asked (metrics) */
     enum query_kind kind;
     int nsub;
     struct dns_sub sub[2];
@@ -137,6 +139,9 @@ struct mxg_dns {
     char anchor_owner[MXG_DNS_NAME_MAX];  /* first trust anchor's owner, "" = root */
     char anchor_file[256];                /* for self-check messages */
     char upstream[200];                   /* "127.0.0.1:53, ..." or "recursive" */
+    struct mxg_metrics *metrics;          /* NULL: not counted */
+    getdns_list *prev_anchors;            /* before the last mxg_dns_reload_anchors() */
+    char prev_owner[MXG_DNS_NAME_MAX], prev_file[256];
 };
 
 /* ---------------------------------------------------------------- names */
@@ -973,6 +978,11 @@ static void sub_done(struct dns_sub *s)
 
     s->done = 1;
     cache_store(s);
+    static const char *const st_label[] = {"ok", "nodata", "nxdomain", "tempfail", "bogus"};
+    mxg_metrics_inc(dns->metrics, MXG_M_DNS_QUERIES, st_label[s->status % 5]);
+    if (s->net)
+        mxg_metrics_observe_ms(dns->metrics, MXG_M_DNS_DURATION, rrtype_name(s->rrtype),
+                               uv_now(dns->loop) - q->t0);
     for (int i = 0; i < q->nsub; i++)
         if (!q->sub[i].done)
             return;
@@ -1349,6 +1359,7 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
         return NULL;
     q->dns = dns;
     q->kind = kind;
+    q->t0 = uv_now(dns->loop);
     q->nsub = kind == Q_ADDR ? 2 : 1;
     for (int i = 0; i < q->nsub; i++) {
         struct dns_sub *s = &q->sub[i];
@@ -2000,8 +2011,75 @@ void mxg_dns_free(struct mxg_dns *dns)
     dns->ext = NULL;
     mxg_dnscache_free(dns->cache);
     dns->cache = NULL;
+    if (dns->prev_anchors)
+        getdns_list_destroy(dns->prev_anchors);
+    dns->prev_anchors = NULL;
     if (dns->idle_active)
         uv_idle_stop(&dns->idle);
     dns->idle_active = 0;
     uv_close((uv_handle_t *)&dns->idle, on_idle_closed);
+}
+
+/* ------------------------------------------------------------ operations */
+
+void mxg_dns_set_metrics(struct mxg_dns *dns, struct mxg_metrics *m)
+{
+    dns->metrics = m;
+}
+
+size_t mxg_dns_cache_entries(const struct mxg_dns *dns)
+{
+    struct mxg_dnscache_stats st = {0};
+    if (dns && dns->cache)
+        mxg_dnscache_stats(dns->cache, &st);
+    return st.entries;
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_reload_anchors(struct mxg_dns *dns, const char *path, char *err, size_t errlen)
+{
+    char owner[MXG_DNS_NAME_MAX];
+    getdns_list *anchors = load_anchors(path, owner, sizeof owner, err, errlen), *old = NULL;
+    if (!anchors)
+        return -1;
+    if (getdns_context_get_dnssec_trust_anchors(dns->ctx, &old) != GETDNS_RETURN_GOOD)
+        old = NULL;
+    getdns_return_t r = getdns_context_set_dnssec_trust_anchors(dns->ctx, anchors);
+    getdns_list_destroy(anchors);
+    if (r != GETDNS_RETURN_GOOD) {
+        if (old)
+            getdns_list_destroy(old);
+        snprintf(err, errlen, "getdns: set_dnssec_trust_anchors: %s",
+                 getdns_get_errorstr_by_id((uint16_t)r));
+        return -1;
+    }
+    if (dns->prev_anchors)
+        getdns_list_destroy(dns->prev_anchors);
+    dns->prev_anchors = old;
+    snprintf(dns->prev_owner, sizeof dns->prev_owner, "%s", dns->anchor_owner);
+    snprintf(dns->prev_file, sizeof dns->prev_file, "%s", dns->anchor_file);
+    snprintf(dns->anchor_owner, sizeof dns->anchor_owner, "%s", owner);
+    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", path);
+    /* answers validated under the old anchors are not reused */
+    if (dns->cache)
+        mxg_dnscache_purge(dns->cache, UINT64_MAX);
+    LOG_N(COMP, "trust anchors reloaded from %s", path);
+    return 0;
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_revert_anchors(struct mxg_dns *dns)
+{
+    if (!dns->prev_anchors)
+        return -1;
+    if (getdns_context_set_dnssec_trust_anchors(dns->ctx, dns->prev_anchors) != GETDNS_RETURN_GOOD)
+        return -1;
+    getdns_list_destroy(dns->prev_anchors);
+    dns->prev_anchors = NULL;
+    snprintf(dns->anchor_owner, sizeof dns->anchor_owner, "%s", dns->prev_owner);
+    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", dns->prev_file);
+    if (dns->cache)
+        mxg_dnscache_purge(dns->cache, UINT64_MAX);
+    LOG_W(COMP, "previous trust anchors restored");
+    return 0;
 }

@@ -149,4 +149,23 @@ int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, voi
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);
 
+/* Operations (core/main.c, DESIGN §9).
+ *  - mxg_dns_set_metrics(): count lookups by outcome (mxguard_dns_queries_total)
+ *    and time those that went to the resolver; m may be NULL (borrowed).
+ *  - mxg_dns_cache_entries(): entries in the answer cache now.
+ *  - mxg_dns_reload_anchors(): re-read a trust anchor file (SIGHUP) and make
+ *    its anchors the ones getdns validates with, for every answer that
+ *    arrives from now on (getdns validates itself in stub mode; a recursive
+ *    context's libunbound keeps the anchors it started with). The cache is
+ *    emptied. The anchors in force before are kept for
+ *    mxg_dns_revert_anchors(). 0, or -1 with err (unreadable or malformed
+ *    file: nothing changed).
+ *  - mxg_dns_revert_anchors(): back to the anchors before the last reload
+ *    (when the new ones fail the self-check). 0, or -1 (nothing to revert). */
+struct mxg_metrics;
+void mxg_dns_set_metrics(struct mxg_dns *dns, struct mxg_metrics *m);
+size_t mxg_dns_cache_entries(const struct mxg_dns *dns);
+int mxg_dns_reload_anchors(struct mxg_dns *dns, const char *path, char *err, size_t errlen);
+int mxg_dns_revert_anchors(struct mxg_dns *dns);
+
 #endif

@@ -93,6 +93,8 @@
 
 #include <curl/curl.h>
 
+#include "../core/metrics.h"
+
 #ifndef MXG_VERSION
 #define MXG_VERSION "0"
 #endif
@@ -133,6 +135,7 @@ struct mxg_https_req {
     char *post_body;           /* owned copy of the request body (POST) */
     struct curl_slist *headers; /* extra request headers (POST) */
     char errbuf[CURL_ERROR_SIZE];
+    uint64_t t0;               /* loop time at the start (metrics) */
 };
 
 struct mxg_https {
@@ -146,6 +149,7 @@ struct mxg_https {
     int dispatching;           /* depth of drain() */
     int freeing;               /* mxg_https_free() was called */
     int torn_down;             /* curl state released, handles closing */
+    struct mxg_metrics *metrics; /* NULL: not counted */
 };
 
 static int curl_ready; /* curl_global_init done (once per process) */
@@ -397,6 +401,8 @@ static void finish(struct mxg_https_req *r, CURLcode rc)
     build_result(r, rc, &res);
     req_unlink(r);
     curl_multi_remove_handle(h->multi, r->easy);
+    mxg_metrics_inc(h->metrics, MXG_M_HTTPS_REQUESTS, res.err == MXG_HTTPS_OK ? "ok" : "error");
+    mxg_metrics_observe_ms(h->metrics, MXG_M_HTTPS_DURATION, NULL, uv_now(h->loop) - r->t0);
     r->in_cb = 1;
     r->cb(r->arg, &res);
     req_destroy(r);
@@ -751,6 +757,7 @@ static int start_req(struct mxg_https *h, const struct mxg_https_opts *o,
     if (r == NULL)
         return -1;
     r->h = h;
+    r->t0 = uv_now(h->loop);
     r->cb = cb;
     r->arg = arg;
     r->is_post = post != NULL;
@@ -895,4 +902,9 @@ void mxg_https_cancel(struct mxg_https_req *r)
     req_unlink(r);
     curl_multi_remove_handle(h->multi, r->easy);
     req_destroy(r);
+}
+
+void mxg_https_set_metrics(struct mxg_https *h, struct mxg_metrics *m)
+{
+    h->metrics = m;
 }

@@ -66,6 +66,9 @@ typedef void (*mxg_https_cb)(void *arg, const struct mxg_https_result *r);
 /* ca_file NULL or "" = system store. Returns NULL with err on failure. */
 struct mxg_https *mxg_https_new(uv_loop_t *loop, const char *ca_file, char *err, size_t errlen);
 void mxg_https_free(struct mxg_https *h);
+/* Count requests by outcome and time them (core/metrics.h); m may be NULL. */
+struct mxg_metrics;
+void mxg_https_set_metrics(struct mxg_https *h, struct mxg_metrics *m);
 
 /* Returns 0 (callback later, *req set) or -1 (bad options). */
 int mxg_https_get(struct mxg_https *h, const struct mxg_https_opts *o, mxg_https_cb cb, void *arg,

@@ -15,9 +15,22 @@
  *  - The body is either memory (body, body_len) or a file descriptor
  *    (body_fd >= 0, read from offset 0 to EOF in chunks with the leg's
  *    back-pressure); in both cases wire form without the final ".\r\n"
- *    (spool/spool.h). The fd stays the caller's.
+ *    (spool/spool.h). The fd stays the caller's (see below).
+ *    A body that does not end with CRLF gets one before the dot.
  *  - req->opts go to mxg_leg_open_opts() (route, opportunistic, no_tlsrpt).
- * Returns 0, or -1 (out of memory / leg could not start: done is not called). */
+ *  - Recipients are asked one RCPT at a time; a refused recipient keeps its
+ *    RCPT reply. With no recipient accepted there is no DATA (*final = the
+ *    first refusal). A failure after RCPT (DATA refused, connection lost,
+ *    the body file unreadable: 451 4.3.0) becomes the reply of every
+ *    accepted recipient.
+ *  - One log line (component "outbound", INFO) per delivery: id, sender,
+ *    domain, accepted/total recipients, MX, TLS, final reply, duration.
+ *  - mxg_outbound_cancel() closes the leg (no QUIT if in a transaction);
+ *    ob is invalid afterwards.
+ *  - The outbound reads from its own dup() of body_fd: the caller may close
+ *    its fd at any time (after start returned).
+ * Returns 0, or -1 (bad request, out of memory, leg could not start: done
+ * is not called). out may be NULL. */
 #ifndef MXG_OUTBOUND_H
 #define MXG_OUTBOUND_H
 

@@ -38,7 +38,10 @@ static void on_accept(uv_stream_t *listener, int status)
     int ok = uv_tcp_getpeername(client, (struct sockaddr *)&ss, &len) == 0 &&
              acl_allows(srv->cfg, (struct sockaddr *)&ss);
     int over = srv->n_sessions >= srv->cfg->max_sessions;
-    mxg_session_start(srv, client, ok, over);
+    mxg_metrics_inc(srv->upenv.metrics, ok && !over ? MXG_M_SESSIONS_TOTAL : MXG_M_CONN_REJECTED,
+                    !ok ? "not_allowed" : "max_sessions");
+    int li = (int)((uv_tcp_t *)listener - srv->listeners);
+    mxg_session_start(srv, client, srv->listen_mode[li] == MXG_MODE_QUEUE, ok, over);
 }
 
 /* Our own addresses, for loop protection: every listener address, plus every
@@ -47,8 +50,10 @@ static void collect_self(struct mxg_server *srv)
 {
     int n = 0, wildcard = 0;
     const int cap = (int)(sizeof srv->self / sizeof srv->self[0]);
-    for (int i = 0; i < srv->cfg->n_listen && n < cap; i++) {
-        const struct sockaddr_storage *a = &srv->cfg->listen[i].sa;
+    const struct mxg_config *cfg = srv->cfg;
+    for (int i = 0; i < cfg->n_listen + cfg->n_queue_listen && n < cap; i++) {
+        const struct sockaddr_storage *a =
+            i < cfg->n_listen ? &cfg->listen[i].sa : &cfg->queue_listen[i - cfg->n_listen].sa;
         if ((a->ss_family == AF_INET &&
              ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
             (a->ss_family == AF_INET6 &&
@@ -78,7 +83,13 @@ static void collect_self(struct mxg_server *srv)
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
                      const struct mxg_upstream_env *parts, char *err, size_t errlen)
 {
+    struct mxg_spool *spool = srv->spool; /* set by the owner before or after start */
+    void (*kick)(void *) = srv->spool_kick;
+    void *kick_arg = srv->spool_kick_arg;
     memset(srv, 0, sizeof *srv);
+    srv->spool = spool;
+    srv->spool_kick = kick;
+    srv->spool_kick_arg = kick_arg;
     srv->loop = loop;
     srv->cfg = cfg;
     if (cfg->hostname[0])
@@ -92,23 +103,26 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     collect_self(srv);
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
-    for (int i = 0; i < cfg->n_listen; i++) {
+    for (int i = 0; i < cfg->n_listen + cfg->n_queue_listen; i++) {
+        int q = i >= cfg->n_listen;
+        const struct mxg_endpoint *ep = q ? &cfg->queue_listen[i - cfg->n_listen] : &cfg->listen[i];
         uv_tcp_t *l = &srv->listeners[i];
         uv_tcp_init(loop, l);
         l->data = srv;
+        srv->listen_mode[i] = q ? MXG_MODE_QUEUE : MXG_MODE_PROXY;
         srv->n_listeners++;
-        int rc = uv_tcp_bind(l, (const struct sockaddr *)&cfg->listen[i].sa, 0);
+        int rc = uv_tcp_bind(l, (const struct sockaddr *)&ep->sa, 0);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)l, 511, on_accept);
         if (rc < 0) {
-            snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen[i].text, uv_strerror(rc));
+            snprintf(err, errlen, "cannot listen on %s: %s", ep->text, uv_strerror(rc));
             for (int k = 0; k < srv->n_listeners; k++)
                 uv_close((uv_handle_t *)&srv->listeners[k], NULL);
             uv_close((uv_handle_t *)&srv->drain_timer, NULL);
             srv->n_listeners = 0;
             return -1;
         }
-        LOG_N("server", "listening on %s", cfg->listen[i].text);
+        LOG_N("server", "listening on %s%s", ep->text, q ? " (queue mode)" : "");
     }
     return 0;
 }

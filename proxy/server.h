@@ -23,13 +23,18 @@
 #include "upstream.h"
 
 struct mxg_session;
+struct mxg_spool;
+
+/* What a listener does with a client's mail (server.listen / server.queue_listen). */
+enum mxg_listen_mode { MXG_MODE_PROXY = 0, MXG_MODE_QUEUE };
 
 struct mxg_server {
     uv_loop_t *loop;
     const struct mxg_config *cfg;
     struct mxg_upstream_env upenv;
     struct sockaddr_storage self[MXG_CFG_MAX_LISTEN + 64];
-    uv_tcp_t listeners[MXG_CFG_MAX_LISTEN];
+    uv_tcp_t listeners[2 * MXG_CFG_MAX_LISTEN];
+    enum mxg_listen_mode listen_mode[2 * MXG_CFG_MAX_LISTEN];
     int n_listeners;
     char hostname[256];
     struct mxg_session *sessions; /* doubly linked list of live sessions */
@@ -38,6 +43,13 @@ struct mxg_server {
     int draining;
     uv_timer_t drain_timer;
     void (*on_drained)(struct mxg_server *srv);
+    /* The spool (NULL: none; then multi-leg transactions are limited to one
+     * leg and queue-mode listeners refuse mail with 451 4.3.2) and the hook
+     * that tells its queue runner an entry was committed. Set by the owner
+     * (before or after mxg_server_start(), which keeps them); borrowed. */
+    struct mxg_spool *spool;
+    void (*spool_kick)(void *arg);
+    void *spool_kick_arg;
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are

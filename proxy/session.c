@@ -3,15 +3,27 @@
  * Shape (after OpenSMTPD's smtp_session.c): a state enum with a name table
  * and one transition function; a command table whose entries have a check
  * step (state, syntax, limits — may answer and stop) and a proceed step;
- * pipelined commands are taken one at a time from the input buffer, and
- * processing pauses while a command waits for its upstream leg.
+ * pipelined commands are taken one at a time from the input buffer.
  *
- * Transaction shape (DESIGN §1): a transaction holds up to MXG_MAX_LEGS
- * upstream legs, one per destination domain; this build allows one, so a
- * RCPT for a second domain gets 452 4.5.3. */
+ * Transaction shape (DESIGN §1 "one transaction, many legs"): a transaction
+ * holds up to limits.legs upstream legs (struct leg_slot, own state enum),
+ * one per destination domain, opened in parallel as RCPTs arrive. Pipelined
+ * RCPTs keep being processed while earlier ones wait for their legs; their
+ * replies go out in order through a FIFO of reserved replies (struct ord);
+ * any other command waits until every RCPT is answered (SW_RCPTS). DATA goes
+ * to every leg with recipients; the client is paused while any leg lags.
+ * With more than one leg the body is also written to the spool while it
+ * streams; at the end: all legs 2xx → 250; all failed → one reply (4xx if
+ * any failure was temporary); mixed → the entry is committed with each
+ * recipient's state (fsync'd) and DSNs queued for permanent failures before
+ * the client gets 250. A spool write failure aborts every leg before the dot
+ * (452 4.3.1). Queue mode (server.queue_listen): no legs at all; RCPTs are
+ * accepted after syntax checks and the message is committed to the spool
+ * before 250; the queue runner delivers it. */
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,34 +32,60 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../spool/spool.h"
 #include "buf.h"
 #include "data_filter.h"
 #include "server.h"
 #include "smtp_parse.h"
 #include "upstream.h"
 
-#define MXG_MAX_LEGS 1
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */
 
 enum sess_state { SS_CONNECTED = 0, SS_READY, SS_MAIL, SS_RCPT, SS_DATA, SS_CLOSING };
 static const char *const sess_state_names[] = {"connected", "ready", "mail", "rcpt", "data",
                                                "closing"};
 
-/* What the session waits for (processing of client input is paused). */
-enum sess_wait { SW_NONE = 0, SW_LEG_OPEN, SW_RCPT, SW_DATA, SW_DOT };
-static const char *const sess_wait_names[] = {"none", "leg-open", "rcpt", "data", "dot"};
+/* What the session waits for (processing of client input is paused).
+ * SW_RCPTS: a command other than RCPT arrived while RCPTs are still being
+ * answered by their legs (PIPELINING: replies go out in order). */
+enum sess_wait { SW_NONE = 0, SW_RCPTS, SW_DATA, SW_DOT };
+static const char *const sess_wait_names[] = {"none", "rcpts", "data", "dot"};
+
+/* A reply that must wait for earlier ones (pipelined RCPTs answered by
+ * different legs at different times). Owned by the session's FIFO. */
+struct ord {
+    struct ord *next;
+    int ready;
+    size_t len;
+    char *data; /* owned; NULL until ready */
+};
+
+enum rcpt_state { R_QUEUED = 0, R_SENT, R_DONE };
 
 struct rcpt {
     char addr[MXG_PATH_MAX];
     char domain[MXG_DOMAIN_MAX + 1];
     struct mxg_rcpt_params rp;
+    enum rcpt_state st;
+    int slot;           /* leg slot index, -1 in queue mode */
     int accepted;
+    struct ord *ord;    /* reserved reply slot while R_QUEUED/R_SENT */
 };
 
+/* One upstream leg of the transaction (one destination domain). */
+enum slot_state { SL_OPENING = 0, SL_READY, SL_RCPT, SL_DATA, SL_STREAM, SL_DOT, SL_DONE,
+                  SL_FAILED, SL_RETIRED };
+static const char *const slot_state_names[] = {"opening", "ready", "rcpt", "data", "stream",
+                                               "dot", "done", "failed", "retired"};
+
 struct leg_slot {
-    struct mxg_leg *leg;
+    struct mxg_leg *leg;     /* owned (mxg_leg_close) */
     char domain[MXG_DOMAIN_MAX + 1];
-    int accepted; /* recipients accepted on this leg */
+    enum slot_state st;
+    int accepted;            /* recipients accepted on this leg */
+    int cur;                 /* rcpt in flight (SL_RCPT) */
+    int wpaused;             /* the leg asked us to stop writing */
+    struct mxg_reply *res;   /* owned: failure (SL_FAILED) or final reply (SL_DONE) */
 };
 
 struct txn {
@@ -57,10 +95,11 @@ struct txn {
     struct mxg_mail_params mp;
     struct rcpt *rcpts;
     int n_rcpts, cap_rcpts, n_accepted;
-    struct leg_slot legs[MXG_MAX_LEGS];
-    int n_legs;
-    int cur_rcpt;          /* RCPT waiting for its reply */
-    int cur_leg;           /* its leg slot */
+    int n_inflight;          /* RCPTs queued on or sent to a leg, not yet answered */
+    struct leg_slot *legs;   /* owned array */
+    int n_legs, cap_legs;
+    int n_wait;              /* legs whose DATA / dot reply is outstanding */
+    struct mxg_spool_writer *spool; /* owned: the body, when it may have to be stored */
     struct mxg_data_filter df;
     struct mxg_buf out;    /* filtered DATA waiting to be written */
     struct mxg_reply sticky; /* first failure during DATA; sticky.code == 0: none */
@@ -79,6 +118,8 @@ struct mxg_session {
     char peer[64];
     char helo[256];
     int esmtp;
+    int queue_mode;      /* server.queue_listen client: spool first, deliver later */
+    struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
     int reading;
     int paused;          /* upstream back-pressure */
@@ -125,7 +166,7 @@ static void swreq_done(uv_write_t *req, int status)
     free(req);
 }
 
-static void sess_send(struct mxg_session *s, const char *p, size_t n)
+static void sess_write(struct mxg_session *s, const char *p, size_t n)
 {
     if (s->st == SS_CLOSING && s->handles == 0)
         return;
@@ -138,6 +179,70 @@ static void sess_send(struct mxg_session *s, const char *p, size_t n)
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
     if (uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, swreq_done) < 0)
         free(w);
+}
+
+/* Write every reply at the head of the FIFO that is ready. */
+static void ord_flush(struct mxg_session *s)
+{
+    while (s->ord_head && s->ord_head->ready) {
+        struct ord *o = s->ord_head;
+        s->ord_head = o->next;
+        if (!s->ord_head)
+            s->ord_tail = NULL;
+        sess_write(s, o->data, o->len);
+        free(o->data);
+        free(o);
+    }
+}
+
+static struct ord *ord_append(struct mxg_session *s)
+{
+    struct ord *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    if (s->ord_tail)
+        s->ord_tail->next = o;
+    else
+        s->ord_head = o;
+    s->ord_tail = o;
+    return o;
+}
+
+/* Fill a reserved reply; o == NULL (reservation failed) writes directly. */
+static void ord_fill(struct mxg_session *s, struct ord *o, const char *p, size_t n)
+{
+    if (!o) {
+        sess_write(s, p, n);
+        return;
+    }
+    o->data = malloc(n ? n : 1);
+    if (o->data)
+        memcpy(o->data, p, n);
+    o->len = o->data ? n : 0;
+    o->ready = 1;
+    ord_flush(s);
+}
+
+static void ord_free_all(struct mxg_session *s)
+{
+    while (s->ord_head) {
+        struct ord *o = s->ord_head;
+        s->ord_head = o->next;
+        free(o->data);
+        free(o);
+    }
+    s->ord_tail = NULL;
+}
+
+/* Send a reply: at once, or behind replies still being waited for. */
+static void sess_send(struct mxg_session *s, const char *p, size_t n)
+{
+    if (!s->ord_head) {
+        sess_write(s, p, n);
+        return;
+    }
+    struct ord *o = ord_append(s);
+    ord_fill(s, o, p, n);
 }
 
 /* Reply with a locally built message (several lines separated by '\n'). */
@@ -187,7 +292,7 @@ static void sess_arm_timer(struct mxg_session *s)
 {
     if (s->st == SS_CLOSING)
         return;
-    if (s->wait != SW_NONE) {
+    if (s->wait != SW_NONE || s->txn.n_inflight > 0) { /* the legs' own timeouts apply */
         uv_timer_stop(&s->timer);
         return;
     }
@@ -200,12 +305,51 @@ static void sess_arm_timer(struct mxg_session *s)
 static void leg_on_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply *r);
 static void leg_on_drain(void *arg, struct mxg_leg *leg);
 static const struct mxg_leg_cbs leg_cbs = {leg_on_reply, leg_on_drain};
+static void resume(struct mxg_session *s);
+
+static int spool_ok(const struct mxg_session *s)
+{
+    return s->srv->spool != NULL;
+}
+
+/* Destination domains one transaction may hold (DESIGN §1 "legs"): one
+ * without a spool to catch a partial failure, or when the operator keeps
+ * the 452 behaviour (server.multi_domain = defer). */
+static int max_legs(const struct mxg_session *s)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    if (!spool_ok(s) || cfg->multi_domain == MXG_MULTI_DEFER)
+        return 1;
+    return cfg->max_legs;
+}
+
+static void slot_set_state(struct mxg_session *s, struct leg_slot *sl, enum slot_state st)
+{
+    if (sl->st != st)
+        LOG_D("smtp", "%s: leg %s: %s -> %s", s->txn.id, sl->domain, slot_state_names[sl->st],
+              slot_state_names[st]);
+    sl->st = st;
+}
+
+static void slot_set_res(struct leg_slot *sl, const struct mxg_reply *r)
+{
+    if (!sl->res)
+        sl->res = malloc(sizeof *sl->res);
+    if (sl->res)
+        *sl->res = *r;
+}
 
 static void txn_reset(struct mxg_session *s)
 {
     struct txn *t = &s->txn;
-    for (int i = 0; i < t->n_legs; i++)
-        mxg_leg_close(t->legs[i].leg);
+    for (int i = 0; i < t->n_legs; i++) {
+        if (t->legs[i].leg)
+            mxg_leg_close(t->legs[i].leg); /* without the dot: nothing delivered there */
+        free(t->legs[i].res);
+    }
+    free(t->legs);
+    if (t->spool)
+        mxg_spool_abort(t->spool);
     free(t->rcpts);
     mxg_buf_free(&t->out);
     memset(t, 0, sizeof *t);
@@ -214,27 +358,58 @@ static void txn_reset(struct mxg_session *s)
         sess_set_state(s, SS_READY);
 }
 
-static void txn_log(struct mxg_session *s, const struct mxg_reply *final)
+static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const struct mxg_reply *r)
 {
     struct txn *t = &s->txn;
     char sum[300];
-    mxg_reply_summary(final, sum, sizeof sum);
+    mxg_reply_summary(r, sum, sizeof sum);
     struct mxg_leg_info li = {0};
-    if (t->n_legs > 0)
-        mxg_leg_get_info(t->legs[0].leg, &li);
+    if (sl && sl->leg)
+        mxg_leg_get_info(sl->leg, &li);
     double dur = (double)(now_ms(s) - t->t_start) / 1000.0;
     LOG_I("smtp",
           "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s peer=%s "
           "size=%llu reply=\"%s\" duration=%.3fs",
-          t->id, s->peer, t->from, t->n_accepted, t->n_rcpts, li.domain ? li.domain : "-",
+          t->id, s->peer, t->from, sl ? sl->accepted : t->n_accepted, t->n_rcpts,
+          sl ? sl->domain : (s->queue_mode ? "(queue)" : "-"),
           li.mx_host && li.mx_host[0] ? li.mx_host : "-", li.mx_addr ? li.mx_addr : "",
           li.tls_version ? li.tls_version : "plaintext", li.tls_version ? " " : "",
           li.tls_version ? li.tls_cipher : "", li.verified ? li.verified : "-",
           (unsigned long long)t->df.size, sum, dur);
+}
+
+/* One log line per leg that carried recipients (the same line as a
+ * one-domain transaction has always had), then the client's outcome. */
+static void txn_log(struct mxg_session *s, const struct mxg_reply *final)
+{
+    struct txn *t = &s->txn;
+    int n = 0;
+    for (int i = 0; i < t->n_legs; i++) {
+        struct leg_slot *sl = &t->legs[i];
+        if (sl->accepted == 0)
+            continue;
+        n++;
+        log_leg(s, sl, sl->res && t->n_legs > 1 ? sl->res : final);
+    }
+    if (n == 0)
+        log_leg(s, NULL, final);
+    else if (n > 1) {
+        char sum[300];
+        mxg_reply_summary(final, sum, sizeof sum);
+        LOG_I("smtp", "%s: %d domains, client got \"%s\"", t->id, n, sum);
+    }
     if (final->code / 100 == 2)
         s->n_txn_ok++;
     else
         s->n_txn_fail++;
+}
+
+/* The end of a transaction: log, reply, forget. */
+static void txn_end(struct mxg_session *s, const struct mxg_reply *r)
+{
+    txn_log(s, r);
+    sess_relay(s, r);
+    txn_reset(s);
 }
 
 static void write_received(struct mxg_session *s)
@@ -257,26 +432,216 @@ static void write_received(struct mxg_session *s)
     mxg_buf_printf(&t->out, ";\r\n\t%s\r\n", date);
 }
 
-/* Send what the filter produced to the leg; pause the client if it lags. */
+static void slot_fail(struct mxg_session *s, struct leg_slot *sl, const struct mxg_reply *r);
+
+/* Send what the filter produced to the spool and every streaming leg;
+ * pause the client while any leg lags. */
 static void data_flush(struct mxg_session *s)
 {
     struct txn *t = &s->txn;
     if (mxg_buf_avail(&t->out) == 0)
         return;
-    if (t->sticky.code || mxg_data_filter_failed(&t->df) || t->n_legs == 0) {
+    if (t->sticky.code || mxg_data_filter_failed(&t->df)) {
         mxg_buf_reset(&t->out);
         return;
     }
-    int rc = mxg_leg_write(t->legs[0].leg, mxg_buf_head(&t->out), mxg_buf_avail(&t->out));
-    mxg_buf_reset(&t->out);
-    if (rc < 0) {
-        t->sticky = *mxg_leg_error(t->legs[0].leg);
-        if (t->sticky.code == 0)
-            mxg_reply_set(&t->sticky, 451, "4.4.2", "Upstream connection lost during DATA");
-    } else if (rc == 1) {
-        s->paused = 1;
-        sess_update_reading(s);
+    const char *p = mxg_buf_head(&t->out);
+    size_t n = mxg_buf_avail(&t->out);
+    if (t->spool) {
+        int rc = mxg_spool_write(t->spool, p, n);
+        if (rc < 0) {
+            LOG_E("smtp", "%s: spool write failed: %s; the transaction will be refused", t->id,
+                  strerror(-rc));
+            mxg_reply_set(&t->sticky, 452, "4.3.1", "Cannot store the message: %s",
+                          strerror(-rc));
+            mxg_buf_reset(&t->out);
+            return;
+        }
     }
+    for (int i = 0; i < t->n_legs; i++) {
+        struct leg_slot *sl = &t->legs[i];
+        if (sl->st != SL_STREAM)
+            continue;
+        int rc = mxg_leg_write(sl->leg, p, n);
+        if (rc < 0) {
+            struct mxg_reply r = *mxg_leg_error(sl->leg);
+            if (r.code == 0)
+                mxg_reply_set(&r, 451, "4.4.2", "Upstream connection lost during DATA");
+            slot_fail(s, sl, &r);
+        } else if (rc == 1) {
+            sl->wpaused = 1;
+            s->paused = 1;
+        }
+    }
+    mxg_buf_reset(&t->out);
+    if (s->paused)
+        sess_update_reading(s);
+}
+
+/* The reply for a transaction none of whose legs delivered: a temporary
+ * failure if any was temporary (DESIGN §1), else the first permanent one. */
+static const struct mxg_reply *worst_reply(struct mxg_session *s)
+{
+    struct txn *t = &s->txn;
+    const struct mxg_reply *perm = NULL;
+    for (int i = 0; i < t->n_legs; i++) {
+        const struct leg_slot *sl = &t->legs[i];
+        if (sl->accepted == 0 || !sl->res || sl->res->code / 100 == 2)
+            continue;
+        if (sl->res->code / 100 == 4)
+            return sl->res;
+        if (!perm)
+            perm = sl->res;
+    }
+    return perm;
+}
+
+static void fill_spool_env(struct mxg_session *s, struct mxg_spool_env *env,
+                           struct mxg_spool_rcpt *rc)
+{
+    struct txn *t = &s->txn;
+    const struct mxg_config *cfg = s->srv->cfg;
+    memset(env, 0, sizeof *env);
+    env->kind = MXG_SPOOL_MESSAGE;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    env->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    snprintf(env->from, sizeof env->from, "%s", t->from);
+    env->mp = t->mp;
+    snprintf(env->client, sizeof env->client, "%s", s->peer);
+    snprintf(env->helo, sizeof env->helo, "%s", s->helo);
+    env->rcpts = rc;
+    int n = 0;
+    for (int i = 0; i < t->n_rcpts; i++) {
+        const struct rcpt *r = &t->rcpts[i];
+        if (!r->accepted)
+            continue;
+        struct mxg_spool_rcpt *o = &rc[n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->addr, sizeof o->addr, "%s", r->addr);
+        snprintf(o->domain, sizeof o->domain, "%s", r->domain);
+        o->rp = r->rp;
+        o->state = MXG_RCPT_PENDING;
+        if (r->slot < 0)
+            continue; /* queue mode: nothing tried yet */
+        const struct leg_slot *sl = &t->legs[r->slot];
+        if (sl->res) {
+            o->last_code = sl->res->code;
+            mxg_reply_summary(sl->res, o->last_reply, sizeof o->last_reply);
+            if (sl->res->code / 100 == 2)
+                o->state = MXG_RCPT_DELIVERED;
+            else if (sl->res->code / 100 == 5)
+                o->state = MXG_RCPT_FAILED;
+        }
+        struct mxg_leg_info li = {0};
+        if (sl->leg)
+            mxg_leg_get_info(sl->leg, &li);
+        if (li.mx_host && li.mx_host[0])
+            snprintf(o->last_mx, sizeof o->last_mx, "%s[%s]", li.mx_host, li.mx_addr);
+    }
+    env->n_rcpts = n;
+    if (!s->queue_mode) { /* legs tried once already: the next attempt after the backoff */
+        env->attempts = 1;
+        env->next_attempt_ms =
+            env->created_ms + (int64_t)mxg_spool_backoff_ms(1, cfg->q_backoff_ms, cfg->q_backoff_max_ms);
+    } else {
+        env->next_attempt_ms = env->created_ms;
+    }
+}
+
+/* Store the message with its recipients' states (file and directory
+ * fsync'd), generate DSNs for permanent failures. Returns 0, or -1 with *r
+ * set to the reply the client must get instead of 250. */
+static int txn_store(struct mxg_session *s, char *id_out, size_t id_cap, struct mxg_reply *r)
+{
+    struct txn *t = &s->txn;
+    struct mxg_spool_rcpt *rc = calloc((size_t)(t->n_accepted > 0 ? t->n_accepted : 1), sizeof *rc);
+    char err[512] = "";
+    if (!rc) {
+        mxg_spool_abort(t->spool);
+        t->spool = NULL;
+        mxg_reply_set(r, 452, "4.3.1", "Out of memory");
+        return -1;
+    }
+    struct mxg_spool_env env;
+    fill_spool_env(s, &env, rc);
+    struct mxg_spool_writer *w = t->spool;
+    t->spool = NULL; /* commit frees it whatever happens */
+    int e = mxg_spool_commit(w, &env, err, sizeof err);
+    if (e < 0) {
+        LOG_E("smtp", "%s: cannot store the message: %s", t->id, err);
+        mxg_reply_set(r, 452, "4.3.1", "Cannot store the message: %s", strerror(-e));
+        free(rc);
+        return -1;
+    }
+    snprintf(id_out, id_cap, "%s", env.id);
+    char dsn[MXG_SPOOL_ID_MAX] = "";
+    e = mxg_spool_settle(s->srv->spool, &env, s->srv->hostname, env.created_ms, dsn, err,
+                         sizeof err);
+    if (e < 0) /* the entry is stored; the runner settles it again later */
+        LOG_E("smtp", "%s: spool entry %s: %s", t->id, env.id, err);
+    if (dsn[0])
+        LOG_I("smtp", "%s: bounce %s queued for <%s>", t->id, dsn, t->from);
+    env.rcpts = NULL; /* rc is ours */
+    free(rc);
+    if (s->srv->spool_kick)
+        s->srv->spool_kick(s->srv->spool_kick_arg);
+    return 0;
+}
+
+/* All legs have answered the final dot (or failed before it). */
+static void txn_finish(struct mxg_session *s)
+{
+    struct txn *t = &s->txn;
+    struct mxg_reply r;
+    char id[MXG_SPOOL_ID_MAX] = "";
+    if (s->queue_mode) {
+        if (txn_store(s, id, sizeof id, &r) == 0) {
+            mxg_reply_set(&r, 250, "2.0.0", "Ok: queued as %s", id);
+            LOG_I("smtp", "%s: queued as %s", t->id, id);
+        }
+        txn_end(s, &r);
+        return;
+    }
+    int n_ok = 0, n_fail = 0, n_legs = 0;
+    const struct leg_slot *only = NULL;
+    for (int i = 0; i < t->n_legs; i++) {
+        const struct leg_slot *sl = &t->legs[i];
+        if (sl->accepted == 0)
+            continue;
+        n_legs++;
+        only = sl;
+        if (sl->res && sl->res->code / 100 == 2)
+            n_ok++;
+        else
+            n_fail++;
+    }
+    if (n_legs == 1 && only->res) { /* the pure proxy: the upstream's own reply */
+        if (t->spool)
+            mxg_spool_abort(t->spool), t->spool = NULL;
+        txn_end(s, only->res);
+        return;
+    }
+    if (n_fail == 0) {
+        mxg_reply_set(&r, 250, "2.0.0", "Ok: delivered to %d domains", n_ok);
+    } else if (n_ok == 0) {
+        const struct mxg_reply *w = worst_reply(s);
+        if (w)
+            r = *w;
+        else
+            mxg_reply_set(&r, 451, "4.3.0", "Delivery failed");
+    } else if (txn_store(s, id, sizeof id, &r) == 0) {
+        mxg_reply_set(&r, 250, "2.0.0",
+                      "Ok: delivered to %d of %d domains; the rest is queued as %s", n_ok,
+                      n_legs, id);
+        LOG_I("smtp", "%s: %d of %d domains failed; stored as %s for retries/bounces", t->id,
+              n_fail, n_legs, id);
+    } else {
+        LOG_E("smtp", "%s: partly delivered (%d of %d domains) but the rest could not be "
+                      "stored: the client will retry and those domains may get a second copy",
+              t->id, n_ok, n_legs);
+    }
+    txn_end(s, &r);
 }
 
 /* The client sent <CRLF>.<CRLF>: decide, then forward the dot or refuse. */
@@ -285,8 +650,6 @@ static void data_end(struct mxg_session *s)
     struct txn *t = &s->txn;
     struct mxg_data_filter *df = &t->df;
     struct mxg_reply r = {0};
-    struct mxg_leg_info li = {0};
-    mxg_leg_get_info(t->legs[0].leg, &li);
     LOG_D("smtp", "%s: end of data, %llu octets, longest line %zu, %u bare line ends", s->id,
           (unsigned long long)df->size, df->longest_line, df->bare_eol);
     if (df->too_many_received)
@@ -298,23 +661,32 @@ static void data_end(struct mxg_session *s)
     else if (df->too_long)
         mxg_reply_set(&r, 554, "5.6.0", "Message has a text line longer than %d octets",
                       s->srv->cfg->data_line_max);
-    else if (li.need_7bit && df->eight_bit)
-        mxg_reply_set(&r, 554, "5.6.3",
-                      "8-bit message, but %s[%s] does not support 8BITMIME", li.mx_host,
-                      li.mx_addr);
     else if (t->sticky.code)
         r = t->sticky;
     if (r.code) {
-        txn_log(s, &r);
-        sess_relay(s, &r);
-        txn_reset(s); /* closes the leg without the final dot: nothing delivered */
+        txn_end(s, &r); /* closes every leg without the final dot: nothing delivered */
         return;
     }
-    if (mxg_leg_end_data(t->legs[0].leg) < 0) {
-        r = *mxg_leg_error(t->legs[0].leg);
-        txn_log(s, &r);
-        sess_relay(s, &r);
-        txn_reset(s);
+    t->n_wait = 0;
+    for (int i = 0; i < t->n_legs; i++) {
+        struct leg_slot *sl = &t->legs[i];
+        if (sl->st != SL_STREAM)
+            continue;
+        struct mxg_leg_info li = {0};
+        mxg_leg_get_info(sl->leg, &li);
+        if (li.need_7bit && df->eight_bit) {
+            mxg_reply_set(&r, 554, "5.6.3", "8-bit message, but %s[%s] does not support 8BITMIME",
+                          li.mx_host, li.mx_addr);
+            slot_fail(s, sl, &r);
+        } else if (mxg_leg_end_data(sl->leg) < 0) {
+            slot_fail(s, sl, mxg_leg_error(sl->leg));
+        } else {
+            slot_set_state(s, sl, SL_DOT);
+            t->n_wait++;
+        }
+    }
+    if (t->n_wait == 0) {
+        txn_finish(s);
         return;
     }
     sess_set_wait(s, SW_DOT);
@@ -339,22 +711,129 @@ static void data_input(struct mxg_session *s)
         data_end(s);
 }
 
-/* ---------------------------------------------------------- leg events */
-
-static int slot_index(struct mxg_session *s, struct mxg_leg *leg)
-{
-    for (int i = 0; i < s->txn.n_legs; i++)
-        if (s->txn.legs[i].leg == leg)
-            return i;
-    return -1;
-}
-
-static void slot_remove(struct mxg_session *s, int i)
+/* Every leg has answered DATA: stream to those that said 354 (and to the
+ * spool when a partial failure would have to be kept), or fail. */
+static void data_begin(struct mxg_session *s)
 {
     struct txn *t = &s->txn;
-    mxg_leg_close(t->legs[i].leg);
-    t->legs[i] = t->legs[t->n_legs - 1];
-    t->n_legs--;
+    sess_set_wait(s, SW_NONE);
+    int n_stream = 0, n_legs = 0;
+    for (int i = 0; i < t->n_legs; i++) {
+        if (t->legs[i].accepted > 0)
+            n_legs++;
+        if (t->legs[i].st == SL_STREAM)
+            n_stream++;
+    }
+    if (!s->queue_mode && n_stream == 0) {
+        const struct mxg_reply *w = worst_reply(s);
+        struct mxg_reply r;
+        if (w)
+            r = *w;
+        else
+            mxg_reply_set(&r, 451, "4.3.0", "Delivery failed");
+        txn_end(s, &r);
+        return;
+    }
+    if (s->queue_mode || n_legs > 1) {
+        char err[512];
+        int e = spool_ok(s) ? mxg_spool_writer_new(s->srv->spool, &t->spool, err, sizeof err)
+                            : -ENOENT;
+        if (e < 0) {
+            struct mxg_reply r;
+            LOG_E("smtp", "%s: cannot spool: %s", t->id, spool_ok(s) ? err : "no spool");
+            mxg_reply_set(&r, 452, "4.3.1", "Cannot store the message now, try again later");
+            txn_end(s, &r);
+            return;
+        }
+    }
+    sess_set_state(s, SS_DATA);
+    mxg_data_filter_init(&t->df, s->srv->cfg->message_size, (size_t)s->srv->cfg->data_line_max,
+                         s->srv->cfg->max_received);
+    write_received(s);
+    sess_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+    sess_set_wait(s, SW_NONE);
+    data_flush(s);
+    data_input(s);
+    if (s->wait == SW_NONE && s->st == SS_DATA) {
+        sess_arm_timer(s);
+        sess_update_reading(s);
+    }
+}
+
+/* ---------------------------------------------------------- leg events */
+
+static void rcpt_done(struct mxg_session *s, int idx, const struct mxg_reply *r)
+{
+    struct txn *t = &s->txn;
+    struct rcpt *rc = &t->rcpts[idx];
+    if (rc->st == R_DONE)
+        return;
+    rc->st = R_DONE;
+    char out[MXG_REPLY_TEXT_MAX + 1024];
+    size_t n = mxg_reply_render(r, out, sizeof out);
+    char sum[300];
+    mxg_reply_summary(r, sum, sizeof sum);
+    LOG_D("smtp", "%s -> %s (RCPT <%s>)", s->id, sum, rc->addr);
+    struct ord *o = rc->ord;
+    rc->ord = NULL;
+    ord_fill(s, o, out, n);
+    if (r->code / 100 == 2) {
+        rc->accepted = 1;
+        t->n_accepted++;
+        if (rc->slot >= 0)
+            t->legs[rc->slot].accepted++;
+        if (s->st == SS_MAIL)
+            sess_set_state(s, SS_RCPT);
+    } else if (r->code >= 500) {
+        s->errors++;
+    }
+    t->n_inflight--;
+}
+
+/* The leg is unusable: every recipient still waiting on it gets r. */
+static void slot_fail(struct mxg_session *s, struct leg_slot *sl, const struct mxg_reply *r)
+{
+    struct txn *t = &s->txn;
+    struct mxg_reply copy = *r;
+    if (copy.code == 0)
+        mxg_reply_set(&copy, 451, "4.4.2", "Upstream connection lost");
+    slot_set_res(sl, &copy);
+    slot_set_state(s, sl, SL_FAILED);
+    sl->wpaused = 0;
+    int si = (int)(sl - t->legs);
+    for (int i = 0; i < t->n_rcpts; i++)
+        if (t->rcpts[i].slot == si && t->rcpts[i].st != R_DONE)
+            rcpt_done(s, i, &copy);
+}
+
+/* Send the next queued RCPT on a ready leg. */
+static void slot_pump(struct mxg_session *s, struct leg_slot *sl)
+{
+    struct txn *t = &s->txn;
+    if (sl->st != SL_READY)
+        return;
+    int si = (int)(sl - t->legs);
+    for (int i = 0; i < t->n_rcpts; i++) {
+        struct rcpt *rc = &t->rcpts[i];
+        if (rc->slot != si || rc->st != R_QUEUED)
+            continue;
+        if (mxg_leg_rcpt(sl->leg, rc->addr, &rc->rp) < 0) {
+            slot_fail(s, sl, mxg_leg_error(sl->leg));
+            return;
+        }
+        rc->st = R_SENT;
+        sl->cur = i;
+        slot_set_state(s, sl, SL_RCPT);
+        return;
+    }
+}
+
+static void after_rcpt_event(struct mxg_session *s)
+{
+    if (s->txn.n_inflight == 0 && s->wait == SW_RCPTS)
+        resume(s);
+    else if (s->txn.n_inflight == 0 && s->wait == SW_NONE)
+        sess_arm_timer(s);
 }
 
 static void resume(struct mxg_session *s)
@@ -369,74 +848,74 @@ static void resume(struct mxg_session *s)
     sess_update_reading(s);
 }
 
+static struct leg_slot *slot_of(struct mxg_session *s, struct mxg_leg *leg)
+{
+    for (int i = 0; i < s->txn.n_legs; i++)
+        if (s->txn.legs[i].leg == leg)
+            return &s->txn.legs[i];
+    return NULL;
+}
+
 static void leg_on_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply *r)
 {
     struct mxg_session *s = arg;
     struct txn *t = &s->txn;
-    int li = slot_index(s, leg);
-    if (li < 0)
+    struct leg_slot *sl = slot_of(s, leg);
+    if (!sl)
         return;
-    switch (s->wait) {
-    case SW_LEG_OPEN:
+    switch (sl->st) {
+    case SL_OPENING:
         if (r->code / 100 == 2) {
-            struct rcpt *rc = &t->rcpts[t->cur_rcpt];
-            if (mxg_leg_rcpt(leg, rc->addr, &rc->rp) == 0) {
-                sess_set_wait(s, SW_RCPT);
-                return;
-            }
-            r = mxg_leg_error(leg);
+            slot_set_state(s, sl, SL_READY);
+            slot_pump(s, sl);
+        } else {
+            slot_fail(s, sl, r); /* could not be opened under its policy: its RCPTs fail */
         }
-        sess_relay(s, r); /* the leg could not be opened: this RCPT fails */
-        slot_remove(s, li);
-        break;
-    case SW_RCPT:
-        sess_relay(s, r);
-        if (r->code / 100 == 2) {
-            t->rcpts[t->cur_rcpt].accepted = 1;
-            t->n_accepted++;
-            t->legs[li].accepted++;
-            sess_set_state(s, SS_RCPT);
+        after_rcpt_event(s);
+        return;
+    case SL_RCPT:
+        slot_set_state(s, sl, SL_READY);
+        rcpt_done(s, sl->cur, r);
+        slot_pump(s, sl);
+        after_rcpt_event(s);
+        return;
+    case SL_DATA:
+        if (r->code == 354)
+            slot_set_state(s, sl, SL_STREAM);
+        else
+            slot_fail(s, sl, r);
+        if (--t->n_wait == 0 && s->wait == SW_DATA) {
+            data_begin(s);
+            if (s->wait == SW_NONE && s->st != SS_DATA) /* refused, or already finished */
+                resume(s);
         }
-        break;
-    case SW_DATA:
-        if (r->code == 354) {
-            sess_set_state(s, SS_DATA);
-            mxg_data_filter_init(&t->df, s->srv->cfg->message_size,
-                                 (size_t)s->srv->cfg->data_line_max, s->srv->cfg->max_received);
-            write_received(s);
-            sess_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
-            sess_set_wait(s, SW_NONE);
-            data_flush(s);
-            data_input(s);
-            if (s->wait == SW_NONE) {
-                sess_arm_timer(s);
-                sess_update_reading(s);
-            }
-            return;
+        return;
+    case SL_DOT:
+        slot_set_res(sl, r);
+        slot_set_state(s, sl, SL_DONE);
+        if (--t->n_wait == 0 && s->wait == SW_DOT) {
+            txn_finish(s);
+            resume(s);
         }
-        txn_log(s, r);
-        sess_relay(s, r);
-        txn_reset(s);
-        break;
-    case SW_DOT:
-        txn_log(s, r);
-        sess_relay(s, r);
-        txn_reset(s);
-        break;
-    case SW_NONE:
+        return;
+    default:
         return;
     }
-    resume(s);
 }
 
 static void leg_on_drain(void *arg, struct mxg_leg *leg)
 {
     struct mxg_session *s = arg;
-    (void)leg;
-    if (s->paused) {
-        s->paused = 0;
-        sess_update_reading(s);
-    }
+    struct leg_slot *sl = slot_of(s, leg);
+    if (sl)
+        sl->wpaused = 0;
+    if (!s->paused)
+        return;
+    for (int i = 0; i < s->txn.n_legs; i++)
+        if (s->txn.legs[i].wpaused && s->txn.legs[i].st == SL_STREAM)
+            return;
+    s->paused = 0;
+    sess_update_reading(s);
 }
 
 /* ------------------------------------------------------------- commands */
@@ -555,6 +1034,28 @@ static int rcpt_check(struct mxg_session *s, struct cmd_ctx *c)
     return 0;
 }
 
+static struct leg_slot *slot_new(struct mxg_session *s, const char *domain)
+{
+    struct txn *t = &s->txn;
+    if (t->n_legs == t->cap_legs) {
+        int ncap = t->cap_legs ? t->cap_legs * 2 : 2;
+        struct leg_slot *n = realloc(t->legs, (size_t)ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        t->legs = n;
+        t->cap_legs = ncap;
+    }
+    struct mxg_leg *leg = mxg_leg_open(&s->srv->upenv, t->id, domain, t->from, &t->mp, &leg_cbs, s);
+    if (!leg)
+        return NULL;
+    struct leg_slot *sl = &t->legs[t->n_legs++];
+    memset(sl, 0, sizeof *sl);
+    sl->leg = leg;
+    sl->st = SL_OPENING;
+    snprintf(sl->domain, sizeof sl->domain, "%s", domain);
+    return sl;
+}
+
 static void rcpt_proceed(struct mxg_session *s, struct cmd_ctx *c)
 {
     struct txn *t = &s->txn;
@@ -570,49 +1071,91 @@ static void rcpt_proceed(struct mxg_session *s, struct cmd_ctx *c)
     }
     struct rcpt *r = &t->rcpts[t->n_rcpts];
     memset(r, 0, sizeof *r);
+    r->slot = -1;
     if (mxg_domain_alabel(c->path.domain, r->domain, sizeof r->domain) < 0) {
         sess_reply(s, 553, "5.1.2", "Recipient domain is not a valid IDN");
         return;
     }
     snprintf(r->addr, sizeof r->addr, "%s", c->path.addr);
     mxg_rcpt_params_check(&c->path, &r->rp);
-    int idx = t->n_rcpts++;
-    t->cur_rcpt = idx;
 
-    /* An existing leg for this domain? */
+    if (s->queue_mode) { /* stored first, delivered by the queue runner */
+        if (!spool_ok(s)) {
+            sess_reply(s, 451, "4.3.2", "Queue not available, try again later");
+            return;
+        }
+        t->n_rcpts++;
+        r->st = R_DONE;
+        r->accepted = 1;
+        t->n_accepted++;
+        sess_set_state(s, SS_RCPT);
+        sess_reply(s, 250, "2.1.5", "Recipient <%s> OK (queued)", r->addr);
+        return;
+    }
+
+    /* The live leg for this domain, if any. */
+    struct leg_slot *sl = NULL;
+    int active = 0;
     for (int i = 0; i < t->n_legs; i++) {
-        if (strcasecmp(t->legs[i].domain, r->domain) != 0)
+        struct leg_slot *x = &t->legs[i];
+        if (x->st == SL_RETIRED)
             continue;
-        if (mxg_leg_rcpt(t->legs[i].leg, r->addr, &r->rp) == 0) {
-            t->cur_leg = i;
-            sess_set_wait(s, SW_RCPT);
+        active++;
+        if (strcasecmp(x->domain, r->domain) == 0)
+            sl = x;
+    }
+    if (sl && sl->st == SL_FAILED) {
+        if (sl->accepted > 0) { /* it died with recipients on it: they decide its fate */
+            sess_relay(s, sl->res);
             return;
         }
-        if (t->legs[i].accepted > 0) { /* the leg died with recipients on it */
-            sess_relay(s, mxg_leg_error(t->legs[i].leg));
+        int busy = 0; /* dead before any recipient: a fresh one, once nobody waits on it */
+        for (int i = 0; i < t->n_rcpts; i++)
+            if (t->rcpts[i].slot == (int)(sl - t->legs) && t->rcpts[i].st != R_DONE)
+                busy = 1;
+        if (!busy) {
+            mxg_leg_close(sl->leg);
+            sl->leg = NULL;
+            slot_set_state(s, sl, SL_RETIRED);
+            active--;
+            sl = NULL;
+        }
+    }
+    if (!sl && active >= max_legs(s)) {
+        const char *first = "";
+        for (int i = 0; i < t->n_legs && !first[0]; i++)
+            if (t->legs[i].st != SL_RETIRED)
+                first = t->legs[i].domain;
+        if (max_legs(s) == 1)
+            sess_reply(s, 452, "4.5.3",
+                       "Recipients for %s must go in another transaction (this one is for %s)",
+                       r->domain, first);
+        else
+            sess_reply(s, 452, "4.5.3",
+                       "Too many destination domains in one transaction (limit %d): send <%s> "
+                       "in another",
+                       max_legs(s), r->addr);
+        return;
+    }
+    if (!sl) {
+        sl = slot_new(s, r->domain);
+        if (!sl) {
+            sess_reply(s, 451, "4.3.0", "Cannot start delivery to %s", r->domain);
             return;
         }
-        slot_remove(s, i); /* dead before any recipient: try a fresh one */
-        break;
     }
-    if (t->n_legs >= MXG_MAX_LEGS) {
-        sess_reply(s, 452, "4.5.3",
-                   "Recipients for %s must go in another transaction (this one is for %s)",
-                   r->domain, t->legs[0].domain);
+    int idx = t->n_rcpts++;
+    r->slot = (int)(sl - t->legs);
+    r->st = R_QUEUED;
+    t->n_inflight++;
+    if (sl->st == SL_FAILED) { /* answered by the dead leg's error, in order */
+        r->ord = ord_append(s);
+        rcpt_done(s, idx, sl->res);
         return;
     }
-    struct mxg_leg *leg = mxg_leg_open(&s->srv->upenv, t->id, r->domain, t->from, &t->mp,
-                                       &leg_cbs, s);
-    if (!leg) {
-        sess_reply(s, 451, "4.3.0", "Cannot start delivery to %s", r->domain);
-        return;
-    }
-    struct leg_slot *sl = &t->legs[t->n_legs++];
-    memset(sl, 0, sizeof *sl);
-    sl->leg = leg;
-    snprintf(sl->domain, sizeof sl->domain, "%s", r->domain);
-    t->cur_leg = t->n_legs - 1;
-    sess_set_wait(s, SW_LEG_OPEN);
+    r->ord = ord_append(s); /* the reply goes out in order when the leg answers */
+    slot_pump(s, sl);
+    sess_arm_timer(s);
 }
 
 static int data_check(struct mxg_session *s, struct cmd_ctx *c)
@@ -641,11 +1184,24 @@ static void data_proceed(struct mxg_session *s, struct cmd_ctx *c)
 {
     (void)c;
     struct txn *t = &s->txn;
-    if (mxg_leg_data(t->legs[0].leg) < 0) {
-        const struct mxg_reply *r = mxg_leg_error(t->legs[0].leg);
-        txn_log(s, r);
-        sess_relay(s, r);
-        txn_reset(s);
+    if (s->queue_mode) {
+        data_begin(s);
+        return;
+    }
+    t->n_wait = 0;
+    for (int i = 0; i < t->n_legs; i++) {
+        struct leg_slot *sl = &t->legs[i];
+        if (sl->accepted == 0 || sl->st != SL_READY)
+            continue; /* a leg that died after its RCPTs keeps its failure in sl->res */
+        if (mxg_leg_data(sl->leg) < 0) {
+            slot_fail(s, sl, mxg_leg_error(sl->leg));
+            continue;
+        }
+        slot_set_state(s, sl, SL_DATA);
+        t->n_wait++;
+    }
+    if (t->n_wait == 0) {
+        data_begin(s); /* every leg failed: one failure reply */
         return;
     }
     sess_set_wait(s, SW_DATA);
@@ -789,6 +1345,12 @@ static void sess_process(struct mxg_session *s)
         size_t consumed = ll + 1;
         if (ll > 0 && head[ll - 1] == '\r')
             ll--;
+        if (s->txn.n_inflight > 0 && !(ll >= 5 && strncasecmp(head, "RCPT ", 5) == 0)) {
+            /* PIPELINING: only further RCPTs run alongside RCPTs whose legs
+             * have not answered yet; anything else waits for their replies. */
+            sess_set_wait(s, SW_RCPTS);
+            return;
+        }
         char line[MXG_PATH_LINE_MAX + 2];
         int toolong = ll > MXG_PATH_LINE_MAX;
         memcpy(line, head, toolong ? 0 : ll);
@@ -880,6 +1442,8 @@ static void sess_close(struct mxg_session *s, const char *why)
         LOG_I("smtp", "%s: closing with transaction %s in progress; nothing was accepted",
               s->id, s->txn.id);
     txn_reset(s);
+    ord_flush(s);
+    ord_free_all(s);
     sess_set_state(s, SS_CLOSING);
     LOG_I("smtp", "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id,
           s->peer, why, s->n_txn_ok, s->n_txn_fail,
@@ -913,7 +1477,8 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
         uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
 }
 
-void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int acl_ok, int over_limit)
+void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode, int acl_ok,
+                       int over_limit)
 {
     struct mxg_session *s = calloc(1, sizeof *s);
     if (!s) {
@@ -921,6 +1486,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int acl_ok, int
         return;
     }
     s->srv = srv;
+    s->queue_mode = queue_mode;
     s->tcp = client;
     client->data = s;
     uv_timer_init(srv->loop, &s->timer);
@@ -949,7 +1515,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int acl_ok, int
         sess_close(s, "too many sessions");
         return;
     }
-    LOG_I("smtp", "%s: connect from %s", s->id, s->peer);
+    LOG_I("smtp", "%s: connect from %s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "");
     sess_reply(s, 220, "", "%s ESMTP mxguard", srv->hostname);
     sess_arm_timer(s);
     sess_update_reading(s);

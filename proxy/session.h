@@ -18,8 +18,11 @@ struct mxg_server;
 struct mxg_session;
 
 /* client: an initialised, accepted uv_tcp_t allocated with malloc; ownership passes
- * to the session. acl_ok = 0 → reply 554 and close. */
-void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int acl_ok, int over_limit);
+ * to the session. acl_ok = 0 → reply 554 and close. queue_mode = 1: the client came in on
+ * a server.queue_listen listener: every message goes to the spool first (250 after
+ * fsync) and the queue runner delivers it. */
+void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode, int acl_ok,
+                       int over_limit);
 void mxg_session_drain(struct mxg_session *s);
 void mxg_session_kill(struct mxg_session *s);
 struct mxg_session *mxg_session_next(struct mxg_session *s);

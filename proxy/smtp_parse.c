@@ -98,7 +98,8 @@ static int copy_fit(char *dst, size_t cap, const char *src)
 
 static int is_atext(unsigned char c)
 {
-    return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+    /* (c != 0: strchr finds the terminating NUL, which is no atext) */
+    return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* Local-part = Dot-string / Quoted-string. Returns chars consumed or -1. */
@@ -270,7 +271,7 @@ int mxg_path_parse(const char *arg, size_t len, int is_mail, struct mxg_path *ou
     }
     /* source route "@a,@b:" is ignored (RFC 5321 §4.1.2, C.) */
     size_t j = 0;
-    if (s[0] == '@') {
+    if (rest > 0 && s[0] == '@') { /* (rest 0: "FROM:<" ends the line) */
         while (j < rest && s[j] != ':' && s[j] != '>')
             j++;
         if (j >= rest || s[j] != ':')
@@ -452,6 +453,16 @@ int mxg_domain_alabel(const char *domain, char *out, size_t cap)
         idn2_free(a);
         if (rc < 0)
             return -1;
+        /* UTS #46 maps some code points to ASCII that is no host name:
+         * U+00A0 to a space, U+FF0F to '/', U+FF0E and U+3002 to '.' (an empty
+         * or a trailing label). The result must be an LDH name, with a trailing
+         * dot only where the input had one. (libidn2's IDN2_USE_STD3_ASCII_RULES
+         * is no help: 2.3.3 drops such characters: x, U+FF0F, y becomes "xy".) */
+        size_t n = strlen(out), in = strlen(domain);
+        if (n > 0 && out[n - 1] == '.' && in > 0 && domain[in - 1] == '.')
+            n--;
+        if (!mxg_domain_valid(out, n, 0))
+            return -1;
     }
     for (char *c = out; *c; c++)
         *c = (char)tolower((unsigned char)*c);
@@ -529,10 +540,16 @@ int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len)
         tl -= el;
         while (tl > 0 && *t == ' ') { t++; tl--; }
     }
-    size_t room = sizeof p->r.text - p->text_len - 2;
+    /* Room for this line's text: what is left before the NUL, minus this
+     * line's separator and one octet for each separator still possible
+     * (MXG_REPLY_LINES_MAX lines at most), so later lines always have room
+     * for theirs and the count never goes below zero. */
+    size_t sep = p->r.n_lines > 0;
+    size_t reserve = (size_t)(MXG_REPLY_LINES_MAX - 1 - p->r.n_lines);
+    size_t room = sizeof p->r.text - 1 - p->text_len - sep - reserve;
     if (tl > room)
         tl = room;
-    if (p->r.n_lines > 0)
+    if (sep)
         p->r.text[p->text_len++] = '\n';
     for (size_t i = 0; i < tl; i++) /* no control bytes travel on to the client */
         p->r.text[p->text_len++] = ((unsigned char)t[i] < 32 || t[i] == 127) ? ' ' : t[i];

@@ -117,6 +117,19 @@ struct mxg_leg {
     char probe_host[MXG_DNS_NAME_MAX]; /* probe mode: only this MX host, no MAIL */
     int probe;
     int need_7bit;
+
+    /* leg options (mxg_leg_open_opts) */
+    char nexthop[MXG_DNS_NAME_MAX]; /* "" = MX of the domain */
+    int nexthop_mx;               /* 1: MX of nexthop; 0: nexthop's own addresses */
+    int nexthop_literal;          /* nexthop is an address literal: no DNS at all */
+    struct sockaddr_storage nexthop_addr;
+    int port;                     /* the port connected to */
+    int tlsa_port;                /* the port of the TLSA name (_PORT._tcp.host) */
+    int port_is_set;              /* a nexthop port was given: loop check compares it */
+    int opportunistic;            /* TLS "may" whatever DANE / MTA-STS / the list say */
+    int no_tlsrpt;                /* record no TLSRPT result */
+    int sts_consulted;            /* MTA-STS (and the list) were asked */
+    struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -182,11 +195,20 @@ static void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
         mxg_route_cancel(leg->rq);
         leg->rq = NULL;
     }
+    if (leg->aq) {
+        mxg_dns_cancel(leg->aq);
+        leg->aq = NULL;
+    }
     leg_set_state(leg, LEG_FAILED);
     char sum[300];
     mxg_reply_summary(r, sum, sizeof sum);
     LOG_D("upstream", "%s %s: leg failed: %s", leg->sid, leg->domain, sum);
     deliver(leg, r);
+    /* a writer waiting for on_drain learns of the failure at its next write */
+    if (leg->want_drain && !leg->detached && leg->cbs.on_drain) {
+        leg->want_drain = 0;
+        leg->cbs.on_drain(leg->arg, leg);
+    }
 }
 
 static void fail_all(struct mxg_leg *leg)
@@ -350,6 +372,10 @@ static void leg_destroy(struct mxg_leg *leg)
         mxg_route_cancel(leg->rq);
         leg->rq = NULL;
     }
+    if (leg->aq) {
+        mxg_dns_cancel(leg->aq);
+        leg->aq = NULL;
+    }
     leg_set_state(leg, LEG_CLOSED);
     uv_close((uv_handle_t *)&leg->timer, timers_closed);
     uv_close((uv_handle_t *)&leg->deadline, timers_closed);
@@ -400,6 +426,8 @@ static enum mxg_sts_mode cur_sts_mode(const struct mxg_leg *leg)
 
 static int cur_requires_tls(const struct mxg_leg *leg)
 {
+    if (leg->opportunistic)
+        return 0;
     enum mxg_dane_req r = cur_dane(leg)->req;
     return r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT ||
            cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
@@ -435,7 +463,7 @@ static const char *verify_result_type(long vr)
 static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
 {
     struct mxg_rpt *rpt = leg->env->rpt;
-    if (!rpt || leg->probe)
+    if (!rpt || leg->probe || leg->no_tlsrpt)
         return;
     char pstr[4096] = "", mxh[4096] = "", addl[300] = "";
     size_t l = 0;
@@ -1040,14 +1068,22 @@ static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct 
 {
     if (hs->decided)
         return 1;
+    if (leg->opportunistic || leg->nexthop_literal) {
+        hs->decided = 1;
+        hs->dane.req = MXG_DANE_NONE;
+        snprintf(hs->dane.why, sizeof hs->dane.why, "%s",
+                 leg->opportunistic ? "DANE not consulted (opportunistic TLS for this delivery)"
+                                    : "no DANE for an address literal next hop");
+        return 1;
+    }
     if (!leg->env->cfg->dane_enabled) {
         hs->decided = 1;
         hs->dane.req = MXG_DANE_NONE;
         snprintf(hs->dane.why, sizeof hs->dane.why, "DANE disabled (dane.enabled = false)");
         return 1;
     }
-    int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs, 25,
-                                  &hs->dane, on_dane, leg, &hs->q);
+    int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs,
+                                  leg->tlsa_port, &hs->dane, on_dane, leg, &hs->q);
     if (rc == 0) {
         leg_set_state(leg, LEG_TLSA);
         return 0;
@@ -1113,7 +1149,7 @@ static void leg_connect(struct mxg_leg *leg)
     leg->conn = c;
     int rc = bind_source(leg, &c->tcp, cd->addr.ss_family);
     struct sockaddr_storage sa = cd->addr;
-    uint16_t port = htons((uint16_t)leg->env->cfg->upstream_port);
+    uint16_t port = htons((uint16_t)leg->port);
     if (sa.ss_family == AF_INET)
         ((struct sockaddr_in *)&sa)->sin_port = port;
     else
@@ -1143,19 +1179,52 @@ static void leg_try_next(struct mxg_leg *leg)
 
 /* ---------------------------------------------------------------- routing */
 
-static int is_self(const struct mxg_upstream_env *env, const struct sockaddr_storage *a)
+static int sa_port(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)a)->sin_port);
+    if (a->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+    return 0;
+}
+
+/* Does one of our listeners (server.listen, server.queue_listen) use port? */
+static int listen_port(const struct mxg_config *cfg, int port)
+{
+    for (int i = 0; i < cfg->n_listen; i++)
+        if (sa_port(&cfg->listen[i].sa) == port)
+            return 1;
+    for (int i = 0; i < cfg->n_queue_listen; i++)
+        if (sa_port(&cfg->queue_listen[i].sa) == port)
+            return 1;
+    return 0;
+}
+
+/* Is a (with port, when port > 0) one of our own listening addresses?
+ * port 0: the address alone decides (MX routing: an MX is never
+ * ourselves). Entries of env->self without a port (interface addresses of
+ * a wildcard listener) match any port one of our listeners uses. */
+static int is_self(const struct mxg_upstream_env *env, const struct sockaddr_storage *a, int port)
 {
     for (int i = 0; i < env->n_self; i++) {
         const struct sockaddr_storage *s = &env->self[i];
         if (s->ss_family != a->ss_family)
             continue;
+        int same = 0;
         if (a->ss_family == AF_INET &&
             ((const struct sockaddr_in *)s)->sin_addr.s_addr ==
                 ((const struct sockaddr_in *)a)->sin_addr.s_addr)
-            return 1;
+            same = 1;
         if (a->ss_family == AF_INET6 &&
             memcmp(&((const struct sockaddr_in6 *)s)->sin6_addr,
                    &((const struct sockaddr_in6 *)a)->sin6_addr, 16) == 0)
+            same = 1;
+        if (!same)
+            continue;
+        if (port <= 0)
+            return 1;
+        int sp = sa_port(s);
+        if (sp ? sp == port : listen_port(env->cfg, port))
             return 1;
     }
     return 0;
@@ -1189,7 +1258,7 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
             snprintf(cd->host, sizeof cd->host, "%s", h->name);
             cd->addr = *a;
             addr_text(a, cd->addr_text, sizeof cd->addr_text);
-            if (is_self(leg->env, a)) {
+            if (is_self(leg->env, a, leg->port_is_set ? leg->port : 0)) {
                 note_failure(leg, FK_LOOP, "%s[%s]: is mxguard's own address (mail loop)",
                              h->name, cd->addr_text);
                 continue;
@@ -1204,6 +1273,14 @@ static void on_route(void *arg, const struct mxg_route *rt)
     struct mxg_leg *leg = arg;
     leg->rq = NULL;
     struct mxg_reply r;
+    if (leg->nexthop[0] && rt->status != MXG_ROUTE_OK) {
+        /* a configured next hop that does not resolve is the operator's to
+         * fix: temporary, whatever DNS says (the mail waits) */
+        mxg_reply_set(&r, 451, "4.4.3", "Next hop %s for %s: %s%s%s", leg->nexthop, leg->domain,
+                      mxg_route_status_name(rt->status), rt->why[0] ? ": " : "", rt->why);
+        leg_fail(leg, &r);
+        return;
+    }
     switch (rt->status) {
     case MXG_ROUTE_NULL_MX:
         mxg_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX, RFC 7505)",
@@ -1256,6 +1333,86 @@ static void on_route(void *arg, const struct mxg_route *rt)
         leg_connect(leg);
 }
 
+/* "[host]:port" next hop: a route of one host, the next hop itself. Its
+ * name comes from the configuration, not from an MX answer, so DANE needs
+ * only its addresses to be secure (mx_sec counts as secure), as Postfix
+ * does for [host] next hops. */
+static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
+{
+    struct mxg_leg *leg = arg;
+    leg->aq = NULL;
+    struct mxg_route *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        struct mxg_reply r;
+        mxg_reply_set(&r, 451, "4.3.0", "Out of memory");
+        leg_fail(leg, &r);
+        return;
+    }
+    rt->status = MXG_ROUTE_OK;
+    snprintf(rt->domain, sizeof rt->domain, "%s", leg->nexthop);
+    rt->mx_sec = MXG_SEC_SECURE;
+    rt->n = 1;
+    snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", leg->nexthop);
+    rt->host[0].addrs = *res;
+    on_route(leg, rt);
+    free(rt);
+}
+
+/* An address literal next hop: no DNS at all (run from the loop, so that
+ * a failure never calls back inside mxg_leg_open_opts). */
+static void on_literal_route(uv_timer_t *t)
+{
+    struct mxg_leg *leg = t->data;
+    struct mxg_route *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        struct mxg_reply r;
+        mxg_reply_set(&r, 451, "4.3.0", "Out of memory");
+        leg_fail(leg, &r);
+        return;
+    }
+    rt->status = MXG_ROUTE_OK;
+    addr_text(&leg->nexthop_addr, rt->domain, sizeof rt->domain);
+    rt->mx_sec = MXG_SEC_INSECURE;
+    rt->n = 1;
+    snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", rt->domain);
+    rt->host[0].addrs.status = MXG_DNS_OK;
+    rt->host[0].addrs.sec = MXG_SEC_INSECURE;
+    rt->host[0].addrs.n = 1;
+    rt->host[0].addrs.addr[0] = leg->nexthop_addr;
+    on_route(leg, rt);
+    free(rt);
+}
+
+/* "192.0.2.1", "[192.0.2.1]", "[IPv6:2001:db8::1]", "2001:db8::1": 1 with
+ * *out filled (port 0), else 0. */
+static int parse_literal(const char *s, struct sockaddr_storage *out)
+{
+    char buf[MXG_DNS_NAME_MAX];
+    size_t n = strlen(s);
+    if (n >= sizeof buf)
+        return 0;
+    if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (n > 5 && strncasecmp(s, "IPv6:", 5) == 0) {
+        s += 5;
+        n -= 5;
+    }
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    memset(out, 0, sizeof *out);
+    if (uv_ip4_addr(buf, 0, (struct sockaddr_in *)out) == 0) {
+        struct in_addr a;
+        return inet_pton(AF_INET, buf, &a) == 1; /* uv_ip4_addr accepts junk */
+    }
+    memset(out, 0, sizeof *out);
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, buf, &a6) == 1 && uv_ip6_addr(buf, 0, (struct sockaddr_in6 *)out) == 0)
+        return 1;
+    return 0;
+}
+
 /* The policy list applies when MTA-STS gives no policy (none published, or
  * its lookup/fetch failed: the list protects MTA-STS on first use). */
 static void list_consult(struct mxg_leg *leg)
@@ -1292,11 +1449,34 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char *session_id,
                                  const char *domain, const char *mail_from,
                                  const struct mxg_mail_params *mp, const char *probe_host,
-                                 const struct mxg_leg_cbs *cbs, void *arg)
+                                 const struct mxg_leg_opts *opts, const struct mxg_leg_cbs *cbs,
+                                 void *arg)
 {
+    static const struct mxg_leg_opts no_opts;
+    if (!opts)
+        opts = &no_opts;
+    if (opts->nexthop_port < 0 || opts->nexthop_port > 65535 ||
+        (opts->nexthop && strlen(opts->nexthop) >= MXG_DNS_NAME_MAX))
+        return NULL;
     struct mxg_leg *leg = calloc(1, sizeof *leg);
     if (!leg)
         return NULL;
+    leg->port = env->cfg->upstream_port;
+    leg->tlsa_port = 25;
+    if (opts->nexthop && opts->nexthop[0]) {
+        snprintf(leg->nexthop, sizeof leg->nexthop, "%s", opts->nexthop);
+        size_t l = strlen(leg->nexthop);
+        if (l > 1 && leg->nexthop[l - 1] == '.')
+            leg->nexthop[l - 1] = 0;
+        leg->nexthop_literal = parse_literal(leg->nexthop, &leg->nexthop_addr);
+        leg->nexthop_mx = opts->nexthop_mx && !leg->nexthop_literal;
+    }
+    if (opts->nexthop_port > 0) {
+        leg->port = leg->tlsa_port = opts->nexthop_port;
+        leg->port_is_set = 1;
+    }
+    leg->opportunistic = opts->opportunistic;
+    leg->no_tlsrpt = opts->no_tlsrpt;
     if (probe_host) {
         leg->probe = 1;
         snprintf(leg->probe_host, sizeof leg->probe_host, "%s", probe_host);
@@ -1311,6 +1491,13 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     leg->arg = arg;
     leg->op_pending = 1;
     mxg_policy_decide(env->cfg, domain, &leg->policy);
+    if (leg->opportunistic) {
+        leg->policy.source = MXG_POL_SRC_OPPORTUNISTIC;
+        leg->policy.level = MXG_POL_MAY;
+        snprintf(leg->policy.reason, sizeof leg->policy.reason,
+                 "opportunistic TLS for this delivery, whatever DANE, MTA-STS and the list say "
+                 "(RFC 8460 §3)");
+    }
     uv_timer_init(env->loop, &leg->timer);
     uv_timer_init(env->loop, &leg->deadline);
     leg->timer.data = leg->deadline.data = leg;
@@ -1319,13 +1506,37 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     LOG_D("upstream", "%s %s: policy %s/%s: %s", leg->sid, domain,
           mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
           leg->policy.reason);
-    if (!env->sts || mxg_sts_get(env->sts, domain, on_sts, leg, &leg->sq) < 0) {
-        leg->sq = NULL;
-        leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
-        list_consult(leg);
+    /* MTA-STS and the list name MX hosts (RFC 8461 §4): they apply only when
+     * the leg routes by MX, and never to opportunistic deliveries */
+    int pki = !leg->opportunistic && (!leg->nexthop[0] || leg->nexthop_mx);
+    if (!pki) {
+        leg->sts_done = 1;
+    } else {
+        leg->sts_consulted = 1;
+        if (!env->sts || mxg_sts_get(env->sts, domain, on_sts, leg, &leg->sq) < 0) {
+            leg->sq = NULL;
+            leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
+            list_consult(leg);
+        }
     }
-    if (mxg_route_resolve(env->dns, domain, env->cfg->max_mx_hosts, on_route, leg, &leg->rq) < 0) {
-        leg->rq = NULL;
+    int rc;
+    if (leg->nexthop_literal) {
+        rc = uv_timer_start(&leg->timer, on_literal_route, 0, 0);
+    } else if (leg->nexthop[0] && !leg->nexthop_mx) {
+        rc = mxg_dns_lookup_addr(env->dns, leg->nexthop, on_nexthop_addr, leg, &leg->aq);
+        if (rc < 0)
+            leg->aq = NULL;
+    } else {
+        rc = mxg_route_resolve(env->dns, leg->nexthop[0] ? leg->nexthop : domain,
+                               env->cfg->max_mx_hosts, on_route, leg, &leg->rq);
+        if (rc < 0)
+            leg->rq = NULL;
+    }
+    if (leg->nexthop[0])
+        LOG_D("upstream", "%s %s: next hop %s%s%s port %d%s%s", leg->sid, domain,
+              leg->nexthop_mx ? "" : "[", leg->nexthop, leg->nexthop_mx ? " (MX)" : "]", leg->port,
+              leg->opportunistic ? ", opportunistic" : "", leg->no_tlsrpt ? ", no TLSRPT" : "");
+    if (rc < 0) {
         leg->op_pending = 0;
         leg_destroy(leg);
         return NULL;
@@ -1338,7 +1549,16 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
                              const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
                              void *arg)
 {
-    return leg_start(env, session_id, domain, mail_from, mp, NULL, cbs, arg);
+    return leg_start(env, session_id, domain, mail_from, mp, NULL, NULL, cbs, arg);
+}
+
+struct mxg_leg *mxg_leg_open_opts(const struct mxg_upstream_env *env, const char *session_id,
+                                  const char *domain, const char *mail_from,
+                                  const struct mxg_mail_params *mp,
+                                  const struct mxg_leg_opts *opts, const struct mxg_leg_cbs *cbs,
+                                  void *arg)
+{
+    return leg_start(env, session_id, domain, mail_from, mp, NULL, opts, cbs, arg);
 }
 
 struct mxg_leg *mxg_leg_probe(const struct mxg_upstream_env *env, const char *domain,
@@ -1346,7 +1566,7 @@ struct mxg_leg *mxg_leg_probe(const struct mxg_upstream_env *env, const char *do
 {
     struct mxg_mail_params mp;
     memset(&mp, 0, sizeof mp);
-    return leg_start(env, "probe", domain, "", &mp, mx_host, cbs, arg);
+    return leg_start(env, "probe", domain, "", &mp, mx_host, NULL, cbs, arg);
 }
 
 /* Start an operation the session waits for: one command, one on_reply. */
@@ -1440,7 +1660,7 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->tls_cipher = leg->tls_cipher;
     out->verified = leg->verified[0] ? leg->verified : "-";
     out->policy = &leg->policy;
-    out->sts = leg->sts_done && leg->env->sts ? &leg->sts : NULL;
+    out->sts = leg->sts_done && leg->sts_consulted && leg->env->sts ? &leg->sts : NULL;
     out->list = leg->list_active ? &leg->list_pol : NULL;
     out->need_7bit = leg->need_7bit;
 }

@@ -9,7 +9,8 @@
  *   mxg_leg_data()  DATA                                → on_reply(354 | failure)
  *   mxg_leg_write() message bytes (wire form, stuffed, CRLF) — back-pressure:
  *                   returns 1 when the caller should stop reading its client
- *                   until on_drain runs
+ *                   until on_drain runs (on_drain also runs when the leg
+ *                   fails meanwhile: the next write then returns -1)
  *   mxg_leg_end_data() ".\r\n"                          → on_reply(final reply)
  *   mxg_leg_close() QUIT politely if idle, else abort; the leg frees itself
  *                   later and never calls back again.
@@ -32,6 +33,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
+#include "../core/metrics.h"
 #include "../dane/dns.h"
 #include "../policy/policy.h"
 #include "../policy/stlist.h"
@@ -48,6 +50,7 @@ struct mxg_upstream_env {
     struct mxg_sts *sts;          /* NULL: MTA-STS disabled */
     struct mxg_stlist_store *stlist; /* NULL: no policy list */
     struct mxg_rpt *rpt;          /* NULL: TLSRPT recording off */
+    struct mxg_metrics *metrics;  /* NULL: not counted (core/metrics.h) */
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;

@@ -1,20 +1,22 @@
 /* report/rpt_send.c — delivery of the daily TLSRPT reports over HTTPS
- * (RFC 8460 §5.3, §5.4) and the delivery scheduler. Contract: tlsrpt.h,
- * block "delivery over HTTPS".
+ * and by mail (RFC 8460 §5.3, §5.4) and the delivery scheduler. Contract:
+ * tlsrpt.h, blocks "delivery over HTTPS" and "report mail".
  *
  * Structure: a call (mxg_rpt_send_day / _domain, or a scheduler round) is
  * one `op`; an op has one `job` per (day, domain); a job has one `post` per
- * https rua still pending. Lookups and POSTs are asynchronous; when a
+ * https or mailto rua still pending (a mail "post" goes through the
+ * mailer, see mxg_rpt_sender_set_mail). Lookups and POSTs are asynchronous; when a
  * job's last lookup / POST is over the job is done, and when an op's last
  * job is done the op is queued on the sender's `defer` timer, whose
  * callback runs the done callback — so callbacks never run synchronously,
  * even when an op has nothing to wait for.
  *
  * RFC 8460 §3 ("reports do not report on themselves") holds by
- * construction: this file never calls mxg_rpt_record(), and its only
+ * construction: this file never calls mxg_rpt_record(), and its own
  * network paths are DNS (dane/dns.h) and policy/https.c, neither of which
- * records TLSRPT results — results are recorded only by the SMTP path
- * (proxy/), which report delivery does not use.
+ * records TLSRPT results. Report mail goes through the SMTP path (the
+ * mailer), whose contract is to record nothing for it (proxy: leg option
+ * no_tlsrpt) and to use opportunistic TLS.
  *
  * Handles: three uv timers (tick, wake, defer), initialised in
  * mxg_rpt_sender_new and closed by mxg_rpt_sender_free; the struct goes
@@ -32,7 +34,9 @@
 #include "rpt_int.h"
 
 #define CT_TLSRPT_GZ "application/tlsrpt+gzip"
-#define MAILTO_TEXT "mailto delivery not implemented yet (needs DKIM)"
+#define NOKEY_TEXT "no DKIM key (tlsrpt.dkim_key_file): report mail is sent signed only"
+#define NOMAILER_TEXT "no mailer for report mail in this process"
+#define MAIL_FROM_LOCAL "noreply-smtp-tls-reporting"
 #define HOST_MAX 254
 #define PATH_MAX_LEN MXG_RPT_RUA_MAX
 
@@ -48,6 +52,10 @@ struct post {
     int attempts;               /* before this attempt */
     void *dnsq;                 /* address lookup in flight */
     struct mxg_https_req *req;  /* POST in flight */
+    int mail;                   /* a mailto: rua: goes through the mailer */
+    char to[MXG_RPT_ADDR_MAX];  /* mail: the address */
+    char to_domain[MXG_RPT_DOMAIN_MAX];
+    void *mailh;                /* mail in flight (mailer handle) */
 };
 
 struct job {
@@ -58,6 +66,7 @@ struct job {
     void *txtq;                 /* TXT lookup in flight */
     char *gz;                   /* the gzipped report, built once */
     size_t gzlen;
+    char report_id[MXG_RPT_REPORT_ID_MAX];
     struct post *posts;
     int outstanding;            /* lookups + POSTs not finished */
     int txt_definite;           /* the TXT answer was definite (scheduler memory) */
@@ -99,6 +108,9 @@ struct mxg_rpt_sender {
     char *org_name, *org_contact, *org_submitter;
     int port_override;
     struct mxg_rpt_send_cfg cfg;
+    struct mxg_rpt_mailer mailer; /* send == NULL: none */
+    struct mxg_rpt_dkim *dkim;    /* borrowed */
+    char *mail_from;              /* NULL: the default at the submitter */
     struct mxg_rpt_resolver res;
     struct op *ops;
     struct plan *plans;
@@ -238,6 +250,8 @@ static void post_free(struct mxg_rpt_sender *s, struct post *p)
         s->res.cancel(s->res.ctx, p->dnsq);
     if (p->req)
         mxg_https_cancel(p->req);
+    if (p->mailh)
+        s->mailer.cancel(s->mailer.ctx, p->mailh);
     free(p);
 }
 
@@ -300,8 +314,9 @@ static void job_step_done(struct job *j)
         job_done(j);
 }
 
-/* Records the outcome of one POST attempt in the row and the stats. */
-static void post_result(struct post *p, int ok, const char *why)
+/* Records the outcome of one POST or mail attempt in the row and the
+ * stats; permanent: give up now (a 5xx reply to report mail). */
+static void post_result(struct post *p, int ok, int permanent, const char *why)
 {
     struct job *j = p->job;
     struct op *o = j->op;
@@ -318,13 +333,14 @@ static void post_result(struct post *p, int ok, const char *why)
         o->st.sent++;
         LOG_I(RPT_COMP, "report %s %s sent to %s (attempt %d)", j->day, j->domain, p->rua,
               d.attempts);
-    } else if (d.attempts >= s->cfg.max_attempts) {
+    } else if (permanent || d.attempts >= s->cfg.max_attempts) {
         d.status = MXG_RPT_GAVE_UP;
         d.next_attempt_at = 0;
         snprintf(d.last_error, sizeof d.last_error, "%s", why);
         o->st.gave_up++;
-        LOG_W(RPT_COMP, "report %s %s to %s: %s; giving up after %d attempts", j->day, j->domain,
-              p->rua, why, d.attempts);
+        LOG_W(RPT_COMP, "report %s %s to %s: %s; giving up after %d attempt%s%s", j->day,
+              j->domain, p->rua, why, d.attempts, d.attempts == 1 ? "" : "s",
+              permanent && d.attempts < s->cfg.max_attempts ? " (permanent failure)" : "");
     } else {
         d.status = MXG_RPT_PENDING;
         d.next_attempt_at = now_s() + backoff_s(&s->cfg, d.attempts);
@@ -353,7 +369,7 @@ static void on_post(void *arg, const struct mxg_https_result *res)
         snprintf(why, sizeof why, "HTTP %ld", res->status);
     else
         snprintf(why, sizeof why, "%s: %s", mxg_https_err_name(res->err), res->why);
-    post_result(p, res->err == MXG_HTTPS_OK, why);
+    post_result(p, res->err == MXG_HTTPS_OK, 0, why);
     job_step_done(p->job);
 }
 
@@ -367,7 +383,7 @@ static void on_addr(void *arg, const struct mxg_addr_result *res)
         char why[300];
         snprintf(why, sizeof why, "DNS %s: %s %s", p->host, mxg_dns_status_name(res->status),
                  res->why);
-        post_result(p, 0, why);
+        post_result(p, 0, 0, why);
         job_step_done(j);
         return;
     }
@@ -383,9 +399,90 @@ static void on_addr(void *arg, const struct mxg_addr_result *res)
         .require_ctype = NULL,
     };
     if (mxg_https_post(s->https, &ho, CT_TLSRPT_GZ, j->gz, j->gzlen, on_post, p, &p->req) != 0) {
-        post_result(p, 0, "HTTPS request could not be started");
+        post_result(p, 0, 0, "HTTPS request could not be started");
         job_step_done(j);
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Report mail                                                              */
+
+static void on_mail(void *arg, enum mxg_rpt_mail_result res, const char *why)
+{
+    struct post *p = arg;
+    p->mailh = NULL;
+    post_result(p, res == MXG_RPT_MAIL_SENT, res == MXG_RPT_MAIL_PERMFAIL, why ? why : "");
+    job_step_done(p->job);
+}
+
+/* Builds, signs and dot-stuffs the report mail for p's address and hands
+ * it to the mailer. 0: on_mail will run; -1: the attempt failed now (the
+ * row is updated, on_mail will not run). */
+static int mail_start(struct post *p)
+{
+    struct job *j = p->job;
+    struct mxg_rpt_sender *s = j->op->s;
+    char from[MXG_RPT_ADDR_MAX + 8], err[300] = "";
+    if (s->mail_from)
+        snprintf(from, sizeof from, "%s", s->mail_from);
+    else
+        snprintf(from, sizeof from, MAIL_FROM_LOCAL "@%s", s->org_submitter);
+    struct mxg_rpt_mail_msg m = {
+        .from = from,
+        .to = p->to,
+        .policy_domain = j->domain,
+        .submitter = s->org_submitter,
+        .org_name = s->org_name,
+        .report_id = j->report_id,
+        .day = j->day,
+        .gz = j->gz,
+        .gz_len = j->gzlen,
+    };
+    char *msg = NULL, *sig = NULL, *wire = NULL;
+    size_t mlen = 0, slen = 0, wlen = 0;
+    int rc = mxg_rpt_mail_build(&m, &msg, &mlen, err, sizeof err);
+    if (rc == 0)
+        rc = mxg_rpt_dkim_sign(s->dkim, msg, mlen, &sig, &slen, err, sizeof err);
+    if (rc == 0 && mxg_rpt_mail_wire(sig, slen, &wire, &wlen) != 0) {
+        rc = MXG_RPT_ENOMEM;
+        snprintf(err, sizeof err, "out of memory");
+    }
+    free(msg);
+    free(sig);
+    if (rc != 0) {
+        LOG_E(RPT_COMP, "report %s %s to %s: mail not built: %s", j->day, j->domain, p->rua, err);
+        post_result(p, 0, 0, err);
+        return -1;
+    }
+    char id[MXG_RPT_DAY_LEN + MXG_RPT_DOMAIN_MAX + 16];
+    snprintf(id, sizeof id, "tlsrpt-%s-%s", j->day, j->domain);
+    struct mxg_rpt_mail_req req = {
+        .id = id, .from = from, .to = p->to, .domain = p->to_domain, .wire = wire,
+        .wire_len = wlen,
+    };
+    rc = s->mailer.send(s->mailer.ctx, &req, on_mail, p, &p->mailh);
+    free(wire);
+    if (rc != 0) {
+        p->mailh = NULL;
+        post_result(p, 0, 0, "report mail could not be started");
+        return -1;
+    }
+    LOG_D(RPT_COMP, "report %s %s: mail to %s from %s started (%zu octets)", j->day, j->domain,
+          p->to, from, wlen);
+    return 0;
+}
+
+void mxg_rpt_sender_set_mail(struct mxg_rpt_sender *s, const struct mxg_rpt_mailer *m,
+                             struct mxg_rpt_dkim *dk, const char *from)
+{
+    if (!s)
+        return;
+    memset(&s->mailer, 0, sizeof s->mailer);
+    if (m && m->send && m->cancel)
+        s->mailer = *m;
+    s->dkim = dk;
+    free(s->mail_from);
+    s->mail_from = from && from[0] ? strdup(from) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -458,19 +555,32 @@ static void job_ruas(struct job *j, const char ruas[][MXG_RPT_RUA_MAX], int n)
             o->st.already++;
             continue;
         }
-        if (strncasecmp(rua, "mailto:", 7) == 0) {
-            LOG_N(RPT_COMP, "report %s %s to %s: " MAILTO_TEXT "; skipped", j->day, j->domain,
-                  rua);
-            set_row(s, j, rua, MXG_RPT_GAVE_UP, attempts[i], "skipped: " MAILTO_TEXT);
-            o->st.skipped++;
-            continue;
-        }
         struct post *p = calloc(1, sizeof *p);
         if (p == NULL) {
             o->st.errors++;
             continue;
         }
-        if (parse_https(rua, p->host, &p->port, p->path) != 0) {
+        if (strncasecmp(rua, "mailto:", 7) == 0) {
+            const char *skip = NULL;
+            if (mxg_rpt_mailto_parse(rua, p->to, p->to_domain) != 0)
+                skip = "unusable mailto URI";
+            else if (!s->dkim)
+                skip = NOKEY_TEXT;
+            else if (!s->mailer.send)
+                skip = NOMAILER_TEXT;
+            else if (!s->org_submitter)
+                skip = "no submitter domain for the report mail";
+            if (skip) {
+                LOG_N(RPT_COMP, "report %s %s to %s: %s; skipped", j->day, j->domain, rua, skip);
+                char e[300];
+                snprintf(e, sizeof e, "skipped: %s", skip);
+                set_row(s, j, rua, MXG_RPT_GAVE_UP, attempts[i], e);
+                o->st.skipped++;
+                free(p);
+                continue;
+            }
+            p->mail = 1;
+        } else if (parse_https(rua, p->host, &p->port, p->path) != 0) {
             LOG_N(RPT_COMP, "report %s %s: unusable rua %s; skipped", j->day, j->domain, rua);
             set_row(s, j, rua, MXG_RPT_GAVE_UP, attempts[i], "skipped: unusable https URL");
             o->st.skipped++;
@@ -492,7 +602,8 @@ static void job_ruas(struct job *j, const char ruas[][MXG_RPT_RUA_MAX], int n)
     /* One report, one gzip, for every rua. */
     char err[256] = "", *json = NULL;
     struct mxg_rpt_org org = { s->org_name, s->org_contact, s->org_submitter };
-    int rc = mxg_rpt_report_json(s->r, j->day, j->domain, &org, &json, NULL, err, sizeof err);
+    int rc = mxg_rpt_report_json(s->r, j->day, j->domain, &org, &json, j->report_id, err,
+                                 sizeof err);
     if (rc == 0) {
         rc = mxg_rpt_gzip(json, strlen(json), &j->gz, &j->gzlen);
         free(json);
@@ -511,9 +622,14 @@ static void job_ruas(struct job *j, const char ruas[][MXG_RPT_RUA_MAX], int n)
     }
     for (struct post *p = j->posts; p; p = p->next) {
         j->outstanding++;
+        if (p->mail) {
+            if (mail_start(p) != 0)
+                j->outstanding--;
+            continue;
+        }
         if (s->res.addr(s->res.ctx, p->host, on_addr, p, &p->dnsq) != 0) {
             p->dnsq = NULL;
-            post_result(p, 0, "DNS lookup could not be started");
+            post_result(p, 0, 0, "DNS lookup could not be started");
             j->outstanding--;
         }
     }
@@ -956,6 +1072,7 @@ static void on_closed(uv_handle_t *h)
         free(s->org_name);
         free(s->org_contact);
         free(s->org_submitter);
+        free(s->mail_from);
         free(s);
     }
 }

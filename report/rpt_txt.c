@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/show.h"
 #include "rpt_int.h"
 
 #define VERSION_TAG "v=TLSRPTv1"
@@ -77,7 +78,8 @@ static int take_uri(const char *u, size_t n, char out[MXG_RPT_RUA_MAX], char *wh
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)u[i];
         if (c <= 0x20 || c >= 0x7f || c == '!') {
-            snprintf(note, sizeof note, "rua URI \"%.*s\" ignored: %s", (int)(n > 200 ? 200 : n), u,
+            /* quoted through mxg_show: the URI's control octets must not reach a log line */
+            snprintf(note, sizeof note, "rua URI \"%s\" ignored: %s", mxg_show(u, n).s,
                      c == '!' ? "unencoded '!' (RFC 8460 §3: use %21)"
                               : "space, control or non-ASCII character");
             why_add(why, whylen, note);
@@ -173,8 +175,8 @@ int mxg_rpt_txt_parse(const char *txt, size_t len, char ruas[][MXG_RPT_RUA_MAX],
         while (vs < ve && is_wsp(txt[vs]))
             vs++;
         if (eq == e || ne == ns) {
-            snprintf(note, sizeof note, "malformed field \"%.*s\" (not name=value)",
-                     (int)(e - s > 80 ? 80 : e - s), txt + s);
+            snprintf(note, sizeof note, "malformed field \"%s\" (not name=value)",
+                     mxg_show(txt + s, e - s).s);
             why_add(why, whylen, note);
             return MXG_RPT_EINVAL;
         }
@@ -223,8 +225,7 @@ int mxg_rpt_txt_parse(const char *txt, size_t len, char ruas[][MXG_RPT_RUA_MAX],
                 ok = c >= 0x21 && c <= 0x7e && c != '=' && c != ';';
             }
             if (!ok) {
-                snprintf(note, sizeof note, "malformed field \"%.*s\"",
-                         (int)(e - s > 80 ? 80 : e - s), txt + s);
+                snprintf(note, sizeof note, "malformed field \"%s\"", mxg_show(txt + s, e - s).s);
                 why_add(why, whylen, note);
                 return MXG_RPT_EINVAL;
             }

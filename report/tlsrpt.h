@@ -270,9 +270,9 @@ int mxg_rpt_txt_select(const char *const *txts, const size_t *lens, int n,
  *    (day, domain) and POSTed to every https: rua with Content-Type
  *    application/tlsrpt+gzip (the URL host's addresses from
  *    mxg_dns_lookup_addr, connection by policy/https: WebPKI, no
- *    redirects; success = any 2xx). mailto: ruas are not sent: their row is
- *    set to gave-up with last_error "mailto delivery not implemented yet
- *    (needs DKIM)" (attempts 0) and a NOTICE line says so.
+ *    redirects; success = any 2xx). mailto: ruas get the report mail
+ *    through the mailer (block "report mail" below: without a mailer or a
+ *    DKIM key they are skipped, row gave-up "skipped: ...").
  *  - Rows already sent or gave-up are left alone. A pending row is POSTed
  *    by the explicit calls (mxg_rpt_send_day / _domain) whatever its
  *    next_attempt_at; the scheduler only retries rows that are due.
@@ -280,8 +280,8 @@ int mxg_rpt_txt_select(const char *const *txts, const size_t *lens, int n,
  *    and, below max_attempts, next_attempt_at = now + min(backoff_max_s,
  *    backoff_base_s * 2^(attempts-1)) (NOTICE line), else gave-up (WARNING
  *    line). last_error holds the failure ("HTTP 500", "DNS ...", ...).
- *  - Report delivery never records TLSRPT results (RFC 8460 §3): it does
- *    not use the SMTP path at all.
+ *  - Report delivery never records TLSRPT results (RFC 8460 §3): HTTPS
+ *    does not use the SMTP path, and the mailer must not record (below).
  *  - Callbacks (done) run exactly once per accepted call, from the loop,
  *    never synchronously. mxg_rpt_sender_free() cancels everything without
  *    callbacks; it may be called from a done callback. The loop must run
@@ -317,7 +317,7 @@ struct mxg_rpt_send_stats {
     int sent;     /* POST answered 2xx */
     int retry;    /* failed, will be retried */
     int gave_up;  /* failed, max attempts reached */
-    int skipped;  /* mailto: (not implemented) or unusable URL */
+    int skipped;  /* mailto: without DKIM key / mailer, or an unusable URI */
     int already;  /* row was already sent / gave-up */
 };
 typedef void (*mxg_rpt_send_cb)(void *arg, const struct mxg_rpt_send_stats *st);
@@ -371,6 +371,124 @@ int mxg_rpt_sender_start(struct mxg_rpt_sender *s, uint64_t check_interval_ms,
 
 /* ================================================================
  * END delivery over HTTPS
+ * ================================================================ */
+
+/* ================================================================
+ * BEGIN report mail (report/rpt_mail.c, report/rpt_dkim.c)
+ * ================================================================
+ *
+ * The RFC 8460 §5.3 message for a mailto: rua, its DKIM signature
+ * (libopendkim), and the mailer interface through which the sender hands
+ * it to the SMTP path (implemented outside report/: proxy/report_mailer.c;
+ * report/ never links against proxy/). Contract:
+ *  - mxg_rpt_mail_build(): an RFC 5322 message, CRLF line ends, not
+ *    dot-stuffed: From, To, Date (UTC), Subject "Report Domain: D
+ *    Submitter: S Report-ID: <ID>" (folded before "Submitter:" and
+ *    "Report-ID:"), Message-ID (<ID> when the report-id is a valid msg-id,
+ *    else a random one at the submitter), MIME-Version, TLS-Report-Domain,
+ *    TLS-Report-Submitter, Auto-Submitted: auto-generated, TLS-Required: No
+ *    (RFC 8689: the report must get through whatever the TLS policy),
+ *    Content-Type: multipart/report; report-type="tlsrpt"; boundary=...
+ *    Parts: text/plain (us-ascii, 7bit: a short note naming the domain,
+ *    day, submitter and report-id) and application/tlsrpt+gzip (base64,
+ *    76-character lines) with Content-Disposition attachment and filename
+ *    mxg_rpt_mail_filename(). The boundary is random and occurs in neither
+ *    part. Every text that goes into a header must be printable ASCII
+ *    without CR/LF (else MXG_RPT_EINVAL); org_name is made printable ASCII.
+ *  - mxg_rpt_mail_filename(): "SUBMITTER!DOMAIN!BEGIN!END.json.gz" (RFC
+ *    8460 §5.1) with BEGIN/END the Unix times of DAY 00:00:00Z and
+ *    23:59:59Z (the report's date-range).
+ *  - mxg_rpt_mail_wire(): dot-stuffing (RFC 5321 §4.5.2) of a CRLF message
+ *    for SMTP DATA, without the final ".\r\n"; a message that does not end
+ *    with CRLF gets one.
+ *  - mxg_rpt_mailto_parse(): "mailto:local@domain" (scheme case-insensitive,
+ *    %XX decoded, "?hfields" ignored) → the address and its domain
+ *    (lower-case, no trailing dot). One plain ASCII address only (a list
+ *    "a@x,b@y", quotes, IP literals, non-ASCII: unusable). 0, or -1.
+ *  - DKIM: mxg_rpt_dkim_load() reads a PEM private key (RSA of at least
+ *    1024 bits; signatures are rsa-sha256: libopendkim 2.11 leaks memory on
+ *    every Ed25519 signature, so Ed25519 keys are refused), checks it with
+ *    OpenSSL and keeps it with selector and signing domain (d=). The
+ *    handle owns a libopendkim library instance (no global state) and is
+ *    used from one thread. mxg_rpt_dkim_sign() signs a built message
+ *    (relaxed/relaxed; h= From, To, Subject, Date, Message-ID,
+ *    MIME-Version, Content-Type, TLS-Report-Domain, TLS-Report-Submitter,
+ *    Auto-Submitted, TLS-Required) and returns it with the DKIM-Signature
+ *    header field prepended (CRLF, folded).
+ *  - Functions return 0 or a negative mxg_rpt_err with err set; output
+ *    buffers are malloc'd, the caller frees them. */
+struct mxg_rpt_mail_msg {
+    const char *from;          /* From: (also the envelope sender), local@domain */
+    const char *to;            /* To: the rua address */
+    const char *policy_domain; /* the report's policy domain */
+    const char *submitter;     /* our domain (TLS-Report-Submitter, filename) */
+    const char *org_name;      /* for the text part; NULL = submitter */
+    const char *report_id;     /* as in the JSON */
+    const char *day;           /* "YYYY-MM-DD": the report's UTC day */
+    const char *gz;            /* the gzipped JSON report */
+    size_t gz_len;
+    int64_t date;              /* Date: in Unix seconds; <= 0: now */
+};
+int mxg_rpt_mail_build(const struct mxg_rpt_mail_msg *m, char **out, size_t *outlen, char *err,
+                       size_t errlen);
+int mxg_rpt_mail_filename(const char *submitter, const char *domain, const char *day, char *out,
+                          size_t cap);
+int mxg_rpt_mail_wire(const char *msg, size_t len, char **out, size_t *outlen);
+#define MXG_RPT_ADDR_MAX 256
+int mxg_rpt_mailto_parse(const char *rua, char addr[MXG_RPT_ADDR_MAX],
+                         char domain[MXG_RPT_DOMAIN_MAX]);
+
+struct mxg_rpt_dkim;
+struct mxg_rpt_dkim *mxg_rpt_dkim_load(const char *key_file, const char *selector,
+                                       const char *domain, char *err, size_t errlen);
+void mxg_rpt_dkim_free(struct mxg_rpt_dkim *k);
+const char *mxg_rpt_dkim_domain(const struct mxg_rpt_dkim *k);
+int mxg_rpt_dkim_sign(struct mxg_rpt_dkim *k, const char *msg, size_t len, char **out,
+                      size_t *outlen, char *err, size_t errlen);
+
+/* The mailer: how the sender hands a report mail to the SMTP path.
+ * send() copies what it needs from req and returns 0 with *handle set (cb
+ * runs exactly once, later, from the loop) or -1 (cb never runs);
+ * cancel(handle) before cb guarantees cb never runs. The delivery must use
+ * opportunistic TLS and record no TLSRPT result (DESIGN §4, §10). */
+enum mxg_rpt_mail_result {
+    MXG_RPT_MAIL_SENT = 0,     /* the MX accepted it (2xx after the dot) */
+    MXG_RPT_MAIL_TEMPFAIL,     /* retried with backoff */
+    MXG_RPT_MAIL_PERMFAIL,     /* 5xx: given up at once */
+};
+struct mxg_rpt_mail_req {
+    const char *id;            /* for log lines, e.g. "tlsrpt-2024-05-01-example.com" */
+    const char *from;          /* envelope sender */
+    const char *to;            /* recipient address */
+    const char *domain;        /* the recipient's domain (delivered by its MX) */
+    const char *wire;          /* the message, dot-stuffed, CRLF, without ".\r\n" */
+    size_t wire_len;
+};
+typedef void (*mxg_rpt_mail_cb)(void *arg, enum mxg_rpt_mail_result res, const char *why);
+struct mxg_rpt_mailer {
+    int (*send)(void *ctx, const struct mxg_rpt_mail_req *req, mxg_rpt_mail_cb cb, void *arg,
+                void **handle);
+    void (*cancel)(void *ctx, void *handle);
+    void *ctx;
+};
+
+/* Enables mailto: delivery for sender s: mailer m (copied; NULL = none),
+ * DKIM key dk (borrowed: must outlive s; NULL = no key) and the report
+ * address from ("" or NULL: noreply-smtp-tls-reporting@SUBMITTER; copied).
+ * Without mailer or key, a pending mailto: row is closed as gave-up,
+ * "skipped: ..." (attempts unchanged), with one NOTICE line, counted in
+ * skipped — not retried: a day's report is useful only shortly after the
+ * day, and a key configured later signs the following days' reports.
+ * With both, every pending mailto: rua of a (day, domain) gets the report
+ * mail (built, signed, dot-stuffed per rua) through m; the outcome feeds
+ * the delivery row as a POST's does (sent; failure → backoff and retry,
+ * gave-up after max_attempts), except that a permanent (5xx) failure
+ * gives up at once. An unusable mailto: URI is skipped (gave-up). */
+void mxg_rpt_sender_set_mail(struct mxg_rpt_sender *s, const struct mxg_rpt_mailer *m,
+                             struct mxg_rpt_dkim *dk, const char *from);
+
+/* ================================================================
+ * END report mail
  * ================================================================ */
 
 #endif

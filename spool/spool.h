@@ -10,8 +10,20 @@
  *                 exactly the bytes a leg writes between DATA and the dot.
  *   DIR/ID.env    the envelope (JSON, jansson), see struct mxg_spool_env.
  *   DIR/ID.env.tmp  an envelope being rewritten.
- * An entry exists iff ID.env exists. mxg_spool_open() removes leftovers of a
- * crash: *.msg without .env (a body that was still streaming) and *.tmp.
+ *   DIR/ID.bad    a quarantined envelope (unreadable: malformed or of an
+ *                 unknown version); its ID.msg is kept for the operator.
+ *   DIR/lock      flock(2)ed by the process that owns the spool (the daemon).
+ * An entry exists iff ID.env exists. IDs sort by age (strcmp order = order of
+ * creation: "MMMMMMMMMMMMM-CCCC-PID", milliseconds, counter, pid) and use
+ * only [0-9A-Za-z-].
+ *
+ * Processes: the daemon and `mxguard queue` may open the same spool. The
+ * first to open it owns it (DIR/lock) and removes the leftovers of a crash:
+ * *.msg without .env or .bad (a body that was still streaming) and *.tmp;
+ * others skip that. Each entry has a lock, flock(2) on its ID.msg: a writer
+ * holds it while the body streams, the queue runner while it delivers and
+ * settles the entry, the CLI while it rewrites or removes it. Whoever
+ * changes an existing entry takes the lock, then (re)loads the envelope.
  *
  * Crash safety: a body is fsync'd before its first envelope is written; an
  * envelope is written to ID.env.tmp, fsync'd, renamed over ID.env, and the
@@ -20,12 +32,14 @@
  * unlinks ID.env first (then fsyncs the directory), then ID.msg.
  *
  * Errors: functions return 0 or a negative errno value (-ENOSPC, -EIO,
- * -ENOENT, -EINVAL for a malformed envelope, -ENOMEM) and, where an err buffer
- * is given, a one-line reason naming the file. Nothing here logs or blocks
+ * -ENOENT, -EINVAL for a malformed envelope or a bad ID, -ENOMEM, -EBUSY for
+ * a locked entry) and, where an err buffer is given, a one-line reason naming
+ * the file. Nothing here logs or blocks
  * on anything but the local file system; it is not thread-safe (one loop).
  *
  * Ownership: struct mxg_spool_env owns its rcpts array (heap); free it with
- * mxg_spool_env_free(). Everything else is fixed-size inside the struct. */
+ * mxg_spool_env_free() (a zeroed env is empty; free leaves it empty).
+ * Everything else is fixed-size inside the struct. */
 #ifndef MXG_SPOOL_H
 #define MXG_SPOOL_H
 
@@ -57,6 +71,7 @@ struct mxg_spool_rcpt {
     int last_code;                      /* last reply code, 0 = none yet */
     char last_reply[MXG_SPOOL_REPLY_MAX]; /* "451 4.4.1 Connection refused ... " (one line) */
     char last_mx[300];                  /* "mx1.example.net[192.0.2.1]" or "" */
+    int expired;                        /* FAILED because queue.lifetime ran out (4.4.7) */
 };
 
 struct mxg_spool_env {
@@ -77,11 +92,32 @@ struct mxg_spool_env {
 struct mxg_spool;
 struct mxg_spool_writer;
 
-/* Open (create 0700 if needed) the spool directory and clean crash leftovers.
- * Returns NULL with err on failure. */
+const char *mxg_spool_kind_name(enum mxg_spool_kind k);            /* "message", "dsn" */
+const char *mxg_spool_rcpt_state_name(enum mxg_spool_rcpt_state s); /* "pending", ... */
+/* 1 if id is a possible entry ID (non-empty, < MXG_SPOOL_ID_MAX, [0-9A-Za-z-]). */
+int mxg_spool_id_valid(const char *id);
+
+/* Open (create 0700 if needed) the spool directory; if no other process owns
+ * it, take ownership and clean crash leftovers (see above). Returns NULL with
+ * err on failure. */
 struct mxg_spool *mxg_spool_open(const char *dir, char *err, size_t errlen);
 void mxg_spool_close(struct mxg_spool *sp);
 const char *mxg_spool_dir(const struct mxg_spool *sp);
+/* 1 if this handle owns the spool (DIR/lock), 0 if another process does. */
+int mxg_spool_owner(const struct mxg_spool *sp);
+/* Number of crash leftovers removed by mxg_spool_open() (for a log line). */
+int mxg_spool_cleaned(const struct mxg_spool *sp);
+
+/* Tests only — failure injection at the file-descriptor level (root ignores
+ * permissions, so a read-only directory proves nothing): before each step,
+ * fault(arg, op) may return a negative errno (-ENOSPC, -EIO) and the step
+ * fails with it as if the kernel had said so. NULL turns it off. */
+enum mxg_spool_op {
+    MXG_SPOOL_OP_BODY_WRITE = 0, MXG_SPOOL_OP_BODY_SYNC, MXG_SPOOL_OP_ENV_WRITE,
+    MXG_SPOOL_OP_ENV_SYNC, MXG_SPOOL_OP_RENAME, MXG_SPOOL_OP_DIR_SYNC,
+};
+void mxg_spool_set_fault(struct mxg_spool *sp, int (*fault)(void *arg, enum mxg_spool_op op),
+                         void *arg);
 
 /* ---- writing a new entry while its body streams ---- */
 
@@ -107,6 +143,20 @@ void mxg_spool_abort(struct mxg_spool_writer *w);
 int mxg_spool_put(struct mxg_spool *sp, const void *body, size_t len, struct mxg_spool_env *env,
                   char *err, size_t errlen);
 
+/* ---- envelopes ---- */
+
+/* Append a recipient (state PENDING); addr and domain are copied (-EINVAL if
+ * too long), rp may be NULL. Returns 0, -EINVAL or -ENOMEM. */
+int mxg_spool_env_add_rcpt(struct mxg_spool_env *env, const char *addr, const char *domain,
+                           const struct mxg_rcpt_params *rp);
+/* The ID.env format: JSON with "version": 1 (spool/envelope.c). encode
+ * returns a heap string (free()) or NULL (out of memory). decode overwrites
+ * out; a malformed envelope, a field that does not fit, an unknown state or
+ * version → -EINVAL with a reason in err (never a crash); -ENOMEM. */
+char *mxg_spool_env_encode(const struct mxg_spool_env *env);
+int mxg_spool_env_decode(const char *text, size_t len, struct mxg_spool_env *out, char *err,
+                         size_t errlen);
+
 /* ---- reading and changing entries ---- */
 
 /* IDs of all entries, sorted oldest first. *ids is one heap array of
@@ -116,13 +166,22 @@ int mxg_spool_list(struct mxg_spool *sp, char (**ids)[MXG_SPOOL_ID_MAX], int *n)
 int mxg_spool_load(struct mxg_spool *sp, const char *id, struct mxg_spool_env *out, char *err,
                    size_t errlen);
 void mxg_spool_env_free(struct mxg_spool_env *env);
-/* Rewrite an entry's envelope durably (env->id names it). */
+/* Rewrite an entry's envelope durably (env->id names it). -ENOENT if the
+ * entry is gone (removed meanwhile, e.g. by `mxguard queue delete`): an update
+ * never brings a removed entry back. */
 int mxg_spool_update(struct mxg_spool *sp, const struct mxg_spool_env *env, char *err,
                      size_t errlen);
 /* Remove an entry (envelope first, then body). */
 int mxg_spool_remove(struct mxg_spool *sp, const char *id);
 /* Open the body read-only; returns an fd (caller closes) or a negative errno. */
 int mxg_spool_body_open(struct mxg_spool *sp, const char *id);
+/* Take the entry's lock without waiting: returns an fd that holds it (close()
+ * releases it; it is also a read-only fd of the body), -EBUSY if another
+ * holder has it, -ENOENT if the entry does not exist (anymore). */
+int mxg_spool_lock(struct mxg_spool *sp, const char *id);
+/* Move an unreadable envelope aside (ID.env → ID.bad) so that the runner
+ * stops tripping over it; the body stays. */
+int mxg_spool_quarantine(struct mxg_spool *sp, const char *id);
 
 /* ---- the queue's bookkeeping (pure functions of the envelope) ---- */
 
@@ -137,8 +196,16 @@ uint64_t mxg_spool_backoff_ms(int attempts, uint64_t base_ms, uint64_t max_ms);
  * it as a new MXG_SPOOL_DSN entry addressed to env->from (next_attempt now);
  * mark them dsn_done. Then remove the entry if no recipient is PENDING, else
  * update it. reporting_mta: our host name for the DSN. *dsn_id receives the
- * new DSN entry's ID ("" if none); may be NULL. */
+ * new DSN entry's ID ("" if none); may be NULL. The caller should hold the
+ * entry's lock. Order: the DSN is stored before the entry changes, so a crash
+ * in between can repeat a DSN but never lose one. A body that cannot be read
+ * gives a DSN without the returned content. -ENOENT: the entry was removed
+ * meanwhile (no DSN is lost: the DSN, if any, is already stored). */
 int mxg_spool_settle(struct mxg_spool *sp, struct mxg_spool_env *env, const char *reporting_mta,
                      int64_t now_ms, char *dsn_id, char *err, size_t errlen);
+/* Would a failure of recipient r get a DSN (the rule settle applies)? 1/0:
+ * the sender is not <> and has a domain, the entry is a MESSAGE, and r's
+ * NOTIFY is absent or contains FAILURE. */
+int mxg_spool_dsn_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r);
 
 #endif

@@ -82,6 +82,12 @@ tb_init() {
         exit 1
     fi
     tb_watchdog
+    # Sanitizer builds (build-asan): every process's ASan/LSan/UBSan report goes to
+    # $TB/sanitizer.PID, also of mxguard runs that are not tb_spawn'ed; tb_finish fails on any.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$TB/sanitizer"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$TB/sanitizer"
+    TB_SANITIZED=0
+    grep -qa __asan_init "$MXG_BIN" 2>/dev/null && TB_SANITIZED=1
     echo "# $TB_NAME: test-bed in $TB"
 }
 
@@ -112,7 +118,7 @@ tb__kill_all() {
     for pid in "${pids[@]}"; do
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
     done
-    for i in $(seq 30); do
+    for i in $(seq "${TB_KILL_WAIT:-30}"); do # tenths of a second before SIGKILL
         local alive=0
         for pid in "${pids[@]}"; do
             kill -0 -- "-$pid" 2>/dev/null && alive=1
@@ -172,6 +178,52 @@ tb_alive() { # tb_alive NAME
     local pid
     pid=$(awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$TB/pids")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+tb_pid() { # tb_pid NAME — the pid of a process started with tb_spawn (its group leader)
+    awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$TB/pids"
+}
+
+# tb_signal NAME SIG — send SIG (STOP, CONT, ...) to NAME's whole process group (nginx workers,
+# too): SIGSTOP makes a server hang with its sockets open.
+tb_signal() {
+    local pid
+    pid=$(tb_pid "$1")
+    [ -n "$pid" ] || tb_die "tb_signal: no process $1"
+    kill -s "$2" -- "-$pid" 2>/dev/null || kill -s "$2" "$pid"
+}
+
+# tb_fds NAME — how many file descriptors NAME has open now (/proc/PID/fd)
+tb_fds() {
+    local pid
+    pid=$(tb_pid "$1")
+    ls "/proc/$pid/fd" 2>/dev/null | wc -l
+}
+
+# tb_mem NAME [FIELD] — a /proc/PID/status figure in kB: VmRSS (default), VmHWM (peak RSS)
+tb_mem() {
+    local pid
+    pid=$(tb_pid "$1")
+    awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null
+}
+
+# tb_wait_fds NAME MAX [SECONDS] — wait (default 10 s) until NAME has at most MAX open fds.
+# Sets TB_FDS (the last count); returns 1 if it never got there.
+tb_wait_fds() {
+    local i
+    for i in $(seq $((${3:-10} * 10))); do
+        TB_FDS=$(tb_fds "$1")
+        [ "$TB_FDS" -le "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# tb_mx_fault NAME SPEC|none — make MX server NAME misbehave (mxserver.py --fault SPEC, e.g.
+# "mail rst once", "greeting hang"); the server must have been started with
+# `--fault-file "$TB/NAME.fault"` (read at every protocol step; "once" removes it when fired)
+tb_mx_fault() {
+    if [ "$2" = none ]; then rm -f "$TB/$1.fault"; else printf '%s\n' "$2" >"$TB/$1.fault"; fi
 }
 
 # tb_wait_port IP PORT [SECONDS] — until a TCP connection from the client address succeeds
@@ -618,7 +670,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_peername_lookup = no
 relayhost = [$TB_MXG_IP]:$TB_MXG_PORT
 smtp_bind_address = $TB_PF_IP
-smtp_destination_recipient_limit = 1
+smtp_destination_recipient_limit = ${TB_PF_RCPT_LIMIT:-1}
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 append_dot_mydomain = no
@@ -928,7 +980,29 @@ tb_dump_logs() {
     done
 }
 
+# tb__sanitizer_check — with a sanitizer build, stop every process (up to 15 s, so leak checks
+# at exit run), then any report (files from tb_init's log_path, or one in a log) is a failure.
+tb__sanitizer_check() {
+    local f l
+    [ -n "$TB" ] && [ -d "$TB" ] || return 0
+    [ "${TB_SANITIZED:-0}" = 1 ] && TB_KILL_WAIT=150 tb__kill_all
+    for f in "$TB"/sanitizer.*; do
+        [ -s "$f" ] || continue
+        l=$(grep -m1 -E 'ERROR: [A-Za-z]+Sanitizer|runtime error' "$f" | cut -c1-200)
+        fail "sanitizer report in $(basename "$f"): ${l:-see below}"
+        echo "------------------- head -n 80 $f"
+        head -n 80 "$f"
+    done
+    for f in "$TB"/*.log "$TB"/*.out "$TB"/*.check; do
+        [ -s "$f" ] || continue
+        l=$(grep -m1 -aE 'ERROR: (AddressSanitizer|LeakSanitizer)|SUMMARY: UndefinedBehaviorSanitizer' "$f")
+        [ -n "$l" ] && fail "sanitizer report in $(basename "$f"): $(cut -c1-200 <<<"$l")"
+    done
+    return 0
+}
+
 tb_finish() {
+    tb__sanitizer_check
     echo "$TB_PASS passed, $TB_FAIL failed"
     if [ "$TB_FAIL" -gt 0 ]; then
         local f

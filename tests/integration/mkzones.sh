@@ -120,6 +120,15 @@
 #                              -e DIR/nginx/error.log`; access log per vhost
 #                              DIR/nginx/access-mta-sts.D.log; unknown SNI gets wrong.invalid.test
 #   DIR/sts.domains            "D HOST_CERT" for every vhost (for the test-bed checks)
+#
+# TLSRPT report mail zones (t_tlsrpt_mail.sh), all signed with a DS in test.:
+#   rpt-mail.test    MX 10 mx.rpt-mail.test (127.0.70.61; its server offers no STARTTLS),
+#                    _smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rpt-inbox.test"
+#   rpt-fail.test    MX 10 mx.rpt-mail.test, rua=mailto:tempfail@rpt-inbox.test (RCPT 451)
+#   rpt-reject.test  MX 10 mx.rpt-mail.test, rua=mailto:reject@rpt-inbox.test (RCPT 550)
+#   rpt-inbox.test   MX 10 mx.rpt-inbox.test (127.0.70.62), TLSA 3 1 1 wrong digest: DANE would
+#                    refuse it; report mail goes out with opportunistic TLS all the same
+#   rpt-sender.test  tlsrpt2024._domainkey TXT: the DKIM key DIR/dkim/rpt-sender.key (RSA 2048)
 set -euo pipefail
 
 DIR=${1:?usage: mkzones.sh DIR}
@@ -476,6 +485,26 @@ for d in redirect notfound html big chunked slow wrongname expired; do
 $(sts_rr "${d}1")
 EOF
 done
+# ---- TLSRPT report mail zones
+mkdir -p "$DIR/dkim"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$DIR/dkim/rpt-sender.key" 2>/dev/null
+DKIM_P=$(openssl pkey -in "$DIR/dkim/rpt-sender.key" -pubout -outform DER | base64 -w0)
+for d in mail:tlsrpt fail:tempfail reject:reject; do
+    write_leaf "rpt-${d%:*}.test." <<EOF
+@	IN MX 10 mx.rpt-mail.test.
+_smtp._tls	IN TXT "v=TLSRPTv1; rua=mailto:${d#*:}@rpt-inbox.test"
+EOF
+done
+echo "mx	IN A 127.0.70.61" >>"$(zf rpt-mail.test.)"
+write_leaf rpt-inbox.test. <<EOF
+@	IN MX 10 mx.rpt-inbox.test.
+mx	IN A 127.0.70.62
+_25._tcp.mx	IN TLSA $WRONG311
+EOF
+write_leaf rpt-sender.test. <<EOF
+tlsrpt2024._domainkey	IN TXT "v=DKIM1; k=rsa; " "p=${DKIM_P:0:200}" "${DKIM_P:200}"
+EOF
+
 # variant b first (moved aside), then variant a (what nsd serves at start)
 mkdir -p "$DIR/zones/variants"
 write_leaf sts-cache.test. <<EOF
@@ -559,8 +588,9 @@ STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.t
  sts-none.test sts-wild.test sts-dane.test sts-daneok.test sts-open.test sts-twotxt.test sts-badid.test
  sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
  sts-slow.test sts-wrongname.test sts-expired.test sts-cache.test sts-rotate.test sts-short.test"
+RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sender.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
- $DANE_LEAVES $STS_LEAVES"
+ $DANE_LEAVES $STS_LEAVES $RPT_LEAVES"
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)
 BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"

@@ -22,6 +22,7 @@ Behaviour by the recipient's local part prefix (case-insensitive):
   close421*   RCPT -> 421 4.3.2 and close the connection
   dropdata*   RCPT ok; after DATA's 354 read some bytes, then close without reply
   rejectdata* RCPT ok; 554 5.6.0 after the end of data
+  tempdata*   RCPT ok; 451 4.3.0 after the end of data
   slowdata*   RCPT ok; sleep 5 s before the final reply
 
 --bad-tls: STARTTLS is answered 220, then garbage is sent and the connection is
@@ -31,17 +32,67 @@ client's handshake fails (clients test their plaintext retry).
 Bytes pipelined after the STARTTLS command (before the handshake) are discarded
 and logged (STARTTLS injection, CVE-2011-0411 class). After STARTTLS the
 session state is reset (a new EHLO is required).
+
+Attacker / fault modes (for the security and fault-injection tests):
+  --strip-starttls   a man in the middle that strips STARTTLS: the EHLO reply
+                     carries "XXXXXXXA" in its place and the STARTTLS command
+                     gets "500 5.5.1 Command unrecognized".
+  --inject-after-starttls TEXT
+                     after "220 2.0.0 Ready to start TLS" send TEXT (Python
+                     escapes, e.g. "250 2.0.0 fake\\r\\n") in the same write, i.e.
+                     the same TCP segment, before the handshake (CVE-2011-0411
+                     from the server side); the handshake then goes on normally.
+  --inject-delay S   ... send TEXT S seconds after the 220 instead (a separate
+                     segment, arriving while the client's handshake runs); the
+                     TLS handshake then fails (as with --bad-tls).
+  --fault SPEC / --fault-file FILE
+                     misbehave at one protocol step. SPEC = "STEP [ACTION] [once]";
+                     FILE holds a SPEC and is read again at every step (missing or
+                     empty: behave); with "once" the file is removed when the fault
+                     fires. STEP: greeting (instead of the 220), ehlo, starttls,
+                     ehlo-tls (EHLO after TLS), mail, rcpt, data (after the command,
+                     before the reply), tls (after the 220 to STARTTLS, once the
+                     client's first handshake bytes arrived), body (after 354, once
+                     some message data arrived), dot (after the complete message,
+                     before the reply; nothing is stored), quit.
+                     ACTION: close (FIN; the default), rst (TCP reset: SO_LINGER 0),
+                     hang (never answer; read and discard until the peer closes).
+                     A fired fault is logged as "fault: ACTION at STEP".
 """
 import argparse
 import asyncio
+import codecs
 import json
 import os
 import signal
+import socket
 import ssl
+import struct
 import sys
 import time
 
 MAX_LINE = 16 * 1024 * 1024
+FAULT_STEPS = ("greeting", "ehlo", "starttls", "tls", "ehlo-tls", "mail", "rcpt", "data", "body",
+               "dot", "quit")
+FAULT_ACTIONS = ("close", "rst", "hang")
+
+
+def parse_fault(spec):
+    """'mail rst once' -> ('mail', 'rst', True); None for an empty spec; ValueError if bad."""
+    words = spec.split()
+    if not words:
+        return None
+    step, action, once = words[0].lower(), "close", False
+    for w in words[1:]:
+        if w.lower() in FAULT_ACTIONS:
+            action = w.lower()
+        elif w.lower() == "once":
+            once = True
+        else:
+            raise ValueError("bad fault word %r" % w)
+    if step not in FAULT_STEPS:
+        raise ValueError("bad fault step %r" % step)
+    return step, action, once
 
 
 def log(msg):
@@ -138,6 +189,38 @@ class Session:
             % (self.listen, "yes" if self.starttls_used else "no", self.tls_state,
                self.peer, self.injected))
 
+    async def fault(self, step):
+        """Misbehave if a fault is set for STEP: returns True when the session must end."""
+        f = self.srv.fault_for(step)
+        if f is None:
+            return False
+        _, action, _ = f
+        self.log("fault: %s at %s" % (action, step))
+        if step in ("tls", "body"):
+            # let the client get going first (its ClientHello / the first message data)
+            try:
+                chunk = await asyncio.wait_for(self.r.read(256), 5)
+                self.log("fault: read %d bytes before acting" % len(chunk))
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+        if step == "tls" and self.tls_state == "-":
+            self.tls_state = "failed"
+        if action == "hang":
+            try:
+                while await self.r.read(65536):
+                    pass
+            except (ConnectionError, ssl.SSLError):
+                pass
+            self.log("fault: peer closed the hung connection")
+        elif action == "rst":
+            sock = self.w.get_extra_info("socket")
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except (OSError, AttributeError) as e:
+                self.log("fault: cannot set SO_LINGER: %r" % (e,))
+            self.w.transport.abort()
+        return True
+
     async def send(self, text):
         for line in text.split("\n"):
             self.log("> " + line)
@@ -159,13 +242,15 @@ class Session:
         caps = [self.srv.name, "PIPELINING", "SIZE %d" % self.srv.max_size, "8BITMIME",
                 "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"]
         if self.tls is None and not self.starttls_used and self.srv.offer_starttls:
-            caps.append("STARTTLS")
+            caps.append("XXXXXXXA" if self.srv.strip_starttls else "STARTTLS")
         caps.append("HELP")
         return "\n".join(("250-" if i < len(caps) - 1 else "250 ") + c for i, c in enumerate(caps))
 
     async def run(self):
         self.log("connect from %s to %s:%d" % (self.peer, self.listen, self.port))
         try:
+            if await self.fault("greeting"):
+                return
             await self.send("220 %s ESMTP mxserver" % self.srv.name)
             while True:
                 raw = await self.readline()
@@ -176,6 +261,12 @@ class Session:
                 self.log("< " + line)
                 verb, _, arg = line.partition(" ")
                 verb = verb.upper()
+                step = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "MAIL": "mail",
+                        "RCPT": "rcpt", "DATA": "data", "QUIT": "quit"}.get(verb)
+                if step == "ehlo" and self.tls is not None:
+                    step = "ehlo-tls"
+                if step and await self.fault(step):
+                    break
                 handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
                 if handler is None:
                     await self.send("500 5.5.2 Command unrecognized")
@@ -212,6 +303,9 @@ class Session:
         if arg.strip():
             await self.send("501 5.5.4 No parameters allowed")
             return
+        if self.srv.strip_starttls:  # what a STARTTLS-stripping middlebox makes of it
+            await self.send("500 5.5.1 Command unrecognized")
+            return
         if self.tls is not None or self.starttls_used or not self.srv.offer_starttls:
             await self.send("503 5.5.1 STARTTLS not available")
             return
@@ -222,7 +316,34 @@ class Session:
             self.log("discarding %d bytes pipelined after STARTTLS: %r" % (len(pending), pending[:200]))
             self.r._buffer.clear()
         self.starttls_used = True
-        await self.send("220 2.0.0 Ready to start TLS")
+        inject = self.srv.inject
+        if inject and self.srv.inject_delay <= 0:
+            # the 220 and the injected bytes in one write: one TCP segment
+            self.log("> 220 2.0.0 Ready to start TLS")
+            self.log("inject: %d bytes in the same segment as the 220: %r" % (len(inject), inject[:200]))
+            self.w.write(b"220 2.0.0 Ready to start TLS\r\n" + inject)
+            await self.w.drain()
+        else:
+            await self.send("220 2.0.0 Ready to start TLS")
+        if inject and self.srv.inject_delay > 0:
+            await asyncio.sleep(self.srv.inject_delay)
+            self.log("inject: %d bytes %.2f s after the 220: %r" % (len(inject), self.srv.inject_delay,
+                                                                     inject[:200]))
+            self.tls_state = "failed"
+            self.log_connection()
+            self.w.write(inject)
+            await self.w.drain()
+            # the client's handshake (if it started one) reads our bytes as a ServerHello and
+            # fails; wait for it to give up
+            try:
+                while await asyncio.wait_for(self.r.read(65536), 10):
+                    pass
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+            return "close"
+        if await self.fault("tls"):
+            self.log_connection()
+            return "close"
         if self.srv.bad_tls:
             self.log("bad-tls: sending garbage instead of a TLS handshake")
             self.tls_state = "failed"
@@ -299,6 +420,8 @@ class Session:
         local = addr.rsplit("@", 1)[0].lower()
         if local.startswith("rejectdata"):
             self.flags.add("rejectdata")
+        elif local.startswith("tempdata"):
+            self.flags.add("tempdata")
         elif local.startswith("reject"):
             await self.send("550 5.1.1 <%s>: user unknown" % addr)
             return
@@ -327,6 +450,8 @@ class Session:
             await self.send("554 5.5.1 No valid recipients")
             return
         await self.send("354 End data with <CR><LF>.<CR><LF>")
+        if await self.fault("body"):
+            return "close"
         if "dropdata" in self.flags:
             chunk = await self.r.read(64)
             self.log("dropdata: read %d bytes, closing without reply" % len(chunk))
@@ -351,6 +476,9 @@ class Session:
             size += len(raw)
         data = b"".join(body)
         self.log("received %d octets of message data%s" % (len(data), " (bare LF seen)" if bare_lf else ""))
+        if await self.fault("dot"):
+            self.log("fault: message of %d octets not stored" % len(data))
+            return "close"
         flags = self.flags
         if "slowdata" in flags:
             self.log("slowdata: sleeping 5 s")
@@ -362,6 +490,10 @@ class Session:
         if "rejectdata" in flags:
             self.reset()
             await self.send("554 5.6.0 Message content rejected")
+            return
+        if "tempdata" in flags:
+            self.reset()
+            await self.send("451 4.3.0 Message content deferred, try later")
             return
         meta = {"helo": self.helo, "mail_from": self.mail_from, "mail_params": self.mail_params,
                 "rcpts": self.rcpts, "rcpt_params": self.rcpt_params, "tls": self.tls,
@@ -398,6 +530,12 @@ class Server:
         self.idle = a.idle
         self.bad_tls = a.bad_tls
         self.offer_starttls = not a.no_starttls
+        self.strip_starttls = a.strip_starttls
+        self.inject = codecs.decode(a.inject_after_starttls, "unicode_escape").encode("latin-1") \
+            if a.inject_after_starttls else b""
+        self.inject_delay = a.inject_delay
+        self.fault_file = a.fault_file
+        self.fault_static = parse_fault(a.fault) if a.fault else None
         self.nconn = 0
         self.ssl_ctx = None
         if self.offer_starttls and not self.bad_tls:
@@ -416,6 +554,29 @@ class Server:
             ctx.sni_callback = sni_cb
             self.ssl_ctx = ctx
 
+    def fault_for(self, step):
+        """The fault set for STEP (static --fault, else --fault-file read now), or None."""
+        f = self.fault_static
+        if f is None and self.fault_file:
+            try:
+                with open(self.fault_file) as fh:
+                    f = parse_fault(fh.read())
+            except FileNotFoundError:
+                f = None
+            except (OSError, ValueError) as e:
+                log("fault file %s: %s" % (self.fault_file, e))
+                f = None
+        if f is None or f[0] != step:
+            return None
+        if f[2] and f is not self.fault_static:
+            try:
+                os.unlink(self.fault_file)
+            except OSError:
+                pass
+        elif f[2]:
+            self.fault_static = None
+        return f
+
     async def handle(self, reader, writer):
         await Session(self, reader, writer).run()
 
@@ -427,18 +588,31 @@ async def main():
     ap.add_argument("--key")
     ap.add_argument("--no-starttls", action="store_true")
     ap.add_argument("--bad-tls", action="store_true")
+    ap.add_argument("--strip-starttls", action="store_true",
+                    help="MITM: STARTTLS replaced in EHLO, the command unrecognized")
+    ap.add_argument("--inject-after-starttls", metavar="TEXT",
+                    help="bytes sent right after the 220 to STARTTLS (Python escapes)")
+    ap.add_argument("--inject-delay", type=float, default=0.0, metavar="S")
+    ap.add_argument("--fault", metavar="SPEC", help="STEP [close|rst|hang] [once]")
+    ap.add_argument("--fault-file", metavar="FILE", help="a SPEC read at every step")
     ap.add_argument("--spool", required=True)
     ap.add_argument("--name", default="mx.test")
     ap.add_argument("--ready-file")
     ap.add_argument("--max-size", type=int, default=52428800)
     ap.add_argument("--idle", type=float, default=300.0)
+    ap.add_argument("--backlog", type=int, default=100, help="listen backlog (load tests)")
     a = ap.parse_args()
+    if a.fault:
+        try:
+            parse_fault(a.fault)
+        except ValueError as e:
+            ap.error("--fault: %s" % e)
     srv = Server(a)
     servers = []
     for l in a.listen:
         host, _, port = l.rpartition(":")
         s = await asyncio.start_server(srv.handle, host.strip("[]"), int(port),
-                                       limit=MAX_LINE, reuse_address=True)
+                                       limit=MAX_LINE, reuse_address=True, backlog=a.backlog)
         servers.append(s)
         log("%s listening on %s:%s%s%s" % (a.name, host, port,
                                           " (no STARTTLS)" if a.no_starttls else "",

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/server.h"
+#include "spool/spool.h"
 
 #define MAX_STEPS 24
 
@@ -82,7 +83,10 @@ static void on_done(uv_async_t *a)
     mxg_server_drain(srv, NULL);
 }
 
-static void run_script(const struct script *sc, int max_errors)
+/* queue_spool: NULL = an ordinary (proxy) listener; else a queue-mode
+ * listener whose messages go to that spool. */
+static void run_script_on(const struct script *sc, int max_errors, int queue_mode,
+                          struct mxg_spool *queue_spool)
 {
     static struct mxg_config cfg;
     mxg_config_defaults(&cfg);
@@ -95,12 +99,19 @@ static void run_script(const struct script *sc, int max_errors)
     inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
     sin->sin_port = 0;
     cfg.n_listen = 1;
+    if (queue_mode) {
+        cfg.queue_listen[0] = cfg.listen[0];
+        cfg.n_queue_listen = 1;
+        cfg.n_listen = 0;
+    }
     mxg_log_setup(MXG_LOG_ERR, 0);
 
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct mxg_server srv;
     char err[256];
+    memset(&srv, 0, sizeof srv);
+    srv.spool = queue_spool;
     assert_int_equal(mxg_server_start(&srv, &loop, &cfg, NULL, err, sizeof err), 0);
     struct sockaddr_storage bound;
     int len = sizeof bound;
@@ -121,6 +132,11 @@ static void run_script(const struct script *sc, int max_errors)
             fail_msg("%s: step %d ('%.40s'): got %d, expected %d", sc->name, i,
                      sc->steps[i].send ? sc->steps[i].send : "(read)", got, sc->steps[i].expect);
     }
+}
+
+static void run_script(const struct script *sc, int max_errors)
+{
+    run_script_on(sc, max_errors, 0, NULL);
 }
 
 static char long_noop[700], long_ehlo[3000], long_mail[1500];
@@ -172,11 +188,77 @@ static void test_too_many_errors(void **st)
     run_script(&sc, 3);
 }
 
+/* Queue mode (server.queue_listen): RCPTs accepted without any upstream,
+ * 250 only once the message is in the spool, with every recipient pending. */
+static void test_queue_mode(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct mxg_spool *sp = mxg_spool_open(dir, err, sizeof err);
+    assert_non_null(sp);
+    const struct script sc = {
+        "queue", {{NULL, 220}, {"EHLO c", 250}, {"MAIL FROM:<a@b.example> SIZE=100", 250},
+                  {"RCPT TO:<x@one.example> NOTIFY=FAILURE", 250}, {"RCPT TO:<y@two.example>", 250},
+                  {"RCPT TO:<bad@@x.example>", 501}, {"DATA", 354},
+                  {"Subject: queued\r\n\r\nline one\r\n..dot\r\n.", 250},
+                  {"MAIL FROM:<>", 250}, {"RCPT TO:<z@three.example>", 250}, {"RSET", 250},
+                  {"QUIT", 221}, {0, 0}}};
+    run_script_on(&sc, 20, 1, sp);
+    char(*ids)[MXG_SPOOL_ID_MAX] = NULL;
+    int n = 0;
+    assert_int_equal(mxg_spool_list(sp, &ids, &n), 0);
+    assert_int_equal(n, 1); /* the RSET transaction stored nothing */
+    struct mxg_spool_env env;
+    assert_int_equal(mxg_spool_load(sp, ids[0], &env, err, sizeof err), 0);
+    assert_string_equal(env.from, "a@b.example");
+    assert_int_equal(env.mp.size, 100);
+    assert_int_equal(env.n_rcpts, 2);
+    assert_string_equal(env.rcpts[0].addr, "x@one.example");
+    assert_string_equal(env.rcpts[0].domain, "one.example");
+    assert_string_equal(env.rcpts[0].rp.notify, "FAILURE");
+    assert_string_equal(env.rcpts[1].addr, "y@two.example");
+    assert_int_equal(env.rcpts[0].state, MXG_RCPT_PENDING);
+    assert_int_equal(env.rcpts[1].state, MXG_RCPT_PENDING);
+    assert_int_equal(env.attempts, 0);
+    assert_true(env.next_attempt_ms <= env.created_ms);
+    int fd = mxg_spool_body_open(sp, ids[0]);
+    assert_true(fd >= 0);
+    char body[4096];
+    ssize_t got = read(fd, body, sizeof body - 1);
+    close(fd);
+    assert_true(got > 0);
+    body[got] = 0;
+    assert_int_equal((int)env.body_size, (int)got);
+    assert_non_null(strstr(body, "Received: from c ([127.0.0.1])"));
+    assert_non_null(strstr(body, "Subject: queued\r\n\r\nline one\r\n..dot\r\n"));
+    assert_null(strstr(body, "\r\n.\r\n")); /* stored without the end marker */
+    mxg_spool_env_free(&env);
+    mxg_spool_remove(sp, ids[0]);
+    free(ids);
+    mxg_spool_close(sp);
+    rmdir(dir);
+}
+
+/* Queue mode without a spool refuses recipients temporarily. */
+static void test_queue_mode_no_spool(void **st)
+{
+    (void)st;
+    const struct script sc = {"queue-nospool",
+                              {{NULL, 220}, {"EHLO c", 250}, {"MAIL FROM:<a@b.example>", 250},
+                               {"RCPT TO:<x@one.example>", 451}, {"DATA", 503}, {"QUIT", 221},
+                               {0, 0}}};
+    run_script_on(&sc, 20, 1, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_too_many_errors),
+        cmocka_unit_test(test_queue_mode),
+        cmocka_unit_test(test_queue_mode_no_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

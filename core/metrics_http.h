@@ -1,0 +1,47 @@
+/* core/metrics_http.h — the Prometheus endpoint: GET /metrics over HTTP on
+ * the address of metrics.listen, on the libuv loop.
+ *
+ * Contract:
+ *  - mxg_metrics_http_start() binds addr now (call it before privileges are
+ *    dropped) and serves until mxg_metrics_http_stop(). Clients whose
+ *    address is outside cfg->metrics_allow are disconnected without a reply
+ *    (cfg is borrowed and read per connection, so a reloaded
+ *    metrics.allow_networks applies at once). GET or HEAD /metrics → 200,
+ *    "text/plain; version=0.0.4", the registry rendered at that moment;
+ *    other paths → 404; other methods → 405. At most 16 connections, 10 s
+ *    idle timeout each.
+ *  - Returns NULL with err on failure (address in use, ...).
+ *  - mxg_metrics_http_stop() closes the listener and every connection at
+ *    once; the memory goes with the handles' close callbacks (run the loop
+ *    afterwards). h may be NULL.
+ *  - mxg_metrics_http_port(): the bound port (useful with port 0).
+ *
+ * Why libmicrohttpd, and how it lives on the loop: it is a maintained HTTP
+ * parser (Debian's libmicrohttpd, also behind systemd-journal-remote) with
+ * an "external polling" mode that needs no thread of its own: with
+ * MHD_USE_EPOLL it exposes a single epoll descriptor, which we watch with one
+ * uv_poll handle, plus one uv_timer for MHD_get_timeout(); every callback
+ * (accept policy, request handler, logger) then runs inside MHD_run() on
+ * the loop thread, so the registry is read without locks or atomics. A
+ * hand-written HTTP/1.0 responder would have been ~150 lines of our own
+ * request parsing for no gain in simplicity. */
+#ifndef MXG_METRICS_HTTP_H
+#define MXG_METRICS_HTTP_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+
+struct mxg_metrics_http;
+
+struct mxg_metrics_http *mxg_metrics_http_start(uv_loop_t *loop, struct mxg_metrics *m,
+                                                const struct mxg_config *cfg,
+                                                const struct sockaddr *addr, char *err,
+                                                size_t errlen);
+int mxg_metrics_http_port(const struct mxg_metrics_http *h);
+void mxg_metrics_http_stop(struct mxg_metrics_http *h);
+
+#endif

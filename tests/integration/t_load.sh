@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# t_load.sh — load with an accounting check (issue #9, Load; CI-sized — bench/load.sh runs the
+# same with 1000+ sessions). bench/load.py drives the sessions from 127.0.70.100 and checks that
+# every message that got 250 arrived exactly once and intact at an MX, and every refused one
+# arrived nowhere. Destinations: example.test (mx1, STARTTLS), other.test (mx2, STARTTLS),
+# plain.test (no STARTTLS), dane-ee.test (DANE 3 1 1); refused: reject@ (550 at RCPT),
+# rejectdata@ (554 after the data), tempfail@ (451 at RCPT).
+#   phase 1: MXG_LOAD_SESSIONS (default 200) sessions at once, all held after their RCPT reply
+#            until every one got it (that many inbound sessions + upstream legs open together)
+#   phase 2: MXG_LOAD_MESSAGES (default 400) sessions, MXG_LOAD_CONCURRENCY (default 50) at a
+#            time (throughput)
+# After each phase: mxguard alive, its open fds back to the baseline, RSS near it.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+N1=${MXG_LOAD_SESSIONS:-200}
+N2=${MXG_LOAD_MESSAGES:-400}
+C2=${MXG_LOAD_CONCURRENCY:-50}
+SIZE=${MXG_LOAD_SIZE:-1024}
+RSS_SLACK=${MXG_LOAD_RSS_SLACK_MB:-24}
+# every session needs an fd at the client, 2 in mxguard, 1 at an MX server
+need=$((N1 * 2 + 512))
+[ "$(ulimit -n)" -ge "$need" ] || ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt "$need" ]; then
+    echo "# open file limit $(ulimit -n) < $need needed for $N1 sessions" >&2
+    exit 1
+fi
+
+tb_init
+SECONDS=0
+tb_start_dns
+tb_start_mx mx1 127.0.70.11 --backlog 1024
+tb_start_mx mx2 127.0.70.12 --backlog 1024
+tb_start_mx plain 127.0.70.14 --no-starttls --backlog 1024
+tb_start_mx dane-ee 127.0.70.21 --backlog 1024
+tb_write_config "server: { max_sessions = $((N1 * 2 + 100)); };"
+# a server group may appear once: merge max_sessions into it instead
+"$PYTHON" - "$TB/mxguard.conf" "$((N1 * 2 + 100))" <<'PY'
+import re, sys
+p, n = sys.argv[1], sys.argv[2]
+s = open(p).read()
+s = s.replace('server: { max_sessions = %s; };\n' % n, "")
+s = s.replace('server: {\n', 'server: {\n  max_sessions = %s;\n' % n, 1)
+# roomier timeouts than lib.sh's: under load a TLS handshake or a DNS answer can take a while
+for k, v in (("idle", "60s"), ("data", "60s"), ("rcpt_total", "60s"), ("final_reply", "60s"),
+             ("connect", "10s"), ("upstream_command", "30s"), ("dns", "10s")):
+    s = re.sub(r'(\n  %s = )"[^"]*";' % k, r'\1"%s";' % v, s)
+s = s.replace('level = "debug";', 'level = "info";')
+open(p, "w").write(s)
+PY
+tb_start_mxguard
+MXG_PID=$(tb_pid mxguard)
+SPOOLS=(--spool "$TB/spool/mx1" --spool "$TB/spool/mx2" --spool "$TB/spool/plain" --spool "$TB/spool/dane-ee")
+MIX="a@example.test:4,b@other.test:3,c@plain.test:2,d@dane-ee.test:2,reject@example.test:1,rejectdata@other.test:1,tempfail@plain.test:1"
+LOAD="$MXG_SRC/bench/load.py"
+
+# warm-up: one message per destination (DNS answers cached, TLS contexts up)
+"$PYTHON" "$LOAD" --sessions 4 --mix "a@example.test,b@other.test,c@plain.test,d@dane-ee.test" \
+    --tag warm "${SPOOLS[@]}" --settle 5 >"$TB/warm.load" 2>&1
+assert_eq "warm-up: 4 messages accounted for" "accounting: OK" "$(tail -n 1 "$TB/warm.load")"
+sleep 0.5
+FD0=$(tb_fds mxguard)
+echo "# mxguard pid $MXG_PID: $FD0 open fds, RSS $(tb_mem mxguard) kB after the warm-up (t=${SECONDS}s)"
+[ "${TB_SANITIZED:-0}" = 1 ] && RSS_SLACK=512 # ASan's quarantine keeps freed memory
+
+# expected outcomes of N sessions with the mix (round-robin over the weighted list)
+expect() { # expect N -> "accepted 550 554 451"
+    "$PYTHON" - "$1" "$MIX" <<'PY'
+import sys
+n, mix = int(sys.argv[1]), sys.argv[2]
+l = []
+for it in mix.split(","):
+    a, _, w = it.partition(":")
+    l += [a] * int(w or 1)
+c = {"ok": 0, "550": 0, "554": 0, "451": 0}
+for i in range(n):
+    a = l[i % len(l)]
+    c["550" if a.startswith("reject@") else "554" if a.startswith("rejectdata") else
+      "451" if a.startswith("tempfail") else "ok"] += 1
+print(c["ok"], c["550"], c["554"], c["451"])
+PY
+}
+
+# phase NAME TAG ARGS... — run load.py, print its table, check it
+phase() {
+    local name=$1 n=$2; shift 2
+    "$PYTHON" "$LOAD" --tag "$name" --sessions "$n" --mix "$MIX" --size "$SIZE" "${SPOOLS[@]}" \
+        --mxg-pid "$MXG_PID" --fd-slack 0 --rss-slack-mb "$RSS_SLACK" --json "$TB/$name.json" \
+        "$@" >"$TB/$name.load" 2>&1
+    LOAD_RC=$?
+    sed 's/^/#   /' "$TB/$name.load"
+    read -r e_ok e_550 e_554 e_451 <<<"$(expect "$n")"
+    assert_eq "$name: accounting (exit status; PROBLEM lines above)" 0 "$LOAD_RC"
+    assert_eq "$name: accepted" "$e_ok" "$(json_get "$TB/$name.json" accepted)"
+    assert_eq "$name: refused 550 / 554 / 451" "$e_550 / $e_554 / $e_451" \
+        "$(json_get "$TB/$name.json" refused_by_code.550) / $(json_get "$TB/$name.json" refused_by_code.554) / $(json_get "$TB/$name.json" refused_by_code.451)"
+    assert_eq "$name: every accepted message at an MX exactly once" "$e_ok" "$(json_get "$TB/$name.json" delivered_once)"
+    assert_eq "$name: nothing refused was delivered" 0 "$(json_get "$TB/$name.json" refused_but_delivered)"
+    assert_eq "$name: every session got a final reply" 0 "$(json_get "$TB/$name.json" unknown)"
+    assert_eq "$name: mxguard still running" True "$(json_get "$TB/$name.json" mxguard_alive)"
+    assert_match "$name: open fds back to the baseline ($(json_get "$TB/$name.json" fds_after), baseline $FD0)" \
+        "$(json_get "$TB/$name.json" fds_after)" "^([0-9]|[1-9][0-9]+)\$"
+    [ "$(json_get "$TB/$name.json" fds_after)" -le "$FD0" ] 2>/dev/null || fail "$name: fds after the run above the baseline"
+}
+
+echo "# --- phase 1: $N1 sessions at once, held at RCPT (t=${SECONDS}s)"
+phase burst "$N1" --barrier --ramp 0.5
+fb=$(json_get "$TB/burst.json" fds_at_barrier)
+assert_match "burst: all $N1 sessions open together (mxguard fds at the barrier: $fb >= $FD0 + $N1 clients + their legs)" \
+    "$((fb - FD0 - N1 - $(expect "$N1" | awk '{ print $1 + $3 }')))" '^(0|[1-9][0-9]*)$'
+
+echo "# --- phase 2: $N2 sessions, $C2 at a time (t=${SECONDS}s)"
+phase steady "$N2" --concurrency "$C2"
+echo "# t=${SECONDS}s"
+
+tb_finish
