@@ -44,6 +44,7 @@ _Static_assert(sizeof(enum mxg_dns_mode) == sizeof(int), "enum fields are stored
 _Static_assert(sizeof(enum mxg_tls_fallback_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_log_format) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum mxg_inbound_tls_min) == sizeof(int), "enum fields are stored as int");
 
 #define MS_PER_S 1000ULL
 #define MS_PER_DAY (86400ULL * MS_PER_S)
@@ -836,6 +837,7 @@ static const char *const af_names[] = {"any", "prefer-ipv4", "prefer-ipv6", "ipv
 static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
 static const char *const multi_domain_names[] = {"legs", "defer", NULL};
+static const char *const inbound_tls_min_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const log_level_names[] = {"debug", "info", "notice", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 
@@ -875,6 +877,21 @@ static const struct key keys[] = {
     ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
     STRING("server", "user", user, "", check_account_name),
     STRING("server", "group", group, "", check_account_name),
+    STRING("server", "tls_cert_file", tls_cert_file, "", NULL),
+    STRING("server", "tls_key_file", tls_key_file, "", NULL),
+    ENUM("server", "tls_min_version", tls_min_version, "TLSv1.2", inbound_tls_min_names),
+    STRING("server", "tls_ciphers", tls_ciphers, "", NULL),
+    CIDRS("server", "require_tls_networks", require_tls, n_require_tls, "", 0),
+    CIDRS("server", "require_auth_networks", require_auth, n_require_auth, "", 0),
+
+    STRING("auth", "password_file", auth_password_file, "", NULL),
+    BOOL("auth", "allow_plaintext_loopback", auth_plaintext_loopback, "false"),
+    INT("auth", "max_failures", auth_max_failures, "5", 1, 1000),
+    INT("auth", "max_user_failures", auth_max_user_failures, "10", 0, 1000),
+    DURATION("auth", "failure_window", auth_window_ms, "10m", 1000, T_MAX),
+    DURATION("auth", "lockout", auth_lockout_ms, "15m", T_MIN, T_MAX),
+    DURATION("auth", "failure_delay", auth_delay_ms, "1s", 0, 60 * 1000),
+    INT("auth", "throttle_entries", auth_throttle_entries, "10000", 16, 10000000),
 
     SIZE("limits", "message_size", message_size, "50M", 1, 1LL << 40),
     INT("limits", "recipients", max_recipients, "1000", 1, 1000000),
@@ -1408,6 +1425,44 @@ static int load_file(struct mxg_config *cfg, const char *path, char *err, size_t
 /* Load, validate, dump                                                */
 /* ------------------------------------------------------------------ */
 
+/* 1 if every address of net is a loopback address (127.0.0.0/8, ::1). */
+static int cidr_is_loopback(const struct mxg_cidr *net)
+{
+    static const uint8_t v6_loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    if (net->family == AF_INET)
+        return net->prefix >= 8 && net->addr[0] == 127;
+    return net->prefix == 128 && memcmp(net->addr, v6_loop, 16) == 0;
+}
+
+/* Inbound STARTTLS / AUTH / per-network requirements fit together. */
+static int validate_inbound(const struct mxg_config *cfg, const char *src, char *err,
+                            size_t errlen)
+{
+    int tls = cfg->tls_cert_file[0] != '\0';
+    if (tls != (cfg->tls_key_file[0] != '\0'))
+        return say(err, errlen, "%s: server.%s: required with server.%s", src,
+                   tls ? "tls_key_file" : "tls_cert_file", tls ? "tls_cert_file" : "tls_key_file");
+    if (cfg->n_require_tls > 0 && !tls)
+        return say(err, errlen,
+                   "%s: server.require_tls_networks: needs server.tls_cert_file and "
+                   "server.tls_key_file (clients there must use STARTTLS)", src);
+    if (cfg->n_require_auth > 0 && !cfg->auth_password_file[0])
+        return say(err, errlen,
+                   "%s: server.require_auth_networks: needs auth.password_file", src);
+    if (cfg->auth_password_file[0] && !tls && !cfg->auth_plaintext_loopback)
+        return say(err, errlen,
+                   "%s: auth.password_file: AUTH is only offered over TLS: set "
+                   "server.tls_cert_file and server.tls_key_file (or, for clients on "
+                   "loopback only, auth.allow_plaintext_loopback = true)", src);
+    for (int i = 0; !tls && i < cfg->n_require_auth; i++)
+        if (!cidr_is_loopback(&cfg->require_auth[i]))
+            return say(err, errlen,
+                       "%s: server.require_auth_networks: %s is not loopback, and without "
+                       "server.tls_cert_file its clients could never authenticate", src,
+                       cfg->require_auth[i].text);
+    return 0;
+}
+
 static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
 {
     const char *src = cfg->source[0] ? cfg->source : "configuration";
@@ -1424,7 +1479,7 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);
-    return 0;
+    return validate_inbound(cfg, src, err, errlen);
 }
 
 /* Defaults, then the file (if path), then MXGUARD_* from envp (if any),

@@ -50,6 +50,7 @@ enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_A
 enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
 enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
 enum mxg_multi_domain { MXG_MULTI_LEGS = 0, MXG_MULTI_DEFER };
+enum mxg_inbound_tls_min { MXG_INBOUND_TLS12 = 0, MXG_INBOUND_TLS13 };
 
 struct mxg_config {
     char source[MXG_CFG_PATH_MAX]; /* file it came from, "" for defaults */
@@ -67,6 +68,25 @@ struct mxg_config {
     enum mxg_multi_domain multi_domain; /* server.multi_domain: legs|defer */
     char user[MXG_CFG_NAME_MAX];  /* server.user: drop to this user after binding; "" = stay */
     char group[MXG_CFG_NAME_MAX]; /* server.group: "" = the user's primary group */
+    /* inbound STARTTLS and per-network requirements (proxy/auth.h) */
+    char tls_cert_file[MXG_CFG_PATH_MAX]; /* server.tls_cert_file: PEM chain; "" = no STARTTLS */
+    char tls_key_file[MXG_CFG_PATH_MAX];  /* server.tls_key_file: PEM key */
+    enum mxg_inbound_tls_min tls_min_version; /* server.tls_min_version: TLSv1.2|TLSv1.3 */
+    char tls_ciphers[512];                /* server.tls_ciphers: TLS <= 1.2 list, "" = OpenSSL's */
+    struct mxg_cidr require_tls[MXG_CFG_MAX_NETS];  /* server.require_tls_networks */
+    int n_require_tls;
+    struct mxg_cidr require_auth[MXG_CFG_MAX_NETS]; /* server.require_auth_networks */
+    int n_require_auth;
+
+    /* auth: inbound SMTP AUTH (RFC 4954) and its brute-force throttle */
+    char auth_password_file[MXG_CFG_PATH_MAX]; /* auth.password_file: "user:crypt-hash" lines */
+    int auth_plaintext_loopback;  /* auth.allow_plaintext_loopback (bool) */
+    int auth_max_failures;        /* auth.max_failures: per client address within the window */
+    int auth_max_user_failures;   /* auth.max_user_failures: per user name; 0 = not counted */
+    uint64_t auth_window_ms;      /* auth.failure_window */
+    uint64_t auth_lockout_ms;     /* auth.lockout */
+    uint64_t auth_delay_ms;       /* auth.failure_delay: before each 535 */
+    int auth_throttle_entries;    /* auth.throttle_entries: addresses + users remembered (LRU) */
 
     /* limits */
     uint64_t message_size;  /* limits.message_size (octets, SIZE= advertised) */

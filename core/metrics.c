@@ -18,7 +18,7 @@ struct family_def {
 };
 
 static const char *const rejected_reasons[] = {"not_allowed", "max_sessions", NULL};
-static const char *const txn_outcomes[] = {"delivered", "temp_failed", "perm_failed", NULL};
+static const char *const txn_outcomes[] = {"delivered", "queued", "temp_failed", "perm_failed", NULL};
 static const char *const decision_sources[] = {"dane", "mta-sts", "mta-sts-testing", "list",
                                                "list-testing", "config", "opportunistic", NULL};
 static const char *const tls_results[] = {"success", NULL};

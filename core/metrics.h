@@ -42,7 +42,7 @@ enum mxg_metric {
     MXG_M_SESSIONS_ACTIVE,     /* mxguard_sessions_active gauge */
     MXG_M_CONN_REJECTED,       /* mxguard_connections_rejected_total{reason} counter:
                                   not_allowed, max_sessions */
-    MXG_M_TRANSACTIONS,        /* mxguard_transactions_total{outcome} counter: delivered,
+    MXG_M_TRANSACTIONS,        /* mxguard_transactions_total{outcome} counter: delivered, queued,
                                   temp_failed, perm_failed (the reply given to the client) */
     MXG_M_TXN_DURATION,        /* mxguard_transaction_duration_seconds histogram */
     MXG_M_DECISIONS,           /* mxguard_policy_decisions_total{source} counter: dane,

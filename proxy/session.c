@@ -402,6 +402,10 @@ static void txn_log(struct mxg_session *s, const struct mxg_reply *final)
         s->n_txn_ok++;
     else
         s->n_txn_fail++;
+    mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_TRANSACTIONS,
+                    final->code / 100 == 2 ? (s->queue_mode ? "queued" : "delivered")
+                    : final->code / 100 == 4 ? "temp_failed" : "perm_failed");
+    mxg_metrics_observe_ms(s->srv->upenv.metrics, MXG_M_TXN_DURATION, NULL, now_ms(s) - t->t_start);
 }
 
 /* The end of a transaction: log, reply, forget. */
@@ -784,9 +788,7 @@ static void rcpt_done(struct mxg_session *s, int idx, const struct mxg_reply *r)
             t->legs[rc->slot].accepted++;
         if (s->st == SS_MAIL)
             sess_set_state(s, SS_RCPT);
-    } else if (r->code >= 500) {
-        s->errors++;
-    }
+    } /* an upstream's refusal is not a client error: s->errors stays */
     t->n_inflight--;
 }
 
@@ -799,7 +801,10 @@ static void slot_fail(struct mxg_session *s, struct leg_slot *sl, const struct m
         mxg_reply_set(&copy, 451, "4.4.2", "Upstream connection lost");
     slot_set_res(sl, &copy);
     slot_set_state(s, sl, SL_FAILED);
-    sl->wpaused = 0;
+    if (sl->wpaused) { /* it will never drain: the others may be waited for */
+        sl->wpaused = 0;
+        leg_on_drain(s, NULL);
+    }
     int si = (int)(sl - t->legs);
     for (int i = 0; i < t->n_rcpts; i++)
         if (t->rcpts[i].slot == si && t->rcpts[i].st != R_DONE)
@@ -903,10 +908,11 @@ static void leg_on_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply 
     }
 }
 
+/* leg NULL: re-check after a paused leg failed. */
 static void leg_on_drain(void *arg, struct mxg_leg *leg)
 {
     struct mxg_session *s = arg;
-    struct leg_slot *sl = slot_of(s, leg);
+    struct leg_slot *sl = leg ? slot_of(s, leg) : NULL;
     if (sl)
         sl->wpaused = 0;
     if (!s->paused)

@@ -70,6 +70,7 @@ struct wreq {
 struct mxg_leg {
     const struct mxg_upstream_env *env;
     enum leg_state st;
+    uint64_t t_phase; /* metrics: start of the connect, handshake or final dot */
     char sid[40];
     char domain[MXG_DNS_NAME_MAX];
     char mail_from[MXG_PATH_MAX];
@@ -433,6 +434,26 @@ static int cur_requires_tls(const struct mxg_leg *leg)
            cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
 }
 
+/* The policy that governed the current host (mxguard_policy_decisions_total). */
+static const char *decision_source(const struct mxg_leg *leg)
+{
+    enum mxg_dane_req r = cur_dane(leg)->req;
+    if (leg->opportunistic)
+        return "opportunistic";
+    if (r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT)
+        return "dane";
+    int sts = leg->sts.outcome == MXG_STS_POLICY;
+    switch (cur_sts_mode(leg)) {
+    case MXG_STS_MODE_ENFORCE:
+        return sts ? "mta-sts" : "list";
+    case MXG_STS_MODE_TESTING:
+        return sts ? "mta-sts-testing" : "list-testing";
+    default:
+        break;
+    }
+    return leg->policy.source == MXG_POL_SRC_CONFIG ? "config" : "opportunistic";
+}
+
 /* ------------------------------------------------------------ TLSRPT */
 
 /* RFC 8460 result type for an X.509 verification error. */
@@ -462,6 +483,8 @@ static const char *verify_result_type(long vr)
  * no-policy-found (with the policy list named when it applied). */
 static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
 {
+    if (!leg->probe)
+        mxg_metrics_inc(leg->env->metrics, MXG_M_TLS_SESSIONS, rtype ? rtype : "success");
     struct mxg_rpt *rpt = leg->env->rpt;
     if (!rpt || leg->probe || leg->no_tlsrpt)
         return;
@@ -710,6 +733,8 @@ static void tls_step(struct mxg_leg *leg)
         tls_failed(leg, why);
         return;
     }
+    mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "tls_handshake",
+                           uv_now(leg->env->loop) - leg->t_phase);
     snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
     snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
     switch (cur_dane(leg)->req) {
@@ -836,6 +861,7 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             tls_failed(leg, "cannot set up WebPKI verification");
             return;
         }
+        leg->t_phase = uv_now(leg->env->loop);
         leg_set_state(leg, LEG_TLS_HANDSHAKE);
         leg_timer(leg, leg->env->cfg->t_upstream_cmd);
         tls_step(leg);
@@ -856,6 +882,7 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s", leg->sid, leg->domain,
                   lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
                   leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified);
+            mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS, decision_source(leg));
             leg_set_state(leg, LEG_READY);
             deliver(leg, r);
         } else {
@@ -871,6 +898,8 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         deliver(leg, r);
         return;
     case LEG_DOT:
+        mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "final_reply",
+                               uv_now(leg->env->loop) - leg->t_phase);
         leg_set_state(leg, LEG_DONE);
         deliver(leg, r);
         return;
@@ -1030,6 +1059,8 @@ static void on_connect(uv_connect_t *req, int status)
     leg->src_addr[0] = 0;
     if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &melen) == 0)
         addr_text(&me, leg->src_addr, sizeof leg->src_addr);
+    mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "connect",
+                           uv_now(leg->env->loop) - leg->t_phase);
     uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
     leg_set_state(leg, LEG_GREETING);
     leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -1154,6 +1185,7 @@ static void leg_connect(struct mxg_leg *leg)
         ((struct sockaddr_in *)&sa)->sin_port = port;
     else
         ((struct sockaddr_in6 *)&sa)->sin6_port = port;
+    leg->t_phase = uv_now(leg->env->loop);
     if (rc == 0)
         rc = uv_tcp_connect(&c->req, &c->tcp, (struct sockaddr *)&sa, on_connect);
     if (rc < 0) {
@@ -1629,6 +1661,7 @@ int mxg_leg_end_data(struct mxg_leg *leg)
 {
     if (leg->st != LEG_STREAM)
         return -1;
+    leg->t_phase = uv_now(leg->env->loop);
     return leg_op(leg, LEG_DOT, leg->env->cfg->t_final, ".");
 }
 

@@ -225,14 +225,49 @@ static int load_cert_key(SSL_CTX *c, const char *certfile, const char *keyfile, 
 struct mxg_tls_ctx *mxg_tls_ctx_new_server(const char *certfile, const char *keyfile, char *err,
                                            size_t errlen)
 {
+    struct mxg_tls_server_opts o = {certfile, keyfile, 0, NULL};
+    return mxg_tls_ctx_new_server_opts(&o, err, errlen);
+}
+
+/* Contract: the inbound policy knobs on a server context; 0, or -1 with err. */
+static int server_settings(SSL_CTX *c, const struct mxg_tls_server_opts *o, char *err,
+                           size_t errlen)
+{
+    char what[320];
+    if (o->min_version && SSL_CTX_set_min_proto_version(c, o->min_version) != 1) {
+        set_text(what, sizeof what, "minimum protocol version 0x%x", (unsigned)o->min_version);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (o->ciphers && o->ciphers[0] && SSL_CTX_set_cipher_list(c, o->ciphers) != 1) {
+        set_text(what, sizeof what, "cipher list \"%.200s\" selects no cipher", o->ciphers);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL); /* no client certificates asked for */
+    static const unsigned char sid_ctx[] = "mxguard-inbound";
+    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
+    return 0;
+}
+
+struct mxg_tls_ctx *mxg_tls_ctx_new_server_opts(const struct mxg_tls_server_opts *o, char *err,
+                                                size_t errlen)
+{
     ERR_clear_error();
+    if (o == NULL) {
+        set_text(err, errlen, "no server TLS options");
+        return NULL;
+    }
     SSL_CTX *c = SSL_CTX_new(TLS_server_method());
     if (c == NULL) {
         ctx_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     ctx_common(c);
-    if (load_cert_key(c, certfile, keyfile, err, errlen) != 0) {
+    if (load_cert_key(c, o->certfile, o->keyfile, err, errlen) != 0 ||
+        server_settings(c, o, err, errlen) != 0) {
         SSL_CTX_free(c);
         return NULL;
     }

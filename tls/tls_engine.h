@@ -1,6 +1,7 @@
 /* tls/tls_engine.h — a TLS engine that only moves bytes through memory BIOs.
  *
- * The engine never touches a socket. The owner (proxy/upstream.c) feeds it
+ * The engine never touches a socket. The owner (proxy/upstream.c for the
+ * client side, proxy/session.c for inbound STARTTLS) feeds it
  * the ciphertext it read from the network, takes the ciphertext the engine
  * produced and writes it to the network, and reads/writes plaintext.
  * Every call returns one of the mxg_tls_status values below.
@@ -39,11 +40,31 @@ struct mxg_tls_engine;
  * Renegotiation is refused; client session cache off.
  * err gets a reason on NULL return. */
 struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen);
-/* A server context with a PEM certificate chain file and PEM key file (for
- * tests and inbound STARTTLS later); NULL with err set if either cannot be
- * loaded or the key does not match the certificate. */
+/* A server context with a PEM certificate chain file and PEM key file (used
+ * by the tests); NULL with err set if either cannot be loaded or the key does
+ * not match the certificate. Same as mxg_tls_ctx_new_server_opts() with
+ * min_version 0 and no cipher list. */
 struct mxg_tls_ctx *mxg_tls_ctx_new_server(const char *certfile, const char *keyfile, char *err,
                                            size_t errlen);
+
+/* The inbound STARTTLS context (proxy/session.c, server.tls_* settings).
+ * certfile: PEM chain (leaf first), keyfile: PEM private key, both required.
+ * min_version: TLS1_2_VERSION, TLS1_3_VERSION, ... (0 = OpenSSL's default);
+ * ciphers: OpenSSL cipher list for TLS 1.2 and below (NULL or "" = default;
+ * TLS 1.3 suites stay OpenSSL's). No client certificates are requested;
+ * renegotiation is refused; the server's cipher order is preferred; the
+ * server-side session cache and tickets stay on (resumption for clients
+ * that reconnect). NULL with err set ("cannot load certificate chain F: ...",
+ * "private key F does not match C", "server.tls_ciphers: no cipher matches
+ * ...") on any failure: the file is read at call time. */
+struct mxg_tls_server_opts {
+    const char *certfile;
+    const char *keyfile;
+    int min_version;
+    const char *ciphers;
+};
+struct mxg_tls_ctx *mxg_tls_ctx_new_server_opts(const struct mxg_tls_server_opts *o, char *err,
+                                                size_t errlen);
 void mxg_tls_ctx_free(struct mxg_tls_ctx *ctx);
 SSL_CTX *mxg_tls_ctx_ssl_ctx(struct mxg_tls_ctx *ctx);
 

@@ -108,7 +108,25 @@ tb_watchdog() {
     )
 }
 
+# tb__umount_all — lazily unmount anything a test mounted under $TB (tb_mount_tmpfs)
+tb__umount_all() {
+    local m
+    [ -n "$TB" ] || return 0
+    for m in $(awk -v p="$TB/" 'index($2, p) == 1 { print $2 }' /proc/mounts 2>/dev/null); do
+        umount -l "$m" 2>/dev/null
+    done
+    return 0
+}
+
+# tb_mount_tmpfs DIR SIZE — a small tmpfs on DIR (a "full disk"); returns 1 where mounting is
+# not allowed (the caller skips). Unmounted by the clean-up.
+tb_mount_tmpfs() {
+    mkdir -p "$1"
+    mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$1" 2>/dev/null
+}
+
 tb__kill_all() {
+    tb__umount_all
     local pids=() pid name i
     [ -f "$TB/pids" ] || return 0
     if [ -d "$TB/postfix/conf" ] && [ ! -e "$TB/postfix/.stopped" ]; then

@@ -169,7 +169,40 @@ assert_match "multi_domain = defer: second domain 452 4.5.3" "$SW_RCPT2" '^452 4
 assert_match "multi_domain = defer: the first domain delivered" "$SW_DOT" '^250 '
 tb_stop mxguard
 
-# ---------------------------------------------------------------- 5. Postfix in front
+# ---------------------------------------------------------------- 5. a full spool
+# A 256 KiB tmpfs as the spool: a two-domain message of 600 KB cannot be stored while it
+# streams, so both legs are aborted before the dot and the client gets 452 4.3.1; the same
+# on a queue-mode listener; a small message still goes through both.
+if tb_mount_tmpfs "$SPOOL" 256k; then
+    tb_write_config "$QUEUE"
+    sed -i "s/hostname = \"mxguard.test\";/hostname = \"mxguard.test\";\n  queue_listen = [\"$TB_MXG_IP:10026\"];/" "$TB/mxguard.conf"
+    tb_start_mxguard
+    n1=$(spool_count "$MX1"); n2=$(spool_count "$MX2")
+    tb_make_message huge --to a@example.test --subject "too big for the spool" --id huge-1 --size 600000
+    swaks_send full --to a@example.test,b@other.test --no-data-fixup --data "@$TB/huge.wire"
+    assert_eq "full spool: both RCPTs accepted" "250 250" "$SW_RCPTS"
+    assert_match "full spool: 452 4.3.1 at the end of DATA" "$SW_DOT" '^452 4\.3\.1 '
+    sleep 1
+    assert_eq "full spool: mx1 got nothing (leg aborted before the dot)" "$n1" "$(spool_count "$MX1")"
+    assert_eq "full spool: mx2 got nothing" "$n2" "$(spool_count "$MX2")"
+    assert_eq "full spool: no entry left behind" 0 "$(spool_entries)"
+    SW_SERVER=$TB_MXG_IP:10026 swaks_send qfull --to a@example.test --no-data-fixup --data "@$TB/huge.wire"
+    assert_match "full spool, queue mode: 452 4.3.1" "$SW_DOT" '^452 4\.3\.1 '
+    SW_SERVER=$TB_MXG_IP:10026 swaks_send qsmall --to q@example.test --h-Subject "queued small"
+    assert_match "queue mode: a small message is queued" "$SW_DOT" '^250 2\.0\.0 Ok: queued as '
+    wait_spool_count "$MX1" $((n1 + 1)) 10
+    m=$(spool_last "$MX1")
+    [ -n "$m" ] && assert_eq "queue mode: delivered from the spool" '["q@example.test"]' \
+        "$(json_get "$m.json" rcpts)"
+    swaks_send small2 --to s@example.test,t@other.test --h-Subject "small two-domain"
+    assert_match "full spool: a small two-domain message still goes through" "$SW_DOT" '^250 '
+    tb_stop mxguard
+    umount -l "$SPOOL"
+else
+    echo "# skipped the full-spool scenario: cannot mount a tmpfs here"
+fi
+
+# ---------------------------------------------------------------- 6. Postfix in front
 tb_write_config "$QUEUE"
 tb_start_mxguard
 TB_PF_RCPT_LIMIT=50 tb_start_postfix
