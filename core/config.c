@@ -558,6 +558,40 @@ static int check_nexthop(const char *s, const char **why)
     return *s == '\0' ? 0 : mxg_parse_nexthop(s, &nh, why);
 }
 
+int mxg_parse_tls_version(const char *s)
+{
+    static const char *const names[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+    if (!s)
+        return -1;
+    if (!*s)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return 0x0301 + i;
+    return -1;
+}
+
+/* tls.min_version: one of the version names (not empty). */
+static int check_tls_min(const char *s, const char **why)
+{
+    return mxg_parse_tls_version(s) > 0 ? 0 : fail(why, "must be TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3");
+}
+
+/* tls.max_version: "" (the highest supported) or a version name. */
+static int check_tls_max(const char *s, const char **why)
+{
+    return mxg_parse_tls_version(s) >= 0 ? 0
+                                         : fail(why, "must be \"\" (the highest supported), "
+                                                     "TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3");
+}
+
+/* "" or an absolute path (map files are re-read on SIGHUP, from wherever
+ * the process then runs). */
+static int check_abs_path(const char *s, const char **why)
+{
+    return *s == '\0' || *s == '/' ? 0 : fail(why, "must be an absolute path");
+}
+
 /* ------------------------------------------------------------------ */
 /* The schema                                                          */
 /* ------------------------------------------------------------------ */
@@ -877,10 +911,10 @@ static const struct key keys[] = {
     ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
     STRING("server", "user", user, "", check_account_name),
     STRING("server", "group", group, "", check_account_name),
-    STRING("server", "tls_cert_file", tls_cert_file, "", NULL),
-    STRING("server", "tls_key_file", tls_key_file, "", NULL),
-    ENUM("server", "tls_min_version", tls_min_version, "TLSv1.2", inbound_tls_min_names),
-    STRING("server", "tls_ciphers", tls_ciphers, "", NULL),
+    STRING("server", "tls_cert_file", in_tls_cert_file, "", NULL),
+    STRING("server", "tls_key_file", in_tls_key_file, "", NULL),
+    ENUM("server", "tls_min_version", in_tls_min_version, "TLSv1.2", inbound_tls_min_names),
+    STRING("server", "tls_ciphers", in_tls_ciphers, "", NULL),
     CIDRS("server", "require_tls_networks", require_tls, n_require_tls, "", 0),
     CIDRS("server", "require_auth_networks", require_auth, n_require_auth, "", 0),
 
@@ -914,6 +948,7 @@ static const struct key keys[] = {
     STRING("upstream", "source_ipv6", source_ipv6, "", check_ipv6),
     ENUM("upstream", "address_family", af_pref, "any", af_names),
     INT("upstream", "max_mx_hosts", max_mx_hosts, "10", 1, 32),
+    STRING("upstream", "route_map", route_map, "", check_abs_path),
 
     ENUM("dns", "mode", dns_mode, "stub", dns_mode_names),
     ENDPOINTS("dns", "servers", dns_servers, n_dns_servers, "", 0, 53),
@@ -928,6 +963,13 @@ static const struct key keys[] = {
 
     ENUM("tls", "opportunistic_level", tls_level, "may", tls_level_names),
     STRING("tls", "ca_file", tls_ca_file, "", NULL),
+    STRING("tls", "policy_map", tls_policy_map, "", check_abs_path),
+    STRING("tls", "min_version", tls_min_version, "TLSv1.2", check_tls_min),
+    STRING("tls", "max_version", tls_max_version, "", check_tls_max),
+    STRING("tls", "ciphers", tls_ciphers, "", NULL),
+    STRING("tls", "ciphersuites", tls_ciphersuites, "", NULL),
+    STRING("tls", "client_cert_file", tls_client_cert, "", NULL),
+    STRING("tls", "client_key_file", tls_client_key, "", NULL),
 
     STRING("state", "directory", state_dir, "/var/lib/mxguard", check_nonempty),
 
@@ -1438,8 +1480,8 @@ static int cidr_is_loopback(const struct mxg_cidr *net)
 static int validate_inbound(const struct mxg_config *cfg, const char *src, char *err,
                             size_t errlen)
 {
-    int tls = cfg->tls_cert_file[0] != '\0';
-    if (tls != (cfg->tls_key_file[0] != '\0'))
+    int tls = cfg->in_tls_cert_file[0] != '\0';
+    if (tls != (cfg->in_tls_key_file[0] != '\0'))
         return say(err, errlen, "%s: server.%s: required with server.%s", src,
                    tls ? "tls_key_file" : "tls_cert_file", tls ? "tls_cert_file" : "tls_key_file");
     if (cfg->n_require_tls > 0 && !tls)
@@ -1476,6 +1518,13 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
                    "(unsigned lists are never used)", src);
     if (cfg->list_keyring[0] && cfg->list_keyring[0] != '/')
         return say(err, errlen, "%s: policy_list.keyring: must be an absolute path", src);
+    if (mxg_parse_tls_version(cfg->tls_max_version) > 0 &&
+        mxg_parse_tls_version(cfg->tls_max_version) < mxg_parse_tls_version(cfg->tls_min_version))
+        return say(err, errlen, "%s: tls.max_version: %s is below tls.min_version %s", src,
+                   cfg->tls_max_version, cfg->tls_min_version);
+    if (!cfg->tls_client_cert[0] != !cfg->tls_client_key[0])
+        return say(err, errlen, "%s: tls.client_cert_file and tls.client_key_file: set both or "
+                                "neither", src);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);

@@ -69,10 +69,10 @@ struct mxg_config {
     char user[MXG_CFG_NAME_MAX];  /* server.user: drop to this user after binding; "" = stay */
     char group[MXG_CFG_NAME_MAX]; /* server.group: "" = the user's primary group */
     /* inbound STARTTLS and per-network requirements (proxy/auth.h) */
-    char tls_cert_file[MXG_CFG_PATH_MAX]; /* server.tls_cert_file: PEM chain; "" = no STARTTLS */
-    char tls_key_file[MXG_CFG_PATH_MAX];  /* server.tls_key_file: PEM key */
-    enum mxg_inbound_tls_min tls_min_version; /* server.tls_min_version: TLSv1.2|TLSv1.3 */
-    char tls_ciphers[512];                /* server.tls_ciphers: TLS <= 1.2 list, "" = OpenSSL's */
+    char in_tls_cert_file[MXG_CFG_PATH_MAX]; /* server.tls_cert_file: PEM chain; "" = no STARTTLS */
+    char in_tls_key_file[MXG_CFG_PATH_MAX];  /* server.tls_key_file: PEM key */
+    enum mxg_inbound_tls_min in_tls_min_version; /* server.tls_min_version: TLSv1.2|TLSv1.3 */
+    char in_tls_ciphers[512];                /* server.tls_ciphers: TLS <= 1.2 list, "" = OpenSSL's */
     struct mxg_cidr require_tls[MXG_CFG_MAX_NETS];  /* server.require_tls_networks */
     int n_require_tls;
     struct mxg_cidr require_auth[MXG_CFG_MAX_NETS]; /* server.require_auth_networks */
@@ -112,6 +112,7 @@ struct mxg_config {
     char source_ipv6[64];               /* upstream.source_ipv6 */
     enum mxg_af_pref af_pref;           /* upstream.address_family: any|prefer-ipv4|prefer-ipv6|ipv4-only|ipv6-only */
     int max_mx_hosts;                   /* upstream.max_mx_hosts to try */
+    char route_map[MXG_CFG_PATH_MAX];   /* upstream.route_map: static routes (policy/route.h), "" = none */
 
     /* dns */
     enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */
@@ -129,6 +130,13 @@ struct mxg_config {
     /* tls */
     enum mxg_tls_fallback_level tls_level;      /* tls.opportunistic_level: may|encrypt */
     char tls_ca_file[MXG_CFG_PATH_MAX];         /* tls.ca_file: WebPKI roots ("" = system) */
+    char tls_policy_map[MXG_CFG_PATH_MAX];      /* tls.policy_map: per-domain overrides (policy/override.h) */
+    char tls_min_version[16];                   /* tls.min_version: "TLSv1".."TLSv1.3" (client) */
+    char tls_max_version[16];                   /* tls.max_version: "" = the highest OpenSSL has */
+    char tls_ciphers[512];                      /* tls.ciphers: OpenSSL list for TLS <= 1.2, "" = default */
+    char tls_ciphersuites[512];                 /* tls.ciphersuites: TLS 1.3 suites, "" = default */
+    char tls_client_cert[MXG_CFG_PATH_MAX];     /* tls.client_cert_file: PEM chain, "" = none */
+    char tls_client_key[MXG_CFG_PATH_MAX];      /* tls.client_key_file: PEM key, with the cert */
 
     /* state */
     char state_dir[MXG_CFG_PATH_MAX];           /* state.directory: the only place written */
@@ -222,6 +230,9 @@ struct mxg_nexthop {
 };
 int mxg_parse_nexthop(const char *s, struct mxg_nexthop *out, const char **why);
 int mxg_parse_cidr(const char *s, struct mxg_cidr *out);
+/* "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3" → the protocol number (0x0301 ..
+ * 0x0304, as OpenSSL's TLS1_VERSION ...); "" → 0; anything else → -1. */
+int mxg_parse_tls_version(const char *s);
 /* 1 if the address (AF_INET/AF_INET6 sockaddr; v4-mapped v6 treated as v4) is in the network. */
 int mxg_cidr_match(const struct mxg_cidr *net, const struct sockaddr *sa);
 

@@ -28,6 +28,8 @@ static const char *const upstream_phases[] = {"connect", "tls_handshake", "final
 static const char *const spool_outcomes[] = {"delivered", "deferred", "bounced", NULL};
 static const char *const report_results[] = {"sent", "retry", "gave_up", NULL};
 static const char *const reload_results[] = {"success", "failure", NULL};
+static const char *const inbound_tls_results[] = {"success", "failure", NULL};
+static const char *const inbound_auth_results[] = {"success", "failure", "refused", NULL};
 
 /* Indexed by enum mxg_metric (checked below). */
 static const struct family_def defs[] = {
@@ -88,6 +90,12 @@ static const struct family_def defs[] = {
     [MXG_M_RELOAD_TIME] = {"mxguard_config_last_reload_success_timestamp_seconds",
                            "Time of the last successful reload, or of the start (Unix seconds)",
                            K_GAUGE, NULL, NULL},
+    [MXG_M_INBOUND_TLS] = {"mxguard_inbound_tls_total",
+                           "Inbound STARTTLS handshakes by outcome", K_COUNTER, "result",
+                           inbound_tls_results},
+    [MXG_M_INBOUND_AUTH] = {"mxguard_inbound_auth_total",
+                            "Inbound SMTP AUTH attempts by outcome (refused: locked out)",
+                            K_COUNTER, "result", inbound_auth_results},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == MXG_M__COUNT, "one definition per metric");
 

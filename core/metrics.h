@@ -69,6 +69,10 @@ enum mxg_metric {
     MXG_M_RELOADS,             /* mxguard_config_reloads_total{result} counter: success,
                                   failure */
     MXG_M_RELOAD_TIME,         /* mxguard_config_last_reload_success_timestamp_seconds gauge */
+    MXG_M_INBOUND_TLS,         /* mxguard_inbound_tls_total{result} counter: success, failure
+                                  (client STARTTLS handshakes) */
+    MXG_M_INBOUND_AUTH,        /* mxguard_inbound_auth_total{result} counter: success, failure
+                                  (wrong credentials), refused (locked out by the throttle) */
     MXG_M__COUNT
 };
 

@@ -1,9 +1,14 @@
-/* proxy/check.c — see check.h. A small sequential driver: route, then the
- * DANE decision host by host, then (optionally) one probe per host. */
+/* proxy/check.c — see check.h. A small sequential driver: the static route
+ * and the policy override (if any), the next hop's hosts, MTA-STS and the
+ * list (when they apply), the DANE decision host by host, then (optionally)
+ * one probe per host through the delivery code (mxg_leg_probe, which
+ * applies the same route and override). */
 #include "check.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "../dane/dane.h"
@@ -14,6 +19,11 @@ struct check {
     FILE *out;
     char domain[MXG_DNS_NAME_MAX];
     int connect;
+    struct mxg_policy pol;        /* the decision's row 1 / last row (policy/policy.h) */
+    char nexthop[MXG_DNS_NAME_MAX]; /* static route's host, "" = MX of the domain */
+    int nexthop_mx, nexthop_literal, tlsa_port;
+    char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy */
+    int sts_applies;              /* MTA-STS and the list are consulted */
     struct mxg_route *route;
     struct mxg_dane_host *dane; /* one per host */
     int cur;
@@ -22,6 +32,7 @@ struct check {
     int done;
     int status;
     struct mxg_dane_query *dq;
+    struct mxg_dns_query *aq;
     struct mxg_leg *leg;
     struct mxg_sts_query *sq;
     int have_sts;
@@ -33,14 +44,76 @@ struct check {
 static void next_host(struct check *c);
 static void next_probe(struct check *c);
 
+static int ovr(const struct check *c)
+{
+    return mxg_policy_override(&c->pol);
+}
+
+/* The requirement an override puts on a host (after its DANE line). */
+static void print_override_requirement(struct check *c, int i)
+{
+    const struct mxg_dane_host *d = &c->dane[i];
+    const char *host = c->route->host[i].name;
+    switch (ovr(c)) {
+    case MXG_POL_DANE_ONLY:
+        fprintf(c->out, "    requirement: DANE required (override dane-only): host NOT usable "
+                        "(%s)\n", d->req == MXG_DANE_ENCRYPT ? "only unusable TLSA records"
+                                                             : "no usable secure TLSA records");
+        break;
+    case MXG_POL_VERIFY: {
+        char names[MXG_OVR_MAX_MATCH][MXG_MAPFILE_KEY_MAX + 1];
+        int n = mxg_policy_match_names(&c->pol, host, c->nexthop[0] ? c->nexthop : c->domain,
+                                       names, MXG_OVR_MAX_MATCH);
+        fprintf(c->out, "    requirement: TLS with a WebPKI certificate (tls.ca_file) valid for "
+                        "one of:");
+        for (int k = 0; k < n; k++)
+            fprintf(c->out, " %s", names[k]);
+        fprintf(c->out, " (override verify)\n");
+        break;
+    }
+    case MXG_POL_ENCRYPT:
+        fprintf(c->out, "    requirement: TLS, not authenticated (override encrypt)\n");
+        break;
+    case MXG_POL_NONE:
+        fprintf(c->out, "    requirement: PLAINTEXT, STARTTLS not used (override none)%s\n",
+                d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT
+                    ? " — WARNING: this host publishes DANE TLSA records"
+                    : "");
+        break;
+    default:
+        break;
+    }
+}
+
 static void print_host_decision(struct check *c, int i)
 {
     const struct mxg_dane_host *d = &c->dane[i];
+    int o = ovr(c);
     fprintf(c->out, "    DANE: %s — %s\n", mxg_dane_req_name(d->req), d->why);
     for (int k = 0; k < d->n_usable; k++) {
         char rr[200];
         mxg_tlsa_format(&d->rr[k], rr, sizeof rr);
         fprintf(c->out, "      TLSA %s (usable)\n", rr);
+    }
+    /* a TLSA lookup failure does not hold up plaintext the operator asked for */
+    int unusable = d->req == MXG_DANE_UNUSABLE &&
+                   !(o == MXG_POL_NONE && strcmp(d->enh, "4.4.3") != 0);
+    if (o == MXG_POL_DANE_ONLY && d->req != MXG_DANE_VERIFY) {
+        if (d->req == MXG_DANE_UNUSABLE)
+            fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
+        else
+            print_override_requirement(c, i);
+        return;
+    }
+    if (o == MXG_POL_NONE || o == MXG_POL_VERIFY || o == MXG_POL_ENCRYPT) {
+        if (unusable) {
+            fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
+            return;
+        }
+        if (c->route->host[i].addrs.n > 0)
+            c->usable++;
+        print_override_requirement(c, i);
+        return;
     }
     if (d->req == MXG_DANE_VERIFY)
         fprintf(c->out, "    requirement: TLS, peer must match a TLSA record (SNI %s)\n", d->base);
@@ -98,11 +171,53 @@ static void print_host(struct check *c, int i)
             uv_ip6_name((const struct sockaddr_in6 *)ss, a, sizeof a);
         l += (size_t)snprintf(addrs + l, sizeof addrs - l, "%s%s", k ? " " : "", a);
     }
-    fprintf(c->out, "  %s %d %s%s%s\n", h->implicit ? "implicit MX" : "MX", h->pref, h->name,
-            h->addrs.canon[0] && strcmp(h->addrs.canon, h->name) ? " -> CNAME " : "",
-            h->addrs.canon[0] && strcmp(h->addrs.canon, h->name) ? h->addrs.canon : "");
+    if (c->nexthop[0] && !c->nexthop_mx)
+        fprintf(c->out, "  next hop [%s]%s\n", h->name, c->nexthop_literal ? " (address)" : "");
+    else
+        fprintf(c->out, "  %s %d %s%s%s\n", h->implicit ? "implicit MX" : "MX", h->pref, h->name,
+                h->addrs.canon[0] && strcmp(h->addrs.canon, h->name) ? " -> CNAME " : "",
+                h->addrs.canon[0] && strcmp(h->addrs.canon, h->name) ? h->addrs.canon : "");
     fprintf(c->out, "    addresses: %s (%s, %s)\n", addrs[0] ? addrs : "none",
             mxg_dns_status_name(h->addrs.status), mxg_dnssec_name(h->addrs.sec));
+}
+
+/* The DANE decision for host i without DNS: 1 when decided here. */
+static int dane_without_dns(struct check *c, int i)
+{
+    const char *why = NULL;
+    if (!c->env->cfg->dane_enabled)
+        why = "DANE disabled (dane.enabled = false)";
+    else if (c->nexthop_literal)
+        why = "no DANE for an address literal next hop";
+    else if (!mxg_policy_uses_dane(&c->pol))
+        why = "DANE not consulted (policy override)";
+    if (!why)
+        return 0;
+    c->dane[i].req = MXG_DANE_NONE;
+    snprintf(c->dane[i].why, sizeof c->dane[i].why, "%s", why);
+    return 1;
+}
+
+static void print_policy_line(struct check *c)
+{
+    int o = ovr(c);
+    if (o >= 0 && o != MXG_POL_MTA_STS && o != MXG_POL_DANE_ONLY)
+        fprintf(c->out, "policy for every host: override %s (%s)\n",
+                mxg_policy_level_name(c->pol.level), c->pol.reason);
+    else if (o == MXG_POL_DANE_ONLY)
+        fprintf(c->out, "policy for every host: override dane-only (%s)\n", c->pol.reason);
+    else if (c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
+             c->sts.policy.mode != MXG_STS_MODE_NONE)
+        fprintf(c->out, "policy for hosts without DANE: MTA-STS %s%s\n",
+                mxg_sts_mode_name(c->sts.policy.mode),
+                o == MXG_POL_MTA_STS ? " (override mta-sts: enforce required)" : "");
+    else if (c->list_used)
+        fprintf(c->out, "policy for hosts without DANE: policy list %s\n",
+                mxg_sts_mode_name(c->list_pol.mode));
+    else
+        fprintf(c->out, "policy for hosts without DANE: %s/%s (%s)\n",
+                mxg_policy_source_name(c->pol.source), mxg_policy_level_name(c->pol.level),
+                c->pol.reason);
 }
 
 static void next_host(struct check *c)
@@ -110,16 +225,14 @@ static void next_host(struct check *c)
     while (c->cur < c->route->n) {
         int i = c->cur;
         print_host(c, i);
-        if (!c->env->cfg->dane_enabled) {
-            c->dane[i].req = MXG_DANE_NONE;
-            snprintf(c->dane[i].why, sizeof c->dane[i].why, "DANE disabled (dane.enabled = false)");
+        if (dane_without_dns(c, i)) {
             print_host_decision(c, i);
             c->cur++;
             continue;
         }
         int rc = mxg_dane_host_lookup(c->env->dns, c->route->mx_sec, c->route->host[i].name,
-                                      &c->route->host[i].addrs, 25, &c->dane[i], on_dane, c,
-                                      &c->dq);
+                                      &c->route->host[i].addrs, c->tlsa_port, &c->dane[i],
+                                      on_dane, c, &c->dq);
         if (rc == 0)
             return; /* on_dane continues */
         if (rc < 0) {
@@ -129,17 +242,14 @@ static void next_host(struct check *c)
         print_host_decision(c, i);
         c->cur++;
     }
-    struct mxg_policy pol;
-    mxg_policy_decide(c->env->cfg, c->domain, &pol);
-    if (c->have_sts && c->sts.outcome == MXG_STS_POLICY && c->sts.policy.mode != MXG_STS_MODE_NONE)
-        fprintf(c->out, "policy for hosts without DANE: MTA-STS %s\n",
-                mxg_sts_mode_name(c->sts.policy.mode));
-    else if (c->list_used)
-        fprintf(c->out, "policy for hosts without DANE: policy list %s\n",
-                mxg_sts_mode_name(c->list_pol.mode));
-    else
-        fprintf(c->out, "policy for hosts without DANE: %s/%s (%s)\n",
-                mxg_policy_source_name(pol.source), mxg_policy_level_name(pol.level), pol.reason);
+    print_policy_line(c);
+    if (ovr(c) == MXG_POL_MTA_STS &&
+        !(c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
+          c->sts.policy.mode == MXG_STS_MODE_ENFORCE)) {
+        fprintf(c->out, "override mta-sts: no MTA-STS policy in enforce mode for %s: every "
+                        "delivery is deferred (451 4.7.5)\n", c->pol_domain);
+        c->usable = 0;
+    }
     if (!c->connect) {
         c->status = c->usable > 0 ? 0 : 1;
         fprintf(c->out, "verdict: %s (%d usable MX host%s)\n",
@@ -202,7 +312,8 @@ static void print_sts(struct check *c)
         fprintf(c->out, "  failure: %s\n", mxg_sts_failure_name(r->failure));
 }
 
-/* DESIGN §2 row 4: the list applies only when MTA-STS gives no policy. */
+/* DESIGN §2 row 4: the list applies only when MTA-STS gives no policy (and
+ * never under an override: "mta-sts" wants MTA-STS itself). */
 static void print_list(struct check *c)
 {
     if (!c->env->stlist) {
@@ -218,15 +329,17 @@ static void print_list(struct check *c)
                 st.have ? "EXPIRED, not used" : "no verified list loaded");
         return;
     }
-    const struct mxg_stlist_policy *p = mxg_stlist_lookup(l, c->domain);
+    const struct mxg_stlist_policy *p = mxg_stlist_lookup(l, c->pol_domain);
     if (!p) {
-        fprintf(c->out, "policy list: %s is not on the list\n", c->domain);
+        fprintf(c->out, "policy list: %s is not on the list\n", c->pol_domain);
         return;
     }
-    int used = !c->have_sts || c->sts.outcome != MXG_STS_POLICY;
+    int used = (!c->have_sts || c->sts.outcome != MXG_STS_POLICY) && ovr(c) < 0;
     fprintf(c->out, "policy list: entry mode %s%s%s — %s\n", mxg_sts_mode_name(p->mode),
             p->alias[0] ? " via alias " : "", p->alias,
-            used ? "APPLIES (no MTA-STS policy)" : "not used: the MTA-STS policy wins");
+            used ? "APPLIES (no MTA-STS policy)"
+                 : ovr(c) >= 0 ? "not used under the override"
+                               : "not used: the MTA-STS policy wins");
     for (int i = 0; i < p->n_mxs; i++)
         fprintf(c->out, "  mxs: %s\n", p->mxs[i]);
     if (used) {
@@ -250,7 +363,24 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct check *c = arg;
-    fprintf(c->out, "domain %s\n", c->domain);
+    const char *what = c->nexthop[0] ? "next hop" : "MX";
+    if (ovr(c) == MXG_POL_DANE_ONLY && rt->mx_sec != MXG_SEC_SECURE &&
+        (rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN)) {
+        fprintf(c->out, "%s: %s (%s), not DNSSEC-secure\nverdict: NOT deliverable now "
+                        "(451 4.7.5: DANE required, the answer could be forged)\n",
+                what, rt->why, mxg_dnssec_name(rt->mx_sec));
+        c->status = 1;
+        c->done = 1;
+        return;
+    }
+    if (c->nexthop[0] && rt->status != MXG_ROUTE_OK) {
+        fprintf(c->out, "%s %s: %s%s%s\nverdict: NOT deliverable now (451 4.4.3: the configured "
+                        "next hop does not resolve)\n", what, c->nexthop,
+                mxg_route_status_name(rt->status), rt->why[0] ? ": " : "", rt->why);
+        c->status = 1;
+        c->done = 1;
+        return;
+    }
     switch (rt->status) {
     case MXG_ROUTE_NULL_MX:
         fprintf(c->out, "MX: null MX (RFC 7505), %s: the domain accepts no mail\nverdict: never deliverable (556 5.1.10)\n",
@@ -279,14 +409,124 @@ static void on_route(void *arg, const struct mxg_route *rt)
         c->done = 1;
         return;
     }
-    fprintf(c->out, "MX RRset: %s, %d host%s (DNSSEC %s)\n", mxg_dnssec_name(rt->mx_sec), rt->n,
-            rt->n == 1 ? "" : "s", rt->mx_sec == MXG_SEC_SECURE ? "secure: DANE applies per host"
-                                                                 : "not secure: no DANE");
-    if (c->env->sts && mxg_sts_get(c->env->sts, c->domain, on_sts, c, &c->sq) == 0)
+    if (c->nexthop[0] && !c->nexthop_mx)
+        fprintf(c->out, "next hop [%s]: no MX lookup; %s\n", c->nexthop,
+                c->nexthop_literal ? "an address: no DANE"
+                                   : "its name comes from the configuration: DANE applies if its "
+                                     "addresses are DNSSEC-secure");
+    else
+        fprintf(c->out, "MX RRset%s%s: %s, %d host%s (DNSSEC %s)\n", c->nexthop[0] ? " of " : "",
+                c->nexthop, mxg_dnssec_name(rt->mx_sec), rt->n, rt->n == 1 ? "" : "s",
+                rt->mx_sec == MXG_SEC_SECURE ? "secure: DANE applies per host"
+                                             : "not secure: no DANE");
+    if (!c->sts_applies) {
+        fprintf(c->out, "MTA-STS: not consulted (%s)\n",
+                ovr(c) >= 0 && ovr(c) != MXG_POL_MTA_STS
+                    ? "the policy override replaces it"
+                    : "a [host] next hop has no MX hosts for a policy to name");
+        next_host(c);
+        return;
+    }
+    if (c->env->sts && mxg_sts_get(c->env->sts, c->pol_domain, on_sts, c, &c->sq) == 0)
         return; /* on_sts continues */
     fprintf(c->out, "MTA-STS: not consulted (mta_sts.enabled = false)\n");
     print_list(c);
     next_host(c);
+}
+
+/* "[host]" next hop: a route of one host, as proxy/upstream.c builds it
+ * (its name is configured, so only its addresses must be secure). */
+static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
+{
+    struct check *c = arg;
+    c->aq = NULL;
+    struct mxg_route *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        c->status = 1;
+        c->done = 1;
+        return;
+    }
+    snprintf(rt->domain, sizeof rt->domain, "%s", c->nexthop);
+    if (res->status != MXG_DNS_OK) {
+        rt->status = MXG_ROUTE_TEMPFAIL;
+        snprintf(rt->why, sizeof rt->why, "address lookup: %s",
+                 res->why[0] ? res->why : mxg_dns_status_name(res->status));
+    } else {
+        rt->status = MXG_ROUTE_OK;
+        rt->mx_sec = MXG_SEC_SECURE;
+        rt->n = 1;
+        snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", c->nexthop);
+        rt->host[0].addrs = *res;
+    }
+    on_route(c, rt);
+    free(rt);
+}
+
+static int literal_route(struct check *c)
+{
+    char buf[MXG_DNS_NAME_MAX];
+    snprintf(buf, sizeof buf, "%s", c->nexthop);
+    const char *s = buf;
+    if (strncasecmp(s, "IPv6:", 5) == 0)
+        s += 5;
+    struct mxg_route *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -1;
+    struct sockaddr_storage *ss = &rt->host[0].addrs.addr[0];
+    if (uv_ip4_addr(s, 0, (struct sockaddr_in *)ss) != 0 &&
+        uv_ip6_addr(s, 0, (struct sockaddr_in6 *)ss) != 0) {
+        free(rt);
+        return -1;
+    }
+    rt->status = MXG_ROUTE_OK;
+    rt->mx_sec = MXG_SEC_INSECURE;
+    rt->n = 1;
+    snprintf(rt->domain, sizeof rt->domain, "%s", c->nexthop);
+    snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", c->nexthop);
+    rt->host[0].addrs.status = MXG_DNS_OK;
+    rt->host[0].addrs.sec = MXG_SEC_INSECURE;
+    rt->host[0].addrs.n = 1;
+    on_route(c, rt);
+    free(rt);
+    return 0;
+}
+
+/* Print the route and the override; fill c's next hop and policy. */
+static void decide(struct check *c)
+{
+    const struct mxg_policy_maps *maps = c->env->maps;
+    const struct mxg_static_route *sr =
+        maps ? mxg_route_map_lookup(maps->routes, c->domain) : NULL;
+    c->tlsa_port = 25;
+    if (sr) {
+        char hop[300];
+        struct in_addr a4;
+        struct in6_addr a6;
+        snprintf(c->nexthop, sizeof c->nexthop, "%s", sr->nh.host);
+        c->nexthop_mx = sr->nh.mx;
+        c->nexthop_literal = inet_pton(AF_INET, c->nexthop, &a4) == 1 ||
+                             inet_pton(AF_INET6, c->nexthop, &a6) == 1;
+        if (sr->nh.port)
+            c->tlsa_port = sr->nh.port;
+        mxg_static_route_format(sr, hop, sizeof hop);
+        fprintf(c->out, "route: %s, port %d (static route %s, %s:%d)\n", hop,
+                sr->nh.port ? sr->nh.port : c->env->cfg->upstream_port, sr->key,
+                mxg_route_map_source(maps->routes), sr->line);
+    } else {
+        fprintf(c->out, "route: the MX hosts of %s (%s)\n", c->domain,
+                maps && maps->routes ? "no static route matches" : "no upstream.route_map");
+    }
+    mxg_policy_decide(c->env->cfg, maps ? maps->overrides : NULL, c->domain,
+                      c->nexthop[0] ? c->nexthop : NULL, &c->pol);
+    if (c->pol.source == MXG_POL_SRC_OVERRIDE)
+        fprintf(c->out, "policy source: override (tls.policy_map) — %s\n", c->pol.reason);
+    else
+        fprintf(c->out, "policy source: no override (%s); DANE, MTA-STS, the policy list, then "
+                        "%s/%s\n", maps && maps->overrides ? "tls.policy_map has no entry"
+                                                           : "no tls.policy_map",
+                mxg_policy_source_name(c->pol.source), mxg_policy_level_name(c->pol.level));
+    snprintf(c->pol_domain, sizeof c->pol_domain, "%s", c->nexthop_mx ? c->nexthop : c->domain);
+    c->sts_applies = (!c->nexthop[0] || c->nexthop_mx) && mxg_policy_uses_sts(&c->pol);
 }
 
 int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int connect,
@@ -304,9 +544,20 @@ int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int
     size_t l = strlen(c.domain);
     if (l > 0 && c.domain[l - 1] == '.')
         c.domain[l - 1] = 0;
-    struct mxg_route_query *rq;
-    if (mxg_route_resolve(env->dns, c.domain, env->cfg->max_mx_hosts, on_route, &c, &rq) < 0) {
-        fprintf(out, "cannot start the MX lookup\n");
+    fprintf(out, "domain %s\n", c.domain);
+    decide(&c);
+    int rc;
+    struct mxg_route_query *rq = NULL;
+    if (c.nexthop_literal) {
+        rc = literal_route(&c);
+    } else if (c.nexthop[0] && !c.nexthop_mx) {
+        rc = mxg_dns_lookup_addr(env->dns, c.nexthop, on_nexthop_addr, &c, &c.aq);
+    } else {
+        rc = mxg_route_resolve(env->dns, c.nexthop[0] ? c.nexthop : c.domain,
+                               env->cfg->max_mx_hosts, on_route, &c, &rq);
+    }
+    if (rc < 0) {
+        fprintf(out, "cannot start the %s lookup\n", c.nexthop[0] ? "next hop" : "MX");
         return 1;
     }
     while (!c.done && uv_run(env->loop, UV_RUN_ONCE))

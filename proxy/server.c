@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "auth.h"
 #include "session.h"
 
 static int acl_allows(const struct mxg_config *cfg, const struct sockaddr *sa)
@@ -86,10 +87,14 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     struct mxg_spool *spool = srv->spool; /* set by the owner before or after start */
     void (*kick)(void *) = srv->spool_kick;
     void *kick_arg = srv->spool_kick_arg;
+    struct mxg_tls_ctx *tls_server = srv->tls_server;
+    struct mxg_auth_db *auth_db = srv->auth_db;
     memset(srv, 0, sizeof *srv);
     srv->spool = spool;
     srv->spool_kick = kick;
     srv->spool_kick_arg = kick_arg;
+    srv->tls_server = tls_server;
+    srv->auth_db = auth_db;
     srv->loop = loop;
     srv->cfg = cfg;
     if (cfg->hostname[0])
@@ -132,6 +137,8 @@ static void drain_check(struct mxg_server *srv)
     if (srv->draining != 1 || srv->n_sessions > 0)
         return;
     srv->draining = 2;
+    mxg_auth_throttle_free(srv->auth_throttle);
+    srv->auth_throttle = NULL;
     uv_timer_stop(&srv->drain_timer);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     LOG_N("server", "drained: all sessions finished");
@@ -175,4 +182,11 @@ void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s)
 {
     (void)s;
     drain_check(srv);
+}
+
+struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv)
+{
+    if (!srv->auth_throttle)
+        srv->auth_throttle = mxg_auth_throttle_new(srv->cfg->auth_throttle_entries);
+    return srv->auth_throttle;
 }

@@ -50,6 +50,15 @@ struct mxg_server {
     struct mxg_spool *spool;
     void (*spool_kick)(void *arg);
     void *spool_kick_arg;
+    /* Inbound security (proxy/auth.h), set by the owner like the spool and
+     * borrowed (replaceable between callbacks, e.g. on SIGHUP: sessions take
+     * what they need when they use it): the STARTTLS context (NULL: no
+     * STARTTLS) and the password database (NULL: no AUTH). */
+    struct mxg_tls_ctx *tls_server;
+    struct mxg_auth_db *auth_db;
+    /* Failed AUTH attempts (owned; made at the first failure, freed when
+     * the drain has finished). */
+    struct mxg_auth_throttle *auth_throttle;
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are
@@ -60,5 +69,8 @@ void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_serv
 
 /* Called by sessions (proxy/session.c). */
 void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s);
+/* The throttle table, made on first use with auth.throttle_entries; NULL only
+ * when out of memory. */
+struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv);
 
 #endif

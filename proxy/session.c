@@ -19,7 +19,23 @@
  * the client gets 250. A spool write failure aborts every leg before the dot
  * (452 4.3.1). Queue mode (server.queue_listen): no legs at all; RCPTs are
  * accepted after syntax checks and the message is committed to the spool
- * before 250; the queue runner delivers it. */
+ * before 250; the queue runner delivers it.
+ *
+ * Inbound security (issue #8, proxy/auth.h): STARTTLS (offered when the
+ * server has a TLS context) answers 220, discards whatever the client
+ * pipelined behind it (CVE-2011-0411: logged), and moves to SS_STARTTLS;
+ * from then on every octet read goes through the session's TLS engine
+ * (memory BIOs) and every reply is encrypted. After the handshake the
+ * session is back in SS_CONNECTED with everything learned before forgotten
+ * (HELO name, transaction, AUTH): a new EHLO is required (RFC 3207 §4.2).
+ * AUTH PLAIN / LOGIN (offered over TLS, or to loopback clients when the
+ * operator allows plaintext) runs the SASL exchange in SS_AUTH; the password
+ * check runs off the loop (SW_AUTH) and a failure is answered after
+ * auth.failure_delay; failures are counted per address and per user in the
+ * server's throttle table, and the client whose address reaches
+ * auth.max_failures gets 421 4.7.0 and is disconnected. The network
+ * requirement (server.require_tls_networks / require_auth_networks, after the
+ * ACL) is checked at MAIL: 530 5.7.0 until it is met. */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -31,8 +47,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "../core/log.h"
+#include "../core/show.h"
 #include "../spool/spool.h"
+#include "auth.h"
 #include "buf.h"
 #include "data_filter.h"
 #include "server.h"
@@ -41,15 +61,23 @@
 
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */
 
-enum sess_state { SS_CONNECTED = 0, SS_READY, SS_MAIL, SS_RCPT, SS_DATA, SS_CLOSING };
+/* SS_STARTTLS: 220 sent, the TLS handshake runs (input is ciphertext);
+ * SS_AUTH: in a SASL exchange (input lines are responses, not commands). */
+enum sess_state { SS_CONNECTED = 0, SS_READY, SS_MAIL, SS_RCPT, SS_DATA, SS_STARTTLS, SS_AUTH,
+                  SS_CLOSING };
 static const char *const sess_state_names[] = {"connected", "ready", "mail", "rcpt", "data",
-                                               "closing"};
+                                               "starttls", "auth", "closing"};
 
 /* What the session waits for (processing of client input is paused).
  * SW_RCPTS: a command other than RCPT arrived while RCPTs are still being
  * answered by their legs (PIPELINING: replies go out in order). */
-enum sess_wait { SW_NONE = 0, SW_RCPTS, SW_DATA, SW_DOT };
-static const char *const sess_wait_names[] = {"none", "rcpts", "data", "dot"};
+/* SW_AUTH: a password check in the thread pool, or auth.failure_delay. */
+enum sess_wait { SW_NONE = 0, SW_RCPTS, SW_DATA, SW_DOT, SW_AUTH };
+static const char *const sess_wait_names[] = {"none", "rcpts", "data", "dot", "auth"};
+
+/* The SASL exchange (SS_AUTH): what the next response line is. */
+enum auth_step { AX_NONE = 0, AX_PLAIN, AX_LOGIN_USER, AX_LOGIN_PASS };
+static const char *const auth_step_names[] = {"none", "plain", "login-user", "login-password"};
 
 /* A reply that must wait for earlier ones (pipelined RCPTs answered by
  * different legs at different times). Owned by the session's FIFO. */
@@ -116,8 +144,16 @@ struct mxg_session {
     enum sess_wait wait;
     char id[24];
     char peer[64];
+    struct sockaddr_storage peer_sa;
     char helo[256];
     int esmtp;
+    enum mxg_inbound_req req; /* what this client must do before MAIL */
+    int loopback;             /* the client is on a loopback address */
+    struct mxg_tls_engine *tls; /* owned: inbound STARTTLS, NULL before it */
+    char auth_user[MXG_SASL_FIELD_MAX + 1]; /* "" until AUTH succeeded */
+    const char *auth_mech;    /* "PLAIN" / "LOGIN" (the exchange, or the success) */
+    enum auth_step ax;
+    char ax_user[MXG_SASL_FIELD_MAX + 1]; /* the user name of the exchange */
     int queue_mode;      /* server.queue_listen client: spool first, deliver later */
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
@@ -146,6 +182,13 @@ static void sess_set_state(struct mxg_session *s, enum sess_state st)
     s->st = st;
 }
 
+static void sess_set_ax(struct mxg_session *s, enum auth_step a)
+{
+    if (s->ax != a)
+        LOG_D("smtp", "%s: auth %s -> %s", s->id, auth_step_names[s->ax], auth_step_names[a]);
+    s->ax = a;
+}
+
 static void sess_set_wait(struct mxg_session *s, enum sess_wait w)
 {
     if (s->wait != w)
@@ -166,7 +209,8 @@ static void swreq_done(uv_write_t *req, int status)
     free(req);
 }
 
-static void sess_write(struct mxg_session *s, const char *p, size_t n)
+/* Octets to the socket as they are. */
+static void net_write(struct mxg_session *s, const char *p, size_t n)
 {
     if (s->st == SS_CLOSING && s->handles == 0)
         return;
@@ -179,6 +223,40 @@ static void sess_write(struct mxg_session *s, const char *p, size_t n)
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
     if (uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, swreq_done) < 0)
         free(w);
+}
+
+static int tls_up(const struct mxg_session *s)
+{
+    return s->tls && mxg_tls_handshake_done(s->tls);
+}
+
+/* Ciphertext the TLS engine produced, to the socket. */
+static void tls_flush(struct mxg_session *s)
+{
+    char tmp[16384];
+    while (s->tls && mxg_tls_out_pending(s->tls) > 0) {
+        size_t n = mxg_tls_take_out(s->tls, tmp, sizeof tmp);
+        if (n == 0)
+            break;
+        net_write(s, tmp, n);
+    }
+}
+
+/* Protocol octets for the client: in plaintext, or through TLS once it is
+ * up; never in plaintext while the handshake runs. */
+static void sess_write(struct mxg_session *s, const char *p, size_t n)
+{
+    if (!s->tls) {
+        net_write(s, p, n);
+        return;
+    }
+    if (!mxg_tls_handshake_done(s->tls)) {
+        LOG_D("smtp", "%s: %zu octets not sent: TLS handshake not complete", s->id, n);
+        return;
+    }
+    if (mxg_tls_write(s->tls, p, n) != MXG_TLS_OK)
+        LOG_I("smtp", "%s: TLS write failed: %s", s->id, mxg_tls_engine_error(s->tls));
+    tls_flush(s);
 }
 
 /* Write every reply at the head of the FIFO that is ready. */
@@ -296,7 +374,7 @@ static void sess_arm_timer(struct mxg_session *s)
         uv_timer_stop(&s->timer);
         return;
     }
-    uint64_t t = s->st == SS_DATA ? s->srv->cfg->t_data : s->srv->cfg->t_idle;
+    uint64_t t = s->st == SS_DATA ? s->srv->cfg->t_data : s->srv->cfg->t_idle; /* also TLS, AUTH */
     uv_timer_start(&s->timer, on_timeout, t, 0);
 }
 
@@ -354,7 +432,7 @@ static void txn_reset(struct mxg_session *s)
     mxg_buf_free(&t->out);
     memset(t, 0, sizeof *t);
     s->paused = 0;
-    if (s->st != SS_CLOSING && s->st != SS_CONNECTED)
+    if (s->st == SS_MAIL || s->st == SS_RCPT || s->st == SS_DATA)
         sess_set_state(s, SS_READY);
 }
 
@@ -367,15 +445,21 @@ static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const stru
     if (sl && sl->leg)
         mxg_leg_get_info(sl->leg, &li);
     double dur = (double)(now_ms(s) - t->t_start) / 1000.0;
+    char in[MXG_SASL_FIELD_MAX + 200] = ""; /* the client side, when it used TLS / AUTH */
+    if (tls_up(s))
+        snprintf(in, sizeof in, " client_tls=%s", mxg_tls_version(s->tls));
+    if (s->auth_user[0])
+        snprintf(in + strlen(in), sizeof in - strlen(in), " auth=%s",
+                 mxg_show(s->auth_user, strlen(s->auth_user)).s);
     LOG_I("smtp",
           "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s peer=%s "
-          "size=%llu reply=\"%s\" duration=%.3fs",
+          "size=%llu reply=\"%s\" duration=%.3fs%s",
           t->id, s->peer, t->from, sl ? sl->accepted : t->n_accepted, t->n_rcpts,
           sl ? sl->domain : (s->queue_mode ? "(queue)" : "-"),
           li.mx_host && li.mx_host[0] ? li.mx_host : "-", li.mx_addr ? li.mx_addr : "",
           li.tls_version ? li.tls_version : "plaintext", li.tls_version ? " " : "",
           li.tls_version ? li.tls_cipher : "", li.verified ? li.verified : "-",
-          (unsigned long long)t->df.size, sum, dur);
+          (unsigned long long)t->df.size, sum, dur, in);
 }
 
 /* One log line per leg that carried recipients (the same line as a
@@ -424,10 +508,18 @@ static void write_received(struct mxg_session *s)
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    const char *with = t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+    /* RFC 3848 (ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 (UTF8SMTP...) */
+    char with[16];
+    snprintf(with, sizeof with, "%s%s%s",
+             t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+             s->esmtp && tls_up(s) ? "S" : "", s->esmtp && s->auth_user[0] ? "A" : "");
     int v6 = strchr(s->peer, ':') != NULL;
-    mxg_buf_printf(&t->out, "Received: from %s ([%s%s])\r\n\tby %s (mxguard) with %s id %s",
-                   s->helo, v6 ? "IPv6:" : "", s->peer, s->srv->hostname, with, t->id);
+    mxg_buf_printf(&t->out, "Received: from %s ([%s%s])", s->helo, v6 ? "IPv6:" : "", s->peer);
+    if (tls_up(s))
+        mxg_buf_printf(&t->out, "\r\n\t(using %s with cipher %s)", mxg_tls_version(s->tls),
+                       mxg_tls_cipher(s->tls));
+    mxg_buf_printf(&t->out, "\r\n\tby %s (mxguard) with %s id %s", s->srv->hostname, with,
+                   t->id);
     if (t->n_accepted == 1) {
         for (int i = 0; i < t->n_rcpts; i++)
             if (t->rcpts[i].accepted)
@@ -931,6 +1023,17 @@ struct cmd_ctx {
     struct mxg_path path;
 };
 
+/* AUTH may run now: over TLS, or in plaintext from loopback when allowed. */
+static int auth_allowed(const struct mxg_session *s)
+{
+    return tls_up(s) || (s->loopback && s->srv->cfg->auth_plaintext_loopback);
+}
+
+static int auth_offered(const struct mxg_session *s)
+{
+    return s->srv->auth_db != NULL && auth_allowed(s);
+}
+
 static void helo_proceed(struct mxg_session *s, struct cmd_ctx *c)
 {
     const struct mxg_config *cfg = s->srv->cfg;
@@ -946,8 +1049,10 @@ static void helo_proceed(struct mxg_session *s, struct cmd_ctx *c)
         return;
     }
     sess_reply(s, 250, "",
-               "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN",
-               s->srv->hostname, (unsigned long long)cfg->message_size);
+               "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN%s%s",
+               s->srv->hostname, (unsigned long long)cfg->message_size,
+               s->srv->tls_server && !s->tls ? "\nSTARTTLS" : "",
+               auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 }
 
 static int helo_check(struct mxg_session *s, struct cmd_ctx *c)
@@ -957,6 +1062,24 @@ static int helo_check(struct mxg_session *s, struct cmd_ctx *c)
         return -1;
     }
     return 0;
+}
+
+/* RFC 4954 §5: MAIL FROM may carry AUTH=<mailbox> (xtext) or AUTH=<>. It
+ * is accepted where AUTH exists and not passed on (mxguard does not
+ * authenticate upstream). */
+static int drop_auth_param(struct mxg_path *p)
+{
+    for (int i = 0; i < p->n_params; i++) {
+        if (strcmp(p->params[i].key, "AUTH") != 0)
+            continue;
+        if (!p->params[i].has_value || !p->params[i].value[0])
+            return MXG_PE_PARAM;
+        memmove(&p->params[i], &p->params[i + 1],
+                (size_t)(p->n_params - i - 1) * sizeof p->params[0]);
+        p->n_params--;
+        i--;
+    }
+    return MXG_PE_OK;
 }
 
 static int mail_check(struct mxg_session *s, struct cmd_ctx *c)
@@ -975,8 +1098,18 @@ static int mail_check(struct mxg_session *s, struct cmd_ctx *c)
         sess_close(s, "draining");
         return -1;
     }
+    if (s->req == MXG_REQ_AUTH && !s->auth_user[0]) { /* server.require_auth_networks */
+        sess_reply(s, 530, "5.7.0", "Authentication required");
+        return -1;
+    }
+    if (s->req == MXG_REQ_TLS && !tls_up(s)) { /* server.require_tls_networks */
+        sess_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        return -1;
+    }
     int rc = mxg_path_parse(c->cmd.arg, c->cmd.arg_len, 1, &c->path);
     struct mxg_mail_params mp;
+    if (rc == MXG_PE_OK && s->esmtp && s->srv->auth_db)
+        rc = drop_auth_param(&c->path);
     if (rc == MXG_PE_OK && !s->esmtp && c->path.n_params > 0)
         rc = MXG_PE_UNKNOWN_PARAM;
     if (rc == MXG_PE_OK)
@@ -1257,12 +1390,427 @@ static void help_proceed(struct mxg_session *s, struct cmd_ctx *c)
     (void)c;
     sess_reply(s, 214, "2.0.0",
                "mxguard outbound relay. Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY "
-               "HELP");
+               "HELP%s%s", s->srv->tls_server ? " STARTTLS" : "", s->srv->auth_db ? " AUTH" : "");
 }
 
 static void notimpl_proceed(struct mxg_session *s, struct cmd_ctx *c)
 {
     sess_reply(s, 502, "5.5.1", "%s not implemented", mxg_verb_name(c->cmd.verb));
+}
+
+/* ------------------------------------------------------ STARTTLS (RFC 3207) */
+
+static int starttls_check(struct mxg_session *s, struct cmd_ctx *c)
+{
+    if (!s->srv->tls_server) {
+        sess_reply(s, 502, "5.5.1", "STARTTLS not available");
+        return -1;
+    }
+    if (c->cmd.arg_len) {
+        sess_reply(s, 501, "5.5.4", "Syntax: STARTTLS (no parameters)");
+        return -1;
+    }
+    if (s->tls) {
+        sess_reply(s, 503, "5.5.1", "Error: TLS already active");
+        return -1;
+    }
+    if (s->st == SS_CONNECTED) {
+        sess_reply(s, 503, "5.5.1", "Error: send EHLO first");
+        return -1;
+    }
+    if (s->txn.active) {
+        sess_reply(s, 503, "5.5.1", "Error: STARTTLS not permitted during a mail transaction");
+        return -1;
+    }
+    return 0;
+}
+
+static void starttls_proceed(struct mxg_session *s, struct cmd_ctx *c)
+{
+    (void)c;
+    struct mxg_tls_engine *e = mxg_tls_engine_new_server(s->srv->tls_server);
+    if (!e) {
+        sess_reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
+        return;
+    }
+    sess_reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* CVE-2011-0411: whatever the client pipelined behind STARTTLS was sent
+     * in plaintext, where anyone on the path may have put it: never run it. */
+    size_t junk = mxg_buf_avail(&s->in);
+    if (junk > 0) {
+        LOG_W("smtp", "%s: client %s sent %zu octets after STARTTLS before the TLS handshake; "
+                      "discarded (STARTTLS command injection)", s->id, s->peer, junk);
+        mxg_buf_reset(&s->in);
+    }
+    s->discard_line = 0;
+    s->tls = e;
+    /* RFC 3207 §4.2: forget everything learned before TLS. */
+    txn_reset(s);
+    snprintf(s->helo, sizeof s->helo, "unknown");
+    s->esmtp = 0;
+    OPENSSL_cleanse(s->auth_user, sizeof s->auth_user);
+    s->auth_mech = NULL;
+    sess_set_state(s, SS_STARTTLS);
+}
+
+static void tls_established(struct mxg_session *s)
+{
+    LOG_I("smtp", "%s: STARTTLS from %s: %s with %s", s->id, s->peer, mxg_tls_version(s->tls),
+          mxg_tls_cipher(s->tls));
+    mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_TLS, "success");
+    sess_set_state(s, SS_CONNECTED); /* the client must say EHLO again */
+}
+
+/* Ciphertext from the client: drive the handshake, then move plaintext to
+ * s->in. Returns -1 when the session was closed. */
+static int tls_input(struct mxg_session *s, const char *p, size_t n)
+{
+    if (mxg_tls_feed(s->tls, p, n) != MXG_TLS_OK) {
+        sess_close(s, "TLS input error");
+        return -1;
+    }
+    if (!mxg_tls_handshake_done(s->tls)) {
+        int rc = mxg_tls_handshake(s->tls);
+        tls_flush(s);
+        if (rc == MXG_TLS_AGAIN)
+            return 0;
+        if (rc != MXG_TLS_OK) {
+            LOG_I("smtp", "%s: STARTTLS from %s: handshake failed: %s", s->id, s->peer,
+                  mxg_tls_engine_error(s->tls));
+            mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_TLS, "failure");
+            sess_close(s, "TLS handshake failed");
+            return -1;
+        }
+        tls_established(s);
+    }
+    char plain[16384];
+    int eof = 0;
+    for (;;) {
+        size_t got = 0;
+        int rc = mxg_tls_read(s->tls, plain, sizeof plain, &got);
+        if (rc == MXG_TLS_OK) {
+            if (mxg_buf_append(&s->in, plain, got) < 0) {
+                OPENSSL_cleanse(plain, sizeof plain);
+                sess_reply(s, 421, "4.3.0", "Out of memory");
+                sess_close(s, "out of memory");
+                return -1;
+            }
+            continue;
+        }
+        if (rc == MXG_TLS_AGAIN)
+            break;
+        if (rc == MXG_TLS_EOF) {
+            eof = 1;
+            break;
+        }
+        tls_flush(s); /* the alert */
+        LOG_I("smtp", "%s: TLS error from %s: %s", s->id, s->peer, mxg_tls_engine_error(s->tls));
+        sess_close(s, "TLS error");
+        return -1;
+    }
+    OPENSSL_cleanse(plain, sizeof plain);
+    tls_flush(s);
+    if (eof) { /* what came before the close_notify is still answered */
+        sess_process(s);
+        sess_close(s, "client closed TLS");
+        return -1;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------- AUTH (RFC 4954) */
+
+/* "PLAIN" / "LOGIN" for the mechanism word at arg (len n), else NULL. */
+static const char *auth_mech_of(const char *arg, size_t n)
+{
+    if (n == 5 && strncasecmp(arg, "PLAIN", 5) == 0)
+        return "PLAIN";
+    if (n == 5 && strncasecmp(arg, "LOGIN", 5) == 0)
+        return "LOGIN";
+    return NULL;
+}
+
+/* Split "MECH [initial-response]": 0, or -1 for a syntax error. */
+static int auth_split(const struct cmd_ctx *c, size_t *mech_len, const char **ir, size_t *ir_len)
+{
+    const char *a = c->cmd.arg;
+    size_t n = c->cmd.arg_len;
+    const char *sp = memchr(a, ' ', n);
+    *mech_len = sp ? (size_t)(sp - a) : n;
+    *ir = NULL;
+    *ir_len = 0;
+    if (*mech_len == 0)
+        return -1;
+    if (sp) {
+        *ir = sp + 1;
+        *ir_len = n - *mech_len - 1;
+        if (*ir_len == 0 || memchr(*ir, ' ', *ir_len))
+            return -1;
+    }
+    return 0;
+}
+
+static void auth_key_user(const char *user, char *key, size_t cap)
+{
+    snprintf(key, cap, "user:%s", user);
+}
+
+/* The exchange is over (whatever the outcome): back to commands. */
+static void auth_end(struct mxg_session *s)
+{
+    sess_set_ax(s, AX_NONE);
+    OPENSSL_cleanse(s->ax_user, sizeof s->ax_user);
+    if (s->st == SS_AUTH)
+        sess_set_state(s, SS_READY);
+}
+
+static int auth_check(struct mxg_session *s, struct cmd_ctx *c)
+{
+    size_t ml, il;
+    const char *ir;
+    if (!s->srv->auth_db) {
+        sess_reply(s, 502, "5.5.1", "AUTH not available");
+        return -1;
+    }
+    if (!s->esmtp) {
+        sess_reply(s, 503, "5.5.1", "Error: send EHLO first");
+        return -1;
+    }
+    if (s->auth_user[0]) {
+        sess_reply(s, 503, "5.5.1", "Error: already authenticated");
+        return -1;
+    }
+    if (s->txn.active) {
+        sess_reply(s, 503, "5.5.1", "Error: AUTH not permitted during a mail transaction");
+        return -1;
+    }
+    if (!auth_allowed(s)) {
+        sess_reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+        return -1;
+    }
+    if (auth_split(c, &ml, &ir, &il) < 0) {
+        sess_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return -1;
+    }
+    if (!auth_mech_of(c->cmd.arg, ml)) {
+        sess_reply(s, 504, "5.5.4", "Unrecognized authentication type (PLAIN and LOGIN are)");
+        return -1;
+    }
+    char key[80];
+    mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+    uint64_t left = mxg_auth_throttle_locked(mxg_server_throttle(s->srv), key, now_ms(s));
+    if (left > 0) {
+        LOG_W("smtp", "%s: AUTH from %s refused: locked out for another %llus after too many "
+                      "failures", s->id, s->peer, (unsigned long long)(left + 999) / 1000);
+        mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "refused");
+        sess_reply(s, 454, "4.7.0",
+                   "Temporary authentication failure: too many failed attempts, try again later");
+        return -1;
+    }
+    return 0;
+}
+
+static void auth_delay_done(uv_timer_t *t);
+
+/* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
+ * and nothing else is read meanwhile (replies stay in order). The address
+ * reaching auth.max_failures gets 421 and the connection is closed. */
+static void auth_failed(struct mxg_session *s, const char *why)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
+    char key[80], ukey[MXG_SASL_FIELD_MAX + 8];
+    mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+    auth_key_user(s->ax_user, ukey, sizeof ukey);
+    uint64_t now = now_ms(s);
+    int n = mxg_auth_throttle_fail(th, key, now, cfg->auth_max_failures, cfg->auth_window_ms,
+                                   cfg->auth_lockout_ms);
+    int un = cfg->auth_max_user_failures
+                 ? mxg_auth_throttle_fail(th, ukey, now, cfg->auth_max_user_failures,
+                                          cfg->auth_window_ms, cfg->auth_lockout_ms)
+                 : 0;
+    struct mxg_shown user = mxg_show(s->ax_user, strlen(s->ax_user));
+    mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "failure");
+    LOG_W("smtp", "%s: AUTH %s failed for user '%s' from %s: %s (%d of %d from this address)",
+          s->id, s->auth_mech, user.s, s->peer, why, n, cfg->auth_max_failures);
+    if (cfg->auth_max_user_failures && un == cfg->auth_max_user_failures)
+        LOG_W("smtp", "%s: AUTH for user '%s' locked for %llus after %d failures", s->id, user.s,
+              (unsigned long long)(cfg->auth_lockout_ms / 1000), un);
+    auth_end(s);
+    if (n >= cfg->auth_max_failures) {
+        LOG_W("smtp", "%s: client %s locked out of AUTH for %llus after %d failures", s->id,
+              s->peer, (unsigned long long)(cfg->auth_lockout_ms / 1000), n);
+        sess_reply(s, 421, "4.7.0", "%s Too many failed authentication attempts, try again later",
+                   s->srv->hostname);
+        sess_close(s, "too many AUTH failures");
+        return;
+    }
+    sess_set_wait(s, SW_AUTH);
+    uv_timer_start(&s->timer, auth_delay_done, cfg->auth_delay_ms, 0);
+}
+
+static void auth_delay_done(uv_timer_t *t)
+{
+    struct mxg_session *s = t->data;
+    sess_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+    resume(s);
+}
+
+static void sess_unref(struct mxg_session *s);
+
+static void auth_verified(void *arg, int ok)
+{
+    struct mxg_session *s = arg;
+    if (s->st == SS_CLOSING) { /* the client left meanwhile */
+        sess_unref(s);
+        return;
+    }
+    s->handles--; /* the socket and the timer are still open: never the last */
+    if (ok < 0) {
+        LOG_E("smtp", "%s: AUTH: the password check failed", s->id);
+        auth_end(s);
+        sess_reply(s, 454, "4.7.0", "Temporary authentication failure");
+        resume(s);
+        return;
+    }
+    if (ok == 0) {
+        auth_failed(s, "wrong password or unknown user");
+        return;
+    }
+    char ukey[MXG_SASL_FIELD_MAX + 8];
+    auth_key_user(s->ax_user, ukey, sizeof ukey);
+    mxg_auth_throttle_clear(mxg_server_throttle(s->srv), ukey);
+    snprintf(s->auth_user, sizeof s->auth_user, "%s", s->ax_user);
+    LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
+          mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
+          tls_up(s) ? mxg_tls_version(s->tls) : " (plaintext, loopback)");
+    mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "success");
+    auth_end(s);
+    sess_reply(s, 235, "2.7.0", "Authentication successful");
+    resume(s);
+}
+
+/* The credentials are complete: check them off the loop (SW_AUTH). */
+static void auth_verify(struct mxg_session *s, const char *pass)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    char ukey[MXG_SASL_FIELD_MAX + 8];
+    auth_key_user(s->ax_user, ukey, sizeof ukey);
+    uint64_t left = cfg->auth_max_user_failures
+                        ? mxg_auth_throttle_locked(mxg_server_throttle(s->srv), ukey, now_ms(s))
+                        : 0;
+    if (left > 0) {
+        LOG_W("smtp", "%s: AUTH for user '%s' from %s refused: the user is locked out for "
+                      "another %llus", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,
+              s->peer, (unsigned long long)(left + 999) / 1000);
+        mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "refused");
+        auth_end(s);
+        sess_reply(s, 454, "4.7.0",
+                   "Temporary authentication failure: too many failed attempts, try again later");
+        return;
+    }
+    sess_set_wait(s, SW_AUTH);
+    s->handles++;
+    if (mxg_auth_verify(s->srv->loop, s->srv->auth_db, s->ax_user, pass, auth_verified, s) < 0) {
+        s->handles--;
+        sess_set_wait(s, SW_NONE);
+        auth_end(s);
+        sess_reply(s, 454, "4.7.0", "Temporary authentication failure");
+    }
+}
+
+/* A PLAIN message (RFC 4616), decoded. */
+static void auth_plain(struct mxg_session *s, const unsigned char *msg, size_t len)
+{
+    char pass[MXG_SASL_FIELD_MAX + 1];
+    int rc = mxg_sasl_plain_parse(msg, len, s->ax_user, pass);
+    if (rc == MXG_SASL_MALFORMED) {
+        auth_end(s);
+        sess_reply(s, 501, "5.5.2", "Malformed PLAIN response");
+    } else if (rc == MXG_SASL_EMPTY) {
+        auth_failed(s, "empty user name or password");
+    } else if (rc == MXG_SASL_AUTHZID) {
+        auth_failed(s, "authorization identity other than the user");
+    } else {
+        auth_verify(s, pass);
+    }
+    OPENSSL_cleanse(pass, sizeof pass);
+}
+
+/* A LOGIN user name, decoded: a name as the password file allows it. */
+static int login_user_ok(const unsigned char *u, size_t n)
+{
+    if (n == 0 || n > MXG_SASL_FIELD_MAX)
+        return 0;
+    return memchr(u, '\0', n) == NULL;
+}
+
+/* One response of the exchange (a line in SS_AUTH, or the initial response
+ * given with AUTH): "*" cancels, anything else is base64. */
+static void auth_response(struct mxg_session *s, const char *line, size_t len)
+{
+    unsigned char buf[MXG_PATH_LINE_MAX];
+    size_t n;
+    if (len == 1 && line[0] == '*') {
+        LOG_I("smtp", "%s: AUTH %s cancelled by the client", s->id, s->auth_mech);
+        auth_end(s);
+        sess_reply(s, 501, "5.0.0", "Authentication cancelled");
+        return;
+    }
+    if (mxg_b64_decode(line, len, buf, sizeof buf, &n) < 0) {
+        auth_end(s);
+        sess_reply(s, 501, "5.5.2", "Cannot decode the response as base64");
+        return;
+    }
+    switch (s->ax) {
+    case AX_PLAIN:
+        auth_plain(s, buf, n);
+        break;
+    case AX_LOGIN_USER:
+        if (!login_user_ok(buf, n)) {
+            auth_end(s);
+            sess_reply(s, 501, "5.5.2", "Malformed user name");
+            break;
+        }
+        memcpy(s->ax_user, buf, n);
+        s->ax_user[n] = '\0';
+        sess_set_ax(s, AX_LOGIN_PASS);
+        sess_reply(s, 334, "", "UGFzc3dvcmQ6"); /* "Password:" */
+        break;
+    case AX_LOGIN_PASS: {
+        char pass[MXG_SASL_FIELD_MAX + 1];
+        if (n == 0 || n > MXG_SASL_FIELD_MAX || memchr(buf, '\0', n)) {
+            auth_failed(s, "empty or malformed password");
+            break;
+        }
+        memcpy(pass, buf, n);
+        pass[n] = '\0';
+        auth_verify(s, pass);
+        OPENSSL_cleanse(pass, sizeof pass);
+        break;
+    }
+    default:
+        auth_end(s);
+        break;
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+}
+
+static void auth_proceed(struct mxg_session *s, struct cmd_ctx *c)
+{
+    size_t ml, il;
+    const char *ir;
+    auth_split(c, &ml, &ir, &il); /* checked */
+    s->auth_mech = auth_mech_of(c->cmd.arg, ml);
+    OPENSSL_cleanse(s->ax_user, sizeof s->ax_user);
+    sess_set_state(s, SS_AUTH);
+    int plain = strcmp(s->auth_mech, "PLAIN") == 0;
+    sess_set_ax(s, plain ? AX_PLAIN : AX_LOGIN_USER);
+    if (ir) {
+        auth_response(s, ir, il);
+        return;
+    }
+    sess_reply(s, 334, "", "%s", plain ? "" : "VXNlcm5hbWU6"); /* "Username:" */
 }
 
 struct cmd_entry {
@@ -1277,8 +1825,8 @@ static const struct cmd_entry cmd_table[] = {
     {MXG_V_DATA, data_check, data_proceed},     {MXG_V_RSET, noarg_check, rset_proceed},
     {MXG_V_NOOP, noarg_check, noop_proceed},    {MXG_V_QUIT, noarg_check, quit_proceed},
     {MXG_V_VRFY, noarg_check, vrfy_proceed},    {MXG_V_EXPN, noarg_check, expn_proceed},
-    {MXG_V_HELP, noarg_check, help_proceed},    {MXG_V_STARTTLS, noarg_check, notimpl_proceed},
-    {MXG_V_AUTH, noarg_check, notimpl_proceed}, {MXG_V_BDAT, noarg_check, notimpl_proceed},
+    {MXG_V_HELP, noarg_check, help_proceed},    {MXG_V_STARTTLS, starttls_check, starttls_proceed},
+    {MXG_V_AUTH, auth_check, auth_proceed},     {MXG_V_BDAT, noarg_check, notimpl_proceed},
 };
 
 static void sess_command(struct mxg_session *s, const char *line, size_t len)
@@ -1286,15 +1834,22 @@ static void sess_command(struct mxg_session *s, const char *line, size_t len)
     struct cmd_ctx c;
     memset(&c, 0, sizeof c);
     int rc = mxg_cmd_parse(line, len, &c.cmd);
-    LOG_D("smtp", "%s <- %.*s", s->id, (int)(len > 200 ? 200 : len), line);
+    if (rc == MXG_PE_OK && c.cmd.verb == MXG_V_AUTH) /* never log credentials */
+        LOG_D("smtp", "%s <- AUTH %.*s%s", s->id, (int)strcspn(c.cmd.arg, " "), c.cmd.arg,
+              memchr(c.cmd.arg, ' ', c.cmd.arg_len) ? " (initial response not logged)" : "");
+    else
+        LOG_D("smtp", "%s <- %.*s", s->id, (int)(len > 200 ? 200 : len), line);
     if (rc != MXG_PE_OK) {
         const char *enh, *text;
         int code = mxg_parse_error_reply(rc, &enh, &text);
         sess_reply(s, code, enh, "%s", text);
         return;
     }
-    size_t limit = (c.cmd.verb == MXG_V_MAIL || c.cmd.verb == MXG_V_RCPT) ? MXG_PATH_LINE_MAX
-                                                                          : MXG_CMD_LINE_MAX;
+    /* MAIL/RCPT: RFC 1870/3461 allowances; AUTH: an initial response (RFC 4954 §4) */
+    size_t limit = (c.cmd.verb == MXG_V_MAIL || c.cmd.verb == MXG_V_RCPT ||
+                    c.cmd.verb == MXG_V_AUTH)
+                       ? MXG_PATH_LINE_MAX
+                       : MXG_CMD_LINE_MAX;
     if (len + 2 > limit) {
         sess_reply(s, 500, "5.5.2", "Line too long");
         return;
@@ -1315,10 +1870,20 @@ static void sess_command(struct mxg_session *s, const char *line, size_t len)
     sess_reply(s, 500, "5.5.1", "Error: command not recognized");
 }
 
+static void line_too_long(struct mxg_session *s)
+{
+    if (s->st == SS_AUTH) { /* RFC 4954 §4 */
+        auth_end(s);
+        sess_reply(s, 500, "5.5.6", "Authentication Exchange line is too long");
+        return;
+    }
+    sess_reply(s, 500, "5.5.2", "Line too long");
+}
+
 /* Take complete command lines from the input while nothing is pending. */
 static void sess_process(struct mxg_session *s)
 {
-    while (s->st != SS_CLOSING && s->wait == SW_NONE) {
+    while (s->st != SS_CLOSING && s->st != SS_STARTTLS && s->wait == SW_NONE) {
         if (s->st == SS_DATA) {
             data_input(s);
             if (s->st == SS_DATA || s->wait != SW_NONE)
@@ -1341,7 +1906,7 @@ static void sess_process(struct mxg_session *s)
         }
         if (!nl) {
             if (avail > MXG_PATH_LINE_MAX) {
-                sess_reply(s, 500, "5.5.2", "Line too long");
+                line_too_long(s);
                 s->discard_line = 1;
                 mxg_buf_reset(&s->in);
             }
@@ -1361,10 +1926,15 @@ static void sess_process(struct mxg_session *s)
         int toolong = ll > MXG_PATH_LINE_MAX;
         memcpy(line, head, toolong ? 0 : ll);
         mxg_buf_consume(&s->in, consumed);
-        if (toolong)
-            sess_reply(s, 500, "5.5.2", "Line too long");
-        else
+        if (toolong) {
+            line_too_long(s);
+        } else if (s->st == SS_AUTH) {
+            LOG_D("smtp", "%s <- (AUTH response, %zu octets, not logged)", s->id, ll);
+            auth_response(s, line, ll);
+        } else {
             sess_command(s, line, ll);
+        }
+        OPENSSL_cleanse(line, toolong ? 0 : ll); /* may have held a password */
         if (s->errors > s->srv->cfg->max_errors && s->st != SS_CLOSING) {
             sess_reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->hostname);
             sess_close(s, "too many errors");
@@ -1394,7 +1964,10 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         sess_close(s, n == UV_EOF ? "client closed" : uv_strerror((int)n));
         return;
     }
-    if (mxg_buf_append(&s->in, buf->base, (size_t)n) < 0) {
+    if (s->tls) {
+        if (tls_input(s, buf->base, (size_t)n) < 0)
+            return;
+    } else if (mxg_buf_append(&s->in, buf->base, (size_t)n) < 0) {
         sess_reply(s, 421, "4.3.0", "Out of memory");
         sess_close(s, "out of memory");
         return;
@@ -1419,17 +1992,26 @@ static void sess_update_reading(struct mxg_session *s)
     }
 }
 
-static void sess_handle_closed(uv_handle_t *h)
+/* One of the things keeping the session alive (its two handles, a password
+ * check in flight) is done; the last one frees it. */
+static void sess_unref(struct mxg_session *s)
 {
-    struct mxg_session *s = h->data;
     if (--s->handles > 0)
         return;
     mxg_buf_free(&s->in);
+    mxg_tls_engine_free(s->tls);
+    OPENSSL_cleanse(s->auth_user, sizeof s->auth_user);
+    OPENSSL_cleanse(s->ax_user, sizeof s->ax_user);
     free(s->tcp);
     struct mxg_server *srv = s->srv;
     sess_unlink(srv, s);
     mxg_server_session_gone(srv, s);
     free(s);
+}
+
+static void sess_handle_closed(uv_handle_t *h)
+{
+    sess_unref(h->data);
 }
 
 static void sess_shutdown_done(uv_shutdown_t *req, int status)
@@ -1450,6 +2032,10 @@ static void sess_close(struct mxg_session *s, const char *why)
     txn_reset(s);
     ord_flush(s);
     ord_free_all(s);
+    if (tls_up(s)) { /* close_notify */
+        mxg_tls_shutdown(s->tls);
+        tls_flush(s);
+    }
     sess_set_state(s, SS_CLOSING);
     LOG_I("smtp", "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id,
           s->peer, why, s->n_txn_ok, s->n_txn_fail,
@@ -1470,17 +2056,17 @@ static void sess_close(struct mxg_session *s, const char *why)
 
 /* ------------------------------------------------------------- public API */
 
-static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
+static void peer_name(uv_tcp_t *tcp, struct sockaddr_storage *ss, char *out, size_t cap)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
+    int len = sizeof *ss;
     snprintf(out, cap, "?");
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+    memset(ss, 0, sizeof *ss);
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)ss, &len) != 0)
         return;
-    if (ss.ss_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
-    else if (ss.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
+    if (ss->ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)ss, out, cap);
+    else if (ss->ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)ss, out, cap);
 }
 
 void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode, int acl_ok,
@@ -1499,7 +2085,8 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
     s->timer.data = s;
     s->handles = 2;
     snprintf(s->id, sizeof s->id, "S%06lX", ++srv->next_id);
-    peer_name(client, s->peer, sizeof s->peer);
+    peer_name(client, &s->peer_sa, s->peer, sizeof s->peer);
+    s->loopback = mxg_addr_is_loopback((const struct sockaddr *)&s->peer_sa);
     s->t_connect = uv_now(srv->loop);
     snprintf(s->helo, sizeof s->helo, "unknown");
     s->next = srv->sessions;
@@ -1521,7 +2108,11 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
         sess_close(s, "too many sessions");
         return;
     }
-    LOG_I("smtp", "%s: connect from %s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "");
+    s->req = mxg_inbound_requirement(srv->cfg, (const struct sockaddr *)&s->peer_sa);
+    LOG_I("smtp", "%s: connect from %s%s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "",
+          s->req == MXG_REQ_AUTH  ? " (AUTH required)"
+          : s->req == MXG_REQ_TLS ? " (STARTTLS required)"
+                                  : "");
     sess_reply(s, 220, "", "%s ESMTP mxguard", srv->hostname);
     sess_arm_timer(s);
     sess_update_reading(s);

@@ -49,6 +49,7 @@ struct host_state {
     int decided;
     int skip;                 /* unusable: skip its other addresses too */
     int sts_warned;
+    int none_noted;           /* override "none": the DANE result was logged and set aside */
     struct mxg_dane_query *q;
     struct mxg_dane_host dane;
 };
@@ -131,6 +132,10 @@ struct mxg_leg {
     int no_tlsrpt;                /* record no TLSRPT result */
     int sts_consulted;            /* MTA-STS (and the list) were asked */
     struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
+    char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy: the domain, or an
+                                          MX-style next hop (policy/route.h) */
+    char route_text[400];         /* the static route used, "" = none (logs) */
+    char verify_names[600];       /* override verify: the names the certificate may have */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -148,6 +153,7 @@ static void leg_drop_conn(struct mxg_leg *leg);
 static void cancel_dane(struct mxg_leg *leg);
 static void leg_try_next(struct mxg_leg *leg);
 static void leg_connect(struct mxg_leg *leg);
+static void leg_begin(struct mxg_leg *leg);
 static void tls_failed(struct mxg_leg *leg, const char *why);
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap);
 
@@ -451,7 +457,7 @@ static const char *decision_source(const struct mxg_leg *leg)
     default:
         break;
     }
-    return leg->policy.source == MXG_POL_SRC_CONFIG ? "config" : "opportunistic";
+    return leg->policy.source != MXG_POL_SRC_OPPORTUNISTIC ? "config" : "opportunistic";
 }
 
 /* ------------------------------------------------------------ TLSRPT */
@@ -490,7 +496,7 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
         return;
     char pstr[4096] = "", mxh[4096] = "", addl[300] = "";
     size_t l = 0;
-    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->domain,
+    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->pol_domain,
                                .policy_string = pstr, .mx_host = mxh};
     const struct mxg_dane_host *d = &leg->hosts[leg->cands[leg->cur].hi].dane;
     if (d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
@@ -517,6 +523,9 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
     } else if (leg->list_active) {
         snprintf(addl, sizeof addl, "policy list (STARTTLS Everywhere) mode %s",
                  mxg_sts_mode_name(leg->list_pol.mode));
+    } else if (leg->policy.source == MXG_POL_SRC_OVERRIDE) {
+        snprintf(addl, sizeof addl, "local policy override %s for %s",
+                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
     }
     struct mxg_rpt_result res = {
         .success = rtype == NULL,
@@ -646,12 +655,13 @@ static void send_ehlo(struct mxg_leg *leg, enum leg_state next)
 static void after_ehlo(struct mxg_leg *leg)
 {
     char lbl[320];
-    if (leg->caps.starttls && !leg->plaintext_retry) {
+    int tries_tls = mxg_policy_tries_tls(&leg->policy);
+    if (leg->caps.starttls && !leg->plaintext_retry && tries_tls) {
         if (leg_cmd(leg, LEG_STARTTLS, leg->env->cfg->t_upstream_cmd, "STARTTLS") < 0)
             txn_lost(leg, "Write failed");
         return;
     }
-    if (!leg->caps.starttls)
+    if (!leg->caps.starttls && tries_tls)
         leg_report(leg, MXG_RPT_R_STARTTLS_NOT_SUPPORTED, NULL);
     if (cur_requires_tls(leg)) {
         if (cur_dane(leg)->req != MXG_DANE_NONE)
@@ -670,11 +680,39 @@ static void after_ehlo(struct mxg_leg *leg)
         return;
     }
     snprintf(leg->verified, sizeof leg->verified, "none (plaintext)");
-    if (!leg->caps.starttls)
+    if (!tries_tls) {
+        snprintf(leg->verified, sizeof leg->verified, "none (plaintext: policy override none)");
+        LOG_W("upstream", "%s %s: delivering to %s in PLAINTEXT%s: policy override none for %s "
+                          "(%s)", leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
+              leg->caps.starttls ? " although it offers STARTTLS" : "", leg->policy.key,
+              leg->policy.origin);
+    } else if (!leg->caps.starttls)
         LOG_I("upstream", "%s %s: %s offers no STARTTLS; delivering in plaintext (policy %s)",
               leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
               mxg_policy_level_name(leg->policy.level));
     send_mail(leg);
+}
+
+/* Override "verify": the certificate must chain to tls.ca_file and carry
+ * one of the match names (policy/policy.h mxg_policy_match_names). */
+static int verify_setup(struct mxg_leg *leg)
+{
+    char names[MXG_OVR_MAX_MATCH][MXG_MAPFILE_KEY_MAX + 1];
+    const char *ptrs[MXG_OVR_MAX_MATCH];
+    int n = mxg_policy_match_names(&leg->policy, leg->mx_host,
+                                   leg->nexthop[0] ? leg->nexthop : leg->domain, names,
+                                   MXG_OVR_MAX_MATCH);
+    size_t l = 0;
+    leg->verify_names[0] = 0;
+    for (int i = 0; i < n; i++) {
+        ptrs[i] = names[i];
+        if (l + strlen(names[i]) + 3 < sizeof leg->verify_names)
+            l += (size_t)snprintf(leg->verify_names + l, sizeof leg->verify_names - l, "%s%s",
+                                  i ? ", " : "", names[i]);
+    }
+    if (n == 0)
+        return -1;
+    return mxg_tls_engine_verify_names(leg->tls, ptrs, n, 1) == MXG_TLS_OK ? 0 : -1;
 }
 
 static void tls_failed(struct mxg_leg *leg, const char *why)
@@ -720,6 +758,17 @@ static void tls_step(struct mxg_leg *leg)
             leg_try_next(leg);
             return;
         }
+        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY && vr != X509_V_OK &&
+            cur_dane(leg)->req != MXG_DANE_VERIFY) {
+            cur_label(leg, lbl, sizeof lbl);
+            leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
+            note_failure(leg, FK_TLS, "policy override verify for %s: certificate of %s is not "
+                         "valid for %s: %s", leg->policy.key, lbl, leg->verify_names,
+                         X509_verify_cert_error_string(vr));
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+            return;
+        }
         if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
             cur_label(leg, lbl, sizeof lbl);
             leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
@@ -749,7 +798,13 @@ static void tls_step(struct mxg_leg *leg)
         leg_report(leg, MXG_RPT_R_TLSA_INVALID, "no usable TLSA record");
         break;
     default:
-        if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
+        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
+            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (policy override verify)",
+                     leg->verify_names);
+        } else if (mxg_policy_override(&leg->policy) == MXG_POL_ENCRYPT) {
+            snprintf(leg->verified, sizeof leg->verified,
+                     "unauthenticated (policy override encrypt)");
+        } else if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
             snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s enforce)", leg->mx_host,
                      pki_source(leg));
         } else if (cur_sts_mode(leg) == MXG_STS_MODE_TESTING) {
@@ -852,6 +907,11 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             char err[200];
             if (mxg_dane_tls_setup(mxg_tls_engine_ssl(leg->tls), dh, err, sizeof err) < 0) {
                 tls_failed(leg, err);
+                return;
+            }
+        } else if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
+            if (verify_setup(leg) < 0) {
+                tls_failed(leg, "cannot set up WebPKI verification");
                 return;
             }
         } else if (cur_sts_mode(leg) != MXG_STS_MODE_NONE &&
@@ -1113,6 +1173,13 @@ static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct 
         snprintf(hs->dane.why, sizeof hs->dane.why, "DANE disabled (dane.enabled = false)");
         return 1;
     }
+    if (!mxg_policy_uses_dane(&leg->policy)) {
+        hs->decided = 1;
+        hs->dane.req = MXG_DANE_NONE;
+        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE not consulted: policy override %s for %s",
+                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
+        return 1;
+    }
     int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs,
                                   leg->tlsa_port, &hs->dane, on_dane, leg, &hs->q);
     if (rc == 0) {
@@ -1140,11 +1207,28 @@ static void leg_connect(struct mxg_leg *leg)
     }
     if (!host_decide(leg, hs, &leg->route->host[cd->hi]))
         return;
+    if (!mxg_policy_tries_tls(&leg->policy) && hs->dane.req != MXG_DANE_NONE && !hs->none_noted &&
+        !(hs->dane.req == MXG_DANE_UNUSABLE && strcmp(hs->dane.enh, "4.4.3") == 0)) {
+        /* "none": the operator's word beats the TLSA records; said loudly */
+        hs->none_noted = 1;
+        LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
+                          "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
+              mxg_dane_req_name(hs->dane.req), hs->dane.why, leg->policy.key, leg->policy.origin);
+        hs->dane.req = MXG_DANE_NONE;
+    }
     if (hs->dane.req == MXG_DANE_UNUSABLE) {
         if (strcmp(hs->dane.enh, "4.7.5") == 0)
             leg_report(leg, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
         note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
                      cd->host, hs->dane.why);
+        hs->skip = 1;
+        leg_try_next(leg);
+        return;
+    }
+    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && hs->dane.req != MXG_DANE_VERIFY) {
+        note_failure(leg, FK_TLS, "DANE required (policy override dane-only for %s): %s: %s",
+                     leg->policy.key, cd->host,
+                     hs->dane.req == MXG_DANE_ENCRYPT ? "only unusable TLSA records" : hs->dane.why);
         hs->skip = 1;
         leg_try_next(leg);
         return;
@@ -1313,6 +1397,15 @@ static void on_route(void *arg, const struct mxg_route *rt)
         leg_fail(leg, &r);
         return;
     }
+    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && rt->mx_sec != MXG_SEC_SECURE &&
+        (rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN)) {
+        /* a permanent failure from an answer an attacker could have forged */
+        mxg_reply_set(&r, 451, "4.7.5", "DANE required (policy override dane-only for %s): the "
+                      "answer for %s (%s) is not DNSSEC-secure", leg->policy.key, rt->domain,
+                      mxg_route_status_name(rt->status));
+        leg_fail(leg, &r);
+        return;
+    }
     switch (rt->status) {
     case MXG_ROUTE_NULL_MX:
         mxg_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX, RFC 7505)",
@@ -1362,7 +1455,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     leg->cur = 0;
     leg->route_done = 1;
     if (leg->sts_done)
-        leg_connect(leg);
+        leg_begin(leg);
 }
 
 /* "[host]:port" next hop: a route of one host, the next hop itself. Its
@@ -1449,10 +1542,11 @@ static int parse_literal(const char *s, struct sockaddr_storage *out)
  * its lookup/fetch failed: the list protects MTA-STS on first use). */
 static void list_consult(struct mxg_leg *leg)
 {
-    if (!leg->env->stlist || leg->sts.outcome == MXG_STS_POLICY)
+    if (!leg->env->stlist || leg->sts.outcome == MXG_STS_POLICY ||
+        mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS) /* the list does not count there */
         return;
     const struct mxg_stlist *l = mxg_stlist_store_current(leg->env->stlist, (int64_t)time(NULL));
-    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->domain) : NULL;
+    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->pol_domain) : NULL;
     if (!p)
         return;
     leg->list_pol = *p;
@@ -1460,6 +1554,30 @@ static void list_consult(struct mxg_leg *leg)
     LOG_D("upstream", "%s %s: policy list entry applies: mode %s, %d mxs pattern(s)%s%s", leg->sid,
           leg->domain, mxg_sts_mode_name(p->mode), p->n_mxs, p->alias[0] ? ", alias " : "",
           p->alias);
+}
+
+/* Route and MTA-STS are both known: an override "mta-sts" needs an
+ * enforce-mode policy before any host is tried; then the first candidate. */
+static void leg_begin(struct mxg_leg *leg)
+{
+    if (mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS && pki_mode(leg) != MXG_STS_MODE_ENFORCE) {
+        char why[300];
+        struct mxg_reply r;
+        if (!leg->sts_consulted)
+            snprintf(why, sizeof why, "MTA-STS does not apply to the next hop [%s]", leg->nexthop);
+        else if (!leg->env->sts)
+            snprintf(why, sizeof why, "MTA-STS is disabled (mta_sts.enabled = false)");
+        else if (leg->sts.outcome == MXG_STS_POLICY)
+            snprintf(why, sizeof why, "its policy is in mode %s",
+                     mxg_sts_mode_name(leg->sts.policy.mode));
+        else
+            snprintf(why, sizeof why, "%s", leg->sts.why[0] ? leg->sts.why : "no policy");
+        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS required for %s (policy override mta-sts for "
+                      "%s): %s", leg->pol_domain, leg->policy.key, why);
+        leg_fail(leg, &r);
+        return;
+    }
+    leg_connect(leg);
 }
 
 static void on_sts(void *arg, const struct mxg_sts_result *r)
@@ -1473,7 +1591,7 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
           mxg_sts_outcome_name(r->outcome), r->outcome == MXG_STS_POLICY ? " mode " : "",
           r->outcome == MXG_STS_POLICY ? mxg_sts_mode_name(r->policy.mode) : "", r->why);
     if (leg->route_done)
-        leg_connect(leg);
+        leg_begin(leg);
 }
 
 /* -------------------------------------------------------------- public API */
@@ -1485,8 +1603,24 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
                                  void *arg)
 {
     static const struct mxg_leg_opts no_opts;
+    struct mxg_leg_opts ropts;
+    const struct mxg_static_route *sr = NULL;
+    char route_text[400] = "";
     if (!opts)
         opts = &no_opts;
+    /* a static route (upstream.route_map) unless the caller fixed the next hop */
+    if (!(opts->nexthop && opts->nexthop[0]) && env->maps &&
+        (sr = mxg_route_map_lookup(env->maps->routes, domain))) {
+        char hop[300];
+        ropts = *opts;
+        ropts.nexthop = sr->nh.host;
+        ropts.nexthop_port = sr->nh.port;
+        ropts.nexthop_mx = sr->nh.mx;
+        opts = &ropts;
+        mxg_static_route_format(sr, hop, sizeof hop);
+        snprintf(route_text, sizeof route_text, "%s (route %s, %s:%d)", hop, sr->key,
+                 mxg_route_map_source(env->maps->routes), sr->line);
+    }
     if (opts->nexthop_port < 0 || opts->nexthop_port > 65535 ||
         (opts->nexthop && strlen(opts->nexthop) >= MXG_DNS_NAME_MAX))
         return NULL;
@@ -1522,7 +1656,10 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     leg->cbs = *cbs;
     leg->arg = arg;
     leg->op_pending = 1;
-    mxg_policy_decide(env->cfg, domain, &leg->policy);
+    snprintf(leg->route_text, sizeof leg->route_text, "%s", route_text);
+    snprintf(leg->pol_domain, sizeof leg->pol_domain, "%s", leg->nexthop_mx ? leg->nexthop : domain);
+    mxg_policy_decide(env->cfg, env->maps ? env->maps->overrides : NULL, domain,
+                      leg->nexthop[0] ? leg->nexthop : NULL, &leg->policy);
     if (leg->opportunistic) {
         leg->policy.source = MXG_POL_SRC_OPPORTUNISTIC;
         leg->policy.level = MXG_POL_MAY;
@@ -1539,13 +1676,16 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
           mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
           leg->policy.reason);
     /* MTA-STS and the list name MX hosts (RFC 8461 §4): they apply only when
-     * the leg routes by MX, and never to opportunistic deliveries */
-    int pki = !leg->opportunistic && (!leg->nexthop[0] || leg->nexthop_mx);
+     * the leg routes by MX (then as the policy of the domain whose MX hosts
+     * are used: pol_domain), never to opportunistic deliveries, and not
+     * under overrides other than "mta-sts" */
+    int pki = !leg->opportunistic && (!leg->nexthop[0] || leg->nexthop_mx) &&
+              mxg_policy_uses_sts(&leg->policy);
     if (!pki) {
         leg->sts_done = 1;
     } else {
         leg->sts_consulted = 1;
-        if (!env->sts || mxg_sts_get(env->sts, domain, on_sts, leg, &leg->sq) < 0) {
+        if (!env->sts || mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
             leg->sq = NULL;
             leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
             list_consult(leg);
@@ -1565,9 +1705,10 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
             leg->rq = NULL;
     }
     if (leg->nexthop[0])
-        LOG_D("upstream", "%s %s: next hop %s%s%s port %d%s%s", leg->sid, domain,
+        LOG_D("upstream", "%s %s: next hop %s%s%s port %d%s%s%s%s", leg->sid, domain,
               leg->nexthop_mx ? "" : "[", leg->nexthop, leg->nexthop_mx ? " (MX)" : "]", leg->port,
-              leg->opportunistic ? ", opportunistic" : "", leg->no_tlsrpt ? ", no TLSRPT" : "");
+              leg->opportunistic ? ", opportunistic" : "", leg->no_tlsrpt ? ", no TLSRPT" : "",
+              leg->route_text[0] ? ", " : "", leg->route_text);
     if (rc < 0) {
         leg->op_pending = 0;
         leg_destroy(leg);

@@ -51,6 +51,10 @@ struct mxg_upstream_env {
     struct mxg_stlist_store *stlist; /* NULL: no policy list */
     struct mxg_rpt *rpt;          /* NULL: TLSRPT recording off */
     struct mxg_metrics *metrics;  /* NULL: not counted (core/metrics.h) */
+    /* the operator's TLS policy overrides and static routes (policy/policy.h);
+     * NULL: none. Read when a leg starts (the leg keeps copies), so the
+     * owner may swap the maps inside between callbacks (SIGHUP). */
+    const struct mxg_policy_maps *maps;
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;
@@ -77,6 +81,11 @@ struct mxg_leg_info {
     int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
 };
 
+/* Every leg (mxg_leg_open, _open_opts without a nexthop, mxg_leg_probe)
+ * first looks the domain up in env->maps->routes: a static route gives it
+ * a fixed next hop as if opts->nexthop had been set (policy/route.h says
+ * how the policy applies to it). The decision (policy/policy.h) takes the
+ * override of the domain, else of the next hop's host. */
 struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *session_id,
                              const char *domain, const char *mail_from,
                              const struct mxg_mail_params *mp, const struct mxg_leg_cbs *cbs,
@@ -89,8 +98,9 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
  *    Postfix terms): the host's own addresses, no MX lookup; nexthop_mx = 1
  *    ("host"): MX lookup of nexthop instead of the domain. The DANE decision
  *    applies to the host(s) actually used (TLSA at the host name, port);
- *    MTA-STS and the policy list are the recipient domain's and apply only
- *    when nexthop_mx = 1 (RFC 8461 §4: they name MX hosts). Loop protection
+ *    MTA-STS and the policy list apply only when nexthop_mx = 1 (RFC 8461
+ *    §4: they name MX hosts), and then as the policy of nexthop, the domain
+ *    whose MX hosts are used (TLSRPT results count for it too). Loop protection
  *    compares address AND port when a nexthop port is given (a bounce route
  *    to the legacy MTA on 127.0.0.1:25 is fine while we listen on :10025).
  *  - opportunistic: TLS "may" whatever DANE/MTA-STS/list say (report mail:

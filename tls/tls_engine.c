@@ -164,8 +164,69 @@ static struct mxg_tls_ctx *ctx_wrap(SSL_CTX *c, char *err, size_t errlen)
     return ctx;
 }
 
+/* Contract: forward declaration; see the server section. */
+static int load_cert_key(SSL_CTX *c, const char *certfile, const char *keyfile, char *err,
+                         size_t errlen);
+
+static const char *proto_name(int v)
+{
+    switch (v) {
+    case TLS1_VERSION: return "TLSv1";
+    case TLS1_1_VERSION: return "TLSv1.1";
+    case TLS1_2_VERSION: return "TLSv1.2";
+    case TLS1_3_VERSION: return "TLSv1.3";
+    case 0: return "(default)";
+    }
+    return "?";
+}
+
+/* Contract: apply the operator's client settings to c: 0, or -1 with err. */
+static int client_settings(SSL_CTX *c, const struct mxg_tls_client_opts *o, char *err,
+                           size_t errlen)
+{
+    char what[300];
+    if (o->min_version && SSL_CTX_set_min_proto_version(c, o->min_version) != 1) {
+        set_text(what, sizeof what, "minimum protocol version %s", proto_name(o->min_version));
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (o->max_version && SSL_CTX_set_max_proto_version(c, o->max_version) != 1) {
+        set_text(what, sizeof what, "maximum protocol version %s", proto_name(o->max_version));
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (o->ciphers && o->ciphers[0] && SSL_CTX_set_cipher_list(c, o->ciphers) != 1) {
+        set_text(what, sizeof what, "cipher list \"%.200s\" (TLS 1.2 and below)", o->ciphers);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    if (o->ciphersuites && o->ciphersuites[0] && SSL_CTX_set_ciphersuites(c, o->ciphersuites) != 1) {
+        set_text(what, sizeof what, "ciphersuites \"%.200s\" (TLS 1.3)", o->ciphersuites);
+        ctx_error(err, errlen, what);
+        return -1;
+    }
+    int has_cert = o->cert_file && o->cert_file[0], has_key = o->key_file && o->key_file[0];
+    if (has_cert != has_key) {
+        set_text(err, errlen, "a client certificate needs both its chain file and its key file");
+        return -1;
+    }
+    if (has_cert && load_cert_key(c, o->cert_file, o->key_file, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
 struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen)
 {
+    struct mxg_tls_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.cafile = cafile;
+    return mxg_tls_ctx_new_client_opts(&o, err, errlen);
+}
+
+struct mxg_tls_ctx *mxg_tls_ctx_new_client_opts(const struct mxg_tls_client_opts *o, char *err,
+                                                size_t errlen)
+{
+    const char *cafile = o->cafile;
     ERR_clear_error();
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
     if (c == NULL) {
@@ -173,6 +234,10 @@ struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t
         return NULL;
     }
     ctx_common(c);
+    if (client_settings(c, o, err, errlen) < 0) {
+        SSL_CTX_free(c);
+        return NULL;
+    }
     SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     int ok = cafile != NULL ? SSL_CTX_load_verify_file(c, cafile)
@@ -272,6 +337,33 @@ struct mxg_tls_ctx *mxg_tls_ctx_new_server_opts(const struct mxg_tls_server_opts
         return NULL;
     }
     return ctx_wrap(c, err, errlen);
+}
+
+void mxg_tls_ctx_replace(struct mxg_tls_ctx *ctx, struct mxg_tls_ctx *fresh)
+{
+    if (ctx == NULL || fresh == NULL)
+        return;
+    SSL_CTX *old = ctx->ssl_ctx;
+    ctx->ssl_ctx = fresh->ssl_ctx;
+    fresh->ssl_ctx = old;
+    mxg_tls_ctx_free(fresh); /* drops our reference to the old SSL_CTX */
+}
+
+void mxg_tls_ctx_describe(struct mxg_tls_ctx *ctx, char *out, size_t cap)
+{
+    SSL_CTX *c = ctx ? ctx->ssl_ctx : NULL;
+    if (c == NULL) {
+        set_text(out, cap, "no TLS context");
+        return;
+    }
+    long lo = SSL_CTX_get_min_proto_version(c), hi = SSL_CTX_get_max_proto_version(c);
+    char subject[200] = "none";
+    X509 *cert = SSL_CTX_get0_certificate(c);
+    if (cert != NULL)
+        X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+    set_text(out, cap, "protocols %s .. %s, client certificate %s",
+             lo ? proto_name((int)lo) : "(OpenSSL's lowest)",
+             hi ? proto_name((int)hi) : "(highest)", subject);
 }
 
 void mxg_tls_ctx_free(struct mxg_tls_ctx *ctx)
@@ -506,6 +598,21 @@ long mxg_tls_verify_result(const struct mxg_tls_engine *e)
 const char *mxg_tls_engine_error(const struct mxg_tls_engine *e)
 {
     return e ? e->err : "";
+}
+
+int mxg_tls_engine_verify_names(struct mxg_tls_engine *e, const char *const *names, int n,
+                                int enforce)
+{
+    SSL *ssl = e ? mxg_tls_engine_ssl(e) : NULL;
+    if (ssl == NULL || names == NULL || n < 1 || names[0] == NULL ||
+        SSL_set1_host(ssl, names[0]) != 1)
+        return MXG_TLS_ERR;
+    for (int i = 1; i < n; i++)
+        if (names[i] == NULL || SSL_add1_host(ssl, names[i]) != 1)
+            return MXG_TLS_ERR;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_set_verify(ssl, enforce ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    return MXG_TLS_OK;
 }
 
 int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int enforce)

@@ -40,6 +40,36 @@ struct mxg_tls_engine;
  * Renegotiation is refused; client session cache off.
  * err gets a reason on NULL return. */
 struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen);
+
+/* The operator's client settings (tls.* in mxguard.conf). All-zero / NULL
+ * fields keep OpenSSL's defaults; mxg_tls_ctx_new_client(cafile) is
+ * mxg_tls_ctx_new_client_opts with only cafile set.
+ *  - min_version / max_version: protocol numbers (TLS1_VERSION ..
+ *    TLS1_3_VERSION), 0 = OpenSSL's default (max: the highest it has).
+ *    A minimum below TLS 1.2 also needs "@SECLEVEL=0" in ciphers: OpenSSL 3
+ *    refuses TLS 1.0/1.1's SHA-1 signatures at its default level 1.
+ *  - ciphers: SSL_CTX_set_cipher_list (TLS <= 1.2); ciphersuites:
+ *    SSL_CTX_set_ciphersuites (TLS 1.3). A list OpenSSL cannot use is an
+ *    error here (not at the first handshake).
+ *  - cert_file + key_file: a client certificate chain (PEM) and its key,
+ *    sent when a server asks for one; both or neither; the key must match.
+ * NULL with err set on any error. */
+struct mxg_tls_client_opts {
+    const char *cafile;
+    int min_version, max_version;
+    const char *ciphers, *ciphersuites;
+    const char *cert_file, *key_file;
+};
+struct mxg_tls_ctx *mxg_tls_ctx_new_client_opts(const struct mxg_tls_client_opts *o, char *err,
+                                                size_t errlen);
+/* Reload: give ctx the SSL_CTX of fresh (built by mxg_tls_ctx_new_client*)
+ * and free fresh. Engines created before keep their own reference to the
+ * old SSL_CTX (it is freed with the last of them); new engines get the
+ * new one. Everyone holding the ctx pointer sees the change. */
+void mxg_tls_ctx_replace(struct mxg_tls_ctx *ctx, struct mxg_tls_ctx *fresh);
+/* "TLSv1.2 .. highest, ciphers default, ciphersuites default, client
+ * certificate CN=..." — what a client context was built with, for logs. */
+void mxg_tls_ctx_describe(struct mxg_tls_ctx *ctx, char *out, size_t cap);
 /* A server context with a PEM certificate chain file and PEM key file (used
  * by the tests); NULL with err set if either cannot be loaded or the key does
  * not match the certificate. Same as mxg_tls_ctx_new_server_opts() with
@@ -82,6 +112,11 @@ SSL *mxg_tls_engine_ssl(struct mxg_tls_engine *e);
  * enforce == 0: the handshake completes and mxg_tls_verify_result() tells
  * (MTA-STS testing mode). Returns OK or ERR. */
 int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int enforce);
+/* The same with several acceptable names (a policy override's match list):
+ * the certificate must be valid for one of them; a name starting with '.'
+ * stands for any subdomain of the rest (OpenSSL's X509_check_host). n >= 1. */
+int mxg_tls_engine_verify_names(struct mxg_tls_engine *e, const char *const *names, int n,
+                                int enforce);
 
 /* Give the engine ciphertext received from the peer. OK or ERR. */
 int mxg_tls_feed(struct mxg_tls_engine *e, const void *in, size_t len);

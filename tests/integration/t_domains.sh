@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # t_domains.sh — per-domain outcomes at RCPT time: a second destination domain in one
-# transaction (452 4.5.3), null MX, NXDOMAIN, DNSSEC-bogus, an MX that is mxguard itself,
+# transaction under server.multi_domain = "defer" (452 4.5.3; the default, parallel legs, is
+# t_legs.sh), null MX, NXDOMAIN, DNSSEC-bogus, an MX that is mxguard itself,
 # and an unreachable DNS server.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -12,12 +13,14 @@ tb_start_mx mx2 127.0.70.12
 # must never connect to an address it listens on, so this server must see no connection.
 tb_start_mx trap 127.0.70.1
 tb_write_config
+sed -i 's/hostname = "mxguard.test";/hostname = "mxguard.test";\n  multi_domain = "defer";/' "$TB/mxguard.conf"
 tb_start_mxguard
 
 MX1=$TB/spool/mx1
 MX2=$TB/spool/mx2
 
-# 1. two destination domains in one transaction: the second RCPT gets 452 4.5.3
+# 1. two destination domains in one transaction, multi_domain = defer: the second RCPT gets
+#    452 4.5.3
 tb_make_message two --to a@example.test --subject "two domains" --id two-1
 swaks_send two --to a@example.test,b@other.test --no-data-fixup --data "@$TB/two.wire"
 assert_reply "first domain: RCPT a@example.test accepted" "$SW_RCPT" "250"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # t_postfix.sh — real Postfix 3.7 as the legacy MTA in front of mxguard (relayhost), with
-# smtp_destination_recipient_limit = 1: single- and two-domain messages arrive.
+# smtp_destination_recipient_limit = 1 (one transaction per recipient, the old advice):
+# single- and two-domain messages arrive, nothing deferred. t_legs.sh runs Postfix with its
+# default limit (all recipients in one transaction, fanned out to parallel legs).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -9,7 +11,7 @@ tb_start_mx mx1 127.0.70.11
 tb_start_mx mx2 127.0.70.12
 tb_write_config
 tb_start_mxguard
-tb_start_postfix
+TB_PF_RCPT_LIMIT=1 tb_start_postfix
 
 MX1=$TB/spool/mx1
 MX2=$TB/spool/mx2
