@@ -12,10 +12,12 @@
 #include <uv.h>
 
 #include "../dane/dns.h"
+#include "../proxy/auth.h"
 #include "../proxy/check.h"
 #include "../proxy/report_mailer.h"
 #include "../proxy/server.h"
 #include "../policy/https.h"
+#include "../policy/policy.h"
 #include "../policy/sts.h"
 #include "../policy/sts_cache.h"
 #include "../policy/stlist.h"
@@ -109,6 +111,26 @@ int mxg_cli_load(struct mxg_config *cfg, const char *opt)
     return 0;
 }
 
+/* The upstream TLS client context from tls.* (ca_file, versions, ciphers,
+ * client certificate). NULL with err. */
+static struct mxg_tls_ctx *app_client_tls(const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    struct mxg_tls_client_opts o = {
+        .cafile = cfg->tls_ca_file[0] ? cfg->tls_ca_file : NULL,
+        .min_version = mxg_parse_tls_version(cfg->tls_min_version),
+        .max_version = mxg_parse_tls_version(cfg->tls_max_version),
+        .ciphers = cfg->tls_ciphers,
+        .ciphersuites = cfg->tls_ciphersuites,
+        .cert_file = cfg->tls_client_cert,
+        .key_file = cfg->tls_client_key,
+    };
+    if (o.min_version < 0)
+        o.min_version = 0; /* checked by the configuration */
+    if (o.max_version < 0)
+        o.max_version = 0;
+    return mxg_tls_ctx_new_client_opts(&o, err, errlen);
+}
+
 static int cmd_config_check(int argc, char **argv)
 {
     const char *file = NULL;
@@ -119,10 +141,41 @@ static int cmd_config_check(int argc, char **argv)
     if (!cfg)
         return 1;
     int rc = mxg_cli_load(cfg, file);
+    char ierr[1024]; /* the inbound certificate, key and password file (proxy/auth.h) */
+    if (rc == 0 && mxg_inbound_check(cfg, ierr, sizeof ierr) < 0) {
+        fprintf(stderr, "mxguard: configuration error: %s\n", ierr);
+        rc = -1;
+    }
+    char err[1024];
+    struct mxg_policy_maps maps;
+    struct mxg_tls_ctx *tls = NULL;
+    /* what `run` would load besides the file: the map files, the TLS client settings */
+    if (rc == 0 && mxg_policy_maps_load(cfg, &maps, err, sizeof err) < 0) {
+        fprintf(stderr, "mxguard: configuration error: %s\n", err);
+        rc = -1;
+    } else if (rc == 0 && !(tls = app_client_tls(cfg, err, sizeof err))) {
+        fprintf(stderr, "mxguard: configuration error: TLS client settings: %s\n", err);
+        mxg_policy_maps_free(&maps);
+        rc = -1;
+    }
     if (rc == 0) {
         printf("configuration OK: %s\n", cfg->source[0] ? cfg->source : "(built-in defaults)");
-        if (verbose)
+        if (verbose) {
             mxg_config_dump(cfg, stdout);
+            mxg_inbound_explain(cfg, stdout);
+            mxg_tls_ctx_describe(tls, err, sizeof err);
+            printf("\n# TLS client: %s\n", err);
+            if (maps.overrides)
+                printf("# tls.policy_map %s: %d entr%s\n", mxg_override_map_source(maps.overrides),
+                       mxg_override_map_count(maps.overrides),
+                       mxg_override_map_count(maps.overrides) == 1 ? "y" : "ies");
+            if (maps.routes)
+                printf("# upstream.route_map %s: %d entr%s\n", mxg_route_map_source(maps.routes),
+                       mxg_route_map_count(maps.routes),
+                       mxg_route_map_count(maps.routes) == 1 ? "y" : "ies");
+        }
+        mxg_policy_maps_free(&maps);
+        mxg_tls_ctx_free(tls);
     }
     free(cfg);
     return rc == 0 ? 0 : 1;
@@ -159,6 +212,9 @@ struct app {
     struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */
     struct mxg_metrics_http *metrics_http; /* run: metrics.listen endpoint */
     struct mxg_privs privs;                /* run: server.user switch */
+    struct mxg_tls_ctx *tls_server;        /* run: inbound STARTTLS (server.tls_*), or NULL */
+    struct mxg_auth_db *auth_db;           /* run: auth.password_file, or NULL */
+    struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
 };
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -192,11 +248,21 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
         return -1;
     }
     const char *ca = cfg->tls_ca_file[0] ? cfg->tls_ca_file : NULL;
-    app->tls = mxg_tls_ctx_new_client(ca, e, sizeof e);
+    app->tls = app_client_tls(cfg, e, sizeof e);
     if (!app->tls) {
         snprintf(err, errlen, "TLS: %s", e);
         return -1;
     }
+    if (mxg_policy_maps_load(cfg, &app->maps, e, sizeof e) < 0) {
+        snprintf(err, errlen, "%s", e);
+        return -1;
+    }
+    if (app->maps.overrides)
+        LOG_N("main", "tls.policy_map %s: %d override(s)", mxg_override_map_source(app->maps.overrides),
+              mxg_override_map_count(app->maps.overrides));
+    if (app->maps.routes)
+        LOG_N("main", "upstream.route_map %s: %d route(s)", mxg_route_map_source(app->maps.routes),
+              mxg_route_map_count(app->maps.routes));
     if (cfg->rpt_enabled && persistent) {
         if (ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
@@ -328,6 +394,7 @@ static void app_close_parts(struct app *app)
     if (app->stlist)
         mxg_stlist_store_close(app->stlist);
     app->stlist = NULL;
+    mxg_policy_maps_free(&app->maps); /* legs keep copies of what they use */
 }
 
 static void app_env(struct app *app, struct mxg_upstream_env *env)
@@ -341,6 +408,7 @@ static void app_env(struct app *app, struct mxg_upstream_env *env)
     env->stlist = app->stlist;
     env->rpt = app->rpt;
     env->metrics = app->metrics;
+    env->maps = &app->maps;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */
@@ -535,6 +603,64 @@ static void reload_anchors(struct app *app)
         LOG_W("reload", "DNSSEC self-check could not start");
 }
 
+/* The map files (tls.policy_map, upstream.route_map) and the TLS client
+ * context (tls.* versions, ciphers, client certificate: a renewed
+ * certificate file is picked up too) are rebuilt on every SIGHUP; each is
+ * swapped in only when it loads completely, else the old one stays. Legs
+ * already started keep what they copied. */
+static void reload_maps_tls(struct app *app)
+{
+    char err[1024];
+    struct mxg_policy_maps next;
+    if (mxg_policy_maps_load(&app->cfg, &next, err, sizeof err) < 0) {
+        LOG_E("reload", "%s; the previous policy overrides and routes stay in force", err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+    } else {
+        mxg_policy_maps_swap(&app->maps, &next);
+        LOG_N("reload", "policy overrides: %d (%s), static routes: %d (%s)",
+              mxg_override_map_count(app->maps.overrides),
+              app->cfg.tls_policy_map[0] ? app->cfg.tls_policy_map : "no tls.policy_map",
+              mxg_route_map_count(app->maps.routes),
+              app->cfg.route_map[0] ? app->cfg.route_map : "no upstream.route_map");
+    }
+    if (!app->tls)
+        return;
+    struct mxg_tls_ctx *fresh = app_client_tls(&app->cfg, err, sizeof err);
+    if (!fresh) {
+        LOG_E("reload", "TLS client settings: %s; the previous TLS context stays in force", err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        return;
+    }
+    mxg_tls_ctx_replace(app->tls, fresh);
+    mxg_tls_ctx_describe(app->tls, err, sizeof err);
+    LOG_N("reload", "TLS client context rebuilt: %s", err);
+}
+
+/* The inbound certificate/key and password file are re-read on every
+ * SIGHUP (a renewed certificate, a changed user list), from the paths in
+ * force; swapped in only when both load, else the old ones stay. Sessions
+ * keep what they took (a TLS engine holds its own context reference; a
+ * password check copies the hash). */
+static void reload_inbound(struct app *app)
+{
+    char err[1024];
+    struct mxg_tls_ctx *t;
+    struct mxg_auth_db *d;
+    if (!app->tls_server && !app->auth_db)
+        return;
+    if (mxg_inbound_load(&app->cfg, &t, &d, err, sizeof err) < 0) {
+        LOG_E("reload", "%s; the loaded certificate and password file stay in force", err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        return;
+    }
+    mxg_tls_ctx_free(app->tls_server);
+    mxg_auth_db_free(app->auth_db);
+    app->srv.tls_server = app->tls_server = t;
+    app->srv.auth_db = app->auth_db = d;
+    LOG_N("reload", "inbound: %s%s%s, %d AUTH user(s)", t ? "certificate " : "no STARTTLS",
+          t ? app->cfg.in_tls_cert_file : "", t ? " re-read" : "", mxg_auth_db_count(d));
+}
+
 static void on_reload_list(void *arg, int accepted, const char *msg)
 {
     (void)arg;
@@ -572,6 +698,8 @@ static void app_reload(struct app *app)
         mxg_log_set_format(app->cfg.log_format);
     }
     reload_anchors(app);
+    reload_inbound(app);
+    reload_maps_tls(app);
     if (app->stlist_src && mxg_stlist_source_update(app->stlist_src, on_reload_list, app) < 0)
         LOG_W("reload", "policy list: an update is already running");
     mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "success");
@@ -980,6 +1108,16 @@ static int cmd_run(int argc, char **argv)
         LOG_E("main", "%s", err);
         goto out_loop;
     }
+    /* inbound STARTTLS and AUTH: read now (as server.user, before the final drop) */
+    if (mxg_inbound_load(&app->cfg, &app->tls_server, &app->auth_db, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    app->srv.tls_server = app->tls_server;
+    app->srv.auth_db = app->auth_db;
+    if (app->auth_db)
+        LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
+              app->cfg.auth_password_file);
     if (app->sts)
         mxg_sts_start_refresh(app->sts, app->cfg.sts_sweep_ms);
     int sc = dnssec_selfcheck(app);
@@ -993,8 +1131,10 @@ static int cmd_run(int argc, char **argv)
     app_env(app, &parts);
     if (app->stlist_src)
         mxg_stlist_source_start(app->stlist_src);
-    if (app->rpt_sender)
+    if (app->rpt_sender) {
+        mxg_rpt_sender_set_metrics(app->rpt_sender, app->metrics);
         mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
+    }
     if (ensure_state_dir(&app->cfg, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
@@ -1036,6 +1176,8 @@ out_loop:
         mxg_spool_close(app->spool);
     app->spool = NULL;
     mxg_metrics_free(app->metrics);
+    mxg_tls_ctx_free(app->tls_server);
+    mxg_auth_db_free(app->auth_db);
 out:
     free(app);
     return rc;

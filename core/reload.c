@@ -29,7 +29,15 @@ static const char *const live_settings[] = {
     "upstream.source_ipv6",
     "upstream.address_family",
     "upstream.max_mx_hosts",
+    "upstream.route_map",      /* core/main.c re-reads the map files on every SIGHUP */
     "tls.opportunistic_level",
+    "tls.policy_map",
+    "tls.min_version",         /* ... and rebuilds the TLS client context */
+    "tls.max_version",
+    "tls.ciphers",
+    "tls.ciphersuites",
+    "tls.client_cert_file",
+    "tls.client_key_file",
     "policy_list.refresh",
     "policy_list.stale_warning",
     "policy_list.expired_warning_interval",

@@ -21,9 +21,12 @@
  * MXG_RELOAD_LOG (re-set the logger), MXG_RELOAD_LIST (policy list source
  * changed: load it now). Trust anchors and the policy list are re-read on
  * every SIGHUP anyway (their files may have changed while the setting did
- * not); dns.trust_anchor_file changes only under dns.mode = "stub"
- * (getdns validates itself there; in recursive mode libunbound took the
- * anchors at start-up).
+ * not), and so are the map files (tls.policy_map, upstream.route_map) and
+ * the TLS client context (tls.min_version ... tls.client_key_file: a renewed
+ * client certificate is picked up): core/main.c reload_maps_tls() swaps
+ * each in only when it loads completely. dns.trust_anchor_file changes
+ * only under dns.mode = "stub" (getdns validates itself there; in
+ * recursive mode libunbound took the anchors at start-up).
  *
  * Logging: one line per changed setting, "reload: SECTION.KEY: OLD -> NEW"
  * (notice) or "... changed in the file but needs a restart; keeping OLD"

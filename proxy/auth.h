@@ -132,6 +132,10 @@ int mxg_addr_is_loopback(const struct sockaddr *sa);
 int mxg_inbound_load(const struct mxg_config *cfg, struct mxg_tls_ctx **tls,
                      struct mxg_auth_db **db, char *err, size_t errlen);
 
+/* mxg_inbound_load() and free what it made: for `mxguard config check`.
+ * 0, or -1 with err. */
+int mxg_inbound_check(const struct mxg_config *cfg, char *err, size_t errlen);
+
 /* For `mxguard config check -v`: the inbound rules in the order they apply
  * (ACL, AUTH networks, TLS networks, the rest), what is offered, and the
  * throttle's numbers, as '#' comment lines (the dump stays loadable). */

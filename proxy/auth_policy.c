@@ -95,6 +95,17 @@ int mxg_inbound_load(const struct mxg_config *cfg, struct mxg_tls_ctx **tls,
     return 0;
 }
 
+int mxg_inbound_check(const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    struct mxg_tls_ctx *t;
+    struct mxg_auth_db *d;
+    if (mxg_inbound_load(cfg, &t, &d, err, errlen) < 0)
+        return -1;
+    mxg_tls_ctx_free(t);
+    mxg_auth_db_free(d);
+    return 0;
+}
+
 /* ------------------------------------------------------------ config check -v */
 
 static void fmt_ms(uint64_t ms, char *buf, size_t cap)

@@ -96,6 +96,8 @@ static void finish(struct mxg_outbound *ob, const struct mxg_reply *final)
                       "duration=%.3fs",
           ob->id, req->from, req->domain, ob->n_accepted, req->n_rcpts,
           ob->mx[0] ? ob->mx : "-", ob->tls[0] ? ob->tls : "plaintext", sum, dur);
+    snprintf(req->mx, sizeof req->mx, "%s", ob->mx);
+    snprintf(req->tls, sizeof req->tls, "%s", ob->tls);
     ob_free(ob);
     req->done(req->arg, req, &fin);
 }

@@ -57,6 +57,11 @@ struct mxg_outbound_req {
     struct mxg_leg_opts opts;
     void (*done)(void *arg, struct mxg_outbound_req *req, const struct mxg_reply *final);
     void *arg;
+    /* out, set before done runs: the MX host that answered last,
+     * "mx.example.net[192.0.2.1]" ("" if none was reached), and its TLS
+     * ("TLSv1.3 TLS_AES_256_GCM_SHA384", "" for plaintext) */
+    char mx[320];
+    char tls[120];
 };
 
 int mxg_outbound_start(const struct mxg_upstream_env *env, struct mxg_outbound_req *req,

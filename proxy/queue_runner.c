@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/metrics.h"
 #include "outbound.h"
 
 struct delivery;
@@ -244,6 +245,8 @@ static void finalize(struct delivery *dl, int cancelled)
         if (!newly_failed || !newly_failed[i])
             continue;
         qr->st.failed++;
+        if (!is_dsn)
+            mxg_metrics_inc(qr->env->metrics, MXG_M_SPOOL_DELIVERIES, "bounced");
         if (is_dsn) {
             qr->st.dropped++;
             LOG_W("queue", "%s: bounce to <%s> dropped%s: %s", env->id, r->addr,
@@ -272,6 +275,7 @@ static void finalize(struct delivery *dl, int cancelled)
     }
     if (pending && rc != -ENOENT && !cancelled) {
         qr->st.deferred++;
+        mxg_metrics_add(qr->env->metrics, MXG_M_SPOOL_DELIVERIES, "deferred", (uint64_t)pending);
         LOG_I("queue", "%s: %d recipient(s) deferred, next attempt in %llds (attempt %d)", env->id,
               pending, (long long)((env->next_attempt_ms - now + 999) / 1000), env->attempts + 1);
     }
@@ -299,10 +303,12 @@ static void apply_group(struct group *g, const struct mxg_reply *final)
         mxg_reply_summary(rep, sum, sizeof sum);
         r->last_code = rep->code;
         snprintf(r->last_reply, sizeof r->last_reply, "%s", sum);
+        snprintf(r->last_mx, sizeof r->last_mx, "%s", g->req.mx); /* DSN Remote-MTA */
         if (rep->code / 100 == 2) {
             r->state = MXG_RCPT_DELIVERED;
             ok++;
             qr->st.delivered++;
+            mxg_metrics_inc(qr->env->metrics, MXG_M_SPOOL_DELIVERIES, "delivered");
             LOG_N("queue", "%s: <%s> delivered: %s", dl->env.id, r->addr, sum);
         } else if (rep->code / 100 == 5) {
             r->state = MXG_RCPT_FAILED;

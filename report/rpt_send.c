@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/metrics.h"
 #include "../dane/dns.h"
 #include "../policy/https.h"
 #include "rpt_int.h"
@@ -111,6 +112,7 @@ struct mxg_rpt_sender {
     struct mxg_rpt_mailer mailer; /* send == NULL: none */
     struct mxg_rpt_dkim *dkim;    /* borrowed */
     char *mail_from;              /* NULL: the default at the submitter */
+    struct mxg_metrics *metrics;  /* borrowed; NULL: not counted */
     struct mxg_rpt_resolver res;
     struct op *ops;
     struct plan *plans;
@@ -331,6 +333,7 @@ static void post_result(struct post *p, int ok, int permanent, const char *why)
         d.status = MXG_RPT_SENT;
         d.next_attempt_at = 0;
         o->st.sent++;
+        mxg_metrics_inc(s->metrics, MXG_M_REPORTS_SENT, "sent");
         LOG_I(RPT_COMP, "report %s %s sent to %s (attempt %d)", j->day, j->domain, p->rua,
               d.attempts);
     } else if (permanent || d.attempts >= s->cfg.max_attempts) {
@@ -338,6 +341,7 @@ static void post_result(struct post *p, int ok, int permanent, const char *why)
         d.next_attempt_at = 0;
         snprintf(d.last_error, sizeof d.last_error, "%s", why);
         o->st.gave_up++;
+        mxg_metrics_inc(s->metrics, MXG_M_REPORTS_SENT, "gave_up");
         LOG_W(RPT_COMP, "report %s %s to %s: %s; giving up after %d attempt%s%s", j->day,
               j->domain, p->rua, why, d.attempts, d.attempts == 1 ? "" : "s",
               permanent && d.attempts < s->cfg.max_attempts ? " (permanent failure)" : "");
@@ -346,6 +350,7 @@ static void post_result(struct post *p, int ok, int permanent, const char *why)
         d.next_attempt_at = now_s() + backoff_s(&s->cfg, d.attempts);
         snprintf(d.last_error, sizeof d.last_error, "%s", why);
         o->st.retry++;
+        mxg_metrics_inc(s->metrics, MXG_M_REPORTS_SENT, "retry");
         LOG_N(RPT_COMP, "report %s %s to %s: %s; attempt %d failed, next in %llds", j->day,
               j->domain, p->rua, why, d.attempts,
               (long long)(d.next_attempt_at - now_s()));
@@ -470,6 +475,11 @@ static int mail_start(struct post *p)
     LOG_D(RPT_COMP, "report %s %s: mail to %s from %s started (%zu octets)", j->day, j->domain,
           p->to, from, wlen);
     return 0;
+}
+
+void mxg_rpt_sender_set_metrics(struct mxg_rpt_sender *s, struct mxg_metrics *m)
+{
+    s->metrics = m;
 }
 
 void mxg_rpt_sender_set_mail(struct mxg_rpt_sender *s, const struct mxg_rpt_mailer *m,

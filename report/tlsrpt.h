@@ -487,6 +487,11 @@ struct mxg_rpt_mailer {
 void mxg_rpt_sender_set_mail(struct mxg_rpt_sender *s, const struct mxg_rpt_mailer *m,
                              struct mxg_rpt_dkim *dk, const char *from);
 
+/* Count every delivery outcome (sent / retry / gave_up) in m
+ * (core/metrics.h, family MXG_M_REPORTS_SENT); m borrowed, NULL = none. */
+struct mxg_metrics;
+void mxg_rpt_sender_set_metrics(struct mxg_rpt_sender *s, struct mxg_metrics *m);
+
 /* ================================================================
  * END report mail
  * ================================================================ */

@@ -15,7 +15,7 @@ deps() {
     local pkgs=(
         build-essential cmake pkg-config clang-14 libclang-rt-14-dev
         libuv1-dev libssl-dev openssl libgetdns-dev libidn2-dev libjansson-dev libcmocka-dev
-        libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev libmicrohttpd-dev
+        libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev libmicrohttpd-dev libcrypt-dev
         libopendkim-dev opendkim-tools gnupg dns-root-data ca-certificates
         python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps

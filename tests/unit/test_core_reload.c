@@ -204,6 +204,9 @@ static void test_classification(void **state)
         {"tls", "opportunistic_level", 1}, {"log", "level", 1}, {"log", "format", 1},
         {"metrics", "listen", 0}, {"metrics", "allow_networks", 1},
         {"mta_sts", "fetch_timeout", 1}, {"mta_sts", "enabled", 0}, {"tlsrpt", "enabled", 0},
+        {"tls", "policy_map", 1}, {"upstream", "route_map", 1}, {"tls", "min_version", 1},
+        {"tls", "max_version", 1}, {"tls", "ciphers", 1}, {"tls", "ciphersuites", 1},
+        {"tls", "client_cert_file", 1}, {"tls", "client_key_file", 1},
         {"unknown", "setting", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
