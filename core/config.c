@@ -933,6 +933,10 @@ static const struct key keys[] = {
     INT("limits", "max_received", max_received, "50", 1, 1000),
     INT("limits", "max_errors", max_errors, "20", 1, 1000000),
     INT("limits", "legs", max_legs, "16", 1, 64),
+    INT("limits", "destination_concurrency", dest_concurrency, "20", 0, 100000),
+    INT("limits", "destination_rate", dest_rate, "0", 0, 100000),
+    INT("limits", "upstream_connections", upstream_connections, "1000", 0, 1000000),
+    DURATION("limits", "connection_wait", connection_wait_ms, "30s", 0, T_MAX),
 
     DURATION("timeouts", "idle", t_idle, "300s", T_MIN, T_MAX),
     DURATION("timeouts", "data", t_data, "300s", T_MIN, T_MAX),
@@ -949,6 +953,12 @@ static const struct key keys[] = {
     ENUM("upstream", "address_family", af_pref, "any", af_names),
     INT("upstream", "max_mx_hosts", max_mx_hosts, "10", 1, 32),
     STRING("upstream", "route_map", route_map, "", check_abs_path),
+    DURATION("upstream", "cache_idle", cache_idle_ms, "5s", 0, T_MAX),
+    INT("upstream", "cache_size", cache_size, "100", 0, 1000000),
+    INT("upstream", "cache_per_destination", cache_per_dest, "10", 0, 100000),
+    INT("upstream", "cache_max_uses", cache_max_uses, "100", 0, 1000000),
+    DURATION("upstream", "cache_lifetime", cache_lifetime_ms, "300s", 0, T_MAX),
+    INT("upstream", "tls_session_cache", tls_session_cache, "1000", 0, 1000000),
 
     ENUM("dns", "mode", dns_mode, "stub", dns_mode_names),
     ENDPOINTS("dns", "servers", dns_servers, n_dns_servers, "", 0, 53),

@@ -95,6 +95,11 @@ struct mxg_config {
     int max_received;       /* limits.max_received: loop detection */
     int max_errors;         /* limits.max_errors: client errors before 421 */
     int max_legs;           /* limits.legs: destination domains (upstream legs) per transaction */
+    /* upstream connection limits (proxy/conncache.h); 0 = unlimited */
+    int dest_concurrency;   /* limits.destination_concurrency: connections per MX address:port */
+    int dest_rate;          /* limits.destination_rate: new connections per second per MX */
+    int upstream_connections; /* limits.upstream_connections: upstream connections in total */
+    uint64_t connection_wait_ms; /* limits.connection_wait: then 451 4.7.0 (0 = at once) */
 
     /* timeouts (ms) */
     uint64_t t_idle;          /* timeouts.idle: waiting for a client command */
@@ -113,6 +118,13 @@ struct mxg_config {
     enum mxg_af_pref af_pref;           /* upstream.address_family: any|prefer-ipv4|prefer-ipv6|ipv4-only|ipv6-only */
     int max_mx_hosts;                   /* upstream.max_mx_hosts to try */
     char route_map[MXG_CFG_PATH_MAX];   /* upstream.route_map: static routes (policy/route.h), "" = none */
+    /* connection cache and TLS resumption (proxy/conncache.h, DESIGN §10) */
+    uint64_t cache_idle_ms;             /* upstream.cache_idle: 0 = no connection cache */
+    int cache_size;                     /* upstream.cache_size: idle connections in total */
+    int cache_per_dest;                 /* upstream.cache_per_destination: idle per MX */
+    int cache_max_uses;                 /* upstream.cache_max_uses: transactions per connection */
+    uint64_t cache_lifetime_ms;         /* upstream.cache_lifetime: since connect */
+    int tls_session_cache;              /* upstream.tls_session_cache: sessions kept, 0 = off */
 
     /* dns */
     enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */

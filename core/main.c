@@ -14,6 +14,7 @@
 #include "../dane/dns.h"
 #include "../proxy/auth.h"
 #include "../proxy/check.h"
+#include "../proxy/conncache.h"
 #include "../proxy/report_mailer.h"
 #include "../proxy/server.h"
 #include "../policy/https.h"
@@ -212,6 +213,8 @@ struct app {
     struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */
     struct mxg_metrics_http *metrics_http; /* run: metrics.listen endpoint */
     struct mxg_privs privs;                /* run: server.user switch */
+    struct mxg_conncache *conncache;       /* run: upstream connection cache + limits */
+    struct mxg_tls_resume *tls_resume;     /* run: TLS sessions for resumption */
     struct mxg_tls_ctx *tls_server;        /* run: inbound STARTTLS (server.tls_*), or NULL */
     struct mxg_auth_db *auth_db;           /* run: auth.password_file, or NULL */
     struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
@@ -395,6 +398,21 @@ static void app_close_parts(struct app *app)
         mxg_stlist_store_close(app->stlist);
     app->stlist = NULL;
     mxg_policy_maps_free(&app->maps); /* legs keep copies of what they use */
+    mxg_conncache_shutdown(app->conncache); /* idle upstream connections: QUIT */
+}
+
+static double app_conns_open(void *arg)
+{
+    struct mxg_conncache_stats st;
+    mxg_conncache_stats(((struct app *)arg)->conncache, &st);
+    return st.open;
+}
+
+static double app_conns_idle(void *arg)
+{
+    struct mxg_conncache_stats st;
+    mxg_conncache_stats(((struct app *)arg)->conncache, &st);
+    return st.idle;
 }
 
 static void app_env(struct app *app, struct mxg_upstream_env *env)
@@ -409,6 +427,8 @@ static void app_env(struct app *app, struct mxg_upstream_env *env)
     env->rpt = app->rpt;
     env->metrics = app->metrics;
     env->maps = &app->maps;
+    env->conncache = app->conncache;
+    env->tls_resume = app->tls_resume;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */
@@ -420,6 +440,10 @@ static void app_shutdown(struct app *app)
     uv_walk(&app->loop, close_walk, NULL);
     uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);
+    mxg_conncache_free(app->conncache); /* its slots came back from the close callbacks */
+    app->conncache = NULL;
+    mxg_tls_resume_free(app->tls_resume); /* after every engine */
+    app->tls_resume = NULL;
     if (app->tls)
         mxg_tls_ctx_free(app->tls);
     app->tls = NULL;
@@ -700,6 +724,12 @@ static void app_reload(struct app *app)
     reload_anchors(app);
     reload_inbound(app);
     reload_maps_tls(app);
+    if (app->conncache) { /* idle connections and TLS sessions were set up under the old settings */
+        struct mxg_conncache_cfg ccfg;
+        mxg_upstream_conncache_cfg(&app->cfg, &ccfg);
+        mxg_conncache_reconfigure(app->conncache, &ccfg);
+        mxg_tls_resume_clear(app->tls_resume);
+    }
     if (app->stlist_src && mxg_stlist_source_update(app->stlist_src, on_reload_list, app) < 0)
         LOG_W("reload", "policy list: an update is already running");
     mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "success");
@@ -1108,6 +1138,18 @@ static int cmd_run(int argc, char **argv)
         LOG_E("main", "%s", err);
         goto out_loop;
     }
+    /* the upstream connection cache, limits and TLS sessions (proxy/conncache.h) */
+    app->conncache = mxg_upstream_conncache_new(&app->loop, &app->cfg);
+    if (app->cfg.tls_session_cache > 0)
+        app->tls_resume = mxg_tls_resume_new(app->cfg.tls_session_cache);
+    if (!app->conncache || (app->cfg.tls_session_cache > 0 && !app->tls_resume)) {
+        LOG_E("main", "out of memory");
+        goto out_loop;
+    }
+    app->mail_env.conncache = app->conncache; /* report mail shares the limits */
+    app->mail_env.tls_resume = app->tls_resume;
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "all", app_conns_open, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "idle", app_conns_idle, app);
     /* inbound STARTTLS and AUTH: read now (as server.user, before the final drop) */
     if (mxg_inbound_load(&app->cfg, &app->tls_server, &app->auth_db, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);

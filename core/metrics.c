@@ -30,6 +30,7 @@ static const char *const report_results[] = {"sent", "retry", "gave_up", NULL};
 static const char *const reload_results[] = {"success", "failure", NULL};
 static const char *const inbound_tls_results[] = {"success", "failure", NULL};
 static const char *const inbound_auth_results[] = {"success", "failure", "refused", NULL};
+static const char *const upstream_conn_hows[] = {"new", "reused", "stale", "limited", NULL};
 
 /* Indexed by enum mxg_metric (checked below). */
 static const struct family_def defs[] = {
@@ -96,6 +97,12 @@ static const struct family_def defs[] = {
     [MXG_M_INBOUND_AUTH] = {"mxguard_inbound_auth_total",
                             "Inbound SMTP AUTH attempts by outcome (refused: locked out)",
                             K_COUNTER, "result", inbound_auth_results},
+    [MXG_M_UPSTREAM_CONNS] = {"mxguard_upstream_connections_total",
+                              "Upstream connections by how they were had", K_COUNTER, "how",
+                              upstream_conn_hows},
+    [MXG_M_UPSTREAM_OPEN] = {"mxguard_upstream_connections_open",
+                             "Upstream connections open now (all), of them idle in the cache",
+                             K_GAUGE, "state", NULL},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == MXG_M__COUNT, "one definition per metric");
 

@@ -73,6 +73,11 @@ enum mxg_metric {
                                   (client STARTTLS handshakes) */
     MXG_M_INBOUND_AUTH,        /* mxguard_inbound_auth_total{result} counter: success, failure
                                   (wrong credentials), refused (locked out by the throttle) */
+    MXG_M_UPSTREAM_CONNS,      /* mxguard_upstream_connections_total{how} counter: new, reused
+                                  (from the connection cache), stale (a cached one was dead:
+                                  replaced), limited (451 4.7.0: no slot under the limits) */
+    MXG_M_UPSTREAM_OPEN,       /* mxguard_upstream_connections_open{state} gauge: all, idle
+                                  (kept in the connection cache) */
     MXG_M__COUNT
 };
 

@@ -57,9 +57,6 @@ static int parse_entry(const struct mxg_mapfile_line *l, struct mxg_static_route
         snprintf(why, whylen, "%s: next hop \"%.100s\": %s", e->key, v, r);
         return -1;
     }
-    size_t hl = strlen(e->nh.host);
-    if (hl > 1 && e->nh.host[hl - 1] == '.')
-        e->nh.host[hl - 1] = 0;
     snprintf(e->text, sizeof e->text, "%s", v);
     return 0;
 }

@@ -72,8 +72,24 @@ void mxg_auth_db_free(struct mxg_auth_db *db)
     free(db);
 }
 
+/* A traditional DES (13 characters) or BSDi (_ + 19) crypt hash. */
+static int des_like(const char *h)
+{
+    size_t n = strlen(h);
+    if (!((n == 13 && h[0] != '_') || (n == 20 && h[0] == '_')))
+        return 0;
+    for (const char *p = h[0] == '_' ? h + 1 : h; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '/'))
+            return 0;
+    return 1;
+}
+
 static const char *hash_problem(const char *hash)
 {
+    if (hash[0] != '$' && !des_like(hash)) /* libcrypt would take "se" of "secret" as a salt */
+        return "not a crypt(3) hash (\"$y$...\" from mkpasswd, \"$6$...\" from openssl passwd "
+               "-6; never the password itself)";
     switch (crypt_checksalt(hash)) {
     case CRYPT_SALT_OK:
         return NULL;

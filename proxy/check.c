@@ -201,11 +201,8 @@ static int dane_without_dns(struct check *c, int i)
 static void print_policy_line(struct check *c)
 {
     int o = ovr(c);
-    if (o >= 0 && o != MXG_POL_MTA_STS && o != MXG_POL_DANE_ONLY)
-        fprintf(c->out, "policy for every host: override %s (%s)\n",
-                mxg_policy_level_name(c->pol.level), c->pol.reason);
-    else if (o == MXG_POL_DANE_ONLY)
-        fprintf(c->out, "policy for every host: override dane-only (%s)\n", c->pol.reason);
+    if (o >= 0 && o != MXG_POL_MTA_STS)
+        fprintf(c->out, "policy for every host: %s\n", c->pol.reason);
     else if (c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
              c->sts.policy.mode != MXG_STS_MODE_NONE)
         fprintf(c->out, "policy for hosts without DANE: MTA-STS %s%s\n",

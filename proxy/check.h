@@ -1,7 +1,10 @@
 /* proxy/check.h — `mxguard check DOMAIN [--connect]`: explain the delivery
- * decision for a domain the way a delivery would make it: the MX set with
- * its DNSSEC status, per host the addresses, the DANE requirement (TLSA
- * records, usability), the policy; with connect, a live probe of each MX
+ * decision for a domain the way a delivery would make it: the static route
+ * (upstream.route_map) and the policy override (tls.policy_map, named with
+ * file and line as the policy source) if any, the MX set (or the route's
+ * next hop) with its DNSSEC status, per host the addresses, the DANE
+ * requirement (TLSA records, usability) and what the override or MTA-STS /
+ * the list demand of it; with connect, a live probe of each MX
  * host (STARTTLS + verification, like posttls-finger) through the very code
  * path mail takes (mxg_leg_probe).
  *

@@ -555,11 +555,8 @@ void mxg_conncache_reconfigure(struct mxg_conncache *cc, const struct mxg_connca
     if (!cc)
         return;
     cc->cfg = *cfg;
-    while (cc->cfg.max_idle >= 0 && cc->idle > cc->cfg.max_idle && cc->idle_head)
-        idle_close(cc, cc->idle_head, 0, "cache size reduced");
-    if (cc->cfg.idle_ms == 0)
-        while (cc->idle_head)
-            idle_close(cc, cc->idle_head, 0, "caching turned off");
+    while (cc->idle_head)
+        idle_close(cc, cc->idle_head, 0, "reload");
     cc->due = UINT64_MAX;
     kick(cc);
 }

@@ -101,7 +101,8 @@ typedef void (*mxg_cc_cb)(void *arg, const struct mxg_cc_grant *g);
 /* cfg is copied. NULL on out of memory. */
 struct mxg_conncache *mxg_conncache_new(uv_loop_t *loop, const struct mxg_conncache_cfg *cfg,
                                         const struct mxg_cc_ops *ops);
-/* Apply new bounds (SIGHUP): idle connections beyond them are closed. */
+/* Apply new bounds (SIGHUP). Every idle connection is closed: it was set
+ * up under the old settings (CA file, client certificate, ...). */
 void mxg_conncache_reconfigure(struct mxg_conncache *cc, const struct mxg_conncache_cfg *cfg);
 void mxg_conncache_shutdown(struct mxg_conncache *cc);
 void mxg_conncache_free(struct mxg_conncache *cc);

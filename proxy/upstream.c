@@ -17,6 +17,7 @@
 #include "../dane/dane.h"
 #include "../dane/mxroute.h"
 #include "buf.h"
+#include "conncache.h"
 
 #define LEG_HIGH_WATER (256 * 1024)
 #define LEG_LOW_WATER (64 * 1024)
@@ -24,18 +25,18 @@
 #define LEG_MAX_CANDS 64
 
 enum leg_state {
-    LEG_RESOLVING, LEG_TLSA, LEG_CONNECTING, LEG_GREETING, LEG_EHLO, LEG_HELO, LEG_STARTTLS,
-    LEG_TLS_HANDSHAKE, LEG_EHLO_TLS, LEG_MAIL, LEG_READY, LEG_RCPT, LEG_DATA, LEG_STREAM,
+    LEG_RESOLVING, LEG_TLSA, LEG_SLOT, LEG_CONNECTING, LEG_GREETING, LEG_EHLO, LEG_HELO,
+    LEG_STARTTLS, LEG_TLS_HANDSHAKE, LEG_EHLO_TLS, LEG_RSET, LEG_MAIL, LEG_READY, LEG_RCPT, LEG_DATA, LEG_STREAM,
     LEG_DOT, LEG_DONE, LEG_QUIT, LEG_FAILED, LEG_CLOSED,
 };
 static const char *const leg_state_names[] = {
-    "resolving", "tlsa", "connecting", "greeting", "ehlo", "helo", "starttls", "tls-handshake",
-    "ehlo-tls", "mail", "ready", "rcpt", "data", "stream", "dot", "done", "quit", "failed",
+    "resolving", "tlsa", "slot-wait", "connecting", "greeting", "ehlo", "helo", "starttls",
+    "tls-handshake", "ehlo-tls", "rset", "mail", "ready", "rcpt", "data", "stream", "dot", "done", "quit", "failed",
     "closed",
 };
 
 /* Why a candidate failed, most severe kind wins the final reply's code. */
-enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_LOOP, FK_TLS };
+enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_LOOP, FK_TLS, FK_LIMIT };
 
 struct cand {
     int hi; /* index into leg->route->host / leg->hosts */
@@ -59,6 +60,21 @@ struct conn {
     uv_connect_t req;
     struct mxg_leg *leg; /* NULL once dropped */
     size_t pending;      /* bytes queued in uv_write */
+    /* connection cache (proxy/conncache.h) */
+    const struct mxg_upstream_env *env;
+    struct mxg_cc_slot *slot;  /* its place under the limits; released when closed */
+    struct parked *pk;         /* while idle in the cache: the session state */
+};
+
+/* What an idle cached connection keeps of the leg that parked it. */
+struct parked {
+    struct mxg_tls_engine *tls;
+    struct mxg_caps caps;
+    char tls_version[32];
+    char tls_cipher[80];
+    char verified[120];
+    char src_addr[64];
+    char mx_helo[256];
 };
 
 struct wreq {
@@ -136,6 +152,16 @@ struct mxg_leg {
                                           MX-style next hop (policy/route.h) */
     char route_text[400];         /* the static route used, "" = none (logs) */
     char verify_names[600];       /* override verify: the names the certificate may have */
+
+    /* connection cache (proxy/conncache.h) */
+    struct mxg_cc_wait *ccw;      /* waiting for a connection slot (LEG_SLOT) */
+    struct mxg_cc_key cckey;      /* the requirement key of the current candidate */
+    int reused;                   /* transactions the cached connection had before ours */
+    int reuse_setup;              /* reused and not yet past MAIL: a failure means stale */
+    int no_reuse;                 /* the cached connection was stale: connect afresh */
+    int mail_pipelined;           /* MAIL went out right behind RSET */
+    size_t reasons_mark;          /* reasons / fail_kind before the stale attempt */
+    int kind_mark;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -153,6 +179,14 @@ static void leg_drop_conn(struct mxg_leg *leg);
 static void cancel_dane(struct mxg_leg *leg);
 static void leg_try_next(struct mxg_leg *leg);
 static void leg_connect(struct mxg_leg *leg);
+static void cache_cancel(struct mxg_leg *leg);
+static void conn_start(struct mxg_leg *leg, struct mxg_cc_slot *slot);
+static void parked_input(struct conn *c, ssize_t n, const uv_buf_t *buf);
+static struct mxg_conncache *leg_cache(const struct mxg_leg *leg);
+static size_t resume_key(const struct mxg_leg *leg, unsigned char *out);
+static int leg_park(struct mxg_leg *leg);
+static void cache_acquire(struct mxg_leg *leg);
+static void conn_closed(uv_handle_t *h);
 static void leg_begin(struct mxg_leg *leg);
 static void tls_failed(struct mxg_leg *leg, const char *why);
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap);
@@ -196,6 +230,7 @@ static void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
     leg->err = *r;
     leg_drop_conn(leg);
     cancel_dane(leg);
+    cache_cancel(leg);
     uv_timer_stop(&leg->timer);
     uv_timer_stop(&leg->deadline);
     if (leg->rq) {
@@ -226,6 +261,7 @@ static void fail_all(struct mxg_leg *leg)
     case FK_DNS: enh = "4.4.3"; break;
     case FK_LOOP: enh = "4.4.6"; break;
     case FK_TLS: enh = "4.7.5"; break;
+    case FK_LIMIT: enh = "4.7.0"; break;
     default: break;
     }
     mxg_reply_set(&r, 451, enh, "No usable MX for %s: %s", leg->domain,
@@ -321,7 +357,10 @@ static int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, c
 
 static void conn_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct conn *c = h->data;
+    if (c->slot)
+        mxg_conncache_release(c->env->conncache, c->slot);
+    free(c);
 }
 
 static void leg_drop_conn(struct mxg_leg *leg)
@@ -375,6 +414,7 @@ static void leg_destroy(struct mxg_leg *leg)
         return;
     leg_drop_conn(leg);
     cancel_dane(leg);
+    cache_cancel(leg);
     if (leg->rq) {
         mxg_route_cancel(leg->rq);
         leg->rq = NULL;
@@ -543,6 +583,13 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
 static void txn_lost(struct mxg_leg *leg, const char *what)
 {
     char lbl[320];
+    if (leg->reuse_setup && in_setup(leg)) { /* a stale cached connection: connect afresh */
+        note_failure(leg, FK_CONNECT, "%s: cached connection: %s", cur_label(leg, lbl, sizeof lbl),
+                     what);
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+        return;
+    }
     struct mxg_reply r;
     mxg_reply_set(&r, 451, "4.4.2", "%s with %s during %s", what, cur_label(leg, lbl, sizeof lbl),
                   leg_state_names[leg->st]);
@@ -574,6 +621,14 @@ static void on_timer(uv_timer_t *t)
 static void on_deadline(uv_timer_t *t)
 {
     struct mxg_leg *leg = t->data;
+    if (leg->st == LEG_SLOT) {
+        cache_cancel(leg);
+        note_failure(leg, FK_LIMIT, "RCPT-time budget of %llus exhausted waiting for a "
+                     "connection slot to %s", (unsigned long long)(leg->env->cfg->t_rcpt_total / 1000),
+                     leg->mx_addr);
+        fail_all(leg);
+        return;
+    }
     if (!in_setup(leg) && leg->st != LEG_RESOLVING && leg->st != LEG_TLSA)
         return;
     note_failure(leg, FK_CONNECT, "RCPT-time budget of %llus exhausted",
@@ -789,7 +844,10 @@ static void tls_step(struct mxg_leg *leg)
     switch (cur_dane(leg)->req) {
     case MXG_DANE_VERIFY: {
         char m[80];
-        mxg_dane_tls_matched(mxg_tls_engine_ssl(leg->tls), m, sizeof m);
+        if (mxg_tls_engine_resumed(leg->tls)) /* verified at the session's full handshake */
+            snprintf(m, sizeof m, "resumed TLS session");
+        else
+            mxg_dane_tls_matched(mxg_tls_engine_ssl(leg->tls), m, sizeof m);
         snprintf(leg->verified, sizeof leg->verified, "DANE (%s, base %s)", m, cur_dane(leg)->base);
         break;
     }
@@ -799,7 +857,8 @@ static void tls_step(struct mxg_leg *leg)
         break;
     default:
         if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
-            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (policy override verify)",
+            snprintf(leg->verified, sizeof leg->verified,
+                     "WebPKI %s (policy override verify, match %s)", leg->mx_host,
                      leg->verify_names);
         } else if (mxg_policy_override(&leg->policy) == MXG_POL_ENCRYPT) {
             snprintf(leg->verified, sizeof leg->verified,
@@ -829,6 +888,10 @@ static void tls_step(struct mxg_leg *leg)
     if (cur_dane(leg)->req != MXG_DANE_ENCRYPT &&
         !(cur_sts_mode(leg) == MXG_STS_MODE_TESTING && mxg_tls_verify_result(leg->tls) != X509_V_OK))
         leg_report(leg, NULL, NULL); /* a successful session under its policy */
+    if (mxg_tls_engine_resumed(leg->tls) && cur_dane(leg)->req != MXG_DANE_VERIFY) {
+        size_t vl = strlen(leg->verified);
+        snprintf(leg->verified + vl, sizeof leg->verified - vl, " (resumed TLS session)");
+    }
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
           leg->tls_cipher);
     memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
@@ -903,6 +966,10 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             tls_failed(leg, "cannot create TLS engine");
             return;
         }
+        if (leg_cache(leg) && leg->env->tls_resume) { /* same requirement only (DESIGN §10) */
+            unsigned char rk[MXG_TLS_RESUME_KEY_MAX];
+            mxg_tls_engine_resume(leg->tls, leg->env->tls_resume, rk, resume_key(leg, rk));
+        }
         if (dh->req == MXG_DANE_VERIFY) {
             char err[200];
             if (mxg_dane_tls_setup(mxg_tls_engine_ssl(leg->tls), dh, err, sizeof err) < 0) {
@@ -936,12 +1003,35 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             leg_try_next(leg);
         }
         return;
+    case LEG_RSET:
+        if (cls != 2) {
+            note_failure(leg, FK_CONNECT, "%s: cached connection: RSET answered %s", lbl, sum);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+        } else if (leg->mail_pipelined) {
+            leg_set_state(leg, LEG_MAIL);
+            leg_timer(leg, leg->env->cfg->t_upstream_cmd);
+        } else {
+            send_mail(leg);
+        }
+        return;
     case LEG_MAIL:
+        if (leg->reuse_setup && r->code == 421) {
+            note_failure(leg, FK_CONNECT, "%s: cached connection: MAIL answered %s", lbl, sum);
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+            return;
+        }
         uv_timer_stop(&leg->deadline);
+        leg->reuse_setup = 0;
         if (cls == 2) {
-            LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s", leg->sid, leg->domain,
+            char reuse[80] = "";
+            if (leg->reused)
+                snprintf(reuse, sizeof reuse, " (reused connection, transaction %d)",
+                         leg->reused + 1);
+            LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
                   lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
-                  leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified);
+                  leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
             mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS, decision_source(leg));
             leg_set_state(leg, LEG_READY);
             deliver(leg, r);
@@ -1044,6 +1134,10 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     struct mxg_leg *leg = c->leg;
+    if (!leg && c->pk && n != 0) {
+        parked_input(c, n, buf);
+        return;
+    }
     if (!leg || n == 0)
         return;
     if (n < 0) {
@@ -1197,6 +1291,302 @@ static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct 
     return 1;
 }
 
+/* ------------------------------------------------ connection cache glue */
+/* DESIGN §10: a cached connection (and a TLS session) serves only mail
+ * whose requirement is identical. The key is a digest of the requirement
+ * of the current candidate: the MX host (reference name, SNI) and port,
+ * the policy (source, level, override key and match list; under an
+ * override also the domain and next hop, whose names "nexthop" may mean),
+ * the DANE decision with the usable TLSA set, the WebPKI mode with the
+ * MTA-STS policy id and mx patterns or the list's entry, and the leg
+ * options. The MX address is the cache's destination. */
+
+static struct mxg_conncache *leg_cache(const struct mxg_leg *leg)
+{
+    return leg->probe ? NULL : leg->env->conncache;
+}
+
+static void cache_cancel(struct mxg_leg *leg)
+{
+    if (leg->ccw) {
+        mxg_conncache_cancel(leg->env->conncache, leg->ccw);
+        leg->ccw = NULL;
+    }
+}
+
+static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
+{
+    struct mxg_buf b = {0};
+    const struct cand *cd = &leg->cands[leg->cur];
+    const struct mxg_dane_host *dh = cur_dane(leg);
+    mxg_buf_printf(&b, "v1|host=%s|port=%d|tlsa-port=%d|opp=%d|no-tlsrpt=%d|pol=%s/%s/%d/%d|"
+                   "ovr=%s|match=%s", cd->host, leg->port, leg->tlsa_port, leg->opportunistic,
+                   leg->no_tlsrpt, mxg_policy_source_name(leg->policy.source),
+                   mxg_policy_level_name(leg->policy.level), leg->policy.plaintext_ok,
+                   mxg_policy_tries_tls(&leg->policy), leg->policy.key, leg->policy.match);
+    if (leg->policy.source == MXG_POL_SRC_OVERRIDE || leg->nexthop[0])
+        mxg_buf_printf(&b, "|domain=%s|nexthop=%s", leg->domain, leg->nexthop);
+    mxg_buf_printf(&b, "|dane=%s|base=%s|other=%s", mxg_dane_req_name(dh->req), dh->base,
+                   dh->other);
+    for (int i = 0; i < dh->n_usable && i < MXG_TLSA_MAX_RR; i++) {
+        char rr[600];
+        mxg_tlsa_format(&dh->rr[i], rr, sizeof rr);
+        mxg_buf_printf(&b, "|tlsa=%s", rr);
+    }
+    enum mxg_sts_mode m = cur_sts_mode(leg);
+    mxg_buf_printf(&b, "|pki=%s|tls-required=%d", mxg_sts_mode_name(m), cur_requires_tls(leg));
+    if (m != MXG_STS_MODE_NONE && leg->sts.outcome == MXG_STS_POLICY) {
+        mxg_buf_printf(&b, "|sts-id=%s", leg->sts.id);
+        for (int i = 0; i < leg->sts.policy.n_mx; i++)
+            mxg_buf_printf(&b, "|sts-mx=%s", leg->sts.policy.mx[i]);
+    } else if (m != MXG_STS_MODE_NONE) {
+        for (int i = 0; i < leg->list_pol.n_mxs; i++)
+            mxg_buf_printf(&b, "|list-mx=%s", leg->list_pol.mxs[i]);
+    }
+    mxg_cc_key_make(b.data ? b.data : "", mxg_buf_avail(&b), out);
+    mxg_buf_free(&b);
+}
+
+/* The TLS session key: the requirement key and the MX address + port. */
+static size_t resume_key(const struct mxg_leg *leg, unsigned char *out)
+{
+    const struct sockaddr_storage *a = &leg->cands[leg->cur].addr;
+    size_t l = sizeof leg->cckey.d;
+    memcpy(out, leg->cckey.d, l);
+    out[l++] = (unsigned char)a->ss_family;
+    if (a->ss_family == AF_INET) {
+        memcpy(out + l, &((const struct sockaddr_in *)a)->sin_addr, 4);
+        l += 4;
+    } else {
+        memcpy(out + l, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
+        l += 16;
+    }
+    out[l++] = (unsigned char)(leg->port >> 8);
+    out[l++] = (unsigned char)leg->port;
+    return l;
+}
+
+/* No slot for the candidate within the wait: 451 4.7.0 (issue #8). */
+static void limited(struct mxg_leg *leg, const char *why)
+{
+    char lbl[320];
+    struct mxg_reply r;
+    mxg_reply_set(&r, 451, "4.7.0", "Too many connections to %s, try again later: %s",
+                  cur_label(leg, lbl, sizeof lbl), why ? why : "limit reached");
+    LOG_W("upstream", "%s %s: %s", leg->sid, leg->domain, r.text);
+    mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "limited");
+    leg_fail(leg, &r);
+}
+
+/* Take over an idle cached connection: RSET first (MAIL pipelined behind it
+ * when the server offers PIPELINING); a failure before MAIL's reply means
+ * the connection was stale and the leg connects afresh (leg_try_next). */
+static void leg_adopt(struct mxg_leg *leg, void *conn, int uses)
+{
+    struct conn *c = conn;
+    struct parked *pk = c->pk;
+    c->pk = NULL;
+    c->leg = leg;
+    leg->conn = c;
+    leg->tls = pk->tls;
+    leg->caps = pk->caps;
+    snprintf(leg->tls_version, sizeof leg->tls_version, "%s", pk->tls_version);
+    snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", pk->tls_cipher);
+    snprintf(leg->verified, sizeof leg->verified, "%s", pk->verified);
+    snprintf(leg->src_addr, sizeof leg->src_addr, "%s", pk->src_addr);
+    snprintf(leg->mx_helo, sizeof leg->mx_helo, "%s", pk->mx_helo);
+    free(pk);
+    mxg_buf_reset(&leg->in);
+    mxg_reply_parser_reset(&leg->rp);
+    leg->reused = uses;
+    leg->reuse_setup = 1;
+    leg->reasons_mark = strlen(leg->reasons);
+    leg->kind_mark = (int)leg->fail_kind;
+    LOG_D("upstream", "%s %s: reusing the cached connection to %s[%s] (%d earlier transaction%s)",
+          leg->sid, leg->domain, leg->mx_host, leg->mx_addr, uses, uses == 1 ? "" : "s");
+    if (leg->caps.pipelining) {
+        leg->mail_pipelined = 1;
+        LOG_D("upstream", "%s -> RSET", leg->sid);
+        if (leg_send(leg, "RSET\r\n", 6) < 0) {
+            leg_drop_conn(leg);
+            leg_try_next(leg);
+            return;
+        }
+        send_mail(leg);
+        if (leg->st == LEG_MAIL)
+            leg_set_state(leg, LEG_RSET);
+        return;
+    }
+    leg->mail_pipelined = 0;
+    if (leg_cmd(leg, LEG_RSET, leg->env->cfg->t_upstream_cmd, "RSET") < 0) {
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+    }
+}
+
+static void on_cc_grant(void *arg, const struct mxg_cc_grant *g)
+{
+    struct mxg_leg *leg = arg;
+    leg->ccw = NULL;
+    if (g->status == MXG_CC_REUSED) {
+        mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "reused");
+        leg_adopt(leg, g->conn, g->uses);
+    } else if (g->status == MXG_CC_FRESH) {
+        mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "new");
+        conn_start(leg, g->slot);
+    } else {
+        limited(leg, g->why);
+    }
+}
+
+/* A connection for the current candidate: cached, new, or wait for a slot. */
+static void cache_acquire(struct mxg_leg *leg)
+{
+    struct mxg_conncache *cc = leg_cache(leg);
+    struct sockaddr_storage sa = leg->cands[leg->cur].addr;
+    uint16_t port = htons((uint16_t)leg->port);
+    if (sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = port;
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = port;
+    leg_req_key(leg, &leg->cckey);
+    struct mxg_cc_grant g;
+    switch (mxg_conncache_acquire(cc, (const struct sockaddr *)&sa, &leg->cckey, !leg->no_reuse,
+                                  on_cc_grant, leg, &leg->ccw, &g)) {
+    case MXG_CC_REUSED:
+        mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "reused");
+        leg_adopt(leg, g.conn, g.uses);
+        return;
+    case MXG_CC_FRESH:
+        mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "new");
+        conn_start(leg, g.slot);
+        return;
+    case MXG_CC_WAIT:
+        uv_timer_stop(&leg->timer);
+        leg_set_state(leg, LEG_SLOT);
+        return;
+    case MXG_CC_LIMITED:
+        limited(leg, g.why);
+        return;
+    }
+}
+
+/* Ciphertext (or a plaintext QUIT) for an idle connection: best effort. */
+static void parked_write(struct conn *c, const char *p, size_t n)
+{
+    char tmp[4096];
+    if (c->pk && c->pk->tls) {
+        if (n && mxg_tls_write(c->pk->tls, p, n) != MXG_TLS_OK)
+            return;
+        while (mxg_tls_out_pending(c->pk->tls) > 0) {
+            size_t k = mxg_tls_take_out(c->pk->tls, tmp, sizeof tmp);
+            if (k == 0)
+                break;
+            uv_buf_t b = uv_buf_init(tmp, (unsigned)k);
+            if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)k)
+                return;
+        }
+        return;
+    }
+    if (n) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+}
+
+/* Input on an idle connection: TLS housekeeping (a late session ticket) is
+ * fine; anything else (EOF, a 421, garbage) ends it. */
+static void parked_input(struct conn *c, ssize_t n, const uv_buf_t *buf)
+{
+    if (n > 0 && c->pk->tls && mxg_tls_feed(c->pk->tls, buf->base, (size_t)n) == MXG_TLS_OK) {
+        char tmp[512];
+        size_t got = 0;
+        int rc = mxg_tls_read(c->pk->tls, tmp, sizeof tmp, &got);
+        parked_write(c, NULL, 0);
+        if (rc == MXG_TLS_AGAIN)
+            return;
+    }
+    LOG_D("upstream", "an idle cached connection ended: %s",
+          n < 0 ? uv_strerror((int)n) : "the server sent something");
+    mxg_conncache_lost(c->env->conncache, c->slot);
+}
+
+/* struct mxg_cc_ops.close: QUIT (unless lost) and close; the slot is
+ * released from conn_closed(). */
+static void parked_close(void *conn, int lost)
+{
+    struct conn *c = conn;
+    if (!lost)
+        parked_write(c, "QUIT\r\n", 6);
+    if (c->pk) {
+        mxg_tls_engine_free(c->pk->tls);
+        free(c->pk);
+        c->pk = NULL;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/* After the transaction (no command outstanding): hand the connection to
+ * the cache. 0 = parked (the leg has no connection any more), -1 = not. */
+static int leg_park(struct mxg_leg *leg)
+{
+    struct conn *c = leg->conn;
+    struct mxg_conncache *cc = leg_cache(leg);
+    if (!cc || !c || !c->slot || leg->plaintext_retry || mxg_buf_avail(&leg->in) > 0 ||
+        (leg->tls && !mxg_tls_handshake_done(leg->tls)) || !mxg_conncache_enabled(cc))
+        return -1;
+    struct parked *pk = calloc(1, sizeof *pk);
+    if (!pk)
+        return -1;
+    pk->tls = leg->tls;
+    pk->caps = leg->caps;
+    snprintf(pk->tls_version, sizeof pk->tls_version, "%s", leg->tls_version);
+    snprintf(pk->tls_cipher, sizeof pk->tls_cipher, "%s", leg->tls_cipher);
+    snprintf(pk->verified, sizeof pk->verified, "%s", leg->verified);
+    snprintf(pk->src_addr, sizeof pk->src_addr, "%s", leg->src_addr);
+    snprintf(pk->mx_helo, sizeof pk->mx_helo, "%s", leg->mx_helo);
+    c->pk = pk;
+    if (mxg_conncache_park(cc, c->slot, &leg->cckey, c) < 0) {
+        c->pk = NULL;
+        free(pk);
+        return -1;
+    }
+    if (leg->tls)
+        mxg_tls_engine_save_session(leg->tls);
+    LOG_D("upstream", "%s %s: connection to %s[%s] kept for reuse", leg->sid, leg->domain,
+          leg->mx_host, leg->mx_addr);
+    leg->tls = NULL;
+    leg->conn = NULL;
+    c->leg = NULL;
+    uv_timer_stop(&leg->timer);
+    return 0;
+}
+
+static const struct mxg_cc_ops upstream_cc_ops = {parked_close};
+
+void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncache_cfg *out)
+{
+    memset(out, 0, sizeof *out);
+    out->idle_ms = cfg->cache_idle_ms;
+    out->max_idle = cfg->cache_size;
+    out->max_idle_per_dest = cfg->cache_per_dest;
+    out->max_uses = cfg->cache_max_uses;
+    out->lifetime_ms = cfg->cache_lifetime_ms;
+    out->dest_concurrency = cfg->dest_concurrency;
+    out->dest_rate = cfg->dest_rate;
+    out->max_conns = cfg->upstream_connections;
+    out->wait_ms = cfg->connection_wait_ms;
+}
+
+struct mxg_conncache *mxg_upstream_conncache_new(uv_loop_t *loop, const struct mxg_config *cfg)
+{
+    struct mxg_conncache_cfg c;
+    mxg_upstream_conncache_cfg(cfg, &c);
+    return mxg_conncache_new(loop, &c, &upstream_cc_ops);
+}
+
 static void leg_connect(struct mxg_leg *leg)
 {
     struct cand *cd = &leg->cands[leg->cur];
@@ -1250,15 +1640,29 @@ static void leg_connect(struct mxg_leg *leg)
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
     memset(&leg->caps, 0, sizeof leg->caps);
+    if (leg_cache(leg))
+        cache_acquire(leg);
+    else
+        conn_start(leg, NULL);
+}
+
+/* Open a new connection to the current candidate, holding slot (or NULL). */
+static void conn_start(struct mxg_leg *leg, struct mxg_cc_slot *slot)
+{
+    struct cand *cd = &leg->cands[leg->cur];
     struct conn *c = calloc(1, sizeof *c);
     char lbl[320];
     if (!c) {
+        mxg_conncache_release(leg->env->conncache, slot);
         note_failure(leg, FK_CONNECT, "out of memory");
         leg_try_next(leg);
         return;
     }
+    c->env = leg->env;
+    c->slot = slot;
     c->leg = leg;
     uv_tcp_init(leg->env->loop, &c->tcp);
+    uv_tcp_nodelay(&c->tcp, 1); /* small pipelined commands: no Nagle + delayed-ACK stalls */
     c->tcp.data = c;
     c->req.data = c;
     leg->conn = c;
@@ -1284,6 +1688,20 @@ static void leg_connect(struct mxg_leg *leg)
 
 static void leg_try_next(struct mxg_leg *leg)
 {
+    if (leg->reuse_setup) { /* a stale cached connection: the same candidate, afresh */
+        LOG_I("upstream", "%s %s: the cached connection to %s[%s] is unusable; connecting afresh",
+              leg->sid, leg->domain, leg->mx_host, leg->mx_addr);
+        mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "stale");
+        leg->reuse_setup = 0;
+        leg->reused = 0;
+        leg->no_reuse = 1;
+        if (leg->reasons_mark < sizeof leg->reasons)
+            leg->reasons[leg->reasons_mark] = 0;
+        leg->fail_kind = (enum fail_kind)leg->kind_mark;
+        leg_connect(leg);
+        return;
+    }
+    leg->no_reuse = 0;
     leg->cur++;
     leg->plaintext_retry = 0;
     if (leg->cur >= leg->n_cands) {
@@ -1661,8 +2079,10 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     mxg_policy_decide(env->cfg, env->maps ? env->maps->overrides : NULL, domain,
                       leg->nexthop[0] ? leg->nexthop : NULL, &leg->policy);
     if (leg->opportunistic) {
+        memset(&leg->policy, 0, sizeof leg->policy); /* no override either */
         leg->policy.source = MXG_POL_SRC_OPPORTUNISTIC;
         leg->policy.level = MXG_POL_MAY;
+        leg->policy.plaintext_ok = 1;
         snprintf(leg->policy.reason, sizeof leg->policy.reason,
                  "opportunistic TLS for this delivery, whatever DANE, MTA-STS and the list say "
                  "(RFC 8460 §3)");
@@ -1814,6 +2234,10 @@ void mxg_leg_close(struct mxg_leg *leg)
     leg->op_pending = 0;
     if (leg->conn && (leg->st == LEG_READY || leg->st == LEG_DONE)) {
         uv_timer_stop(&leg->deadline);
+        if (leg_park(leg) == 0) {
+            leg_destroy(leg);
+            return;
+        }
         if (leg_cmd(leg, LEG_QUIT, 5000, "QUIT") == 0)
             return;
     }

@@ -51,6 +51,12 @@ struct mxg_upstream_env {
     struct mxg_stlist_store *stlist; /* NULL: no policy list */
     struct mxg_rpt *rpt;          /* NULL: TLSRPT recording off */
     struct mxg_metrics *metrics;  /* NULL: not counted (core/metrics.h) */
+    /* the upstream connection cache and limits (proxy/conncache.h; made by
+     * mxg_upstream_conncache_new) and the TLS session store for resumption
+     * (tls/tls_engine.h); NULL: every leg connects afresh, no limits, full
+     * handshakes. Probes (mxg_leg_probe) never use either. */
+    struct mxg_conncache *conncache;
+    struct mxg_tls_resume *tls_resume;
     /* the operator's TLS policy overrides and static routes (policy/policy.h);
      * NULL: none. Read when a leg starts (the leg keeps copies), so the
      * owner may swap the maps inside between callbacks (SIGHUP). */
@@ -132,6 +138,21 @@ int mxg_leg_end_data(struct mxg_leg *leg);
 void mxg_leg_close(struct mxg_leg *leg);
 
 const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);
+
+/* The connection cache for env->conncache, with the bounds of cfg
+ * (upstream.cache_*, limits.destination_*, limits.upstream_connections,
+ * limits.connection_wait) and the leg's way of closing idle connections
+ * (QUIT, close). Free it as proxy/conncache.h says (shutdown, run the loop,
+ * free). mxg_upstream_conncache_cfg: the same bounds for
+ * mxg_conncache_reconfigure() after a reload. A leg that is done
+ * (mxg_leg_close in state ready/done) parks its connection there instead
+ * of sending QUIT; a leg reuses one for the same MX address, port and
+ * requirement key, sending RSET first; a cached connection found dead
+ * makes the leg connect afresh, never fail. Limits: a leg waits for a
+ * slot (state slot-wait), then gets 451 4.7.0. */
+struct mxg_conncache *mxg_upstream_conncache_new(uv_loop_t *loop, const struct mxg_config *cfg);
+struct mxg_conncache_cfg;
+void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncache_cfg *out);
 void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out);
 const char *mxg_leg_domain(const struct mxg_leg *leg);
 

@@ -31,7 +31,7 @@ command -v "$CC_FUZZ" >/dev/null || { echo "fuzz: $CC_FUZZ not found (apt-get in
 max_len() {
     case $1 in
         config | stlist | reply) echo 16384 ;;
-        data_filter | tlsa) echo 8192 ;;
+        data_filter | tlsa | maps) echo 8192 ;;
         *) echo 4096 ;;
     esac
 }

@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh run    install dependencies, build, run mxguard on etc/mxguard.conf
 #   scripts/setup.sh test   install dependencies, build (also with ASan+UBSan), run every test
+#                           (unit + integration also under ASan+UBSan+LSan) and the fuzzers
 #   scripts/setup.sh deps   install dependencies only
 #   scripts/setup.sh build  build only (into ./build)
 set -euo pipefail
@@ -70,11 +71,25 @@ test)
     deps
     build
     build_asan
-    echo "== unit tests under ASan+UBSan =="
-    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        ctest -L unit --output-on-failure)
+    # Every stage runs; the first failure is remembered and decides the exit status.
+    # Sanitizer runs: any ASan/LSan/UBSan report fails the test (UBSan halts; the integration
+    # scripts collect mxguard's reports in the test-bed, tests/integration/lib.sh); LSan
+    # suppressions are for third-party leaks only (scripts/lsan.supp).
+    rc=0
+    supp=$PWD/scripts/lsan.supp
+    sanitized() {
+        ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            LSAN_OPTIONS="suppressions=$supp:print_suppressions=0" "$@"
+    }
+    echo "== unit tests under ASan+UBSan+LSan =="
+    (cd build-asan && sanitized ctest -L unit --output-on-failure) || rc=1
+    echo "== fuzzing: every fuzz/ target ${FUZZ_SECONDS:-30} s (scripts/fuzz.sh) =="
+    scripts/fuzz.sh || rc=1
+    echo "== integration tests under ASan+UBSan+LSan =="
+    (cd build-asan && sanitized ctest -L integration --output-on-failure) || rc=1
     echo "== all tests =="
-    (cd build && ctest --output-on-failure)
+    (cd build && ctest --output-on-failure) || rc=1
+    exit "$rc"
     ;;
 *)
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'

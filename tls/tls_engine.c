@@ -13,9 +13,11 @@
 #include "tls/tls_engine.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -39,6 +41,10 @@ struct mxg_tls_engine {
     int failed;    /* sticky: a fatal error happened */
     char alert[96];  /* last fatal alert sent/received, "" if none */
     char err[512];   /* last error, "" if none */
+    /* session resumption (mxg_tls_engine_resume): the store and the key */
+    struct mxg_tls_resume *resume;
+    unsigned char rkey[MXG_TLS_RESUME_KEY_MAX];
+    size_t rkeylen;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -439,6 +445,7 @@ void mxg_tls_engine_free(struct mxg_tls_engine *e)
 {
     if (e == NULL)
         return;
+    mxg_tls_engine_save_session(e);
     SSL_free(e->ssl); /* frees rbio and wbio */
     SSL_CTX_free(e->ctx);
     free(e);
@@ -623,4 +630,160 @@ int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int e
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     SSL_set_verify(ssl, enforce ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     return MXG_TLS_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Client session resumption                                                */
+
+struct resume_entry {
+    unsigned char key[MXG_TLS_RESUME_KEY_MAX];
+    size_t keylen;
+    SSL_SESSION *sess;
+    uint64_t used; /* LRU stamp */
+};
+
+struct mxg_tls_resume {
+    struct resume_entry *e;
+    int n, cap;
+    uint64_t clock;
+    unsigned long offered, stored;
+};
+
+struct mxg_tls_resume *mxg_tls_resume_new(int max_entries)
+{
+    if (max_entries <= 0)
+        return NULL;
+    struct mxg_tls_resume *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->e = calloc((size_t)max_entries, sizeof *r->e);
+    if (r->e == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->cap = max_entries;
+    return r;
+}
+
+void mxg_tls_resume_free(struct mxg_tls_resume *r)
+{
+    if (r == NULL)
+        return;
+    for (int i = 0; i < r->n; i++)
+        SSL_SESSION_free(r->e[i].sess);
+    free(r->e);
+    free(r);
+}
+
+int mxg_tls_resume_count(const struct mxg_tls_resume *r)
+{
+    return r ? r->n : 0;
+}
+
+void mxg_tls_resume_clear(struct mxg_tls_resume *r)
+{
+    if (r == NULL)
+        return;
+    for (int i = 0; i < r->n; i++)
+        SSL_SESSION_free(r->e[i].sess);
+    r->n = 0;
+}
+
+/* Contract: the index of key's entry, or -1. */
+static int resume_find(const struct mxg_tls_resume *r, const void *key, size_t keylen)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->e[i].keylen == keylen && memcmp(r->e[i].key, key, keylen) == 0)
+            return i;
+    return -1;
+}
+
+static void resume_drop(struct mxg_tls_resume *r, int i)
+{
+    SSL_SESSION_free(r->e[i].sess);
+    r->e[i] = r->e[--r->n];
+}
+
+/* Contract: a session is worth keeping if OpenSSL can resume it and its
+ * lifetime is not over. */
+static int session_usable(SSL_SESSION *s)
+{
+    if (s == NULL || !SSL_SESSION_is_resumable(s))
+        return 0;
+    time_t now = time(NULL);
+    return (long)SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > (long)now;
+}
+
+int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, const void *key,
+                          size_t keylen)
+{
+    if (e == NULL || r == NULL || key == NULL || keylen == 0 || keylen > MXG_TLS_RESUME_KEY_MAX)
+        return -1;
+    e->resume = r;
+    memcpy(e->rkey, key, keylen);
+    e->rkeylen = keylen;
+    int i = resume_find(r, key, keylen);
+    if (i < 0)
+        return 0;
+    SSL_SESSION *s = r->e[i].sess;
+    if (!session_usable(s)) {
+        resume_drop(r, i);
+        return 0;
+    }
+    ERR_clear_error();
+    SSL_SESSION *d = SSL_SESSION_dup(s); /* the connection's own copy (see save) */
+    if (d == NULL || SSL_set_session(e->ssl, d) != 1) {
+        SSL_SESSION_free(d);
+        ERR_clear_error();
+        resume_drop(r, i);
+        return 0;
+    }
+    SSL_SESSION_free(d);
+    r->offered++;
+    /* TLS 1.3 tickets are for one use (RFC 8446 §C.4): the server sends new
+     * ones on the resumed connection. TLS 1.2 sessions stay. */
+    if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION)
+        resume_drop(r, i);
+    else
+        r->e[i].used = ++r->clock;
+    return 1;
+}
+
+void mxg_tls_engine_save_session(struct mxg_tls_engine *e)
+{
+    if (e == NULL || e->resume == NULL || e->failed || !SSL_is_init_finished(e->ssl))
+        return;
+    struct mxg_tls_resume *r = e->resume;
+    SSL_SESSION *cur = SSL_get0_session(e->ssl);
+    if (!session_usable(cur))
+        return;
+    int i = resume_find(r, e->rkey, e->rkeylen);
+    /* a copy: SSL_free() of a connection that was not shut down marks its
+     * own session object not resumable (ssl_clear_bad_session) */
+    SSL_SESSION *s = SSL_SESSION_dup(cur);
+    if (s == NULL) {
+        ERR_clear_error();
+        return;
+    }
+    if (i >= 0) {
+        SSL_SESSION_free(r->e[i].sess);
+    } else if (r->n < r->cap) {
+        i = r->n++;
+    } else {
+        i = 0; /* the least recently used one makes room */
+        for (int j = 1; j < r->n; j++)
+            if (r->e[j].used < r->e[i].used)
+                i = j;
+        SSL_SESSION_free(r->e[i].sess);
+    }
+    memcpy(r->e[i].key, e->rkey, e->rkeylen);
+    r->e[i].keylen = e->rkeylen;
+    r->e[i].sess = s;
+    r->e[i].used = ++r->clock;
+    r->stored++;
+}
+
+int mxg_tls_engine_resumed(const struct mxg_tls_engine *e)
+{
+    return e != NULL && !e->failed && SSL_is_init_finished(e->ssl) && SSL_session_reused(e->ssl);
 }

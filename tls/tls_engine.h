@@ -153,4 +153,34 @@ long mxg_tls_verify_result(const struct mxg_tls_engine *e);
 /* Last error, human-readable (OpenSSL error queue or alert), "" if none. */
 const char *mxg_tls_engine_error(const struct mxg_tls_engine *e);
 
+/* Client TLS session resumption (DESIGN §10 "Connection cache and TLS
+ * resumption"): a store of SSL sessions keyed by the caller's bytes (the
+ * MX address + port + requirement key: a session is offered only to a
+ * connection whose security requirement is identical to the one its full
+ * handshake was verified under, so skipping the certificate check on
+ * resumption skips nothing that would decide differently).
+ *  - mxg_tls_resume_new(max): at most max sessions (least recently used
+ *    dropped); NULL on out of memory or max <= 0. Free it after every
+ *    engine that used it (engines save into it when freed).
+ *  - mxg_tls_engine_resume(e, r, key, len) before the handshake: offer the
+ *    session stored under key (TLS 1.3 tickets are taken out: one use) and
+ *    remember key; returns 1 (offered), 0 (none stored), -1 (bad argument).
+ *  - mxg_tls_engine_save_session(e): store e's current session under its
+ *    key if resumable (after the handshake; for TLS 1.3 once a ticket has
+ *    arrived, i.e. after some application data was read). Called by
+ *    mxg_tls_engine_free() too; a failed engine saves nothing.
+ *  - mxg_tls_engine_resumed(e): 1 when the completed handshake resumed a
+ *    session (no certificate was presented: the verify result is the one
+ *    stored with the session). */
+#define MXG_TLS_RESUME_KEY_MAX 96
+struct mxg_tls_resume;
+struct mxg_tls_resume *mxg_tls_resume_new(int max_entries);
+void mxg_tls_resume_free(struct mxg_tls_resume *r);
+int mxg_tls_resume_count(const struct mxg_tls_resume *r);
+void mxg_tls_resume_clear(struct mxg_tls_resume *r); /* forget every session (reload) */
+int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, const void *key,
+                          size_t keylen);
+void mxg_tls_engine_save_session(struct mxg_tls_engine *e);
+int mxg_tls_engine_resumed(const struct mxg_tls_engine *e);
+
 #endif

@@ -540,6 +540,12 @@ upstream: {
   port = $TB_MX_PORT;
   helo_name = "mxguard.test";
   source_ipv4 = "$TB_MXG_IP";
+  # one upstream connection and one full TLS handshake per transaction, as the scenarios
+  # count connections, inject faults at connection set-up and read the DANE match from the
+  # log; t_conncache.sh / t_limits_upstream.sh turn the cache and TLS resumption on
+  # (MXGUARD_UPSTREAM_CACHE_IDLE, MXGUARD_UPSTREAM_TLS_SESSION_CACHE)
+  cache_idle = "0s";
+  tls_session_cache = 0;
 };
 dns: {
   servers = ["$dns"];

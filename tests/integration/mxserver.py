@@ -8,6 +8,7 @@ STARTTLS (unless --no-starttls). Accepted messages are written to the spool:
   SPOOL/NNNN.json  {"id","helo","mail_from","mail_params","rcpts","rcpt_params",
                     "tls": null | {"version","cipher","sni"},"peer","listen","port",
                     "size","bare_lf"}
+  SPOOL/max_concurrency  the most connections open at once so far
   SPOOL/connections.log  one line per connection:
                    "listen=IP starttls=yes|no tls=ok|failed|- peer=IP:PORT injected=N"
                    written as soon as it is known whether the connection uses
@@ -58,6 +59,13 @@ Attacker / fault modes (for the security and fault-injection tests):
                      ACTION: close (FIN; the default), rst (TCP reset: SO_LINGER 0),
                      hang (never answer; read and discard until the peer closes).
                      A fired fault is logged as "fault: ACTION at STEP".
+
+TLS settings:
+  --max-tls V        highest TLS version offered (TLSv1.2 or TLSv1.3; default: Python's)
+  --ask-client-cert CAFILE
+                     request a client certificate (optional) and verify it against
+                     CAFILE; the spooled "tls" object then carries "client_cert": the
+                     subject CN the client presented, or null
 """
 import argparse
 import asyncio
@@ -369,6 +377,13 @@ class Session:
         sslobj = self.w.get_extra_info("ssl_object")
         self.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0],
                     "sni": getattr(sslobj, "mx_sni", None)}
+        if self.srv.ask_client_cert:
+            cn = None
+            for rdn in (sslobj.getpeercert() or {}).get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        cn = v
+            self.tls["client_cert"] = cn
         self.tls_state = "ok"
         self.log("TLS established: %s" % json.dumps(self.tls))
         self.log_connection()
@@ -537,12 +552,21 @@ class Server:
         self.fault_file = a.fault_file
         self.fault_static = parse_fault(a.fault) if a.fault else None
         self.nconn = 0
+        self.active = 0
+        self.max_active = 0
         self.ssl_ctx = None
+        self.ask_client_cert = a.ask_client_cert
         if self.offer_starttls and not self.bad_tls:
             if not (a.cert and a.key):
                 sys.exit("mxserver: --cert and --key are needed unless --no-starttls or --bad-tls")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(a.cert, a.key)
+            if a.max_tls:
+                ctx.maximum_version = {"TLSv1.2": ssl.TLSVersion.TLSv1_2,
+                                       "TLSv1.3": ssl.TLSVersion.TLSv1_3}[a.max_tls]
+            if a.ask_client_cert:
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+                ctx.load_verify_locations(a.ask_client_cert)
 
             def sni_cb(sslobj, name, _ctx):
                 try:
@@ -578,7 +602,16 @@ class Server:
         return f
 
     async def handle(self, reader, writer):
-        await Session(self, reader, writer).run()
+        # SPOOL/max_concurrency: the most connections open at once (limit tests)
+        self.active += 1
+        if self.active > self.max_active:
+            self.max_active = self.active
+            with open(os.path.join(self.spool.dir, "max_concurrency"), "w") as f:
+                f.write("%d\n" % self.max_active)
+        try:
+            await Session(self, reader, writer).run()
+        finally:
+            self.active -= 1
 
 
 async def main():
@@ -601,6 +634,9 @@ async def main():
     ap.add_argument("--max-size", type=int, default=52428800)
     ap.add_argument("--idle", type=float, default=300.0)
     ap.add_argument("--backlog", type=int, default=100, help="listen backlog (load tests)")
+    ap.add_argument("--max-tls", choices=("TLSv1.2", "TLSv1.3"), help="highest TLS version")
+    ap.add_argument("--ask-client-cert", metavar="CAFILE",
+                    help="request a client certificate, verified against CAFILE")
     a = ap.parse_args()
     if a.fault:
         try:

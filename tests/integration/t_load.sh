@@ -5,6 +5,12 @@
 # arrived nowhere. Destinations: example.test (mx1, STARTTLS), other.test (mx2, STARTTLS),
 # plain.test (no STARTTLS), dane-ee.test (DANE 3 1 1); refused: reject@ (550 at RCPT),
 # rejectdata@ (554 after the data), tempfail@ (451 at RCPT).
+#   phase 0: MXG_LOAD_COLD (default 1000) sessions at once with nothing cached yet (every
+#            session's MX, TXT, A and TLSA lookups in flight together); mxguard must survive
+#            it. (It did not, at 600 and more: getdns' libuv extension puts a second uv_poll on
+#            a socket fd it already polls, uv_poll_init fails with EEXIST unchecked, then
+#            uv_poll_start aborts or crashes. If it dies the failure is recorded and a fresh
+#            mxguard runs the other phases.)
 #   phase 1: MXG_LOAD_SESSIONS (default 200) sessions at once, all held after their RCPT reply
 #            until every one got it (that many inbound sessions + upstream legs open together);
 #            twice: the second burst must not grow mxguard's RSS (glibc keeps the first burst's
@@ -15,15 +21,16 @@
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 N1=${MXG_LOAD_SESSIONS:-200}
+N0=${MXG_LOAD_COLD:-1000}
 N2=${MXG_LOAD_MESSAGES:-400}
 C2=${MXG_LOAD_CONCURRENCY:-50}
 SIZE=${MXG_LOAD_SIZE:-1024}
 # RSS after a burst may stay up by what the burst needed (about 0.25 MB per held session):
 # allowed 1 MB per session above the baseline; a second burst may add MXG_LOAD_RSS_GROWTH_MB
 RSS_SLACK=$((N1 > 24 ? N1 : 24))
-RSS_GROWTH=${MXG_LOAD_RSS_GROWTH_MB:-8}
+RSS_GROWTH=${MXG_LOAD_RSS_GROWTH_MB:-$((N1 / 50 > 8 ? N1 / 50 : 8))}
 # every session needs an fd at the client, 2 in mxguard, 1 at an MX server
-need=$((N1 * 2 + 512))
+need=$(( (N0 > N1 ? N0 : N1) * 2 + 512 ))
 [ "$(ulimit -n)" -ge "$need" ] || ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt "$need" ]; then
     echo "# open file limit $(ulimit -n) < $need needed for $N1 sessions" >&2
@@ -37,9 +44,13 @@ tb_start_mx mx1 127.0.70.11 --backlog 1024
 tb_start_mx mx2 127.0.70.12 --backlog 1024
 tb_start_mx plain 127.0.70.14 --no-starttls --backlog 1024
 tb_start_mx dane-ee 127.0.70.21 --backlog 1024
-tb_write_config "server: { max_sessions = $((N1 * 2 + 100)); };"
+MAXS=$(( (N0 > N1 ? N0 : N1) * 2 + 100 ))
+# no per-MX or total upstream connection limits (the test measures mxguard, not its throttle);
+# the connection cache and TLS resumption on as in production (lib.sh turns them off)
+tb_write_config "server: { max_sessions = $MAXS; };" \
+    'limits: { destination_concurrency = 0; upstream_connections = 0; };'
 # a server group may appear once: merge max_sessions into it instead
-"$PYTHON" - "$TB/mxguard.conf" "$((N1 * 2 + 100))" <<'PY'
+"$PYTHON" - "$TB/mxguard.conf" "$MAXS" <<'PY'
 import re, sys
 p, n = sys.argv[1], sys.argv[2]
 s = open(p).read()
@@ -50,21 +61,18 @@ for k, v in (("idle", "60s"), ("data", "60s"), ("rcpt_total", "60s"), ("final_re
              ("connect", "10s"), ("upstream_command", "30s"), ("dns", "10s")):
     s = re.sub(r'(\n  %s = )"[^"]*";' % k, r'\1"%s";' % v, s)
 s = s.replace('level = "debug";', 'level = "info";')
+s = s.replace('cache_idle = "0s";', 'cache_idle = "2s";')
+s = s.replace('tls_session_cache = 0;', 'tls_session_cache = 1000;')
 open(p, "w").write(s)
 PY
-tb_start_mxguard
-MXG_PID=$(tb_pid mxguard)
+ulimit -c unlimited 2>/dev/null # a crash leaves $TB/core (if core_pattern is "core")
+MXG=mxguard # the running instance's tb_spawn name
+cd "$TB" && tb_start_mxguard && cd - >/dev/null
+MXG_PID=$(tb_pid $MXG)
 SPOOLS=(--spool "$TB/spool/mx1" --spool "$TB/spool/mx2" --spool "$TB/spool/plain" --spool "$TB/spool/dane-ee")
 MIX="a@example.test:4,b@other.test:3,c@plain.test:2,d@dane-ee.test:2,reject@example.test:1,rejectdata@other.test:1,tempfail@plain.test:1"
 LOAD="$MXG_SRC/bench/load.py"
 
-# warm-up: one message per destination (DNS answers cached, TLS contexts up)
-"$PYTHON" "$LOAD" --sessions 4 --mix "a@example.test,b@other.test,c@plain.test,d@dane-ee.test" \
-    --tag warm "${SPOOLS[@]}" --settle 5 >"$TB/warm.load" 2>&1
-assert_eq "warm-up: 4 messages accounted for" "accounting: OK" "$(tail -n 1 "$TB/warm.load")"
-sleep 0.5
-FD0=$(tb_fds mxguard)
-echo "# mxguard pid $MXG_PID: $FD0 open fds, RSS $(tb_mem mxguard) kB after the warm-up (t=${SECONDS}s)"
 [ "${TB_SANITIZED:-0}" = 1 ] && RSS_SLACK=$((RSS_SLACK * 8)) RSS_GROWTH=512 # ASan's quarantine
 
 # expected outcomes of N sessions with the mix (round-robin over the weighted list)
@@ -85,15 +93,29 @@ print(c["ok"], c["550"], c["554"], c["451"])
 PY
 }
 
-# phase NAME TAG ARGS... — run load.py, print its table, check it
+# phase NAME N FD_SLACK ARGS... — run load.py, print its table, check it (fds after the run at
+# most FD_SLACK above the count before it)
 phase() {
-    local name=$1 n=$2; shift 2
+    local name=$1 n=$2 slack=$3 fa fb0; shift 3
     "$PYTHON" "$LOAD" --tag "$name" --sessions "$n" --mix "$MIX" --size "$SIZE" "${SPOOLS[@]}" \
-        --mxg-pid "$MXG_PID" --fd-slack 0 --rss-slack-mb "$RSS_SLACK" --json "$TB/$name.json" \
+        --mxg-pid "$MXG_PID" --fd-slack "$slack" --rss-slack-mb "$RSS_SLACK" --json "$TB/$name.json" \
         "$@" >"$TB/$name.load" 2>&1
     LOAD_RC=$?
     sed 's/^/#   /' "$TB/$name.load"
     read -r e_ok e_550 e_554 e_451 <<<"$(expect "$n")"
+    if [ ! -s "$TB/$name.json" ]; then fail "$name: no figures"; tb_finish; fi
+    if ! tb_alive $MXG; then
+        tail -n 5 "$TB/$MXG.log"
+        [ -f "$TB/core" ] && gdb -batch -ex bt "$MXG_BIN" "$TB/core" 2>&1 | grep -E '^#[0-9]|signal' | head -12
+        fail "${CRASH_LABEL:-}$name: mxguard crashed (log tail, backtrace above)"
+        # go on with a fresh instance so that the other phases still run
+        mv "$TB/core" "$TB/core.$name" 2>/dev/null
+        MXG=mxguard-2
+        cd "$TB" && tb_start_mxguard -n $MXG && cd - >/dev/null
+        MXG_PID=$(tb_pid $MXG)
+        return
+    fi
+    pass "$name: mxguard still running"
     assert_eq "$name: accounting (exit status; PROBLEM lines above)" 0 "$LOAD_RC"
     assert_eq "$name: accepted" "$e_ok" "$(json_get "$TB/$name.json" accepted)"
     assert_eq "$name: refused 550 / 554 / 451" "$e_550 / $e_554 / $e_451" \
@@ -101,32 +123,49 @@ phase() {
     assert_eq "$name: every accepted message at an MX exactly once" "$e_ok" "$(json_get "$TB/$name.json" delivered_once)"
     assert_eq "$name: nothing refused was delivered" 0 "$(json_get "$TB/$name.json" refused_but_delivered)"
     assert_eq "$name: every session got a final reply" 0 "$(json_get "$TB/$name.json" unknown)"
-    assert_eq "$name: mxguard still running" True "$(json_get "$TB/$name.json" mxguard_alive)"
-    assert_match "$name: open fds back to the baseline ($(json_get "$TB/$name.json" fds_after), baseline $FD0)" \
-        "$(json_get "$TB/$name.json" fds_after)" "^([0-9]|[1-9][0-9]+)\$"
-    [ "$(json_get "$TB/$name.json" fds_after)" -le "$FD0" ] 2>/dev/null || fail "$name: fds after the run above the baseline"
+    fa=$(json_get "$TB/$name.json" fds_after)
+    fb0=$(json_get "$TB/$name.json" fds_before)
+    assert_eq "$name: open fds back to the baseline ($fa after, $fb0 before, slack $slack)" 1 \
+        "$(( fa <= fb0 + slack ))"
 }
+
+# the legs each phase holds at its barrier: accepted + refused after the data (554)
+legs() { expect "$1" | awk '{ print $1 + $3 }'; }
+
+# phase 0: a burst with nothing cached yet (every session's MX, address, TLSA and _mta-sts
+# lookups at once); fds may stay a few above the start (files opened on first use)
+echo "# --- phase 0 (cold): $N0 sessions at once with empty caches (t=${SECONDS}s)"
+CRASH_LABEL="BUG getdns_ex_uv (uv_poll_init EEXIST unchecked; fix in dane/dns.c): " \
+    phase cold "$N0" 8 --barrier --ramp 0.5
+if [ "$MXG" != mxguard ]; then # warm the fresh instance up
+    "$PYTHON" "$LOAD" --tag warm --sessions 4 --mix "a@example.test,b@other.test,c@plain.test,d@dane-ee.test" \
+        "${SPOOLS[@]}" --settle 5 >"$TB/warm.load" 2>&1
+    assert_eq "warm-up of the fresh mxguard: accounted for" "accounting: OK" "$(tail -n 1 "$TB/warm.load")"
+fi
+sleep 0.5
+FD0=$(tb_fds $MXG)
+echo "# $MXG pid $MXG_PID: $FD0 open fds, RSS $(tb_mem $MXG) kB after the cold burst (t=${SECONDS}s)"
 
 BURSTS=${MXG_LOAD_BURSTS:-2}
 for b in $(seq -f 'burst%g' "$BURSTS"); do
     echo "# --- phase 1 ($b): $N1 sessions at once, held at RCPT (t=${SECONDS}s)"
-    phase "$b" "$N1" --barrier --ramp 0.5
+    phase "$b" "$N1" 0 --barrier --ramp 0.5
     fb=$(json_get "$TB/$b.json" fds_at_barrier)
-    assert_match "$b: all $N1 sessions open together (mxguard fds at the barrier: $fb >= $FD0 + $N1 clients + their legs)" \
-        "$((fb - FD0 - N1 - $(expect "$N1" | awk '{ print $1 + $3 }')))" '^(0|[1-9][0-9]*)$'
+    assert_eq "$b: all $N1 sessions open together (mxguard fds at the barrier: $fb >= $FD0 + $N1 clients + $(legs "$N1") legs)" \
+        1 "$(( fb >= FD0 + N1 + $(legs "$N1") ))"
 done
 r1=$(json_get "$TB/burst1.json" rss_after_kb)
 r2=$(json_get "$TB/burst$BURSTS.json" rss_after_kb)
 echo "# mxguard RSS after burst 1: $r1 kB, after burst $BURSTS: $r2 kB"
-assert_match "bursts 2..$BURSTS did not grow RSS by more than $RSS_GROWTH MB (no leak): $(( (r2 - r1) / 1024 )) MB" \
-    "$(( r2 - r1 <= RSS_GROWTH * 1024 ))" '^1$'
+assert_eq "bursts 2..$BURSTS did not grow RSS by more than $RSS_GROWTH MB (no leak): $(( (r2 - r1) / 1024 )) MB" \
+    1 "$(( r2 - r1 <= RSS_GROWTH * 1024 ))"
 
 echo "# --- phase 2: $N2 sessions, $C2 at a time (t=${SECONDS}s)"
-phase steady "$N2" --concurrency "$C2"
+phase steady "$N2" 0 --concurrency "$C2"
 echo "# t=${SECONDS}s"
 
 # one line of figures per phase (bench/README.md)
-"$PYTHON" - "$TB" $(seq -f 'burst%g' "$BURSTS") steady <<'PY'
+"$PYTHON" - "$TB" cold $(seq -f 'burst%g' "$BURSTS") steady <<'PY'
 import json, os, sys
 d = sys.argv[1]
 print("# %-7s %8s %6s %6s %6s %5s %9s %8s %17s %14s %20s" % (

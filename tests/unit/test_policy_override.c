@@ -148,7 +148,7 @@ static void test_bad_lines(void **state)
     memset(longline, 'a', sizeof longline - 1);
     longline[sizeof longline - 1] = 0;
     static const char nul[] = "a.test may\nb.test\0may\n";
-    static const struct {
+    const struct {
         const char *text;
         const char *want;
     } cases[] = {

@@ -1,27 +1,53 @@
 /* Unit tests for the inbound session state machine (proxy/session.c):
  * command sequences → reply codes, over a real loopback socket, with no
- * upstream involved (every case stops before a RCPT would open a leg).
- * A client thread plays the script; the libuv loop runs the server. */
+ * upstream involved (every case stops before a RCPT would open a leg, or runs
+ * in queue mode). A client thread plays the script; the libuv loop runs the
+ * server. Inbound security (issue #8): STARTTLS with a certificate made here,
+ * the command-injection rule, AUTH PLAIN/LOGIN against a password file made
+ * here, the per-network requirements and the brute-force throttle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "proxy/auth.h"
 #include "proxy/server.h"
 #include "spool/spool.h"
 
-#define MAX_STEPS 24
+#define MAX_STEPS 40
 
+/* script tables give only the fields a step needs */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+/* send: a command line (CRLF appended), NULL (just read a reply), or one of
+ *   "!RAW:text"   text as it is (\r\n written out), then read one reply
+ *   "!SEND:text"  the same without reading (expect 1)
+ *   "!TLS"        TLS handshake on the connection: expect 1 ok, 2 failed
+ *   "!TLS12"      the same with the client limited to TLS 1.2
+ *   "!RECONNECT"  close, connect again, read the banner
+ * expect: the reply code; -1 = the server closed the connection.
+ * has / hasnot: text the reply must (not) contain; min_ms: the reply took
+ * at least that long. */
 struct step {
-    const char *send; /* NULL: just read the greeting / a pending reply */
-    int expect;       /* reply code */
+    const char *send;
+    int expect;
+    const char *has, *hasnot;
+    int min_ms;
 };
 
 struct script {
@@ -33,45 +59,147 @@ struct run {
     int port;
     const struct script *sc;
     int got[MAX_STEPS];
+    char text[MAX_STEPS][1024];
+    long ms[MAX_STEPS];
     int n;
     uv_async_t done;
 };
 
-/* Read one complete (possibly multi-line) reply; returns its code or -1. */
-static int read_reply(FILE *f)
+/* The client's connection: plaintext, then maybe TLS. */
+struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    char buf[16384];
+    size_t len;
+};
+
+static int conn_open(struct conn *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    struct timeval tv = {10, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->ssl)
+        SSL_free(c->ssl);
+    if (c->ctx)
+        SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->ssl = NULL;
+    c->ctx = NULL;
+    c->fd = -1;
+}
+
+static int conn_write(struct conn *c, const char *p, size_t n)
+{
+    if (c->ssl)
+        return SSL_write(c->ssl, p, (int)n) == (int)n ? 0 : -1;
+    return write(c->fd, p, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* One line without CRLF into out; -1 on EOF / error. */
+static int conn_line(struct conn *c, char *out, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            size_t l = (size_t)(nl - c->buf) + 1;
+            snprintf(out, cap, "%.*s", (int)(l > 1 && nl[-1] == '\r' ? l - 2 : l - 1), c->buf);
+            memmove(c->buf, c->buf + l, c->len - l);
+            c->len -= l;
+            return 0;
+        }
+        if (c->len == sizeof c->buf)
+            return -1;
+        int n = c->ssl ? SSL_read(c->ssl, c->buf + c->len, (int)(sizeof c->buf - c->len))
+                       : (int)read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+        if (n <= 0)
+            return -1;
+        c->len += (size_t)n;
+    }
+}
+
+/* Read one complete (possibly multi-line) reply; its code, or -1. */
+static int read_reply(struct conn *c, char *text, size_t cap)
 {
     char line[4096];
+    text[0] = 0;
     for (;;) {
-        if (!fgets(line, sizeof line, f))
+        if (conn_line(c, line, sizeof line) < 0)
             return -1;
+        size_t tl = strlen(text);
+        snprintf(text + tl, cap - tl, "%s%s", tl ? "|" : "", line);
         if (strlen(line) >= 4 && line[3] == ' ')
             return atoi(line);
-        if (strlen(line) == 5 && line[3] == '\r')
+        if (strlen(line) == 3)
             return atoi(line);
     }
+}
+
+static int conn_tls(struct conn *c, int max12)
+{
+    if (c->len) /* the server sent something before the handshake */
+        return 3;
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    if (max12)
+        SSL_CTX_set_max_proto_version(c->ctx, TLS1_2_VERSION);
+    c->ssl = SSL_new(c->ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    return SSL_connect(c->ssl) == 1 ? 1 : 2;
+}
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
 static void *client_main(void *arg)
 {
     struct run *r = arg;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        FILE *f = fdopen(dup(fd), "r");
+    struct conn c;
+    if (conn_open(&c, r->port) == 0) {
         for (int i = 0; i < MAX_STEPS && r->sc->steps[i].expect; i++) {
             const char *s = r->sc->steps[i].send;
-            if (s) {
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            r->text[r->n][0] = 0;
+            if (s && strncmp(s, "!TLS", 4) == 0) {
+                r->got[r->n++] = conn_tls(&c, strcmp(s, "!TLS12") == 0);
+                continue;
+            }
+            if (s && strncmp(s, "!SEND:", 6) == 0) {
+                r->got[r->n++] = conn_write(&c, s + 6, strlen(s + 6)) == 0 ? 1 : -1;
+                continue;
+            }
+            if (s && strcmp(s, "!RECONNECT") == 0) {
+                conn_close(&c);
+                if (conn_open(&c, r->port) != 0)
+                    break;
+            } else if (s && strncmp(s, "!RAW:", 5) == 0) {
+                if (conn_write(&c, s + 5, strlen(s + 5)) < 0)
+                    break;
+            } else if (s) {
                 char buf[8192];
                 int n = snprintf(buf, sizeof buf, "%s\r\n", s);
-                if (write(fd, buf, (size_t)n) != n)
+                if (conn_write(&c, buf, (size_t)n) < 0)
                     break;
             }
-            r->got[r->n++] = read_reply(f);
+            r->got[r->n] = read_reply(&c, r->text[r->n], sizeof r->text[0]);
+            r->ms[r->n++] = elapsed_ms(&t0);
         }
-        fclose(f);
     }
-    close(fd);
+    conn_close(&c);
     uv_async_send(&r->done);
     return NULL;
 }
@@ -83,15 +211,85 @@ static void on_done(uv_async_t *a)
     mxg_server_drain(srv, NULL);
 }
 
-/* queue_spool: NULL = an ordinary (proxy) listener; else a queue-mode
- * listener whose messages go to that spool. */
-static void run_script_on(const struct script *sc, int max_errors, int queue_mode,
-                          struct mxg_spool *queue_spool)
+/* ------------------------------------------------ the inbound security fixture */
+
+static char fx_dir[64], fx_cert[128], fx_key[128], fx_users[128];
+
+/* A self-signed EC certificate for unit.test, and a password file:
+ * alice/secret (yescrypt), bob/hunter2 (SHA-512 crypt). */
+static int fixture_setup(void **state)
+{
+    (void)state;
+    snprintf(fx_dir, sizeof fx_dir, "/tmp/mxg-session-XXXXXX");
+    if (!mkdtemp(fx_dir))
+        return -1;
+    snprintf(fx_cert, sizeof fx_cert, "%s/cert.pem", fx_dir);
+    snprintf(fx_key, sizeof fx_key, "%s/key.pem", fx_dir);
+    snprintf(fx_users, sizeof fx_users, "%s/users", fx_dir);
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pkey);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"unit.test", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    int ok = pkey && X509_sign(x, pkey, EVP_sha256()) > 0;
+    FILE *f = fopen(fx_cert, "w");
+    ok = ok && f && PEM_write_X509(f, x) == 1;
+    if (f)
+        fclose(f);
+    f = fopen(fx_key, "w");
+    ok = ok && f && PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f)
+        fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+    f = fopen(fx_users, "w");
+    static const char *const users[][3] = {{"alice", "$y$", "secret"}, {"bob", "$6$", "hunter2"}};
+    for (int i = 0; ok && f && i < 2; i++) {
+        char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+        struct crypt_data cd;
+        memset(&cd, 0, sizeof cd);
+        const char *h = crypt_gensalt_rn(users[i][1], 0, NULL, 0, salt, sizeof salt)
+                            ? crypt_rn(users[i][2], salt, &cd, (int)sizeof cd)
+                            : NULL;
+        ok = h && h[0] == '$';
+        fprintf(f, "%s:%s\n", users[i][0], h ? h : "");
+    }
+    if (f)
+        fclose(f);
+    chmod(fx_users, 0600);
+    return ok ? 0 : -1;
+}
+
+static int fixture_teardown(void **state)
+{
+    (void)state;
+    unlink(fx_cert);
+    unlink(fx_key);
+    unlink(fx_users);
+    return rmdir(fx_dir);
+}
+
+struct sopts {
+    int max_errors;
+    int queue_mode;            /* a queue-mode listener ... */
+    struct mxg_spool *spool;   /* ... whose messages go here */
+    int tls;                   /* server.tls_cert_file / key_file: the fixture's */
+    int auth;                  /* auth.password_file: the fixture's */
+    void (*tweak)(struct mxg_config *c);
+};
+
+static void run_with(const struct script *sc, const struct sopts *o)
 {
     static struct mxg_config cfg;
     mxg_config_defaults(&cfg);
-    cfg.max_errors = max_errors;
+    cfg.max_errors = o->max_errors ? o->max_errors : 20;
     cfg.drain_timeout_ms = 2000;
+    cfg.auth_delay_ms = 0;
     snprintf(cfg.hostname, sizeof cfg.hostname, "unit.test");
     struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen[0].sa;
     memset(sin, 0, sizeof cfg.listen[0].sa);
@@ -99,39 +297,80 @@ static void run_script_on(const struct script *sc, int max_errors, int queue_mod
     inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
     sin->sin_port = 0;
     cfg.n_listen = 1;
-    if (queue_mode) {
+    if (o->queue_mode) {
         cfg.queue_listen[0] = cfg.listen[0];
         cfg.n_queue_listen = 1;
         cfg.n_listen = 0;
     }
+    if (o->tls) {
+        snprintf(cfg.in_tls_cert_file, sizeof cfg.in_tls_cert_file, "%s", fx_cert);
+        snprintf(cfg.in_tls_key_file, sizeof cfg.in_tls_key_file, "%s", fx_key);
+    }
+    if (o->auth)
+        snprintf(cfg.auth_password_file, sizeof cfg.auth_password_file, "%s", fx_users);
+    if (o->tweak)
+        o->tweak(&cfg);
     mxg_log_setup(MXG_LOG_ERR, 0);
 
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct mxg_server srv;
-    char err[256];
+    char err[1024];
     memset(&srv, 0, sizeof srv);
-    srv.spool = queue_spool;
+    srv.spool = o->spool;
+    struct mxg_tls_ctx *tls = NULL;
+    struct mxg_auth_db *db = NULL;
+    if (mxg_inbound_load(&cfg, &tls, &db, err, sizeof err) < 0) /* what `mxguard run` does */
+        fail_msg("%s: %s", sc->name, err);
+    srv.tls_server = tls;
+    srv.auth_db = db;
     assert_int_equal(mxg_server_start(&srv, &loop, &cfg, NULL, err, sizeof err), 0);
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&srv.listeners[0], (struct sockaddr *)&bound, &len);
 
-    struct run r = {.port = ntohs(((struct sockaddr_in *)&bound)->sin_port), .sc = sc};
-    uv_async_init(&loop, &r.done, on_done);
-    r.done.data = &srv;
+    struct run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    r->sc = sc;
+    uv_async_init(&loop, &r->done, on_done);
+    r->done.data = &srv;
     pthread_t th;
-    pthread_create(&th, NULL, client_main, &r);
+    pthread_create(&th, NULL, client_main, r);
     uv_run(&loop, UV_RUN_DEFAULT);
     pthread_join(th, NULL);
     assert_int_equal(uv_loop_close(&loop), 0);
+    assert_null(srv.auth_throttle); /* freed when the drain finished */
+    mxg_tls_ctx_free(tls);
+    mxg_auth_db_free(db);
 
     for (int i = 0; i < MAX_STEPS && sc->steps[i].expect; i++) {
-        int got = i < r.n ? r.got[i] : -2;
-        if (got != sc->steps[i].expect)
-            fail_msg("%s: step %d ('%.40s'): got %d, expected %d", sc->name, i,
-                     sc->steps[i].send ? sc->steps[i].send : "(read)", got, sc->steps[i].expect);
+        const struct step *st = &sc->steps[i];
+        int got = i < r->n ? r->got[i] : -2;
+        const char *what = st->send ? st->send : "(read)";
+        if (got != st->expect)
+            fail_msg("%s: step %d ('%.40s'): got %d, expected %d [%s]", sc->name, i, what, got,
+                     st->expect, r->text[i]);
+        if (st->has && !strstr(r->text[i], st->has))
+            fail_msg("%s: step %d ('%.40s'): [%s] lacks [%s]", sc->name, i, what, r->text[i],
+                     st->has);
+        if (st->hasnot && strstr(r->text[i], st->hasnot))
+            fail_msg("%s: step %d ('%.40s'): [%s] has [%s]", sc->name, i, what, r->text[i],
+                     st->hasnot);
+        if (st->min_ms && r->ms[i] < st->min_ms)
+            fail_msg("%s: step %d ('%.40s'): answered after %ld ms, expected >= %d ms", sc->name,
+                     i, what, r->ms[i], st->min_ms);
     }
+    free(r);
+}
+
+/* queue_spool: NULL = an ordinary (proxy) listener; else a queue-mode
+ * listener whose messages go to that spool. */
+static void run_script_on(const struct script *sc, int max_errors, int queue_mode,
+                          struct mxg_spool *queue_spool)
+{
+    struct sopts o = {.max_errors = max_errors, .queue_mode = queue_mode, .spool = queue_spool};
+    run_with(sc, &o);
 }
 
 static void run_script(const struct script *sc, int max_errors)
@@ -252,6 +491,289 @@ static void test_queue_mode_no_spool(void **st)
     run_script_on(&sc, 20, 1, NULL);
 }
 
+/* ======================================================= inbound security */
+
+#define GOOD "AUTH PLAIN AGFsaWNlAHNlY3JldA=="  /* \0alice\0secret */
+#define WRONG "AUTH PLAIN AGFsaWNlAHdyb25n"     /* \0alice\0wrong */
+#define TLS_UP {"STARTTLS", 220, "2.0.0 Ready to start TLS", NULL, 0}, {"!TLS", 1, NULL, NULL, 0}
+
+static char long_auth[3000];
+
+/* STARTTLS and AUTH offered as RFC 3207 / RFC 4954 say, every edge case of
+ * the exchange. */
+static void test_starttls_auth(void **st)
+{
+    (void)st;
+    memset(long_auth, 'A', sizeof long_auth - 1);
+    const struct script sc = {
+        "tls+auth",
+        {{NULL, 220},
+         {"STARTTLS", 503, "send EHLO first"},
+         {"EHLO c", 250, "STARTTLS", "AUTH"}, /* AUTH only after TLS */
+         {GOOD, 538, "5.7.11 Encryption required"},
+         {"STARTTLS now", 501, "5.5.4"},
+         {"MAIL FROM:<a@b.example>", 250},
+         {"STARTTLS", 503, "mail transaction"},
+         {"RSET", 250},
+         TLS_UP,
+         {"MAIL FROM:<a@b.example>", 503, "send HELO/EHLO first"}, /* everything forgotten */
+         {"EHLO c", 250, "AUTH PLAIN LOGIN", "STARTTLS"},
+         {"STARTTLS", 503, "already active"},
+         {"AUTH", 501, "5.5.4"},
+         {"AUTH CRAM-MD5", 504, "5.5.4"},
+         {"AUTH PLAIN a b", 501, "5.5.4"},
+         {WRONG, 535, "5.7.8 Authentication credentials invalid"},
+         {"AUTH PLAIN YW$j", 501, "5.5.2"},              /* not base64 */
+         {"AUTH PLAIN YWxpY2U=", 501, "5.5.2"},          /* base64, not PLAIN */
+         {"AUTH PLAIN Y2Fyb2wAYWxpY2UAc2VjcmV0", 535},   /* authzid carol != alice */
+         {"AUTH PLAIN AABzZWNyZXQ=", 535},               /* empty user */
+         {"AUTH PLAIN", 334},                            /* "334 " + empty challenge */
+         {"*", 501, "5.0.0"},                            /* cancelled */
+         {"AUTH PLAIN", 334},
+         {long_auth, 500, "5.5.6"},                      /* exchange line too long */
+         {"NOOP", 250},                                  /* a command again */
+         {"MAIL FROM:<a@b.example>", 250},
+         {GOOD, 503, "mail transaction"},
+         {"RSET", 250},
+         {"auth plain", 334},
+         {"AGFsaWNlAHNlY3JldA==", 235, "2.7.0"},
+         {GOOD, 503, "already authenticated"},
+         {"EHLO c", 250, "AUTH"},                        /* EHLO keeps the AUTH state */
+         {"MAIL FROM:<a@b.example> AUTH=<>", 250},       /* RFC 4954 §5 */
+         {"RSET", 250},
+         {"MAIL FROM:<a@b.example> AUTH", 501},
+         {"HELP", 214, "STARTTLS AUTH"},
+         {"QUIT", 221},
+         {0, 0}}};
+    struct sopts o = {.tls = 1, .auth = 1};
+    run_with(&sc, &o);
+}
+
+/* AUTH LOGIN, with and without an initial response. */
+static void test_auth_login(void **st)
+{
+    (void)st;
+    const struct script sc = {
+        "login",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {"AUTH LOGIN", 334, "334 VXNlcm5hbWU6"},
+         {"Ym9i", 334, "334 UGFzc3dvcmQ6"},
+         {"d3Jvbmc=", 535},
+         {"AUTH LOGIN Ym9i", 334, "UGFzc3dvcmQ6"},
+         {"*", 501},
+         {"AUTH LOGIN", 334},
+         {"not base64!", 501, "5.5.2"},
+         {"AUTH LOGIN", 334},
+         {"=", 501, "5.5.2"},                           /* empty user name */
+         {"AUTH LOGIN Ym9i", 334},
+         {"aHVudGVyMg==", 235},
+         {"MAIL FROM:<bob@b.example>", 250},
+         {"QUIT", 221},
+         {0, 0}}};
+    struct sopts o = {.tls = 1, .auth = 1};
+    run_with(&sc, &o);
+}
+
+/* CVE-2011-0411: what the client pipelined behind STARTTLS is never run. */
+static void test_starttls_injection(void **st)
+{
+    (void)st;
+    const struct script sc = {
+        "injection",
+        {{NULL, 220}, {"EHLO c", 250},
+         {"!RAW:STARTTLS\r\nEHLO evil\r\nMAIL FROM:<injected@evil.example>\r\n", 220},
+         {"!TLS", 1},                                /* nothing but the 220 came before */
+         {"EHLO c", 250},
+         {"RCPT TO:<x@y.example>", 503, "need MAIL"}, /* the injected MAIL never ran */
+         {"MAIL FROM:<a@b.example>", 250},
+         {"QUIT", 221},
+         {0, 0}}};
+    struct sopts o = {.tls = 1};
+    run_with(&sc, &o);
+}
+
+static void tweak_tls13(struct mxg_config *c)
+{
+    c->in_tls_min_version = MXG_INBOUND_TLS13;
+}
+
+/* server.tls_min_version = TLSv1.3 against a TLS 1.2 client: no session. */
+static void test_tls_min_version(void **st)
+{
+    (void)st;
+    const struct script sc = {"tls13-only",
+                              {{NULL, 220}, {"EHLO c", 250}, {"STARTTLS", 220}, {"!TLS12", 2},
+                               {NULL, -1}, {0, 0}}}; /* and the server closed */
+    struct sopts o = {.tls = 1, .tweak = tweak_tls13};
+    run_with(&sc, &o);
+    const struct script ok = {"tls13-ok",
+                              {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+                               {"QUIT", 221}, {0, 0}}};
+    run_with(&ok, &o);
+}
+
+static struct mxg_cidr loopback_net;
+
+static void tweak_require_tls(struct mxg_config *c)
+{
+    mxg_parse_cidr("127.0.0.0/8", &loopback_net);
+    c->require_tls[0] = loopback_net;
+    c->n_require_tls = 1;
+}
+
+static void tweak_require_auth(struct mxg_config *c)
+{
+    tweak_require_tls(c);
+    c->require_auth[0] = loopback_net;
+    c->n_require_auth = 1;
+}
+
+/* Per-network requirements: 530 5.7.0 at MAIL until they are met. */
+static void test_network_requirements(void **st)
+{
+    (void)st;
+    const struct script tls = {
+        "require-tls",
+        {{NULL, 220}, {"EHLO c", 250}, {"MAIL FROM:<a@b.example>", 530, "5.7.0 Must issue a STARTTLS"},
+         {"RCPT TO:<x@y.example>", 503}, TLS_UP, {"EHLO c", 250},
+         {"MAIL FROM:<a@b.example>", 250}, {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.tls = 1, .tweak = tweak_require_tls};
+    run_with(&tls, &o);
+    const struct script auth = {
+        "require-auth",
+        {{NULL, 220}, {"EHLO c", 250}, {"MAIL FROM:<a@b.example>", 530, "5.7.0 Authentication required"},
+         TLS_UP, {"EHLO c", 250},
+         {"MAIL FROM:<a@b.example>", 530, "5.7.0 Authentication required"},
+         {WRONG, 535}, {"MAIL FROM:<a@b.example>", 530},
+         {GOOD, 235}, {"MAIL FROM:<a@b.example>", 250}, {"QUIT", 221}, {0, 0}}};
+    struct sopts oa = {.tls = 1, .auth = 1, .tweak = tweak_require_auth};
+    run_with(&auth, &oa);
+}
+
+static void tweak_plain_loopback(struct mxg_config *c)
+{
+    c->auth_plaintext_loopback = 1;
+}
+
+/* auth.allow_plaintext_loopback: AUTH without TLS from 127.0.0.1. */
+static void test_plaintext_loopback(void **st)
+{
+    (void)st;
+    const struct script sc = {
+        "plain-loopback",
+        {{NULL, 220}, {"HELO c", 250}, {GOOD, 503, "send EHLO first"},
+         {"EHLO c", 250, "AUTH PLAIN LOGIN", "STARTTLS"}, {GOOD, 235},
+         {"MAIL FROM:<a@b.example>", 250}, {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.auth = 1, .tweak = tweak_plain_loopback};
+    run_with(&sc, &o);
+}
+
+static void tweak_throttle(struct mxg_config *c)
+{
+    c->auth_max_failures = 2;
+    c->auth_max_user_failures = 0;
+    c->auth_lockout_ms = 60000;
+}
+
+static void tweak_user_throttle(struct mxg_config *c)
+{
+    c->auth_max_failures = 10;
+    c->auth_max_user_failures = 2;
+    c->auth_lockout_ms = 60000;
+}
+
+static void tweak_delay(struct mxg_config *c)
+{
+    c->auth_delay_ms = 300;
+}
+
+/* Brute force: the address's second failure gets 421 and the connection is
+ * closed; a new connection's AUTH gets 454 even with the right password. Per
+ * user: that user is refused, others are not. The failure delay holds back
+ * the 535 and keeps pipelined replies in order. */
+static void test_throttle(void **st)
+{
+    (void)st;
+    const struct script addr = {
+        "throttle-address",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {WRONG, 535}, {WRONG, 421, "4.7.0"}, {NULL, -1},
+         {"!RECONNECT", 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {GOOD, 454, "4.7.0"}, {"AUTH LOGIN", 454}, {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.tls = 1, .auth = 1, .tweak = tweak_throttle};
+    run_with(&addr, &o);
+    const struct script user = {
+        "throttle-user",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {WRONG, 535}, {WRONG, 535}, {GOOD, 454, "4.7.0"},
+         {"AUTH PLAIN AGJvYgBodW50ZXIy", 235}, {"QUIT", 221}, {0, 0}}};
+    struct sopts ou = {.tls = 1, .auth = 1, .tweak = tweak_user_throttle};
+    run_with(&user, &ou);
+    const struct script delay = {
+        "failure-delay",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {WRONG, 535, NULL, NULL, 250},
+         {"!RAW:AUTH PLAIN AGFsaWNlAHdyb25n\r\nNOOP\r\n", 535, NULL, NULL, 250},
+         {NULL, 250}, /* the NOOP's reply after the 535 */
+         {GOOD, 235}, {"QUIT", 221}, {0, 0}}};
+    struct sopts od = {.tls = 1, .auth = 1, .tweak = tweak_delay};
+    run_with(&delay, &od);
+}
+
+/* The client leaves while its password is being checked, or while its 535
+ * is held back: the session goes away cleanly (ASan builds check the rest). */
+static void test_auth_client_gone(void **st)
+{
+    (void)st;
+    const struct script sc = {
+        "gone",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {"!SEND:" GOOD "\r\n", 1}, {"!RECONNECT", 220}, {"EHLO c", 250}, TLS_UP,
+         {"EHLO c", 250}, {"!SEND:" WRONG "\r\n", 1}, {"!RECONNECT", 220}, {"QUIT", 221},
+         {0, 0}}};
+    struct sopts o = {.tls = 1, .auth = 1, .tweak = tweak_delay};
+    run_with(&sc, &o);
+}
+
+/* RFC 3848: the Received header of a message from an authenticated TLS
+ * client says ESMTPSA and names the TLS version and cipher (queue mode: the
+ * message is in the spool, no upstream needed). */
+static void test_received_esmtpsa(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct mxg_spool *sp = mxg_spool_open(dir, err, sizeof err);
+    assert_non_null(sp);
+    const struct script sc = {
+        "esmtpsa",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO client.example", 250}, {GOOD, 235},
+         {"MAIL FROM:<a@b.example>", 250}, {"RCPT TO:<x@one.example>", 250}, {"DATA", 354},
+         {"Subject: over TLS\r\n\r\nbody\r\n.", 250}, {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.queue_mode = 1, .spool = sp, .tls = 1, .auth = 1};
+    run_with(&sc, &o);
+    char(*ids)[MXG_SPOOL_ID_MAX] = NULL;
+    int n = 0;
+    assert_int_equal(mxg_spool_list(sp, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    int fd = mxg_spool_body_open(sp, ids[0]);
+    assert_true(fd >= 0);
+    char body[4096];
+    ssize_t got = read(fd, body, sizeof body - 1);
+    close(fd);
+    assert_true(got > 0);
+    body[got] = 0;
+    if (!strstr(body, "Received: from client.example ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher ") ||
+        !strstr(body, "\r\n\tby unit.test (mxguard) with ESMTPSA id "))
+        fail_msg("Received header: %s", body);
+    assert_null(strstr(body, "alice")); /* the user name stays out of the header */
+    mxg_spool_remove(sp, ids[0]);
+    free(ids);
+    mxg_spool_close(sp);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +781,15 @@ int main(void)
         cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_queue_mode),
         cmocka_unit_test(test_queue_mode_no_spool),
+        cmocka_unit_test(test_starttls_auth),
+        cmocka_unit_test(test_auth_login),
+        cmocka_unit_test(test_starttls_injection),
+        cmocka_unit_test(test_tls_min_version),
+        cmocka_unit_test(test_network_requirements),
+        cmocka_unit_test(test_plaintext_loopback),
+        cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_auth_client_gone),
+        cmocka_unit_test(test_received_esmtpsa),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
 }

@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# bench/run.sh — mxguard against Postfix 3.7 and the ceiling, measured side by side in one run;
+# prints one table (bench/report.py). Issue #10; method and recorded figures: docs/BENCHMARKS.md.
+#
+#   bench/run.sh [--quick] [--runs R] [--sessions N] [--messages M] [--sizes "1 10 100"]
+#                [--idle "1000 10000"] [--skip LIST] [--results FILE]
+#
+#   --quick     about a minute: 1 KiB only, one run, 500 messages, 1,000 idle sessions,
+#               a short callgrind and decision run
+#   --skip      comma list of parts to leave out: postfix, latency, mem, decide, cpu
+#   env MXG_BIN the mxguard binary (default build/mxguard); its directory must hold the
+#               libmxg_*.a of the same build (for bench/decide.c)
+#
+# The world (all on 127.0.70.0/24, built with tests/integration/lib.sh, which also takes the
+# test-bed lock): nsd serving the signed test hierarchy (mkzones.sh), the sink (bench/sink.c,
+# STARTTLS, counts) on 127.0.70.21:25 = mx.dane-ee.test, whose TLSA 3 1 1 is DNSSEC-signed;
+# senders (smtp-source from Debian's postfix package, bench/smtpload.c) connect from 127.0.0.1.
+#   (a) mxguard on 127.0.70.1:10025 → DANE → sink       (policy cached after the warm-up)
+#   (b) Postfix on 127.0.70.2:2526, relayhost dane-ee.test, smtp_tls_security_level = dane,
+#       smtp_dns_support_level = dnssec, resolving through unbound on 127.0.70.5:53 (validating
+#       with the test anchor; Postfix runs in a private mount namespace whose /etc/resolv.conf
+#       names it), with its defaults ("postfix") and with smtp_tls_connection_reuse = yes
+#       ("postfix-reuse")
+#   (c) smtp-source straight into the sink ("direct", plaintext: the ceiling)
+# Per size and target: R runs of smtp-source -s N -m M -l SIZE (msg/s = M / time until the sink
+# counted the M-th message; CPU of the relay's processes from /proc, children included), then
+# one bench/smtpload run with the same shape for the latency (sink-side: from the client's
+# connect to the sink's final dot, i.e. delivered; p50/p99). Medians over the runs.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export MXG_SRC=${MXG_SRC:-$(cd "$here/.." && pwd)}
+export MXG_BIN=${MXG_BIN:-$MXG_SRC/build/mxguard}
+MXG_BIN=$(cd "$(dirname "$MXG_BIN")" && pwd)/$(basename "$MXG_BIN")
+BUILD=$(dirname "$MXG_BIN")
+
+QUICK=0 RUNS=3 SESSIONS=20 MESSAGES=2000 SIZES="1 10 100" IDLE="1000 10000" SKIP="" RESULTS=""
+CG_MSGS=200 DECIDE_N=200000
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1; RUNS=1; MESSAGES=500; SIZES="1"; IDLE="1000"; CG_MSGS=50; DECIDE_N=20000; shift ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --sessions) SESSIONS=$2; shift 2 ;;
+        --messages) MESSAGES=$2; shift 2 ;;
+        --sizes) SIZES=$2; shift 2 ;;
+        --idle) IDLE=$2; shift 2 ;;
+        --skip) SKIP=$2; shift 2 ;;
+        --results) RESULTS=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+skip() { [[ ",$SKIP," == *",$1,"* ]]; }
+
+. "$MXG_SRC/tests/integration/lib.sh"
+TB_NAME=bench
+need=$(( $(echo "$IDLE" | tr ' ' '\n' | sort -n | tail -1) * 2 + 4096 ))
+[ "$(ulimit -n)" -ge "$need" ] || ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tb_init
+R=$TB/results.tsv
+: >"$R"
+log() { echo "# $*" >&2; }
+rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$R"; } # rec METRIC TARGET SIZE VALUE
+
+# ------------------------------------------------------------------ tools
+W=$TB/bin
+mkdir -p "$W"
+CF="-std=c11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2"
+cc $CF -o "$W/sink" "$here/sink.c" -luv -lssl -lcrypto || tb_die "cannot build bench/sink.c"
+cc $CF -o "$W/smtpload" "$here/smtpload.c" -luv || tb_die "cannot build bench/smtpload.c"
+if ! skip decide; then
+    # shellcheck disable=SC2046
+    cc $CF -I"$MXG_SRC" -o "$W/decide" "$here/decide.c" "$BUILD/libmxg_policy.a" \
+        "$BUILD/libmxg_dane.a" "$BUILD/libmxg_tls.a" "$BUILD/libmxg_core.a" \
+        "$(find /usr/lib -name libgetdns_ex_uv.a | head -1)" \
+        $(pkg-config --libs libuv openssl getdns libconfig jansson libcurl sqlite3 libmicrohttpd) ||
+        { log "cannot build bench/decide.c (MXG_BIN's directory needs libmxg_*.a): skipped"; SKIP="$SKIP,decide"; }
+fi
+
+# ------------------------------------------------------------------ the world
+tb_start_dns
+CERT=$TB/dns/certs/mx.dane-ee.test
+SINK_IP=127.0.70.21
+tb_spawn sink "$W/sink" --listen "$SINK_IP:25" --cert "$CERT.crt" --key "$CERT.key" \
+    --name mx.dane-ee.test --stats "$TB/sink.stats"
+for i in $(seq 50); do [ -s "$TB/sink.stats" ] && break; sleep 0.1; done
+[ -s "$TB/sink.stats" ] || tb_die "the sink did not start: $(cat "$TB/sink.log")"
+
+sink() { awk -v k="$1" '$1 == k { print $2 }' "$TB/sink.stats"; }
+sink_reset() {
+    kill -USR1 "$(tb_pid sink)"
+    for i in $(seq 50); do [ "$(sink messages)" = 0 ] && return 0; sleep 0.02; done
+}
+# wait_sink N SECONDS — until the sink counted N messages; 1 if it never did
+wait_sink() {
+    local t=$(( $2 * 20 )) i
+    for i in $(seq "$t"); do
+        [ "$(sink messages)" -ge "$1" ] 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+# cpu PID... — CPU seconds (user+system) of these processes and all their descendants, with
+# the children they already reaped
+cpu() {
+    python3 - "$@" <<'PY'
+import os, sys
+tck = os.sysconf("SC_CLK_TCK")
+procs = {}
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    try:
+        s = open("/proc/%s/stat" % p).read()
+    except OSError:
+        continue
+    f = s[s.rindex(")") + 2:].split()
+    procs[int(p)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+want = {int(a) for a in sys.argv[1:] if a}
+tot, todo = 0, list(want)
+seen = set()
+while todo:
+    p = todo.pop()
+    if p in seen or p not in procs:
+        continue
+    seen.add(p)
+    tot += procs[p][1]
+    todo += [c for c, v in procs.items() if v[0] == p]
+print("%.3f" % (tot / tck))
+PY
+}
+
+# mxguard
+cat >"$TB/mxguard.conf" <<EOF
+server: { listen = ["127.0.70.1:10025"]; allow_networks = ["127.0.0.0/8"];
+          hostname = "mxguard.bench.test"; max_sessions = 30000; };
+upstream: { port = 25; helo_name = "mxguard.bench.test"; source_ipv4 = "127.0.70.1"; };
+dns: { servers = ["127.0.70.53:5300"]; trust_anchor_file = "$TB/dns/root.ds"; };
+tls: { ca_file = "$TB/dns/certs/ca.crt"; };
+state: { directory = "$TB/state"; };
+tlsrpt: { send_reports = false; };
+log: { level = "info"; };
+EOF
+mkdir -p "$TB/state"
+MXG_ADDR=127.0.70.1:10025
+start_mxguard() { # start_mxguard NAME [ENV=VALUE...] — and wait for its listener
+    local name=$1; shift
+    env "$@" setsid "$MXG_BIN" run -c "$TB/mxguard.conf" >"$TB/$name.out" 2>"$TB/$name.log" </dev/null 9>&- &
+    echo "$! $name" >>"$TB/pids"
+    for i in $(seq 100); do
+        "$W/smtpload" --idle 1 "$MXG_ADDR" >/dev/null 2>&1 </dev/null &
+        local p=$!
+        sleep 0.1
+        kill "$p" 2>/dev/null
+        wait "$p" 2>/dev/null && return 0
+        tb_alive "$name" || break
+    done
+    tail -n 20 "$TB/$name.log"
+    tb_die "mxguard ($name) did not start"
+}
+start_mxguard mxguard
+MXG_PID=$(tb_pid mxguard)
+# warm-up: the policy (MX, TLSA, MTA-STS lookups) and the cache
+"$W/smtpload" -s 1 -m 3 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null ||
+    tb_die "mxguard does not relay to the sink: $(tail -n 20 "$TB/mxguard.log")"
+grep -q 'peer DANE' "$TB/mxguard.log" || tb_die "mxguard did not verify the sink by DANE"
+
+# Postfix as a DANE smarthost (and unbound for its validated DNS)
+PF=$TB/postfix
+start_postfix() {
+    mkdir -p "$TB/unbound" "$PF/conf" "$PF/queue" "$PF/data"
+    chown postfix "$PF/data"
+    cat >"$TB/unbound/unbound.conf" <<EOF
+server:
+  interface: 127.0.70.5
+  port: 53
+  username: ""
+  chroot: ""
+  directory: "$TB/unbound"
+  pidfile: "$TB/unbound/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  trust-anchor-file: "$TB/dns/root.key"
+  local-zone: "test." nodefault
+  num-threads: 1
+stub-zone:
+  name: "."
+  stub-addr: 127.0.70.53@5300
+EOF
+    tb_spawn unbound unbound -d -c "$TB/unbound/unbound.conf"
+    for i in $(seq 50); do
+        dig @127.0.70.5 +time=1 +tries=1 dane-ee.test MX 2>/dev/null | grep -q 'flags:.* ad' && break
+        sleep 0.1
+    done
+    dig @127.0.70.5 +time=1 +tries=1 _25._tcp.mx.dane-ee.test TLSA | grep -q 'flags:.* ad' ||
+        tb_die "unbound does not validate the test hierarchy"
+    printf 'nameserver 127.0.70.5\noptions trust-ad\n' >"$TB/resolv.conf"
+    cat >"$PF/conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery is disabled
+alias_maps =
+alias_database =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+relayhost = dane-ee.test
+smtp_bind_address = 127.0.70.2
+smtp_tls_security_level = dane
+smtp_dns_support_level = dnssec
+smtp_tls_loglevel = 1
+append_dot_mydomain = no
+biff = no
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+EOF
+    awk -v svc="127.0.70.2:2526" '
+        /^#/ || /^[ \t]/ || NF < 8 { print; next }
+        $1 == "smtp" && $2 == "inet" { $1 = svc }
+        { $5 = "n"; print }
+    ' /usr/share/postfix/master.cf.dist >"$PF/conf/master.cf"
+    unshare -m sh -c "mount --bind '$TB/resolv.conf' /etc/resolv.conf && \
+        script -qc 'postfix -c $PF/conf start' /dev/null" >"$TB/postfix.start" 2>&1 </dev/null 9>&-
+    for i in $(seq 100); do
+        [ -s "$PF/queue/pid/master.pid" ] && break
+        sleep 0.1
+    done
+    PF_PID=$(tr -d ' \n' <"$PF/queue/pid/master.pid" 2>/dev/null)
+    [ -n "$PF_PID" ] || tb_die "Postfix did not start: $(cat "$TB/postfix.start")"
+    echo "$PF_PID postfix-master" >>"$TB/pids"
+    for i in $(seq 100); do
+        tb_wait_port 127.0.70.2 2526 1 && break
+    done
+}
+postfix_reuse() { # postfix_reuse yes|no
+    postconf -c "$PF/conf" -e "smtp_tls_connection_reuse = $1"
+    script -qc "postfix -c $PF/conf reload" /dev/null >/dev/null 2>&1 </dev/null 9>&-
+    sleep 1
+}
+if ! skip postfix; then
+    start_postfix
+    sink_reset
+    smtp-source -s 1 -m 3 -l 1024 -f a@bench.test -t b@dane-ee.test 127.0.70.2:2526 ||
+        tb_die "smtp-source into Postfix failed"
+    wait_sink 3 30 || tb_die "Postfix does not relay to the sink: $(tail -n 20 "$PF/maillog")"
+    grep -q 'Verified TLS connection established to mx.dane-ee.test' "$PF/maillog" ||
+        tb_die "Postfix did not verify the sink by DANE: $(grep -i tls "$PF/maillog" | tail -5)"
+fi
+
+# ------------------------------------------------------------------ throughput + latency
+TARGETS="mxguard postfix postfix-reuse direct"
+skip postfix && TARGETS="mxguard direct"
+addr_of() {
+    case $1 in
+        mxguard) echo "$MXG_ADDR" ;;
+        postfix*) echo 127.0.70.2:2526 ;;
+        direct) echo "$SINK_IP:25" ;;
+    esac
+}
+pids_of() {
+    case $1 in
+        mxguard) echo "$MXG_PID" ;;
+        postfix*) echo "$PF_PID" ;;
+        direct) echo "" ;;
+    esac
+}
+for size in $SIZES; do
+    bytes=$((size * 1024))
+    for target in $TARGETS; do
+        case $target in
+            postfix) postfix_reuse no ;;
+            postfix-reuse) postfix_reuse yes ;;
+        esac
+        a=$(addr_of "$target")
+        for run in $(seq "$RUNS"); do
+            sink_reset
+            c0=$(cpu $(pids_of "$target"))
+            u0=$(cpu "$(tb_pid unbound 2>/dev/null)")
+            t0=$(date +%s.%N)
+            smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
+                -t b@dane-ee.test "$a" >"$TB/smtp-source.out" 2>&1 ||
+                log "$target: smtp-source: $(tail -n 3 "$TB/smtp-source.out")"
+            if ! wait_sink "$MESSAGES" 300; then
+                log "$target ${size}K run $run: only $(sink messages) of $MESSAGES arrived"
+                continue
+            fi
+            c1=$(cpu $(pids_of "$target"))
+            u1=$(cpu "$(tb_pid unbound 2>/dev/null)")
+            rate=$(python3 -c "print('%.1f' % ($MESSAGES / ($(sink last) - $t0)))")
+            rec rate "$target" "$size" "$rate"
+            if [ "$target" != direct ]; then
+                rec cpu_ms "$target" "$size" "$(python3 -c "print('%.3f' % (($c1 - $c0) * 1000 / $MESSAGES))")"
+                [[ $target == postfix* ]] &&
+                    rec resolver_cpu_ms "$target" "$size" "$(python3 -c "print('%.3f' % (($u1 - $u0) * 1000 / $MESSAGES))")"
+            fi
+            rec sink_tls "$target" "$size" "$(sink tls)"
+            rec sink_resumed "$target" "$size" "$(sink resumed)"
+            rec sink_conns "$target" "$size" "$(sink connections)"
+            log "$target ${size} KiB run $run: $rate msg/s, $(sink connections) connections / $(sink tls) handshakes at the sink"
+        done
+        if ! skip latency; then
+            sink_reset
+            "$W/smtpload" -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
+                -t b@dane-ee.test "$a" >"$TB/smtpload.out" 2>&1 ||
+                log "$target: smtpload: $(tail -n 3 "$TB/smtpload.out")"
+            if wait_sink "$MESSAGES" 300; then
+                sleep 0.15 # the stats file is written every 100 ms
+                rec p50_ms "$target" "$size" "$(sink lat_p50)"
+                rec p99_ms "$target" "$size" "$(sink lat_p99)"
+                rec load_rate "$target" "$size" "$(awk '{ print $8 }' "$TB/smtpload.out")"
+            fi
+        fi
+    done
+done
+rec peak_rss_kib mxguard - "$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$MXG_PID/status")"
+
+# ------------------------------------------------------------------ idle sessions (RSS)
+if ! skip mem; then
+    for n in $IDLE; do
+        tb_stop mxguard
+        start_mxguard mxguard "MXGUARD_SERVER_MAX_SESSIONS=$((n + 100))"
+        MXG_PID=$(tb_pid mxguard)
+        "$W/smtpload" -s 1 -m 3 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null
+        sleep 0.3
+        r0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$MXG_PID/status")
+        rm -f "$TB/idle.ready"
+        tb_spawn idle "$W/smtpload" --idle "$n" --ready "$TB/idle.ready" "$MXG_ADDR"
+        for i in $(seq 600); do [ -s "$TB/idle.ready" ] && break; sleep 0.1; done
+        sleep 0.5
+        r1=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$MXG_PID/status")
+        up=$(awk '{ print $2 }' "$TB/idle.ready" 2>/dev/null)
+        log "idle $n: $(cat "$TB/idle.ready" 2>/dev/null); RSS $r0 -> $r1 KiB"
+        if [ "${up:-0}" -gt 0 ]; then
+            rec idle_rss_per_session_kib mxguard "$n" "$(python3 -c "print('%.2f' % (($r1 - $r0) / $up))")"
+            rec idle_rss_total_kib mxguard "$n" "$r1"
+        fi
+        tb_stop idle
+    done
+fi
+
+# ------------------------------------------------------------------ decisions
+if ! skip decide; then
+    "$W/decide" -c "$TB/mxguard.conf" -n "$DECIDE_N" -p 1 dane-ee.test >"$TB/decide.out" 2>&1 &&
+        read -r _ cold _ per_s _ us _ res <"$TB/decide.out" &&
+        { rec decide_cold_ms mxguard - "$cold"; rec decide_cached_per_s mxguard - "$per_s";
+          rec decide_cached_us mxguard - "$us"; log "decisions: $(cat "$TB/decide.out")"; } ||
+        log "decide failed: $(cat "$TB/decide.out")"
+fi
+
+# ------------------------------------------------------------------ instructions per message
+if ! skip cpu && command -v valgrind >/dev/null; then
+    tb_stop mxguard
+    for mode in cached fresh; do
+        idle=30s
+        [ "$mode" = fresh ] && idle=0
+        env MXGUARD_UPSTREAM_CACHE_IDLE=$idle setsid valgrind --tool=callgrind --collect-atstart=no \
+            --callgrind-out-file="$TB/callgrind.$mode.%p" "$MXG_BIN" run -c "$TB/mxguard.conf" \
+            >"$TB/cg.$mode.out" 2>"$TB/cg.$mode.log" </dev/null 9>&- &
+        echo "$! callgrind-$mode" >>"$TB/pids"
+        cgpid=$!
+        for i in $(seq 300); do
+            "$W/smtpload" -s 1 -m 1 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        "$W/smtpload" -s 2 -m 10 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1
+        callgrind_control -i on "$cgpid" >/dev/null 2>&1
+        smtp-source -s 2 -m "$CG_MSGS" -l 1024 -f a@bench.test -t b@dane-ee.test "$MXG_ADDR" \
+            >/dev/null 2>&1
+        callgrind_control -d "$cgpid" >/dev/null 2>&1
+        callgrind_control -i off "$cgpid" >/dev/null 2>&1
+        sleep 0.5
+        f=$(ls -t "$TB"/callgrind."$mode".*[0-9].* 2>/dev/null | head -1)
+        [ -n "$f" ] || f=$(ls -t "$TB"/callgrind."$mode".* 2>/dev/null | head -1)
+        ir=$(awk '/^summary:|^totals:/ { print $2; exit }' "$f" 2>/dev/null)
+        if [ -n "$ir" ]; then
+            rec instr_per_msg "mxguard-$mode" 1 "$(python3 -c "print(int($ir / $CG_MSGS))")"
+            log "callgrind ($mode connections): $ir instructions for $CG_MSGS messages ($f)"
+        else
+            log "callgrind ($mode): no figures ($(tail -n 3 "$TB/cg.$mode.log"))"
+        fi
+        tb_stop "callgrind-$mode"
+    done
+fi
+
+# ------------------------------------------------------------------ the table
+[ -n "$RESULTS" ] && cp "$R" "$RESULTS"
+python3 "$here/report.py" "$R" --sessions "$SESSIONS" --messages "$MESSAGES" --runs "$RUNS"

@@ -1,0 +1,366 @@
+/* bench/smtpload.c — an SMTP load driver like Postfix's smtp-source, for the
+ * benchmarks (bench/run.sh), that also timestamps its messages.
+ *
+ *   smtpload [-s SESSIONS] [-m MESSAGES] [-l SIZE] [-f FROM] [-t TO] [-b SRC_IP]
+ *            [-d] HOST:PORT
+ *   smtpload --idle N [-b SRC_IP] [--ready FILE] HOST:PORT
+ *
+ * Load mode: SESSIONS connections at a time until MESSAGES messages were
+ * sent, one message per connection (as smtp-source; -d: every connection
+ * sends messages until the total is reached). Each message has SIZE octets
+ * of body after a few headers, one of them "X-Bench-T: <ns>" (CLOCK_REALTIME
+ * when its connection was opened: bench/sink.c turns it into the latency
+ * at the receiving end). Commands are sent one at a time (no pipelining), as
+ * smtp-source does. Prints one line: "ok N fail N secs S rate R p50 A p90 B
+ * p99 C max D" (client-side latency in ms from connect to the reply to the
+ * final dot).
+ *
+ * Idle mode: open N sessions (connect, banner, EHLO) and keep them open;
+ * when all are up, write "up N failed F" to --ready FILE (and stdout) and
+ * wait for SIGTERM/SIGINT (for RSS per idle session).
+ *
+ * Build: cc -O2 -o smtpload smtpload.c -luv (bench/run.sh does). */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+enum step { S_BANNER, S_EHLO, S_MAIL, S_RCPT, S_DATA, S_DOT, S_QUIT, S_IDLE };
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    enum step st;
+    char line[4096];
+    size_t ll;
+    uint64_t t0;
+    int msgs_here;
+};
+
+static uv_loop_t *loop;
+static struct sockaddr_storage dest, src;
+static int have_src;
+static int n_sessions = 1, n_messages = 1, msg_size = 1024, persistent, idle_n;
+static const char *from = "load@bench.test", *to = "rcpt@bench.test", *ready_path;
+static char fromp[300], top[300]; /* "<from>", "<to>" */
+static int started, done_ok, done_fail, active, idle_up, idle_failed;
+static double *lat;
+static int n_lat;
+static uint64_t t_start;
+static int n_errs; /* errors printed (at most 5) */
+static char *body;
+static size_t body_len;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void start_conn(void);
+
+static void on_close(uv_handle_t *h)
+{
+    free(h->data);
+    active--;
+    if (!idle_n && started < n_messages)
+        start_conn();
+    else if (!idle_n && active == 0)
+        uv_stop(loop);
+}
+
+/* failed: the message (or idle session) did not make it */
+static void conn_end(struct conn *c, int failed)
+{
+    if (failed && !idle_n)
+        done_fail++;
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+struct wreq {
+    uv_write_t req;
+    char data[];
+};
+
+static void wdone(uv_write_t *r, int status)
+{
+    (void)status;
+    free(r);
+}
+
+static void send_text(struct conn *c, const char *p, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int k = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (k == (int)n)
+        return;
+    if (k < 0)
+        k = 0;
+    struct wreq *w = malloc(sizeof *w + n - (size_t)k);
+    memcpy(w->data, p + k, n - (size_t)k);
+    b = uv_buf_init(w->data, (unsigned)(n - (size_t)k));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, wdone) < 0)
+        free(w);
+}
+
+/* "VERB" or "VERB ARG" + CRLF; arg may be NULL */
+static void send_cmd(struct conn *c, enum step next, const char *verb, const char *arg)
+{
+    char buf[600];
+    int n = snprintf(buf, sizeof buf, "%s%s\r\n", verb, arg ? arg : "");
+    c->st = next;
+    send_text(c, buf, (size_t)n);
+}
+
+static void send_message(struct conn *c)
+{
+    char hdr[600];
+    int n = snprintf(hdr, sizeof hdr,
+                     "From: <%s>\r\nTo: <%s>\r\nSubject: bench %d\r\nMessage-ID: <%d.%llu@bench.test>\r\n"
+                     "X-Bench-T: %llu\r\n\r\n",
+                     from, to, started, started, (unsigned long long)c->t0,
+                     (unsigned long long)c->t0);
+    send_text(c, hdr, (size_t)n);
+    send_text(c, body, body_len);
+    c->st = S_DOT;
+    send_text(c, ".\r\n", 3);
+}
+
+/* A complete reply (last line in c->line). */
+static void on_reply(struct conn *c)
+{
+    int code = atoi(c->line);
+    int ok = code >= 200 && code < 400;
+    if (!ok && c->st != S_QUIT) {
+        if (n_errs++ < 5)
+            fprintf(stderr, "smtpload: step %d: %s\n", c->st, c->line);
+        conn_end(c, 1);
+        return;
+    }
+    switch (c->st) {
+    case S_BANNER:
+        send_cmd(c, S_EHLO, "EHLO ", "load.bench.test");
+        return;
+    case S_EHLO:
+        if (idle_n) {
+            c->st = S_IDLE;
+            idle_up++;
+            if (idle_up + idle_failed == idle_n) {
+                printf("up %d failed %d\n", idle_up, idle_failed);
+                fflush(stdout);
+                if (ready_path) {
+                    FILE *f = fopen(ready_path, "w");
+                    if (f) {
+                        fprintf(f, "up %d failed %d\n", idle_up, idle_failed);
+                        fclose(f);
+                    }
+                }
+            }
+            return;
+        }
+        send_cmd(c, S_MAIL, "MAIL FROM:", fromp);
+        return;
+    case S_MAIL:
+        send_cmd(c, S_RCPT, "RCPT TO:", top);
+        return;
+    case S_RCPT:
+        send_cmd(c, S_DATA, "DATA", NULL);
+        return;
+    case S_DATA:
+        send_message(c);
+        return;
+    case S_DOT: {
+        double ms = (double)(now_ns() - c->t0) / 1e6;
+        if (n_lat < n_messages)
+            lat[n_lat++] = ms;
+        done_ok++;
+        c->msgs_here++;
+        if (persistent && started < n_messages) {
+            started++;
+            c->t0 = now_ns();
+            send_cmd(c, S_MAIL, "MAIL FROM:", fromp);
+            return;
+        }
+        send_cmd(c, S_QUIT, "QUIT", NULL);
+        return;
+    }
+    case S_QUIT:
+    case S_IDLE:
+        conn_end(c, 0);
+        return;
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    (void)h;
+    (void)sz;
+    static char slab[65536];
+    *b = uv_buf_init(slab, sizeof slab);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (n < 0) {
+        if (c->st == S_IDLE)
+            idle_up--, idle_failed++;
+        conn_end(c, c->st != S_QUIT && c->st != S_IDLE);
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        char ch = b->base[i];
+        if (ch != '\n') {
+            if (c->ll + 1 < sizeof c->line)
+                c->line[c->ll++] = ch;
+            continue;
+        }
+        c->line[c->ll] = 0;
+        int last = c->ll >= 4 && c->line[3] == ' ';
+        if (c->ll == 3)
+            last = 1;
+        c->ll = 0;
+        if (last) {
+            on_reply(c);
+            if (uv_is_closing((uv_handle_t *)&c->tcp))
+                return;
+        }
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (status < 0) {
+        if (n_errs++ < 5)
+            fprintf(stderr, "smtpload: connect: %s\n", uv_strerror(status));
+        if (idle_n)
+            idle_failed++;
+        conn_end(c, 1);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+static void start_conn(void)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    uv_tcp_init(loop, &c->tcp);
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->st = S_BANNER;
+    c->t0 = now_ns();
+    started++;
+    active++;
+    if (have_src)
+        uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0);
+    if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&dest, on_connect) < 0)
+        conn_end(c, 1);
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double p)
+{
+    if (n_lat == 0)
+        return 0;
+    int i = (int)(p * n_lat + 0.5) - 1;
+    if (i < 0)
+        i = 0;
+    if (i >= n_lat)
+        i = n_lat - 1;
+    return lat[i];
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    (void)sig;
+    uv_stop(h->loop);
+}
+
+int main(int argc, char **argv)
+{
+    const char *target = NULL, *bind_ip = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-s") && v) n_sessions = atoi(argv[++i]);
+        else if (!strcmp(a, "-m") && v) n_messages = atoi(argv[++i]);
+        else if (!strcmp(a, "-l") && v) msg_size = atoi(argv[++i]);
+        else if (!strcmp(a, "-f") && v) from = argv[++i];
+        else if (!strcmp(a, "-t") && v) to = argv[++i];
+        else if (!strcmp(a, "-b") && v) bind_ip = argv[++i];
+        else if (!strcmp(a, "-d")) persistent = 1;
+        else if (!strcmp(a, "--idle") && v) idle_n = atoi(argv[++i]);
+        else if (!strcmp(a, "--ready") && v) ready_path = argv[++i];
+        else if (a[0] != '-' && !target) target = a;
+        else {
+            fprintf(stderr, "usage: smtpload [-s N] [-m N] [-l SIZE] [-f FROM] [-t TO] [-b IP] "
+                            "[-d] HOST:PORT | smtpload --idle N [-b IP] [--ready FILE] HOST:PORT\n");
+            return 2;
+        }
+    }
+    if (!target)
+        return 2;
+    snprintf(fromp, sizeof fromp, "<%s>", from);
+    snprintf(top, sizeof top, "<%s>", to);
+    char host[128];
+    snprintf(host, sizeof host, "%s", target);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return 2;
+    *colon = 0;
+    uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)&dest);
+    if (bind_ip) {
+        uv_ip4_addr(bind_ip, 0, (struct sockaddr_in *)&src);
+        have_src = 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    loop = uv_default_loop();
+    /* the body: lines of 76 characters + CRLF, SIZE octets in all */
+    body_len = (size_t)msg_size;
+    body = malloc(body_len + 80);
+    for (size_t i = 0; i < body_len; i++)
+        body[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (char)('a' + i % 26);
+    if (body_len >= 2) {
+        body[body_len - 2] = '\r';
+        body[body_len - 1] = '\n';
+    }
+    lat = calloc((size_t)(n_messages > 0 ? n_messages : 1), sizeof *lat);
+    uv_signal_t sig[2];
+    uv_signal_init(loop, &sig[0]);
+    uv_signal_start(&sig[0], on_signal, SIGTERM);
+    uv_signal_init(loop, &sig[1]);
+    uv_signal_start(&sig[1], on_signal, SIGINT);
+    uv_unref((uv_handle_t *)&sig[0]);
+    uv_unref((uv_handle_t *)&sig[1]);
+    t_start = now_ns();
+    if (idle_n) {
+        for (int i = 0; i < idle_n; i++)
+            start_conn();
+        uv_ref((uv_handle_t *)&sig[0]);
+        uv_run(loop, UV_RUN_DEFAULT);
+        printf("up %d failed %d\n", idle_up, idle_failed);
+        return idle_failed ? 1 : 0;
+    }
+    for (int i = 0; i < n_sessions && started < n_messages; i++)
+        start_conn();
+    uv_run(loop, UV_RUN_DEFAULT);
+    double secs = (double)(now_ns() - t_start) / 1e9;
+    qsort(lat, (size_t)n_lat, sizeof *lat, cmpd);
+    printf("ok %d fail %d secs %.3f rate %.1f p50 %.2f p90 %.2f p99 %.2f max %.2f\n", done_ok,
+           done_fail, secs, secs > 0 ? done_ok / secs : 0, pct(0.50), pct(0.90), pct(0.99),
+           n_lat ? lat[n_lat - 1] : 0);
+    return done_fail ? 1 : 0;
+}

@@ -1,0 +1,216 @@
+/* tests/unit/test_tls_resume.c — client session resumption (tls_engine.h
+ * mxg_tls_resume_*): a session saved under a key is offered only under that
+ * key, a TLS 1.3 ticket is used once (and the resumed connection brings a
+ * new one), TLS 1.2 sessions stay, a failed engine saves nothing, the
+ * store's size bound, clear. Client and server engines in memory, a
+ * self-signed certificate made at setup. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "tls/tls_engine.h"
+
+#define HOST "mx.example.test"
+
+struct fixture {
+    char cert[256], key[256];
+    struct mxg_tls_ctx *sctx, *sctx12, *cctx;
+};
+
+static int write_pem(char *path, size_t cap, int (*wr)(FILE *, void *), void *obj)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, cap, "%s/mxg_resume_XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f)
+        return -1;
+    int ok = wr(f, obj);
+    fclose(f);
+    return ok == 1 ? 0 : -1;
+}
+
+static int wr_key(FILE *f, void *k)
+{
+    return PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+}
+
+static int wr_cert(FILE *f, void *x)
+{
+    return PEM_write_X509(f, x);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!fx || !k || !x)
+        return -1;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)HOST, -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_sign(x, k, EVP_sha256());
+    if (write_pem(fx->key, sizeof fx->key, wr_key, k) < 0 ||
+        write_pem(fx->cert, sizeof fx->cert, wr_cert, x) < 0)
+        return -1;
+    EVP_PKEY_free(k);
+    X509_free(x);
+    char err[512];
+    fx->sctx = mxg_tls_ctx_new_server(fx->cert, fx->key, err, sizeof err);
+    fx->sctx12 = mxg_tls_ctx_new_server(fx->cert, fx->key, err, sizeof err);
+    fx->cctx = mxg_tls_ctx_new_client(fx->cert, err, sizeof err);
+    if (!fx->sctx || !fx->sctx12 || !fx->cctx)
+        return -1;
+    SSL_CTX_set_max_proto_version(mxg_tls_ctx_ssl_ctx(fx->sctx12), TLS1_2_VERSION);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    mxg_tls_ctx_free(fx->sctx);
+    mxg_tls_ctx_free(fx->sctx12);
+    mxg_tls_ctx_free(fx->cctx);
+    unlink(fx->cert);
+    unlink(fx->key);
+    free(fx);
+    return 0;
+}
+
+static void pump(struct mxg_tls_engine *from, struct mxg_tls_engine *to)
+{
+    unsigned char buf[16384];
+    size_t n;
+    while ((n = mxg_tls_take_out(from, buf, sizeof buf)) > 0)
+        assert_int_equal(mxg_tls_feed(to, buf, n), MXG_TLS_OK);
+}
+
+/* One connection: handshake, a greeting from the server read by the client
+ * (the TLS 1.3 ticket arrives with it), the client engine freed (it saves
+ * its session under key). Returns whether the handshake resumed. */
+static int connect_once(struct mxg_tls_ctx *sctx, struct mxg_tls_ctx *cctx,
+                        struct mxg_tls_resume *r, const char *key, int *offered)
+{
+    struct mxg_tls_engine *c = mxg_tls_engine_new_client(cctx, HOST);
+    struct mxg_tls_engine *s = mxg_tls_engine_new_server(sctx);
+    assert_non_null(c);
+    assert_non_null(s);
+    int off = mxg_tls_engine_resume(c, r, key, strlen(key));
+    assert_true(off >= 0);
+    if (offered)
+        *offered = off;
+    int rc = MXG_TLS_AGAIN, rs = MXG_TLS_AGAIN;
+    for (int i = 0; i < 20 && (rc != MXG_TLS_OK || rs != MXG_TLS_OK); i++) {
+        rc = mxg_tls_handshake(c);
+        assert_int_not_equal(rc, MXG_TLS_ERR);
+        pump(c, s);
+        rs = mxg_tls_handshake(s);
+        assert_int_not_equal(rs, MXG_TLS_ERR);
+        pump(s, c);
+    }
+    assert_int_equal(rc, MXG_TLS_OK);
+    assert_int_equal(rs, MXG_TLS_OK);
+    assert_int_equal(mxg_tls_write(s, "220 hi\r\n", 8), MXG_TLS_OK);
+    pump(s, c);
+    char buf[64];
+    size_t got = 0;
+    assert_int_equal(mxg_tls_read(c, buf, sizeof buf, &got), MXG_TLS_OK);
+    int resumed = mxg_tls_engine_resumed(c);
+    assert_int_equal(mxg_tls_engine_resumed(s), resumed);
+    mxg_tls_engine_free(c);
+    mxg_tls_engine_free(s);
+    return resumed;
+}
+
+static void test_tls13_ticket(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    assert_non_null(r);
+    int off;
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(mxg_tls_resume_count(r), 1);
+    /* another key: nothing offered, a full handshake */
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "B", &off), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(mxg_tls_resume_count(r), 2);
+    /* the same key: resumed; the ticket used is gone, the new one stored */
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 1);
+    assert_int_equal(off, 1);
+    assert_int_equal(mxg_tls_resume_count(r), 2);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 1);
+    mxg_tls_resume_clear(r);
+    assert_int_equal(mxg_tls_resume_count(r), 0);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
+    assert_int_equal(off, 0);
+    mxg_tls_resume_free(r);
+}
+
+static void test_tls12_session(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    int off;
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 0);
+    assert_int_equal(mxg_tls_resume_count(r), 1);
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 1);
+    assert_int_equal(off, 1);
+    assert_int_equal(mxg_tls_resume_count(r), 1); /* kept */
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 1);
+    mxg_tls_resume_free(r);
+}
+
+static void test_bound_and_failure(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new(2);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", NULL), 0);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "B", NULL), 0);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "C", NULL), 0);
+    assert_int_equal(mxg_tls_resume_count(r), 2); /* A, the oldest, made room */
+    int off;
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
+    assert_int_equal(off, 0);
+    /* a handshake that fails saves nothing */
+    mxg_tls_resume_clear(r);
+    struct mxg_tls_engine *c = mxg_tls_engine_new_client(fx->cctx, HOST);
+    assert_int_equal(mxg_tls_engine_resume(c, r, "Z", 1), 0);
+    assert_int_equal(mxg_tls_feed(c, "garbage-not-tls\r\n", 17), MXG_TLS_OK);
+    (void)mxg_tls_handshake(c);
+    assert_int_equal(mxg_tls_handshake(c), MXG_TLS_ERR);
+    mxg_tls_engine_free(c);
+    assert_int_equal(mxg_tls_resume_count(r), 0);
+    /* bad arguments */
+    assert_null(mxg_tls_resume_new(0));
+    assert_int_equal(mxg_tls_engine_resume(NULL, r, "A", 1), -1);
+    mxg_tls_resume_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tls13_ticket),
+        cmocka_unit_test(test_tls12_session),
+        cmocka_unit_test(test_bound_and_failure),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
