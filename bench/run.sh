@@ -229,6 +229,8 @@ EOF
         $1 == "smtp" && $2 == "inet" { $1 = svc }
         { $5 = "n"; print }
     ' /usr/share/postfix/master.cf.dist >"$PF/conf/master.cf"
+    grep -q '^tlsproxy' "$PF/conf/master.cf" ||
+        echo "tlsproxy  unix  -       -       n       -       0       tlsproxy" >>"$PF/conf/master.cf"
     unshare -m sh -c "mount --bind '$TB/resolv.conf' /etc/resolv.conf && \
         script -qc 'postfix -c $PF/conf start' /dev/null" >"$TB/postfix.start" 2>&1 </dev/null 9>&-
     for i in $(seq 100); do
@@ -243,6 +245,7 @@ EOF
     done
 }
 postfix_reuse() { # postfix_reuse yes|no
+    postsuper -c "$PF/conf" -d ALL >/dev/null 2>&1 # nothing left over from an earlier run
     postconf -c "$PF/conf" -e "smtp_tls_connection_reuse = $1"
     script -qc "postfix -c $PF/conf reload" /dev/null >/dev/null 2>&1 </dev/null 9>&-
     sleep 1
@@ -259,6 +262,7 @@ fi
 
 # ------------------------------------------------------------------ throughput + latency
 TARGETS="mxguard postfix postfix-reuse direct"
+WAIT=$((30 + MESSAGES / 50)) # seconds for one run to arrive (Postfix at 100 msg/s: M / 100)
 skip postfix && TARGETS="mxguard direct"
 addr_of() {
     case $1 in
@@ -290,7 +294,7 @@ for size in $SIZES; do
             smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
                 -t b@dane-ee.test "$a" >"$TB/smtp-source.out" 2>&1 ||
                 log "$target: smtp-source: $(tail -n 3 "$TB/smtp-source.out")"
-            if ! wait_sink "$MESSAGES" 300; then
+            if ! wait_sink "$MESSAGES" "$WAIT"; then
                 log "$target ${size}K run $run: only $(sink messages) of $MESSAGES arrived"
                 continue
             fi
@@ -313,7 +317,7 @@ for size in $SIZES; do
             "$W/smtpload" -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
                 -t b@dane-ee.test "$a" >"$TB/smtpload.out" 2>&1 ||
                 log "$target: smtpload: $(tail -n 3 "$TB/smtpload.out")"
-            if wait_sink "$MESSAGES" 300; then
+            if wait_sink "$MESSAGES" "$WAIT"; then
                 sleep 0.15 # the stats file is written every 100 ms
                 rec p50_ms "$target" "$size" "$(sink lat_p50)"
                 rec p99_ms "$target" "$size" "$(sink lat_p99)"
@@ -363,7 +367,7 @@ if ! skip cpu && command -v valgrind >/dev/null; then
     for mode in cached fresh; do
         idle=30s
         [ "$mode" = fresh ] && idle=0
-        env MXGUARD_UPSTREAM_CACHE_IDLE=$idle setsid valgrind --tool=callgrind --collect-atstart=no \
+        env MXGUARD_UPSTREAM_CACHE_IDLE=$idle setsid valgrind --tool=callgrind \
             --callgrind-out-file="$TB/callgrind.$mode.%p" "$MXG_BIN" run -c "$TB/mxguard.conf" \
             >"$TB/cg.$mode.out" 2>"$TB/cg.$mode.log" </dev/null 9>&- &
         echo "$! callgrind-$mode" >>"$TB/pids"
@@ -373,11 +377,10 @@ if ! skip cpu && command -v valgrind >/dev/null; then
             sleep 0.2
         done
         "$W/smtpload" -s 2 -m 10 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1
-        callgrind_control -i on "$cgpid" >/dev/null 2>&1
+        callgrind_control -z "$cgpid" >/dev/null 2>&1 # count from here
         smtp-source -s 2 -m "$CG_MSGS" -l 1024 -f a@bench.test -t b@dane-ee.test "$MXG_ADDR" \
             >/dev/null 2>&1
         callgrind_control -d "$cgpid" >/dev/null 2>&1
-        callgrind_control -i off "$cgpid" >/dev/null 2>&1
         sleep 0.5
         f=$(ls -t "$TB"/callgrind."$mode".*[0-9].* 2>/dev/null | head -1)
         [ -n "$f" ] || f=$(ls -t "$TB"/callgrind."$mode".* 2>/dev/null | head -1)

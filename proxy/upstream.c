@@ -2232,7 +2232,9 @@ void mxg_leg_close(struct mxg_leg *leg)
         return;
     leg->detached = 1;
     leg->op_pending = 0;
-    if (leg->conn && (leg->st == LEG_READY || leg->st == LEG_DONE)) {
+    /* a probe (mxguard check --connect) ends with its process: no QUIT round
+     * trip that nobody would wait for (the leg would never be freed) */
+    if (leg->conn && !leg->probe && (leg->st == LEG_READY || leg->st == LEG_DONE)) {
         uv_timer_stop(&leg->deadline);
         if (leg_park(leg) == 0) {
             leg_destroy(leg);
