@@ -223,13 +223,13 @@ assert_contains "MTA-STS enforce, STARTTLS stripped: the reply names MTA-STS" "$
 assert_no_mail "MTA-STS enforce, STARTTLS stripped: nothing sent in plaintext" sts-enforce
 assert_file_grep "sts-enforce: mxguard did see the stripped EHLO" "$TB/sts-enforce.log" '> 250-XXXXXXXA'
 
-n2=$(grep -c 'connect from' "$TB/mx2.log")
+c2=$(grep -c 'connect from' "$TB/mx2.log")
 swaks_send striplist --to a@other.test
 assert_reply "policy list enforce, STARTTLS stripped: 451 4.7.x" "$SW_RCPT" "451 4.7."
 assert_contains "policy list enforce: the reply names the list" "$SW_RCPT" "policy list"
 assert_no_mail "policy list enforce, STARTTLS stripped: nothing sent in plaintext" mx2
-assert_match "policy list enforce: mx2 was contacted (the refusal is the stripped EHLO's)" \
-    "$(grep -c 'connect from' "$TB/mx2.log")" "^([1-9]|[1-9][0-9]+)\$"
+assert_eq "policy list enforce: mx2 was contacted once (the refusal is the stripped EHLO's)" \
+    $((c2 + 1)) "$(grep -c 'connect from' "$TB/mx2.log")"
 assert_file_count "$MX2" 0 "mx2: nothing stored"
 
 MARK=$(tb_log_mark)
