@@ -12,6 +12,7 @@ export MXG_BIN=${MXG_BIN:-$MXG_SRC/build/mxguard}
 export MXG_LOAD_SESSIONS=${1:-1000}
 export MXG_LOAD_MESSAGES=${2:-5000}
 export MXG_LOAD_CONCURRENCY=${3:-200}
+export MXG_LOAD_COLD=${MXG_LOAD_COLD:-$MXG_LOAD_SESSIONS} # the cold burst (open issue #9: crashes in getdns's libuv extension)
 export MXG_LOAD_SIZE=${4:-1024}
 need=$((MXG_LOAD_SESSIONS * 3 + 1024))
 [ "$(ulimit -n)" -ge "$need" ] || ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -37,7 +37,7 @@ QUICK=0 RUNS=3 SESSIONS=20 MESSAGES=2000 SIZES="1 10 100" IDLE="1000 10000" SKIP
 CG_MSGS=200 DECIDE_N=200000
 while [ $# -gt 0 ]; do
     case $1 in
-        --quick) QUICK=1; RUNS=1; MESSAGES=500; SIZES="1"; IDLE="1000"; CG_MSGS=50; DECIDE_N=20000; shift ;;
+        --quick) QUICK=1; RUNS=1; MESSAGES=500; SIZES="1"; IDLE="1000"; CG_MSGS=30; DECIDE_N=20000; shift ;;
         --runs) RUNS=$2; shift 2 ;;
         --sessions) SESSIONS=$2; shift 2 ;;
         --messages) MESSAGES=$2; shift 2 ;;
@@ -58,7 +58,7 @@ need=$(( $(echo "$IDLE" | tr ' ' '\n' | sort -n | tail -1) * 2 + 4096 ))
 tb_init
 R=$TB/results.tsv
 : >"$R"
-log() { echo "# $*" >&2; }
+log() { echo "# [${SECONDS}s] $*" >&2; }
 rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$R"; } # rec METRIC TARGET SIZE VALUE
 
 # ------------------------------------------------------------------ tools
@@ -377,13 +377,12 @@ if ! skip cpu && command -v valgrind >/dev/null; then
             sleep 0.2
         done
         "$W/smtpload" -s 2 -m 10 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1
-        callgrind_control -z "$cgpid" >/dev/null 2>&1 # count from here
+        callgrind_control -d "$cgpid" >/dev/null 2>&1 # part 1: start-up + warm-up; count from here
         smtp-source -s 2 -m "$CG_MSGS" -l 1024 -f a@bench.test -t b@dane-ee.test "$MXG_ADDR" \
             >/dev/null 2>&1
         callgrind_control -d "$cgpid" >/dev/null 2>&1
         sleep 0.5
-        f=$(ls -t "$TB"/callgrind."$mode".*[0-9].* 2>/dev/null | head -1)
-        [ -n "$f" ] || f=$(ls -t "$TB"/callgrind."$mode".* 2>/dev/null | head -1)
+        f=$(ls "$TB"/callgrind."$mode".*.2 2>/dev/null | head -1) # part 2: the measured messages
         ir=$(awk '/^summary:|^totals:/ { print $2; exit }' "$f" 2>/dev/null)
         if [ -n "$ir" ]; then
             rec instr_per_msg "mxguard-$mode" 1 "$(python3 -c "print(int($ir / $CG_MSGS))")"

@@ -1935,6 +1935,8 @@ static void sess_process(struct mxg_session *s)
             sess_command(s, line, ll);
         }
         OPENSSL_cleanse(line, toolong ? 0 : ll); /* may have held a password */
+        if (s->wait == SW_NONE)
+            sess_arm_timer(s); /* a complete command: the idle clock starts again */
         if (s->errors > s->srv->cfg->max_errors && s->st != SS_CLOSING) {
             sess_reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->hostname);
             sess_close(s, "too many errors");
@@ -1972,7 +1974,10 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         sess_close(s, "out of memory");
         return;
     }
-    if (s->wait == SW_NONE)
+    /* timeouts.idle runs from the last complete command (re-armed in
+     * sess_process), not from the last read: a client trickling a line that
+     * never ends is closed on time (slowloris). In DATA every block counts. */
+    if (s->wait == SW_NONE && s->st == SS_DATA)
         sess_arm_timer(s);
     sess_process(s);
     sess_update_reading(s);

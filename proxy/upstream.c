@@ -1130,6 +1130,34 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(slab, sizeof slab);
 }
 
+/* The connection ended (TCP EOF/reset, or the TLS session closed or
+ * failed) in the leg's current state: during set-up the next address / MX
+ * is tried under the same policy; with a transaction under way it is lost
+ * (451 4.4.2, never a 250). */
+static void conn_lost(struct mxg_leg *leg, const char *what)
+{
+    char lbl[320];
+    if (leg->st == LEG_QUIT) {
+        leg_destroy(leg);
+    } else if (in_setup(leg)) {
+        if (leg->st == LEG_TLS_HANDSHAKE) {
+            tls_failed(leg, "connection closed during handshake");
+            return;
+        }
+        note_failure(leg, FK_CONNECT, "%s: %s in state %s", cur_label(leg, lbl, sizeof lbl),
+                     what, leg_state_names[leg->st]);
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+    } else if (leg->st == LEG_READY || leg->st == LEG_DONE) {
+        struct mxg_reply r;
+        mxg_reply_set(&r, 451, "4.4.2", "%s closed the connection",
+                      cur_label(leg, lbl, sizeof lbl));
+        leg_fail(leg, &r);
+    } else {
+        txn_lost(leg, what);
+    }
+}
+
 static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
@@ -1141,31 +1169,12 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (!leg || n == 0)
         return;
     if (n < 0) {
-        char lbl[320];
-        if (leg->st == LEG_QUIT) {
-            leg_destroy(leg);
-        } else if (in_setup(leg)) {
-            if (leg->st == LEG_TLS_HANDSHAKE) {
-                tls_failed(leg, "connection closed during handshake");
-                return;
-            }
-            note_failure(leg, FK_CONNECT, "%s: connection lost in state %s",
-                         cur_label(leg, lbl, sizeof lbl), leg_state_names[leg->st]);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
-        } else if (leg->st == LEG_READY || leg->st == LEG_DONE) {
-            struct mxg_reply r;
-            mxg_reply_set(&r, 451, "4.4.2", "%s closed the connection",
-                          cur_label(leg, lbl, sizeof lbl));
-            leg_fail(leg, &r);
-        } else {
-            txn_lost(leg, "Lost connection");
-        }
+        conn_lost(leg, "Lost connection");
         return;
     }
     if (leg->tls) {
         if (mxg_tls_feed(leg->tls, buf->base, (size_t)n) != MXG_TLS_OK) {
-            txn_lost(leg, "TLS failure");
+            conn_lost(leg, "TLS failure");
             return;
         }
         if (!mxg_tls_handshake_done(leg->tls)) {
@@ -1185,7 +1194,7 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 break;
             parse_input(leg);
             if (leg->conn && leg->st != LEG_FAILED)
-                txn_lost(leg, rc == MXG_TLS_EOF ? "TLS closed" : "TLS error");
+                conn_lost(leg, rc == MXG_TLS_EOF ? "TLS closed" : "TLS error");
             return;
         }
     } else {

@@ -25,14 +25,15 @@ reset_mx() { # reset_mx NAME — forget the counts (restart the MX with an empty
 # parallel N PREFIX DOMAIN — N swaks clients at once (one message each), wait for all; sets
 # PAR_OK (number of 250 after the dot), PAR_CODES (the distinct RCPT reply lines, counted)
 parallel() {
-    local n=$1 prefix=$2 domain=$3 i
+    local n=$1 prefix=$2 domain=$3 i pids=()
     for i in $(seq "$n"); do
         swaks --server "$TB_MXG_IP:$TB_MXG_PORT" --local-interface "$TB_CLIENT_IP" \
             --from sender@client.test --ehlo client.test --timeout 60 \
             --to "$prefix$i@$domain" --header "Subject: $prefix $i" --body "message $i" \
             >"$TB/$prefix$i.swaks" 2>&1 </dev/null &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}" # not a bare wait: the test-bed's servers are background jobs too
     PAR_OK=0
     for i in $(seq "$n"); do
         tb_parse_swaks "$TB/$prefix$i.swaks" >"$TB/$prefix$i.replies"
@@ -48,7 +49,7 @@ parallel() {
 export MXGUARD_LIMITS_DESTINATION_CONCURRENCY=0
 export MXGUARD_UPSTREAM_CACHE_IDLE=0
 tb_start_mxguard
-parallel 50 nolimit example.test
+parallel 50 slowdata example.test # each waits 5 s for its final reply: they overlap
 assert_eq "no limit: all 50 delivered" 50 "$PAR_OK"
 nl=$(maxconc mx1)
 assert_match "no limit: more than 5 connections at once at mx1 (got $nl)" "$nl" '^([6-9]|[1-9][0-9]+)$'
@@ -125,8 +126,10 @@ export MXGUARD_LIMITS_UPSTREAM_CONNECTIONS=2
 export MXGUARD_UPSTREAM_CACHE_IDLE=10s
 tb_start_mxguard -n mxguard6
 parallel 20 globa example.test &
+pa=$!
 parallel 20 globb other.test &
-wait
+pb=$!
+wait "$pa" "$pb"
 assert_eq "global cap: all 20 for example.test delivered" 20 "$(spool_count "$TB/spool/mx1")"
 assert_eq "global cap: all 20 for other.test delivered" 20 "$(spool_count "$TB/spool/mx2")"
 assert_match "global cap 2: at most 2 at once at mx1" "$(maxconc mx1)" '^[12]$'
