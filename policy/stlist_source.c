@@ -19,6 +19,7 @@ struct mxg_stlist_source {
     struct mxg_https *https;
     struct mxg_stlist_store *store;
     uv_timer_t refresh, watch, kick; /* kick: reports an update from the loop */
+    int closing; /* close callbacks still to run (mxg_stlist_source_free) */
     int64_t last_expired_warning;
     /* one update in flight */
     int busy;
@@ -348,10 +349,11 @@ void mxg_stlist_source_start(struct mxg_stlist_source *s)
     uv_timer_start(&s->watch, on_watch, 1000, w);
 }
 
+/* libuv runs close callbacks in no promised order: free s after the last. */
 static void closed(uv_handle_t *h)
 {
     struct mxg_stlist_source *s = h->data;
-    if (h == (uv_handle_t *)&s->watch)
+    if (--s->closing == 0)
         free(s);
 }
 
@@ -365,7 +367,8 @@ void mxg_stlist_source_free(struct mxg_stlist_source *s)
         mxg_https_cancel(s->hr);
     free(s->json);
     s->cb = NULL;
+    s->closing = 3;
     uv_close((uv_handle_t *)&s->refresh, closed);
     uv_close((uv_handle_t *)&s->kick, closed);
-    uv_close((uv_handle_t *)&s->watch, closed); /* closed last: frees s */
+    uv_close((uv_handle_t *)&s->watch, closed); /* the last callback frees s */
 }
