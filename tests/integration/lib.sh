@@ -1012,6 +1012,8 @@ tb__sanitizer_check() {
     [ "${TB_SANITIZED:-0}" = 1 ] && TB_KILL_WAIT=150 tb__kill_all
     for f in "$TB"/sanitizer.*; do
         [ -s "$f" ] || continue
+        # (a file holding only LSan's "Suppressions used:" table is no finding)
+        grep -qE 'ERROR: |runtime error|SUMMARY: ' "$f" || continue
         l=$(grep -m1 -E 'ERROR: [A-Za-z]+Sanitizer|runtime error' "$f" | cut -c1-200)
         fail "sanitizer report in $(basename "$f"): ${l:-see below}"
         echo "------------------- head -n 80 $f"
