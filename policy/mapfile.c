@@ -246,3 +246,134 @@ const void *mxg_mapfile_find(const void *base, size_t n, size_t size, size_t key
         e = find_key(base, n, size, key_off, "*");
     return e;
 }
+
+/* The key and line fields of entry e of a table built by spec. */
+static char *entry_key(const struct mxg_mapfile_spec *spec, void *e)
+{
+    return (char *)e + spec->key_off;
+}
+
+static int *entry_line(const struct mxg_mapfile_spec *spec, void *e)
+{
+    return (int *)(void *)((char *)e + spec->line_off);
+}
+
+/* Make room for one more entry in t (capacity *cap). 0, or -1 (out of
+ * memory; t unchanged). */
+static int table_grow(struct mxg_mapfile_table *t, int *cap)
+{
+    if (t->n < *cap)
+        return 0;
+    int ncap = *cap ? *cap * 2 : 16;
+    void *ne = realloc(t->e, (size_t)ncap * t->spec->size);
+    if (!ne)
+        return -1;
+    t->e = ne;
+    *cap = ncap;
+    return 0;
+}
+
+/* Line l → entry e: the key and line here, the rest by spec->parse_entry.
+ * 0, or -1 with why. */
+static int table_entry(const struct mxg_mapfile_spec *spec, const struct mxg_mapfile_line *l,
+                       void *e, char *why, size_t whylen)
+{
+    const char *r;
+    memset(e, 0, spec->size);
+    *entry_line(spec, e) = l->lineno;
+    if (mxg_mapfile_key(l->f[0], 1, spec->star, entry_key(spec, e), MXG_MAPFILE_KEY_MAX, &r) <
+        0) {
+        snprintf(why, whylen, "destination \"%.100s\": %s", l->f[0], r);
+        return -1;
+    }
+    return spec->parse_entry(e, l, why, whylen);
+}
+
+int mxg_mapfile_table_parse(struct mxg_mapfile_table *t, const struct mxg_mapfile_spec *spec,
+                            const char *text, size_t len, const char *name, char *err,
+                            size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    t->spec = spec;
+    snprintf(t->source, sizeof t->source, "%s", name);
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        mxg_mapfile_table_clear(t);
+        return -1;
+    }
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    struct mxg_mapfile_iter it;
+    struct mxg_mapfile_line l = {0};
+    char why[400];
+    int cap = 0, st, rc = -1;
+    mxg_mapfile_iter_init(&it, buf, len);
+    while ((st = mxg_mapfile_next(&it, &l, why, sizeof why)) > 0) {
+        if (table_grow(t, &cap) < 0) {
+            snprintf(err, errlen, "%s:%d: out of memory", name, l.lineno);
+            goto out;
+        }
+        if (table_entry(spec, &l, (char *)t->e + (size_t)t->n * spec->size, why, sizeof why) <
+            0) {
+            snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
+            goto out;
+        }
+        t->n++;
+    }
+    if (st < 0) {
+        snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
+        goto out;
+    }
+    int dup = mxg_mapfile_sort(t->e, (size_t)t->n, spec->size, spec->key_off);
+    if (dup >= 0) {
+        void *pe = (char *)t->e + (size_t)(dup - 1) * spec->size;
+        void *de = (char *)t->e + (size_t)dup * spec->size;
+        int a = *entry_line(spec, pe), b = *entry_line(spec, de);
+        snprintf(err, errlen, "%s:%d: %s: listed twice (also at line %d)", name, a > b ? a : b,
+                 entry_key(spec, de), a > b ? b : a);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    if (rc < 0)
+        mxg_mapfile_table_clear(t);
+    return rc;
+}
+
+int mxg_mapfile_table_load(struct mxg_mapfile_table *t, const struct mxg_mapfile_spec *spec,
+                           const char *path, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    memset(t, 0, sizeof *t);
+    if (mxg_mapfile_read(path, &text, &len, err, errlen) < 0)
+        return -1;
+    int rc = mxg_mapfile_table_parse(t, spec, text, len, path, err, errlen);
+    free(text);
+    return rc;
+}
+
+void mxg_mapfile_table_clear(struct mxg_mapfile_table *t)
+{
+    if (!t)
+        return;
+    free(t->e);
+    memset(t, 0, sizeof *t);
+}
+
+const void *mxg_mapfile_table_entry(const struct mxg_mapfile_table *t, int i)
+{
+    if (!t || i < 0 || i >= t->n)
+        return NULL;
+    return (const char *)t->e + (size_t)i * t->spec->size;
+}
+
+const void *mxg_mapfile_table_find(const struct mxg_mapfile_table *t, const char *domain)
+{
+    if (!t || !t->spec || !domain)
+        return NULL;
+    return mxg_mapfile_find(t->e, (size_t)t->n, t->spec->size, t->spec->key_off, domain,
+                            t->spec->star);
+}

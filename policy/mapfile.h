@@ -17,8 +17,9 @@
  *
  * Errors name the file and the line: "FILE:LINE: reason".
  *
- * Contract: plain functions, no I/O except mxg_mapfile_read(); the iterator
- * modifies the text it walks (NUL-terminates fields in place). */
+ * Contract: plain functions, no I/O except mxg_mapfile_read() (and
+ * mxg_mapfile_table_load(), which calls it); the iterator modifies the text
+ * it walks (NUL-terminates fields in place). */
 #ifndef MXG_MAPFILE_H
 #define MXG_MAPFILE_H
 
@@ -70,5 +71,58 @@ const void *mxg_mapfile_find(const void *base, size_t n, size_t size, size_t key
 /* Sort such a table by key; returns the index of a duplicate key (the
  * later of the pair in the sorted order) or -1 when all keys differ. */
 int mxg_mapfile_sort(void *base, size_t n, size_t size, size_t key_off);
+
+/* ---- one loader for every map file (policy/override.c, policy/route.c) ----
+ *
+ * A map is a table of entries of one struct type, described by a spec. The
+ * loader owns what all maps share: reading the file, splitting lines and
+ * fields (mxg_mapfile_next), checking and normalising the key (first field;
+ * parent form allowed, "*" when spec->star), recording the line, sorting by
+ * key, refusing a key listed twice, and every error's "NAME:LINE: " prefix.
+ * The map's own parse_entry reads the fields after the key. */
+
+struct mxg_mapfile_spec {
+    size_t size;     /* of one entry */
+    size_t key_off;  /* of the entry's char key[MXG_MAPFILE_KEY_MAX] */
+    size_t line_off; /* of the entry's int line (1-based) */
+    int star;        /* "*" is a valid key */
+    /* Fill entry from the fields after the key (l->f[1] .. l->f[l->nf - 1];
+     * l->nf may be 1: a key without a value is the callback's to refuse).
+     * On entry the struct is zeroed but for its key (normalised) and line.
+     * 0, or -1 with why: the reason only, the loader prefixes "NAME:LINE: ". */
+    int (*parse_entry)(void *entry, const struct mxg_mapfile_line *l, char *why,
+                       size_t whylen);
+};
+
+/* A loaded map: owned by whoever holds the struct; empty when zeroed. */
+struct mxg_mapfile_table {
+    char source[1024];                   /* the map's name or file */
+    const struct mxg_mapfile_spec *spec; /* static; NULL while empty */
+    int n;
+    void *e; /* n entries of spec->size, sorted by key; malloc'd, owned */
+};
+
+/* Parse text (len octets; need not be NUL-terminated; not modified) of the
+ * map called name into *t (whose previous contents are not freed). 0, or -1
+ * with err "NAME:LINE: reason" ("NAME: out of memory" before the first line)
+ * and *t empty. An empty map (no entries) is valid. */
+int mxg_mapfile_table_parse(struct mxg_mapfile_table *t, const struct mxg_mapfile_spec *spec,
+                            const char *text, size_t len, const char *name, char *err,
+                            size_t errlen);
+
+/* The same from the file at path (mxg_mapfile_read: errors "PATH: cannot
+ * open: ..." and the like); errors and t->source name the path. */
+int mxg_mapfile_table_load(struct mxg_mapfile_table *t, const struct mxg_mapfile_spec *spec,
+                           const char *path, char *err, size_t errlen);
+
+/* Free the entries; *t is empty afterwards. t may be NULL. */
+void mxg_mapfile_table_clear(struct mxg_mapfile_table *t);
+
+/* Entry i in key order, or NULL when t is NULL or i is out of range. */
+const void *mxg_mapfile_table_entry(const struct mxg_mapfile_table *t, int i);
+
+/* mxg_mapfile_find() over the table ("*" as its spec allows); NULL if none,
+ * also when t or domain is NULL. */
+const void *mxg_mapfile_table_find(const struct mxg_mapfile_table *t, const char *domain);
 
 #endif

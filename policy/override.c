@@ -1,15 +1,16 @@
 /* policy/override.c — see override.h. */
 #include "override.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The map: a table of struct mxg_override built by the shared loader
+ * (policy/mapfile.h); the table owns the entries. */
 struct mxg_override_map {
-    char source[1024];
-    int n;
-    struct mxg_override *e; /* sorted by key */
+    struct mxg_mapfile_table t;
 };
 
 static const char *const level_names[] = {
@@ -78,17 +79,12 @@ static int add_match(struct mxg_override *e, char *value, char *why, size_t whyl
     return 0;
 }
 
-/* One line → e. 0 or -1 with why. */
-static int parse_entry(const struct mxg_mapfile_line *l, struct mxg_override *e, char *why,
-                       size_t whylen)
+/* The fields after the key of line l → entry (a struct mxg_override whose
+ * key and line the loader has set, the rest zeroed): the level, then
+ * attributes. 0 or -1 with why (the loader adds "NAME:LINE: "). */
+static int parse_entry(void *entry, const struct mxg_mapfile_line *l, char *why, size_t whylen)
 {
-    const char *r;
-    memset(e, 0, sizeof *e);
-    e->line = l->lineno;
-    if (mxg_mapfile_key(l->f[0], 1, 0, e->key, sizeof e->key, &r) < 0) {
-        snprintf(why, whylen, "destination \"%.100s\": %s", l->f[0], r);
-        return -1;
-    }
+    struct mxg_override *e = entry;
     if (l->nf < 2) {
         snprintf(why, whylen, "%s: a level is missing (one of dane-only, dane, mta-sts, verify, "
                               "encrypt, may, none)", e->key);
@@ -131,104 +127,76 @@ static int parse_entry(const struct mxg_mapfile_line *l, struct mxg_override *e,
     return 0;
 }
 
+static_assert(sizeof((struct mxg_override *)0)->key == MXG_MAPFILE_KEY_MAX,
+              "the loader writes MXG_MAPFILE_KEY_MAX octets of key");
+
+static const struct mxg_mapfile_spec override_spec = {
+    .size = sizeof(struct mxg_override),
+    .key_off = offsetof(struct mxg_override, key),
+    .line_off = offsetof(struct mxg_override, line),
+    .star = 0,
+    .parse_entry = parse_entry,
+};
+
+/* A new map from text (len octets) of the map called name, or from the file
+ * name when from_file. 0 with *out (the caller's, mxg_override_map_free), or
+ * -1 with err and *out NULL. */
+static int map_new(const char *text, size_t len, const char *name, int from_file,
+                   struct mxg_override_map **out, char *err, size_t errlen)
+{
+    struct mxg_override_map *m = calloc(1, sizeof *m);
+    int rc = -1;
+    *out = NULL;
+    if (!m)
+        snprintf(err, errlen, "%s: out of memory", name);
+    else if (from_file)
+        rc = mxg_mapfile_table_load(&m->t, &override_spec, name, err, errlen);
+    else
+        rc = mxg_mapfile_table_parse(&m->t, &override_spec, text, len, name, err, errlen);
+    if (rc == 0)
+        *out = m;
+    else
+        free(m);
+    return rc;
+}
+
 int mxg_override_map_parse(const char *text, size_t len, const char *name,
                            struct mxg_override_map **out, char *err, size_t errlen)
 {
-    *out = NULL;
-    struct mxg_override_map *m = calloc(1, sizeof *m);
-    char *buf = malloc(len + 1);
-    int cap = 0, rc = -1;
-    if (!m || !buf) {
-        snprintf(err, errlen, "%s: out of memory", name);
-        goto out;
-    }
-    snprintf(m->source, sizeof m->source, "%s", name);
-    memcpy(buf, text, len);
-    buf[len] = 0;
-    struct mxg_mapfile_iter it;
-    struct mxg_mapfile_line l = {0};
-    char why[400];
-    int st;
-    mxg_mapfile_iter_init(&it, buf, len);
-    while ((st = mxg_mapfile_next(&it, &l, why, sizeof why)) > 0) {
-        if (m->n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            struct mxg_override *ne = realloc(m->e, (size_t)ncap * sizeof *ne);
-            if (!ne) {
-                snprintf(err, errlen, "%s:%d: out of memory", name, l.lineno);
-                goto out;
-            }
-            m->e = ne;
-            cap = ncap;
-        }
-        if (parse_entry(&l, &m->e[m->n], why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
-            goto out;
-        }
-        m->n++;
-    }
-    if (st < 0) {
-        snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
-        goto out;
-    }
-    int dup = mxg_mapfile_sort(m->e, (size_t)m->n, sizeof *m->e,
-                               offsetof(struct mxg_override, key));
-    if (dup >= 0) {
-        int a = m->e[dup - 1].line, b = m->e[dup].line;
-        snprintf(err, errlen, "%s:%d: %s: listed twice (also at line %d)", name, a > b ? a : b,
-                 m->e[dup].key, a > b ? b : a);
-        goto out;
-    }
-    *out = m;
-    m = NULL;
-    rc = 0;
-out:
-    free(buf);
-    mxg_override_map_free(m);
-    return rc;
+    return map_new(text, len, name, 0, out, err, errlen);
 }
 
 int mxg_override_map_load(const char *path, struct mxg_override_map **out, char *err,
                           size_t errlen)
 {
-    char *text;
-    size_t len;
-    *out = NULL;
-    if (mxg_mapfile_read(path, &text, &len, err, errlen) < 0)
-        return -1;
-    int rc = mxg_override_map_parse(text, len, path, out, err, errlen);
-    free(text);
-    return rc;
+    return map_new(NULL, 0, path, 1, out, err, errlen);
 }
 
 void mxg_override_map_free(struct mxg_override_map *m)
 {
     if (!m)
         return;
-    free(m->e);
+    mxg_mapfile_table_clear(&m->t);
     free(m);
 }
 
 const char *mxg_override_map_source(const struct mxg_override_map *m)
 {
-    return m ? m->source : "";
+    return m ? m->t.source : "";
 }
 
 int mxg_override_map_count(const struct mxg_override_map *m)
 {
-    return m ? m->n : 0;
+    return m ? m->t.n : 0;
 }
 
 const struct mxg_override *mxg_override_map_entry(const struct mxg_override_map *m, int i)
 {
-    return m && i >= 0 && i < m->n ? &m->e[i] : NULL;
+    return m ? mxg_mapfile_table_entry(&m->t, i) : NULL;
 }
 
 const struct mxg_override *mxg_override_lookup(const struct mxg_override_map *m,
                                                const char *domain)
 {
-    if (!m || !domain)
-        return NULL;
-    return mxg_mapfile_find(m->e, (size_t)m->n, sizeof *m->e, offsetof(struct mxg_override, key),
-                            domain, 0);
+    return m ? mxg_mapfile_table_find(&m->t, domain) : NULL;
 }

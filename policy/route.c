@@ -1,28 +1,26 @@
 /* policy/route.c — see route.h. */
 #include "route.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* The map: a table of struct mxg_static_route built by the shared loader
+ * (policy/mapfile.h); the table owns the entries. */
 struct mxg_route_map {
-    char source[1024];
-    int n;
-    struct mxg_static_route *e; /* sorted by key */
+    struct mxg_mapfile_table t;
 };
 
-static int parse_entry(const struct mxg_mapfile_line *l, struct mxg_static_route *e, char *why,
-                       size_t whylen)
+/* The fields after the key of line l → entry (a struct mxg_static_route
+ * whose key and line the loader has set, the rest zeroed): exactly one next
+ * hop. 0 or -1 with why (the loader adds "NAME:LINE: "). */
+static int parse_entry(void *entry, const struct mxg_mapfile_line *l, char *why, size_t whylen)
 {
+    struct mxg_static_route *e = entry;
     const char *r;
-    memset(e, 0, sizeof *e);
-    e->line = l->lineno;
-    if (mxg_mapfile_key(l->f[0], 1, 1, e->key, sizeof e->key, &r) < 0) {
-        snprintf(why, whylen, "destination \"%.100s\": %s", l->f[0], r);
-        return -1;
-    }
     if (l->nf < 2) {
         snprintf(why, whylen, "%s: the next hop is missing ([host]:port, or host for its MX "
                               "hosts)", e->key);
@@ -61,105 +59,77 @@ static int parse_entry(const struct mxg_mapfile_line *l, struct mxg_static_route
     return 0;
 }
 
+static_assert(sizeof((struct mxg_static_route *)0)->key == MXG_MAPFILE_KEY_MAX,
+              "the loader writes MXG_MAPFILE_KEY_MAX octets of key");
+
+static const struct mxg_mapfile_spec route_spec = {
+    .size = sizeof(struct mxg_static_route),
+    .key_off = offsetof(struct mxg_static_route, key),
+    .line_off = offsetof(struct mxg_static_route, line),
+    .star = 1,
+    .parse_entry = parse_entry,
+};
+
+/* A new map from text (len octets) of the map called name, or from the file
+ * name when from_file. 0 with *out (the caller's, mxg_route_map_free), or -1
+ * with err and *out NULL. */
+static int map_new(const char *text, size_t len, const char *name, int from_file,
+                   struct mxg_route_map **out, char *err, size_t errlen)
+{
+    struct mxg_route_map *m = calloc(1, sizeof *m);
+    int rc = -1;
+    *out = NULL;
+    if (!m)
+        snprintf(err, errlen, "%s: out of memory", name);
+    else if (from_file)
+        rc = mxg_mapfile_table_load(&m->t, &route_spec, name, err, errlen);
+    else
+        rc = mxg_mapfile_table_parse(&m->t, &route_spec, text, len, name, err, errlen);
+    if (rc == 0)
+        *out = m;
+    else
+        free(m);
+    return rc;
+}
+
 int mxg_route_map_parse(const char *text, size_t len, const char *name,
                         struct mxg_route_map **out, char *err, size_t errlen)
 {
-    *out = NULL;
-    struct mxg_route_map *m = calloc(1, sizeof *m);
-    char *buf = malloc(len + 1);
-    int cap = 0, rc = -1;
-    if (!m || !buf) {
-        snprintf(err, errlen, "%s: out of memory", name);
-        goto out;
-    }
-    snprintf(m->source, sizeof m->source, "%s", name);
-    memcpy(buf, text, len);
-    buf[len] = 0;
-    struct mxg_mapfile_iter it;
-    struct mxg_mapfile_line l = {0};
-    char why[400];
-    int st;
-    mxg_mapfile_iter_init(&it, buf, len);
-    while ((st = mxg_mapfile_next(&it, &l, why, sizeof why)) > 0) {
-        if (m->n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            struct mxg_static_route *ne = realloc(m->e, (size_t)ncap * sizeof *ne);
-            if (!ne) {
-                snprintf(err, errlen, "%s:%d: out of memory", name, l.lineno);
-                goto out;
-            }
-            m->e = ne;
-            cap = ncap;
-        }
-        if (parse_entry(&l, &m->e[m->n], why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
-            goto out;
-        }
-        m->n++;
-    }
-    if (st < 0) {
-        snprintf(err, errlen, "%s:%d: %s", name, l.lineno, why);
-        goto out;
-    }
-    int dup = mxg_mapfile_sort(m->e, (size_t)m->n, sizeof *m->e,
-                               offsetof(struct mxg_static_route, key));
-    if (dup >= 0) {
-        int a = m->e[dup - 1].line, b = m->e[dup].line;
-        snprintf(err, errlen, "%s:%d: %s: listed twice (also at line %d)", name, a > b ? a : b,
-                 m->e[dup].key, a > b ? b : a);
-        goto out;
-    }
-    *out = m;
-    m = NULL;
-    rc = 0;
-out:
-    free(buf);
-    mxg_route_map_free(m);
-    return rc;
+    return map_new(text, len, name, 0, out, err, errlen);
 }
 
 int mxg_route_map_load(const char *path, struct mxg_route_map **out, char *err, size_t errlen)
 {
-    char *text;
-    size_t len;
-    *out = NULL;
-    if (mxg_mapfile_read(path, &text, &len, err, errlen) < 0)
-        return -1;
-    int rc = mxg_route_map_parse(text, len, path, out, err, errlen);
-    free(text);
-    return rc;
+    return map_new(NULL, 0, path, 1, out, err, errlen);
 }
 
 void mxg_route_map_free(struct mxg_route_map *m)
 {
     if (!m)
         return;
-    free(m->e);
+    mxg_mapfile_table_clear(&m->t);
     free(m);
 }
 
 const char *mxg_route_map_source(const struct mxg_route_map *m)
 {
-    return m ? m->source : "";
+    return m ? m->t.source : "";
 }
 
 int mxg_route_map_count(const struct mxg_route_map *m)
 {
-    return m ? m->n : 0;
+    return m ? m->t.n : 0;
 }
 
 const struct mxg_static_route *mxg_route_map_entry(const struct mxg_route_map *m, int i)
 {
-    return m && i >= 0 && i < m->n ? &m->e[i] : NULL;
+    return m ? mxg_mapfile_table_entry(&m->t, i) : NULL;
 }
 
 const struct mxg_static_route *mxg_route_map_lookup(const struct mxg_route_map *m,
                                                     const char *domain)
 {
-    if (!m || !domain)
-        return NULL;
-    return mxg_mapfile_find(m->e, (size_t)m->n, sizeof *m->e,
-                            offsetof(struct mxg_static_route, key), domain, 1);
+    return m ? mxg_mapfile_table_find(&m->t, domain) : NULL;
 }
 
 void mxg_static_route_format(const struct mxg_static_route *r, char *out, size_t cap)

@@ -1,15 +1,23 @@
-/* tests/unit/https_fixture.h — a small HTTPS test server for the POST tests
- * (test_policy_https_post.c, test_report_send.c). Header-only (static
- * functions): tests/CMakeLists.txt builds every test_*.c on its own.
+/* tests/unit/https_fixture.h — the HTTPS test server of the unit tests
+ * (test_policy_https.c, test_policy_https_post.c, test_report_send.c) and
+ * the libuv loop harness they share. Header-only (static inline functions,
+ * so a test need not use them all):
+ * tests/CMakeLists.txt builds every test_*.c on its own.
  *
  * hfx_start() makes a mkdtemp directory, generates a test CA and one leaf
  * certificate for `name` with the openssl CLI, and starts
- * tests/unit/https_server.py (the server of test_policy_https.c; see its
- * doc string for the /post/NNN paths) on ADDR with an ephemeral port and
- * --post-dir DIR/posts, so each POST it receives is readable with
- * hfx_post(). The server dies with this process (PR_SET_PDEATHSIG, stdin
- * pipe at EOF) and is killed by hfx_stop(), which also removes the
- * directory. MXG_HTTPS_SERVER / MXG_PYTHON override the script / python. */
+ * tests/unit/https_server.py (see its doc string for the paths it serves)
+ * on ADDR with an ephemeral port and --post-dir DIR/posts, so each POST it
+ * receives is readable with hfx_post(). hfx_start_opts() does the same with
+ * the test's own certificate script, SNI certificates, wanted ports (a busy
+ * one is replaced by an ephemeral one: the READY line says which), a plain
+ * HTTP port and a --slow delay. The server dies with this process
+ * (PR_SET_PDEATHSIG, stdin pipe at EOF) and is killed by hfx_stop(), which
+ * also removes the directory. MXG_HTTPS_SERVER / MXG_PYTHON override the
+ * script / python.
+ *
+ * Loop harness: hfx_run_until() runs a loop until a counter reaches a value
+ * or a guard timer fires; hfx_loop_close() drains and closes a loop. */
 #ifndef MXG_TEST_HTTPS_FIXTURE_H
 #define MXG_TEST_HTTPS_FIXTURE_H
 
@@ -19,6 +27,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +35,31 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 
 struct hfx {
     char dir[256];
-    char ca[300];
+    char ca[300];    /* DIR/ca.pem: the test CA */
     char posts[300];
     pid_t server;
-    int server_stdin;
-    int port;
+    int server_stdin; /* write end; the server exits when it closes */
+    int port;         /* HTTPS */
+    int plain_port;   /* plain HTTP; 0 without hfx_opts.plain_port */
+};
+
+#define HFX_MAX_SNI 4
+
+/* What hfx_start_opts() does beyond hfx_start(); zero fields: the default. */
+struct hfx_opts {
+    /* Certificate script, run as `sh gen.sh NAME` in the directory: must
+     * write ca.pem and LEAF.pem/LEAF.key. NULL: HFX_GEN_SH (one leaf for
+     * NAME, LEAF "leaf"). */
+    const char *gen_sh;
+    const char *leaf;                /* the default certificate's base name */
+    const char *sni[HFX_MAX_SNI][2]; /* {SNI name, base name}: that certificate */
+    int port;                        /* wanted HTTPS port; 0: ephemeral */
+    int plain_port;                  /* wanted plain HTTP port; 0: none */
+    const char *slow;                /* seconds /slow sleeps; NULL: the server's default */
 };
 
 static const char HFX_GEN_SH[] =
@@ -48,7 +74,7 @@ static const char HFX_GEN_SH[] =
     "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 7 -days 2 -sha256 \\\n"
     "  -extfile leaf.ext -out leaf.pem\n";
 
-static void hfx_stop(struct hfx *f)
+static inline void hfx_stop(struct hfx *f)
 {
     if (f->server_stdin >= 0)
         close(f->server_stdin);
@@ -73,66 +99,70 @@ static void hfx_stop(struct hfx *f)
     }
 }
 
-/* 0, or -1 (message on stderr; nothing left behind). */
-static int hfx_start(struct hfx *f, const char *addr, const char *name)
+/* Run script as `sh gen.sh NAME` in f->dir, output to gen.log (shown on
+ * stderr when it fails). 0, or -1. */
+static inline int hfx_run_gen(const struct hfx *f, const char *script, const char *name)
 {
-    memset(f, 0, sizeof *f);
-    f->server = -1;
-    f->server_stdin = -1;
-    signal(SIGPIPE, SIG_IGN);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/mxg_post_test_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL) {
-        f->dir[0] = '\0';
-        return -1;
-    }
     char path[400], cmd[1200];
     snprintf(path, sizeof path, "%s/gen.sh", f->dir);
     FILE *fp = fopen(path, "w");
-    if (fp == NULL) {
-        hfx_stop(f);
+    if (fp == NULL)
         return -1;
-    }
-    fputs(HFX_GEN_SH, fp);
+    fputs(script, fp);
     fclose(fp);
-    snprintf(cmd, sizeof cmd, "cd '%s' && sh gen.sh '%s' > gen.log 2>&1 || cat gen.log >&2",
-             f->dir, name);
-    snprintf(f->ca, sizeof f->ca, "%s/ca.pem", f->dir);
-    snprintf(path, sizeof path, "%s/leaf.pem", f->dir);
-    if (system(cmd) != 0 || access(path, R_OK) != 0) {
-        hfx_stop(f);
-        return -1;
-    }
-    snprintf(f->posts, sizeof f->posts, "%s/posts", f->dir);
-    if (mkdir(f->posts, 0700) != 0) {
-        hfx_stop(f);
-        return -1;
-    }
+    snprintf(cmd, sizeof cmd, "cd '%s' && sh gen.sh '%s' > gen.log 2>&1", f->dir, name);
+    if (system(cmd) == 0)
+        return 0;
+    snprintf(cmd, sizeof cmd, "cat '%s/gen.log' >&2", f->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+    return -1;
+}
 
-    char script[600], cert[320], key[320];
+/* The server script: next to this source file, unless MXG_HTTPS_SERVER says. */
+static inline void hfx_script(char *out, size_t cap)
+{
     const char *env = getenv("MXG_HTTPS_SERVER");
     if (env && *env) {
-        snprintf(script, sizeof script, "%s", env);
-    } else {
-        char src[512];
-        snprintf(src, sizeof src, "%s", __FILE__);
-        snprintf(script, sizeof script, "%s/https_server.py", dirname(src));
+        snprintf(out, cap, "%s", env);
+        return;
     }
-    snprintf(cert, sizeof cert, "%s/leaf.pem", f->dir);
-    snprintf(key, sizeof key, "%s/leaf.key", f->dir);
-    const char *python = getenv("MXG_PYTHON");
-    if (python == NULL || *python == '\0')
-        python = "python3";
+    char src[512];
+    snprintf(src, sizeof src, "%s", __FILE__);
+    snprintf(out, cap, "%s/https_server.py", dirname(src));
+}
 
-    int out[2], in[2];
-    if (pipe2(out, O_CLOEXEC) != 0) {
-        hfx_stop(f);
-        return -1;
+/* Read the server's "READY <port> <plain-port>" line from fd (20 s at most)
+ * into f. 0, or -1. */
+static inline int hfx_read_ready(struct hfx *f, int fd)
+{
+    char line[64] = "";
+    size_t got = 0;
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    while (got < sizeof line - 1 && strchr(line, '\n') == NULL) {
+        if (poll(&pfd, 1, 20000) <= 0)
+            break;
+        ssize_t n = read(fd, line + got, sizeof line - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        line[got] = '\0';
     }
+    if (sscanf(line, "READY %d %d", &f->port, &f->plain_port) != 2 || f->port <= 0)
+        return -1;
+    return 0;
+}
+
+/* Fork and exec the server with argv (NULL-terminated; argv[0] the python),
+ * then wait for its READY line. 0, or -1 (the caller cleans up). */
+static inline int hfx_spawn(struct hfx *f, char *const argv[])
+{
+    int out[2], in[2];
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return -1;
     if (pipe2(in, O_CLOEXEC) != 0) {
         close(out[0]);
         close(out[1]);
-        hfx_stop(f);
         return -1;
     }
     pid_t parent = getpid();
@@ -143,8 +173,7 @@ static int hfx_start(struct hfx *f, const char *addr, const char *name)
             _exit(127);
         dup2(in[0], 0);
         dup2(out[1], 1);
-        execlp(python, python, script, "--addr", addr, "--port", "0", "--cert", cert, "--key",
-               key, "--post-dir", f->posts, "--watch-stdin", (char *)NULL);
+        execvp(argv[0], argv);
         _exit(127);
     }
     close(out[1]);
@@ -153,33 +182,90 @@ static int hfx_start(struct hfx *f, const char *addr, const char *name)
     f->server_stdin = in[1];
     if (pid < 0) {
         close(out[0]);
+        return -1;
+    }
+    int rc = hfx_read_ready(f, out[0]);
+    close(out[0]);
+    return rc;
+}
+
+/* Start the server as o says (NULL: the defaults, as hfx_start()). 0, or -1
+ * (message on stderr; nothing left behind). f is the caller's; hfx_stop()
+ * it in any case (a no-op after a failed start). */
+static inline int hfx_start_opts(struct hfx *f, const char *addr, const char *name,
+                          const struct hfx_opts *o)
+{
+    static const struct hfx_opts defaults = { 0 };
+    if (o == NULL)
+        o = &defaults;
+    memset(f, 0, sizeof *f);
+    f->server = -1;
+    f->server_stdin = -1;
+    signal(SIGPIPE, SIG_IGN);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/mxg_https_fx_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        f->dir[0] = '\0';
+        return -1;
+    }
+    const char *leaf = o->leaf ? o->leaf : "leaf";
+    char cert[320], key[320];
+    snprintf(f->ca, sizeof f->ca, "%s/ca.pem", f->dir);
+    snprintf(cert, sizeof cert, "%s/%s.pem", f->dir, leaf);
+    snprintf(key, sizeof key, "%s/%s.key", f->dir, leaf);
+    snprintf(f->posts, sizeof f->posts, "%s/posts", f->dir);
+    if (hfx_run_gen(f, o->gen_sh ? o->gen_sh : HFX_GEN_SH, name) != 0 ||
+        access(cert, R_OK) != 0 || mkdir(f->posts, 0700) != 0) {
         hfx_stop(f);
         return -1;
     }
-    char line[64] = "";
-    size_t got = 0;
-    struct pollfd pfd = { .fd = out[0], .events = POLLIN };
-    while (got < sizeof line - 1 && strchr(line, '\n') == NULL) {
-        if (poll(&pfd, 1, 20000) <= 0)
-            break;
-        ssize_t n = read(out[0], line + got, sizeof line - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        line[got] = '\0';
+
+    char script[600], port[16], plain[16], sni[HFX_MAX_SNI][700];
+    hfx_script(script, sizeof script);
+    const char *python = getenv("MXG_PYTHON");
+    if (python == NULL || *python == '\0')
+        python = "python3";
+    snprintf(port, sizeof port, "%d", o->port);
+    snprintf(plain, sizeof plain, "%d", o->plain_port);
+    char *argv[40];
+    int n = 0;
+#define HFX_ARG(s) (argv[n++] = (char *)(s))
+    HFX_ARG(python), HFX_ARG(script), HFX_ARG("--addr"), HFX_ARG(addr);
+    HFX_ARG("--port"), HFX_ARG(port), HFX_ARG("--cert"), HFX_ARG(cert);
+    HFX_ARG("--key"), HFX_ARG(key), HFX_ARG("--post-dir"), HFX_ARG(f->posts);
+    if (o->plain_port)
+        HFX_ARG("--plain-port"), HFX_ARG(plain);
+    for (int i = 0; i < HFX_MAX_SNI && o->sni[i][0]; i++) {
+        snprintf(sni[i], sizeof sni[i], "%s=%s/%s.pem:%s/%s.key", o->sni[i][0], f->dir,
+                 o->sni[i][1], f->dir, o->sni[i][1]);
+        HFX_ARG("--sni"), HFX_ARG(sni[i]);
     }
-    close(out[0]);
-    int plain = 0;
-    if (sscanf(line, "READY %d %d", &f->port, &plain) != 2 || f->port <= 0) {
+    if (o->slow)
+        HFX_ARG("--slow"), HFX_ARG(o->slow);
+    if (o->port || o->plain_port)
+        HFX_ARG("--any-port-fallback");
+    HFX_ARG("--watch-stdin"), HFX_ARG(NULL);
+#undef HFX_ARG
+
+    if (hfx_spawn(f, argv) != 0 || (o->plain_port && f->plain_port <= 0)) {
         fprintf(stderr, "https_server.py (%s) did not start\n", script);
         hfx_stop(f);
         return -1;
     }
+    if ((o->port && f->port != o->port) || (o->plain_port && f->plain_port != o->plain_port))
+        fprintf(stderr, "note: %s:%d/%d busy, test server on ports %d/%d\n", addr, o->port,
+                o->plain_port, f->port, f->plain_port);
     return 0;
 }
 
+/* The default server: one leaf certificate for name, an ephemeral port. */
+static inline int hfx_start(struct hfx *f, const char *addr, const char *name)
+{
+    return hfx_start_opts(f, addr, name, NULL);
+}
+
 /* Number of POSTs the server recorded so far. */
-static int hfx_post_count(const struct hfx *f)
+static inline int hfx_post_count(const struct hfx *f)
 {
     char p[400];
     int n = 0;
@@ -193,7 +279,7 @@ static int hfx_post_count(const struct hfx *f)
 
 /* POST number n (1-based): its body (malloc'd, *len bytes + NUL), path and
  * Content-Type. 0, or -1. */
-static int hfx_post(const struct hfx *f, int n, char **body, size_t *len, char *path_out,
+static inline int hfx_post(const struct hfx *f, int n, char **body, size_t *len, char *path_out,
                     size_t pathlen, char *ctype_out, size_t ctypelen)
 {
     char p[400], meta[1200];
@@ -231,13 +317,49 @@ static int hfx_post(const struct hfx *f, int n, char **body, size_t *len, char *
     return 0;
 }
 
-/* sockaddr_storage for ip (IPv4), port. */
-static void hfx_addr4(struct sockaddr_storage *ss, const char *ip, int port)
+/* sockaddr_storage for ip (IPv4), port. 0, or -1 when ip is not an IPv4
+ * address. */
+static inline int hfx_addr4(struct sockaddr_storage *ss, const char *ip, int port)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    inet_pton(AF_INET, ip, &sin.sin_addr);
+    int ok = inet_pton(AF_INET, ip, &sin.sin_addr) == 1;
     memset(ss, 0, sizeof *ss);
     memcpy(ss, &sin, sizeof sin);
+    return ok ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loop harness                                                             */
+
+/* Guard timer callback: sets the int at t->data to 1. */
+static inline void hfx_on_guard(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Run loop until *count >= want or ms pass (a guard timer, closed again
+ * before returning); 1 if the count was reached, else 0. */
+static inline int hfx_run_until(uv_loop_t *loop, const int *count, int want, uint64_t ms)
+{
+    int fired = 0;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &fired;
+    uv_timer_start(&guard, hfx_on_guard, ms, 0);
+    while (*count < want && !fired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
+    return *count >= want;
+}
+
+/* Let loop finish what is closing (up to 100 non-blocking turns), then
+ * uv_loop_close() it: its result, 0 when every handle was closed. */
+static inline int hfx_loop_close(uv_loop_t *loop)
+{
+    for (int i = 0; i < 100 && uv_loop_alive(loop); i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    return uv_loop_close(loop);
 }
 
 #endif

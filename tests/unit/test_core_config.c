@@ -63,6 +63,19 @@ static void assert_same_config(const struct mxg_config *a, const struct mxg_conf
     free(db);
 }
 
+/* Write the dump of a over path and load it back into b (the test fails
+ * if the dump does not load). */
+static void dump_and_reload(const struct mxg_config *a, const char *path, struct mxg_config *b)
+{
+    char err[512];
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    mxg_config_dump(a, f);
+    fclose(f);
+    if (mxg_config_load(b, path, NULL, err, sizeof err) != 0)
+        fail_msg("the dump does not load: %s", err);
+}
+
 static int port_of(const struct mxg_endpoint *ep)
 {
     if (ep->sa.ss_family == AF_INET)
@@ -848,12 +861,7 @@ static void test_dump_roundtrip(void **state)
         struct mxg_config a, b;
         char err[512];
         assert_int_equal(mxg_config_load(&a, path, NULL, err, sizeof err), 0);
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        mxg_config_dump(&a, f);
-        fclose(f);
-        if (mxg_config_load(&b, path, NULL, err, sizeof err) != 0)
-            fail_msg("the dump does not load: %s", err);
+        dump_and_reload(&a, path, &b);
         assert_same_config(&a, &b);
         remove_temp(path);
     }
@@ -867,12 +875,7 @@ static void test_dump_escapes_strings(void **state)
     char err[512];
     assert_int_equal(mxg_config_load(&a, NULL, envp, err, sizeof err), 0);
     char *path = write_temp("");
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    mxg_config_dump(&a, f);
-    fclose(f);
-    if (mxg_config_load(&b, path, NULL, err, sizeof err) != 0)
-        fail_msg("the dump does not load: %s", err);
+    dump_and_reload(&a, path, &b);
     assert_string_equal(b.trust_anchor_file, "/tmp/a\"b\\c\tq\x7f\xc3\xa9");
     remove_temp(path);
 }

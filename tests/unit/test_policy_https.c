@@ -1,17 +1,17 @@
 /* tests/unit/test_policy_https.c — policy/https against a real HTTPS server.
  *
- * The group setup generates, with the openssl CLI, a test CA and three leaf
- * certificates into a mkdtemp directory: mta-sts.example.test (good),
- * other.example.test (served for SNI wrong.example.test: name mismatch) and
- * expired.example.test (issued by `openssl ca` with -startdate/-enddate in
- * 2020: OpenSSL 3.0's req/x509 cannot back-date). It then starts
- * tests/unit/https_server.py on 127.0.70.240:8443 (HTTPS) and :8445 (plain
- * HTTP, for a TLS handshake failure); if another run of this test holds those
- * ports, the server falls back to ephemeral ones and says which. Connections
- * are refused on a port this process keeps bound without listen(). The server
- * is killed by the group teardown, by an atexit handler, and, should this
- * process die otherwise, by PR_SET_PDEATHSIG and by its stdin pipe reaching
- * EOF.
+ * The group setup (tests/unit/https_fixture.h hfx_start_opts) generates,
+ * with the openssl CLI, a test CA and three leaf certificates into a mkdtemp
+ * directory: mta-sts.example.test (good), other.example.test (served for SNI
+ * wrong.example.test: name mismatch) and expired.example.test (issued by
+ * `openssl ca` with -startdate/-enddate in 2020: OpenSSL 3.0's req/x509
+ * cannot back-date). It then starts tests/unit/https_server.py on
+ * 127.0.70.240:8443 (HTTPS) and :8445 (plain HTTP, for a TLS handshake
+ * failure); if another run of this test holds those ports, the server falls
+ * back to ephemeral ones and says which. Connections are refused on a port
+ * this process keeps bound without listen(). The server is killed by the
+ * group teardown, by an atexit handler, and, should this process die
+ * otherwise, by PR_SET_PDEATHSIG and by its stdin pipe reaching EOF.
  *
  * Each test runs its own uv loop, waits for callbacks with a guard timer,
  * frees the module and checks that uv_loop_close() succeeds (every handle
@@ -27,17 +27,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "https_fixture.h"
 #include "policy/https.h"
 
 #define ADDR "127.0.70.240" /* reserved for this test */
@@ -53,21 +47,18 @@ static const char POLICY[] = "version: STSv1\r\n"
                              "mx: *.mx.example.test\r\n"
                              "max_age: 86400\r\n";
 
+static struct hfx fx = { .server = -1, .server_stdin = -1 };
 static struct {
-    char dir[256];
-    char ca[300];
-    pid_t server;
-    int server_stdin; /* write end; the server exits when it closes */
-    int port, plain_port, dead_port;
-    int dead_fd;      /* bound, never listening: connections are refused */
-} fx = { .server = -1, .server_stdin = -1, .dead_fd = -1 };
+    int port;
+    int fd; /* bound, never listening: connections are refused */
+} dead = { .fd = -1 };
 
 #define PORT fx.port
 #define PLAIN_PORT fx.plain_port
-#define DEAD_PORT fx.dead_port
+#define DEAD_PORT dead.port
 
 /* ------------------------------------------------------------------------ */
-/* Fixture: certificates and server                                         */
+/* Fixture: certificates, server, a refusing port                           */
 
 static const char GEN_SH[] =
     "set -e\n"
@@ -110,194 +101,54 @@ static const char GEN_SH[] =
     "  -out expired.pem -notext -extensions leaf \\\n"
     "  -startdate 20200101000000Z -enddate 20200201000000Z\n";
 
-static int run_sh(const char *script, const char *log)
-{
-    char path[400], cmd[1200];
-    snprintf(path, sizeof path, "%s/gen.sh", fx.dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -1;
-    fputs(script, f);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "cd '%s' && sh gen.sh > '%s' 2>&1", fx.dir, log);
-    int rc = system(cmd);
-    if (rc != 0) {
-        snprintf(cmd, sizeof cmd, "cat '%s' >&2", log);
-        if (system(cmd) != 0)
-            fprintf(stderr, "(no log)\n");
-    }
-    return rc == 0 ? 0 : -1;
-}
-
-static void stop_server(void)
-{
-    if (fx.server_stdin >= 0) {
-        close(fx.server_stdin);
-        fx.server_stdin = -1;
-    }
-    if (fx.server <= 0)
-        return;
-    kill(fx.server, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(fx.server, NULL, WNOHANG) == fx.server) {
-            fx.server = -1;
-            return;
-        }
-        usleep(20000);
-    }
-    kill(fx.server, SIGKILL);
-    waitpid(fx.server, NULL, 0);
-    fx.server = -1;
-}
-
-static void remove_dir(void)
-{
-    if (fx.dir[0]) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx.dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", fx.dir);
-        fx.dir[0] = '\0';
-    }
-}
-
 static void release_dead_port(void);
 
 static void at_exit(void)
 {
-    stop_server();
+    hfx_stop(&fx);
     release_dead_port();
-    remove_dir();
-}
-
-/* The script next to this source file, unless MXG_HTTPS_SERVER says. */
-static void server_script(char *out, size_t cap)
-{
-    const char *env = getenv("MXG_HTTPS_SERVER");
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    char src[512];
-    snprintf(src, sizeof src, "%s", __FILE__);
-    snprintf(out, cap, "%s/https_server.py", dirname(src));
-}
-
-static int start_server(void)
-{
-    char script[600], cert[320], key[320], sni_exp[700], sni_wrong[700];
-    server_script(script, sizeof script);
-    snprintf(cert, sizeof cert, "%s/good.pem", fx.dir);
-    snprintf(key, sizeof key, "%s/good.key", fx.dir);
-    snprintf(sni_exp, sizeof sni_exp, "expired.example.test=%s/expired.pem:%s/expired.key", fx.dir,
-             fx.dir);
-    snprintf(sni_wrong, sizeof sni_wrong, "wrong.example.test=%s/other.pem:%s/other.key", fx.dir,
-             fx.dir);
-    const char *python = getenv("MXG_PYTHON");
-    if (python == NULL || *python == '\0')
-        python = "python3";
-
-    int out[2], in[2];
-    if (pipe2(out, O_CLOEXEC) != 0)
-        return -1;
-    if (pipe2(in, O_CLOEXEC) != 0) {
-        close(out[0]);
-        close(out[1]);
-        return -1;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        char port[16], plain[16];
-        snprintf(port, sizeof port, "%d", WANT_PORT);
-        snprintf(plain, sizeof plain, "%d", WANT_PLAIN_PORT);
-        execlp(python, python, script, "--addr", ADDR, "--port", port, "--plain-port", plain,
-               "--cert", cert, "--key", key, "--sni", sni_exp, "--sni", sni_wrong, "--slow",
-               SLOW_SECONDS, "--any-port-fallback", "--watch-stdin", (char *)NULL);
-        _exit(127);
-    }
-    fx.server = pid;
-    close(out[1]);
-    close(in[0]);
-    fx.server_stdin = in[1];
-
-    char line[64] = "";
-    size_t got = 0;
-    struct pollfd pfd = { .fd = out[0], .events = POLLIN };
-    while (got < sizeof line - 1 && strchr(line, '\n') == NULL) {
-        if (poll(&pfd, 1, 20000) <= 0)
-            break;
-        ssize_t n = read(out[0], line + got, sizeof line - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        line[got] = '\0';
-    }
-    close(out[0]);
-    if (sscanf(line, "READY %d %d", &fx.port, &fx.plain_port) != 2 || fx.port <= 0 ||
-        fx.plain_port <= 0) {
-        fprintf(stderr, "https_server.py (%s) did not start\n", script);
-        stop_server();
-        return -1;
-    }
-    if (fx.port != WANT_PORT || fx.plain_port != WANT_PLAIN_PORT)
-        fprintf(stderr, "note: %s:%d/%d busy, test server on ports %d/%d\n", ADDR, WANT_PORT,
-                WANT_PLAIN_PORT, fx.port, fx.plain_port);
-    return 0;
 }
 
 /* A port on ADDR where connections are refused: bound, not listening. */
 static int reserve_dead_port(void)
 {
-    fx.dead_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fx.dead_fd < 0)
+    dead.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (dead.fd < 0)
         return -1;
     struct sockaddr_in sin = { .sin_family = AF_INET };
     socklen_t len = sizeof sin;
     inet_pton(AF_INET, ADDR, &sin.sin_addr);
-    if (bind(fx.dead_fd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
-        getsockname(fx.dead_fd, (struct sockaddr *)&sin, &len) != 0)
+    if (bind(dead.fd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
+        getsockname(dead.fd, (struct sockaddr *)&sin, &len) != 0)
         return -1;
-    fx.dead_port = ntohs(sin.sin_port);
+    dead.port = ntohs(sin.sin_port);
     return 0;
 }
 
 static void release_dead_port(void)
 {
-    if (fx.dead_fd >= 0)
-        close(fx.dead_fd);
-    fx.dead_fd = -1;
+    if (dead.fd >= 0)
+        close(dead.fd);
+    dead.fd = -1;
 }
 
 static int group_setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
     atexit(at_exit);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx.dir, sizeof fx.dir, "%s/mxg_https_test_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (mkdtemp(fx.dir) == NULL) {
-        fx.dir[0] = '\0';
+    const struct hfx_opts o = {
+        .gen_sh = GEN_SH,
+        .leaf = "good",
+        .sni = { { "expired.example.test", "expired" }, { "wrong.example.test", "other" } },
+        .port = WANT_PORT,
+        .plain_port = WANT_PLAIN_PORT,
+        .slow = SLOW_SECONDS,
+    };
+    if (hfx_start_opts(&fx, ADDR, HOST, &o) != 0)
         return -1;
-    }
-    char log[320];
-    snprintf(log, sizeof log, "%s/gen.log", fx.dir);
-    if (run_sh(GEN_SH, log) != 0) {
-        remove_dir();
-        return -1;
-    }
-    snprintf(fx.ca, sizeof fx.ca, "%s/ca.pem", fx.dir);
-    if (start_server() != 0 || reserve_dead_port() != 0) {
-        stop_server();
+    if (reserve_dead_port() != 0) {
         release_dead_port();
-        remove_dir();
+        hfx_stop(&fx);
         return -1;
     }
     return 0;
@@ -306,9 +157,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    stop_server();
+    hfx_stop(&fx);
     release_dead_port();
-    remove_dir();
     return 0;
 }
 
@@ -332,6 +182,7 @@ struct call {
 };
 
 static void on_result(void *arg, const struct mxg_https_result *r);
+static void addr4(struct sockaddr_storage *ss, const char *ip, int port);
 
 static int env_setup(void **state)
 {
@@ -351,32 +202,10 @@ static int env_teardown(void **state)
     struct env *e = *state;
     mxg_https_free(e->h);
     e->h = NULL;
-    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-    int rc = uv_loop_close(&e->loop);
+    int rc = hfx_loop_close(&e->loop);
     free(e);
     assert_int_equal(rc, 0);
     return 0;
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(int *)t->data = 1;
-}
-
-/* Runs the loop until *count >= want or ms pass; 1 if the count was reached. */
-static int run_until(struct env *e, const int *count, int want, uint64_t ms)
-{
-    int fired = 0;
-    uv_timer_t guard;
-    uv_timer_init(&e->loop, &guard);
-    guard.data = &fired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*count < want && !fired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT); /* completes the close */
-    return *count >= want;
 }
 
 static void on_result(void *arg, const struct mxg_https_result *r)
@@ -398,11 +227,8 @@ static void on_result(void *arg, const struct mxg_https_result *r)
         c->cancel_other = NULL;
     }
     if (c->chain) {
-        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)PORT) };
-        inet_pton(AF_INET, ADDR, &sin.sin_addr);
         struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof ss);
-        memcpy(&ss, &sin, sizeof sin);
+        addr4(&ss, ADDR, PORT);
         struct mxg_https_opts o = { HOST, PORT, "/ok", &ss, 1, 3000, 5000, 0, "text/plain", NULL };
         struct mxg_https_req *rq = NULL;
         assert_int_equal(mxg_https_get(c->env->h, &o, on_result, c->chain, &rq), 0);
@@ -417,10 +243,7 @@ static void on_result(void *arg, const struct mxg_https_result *r)
 
 static void addr4(struct sockaddr_storage *ss, const char *ip, int port)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    assert_int_equal(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
-    memset(ss, 0, sizeof *ss);
-    memcpy(ss, &sin, sizeof sin);
+    assert_int_equal(hfx_addr4(ss, ip, port), 0);
 }
 
 static void addr6(struct sockaddr_storage *ss, const char *ip, int port)
@@ -472,7 +295,7 @@ static struct call *fetch(struct env *e, const struct fetch *f)
     assert_non_null(c);
     c->env = e;
     start(e, f, c);
-    assert_true(run_until(e, &c->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &c->n, 1, GUARD_MS));
     uv_run(&e->loop, UV_RUN_NOWAIT);
     assert_int_equal(c->n, 1);
     return c;
@@ -576,7 +399,7 @@ static void t_ipv6_then_ipv4(void **state)
     struct mxg_https_req *rq = NULL;
     assert_int_equal(mxg_https_get(e->h, &o, on_result, c, &rq), 0);
     assert_int_equal(c->n, 0);
-    assert_true(run_until(e, &c->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &c->n, 1, GUARD_MS));
     expect_ok(c, POLICY, "text/plain");
     free(c);
 }
@@ -743,7 +566,7 @@ static void t_bad_options(void **state)
     assert_int_equal(mxg_https_get(NULL, &good, on_result, &c, NULL), -1);
     assert_int_equal(mxg_https_get(e->h, NULL, on_result, &c, NULL), -1);
     int dummy = 0;
-    run_until(e, &dummy, 1, 200);
+    hfx_run_until(&e->loop, &dummy, 1, 200);
     assert_int_equal(c.n, 0);
 }
 
@@ -780,7 +603,7 @@ static void t_cancel_before_start(void **state)
     struct call c = { 0 };
     struct mxg_https_req *rq = start(e, F(.path = "/ok"), &c);
     mxg_https_cancel(rq);
-    run_until(e, &c.n, 1, 500);
+    hfx_run_until(&e->loop, &c.n, 1, 500);
     assert_int_equal(c.n, 0);
 }
 
@@ -789,10 +612,10 @@ static void t_cancel_in_flight(void **state)
     struct env *e = *state;
     struct call c = { 0 };
     struct mxg_https_req *rq = start(e, F(.path = "/slow", .total_ms = 8000), &c);
-    run_until(e, &c.n, 1, 400); /* connected, request sent, server sleeping */
+    hfx_run_until(&e->loop, &c.n, 1, 400); /* connected, request sent, server sleeping */
     assert_int_equal(c.n, 0);
     mxg_https_cancel(rq);
-    run_until(e, &c.n, 1, 400);
+    hfx_run_until(&e->loop, &c.n, 1, 400);
     assert_int_equal(c.n, 0);
     /* the module still works afterwards */
     struct call *d = fetch(e, F(.path = "/ok"));
@@ -806,10 +629,10 @@ static void t_free_with_pending(void **state)
     struct call a = { 0 }, b = { 0 };
     start(e, F(.path = "/slow", .total_ms = 8000), &a);
     start(e, F(.path = "/ok"), &b);
-    run_until(e, &a.n, 1, 100);
+    hfx_run_until(&e->loop, &a.n, 1, 100);
     mxg_https_free(e->h);
     e->h = NULL;
-    run_until(e, &a.n, 1, 300);
+    hfx_run_until(&e->loop, &a.n, 1, 300);
     assert_int_equal(a.n, 0);
     assert_true(b.n <= 1); /* /ok may have finished within the first 100 ms */
 }
@@ -822,9 +645,9 @@ static void t_free_from_callback(void **state)
     a.free_module = 1;
     start(e, F(.path = "/slow", .total_ms = 8000), &b);
     start(e, F(.path = "/ok"), &a);
-    assert_true(run_until(e, &a.n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &a.n, 1, GUARD_MS));
     assert_null(e->h);
-    run_until(e, &b.n, 1, 300);
+    hfx_run_until(&e->loop, &b.n, 1, 300);
     assert_int_equal(b.n, 0);
 }
 
@@ -835,8 +658,8 @@ static void t_cancel_from_callback(void **state)
     a.env = e;
     a.cancel_other = start(e, F(.path = "/slow", .total_ms = 8000), &b);
     start(e, F(.path = "/ok"), &a);
-    assert_true(run_until(e, &a.n, 1, GUARD_MS));
-    run_until(e, &b.n, 1, 300);
+    assert_true(hfx_run_until(&e->loop, &a.n, 1, GUARD_MS));
+    hfx_run_until(&e->loop, &b.n, 1, 300);
     assert_int_equal(b.n, 0);
 }
 
@@ -848,8 +671,8 @@ static void t_get_from_callback(void **state)
     a->env = e;
     a->chain = b;
     start(e, F(.path = "/404"), a);
-    assert_true(run_until(e, &a->n, 1, GUARD_MS));
-    assert_true(run_until(e, &b->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &a->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &b->n, 1, GUARD_MS));
     expect_fail(a, MXG_HTTPS_ERR_STATUS, 404);
     expect_ok(b, POLICY, "text/plain");
     free(a);

@@ -66,31 +66,10 @@ static int env_teardown(void **state)
 {
     struct env *e = *state;
     mxg_https_free(e->h);
-    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-    int rc = uv_loop_close(&e->loop);
+    int rc = hfx_loop_close(&e->loop);
     free(e);
     assert_int_equal(rc, 0);
     return 0;
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(int *)t->data = 1;
-}
-
-static int run_until(struct env *e, const int *count, int want, uint64_t ms)
-{
-    int fired = 0;
-    uv_timer_t guard;
-    uv_timer_init(&e->loop, &guard);
-    guard.data = &fired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*count < want && !fired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    return *count >= want;
 }
 
 static void on_result(void *arg, const struct mxg_https_result *r)
@@ -126,7 +105,7 @@ static void post(struct env *e, const char *path, const void *body, size_t len,
                      0);
     assert_non_null(rq);
     assert_int_equal(c->n, 0); /* never synchronous */
-    assert_true(run_until(e, &c->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &c->n, 1, GUARD_MS));
     uv_run(&e->loop, UV_RUN_NOWAIT);
     assert_int_equal(c->n, 1);
 }
@@ -233,7 +212,7 @@ static void t_post_body_copied(void **state)
                      0);
     memset(buf, 'X', strlen(buf));
     free(buf);
-    assert_true(run_until(e, &c.n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &c.n, 1, GUARD_MS));
     assert_int_equal(c.err, MXG_HTTPS_OK);
     char *body = NULL, path[64], ctype[64];
     size_t len = 0;
@@ -257,7 +236,7 @@ static void t_post_cancel_and_get(void **state)
     o.path = "/ua";
     o.require_ctype = "text/plain";
     assert_int_equal(mxg_https_get(e->h, &o, on_result, &c2, NULL), 0);
-    assert_true(run_until(e, &c2.n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &c2.n, 1, GUARD_MS));
     assert_int_equal(c2.err, MXG_HTTPS_OK);
     assert_int_equal(c2.status, 200);
     uv_run(&e->loop, UV_RUN_NOWAIT);

@@ -130,6 +130,15 @@ static enum mxg_cc_status acq(const struct sockaddr_storage *d, const char *k, i
                                  wp ? wp : &dummy, g);
 }
 
+/* A fresh connection to d under key k (reuse allowed) for f: asserts
+ * MXG_CC_FRESH and sets f->slot. */
+static void open_fresh(struct fake *f, const struct sockaddr_storage *d, const char *k)
+{
+    struct mxg_cc_grant g;
+    assert_int_equal(acq(d, k, 1, NULL, NULL, &g), MXG_CC_FRESH);
+    f->slot = g.slot;
+}
+
 static int park(struct fake *f, const char *k)
 {
     struct mxg_cc_key kk = key(k);
@@ -153,8 +162,7 @@ static void test_reuse_same_key_only(void **st)
                             d1p = dest("192.0.2.1", 587);
     struct mxg_cc_grant g;
     struct fake f = {.id = 1};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(park(&f, "K"), 0);
     struct mxg_conncache_stats s;
     mxg_conncache_stats(g_cc, &s);
@@ -197,8 +205,7 @@ static void test_idle_expiry(void **st)
     struct sockaddr_storage d1 = dest("192.0.2.1", 25);
     struct mxg_cc_grant g;
     struct fake f = {.id = 1};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(park(&f, "K"), 0);
     run_ms(20);
     assert_int_equal(f.closed, 0);
@@ -229,24 +236,21 @@ static void test_uses_and_lifetime(void **st)
     struct sockaddr_storage d1 = dest("192.0.2.1", 25);
     struct mxg_cc_grant g;
     struct fake f = {.id = 1};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(park(&f, "K"), 0);
     assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_REUSED);
     assert_int_equal(park(&f, "K"), -1); /* two transactions done: not kept */
     mxg_conncache_release(g_cc, f.slot);
     /* lifetime: parked young, too old when asked for */
     struct fake f2 = {.id = 2};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f2.slot = g.slot;
+    open_fresh(&f2, &d1, "K");
     assert_int_equal(park(&f2, "K"), 0);
     run_ms(120);
     assert_int_equal(f2.closed, 1);
     release_closed();
     /* lifetime over at park time */
     struct fake f3 = {.id = 3};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f3.slot = g.slot;
+    open_fresh(&f3, &d1, "K");
     run_ms(100);
     assert_int_equal(park(&f3, "K"), -1);
     mxg_conncache_release(g_cc, f3.slot);
@@ -297,8 +301,7 @@ static void test_lost(void **st)
     struct sockaddr_storage d1 = dest("192.0.2.1", 25);
     struct mxg_cc_grant g;
     struct fake f = {.id = 1};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(park(&f, "K"), 0);
     mxg_conncache_lost(g_cc, f.slot);
     assert_int_equal(f.closed, 1);
@@ -384,8 +387,7 @@ static void test_park_serves_waiter(void **st)
     struct mxg_cc_grant g;
     struct fake f = {.id = 1};
     struct waiter same = {0}, other = {0};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(acq(&d1, "OTHER", 1, &other, NULL, &g), MXG_CC_WAIT);
     assert_int_equal(acq(&d1, "K", 1, &same, NULL, &g), MXG_CC_WAIT);
     /* the connection comes back idle: the waiter with its key takes it,
@@ -500,10 +502,8 @@ static void test_off(void **st)
     setup_cc(&c);
     assert_int_equal(mxg_conncache_enabled(g_cc), 0);
     struct sockaddr_storage d1 = dest("192.0.2.1", 25);
-    struct mxg_cc_grant g;
     struct fake f = {.id = 1};
-    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
-    f.slot = g.slot;
+    open_fresh(&f, &d1, "K");
     assert_int_equal(park(&f, "K"), -1);
     mxg_conncache_release(g_cc, f.slot);
     teardown_cc();

@@ -218,9 +218,7 @@ static int env_teardown(void **state)
     struct env *e = *state;
     mxg_rpt_sender_free(e->s);
     mxg_https_free(e->h);
-    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-    int rc = uv_loop_close(&e->loop);
+    int rc = hfx_loop_close(&e->loop);
     assert_int_equal(e->live, 0);
     mxg_rpt_close(e->r);
     char cmd[200];
@@ -229,26 +227,6 @@ static int env_teardown(void **state)
     free(e);
     assert_int_equal(rc, 0);
     return 0;
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(int *)t->data = 1;
-}
-
-/* Runs the loop until *count >= want or ms pass; 1 if reached. */
-static int run_until(struct env *e, const int *count, int want, uint64_t ms)
-{
-    int fired = 0;
-    uv_timer_t guard;
-    uv_timer_init(&e->loop, &guard);
-    guard.data = &fired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*count < want && !fired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    return *count >= want;
 }
 
 struct done {
@@ -272,7 +250,7 @@ static void send_domain(struct env *e, const char *domain, const char ruas[][MXG
     memset(d, 0, sizeof *d);
     assert_int_equal(mxg_rpt_send_domain(e->s, DAY, domain, ruas, n, on_done, d), 0);
     assert_int_equal(d->n, 0); /* never synchronous */
-    assert_true(run_until(e, &d->n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &d->n, 1, GUARD_MS));
     uv_run(&e->loop, UV_RUN_NOWAIT);
     assert_int_equal(d->n, 1);
 }
@@ -458,7 +436,7 @@ static void t_send_day(void **state)
     struct done d = { 0 };
     assert_int_equal(mxg_rpt_send_day(e->s, DAY, on_done, &d), 0);
     assert_int_equal(d.n, 0);
-    assert_true(run_until(e, &d.n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &d.n, 1, GUARD_MS));
     assert_int_equal(d.st.domains, 3);
     assert_int_equal(d.st.no_txt, 2);
     assert_int_equal(d.st.sent, 1);
@@ -480,11 +458,11 @@ static void t_nothing_to_do_is_async(void **state)
     struct done d = { 0 };
     assert_int_equal(mxg_rpt_send_day(e->s, DAY, on_done, &d), 0); /* no counters at all */
     assert_int_equal(d.n, 0);
-    assert_true(run_until(e, &d.n, 1, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &d.n, 1, GUARD_MS));
     assert_int_equal(d.st.domains, 0);
     assert_int_equal(mxg_rpt_send_domain(e->s, DAY, "example.com", NULL, 0, on_done, &d), 0);
     assert_int_equal(d.n, 1);
-    assert_true(run_until(e, &d.n, 2, GUARD_MS));
+    assert_true(hfx_run_until(&e->loop, &d.n, 2, GUARD_MS));
 }
 
 static void t_free_in_flight(void **state)
@@ -555,7 +533,7 @@ static void t_scheduler(void **state)
     uv_timer_t guard;
     uv_timer_init(&e->loop, &guard);
     guard.data = &fired;
-    uv_timer_start(&guard, on_guard, 10000, 0);
+    uv_timer_start(&guard, hfx_on_guard, 10000, 0);
     struct rows rs;
     for (;;) {
         uv_run(&e->loop, UV_RUN_ONCE);
@@ -570,7 +548,7 @@ static void t_scheduler(void **state)
         }
     }
     /* a little longer: nothing more may happen */
-    uv_timer_start(&guard, on_guard, 1500, 0);
+    uv_timer_start(&guard, hfx_on_guard, 1500, 0);
     fired = 0;
     while (!fired)
         uv_run(&e->loop, UV_RUN_ONCE);
