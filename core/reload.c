@@ -38,6 +38,11 @@ static const char *const live_settings[] = {
     "upstream.address_family",
     "upstream.max_mx_hosts",
     "upstream.route_map",      /* core/main.c re-reads the map files on every SIGHUP */
+    "upstream.cache_idle",     /* core/main.c reconfigures the connection cache */
+    "upstream.cache_size",
+    "upstream.cache_per_destination",
+    "upstream.cache_max_uses",
+    "upstream.cache_lifetime",
     "tls.opportunistic_level",
     "tls.policy_map",
     "tls.min_version",         /* ... and rebuilds the TLS client context */

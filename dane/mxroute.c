@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -115,14 +116,16 @@ void mxg_route_sort(struct mxg_mx_rr *mx, int n, unsigned (*rnd)(void *), void *
     }
 }
 
-/* Contract: heap copy of r (free() it), NULL if r is NULL or out of memory. */
+/* Contract: see mxroute.h (the copy is sized to r->n hosts). */
 struct mxg_route *mxg_route_copy(const struct mxg_route *r)
 {
     if (!r)
         return NULL;
-    struct mxg_route *c = malloc(sizeof *c);
+    int n = r->n < 0 ? 0 : r->n > MXG_DNS_MAX_MX ? MXG_DNS_MAX_MX : r->n;
+    size_t len = offsetof(struct mxg_route, host) + (size_t)n * sizeof r->host[0];
+    struct mxg_route *c = malloc(len);
     if (c)
-        memcpy(c, r, sizeof *c);
+        memcpy(c, r, len);
     return c;
 }
 

@@ -34,13 +34,16 @@ struct mxg_route_host {
     struct mxg_addr_result addrs;  /* status, sec, addresses */
 };
 
+/* host[] stays last: a copy made by mxg_route_copy() holds only
+ * host[0 .. n-1] (a leg keeps one for its whole life, and most domains
+ * have one or two MX hosts, not MXG_DNS_MAX_MX). */
 struct mxg_route {
     enum mxg_route_status status;
     char domain[MXG_DNS_NAME_MAX];
     enum mxg_dnssec mx_sec;        /* DNSSEC status of the MX RRset */
+    char why[200];                 /* reason for non-OK, for the reply text */
     int n;
     struct mxg_route_host host[MXG_DNS_MAX_MX]; /* preference order */
-    char why[200];                 /* reason for non-OK, for the reply text */
 };
 
 struct mxg_route_query;
@@ -50,6 +53,9 @@ typedef void (*mxg_route_cb)(void *arg, const struct mxg_route *route);
 int mxg_route_resolve(struct mxg_dns *dns, const char *domain, int max_hosts, mxg_route_cb cb,
                       void *arg, struct mxg_route_query **q);
 void mxg_route_cancel(struct mxg_route_query *q);
+/* Heap copy of r (free() it): only host[0 .. r->n - 1] are allocated, so
+ * never copy the result by value or index past n. NULL if r is NULL or out
+ * of memory. */
 struct mxg_route *mxg_route_copy(const struct mxg_route *r);
 
 /* Exposed for unit tests: sort by preference, shuffle ties with rnd(). */

@@ -207,6 +207,8 @@ static void test_classification(void **state)
         {"tls", "policy_map", 1}, {"upstream", "route_map", 1}, {"tls", "min_version", 1},
         {"tls", "max_version", 1}, {"tls", "ciphers", 1}, {"tls", "ciphersuites", 1},
         {"tls", "client_cert_file", 1}, {"tls", "client_key_file", 1},
+        {"upstream", "cache_idle", 1}, {"upstream", "cache_lifetime", 1},
+        {"upstream", "tls_session_cache", 0}, {"limits", "destination_concurrency", 1},
         {"unknown", "setting", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -223,7 +225,9 @@ static void test_classification(void **state)
         {"timeouts", "upstream_command"}, {"upstream", "helo_name"}, {"upstream", "port"},
         {"upstream", "source_ipv4"}, {"upstream", "source_ipv6"},
         {"upstream", "address_family"}, {"upstream", "max_mx_hosts"},
-        {"tls", "opportunistic_level"}, {"policy_list", "refresh"},
+        {"upstream", "cache_idle"}, {"upstream", "cache_size"},
+        {"upstream", "cache_per_destination"}, {"upstream", "cache_max_uses"},
+        {"upstream", "cache_lifetime"}, {"tls", "opportunistic_level"}, {"policy_list", "refresh"},
         {"policy_list", "stale_warning"}, {"policy_list", "expired_warning_interval"},
         {"mta_sts", "connect_timeout"}, {"mta_sts", "fetch_timeout"},
         {"mta_sts", "max_policy_size"}, {"mta_sts", "https_port"},
