@@ -826,6 +826,57 @@ static void on_recheck(uv_timer_t *t)
         mxg_dns_selfcheck(app->dns, recheck_result, app);
 }
 
+/* ------------------------------------------- one-shot commands: the end */
+
+/* Longer than any leg's own end: the QUIT round trip's 5 s timer
+ * (proxy/upstream.c mxg_leg_close). */
+#define APP_FINISH_MAX_MS 10000
+
+/* uv_walk callback: count (int *arg) the handles still active. */
+static void count_active(uv_handle_t *h, void *arg)
+{
+    if (uv_is_active(h) && !uv_is_closing(h))
+        ++*(int *)arg;
+}
+
+/* The guard of app_finish_oneshot() ran out (itself no longer active: a
+ * one-shot timer is stopped before its callback): say so, stop the run. */
+static void on_finish_guard(uv_timer_t *t)
+{
+    int n = 0;
+    uv_walk(t->loop, count_active, &n);
+    LOG_W("main", "%d handle(s) still busy %d s after the command's work was done: closing them",
+          n, APP_FINISH_MAX_MS / 1000);
+    uv_stop(t->loop);
+}
+
+/* The end of a one-shot command (check, report), before app_shutdown():
+ * release the parts, then let the loop run out by itself, as cmd_run's
+ * SIGTERM drain does after app_stopped(). What is still under way then
+ * finishes on its own terms: an upstream leg closed after its transaction
+ * (the report mail's, after the dot) sends QUIT and waits for the reply or
+ * its 5 s timer; a leg (struct mxg_leg and its route copy) and its
+ * connection are freed only from their handles' close callbacks. Without
+ * this run app_shutdown()'s uv_walk would close those handles with no
+ * callback and the legs would never be freed (LeakSanitizer: leg_start,
+ * mxg_route_copy). Bounded: a guard timer, unreferenced so that it never
+ * keeps the loop alive by itself, stops the run after APP_FINISH_MAX_MS
+ * (logged; app_shutdown() then closes what is left). Idempotent with
+ * app_shutdown(): app_close_parts() may run twice. */
+static void app_finish_oneshot(struct app *app)
+{
+    app_close_parts(app);
+    uv_timer_t guard;
+    uv_timer_init(&app->loop, &guard);
+    uv_timer_start(&guard, on_finish_guard, APP_FINISH_MAX_MS, 0);
+    uv_unref((uv_handle_t *)&guard);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&guard, NULL);
+    /* guard is on this stack: its close must be done before we return; one
+     * non-blocking turn runs the closing handles (even after a uv_stop) */
+    uv_run(&app->loop, UV_RUN_NOWAIT);
+}
+
 static int cmd_check(int argc, char **argv)
 {
     if (argc < 1 || argv[0][0] == '-') {
@@ -860,7 +911,9 @@ static int cmd_check(int argc, char **argv)
     struct mxg_upstream_env env;
     app_env(app, &env);
     rc = mxg_check_domain(&env, domain, connect, stdout);
+    fflush(stdout); /* out before the teardown: nothing there can lose it */
 out_loop:
+    app_finish_oneshot(app); /* --connect: every probe leg freed */
     app_shutdown(app);
 out:
     free(app);
@@ -1039,6 +1092,7 @@ static int cmd_report(int argc, char **argv)
                    w.st.domains, w.st.no_txt, w.st.dns_fail, w.st.sent, w.st.retry, w.st.gave_up,
                    w.st.skipped, w.st.already, w.st.errors);
             rc = w.st.errors || w.st.gave_up || w.st.retry ? 1 : 0;
+            fflush(stdout); /* out before the teardown: nothing there can lose it */
         }
     } else if (!show) {
         rc = mxg_rpt_days(app->rpt, print_day_domain, NULL) < 0;
@@ -1062,6 +1116,7 @@ static int cmd_report(int argc, char **argv)
         }
     }
 out_loop:
+    app_finish_oneshot(app); /* send: the report mail's leg ends (QUIT) and is freed */
     app_shutdown(app);
 out:
     free(app);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
+
 #include "../core/log.h"
 
 struct mxg_dane_query {
@@ -179,12 +181,17 @@ int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_
     int added = 0;
     for (int i = 0; i < h->n_usable; i++) {
         const struct mxg_tlsa_rr *rr = &h->rr[i];
+        ERR_set_mark(); /* a refusal queues an error a later SSL_get_error() would see */
         int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
+        ERR_pop_to_mark();
         if (rc < 0) {
             snprintf(err, errlen, "SSL_dane_tlsa_add failed for record %d %d %d", rr->usage,
                      rr->selector, rr->mtype);
             return -1;
         }
+        if (rc == 0) /* mxg_tlsa_check() parses as OpenSSL does: should not happen */
+            LOG_W("dane", "%s: OpenSSL refused TLSA record %d %d %d that counted as usable",
+                  h->base, rr->usage, rr->selector, rr->mtype);
         added += rc > 0;
     }
     if (added == 0) {

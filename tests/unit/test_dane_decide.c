@@ -1,6 +1,9 @@
 /* Unit tests for dane/dane.c: the RFC 7672 decision per MX host (table of
  * DNS outcomes → requirement), the decisions that need no TLSA lookup, and
- * the OpenSSL DANE set-up (PKIX usages never reach OpenSSL). */
+ * the OpenSSL DANE set-up (PKIX usages never reach OpenSSL; Full(0) records
+ * whose data does not parse are unusable, so an RRset of only such records
+ * is "encrypt", never a VERIFY that OpenSSL then cannot load). Full(0)
+ * records meant to be usable carry real DER (tlsa_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +12,14 @@
 #include <string.h>
 
 #include "dane/dane.h"
+#include "tlsa_fixture.h"
+
+/* Full(0) data of a table row (the len column): the fixture's DER, or junk */
+enum {
+    L_CERT = -1,      /* the certificate */
+    L_SPKI = -2,      /* its SPKI */
+    L_CERT_TRAIL = -3 /* the certificate + one octet */
+};
 
 static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
 {
@@ -24,12 +35,12 @@ static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
 
 static void test_decide_table(void **st)
 {
-    (void)st;
+    const struct tlsa_der *d = *st;
     static const struct {
         const char *name;
         enum mxg_dns_status status;
         enum mxg_dnssec sec;
-        int recs[4][4]; /* usage, selector, mtype, len; len 0 ends (unless first) */
+        int recs[4][4]; /* usage, selector, mtype, len (or L_*) */
         int n;
         int has_next;
         int ret;
@@ -39,7 +50,19 @@ static void test_decide_table(void **st)
     } cases[] = {
         {"3 1 1 secure", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 1, 32}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
         {"2 0 2 secure", MXG_DNS_OK, MXG_SEC_SECURE, {{2, 0, 2, 64}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
-        {"3 0 0 full cert", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 0, 0, 400}}, 1, 0, 1, MXG_DANE_VERIFY, "", 1},
+        {"3 0 0 full cert", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 0, 0, L_CERT}}, 1, 0, 1, MXG_DANE_VERIFY,
+         "", 1},
+        {"3 1 0 + 2 0 0 full", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 0, L_SPKI}, {2, 0, 0, L_CERT}}, 2, 0,
+         1, MXG_DANE_VERIFY, "", 2},
+        /* RFC 7672 §2.2: unusable records are ignored; only unusable → TLS, no auth */
+        {"full junk only → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 0, 0, 400}, {2, 1, 0, 91}}, 2, 0,
+         1, MXG_DANE_ENCRYPT, "", 0},
+        {"full cert + trailing octet → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 0, 0, L_CERT_TRAIL}},
+         1, 0, 1, MXG_DANE_ENCRYPT, "", 0},
+        {"cert under selector 1 → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 0, L_CERT}}, 1, 0, 1,
+         MXG_DANE_ENCRYPT, "", 0},
+        {"full junk + a digest: the digest counts", MXG_DNS_OK, MXG_SEC_SECURE,
+         {{3, 0, 0, 400}, {3, 1, 1, 32}, {3, 1, 0, 1}}, 3, 0, 1, MXG_DANE_VERIFY, "", 1},
         {"PKIX only → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{0, 0, 1, 32}, {1, 1, 1, 32}}, 2, 0, 1,
          MXG_DANE_ENCRYPT, "", 0},
         {"bad digest length → encrypt", MXG_DNS_OK, MXG_SEC_SECURE, {{3, 1, 1, 31}, {3, 1, 2, 32}}, 2,
@@ -61,15 +84,30 @@ static void test_decide_table(void **st)
         {"CNAME: bogus at target → never ask further", MXG_DNS_BOGUS, MXG_SEC_BOGUS, {{0}}, 0, 1, 1,
          MXG_DANE_UNUSABLE, "4.7.5", 0},
     };
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_true(SSL_CTX_dane_enable(ctx) > 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         static struct mxg_tlsa_result r;
         memset(&r, 0, sizeof r);
         r.status = cases[i].status;
         r.sec = cases[i].sec;
         r.n = cases[i].n;
-        for (int k = 0; k < r.n; k++)
-            r.rr[k] = rr(cases[i].recs[k][0], cases[i].recs[k][1], cases[i].recs[k][2],
-                         cases[i].recs[k][3]);
+        for (int k = 0; k < r.n; k++) {
+            const int *c = cases[i].recs[k];
+            if (c[3] == L_CERT)
+                tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], d->cert,
+                            d->cert_len);
+            else if (c[3] == L_SPKI)
+                tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], d->spki,
+                            d->spki_len);
+            else if (c[3] == L_CERT_TRAIL) {
+                tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], d->cert,
+                            d->cert_len);
+                r.rr[k].data[r.rr[k].len++] = 0x00;
+            } else
+                r.rr[k] = rr(c[0], c[1], c[2], c[3]);
+        }
         static struct mxg_dane_host h;
         memset(&h, 0, sizeof h);
         int ret = mxg_dane_decide(&r, "mx.example.test", cases[i].has_next ? "alias.example.test" : NULL,
@@ -88,8 +126,21 @@ static void test_decide_table(void **st)
             assert_true(h.rr[k].usage == 2 || h.rr[k].usage == 3);
         if (h.req == MXG_DANE_VERIFY)
             assert_string_equal(h.base, "mx.example.test");
+        if (h.req == MXG_DANE_VERIFY || h.req == MXG_DANE_ENCRYPT)
+            assert_int_equal(h.n_total, r.n);
         assert_true(h.why[0] != 0);
+        /* what was decided is what OpenSSL can be armed with: VERIFY loads,
+         * anything else refuses (no DANE set-up without usable records) */
+        SSL *ssl = SSL_new(ctx);
+        assert_non_null(ssl);
+        char err[200] = "";
+        int setup = mxg_dane_tls_setup(ssl, &h, err, sizeof err);
+        SSL_free(ssl);
+        if (setup != (h.req == MXG_DANE_VERIFY ? 0 : -1))
+            fail_msg("%s: %s, mxg_dane_tls_setup returned %d (%s)", cases[i].name,
+                     mxg_dane_req_name(h.req), setup, err);
     }
+    SSL_CTX_free(ctx);
 }
 
 static void test_immediate(void **st)
@@ -161,12 +212,54 @@ static void test_tls_setup(void **st)
     SSL_CTX_free(ctx);
 }
 
+/* Full(0) records reach OpenSSL and are loaded: a VERIFY host whose only
+ * records are a full certificate and a full SPKI arms the SSL. */
+static void test_tls_setup_full(void **st)
+{
+    const struct tlsa_der *d = *st;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_true(SSL_CTX_dane_enable(ctx) > 0);
+    static struct mxg_dane_host h;
+    memset(&h, 0, sizeof h);
+    h.req = MXG_DANE_VERIFY;
+    snprintf(h.base, sizeof h.base, "mx.example.test");
+    tlsa_rr_set(&h.rr[0], 3, 0, 0, d->cert, d->cert_len);
+    tlsa_rr_set(&h.rr[1], 2, 1, 0, d->spki, d->spki_len);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(mxg_tlsa_check(&h.rr[k]), MXG_TLSA_USABLE);
+    h.n_usable = 2;
+    char err[200];
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+
+static int group_setup(void **state)
+{
+    static struct tlsa_der der;
+    if (tlsa_der_make(&der) < 0)
+        return -1;
+    *state = &der;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    tlsa_der_free(*state);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decide_table),
         cmocka_unit_test(test_immediate),
         cmocka_unit_test(test_tls_setup),
+        cmocka_unit_test(test_tls_setup_full),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
