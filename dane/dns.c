@@ -2,7 +2,12 @@
  *
  * Design:
  *  - One getdns context per struct mxg_dns, driven by the caller's uv loop
- *    through Debian's static libgetdns_ex_uv.a.
+ *    through mxguard's own getdns event loop (dns_loop.c: one uv_poll per fd
+ *    shared by every getdns event on it, one uv_timer per timeout), handed
+ *    to getdns with getdns_context_set_eventloop(); getdns owns it from then
+ *    on and cleans it up in getdns_context_destroy(). (Debian's
+ *    libgetdns_ex_uv put a second uv_poll on an fd it already polled and
+ *    crashed under a cold burst of lookups.)
  *  - A query (struct mxg_dns_query) owns one getdns transaction chain per RR
  *    type ("sub"): one for MX, two (A, AAAA) for addresses, one for TLSA, one
  *    for TXT, one (DNSKEY at the trust anchor's owner) for the self-check. A
@@ -19,7 +24,8 @@
  *  - mxg_dns_free() cancels everything without callbacks, destroys the getdns
  *    context and closes the idle handle; the struct itself is freed by the
  *    close callback, so the loop must run once more (uv_run) afterwards, as
- *    for any libuv handle. getdns' own handles are closed the same way.
+ *    for any libuv handle. The event loop's handles (and the event loop
+ *    itself) are closed and freed the same way.
  *  - No global state: everything hangs off struct mxg_dns.
  *  - Cache (dnscache.c): per sub, keyed by (name asked, RR type), so an
  *    address lookup caches A and AAAA separately. Before a sub asks getdns
@@ -51,10 +57,10 @@
 
 #include <getdns/getdns.h>
 #include <getdns/getdns_extra.h>
-#include <getdns/getdns_ext_libuv.h>
 
 #include "../core/log.h"
 #include "../core/metrics.h"
+#include "dns_loop.h"
 #include "dnscache.h"
 
 #define COMP "dns"
@@ -1866,6 +1872,7 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
 {
     struct mxg_dns *dns = NULL;
     getdns_list *anchors = NULL, *ups = NULL;
+    struct mxg_dnsloop *evloop = NULL;
 
     if (!loop || !cfg) {
         snprintf(err, errlen, "mxg_dns_new: invalid arguments");
@@ -1932,7 +1939,18 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
              "set_appdata_dir");
     GD_CHECK(getdns_context_set_trust_anchors_backoff_time(dns->ctx, UINT64_C(1) << 40),
              "set_trust_anchors_backoff_time");
-    GD_CHECK(getdns_extension_set_libuv_loop(dns->ctx, loop), "set_libuv_loop");
+    /* getdns owns the event loop once it took it (its cleanup runs in
+     * getdns_context_destroy()); one it did not take is discarded here */
+    if (!(evloop = mxg_dnsloop_new(loop))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (getdns_context_set_eventloop(dns->ctx, mxg_dnsloop_eventloop(evloop)) !=
+        GETDNS_RETURN_GOOD) {
+        mxg_dnsloop_discard(evloop);
+        snprintf(err, errlen, "getdns: set_eventloop failed");
+        goto fail;
+    }
 
     if (!(dns->ext = getdns_dict_create())) {
         snprintf(err, errlen, "out of memory");
