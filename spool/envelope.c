@@ -217,7 +217,7 @@ static int get_name(struct dctx *c, json_t *o, const char *key, const char *cons
 
 static int decode_rcpt(struct dctx *c, json_t *jr, struct mxg_spool_rcpt *r)
 {
-    long long x;
+    long long x = 0;
     int st = 0;
     if (!json_is_object(jr))
         return fail(c->err, c->errlen, "envelope: %sis not an object", c->where);
