@@ -71,7 +71,6 @@ if ! skip decide; then
     # shellcheck disable=SC2046
     cc $CF -I"$MXG_SRC" -o "$W/decide" "$here/decide.c" "$BUILD/libmxg_policy.a" \
         "$BUILD/libmxg_dane.a" "$BUILD/libmxg_tls.a" "$BUILD/libmxg_core.a" \
-        "$(find /usr/lib -name libgetdns_ex_uv.a | head -1)" \
         $(pkg-config --libs libuv openssl getdns libconfig jansson libcurl sqlite3 libmicrohttpd) ||
         { log "cannot build bench/decide.c (MXG_BIN's directory needs libmxg_*.a): skipped"; SKIP="$SKIP,decide"; }
 fi
@@ -339,7 +338,7 @@ if ! skip mem; then
         r0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$MXG_PID/status")
         rm -f "$TB/idle.ready"
         tb_spawn idle "$W/smtpload" --idle "$n" --ready "$TB/idle.ready" "$MXG_ADDR"
-        for i in $(seq 600); do [ -s "$TB/idle.ready" ] && break; sleep 0.1; done
+        for i in $(seq 1800); do [ -s "$TB/idle.ready" ] && break; sleep 0.1; done
         sleep 0.5
         r1=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$MXG_PID/status")
         up=$(awk '{ print $2 }' "$TB/idle.ready" 2>/dev/null)

@@ -74,11 +74,18 @@ static void on_close(uv_handle_t *h)
         uv_stop(loop);
 }
 
+static void idle_progress(void);
+
 /* failed: the message (or idle session) did not make it */
 static void conn_end(struct conn *c, int failed)
 {
     if (failed && !idle_n)
         done_fail++;
+    if (failed && idle_n && c->st != S_IDLE) { /* never came up */
+        c->st = S_IDLE; /* counted once */
+        idle_failed++;
+        idle_progress();
+    }
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -151,17 +158,7 @@ static void on_reply(struct conn *c)
         if (idle_n) {
             c->st = S_IDLE;
             idle_up++;
-            if (idle_up + idle_failed == idle_n) {
-                printf("up %d failed %d\n", idle_up, idle_failed);
-                fflush(stdout);
-                if (ready_path) {
-                    FILE *f = fopen(ready_path, "w");
-                    if (f) {
-                        fprintf(f, "up %d failed %d\n", idle_up, idle_failed);
-                        fclose(f);
-                    }
-                }
-            }
+            idle_progress();
             return;
         }
         send_cmd(c, S_MAIL, "MAIL FROM:", fromp);
@@ -234,14 +231,44 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
+/* Idle mode: keep at most IDLE_OPENING sessions opening (connect .. EHLO
+ * reply) at a time, so that 10,000 sessions do not overflow the listener's
+ * SYN/accept queues (dropped SYNs come back only after seconds of
+ * retransmission back-off). */
+#define IDLE_OPENING 200
+static void start_conn(void);
+static void idle_fill(void)
+{
+    while (started < idle_n && started - idle_up - idle_failed < IDLE_OPENING)
+        start_conn();
+}
+
+/* Idle mode: open more sessions, and when every one is up or failed,
+ * say so once (stdout and --ready FILE). */
+static void idle_progress(void)
+{
+    static int said;
+    idle_fill();
+    if (said || idle_up + idle_failed < idle_n)
+        return;
+    said = 1;
+    printf("up %d failed %d\n", idle_up, idle_failed);
+    fflush(stdout);
+    if (ready_path) {
+        FILE *f = fopen(ready_path, "w");
+        if (f) {
+            fprintf(f, "up %d failed %d\n", idle_up, idle_failed);
+            fclose(f);
+        }
+    }
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
     if (status < 0) {
         if (n_errs++ < 5)
             fprintf(stderr, "smtpload: connect: %s\n", uv_strerror(status));
-        if (idle_n)
-            idle_failed++;
         conn_end(c, 1);
         return;
     }
@@ -347,8 +374,7 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&sig[1]);
     t_start = now_ns();
     if (idle_n) {
-        for (int i = 0; i < idle_n; i++)
-            start_conn();
+        idle_fill();
         uv_ref((uv_handle_t *)&sig[0]);
         uv_run(loop, UV_RUN_DEFAULT);
         printf("up %d failed %d\n", idle_up, idle_failed);

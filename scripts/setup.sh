@@ -20,6 +20,7 @@ deps() {
         libopendkim-dev opendkim-tools gnupg dns-root-data ca-certificates
         python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
+        unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
     )
     local missing=()
     for p in "${pkgs[@]}"; do
@@ -34,9 +35,12 @@ deps() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     # Debian starts nsd on install; the tests run their own instance.
-    if command -v systemctl >/dev/null && systemctl is-active --quiet nsd 2>/dev/null; then
-        systemctl stop nsd || true
-    fi
+    # So does unbound (bench/run.sh runs Postfix's resolver itself).
+    for svc in nsd unbound; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            systemctl stop "$svc" || true
+        fi
+    done
 }
 
 build() {
