@@ -238,21 +238,6 @@ static void test_tls_setup_full(void **st)
     SSL_CTX_free(ctx);
 }
 
-static int group_setup(void **state)
-{
-    static struct tlsa_der der;
-    if (tlsa_der_make(&der) < 0)
-        return -1;
-    *state = &der;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    tlsa_der_free(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,5 +246,5 @@ int main(void)
         cmocka_unit_test(test_tls_setup),
         cmocka_unit_test(test_tls_setup_full),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, tlsa_der_group_setup, tlsa_der_group_teardown);
 }

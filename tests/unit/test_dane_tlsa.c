@@ -56,21 +56,6 @@ static void make_good(struct mxg_tlsa_rr *rr, const struct tlsa_der *d, unsigned
         make_rr(rr, usage, selector, mtype, good_len(mtype));
 }
 
-static int group_setup(void **state)
-{
-    static struct tlsa_der der;
-    if (tlsa_der_make(&der) < 0)
-        return -1;
-    *state = &der;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    tlsa_der_free(*state);
-    return 0;
-}
-
 /* ------------------------------------------------------------ check */
 
 /* Where a case's data comes from: len octets 00 01 02 ... (SEQ), or DER
@@ -532,5 +517,5 @@ int main(void)
         cmocka_unit_test(test_filter_usable),
         cmocka_unit_test(test_filter_caps_at_max),
     };
-    return cmocka_run_group_tests_name("dane_tlsa", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("dane_tlsa", tests, tlsa_der_group_setup, tlsa_der_group_teardown);
 }

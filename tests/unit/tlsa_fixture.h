@@ -169,4 +169,21 @@ static inline void tlsa_rr_set(struct mxg_tlsa_rr *rr, unsigned usage, unsigned 
         memcpy(rr->data, data, len);
 }
 
+/* cmocka group set-up / tear-down: *state = one struct tlsa_der (static)
+ * made for the whole group. */
+static inline int tlsa_der_group_setup(void **state)
+{
+    static struct tlsa_der der;
+    if (tlsa_der_make(&der) < 0)
+        return -1;
+    *state = &der;
+    return 0;
+}
+
+static inline int tlsa_der_group_teardown(void **state)
+{
+    tlsa_der_free(*state);
+    return 0;
+}
+
 #endif
