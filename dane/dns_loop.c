@@ -5,8 +5,10 @@
  *    to it). Unique id per schedule, so that a dispatch can tell "the event I
  *    snapshotted" from a new one that malloc put at the same address.
  *  - struct dl_fd: one per polled fd; holds the uv_poll_t, the socket's
- *    identity and the list of its events. Indexed by fd number (byfd). Freed
- *    by the poll's close callback; it leaves byfd at once when closed.
+ *    identity, a private duplicate of getdns' fd and the list of its events.
+ *    Indexed by getdns' fd number (byfd). Freed by the poll's close
+ *    callback (which also closes the duplicate); it leaves byfd at once
+ *    when closed.
  *  - struct dl_timer: the uv_timer_t of one event (its own allocation: the
  *    event may be freed while the timer is still closing).
  * Dispatch: a poll callback snapshots the ids of the fd's events and, for
@@ -17,10 +19,31 @@
  * Timeouts are one-shot and measured from the schedule (like getdns' own
  * poll loop and its libuv extension; getdns reschedules what it wants
  * again).
+ * Duplicates: libuv never sees getdns' fd numbers. Each record polls
+ * dupfd = fcntl(fd, F_DUPFD_CLOEXEC). Were X itself polled, and getdns
+ * closed X without clearing its events (its UDP->TCP fallback does), libuv
+ * would keep our uv_poll in its watcher table for X; a socket of mxguard's
+ * own (a uv_tcp) that then got number X would not replace it, and retiring
+ * the stale record (uv_poll_stop) would EPOLL_CTL_DEL X, i.e. the NEW
+ * socket's registration (that connection hangs; libuv later aborts on an
+ * EPOLL_CTL_MOD failing with ENOENT). The duplicate is closed only in the
+ * poll's close callback, after uv_close(), once libuv stopped watching it.
+ * As the duplicate keeps the socket open after getdns closed its number,
+ * the prepare callback checks EVERY record on each loop iteration (one
+ * fstat per record; there are few) and retires the dead or reused ones at
+ * once.
  * Arming: a changed interest set (or a new fd) is queued and applied from a
- * uv_prepare callback, right before libuv polls, after re-checking that the
- * fd still names the same socket: uv_poll_start() on an fd that was closed
- * meanwhile would make libuv abort() in epoll_ctl.
+ * uv_prepare callback, right before libuv polls, after re-checking that
+ * getdns' fd still names the same socket (uv_poll_start() in libuv 1.44
+ * always returns 0; an fd that is not pollable would make libuv abort()
+ * later, in epoll_ctl: that fd_check right before it is what guarantees the
+ * fd is open).
+ * Dead numbers: when a record is retired because getdns' fd was closed or
+ * reused, its events remember that number (dead_fd); when getdns clears
+ * such an event, the loop remembers (getdns event, number) in a small ring.
+ * If getdns schedules the same event on the same number again (it keeps
+ * using the dead number), that schedule gets only its timeout: the number
+ * may now be one of mxguard's sockets.
  * Closed fds: an event on an fd that is closed (at schedule, or found closed
  * later) keeps only its timeout; no read/write callback is ever run for it.
  * (getdns' own poll() loop would run them, as for POLLNVAL, so that getdns
@@ -40,6 +63,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "../core/log.h"
 
@@ -48,6 +73,7 @@
 #define DL_EV_MAGIC 0x6d78646cu      /* "mxdl": sanity check in clear() */
 #define DL_SNAP 16                   /* ids snapshotted on the stack per dispatch */
 #define DL_RW (UV_READABLE | UV_WRITABLE)
+#define DL_DEAD 32                   /* (getdns event, dead fd number) pairs remembered */
 
 enum dl_loop_state { DL_LOOP_RUNNING, DL_LOOP_CLEANED };
 enum dl_ev_state { DL_EV_SCHEDULED, DL_EV_ZOMBIE }; /* zombie: loop cleaned up, clear() may follow */
@@ -64,6 +90,7 @@ struct dl_event {
     getdns_eventloop_event *gev;    /* getdns' event (not owned) */
     uint64_t id;
     int want;                       /* DL_RW bits asked for on the fd */
+    int dead_fd;                    /* -1, or getdns' fd number this event was retired from */
     struct dl_fd *fdr;              /* NULL: no fd polled for it */
     struct dl_event *fprev, *fnext; /* in fdr's list */
     struct dl_timer *tm;            /* NULL: no timeout */
@@ -74,7 +101,8 @@ struct dl_fd {
     uv_poll_t poll;                 /* data = this; freed by its close callback */
     enum dl_fd_state state;
     struct mxg_dnsloop *loop;
-    int fd;
+    int fd;                         /* getdns' fd number (not owned; byfd index) */
+    int dupfd;                      /* owned duplicate libuv polls; closed by on_fd_closed */
     dev_t dev;                      /* identity of the socket when first polled */
     ino_t ino;
     const char *kind;               /* "TCP", "UDP", "socket": for log lines */
@@ -91,6 +119,12 @@ struct dl_timer {
     struct dl_event *ev;            /* NULL once the event is gone (or a reaper) */
 };
 
+/* A getdns event that was retired from fd number fd and then cleared. */
+struct dl_dead {
+    const getdns_eventloop_event *gev; /* NULL: free slot (not dereferenced) */
+    int fd;
+};
+
 struct mxg_dnsloop {
     getdns_eventloop base;          /* first: getdns hands &base back */
     getdns_eventloop_vmt vmt;       /* base.vmt points here */
@@ -103,6 +137,8 @@ struct mxg_dnsloop {
     size_t nbyfd;
     struct dl_fd *pend_head, *pend_tail;
     struct dl_event *evs;           /* every event, scheduled or zombie */
+    struct dl_dead dead[DL_DEAD];   /* ring of retired events getdns cleared */
+    size_t dead_next;               /* next slot of dead to overwrite */
     size_t nevents, nfds, ntimers, nhandles;
     uint64_t next_id;
     uint64_t stale_fds, unpolled, reinits;
@@ -135,11 +171,13 @@ static void handle_closed(struct mxg_dnsloop *l)
         loop_free(l);
 }
 
-/* Close callback of a dl_fd's poll: frees the record. */
+/* Close callback of a dl_fd's poll: libuv no longer watches the duplicate,
+ * so it is closed now; frees the record. */
 static void on_fd_closed(uv_handle_t *h)
 {
     struct dl_fd *f = h->data;
     struct mxg_dnsloop *l = f->loop;
+    close(f->dupfd);
     free(f);
     handle_closed(l);
 }
@@ -178,8 +216,8 @@ static void warn_fd(struct mxg_dnsloop *l, const char *fmt, ...)
 
 /* ------------------------------------------------------------ fd records */
 
-/* Whether f->fd still names the socket f was created for, was closed, or
- * now names another file. */
+/* Whether getdns' f->fd still names the socket f was created for (the one
+ * f->dupfd duplicates), was closed (EBADF), or now names another file. */
 static enum dl_fd_check fd_check(const struct dl_fd *f)
 {
     struct stat st;
@@ -209,6 +247,20 @@ static void pending_remove(struct dl_fd *f)
 static void on_prepare(uv_prepare_t *h);
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/* Starts l's prepare handle (creating it the first time): it runs on every
+ * loop iteration while l has fd records (on_prepare stops it when none is
+ * left). */
+static void prepare_start(struct mxg_dnsloop *l)
+{
+    if (!l->prepare_inited) {
+        uv_prepare_init(l->uv, &l->prepare); /* cannot fail */
+        l->prepare.data = l;
+        l->prepare_inited = 1;
+        l->nhandles++;
+    }
+    uv_prepare_start(&l->prepare, on_prepare); /* no-op when active */
+}
+
 /* Queues f for (re)arming from the prepare handle if the interest of its
  * events differs from what libuv has. */
 static void fd_want_rearm(struct dl_fd *f)
@@ -227,13 +279,7 @@ static void fd_want_rearm(struct dl_fd *f)
     else
         l->pend_head = f;
     l->pend_tail = f;
-    if (!l->prepare_inited) {
-        uv_prepare_init(l->uv, &l->prepare); /* cannot fail */
-        l->prepare.data = l;
-        l->prepare_inited = 1;
-        l->nhandles++;
-    }
-    uv_prepare_start(&l->prepare, on_prepare); /* no-op when active */
+    prepare_start(l);
 }
 
 /* Unlinks e from its fd record (e stays scheduled, unpolled). */
@@ -253,7 +299,8 @@ static void fd_unlink_event(struct dl_fd *f, struct dl_event *e)
 }
 
 /* Stops and closes f's poll now (the fd number is free for a new record at
- * once); events still on it become unpolled. f is freed by on_fd_closed. */
+ * once; libuv only ever knew f->dupfd, which on_fd_closed closes); events
+ * still on it become unpolled. f is freed by on_fd_closed. */
 static void fd_close(struct dl_fd *f)
 {
     struct mxg_dnsloop *l = f->loop;
@@ -284,13 +331,35 @@ static void fd_retire(struct dl_fd *f, const char *why)
     fd_close(f);
 }
 
-/* Prepare callback: arms every queued record with the union of its events'
- * interests, after checking that its fd still names the same socket. */
+/* fd_retire() for c (DL_FD_CLOSED or DL_FD_REUSED, from fd_check): getdns'
+ * number f->fd is dead, so each event on f remembers it (dead_fd) and is
+ * not polled on that number again (see dl_schedule). */
+static void fd_retire_dead(struct dl_fd *f, enum dl_fd_check c)
+{
+    for (struct dl_event *e = f->head; e; e = e->fnext)
+        e->dead_fd = f->fd;
+    fd_retire(f, c == DL_FD_CLOSED ? "was closed" : "now names another file");
+}
+
+/* Prepare callback, on every loop iteration while l has records: retires
+ * every record whose getdns fd was closed or reused (the duplicate would
+ * otherwise keep the socket open and polled), then arms every queued
+ * record with the union of its events' interests. Stops itself when no
+ * record is left. */
 static void on_prepare(uv_prepare_t *h)
 {
     struct mxg_dnsloop *l = h->data;
     struct dl_fd *f;
+    size_t left = l->nfds;
 
+    for (size_t i = 0; i < l->nbyfd && left > 0; i++) {
+        enum dl_fd_check c;
+        if (!(f = l->byfd[i]))
+            continue;
+        left--;
+        if ((c = fd_check(f)) != DL_FD_SAME)
+            fd_retire_dead(f, c); /* leaves byfd[i] */
+    }
     while ((f = l->pend_head)) {
         enum dl_fd_check c;
         int u = 0, r;
@@ -299,8 +368,12 @@ static void on_prepare(uv_prepare_t *h)
             u |= e->want;
         if (f->state != DL_FD_OPEN || u == f->armed || u == 0)
             continue;
+        /* uv_poll_start() in libuv 1.44 always returns 0 (an fd epoll
+         * refuses makes libuv abort() later, inside uv__io_poll): this
+         * fd_check, with nothing run since, is what guarantees that getdns'
+         * fd (and so the socket dupfd duplicates) is still open */
         if ((c = fd_check(f)) != DL_FD_SAME) {
-            fd_retire(f, c == DL_FD_CLOSED ? "was closed" : "now names another file");
+            fd_retire_dead(f, c);
             continue;
         }
         if ((r = uv_poll_start(&f->poll, u, on_poll)) < 0) {
@@ -311,7 +384,8 @@ static void on_prepare(uv_prepare_t *h)
         }
         f->armed = u;
     }
-    uv_prepare_stop(h);
+    if (l->nfds == 0)
+        uv_prepare_stop(h);
 }
 
 /* Grows l->byfd to hold index fd. 0, or -1 on out of memory. */
@@ -351,24 +425,27 @@ static const char *sock_kind(int fd)
     return t == SOCK_STREAM ? "TCP" : t == SOCK_DGRAM ? "UDP" : "socket";
 }
 
-/* Attaches e (want != 0) to the record of fd, creating it (uv_poll_init)
- * if needed; a record whose fd was closed or reused is retired first. On
- * failure e stays unpolled (logged). */
+/* Attaches e (want != 0) to the record of getdns' fd, creating it if
+ * needed (a private duplicate of fd, uv_poll_init on the duplicate); a
+ * record whose fd was closed or reused is retired first. On failure e
+ * stays unpolled (logged); if fd is closed, e remembers it as dead. */
 static void fd_attach(struct mxg_dnsloop *l, struct dl_event *e, int fd)
 {
     struct dl_fd *f = (size_t)fd < l->nbyfd ? l->byfd[fd] : NULL;
     struct stat st;
-    int r;
+    int r, dupfd;
 
     if (fstat(fd, &st) != 0) {
-        const char *why = strerror(errno);
+        int err = errno;
         if (f)
-            fd_retire(f, "was closed");
-        ev_unpolled(e, fd, why);
+            fd_retire_dead(f, err == EBADF ? DL_FD_CLOSED : DL_FD_REUSED);
+        if (err == EBADF)
+            e->dead_fd = fd;
+        ev_unpolled(e, fd, strerror(err));
         return;
     }
     if (f && (st.st_dev != f->dev || st.st_ino != f->ino)) {
-        fd_retire(f, "now names another file");
+        fd_retire_dead(f, DL_FD_REUSED);
         f = NULL;
     }
     if (!f) {
@@ -376,15 +453,25 @@ static void fd_attach(struct mxg_dnsloop *l, struct dl_event *e, int fd)
             ev_unpolled(e, fd, "out of memory");
             return;
         }
-        if ((r = uv_poll_init(l->uv, &f->poll, fd)) < 0) {
-            free(f); /* not initialised: nothing to close */
-            ev_unpolled(e, fd, uv_strerror(r)); /* UV_EEXIST: polled for another handle */
+        if ((dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 || fstat(dupfd, &st) != 0) {
+            const char *why = strerror(errno);
+            if (dupfd >= 0)
+                close(dupfd);
+            free(f);
+            ev_unpolled(e, fd, why);
+            return;
+        }
+        if ((r = uv_poll_init(l->uv, &f->poll, dupfd)) < 0) {
+            close(dupfd); /* libuv never watched it */
+            free(f);      /* not initialised: nothing to close */
+            ev_unpolled(e, fd, uv_strerror(r)); /* e.g. EPERM: epoll refuses the file */
             return;
         }
         f->kind = sock_kind(fd);
         f->poll.data = f;
         f->loop = l;
         f->fd = fd;
+        f->dupfd = dupfd;
         f->dev = st.st_dev;
         f->ino = st.st_ino;
         f->state = DL_FD_OPEN;
@@ -406,14 +493,49 @@ static void fd_attach(struct mxg_dnsloop *l, struct dl_event *e, int fd)
 
 /* ------------------------------------------------------------ events */
 
+/* Remembers that getdns' event gev, retired from fd number fd, was
+ * released (one slot per gev; the oldest slot goes when the ring is full). */
+static void dead_remember(struct mxg_dnsloop *l, const getdns_eventloop_event *gev, int fd)
+{
+    size_t i;
+    for (i = 0; i < DL_DEAD && l->dead[i].gev != gev; i++)
+        ;
+    if (i == DL_DEAD) {
+        i = l->dead_next;
+        l->dead_next = (l->dead_next + 1) % DL_DEAD;
+    }
+    l->dead[i].gev = gev;
+    l->dead[i].fd = fd;
+}
+
+/* Whether gev is remembered as retired from fd number fd (then it must not
+ * be polled on fd). Forgets gev's slot either way: a schedule on fd carries
+ * the mark on in its dl_event (dead_fd), one on another fd means getdns
+ * moved on. */
+static int dead_take(struct mxg_dnsloop *l, const getdns_eventloop_event *gev, int fd)
+{
+    for (size_t i = 0; i < DL_DEAD; i++) {
+        if (l->dead[i].gev == gev) {
+            l->dead[i].gev = NULL;
+            return l->dead[i].fd == fd;
+        }
+    }
+    return 0;
+}
+
 /* Unschedules e completely and frees it (getdns' ev->ev is the caller's
  * business): detaches it from its fd (closing the record if it was the
- * last), closes its timer, unlinks it from the loop. */
+ * last), remembers a dead number e was retired from (or whose fd getdns
+ * closed under it), closes its timer, unlinks it from the loop. */
 static void ev_release(struct dl_event *e)
 {
     struct mxg_dnsloop *l = e->loop;
     struct dl_fd *f = e->fdr;
 
+    if (f && fd_check(f) != DL_FD_SAME)
+        e->dead_fd = f->fd; /* getdns closed it under e: remember (f goes as usual) */
+    if (e->dead_fd >= 0)
+        dead_remember(l, e->gev, e->dead_fd);
     if (f) {
         fd_unlink_event(f, e);
         if (f->n == 0)
@@ -484,7 +606,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
     enum dl_fd_check c = fd_check(f);
     if (c != DL_FD_SAME) {
-        fd_retire(f, c == DL_FD_CLOSED ? "was closed" : "now names another file");
+        fd_retire_dead(f, c);
         return;
     }
     if (f->n > DL_SNAP && !(snap = malloc(f->n * sizeof *snap)))
@@ -579,6 +701,7 @@ static getdns_return_t dl_schedule(getdns_eventloop *gl, int fd, uint64_t timeou
     e->loop = l;
     e->gev = gev;
     e->id = ++l->next_id;
+    e->dead_fd = -1;
     e->next = l->evs;
     if (l->evs)
         l->evs->prev = e;
@@ -587,7 +710,14 @@ static getdns_return_t dl_schedule(getdns_eventloop *gl, int fd, uint64_t timeou
 
     if (fd >= 0)
         want = (gev->read_cb ? UV_READABLE : 0) | (gev->write_cb ? UV_WRITABLE : 0);
-    if (want) {
+    if (want && dead_take(l, gev, fd)) {
+        /* retired from this number before: it may be mxguard's socket now */
+        e->dead_fd = fd;
+        l->unpolled++;
+        warn_fd(l, "event loop: getdns scheduled an event again on fd %d, which was closed "
+                   "under it; not polled, it waits for its timeout",
+                fd);
+    } else if (want) {
         e->want = want;
         fd_attach(l, e, fd);
     }

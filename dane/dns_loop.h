@@ -31,15 +31,25 @@
  * (its UDP->TCP fallback, taken when an answer comes back truncated, shares
  * one fd between the TCP upstream and the query, and closes it when that
  * query times out or is cancelled, leaving the upstream on a dead fd number):
+ *  - libuv never gets getdns' fd numbers: each per-fd record polls a
+ *    private duplicate (F_DUPFD_CLOEXEC), closed only after its uv_poll is
+ *    closed. So when getdns closes a number X under an event, libuv keeps no
+ *    watcher for X, and a socket of mxguard's own that then gets X is
+ *    neither refused nor unregistered when the stale record is retired;
  *  - each per-fd record remembers the socket's identity (st_dev, st_ino);
- *    it is checked before every (re)arm of the poll and before each
- *    dispatch, and a record whose fd was closed or now names another file is
- *    retired (its events stay scheduled without the fd, their timeouts still
- *    run) instead of making libuv abort() in epoll_ctl; arming is deferred
- *    to a uv_prepare handle, i.e. done right before the loop polls;
+ *    getdns' fd is checked against it on every loop iteration for every
+ *    record (a uv_prepare handle, right before the loop polls; the
+ *    duplicate would otherwise keep a socket getdns closed open), before
+ *    every (re)arm of the poll (also deferred to that prepare handle) and
+ *    before each dispatch; a record whose fd was closed or now names another
+ *    file is retired (its events stay scheduled without the fd, their
+ *    timeouts still run);
  *  - an event on a closed fd (found at schedule or later) keeps only its
  *    timeout: no read/write callback runs for a dead or reused fd number
- *    (dns_loop.c says why getdns' POLLNVAL behaviour is not copied);
+ *    (dns_loop.c says why getdns' POLLNVAL behaviour is not copied); the
+ *    loop remembers the getdns events retired from a number, and if getdns
+ *    schedules the same event on that number again, it is not polled
+ *    either (only its timeout): the number may be mxguard's socket now;
  *  - such cases are logged (at most one warning per second) and counted.
  *
  * Ownership:

@@ -22,14 +22,18 @@ reset_mx() { # reset_mx NAME — forget the counts (restart the MX with an empty
     tb_start_mx "$1" "$2"
 }
 
-# parallel N PREFIX DOMAIN — N swaks clients at once (one message each), wait for all; sets
-# PAR_OK (number of 250 after the dot), PAR_CODES (the distinct RCPT reply lines, counted)
+# parallel N PREFIX DOMAIN [SLOW] — N swaks clients at once (one message each), wait for all;
+# the first SLOW of them (default 0) send to slowdata* (the MX answers their dot after 5 s),
+# so that they hold their connections while the others arrive, however fast the machine is;
+# sets PAR_OK (number of 250 after the dot), PAR_CODES (the distinct RCPT reply lines, counted)
 parallel() {
-    local n=$1 prefix=$2 domain=$3 i pids=()
+    local n=$1 prefix=$2 domain=$3 slow=${4:-0} i rcpt pids=()
     for i in $(seq "$n"); do
+        rcpt=$prefix$i
+        [ "$i" -le "$slow" ] && rcpt=slowdata-$prefix$i
         swaks --server "$TB_MXG_IP:$TB_MXG_PORT" --local-interface "$TB_CLIENT_IP" \
             --from sender@client.test --ehlo client.test --timeout 60 \
-            --to "$prefix$i@$domain" --header "Subject: $prefix $i" --body "message $i" \
+            --to "$rcpt@$domain" --header "Subject: $prefix $i" --body "message $i" \
             >"$TB/$prefix$i.swaks" 2>&1 </dev/null &
         pids+=($!)
     done
@@ -60,7 +64,9 @@ reset_mx mx1 127.0.70.11
 export MXGUARD_LIMITS_DESTINATION_CONCURRENCY=5
 export MXGUARD_UPSTREAM_CACHE_IDLE=10s
 tb_start_mxguard -n mxguard2
-parallel 50 limited example.test
+# 10 slow ones fill the 5 slots twice over (about 10 s); the 40 others must wait for a slot
+# and then reuse the cached connections
+parallel 50 limited example.test 10
 assert_eq "limit 5: all 50 delivered" 50 "$PAR_OK"
 assert_eq "limit 5: all 50 in mx1's spool" 50 "$(spool_count "$TB/spool/mx1")"
 lc=$(maxconc mx1)

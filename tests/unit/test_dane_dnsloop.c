@@ -4,7 +4,9 @@
  * them, clearing from inside callbacks (itself, the other, the last one plus
  * close), timeout-only events, fd + timeout, a reused fd number (cleared
  * properly, and closed under a scheduled event as getdns' TCP fallback can
- * do: no libuv abort, no callback for a dead or reused number), a socket error,
+ * do: no libuv abort, no callback for a dead or reused number; mxguard's
+ * own socket taking such a number keeps its events; the same getdns event
+ * rescheduled on the dead number gets only its timeout), a socket error,
  * an fd that cannot be polled, cleanup with events still scheduled (then
  * uv_run: ASan/LSan find any leak), run/run_once. */
 #include <errno.h>
@@ -27,11 +29,20 @@
 
 #define NO_TIMEOUT UINT64_MAX
 
+/* a handle of mxguard's own (not the dns loop's) on a socket */
+struct own {
+    uv_poll_t poll;
+    int fd;
+    int reads;
+};
+
 struct fx {
     uv_loop_t uv;
     struct mxg_dnsloop *l;
     getdns_eventloop *gl;
     int cleaned;
+    struct own own;   /* mxguard's own socket handle, for tests that need one */
+    int own_inited;   /* own.poll to be closed (by the test or the teardown) */
 };
 
 struct tev;
@@ -178,6 +189,8 @@ static int teardown(void **state)
     struct fx *fx = *state;
     if (!fx->cleaned)
         fx->gl->vmt->cleanup(fx->gl);
+    if (fx->own_inited) /* a test failed before closing it */
+        uv_close((uv_handle_t *)&fx->own.poll, NULL);
     uv_run(&fx->uv, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&fx->uv), 0);
     free(fx);
@@ -553,24 +566,27 @@ static void test_reuse_without_clear(void **state)
     /* closed under an event and NOT reused, then the interest changes (a
      * second event on it): re-arming would make epoll_ctl fail and libuv
      * abort; the record is retired instead; neither event gets a read /
-     * write callback, their timeouts still run */
+     * write callback, their timeouts still run (new getdns events: `old`
+     * itself, retired from this number above, would not be polled on it
+     * again, see test_dead_number_rescheduled) */
+    struct tev old2, nw2;
     sockpair(sv);
-    tev_init(&old, fx, 1, 0, 1);
-    assert_int_equal(sched(fx, sv[0], 40, &old), GETDNS_RETURN_GOOD);
+    tev_init(&old2, fx, 1, 0, 1);
+    assert_int_equal(sched(fx, sv[0], 40, &old2), GETDNS_RETURN_GOOD);
     spin(fx, 2);
     int dead = sv[0];
     close(sv[1]);
     close(dead); /* not cleared, number not reused */
-    tev_init(&nw, fx, 0, 1, 1);
-    assert_int_equal(sched(fx, dead, 20, &nw), GETDNS_RETURN_GOOD); /* EBADF */
+    tev_init(&nw2, fx, 0, 1, 1);
+    assert_int_equal(sched(fx, dead, 20, &nw2), GETDNS_RETURN_GOOD); /* EBADF */
     assert_int_equal(stats(fx).stale_fds, 2);
     assert_int_equal(stats(fx).fds, 0);
     assert_int_equal(stats(fx).events, 2);
-    assert_true(run_until(fx, &nw.timeouts, 1, 2000)); /* the timeouts still run */
-    assert_true(run_until(fx, &old.timeouts, 1, 2000));
-    assert_int_equal(nw.writes + old.reads, 0);
-    clear(fx, &old);
-    clear(fx, &nw);
+    assert_true(run_until(fx, &nw2.timeouts, 1, 2000)); /* the timeouts still run */
+    assert_true(run_until(fx, &old2.timeouts, 1, 2000));
+    assert_int_equal(nw2.writes + old2.reads, 0);
+    clear(fx, &old2);
+    clear(fx, &nw2);
 }
 
 /* an event scheduled on a closed fd whose number is then taken by a new
@@ -644,6 +660,127 @@ static void test_upstream_fd_closed_by_query(void **state)
     assert_int_equal(stats(fx).handles, 1); /* only the prepare handle is left */
     close(sv2[0]);
     close(sv2[1]);
+}
+
+static void own_cb(uv_poll_t *h, int status, int events)
+{
+    struct own *o = h->data;
+    if (status == 0 && (events & UV_READABLE)) {
+        o->reads++;
+        drain(o->fd);
+    }
+}
+
+/* getdns schedules g (read + timeout) on a socketpair, lets the loop arm
+ * it, then closes its end without clearing g; mxguard's own socket takes
+ * the number and gets its own uv_poll (which libuv refuses with UV_EEXIST
+ * if it still has a watcher for that number); returns the dead number */
+static int dead_number_taken(struct fx *fx, struct tev *g, int sv[2], int sv2[2])
+{
+    struct own *o = &fx->own;
+    sockpair(sv);
+    tev_init(g, fx, 1, 0, 1);
+    assert_int_equal(sched(fx, sv[0], 60, g), GETDNS_RETURN_GOOD);
+    spin(fx, 2); /* armed */
+    int x = sv[0];
+    close(x); /* not cleared: getdns' TCP fallback */
+    sockpair(sv2);
+    assert_int_equal(sv2[0], x);
+    memset(o, 0, sizeof *o);
+    o->fd = x;
+    assert_int_equal(uv_poll_init(&fx->uv, &o->poll, x), 0);
+    fx->own_inited = 1;
+    o->poll.data = o;
+    assert_int_equal(uv_poll_start(&o->poll, UV_READABLE, own_cb), 0);
+    return x;
+}
+
+/* mxguard's own socket takes the number getdns closed under a scheduled
+ * event: the loop retires its stale record on the next iteration (without
+ * any new schedule), without touching the new socket's registration (it
+ * polls a duplicate); the new handle keeps getting its events, the getdns
+ * event none (its timeout runs); the duplicate is closed (the old peer
+ * sees EOF) */
+static void test_own_socket_takes_dead_number(void **state)
+{
+    struct fx *fx = *state;
+    struct tev g;
+    struct own *o = &fx->own;
+    int sv[2], sv2[2];
+    char c;
+
+    dead_number_taken(fx, &g, sv, sv2);
+    spin(fx, 2); /* the prepare sweep retires the record, its close callback closes the dup */
+    assert_int_equal(stats(fx).stale_fds, 1);
+    assert_int_equal(stats(fx).fds, 0);
+    assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* EOF: nobody holds that socket */
+    put(sv2[1], "x");
+    assert_true(run_until(fx, &o->reads, 1, 2000));
+    assert_true(run_until(fx, &g.timeouts, 1, 2000));
+    assert_int_equal(g.reads, 0);
+    clear(fx, &g);
+    spin(fx, 2);
+    put(sv2[1], "y"); /* still registered in epoll after all that */
+    assert_true(run_until(fx, &o->reads, 2, 2000));
+    assert_int_equal(g.reads, 0);
+    uv_close((uv_handle_t *)&o->poll, NULL);
+    fx->own_inited = 0;
+    spin(fx, 1);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+}
+
+/* getdns schedules the same event again on the number it was retired from
+ * (now mxguard's socket, readable): not polled, only its timeout; on
+ * another fd it is polled again */
+static void test_dead_number_rescheduled(void **state)
+{
+    struct fx *fx = *state;
+    struct tev g;
+    struct own *o = &fx->own;
+    int sv[2], sv2[2], sv3[2];
+
+    int x = dead_number_taken(fx, &g, sv, sv2);
+    spin(fx, 2); /* retired */
+    assert_int_equal(stats(fx).stale_fds, 1);
+    uint64_t unpolled = stats(fx).unpolled;
+    clear(fx, &g);
+    g.on_read = hook_drain;
+    g.fd = x;
+    assert_int_equal(sched(fx, x, 30, &g), GETDNS_RETURN_GOOD);
+    assert_non_null(g.ev.ev);
+    assert_int_equal(stats(fx).unpolled, unpolled + 1);
+    assert_int_equal(stats(fx).fds, 0);
+    put(sv2[1], "x");
+    assert_true(run_until(fx, &o->reads, 1, 2000));
+    assert_true(run_until(fx, &g.timeouts, 1, 2000));
+    assert_int_equal(g.reads, 0);
+    /* cleared and scheduled once more on the same number: still refused */
+    clear(fx, &g);
+    assert_int_equal(sched(fx, x, 20, &g), GETDNS_RETURN_GOOD);
+    assert_int_equal(stats(fx).fds, 0);
+    put(sv2[1], "y");
+    assert_true(run_until(fx, &g.timeouts, 2, 2000));
+    assert_true(run_until(fx, &o->reads, 2, 2000));
+    assert_int_equal(g.reads, 0);
+    /* on another socket it is polled */
+    clear(fx, &g);
+    sockpair(sv3);
+    g.fd = sv3[0];
+    assert_int_equal(sched(fx, sv3[0], NO_TIMEOUT, &g), GETDNS_RETURN_GOOD);
+    assert_int_equal(stats(fx).fds, 1);
+    put(sv3[1], "z");
+    assert_true(run_until(fx, &g.reads, 1, 2000));
+    clear(fx, &g);
+    uv_close((uv_handle_t *)&o->poll, NULL);
+    fx->own_inited = 0;
+    spin(fx, 1);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+    close(sv3[0]);
+    close(sv3[1]);
 }
 
 /* clears the event once its socket error was read */
@@ -855,6 +992,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reuse_without_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_fd_reused_before_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upstream_fd_closed_by_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_socket_takes_dead_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_number_rescheduled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unpollable_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_twice, setup, teardown),
