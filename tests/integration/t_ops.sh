@@ -186,7 +186,7 @@ cp "$TB/dns/wrong-root.ds" "$TB/anchor.ds"
 mark=$(tb_log_mark)
 kill -HUP "$pid"
 for i in $(seq 50); do
-    tb_log_since "$mark" | grep -q 'previous anchors stay in force' && break
+    tb_log_since "$mark" | grep 'previous anchors stay in force' >/dev/null && break
     sleep 0.1
 done
 assert_log "wrong anchors: the self-check fails and the old anchors come back" "$mark" \
@@ -198,7 +198,7 @@ cp "$TB/dns/root.ds" "$TB/anchor.ds"
 mark=$(tb_log_mark)
 kill -HUP "$pid"
 for i in $(seq 50); do
-    tb_log_since "$mark" | grep -q 'self-check with the reloaded trust anchors passed' && break
+    tb_log_since "$mark" | grep 'self-check with the reloaded trust anchors passed' >/dev/null && break
     sleep 0.1
 done
 assert_log "good anchors: reloaded and kept" "$mark" 'self-check with the reloaded trust anchors passed'

@@ -113,7 +113,7 @@ tb_start_mx dane-cname 127.0.70.33
 dane_probe() {
     local name=$1 ip=$2 dom=$3 r args=(); shift 3
     for r in "$@"; do args+=(-dane_tlsa_rrdata "$r"); done
-    echo QUIT | timeout 15 openssl s_client -starttls smtp -name client.test -bind "$TB_CLIENT_IP:0" \
+    timeout 15 openssl s_client -starttls smtp -name client.test -bind "$TB_CLIENT_IP:0" \
         -connect "$ip:$TB_MX_PORT" -servername "$dom" -dane_tlsa_domain "$dom" "${args[@]}" -verify_return_error -brief \
         >"$TB/$name.sclient" 2>&1 </dev/null
     PROBE_RC=$?

@@ -151,7 +151,7 @@ webpki_probe() {
     local host ip
     host=$(tb_mx_host "$1")
     ip=127.0.70.$(tr ' ' '\n' <<<"$TB_STS_MX" | grep -E "^$1:" | cut -d: -f2)
-    echo QUIT | timeout 15 openssl s_client -starttls smtp -name client.test -bind "$TB_CLIENT_IP:0" \
+    timeout 15 openssl s_client -starttls smtp -name client.test -bind "$TB_CLIENT_IP:0" \
         -connect "$ip:$TB_MX_PORT" -servername "$host" -verify_hostname "$host" \
         -CAfile "$TB/dns/certs/ca.crt" -verify_return_error -brief >"$TB/$1.sclient" 2>&1 </dev/null
     PROBE_RC=$?
