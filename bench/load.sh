@@ -5,8 +5,8 @@
 # inbound sessions open at once (twice), then MESSAGES (default 5000) sessions CONCURRENCY
 # (default 200) at a time, SIZE-octet messages (default 1024). Prints bench/load.py's table per
 # phase and a summary line per phase; exit status 0 only if every check held. The test-bed's
-# nsd does not rate-limit (MXG_LOAD_DNS_RRL=200 turns its default limit on: truncated answers
-# then send getdns to TCP, see tests/integration/t_load.sh).
+# nsd keeps its default response rate limit, 200 answers/s (MXG_LOAD_DNS_RRL=N sets another,
+# 0 = off); mxguard's DNS goes over TCP, which the limit does not touch.
 #   MXG_BIN=build/mxguard bench/load.sh 2000 10000 500
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

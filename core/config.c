@@ -41,6 +41,7 @@
 
 _Static_assert(sizeof(enum mxg_af_pref) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_dns_mode) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum mxg_dns_transport) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_tls_fallback_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum mxg_log_format) == sizeof(int), "enum fields are stored as int");
@@ -869,6 +870,7 @@ static void dump_cidrs(const struct key *k, const struct mxg_config *cfg, FILE *
 static const char *const af_names[] = {"any", "prefer-ipv4", "prefer-ipv6", "ipv4-only",
                                        "ipv6-only", NULL};
 static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
+static const char *const dns_transport_names[] = {"tcp", "udp", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
 static const char *const multi_domain_names[] = {"legs", "defer", NULL};
 static const char *const inbound_tls_min_names[] = {"TLSv1.2", "TLSv1.3", NULL};
@@ -961,6 +963,7 @@ static const struct key keys[] = {
     INT("upstream", "tls_session_cache", tls_session_cache, "1000", 0, 1000000),
 
     ENUM("dns", "mode", dns_mode, "stub", dns_mode_names),
+    ENUM("dns", "transport", dns_transport, "tcp", dns_transport_names),
     ENDPOINTS("dns", "servers", dns_servers, n_dns_servers, "", 0, 53),
     STRING("dns", "trust_anchor_file", trust_anchor_file, "/usr/share/dns/root.key",
            check_nonempty),

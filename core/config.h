@@ -48,6 +48,9 @@ struct mxg_cidr {
 
 enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_AF_IPV4_ONLY, MXG_AF_IPV6_ONLY };
 enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
+/* dns.transport (stub mode): TCP only, or UDP with TCP when an answer is
+ * truncated (getdns 1.6's fallback loses queries; see dane/dns.c) */
+enum mxg_dns_transport { MXG_DNS_TCP = 0, MXG_DNS_UDP };
 enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
 enum mxg_multi_domain { MXG_MULTI_LEGS = 0, MXG_MULTI_DEFER };
 enum mxg_inbound_tls_min { MXG_INBOUND_TLS12 = 0, MXG_INBOUND_TLS13 };
@@ -128,6 +131,7 @@ struct mxg_config {
 
     /* dns */
     enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */
+    enum mxg_dns_transport dns_transport;       /* dns.transport: tcp|udp (stub mode) */
     struct mxg_endpoint dns_servers[MXG_CFG_MAX_DNS]; /* dns.servers, "" → /etc/resolv.conf */
     int n_dns_servers;
     char trust_anchor_file[MXG_CFG_PATH_MAX];   /* dns.trust_anchor_file */

@@ -749,9 +749,14 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (app->stopping++) {
-        LOG_W("main", "second signal: closing all sessions now");
-        app_stop_queue(app); /* cancels deliveries while their handles still work */
-        uv_walk(&app->loop, close_walk, NULL);
+        /* the drain's deadline, now: sessions close (a message whose dot
+         * got no 250 stays with the client), deliveries are cancelled
+         * (recipients stay in the spool); the usual stop path
+         * (on_drained, on_runner_stopped) then runs */
+        LOG_W("main", "%s again: closing all sessions and deliveries now", strsignal(signum));
+        if (app->runner)
+            mxg_queue_runner_stop(app->runner, on_runner_stopped, app);
+        mxg_server_drain(&app->srv, on_drained);
         return;
     }
     LOG_N("main", "%s: draining (deadline %llus)", strsignal(signum),

@@ -1927,6 +1927,25 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
         }
         GD_CHECK(getdns_context_set_upstream_recursive_servers(dns->ctx, ups),
                  "set_upstream_recursive_servers");
+        /* dns.transport. Signed answers often exceed the 1232 octets that
+         * servers send over UDP (NSEC3 denials and DNSKEY sets of RSA zones:
+         * ~1.5-2 KB), and getdns 1.6.0's UDP->TCP fallback loses queries:
+         * it closes the TCP upstream's socket while a fallen-back query is
+         * still pending on it and keeps an event on the dead number, so the
+         * lookup ends only at dns_timeout (TEMPFAIL, mail deferred). TCP
+         * only (the default) never truncates and is immune to resolvers'
+         * UDP rate limiting (RRL slips, which truncate too). */
+        getdns_transport_list_t tl[2] = {GETDNS_TRANSPORT_TCP, GETDNS_TRANSPORT_TCP};
+        size_t ntl = 1;
+        if (cfg->dns_transport == MXG_DNS_UDP) {
+            tl[0] = GETDNS_TRANSPORT_UDP;
+            ntl = 2;
+        }
+        GD_CHECK(getdns_context_set_dns_transport_list(dns->ctx, ntl, tl),
+                 "set_dns_transport_list");
+        size_t ul = strlen(dns->upstream);
+        snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
+                 cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
     }
     if (cfg->t_dns > 0)
         GD_CHECK(getdns_context_set_timeout(dns->ctx, cfg->t_dns), "set_timeout");

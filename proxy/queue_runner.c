@@ -586,8 +586,12 @@ static void on_stop_timer(uv_timer_t *t)
 
 void mxg_queue_runner_stop(struct mxg_queue_runner *qr, void (*on_stopped)(void *arg), void *arg)
 {
-    if (qr->stopping)
+    if (qr->stopping) {
+        /* asked again (a second SIGTERM): the deadline is now */
+        if (!qr->stopped && !qr->freeing)
+            uv_timer_start(&qr->stop_timer, on_stop_timer, 0, 0);
         return;
+    }
     qr->stopping = 1;
     qr->on_stopped = on_stopped;
     qr->stop_arg = arg;

@@ -37,7 +37,8 @@
  *    are due again at once on the next start (an MX that had taken the
  *    message but whose reply was lost will get it again — SMTP cannot avoid
  *    that; nothing is dropped). on_stopped runs exactly once, from a loop
- *    callback.
+ *    callback. Called again before that (a second SIGTERM), the deadline
+ *    is now: running deliveries are cancelled at once.
  *  - mxg_queue_runner_free(): after on_stopped (or if never started); closes
  *    the runner's handles — run the loop afterwards so they close. */
 #ifndef MXG_QUEUE_RUNNER_H

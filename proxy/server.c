@@ -160,8 +160,12 @@ static void on_drain_deadline(uv_timer_t *t)
 
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv))
 {
-    if (srv->draining)
+    if (srv->draining) {
+        /* called again (a second SIGTERM): the deadline is now */
+        if (srv->draining == 1)
+            uv_timer_start(&srv->drain_timer, on_drain_deadline, 0, 0);
         return;
+    }
     srv->draining = 1;
     srv->on_drained = on_drained;
     for (int i = 0; i < srv->n_listeners; i++)

@@ -9,7 +9,8 @@
  *  - mxg_server_drain() stops accepting, lets sessions finish their current
  *    transaction (an idle session gets 421 4.3.2 at its next command), and
  *    closes whatever is left after cfg->drain_timeout_ms. on_drained runs once
- *    when the last session is gone.
+ *    when the last session is gone. Called again while draining (a second
+ *    SIGTERM), it closes what is left at once (the same on_drained).
  *  - The server borrows cfg and the parts (any may be NULL in tests that open no
  *    leg); they must outlive it. */
 #ifndef MXG_SERVER_H

@@ -265,6 +265,17 @@ tb_zones() {
     fi
 }
 
+# tb_dns_rrl N — before tb_start_dns: nsd's response rate limit for the signed hierarchy
+# (answers/s per /24; 0 = off). Its default (200/s; over it, half the answers are dropped,
+# half truncated) throttles a burst from the one loopback client: mxguard asks over TCP
+# (dns.transport), which RRL does not touch, but a UDP resolver (Postfix's unbound) is slowed.
+tb_dns_rrl() {
+    tb_zones
+    nsd-checkconf -o rrl-ratelimit "$TB/dns/nsd.conf" >/dev/null 2>&1 || return 0 # nsd without RRL
+    sed -i "s/^server:\$/server:\n\trrl-ratelimit: $1/" "$TB/dns/nsd.conf"
+    echo "# nsd rrl-ratelimit: $(nsd-checkconf -o rrl-ratelimit "$TB/dns/nsd.conf")"
+}
+
 # tb__start_nsd NAME CONF IP — start nsd, wait until it answers for "."
 tb__start_nsd() {
     local name=$1 conf=$2 ip=$3 i

@@ -50,6 +50,14 @@
 #                        _25._tcp.real.dane-target.test only
 #   dane-expired.test    MX 10 mx.dane-expired.test (127.0.70.34), TLSA matching; signed with
 #                        signatures that expired 10 days ago (its DS in test. is valid): bogus
+#   dane-big.test        signed with RSA-4096 keys (RSA_LEAVES; its DNSKEY set, denials and TLSA
+#                        answers are all over 1232 octets),
+#                        MX 10 mx.dane-big.test (127.0.70.21, dane-ee's server), TLSA RRset of
+#                        26 records: 10 unusable 1 1 2, 15 usable 3 0 1 matching no certificate,
+#                        and mx.dane-ee.test's 3 1 1 (16 usable: mxguard keeps at most 16; no
+#                        3 1 2 filler, which would shadow 3 1 1 by digest agility, RFC 7671 §9):
+#                        ~1.7 KB signed, over UDP always truncated (nsd sends at most 1232
+#                        octets), so the answer only arrives over TCP
 #
 #   DIR/certs/ca.tlsa211       hex SHA-256 of the CA's SPKI (the "2 1 1" data)
 #   DIR/certs/NAME.tlsa001     hex SHA-256 of NAME's certificate (DER), for "0 0 1"
@@ -338,6 +346,17 @@ write_leaf dane-ee.test. <<EOF
 mx	IN A 127.0.70.21
 _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-ee.test)
 EOF
+{
+    echo "@	IN MX 10 mx.dane-big.test."
+    echo "mx	IN A 127.0.70.21"
+    for i in $(seq 1 10); do
+        echo "_25._tcp.mx	IN TLSA 1 1 2 $(printf 'pkix filler %d' "$i" | openssl dgst -sha512 -r | cut -d' ' -f1)"
+    done
+    for i in $(seq 1 15); do
+        echo "_25._tcp.mx	IN TLSA 3 0 1 $(printf 'filler %d' "$i" | openssl dgst -sha256 -r | cut -d' ' -f1)"
+    done
+    echo "_25._tcp.mx	IN TLSA $(tlsa311 mx.dane-ee.test)"
+} | write_leaf dane-big.test.
 write_leaf dane-ta.test. <<EOF
 @	IN MX 10 mx.dane-ta.test.
 mx	IN A 127.0.70.22
@@ -583,7 +602,7 @@ done
 
 DANE_LEAVES="dane-ee.test dane-ta.test dane-taname.test dane-2nd.test dane-allbad.test dane-bogus.test
  dane-nodata.test dane-unusable.test dane-unusable-plain.test dane-nostarttls.test dane-cname.test
- dane-target.test dane-expired.test"
+ dane-target.test dane-expired.test dane-big.test"
 STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.test sts-testing.test
  sts-none.test sts-wild.test sts-dane.test sts-daneok.test sts-open.test sts-twotxt.test sts-badid.test
  sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
@@ -594,6 +613,9 @@ SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test ba
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)
 BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"
+# signed with RSA-4096 keys instead of ECDSA P-256: 512-octet signatures make its DNSKEY set,
+# its denials and its TLSA RRset too big for UDP (several truncated answers at once)
+RSA_LEAVES="dane-big.test"
 
 # sign ZONE [START END]: keys into keys/ZONE, signed file next to the zone file; prints
 # nothing. START/END (dnssec-signzone -s/-e) default to an hour ago / a year from now; when
@@ -604,8 +626,10 @@ sign() {
     [ $# -ge 3 ] && times=(-P -s "$2" -e "$3")
     kd="$DIR/keys/${z%.}"; [ "$z" = "." ] && kd="$DIR/keys/root"
     mkdir -p "$kd"
-    dnssec-keygen -q -K "$kd" -a ECDSAP256SHA256 -f KSK -n ZONE "$z" >"$kd/ksk.name"
-    dnssec-keygen -q -K "$kd" -a ECDSAP256SHA256 -n ZONE "$z" >"$kd/zsk.name"
+    local alg=(-a ECDSAP256SHA256)
+    case " $RSA_LEAVES " in *" ${z%.} "*) alg=(-a RSASHA256 -b 4096) ;; esac
+    dnssec-keygen -q -K "$kd" "${alg[@]}" -f KSK -n ZONE "$z" >"$kd/ksk.name"
+    dnssec-keygen -q -K "$kd" "${alg[@]}" -n ZONE "$z" >"$kd/zsk.name"
     sign_file "$z" "$(zf "$z")" "${times[@]}"
 }
 

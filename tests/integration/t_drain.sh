@@ -43,4 +43,31 @@ else
     pass "mxguard exited after the drain"
 fi
 assert_file_grep "the log says it drained" "$TB/mxguard.log" 'drained: all sessions finished'
+
+# a second SIGTERM: the drain's deadline is now. The session in flight is closed (its client
+# gets no 250, so the message stays in the client's queue) and mxguard exits at once, through
+# the same stop path (the sanitizer build checks that nothing leaks on the way out).
+tb_start_mxguard -n mxguard2
+pid2=$(awk '$2 == "mxguard2" { p = $1 } END { print p }' "$TB/pids")
+tb_make_message slow2 --to slowdata@example.test --subject "drain twice" --id drain-2
+( swaks_send slow2 --to slowdata@example.test --no-data-fixup --data "@$TB/slow2.wire" >/dev/null
+  echo "$SW_DOT" >"$TB/slow2.dot" ) &
+bg=$!
+sleep 1.5
+kill -TERM "$pid2"
+sleep 0.3
+assert_eq "one SIGTERM: mxguard waits for the transaction in flight" 0 "$(kill -0 "$pid2" 2>/dev/null; echo $?)"
+kill -TERM "$pid2"
+for i in $(seq 30); do kill -0 "$pid2" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid2" 2>/dev/null; then
+    fail "mxguard still runs 3 s after a second SIGTERM (the MX holds the dot 5 s)"
+else
+    pass "a second SIGTERM: mxguard exited before the transaction in flight ended"
+fi
+wait "$bg"
+dot2=$(cat "$TB/slow2.dot")
+if [[ "$dot2" == 250* ]]; then fail "the client of the closed session got a 250 ($dot2)"
+else pass "the client of the closed session got no 250 (${dot2:-connection closed})"; fi
+assert_file_grep "the log says why" "$TB/mxguard2.log" 'again: closing all sessions and deliveries now'
+assert_file_grep "... and it still stopped through the drain" "$TB/mxguard2.log" 'drained: all sessions finished'
 tb_finish

@@ -141,6 +141,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.af_pref, MXG_AF_ANY);
     assert_int_equal(c.max_mx_hosts, 10);
     assert_int_equal(c.dns_mode, MXG_DNS_STUB);
+    assert_int_equal(c.dns_transport, MXG_DNS_TCP);
     assert_int_equal(c.n_dns_servers, 0);
     assert_string_equal(c.trust_anchor_file, "/usr/share/dns/root.key");
     assert_int_equal(c.tls_level, MXG_TLS_LEVEL_MAY);
@@ -194,6 +195,7 @@ static const char full_file[] =
     "};\n"
     "dns: {\n"
     "  mode = \"recursive\";\n"
+    "  transport = \"udp\";\n"
     "  servers = [\"192.0.2.53\", \"192.0.2.54:5353\", \"[2001:db8::53]:53\", \"2001:db8::54\"];\n"
     "  trust_anchor_file = \"/etc/mxguard/root.key\";\n"
     "};\n"
@@ -240,6 +242,7 @@ static void test_full_file(void **state)
     assert_int_equal(c.af_pref, MXG_AF_PREFER_IPV6);
     assert_int_equal(c.max_mx_hosts, 3);
     assert_int_equal(c.dns_mode, MXG_DNS_RECURSIVE);
+    assert_int_equal(c.dns_transport, MXG_DNS_UDP);
     assert_int_equal(c.n_dns_servers, 4);
     assert_int_equal(port_of(&c.dns_servers[0]), 53);
     assert_int_equal(port_of(&c.dns_servers[1]), 5353);
@@ -378,6 +381,7 @@ static const struct file_error file_errors[] = {
      "upstream.address_family: \"ipv5\": must be one of any, prefer-ipv4, prefer-ipv6, "
      "ipv4-only, ipv6-only"},
     {"dns: { mode = \"forward\"; };\n", 1, "dns.mode: \"forward\": must be one of stub, recursive"},
+    {"dns: { transport = \"tls\"; };\n", 1, "dns.transport: \"tls\": must be one of tcp, udp"},
     {"tls: { opportunistic_level = \"dane\"; };\n", 1,
      "tls.opportunistic_level: \"dane\": must be one of may, encrypt"},
     {"log: { level = \"verbose\"; };\n", 1,
