@@ -804,8 +804,12 @@ static int dnssec_selfcheck(struct app *app)
     }
     if (sc.ok < 0) {
         LOG_E("main", "%s; starting anyway: until DNS answers, mail is deferred (451 4.4.3); "
-                      "the check is repeated every %llus", sc.why,
-              (unsigned long long)(app->cfg.dane_recheck_ms / 1000));
+                      "the check is repeated every %llus%s", sc.why,
+              (unsigned long long)(app->cfg.dane_recheck_ms / 1000),
+              app->cfg.dns_mode == MXG_DNS_STUB && app->cfg.dns_transport == MXG_DNS_TCP
+                  ? " (DNS goes over TCP, dns.transport: a server that answers only over UDP "
+                    "needs dns.transport = \"udp\")"
+                  : "");
         return 1;
     }
     LOG_N("main", "DNSSEC self-check passed: %s", sc.why[0] ? sc.why : "ok");

@@ -1936,7 +1936,7 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
          * only (the default) never truncates and is immune to resolvers'
          * UDP rate limiting (RRL slips, which truncate too). */
         getdns_transport_list_t tl[2] = {GETDNS_TRANSPORT_TCP, GETDNS_TRANSPORT_TCP};
-        size_t ntl = 1;
+        size_t ntl = 1; /* (getdns 1.6 does not fall back from a refused TCP to UDP) */
         if (cfg->dns_transport == MXG_DNS_UDP) {
             tl[0] = GETDNS_TRANSPORT_UDP;
             ntl = 2;

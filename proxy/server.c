@@ -1,6 +1,9 @@
 /* proxy/server.c — listeners, ACL, session registry, drain; see server.h. */
 #include "server.h"
 
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,9 +185,24 @@ void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_serv
     drain_check(srv);
 }
 
-void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s)
+void mxg_server_session_added(struct mxg_server *srv)
 {
-    (void)s;
+    if (srv->n_sessions > srv->peak_sessions)
+        srv->peak_sessions = srv->n_sessions;
+}
+
+void mxg_server_session_gone(struct mxg_server *srv)
+{
+    if (srv->n_sessions == 0) {
+        if (srv->peak_sessions > MXG_SERVER_TRIM_PEAK) {
+#ifdef __GLIBC__
+            malloc_trim(0);
+#endif
+            LOG_D("server", "idle after a burst of %d sessions: free heap returned to the kernel",
+                  srv->peak_sessions);
+        }
+        srv->peak_sessions = 0;
+    }
     drain_check(srv);
 }
 

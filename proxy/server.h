@@ -40,6 +40,7 @@ struct mxg_server {
     char hostname[256];
     struct mxg_session *sessions; /* doubly linked list of live sessions */
     int n_sessions;
+    int peak_sessions; /* highest n_sessions since it was last zero */
     unsigned long next_id;
     int draining;
     uv_timer_t drain_timer;
@@ -68,8 +69,15 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
                      const struct mxg_upstream_env *parts, char *err, size_t errlen);
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
 
-/* Called by sessions (proxy/session.c). */
-void mxg_server_session_gone(struct mxg_server *srv, struct mxg_session *s);
+/* Called by sessions (proxy/session.c), after the session unlinked and
+ * freed itself. When the last session of a burst is gone (the count had
+ * passed MXG_SERVER_TRIM_PEAK since the last time it was zero), the heap's
+ * free pages go back to the kernel (malloc_trim): glibc would otherwise keep
+ * the burst's peak resident for good, which a small appliance cannot spare. */
+#define MXG_SERVER_TRIM_PEAK 64
+void mxg_server_session_gone(struct mxg_server *srv);
+/* Called by sessions when they are created (after counting themselves). */
+void mxg_server_session_added(struct mxg_server *srv);
 /* The throttle table, made on first use with auth.throttle_entries; NULL only
  * when out of memory. */
 struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv);

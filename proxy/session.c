@@ -2010,8 +2010,8 @@ static void sess_unref(struct mxg_session *s)
     free(s->tcp);
     struct mxg_server *srv = s->srv;
     sess_unlink(srv, s);
-    mxg_server_session_gone(srv, s);
     free(s);
+    mxg_server_session_gone(srv);
 }
 
 static void sess_handle_closed(uv_handle_t *h)
@@ -2099,6 +2099,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->n_sessions++;
+    mxg_server_session_added(srv);
     if (!acl_ok) {
         LOG_W("smtp", "%s: rejected client %s: not in server.allow_networks", s->id, s->peer);
         sess_reply(s, 554, "5.7.1", "%s: client %s is not allowed to relay", srv->hostname,
