@@ -42,6 +42,33 @@ static void set_unusable(struct mxg_dane_host *h, const char *enh, const char *w
 
 static int start_tlsa(struct mxg_dane_query *q);
 
+int mxg_dane_host_add(struct mxg_dane_host *h, const struct mxg_tlsa_rr *rr)
+{
+    if (h->n_usable >= MXG_TLSA_MAX_RR || rr->len > MXG_TLSA_DATA_MAX ||
+        (size_t)h->pool_used + rr->len > MXG_DANE_POOL)
+        return -1;
+    struct mxg_dane_rr *d = &h->rr[h->n_usable++];
+    d->usage = rr->usage;
+    d->selector = rr->selector;
+    d->mtype = rr->mtype;
+    d->len = rr->len;
+    d->off = h->pool_used;
+    memcpy(h->pool + h->pool_used, rr->data, rr->len);
+    h->pool_used = (uint16_t)(h->pool_used + rr->len);
+    return 0;
+}
+
+void mxg_dane_host_format(const struct mxg_dane_host *h, int i, char *out, size_t cap)
+{
+    if (i < 0 || i >= h->n_usable) {
+        if (out && cap)
+            out[0] = '\0';
+        return;
+    }
+    const struct mxg_dane_rr *d = &h->rr[i];
+    mxg_tlsa_format_fields(d->usage, d->selector, d->mtype, h->pool + d->off, d->len, out, cap);
+}
+
 int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const char *other, int port,
                     int has_next, struct mxg_dane_host *h)
 {
@@ -58,7 +85,16 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
         snprintf(h->base, sizeof h->base, "%s", name);
         snprintf(h->other, sizeof h->other, "%s", other ? other : "");
         h->n_total = r->n;
-        h->n_usable = mxg_tlsa_filter_usable(r->rr, r->n, h->rr);
+        h->n_usable = 0;
+        h->n_dropped = 0;
+        h->pool_used = 0;
+        for (int i = 0; i < r->n; i++)
+            if (mxg_tlsa_check(&r->rr[i]) == MXG_TLSA_USABLE && mxg_dane_host_add(h, &r->rr[i]) < 0)
+                h->n_dropped++;
+        if (h->n_dropped)
+            LOG_W("dane", "_%d._tcp.%s: %d usable TLSA record(s) left out (at most %d records, "
+                          "%d octets of data per host)", port, name, h->n_dropped, MXG_TLSA_MAX_RR,
+                  MXG_DANE_POOL);
         if (h->n_usable > 0) {
             h->req = MXG_DANE_VERIFY;
             snprintf(h->why, sizeof h->why, "DANE: %d usable TLSA record(s) of %d at _%d._tcp.%s",
@@ -180,9 +216,10 @@ int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_
     SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
     int added = 0;
     for (int i = 0; i < h->n_usable; i++) {
-        const struct mxg_tlsa_rr *rr = &h->rr[i];
+        const struct mxg_dane_rr *rr = &h->rr[i];
         ERR_set_mark(); /* a refusal queues an error a later SSL_get_error() would see */
-        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
+        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, h->pool + rr->off,
+                                   rr->len);
         ERR_pop_to_mark();
         if (rc < 0) {
             snprintf(err, errlen, "SSL_dane_tlsa_add failed for record %d %d %d", rr->usage,

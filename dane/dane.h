@@ -37,15 +37,37 @@ enum mxg_dane_req {
 };
 const char *mxg_dane_req_name(enum mxg_dane_req r);
 
+/* Octets of record data one host keeps: 16 SHA2-512 digests take 1 KB; a
+ * Full(0) record (a whole certificate or key) up to MXG_TLSA_DATA_MAX. A
+ * leg keeps one mxg_dane_host per MX host, so this (not 16 x 2 KB) bounds
+ * its size (~5 KB). */
+#define MXG_DANE_POOL 4096
+
+/* One usable record of a host; its data is pool[off .. off + len). */
+struct mxg_dane_rr {
+    uint8_t usage, selector, mtype;
+    uint16_t len, off;
+};
+
 struct mxg_dane_host {
     enum mxg_dane_req req;
     char enh[8];                       /* for UNUSABLE: "4.4.3" or "4.7.5" */
     char base[MXG_DNS_NAME_MAX];       /* TLSA base domain: SNI + reference name */
     char other[MXG_DNS_NAME_MAX];      /* the other reference name ("" if none) */
-    int n_usable, n_total;
-    struct mxg_tlsa_rr rr[MXG_TLSA_MAX_RR]; /* the usable records (n_usable) */
+    int n_usable, n_total;             /* records kept (all usable) / in the RRset */
+    int n_dropped;                     /* usable ones left out: no room (logged) */
+    struct mxg_dane_rr rr[MXG_TLSA_MAX_RR]; /* the usable records (n_usable) */
+    uint16_t pool_used;
+    uint8_t pool[MXG_DANE_POOL];
     char why[240];                     /* human-readable reason of the decision */
 };
+
+/* Appends the (usable) record rr to h's records. Returns 0, or -1 when h
+ * has no room left (MXG_TLSA_MAX_RR records or MXG_DANE_POOL octets of
+ * data), h unchanged. */
+int mxg_dane_host_add(struct mxg_dane_host *h, const struct mxg_tlsa_rr *rr);
+/* Record i (0 <= i < n_usable) of h as "3 1 1 0A1B..." (mxg_tlsa_format). */
+void mxg_dane_host_format(const struct mxg_dane_host *h, int i, char *out, size_t cap);
 
 struct mxg_dane_query;
 typedef void (*mxg_dane_cb)(void *arg, const struct mxg_dane_host *h);

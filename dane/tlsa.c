@@ -101,28 +101,35 @@ const char *mxg_tlsa_verdict_name(enum mxg_tlsa_verdict v)
  * characters. */
 void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap)
 {
-    static const char hex[] = "0123456789ABCDEF";
     if (!out || cap == 0)
         return;
     if (!rr) {
         out[0] = '\0';
         return;
     }
-    int w = snprintf(out, cap, "%u %u %u", (unsigned)rr->usage, (unsigned)rr->selector,
-                     (unsigned)rr->mtype);
+    mxg_tlsa_format_fields(rr->usage, rr->selector, rr->mtype, rr->data,
+                           rr->len > MXG_TLSA_DATA_MAX ? MXG_TLSA_DATA_MAX : rr->len, out, cap);
+}
+
+void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
+                            const uint8_t *data, size_t len, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!out || cap == 0)
+        return;
+    int w = snprintf(out, cap, "%u %u %u", usage, selector, mtype);
     if (w < 0) {
         out[0] = '\0';
         return;
     }
     size_t o = (size_t)w;
-    if (o >= cap - 1 || rr->len == 0)
+    if (o >= cap - 1 || len == 0 || !data)
         return;
     out[o++] = ' ';
-    size_t len = rr->len > MXG_TLSA_DATA_MAX ? MXG_TLSA_DATA_MAX : rr->len;
     for (size_t i = 0; i < len && o < cap - 1; i++) {
-        out[o++] = hex[rr->data[i] >> 4];
+        out[o++] = hex[data[i] >> 4];
         if (o < cap - 1)
-            out[o++] = hex[rr->data[i] & 0x0f];
+            out[o++] = hex[data[i] & 0x0f];
     }
     out[o] = '\0';
 }

@@ -42,6 +42,9 @@ const char *mxg_tlsa_verdict_name(enum mxg_tlsa_verdict v);
 
 /* "3 1 1 0A1B..." (hex upper case), truncated at cap; as TLSRPT's policy-string. */
 void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap);
+/* The same from the fields (data: len octets, may be NULL when len is 0). */
+void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
+                            const uint8_t *data, size_t len, char *out, size_t cap);
 
 /* Copy the usable records of in[0..n) to out (capacity MXG_TLSA_MAX_RR);
  * returns how many. */

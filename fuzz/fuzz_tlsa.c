@@ -152,7 +152,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc == 1 && h.req == MXG_DANE_UNUSABLE && h.enh[0] == '4');
     else if (secure_rrs)
         FUZZ_CHECK(rc == 1 && h.req == (n_usable ? MXG_DANE_VERIFY : MXG_DANE_ENCRYPT) &&
-                   h.n_usable == n_usable && h.n_total == res.n);
+                   h.n_usable + h.n_dropped == n_usable && h.n_usable > 0 == n_usable > 0 &&
+                   h.pool_used <= MXG_DANE_POOL && h.n_total == res.n);
     else
         FUZZ_CHECK(rc == (has_next ? 0 : 1) && (rc == 0 || h.req == MXG_DANE_NONE));
 

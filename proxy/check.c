@@ -92,7 +92,7 @@ static void print_host_decision(struct check *c, int i)
     fprintf(c->out, "    DANE: %s — %s\n", mxg_dane_req_name(d->req), d->why);
     for (int k = 0; k < d->n_usable; k++) {
         char rr[200];
-        mxg_tlsa_format(&d->rr[k], rr, sizeof rr);
+        mxg_dane_host_format(d, k, rr, sizeof rr);
         fprintf(c->out, "      TLSA %s (usable)\n", rr);
     }
     /* a TLSA lookup failure does not hold up plaintext the operator asked for */

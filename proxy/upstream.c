@@ -543,7 +543,7 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
         (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0)) {
         p.type = MXG_RPT_TLSA;
         for (int i = 0; i < d->n_usable && l + 200 < sizeof pstr; i++) {
-            mxg_tlsa_format(&d->rr[i], pstr + l, sizeof pstr - l);
+            mxg_dane_host_format(d, i, pstr + l, sizeof pstr - l);
             l = strlen(pstr);
             if (i + 1 < d->n_usable)
                 pstr[l++] = '\n', pstr[l] = 0;
@@ -1339,7 +1339,7 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
                    dh->other);
     for (int i = 0; i < dh->n_usable && i < MXG_TLSA_MAX_RR; i++) {
         char rr[600];
-        mxg_tlsa_format(&dh->rr[i], rr, sizeof rr);
+        mxg_dane_host_format(dh, i, rr, sizeof rr);
         mxg_buf_printf(&b, "|tlsa=%s", rr);
     }
     enum mxg_sts_mode m = cur_sts_mode(leg);

@@ -33,6 +33,75 @@ static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
     return r;
 }
 
+/* A host keeps at most MXG_TLSA_MAX_RR records and MXG_DANE_POOL octets of
+ * their data; a record that does not fit leaves the host unchanged; the
+ * kept records read back as they went in. */
+static void test_host_room(void **st)
+{
+    (void)st;
+    static struct mxg_dane_host h;
+    static struct mxg_tlsa_rr r;
+    char out[300];
+
+    memset(&h, 0, sizeof h);
+    for (int k = 0; k < MXG_TLSA_MAX_RR; k++) {
+        r = rr(3, 1, 2, 64);
+        r.data[0] = (uint8_t)k;
+        assert_int_equal(mxg_dane_host_add(&h, &r), 0);
+    }
+    assert_int_equal(h.n_usable, MXG_TLSA_MAX_RR);
+    assert_int_equal(h.pool_used, MXG_TLSA_MAX_RR * 64);
+    r = rr(3, 1, 1, 32);
+    assert_int_equal(mxg_dane_host_add(&h, &r), -1); /* 17th record */
+    assert_int_equal(h.n_usable, MXG_TLSA_MAX_RR);
+    mxg_dane_host_format(&h, 5, out, sizeof out);
+    assert_int_equal(strncmp(out, "3 1 2 05ABAB", 12), 0);
+    assert_int_equal(strlen(out), 6 + 128);
+    mxg_dane_host_format(&h, MXG_TLSA_MAX_RR, out, sizeof out); /* out of range */
+    assert_string_equal(out, "");
+
+    memset(&h, 0, sizeof h);
+    r = rr(3, 0, 0, MXG_TLSA_DATA_MAX);
+    assert_int_equal(mxg_dane_host_add(&h, &r), 0);
+    r = rr(2, 0, 0, MXG_DANE_POOL - MXG_TLSA_DATA_MAX);
+    assert_int_equal(mxg_dane_host_add(&h, &r), 0); /* exactly full */
+    r = rr(3, 1, 1, 32);
+    assert_int_equal(mxg_dane_host_add(&h, &r), -1); /* no data room */
+    assert_int_equal(h.n_usable, 2);
+    assert_int_equal(h.pool_used, MXG_DANE_POOL);
+    assert_int_equal(h.rr[1].off, MXG_TLSA_DATA_MAX);
+    assert_int_equal(h.rr[1].usage, 2);
+}
+
+/* mxg_dane_decide keeps what fits: usable Full(0) certificate records of
+ * MXG_TLSA_DATA_MAX octets each, more than the pool holds: the first ones
+ * are kept, the rest counted in n_dropped, still VERIFY; the unusable
+ * record never takes room. */
+static void test_decide_pool_full(void **st)
+{
+    const struct tlsa_der *d = *st;
+    static struct mxg_tlsa_result r;
+    static struct mxg_dane_host h;
+    memset(&r, 0, sizeof r);
+    memset(&h, 0, sizeof h);
+    r.status = MXG_DNS_OK;
+    r.sec = MXG_SEC_SECURE;
+    int per = (int)d->big_len, k = 0; /* MXG_TLSA_DATA_MAX octets each */
+    r.rr[k++] = rr(1, 1, 1, 32);      /* PKIX-EE: unusable */
+    while ((k - 1) * per <= MXG_DANE_POOL && k < MXG_TLSA_MAX_RR)
+        tlsa_rr_set(&r.rr[k++], 3, 0, 0, d->big, d->big_len);
+    r.n = k;
+    int fit = MXG_DANE_POOL / per;
+    assert_true(k - 1 > fit);
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
+    assert_int_equal(h.req, MXG_DANE_VERIFY);
+    assert_int_equal(h.n_total, k);
+    assert_int_equal(h.n_usable, fit);
+    assert_int_equal(h.n_dropped, k - 1 - fit);
+    assert_int_equal(h.rr[0].len, per);
+    assert_memory_equal(h.pool + h.rr[fit - 1].off, d->big, d->big_len);
+}
+
 static void test_decide_table(void **st)
 {
     const struct tlsa_der *d = *st;
@@ -200,9 +269,12 @@ static void test_tls_setup(void **st)
     h.req = MXG_DANE_VERIFY;
     snprintf(h.base, sizeof h.base, "mx.example.test");
     snprintf(h.other, sizeof h.other, "alias.example.test");
-    h.rr[0] = rr(3, 1, 1, 32);
-    h.rr[1] = rr(2, 0, 1, 32);
-    h.n_usable = 2;
+    static struct mxg_tlsa_rr r0, r1;
+    r0 = rr(3, 1, 1, 32);
+    r1 = rr(2, 0, 1, 32);
+    assert_int_equal(mxg_dane_host_add(&h, &r0), 0);
+    assert_int_equal(mxg_dane_host_add(&h, &r1), 0);
+    assert_int_equal(h.n_usable, 2);
     assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
     assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
     char m[80];
@@ -224,11 +296,14 @@ static void test_tls_setup_full(void **st)
     memset(&h, 0, sizeof h);
     h.req = MXG_DANE_VERIFY;
     snprintf(h.base, sizeof h.base, "mx.example.test");
-    tlsa_rr_set(&h.rr[0], 3, 0, 0, d->cert, d->cert_len);
-    tlsa_rr_set(&h.rr[1], 2, 1, 0, d->spki, d->spki_len);
-    for (int k = 0; k < 2; k++)
-        assert_int_equal(mxg_tlsa_check(&h.rr[k]), MXG_TLSA_USABLE);
-    h.n_usable = 2;
+    static struct mxg_tlsa_rr full[2];
+    tlsa_rr_set(&full[0], 3, 0, 0, d->cert, d->cert_len);
+    tlsa_rr_set(&full[1], 2, 1, 0, d->spki, d->spki_len);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(mxg_tlsa_check(&full[k]), MXG_TLSA_USABLE);
+        assert_int_equal(mxg_dane_host_add(&h, &full[k]), 0);
+    }
+    assert_int_equal(h.n_usable, 2);
     char err[200];
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
@@ -245,6 +320,8 @@ int main(void)
         cmocka_unit_test(test_immediate),
         cmocka_unit_test(test_tls_setup),
         cmocka_unit_test(test_tls_setup_full),
+        cmocka_unit_test(test_host_room),
+        cmocka_unit_test(test_decide_pool_full),
     };
     return cmocka_run_group_tests(tests, tlsa_der_group_setup, tlsa_der_group_teardown);
 }
