@@ -107,8 +107,8 @@ struct mxg_leg {
     int route_done;
     struct mxg_route *route;      /* owned copy */
     struct host_state *hosts;     /* one per route host */
-    struct cand *cands;
-    int n_cands, cur;
+    struct cand *cands;           /* cap_cands allocated: the route's addresses, at most LEG_MAX_CANDS */
+    int n_cands, cap_cands, cur;
     int plaintext_retry;
     enum fail_kind fail_kind;
     char reasons[600];
@@ -1792,7 +1792,7 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
     if (pref == MXG_AF_IPV6_ONLY) { order[0] = AF_INET6; passes = 1; }
     if (pref == MXG_AF_ANY) passes = 1; /* answer order (dns gives IPv4 first) */
     for (int p = 0; p < passes; p++) {
-        for (int i = 0; i < h->addrs.n && leg->n_cands < LEG_MAX_CANDS; i++) {
+        for (int i = 0; i < h->addrs.n && leg->n_cands < leg->cap_cands; i++) {
             const struct sockaddr_storage *a = &h->addrs.addr[i];
             if (pref != MXG_AF_ANY && a->ss_family != order[p])
                 continue;
@@ -1852,7 +1852,12 @@ static void on_route(void *arg, const struct mxg_route *rt)
     case MXG_ROUTE_OK:
         break;
     }
-    leg->cands = calloc(LEG_MAX_CANDS, sizeof *leg->cands);
+    int ncap = 0; /* one candidate per address (~450 octets each; 64 of them were 29 KB a leg) */
+    for (int i = 0; i < rt->n && ncap < LEG_MAX_CANDS; i++)
+        if (rt->host[i].addrs.status == MXG_DNS_OK)
+            ncap += rt->host[i].addrs.n;
+    leg->cap_cands = ncap > LEG_MAX_CANDS ? LEG_MAX_CANDS : ncap > 0 ? ncap : 1;
+    leg->cands = calloc((size_t)leg->cap_cands, sizeof *leg->cands);
     leg->route = mxg_route_copy(rt);
     leg->hosts = calloc(rt->n > 0 ? (size_t)rt->n : 1, sizeof *leg->hosts);
     if (!leg->cands || !leg->route || !leg->hosts) {
