@@ -88,9 +88,16 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
         h->n_usable = 0;
         h->n_dropped = 0;
         h->pool_used = 0;
-        for (int i = 0; i < r->n; i++)
-            if (mxg_tlsa_check(&r->rr[i]) == MXG_TLSA_USABLE && mxg_dane_host_add(h, &r->rr[i]) < 0)
-                h->n_dropped++;
+        /* digests (32/64 octets) first, Full(0) records after: only those can
+         * fill the pool, and they must not crowd out a digest that may be
+         * the one that matches (or the strongest of its usage+selector,
+         * which OpenSSL's digest agility prefers, RFC 7671 §9) */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < r->n; i++)
+                if ((r->rr[i].mtype == 0) == (pass == 1) &&
+                    mxg_tlsa_check(&r->rr[i]) == MXG_TLSA_USABLE &&
+                    mxg_dane_host_add(h, &r->rr[i]) < 0)
+                    h->n_dropped++;
         if (h->n_dropped)
             LOG_W("dane", "_%d._tcp.%s: %d usable TLSA record(s) left out (at most %d records, "
                           "%d octets of data per host)", port, name, h->n_dropped, MXG_TLSA_MAX_RR,

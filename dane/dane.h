@@ -42,6 +42,7 @@ const char *mxg_dane_req_name(enum mxg_dane_req r);
  * leg keeps one mxg_dane_host per MX host, so this (not 16 x 2 KB) bounds
  * its size (~5 KB). */
 #define MXG_DANE_POOL 4096
+_Static_assert(MXG_DANE_POOL <= UINT16_MAX, "pool offsets are uint16_t");
 
 /* One usable record of a host; its data is pool[off .. off + len). */
 struct mxg_dane_rr {

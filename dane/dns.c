@@ -800,7 +800,7 @@ static void selfcheck_finish(struct mxg_dns_query *q)
     }
     if (s->status == MXG_DNS_TEMPFAIL) {
         what = strcmp(s->why, "timeout") == 0 ? "timed out" : s->why;
-        if (what != s->why)
+        if (what != s->why || strstr(s->why, "no usable upstream"))
             r->ok = -1; /* no answer at all: unreachable, not a stripping resolver */
         snprintf(r->why, sizeof r->why,
                  "DNSSEC self-check failed: DNSKEY %s %s%s (no usable answer from the resolver "

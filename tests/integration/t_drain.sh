@@ -70,4 +70,5 @@ if [[ "$dot2" == 250* ]]; then fail "the client of the closed session got a 250 
 else pass "the client of the closed session got no 250 (${dot2:-connection closed})"; fi
 assert_file_grep "the log says why" "$TB/mxguard2.log" 'again: closing all sessions and deliveries now'
 assert_file_grep "... and it still stopped through the drain" "$TB/mxguard2.log" 'drained: all sessions finished'
+assert_file_grep "... to the end of main (a clean exit, not a crash)" "$TB/mxguard2.log" 'main: stopped$'
 tb_finish

@@ -11,7 +11,8 @@
 #            (With getdns's libuv extension it did not: a second uv_poll on a socket fd it
 #            already polled, uv_poll_init's EEXIST unchecked, then a crash; since then
 #            mxguard's own event loop, dane/dns_loop.c. If it dies the failure is recorded and
-#            a fresh mxguard runs the other phases.) nsd's rate limiting is off (see below).
+#            a fresh mxguard runs the other phases.) nsd keeps its default rate limiting
+#            (mxguard's DNS goes over TCP; see below).
 #   phase 1: MXG_LOAD_SESSIONS (default 200) sessions at once, all held after their RCPT reply
 #            until every one got it (that many inbound sessions + upstream legs open together);
 #            twice: the second burst must not grow mxguard's RSS, and (release build) RSS
@@ -165,6 +166,7 @@ if [ "$MXG" != mxguard ] || [ "$N0" -eq 0 ]; then # warm the (fresh) instance up
 fi
 sleep 3 # > upstream.cache_idle: no cached connection left
 FD0=$(tb_fds $MXG)
+RSS_COLD_IDLE=$(tb_mem $MXG) # every cold session is gone by now
 echo "# $MXG pid $MXG_PID: $FD0 open fds, RSS $(tb_mem $MXG) kB after the cold burst (t=${SECONDS}s)"
 
 BURSTS=${MXG_LOAD_BURSTS:-2}
@@ -183,11 +185,14 @@ assert_eq "bursts 2..$BURSTS did not grow RSS by more than $RSS_GROWTH MB (no le
 # once the burst's sessions are gone, mxguard gives the heap back (malloc_trim after a burst of
 # more than 64 sessions, proxy/server.h): RSS drops to within a quarter of what the burst added
 # (glibc's allocator; ASan's keeps its own quarantine, so not checked there)
-# (the first burst of the run: a later one could reuse what an untrimmed heap kept)
-tp=; [ "$N1" -gt 64 ] && tp=burst1; [ "$N0" -gt 64 ] && tp=cold
+# (the first burst of the run: a later one could reuse what an untrimmed heap kept. The cold
+# phase's own "after" is read with a few fds of slack, maybe before its last session is gone:
+# its RSS is read again once the phase is over.)
+tp=; [ "$N1" -gt 64 ] && tp=burst1; [ "$N0" -gt 64 ] && [ "$MXG" = mxguard ] && tp=cold
 if [ "${TB_SANITIZED:-0}" != 1 ] && [ -n "$tp" ]; then
     rb=$(json_get "$TB/$tp.json" rss_before_kb) rp=$(json_get "$TB/$tp.json" rss_peak_kb)
     ra=$(json_get "$TB/$tp.json" rss_after_kb)
+    [ "$tp" = cold ] && ra=$RSS_COLD_IDLE
     assert_eq "after the $tp burst the heap went back: RSS $((rb / 1024)) -> peak $((rp / 1024)) -> $((ra / 1024)) MB" \
         1 "$(( ra - rb <= (rp - rb) / 4 ))"
 fi

@@ -76,7 +76,8 @@ static void test_host_room(void **st)
 /* mxg_dane_decide keeps what fits: usable Full(0) certificate records of
  * MXG_TLSA_DATA_MAX octets each, more than the pool holds: the first ones
  * are kept, the rest counted in n_dropped, still VERIFY; the unusable
- * record never takes room. */
+ * record never takes room; a digest record listed after them is kept
+ * first (it may be the one that matches), and takes its room. */
 static void test_decide_pool_full(void **st)
 {
     const struct tlsa_der *d = *st;
@@ -88,18 +89,22 @@ static void test_decide_pool_full(void **st)
     r.sec = MXG_SEC_SECURE;
     int per = (int)d->big_len, k = 0; /* MXG_TLSA_DATA_MAX octets each */
     r.rr[k++] = rr(1, 1, 1, 32);      /* PKIX-EE: unusable */
-    while ((k - 1) * per <= MXG_DANE_POOL && k < MXG_TLSA_MAX_RR)
+    while ((k - 1) * per <= MXG_DANE_POOL && k < MXG_TLSA_MAX_RR - 1)
         tlsa_rr_set(&r.rr[k++], 3, 0, 0, d->big, d->big_len);
+    int nbig = k - 1;
+    r.rr[k++] = rr(3, 1, 1, 32); /* last in the RRset */
     r.n = k;
-    int fit = MXG_DANE_POOL / per;
-    assert_true(k - 1 > fit);
+    int fit = (MXG_DANE_POOL - 32) / per;
+    assert_true(nbig > fit && fit >= 1);
     assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
     assert_int_equal(h.req, MXG_DANE_VERIFY);
     assert_int_equal(h.n_total, k);
-    assert_int_equal(h.n_usable, fit);
-    assert_int_equal(h.n_dropped, k - 1 - fit);
-    assert_int_equal(h.rr[0].len, per);
-    assert_memory_equal(h.pool + h.rr[fit - 1].off, d->big, d->big_len);
+    assert_int_equal(h.n_usable, 1 + fit);
+    assert_int_equal(h.n_dropped, nbig - fit);
+    assert_int_equal(h.rr[0].mtype, 1); /* the digest */
+    assert_int_equal(h.rr[0].len, 32);
+    assert_int_equal(h.rr[1].len, per);
+    assert_memory_equal(h.pool + h.rr[fit].off, d->big, d->big_len);
 }
 
 static void test_decide_table(void **st)
