@@ -11,14 +11,20 @@ tb_write_config
 tb_start_mxguard
 
 MX1=$TB/spool/mx1
-pid=$(awk '$2 == "mxguard" { p = $1 } END { print p }' "$TB/pids")
+# pid_of NAME — the pid of the test-bed process NAME
+pid_of() { awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$TB/pids"; }
+# slow_txn NAME — in the background ($bg): a transaction whose upstream takes 5 s for the final
+# reply; its final dot reply goes to $TB/NAME.dot. Returns 1.5 s later (the dot was sent).
+slow_txn() {
+    tb_make_message "$1" --to slowdata@example.test --subject "drain $1" --id "drain-$1"
+    ( swaks_send "$1" --to slowdata@example.test --no-data-fixup --data "@$TB/$1.wire" >/dev/null
+      echo "$SW_DOT" >"$TB/$1.dot" ) &
+    bg=$!
+    sleep 1.5
+}
+pid=$(pid_of mxguard)
 
-# a transaction whose upstream takes 5 s for the final reply
-tb_make_message slow --to slowdata@example.test --subject "drain" --id drain-1
-( swaks_send slow --to slowdata@example.test --no-data-fixup --data "@$TB/slow.wire" >/dev/null
-  echo "$SW_DOT" >"$TB/slow.dot" ) &
-bg=$!
-sleep 1.5
+slow_txn slow
 kill -TERM "$pid"
 sleep 0.5
 
@@ -48,12 +54,8 @@ assert_file_grep "the log says it drained" "$TB/mxguard.log" 'drained: all sessi
 # gets no 250, so the message stays in the client's queue) and mxguard exits at once, through
 # the same stop path (the sanitizer build checks that nothing leaks on the way out).
 tb_start_mxguard -n mxguard2
-pid2=$(awk '$2 == "mxguard2" { p = $1 } END { print p }' "$TB/pids")
-tb_make_message slow2 --to slowdata@example.test --subject "drain twice" --id drain-2
-( swaks_send slow2 --to slowdata@example.test --no-data-fixup --data "@$TB/slow2.wire" >/dev/null
-  echo "$SW_DOT" >"$TB/slow2.dot" ) &
-bg=$!
-sleep 1.5
+pid2=$(pid_of mxguard2)
+slow_txn slow2
 kill -TERM "$pid2"
 sleep 0.3
 assert_eq "one SIGTERM: mxguard waits for the transaction in flight" 0 "$(kill -0 "$pid2" 2>/dev/null; echo $?)"
