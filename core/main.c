@@ -780,16 +780,6 @@ static void on_selfcheck(void *arg, int ok, const char *why)
     snprintf(sc->why, sizeof sc->why, "%s", why ? why : "");
 }
 
-/* For a self-check that got no answer: " (...)" when DNS goes over TCP
- * (dns.transport), which a UDP-only server never answers; else "". */
-static const char *tcp_hint(const struct app *app)
-{
-    return app->cfg.dns_mode == MXG_DNS_STUB && app->cfg.dns_transport == MXG_DNS_TCP
-               ? " (DNS goes over TCP, dns.transport: a server that answers only over UDP needs "
-                 "dns.transport = \"udp\")"
-               : "";
-}
-
 /* DANE needs a DNS path that passes DNSSEC: check it once, before serving.
  * Returns 0, or -1 (logged) when mxguard must not start. */
 static int dnssec_selfcheck(struct app *app)
@@ -814,9 +804,8 @@ static int dnssec_selfcheck(struct app *app)
     }
     if (sc.ok < 0) {
         LOG_E("main", "%s; starting anyway: until DNS answers, mail is deferred (451 4.4.3); "
-                      "the check is repeated every %llus%s", sc.why,
-              (unsigned long long)(app->cfg.dane_recheck_ms / 1000),
-              tcp_hint(app));
+                      "the check is repeated every %llus", sc.why,
+              (unsigned long long)(app->cfg.dane_recheck_ms / 1000));
         return 1;
     }
     LOG_N("main", "DNSSEC self-check passed: %s", sc.why[0] ? sc.why : "ok");
@@ -830,9 +819,8 @@ static void recheck_result(void *arg, int ok, const char *why)
         LOG_N("main", "DNSSEC self-check passed: %s", why);
         uv_timer_stop(&app->recheck);
     } else {
-        LOG_E("main", "%s (mail is deferred while this lasts; next check in %llus)%s", why,
-              (unsigned long long)(app->cfg.dane_recheck_ms / 1000),
-              ok < 0 ? tcp_hint(app) : "");
+        LOG_E("main", "%s (mail is deferred while this lasts; next check in %llus)", why,
+              (unsigned long long)(app->cfg.dane_recheck_ms / 1000));
     }
 }
 

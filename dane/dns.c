@@ -88,6 +88,9 @@ struct dns_sub {
     int net;                      /* some answer came from the network (not the cache) */
     int active;                   /* a getdns transaction is outstanding */
     getdns_transaction_t tid;
+    getdns_context *gctx;         /* the context that holds tid (dns->ctx or dns->ctx_udp) */
+    unsigned gen;                 /* submissions made (a nested one must not lose its tid) */
+    int via_udp;                  /* the servers refused TCP: asked over UDP (dns->ctx_udp) */
     int done;
     int submit_failed;            /* never reached the resolver */
     int hops;                     /* follow-up queries made */
@@ -134,6 +137,10 @@ struct qlist {
 struct mxg_dns {
     uv_loop_t *loop;
     getdns_context *ctx;
+    /* Stub mode with dns.transport "tcp": the same servers over UDP, for a
+     * query they refused over TCP (no usable upstream); NULL otherwise. */
+    getdns_context *ctx_udp;
+    uint64_t udp_noted_at;  /* when the fallback was last logged (ms, loop time) */
     getdns_dict *ext;       /* extensions used for every query */
     int validate;           /* DNSSEC validation on (dane.enabled); off: every answer insecure */
     uv_idle_t idle;         /* delivers ready results */
@@ -1299,7 +1306,12 @@ static int sub_submit(struct dns_sub *s)
         return 0;
     snprintf(fq, sizeof fq, "%s.", s->name);
     s->active = 1;
-    getdns_return_t r = getdns_general(dns->ctx, fq, s->rrtype, dns->ext, s, &tid, on_getdns);
+    unsigned gen = ++s->gen;
+    getdns_context *gctx = s->via_udp && dns->ctx_udp ? dns->ctx_udp : dns->ctx;
+    s->gctx = gctx;
+    getdns_return_t r = getdns_general(gctx, fq, s->rrtype, dns->ext, s, &tid, on_getdns);
+    if (gen != s->gen) /* on_getdns ran synchronously and submitted s again: that one counts */
+        return 0;
     if (r != GETDNS_RETURN_GOOD) {
         if (s->active) { /* callback did not run */
             char why[160];
@@ -1335,6 +1347,23 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
             getdns_dict_destroy(resp);
         if (!q->in_cancel && !query_active(q))
             query_free(q); /* already unlinked by mxg_dns_cancel() */
+        return;
+    }
+    if (type == GETDNS_CALLBACK_ERROR && !s->via_udp && q->dns->ctx_udp) {
+        /* no usable upstream over TCP (the servers refused the connection):
+         * the same query over UDP (dns.transport) */
+        struct mxg_dns *dns = q->dns;
+        uint64_t now = uv_now(dns->loop);
+        if (!dns->udp_noted_at || now - dns->udp_noted_at >= 60000) {
+            LOG_W(COMP, "%s: no answer over TCP (connection refused?); asking over UDP "
+                        "instead (signed answers over 1232 octets may then be lost: the "
+                        "servers should accept DNS over TCP)", dns->upstream);
+            dns->udp_noted_at = now ? now : 1;
+        }
+        if (resp)
+            getdns_dict_destroy(resp);
+        s->via_udp = 1;
+        (void)sub_submit(s); /* on failure it finished the sub itself */
         return;
     }
     char asked[MXG_DNS_NAME_MAX];
@@ -1543,7 +1572,7 @@ void mxg_dns_cancel(struct mxg_dns_query *q)
         if (!s->active)
             continue;
         /* getdns calls on_getdns(CANCEL) synchronously, which clears active */
-        if (getdns_cancel_callback(dns->ctx, s->tid) != GETDNS_RETURN_GOOD)
+        if (getdns_cancel_callback(s->gctx ? s->gctx : dns->ctx, s->tid) != GETDNS_RETURN_GOOD)
             LOG_D(COMP, "getdns_cancel_callback(%llu) failed", (unsigned long long)s->tid);
     }
     /* If getdns still holds a transaction, on_getdns() frees q when it ends
@@ -1866,13 +1895,78 @@ static void on_idle_closed(uv_handle_t *h)
         }                                                                                          \
     } while (0)
 
+/* One getdns context for dns (its log callback), with cfg's mode, timeout
+ * and dnssec settings, anchors, and (stub mode) the upstreams ups over
+ * transport udp (1: UDP, TCP when truncated) or TCP only (0), on its own
+ * event loop (mxg_dnsloop) over loop. Returns it, or NULL with err. */
+static getdns_context *ctx_make(struct mxg_dns *dns, uv_loop_t *loop, const struct mxg_config *cfg,
+                                getdns_list *ups, getdns_list *anchors, int udp, char *err,
+                                size_t errlen)
+{
+    getdns_context *ctx = NULL;
+    struct mxg_dnsloop *evloop = NULL;
+
+    GD_CHECK(getdns_context_create(&ctx, 0), "context_create");
+    (void)getdns_context_set_logfunc(ctx, dns, GETDNS_LOG_SYS_RESOLVING | GETDNS_LOG_SYS_ANCHOR,
+                                     GETDNS_LOG_WARNING, getdns_log_cb);
+    GD_CHECK(getdns_context_set_resolution_type(ctx, cfg->dns_mode == MXG_DNS_RECURSIVE
+                                                         ? GETDNS_RESOLUTION_RECURSING
+                                                         : GETDNS_RESOLUTION_STUB),
+             "set_resolution_type");
+    if (cfg->dns_mode == MXG_DNS_STUB) {
+        GD_CHECK(getdns_context_set_upstream_recursive_servers(ctx, ups),
+                 "set_upstream_recursive_servers");
+        /* dns.transport. Signed answers often exceed the 1232 octets that
+         * servers send over UDP (NSEC3 denials and DNSKEY sets of RSA zones:
+         * ~1.5-2 KB), and getdns 1.6.0's UDP->TCP fallback loses queries:
+         * it closes the TCP upstream's socket while a fallen-back query is
+         * still pending on it and keeps an event on the dead number, so the
+         * lookup ends only at dns_timeout (TEMPFAIL, mail deferred). TCP
+         * only (the default) never truncates and is immune to resolvers'
+         * UDP rate limiting (RRL slips, which truncate too). getdns 1.6 does
+         * not fall back from a refused TCP to UDP: mxguard asks again over a
+         * UDP context itself (on_getdns). */
+        getdns_transport_list_t tl[2] = {GETDNS_TRANSPORT_UDP, GETDNS_TRANSPORT_TCP};
+        if (!udp)
+            tl[0] = GETDNS_TRANSPORT_TCP;
+        GD_CHECK(getdns_context_set_dns_transport_list(ctx, udp ? 2 : 1, tl),
+                 "set_dns_transport_list");
+    }
+    if (cfg->t_dns > 0)
+        GD_CHECK(getdns_context_set_timeout(ctx, cfg->t_dns), "set_timeout");
+    GD_CHECK(getdns_context_set_dnssec_trust_anchors(ctx, anchors), "set_dnssec_trust_anchors");
+    /* Our anchors are the only ones: getdns must never fetch root-anchors.xml
+     * from the Internet by itself (it does when validation of the root
+     * DNSKEY fails and its appdata directory is writable). A directory that
+     * cannot exist keeps that machinery off; a long back-off keeps it quiet. */
+    GD_CHECK(getdns_context_set_appdata_dir(ctx, "/nonexistent/mxguard-no-getdns-appdata"),
+             "set_appdata_dir");
+    GD_CHECK(getdns_context_set_trust_anchors_backoff_time(ctx, UINT64_C(1) << 40),
+             "set_trust_anchors_backoff_time");
+    /* getdns owns the event loop once it took it (its cleanup runs in
+     * getdns_context_destroy()); one it did not take is discarded here */
+    if (!(evloop = mxg_dnsloop_new(loop))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (getdns_context_set_eventloop(ctx, mxg_dnsloop_eventloop(evloop)) != GETDNS_RETURN_GOOD) {
+        mxg_dnsloop_discard(evloop);
+        snprintf(err, errlen, "getdns: set_eventloop failed");
+        goto fail;
+    }
+    return ctx;
+fail:
+    if (ctx)
+        getdns_context_destroy(ctx);
+    return NULL;
+}
+
 /* Contract: see dns.h. Returns NULL with err set on any configuration error
  * (bad/missing trust anchor file, no DNS server, getdns failure). */
 struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen)
 {
     struct mxg_dns *dns = NULL;
     getdns_list *anchors = NULL, *ups = NULL;
-    struct mxg_dnsloop *evloop = NULL;
 
     if (!loop || !cfg) {
         snprintf(err, errlen, "mxg_dns_new: invalid arguments");
@@ -1890,14 +1984,6 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", cfg->trust_anchor_file);
     snprintf(dns->upstream, sizeof dns->upstream, "%s",
              cfg->dns_mode == MXG_DNS_RECURSIVE ? "(recursive mode: the root servers)" : "?");
-
-    GD_CHECK(getdns_context_create(&dns->ctx, 0), "context_create");
-    (void)getdns_context_set_logfunc(dns->ctx, dns, GETDNS_LOG_SYS_RESOLVING | GETDNS_LOG_SYS_ANCHOR,
-                                     GETDNS_LOG_WARNING, getdns_log_cb);
-    GD_CHECK(getdns_context_set_resolution_type(dns->ctx, cfg->dns_mode == MXG_DNS_RECURSIVE
-                                                               ? GETDNS_RESOLUTION_RECURSING
-                                                               : GETDNS_RESOLUTION_STUB),
-             "set_resolution_type");
 
     if (cfg->dns_mode == MXG_DNS_STUB) {
         struct sockaddr_storage rc[DNS_MAX_UPSTREAMS];
@@ -1925,51 +2011,16 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
             }
             LOG_I(COMP, "using %d nameserver(s) from %s", n, DNS_RESOLV_CONF);
         }
-        GD_CHECK(getdns_context_set_upstream_recursive_servers(dns->ctx, ups),
-                 "set_upstream_recursive_servers");
-        /* dns.transport. Signed answers often exceed the 1232 octets that
-         * servers send over UDP (NSEC3 denials and DNSKEY sets of RSA zones:
-         * ~1.5-2 KB), and getdns 1.6.0's UDP->TCP fallback loses queries:
-         * it closes the TCP upstream's socket while a fallen-back query is
-         * still pending on it and keeps an event on the dead number, so the
-         * lookup ends only at dns_timeout (TEMPFAIL, mail deferred). TCP
-         * only (the default) never truncates and is immune to resolvers'
-         * UDP rate limiting (RRL slips, which truncate too). */
-        getdns_transport_list_t tl[2] = {GETDNS_TRANSPORT_TCP, GETDNS_TRANSPORT_TCP};
-        size_t ntl = 1; /* (getdns 1.6 does not fall back from a refused TCP to UDP) */
-        if (cfg->dns_transport == MXG_DNS_UDP) {
-            tl[0] = GETDNS_TRANSPORT_UDP;
-            ntl = 2;
-        }
-        GD_CHECK(getdns_context_set_dns_transport_list(dns->ctx, ntl, tl),
-                 "set_dns_transport_list");
         size_t ul = strlen(dns->upstream);
         snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
                  cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
     }
-    if (cfg->t_dns > 0)
-        GD_CHECK(getdns_context_set_timeout(dns->ctx, cfg->t_dns), "set_timeout");
-    GD_CHECK(getdns_context_set_dnssec_trust_anchors(dns->ctx, anchors), "set_dnssec_trust_anchors");
-    /* Our anchors are the only ones: getdns must never fetch root-anchors.xml
-     * from the Internet by itself (it does when validation of the root
-     * DNSKEY fails and its appdata directory is writable). A directory that
-     * cannot exist keeps that machinery off; a long back-off keeps it quiet. */
-    GD_CHECK(getdns_context_set_appdata_dir(dns->ctx, "/nonexistent/mxguard-no-getdns-appdata"),
-             "set_appdata_dir");
-    GD_CHECK(getdns_context_set_trust_anchors_backoff_time(dns->ctx, UINT64_C(1) << 40),
-             "set_trust_anchors_backoff_time");
-    /* getdns owns the event loop once it took it (its cleanup runs in
-     * getdns_context_destroy()); one it did not take is discarded here */
-    if (!(evloop = mxg_dnsloop_new(loop))) {
-        snprintf(err, errlen, "out of memory");
+    if (!(dns->ctx = ctx_make(dns, loop, cfg, ups, anchors, cfg->dns_transport == MXG_DNS_UDP, err,
+                              errlen)))
         goto fail;
-    }
-    if (getdns_context_set_eventloop(dns->ctx, mxg_dnsloop_eventloop(evloop)) !=
-        GETDNS_RETURN_GOOD) {
-        mxg_dnsloop_discard(evloop);
-        snprintf(err, errlen, "getdns: set_eventloop failed");
+    if (cfg->dns_mode == MXG_DNS_STUB && cfg->dns_transport == MXG_DNS_TCP &&
+        !(dns->ctx_udp = ctx_make(dns, loop, cfg, ups, anchors, 1, err, errlen)))
         goto fail;
-    }
 
     if (!(dns->ext = getdns_dict_create())) {
         snprintf(err, errlen, "out of memory");
@@ -2018,6 +2069,8 @@ fail:
         getdns_dict_destroy(dns->ext);
     if (dns->ctx)
         getdns_context_destroy(dns->ctx);
+    if (dns->ctx_udp)
+        getdns_context_destroy(dns->ctx_udp);
     free(dns);
     return NULL;
 }
@@ -2044,6 +2097,9 @@ void mxg_dns_free(struct mxg_dns *dns)
      * the cancelled queries that were waiting for that. */
     getdns_context_destroy(dns->ctx);
     dns->ctx = NULL;
+    if (dns->ctx_udp)
+        getdns_context_destroy(dns->ctx_udp);
+    dns->ctx_udp = NULL;
     getdns_dict_destroy(dns->ext);
     dns->ext = NULL;
     mxg_dnscache_free(dns->cache);
@@ -2082,6 +2138,10 @@ int mxg_dns_reload_anchors(struct mxg_dns *dns, const char *path, char *err, siz
     if (getdns_context_get_dnssec_trust_anchors(dns->ctx, &old) != GETDNS_RETURN_GOOD)
         old = NULL;
     getdns_return_t r = getdns_context_set_dnssec_trust_anchors(dns->ctx, anchors);
+    if (r == GETDNS_RETURN_GOOD && dns->ctx_udp &&
+        (r = getdns_context_set_dnssec_trust_anchors(dns->ctx_udp, anchors)) != GETDNS_RETURN_GOOD &&
+        old)
+        (void)getdns_context_set_dnssec_trust_anchors(dns->ctx, old); /* both or neither */
     getdns_list_destroy(anchors);
     if (r != GETDNS_RETURN_GOOD) {
         if (old)
@@ -2110,6 +2170,9 @@ int mxg_dns_revert_anchors(struct mxg_dns *dns)
     if (!dns->prev_anchors)
         return -1;
     if (getdns_context_set_dnssec_trust_anchors(dns->ctx, dns->prev_anchors) != GETDNS_RETURN_GOOD)
+        return -1;
+    if (dns->ctx_udp &&
+        getdns_context_set_dnssec_trust_anchors(dns->ctx_udp, dns->prev_anchors) != GETDNS_RETURN_GOOD)
         return -1;
     getdns_list_destroy(dns->prev_anchors);
     dns->prev_anchors = NULL;
