@@ -4,7 +4,8 @@
  * Contract:
  *  - mxg_dns_new() creates a getdns context bound to the given uv loop, in stub
  *    mode towards the configured servers (or those of /etc/resolv.conf when
- *    none are configured) or in recursive mode, with DNSSEC validation against
+ *    none are configured; over TCP, or UDP for a query they refuse over TCP,
+ *    per cfg->dns_transport) or in recursive mode, with DNSSEC validation against
  *    the trust anchors of cfg->trust_anchor_file (DS or DNSKEY records in zone
  *    file syntax, parsed line by line). Queries use the extensions
  *    dnssec_return_status + dnssec_return_all_statuses so that bogus answers
