@@ -91,6 +91,7 @@ struct dns_sub {
     getdns_context *gctx;         /* the context that holds tid (dns->ctx or dns->ctx_udp) */
     unsigned gen;                 /* submissions made (a nested one must not lose its tid) */
     int via_udp;                  /* the servers refused TCP: asked over UDP (dns->ctx_udp) */
+    int no_upstream;              /* getdns reached no server at all (error callback) */
     int done;
     int submit_failed;            /* never reached the resolver */
     int hops;                     /* follow-up queries made */
@@ -666,6 +667,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         return 0;
     }
     if (type != GETDNS_CALLBACK_COMPLETE || !resp) {
+        s->no_upstream = 1;
         sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "resolver error (no usable upstream?)");
         return 0;
     }
@@ -807,7 +809,7 @@ static void selfcheck_finish(struct mxg_dns_query *q)
     }
     if (s->status == MXG_DNS_TEMPFAIL) {
         what = strcmp(s->why, "timeout") == 0 ? "timed out" : s->why;
-        if (what != s->why || strstr(s->why, "no usable upstream"))
+        if (what != s->why || s->no_upstream)
             r->ok = -1; /* no answer at all: unreachable, not a stripping resolver */
         snprintf(r->why, sizeof r->why,
                  "DNSSEC self-check failed: DNSKEY %s %s%s (no usable answer from the resolver "

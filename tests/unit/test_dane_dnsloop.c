@@ -318,6 +318,18 @@ static void test_clear_self_in_callback(void **state)
     close(sv[1]);
 }
 
+/* a and b: read events without a timeout, both scheduled (a first) on
+ * sv[0] of a new socket pair; the caller sets their hooks */
+static void two_readers(struct fx *fx, int sv[2], struct tev *a, struct tev *b)
+{
+    sockpair(sv);
+    tev_init(a, fx, 1, 0, 0);
+    tev_init(b, fx, 1, 0, 0);
+    a->fd = b->fd = sv[0];
+    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, a), GETDNS_RETURN_GOOD);
+    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, b), GETDNS_RETURN_GOOD);
+}
+
 /* two read events on one readable fd; the first to run clears the second,
  * which was in the same dispatch: the second never runs */
 static void test_clear_other_in_callback(void **state)
@@ -326,23 +338,14 @@ static void test_clear_other_in_callback(void **state)
     struct tev a, b;
     int sv[2];
 
-    sockpair(sv);
-    tev_init(&a, fx, 1, 0, 0);
-    tev_init(&b, fx, 1, 0, 0);
-    a.fd = b.fd = sv[0];
+    two_readers(fx, sv, &a, &b);
     a.on_read = hook_clear_other;
     a.other = &b;
     b.on_read = hook_clear_other;
     b.other = &a;
-    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, &a), GETDNS_RETURN_GOOD);
-    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, &b), GETDNS_RETURN_GOOD);
     put(sv[1], "x");
-    for (int i = 0; i < 2000 && a.reads + b.reads == 0; i++) {
-        uv_run(&fx->uv, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
     /* exactly one of them ran (events on an fd run in schedule order: a) */
-    assert_int_equal(a.reads, 1);
+    assert_true(run_until(fx, &a.reads, 1, 2000));
     assert_int_equal(b.reads, 0);
     assert_null(b.ev.ev);
     assert_non_null(a.ev.ev);
@@ -363,15 +366,9 @@ static void test_reschedule_other_in_callback(void **state)
     struct tev a, b;
     int sv[2];
 
-    sockpair(sv);
-    tev_init(&a, fx, 1, 0, 0);
-    tev_init(&b, fx, 1, 0, 0);
-    a.fd = sv[0];
-    b.fd = sv[0];
+    two_readers(fx, sv, &a, &b);
     a.on_read = hook_reschedule_other;
     a.other = &b;
-    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, &a), GETDNS_RETURN_GOOD);
-    assert_int_equal(sched(fx, sv[0], NO_TIMEOUT, &b), GETDNS_RETURN_GOOD);
     put(sv[1], "x");
     assert_true(run_until(fx, &a.reads, 1, 2000));
     assert_int_equal(b.reads, 0); /* a drained the data, and b is a new schedule */
