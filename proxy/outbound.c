@@ -48,6 +48,7 @@ struct mxg_outbound {
     char id[64];
     char mx[320];
     char tls[120];
+    int no_dsn;
 };
 
 static void ob_free(struct mxg_outbound *ob)
@@ -78,6 +79,7 @@ static void note_leg(struct mxg_outbound *ob)
     if (li.tls_version)
         snprintf(ob->tls, sizeof ob->tls, "%s %s", li.tls_version,
                  li.tls_cipher ? li.tls_cipher : "");
+    ob->no_dsn = li.no_dsn;
 }
 
 /* The end: every recipient has its reply; tell the caller once. */
@@ -98,6 +100,7 @@ static void finish(struct mxg_outbound *ob, const struct mxg_reply *final)
           ob->mx[0] ? ob->mx : "-", ob->tls[0] ? ob->tls : "plaintext", sum, dur);
     snprintf(req->mx, sizeof req->mx, "%s", ob->mx);
     snprintf(req->tls, sizeof req->tls, "%s", ob->tls);
+    req->mx_no_dsn = ob->no_dsn;
     ob_free(ob);
     req->done(req->arg, req, &fin);
 }
@@ -121,6 +124,10 @@ static void fail(struct mxg_outbound *ob, const struct mxg_reply *r)
     struct mxg_reply copy = *r;
     if (copy.code == 0)
         mxg_reply_set(&copy, 451, "4.4.2", "Upstream connection lost");
+    else if (copy.code / 100 == 2) /* a failed step never counts as delivered */
+        mxg_reply_set(&copy, 451, "4.5.0", "Upstream transaction failed (protocol violation)");
+    else
+        mxg_reply_judge(r, ob_state_names[ob->st], &copy);
     fill_replies(ob, ob->st == OB_RCPT ? ob->cur : ob->st == OB_OPEN ? 0 : ob->req->n_rcpts,
                  &copy, 1);
     finish(ob, &copy);
@@ -162,6 +169,11 @@ static int body_write(struct mxg_outbound *ob, const char *p, size_t n)
 {
     if (n == 0)
         return 0;
+    struct mxg_reply r8;
+    if (mxg_leg_body_check(ob->leg, mxg_body_8bit(p, n), &r8) < 0) {
+        fail(ob, &r8); /* before the chunk: no 8-bit octet reaches the MX, no dot */
+        return -1;
+    }
     int rc = mxg_leg_write(ob->leg, p, n);
     if (rc < 0) {
         fail_leg(ob);
@@ -280,10 +292,13 @@ static void on_leg_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply 
         ob_set_state(ob, OB_BODY);
         body_pump(ob);
         return;
-    case OB_DOT:
-        fill_replies(ob, req->n_rcpts, r, 1);
-        finish(ob, r);
+    case OB_DOT: {
+        struct mxg_reply j; /* only 2xx is delivered; a 3xx is a failure */
+        mxg_reply_judge(r, "the final dot", &j);
+        fill_replies(ob, req->n_rcpts, &j, 1);
+        finish(ob, &j);
         return;
+    }
     case OB_BODY:
     case OB_DONE:
         return;

@@ -22,7 +22,11 @@
  *    RCPT reply. With no recipient accepted there is no DATA (*final = the
  *    first refusal). A failure after RCPT (DATA refused, connection lost,
  *    the body file unreadable: 451 4.3.0) becomes the reply of every
- *    accepted recipient.
+ *    accepted recipient. Replies are judged as mxg_reply_judge() says: a
+ *    2xx/3xx to DATA or a 3xx to the dot is a failure (451 4.5.0), never a
+ *    delivery. Data with 8-bit octets for an MX without 8BITMIME (when the
+ *    message says BODY=8BITMIME) ends the delivery before that chunk, with
+ *    554 5.6.3 and no dot (mxg_leg_body_check()).
  *  - One log line (component "outbound", INFO) per delivery: id, sender,
  *    domain, accepted/total recipients, MX, TLS, final reply, duration.
  *  - mxg_outbound_cancel() closes the leg (no QUIT if in a transaction);
@@ -62,6 +66,10 @@ struct mxg_outbound_req {
      * ("TLSv1.3 TLS_AES_256_GCM_SHA384", "" for plaintext) */
     char mx[320];
     char tls[120];
+    /* out: the MX that answered last does not offer DSN, so NOTIFY/ORCPT/
+     * RET/ENVID were not passed on (RFC 3461 §5.2.2: the caller owes the
+     * sender a "relayed" DSN for delivered NOTIFY=SUCCESS recipients) */
+    int mx_no_dsn;
 };
 
 int mxg_outbound_start(const struct mxg_upstream_env *env, struct mxg_outbound_req *req,

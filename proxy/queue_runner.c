@@ -42,6 +42,7 @@ struct delivery {
     int n_groups;
     int n_running;
     int attempted; /* at least one group was tried */
+    unsigned char *relayed; /* per recipient: delivered to an MX without DSN, NOTIFY=SUCCESS */
 };
 
 struct mxg_queue_runner {
@@ -139,6 +140,7 @@ static void delivery_free(struct delivery *dl)
         free(dl->groups[i].orc);
     }
     free(dl->groups);
+    free(dl->relayed);
     mxg_spool_env_free(&dl->env);
     if (dl->lockfd >= 0)
         close(dl->lockfd);
@@ -178,6 +180,31 @@ static void rcpt_list(const struct delivery *dl, const struct group *g, char *ou
             break;
         }
         o += (size_t)w;
+    }
+}
+
+/* RFC 3461 §5.2.2: recipients delivered to an MX without DSN that asked
+ * for NOTIFY=SUCCESS get a "relayed" DSN (stored like a bounce). */
+static void relayed_dsn(struct delivery *dl, int64_t now)
+{
+    struct mxg_queue_runner *qr = dl->qr;
+    int any = 0;
+    for (int i = 0; dl->relayed && i < dl->env.n_rcpts; i++)
+        any |= dl->relayed[i];
+    if (!any)
+        return;
+    char id[MXG_SPOOL_ID_MAX] = "", err[600] = "";
+    if (mxg_spool_relayed_dsn(qr->sp, &dl->env, dl->relayed, qr->hostname, now, id, err,
+                              sizeof err) < 0) {
+        LOG_E("queue", "%s: cannot store the \"relayed\" DSN for <%s>: %s", dl->env.id,
+              dl->env.from, err);
+        return;
+    }
+    if (id[0]) {
+        qr->st.bounces++;
+        LOG_N("queue", "%s: \"relayed\" DSN %s queued for <%s> (NOTIFY=SUCCESS, the MX does not "
+                       "support DSN)", dl->env.id, id, dl->env.from);
+        mxg_queue_runner_kick(qr);
     }
 }
 
@@ -226,6 +253,7 @@ static void finalize(struct delivery *dl, int cancelled)
         newly_failed[i] = env->rcpts[i].state == MXG_RCPT_FAILED && !env->rcpts[i].dsn_done;
 
     char dsn[MXG_SPOOL_ID_MAX] = "", err[600] = "";
+    relayed_dsn(dl, now); /* before settle: the entry (and its body) may be removed */
     int rc = mxg_spool_settle(qr->sp, env, qr->hostname, now, dsn, err, sizeof err);
     if (rc == -ENOENT) {
         LOG_W("queue", "%s: the entry was removed while it was being delivered (mxguard queue "
@@ -310,6 +338,8 @@ static void apply_group(struct group *g, const struct mxg_reply *final)
             qr->st.delivered++;
             mxg_metrics_inc(qr->env->metrics, MXG_M_SPOOL_DELIVERIES, "delivered");
             LOG_N("queue", "%s: <%s> delivered: %s", dl->env.id, r->addr, sum);
+            if (g->req.mx_no_dsn && dl->relayed && mxg_spool_relayed_due(&dl->env, r))
+                dl->relayed[g->idx[k]] = 1;
         } else if (rep->code / 100 == 5) {
             r->state = MXG_RCPT_FAILED;
         }
@@ -453,6 +483,7 @@ static void start_entry(struct mxg_queue_runner *qr, struct mxg_spool_env *env, 
     dl->env = *env;
     memset(env, 0, sizeof *env);
     dl->lockfd = lockfd;
+    dl->relayed = calloc((size_t)(dl->env.n_rcpts > 0 ? dl->env.n_rcpts : 1), 1);
     dl->next = qr->active;
     if (qr->active)
         qr->active->prev = dl;

@@ -685,6 +685,53 @@ static int txn_store(struct mxg_session *s, char *id_out, size_t id_cap, struct 
     return 0;
 }
 
+/* RFC 3461 §5.2.2: recipients delivered (the client gets 2xx) to an MX
+ * without DSN, whose NOTIFY=SUCCESS was therefore dropped, get a "relayed"
+ * DSN, stored in the spool like a bounce (no content returned: the live
+ * path keeps no copy of the message). */
+static void txn_relayed_dsn(struct mxg_session *s)
+{
+    struct txn *t = &s->txn;
+    int n = 0;
+    for (int i = 0; i < t->n_rcpts; i++)
+        n += t->rcpts[i].accepted;
+    struct mxg_spool_rcpt *rc = calloc((size_t)(n > 0 ? n : 1), sizeof *rc);
+    unsigned char *which = calloc((size_t)(n > 0 ? n : 1), 1);
+    struct mxg_spool_env env;
+    int any = 0;
+    if (rc && which) {
+        fill_spool_env(s, &env, rc);
+        for (int i = 0, k = 0; i < t->n_rcpts; i++) {
+            const struct rcpt *r = &t->rcpts[i];
+            if (!r->accepted)
+                continue;
+            struct mxg_leg_info li = {0};
+            if (r->slot >= 0 && t->legs[r->slot].leg)
+                mxg_leg_get_info(t->legs[r->slot].leg, &li);
+            which[k] = li.no_dsn && rc[k].state == MXG_RCPT_DELIVERED &&
+                       mxg_spool_relayed_due(&env, &rc[k]);
+            any |= which[k];
+            k++;
+        }
+    }
+    char id[MXG_SPOOL_ID_MAX] = "", err[512] = "";
+    if (!any) {
+    } else if (!spool_ok(s)) {
+        LOG_W("smtp", "%s: NOTIFY=SUCCESS to an MX without DSN, but no spool: no \"relayed\" "
+                      "DSN for <%s>", t->id, t->from);
+    } else if (mxg_spool_relayed_dsn(s->srv->spool, &env, which, s->srv->hostname,
+                                     env.created_ms, id, err, sizeof err) < 0) {
+        LOG_E("smtp", "%s: cannot store the \"relayed\" DSN for <%s>: %s", t->id, t->from, err);
+    } else if (id[0]) {
+        LOG_I("smtp", "%s: \"relayed\" DSN %s queued for <%s> (NOTIFY=SUCCESS, the MX does not "
+                      "support DSN)", t->id, id, t->from);
+        if (s->srv->spool_kick)
+            s->srv->spool_kick(s->srv->spool_kick_arg);
+    }
+    free(which);
+    free(rc);
+}
+
 /* All legs have answered the final dot (or failed before it). */
 static void txn_finish(struct mxg_session *s)
 {
@@ -715,6 +762,8 @@ static void txn_finish(struct mxg_session *s)
     if (n_legs == 1 && only->res) { /* the pure proxy: the upstream's own reply */
         if (t->spool)
             mxg_spool_abort(t->spool), t->spool = NULL;
+        if (only->res->code / 100 == 2)
+            txn_relayed_dsn(s);
         txn_end(s, only->res);
         return;
     }
@@ -737,6 +786,8 @@ static void txn_finish(struct mxg_session *s)
                       "stored: the client will retry and those domains may get a second copy",
               t->id, n_ok, n_legs);
     }
+    if (r.code / 100 == 2)
+        txn_relayed_dsn(s);
     txn_end(s, &r);
 }
 
@@ -768,11 +819,7 @@ static void data_end(struct mxg_session *s)
         struct leg_slot *sl = &t->legs[i];
         if (sl->st != SL_STREAM)
             continue;
-        struct mxg_leg_info li = {0};
-        mxg_leg_get_info(sl->leg, &li);
-        if (li.need_7bit && df->eight_bit) {
-            mxg_reply_set(&r, 554, "5.6.3", "8-bit message, but %s[%s] does not support 8BITMIME",
-                          li.mx_host, li.mx_addr);
+        if (mxg_leg_body_check(sl->leg, df->eight_bit, &r) < 0) {
             slot_fail(s, sl, &r);
         } else if (mxg_leg_end_data(sl->leg) < 0) {
             slot_fail(s, sl, mxg_leg_error(sl->leg));
@@ -891,6 +938,10 @@ static void slot_fail(struct mxg_session *s, struct leg_slot *sl, const struct m
     struct mxg_reply copy = *r;
     if (copy.code == 0)
         mxg_reply_set(&copy, 451, "4.4.2", "Upstream connection lost");
+    else if (copy.code / 100 == 2) /* a failed step never counts as delivered */
+        mxg_reply_set(&copy, 451, "4.5.0", "Upstream transaction failed (protocol violation)");
+    else
+        mxg_reply_judge(r, slot_state_names[sl->st], &copy);
     slot_set_res(sl, &copy);
     slot_set_state(s, sl, SL_FAILED);
     if (sl->wpaused) { /* it will never drain: the others may be waited for */
@@ -987,14 +1038,17 @@ static void leg_on_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply 
                 resume(s);
         }
         return;
-    case SL_DOT:
-        slot_set_res(sl, r);
+    case SL_DOT: {
+        struct mxg_reply j; /* only 2xx is delivered; a 3xx is a failure */
+        mxg_reply_judge(r, "the final dot", &j);
+        slot_set_res(sl, &j);
         slot_set_state(s, sl, SL_DONE);
         if (--t->n_wait == 0 && s->wait == SW_DOT) {
             txn_finish(s);
             resume(s);
         }
         return;
+    }
     default:
         return;
     }

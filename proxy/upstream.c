@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/show.h"
 #include "../dane/dane.h"
 #include "../dane/mxroute.h"
 #include "buf.h"
@@ -898,6 +899,31 @@ static void tls_step(struct mxg_leg *leg)
     send_ehlo(leg, LEG_EHLO_TLS);
 }
 
+/* A reply that ends the transaction on this connection without success: a
+ * reply to DATA other than 354, or a 3xx to the final dot. The leg fails
+ * with the upstream's reply when it is a 4xx/5xx (its class decides), else
+ * with 451 4.5.0 (a protocol violation: the MX's idea of the transaction is
+ * unknown). QUIT goes out at once (best effort) and the connection is
+ * closed: it is never parked for reuse. */
+static void fail_and_quit(struct mxg_leg *leg, const struct mxg_reply *r, const char *step)
+{
+    struct mxg_reply m;
+    mxg_reply_judge(r, step, &m);
+    if (m.code != r->code) {
+        char lbl[320], sum[300];
+        mxg_reply_summary(r, sum, sizeof sum);
+        LOG_W("upstream", "%s %s: %s answered %s with \"%s\": protocol violation, the "
+                          "transaction fails", leg->sid, leg->domain,
+              cur_label(leg, lbl, sizeof lbl), step, sum);
+        snprintf(m.text, sizeof m.text, "%s answered %s with \"%s\" (protocol violation)", lbl,
+                 step, sum);
+    }
+    LOG_D("upstream", "%s -> QUIT", leg->sid);
+    leg_set_state(leg, LEG_QUIT);
+    (void)leg_send(leg, "QUIT\r\n", 6); /* uv_write sends at once when nothing is queued */
+    leg_fail(leg, &m);
+}
+
 /* A complete reply arrived: the transition table of the leg. */
 static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
 {
@@ -1044,12 +1070,20 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         deliver(leg, r);
         return;
     case LEG_DATA:
-        leg_set_state(leg, r->code == 354 ? LEG_STREAM : LEG_READY);
+        if (r->code != 354) { /* DATA's only success (RFC 5321 §4.3.2) */
+            fail_and_quit(leg, r, "DATA");
+            return;
+        }
+        leg_set_state(leg, LEG_STREAM);
         deliver(leg, r);
         return;
     case LEG_DOT:
         mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "final_reply",
                                uv_now(leg->env->loop) - leg->t_phase);
+        if (cls != 2 && cls != 4 && cls != 5) { /* a 3xx is no answer to the dot */
+            fail_and_quit(leg, r, "the final dot");
+            return;
+        }
         leg_set_state(leg, LEG_DONE);
         deliver(leg, r);
         return;
@@ -1097,15 +1131,17 @@ static void parse_input(struct mxg_leg *leg)
             ll--;
         /* consume first: the handler may reset the buffer (STARTTLS) */
         char line[LEG_LINE_MAX + 1];
-        memcpy(line, head, ll > LEG_LINE_MAX ? LEG_LINE_MAX : ll);
         if (ll > LEG_LINE_MAX)
             ll = LEG_LINE_MAX;
+        memcpy(line, head, ll);
+        line[ll] = 0;
         int rc = mxg_reply_feed(&leg->rp, line, ll);
         if (rc < 0) {
             char lbl[320];
             struct mxg_reply r;
-            mxg_reply_set(&r, 451, "4.5.0", "%s sent a malformed reply: %.60s",
-                          cur_label(leg, lbl, sizeof lbl), line);
+            /* exactly the octets received, made printable (DESIGN §10) */
+            mxg_reply_set(&r, 451, "4.5.0", "%s sent a malformed reply: %s",
+                          cur_label(leg, lbl, sizeof lbl), mxg_show(line, ll).s);
             if (in_setup(leg)) {
                 note_failure(leg, FK_PROTOCOL, "%s", r.text);
                 leg_drop_conn(leg);
@@ -2260,6 +2296,42 @@ void mxg_leg_close(struct mxg_leg *leg)
     leg_destroy(leg);
 }
 
+int mxg_reply_judge(const struct mxg_reply *in, const char *step, struct mxg_reply *out)
+{
+    int cls = in->code / 100;
+    if (cls == 2 || cls == 4 || cls == 5) {
+        if (out != in)
+            *out = *in;
+        return cls;
+    }
+    char sum[300];
+    mxg_reply_summary(in, sum, sizeof sum);
+    if (in->code == 0)
+        mxg_reply_set(out, 451, "4.4.2", "Upstream connection lost during %s", step);
+    else
+        mxg_reply_set(out, 451, "4.5.0", "Unexpected reply to %s: \"%s\" (protocol violation)",
+                      step, sum);
+    return 4;
+}
+
+int mxg_body_8bit(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] & 0x80)
+            return 1;
+    return 0;
+}
+
+int mxg_leg_body_check(const struct mxg_leg *leg, int eight_bit, struct mxg_reply *r)
+{
+    if (!leg->need_7bit || !eight_bit)
+        return 0;
+    mxg_reply_set(r, 554, "5.6.3", "8-bit message, but %s[%s] does not support 8BITMIME",
+                  leg->mx_host, leg->mx_addr);
+    return -1;
+}
+
 const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg)
 {
     return &leg->err;
@@ -2277,6 +2349,7 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->sts = leg->sts_done && leg->sts_consulted && leg->env->sts ? &leg->sts : NULL;
     out->list = leg->list_active ? &leg->list_pol : NULL;
     out->need_7bit = leg->need_7bit;
+    out->no_dsn = !leg->caps.dsn;
 }
 
 const char *mxg_leg_domain(const struct mxg_leg *leg)

@@ -85,6 +85,8 @@ struct mxg_leg_info {
     const struct mxg_sts_result *sts; /* NULL when MTA-STS was not consulted */
     const struct mxg_stlist_policy *list; /* the policy list entry applied, or NULL */
     int need_7bit;         /* upstream lacks 8BITMIME and the client said BODY=8BITMIME */
+    int no_dsn;            /* upstream lacks DSN: NOTIFY/ORCPT/RET/ENVID were not passed on
+                              (meaningful once MAIL was accepted) */
 };
 
 /* Every leg (mxg_leg_open, _open_opts without a nexthop, mxg_leg_probe)
@@ -138,6 +140,27 @@ int mxg_leg_end_data(struct mxg_leg *leg);
 void mxg_leg_close(struct mxg_leg *leg);
 
 const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);
+
+/* How every consumer of a leg (session, outbound, queue runner) judges a
+ * reply that ends a step (RCPT, the final dot, a failure): returns its
+ * class 2, 4 or 5 with *out = *in; anything else is never success — no
+ * reply (code 0) gives 451 4.4.2, a 1xx/3xx (or any other code) 451 4.5.0
+ * naming the step and the reply (a protocol violation, RFC 5321 §4.2.1).
+ * out may be in. The leg itself already fails a reply to DATA other than
+ * 354 (the upstream's 4xx/5xx, else 451 4.5.0) and a 3xx to the final dot,
+ * and then sends QUIT and closes: such a connection is never reused. */
+int mxg_reply_judge(const struct mxg_reply *in, const char *step, struct mxg_reply *out);
+
+/* DESIGN §10, the one rule on every path (live session, legs, outbound /
+ * queue runner): may message data with 8-bit octets (eight_bit != 0) go to
+ * this leg's MX? 0 = yes; -1 = no, *r = 554 5.6.3: the client declared
+ * BODY=8BITMIME, the MX does not offer 8BITMIME and the data is not 7-bit
+ * clean. Check before the data (or the chunk) is written; the leg must
+ * then be closed without the final dot. mxg_body_8bit(): 1 if p[0..n) has
+ * an octet >= 0x80. (SMTPUTF8 to an MX without it fails the leg at MAIL:
+ * 553 5.6.7, the same on every path.) */
+int mxg_leg_body_check(const struct mxg_leg *leg, int eight_bit, struct mxg_reply *r);
+int mxg_body_8bit(const void *p, size_t n);
 
 /* The connection cache for env->conncache, with the bounds of cfg
  * (upstream.cache_*, limits.destination_*, limits.upstream_connections,

@@ -230,9 +230,11 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
     int utf8 = is_8bit(req->sender);
     for (int i = 0; i < req->n_rcpts; i++)
         utf8 |= is_8bit(req->rcpts[i].addr);
-    int delayed_only = 1;
-    for (int i = 0; i < req->n_rcpts; i++)
-        delayed_only &= req->rcpts[i].delayed != 0;
+    int delayed_only = 1, relayed_only = 1;
+    for (int i = 0; i < req->n_rcpts; i++) {
+        delayed_only &= req->rcpts[i].delayed != 0 && !req->rcpts[i].relayed;
+        relayed_only &= req->rcpts[i].relayed != 0;
+    }
 
     char host[256], sender[600], tmp[1200], date[64];
     clean(req->reporting_mta, host, sizeof host, 0);
@@ -275,8 +277,9 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
     rfc5322_date(req->now_ms, date, sizeof date);
     sb_printf(&m, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
     sb_printf(&m, "To: <%s>\r\n", sender);
-    sb_printf(&m, "Subject: %s\r\n", delayed_only ? "Delayed Mail (still being retried)"
-                                                  : "Undelivered Mail Returned to Sender");
+    sb_printf(&m, "Subject: %s\r\n", relayed_only   ? "Successful Mail Delivery Report"
+                                      : delayed_only ? "Delayed Mail (still being retried)"
+                                                     : "Undelivered Mail Returned to Sender");
     sb_printf(&m, "Date: %s\r\n", date);
     {
         char qid[64];
@@ -301,7 +304,11 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
     if (utf8)
         sb_puts(&m, "Content-Transfer-Encoding: 8bit\r\n");
     sb_printf(&m, "\r\nThis is the mail system at host %s.\r\n\r\n", host);
-    if (delayed_only) {
+    if (relayed_only) {
+        sb_puts(&m, "Your message was relayed to the recipients below. Their mail server does\r\n"
+                    "not support delivery status notifications, so you will not be told\r\n"
+                    "whether it reaches the mailbox (RFC 3461, section 5.2.2).\r\n");
+    } else if (delayed_only) {
         sb_puts(&m, "Your message has not been delivered yet to the recipients below. It is\r\n"
                     "still in the queue and delivery will be retried; you need not resend it.\r\n");
     } else {
@@ -322,7 +329,10 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
         clean(r->addr, a, sizeof a, utf8);
         mta_name(r->remote_mta ? r->remote_mta : "", mta, sizeof mta);
         clean(r->reply ? r->reply : "", rep, sizeof rep, 0);
-        if (r->status && strcmp(r->status, "4.4.7") == 0 && !r->delayed)
+        if (r->relayed)
+            sb_printf(&m, "<%s>: relayed to %s%s%s%s\r\n", a, mta[0] ? "host " : "a mail server",
+                      mta, rep[0] ? ", which said: " : "", rep);
+        else if (r->status && strcmp(r->status, "4.4.7") == 0 && !r->delayed)
             sb_printf(&m, "<%s>: delivery time expired%s%s\r\n", a, rep[0] ? "; last error: " : "",
                       rep);
         else if (mta[0] && rep[0])
@@ -368,7 +378,9 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
         }
         clean(r->addr, a, sizeof a, utf8);
         sb_printf(&m, "Final-Recipient: %s; %s\r\n", is_8bit(a) ? "utf-8" : "rfc822", a);
-        sb_printf(&m, "Action: %s\r\n", r->delayed ? "delayed" : "failed");
+        sb_printf(&m, "Action: %s\r\n", r->relayed   ? "relayed"
+                                        : r->delayed ? "delayed"
+                                                     : "failed");
         if (r->status && r->status[0]) {
             clean(r->status, st, sizeof st, 0);
         } else {
@@ -385,7 +397,7 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
             rfc5322_date(r->last_attempt_ms, date, sizeof date);
             sb_printf(&m, "Last-Attempt-Date: %s\r\n", date);
         }
-        if (r->delayed && r->retry_until_ms > 0) {
+        if (r->delayed && !r->relayed && r->retry_until_ms > 0) {
             rfc5322_date(r->retry_until_ms, date, sizeof date);
             sb_printf(&m, "Will-Retry-Until: %s\r\n", date);
         }
@@ -396,12 +408,13 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
     if (out->returned) {
         sb_printf(&m, "--%s\r\n", boundary);
         if (out->returned == 2)
-            sb_printf(&m, "Content-Description: Undelivered Message\r\n"
+            sb_printf(&m, "Content-Description: %s Message\r\n"
                           "Content-Type: message/%s\r\n",
-                      utf8 ? "global" : "rfc822");
+                      relayed_only ? "Relayed" : "Undelivered", utf8 ? "global" : "rfc822");
         else
-            sb_printf(&m, "Content-Description: Undelivered Message Headers\r\n"
+            sb_printf(&m, "Content-Description: %s Message Headers\r\n"
                           "Content-Type: %s\r\n",
+                      relayed_only ? "Relayed" : "Undelivered",
                       utf8 ? "message/global-headers" : "text/rfc822-headers");
         if (orig8)
             sb_puts(&m, "Content-Transfer-Encoding: 8bit\r\n");

@@ -13,7 +13,8 @@
  *        Original-Envelope-Id when ENVID was given, Arrival-Date), then one
  *        block per recipient (Original-Recipient from ORCPT, Final-Recipient,
  *        Action, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date,
- *        Will-Retry-Until for "delayed")
+ *        Will-Retry-Until for "delayed"; Action "relayed" for a recipient
+ *        whose MX does not offer DSN, RFC 3461 §5.2.2)
  *     3. the returned content: message/rfc822 (RET=FULL and the whole body is
  *        at hand and at most MXG_DSN_FULL_MAX octets) or text/rfc822-headers
  *        (RET=HDRS, no RET, or too big); omitted when no body is given.
@@ -43,6 +44,8 @@ struct mxg_dsn_rcpt {
     const char *addr;        /* the recipient (Final-Recipient) */
     const char *orcpt;       /* ORCPT parameter as given ("rfc822;a+40b"), NULL or "" = none */
     int delayed;             /* 0: Action failed; 1: Action delayed */
+    int relayed;             /* 1: Action relayed (RFC 3461 §5.2.2: delivered, NOTIFY=SUCCESS,
+                                to an MX without DSN); overrides delayed */
     const char *status;      /* enhanced status "5.1.1" (NULL: derived from reply/code) */
     int code;                /* last reply code, 0 = none */
     const char *reply;       /* last reply, one line "550 5.1.1 text", NULL or "" = none */

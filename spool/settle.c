@@ -24,16 +24,17 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* RFC 3461 §4.1: NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY; absent
- * means FAILURE,DELAY (the MTA's default). */
-static int wants_failure_dsn(const char *notify)
+ * means FAILURE,DELAY (the MTA's default). Does it ask for word? */
+static int notify_has(const char *notify, const char *word)
 {
     if (!notify || !notify[0])
-        return 1;
+        return strcasecmp(word, "FAILURE") == 0 || strcasecmp(word, "DELAY") == 0;
+    size_t wl = strlen(word);
     const char *p = notify;
     while (*p) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 7 && strncasecmp(p, "FAILURE", 7) == 0)
+        if (n == wl && strncasecmp(p, word, wl) == 0)
             return 1;
         if (!e)
             break;
@@ -42,10 +43,22 @@ static int wants_failure_dsn(const char *notify)
     return 0;
 }
 
-int mxg_spool_dsn_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r)
+/* The sender can get a DSN at all: not <>, with a domain, and the entry is
+ * a message (never a DSN about a DSN). */
+static int dsn_reachable(const struct mxg_spool_env *env)
 {
     const char *at = strrchr(env->from, '@');
-    return at && at[1] && env->kind == MXG_SPOOL_MESSAGE && wants_failure_dsn(r->rp.notify);
+    return at && at[1] && env->kind == MXG_SPOOL_MESSAGE;
+}
+
+int mxg_spool_dsn_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r)
+{
+    return dsn_reachable(env) && notify_has(r->rp.notify, "FAILURE");
+}
+
+int mxg_spool_relayed_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r)
+{
+    return dsn_reachable(env) && notify_has(r->rp.notify, "SUCCESS");
 }
 
 /* Read the start of the body: all of it when it may be returned whole,
@@ -84,33 +97,12 @@ static char *read_body(struct mxg_spool *sp, const struct mxg_spool_env *env, si
     return buf;
 }
 
-static int store_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
-                     const char *reporting_mta, int64_t now_ms, char *dsn_id, char *err,
-                     size_t errlen)
+/* Build the DSN for the n recipients in dr (body from env's entry, when it
+ * has one) and store it as a new DSN entry to env->from. */
+static int put_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
+                   const struct mxg_dsn_rcpt *dr, int n, const char *reporting_mta,
+                   int64_t now_ms, char *dsn_id, char *err, size_t errlen)
 {
-    int n = 0;
-    struct mxg_dsn_rcpt *dr = calloc((size_t)env->n_rcpts, sizeof *dr);
-    if (!dr) {
-        seterr(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (int i = 0; i < env->n_rcpts; i++) {
-        const struct mxg_spool_rcpt *r = &env->rcpts[i];
-        if (r->state != MXG_RCPT_FAILED || r->dsn_done || !mxg_spool_dsn_due(env, r))
-            continue;
-        dr[n].addr = r->addr;
-        dr[n].orcpt = r->rp.orcpt;
-        dr[n].status = r->expired ? "4.4.7" : NULL;
-        dr[n].code = r->last_code;
-        dr[n].reply = r->last_reply;
-        dr[n].remote_mta = r->last_mx;
-        dr[n].last_attempt_ms = now_ms;
-        n++;
-    }
-    if (n == 0) {
-        free(dr);
-        return 0;
-    }
     size_t blen = 0;
     int complete = 0;
     char *body = read_body(sp, env, &blen, &complete);
@@ -131,7 +123,6 @@ static int store_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
     struct mxg_dsn_out out;
     int rc = mxg_dsn_build(&req, &out);
     free(body);
-    free(dr);
     if (rc < 0) {
         seterr(err, errlen, "DSN for %s: %s", env->id, strerror(-rc));
         return rc;
@@ -159,6 +150,65 @@ static int store_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
     if (rc == 0 && dsn_id)
         snprintf(dsn_id, MXG_SPOOL_ID_MAX, "%s", d.id);
     mxg_spool_env_free(&d);
+    return rc;
+}
+
+/* The failure DSN for every FAILED recipient without dsn_done that wants one. */
+static int store_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
+                     const char *reporting_mta, int64_t now_ms, char *dsn_id, char *err,
+                     size_t errlen)
+{
+    int n = 0;
+    struct mxg_dsn_rcpt *dr = calloc((size_t)env->n_rcpts, sizeof *dr);
+    if (!dr) {
+        seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (int i = 0; i < env->n_rcpts; i++) {
+        const struct mxg_spool_rcpt *r = &env->rcpts[i];
+        if (r->state != MXG_RCPT_FAILED || r->dsn_done || !mxg_spool_dsn_due(env, r))
+            continue;
+        dr[n].addr = r->addr;
+        dr[n].orcpt = r->rp.orcpt;
+        dr[n].status = r->expired ? "4.4.7" : NULL;
+        dr[n].code = r->last_code;
+        dr[n].reply = r->last_reply;
+        dr[n].remote_mta = r->last_mx;
+        dr[n].last_attempt_ms = now_ms;
+        n++;
+    }
+    int rc = n ? put_dsn(sp, env, dr, n, reporting_mta, now_ms, dsn_id, err, errlen) : 0;
+    free(dr);
+    return rc;
+}
+
+int mxg_spool_relayed_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
+                          const unsigned char *which, const char *reporting_mta, int64_t now_ms,
+                          char *dsn_id, char *err, size_t errlen)
+{
+    if (dsn_id)
+        dsn_id[0] = 0;
+    int n = 0;
+    struct mxg_dsn_rcpt *dr = calloc((size_t)(env->n_rcpts > 0 ? env->n_rcpts : 1), sizeof *dr);
+    if (!dr) {
+        seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (int i = 0; i < env->n_rcpts; i++) {
+        const struct mxg_spool_rcpt *r = &env->rcpts[i];
+        if (!which[i] || r->state != MXG_RCPT_DELIVERED || !mxg_spool_relayed_due(env, r))
+            continue;
+        dr[n].addr = r->addr;
+        dr[n].orcpt = r->rp.orcpt;
+        dr[n].relayed = 1;
+        dr[n].code = r->last_code;
+        dr[n].reply = r->last_reply;
+        dr[n].remote_mta = r->last_mx;
+        dr[n].last_attempt_ms = now_ms;
+        n++;
+    }
+    int rc = n ? put_dsn(sp, env, dr, n, reporting_mta, now_ms, dsn_id, err, errlen) : 0;
+    free(dr);
     return rc;
 }
 

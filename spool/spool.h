@@ -208,4 +208,20 @@ int mxg_spool_settle(struct mxg_spool *sp, struct mxg_spool_env *env, const char
  * NOTIFY is absent or contains FAILURE. */
 int mxg_spool_dsn_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r);
 
+/* RFC 3461 §5.2.2: a recipient delivered to an MX that does not offer DSN
+ * (its NOTIFY was not passed on) is owed a "relayed" DSN when it asked for
+ * NOTIFY=SUCCESS. mxg_spool_relayed_due(): 1/0 — the sender is not <> and
+ * has a domain, the entry is a MESSAGE and r's NOTIFY contains SUCCESS.
+ * mxg_spool_relayed_dsn(): one DSN (Action: relayed, spool/dsn.h) for every
+ * recipient i with which[i] set, state DELIVERED and relayed_due, stored as
+ * a new MXG_SPOOL_DSN entry to env->from like settle's; *dsn_id gets its ID
+ * ("" when none was due; may be NULL). The original's headers are returned
+ * when env->id names a spooled body; env may also be a transient envelope
+ * (env->id "", the live path): then no content is returned. Nothing of env
+ * changes. Returns 0 or a negative errno with err. */
+int mxg_spool_relayed_due(const struct mxg_spool_env *env, const struct mxg_spool_rcpt *r);
+int mxg_spool_relayed_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
+                          const unsigned char *which, const char *reporting_mta, int64_t now_ms,
+                          char *dsn_id, char *err, size_t errlen);
+
 #endif

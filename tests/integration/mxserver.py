@@ -25,6 +25,14 @@ Behaviour by the recipient's local part prefix (case-insensitive):
   rejectdata* RCPT ok; 554 5.6.0 after the end of data
   tempdata*   RCPT ok; 451 4.3.0 after the end of data
   slowdata*   RCPT ok; sleep 5 s before the final reply
+  datareplyNNN*  RCPT ok; DATA is answered "NNN ..." instead of 354 (e.g. datareply250,
+              datareply451, datareply554, datareply300); the transaction is reset
+  dotreplyNNN*   RCPT ok; the final dot is answered "NNN ..." (e.g. dotreply354); nothing stored
+  malformed*  RCPT is answered with the malformed line "2x\x01" (no valid reply code)
+
+--without CAP (repeatable): leave CAP (8BITMIME, DSN, SMTPUTF8) out of the EHLO reply and
+refuse its parameters with 555 (BODY; SMTPUTF8; RET, ENVID, NOTIFY, ORCPT), so a client
+that sends them anyway shows.
 
 --bad-tls: STARTTLS is answered 220, then garbage is sent and the connection is
 closed as soon as the client's first handshake bytes arrive (at most 2 s later), so the
@@ -249,6 +257,7 @@ class Session:
     def ehlo_lines(self):
         caps = [self.srv.name, "PIPELINING", "SIZE %d" % self.srv.max_size, "8BITMIME",
                 "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"]
+        caps = [c for c in caps if c not in self.srv.without]
         if self.tls is None and not self.starttls_used and self.srv.offer_starttls:
             caps.append("XXXXXXXA" if self.srv.strip_starttls else "STARTTLS")
         caps.append("HELP")
@@ -403,7 +412,8 @@ class Session:
             return
         addr, params = p
         for k in params:
-            if k not in ("SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"):
+            if k not in ("SIZE", "BODY", "SMTPUTF8", "RET", "ENVID") or \
+                    self.srv.param_cap.get(k) in self.srv.without:
                 await self.send("555 5.5.4 Unsupported parameter %s" % k)
                 return
         if "SIZE" in params:
@@ -429,10 +439,18 @@ class Session:
             return
         addr, params = p
         for k in params:
-            if k not in ("NOTIFY", "ORCPT"):
+            if k not in ("NOTIFY", "ORCPT") or self.srv.param_cap.get(k) in self.srv.without:
                 await self.send("555 5.5.4 Unsupported parameter %s" % k)
                 return
         local = addr.rsplit("@", 1)[0].lower()
+        for pre in ("datareply", "dotreply"):
+            if local.startswith(pre) and local[len(pre):len(pre) + 3].isdigit():
+                self.flags.add((pre, local[len(pre):len(pre) + 3]))
+        if local.startswith("malformed"):
+            self.log("> 2x\\x01 (malformed)")
+            self.w.write(b"2x\x01\r\n")
+            await self.w.drain()
+            return
         if local.startswith("rejectdata"):
             self.flags.add("rejectdata")
         elif local.startswith("tempdata"):
@@ -463,6 +481,13 @@ class Session:
             return
         if not self.rcpts:
             await self.send("554 5.5.1 No valid recipients")
+            return
+        special = dict(f for f in self.flags if isinstance(f, tuple))
+        if "datareply" in special:
+            code = special["datareply"]
+            self.reset()
+            await self.send("%s %sDATA answered %s by mxserver" % (
+                code, "%s.0.0 " % code[0] if code[0] in "245" else "", code))
             return
         await self.send("354 End data with <CR><LF>.<CR><LF>")
         if await self.fault("body"):
@@ -495,6 +520,14 @@ class Session:
             self.log("fault: message of %d octets not stored" % len(data))
             return "close"
         flags = self.flags
+        special = dict(f for f in flags if isinstance(f, tuple))
+        if "dotreply" in special:
+            code = special["dotreply"]
+            self.reset()
+            self.log("dotreply: message of %d octets not stored" % len(data))
+            await self.send("%s %sfinal dot answered %s by mxserver" % (
+                code, "%s.0.0 " % code[0] if code[0] in "245" else "", code))
+            return
         if "slowdata" in flags:
             self.log("slowdata: sleeping 5 s")
             await asyncio.sleep(5)
@@ -551,6 +584,9 @@ class Server:
         self.inject_delay = a.inject_delay
         self.fault_file = a.fault_file
         self.fault_static = parse_fault(a.fault) if a.fault else None
+        self.without = set(c.upper() for c in (a.without or []))
+        self.param_cap = {"BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8", "RET": "DSN", "ENVID": "DSN",
+                          "NOTIFY": "DSN", "ORCPT": "DSN"}
         self.nconn = 0
         self.active = 0
         self.max_active = 0
@@ -628,6 +664,8 @@ async def main():
     ap.add_argument("--inject-delay", type=float, default=0.0, metavar="S")
     ap.add_argument("--fault", metavar="SPEC", help="STEP [close|rst|hang] [once]")
     ap.add_argument("--fault-file", metavar="FILE", help="a SPEC read at every step")
+    ap.add_argument("--without", action="append", metavar="CAP",
+                    help="leave an EHLO capability out (8BITMIME, DSN, SMTPUTF8); repeatable")
     ap.add_argument("--spool", required=True)
     ap.add_argument("--name", default="mx.test")
     ap.add_argument("--ready-file")
