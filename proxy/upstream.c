@@ -907,16 +907,15 @@ static void tls_step(struct mxg_leg *leg)
  * closed: it is never parked for reuse. */
 static void fail_and_quit(struct mxg_leg *leg, const struct mxg_reply *r, const char *step)
 {
-    struct mxg_reply m;
-    mxg_reply_judge(r, step, &m);
-    if (m.code != r->code) {
+    struct mxg_reply m = *r;
+    if (r->code / 100 != 4 && r->code / 100 != 5) {
         char lbl[320], sum[300];
         mxg_reply_summary(r, sum, sizeof sum);
+        cur_label(leg, lbl, sizeof lbl);
         LOG_W("upstream", "%s %s: %s answered %s with \"%s\": protocol violation, the "
-                          "transaction fails", leg->sid, leg->domain,
-              cur_label(leg, lbl, sizeof lbl), step, sum);
-        snprintf(m.text, sizeof m.text, "%s answered %s with \"%s\" (protocol violation)", lbl,
-                 step, sum);
+                          "transaction fails", leg->sid, leg->domain, lbl, step, sum);
+        mxg_reply_set(&m, 451, "4.5.0", "%s answered %s with \"%s\" (protocol violation)", lbl,
+                      step, sum);
     }
     LOG_D("upstream", "%s -> QUIT", leg->sid);
     leg_set_state(leg, LEG_QUIT);

@@ -32,8 +32,12 @@ struct srv {
     size_t dlen, dcap;
     int stall_ms;        /* stop reading this long after 354 */
     int drop_in_data;    /* close the connection when the stall ends */
-    int n_mail, n_rcpt, n_data, n_dot;
+    int n_mail, n_rcpt, n_data, n_dot, n_quit;
     char mail_from[300];
+    const char *ehlo;       /* the EHLO reply, NULL = default (8BITMIME, no DSN) */
+    const char *data_reply; /* instead of 354, NULL = 354 */
+    const char *dot_reply;  /* instead of 250 after the dot */
+    const char *rcpt_reply; /* instead of 250 for RCPT */
 };
 
 static void write_done(uv_write_t *w, int status)
@@ -85,7 +89,7 @@ static void on_stall_end(uv_timer_t *t)
 static void srv_command(struct srv *s, const char *l)
 {
     if (strncasecmp(l, "EHLO", 4) == 0) {
-        srv_write(s, "250-test.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        srv_write(s, s->ehlo ? s->ehlo : "250-test.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
     } else if (strncasecmp(l, "MAIL FROM:", 10) == 0) {
         s->n_mail++;
         snprintf(s->mail_from, sizeof s->mail_from, "%s", l + 10);
@@ -97,7 +101,10 @@ static void srv_command(struct srv *s, const char *l)
         else if (strstr(l, "later"))
             srv_write(s, "450 4.2.0 try later\r\n");
         else
-            srv_write(s, "250 2.1.5 ok\r\n");
+            srv_write(s, s->rcpt_reply ? s->rcpt_reply : "250 2.1.5 ok\r\n");
+    } else if (strcasecmp(l, "DATA") == 0 && s->data_reply) {
+        s->n_data++;
+        srv_write(s, s->data_reply);
     } else if (strcasecmp(l, "DATA") == 0) {
         s->n_data++;
         s->in_data = 1;
@@ -107,6 +114,7 @@ static void srv_command(struct srv *s, const char *l)
             uv_timer_start(&s->stall, on_stall_end, (uint64_t)s->stall_ms, 0);
         }
     } else if (strcasecmp(l, "QUIT") == 0) {
+        s->n_quit++;
         srv_write(s, "221 bye\r\n");
     } else {
         srv_write(s, "502 5.5.2 what\r\n");
@@ -133,7 +141,7 @@ static void srv_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             if (strcmp(s->line, ".\r\n") == 0) {
                 s->in_data = 0;
                 s->n_dot++;
-                srv_write(s, "250 2.0.0 queued as T1\r\n");
+                srv_write(s, s->dot_reply ? s->dot_reply : "250 2.0.0 queued as T1\r\n");
             } else {
                 data_add(s, s->line, s->ll);
             }
@@ -200,7 +208,7 @@ static void on_done(void *arg, struct mxg_outbound_req *req, const struct mxg_re
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    mxg_log_setup(MXG_LOG_ERR, 0);
+    mxg_log_setup(getenv("TDEBUG") ? MXG_LOG_DEBUG : MXG_LOG_ERR, 0);
     uv_loop_init(&f->loop);
     mxg_config_defaults(&f->cfg);
     f->cfg.t_upstream_cmd = 3000;
@@ -457,6 +465,145 @@ static void test_bad_requests(void **state)
     assert_int_equal(f->done_calls, 0);
 }
 
+/* Issue 16 #1: DATA's only success is 354. Any other reply fails every
+ * accepted recipient (never 2xx: a 250 to DATA means the body never went
+ * anywhere), and the connection gets QUIT and is closed. */
+static void data_reply_case(struct fx *f, const char *reply, int want_code, const char *want_enh)
+{
+    f->srv.data_reply = reply;
+    struct mxg_outbound_rcpt rc[2] = {{.addr = "a@example.test"}, {.addr = "bad@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 2);
+    req.body = "Subject: t\r\n\r\nhello\r\n";
+    req.body_len = strlen(req.body);
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->final.code, want_code);
+    assert_string_equal(f->final.enh, want_enh);
+    assert_int_equal(rc[0].reply.code, want_code); /* accepted, then DATA failed */
+    assert_int_equal(rc[1].reply.code, 550);       /* keeps its RCPT reply */
+    assert_int_equal(f->srv.n_data, 1);
+    assert_int_equal(f->srv.n_dot, 0);
+    assert_null(f->srv.data);
+    assert_int_equal(f->srv.n_quit, 1); /* QUIT at once, nothing parked */
+}
+
+static void test_data_250_is_failure(void **state)
+{
+    struct fx *f = *state;
+    data_reply_case(f, "250 2.0.0 fine, no data needed\r\n", 451, "4.5.0");
+    assert_non_null(strstr(f->final.text, "250 2.0.0 fine, no data needed"));
+    assert_non_null(strstr(f->final.text, "protocol violation"));
+}
+
+static void test_data_3xx_is_failure(void **state)
+{
+    data_reply_case(*state, "334 what\r\n", 451, "4.5.0");
+}
+
+static void test_data_5xx_keeps_reply(void **state)
+{
+    struct fx *f = *state;
+    data_reply_case(f, "554 5.7.1 no data from you\r\n", 554, "5.7.1");
+    assert_string_equal(f->final.text, "no data from you");
+}
+
+static void test_data_4xx_keeps_reply(void **state)
+{
+    data_reply_case(*state, "452 4.3.1 out of room\r\n", 452, "4.3.1");
+}
+
+/* A 3xx to the final dot is no delivery. */
+static void test_dot_3xx_is_failure(void **state)
+{
+    struct fx *f = *state;
+    f->srv.dot_reply = "354 more please\r\n";
+    struct mxg_outbound_rcpt rc[1] = {{.addr = "a@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 1);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_int_equal(rc[0].reply.code, 451);
+    assert_int_equal(f->srv.n_dot, 1);
+    assert_int_equal(f->srv.n_quit, 1);
+}
+
+/* Issue 16 #4: the text of a malformed reply holds exactly the octets
+ * received (shown printable), nothing of earlier lines or the stack. */
+static void test_malformed_reply_text(void **state)
+{
+    struct fx *f = *state;
+    f->srv.rcpt_reply = "2x\x01\r\n";
+    struct mxg_outbound_rcpt rc[1] = {{.addr = "a@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 1);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_string_equal(f->final.text, "127.0.0.1[127.0.0.1] sent a malformed reply: 2x\\x01");
+}
+
+/* Issue 16 #5: BODY=8BITMIME to an MX without 8BITMIME: a 7-bit clean body
+ * goes (without BODY=); an 8-bit one fails 554 5.6.3 before any 8-bit octet
+ * and without the dot. */
+static void eightbit_case(struct fx *f, const char *body, int want_code)
+{
+    f->srv.ehlo = "250-test.example\r\n250 PIPELINING\r\n";
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    mp.body = MXG_BODY_8BITMIME;
+    struct mxg_outbound_rcpt rc[1] = {{.addr = "a@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 1);
+    req.mp = &mp;
+    req.body = body;
+    req.body_len = strlen(body);
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, want_code);
+    assert_int_equal(rc[0].reply.code, want_code);
+    assert_string_equal(f->srv.mail_from, "<sender@example.org>"); /* no BODY= */
+}
+
+static void test_8bit_to_7bit_mx(void **state)
+{
+    struct fx *f = *state;
+    eightbit_case(f, "Subject: t\r\n\r\ncaf\xc3\xa9\r\n", 554);
+    assert_string_equal(f->final.enh, "5.6.3");
+    assert_int_equal(f->srv.n_dot, 0);
+    assert_null(f->srv.data); /* not one octet of the body */
+}
+
+static void test_7bit_clean_to_7bit_mx(void **state)
+{
+    struct fx *f = *state;
+    eightbit_case(f, "Subject: t\r\n\r\nplain\r\n", 250);
+    assert_int_equal(f->srv.n_dot, 1);
+}
+
+/* mx_no_dsn tells the caller whether NOTIFY went to the MX. */
+static void test_mx_no_dsn(void **state)
+{
+    struct fx *f = *state;
+    struct mxg_outbound_rcpt rc[1] = {{.addr = "a@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 1);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, 250);
+    assert_int_equal(req.mx_no_dsn, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +616,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_protection_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_250_is_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_3xx_is_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_5xx_keeps_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_4xx_keeps_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dot_3xx_is_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_reply_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_8bit_to_7bit_mx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_7bit_clean_to_7bit_mx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mx_no_dsn, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
