@@ -475,6 +475,37 @@ static void test_delayed(void **state)
     free(o.msg);
 }
 
+/* RFC 3461 §5.2.2: "relayed" for a NOTIFY=SUCCESS recipient delivered to
+ * an MX without DSN; no content returned when none is given (live path). */
+static void test_relayed(void **state)
+{
+    (void)state;
+    struct mxg_dsn_rcpt r = {.addr = "d@e.example", .relayed = 1, .code = 250,
+                             .orcpt = "rfc822;d@e.example",
+                             .reply = "250 2.0.0 Ok: queued as 42", .remote_mta = "mx.e.example[192.0.2.7]",
+                             .last_attempt_ms = 1718000000000LL};
+    struct mxg_dsn_req req = {.reporting_mta = "relay.example", .sender = "s@x.example",
+                              .now_ms = 1718000000000LL, .rcpts = &r, .n_rcpts = 1};
+    struct mxg_dsn_out o;
+    assert_int_equal(mxg_dsn_build(&req, &o), 0);
+    assert_int_equal(o.returned, 0);
+    struct parsed ps;
+    parse(&o, &ps);
+    assert_string_equal(hval(ps.top, "Subject"), "Successful Mail Delivery Report");
+    assert_int_equal(ps.n, 2); /* text + delivery-status, nothing returned */
+    assert_non_null(strstr(ps.parts[0].body, "<d@e.example>: relayed to host mx.e.example, "
+                                             "which said: 250 2.0.0 Ok: queued as 42"));
+    char g[4][2048];
+    assert_int_equal(groups(ps.parts[1].body, g, 4), 2);
+    assert_string_equal(hval(g[1], "Action"), "relayed");
+    assert_string_equal(hval(g[1], "Status"), "2.0.0");
+    assert_string_equal(hval(g[1], "Final-Recipient"), "rfc822; d@e.example");
+    assert_string_equal(hval(g[1], "Remote-MTA"), "dns; mx.e.example");
+    assert_null(hval(g[1], "Will-Retry-Until"));
+    parsed_free(&ps);
+    free(o.msg);
+}
+
 static void test_bad_args(void **state)
 {
     (void)state;
@@ -539,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_injection),
         cmocka_unit_test(test_utf8_and_8bit),
         cmocka_unit_test(test_delayed),
+        cmocka_unit_test(test_relayed),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_helpers),
     };

@@ -290,13 +290,68 @@ static void test_deleted_meanwhile(void **state)
     mxg_spool_env_free(&env);
 }
 
+/* RFC 3461 §5.2.2: mxg_spool_relayed_dsn() stores one "relayed" DSN for
+ * the marked, delivered NOTIFY=SUCCESS recipients only; none for <>, for a
+ * NOTIFY without SUCCESS, or for a DSN entry; the entry itself is unchanged. */
+static void test_relayed(void **state)
+{
+    struct sfx *f = *state;
+    struct mxg_spool_env env;
+    char dsn[MXG_SPOOL_ID_MAX];
+    spool_make_env(&env, "s@x.example", "ok@y.example,fail@y.example,plain@y.example,unmarked@y.example");
+    for (int i = 0; i < 4; i++)
+        snprintf(env.rcpts[i].rp.notify, sizeof env.rcpts[i].rp.notify, "%s",
+                 i == 2 ? "FAILURE" : "SUCCESS,FAILURE");
+    put(f, &env);
+    unsigned char which[4] = {1, 1, 1, 0};
+    for (int i = 0; i < 4; i++) {
+        env.rcpts[i].state = i == 1 ? MXG_RCPT_PENDING : MXG_RCPT_DELIVERED;
+        env.rcpts[i].last_code = 250;
+        snprintf(env.rcpts[i].last_reply, sizeof env.rcpts[i].last_reply, "250 2.0.0 Ok");
+        snprintf(env.rcpts[i].last_mx, sizeof env.rcpts[i].last_mx, "mx.y.example[192.0.2.1]");
+    }
+    assert_int_equal(mxg_spool_relayed_due(&env, &env.rcpts[0]), 1);
+    assert_int_equal(mxg_spool_relayed_due(&env, &env.rcpts[2]), 0);
+    assert_int_equal(mxg_spool_relayed_dsn(f->sp, &env, which, "relay.example", NOW, dsn, f->err,
+                                           sizeof f->err), 0);
+    assert_true(dsn[0]);
+    assert_int_equal(n_entries(f), 2);
+    struct mxg_spool_env d;
+    assert_int_equal(mxg_spool_load(f->sp, dsn, &d, f->err, sizeof f->err), 0);
+    assert_int_equal(d.kind, MXG_SPOOL_DSN);
+    assert_string_equal(d.from, "");
+    assert_int_equal(d.n_rcpts, 1);
+    assert_string_equal(d.rcpts[0].addr, "s@x.example");
+    mxg_spool_env_free(&d);
+    char *b = dsn_body(f, dsn);
+    assert_non_null(strstr(b, "Final-Recipient: rfc822; ok@y.example\r\nAction: relayed\r\n"
+                              "Status: 2.0.0\r\n"));
+    assert_null(strstr(b, "fail@y.example"));
+    assert_null(strstr(b, "plain@y.example"));
+    assert_null(strstr(b, "unmarked@y.example"));
+    assert_non_null(strstr(b, "Subject: s")); /* the original's headers */
+    free(b);
+    /* the null sender and DSN entries get none */
+    env.from[0] = 0;
+    assert_int_equal(mxg_spool_relayed_dsn(f->sp, &env, which, "relay.example", NOW, dsn, f->err,
+                                           sizeof f->err), 0);
+    assert_string_equal(dsn, "");
+    snprintf(env.from, sizeof env.from, "s@x.example");
+    env.kind = MXG_SPOOL_DSN;
+    assert_int_equal(mxg_spool_relayed_dsn(f->sp, &env, which, "relay.example", NOW, dsn, f->err,
+                                           sizeof f->err), 0);
+    assert_string_equal(dsn, "");
+    assert_int_equal(n_entries(f), 2);
+    mxg_spool_env_free(&env);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, spool_fixture_setup, spool_fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_mixed_then_done), T(test_all_delivered_removed), T(test_no_dsn_cases),
         T(test_per_rcpt_notify), T(test_ret_full),              T(test_body_missing),
-        T(test_dsn_store_fails), T(test_deleted_meanwhile),
+        T(test_dsn_store_fails), T(test_deleted_meanwhile), T(test_relayed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
