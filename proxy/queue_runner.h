@@ -24,7 +24,11 @@
  *    (expired, 4.4.7). Then mxg_spool_settle() stores DSNs and removes or
  *    rewrites the entry. A DSN entry that fails or expires is dropped with a
  *    log line (never a DSN about a DSN). Unreadable envelopes are logged and
- *    quarantined (mxg_spool_quarantine).
+ *    quarantined (mxg_spool_quarantine). A recipient delivered to an MX that
+ *    does not offer DSN, whose NOTIFY asked for SUCCESS, gets a "relayed"
+ *    DSN (mxg_spool_relayed_dsn, before the settle). The outbound judges
+ *    the replies (proxy/outbound.h): a DATA answered other than 354 is never
+ *    a 2xx here, so such an entry is kept (4xx) or bounced (5xx).
  *  - Log lines: one per delivery attempt per domain, one per recipient's
  *    final outcome (delivered / failed + bounce / bounce dropped), one per
  *    deferral.
