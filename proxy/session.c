@@ -716,6 +716,7 @@ static void txn_relayed_dsn(struct mxg_session *s)
     }
     char id[MXG_SPOOL_ID_MAX] = "", err[512] = "";
     if (!any) {
+        /* nothing owed */
     } else if (!spool_ok(s)) {
         LOG_W("smtp", "%s: NOTIFY=SUCCESS to an MX without DSN, but no spool: no \"relayed\" "
                       "DSN for <%s>", t->id, t->from);

@@ -900,7 +900,7 @@ static void tls_step(struct mxg_leg *leg)
 }
 
 /* A reply that ends the transaction on this connection without success: a
- * reply to DATA other than 354, or a 3xx to the final dot. The leg fails
+ * reply to DATA other than 354, or a 3xx to RCPT or the final dot. The leg fails
  * with the upstream's reply when it is a 4xx/5xx (its class decides), else
  * with 451 4.5.0 (a protocol violation: the MX's idea of the transaction is
  * unknown). QUIT goes out at once (best effort) and the connection is
@@ -1065,6 +1065,10 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         }
         return;
     case LEG_RCPT:
+        if (cls != 2 && cls != 4 && cls != 5) { /* e.g. a 354 to RCPT: never relayed */
+            fail_and_quit(leg, r, "RCPT");
+            return;
+        }
         leg_set_state(leg, LEG_READY);
         deliver(leg, r);
         return;

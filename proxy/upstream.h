@@ -147,7 +147,7 @@ const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);
  * reply (code 0) gives 451 4.4.2, a 1xx/3xx (or any other code) 451 4.5.0
  * naming the step and the reply (a protocol violation, RFC 5321 §4.2.1).
  * out may be in. The leg itself already fails a reply to DATA other than
- * 354 (the upstream's 4xx/5xx, else 451 4.5.0) and a 3xx to the final dot,
+ * 354 (the upstream's 4xx/5xx, else 451 4.5.0) and a 3xx to RCPT or the final dot,
  * and then sends QUIT and closes: such a connection is never reused. */
 int mxg_reply_judge(const struct mxg_reply *in, const char *step, struct mxg_reply *out);
 

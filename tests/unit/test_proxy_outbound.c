@@ -551,6 +551,25 @@ static void test_malformed_reply_text(void **state)
     assert_string_equal(f->final.text, "127.0.0.1[127.0.0.1] sent a malformed reply: 2x\\x01");
 }
 
+/* A 3xx to RCPT is never relayed as an answer: 451 4.5.0, QUIT. */
+static void test_rcpt_3xx_is_failure(void **state)
+{
+    struct fx *f = *state;
+    f->srv.rcpt_reply = "354 go ahead\r\n";
+    struct mxg_outbound_rcpt rc[1] = {{.addr = "a@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 1);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_int_equal(rc[0].reply.code, 451);
+    assert_int_equal(f->srv.n_data, 0);
+    assert_int_equal(f->srv.n_quit, 1);
+}
+
 /* Issue 16 #5: BODY=8BITMIME to an MX without 8BITMIME: a 7-bit clean body
  * goes (without BODY=); an 8-bit one fails 554 5.6.3 before any 8-bit octet
  * and without the dot. */
@@ -622,6 +641,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_4xx_keeps_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dot_3xx_is_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_reply_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rcpt_3xx_is_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_8bit_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_7bit_clean_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mx_no_dsn, setup, teardown),
