@@ -386,6 +386,8 @@ static void timers_closed(uv_handle_t *h)
 {
     struct mxg_leg *leg = h->data;
     if (--leg->timers_open == 0) {
+        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++)
+            mxg_dane_host_clear(&leg->hosts[i].dane);
         mxg_buf_free(&leg->in);
         free(leg->cands);
         free(leg->hosts);
@@ -1249,7 +1251,7 @@ static void on_dane(void *arg, const struct mxg_dane_host *h)
     struct mxg_leg *leg = arg;
     struct host_state *hs = &leg->hosts[leg->cands[leg->cur].hi];
     hs->q = NULL;
-    hs->dane = *h;
+    mxg_dane_host_copy(&hs->dane, h); /* out of memory: UNUSABLE 4.7.5 (fail closed) */
     hs->decided = 1;
     LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, leg->cands[leg->cur].host,
           mxg_dane_req_name(h->req), h->why);
@@ -1337,11 +1339,11 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
         mxg_buf_printf(&b, "|domain=%s|nexthop=%s", leg->domain, leg->nexthop);
     mxg_buf_printf(&b, "|dane=%s|base=%s|other=%s", mxg_dane_req_name(dh->req), dh->base,
                    dh->other);
-    for (int i = 0; i < dh->n_usable && i < MXG_TLSA_MAX_RR; i++) {
-        char rr[600];
-        mxg_dane_host_format(dh, i, rr, sizeof rr);
-        mxg_buf_printf(&b, "|tlsa=%s", rr);
-    }
+    unsigned char tlsa_set[32]; /* every usable record whole (a prefix would not do) */
+    mxg_dane_host_digest(dh, tlsa_set);
+    mxg_buf_printf(&b, "|tlsa-set=");
+    for (int i = 0; i < 32; i++)
+        mxg_buf_printf(&b, "%02x", tlsa_set[i]);
     enum mxg_sts_mode m = cur_sts_mode(leg);
     mxg_buf_printf(&b, "|pki=%s|tls-required=%d", mxg_sts_mode_name(m), cur_requires_tls(leg));
     if (m != MXG_STS_MODE_NONE && leg->sts.outcome == MXG_STS_POLICY) {
