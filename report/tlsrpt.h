@@ -131,7 +131,8 @@ void mxg_rpt_close(struct mxg_rpt *r);
 /* Counts one session attempt of policy p with outcome res, on the UTC day
  * of unix_time (<= 0: now). Copies everything; never blocks (a hash
  * lookup in memory; no I/O but the failure log line).
- * Strings are cut to sane sizes (policy_string/mx_host 16 KiB, the others
+ * Strings are cut to sane sizes (policy_string/mx_host 192 KiB: the
+ * presentation of the largest TLSA RRset fits; the others
  * 1 KiB) and made valid UTF-8 ('?' for bad bytes). A failure with a NULL
  * or empty result_type is counted as "validation-failure";
  * sts-policy-fetch-error, sts-policy-invalid and sts-webpki-invalid are
