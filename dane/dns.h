@@ -111,7 +111,10 @@ typedef void (*mxg_addr_cb)(void *arg, const struct mxg_addr_result *res);
 struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen);
 void mxg_dns_free(struct mxg_dns *dns);
 
-/* MX lookup of domain. Returns 0 and sets *q (may be NULL), or -1. */
+/* MX lookup of domain. With more than MXG_DNS_MAX_MX records the most
+ * preferred ones are kept (logged): fewer hosts to try, never a weaker
+ * policy for one (mxroute caps by preference anyway, max_mx_hosts).
+ * Returns 0 and sets *q (may be NULL), or -1. */
 int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, void *arg,
                       struct mxg_dns_query **q);
 /* A and AAAA of host, one callback with the union (IPv4 first).

@@ -49,6 +49,13 @@ assert_log "dane-bigcert.test: DANE authenticated with the 3 0 0 record" "$mark"
 assert_no_log "dane-bigcert.test: never encrypt-only" "$mark" 'only unusable TLSA|unauthenticated \(only unusable'
 assert_no_log "dane-bigcert.test: no record left out" "$mark" 'left out|kept as unusable'
 
+# ... and again: the TLSA answer now comes from mxguard's DNS cache (records of any size
+# survive it), and the requirement (the TLSA set's digest) is the same as before
+swaks_send big2 --to b@dane-bigcert.test
+assert_reply "dane-bigcert.test: second message, final dot 250" "$SW_DOT" "250"
+assert_file_count "$TB/spool/dane-bigcert" 2 "dane-bigcert.test: both messages delivered"
+assert_no_log "dane-bigcert.test: never encrypt-only (second message)" "$mark" 'only unusable TLSA|unauthenticated \(only unusable'
+
 # 2. a big "3 0 0" record that the MX's certificate does not match: refused, nothing sent
 mark=$(tb_log_mark)
 swaks_send wrong --to a@dane-bigwrong.test
@@ -83,9 +90,9 @@ for d in dane-bigcert.test dane-bigwrong.test; do
     assert_eq "$d: policy-string = the whole 3 0 0 record" "3 0 0 ${hex^^}" \
         "$(rj "$n" '"|".join(r["policies"][0]["policy"]["policy-string"])')"
 done
-assert_eq "dane-bigcert.test: 1 successful session" "1 0" \
-    "$(rj dane-bigcert 'str(r["policies"][0]["summary"]["total-successful-session-count"]) + " " + str(r["policies"][0]["summary"]["total-failure-session-count"])')"
+assert_eq "dane-bigcert.test: successful sessions only (a reused connection adds none)" "ok 0" \
+    "$(rj dane-bigcert '("ok" if r["policies"][0]["summary"]["total-successful-session-count"] in (1, 2) else "bad") + " " + str(r["policies"][0]["summary"]["total-failure-session-count"])')"
 assert_eq "dane-bigwrong.test: 1 failed session, validation-failure at mx.dane-bigwrong.test" \
     "0 1 validation-failure mx.dane-bigwrong.test" \
-    "$(rj dane-bigwrong 'p=r["policies"][0]; d=p["failure-details"][0]; " ".join(map(str,[p["summary"]["total-successful-session-count"], p["summary"]["total-failure-session-count"], d["result-type"], d["receiving-mx-hostname"]])))')"
+    "$(rj dane-bigwrong '" ".join(map(str, [(p := r["policies"][0])["summary"]["total-successful-session-count"], p["summary"]["total-failure-session-count"], (d := p["failure-details"][0])["result-type"], d["receiving-mx-hostname"]]))')"
 tb_finish

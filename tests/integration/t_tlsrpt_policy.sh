@@ -99,7 +99,7 @@ assert_eq "dane-bogus.test: the detail's fields (no connection was made)" \
 
 show mxbogus bogus.test
 assert_eq "bogus.test: a tlsa policy for the domain, policy-string []" "tlsa bogus.test []" \
-    "$(rj mxbogus 'p=r["policies"][0]["policy"]; p["policy-type"] + " " + p["policy-domain"] + " " + json.dumps(p["policy-string"])')"
+    "$(rj mxbogus '(p := r["policies"][0]["policy"])["policy-type"] + " " + p["policy-domain"] + " " + json.dumps(p["policy-string"])')"
 assert_eq "bogus.test: dnssec-invalid, no MX host known" \
     "dnssec-invalid failed-session-count,failure-reason-code,result-type" \
     "$(rj mxbogus 'F("tlsa")[0]["result-type"] + " " + K(F("tlsa")[0])')"
@@ -109,10 +109,10 @@ show nomatch sts-nomatch.test
 assert_eq "sts-nomatch.test: sts policy mx-host" "mx2.sts-nomatch.test" \
     "$(rj nomatch '",".join(P("sts")[0]["policy"]["mx-host"])')"
 assert_eq "sts-nomatch.test: 1 success, 1 failure" "1 1" \
-    "$(rj nomatch 's=P("sts")[0]["summary"]; str(s["total-successful-session-count"]) + " " + str(s["total-failure-session-count"])')"
+    "$(rj nomatch 'str((s := P("sts")[0]["summary"])["total-successful-session-count"]) + " " + str(s["total-failure-session-count"])')"
 assert_eq "sts-nomatch.test: validation-failure mx-not-in-policy at mx.sts-nomatch.test" \
     "validation-failure mx-not-in-policy mx.sts-nomatch.test 1" \
-    "$(rj nomatch 'd=F("sts")[0]; " ".join([d["result-type"], d["failure-reason-code"], d["receiving-mx-hostname"], str(d["failed-session-count"])])')"
+    "$(rj nomatch '" ".join([(d := F("sts")[0])["result-type"], d["failure-reason-code"], d["receiving-mx-hostname"], str(d["failed-session-count"])])')"
 assert_eq "sts-nomatch.test: the detail's fields (no connection was made)" \
     "failed-session-count,failure-reason-code,receiving-mx-hostname,result-type" \
     "$(rj nomatch 'K(F("sts")[0])')"
