@@ -7,7 +7,9 @@
 #      for a bogus TLSA RRset carries receiving-mx-hostname (and no connection fields);
 #  15. an MX host that the MTA-STS policy does not list: validation-failure with
 #      receiving-mx-hostname and failure-reason-code "mx-not-in-policy", in enforce mode
-#      (host skipped, mail delivered to the listed MX) and in testing mode (delivered anyway).
+#      (host skipped, mail delivered to the listed MX) and in testing mode (delivered anyway);
+#      the same under a policy list entry (no-policy-found + additional-information naming
+#      the list; sts-html.test: its MTA-STS fetch fails, so the list applies).
 # (Zones and policies: mkzones.sh.)
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -24,7 +26,17 @@ rpt_config='tlsrpt: {
   contact_info = "mailto:tlsrpt@mxguard.test";
   submitter = "mxguard.test";
 };'
-tb_write_config "$(tb_sts_config)" "$rpt_config"
+tb_list_keys
+now=$(date +%s)
+cat >"$TB/list.json" <<JSON
+{
+  "timestamp": $now, "expires": $((now + 86400)), "version": "0.1", "author": "t_tlsrpt_policy",
+  "policies": {"sts-html.test": {"mode": "enforce", "mxs": ["nomatch.test"]}}
+}
+JSON
+tb_list_sign "$TB/list.json"
+tb_write_config "$(tb_sts_config)" "$rpt_config" \
+    "policy_list: { file = \"$TB/list.json\"; keyring = \"$TB/keyring.gpg\"; };"
 tb_start_mxguard
 DAY=$(date -u +%F)
 
@@ -42,6 +54,9 @@ swaks_send nomatch --to a@sts-nomatch.test
 assert_reply "sts-nomatch.test: delivered (to the listed MX 20)" "$SW_DOT" "250"
 assert_no_mail "sts-nomatch.test: nothing reached mx.sts-nomatch.test (not in the policy)" sts-nomatch
 assert_file_count "$TB/spool/sts-nomatch2" 1 "sts-nomatch.test: delivered to mx2.sts-nomatch.test"
+swaks_send listed --to a@sts-html.test
+assert_reply "sts-html.test: refused by the list entry (no MX allowed)" "$SW_RCPT" "451 4.7.5"
+assert_no_mail "sts-html.test: nothing reached mx.sts-open.test" sts-open
 swaks_send testing --to a@sts-testing.test
 assert_reply "sts-testing.test: delivered (testing mode)" "$SW_DOT" "250"
 sleep 2.5 # > flush_interval (1 s)
@@ -121,4 +136,9 @@ show testing sts-testing.test
 assert_eq "sts-testing.test: validation-failure mx-not-in-policy at mx.sts-testing.test, once" \
     "mx.sts-testing.test 1" \
     "$(rj testing '" ".join(d["receiving-mx-hostname"] + " " + str(d["failed-session-count"]) for d in F("sts") if d.get("failure-reason-code") == "mx-not-in-policy")')"
+show listed sts-html.test
+assert_eq "sts-html.test: no-policy-found naming the list, mx-not-in-policy at mx.sts-open.test" \
+    "validation-failure mx-not-in-policy mx.sts-open.test policy list (STARTTLS Everywhere) mode enforce" \
+    "$(rj listed '" ".join([(d := F("no-policy-found")[0])["result-type"], d["failure-reason-code"], d["receiving-mx-hostname"], d["additional-information"]])')"
+tb_list_keys_stop
 tb_finish
