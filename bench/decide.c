@@ -58,6 +58,7 @@ static void finish(struct one *o)
     struct mxg_policy p;
     mxg_policy_decide(o->cfg, NULL, o->domain, NULL, &p);
     snprintf(last_req, sizeof last_req, "%s", mxg_dane_req_name(o->dane.req));
+    mxg_dane_host_clear(&o->dane);
     free(o->route);
     o->route = NULL;
     o->done(o);
@@ -67,7 +68,7 @@ static void on_dane(void *arg, const struct mxg_dane_host *h)
 {
     struct one *o = arg;
     o->dq = NULL;
-    o->dane = *h;
+    mxg_dane_host_copy(&o->dane, h); /* h is valid during the callback only */
     o->dane_done = 1;
     finish(o);
 }

@@ -7,6 +7,8 @@
 #include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "../core/log.h"
 
@@ -35,6 +37,10 @@ const char *mxg_dane_req_name(enum mxg_dane_req r)
 
 static void set_unusable(struct mxg_dane_host *h, const char *enh, const char *why)
 {
+    free(h->rr);
+    free(h->all);
+    h->rr = h->all = NULL;
+    h->n_usable = h->n_all = 0;
     h->req = MXG_DANE_UNUSABLE;
     snprintf(h->enh, sizeof h->enh, "%s", enh);
     snprintf(h->why, sizeof h->why, "%s", why);
@@ -42,31 +48,87 @@ static void set_unusable(struct mxg_dane_host *h, const char *enh, const char *w
 
 static int start_tlsa(struct mxg_dane_query *q);
 
-int mxg_dane_host_add(struct mxg_dane_host *h, const struct mxg_tlsa_rr *rr)
+void mxg_dane_host_clear(struct mxg_dane_host *h)
 {
-    if (h->n_usable >= MXG_TLSA_MAX_RR || rr->len > MXG_TLSA_DATA_MAX ||
-        (size_t)h->pool_used + rr->len > MXG_DANE_POOL)
+    if (!h)
+        return;
+    free(h->rr);
+    free(h->all);
+    memset(h, 0, sizeof *h);
+}
+
+int mxg_dane_host_copy(struct mxg_dane_host *dst, const struct mxg_dane_host *src)
+{
+    if (dst == src)
+        return 0;
+    mxg_dane_host_clear(dst);
+    *dst = *src;
+    dst->rr = dst->all = NULL;
+    int a = mxg_tlsa_copy(src->rr, src->n_usable, NULL, &dst->rr);
+    int b = mxg_tlsa_copy(src->all, src->n_all, NULL, &dst->all);
+    if (a < 0 || b < 0) {
+        char why[240];
+        snprintf(why, sizeof why, "DANE: out of memory keeping the TLSA records of %s", src->base);
+        set_unusable(dst, "4.7.5", why);
         return -1;
-    struct mxg_dane_rr *d = &h->rr[h->n_usable++];
-    d->usage = rr->usage;
-    d->selector = rr->selector;
-    d->mtype = rr->mtype;
-    d->len = rr->len;
-    d->off = h->pool_used;
-    memcpy(h->pool + h->pool_used, rr->data, rr->len);
-    h->pool_used = (uint16_t)(h->pool_used + rr->len);
+    }
     return 0;
 }
 
 void mxg_dane_host_format(const struct mxg_dane_host *h, int i, char *out, size_t cap)
 {
-    if (i < 0 || i >= h->n_usable) {
+    if (i < 0 || i >= h->n_usable || !h->rr) {
         if (out && cap)
             out[0] = '\0';
         return;
     }
-    const struct mxg_dane_rr *d = &h->rr[i];
-    mxg_tlsa_format_fields(d->usage, d->selector, d->mtype, h->pool + d->off, d->len, out, cap);
+    mxg_tlsa_format(&h->rr[i], out, cap);
+}
+
+char *mxg_dane_host_pstring(const struct mxg_dane_host *h)
+{
+    const struct mxg_tlsa_rr *rr = h->n_usable > 0 ? h->rr : h->all;
+    int n = h->n_usable > 0 ? h->n_usable : h->n_all;
+    size_t need = 1;
+    for (int i = 0; rr && i < n; i++)
+        need += 3 * 4 + 2 * (size_t)rr[i].len + 2; /* "255 255 255 " + hex + '\n' */
+    char *out = malloc(need);
+    if (!out)
+        return NULL;
+    size_t l = 0;
+    out[0] = '\0';
+    for (int i = 0; rr && i < n; i++) {
+        if (i)
+            out[l++] = '\n';
+        mxg_tlsa_format(&rr[i], out + l, need - l);
+        l += strlen(out + l);
+    }
+    return out;
+}
+
+void mxg_dane_host_digest(const struct mxg_dane_host *h, unsigned char out[32])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int olen = 32;
+    char head[600];
+    int hl = snprintf(head, sizeof head, "%s|%s|%s|%d", mxg_dane_req_name(h->req), h->base,
+                      h->other, h->n_usable);
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(c, head, hl > 0 ? (size_t)hl : 0) != 1) {
+        RAND_bytes(out, 32); /* matches nothing: no reuse rather than a wrong one */
+        EVP_MD_CTX_free(c);
+        return;
+    }
+    for (int i = 0; h->rr && i < h->n_usable; i++) {
+        unsigned char f[5] = {h->rr[i].usage, h->rr[i].selector, h->rr[i].mtype,
+                              (unsigned char)(h->rr[i].len >> 8), (unsigned char)h->rr[i].len};
+        EVP_DigestUpdate(c, f, sizeof f);
+        if (h->rr[i].len)
+            EVP_DigestUpdate(c, h->rr[i].data, h->rr[i].len);
+    }
+    if (EVP_DigestFinal_ex(c, out, &olen) != 1)
+        RAND_bytes(out, 32);
+    EVP_MD_CTX_free(c);
 }
 
 int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const char *other, int port,
@@ -81,32 +143,38 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
         snprintf(why, sizeof why, "DANE: TLSA lookup for _%d._tcp.%s failed: %s", port, name,
                  r->why[0] ? r->why : "temporary failure");
         set_unusable(h, "4.7.5", why);
-    } else if (r->status == MXG_DNS_OK && r->sec == MXG_SEC_SECURE && r->n > 0) {
+    } else if (r->status == MXG_DNS_OK && r->sec == MXG_SEC_SECURE && r->n + r->n_bad > 0) {
+        free(h->rr);
+        free(h->all);
+        h->rr = h->all = NULL;
+        h->n_usable = h->n_all = 0;
         snprintf(h->base, sizeof h->base, "%s", name);
         snprintf(h->other, sizeof h->other, "%s", other ? other : "");
-        h->n_total = r->n;
-        h->n_usable = 0;
-        h->n_dropped = 0;
-        h->pool_used = 0;
-        /* digests (32/64 octets) first, Full(0) records after: only those can
-         * fill the pool, and they must not crowd out a digest that may be
-         * the one that matches (or the strongest of its usage+selector,
-         * which OpenSSL's digest agility prefers, RFC 7671 §9) */
-        for (int pass = 0; pass < 2; pass++)
-            for (int i = 0; i < r->n; i++)
-                if ((r->rr[i].mtype == 0) == (pass == 1) &&
-                    mxg_tlsa_check(&r->rr[i]) == MXG_TLSA_USABLE &&
-                    mxg_dane_host_add(h, &r->rr[i]) < 0)
-                    h->n_dropped++;
-        if (h->n_dropped)
-            LOG_W("dane", "_%d._tcp.%s: %d usable TLSA record(s) left out (at most %d records, "
-                          "%d octets of data per host)", port, name, h->n_dropped, MXG_TLSA_MAX_RR,
-                  MXG_DANE_POOL);
-        if (h->n_usable > 0) {
+        h->n_total = r->n + r->n_bad;
+        /* every usable record is kept, in RRset order, whatever its size */
+        unsigned char *keep = r->n > 0 ? calloc((size_t)r->n, 1) : NULL;
+        int usable = 0, k = 0;
+        for (int i = 0; keep && i < r->n; i++) {
+            keep[i] = mxg_tlsa_check(&r->rr[i]) == MXG_TLSA_USABLE;
+            usable += keep[i];
+        }
+        if (r->n > 0 && keep)
+            k = usable > 0 ? mxg_tlsa_copy(r->rr, r->n, keep, &h->rr)
+                           : mxg_tlsa_copy(r->rr, r->n, NULL, &h->all);
+        free(keep);
+        if ((r->n > 0 && !keep) || k < 0) {
+            snprintf(why, sizeof why, "DANE: out of memory keeping the %d TLSA record(s) at "
+                     "_%d._tcp.%s", r->n, port, name);
+            set_unusable(h, "4.7.5", why);
+            return 1;
+        }
+        if (usable > 0) {
+            h->n_usable = k;
             h->req = MXG_DANE_VERIFY;
             snprintf(h->why, sizeof h->why, "DANE: %d usable TLSA record(s) of %d at _%d._tcp.%s",
                      h->n_usable, h->n_total, port, name);
         } else {
+            h->n_all = k;
             h->req = MXG_DANE_ENCRYPT;
             snprintf(h->why, sizeof h->why,
                      "DANE: only unusable TLSA records (%d) at _%d._tcp.%s: TLS required, "
@@ -138,9 +206,10 @@ static void on_tlsa(void *arg, const struct mxg_tlsa_result *r)
     }
     mxg_dane_cb cb = q->cb;
     void *cbarg = q->arg;
-    struct mxg_dane_host res = q->res;
+    struct mxg_dane_host res = q->res; /* takes over the records */
     free(q);
     cb(cbarg, &res);
+    mxg_dane_host_clear(&res);
 }
 
 static int start_tlsa(struct mxg_dane_query *q)
@@ -189,6 +258,7 @@ int mxg_dane_host_lookup(struct mxg_dns *dns, enum mxg_dnssec mx_sec, const char
         q->n_names = 1;
     }
     if (start_tlsa(q) < 0) {
+        mxg_dane_host_clear(&q->res);
         free(q);
         return -1;
     }
@@ -202,12 +272,13 @@ void mxg_dane_cancel(struct mxg_dane_query *q)
         return;
     if (q->dq)
         mxg_dns_cancel(q->dq);
+    mxg_dane_host_clear(&q->res);
     free(q);
 }
 
 int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_t errlen)
 {
-    if (h->req != MXG_DANE_VERIFY || h->n_usable == 0) {
+    if (h->req != MXG_DANE_VERIFY || h->n_usable == 0 || !h->rr) {
         snprintf(err, errlen, "DANE set-up without usable TLSA records");
         return -1;
     }
@@ -223,10 +294,9 @@ int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_
     SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
     int added = 0;
     for (int i = 0; i < h->n_usable; i++) {
-        const struct mxg_dane_rr *rr = &h->rr[i];
+        const struct mxg_tlsa_rr *rr = &h->rr[i];
         ERR_set_mark(); /* a refusal queues an error a later SSL_get_error() would see */
-        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, h->pool + rr->off,
-                                   rr->len);
+        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
         ERR_pop_to_mark();
         if (rc < 0) {
             snprintf(err, errlen, "SSL_dane_tlsa_add failed for record %d %d %d", rr->usage,

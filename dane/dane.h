@@ -37,46 +37,54 @@ enum mxg_dane_req {
 };
 const char *mxg_dane_req_name(enum mxg_dane_req r);
 
-/* Octets of record data one host keeps: 16 SHA2-512 digests take 1 KB; a
- * Full(0) record (a whole certificate or key) up to MXG_TLSA_DATA_MAX. A
- * leg keeps one mxg_dane_host per MX host, so this (not 16 x 2 KB) bounds
- * its size (~5 KB). */
-#define MXG_DANE_POOL 4096
-_Static_assert(MXG_DANE_POOL <= UINT16_MAX, "pool offsets are uint16_t");
-
-/* One usable record of a host; its data is pool[off .. off + len). */
-struct mxg_dane_rr {
-    uint8_t usage, selector, mtype;
-    uint16_t len, off;
-};
-
+/* What DNSSEC says about one MX host. The usable records (rr, n_usable)
+ * live in one heap block sized to them (mxg_tlsa_copy): every usable record
+ * of the RRset is kept, whatever its size; a host that cannot keep them
+ * (out of memory) is UNUSABLE 4.7.5, never ENCRYPT or NONE (DESIGN §10).
+ * The policy string (policy_string: the whole RRset as TLSRPT's
+ * policy-string, RFC 8460 §4.4: "U S M HEX" lines joined by '\n') is made
+ * on demand by mxg_dane_host_pstring(). Owner: whoever holds the struct;
+ * mxg_dane_host_clear() frees, mxg_dane_host_copy() deep-copies. A
+ * zeroed struct is a valid empty host (req NONE). */
 struct mxg_dane_host {
     enum mxg_dane_req req;
     char enh[8];                       /* for UNUSABLE: "4.4.3" or "4.7.5" */
     char base[MXG_DNS_NAME_MAX];       /* TLSA base domain: SNI + reference name */
     char other[MXG_DNS_NAME_MAX];      /* the other reference name ("" if none) */
-    int n_usable, n_total;             /* records kept (all usable) / in the RRset */
-    int n_dropped;                     /* usable ones left out: no room (logged) */
-    struct mxg_dane_rr rr[MXG_TLSA_MAX_RR]; /* the usable records (n_usable) */
-    uint16_t pool_used;
-    uint8_t pool[MXG_DANE_POOL];
+    int n_usable, n_total;             /* usable records kept / records in the RRset */
+    struct mxg_tlsa_rr *rr;            /* the usable records (heap, n_usable) */
+    struct mxg_tlsa_rr *all;           /* every parsed record of the RRset (heap,
+                                          n_all), for TLSRPT when none is usable,
+                                          or when the TLSA answer was bogus: NULL */
+    int n_all;
     char why[240];                     /* human-readable reason of the decision */
 };
 
-/* Appends the (usable) record rr to h's records. Returns 0, or -1 when h
- * has no room left (MXG_TLSA_MAX_RR records or MXG_DANE_POOL octets of
- * data), h unchanged. */
-int mxg_dane_host_add(struct mxg_dane_host *h, const struct mxg_tlsa_rr *rr);
+/* Frees h's records; h becomes an empty host (req NONE). */
+void mxg_dane_host_clear(struct mxg_dane_host *h);
+/* *dst = a deep copy of src (dst's old records are freed first). Returns
+ * 0, or -1 out of memory: then dst is UNUSABLE 4.7.5 (fail closed). */
+int mxg_dane_host_copy(struct mxg_dane_host *dst, const struct mxg_dane_host *src);
 /* Record i (0 <= i < n_usable) of h as "3 1 1 0A1B..." (mxg_tlsa_format). */
 void mxg_dane_host_format(const struct mxg_dane_host *h, int i, char *out, size_t cap);
+/* TLSRPT policy-string of h: its usable records, or (when it has none) every
+ * record of the RRset, as "U S M HEX" lines joined by '\n'; "" when no
+ * record is known. Heap string (free()), NULL when out of memory. */
+char *mxg_dane_host_pstring(const struct mxg_dane_host *h);
+/* SHA-256 over h's requirement (req, base, other, every usable record whole):
+ * two hosts with the same digest demand the same of a peer. */
+void mxg_dane_host_digest(const struct mxg_dane_host *h, unsigned char out[32]);
 
 struct mxg_dane_query;
+/* h is owned by the dane module and valid during the callback only: keep a
+ * copy with mxg_dane_host_copy(). */
 typedef void (*mxg_dane_cb)(void *arg, const struct mxg_dane_host *h);
 
 /* mx_sec: DNSSEC status of the MX RRset (for an implicit MX: of the
  * domain's own address answer). host: the MX host name; addrs: its address
  * lookup result (canon = CNAME-expanded name). Returns 1 (decided, *now
- * filled), 0 (callback later, *q set), or -1 (out of memory). */
+ * filled; the caller owns it: mxg_dane_host_clear()), 0 (callback later,
+ * *q set), or -1 (out of memory). */
 int mxg_dane_host_lookup(struct mxg_dns *dns, enum mxg_dnssec mx_sec, const char *host,
                          const struct mxg_addr_result *addrs, int port, struct mxg_dane_host *now,
                          mxg_dane_cb cb, void *arg, struct mxg_dane_query **q);
@@ -85,7 +93,8 @@ void mxg_dane_cancel(struct mxg_dane_query *q);
 /* The decision for one TLSA answer at `name` (exposed for unit tests).
  * other: the other reference name of a CNAME'd host, or NULL. has_next: a
  * second name remains to be asked. Returns 1 with *h filled, or 0 when the
- * answer says "ask the next name" (secure denial / insecure, has_next). */
+ * answer says "ask the next name" (secure denial / insecure, has_next).
+ * h's old records are freed first; the caller owns the new ones. */
 int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const char *other, int port,
                     int has_next, struct mxg_dane_host *h);
 

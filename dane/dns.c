@@ -102,6 +102,8 @@ struct dns_sub {
     int n;                        /* addresses (A/AAAA subs) */
     struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
     int txt_over;                 /* TXT records beyond MXG_DNS_MAX_TXT, not kept */
+    int oom;                      /* the answer's records could not be kept */
+    int mx_over;                  /* MX records beyond MXG_DNS_MAX_MX (least preferred dropped) */
 };
 
 struct mxg_dns_query {
@@ -384,54 +386,68 @@ static void ttl_take_rrsig(struct dns_sub *s, getdns_dict *rr)
         s->ttl = l;
 }
 
-enum tlsa_kept { TLSA_KEPT, TLSA_REPLACED, TLSA_DROPPED };
+/* The TLSA records of one answer while it is read: fields and borrowed
+ * data pointers into getdns' response (valid until it is destroyed). */
+struct tlsa_tmp {
+    struct mxg_tlsa_rr *rr;
+    int n, cap;
+    int bad;  /* records getdns could not parse */
+    int oom;
+};
 
-/* Keep one TLSA record in t. Data longer than MXG_TLSA_DATA_MAX is kept
- * with len 0, which mxg_tlsa_check() classes BAD_LENGTH: the record stays
- * visible (it exists, so "no TLSA" would be wrong) but is unusable. When
- * t is full, a usable record replaces an unusable one (so a usable record
- * is never lost to the cap), else it is dropped. A record getdns could not
- * parse is dropped (it still counts as "a TLSA record exists"). */
-static enum tlsa_kept tlsa_keep(struct dns_sub *s, struct mxg_tlsa_result *t, getdns_dict *rr)
+/* Note one TLSA record of the answer in t (borrowing its data). A record
+ * getdns could not parse is counted in t->bad: it exists (so "no TLSA"
+ * would be wrong) but is unusable. Returns 0, or -1 out of memory. */
+static int tlsa_note(struct dns_sub *s, struct tlsa_tmp *t, getdns_dict *rr)
 {
     uint32_t u = 0, sel = 0, mt = 0;
     struct getdns_bindata *d = NULL;
-    struct mxg_tlsa_rr tmp;
 
     if (getdns_dict_get_int(rr, "/rdata/certificate_usage", &u) ||
         getdns_dict_get_int(rr, "/rdata/selector", &sel) ||
         getdns_dict_get_int(rr, "/rdata/matching_type", &mt) ||
-        getdns_dict_get_bindata(rr, "/rdata/certificate_association_data", &d) || !d) {
-        LOG_W(COMP, "TLSA %s: malformed record ignored", s->name);
-        return TLSA_DROPPED;
+        getdns_dict_get_bindata(rr, "/rdata/certificate_association_data", &d) || !d ||
+        d->size > MXG_TLSA_DATA_MAX) {
+        LOG_W(COMP, "TLSA %s: malformed record: counted as unusable", s->name);
+        t->bad++;
+        return 0;
     }
-    memset(&tmp, 0, offsetof(struct mxg_tlsa_rr, data));
-    tmp.usage = (uint8_t)u;
-    tmp.selector = (uint8_t)sel;
-    tmp.mtype = (uint8_t)mt;
-    if (d->size > MXG_TLSA_DATA_MAX) {
-        LOG_W(COMP, "TLSA %s: %u %u %u with %zu octets of data (more than %d): kept as unusable",
-              s->name, (unsigned)u, (unsigned)sel, (unsigned)mt, d->size, MXG_TLSA_DATA_MAX);
-        tmp.len = 0;
-    } else {
-        tmp.len = (uint16_t)d->size;
-        if (d->size)
-            memcpy(tmp.data, d->data, d->size);
-    }
-    if (t->n < MXG_TLSA_MAX_RR) {
-        memcpy(&t->rr[t->n], &tmp, offsetof(struct mxg_tlsa_rr, data) + tmp.len);
-        t->n++;
-        return TLSA_KEPT;
-    }
-    if (mxg_tlsa_check(&tmp) == MXG_TLSA_USABLE) {
-        for (int i = 0; i < t->n; i++) {
-            if (mxg_tlsa_check(&t->rr[i]) != MXG_TLSA_USABLE) {
-                memcpy(&t->rr[i], &tmp, offsetof(struct mxg_tlsa_rr, data) + tmp.len);
-                return TLSA_REPLACED;
-            }
+    if (t->n == t->cap) {
+        int cap = t->cap ? t->cap * 2 : 8;
+        struct mxg_tlsa_rr *p = realloc(t->rr, (size_t)cap * sizeof *p);
+        if (!p) {
+            t->oom = 1;
+            return -1;
         }
+        t->rr = p;
+        t->cap = cap;
     }
-    return TLSA_DROPPED;
+    struct mxg_tlsa_rr *r = &t->rr[t->n++];
+    r->usage = (uint8_t)u;
+    r->selector = (uint8_t)sel;
+    r->mtype = (uint8_t)mt;
+    r->len = (uint16_t)d->size;
+    r->data = d->size ? d->data : NULL;
+    return 0;
+}
+
+/* Make the noted records q's TLSA result (one block sized to them). 0, or
+ * -1 out of memory (the result then holds no records). */
+static int tlsa_take(struct mxg_tlsa_result *res, struct tlsa_tmp *t)
+{
+    free(res->rr);
+    res->rr = NULL;
+    res->n = 0;
+    res->n_bad = t->bad;
+    int k = t->oom ? -1 : mxg_tlsa_copy(t->rr, t->n, NULL, &res->rr);
+    free(t->rr);
+    memset(t, 0, sizeof *t);
+    if (k < 0) {
+        res->n_bad = 0;
+        return -1;
+    }
+    res->n = k;
+    return 0;
 }
 
 /* Keep one TXT record in t: its character-strings (getdns: the bindata
@@ -493,7 +509,8 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
     char owner[MXG_DNS_NAME_MAX];
     char chain[DNS_MAX_CHAIN + 1][MXG_DNS_NAME_MAX];
     int nchain = 0;
-    int found = 0, replaced = 0, dropped = 0;
+    int found = 0;
+    struct tlsa_tmp tt = {NULL, 0, 0, 0, 0};
 
     snprintf(canon, canonlen, "%s", s->name);
     if (!answer || getdns_list_get_length(answer, &na) != GETDNS_RETURN_GOOD)
@@ -556,20 +573,33 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             if (getdns_dict_get_int(rr, "/rdata/preference", &pref) ||
                 getdns_dict_get_bindata(rr, "/rdata/exchange", &ex))
                 continue;
+            int at = m->n;
             if (m->n >= MXG_DNS_MAX_MX) {
-                LOG_W(COMP, "%s: more than %d MX records, ignoring the rest", s->name,
-                      MXG_DNS_MAX_MX);
-                break;
+                /* keep the most preferred hosts (the caller sorts and caps by
+                 * preference; answer order must not decide which are lost) */
+                at = 0;
+                for (int k = 1; k < m->n; k++)
+                    if (m->mx[k].pref > m->mx[at].pref)
+                        at = k;
+                found++;
+                if (!s->mx_over++)
+                    LOG_W(COMP, "%s: more than %d MX records, keeping the %d most preferred",
+                          s->name, MXG_DNS_MAX_MX, MXG_DNS_MAX_MX);
+                if ((int)pref >= m->mx[at].pref)
+                    continue;
             }
-            if (wire2name(ex, m->mx[m->n].host, sizeof m->mx[m->n].host))
+            char host[MXG_DNS_NAME_MAX];
+            if (wire2name(ex, host, sizeof host))
                 continue;
-            m->mx[m->n].pref = (int)pref;
-            m->n++;
-            found++;
+            snprintf(m->mx[at].host, sizeof m->mx[at].host, "%s", host);
+            m->mx[at].pref = (int)pref;
+            if (at == m->n) {
+                m->n++;
+                found++;
+            }
         } else if (s->rrtype == GETDNS_RRTYPE_TLSA) {
-            enum tlsa_kept k = tlsa_keep(s, &q->res.tlsa, rr);
-            replaced += k == TLSA_REPLACED;
-            dropped += k == TLSA_DROPPED;
+            if (tlsa_note(s, &tt, rr) < 0)
+                break;
             found++;
         } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
             (void)txt_keep(s, &q->res.txt, rr);
@@ -600,9 +630,10 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             found++; /* DNSKEY (self-check): only presence and status matter */
         }
     }
-    if (s->rrtype == GETDNS_RRTYPE_TLSA && found > MXG_TLSA_MAX_RR)
-        LOG_W(COMP, "TLSA %s: %d records, more than %d: %d unusable one(s) replaced by usable "
-              "ones, %d ignored", canon, found, MXG_TLSA_MAX_RR, replaced, dropped);
+    if (s->rrtype == GETDNS_RRTYPE_TLSA && (found > 0 || tt.oom) &&
+        tlsa_take(&q->res.tlsa, &tt) < 0)
+        s->oom = 1; /* the lookup fails: never fewer records (DESIGN §10) */
+    free(tt.rr);
     return found;
 }
 
@@ -730,6 +761,13 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
     int found = collect_answer(s, answer, canon, sizeof canon);
     s->sec = sec_worst(s->sec, sec);
     s->net = 1;
+    if (s->oom) {
+        s->oom = 0;
+        LOG_E(COMP, "%s %s: out of memory keeping the answer's records", rrtype_name(s->rrtype),
+              canon);
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "out of memory keeping the records");
+        return 0;
+    }
 
     if (rcode == GETDNS_RCODE_NXDOMAIN) {
         negative_ttl(s, reply);
@@ -769,6 +807,8 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
 
 static void query_free(struct mxg_dns_query *q)
 {
+    if (q->kind == Q_TLSA)
+        free(q->res.tlsa.rr);
     free(q);
 }
 
@@ -853,8 +893,11 @@ static void query_finish(struct mxg_dns_query *q)
         t->sec = single_sec(s);
         snprintf(t->qname, sizeof t->qname, "%s", s->qname);
         snprintf(t->canon, sizeof t->canon, "%s", s->name);
-        if (s->status != MXG_DNS_OK)
-            t->n = 0;
+        if (s->status != MXG_DNS_OK) {
+            free(t->rr);
+            t->rr = NULL;
+            t->n = t->n_bad = 0;
+        }
         snprintf(t->why, sizeof t->why, "%s", s->why);
         return;
     }
@@ -1014,8 +1057,9 @@ static void sub_done(struct dns_sub *s)
 /* ---------------------------------------------------------------- cache */
 
 /* A cached value: u8 status, u8 sec, str canon, str why, u16 n, then n
- * records (MX: u16 pref, str host; A: 4 octets; AAAA: 16 octets; TLSA: u8
- * usage, u8 selector, u8 mtype, u16 len, len octets; TXT: u8 truncated,
+ * records (MX: u16 pref, str host; A: 4 octets; AAAA: 16 octets; TLSA: u16
+ * n_bad first, then per record u8 usage, u8 selector, u8 mtype, u16 len,
+ * len octets; TXT: u8 truncated,
  * u16 len, len octets, which may include NULs). str = u16 length +
  * bytes. Multi-octet integers are in host order (the cache never leaves
  * the process). */
@@ -1146,6 +1190,8 @@ static void cache_store(struct dns_sub *s)
             n = s->n;
     }
     wb_u16(&b, (unsigned)n);
+    if (s->rrtype == GETDNS_RRTYPE_TLSA)
+        wb_u16(&b, s->status == MXG_DNS_OK ? (unsigned)q->res.tlsa.n_bad : 0);
     for (int i = 0; i < n; i++) {
         if (s->rrtype == GETDNS_RRTYPE_MX) {
             wb_u16(&b, (unsigned)q->res.mx.mx[i].pref);
@@ -1208,6 +1254,9 @@ static int cache_answer(struct dns_sub *s)
     rb_str(&b, canon, sizeof canon);
     rb_str(&b, why, sizeof why);
     unsigned n = rb_u16(&b);
+    struct tlsa_tmp tt = {NULL, 0, 0, 0, 0};
+    if (s->rrtype == GETDNS_RRTYPE_TLSA)
+        tt.bad = (int)rb_u16(&b);
     for (unsigned i = 0; i < n && !b.bad; i++) {
         if (s->rrtype == GETDNS_RRTYPE_MX) {
             struct mxg_mx_result *m = &q->res.mx;
@@ -1219,20 +1268,26 @@ static int cache_answer(struct dns_sub *s)
             rb_str(&b, m->mx[m->n].host, sizeof m->mx[m->n].host);
             m->mx[m->n++].pref = (int)pref;
         } else if (s->rrtype == GETDNS_RRTYPE_TLSA) {
-            struct mxg_tlsa_result *t = &q->res.tlsa;
-            if (t->n >= MXG_TLSA_MAX_RR) {
-                b.bad = 1;
-                break;
+            if (tt.n == tt.cap) { /* n is known: one allocation */
+                tt.rr = calloc(n, sizeof *tt.rr);
+                tt.cap = (int)n;
+                if (!tt.rr) {
+                    tt.oom = b.bad = 1;
+                    break;
+                }
             }
-            struct mxg_tlsa_rr *r = &t->rr[t->n++];
+            struct mxg_tlsa_rr *r = &tt.rr[tt.n++];
             r->usage = (uint8_t)rb_u8(&b);
             r->selector = (uint8_t)rb_u8(&b);
             r->mtype = (uint8_t)rb_u8(&b);
             r->len = (uint16_t)rb_u16(&b);
-            if (r->len > MXG_TLSA_DATA_MAX)
+            r->data = (uint8_t *)b.p + b.pos; /* borrowed: copied by tlsa_take below */
+            if (r->len > b.len - b.pos)
                 b.bad = 1;
             else
-                rb_get(&b, r->data, r->len);
+                b.pos += r->len;
+            if (!r->len)
+                r->data = NULL;
         } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
             struct mxg_txt_result *t = &q->res.txt;
             if (t->n >= MXG_DNS_MAX_TXT) {
@@ -1266,12 +1321,19 @@ static int cache_answer(struct dns_sub *s)
             }
         }
     }
+    if (!b.bad && b.pos == b.len && s->rrtype == GETDNS_RRTYPE_TLSA && (n > 0 || tt.bad) &&
+        tlsa_take(&q->res.tlsa, &tt) < 0) {
+        LOG_E(COMP, "TLSA %s: out of memory reading the cache entry", s->name);
+        b.bad = 1; /* ask the network (whose answer then fails the same way) */
+    }
+    free(tt.rr);
     if (b.bad || b.pos != b.len) {
-        LOG_W(COMP, "%s %s: unreadable cache entry ignored", rrtype_name(s->rrtype), s->name);
+        if (!tt.oom)
+            LOG_W(COMP, "%s %s: unreadable cache entry ignored", rrtype_name(s->rrtype), s->name);
         if (s->rrtype == GETDNS_RRTYPE_MX)
             q->res.mx.n = n0;
         else if (s->rrtype == GETDNS_RRTYPE_TLSA)
-            q->res.tlsa.n = n0;
+            q->res.tlsa.n = q->res.tlsa.rr ? n0 : 0;
         else if (s->rrtype == GETDNS_RRTYPE_TXT)
             q->res.txt.n = n0;
         else

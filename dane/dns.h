@@ -80,8 +80,9 @@ struct mxg_tlsa_result {
     enum mxg_dns_status status;
     enum mxg_dnssec sec;
     char qname[MXG_DNS_NAME_MAX];  /* "_25._tcp.host" as asked */
-    int n;
-    struct mxg_tlsa_rr rr[MXG_TLSA_MAX_RR]; /* at most MXG_TLSA_MAX_RR kept */
+    int n;                         /* records in rr */
+    struct mxg_tlsa_rr *rr;        /* every record of the RRset, whole (owned by dns) */
+    int n_bad;                     /* records getdns could not parse: unusable, not in rr */
     char why[160];
     char canon[MXG_DNS_NAME_MAX];  /* owner of the records after CNAME expansion */
 };
@@ -110,7 +111,10 @@ typedef void (*mxg_addr_cb)(void *arg, const struct mxg_addr_result *res);
 struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen);
 void mxg_dns_free(struct mxg_dns *dns);
 
-/* MX lookup of domain. Returns 0 and sets *q (may be NULL), or -1. */
+/* MX lookup of domain. With more than MXG_DNS_MAX_MX records the most
+ * preferred ones are kept (logged): fewer hosts to try, never a weaker
+ * policy for one (mxroute caps by preference anyway, max_mx_hosts).
+ * Returns 0 and sets *q (may be NULL), or -1. */
 int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, void *arg,
                       struct mxg_dns_query **q);
 /* A and AAAA of host, one callback with the union (IPv4 first).
@@ -126,10 +130,11 @@ int mxg_dns_lookup_mx(struct mxg_dns *dns, const char *domain, mxg_mx_cb cb, voi
 int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, void *arg,
                         struct mxg_dns_query **q);
 /* TLSA at _PORT._tcp.HOST (CNAMEs in the answer followed), classified as
- * the others. At most MXG_TLSA_MAX_RR records are kept (a usable one is
- * preferred over an unusable one when there are more); association data
- * longer than MXG_TLSA_DATA_MAX is kept as len 0, i.e. unusable.
- * status OK means >= 1 TLSA record exists (n may count only unusable ones).
+ * the others. Every record of the RRset is kept whole (heap, sized to the
+ * RRset; no count or size limit below what a DNS message carries); a
+ * record getdns cannot parse counts in n_bad. Out of memory is a TEMPFAIL
+ * of the lookup, never fewer records (DESIGN §10).
+ * status OK means >= 1 TLSA record exists (n + n_bad >= 1; any may be unusable).
  * Returns 0 and sets *q (may be NULL), or -1 (bad host, port not 1..65535). */
 int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tlsa_cb cb, void *arg,
                         struct mxg_dns_query **q);

@@ -9,13 +9,15 @@
  *    key X509_get0_pubkey() can decode (selector 0), d2i_PUBKEY consuming
  *    every octet (selector 1). Anything else is BAD_DATA: unusable, like a
  *    digest of the wrong length (RFC 7671 §5, RFC 7672 §2.2).
- *  - A record whose len exceeds MXG_TLSA_DATA_MAX (cannot happen for records
- *    built by dns.c, which stores oversized data as len 0) is BAD_LENGTH.
+ *  - A record whose len exceeds MXG_TLSA_DATA_MAX (no DNS message holds
+ *    one) is BAD_LENGTH; there is no smaller storage limit: dns.c keeps
+ *    every record whole, sized to the RRset (mxg_tlsa_copy).
  *  - mxg_tlsa_format() of a record with no data writes only "U S M".
  */
 #include "tlsa.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -66,7 +68,7 @@ enum mxg_tlsa_verdict mxg_tlsa_check(const struct mxg_tlsa_rr *rr)
         return MXG_TLSA_BAD_USAGE;
     if (rr->selector != TLSA_SELECTOR_CERT && rr->selector != TLSA_SELECTOR_SPKI)
         return MXG_TLSA_BAD_SELECTOR;
-    if (rr->len > MXG_TLSA_DATA_MAX)
+    if (rr->len > MXG_TLSA_DATA_MAX || (rr->len && !rr->data))
         return MXG_TLSA_BAD_LENGTH;
     switch (rr->mtype) {
     case TLSA_MTYPE_FULL:
@@ -107,8 +109,7 @@ void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap)
         out[0] = '\0';
         return;
     }
-    mxg_tlsa_format_fields(rr->usage, rr->selector, rr->mtype, rr->data,
-                           rr->len > MXG_TLSA_DATA_MAX ? MXG_TLSA_DATA_MAX : rr->len, out, cap);
+    mxg_tlsa_format_fields(rr->usage, rr->selector, rr->mtype, rr->data, rr->len, out, cap);
 }
 
 void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
@@ -134,15 +135,41 @@ void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
     out[o] = '\0';
 }
 
-/* Contract: out has room for MXG_TLSA_MAX_RR records; in may be NULL when
- * n <= 0. Order is kept. */
-int mxg_tlsa_filter_usable(const struct mxg_tlsa_rr *in, int n, struct mxg_tlsa_rr *out)
+/* Contract: see tlsa.h. One allocation: the records, then their data. */
+int mxg_tlsa_copy(const struct mxg_tlsa_rr *in, int n, const unsigned char *keep,
+                  struct mxg_tlsa_rr **out)
 {
+    size_t data = 0;
     int k = 0;
-    if (!in || !out)
+    *out = NULL;
+    if (!in || n <= 0)
         return 0;
-    for (int i = 0; i < n && k < MXG_TLSA_MAX_RR; i++)
-        if (mxg_tlsa_check(&in[i]) == MXG_TLSA_USABLE)
-            out[k++] = in[i];
+    for (int i = 0; i < n; i++)
+        if (!keep || keep[i]) {
+            k++;
+            data += in[i].data ? in[i].len : 0;
+        }
+    if (k == 0)
+        return 0;
+    struct mxg_tlsa_rr *blk = malloc((size_t)k * sizeof *blk + data);
+    if (!blk)
+        return -1;
+    uint8_t *p = (uint8_t *)(blk + k);
+    int o = 0;
+    for (int i = 0; i < n; i++) {
+        if (keep && !keep[i])
+            continue;
+        blk[o] = in[i];
+        blk[o].data = NULL;
+        if (in[i].data && in[i].len) {
+            memcpy(p, in[i].data, in[i].len);
+            blk[o].data = p;
+            p += in[i].len;
+        } else {
+            blk[o].len = in[i].data ? in[i].len : 0;
+        }
+        o++;
+    }
+    *out = blk;
     return k;
 }

@@ -13,13 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MXG_TLSA_DATA_MAX 2048 /* full certificates (matching type 0) fit */
-#define MXG_TLSA_MAX_RR 16
+/* The most association data a TLSA record can carry: RDATA is at most
+ * 65535 octets, three of them the fields. Nothing smaller is a limit of
+ * mxguard: every record the DNS can deliver is kept whole (DESIGN §10). */
+#define MXG_TLSA_DATA_MAX 65532
 
+/* One record. data points to len octets owned by whoever holds the record
+ * (a dns result, a block from mxg_tlsa_copy(), a test's buffer); it may be
+ * NULL when len is 0. */
 struct mxg_tlsa_rr {
     uint8_t usage, selector, mtype;
     uint16_t len;
-    uint8_t data[MXG_TLSA_DATA_MAX];
+    uint8_t *data;
 };
 
 enum mxg_tlsa_verdict {
@@ -34,7 +39,8 @@ enum mxg_tlsa_verdict {
 };
 
 /* The first problem of rr in the order usage, selector, length (beyond
- * MXG_TLSA_DATA_MAX), matching type, length for the type, data; USABLE when
+ * MXG_TLSA_DATA_MAX, i.e. a record no DNS message holds), matching type,
+ * length for the type, data; USABLE when
  * there is none. NULL: BAD_LENGTH. Agrees with SSL_dane_tlsa_add() for
  * usages 2|3: USABLE exactly when OpenSSL would load the record. */
 enum mxg_tlsa_verdict mxg_tlsa_check(const struct mxg_tlsa_rr *rr);
@@ -46,8 +52,12 @@ void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap);
 void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
                             const uint8_t *data, size_t len, char *out, size_t cap);
 
-/* Copy the usable records of in[0..n) to out (capacity MXG_TLSA_MAX_RR);
- * returns how many. */
-int mxg_tlsa_filter_usable(const struct mxg_tlsa_rr *in, int n, struct mxg_tlsa_rr *out);
+/* Copies the records in[i] (0 <= i < n) with keep == NULL or keep[i] != 0
+ * into one heap block sized to them: the records, then their data (each
+ * copy's data points into the block; free(*out) releases everything).
+ * Order is kept. Returns how many were copied (*out NULL when none), or -1
+ * when out of memory (*out NULL). */
+int mxg_tlsa_copy(const struct mxg_tlsa_rr *in, int n, const unsigned char *keep,
+                  struct mxg_tlsa_rr **out);
 
 #endif

@@ -5,8 +5,8 @@
  *
  * Input: 3 octets (DNS status, DNSSEC status, flags), then records in RFC
  * 6698 wire order with a 2-octet length: usage, selector, matching type,
- * length (big endian), association data. A length above MXG_TLSA_DATA_MAX
- * is kept as such (data clipped): the functions must treat it as unusable.
+ * length (big endian), association data (clipped to what the input holds).
+ * Any number of records of any size (issue 16 #2: no storage limit).
  *
  * Properties checked:
  *  - mxg_tlsa_check: USABLE only for 2|3, 0|1, 0 (1..MXG_TLSA_DATA_MAX
@@ -14,7 +14,8 @@
  *    certificate / SubjectPublicKeyInfo) / 1 (32) / 2 (64);
  *  - mxg_tlsa_format: terminated within any cap; with room, "U S M HEX"
  *    that parses back to the record;
- *  - mxg_tlsa_filter_usable keeps exactly the usable records, in order;
+ *  - mxg_tlsa_copy with the usable mask keeps exactly the usable records,
+ *    whole, in order;
  *  - mxg_dane_decide: VERIFY exactly for a secure answer with a usable
  *    record, ENCRYPT for a secure answer with only unusable ones; UNUSABLE
  *    for bogus / failed lookups, never a fall-through;
@@ -46,7 +47,7 @@ static void check_format(const struct mxg_tlsa_rr *rr, uint8_t capbyte)
     int used = 0;
     FUZZ_CHECK(sscanf(big, "%u %u %u%n", &u, &s, &m, &used) == 3);
     FUZZ_CHECK(u == rr->usage && s == rr->selector && m == rr->mtype);
-    size_t dl = rr->len > MXG_TLSA_DATA_MAX ? MXG_TLSA_DATA_MAX : rr->len;
+    size_t dl = rr->len;
     const char *hex = big + used;
     if (dl == 0) {
         FUZZ_CHECK(*hex == '\0');
@@ -109,7 +110,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t capbyte = data[2] >> 2;
     size_t i = 3;
     int n_usable = 0;
-    while (i + 5 <= size && res.n < MXG_TLSA_MAX_RR) {
+    struct mxg_tlsa_rr *rrs = calloc(size / 5 + 1, sizeof *rrs);
+    unsigned char *mask = calloc(size / 5 + 1, 1);
+    FUZZ_CHECK(rrs != NULL && mask != NULL);
+    res.rr = rrs;
+    while (i + 5 <= size) {
         struct mxg_tlsa_rr *rr = &res.rr[res.n++];
         rr->usage = data[i];
         rr->selector = data[i + 1];
@@ -119,29 +124,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t take = want < size - i ? want : size - i;
         if (take > MXG_TLSA_DATA_MAX)
             take = MXG_TLSA_DATA_MAX;
-        memcpy(rr->data, data + i, take);
+        rr->data = take ? (uint8_t *)data + i : NULL;
         i += take;
-        rr->len = (uint16_t)(want > MXG_TLSA_DATA_MAX ? want : take);
+        rr->len = (uint16_t)take;
 
         enum mxg_tlsa_verdict v = mxg_tlsa_check(rr);
         FUZZ_CHECK((v == MXG_TLSA_USABLE) == usable(rr));
         FUZZ_CHECK(mxg_tlsa_verdict_name(v) != NULL);
+        mask[res.n - 1] = v == MXG_TLSA_USABLE;
         n_usable += v == MXG_TLSA_USABLE;
         check_format(rr, capbyte);
     }
 
-    static struct mxg_tlsa_rr kept[MXG_TLSA_MAX_RR];
-    int k = mxg_tlsa_filter_usable(res.rr, res.n, kept);
+    struct mxg_tlsa_rr *kept = NULL;
+    int k = mxg_tlsa_copy(res.rr, res.n, mask, &kept);
     FUZZ_CHECK(k == n_usable);
     for (int a = 0, b = 0; a < res.n; a++) {
-        if (mxg_tlsa_check(&res.rr[a]) != MXG_TLSA_USABLE)
+        if (!mask[a])
             continue;
-        FUZZ_CHECK(memcmp(&kept[b], &res.rr[a], sizeof kept[b]) == 0);
+        FUZZ_CHECK(kept[b].usage == res.rr[a].usage && kept[b].selector == res.rr[a].selector &&
+                   kept[b].mtype == res.rr[a].mtype && kept[b].len == res.rr[a].len &&
+                   (kept[b].len == 0 || memcmp(kept[b].data, res.rr[a].data, kept[b].len) == 0));
         b++;
     }
+    free(kept);
 
     static struct mxg_dane_host h;
-    memset(&h, 0, sizeof h);
+    mxg_dane_host_clear(&h);
     int rc = mxg_dane_decide(&res, "mx.example.net", other, 25, has_next, &h);
     FUZZ_CHECK(rc == 0 || rc == 1);
     FUZZ_CHECK(fuzz_terminated(h.why, sizeof h.why));
@@ -152,8 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc == 1 && h.req == MXG_DANE_UNUSABLE && h.enh[0] == '4');
     else if (secure_rrs)
         FUZZ_CHECK(rc == 1 && h.req == (n_usable ? MXG_DANE_VERIFY : MXG_DANE_ENCRYPT) &&
-                   h.n_usable + h.n_dropped == n_usable && h.n_usable > 0 == n_usable > 0 &&
-                   h.pool_used <= MXG_DANE_POOL && h.n_total == res.n);
+                   h.n_usable == n_usable && h.n_total == res.n &&
+                   h.n_all == (n_usable ? 0 : res.n));
     else
         FUZZ_CHECK(rc == (has_next ? 0 : 1) && (rc == 0 || h.req == MXG_DANE_NONE));
 
@@ -168,5 +177,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         SSL_free(ssl);
     }
+    mxg_dane_host_clear(&h);
+    free(rrs);
+    free(mask);
     return 0;
 }

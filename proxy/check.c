@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "../dane/dane.h"
 #include "../dane/mxroute.h"
 
@@ -85,16 +87,39 @@ static void print_override_requirement(struct check *c, int i)
     }
 }
 
+/* One TLSA record: whole when its data is short (digests, small keys);
+ * a long Full(0) record as its size, SHA-256 and first octets. */
+static void print_tlsa(struct check *c, const struct mxg_tlsa_rr *rr, const char *what)
+{
+    char txt[160];
+    if (rr->len <= 64) {
+        mxg_tlsa_format(rr, txt, sizeof txt);
+        fprintf(c->out, "      TLSA %s (%s)\n", txt, what);
+        return;
+    }
+    unsigned char md[32];
+    char hex[65];
+    unsigned int mdlen = 0;
+    hex[0] = 0;
+    if (EVP_Digest(rr->data, rr->len, md, &mdlen, EVP_sha256(), NULL) == 1)
+        for (unsigned k = 0; k < mdlen && k < 32; k++)
+            snprintf(hex + 2 * k, 3, "%02X", md[k]);
+    struct mxg_tlsa_rr head = *rr;
+    head.len = 16;
+    mxg_tlsa_format(&head, txt, sizeof txt);
+    fprintf(c->out, "      TLSA %s... (%u octets, SHA-256 %s) (%s)\n", txt, (unsigned)rr->len,
+            hex, what);
+}
+
 static void print_host_decision(struct check *c, int i)
 {
     const struct mxg_dane_host *d = &c->dane[i];
     int o = ovr(c);
     fprintf(c->out, "    DANE: %s — %s\n", mxg_dane_req_name(d->req), d->why);
-    for (int k = 0; k < d->n_usable; k++) {
-        char rr[200];
-        mxg_dane_host_format(d, k, rr, sizeof rr);
-        fprintf(c->out, "      TLSA %s (usable)\n", rr);
-    }
+    for (int k = 0; k < d->n_usable; k++)
+        print_tlsa(c, &d->rr[k], "usable");
+    for (int k = 0; k < d->n_all; k++)
+        print_tlsa(c, &d->all[k], mxg_tlsa_verdict_name(mxg_tlsa_check(&d->all[k])));
     /* a TLSA lookup failure does not hold up plaintext the operator asked for */
     int unusable = d->req == MXG_DANE_UNUSABLE &&
                    !(o == MXG_POL_NONE && strcmp(d->enh, "4.4.3") != 0);
@@ -151,7 +176,7 @@ static void on_dane(void *arg, const struct mxg_dane_host *h)
 {
     struct check *c = arg;
     c->dq = NULL;
-    c->dane[c->cur] = *h;
+    mxg_dane_host_copy(&c->dane[c->cur], h); /* out of memory: UNUSABLE */
     print_host_decision(c, c->cur);
     c->cur++;
     next_host(c);
@@ -561,6 +586,8 @@ int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int
         ;
     if (!c.done)
         c.status = 1;
+    for (int i = 0; c.dane && c.route && i < c.route->n; i++)
+        mxg_dane_host_clear(&c.dane[i]);
     free(c.route);
     free(c.dane);
     return c.status;

@@ -387,6 +387,8 @@ static void timers_closed(uv_handle_t *h)
 {
     struct mxg_leg *leg = h->data;
     if (--leg->timers_open == 0) {
+        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++)
+            mxg_dane_host_clear(&leg->hosts[i].dane);
         mxg_buf_free(&leg->in);
         free(leg->cands);
         free(leg->hosts);
@@ -524,41 +526,57 @@ static const char *verify_result_type(long vr)
     }
 }
 
-/* One result per TLS session attempt (DESIGN §4, §10): rtype NULL = success.
- * The policy is the one that governed the attempt: DANE (tlsa), MTA-STS
- * (sts; a failed policy fetch is reported as such under sts), else
- * no-policy-found (with the policy list named when it applied). */
-static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
+/* What one TLSRPT result is about. d: the DANE decision of the MX host
+ * (NULL: none, e.g. the MX RRset itself was bogus); mx_host / mx_addr: the
+ * receiving MX and address ("" or NULL: not known); pki: report under the
+ * WebPKI policy (MTA-STS, or the list) whatever d says; connected: a
+ * connection was made (sending-mta-ip and receiving-mx-helo are its own;
+ * else they are left out). */
+struct rpt_about {
+    const struct mxg_dane_host *d;
+    const char *mx_host, *mx_addr;
+    int pki;
+    int connected;
+};
+
+/* Contract: records one result (rtype NULL = success) for the policy that
+ * governed it (DESIGN §4, §10): DANE (tlsa; policy-string = the usable
+ * TLSA records, or every record when none is usable, or none when they are
+ * not known: a bogus or failed lookup), MTA-STS (sts; a failed policy
+ * fetch is reported as such under sts), else no-policy-found (with the
+ * policy list or a local override named in additional-information). */
+static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const char *rtype,
+                          const char *reason)
 {
     if (!leg->probe)
         mxg_metrics_inc(leg->env->metrics, MXG_M_TLS_SESSIONS, rtype ? rtype : "success");
     struct mxg_rpt *rpt = leg->env->rpt;
     if (!rpt || leg->probe || leg->no_tlsrpt)
         return;
-    char pstr[4096] = "", mxh[4096] = "", addl[300] = "";
+    char sts_pstr[4096] = "", mxh[4096] = "", addl[300] = "";
+    char *dane_pstr = NULL;
     size_t l = 0;
     struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->pol_domain,
-                               .policy_string = pstr, .mx_host = mxh};
-    const struct mxg_dane_host *d = &leg->hosts[leg->cands[leg->cur].hi].dane;
-    if (d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
-        (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0)) {
+                               .policy_string = sts_pstr, .mx_host = mxh};
+    const struct mxg_dane_host *d = a->d;
+    int tlsa = !a->pki &&
+               (!d || d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
+                (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0) ||
+                (rtype && strcmp(rtype, MXG_RPT_R_DNSSEC_INVALID) == 0));
+    if (tlsa) {
         p.type = MXG_RPT_TLSA;
-        for (int i = 0; i < d->n_usable && l + 200 < sizeof pstr; i++) {
-            mxg_dane_host_format(d, i, pstr + l, sizeof pstr - l);
-            l = strlen(pstr);
-            if (i + 1 < d->n_usable)
-                pstr[l++] = '\n', pstr[l] = 0;
-        }
+        if (d && (dane_pstr = mxg_dane_host_pstring(d)))
+            p.policy_string = dane_pstr;
     } else if (leg->sts_done && leg->sts.outcome == MXG_STS_POLICY &&
                leg->sts.policy.mode != MXG_STS_MODE_NONE) {
         p.type = MXG_RPT_STS;
-        mxg_sts_policy_format(&leg->sts.policy, pstr, sizeof pstr);
+        mxg_sts_policy_format(&leg->sts.policy, sts_pstr, sizeof sts_pstr);
         for (int i = 0; i < leg->sts.policy.n_mx && l + 300 < sizeof mxh; i++)
             l += (size_t)snprintf(mxh + l, sizeof mxh - l, "%s%s", i ? "\n" : "",
                                   leg->sts.policy.mx[i]);
     } else if (leg->sts_done && leg->sts.outcome == MXG_STS_FAILED &&
-               leg->sts.failure != MXG_STS_FAIL_NONE) {
-        p.type = MXG_RPT_STS;
+               leg->sts.failure != MXG_STS_FAIL_NONE && !a->pki) {
+        p.type = MXG_RPT_STS; /* no policy known: policy-string [] */
         rtype = mxg_sts_failure_name(leg->sts.failure);
         reason = leg->sts.why; /* additional-information is meant for a URI (RFC 8460 §4.3) */
     } else if (leg->list_active) {
@@ -571,14 +589,23 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
     struct mxg_rpt_result res = {
         .success = rtype == NULL,
         .result_type = rtype,
-        .sending_mta_ip = leg->src_addr,
-        .receiving_mx_hostname = leg->mx_host,
-        .receiving_mx_helo = leg->mx_helo,
-        .receiving_ip = leg->mx_addr,
+        .sending_mta_ip = a->connected ? leg->src_addr : NULL,
+        .receiving_mx_hostname = a->mx_host,
+        .receiving_mx_helo = a->connected ? leg->mx_helo : NULL,
+        .receiving_ip = a->mx_addr,
         .additional_information = addl,
         .failure_reason_code = reason,
     };
     mxg_rpt_record(rpt, &p, &res, 0);
+    free(dane_pstr);
+}
+
+/* One result per TLS session attempt with the current candidate. */
+static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
+{
+    struct rpt_about a = {.d = cur_dane(leg), .mx_host = leg->mx_host, .mx_addr = leg->mx_addr,
+                          .connected = 1};
+    report_result(leg, &a, rtype, reason);
 }
 
 static void txn_lost(struct mxg_leg *leg, const char *what)
@@ -1288,7 +1315,7 @@ static void on_dane(void *arg, const struct mxg_dane_host *h)
     struct mxg_leg *leg = arg;
     struct host_state *hs = &leg->hosts[leg->cands[leg->cur].hi];
     hs->q = NULL;
-    hs->dane = *h;
+    mxg_dane_host_copy(&hs->dane, h); /* out of memory: UNUSABLE 4.7.5 (fail closed) */
     hs->decided = 1;
     LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, leg->cands[leg->cur].host,
           mxg_dane_req_name(h->req), h->why);
@@ -1376,11 +1403,11 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
         mxg_buf_printf(&b, "|domain=%s|nexthop=%s", leg->domain, leg->nexthop);
     mxg_buf_printf(&b, "|dane=%s|base=%s|other=%s", mxg_dane_req_name(dh->req), dh->base,
                    dh->other);
-    for (int i = 0; i < dh->n_usable && i < MXG_TLSA_MAX_RR; i++) {
-        char rr[600];
-        mxg_dane_host_format(dh, i, rr, sizeof rr);
-        mxg_buf_printf(&b, "|tlsa=%s", rr);
-    }
+    unsigned char tlsa_set[32]; /* every usable record whole (a prefix would not do) */
+    mxg_dane_host_digest(dh, tlsa_set);
+    mxg_buf_printf(&b, "|tlsa-set=");
+    for (int i = 0; i < 32; i++)
+        mxg_buf_printf(&b, "%02x", tlsa_set[i]);
     enum mxg_sts_mode m = cur_sts_mode(leg);
     mxg_buf_printf(&b, "|pki=%s|tls-required=%d", mxg_sts_mode_name(m), cur_requires_tls(leg));
     if (m != MXG_STS_MODE_NONE && leg->sts.outcome == MXG_STS_POLICY) {
@@ -1655,8 +1682,12 @@ static void leg_connect(struct mxg_leg *leg)
         hs->dane.req = MXG_DANE_NONE;
     }
     if (hs->dane.req == MXG_DANE_UNUSABLE) {
-        if (strcmp(hs->dane.enh, "4.7.5") == 0)
-            leg_report(leg, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
+        const struct mxg_route_host *rh = &leg->route->host[cd->hi];
+        if (strcmp(hs->dane.enh, "4.7.5") == 0 || rh->addrs.sec == MXG_SEC_BOGUS) {
+            /* bogus (or failed) TLSA, or bogus addresses of a known MX host */
+            struct rpt_about a = {.d = &hs->dane, .mx_host = cd->host};
+            report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
+        }
         note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
                      cd->host, hs->dane.why);
         hs->skip = 1;
@@ -1673,16 +1704,21 @@ static void leg_connect(struct mxg_leg *leg)
     }
     if (hs->dane.req != MXG_DANE_VERIFY && pki_mode(leg) != MXG_STS_MODE_NONE &&
         !pki_allows_host(leg, cd->host)) {
+        /* a policy failure to report, once per host (RFC 8461 §4.1, RFC 8460 §4.3) */
+        struct rpt_about a = {.d = &hs->dane, .mx_host = cd->host, .pki = 1};
         if (pki_mode(leg) == MXG_STS_MODE_ENFORCE) {
+            report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
             note_failure(leg, FK_TLS, "%s: %s is not an MX host allowed by the policy of %s",
                          pki_source(leg), cd->host, leg->domain);
             hs->skip = 1;
             leg_try_next(leg);
             return;
         }
-        if (!hs->sts_warned++)
+        if (!hs->sts_warned++) {
+            report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
             LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
                               "delivering anyway", leg->sid, leg->domain, pki_source(leg), cd->host);
+        }
     }
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
@@ -1850,11 +1886,23 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
     }
 }
 
+/* Does DANE apply to this leg's hosts at all (host_decide's early outs)? */
+static int dane_consulted(const struct mxg_leg *leg)
+{
+    return !leg->opportunistic && !leg->nexthop_literal && leg->env->cfg->dane_enabled &&
+           mxg_policy_uses_dane(&leg->policy);
+}
+
 static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct mxg_leg *leg = arg;
     leg->rq = NULL;
     struct mxg_reply r;
+    if (rt->status == MXG_ROUTE_TEMPFAIL && rt->mx_sec == MXG_SEC_BOGUS && dane_consulted(leg)) {
+        /* a bogus MX RRset: the domain's DANE policy failed (RFC 8460 §4.3) */
+        struct rpt_about a = {0};
+        report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, rt->why);
+    }
     if (leg->nexthop[0] && rt->status != MXG_ROUTE_OK) {
         /* a configured next hop that does not resolve is the operator's to
          * fix: temporary, whatever DNS says (the mail waits) */
@@ -1909,6 +1957,12 @@ static void on_route(void *arg, const struct mxg_route *rt)
         if (leg->probe && strcasecmp(h->name, leg->probe_host) != 0)
             continue;
         if (h->addrs.status != MXG_DNS_OK) {
+            if ((h->addrs.status == MXG_DNS_BOGUS || h->addrs.sec == MXG_SEC_BOGUS) &&
+                rt->mx_sec == MXG_SEC_SECURE && dane_consulted(leg)) {
+                struct rpt_about a = {.mx_host = h->name}; /* bogus addresses of a known host */
+                report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID,
+                              h->addrs.why[0] ? h->addrs.why : "address lookup bogus");
+            }
             note_failure(leg, h->addrs.status == MXG_DNS_TEMPFAIL || h->addrs.status == MXG_DNS_BOGUS
                                   ? FK_DNS : FK_CONNECT,
                          "%s: address lookup: %s", h->name,

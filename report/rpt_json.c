@@ -3,7 +3,10 @@
  * report-id (created once per (day, domain), stored, reused).
  *
  * Keys appear in the RFC's order. Empty optional values are omitted:
- * "policy-string" / "mx-host" without lines, "failure-details" without
+ * "mx-host" without lines, "policy-string" without lines for
+ * no-policy-found (a tlsa or sts policy always has one: [] when the
+ * policy was not known, e.g. a bogus TLSA RRset or a failed MTA-STS
+ * fetch, RFC 8460 §4.4), "failure-details" without
  * failures, each optional failure field when "". Policies are ordered by
  * (policy-type, policy-string, mx-host), failure details by session count
  * (highest first) then their fields, so one database gives one text. */
@@ -45,8 +48,9 @@ static int set_str(json_t *o, const char *key, const char *v)
 }
 
 /* "policy-string" / "mx-host": one array element per non-empty line (a
- * trailing CR is removed). Sets nothing when there are no lines. 0 / -1. */
-static int set_lines(json_t *o, const char *key, const char *text)
+ * trailing CR is removed). Sets nothing when there are no lines, unless
+ * always (then []). 0 / -1. */
+static int set_lines_opt(json_t *o, const char *key, const char *text, int always)
 {
     json_t *a = NULL;
     const char *p = text;
@@ -67,7 +71,14 @@ static int set_lines(json_t *o, const char *key, const char *text)
         }
         p += n + (nl ? 1 : 0);
     }
+    if (!a && always && !(a = json_array()))
+        return -1;
     return a ? json_object_set_new(o, key, a) : 0;
+}
+
+static int set_lines(json_t *o, const char *key, const char *text)
+{
+    return set_lines_opt(o, key, text, 0);
 }
 
 static const char *col(sqlite3_stmt *st, int i)
@@ -252,7 +263,9 @@ static int build_policies(sqlite3 *db, const char *day, const char *domain, json
             json_object_set_new(entry, "policy", pol = json_object()) ||
             json_object_set_new(entry, "summary", sum = json_object()) ||
             set_str(pol, "policy-type", col(ps, 1)) ||
-            set_lines(pol, "policy-string", col(ps, 2)) || set_str(pol, "policy-domain", domain) ||
+            set_lines_opt(pol, "policy-string", col(ps, 2),
+                          strcmp(col(ps, 1), "no-policy-found") != 0) ||
+            set_str(pol, "policy-domain", domain) ||
             set_lines(pol, "mx-host", col(ps, 3)) ||
             json_object_set_new(sum, "total-successful-session-count",
                                 json_integer(sqlite3_column_int64(ps, 4))) ||

@@ -81,6 +81,13 @@ const char *mxg_rpt_policy_type_name(enum mxg_rpt_policy_type t);
 #define MXG_RPT_R_STS_WEBPKI_INVALID "sts-webpki-invalid"
 int mxg_rpt_result_type_known(const char *name);
 
+/* failure-reason-code values mxguard sets itself (RFC 8460 §4.3 leaves the
+ * text to the sender): the MX host is not matched by the mx patterns of
+ * the MTA-STS policy (or the policy list's entry), so it was not used in
+ * enforce mode (RFC 8461 §4.1) / was used anyway in testing mode; recorded
+ * as result-type validation-failure with receiving-mx-hostname set. */
+#define MXG_RPT_REASON_MX_NOT_IN_POLICY "mx-not-in-policy"
+
 /* The policy a session attempt was made under. All strings are borrowed
  * for the duration of the call only (mxg_rpt_record copies them). */
 struct mxg_rpt_policy {
@@ -124,7 +131,8 @@ void mxg_rpt_close(struct mxg_rpt *r);
 /* Counts one session attempt of policy p with outcome res, on the UTC day
  * of unix_time (<= 0: now). Copies everything; never blocks (a hash
  * lookup in memory; no I/O but the failure log line).
- * Strings are cut to sane sizes (policy_string/mx_host 16 KiB, the others
+ * Strings are cut to sane sizes (policy_string/mx_host 192 KiB: the
+ * presentation of the largest TLSA RRset fits; the others
  * 1 KiB) and made valid UTF-8 ('?' for bad bytes). A failure with a NULL
  * or empty result_type is counted as "validation-failure";
  * sts-policy-fetch-error, sts-policy-invalid and sts-webpki-invalid are

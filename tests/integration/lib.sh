@@ -19,6 +19,9 @@
 #   127.0.70.25 dane-2nd2 -> mx2.dane-2nd.test   127.0.70.31 dane-unusable-plain (no STARTTLS)
 #   127.0.70.27 dane-allbad -> mx3.dane-allbad.test  127.0.70.32 dane-nostarttls (no STARTTLS)
 #   127.0.70.33 dane-cname -> real.dane-target.test  127.0.70.34 dane-expired -> mx.dane-expired.test
+#   127.0.70.140 dane-bigcert -> mx.dane-bigcert.test (a >4 KB certificate, TLSA 3 0 0 of it)
+#   127.0.70.141 dane-bigwrong -> mx.dane-bigwrong.test (TLSA 3 0 0 of dane-bigcert's certificate)
+#   127.0.70.142-149: reserved for more big-record DANE servers (issue 16 #2)
 #   MTA-STS (mkzones.sh): nginx 127.0.70.60:443 serves https://mta-sts.D/ for the sts-* domains
 #   (tb_start_nginx); MX servers port 2525, short name -> host:
 #   127.0.70.40 sts-enforce -> mx.sts-enforce.test   127.0.70.48 sts-wild-bc -> b.c.sts-wild.test

@@ -54,10 +54,16 @@
 #                        answers are all over 1232 octets),
 #                        MX 10 mx.dane-big.test (127.0.70.21, dane-ee's server), TLSA RRset of
 #                        26 records: 10 unusable 1 1 2, 15 usable 3 0 1 matching no certificate,
-#                        and mx.dane-ee.test's 3 1 1 (16 usable: mxguard keeps at most 16; no
+#                        and mx.dane-ee.test's 3 1 1 (16 usable; mxguard keeps them all; no
 #                        3 1 2 filler, which would shadow 3 1 1 by digest agility, RFC 7671 §9):
 #                        ~1.7 KB signed, over UDP always truncated (nsd sends at most 1232
 #                        octets), so the answer only arrives over TCP
+#   dane-bigcert.test    MX 10 mx.dane-bigcert.test (127.0.70.140), whose certificate is big
+#                        (EC key, 70 long subjectAltNames: DER over 4 KB, DIR/certs/NAME.der.len),
+#                        TLSA 3 0 0 = that whole certificate (issue 16 #2: no storage limit)
+#   dane-bigwrong.test   MX 10 mx.dane-bigwrong.test (127.0.70.141, presents its own ordinary
+#                        certificate), TLSA 3 0 0 = mx.dane-bigcert.test's big certificate
+#                        (usable, matches nothing there: DANE must refuse)
 #
 #   DIR/certs/ca.tlsa211       hex SHA-256 of the CA's SPKI (the "2 1 1" data)
 #   DIR/certs/NAME.tlsa001     hex SHA-256 of NAME's certificate (DER), for "0 0 1"
@@ -417,6 +423,26 @@ mx	IN A 127.0.70.34
 _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-expired.test)
 EOF
 
+# ---- DANE zones with a big "3 0 0" record (issue 16 #2)
+big_sans=()
+for i in $(seq -w 70); do big_sans+=("san-$i.a-rather-long-subject-alternative-name.dane-bigcert.test"); done
+make_leaf mx.dane-bigcert.test "${big_sans[@]}"
+make_leaf mx.dane-bigwrong.test
+openssl x509 -in "$DIR/certs/mx.dane-bigcert.test.crt" -outform DER >"$DIR/certs/mx.dane-bigcert.test.der"
+wc -c <"$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' ' >"$DIR/certs/mx.dane-bigcert.test.der.len"
+BIG300="3 0 0 $(od -An -v -tx1 "$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' \n')"
+write_leaf dane-bigcert.test. <<EOF
+@	IN MX 10 mx.dane-bigcert.test.
+mx	IN A 127.0.70.140
+_25._tcp.mx	IN TLSA $BIG300
+EOF
+write_leaf dane-bigwrong.test. <<EOF
+@	IN MX 10 mx.dane-bigwrong.test.
+mx	IN A 127.0.70.141
+_25._tcp.mx	IN TLSA $BIG300
+EOF
+DANE_BIG_LEAVES="dane-bigcert.test dane-bigwrong.test"
+
 # ---- MTA-STS zones
 # sts_rr ID — the _mta-sts TXT record with ID and the policy host's address
 sts_rr() {
@@ -610,6 +636,8 @@ STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.t
 RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sender.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
  $DANE_LEAVES $STS_LEAVES $RPT_LEAVES"
+SIGNED_LEAVES="$SIGNED_LEAVES $DANE_BIG_LEAVES"
+DANE_LEAVES="$DANE_LEAVES $DANE_BIG_LEAVES"
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)
 BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"

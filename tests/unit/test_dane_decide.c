@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dane/dane.h"
@@ -21,6 +22,22 @@ enum {
     L_CERT_TRAIL = -3 /* the certificate + one octet */
 };
 
+/* Data buffers for rr(): a ring, so that records made one after the other
+ * keep their own data. */
+#define RING 256
+#define RING_LEN 8192
+
+static uint8_t *ring_buf(void)
+{
+    static uint8_t *ring[RING];
+    static unsigned next;
+    uint8_t **b = &ring[next++ % RING];
+    if (!*b)
+        *b = malloc(RING_LEN); /* kept for the process (a test binary) */
+    assert_non_null(*b);
+    return *b;
+}
+
 static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
 {
     struct mxg_tlsa_rr r;
@@ -29,82 +46,172 @@ static struct mxg_tlsa_rr rr(int u, int s, int m, int len)
     r.selector = (uint8_t)s;
     r.mtype = (uint8_t)m;
     r.len = (uint16_t)len;
+    r.data = ring_buf();
     memset(r.data, 0xAB, (size_t)len);
     return r;
 }
 
-/* A host keeps at most MXG_TLSA_MAX_RR records and MXG_DANE_POOL octets of
- * their data; a record that does not fit leaves the host unchanged; the
- * kept records read back as they went in. */
-static void test_host_room(void **st)
+/* A secure answer of n records (rrs: the caller's array). */
+static void secure_answer(struct mxg_tlsa_result *r, struct mxg_tlsa_rr *rrs, int n)
 {
-    (void)st;
-    static struct mxg_dane_host h;
-    static struct mxg_tlsa_rr r;
-    char out[300];
-
-    memset(&h, 0, sizeof h);
-    for (int k = 0; k < MXG_TLSA_MAX_RR; k++) {
-        r = rr(3, 1, 2, 64);
-        r.data[0] = (uint8_t)k;
-        assert_int_equal(mxg_dane_host_add(&h, &r), 0);
-    }
-    assert_int_equal(h.n_usable, MXG_TLSA_MAX_RR);
-    assert_int_equal(h.pool_used, MXG_TLSA_MAX_RR * 64);
-    r = rr(3, 1, 1, 32);
-    assert_int_equal(mxg_dane_host_add(&h, &r), -1); /* 17th record */
-    assert_int_equal(h.n_usable, MXG_TLSA_MAX_RR);
-    mxg_dane_host_format(&h, 5, out, sizeof out);
-    assert_int_equal(strncmp(out, "3 1 2 05ABAB", 12), 0);
-    assert_int_equal(strlen(out), 6 + 128);
-    mxg_dane_host_format(&h, MXG_TLSA_MAX_RR, out, sizeof out); /* out of range */
-    assert_string_equal(out, "");
-
-    memset(&h, 0, sizeof h);
-    r = rr(3, 0, 0, MXG_TLSA_DATA_MAX);
-    assert_int_equal(mxg_dane_host_add(&h, &r), 0);
-    r = rr(2, 0, 0, MXG_DANE_POOL - MXG_TLSA_DATA_MAX);
-    assert_int_equal(mxg_dane_host_add(&h, &r), 0); /* exactly full */
-    r = rr(3, 1, 1, 32);
-    assert_int_equal(mxg_dane_host_add(&h, &r), -1); /* no data room */
-    assert_int_equal(h.n_usable, 2);
-    assert_int_equal(h.pool_used, MXG_DANE_POOL);
-    assert_int_equal(h.rr[1].off, MXG_TLSA_DATA_MAX);
-    assert_int_equal(h.rr[1].usage, 2);
+    memset(r, 0, sizeof *r);
+    r->status = MXG_DNS_OK;
+    r->sec = MXG_SEC_SECURE;
+    r->rr = rrs;
+    r->n = n;
 }
 
-/* mxg_dane_decide keeps what fits: usable Full(0) certificate records of
- * MXG_TLSA_DATA_MAX octets each, more than the pool holds: the first ones
- * are kept, the rest counted in n_dropped, still VERIFY; the unusable
- * record never takes room; a digest record listed after them is kept
- * first (it may be the one that matches), and takes its room. */
-static void test_decide_pool_full(void **st)
+/* Issue 16 #2: a secure RRset whose only records are "3 0 0" with a
+ * certificate bigger than any old storage limit (5000 octets; the 2 KB
+ * record and 4 KB pool limits made it "no usable records" → ENCRYPT) is
+ * VERIFY with the whole certificate kept, and OpenSSL is armed with it. */
+static void test_decide_big_full_cert(void **st)
 {
     const struct tlsa_der *d = *st;
     static struct mxg_tlsa_result r;
-    static struct mxg_dane_host h;
-    memset(&r, 0, sizeof r);
+    static struct mxg_tlsa_rr rrs[1];
+    struct mxg_dane_host h;
     memset(&h, 0, sizeof h);
-    r.status = MXG_DNS_OK;
-    r.sec = MXG_SEC_SECURE;
-    int per = (int)d->big_len, k = 0; /* MXG_TLSA_DATA_MAX octets each */
-    r.rr[k++] = rr(1, 1, 1, 32);      /* PKIX-EE: unusable */
-    while ((k - 1) * per <= MXG_DANE_POOL && k < MXG_TLSA_MAX_RR - 1)
-        tlsa_rr_set(&r.rr[k++], 3, 0, 0, d->big, d->big_len);
-    int nbig = k - 1;
-    r.rr[k++] = rr(3, 1, 1, 32); /* last in the RRset */
-    r.n = k;
-    int fit = (MXG_DANE_POOL - 32) / per;
-    assert_true(nbig > fit && fit >= 1);
+    tlsa_rr_set(&rrs[0], 3, 0, 0, d->big, d->big_len);
+    secure_answer(&r, rrs, 1);
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
+    if (h.req != MXG_DANE_VERIFY)
+        fail_msg("a usable 5000-octet 3 0 0 record: %s (%s)", mxg_dane_req_name(h.req), h.why);
+    assert_int_equal(h.n_usable, 1);
+    assert_int_equal(h.n_total, 1);
+    assert_int_equal(h.rr[0].len, TLSA_FIXTURE_BIG);
+    assert_memory_equal(h.rr[0].data, d->big, d->big_len);
+    assert_ptr_not_equal(h.rr[0].data, d->big); /* the host owns a copy */
+
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_true(SSL_CTX_dane_enable(ctx) > 0);
+    SSL *ssl = SSL_new(ctx);
+    char err[200] = "";
+    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+
+    /* a deep copy is independent; clear frees and empties */
+    struct mxg_dane_host c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(mxg_dane_host_copy(&c, &h), 0);
+    mxg_dane_host_clear(&h);
+    assert_int_equal(h.n_usable, 0);
+    assert_null(h.rr);
+    assert_int_equal(c.req, MXG_DANE_VERIFY);
+    assert_memory_equal(c.rr[0].data, d->big, d->big_len);
+    char *ps = mxg_dane_host_pstring(&c);
+    assert_non_null(ps);
+    assert_int_equal(strlen(ps), 6 + 2 * (size_t)TLSA_FIXTURE_BIG); /* whole, not cut */
+    assert_memory_equal(ps, "3 0 0 30", 8);
+    free(ps);
+    mxg_dane_host_clear(&c);
+}
+
+/* Many records (more than the old 16) of every size: every usable one is
+ * kept in RRset order, unusable ones never are; 40 big certificates
+ * (200 KB of data, more than a DNS message: the limit is not ours). */
+static void test_decide_many_records(void **st)
+{
+    const struct tlsa_der *d = *st;
+    enum { NBIG = 40, NDIG = 30 };
+    static struct mxg_tlsa_rr rrs[NBIG + NDIG + 1];
+    static struct mxg_tlsa_result r;
+    struct mxg_dane_host h;
+    memset(&h, 0, sizeof h);
+    int k = 0;
+    rrs[k++] = rr(1, 1, 1, 32); /* PKIX-EE: unusable */
+    for (int i = 0; i < NBIG; i++)
+        tlsa_rr_set(&rrs[k++], 2 + (i & 1), 0, 0, d->big, d->big_len);
+    for (int i = 0; i < NDIG; i++) {
+        rrs[k] = rr(3, 1, 1, 32);
+        rrs[k].data[0] = (uint8_t)i;
+        k++;
+    }
+    secure_answer(&r, rrs, k);
     assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
     assert_int_equal(h.req, MXG_DANE_VERIFY);
     assert_int_equal(h.n_total, k);
-    assert_int_equal(h.n_usable, 1 + fit);
-    assert_int_equal(h.n_dropped, nbig - fit);
-    assert_int_equal(h.rr[0].mtype, 1); /* the digest */
-    assert_int_equal(h.rr[0].len, 32);
-    assert_int_equal(h.rr[1].len, per);
-    assert_memory_equal(h.pool + h.rr[fit].off, d->big, d->big_len);
+    assert_int_equal(h.n_usable, NBIG + NDIG);
+    assert_null(h.all); /* with usable records, the unusable ones are not kept */
+    for (int i = 0; i < NBIG; i++) {
+        assert_int_equal(h.rr[i].usage, 2 + (i & 1));
+        assert_memory_equal(h.rr[i].data, d->big, d->big_len);
+    }
+    for (int i = 0; i < NDIG; i++)
+        assert_int_equal(h.rr[NBIG + i].data[0], i);
+
+    /* the same host decided again (a second lookup into the same struct):
+     * the old records are replaced, not leaked (ASan) */
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
+    assert_int_equal(h.n_usable, NBIG + NDIG);
+    mxg_dane_host_clear(&h);
+}
+
+/* Only unusable records: ENCRYPT, and the host keeps every record of the
+ * RRset for TLSRPT's policy-string; records getdns could not parse
+ * (n_bad) count as unusable records, never as "no TLSA". */
+static void test_decide_unusable_kept(void **st)
+{
+    (void)st;
+    static struct mxg_tlsa_rr rrs[2];
+    static struct mxg_tlsa_result r;
+    struct mxg_dane_host h;
+    memset(&h, 0, sizeof h);
+    rrs[0] = rr(1, 1, 1, 32);
+    rrs[1] = rr(3, 1, 1, 31);
+    secure_answer(&r, rrs, 2);
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &h), 1);
+    assert_int_equal(h.req, MXG_DANE_ENCRYPT);
+    assert_int_equal(h.n_usable, 0);
+    assert_int_equal(h.n_all, 2);
+    char *ps = mxg_dane_host_pstring(&h);
+    assert_non_null(ps);
+    assert_string_equal(ps, "1 1 1 ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB\n"
+                            "3 1 1 ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB");
+    free(ps);
+    mxg_dane_host_clear(&h);
+
+    secure_answer(&r, NULL, 0);
+    r.n_bad = 1; /* one record, malformed */
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 1, &h), 1);
+    assert_int_equal(h.req, MXG_DANE_ENCRYPT);
+    assert_int_equal(h.n_total, 1);
+    ps = mxg_dane_host_pstring(&h);
+    assert_string_equal(ps, "");
+    free(ps);
+    mxg_dane_host_clear(&h);
+}
+
+/* The requirement digest (connection-cache key) covers every octet of
+ * every usable record: two big certificates that differ only at the end
+ * give different digests (a prefix of the text would not). */
+static void test_host_digest(void **st)
+{
+    const struct tlsa_der *d = *st;
+    static struct mxg_tlsa_rr rrs[1];
+    static struct mxg_tlsa_result r;
+    static uint8_t other[TLSA_FIXTURE_BIG];
+    struct mxg_dane_host a, b;
+    unsigned char da[32], db[32];
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    tlsa_rr_set(&rrs[0], 3, 0, 0, d->big, d->big_len);
+    secure_answer(&r, rrs, 1);
+    assert_int_equal(mxg_dane_decide(&r, "mx.example.test", NULL, 25, 0, &a), 1);
+    assert_int_equal(mxg_dane_host_copy(&b, &a), 0);
+    mxg_dane_host_digest(&a, da);
+    mxg_dane_host_digest(&b, db);
+    assert_memory_equal(da, db, 32);
+    memcpy(other, d->big, d->big_len);
+    other[TLSA_FIXTURE_BIG - 1] ^= 1;
+    b.rr[0].data = other; /* the last octet differs */
+    mxg_dane_host_digest(&b, db);
+    assert_memory_not_equal(da, db, 32);
+    b.rr[0].data = (uint8_t *)(b.rr + 1); /* back into its block for the free */
+    mxg_dane_host_clear(&a);
+    mxg_dane_host_clear(&b);
 }
 
 static void test_decide_table(void **st)
@@ -163,7 +270,10 @@ static void test_decide_table(void **st)
     assert_true(SSL_CTX_dane_enable(ctx) > 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         static struct mxg_tlsa_result r;
+        static struct mxg_tlsa_rr rrs[4];
+        static uint8_t trail[4096];
         memset(&r, 0, sizeof r);
+        r.rr = rrs;
         r.status = cases[i].status;
         r.sec = cases[i].sec;
         r.n = cases[i].n;
@@ -176,14 +286,15 @@ static void test_decide_table(void **st)
                 tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], d->spki,
                             d->spki_len);
             else if (c[3] == L_CERT_TRAIL) {
-                tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], d->cert,
-                            d->cert_len);
-                r.rr[k].data[r.rr[k].len++] = 0x00;
+                memcpy(trail, d->cert, d->cert_len);
+                trail[d->cert_len] = 0x00;
+                tlsa_rr_set(&r.rr[k], (unsigned)c[0], (unsigned)c[1], (unsigned)c[2], trail,
+                            d->cert_len + 1);
             } else
                 r.rr[k] = rr(c[0], c[1], c[2], c[3]);
         }
         static struct mxg_dane_host h;
-        memset(&h, 0, sizeof h);
+        mxg_dane_host_clear(&h);
         int ret = mxg_dane_decide(&r, "mx.example.test", cases[i].has_next ? "alias.example.test" : NULL,
                                   25, cases[i].has_next, &h);
         if (ret != cases[i].ret)
@@ -213,6 +324,7 @@ static void test_decide_table(void **st)
         if (setup != (h.req == MXG_DANE_VERIFY ? 0 : -1))
             fail_msg("%s: %s, mxg_dane_tls_setup returned %d (%s)", cases[i].name,
                      mxg_dane_req_name(h.req), setup, err);
+        mxg_dane_host_clear(&h);
     }
     SSL_CTX_free(ctx);
 }
@@ -274,12 +386,11 @@ static void test_tls_setup(void **st)
     h.req = MXG_DANE_VERIFY;
     snprintf(h.base, sizeof h.base, "mx.example.test");
     snprintf(h.other, sizeof h.other, "alias.example.test");
-    static struct mxg_tlsa_rr r0, r1;
-    r0 = rr(3, 1, 1, 32);
-    r1 = rr(2, 0, 1, 32);
-    assert_int_equal(mxg_dane_host_add(&h, &r0), 0);
-    assert_int_equal(mxg_dane_host_add(&h, &r1), 0);
-    assert_int_equal(h.n_usable, 2);
+    static struct mxg_tlsa_rr two[2];
+    two[0] = rr(3, 1, 1, 32);
+    two[1] = rr(2, 0, 1, 32);
+    h.rr = two; /* borrowed: h is not cleared */
+    h.n_usable = 2;
     assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
     assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
     char m[80];
@@ -304,11 +415,10 @@ static void test_tls_setup_full(void **st)
     static struct mxg_tlsa_rr full[2];
     tlsa_rr_set(&full[0], 3, 0, 0, d->cert, d->cert_len);
     tlsa_rr_set(&full[1], 2, 1, 0, d->spki, d->spki_len);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2; k++)
         assert_int_equal(mxg_tlsa_check(&full[k]), MXG_TLSA_USABLE);
-        assert_int_equal(mxg_dane_host_add(&h, &full[k]), 0);
-    }
-    assert_int_equal(h.n_usable, 2);
+    h.rr = full; /* borrowed: h is not cleared */
+    h.n_usable = 2;
     char err[200];
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
@@ -325,8 +435,10 @@ int main(void)
         cmocka_unit_test(test_immediate),
         cmocka_unit_test(test_tls_setup),
         cmocka_unit_test(test_tls_setup_full),
-        cmocka_unit_test(test_host_room),
-        cmocka_unit_test(test_decide_pool_full),
+        cmocka_unit_test(test_decide_big_full_cert),
+        cmocka_unit_test(test_decide_many_records),
+        cmocka_unit_test(test_decide_unusable_kept),
+        cmocka_unit_test(test_host_digest),
     };
     return cmocka_run_group_tests(tests, tlsa_der_group_setup, tlsa_der_group_teardown);
 }

@@ -22,16 +22,29 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* A record with len octets of data 0x00, 0x01, 0x02, ... */
+/* Data buffers for make_rr: a ring, so that records made one after the
+ * other keep their own data (a test holds at most RING of them). */
+#define RING 64
+#define RING_LEN (MXG_TLSA_DATA_MAX + 2)
+
+/* A record with len octets of data 0x00, 0x01, 0x02, ... (its own buffer
+ * from the ring, writable, RING_LEN octets). */
 static void make_rr(struct mxg_tlsa_rr *rr, unsigned usage, unsigned selector, unsigned mtype,
                     unsigned len)
 {
+    static uint8_t *ring[RING];
+    static unsigned next;
+    uint8_t **b = &ring[next++ % RING];
+    if (!*b)
+        *b = malloc(RING_LEN); /* kept for the process (a test binary) */
+    assert_non_null(*b);
     memset(rr, 0, sizeof *rr);
     rr->usage = (uint8_t)usage;
     rr->selector = (uint8_t)selector;
     rr->mtype = (uint8_t)mtype;
     rr->len = (uint16_t)len;
-    for (unsigned i = 0; i < len && i < MXG_TLSA_DATA_MAX; i++)
+    rr->data = *b;
+    for (unsigned i = 0; i < len && i < RING_LEN; i++)
         rr->data[i] = (uint8_t)i;
 }
 
@@ -67,7 +80,7 @@ enum data_kind {
     CERT_TRAIL,   /* CERT + one octet 0x00 */
     SPKI_TRAIL,   /* SPKI + one octet 0x00 */
     CERT_CUT,     /* CERT without its last octet */
-    BIG,          /* a certificate of exactly MXG_TLSA_DATA_MAX octets */
+    BIG,          /* a certificate of TLSA_FIXTURE_BIG (5000) octets */
     EC_CERT,      /* P-256 certificate */
     EC_SPKI,      /* its SPKI */
     BADKEY_CERT,  /* EC_CERT with the point off the curve: DER fine, key not */
@@ -85,7 +98,7 @@ struct check_case {
 /* rr = the case's fields with its data */
 static void make_case(struct mxg_tlsa_rr *rr, const struct tlsa_der *d, const struct check_case *c)
 {
-    static unsigned char buf[MXG_TLSA_DATA_MAX];
+    static unsigned char buf[MXG_TLSA_DATA_MAX + 1];
     const unsigned char *p = NULL;
     size_t n = 0;
     switch (c->kind) {
@@ -126,12 +139,13 @@ static const struct check_case check_cases[] = {
     {"DANE-TA Cert full", 2, 0, 0, CERT, 0, MXG_TLSA_USABLE},
     {"DANE-EE Cert full, P-256", 3, 0, 0, EC_CERT, 0, MXG_TLSA_USABLE},
     {"DANE-EE SPKI full, P-256", 3, 1, 0, EC_SPKI, 0, MXG_TLSA_USABLE},
-    {"full cert, at the storage limit", 3, 0, 0, BIG, 0, MXG_TLSA_USABLE},
+    {"full cert of 5000 octets (past every old storage limit)", 3, 0, 0, BIG, 0, MXG_TLSA_USABLE},
+    {"DANE-TA full cert of 5000 octets", 2, 0, 0, BIG, 0, MXG_TLSA_USABLE},
     /* Full(0) data that is not what the selector names: unusable */
     {"Cert full, junk", 3, 0, 0, SEQ, 700, MXG_TLSA_BAD_DATA},
     {"SPKI full, junk", 3, 1, 0, SEQ, 91, MXG_TLSA_BAD_DATA},
     {"DANE-TA Cert full, 1 octet", 2, 0, 0, SEQ, 1, MXG_TLSA_BAD_DATA},
-    {"full, junk at the storage limit (length fine, data not)", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX,
+    {"full, junk at the RDATA limit (length fine, data not)", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX,
      MXG_TLSA_BAD_DATA},
     {"Cert full + 1 trailing octet", 3, 0, 0, CERT_TRAIL, 0, MXG_TLSA_BAD_DATA},
     {"DANE-TA Cert full + 1 trailing octet", 2, 0, 0, CERT_TRAIL, 0, MXG_TLSA_BAD_DATA},
@@ -164,8 +178,8 @@ static const struct check_case check_cases[] = {
     {"SHA-512, 65 octets", 2, 0, 2, SEQ, 65, MXG_TLSA_BAD_LENGTH},
     {"SHA-512, 0 octets", 2, 0, 2, SEQ, 0, MXG_TLSA_BAD_LENGTH},
     {"SHA-512, 32 octets", 2, 0, 2, SEQ, 32, MXG_TLSA_BAD_LENGTH},
-    {"full, 0 octets (also: data too long to store)", 3, 0, 0, SEQ, 0, MXG_TLSA_BAD_LENGTH},
-    {"len beyond the buffer", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX + 1, MXG_TLSA_BAD_LENGTH},
+    {"full, 0 octets", 3, 0, 0, SEQ, 0, MXG_TLSA_BAD_LENGTH},
+    {"len beyond what RDATA holds", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX + 1, MXG_TLSA_BAD_LENGTH},
     /* the first problem wins: usage, selector, mtype, length, data */
     {"bad usage and selector", 0, 7, 1, SEQ, 32, MXG_TLSA_BAD_USAGE},
     {"bad usage and length", 1, 1, 1, SEQ, 31, MXG_TLSA_BAD_USAGE},
@@ -175,7 +189,7 @@ static const struct check_case check_cases[] = {
     {"bad usage, full junk", 1, 0, 0, SEQ, 50, MXG_TLSA_BAD_USAGE},
     {"bad selector, full junk", 3, 2, 0, SEQ, 50, MXG_TLSA_BAD_SELECTOR},
     {"PKIX-EE with a good full certificate", 1, 0, 0, CERT, 0, MXG_TLSA_BAD_USAGE},
-    {"full junk beyond the buffer: length first", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX + 1,
+    {"full junk beyond the RDATA limit: length first", 3, 0, 0, SEQ, MXG_TLSA_DATA_MAX + 1,
      MXG_TLSA_BAD_LENGTH},
 };
 
@@ -418,14 +432,14 @@ static void test_format_full_certificate(void **state)
 {
     (void)state;
     struct mxg_tlsa_rr rr;
-    make_rr(&rr, 3, 0, 0, MXG_TLSA_DATA_MAX);
+    make_rr(&rr, 3, 0, 0, MXG_TLSA_DATA_MAX); /* the biggest record RDATA holds */
     size_t need = 6 + 2 * (size_t)MXG_TLSA_DATA_MAX + 1;
     char *out = malloc(need);
     assert_non_null(out);
     mxg_tlsa_format(&rr, out, need);
     assert_int_equal(strlen(out), need - 1);
     assert_memory_equal(out, "3 0 0 000102030405", 18);
-    assert_string_equal(out + need - 5, "FEFF"); /* data[2047] = 0xff, data[2046] = 0xfe */
+    assert_string_equal(out + need - 5, "FAFB"); /* data[65531] = 0xfb, data[65530] = 0xfa */
     free(out);
 
     char small[4] = "abc";
@@ -435,70 +449,78 @@ static void test_format_full_certificate(void **state)
     assert_string_equal(small, "");
 }
 
-/* ------------------------------------------------------------ filter */
+/* ------------------------------------------------------------ copy */
 
-static void test_filter_usable(void **state)
+/* mxg_tlsa_copy keeps what keep selects, whole and in order, in one block
+ * sized to it: a 5000-octet certificate and a record at the RDATA limit
+ * come back octet for octet (no storage limit shortens or drops one). */
+static void test_copy(void **state)
 {
     const struct tlsa_der *d = *state;
     static const struct {
-        unsigned u, s, m, len; /* len 0 with m 0: the fixture's DER for the selector */
+        unsigned u, s, m, len; /* len 0 with m 0: the fixture's big certificate */
         int usable;
     } in_spec[] = {
         {0, 0, 1, 32, 0}, {3, 1, 1, 32, 1}, {1, 1, 1, 32, 0}, {3, 1, 1, 31, 0},
         {2, 0, 2, 64, 1}, {3, 2, 1, 32, 0}, {3, 1, 3, 32, 0}, {3, 0, 0, 5, 0},
-        {3, 0, 0, 0, 1},  {3, 1, 0, 0, 1},
+        {3, 0, 0, 0, 1},  {2, 0, 0, 0, 1},
     };
-    static struct mxg_tlsa_rr in[ARRAY_LEN(in_spec)];
-    static struct mxg_tlsa_rr out[MXG_TLSA_MAX_RR];
-    for (size_t i = 0; i < ARRAY_LEN(in_spec); i++) {
+    enum { N = sizeof in_spec / sizeof in_spec[0] };
+    static struct mxg_tlsa_rr in[N];
+    unsigned char keep[N];
+    for (size_t i = 0; i < N; i++) {
         if (in_spec[i].m == 0 && in_spec[i].len == 0)
-            make_good(&in[i], d, in_spec[i].u, in_spec[i].s, 0);
+            tlsa_rr_set(&in[i], in_spec[i].u, 0, 0, d->big, d->big_len);
         else
             make_rr(&in[i], in_spec[i].u, in_spec[i].s, in_spec[i].m, in_spec[i].len);
+        keep[i] = mxg_tlsa_check(&in[i]) == MXG_TLSA_USABLE;
+        assert_int_equal(keep[i], in_spec[i].usable);
     }
-
-    int n = mxg_tlsa_filter_usable(in, (int)ARRAY_LEN(in), out);
+    struct mxg_tlsa_rr *out = NULL;
+    int n = mxg_tlsa_copy(in, N, keep, &out);
     assert_int_equal(n, 4); /* the 5 octets of junk "3 0 0" are not among them */
-    /* order kept */
+    assert_non_null(out);
     assert_int_equal(out[0].usage, 3);
     assert_int_equal(out[0].mtype, 1);
+    assert_memory_equal(out[0].data, in[1].data, 32);
     assert_int_equal(out[1].usage, 2);
     assert_int_equal(out[1].mtype, 2);
-    assert_int_equal(out[2].mtype, 0);
-    assert_int_equal(out[2].selector, 0);
-    assert_int_equal(out[2].len, d->cert_len);
-    assert_memory_equal(out[2].data, d->cert, d->cert_len);
-    assert_int_equal(out[3].selector, 1);
-    assert_int_equal(out[3].len, d->spki_len);
-    assert_memory_equal(out[3].data, d->spki, d->spki_len);
-
-    /* none usable, empty input, NULL */
-    assert_int_equal(mxg_tlsa_filter_usable(in, 1, out), 0);
-    assert_int_equal(mxg_tlsa_filter_usable(in, 0, out), 0);
-    assert_int_equal(mxg_tlsa_filter_usable(in, -3, out), 0);
-    assert_int_equal(mxg_tlsa_filter_usable(NULL, 5, out), 0);
-    assert_int_equal(mxg_tlsa_filter_usable(in, 2, NULL), 0);
-}
-
-/* More usable records than MXG_TLSA_MAX_RR: out is never overrun. */
-static void test_filter_caps_at_max(void **state)
-{
-    (void)state;
-    enum { N = MXG_TLSA_MAX_RR + 5 };
-    struct mxg_tlsa_rr *in = calloc(N, sizeof *in);
-    struct mxg_tlsa_rr *out = calloc(MXG_TLSA_MAX_RR + 1, sizeof *out);
-    assert_non_null(in);
-    assert_non_null(out);
-    for (int i = 0; i < N; i++) {
-        make_rr(&in[i], 3, 1, 1, 32);
-        in[i].data[0] = (uint8_t)i;
+    for (int k = 2; k < 4; k++) {
+        assert_int_equal(out[k].mtype, 0);
+        assert_int_equal(out[k].len, TLSA_FIXTURE_BIG);
+        assert_memory_equal(out[k].data, d->big, d->big_len);
+        assert_ptr_not_equal(out[k].data, d->big); /* a copy, inside the block */
+        assert_true((const uint8_t *)out[k].data > (const uint8_t *)(out + n));
     }
-    out[MXG_TLSA_MAX_RR].usage = 77; /* sentinel */
-    assert_int_equal(mxg_tlsa_filter_usable(in, N, out), MXG_TLSA_MAX_RR);
-    assert_int_equal(out[MXG_TLSA_MAX_RR - 1].data[0], MXG_TLSA_MAX_RR - 1);
-    assert_int_equal(out[MXG_TLSA_MAX_RR].usage, 77);
-    free(in);
+    assert_int_equal(out[2].usage, 3);
+    assert_int_equal(out[3].usage, 2);
     free(out);
+
+    /* all of them (keep NULL), none, empty input, NULL */
+    assert_int_equal(mxg_tlsa_copy(in, N, NULL, &out), N);
+    assert_int_equal(out[7].len, 5);
+    free(out);
+    memset(keep, 0, sizeof keep);
+    assert_int_equal(mxg_tlsa_copy(in, N, keep, &out), 0);
+    assert_null(out);
+    assert_int_equal(mxg_tlsa_copy(in, 0, NULL, &out), 0);
+    assert_int_equal(mxg_tlsa_copy(in, -3, NULL, &out), 0);
+    assert_int_equal(mxg_tlsa_copy(NULL, 5, NULL, &out), 0);
+    assert_null(out);
+
+    /* the biggest record RDATA holds, and many records: no count limit */
+    enum { MANY = 1000 };
+    struct mxg_tlsa_rr *many = calloc(MANY, sizeof *many);
+    assert_non_null(many);
+    make_rr(&many[0], 3, 0, 0, MXG_TLSA_DATA_MAX);
+    for (int i = 1; i < MANY; i++)
+        many[i] = many[0], many[i].len = (uint16_t)(i % 64);
+    assert_int_equal(mxg_tlsa_copy(many, MANY, NULL, &out), MANY);
+    assert_int_equal(out[0].len, MXG_TLSA_DATA_MAX);
+    assert_memory_equal(out[0].data, many[0].data, MXG_TLSA_DATA_MAX);
+    assert_int_equal(out[MANY - 1].len, (MANY - 1) % 64);
+    free(out);
+    free(many);
 }
 
 int main(void)
@@ -514,8 +536,7 @@ int main(void)
         cmocka_unit_test(test_verdict_names),
         cmocka_unit_test(test_format_table),
         cmocka_unit_test(test_format_full_certificate),
-        cmocka_unit_test(test_filter_usable),
-        cmocka_unit_test(test_filter_caps_at_max),
+        cmocka_unit_test(test_copy),
     };
     return cmocka_run_group_tests_name("dane_tlsa", tests, tlsa_der_group_setup, tlsa_der_group_teardown);
 }

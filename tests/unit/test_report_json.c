@@ -219,6 +219,88 @@ static void test_omissions(void **state)
     json_decref(j);
 }
 
+/* Issue 16 #13-15: a tlsa or sts policy always carries policy-string, []
+ * when the policy was not known (bogus TLSA RRset or MX RRset, failed
+ * MTA-STS fetch); a dnssec-invalid detail keeps receiving-mx-hostname and
+ * no connection fields; an STS "MX not in the policy" failure is a
+ * validation-failure with failure-reason-code mx-not-in-policy. */
+static void test_policy_string_always(void **state)
+{
+    struct fx *f = *state;
+    struct mxg_rpt_policy bogus = {MXG_RPT_TLSA, "example.net", "", NULL};
+    struct mxg_rpt_policy fetch = {MXG_RPT_STS, "example.net", NULL, NULL};
+    struct mxg_rpt_policy sts = {MXG_RPT_STS, "example.net",
+                                 "version: STSv1\nmode: enforce\nmx: mx2.example.net\nmax_age: 86400",
+                                 "mx2.example.net"};
+    mxg_rpt_record(f->r, &bogus,
+                   &(struct mxg_rpt_result){.result_type = MXG_RPT_R_DNSSEC_INVALID,
+                                            .receiving_mx_hostname = "mx.example.net",
+                                            .failure_reason_code = "TLSA lookup is bogus"},
+                   T0);
+    mxg_rpt_record(f->r, &bogus,
+                   &(struct mxg_rpt_result){.result_type = MXG_RPT_R_DNSSEC_INVALID,
+                                            .failure_reason_code = "MX bogus"},
+                   T0);
+    mxg_rpt_record(f->r, &fetch,
+                   &(struct mxg_rpt_result){.result_type = MXG_RPT_R_STS_POLICY_FETCH_ERROR}, T0);
+    mxg_rpt_record(f->r, &sts,
+                   &(struct mxg_rpt_result){.result_type = MXG_RPT_R_VALIDATION_FAILURE,
+                                            .receiving_mx_hostname = "mx1.example.net",
+                                            .failure_reason_code =
+                                                MXG_RPT_REASON_MX_NOT_IN_POLICY},
+                   T0);
+
+    json_t *j = gen(f, DAY, "example.net", NULL, NULL);
+    json_t *ps = json_object_get(j, "policies");
+    assert_int_equal(json_array_size(ps), 3);
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(ps); i++) {
+        json_t *p = json_array_get(ps, i);
+        json_t *pol = json_object_get(p, "policy");
+        json_t *fd = json_object_get(p, "failure-details");
+        json_t *pstr = json_object_get(pol, "policy-string");
+        assert_true(json_is_array(pstr)); /* always there for tlsa and sts */
+        if (strcmp(s_of(pol, "policy-type"), "tlsa") == 0) {
+            const char *k[] = {"policy-type", "policy-string", "policy-domain"};
+            keys_exactly(pol, k, 3);
+            assert_int_equal(json_array_size(pstr), 0); /* [] */
+            assert_int_equal(json_array_size(fd), 2);
+            for (size_t d = 0; d < 2; d++) {
+                json_t *e = json_array_get(fd, d);
+                assert_string_equal(s_of(e, "result-type"), "dnssec-invalid");
+                if (json_object_get(e, "receiving-mx-hostname")) {
+                    const char *k2[] = {"result-type", "receiving-mx-hostname",
+                                        "failed-session-count", "failure-reason-code"};
+                    keys_exactly(e, k2, 4);
+                    assert_string_equal(s_of(e, "receiving-mx-hostname"), "mx.example.net");
+                } else {
+                    const char *k2[] = {"result-type", "failed-session-count",
+                                        "failure-reason-code"};
+                    keys_exactly(e, k2, 3);
+                }
+            }
+            seen |= 1;
+        } else if (json_array_size(pstr) == 0) {
+            assert_string_equal(s_of(pol, "policy-type"), "sts");
+            const char *k[] = {"policy-type", "policy-string", "policy-domain"};
+            keys_exactly(pol, k, 3);
+            assert_string_equal(s_of(json_array_get(fd, 0), "result-type"),
+                                "sts-policy-fetch-error");
+            seen |= 2;
+        } else {
+            assert_string_equal(s_of(pol, "policy-type"), "sts");
+            assert_int_equal(json_array_size(pstr), 4);
+            json_t *e = json_array_get(fd, 0);
+            assert_string_equal(s_of(e, "result-type"), "validation-failure");
+            assert_string_equal(s_of(e, "receiving-mx-hostname"), "mx1.example.net");
+            assert_string_equal(s_of(e, "failure-reason-code"), "mx-not-in-policy");
+            seen |= 4;
+        }
+    }
+    assert_int_equal(seen, 7);
+    json_decref(j);
+}
+
 static void test_report_id_stable(void **state)
 {
     struct fx *f = *state;
@@ -330,6 +412,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_report, rpt_fixture_setup, rpt_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_omissions, rpt_fixture_setup, rpt_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_string_always, rpt_fixture_setup,
+                                        rpt_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_report_id_stable, rpt_fixture_setup, rpt_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_report_id_long_names, rpt_fixture_setup, rpt_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_utf8_cleaned, rpt_fixture_setup, rpt_fixture_teardown),

@@ -8,9 +8,9 @@
  *  - cert / spki: a self-signed Ed25519 certificate and its
  *    SubjectPublicKeyInfo (Ed25519: fixed-size signature, so the sizes are
  *    the same on every run);
- *  - big: a certificate of the same key of exactly MXG_TLSA_DATA_MAX octets
- *    (a Netscape comment extension pads it), the largest Full(0) record
- *    dane/dns.c stores;
+ *  - big: a certificate of the same key of exactly TLSA_FIXTURE_BIG octets
+ *    (a Netscape comment extension pads it): bigger than any storage limit
+ *    mxguard ever had for one record (2 KB) or one host (4 KB);
  *  - ec_cert / ec_spki: a P-256 certificate and its SPKI, valid;
  *  - badkey_cert / badkey_spki: the same two with the last octet of the EC
  *    point flipped — the point is off the curve, so the certificate still
@@ -30,6 +30,8 @@
 #include <openssl/x509.h>
 
 #include "dane/tlsa.h"
+
+#define TLSA_FIXTURE_BIG 5000
 
 struct tlsa_der {
     unsigned char *cert, *spki, *big, *ec_cert, *ec_spki, *badkey_cert, *badkey_spki;
@@ -117,17 +119,17 @@ static inline int tlsa_der_make(struct tlsa_der *d)
              (d->spki = tlsa_der_spki(ed, &d->spki_len)) &&
              (d->ec_cert = tlsa_der_cert(ec, 0, &d->ec_cert_len)) &&
              (d->ec_spki = tlsa_der_spki(ec, &d->ec_spki_len));
-    /* big: pad until the DER is MXG_TLSA_DATA_MAX octets (a few rounds: the
+    /* big: pad until the DER is TLSA_FIXTURE_BIG octets (a few rounds: the
      * DER length fields grow with the comment) */
     size_t pad = 1000;
-    for (int round = 0; ok && round < 8 && d->big_len != MXG_TLSA_DATA_MAX; round++) {
+    for (int round = 0; ok && round < 8 && d->big_len != TLSA_FIXTURE_BIG; round++) {
         OPENSSL_free(d->big);
         d->big = tlsa_der_cert(ed, pad, &d->big_len);
         ok = d->big != NULL;
         if (ok)
-            pad = pad + MXG_TLSA_DATA_MAX - d->big_len;
+            pad = pad + TLSA_FIXTURE_BIG - d->big_len;
     }
-    ok = ok && d->big_len == MXG_TLSA_DATA_MAX;
+    ok = ok && d->big_len == TLSA_FIXTURE_BIG;
     /* badkey: flip the last octet of the EC point (the last octet of the
      * SPKI, found again inside the certificate) */
     if (ok) {
@@ -156,7 +158,8 @@ static inline int tlsa_der_make(struct tlsa_der *d)
     return 0;
 }
 
-/* rr = usage selector mtype with len octets of data (len <= MXG_TLSA_DATA_MAX). */
+/* rr = usage selector mtype with len octets of data (borrowed: rr->data
+ * points to data, which must outlive rr). */
 static inline void tlsa_rr_set(struct mxg_tlsa_rr *rr, unsigned usage, unsigned selector,
                                unsigned mtype, const unsigned char *data, size_t len)
 {
@@ -165,8 +168,7 @@ static inline void tlsa_rr_set(struct mxg_tlsa_rr *rr, unsigned usage, unsigned 
     rr->selector = (uint8_t)selector;
     rr->mtype = (uint8_t)mtype;
     rr->len = (uint16_t)len;
-    if (len)
-        memcpy(rr->data, data, len);
+    rr->data = len ? (uint8_t *)data : NULL;
 }
 
 /* cmocka group set-up / tear-down: *state = one struct tlsa_der (static)
