@@ -161,6 +161,10 @@ struct mxg_session {
     const char *auth_mech;    /* "PLAIN" / "LOGIN" (the exchange, or the success) */
     enum auth_step ax;
     char ax_user[MXG_SASL_FIELD_MAX + 1]; /* the user name of the exchange */
+    /* a password check in flight counts against the throttle (issue 16 #3):
+     * the keys it was counted under, released when it finishes ("": none) */
+    char ax_addr_key[80];
+    char ax_user_key[MXG_SASL_FIELD_MAX + 8];
     int queue_mode;      /* server.queue_listen client: spool first, deliver later */
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
@@ -1718,7 +1722,9 @@ static void auth_delay_done(uv_timer_t *t);
 /* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
  * and nothing else is read meanwhile (replies stay in order). The address
  * reaching auth.max_failures gets 421 and the connection is closed. */
-static void auth_failed(struct mxg_session *s, const char *why)
+/* Count one failure of the exchange's user from the client's address;
+ * the count from this address. */
+static int auth_count_failure(struct mxg_session *s, const char *why)
 {
     const struct mxg_config *cfg = s->srv->cfg;
     struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
@@ -1737,8 +1743,16 @@ static void auth_failed(struct mxg_session *s, const char *why)
     LOG_W("smtp", "%s: AUTH %s failed for user '%s' from %s: %s (%d of %d from this address)",
           s->id, s->auth_mech, user.s, s->peer, why, n, cfg->auth_max_failures);
     if (cfg->auth_max_user_failures && un == cfg->auth_max_user_failures)
-        LOG_W("smtp", "%s: AUTH for user '%s' locked for %llus after %d failures", s->id, user.s,
-              (unsigned long long)(cfg->auth_lockout_ms / 1000), un);
+        LOG_W("smtp", "%s: AUTH for user '%s' locked for %llus after %d failures (addresses "
+                      "it authenticated from within auth.trusted_address_lifetime are spared)",
+              s->id, user.s, (unsigned long long)(cfg->auth_lockout_ms / 1000), un);
+    return n;
+}
+
+static void auth_failed(struct mxg_session *s, const char *why)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    int n = auth_count_failure(s, why);
     auth_end(s);
     if (n >= cfg->auth_max_failures) {
         LOG_W("smtp", "%s: client %s locked out of AUTH for %llus after %d failures", s->id,
@@ -1761,10 +1775,32 @@ static void auth_delay_done(uv_timer_t *t)
 
 static void sess_unref(struct mxg_session *s);
 
+/* The password check is over: it no longer counts as in flight. */
+static void auth_release(struct mxg_session *s)
+{
+    struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
+    if (s->ax_addr_key[0])
+        mxg_auth_throttle_finish(th, s->ax_addr_key);
+    if (s->ax_user_key[0])
+        mxg_auth_throttle_finish(th, s->ax_user_key);
+    s->ax_addr_key[0] = '\0';
+    OPENSSL_cleanse(s->ax_user_key, sizeof s->ax_user_key);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void auth_verified(void *arg, int ok)
 {
     struct mxg_session *s = arg;
-    if (s->st == SS_CLOSING) { /* the client left meanwhile */
+    auth_release(s);
+    if (s->st == SS_CLOSING) { /* the client left meanwhile: a wrong password still counts */
+        if (ok == 0)
+            auth_count_failure(s, "wrong password or unknown user (the client left)");
         sess_unref(s);
         return;
     }
@@ -1780,9 +1816,18 @@ static void auth_verified(void *arg, int ok)
         auth_failed(s, "wrong password or unknown user");
         return;
     }
-    char ukey[MXG_SASL_FIELD_MAX + 8];
-    auth_key_user(s->ax_user, ukey, sizeof ukey);
-    mxg_auth_throttle_clear(mxg_server_throttle(s->srv), ukey);
+    /* a success does not clear the user's failures (the attacker would get
+     * a fresh allowance each time the real client logs in); it makes this
+     * address trusted for the user instead */
+    if (s->srv->cfg->auth_trusted_lifetime_ms) {
+        char key[80];
+        struct mxg_auth_trust_store *store = NULL;
+        struct mxg_auth_throttle *trust = mxg_server_trust(s->srv, &store);
+        uint64_t now = wall_ms();
+        mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+        mxg_auth_trust_mark(trust, key, s->ax_user, now);
+        mxg_auth_trust_store_put(store, key, s->ax_user, now);
+    }
     snprintf(s->auth_user, sizeof s->auth_user, "%s", s->ax_user);
     LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
           mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
@@ -1793,29 +1838,58 @@ static void auth_verified(void *arg, int ok)
     resume(s);
 }
 
+/* Count the check as started against the address and (unless this
+ * address is trusted for the user) the user: NULL, or why it is refused. */
+static const char *auth_start(struct mxg_session *s)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
+    char key[80], ukey[MXG_SASL_FIELD_MAX + 8];
+    uint64_t now = now_ms(s);
+    mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+    auth_key_user(s->ax_user, ukey, sizeof ukey);
+    if (!mxg_auth_throttle_start(th, key, now, cfg->auth_max_failures, cfg->auth_window_ms))
+        return "this address is locked out, or its failures and running checks reach "
+               "auth.max_failures";
+    snprintf(s->ax_addr_key, sizeof s->ax_addr_key, "%s", key);
+    if (!cfg->auth_max_user_failures)
+        return NULL;
+    if (mxg_auth_trusted(mxg_server_trust(s->srv, NULL), key, s->ax_user, wall_ms(),
+                         cfg->auth_trusted_lifetime_ms)) {
+        if (mxg_auth_throttle_locked(th, ukey, now))
+            LOG_I("smtp", "%s: user '%s' is locked out, but %s authenticated as the user "
+                          "before: let in", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,
+                  s->peer);
+        return NULL;
+    }
+    if (!mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures, cfg->auth_window_ms))
+        return "the user is locked out, or its failures and running checks reach "
+               "auth.max_user_failures";
+    snprintf(s->ax_user_key, sizeof s->ax_user_key, "%s", ukey);
+    return NULL;
+}
+
 /* The credentials are complete: check them off the loop (SW_AUTH). */
 static void auth_verify(struct mxg_session *s, const char *pass)
 {
-    const struct mxg_config *cfg = s->srv->cfg;
-    char ukey[MXG_SASL_FIELD_MAX + 8];
-    auth_key_user(s->ax_user, ukey, sizeof ukey);
-    uint64_t left = cfg->auth_max_user_failures
-                        ? mxg_auth_throttle_locked(mxg_server_throttle(s->srv), ukey, now_ms(s))
-                        : 0;
-    if (left > 0) {
-        LOG_W("smtp", "%s: AUTH for user '%s' from %s refused: the user is locked out for "
-                      "another %llus", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,
-              s->peer, (unsigned long long)(left + 999) / 1000);
+    const char *why = auth_start(s);
+    if (why) {
+        auth_release(s);
+        LOG_W("smtp", "%s: AUTH for user '%s' from %s refused: %s", s->id,
+              mxg_show(s->ax_user, strlen(s->ax_user)).s, s->peer, why);
         mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "refused");
         auth_end(s);
         sess_reply(s, 454, "4.7.0",
                    "Temporary authentication failure: too many failed attempts, try again later");
         return;
     }
+    LOG_D("smtp", "%s: AUTH: password check for user '%s' started", s->id,
+          mxg_show(s->ax_user, strlen(s->ax_user)).s);
     sess_set_wait(s, SW_AUTH);
     s->handles++;
     if (mxg_auth_verify(s->srv->loop, s->srv->auth_db, s->ax_user, pass, auth_verified, s) < 0) {
         s->handles--;
+        auth_release(s);
         sess_set_wait(s, SW_NONE);
         auth_end(s);
         sess_reply(s, 454, "4.7.0", "Temporary authentication failure");
