@@ -448,8 +448,10 @@ static void sess_arm_timer(struct mxg_session *s)
     }
     uint64_t t = s->srv->cfg->t_idle; /* also TLS, AUTH */
     if (s->st == SS_DATA && data_clock(s, &t) != DATA_OK)
-        t = 0; /* a limit is exceeded: on_timeout says which */
-    uv_timer_start(&s->timer, on_timeout, t, 0);
+        t = 1; /* a limit is exceeded: on_timeout says which */
+    /* never 0: libuv runs a timer re-armed with 0 from its own callback
+     * again in the same pass, without updating the loop's time */
+    uv_timer_start(&s->timer, on_timeout, t ? t : 1, 0);
 }
 
 /* The client is (not) read because an upstream leg lags: the DATA rate
