@@ -873,6 +873,7 @@ static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
 static const char *const dns_transport_names[] = {"tcp", "udp", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
 static const char *const multi_domain_names[] = {"legs", "defer", NULL};
+static const char *const bare_cr_names[] = {"reject", "space", NULL};
 static const char *const inbound_tls_min_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const log_level_names[] = {"debug", "info", "notice", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -928,6 +929,8 @@ static const struct key keys[] = {
     DURATION("auth", "lockout", auth_lockout_ms, "15m", T_MIN, T_MAX),
     DURATION("auth", "failure_delay", auth_delay_ms, "1s", 0, 60 * 1000),
     INT("auth", "throttle_entries", auth_throttle_entries, "10000", 16, 10000000),
+    DURATION("auth", "trusted_address_lifetime", auth_trusted_lifetime_ms, "30d", 0, 3660 * T_MAX),
+    INT("auth", "trusted_addresses", auth_trusted_entries, "10000", 16, 10000000),
 
     SIZE("limits", "message_size", message_size, "50M", 1, 1LL << 40),
     INT("limits", "recipients", max_recipients, "1000", 1, 1000000),
@@ -935,6 +938,9 @@ static const struct key keys[] = {
     INT("limits", "max_received", max_received, "50", 1, 1000),
     INT("limits", "max_errors", max_errors, "20", 1, 1000000),
     INT("limits", "legs", max_legs, "16", 1, 64),
+    ENUM("limits", "bare_cr", bare_cr, "reject", bare_cr_names),
+    INT("limits", "data_min_rate", data_min_rate, "500", 0, 1000000000),
+    DURATION("limits", "data_rate_grace", data_rate_grace_ms, "60s", 0, T_MAX),
     INT("limits", "destination_concurrency", dest_concurrency, "20", 0, 100000),
     INT("limits", "destination_rate", dest_rate, "0", 0, 100000),
     INT("limits", "upstream_connections", upstream_connections, "1000", 0, 1000000),
@@ -942,6 +948,7 @@ static const struct key keys[] = {
 
     DURATION("timeouts", "idle", t_idle, "300s", T_MIN, T_MAX),
     DURATION("timeouts", "data", t_data, "300s", T_MIN, T_MAX),
+    DURATION("timeouts", "data_total", t_data_total, "600s", T_MIN, T_MAX),
     DURATION("timeouts", "rcpt_total", t_rcpt_total, "120s", T_MIN, T_MAX),
     DURATION("timeouts", "final_reply", t_final, "540s", T_MIN, T_MAX),
     DURATION("timeouts", "connect", t_connect, "30s", T_MIN, T_MAX),

@@ -54,6 +54,8 @@ enum mxg_dns_transport { MXG_DNS_TCP = 0, MXG_DNS_UDP };
 enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
 enum mxg_multi_domain { MXG_MULTI_LEGS = 0, MXG_MULTI_DEFER };
 enum mxg_inbound_tls_min { MXG_INBOUND_TLS12 = 0, MXG_INBOUND_TLS13 };
+/* limits.bare_cr: a CR not followed by LF in message data */
+enum mxg_bare_cr { MXG_BARE_CR_REJECT = 0, MXG_BARE_CR_SPACE };
 
 struct mxg_config {
     char source[MXG_CFG_PATH_MAX]; /* file it came from, "" for defaults */
@@ -90,6 +92,9 @@ struct mxg_config {
     uint64_t auth_lockout_ms;     /* auth.lockout */
     uint64_t auth_delay_ms;       /* auth.failure_delay: before each 535 */
     int auth_throttle_entries;    /* auth.throttle_entries: addresses + users remembered (LRU) */
+    uint64_t auth_trusted_lifetime_ms; /* auth.trusted_address_lifetime: a user lockout spares
+                                        * addresses that authenticated as the user this recently */
+    int auth_trusted_entries;     /* auth.trusted_addresses: (user, address) pairs remembered */
 
     /* limits */
     uint64_t message_size;  /* limits.message_size (octets, SIZE= advertised) */
@@ -98,6 +103,9 @@ struct mxg_config {
     int max_received;       /* limits.max_received: loop detection */
     int max_errors;         /* limits.max_errors: client errors before 421 */
     int max_legs;           /* limits.legs: destination domains (upstream legs) per transaction */
+    enum mxg_bare_cr bare_cr; /* limits.bare_cr: reject (554 5.6.0) | space */
+    int data_min_rate;      /* limits.data_min_rate: octets/s the DATA phase must average; 0 = off */
+    uint64_t data_rate_grace_ms; /* limits.data_rate_grace: the rate counts from this far in */
     /* upstream connection limits (proxy/conncache.h); 0 = unlimited */
     int dest_concurrency;   /* limits.destination_concurrency: connections per MX address:port */
     int dest_rate;          /* limits.destination_rate: new connections per second per MX */
@@ -107,6 +115,7 @@ struct mxg_config {
     /* timeouts (ms) */
     uint64_t t_idle;          /* timeouts.idle: waiting for a client command */
     uint64_t t_data;          /* timeouts.data: between DATA blocks from the client */
+    uint64_t t_data_total;    /* timeouts.data_total: the whole DATA phase (354 to the dot) */
     uint64_t t_rcpt_total;    /* timeouts.rcpt_total: all RCPT-time work for one leg */
     uint64_t t_final;         /* timeouts.final_reply: wait after the final dot */
     uint64_t t_connect;       /* timeouts.connect: one TCP connect */

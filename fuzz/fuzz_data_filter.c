@@ -2,7 +2,8 @@
  * handling, bare CR/LF normalisation, the end marker, the limits.
  *
  * Input: 4 octets of set-up (max line, max size, max Received:, chunking
- * seed), then the client's DATA bytes. The bytes are filtered twice: in one
+ * seed; the seed's top bit picks limits.bare_cr "space" over "reject"),
+ * then the client's DATA bytes. The bytes are filtered twice: in one
  * chunk, and in chunks of pseudo-random sizes (each an exact-size heap copy).
  *
  * Properties checked:
@@ -19,7 +20,12 @@
  *    ends in CRLF;
  *  - without a limit hit, size equals the octets written;
  *  - canonical input (CRLF line ends only) passes unchanged: the output is
- *    the input up to the CRLF before ".\r\n". */
+ *    the input up to the CRLF before ".\r\n";
+ *  - a bare CR never makes a line: under "reject" the message is refused
+ *    (bad_cr) when the input has one, and the output stops before it; under
+ *    "space" the output has exactly as many line ends as the input has LFs
+ *    (before the end) and as many spaces as the input's spaces plus bare
+ *    CRs. */
 #include "fuzz.h"
 
 #include "proxy/buf.h"
@@ -38,7 +44,8 @@ struct run {
 static void setup(struct run *r, const uint8_t *hdr)
 {
     memset(r, 0, sizeof *r);
-    mxg_data_filter_init(&r->f, size_caps[hdr[1] % 4], line_caps[hdr[0] % 4], rcvd_caps[hdr[2] % 4]);
+    mxg_data_filter_init(&r->f, size_caps[hdr[1] % 4], line_caps[hdr[0] % 4], rcvd_caps[hdr[2] % 4],
+                         hdr[3] & 0x80 ? MXG_DF_CR_SPACE : MXG_DF_CR_REJECT);
 }
 
 static void feed(struct run *r, const uint8_t *in, size_t len)
@@ -97,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(a.f.eight_bit == b.f.eight_bit && a.f.received == b.f.received);
     FUZZ_CHECK(a.f.bare_eol == b.f.bare_eol && a.f.too_big == b.f.too_big);
     FUZZ_CHECK(a.f.too_long == b.f.too_long && a.f.too_many_received == b.f.too_many_received);
+    FUZZ_CHECK(a.f.bare_cr == b.f.bare_cr && a.f.bad_cr == b.f.bad_cr);
 
     const char *o = a.out.data ? mxg_buf_head(&a.out) : "";
     size_t ol = a.out.len - a.out.off;
@@ -114,6 +122,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!failed)
         FUZZ_CHECK(a.f.size == ol);
+
+    /* bare CR: counted in the consumed input (a CR not followed by LF; a CR
+     * at the very end of the input is still undecided) */
+    size_t crs = 0, lfs = 0, sp_in = 0, first_cr = (size_t)-1;
+    for (size_t i = 0; i < a.consumed; i++) {
+        if (in[i] == '\n')
+            lfs++;
+        else if (in[i] == ' ')
+            sp_in++;
+        else if (in[i] == '\r' && i + 1 < a.consumed && in[i + 1] != '\n') {
+            crs++;
+            if (first_cr == (size_t)-1)
+                first_cr = i;
+        }
+    }
+    FUZZ_CHECK(a.f.bare_cr == crs);
+    if (a.f.bare_cr_mode == MXG_DF_CR_REJECT) {
+        FUZZ_CHECK(a.f.bad_cr == (crs > 0));
+        if (crs) /* stuffing of a bare-LF "." line adds one octet per LF */
+            FUZZ_CHECK(ol <= first_cr * 2 + 2);
+    } else if (!failed) {
+        size_t eol = 0, sp_out = 0;
+        for (size_t i = 0; i < ol; i++) {
+            eol += o[i] == '\n';
+            sp_out += o[i] == ' ';
+        }
+        FUZZ_CHECK(eol == lfs - (done ? 1 : 0));
+        FUZZ_CHECK(sp_out == sp_in + crs);
+    }
     if (done) {
         FUZZ_CHECK(ol == 0 || (ol >= 2 && o[ol - 2] == '\r' && o[ol - 1] == '\n') || failed);
         FUZZ_CHECK(a.consumed >= 3 && memcmp(in + a.consumed - 3, ".\r\n", 3) == 0);

@@ -4,10 +4,12 @@
  * requirements (STARTTLS / AUTH before MAIL). proxy/session.c runs the SMTP
  * side; this module holds no socket and no global state.
  *
- * Three files, one job each:
+ * Four files, one job each:
  *   auth.c           password file, SASL decoding, password verification
  *                    (crypt(3) in the libuv thread pool)
- *   auth_throttle.c  the failure counters (bounded LRU table)
+ *   auth_throttle.c  the failure counters and checks in flight, and the
+ *                    trusted addresses (bounded LRU tables)
+ *   auth_trust_store.c  the trusted addresses on disk (SQLite)
  *   auth_policy.c    which requirement applies to a client, the files the
  *                    inbound side loads, and the `config check -v` text
  *
@@ -106,10 +108,54 @@ uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, 
  * count starts again after the lockout. */
 int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                            uint64_t window_ms, uint64_t lockout_ms);
+/* A password check for key starts (issue 16 #3: parallel sessions must not
+ * get more checks than the limit): 1 when the failures in the window plus
+ * the checks already in flight are below max and the key is not locked —
+ * the check is then counted as in flight until mxg_auth_throttle_finish();
+ * 0 (refuse: 454 4.7.0) otherwise, also when the table is full of entries
+ * with checks in flight (fail closed). A failed check is then counted with
+ * mxg_auth_throttle_fail(), after the finish. */
+int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+                            uint64_t window_ms);
+void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key);
+int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key);
 void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key);
 int mxg_auth_throttle_size(const struct mxg_auth_throttle *t);
 /* "ip:192.0.2.1", "ip:2001:db8:1:2::/64" (v4-mapped IPv6 as IPv4). */
 void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap);
+
+/* ------------------------------------------------------------ trusted addresses
+ *
+ * A per-user lockout (auth.max_user_failures) must not let an attacker lock
+ * the real client out: an address that authenticated successfully as a user
+ * within auth.trusted_address_lifetime is still let in (its own per-address
+ * limit applies). The memory is a second table of the same kind
+ * (mxg_auth_throttle_new(auth.trusted_addresses)), keyed by address and
+ * user, LRU-bounded: an address it has forgotten is refused during a lockout
+ * like any other (fail closed, never "no limit"). Times are wall-clock
+ * milliseconds (the table outlives restarts through auth_trust_store.c). */
+#define MXG_AUTH_TRUST_KEY_MAX (80 + MXG_SASL_FIELD_MAX + 8)
+/* Record a success of user from addr_key (mxg_auth_throttle_addr_key) at when_ms. */
+void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                         uint64_t when_ms);
+/* 1 if user authenticated from addr_key less than lifetime_ms before now_ms. */
+int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                     uint64_t now_ms, uint64_t lifetime_ms);
+
+/* The same memory on disk (auth_trust_store.c): DIR/auth-trust.db, so a
+ * restart does not make every legitimate client a stranger. open: NULL with
+ * err when the file cannot be used (the caller goes on in memory). load:
+ * rows older than lifetime_ms are deleted, the rest marked in t (at most
+ * max_rows, the newest); the count, or -1. put: one success (the newest
+ * max_rows rows are kept); 0 or -1 (logged). */
+struct mxg_auth_trust_store;
+struct mxg_auth_trust_store *mxg_auth_trust_store_open(const char *dir, int max_rows, char *err,
+                                                       size_t errlen);
+int mxg_auth_trust_store_load(struct mxg_auth_trust_store *st, struct mxg_auth_throttle *t,
+                              uint64_t now_ms, uint64_t lifetime_ms);
+int mxg_auth_trust_store_put(struct mxg_auth_trust_store *st, const char *addr_key,
+                             const char *user, uint64_t when_ms);
+void mxg_auth_trust_store_close(struct mxg_auth_trust_store *st); /* st may be NULL */
 
 /* ------------------------------------------------------------ per-network policy */
 

@@ -4,7 +4,9 @@
  * A chained hash table (FNV-1a with a per-table random seed, so an attacker
  * choosing user names cannot aim at one chain in advance) plus a doubly linked
  * recency list: every lookup moves the entry to the front, a new entry
- * beyond max_entries evicts the back. The table never holds more than
+ * beyond max_entries evicts the least recently used entry without a
+ * password check in flight (when every entry has one, nothing is created
+ * and the caller fails closed). The table never holds more than
  * max_entries entries, whatever clients send. */
 #include "auth.h"
 
@@ -20,8 +22,10 @@ struct tentry {
     struct tentry *prev, *next; /* recency: head = most recently used */
     uint32_t h;
     int count;                  /* failures in the current window */
+    int inflight;               /* password checks started, not yet finished */
     uint64_t window_start;
     uint64_t locked_until;      /* 0: not locked */
+    uint64_t seen;              /* trusted-address tables: the last success */
     char key[];
 };
 
@@ -139,8 +143,16 @@ static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int c
     e = calloc(1, sizeof *e + kl + 1);
     if (!e)
         return NULL;
-    if (t->n >= t->max && t->tail)
-        remove_entry(t, t->tail);
+    if (t->n >= t->max) {
+        struct tentry *victim = t->tail;
+        while (victim && victim->inflight > 0) /* its check would be lost: never */
+            victim = victim->prev;
+        if (!victim) {
+            free(e);
+            return NULL;
+        }
+        remove_entry(t, victim);
+    }
     memcpy(e->key, key, kl + 1);
     e->h = h;
     e->hnext = t->buckets[h & (t->nb - 1)];
@@ -148,6 +160,17 @@ static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int c
     lru_push_front(t, e);
     t->n++;
     return e;
+}
+
+/* The lockout is over: the key starts afresh; a window past its end too. */
+static void expire(struct tentry *e, uint64_t now_ms, uint64_t window_ms)
+{
+    if (e->locked_until && e->locked_until <= now_ms) {
+        e->locked_until = 0;
+        e->count = 0;
+    }
+    if (e->count && now_ms - e->window_start >= window_ms)
+        e->count = 0;
 }
 
 uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms)
@@ -168,11 +191,8 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
     struct tentry *e = lookup(t, key, 1);
     if (!e)
         return 0;
-    if (e->locked_until && e->locked_until <= now_ms) { /* the lockout is over: start afresh */
-        e->locked_until = 0;
-        e->count = 0;
-    }
-    if (e->count == 0 || now_ms - e->window_start >= window_ms) {
+    expire(e, now_ms, window_ms);
+    if (e->count == 0) {
         e->count = 0;
         e->window_start = now_ms;
     }
@@ -180,6 +200,66 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
     if (e->count >= max && !e->locked_until)
         e->locked_until = now_ms + (lockout_ms ? lockout_ms : 1);
     return e->count;
+}
+
+int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+                            uint64_t window_ms)
+{
+    if (!t || !key || max < 1)
+        return 0; /* fail closed */
+    struct tentry *e = lookup(t, key, 1);
+    if (!e)
+        return 0;
+    expire(e, now_ms, window_ms);
+    if ((e->locked_until && e->locked_until > now_ms) || e->count + e->inflight >= max)
+        return 0;
+    e->inflight++;
+    return 1;
+}
+
+void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key)
+{
+    if (!t || !key)
+        return;
+    struct tentry *e = find(t, key, hash_key(t, key));
+    if (e && e->inflight > 0)
+        e->inflight--;
+}
+
+int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key)
+{
+    struct tentry *e = t && key ? find(t, key, hash_key(t, key)) : NULL;
+    return e ? e->inflight : 0;
+}
+
+/* "ADDRKEY user:NAME": the trusted-address table's key. */
+static int trust_key(const char *addr_key, const char *user, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s user:%s", addr_key, user);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                         uint64_t when_ms)
+{
+    char k[MXG_AUTH_TRUST_KEY_MAX];
+    if (!t || !addr_key || !user || trust_key(addr_key, user, k, sizeof k) < 0)
+        return;
+    struct tentry *e = lookup(t, k, 1);
+    if (e && when_ms > e->seen)
+        e->seen = when_ms;
+}
+
+int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                     uint64_t now_ms, uint64_t lifetime_ms)
+{
+    char k[MXG_AUTH_TRUST_KEY_MAX];
+    if (!t || !addr_key || !user || lifetime_ms == 0 || trust_key(addr_key, user, k, sizeof k) < 0)
+        return 0;
+    struct tentry *e = lookup(t, k, 0);
+    if (!e || e->seen == 0)
+        return 0;
+    return e->seen <= now_ms ? now_ms - e->seen < lifetime_ms : 1;
 }
 
 void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key)

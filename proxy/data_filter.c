@@ -6,7 +6,7 @@
 #include <strings.h>
 
 void mxg_data_filter_init(struct mxg_data_filter *f, uint64_t max_size, size_t max_line,
-                          int max_received)
+                          int max_received, enum mxg_df_bare_cr bare_cr)
 {
     memset(f, 0, sizeof *f);
     f->st = MXG_DF_BOL;
@@ -15,6 +15,7 @@ void mxg_data_filter_init(struct mxg_data_filter *f, uint64_t max_size, size_t m
     f->max_size = max_size;
     f->max_line = max_line;
     f->max_received = max_received;
+    f->bare_cr_mode = bare_cr;
 }
 
 static int failed(const struct mxg_data_filter *f)
@@ -64,6 +65,20 @@ static void note_octet(struct mxg_data_filter *f, unsigned char c)
     f->line_len++;
 }
 
+/* A CR not followed by LF: content, never a line end. Under
+ * MXG_DF_CR_REJECT the message is refused (nothing more is emitted); under
+ * MXG_DF_CR_SPACE it becomes a space. */
+static int bare_cr(struct mxg_data_filter *f, struct mxg_buf *out)
+{
+    f->bare_cr++;
+    if (f->bare_cr_mode != MXG_DF_CR_SPACE) {
+        f->bad_cr = 1;
+        return 0;
+    }
+    note_octet(f, ' ');
+    return emit(f, out, " ", 1);
+}
+
 long mxg_data_filter_run(struct mxg_data_filter *f, const char *in, size_t len, struct mxg_buf *out)
 {
     size_t i = 0;
@@ -103,15 +118,17 @@ long mxg_data_filter_run(struct mxg_data_filter *f, const char *in, size_t len, 
                 continue;
             }
             note_octet(f, '.');
-            if (emit(f, out, "..", 2) < 0)
-                return -1;
-            if (c == '\n') {
-                if (end_line(f, out, 1) < 0)
+            if (c == '\n') { /* ".<CRLF>" after a bare LF: content, sent stuffed */
+                if (emit(f, out, "..", 2) < 0 || end_line(f, out, 1) < 0)
                     return -1;
                 i++;
-            } else if (end_line(f, out, 0) < 0) { /* ".<CR>x": bare CR */
-                return -1;
+                continue;
             }
+            /* ".<CR>x": a line starting with "." (passed through as sent)
+             * and a bare CR; x is reprocessed as line content */
+            if (emit(f, out, ".", 1) < 0 || bare_cr(f, out) < 0)
+                return -1;
+            f->st = MXG_DF_LINE;
             continue;
         case MXG_DF_LINE: {
             /* fast path: a run of ordinary octets */
@@ -140,9 +157,11 @@ long mxg_data_filter_run(struct mxg_data_filter *f, const char *in, size_t len, 
                 if (end_line(f, out, 1) < 0)
                     return -1;
                 i++;
-            } else if (end_line(f, out, 0) < 0) { /* bare CR */
-                return -1;
+                continue;
             }
+            if (bare_cr(f, out) < 0) /* c is reprocessed as line content */
+                return -1;
+            f->st = MXG_DF_LINE;
             continue;
         case MXG_DF_END:
             break;

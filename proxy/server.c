@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -142,6 +143,10 @@ static void drain_check(struct mxg_server *srv)
     srv->draining = 2;
     mxg_auth_throttle_free(srv->auth_throttle);
     srv->auth_throttle = NULL;
+    mxg_auth_throttle_free(srv->auth_trust);
+    srv->auth_trust = NULL;
+    mxg_auth_trust_store_close(srv->auth_trust_store);
+    srv->auth_trust_store = NULL;
     uv_timer_stop(&srv->drain_timer);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     LOG_N("server", "drained: all sessions finished");
@@ -211,4 +216,32 @@ struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv)
     if (!srv->auth_throttle)
         srv->auth_throttle = mxg_auth_throttle_new(srv->cfg->auth_throttle_entries);
     return srv->auth_throttle;
+}
+
+struct mxg_auth_throttle *mxg_server_trust(struct mxg_server *srv,
+                                           struct mxg_auth_trust_store **store)
+{
+    const struct mxg_config *cfg = srv->cfg;
+    if (!srv->auth_trust) {
+        srv->auth_trust = mxg_auth_throttle_new(cfg->auth_trusted_entries);
+        char err[512];
+        srv->auth_trust_store = srv->auth_trust && cfg->auth_trusted_lifetime_ms
+                                    ? mxg_auth_trust_store_open(cfg->state_dir,
+                                                                cfg->auth_trusted_entries, err,
+                                                                sizeof err)
+                                    : NULL;
+        if (srv->auth_trust && cfg->auth_trusted_lifetime_ms && !srv->auth_trust_store)
+            LOG_W("auth", "trusted addresses kept in memory only (forgotten on restart): %s", err);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int n = mxg_auth_trust_store_load(srv->auth_trust_store, srv->auth_trust,
+                                          (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                                          cfg->auth_trusted_lifetime_ms);
+        if (n > 0)
+            LOG_I("auth", "%d trusted address%s of authenticated users loaded", n,
+                  n == 1 ? "" : "es");
+    }
+    if (store)
+        *store = srv->auth_trust_store;
+    return srv->auth_trust;
 }

@@ -61,6 +61,11 @@ struct mxg_server {
     /* Failed AUTH attempts (owned; made at the first failure, freed when
      * the drain has finished). */
     struct mxg_auth_throttle *auth_throttle;
+    /* Addresses that authenticated as a user (auth.trusted_address_lifetime;
+     * owned, made on first use with its file in state.directory, freed when
+     * the drain has finished). */
+    struct mxg_auth_throttle *auth_trust;
+    struct mxg_auth_trust_store *auth_trust_store;
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are
@@ -81,5 +86,10 @@ void mxg_server_session_added(struct mxg_server *srv);
 /* The throttle table, made on first use with auth.throttle_entries; NULL only
  * when out of memory. */
 struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv);
+/* The trusted-address table, made on first use with auth.trusted_addresses
+ * and filled from state.directory/auth-trust.db (*store: that file, NULL
+ * when it cannot be used). NULL only when out of memory. */
+struct mxg_auth_throttle *mxg_server_trust(struct mxg_server *srv,
+                                           struct mxg_auth_trust_store **store);
 
 #endif

@@ -132,6 +132,12 @@ struct txn {
     struct mxg_buf out;    /* filtered DATA waiting to be written */
     struct mxg_reply sticky; /* first failure during DATA; sticky.code == 0: none */
     uint64_t t_start;
+    /* the DATA phase clocks (uv_now ms): timeouts.data_total, limits.data_min_rate */
+    uint64_t data_start;     /* the 354 */
+    uint64_t data_last;      /* the last block read */
+    uint64_t data_octets;    /* octets the client sent since the 354 */
+    uint64_t paused_ms;      /* time the client was not read (upstream back-pressure) */
+    uint64_t pause_start;    /* while s->paused: when it began */
 };
 
 struct mxg_session {
@@ -145,7 +151,8 @@ struct mxg_session {
     char id[24];
     char peer[64];
     struct sockaddr_storage peer_sa;
-    char helo[256];
+    char helo[256];           /* safe rendering of the HELO/EHLO name (mxg_helo_classify) */
+    int helo_plain;           /* helo is a plain name or address literal, shown as sent */
     int esmtp;
     enum mxg_inbound_req req; /* what this client must do before MAIL */
     int loopback;             /* the client is on a loopback address */
@@ -154,6 +161,10 @@ struct mxg_session {
     const char *auth_mech;    /* "PLAIN" / "LOGIN" (the exchange, or the success) */
     enum auth_step ax;
     char ax_user[MXG_SASL_FIELD_MAX + 1]; /* the user name of the exchange */
+    /* a password check in flight counts against the throttle (issue 16 #3):
+     * the keys it was counted under, released when it finishes ("": none) */
+    char ax_addr_key[80];
+    char ax_user_key[MXG_SASL_FIELD_MAX + 8];
     int queue_mode;      /* server.queue_listen client: spool first, deliver later */
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
@@ -358,9 +369,70 @@ static uint64_t now_ms(struct mxg_session *s)
     return uv_now(s->srv->loop);
 }
 
+/* The DATA phase's clocks (issue 16 #6): DATA_OK, or which limit is
+ * exceeded now; *left gets the milliseconds until the first one would be. A
+ * client trickling its message is stopped by timeouts.data_total whatever
+ * it sends, and by limits.data_min_rate (an average from the 354, checked
+ * after limits.data_rate_grace: a short message is never hit; time the
+ * client was not read because an upstream lagged does not count). */
+enum data_clock { DATA_OK = 0, DATA_IDLE, DATA_TOTAL, DATA_RATE };
+static enum data_clock data_clock(struct mxg_session *s, uint64_t *left)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    const struct txn *t = &s->txn;
+    uint64_t now = now_ms(s), el = now - t->data_start, idle = now - t->data_last;
+    if (el >= cfg->t_data_total)
+        return DATA_TOTAL;
+    if (idle >= cfg->t_data)
+        return DATA_IDLE;
+    *left = cfg->t_data_total - el;
+    if (cfg->t_data - idle < *left)
+        *left = cfg->t_data - idle;
+    if (cfg->data_min_rate <= 0)
+        return DATA_OK;
+    uint64_t paused = t->paused_ms + (s->paused ? now - t->pause_start : 0);
+    uint64_t rel = el > paused ? el - paused : 0; /* time the client could send */
+    uint64_t due = cfg->data_rate_grace_ms + t->data_octets * 1000 / (uint64_t)cfg->data_min_rate;
+    if (rel > due)
+        return DATA_RATE;
+    if (due - rel + 1 < *left)
+        *left = due - rel + 1;
+    return DATA_OK;
+}
+
+static void sess_arm_timer(struct mxg_session *s);
+
 static void on_timeout(uv_timer_t *t)
 {
     struct mxg_session *s = t->data;
+    if (s->st == SS_DATA && s->wait == SW_NONE) {
+        const struct mxg_config *cfg = s->srv->cfg;
+        uint64_t left = 0, el = now_ms(s) - s->txn.data_start;
+        enum data_clock c = data_clock(s, &left);
+        if (c == DATA_OK) { /* armed before the last block was counted */
+            sess_arm_timer(s);
+            return;
+        }
+        if (c == DATA_TOTAL)
+            LOG_W("smtp", "%s: DATA from %s not finished within timeouts.data_total (%llus, "
+                          "%llu octets): aborted, nothing delivered", s->id, s->peer,
+                  (unsigned long long)cfg->t_data_total / 1000,
+                  (unsigned long long)s->txn.data_octets);
+        else if (c == DATA_RATE)
+            LOG_W("smtp", "%s: DATA from %s too slow: %llu octets in %.1fs, below "
+                          "limits.data_min_rate (%d octets/s): aborted, nothing delivered",
+                  s->id, s->peer, (unsigned long long)s->txn.data_octets, (double)el / 1000.0,
+                  cfg->data_min_rate);
+        else
+            LOG_I("smtp", "%s: timeout in state %s from %s", s->id, sess_state_names[s->st],
+                  s->peer);
+        /* sess_close() closes every leg before the final dot and drops the spool entry */
+        sess_reply(s, 421, "4.4.2", "%s Error: %s", s->srv->hostname,
+                   c == DATA_IDLE ? "timeout exceeded" : c == DATA_TOTAL ? "DATA took too long"
+                                                                          : "DATA too slow");
+        sess_close(s, c == DATA_IDLE ? "timeout" : c == DATA_TOTAL ? "DATA deadline" : "DATA rate");
+        return;
+    }
     LOG_I("smtp", "%s: timeout in state %s from %s", s->id, sess_state_names[s->st], s->peer);
     sess_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->hostname);
     sess_close(s, "timeout");
@@ -374,8 +446,23 @@ static void sess_arm_timer(struct mxg_session *s)
         uv_timer_stop(&s->timer);
         return;
     }
-    uint64_t t = s->st == SS_DATA ? s->srv->cfg->t_data : s->srv->cfg->t_idle; /* also TLS, AUTH */
-    uv_timer_start(&s->timer, on_timeout, t, 0);
+    uint64_t t = s->srv->cfg->t_idle; /* also TLS, AUTH */
+    if (s->st == SS_DATA && data_clock(s, &t) != DATA_OK)
+        t = 1; /* a limit is exceeded: on_timeout says which */
+    /* never 0: libuv runs a timer re-armed with 0 from its own callback
+     * again in the same pass, without updating the loop's time */
+    uv_timer_start(&s->timer, on_timeout, t ? t : 1, 0);
+}
+
+/* The client is (not) read because an upstream leg lags: the DATA rate
+ * does not count that time. */
+static void sess_set_paused(struct mxg_session *s, int on)
+{
+    if (on && !s->paused)
+        s->txn.pause_start = now_ms(s);
+    else if (!on && s->paused)
+        s->txn.paused_ms += now_ms(s) - s->txn.pause_start;
+    s->paused = on;
 }
 
 /* --------------------------------------------------------- transactions */
@@ -514,7 +601,11 @@ static void write_received(struct mxg_session *s)
              t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
              s->esmtp && tls_up(s) ? "S" : "", s->esmtp && s->auth_user[0] ? "A" : "");
     int v6 = strchr(s->peer, ':') != NULL;
-    mxg_buf_printf(&t->out, "Received: from %s ([%s%s])", s->helo, v6 ? "IPv6:" : "", s->peer);
+    if (s->helo_plain)
+        mxg_buf_printf(&t->out, "Received: from %s ([%s%s])", s->helo, v6 ? "IPv6:" : "", s->peer);
+    else /* an odd HELO name only in the comment, sanitised (as Postfix's "helo=") */
+        mxg_buf_printf(&t->out, "Received: from unknown ([%s%s] helo=%s)", v6 ? "IPv6:" : "",
+                       s->peer, s->helo);
     if (tls_up(s))
         mxg_buf_printf(&t->out, "\r\n\t(using %s with cipher %s)", mxg_tls_version(s->tls),
                        mxg_tls_cipher(s->tls));
@@ -566,7 +657,7 @@ static void data_flush(struct mxg_session *s)
             slot_fail(s, sl, &r);
         } else if (rc == 1) {
             sl->wpaused = 1;
-            s->paused = 1;
+            sess_set_paused(s, 1);
         }
     }
     mxg_buf_reset(&t->out);
@@ -798,9 +889,13 @@ static void data_end(struct mxg_session *s)
     struct txn *t = &s->txn;
     struct mxg_data_filter *df = &t->df;
     struct mxg_reply r = {0};
-    LOG_D("smtp", "%s: end of data, %llu octets, longest line %zu, %u bare line ends", s->id,
-          (unsigned long long)df->size, df->longest_line, df->bare_eol);
-    if (df->too_many_received)
+    LOG_D("smtp", "%s: end of data, %llu octets, longest line %zu, %u bare LF, %u bare CR",
+          s->id, (unsigned long long)df->size, df->longest_line, df->bare_eol, df->bare_cr);
+    if (df->bad_cr) {
+        LOG_W("smtp", "%s: message from %s refused: %u bare CR (a CR not followed by LF; "
+                      "limits.bare_cr = \"reject\")", t->id, s->peer, df->bare_cr);
+        mxg_reply_set(&r, 554, "5.6.0", "Message contains a bare CR (CR not followed by LF)");
+    } else if (df->too_many_received)
         mxg_reply_set(&r, 554, "5.4.6", "Too many Received: headers (%d): mail loop?",
                       df->received);
     else if (df->too_big)
@@ -849,6 +944,7 @@ static void data_input(struct mxg_session *s)
             return;
         }
         mxg_buf_consume(&s->in, (size_t)used);
+        t->data_octets += (uint64_t)used;
         data_flush(s);
     }
     if (mxg_data_filter_done(&t->df))
@@ -891,8 +987,12 @@ static void data_begin(struct mxg_session *s)
         }
     }
     sess_set_state(s, SS_DATA);
+    t->data_start = t->data_last = now_ms(s);
+    t->data_octets = t->paused_ms = 0;
     mxg_data_filter_init(&t->df, s->srv->cfg->message_size, (size_t)s->srv->cfg->data_line_max,
-                         s->srv->cfg->max_received);
+                         s->srv->cfg->max_received,
+                         s->srv->cfg->bare_cr == MXG_BARE_CR_SPACE ? MXG_DF_CR_SPACE
+                                                                   : MXG_DF_CR_REJECT);
     write_received(s);
     sess_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
     sess_set_wait(s, SW_NONE);
@@ -1067,7 +1167,7 @@ static void leg_on_drain(void *arg, struct mxg_leg *leg)
     for (int i = 0; i < s->txn.n_legs; i++)
         if (s->txn.legs[i].wpaused && s->txn.legs[i].st == SL_STREAM)
             return;
-    s->paused = 0;
+    sess_set_paused(s, 0);
     sess_update_reading(s);
 }
 
@@ -1093,10 +1193,11 @@ static void helo_proceed(struct mxg_session *s, struct cmd_ctx *c)
 {
     const struct mxg_config *cfg = s->srv->cfg;
     txn_reset(s);
-    snprintf(s->helo, sizeof s->helo, "%.*s", (int)c->cmd.arg_len, c->cmd.arg);
-    for (char *p = s->helo; *p; p++)
-        if (*p == ' ' || *p == '\t' || (unsigned char)*p < 33)
-            *p = '_';
+    s->helo_plain = mxg_helo_classify(c->cmd.arg, c->cmd.arg_len, s->helo, sizeof s->helo) ==
+                    MXG_HELO_NAME;
+    if (!s->helo_plain)
+        LOG_I("smtp", "%s: %s name from %s is not a host name: '%s'", s->id,
+              mxg_verb_name(c->cmd.verb), s->peer, mxg_show(c->cmd.arg, c->cmd.arg_len).s);
     s->esmtp = c->cmd.verb == MXG_V_EHLO;
     sess_set_state(s, SS_READY);
     if (!s->esmtp) {
@@ -1114,6 +1215,13 @@ static int helo_check(struct mxg_session *s, struct cmd_ctx *c)
 {
     if (c->cmd.arg_len == 0) {
         sess_reply(s, 501, "5.5.4", "Syntax: %s hostname", mxg_verb_name(c->cmd.verb));
+        return -1;
+    }
+    char shown[80];
+    if (mxg_helo_classify(c->cmd.arg, c->cmd.arg_len, shown, sizeof shown) == MXG_HELO_BAD) {
+        sess_reply(s, 501, "5.5.2", "Syntax: %s domain or address literal (control "
+                                    "characters and octets that are not UTF-8 are not allowed)",
+                   mxg_verb_name(c->cmd.verb));
         return -1;
     }
     return 0;
@@ -1502,6 +1610,7 @@ static void starttls_proceed(struct mxg_session *s, struct cmd_ctx *c)
     /* RFC 3207 §4.2: forget everything learned before TLS. */
     txn_reset(s);
     snprintf(s->helo, sizeof s->helo, "unknown");
+    s->helo_plain = 1;
     s->esmtp = 0;
     OPENSSL_cleanse(s->auth_user, sizeof s->auth_user);
     s->auth_mech = NULL;
@@ -1670,7 +1779,9 @@ static void auth_delay_done(uv_timer_t *t);
 /* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
  * and nothing else is read meanwhile (replies stay in order). The address
  * reaching auth.max_failures gets 421 and the connection is closed. */
-static void auth_failed(struct mxg_session *s, const char *why)
+/* Count one failure of the exchange's user from the client's address;
+ * the count from this address. */
+static int auth_count_failure(struct mxg_session *s, const char *why)
 {
     const struct mxg_config *cfg = s->srv->cfg;
     struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
@@ -1689,8 +1800,16 @@ static void auth_failed(struct mxg_session *s, const char *why)
     LOG_W("smtp", "%s: AUTH %s failed for user '%s' from %s: %s (%d of %d from this address)",
           s->id, s->auth_mech, user.s, s->peer, why, n, cfg->auth_max_failures);
     if (cfg->auth_max_user_failures && un == cfg->auth_max_user_failures)
-        LOG_W("smtp", "%s: AUTH for user '%s' locked for %llus after %d failures", s->id, user.s,
-              (unsigned long long)(cfg->auth_lockout_ms / 1000), un);
+        LOG_W("smtp", "%s: AUTH for user '%s' locked for %llus after %d failures (addresses "
+                      "it authenticated from within auth.trusted_address_lifetime are spared)",
+              s->id, user.s, (unsigned long long)(cfg->auth_lockout_ms / 1000), un);
+    return n;
+}
+
+static void auth_failed(struct mxg_session *s, const char *why)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    int n = auth_count_failure(s, why);
     auth_end(s);
     if (n >= cfg->auth_max_failures) {
         LOG_W("smtp", "%s: client %s locked out of AUTH for %llus after %d failures", s->id,
@@ -1713,10 +1832,32 @@ static void auth_delay_done(uv_timer_t *t)
 
 static void sess_unref(struct mxg_session *s);
 
+/* The password check is over: it no longer counts as in flight. */
+static void auth_release(struct mxg_session *s)
+{
+    struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
+    if (s->ax_addr_key[0])
+        mxg_auth_throttle_finish(th, s->ax_addr_key);
+    if (s->ax_user_key[0])
+        mxg_auth_throttle_finish(th, s->ax_user_key);
+    s->ax_addr_key[0] = '\0';
+    OPENSSL_cleanse(s->ax_user_key, sizeof s->ax_user_key);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void auth_verified(void *arg, int ok)
 {
     struct mxg_session *s = arg;
-    if (s->st == SS_CLOSING) { /* the client left meanwhile */
+    auth_release(s);
+    if (s->st == SS_CLOSING) { /* the client left meanwhile: a wrong password still counts */
+        if (ok == 0)
+            auth_count_failure(s, "wrong password or unknown user (the client left)");
         sess_unref(s);
         return;
     }
@@ -1732,9 +1873,18 @@ static void auth_verified(void *arg, int ok)
         auth_failed(s, "wrong password or unknown user");
         return;
     }
-    char ukey[MXG_SASL_FIELD_MAX + 8];
-    auth_key_user(s->ax_user, ukey, sizeof ukey);
-    mxg_auth_throttle_clear(mxg_server_throttle(s->srv), ukey);
+    /* a success does not clear the user's failures (the attacker would get
+     * a fresh allowance each time the real client logs in); it makes this
+     * address trusted for the user instead */
+    if (s->srv->cfg->auth_trusted_lifetime_ms) {
+        char key[80];
+        struct mxg_auth_trust_store *store = NULL;
+        struct mxg_auth_throttle *trust = mxg_server_trust(s->srv, &store);
+        uint64_t now = wall_ms();
+        mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+        mxg_auth_trust_mark(trust, key, s->ax_user, now);
+        mxg_auth_trust_store_put(store, key, s->ax_user, now);
+    }
     snprintf(s->auth_user, sizeof s->auth_user, "%s", s->ax_user);
     LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
           mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
@@ -1745,29 +1895,58 @@ static void auth_verified(void *arg, int ok)
     resume(s);
 }
 
+/* Count the check as started against the address and (unless this
+ * address is trusted for the user) the user: NULL, or why it is refused. */
+static const char *auth_start(struct mxg_session *s)
+{
+    const struct mxg_config *cfg = s->srv->cfg;
+    struct mxg_auth_throttle *th = mxg_server_throttle(s->srv);
+    char key[80], ukey[MXG_SASL_FIELD_MAX + 8];
+    uint64_t now = now_ms(s);
+    mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
+    auth_key_user(s->ax_user, ukey, sizeof ukey);
+    if (!mxg_auth_throttle_start(th, key, now, cfg->auth_max_failures, cfg->auth_window_ms))
+        return "this address is locked out, or its failures and running checks reach "
+               "auth.max_failures";
+    snprintf(s->ax_addr_key, sizeof s->ax_addr_key, "%s", key);
+    if (!cfg->auth_max_user_failures)
+        return NULL;
+    if (mxg_auth_trusted(mxg_server_trust(s->srv, NULL), key, s->ax_user, wall_ms(),
+                         cfg->auth_trusted_lifetime_ms)) {
+        if (mxg_auth_throttle_locked(th, ukey, now))
+            LOG_I("smtp", "%s: user '%s' is locked out, but %s authenticated as the user "
+                          "before: let in", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,
+                  s->peer);
+        return NULL;
+    }
+    if (!mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures, cfg->auth_window_ms))
+        return "the user is locked out, or its failures and running checks reach "
+               "auth.max_user_failures";
+    snprintf(s->ax_user_key, sizeof s->ax_user_key, "%s", ukey);
+    return NULL;
+}
+
 /* The credentials are complete: check them off the loop (SW_AUTH). */
 static void auth_verify(struct mxg_session *s, const char *pass)
 {
-    const struct mxg_config *cfg = s->srv->cfg;
-    char ukey[MXG_SASL_FIELD_MAX + 8];
-    auth_key_user(s->ax_user, ukey, sizeof ukey);
-    uint64_t left = cfg->auth_max_user_failures
-                        ? mxg_auth_throttle_locked(mxg_server_throttle(s->srv), ukey, now_ms(s))
-                        : 0;
-    if (left > 0) {
-        LOG_W("smtp", "%s: AUTH for user '%s' from %s refused: the user is locked out for "
-                      "another %llus", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,
-              s->peer, (unsigned long long)(left + 999) / 1000);
+    const char *why = auth_start(s);
+    if (why) {
+        auth_release(s);
+        LOG_W("smtp", "%s: AUTH for user '%s' from %s refused: %s", s->id,
+              mxg_show(s->ax_user, strlen(s->ax_user)).s, s->peer, why);
         mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "refused");
         auth_end(s);
         sess_reply(s, 454, "4.7.0",
                    "Temporary authentication failure: too many failed attempts, try again later");
         return;
     }
+    LOG_D("smtp", "%s: AUTH: password check for user '%s' started", s->id,
+          mxg_show(s->ax_user, strlen(s->ax_user)).s);
     sess_set_wait(s, SW_AUTH);
     s->handles++;
     if (mxg_auth_verify(s->srv->loop, s->srv->auth_db, s->ax_user, pass, auth_verified, s) < 0) {
         s->handles--;
+        auth_release(s);
         sess_set_wait(s, SW_NONE);
         auth_end(s);
         sess_reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -2032,8 +2211,10 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     /* timeouts.idle runs from the last complete command (re-armed in
      * sess_process), not from the last read: a client trickling a line that
      * never ends is closed on time (slowloris). In DATA every block counts. */
-    if (s->wait == SW_NONE && s->st == SS_DATA)
+    if (s->wait == SW_NONE && s->st == SS_DATA) {
+        s->txn.data_last = now_ms(s);
         sess_arm_timer(s);
+    }
     sess_process(s);
     sess_update_reading(s);
 }
@@ -2149,6 +2330,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
     s->loopback = mxg_addr_is_loopback((const struct sockaddr *)&s->peer_sa);
     s->t_connect = uv_now(srv->loop);
     snprintf(s->helo, sizeof s->helo, "unknown");
+    s->helo_plain = 1;
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;

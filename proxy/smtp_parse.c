@@ -86,6 +86,61 @@ int mxg_cmd_parse(const char *line, size_t len, struct mxg_cmd *out)
     return MXG_PE_OK;
 }
 
+/* A plain host name (labels of [A-Za-z0-9_-], a trailing dot allowed) or
+ * an address literal of [A-Za-z0-9.:]. */
+static int helo_plain(const char *a, size_t n)
+{
+    if (n == 0 || n > MXG_DOMAIN_MAX)
+        return 0;
+    if (a[0] == '[') {
+        if (n < 3 || a[n - 1] != ']')
+            return 0;
+        for (size_t i = 1; i + 1 < n; i++)
+            if (!isalnum((unsigned char)a[i]) && a[i] != '.' && a[i] != ':')
+                return 0;
+        return 1;
+    }
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c == '.') {
+            if (label == 0)
+                return 0; /* empty label (a lone trailing dot ends the loop) */
+            label = 0;
+        } else if (c < 0x80 && (isalnum(c) || c == '-' || c == '_')) {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+enum mxg_helo_class mxg_helo_classify(const char *arg, size_t n, char *shown, size_t cap)
+{
+    const unsigned char *a = (const unsigned char *)arg;
+    enum mxg_helo_class cls = helo_plain(arg, n) ? MXG_HELO_NAME : MXG_HELO_ODD;
+    if (n == 0 || !utf8_valid(a, n))
+        cls = MXG_HELO_BAD;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] < 0x20 || a[i] == 0x7f)
+            cls = MXG_HELO_BAD;
+    size_t o = 0, max = cls == MXG_HELO_NAME ? n : n < 64 ? n : 64;
+    for (size_t i = 0; i < max && o + 1 < cap; i++) {
+        unsigned char c = a[i];
+        int keep = c < 0x80 && (isalnum(c) || strchr(".-_:[]", c) != NULL) && c != 0;
+        shown[o++] = keep ? (char)c : '?';
+    }
+    if (max < n && o + 4 <= cap) {
+        memcpy(shown + o, "...", 3);
+        o += 3;
+    }
+    if (cap)
+        shown[o < cap ? o : cap - 1] = '\0';
+    return cls;
+}
+
 /* Copy src into dst[cap] if it fits; 0, or -1 (dst untouched) if not. */
 static int copy_fit(char *dst, size_t cap, const char *src)
 {

@@ -46,6 +46,24 @@ struct mxg_cmd {
 };
 int mxg_cmd_parse(const char *line, size_t len, struct mxg_cmd *out);
 
+/* The HELO/EHLO argument (RFC 5321 §4.1.1.1: a domain or an address
+ * literal). Legacy clients send odd but harmless names (an underscore, a
+ * bare IP address, a NetBIOS name): those are accepted, but only a plain
+ * name reaches the Received: header as it is.
+ *  MXG_HELO_NAME  labels of letters, digits, '-' and '_' separated by dots
+ *                 (a trailing dot allowed), or "[...]" holding letters,
+ *                 digits, '.' and ':' (an address literal); at most 255
+ *                 octets: shown as it is;
+ *  MXG_HELO_ODD   anything else of printable ASCII and valid UTF-8 (a
+ *                 U-label, RFC 6531 §3.3): accepted, shown sanitised;
+ *  MXG_HELO_BAD   empty, a tab, DEL, or 8-bit octets that are not UTF-8:
+ *                 the caller answers 501 5.5.2.
+ * shown (cap >= 256 keeps every name whole) gets the safe rendering: the name itself for
+ * MXG_HELO_NAME; else every octet other than a letter, digit or one of
+ * ".-_:[]" as '?', cut after 64 octets with "...". */
+enum mxg_helo_class { MXG_HELO_NAME = 0, MXG_HELO_ODD, MXG_HELO_BAD };
+enum mxg_helo_class mxg_helo_classify(const char *arg, size_t n, char *shown, size_t cap);
+
 struct mxg_param {
     char key[24];     /* upper-cased */
     char value[512];  /* as given ("" when no '=') */

@@ -404,6 +404,138 @@ static void test_throttle(void **state)
     mxg_auth_throttle_free(t);
 }
 
+/* Issue 16 #3: a check counts from the moment it starts. 40 parallel
+ * checks from one address with max 5: exactly 5 start; a success releases
+ * its place, a failure keeps it (as a failure) until the window ends. */
+static void test_throttle_in_flight(void **state)
+{
+    (void)state;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new(16);
+    int started = 0;
+    for (int i = 0; i < 40; i++)
+        started += mxg_auth_throttle_start(t, "ip:192.0.2.1", 1000, 5, 10000);
+    assert_int_equal(started, 5);
+    assert_int_equal(mxg_auth_throttle_inflight(t, "ip:192.0.2.1"), 5);
+    assert_int_equal(mxg_auth_throttle_locked(t, "ip:192.0.2.1", 1000), 0); /* not yet failed */
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 10000), 1); /* others */
+    /* one succeeds: its place is free again */
+    mxg_auth_throttle_finish(t, "ip:192.0.2.1");
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.1", 1100, 5, 10000), 1);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.1", 1100, 5, 10000), 0);
+    /* all five fail: locked */
+    for (int i = 0; i < 5; i++) {
+        mxg_auth_throttle_finish(t, "ip:192.0.2.1");
+        assert_int_equal(mxg_auth_throttle_fail(t, "ip:192.0.2.1", 1200, 5, 10000, 5000), i + 1);
+    }
+    assert_int_equal(mxg_auth_throttle_inflight(t, "ip:192.0.2.1"), 0);
+    assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.1", 1200) > 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.1", 1200, 5, 10000), 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.1", 6200, 5, 10000), 1); /* over */
+    /* failures without a lockout age out with the window */
+    assert_int_equal(mxg_auth_throttle_fail(t, "user:bob", 0, 3, 1000, 5000), 1);
+    assert_int_equal(mxg_auth_throttle_fail(t, "user:bob", 10, 3, 1000, 5000), 2);
+    assert_int_equal(mxg_auth_throttle_start(t, "user:bob", 20, 3, 1000), 1);
+    assert_int_equal(mxg_auth_throttle_start(t, "user:bob", 20, 3, 1000), 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "user:bob", 1000, 3, 1000), 1); /* window over */
+    mxg_auth_throttle_finish(t, "user:nobody"); /* no-op */
+    mxg_auth_throttle_free(t);
+
+    /* a full table never forgets an entry with a check in flight; when every
+     * entry has one, a new key is refused (fail closed), never let through */
+    t = mxg_auth_throttle_new(16);
+    char key[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "ip:10.0.0.%d", i);
+        assert_int_equal(mxg_auth_throttle_start(t, key, 0, 5, 1000), 1);
+    }
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:10.0.1.1", 0, 5, 1000), 0);
+    assert_int_equal(mxg_auth_throttle_size(t), 16);
+    mxg_auth_throttle_finish(t, "ip:10.0.0.7"); /* now that one may go */
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:10.0.1.1", 0, 5, 1000), 1);
+    assert_int_equal(mxg_auth_throttle_inflight(t, "ip:10.0.0.7"), 0);
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "ip:10.0.0.%d", i);
+        assert_int_equal(mxg_auth_throttle_inflight(t, key), i == 7 ? 0 : 1);
+    }
+    assert_int_equal(mxg_auth_throttle_start(NULL, "ip:x", 0, 5, 1000), 0);
+    mxg_auth_throttle_free(t);
+}
+
+/* Trusted addresses: (address, user) within the lifetime; bounded, the
+ * least recently used forgotten (then: not trusted, i.e. refused under a
+ * lockout). */
+static void test_trusted_addresses(void **state)
+{
+    (void)state;
+    const uint64_t day = 86400000ULL, life = 30 * day, t0 = 1700000000000ULL;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new(16);
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0, life));
+    mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", t0);
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0, life));
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + life - 1, life));
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + life, life));
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0, 0)); /* lifetime 0: never */
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "bob", t0, life));   /* another user */
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.2", "alice", t0, life)); /* another address */
+    mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", t0 + 20 * day); /* renewed */
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + 40 * day, life));
+    mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", t0); /* an older time never goes back */
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + 40 * day, life));
+    /* bounded: 40 more pairs, the table keeps 16 */
+    char key[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof key, "ip:10.0.0.%d", i);
+        mxg_auth_trust_mark(t, key, "alice", t0);
+        assert_true(mxg_auth_throttle_size(t) <= 16);
+    }
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0, life)); /* forgotten */
+    assert_true(mxg_auth_trusted(t, "ip:10.0.0.39", "alice", t0, life));
+    mxg_auth_throttle_free(t);
+}
+
+/* The memory on disk survives a restart; expired rows are dropped; at most
+ * max_rows rows are kept (the newest). */
+static void test_trust_store(void **state)
+{
+    (void)state;
+    const uint64_t day = 86400000ULL, life = 30 * day, t0 = 1700000000000ULL;
+    char err[512];
+    struct mxg_auth_trust_store *st = mxg_auth_trust_store_open(tmpdir, 20, err, sizeof err);
+    if (!st)
+        fail_msg("%s", err);
+    assert_int_equal(mxg_auth_trust_store_put(st, "ip:192.0.2.1", "alice", t0), 0);
+    assert_int_equal(mxg_auth_trust_store_put(st, "ip:192.0.2.1", "alice", t0 + day), 0);
+    assert_int_equal(mxg_auth_trust_store_put(st, "ip:192.0.2.9", "bob", t0 - 40 * day), 0);
+    mxg_auth_trust_store_close(st);
+    /* "restart" */
+    st = mxg_auth_trust_store_open(tmpdir, 20, err, sizeof err);
+    assert_non_null(st);
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new(16);
+    assert_int_equal(mxg_auth_trust_store_load(st, t, t0 + 2 * day, life), 1); /* bob expired */
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + 30 * day, life));
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", t0 + 31 * day, life));
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.9", "bob", t0, life));
+    mxg_auth_throttle_free(t);
+    /* the row cap: 300 puts (past one prune), at most 20 kept, the newest */
+    char key[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "ip:10.0.%d.%d", i / 256, i % 256);
+        assert_int_equal(mxg_auth_trust_store_put(st, key, "carol", t0 + 2 * day + (uint64_t)i), 0);
+    }
+    mxg_auth_trust_store_close(st);
+    st = mxg_auth_trust_store_open(tmpdir, 20, err, sizeof err);
+    t = mxg_auth_throttle_new(1000);
+    assert_int_equal(mxg_auth_trust_store_load(st, t, t0 + 3 * day, life), 20);
+    assert_true(mxg_auth_trusted(t, "ip:10.0.1.43", "carol", t0 + 3 * day, life)); /* #299 */
+    assert_false(mxg_auth_trusted(t, "ip:10.0.0.0", "carol", t0 + 3 * day, life));
+    mxg_auth_throttle_free(t);
+    mxg_auth_trust_store_close(st);
+    mxg_auth_trust_store_close(NULL);
+    /* a directory that cannot hold it: an error, never a crash */
+    assert_null(mxg_auth_trust_store_open("/nonexistent/dir", 20, err, sizeof err));
+    assert_non_null(strstr(err, "auth-trust.db"));
+}
+
 static void test_addr_key(void **state)
 {
     (void)state;
@@ -596,6 +728,9 @@ int main(void)
         cmocka_unit_test(test_db_errors),
         cmocka_unit_test(test_verify_async),
         cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_throttle_in_flight),
+        cmocka_unit_test(test_trusted_addresses),
+        cmocka_unit_test(test_trust_store),
         cmocka_unit_test(test_addr_key),
         cmocka_unit_test(test_requirement),
         cmocka_unit_test(test_config_rules),

@@ -335,6 +335,59 @@ static void test_alabel(void **st)
     }
 }
 
+/* Issue 16 #12: HELO/EHLO names and their rendering in Received. */
+static void test_helo(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *arg;
+        enum mxg_helo_class cls;
+        const char *shown;
+    } cases[] = {
+        {"mail.example.com", MXG_HELO_NAME, "mail.example.com"},
+        {"mail.example.com.", MXG_HELO_NAME, "mail.example.com."},
+        {"my_host", MXG_HELO_NAME, "my_host"},           /* legacy, harmless */
+        {"192.0.2.1", MXG_HELO_NAME, "192.0.2.1"},       /* no brackets: harmless */
+        {"[192.0.2.1]", MXG_HELO_NAME, "[192.0.2.1]"},
+        {"[IPv6:2001:db8::1]", MXG_HELO_NAME, "[IPv6:2001:db8::1]"},
+        {"a..b", MXG_HELO_ODD, "a..b"},
+        {".", MXG_HELO_ODD, "."},
+        {"[]", MXG_HELO_ODD, "[]"},
+        {"[1.2.3.4", MXG_HELO_ODD, "[1.2.3.4"},
+        {"two words", MXG_HELO_ODD, "two?words"},
+        {"x)\r\nFrom: y", MXG_HELO_BAD, "x???From:?y"},
+        {"caf\xc3\xa9.example", MXG_HELO_ODD, "caf??.example"}, /* a U-label: accepted */
+        {"a(b);c\\d\"e", MXG_HELO_ODD, "a?b??c?d?e"},
+        {"a\x7f" "b", MXG_HELO_BAD, "a?b"},
+        {"a\tb", MXG_HELO_BAD, "a?b"},
+        {"\xff\xfe", MXG_HELO_BAD, "??"},
+        {"\xc0\xaf", MXG_HELO_BAD, "??"}, /* overlong */
+        {"", MXG_HELO_BAD, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char shown[256];
+        enum mxg_helo_class c =
+            mxg_helo_classify(cases[i].arg, strlen(cases[i].arg), shown, sizeof shown);
+        if (c != cases[i].cls || strcmp(shown, cases[i].shown) != 0)
+            fail_msg("case %zu: class %d shown '%s'", i, c, shown);
+    }
+    /* a long odd name is cut; a long plain one (up to 255) is whole */
+    char arg[300], shown[256];
+    memset(arg, 'a', sizeof arg);
+    arg[10] = '!';
+    assert_int_equal(mxg_helo_classify(arg, 200, shown, sizeof shown), MXG_HELO_ODD);
+    assert_int_equal(strlen(shown), 67);
+    assert_string_equal(shown + 64, "...");
+    for (int i = 0; i < 255; i++)
+        arg[i] = i % 60 == 59 ? '.' : 'b';
+    assert_int_equal(mxg_helo_classify(arg, 255, shown, sizeof shown), MXG_HELO_NAME);
+    assert_int_equal(strlen(shown), 255);
+    assert_int_equal(mxg_helo_classify(arg, 256, shown, sizeof shown), MXG_HELO_ODD); /* > 255 */
+    char tiny[8];
+    mxg_helo_classify("mail.example.com", 16, tiny, sizeof tiny);
+    assert_int_equal(strlen(tiny), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_mail_params), cmocka_unit_test(test_rcpt_params),
         cmocka_unit_test(test_replies),     cmocka_unit_test(test_caps),
         cmocka_unit_test(test_domains),     cmocka_unit_test(test_alabel),
+        cmocka_unit_test(test_helo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

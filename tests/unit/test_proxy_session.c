@@ -40,6 +40,8 @@
  *   "!TLS"        TLS handshake on the connection: expect 1 ok, 2 failed
  *   "!TLS12"      the same with the client limited to TLS 1.2
  *   "!RECONNECT"  close, connect again, read the banner
+ *   "!RECONNECT:ADDR"  the same from source address ADDR (127.0.0.0/8)
+ *   "!SLEEP:MS"   wait MS milliseconds (expect 1)
  * expect: the reply code; -1 = the server closed the connection.
  * has / hasnot: text the reply must (not) contain; min_ms: the reply took
  * at least that long. */
@@ -74,15 +76,26 @@ struct conn {
     size_t len;
 };
 
-static int conn_open(struct conn *c, int port)
+static int conn_open_from(struct conn *c, int port, const char *src)
 {
     memset(c, 0, sizeof *c);
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (src) {
+        struct sockaddr_in from = {.sin_family = AF_INET};
+        inet_pton(AF_INET, src, &from.sin_addr);
+        if (bind(c->fd, (struct sockaddr *)&from, sizeof from) < 0)
+            return -1;
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     struct timeval tv = {10, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
+static int conn_open(struct conn *c, int port)
+{
+    return conn_open_from(c, port, NULL);
 }
 
 static void conn_close(struct conn *c)
@@ -182,9 +195,14 @@ static void *client_main(void *arg)
                 r->got[r->n++] = conn_write(&c, s + 6, strlen(s + 6)) == 0 ? 1 : -1;
                 continue;
             }
-            if (s && strcmp(s, "!RECONNECT") == 0) {
+            if (s && strncmp(s, "!SLEEP:", 7) == 0) {
+                usleep((useconds_t)atoi(s + 7) * 1000);
+                r->got[r->n++] = 1;
+                continue;
+            }
+            if (s && strncmp(s, "!RECONNECT", 10) == 0) { /* "!RECONNECT:127.0.0.2": from there */
                 conn_close(&c);
-                if (conn_open(&c, r->port) != 0)
+                if (conn_open_from(&c, r->port, s[10] == ':' ? s + 11 : NULL) != 0)
                     break;
             } else if (s && strncmp(s, "!RAW:", 5) == 0) {
                 if (conn_write(&c, s + 5, strlen(s + 5)) < 0)
@@ -290,6 +308,8 @@ static void run_with(const struct script *sc, const struct sopts *o)
     cfg.max_errors = o->max_errors ? o->max_errors : 20;
     cfg.drain_timeout_ms = 2000;
     cfg.auth_delay_ms = 0;
+    /* no trusted-address file unless a test asks for one (tweak) */
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "/nonexistent/mxg-unit");
     snprintf(cfg.hostname, sizeof cfg.hostname, "unit.test");
     struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen[0].sa;
     memset(sin, 0, sizeof cfg.listen[0].sa);
@@ -774,6 +794,232 @@ static void test_received_esmtpsa(void **st)
     rmdir(dir);
 }
 
+/* ======================================================= issue 16 (inbound) */
+
+/* The spooled bodies of a queue-mode run, concatenated ("" when none);
+ * every entry is removed. *n gets their number. */
+static char *take_spool(struct mxg_spool *sp, int *n)
+{
+    char(*ids)[MXG_SPOOL_ID_MAX] = NULL;
+    *n = 0;
+    assert_int_equal(mxg_spool_list(sp, &ids, n), 0);
+    char *all = calloc(1, 1);
+    size_t len = 0;
+    for (int i = 0; i < *n; i++) {
+        int fd = mxg_spool_body_open(sp, ids[i]);
+        assert_true(fd >= 0);
+        char body[8192];
+        ssize_t got = read(fd, body, sizeof body);
+        close(fd);
+        assert_true(got > 0);
+        all = realloc(all, len + (size_t)got + 2);
+        memcpy(all + len, body, (size_t)got);
+        len += (size_t)got;
+        all[len++] = '|';
+        all[len] = 0;
+        mxg_spool_remove(sp, ids[i]);
+    }
+    free(ids);
+    return all;
+}
+
+static struct mxg_spool *fresh_spool(char *dir)
+{
+    char err[256];
+    assert_non_null(mkdtemp(dir));
+    struct mxg_spool *sp = mxg_spool_open(dir, err, sizeof err);
+    assert_non_null(sp);
+    return sp;
+}
+
+static void drop_spool(struct mxg_spool *sp, const char *dir)
+{
+    mxg_spool_close(sp);
+    rmdir(dir);
+}
+
+#define QUEUE_TXN {"EHLO c", 250}, {"MAIL FROM:<a@b.example>", 250}, \
+                  {"RCPT TO:<x@one.example>", 250}, {"DATA", 354}
+
+static void tweak_data_total(struct mxg_config *c)
+{
+    c->t_data_total = 400;
+    c->data_min_rate = 0;
+}
+
+static void tweak_data_rate(struct mxg_config *c)
+{
+    c->t_data_total = 10000;
+    c->data_min_rate = 100; /* octets/s */
+    c->data_rate_grace_ms = 200;
+}
+
+static void tweak_data_rate_short(struct mxg_config *c)
+{
+    c->data_min_rate = 1000000;
+    c->data_rate_grace_ms = 600;
+}
+
+/* Issue 16 #6: DATA trickled past timeouts.data_total, or slower than
+ * limits.data_min_rate after the grace period: 421 4.4.2, the connection
+ * closed, nothing stored (queue mode: the spool stays empty). A message
+ * sent within the grace period is never too slow. */
+static void test_data_deadline(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    struct mxg_spool *sp = fresh_spool(dir);
+    const struct script total = {
+        "data-total",
+        {{NULL, 220}, QUEUE_TXN, {"!SEND:Subject: slow\r\n\r\n", 1}, {"!SLEEP:150", 1},
+         {"!SEND:a\r\n", 1}, {"!SLEEP:150", 1}, {"!SEND:b\r\n", 1},
+         {NULL, 421, "4.4.2", NULL, 50}, {NULL, -1}, {0, 0}}};
+    struct sopts o = {.queue_mode = 1, .spool = sp, .tweak = tweak_data_total};
+    run_with(&total, &o);
+    int n;
+    char *bodies = take_spool(sp, &n);
+    assert_int_equal(n, 0);
+    free(bodies);
+    /* 15 octets at 100/s after a 200 ms grace: too slow from 350 ms on */
+    const struct script rate = {
+        "data-rate",
+        {{NULL, 220}, QUEUE_TXN, {"!SEND:Subject: slow\r\n", 1}, {"!SLEEP:100", 1},
+         {"!SEND:a\r\n", 1}, {NULL, 421, "4.4.2", NULL, 150}, {NULL, -1}, {0, 0}}};
+    o.tweak = tweak_data_rate;
+    run_with(&rate, &o);
+    bodies = take_spool(sp, &n);
+    assert_int_equal(n, 0);
+    free(bodies);
+    const struct script shortmsg = {
+        "data-rate-grace",
+        {{NULL, 220}, QUEUE_TXN, {"!SEND:Subject: short\r\n\r\n", 1}, {"!SLEEP:300", 1},
+         {"body\r\n.", 250}, {"QUIT", 221}, {0, 0}}};
+    o.tweak = tweak_data_rate_short;
+    run_with(&shortmsg, &o);
+    bodies = take_spool(sp, &n);
+    assert_int_equal(n, 1);
+    free(bodies);
+    drop_spool(sp, dir);
+}
+
+static void tweak_bare_cr_space(struct mxg_config *c)
+{
+    c->bare_cr = MXG_BARE_CR_SPACE;
+}
+
+/* Issue 16 #7: a bare CR never makes a header line. Default: 554 5.6.0 and
+ * nothing stored; limits.bare_cr = "space": the CR becomes a space. */
+static void test_bare_cr(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    struct mxg_spool *sp = fresh_spool(dir);
+    const struct script reject = {
+        "bare-cr-reject",
+        {{NULL, 220}, QUEUE_TXN,
+         {"!RAW:Subject: x\rFrom: ceo@example.com\r\n\r\nbody\r\n.\r\n", 554, "5.6.0"},
+         {"MAIL FROM:<a@b.example>", 250}, {"RCPT TO:<x@one.example>", 250}, {"DATA", 354},
+         {"!RAW:x\r.\rMAIL FROM:<evil@example.com>\r\n.\r\n", 554, "5.6.0"},
+         {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.queue_mode = 1, .spool = sp};
+    run_with(&reject, &o);
+    int n;
+    char *bodies = take_spool(sp, &n);
+    assert_int_equal(n, 0);
+    free(bodies);
+    const struct script space = {
+        "bare-cr-space",
+        {{NULL, 220}, QUEUE_TXN,
+         {"!RAW:Subject: x\rFrom: ceo@example.com\r\n\r\nbody\r\n.\r\n", 250},
+         {"QUIT", 221}, {0, 0}}};
+    o.tweak = tweak_bare_cr_space;
+    run_with(&space, &o);
+    bodies = take_spool(sp, &n);
+    assert_int_equal(n, 1);
+    if (!strstr(bodies, "\r\nSubject: x From: ceo@example.com\r\n\r\nbody\r\n"))
+        fail_msg("stored: %s", bodies);
+    assert_null(strstr(bodies, "\r\nFrom:"));
+    free(bodies);
+    drop_spool(sp, dir);
+}
+
+/* Issue 16 #12: HELO/EHLO names. Control characters or octets that are not
+ * UTF-8: 501 5.5.2. Odd but harmless names are accepted; only a plain name
+ * reaches the Received header as sent, anything else appears sanitised in
+ * its comment. */
+static void test_helo_names(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    struct mxg_spool *sp = fresh_spool(dir);
+    const struct script sc = {
+        "helo-names",
+        {{NULL, 220}, {"EHLO a\x7f" "b", 501, "5.5.2"}, {"EHLO \xff\xfe", 501, "5.5.2"},
+         {"HELO a\tb", 501, "5.5.2"}, {"MAIL FROM:<a@b.example>", 503},
+         {"EHLO caf\xc3\xa9(x);\\Received", 250}, {"MAIL FROM:<a@b.example>", 250},
+         {"RCPT TO:<x@one.example>", 250}, {"DATA", 354}, {"Subject: one\r\n\r\nb\r\n.", 250},
+         {"EHLO my_host.example", 250}, {"MAIL FROM:<a@b.example>", 250},
+         {"RCPT TO:<x@one.example>", 250}, {"DATA", 354}, {"Subject: two\r\n\r\nb\r\n.", 250},
+         {"HELO [127.0.0.1]", 250}, {"MAIL FROM:<a@b.example>", 250},
+         {"RCPT TO:<x@one.example>", 250}, {"DATA", 354}, {"Subject: three\r\n\r\nb\r\n.", 250},
+         {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.queue_mode = 1, .spool = sp};
+    run_with(&sc, &o);
+    int n;
+    char *bodies = take_spool(sp, &n);
+    assert_int_equal(n, 3);
+    if (!strstr(bodies, "Received: from unknown ([127.0.0.1] helo=caf???x???Received)\r\n") ||
+        !strstr(bodies, "Received: from my_host.example ([127.0.0.1])\r\n") ||
+        !strstr(bodies, "Received: from [127.0.0.1] ([127.0.0.1])\r\n"))
+        fail_msg("stored: %s", bodies);
+    for (const char *p = bodies; *p; p++) /* nothing 8-bit, no stray ( ; \ in the headers */
+        assert_true((unsigned char)*p < 0x80);
+    assert_null(strstr(bodies, "(x)"));
+    free(bodies);
+    drop_spool(sp, dir);
+}
+
+static char trust_dir[64];
+
+static void tweak_trust(struct mxg_config *c)
+{
+    c->auth_max_failures = 10;
+    c->auth_max_user_failures = 2;
+    c->auth_lockout_ms = 60000;
+    snprintf(c->state_dir, sizeof c->state_dir, "%s", trust_dir);
+}
+
+#define AUTH_FROM(addr) {"!RECONNECT:" addr, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250}
+
+/* Issue 16 #3: a user locked out by failures from one address is still let
+ * in from an address that authenticated as the user before (also after a
+ * restart: the memory is in state.directory); other addresses get 454
+ * 4.7.0 while the lockout lasts. */
+static void test_auth_trusted_address(void **st)
+{
+    (void)st;
+    snprintf(trust_dir, sizeof trust_dir, "/tmp/mxg-session-trust-XXXXXX");
+    assert_non_null(mkdtemp(trust_dir));
+    const struct script sc = {
+        "trusted-address",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250}, {GOOD, 235},
+         AUTH_FROM("127.0.0.2"), {WRONG, 535}, {WRONG, 535}, {GOOD, 454, "4.7.0"},
+         AUTH_FROM("127.0.0.1"), {GOOD, 235},
+         AUTH_FROM("127.0.0.3"), {GOOD, 454, "4.7.0"}, {"QUIT", 221}, {0, 0}}};
+    struct sopts o = {.tls = 1, .auth = 1, .tweak = tweak_trust};
+    run_with(&sc, &o);
+    /* a new server on the same state directory: 127.0.0.1 is remembered */
+    const struct script restart = {
+        "trusted-address-restart",
+        {{"!RECONNECT:127.0.0.2", 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250},
+         {WRONG, 535}, {WRONG, 535}, {GOOD, 454, "4.7.0"},
+         AUTH_FROM("127.0.0.1"), {GOOD, 235}, {"QUIT", 221}, {0, 0}}};
+    run_with(&restart, &o);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", trust_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +1036,10 @@ int main(void)
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_auth_client_gone),
         cmocka_unit_test(test_received_esmtpsa),
+        cmocka_unit_test(test_data_deadline),
+        cmocka_unit_test(test_bare_cr),
+        cmocka_unit_test(test_helo_names),
+        cmocka_unit_test(test_auth_trusted_address),
     };
     return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
 }
