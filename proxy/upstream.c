@@ -2119,10 +2119,17 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
         leg->sts_done = 1;
     } else {
         leg->sts_consulted = 1;
-        if (!env->sts || mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
-            leg->sq = NULL;
-            leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
+        if (!env->sts) {
+            leg->sts_done = 1; /* MTA-STS disabled */
             list_consult(leg);
+        } else if (mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
+            /* out of memory: whether a cached policy applies cannot be told,
+             * so the leg does not start (the caller defers: 4xx) */
+            LOG_W("upstream", "%s %s: the MTA-STS lookup could not start", leg->sid, domain);
+            leg->sq = NULL;
+            leg->op_pending = 0;
+            leg_destroy(leg);
+            return NULL;
         }
     }
     int rc;
