@@ -38,7 +38,7 @@ loop_config 'self_addresses = ["127.0.70.11"];'
 tb_start_mxguard
 swaks_send self1 --to a@implicit.test
 assert_reply "an MX on a self address: 451 4.4.6" "$SW_RCPT" "451 4.4.6"
-assert_contains "the reply names the setting" "$(sw_reply self1 RCPT 1 2>/dev/null; cat "$TB/self1.replies")" \
+assert_contains "the reply names the setting" "$(cat "$TB/self1.replies")" \
     "upstream.self_addresses"
 swaks_send self2 --to b@example.test
 assert_reply "example.test: the self MX skipped, MX 20 (mx2) used" "$SW_DOT" "250"
