@@ -632,7 +632,7 @@ struct key {
     size_t off_n;             /* lists: the count field */
     size_t cap;               /* strings: buffer size; lists: capacity */
     long long min, max;       /* ints; durations (ms); sizes; lists: min entries */
-    int port;                 /* endpoint lists: default port (0: required) */
+    int port;                 /* endpoint lists: default port (0: required; -1: optional, 0 = any) */
     check_fn check;           /* strings: extra check */
     const char *const *names; /* enums: the words, index = value */
 };
@@ -763,9 +763,9 @@ static int apply_endpoints(const struct key *k, const struct val *v, struct mxg_
     if (check_list_count(k, v, why, whylen) < 0)
         return -1;
     for (int i = 0; i < v->n; i++) {
-        if (parse_endpoint_why(v->items[i], k->port, &eps[i], &r) < 0)
+        if (parse_endpoint_why(v->items[i], k->port > 0 ? k->port : 0, &eps[i], &r) < 0)
             return say(why, whylen, "\"%s\": %s", v->items[i], r);
-        if (endpoint_port(&eps[i]) == 0)
+        if (k->port >= 0 && endpoint_port(&eps[i]) == 0) /* port -1: optional (0 = any) */
             return say(why, whylen, "\"%s\": a port is required (addr:port or [v6]:port)",
                        v->items[i]);
     }
@@ -968,6 +968,8 @@ static const struct key keys[] = {
     INT("upstream", "cache_max_uses", cache_max_uses, "100", 0, 1000000),
     DURATION("upstream", "cache_lifetime", cache_lifetime_ms, "300s", 0, T_MAX),
     INT("upstream", "tls_session_cache", tls_session_cache, "1000", 0, 1000000),
+    ENDPOINTS("upstream", "self_addresses", self_addrs, n_self_addrs, "", 0, -1),
+    BOOL("upstream", "refuse_private_addresses", refuse_private, "false"),
 
     ENUM("dns", "mode", dns_mode, "stub", dns_mode_names),
     ENUM("dns", "transport", dns_transport, "tcp", dns_transport_names),

@@ -137,6 +137,11 @@ struct mxg_config {
     int cache_max_uses;                 /* upstream.cache_max_uses: transactions per connection */
     uint64_t cache_lifetime_ms;         /* upstream.cache_lifetime: since connect */
     int tls_session_cache;              /* upstream.tls_session_cache: sessions kept, 0 = off */
+    /* loop and SSRF protection (proxy/addr_class.h): MX addresses that are
+     * the legacy MTA's own (port 0 = any port) are never connected to */
+    struct mxg_endpoint self_addrs[MXG_CFG_MAX_NETS]; /* upstream.self_addresses */
+    int n_self_addrs;
+    int refuse_private;                 /* upstream.refuse_private_addresses (bool) */
 
     /* dns */
     enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */

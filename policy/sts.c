@@ -43,6 +43,7 @@ struct job {
     char txt_why[200];
     struct mxg_sts_query *waiters;
     struct mxg_sts_result res;
+    int deferred; /* the TXT lookup could not start: decide() from the kick timer */
 };
 
 struct mxg_sts {
@@ -53,6 +54,8 @@ struct mxg_sts {
     struct mxg_sts_cache *cache;
     struct job *jobs;
     uv_timer_t sweep;
+    uv_timer_t kick; /* runs decide() for deferred jobs (callbacks are never synchronous) */
+    int n_handles;   /* open uv handles; s is freed when the last one is closed */
     int sweep_on;
 };
 
@@ -323,6 +326,21 @@ static void on_txt(void *arg, const struct mxg_txt_result *t)
     decide(j);
 }
 
+/* The kick timer: decide every job whose TXT lookup could not start. */
+static void on_kick(uv_timer_t *t)
+{
+    struct mxg_sts *s = t->data;
+    for (;;) {
+        struct job *j = s->jobs;
+        while (j && !j->deferred)
+            j = j->next;
+        if (!j)
+            return;
+        j->deferred = 0;
+        decide(j); /* may finish (and free) j: look again from the start */
+    }
+}
+
 static struct job *job_start(struct mxg_sts *s, const char *domain)
 {
     struct job *j = calloc(1, sizeof *j);
@@ -345,8 +363,16 @@ static struct job *job_start(struct mxg_sts *s, const char *domain)
     char name[MXG_DNS_NAME_MAX + 16];
     snprintf(name, sizeof name, "_mta-sts.%s", domain);
     if (mxg_dns_lookup_txt(s->dns, name, on_txt, j, &j->dq) < 0) {
-        job_free(j);
-        return NULL;
+        /* The lookup cannot even start (resolver shut down or overloaded,
+         * out of memory, a name DNS cannot carry): judged as an unreachable
+         * _mta-sts — a cached policy applies, else "no policy" with a fetch
+         * error (the policy list then applies). Decided from the loop. */
+        j->dq = NULL;
+        j->txt = TXT_UNAVAILABLE;
+        snprintf(j->txt_why, sizeof j->txt_why, "TXT lookup of _mta-sts.%s could not be started",
+                 domain);
+        j->deferred = 1;
+        uv_timer_start(&s->kick, on_kick, 0, 0);
     }
     j->next = s->jobs;
     s->jobs = j;
@@ -367,13 +393,17 @@ struct mxg_sts *mxg_sts_new(uv_loop_t *loop, const struct mxg_config *cfg, struc
     s->https = https;
     s->cache = cache;
     uv_timer_init(loop, &s->sweep);
-    s->sweep.data = s;
+    uv_timer_init(loop, &s->kick);
+    s->sweep.data = s->kick.data = s;
+    s->n_handles = 2;
     return s;
 }
 
-static void sweep_closed(uv_handle_t *h)
+static void sts_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct mxg_sts *s = h->data;
+    if (--s->n_handles == 0)
+        free(s);
 }
 
 void mxg_sts_free(struct mxg_sts *s)
@@ -391,7 +421,8 @@ void mxg_sts_free(struct mxg_sts *s)
         }
         job_free(j);
     }
-    uv_close((uv_handle_t *)&s->sweep, sweep_closed);
+    uv_close((uv_handle_t *)&s->sweep, sts_handle_closed);
+    uv_close((uv_handle_t *)&s->kick, sts_handle_closed);
 }
 
 int mxg_sts_get(struct mxg_sts *s, const char *domain, mxg_sts_cb cb, void *arg,

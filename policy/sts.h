@@ -14,6 +14,13 @@
  *     policy (outcome FAILED, with the TLSRPT failure class).
  * Concurrent gets for one domain share one lookup/fetch. A sweep refreshes
  * cached policies at a random point of the second half of their lifetime.
+ * A cached, unexpired policy applies whatever happens to the refresh: a TXT
+ * lookup or fetch that cannot even start (resolver shut down or overloaded,
+ * out of memory, ...) counts as an unreachable _mta-sts — the cached policy
+ * is used; with nothing cached the outcome is FAILED (fetch error), so the
+ * caller's fallback (the policy list) still applies. mxg_sts_get() returns
+ * -1 only when out of memory (nothing can be said then: the caller must
+ * defer, never treat it as "no MTA-STS").
  *
  * Callbacks never run synchronously; the result is valid during the
  * callback only. mxg_sts_cancel() guarantees no callback. All I/O goes

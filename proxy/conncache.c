@@ -50,6 +50,7 @@ struct mxg_cc_slot {
     void *conn;                       /* while idle */
     struct mxg_cc_key key;
     int uses;                         /* transactions started on the connection */
+    uint64_t gen;                     /* settings generation it was granted under */
     uint64_t born, parked;
     struct mxg_cc_slot *dprev, *dnext; /* dest idle list */
     struct mxg_cc_slot *gprev, *gnext; /* global idle list */
@@ -81,6 +82,7 @@ struct mxg_conncache {
     uint64_t last_gc;
     struct mxg_cc_slot *idle_head, *idle_tail;
     struct mxg_cc_wait *w_head, *w_tail;
+    uint64_t gen;                     /* settings generation: +1 per reconfigure */
     int open, idle, closing, waiting;
     struct mxg_conncache_stats st;
     char why[160];
@@ -359,6 +361,7 @@ static struct mxg_cc_slot *slot_new(struct mxg_conncache *cc, struct dest *d, ui
         return NULL;
     s->d = d;
     s->born = now;
+    s->gen = cc->gen;
     s->uses = 1;
     d->open++;
     cc->open++;
@@ -555,10 +558,16 @@ void mxg_conncache_reconfigure(struct mxg_conncache *cc, const struct mxg_connca
     if (!cc)
         return;
     cc->cfg = *cfg;
+    cc->gen++; /* connections in use now were made under the old settings: never parked */
     while (cc->idle_head)
         idle_close(cc, cc->idle_head, 0, "reload");
     cc->due = UINT64_MAX;
     kick(cc);
+}
+
+uint64_t mxg_conncache_generation(const struct mxg_conncache *cc)
+{
+    return cc ? cc->gen : 0;
 }
 
 void mxg_conncache_shutdown(struct mxg_conncache *cc)
@@ -684,6 +693,8 @@ int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
                        const struct mxg_cc_key *key, void *conn)
 {
     if (!cc || !s || cc->shut || cc->cfg.idle_ms == 0 || s->idle || s->closing)
+        return -1;
+    if (s->gen != cc->gen) /* made under settings a reload replaced */
         return -1;
     uint64_t now = uv_now(cc->loop);
     if (cc->cfg.max_uses > 0 && s->uses >= cc->cfg.max_uses)

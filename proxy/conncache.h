@@ -102,8 +102,14 @@ typedef void (*mxg_cc_cb)(void *arg, const struct mxg_cc_grant *g);
 struct mxg_conncache *mxg_conncache_new(uv_loop_t *loop, const struct mxg_conncache_cfg *cfg,
                                         const struct mxg_cc_ops *ops);
 /* Apply new bounds (SIGHUP). Every idle connection is closed: it was set
- * up under the old settings (CA file, client certificate, ...). */
+ * up under the old settings (CA file, client certificate, ...). The
+ * settings generation goes up by one: a connection whose slot was granted
+ * before (in use during the reload) is never parked afterwards
+ * (mxg_conncache_park returns -1), and callers put the generation into
+ * their TLS session keys, so no session of the old settings is resumed. */
 void mxg_conncache_reconfigure(struct mxg_conncache *cc, const struct mxg_conncache_cfg *cfg);
+/* The settings generation: 0 at creation, +1 per reconfigure (0 for NULL). */
+uint64_t mxg_conncache_generation(const struct mxg_conncache *cc);
 void mxg_conncache_shutdown(struct mxg_conncache *cc);
 void mxg_conncache_free(struct mxg_conncache *cc);
 
@@ -120,8 +126,9 @@ void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w);
 /* The transaction on slot's connection is over and the connection is clean
  * (no command outstanding): keep it idle under key. Returns 0 (the cache
  * holds conn now; it comes back through acquire or ops->close), or -1 (not
- * kept: caching off, shut down, too many uses, too old — the caller closes
- * it as usual and releases the slot). */
+ * kept: caching off, shut down, too many uses, too old, granted under an
+ * older settings generation — the caller closes it as usual and releases
+ * the slot). */
 int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *slot,
                        const struct mxg_cc_key *key, void *conn);
 /* The owner saw an idle connection close or misbehave: forget it and have

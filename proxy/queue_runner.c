@@ -3,8 +3,10 @@
  * One struct delivery per entry being delivered (it holds the entry's lock
  * fd, which is also the body fd every group reads from with explicit
  * offsets), one struct group per destination domain (one mxg_outbound).
- * When the last group of a delivery has answered, finalize() applies the
- * bookkeeping, settles the entry and releases the lock. */
+ * At most limits.legs groups of one delivery run at once, like the legs of
+ * a live transaction; the others start as running ones answer (same
+ * attempt). When the last group of a delivery has answered, finalize()
+ * applies the bookkeeping, settles the entry and releases the lock. */
 #include "queue_runner.h"
 
 #include <errno.h>
@@ -40,6 +42,7 @@ struct delivery {
     int lockfd;
     struct group *groups;
     int n_groups;
+    int next_group; /* groups [next_group, n_groups) wait for a free leg (limits.legs) */
     int n_running;
     int attempted; /* at least one group was tried */
     unsigned char *relayed; /* per recipient: delivered to an MX without DSN, NOTIFY=SUCCESS */
@@ -353,6 +356,8 @@ static void apply_group(struct group *g, const struct mxg_reply *final)
     g->answered = 1;
 }
 
+static void start_more(struct delivery *dl);
+
 static void on_outbound_done(void *arg, struct mxg_outbound_req *req, const struct mxg_reply *final)
 {
     struct group *g = arg;
@@ -364,36 +369,12 @@ static void on_outbound_done(void *arg, struct mxg_outbound_req *req, const stru
     dl->n_running--;
     qr->running--;
     apply_group(g, final);
-    if (dl->n_running == 0)
-        finalize(dl, 0);
+    start_more(dl);
+    if (dl->n_running == 0) /* groups left unstarted only when stopping: due again at once */
+        finalize(dl, dl->next_group < dl->n_groups);
 }
 
 /* ------------------------------------------------------------- starting */
-
-static int add_to_group(struct delivery *dl, const char *domain, int idx)
-{
-    for (int i = 0; i < dl->n_groups; i++) {
-        struct group *g = &dl->groups[i];
-        if (strcasecmp(g->domain, domain) == 0) {
-            g->idx[g->n++] = idx;
-            return 0;
-        }
-    }
-    struct group *g = &dl->groups[dl->n_groups];
-    memset(g, 0, sizeof *g);
-    g->dl = dl;
-    snprintf(g->domain, sizeof g->domain, "%s", domain);
-    g->idx = calloc((size_t)dl->env.n_rcpts, sizeof *g->idx);
-    g->orc = calloc((size_t)dl->env.n_rcpts, sizeof *g->orc);
-    if (!g->idx || !g->orc) {
-        free(g->idx);
-        free(g->orc);
-        return -1;
-    }
-    dl->n_groups++;
-    g->idx[g->n++] = idx;
-    return 0;
-}
 
 static int is_ascii(const char *s)
 {
@@ -403,16 +384,41 @@ static int is_ascii(const char *s)
     return 1;
 }
 
-/* Group the PENDING recipients by destination domain. Recipients whose
- * domain cannot be used fail at once (550 5.1.2). -1: out of memory. */
+/* The group of domain, added (with no recipients yet) when new. NULL: out
+ * of memory. *cap is the allocated size of dl->groups. */
+static struct group *group_of(struct delivery *dl, const char *domain, int *cap)
+{
+    for (int i = 0; i < dl->n_groups; i++)
+        if (strcasecmp(dl->groups[i].domain, domain) == 0)
+            return &dl->groups[i];
+    if (dl->n_groups == *cap) {
+        int ncap = *cap ? *cap * 2 : 4;
+        struct group *ng = realloc(dl->groups, (size_t)ncap * sizeof *ng);
+        if (!ng)
+            return NULL;
+        dl->groups = ng;
+        *cap = ncap;
+    }
+    struct group *g = &dl->groups[dl->n_groups++];
+    memset(g, 0, sizeof *g);
+    g->dl = dl;
+    snprintf(g->domain, sizeof g->domain, "%s", domain);
+    return g;
+}
+
+/* Group the PENDING recipients by destination domain; each group's arrays
+ * are sized for its own recipients (never domains x recipients). Recipients
+ * whose domain cannot be used fail at once (550 5.1.2). -1: out of memory. */
 static int make_groups(struct delivery *dl)
 {
     struct mxg_spool_env *env = &dl->env;
-    dl->groups = calloc((size_t)env->n_rcpts, sizeof *dl->groups);
-    if (!dl->groups)
+    int cap = 0;
+    int *gi = calloc(env->n_rcpts > 0 ? (size_t)env->n_rcpts : 1, sizeof *gi);
+    if (!gi)
         return -1;
-    for (int i = 0; i < env->n_rcpts; i++) {
+    for (int i = 0; i < env->n_rcpts; i++) { /* pass 1: the groups and their sizes */
         struct mxg_spool_rcpt *r = &env->rcpts[i];
+        gi[i] = -1;
         if (r->state != MXG_RCPT_PENDING)
             continue;
         char dom[MXG_DOMAIN_MAX + 1];
@@ -426,9 +432,30 @@ static int make_groups(struct delivery *dl)
                      "550 5.1.2 invalid destination domain \"%s\"", r->domain);
             continue;
         }
-        if (add_to_group(dl, dom, i) < 0)
+        struct group *g = group_of(dl, dom, &cap);
+        if (!g) {
+            free(gi);
             return -1;
+        }
+        gi[i] = (int)(g - dl->groups);
+        g->n++;
     }
+    for (int i = 0; i < dl->n_groups; i++) { /* pass 2: per-group arrays */
+        struct group *g = &dl->groups[i];
+        g->idx = calloc((size_t)g->n, sizeof *g->idx);
+        g->orc = calloc((size_t)g->n, sizeof *g->orc);
+        if (!g->idx || !g->orc) {
+            free(gi);
+            return -1; /* delivery_free() frees what was allocated */
+        }
+        g->n = 0;
+    }
+    for (int i = 0; i < env->n_rcpts; i++)
+        if (gi[i] >= 0) {
+            struct group *g = &dl->groups[gi[i]];
+            g->idx[g->n++] = i;
+        }
+    free(gi);
     return 0;
 }
 
@@ -470,6 +497,17 @@ static void start_group(struct delivery *dl, struct group *g)
     qr->running++;
 }
 
+/* Start waiting groups while fewer than limits.legs of this delivery run
+ * (none once the runner is stopping: they stay PENDING). A group that
+ * cannot start has its answer at once and frees no leg. */
+static void start_more(struct delivery *dl)
+{
+    struct mxg_queue_runner *qr = dl->qr;
+    int legs = qr->cfg->max_legs > 0 ? qr->cfg->max_legs : 1;
+    while (!qr->stopping && dl->n_running < legs && dl->next_group < dl->n_groups)
+        start_group(dl, &dl->groups[dl->next_group++]);
+}
+
 /* Deliver a loaded, locked, due entry. Takes over env and lockfd. */
 static void start_entry(struct mxg_queue_runner *qr, struct mxg_spool_env *env, int lockfd)
 {
@@ -496,8 +534,7 @@ static void start_entry(struct mxg_queue_runner *qr, struct mxg_spool_env *env, 
         delivery_free(dl);
         return;
     }
-    for (int i = 0; i < dl->n_groups; i++)
-        start_group(dl, &dl->groups[i]);
+    start_more(dl);
     if (dl->n_running == 0) /* nothing pending, or nothing could start */
         finalize(dl, 0);
 }
@@ -561,7 +598,9 @@ static void scan(struct mxg_queue_runner *qr)
             close(fd);
             continue;
         }
-        int need = n_domains(&env);
+        int need = n_domains(&env); /* outbounds it will run at once */
+        if (need > qr->cfg->max_legs)
+            need = qr->cfg->max_legs;
         if (qr->running > 0 && qr->running + need > max) {
             qr->saturated = 1;
             mxg_spool_env_free(&env);

@@ -11,9 +11,12 @@
  *    clock). A due entry's PENDING recipients are grouped by domain and each
  *    group goes out as one mxg_outbound (proxy/outbound.h): to the MX of the
  *    domain, or, for DSN entries, to cfg->q_bounce_route when set ("[host]:port"
- *    → that host, "host" → its MX). At most cfg->q_max_parallel outbound
- *    deliveries run at once (an entry starts only when all its domains fit,
- *    or when nothing else runs); an entry is never delivered twice at once —
+ *    → that host, "host" → its MX). At most cfg->max_legs (limits.legs)
+ *    groups of one entry run at once; the others start, in the same attempt,
+ *    as running ones answer (never failed for waiting). At most
+ *    cfg->q_max_parallel outbound deliveries run at once in total (an entry
+ *    starts only when its first min(domains, limits.legs) groups fit, or
+ *    when nothing else runs); an entry is never delivered twice at once —
  *    the runner holds the entry's lock (mxg_spool_lock) from loading it until
  *    it is settled, so another process (`mxguard queue`, a second daemon)
  *    cannot change it meanwhile.

@@ -17,6 +17,7 @@
 #include "../core/show.h"
 #include "../dane/dane.h"
 #include "../dane/mxroute.h"
+#include "addr_class.h"
 #include "buf.h"
 #include "conncache.h"
 
@@ -37,7 +38,7 @@ static const char *const leg_state_names[] = {
 };
 
 /* Why a candidate failed, most severe kind wins the final reply's code. */
-enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_LOOP, FK_TLS, FK_LIMIT };
+enum fail_kind { FK_NONE = 0, FK_DNS, FK_CONNECT, FK_PROTOCOL, FK_REFUSED, FK_LOOP, FK_TLS, FK_LIMIT };
 
 struct cand {
     int hi; /* index into leg->route->host / leg->hosts */
@@ -145,6 +146,7 @@ struct mxg_leg {
     int port;                     /* the port connected to */
     int tlsa_port;                /* the port of the TLSA name (_PORT._tcp.host) */
     int port_is_set;              /* a nexthop port was given: loop check compares it */
+    int caller_hop;               /* the caller fixed the next hop (queue.bounce_route) */
     int opportunistic;            /* TLS "may" whatever DANE / MTA-STS / the list say */
     int no_tlsrpt;                /* record no TLSRPT result */
     int sts_consulted;            /* MTA-STS (and the list) were asked */
@@ -260,6 +262,7 @@ static void fail_all(struct mxg_leg *leg)
     const char *enh = "4.4.1";
     switch (leg->fail_kind) {
     case FK_DNS: enh = "4.4.3"; break;
+    case FK_REFUSED: enh = "4.4.4"; break; /* private address refused: unable to route */
     case FK_LOOP: enh = "4.4.6"; break;
     case FK_TLS: enh = "4.7.5"; break;
     case FK_LIMIT: enh = "4.7.0"; break;
@@ -1422,12 +1425,17 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
     mxg_buf_free(&b);
 }
 
-/* The TLS session key: the requirement key and the MX address + port. */
+/* The TLS session key: the requirement key, the MX address + port, and the
+ * settings generation now (the TLS context in force: a session saved under
+ * settings a reload replaced is never offered again). */
 static size_t resume_key(const struct mxg_leg *leg, unsigned char *out)
 {
     const struct sockaddr_storage *a = &leg->cands[leg->cur].addr;
     size_t l = sizeof leg->cckey.d;
     memcpy(out, leg->cckey.d, l);
+    uint64_t gen = mxg_conncache_generation(leg_cache(leg));
+    for (int i = 0; i < 8; i++)
+        out[l++] = (unsigned char)(gen >> (8 * i));
     out[l++] = (unsigned char)a->ss_family;
     if (a->ss_family == AF_INET) {
         memcpy(out + l, &((const struct sockaddr_in *)a)->sin_addr, 4);
@@ -1856,6 +1864,45 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
         uv_ip6_name((const struct sockaddr_in6 *)ss, out, cap);
 }
 
+/* Is a:port one of upstream.self_addresses (the legacy MTA's own; an
+ * entry without a port matches every port)? */
+static int is_named_self(const struct mxg_config *cfg, const struct sockaddr_storage *a, int port)
+{
+    for (int i = 0; i < cfg->n_self_addrs; i++) {
+        const struct sockaddr_storage *s = &cfg->self_addrs[i].sa;
+        int sp = sa_port(s);
+        if (mxg_addr_same_host((const struct sockaddr *)s, (const struct sockaddr *)a) &&
+            (sp == 0 || sp == port))
+            return 1;
+    }
+    return 0;
+}
+
+/* The candidate a of host is never connected to (noted as the leg's
+ * failure): one of upstream.self_addresses (451 4.4.6 like our own
+ * listeners; not for queue.bounce_route, whose job is to reach the legacy
+ * MTA), or, with upstream.refuse_private_addresses, a special-purpose
+ * address of an MX (451 4.4.4; route_map targets and queue.bounce_route are
+ * the operator's and trusted). 1 = refused. */
+static int refused_addr(struct mxg_leg *leg, const char *host, const char *text,
+                        const struct sockaddr_storage *a)
+{
+    const struct mxg_config *cfg = leg->env->cfg;
+    if (!leg->caller_hop && is_named_self(cfg, a, leg->port)) {
+        note_failure(leg, FK_LOOP, "%s[%s]: is the legacy MTA's own address "
+                     "(upstream.self_addresses: mail loop)", host, text);
+        return 1;
+    }
+    const char *what = cfg->refuse_private && !leg->nexthop[0]
+                           ? mxg_addr_private((const struct sockaddr *)a) : NULL;
+    if (what) {
+        note_failure(leg, FK_REFUSED, "%s[%s]: %s address refused "
+                     "(upstream.refuse_private_addresses)", host, text, what);
+        return 1;
+    }
+    return 0;
+}
+
 /* Append the addresses of one host in the configured family order. */
 static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
 {
@@ -1881,6 +1928,8 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
                              h->name, cd->addr_text);
                 continue;
             }
+            if (refused_addr(leg, h->name, cd->addr_text, a))
+                continue;
             leg->n_cands++;
         }
     }
@@ -2134,7 +2183,8 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     if (!opts)
         opts = &no_opts;
     /* a static route (upstream.route_map) unless the caller fixed the next hop */
-    if (!(opts->nexthop && opts->nexthop[0]) && env->maps &&
+    int caller_hop = opts->nexthop && opts->nexthop[0];
+    if (!caller_hop && env->maps &&
         (sr = mxg_route_map_lookup(env->maps->routes, domain))) {
         char hop[300];
         ropts = *opts;
@@ -2168,6 +2218,7 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     }
     leg->opportunistic = opts->opportunistic;
     leg->no_tlsrpt = opts->no_tlsrpt;
+    leg->caller_hop = caller_hop;
     if (probe_host) {
         leg->probe = 1;
         snprintf(leg->probe_host, sizeof leg->probe_host, "%s", probe_host);
@@ -2212,10 +2263,17 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
         leg->sts_done = 1;
     } else {
         leg->sts_consulted = 1;
-        if (!env->sts || mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
-            leg->sq = NULL;
-            leg->sts_done = 1; /* MTA-STS disabled (or could not start: logged by sts) */
+        if (!env->sts) {
+            leg->sts_done = 1; /* MTA-STS disabled */
             list_consult(leg);
+        } else if (mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
+            /* out of memory: whether a cached policy applies cannot be told,
+             * so the leg does not start (the caller defers: 4xx) */
+            LOG_W("upstream", "%s %s: the MTA-STS lookup could not start", leg->sid, domain);
+            leg->sq = NULL;
+            leg->op_pending = 0;
+            leg_destroy(leg);
+            return NULL;
         }
     }
     int rc;

@@ -509,6 +509,35 @@ static void test_off(void **st)
     teardown_cc();
 }
 
+/* A connection in use across a reload (SIGHUP: reconfigure) is never
+ * parked afterwards; one opened after the reload is (issue 16 defect 9). */
+static void test_reload_generation(void **st)
+{
+    (void)st;
+    struct mxg_conncache_cfg c = base_cfg();
+    setup_cc(&c);
+    struct sockaddr_storage d1 = dest("192.0.2.1", 25);
+    struct fake old = {.id = 1}, idle = {.id = 2}, fresh = {.id = 3};
+    uint64_t g0 = mxg_conncache_generation(g_cc);
+    open_fresh(&idle, &d1, "K");
+    assert_int_equal(park(&idle, "K"), 0);
+    open_fresh(&old, &d1, "K2"); /* in a transaction during the reload */
+    mxg_conncache_reconfigure(g_cc, &c);
+    assert_int_equal(mxg_conncache_generation(g_cc), g0 + 1);
+    assert_int_equal(idle.closed, 1); /* idle ones close at once */
+    assert_int_equal(park(&old, "K2"), -1);
+    mxg_conncache_release(g_cc, old.slot);
+    struct mxg_cc_grant g;
+    assert_int_equal(acq(&d1, "K2", 1, NULL, NULL, &g), MXG_CC_FRESH); /* nothing to reuse */
+    fresh.slot = g.slot;
+    assert_int_equal(park(&fresh, "K2"), 0);
+    assert_int_equal(acq(&d1, "K2", 1, NULL, NULL, &g), MXG_CC_REUSED);
+    assert_ptr_equal(g.conn, &fresh);
+    assert_int_equal(park(&fresh, "K2"), 0); /* reused under the same generation: parks again */
+    assert_int_equal(mxg_conncache_generation(NULL), 0);
+    teardown_cc();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_off),
+        cmocka_unit_test(test_reload_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
