@@ -63,11 +63,7 @@ static void iso(int64_t ms, char *out, size_t cap)
 
 static void usage_queue(void)
 {
-    fprintf(stderr,
-            "usage: mxguard queue list [-c FILE]\n"
-            "       mxguard queue show ID [-c FILE]\n"
-            "       mxguard queue flush [ID...] [-c FILE]\n"
-            "       mxguard queue delete ID... [-c FILE]\n");
+    mxg_cli_usage(stderr, "queue", NULL);
 }
 
 static int open_spool(const struct mxg_config *cfg, struct mxg_spool **out)

@@ -42,32 +42,7 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mxguard [--version] [--help] COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  run [-c FILE]                 run the relay in the foreground (SIGTERM drains)\n"
-            "  config check [-c FILE] [-v]   validate the configuration; -v prints the effective one\n"
-            "  check DOMAIN [-c FILE] [--connect]\n"
-            "                                explain how mail to DOMAIN would be secured (MX, DNSSEC,\n"
-            "                                DANE, policy); --connect also probes each MX host.\n"
-            "                                Exit 0: deliverable now, 1: not now, 2: never\n"
-            "  list show [-c FILE]           the policy list in force: signer, timestamp, expiry, counts\n"
-            "  list update [-c FILE]         load policy_list.file / download policy_list.url now\n"
-            "  list export [-c FILE]         print a policy list (unsigned, to be signed) built from\n"
-            "                                the MTA-STS cache's enforce-mode policies\n"
-            "  report list [-c FILE]         the (UTC day, policy domain) pairs with TLSRPT counts\n"
-            "  report show DAY DOMAIN [-c FILE]\n"
-            "                                the RFC 8460 JSON report for that day and domain\n"
-            "  report send DAY [-c FILE]     send DAY's reports now (https: and mailto: rua)\n"
-            "  queue list|show ID|flush [ID...]|delete ID... [-c FILE]\n"
-            "                                the spool: entries with each recipient's state, one\n"
-            "                                entry's envelope and headers, retry now, remove.\n"
-            "                                Exit 0: done, 1: no such/busy entry or spool error\n"
-            "\n"
-            "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
-            "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
-            "environment variables override single settings (see mxguard.conf).\n");
+    mxg_cli_usage(out, NULL, NULL);
 }
 
 /* Pick the config path: explicit, environment, default (if present). */
@@ -363,6 +338,16 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
         return -1;
     }
     return 0;
+}
+
+/* The local policy sources that app_open_parts() does not read itself: the
+ * policy list's file (policy_list.file), synchronously, through the same
+ * function for `run` and `check`. policy_list.url is never waited for. */
+static void app_load_local(struct app *app)
+{
+    char msg[1200];
+    if (app->stlist_src)
+        mxg_stlist_source_load_local(app->stlist_src, msg, sizeof msg);
 }
 
 /* Release what app_open_parts() made; run the loop afterwards so that
@@ -885,7 +870,7 @@ static void app_finish_oneshot(struct app *app)
 static int cmd_check(int argc, char **argv)
 {
     if (argc < 1 || argv[0][0] == '-') {
-        usage(stderr);
+        mxg_cli_usage(stderr, "check", NULL);
         return 2;
     }
     const char *domain = argv[0];
@@ -911,6 +896,7 @@ static int cmd_check(int argc, char **argv)
         fprintf(stderr, "mxguard: %s\n", err);
         goto out_loop;
     }
+    app_load_local(app); /* policy_list.file, as `run` loads it */
     if (dnssec_selfcheck(app) < 0)
         goto out_loop;
     struct mxg_upstream_env env;
@@ -977,7 +963,7 @@ static int cmd_list(int argc, char **argv)
 {
     if (argc < 1 || (strcmp(argv[0], "show") && strcmp(argv[0], "update") &&
                      strcmp(argv[0], "export"))) {
-        usage(stderr);
+        mxg_cli_usage(stderr, "list", NULL);
         return 2;
     }
     const char *sub = argv[0], *file = NULL;
@@ -1058,13 +1044,29 @@ static int cmd_report(int argc, char **argv)
 {
     int show = argc >= 3 && strcmp(argv[0], "show") == 0;
     int send = argc >= 2 && strcmp(argv[0], "send") == 0;
-    if (argc < 1 || (!show && !send && strcmp(argv[0], "list") != 0)) {
-        usage(stderr);
+    int export = argc >= 2 && strcmp(argv[0], "export") == 0 && argv[1][0] != '-';
+    if (argc < 1 || (!show && !send && !export && strcmp(argv[0], "list") != 0)) {
+        mxg_cli_usage(stderr, "report", argc >= 1 ? argv[0] : NULL);
         return 2;
     }
-    const char *file = NULL;
-    int skip = show ? 3 : send ? 2 : 1;
-    if (mxg_cli_parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
+    const char *file = NULL, *only_day = NULL;
+    int skip = show ? 3 : send || export ? 2 : 1;
+    char *rest[8]; /* export: the options without --day DAY */
+    int nrest = 0;
+    if (export) {
+        for (int i = skip; i < argc; i++) {
+            if (strcmp(argv[i], "--day") == 0 && i + 1 < argc && !only_day) {
+                only_day = argv[++i];
+            } else if (nrest < (int)(sizeof rest / sizeof rest[0])) {
+                rest[nrest++] = argv[i];
+            } else {
+                mxg_cli_usage(stderr, "report", "export");
+                return 2;
+            }
+        }
+    }
+    if (export ? mxg_cli_parse_opts(nrest, rest, &file, NULL) < 0
+               : mxg_cli_parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
@@ -1099,7 +1101,7 @@ static int cmd_report(int argc, char **argv)
             rc = w.st.errors || w.st.gave_up || w.st.retry ? 1 : 0;
             fflush(stdout); /* out before the teardown: nothing there can lose it */
         }
-    } else if (!show) {
+    } else if (!show && !export) {
         rc = mxg_rpt_days(app->rpt, print_day_domain, NULL) < 0;
     } else {
         char host[256] = "", contact[300];
@@ -1111,6 +1113,10 @@ static int cmd_report(int argc, char **argv)
             .contact_info = app->cfg.rpt_contact[0] ? app->cfg.rpt_contact : contact,
             .submitter = app->cfg.rpt_submitter[0] ? app->cfg.rpt_submitter : me,
         };
+        if (export) { /* the same org data as show: the same JSON */
+            rc = mxg_cli_report_export(app->rpt, &org, argv[1], only_day);
+            goto out_loop;
+        }
         char *json = NULL;
         if (mxg_rpt_report_json(app->rpt, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
             fprintf(stderr, "mxguard: %s\n", err);
@@ -1220,6 +1226,10 @@ static int cmd_run(int argc, char **argv)
     if (app->auth_db)
         LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
               app->cfg.auth_password_file);
+    /* every local policy source in force before a listener opens (issue 16):
+     * the policy list's file (its last verified copy came with the store),
+     * like `check` (app_load_local) */
+    app_load_local(app);
     if (app->sts)
         mxg_sts_start_refresh(app->sts, app->cfg.sts_sweep_ms);
     int sc = dnssec_selfcheck(app);
@@ -1249,6 +1259,8 @@ static int cmd_run(int argc, char **argv)
         goto out_loop;
     }
     app->srv.spool = app->spool;
+    LOG_N("main", "local policy state loaded (policy list, MTA-STS cache, tls.policy_map, "
+                  "TLSRPT store, trust anchors): opening the listeners");
     if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
         mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
         ops_started(app, err, sizeof err) < 0) {
@@ -1300,6 +1312,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    int help = mxg_cli_help(argc - 1, argv + 1); /* `mxguard COMMAND ... --help` */
+    if (help >= 0)
+        return help;
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "check") == 0)

@@ -21,6 +21,9 @@ struct mxg_stlist_source {
     uv_timer_t refresh, watch, kick; /* kick: reports an update from the loop */
     int closing; /* close callbacks still to run (mxg_stlist_source_free) */
     int64_t last_expired_warning;
+    int local_loaded; /* mxg_stlist_source_load_local() ran: the first update skips the file */
+    int skip_first;   /* the first scheduled update: the URL only (load_local read the file) */
+    int skip_file;    /* this update does not read policy_list.file */
     /* one update in flight */
     int busy;
     enum step step;
@@ -234,8 +237,9 @@ static void next_step(struct mxg_stlist_source *s)
 {
     switch (s->step) {
     case STEP_FILE:
-        if (s->cfg->list_file[0])
+        if (s->cfg->list_file[0] && !s->skip_file)
             from_file(s);
+        s->skip_file = 0;
         s->step = STEP_URL_ADDR;
         /* fall through */
     case STEP_URL_ADDR:
@@ -277,6 +281,7 @@ int mxg_stlist_source_update(struct mxg_stlist_source *s, mxg_stlist_update_cb c
     if (s->busy)
         return -1;
     s->busy = 1;
+    s->skip_file = 0;
     s->cb = cb;
     s->cb_arg = arg;
     s->result = -1;
@@ -293,8 +298,9 @@ int mxg_stlist_source_update(struct mxg_stlist_source *s, mxg_stlist_update_cb c
 static void on_refresh(uv_timer_t *t)
 {
     struct mxg_stlist_source *s = t->data;
-    if (!s->busy)
-        mxg_stlist_source_update(s, NULL, NULL);
+    if (!s->busy && mxg_stlist_source_update(s, NULL, NULL) == 0)
+        s->skip_file = s->skip_first;
+    s->skip_first = 0;
     uv_timer_start(&s->refresh, on_refresh, s->cfg->list_refresh_ms, 0);
 }
 
@@ -342,9 +348,56 @@ struct mxg_stlist_source *mxg_stlist_source_new(uv_loop_t *loop, const struct mx
     return s;
 }
 
+/* "in force: timestamp T, N policies (SOURCE)" or why nothing is. */
+static void describe_in_force(const struct mxg_stlist_source *s, char *out, size_t cap)
+{
+    struct mxg_stlist_status st;
+    int64_t now = (int64_t)time(NULL);
+    mxg_stlist_store_status(s->store, now, &st);
+    if (!st.have)
+        snprintf(out, cap, "no verified list in force");
+    else if (st.expired)
+        snprintf(out, cap, "no list in force (the last verified one, from %s, expired at %lld)",
+                 st.source, (long long)st.expires);
+    else
+        snprintf(out, cap, "in force: the list of timestamp %lld, %d policies, from %s",
+                 (long long)st.timestamp, st.n_policies, st.source);
+}
+
+int mxg_stlist_source_load_local(struct mxg_stlist_source *s, char *msg, size_t msglen)
+{
+    char what[400];
+    if (s->busy) {
+        snprintf(msg, msglen, "an update is already running");
+        return -1;
+    }
+    s->result = 0;
+    s->msg[0] = 0;
+    if (s->cfg->list_file[0]) {
+        s->result = -1;
+        from_file(s);
+    } else {
+        snprintf(s->msg, sizeof s->msg, "no policy_list.file");
+    }
+    s->local_loaded = 1;
+    describe_in_force(s, what, sizeof what);
+    if (s->result < 0)
+        LOG_W("list", "policy list loaded: %s; %s", s->msg, what);
+    else
+        LOG_N("list", "policy list loaded: %s; %s", s->msg, what);
+    snprintf(msg, msglen, "%s; %s", s->msg, what);
+    return s->result;
+}
+
 void mxg_stlist_source_start(struct mxg_stlist_source *s)
 {
-    uv_timer_start(&s->refresh, on_refresh, 0, 0);
+    if (s->local_loaded && !s->cfg->list_url[0]) {
+        /* the file was read a moment ago: the next look is the regular one */
+        uv_timer_start(&s->refresh, on_refresh, s->cfg->list_refresh_ms, 0);
+    } else {
+        s->skip_first = s->local_loaded;
+        uv_timer_start(&s->refresh, on_refresh, 0, 0);
+    }
     uint64_t w = s->cfg->list_expired_warn_ms < 60000 ? s->cfg->list_expired_warn_ms : 60000;
     uv_timer_start(&s->watch, on_watch, 1000, w);
 }

@@ -22,7 +22,20 @@ typedef void (*mxg_stlist_update_cb)(void *arg, int accepted, const char *msg);
 struct mxg_stlist_source *mxg_stlist_source_new(uv_loop_t *loop, const struct mxg_config *cfg,
                                                 struct mxg_dns *dns, struct mxg_https *https,
                                                 struct mxg_stlist_store *store);
-/* Update now, then every policy_list.refresh; check staleness/expiry hourly. */
+/* The local sources, now and synchronously (no loop turn, no network): the
+ * store already holds the last verified copy from the state directory
+ * (mxg_stlist_store_open); this offers policy_list.file to it, exactly as
+ * an update does. policy_list.url is never waited for. Logs one NOTICE line
+ * "policy list loaded: ..." (or a WARNING when the file was refused) naming
+ * the list in force, if any. Returns 1 accepted, 0 kept (or no file), -1
+ * refused or unreadable (the list in force, if any, stays); msg says what.
+ * `run` calls it before any listener opens, `check` before it looks: one
+ * loading path for both. The next mxg_stlist_source_start() does not read
+ * the file again in its first update. */
+int mxg_stlist_source_load_local(struct mxg_stlist_source *src, char *msg, size_t msglen);
+/* Update now (the URL only, after mxg_stlist_source_load_local(); nothing
+ * until policy_list.refresh when there is no URL), then every
+ * policy_list.refresh; check staleness/expiry hourly. */
 void mxg_stlist_source_start(struct mxg_stlist_source *src);
 /* One update; cb(arg, accepted (1) / kept (0) / failed (-1), message). Returns 0 or -1. */
 int mxg_stlist_source_update(struct mxg_stlist_source *src, mxg_stlist_update_cb cb, void *arg);
