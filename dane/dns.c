@@ -103,6 +103,7 @@ struct dns_sub {
     struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
     int txt_over;                 /* TXT records beyond MXG_DNS_MAX_TXT, not kept */
     int oom;                      /* the answer's records could not be kept */
+    int chain_cut;                /* the answer's CNAME chain goes on past DNS_MAX_CHAIN */
     int mx_over;                  /* MX records beyond MXG_DNS_MAX_MX (least preferred dropped) */
 };
 
@@ -517,7 +518,8 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
         return 0;
 
     snprintf(chain[nchain++], sizeof chain[0], "%s", s->name);
-    for (int link = 0; link < DNS_MAX_CHAIN; link++) {
+    s->chain_cut = 0;
+    for (int link = 0; link <= DNS_MAX_CHAIN; link++) {
         int moved = 0;
         for (size_t i = 0; i < na; i++) {
             getdns_dict *rr = NULL;
@@ -527,6 +529,10 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                 continue;
             if (rr_owner(rr, owner, sizeof owner) || strcmp(owner, canon) != 0)
                 continue;
+            if (link == DNS_MAX_CHAIN) { /* longer than we follow (or a loop) */
+                s->chain_cut = 1;
+                break;
+            }
             if (getdns_dict_get_bindata(rr, "/rdata/cname", &target) ||
                 wire2name(target, tname, sizeof tname))
                 continue;
@@ -769,6 +775,16 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         return 0;
     }
 
+    if (s->chain_cut || (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
+                         found == 0 && s->hops >= DNS_MAX_CNAME_HOPS)) {
+        /* a CNAME chain longer than mxguard follows (or a loop): never a
+         * denial or "no records" (DESIGN §10), a failure of the lookup */
+        snprintf(why, sizeof why, "CNAME chain from %.100s too long (more than %d links or %d "
+                 "follow-up queries)", s->qname, DNS_MAX_CHAIN, DNS_MAX_CNAME_HOPS);
+        LOG_W(COMP, "%s %s: %s", rrtype_name(s->rrtype), s->qname, why);
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, why);
+        return 0;
+    }
     if (rcode == GETDNS_RCODE_NXDOMAIN) {
         negative_ttl(s, reply);
         snprintf(s->name, sizeof s->name, "%s", canon);

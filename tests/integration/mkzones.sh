@@ -233,6 +233,12 @@ for h in mx.dane-ee.test mx.dane-ta.test wrong.dane-taname.test mx1.dane-2nd.tes
          real.dane-target.test mx.dane-expired.test mx.sts-daneok.test; do
     make_leaf "$h"
 done
+# issue 16 #2: a big certificate (70 long names: DER over 4 KB) for a TLSA "3 0 0" record, and
+# an ordinary one (made here, before the background job below: make_leaf's serial file is shared)
+big_sans=()
+for i in $(seq -w 70); do big_sans+=("san-$i.a-rather-long-subject-alternative-name.dane-bigcert.test"); done
+make_leaf mx.dane-bigcert.test "${big_sans[@]}"
+make_leaf mx.dane-bigwrong.test
 # "D CERT": the vhost mta-sts.D and the certificate it presents
 cat >"$DIR/sts.domains" <<EOF
 sts-enforce.test mta-sts.sts-enforce.test
@@ -424,10 +430,6 @@ _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-expired.test)
 EOF
 
 # ---- DANE zones with a big "3 0 0" record (issue 16 #2)
-big_sans=()
-for i in $(seq -w 70); do big_sans+=("san-$i.a-rather-long-subject-alternative-name.dane-bigcert.test"); done
-make_leaf mx.dane-bigcert.test "${big_sans[@]}"
-make_leaf mx.dane-bigwrong.test
 openssl x509 -in "$DIR/certs/mx.dane-bigcert.test.crt" -outform DER >"$DIR/certs/mx.dane-bigcert.test.der"
 wc -c <"$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' ' >"$DIR/certs/mx.dane-bigcert.test.der.len"
 BIG300="3 0 0 $(od -An -v -tx1 "$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' \n')"

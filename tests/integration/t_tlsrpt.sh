@@ -175,7 +175,10 @@ assert_eq "dane-unusable.test: policy-type tlsa" "tlsa" \
     "$(rj unusable 'sorted({p["policy"]["policy-type"] for p in r["policies"]})')"
 assert_eq "dane-unusable.test: result-type tlsa-invalid" "tlsa-invalid" "$(rj unusable 'RT()')"
 assert_eq "dane-unusable.test: 1 tlsa-invalid session" 1 "$(rj unusable 'CNT("tlsa","tlsa-invalid")')"
-assert_eq "dane-unusable.test: no policy-string (no usable TLSA record)" 0 "$(rj unusable 'len(PS("tlsa"))')"
+# (issue 16 #13: with no usable record the policy-string lists every record of the RRset)
+assert_eq "dane-unusable.test: policy-string = its two (unusable) records" \
+    "0 0 1 $(tr a-f A-F <"$TB/dns/certs/mx.dane-unusable.test.tlsa001"),1 1 1 $(tr a-f A-F <"$TB/dns/certs/mx.dane-unusable.test.tlsa311")" \
+    "$(rj unusable 'PS("tlsa")')"
 detail_checks unusable dane-unusable.test tlsa tlsa-invalid mx.dane-unusable.test 127.0.70.30
 
 # ------------------------------------------------------------------ no policy, no STARTTLS

@@ -56,7 +56,7 @@
  * Signatures: ECDSA P-256 / SHA-256 (algorithm 13), made when the fixture
  * starts. Names are kept lower case, without the trailing dot ("" = root). */
 
-#define MAX_RR 96
+#define MAX_RR 256
 #define RD_MAX 1200
 
 struct rr {
@@ -385,6 +385,15 @@ static void build_zones(struct srv *s)
     add_name_rr(s, "alias.example", T_CNAME, 300, "txt.example");
     add_name_rr(s, "hop.example", T_CNAME, 300, "txt.example"); /* served without its target */
     add_name_rr(s, "other.example", T_CNAME, 300, "txt.sec");   /* into the signed zone */
+    /* a chain of 80 CNAMEs (the server answers 8 links at a time), and a loop */
+    for (int i = 1; i <= 80; i++) {
+        char o[32], t[32];
+        snprintf(o, sizeof o, "c%02d.example", i);
+        snprintf(t, sizeof t, i < 80 ? "c%02d.example" : "txt.example", i + 1);
+        add_name_rr(s, o, T_CNAME, 300, t);
+    }
+    add_name_rr(s, "loop1.example", T_CNAME, 300, "loop2.example");
+    add_name_rr(s, "loop2.example", T_CNAME, 300, "loop1.example");
     add_txt1(s, "short.example", 1, "short-lived"); /* cached for 1 s */
     add_txt1(s, "zero.example", 0, "not cached");
     add_rr(s, "nodata.example", T_A, 300, "\x7f\0\0\1", 4);
@@ -852,6 +861,24 @@ static void t_cname(void **state)
     assert_int_equal(r->sec, MXG_SEC_INSECURE);
 }
 
+/* Issue 16 (DESIGN §10): a CNAME chain longer than mxguard follows (80
+ * links: 9 answers of 8 links each are not enough) or a CNAME loop is a
+ * failure of the lookup, never "no records" (was NODATA). */
+static void t_cname_limits(void **state)
+{
+    struct fx *f = *state;
+    const struct mxg_txt_result *r = lookup(f, "c01.example");
+    assert_int_equal(r->status, MXG_DNS_TEMPFAIL);
+    assert_int_equal(r->n, 0);
+    assert_non_null(strstr(r->why, "CNAME chain"));
+    r = lookup(f, "c60.example"); /* 21 links: followed */
+    assert_int_equal(r->status, MXG_DNS_OK);
+    assert_string_equal(r->canon, "txt.example");
+    r = lookup(f, "loop1.example");
+    assert_int_equal(r->status, MXG_DNS_TEMPFAIL);
+    assert_non_null(strstr(r->why, "CNAME chain"));
+}
+
 static void t_negative(void **state)
 {
     struct fx *f = *state;
@@ -972,6 +999,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_two_and_many, setup, teardown),
         cmocka_unit_test_setup_teardown(t_secure_and_bogus, setup, teardown),
         cmocka_unit_test_setup_teardown(t_cname, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_cname_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(t_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(t_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(t_timeout, setup, teardown),
