@@ -1735,9 +1735,6 @@ static int auth_check(struct mxg_session *s, struct cmd_ctx *c)
 
 static void auth_delay_done(uv_timer_t *t);
 
-/* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
- * and nothing else is read meanwhile (replies stay in order). The address
- * reaching auth.max_failures gets 421 and the connection is closed. */
 /* Count one failure of the exchange's user from the client's address;
  * the count from this address. */
 static int auth_count_failure(struct mxg_session *s, const char *why)
@@ -1765,6 +1762,9 @@ static int auth_count_failure(struct mxg_session *s, const char *why)
     return n;
 }
 
+/* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
+ * and nothing else is read meanwhile (replies stay in order). The address
+ * reaching auth.max_failures gets 421 and the connection is closed. */
 static void auth_failed(struct mxg_session *s, const char *why)
 {
     const struct mxg_config *cfg = s->srv->cfg;
