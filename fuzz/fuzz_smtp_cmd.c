@@ -13,7 +13,12 @@
  *  - round trip: "FROM:<addr> KEY=VALUE ..." rebuilt from the result parses
  *    to the same result;
  *  - parameter checks: outputs terminated, RET one of "", FULL, HDRS;
- *  - every error code maps to a 5xx reply. */
+ *  - every error code maps to a 5xx reply;
+ *  - the HELO name (mxg_helo_classify, on the raw bytes): the rendering is
+ *    terminated and holds only letters, digits and ".-_:[]" ('?' for the
+ *    rest; "..." when cut), a plain name is rendered as it is, control
+ *    characters always make it BAD, and the Received header can never get a
+ *    CR, LF, parenthesis, backslash or 8-bit octet from it. */
 #include "fuzz.h"
 
 #include <ctype.h>
@@ -170,6 +175,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error_reply(rc);
     }
+    /* the HELO name */
+    char shown[256];
+    memset(shown, 'Z', sizeof shown);
+    enum mxg_helo_class hc = mxg_helo_classify(line, size, shown, sizeof shown);
+    FUZZ_CHECK(hc == MXG_HELO_NAME || hc == MXG_HELO_ODD || hc == MXG_HELO_BAD);
+    FUZZ_CHECK(memchr(shown, '\0', sizeof shown) != NULL);
+    size_t sl = strlen(shown);
+    for (size_t i = 0; i < sl; i++)
+        FUZZ_CHECK(isalnum((unsigned char)shown[i]) || strchr(".-_:[]?", shown[i]));
+    if (hc == MXG_HELO_NAME)
+        FUZZ_CHECK(sl == size && memcmp(shown, line, size) == 0);
+    for (size_t i = 0; i < size; i++)
+        if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] == 0x7f)
+            FUZZ_CHECK(hc == MXG_HELO_BAD);
+    if (hc != MXG_HELO_NAME)
+        FUZZ_CHECK(sl == (size > 64 ? 67 : size));
     /* the path grammar on the raw bytes too (reached without a verb prefix) */
     run_path(line, size, 1);
     run_path(line, size, 0);

@@ -190,4 +190,14 @@ void mxg_inbound_explain(const struct mxg_config *cfg, FILE *out)
     fprintf(out, " within %s lock it out for %s (421 4.7.0, then 454 4.7.0);\n", a, b);
     fprintf(out, "#   at most %d addresses and user names are remembered (least recently "
                  "used forgotten first)\n", cfg->auth_throttle_entries);
+    if (cfg->auth_max_user_failures && cfg->auth_trusted_lifetime_ms) {
+        uint64_t life = cfg->auth_trusted_lifetime_ms;
+        if (life % 86400000ULL == 0)
+            snprintf(a, sizeof a, "%llud", (unsigned long long)(life / 86400000ULL));
+        else
+            fmt_ms(life, a, sizeof a);
+        fprintf(out, "#   a locked user still gets in from addresses it authenticated from "
+                     "within the last %s (at most %d remembered, in %s/auth-trust.db)\n",
+                a, cfg->auth_trusted_entries, cfg->state_dir);
+    }
 }

@@ -4,9 +4,10 @@
  * A chained hash table (FNV-1a with a per-table random seed, so an attacker
  * choosing user names cannot aim at one chain in advance) plus a doubly linked
  * recency list: every lookup moves the entry to the front, a new entry
- * beyond max_entries evicts the least recently used entry without a
- * password check in flight (when every entry has one, nothing is created
- * and the caller fails closed). The table never holds more than
+ * beyond max_entries evicts the least recently used entry that is neither
+ * locked nor has a password check in flight (when there is none, nothing
+ * is created and the caller fails closed: a flood of new keys cannot lift
+ * a lockout). The table never holds more than
  * max_entries entries, whatever clients send. */
 #include "auth.h"
 
@@ -126,9 +127,12 @@ static void remove_entry(struct mxg_auth_throttle *t, struct tentry *e)
     t->n--;
 }
 
-/* The entry for key, moved to the front; created (evicting the least
- * recently used entry when full) if create; NULL if absent or no memory. */
-static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int create)
+/* The entry for key, moved to the front; created if create (when full,
+ * evicting the least recently used entry that is neither locked at now_ms
+ * nor has a check in flight); NULL if absent, no memory, or every entry is
+ * locked or busy (the caller fails closed). */
+static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int create,
+                             uint64_t now_ms)
 {
     uint32_t h = hash_key(t, key);
     struct tentry *e = find(t, key, h);
@@ -144,8 +148,9 @@ static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int c
     if (!e)
         return NULL;
     if (t->n >= t->max) {
+        /* forgetting a lockout or a running check would lift the limit */
         struct tentry *victim = t->tail;
-        while (victim && victim->inflight > 0) /* its check would be lost: never */
+        while (victim && (victim->inflight > 0 || victim->locked_until > now_ms))
             victim = victim->prev;
         if (!victim) {
             free(e);
@@ -177,7 +182,7 @@ uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, 
 {
     if (!t || !key)
         return 0;
-    struct tentry *e = lookup(t, key, 0);
+    struct tentry *e = lookup(t, key, 0, now_ms);
     if (!e || e->locked_until <= now_ms)
         return 0;
     return e->locked_until - now_ms;
@@ -188,7 +193,7 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
 {
     if (!t || !key || max < 1)
         return 0;
-    struct tentry *e = lookup(t, key, 1);
+    struct tentry *e = lookup(t, key, 1, now_ms);
     if (!e)
         return 0;
     expire(e, now_ms, window_ms);
@@ -207,7 +212,7 @@ int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64
 {
     if (!t || !key || max < 1)
         return 0; /* fail closed */
-    struct tentry *e = lookup(t, key, 1);
+    struct tentry *e = lookup(t, key, 1, now_ms);
     if (!e)
         return 0;
     expire(e, now_ms, window_ms);
@@ -245,7 +250,7 @@ void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, cons
     char k[MXG_AUTH_TRUST_KEY_MAX];
     if (!t || !addr_key || !user || trust_key(addr_key, user, k, sizeof k) < 0)
         return;
-    struct tentry *e = lookup(t, k, 1);
+    struct tentry *e = lookup(t, k, 1, 0);
     if (e && when_ms > e->seen)
         e->seen = when_ms;
 }
@@ -256,7 +261,7 @@ int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const ch
     char k[MXG_AUTH_TRUST_KEY_MAX];
     if (!t || !addr_key || !user || lifetime_ms == 0 || trust_key(addr_key, user, k, sizeof k) < 0)
         return 0;
-    struct tentry *e = lookup(t, k, 0);
+    struct tentry *e = lookup(t, k, 0, 0);
     if (!e || e->seen == 0)
         return 0;
     return e->seen <= now_ms ? now_ms - e->seen < lifetime_ms : 1;

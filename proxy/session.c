@@ -31,11 +31,25 @@
  * AUTH PLAIN / LOGIN (offered over TLS, or to loopback clients when the
  * operator allows plaintext) runs the SASL exchange in SS_AUTH; the password
  * check runs off the loop (SW_AUTH) and a failure is answered after
- * auth.failure_delay; failures are counted per address and per user in the
- * server's throttle table, and the client whose address reaches
- * auth.max_failures gets 421 4.7.0 and is disconnected. The network
+ * auth.failure_delay; a check counts per address and per user in the
+ * server's throttle table from the moment it starts (parallel sessions get
+ * no more checks than the limits; a success releases its place, a failure
+ * keeps it), and the client whose address reaches auth.max_failures gets
+ * 421 4.7.0 and is disconnected. A user lockout spares addresses that
+ * authenticated as the user within auth.trusted_address_lifetime (the
+ * server's trusted-address table, on disk in the state directory). The network
  * requirement (server.require_tls_networks / require_auth_networks, after the
- * ACL) is checked at MAIL: 530 5.7.0 until it is met. */
+ * ACL) is checked at MAIL: 530 5.7.0 until it is met.
+ *
+ * Hostile clients (issue 16): the DATA phase has a whole deadline
+ * (timeouts.data_total) and a minimum average rate (limits.data_min_rate
+ * after limits.data_rate_grace) besides the idle timeout: when one fires the
+ * client gets 421 4.4.2 and the session closes, which closes every leg
+ * before the final dot and drops the spool entry. A bare CR in the data is
+ * refused (554 5.6.0) or made a space (limits.bare_cr, data_filter.h). The
+ * HELO name reaches the Received header as sent only when it is a plain host
+ * name or address literal (mxg_helo_classify); control characters and
+ * invalid UTF-8 get 501 5.5.2. */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -1776,9 +1790,6 @@ static int auth_check(struct mxg_session *s, struct cmd_ctx *c)
 
 static void auth_delay_done(uv_timer_t *t);
 
-/* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
- * and nothing else is read meanwhile (replies stay in order). The address
- * reaching auth.max_failures gets 421 and the connection is closed. */
 /* Count one failure of the exchange's user from the client's address;
  * the count from this address. */
 static int auth_count_failure(struct mxg_session *s, const char *why)
@@ -1806,6 +1817,9 @@ static int auth_count_failure(struct mxg_session *s, const char *why)
     return n;
 }
 
+/* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
+ * and nothing else is read meanwhile (replies stay in order). The address
+ * reaching auth.max_failures gets 421 and the connection is closed. */
 static void auth_failed(struct mxg_session *s, const char *why)
 {
     const struct mxg_config *cfg = s->srv->cfg;

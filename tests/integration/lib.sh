@@ -9,6 +9,7 @@
 #   127.0.70.3:10025   2nd mxguard       127.0.70.13       dead.fallback.test (nothing)
 #   127.0.70.53:5300   nsd               127.0.70.14:2525  mx.plain.test (no STARTTLS)
 #   127.0.70.100       test clients      127.0.70.15:2525  mx.badtls.test (TLS fails)
+#   127.0.70.110-112   t_inbound_abuse.sh AUTH clients (attacker, trusted, fresh)
 #   127.0.70.200       client outside allow_networks (127.0.70.0/25)
 #   127.0.70.54:5300   nsd serving the UNSIGNED zones (tb_start_dns_stripped)
 #   DANE MX servers (mkzones.sh), port 2525, short name -> host:

@@ -459,6 +459,25 @@ static void test_throttle_in_flight(void **state)
     }
     assert_int_equal(mxg_auth_throttle_start(NULL, "ip:x", 0, 5, 1000), 0);
     mxg_auth_throttle_free(t);
+
+    /* a flood of new keys never evicts a lockout: with every entry locked,
+     * a new key is refused until a lockout ends */
+    t = mxg_auth_throttle_new(16);
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "user:u%d", i);
+        assert_int_equal(mxg_auth_throttle_fail(t, key, 0, 1, 1000, 5000), 1);
+    }
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "user:flood%d", i);
+        assert_int_equal(mxg_auth_throttle_start(t, key, 10, 5, 1000), 0);
+        assert_int_equal(mxg_auth_throttle_fail(t, key, 10, 5, 1000, 5000), 0);
+    }
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof key, "user:u%d", i);
+        assert_true(mxg_auth_throttle_locked(t, key, 10) > 0);
+    }
+    assert_int_equal(mxg_auth_throttle_start(t, "user:new", 5000, 5, 1000), 1); /* over */
+    mxg_auth_throttle_free(t);
 }
 
 /* Trusted addresses: (address, user) within the lifetime; bounded, the
