@@ -1826,26 +1826,16 @@ static int listen_port(const struct mxg_config *cfg, int port)
     return 0;
 }
 
-/* Is a (with port, when port > 0) one of our own listening addresses?
- * port 0: the address alone decides (MX routing: an MX is never
+/* Is a (with port, when port > 0) one of our own listening addresses
+ * (IPv4-mapped forms included)? port 0: the address alone decides (MX routing: an MX is never
  * ourselves). Entries of env->self without a port (interface addresses of
  * a wildcard listener) match any port one of our listeners uses. */
 static int is_self(const struct mxg_upstream_env *env, const struct sockaddr_storage *a, int port)
 {
     for (int i = 0; i < env->n_self; i++) {
         const struct sockaddr_storage *s = &env->self[i];
-        if (s->ss_family != a->ss_family)
-            continue;
-        int same = 0;
-        if (a->ss_family == AF_INET &&
-            ((const struct sockaddr_in *)s)->sin_addr.s_addr ==
-                ((const struct sockaddr_in *)a)->sin_addr.s_addr)
-            same = 1;
-        if (a->ss_family == AF_INET6 &&
-            memcmp(&((const struct sockaddr_in6 *)s)->sin6_addr,
-                   &((const struct sockaddr_in6 *)a)->sin6_addr, 16) == 0)
-            same = 1;
-        if (!same)
+        /* an IPv4-mapped IPv6 MX address is its IPv4 form */
+        if (!mxg_addr_same_host((const struct sockaddr *)s, (const struct sockaddr *)a))
             continue;
         if (port <= 0)
             return 1;
