@@ -23,6 +23,30 @@ slow_txn() {
     sleep 1.5
 }
 pid=$(pid_of mxguard)
+# wait_exit PID SECONDS — poll every 10 ms until PID is gone (at most SECONDS); EXIT_AT_MS: when
+# it was seen gone (Unix ms), "" if it still runs
+wait_exit() {
+    local end=$(($(date +%s%3N) + $2 * 1000))
+    EXIT_AT_MS=""
+    while [ "$(date +%s%3N)" -lt "$end" ]; do
+        if ! kill -0 "$1" 2>/dev/null; then EXIT_AT_MS=$(date +%s%3N); return 0; fi
+        sleep 0.01
+    done
+    return 1
+}
+# assert_quick_exit NAME — the process exited within 500 ms of its "main: stopped" log line
+# (nothing may hold the exit up once the work is done: issue 16, defect 17)
+assert_quick_exit() {
+    local ts st d
+    ts=$(grep -m1 'main: stopped$' "$TB/$1.log" | cut -d' ' -f1)
+    if [ -z "$ts" ] || [ -z "$EXIT_AT_MS" ]; then
+        fail "$1: no 'stopped' line (${ts:-none}) or no exit (${EXIT_AT_MS:-none})"; return
+    fi
+    st=$(date -u -d "$ts" +%s%3N)
+    d=$((EXIT_AT_MS - st))
+    if [ "$d" -lt 500 ]; then pass "$1 exited ${d} ms after 'stopped'"
+    else fail "$1 exited ${d} ms after 'stopped' (more than 500 ms)"; fi
+}
 
 slow_txn slow
 kill -TERM "$pid"
@@ -41,12 +65,12 @@ wait "$bg"
 assert_reply "the transaction in flight completed with the upstream's 250" "$(cat "$TB/slow.dot")" "250"
 assert_file_count "$MX1" 1 "the drained transaction was delivered once"
 
-for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then
+if ! wait_exit "$pid" 5; then
     fail "mxguard did not exit after the last session ended"
 else
     wait "$pid" 2>/dev/null
     pass "mxguard exited after the drain"
+    assert_quick_exit mxguard
 fi
 assert_file_grep "the log says it drained" "$TB/mxguard.log" 'drained: all sessions finished'
 
@@ -60,11 +84,11 @@ kill -TERM "$pid2"
 sleep 0.3
 assert_eq "one SIGTERM: mxguard waits for the transaction in flight" 0 "$(kill -0 "$pid2" 2>/dev/null; echo $?)"
 kill -TERM "$pid2"
-for i in $(seq 30); do kill -0 "$pid2" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid2" 2>/dev/null; then
+if ! wait_exit "$pid2" 3; then
     fail "mxguard still runs 3 s after a second SIGTERM (the MX holds the dot 5 s)"
 else
     pass "a second SIGTERM: mxguard exited before the transaction in flight ended"
+    assert_quick_exit mxguard2
 fi
 wait "$bg"
 dot2=$(cat "$TB/slow2.dot")
