@@ -91,6 +91,20 @@ int mxg_spool_env_add_rcpt(struct mxg_spool_env *env, const char *addr, const ch
 
 /* ------------------------------------------------------------- encode */
 
+/* An MX's free text (a reply, its name as shown) as stored: octets outside US-ASCII and
+ * control characters other than TAB become '?'. JSON strings must be UTF-8 (jansson refuses
+ * anything else, and the entry could not be written at all), and a DSN's Diagnostic-Code is
+ * US-ASCII text. */
+static void remote_text(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (ch >= 0x20 && ch < 0x7f) || ch == '\t' ? (char)ch : '?';
+    }
+    dst[i] = 0;
+}
+
 char *mxg_spool_env_encode(const struct mxg_spool_env *env)
 {
     json_t *rc = json_array();
@@ -100,12 +114,15 @@ char *mxg_spool_env_encode(const struct mxg_spool_env *env)
         return NULL;
     for (int i = 0; i < env->n_rcpts; i++) {
         const struct mxg_spool_rcpt *r = &env->rcpts[i];
+        char reply[sizeof r->last_reply], mx[sizeof r->last_mx];
+        remote_text(reply, sizeof reply, r->last_reply);
+        remote_text(mx, sizeof mx, r->last_mx);
         json_t *jr = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:i, s:s, s:s}",
                                "addr", r->addr, "domain", r->domain, "notify", r->rp.notify,
                                "orcpt", r->rp.orcpt, "state", mxg_spool_rcpt_state_name(r->state),
                                "dsn_done", r->dsn_done != 0, "expired", r->expired != 0,
-                               "last_code", r->last_code, "last_reply", r->last_reply,
-                               "last_mx", r->last_mx);
+                               "last_code", r->last_code, "last_reply", reply,
+                               "last_mx", mx);
         if (!jr || json_array_append_new(rc, jr) < 0)
             goto out;
     }

@@ -35,6 +35,11 @@
 #   127.0.70.47 sts-none -> mx.sts-none.test         127.0.70.55 sts-rotate -> mx.sts-rotate.test
 #   127.0.70.57 sts-short -> mx.sts-short.test       127.0.70.56 sts-rotate2 -> mx2.sts-rotate.test
 #   127.0.70.58 sts-daneok -> mx.sts-daneok.test
+#   Hostile MX suite (t_hostile_*.sh, hostile_lib.sh): one hostile_mx.py, port 2525, on
+#   127.0.70.160 mx1.hostile.test   127.0.70.161 mx2.hostile.test (hostile.test MX 10/20)
+#   127.0.70.162 mx.hostile-dane.test (TLSA 3 1 1)   127.0.70.163 mx.hostile2.test (2nd leg)
+#   127.0.70.164 the queue's bounce route           127.0.70.165 mx.hostile-rua.test (TLSRPT rua)
+#   (127.0.70.166-179 are free for more hostile addresses)
 #
 # Every process is started with tb_spawn (own process group, recorded in $TB/pids) and
 # killed on exit — by the EXIT trap, or by a detached watchdog if the script is killed.

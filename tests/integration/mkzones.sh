@@ -143,6 +143,16 @@
 #   rpt-inbox.test   MX 10 mx.rpt-inbox.test (127.0.70.62), TLSA 3 1 1 wrong digest: DANE would
 #                    refuse it; report mail goes out with opportunistic TLS all the same
 #   rpt-sender.test  tlsrpt2024._domainkey TXT: the DKIM key DIR/dkim/rpt-sender.key (RSA 2048)
+#
+# Hostile MX zones (t_hostile_*.sh; hostile_mx.py listens on all these addresses), signed:
+#   hostile.test       MX 10 mx1.hostile.test (127.0.70.160), MX 20 mx2.hostile.test
+#                      (127.0.70.161); no TLSA, no MTA-STS: opportunistic;
+#                      _smtp._tls TXT "v=TLSRPTv1; rua=mailto:rua@hostile-rua.test"
+#   hostile-dane.test  MX 10 mx.hostile-dane.test (127.0.70.162), TLSA 3 1 1 matching
+#   hostile2.test      MX 10 mx.hostile2.test (127.0.70.163): the second leg
+#   hostile-rua.test   MX 10 mx.hostile-rua.test (127.0.70.165): where hostile.test's TLSRPT
+#                      report mail goes
+#   (127.0.70.164, no DNS: the queue's bounce route in the hostile suite)
 set -euo pipefail
 
 DIR=${1:?usage: mkzones.sh DIR}
@@ -239,6 +249,9 @@ big_sans=()
 for i in $(seq -w 70); do big_sans+=("san-$i.a-rather-long-subject-alternative-name.dane-bigcert.test"); done
 make_leaf mx.dane-bigcert.test "${big_sans[@]}"
 make_leaf mx.dane-bigwrong.test
+for h in mx1.hostile.test mx2.hostile.test mx.hostile-dane.test mx.hostile2.test mx.hostile-rua.test; do
+    make_leaf "$h"
+done
 # "D CERT": the vhost mta-sts.D and the certificate it presents
 cat >"$DIR/sts.domains" <<EOF
 sts-enforce.test mta-sts.sts-enforce.test
@@ -551,6 +564,27 @@ EOF
 write_leaf rpt-sender.test. <<EOF
 tlsrpt2024._domainkey	IN TXT "v=DKIM1; k=rsa; " "p=${DKIM_P:0:200}" "${DKIM_P:200}"
 EOF
+# ---- hostile MX zones (t_hostile_*.sh)
+write_leaf hostile.test. <<EOF
+@	IN MX 10 mx1.hostile.test.
+@	IN MX 20 mx2.hostile.test.
+mx1	IN A 127.0.70.160
+mx2	IN A 127.0.70.161
+_smtp._tls	IN TXT "v=TLSRPTv1; rua=mailto:rua@hostile-rua.test"
+EOF
+write_leaf hostile-dane.test. <<EOF
+@	IN MX 10 mx.hostile-dane.test.
+mx	IN A 127.0.70.162
+_25._tcp.mx	IN TLSA $(tlsa311 mx.hostile-dane.test)
+EOF
+write_leaf hostile2.test. <<EOF
+@	IN MX 10 mx.hostile2.test.
+mx	IN A 127.0.70.163
+EOF
+write_leaf hostile-rua.test. <<EOF
+@	IN MX 10 mx.hostile-rua.test.
+mx	IN A 127.0.70.165
+EOF
 
 # variant b first (moved aside), then variant a (what nsd serves at start)
 mkdir -p "$DIR/zones/variants"
@@ -636,8 +670,9 @@ STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.t
  sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
  sts-slow.test sts-wrongname.test sts-expired.test sts-cache.test sts-rotate.test sts-short.test"
 RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sender.test"
+HOSTILE_LEAVES="hostile.test hostile-dane.test hostile2.test hostile-rua.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
- $DANE_LEAVES $STS_LEAVES $RPT_LEAVES"
+ $DANE_LEAVES $STS_LEAVES $RPT_LEAVES $HOSTILE_LEAVES"
 SIGNED_LEAVES="$SIGNED_LEAVES $DANE_BIG_LEAVES"
 DANE_LEAVES="$DANE_LEAVES $DANE_BIG_LEAVES"
 UNSIGNED_LEAVES="insecure.test"

@@ -81,6 +81,33 @@ static void test_roundtrip(void **state)
     assert_int_equal(d.n_rcpts, 0);
 }
 
+/* An MX's reply text with Latin-1 octets and control characters (hostile_table.txt rows
+ * 4xx8bit / malformed, legs and queue): the entry is still written (jansson refuses a string
+ * that is not UTF-8; the queue then could not record a result and retried at every scan),
+ * the text stored with '?' for each such octet. */
+static void test_remote_text_not_utf8(void **state)
+{
+    (void)state;
+    struct mxg_spool_env e, d;
+    memset(&e, 0, sizeof e);
+    snprintf(e.id, sizeof e.id, "1718000000000-00AF-4242");
+    snprintf(e.from, sizeof e.from, "a@example.org");
+    assert_int_equal(mxg_spool_env_add_rcpt(&e, "a@x.example", "x.example", NULL), 0);
+    e.rcpts[0].last_code = 450;
+    snprintf(e.rcpts[0].last_reply, sizeof e.rcpts[0].last_reply,
+             "450 4.7.0 verz\xf6gert \xe4\x01\x1b[2J\x7f\tend");
+    snprintf(e.rcpts[0].last_mx, sizeof e.rcpts[0].last_mx, "mx\xff.x.example[192.0.2.1]");
+    char *json = mxg_spool_env_encode(&e);
+    assert_non_null(json);
+    char err[256];
+    assert_int_equal(mxg_spool_env_decode(json, strlen(json), &d, err, sizeof err), 0);
+    free(json);
+    assert_string_equal(d.rcpts[0].last_reply, "450 4.7.0 verz?gert ???[2J?\tend");
+    assert_string_equal(d.rcpts[0].last_mx, "mx?.x.example[192.0.2.1]");
+    mxg_spool_env_free(&e);
+    mxg_spool_env_free(&d);
+}
+
 static void test_add_rcpt_too_long(void **state)
 {
     (void)state;
@@ -197,6 +224,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_remote_text_not_utf8),
         cmocka_unit_test(test_add_rcpt_too_long),
         cmocka_unit_test(test_minimal_accepted),
         cmocka_unit_test(test_malformed),

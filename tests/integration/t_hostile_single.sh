@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# t_hostile_single.sh — the hostile-MX table (hostile_table.txt), path "single": every step of the
+# SMTP client × every misbehaviour of the MX (hostile_mx.py); see hostile_lib.sh and
+# README.md "The hostile MX suite".
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+. "$TB_LIB_DIR/hostile_lib.sh"
+
+tb_init
+hostile_bed
+hostile_rows single
+tb_finish
