@@ -153,29 +153,42 @@ static int put_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
     return rc;
 }
 
-/* The failure DSN for every FAILED recipient without dsn_done that wants one. */
-static int store_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
-                     const char *reporting_mta, int64_t now_ms, char *dsn_id, char *err,
-                     size_t errlen)
+/* One DSN recipient line from a spool recipient (borrowed strings). */
+static void dsn_rcpt_of(const struct mxg_spool_rcpt *r, int relayed, int64_t now_ms,
+                        struct mxg_dsn_rcpt *out)
+{
+    out->addr = r->addr;
+    out->orcpt = r->rp.orcpt;
+    out->relayed = relayed;
+    out->status = !relayed && r->expired ? "4.4.7" : NULL;
+    out->code = r->last_code;
+    out->reply = r->last_reply;
+    out->remote_mta = r->last_mx;
+    out->last_attempt_ms = now_ms;
+}
+
+/* Store one DSN for the recipients of env that want one: the failure DSN
+ * (relayed = 0: every FAILED recipient without dsn_done whose NOTIFY asks
+ * for it) or the "relayed" DSN (relayed = 1: the DELIVERED recipients marked
+ * in which[] whose NOTIFY has SUCCESS). Nothing to report: 0, no entry. */
+static int store_dsn_for(struct mxg_spool *sp, const struct mxg_spool_env *env,
+                         const unsigned char *which, int relayed, const char *reporting_mta,
+                         int64_t now_ms, char *dsn_id, char *err, size_t errlen)
 {
     int n = 0;
-    struct mxg_dsn_rcpt *dr = calloc((size_t)env->n_rcpts, sizeof *dr);
+    struct mxg_dsn_rcpt *dr = calloc((size_t)(env->n_rcpts > 0 ? env->n_rcpts : 1), sizeof *dr);
     if (!dr) {
         seterr(err, errlen, "out of memory");
         return -ENOMEM;
     }
     for (int i = 0; i < env->n_rcpts; i++) {
         const struct mxg_spool_rcpt *r = &env->rcpts[i];
-        if (r->state != MXG_RCPT_FAILED || r->dsn_done || !mxg_spool_dsn_due(env, r))
-            continue;
-        dr[n].addr = r->addr;
-        dr[n].orcpt = r->rp.orcpt;
-        dr[n].status = r->expired ? "4.4.7" : NULL;
-        dr[n].code = r->last_code;
-        dr[n].reply = r->last_reply;
-        dr[n].remote_mta = r->last_mx;
-        dr[n].last_attempt_ms = now_ms;
-        n++;
+        int want = relayed ? which[i] && r->state == MXG_RCPT_DELIVERED &&
+                                 mxg_spool_relayed_due(env, r)
+                           : r->state == MXG_RCPT_FAILED && !r->dsn_done &&
+                                 mxg_spool_dsn_due(env, r);
+        if (want)
+            dsn_rcpt_of(r, relayed, now_ms, &dr[n++]);
     }
     int rc = n ? put_dsn(sp, env, dr, n, reporting_mta, now_ms, dsn_id, err, errlen) : 0;
     free(dr);
@@ -188,28 +201,7 @@ int mxg_spool_relayed_dsn(struct mxg_spool *sp, const struct mxg_spool_env *env,
 {
     if (dsn_id)
         dsn_id[0] = 0;
-    int n = 0;
-    struct mxg_dsn_rcpt *dr = calloc((size_t)(env->n_rcpts > 0 ? env->n_rcpts : 1), sizeof *dr);
-    if (!dr) {
-        seterr(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (int i = 0; i < env->n_rcpts; i++) {
-        const struct mxg_spool_rcpt *r = &env->rcpts[i];
-        if (!which[i] || r->state != MXG_RCPT_DELIVERED || !mxg_spool_relayed_due(env, r))
-            continue;
-        dr[n].addr = r->addr;
-        dr[n].orcpt = r->rp.orcpt;
-        dr[n].relayed = 1;
-        dr[n].code = r->last_code;
-        dr[n].reply = r->last_reply;
-        dr[n].remote_mta = r->last_mx;
-        dr[n].last_attempt_ms = now_ms;
-        n++;
-    }
-    int rc = n ? put_dsn(sp, env, dr, n, reporting_mta, now_ms, dsn_id, err, errlen) : 0;
-    free(dr);
-    return rc;
+    return store_dsn_for(sp, env, which, 1, reporting_mta, now_ms, dsn_id, err, errlen);
 }
 
 int mxg_spool_settle(struct mxg_spool *sp, struct mxg_spool_env *env, const char *reporting_mta,
@@ -227,7 +219,7 @@ int mxg_spool_settle(struct mxg_spool *sp, struct mxg_spool_env *env, const char
     /* (a sender without a domain cannot be reached: no DSN; the runner
      * logs each failure anyway) */
     if (failed_new) {
-        int rc = store_dsn(sp, env, reporting_mta, now_ms, dsn_id, err, errlen);
+        int rc = store_dsn_for(sp, env, NULL, 0, reporting_mta, now_ms, dsn_id, err, errlen);
         if (rc < 0)
             return rc; /* the entry is unchanged: the next settle tries again */
     }
