@@ -1,7 +1,8 @@
 /* tests/unit/test_dane_txt.c — mxg_dns_lookup_txt() (dane/dns.c) against a
  * fake DNS server on the same libuv loop (UDP on 127.0.0.1, ephemeral port):
- * character-strings concatenated per record, NUL octets kept, truncation at
- * MXG_DNS_TXT_MAX - 1 (flagged), the MXG_DNS_MAX_TXT cap (noted in why),
+ * character-strings concatenated per record, NUL octets kept, every record
+ * kept whole whatever the count or length (issue 16: no cap may hide the
+ * one STS record, DESIGN §10),
  * CNAME chains (in the answer, and one the resolver must follow itself),
  * NODATA / NXDOMAIN / SERVFAIL / timeout, the DNSSEC status (INSECURE,
  * SECURE, BOGUS, and the worst link of a CNAME chain), the cache (a repeated
@@ -56,8 +57,8 @@
  * Signatures: ECDSA P-256 / SHA-256 (algorithm 13), made when the fixture
  * starts. Names are kept lower case, without the trailing dot ("" = root). */
 
-#define MAX_RR 256
-#define RD_MAX 1200
+#define MAX_RR 512
+#define RD_MAX 3100
 
 struct rr {
     char zone[16];    /* the zone it belongs to: "", "example" or "sec" */
@@ -72,6 +73,7 @@ struct rr {
 
 struct srv {
     uv_udp_t udp;
+    uv_tcp_t tcp; /* the same port over TCP */
     int port;
     EVP_PKEY *key;
     uint8_t dnskey[4 + 64];
@@ -86,7 +88,7 @@ struct srv {
 };
 
 struct pkt {
-    uint8_t b[8192];
+    uint8_t b[16384];
     size_t n;
 };
 
@@ -171,6 +173,25 @@ static void add_txt1(struct srv *s, const char *owner, uint32_t ttl, const char 
 {
     size_t l = strlen(str);
     add_txt(s, owner, ttl, 1, &str, &l);
+}
+/* Octet i of the 3000-octet record of add_big(). */
+static char big_octet(size_t i)
+{
+    return (char)('a' + (i * 7 + i / 255) % 26);
+}
+/* One TXT record of 3000 octets in 12 character-strings (11 x 255 + 195). */
+static void add_big(struct srv *s, const char *owner)
+{
+    static char big[3000];
+    const char *v[12];
+    size_t l[12];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = big_octet(i);
+    for (int k = 0; k < 12; k++) {
+        v[k] = big + 255 * k;
+        l[k] = k < 11 ? 255 : 3000 - 255 * 11;
+    }
+    add_txt(s, owner, 300, 12, v, l);
 }
 static void add_name_rr(struct srv *s, const char *owner, unsigned type, uint32_t ttl,
                         const char *target)
@@ -345,7 +366,16 @@ static void build_zones(struct srv *s)
     add_rr(s, "sec", T_DNSKEY, 3600, s->dnskey, sizeof s->dnskey);
     add_nsec(s, "sec", "bad.sec", sec_t);
     add_txt1(s, "bad.sec", 300, "v=STSv1; id=forged");
-    add_nsec(s, "bad.sec", "txt.sec", txt_t);
+    add_nsec(s, "bad.sec", "many.sec", txt_t);
+    /* 40 records, the STS one last, and a 3000-octet one (signed) */
+    for (int i = 1; i <= 39; i++) {
+        char r[16];
+        snprintf(r, sizeof r, "s%02d", i);
+        add_txt1(s, "many.sec", 300, r);
+    }
+    add_big(s, "many.sec");
+    add_txt1(s, "many.sec", 300, "v=STSv1; id=last");
+    add_nsec(s, "many.sec", "txt.sec", txt_t);
     add_txt1(s, "txt.sec", 300, "v=STSv1; id=secure");
     add_nsec(s, "txt.sec", "sec", txt_t);
 
@@ -370,18 +400,19 @@ static void build_zones(struct srv *s)
     memset(d255, 'd', 255);
     {
         const char *v[] = {a255, b255, c255, d255, "tail"};
-        const size_t l[] = {255, 255, 255, 255, 4}; /* 1024 octets: one too many */
+        const size_t l[] = {255, 255, 255, 255, 4}; /* 1024 octets (the old cap was 1023) */
         add_txt(s, "long.example", 300, 5, v, l);
-        const size_t e[] = {255, 255, 255, 255, 3}; /* 1023: fits exactly */
-        add_txt(s, "exact.example", 300, 5, v, e);
     }
+    add_big(s, "big.example");
     add_txt1(s, "two.example", 300, "first");
     add_txt1(s, "two.example", 300, "second");
-    for (int i = 1; i <= MXG_DNS_MAX_TXT + 2; i++) {
+    /* 40 records (the old cap kept 16), the STS one last */
+    for (int i = 1; i <= 39; i++) {
         char r[16];
         snprintf(r, sizeof r, "r%02d", i);
         add_txt1(s, "many.example", 300, r);
     }
+    add_txt1(s, "many.example", 300, "v=STSv1; id=last");
     add_name_rr(s, "alias.example", T_CNAME, 300, "txt.example");
     add_name_rr(s, "hop.example", T_CNAME, 300, "txt.example"); /* served without its target */
     add_name_rr(s, "other.example", T_CNAME, 300, "txt.sec");   /* into the signed zone */
@@ -527,22 +558,23 @@ struct sendreq {
     struct pkt p;
 };
 
-static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                    unsigned flags)
+/* The reply to the query q (n octets) in *p. Returns 0, or -1: no reply
+ * (malformed query, or the server is silent). udp: a reply longer than the
+ * query's EDNS payload size (512 without EDNS) is cut to its header and
+ * question with TC set (RFC 6891 §7), like a real server: the resolver
+ * asks again over TCP. */
+static int reply(struct srv *s, const uint8_t *q, size_t nread, int udp, struct pkt *p)
 {
-    struct srv *s = u->data;
-    const uint8_t *q = (const uint8_t *)buf->base;
     char qname[256];
     size_t pos = 12, o = 0;
-    (void)flags;
 
-    if (nread < 12 || !from)
-        return;
+    if (nread < 12)
+        return -1;
     s->queries++;
-    while (pos < (size_t)nread && q[pos] != 0) { /* uncompressed labels */
+    while (pos < nread && q[pos] != 0) { /* uncompressed labels */
         size_t l = q[pos++];
-        if (l > 63 || pos + l > (size_t)nread || o + l + 2 > sizeof qname)
-            return;
+        if (l > 63 || pos + l > nread || o + l + 2 > sizeof qname)
+            return -1;
         if (o)
             qname[o++] = '.';
         for (size_t i = 0; i < l; i++)
@@ -550,29 +582,39 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
         pos += l;
     }
     qname[o] = '\0';
-    if (pos + 5 > (size_t)nread)
-        return;
+    if (pos + 5 > nread)
+        return -1;
     pos++;
     unsigned qtype = (unsigned)q[pos] << 8 | q[pos + 1];
     size_t qend = pos + 4;
     int edns = ((unsigned)q[10] << 8 | q[11]) > 0; /* the query's OPT */
+    size_t limit = 512;
+    if (edns && qend + 11 <= nread) /* OPT: root name, type, class = payload size */
+        limit = (size_t)q[qend + 3] << 8 | q[qend + 4];
+    if (limit < 512)
+        limit = 512;
 
     struct pkt *an = calloc(1, sizeof *an), *ns = calloc(1, sizeof *ns);
-    struct sendreq *r = calloc(1, sizeof *r);
-    assert_true(an && ns && r);
+    assert_true(an && ns);
     int nan = 0, nns = 0;
     int rcode = answer(s, qname, qtype, an, &nan, ns, &nns);
     if (rcode >= 0) {
-        struct pkt *p = &r->p;
+        size_t opt = edns ? 11 : 0;
+        int tc = udp && 12 + (qend - 12) + an->n + ns->n + opt > limit;
+        if (tc)
+            nan = nns = 0;
         p_u16(p, (unsigned)q[0] << 8 | q[1]); /* id; QR AA RA, RD copied */
-        p_u16(p, 0x8000 | 0x0400 | 0x0080 | ((unsigned)q[2] & 0x01) << 8 | (unsigned)rcode);
+        p_u16(p, 0x8000 | 0x0400 | (tc ? 0x0200 : 0) | 0x0080 | ((unsigned)q[2] & 0x01) << 8 |
+                     (unsigned)rcode);
         p_u16(p, 1);
         p_u16(p, (unsigned)nan);
         p_u16(p, (unsigned)nns);
         p_u16(p, edns ? 1 : 0);
         p_bytes(p, q + 12, qend - 12);
-        p_bytes(p, an->b, an->n);
-        p_bytes(p, ns->b, ns->n);
+        if (!tc) {
+            p_bytes(p, an->b, an->n);
+            p_bytes(p, ns->b, ns->n);
+        }
         if (edns) { /* OPT: 4096-octet payload, DO */
             p_u8(p, 0);
             p_u16(p, T_OPT);
@@ -580,13 +622,111 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
             p_u32(p, 0x8000);
             p_u16(p, 0);
         }
-        uv_buf_t b = uv_buf_init((char *)p->b, (unsigned)p->n);
+    }
+    free(an);
+    free(ns);
+    return rcode >= 0 ? 0 : -1;
+}
+
+static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                    unsigned flags)
+{
+    struct srv *s = u->data;
+    (void)flags;
+
+    if (nread < 12 || !from)
+        return;
+    struct sendreq *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    if (reply(s, (const uint8_t *)buf->base, (size_t)nread, 1, &r->p) == 0) {
+        uv_buf_t b = uv_buf_init((char *)r->p.b, (unsigned)r->p.n);
         assert_int_equal(uv_udp_send(&r->req, u, &b, 1, from, on_sent), 0);
         r = NULL; /* freed by on_sent (req is its first member) */
     }
     free(r);
-    free(an);
-    free(ns);
+}
+
+/* DNS over TCP (RFC 7766): length-prefixed queries on one connection. */
+struct tconn {
+    uv_tcp_t h;
+    struct srv *s;
+    uint8_t in[4096];
+    size_t n;
+};
+
+struct twrite {
+    uv_write_t req;
+    struct pkt p; /* 2-octet length, then the reply */
+};
+
+static void t_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
+{
+    struct tconn *c = h->data;
+    (void)sugg;
+    buf->base = (char *)c->in + c->n;
+    buf->len = sizeof c->in - c->n;
+}
+
+static void t_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void t_written(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+static void t_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tconn *c = st->data;
+    (void)buf;
+    if (nread < 0 || c->n + (size_t)nread >= sizeof c->in) {
+        if (!uv_is_closing((uv_handle_t *)st))
+            uv_close((uv_handle_t *)st, t_closed);
+        return;
+    }
+    c->n += (size_t)nread;
+    while (c->n >= 2) {
+        size_t l = (size_t)c->in[0] << 8 | c->in[1];
+        if (c->n < 2 + l)
+            break;
+        struct twrite *w = calloc(1, sizeof *w);
+        assert_non_null(w);
+        w->p.n = 2;
+        if (reply(c->s, c->in + 2, l, 0, &w->p) == 0) {
+            w->p.b[0] = (uint8_t)((w->p.n - 2) >> 8);
+            w->p.b[1] = (uint8_t)(w->p.n - 2);
+            uv_buf_t b = uv_buf_init((char *)w->p.b, (unsigned)w->p.n);
+            assert_int_equal(uv_write(&w->req, st, &b, 1, t_written), 0);
+        } else {
+            free(w);
+        }
+        memmove(c->in, c->in + 2 + l, c->n - 2 - l);
+        c->n -= 2 + l;
+    }
+}
+
+static void t_conn(uv_stream_t *srv, int status)
+{
+    if (status < 0)
+        return;
+    struct tconn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->s = srv->data;
+    uv_tcp_init(srv->loop, &c->h);
+    c->h.data = c;
+    if (uv_accept(srv, (uv_stream_t *)&c->h) != 0 ||
+        uv_read_start((uv_stream_t *)&c->h, t_alloc, t_read) != 0)
+        uv_close((uv_handle_t *)&c->h, t_closed);
+}
+
+/* teardown: close the server's accepted connections left open */
+static void t_close_all(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TCP && h != arg && !uv_is_closing(h))
+        uv_close(h, t_closed);
 }
 
 /* ------------------------------------------------------------ fixture */
@@ -599,8 +739,34 @@ struct fx {
     char anchor[64];
     /* results */
     int calls;
-    struct mxg_txt_result res;
+    struct mxg_txt_result res; /* txt/len: a copy the test owns (keep_res) */
 };
+
+/* Deep copy of r into f->res (the dns module's copy is gone after the callback). */
+static void keep_res(struct fx *f, const struct mxg_txt_result *r)
+{
+    free(f->res.txt);
+    memcpy(&f->res, r, sizeof *r);
+    f->res.txt = NULL;
+    f->res.len = NULL;
+    if (r->n <= 0)
+        return;
+    size_t total = 0;
+    for (int i = 0; i < r->n; i++)
+        total += r->len[i] + 1;
+    size_t n = (size_t)r->n, lens_at = n * sizeof(char *), data_at = lens_at + n * sizeof(size_t);
+    char *blk = malloc(data_at + total);
+    assert_non_null(blk);
+    f->res.txt = (char **)(void *)blk;
+    f->res.len = (size_t *)(void *)(blk + lens_at);
+    size_t o = data_at;
+    for (int i = 0; i < r->n; i++) {
+        memcpy(blk + o, r->txt[i], r->len[i] + 1);
+        f->res.txt[i] = blk + o;
+        f->res.len[i] = r->len[i];
+        o += r->len[i] + 1;
+    }
+}
 
 static int setup(void **state)
 {
@@ -615,13 +781,19 @@ static int setup(void **state)
         return -1;
     mxg_log_setup(getenv("MXG_TEST_DEBUG") ? MXG_LOG_DEBUG : MXG_LOG_ERR, 0);
     uv_loop_init(&f->loop);
+    /* TCP first (an ephemeral port), then UDP on the same number (UDP
+     * ports have no TIME_WAIT left over from earlier tests' connections) */
+    uv_tcp_init(&f->loop, &f->srv.tcp);
     uv_udp_init(&f->loop, &f->srv.udp);
+    f->srv.tcp.data = &f->srv;
     f->srv.udp.data = &f->srv;
     memset(&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (uv_udp_bind(&f->srv.udp, (const struct sockaddr *)&sin, 0) != 0 ||
-        uv_udp_getsockname(&f->srv.udp, (struct sockaddr *)&sin, &len) != 0 ||
+    if (uv_tcp_bind(&f->srv.tcp, (const struct sockaddr *)&sin, 0) != 0 ||
+        uv_tcp_getsockname(&f->srv.tcp, (struct sockaddr *)&sin, &len) != 0 ||
+        uv_listen((uv_stream_t *)&f->srv.tcp, 16, t_conn) != 0 ||
+        uv_udp_bind(&f->srv.udp, (const struct sockaddr *)&sin, 0) != 0 ||
         uv_udp_recv_start(&f->srv.udp, on_alloc, on_recv) != 0)
         return -1;
     f->srv.port = ntohs(sin.sin_port);
@@ -643,9 +815,10 @@ static int setup(void **state)
     d->sin_port = htons((uint16_t)f->srv.port);
     d->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     f->cfg.n_dns_servers = 1;
-    /* this server answers over UDP only and nothing listens on its TCP port:
-     * with dns.transport "tcp" (the default) every query is refused over TCP
-     * and asked again over UDP (TCP itself: the integration tests, nsd) */
+    /* dns.transport "udp": UDP first; an answer bigger than the query's EDNS
+     * payload size comes back with TC set and is asked again over TCP (the
+     * big RRsets of issue 16), as from a real server */
+    f->cfg.dns_transport = MXG_DNS_UDP;
     snprintf(f->cfg.trust_anchor_file, sizeof f->cfg.trust_anchor_file, "%s", f->anchor);
     f->cfg.t_dns = 400;
     f->cfg.dns_cache_size = 100;
@@ -662,10 +835,13 @@ static int teardown(void **state)
     struct fx *f = *state;
     mxg_dns_free(f->dns);
     uv_close((uv_handle_t *)&f->srv.udp, NULL);
+    uv_close((uv_handle_t *)&f->srv.tcp, NULL);
+    uv_walk(&f->loop, t_close_all, &f->srv.tcp);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     unlink(f->anchor);
     EVP_PKEY_free(f->srv.key);
+    free(f->res.txt);
     free(f);
     return 0;
 }
@@ -674,7 +850,7 @@ static void txt_cb(void *arg, const struct mxg_txt_result *r)
 {
     struct fx *f = arg;
     f->calls++;
-    memcpy(&f->res, r, sizeof *r);
+    keep_res(f, r);
 }
 
 /* Look name up and run the loop until the callback ran (once). */
@@ -682,7 +858,9 @@ static const struct mxg_txt_result *lookup(struct fx *f, const char *name)
 {
     struct mxg_dns_query *q = NULL;
     f->calls = 0;
+    free(f->res.txt);
     memset(&f->res, 0xA5, sizeof f->res);
+    f->res.txt = NULL;
     assert_int_equal(mxg_dns_lookup_txt(f->dns, name, txt_cb, f, &q), 0);
     assert_non_null(q);
     assert_int_equal(f->calls, 0); /* never from inside the call */
@@ -695,10 +873,10 @@ static const struct mxg_txt_result *lookup(struct fx *f, const char *name)
 /* Records are NUL-terminated at len. */
 static void check_common(const struct mxg_txt_result *r)
 {
-    for (int i = 0; i < r->n; i++) {
-        assert_true(r->len[i] < MXG_DNS_TXT_MAX);
+    if (r->n == 0)
+        assert_null(r->txt);
+    for (int i = 0; i < r->n; i++)
         assert_int_equal(r->txt[i][r->len[i]], '\0');
-    }
 }
 
 /* ------------------------------------------------------------ tests */
@@ -714,7 +892,6 @@ static void t_simple_and_cache(void **state)
     assert_int_equal(r->n, 1);
     assert_string_equal(r->txt[0], "v=STSv1; id=20240101");
     assert_int_equal(r->len[0], 20);
-    assert_int_equal(r->truncated[0], 0);
     assert_string_equal(r->why, "");
     int before = f->srv.txt_queries;
     assert_int_equal(before, 1);
@@ -753,36 +930,50 @@ static void t_nul_octets(void **state)
         assert_int_equal(r->n, 1);
         assert_int_equal(r->len[0], 4); /* "a\0b" + "" + "\0" */
         assert_memory_equal(r->txt[0], "a\0b\0", 5);
-        assert_int_equal(r->truncated[0], 0);
     }
 }
 
+/* Issue 16 (DESIGN §10): a record longer than the old 1023-octet cap is
+ * kept whole (was cut and flagged: an STS id could change) — 1024 octets,
+ * and 3000 octets in 12 character-strings; from the network and the cache. */
 static void t_long(void **state)
 {
     struct fx *f = *state;
+    int q0 = 0;
     for (int round = 0; round < 2; round++) { /* network, then cache */
         const struct mxg_txt_result *r = lookup(f, "long.example");
         check_common(r);
         assert_int_equal(r->status, MXG_DNS_OK);
         assert_int_equal(r->n, 1);
-        assert_int_equal(r->len[0], MXG_DNS_TXT_MAX - 1);
-        assert_int_equal(r->truncated[0], 1);
+        assert_int_equal(r->len[0], 1024);
         assert_int_equal(r->txt[0][0], 'a');
         assert_int_equal(r->txt[0][255], 'b');
         assert_int_equal(r->txt[0][765], 'd');
-        assert_memory_equal(r->txt[0] + 1020, "tai", 4); /* "tail" cut after 3 */
+        assert_memory_equal(r->txt[0] + 1020, "tail", 5);
 
-        r = lookup(f, "exact.example"); /* 1023 octets: fits exactly */
-        assert_int_equal(r->len[0], MXG_DNS_TXT_MAX - 1);
-        assert_int_equal(r->truncated[0], 0);
-        assert_memory_equal(r->txt[0] + 1020, "tai", 4);
-        assert_int_equal(f->srv.txt_queries, 2);
+        r = lookup(f, "big.example");
+        check_common(r);
+        assert_int_equal(r->status, MXG_DNS_OK);
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->len[0], 3000);
+        for (size_t i = 0; i < 3000; i++)
+            if (r->txt[0][i] != big_octet(i))
+                fail_msg("octet %zu differs", i);
+        assert_string_equal(r->why, "");
+        if (round == 0)
+            q0 = f->srv.txt_queries; /* UDP, then TCP for the big ones (TC) */
+        assert_int_equal(f->srv.txt_queries, q0); /* round 1: the cache */
     }
 }
 
+/* Issue 16 (DESIGN §10): an RRset of 40 records is kept whole, in answer
+ * order (the old cap kept 16: the STS record, last, was lost and
+ * "no STS record" followed); unsigned and signed (with a 3000-octet record
+ * in it: SECURE), from the network and the cache. */
 static void t_two_and_many(void **state)
 {
     struct fx *f = *state;
+    int q0 = 0;
     const struct mxg_txt_result *r = lookup(f, "two.example");
     check_common(r);
     assert_int_equal(r->status, MXG_DNS_OK);
@@ -792,12 +983,33 @@ static void t_two_and_many(void **state)
     for (int round = 0; round < 2; round++) { /* network, then cache */
         r = lookup(f, "many.example");
         check_common(r);
-        assert_int_equal(f->srv.txt_queries, 2);
+        if (round == 0)
+            q0 = f->srv.txt_queries;
+        assert_int_equal(f->srv.txt_queries, q0);
         assert_int_equal(r->status, MXG_DNS_OK);
-        assert_int_equal(r->n, MXG_DNS_MAX_TXT);
+        assert_int_equal(r->n, 40);
         assert_string_equal(r->txt[0], "r01");
-        assert_string_equal(r->txt[MXG_DNS_MAX_TXT - 1], "r16");
-        assert_string_equal(r->why, "18 TXT records, only the first 16 kept");
+        assert_string_equal(r->txt[38], "r39");
+        assert_string_equal(r->txt[39], "v=STSv1; id=last");
+        assert_int_equal(r->len[39], 16);
+        assert_string_equal(r->why, "");
+    }
+    for (int round = 0; round < 2; round++) { /* network, then cache */
+        r = lookup(f, "many.sec");
+        check_common(r);
+        if (round == 0)
+            q0 = f->srv.txt_queries; /* UDP, then TCP (TC) */
+        assert_int_equal(f->srv.txt_queries, q0);
+        assert_int_equal(r->status, MXG_DNS_OK);
+        assert_int_equal(r->sec, MXG_SEC_SECURE);
+        assert_int_equal(r->n, 41);
+        int sts = 0, big = 0;
+        for (int i = 0; i < r->n; i++) {
+            sts += strcmp(r->txt[i], "v=STSv1; id=last") == 0;
+            big += r->len[i] == 3000 && r->txt[i][2999] == big_octet(2999);
+        }
+        assert_int_equal(sts, 1);
+        assert_int_equal(big, 1);
     }
 }
 

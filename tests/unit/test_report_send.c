@@ -89,13 +89,17 @@ static void fq_fire(uv_timer_t *t)
     e->live--;
     if (q->is_txt) {
         struct mxg_txt_result *res = calloc(1, sizeof *res);
+        char *txt[1];
+        size_t len[1];
         assert_non_null(res);
         res->status = MXG_DNS_NXDOMAIN;
         for (int i = 0; i < 4; i++)
             if (e->txt_name[i] && strcmp(e->txt_name[i], q->name) == 0) {
                 res->status = MXG_DNS_OK;
-                snprintf(res->txt[0], sizeof res->txt[0], "%s", e->txt_value[i]);
-                res->len[0] = strlen(res->txt[0]);
+                txt[0] = (char *)(uintptr_t)e->txt_value[i];
+                len[0] = strlen(txt[0]);
+                res->txt = txt;
+                res->len = len;
                 res->n = 1;
             }
         q->txt_cb(q->arg, res);
