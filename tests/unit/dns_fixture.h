@@ -418,6 +418,10 @@ static void build_zones(struct srv *s)
         add_txt(s, "long.example", 300, 5, v, l);
     }
     add_big(s, "big.example");
+    /* a TXT RRset with one good record and one whose character-string
+     * overruns its RDATA (length octet 9, 2 octets follow) */
+    add_txt1(s, "cut.example", 300, "v=STSv1; id=good");
+    add_rr(s, "cut.example", T_TXT, 300, "\x09" "ab", 3);
     add_txt1(s, "two.example", 300, "first");
     add_txt1(s, "two.example", 300, "second");
     /* 40 records (the old cap kept 16), the STS one last */

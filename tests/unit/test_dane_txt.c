@@ -353,6 +353,18 @@ static void t_cname_limits(void **state)
     assert_non_null(strstr(r->why, "CNAME chain"));
 }
 
+/* Issue 16 (DESIGN §10): an RRset with a record that cannot be read (a
+ * character-string overrunning its RDATA) is never the other records
+ * alone (nor NODATA): the lookup fails. */
+static void t_unreadable_record(void **state)
+{
+    struct fx *f = *state;
+    const struct mxg_txt_result *r = lookup(f, "cut.example");
+    assert_int_equal(r->status, MXG_DNS_TEMPFAIL);
+    assert_int_equal(r->n, 0);
+    assert_null(r->txt);
+}
+
 static void t_negative(void **state)
 {
     struct fx *f = *state;
@@ -474,6 +486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_secure_and_bogus, setup, teardown),
         cmocka_unit_test_setup_teardown(t_cname, setup, teardown),
         cmocka_unit_test_setup_teardown(t_cname_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_unreadable_record, setup, teardown),
         cmocka_unit_test_setup_teardown(t_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(t_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(t_timeout, setup, teardown),
