@@ -101,7 +101,8 @@ struct dns_sub {
     char why[160];
     int n;                        /* addresses (A/AAAA subs) */
     struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
-    int malformed;                /* a record of the answer getdns could not parse (TXT) */
+    int malformed;                /* a record of the answer mxguard could not read (TXT, MX,
+                                     CNAME target): the lookup fails */
     int oom;                      /* the answer's records could not be kept */
     int chain_cut;                /* the answer's CNAME chain goes on past DNS_MAX_CHAIN */
     int mx_over;                  /* MX records beyond MXG_DNS_MAX_MX (least preferred dropped) */
@@ -633,8 +634,12 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                 break;
             }
             if (getdns_dict_get_bindata(rr, "/rdata/cname", &target) ||
-                wire2name(target, tname, sizeof tname))
-                continue;
+                wire2name(target, tname, sizeof tname)) {
+                /* a target mxguard cannot read (or write as text): the
+                 * chain cannot be followed; never "no records" */
+                s->malformed = 1;
+                break;
+            }
             ttl_take(s, rr);
             snprintf(canon, canonlen, "%s", tname);
             snprintf(chain[nchain++], sizeof chain[0], "%s", tname);
@@ -676,8 +681,10 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             struct getdns_bindata *ex = NULL;
             uint32_t pref = 0;
             if (getdns_dict_get_int(rr, "/rdata/preference", &pref) ||
-                getdns_dict_get_bindata(rr, "/rdata/exchange", &ex))
-                continue;
+                getdns_dict_get_bindata(rr, "/rdata/exchange", &ex)) {
+                s->malformed = 1; /* the lookup fails: never fewer hosts read as all */
+                break;
+            }
             int at = m->n;
             if (m->n >= MXG_DNS_MAX_MX) {
                 /* keep the most preferred hosts (the caller sorts and caps by
@@ -694,8 +701,13 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                     continue;
             }
             char host[MXG_DNS_NAME_MAX];
-            if (wire2name(ex, host, sizeof host))
-                continue;
+            if (wire2name(ex, host, sizeof host)) {
+                /* a host name that does not fit as text (escaped octets):
+                 * dropping it could leave "no MX" (implicit MX) */
+                LOG_W(COMP, "MX %s: exchange name not usable", s->name);
+                s->malformed = 1;
+                break;
+            }
             snprintf(m->mx[at].host, sizeof m->mx[at].host, "%s", host);
             m->mx[at].pref = (int)pref;
             if (at == m->n) {

@@ -23,6 +23,33 @@
  *    min(SOA-derived negative TTL, cfg->dns_negative_ttl_ms). TEMPFAIL,
  *    BOGUS and INDETERMINATE outcomes are never cached: a retry asks again.
  *    A cache hit is delivered like any answer: later, from the loop.
+ *  - Limits (DESIGN §10: an implementation limit never weakens a policy; a
+ *    DNS answer mxguard cannot keep whole is a failure of the lookup,
+ *    TEMPFAIL, never fewer records, NODATA or NXDOMAIN):
+ *      TLSA, TXT   no cap: every record kept whole (heap, sized to the
+ *                  answer; a DNS message is at most 64 KB). Out of memory,
+ *                  or a record getdns cannot parse (TXT), fails the lookup.
+ *                  Callers count records (one STS / TLSRPT record, RFC 8461
+ *                  §3.1, RFC 8460 §3) and read them whole (ids, rua).
+ *      CNAME       DNS_MAX_CHAIN (16) links inside one answer and
+ *                  DNS_MAX_CNAME_HOPS (8) follow-up queries; a longer chain
+ *                  or a loop fails the lookup.
+ *      MX          MXG_DNS_MAX_MX (32): the most preferred records are kept
+ *                  (logged). Safe: fewer hosts to try, never a weaker
+ *                  policy for one; DNSSEC status is the RRset's, whatever
+ *                  is kept; mxroute caps by preference anyway
+ *                  (limits.max_mx_hosts), and a null MX is alone by rule.
+ *      A / AAAA    MXG_DNS_MAX_ADDR (16) addresses per family and per
+ *                  union (IPv4 first; answer order). Safe: fewer
+ *                  addresses to try for a host; the DNSSEC status, the
+ *                  canonical name (the TLSA base) and every policy of the
+ *                  host are the same; an address never kept is never
+ *                  connected to (loop and private-range checks apply to
+ *                  every address that is). The legs cap their candidates
+ *                  (64 host x address) the same way.
+ *      names       MXG_DNS_NAME_MAX (256, the DNS's 255 + NUL): a longer
+ *                  name is refused at the call (-1), an owner or target
+ *                  that does not fit is not a DNS name.
  */
 #ifndef MXG_DNS_H
 #define MXG_DNS_H

@@ -41,6 +41,7 @@
 #define T_NS 2
 #define T_CNAME 5
 #define T_SOA 6
+#define T_MX 15
 #define T_TXT 16
 #define T_DS 43
 #define T_OPT 41
@@ -422,6 +423,19 @@ static void build_zones(struct srv *s)
      * overruns its RDATA (length octet 9, 2 octets follow) */
     add_txt1(s, "cut.example", 300, "v=STSv1; id=good");
     add_rr(s, "cut.example", T_TXT, 300, "\x09" "ab", 3);
+    {
+        /* MX whose exchange is 4 labels of 60 octets "a.a.": 240 octets on
+         * the wire, but each '.' inside a label is "\." in text (> 255) */
+        struct pkt rd = {.n = 0};
+        p_u16(&rd, 10);
+        for (int l = 0; l < 4; l++) {
+            p_u8(&rd, 60);
+            for (int i = 0; i < 60; i++)
+                p_u8(&rd, i % 2 ? '.' : 'a');
+        }
+        p_u8(&rd, 0);
+        add_rr(s, "badmx.example", T_MX, 300, rd.b, rd.n);
+    }
     add_txt1(s, "two.example", 300, "first");
     add_txt1(s, "two.example", 300, "second");
     /* 40 records (the old cap kept 16), the STS one last */

@@ -365,6 +365,30 @@ static void t_unreadable_record(void **state)
     assert_null(r->txt);
 }
 
+static void mx_cb(void *arg, const struct mxg_mx_result *r)
+{
+    struct mxg_mx_result *out = arg;
+    *out = *r;
+}
+
+/* Issue 16 (DESIGN §10): an MX RRset whose only exchange name mxguard
+ * cannot write as text is a failed lookup, never NODATA (which would make
+ * the domain its own implicit MX). */
+static void t_unusable_mx_name(void **state)
+{
+    struct fx *f = *state;
+    struct mxg_mx_result *r = calloc(1, sizeof *r);
+    struct mxg_dns_query *q = NULL;
+    assert_non_null(r);
+    r->status = (enum mxg_dns_status)-1;
+    assert_int_equal(mxg_dns_lookup_mx(f->dns, "badmx.example", mx_cb, r, &q), 0);
+    while ((int)r->status == -1)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r->status, MXG_DNS_TEMPFAIL);
+    assert_int_equal(r->n, 0);
+    free(r);
+}
+
 static void t_negative(void **state)
 {
     struct fx *f = *state;
@@ -487,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_cname, setup, teardown),
         cmocka_unit_test_setup_teardown(t_cname_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(t_unreadable_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_unusable_mx_name, setup, teardown),
         cmocka_unit_test_setup_teardown(t_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(t_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(t_timeout, setup, teardown),
