@@ -6,7 +6,7 @@
  * CNAME chains (in the answer, and one the resolver must follow itself),
  * NODATA / NXDOMAIN / SERVFAIL / timeout, the DNSSEC status (INSECURE,
  * SECURE, BOGUS, and the worst link of a CNAME chain), the cache (a repeated
- * lookup does not reach the server, NUL octets and flags survive it, the
+ * lookup does not reach the server, NUL octets and big RRsets survive it, the
  * TTL is honoured, failures and BOGUS answers are not cached), deferred
  * callbacks and cancellation. The zones are signed by the fixture itself
  * (tests/unit/dns_fixture.h); no external server is involved. */
