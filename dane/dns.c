@@ -101,7 +101,8 @@ struct dns_sub {
     char why[160];
     int n;                        /* addresses (A/AAAA subs) */
     struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
-    int txt_over;                 /* TXT records beyond MXG_DNS_MAX_TXT, not kept */
+    int malformed;                /* a record of the answer mxguard could not read (TXT, MX,
+                                     CNAME target): the lookup fails */
     int oom;                      /* the answer's records could not be kept */
     int chain_cut;                /* the answer's CNAME chain goes on past DNS_MAX_CHAIN */
     int mx_over;                  /* MX records beyond MXG_DNS_MAX_MX (least preferred dropped) */
@@ -451,53 +452,150 @@ static int tlsa_take(struct mxg_tlsa_result *res, struct tlsa_tmp *t)
     return 0;
 }
 
-/* Keep one TXT record in t: its character-strings (getdns: the bindata
- * list /rdata/txt_strings, each without its length octet) concatenated
- * with no separator (RFC 7208 §3.3), at most MXG_DNS_TXT_MAX - 1 octets
- * (then flagged truncated), NUL-terminated. The octets are kept as they
- * are: a character-string may hold any octet, NUL included (len counts
- * them). Returns 1 kept, 0 dropped (t is full: counted in s->txt_over;
- * or a record getdns could not parse, which still counts as "a TXT record
- * exists"). */
-static int txt_keep(struct dns_sub *s, struct mxg_txt_result *t, getdns_dict *rr)
+/* The TXT records of one answer (or cache entry) while it is read: their
+ * octets back to back, each followed by a NUL, in buf; record i is
+ * buf[off[i] .. off[i] + len[i]). */
+struct txt_tmp {
+    char *buf;
+    size_t used, cap;
+    size_t *off, *len;
+    int n, ncap;
+    int oom;
+};
+
+/* Append n octets of d to the current (last) record of t. 0, or -1 out of memory. */
+static int txt_put(struct txt_tmp *t, const void *d, size_t n)
+{
+    if (t->oom)
+        return -1;
+    if (t->used + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 512;
+        while (cap < t->used + n + 1)
+            cap *= 2;
+        char *p = realloc(t->buf, cap);
+        if (!p) {
+            t->oom = 1;
+            return -1;
+        }
+        t->buf = p;
+        t->cap = cap;
+    }
+    if (n)
+        memcpy(t->buf + t->used, d, n);
+    t->used += n;
+    t->len[t->n - 1] += n;
+    return 0;
+}
+
+/* Start a new (empty) record in t. 0, or -1 out of memory. */
+static int txt_begin(struct txt_tmp *t)
+{
+    if (t->oom)
+        return -1;
+    if (t->n == t->ncap) {
+        int cap = t->ncap ? t->ncap * 2 : 16;
+        size_t *o = realloc(t->off, (size_t)cap * sizeof *o);
+        if (o)
+            t->off = o;
+        size_t *l = o ? realloc(t->len, (size_t)cap * sizeof *l) : NULL;
+        if (!l) {
+            t->oom = 1;
+            return -1;
+        }
+        t->len = l;
+        t->ncap = cap;
+    }
+    t->off[t->n] = t->used;
+    t->len[t->n] = 0;
+    t->n++;
+    return 0;
+}
+
+/* End the current record (its NUL). 0, or -1 out of memory. */
+static int txt_end(struct txt_tmp *t)
+{
+    if (txt_put(t, "", 0) < 0) /* makes room for the NUL */
+        return -1;
+    t->buf[t->used++] = '\0';
+    return 0;
+}
+
+static void txt_tmp_free(struct txt_tmp *t)
+{
+    free(t->buf);
+    free(t->off);
+    free(t->len);
+    memset(t, 0, sizeof *t);
+}
+
+/* Note one TXT record of the answer in t: its character-strings (getdns:
+ * the bindata list /rdata/txt_strings, each without its length octet)
+ * concatenated with no separator (RFC 7208 §3.3), whole. The octets are
+ * kept as they are: a character-string may hold any octet, NUL included.
+ * Returns 0, -1 out of memory, or -2: a record getdns could not parse (it
+ * exists, so the RRset cannot be judged without it: the lookup fails). */
+static int txt_note(struct dns_sub *s, struct txt_tmp *t, getdns_dict *rr)
 {
     getdns_list *strs = NULL;
-    size_t ns = 0, len = 0;
-    int trunc = 0;
+    size_t ns = 0;
 
     if (getdns_dict_get_list(rr, "/rdata/txt_strings", &strs) ||
         getdns_list_get_length(strs, &ns)) {
-        LOG_W(COMP, "TXT %s: malformed record ignored", s->name);
-        return 0;
+        LOG_W(COMP, "TXT %s: malformed record", s->name);
+        return -2;
     }
-    if (t->n >= MXG_DNS_MAX_TXT) {
-        s->txt_over++;
-        return 0;
-    }
-    char *out = t->txt[t->n];
+    if (txt_begin(t) < 0)
+        return -1;
     for (size_t i = 0; i < ns; i++) {
         struct getdns_bindata *bd = NULL;
         if (getdns_list_get_bindata(strs, i, &bd) || !bd) {
-            LOG_W(COMP, "TXT %s: malformed record ignored", s->name);
-            return 0;
+            LOG_W(COMP, "TXT %s: malformed record", s->name);
+            return -2;
         }
-        size_t take = bd->size;
-        if (take > MXG_DNS_TXT_MAX - 1 - len) {
-            take = MXG_DNS_TXT_MAX - 1 - len;
-            trunc = 1;
-        }
-        if (take)
-            memcpy(out + len, bd->data, take);
-        len += take;
+        if (txt_put(t, bd->data, bd->size) < 0)
+            return -1;
     }
-    out[len] = '\0';
-    t->len[t->n] = len;
-    t->truncated[t->n] = trunc;
-    if (trunc)
-        LOG_W(COMP, "TXT %s: record longer than %d octets, truncated", s->name,
-              MXG_DNS_TXT_MAX - 1);
-    t->n++;
-    return 1;
+    return txt_end(t);
+}
+
+/* Make the noted records the TXT result: one block sized to them (the
+ * pointer array, the length array, the octets), which res->txt starts.
+ * t is emptied. 0, or -1 out of memory (res then holds no records). */
+static int txt_take(struct mxg_txt_result *res, struct txt_tmp *t)
+{
+    free(res->txt);
+    res->txt = NULL;
+    res->len = NULL;
+    res->n = 0;
+    if (t->oom) {
+        txt_tmp_free(t);
+        return -1;
+    }
+    if (t->n == 0) {
+        txt_tmp_free(t);
+        return 0;
+    }
+    size_t n = (size_t)t->n;
+    size_t a = _Alignof(size_t);
+    size_t lens_at = (n * sizeof(char *) + a - 1) / a * a;
+    size_t data_at = lens_at + n * sizeof(size_t);
+    char *blk = malloc(data_at + t->used);
+    if (!blk) {
+        txt_tmp_free(t);
+        return -1;
+    }
+    char **txt = (char **)(void *)blk;
+    size_t *len = (size_t *)(void *)(blk + lens_at);
+    memcpy(blk + data_at, t->buf, t->used);
+    for (size_t i = 0; i < n; i++) {
+        txt[i] = blk + data_at + t->off[i];
+        len[i] = t->len[i];
+    }
+    res->txt = txt;
+    res->len = len;
+    res->n = (int)n;
+    txt_tmp_free(t);
+    return 0;
 }
 
 /* Collect the records of the asked type at the end of the CNAME chain, and
@@ -512,6 +610,8 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
     int nchain = 0;
     int found = 0;
     struct tlsa_tmp tt = {NULL, 0, 0, 0, 0};
+    struct txt_tmp xt;
+    memset(&xt, 0, sizeof xt);
 
     snprintf(canon, canonlen, "%s", s->name);
     if (!answer || getdns_list_get_length(answer, &na) != GETDNS_RETURN_GOOD)
@@ -534,8 +634,12 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                 break;
             }
             if (getdns_dict_get_bindata(rr, "/rdata/cname", &target) ||
-                wire2name(target, tname, sizeof tname))
-                continue;
+                wire2name(target, tname, sizeof tname)) {
+                /* a target mxguard cannot read (or write as text): the
+                 * chain cannot be followed; never "no records" */
+                s->malformed = 1;
+                break;
+            }
             ttl_take(s, rr);
             snprintf(canon, canonlen, "%s", tname);
             snprintf(chain[nchain++], sizeof chain[0], "%s", tname);
@@ -577,8 +681,10 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             struct getdns_bindata *ex = NULL;
             uint32_t pref = 0;
             if (getdns_dict_get_int(rr, "/rdata/preference", &pref) ||
-                getdns_dict_get_bindata(rr, "/rdata/exchange", &ex))
-                continue;
+                getdns_dict_get_bindata(rr, "/rdata/exchange", &ex)) {
+                s->malformed = 1; /* the lookup fails: never fewer hosts read as all */
+                break;
+            }
             int at = m->n;
             if (m->n >= MXG_DNS_MAX_MX) {
                 /* keep the most preferred hosts (the caller sorts and caps by
@@ -595,8 +701,13 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                     continue;
             }
             char host[MXG_DNS_NAME_MAX];
-            if (wire2name(ex, host, sizeof host))
-                continue;
+            if (wire2name(ex, host, sizeof host)) {
+                /* a host name that does not fit as text (escaped octets):
+                 * dropping it could leave "no MX" (implicit MX) */
+                LOG_W(COMP, "MX %s: exchange name not usable", s->name);
+                s->malformed = 1;
+                break;
+            }
             snprintf(m->mx[at].host, sizeof m->mx[at].host, "%s", host);
             m->mx[at].pref = (int)pref;
             if (at == m->n) {
@@ -608,8 +719,12 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                 break;
             found++;
         } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
-            (void)txt_keep(s, &q->res.txt, rr);
+            int k = txt_note(s, &xt, rr);
             found++;
+            if (k == -2)
+                s->malformed = 1;
+            if (k < 0)
+                break; /* the lookup fails: never fewer records (DESIGN §10) */
         } else if (s->rrtype == GETDNS_RRTYPE_A || s->rrtype == GETDNS_RRTYPE_AAAA) {
             struct getdns_bindata *a = NULL;
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
@@ -640,6 +755,10 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
         tlsa_take(&q->res.tlsa, &tt) < 0)
         s->oom = 1; /* the lookup fails: never fewer records (DESIGN §10) */
     free(tt.rr);
+    if (s->rrtype == GETDNS_RRTYPE_TXT && !s->malformed && (found > 0 || xt.oom) &&
+        txt_take(&q->res.txt, &xt) < 0)
+        s->oom = 1;
+    txt_tmp_free(&xt);
     return found;
 }
 
@@ -774,6 +893,12 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE, "out of memory keeping the records");
         return 0;
     }
+    if (s->malformed) {
+        s->malformed = 0;
+        sub_set(s, MXG_DNS_TEMPFAIL, MXG_SEC_INDETERMINATE,
+                "a record of the answer could not be parsed");
+        return 0;
+    }
 
     if (s->chain_cut || (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
                          found == 0 && s->hops >= DNS_MAX_CNAME_HOPS)) {
@@ -795,13 +920,6 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
     if (found > 0) {
         snprintf(s->name, sizeof s->name, "%s", canon);
         sub_set(s, MXG_DNS_OK, sec, "");
-        if (s->txt_over) {
-            /* the caller must know the RRset is incomplete (RFC 8461 §3.1
-             * counts the STSv1 records) */
-            snprintf(s->why, sizeof s->why, "%d TXT records, only the first %d kept",
-                     found, MXG_DNS_MAX_TXT);
-            LOG_W(COMP, "TXT %s: %s", canon, s->why);
-        }
         return 0;
     }
     if (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
@@ -825,6 +943,8 @@ static void query_free(struct mxg_dns_query *q)
 {
     if (q->kind == Q_TLSA)
         free(q->res.tlsa.rr);
+    if (q->kind == Q_TXT)
+        free(q->res.txt.txt);
     free(q);
 }
 
@@ -923,8 +1043,12 @@ static void query_finish(struct mxg_dns_query *q)
         t->status = s->status;
         t->sec = single_sec(s);
         snprintf(t->canon, sizeof t->canon, "%s", s->name);
-        if (s->status != MXG_DNS_OK)
+        if (s->status != MXG_DNS_OK) {
+            free(t->txt);
+            t->txt = NULL;
+            t->len = NULL;
             t->n = 0;
+        }
         snprintf(t->why, sizeof t->why, "%s", s->why);
         return;
     }
@@ -1075,8 +1199,8 @@ static void sub_done(struct dns_sub *s)
 /* A cached value: u8 status, u8 sec, str canon, str why, u16 n, then n
  * records (MX: u16 pref, str host; A: 4 octets; AAAA: 16 octets; TLSA: u16
  * n_bad first, then per record u8 usage, u8 selector, u8 mtype, u16 len,
- * len octets; TXT: u8 truncated,
- * u16 len, len octets, which may include NULs). str = u16 length +
+ * len octets; TXT: u16 len, len octets, which may include NULs: a TXT
+ * RDATA, hence a record's octets, is below 64 KB). str = u16 length +
  * bytes. Multi-octet integers are in host order (the cache never leaves
  * the process). */
 struct wbuf {
@@ -1221,7 +1345,10 @@ static void cache_store(struct dns_sub *s)
             wb_put(&b, t->data, t->len);
         } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
             const struct mxg_txt_result *t = &q->res.txt;
-            wb_u8(&b, t->truncated[i] ? 1 : 0);
+            if (t->len[i] > UINT16_MAX) {
+                b.oom = 1; /* cannot be (RDATA < 64 KB): not cached */
+                break;
+            }
             wb_u16(&b, (unsigned)t->len[i]);
             wb_put(&b, t->txt[i], t->len[i]);
         } else if (s->rrtype == GETDNS_RRTYPE_A) {
@@ -1271,6 +1398,8 @@ static int cache_answer(struct dns_sub *s)
     rb_str(&b, why, sizeof why);
     unsigned n = rb_u16(&b);
     struct tlsa_tmp tt = {NULL, 0, 0, 0, 0};
+    struct txt_tmp xt;
+    memset(&xt, 0, sizeof xt);
     if (s->rrtype == GETDNS_RRTYPE_TLSA)
         tt.bad = (int)rb_u16(&b);
     for (unsigned i = 0; i < n && !b.bad; i++) {
@@ -1305,21 +1434,16 @@ static int cache_answer(struct dns_sub *s)
             if (!r->len)
                 r->data = NULL;
         } else if (s->rrtype == GETDNS_RRTYPE_TXT) {
-            struct mxg_txt_result *t = &q->res.txt;
-            if (t->n >= MXG_DNS_MAX_TXT) {
+            size_t l = rb_u16(&b);
+            if (b.bad || l > b.len - b.pos) {
                 b.bad = 1;
                 break;
             }
-            int k = t->n++;
-            t->truncated[k] = rb_u8(&b) != 0;
-            t->len[k] = rb_u16(&b);
-            if (t->len[k] > MXG_DNS_TXT_MAX - 1) {
+            if (txt_begin(&xt) < 0 || txt_put(&xt, b.p + b.pos, l) < 0 || txt_end(&xt) < 0) {
                 b.bad = 1;
-                t->len[k] = 0;
-            } else {
-                rb_get(&b, t->txt[k], t->len[k]);
+                break;
             }
-            t->txt[k][t->len[k]] = '\0';
+            b.pos += l;
         } else {
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
             if (s->n >= MXG_DNS_MAX_ADDR) {
@@ -1343,15 +1467,22 @@ static int cache_answer(struct dns_sub *s)
         b.bad = 1; /* ask the network (whose answer then fails the same way) */
     }
     free(tt.rr);
+    if (!b.bad && b.pos == b.len && s->rrtype == GETDNS_RRTYPE_TXT && n > 0 &&
+        txt_take(&q->res.txt, &xt) < 0) {
+        LOG_E(COMP, "TXT %s: out of memory reading the cache entry", s->name);
+        b.bad = 1; /* ask the network (whose answer then fails the same way) */
+    }
+    int xoom = xt.oom;
+    txt_tmp_free(&xt);
     if (b.bad || b.pos != b.len) {
-        if (!tt.oom)
+        if (!tt.oom && !xoom)
             LOG_W(COMP, "%s %s: unreadable cache entry ignored", rrtype_name(s->rrtype), s->name);
         if (s->rrtype == GETDNS_RRTYPE_MX)
             q->res.mx.n = n0;
         else if (s->rrtype == GETDNS_RRTYPE_TLSA)
             q->res.tlsa.n = q->res.tlsa.rr ? n0 : 0;
         else if (s->rrtype == GETDNS_RRTYPE_TXT)
-            q->res.txt.n = n0;
+            q->res.txt.n = q->res.txt.txt ? n0 : 0;
         else
             s->n = n0;
         return 0;

@@ -16,13 +16,40 @@
  *    the dns module and valid only during the callback (copy what you keep).
  *  - mxg_dns_cancel() guarantees the callback will not run.
  *  - Errors: negative return values (-1) with err text; never abort().
- *  - Cache: MX, A, AAAA (each family separately) and TLSA outcomes are kept
+ *  - Cache: MX, A, AAAA (each family separately), TLSA and TXT outcomes are kept
  *    per (name asked, RR type), at most cfg->dns_cache_size entries (LRU;
  *    0 = no cache). Answers live min(TTL of the RRs used incl. CNAMEs and
  *    RRSIGs, cfg->dns_cache_max_ttl_ms); NODATA / NXDOMAIN
  *    min(SOA-derived negative TTL, cfg->dns_negative_ttl_ms). TEMPFAIL,
  *    BOGUS and INDETERMINATE outcomes are never cached: a retry asks again.
  *    A cache hit is delivered like any answer: later, from the loop.
+ *  - Limits (DESIGN §10: an implementation limit never weakens a policy; a
+ *    DNS answer mxguard cannot keep whole is a failure of the lookup,
+ *    TEMPFAIL, never fewer records, NODATA or NXDOMAIN):
+ *      TLSA, TXT   no cap: every record kept whole (heap, sized to the
+ *                  answer; a DNS message is at most 64 KB). Out of memory,
+ *                  or a record getdns cannot parse (TXT), fails the lookup.
+ *                  Callers count records (one STS / TLSRPT record, RFC 8461
+ *                  §3.1, RFC 8460 §3) and read them whole (ids, rua).
+ *      CNAME       DNS_MAX_CHAIN (16) links inside one answer and
+ *                  DNS_MAX_CNAME_HOPS (8) follow-up queries; a longer chain
+ *                  or a loop fails the lookup.
+ *      MX          MXG_DNS_MAX_MX (32): the most preferred records are kept
+ *                  (logged). Safe: fewer hosts to try, never a weaker
+ *                  policy for one; DNSSEC status is the RRset's, whatever
+ *                  is kept; mxroute caps by preference anyway
+ *                  (limits.max_mx_hosts), and a null MX is alone by rule.
+ *      A / AAAA    MXG_DNS_MAX_ADDR (16) addresses per family and per
+ *                  union (IPv4 first; answer order). Safe: fewer
+ *                  addresses to try for a host; the DNSSEC status, the
+ *                  canonical name (the TLSA base) and every policy of the
+ *                  host are the same; an address never kept is never
+ *                  connected to (loop and private-range checks apply to
+ *                  every address that is). The legs cap their candidates
+ *                  (64 host x address) the same way.
+ *      names       MXG_DNS_NAME_MAX (256, the DNS's 255 + NUL): a longer
+ *                  name is refused at the call (-1), an owner or target
+ *                  that does not fit is not a DNS name.
  */
 #ifndef MXG_DNS_H
 #define MXG_DNS_H
@@ -87,19 +114,17 @@ struct mxg_tlsa_result {
     char canon[MXG_DNS_NAME_MAX];  /* owner of the records after CNAME expansion */
 };
 
-#define MXG_DNS_MAX_TXT 16
-#define MXG_DNS_TXT_MAX 1024
 struct mxg_txt_result {
     enum mxg_dns_status status;
     enum mxg_dnssec sec;
     char canon[MXG_DNS_NAME_MAX];
-    int n;
-    /* each record's character-strings concatenated (RFC 7208 §3.3 style),
-     * NUL-terminated; len excludes the NUL; longer records are truncated
-     * and flagged */
-    char txt[MXG_DNS_MAX_TXT][MXG_DNS_TXT_MAX];
-    size_t len[MXG_DNS_MAX_TXT];
-    int truncated[MXG_DNS_MAX_TXT];
+    int n;                         /* records: every one of the RRset */
+    /* record i: txt[i], len[i] octets (its character-strings concatenated,
+     * RFC 7208 §3.3 style; may hold NULs), NUL-terminated; len excludes the
+     * NUL. txt and len are one heap block sized to the RRset, owned by dns
+     * (NULL when n == 0). txt[] can be passed as "const char *const *". */
+    char **txt;
+    size_t *len;
     char why[160];
 };
 
@@ -148,9 +173,13 @@ int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tls
  * the loop; it is not cancellable except by mxg_dns_free() (then it never
  * runs). Returns 0, or -1 (callback will not run). */
 int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg);
-/* TXT at name (CNAMEs followed), e.g. "_mta-sts.example.com". With more
- * than MXG_DNS_MAX_TXT records the result is OK with the first ones and
- * why says so (callers needing "exactly one" must check why). */
+/* TXT at name (CNAMEs followed), e.g. "_mta-sts.example.com". Every
+ * record of the RRset is kept whole, in answer order (heap, sized to the
+ * RRset: no count or length limit below what a DNS message carries, 64 KB).
+ * Records that cannot all be kept (out of memory) or that getdns cannot
+ * parse make the lookup a TEMPFAIL (why says so), never OK with fewer
+ * records nor NODATA (DESIGN §10): callers that count records (RFC 8461
+ * §3.1, RFC 8460 §3: exactly one STS / TLSRPT record) see the whole set. */
 int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);

@@ -296,14 +296,11 @@ static void on_txt(void *arg, const struct mxg_txt_result *t)
     struct job *j = arg;
     j->dq = NULL;
     if (t->status == MXG_DNS_OK) {
-        const char *txts[MXG_DNS_MAX_TXT];
-        size_t lens[MXG_DNS_MAX_TXT];
-        for (int i = 0; i < t->n; i++) {
-            txts[i] = t->txt[i];
-            lens[i] = t->len[i];
-        }
+        /* the whole RRset (dns.h: never cut): the one-STS-record rule of
+         * RFC 8461 §3.1 is judged on every record */
         char why[160];
-        int rc = mxg_sts_txt_select(txts, lens, t->n, j->txt_id, why, sizeof why);
+        int rc = mxg_sts_txt_select((const char *const *)t->txt, t->len, t->n, j->txt_id, why,
+                                    sizeof why);
         if (rc == 1) {
             j->txt = TXT_ID;
             snprintf(j->txt_why, sizeof j->txt_why, "TXT _mta-sts.%s id=%s", j->domain, j->txt_id);
@@ -319,6 +316,8 @@ static void on_txt(void *arg, const struct mxg_txt_result *t)
         snprintf(j->txt_why, sizeof j->txt_why, "no MTA-STS record at _mta-sts.%s (%s)", j->domain,
                  mxg_dns_status_name(t->status));
     } else {
+        /* TEMPFAIL (also: an RRset mxguard could not keep whole), BOGUS:
+         * an unreachable _mta-sts, never "no record" */
         j->txt = TXT_UNAVAILABLE;
         snprintf(j->txt_why, sizeof j->txt_why, "TXT lookup of _mta-sts.%s failed: %s", j->domain,
                  t->why[0] ? t->why : mxg_dns_status_name(t->status));

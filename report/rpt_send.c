@@ -660,16 +660,12 @@ static void on_txt(void *arg, const struct mxg_txt_result *res)
               mxg_dns_status_name(res->status), res->why);
         o->st.dns_fail++;
     } else {
-        const char *txts[MXG_DNS_MAX_TXT];
-        size_t lens[MXG_DNS_MAX_TXT];
-        int n = res->n < MXG_DNS_MAX_TXT ? res->n : MXG_DNS_MAX_TXT;
-        for (int i = 0; i < n; i++) {
-            txts[i] = res->txt[i];
-            lens[i] = res->len[i];
-        }
+        /* the whole RRset (dns.h: never cut), so "exactly one TLSRPT
+         * record" (RFC 8460 §3) is judged on every record */
         char ruas[16][MXG_RPT_RUA_MAX];
         char why[256] = "";
-        int k = mxg_rpt_txt_select(txts, lens, n, ruas, 16, why, sizeof why);
+        int k = mxg_rpt_txt_select((const char *const *)res->txt, res->len, res->n, ruas, 16, why,
+                                   sizeof why);
         j->txt_definite = 1;
         if (k == 0) {
             LOG_D(RPT_COMP, "report %s %s: no TLSRPT record: nothing to send", j->day,

@@ -75,6 +75,7 @@ struct env {
     int hold;          /* fake DNS: do not answer */
     int queries, live; /* started; not yet answered or cancelled */
     const char *txt_name[4], *txt_value[4]; /* TXT table */
+    int txt_fail;      /* the next txt_fail TXT lookups fail (TEMPFAIL) */
 };
 
 static void fq_closed(uv_handle_t *h)
@@ -89,13 +90,22 @@ static void fq_fire(uv_timer_t *t)
     e->live--;
     if (q->is_txt) {
         struct mxg_txt_result *res = calloc(1, sizeof *res);
+        char *txt[1];
+        size_t len[1];
         assert_non_null(res);
         res->status = MXG_DNS_NXDOMAIN;
-        for (int i = 0; i < 4; i++)
+        if (e->txt_fail > 0) { /* e.g. an RRset dns.c could not keep whole */
+            e->txt_fail--;
+            res->status = MXG_DNS_TEMPFAIL;
+            snprintf(res->why, sizeof res->why, "out of memory keeping the records");
+        }
+        for (int i = 0; i < 4 && res->status != MXG_DNS_TEMPFAIL; i++)
             if (e->txt_name[i] && strcmp(e->txt_name[i], q->name) == 0) {
                 res->status = MXG_DNS_OK;
-                snprintf(res->txt[0], sizeof res->txt[0], "%s", e->txt_value[i]);
-                res->len[0] = strlen(res->txt[0]);
+                txt[0] = (char *)(uintptr_t)e->txt_value[i];
+                len[0] = strlen(txt[0]);
+                res->txt = txt;
+                res->len = len;
                 res->n = 1;
             }
         q->txt_cb(q->arg, res);
@@ -566,13 +576,46 @@ static void t_scheduler(void **state)
     assert_int_equal(e->queries, 3 /* TXT */ + 3 /* addr */);
 }
 
+/* Issue 16 (DESIGN §10): a failed _smtp._tls TXT lookup (TEMPFAIL, as for
+ * an RRset dns.c cannot keep whole) is never "the domain wants no
+ * reports": the scheduler asks again at a later tick and the report goes
+ * out once the lookup succeeds. */
+static void t_scheduler_txt_failure(void **state)
+{
+    struct env *e = *state;
+    mxg_rpt_sender_free(e->s);
+    e->s = make_sender(e, 2, 1);
+    int64_t now = (int64_t)time(NULL);
+    record(e, "flaky.example", 1, 0, now - 86400); /* yesterday */
+    e->txt_name[0] = "_smtp._tls.flaky.example";
+    e->txt_value[0] = "v=TLSRPTv1; rua=https://" RHOST "/post/200/flaky";
+    e->txt_fail = 2;
+    int before = hfx_post_count(&srv);
+    assert_int_equal(mxg_rpt_sender_start(e->s, 100, 50), 0);
+    int fired = 0;
+    uv_timer_t guard;
+    uv_timer_init(&e->loop, &guard);
+    guard.data = &fired;
+    uv_timer_start(&guard, hfx_on_guard, 10000, 0);
+    while (!fired && hfx_post_count(&srv) == before)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    assert_int_equal(fired, 0);
+    assert_int_equal(e->txt_fail, 0); /* both failures were asked again */
+    struct rows rs;
+    for (int i = 0; i < 100 && row(e, &rs, "https://" RHOST "/post/200/flaky")->status !=
+                                   MXG_RPT_SENT; i++)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    assert_int_equal(row(e, &rs, "https://" RHOST "/post/200/flaky")->status, MXG_RPT_SENT);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
     const struct CMUnitTest tests[] = {
         T(t_send_ok),         T(t_send_500_then_gave_up), T(t_mailto_skipped),
         T(t_dns_failure_counts_attempt), T(t_send_day), T(t_nothing_to_do_is_async),
-        T(t_free_in_flight),  T(t_free_from_callback),    T(t_scheduler),
+        T(t_free_in_flight),  T(t_free_from_callback),    T(t_scheduler), T(t_scheduler_txt_failure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
