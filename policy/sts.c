@@ -174,6 +174,10 @@ static void on_https(void *arg, const struct mxg_https_result *hr)
         job_finish(j);
         return;
     }
+    if (p.mx_dropped)
+        LOG_W("sts", "%s: policy id %s has %d mx patterns more than the %d mxguard keeps: only "
+                     "MX hosts matching the first %d are allowed",
+              j->domain, j->txt_id, p.mx_dropped, MXG_STS_MAX_MX, MXG_STS_MAX_MX);
     int64_t now = now_s();
     struct mxg_sts_result *r = &j->res;
     r->outcome = MXG_STS_POLICY;

@@ -66,7 +66,10 @@
  *    rejects the whole policy (silently dropping it would narrow the set of
  *    allowed MX hosts behind the domain owner's back). Duplicates (after
  *    lower-casing and dropping a trailing dot) are stored once; the
- *    MXG_STS_MAX_MX limit counts distinct patterns.
+ *    MXG_STS_MAX_MX limit counts distinct patterns. Patterns past that limit
+ *    are counted in mx_dropped and not kept: the policy stays in force for
+ *    the hosts its first MXG_STS_MAX_MX patterns allow (stricter, never
+ *    weaker — a policy read as invalid would mean "no policy").
  *  - mx pattern: LDH labels of 1-63 characters, no leading/trailing hyphen
  *    (RFC 5321 sub-domain), at most 253 characters including a leading "*.",
  *    a single trailing dot tolerated and dropped. IP literals are rejected:
@@ -616,9 +619,9 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
                     dup = 1;
             if (dup)
                 continue;
-            if (out->n_mx >= MXG_STS_MAX_MX) {
-                set_why(why, whycap, "line %d: more than %d mx patterns", line, MXG_STS_MAX_MX);
-                return policy_fail(out);
+            if (out->n_mx >= MXG_STS_MAX_MX) { /* our limit, not the domain's error */
+                out->mx_dropped++;
+                continue;
             }
             memcpy(out->mx[out->n_mx++], pat, strlen(pat) + 1);
             continue;

@@ -499,16 +499,23 @@ static void test_policy_mx_limit(void **state)
     assert_int_equal(p.n_mx, MXG_STS_MAX_MX);
     assert_string_equal(p.mx[63], "mx63.example.com");
 
-    n = mx_body(body, sizeof body, MXG_STS_MAX_MX + 1, "\n");
-    assert_int_equal(mxg_sts_policy_parse(body, n, &p, why, sizeof why), -1);
-    assert_non_null(strstr(why, "line 67: more than 64 mx patterns"));
-    assert_int_equal(p.n_mx, 0);
+    /* more than mxguard keeps: the policy stays valid (an invalid policy would mean "no
+     * policy", a downgrade); only the first 64 patterns allow hosts (stricter) */
+    n = mx_body(body, sizeof body, MXG_STS_MAX_MX + 3, "\n");
+    assert_int_equal(mxg_sts_policy_parse(body, n, &p, why, sizeof why), 0);
+    assert_int_equal(p.mode, MXG_STS_MODE_ENFORCE);
+    assert_int_equal(p.n_mx, MXG_STS_MAX_MX);
+    assert_int_equal(p.mx_dropped, 3);
+    assert_true(mxg_sts_mx_match(&p, "mx63.example.com"));
+    assert_false(mxg_sts_mx_match(&p, "mx64.example.com"));
+    assert_false(mxg_sts_mx_match(&p, "other.example.com"));
 
     /* 64 distinct plus repeats of them: duplicates do not count */
     n = mx_body(body, sizeof body, MXG_STS_MAX_MX, "\n");
     memcpy(body + n, "mx: MX0.example.com.\nmx: mx5.example.com\n", 41);
     assert_int_equal(mxg_sts_policy_parse(body, n + 41, &p, why, sizeof why), 0);
     assert_int_equal(p.n_mx, MXG_STS_MAX_MX);
+    assert_int_equal(p.mx_dropped, 0);
 }
 
 static void test_policy_long_names(void **state)
