@@ -1193,7 +1193,6 @@ static int cmd_run(int argc, char **argv)
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
-    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&app->loop);
     char err[1024];
     if (ops_prepare(app, err, sizeof err) < 0) {
@@ -1299,6 +1298,9 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* every command that talks to an MX (run, report send, check --connect): a peer that
+     * closes while we write must be an EPIPE for the leg, never a silent death by SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

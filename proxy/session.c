@@ -659,10 +659,19 @@ static void data_flush(struct mxg_session *s)
             return;
         }
     }
+    int eight = mxg_body_8bit(p, n);
     for (int i = 0; i < t->n_legs; i++) {
         struct leg_slot *sl = &t->legs[i];
         if (sl->st != SL_STREAM)
             continue;
+        struct mxg_reply r8;
+        if (mxg_leg_body_check(sl->leg, eight, &r8) < 0) {
+            /* no 8-bit octet may reach an MX without 8BITMIME: the leg gets no more
+             * data (and never the dot); its recipients fail with 554 5.6.3 */
+            LOG_I("smtp", "%s: %s; that leg gets no more of the message", t->id, r8.text);
+            slot_fail(s, sl, &r8);
+            continue;
+        }
         int rc = mxg_leg_write(sl->leg, p, n);
         if (rc < 0) {
             struct mxg_reply r = *mxg_leg_error(sl->leg);

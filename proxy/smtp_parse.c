@@ -541,6 +541,26 @@ int mxg_parse_error_reply(int err, const char **enh, const char **text)
 
 /* ---- replies ---- */
 
+int mxg_reply_line_split(const char *buf, size_t avail, size_t *len, size_t *consume)
+{
+    const char *nl = memchr(buf, '\n', avail);
+    if (!nl) {
+        /* MXG_REPLY_LINE_MAX octets and a CR may still end well; more cannot */
+        if (avail > MXG_REPLY_LINE_MAX + 1 ||
+            (avail == MXG_REPLY_LINE_MAX + 1 && buf[avail - 1] != '\r'))
+            return MXG_PE_TOO_LONG;
+        return 0;
+    }
+    size_t ll = (size_t)(nl - buf);
+    *consume = ll + 1;
+    if (ll > 0 && buf[ll - 1] == '\r')
+        ll--;
+    if (ll > MXG_REPLY_LINE_MAX)
+        return MXG_PE_TOO_LONG;
+    *len = ll;
+    return 1;
+}
+
 void mxg_reply_parser_reset(struct mxg_reply_parser *p)
 {
     memset(&p->r, 0, sizeof p->r);
@@ -606,8 +626,10 @@ int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len)
         tl = room;
     if (sep)
         p->r.text[p->text_len++] = '\n';
-    for (size_t i = 0; i < tl; i++) /* no control bytes travel on to the client */
-        p->r.text[p->text_len++] = ((unsigned char)t[i] < 32 || t[i] == 127) ? ' ' : t[i];
+    for (size_t i = 0; i < tl; i++) { /* only printable US-ASCII travels on to the client */
+        unsigned char c = (unsigned char)t[i];
+        p->r.text[p->text_len++] = c >= 128 ? '?' : (c < 32 || c == 127) ? ' ' : (char)c;
+    }
     p->r.text[p->text_len] = 0;
     p->r.n_lines++;
     if (last) {
@@ -659,10 +681,14 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
             break;
         if (ll > cap - n - (size_t)hl - 3)
             ll = cap - n - (size_t)hl - 3;
+        if ((size_t)hl + ll + 2 > MXG_REPLY_WIRE_MAX)
+            ll = MXG_REPLY_WIRE_MAX - 2 - (size_t)hl;
         memcpy(out + n, head, (size_t)hl);
         n += (size_t)hl;
-        memcpy(out + n, line, ll);
-        n += ll;
+        for (size_t i = 0; i < ll; i++) {
+            unsigned char c = (unsigned char)line[i];
+            out[n++] = (c < 32 || c >= 127) ? '?' : (char)c;
+        }
         out[n++] = '\r';
         out[n++] = '\n';
         if (!nl)

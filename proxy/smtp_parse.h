@@ -115,6 +115,16 @@ int mxg_parse_error_reply(int err, const char **enh, const char **text);
 /* ---- replies from an upstream server ---- */
 #define MXG_REPLY_TEXT_MAX 4096
 #define MXG_REPLY_LINES_MAX 64
+#define MXG_REPLY_LINE_MAX 4096  /* longest reply line taken (without CRLF); longer: over-long */
+#define MXG_REPLY_WIRE_MAX 512   /* a rendered line, CRLF included (RFC 5321 §4.5.3.1.5) */
+
+/* Find the next reply line in buffered input (buf, avail). Returns 1 with
+ * *len the line's length without CR/LF and *consume the octets it takes (LF
+ * included); 0 when the line is not complete yet (more input needed); or
+ * MXG_PE_TOO_LONG when the line is over MXG_REPLY_LINE_MAX octets, decided
+ * the same however the input was split into reads: such a line is never a
+ * reply (the caller fails the connection). */
+int mxg_reply_line_split(const char *buf, size_t avail, size_t *len, size_t *consume);
 
 struct mxg_reply {
     int code;                 /* 200..599 */
@@ -133,7 +143,9 @@ struct mxg_reply_parser {
 
 /* Feed one line (without CRLF). Returns 1 when a reply is complete (in
  * p->r; the next feed starts a new one), 0 when more lines are needed, or
- * MXG_PE_SYNTAX for a malformed line / code mismatch / too many lines. */
+ * MXG_PE_SYNTAX for a malformed line / code mismatch / too many lines.
+ * The kept text is printable US-ASCII: a control octet becomes ' ', an 8-bit
+ * octet '?' (DESIGN §10: relayed text is sanitised). */
 int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len);
 void mxg_reply_parser_reset(struct mxg_reply_parser *p);
 
@@ -144,8 +156,10 @@ void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *f
 
 /* Render for the client: every line "CODE-ENH text" / "CODE ENH text" + CRLF.
  * The enhanced code is always present (unless r->no_enh): the reply's own if
- * its class matches the code, else derived from the class ("4.0.0"). Returns bytes written
- * (truncated at cap, always CRLF-terminated lines) . */
+ * its class matches the code, else derived from the class ("4.0.0"). Every
+ * line is printable US-ASCII (any other octet as '?') and at most
+ * MXG_REPLY_WIRE_MAX octets with its CRLF (longer text is cut). Returns bytes
+ * written (truncated at cap, always CRLF-terminated lines). */
 size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap);
 
 /* One-line summary for logs: "550 5.1.1 user unknown" (first line). */

@@ -23,7 +23,6 @@
 
 #define LEG_HIGH_WATER (256 * 1024)
 #define LEG_LOW_WATER (64 * 1024)
-#define LEG_LINE_MAX 4096
 #define LEG_MAX_CANDS 64
 
 enum leg_state {
@@ -1079,7 +1078,13 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         }
         uv_timer_stop(&leg->deadline);
         leg->reuse_setup = 0;
-        if (cls == 2) {
+        if (r->code == 421) { /* DESIGN §10: never relayed as 421 (the client's session goes on) */
+            struct mxg_reply m;
+            mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", lbl, sum);
+            leg_fail(leg, &m);
+        } else if (cls != 2 && cls != 4 && cls != 5) { /* e.g. a 354: only DATA may get one */
+            fail_and_quit(leg, r, "MAIL");
+        } else if (cls == 2) {
             char reuse[80] = "";
             if (leg->reused)
                 snprintf(reuse, sizeof reuse, " (reused connection, transaction %d)",
@@ -1135,39 +1140,50 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
     }
 }
 
+/* A reply line that breaks the protocol (malformed, over-long, mixed codes):
+ * r is the 451 4.5.0 with sanitised text. During set-up the next address / MX
+ * is tried; after QUIT the leg just ends (nothing changes for the
+ * transaction, nothing may leak); otherwise the leg fails and the connection
+ * is closed (leg_fail drops it: never parked). */
+static void reply_broken(struct mxg_leg *leg, const struct mxg_reply *r)
+{
+    if (leg->st == LEG_QUIT) {
+        LOG_D("upstream", "%s %s: after QUIT: %s", leg->sid, leg->domain, r->text);
+        leg_destroy(leg);
+    } else if (in_setup(leg)) {
+        note_failure(leg, FK_PROTOCOL, "%s", r->text);
+        leg_drop_conn(leg);
+        leg_try_next(leg);
+    } else {
+        LOG_I("upstream", "%s %s: %s", leg->sid, leg->domain, r->text);
+        leg_fail(leg, r);
+    }
+}
+
 /* Split buffered plaintext into reply lines. */
 static void parse_input(struct mxg_leg *leg)
 {
     while (leg->conn && mxg_buf_avail(&leg->in) > 0) {
         char *head = mxg_buf_head(&leg->in);
         size_t avail = mxg_buf_avail(&leg->in);
-        char *nl = memchr(head, '\n', avail);
-        if (!nl) {
-            if (avail > LEG_LINE_MAX) {
-                struct mxg_reply r;
-                char lbl[320];
-                mxg_reply_set(&r, 451, "4.5.0", "%s sent an overlong reply line",
-                              cur_label(leg, lbl, sizeof lbl));
-                if (in_setup(leg)) {
-                    note_failure(leg, FK_PROTOCOL, "%s", r.text);
-                    leg_drop_conn(leg);
-                    leg_try_next(leg);
-                } else {
-                    leg_fail(leg, &r);
-                }
-            }
+        size_t ll = 0, take = 0;
+        int sp = mxg_reply_line_split(head, avail, &ll, &take);
+        if (sp == 0)
+            return;
+        if (sp < 0) { /* never taken as a reply, however the reads were split */
+            struct mxg_reply r;
+            char lbl[320];
+            mxg_reply_set(&r, 451, "4.5.0", "%s sent an overlong reply line (over %d octets)",
+                          cur_label(leg, lbl, sizeof lbl), MXG_REPLY_LINE_MAX);
+            mxg_buf_reset(&leg->in);
+            reply_broken(leg, &r);
             return;
         }
-        size_t ll = (size_t)(nl - head);
-        mxg_buf_consume(&leg->in, ll + 1);
-        if (ll > 0 && head[ll - 1] == '\r')
-            ll--;
         /* consume first: the handler may reset the buffer (STARTTLS) */
-        char line[LEG_LINE_MAX + 1];
-        if (ll > LEG_LINE_MAX)
-            ll = LEG_LINE_MAX;
+        char line[MXG_REPLY_LINE_MAX + 1];
         memcpy(line, head, ll);
         line[ll] = 0;
+        mxg_buf_consume(&leg->in, take);
         int rc = mxg_reply_feed(&leg->rp, line, ll);
         if (rc < 0) {
             char lbl[320];
@@ -1175,13 +1191,7 @@ static void parse_input(struct mxg_leg *leg)
             /* exactly the octets received, made printable (DESIGN §10) */
             mxg_reply_set(&r, 451, "4.5.0", "%s sent a malformed reply: %s",
                           cur_label(leg, lbl, sizeof lbl), mxg_show(line, ll).s);
-            if (in_setup(leg)) {
-                note_failure(leg, FK_PROTOCOL, "%s", r.text);
-                leg_drop_conn(leg);
-                leg_try_next(leg);
-            } else {
-                leg_fail(leg, &r);
-            }
+            reply_broken(leg, &r);
             return;
         }
         if (rc == 1) {

@@ -20,7 +20,12 @@
  * the return value -1 and mxg_leg_error().
  *
  * Replies handed to on_reply already follow DESIGN §10: an upstream 421
- * becomes 451 4.4.2, timeouts and lost connections become 451 4.4.2, local
+ * (MAIL included) becomes 451 4.4.2, timeouts and lost connections become
+ * 451 4.4.2; a reply that breaks the protocol (malformed, mixed codes, a line
+ * over MXG_REPLY_LINE_MAX octets, a 3xx to MAIL/RCPT/the dot, anything but
+ * 354 to DATA) fails the leg with 451 4.5.0 and closes the connection; reply
+ * text is printable US-ASCII (smtp_parse.h); after QUIT nothing the MX sends
+ * changes anything, the leg just ends; local
  * failures carry precise enhanced codes (451 4.4.3 DNS, 451 4.4.1 connect,
  * 556 5.1.10 null MX, 550 5.1.2 no such domain, 4.7.x TLS requirement).
  *

@@ -247,6 +247,7 @@ class Session:
         try:
             line = await asyncio.wait_for(self.r.readuntil(b"\n"), self.srv.idle)
         except asyncio.IncompleteReadError as e:
+            self.partial = e.partial
             if e.partial:
                 self.log("connection closed mid-line (%d bytes)" % len(e.partial))
             return None
@@ -503,7 +504,10 @@ class Session:
         while True:
             raw = await self.readline()
             if raw is None:
-                self.log("connection lost during DATA (%d bytes)" % size)
+                eight = sum(1 for part in body + [getattr(self, "partial", b"")]
+                            for o in part if o >= 0x80)
+                self.log("connection lost during DATA (%d bytes%s)" % (
+                    size, ", %d 8-bit octets" % eight if eight else ""))
                 return "close"
             if raw == b".\r\n" and after_crlf:
                 break

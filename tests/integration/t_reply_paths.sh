@@ -7,8 +7,10 @@
 #    a reply mxguard sends QUIT (the connection is not kept for reuse although the cache is
 #    on). A 3xx to the final dot is no delivery either.
 #  - a malformed reply line reaches the client as exactly the octets sent, made printable.
-#  - BODY=8BITMIME with an 8-bit body to an MX without 8BITMIME: 554 5.6.3 live, and from the
-#    queue a DSN (5.6.3) with nothing stored at the MX; SMTPUTF8 to an MX without it: 553
+#  - BODY=8BITMIME with an 8-bit body to an MX without 8BITMIME: 554 5.6.3 live (no 8-bit
+#    octet reaches that MX: its leg is aborted before the chunk; with a second domain the
+#    transaction gets 250 and that recipient a DSN), and from the queue a DSN (5.6.3) with
+#    nothing stored at the MX; SMTPUTF8 to an MX without it: 553
 #    5.6.7 live, a DSN from the queue.
 #  - NOTIFY=SUCCESS to an MX without DSN: the parameters are dropped and the sender gets a
 #    "relayed" DSN (RFC 3461 §5.2.2), live and from the queue; none when the MX has DSN.
@@ -136,10 +138,43 @@ assert_file_count "$MX2" 0 "queue: mx2 stored nothing"
 
 # ------------------------------------------------------------------ 4. 8BITMIME / SMTPUTF8
 printf 'Subject: eight bit\r\n\r\ncaf\xc3\xa9 BODYLINE\r\n.\r\n' >"$TB/8bit.msg"
+m8=$(tb_log_mark mx2)
 smtp_chat live8 "EHLO client.test" "MAIL FROM:<sender@client.test> BODY=8BITMIME" \
     "RCPT TO:<e1@other.test>" "DATA" "@$TB/8bit.msg" "QUIT"
 assert_eq "live: 8-bit body to an MX without 8BITMIME: 554 5.6.3" "554 5.6.3" \
     "$(chat_reply live8 DOT | cut -c1-9)"
+# the leg is aborted before the 8-bit chunk: mx2 sees DATA end without the dot and without
+# one 8-bit octet (mxserver.py counts them in its "connection lost during DATA" line)
+for _ in $(seq 50); do
+    tb_log_since "$m8" mx2 | grep -q 'connection lost during DATA' && break
+    sleep 0.1
+done
+assert_log "live8: mx2 lost the connection in DATA (no dot)" "$m8" 'connection lost during DATA \(' mx2
+assert_no_log "live8: no 8-bit octet reached mx2 (no 8BITMIME)" "$m8" '8-bit octets|caf' mx2
+# two domains: the leg to mx2 (no 8BITMIME) is aborted before the 8-bit chunk, mx1 delivers;
+# e4's failure is permanent: 250 for the transaction, a DSN (5.6.3) for e4
+nl=$(spool_count "$LEGACY")
+n1=$(spool_count "$MX1")
+m8=$(tb_log_mark mx2)
+smtp_chat live8b "EHLO client.test" "MAIL FROM:<sender@client.test> BODY=8BITMIME" \
+    "RCPT TO:<a8@example.test>" "RCPT TO:<e4@other.test>" "DATA" "@$TB/8bit.msg" "QUIT"
+assert_match "live, two domains, one MX without 8BITMIME: 250 (the rest queued)" \
+    "$(chat_reply live8b DOT)" '^250 .*queued as'
+assert_eq "live8b: mx1 (8BITMIME) stored the message" $((n1 + 1)) "$(spool_count "$MX1")"
+wait_spool_count "$LEGACY" $((nl + 1)) 15
+m=$(spool_last "$LEGACY")
+if [ -n "$m" ]; then
+    assert_eq "live8b: a DSN for e4 (the leg without 8BITMIME)" "rfc822; e4@other.test" \
+        "$(dsn_field "$m.eml" Final-Recipient)"
+    assert_eq "live8b: ... Status 5.6.3" "5.6.3" "$(dsn_field "$m.eml" Status)"
+fi
+for _ in $(seq 50); do
+    tb_log_since "$m8" mx2 | grep -q 'connection lost during DATA' && break
+    sleep 0.1
+done
+assert_log "live8b: mx2 lost the connection in DATA (no dot)" "$m8" 'connection lost during DATA \(' mx2
+assert_no_log "live8b: no 8-bit octet reached mx2" "$m8" '8-bit octets' mx2
+
 nl=$(spool_count "$LEGACY")
 smtp_chat q8 --server "$TB_MXG_IP:$QPORT" "EHLO client.test" \
     "MAIL FROM:<sender@client.test> BODY=8BITMIME" "RCPT TO:<e2@other.test>" "DATA" \

@@ -38,6 +38,8 @@ struct srv {
     const char *data_reply; /* instead of 354, NULL = 354 */
     const char *dot_reply;  /* instead of 250 after the dot */
     const char *rcpt_reply; /* instead of 250 for RCPT */
+    const char *mail_reply; /* instead of 250 for MAIL */
+    const char *quit_reply; /* instead of 221 for QUIT */
 };
 
 static void write_done(uv_write_t *w, int status)
@@ -93,7 +95,7 @@ static void srv_command(struct srv *s, const char *l)
     } else if (strncasecmp(l, "MAIL FROM:", 10) == 0) {
         s->n_mail++;
         snprintf(s->mail_from, sizeof s->mail_from, "%s", l + 10);
-        srv_write(s, "250 2.1.0 ok\r\n");
+        srv_write(s, s->mail_reply ? s->mail_reply : "250 2.1.0 ok\r\n");
     } else if (strncasecmp(l, "RCPT TO:", 8) == 0) {
         s->n_rcpt++;
         if (strstr(l, "bad"))
@@ -115,7 +117,7 @@ static void srv_command(struct srv *s, const char *l)
         }
     } else if (strcasecmp(l, "QUIT") == 0) {
         s->n_quit++;
-        srv_write(s, "221 bye\r\n");
+        srv_write(s, s->quit_reply ? s->quit_reply : "221 bye\r\n");
     } else {
         srv_write(s, "502 5.5.2 what\r\n");
     }
@@ -570,6 +572,112 @@ static void test_rcpt_3xx_is_failure(void **state)
     assert_int_equal(f->srv.n_quit, 1);
 }
 
+/* One message to a@example.test; the final reply and the recipient's. */
+static void one_rcpt_case(struct fx *f, struct mxg_outbound_rcpt *rc)
+{
+    struct mxg_outbound_req req;
+    memset(rc, 0, sizeof *rc);
+    rc->addr = "a@example.test";
+    req_init(f, &req, rc, 1);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->done_calls, 1);
+}
+
+/* A 354 is only ever valid for DATA: one to MAIL is 451 4.5.0 (issue 16 new-B). */
+static void test_mail_354_is_failure(void **state)
+{
+    struct fx *f = *state;
+    f->srv.mail_reply = "354 go ahead\r\n";
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_int_equal(f->srv.n_rcpt, 0);
+    assert_int_equal(f->srv.n_quit, 1);
+}
+
+/* A 421 to MAIL reaches the client as 451 4.4.2, never as 421 (new-C). */
+static void test_mail_421_is_451(void **state)
+{
+    struct fx *f = *state;
+    f->srv.mail_reply = "421 4.3.2 shutting down\r\n";
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.4.2");
+    assert_int_equal(rc.reply.code, 451);
+    assert_int_equal(f->srv.n_rcpt, 0);
+}
+
+/* "250 <5000 octets>" in one read is no reply: 451 4.5.0, the connection is
+ * closed, nothing sent after it (new-A). */
+static void test_overlong_reply_line(void **state)
+{
+    struct fx *f = *state;
+    static char big[5100];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "250 ", 4);
+    memcpy(big + 5000, "\r\n", 3);
+    f->srv.rcpt_reply = big;
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_int_equal(rc.reply.code, 451);
+    assert_non_null(strstr(f->final.text, "overlong reply line"));
+    assert_int_equal(f->srv.n_data, 0);
+    assert_null(f->srv.data);
+}
+
+/* 8-bit reply text is relayed as '?' (new-F). */
+static void test_8bit_reply_text(void **state)
+{
+    struct fx *f = *state;
+    f->srv.rcpt_reply = "450 4.7.0 gr\xc3\xbc\xc3\x9f dich\r\n";
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(rc.reply.code, 450);
+    assert_string_equal(rc.reply.text, "gr???? dich");
+}
+
+static void count_leg_handles(uv_handle_t *h, void *arg)
+{
+    struct fx *f = arg;
+    if (h != (uv_handle_t *)&f->srv.listener && h != (uv_handle_t *)&f->srv.client &&
+        h != (uv_handle_t *)&f->srv.stall && !uv_is_closing(h))
+        f->done_calls += 100;
+}
+
+/* A malformed or mixed reply to QUIT after a delivery changes nothing and
+ * leaks nothing: the leg ends (new-D: it stayed, failed, never freed). */
+static void quit_case(struct fx *f, const char *quit_reply)
+{
+    f->srv.quit_reply = quit_reply;
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 250);
+    assert_int_equal(rc.reply.code, 250);
+    assert_int_equal(f->srv.n_quit, 1);
+    for (int i = 0; i < 50; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    f->done_calls = 0;
+    uv_walk(&f->loop, count_leg_handles, f);
+    assert_int_equal(f->done_calls, 0); /* no handle of the leg is left open */
+}
+
+static void test_quit_mixed_reply(void **state)
+{
+    quit_case(*state, "221-bye\r\n250 what\r\n");
+}
+
+static void test_quit_malformed_reply(void **state)
+{
+    quit_case(*state, "2x\x01\r\n");
+}
+
 /* Issue 16 #5: BODY=8BITMIME to an MX without 8BITMIME: a 7-bit clean body
  * goes (without BODY=); an 8-bit one fails 554 5.6.3 before any 8-bit octet
  * and without the dot. */
@@ -645,6 +753,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_8bit_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_7bit_clean_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mx_no_dsn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mail_354_is_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mail_421_is_451, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlong_reply_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_8bit_reply_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quit_mixed_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quit_malformed_reply, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

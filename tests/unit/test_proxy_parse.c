@@ -270,6 +270,85 @@ static void test_replies(void **st)
     assert_string_equal(p.r.text, "a b");
 }
 
+/* An over-long reply line is never a reply, however the input is split into
+ * reads (issue 16 new-A: 5000 octets in one read were cut and taken as "250"). */
+static void test_reply_line_split(void **st)
+{
+    (void)st;
+    size_t len = 0, take = 0;
+    assert_int_equal(mxg_reply_line_split("250 ok\r\n250", 11, &len, &take), 1);
+    assert_int_equal(len, 6);
+    assert_int_equal(take, 8);
+    assert_int_equal(mxg_reply_line_split("250 ok", 6, &len, &take), 0);
+    assert_int_equal(mxg_reply_line_split("250 ok\n", 7, &len, &take), 1); /* bare LF */
+    assert_int_equal(len, 6);
+
+    static char big[6000];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "250 ", 4);
+    /* 5000 octets and CRLF in one read */
+    big[5000] = '\r';
+    big[5001] = '\n';
+    assert_int_equal(mxg_reply_line_split(big, 5002, &len, &take), MXG_PE_TOO_LONG);
+    /* the same line arriving in pieces: refused as soon as it cannot end in time */
+    for (size_t chunk = 1; chunk <= 5002; chunk += 97) {
+        int rc = mxg_reply_line_split(big, chunk, &len, &take);
+        if (chunk <= MXG_REPLY_LINE_MAX + 1)
+            assert_int_equal(rc, 0);
+        else
+            assert_int_equal(rc, MXG_PE_TOO_LONG);
+    }
+    /* the longest line taken: MXG_REPLY_LINE_MAX octets, CR and LF possibly apart */
+    big[MXG_REPLY_LINE_MAX] = '\r';
+    big[MXG_REPLY_LINE_MAX + 1] = '\n';
+    assert_int_equal(mxg_reply_line_split(big, MXG_REPLY_LINE_MAX + 1, &len, &take), 0);
+    assert_int_equal(mxg_reply_line_split(big, MXG_REPLY_LINE_MAX + 2, &len, &take), 1);
+    assert_int_equal(len, MXG_REPLY_LINE_MAX);
+    big[MXG_REPLY_LINE_MAX] = 'x';
+    assert_int_equal(mxg_reply_line_split(big, MXG_REPLY_LINE_MAX + 1, &len, &take),
+                     MXG_PE_TOO_LONG);
+    big[MXG_REPLY_LINE_MAX + 1] = '\n'; /* 4097 octets, then LF */
+    assert_int_equal(mxg_reply_line_split(big, MXG_REPLY_LINE_MAX + 2, &len, &take),
+                     MXG_PE_TOO_LONG);
+}
+
+/* Relayed replies are printable US-ASCII (issue 16 new-F: 8-bit text went to
+ * the client as it was) and at most 512 octets a line (new-A). */
+static void test_reply_sanitised(void **st)
+{
+    (void)st;
+    struct mxg_reply_parser p;
+    mxg_reply_parser_reset(&p);
+    assert_int_equal(mxg_reply_feed(&p, "450 4.7.0 caf\xc3\xa9 \xff", 17), 1);
+    assert_string_equal(p.r.text, "caf?? ?");
+    char out[MXG_REPLY_TEXT_MAX + 1024];
+    size_t n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "450 4.7.0 caf?? ?\r\n");
+
+    /* a long line (allowed by the parser) is cut to 512 octets on the wire */
+    static char line[MXG_REPLY_LINE_MAX];
+    memset(line, 'y', sizeof line);
+    memcpy(line, "550-5.1.1 ", 10);
+    mxg_reply_parser_reset(&p);
+    assert_int_equal(mxg_reply_feed(&p, line, 3000), 0);
+    assert_int_equal(mxg_reply_feed(&p, "550 5.1.1 end", 13), 1);
+    n = mxg_reply_render(&p.r, out, sizeof out);
+    out[n] = 0;
+    char *crlf = strstr(out, "\r\n");
+    assert_non_null(crlf);
+    assert_int_equal(crlf + 2 - out, MXG_REPLY_WIRE_MAX);
+    assert_string_equal(crlf + 2, "550 5.1.1 end\r\n");
+    for (size_t i = 0; i < n; i++)
+        assert_true(out[i] == '\r' || out[i] == '\n' || (out[i] >= 32 && out[i] < 127));
+    /* a local reply with an 8-bit octet in it is rendered printable too */
+    struct mxg_reply loc;
+    mxg_reply_set(&loc, 451, "4.5.0", "x\xe9y");
+    n = mxg_reply_render(&loc, out, sizeof out);
+    out[n] = 0;
+    assert_string_equal(out, "451 4.5.0 x?y\r\n");
+}
+
 static void test_caps(void **st)
 {
     (void)st;
@@ -395,7 +474,8 @@ int main(void)
         cmocka_unit_test(test_mail_params), cmocka_unit_test(test_rcpt_params),
         cmocka_unit_test(test_replies),     cmocka_unit_test(test_caps),
         cmocka_unit_test(test_domains),     cmocka_unit_test(test_alabel),
-        cmocka_unit_test(test_helo),
+        cmocka_unit_test(test_helo),        cmocka_unit_test(test_reply_line_split),
+        cmocka_unit_test(test_reply_sanitised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
