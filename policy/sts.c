@@ -37,6 +37,7 @@ struct job {
     struct mxg_https_req *hr;
     struct mxg_sts_cache_entry cached;
     int have_cached;      /* a parseable, unexpired cached policy */
+    int cache_error;      /* the cache could not tell whether a policy is cached */
     struct mxg_sts_policy cached_policy;
     enum txt_state txt;
     char txt_id[MXG_STS_ID_MAX + 1];
@@ -65,6 +66,7 @@ const char *mxg_sts_outcome_name(enum mxg_sts_outcome o)
     case MXG_STS_NO_POLICY: return "no-policy";
     case MXG_STS_POLICY: return "policy";
     case MXG_STS_FAILED: return "failed";
+    case MXG_STS_UNKNOWN: return "unknown";
     }
     return "?";
 }
@@ -147,9 +149,10 @@ static void fail(struct job *j, enum mxg_sts_failure f, const char *why)
         r->failure = f;
         return;
     }
-    r->outcome = MXG_STS_FAILED;
+    r->outcome = j->cache_error ? MXG_STS_UNKNOWN : MXG_STS_FAILED;
     r->failure = f;
-    snprintf(r->why, sizeof r->why, "%s", why);
+    snprintf(r->why, sizeof r->why, "%s%s", why,
+             j->cache_error ? "; and the MTA-STS cache could not be read" : "");
 }
 
 /* -------------------------------------------------------------- fetch */
@@ -278,6 +281,12 @@ static void decide(struct job *j)
         start_fetch(j);
         return;
     case TXT_NONE:
+        if (j->cache_error) { /* a stripped TXT record must not hide a cached policy */
+            j->res.outcome = MXG_STS_UNKNOWN;
+            snprintf(j->res.why, sizeof j->res.why, "%s, and the MTA-STS cache could not be read "
+                     "(a cached policy may apply)", j->txt_why);
+            break;
+        }
         j->res.outcome = MXG_STS_NO_POLICY;
         snprintf(j->res.why, sizeof j->res.why, "%s", j->txt_why);
         if (j->cached.domain[0] && j->s->cache) /* expired and withdrawn: forget it */
@@ -352,13 +361,21 @@ static struct job *job_start(struct mxg_sts *s, const char *domain)
     j->s = s;
     snprintf(j->domain, sizeof j->domain, "%s", domain);
     snprintf(j->host, sizeof j->host, "mta-sts.%s", domain);
-    if (s->cache && mxg_sts_cache_get(s->cache, domain, &j->cached) == 1) {
+    int crc = s->cache ? mxg_sts_cache_get(s->cache, domain, &j->cached) : 0;
+    if (crc < 0) { /* cannot tell: never "nothing cached" (fail closed, sts.h) */
+        LOG_E("sts", "%s: the MTA-STS cache could not be read: mail to this domain is deferred "
+                     "unless a valid policy can be fetched now", domain);
+        j->cache_error = 1;
+    } else if (crc == 1) {
         char why[200];
         if (j->cached.expires_at <= now_s()) {
             LOG_D("sts", "%s: cached policy id %s expired", domain, j->cached.id);
         } else if (mxg_sts_policy_parse(j->cached.body, j->cached.body_len, &j->cached_policy, why,
                                         sizeof why) < 0) {
-            LOG_W("sts", "%s: cached policy unreadable (%s); ignoring it", domain, why);
+            LOG_E("sts", "%s: cached policy id %s unreadable (%s): mail to this domain is "
+                         "deferred unless a valid policy can be fetched now", domain,
+                  j->cached.id, why);
+            j->cache_error = 1;
         } else {
             j->have_cached = 1;
         }

@@ -41,6 +41,11 @@ enum mxg_sts_outcome {
     MXG_STS_POLICY,        /* a valid policy applies (fetched or cached; any mode) */
     MXG_STS_FAILED,        /* the domain seems to publish MTA-STS, but no valid policy could
                               be obtained and none is cached */
+    MXG_STS_UNKNOWN,       /* the policy cache could not be read (SQLite error, a stored
+                              policy that no longer parses) and no valid policy could be
+                              fetched now: a cached policy may be in force that mxguard cannot
+                              see, so the caller must defer (fail closed), never go on as if
+                              there were no policy */
 };
 /* TLSRPT result types for policy problems (RFC 8460 §4.3.2.1). */
 enum mxg_sts_failure {

@@ -265,6 +265,11 @@ static void next_host(struct check *c)
         c->cur++;
     }
     print_policy_line(c);
+    if (c->have_sts && c->sts.outcome == MXG_STS_UNKNOWN) {
+        fprintf(c->out, "MTA-STS: the policy cache could not be read: every delivery is deferred "
+                        "(451 4.7.5) until a valid policy can be fetched or the cache is fixed\n");
+        c->usable = 0;
+    }
     if (ovr(c) == MXG_POL_MTA_STS &&
         !(c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
           c->sts.policy.mode == MXG_STS_MODE_ENFORCE)) {

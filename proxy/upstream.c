@@ -2134,6 +2134,13 @@ static void list_consult(struct mxg_leg *leg)
  * enforce-mode policy before any host is tried; then the first candidate. */
 static void leg_begin(struct mxg_leg *leg)
 {
+    if (leg->sts_consulted && leg->sts_done && leg->sts.outcome == MXG_STS_UNKNOWN) {
+        struct mxg_reply r; /* a cached policy may apply that we cannot see: fail closed */
+        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS policy of %s unknown: %s", leg->pol_domain,
+                      leg->sts.why);
+        leg_fail(leg, &r);
+        return;
+    }
     if (mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS && pki_mode(leg) != MXG_STS_MODE_ENFORCE) {
         char why[300];
         struct mxg_reply r;

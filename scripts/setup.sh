@@ -20,6 +20,7 @@ deps() {
         libopendkim-dev opendkim-tools gnupg dns-root-data ca-certificates
         python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
+        sqlite3   # tests: t_cli.sh edits a TLSRPT store
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
     )
     local missing=()

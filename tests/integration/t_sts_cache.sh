@@ -105,4 +105,17 @@ deliver rotate4 sts-rotate.test sts-rotate2
 assert_eq "sts-rotate.test: same id again, no third fetch" 2 "$(tb_sts_fetches sts-rotate.test)"
 assert_no_mail "sts-cache.test: nothing ever reached mx2.sts-cache.test" sts-cache2
 
+# ---- 4. the cache cannot be read (here: its table is gone) and the TXT record is stripped:
+# a cached enforce policy may apply that mxguard cannot see -> defer, never "no policy"
+"$PYTHON" -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("DROP TABLE sts_policy"); c.commit()' \
+    "$TB/state/mta-sts.db" || tb_die "cannot drop the cache table"
+MARK=$(tb_log_mark $LOG)
+swaks_send unreadable --to a@sts-cache.test
+assert_reply "sts-cache.test, cache unreadable: RCPT deferred" "$SW_RCPT" "451 4.7.5"
+assert_contains "sts-cache.test, cache unreadable: the reply says why" "$SW_RCPT" "MTA-STS policy of sts-cache.test unknown"
+assert_eq "sts-cache.test, cache unreadable: nothing relayed" "" "$SW_DOT"
+assert_no_connect "sts-cache.test, cache unreadable: mx2.sts-cache.test never connected to" sts-cache2
+assert_log "sts-cache.test, cache unreadable: logged as an error" "$MARK" \
+    'error sts: sts-cache\.test: the MTA-STS cache could not be read' $LOG
+
 tb_finish

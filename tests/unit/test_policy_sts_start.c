@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -199,6 +200,37 @@ static void t_free_pending(void **state)
     assert_int_equal(g.calls, 0);
 }
 
+/* The cache cannot tell (a stored policy that no longer parses, or an SQLite
+ * error) and no policy can be obtained now: UNKNOWN, never "no policy" — a
+ * cached enforce policy may be in force (the leg defers with 451 4.7.5). */
+static void t_unreadable_cache(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = (int64_t)time(NULL);
+    struct mxg_sts_cache_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.domain, sizeof e.domain, "example.com");
+    snprintf(e.id, sizeof e.id, "id1");
+    e.body = (char *)(uintptr_t)"garbage";
+    e.body_len = 7;
+    e.fetched_at = now - 60;
+    e.expires_at = now + 86400;
+    assert_int_equal(mxg_sts_cache_put(f->cache, &e), 0);
+    struct got g;
+    get(f, "example.com", &g);
+    assert_int_equal(g.r.outcome, MXG_STS_UNKNOWN);
+    assert_non_null(strstr(g.r.why, "cache could not be read"));
+
+    /* an SQLite error: the table is gone under the cache's feet */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE sts_policy", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    get(f, "other.example", &g);
+    assert_int_equal(g.r.outcome, MXG_STS_UNKNOWN);
+    assert_string_equal(mxg_sts_outcome_name(g.r.outcome), "unknown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +239,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_expired_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(t_shared_and_cancelled, setup, teardown),
         cmocka_unit_test_setup_teardown(t_free_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_unreadable_cache, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
