@@ -112,8 +112,11 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
  * get more checks than the limit): 1 when the failures in the window plus
  * the checks already in flight are below max and the key is not locked —
  * the check is then counted as in flight until mxg_auth_throttle_finish();
- * 0 (refuse: 454 4.7.0) otherwise, also when the table is full of entries
- * with checks in flight (fail closed). A failed check is then counted with
+ * 0 (refuse: 454 4.7.0) when the key is locked or at its limit; -1 when the
+ * table has no room for a new key (every entry locked or with a check in
+ * flight): refuse too (fail closed) — except that the session lets an
+ * address in that authenticated as the user before (a key flood must not
+ * lock out a legitimate client, issue 16 #3). A failed check is then counted with
  * mxg_auth_throttle_fail(), after the finish. */
 int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                             uint64_t window_ms);

@@ -214,7 +214,7 @@ int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64
         return 0; /* fail closed */
     struct tentry *e = lookup(t, key, 1, now_ms);
     if (!e)
-        return 0;
+        return -1; /* no room: every entry is locked or has a check running */
     expire(e, now_ms, window_ms);
     if ((e->locked_until && e->locked_until > now_ms) || e->count + e->inflight >= max)
         return 0;

@@ -1928,14 +1928,20 @@ static const char *auth_start(struct mxg_session *s)
     uint64_t now = now_ms(s);
     mxg_auth_throttle_addr_key((const struct sockaddr *)&s->peer_sa, key, sizeof key);
     auth_key_user(s->ax_user, ukey, sizeof ukey);
-    if (!mxg_auth_throttle_start(th, key, now, cfg->auth_max_failures, cfg->auth_window_ms))
+    int trusted = mxg_auth_trusted(mxg_server_trust(s->srv, NULL), key, s->ax_user, wall_ms(),
+                                   cfg->auth_trusted_lifetime_ms);
+    int arc = mxg_auth_throttle_start(th, key, now, cfg->auth_max_failures, cfg->auth_window_ms);
+    if (arc == 0)
         return "this address is locked out, or its failures and running checks reach "
                "auth.max_failures";
-    snprintf(s->ax_addr_key, sizeof s->ax_addr_key, "%s", key);
+    if (arc < 0 && !trusted) /* a flood of locked keys fills the table: fail closed ... */
+        return "the AUTH throttle table is full (auth.throttle_entries): every entry is "
+               "locked out or has a check running";
+    if (arc > 0) /* ... but never for an address that authenticated as this user before */
+        snprintf(s->ax_addr_key, sizeof s->ax_addr_key, "%s", key);
     if (!cfg->auth_max_user_failures)
         return NULL;
-    if (mxg_auth_trusted(mxg_server_trust(s->srv, NULL), key, s->ax_user, wall_ms(),
-                         cfg->auth_trusted_lifetime_ms)) {
+    if (trusted) {
         if (mxg_auth_throttle_locked(th, ukey, now))
             LOG_I("smtp", "%s: user '%s' is locked out, but %s authenticated as the user "
                           "before: let in", s->id, mxg_show(s->ax_user, strlen(s->ax_user)).s,

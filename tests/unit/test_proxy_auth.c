@@ -448,7 +448,7 @@ static void test_throttle_in_flight(void **state)
         snprintf(key, sizeof key, "ip:10.0.0.%d", i);
         assert_int_equal(mxg_auth_throttle_start(t, key, 0, 5, 1000), 1);
     }
-    assert_int_equal(mxg_auth_throttle_start(t, "ip:10.0.1.1", 0, 5, 1000), 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:10.0.1.1", 0, 5, 1000), -1); /* no room */
     assert_int_equal(mxg_auth_throttle_size(t), 16);
     mxg_auth_throttle_finish(t, "ip:10.0.0.7"); /* now that one may go */
     assert_int_equal(mxg_auth_throttle_start(t, "ip:10.0.1.1", 0, 5, 1000), 1);
@@ -458,6 +458,7 @@ static void test_throttle_in_flight(void **state)
         assert_int_equal(mxg_auth_throttle_inflight(t, key), i == 7 ? 0 : 1);
     }
     assert_int_equal(mxg_auth_throttle_start(NULL, "ip:x", 0, 5, 1000), 0);
+    assert_true(mxg_auth_throttle_start(t, "ip:10.0.0.3", 0, 5, 1000) == 1); /* known key */
     mxg_auth_throttle_free(t);
 
     /* a flood of new keys never evicts a lockout: with every entry locked,
@@ -469,7 +470,7 @@ static void test_throttle_in_flight(void **state)
     }
     for (int i = 0; i < 100; i++) {
         snprintf(key, sizeof key, "user:flood%d", i);
-        assert_int_equal(mxg_auth_throttle_start(t, key, 10, 5, 1000), 0);
+        assert_int_equal(mxg_auth_throttle_start(t, key, 10, 5, 1000), -1);
         assert_int_equal(mxg_auth_throttle_fail(t, key, 10, 5, 1000, 5000), 0);
     }
     for (int i = 0; i < 16; i++) {

@@ -29,7 +29,7 @@
 #include "proxy/server.h"
 #include "spool/spool.h"
 
-#define MAX_STEPS 40
+#define MAX_STEPS 128
 
 /* script tables give only the fields a step needs */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -1020,6 +1020,40 @@ static void test_auth_trusted_address(void **st)
     assert_int_equal(system(cmd), 0);
 }
 
+static void tweak_trust_full(struct mxg_config *c)
+{
+    c->auth_max_failures = 1; /* one wrong password locks an address */
+    c->auth_max_user_failures = 0;
+    c->auth_lockout_ms = 60000;
+    c->auth_throttle_entries = 16;
+    snprintf(c->state_dir, sizeof c->state_dir, "%s", trust_dir);
+}
+
+/* A flood of locked addresses fills the throttle table (every entry locked:
+ * nothing may be evicted, new addresses are refused): an address that
+ * authenticated as the user before is still let in (review of issue 16 #3);
+ * a fresh address gets 454 4.7.0. */
+static void test_auth_trusted_table_full(void **st)
+{
+    (void)st;
+    snprintf(trust_dir, sizeof trust_dir, "/tmp/mxg-session-trustfull-XXXXXX");
+    assert_non_null(mkdtemp(trust_dir));
+#define FLOOD(n) AUTH_FROM("127.0.1." #n), {WRONG, 421} /* locked: the session ends */
+    const struct script sc = {
+        "trusted-address-table-full",
+        {{NULL, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250}, {GOOD, 235},
+         FLOOD(1), FLOOD(2), FLOOD(3), FLOOD(4), FLOOD(5), FLOOD(6), FLOOD(7), FLOOD(8),
+         FLOOD(9), FLOOD(10), FLOOD(11), FLOOD(12), FLOOD(13), FLOOD(14), FLOOD(15), FLOOD(16),
+         AUTH_FROM("127.0.0.9"), {GOOD, 454, "4.7.0"},
+         AUTH_FROM("127.0.0.1"), {GOOD, 235}, {"QUIT", 221}, {0, 0}}};
+#undef FLOOD
+    struct sopts o = {.tls = 1, .auth = 1, .tweak = tweak_trust_full};
+    run_with(&sc, &o);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", trust_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1040,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_bare_cr),
         cmocka_unit_test(test_helo_names),
         cmocka_unit_test(test_auth_trusted_address),
+        cmocka_unit_test(test_auth_trusted_table_full),
     };
     return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
 }
