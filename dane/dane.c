@@ -119,15 +119,16 @@ void mxg_dane_host_digest(const struct mxg_dane_host *h, unsigned char out[32])
         EVP_MD_CTX_free(c);
         return;
     }
+    int ok = 1;
     for (int i = 0; h->rr && i < h->n_usable; i++) {
         unsigned char f[5] = {h->rr[i].usage, h->rr[i].selector, h->rr[i].mtype,
                               (unsigned char)(h->rr[i].len >> 8), (unsigned char)h->rr[i].len};
-        EVP_DigestUpdate(c, f, sizeof f);
+        ok &= EVP_DigestUpdate(c, f, sizeof f) == 1;
         if (h->rr[i].len)
-            EVP_DigestUpdate(c, h->rr[i].data, h->rr[i].len);
+            ok &= EVP_DigestUpdate(c, h->rr[i].data, h->rr[i].len) == 1;
     }
-    if (EVP_DigestFinal_ex(c, out, &olen) != 1)
-        RAND_bytes(out, 32);
+    if (EVP_DigestFinal_ex(c, out, &olen) != 1 || !ok)
+        RAND_bytes(out, 32); /* a digest over part of the records must never be a key */
     EVP_MD_CTX_free(c);
 }
 

@@ -8,6 +8,7 @@
  */
 #include "dnscache.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,7 @@ static void entry_drop(struct mxg_dnscache *c, struct entry *e)
     struct entry **pp = slot_of(c, e);
     *pp = e->hnext;
     list_unlink(c, e);
+    c->st.bytes -= e->len;
     free(e);
     c->st.entries--;
 }
@@ -206,7 +208,12 @@ int mxg_dnscache_put(struct mxg_dnscache *c, const char *name, uint16_t rrtype, 
     if (life == 0)
         return 0;
 
-    while (c->st.entries >= c->max_entries && c->oldest) {
+    size_t budget = c->max_entries > SIZE_MAX / MXG_DNSCACHE_AVG_VALUE
+                        ? SIZE_MAX
+                        : c->max_entries * MXG_DNSCACHE_AVG_VALUE;
+    if (len > budget)
+        return 0; /* bigger than the whole budget: not cached */
+    while ((c->st.entries >= c->max_entries || c->st.bytes + len > budget) && c->oldest) {
         if (c->oldest->expires <= now)
             c->st.expired++;
         else
@@ -234,6 +241,7 @@ int mxg_dnscache_put(struct mxg_dnscache *c, const char *name, uint16_t rrtype, 
     *b = e;
     list_push_newest(c, e);
     c->st.entries++;
+    c->st.bytes += len;
     c->st.inserts++;
     return 1;
 }

@@ -15,7 +15,12 @@
  *    MXG_DNSCACHE_TTL_UNKNOWN (then the cap alone). A lifetime of 0 stores
  *    nothing (and drops an older entry of that key).
  *  - At most max_entries entries; inserting into a full cache evicts the
- *    least recently used one (get and put count as use). max_entries 0
+ *    least recently used one (get and put count as use). Values also share
+ *    a byte budget of max_entries x MXG_DNSCACHE_AVG_VALUE octets (records
+ *    are kept whole, up to 64 KB each: without a budget, answers crafted to
+ *    be huge could hold max_entries x 64 KB); a put evicts LRU entries until
+ *    the value fits, and a value larger than the whole budget is not cached
+ *    (not caching is always safe: the next lookup asks again). max_entries 0
  *    disables the cache: put stores nothing, get always misses.
  *  - Not thread-safe (mxguard runs one loop).
  */
@@ -26,11 +31,13 @@
 #include <stdint.h>
 
 #define MXG_DNSCACHE_TTL_UNKNOWN UINT32_MAX
+#define MXG_DNSCACHE_AVG_VALUE 4096 /* octets of value per entry in the byte budget */
 
 struct mxg_dnscache;
 
 struct mxg_dnscache_stats {
     size_t entries;
+    size_t bytes; /* value octets held (within max_entries x MXG_DNSCACHE_AVG_VALUE) */
     uint64_t hits, misses, inserts, replaced, evicted, expired;
 };
 

@@ -397,6 +397,39 @@ static void test_clock_saturates(void **state)
     mxg_dnscache_free(c);
 }
 
+/* Values share a byte budget of max_entries x MXG_DNSCACHE_AVG_VALUE: big
+ * answers (records are kept whole, up to 64 KB) evict older entries, and a
+ * value bigger than the whole budget is not cached at all. */
+static void test_byte_budget(void **state)
+{
+    (void)state;
+    static unsigned char big[3 * MXG_DNSCACHE_AVG_VALUE];
+    memset(big, 'x', sizeof big);
+    struct mxg_dnscache *c = mxg_dnscache_new(4, DAY_MS, MIN5_MS); /* budget 4 x 4096 */
+    size_t len;
+    assert_int_equal(mxg_dnscache_put(c, "a.test", T_A, 0, 300, big, 2 * MXG_DNSCACHE_AVG_VALUE, 0), 1);
+    assert_int_equal(mxg_dnscache_put(c, "b.test", T_A, 0, 300, big, 2 * MXG_DNSCACHE_AVG_VALUE, 0), 1);
+    struct mxg_dnscache_stats st;
+    mxg_dnscache_stats(c, &st);
+    assert_int_equal(st.bytes, 4 * MXG_DNSCACHE_AVG_VALUE);
+    /* a third big value: a (the oldest) goes, though only 2 of 4 entries are used */
+    assert_int_equal(mxg_dnscache_put(c, "c.test", T_A, 0, 300, big, MXG_DNSCACHE_AVG_VALUE, 1), 1);
+    assert_null(mxg_dnscache_get(c, "a.test", T_A, 2, &len, NULL));
+    assert_non_null(mxg_dnscache_get(c, "b.test", T_A, 2, &len, NULL));
+    assert_int_equal(len, 2 * MXG_DNSCACHE_AVG_VALUE);
+    mxg_dnscache_stats(c, &st);
+    assert_int_equal(st.bytes, 3 * MXG_DNSCACHE_AVG_VALUE);
+    assert_int_equal(st.evicted, 1);
+    /* bigger than the whole budget: not stored, nothing evicted */
+    struct mxg_dnscache *small = mxg_dnscache_new(2, DAY_MS, MIN5_MS); /* budget 8192 */
+    assert_int_equal(mxg_dnscache_put(small, "a.test", T_A, 0, 300, "a", 1, 0), 1);
+    assert_int_equal(mxg_dnscache_put(small, "big.test", T_A, 0, 300, big, sizeof big, 0), 0);
+    assert_non_null(mxg_dnscache_get(small, "a.test", T_A, 1, &len, NULL));
+    assert_null(mxg_dnscache_get(small, "big.test", T_A, 1, &len, NULL));
+    mxg_dnscache_free(small);
+    mxg_dnscache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_replace),
         cmocka_unit_test(test_key_normalisation),
         cmocka_unit_test(test_clock_saturates),
+        cmocka_unit_test(test_byte_budget),
     };
     return cmocka_run_group_tests_name("dane_dnscache", tests, NULL, NULL);
 }
