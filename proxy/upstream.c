@@ -149,6 +149,8 @@ struct mxg_leg {
     int opportunistic;            /* TLS "may" whatever DANE / MTA-STS / the list say */
     int no_tlsrpt;                /* record no TLSRPT result */
     int sts_consulted;            /* MTA-STS (and the list) were asked */
+    int cand_not_in_policy;       /* testing mode: the current host is not in the policy's mx
+                                     list (its session is reported as that failure) */
     struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
     char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy: the domain, or an
                                           MX-style next hop (policy/route.h) */
@@ -555,9 +557,18 @@ static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const 
     struct mxg_rpt *rpt = leg->env->rpt;
     if (!rpt || leg->probe || leg->no_tlsrpt)
         return;
-    char sts_pstr[4096] = "", mxh[4096] = "", addl[300] = "";
+    /* the whole policy (up to MXG_STS_MAX_MX names): never cut (RFC 8460 §4.4) */
+    enum { STS_TEXT_MAX = MXG_STS_MAX_MX * (MXG_STS_NAME_MAX + 8) + 128 };
+    char *sts_pstr = calloc(1, STS_TEXT_MAX), *mxh = calloc(1, STS_TEXT_MAX);
+    char addl[300] = "";
     char *dane_pstr = NULL;
     size_t l = 0;
+    if (!sts_pstr || !mxh) {
+        LOG_E("upstream", "%s %s: out of memory: a TLSRPT result is lost", leg->sid, leg->domain);
+        free(sts_pstr);
+        free(mxh);
+        return;
+    }
     struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->pol_domain,
                                .policy_string = sts_pstr, .mx_host = mxh};
     const struct mxg_dane_host *d = a->d;
@@ -572,9 +583,9 @@ static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const 
     } else if (leg->sts_done && leg->sts.outcome == MXG_STS_POLICY &&
                leg->sts.policy.mode != MXG_STS_MODE_NONE) {
         p.type = MXG_RPT_STS;
-        mxg_sts_policy_format(&leg->sts.policy, sts_pstr, sizeof sts_pstr);
-        for (int i = 0; i < leg->sts.policy.n_mx && l + 300 < sizeof mxh; i++)
-            l += (size_t)snprintf(mxh + l, sizeof mxh - l, "%s%s", i ? "\n" : "",
+        mxg_sts_policy_format(&leg->sts.policy, sts_pstr, STS_TEXT_MAX);
+        for (int i = 0; i < leg->sts.policy.n_mx && l + MXG_STS_NAME_MAX + 2 < STS_TEXT_MAX; i++)
+            l += (size_t)snprintf(mxh + l, STS_TEXT_MAX - l, "%s%s", i ? "\n" : "",
                                   leg->sts.policy.mx[i]);
     } else if (leg->sts_done && leg->sts.outcome == MXG_STS_FAILED &&
                leg->sts.failure != MXG_STS_FAIL_NONE && !a->pki) {
@@ -600,6 +611,8 @@ static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const 
     };
     mxg_rpt_record(rpt, &p, &res, 0);
     free(dane_pstr);
+    free(sts_pstr);
+    free(mxh);
 }
 
 /* One result per TLS session attempt with the current candidate. */
@@ -607,6 +620,10 @@ static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reaso
 {
     struct rpt_about a = {.d = cur_dane(leg), .mx_host = leg->mx_host, .mx_addr = leg->mx_addr,
                           .connected = 1};
+    if (!rtype && leg->cand_not_in_policy) { /* testing mode: delivered, yet a policy failure */
+        rtype = MXG_RPT_R_VALIDATION_FAILURE;
+        reason = MXG_RPT_REASON_MX_NOT_IN_POLICY;
+    }
     report_result(leg, &a, rtype, reason);
 }
 
@@ -1732,12 +1749,13 @@ static void leg_connect(struct mxg_leg *leg)
             leg_try_next(leg);
             return;
         }
-        if (!hs->sts_warned++) {
-            report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
+        if (!hs->sts_warned++) /* the session itself is reported (leg_report): once */
             LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
                               "delivering anyway", leg->sid, leg->domain, pki_source(leg), cd->host);
-        }
     }
+    leg->cand_not_in_policy = hs->dane.req != MXG_DANE_VERIFY &&
+                              pki_mode(leg) == MXG_STS_MODE_TESTING &&
+                              !pki_allows_host(leg, cd->host);
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;

@@ -84,8 +84,10 @@ int mxg_rpt_result_type_known(const char *name);
 /* failure-reason-code values mxguard sets itself (RFC 8460 §4.3 leaves the
  * text to the sender): the MX host is not matched by the mx patterns of
  * the MTA-STS policy (or the policy list's entry), so it was not used in
- * enforce mode (RFC 8461 §4.1) / was used anyway in testing mode; recorded
- * as result-type validation-failure with receiving-mx-hostname set. */
+ * enforce mode (RFC 8461 §4.1; recorded once per host, no connection) / was
+ * used anyway in testing mode (recorded as that session's result when its
+ * TLS otherwise succeeded); result-type validation-failure with
+ * receiving-mx-hostname set. */
 #define MXG_RPT_REASON_MX_NOT_IN_POLICY "mx-not-in-policy"
 
 /* The policy a session attempt was made under. All strings are borrowed

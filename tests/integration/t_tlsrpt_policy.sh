@@ -134,9 +134,16 @@ assert_eq "sts-nomatch.test: the detail's fields (no connection was made)" \
     "$(rj nomatch 'K(F("sts")[0])')"
 
 show testing sts-testing.test
-assert_eq "sts-testing.test: validation-failure mx-not-in-policy at mx.sts-testing.test, once" \
-    "mx.sts-testing.test 1" \
-    "$(rj testing '" ".join(d["receiving-mx-hostname"] + " " + str(d["failed-session-count"]) for d in F("sts") if d.get("failure-reason-code") == "mx-not-in-policy")')"
+# one session, one result: its certificate fails the name check too, and that is what it reports
+# (mx-not-in-policy stands for a testing-mode session that otherwise succeeded), never a second
+# pre-connect record beside it
+assert_eq "sts-testing.test: one failure detail for mx.sts-testing.test, the session's own" \
+    "mx.sts-testing.test 1 certificate-host-mismatch" \
+    "$(rj testing '" ".join(d["receiving-mx-hostname"] + " " + str(d["failed-session-count"]) + " " + d["result-type"] for d in F("sts"))')"
+assert_eq "sts-testing.test: the one delivered session counts once, as that failure (0 successes)" "0 1" \
+    "$(rj testing 'str((s := P("sts")[0]["summary"])["total-successful-session-count"]) + " " + str(s["total-failure-session-count"])')"
+assert_eq "sts-testing.test: the failure carries the session's addresses (a connection was made)" \
+    "1 1" "$(rj testing 'str(int("sending-mta-ip" in F("sts")[0])) + " " + str(int("receiving-ip" in F("sts")[0]))')"
 show listed sts-html.test
 assert_eq "sts-html.test: no-policy-found naming the list, mx-not-in-policy at mx.sts-open.test" \
     "validation-failure mx-not-in-policy mx.sts-open.test policy list (STARTTLS Everywhere) mode enforce" \
