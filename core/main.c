@@ -342,7 +342,8 @@ static int app_open_parts(struct app *app, int persistent, char *err, size_t err
 
 /* The local policy sources that app_open_parts() does not read itself: the
  * policy list's file (policy_list.file), synchronously, through the same
- * function for `run` and `check`. policy_list.url is never waited for. */
+ * function for `run`, `check` and `list show`. policy_list.url is never
+ * waited for. */
 static void app_load_local(struct app *app)
 {
     char msg[1200];
@@ -985,6 +986,7 @@ static int cmd_list(int argc, char **argv)
         goto out_loop;
     }
     if (strcmp(sub, "show") == 0) {
+        app_load_local(app); /* the list in force: policy_list.file too, as run/check load it */
         rc = list_show(app);
     } else if (strcmp(sub, "update") == 0) {
         struct list_wait w = {0};

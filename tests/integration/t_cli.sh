@@ -61,6 +61,13 @@ assert_not_contains "check (no list update before): a verified list is loaded" "
 assert_contains "check: the list's entry for example.test is shown" "$CHECK_OUT" "policy list: entry mode enforce"
 assert_eq "check: the list file was taken as the daemon takes it (state copy written)" 1 \
     "$([ -s "$TB/state/policy-list.json" ] && echo 1 || echo 0)"
+# list show: the list in force from policy_list.file alone (fresh state directory, no update)
+mkdir -p "$TB/state-show"
+tb_write_config -o "$TB/show.conf" "policy_list: { file = \"$TB/list.json\"; keyring = \"$TB/keyring.gpg\"; };"
+sed -i "s|directory = \"$TB/state\"|directory = \"$TB/state-show\"|" "$TB/show.conf"
+out=$(timeout 30 "$MXG_BIN" list show -c "$TB/show.conf" 2>&1 </dev/null); rc=$?
+assert_eq "list show (no list update before): exit 0, a list in force" 0 "$rc"
+assert_contains "list show (no list update before): the file's list is in force" "$out" "in force"
 # a refused file is said so (and the check still runs)
 cp "$TB/list.json" "$TB/bad.json"; echo " " >>"$TB/bad.json"; cp "$TB/list.json.asc" "$TB/bad.json.asc"
 mkdir -p "$TB/state-bad"
