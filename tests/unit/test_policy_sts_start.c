@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "policy/sts.h"
 #include "policy/sts_cache.h"
+#include "sts_fixture.h"
 
 struct fx {
     char dir[64];
@@ -34,10 +35,6 @@ struct fx {
     struct mxg_sts *sts;
 };
 
-struct got {
-    int calls;
-    struct mxg_sts_result r;
-};
 
 static const char enforce[] = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\n"
                               "max_age: 86400\r\n";
@@ -87,30 +84,18 @@ static int teardown(void **state)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     mxg_sts_cache_close(f->cache);
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    sts_db_remove(f->path, f->dir);
     free(f);
     return 0;
 }
 
-static void on_result(void *arg, const struct mxg_sts_result *r)
-{
-    struct got *g = arg;
-    g->calls++;
-    g->r = *r;
-}
 
 /* get, check that nothing ran synchronously, run the loop until the answer. */
 static void get(struct fx *f, const char *domain, struct got *g)
 {
     struct mxg_sts_query *q = NULL;
     memset(g, 0, sizeof *g);
-    assert_int_equal(mxg_sts_get(f->sts, domain, on_result, g, &q), 0);
+    assert_int_equal(mxg_sts_get(f->sts, domain, sts_got_result, g, &q), 0);
     assert_non_null(q);
     assert_int_equal(g->calls, 0);
     for (int i = 0; i < 100 && g->calls == 0; i++)
@@ -172,9 +157,9 @@ static void t_shared_and_cancelled(void **state)
     memset(&b, 0, sizeof b);
     memset(&c, 0, sizeof c);
     struct mxg_sts_query *qa, *qb, *qc;
-    assert_int_equal(mxg_sts_get(f->sts, "example.com", on_result, &a, &qa), 0);
-    assert_int_equal(mxg_sts_get(f->sts, "example.com", on_result, &b, &qb), 0);
-    assert_int_equal(mxg_sts_get(f->sts, "example.com", on_result, &c, &qc), 0);
+    assert_int_equal(mxg_sts_get(f->sts, "example.com", sts_got_result, &a, &qa), 0);
+    assert_int_equal(mxg_sts_get(f->sts, "example.com", sts_got_result, &b, &qb), 0);
+    assert_int_equal(mxg_sts_get(f->sts, "example.com", sts_got_result, &c, &qc), 0);
     mxg_sts_cancel(qc);
     for (int i = 0; i < 100 && (a.calls == 0 || b.calls == 0); i++)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -192,7 +177,7 @@ static void t_free_pending(void **state)
     struct got g;
     memset(&g, 0, sizeof g);
     struct mxg_sts_query *q;
-    assert_int_equal(mxg_sts_get(f->sts, "pending.example", on_result, &g, &q), 0);
+    assert_int_equal(mxg_sts_get(f->sts, "pending.example", sts_got_result, &g, &q), 0);
     mxg_sts_free(f->sts);
     f->sts = mxg_sts_new(&f->loop, &f->cfg, NULL, NULL, f->cache);
     assert_non_null(f->sts);

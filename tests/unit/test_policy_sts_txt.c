@@ -19,6 +19,7 @@
 #include "dane/dns.h"
 #include "policy/sts.h"
 #include "policy/sts_cache.h"
+#include "sts_fixture.h"
 
 struct fx {
     uv_loop_t loop;
@@ -32,10 +33,6 @@ struct fx {
     struct mxg_sts *sts;
 };
 
-struct got {
-    int calls;
-    struct mxg_sts_result r;
-};
 
 static const char enforce[] = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\n"
                               "max_age: 86400\r\n";
@@ -94,30 +91,18 @@ static int teardown(void **state)
     assert_int_equal(uv_loop_close(&f->loop), 0);
     dfx_free(&f->srv, f->anchor);
     mxg_sts_cache_close(f->cache);
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    sts_db_remove(f->path, f->dir);
     free(f);
     return 0;
 }
 
-static void on_result(void *arg, const struct mxg_sts_result *r)
-{
-    struct got *g = arg;
-    g->calls++;
-    g->r = *r;
-}
 
 /* get domain and run the loop until the answer. */
 static void get(struct fx *f, const char *domain, struct got *g)
 {
     struct mxg_sts_query *q = NULL;
     memset(g, 0, sizeof *g);
-    assert_int_equal(mxg_sts_get(f->sts, domain, on_result, g, &q), 0);
+    assert_int_equal(mxg_sts_get(f->sts, domain, sts_got_result, g, &q), 0);
     while (g->calls == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(g->calls, 1);
