@@ -62,6 +62,20 @@ void leg_note_failure(struct mxg_leg *leg, enum fail_kind kind, const char *fmt,
         snprintf(leg->reasons + l, sizeof leg->reasons - l, "%s%s", l ? "; " : "", msg);
 }
 
+/* The current candidate failed: record why (as leg_note_failure), drop its
+ * connection and go on with the next candidate (leg_try_next). */
+void leg_cand_failed(struct mxg_leg *leg, enum fail_kind kind, const char *fmt, ...)
+{
+    char msg[300]; /* the size leg_note_failure formats into: the same text */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    leg_note_failure(leg, kind, "%s", msg);
+    leg_drop_conn(leg);
+    leg_try_next(leg);
+}
+
 /* The leg is unusable: remember the error, tell the session (if it waits). */
 void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
 {
@@ -171,10 +185,8 @@ void leg_txn_lost(struct mxg_leg *leg, const char *what)
 {
     char lbl[320];
     if (leg->reuse_setup && leg_in_setup(leg)) { /* a stale cached connection: connect afresh */
-        leg_note_failure(leg, FK_CONNECT, "%s: cached connection: %s", leg_cur_label(leg, lbl, sizeof lbl),
-                     what);
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: %s", leg_cur_label(leg, lbl, sizeof lbl),
+                    what);
         return;
     }
     struct mxg_reply r;
@@ -197,10 +209,8 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (leg_in_setup(leg)) {
-        leg_note_failure(leg, FK_CONNECT, "%s: timeout in state %s", leg_cur_label(leg, lbl, sizeof lbl),
-                     leg_state_names[leg->st]);
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_CONNECT, "%s: timeout in state %s", leg_cur_label(leg, lbl, sizeof lbl),
+                    leg_state_names[leg->st]);
         return;
     }
     leg_txn_lost(leg, "Timeout waiting for a reply");
@@ -389,9 +399,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             leg->mx_helo[k] = 0;
             leg_send_ehlo(leg, LEG_EHLO);
         } else {
-            leg_note_failure(leg, FK_PROTOCOL, "%s: greeting %s", lbl, sum);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: greeting %s", lbl, sum);
         }
         return;
     case LEG_EHLO:
@@ -405,10 +413,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         } else if (leg->st == LEG_EHLO && cls == 5) {
             leg_send_ehlo(leg, LEG_HELO);
         } else {
-            leg_note_failure(leg, FK_PROTOCOL, "%s: %s rejected: %s", lbl,
-                         leg->st == LEG_EHLO ? "EHLO" : "HELO", sum);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: %s rejected: %s", lbl,
+                        leg->st == LEG_EHLO ? "EHLO" : "HELO", sum);
         }
         return;
     case LEG_STARTTLS:
@@ -462,16 +468,12 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             mxg_caps_parse(r, &leg->caps);
             leg_send_mail(leg);
         } else {
-            leg_note_failure(leg, FK_PROTOCOL, "%s: EHLO after STARTTLS rejected: %s", lbl, sum);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: EHLO after STARTTLS rejected: %s", lbl, sum);
         }
         return;
     case LEG_RSET:
         if (cls != 2) {
-            leg_note_failure(leg, FK_CONNECT, "%s: cached connection: RSET answered %s", lbl, sum);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: RSET answered %s", lbl, sum);
         } else if (leg->mail_pipelined) {
             leg_set_state(leg, LEG_MAIL);
             leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -481,9 +483,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         return;
     case LEG_MAIL:
         if (leg->reuse_setup && r->code == 421) {
-            leg_note_failure(leg, FK_CONNECT, "%s: cached connection: MAIL answered %s", lbl, sum);
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: MAIL answered %s", lbl, sum);
             return;
         }
         uv_timer_stop(&leg->deadline);

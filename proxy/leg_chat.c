@@ -115,9 +115,7 @@ static void reply_broken(struct mxg_leg *leg, const struct mxg_reply *r)
         LOG_D("upstream", "%s %s: after QUIT: %s", leg->sid, leg->domain, r->text);
         leg_destroy(leg);
     } else if (leg_in_setup(leg)) {
-        leg_note_failure(leg, FK_PROTOCOL, "%s", r->text);
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_PROTOCOL, "%s", r->text);
     } else {
         LOG_I("upstream", "%s %s: %s", leg->sid, leg->domain, r->text);
         leg_fail(leg, r);

@@ -60,10 +60,8 @@ void leg_conn_lost(struct mxg_leg *leg, const char *what)
             leg_tls_failed(leg, "connection closed during handshake");
             return;
         }
-        leg_note_failure(leg, FK_CONNECT, "%s: %s in state %s", leg_cur_label(leg, lbl, sizeof lbl),
-                     what, leg_state_names[leg->st]);
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_CONNECT, "%s: %s in state %s", leg_cur_label(leg, lbl, sizeof lbl),
+                    what, leg_state_names[leg->st]);
     } else if (leg->st == LEG_READY || leg->st == LEG_DONE) {
         struct mxg_reply r;
         mxg_reply_set(&r, 451, "4.4.2", "%s closed the connection",
@@ -83,10 +81,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     char lbl[320];
     if (status < 0) {
-        leg_note_failure(leg, FK_CONNECT, "%s: %s", leg_cur_label(leg, lbl, sizeof lbl),
-                     uv_strerror(status));
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_CONNECT, "%s: %s", leg_cur_label(leg, lbl, sizeof lbl),
+                    uv_strerror(status));
         return;
     }
     struct sockaddr_storage me;
@@ -218,9 +214,7 @@ void leg_conn_start(struct mxg_leg *leg, struct mxg_cc_slot *slot)
     if (rc == 0)
         rc = uv_tcp_connect(&c->req, &c->tcp, (struct sockaddr *)&sa, on_connect);
     if (rc < 0) {
-        leg_note_failure(leg, FK_CONNECT, "%s: %s", leg_cur_label(leg, lbl, sizeof lbl), uv_strerror(rc));
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+        leg_cand_failed(leg, FK_CONNECT, "%s: %s", leg_cur_label(leg, lbl, sizeof lbl), uv_strerror(rc));
         return;
     }
     leg_set_state(leg, LEG_CONNECTING);

@@ -26,7 +26,8 @@
  *  - leg_tlsrpt.c:  TLSRPT results of a leg (RFC 8460); like smtp_tlsrpt.c.
  *
  * Contract (all files): everything runs on the leg's loop thread. A
- * function that may end the leg's current candidate (leg_try_next, leg_fail, leg_tls_failed, leg_conn_lost) may have changed
+ * function that may end the leg's current candidate (leg_cand_failed,
+ * leg_try_next, leg_fail, leg_tls_failed, leg_conn_lost) may have changed
  * leg->conn and leg->st when it returns: callers return right after it.
  * The leg owns its conn until leg_drop_conn() detaches it (the conn then
  * frees itself) or leg_park() hands it to the connection cache. Errors:
@@ -186,6 +187,8 @@ extern const char *const leg_state_names[];
 void leg_set_state(struct mxg_leg *leg, enum leg_state st);
 const char *leg_cur_label(struct mxg_leg *leg, char *buf, size_t cap);
 void leg_note_failure(struct mxg_leg *leg, enum fail_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void leg_cand_failed(struct mxg_leg *leg, enum fail_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r);
 void leg_fail_all(struct mxg_leg *leg);

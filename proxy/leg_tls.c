@@ -115,9 +115,7 @@ void leg_tls_failed(struct mxg_leg *leg, const char *why)
         leg_connect(leg);
         return;
     }
-    leg_note_failure(leg, FK_TLS, "%s: TLS failed: %s", lbl, why);
-    leg_drop_conn(leg);
-    leg_try_next(leg);
+    leg_cand_failed(leg, FK_TLS, "%s: TLS failed: %s", lbl, why);
 }
 
 /* Advance the TLS handshake; when done judge it, log how the peer was verified, send EHLO. */
@@ -150,20 +148,16 @@ void leg_tls_step(struct mxg_leg *leg)
             leg_cur_dane(leg)->req != MXG_DANE_VERIFY) {
             leg_cur_label(leg, lbl, sizeof lbl);
             leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-            leg_note_failure(leg, FK_TLS, "policy override verify for %s: certificate of %s is not "
-                         "valid for %s: %s", leg->policy.key, lbl, leg->verify_names,
-                         X509_verify_cert_error_string(vr));
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_TLS, "policy override verify for %s: certificate of %s is not "
+                        "valid for %s: %s", leg->policy.key, lbl, leg->verify_names,
+                        X509_verify_cert_error_string(vr));
             return;
         }
         if (leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
             leg_cur_label(leg, lbl, sizeof lbl);
             leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-            leg_note_failure(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
-                         leg_pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
-            leg_drop_conn(leg);
-            leg_try_next(leg);
+            leg_cand_failed(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
+                        leg_pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
             return;
         }
         snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
