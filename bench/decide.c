@@ -24,7 +24,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "dane/dane.h"
-#include "dane/mxroute.h"
+#include "dns/mxroute.h"
 #include "policy/https.h"
 #include "policy/policy.h"
 #include "policy/sts.h"

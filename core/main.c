@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "../proxy/auth.h"
 #include "../proxy/check.h"
 #include "../proxy/conncache.h"

@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "https.h"
 #include "stlist.h"
 

@@ -31,7 +31,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "https.h"
 #include "sts_cache.h"
 #include "sts_parse.h"

@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 
 #include "../dane/dane.h"
-#include "../dane/mxroute.h"
+#include "../dns/mxroute.h"
 
 struct check {
     const struct mxg_upstream_env *env;

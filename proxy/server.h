@@ -19,7 +19,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "../tls/tls_engine.h"
 #include "upstream.h"
 

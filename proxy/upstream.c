@@ -16,7 +16,7 @@
 #include "../core/log.h"
 #include "../core/show.h"
 #include "../dane/dane.h"
-#include "../dane/mxroute.h"
+#include "../dns/mxroute.h"
 #include "addr_class.h"
 #include "buf.h"
 #include "conncache.h"

@@ -39,7 +39,7 @@
 
 #include "../core/config.h"
 #include "../core/metrics.h"
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "../policy/policy.h"
 #include "../policy/stlist.h"
 #include "../policy/sts.h"

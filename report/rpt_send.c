@@ -30,7 +30,7 @@
 
 #include "../core/log.h"
 #include "../core/metrics.h"
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "../policy/https.h"
 #include "rpt_int.h"
 

@@ -26,7 +26,7 @@
 #include <jansson.h>
 #include <zlib.h>
 
-#include "dane/dns.h"
+#include "dns/dns.h"
 #include "https_fixture.h"
 #include "policy/https.h"
 #include "report/tlsrpt.h"

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "dane/dnscache.h"
+#include "dns/dnscache.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define T_A 1

@@ -59,7 +59,7 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "tlsa.h"
+#include "dns_rr.h"
 
 enum mxg_dns_status {
     MXG_DNS_OK = 0,    /* an answer with >= 1 record of the asked type */

@@ -31,9 +31,9 @@
 
 #include "core/config.h"
 #include "core/log.h"
-#include "dane/dns.h"
+#include "dns/dns.h"
 
-#include "dns_fixture.h"
+#include "tests/unit/dns_fixture.h"
 
 /* ------------------------------------------------------------ fixture */
 

@@ -25,7 +25,7 @@
 
 #include <cmocka.h>
 
-#include "dane/dns_loop.h"
+#include "dns/dns_loop.h"
 
 #define NO_TIMEOUT UINT64_MAX
 

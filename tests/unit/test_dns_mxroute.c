@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "dane/mxroute.h"
+#include "dns/mxroute.h"
 
 /* ------------------------------------------------------------ helpers */
 
