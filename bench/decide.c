@@ -25,7 +25,7 @@
 #include "core/log.h"
 #include "dane/dane.h"
 #include "dns/mxroute.h"
-#include "policy/https.h"
+#include "http/https.h"
 #include "policy/policy.h"
 #include "policy/sts.h"
 

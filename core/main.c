@@ -17,7 +17,7 @@
 #include "../proxy/conncache.h"
 #include "../proxy/report_mailer.h"
 #include "../proxy/server.h"
-#include "../policy/https.h"
+#include "../http/https.h"
 #include "../policy/policy.h"
 #include "../policy/sts.h"
 #include "../policy/sts_cache.h"

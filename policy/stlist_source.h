@@ -13,7 +13,7 @@
 
 #include "../core/config.h"
 #include "../dns/dns.h"
-#include "https.h"
+#include "../http/https.h"
 #include "stlist.h"
 
 struct mxg_stlist_source;

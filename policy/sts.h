@@ -32,7 +32,7 @@
 
 #include "../core/config.h"
 #include "../dns/dns.h"
-#include "https.h"
+#include "../http/https.h"
 #include "sts_cache.h"
 #include "sts_parse.h"
 

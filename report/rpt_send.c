@@ -31,7 +31,7 @@
 #include "../core/log.h"
 #include "../core/metrics.h"
 #include "../dns/dns.h"
-#include "../policy/https.h"
+#include "../http/https.h"
 #include "rpt_int.h"
 
 #define CT_TLSRPT_GZ "application/tlsrpt+gzip"

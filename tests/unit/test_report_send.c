@@ -28,7 +28,7 @@
 
 #include "dns/dns.h"
 #include "https_fixture.h"
-#include "policy/https.h"
+#include "http/https.h"
 #include "report/tlsrpt.h"
 
 #define ADDR "127.0.70.242" /* reserved for this test */

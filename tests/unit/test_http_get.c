@@ -31,8 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "https_fixture.h"
-#include "policy/https.h"
+#include "tests/unit/https_fixture.h"
+#include "http/https.h"
 
 #define ADDR "127.0.70.240" /* reserved for this test */
 #define WANT_PORT 8443       /* HTTPS */

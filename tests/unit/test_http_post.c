@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "https_fixture.h"
-#include "policy/https.h"
+#include "tests/unit/https_fixture.h"
+#include "http/https.h"
 
 #define ADDR "127.0.70.241" /* reserved for this test */
 #define HOST "report.example.test"
