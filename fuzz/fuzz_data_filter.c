@@ -28,7 +28,7 @@
  *    CRs. */
 #include "fuzz.h"
 
-#include "proxy/buf.h"
+#include "core/buf.h"
 #include "proxy/data_filter.h"
 
 static const size_t line_caps[] = {0, 1000, 20, 2048};

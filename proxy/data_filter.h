@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "../core/buf.h"
 
 enum mxg_df_state { MXG_DF_BOL = 0, MXG_DF_DOT, MXG_DF_DOT_CR, MXG_DF_LINE, MXG_DF_CR, MXG_DF_END };
 

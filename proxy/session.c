@@ -67,7 +67,7 @@
 #include "../core/show.h"
 #include "../spool/spool.h"
 #include "auth.h"
-#include "buf.h"
+#include "../core/buf.h"
 #include "data_filter.h"
 #include "server.h"
 #include "smtp_parse.h"

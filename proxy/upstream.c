@@ -18,7 +18,7 @@
 #include "../dane/dane.h"
 #include "../dns/mxroute.h"
 #include "addr_class.h"
-#include "buf.h"
+#include "../core/buf.h"
 #include "conncache.h"
 
 #define LEG_HIGH_WATER (256 * 1024)

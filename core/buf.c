@@ -1,4 +1,4 @@
-/* proxy/buf.c — see buf.h. */
+/* core/buf.c — see buf.h. */
 #include "buf.h"
 
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* proxy/buf.h — a growable byte buffer with a read offset.
+/* core/buf.h — a growable byte buffer with a read offset.
  * Ownership: the struct owns `data`; mxg_buf_free() releases it. Bytes in
  * [off, len) are unread. All functions return 0 or -1 (out of memory / over cap). */
 #ifndef MXG_BUF_H
