@@ -68,9 +68,9 @@
 #include "../spool/spool.h"
 #include "auth.h"
 #include "../core/buf.h"
-#include "data_filter.h"
+#include "../smtp/data_filter.h"
 #include "server.h"
-#include "smtp_parse.h"
+#include "../smtp/smtp_parse.h"
 #include "upstream.h"
 
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */

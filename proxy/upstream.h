@@ -45,7 +45,7 @@
 #include "../policy/sts.h"
 #include "../report/tlsrpt.h"
 #include "../tls/tls_engine.h"
-#include "smtp_parse.h"
+#include "../smtp/smtp_parse.h"
 
 struct mxg_upstream_env {
     uv_loop_t *loop;

@@ -1,4 +1,4 @@
-/* proxy/smtp_parse.h — pure parsers for the SMTP protocol (RFC 5321 and the
+/* smtp/smtp_parse.h — pure parsers for the SMTP protocol (RFC 5321 and the
  * extensions mxguard passes through). No I/O, no allocation: every output is
  * a caller-owned struct with fixed-size fields, so the fuzzers and unit tests
  * can drive them directly.

@@ -1,4 +1,4 @@
-/* proxy/smtp_parse.c — see smtp_parse.h. Grammar references are RFC 5321
+/* smtp/smtp_parse.c — see smtp_parse.h. Grammar references are RFC 5321
  * §4.1.2 (Path, Mailbox, Local-part), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
  * RFC 6531 (SMTPUTF8), RFC 3461 (DSN), RFC 3463 (enhanced codes). */
 #include "smtp_parse.h"

@@ -1,4 +1,4 @@
-/* proxy/data_filter.c — see data_filter.h. A byte-at-a-time state machine
+/* smtp/data_filter.c — see data_filter.h. A byte-at-a-time state machine
  * with a fast path that copies runs of ordinary octets. */
 #include "data_filter.h"
 

@@ -1,4 +1,4 @@
-/* proxy/data_filter.h — the DATA phase byte filter (DESIGN §10).
+/* smtp/data_filter.h — the DATA phase byte filter (DESIGN §10).
  *
  * Input: the client's DATA bytes exactly as received, in chunks of any size.
  * Output: the same message in canonical SMTP wire form, ready for the

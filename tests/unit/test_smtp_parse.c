@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy/smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 static void test_cmd_verbs(void **st)
 {

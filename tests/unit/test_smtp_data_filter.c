@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/data_filter.h"
+#include "smtp/data_filter.h"
 
 /* Run the whole input in chunks of `chunk` octets; returns consumed count. */
 static long run_chunked(struct mxg_data_filter *f, const char *in, size_t len, size_t chunk,
