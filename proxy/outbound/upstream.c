@@ -1,4 +1,4 @@
-/* proxy/upstream.c — the upstream leg state machine; see upstream.h.
+/* proxy/outbound/upstream.c — the upstream leg state machine; see upstream.h.
  *
  * Structure: one struct mxg_leg per leg, one struct conn per TCP connection
  * attempt (a leg may try several addresses and MX hosts; a dropped conn is
@@ -13,12 +13,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/log.h"
-#include "../core/show.h"
-#include "../dane/dane.h"
-#include "../dns/mxroute.h"
+#include "../../core/log.h"
+#include "../../core/show.h"
+#include "../../dane/dane.h"
+#include "../../dns/mxroute.h"
 #include "addr_class.h"
-#include "../core/buf.h"
+#include "../../core/buf.h"
 #include "conncache.h"
 
 #define LEG_HIGH_WATER (256 * 1024)

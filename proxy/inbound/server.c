@@ -1,4 +1,4 @@
-/* proxy/server.c — listeners, ACL, session registry, drain; see server.h. */
+/* proxy/inbound/server.c — listeners, ACL, session registry, drain; see server.h. */
 #include "server.h"
 
 #ifdef __GLIBC__
@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/log.h"
+#include "../../core/log.h"
 #include "auth.h"
 #include "session.h"
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "proxy/outbound.h"
+#include "proxy/outbound/outbound.h"
 
 /* ------------------------------------------------------------ test server */
 

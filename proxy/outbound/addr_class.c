@@ -1,4 +1,4 @@
-/* proxy/addr_class.c — special-purpose address ranges; see addr_class.h. */
+/* proxy/outbound/addr_class.c — special-purpose address ranges; see addr_class.h. */
 #include "addr_class.h"
 
 #include <netinet/in.h>

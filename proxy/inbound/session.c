@@ -1,4 +1,4 @@
-/* proxy/session.c — the inbound ESMTP session; see session.h.
+/* proxy/inbound/session.c — the inbound ESMTP session; see session.h.
  *
  * Shape (after OpenSMTPD's smtp_session.c): a state enum with a name table
  * and one transition function; a command table whose entries have a check
@@ -63,15 +63,15 @@
 
 #include <openssl/crypto.h>
 
-#include "../core/log.h"
-#include "../core/show.h"
-#include "../spool/spool.h"
+#include "../../core/log.h"
+#include "../../core/show.h"
+#include "../../spool/spool.h"
 #include "auth.h"
-#include "../core/buf.h"
-#include "../smtp/data_filter.h"
+#include "../../core/buf.h"
+#include "../../smtp/data_filter.h"
 #include "server.h"
-#include "../smtp/smtp_parse.h"
-#include "upstream.h"
+#include "../../smtp/smtp_parse.h"
+#include "../outbound/upstream.h"
 
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */
 

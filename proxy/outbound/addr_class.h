@@ -1,4 +1,4 @@
-/* proxy/addr_class.h — which outbound destination addresses are "ours"
+/* proxy/outbound/addr_class.h — which outbound destination addresses are "ours"
  * rather than the Internet's (issue 16 defect 10: loop and SSRF protection).
  *
  * Contract:

@@ -1,4 +1,4 @@
-/* proxy/auth_throttle.c — failed AUTH attempts per client address and per
+/* proxy/inbound/auth_throttle.c — failed AUTH attempts per client address and per
  * user name, in a bounded LRU table; see auth.h.
  *
  * A chained hash table (FNV-1a with a per-table random seed, so an attacker

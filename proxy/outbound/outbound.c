@@ -1,4 +1,4 @@
-/* proxy/outbound.c — one message, one destination domain, one leg, no
+/* proxy/outbound/outbound.c — one message, one destination domain, one leg, no
  * inbound session; see outbound.h.
  *
  * State machine (explicit enum, one transition per leg reply):
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/log.h"
+#include "../../core/log.h"
 
 #define OB_CHUNK (64 * 1024)
 

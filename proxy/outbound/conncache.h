@@ -1,4 +1,4 @@
-/* proxy/conncache.h — the upstream connection cache and the upstream
+/* proxy/outbound/conncache.h — the upstream connection cache and the upstream
  * connection limits (DESIGN §1 last bullet, §10 "Connection cache and TLS
  * resumption"; issue #8 "Limits").
  *

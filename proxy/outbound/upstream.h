@@ -1,4 +1,4 @@
-/* proxy/upstream.h — one upstream *leg*: the connection that carries one
+/* proxy/outbound/upstream.h — one upstream *leg*: the connection that carries one
  * inbound transaction's recipients for one destination domain to one MX.
  *
  * Lifecycle (explicit state enum in upstream.c, transitions logged):
@@ -37,15 +37,15 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../core/config.h"
-#include "../core/metrics.h"
-#include "../dns/dns.h"
-#include "../policy/policy.h"
-#include "../policy/stlist.h"
-#include "../policy/sts.h"
-#include "../report/tlsrpt.h"
-#include "../tls/tls_engine.h"
-#include "../smtp/smtp_parse.h"
+#include "../../core/config.h"
+#include "../../core/metrics.h"
+#include "../../dns/dns.h"
+#include "../../policy/policy.h"
+#include "../../policy/stlist.h"
+#include "../../policy/sts.h"
+#include "../../report/tlsrpt.h"
+#include "../../tls/tls_engine.h"
+#include "../../smtp/smtp_parse.h"
 
 struct mxg_upstream_env {
     uv_loop_t *loop;

@@ -1,4 +1,4 @@
-/* proxy/auth.c — the password file, SASL PLAIN / base64 decoding and the
+/* proxy/inbound/auth.c — the password file, SASL PLAIN / base64 decoding and the
  * password check; see auth.h.
  *
  * Decisions:

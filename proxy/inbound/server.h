@@ -1,4 +1,4 @@
-/* proxy/server.h — the inbound side: listeners, the client ACL, the session
+/* proxy/inbound/server.h — the inbound side: listeners, the client ACL, the session
  * registry and the SIGTERM drain.
  *
  * Contract:
@@ -18,10 +18,10 @@
 
 #include <uv.h>
 
-#include "../core/config.h"
-#include "../dns/dns.h"
-#include "../tls/tls_engine.h"
-#include "upstream.h"
+#include "../../core/config.h"
+#include "../../dns/dns.h"
+#include "../../tls/tls_engine.h"
+#include "../outbound/upstream.h"
 
 struct mxg_session;
 struct mxg_spool;

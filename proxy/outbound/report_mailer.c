@@ -1,4 +1,4 @@
-/* proxy/report_mailer.c — see report_mailer.h. One `job` per report mail:
+/* proxy/outbound/report_mailer.c — see report_mailer.h. One `job` per report mail:
  * the copied request, the outbound delivery and the report sender's
  * callback; jobs in flight are kept in a list so that freeing the mailer
  * cancels them. */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/log.h"
+#include "../../core/log.h"
 #include "outbound.h"
 
 struct job {

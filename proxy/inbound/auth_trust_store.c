@@ -1,4 +1,4 @@
-/* proxy/auth_trust_store.c — the trusted-address memory on disk
+/* proxy/inbound/auth_trust_store.c — the trusted-address memory on disk
  * (STATE_DIR/auth-trust.db, SQLite in WAL mode); see auth.h.
  *
  * Why on disk: the memory exists so that a legitimate client is never
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/log.h"
+#include "../../core/log.h"
 
 #define PRUNE_EVERY 256 /* successes between two row-count prunes */
 

@@ -1,4 +1,4 @@
-/* proxy/session.h — one inbound ESMTP session (the legacy MTA's side).
+/* proxy/inbound/session.h — one inbound ESMTP session (the legacy MTA's side).
  *
  * mxg_session_start() takes over an accepted client socket: it greets, runs
  * the command state machine (session.c: explicit state enum, name table, one

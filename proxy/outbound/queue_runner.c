@@ -1,4 +1,4 @@
-/* proxy/queue_runner.c — the spool's delivery loop; see queue_runner.h.
+/* proxy/outbound/queue_runner.c — the spool's delivery loop; see queue_runner.h.
  *
  * One struct delivery per entry being delivered (it holds the entry's lock
  * fd, which is also the body fd every group reads from with explicit
@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/log.h"
-#include "../core/metrics.h"
+#include "../../core/log.h"
+#include "../../core/metrics.h"
 #include "outbound.h"
 
 struct delivery;

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "proxy/conncache.h"
+#include "proxy/outbound/conncache.h"
 
 struct fake {
     int id;

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "proxy/auth.h"
+#include "proxy/inbound/auth.h"
 
 /* ------------------------------------------------------------------ helpers */
 

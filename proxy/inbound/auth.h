@@ -1,4 +1,4 @@
-/* proxy/auth.h — inbound security for clients not on loopback (issue #8):
+/* proxy/inbound/auth.h — inbound security for clients not on loopback (issue #8):
  * the password file and password checks for SMTP AUTH (RFC 4954; PLAIN,
  * RFC 4616, and LOGIN), the brute-force throttle, and the per-network
  * requirements (STARTTLS / AUTH before MAIL). proxy/session.c runs the SMTP
@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "../core/config.h"
+#include "../../core/config.h"
 
 struct mxg_tls_ctx;
 

@@ -1,4 +1,4 @@
-/* proxy/auth_policy.c — which inbound requirement applies to a client, the
+/* proxy/inbound/auth_policy.c — which inbound requirement applies to a client, the
  * files the inbound side loads, and the explanation `mxguard config check -v`
  * prints; see auth.h. */
 #include "auth.h"
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <openssl/ssl.h>
 
-#include "../core/log.h"
-#include "../tls/tls_engine.h"
+#include "../../core/log.h"
+#include "../../tls/tls_engine.h"
 
 const char *mxg_inbound_req_name(enum mxg_inbound_req r)
 {

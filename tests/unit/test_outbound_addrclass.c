@@ -15,7 +15,7 @@
 #include <netinet/in.h>
 
 #include "core/config.h"
-#include "proxy/addr_class.h"
+#include "proxy/outbound/addr_class.h"
 
 static struct sockaddr_storage sa(const char *text)
 {

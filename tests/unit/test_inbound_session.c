@@ -25,8 +25,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "proxy/auth.h"
-#include "proxy/server.h"
+#include "proxy/inbound/auth.h"
+#include "proxy/inbound/server.h"
 #include "spool/spool.h"
 
 #define MAX_STEPS 128

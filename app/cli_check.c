@@ -1,9 +1,9 @@
-/* proxy/check.c — see check.h. A small sequential driver: the static route
+/* app/cli_check.c — see cli_check.h. A small sequential driver: the static route
  * and the policy override (if any), the next hop's hosts, MTA-STS and the
  * list (when they apply), the DANE decision host by host, then (optionally)
  * one probe per host through the delivery code (mxg_leg_probe, which
  * applies the same route and override). */
-#include "check.h"
+#include "cli_check.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* proxy/outbound.h — deliver one stored message to the recipients of one
+/* proxy/outbound/outbound.h — deliver one stored message to the recipients of one
  * destination domain over one upstream leg, without an inbound session:
  * MAIL → RCPT (each) → DATA → body → dot. Used by the spool's queue runner
  * (proxy/queue_runner.c), for DSNs, and for TLSRPT report mail.

@@ -1,4 +1,4 @@
-/* proxy/queue_runner.h — delivers what is in the spool (spool/spool.h):
+/* proxy/outbound/queue_runner.h — delivers what is in the spool (spool/spool.h):
  * messages a queue-mode listener took, recipients a multi-leg transaction
  * could not deliver at once, and the DSNs the spool generated.
  *
@@ -53,8 +53,8 @@
 
 #include <uv.h>
 
-#include "../core/config.h"
-#include "../spool/spool.h"
+#include "../../core/config.h"
+#include "../../spool/spool.h"
 #include "upstream.h"
 
 struct mxg_queue_runner;

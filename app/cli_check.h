@@ -1,4 +1,4 @@
-/* proxy/check.h — `mxguard check DOMAIN [--connect]`: explain the delivery
+/* app/cli_check.h — `mxguard check DOMAIN [--connect]`: explain the delivery
  * decision for a domain the way a delivery would make it: the static route
  * (upstream.route_map) and the policy override (tls.policy_map, named with
  * file and line as the policy source) if any, the MX set (or the route's
@@ -16,7 +16,7 @@
 
 #include <stdio.h>
 
-#include "upstream.h"
+#include "../proxy/outbound/upstream.h"
 
 int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int connect,
                      FILE *out);

@@ -1,4 +1,4 @@
-/* proxy/report_mailer.h — the TLSRPT report mailer (report/tlsrpt.h,
+/* proxy/outbound/report_mailer.h — the TLSRPT report mailer (report/tlsrpt.h,
  * struct mxg_rpt_mailer) implemented with proxy/outbound: one report mail,
  * one recipient, by MX of the recipient's domain, with opportunistic TLS
  * and without TLSRPT recording (leg options opportunistic, no_tlsrpt:
@@ -20,7 +20,7 @@
 #ifndef MXG_REPORT_MAILER_H
 #define MXG_REPORT_MAILER_H
 
-#include "../report/tlsrpt.h"
+#include "../../report/tlsrpt.h"
 #include "upstream.h"
 
 struct mxg_report_mailer;

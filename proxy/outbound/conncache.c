@@ -1,4 +1,4 @@
-/* proxy/conncache.c — see conncache.h.
+/* proxy/outbound/conncache.c — see conncache.h.
  *
  * Data: a hash of destinations (MX address + port). Each destination has a
  * list of its idle slots (oldest first) and a FIFO of waiting legs. All
@@ -23,7 +23,7 @@
 
 #include <openssl/evp.h>
 
-#include "../core/log.h"
+#include "../../core/log.h"
 
 #define N_BUCKETS 1024
 #define GC_INTERVAL_MS 5000
