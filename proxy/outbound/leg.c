@@ -180,7 +180,8 @@ int leg_in_setup(const struct mxg_leg *leg)
     return leg->st >= LEG_CONNECTING && leg->st <= LEG_MAIL;
 }
 
-/* The connection failed: a stale cached one is retried afresh, else the transaction is lost (451 4.4.2). */
+/* The connection failed: a stale cached one is retried afresh, else the
+ * transaction is lost (451 4.4.2). */
 void leg_txn_lost(struct mxg_leg *leg, const char *what)
 {
     char lbl[320];

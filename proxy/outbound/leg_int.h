@@ -26,14 +26,15 @@
  *  - leg_tlsrpt.c:  TLSRPT results of a leg (RFC 8460); like smtp_tlsrpt.c.
  *
  * Contract (all files): everything runs on the leg's loop thread. A
- * function that may end the leg's current candidate (leg_cand_failed,
- * leg_try_next, leg_fail, leg_tls_failed, leg_conn_lost) may have changed
- * leg->conn and leg->st when it returns: callers return right after it.
- * The leg owns its conn until leg_drop_conn() detaches it (the conn then
- * frees itself) or leg_park() hands it to the connection cache. Errors:
- * int results are 0 or -1 unless stated below; why a candidate failed is
- * recorded in the leg (leg_note_failure), and the leg ends in one
- * leg_fail(). Log component "upstream" throughout. */
+ * function that may end the current candidate or the leg (leg_cand_failed,
+ * leg_try_next, leg_tls_failed, leg_conn_lost, leg_txn_lost, leg_fail) may
+ * have changed leg->conn and leg->st when it returns: callers return right
+ * after it. The leg owns its conn until leg_drop_conn() detaches it (the
+ * conn then frees itself in leg_conn_closed) or leg_park() hands it to the
+ * connection cache. Errors: int results are 0 or -1 unless stated below;
+ * why a candidate failed is recorded in the leg (leg_note_failure), and a
+ * failed leg ends in leg_fail() (its sticky error). Log component
+ * "upstream" throughout. */
 #ifndef MXG_LEG_INT_H
 #define MXG_LEG_INT_H
 
