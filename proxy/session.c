@@ -5,7 +5,7 @@
  * step (state, syntax, limits — may answer and stop) and a proceed step;
  * pipelined commands are taken one at a time from the input buffer.
  *
- * Transaction shape (DESIGN §1 "one transaction, many legs"): a transaction
+ * Transaction shape (docs/ARCHITECTURE.md §Legs): a transaction
  * holds up to limits.legs upstream legs (struct leg_slot, own state enum),
  * one per destination domain, opened in parallel as RCPTs arrive. Pipelined
  * RCPTs keep being processed while earlier ones wait for their legs; their
@@ -491,7 +491,7 @@ static int spool_ok(const struct mxg_session *s)
     return s->srv->spool != NULL;
 }
 
-/* Destination domains one transaction may hold (DESIGN §1 "legs"): one
+/* Destination domains one transaction may hold (docs/ARCHITECTURE.md §Legs): one
  * without a spool to catch a partial failure, or when the operator keeps
  * the 452 behaviour (server.multi_domain = defer). */
 static int max_legs(const struct mxg_session *s)
@@ -689,7 +689,7 @@ static void data_flush(struct mxg_session *s)
 }
 
 /* The reply for a transaction none of whose legs delivered: a temporary
- * failure if any was temporary (DESIGN §1), else the first permanent one. */
+ * failure if any was temporary (docs/ARCHITECTURE.md §Legs), else the first permanent one. */
 static const struct mxg_reply *worst_reply(struct mxg_session *s)
 {
     struct txn *t = &s->txn;

@@ -394,7 +394,8 @@ void mxg_rpt_record(struct mxg_rpt *r, const struct mxg_rpt_policy *p,
                                                                  : MXG_RPT_R_VALIDATION_FAILURE;
         rpt_clean_utf8(f[RF_RTYPE], field_cap(RF_RTYPE), rt, 128);
         if (is_sts_failure(f[RF_RTYPE]))
-            type = MXG_RPT_STS; /* DESIGN §10: STS policy failures count under sts */
+            /* STS policy failures count under sts (docs/ARCHITECTURE.md §TLSRPT counting) */
+            type = MXG_RPT_STS;
         rpt_clean_utf8(f[RF_SIP], field_cap(RF_SIP), res->sending_mta_ip, RPT_SMALL_FIELD);
         rpt_clean_utf8(f[RF_MXNAME], field_cap(RF_MXNAME), res->receiving_mx_hostname,
                        RPT_SMALL_FIELD);
