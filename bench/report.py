@@ -3,7 +3,7 @@
 
 RESULTS.tsv: one "metric<TAB>target<TAB>size<TAB>value" per measurement (several runs of the
 same metric/target/size are reduced to their median). Prints one table and the target checks
-of issue #10 (mxguard >= 2x the better Postfix in msg/s, <= 1/2 its CPU per message,
+of docs/BENCHMARKS.md (mxguard >= 2x the better Postfix in msg/s, <= 1/2 its CPU per message,
 <= 32 KiB RSS per idle session)."""
 import argparse
 import datetime

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh — mxguard against Postfix 3.7 and the ceiling, measured side by side in one run;
-# prints one table (bench/report.py). Issue #10; method and recorded figures: docs/BENCHMARKS.md.
+# prints one table (bench/report.py). Method, targets and recorded figures: docs/BENCHMARKS.md.
 #
 #   bench/run.sh [--quick] [--runs R] [--sessions N] [--messages M] [--sizes "1 10 100"]
 #                [--idle "1000 10000"] [--skip LIST] [--results FILE]

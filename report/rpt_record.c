@@ -36,7 +36,7 @@
 
 #define RPT_MAX_BYTES (64u << 20) /* in-memory aggregate cap */
 #define RPT_BIG_FIELD (192u << 10) /* policy-string, mx-host: a whole TLSA RRset (64 KB
-                                      * of data as hex, issue 16 #2) is never cut */
+                                      * of data as hex, §Limits) is never cut */
 #define RPT_SMALL_FIELD 1024  /* everything else */
 #define RPT_FAIL_LOG_EVERY_MS 60000
 

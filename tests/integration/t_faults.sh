@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_faults.sh — fault injection (issue #9, Faults). Each family ends with: mxguard still running
+# t_faults.sh — fault injection. Each family ends with: mxguard still running
 # and its open fds back to the baseline taken after a warm-up.
 # 1. The upstream closes (FIN) and resets (RST) the connection at every protocol step (greeting,
 #    EHLO, STARTTLS, TLS handshake, EHLO after TLS, MAIL, RCPT, DATA, mid-body, after the final

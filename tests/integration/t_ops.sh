@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# t_ops.sh — operating mxguard (issue #11): started as root with server.user = "nobody" it
-# binds, drops to nobody (no capabilities left, state directory given to nobody) and relays;
-# the Prometheus endpoint counts the traffic that passes; SIGHUP applies a changed setting
-# (limits.message_size, visible in EHLO SIZE and at the next MAIL of a session that was open
-# across the HUP) while a transaction in flight across the HUP still completes; a broken file
-# is refused (error logged, old values stay); reloaded trust anchors that fail the DNSSEC
-# self-check are rolled back; log.format = "json" by reload; a second mxguard started as
-# nobody (no root at all) on a high port relays; the manual pages lint clean and the systemd
-# unit verifies.
+# t_ops.sh — operating mxguard (docs/ARCHITECTURE.md §Operating): started as root with server.user
+# = "nobody" it binds, drops to nobody (no capabilities left, state directory given to nobody) and
+# relays; the Prometheus endpoint counts the traffic that passes; SIGHUP applies a changed setting
+# (limits.message_size, visible in EHLO SIZE and at the next MAIL of a session that was open across
+# the HUP) while a transaction in flight across the HUP still completes; a broken file is refused
+# (error logged, old values stay); reloaded trust anchors that fail the DNSSEC self-check are
+# rolled back; log.format = "json" by reload; a second mxguard started as nobody (no root at all)
+# on a high port relays; the manual pages lint clean and the systemd unit verifies.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

@@ -1,8 +1,8 @@
 /* tests/unit/test_dane_txt.c — mxg_dns_lookup_txt() (dane/dns.c) against a
  * fake DNS server on the same libuv loop (dns_fixture.h: UDP + TCP on 127.0.0.1):
  * character-strings concatenated per record, NUL octets kept, every record
- * kept whole whatever the count or length (issue 16: no cap may hide the
- * one STS record, docs/ARCHITECTURE.md §Limits),
+ * kept whole whatever the count or length (no cap may hide the one STS
+ * record, docs/ARCHITECTURE.md §Limits),
  * CNAME chains (in the answer, and one the resolver must follow itself),
  * NODATA / NXDOMAIN / SERVFAIL / timeout, the DNSSEC status (INSECURE,
  * SECURE, BOGUS, and the worst link of a CNAME chain), the cache (a repeated
