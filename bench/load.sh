@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/load.sh [SESSIONS [MESSAGES [CONCURRENCY [SIZE]]]] — the full-size load run with the
-# accounting check (issue #9): tests/integration/t_load.sh with a cold burst of
+# accounting check: tests/integration/t_load.sh with a cold burst of
 # MXG_LOAD_COLD (default SESSIONS) sessions against empty caches, SESSIONS (default 1000)
 # inbound sessions open at once (twice), then MESSAGES (default 5000) sessions CONCURRENCY
 # (default 200) at a time, SIZE-octet messages (default 1024). Prints bench/load.py's table per

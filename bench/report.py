@@ -3,7 +3,7 @@
 
 RESULTS.tsv: one "metric<TAB>target<TAB>size<TAB>value" per measurement (several runs of the
 same metric/target/size are reduced to their median). Prints one table and the target checks
-of issue #10 (mxguard >= 2x the better Postfix in msg/s, <= 1/2 its CPU per message,
+of docs/BENCHMARKS.md (mxguard >= 2x the better Postfix in msg/s, <= 1/2 its CPU per message,
 <= 32 KiB RSS per idle session)."""
 import argparse
 import datetime
@@ -40,7 +40,7 @@ def fmt(v, f="%.0f"):
 
 
 sizes = sorted({s for (m, t, s) in vals if m == "rate"}, key=lambda x: float(x))
-targets = [t for t in ("mxguard", "postfix", "postfix-reuse", "direct")
+targets = [t for t in ("mxguard", "mxguard-base", "postfix", "postfix-reuse", "direct")
            if any(k[1] == t for k in vals)]
 print("mxguard benchmark — %s sessions x %s messages per run, %s run(s), medians; %d CPUs; %s"
       % (a.sessions, a.messages, a.runs, os.cpu_count() or 0,
@@ -69,6 +69,11 @@ for s in sizes:
     pf = [(get("rate", t, s), get("cpu_ms", t, s), t) for t in ("postfix", "postfix-reuse")
           if get("rate", t, s)]
     mx, mxc = get("rate", "mxguard", s), get("cpu_ms", "mxguard", s)
+    br, bc = get("rate", "mxguard-base", s), get("cpu_ms", "mxguard-base", s)
+    if mx and br:
+        checks.append("%s KiB: mxguard / mxguard-base = %.3fx msg/s, %s CPU per message "
+                      "(same run; a change without a performance aim: 0.95-1.05)"
+                      % (s, mx / br, "%.3fx" % (mxc / bc) if mxc and bc else "-"))
     if pf and mx:
         best = max(pf)
         checks.append("%s KiB: mxguard / best Postfix (%s) = %.2fx msg/s (target >= 2)%s"
@@ -85,6 +90,8 @@ for c in checks:
 print()
 rss = get("peak_rss_kib", "mxguard")
 line = "RSS: peak under load %s KiB" % fmt(rss)
+if get("peak_rss_kib", "mxguard-base"):
+    line += " (mxguard-base %s KiB)" % fmt(get("peak_rss_kib", "mxguard-base"))
 for n in sorted({s for (m, t, s) in vals if m == "idle_rss_per_session_kib"}, key=int):
     per = get("idle_rss_per_session_kib", "mxguard", n)
     line += "; %s idle sessions: %s KiB each (total %s KiB; target <= 32)" % (

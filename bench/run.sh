@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # bench/run.sh — mxguard against Postfix 3.7 and the ceiling, measured side by side in one run;
-# prints one table (bench/report.py). Issue #10; method and recorded figures: docs/BENCHMARKS.md.
+# prints one table (bench/report.py). Method, targets and recorded figures: docs/BENCHMARKS.md.
 #
 #   bench/run.sh [--quick] [--runs R] [--sessions N] [--messages M] [--sizes "1 10 100"]
-#                [--idle "1000 10000"] [--skip LIST] [--results FILE]
+#                [--idle "1000 10000"] [--skip LIST] [--results FILE] [--base BIN]
 #
 #   --quick     about a minute: 1 KiB only, one run, 500 messages, 1,000 idle sessions,
 #               a short callgrind and decision run
 #   --skip      comma list of parts to leave out: postfix, latency, mem, decide, cpu
+#   --base BIN  a second mxguard binary (e.g. the parent commit's build) measured beside
+#               MXG_BIN in the same run as target "mxguard-base" (its own process on
+#               127.0.70.3:10025, same settings; throughput, CPU and latency only); the table
+#               then prints MXG_BIN / base for msg/s and CPU per message
 #   env MXG_BIN the mxguard binary (default build/mxguard); its directory must hold the
 #               libmxg_*.a of the same build (for bench/decide.c)
 #
@@ -34,6 +38,7 @@ MXG_BIN=$(cd "$(dirname "$MXG_BIN")" && pwd)/$(basename "$MXG_BIN")
 BUILD=$(dirname "$MXG_BIN")
 
 QUICK=0 RUNS=3 SESSIONS=20 MESSAGES=2000 SIZES="1 10 100" IDLE="1000 10000" SKIP="" RESULTS=""
+BASE_BIN=""
 CG_MSGS=200 DECIDE_N=200000
 while [ $# -gt 0 ]; do
     case $1 in
@@ -45,7 +50,8 @@ while [ $# -gt 0 ]; do
         --idle) IDLE=$2; shift 2 ;;
         --skip) SKIP=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        --base) BASE_BIN=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -143,11 +149,12 @@ EOF
 mkdir -p "$TB/state"
 MXG_ADDR=127.0.70.1:10025
 start_mxguard() { # start_mxguard NAME [ENV=VALUE...] — and wait for its listener
-    local name=$1; shift
-    env "$@" setsid "$MXG_BIN" run -c "$TB/mxguard.conf" >"$TB/$name.out" 2>"$TB/$name.log" </dev/null 9>&- &
+    local name=$1 bin=$MXG_BIN conf=$TB/mxguard.conf addr=$MXG_ADDR; shift
+    [ "$name" = mxguard-base ] && bin=$BASE_BIN conf=$TB/mxguard-base.conf addr=$BASE_ADDR
+    env "$@" setsid "$bin" run -c "$conf" >"$TB/$name.out" 2>"$TB/$name.log" </dev/null 9>&- &
     echo "$! $name" >>"$TB/pids"
     for i in $(seq 100); do
-        "$W/smtpload" --idle 1 "$MXG_ADDR" >/dev/null 2>&1 </dev/null &
+        "$W/smtpload" --idle 1 "$addr" >/dev/null 2>&1 </dev/null &
         local p=$!
         sleep 0.1
         kill "$p" 2>/dev/null
@@ -163,6 +170,19 @@ MXG_PID=$(tb_pid mxguard)
 "$W/smtpload" -s 1 -m 3 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null ||
     tb_die "mxguard does not relay to the sink: $(tail -n 20 "$TB/mxguard.log")"
 grep -q 'peer DANE' "$TB/mxguard.log" || tb_die "mxguard did not verify the sink by DANE"
+# the base build (--base): the same settings on its own address and state directory
+BASE_ADDR=127.0.70.3:10025
+if [ -n "$BASE_BIN" ]; then
+    [ -x "$BASE_BIN" ] || tb_die "--base: $BASE_BIN is not an executable"
+    sed -e 's/127\.0\.70\.1:10025/127.0.70.3:10025/; s/source_ipv4 = "127\.0\.70\.1"/source_ipv4 = "127.0.70.3"/' \
+        -e "s|\"$TB/state\"|\"$TB/state-base\"|" "$TB/mxguard.conf" >"$TB/mxguard-base.conf"
+    mkdir -p "$TB/state-base"
+    start_mxguard mxguard-base
+    BASE_PID=$(tb_pid mxguard-base)
+    "$W/smtpload" -s 1 -m 3 -l 1024 -t rcpt@dane-ee.test "$BASE_ADDR" >/dev/null ||
+        tb_die "mxguard-base does not relay to the sink: $(tail -n 20 "$TB/mxguard-base.log")"
+    grep -q 'peer DANE' "$TB/mxguard-base.log" || tb_die "mxguard-base did not verify the sink by DANE"
+fi
 
 # Postfix as a DANE smarthost (and unbound for its validated DNS)
 PF=$TB/postfix
@@ -264,9 +284,11 @@ fi
 TARGETS="mxguard postfix postfix-reuse direct"
 WAIT=$((30 + MESSAGES / 50)) # seconds for one run to arrive (Postfix at 100 msg/s: M / 100)
 skip postfix && TARGETS="mxguard direct"
+[ -n "$BASE_BIN" ] && TARGETS="mxguard-base $TARGETS"
 addr_of() {
     case $1 in
         mxguard) echo "$MXG_ADDR" ;;
+        mxguard-base) echo "$BASE_ADDR" ;;
         postfix*) echo 127.0.70.2:2526 ;;
         direct) echo "$SINK_IP:25" ;;
     esac
@@ -274,19 +296,29 @@ addr_of() {
 pids_of() {
     case $1 in
         mxguard) echo "$MXG_PID" ;;
+        mxguard-base) echo "$BASE_PID" ;;
         postfix*) echo "$PF_PID" ;;
         direct) echo "" ;;
     esac
 }
+# set_target T — prepare target T for a run (Postfix's reuse setting); once per change
+CUR_TARGET=""
+set_target() {
+    [ "$1" = "$CUR_TARGET" ] && return 0
+    case $1 in
+        postfix) postfix_reuse no ;;
+        postfix-reuse) postfix_reuse yes ;;
+    esac
+    CUR_TARGET=$1
+}
+# Runs are interleaved (run 1 of every target, then run 2, ...), so that a machine that gets
+# busier or quieter during the benchmark moves every target alike.
 for size in $SIZES; do
     bytes=$((size * 1024))
-    for target in $TARGETS; do
-        case $target in
-            postfix) postfix_reuse no ;;
-            postfix-reuse) postfix_reuse yes ;;
-        esac
-        a=$(addr_of "$target")
-        for run in $(seq "$RUNS"); do
+    for run in $(seq "$RUNS"); do
+        for target in $TARGETS; do
+            set_target "$target"
+            a=$(addr_of "$target")
             sink_reset
             c0=$(cpu $(pids_of "$target"))
             u0=$(cpu "$(tb_pid unbound 2>/dev/null)")
@@ -312,21 +344,28 @@ for size in $SIZES; do
             rec sink_conns "$target" "$size" "$(sink connections)"
             log "$target ${size} KiB run $run: $rate msg/s, $(sink connections) connections / $(sink tls) handshakes at the sink"
         done
-        if ! skip latency; then
-            sink_reset
-            "$W/smtpload" -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
-                -t b@dane-ee.test "$a" >"$TB/smtpload.out" 2>&1 ||
-                log "$target: smtpload: $(tail -n 3 "$TB/smtpload.out")"
-            if wait_sink "$MESSAGES" "$WAIT"; then
-                sleep 0.15 # the stats file is written every 100 ms
-                rec p50_ms "$target" "$size" "$(sink lat_p50)"
-                rec p99_ms "$target" "$size" "$(sink lat_p99)"
-                rec load_rate "$target" "$size" "$(awk '{ print $8 }' "$TB/smtpload.out")"
-            fi
+    done
+    skip latency && continue
+    for target in $TARGETS; do
+        set_target "$target"
+        a=$(addr_of "$target")
+        sink_reset
+        "$W/smtpload" -s "$SESSIONS" -m "$MESSAGES" -l "$bytes" -f a@bench.test \
+            -t b@dane-ee.test "$a" >"$TB/smtpload.out" 2>&1 ||
+            log "$target: smtpload: $(tail -n 3 "$TB/smtpload.out")"
+        if wait_sink "$MESSAGES" "$WAIT"; then
+            sleep 0.15 # the stats file is written every 100 ms
+            rec p50_ms "$target" "$size" "$(sink lat_p50)"
+            rec p99_ms "$target" "$size" "$(sink lat_p99)"
+            rec load_rate "$target" "$size" "$(awk '{ print $8 }' "$TB/smtpload.out")"
         fi
     done
 done
 rec peak_rss_kib mxguard - "$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$MXG_PID/status")"
+if [ -n "$BASE_BIN" ]; then
+    rec peak_rss_kib mxguard-base - "$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$BASE_PID/status")"
+    tb_stop mxguard-base # the rest (idle RSS, decisions, callgrind) measures MXG_BIN only
+fi
 
 # ------------------------------------------------------------------ idle sessions (RSS)
 if ! skip mem; then

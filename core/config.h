@@ -130,7 +130,7 @@ struct mxg_config {
     enum mxg_af_pref af_pref;           /* upstream.address_family: any|prefer-ipv4|prefer-ipv6|ipv4-only|ipv6-only */
     int max_mx_hosts;                   /* upstream.max_mx_hosts to try */
     char route_map[MXG_CFG_PATH_MAX];   /* upstream.route_map: static routes (policy/route.h), "" = none */
-    /* connection cache and TLS resumption (proxy/conncache.h, DESIGN §10) */
+    /* connection cache and TLS resumption (proxy/conncache.h, docs/ARCHITECTURE.md §Reuse) */
     uint64_t cache_idle_ms;             /* upstream.cache_idle: 0 = no connection cache */
     int cache_size;                     /* upstream.cache_size: idle connections in total */
     int cache_per_dest;                 /* upstream.cache_per_destination: idle per MX */
@@ -171,7 +171,7 @@ struct mxg_config {
     /* state */
     char state_dir[MXG_CFG_PATH_MAX];           /* state.directory: the only place written */
 
-    /* policy_list (STARTTLS Everywhere format, DESIGN §8) */
+    /* policy_list (STARTTLS Everywhere format, docs/ARCHITECTURE.md §Policy list) */
     char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */
     char list_url[MXG_CFG_PATH_MAX];            /* policy_list.url: https URL of policy.json (+ .asc) */
     char list_keyring[MXG_CFG_PATH_MAX];        /* policy_list.keyring: gpgv keyring of the signer */

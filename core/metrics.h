@@ -1,4 +1,5 @@
-/* core/metrics.h — the counters behind the Prometheus endpoint (DESIGN §9).
+/* core/metrics.h — the counters behind the Prometheus endpoint
+ * (docs/ARCHITECTURE.md §Operating).
  *
  * A registry object, made by main() and handed to the modules that count
  * (through struct mxg_upstream_env, setters such as mxg_dns_set_metrics(),

@@ -1,6 +1,6 @@
-/* core/privs.h — running without privileges (DESIGN §9): bind as root, then
- * continue as server.user / server.group; state.directory is the only place
- * written.
+/* core/privs.h — running without privileges (docs/ARCHITECTURE.md
+ * §Operating): bind as root, then continue as server.user / server.group;
+ * state.directory is the only place written.
  *
  * The sequence `mxguard run` follows when started as root with server.user
  * set (every step returns 0, or -1 with err and the process must exit):

@@ -40,7 +40,7 @@ const char *mxg_dane_req_name(enum mxg_dane_req r);
 /* What DNSSEC says about one MX host. The usable records (rr, n_usable)
  * live in one heap block sized to them (mxg_tlsa_copy): every usable record
  * of the RRset is kept, whatever its size; a host that cannot keep them
- * (out of memory) is UNUSABLE 4.7.5, never ENCRYPT or NONE (DESIGN §10).
+ * (out of memory) is UNUSABLE 4.7.5, never ENCRYPT or NONE (docs/ARCHITECTURE.md §Limits).
  * The policy string (policy_string: the whole RRset as TLSRPT's
  * policy-string, RFC 8460 §4.4: "U S M HEX" lines joined by '\n') is made
  * on demand by mxg_dane_host_pstring(). Owner: whoever holds the struct;

@@ -724,7 +724,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             if (k == -2)
                 s->malformed = 1;
             if (k < 0)
-                break; /* the lookup fails: never fewer records (DESIGN §10) */
+                break; /* the lookup fails: never fewer records (docs/ARCHITECTURE.md §Limits) */
         } else if (s->rrtype == GETDNS_RRTYPE_A || s->rrtype == GETDNS_RRTYPE_AAAA) {
             struct getdns_bindata *a = NULL;
             int v4 = s->rrtype == GETDNS_RRTYPE_A;
@@ -753,7 +753,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
     }
     if (s->rrtype == GETDNS_RRTYPE_TLSA && (found > 0 || tt.oom) &&
         tlsa_take(&q->res.tlsa, &tt) < 0)
-        s->oom = 1; /* the lookup fails: never fewer records (DESIGN §10) */
+        s->oom = 1; /* the lookup fails: never fewer records (docs/ARCHITECTURE.md §Limits) */
     free(tt.rr);
     if (s->rrtype == GETDNS_RRTYPE_TXT && !s->malformed && (found > 0 || xt.oom) &&
         txt_take(&q->res.txt, &xt) < 0)
@@ -903,7 +903,7 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
     if (s->chain_cut || (strcmp(canon, s->name) != 0 && !answer_has_owner(answer, canon) &&
                          found == 0 && s->hops >= DNS_MAX_CNAME_HOPS)) {
         /* a CNAME chain longer than mxguard follows (or a loop): never a
-         * denial or "no records" (DESIGN §10), a failure of the lookup */
+         * denial or "no records" (docs/ARCHITECTURE.md §Limits), a failure of the lookup */
         snprintf(why, sizeof why, "CNAME chain from %.100s too long (more than %d links or %d "
                  "follow-up queries)", s->qname, DNS_MAX_CHAIN, DNS_MAX_CNAME_HOPS);
         LOG_W(COMP, "%s %s: %s", rrtype_name(s->rrtype), s->qname, why);

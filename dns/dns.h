@@ -23,7 +23,7 @@
  *    min(SOA-derived negative TTL, cfg->dns_negative_ttl_ms). TEMPFAIL,
  *    BOGUS and INDETERMINATE outcomes are never cached: a retry asks again.
  *    A cache hit is delivered like any answer: later, from the loop.
- *  - Limits (DESIGN §10: an implementation limit never weakens a policy; a
+ *  - Limits (docs/ARCHITECTURE.md §Limits: an implementation limit never weakens a policy; a
  *    DNS answer mxguard cannot keep whole is a failure of the lookup,
  *    TEMPFAIL, never fewer records, NODATA or NXDOMAIN):
  *      TLSA, TXT   no cap: every record kept whole (heap, sized to the
@@ -158,7 +158,7 @@ int mxg_dns_lookup_addr(struct mxg_dns *dns, const char *host, mxg_addr_cb cb, v
  * the others. Every record of the RRset is kept whole (heap, sized to the
  * RRset; no count or size limit below what a DNS message carries); a
  * record getdns cannot parse counts in n_bad. Out of memory is a TEMPFAIL
- * of the lookup, never fewer records (DESIGN §10).
+ * of the lookup, never fewer records (docs/ARCHITECTURE.md §Limits).
  * status OK means >= 1 TLSA record exists (n + n_bad >= 1; any may be unusable).
  * Returns 0 and sets *q (may be NULL), or -1 (bad host, port not 1..65535). */
 int mxg_dns_lookup_tlsa(struct mxg_dns *dns, const char *host, int port, mxg_tlsa_cb cb, void *arg,
@@ -178,13 +178,13 @@ int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const c
  * RRset: no count or length limit below what a DNS message carries, 64 KB).
  * Records that cannot all be kept (out of memory) or that getdns cannot
  * parse make the lookup a TEMPFAIL (why says so), never OK with fewer
- * records nor NODATA (DESIGN §10): callers that count records (RFC 8461
+ * records nor NODATA (docs/ARCHITECTURE.md §Limits): callers that count records (RFC 8461
  * §3.1, RFC 8460 §3: exactly one STS / TLSRPT record) see the whole set. */
 int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);
 
-/* Operations (core/main.c, DESIGN §9).
+/* Operations (core/main.c, docs/ARCHITECTURE.md §Operating).
  *  - mxg_dns_set_metrics(): count lookups by outcome (mxguard_dns_queries_total)
  *    and time those that went to the resolver; m may be NULL (borrowed).
  *  - mxg_dns_cache_entries(): entries in the answer cache now.

@@ -12,7 +12,8 @@
 
 /* The most association data a TLSA record can carry: RDATA is at most
  * 65535 octets, three of them the fields. Nothing smaller is a limit of
- * mxguard: every record the DNS can deliver is kept whole (DESIGN §10). */
+ * mxguard: every record the DNS can deliver is kept whole
+ * (docs/ARCHITECTURE.md §Limits). */
 #define MXG_TLSA_DATA_MAX 65532
 
 /* One record. data points to len octets owned by whoever holds the record

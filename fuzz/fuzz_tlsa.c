@@ -6,7 +6,7 @@
  * Input: 3 octets (DNS status, DNSSEC status, flags), then records in RFC
  * 6698 wire order with a 2-octet length: usage, selector, matching type,
  * length (big endian), association data (clipped to what the input holds).
- * Any number of records of any size (issue 16 #2: no storage limit).
+ * Any number of records of any size (no storage limit: docs/ARCHITECTURE.md §Limits).
  *
  * Properties checked:
  *  - mxg_tlsa_check: USABLE only for 2|3, 0|1, 0 (1..MXG_TLSA_DATA_MAX

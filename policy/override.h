@@ -1,5 +1,5 @@
-/* policy/override.h — the operator's per-domain TLS policies (DESIGN §2,
- * row 1): a map file in the spirit of Postfix's smtp_tls_policy_maps
+/* policy/override.h — the operator's per-domain TLS policies (docs/ARCHITECTURE.md
+ * §Decision, row 1): a map file in the spirit of Postfix's smtp_tls_policy_maps
  * (tls.policy_map). Syntax and key matching: policy/mapfile.h.
  *
  *     # destination     level       attributes

@@ -1,5 +1,5 @@
 /* policy/policy.h — the decision: how the next hop for a destination domain
- * must be secured (DESIGN §2). This module decides row 1 (the operator's
+ * must be secured (docs/ARCHITECTURE.md §Decision). This module decides row 1 (the operator's
  * override, policy/override.h) and the last row (opportunistic, or
  * "encrypt" when the operator raised the floor with
  * tls.opportunistic_level); rows 2–4 (DANE, MTA-STS, the policy list) are

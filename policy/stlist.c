@@ -1,5 +1,5 @@
-/* policy/stlist.c — the STARTTLS Everywhere policy list (DESIGN §8): schema
- * (jansson), detached OpenPGP signature (gpgv), and the store of the list in
+/* policy/stlist.c — the STARTTLS Everywhere policy list (docs/ARCHITECTURE.md
+ * §Policy list): schema (jansson), detached OpenPGP signature (gpgv), and the store of the list in
  * force (persisted last good copy, strictly newer timestamps only).
  *
  * Format (EFF's policy.json, RULES.md and policy.schema.json):

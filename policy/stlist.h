@@ -1,4 +1,4 @@
-/* policy/stlist.h — the STARTTLS Everywhere policy list (DESIGN §8): a
+/* policy/stlist.h — the STARTTLS Everywhere policy list (docs/ARCHITECTURE.md §Policy list): a
  * signed JSON "preload list" of domains whose MX hosts must do verified TLS.
  *
  * Three layers:

@@ -34,7 +34,8 @@ struct mxg_sts_policy {
     int n_mx;
     char mx[MXG_STS_MAX_MX][MXG_STS_NAME_MAX + 1]; /* lower-case, no trailing dot */
     int mx_dropped; /* distinct valid patterns past MXG_STS_MAX_MX, not kept: fewer MX hosts
-                     * are allowed (stricter), never a weaker policy (DESIGN §10) */
+                     * are allowed (stricter), never a weaker policy
+                     * (docs/ARCHITECTURE.md §Limits) */
 };
 
 /* Parse a policy body (LF or CRLF lines "key: value"). Returns 0 or -1 with why. */

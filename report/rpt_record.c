@@ -36,7 +36,7 @@
 
 #define RPT_MAX_BYTES (64u << 20) /* in-memory aggregate cap */
 #define RPT_BIG_FIELD (192u << 10) /* policy-string, mx-host: a whole TLSA RRset (64 KB
-                                      * of data as hex, issue 16 #2) is never cut */
+                                      * of data as hex, §Limits) is never cut */
 #define RPT_SMALL_FIELD 1024  /* everything else */
 #define RPT_FAIL_LOG_EVERY_MS 60000
 
@@ -394,7 +394,8 @@ void mxg_rpt_record(struct mxg_rpt *r, const struct mxg_rpt_policy *p,
                                                                  : MXG_RPT_R_VALIDATION_FAILURE;
         rpt_clean_utf8(f[RF_RTYPE], field_cap(RF_RTYPE), rt, 128);
         if (is_sts_failure(f[RF_RTYPE]))
-            type = MXG_RPT_STS; /* DESIGN §10: STS policy failures count under sts */
+            /* STS policy failures count under sts (docs/ARCHITECTURE.md §TLSRPT counting) */
+            type = MXG_RPT_STS;
         rpt_clean_utf8(f[RF_SIP], field_cap(RF_SIP), res->sending_mta_ip, RPT_SMALL_FIELD);
         rpt_clean_utf8(f[RF_MXNAME], field_cap(RF_MXNAME), res->receiving_mx_hostname,
                        RPT_SMALL_FIELD);

@@ -1,6 +1,6 @@
 /* report/tlsrpt.h — SMTP TLS Reporting (RFC 8460): durable result counters,
  * the daily JSON report, gzip, and the _smtp._tls TXT record. The one
- * public header of report/ (DESIGN §4, §10 "TLSRPT counting").
+ * public header of report/ (docs/ARCHITECTURE.md §TLSRPT, §TLSRPT counting).
  *
  * Contract:
  *  - Recording: the SMTP path calls mxg_rpt_record() once per upstream TLS
@@ -138,10 +138,11 @@ void mxg_rpt_close(struct mxg_rpt *r);
  * 1 KiB) and made valid UTF-8 ('?' for bad bytes). A failure with a NULL
  * or empty result_type is counted as "validation-failure";
  * sts-policy-fetch-error, sts-policy-invalid and sts-webpki-invalid are
- * always counted under policy-type sts (DESIGN §10). Dropped (with a warning): p or res NULL, an
- * empty or over-long domain, or when the in-memory buffer is full because
- * the database has not been writable for a long time (64 MiB of distinct
- * counters; results of counters already buffered still count). */
+ * always counted under policy-type sts (docs/ARCHITECTURE.md §TLSRPT
+ * counting). Dropped (with a warning): p or res NULL, an empty or over-long
+ * domain, or when the in-memory buffer is full because the database has not
+ * been writable for a long time (64 MiB of distinct counters; results of
+ * counters already buffered still count). */
 void mxg_rpt_record(struct mxg_rpt *r, const struct mxg_rpt_policy *p,
                     const struct mxg_rpt_result *res, int64_t unix_time);
 
@@ -460,7 +461,8 @@ int mxg_rpt_dkim_sign(struct mxg_rpt_dkim *k, const char *msg, size_t len, char 
  * send() copies what it needs from req and returns 0 with *handle set (cb
  * runs exactly once, later, from the loop) or -1 (cb never runs);
  * cancel(handle) before cb guarantees cb never runs. The delivery must use
- * opportunistic TLS and record no TLSRPT result (DESIGN §4, §10). */
+ * opportunistic TLS and record no TLSRPT result (RFC 8460 §3;
+ * docs/ARCHITECTURE.md §Report delivery). */
 enum mxg_rpt_mail_result {
     MXG_RPT_MAIL_SENT = 0,     /* the MX accepted it (2xx after the dot) */
     MXG_RPT_MAIL_TEMPFAIL,     /* retried with backoff */

@@ -1,9 +1,10 @@
-/* smtp/data_filter.h — the DATA phase byte filter (DESIGN §10).
+/* smtp/data_filter.h — the DATA phase byte filter (docs/ARCHITECTURE.md
+ * §Line ends).
  *
  * Input: the client's DATA bytes exactly as received, in chunks of any size.
  * Output: the same message in canonical SMTP wire form, ready for the
  * upstream, appended to a caller-owned mxg_buf:
- *  - bare LF is normalised to CRLF (it ends a line, DESIGN §10);
+ *  - bare LF is normalised to CRLF (it ends a line, §Line ends);
  *  - a bare CR (one not followed by LF) never ends a line: a line the
  *    client did not send would be a header line the legacy MTA never
  *    checked ("Subject: x<CR>From: ..."). MXG_DF_CR_REJECT (the default)

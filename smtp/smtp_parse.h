@@ -84,7 +84,7 @@ struct mxg_path {
  * parameter semantics are mxg_mail_params_check()/mxg_rcpt_params_check(). */
 int mxg_path_parse(const char *arg, size_t len, int is_mail, struct mxg_path *out);
 
-/* MAIL parameters mxguard understands (DESIGN §10). */
+/* MAIL parameters mxguard understands (docs/ARCHITECTURE.md §MAIL parameters). */
 enum mxg_body { MXG_BODY_NONE = 0, MXG_BODY_7BIT, MXG_BODY_8BITMIME };
 struct mxg_mail_params {
     uint64_t size;        /* 0 = not given */
@@ -145,7 +145,8 @@ struct mxg_reply_parser {
  * p->r; the next feed starts a new one), 0 when more lines are needed, or
  * MXG_PE_SYNTAX for a malformed line / code mismatch / too many lines.
  * The kept text is printable US-ASCII: a control octet becomes ' ', an 8-bit
- * octet '?' (DESIGN §10: relayed text is sanitised). */
+ * octet '?' (docs/ARCHITECTURE.md §Protocol violations: relayed text is
+ * sanitised). */
 int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len);
 void mxg_reply_parser_reset(struct mxg_reply_parser *p);
 

@@ -1,4 +1,4 @@
-/* spool/spool.h — the durable message store (DESIGN §1 "spool", issue #7).
+/* spool/spool.h — the durable message store (docs/ARCHITECTURE.md §Spool).
  *
  * Used by proxy/session.c (a multi-leg transaction writes its body here while
  * it streams; queue-mode listeners spool every message), by the queue runner
@@ -128,7 +128,7 @@ int mxg_spool_writer_new(struct mxg_spool *sp, struct mxg_spool_writer **out, ch
 const char *mxg_spool_writer_id(const struct mxg_spool_writer *w);
 /* Append body bytes (buffered). An error is sticky: every later call returns
  * it too, so a caller may check only at the end — but the session checks
- * each time, to abort its legs before the dot (DESIGN §10). */
+ * each time, to abort its legs before the dot (docs/ARCHITECTURE.md §Legs). */
 int mxg_spool_write(struct mxg_spool_writer *w, const void *p, size_t n);
 /* Finish: flush + fsync the body, set env->id and env->body_size, write the
  * envelope durably (see above). The writer is freed whatever the result; on

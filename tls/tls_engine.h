@@ -14,7 +14,7 @@
  * Verification: this layer records what OpenSSL concluded (verify result,
  * peer chain, negotiated version/cipher); whether that is acceptable is the
  * caller's policy decision. Opportunistic use: SSL_VERIFY_NONE.
- * DANE (issue 3) plugs in through mxg_tls_engine_ssl() before the handshake.
+ * DANE (RFC 7672) plugs in through mxg_tls_engine_ssl() before the handshake.
  */
 #ifndef MXG_TLS_ENGINE_H
 #define MXG_TLS_ENGINE_H
@@ -153,12 +153,12 @@ long mxg_tls_verify_result(const struct mxg_tls_engine *e);
 /* Last error, human-readable (OpenSSL error queue or alert), "" if none. */
 const char *mxg_tls_engine_error(const struct mxg_tls_engine *e);
 
-/* Client TLS session resumption (DESIGN §10 "Connection cache and TLS
- * resumption"): a store of SSL sessions keyed by the caller's bytes (the
- * MX address + port + requirement key: a session is offered only to a
- * connection whose security requirement is identical to the one its full
- * handshake was verified under, so skipping the certificate check on
- * resumption skips nothing that would decide differently).
+/* Client TLS session resumption (docs/ARCHITECTURE.md §Reuse): a store of SSL
+ * sessions keyed by the caller's bytes (the MX address + port + requirement
+ * key: a session is offered only to a connection whose security requirement
+ * is identical to the one its full handshake was verified under, so skipping
+ * the certificate check on resumption skips nothing that would decide
+ * differently).
  *  - mxg_tls_resume_new(max): at most max sessions (least recently used
  *    dropped); NULL on out of memory or max <= 0. Free it after every
  *    engine that used it (engines save into it when freed).

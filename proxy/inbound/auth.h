@@ -1,4 +1,5 @@
-/* proxy/inbound/auth.h — inbound security for clients not on loopback (issue #8):
+/* proxy/inbound/auth.h — inbound security for clients not on loopback
+ * (docs/ARCHITECTURE.md §Hostile peers):
  * the password file and password checks for SMTP AUTH (RFC 4954; PLAIN,
  * RFC 4616, and LOGIN), the brute-force throttle, and the per-network
  * requirements (STARTTLS / AUTH before MAIL). proxy/session.c runs the SMTP
@@ -108,16 +109,16 @@ uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, 
  * count starts again after the lockout. */
 int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                            uint64_t window_ms, uint64_t lockout_ms);
-/* A password check for key starts (issue 16 #3: parallel sessions must not
- * get more checks than the limit): 1 when the failures in the window plus
- * the checks already in flight are below max and the key is not locked —
- * the check is then counted as in flight until mxg_auth_throttle_finish();
- * 0 (refuse: 454 4.7.0) when the key is locked or at its limit; -1 when the
- * table has no room for a new key (every entry locked or with a check in
- * flight): refuse too (fail closed) — except that the session lets an
- * address in that authenticated as the user before (a key flood must not
- * lock out a legitimate client, issue 16 #3). A failed check is then counted with
- * mxg_auth_throttle_fail(), after the finish. */
+/* A password check for key starts (parallel sessions must not get more checks
+ * than the limit: docs/ARCHITECTURE.md §Hostile peers): 1 when the failures
+ * in the window plus the checks already in flight are below max and the key
+ * is not locked — the check is then counted as in flight until
+ * mxg_auth_throttle_finish(); 0 (refuse: 454 4.7.0) when the key is locked or
+ * at its limit; -1 when the table has no room for a new key (every entry
+ * locked or with a check in flight): refuse too (fail closed) — except that
+ * the session lets an address in that authenticated as the user before (a key
+ * flood must not lock out a legitimate client). A failed check is then
+ * counted with mxg_auth_throttle_fail(), after the finish. */
 int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                             uint64_t window_ms);
 void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key);

@@ -19,7 +19,6 @@
 #include <uv.h>
 
 #include "../../core/config.h"
-#include "../../dns/dns.h"
 #include "../../tls/tls_engine.h"
 #include "../outbound/upstream.h"
 

@@ -5,7 +5,7 @@
  * step (state, syntax, limits — may answer and stop) and a proceed step;
  * pipelined commands are taken one at a time from the input buffer.
  *
- * Transaction shape (DESIGN §1 "one transaction, many legs"): a transaction
+ * Transaction shape (docs/ARCHITECTURE.md §Legs): a transaction
  * holds up to limits.legs upstream legs (struct leg_slot, own state enum),
  * one per destination domain, opened in parallel as RCPTs arrive. Pipelined
  * RCPTs keep being processed while earlier ones wait for their legs; their
@@ -21,7 +21,7 @@
  * accepted after syntax checks and the message is committed to the spool
  * before 250; the queue runner delivers it.
  *
- * Inbound security (issue #8, proxy/auth.h): STARTTLS (offered when the
+ * Inbound security (proxy/inbound/auth.h): STARTTLS (offered when the
  * server has a TLS context) answers 220, discards whatever the client
  * pipelined behind it (CVE-2011-0411: logged), and moves to SS_STARTTLS;
  * from then on every octet read goes through the session's TLS engine
@@ -41,7 +41,7 @@
  * requirement (server.require_tls_networks / require_auth_networks, after the
  * ACL) is checked at MAIL: 530 5.7.0 until it is met.
  *
- * Hostile clients (issue 16): the DATA phase has a whole deadline
+ * Hostile clients (docs/ARCHITECTURE.md §Hostile peers): the DATA phase has a whole deadline
  * (timeouts.data_total) and a minimum average rate (limits.data_min_rate
  * after limits.data_rate_grace) besides the idle timeout: when one fires the
  * client gets 421 4.4.2 and the session closes, which closes every leg
@@ -175,7 +175,7 @@ struct mxg_session {
     const char *auth_mech;    /* "PLAIN" / "LOGIN" (the exchange, or the success) */
     enum auth_step ax;
     char ax_user[MXG_SASL_FIELD_MAX + 1]; /* the user name of the exchange */
-    /* a password check in flight counts against the throttle (issue 16 #3):
+    /* a password check in flight counts against the throttle (§Hostile peers):
      * the keys it was counted under, released when it finishes ("": none) */
     char ax_addr_key[80];
     char ax_user_key[MXG_SASL_FIELD_MAX + 8];
@@ -383,7 +383,7 @@ static uint64_t now_ms(struct mxg_session *s)
     return uv_now(s->srv->loop);
 }
 
-/* The DATA phase's clocks (issue 16 #6): DATA_OK, or which limit is
+/* The DATA phase's clocks (docs/ARCHITECTURE.md §Hostile peers): DATA_OK, or which limit is
  * exceeded now; *left gets the milliseconds until the first one would be. A
  * client trickling its message is stopped by timeouts.data_total whatever
  * it sends, and by limits.data_min_rate (an average from the 354, checked
@@ -491,7 +491,7 @@ static int spool_ok(const struct mxg_session *s)
     return s->srv->spool != NULL;
 }
 
-/* Destination domains one transaction may hold (DESIGN §1 "legs"): one
+/* Destination domains one transaction may hold (docs/ARCHITECTURE.md §Legs): one
  * without a spool to catch a partial failure, or when the operator keeps
  * the 452 behaviour (server.multi_domain = defer). */
 static int max_legs(const struct mxg_session *s)
@@ -689,7 +689,7 @@ static void data_flush(struct mxg_session *s)
 }
 
 /* The reply for a transaction none of whose legs delivered: a temporary
- * failure if any was temporary (DESIGN §1), else the first permanent one. */
+ * failure if any was temporary (docs/ARCHITECTURE.md §Legs), else the first permanent one. */
 static const struct mxg_reply *worst_reply(struct mxg_session *s)
 {
     struct txn *t = &s->txn;

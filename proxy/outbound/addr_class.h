@@ -1,5 +1,6 @@
 /* proxy/outbound/addr_class.h — which outbound destination addresses are "ours"
- * rather than the Internet's (issue 16 defect 10: loop and SSRF protection).
+ * rather than the Internet's (loop and SSRF protection: docs/ARCHITECTURE.md
+ * §Hostile peers).
  *
  * Contract:
  *  - mxg_addr_private(sa) names the special-purpose range an address is in,

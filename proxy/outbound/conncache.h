@@ -1,6 +1,5 @@
-/* proxy/outbound/conncache.h — the upstream connection cache and the upstream
- * connection limits (DESIGN §1 last bullet, §10 "Connection cache and TLS
- * resumption"; issue #8 "Limits").
+/* proxy/outbound/conncache.h — the upstream connection cache and the
+ * upstream connection limits (docs/ARCHITECTURE.md §Reuse).
  *
  * One object per process (struct mxg_upstream_env.conncache), shared by
  * every leg. It knows nothing of SMTP, TLS or sockets: a connection is an

@@ -2,7 +2,7 @@
  * struct mxg_rpt_mailer) implemented with proxy/outbound: one report mail,
  * one recipient, by MX of the recipient's domain, with opportunistic TLS
  * and without TLSRPT recording (leg options opportunistic, no_tlsrpt:
- * RFC 8460 §3, DESIGN §4 and §10).
+ * RFC 8460 §3, docs/ARCHITECTURE.md §Report delivery).
  *
  * Contract:
  *  - mxg_report_mailer_new() borrows env (it must outlive the mailer);

@@ -22,7 +22,7 @@
 #   127.0.70.33 dane-cname -> real.dane-target.test  127.0.70.34 dane-expired -> mx.dane-expired.test
 #   127.0.70.140 dane-bigcert -> mx.dane-bigcert.test (a >4 KB certificate, TLSA 3 0 0 of it)
 #   127.0.70.141 dane-bigwrong -> mx.dane-bigwrong.test (TLSA 3 0 0 of dane-bigcert's certificate)
-#   127.0.70.142-149: reserved for more big-record DANE servers (issue 16 #2)
+#   127.0.70.142-149: reserved for more big-record DANE servers (§Limits)
 #   MTA-STS (mkzones.sh): nginx 127.0.70.60:443 serves https://mta-sts.D/ for the sts-* domains
 #   (tb_start_nginx); MX servers port 2525, short name -> host:
 #   127.0.70.40 sts-enforce -> mx.sts-enforce.test   127.0.70.48 sts-wild-bc -> b.c.sts-wild.test

@@ -60,7 +60,7 @@
 #                        octets), so the answer only arrives over TCP
 #   dane-bigcert.test    MX 10 mx.dane-bigcert.test (127.0.70.140), whose certificate is big
 #                        (EC key, 70 long subjectAltNames: DER over 4 KB, DIR/certs/NAME.der.len),
-#                        TLSA 3 0 0 = that whole certificate (issue 16 #2: no storage limit)
+#                        TLSA 3 0 0 = that whole certificate (no storage limit, §Limits)
 #   dane-bigwrong.test   MX 10 mx.dane-bigwrong.test (127.0.70.141, presents its own ordinary
 #                        certificate), TLSA 3 0 0 = mx.dane-bigcert.test's big certificate
 #                        (usable, matches nothing there: DANE must refuse)
@@ -243,8 +243,9 @@ for h in mx.dane-ee.test mx.dane-ta.test wrong.dane-taname.test mx1.dane-2nd.tes
          real.dane-target.test mx.dane-expired.test mx.sts-daneok.test; do
     make_leaf "$h"
 done
-# issue 16 #2: a big certificate (70 long names: DER over 4 KB) for a TLSA "3 0 0" record, and
-# an ordinary one (made here, before the background job below: make_leaf's serial file is shared)
+# docs/ARCHITECTURE.md §Limits: a big certificate (70 long names: DER over 4 KB) for a TLSA "3 0 0"
+# record, and an ordinary one (made here, before the background job below: make_leaf's serial file
+# is shared)
 big_sans=()
 for i in $(seq -w 70); do big_sans+=("san-$i.a-rather-long-subject-alternative-name.dane-bigcert.test"); done
 make_leaf mx.dane-bigcert.test "${big_sans[@]}"
@@ -442,7 +443,7 @@ mx	IN A 127.0.70.34
 _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-expired.test)
 EOF
 
-# ---- DANE zones with a big "3 0 0" record (issue 16 #2)
+# ---- DANE zones with a big "3 0 0" record (docs/ARCHITECTURE.md §Limits)
 openssl x509 -in "$DIR/certs/mx.dane-bigcert.test.crt" -outform DER >"$DIR/certs/mx.dane-bigcert.test.der"
 wc -c <"$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' ' >"$DIR/certs/mx.dane-bigcert.test.der.len"
 BIG300="3 0 0 $(od -An -v -tx1 "$DIR/certs/mx.dane-bigcert.test.der" | tr -d ' \n')"

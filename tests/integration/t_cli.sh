@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_cli.sh — the command line (issue 16, defect 17): every command's and subcommand's --help
+# t_cli.sh — the command line (docs/man/mxguard.8): every command's and subcommand's --help
 # (and -h) prints its usage on stdout and exits 0; `mxguard check` uses policy_list.file as
 # the daemon does (no `list update` first); `mxguard report export DIR [--day DAY]` writes every
 # finished report (UTC days before today) as RFC 8460 §5.3 named JSON files

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# t_conncache.sh — the upstream connection cache (DESIGN §1, §10) and TLS resumption against
-# real MX servers: a second message to the same MX goes over the same connection (one line
+# t_conncache.sh — the upstream connection cache and TLS resumption (docs/ARCHITECTURE.md §Reuse)
+# against real MX servers: a second message to the same MX goes over the same connection (one line
 # in the MX's connections.log, both messages from the same peer port, RSET between them,
 # "reused" in mxguard's log); another requirement to the same MX address (another reference
 # name; a per-domain policy override) gets its own connection; an MX that closes the idle

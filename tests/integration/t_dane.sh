@@ -68,7 +68,7 @@ dane_deliver ee dane-ee.test dane-ee mx.dane-ee.test "TLSA 3 1 1 matched at dept
 dane_deliver ta dane-ta.test dane-ta mx.dane-ta.test "TLSA 2 1 1 matched at depth 1"
 # 3. DANE-TA chain fine, but the leaf names wrong.dane-taname.test
 dane_refuse taname dane-taname.test "451 4.7.5" dane-taname
-assert_match "dane-taname.test: the reply names the cause (DESIGN §1: precise text)" "$SW_RCPT" \
+assert_match "dane-taname.test: the reply names the cause (docs/ARCHITECTURE.md §Failure codes)" "$SW_RCPT" \
     '[Hh]ost ?name mismatch|[Nn]ame mismatch|name does not match|not valid for'
 assert_file_grep "dane-taname.test: the MX was tried (STARTTLS)" "$TB/spool/dane-taname/connections.log" 'starttls=yes'
 # 4. MX 10 wrong digest -> MX 20 matching
@@ -77,7 +77,7 @@ assert_no_mail "dane-2nd.test: nothing reached mx1.dane-2nd.test (wrong digest)"
 assert_file_grep "dane-2nd.test: mx1 (MX 10) was tried first (STARTTLS)" "$TB/spool/dane-2nd1/connections.log" 'starttls=yes'
 # 5. every MX has a wrong digest
 dane_refuse allbad dane-allbad.test "451 4.7.5" dane-2nd1 dane-allbad
-assert_match "dane-allbad.test: the reply names the cause (DESIGN §1: precise text)" "$SW_RCPT" \
+assert_match "dane-allbad.test: the reply names the cause (docs/ARCHITECTURE.md §Failure codes)" "$SW_RCPT" \
     '[Nn]o matching (DANE )?TLSA|[Nn]o TLSA (record )?match|TLSA (record )?mismatch|match(es)? no TLSA'
 assert_file_grep "dane-allbad.test: mx3 (MX 20) was tried too (STARTTLS)" "$TB/spool/dane-allbad/connections.log" 'starttls=yes'
 # 6. signed zone, no TLSA -> opportunistic TLS

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# t_dane_bigcert.sh — issue 16 #2: a DNSSEC-secure TLSA RRset whose only record is "3 0 0"
-# with a whole certificate bigger than any storage limit mxguard had (2 KB per record, 4 KB
-# per host). mxguard must keep and use it: the MX presenting that certificate is delivered
-# to with DANE ("TLSA 3 0 0 matched at depth 0"); an MX whose TLSA "3 0 0" names a big
-# certificate it does not present is refused (451 4.7.5) and receives nothing — never
-# "only unusable records" / encrypt-only. `mxguard check` shows the big record as usable,
-# and the TLSRPT report carries it whole as policy-string. (Zones: mkzones.sh.)
+# t_dane_bigcert.sh — docs/ARCHITECTURE.md §Limits: a DNSSEC-secure TLSA RRset whose only record is
+# "3 0 0" with a whole certificate bigger than any storage limit mxguard had (2 KB per record, 4 KB
+# per host). mxguard must keep and use it: the MX presenting that certificate is delivered to with
+# DANE ("TLSA 3 0 0 matched at depth 0"); an MX whose TLSA "3 0 0" names a big certificate it does
+# not present is refused (451 4.7.5) and receives nothing — never "only unusable records" /
+# encrypt-only. `mxguard check` shows the big record as usable, and the TLSRPT report carries it
+# whole as policy-string. (Zones: mkzones.sh.)
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

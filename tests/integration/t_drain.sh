@@ -35,7 +35,7 @@ wait_exit() {
     return 1
 }
 # assert_quick_exit NAME — the process exited within 500 ms of its "main: stopped" log line
-# (nothing may hold the exit up once the work is done: issue 16, defect 17)
+# (nothing may hold the exit up once the work is done: docs/ARCHITECTURE.md §Operating)
 assert_quick_exit() {
     local ts st d
     ts=$(grep -m1 'main: stopped$' "$TB/$1.log" | cut -d' ' -f1)

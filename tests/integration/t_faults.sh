@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# t_faults.sh — fault injection (issue #9, Faults). Each family ends with: mxguard still running
+# t_faults.sh — fault injection. Each family ends with: mxguard still running
 # and its open fds back to the baseline taken after a warm-up.
 # 1. The upstream closes (FIN) and resets (RST) the connection at every protocol step (greeting,
 #    EHLO, STARTTLS, TLS handshake, EHLO after TLS, MAIL, RCPT, DATA, mid-body, after the final
 #    dot before its reply) and hangs at some: the client gets a 4xx (never 250 for a message the
 #    MX did not store; the opportunistic TLS-handshake case is delivered through the plaintext
-#    retry, DESIGN §10), nothing is stored, and the next transaction in the same client session
-#    is delivered. DANE: a reset during the handshake or the EHLO after it → 451 4.7.x, no
-#    plaintext.
+#    retry, docs/ARCHITECTURE.md §Opportunistic TLS), nothing is stored, and the next transaction in
+#    the same client session is delivered. DANE: a reset during the handshake or the EHLO after it →
+#    451 4.7.x, no plaintext.
 # 2. DNS: server slow (SIGSTOP shorter than timeouts.dns: delivered), hanging (SIGSTOP: 451 4.4.3
 #    within the timeouts), stopped (451 4.4.3 — also for a null MX and a non-existent domain,
 #    never a permanent 5xx), back (permanent answers again).
@@ -314,7 +314,8 @@ for action in close rst; do
         assert_file_grep "$k: the fault fired at mx2" "$TB/mx2.log" "fault: $action at $step\$"
         r=$(fc_final "up-$k" 1)
         if [ "$step" = tls ]; then
-            # opportunistic: one plaintext retry (DESIGN §10) — delivered, once, in plaintext
+            # opportunistic: one plaintext retry (docs/ARCHITECTURE.md §Opportunistic TLS):
+            # delivered, once, in plaintext
             assert_reply "$k: delivered through the plaintext retry" "$r" "250"
             n2=$((n2 + 1))
             m=$(spool_last "$MX2")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# t_inbound.sh — inbound security (issue #8) with real clients (swaks, openssl s_client, raw
-# sockets) against mxguard with the test-bed CA's certificate for mxguard.test and a password
-# file (alice: SHA-512 crypt from `openssl passwd -6`, bob: yescrypt):
+# t_inbound.sh — inbound security (docs/ARCHITECTURE.md §Hostile peers) with real clients (swaks,
+# openssl s_client, raw sockets) against mxguard with the test-bed CA's certificate for
+# mxguard.test and a password file (alice: SHA-512 crypt from `openssl passwd -6`, bob: yescrypt):
 #  1. plaintext: STARTTLS offered, AUTH not; AUTH PLAIN in plaintext → 538 5.7.11; a client
 #     without requirement still relays in plaintext ("with ESMTP").
 #  2. the certificate verifies against the test CA for mxguard.test (openssl s_client).

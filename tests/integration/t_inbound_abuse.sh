@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# t_inbound_abuse.sh — hostile clients on the inbound side (issue 16 #3, #6, #7, #12):
+# t_inbound_abuse.sh — hostile clients on the inbound side (docs/ARCHITECTURE.md §Hostile peers;
+# #N: the defect numbers of hostile_table.txt):
 #  1. DATA trickled (#6): a client below limits.data_min_rate (after limits.data_rate_grace), and
 #     one fast enough but never finishing within timeouts.data_total, get 421 4.4.2 and are
 #     disconnected; the MX saw the connection lost during DATA and stored nothing (never the

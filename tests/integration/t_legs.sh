@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_legs.sh — one transaction, many destination domains (issue #7, DESIGN §1): parallel
+# t_legs.sh — one transaction, many destination domains (docs/ARCHITECTURE.md §Legs): parallel
 # upstream legs, RCPT replies in order under PIPELINING, the legs limit and
 # multi_domain = defer, a mixed end of DATA (one MX accepts, one fails temporarily, one
 # permanently: 250 to the client, the temporary one delivered from the spool later, a DSN

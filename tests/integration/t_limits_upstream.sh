@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_limits_upstream.sh — upstream connection limits (issue #8, proxy/conncache.h) against a real
+# t_limits_upstream.sh — upstream connection limits (proxy/outbound/conncache.h) against a real
 # MX that counts the connections it has open at once (mxserver.py SPOOL/max_concurrency):
 # 50 clients at once to one MX with limits.destination_concurrency = 5 → never more than 5
 # connections at the MX, every message delivered (the waiting legs take the cached

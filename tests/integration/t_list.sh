@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# t_list.sh — the STARTTLS Everywhere policy list (DESIGN §2 row 4, §8): a signed list is loaded
-# and enforced (matching MX with a WebPKI-valid certificate: delivered; no matching MX: 451
-# 4.7.5, nothing delivered); testing mode delivers anyway; unsigned, tampered, foreign-signed,
-# older and expired lists are never used; `mxguard list` shows the state.
+# t_list.sh — the STARTTLS Everywhere policy list (docs/ARCHITECTURE.md §Decision row 4,
+# §Policy list): a signed list is loaded and enforced (matching MX with a WebPKI-valid certificate:
+# delivered; no matching MX: 451 4.7.5, nothing delivered); testing mode delivers anyway; unsigned,
+# tampered, foreign-signed, older and expired lists are never used; `mxguard list` shows the state.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

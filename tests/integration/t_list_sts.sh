@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# t_list_sts.sh — the policy list against MTA-STS (DESIGN §2 rows 3-4, §10): any MTA-STS policy
-# (enforce or none) wins over the domain's list entry; when the domain's MTA-STS fetch fails and
-# nothing is cached, the list applies (it protects MTA-STS on first use); `mxguard check` says
-# which one was used; `mxguard list export` turns the MTA-STS cache into a list.
+# t_list_sts.sh — the policy list against MTA-STS (docs/ARCHITECTURE.md §STS over list): any
+# MTA-STS policy (enforce or none) wins over the domain's list entry; when the domain's MTA-STS
+# fetch fails and nothing is cached, the list applies (it protects MTA-STS on first use); `mxguard
+# check` says which one was used; `mxguard list export` turns the MTA-STS cache into a list.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

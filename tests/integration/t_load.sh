@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_load.sh — load with an accounting check (issue #9, Load; CI-sized — bench/load.sh runs the
+# t_load.sh — load with an accounting check (CI-sized — bench/load.sh runs the
 # same with 1000+ sessions). bench/load.py drives the sessions from 127.0.70.100 and checks that
 # every message that got 250 arrived exactly once and intact at an MX, and every refused one
 # arrived nowhere. Destinations: example.test (mx1, STARTTLS), other.test (mx2, STARTTLS),

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# t_loop_self.sh — loop and SSRF protection beyond mxguard's own listeners (issue 16
-# defect 10). A. upstream.self_addresses = ["127.0.70.11"] (mx1.example.test stands for the
+# t_loop_self.sh — loop and SSRF protection beyond mxguard's own listeners (docs/ARCHITECTURE.md
+# §Hostile peers). A. upstream.self_addresses = ["127.0.70.11"] (mx1.example.test stands for the
 # legacy MTA's LAN address): implicit.test (A 127.0.70.11 only) → 451 4.4.6 and mx1 is never
-# connected to; example.test (MX 10 mx1, MX 20 mx2) goes to mx2; a route_map next hop to the
-# self address is refused as well. B. upstream.refuse_private_addresses = true (the whole
-# test-bed is loopback): MX addresses refused → 451 4.4.4, no connection; a route_map next hop
-# (the operator's) is trusted and delivered. C. a self address with another port does not
-# match the MX port: delivered. Settings changed by SIGHUP (they are live).
+# connected to; example.test (MX 10 mx1, MX 20 mx2) goes to mx2; a route_map next hop to the self
+# address is refused as well. B. upstream.refuse_private_addresses = true (the whole test-bed is
+# loopback): MX addresses refused → 451 4.4.4, no connection; a route_map next hop (the operator's)
+# is trusted and delivered. C. a self address with another port does not match the MX port:
+# delivered. Settings changed by SIGHUP (they are live).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# t_ops.sh — operating mxguard (issue #11): started as root with server.user = "nobody" it
-# binds, drops to nobody (no capabilities left, state directory given to nobody) and relays;
-# the Prometheus endpoint counts the traffic that passes; SIGHUP applies a changed setting
-# (limits.message_size, visible in EHLO SIZE and at the next MAIL of a session that was open
-# across the HUP) while a transaction in flight across the HUP still completes; a broken file
-# is refused (error logged, old values stay); reloaded trust anchors that fail the DNSSEC
-# self-check are rolled back; log.format = "json" by reload; a second mxguard started as
-# nobody (no root at all) on a high port relays; the manual pages lint clean and the systemd
-# unit verifies.
+# t_ops.sh — operating mxguard (docs/ARCHITECTURE.md §Operating): started as root with server.user
+# = "nobody" it binds, drops to nobody (no capabilities left, state directory given to nobody) and
+# relays; the Prometheus endpoint counts the traffic that passes; SIGHUP applies a changed setting
+# (limits.message_size, visible in EHLO SIZE and at the next MAIL of a session that was open across
+# the HUP) while a transaction in flight across the HUP still completes; a broken file is refused
+# (error logged, old values stay); reloaded trust anchors that fail the DNSSEC self-check are
+# rolled back; log.format = "json" by reload; a second mxguard started as nobody (no root at all)
+# on a high port relays; the manual pages lint clean and the systemd unit verifies.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -64,20 +63,20 @@ ehlo_size() { # ehlo_size NAME — the SIZE value mxguard advertises
 # ------------------------------------------------------------------ 0. the files
 
 for page in mxguard.8 mxguard.conf.5; do
-    w=$(groff -man -Tutf8 -ww -z "$MXG_SRC/doc/$page" 2>&1)
-    assert_eq "doc/$page: groff -man -ww reports nothing" "" "$w"
+    w=$(groff -man -Tutf8 -ww -z "$MXG_SRC/docs/man/$page" 2>&1)
+    assert_eq "docs/man/$page: groff -man -ww reports nothing" "" "$w"
     if command -v mandoc >/dev/null; then
-        w=$(mandoc -Tlint -W warning "$MXG_SRC/doc/$page" 2>&1)
-        assert_eq "doc/$page: mandoc -Tlint reports no warning" "" "$w"
+        w=$(mandoc -Tlint -W warning "$MXG_SRC/docs/man/$page" 2>&1)
+        assert_eq "docs/man/$page: mandoc -Tlint reports no warning" "" "$w"
     fi
-    t=$(MANWIDTH=80 man -l "$MXG_SRC/doc/$page" 2>/dev/null | head -n 5)
-    assert_contains "doc/$page renders with man -l" "$t" "NAME"
+    t=$(MANWIDTH=80 man -l "$MXG_SRC/docs/man/$page" 2>/dev/null | head -n 5)
+    assert_contains "docs/man/$page renders with man -l" "$t" "NAME"
 done
 if command -v systemd-analyze >/dev/null; then
     # the unit as installed, with this build's binary and these manual pages
     mkdir -p "$TB/man/man8" "$TB/man/man5"
-    cp "$MXG_SRC/doc/mxguard.8" "$TB/man/man8/"
-    cp "$MXG_SRC/doc/mxguard.conf.5" "$TB/man/man5/"
+    cp "$MXG_SRC/docs/man/mxguard.8" "$TB/man/man8/"
+    cp "$MXG_SRC/docs/man/mxguard.conf.5" "$TB/man/man5/"
     sed "s|/usr/sbin/mxguard|$MXG_BIN|g" "$MXG_SRC/etc/mxguard.service" >"$TB/mxguard.service"
     out=$(MANPATH=$TB/man timeout 60 systemd-analyze verify "$TB/mxguard.service" 2>&1)
     assert_eq "etc/mxguard.service: systemd-analyze verify is silent" "" "$out"

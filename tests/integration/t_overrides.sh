@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# t_overrides.sh — the operator's controls (issue 8): per-domain TLS policy overrides
-# (tls.policy_map), static routes (upstream.route_map) and the TLS client settings.
+# t_overrides.sh — the operator's controls (docs/ARCHITECTURE.md §Decision, row 1): per-domain TLS
+# policy overrides (tls.policy_map), static routes (upstream.route_map) and the TLS client
+# settings.
 #   A. every override level against the loopback world: dane-only on an insecure domain and
 #      on a domain with only unusable TLSA → 451 4.7.5, nothing sent; dane-only on a DANE
 #      domain → delivered with DANE; encrypt to a host without STARTTLS → 451 4.7.5; none on a

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# t_queue.sh — the spool's queue runner and queue mode (issue #7): a queue-mode listener
-# answers 250 while the MX is down and the message arrives exactly once when it is back;
-# a message past queue.lifetime bounces to queue.bounce_route as an RFC 3464 DSN (parsed
-# with Python's email module: structure, per-message and per-recipient fields, headers vs
-# RET=FULL, ENVID/ORCPT); NOTIFY=NEVER and the null sender get none; a bounce the bounce
-# route refuses is dropped (never a DSN about a DSN); kill -9 between spooling and delivery
-# → delivered exactly once after the restart; kill -9 while a body streams → the leftover is
-# removed at start; `mxguard queue list|show|flush|delete` (flush signals the daemon).
+# t_queue.sh — the spool's queue runner and queue mode (docs/ARCHITECTURE.md §Spool): a queue-mode
+# listener answers 250 while the MX is down and the message arrives exactly once when it is back; a
+# message past queue.lifetime bounces to queue.bounce_route as an RFC 3464 DSN (parsed with
+# Python's email module: structure, per-message and per-recipient fields, headers vs RET=FULL,
+# ENVID/ORCPT); NOTIFY=NEVER and the null sender get none; a bounce the bounce route refuses is
+# dropped (never a DSN about a DSN); kill -9 between spooling and delivery → delivered exactly once
+# after the restart; kill -9 while a body streams → the leftover is removed at start; `mxguard
+# queue list|show|flush|delete` (flush signals the daemon).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# t_queue_legs.sh — a queued message to more destination domains than limits.legs (issue 16
-# defect 11): the queue runner runs at most limits.legs groups (upstream legs) of one spool
-# entry at once; the rest start as those answer, in the same attempt (never failed, never
-# deferred for waiting). Three domains on one MX (example.test, implicit.test,
-# insecure.test -> 127.0.70.11) with limits.legs = 2 and an MX that holds each final reply
-# for 5 s (slowdata*): the MX sees at most 2 connections at once (mxserver.py's
-# max_concurrency), all three messages arrive, in one attempt, and the entry is gone.
+# t_queue_legs.sh — a queued message to more destination domains than limits.legs
+# (proxy/outbound/queue_runner.h): the queue runner runs at most limits.legs groups (upstream legs)
+# of one spool entry at once; the rest start as those answer, in the same attempt (never failed,
+# never deferred for waiting). Three domains on one MX (example.test, implicit.test, insecure.test
+# -> 127.0.70.11) with limits.legs = 2 and an MX that holds each final reply for 5 s (slowdata*):
+# the MX sees at most 2 connections at once (mxserver.py's max_concurrency), all three messages
+# arrive, in one attempt, and the entry is gone.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

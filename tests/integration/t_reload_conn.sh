@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_reload_conn.sh — connections and TLS sessions made under the old tls.* settings do not
-# outlive a SIGHUP (issue 16 defect 9). A transaction to dane-ee.test is in flight (RCPT
+# outlive a SIGHUP (docs/ARCHITECTURE.md §Reuse). A transaction to dane-ee.test is in flight (RCPT
 # accepted: upstream connection and TLS handshake done) when tls.ciphers changes and mxguard
 # gets SIGHUP; it completes after the reload.
 #   1. with the connection cache on: its connection is not parked (QUIT), so the next message

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# t_reply_paths.sh — issue 16 #1, #4, #5, #12: every path judges the MX's replies the same way.
+# t_reply_paths.sh — every path judges the MX's replies the same way (docs/ARCHITECTURE.md
+# §Hostile peers).
 #  - DATA's only success is 354 (RFC 5321 §4.3.2): an MX answering DATA with 250, 3xx or
 #    5xx never gets the message counted as delivered — single domain (the client's reply),
 #    two domains (a mixed end: the failed leg's recipient is spooled, not "delivered to 2
@@ -97,7 +98,7 @@ assert_reply "final dot answered 354: the client gets 451 4.5.0, not the 354" "$
 assert_contains "... naming the dot" "$SW_DOT" 'answered the final dot with "354'
 assert_file_count "$MX1" 0 "mx1 still stored nothing"
 
-# issue 16 #4: exactly the octets sent ("2x" 0x01), made printable, and nothing else
+# exactly the octets sent ("2x" 0x01), made printable, and nothing else
 swaks_send malformed --to malformed@example.test
 assert_eq "malformed RCPT reply: exactly the octets the MX sent, printable" \
     '451 4.5.0 mx1.example.test[127.0.70.11] sent a malformed reply: 2x\x01' "$SW_RCPT"

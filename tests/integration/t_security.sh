@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_security.sh — attacks on the relay (issue #9, Security):
+# t_security.sh — attacks on the relay (docs/ARCHITECTURE.md §Hostile peers):
 # 1. no open relay: clients outside server.allow_networks (127.0.70.0/25: .128, .200, 127.0.0.1)
 #    get 554 5.7.1 and nothing else, also when they pipeline a whole transaction before the
 #    banner; .127 (the last address inside) is served; commands out of order (RCPT/DATA without
@@ -174,7 +174,8 @@ assert_file_grep "dane-cname injected during the handshake" "$TB/dane-cname.log"
 assert_reply "bytes injected during a DANE handshake: 451 4.7.x" "$SW_RCPT" "451 4.7."
 assert_no_mail "DANE, injection during the handshake: no MAIL, no plaintext" dane-cname
 
-# inbound: STARTTLS is not offered (issue #8); pipelined commands after it are plain commands
+# inbound: STARTTLS is not offered (no server.tls_cert_file); pipelined commands after it are
+# plain commands
 smtp_chat inb "EHLO client.test" \
     'raw:3:STARTTLS\r\nNOOP\r\nMAIL FROM:<sender@client.test>\r\n' "RCPT TO:<a@example.test>" "DATA" \
     "@$TB/warm.data" "QUIT"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# t_startup.sh — the listeners open only once every local policy source is in force (issue 16,
-# defect 16): the policy list from policy_list.file is accepted, and said so in the log, before
-# "listening on"; a client that connects the moment the port accepts and sends to a domain the
-# list enforces, whose only MX has no STARTTLS, is deferred (451 4.7.5), never delivered in
-# plaintext. A restart without the file (the last verified copy in the state directory counts
-# as loaded) and one with an unreachable policy_list.url (never waited for) do the same.
+# t_startup.sh — the listeners open only once every local policy source is in force
+# (docs/ARCHITECTURE.md §Operating): the policy list from policy_list.file is accepted, and said so
+# in the log, before "listening on"; a client that connects the moment the port accepts and sends
+# to a domain the list enforces, whose only MX has no STARTTLS, is deferred (451 4.7.5), never
+# delivered in plaintext. A restart without the file (the last verified copy in the state directory
+# counts as loaded) and one with an unreachable policy_list.url (never waited for) do the same.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

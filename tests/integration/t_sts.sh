@@ -7,7 +7,8 @@
 # opportunistic; "*.sts-wild.test" matches a.sts-wild.test but not b.c.sts-wild.test; a host
 # with a usable DANE TLSA is governed by DANE alone: a wrong digest is not rescued by the
 # matching, WebPKI-valid STS policy, and a matching TLSA is enough for a host the policy does
-# not name (DESIGN §10). `mxguard check` shows the policy and per MX whether it matches.
+# not name (docs/ARCHITECTURE.md §DANE per host). `mxguard check` shows the policy and per MX
+# whether it matches.
 # (Zones and policies: mkzones.sh.)
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 

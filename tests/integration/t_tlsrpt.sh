@@ -175,7 +175,7 @@ assert_eq "dane-unusable.test: policy-type tlsa" "tlsa" \
     "$(rj unusable 'sorted({p["policy"]["policy-type"] for p in r["policies"]})')"
 assert_eq "dane-unusable.test: result-type tlsa-invalid" "tlsa-invalid" "$(rj unusable 'RT()')"
 assert_eq "dane-unusable.test: 1 tlsa-invalid session" 1 "$(rj unusable 'CNT("tlsa","tlsa-invalid")')"
-# (issue 16 #13: with no usable record the policy-string lists every record of the RRset)
+# (RFC 8460 §4.3: with no usable record the policy-string lists every record of the RRset)
 assert_eq "dane-unusable.test: policy-string = its two (unusable) records" \
     "0 0 1 $(tr a-f A-F <"$TB/dns/certs/mx.dane-unusable.test.tlsa001"),1 1 1 $(tr a-f A-F <"$TB/dns/certs/mx.dane-unusable.test.tlsa311")" \
     "$(rj unusable 'PS("tlsa")')"

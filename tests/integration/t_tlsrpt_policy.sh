@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# t_tlsrpt_policy.sh — issue 16 #13-15, TLSRPT (RFC 8460 §4.3/§4.4) results that were missing
-# or incomplete, each checked in the report JSON (`mxguard report show DAY DOMAIN`):
+# t_tlsrpt_policy.sh — TLSRPT (RFC 8460 §4.3/§4.4; #13-15 of hostile_table.txt's defects) results
+# that were missing or incomplete, each checked in the report JSON (`mxguard report show DAY
+# DOMAIN`):
 #  13. policy-string for a host whose TLSA records are all unusable (the records as
 #      "U S M HEX"), for a bogus TLSA RRset ([]: not known) and for a failed MTA-STS fetch ([]);
 #  14. a bogus MX RRset records dnssec-invalid under the domain's tlsa policy; dnssec-invalid

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_upstream_errors.sh — upstream replies and failures are relayed to the client with the
-# codes DESIGN §10 pins (421 -> 451 4.4.2), nothing is delivered on failure, and mxguard
-# keeps working afterwards.
+# codes docs/ARCHITECTURE.md §Replies pins (421 -> 451 4.4.2), nothing is delivered on
+# failure, and mxguard keeps working afterwards.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init

@@ -6,7 +6,7 @@
  * names containing "servfail", TC over UDP when the answer exceeds the
  * query's EDNS payload size (the resolver then asks over TCP), and a
  * "silent" switch (timeouts). Used by test_dane_txt.c and
- * test_policy_sts_txt.c (the TXT RRsets of issue 16: 40 records with the
+ * test_policy_sts_txt.c (the TXT RRsets of §Limits: 40 records with the
  * STS one last, records of 1024 and 3000 octets, two STS records).
  *
  * Use: dfx_start(loop, srv, anchor) (srv zeroed), dfx_config(&cfg, ...)
@@ -809,7 +809,7 @@ static void dfx_config(struct mxg_config *cfg, const struct srv *s, const char *
     cfg->n_dns_servers = 1;
     /* dns.transport "udp": UDP first; an answer bigger than the query's EDNS
      * payload size comes back with TC set and is asked again over TCP (the
-     * big RRsets of issue 16), as from a real server */
+     * big RRsets of docs/ARCHITECTURE.md §Limits), as from a real server */
     cfg->dns_transport = MXG_DNS_UDP;
     snprintf(cfg->trust_anchor_file, sizeof cfg->trust_anchor_file, "%s", anchor);
     cfg->t_dns = 400;

@@ -1,7 +1,7 @@
 /* tests/unit/test_core_docs.c — the operator-facing files agree with the
- * code: every setting is described in doc/mxguard.conf.5 (and the manual
+ * code: every setting is described in docs/man/mxguard.conf.5 (and the manual
  * describes no setting that does not exist), every metric is named in
- * doc/mxguard.8, and every example configuration (etc/examples/NAME.conf)
+ * docs/man/mxguard.8, and every example configuration (etc/examples/NAME.conf)
  * passes `mxguard config check` (the same mxg_config_load()). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,12 +69,12 @@ static void test_manual_describes_every_setting(void **state)
     static char names[256][96];
     int n = all_settings(names, 256);
     assert_true(n > 60);
-    char *man = slurp("doc/mxguard.conf.5");
+    char *man = slurp("docs/man/mxguard.conf.5");
     char want[128];
     for (int i = 0; i < n; i++) {
         snprintf(want, sizeof want, "\n.BR %s \"", names[i]);
         if (!strstr(man, want))
-            fail_msg("doc/mxguard.conf.5 does not describe %s (a line \".BR %s \\\" = DEFAULT\\\"\")",
+            fail_msg("docs/man/mxguard.conf.5 does not describe %s (a line \".BR %s \\\" = DEFAULT\\\"\")",
                      names[i], names[i]);
     }
     /* ... and describes nothing else */
@@ -89,7 +89,7 @@ static void test_manual_describes_every_setting(void **state)
         for (int i = 0; i < n && !known; i++)
             known = strcmp(names[i], name) == 0;
         if (!known)
-            fail_msg("doc/mxguard.conf.5 describes %s, which is not a setting", name);
+            fail_msg("docs/man/mxguard.conf.5 describes %s, which is not a setting", name);
     }
     free(man);
 }
@@ -99,7 +99,7 @@ static void test_manual_describes_every_setting(void **state)
 static void test_manual_defaults(void **state)
 {
     (void)state;
-    char *man = slurp("doc/mxguard.conf.5");
+    char *man = slurp("docs/man/mxguard.conf.5");
     static const char *const lines[] = {
         ".BR server.listen \" = [\\(dq127.0.0.1:10025\\(dq]\"",
         ".BR server.user \" = \\(dq\\(dq\"",
@@ -110,18 +110,18 @@ static void test_manual_defaults(void **state)
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         if (!strstr(man, lines[i]))
-            fail_msg("doc/mxguard.conf.5 lacks [%s]", lines[i]);
+            fail_msg("docs/man/mxguard.conf.5 lacks [%s]", lines[i]);
     free(man);
 }
 
 static void test_manual_names_every_metric(void **state)
 {
     (void)state;
-    char *man = slurp("doc/mxguard.8");
+    char *man = slurp("docs/man/mxguard.8");
     for (int i = 0; i < MXG_M__COUNT; i++) {
         const char *name = mxg_metrics_name((enum mxg_metric)i);
         if (!strstr(man, name))
-            fail_msg("doc/mxguard.8 does not name the metric %s", name);
+            fail_msg("docs/man/mxguard.8 does not name the metric %s", name);
     }
     free(man);
 }

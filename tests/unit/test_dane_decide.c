@@ -61,7 +61,7 @@ static void secure_answer(struct mxg_tlsa_result *r, struct mxg_tlsa_rr *rrs, in
     r->n = n;
 }
 
-/* Issue 16 #2: a secure RRset whose only records are "3 0 0" with a
+/* docs/ARCHITECTURE.md §Limits: a secure RRset whose only records are "3 0 0" with a
  * certificate bigger than any old storage limit (5000 octets; the 2 KB
  * record and 4 KB pool limits made it "no usable records" → ENCRYPT) is
  * VERIFY with the whole certificate kept, and OpenSSL is armed with it. */

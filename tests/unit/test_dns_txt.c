@@ -1,8 +1,8 @@
 /* tests/unit/test_dane_txt.c — mxg_dns_lookup_txt() (dane/dns.c) against a
  * fake DNS server on the same libuv loop (dns_fixture.h: UDP + TCP on 127.0.0.1):
  * character-strings concatenated per record, NUL octets kept, every record
- * kept whole whatever the count or length (issue 16: no cap may hide the
- * one STS record, DESIGN §10),
+ * kept whole whatever the count or length (no cap may hide the one STS
+ * record, docs/ARCHITECTURE.md §Limits),
  * CNAME chains (in the answer, and one the resolver must follow itself),
  * NODATA / NXDOMAIN / SERVFAIL / timeout, the DNSSEC status (INSECURE,
  * SECURE, BOGUS, and the worst link of a CNAME chain), the cache (a repeated
@@ -195,7 +195,7 @@ static void t_nul_octets(void **state)
     }
 }
 
-/* Issue 16 (DESIGN §10): a record longer than the old 1023-octet cap is
+/* docs/ARCHITECTURE.md §Limits: a record longer than the old 1023-octet cap is
  * kept whole (was cut and flagged: an STS id could change) — 1024 octets,
  * and 3000 octets in 12 character-strings; from the network and the cache. */
 static void t_long(void **state)
@@ -228,7 +228,7 @@ static void t_long(void **state)
     }
 }
 
-/* Issue 16 (DESIGN §10): an RRset of 40 records is kept whole, in answer
+/* docs/ARCHITECTURE.md §Limits: an RRset of 40 records is kept whole, in answer
  * order (the old cap kept 16: the STS record, last, was lost and
  * "no STS record" followed); unsigned and signed (with a 3000-octet record
  * in it: SECURE), from the network and the cache. */
@@ -335,7 +335,7 @@ static void t_cname(void **state)
     assert_int_equal(r->sec, MXG_SEC_INSECURE);
 }
 
-/* Issue 16 (DESIGN §10): a CNAME chain longer than mxguard follows (80
+/* docs/ARCHITECTURE.md §Limits: a CNAME chain longer than mxguard follows (80
  * links: 9 answers of 8 links each are not enough) or a CNAME loop is a
  * failure of the lookup, never "no records" (was NODATA). */
 static void t_cname_limits(void **state)
@@ -353,7 +353,7 @@ static void t_cname_limits(void **state)
     assert_non_null(strstr(r->why, "CNAME chain"));
 }
 
-/* Issue 16 (DESIGN §10): an RRset with a record that cannot be read (a
+/* docs/ARCHITECTURE.md §Limits: an RRset with a record that cannot be read (a
  * character-string overrunning its RDATA) is never the other records
  * alone (nor NODATA): the lookup fails. */
 static void t_unreadable_record(void **state)
@@ -371,7 +371,7 @@ static void mx_cb(void *arg, const struct mxg_mx_result *r)
     *out = *r;
 }
 
-/* Issue 16 (DESIGN §10): an MX RRset whose only exchange name mxguard
+/* docs/ARCHITECTURE.md §Limits: an MX RRset whose only exchange name mxguard
  * cannot write as text is a failed lookup, never NODATA (which would make
  * the domain its own implicit MX). */
 static void t_unusable_mx_name(void **state)

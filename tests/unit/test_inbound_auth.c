@@ -404,7 +404,7 @@ static void test_throttle(void **state)
     mxg_auth_throttle_free(t);
 }
 
-/* Issue 16 #3: a check counts from the moment it starts. 40 parallel
+/* docs/ARCHITECTURE.md §Hostile peers: a check counts from the moment it starts. 40 parallel
  * checks from one address with max 5: exactly 5 start; a success releases
  * its place, a failure keeps it (as a failure) until the window ends. */
 static void test_throttle_in_flight(void **state)

@@ -1,10 +1,11 @@
-/* Unit tests for the inbound session state machine (proxy/session.c):
- * command sequences → reply codes, over a real loopback socket, with no
- * upstream involved (every case stops before a RCPT would open a leg, or runs
- * in queue mode). A client thread plays the script; the libuv loop runs the
- * server. Inbound security (issue #8): STARTTLS with a certificate made here,
- * the command-injection rule, AUTH PLAIN/LOGIN against a password file made
- * here, the per-network requirements and the brute-force throttle. */
+/* Unit tests for the inbound session state machine (proxy/session.c): command
+ * sequences → reply codes, over a real loopback socket, with no upstream
+ * involved (every case stops before a RCPT would open a leg, or runs in queue
+ * mode). A client thread plays the script; the libuv loop runs the server.
+ * Inbound security (docs/ARCHITECTURE.md §Hostile peers): STARTTLS with a
+ * certificate made here, the command-injection rule, AUTH PLAIN/LOGIN against
+ * a password file made here, the per-network requirements and the brute-force
+ * throttle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -794,7 +795,7 @@ static void test_received_esmtpsa(void **st)
     rmdir(dir);
 }
 
-/* ======================================================= issue 16 (inbound) */
+/* ================================================= hostile clients (inbound) */
 
 /* The spooled bodies of a queue-mode run, concatenated ("" when none);
  * every entry is removed. *n gets their number. */
@@ -860,7 +861,7 @@ static void tweak_data_rate_short(struct mxg_config *c)
     c->data_rate_grace_ms = 600;
 }
 
-/* Issue 16 #6: DATA trickled past timeouts.data_total, or slower than
+/* DATA trickled past timeouts.data_total, or slower than
  * limits.data_min_rate after the grace period: 421 4.4.2, the connection
  * closed, nothing stored (queue mode: the spool stays empty). A message
  * sent within the grace period is never too slow. */
@@ -907,7 +908,7 @@ static void tweak_bare_cr_space(struct mxg_config *c)
     c->bare_cr = MXG_BARE_CR_SPACE;
 }
 
-/* Issue 16 #7: a bare CR never makes a header line. Default: 554 5.6.0 and
+/* docs/ARCHITECTURE.md §Line ends: a bare CR never makes a header line. Default: 554 5.6.0 and
  * nothing stored; limits.bare_cr = "space": the CR becomes a space. */
 static void test_bare_cr(void **st)
 {
@@ -943,7 +944,7 @@ static void test_bare_cr(void **st)
     drop_spool(sp, dir);
 }
 
-/* Issue 16 #12: HELO/EHLO names. Control characters or octets that are not
+/* HELO/EHLO names. Control characters or octets that are not
  * UTF-8: 501 5.5.2. Odd but harmless names are accepted; only a plain name
  * reaches the Received header as sent, anything else appears sanitised in
  * its comment. */
@@ -991,7 +992,7 @@ static void tweak_trust(struct mxg_config *c)
 
 #define AUTH_FROM(addr) {"!RECONNECT:" addr, 220}, {"EHLO c", 250}, TLS_UP, {"EHLO c", 250}
 
-/* Issue 16 #3: a user locked out by failures from one address is still let
+/* docs/ARCHITECTURE.md §Hostile peers: a user locked out by failures from one address is still let
  * in from an address that authenticated as the user before (also after a
  * restart: the memory is in state.directory); other addresses get 454
  * 4.7.0 while the lockout lasts. */
@@ -1031,7 +1032,7 @@ static void tweak_trust_full(struct mxg_config *c)
 
 /* A flood of locked addresses fills the throttle table (every entry locked:
  * nothing may be evicted, new addresses are refused): an address that
- * authenticated as the user before is still let in (review of issue 16 #3);
+ * authenticated as the user before is still let in (§Hostile peers);
  * a fresh address gets 454 4.7.0. */
 static void test_auth_trusted_table_full(void **st)
 {

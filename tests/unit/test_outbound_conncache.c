@@ -510,7 +510,7 @@ static void test_off(void **st)
 }
 
 /* A connection in use across a reload (SIGHUP: reconfigure) is never
- * parked afterwards; one opened after the reload is (issue 16 defect 9). */
+ * parked afterwards; one opened after the reload is (docs/ARCHITECTURE.md §Reuse). */
 static void test_reload_generation(void **st)
 {
     (void)st;

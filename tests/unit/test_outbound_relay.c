@@ -467,7 +467,7 @@ static void test_bad_requests(void **state)
     assert_int_equal(f->done_calls, 0);
 }
 
-/* Issue 16 #1: DATA's only success is 354. Any other reply fails every
+/* DATA's only success is 354 (RFC 5321 §4.3.2). Any other reply fails every
  * accepted recipient (never 2xx: a 250 to DATA means the body never went
  * anywhere), and the connection gets QUIT and is closed. */
 static void data_reply_case(struct fx *f, const char *reply, int want_code, const char *want_enh)
@@ -535,7 +535,7 @@ static void test_dot_3xx_is_failure(void **state)
     assert_int_equal(f->srv.n_quit, 1);
 }
 
-/* Issue 16 #4: the text of a malformed reply holds exactly the octets
+/* docs/ARCHITECTURE.md §Protocol violations: the text of a malformed reply holds exactly the octets
  * received (shown printable), nothing of earlier lines or the stack. */
 static void test_malformed_reply_text(void **state)
 {
@@ -586,7 +586,7 @@ static void one_rcpt_case(struct fx *f, struct mxg_outbound_rcpt *rc)
     assert_int_equal(f->done_calls, 1);
 }
 
-/* A 354 is only ever valid for DATA: one to MAIL is 451 4.5.0 (issue 16 new-B). */
+/* A 354 is only ever valid for DATA: one to MAIL is 451 4.5.0 (hostile_table.txt new-B). */
 static void test_mail_354_is_failure(void **state)
 {
     struct fx *f = *state;
@@ -678,9 +678,9 @@ static void test_quit_malformed_reply(void **state)
     quit_case(*state, "2x\x01\r\n");
 }
 
-/* Issue 16 #5: BODY=8BITMIME to an MX without 8BITMIME: a 7-bit clean body
- * goes (without BODY=); an 8-bit one fails 554 5.6.3 before any 8-bit octet
- * and without the dot. */
+/* docs/ARCHITECTURE.md §MAIL parameters: BODY=8BITMIME to an MX without
+ * 8BITMIME: a 7-bit clean body goes (without BODY=); an 8-bit one fails 554
+ * 5.6.3 before any 8-bit octet and without the dot. */
 static void eightbit_case(struct fx *f, const char *body, int want_code)
 {
     f->srv.ehlo = "250-test.example\r\n250 PIPELINING\r\n";

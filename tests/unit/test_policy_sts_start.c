@@ -1,8 +1,8 @@
 /* tests/unit/test_policy_sts_start.c — policy/sts: a lookup that cannot even
  * start (here: no resolver at all, so every mxg_dns_lookup_* call fails at
  * once, as it does when the resolver is shut down or a query cannot be
- * created). A cached, unexpired enforce policy still applies (issue 16
- * defect 8: the old code returned -1 and the leg treated MTA-STS as
+ * created). A cached, unexpired enforce policy still applies (the
+ * old code returned -1 and the leg treated MTA-STS as
  * disabled); with nothing cached (or only an expired policy) the outcome is
  * FAILED with a fetch error, so the caller's policy list still applies; the
  * callback never runs inside mxg_sts_get(); waiters share the job; cancel

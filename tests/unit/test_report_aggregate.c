@@ -243,7 +243,7 @@ static void test_domain_normalised(void **state)
     json_decref(rep);
 }
 
-/* DESIGN §10: sts-policy-fetch-error, sts-policy-invalid and
+/* docs/ARCHITECTURE.md §TLSRPT counting: sts-policy-fetch-error, sts-policy-invalid and
  * sts-webpki-invalid count under policy-type sts whatever the caller says;
  * a failure without result-type is a validation-failure. */
 static void test_result_type_rules(void **state)

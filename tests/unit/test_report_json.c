@@ -219,7 +219,7 @@ static void test_omissions(void **state)
     json_decref(j);
 }
 
-/* Issue 16 #13-15: a tlsa or sts policy always carries policy-string, []
+/* RFC 8460 §4.3/§4.4: a tlsa or sts policy always carries policy-string, []
  * when the policy was not known (bogus TLSA RRset or MX RRset, failed
  * MTA-STS fetch); a dnssec-invalid detail keeps receiving-mx-hostname and
  * no connection fields; an STS "MX not in the policy" failure is a

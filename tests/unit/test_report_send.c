@@ -576,7 +576,7 @@ static void t_scheduler(void **state)
     assert_int_equal(e->queries, 3 /* TXT */ + 3 /* addr */);
 }
 
-/* Issue 16 (DESIGN §10): a failed _smtp._tls TXT lookup (TEMPFAIL, as for
+/* docs/ARCHITECTURE.md §Limits: a failed _smtp._tls TXT lookup (TEMPFAIL, as for
  * an RRset dns.c cannot keep whole) is never "the domain wants no
  * reports": the scheduler asks again at a later tick and the report goes
  * out once the lookup succeeds. */

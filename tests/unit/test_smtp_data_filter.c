@@ -52,7 +52,7 @@ static void test_transform_table(void **st)
         {R, "x\r\n.\ny\r\n.\r\n", "x\r\n..\r\ny\r\n", 1, 0, 0},   /* <CRLF>.<LF> */
         {R, ".foo\r\n.\r\n", ".foo\r\n", 1, 0, 0},                /* passes through */
         {R, "no end yet\r\n", "no end yet\r\n", 0, 0, 0},
-        /* bare CR (issue 16 #7): never a line end; refused by default */
+        /* bare CR (§Line ends): never a line end; refused by default */
         {R, "Subject: x\rFrom: ceo@example.com\r\n\r\nb\r\n.\r\n", "", 1, 0, 1},
         {R, "x\r.\ry\r\n.\r\n", "", 1, 0, 1},                      /* smuggling: <CR>.<CR> */
         {R, "x\r.\r\n", "", 0, 0, 1},       /* <CR>.<CRLF>: "." is not at a line start */

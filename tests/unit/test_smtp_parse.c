@@ -271,7 +271,7 @@ static void test_replies(void **st)
 }
 
 /* An over-long reply line is never a reply, however the input is split into
- * reads (issue 16 new-A: 5000 octets in one read were cut and taken as "250"). */
+ * reads (hostile_table.txt new-A: 5000 octets in one read were cut and taken as "250"). */
 static void test_reply_line_split(void **st)
 {
     (void)st;
@@ -312,7 +312,7 @@ static void test_reply_line_split(void **st)
                      MXG_PE_TOO_LONG);
 }
 
-/* Relayed replies are printable US-ASCII (issue 16 new-F: 8-bit text went to
+/* Relayed replies are printable US-ASCII (hostile_table.txt new-F: 8-bit text went to
  * the client as it was) and at most 512 octets a line (new-A). */
 static void test_reply_sanitised(void **st)
 {
@@ -414,7 +414,7 @@ static void test_alabel(void **st)
     }
 }
 
-/* Issue 16 #12: HELO/EHLO names and their rendering in Received. */
+/* HELO/EHLO names (docs/ARCHITECTURE.md §Hostile peers) and their rendering in Received. */
 static void test_helo(void **st)
 {
     (void)st;
