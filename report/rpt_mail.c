@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "../smtp/smtp_stuff.h"
 #include "rpt_int.h"
 
 /* ------------------------------------------------------------ a growing buffer */
@@ -231,29 +232,12 @@ int mxg_rpt_mail_build(const struct mxg_rpt_mail_msg *m, char **out, size_t *out
     return 0;
 }
 
+/* Contract: see tlsrpt.h (the encoder is smtp/smtp_stuff.h). */
 int mxg_rpt_mail_wire(const char *msg, size_t len, char **out, size_t *outlen)
 {
     if (!msg || !out || !outlen)
         return MXG_RPT_EINVAL;
-    struct sbuf b = {0};
-    size_t start = 0;
-    while (start < len) {
-        const char *nl = memchr(msg + start, '\n', len - start);
-        size_t end = nl ? (size_t)(nl - msg) + 1 : len;
-        if (msg[start] == '.')
-            sb_add(&b, ".", 1);
-        sb_add(&b, msg + start, end - start);
-        start = end;
-    }
-    if (b.len < 2 || b.p[b.len - 2] != '\r' || b.p[b.len - 1] != '\n')
-        sb_add(&b, "\r\n", 2);
-    if (b.nomem) {
-        free(b.p);
-        return MXG_RPT_ENOMEM;
-    }
-    *out = b.p;
-    *outlen = b.len;
-    return 0;
+    return mxg_smtp_stuff(msg, len, out, outlen) == 0 ? 0 : MXG_RPT_ENOMEM;
 }
 
 static int hexval(int c)

@@ -2,8 +2,8 @@
  *
  * The message is composed unstuffed with CRLF line ends (the original's
  * returned parts are unstuffed from the spool's wire form first), then
- * dot-stuffed as a whole, so no line of ours or of the original can end the
- * DATA early. */
+ * dot-stuffed as a whole by the shared encoder (smtp/smtp_stuff.h), so no
+ * line of ours or of the original can end the DATA early. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../smtp/smtp_stuff.h"
 #include "dsn.h"
 
 /* ------------------------------------------------------------- buffer */
@@ -193,19 +194,6 @@ static void unstuff(struct sb *b, const char *p, size_t len, int hdrs_only, int 
         sb_add(b, line, n);
         sb_add(b, "\r\n", 2);
         i = e < len ? e + 1 : e;
-    }
-}
-
-/* Dot-stuff CRLF text into out. */
-static void stuff(struct sb *out, const char *p, size_t len)
-{
-    int bol = 1;
-    sb_reserve(out, len + len / 64 + 16);
-    for (size_t i = 0; i < len; i++) {
-        if (bol && p[i] == '.')
-            sb_add(out, ".", 1);
-        sb_add(out, p + i, 1);
-        bol = p[i] == '\n';
     }
 }
 
@@ -431,15 +419,16 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
         return -ENOMEM;
     }
 
-    struct sb w = {0};
-    stuff(&w, m.p, m.len);
+    /* dot-stuffed as a whole (smtp/smtp_stuff.h): m ends with CRLF, so
+     * nothing is added */
+    char *wire;
+    size_t wire_len;
+    int rc = mxg_smtp_stuff(m.p, m.len, &wire, &wire_len);
     free(m.p);
-    if (w.oom) {
-        free(w.p);
+    if (rc < 0)
         return -ENOMEM;
-    }
-    out->msg = w.p;
-    out->len = w.len;
+    out->msg = wire;
+    out->len = wire_len;
     out->utf8 = utf8;
     out->eightbit = utf8 || orig8;
     return 0;
