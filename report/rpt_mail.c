@@ -12,51 +12,37 @@
 
 #include <openssl/evp.h>
 
+#include "../core/buf.h"
 #include "../smtp/smtp_stuff.h"
 #include "rpt_int.h"
 
 /* ------------------------------------------------------------ a growing buffer */
 
+/* A core/buf.h buffer whose first failure sticks: the mail is composed
+ * without checks and nomem is looked at once at the end. */
 struct sbuf {
-    char *p;
-    size_t len, cap;
+    struct mxg_buf b;
     int nomem;
 };
 
+/* Append n octets of s (nothing once out of memory). */
 static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->nomem = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (!b->nomem && mxg_buf_append(&b->b, s, n) < 0)
+        b->nomem = 1;
 }
 
+/* Append formatted text. */
 static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
-    char tmp[2048];
     va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->nomem = 1; /* callers keep lines far below this */
+    if (b->nomem)
         return;
-    }
-    sb_add(b, tmp, (size_t)n);
+    va_start(ap, fmt);
+    if (mxg_buf_vprintf(&b->b, fmt, ap) < 0)
+        b->nomem = 1;
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -222,13 +208,13 @@ int mxg_rpt_mail_build(const struct mxg_rpt_mail_msg *m, char **out, size_t *out
         sb_add(&b, "\r\n", 2);
     }
     sb_printf(&b, "--%s--\r\n", boundary);
-    if (b.nomem) {
-        free(b.p);
+    if (b.nomem || !mxg_buf_cstr(&b.b)) {
+        mxg_buf_free(&b.b);
         rpt_set_err(err, errlen, "report mail: out of memory");
         return MXG_RPT_ENOMEM;
     }
-    *out = b.p;
-    *outlen = b.len;
+    *out = b.b.data; /* NUL-terminated; b.b.off is 0 */
+    *outlen = b.b.len;
     return 0;
 }
 

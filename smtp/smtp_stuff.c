@@ -90,11 +90,11 @@ int mxg_smtp_stuff(const char *text, size_t len, char **out, size_t *outlen)
     *outlen = 0;
     mxg_smtp_stuff_init(&s);
     if (mxg_smtp_stuff_run(&s, text, len, &b) < 0 || mxg_smtp_stuff_end(&s, &b) < 0 ||
-        mxg_buf_append(&b, "", 1) < 0) { /* the NUL, not counted in outlen */
+        !mxg_buf_cstr(&b)) {
         mxg_buf_free(&b);
         return -1;
     }
-    *out = b.data;
-    *outlen = b.len - 1;
+    *out = b.data; /* b.off is 0: nothing was consumed */
+    *outlen = b.len;
     return 0;
 }
