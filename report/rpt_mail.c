@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "../core/buf.h"
+#include "../core/hex.h"
 #include "../smtp/smtp_stuff.h"
 #include "rpt_int.h"
 
@@ -226,14 +227,6 @@ int mxg_rpt_mail_wire(const char *msg, size_t len, char **out, size_t *outlen)
     return mxg_smtp_stuff(msg, len, out, outlen) == 0 ? 0 : MXG_RPT_ENOMEM;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int mxg_rpt_mailto_parse(const char *rua, char addr[MXG_RPT_ADDR_MAX],
                          char domain[MXG_RPT_DOMAIN_MAX])
 {
@@ -246,8 +239,8 @@ int mxg_rpt_mailto_parse(const char *rua, char addr[MXG_RPT_ADDR_MAX],
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)p[i];
         if (c == '%') {
-            int h = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
-            int l = h >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
+            int h = i + 2 < n ? mxg_hex_val((unsigned char)p[i + 1]) : -1;
+            int l = h >= 0 ? mxg_hex_val((unsigned char)p[i + 2]) : -1;
             if (l < 0)
                 return -1;
             c = h * 16 + l;

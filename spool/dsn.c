@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "../core/buf.h"
+#include "../core/hex.h"
 #include "../smtp/smtp_stuff.h"
 #include "dsn.h"
 
@@ -76,17 +77,6 @@ static void clean(const char *in, char *out, size_t cap, int utf8)
     out[o] = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 void mxg_dsn_xtext_decode(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
@@ -94,8 +84,8 @@ void mxg_dsn_xtext_decode(const char *in, char *out, size_t cap)
         return;
     for (; in && *in && o + 1 < cap; in++) {
         int c = (unsigned char)*in;
-        if (c == '+' && in[1] && in[2] && hexval(in[1]) >= 0 && hexval(in[2]) >= 0) {
-            c = hexval(in[1]) * 16 + hexval(in[2]);
+        if (c == '+' && in[1] && in[2] && mxg_hex_val(in[1]) >= 0 && mxg_hex_val(in[2]) >= 0) {
+            c = mxg_hex_val(in[1]) * 16 + mxg_hex_val(in[2]);
             in += 2;
         }
         if (c >= 0x20 && c < 0x7f)
