@@ -46,15 +46,32 @@ int mxg_buf_printf(struct mxg_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int rc = mxg_buf_vprintf(b, fmt, ap);
     va_end(ap);
+    return rc;
+}
+
+/* Contract: see buf.h. */
+int mxg_buf_vprintf(struct mxg_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
     if (n < 0 || buf_reserve(b, (size_t)n + 1) < 0)
         return -1;
-    va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
     b->len += (size_t)n;
     return 0;
+}
+
+/* Contract: see buf.h. */
+char *mxg_buf_cstr(struct mxg_buf *b)
+{
+    if (buf_reserve(b, 1) < 0)
+        return NULL;
+    b->data[b->len] = '\0';
+    return b->data + b->off;
 }
 
 void mxg_buf_consume(struct mxg_buf *b, size_t n)

@@ -4,6 +4,7 @@
 #ifndef MXG_BUF_H
 #define MXG_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 struct mxg_buf {
@@ -15,6 +16,12 @@ struct mxg_buf {
 
 int mxg_buf_append(struct mxg_buf *b, const void *p, size_t n);
 int mxg_buf_printf(struct mxg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* mxg_buf_printf with a va_list (ap is used up). */
+int mxg_buf_vprintf(struct mxg_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* The unread bytes as a C string: a NUL is put after them (not counted in
+ * len; the next append overwrites it). NULL if out of memory. */
+char *mxg_buf_cstr(struct mxg_buf *b);
 static inline size_t mxg_buf_avail(const struct mxg_buf *b) { return b->len - b->off; }
 static inline char *mxg_buf_head(const struct mxg_buf *b) { return b->data + b->off; }
 /* Mark n unread bytes as consumed; compacts when everything is read. */

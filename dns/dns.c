@@ -58,6 +58,7 @@
 #include <getdns/getdns.h>
 #include <getdns/getdns_extra.h>
 
+#include "../core/buf.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
 #include "dns_loop.h"
@@ -1204,30 +1205,15 @@ static void sub_done(struct dns_sub *s)
  * bytes. Multi-octet integers are in host order (the cache never leaves
  * the process). */
 struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    int oom;
+    struct mxg_buf b; /* core/buf.h */
+    int oom;          /* sticks: the value is then not cached */
 };
 
+/* Append n octets of d (nothing once out of memory). */
 static void wb_put(struct wbuf *b, const void *d, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->len + n)
-            cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, d, n);
-    b->len += n;
+    if (!b->oom && mxg_buf_append(&b->b, d, n) < 0)
+        b->oom = 1;
 }
 
 static void wb_u8(struct wbuf *b, unsigned v)
@@ -1305,7 +1291,7 @@ static void cache_store(struct dns_sub *s)
 {
     struct mxg_dns_query *q = s->q;
     struct mxg_dns *dns = q->dns;
-    struct wbuf b = {NULL, 0, 0, 0};
+    struct wbuf b = {{NULL, 0, 0, 0}, 0};
     int n = 0;
 
     if (!dns->cache || !kind_cached(q->kind) || !s->net)
@@ -1360,14 +1346,14 @@ static void cache_store(struct dns_sub *s)
     int negative = s->status != MXG_DNS_OK;
     uint32_t ttl = negative ? (s->ttl < s->neg_ttl ? s->ttl : s->neg_ttl) : s->ttl;
     if (!b.oom) {
-        int rc = mxg_dnscache_put(dns->cache, s->qname, s->rrtype, negative, ttl, b.p, b.len,
-                                  uv_now(dns->loop));
+        int rc = mxg_dnscache_put(dns->cache, s->qname, s->rrtype, negative, ttl, b.b.data,
+                                  b.b.len, uv_now(dns->loop));
         if (rc > 0)
             LOG_D(COMP, "%s %s: cached %s (%s) for %llus", rrtype_name(s->rrtype), s->qname,
                   mxg_dns_status_name(s->status), mxg_dnssec_name(s->sec),
                   (unsigned long long)(mxg_dnscache_lifetime(dns->cache, negative, ttl) / 1000));
     }
-    free(b.p);
+    mxg_buf_free(&b.b);
 }
 
 /* Finish sub s from the cache entry of (s->name, s->rrtype) if there is a

@@ -97,6 +97,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/log.h"
 #include "core/show.h"
 
@@ -1263,22 +1264,7 @@ struct mxg_stlist_store {
     int64_t loaded_at;
 };
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* A new 0600 temporary file in dir holding buf, fsync'ed. */
+/* A new 0600 temporary file in dir holding buf, fsync'ed (core/file.h). */
 static int write_temp(const char *dir, const char *stem, const char *buf, size_t len,
                       char *path, size_t cap, char *err, size_t errlen)
 {
@@ -1287,19 +1273,15 @@ static int write_temp(const char *dir, const char *stem, const char *buf, size_t
         set_err(err, errlen, "state directory path too long");
         return -1;
     }
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        set_err(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
+    enum mxg_file_step step = MXG_FILE_OPEN;
+    int rc = mxg_file_stage(AT_FDCWD, path, buf, len, NULL, &step);
+    if (rc < 0 && step == MXG_FILE_OPEN) {
+        set_err(err, errlen, "cannot create a file in %s: %s", dir, strerror(-rc));
         path[0] = '\0';
         return -1;
     }
-    if (fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (close(fd) != 0) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    if (rc < 0) {
+        set_err(err, errlen, "cannot write %s: %s", path, strerror(-rc));
         return -1;
     }
     return 0;
@@ -1361,16 +1343,6 @@ static struct mxg_stlist *check_candidate(struct mxg_stlist_store *s, const char
         return NULL;
     }
     return l;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 /* Read a whole regular file. 1: read, 0: does not exist, -1: error. */
@@ -1563,8 +1535,9 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
         goto out;
     }
     ts[0] = '\0';
-    if (fsync_dir(s->state_dir) != 0)
-        LOG_W(LOGC, "fsync %s: %s", s->state_dir, strerror(errno));
+    int src = mxg_file_sync_dir(AT_FDCWD, s->state_dir, NULL, NULL);
+    if (src != 0)
+        LOG_W(LOGC, "fsync %s: %s", s->state_dir, strerror(-src));
     mxg_stlist_free(s->cur);
     s->cur = l;
     l = NULL;

@@ -1,12 +1,13 @@
 /* report/rpt_int.h — PRIVATE to report/: shared between its .c files, never
  * included from outside (the module's public header is tlsrpt.h).
  *
- *  - rpt_buf.c:      the in-memory aggregate (hash table of counters) and
+ *  - rpt_tab.c:      the in-memory aggregate (hash table of counters) and
  *                    the string clean-up applied before counting.
  *  - rpt_store.c:    the SQLite file: open/schema, adding an aggregate in
- *                    one transaction, days and purge queries.
+ *                    one transaction (struct rpt_store and SQLite only).
  *  - rpt_record.c:   struct mxg_rpt: open/close, recording, the flush timer
  *                    and the background write.
+ *  - rpt_query.c:    days with data and purge (loop thread, via rpt_db()).
  *  - rpt_json.c:     the RFC 8460 report and its report-id.
  *  - rpt_gzip.c:     gzip.
  *  - rpt_delivery.c: the delivery state table.
@@ -26,7 +27,7 @@
 
 #define RPT_COMP "tlsrpt"
 
-/* ------------------------------------------------------------ rpt_buf.c */
+/* ------------------------------------------------------------ rpt_tab.c */
 
 /* Fields of a result as record() collects them (scratch layout). A policy
  * counter is keyed by the first RPT_POL_NF; a failure-detail counter by

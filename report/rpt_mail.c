@@ -12,50 +12,38 @@
 
 #include <openssl/evp.h>
 
+#include "../core/buf.h"
+#include "../core/hex.h"
+#include "../smtp/smtp_stuff.h"
 #include "rpt_int.h"
 
 /* ------------------------------------------------------------ a growing buffer */
 
+/* A core/buf.h buffer whose first failure sticks: the mail is composed
+ * without checks and nomem is looked at once at the end. */
 struct sbuf {
-    char *p;
-    size_t len, cap;
+    struct mxg_buf b;
     int nomem;
 };
 
+/* Append n octets of s (nothing once out of memory). */
 static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->nomem = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (!b->nomem && mxg_buf_append(&b->b, s, n) < 0)
+        b->nomem = 1;
 }
 
+/* Append formatted text. */
 static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
-    char tmp[2048];
     va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->nomem = 1; /* callers keep lines far below this */
+    if (b->nomem)
         return;
-    }
-    sb_add(b, tmp, (size_t)n);
+    va_start(ap, fmt);
+    if (mxg_buf_vprintf(&b->b, fmt, ap) < 0)
+        b->nomem = 1;
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -221,47 +209,22 @@ int mxg_rpt_mail_build(const struct mxg_rpt_mail_msg *m, char **out, size_t *out
         sb_add(&b, "\r\n", 2);
     }
     sb_printf(&b, "--%s--\r\n", boundary);
-    if (b.nomem) {
-        free(b.p);
+    if (b.nomem || !mxg_buf_cstr(&b.b)) {
+        mxg_buf_free(&b.b);
         rpt_set_err(err, errlen, "report mail: out of memory");
         return MXG_RPT_ENOMEM;
     }
-    *out = b.p;
-    *outlen = b.len;
+    *out = b.b.data; /* NUL-terminated; b.b.off is 0 */
+    *outlen = b.b.len;
     return 0;
 }
 
+/* Contract: see tlsrpt.h (the encoder is smtp/smtp_stuff.h). */
 int mxg_rpt_mail_wire(const char *msg, size_t len, char **out, size_t *outlen)
 {
     if (!msg || !out || !outlen)
         return MXG_RPT_EINVAL;
-    struct sbuf b = {0};
-    size_t start = 0;
-    while (start < len) {
-        const char *nl = memchr(msg + start, '\n', len - start);
-        size_t end = nl ? (size_t)(nl - msg) + 1 : len;
-        if (msg[start] == '.')
-            sb_add(&b, ".", 1);
-        sb_add(&b, msg + start, end - start);
-        start = end;
-    }
-    if (b.len < 2 || b.p[b.len - 2] != '\r' || b.p[b.len - 1] != '\n')
-        sb_add(&b, "\r\n", 2);
-    if (b.nomem) {
-        free(b.p);
-        return MXG_RPT_ENOMEM;
-    }
-    *out = b.p;
-    *outlen = b.len;
-    return 0;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    return mxg_smtp_stuff(msg, len, out, outlen) == 0 ? 0 : MXG_RPT_ENOMEM;
 }
 
 int mxg_rpt_mailto_parse(const char *rua, char addr[MXG_RPT_ADDR_MAX],
@@ -276,8 +239,8 @@ int mxg_rpt_mailto_parse(const char *rua, char addr[MXG_RPT_ADDR_MAX],
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)p[i];
         if (c == '%') {
-            int h = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
-            int l = h >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
+            int h = i + 2 < n ? mxg_hex_val((unsigned char)p[i + 1]) : -1;
+            int l = h >= 0 ? mxg_hex_val((unsigned char)p[i + 2]) : -1;
             if (l < 0)
                 return -1;
             c = h * 16 + l;

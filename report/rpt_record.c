@@ -5,7 +5,7 @@
  *  - mxg_rpt_record() cleans the strings into a scratch area of the struct
  *    (no allocation unless the key is new) and adds 1 to a policy counter
  *    and, for a failure, to a failure-detail counter of r->cur, the
- *    in-memory aggregate (rpt_buf.c). O(1), no I/O but the log line.
+ *    in-memory aggregate (rpt_tab.c). O(1), no I/O but the log line.
  *  - Every flush_ms the timer hands r->cur to a job (r->cur starts empty
  *    again) and queues it on libuv's thread pool; the worker adds it to
  *    SQLite in one transaction (rpt_store_add). Back on the loop the job is

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "core/show.h"
 #include "rpt_int.h"
 
@@ -50,17 +51,6 @@ static int is_tlsrpt(const char *txt, size_t len)
 {
     return txt && len >= VERSION_LEN && memcmp(txt, VERSION_TAG, VERSION_LEN) == 0 &&
            (len == VERSION_LEN || is_wsp(txt[VERSION_LEN]) || txt[VERSION_LEN] == ';');
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* One URI (u[0..n), already trimmed) of a rua list. Returns 1 and writes
@@ -98,8 +88,8 @@ static int take_uri(const char *u, size_t n, char out[MXG_RPT_RUA_MAX], char *wh
     /* decode exactly the three escapes §3 requires; keep every other one */
     for (size_t i = 0; i < n; i++) {
         char c = u[i];
-        if (c == '%' && i + 2 < n && hexval(u[i + 1]) >= 0 && hexval(u[i + 2]) >= 0) {
-            int v = hexval(u[i + 1]) * 16 + hexval(u[i + 2]);
+        if (c == '%' && i + 2 < n && mxg_hex_val(u[i + 1]) >= 0 && mxg_hex_val(u[i + 2]) >= 0) {
+            int v = mxg_hex_val(u[i + 1]) * 16 + mxg_hex_val(u[i + 2]);
             if (v == ',' || v == '!' || v == ';') {
                 c = (char)v;
                 i += 2;

@@ -411,7 +411,7 @@ int mxg_rpt_sender_start(struct mxg_rpt_sender *s, uint64_t check_interval_ms,
  *    23:59:59Z (the report's date-range).
  *  - mxg_rpt_mail_wire(): dot-stuffing (RFC 5321 §4.5.2) of a CRLF message
  *    for SMTP DATA, without the final ".\r\n"; a message that does not end
- *    with CRLF gets one.
+ *    with CRLF gets one (the shared encoder, smtp/smtp_stuff.h).
  *  - mxg_rpt_mailto_parse(): "mailto:local@domain" (scheme case-insensitive,
  *    %XX decoded, "?hfields" ignored) → the address and its domain
  *    (lower-case, no trailing dot). One plain ASCII address only (a list

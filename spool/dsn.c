@@ -2,8 +2,8 @@
  *
  * The message is composed unstuffed with CRLF line ends (the original's
  * returned parts are unstuffed from the spool's wire form first), then
- * dot-stuffed as a whole, so no line of ours or of the original can end the
- * DATA early. */
+ * dot-stuffed as a whole by the shared encoder (smtp/smtp_stuff.h), so no
+ * line of ours or of the original can end the DATA early. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -12,65 +12,44 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/buf.h"
+#include "../core/hex.h"
+#include "../smtp/smtp_stuff.h"
 #include "dsn.h"
 
 /* ------------------------------------------------------------- buffer */
 
+/* A core/buf.h buffer whose first failure sticks: the message is composed
+ * without checks and oom is looked at once at the end. */
 struct sb {
-    char *p;
-    size_t len, cap;
+    struct mxg_buf b;
     int oom;
 };
 
-static void sb_reserve(struct sb *b, size_t more)
-{
-    if (b->oom || b->len + more + 1 <= b->cap)
-        return;
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + more + 1)
-        nc *= 2;
-    char *n = realloc(b->p, nc);
-    if (!n) {
-        b->oom = 1;
-        return;
-    }
-    b->p = n;
-    b->cap = nc;
-}
-
+/* Append n octets of s (nothing once out of memory). */
 static void sb_add(struct sb *b, const char *s, size_t n)
 {
-    sb_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
+    if (!b->oom && mxg_buf_append(&b->b, s, n) < 0)
+        b->oom = 1;
 }
 
+/* Append the C string s. */
 static void sb_puts(struct sb *b, const char *s)
 {
     sb_add(b, s, strlen(s));
 }
 
+/* Append formatted text. */
 static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sb *b, const char *fmt, ...)
 {
     va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = 1;
-        return;
-    }
-    sb_reserve(b, (size_t)n);
     if (b->oom)
         return;
     va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    if (mxg_buf_vprintf(&b->b, fmt, ap) < 0)
+        b->oom = 1;
     va_end(ap);
-    b->len += (size_t)n;
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -98,17 +77,6 @@ static void clean(const char *in, char *out, size_t cap, int utf8)
     out[o] = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 void mxg_dsn_xtext_decode(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
@@ -116,8 +84,8 @@ void mxg_dsn_xtext_decode(const char *in, char *out, size_t cap)
         return;
     for (; in && *in && o + 1 < cap; in++) {
         int c = (unsigned char)*in;
-        if (c == '+' && in[1] && in[2] && hexval(in[1]) >= 0 && hexval(in[2]) >= 0) {
-            c = hexval(in[1]) * 16 + hexval(in[2]);
+        if (c == '+' && in[1] && in[2] && mxg_hex_val(in[1]) >= 0 && mxg_hex_val(in[2]) >= 0) {
+            c = mxg_hex_val(in[1]) * 16 + mxg_hex_val(in[2]);
             in += 2;
         }
         if (c >= 0x20 && c < 0x7f)
@@ -169,7 +137,7 @@ static void rfc5322_date(int64_t ms, char *out, size_t cap)
 static void unstuff(struct sb *b, const char *p, size_t len, int hdrs_only, int complete,
                     size_t max)
 {
-    size_t start = b->len;
+    size_t start = b->b.len;
     size_t i = 0;
     while (i < len) {
         size_t e = i;
@@ -188,24 +156,11 @@ static void unstuff(struct sb *b, const char *p, size_t len, int hdrs_only, int 
             line++;
             n--;
         }
-        if (b->len - start + n + 2 > max)
+        if (b->b.len - start + n + 2 > max)
             break;
         sb_add(b, line, n);
         sb_add(b, "\r\n", 2);
         i = e < len ? e + 1 : e;
-    }
-}
-
-/* Dot-stuff CRLF text into out. */
-static void stuff(struct sb *out, const char *p, size_t len)
-{
-    int bol = 1;
-    sb_reserve(out, len + len / 64 + 16);
-    for (size_t i = 0; i < len; i++) {
-        if (bol && p[i] == '.')
-            sb_add(out, ".", 1);
-        sb_add(out, p + i, 1);
-        bol = p[i] == '\n';
     }
 }
 
@@ -249,16 +204,19 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
             out->returned = 2;
         } else {
             unstuff(&orig, req->body, req->body_len, 1, req->body_complete, MXG_DSN_HDRS_MAX);
-            out->returned = orig.len ? 1 : 0;
+            out->returned = orig.b.len ? 1 : 0;
         }
     }
+    const char *orig_s = NULL; /* as a C string, for the boundary search */
+    if (!orig.oom && orig.b.len && !(orig_s = mxg_buf_cstr(&orig.b)))
+        orig.oom = 1;
     if (orig.oom) {
-        free(orig.p);
+        mxg_buf_free(&orig.b);
         return -ENOMEM;
     }
     int orig8 = 0;
-    for (size_t i = 0; i < orig.len; i++)
-        if ((unsigned char)orig.p[i] >= 0x80) {
+    for (size_t i = 0; i < orig.b.len; i++)
+        if ((unsigned char)orig.b.data[i] >= 0x80) {
             orig8 = 1;
             break;
         }
@@ -268,7 +226,7 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
     for (unsigned k = 0;; k++) {
         snprintf(boundary, sizeof boundary, "=_mxguard_%" PRIx64 "_%u_%s", (uint64_t)req->now_ms, k,
                  req->queue_id && req->queue_id[0] ? "q" : "x");
-        if (!orig.p || !strstr(orig.p, boundary))
+        if (!orig_s || !strstr(orig_s, boundary))
             break;
     }
 
@@ -419,27 +377,28 @@ int mxg_dsn_build(const struct mxg_dsn_req *req, struct mxg_dsn_out *out)
         if (orig8)
             sb_puts(&m, "Content-Transfer-Encoding: 8bit\r\n");
         sb_puts(&m, "\r\n");
-        sb_add(&m, orig.p, orig.len);
-        if (orig.len && orig.p[orig.len - 1] != '\n')
+        sb_add(&m, orig.b.data, orig.b.len);
+        if (orig.b.len && orig.b.data[orig.b.len - 1] != '\n')
             sb_puts(&m, "\r\n");
         sb_puts(&m, "\r\n");
     }
     sb_printf(&m, "--%s--\r\n", boundary);
-    free(orig.p);
+    mxg_buf_free(&orig.b);
     if (m.oom) {
-        free(m.p);
+        mxg_buf_free(&m.b);
         return -ENOMEM;
     }
 
-    struct sb w = {0};
-    stuff(&w, m.p, m.len);
-    free(m.p);
-    if (w.oom) {
-        free(w.p);
+    /* dot-stuffed as a whole (smtp/smtp_stuff.h): m ends with CRLF, so
+     * nothing is added */
+    char *wire;
+    size_t wire_len;
+    int rc = mxg_smtp_stuff(m.b.data, m.b.len, &wire, &wire_len);
+    mxg_buf_free(&m.b);
+    if (rc < 0)
         return -ENOMEM;
-    }
-    out->msg = w.p;
-    out->len = w.len;
+    out->msg = wire;
+    out->len = wire_len;
     out->utf8 = utf8;
     out->eightbit = utf8 || orig8;
     return 0;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "spool.h"
 
 #define WBUF_SIZE (64 * 1024)
@@ -78,30 +79,31 @@ static int exists_at(int dirfd, const char *name)
     return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* Write all of p to fd; 0 or -errno. */
-static int write_all(int fd, const char *p, size_t n)
+/* The spool's fault injection (tests) at the steps of a durable replace. */
+static int file_fault(void *arg, enum mxg_file_step step)
 {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (w == 0)
-            return -EIO;
-        p += w;
-        n -= (size_t)w;
+    struct mxg_spool *sp = arg;
+    switch (step) {
+    case MXG_FILE_WRITE:
+        return fault(sp, MXG_SPOOL_OP_ENV_WRITE);
+    case MXG_FILE_SYNC:
+        return fault(sp, MXG_SPOOL_OP_ENV_SYNC);
+    case MXG_FILE_RENAME:
+        return fault(sp, MXG_SPOOL_OP_RENAME);
+    case MXG_FILE_DIR_SYNC:
+        return fault(sp, MXG_SPOOL_OP_DIR_SYNC);
+    case MXG_FILE_OPEN:
+    case MXG_FILE_CLOSE:
+        break;
     }
     return 0;
 }
 
+/* fsync the spool directory (its fault point: MXG_SPOOL_OP_DIR_SYNC). 0 or -errno. */
 static int sync_dir(struct mxg_spool *sp)
 {
-    int rc = fault(sp, MXG_SPOOL_OP_DIR_SYNC);
-    if (rc < 0)
-        return rc;
-    return fsync(sp->dirfd) < 0 ? -errno : 0;
+    struct mxg_file_hook hook = {file_fault, sp};
+    return mxg_file_sync_dir(sp->dirfd, NULL, &hook, NULL);
 }
 
 /* ------------------------------------------------------------- open/close */
@@ -227,9 +229,9 @@ void mxg_spool_set_fault(struct mxg_spool *sp, int (*fn)(void *arg, enum mxg_spo
 
 /* ------------------------------------------------------------- envelopes */
 
-/* Write env durably as ID.env (tmp, fsync, rename, dir fsync). On failure
- * the tmp file is gone and ID.env is what it was (or, if only the directory
- * fsync failed, the new one: the caller decides). */
+/* Write env durably as ID.env (tmp, fsync, rename, dir fsync: core/file.h).
+ * On failure the tmp file is gone and ID.env is what it was (or, if only
+ * the directory fsync failed, the new one: the caller decides). */
 static int env_write(struct mxg_spool *sp, const struct mxg_spool_env *env, char *err,
                      size_t errlen)
 {
@@ -245,47 +247,12 @@ static int env_write(struct mxg_spool *sp, const struct mxg_spool_env *env, char
         seterr(err, errlen, "spool: out of memory");
         return -ENOMEM;
     }
-    int rc = 0;
-    const char *what = "open";
-    int fd = openat(sp->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
-    }
-    what = "write";
-    if ((rc = fault(sp, MXG_SPOOL_OP_ENV_WRITE)) < 0 || (rc = write_all(fd, json, strlen(json))) < 0)
-        goto out_close;
-    what = "fsync";
-    if ((rc = fault(sp, MXG_SPOOL_OP_ENV_SYNC)) < 0)
-        goto out_close;
-    if (fsync(fd) < 0) {
-        rc = -errno;
-        goto out_close;
-    }
-    what = "close";
-    if (close(fd) < 0) {
-        fd = -1;
-        rc = -errno;
-        goto out_unlink;
-    }
-    fd = -1;
-    what = "rename";
-    if ((rc = fault(sp, MXG_SPOOL_OP_RENAME)) < 0)
-        goto out_unlink;
-    if (renameat(sp->dirfd, tmp, sp->dirfd, fin) < 0) {
-        rc = -errno;
-        goto out_unlink;
-    }
-    what = "directory fsync";
-    rc = sync_dir(sp);
-    goto out;
-out_close:
-    close(fd);
-out_unlink:
-    unlinkat(sp->dirfd, tmp, 0);
-out:
+    struct mxg_file_hook hook = {file_fault, sp};
+    enum mxg_file_step step = MXG_FILE_OPEN;
+    int rc = mxg_file_replace(sp->dirfd, tmp, fin, json, strlen(json), &hook, &step);
     if (rc < 0)
-        seterr(err, errlen, "spool %s/%s: %s: %s", sp->dir, fin, what, strerror(-rc));
+        seterr(err, errlen, "spool %s/%s: %s: %s", sp->dir, fin, mxg_file_step_name(step),
+               strerror(-rc));
     free(json);
     return rc;
 }
@@ -418,7 +385,7 @@ static int wflush(struct mxg_spool_writer *w)
     if (w->used) {
         int rc = fault(w->sp, MXG_SPOOL_OP_BODY_WRITE);
         if (rc == 0)
-            rc = write_all(w->fd, w->buf, w->used);
+            rc = mxg_file_write_all(w->fd, w->buf, w->used);
         if (rc < 0)
             return w->err = rc;
         w->used = 0;

@@ -1,4 +1,4 @@
-/* report/rpt_buf.c — the in-memory aggregate of results between two writes:
+/* report/rpt_tab.c — the in-memory aggregate of results between two writes:
  * a chained hash table (FNV-1a over the key fields, power-of-two buckets,
  * grown at load 1) plus an insertion-order list for deterministic writes.
  * Each entry is one allocation holding its key fields; a failure detail
