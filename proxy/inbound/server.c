@@ -2,7 +2,6 @@
 #include "server.h"
 
 #ifdef __GLIBC__
-#include <malloc.h> /* malloc_trim */
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +84,8 @@ static void collect_self(struct mxg_server *srv)
     srv->upenv.n_self = n;
 }
 
+static void drain_check(struct mxg_server *srv);
+
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
                      const struct mxg_upstream_env *parts, char *err, size_t errlen)
 {
@@ -99,6 +100,7 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     srv->spool_kick_arg = kick_arg;
     srv->tls_server = tls_server;
     srv->auth_db = auth_db;
+    srv->on_session_gone = drain_check;
     srv->loop = loop;
     srv->cfg = cfg;
     if (cfg->hostname[0])
@@ -136,6 +138,8 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     return 0;
 }
 
+/* The session registry's hook (srv->on_session_gone, server_sessions.c): once the
+ * drain has begun and the last session is gone, free the AUTH state and report. */
 static void drain_check(struct mxg_server *srv)
 {
     if (srv->draining != 1 || srv->n_sessions > 0)
@@ -188,60 +192,4 @@ void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_serv
     }
     uv_timer_start(&srv->drain_timer, on_drain_deadline, srv->cfg->drain_timeout_ms, 0);
     drain_check(srv);
-}
-
-void mxg_server_session_added(struct mxg_server *srv)
-{
-    if (srv->n_sessions > srv->peak_sessions)
-        srv->peak_sessions = srv->n_sessions;
-}
-
-void mxg_server_session_gone(struct mxg_server *srv)
-{
-    if (srv->n_sessions == 0) {
-        if (srv->peak_sessions > MXG_SERVER_TRIM_PEAK) {
-#ifdef __GLIBC__
-            malloc_trim(0);
-#endif
-            LOG_D("server", "idle after a burst of %d sessions: free heap returned to the kernel",
-                  srv->peak_sessions);
-        }
-        srv->peak_sessions = 0;
-    }
-    drain_check(srv);
-}
-
-struct mxg_auth_throttle *mxg_server_throttle(struct mxg_server *srv)
-{
-    if (!srv->auth_throttle)
-        srv->auth_throttle = mxg_auth_throttle_new(srv->cfg->auth_throttle_entries);
-    return srv->auth_throttle;
-}
-
-struct mxg_auth_throttle *mxg_server_trust(struct mxg_server *srv,
-                                           struct mxg_auth_trust_store **store)
-{
-    const struct mxg_config *cfg = srv->cfg;
-    if (!srv->auth_trust) {
-        srv->auth_trust = mxg_auth_throttle_new(cfg->auth_trusted_entries);
-        char err[512];
-        srv->auth_trust_store = srv->auth_trust && cfg->auth_trusted_lifetime_ms
-                                    ? mxg_auth_trust_store_open(cfg->state_dir,
-                                                                cfg->auth_trusted_entries, err,
-                                                                sizeof err)
-                                    : NULL;
-        if (srv->auth_trust && cfg->auth_trusted_lifetime_ms && !srv->auth_trust_store)
-            LOG_W("auth", "trusted addresses kept in memory only (forgotten on restart): %s", err);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int n = mxg_auth_trust_store_load(srv->auth_trust_store, srv->auth_trust,
-                                          (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
-                                          cfg->auth_trusted_lifetime_ms);
-        if (n > 0)
-            LOG_I("auth", "%d trusted address%s of authenticated users loaded", n,
-                  n == 1 ? "" : "es");
-    }
-    if (store)
-        *store = srv->auth_trust_store;
-    return srv->auth_trust;
 }

@@ -12,7 +12,10 @@
  *    when the last session is gone. Called again while draining (a second
  *    SIGTERM), it closes what is left at once (the same on_drained).
  *  - The server borrows cfg and the parts (any may be NULL in tests that open no
- *    leg); they must outlive it. */
+ *    leg); they must outlive it.
+ *  - server.c calls into session.c (start, drain, kill); sessions reach the
+ *    server only through server_sessions.c and the on_session_gone hook, never
+ *    into server.c (no link cycle between the two files). */
 #ifndef MXG_SERVER_H
 #define MXG_SERVER_H
 
@@ -44,6 +47,9 @@ struct mxg_server {
     int draining;
     uv_timer_t drain_timer;
     void (*on_drained)(struct mxg_server *srv);
+    /* Set by mxg_server_start(): run by mxg_server_session_gone() after every
+     * session has gone (the drain's completion check). */
+    void (*on_session_gone)(struct mxg_server *srv);
     /* The spool (NULL: none; then multi-leg transactions are limited to one
      * leg and queue-mode listeners refuse mail with 451 4.3.2) and the hook
      * that tells its queue runner an entry was committed. Set by the owner
@@ -73,7 +79,7 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
                      const struct mxg_upstream_env *parts, char *err, size_t errlen);
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
 
-/* Called by sessions (proxy/session.c), after the session unlinked and
+/* server_sessions.c. Called by sessions (session.c), after the session unlinked and
  * freed itself. When the last session of a burst is gone (the count had
  * passed MXG_SERVER_TRIM_PEAK since the last time it was zero), the heap's
  * free pages go back to the kernel (malloc_trim): glibc would otherwise keep
