@@ -1,4 +1,4 @@
-/* core/privs.c — see privs.h. */
+/* app/privs.c — see privs.h. */
 #include "privs.h"
 
 #include <dirent.h>
@@ -18,7 +18,7 @@
 
 #include <linux/capability.h>
 
-#include "log.h"
+#include "../core/log.h"
 
 #define COMP "privs"
 #define ADOPT_DEPTH 8

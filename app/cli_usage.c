@@ -1,4 +1,4 @@
-/* core/cli_usage.c — the usage texts of the mxguard command, one entry per
+/* app/cli_usage.c — the usage texts of the mxguard command, one entry per
  * (command, subcommand), and --help / -h for every one of them (issue 16,
  * defect 17): `mxguard X [Y] ... --help` prints X [Y]'s usage on stdout and
  * exits 0. */

@@ -1,4 +1,4 @@
-/* core/cli_export.c — `mxguard report export DIR [--day DAY]`: every finished
+/* app/cli_export.c — `mxguard report export DIR [--day DAY]`: every finished
  * TLSRPT report (UTC days before today; --day: that day's only) written into
  * DIR as an uncompressed RFC 8460 JSON file, one per (day, policy domain),
  * the same JSON as `report show` (report/'s builder, report-id included),

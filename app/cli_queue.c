@@ -1,4 +1,4 @@
-/* core/cli_queue.c — `mxguard queue list|show|flush|delete`: look at and
+/* app/cli_queue.c — `mxguard queue list|show|flush|delete`: look at and
  * steer the spool (spool/spool.h) from the command line, while the daemon
  * runs or not.
  *
@@ -24,8 +24,8 @@
 
 #include "../spool/spool.h"
 #include "cli.h"
-#include "config.h"
-#include "log.h"
+#include "../core/config.h"
+#include "../core/log.h"
 #include "privs.h"
 
 #define MAX_IDS 1024

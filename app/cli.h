@@ -1,4 +1,4 @@
-/* core/cli.h — shared by core/main.c and the core/cli_<command>.c files that
+/* app/cli.h — shared by core/main.c and the core/cli_<command>.c files that
  * implement larger subcommands (they link into the mxguard binary only, not
  * into mxg_core).
  *
@@ -12,7 +12,7 @@
 
 #include <stdio.h>
 
-#include "config.h"
+#include "../core/config.h"
 
 struct mxg_rpt;
 struct mxg_rpt_org;

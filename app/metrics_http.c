@@ -1,4 +1,4 @@
-/* core/metrics_http.c — see metrics_http.h. */
+/* app/metrics_http.c — see metrics_http.h. */
 #include "metrics_http.h"
 
 #include <arpa/inet.h>
@@ -10,7 +10,7 @@
 
 #include <microhttpd.h>
 
-#include "log.h"
+#include "../core/log.h"
 
 #define COMP "metrics"
 

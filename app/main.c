@@ -1,4 +1,4 @@
-/* core/main.c — the mxguard command: run, config check, --version, --help.
+/* app/main.c — the mxguard command: run, config check, --version, --help.
  * Owns the loop, the configuration, and the top-level objects; nothing else
  * in the program keeps global state. */
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include "../dns/dns.h"
 #include "../proxy/inbound/auth.h"
-#include "../app/cli_check.h"
+#include "cli_check.h"
 #include "../proxy/outbound/conncache.h"
 #include "../proxy/outbound/report_mailer.h"
 #include "../proxy/inbound/server.h"
@@ -29,12 +29,12 @@
 #include "../spool/spool.h"
 #include "../tls/tls_engine.h"
 #include "cli.h"
-#include "config.h"
-#include "log.h"
-#include "metrics.h"
+#include "../core/config.h"
+#include "../core/log.h"
+#include "../core/metrics.h"
 #include "metrics_http.h"
 #include "privs.h"
-#include "reload.h"
+#include "../core/reload.h"
 
 extern char **environ;
 
