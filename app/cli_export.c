@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "../report/tlsrpt.h"
-#include "cli.h"
+#include "app.h"
 
 struct export_pair {
     char day[MXG_RPT_DAY_LEN + 1];

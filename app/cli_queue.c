@@ -23,7 +23,7 @@
 #include <pwd.h>
 
 #include "../spool/spool.h"
-#include "cli.h"
+#include "app.h"
 #include "../core/config.h"
 #include "../core/log.h"
 #include "privs.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "app.h"
 
 #define DEFAULT_CONFIG "/etc/mxguard/mxguard.conf"
 
