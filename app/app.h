@@ -49,7 +49,6 @@ struct mxg_rpt_org;
 struct app {
     uv_loop_t loop;
     uv_timer_t recheck; /* DNSSEC self-check retry while DNS is unreachable */
-    int recheck_on;
     struct mxg_config cfg;
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
@@ -62,7 +61,7 @@ struct app {
     struct mxg_rpt_sender *rpt_sender;
     struct mxg_rpt_dkim *rpt_dkim;          /* tlsrpt.dkim_key_file, or NULL */
     struct mxg_report_mailer *rpt_mailer;   /* report mail through proxy/outbound */
-    struct mxg_upstream_env mail_env;       /* the mailer's legs (self filled by cmd_run) */
+    struct mxg_upstream_env mail_env;       /* the mailer's legs (self filled by mxg_cli_run) */
     char org_name[256], org_contact[300], org_submitter[256];
     struct mxg_server srv;
     struct mxg_spool *spool; /* <state.directory>/spool */
@@ -82,17 +81,20 @@ struct app {
     struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
 };
 
-/* app/cli.c */
+/* app/cli.c (see the contract above) */
+#define MXG_DEFAULT_CONFIG "/etc/mxguard/mxguard.conf"
 int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose);
 int mxg_cli_load(struct mxg_config *cfg, const char *opt);
-int cli_privs(const struct mxg_config *cfg);
+/* The one-shot commands: as root with server.user set, become that user
+ * before touching state.directory; 0, or -1 with a message on stderr. */
+int mxg_cli_privs(const struct mxg_config *cfg);
 
 /* The subcommands, one app/cli_<command>.c each: argv after the command word. */
-int cmd_run(int argc, char **argv);          /* app/run.c */
-int cmd_config_check(int argc, char **argv); /* app/cli_config.c */
-int cmd_check(int argc, char **argv);        /* app/cli_check_cmd.c */
-int cmd_list(int argc, char **argv);         /* app/cli_list.c */
-int cmd_report(int argc, char **argv);       /* app/cli_report.c */
+int mxg_cli_run(int argc, char **argv);          /* app/run.c */
+int mxg_cli_config_check(int argc, char **argv); /* app/cli_config.c */
+int mxg_cli_check(int argc, char **argv);        /* app/cli_check_cmd.c */
+int mxg_cli_list(int argc, char **argv);         /* app/cli_list.c */
+int mxg_cli_report(int argc, char **argv);       /* app/cli_report.c */
 int mxg_cli_queue(int argc, char **argv);    /* app/cli_queue.c */
 
 /* app/cli_usage.c: the usage of cmd (all its subcommands) or of cmd sub;
@@ -109,27 +111,42 @@ int mxg_cli_help(int argc, char **argv);
 int mxg_cli_report_export(struct mxg_rpt *rpt, const struct mxg_rpt_org *org, const char *dir,
                           const char *only_day);
 
-/* app/parts.c */
+/* app/parts.c: the parts, in the order a command uses them. */
+/* The upstream TLS client context from tls.*; NULL with err. */
 struct mxg_tls_ctx *app_client_tls(const struct mxg_config *cfg, char *err, size_t errlen);
-int ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen);
+/* state.directory exists (created 0700 if missing); 0, or -1 with err. */
+int app_ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen);
+/* DNS, TLS, maps, TLSRPT (+ sender, mailer), HTTPS, policy list, MTA-STS; persistent:
+ * the SQLite stores in state.directory are opened too. 0, or -1 with err. */
 int app_open_parts(struct app *app, int persistent, char *err, size_t errlen);
+/* policy_list.file, synchronously (run, check, list show alike). */
 void app_load_local(struct app *app);
+/* Release what app_open_parts() made (idempotent); handles close in a later loop run. */
 void app_close_parts(struct app *app);
+/* Fill env with the loop, the configuration and the parts, for legs and the check. */
 void app_env(struct app *app, struct mxg_upstream_env *env);
+/* Everything off: parts released, every handle closed, the loop closed. */
 void app_shutdown(struct app *app);
+/* A one-shot command's end before app_shutdown(): legs under way finish (bounded). */
 void app_finish_oneshot(struct app *app);
 
 /* app/run_selfcheck.c */
-int dnssec_selfcheck(struct app *app);
-void on_recheck(uv_timer_t *t);
+/* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
+ * (start, defer mail, retry), -1 must not start; logged. */
+int app_dnssec_selfcheck(struct app *app);
+/* The retry timer (app->recheck, closed by the drain); started when retry is set. */
+void app_recheck_start(struct app *app, int retry);
 
 /* app/run_reload.c */
+/* SIGHUP: reload the configuration and re-read the files (ignored while draining). */
 void app_reload(struct app *app);
 
 /* app/run_ops.c */
-double app_conns_open(void *arg);
-double app_conns_idle(void *arg);
-int ops_prepare(struct app *app, char *err, size_t errlen);
-int ops_started(struct app *app, char *err, size_t errlen);
+/* Before the parts: log format, counters, resolve and enter server.user. 0 or -1 with err. */
+int app_ops_prepare(struct app *app, char *err, size_t errlen);
+/* The upstream connection gauges (once the connection cache exists). */
+void app_ops_conn_gauges(struct app *app);
+/* After binding: metrics endpoint, final privilege drop, the other gauges. 0 or -1. */
+int app_ops_started(struct app *app, char *err, size_t errlen);
 
 #endif

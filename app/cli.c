@@ -11,8 +11,6 @@
 
 extern char **environ;
 
-#define DEFAULT_CONFIG "/etc/mxguard/mxguard.conf"
-
 /* Pick the config path: explicit, environment, default (if present). */
 static const char *config_path(const char *opt, int *is_default)
 {
@@ -23,9 +21,10 @@ static const char *config_path(const char *opt, int *is_default)
     if (env && env[0])
         return env;
     *is_default = 1;
-    return access(DEFAULT_CONFIG, F_OK) == 0 ? DEFAULT_CONFIG : NULL;
+    return access(MXG_DEFAULT_CONFIG, F_OK) == 0 ? MXG_DEFAULT_CONFIG : NULL;
 }
 
+/* -c FILE and (when verbose is given) -v / --connect; else a message and -1. */
 int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose)
 {
     for (int i = 0; i < argc; i++) {
@@ -41,6 +40,7 @@ int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose
     return 0;
 }
 
+/* The configuration from -c, $MXGUARD_CONFIG or the default path; errors on stderr. */
 int mxg_cli_load(struct mxg_config *cfg, const char *opt)
 {
     int is_default;
@@ -51,13 +51,13 @@ int mxg_cli_load(struct mxg_config *cfg, const char *opt)
         return -1;
     }
     if (!path)
-        fprintf(stderr, "mxguard: %s not found; using built-in defaults\n", DEFAULT_CONFIG);
+        fprintf(stderr, "mxguard: %s not found; using built-in defaults\n", MXG_DEFAULT_CONFIG);
     return 0;
 }
 
 /* The one-shot commands: as root with server.user set, become that user
  * before touching state.directory. */
-int cli_privs(const struct mxg_config *cfg)
+int mxg_cli_privs(const struct mxg_config *cfg)
 {
     char err[512];
     if (mxg_privs_cli(cfg, err, sizeof err) == 0)

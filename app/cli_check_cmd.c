@@ -10,7 +10,8 @@
 #include "app.h"
 #include "cli_check.h"
 
-int cmd_check(int argc, char **argv)
+/* `check DOMAIN`: the exit status of mxg_check_domain() (0, 1, 2), or 1/2 on errors. */
+int mxg_cli_check(int argc, char **argv)
 {
     if (argc < 1 || argv[0][0] == '-') {
         mxg_cli_usage(stderr, "check", NULL);
@@ -27,7 +28,7 @@ int cmd_check(int argc, char **argv)
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
-    if (cli_privs(&app->cfg) < 0)
+    if (mxg_cli_privs(&app->cfg) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);
@@ -40,7 +41,7 @@ int cmd_check(int argc, char **argv)
         goto out_loop;
     }
     app_load_local(app); /* policy_list.file, as `run` loads it */
-    if (dnssec_selfcheck(app) < 0)
+    if (app_dnssec_selfcheck(app) < 0)
         goto out_loop;
     struct mxg_upstream_env env;
     app_env(app, &env);

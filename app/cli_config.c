@@ -10,7 +10,8 @@
 #include "../tls/tls_engine.h"
 #include "app.h"
 
-int cmd_config_check(int argc, char **argv)
+/* `config check`: 0 sound, 1 not, 2 usage; -v prints the effective configuration. */
+int mxg_cli_config_check(int argc, char **argv)
 {
     const char *file = NULL;
     int verbose = 0;

@@ -121,6 +121,7 @@ static int export_name(const char *submitter, const char *domain, const char *da
     return 0;
 }
 
+/* `report export DIR [--day DAY]`: every finished report as a JSON file in DIR. */
 int mxg_cli_report_export(struct mxg_rpt *rpt, const struct mxg_rpt_org *org, const char *dir,
                           const char *only_day)
 {

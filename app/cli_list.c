@@ -14,6 +14,7 @@
 #include "../policy/stlist_source.h"
 #include "app.h"
 
+/* One "label  ISO-8601 UTC time" line. */
 static void print_time(const char *label, int64_t t)
 {
     char buf[40];
@@ -24,6 +25,7 @@ static void print_time(const char *label, int64_t t)
     printf("%-10s %s\n", label, buf);
 }
 
+/* `list show`: the list in force; 0 in force, 1 none or expired. */
 static int list_show(struct app *app)
 {
     if (!app->stlist) {
@@ -54,6 +56,7 @@ struct list_wait {
     int done, rc;
 };
 
+/* mxg_stlist_source_update() callback of `list update`: print, note the outcome. */
 static void on_list_update(void *arg, int accepted, const char *msg)
 {
     struct list_wait *w = arg;
@@ -62,7 +65,8 @@ static void on_list_update(void *arg, int accepted, const char *msg)
     printf("%s: %s\n", accepted > 0 ? "updated" : accepted == 0 ? "unchanged" : "failed", msg);
 }
 
-int cmd_list(int argc, char **argv)
+/* `list show|update|export`: the exit status. */
+int mxg_cli_list(int argc, char **argv)
 {
     if (argc < 1 || (strcmp(argv[0], "show") && strcmp(argv[0], "update") &&
                      strcmp(argv[0], "export"))) {
@@ -78,7 +82,7 @@ int cmd_list(int argc, char **argv)
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
-    if (cli_privs(&app->cfg) < 0)
+    if (mxg_cli_privs(&app->cfg) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
     uv_loop_init(&app->loop);

@@ -11,6 +11,7 @@
 #include "../report/tlsrpt.h"
 #include "app.h"
 
+/* mxg_rpt_days() callback: one "DAY DOMAIN" line. */
 static void print_day_domain(void *arg, const char *day, const char *domain)
 {
     (void)arg;
@@ -22,6 +23,7 @@ struct send_wait {
     struct mxg_rpt_send_stats st;
 };
 
+/* mxg_rpt_send_day() callback: the day's totals. */
 static void on_sent(void *arg, const struct mxg_rpt_send_stats *st)
 {
     struct send_wait *w = arg;
@@ -29,7 +31,8 @@ static void on_sent(void *arg, const struct mxg_rpt_send_stats *st)
     w->done = 1;
 }
 
-int cmd_report(int argc, char **argv)
+/* `report list|show|send|export`: the exit status. */
+int mxg_cli_report(int argc, char **argv)
 {
     int show = argc >= 3 && strcmp(argv[0], "show") == 0;
     int send = argc >= 2 && strcmp(argv[0], "send") == 0;
@@ -63,7 +66,7 @@ int cmd_report(int argc, char **argv)
     int rc = 1;
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
-    if (cli_privs(&app->cfg) < 0)
+    if (mxg_cli_privs(&app->cfg) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level > MXG_LOG_NOTICE ? app->cfg.log_level : MXG_LOG_NOTICE, 0);
     uv_loop_init(&app->loop);

@@ -7,11 +7,13 @@
 
 #include "app.h"
 
+/* The usage of every command. */
 static void usage(FILE *out)
 {
     mxg_cli_usage(out, NULL, NULL);
 }
 
+/* The command word picks the command; its exit status is ours. */
 int main(int argc, char **argv)
 {
     /* every command that talks to an MX (run, report send, check --connect): a peer that
@@ -34,17 +36,17 @@ int main(int argc, char **argv)
     if (help >= 0)
         return help;
     if (strcmp(argv[1], "run") == 0)
-        return cmd_run(argc - 2, argv + 2);
+        return mxg_cli_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "check") == 0)
-        return cmd_check(argc - 2, argv + 2);
+        return mxg_cli_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "list") == 0)
-        return cmd_list(argc - 2, argv + 2);
+        return mxg_cli_list(argc - 2, argv + 2);
     if (strcmp(argv[1], "report") == 0)
-        return cmd_report(argc - 2, argv + 2);
+        return mxg_cli_report(argc - 2, argv + 2);
     if (strcmp(argv[1], "queue") == 0)
         return mxg_cli_queue(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
-        return cmd_config_check(argc - 3, argv + 3);
+        return mxg_cli_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -42,6 +42,7 @@ struct mxg_tls_ctx *app_client_tls(const struct mxg_config *cfg, char *err, size
     return mxg_tls_ctx_new_client_opts(&o, err, errlen);
 }
 
+/* uv_walk callback: close every handle not yet closing. */
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -49,7 +50,8 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-int ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen)
+/* state.directory exists (created 0700 if missing); 0, or -1 with err. */
+int app_ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen)
 {
     if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "state.directory %s: %s", cfg->state_dir, strerror(errno));
@@ -87,7 +89,7 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
         LOG_N("main", "upstream.route_map %s: %d route(s)", mxg_route_map_source(app->maps.routes),
               mxg_route_map_count(app->maps.routes));
     if (cfg->rpt_enabled && persistent) {
-        if (ensure_state_dir(cfg, err, errlen) < 0)
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
         char path[MXG_CFG_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/tlsrpt.db", cfg->state_dir);
@@ -103,7 +105,7 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
         return -1;
     }
     if (cfg->list_file[0] || cfg->list_url[0]) {
-        if (ensure_state_dir(cfg, err, errlen) < 0)
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
         app->stlist = mxg_stlist_store_open(cfg->state_dir, cfg->list_keyring, e, sizeof e);
         if (!app->stlist) {
@@ -166,7 +168,7 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
     if (!cfg->sts_enabled)
         return 0;
     if (persistent) {
-        if (ensure_state_dir(cfg, err, errlen) < 0)
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
         char path[MXG_CFG_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/mta-sts.db", cfg->state_dir);
@@ -232,6 +234,7 @@ void app_close_parts(struct app *app)
     mxg_conncache_shutdown(app->conncache); /* idle upstream connections: QUIT */
 }
 
+/* The upstream environment (loop, config, parts) that legs and the check use. */
 void app_env(struct app *app, struct mxg_upstream_env *env)
 {
     memset(env, 0, sizeof *env);
@@ -267,7 +270,7 @@ void app_shutdown(struct app *app)
 }
 
 /* Longer than any leg's own end: the QUIT round trip's 5 s timer
- * (proxy/upstream.c mxg_leg_close). */
+ * (proxy/outbound/upstream.c mxg_leg_close). */
 #define APP_FINISH_MAX_MS 10000
 
 /* uv_walk callback: count (int *arg) the handles still active. */
@@ -289,7 +292,7 @@ static void on_finish_guard(uv_timer_t *t)
 }
 
 /* The end of a one-shot command (check, report), before app_shutdown():
- * release the parts, then let the loop run out by itself, as cmd_run's
+ * release the parts, then let the loop run out by itself, as mxg_cli_run's
  * SIGTERM drain does after app_stopped(). What is still under way then
  * finishes on its own terms: an upstream leg closed after its transaction
  * (the report mail's, after the dot) sends QUIT and waits for the reply or

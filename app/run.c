@@ -39,27 +39,32 @@ static void app_stopped(struct app *app)
     app_close_parts(app);
 }
 
+/* One of the drain's parts (server, queue runner) is done; the last one stops the run. */
 static void drain_step(struct app *app)
 {
     if (--app->drain_wait == 0)
         app_stopped(app);
 }
 
+/* mxg_server_drain() callback: the sessions are gone. */
 static void on_drained(struct mxg_server *srv)
 {
     drain_step((struct app *)((char *)srv - offsetof(struct app, srv)));
 }
 
+/* mxg_queue_runner_stop() callback: the deliveries are done or cancelled. */
 static void on_runner_stopped(void *arg)
 {
     drain_step(arg);
 }
 
+/* The server's spool_kick: a message was spooled, let the runner scan now. */
 static void app_spool_kick(void *arg)
 {
     mxg_queue_runner_kick(arg);
 }
 
+/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now). */
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -127,6 +132,7 @@ static int app_start_queue(struct app *app)
     return 0;
 }
 
+/* The queue runner freed (its handles close in app_shutdown's loop run), the pid file removed. */
 static void app_stop_queue(struct app *app)
 {
     if (app->runner)
@@ -138,7 +144,8 @@ static void app_stop_queue(struct app *app)
     app->pid_file[0] = 0;
 }
 
-int cmd_run(int argc, char **argv)
+/* `mxguard run [-c FILE]`: start in order, serve until SIGTERM/SIGINT has drained. */
+int mxg_cli_run(int argc, char **argv)
 {
     const char *file = NULL;
     if (mxg_cli_parse_opts(argc, argv, &file, NULL) < 0)
@@ -152,7 +159,7 @@ int cmd_run(int argc, char **argv)
     mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
     uv_loop_init(&app->loop);
     char err[1024];
-    if (ops_prepare(app, err, sizeof err) < 0) {
+    if (app_ops_prepare(app, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
@@ -170,8 +177,7 @@ int cmd_run(int argc, char **argv)
     }
     app->mail_env.conncache = app->conncache; /* report mail shares the limits */
     app->mail_env.tls_resume = app->tls_resume;
-    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "all", app_conns_open, app);
-    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "idle", app_conns_idle, app);
+    app_ops_conn_gauges(app);
     /* inbound STARTTLS and AUTH: read now (as server.user, before the final drop) */
     if (mxg_inbound_load(&app->cfg, &app->tls_server, &app->auth_db, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
@@ -188,13 +194,10 @@ int cmd_run(int argc, char **argv)
     app_load_local(app);
     if (app->sts)
         mxg_sts_start_refresh(app->sts, app->cfg.sts_sweep_ms);
-    int sc = dnssec_selfcheck(app);
+    int sc = app_dnssec_selfcheck(app);
     if (sc < 0)
         goto out_loop;
-    uv_timer_init(&app->loop, &app->recheck);
-    app->recheck.data = app;
-    if (sc > 0)
-        uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
+    app_recheck_start(app, sc > 0);
     struct mxg_upstream_env parts;
     app_env(app, &parts);
     if (app->stlist_src)
@@ -203,7 +206,7 @@ int cmd_run(int argc, char **argv)
         mxg_rpt_sender_set_metrics(app->rpt_sender, app->metrics);
         mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
     }
-    if (ensure_state_dir(&app->cfg, err, sizeof err) < 0) {
+    if (app_ensure_state_dir(&app->cfg, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
@@ -219,7 +222,7 @@ int cmd_run(int argc, char **argv)
                   "TLSRPT store, trust anchors): opening the listeners");
     if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
         mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
-        ops_started(app, err, sizeof err) < 0) {
+        app_ops_started(app, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }

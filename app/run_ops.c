@@ -19,36 +19,48 @@
 #include "metrics_http.h"
 #include "privs.h"
 
-double app_conns_open(void *arg)
+/* Gauge: upstream connections open. */
+static double app_conns_open(void *arg)
 {
     struct mxg_conncache_stats st;
     mxg_conncache_stats(((struct app *)arg)->conncache, &st);
     return st.open;
 }
 
-double app_conns_idle(void *arg)
+/* Gauge: upstream connections idle in the cache. */
+static double app_conns_idle(void *arg)
 {
     struct mxg_conncache_stats st;
     mxg_conncache_stats(((struct app *)arg)->conncache, &st);
     return st.idle;
 }
 
+void app_ops_conn_gauges(struct app *app)
+{
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "all", app_conns_open, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "idle", app_conns_idle, app);
+}
+
+/* Gauge: inbound sessions. */
 static double gauge_sessions(void *arg)
 {
     return ((struct app *)arg)->srv.n_sessions;
 }
 
+/* Gauge: DNS cache entries. */
 static double gauge_dns_cache(void *arg)
 {
     return (double)mxg_dns_cache_entries(((struct app *)arg)->dns);
 }
 
+/* mxg_sts_cache_foreach() callback: count one row. */
 static void count_sts_row(void *arg, const struct mxg_sts_cache_entry *e)
 {
     (void)e;
     (*(int *)arg)++;
 }
 
+/* Gauge: MTA-STS cache rows. */
 static double gauge_sts_cache(void *arg)
 {
     struct app *app = arg;
@@ -58,6 +70,7 @@ static double gauge_sts_cache(void *arg)
     return n;
 }
 
+/* Gauge: policies of the list in force (0 when none or expired). */
 static double gauge_list(void *arg)
 {
     struct app *app = arg;
@@ -68,6 +81,7 @@ static double gauge_list(void *arg)
     return st.have && !st.expired ? st.n_policies : 0;
 }
 
+/* Gauge: messages in the spool. */
 static double gauge_spool(void *arg)
 {
     struct app *app = arg;
@@ -82,7 +96,7 @@ static double gauge_spool(void *arg)
 /* run, before the parts are opened: the log format, the counters, and (as
  * root with server.user) the state directory and the switch to the user,
  * so that everything opened from here on is opened as the user. */
-int ops_prepare(struct app *app, char *err, size_t errlen)
+int app_ops_prepare(struct app *app, char *err, size_t errlen)
 {
     mxg_log_set_format(app->cfg.log_format);
     if (!(app->metrics = mxg_metrics_new())) {
@@ -97,7 +111,7 @@ int ops_prepare(struct app *app, char *err, size_t errlen)
 
 /* run, after the SMTP listeners are bound (as root again): the metrics
  * listener, then the final drop of privileges, then the gauges. */
-int ops_started(struct app *app, char *err, size_t errlen)
+int app_ops_started(struct app *app, char *err, size_t errlen)
 {
     char e[512];
     if (app->cfg.metrics_listen[0]) {

@@ -19,6 +19,7 @@
 
 extern char **environ;
 
+/* The self-check with reloaded anchors: failed reverts to the previous anchors. */
 static void on_reload_selfcheck(void *arg, int ok, const char *why)
 {
     struct app *app = arg;
@@ -111,6 +112,7 @@ static void reload_inbound(struct app *app)
           t ? app->cfg.in_tls_cert_file : "", t ? " re-read" : "", mxg_auth_db_count(d));
 }
 
+/* mxg_stlist_source_update() callback of a reload: log the outcome. */
 static void on_reload_list(void *arg, int accepted, const char *msg)
 {
     (void)arg;

@@ -13,6 +13,7 @@ struct selfcheck {
     char why[512];
 };
 
+/* mxg_dns_selfcheck() callback of the start-up check: note the result. */
 static void on_selfcheck(void *arg, int ok, const char *why)
 {
     struct selfcheck *sc = arg;
@@ -23,7 +24,7 @@ static void on_selfcheck(void *arg, int ok, const char *why)
 
 /* DANE needs a DNS path that passes DNSSEC: check it once, before serving.
  * Returns 0, or -1 (logged) when mxguard must not start. */
-int dnssec_selfcheck(struct app *app)
+int app_dnssec_selfcheck(struct app *app)
 {
     if (!app->cfg.dane_enabled) {
         LOG_W("main", "DANE is disabled (dane.enabled = false): TLSA records are ignored and "
@@ -53,6 +54,7 @@ int dnssec_selfcheck(struct app *app)
     return 0;
 }
 
+/* A retried self-check's result: passed stops the timer, else log and wait. */
 static void recheck_result(void *arg, int ok, const char *why)
 {
     struct app *app = arg;
@@ -65,9 +67,18 @@ static void recheck_result(void *arg, int ok, const char *why)
     }
 }
 
-void on_recheck(uv_timer_t *t)
+/* The retry timer: run the self-check again. */
+static void on_recheck(uv_timer_t *t)
 {
     struct app *app = t->data;
     if (app->dns)
         mxg_dns_selfcheck(app->dns, recheck_result, app);
+}
+
+void app_recheck_start(struct app *app, int retry)
+{
+    uv_timer_init(&app->loop, &app->recheck);
+    app->recheck.data = app;
+    if (retry)
+        uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
 }
