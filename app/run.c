@@ -23,8 +23,6 @@
 #include "app.h"
 #include "metrics_http.h"
 
-static void app_stop_queue(struct app *app);
-
 /* SIGTERM: both the server's drain and the queue runner's stop are done. */
 static void app_stopped(struct app *app)
 {
@@ -132,7 +130,7 @@ static int app_start_queue(struct app *app)
     return 0;
 }
 
-/* The queue runner freed (its handles close in app_shutdown's loop run), the pid file removed. */
+/* The queue runner freed and the pid file removed (the end of app_start_queue()). */
 static void app_stop_queue(struct app *app)
 {
     if (app->runner)
