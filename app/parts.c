@@ -270,7 +270,7 @@ void app_shutdown(struct app *app)
 }
 
 /* Longer than any leg's own end: the QUIT round trip's 5 s timer
- * (proxy/outbound/upstream.c mxg_leg_close). */
+ * (proxy/outbound/leg.c mxg_leg_close). */
 #define APP_FINISH_MAX_MS 10000
 
 /* uv_walk callback: count (int *arg) the handles still active. */
