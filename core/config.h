@@ -217,7 +217,7 @@ struct mxg_config {
     int log_syslog;               /* log.syslog (bool) */
     enum mxg_log_format log_format; /* log.format: text|json */
 
-    /* metrics (Prometheus text format, core/metrics_http.h) */
+    /* metrics (Prometheus text format, app/metrics_http.h) */
     char metrics_listen[80];      /* metrics.listen: "addr:port", "" = no endpoint */
     struct mxg_cidr metrics_allow[MXG_CFG_MAX_NETS]; /* metrics.allow_networks */
     int n_metrics_allow;

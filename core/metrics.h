@@ -15,7 +15,7 @@
  * shows every outcome from the start.
  *
  * Values are plain integers and doubles updated on the loop thread: mxguard
- * runs one libuv loop and the HTTP endpoint (core/metrics_http.h) renders on
+ * runs one libuv loop and the HTTP endpoint (app/metrics_http.h) renders on
  * that same thread, so nothing here needs atomics or locks. Do not call these
  * from libuv thread-pool work callbacks (count in the after-work callback).
  *

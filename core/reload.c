@@ -9,7 +9,7 @@
 
 /* Settings read at use time through the borrowed configuration (audited
  * against their readers: proxy/server.c, session.c, upstream.c,
- * policy/policy.c, sts.c, stlist_source.c, core/metrics_http.c). "*" = the
+ * policy/policy.c, sts.c, stlist_source.c, app/metrics_http.c). "*" = the
  * whole section. */
 static const char *const live_settings[] = {
     "server.allow_networks",
@@ -37,8 +37,8 @@ static const char *const live_settings[] = {
     "upstream.source_ipv6",
     "upstream.address_family",
     "upstream.max_mx_hosts",
-    "upstream.route_map",      /* core/main.c re-reads the map files on every SIGHUP */
-    "upstream.cache_idle",     /* core/main.c reconfigures the connection cache */
+    "upstream.route_map",      /* app/run_reload.c re-reads the map files on every SIGHUP */
+    "upstream.cache_idle",     /* app/run_reload.c reconfigures the connection cache */
     "upstream.cache_size",
     "upstream.cache_per_destination",
     "upstream.cache_max_uses",

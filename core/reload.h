@@ -17,13 +17,13 @@
  * listed in reload.c) are treated the same way: safe by default.
  *
  * Some settings need an action beyond the copy; mxg_reload_apply() returns
- * them as flags for the caller (core/main.c), which owns the objects:
+ * them as flags for the caller (app/run_reload.c), which owns the objects:
  * MXG_RELOAD_LOG (re-set the logger), MXG_RELOAD_LIST (policy list source
  * changed: load it now). Trust anchors and the policy list are re-read on
  * every SIGHUP anyway (their files may have changed while the setting did
  * not), and so are the map files (tls.policy_map, upstream.route_map) and
  * the TLS client context (tls.min_version ... tls.client_key_file: a renewed
- * client certificate is picked up): core/main.c reload_maps_tls() swaps
+ * client certificate is picked up): app/run_reload.c reload_maps_tls() swaps
  * each in only when it loads completely. dns.trust_anchor_file changes
  * only under dns.mode = "stub" (getdns validates itself there; in
  * recursive mode libunbound took the anchors at start-up).

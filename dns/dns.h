@@ -184,7 +184,8 @@ int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, voi
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);
 
-/* Operations (core/main.c, docs/ARCHITECTURE.md §Operating).
+/* Operations (app/run_selfcheck.c, app/run_reload.c, app/run_ops.c;
+ * docs/ARCHITECTURE.md §Operating).
  *  - mxg_dns_set_metrics(): count lookups by outcome (mxguard_dns_queries_total)
  *    and time those that went to the resolver; m may be NULL (borrowed).
  *  - mxg_dns_cache_entries(): entries in the answer cache now.

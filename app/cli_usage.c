@@ -1,13 +1,11 @@
-/* core/cli_usage.c — the usage texts of the mxguard command, one entry per
+/* app/cli_usage.c — the usage texts of the mxguard command, one entry per
  * (command, subcommand), and --help / -h for every one of them (issue 16,
  * defect 17): `mxguard X [Y] ... --help` prints X [Y]'s usage on stdout and
  * exits 0. */
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-
-#define DEFAULT_CONFIG "/etc/mxguard/mxguard.conf"
+#include "app.h"
 
 struct usage_entry {
     const char *cmd, *sub; /* sub NULL: the command has no subcommands */
@@ -56,11 +54,12 @@ static const struct usage_entry entries[] = {
 
 #define N_ENTRIES (sizeof entries / sizeof entries[0])
 
+/* Where the configuration comes from, after every usage. */
 static void footer(FILE *out)
 {
     fprintf(out,
             "\n"
-            "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " DEFAULT_CONFIG "\n"
+            "The configuration file is -c FILE, else $MXGUARD_CONFIG, else " MXG_DEFAULT_CONFIG "\n"
             "(built-in defaults when that file does not exist). MXGUARD_<SECTION>_<KEY>\n"
             "environment variables override single settings (see mxguard.conf).\n");
 }
@@ -74,6 +73,7 @@ static int known(const char *cmd, const char *sub)
     return 0;
 }
 
+/* The usage of cmd [sub], or of every command. */
 void mxg_cli_usage(FILE *out, const char *cmd, const char *sub)
 {
     if (!cmd || !known(cmd, NULL)) {
@@ -93,6 +93,7 @@ void mxg_cli_usage(FILE *out, const char *cmd, const char *sub)
     footer(out);
 }
 
+/* --help / -h anywhere after the command word: that command's usage. */
 int mxg_cli_help(int argc, char **argv)
 {
     int asked = 0;

@@ -1,4 +1,4 @@
-/* core/cli_export.c — `mxguard report export DIR [--day DAY]`: every finished
+/* app/cli_export.c — `mxguard report export DIR [--day DAY]`: every finished
  * TLSRPT report (UTC days before today; --day: that day's only) written into
  * DIR as an uncompressed RFC 8460 JSON file, one per (day, policy domain),
  * the same JSON as `report show` (report/'s builder, report-id included),
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "../report/tlsrpt.h"
-#include "cli.h"
+#include "app.h"
 
 struct export_pair {
     char day[MXG_RPT_DAY_LEN + 1];
@@ -121,6 +121,7 @@ static int export_name(const char *submitter, const char *domain, const char *da
     return 0;
 }
 
+/* `report export DIR [--day DAY]`: every finished report as a JSON file in DIR. */
 int mxg_cli_report_export(struct mxg_rpt *rpt, const struct mxg_rpt_org *org, const char *dir,
                           const char *only_day)
 {

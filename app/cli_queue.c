@@ -1,4 +1,4 @@
-/* core/cli_queue.c — `mxguard queue list|show|flush|delete`: look at and
+/* app/cli_queue.c — `mxguard queue list|show|flush|delete`: look at and
  * steer the spool (spool/spool.h) from the command line, while the daemon
  * runs or not.
  *
@@ -23,13 +23,14 @@
 #include <pwd.h>
 
 #include "../spool/spool.h"
-#include "cli.h"
-#include "config.h"
-#include "log.h"
+#include "app.h"
+#include "../core/config.h"
+#include "../core/log.h"
 #include "privs.h"
 
 #define MAX_IDS 1024
 
+/* The wall clock in milliseconds. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -53,6 +54,7 @@ static void span(int64_t ms, char *out, size_t cap)
         snprintf(out, cap, "%llds", (long long)s);
 }
 
+/* ms since the epoch as ISO-8601 UTC. */
 static void iso(int64_t ms, char *out, size_t cap)
 {
     time_t t = (time_t)(ms / 1000);
@@ -61,11 +63,13 @@ static void iso(int64_t ms, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The queue commands' usage on stderr. */
 static void usage_queue(void)
 {
     mxg_cli_usage(stderr, "queue", NULL);
 }
 
+/* <state.directory>/spool opened into *out; -1 with a message on stderr. */
 static int open_spool(const struct mxg_config *cfg, struct mxg_spool **out)
 {
     char dir[MXG_CFG_PATH_MAX + 16], err[600];
@@ -80,6 +84,7 @@ static int open_spool(const struct mxg_config *cfg, struct mxg_spool **out)
 
 /* ------------------------------------------------------------- list */
 
+/* `queue list`: every entry, one line per recipient; 1 when one could not be read. */
 static int q_list(struct mxg_spool *sp)
 {
     char(*ids)[MXG_SPOOL_ID_MAX];
@@ -128,6 +133,7 @@ static int q_list(struct mxg_spool *sp)
 
 /* ------------------------------------------------------------- show */
 
+/* `queue show ID`: the envelope and the headers of one entry. */
 static int q_show(struct mxg_spool *sp, const char *id)
 {
     struct mxg_spool_env env;
@@ -215,6 +221,7 @@ static void poke_daemon(const struct mxg_config *cfg)
         printf("asked mxguard (pid %ld) to scan the spool now\n", pid);
 }
 
+/* `queue flush [ID...]`: due now, then SIGUSR1 to the daemon if it runs. */
 static int q_flush(const struct mxg_config *cfg, struct mxg_spool *sp, char **ids, int n_ids)
 {
     char(*all)[MXG_SPOOL_ID_MAX] = NULL;
@@ -270,6 +277,7 @@ static int q_flush(const struct mxg_config *cfg, struct mxg_spool *sp, char **id
 
 /* ------------------------------------------------------------- delete */
 
+/* Who runs this command (uid, name, sudo user), for the log. */
 static const char *who(char *buf, size_t cap)
 {
     const char *sudo = getenv("SUDO_USER");
@@ -279,6 +287,7 @@ static const char *who(char *buf, size_t cap)
     return buf;
 }
 
+/* `queue delete ID...`: remove entries not being delivered; logged. */
 static int q_delete(struct mxg_spool *sp, char **ids, int n_ids)
 {
     int status = 0;
@@ -331,6 +340,7 @@ static int q_delete(struct mxg_spool *sp, char **ids, int n_ids)
 
 /* ------------------------------------------------------------- entry */
 
+/* `queue list|show|flush|delete`: the exit status (see above). */
 int mxg_cli_queue(int argc, char **argv)
 {
     if (argc < 1) {

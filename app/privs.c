@@ -1,4 +1,4 @@
-/* core/privs.c — see privs.h. */
+/* app/privs.c — see privs.h. */
 #include "privs.h"
 
 #include <dirent.h>
@@ -18,11 +18,12 @@
 
 #include <linux/capability.h>
 
-#include "log.h"
+#include "../core/log.h"
 
 #define COMP "privs"
 #define ADOPT_DEPTH 8
 
+/* printf into err; returns -1 (for `return say(...)`). */
 static int say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int say(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -45,6 +46,7 @@ static int numeric_id(const char *s, unsigned long *out)
     return errno || *end || *out >= (unsigned long)UINT_MAX ? -1 : 0;
 }
 
+/* server.user (a name or a number) to uid and primary gid; 0 or -1 with err. */
 static int lookup_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
     char buf[16384];
@@ -61,6 +63,7 @@ static int lookup_user(const char *name, uid_t *uid, gid_t *gid, char *err, size
     return 0;
 }
 
+/* server.group (a name or a number) to gid; 0 or -1 with err. */
 static int lookup_group(const char *name, gid_t *gid, char *err, size_t errlen)
 {
     char buf[16384];
@@ -76,6 +79,7 @@ static int lookup_group(const char *name, gid_t *gid, char *err, size_t errlen)
     return 0;
 }
 
+/* Look server.user / server.group up (privs.h). */
 int mxg_privs_resolve(const struct mxg_config *cfg, struct mxg_privs *p, char *err, size_t errlen)
 {
     memset(p, 0, sizeof *p);
@@ -139,6 +143,7 @@ static void adopt(int dirfd, const struct mxg_privs *p, int depth, int *n)
     closedir(d);
 }
 
+/* state.directory created and given to the user (privs.h). */
 int mxg_privs_prepare_dir(const struct mxg_privs *p, const char *dir, char *err, size_t errlen)
 {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
@@ -175,6 +180,7 @@ int mxg_privs_prepare_dir(const struct mxg_privs *p, const char *dir, char *err,
     return 0;
 }
 
+/* Supplementary groups: just the user's group. */
 static int set_groups(const struct mxg_privs *p, char *err, size_t errlen)
 {
     /* the user's supplementary groups (e.g. one that may read a key file) */
@@ -183,6 +189,7 @@ static int set_groups(const struct mxg_privs *p, char *err, size_t errlen)
     return 0;
 }
 
+/* Become the user, root kept as the saved id (privs.h). */
 int mxg_privs_enter(const struct mxg_privs *p, char *err, size_t errlen)
 {
     if (!p->active)
@@ -194,6 +201,7 @@ int mxg_privs_enter(const struct mxg_privs *p, char *err, size_t errlen)
     return 0;
 }
 
+/* Back to root to bind the listeners (privs.h). */
 int mxg_privs_leave(const struct mxg_privs *p, char *err, size_t errlen)
 {
     if (!p->active)
@@ -222,6 +230,7 @@ static int clear_caps(char *err, size_t errlen)
     return n;
 }
 
+/* Drop root and every capability for good (privs.h). */
 int mxg_privs_drop(const struct mxg_privs *p, char *err, size_t errlen)
 {
     if (p->active) {
@@ -246,6 +255,7 @@ int mxg_privs_drop(const struct mxg_privs *p, char *err, size_t errlen)
     return 0;
 }
 
+/* A one-shot command's switch to the user (privs.h). */
 int mxg_privs_cli(const struct mxg_config *cfg, char *err, size_t errlen)
 {
     struct mxg_privs p;

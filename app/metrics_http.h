@@ -1,4 +1,4 @@
-/* core/metrics_http.h — the Prometheus endpoint: GET /metrics over HTTP on
+/* app/metrics_http.h — the Prometheus endpoint: GET /metrics over HTTP on
  * the address of metrics.listen, on the libuv loop.
  *
  * Contract:
@@ -32,8 +32,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "config.h"
-#include "metrics.h"
+#include "../core/config.h"
+#include "../core/metrics.h"
 
 struct mxg_metrics_http;
 

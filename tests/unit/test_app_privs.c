@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
-#include "core/privs.h"
+#include "app/privs.h"
 
 static void cfg_user(struct mxg_config *c, const char *user, const char *group)
 {

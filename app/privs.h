@@ -1,4 +1,4 @@
-/* core/privs.h — running without privileges (docs/ARCHITECTURE.md
+/* app/privs.h — running without privileges (docs/ARCHITECTURE.md
  * §Operating): bind as root, then continue as server.user / server.group;
  * state.directory is the only place written.
  *
@@ -39,7 +39,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "config.h"
+#include "../core/config.h"
 
 struct mxg_privs {
     int active; /* 1: started as root with a user to switch to */

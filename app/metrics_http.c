@@ -1,4 +1,4 @@
-/* core/metrics_http.c — see metrics_http.h. */
+/* app/metrics_http.c — see metrics_http.h. */
 #include "metrics_http.h"
 
 #include <arpa/inet.h>
@@ -10,7 +10,7 @@
 
 #include <microhttpd.h>
 
-#include "log.h"
+#include "../core/log.h"
 
 #define COMP "metrics"
 
@@ -27,11 +27,13 @@ struct mxg_metrics_http {
 
 static void http_run(struct mxg_metrics_http *h);
 
+/* MHD's timeout ran out: let it work. */
 static void on_timer(uv_timer_t *t)
 {
     http_run(t->data);
 }
 
+/* MHD's epoll descriptor is readable: let it work. */
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     (void)status;
@@ -50,6 +52,7 @@ static void http_run(struct mxg_metrics_http *h)
         uv_timer_stop(&h->timer);
 }
 
+/* Only clients in metrics.allow_networks (read live) get a connection. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
 {
     struct mxg_metrics_http *h = cls;
@@ -61,6 +64,7 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
     return MHD_NO;
 }
 
+/* Queue a response with body (freed by MHD) and its content type. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *body, size_t len,
                              const char *ctype)
 {
@@ -79,6 +83,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *body
     return rc;
 }
 
+/* GET/HEAD /metrics: the rendered registry; else 404 or 405. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -102,6 +107,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
 }
 
+/* libmicrohttpd's messages, one log line each. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -112,6 +118,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     LOG_W(COMP, "%s", buf);
 }
 
+/* Listen on addr and serve /metrics on loop (metrics_http.h). */
 struct mxg_metrics_http *mxg_metrics_http_start(uv_loop_t *loop, struct mxg_metrics *m,
                                                 const struct mxg_config *cfg,
                                                 const struct sockaddr *addr, char *err,
@@ -160,11 +167,13 @@ struct mxg_metrics_http *mxg_metrics_http_start(uv_loop_t *loop, struct mxg_metr
     return h;
 }
 
+/* The bound port (0 for NULL). */
 int mxg_metrics_http_port(const struct mxg_metrics_http *h)
 {
     return h ? h->port : 0;
 }
 
+/* A handle closed: the last one frees the endpoint. */
 static void on_closed(uv_handle_t *handle)
 {
     struct mxg_metrics_http *h = handle->data;
@@ -172,6 +181,7 @@ static void on_closed(uv_handle_t *handle)
         free(h);
 }
 
+/* Stop serving; freed once both handles have closed (NULL: nothing). */
 void mxg_metrics_http_stop(struct mxg_metrics_http *h)
 {
     if (!h || !h->d)

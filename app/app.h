@@ -1,0 +1,152 @@
+/* app/app.h — what the files of app/ share (private to app/; nothing
+ * outside app/ includes it): the program's top, linked only into the
+ * mxguard binary (and its unit tests).
+ *
+ *   main.c          argv dispatch, --version, --help
+ *   cli.c           options (-c FILE, -v/--connect), loading the configuration, privileges of
+ *                   the one-shot commands
+ *   cli_usage.c     the usage texts and --help of every command
+ *   cli_config.c    `config check`      cli_check_cmd.c  `check DOMAIN` (driver: cli_check.c)
+ *   cli_list.c      `list ...`          cli_report.c     `report ...` (export: cli_export.c)
+ *   cli_queue.c     `queue ...`
+ *   parts.c         the composition root: struct app's parts opened, wired, closed
+ *   run.c           `run`: start-up order, signals, drain, the queue runner
+ *   run_selfcheck.c the DNSSEC self-check before serving and its retry timer
+ *   run_reload.c    SIGHUP: what is re-read and swapped in (core/reload.h decides what may)
+ *   run_ops.c       operating: counters, gauges, the metrics endpoint, the privilege switch
+ *   privs.c, metrics_http.c  their own modules (privs.h, metrics_http.h)
+ *
+ * Contract: one struct app per command run, calloc'd by the command and
+ * owned by it; it owns every part it points to (app_close_parts() and
+ * app_shutdown() release them, each idempotent). Everything runs on
+ * app->loop's thread. Errors: functions returning int give 0 or -1 with a
+ * message in err (the caller logs it, or prints "mxguard: ..." for a
+ * one-shot command); the command functions return the exit status
+ * (0 done, 1 failed, 2 usage).
+ *
+ * mxg_cli_parse_opts(): accepts "-c FILE" (and "-v"/"--connect" setting
+ * *verbose when verbose != NULL); anything else → message on stderr, -1.
+ * mxg_cli_load(): loads the configuration named by -c, $MXGUARD_CONFIG or the
+ * default path (built-in defaults when absent), with MXGUARD_* environment
+ * overrides; errors go to stderr; returns 0 or -1. */
+#ifndef MXG_APP_H
+#define MXG_APP_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "../core/config.h"
+#include "../policy/policy.h"
+#include "../proxy/inbound/server.h"
+#include "../proxy/outbound/upstream.h"
+#include "privs.h"
+
+struct mxg_rpt;
+struct mxg_rpt_org;
+
+/* Everything one command run holds (the composition root). */
+struct app {
+    uv_loop_t loop;
+    uv_timer_t recheck; /* DNSSEC self-check retry while DNS is unreachable */
+    struct mxg_config cfg;
+    struct mxg_dns *dns;
+    struct mxg_tls_ctx *tls;
+    struct mxg_https *https;
+    struct mxg_sts_cache *sts_cache;
+    struct mxg_sts *sts;
+    struct mxg_stlist_store *stlist;
+    struct mxg_stlist_source *stlist_src;
+    struct mxg_rpt *rpt;
+    struct mxg_rpt_sender *rpt_sender;
+    struct mxg_rpt_dkim *rpt_dkim;          /* tlsrpt.dkim_key_file, or NULL */
+    struct mxg_report_mailer *rpt_mailer;   /* report mail through proxy/outbound */
+    struct mxg_upstream_env mail_env;       /* the mailer's legs (self filled by mxg_cli_run) */
+    char org_name[256], org_contact[300], org_submitter[256];
+    struct mxg_server srv;
+    struct mxg_spool *spool; /* <state.directory>/spool */
+    struct mxg_queue_runner *runner; /* delivers the spool (proxy/queue_runner.h) */
+    uv_signal_t sig_usr1;            /* `mxguard queue flush`: scan the spool now */
+    int drain_wait;                  /* SIGTERM: server drain + runner stop still to finish */
+    char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    int stopping;
+    struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */
+    struct mxg_metrics_http *metrics_http; /* run: metrics.listen endpoint */
+    struct mxg_privs privs;                /* run: server.user switch */
+    struct mxg_conncache *conncache;       /* run: upstream connection cache + limits */
+    struct mxg_tls_resume *tls_resume;     /* run: TLS sessions for resumption */
+    struct mxg_tls_ctx *tls_server;        /* run: inbound STARTTLS (server.tls_*), or NULL */
+    struct mxg_auth_db *auth_db;           /* run: auth.password_file, or NULL */
+    struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
+};
+
+/* app/cli.c (see the contract above) */
+#define MXG_DEFAULT_CONFIG "/etc/mxguard/mxguard.conf"
+int mxg_cli_parse_opts(int argc, char **argv, const char **cfgfile, int *verbose);
+int mxg_cli_load(struct mxg_config *cfg, const char *opt);
+/* The one-shot commands: as root with server.user set, become that user
+ * before touching state.directory; 0, or -1 with a message on stderr. */
+int mxg_cli_privs(const struct mxg_config *cfg);
+
+/* The subcommands, one app/cli_<command>.c each: argv after the command word. */
+int mxg_cli_run(int argc, char **argv);          /* app/run.c */
+int mxg_cli_config_check(int argc, char **argv); /* app/cli_config.c */
+int mxg_cli_check(int argc, char **argv);        /* app/cli_check_cmd.c */
+int mxg_cli_list(int argc, char **argv);         /* app/cli_list.c */
+int mxg_cli_report(int argc, char **argv);       /* app/cli_report.c */
+int mxg_cli_queue(int argc, char **argv);    /* app/cli_queue.c */
+
+/* app/cli_usage.c: the usage of cmd (all its subcommands) or of cmd sub;
+ * cmd NULL (or unknown): of every command. */
+void mxg_cli_usage(FILE *out, const char *cmd, const char *sub);
+/* app/cli_usage.c: argv from the command word on. When an argument is
+ * --help or -h (not the one after -c): the usage of that command (and of
+ * its subcommand when argv[1] names one) on stdout, returns 0; an unknown
+ * command: the general usage on stderr, returns 2. Else -1: no help asked. */
+int mxg_cli_help(int argc, char **argv);
+
+/* app/cli_export.c: `report export DIR [--day DAY]` on an open TLSRPT
+ * store; the exit status (0 done, 1 error, 2 usage). */
+int mxg_cli_report_export(struct mxg_rpt *rpt, const struct mxg_rpt_org *org, const char *dir,
+                          const char *only_day);
+
+/* app/parts.c: the parts, in the order a command uses them. */
+/* The upstream TLS client context from tls.*; NULL with err. */
+struct mxg_tls_ctx *app_client_tls(const struct mxg_config *cfg, char *err, size_t errlen);
+/* state.directory exists (created 0700 if missing); 0, or -1 with err. */
+int app_ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen);
+/* DNS, TLS, maps, TLSRPT (+ sender, mailer), HTTPS, policy list, MTA-STS; persistent:
+ * the SQLite stores in state.directory are opened too. 0, or -1 with err. */
+int app_open_parts(struct app *app, int persistent, char *err, size_t errlen);
+/* policy_list.file, synchronously (run, check, list show alike). */
+void app_load_local(struct app *app);
+/* Release what app_open_parts() made (idempotent); handles close in a later loop run. */
+void app_close_parts(struct app *app);
+/* Fill env with the loop, the configuration and the parts, for legs and the check. */
+void app_env(struct app *app, struct mxg_upstream_env *env);
+/* Everything off: parts released, every handle closed, the loop closed. */
+void app_shutdown(struct app *app);
+/* A one-shot command's end before app_shutdown(): legs under way finish (bounded). */
+void app_finish_oneshot(struct app *app);
+
+/* app/run_selfcheck.c */
+/* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
+ * (start, defer mail, retry), -1 must not start; logged. */
+int app_dnssec_selfcheck(struct app *app);
+/* The retry timer (app->recheck, closed by the drain); started when retry is set. */
+void app_recheck_start(struct app *app, int retry);
+
+/* app/run_reload.c */
+/* SIGHUP: reload the configuration and re-read the files (ignored while draining). */
+void app_reload(struct app *app);
+
+/* app/run_ops.c */
+/* Before the parts: log format, counters, resolve and enter server.user. 0 or -1 with err. */
+int app_ops_prepare(struct app *app, char *err, size_t errlen);
+/* The upstream connection gauges (once the connection cache exists). */
+void app_ops_conn_gauges(struct app *app);
+/* After binding: metrics endpoint, final privilege drop, the other gauges. 0 or -1. */
+int app_ops_started(struct app *app, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,56 @@
+/* app/cli_check_cmd.c — `mxguard check DOMAIN [-c FILE] [--connect]`: the
+ * options and the parts a delivery would use (read-only: the MTA-STS cache
+ * only if it is there), then the driver in cli_check.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../core/log.h"
+#include "app.h"
+#include "cli_check.h"
+
+/* `check DOMAIN`: the exit status of mxg_check_domain() (0, 1, 2), or 1/2 on errors. */
+int mxg_cli_check(int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-') {
+        mxg_cli_usage(stderr, "check", NULL);
+        return 2;
+    }
+    const char *domain = argv[0];
+    const char *file = NULL;
+    int connect = 0;
+    if (mxg_cli_parse_opts(argc - 1, argv + 1, &file, &connect) < 0)
+        return 2;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (mxg_cli_load(&app->cfg, file) < 0)
+        goto out;
+    if (mxg_cli_privs(&app->cfg) < 0)
+        goto out;
+    mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
+    uv_loop_init(&app->loop);
+    char err[1024];
+    /* the cache is read if it is there (the service's view), never created */
+    char dbpath[MXG_CFG_PATH_MAX + 32];
+    snprintf(dbpath, sizeof dbpath, "%s/mta-sts.db", app->cfg.state_dir);
+    if (app_open_parts(app, access(dbpath, R_OK | W_OK) == 0, err, sizeof err) < 0) {
+        fprintf(stderr, "mxguard: %s\n", err);
+        goto out_loop;
+    }
+    app_load_local(app); /* policy_list.file, as `run` loads it */
+    if (app_dnssec_selfcheck(app) < 0)
+        goto out_loop;
+    struct mxg_upstream_env env;
+    app_env(app, &env);
+    rc = mxg_check_domain(&env, domain, connect, stdout);
+    fflush(stdout); /* out before the teardown: nothing there can lose it */
+out_loop:
+    app_finish_oneshot(app); /* --connect: every probe leg freed */
+    app_shutdown(app);
+out:
+    free(app);
+    return rc;
+}

@@ -1,0 +1,319 @@
+/* app/parts.c — the composition root: the long-lived parts of a command run
+ * (DNS, TLS, policy sources, TLSRPT, the report mailer) opened in order,
+ * wired into the upstream environment, and closed again. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../dns/dns.h"
+#include "../http/https.h"
+#include "../policy/sts.h"
+#include "../policy/sts_cache.h"
+#include "../policy/stlist.h"
+#include "../policy/stlist_source.h"
+#include "../proxy/outbound/conncache.h"
+#include "../proxy/outbound/report_mailer.h"
+#include "../report/tlsrpt.h"
+#include "../tls/tls_engine.h"
+#include "../core/log.h"
+#include "app.h"
+#include "metrics_http.h"
+
+/* The upstream TLS client context from tls.* (ca_file, versions, ciphers,
+ * client certificate). NULL with err. */
+struct mxg_tls_ctx *app_client_tls(const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    struct mxg_tls_client_opts o = {
+        .cafile = cfg->tls_ca_file[0] ? cfg->tls_ca_file : NULL,
+        .min_version = mxg_parse_tls_version(cfg->tls_min_version),
+        .max_version = mxg_parse_tls_version(cfg->tls_max_version),
+        .ciphers = cfg->tls_ciphers,
+        .ciphersuites = cfg->tls_ciphersuites,
+        .cert_file = cfg->tls_client_cert,
+        .key_file = cfg->tls_client_key,
+    };
+    if (o.min_version < 0)
+        o.min_version = 0; /* checked by the configuration */
+    if (o.max_version < 0)
+        o.max_version = 0;
+    return mxg_tls_ctx_new_client_opts(&o, err, errlen);
+}
+
+/* uv_walk callback: close every handle not yet closing. */
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* state.directory exists (created 0700 if missing); 0, or -1 with err. */
+int app_ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen)
+{
+    if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "state.directory %s: %s", cfg->state_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The long-lived parts every command needs: DNS, TLS, and (when enabled)
+ * MTA-STS with its HTTPS client and persistent cache in the state
+ * directory. Returns 0, or -1 with err. */
+int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
+{
+    const struct mxg_config *cfg = &app->cfg;
+    char e[1024];
+    app->dns = mxg_dns_new(&app->loop, cfg, e, sizeof e);
+    if (!app->dns) {
+        snprintf(err, errlen, "DNS: %s", e);
+        return -1;
+    }
+    const char *ca = cfg->tls_ca_file[0] ? cfg->tls_ca_file : NULL;
+    app->tls = app_client_tls(cfg, e, sizeof e);
+    if (!app->tls) {
+        snprintf(err, errlen, "TLS: %s", e);
+        return -1;
+    }
+    if (mxg_policy_maps_load(cfg, &app->maps, e, sizeof e) < 0) {
+        snprintf(err, errlen, "%s", e);
+        return -1;
+    }
+    if (app->maps.overrides)
+        LOG_N("main", "tls.policy_map %s: %d override(s)", mxg_override_map_source(app->maps.overrides),
+              mxg_override_map_count(app->maps.overrides));
+    if (app->maps.routes)
+        LOG_N("main", "upstream.route_map %s: %d route(s)", mxg_route_map_source(app->maps.routes),
+              mxg_route_map_count(app->maps.routes));
+    if (cfg->rpt_enabled && persistent) {
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
+        char path[MXG_CFG_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/tlsrpt.db", cfg->state_dir);
+        app->rpt = mxg_rpt_open(&app->loop, path, cfg->rpt_flush_ms, e, sizeof e);
+        if (!app->rpt) {
+            snprintf(err, errlen, "%s (set tlsrpt.enabled = false to run without TLSRPT)", e);
+            return -1;
+        }
+    }
+    int need_https = cfg->sts_enabled || cfg->list_url[0];
+    if (need_https && !(app->https = mxg_https_new(&app->loop, ca, e, sizeof e))) {
+        snprintf(err, errlen, "HTTPS client: %s", e);
+        return -1;
+    }
+    if (cfg->list_file[0] || cfg->list_url[0]) {
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
+        app->stlist = mxg_stlist_store_open(cfg->state_dir, cfg->list_keyring, e, sizeof e);
+        if (!app->stlist) {
+            snprintf(err, errlen, "policy list: %s", e);
+            return -1;
+        }
+        app->stlist_src = mxg_stlist_source_new(&app->loop, cfg, app->dns, app->https, app->stlist);
+        if (!app->stlist_src) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (app->rpt && cfg->rpt_send) {
+        if (!app->https && !(app->https = mxg_https_new(&app->loop, ca, e, sizeof e))) {
+            snprintf(err, errlen, "HTTPS client: %s", e);
+            return -1;
+        }
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        const char *me = cfg->hostname[0] ? cfg->hostname : host;
+        snprintf(app->org_name, sizeof app->org_name, "%s", cfg->rpt_org[0] ? cfg->rpt_org : me);
+        if (cfg->rpt_contact[0])
+            snprintf(app->org_contact, sizeof app->org_contact, "%s", cfg->rpt_contact);
+        else
+            snprintf(app->org_contact, sizeof app->org_contact, "mailto:postmaster@%s", me);
+        snprintf(app->org_submitter, sizeof app->org_submitter, "%s",
+                 cfg->rpt_submitter[0] ? cfg->rpt_submitter : me);
+        struct mxg_rpt_org org = {app->org_name, app->org_contact, app->org_submitter};
+        app->rpt_sender = mxg_rpt_sender_new(&app->loop, app->rpt, app->dns, app->https, &org, 0);
+        if (!app->rpt_sender) {
+            snprintf(err, errlen, "TLSRPT sender: out of memory");
+            return -1;
+        }
+        struct mxg_rpt_send_cfg sc = {
+            .backoff_base_s = cfg->rpt_backoff_ms / 1000,
+            .max_attempts = cfg->rpt_max_attempts,
+            .connect_timeout_ms = cfg->sts_connect_timeout_ms,
+            .total_timeout_ms = cfg->sts_fetch_timeout_ms,
+        };
+        mxg_rpt_sender_configure(app->rpt_sender, &sc);
+        if (cfg->rpt_dkim_key[0]) {
+            const char *dom = cfg->rpt_dkim_domain[0] ? cfg->rpt_dkim_domain : app->org_submitter;
+            app->rpt_dkim = mxg_rpt_dkim_load(cfg->rpt_dkim_key, cfg->rpt_dkim_selector, dom, e,
+                                              sizeof e);
+            if (!app->rpt_dkim) {
+                snprintf(err, errlen, "TLSRPT: %s (unset tlsrpt.dkim_key_file to run without "
+                                      "mailed reports)", e);
+                return -1;
+            }
+        }
+        app_env(app, &app->mail_env);
+        struct mxg_rpt_mailer mailer;
+        if (!(app->rpt_mailer = mxg_report_mailer_new(&app->mail_env))) {
+            snprintf(err, errlen, "TLSRPT mailer: out of memory");
+            return -1;
+        }
+        mxg_report_mailer_get(app->rpt_mailer, &mailer);
+        mxg_rpt_sender_set_mail(app->rpt_sender, &mailer, app->rpt_dkim, cfg->rpt_from);
+    }
+    if (!cfg->sts_enabled)
+        return 0;
+    if (persistent) {
+        if (app_ensure_state_dir(cfg, err, errlen) < 0)
+            return -1;
+        char path[MXG_CFG_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/mta-sts.db", cfg->state_dir);
+        app->sts_cache = mxg_sts_cache_open(path, e, sizeof e);
+        if (!app->sts_cache) {
+            snprintf(err, errlen, "MTA-STS cache %s: %s (set mta_sts.enabled = false to run "
+                                  "without MTA-STS)", path, e);
+            return -1;
+        }
+    }
+    app->sts = mxg_sts_new(&app->loop, cfg, app->dns, app->https, app->sts_cache);
+    if (!app->sts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The local policy sources that app_open_parts() does not read itself: the
+ * policy list's file (policy_list.file), synchronously, through the same
+ * function for `run`, `check` and `list show`. policy_list.url is never
+ * waited for. */
+void app_load_local(struct app *app)
+{
+    char msg[1200];
+    if (app->stlist_src)
+        mxg_stlist_source_load_local(app->stlist_src, msg, sizeof msg);
+}
+
+/* Release what app_open_parts() made; run the loop afterwards so that
+ * handles close. */
+void app_close_parts(struct app *app)
+{
+    if (app->rpt_sender)
+        mxg_rpt_sender_free(app->rpt_sender);
+    app->rpt_sender = NULL;
+    mxg_report_mailer_free(app->rpt_mailer); /* after the sender: it held handles */
+    app->rpt_mailer = NULL;
+    mxg_rpt_dkim_free(app->rpt_dkim);
+    app->rpt_dkim = NULL;
+    if (app->rpt)
+        mxg_rpt_close(app->rpt); /* writes every buffered count */
+    app->rpt = NULL;
+    if (app->stlist_src)
+        mxg_stlist_source_free(app->stlist_src);
+    app->stlist_src = NULL;
+    if (app->sts)
+        mxg_sts_free(app->sts);
+    app->sts = NULL;
+    if (app->https)
+        mxg_https_free(app->https);
+    app->https = NULL;
+    if (app->dns)
+        mxg_dns_free(app->dns);
+    app->dns = NULL;
+    if (app->sts_cache)
+        mxg_sts_cache_close(app->sts_cache);
+    app->sts_cache = NULL;
+    if (app->stlist)
+        mxg_stlist_store_close(app->stlist);
+    app->stlist = NULL;
+    mxg_policy_maps_free(&app->maps); /* legs keep copies of what they use */
+    mxg_conncache_shutdown(app->conncache); /* idle upstream connections: QUIT */
+}
+
+/* The upstream environment (loop, config, parts) that legs and the check use. */
+void app_env(struct app *app, struct mxg_upstream_env *env)
+{
+    memset(env, 0, sizeof *env);
+    env->loop = &app->loop;
+    env->cfg = &app->cfg;
+    env->dns = app->dns;
+    env->tls = app->tls;
+    env->sts = app->sts;
+    env->stlist = app->stlist;
+    env->rpt = app->rpt;
+    env->metrics = app->metrics;
+    env->maps = &app->maps;
+    env->conncache = app->conncache;
+    env->tls_resume = app->tls_resume;
+}
+
+/* Everything off: parts released, every handle closed, the loop closed. */
+void app_shutdown(struct app *app)
+{
+    mxg_metrics_http_stop(app->metrics_http);
+    app->metrics_http = NULL;
+    app_close_parts(app);
+    uv_walk(&app->loop, close_walk, NULL);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app->loop);
+    mxg_conncache_free(app->conncache); /* its slots came back from the close callbacks */
+    app->conncache = NULL;
+    mxg_tls_resume_free(app->tls_resume); /* after every engine */
+    app->tls_resume = NULL;
+    if (app->tls)
+        mxg_tls_ctx_free(app->tls);
+    app->tls = NULL;
+}
+
+/* Longer than any leg's own end: the QUIT round trip's 5 s timer
+ * (proxy/outbound/leg.c mxg_leg_close). */
+#define APP_FINISH_MAX_MS 10000
+
+/* uv_walk callback: count (int *arg) the handles still active. */
+static void count_active(uv_handle_t *h, void *arg)
+{
+    if (uv_is_active(h) && !uv_is_closing(h))
+        ++*(int *)arg;
+}
+
+/* The guard of app_finish_oneshot() ran out (itself no longer active: a
+ * one-shot timer is stopped before its callback): say so, stop the run. */
+static void on_finish_guard(uv_timer_t *t)
+{
+    int n = 0;
+    uv_walk(t->loop, count_active, &n);
+    LOG_W("main", "%d handle(s) still busy %d s after the command's work was done: closing them",
+          n, APP_FINISH_MAX_MS / 1000);
+    uv_stop(t->loop);
+}
+
+/* The end of a one-shot command (check, report), before app_shutdown():
+ * release the parts, then let the loop run out by itself, as mxg_cli_run's
+ * SIGTERM drain does after app_stopped(). What is still under way then
+ * finishes on its own terms: an upstream leg closed after its transaction
+ * (the report mail's, after the dot) sends QUIT and waits for the reply or
+ * its 5 s timer; a leg (struct mxg_leg and its route copy) and its
+ * connection are freed only from their handles' close callbacks. Without
+ * this run app_shutdown()'s uv_walk would close those handles with no
+ * callback and the legs would never be freed (LeakSanitizer: leg_start,
+ * mxg_route_copy). Bounded: a guard timer, unreferenced so that it never
+ * keeps the loop alive by itself, stops the run after APP_FINISH_MAX_MS
+ * (logged; app_shutdown() then closes what is left). Idempotent with
+ * app_shutdown(): app_close_parts() may run twice. */
+void app_finish_oneshot(struct app *app)
+{
+    app_close_parts(app);
+    uv_timer_t guard;
+    uv_timer_init(&app->loop, &guard);
+    uv_timer_start(&guard, on_finish_guard, APP_FINISH_MAX_MS, 0);
+    uv_unref((uv_handle_t *)&guard);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&guard, NULL);
+    /* guard is on this stack: its close must be done before we return; one
+     * non-blocking turn runs the closing handles (even after a uv_stop) */
+    uv_run(&app->loop, UV_RUN_NOWAIT);
+}

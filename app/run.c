@@ -1,0 +1,255 @@
+/* app/run.c — `mxguard run [-c FILE]`: the start-up order (privileges,
+ * parts, local policy state, self-check, spool, listeners, queue runner),
+ * the signals (SIGTERM/SIGINT drain, SIGHUP reload, SIGUSR1 queue scan) and
+ * the drain to a clean stop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../core/log.h"
+#include "../core/metrics.h"
+#include "../policy/sts.h"
+#include "../policy/stlist_source.h"
+#include "../proxy/inbound/auth.h"
+#include "../proxy/inbound/server.h"
+#include "../proxy/outbound/queue_runner.h"
+#include "../report/tlsrpt.h"
+#include "../spool/spool.h"
+#include "../tls/tls_engine.h"
+#include "app.h"
+#include "metrics_http.h"
+
+/* SIGTERM: both the server's drain and the queue runner's stop are done. */
+static void app_stopped(struct app *app)
+{
+    if (app->runner && !uv_is_closing((uv_handle_t *)&app->sig_usr1))
+        uv_close((uv_handle_t *)&app->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&app->sig_term, NULL);
+    uv_close((uv_handle_t *)&app->sig_int, NULL);
+    uv_close((uv_handle_t *)&app->sig_hup, NULL);
+    uv_close((uv_handle_t *)&app->recheck, NULL);
+    mxg_metrics_http_stop(app->metrics_http);
+    app->metrics_http = NULL;
+    app_close_parts(app);
+}
+
+/* One of the drain's parts (server, queue runner) is done; the last one stops the run. */
+static void drain_step(struct app *app)
+{
+    if (--app->drain_wait == 0)
+        app_stopped(app);
+}
+
+/* mxg_server_drain() callback: the sessions are gone. */
+static void on_drained(struct mxg_server *srv)
+{
+    drain_step((struct app *)((char *)srv - offsetof(struct app, srv)));
+}
+
+/* mxg_queue_runner_stop() callback: the deliveries are done or cancelled. */
+static void on_runner_stopped(void *arg)
+{
+    drain_step(arg);
+}
+
+/* The server's spool_kick: a message was spooled, let the runner scan now. */
+static void app_spool_kick(void *arg)
+{
+    mxg_queue_runner_kick(arg);
+}
+
+/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now). */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (signum == SIGHUP) {
+        app_reload(app);
+        return;
+    }
+    if (signum == SIGUSR1) {
+        LOG_N("main", "SIGUSR1: scanning the spool now");
+        mxg_queue_runner_kick(app->runner);
+        return;
+    }
+    if (app->stopping++) {
+        /* the drain's deadline, now: sessions close (a message whose dot
+         * got no 250 stays with the client), deliveries are cancelled
+         * (recipients stay in the spool); the usual stop path
+         * (on_drained, on_runner_stopped) then runs */
+        LOG_W("main", "%s again: closing all sessions and deliveries now", strsignal(signum));
+        if (app->runner)
+            mxg_queue_runner_stop(app->runner, on_runner_stopped, app);
+        mxg_server_drain(&app->srv, on_drained);
+        return;
+    }
+    LOG_N("main", "%s: draining (deadline %llus)", strsignal(signum),
+          (unsigned long long)(app->cfg.drain_timeout_ms / 1000));
+    app->drain_wait = app->runner ? 2 : 1;
+    if (app->runner)
+        mxg_queue_runner_stop(app->runner, on_runner_stopped, app);
+    mxg_server_drain(&app->srv, on_drained);
+}
+
+/* The spool's queue runner (after mxg_server_start: its legs use the
+ * server's upstream env, self addresses included), SIGUSR1 for `mxguard
+ * queue flush`, and the pid file that command finds us by. */
+static int app_start_queue(struct app *app)
+{
+    if (mxg_spool_cleaned(app->spool))
+        LOG_N("main", "spool %s: removed %d leftover(s) of an interrupted write",
+              mxg_spool_dir(app->spool), mxg_spool_cleaned(app->spool));
+    if (!mxg_spool_owner(app->spool))
+        LOG_W("main", "spool %s is locked by another process (a second mxguard on the same "
+                      "state.directory?); delivering anyway, entry locks prevent doubles",
+              mxg_spool_dir(app->spool));
+    app->runner = mxg_queue_runner_new(&app->loop, &app->cfg, &app->srv.upenv, app->spool,
+                                       app->srv.hostname);
+    if (!app->runner || mxg_queue_runner_start(app->runner) < 0) {
+        LOG_E("main", "queue runner: cannot start");
+        return -1;
+    }
+    app->srv.spool_kick = app_spool_kick;
+    app->srv.spool_kick_arg = app->runner;
+    uv_signal_init(&app->loop, &app->sig_usr1);
+    app->sig_usr1.data = app;
+    uv_signal_start(&app->sig_usr1, on_signal, SIGUSR1);
+    snprintf(app->pid_file, sizeof app->pid_file, "%s/mxguard.pid", app->cfg.state_dir);
+    FILE *fp = fopen(app->pid_file, "w");
+    if (fp) {
+        fprintf(fp, "%ld\n", (long)getpid());
+        fclose(fp);
+    } else {
+        LOG_W("main", "%s: %s (mxguard queue flush cannot signal this process)", app->pid_file,
+              strerror(errno));
+        app->pid_file[0] = 0;
+    }
+    return 0;
+}
+
+/* The queue runner freed and the pid file removed (the end of app_start_queue()). */
+static void app_stop_queue(struct app *app)
+{
+    if (app->runner)
+        mxg_queue_runner_free(app->runner); /* handles close in app_shutdown's loop run */
+    app->runner = NULL;
+    app->srv.spool_kick = NULL;
+    if (app->pid_file[0])
+        unlink(app->pid_file);
+    app->pid_file[0] = 0;
+}
+
+/* `mxguard run [-c FILE]`: start in order, serve until SIGTERM/SIGINT has drained. */
+int mxg_cli_run(int argc, char **argv)
+{
+    const char *file = NULL;
+    if (mxg_cli_parse_opts(argc, argv, &file, NULL) < 0)
+        return 2;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (mxg_cli_load(&app->cfg, file) < 0)
+        goto out;
+    mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+    uv_loop_init(&app->loop);
+    char err[1024];
+    if (app_ops_prepare(app, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    if (app_open_parts(app, 1, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    /* the upstream connection cache, limits and TLS sessions (proxy/conncache.h) */
+    app->conncache = mxg_upstream_conncache_new(&app->loop, &app->cfg);
+    if (app->cfg.tls_session_cache > 0)
+        app->tls_resume = mxg_tls_resume_new(app->cfg.tls_session_cache);
+    if (!app->conncache || (app->cfg.tls_session_cache > 0 && !app->tls_resume)) {
+        LOG_E("main", "out of memory");
+        goto out_loop;
+    }
+    app->mail_env.conncache = app->conncache; /* report mail shares the limits */
+    app->mail_env.tls_resume = app->tls_resume;
+    app_ops_conn_gauges(app);
+    /* inbound STARTTLS and AUTH: read now (as server.user, before the final drop) */
+    if (mxg_inbound_load(&app->cfg, &app->tls_server, &app->auth_db, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    app->srv.tls_server = app->tls_server;
+    app->srv.auth_db = app->auth_db;
+    if (app->auth_db)
+        LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
+              app->cfg.auth_password_file);
+    /* every local policy source in force before a listener opens (issue 16):
+     * the policy list's file (its last verified copy came with the store),
+     * like `check` (app_load_local) */
+    app_load_local(app);
+    if (app->sts)
+        mxg_sts_start_refresh(app->sts, app->cfg.sts_sweep_ms);
+    int sc = app_dnssec_selfcheck(app);
+    if (sc < 0)
+        goto out_loop;
+    app_recheck_start(app, sc > 0);
+    struct mxg_upstream_env parts;
+    app_env(app, &parts);
+    if (app->stlist_src)
+        mxg_stlist_source_start(app->stlist_src);
+    if (app->rpt_sender) {
+        mxg_rpt_sender_set_metrics(app->rpt_sender, app->metrics);
+        mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
+    }
+    if (app_ensure_state_dir(&app->cfg, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    char spool_dir[MXG_CFG_PATH_MAX + 16];
+    snprintf(spool_dir, sizeof spool_dir, "%s/spool", app->cfg.state_dir);
+    app->spool = mxg_spool_open(spool_dir, err, sizeof err);
+    if (!app->spool) {
+        LOG_E("main", "spool: %s", err);
+        goto out_loop;
+    }
+    app->srv.spool = app->spool;
+    LOG_N("main", "local policy state loaded (policy list, MTA-STS cache, tls.policy_map, "
+                  "TLSRPT store, trust anchors): opening the listeners");
+    if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
+        mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
+        app_ops_started(app, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
+    app->mail_env.self = app->srv.upenv.self; /* report mail: loop protection too */
+    app->mail_env.n_self = app->srv.upenv.n_self;
+    if (app_start_queue(app) < 0)
+        goto out_loop;
+    uv_signal_init(&app->loop, &app->sig_term);
+    uv_signal_init(&app->loop, &app->sig_int);
+    uv_signal_init(&app->loop, &app->sig_hup);
+    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+    uv_signal_start(&app->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&app->sig_int, on_signal, SIGINT);
+    uv_signal_start(&app->sig_hup, on_signal, SIGHUP);
+    LOG_N("main", "mxguard %s started (config %s)", MXG_VERSION,
+          app->cfg.source[0] ? app->cfg.source : "built-in defaults");
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    LOG_N("main", "stopped");
+    rc = 0;
+out_loop:
+    app_stop_queue(app);
+    app_shutdown(app);
+    if (app->spool)
+        mxg_spool_close(app->spool);
+    app->spool = NULL;
+    mxg_metrics_free(app->metrics);
+    mxg_tls_ctx_free(app->tls_server);
+    mxg_auth_db_free(app->auth_db);
+out:
+    free(app);
+    return rc;
+}
