@@ -14,12 +14,28 @@ set -uo pipefail
 #   proxy/outbound/leg*.c   the SMTP client, split as Postfix splits src/smtp/ (leg_int.h)
 ONE_MODULE='/proxy/outbound/leg[a-z_]*\.c\.o$'
 
-# cycles DIR ALLOW: prints "a <-> b" per two-object cycle among DIR's *.o (tests excluded)
+# objects DIR: the program's object files in a CMake build tree — those its current targets
+# (CMakeFiles/TargetDirectories.txt: mxguard, mxg_*) link, so objects left behind by a target
+# that no longer exists are not read; any other DIR: every *.o under it
+objects() {
+    local dir=$1 t
+    if [ -f "$dir/CMakeFiles/TargetDirectories.txt" ]; then
+        while read -r t; do
+            case ${t##*/} in mxguard.dir | mxg_*.dir) ;; *) continue ;; esac
+            [ -f "$t/link.txt" ] || continue
+            tr ' ' '\n' <"$t/link.txt" | grep '\.o$' | sed "s|^|$dir/|"
+        done <"$dir/CMakeFiles/TargetDirectories.txt" | sort -u
+    else
+        find "$dir" -name '*.o' | sort
+    fi
+}
+
+# cycles DIR ALLOW: prints "a <-> b" per two-object cycle among DIR's objects
 cycles() {
     local dir=$1 allow=$2 o s d a b
     declare -A def=() edge=()
     local objs
-    objs=$(find "$dir" -name '*.o' ! -path '*/tests/*' ! -path '*/fuzz/*' | sort)
+    objs=$(objects "$dir")
     [ -n "$objs" ] || { echo "check-cycles: no object files under $dir (build first)" >&2; return 2; }
     for o in $objs; do
         while read -r s; do def[$s]=$o; done < <(nm --defined-only -g "$o" | awk 'NF==3{print $3}')
