@@ -1,6 +1,6 @@
 /* app/cli_usage.c — the usage texts of the mxguard command, one entry per
- * (command, subcommand), and --help / -h for every one of them (issue 16,
- * defect 17): `mxguard X [Y] ... --help` prints X [Y]'s usage on stdout and
+ * (command, subcommand), and --help / -h for every one of them
+ * (docs/man/mxguard.8): `mxguard X [Y] ... --help` prints X [Y]'s usage on stdout and
  * exits 0. */
 #include <stdio.h>
 #include <string.h>

@@ -186,7 +186,8 @@ int mxg_cli_run(int argc, char **argv)
     if (app->auth_db)
         LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
               app->cfg.auth_password_file);
-    /* every local policy source in force before a listener opens (issue 16):
+    /* every local policy source in force before a listener opens
+     * (docs/ARCHITECTURE.md §Operating):
      * the policy list's file (its last verified copy came with the store),
      * like `check` (app_load_local) */
     app_load_local(app);

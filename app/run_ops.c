@@ -1,4 +1,4 @@
-/* app/run_ops.c — operating `run` (issue #11): the counters, the gauges
+/* app/run_ops.c — operating `run` (docs/ARCHITECTURE.md §Operating): the counters, the gauges
  * read at each scrape, the metrics endpoint, and the privilege switch
  * around binding the listeners. */
 #include <stdint.h>
