@@ -24,8 +24,8 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "dane/dane.h"
-#include "dane/mxroute.h"
-#include "policy/https.h"
+#include "dns/mxroute.h"
+#include "http/https.h"
 #include "policy/policy.h"
 #include "policy/sts.h"
 

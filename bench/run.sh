@@ -70,7 +70,7 @@ cc $CF -o "$W/smtpload" "$here/smtpload.c" -luv || tb_die "cannot build bench/sm
 if ! skip decide; then
     # shellcheck disable=SC2046
     cc $CF -I"$MXG_SRC" -o "$W/decide" "$here/decide.c" "$BUILD/libmxg_policy.a" \
-        "$BUILD/libmxg_dane.a" "$BUILD/libmxg_tls.a" "$BUILD/libmxg_core.a" \
+        "$BUILD/libmxg_dane.a" "$BUILD/libmxg_dns.a" "$BUILD/libmxg_http.a" "$BUILD/libmxg_tls.a" "$BUILD/libmxg_core.a" \
         $(pkg-config --libs libuv openssl getdns libconfig jansson libcurl sqlite3 libmicrohttpd) ||
         { log "cannot build bench/decide.c (MXG_BIN's directory needs libmxg_*.a): skipped"; SKIP="$SKIP,decide"; }
 fi

@@ -26,7 +26,7 @@
 
 #include <openssl/ssl.h>
 
-#include "dns.h"
+#include "../dns/dns.h"
 #include "tlsa.h"
 
 enum mxg_dane_req {

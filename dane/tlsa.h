@@ -13,19 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The most association data a TLSA record can carry: RDATA is at most
- * 65535 octets, three of them the fields. Nothing smaller is a limit of
- * mxguard: every record the DNS can deliver is kept whole (DESIGN §10). */
-#define MXG_TLSA_DATA_MAX 65532
-
-/* One record. data points to len octets owned by whoever holds the record
- * (a dns result, a block from mxg_tlsa_copy(), a test's buffer); it may be
- * NULL when len is 0. */
-struct mxg_tlsa_rr {
-    uint8_t usage, selector, mtype;
-    uint16_t len;
-    uint8_t *data;
-};
+#include "../dns/dns_rr.h" /* struct mxg_tlsa_rr, MXG_TLSA_DATA_MAX */
 
 enum mxg_tlsa_verdict {
     MXG_TLSA_USABLE = 0,
@@ -51,13 +39,5 @@ void mxg_tlsa_format(const struct mxg_tlsa_rr *rr, char *out, size_t cap);
 /* The same from the fields (data: len octets, may be NULL when len is 0). */
 void mxg_tlsa_format_fields(unsigned usage, unsigned selector, unsigned mtype,
                             const uint8_t *data, size_t len, char *out, size_t cap);
-
-/* Copies the records in[i] (0 <= i < n) with keep == NULL or keep[i] != 0
- * into one heap block sized to them: the records, then their data (each
- * copy's data points into the block; free(*out) releases everything).
- * Order is kept. Returns how many were copied (*out NULL when none), or -1
- * when out of memory (*out NULL). */
-int mxg_tlsa_copy(const struct mxg_tlsa_rr *in, int n, const unsigned char *keep,
-                  struct mxg_tlsa_rr **out);
 
 #endif

@@ -28,8 +28,8 @@
  *    CRs. */
 #include "fuzz.h"
 
-#include "proxy/buf.h"
-#include "proxy/data_filter.h"
+#include "core/buf.h"
+#include "smtp/data_filter.h"
 
 static const size_t line_caps[] = {0, 1000, 20, 2048};
 static const uint64_t size_caps[] = {0, 1u << 20, 64, 200};

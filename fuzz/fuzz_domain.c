@@ -20,7 +20,7 @@
 
 #include "core/show.h"
 #include "policy/sts_parse.h"
-#include "proxy/smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 static void lower_copy(const char *s, char *out, size_t cap)
 {

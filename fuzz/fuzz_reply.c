@@ -17,7 +17,7 @@
 
 #include <ctype.h>
 
-#include "proxy/smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 #define SESSION_RENDER_CAP (MXG_REPLY_TEXT_MAX + 1024)
 

@@ -12,7 +12,7 @@
  *    user and pass are those fields, terminated. */
 #include "fuzz.h"
 
-#include "proxy/auth.h"
+#include "proxy/inbound/auth.h"
 
 static void check_plain(const unsigned char *m, size_t n)
 {

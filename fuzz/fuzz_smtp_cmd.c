@@ -23,7 +23,7 @@
 
 #include <ctype.h>
 
-#include "proxy/smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 static void check_error_reply(int rc)
 {

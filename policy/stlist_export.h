@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <uv.h>
 
-#include "../dane/dns.h"
+#include "../dns/dns.h"
 #include "sts_cache.h"
 
 int mxg_stlist_export(uv_loop_t *loop, struct mxg_dns *dns, struct mxg_sts_cache *cache,

@@ -12,8 +12,8 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "../dane/dns.h"
-#include "https.h"
+#include "../dns/dns.h"
+#include "../http/https.h"
 #include "stlist.h"
 
 struct mxg_stlist_source;

@@ -31,8 +31,8 @@
 #include <uv.h>
 
 #include "../core/config.h"
-#include "../dane/dns.h"
-#include "https.h"
+#include "../dns/dns.h"
+#include "../http/https.h"
 #include "sts_cache.h"
 #include "sts_parse.h"
 

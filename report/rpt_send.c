@@ -30,8 +30,8 @@
 
 #include "../core/log.h"
 #include "../core/metrics.h"
-#include "../dane/dns.h"
-#include "../policy/https.h"
+#include "../dns/dns.h"
+#include "../http/https.h"
 #include "rpt_int.h"
 
 #define CT_TLSRPT_GZ "application/tlsrpt+gzip"

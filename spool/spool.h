@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../proxy/smtp_parse.h" /* struct mxg_mail_params, mxg_rcpt_params (plain data) */
+#include "../smtp/smtp_parse.h" /* struct mxg_mail_params, mxg_rcpt_params (plain data) */
 
 #define MXG_SPOOL_ID_MAX 40
 #define MXG_SPOOL_REPLY_MAX 512

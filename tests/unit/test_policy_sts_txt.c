@@ -16,7 +16,7 @@
 #include "dns_fixture.h"
 
 #include "core/log.h"
-#include "dane/dns.h"
+#include "dns/dns.h"
 #include "policy/sts.h"
 #include "policy/sts_cache.h"
 #include "sts_fixture.h"

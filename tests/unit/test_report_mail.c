@@ -21,7 +21,7 @@
 #include <zlib.h>
 
 #include "core/log.h"
-#include "policy/https.h"
+#include "http/https.h"
 #include "report/tlsrpt.h"
 
 #define DAY "2024-05-01"

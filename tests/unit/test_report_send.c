@@ -26,9 +26,9 @@
 #include <jansson.h>
 #include <zlib.h>
 
-#include "dane/dns.h"
+#include "dns/dns.h"
 #include "https_fixture.h"
-#include "policy/https.h"
+#include "http/https.h"
 #include "report/tlsrpt.h"
 
 #define ADDR "127.0.70.242" /* reserved for this test */

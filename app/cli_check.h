@@ -1,0 +1,24 @@
+/* app/cli_check.h — `mxguard check DOMAIN [--connect]`: explain the delivery
+ * decision for a domain the way a delivery would make it: the static route
+ * (upstream.route_map) and the policy override (tls.policy_map, named with
+ * file and line as the policy source) if any, the MX set (or the route's
+ * next hop) with its DNSSEC status, per host the addresses, the DANE
+ * requirement (TLSA records, usability) and what the override or MTA-STS /
+ * the list demand of it; with connect, a live probe of each MX
+ * host (STARTTLS + verification, like posttls-finger) through the very code
+ * path mail takes (mxg_leg_probe).
+ *
+ * mxg_check_domain() runs the loop until it is done and prints to out.
+ * Returns 0 if mail to the domain could be delivered now, 1 if not now
+ * (temporary), 2 if never (null MX, no such domain). */
+#ifndef MXG_CHECK_H
+#define MXG_CHECK_H
+
+#include <stdio.h>
+
+#include "../proxy/outbound/upstream.h"
+
+int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int connect,
+                     FILE *out);
+
+#endif
