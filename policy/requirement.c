@@ -609,15 +609,36 @@ void mxg_req_describe(const struct mxg_req_inputs *in, const struct mxg_req *r, 
     }
 }
 
+void mxg_req_describe_domain(const struct mxg_req_inputs *in, FILE *out)
+{
+    int o = mxg_policy_override(&in->policy);
+    const struct mxg_sts_result *sts = mxg_req_sts_result(in);
+    if (o >= 0 && o != MXG_POL_MTA_STS)
+        fprintf(out, "policy for every host: %s\n", in->policy.reason);
+    else if (sts && sts->outcome == MXG_STS_POLICY && sts->policy.mode != MXG_STS_MODE_NONE)
+        fprintf(out, "policy for hosts without DANE: MTA-STS %s%s\n",
+                mxg_sts_mode_name(sts->policy.mode),
+                o == MXG_POL_MTA_STS ? " (override mta-sts: enforce required)" : "");
+    else if (in->list_active)
+        fprintf(out, "policy for hosts without DANE: policy list %s\n",
+                mxg_sts_mode_name(in->list.mode));
+    else
+        fprintf(out, "policy for hosts without DANE: %s/%s (%s)\n",
+                mxg_policy_source_name(in->policy.source),
+                mxg_policy_level_name(in->policy.level), in->policy.reason);
+}
+
 json_t *mxg_req_json(const struct mxg_req *r)
 {
     json_t *names = json_array();
     for (int i = 0; names && i < r->verify.n_names; i++)
         json_array_append_new(names, json_string(r->verify.names[i]));
     int skipped = r->level == MXG_REQ_SKIP_HOST;
+    char sum[900];
+    mxg_req_summary(r, sum, sizeof sum);
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:b, s:b, s:{s:s, s:b, s:s, s:o, s:i}, s:b, s:s?, s:s?, s:s, s:s, s:b, "
-        "s:s}",
+        "s:s, s:s}",
         "host", r->host, "level", mxg_req_level_name(r->level), "source",
         mxg_req_source_name(r->source), "tls_required", r->tls_required, "starttls", r->tries_tls,
         "verify", "how", mxg_tls_verify_how_name(r->verify.how), "enforce", r->verify.enforce,
@@ -625,6 +646,6 @@ json_t *mxg_req_json(const struct mxg_req *r)
         "skip", skipped, "enh", skipped ? r->enh : NULL, "why", skipped ? r->why : NULL,
         "tlsrpt", mxg_req_rpt_name(skipped && r->skip_report ? r->skip_tlsrpt : r->tlsrpt),
         "metric", mxg_req_metric_label(r), "not_in_policy", r->not_in_policy, "dane",
-        mxg_dane_req_name(r->dane));
+        mxg_dane_req_name(r->dane), "summary", sum);
     return o;
 }

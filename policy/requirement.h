@@ -269,9 +269,13 @@ void mxg_req_summary(const struct mxg_req *r, char *out, size_t cap);
 /* check's per-host requirement lines ("    requirement: ...", the MTA-STS
  * or list match line), as `mxguard check` has always printed them. */
 void mxg_req_describe(const struct mxg_req_inputs *in, const struct mxg_req *r, FILE *out);
+/* check's domain-wide policy line ("policy for every host: ...", "policy
+ * for hosts without DANE: MTA-STS enforce", ...). */
+void mxg_req_describe_domain(const struct mxg_req_inputs *in, FILE *out);
 /* The same as a JSON object with stable field names: host, level, source,
  * tls_required, starttls, verify {how, enforce, sni, names[], tlsa}, skip,
- * enh, why, tlsrpt, metric, not_in_policy, dane. NULL when out of memory. */
+ * enh, why, tlsrpt, metric, not_in_policy, dane, summary (mxg_req_summary). NULL when
+ * out of memory. */
 json_t *mxg_req_json(const struct mxg_req *r);
 
 #endif
