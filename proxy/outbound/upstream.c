@@ -17,6 +17,8 @@
 #include "../../core/show.h"
 #include "../../dane/dane.h"
 #include "../../dns/mxroute.h"
+#include "../../policy/requirement.h"
+#include "../../tls/tls_verify.h"
 #include "addr_class.h"
 #include "../../core/buf.h"
 #include "conncache.h"
@@ -46,14 +48,15 @@ struct cand {
     char addr_text[64];
 };
 
-/* What DNSSEC says about one MX host (looked up once per leg, lazily). */
+/* What DNSSEC says about one MX host and the requirement derived from it
+ * (policy/requirement.h), both once per leg, lazily. */
 struct host_state {
     int decided;
     int skip;                 /* unusable: skip its other addresses too */
-    int sts_warned;
-    int none_noted;           /* override "none": the DANE result was logged and set aside */
+    int req_done;             /* req computed (and logged) */
     struct mxg_dane_query *q;
     struct mxg_dane_host dane;
+    struct mxg_req req;       /* borrows dane's TLSA records */
 };
 
 struct conn {
@@ -97,14 +100,10 @@ struct mxg_leg {
     void *arg;
     int detached;
     int op_pending; /* an operation waits for on_reply */
-    struct mxg_policy policy;
+    struct mxg_req_inputs req_in; /* everything the requirement depends on (policy/requirement.h) */
 
     struct mxg_route_query *rq;
     struct mxg_sts_query *sq;     /* MTA-STS lookup in flight */
-    int sts_done;
-    struct mxg_sts_result sts;
-    int list_active;              /* the policy list applies (no MTA-STS policy) */
-    struct mxg_stlist_policy list_pol; /* copied: the list may be replaced meanwhile */
     int route_done;
     struct mxg_route *route;      /* owned copy */
     struct host_state *hosts;     /* one per route host */
@@ -148,14 +147,8 @@ struct mxg_leg {
     int caller_hop;               /* the caller fixed the next hop (queue.bounce_route) */
     int opportunistic;            /* TLS "may" whatever DANE / MTA-STS / the list say */
     int no_tlsrpt;                /* record no TLSRPT result */
-    int sts_consulted;            /* MTA-STS (and the list) were asked */
-    int cand_not_in_policy;       /* testing mode: the current host is not in the policy's mx
-                                     list (its session is reported as that failure) */
     struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
-    char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy: the domain, or an
-                                          MX-style next hop (policy/route.h) */
     char route_text[400];         /* the static route used, "" = none (logs) */
-    char verify_names[600];       /* override verify: the names the certificate may have */
 
     /* connection cache (proxy/conncache.h) */
     struct mxg_cc_wait *ccw;      /* waiting for a connection slot (LEG_SLOT) */
@@ -391,8 +384,10 @@ static void timers_closed(uv_handle_t *h)
 {
     struct mxg_leg *leg = h->data;
     if (--leg->timers_open == 0) {
-        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++)
+        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++) {
+            mxg_req_clear(&leg->hosts[i].req);
             mxg_dane_host_clear(&leg->hosts[i].dane);
+        }
         mxg_buf_free(&leg->in);
         free(leg->cands);
         free(leg->hosts);
@@ -440,71 +435,16 @@ static int in_setup(const struct mxg_leg *leg)
     return leg->st >= LEG_CONNECTING && leg->st <= LEG_MAIL;
 }
 
+/* The requirement of the current candidate's host (policy/requirement.h). */
+static const struct mxg_req *cur_req(const struct mxg_leg *leg)
+{
+    return &leg->hosts[leg->cands[leg->cur].hi].req;
+}
+
 /* DNSSEC's word on the host of the current candidate. */
 static const struct mxg_dane_host *cur_dane(const struct mxg_leg *leg)
 {
     return &leg->hosts[leg->cands[leg->cur].hi].dane;
-}
-
-/* The WebPKI policy of the domain (DESIGN §2 rows 3 and 4): an MTA-STS
- * policy in any mode wins; else the policy list's entry; else none. */
-static enum mxg_sts_mode pki_mode(const struct mxg_leg *leg)
-{
-    if (!leg->sts_done)
-        return MXG_STS_MODE_NONE;
-    if (leg->sts.outcome == MXG_STS_POLICY)
-        return leg->sts.policy.mode;
-    return leg->list_active ? leg->list_pol.mode : MXG_STS_MODE_NONE;
-}
-
-static const char *pki_source(const struct mxg_leg *leg)
-{
-    return leg->sts.outcome == MXG_STS_POLICY ? "MTA-STS" : "policy list";
-}
-
-static int pki_allows_host(const struct mxg_leg *leg, const char *host)
-{
-    if (leg->sts.outcome == MXG_STS_POLICY)
-        return mxg_sts_mx_match(&leg->sts.policy, host);
-    return mxg_stlist_mx_match(&leg->list_pol, host);
-}
-
-/* The WebPKI mode governing the current host: DANE-authenticated hosts
- * are governed by DANE alone (RFC 8461 §2, DESIGN §10). */
-static enum mxg_sts_mode cur_sts_mode(const struct mxg_leg *leg)
-{
-    if (cur_dane(leg)->req == MXG_DANE_VERIFY)
-        return MXG_STS_MODE_NONE;
-    return pki_mode(leg);
-}
-
-static int cur_requires_tls(const struct mxg_leg *leg)
-{
-    if (leg->opportunistic)
-        return 0;
-    enum mxg_dane_req r = cur_dane(leg)->req;
-    return r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT ||
-           cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
-}
-
-/* The policy that governed the current host (mxguard_policy_decisions_total). */
-static const char *decision_source(const struct mxg_leg *leg)
-{
-    enum mxg_dane_req r = cur_dane(leg)->req;
-    if (leg->opportunistic)
-        return "opportunistic";
-    if (r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT)
-        return "dane";
-    int sts = leg->sts.outcome == MXG_STS_POLICY;
-    switch (cur_sts_mode(leg)) {
-    case MXG_STS_MODE_ENFORCE:
-        return sts ? "mta-sts" : "list";
-    case MXG_STS_MODE_TESTING:
-        return sts ? "mta-sts-testing" : "list-testing";
-    default:
-        break;
-    }
-    return leg->policy.source != MXG_POL_SRC_OPPORTUNISTIC ? "config" : "opportunistic";
 }
 
 /* ------------------------------------------------------------ TLSRPT */
@@ -530,16 +470,16 @@ static const char *verify_result_type(long vr)
     }
 }
 
-/* What one TLSRPT result is about. d: the DANE decision of the MX host
- * (NULL: none, e.g. the MX RRset itself was bogus); mx_host / mx_addr: the
- * receiving MX and address ("" or NULL: not known); pki: report under the
- * WebPKI policy (MTA-STS, or the list) whatever d says; connected: a
- * connection was made (sending-mta-ip and receiving-mx-helo are its own;
- * else they are left out). */
+/* What one TLSRPT result is about. policy: the policy it is recorded
+ * under (policy/requirement.h decides); d: the DANE decision of the MX host
+ * (NULL: none, e.g. the MX RRset itself was bogus; its records are the
+ * tlsa policy-string); mx_host / mx_addr: the receiving MX and address (""
+ * or NULL: not known); connected: a connection was made (sending-mta-ip
+ * and receiving-mx-helo are its own; else they are left out). */
 struct rpt_about {
+    enum mxg_req_rpt policy;
     const struct mxg_dane_host *d;
     const char *mx_host, *mx_addr;
-    int pki;
     int connected;
 };
 
@@ -569,35 +509,34 @@ static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const 
         free(mxh);
         return;
     }
-    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->pol_domain,
+    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->req_in.pol_domain,
                                .policy_string = sts_pstr, .mx_host = mxh};
     const struct mxg_dane_host *d = a->d;
-    int tlsa = !a->pki &&
-               (!d || d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
-                (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0) ||
-                (rtype && strcmp(rtype, MXG_RPT_R_DNSSEC_INVALID) == 0));
-    if (tlsa) {
+    const struct mxg_sts_policy *sp = mxg_req_sts_policy(&leg->req_in);
+    switch (a->policy) {
+    case MXG_REQ_RPT_TLSA:
         p.type = MXG_RPT_TLSA;
         if (d && (dane_pstr = mxg_dane_host_pstring(d)))
             p.policy_string = dane_pstr;
-    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_POLICY &&
-               leg->sts.policy.mode != MXG_STS_MODE_NONE) {
+        break;
+    case MXG_REQ_RPT_STS:
         p.type = MXG_RPT_STS;
-        mxg_sts_policy_format(&leg->sts.policy, sts_pstr, STS_TEXT_MAX);
-        for (int i = 0; i < leg->sts.policy.n_mx && l + MXG_STS_NAME_MAX + 2 < STS_TEXT_MAX; i++)
-            l += (size_t)snprintf(mxh + l, STS_TEXT_MAX - l, "%s%s", i ? "\n" : "",
-                                  leg->sts.policy.mx[i]);
-    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_FAILED &&
-               leg->sts.failure != MXG_STS_FAIL_NONE && !a->pki) {
+        if (!sp)
+            break;
+        mxg_sts_policy_format(sp, sts_pstr, STS_TEXT_MAX);
+        for (int i = 0; i < sp->n_mx && l + MXG_STS_NAME_MAX + 2 < STS_TEXT_MAX; i++)
+            l += (size_t)snprintf(mxh + l, STS_TEXT_MAX - l, "%s%s", i ? "\n" : "", sp->mx[i]);
+        break;
+    case MXG_REQ_RPT_STS_FAILED:
         p.type = MXG_RPT_STS; /* no policy known: policy-string [] */
-        rtype = mxg_sts_failure_name(leg->sts.failure);
-        reason = leg->sts.why; /* additional-information is meant for a URI (RFC 8460 §4.3) */
-    } else if (leg->list_active) {
-        snprintf(addl, sizeof addl, "policy list (STARTTLS Everywhere) mode %s",
-                 mxg_sts_mode_name(leg->list_pol.mode));
-    } else if (leg->policy.source == MXG_POL_SRC_OVERRIDE) {
-        snprintf(addl, sizeof addl, "local policy override %s for %s",
-                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
+        mxg_req_tlsrpt_sts_failure(&leg->req_in, &rtype, &reason);
+        break;
+    case MXG_REQ_RPT_NONE_LIST:
+    case MXG_REQ_RPT_NONE_OVERRIDE:
+        mxg_req_tlsrpt_addl(&leg->req_in, a->policy, addl, sizeof addl);
+        break;
+    case MXG_REQ_RPT_NONE:
+        break;
     }
     struct mxg_rpt_result res = {
         .success = rtype == NULL,
@@ -618,9 +557,9 @@ static void report_result(struct mxg_leg *leg, const struct rpt_about *a, const 
 /* One result per TLS session attempt with the current candidate. */
 static void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
 {
-    struct rpt_about a = {.d = cur_dane(leg), .mx_host = leg->mx_host, .mx_addr = leg->mx_addr,
-                          .connected = 1};
-    if (!rtype && leg->cand_not_in_policy) { /* testing mode: delivered, yet a policy failure */
+    struct rpt_about a = {.policy = cur_req(leg)->tlsrpt, .d = cur_dane(leg),
+                          .mx_host = leg->mx_host, .mx_addr = leg->mx_addr, .connected = 1};
+    if (!rtype && cur_req(leg)->not_in_policy) { /* testing mode: delivered, yet a policy failure */
         rtype = MXG_RPT_R_VALIDATION_FAILURE;
         reason = MXG_RPT_REASON_MX_NOT_IN_POLICY;
     }
@@ -757,7 +696,8 @@ static void send_ehlo(struct mxg_leg *leg, enum leg_state next)
 static void after_ehlo(struct mxg_leg *leg)
 {
     char lbl[320];
-    int tries_tls = mxg_policy_tries_tls(&leg->policy);
+    const struct mxg_req *req = cur_req(leg);
+    int tries_tls = req->tries_tls;
     if (leg->caps.starttls && !leg->plaintext_retry && tries_tls) {
         if (leg_cmd(leg, LEG_STARTTLS, leg->env->cfg->t_upstream_cmd, "STARTTLS") < 0)
             txn_lost(leg, "Write failed");
@@ -765,56 +705,24 @@ static void after_ehlo(struct mxg_leg *leg)
     }
     if (!leg->caps.starttls && tries_tls)
         leg_report(leg, MXG_RPT_R_STARTTLS_NOT_SUPPORTED, NULL);
-    if (cur_requires_tls(leg)) {
-        if (cur_dane(leg)->req != MXG_DANE_NONE)
-            note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
-                         cur_label(leg, lbl, sizeof lbl), mxg_dane_req_name(cur_dane(leg)->req));
-        else if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE)
-            note_failure(leg, FK_TLS, "%s: %s offers no STARTTLS (mode enforce)", pki_source(leg),
-                         cur_label(leg, lbl, sizeof lbl));
-        else
-            note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
-                         cur_label(leg, lbl, sizeof lbl),
-                         mxg_policy_source_name(leg->policy.source),
-                         mxg_policy_level_name(leg->policy.level));
+    if (req->tls_required) {
+        char why[400];
+        mxg_req_no_starttls(req, cur_label(leg, lbl, sizeof lbl), why, sizeof why);
+        note_failure(leg, FK_TLS, "%s", why);
         leg_drop_conn(leg);
         leg_try_next(leg);
         return;
     }
-    snprintf(leg->verified, sizeof leg->verified, "none (plaintext)");
-    if (!tries_tls) {
-        snprintf(leg->verified, sizeof leg->verified, "none (plaintext: policy override none)");
+    snprintf(leg->verified, sizeof leg->verified, "%s", mxg_req_plaintext_text(req));
+    if (!tries_tls)
         LOG_W("upstream", "%s %s: delivering to %s in PLAINTEXT%s: policy override none for %s "
                           "(%s)", leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
-              leg->caps.starttls ? " although it offers STARTTLS" : "", leg->policy.key,
-              leg->policy.origin);
-    } else if (!leg->caps.starttls)
+              leg->caps.starttls ? " although it offers STARTTLS" : "", req->ovr_key,
+              req->ovr_origin);
+    else if (!leg->caps.starttls)
         LOG_I("upstream", "%s %s: %s offers no STARTTLS; delivering in plaintext (policy %s)",
-              leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl),
-              mxg_policy_level_name(leg->policy.level));
+              leg->sid, leg->domain, cur_label(leg, lbl, sizeof lbl), req->policy_level);
     send_mail(leg);
-}
-
-/* Override "verify": the certificate must chain to tls.ca_file and carry
- * one of the match names (policy/policy.h mxg_policy_match_names). */
-static int verify_setup(struct mxg_leg *leg)
-{
-    char names[MXG_OVR_MAX_MATCH][MXG_MAPFILE_KEY_MAX + 1];
-    const char *ptrs[MXG_OVR_MAX_MATCH];
-    int n = mxg_policy_match_names(&leg->policy, leg->mx_host,
-                                   leg->nexthop[0] ? leg->nexthop : leg->domain, names,
-                                   MXG_OVR_MAX_MATCH);
-    size_t l = 0;
-    leg->verify_names[0] = 0;
-    for (int i = 0; i < n; i++) {
-        ptrs[i] = names[i];
-        if (l + strlen(names[i]) + 3 < sizeof leg->verify_names)
-            l += (size_t)snprintf(leg->verify_names + l, sizeof leg->verify_names - l, "%s%s",
-                                  i ? ", " : "", names[i]);
-    }
-    if (n == 0)
-        return -1;
-    return mxg_tls_engine_verify_names(leg->tls, ptrs, n, 1) == MXG_TLS_OK ? 0 : -1;
 }
 
 static void tls_failed(struct mxg_leg *leg, const char *why)
@@ -822,9 +730,9 @@ static void tls_failed(struct mxg_leg *leg, const char *why)
     char lbl[320];
     cur_label(leg, lbl, sizeof lbl);
     leg_report(leg, MXG_RPT_R_VALIDATION_FAILURE, why);
-    if (!cur_requires_tls(leg) && !leg->plaintext_retry) {
+    if (!cur_req(leg)->tls_required && !leg->plaintext_retry) {
         LOG_W("upstream", "%s %s: TLS with %s failed (%s); retrying once in plaintext (policy %s)",
-              leg->sid, leg->domain, lbl, why, mxg_policy_level_name(leg->policy.level));
+              leg->sid, leg->domain, lbl, why, cur_req(leg)->policy_level);
         leg_drop_conn(leg);
         leg->plaintext_retry = 1;
         leg_connect(leg);
@@ -848,34 +756,13 @@ static void tls_step(struct mxg_leg *leg)
         const char *e = mxg_tls_engine_error(leg->tls);
         char why[320], lbl[320];
         long vr = mxg_tls_verify_result(leg->tls);
-        if (cur_dane(leg)->req == MXG_DANE_VERIFY && vr != X509_V_OK) {
-            cur_label(leg, lbl, sizeof lbl);
+        char note[600];
+        if (vr != X509_V_OK &&
+            mxg_req_verify_failed(cur_req(leg), cur_label(leg, lbl, sizeof lbl),
+                                  vr == X509_V_ERR_DANE_NO_MATCH,
+                                  X509_verify_cert_error_string(vr), note, sizeof note)) {
             leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
-            if (vr == X509_V_ERR_DANE_NO_MATCH)
-                note_failure(leg, FK_TLS, "DANE: no TLSA record matched %s", lbl);
-            else
-                note_failure(leg, FK_TLS, "DANE: verification of %s failed: %s", lbl,
-                             X509_verify_cert_error_string(vr));
-            leg_drop_conn(leg);
-            leg_try_next(leg);
-            return;
-        }
-        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY && vr != X509_V_OK &&
-            cur_dane(leg)->req != MXG_DANE_VERIFY) {
-            cur_label(leg, lbl, sizeof lbl);
-            leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
-            note_failure(leg, FK_TLS, "policy override verify for %s: certificate of %s is not "
-                         "valid for %s: %s", leg->policy.key, lbl, leg->verify_names,
-                         X509_verify_cert_error_string(vr));
-            leg_drop_conn(leg);
-            leg_try_next(leg);
-            return;
-        }
-        if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
-            cur_label(leg, lbl, sizeof lbl);
-            leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
-            note_failure(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
-                         pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
+            note_failure(leg, FK_TLS, "%s", note);
             leg_drop_conn(leg);
             leg_try_next(leg);
             return;
@@ -888,57 +775,29 @@ static void tls_step(struct mxg_leg *leg)
                            uv_now(leg->env->loop) - leg->t_phase);
     snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
     snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
-    switch (cur_dane(leg)->req) {
-    case MXG_DANE_VERIFY: {
-        char m[80];
-        if (mxg_tls_engine_resumed(leg->tls)) /* verified at the session's full handshake */
-            snprintf(m, sizeof m, "resumed TLS session");
-        else
-            mxg_dane_tls_matched(mxg_tls_engine_ssl(leg->tls), m, sizeof m);
-        snprintf(leg->verified, sizeof leg->verified, "DANE (%s, base %s)", m, cur_dane(leg)->base);
-        break;
-    }
-    case MXG_DANE_ENCRYPT:
-        snprintf(leg->verified, sizeof leg->verified, "unauthenticated (only unusable TLSA)");
+    const struct mxg_req *req = cur_req(leg);
+    long vr = mxg_tls_verify_result(leg->tls);
+    char matched[80];
+    struct mxg_req_session ses;
+    mxg_tls_verify_matched(leg->tls, matched, sizeof matched);
+    mxg_req_session_ok(req, mxg_tls_engine_resumed(leg->tls), vr == X509_V_OK,
+                       X509_verify_cert_error_string(vr), matched, &ses);
+    snprintf(leg->verified, sizeof leg->verified, "%s", ses.verified);
+    switch (ses.report) { /* one result for the session under its policy */
+    case MXG_REQ_REPORT_TLSA_INVALID:
         leg_report(leg, MXG_RPT_R_TLSA_INVALID, "no usable TLSA record");
         break;
-    default:
-        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
-            snprintf(leg->verified, sizeof leg->verified,
-                     "WebPKI %s (policy override verify, match %s)", leg->mx_host,
-                     leg->verify_names);
-        } else if (mxg_policy_override(&leg->policy) == MXG_POL_ENCRYPT) {
-            snprintf(leg->verified, sizeof leg->verified,
-                     "unauthenticated (policy override encrypt)");
-        } else if (cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
-            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s enforce)", leg->mx_host,
-                     pki_source(leg));
-        } else if (cur_sts_mode(leg) == MXG_STS_MODE_TESTING) {
-            long vr = mxg_tls_verify_result(leg->tls);
-            if (vr == X509_V_OK) {
-                snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s testing)",
-                         leg->mx_host, pki_source(leg));
-            } else {
-                leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
-                snprintf(leg->verified, sizeof leg->verified,
-                         "unauthenticated: %s testing, WebPKI failed: %s", pki_source(leg),
-                         X509_verify_cert_error_string(vr));
-                LOG_W("upstream", "%s %s: %s testing: certificate of %s[%s] not valid: %s; "
-                                  "delivering anyway", leg->sid, leg->domain, pki_source(leg),
-                      leg->mx_host, leg->mx_addr, X509_verify_cert_error_string(vr));
-            }
-        } else {
-            snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
-        }
+    case MXG_REQ_REPORT_VERIFY_ERROR:
+        leg_report(leg, verify_result_type(vr), X509_verify_cert_error_string(vr));
+        break;
+    case MXG_REQ_REPORT_SUCCESS:
+        leg_report(leg, NULL, NULL);
         break;
     }
-    if (cur_dane(leg)->req != MXG_DANE_ENCRYPT &&
-        !(cur_sts_mode(leg) == MXG_STS_MODE_TESTING && mxg_tls_verify_result(leg->tls) != X509_V_OK))
-        leg_report(leg, NULL, NULL); /* a successful session under its policy */
-    if (mxg_tls_engine_resumed(leg->tls) && cur_dane(leg)->req != MXG_DANE_VERIFY) {
-        size_t vl = strlen(leg->verified);
-        snprintf(leg->verified + vl, sizeof leg->verified - vl, " (resumed TLS session)");
-    }
+    if (ses.warn_testing)
+        LOG_W("upstream", "%s %s: %s testing: certificate of %s[%s] not valid: %s; "
+                          "delivering anyway", leg->sid, leg->domain, req->pki_name,
+              leg->mx_host, leg->mx_addr, X509_verify_cert_error_string(vr));
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
           leg->tls_cipher);
     memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
@@ -1030,9 +889,8 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
                   leg->sid, leg->domain, lbl, mxg_buf_avail(&leg->in));
             mxg_buf_reset(&leg->in);
         }
-        const struct mxg_dane_host *dh = cur_dane(leg);
-        leg->tls = mxg_tls_engine_new_client(leg->env->tls,
-                                             dh->req == MXG_DANE_VERIFY ? dh->base : leg->mx_host);
+        const struct mxg_req *req = cur_req(leg);
+        leg->tls = mxg_tls_engine_new_client(leg->env->tls, req->verify.sni);
         if (!leg->tls) {
             tls_failed(leg, "cannot create TLS engine");
             return;
@@ -1041,22 +899,9 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             unsigned char rk[MXG_TLS_RESUME_KEY_MAX];
             mxg_tls_engine_resume(leg->tls, leg->env->tls_resume, rk, resume_key(leg, rk));
         }
-        if (dh->req == MXG_DANE_VERIFY) {
-            char err[200];
-            if (mxg_dane_tls_setup(mxg_tls_engine_ssl(leg->tls), dh, err, sizeof err) < 0) {
-                tls_failed(leg, err);
-                return;
-            }
-        } else if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
-            if (verify_setup(leg) < 0) {
-                tls_failed(leg, "cannot set up WebPKI verification");
-                return;
-            }
-        } else if (cur_sts_mode(leg) != MXG_STS_MODE_NONE &&
-                   mxg_tls_engine_verify_name(leg->tls, leg->mx_host,
-                                              cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) !=
-                       MXG_TLS_OK) {
-            tls_failed(leg, "cannot set up WebPKI verification");
+        char err[200];
+        if (mxg_tls_verify_apply(leg->tls, &req->verify, err, sizeof err) < 0) {
+            tls_failed(leg, err);
             return;
         }
         leg->t_phase = uv_now(leg->env->loop);
@@ -1109,7 +954,7 @@ static void on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
                   lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
                   leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
-            mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS, decision_source(leg));
+            mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS, mxg_req_metric_label(cur_req(leg)));
             leg_set_state(leg, LEG_READY);
             deliver(leg, r);
         } else {
@@ -1358,25 +1203,11 @@ static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct 
 {
     if (hs->decided)
         return 1;
-    if (leg->opportunistic || leg->nexthop_literal) {
+    char why[240];
+    if (!mxg_req_dane_consulted(&leg->req_in, why, sizeof why)) {
         hs->decided = 1;
         hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "%s",
-                 leg->opportunistic ? "DANE not consulted (opportunistic TLS for this delivery)"
-                                    : "no DANE for an address literal next hop");
-        return 1;
-    }
-    if (!leg->env->cfg->dane_enabled) {
-        hs->decided = 1;
-        hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE disabled (dane.enabled = false)");
-        return 1;
-    }
-    if (!mxg_policy_uses_dane(&leg->policy)) {
-        hs->decided = 1;
-        hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE not consulted: policy override %s for %s",
-                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
+        snprintf(hs->dane.why, sizeof hs->dane.why, "%s", why);
         return 1;
     }
     int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs,
@@ -1421,35 +1252,13 @@ static void cache_cancel(struct mxg_leg *leg)
 
 static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
 {
-    struct mxg_buf b = {0};
-    const struct cand *cd = &leg->cands[leg->cur];
-    const struct mxg_dane_host *dh = cur_dane(leg);
-    mxg_buf_printf(&b, "v1|host=%s|port=%d|tlsa-port=%d|opp=%d|no-tlsrpt=%d|pol=%s/%s/%d/%d|"
-                   "ovr=%s|match=%s", cd->host, leg->port, leg->tlsa_port, leg->opportunistic,
-                   leg->no_tlsrpt, mxg_policy_source_name(leg->policy.source),
-                   mxg_policy_level_name(leg->policy.level), leg->policy.plaintext_ok,
-                   mxg_policy_tries_tls(&leg->policy), leg->policy.key, leg->policy.match);
-    if (leg->policy.source == MXG_POL_SRC_OVERRIDE || leg->nexthop[0])
-        mxg_buf_printf(&b, "|domain=%s|nexthop=%s", leg->domain, leg->nexthop);
-    mxg_buf_printf(&b, "|dane=%s|base=%s|other=%s", mxg_dane_req_name(dh->req), dh->base,
-                   dh->other);
-    unsigned char tlsa_set[32]; /* every usable record whole (a prefix would not do) */
-    mxg_dane_host_digest(dh, tlsa_set);
-    mxg_buf_printf(&b, "|tlsa-set=");
-    for (int i = 0; i < 32; i++)
-        mxg_buf_printf(&b, "%02x", tlsa_set[i]);
-    enum mxg_sts_mode m = cur_sts_mode(leg);
-    mxg_buf_printf(&b, "|pki=%s|tls-required=%d", mxg_sts_mode_name(m), cur_requires_tls(leg));
-    if (m != MXG_STS_MODE_NONE && leg->sts.outcome == MXG_STS_POLICY) {
-        mxg_buf_printf(&b, "|sts-id=%s", leg->sts.id);
-        for (int i = 0; i < leg->sts.policy.n_mx; i++)
-            mxg_buf_printf(&b, "|sts-mx=%s", leg->sts.policy.mx[i]);
-    } else if (m != MXG_STS_MODE_NONE) {
-        for (int i = 0; i < leg->list_pol.n_mxs; i++)
-            mxg_buf_printf(&b, "|list-mx=%s", leg->list_pol.mxs[i]);
-    }
-    mxg_cc_key_make(b.data ? b.data : "", mxg_buf_avail(&b), out);
-    mxg_buf_free(&b);
+    char desc[200];
+    size_t l = (size_t)snprintf(desc, sizeof desc, "v2|port=%d|tlsa-port=%d|no-tlsrpt=%d|req=",
+                                leg->port, leg->tlsa_port, leg->no_tlsrpt);
+    const unsigned char *d = cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
+    for (int i = 0; i < 32 && l + 3 < sizeof desc; i++)
+        l += (size_t)snprintf(desc + l, sizeof desc - l, "%02x", d[i]);
+    mxg_cc_key_make(desc, l, out);
 }
 
 /* The TLS session key: the requirement key, the MX address + port, and the
@@ -1697,6 +1506,41 @@ struct mxg_conncache *mxg_upstream_conncache_new(uv_loop_t *loop, const struct m
     return mxg_conncache_new(loop, &c, &upstream_cc_ops);
 }
 
+/* The requirement for cd's host, once per host (policy/requirement.h):
+ * logged; a host it rules out is noted (and reported) and skipped: -1 after
+ * leg_try_next(); 0 = the host may be used. */
+static int host_requirement(struct mxg_leg *leg, struct host_state *hs, const struct cand *cd)
+{
+    struct mxg_req *req = &hs->req;
+    const struct mxg_route_host *rh = &leg->route->host[cd->hi];
+    char sum[900];
+    hs->req_done = 1;
+    mxg_req_for_host(&leg->req_in, cd->host, &hs->dane, rh->addrs.sec == MXG_SEC_BOGUS, req);
+    mxg_req_summary(req, sum, sizeof sum);
+    LOG_D("upstream", "%s %s: requirement %s", leg->sid, leg->domain, sum);
+    if (req->dane_set_aside) /* "none": the operator's word beats the TLSA records; loudly */
+        LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
+                          "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
+              mxg_dane_req_name(req->dane_fact), hs->dane.why, req->ovr_key, req->ovr_origin);
+    if (req->not_in_policy) /* the session itself is reported (leg_report) */
+        LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
+                          "delivering anyway", leg->sid, leg->domain, req->pki_name, cd->host);
+    if (req->level != MXG_REQ_SKIP_HOST)
+        return 0;
+    if (req->skip_report != MXG_REQ_SKIP_RPT_NONE) {
+        /* a policy failure to report, once per host (RFC 8461 §4.1, RFC 8460 §4.3) */
+        struct rpt_about a = {.policy = req->skip_tlsrpt, .d = &hs->dane, .mx_host = cd->host};
+        if (req->skip_report == MXG_REQ_SKIP_RPT_DNSSEC_INVALID)
+            report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
+        else
+            report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
+    }
+    note_failure(leg, req->fail == MXG_REQ_FAIL_DNS ? FK_DNS : FK_TLS, "%s", req->why);
+    hs->skip = 1;
+    leg_try_next(leg);
+    return -1;
+}
+
 static void leg_connect(struct mxg_leg *leg)
 {
     struct cand *cd = &leg->cands[leg->cur];
@@ -1707,55 +1551,8 @@ static void leg_connect(struct mxg_leg *leg)
     }
     if (!host_decide(leg, hs, &leg->route->host[cd->hi]))
         return;
-    if (!mxg_policy_tries_tls(&leg->policy) && hs->dane.req != MXG_DANE_NONE && !hs->none_noted &&
-        !(hs->dane.req == MXG_DANE_UNUSABLE && strcmp(hs->dane.enh, "4.4.3") == 0)) {
-        /* "none": the operator's word beats the TLSA records; said loudly */
-        hs->none_noted = 1;
-        LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
-                          "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
-              mxg_dane_req_name(hs->dane.req), hs->dane.why, leg->policy.key, leg->policy.origin);
-        hs->dane.req = MXG_DANE_NONE;
-    }
-    if (hs->dane.req == MXG_DANE_UNUSABLE) {
-        const struct mxg_route_host *rh = &leg->route->host[cd->hi];
-        if (strcmp(hs->dane.enh, "4.7.5") == 0 || rh->addrs.sec == MXG_SEC_BOGUS) {
-            /* bogus (or failed) TLSA, or bogus addresses of a known MX host */
-            struct rpt_about a = {.d = &hs->dane, .mx_host = cd->host};
-            report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
-        }
-        note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
-                     cd->host, hs->dane.why);
-        hs->skip = 1;
-        leg_try_next(leg);
+    if (!hs->req_done && host_requirement(leg, hs, cd) < 0)
         return;
-    }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && hs->dane.req != MXG_DANE_VERIFY) {
-        note_failure(leg, FK_TLS, "DANE required (policy override dane-only for %s): %s: %s",
-                     leg->policy.key, cd->host,
-                     hs->dane.req == MXG_DANE_ENCRYPT ? "only unusable TLSA records" : hs->dane.why);
-        hs->skip = 1;
-        leg_try_next(leg);
-        return;
-    }
-    if (hs->dane.req != MXG_DANE_VERIFY && pki_mode(leg) != MXG_STS_MODE_NONE &&
-        !pki_allows_host(leg, cd->host)) {
-        /* a policy failure to report, once per host (RFC 8461 §4.1, RFC 8460 §4.3) */
-        struct rpt_about a = {.d = &hs->dane, .mx_host = cd->host, .pki = 1};
-        if (pki_mode(leg) == MXG_STS_MODE_ENFORCE) {
-            report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
-            note_failure(leg, FK_TLS, "%s: %s is not an MX host allowed by the policy of %s",
-                         pki_source(leg), cd->host, leg->domain);
-            hs->skip = 1;
-            leg_try_next(leg);
-            return;
-        }
-        if (!hs->sts_warned++) /* the session itself is reported (leg_report): once */
-            LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
-                              "delivering anyway", leg->sid, leg->domain, pki_source(leg), cd->host);
-    }
-    leg->cand_not_in_policy = hs->dane.req != MXG_DANE_VERIFY &&
-                              pki_mode(leg) == MXG_STS_MODE_TESTING &&
-                              !pki_allows_host(leg, cd->host);
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
@@ -1956,8 +1753,8 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
 /* Does DANE apply to this leg's hosts at all (host_decide's early outs)? */
 static int dane_consulted(const struct mxg_leg *leg)
 {
-    return !leg->opportunistic && !leg->nexthop_literal && leg->env->cfg->dane_enabled &&
-           mxg_policy_uses_dane(&leg->policy);
+    char why[240];
+    return mxg_req_dane_consulted(&leg->req_in, why, sizeof why);
 }
 
 static void on_route(void *arg, const struct mxg_route *rt)
@@ -1967,7 +1764,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     struct mxg_reply r;
     if (rt->status == MXG_ROUTE_TEMPFAIL && rt->mx_sec == MXG_SEC_BOGUS && dane_consulted(leg)) {
         /* a bogus MX RRset: the domain's DANE policy failed (RFC 8460 §4.3) */
-        struct rpt_about a = {0};
+        struct rpt_about a = {.policy = mxg_req_tlsrpt_policy(&leg->req_in, NULL, 0, 1)};
         report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, rt->why);
     }
     if (leg->nexthop[0] && rt->status != MXG_ROUTE_OK) {
@@ -1978,12 +1775,11 @@ static void on_route(void *arg, const struct mxg_route *rt)
         leg_fail(leg, &r);
         return;
     }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && rt->mx_sec != MXG_SEC_SECURE &&
-        (rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN)) {
-        /* a permanent failure from an answer an attacker could have forged */
-        mxg_reply_set(&r, 451, "4.7.5", "DANE required (policy override dane-only for %s): the "
-                      "answer for %s (%s) is not DNSSEC-secure", leg->policy.key, rt->domain,
-                      mxg_route_status_name(rt->status));
+    char text[600];
+    if ((rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN) &&
+        mxg_req_route_check(&leg->req_in, rt->domain, rt->mx_sec == MXG_SEC_SECURE,
+                            mxg_route_status_name(rt->status), text, sizeof text) < 0) {
+        mxg_reply_set(&r, 451, "4.7.5", "%s", text);
         leg_fail(leg, &r);
         return;
     }
@@ -2026,7 +1822,8 @@ static void on_route(void *arg, const struct mxg_route *rt)
         if (h->addrs.status != MXG_DNS_OK) {
             if ((h->addrs.status == MXG_DNS_BOGUS || h->addrs.sec == MXG_SEC_BOGUS) &&
                 rt->mx_sec == MXG_SEC_SECURE && dane_consulted(leg)) {
-                struct rpt_about a = {.mx_host = h->name}; /* bogus addresses of a known host */
+                struct rpt_about a = {.policy = mxg_req_tlsrpt_policy(&leg->req_in, NULL, 0, 1),
+                                      .mx_host = h->name}; /* bogus addresses of a known host */
                 report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID,
                               h->addrs.why[0] ? h->addrs.why : "address lookup bogus");
             }
@@ -2046,7 +1843,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     }
     leg->cur = 0;
     leg->route_done = 1;
-    if (leg->sts_done)
+    if (leg->req_in.sts_done)
         leg_begin(leg);
 }
 
@@ -2134,15 +1931,13 @@ static int parse_literal(const char *s, struct sockaddr_storage *out)
  * its lookup/fetch failed: the list protects MTA-STS on first use). */
 static void list_consult(struct mxg_leg *leg)
 {
-    if (!leg->env->stlist || leg->sts.outcome == MXG_STS_POLICY ||
-        mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS) /* the list does not count there */
+    if (!leg->env->stlist || !mxg_req_list_wanted(&leg->req_in))
         return;
     const struct mxg_stlist *l = mxg_stlist_store_current(leg->env->stlist, (int64_t)time(NULL));
-    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->pol_domain) : NULL;
+    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->req_in.pol_domain) : NULL;
     if (!p)
         return;
-    leg->list_pol = *p;
-    leg->list_active = 1;
+    mxg_req_set_list(&leg->req_in, p); /* copied: the list may be replaced meanwhile */
     LOG_D("upstream", "%s %s: policy list entry applies: mode %s, %d mxs pattern(s)%s%s", leg->sid,
           leg->domain, mxg_sts_mode_name(p->mode), p->n_mxs, p->alias[0] ? ", alias " : "",
           p->alias);
@@ -2152,27 +1947,10 @@ static void list_consult(struct mxg_leg *leg)
  * enforce-mode policy before any host is tried; then the first candidate. */
 static void leg_begin(struct mxg_leg *leg)
 {
-    if (leg->sts_consulted && leg->sts_done && leg->sts.outcome == MXG_STS_UNKNOWN) {
-        struct mxg_reply r; /* a cached policy may apply that we cannot see: fail closed */
-        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS policy of %s unknown: %s", leg->pol_domain,
-                      leg->sts.why);
-        leg_fail(leg, &r);
-        return;
-    }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS && pki_mode(leg) != MXG_STS_MODE_ENFORCE) {
-        char why[300];
-        struct mxg_reply r;
-        if (!leg->sts_consulted)
-            snprintf(why, sizeof why, "MTA-STS does not apply to the next hop [%s]", leg->nexthop);
-        else if (!leg->env->sts)
-            snprintf(why, sizeof why, "MTA-STS is disabled (mta_sts.enabled = false)");
-        else if (leg->sts.outcome == MXG_STS_POLICY)
-            snprintf(why, sizeof why, "its policy is in mode %s",
-                     mxg_sts_mode_name(leg->sts.policy.mode));
-        else
-            snprintf(why, sizeof why, "%s", leg->sts.why[0] ? leg->sts.why : "no policy");
-        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS required for %s (policy override mta-sts for "
-                      "%s): %s", leg->pol_domain, leg->policy.key, why);
+    char text[700];
+    if (mxg_req_domain_check(&leg->req_in, text, sizeof text) < 0) {
+        struct mxg_reply r; /* e.g. a cached policy may apply that we cannot see: fail closed */
+        mxg_reply_set(&r, 451, "4.7.5", "%s", text);
         leg_fail(leg, &r);
         return;
     }
@@ -2183,8 +1961,7 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct mxg_leg *leg = arg;
     leg->sq = NULL;
-    leg->sts = *r;
-    leg->sts_done = 1;
+    mxg_req_set_sts(&leg->req_in, r);
     list_consult(leg);
     LOG_D("upstream", "%s %s: MTA-STS: %s%s%s (%s)", leg->sid, leg->domain,
           mxg_sts_outcome_name(r->outcome), r->outcome == MXG_STS_POLICY ? " mode " : "",
@@ -2258,40 +2035,27 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     leg->arg = arg;
     leg->op_pending = 1;
     snprintf(leg->route_text, sizeof leg->route_text, "%s", route_text);
-    snprintf(leg->pol_domain, sizeof leg->pol_domain, "%s", leg->nexthop_mx ? leg->nexthop : domain);
+    struct mxg_policy pol;
     mxg_policy_decide(env->cfg, env->maps ? env->maps->overrides : NULL, domain,
-                      leg->nexthop[0] ? leg->nexthop : NULL, &leg->policy);
-    if (leg->opportunistic) {
-        memset(&leg->policy, 0, sizeof leg->policy); /* no override either */
-        leg->policy.source = MXG_POL_SRC_OPPORTUNISTIC;
-        leg->policy.level = MXG_POL_MAY;
-        leg->policy.plaintext_ok = 1;
-        snprintf(leg->policy.reason, sizeof leg->policy.reason,
-                 "opportunistic TLS for this delivery, whatever DANE, MTA-STS and the list say "
-                 "(RFC 8460 §3)");
-    }
+                      leg->nexthop[0] ? leg->nexthop : NULL, &pol);
+    /* the inputs of every host's requirement; opportunistic: no override either */
+    mxg_req_inputs_init(&leg->req_in, &pol, domain, leg->nexthop, leg->nexthop_mx,
+                        leg->nexthop_literal, leg->opportunistic, env->cfg->dane_enabled,
+                        env->sts != NULL);
     uv_timer_init(env->loop, &leg->timer);
     uv_timer_init(env->loop, &leg->deadline);
     leg->timer.data = leg->deadline.data = leg;
     leg->timers_open = 2;
     uv_timer_start(&leg->deadline, on_deadline, env->cfg->t_rcpt_total, 0);
     LOG_D("upstream", "%s %s: policy %s/%s: %s", leg->sid, domain,
-          mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
-          leg->policy.reason);
-    /* MTA-STS and the list name MX hosts (RFC 8461 §4): they apply only when
-     * the leg routes by MX (then as the policy of the domain whose MX hosts
-     * are used: pol_domain), never to opportunistic deliveries, and not
-     * under overrides other than "mta-sts" */
-    int pki = !leg->opportunistic && (!leg->nexthop[0] || leg->nexthop_mx) &&
-              mxg_policy_uses_sts(&leg->policy);
-    if (!pki) {
-        leg->sts_done = 1;
-    } else {
-        leg->sts_consulted = 1;
+          mxg_policy_source_name(leg->req_in.policy.source),
+          mxg_policy_level_name(leg->req_in.policy.level), leg->req_in.policy.reason);
+    /* MTA-STS and the list (when they apply: policy/requirement.h) are
+     * asked for the domain whose MX hosts are used (pol_domain) */
+    if (leg->req_in.sts_consulted) {
         if (!env->sts) {
-            leg->sts_done = 1; /* MTA-STS disabled */
-            list_consult(leg);
-        } else if (mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
+            list_consult(leg); /* MTA-STS disabled */
+        } else if (mxg_sts_get(env->sts, leg->req_in.pol_domain, on_sts, leg, &leg->sq) < 0) {
             /* out of memory: whether a cached policy applies cannot be told,
              * so the leg does not start (the caller defers: 4xx) */
             LOG_W("upstream", "%s %s: the MTA-STS lookup could not start", leg->sid, domain);
@@ -2485,9 +2249,9 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->tls_version = leg->tls_version[0] ? leg->tls_version : NULL;
     out->tls_cipher = leg->tls_cipher;
     out->verified = leg->verified[0] ? leg->verified : "-";
-    out->policy = &leg->policy;
-    out->sts = leg->sts_done && leg->sts_consulted && leg->env->sts ? &leg->sts : NULL;
-    out->list = leg->list_active ? &leg->list_pol : NULL;
+    out->policy = &leg->req_in.policy;
+    out->sts = mxg_req_sts_result(&leg->req_in);
+    out->list = leg->req_in.list_active ? &leg->req_in.list : NULL;
     out->need_7bit = leg->need_7bit;
     out->no_dsn = !leg->caps.dsn;
 }
