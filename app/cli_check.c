@@ -189,9 +189,8 @@ static void next_host(struct check *c)
         if (rc == 0)
             return; /* on_dane continues */
         if (rc < 0) { /* as the delivery path: fail closed */
-            c->dane[i].req = MXG_DANE_UNUSABLE;
-            snprintf(c->dane[i].enh, sizeof c->dane[i].enh, "4.7.5");
-            snprintf(c->dane[i].why, sizeof c->dane[i].why, "DANE: cannot start the TLSA lookup");
+            mxg_dane_host_unusable(&c->dane[i], MXG_DANE_FAIL_TLSA,
+                                   "DANE: cannot start the TLSA lookup");
         }
         print_host_decision(c, i);
         c->cur++;

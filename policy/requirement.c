@@ -197,7 +197,7 @@ int mxg_req_route_check(const struct mxg_req_inputs *in, const char *rt_domain, 
 /* A 4.4.3 DANE failure is about the host's addresses, not its TLSA records. */
 static int dane_addr_failure(const struct mxg_dane_host *d)
 {
-    return d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.4.3") == 0;
+    return d->req == MXG_DANE_UNUSABLE && d->fail == MXG_DANE_FAIL_ADDR;
 }
 
 enum mxg_req_rpt mxg_req_tlsrpt_policy(const struct mxg_req_inputs *in,
@@ -267,22 +267,10 @@ static void session_rules(const struct mxg_req_inputs *in, const struct mxg_dane
     struct mxg_tls_verify *v = &r->verify;
     snprintf(v->sni, sizeof v->sni, "%s", r->dane == MXG_DANE_VERIFY ? d->base : r->host);
     if (r->dane == MXG_DANE_VERIFY) {
-        v->how = MXG_TV_DANE;
-        v->enforce = 1;
-        if (d->other[0])
-            snprintf(v->names[v->n_names++], sizeof v->names[0], "%s", d->other);
-        if (d->n_usable > 0 && d->rr) {
-            r->tlsa_own = calloc((size_t)d->n_usable, sizeof *r->tlsa_own);
-            if (!r->tlsa_own) {
-                skip(r, MXG_REQ_FAIL_TLS, MXG_REQ_SRC_DANE,
-                     "%s: DANE: out of memory keeping the TLSA records of %s", r->host, d->base);
-                return;
-            }
-            for (int i = 0; i < d->n_usable; i++)
-                r->tlsa_own[i] = (struct mxg_tls_tlsa){d->rr[i].usage, d->rr[i].selector,
-                                                       d->rr[i].mtype, d->rr[i].len, d->rr[i].data};
-            v->tlsa = r->tlsa_own;
-            v->n_tlsa = d->n_usable;
+        if (mxg_dane_host_verify(d, v, &r->tlsa_own) < 0) { /* fail closed */
+            skip(r, MXG_REQ_FAIL_TLS, MXG_REQ_SRC_DANE,
+                 "%s: DANE: out of memory keeping the TLSA records of %s", r->host, d->base);
+            return;
         }
     } else if (mxg_policy_override(&in->policy) == MXG_POL_VERIFY) {
         /* the certificate must chain to tls.ca_file and carry a match name */

@@ -1218,9 +1218,7 @@ static int host_decide(struct mxg_leg *leg, struct host_state *hs, const struct 
     }
     hs->decided = 1;
     if (rc < 0) {
-        hs->dane.req = MXG_DANE_UNUSABLE;
-        snprintf(hs->dane.enh, sizeof hs->dane.enh, "4.7.5");
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE: cannot start the TLSA lookup");
+        mxg_dane_host_unusable(&hs->dane, MXG_DANE_FAIL_TLSA, "DANE: cannot start the TLSA lookup");
     }
     LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, h->name,
           mxg_dane_req_name(hs->dane.req), hs->dane.why);

@@ -205,14 +205,12 @@ static void make_dane(enum dk k, struct mxg_dane_host *d, struct mxg_tlsa_rr *re
         snprintf(d->why, sizeof d->why, "DANE: only unusable TLSA records");
         break;
     case D_BOGUS:
-        d->req = MXG_DANE_UNUSABLE;
-        snprintf(d->enh, sizeof d->enh, "4.7.5");
+        mxg_dane_host_unusable(d, MXG_DANE_FAIL_TLSA, "x");
         snprintf(d->why, sizeof d->why, "DANE: TLSA lookup for _25._tcp." HOST " is bogus");
         break;
     case D_ADDR:
     case D_ADDR_BOGUS:
-        d->req = MXG_DANE_UNUSABLE;
-        snprintf(d->enh, sizeof d->enh, "4.4.3");
+        mxg_dane_host_unusable(d, MXG_DANE_FAIL_ADDR, "x");
         snprintf(d->why, sizeof d->why, "address lookup for " HOST " incomplete or bogus");
         break;
     }
