@@ -303,7 +303,7 @@ int mxg_dane_host_verify(const struct mxg_dane_host *h, struct mxg_tls_verify *v
     v->enforce = 1;
     snprintf(v->sni, sizeof v->sni, "%s", h->base);
     if (h->other[0])
-        snprintf(v->names[v->n_names++], sizeof v->names[0], "%s", h->other);
+        v->names[v->n_names++] = h->other;
     v->tlsa = *own = t;
     v->n_tlsa = h->n_usable;
     return 0;

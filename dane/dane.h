@@ -111,9 +111,9 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
 void mxg_dane_host_unusable(struct mxg_dane_host *h, enum mxg_dane_fail f, const char *why);
 
 /* What tls/ must verify for a VERIFY host h: how DANE, enforced, sni = the
- * TLSA base domain, names = {the other reference name} when there is one,
- * the usable records in *own (heap, free(); their data borrowed from h:
- * keep h unchanged while v is in use). Returns 0, or -1 (h is not VERIFY
+ * TLSA base domain, names = {the other reference name} when there is one
+ * (borrowed from h), the usable records in *own (heap, free(); their data
+ * borrowed from h: keep h unchanged while v is in use). Returns 0, or -1 (h is not VERIFY
  * with usable records, or out of memory: *own NULL, v->how NONE). */
 int mxg_dane_host_verify(const struct mxg_dane_host *h, struct mxg_tls_verify *v,
                          struct mxg_tls_tlsa **own);

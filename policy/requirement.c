@@ -274,21 +274,34 @@ static void session_rules(const struct mxg_req_inputs *in, const struct mxg_dane
         }
     } else if (mxg_policy_override(&in->policy) == MXG_POL_VERIFY) {
         /* the certificate must chain to tls.ca_file and carry a match name */
+        r->names_own = calloc(MXG_OVR_MAX_MATCH, sizeof *r->names_own);
+        if (!r->names_own) {
+            skip(r, MXG_REQ_FAIL_TLS, MXG_REQ_SRC_OVERRIDE, "%s: out of memory", r->host);
+            return;
+        }
         v->how = MXG_TV_NAMES;
         v->enforce = 1;
         v->n_names = mxg_policy_match_names(&in->policy, r->host,
-                                            in->nexthop[0] ? in->nexthop : in->domain, v->names,
-                                            MXG_OVR_MAX_MATCH);
+                                            in->nexthop[0] ? in->nexthop : in->domain,
+                                            r->names_own, MXG_OVR_MAX_MATCH);
+        for (int i = 0; i < v->n_names; i++)
+            v->names[i] = r->names_own[i];
         size_t l = 0;
         for (int i = 0; i < v->n_names; i++)
             if (l + strlen(v->names[i]) + 3 < sizeof r->verify_names)
                 l += (size_t)snprintf(r->verify_names + l, sizeof r->verify_names - l, "%s%s",
                                       i ? ", " : "", v->names[i]);
     } else if (r->pki_mode != MXG_STS_MODE_NONE) {
+        r->names_own = calloc(1, sizeof *r->names_own);
+        if (!r->names_own) {
+            skip(r, MXG_REQ_FAIL_TLS, MXG_REQ_SRC_MTA_STS, "%s: out of memory", r->host);
+            return;
+        }
         v->how = MXG_TV_NAMES;
         v->enforce = r->pki_mode == MXG_STS_MODE_ENFORCE;
+        snprintf(r->names_own[0], sizeof r->names_own[0], "%s", r->host);
+        v->names[0] = r->names_own[0];
         v->n_names = 1;
-        snprintf(v->names[0], sizeof v->names[0], "%s", r->host);
     }
     r->tls_required = !in->opportunistic &&
                       (r->dane == MXG_DANE_VERIFY || r->dane == MXG_DANE_ENCRYPT ||
@@ -326,6 +339,7 @@ void mxg_req_clear(struct mxg_req *r)
     if (!r)
         return;
     free(r->tlsa_own);
+    free(r->names_own);
     memset(r, 0, sizeof *r);
 }
 

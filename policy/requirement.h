@@ -38,9 +38,10 @@
  * result type only). Inputs are a caller-owned struct filled once per leg
  * (mxg_req_inputs_init, mxg_req_set_sts, mxg_req_set_list); a struct
  * mxg_req is caller-owned, filled by mxg_req_for_host() and released with
- * mxg_req_clear(); its verify.tlsa points into a heap array the req owns,
- * whose record data is BORROWED from the struct mxg_dane_host passed in:
- * keep that host alive (unchanged) as long as the req. Texts are the ones
+ * mxg_req_clear(); its verify.tlsa and verify.names point into heap arrays
+ * the req owns, but DANE record data and a DANE host's other name are
+ * BORROWED from the struct mxg_dane_host passed in: keep that host alive
+ * (unchanged) as long as the req. Texts are the ones
  * the log and `mxguard check` have always printed (tests grep them). */
 #ifndef MXG_REQUIREMENT_H
 #define MXG_REQUIREMENT_H
@@ -189,6 +190,7 @@ struct mxg_req {
     char ovr_origin[300];
     unsigned char digest[32];      /* mxg_req_digest() */
     struct mxg_tls_tlsa *tlsa_own; /* heap: verify.tlsa */
+    char (*names_own)[MXG_TV_NAME_MAX]; /* heap: verify.names (WebPKI) */
 };
 
 /* The requirement for host (an MX host name of the route) whose DNSSEC

@@ -33,7 +33,7 @@ static int apply_dane(SSL *ssl, const struct mxg_tls_verify *v, char *err, size_
         return -1;
     }
     for (int i = 0; i < v->n_names; i++) {
-        if (v->names[i][0] && SSL_add1_host(ssl, v->names[i]) != 1) {
+        if (v->names[i] && v->names[i][0] && SSL_add1_host(ssl, v->names[i]) != 1) {
             snprintf(err, errlen, "SSL_add1_host(%s) failed", v->names[i]);
             return -1;
         }
@@ -68,9 +68,9 @@ static int apply_dane(SSL *ssl, const struct mxg_tls_verify *v, char *err, size_
 static int apply_names(SSL *ssl, const struct mxg_tls_verify *v, char *err, size_t errlen)
 {
     int n = v->n_names < MXG_TV_MAX_NAMES ? v->n_names : MXG_TV_MAX_NAMES;
-    int ok = n >= 1 && SSL_set1_host(ssl, v->names[0]) == 1;
+    int ok = n >= 1 && v->names[0] && SSL_set1_host(ssl, v->names[0]) == 1;
     for (int i = 1; ok && i < n; i++)
-        ok = SSL_add1_host(ssl, v->names[i]) == 1;
+        ok = v->names[i] && SSL_add1_host(ssl, v->names[i]) == 1;
     if (!ok) {
         snprintf(err, errlen, "cannot set up WebPKI verification");
         return -1;

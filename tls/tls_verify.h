@@ -18,8 +18,8 @@
  *            and mxg_tls_verify_result() tells (MTA-STS testing: report only).
  *            DANE is always enforced.
  *
- * Contract: struct mxg_tls_verify is a plain value; the TLSA records it
- * points to (tlsa, n_tlsa) are borrowed and must stay valid until
+ * Contract: struct mxg_tls_verify is a plain value; the names and TLSA
+ * records it points to are borrowed and must stay valid until
  * mxg_tls_verify_apply() returns (OpenSSL copies them). Functions return 0
  * or -1 with err set; nothing is logged except an OpenSSL refusal of a
  * record the caller called usable (a warning). */
@@ -51,8 +51,8 @@ struct mxg_tls_verify {
     char sni[MXG_TV_NAME_MAX];                    /* server name sent ("" = none); DANE: the
                                                      TLSA base domain */
     int n_names;
-    char names[MXG_TV_MAX_NAMES][MXG_TV_NAME_MAX]; /* NAMES: acceptable names; DANE: more
-                                                      reference names beside sni */
+    const char *names[MXG_TV_MAX_NAMES];          /* NAMES: acceptable names; DANE: more
+                                                     reference names beside sni (borrowed) */
     const struct mxg_tls_tlsa *tlsa;              /* DANE: the usable records (borrowed) */
     int n_tlsa;
 };

@@ -167,7 +167,7 @@ static void test_dane(void **state)
 
     /* DANE-EE: no name check, another reference name does not matter */
     snprintf(v.sni, sizeof v.sni, "alias.example.test");
-    snprintf(v.names[0], sizeof v.names[0], "other.example.test");
+    v.names[0] = "other.example.test";
     v.n_names = 1;
     assert_int_equal(handshake(fx, &v, &vr, m, sizeof m), MXG_TLS_OK);
 
@@ -190,13 +190,13 @@ static void test_names(void **state)
     v.how = MXG_TV_NAMES;
     v.enforce = 1;
     snprintf(v.sni, sizeof v.sni, "%s", HOST);
-    snprintf(v.names[0], sizeof v.names[0], "nope.example.test");
-    snprintf(v.names[1], sizeof v.names[1], "%s", HOST);
+    v.names[0] = "nope.example.test";
+    v.names[1] = HOST;
     v.n_names = 2;
     assert_int_equal(handshake(fx, &v, &vr, m, sizeof m), MXG_TLS_OK);
     assert_int_equal(vr, X509_V_OK);
     /* a parent form matches a subdomain */
-    snprintf(v.names[1], sizeof v.names[1], ".example.test");
+    v.names[1] = ".example.test";
     assert_int_equal(handshake(fx, &v, &vr, m, sizeof m), MXG_TLS_OK);
 
     v.n_names = 1; /* only the wrong name: enforced fails, report-only completes */
