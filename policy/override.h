@@ -7,7 +7,7 @@
  *     .example.org      dane-only
  *     legacy.example    none
  *
- * Levels (what policy/policy.h and proxy/upstream.c make of them):
+ * Levels (what policy/policy.h and proxy/outbound/leg*.c make of them):
  *   dane-only  DANE required: every MX host used needs usable secure TLSA
  *              records and must match them; otherwise 4xx 4.7.5, never a
  *              weaker delivery. MTA-STS and the policy list are not asked.

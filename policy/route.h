@@ -15,7 +15,7 @@
  *   host / host:port       the MX hosts of host (MX lookup).
  * Without a port the leg uses upstream.port.
  *
- * How the TLS policy applies to a routed leg (proxy/upstream.c):
+ * How the TLS policy applies to a routed leg (proxy/outbound/leg_connect.c):
  *   - DANE is looked up at the next hop actually used: TLSA at
  *     _PORT._tcp.HOST of each MX host of "host" (the MX RRset of host must be
  *     secure), or of "[host]" itself (its address records must be secure,

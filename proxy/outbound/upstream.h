@@ -1,7 +1,8 @@
 /* proxy/outbound/upstream.h — one upstream *leg*: the connection that carries one
  * inbound transaction's recipients for one destination domain to one MX.
+ * Implemented by proxy/outbound/leg*.c (private header leg_int.h says which file does what).
  *
- * Lifecycle (explicit state enum in upstream.c, transitions logged):
+ * Lifecycle (explicit state enum in leg_int.h, transitions logged):
  *   mxg_leg_open()  resolve MX → connect (next address / next MX on failure)
  *                   → greeting → EHLO (HELO fallback) → STARTTLS when offered
  *                   → EHLO again → MAIL FROM          → on_reply(250 | failure)
