@@ -1,8 +1,10 @@
 /* app/cli_check.c — see cli_check.h. A small sequential driver: the static route
  * and the policy override (if any), the next hop's hosts, MTA-STS and the
- * list (when they apply), the DANE decision host by host, then (optionally)
- * one probe per host through the delivery code (mxg_leg_probe, which
- * applies the same route and override). */
+ * list (when they apply), the DANE decision host by host and the
+ * requirement the delivery path derives from them (policy/requirement.h,
+ * the same function), then (optionally) one probe per host through the
+ * delivery code (mxg_leg_probe, which applies the same route and override).
+ * With json, the text goes nowhere and one JSON object is printed instead. */
 #include "cli_check.h"
 
 #include <arpa/inet.h>
@@ -13,8 +15,11 @@
 
 #include <openssl/evp.h>
 
+#include <jansson.h>
+
 #include "../dane/dane.h"
 #include "../dns/mxroute.h"
+#include "../policy/requirement.h"
 
 struct check {
     const struct mxg_upstream_env *env;
@@ -23,11 +28,13 @@ struct check {
     int connect;
     struct mxg_policy pol;        /* the decision's row 1 / last row (policy/policy.h) */
     char nexthop[MXG_DNS_NAME_MAX]; /* static route's host, "" = MX of the domain */
-    int nexthop_mx, nexthop_literal, tlsa_port;
-    char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy */
-    int sts_applies;              /* MTA-STS and the list are consulted */
+    int nexthop_mx, nexthop_literal, tlsa_port, port;
+    struct mxg_req_inputs *in;    /* what the requirement depends on (heap: it is large) */
     struct mxg_route *route;
     struct mxg_dane_host *dane; /* one per host */
+    struct mxg_req *req;        /* one per host: what delivery demands of it */
+    json_t *json;               /* --json: the object being built (NULL: text only) */
+    json_t *jhosts;
     int cur;
     int usable;   /* hosts not ruled out by DNS */
     int probes_ok;
@@ -37,10 +44,6 @@ struct check {
     struct mxg_dns_query *aq;
     struct mxg_leg *leg;
     struct mxg_sts_query *sq;
-    int have_sts;
-    struct mxg_sts_result sts;
-    int list_used;
-    struct mxg_stlist_policy list_pol;
 };
 
 static void next_host(struct check *c);
@@ -48,43 +51,7 @@ static void next_probe(struct check *c);
 
 static int ovr(const struct check *c)
 {
-    return mxg_policy_override(&c->pol);
-}
-
-/* The requirement an override puts on a host (after its DANE line). */
-static void print_override_requirement(struct check *c, int i)
-{
-    const struct mxg_dane_host *d = &c->dane[i];
-    const char *host = c->route->host[i].name;
-    switch (ovr(c)) {
-    case MXG_POL_DANE_ONLY:
-        fprintf(c->out, "    requirement: DANE required (override dane-only): host NOT usable "
-                        "(%s)\n", d->req == MXG_DANE_ENCRYPT ? "only unusable TLSA records"
-                                                             : "no usable secure TLSA records");
-        break;
-    case MXG_POL_VERIFY: {
-        char names[MXG_OVR_MAX_MATCH][MXG_MAPFILE_KEY_MAX + 1];
-        int n = mxg_policy_match_names(&c->pol, host, c->nexthop[0] ? c->nexthop : c->domain,
-                                       names, MXG_OVR_MAX_MATCH);
-        fprintf(c->out, "    requirement: TLS with a WebPKI certificate (tls.ca_file) valid for "
-                        "one of:");
-        for (int k = 0; k < n; k++)
-            fprintf(c->out, " %s", names[k]);
-        fprintf(c->out, " (override verify)\n");
-        break;
-    }
-    case MXG_POL_ENCRYPT:
-        fprintf(c->out, "    requirement: TLS, not authenticated (override encrypt)\n");
-        break;
-    case MXG_POL_NONE:
-        fprintf(c->out, "    requirement: PLAINTEXT, STARTTLS not used (override none)%s\n",
-                d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT
-                    ? " — WARNING: this host publishes DANE TLSA records"
-                    : "");
-        break;
-    default:
-        break;
-    }
+    return mxg_policy_override(&c->in->policy);
 }
 
 /* One TLSA record: whole when its data is short (digests, small keys);
@@ -111,65 +78,45 @@ static void print_tlsa(struct check *c, const struct mxg_tlsa_rr *rr, const char
             hex, what);
 }
 
+/* Host i's DNSSEC fact (its TLSA records too), then the requirement
+ * derived from it, as the delivery path derives it. */
 static void print_host_decision(struct check *c, int i)
 {
     const struct mxg_dane_host *d = &c->dane[i];
-    int o = ovr(c);
+    const struct mxg_route_host *h = &c->route->host[i];
     fprintf(c->out, "    DANE: %s — %s\n", mxg_dane_req_name(d->req), d->why);
     for (int k = 0; k < d->n_usable; k++)
         print_tlsa(c, &d->rr[k], "usable");
     for (int k = 0; k < d->n_all; k++)
         print_tlsa(c, &d->all[k], mxg_tlsa_verdict_name(mxg_tlsa_check(&d->all[k])));
-    /* a TLSA lookup failure does not hold up plaintext the operator asked for */
-    int unusable = d->req == MXG_DANE_UNUSABLE &&
-                   !(o == MXG_POL_NONE && strcmp(d->enh, "4.4.3") != 0);
-    if (o == MXG_POL_DANE_ONLY && d->req != MXG_DANE_VERIFY) {
-        if (d->req == MXG_DANE_UNUSABLE)
-            fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
-        else
-            print_override_requirement(c, i);
-        return;
-    }
-    if (o == MXG_POL_NONE || o == MXG_POL_VERIFY || o == MXG_POL_ENCRYPT) {
-        if (unusable) {
-            fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
-            return;
-        }
-        if (c->route->host[i].addrs.n > 0)
-            c->usable++;
-        print_override_requirement(c, i);
-        return;
-    }
-    if (d->req == MXG_DANE_VERIFY)
-        fprintf(c->out, "    requirement: TLS, peer must match a TLSA record (SNI %s)\n", d->base);
-    else if (d->req == MXG_DANE_ENCRYPT)
-        fprintf(c->out, "    requirement: TLS, no authentication (only unusable TLSA records)\n");
-    else if (d->req == MXG_DANE_UNUSABLE)
-        fprintf(c->out, "    requirement: host not usable now (%s)\n", d->enh);
-    else if (c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
-             c->sts.policy.mode != MXG_STS_MODE_NONE) {
-        int ok = mxg_sts_mx_match(&c->sts.policy, c->route->host[i].name);
-        fprintf(c->out, "    MTA-STS (%s): host %s the policy's mx patterns%s\n",
-                mxg_sts_mode_name(c->sts.policy.mode), ok ? "matches" : "does NOT match",
-                ok ? "; TLS with a WebPKI certificate for the host required"
-                   : (c->sts.policy.mode == MXG_STS_MODE_ENFORCE ? ": not used"
-                                                                 : ": used anyway (testing)"));
-        if (!ok && c->sts.policy.mode == MXG_STS_MODE_ENFORCE && d->req != MXG_DANE_UNUSABLE &&
-            c->route->host[i].addrs.n > 0)
-            c->usable--;
-    } else if (c->list_used) {
-        int ok = mxg_stlist_mx_match(&c->list_pol, c->route->host[i].name);
-        fprintf(c->out, "    policy list (%s): host %s the list's mxs%s\n",
-                mxg_sts_mode_name(c->list_pol.mode), ok ? "matches" : "does NOT match",
-                ok ? "; TLS with a WebPKI certificate for the host required"
-                   : (c->list_pol.mode == MXG_STS_MODE_ENFORCE ? ": not used" : ": used anyway (testing)"));
-        if (!ok && c->list_pol.mode == MXG_STS_MODE_ENFORCE && d->req != MXG_DANE_UNUSABLE &&
-            c->route->host[i].addrs.n > 0)
-            c->usable--;
-    } else
-        fprintf(c->out, "    requirement: by policy (below)\n");
-    if (d->req != MXG_DANE_UNUSABLE && c->route->host[i].addrs.n > 0)
+    struct mxg_req *r = &c->req[i];
+    mxg_req_for_host(c->in, h->name, d, h->addrs.sec == MXG_SEC_BOGUS, r);
+    mxg_req_describe(c->in, r, c->out);
+    if (r->level != MXG_REQ_SKIP_HOST && h->addrs.n > 0)
         c->usable++;
+    if (c->jhosts) {
+        json_t *o = mxg_req_json(r);
+        json_t *addrs = json_array();
+        for (int k = 0; o && addrs && k < h->addrs.n; k++) {
+            char a[64];
+            const struct sockaddr_storage *ss = &h->addrs.addr[k];
+            if (ss->ss_family == AF_INET)
+                uv_ip4_name((const struct sockaddr_in *)ss, a, sizeof a);
+            else
+                uv_ip6_name((const struct sockaddr_in6 *)ss, a, sizeof a);
+            json_array_append_new(addrs, json_string(a));
+        }
+        if (o) {
+            json_object_set_new(o, "pref", json_integer(h->pref));
+            json_object_set_new(o, "addresses", addrs ? addrs : json_array());
+            json_object_set_new(o, "dnssec", json_string(mxg_dnssec_name(h->addrs.sec)));
+            json_object_set_new(o, "dane_fact", json_string(mxg_dane_req_name(d->req)));
+            json_object_set_new(o, "dane_why", json_string(d->why));
+            json_array_append_new(c->jhosts, o);
+        } else {
+            json_decref(addrs);
+        }
+    }
 }
 
 static void on_dane(void *arg, const struct mxg_dane_host *h)
@@ -206,40 +153,24 @@ static void print_host(struct check *c, int i)
             mxg_dns_status_name(h->addrs.status), mxg_dnssec_name(h->addrs.sec));
 }
 
-/* The DANE decision for host i without DNS: 1 when decided here. */
+/* The DANE decision for host i without DNS (as the delivery path decides
+ * it): 1 when decided here. */
 static int dane_without_dns(struct check *c, int i)
 {
-    const char *why = NULL;
-    if (!c->env->cfg->dane_enabled)
-        why = "DANE disabled (dane.enabled = false)";
-    else if (c->nexthop_literal)
-        why = "no DANE for an address literal next hop";
-    else if (!mxg_policy_uses_dane(&c->pol))
-        why = "DANE not consulted (policy override)";
-    if (!why)
+    char why[240];
+    if (mxg_req_dane_consulted(c->in, why, sizeof why))
         return 0;
     c->dane[i].req = MXG_DANE_NONE;
     snprintf(c->dane[i].why, sizeof c->dane[i].why, "%s", why);
     return 1;
 }
 
-static void print_policy_line(struct check *c)
+/* --json: the domain-wide reason no host is tried now. */
+static void json_deferred(struct check *c, int code, const char *enh, const char *text)
 {
-    int o = ovr(c);
-    if (o >= 0 && o != MXG_POL_MTA_STS)
-        fprintf(c->out, "policy for every host: %s\n", c->pol.reason);
-    else if (c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
-             c->sts.policy.mode != MXG_STS_MODE_NONE)
-        fprintf(c->out, "policy for hosts without DANE: MTA-STS %s%s\n",
-                mxg_sts_mode_name(c->sts.policy.mode),
-                o == MXG_POL_MTA_STS ? " (override mta-sts: enforce required)" : "");
-    else if (c->list_used)
-        fprintf(c->out, "policy for hosts without DANE: policy list %s\n",
-                mxg_sts_mode_name(c->list_pol.mode));
-    else
-        fprintf(c->out, "policy for hosts without DANE: %s/%s (%s)\n",
-                mxg_policy_source_name(c->pol.source), mxg_policy_level_name(c->pol.level),
-                c->pol.reason);
+    if (c->json)
+        json_object_set_new(c->json, "deferred",
+                            json_pack("{s:i, s:s, s:s}", "code", code, "enh", enh, "text", text));
 }
 
 static void next_host(struct check *c)
@@ -257,25 +188,25 @@ static void next_host(struct check *c)
                                       on_dane, c, &c->dq);
         if (rc == 0)
             return; /* on_dane continues */
-        if (rc < 0) {
-            c->dane[i].req = MXG_DANE_UNUSABLE;
-            snprintf(c->dane[i].why, sizeof c->dane[i].why, "out of memory");
+        if (rc < 0) { /* as the delivery path: fail closed */
+            mxg_dane_host_unusable(&c->dane[i], MXG_DANE_FAIL_TLSA,
+                                   "DANE: cannot start the TLSA lookup");
         }
         print_host_decision(c, i);
         c->cur++;
     }
-    print_policy_line(c);
-    if (c->have_sts && c->sts.outcome == MXG_STS_UNKNOWN) {
+    mxg_req_describe_domain(c->in, c->out);
+    char text[700];
+    int dc = mxg_req_domain_check(c->in, text, sizeof text);
+    if (dc == -1)
         fprintf(c->out, "MTA-STS: the policy cache could not be read: every delivery is deferred "
                         "(451 4.7.5) until a valid policy can be fetched or the cache is fixed\n");
-        c->usable = 0;
-    }
-    if (ovr(c) == MXG_POL_MTA_STS &&
-        !(c->have_sts && c->sts.outcome == MXG_STS_POLICY &&
-          c->sts.policy.mode == MXG_STS_MODE_ENFORCE)) {
+    else if (dc < 0)
         fprintf(c->out, "override mta-sts: no MTA-STS policy in enforce mode for %s: every "
-                        "delivery is deferred (451 4.7.5)\n", c->pol_domain);
+                        "delivery is deferred (451 4.7.5)\n", c->in->pol_domain);
+    if (dc < 0) {
         c->usable = 0;
+        json_deferred(c, 451, "4.7.5", text);
     }
     if (!c->connect) {
         c->status = c->usable > 0 ? 0 : 1;
@@ -325,7 +256,7 @@ static void next_probe(struct check *c)
 
 static void print_sts(struct check *c)
 {
-    const struct mxg_sts_result *r = &c->sts;
+    const struct mxg_sts_result *r = &c->in->sts;
     fprintf(c->out, "MTA-STS: %s — %s\n", mxg_sts_outcome_name(r->outcome), r->why);
     if (r->outcome == MXG_STS_POLICY) {
         fprintf(c->out, "  policy id %s, mode %s, max_age %u, %s, expires in %llds\n", r->id,
@@ -356,12 +287,12 @@ static void print_list(struct check *c)
                 st.have ? "EXPIRED, not used" : "no verified list loaded");
         return;
     }
-    const struct mxg_stlist_policy *p = mxg_stlist_lookup(l, c->pol_domain);
+    const struct mxg_stlist_policy *p = mxg_stlist_lookup(l, c->in->pol_domain);
     if (!p) {
-        fprintf(c->out, "policy list: %s is not on the list\n", c->pol_domain);
+        fprintf(c->out, "policy list: %s is not on the list\n", c->in->pol_domain);
         return;
     }
-    int used = (!c->have_sts || c->sts.outcome != MXG_STS_POLICY) && ovr(c) < 0;
+    int used = mxg_req_list_wanted(c->in);
     fprintf(c->out, "policy list: entry mode %s%s%s — %s\n", mxg_sts_mode_name(p->mode),
             p->alias[0] ? " via alias " : "", p->alias,
             used ? "APPLIES (no MTA-STS policy)"
@@ -369,19 +300,15 @@ static void print_list(struct check *c)
                                : "not used: the MTA-STS policy wins");
     for (int i = 0; i < p->n_mxs; i++)
         fprintf(c->out, "  mxs: %s\n", p->mxs[i]);
-    if (used) {
-        /* the hosts' eligibility is then judged by the list's patterns */
-        c->list_pol = *p;
-        c->list_used = 1;
-    }
+    if (used) /* the hosts' eligibility is then judged by the list's patterns */
+        mxg_req_set_list(c->in, p);
 }
 
 static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct check *c = arg;
     c->sq = NULL;
-    c->sts = *r;
-    c->have_sts = 1;
+    mxg_req_set_sts(c->in, r);
     print_sts(c);
     print_list(c);
     next_host(c);
@@ -391,8 +318,11 @@ static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct check *c = arg;
     const char *what = c->nexthop[0] ? "next hop" : "MX";
-    if (ovr(c) == MXG_POL_DANE_ONLY && rt->mx_sec != MXG_SEC_SECURE &&
-        (rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN)) {
+    char text[700];
+    if ((rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN) &&
+        mxg_req_route_check(c->in, rt->domain, rt->mx_sec == MXG_SEC_SECURE,
+                            mxg_route_status_name(rt->status), text, sizeof text) < 0) {
+        json_deferred(c, 451, "4.7.5", text);
         fprintf(c->out, "%s: %s (%s), not DNSSEC-secure\nverdict: NOT deliverable now "
                         "(451 4.7.5: DANE required, the answer could be forged)\n",
                 what, rt->why, mxg_dnssec_name(rt->mx_sec));
@@ -401,6 +331,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
         return;
     }
     if (c->nexthop[0] && rt->status != MXG_ROUTE_OK) {
+        json_deferred(c, 451, "4.4.3", rt->why);
         fprintf(c->out, "%s %s: %s%s%s\nverdict: NOT deliverable now (451 4.4.3: the configured "
                         "next hop does not resolve)\n", what, c->nexthop,
                 mxg_route_status_name(rt->status), rt->why[0] ? ": " : "", rt->why);
@@ -410,17 +341,20 @@ static void on_route(void *arg, const struct mxg_route *rt)
     }
     switch (rt->status) {
     case MXG_ROUTE_NULL_MX:
+        json_deferred(c, 556, "5.1.10", "null MX");
         fprintf(c->out, "MX: null MX (RFC 7505), %s: the domain accepts no mail\nverdict: never deliverable (556 5.1.10)\n",
                 mxg_dnssec_name(rt->mx_sec));
         c->status = 2;
         c->done = 1;
         return;
     case MXG_ROUTE_NXDOMAIN:
+        json_deferred(c, 550, "5.1.2", rt->why);
         fprintf(c->out, "MX: %s\nverdict: never deliverable (550 5.1.2)\n", rt->why);
         c->status = 2;
         c->done = 1;
         return;
     case MXG_ROUTE_TEMPFAIL:
+        json_deferred(c, 451, "4.4.3", rt->why);
         fprintf(c->out, "MX: lookup failed: %s (%s)\nverdict: NOT deliverable now (451 4.4.3)\n",
                 rt->why, mxg_dnssec_name(rt->mx_sec));
         c->status = 1;
@@ -431,7 +365,8 @@ static void on_route(void *arg, const struct mxg_route *rt)
     }
     c->route = mxg_route_copy(rt);
     c->dane = calloc(rt->n > 0 ? (size_t)rt->n : 1, sizeof *c->dane);
-    if (!c->route || !c->dane) {
+    c->req = calloc(rt->n > 0 ? (size_t)rt->n : 1, sizeof *c->req);
+    if (!c->route || !c->dane || !c->req) {
         c->status = 1;
         c->done = 1;
         return;
@@ -446,7 +381,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
                 c->nexthop, mxg_dnssec_name(rt->mx_sec), rt->n, rt->n == 1 ? "" : "s",
                 rt->mx_sec == MXG_SEC_SECURE ? "secure: DANE applies per host"
                                              : "not secure: no DANE");
-    if (!c->sts_applies) {
+    if (!c->in->sts_consulted) {
         fprintf(c->out, "MTA-STS: not consulted (%s)\n",
                 ovr(c) >= 0 && ovr(c) != MXG_POL_MTA_STS
                     ? "the policy override replaces it"
@@ -454,7 +389,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
         next_host(c);
         return;
     }
-    if (c->env->sts && mxg_sts_get(c->env->sts, c->pol_domain, on_sts, c, &c->sq) == 0)
+    if (c->env->sts && mxg_sts_get(c->env->sts, c->in->pol_domain, on_sts, c, &c->sq) == 0)
         return; /* on_sts continues */
     fprintf(c->out, "MTA-STS: not consulted (mta_sts.enabled = false)\n");
     print_list(c);
@@ -534,7 +469,7 @@ static void decide(struct check *c)
         c->nexthop_literal = inet_pton(AF_INET, c->nexthop, &a4) == 1 ||
                              inet_pton(AF_INET6, c->nexthop, &a6) == 1;
         if (sr->nh.port)
-            c->tlsa_port = sr->nh.port;
+            c->tlsa_port = c->port = sr->nh.port;
         mxg_static_route_format(sr, hop, sizeof hop);
         fprintf(c->out, "route: %s, port %d (static route %s, %s:%d)\n", hop,
                 sr->nh.port ? sr->nh.port : c->env->cfg->upstream_port, sr->key,
@@ -552,26 +487,79 @@ static void decide(struct check *c)
                         "%s/%s\n", maps && maps->overrides ? "tls.policy_map has no entry"
                                                            : "no tls.policy_map",
                 mxg_policy_source_name(c->pol.source), mxg_policy_level_name(c->pol.level));
-    snprintf(c->pol_domain, sizeof c->pol_domain, "%s", c->nexthop_mx ? c->nexthop : c->domain);
-    c->sts_applies = (!c->nexthop[0] || c->nexthop_mx) && mxg_policy_uses_sts(&c->pol);
+    mxg_req_inputs_init(c->in, &c->pol, c->domain, c->nexthop, c->nexthop_mx,
+                        c->nexthop_literal, 0, c->env->cfg->dane_enabled, c->env->sts != NULL);
+    if (c->json) {
+        if (!c->port)
+            c->port = c->env->cfg->upstream_port;
+        json_object_set_new(c->json, "route",
+                            json_pack("{s:s, s:b, s:b, s:i, s:s?}", "nexthop", c->nexthop,
+                                      "nexthop_mx", c->in->nexthop_mx, "literal",
+                                      c->nexthop_literal, "port", c->port, "static_route",
+                                      sr ? sr->key : NULL));
+        json_object_set_new(c->json, "policy",
+                            json_pack("{s:s, s:s, s:s?, s:s}", "source",
+                                      mxg_policy_source_name(c->pol.source), "level",
+                                      mxg_policy_level_name(c->pol.level), "override",
+                                      c->pol.source == MXG_POL_SRC_OVERRIDE ? c->pol.key : NULL,
+                                      "reason", c->pol.reason));
+    }
+}
+
+/* --json: the MTA-STS and list facts the requirement was computed from. */
+static void json_policies(struct check *c)
+{
+    const struct mxg_sts_result *r = mxg_req_sts_result(c->in);
+    const struct mxg_sts_policy *p = mxg_req_sts_policy(c->in);
+    json_object_set_new(c->json, "mta_sts",
+                        json_pack("{s:b, s:s, s:s, s:s?}", "consulted", c->in->sts_consulted,
+                                  "outcome", r ? mxg_sts_outcome_name(r->outcome) : "not-consulted",
+                                  "mode", mxg_sts_mode_name(p ? p->mode : MXG_STS_MODE_NONE),
+                                  "id", p ? r->id : NULL));
+    json_object_set_new(c->json, "list",
+                        json_pack("{s:b, s:s}", "applies", c->in->list_active, "mode",
+                                  mxg_sts_mode_name(c->in->list_active ? c->in->list.mode
+                                                                        : MXG_STS_MODE_NONE)));
 }
 
 int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int connect,
                      FILE *out)
 {
+    return mxg_check_domain_opts(env, domain, connect ? MXG_CHECK_CONNECT : 0, out);
+}
+
+int mxg_check_domain_opts(const struct mxg_upstream_env *env, const char *domain, int flags,
+                          FILE *out)
+{
     struct check c;
     memset(&c, 0, sizeof c);
     c.env = env;
     c.out = out;
-    c.connect = connect;
+    c.connect = (flags & MXG_CHECK_CONNECT) != 0;
+    c.in = calloc(1, sizeof *c.in);
+    FILE *devnull = NULL;
+    if (flags & MXG_CHECK_JSON) {
+        c.json = json_object();
+        c.jhosts = json_array();
+        c.out = devnull = fopen("/dev/null", "w");
+        c.connect = 0;
+    }
+    if (!c.in || ((flags & MXG_CHECK_JSON) && (!c.json || !c.jhosts || !c.out))) {
+        fprintf(out, "mxguard check: out of memory\n");
+        c.status = 1;
+        goto done;
+    }
     if (mxg_domain_alabel(domain, c.domain, sizeof c.domain) < 0) {
         fprintf(out, "%s: not a valid domain name\n", domain);
-        return 2;
+        c.status = 2;
+        goto done;
     }
     size_t l = strlen(c.domain);
     if (l > 0 && c.domain[l - 1] == '.')
         c.domain[l - 1] = 0;
-    fprintf(out, "domain %s\n", c.domain);
+    fprintf(c.out, "domain %s\n", c.domain);
+    if (c.json)
+        json_object_set_new(c.json, "domain", json_string(c.domain));
     decide(&c);
     int rc;
     struct mxg_route_query *rq = NULL;
@@ -584,16 +572,41 @@ int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int
                                env->cfg->max_mx_hosts, on_route, &c, &rq);
     }
     if (rc < 0) {
-        fprintf(out, "cannot start the %s lookup\n", c.nexthop[0] ? "next hop" : "MX");
-        return 1;
+        fprintf(c.out, "cannot start the %s lookup\n", c.nexthop[0] ? "next hop" : "MX");
+        c.status = 1;
+        goto done;
     }
     while (!c.done && uv_run(env->loop, UV_RUN_ONCE))
         ;
     if (!c.done)
         c.status = 1;
-    for (int i = 0; c.dane && c.route && i < c.route->n; i++)
+done:
+    if (c.json) {
+        json_policies(&c);
+        json_object_set_new(c.json, "hosts", c.jhosts);
+        json_object_set_new(c.json, "usable", json_integer(c.usable));
+        json_object_set_new(c.json, "status", json_integer(c.status));
+        json_object_set_new(c.json, "verdict",
+                            json_string(c.status == 0   ? "deliverable"
+                                        : c.status == 1 ? "not-deliverable-now"
+                                                        : "never-deliverable"));
+        if (!json_object_get(c.json, "deferred"))
+            json_object_set_new(c.json, "deferred", json_null());
+        char *txt = json_dumps(c.json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (txt)
+            fprintf(out, "%s\n", txt);
+        free(txt);
+        json_decref(c.json);
+    }
+    if (devnull)
+        fclose(devnull);
+    for (int i = 0; c.dane && c.route && i < c.route->n; i++) {
+        mxg_req_clear(&c.req[i]);
         mxg_dane_host_clear(&c.dane[i]);
+    }
     free(c.route);
     free(c.dane);
+    free(c.req);
+    free(c.in);
     return c.status;
 }

@@ -21,4 +21,18 @@
 int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int connect,
                      FILE *out);
 
+/* The same with flags: MXG_CHECK_CONNECT (probes), MXG_CHECK_JSON (no text:
+ * one JSON object on out, no probes). The JSON object's fields (stable,
+ * documented in doc/mxguard.8): domain, route {nexthop, nexthop_mx, literal,
+ * port, static_route}, policy {source, level, override, reason}, mta_sts
+ * {consulted, outcome, mode, id}, list {applies, mode}, hosts [per host the
+ * requirement of policy/requirement.h mxg_req_json() — host, level, source,
+ * tls_required, starttls, verify {how, enforce, sni, names, tlsa}, skip,
+ * enh, why, tlsrpt, metric, not_in_policy, dane, summary — plus pref,
+ * addresses, dnssec, dane_fact, dane_why], deferred (null, or {code, enh,
+ * text} when no host is tried), usable, status, verdict. */
+enum { MXG_CHECK_CONNECT = 1, MXG_CHECK_JSON = 2 };
+int mxg_check_domain_opts(const struct mxg_upstream_env *env, const char *domain, int flags,
+                          FILE *out);
+
 #endif

@@ -1,8 +1,9 @@
-/* app/cli_check_cmd.c — `mxguard check DOMAIN [-c FILE] [--connect]`: the
+/* app/cli_check_cmd.c — `mxguard check DOMAIN [-c FILE] [--connect | --json]`: the
  * options and the parts a delivery would use (read-only: the MTA-STS cache
  * only if it is there), then the driver in cli_check.c. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -19,8 +20,17 @@ int mxg_cli_check(int argc, char **argv)
     }
     const char *domain = argv[0];
     const char *file = NULL;
-    int connect = 0;
-    if (mxg_cli_parse_opts(argc - 1, argv + 1, &file, &connect) < 0)
+    int connect = 0, json = 0, n = 0;
+    char *rest[16];
+    for (int i = 1; i < argc; i++) { /* --json: one JSON object (app/cli_check.h) */
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (n < 16)
+            rest[n++] = argv[i];
+        else
+            return 2;
+    }
+    if (mxg_cli_parse_opts(n, rest, &file, &connect) < 0)
         return 2;
     struct app *app = calloc(1, sizeof *app);
     if (!app)
@@ -45,7 +55,9 @@ int mxg_cli_check(int argc, char **argv)
         goto out_loop;
     struct mxg_upstream_env env;
     app_env(app, &env);
-    rc = mxg_check_domain(&env, domain, connect, stdout);
+    rc = mxg_check_domain_opts(&env, domain,
+                               (connect ? MXG_CHECK_CONNECT : 0) | (json ? MXG_CHECK_JSON : 0),
+                               stdout);
     fflush(stdout); /* out before the teardown: nothing there can lose it */
 out_loop:
     app_finish_oneshot(app); /* --connect: every probe leg freed */

@@ -18,9 +18,10 @@ static const struct usage_entry entries[] = {
     {"config", "check",
      "  config check [-c FILE] [-v]   validate the configuration; -v prints the effective one\n"},
     {"check", NULL,
-     "  check DOMAIN [-c FILE] [--connect]\n"
+     "  check DOMAIN [-c FILE] [--connect | --json]\n"
      "                                explain how mail to DOMAIN would be secured (MX, DNSSEC,\n"
-     "                                DANE, policy); --connect also probes each MX host.\n"
+     "                                DANE, policy); --connect also probes each MX host;\n"
+     "                                --json prints the per-host requirement as one JSON object.\n"
      "                                Exit 0: deliverable now, 1: not now, 2: never\n"},
     {"list", "show",
      "  list show [-c FILE]           the policy list in force: signer, timestamp, expiry, counts\n"},

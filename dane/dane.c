@@ -6,11 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "../core/log.h"
 
 struct mxg_dane_query {
     struct mxg_dns *dns;
@@ -35,14 +33,25 @@ const char *mxg_dane_req_name(enum mxg_dane_req r)
     return "?";
 }
 
-static void set_unusable(struct mxg_dane_host *h, const char *enh, const char *why)
+const char *mxg_dane_fail_enh(enum mxg_dane_fail f)
+{
+    switch (f) {
+    case MXG_DANE_FAIL_NONE: return "";
+    case MXG_DANE_FAIL_ADDR: return "4.4.3";
+    case MXG_DANE_FAIL_TLSA: return "4.7.5";
+    }
+    return "";
+}
+
+void mxg_dane_host_unusable(struct mxg_dane_host *h, enum mxg_dane_fail f, const char *why)
 {
     free(h->rr);
     free(h->all);
     h->rr = h->all = NULL;
     h->n_usable = h->n_all = 0;
     h->req = MXG_DANE_UNUSABLE;
-    snprintf(h->enh, sizeof h->enh, "%s", enh);
+    h->fail = f;
+    snprintf(h->enh, sizeof h->enh, "%s", mxg_dane_fail_enh(f));
     snprintf(h->why, sizeof h->why, "%s", why);
 }
 
@@ -69,7 +78,7 @@ int mxg_dane_host_copy(struct mxg_dane_host *dst, const struct mxg_dane_host *sr
     if (a < 0 || b < 0) {
         char why[240];
         snprintf(why, sizeof why, "DANE: out of memory keeping the TLSA records of %s", src->base);
-        set_unusable(dst, "4.7.5", why);
+        mxg_dane_host_unusable(dst, MXG_DANE_FAIL_TLSA, why);
         return -1;
     }
     return 0;
@@ -139,11 +148,11 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
     if (r->status == MXG_DNS_BOGUS || r->sec == MXG_SEC_BOGUS) {
         snprintf(why, sizeof why,
                  "DANE: TLSA lookup for _%d._tcp.%s is bogus (DNSSEC validation failed)", port, name);
-        set_unusable(h, "4.7.5", why);
+        mxg_dane_host_unusable(h, MXG_DANE_FAIL_TLSA, why);
     } else if (r->status == MXG_DNS_TEMPFAIL || r->sec == MXG_SEC_INDETERMINATE) {
         snprintf(why, sizeof why, "DANE: TLSA lookup for _%d._tcp.%s failed: %s", port, name,
                  r->why[0] ? r->why : "temporary failure");
-        set_unusable(h, "4.7.5", why);
+        mxg_dane_host_unusable(h, MXG_DANE_FAIL_TLSA, why);
     } else if (r->status == MXG_DNS_OK && r->sec == MXG_SEC_SECURE && r->n + r->n_bad > 0) {
         free(h->rr);
         free(h->all);
@@ -166,7 +175,7 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
         if ((r->n > 0 && !keep) || k < 0) {
             snprintf(why, sizeof why, "DANE: out of memory keeping the %d TLSA record(s) at "
                      "_%d._tcp.%s", r->n, port, name);
-            set_unusable(h, "4.7.5", why);
+            mxg_dane_host_unusable(h, MXG_DANE_FAIL_TLSA, why);
             return 1;
         }
         if (usable > 0) {
@@ -203,7 +212,7 @@ static void on_tlsa(void *arg, const struct mxg_tlsa_result *r)
         q->step++;
         if (start_tlsa(q) == 0)
             return;
-        set_unusable(&q->res, "4.7.5", "DANE: cannot start TLSA lookup");
+        mxg_dane_host_unusable(&q->res, MXG_DANE_FAIL_TLSA, "DANE: cannot start TLSA lookup");
     }
     mxg_dane_cb cb = q->cb;
     void *cbarg = q->arg;
@@ -234,7 +243,7 @@ int mxg_dane_host_lookup(struct mxg_dns *dns, enum mxg_dnssec mx_sec, const char
         char why[240];
         snprintf(why, sizeof why, "address lookup for %s incomplete or bogus (%s, %s)", host,
                  mxg_dns_status_name(addrs->status), mxg_dnssec_name(addrs->sec));
-        set_unusable(now, "4.4.3", why);
+        mxg_dane_host_unusable(now, MXG_DANE_FAIL_ADDR, why);
         return 1;
     }
     if (addrs->sec != MXG_SEC_SECURE) {
@@ -277,55 +286,25 @@ void mxg_dane_cancel(struct mxg_dane_query *q)
     free(q);
 }
 
-int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_t errlen)
+int mxg_dane_host_verify(const struct mxg_dane_host *h, struct mxg_tls_verify *v,
+                         struct mxg_tls_tlsa **own)
 {
-    if (h->req != MXG_DANE_VERIFY || h->n_usable == 0 || !h->rr) {
-        snprintf(err, errlen, "DANE set-up without usable TLSA records");
+    memset(v, 0, sizeof *v);
+    *own = NULL;
+    if (h->req != MXG_DANE_VERIFY || h->n_usable <= 0 || !h->rr)
         return -1;
-    }
-    if (SSL_dane_enable(ssl, h->base) <= 0) {
-        snprintf(err, errlen, "SSL_dane_enable(%s) failed (is DANE enabled on the context?)",
-                 h->base);
+    struct mxg_tls_tlsa *t = calloc((size_t)h->n_usable, sizeof *t);
+    if (!t)
         return -1;
-    }
-    if (h->other[0] && SSL_add1_host(ssl, h->other) != 1) {
-        snprintf(err, errlen, "SSL_add1_host(%s) failed", h->other);
-        return -1;
-    }
-    SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-    int added = 0;
-    for (int i = 0; i < h->n_usable; i++) {
-        const struct mxg_tlsa_rr *rr = &h->rr[i];
-        ERR_set_mark(); /* a refusal queues an error a later SSL_get_error() would see */
-        int rc = SSL_dane_tlsa_add(ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
-        ERR_pop_to_mark();
-        if (rc < 0) {
-            snprintf(err, errlen, "SSL_dane_tlsa_add failed for record %d %d %d", rr->usage,
-                     rr->selector, rr->mtype);
-            return -1;
-        }
-        if (rc == 0) /* mxg_tlsa_check() parses as OpenSSL does: should not happen */
-            LOG_W("dane", "%s: OpenSSL refused TLSA record %d %d %d that counted as usable",
-                  h->base, rr->usage, rr->selector, rr->mtype);
-        added += rc > 0;
-    }
-    if (added == 0) {
-        snprintf(err, errlen, "OpenSSL could use none of the TLSA records");
-        return -1;
-    }
-    SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+    for (int i = 0; i < h->n_usable; i++)
+        t[i] = (struct mxg_tls_tlsa){h->rr[i].usage, h->rr[i].selector, h->rr[i].mtype,
+                                     h->rr[i].len, h->rr[i].data};
+    v->how = MXG_TV_DANE;
+    v->enforce = 1;
+    snprintf(v->sni, sizeof v->sni, "%s", h->base);
+    if (h->other[0])
+        v->names[v->n_names++] = h->other;
+    v->tlsa = *own = t;
+    v->n_tlsa = h->n_usable;
     return 0;
-}
-
-void mxg_dane_tls_matched(SSL *ssl, char *out, size_t cap)
-{
-    uint8_t u, s, m;
-    unsigned const char *data;
-    size_t dlen;
-    int depth = SSL_get0_dane_tlsa(ssl, &u, &s, &m, &data, &dlen);
-    if (depth < 0) {
-        snprintf(out, cap, "no DANE match");
-        return;
-    }
-    snprintf(out, cap, "TLSA %u %u %u matched at depth %d", u, s, m, depth);
 }

@@ -16,16 +16,15 @@
  * 0 and the callback runs later (never synchronously) with the decision,
  * valid during the callback only. mxg_dane_cancel() stops it.
  *
- * mxg_dane_tls_setup() arms an SSL (before the handshake) for VERIFY:
- * SSL_dane_enable with the TLSA base domain (also the SNI), SSL_add1_host
- * for the other reference name of a CNAME'd host, each usable record via
- * SSL_dane_tlsa_add, DANE_FLAG_NO_DANE_EE_NAMECHECKS, SSL_VERIFY_PEER.
- * Verification stays inside OpenSSL's chain check. */
+ * mxg_dane_host_verify() hands a VERIFY host's usable records to tls/ as
+ * what to verify (struct mxg_tls_verify: the TLSA base domain is the SNI,
+ * the other reference name of a CNAME'd host a further name); tls/
+ * (tls_verify.h) arms OpenSSL with it. Verification stays inside OpenSSL's
+ * chain check. */
 #ifndef MXG_DANE_H
 #define MXG_DANE_H
 
-#include <openssl/ssl.h>
-
+#include "../tls/tls_verify.h"
 #include "../dns/dns.h"
 #include "tlsa.h"
 
@@ -36,6 +35,15 @@ enum mxg_dane_req {
     MXG_DANE_UNUSABLE, /* lookup failed/bogus: the host must not be used now */
 };
 const char *mxg_dane_req_name(enum mxg_dane_req r);
+
+/* Why a host is UNUSABLE (its enh says the same, for replies). */
+enum mxg_dane_fail {
+    MXG_DANE_FAIL_NONE = 0,
+    MXG_DANE_FAIL_ADDR,  /* 4.4.3: the host's address lookup incomplete or bogus */
+    MXG_DANE_FAIL_TLSA,  /* 4.7.5: the TLSA lookup bogus or failed, or out of memory */
+};
+/* "4.4.3", "4.7.5" ("" for NONE). */
+const char *mxg_dane_fail_enh(enum mxg_dane_fail f);
 
 /* What DNSSEC says about one MX host. The usable records (rr, n_usable)
  * live in one heap block sized to them (mxg_tlsa_copy): every usable record
@@ -48,7 +56,8 @@ const char *mxg_dane_req_name(enum mxg_dane_req r);
  * zeroed struct is a valid empty host (req NONE). */
 struct mxg_dane_host {
     enum mxg_dane_req req;
-    char enh[8];                       /* for UNUSABLE: "4.4.3" or "4.7.5" */
+    enum mxg_dane_fail fail;           /* for UNUSABLE: why */
+    char enh[8];                       /* for UNUSABLE: "4.4.3" or "4.7.5" (mxg_dane_fail_enh) */
     char base[MXG_DNS_NAME_MAX];       /* TLSA base domain: SNI + reference name */
     char other[MXG_DNS_NAME_MAX];      /* the other reference name ("" if none) */
     int n_usable, n_total;             /* usable records kept / records in the RRset */
@@ -98,10 +107,15 @@ void mxg_dane_cancel(struct mxg_dane_query *q);
 int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const char *other, int port,
                     int has_next, struct mxg_dane_host *h);
 
-/* Returns 0, or -1 with err (then the connection must not proceed). */
-int mxg_dane_tls_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_t errlen);
+/* Mark h UNUSABLE for f with why (its records are freed). */
+void mxg_dane_host_unusable(struct mxg_dane_host *h, enum mxg_dane_fail f, const char *why);
 
-/* After a successful DANE handshake: "3 1 1 (depth 0)" for the log. */
-void mxg_dane_tls_matched(SSL *ssl, char *out, size_t cap);
+/* What tls/ must verify for a VERIFY host h: how DANE, enforced, sni = the
+ * TLSA base domain, names = {the other reference name} when there is one
+ * (borrowed from h), the usable records in *own (heap, free(); their data
+ * borrowed from h: keep h unchanged while v is in use). Returns 0, or -1 (h is not VERIFY
+ * with usable records, or out of memory: *own NULL, v->how NONE). */
+int mxg_dane_host_verify(const struct mxg_dane_host *h, struct mxg_tls_verify *v,
+                         struct mxg_tls_tlsa **own);
 
 #endif

@@ -19,8 +19,8 @@
  *  - mxg_dane_decide: VERIFY exactly for a secure answer with a usable
  *    record, ENCRYPT for a secure answer with only unusable ones; UNUSABLE
  *    for bogus / failed lookups, never a fall-through;
- *  - every VERIFY decision can be armed on an SSL: mxg_dane_tls_setup()
- *    does not fail (a decision OpenSSL then refuses would fail delivery to
+ *  - every VERIFY decision can be armed on an SSL: mxg_dane_host_verify()
+ *    + mxg_tls_verify_ssl() (tls/tls_verify.h) do not fail (a decision OpenSSL then refuses would fail delivery to
  *    a host whose TLSA RRset has only unusable records, where RFC 7672 §2.2
  *    wants TLS without authentication). */
 #include "fuzz.h"
@@ -169,10 +169,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 1 && h.req == MXG_DANE_VERIFY) {
         SSL *ssl = SSL_new(ctx);
         FUZZ_CHECK(ssl != NULL);
-        char err[256];
-        int src = mxg_dane_tls_setup(ssl, &h, err, sizeof err);
+        char err[256] = "no usable records";
+        struct mxg_tls_verify v;
+        struct mxg_tls_tlsa *own = NULL;
+        int src = mxg_dane_host_verify(&h, &v, &own);
+        if (src == 0)
+            src = mxg_tls_verify_ssl(ssl, &v, err, sizeof err);
+        free(own);
         if (src != 0) {
-            fprintf(stderr, "mxg_dane_tls_setup: %s\n", err);
+            fprintf(stderr, "DANE set-up: %s\n", err);
             FUZZ_CHECK(!"a VERIFY decision OpenSSL refuses");
         }
         SSL_free(ssl);

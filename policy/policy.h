@@ -3,8 +3,8 @@
  * override, policy/override.h) and the last row (opportunistic, or
  * "encrypt" when the operator raised the floor with
  * tls.opportunistic_level); rows 2–4 (DANE, MTA-STS, the policy list) are
- * decided per MX host by proxy/outbound/leg*.c, which asks the predicates below
- * which of them an override lets through:
+ * decided per MX host by policy/requirement.h, which asks the predicates
+ * below which of them an override lets through:
  *
  *   level (source)     DANE   MTA-STS+list  hosts without DANE/STS  STARTTLS
  *   may (default)      yes    yes           plaintext ok             tried

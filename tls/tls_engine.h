@@ -14,7 +14,8 @@
  * Verification: this layer records what OpenSSL concluded (verify result,
  * peer chain, negotiated version/cipher); whether that is acceptable is the
  * caller's policy decision. Opportunistic use: SSL_VERIFY_NONE.
- * DANE (RFC 7672) plugs in through mxg_tls_engine_ssl() before the handshake.
+ * What to verify (DANE records, WebPKI names) is armed before the handshake
+ * by tls/tls_verify.h.
  */
 #ifndef MXG_TLS_ENGINE_H
 #define MXG_TLS_ENGINE_H

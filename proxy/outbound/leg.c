@@ -128,8 +128,10 @@ static void timers_closed(uv_handle_t *h)
 {
     struct mxg_leg *leg = h->data;
     if (--leg->timers_open == 0) {
-        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++)
+        for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++) {
+            mxg_req_clear(&leg->hosts[i].req);
             mxg_dane_host_clear(&leg->hosts[i].dane);
+        }
         mxg_buf_free(&leg->in);
         free(leg->cands);
         free(leg->hosts);
@@ -311,7 +313,8 @@ void leg_send_ehlo(struct mxg_leg *leg, enum leg_state next)
 static void after_ehlo(struct mxg_leg *leg)
 {
     char lbl[320];
-    int tries_tls = mxg_policy_tries_tls(&leg->policy);
+    const struct mxg_req *req = leg_cur_req(leg);
+    int tries_tls = req->tries_tls;
     if (leg->caps.starttls && !leg->plaintext_retry && tries_tls) {
         if (leg_cmd(leg, LEG_STARTTLS, leg->env->cfg->t_upstream_cmd, "STARTTLS") < 0)
             leg_txn_lost(leg, "Write failed");
@@ -319,33 +322,21 @@ static void after_ehlo(struct mxg_leg *leg)
     }
     if (!leg->caps.starttls && tries_tls)
         leg_report(leg, MXG_RPT_R_STARTTLS_NOT_SUPPORTED, NULL);
-    if (leg_cur_requires_tls(leg)) {
-        if (leg_cur_dane(leg)->req != MXG_DANE_NONE)
-            leg_note_failure(leg, FK_TLS, "DANE: %s offers no STARTTLS (%s)",
-                         leg_cur_label(leg, lbl, sizeof lbl), mxg_dane_req_name(leg_cur_dane(leg)->req));
-        else if (leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE)
-            leg_note_failure(leg, FK_TLS, "%s: %s offers no STARTTLS (mode enforce)", leg_pki_source(leg),
-                         leg_cur_label(leg, lbl, sizeof lbl));
-        else
-            leg_note_failure(leg, FK_TLS, "%s: STARTTLS not offered, policy %s/%s requires TLS",
-                         leg_cur_label(leg, lbl, sizeof lbl),
-                         mxg_policy_source_name(leg->policy.source),
-                         mxg_policy_level_name(leg->policy.level));
-        leg_drop_conn(leg);
-        leg_try_next(leg);
+    if (req->tls_required) {
+        char why[400];
+        mxg_req_no_starttls(req, leg_cur_label(leg, lbl, sizeof lbl), why, sizeof why);
+        leg_cand_failed(leg, FK_TLS, "%s", why);
         return;
     }
-    snprintf(leg->verified, sizeof leg->verified, "none (plaintext)");
-    if (!tries_tls) {
-        snprintf(leg->verified, sizeof leg->verified, "none (plaintext: policy override none)");
+    snprintf(leg->verified, sizeof leg->verified, "%s", mxg_req_plaintext_text(req));
+    if (!tries_tls)
         LOG_W("upstream", "%s %s: delivering to %s in PLAINTEXT%s: policy override none for %s "
                           "(%s)", leg->sid, leg->domain, leg_cur_label(leg, lbl, sizeof lbl),
-              leg->caps.starttls ? " although it offers STARTTLS" : "", leg->policy.key,
-              leg->policy.origin);
-    } else if (!leg->caps.starttls)
+              leg->caps.starttls ? " although it offers STARTTLS" : "", req->ovr_key,
+              req->ovr_origin);
+    else if (!leg->caps.starttls)
         LOG_I("upstream", "%s %s: %s offers no STARTTLS; delivering in plaintext (policy %s)",
-              leg->sid, leg->domain, leg_cur_label(leg, lbl, sizeof lbl),
-              mxg_policy_level_name(leg->policy.level));
+              leg->sid, leg->domain, leg_cur_label(leg, lbl, sizeof lbl), req->policy_level);
     leg_send_mail(leg);
 }
 
@@ -430,9 +421,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
                   leg->sid, leg->domain, lbl, mxg_buf_avail(&leg->in));
             mxg_buf_reset(&leg->in);
         }
-        const struct mxg_dane_host *dh = leg_cur_dane(leg);
-        leg->tls = mxg_tls_engine_new_client(leg->env->tls,
-                                             dh->req == MXG_DANE_VERIFY ? dh->base : leg->mx_host);
+        const struct mxg_req *req = leg_cur_req(leg);
+        leg->tls = mxg_tls_engine_new_client(leg->env->tls, req->verify.sni);
         if (!leg->tls) {
             leg_tls_failed(leg, "cannot create TLS engine");
             return;
@@ -441,22 +431,9 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             unsigned char rk[MXG_TLS_RESUME_KEY_MAX];
             mxg_tls_engine_resume(leg->tls, leg->env->tls_resume, rk, leg_resume_key(leg, rk));
         }
-        if (dh->req == MXG_DANE_VERIFY) {
-            char err[200];
-            if (mxg_dane_tls_setup(mxg_tls_engine_ssl(leg->tls), dh, err, sizeof err) < 0) {
-                leg_tls_failed(leg, err);
-                return;
-            }
-        } else if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
-            if (leg_verify_setup(leg) < 0) {
-                leg_tls_failed(leg, "cannot set up WebPKI verification");
-                return;
-            }
-        } else if (leg_cur_sts_mode(leg) != MXG_STS_MODE_NONE &&
-                   mxg_tls_engine_verify_name(leg->tls, leg->mx_host,
-                                              leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) !=
-                       MXG_TLS_OK) {
-            leg_tls_failed(leg, "cannot set up WebPKI verification");
+        char err[200];
+        if (mxg_tls_verify_apply(leg->tls, &req->verify, err, sizeof err) < 0) {
+            leg_tls_failed(leg, err);
             return;
         }
         leg->t_phase = uv_now(leg->env->loop);
@@ -503,7 +480,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
                   lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
                   leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
-            mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS, leg_decision_source(leg));
+            mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS,
+                            mxg_req_metric_label(leg_cur_req(leg)));
             leg_set_state(leg, LEG_READY);
             deliver(leg, r);
         } else {
@@ -694,9 +672,9 @@ void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out)
     out->tls_version = leg->tls_version[0] ? leg->tls_version : NULL;
     out->tls_cipher = leg->tls_cipher;
     out->verified = leg->verified[0] ? leg->verified : "-";
-    out->policy = &leg->policy;
-    out->sts = leg->sts_done && leg->sts_consulted && leg->env->sts ? &leg->sts : NULL;
-    out->list = leg->list_active ? &leg->list_pol : NULL;
+    out->policy = &leg->req_in.policy;
+    out->sts = mxg_req_sts_result(&leg->req_in);
+    out->list = leg->req_in.list_active ? &leg->req_in.list : NULL;
     out->need_7bit = leg->need_7bit;
     out->no_dsn = !leg->caps.dsn;
 }

@@ -124,55 +124,8 @@ void leg_connect(struct mxg_leg *leg)
     }
     if (!leg_host_decide(leg, hs, &leg->route->host[cd->hi]))
         return;
-    if (!mxg_policy_tries_tls(&leg->policy) && hs->dane.req != MXG_DANE_NONE && !hs->none_noted &&
-        !(hs->dane.req == MXG_DANE_UNUSABLE && strcmp(hs->dane.enh, "4.4.3") == 0)) {
-        /* "none": the operator's word beats the TLSA records; said loudly */
-        hs->none_noted = 1;
-        LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
-                          "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
-              mxg_dane_req_name(hs->dane.req), hs->dane.why, leg->policy.key, leg->policy.origin);
-        hs->dane.req = MXG_DANE_NONE;
-    }
-    if (hs->dane.req == MXG_DANE_UNUSABLE) {
-        const struct mxg_route_host *rh = &leg->route->host[cd->hi];
-        if (strcmp(hs->dane.enh, "4.7.5") == 0 || rh->addrs.sec == MXG_SEC_BOGUS) {
-            /* bogus (or failed) TLSA, or bogus addresses of a known MX host */
-            struct leg_rpt_about a = {.d = &hs->dane, .mx_host = cd->host};
-            leg_report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
-        }
-        leg_note_failure(leg, strcmp(hs->dane.enh, "4.4.3") == 0 ? FK_DNS : FK_TLS, "%s: %s",
-                     cd->host, hs->dane.why);
-        hs->skip = 1;
-        leg_try_next(leg);
+    if (!hs->req_done && leg_host_requirement(leg, hs, cd) < 0)
         return;
-    }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && hs->dane.req != MXG_DANE_VERIFY) {
-        leg_note_failure(leg, FK_TLS, "DANE required (policy override dane-only for %s): %s: %s",
-                     leg->policy.key, cd->host,
-                     hs->dane.req == MXG_DANE_ENCRYPT ? "only unusable TLSA records" : hs->dane.why);
-        hs->skip = 1;
-        leg_try_next(leg);
-        return;
-    }
-    if (hs->dane.req != MXG_DANE_VERIFY && leg_pki_mode(leg) != MXG_STS_MODE_NONE &&
-        !leg_pki_allows_host(leg, cd->host)) {
-        /* a policy failure to report, once per host (RFC 8461 §4.1, RFC 8460 §4.3) */
-        struct leg_rpt_about a = {.d = &hs->dane, .mx_host = cd->host, .pki = 1};
-        if (leg_pki_mode(leg) == MXG_STS_MODE_ENFORCE) {
-            leg_report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE, MXG_RPT_REASON_MX_NOT_IN_POLICY);
-            leg_note_failure(leg, FK_TLS, "%s: %s is not an MX host allowed by the policy of %s",
-                         leg_pki_source(leg), cd->host, leg->domain);
-            hs->skip = 1;
-            leg_try_next(leg);
-            return;
-        }
-        if (!hs->sts_warned++) /* the session itself is reported (leg_report): once */
-            LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
-                              "delivering anyway", leg->sid, leg->domain, leg_pki_source(leg), cd->host);
-    }
-    leg->cand_not_in_policy = hs->dane.req != MXG_DANE_VERIFY &&
-                              leg_pki_mode(leg) == MXG_STS_MODE_TESTING &&
-                              !leg_pki_allows_host(leg, cd->host);
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
@@ -369,22 +322,15 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
     }
 }
 
-/* Does DANE apply to this leg's hosts at all (leg_host_decide's early outs)? */
-static int dane_consulted(const struct mxg_leg *leg)
-{
-    return !leg->opportunistic && !leg->nexthop_literal && leg->env->cfg->dane_enabled &&
-           mxg_policy_uses_dane(&leg->policy);
-}
-
 /* The MX route is known: fail per DNS, or build the candidate list. */
 static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct mxg_leg *leg = arg;
     leg->rq = NULL;
     struct mxg_reply r;
-    if (rt->status == MXG_ROUTE_TEMPFAIL && rt->mx_sec == MXG_SEC_BOGUS && dane_consulted(leg)) {
+    if (rt->status == MXG_ROUTE_TEMPFAIL && rt->mx_sec == MXG_SEC_BOGUS && leg_dane_consulted(leg)) {
         /* a bogus MX RRset: the domain's DANE policy failed (RFC 8460 §4.3) */
-        struct leg_rpt_about a = {0};
+        struct leg_rpt_about a = {.policy = mxg_req_tlsrpt_policy(&leg->req_in, NULL, 0, 1)};
         leg_report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, rt->why);
     }
     if (leg->nexthop[0] && rt->status != MXG_ROUTE_OK) {
@@ -395,12 +341,11 @@ static void on_route(void *arg, const struct mxg_route *rt)
         leg_fail(leg, &r);
         return;
     }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_DANE_ONLY && rt->mx_sec != MXG_SEC_SECURE &&
-        (rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN)) {
-        /* a permanent failure from an answer an attacker could have forged */
-        mxg_reply_set(&r, 451, "4.7.5", "DANE required (policy override dane-only for %s): the "
-                      "answer for %s (%s) is not DNSSEC-secure", leg->policy.key, rt->domain,
-                      mxg_route_status_name(rt->status));
+    char text[600];
+    if ((rt->status == MXG_ROUTE_NULL_MX || rt->status == MXG_ROUTE_NXDOMAIN) &&
+        mxg_req_route_check(&leg->req_in, rt->domain, rt->mx_sec == MXG_SEC_SECURE,
+                            mxg_route_status_name(rt->status), text, sizeof text) < 0) {
+        mxg_reply_set(&r, 451, "4.7.5", "%s", text); /* an answer that could be forged */
         leg_fail(leg, &r);
         return;
     }
@@ -442,7 +387,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
             continue;
         if (h->addrs.status != MXG_DNS_OK) {
             if ((h->addrs.status == MXG_DNS_BOGUS || h->addrs.sec == MXG_SEC_BOGUS) &&
-                rt->mx_sec == MXG_SEC_SECURE && dane_consulted(leg)) {
+                rt->mx_sec == MXG_SEC_SECURE && leg_dane_consulted(leg)) {
                 struct leg_rpt_about a = {.mx_host = h->name}; /* bogus addresses of a known host */
                 leg_report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID,
                               h->addrs.why[0] ? h->addrs.why : "address lookup bogus");
@@ -463,7 +408,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     }
     leg->cur = 0;
     leg->route_done = 1;
-    if (leg->sts_done)
+    if (leg->req_in.sts_done)
         leg_begin(leg);
 }
 
@@ -551,15 +496,13 @@ static int parse_literal(const char *s, struct sockaddr_storage *out)
  * its lookup/fetch failed: the list protects MTA-STS on first use). */
 static void list_consult(struct mxg_leg *leg)
 {
-    if (!leg->env->stlist || leg->sts.outcome == MXG_STS_POLICY ||
-        mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS) /* the list does not count there */
+    if (!leg->env->stlist || !mxg_req_list_wanted(&leg->req_in))
         return;
     const struct mxg_stlist *l = mxg_stlist_store_current(leg->env->stlist, (int64_t)time(NULL));
-    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->pol_domain) : NULL;
+    const struct mxg_stlist_policy *p = l ? mxg_stlist_lookup(l, leg->req_in.pol_domain) : NULL;
     if (!p)
         return;
-    leg->list_pol = *p;
-    leg->list_active = 1;
+    mxg_req_set_list(&leg->req_in, p); /* copied: the list may be replaced meanwhile */
     LOG_D("upstream", "%s %s: policy list entry applies: mode %s, %d mxs pattern(s)%s%s", leg->sid,
           leg->domain, mxg_sts_mode_name(p->mode), p->n_mxs, p->alias[0] ? ", alias " : "",
           p->alias);
@@ -569,27 +512,10 @@ static void list_consult(struct mxg_leg *leg)
  * enforce-mode policy before any host is tried; then the first candidate. */
 static void leg_begin(struct mxg_leg *leg)
 {
-    if (leg->sts_consulted && leg->sts_done && leg->sts.outcome == MXG_STS_UNKNOWN) {
-        struct mxg_reply r; /* a cached policy may apply that we cannot see: fail closed */
-        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS policy of %s unknown: %s", leg->pol_domain,
-                      leg->sts.why);
-        leg_fail(leg, &r);
-        return;
-    }
-    if (mxg_policy_override(&leg->policy) == MXG_POL_MTA_STS && leg_pki_mode(leg) != MXG_STS_MODE_ENFORCE) {
-        char why[300];
-        struct mxg_reply r;
-        if (!leg->sts_consulted)
-            snprintf(why, sizeof why, "MTA-STS does not apply to the next hop [%s]", leg->nexthop);
-        else if (!leg->env->sts)
-            snprintf(why, sizeof why, "MTA-STS is disabled (mta_sts.enabled = false)");
-        else if (leg->sts.outcome == MXG_STS_POLICY)
-            snprintf(why, sizeof why, "its policy is in mode %s",
-                     mxg_sts_mode_name(leg->sts.policy.mode));
-        else
-            snprintf(why, sizeof why, "%s", leg->sts.why[0] ? leg->sts.why : "no policy");
-        mxg_reply_set(&r, 451, "4.7.5", "MTA-STS required for %s (policy override mta-sts for "
-                      "%s): %s", leg->pol_domain, leg->policy.key, why);
+    char text[700];
+    if (mxg_req_domain_check(&leg->req_in, text, sizeof text) < 0) {
+        struct mxg_reply r; /* e.g. a cached policy may apply that we cannot see: fail closed */
+        mxg_reply_set(&r, 451, "4.7.5", "%s", text);
         leg_fail(leg, &r);
         return;
     }
@@ -601,8 +527,7 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct mxg_leg *leg = arg;
     leg->sq = NULL;
-    leg->sts = *r;
-    leg->sts_done = 1;
+    mxg_req_set_sts(&leg->req_in, r);
     list_consult(leg);
     LOG_D("upstream", "%s %s: MTA-STS: %s%s%s (%s)", leg->sid, leg->domain,
           mxg_sts_outcome_name(r->outcome), r->outcome == MXG_STS_POLICY ? " mode " : "",
@@ -675,40 +600,27 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     leg->arg = arg;
     leg->op_pending = 1;
     snprintf(leg->route_text, sizeof leg->route_text, "%s", route_text);
-    snprintf(leg->pol_domain, sizeof leg->pol_domain, "%s", leg->nexthop_mx ? leg->nexthop : domain);
+    struct mxg_policy pol;
     mxg_policy_decide(env->cfg, env->maps ? env->maps->overrides : NULL, domain,
-                      leg->nexthop[0] ? leg->nexthop : NULL, &leg->policy);
-    if (leg->opportunistic) {
-        memset(&leg->policy, 0, sizeof leg->policy); /* no override either */
-        leg->policy.source = MXG_POL_SRC_OPPORTUNISTIC;
-        leg->policy.level = MXG_POL_MAY;
-        leg->policy.plaintext_ok = 1;
-        snprintf(leg->policy.reason, sizeof leg->policy.reason,
-                 "opportunistic TLS for this delivery, whatever DANE, MTA-STS and the list say "
-                 "(RFC 8460 §3)");
-    }
+                      leg->nexthop[0] ? leg->nexthop : NULL, &pol);
+    /* the inputs of every host's requirement; opportunistic: no override either */
+    mxg_req_inputs_init(&leg->req_in, &pol, domain, leg->nexthop, leg->nexthop_mx,
+                        leg->nexthop_literal, leg->opportunistic, env->cfg->dane_enabled,
+                        env->sts != NULL);
     uv_timer_init(env->loop, &leg->timer);
     uv_timer_init(env->loop, &leg->deadline);
     leg->timer.data = leg->deadline.data = leg;
     leg->timers_open = 2;
     uv_timer_start(&leg->deadline, leg_on_deadline, env->cfg->t_rcpt_total, 0);
     LOG_D("upstream", "%s %s: policy %s/%s: %s", leg->sid, domain,
-          mxg_policy_source_name(leg->policy.source), mxg_policy_level_name(leg->policy.level),
-          leg->policy.reason);
-    /* MTA-STS and the list name MX hosts (RFC 8461 §4): they apply only when
-     * the leg routes by MX (then as the policy of the domain whose MX hosts
-     * are used: pol_domain), never to opportunistic deliveries, and not
-     * under overrides other than "mta-sts" */
-    int pki = !leg->opportunistic && (!leg->nexthop[0] || leg->nexthop_mx) &&
-              mxg_policy_uses_sts(&leg->policy);
-    if (!pki) {
-        leg->sts_done = 1;
-    } else {
-        leg->sts_consulted = 1;
+          mxg_policy_source_name(leg->req_in.policy.source),
+          mxg_policy_level_name(leg->req_in.policy.level), leg->req_in.policy.reason);
+    /* MTA-STS and the list (when they apply: policy/requirement.h) are
+     * asked for the domain whose MX hosts are used (pol_domain) */
+    if (leg->req_in.sts_consulted) {
         if (!env->sts) {
-            leg->sts_done = 1; /* MTA-STS disabled */
-            list_consult(leg);
-        } else if (mxg_sts_get(env->sts, leg->pol_domain, on_sts, leg, &leg->sq) < 0) {
+            list_consult(leg); /* MTA-STS disabled */
+        } else if (mxg_sts_get(env->sts, leg->req_in.pol_domain, on_sts, leg, &leg->sq) < 0) {
             /* out of memory: whether a cached policy applies cannot be told,
              * so the leg does not start (the caller defers: 4xx) */
             LOG_W("upstream", "%s %s: the MTA-STS lookup could not start", leg->sid, domain);

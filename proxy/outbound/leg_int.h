@@ -17,9 +17,9 @@
  *                   connection, trying the next candidate, and leg
  *                   construction (mxg_leg_open*, mxg_leg_probe);
  *                   like smtp_connect.c.
- *  - leg_tls.c:     the per-host TLS requirement as the leg derives it
- *                   (DANE decision, WebPKI mode of MTA-STS or the list),
- *                   verification set-up and the handshake step.
+ *  - leg_tls.c:     the per-host TLS requirement (the DANE decision, then
+ *                   policy/requirement.h computes it once per host), the
+ *                   handshake step and its judgement (by the requirement).
  *  - leg_reuse.c:   connection-cache glue: requirement key, acquiring a
  *                   slot, adopting and parking connections, TLS resumption
  *                   key; like smtp_reuse.c.
@@ -44,6 +44,7 @@
 
 #include "../../dane/dane.h"
 #include "../../dns/mxroute.h"
+#include "../../policy/requirement.h"
 #include "../../core/buf.h"
 #include "conncache.h"
 #include "upstream.h"
@@ -73,14 +74,15 @@ struct cand {
     char addr_text[64];
 };
 
-/* What DNSSEC says about one MX host (looked up once per leg, lazily). */
+/* What DNSSEC says about one MX host and the requirement derived from it
+ * (policy/requirement.h), both once per leg, lazily. */
 struct host_state {
     int decided;
     int skip;                 /* unusable: skip its other addresses too */
-    int sts_warned;
-    int none_noted;           /* override "none": the DANE result was logged and set aside */
+    int req_done;             /* req computed (and logged) */
     struct mxg_dane_query *q;
     struct mxg_dane_host dane;
+    struct mxg_req req;       /* borrows dane's TLSA records */
 };
 
 /* One TCP connection attempt; a dropped conn is detached from its leg and
@@ -110,14 +112,10 @@ struct mxg_leg {
     void *arg;
     int detached;
     int op_pending; /* an operation waits for on_reply */
-    struct mxg_policy policy;
+    struct mxg_req_inputs req_in; /* everything the requirement depends on (policy/requirement.h) */
 
     struct mxg_route_query *rq;
     struct mxg_sts_query *sq;     /* MTA-STS lookup in flight */
-    int sts_done;
-    struct mxg_sts_result sts;
-    int list_active;              /* the policy list applies (no MTA-STS policy) */
-    struct mxg_stlist_policy list_pol; /* copied: the list may be replaced meanwhile */
     int route_done;
     struct mxg_route *route;      /* owned copy */
     struct host_state *hosts;     /* one per route host */
@@ -161,14 +159,8 @@ struct mxg_leg {
     int caller_hop;               /* the caller fixed the next hop (queue.bounce_route) */
     int opportunistic;            /* TLS "may" whatever DANE / MTA-STS / the list say */
     int no_tlsrpt;                /* record no TLSRPT result */
-    int sts_consulted;            /* MTA-STS (and the list) were asked */
-    int cand_not_in_policy;       /* testing mode: the current host is not in the policy's mx
-                                     list (its session is reported as that failure) */
     struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
-    char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy: the domain, or an
-                                          MX-style next hop (policy/route.h) */
     char route_text[400];         /* the static route used, "" = none (logs) */
-    char verify_names[600];       /* override verify: the names the certificate may have */
 
     /* connection cache (proxy/conncache.h) */
     struct mxg_cc_wait *ccw;      /* waiting for a connection slot (LEG_SLOT) */
@@ -223,15 +215,15 @@ void leg_try_next(struct mxg_leg *leg);
 /* -------------------------------------------------------------- leg_tls.c */
 
 const struct mxg_dane_host *leg_cur_dane(const struct mxg_leg *leg);
-enum mxg_sts_mode leg_pki_mode(const struct mxg_leg *leg);
-const char *leg_pki_source(const struct mxg_leg *leg);
-int leg_pki_allows_host(const struct mxg_leg *leg, const char *host);
-enum mxg_sts_mode leg_cur_sts_mode(const struct mxg_leg *leg);
-int leg_cur_requires_tls(const struct mxg_leg *leg);
-const char *leg_decision_source(const struct mxg_leg *leg);
+/* The requirement of the current candidate's host (set by leg_host_requirement). */
+const struct mxg_req *leg_cur_req(const struct mxg_leg *leg);
+/* Does DANE apply to this leg's hosts at all? */
+int leg_dane_consulted(const struct mxg_leg *leg);
 /* 1 = the host's DANE decision is known, 0 = it comes through a callback */
 int leg_host_decide(struct mxg_leg *leg, struct host_state *hs, const struct mxg_route_host *h);
-int leg_verify_setup(struct mxg_leg *leg);
+/* The requirement for cd's host, once per host: 0 = the host may be used,
+ * -1 = it is ruled out (noted, reported, leg_try_next() done). */
+int leg_host_requirement(struct mxg_leg *leg, struct host_state *hs, const struct cand *cd);
 void leg_tls_failed(struct mxg_leg *leg, const char *why);
 void leg_tls_step(struct mxg_leg *leg);
 
@@ -247,16 +239,16 @@ int leg_park(struct mxg_leg *leg);
 
 /* ----------------------------------------------------------- leg_tlsrpt.c */
 
-/* What one TLSRPT result is about. d: the DANE decision of the MX host
- * (NULL: none, e.g. the MX RRset itself was bogus); mx_host / mx_addr: the
- * receiving MX and address ("" or NULL: not known); pki: report under the
- * WebPKI policy (MTA-STS, or the list) whatever d says; connected: a
- * connection was made (sending-mta-ip and receiving-mx-helo are its own;
- * else they are left out). */
+/* What one TLSRPT result is about. policy: the policy it is recorded
+ * under (policy/requirement.h decides); d: the DANE decision of the MX host
+ * (NULL: none, e.g. the MX RRset itself was bogus; its records are the
+ * tlsa policy-string); mx_host / mx_addr: the receiving MX and address (""
+ * or NULL: not known); connected: a connection was made (sending-mta-ip
+ * and receiving-mx-helo are its own; else they are left out). */
 struct leg_rpt_about {
+    enum mxg_req_rpt policy;
     const struct mxg_dane_host *d;
     const char *mx_host, *mx_addr;
-    int pki;
     int connected;
 };
 

@@ -23,13 +23,13 @@ struct parked {
 };
 
 /* DESIGN §10: a cached connection (and a TLS session) serves only mail
- * whose requirement is identical. The key is a digest of the requirement
- * of the current candidate: the MX host (reference name, SNI) and port,
- * the policy (source, level, override key and match list; under an
- * override also the domain and next hop, whose names "nexthop" may mean),
- * the DANE decision with the usable TLSA set, the WebPKI mode with the
- * MTA-STS policy id and mx patterns or the list's entry, and the leg
- * options. The MX address is the cache's destination. */
+ * whose requirement is identical. The key is the port, the TLSA port, the
+ * no-TLSRPT option and the digest of the current candidate's requirement
+ * (policy/requirement.h mxg_req_digest: the MX host, the policy with its
+ * override key and match list — under an override or a next hop also the
+ * domain and next hop —, opportunistic, the DANE decision with the usable
+ * TLSA set, the WebPKI mode with the MTA-STS policy id and mx patterns or
+ * the list's entry). The MX address is the cache's destination. */
 
 /* The connection cache the leg uses (NULL for probes: always a fresh connection). */
 struct mxg_conncache *leg_cache(const struct mxg_leg *leg)
@@ -49,35 +49,13 @@ void leg_cache_cancel(struct mxg_leg *leg)
 /* The requirement key of the current candidate (see above). */
 static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
 {
-    struct mxg_buf b = {0};
-    const struct cand *cd = &leg->cands[leg->cur];
-    const struct mxg_dane_host *dh = leg_cur_dane(leg);
-    mxg_buf_printf(&b, "v1|host=%s|port=%d|tlsa-port=%d|opp=%d|no-tlsrpt=%d|pol=%s/%s/%d/%d|"
-                   "ovr=%s|match=%s", cd->host, leg->port, leg->tlsa_port, leg->opportunistic,
-                   leg->no_tlsrpt, mxg_policy_source_name(leg->policy.source),
-                   mxg_policy_level_name(leg->policy.level), leg->policy.plaintext_ok,
-                   mxg_policy_tries_tls(&leg->policy), leg->policy.key, leg->policy.match);
-    if (leg->policy.source == MXG_POL_SRC_OVERRIDE || leg->nexthop[0])
-        mxg_buf_printf(&b, "|domain=%s|nexthop=%s", leg->domain, leg->nexthop);
-    mxg_buf_printf(&b, "|dane=%s|base=%s|other=%s", mxg_dane_req_name(dh->req), dh->base,
-                   dh->other);
-    unsigned char tlsa_set[32]; /* every usable record whole (a prefix would not do) */
-    mxg_dane_host_digest(dh, tlsa_set);
-    mxg_buf_printf(&b, "|tlsa-set=");
-    for (int i = 0; i < 32; i++)
-        mxg_buf_printf(&b, "%02x", tlsa_set[i]);
-    enum mxg_sts_mode m = leg_cur_sts_mode(leg);
-    mxg_buf_printf(&b, "|pki=%s|tls-required=%d", mxg_sts_mode_name(m), leg_cur_requires_tls(leg));
-    if (m != MXG_STS_MODE_NONE && leg->sts.outcome == MXG_STS_POLICY) {
-        mxg_buf_printf(&b, "|sts-id=%s", leg->sts.id);
-        for (int i = 0; i < leg->sts.policy.n_mx; i++)
-            mxg_buf_printf(&b, "|sts-mx=%s", leg->sts.policy.mx[i]);
-    } else if (m != MXG_STS_MODE_NONE) {
-        for (int i = 0; i < leg->list_pol.n_mxs; i++)
-            mxg_buf_printf(&b, "|list-mx=%s", leg->list_pol.mxs[i]);
-    }
-    mxg_cc_key_make(b.data ? b.data : "", mxg_buf_avail(&b), out);
-    mxg_buf_free(&b);
+    char desc[200];
+    size_t l = (size_t)snprintf(desc, sizeof desc, "v2|port=%d|tlsa-port=%d|no-tlsrpt=%d|req=",
+                                leg->port, leg->tlsa_port, leg->no_tlsrpt);
+    const unsigned char *d = leg_cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
+    for (int i = 0; i < 32 && l + 3 < sizeof desc; i++)
+        l += (size_t)snprintf(desc + l, sizeof desc - l, "%02x", d[i]);
+    mxg_cc_key_make(desc, l, out);
 }
 
 /* The TLS session key: the requirement key, the MX address + port, and the

@@ -1,13 +1,14 @@
-/* proxy/outbound/leg_tls.c — the per-host TLS requirement as the leg derives it
- * (the DANE decision of each MX host, the WebPKI mode of MTA-STS or the
- * policy list), verification set-up, and the STARTTLS handshake step with
- * its judgement. See leg_int.h. */
+/* proxy/outbound/leg_tls.c — the per-host TLS requirement of the leg: the DANE
+ * decision of each MX host, then the requirement policy/requirement.h
+ * derives from it and the leg's inputs (once per host), and the STARTTLS
+ * handshake step judged by it. See leg_int.h. */
 #include "leg_int.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "../../core/log.h"
+#include "../../tls/tls_verify.h"
 
 /* DNSSEC's word on the host of the current candidate. */
 const struct mxg_dane_host *leg_cur_dane(const struct mxg_leg *leg)
@@ -15,90 +16,52 @@ const struct mxg_dane_host *leg_cur_dane(const struct mxg_leg *leg)
     return &leg->hosts[leg->cands[leg->cur].hi].dane;
 }
 
-/* The WebPKI policy of the domain (DESIGN §2 rows 3 and 4): an MTA-STS
- * policy in any mode wins; else the policy list's entry; else none. */
-enum mxg_sts_mode leg_pki_mode(const struct mxg_leg *leg)
+/* The requirement of the current candidate's host (policy/requirement.h). */
+const struct mxg_req *leg_cur_req(const struct mxg_leg *leg)
 {
-    if (!leg->sts_done)
-        return MXG_STS_MODE_NONE;
-    if (leg->sts.outcome == MXG_STS_POLICY)
-        return leg->sts.policy.mode;
-    return leg->list_active ? leg->list_pol.mode : MXG_STS_MODE_NONE;
+    return &leg->hosts[leg->cands[leg->cur].hi].req;
 }
 
-/* The name of the WebPKI policy source for logs: "MTA-STS" or "policy list". */
-const char *leg_pki_source(const struct mxg_leg *leg)
+/* Does DANE apply to this leg's hosts at all (leg_host_decide's early outs)? */
+int leg_dane_consulted(const struct mxg_leg *leg)
 {
-    return leg->sts.outcome == MXG_STS_POLICY ? "MTA-STS" : "policy list";
+    char why[240];
+    return mxg_req_dane_consulted(&leg->req_in, why, sizeof why);
 }
 
-/* Does the WebPKI policy (MTA-STS, else the list) allow host as an MX? */
-int leg_pki_allows_host(const struct mxg_leg *leg, const char *host)
+/* The requirement for cd's host, once per host (policy/requirement.h):
+ * logged; a host it rules out is noted (and reported) and skipped. */
+int leg_host_requirement(struct mxg_leg *leg, struct host_state *hs, const struct cand *cd)
 {
-    if (leg->sts.outcome == MXG_STS_POLICY)
-        return mxg_sts_mx_match(&leg->sts.policy, host);
-    return mxg_stlist_mx_match(&leg->list_pol, host);
-}
-
-/* The WebPKI mode governing the current host: DANE-authenticated hosts
- * are governed by DANE alone (RFC 8461 §2, DESIGN §10). */
-enum mxg_sts_mode leg_cur_sts_mode(const struct mxg_leg *leg)
-{
-    if (leg_cur_dane(leg)->req == MXG_DANE_VERIFY)
-        return MXG_STS_MODE_NONE;
-    return leg_pki_mode(leg);
-}
-
-/* Must the current host be reached over TLS (no plaintext fallback)? */
-int leg_cur_requires_tls(const struct mxg_leg *leg)
-{
-    if (leg->opportunistic)
+    struct mxg_req *req = &hs->req;
+    const struct mxg_route_host *rh = &leg->route->host[cd->hi];
+    char sum[900];
+    hs->req_done = 1;
+    mxg_req_for_host(&leg->req_in, cd->host, &hs->dane, rh->addrs.sec == MXG_SEC_BOGUS, req);
+    mxg_req_summary(req, sum, sizeof sum);
+    LOG_D("upstream", "%s %s: requirement %s", leg->sid, leg->domain, sum);
+    if (req->dane_set_aside) /* "none": the operator's word beats the TLSA records; loudly */
+        LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
+                          "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
+              mxg_dane_req_name(req->dane_fact), hs->dane.why, req->ovr_key, req->ovr_origin);
+    if (req->not_in_policy) /* the session itself is reported (leg_report) */
+        LOG_W("upstream", "%s %s: %s testing: %s is not in the policy's mx list; "
+                          "delivering anyway", leg->sid, leg->domain, req->pki_name, cd->host);
+    if (req->level != MXG_REQ_SKIP_HOST)
         return 0;
-    enum mxg_dane_req r = leg_cur_dane(leg)->req;
-    return r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT ||
-           leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE || !mxg_policy_allows_plaintext(&leg->policy);
-}
-
-/* The policy that governed the current host (mxguard_policy_decisions_total). */
-const char *leg_decision_source(const struct mxg_leg *leg)
-{
-    enum mxg_dane_req r = leg_cur_dane(leg)->req;
-    if (leg->opportunistic)
-        return "opportunistic";
-    if (r == MXG_DANE_VERIFY || r == MXG_DANE_ENCRYPT)
-        return "dane";
-    int sts = leg->sts.outcome == MXG_STS_POLICY;
-    switch (leg_cur_sts_mode(leg)) {
-    case MXG_STS_MODE_ENFORCE:
-        return sts ? "mta-sts" : "list";
-    case MXG_STS_MODE_TESTING:
-        return sts ? "mta-sts-testing" : "list-testing";
-    default:
-        break;
+    if (req->skip_report != MXG_REQ_SKIP_RPT_NONE) {
+        /* a policy failure to report, once per host (RFC 8461 §4.1, RFC 8460 §4.3) */
+        struct leg_rpt_about a = {.policy = req->skip_tlsrpt, .d = &hs->dane, .mx_host = cd->host};
+        if (req->skip_report == MXG_REQ_SKIP_RPT_DNSSEC_INVALID)
+            leg_report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID, hs->dane.why);
+        else
+            leg_report_result(leg, &a, MXG_RPT_R_VALIDATION_FAILURE,
+                              MXG_RPT_REASON_MX_NOT_IN_POLICY);
     }
-    return leg->policy.source != MXG_POL_SRC_OPPORTUNISTIC ? "config" : "opportunistic";
-}
-
-/* Override "verify": the certificate must chain to tls.ca_file and carry
- * one of the match names (policy/policy.h mxg_policy_match_names). */
-int leg_verify_setup(struct mxg_leg *leg)
-{
-    char names[MXG_OVR_MAX_MATCH][MXG_MAPFILE_KEY_MAX + 1];
-    const char *ptrs[MXG_OVR_MAX_MATCH];
-    int n = mxg_policy_match_names(&leg->policy, leg->mx_host,
-                                   leg->nexthop[0] ? leg->nexthop : leg->domain, names,
-                                   MXG_OVR_MAX_MATCH);
-    size_t l = 0;
-    leg->verify_names[0] = 0;
-    for (int i = 0; i < n; i++) {
-        ptrs[i] = names[i];
-        if (l + strlen(names[i]) + 3 < sizeof leg->verify_names)
-            l += (size_t)snprintf(leg->verify_names + l, sizeof leg->verify_names - l, "%s%s",
-                                  i ? ", " : "", names[i]);
-    }
-    if (n == 0)
-        return -1;
-    return mxg_tls_engine_verify_names(leg->tls, ptrs, n, 1) == MXG_TLS_OK ? 0 : -1;
+    leg_note_failure(leg, req->fail == MXG_REQ_FAIL_DNS ? FK_DNS : FK_TLS, "%s", req->why);
+    hs->skip = 1;
+    leg_try_next(leg);
+    return -1;
 }
 
 /* The TLS handshake failed: once in plaintext if the policy allows, else the next candidate. */
@@ -107,9 +70,9 @@ void leg_tls_failed(struct mxg_leg *leg, const char *why)
     char lbl[320];
     leg_cur_label(leg, lbl, sizeof lbl);
     leg_report(leg, MXG_RPT_R_VALIDATION_FAILURE, why);
-    if (!leg_cur_requires_tls(leg) && !leg->plaintext_retry) {
+    if (!leg_cur_req(leg)->tls_required && !leg->plaintext_retry) {
         LOG_W("upstream", "%s %s: TLS with %s failed (%s); retrying once in plaintext (policy %s)",
-              leg->sid, leg->domain, lbl, why, mxg_policy_level_name(leg->policy.level));
+              leg->sid, leg->domain, lbl, why, leg_cur_req(leg)->policy_level);
         leg_drop_conn(leg);
         leg->plaintext_retry = 1;
         leg_connect(leg);
@@ -132,32 +95,13 @@ void leg_tls_step(struct mxg_leg *leg)
         const char *e = mxg_tls_engine_error(leg->tls);
         char why[320], lbl[320];
         long vr = mxg_tls_verify_result(leg->tls);
-        if (leg_cur_dane(leg)->req == MXG_DANE_VERIFY && vr != X509_V_OK) {
-            leg_cur_label(leg, lbl, sizeof lbl);
+        char note[600];
+        if (vr != X509_V_OK &&
+            mxg_req_verify_failed(leg_cur_req(leg), leg_cur_label(leg, lbl, sizeof lbl),
+                                  vr == X509_V_ERR_DANE_NO_MATCH,
+                                  X509_verify_cert_error_string(vr), note, sizeof note)) {
             leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-            if (vr == X509_V_ERR_DANE_NO_MATCH)
-                leg_note_failure(leg, FK_TLS, "DANE: no TLSA record matched %s", lbl);
-            else
-                leg_note_failure(leg, FK_TLS, "DANE: verification of %s failed: %s", lbl,
-                             X509_verify_cert_error_string(vr));
-            leg_drop_conn(leg);
-            leg_try_next(leg);
-            return;
-        }
-        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY && vr != X509_V_OK &&
-            leg_cur_dane(leg)->req != MXG_DANE_VERIFY) {
-            leg_cur_label(leg, lbl, sizeof lbl);
-            leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-            leg_cand_failed(leg, FK_TLS, "policy override verify for %s: certificate of %s is not "
-                        "valid for %s: %s", leg->policy.key, lbl, leg->verify_names,
-                        X509_verify_cert_error_string(vr));
-            return;
-        }
-        if (leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE && vr != X509_V_OK) {
-            leg_cur_label(leg, lbl, sizeof lbl);
-            leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-            leg_cand_failed(leg, FK_TLS, "%s: certificate of %s is not valid for %s: %s",
-                        leg_pki_source(leg), lbl, leg->mx_host, X509_verify_cert_error_string(vr));
+            leg_cand_failed(leg, FK_TLS, "%s", note);
             return;
         }
         snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
@@ -168,57 +112,29 @@ void leg_tls_step(struct mxg_leg *leg)
                            uv_now(leg->env->loop) - leg->t_phase);
     snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
     snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
-    switch (leg_cur_dane(leg)->req) {
-    case MXG_DANE_VERIFY: {
-        char m[80];
-        if (mxg_tls_engine_resumed(leg->tls)) /* verified at the session's full handshake */
-            snprintf(m, sizeof m, "resumed TLS session");
-        else
-            mxg_dane_tls_matched(mxg_tls_engine_ssl(leg->tls), m, sizeof m);
-        snprintf(leg->verified, sizeof leg->verified, "DANE (%s, base %s)", m, leg_cur_dane(leg)->base);
-        break;
-    }
-    case MXG_DANE_ENCRYPT:
-        snprintf(leg->verified, sizeof leg->verified, "unauthenticated (only unusable TLSA)");
+    const struct mxg_req *req = leg_cur_req(leg);
+    long vr = mxg_tls_verify_result(leg->tls);
+    char matched[80];
+    struct mxg_req_session ses;
+    mxg_tls_verify_matched(leg->tls, matched, sizeof matched);
+    mxg_req_session_ok(req, mxg_tls_engine_resumed(leg->tls), vr == X509_V_OK,
+                       X509_verify_cert_error_string(vr), matched, &ses);
+    snprintf(leg->verified, sizeof leg->verified, "%s", ses.verified);
+    switch (ses.report) { /* one result for the session under its policy */
+    case MXG_REQ_REPORT_TLSA_INVALID:
         leg_report(leg, MXG_RPT_R_TLSA_INVALID, "no usable TLSA record");
         break;
-    default:
-        if (mxg_policy_override(&leg->policy) == MXG_POL_VERIFY) {
-            snprintf(leg->verified, sizeof leg->verified,
-                     "WebPKI %s (policy override verify, match %s)", leg->mx_host,
-                     leg->verify_names);
-        } else if (mxg_policy_override(&leg->policy) == MXG_POL_ENCRYPT) {
-            snprintf(leg->verified, sizeof leg->verified,
-                     "unauthenticated (policy override encrypt)");
-        } else if (leg_cur_sts_mode(leg) == MXG_STS_MODE_ENFORCE) {
-            snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s enforce)", leg->mx_host,
-                     leg_pki_source(leg));
-        } else if (leg_cur_sts_mode(leg) == MXG_STS_MODE_TESTING) {
-            long vr = mxg_tls_verify_result(leg->tls);
-            if (vr == X509_V_OK) {
-                snprintf(leg->verified, sizeof leg->verified, "WebPKI %s (%s testing)",
-                         leg->mx_host, leg_pki_source(leg));
-            } else {
-                leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
-                snprintf(leg->verified, sizeof leg->verified,
-                         "unauthenticated: %s testing, WebPKI failed: %s", leg_pki_source(leg),
-                         X509_verify_cert_error_string(vr));
-                LOG_W("upstream", "%s %s: %s testing: certificate of %s[%s] not valid: %s; "
-                                  "delivering anyway", leg->sid, leg->domain, leg_pki_source(leg),
-                      leg->mx_host, leg->mx_addr, X509_verify_cert_error_string(vr));
-            }
-        } else {
-            snprintf(leg->verified, sizeof leg->verified, "unauthenticated (opportunistic)");
-        }
+    case MXG_REQ_REPORT_VERIFY_ERROR:
+        leg_report(leg, leg_verify_result_type(vr), X509_verify_cert_error_string(vr));
+        break;
+    case MXG_REQ_REPORT_SUCCESS:
+        leg_report(leg, NULL, NULL);
         break;
     }
-    if (leg_cur_dane(leg)->req != MXG_DANE_ENCRYPT &&
-        !(leg_cur_sts_mode(leg) == MXG_STS_MODE_TESTING && mxg_tls_verify_result(leg->tls) != X509_V_OK))
-        leg_report(leg, NULL, NULL); /* a successful session under its policy */
-    if (mxg_tls_engine_resumed(leg->tls) && leg_cur_dane(leg)->req != MXG_DANE_VERIFY) {
-        size_t vl = strlen(leg->verified);
-        snprintf(leg->verified + vl, sizeof leg->verified - vl, " (resumed TLS session)");
-    }
+    if (ses.warn_testing)
+        LOG_W("upstream", "%s %s: %s testing: certificate of %s[%s] not valid: %s; "
+                          "delivering anyway", leg->sid, leg->domain, req->pki_name,
+              leg->mx_host, leg->mx_addr, X509_verify_cert_error_string(vr));
     LOG_D("upstream", "%s %s: TLS up: %s %s", leg->sid, leg->domain, leg->tls_version,
           leg->tls_cipher);
     memset(&leg->caps, 0, sizeof leg->caps); /* forget everything learned before TLS */
@@ -244,25 +160,11 @@ int leg_host_decide(struct mxg_leg *leg, struct host_state *hs, const struct mxg
 {
     if (hs->decided)
         return 1;
-    if (leg->opportunistic || leg->nexthop_literal) {
+    char why[240];
+    if (!mxg_req_dane_consulted(&leg->req_in, why, sizeof why)) {
         hs->decided = 1;
         hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "%s",
-                 leg->opportunistic ? "DANE not consulted (opportunistic TLS for this delivery)"
-                                    : "no DANE for an address literal next hop");
-        return 1;
-    }
-    if (!leg->env->cfg->dane_enabled) {
-        hs->decided = 1;
-        hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE disabled (dane.enabled = false)");
-        return 1;
-    }
-    if (!mxg_policy_uses_dane(&leg->policy)) {
-        hs->decided = 1;
-        hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE not consulted: policy override %s for %s",
-                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
+        snprintf(hs->dane.why, sizeof hs->dane.why, "%s", why);
         return 1;
     }
     int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs,
@@ -273,9 +175,7 @@ int leg_host_decide(struct mxg_leg *leg, struct host_state *hs, const struct mxg
     }
     hs->decided = 1;
     if (rc < 0) {
-        hs->dane.req = MXG_DANE_UNUSABLE;
-        snprintf(hs->dane.enh, sizeof hs->dane.enh, "4.7.5");
-        snprintf(hs->dane.why, sizeof hs->dane.why, "DANE: cannot start the TLSA lookup");
+        mxg_dane_host_unusable(&hs->dane, MXG_DANE_FAIL_TLSA, "DANE: cannot start the TLSA lookup");
     }
     LOG_D("upstream", "%s %s: %s: %s (%s)", leg->sid, leg->domain, h->name,
           mxg_dane_req_name(hs->dane.req), hs->dane.why);

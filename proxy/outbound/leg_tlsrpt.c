@@ -31,7 +31,8 @@ const char *leg_verify_result_type(long vr)
 }
 
 /* Contract: records one result (rtype NULL = success) for the policy that
- * governed it (DESIGN §4, §10): DANE (tlsa; policy-string = the usable
+ * governed it (a->policy, from policy/requirement.h; DESIGN §4, §10):
+ * DANE (tlsa; policy-string = the usable
  * TLSA records, or every record when none is usable, or none when they are
  * not known: a bogus or failed lookup), MTA-STS (sts; a failed policy
  * fetch is reported as such under sts), else no-policy-found (with the
@@ -56,35 +57,34 @@ void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const
         free(mxh);
         return;
     }
-    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->pol_domain,
+    struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->req_in.pol_domain,
                                .policy_string = sts_pstr, .mx_host = mxh};
     const struct mxg_dane_host *d = a->d;
-    int tlsa = !a->pki &&
-               (!d || d->req == MXG_DANE_VERIFY || d->req == MXG_DANE_ENCRYPT ||
-                (d->req == MXG_DANE_UNUSABLE && strcmp(d->enh, "4.7.5") == 0) ||
-                (rtype && strcmp(rtype, MXG_RPT_R_DNSSEC_INVALID) == 0));
-    if (tlsa) {
+    const struct mxg_sts_policy *sp = mxg_req_sts_policy(&leg->req_in);
+    switch (a->policy) {
+    case MXG_REQ_RPT_TLSA:
         p.type = MXG_RPT_TLSA;
         if (d && (dane_pstr = mxg_dane_host_pstring(d)))
             p.policy_string = dane_pstr;
-    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_POLICY &&
-               leg->sts.policy.mode != MXG_STS_MODE_NONE) {
+        break;
+    case MXG_REQ_RPT_STS:
         p.type = MXG_RPT_STS;
-        mxg_sts_policy_format(&leg->sts.policy, sts_pstr, STS_TEXT_MAX);
-        for (int i = 0; i < leg->sts.policy.n_mx && l + MXG_STS_NAME_MAX + 2 < STS_TEXT_MAX; i++)
-            l += (size_t)snprintf(mxh + l, STS_TEXT_MAX - l, "%s%s", i ? "\n" : "",
-                                  leg->sts.policy.mx[i]);
-    } else if (leg->sts_done && leg->sts.outcome == MXG_STS_FAILED &&
-               leg->sts.failure != MXG_STS_FAIL_NONE && !a->pki) {
+        if (!sp)
+            break;
+        mxg_sts_policy_format(sp, sts_pstr, STS_TEXT_MAX);
+        for (int i = 0; i < sp->n_mx && l + MXG_STS_NAME_MAX + 2 < STS_TEXT_MAX; i++)
+            l += (size_t)snprintf(mxh + l, STS_TEXT_MAX - l, "%s%s", i ? "\n" : "", sp->mx[i]);
+        break;
+    case MXG_REQ_RPT_STS_FAILED:
         p.type = MXG_RPT_STS; /* no policy known: policy-string [] */
-        rtype = mxg_sts_failure_name(leg->sts.failure);
-        reason = leg->sts.why; /* additional-information is meant for a URI (RFC 8460 §4.3) */
-    } else if (leg->list_active) {
-        snprintf(addl, sizeof addl, "policy list (STARTTLS Everywhere) mode %s",
-                 mxg_sts_mode_name(leg->list_pol.mode));
-    } else if (leg->policy.source == MXG_POL_SRC_OVERRIDE) {
-        snprintf(addl, sizeof addl, "local policy override %s for %s",
-                 mxg_policy_level_name(leg->policy.level), leg->policy.key);
+        mxg_req_tlsrpt_sts_failure(&leg->req_in, &rtype, &reason);
+        break;
+    case MXG_REQ_RPT_NONE_LIST:
+    case MXG_REQ_RPT_NONE_OVERRIDE:
+        mxg_req_tlsrpt_addl(&leg->req_in, a->policy, addl, sizeof addl);
+        break;
+    case MXG_REQ_RPT_NONE:
+        break;
     }
     struct mxg_rpt_result res = {
         .success = rtype == NULL,
@@ -105,9 +105,9 @@ void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const
 /* One result per TLS session attempt with the current candidate. */
 void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason)
 {
-    struct leg_rpt_about a = {.d = leg_cur_dane(leg), .mx_host = leg->mx_host, .mx_addr = leg->mx_addr,
-                          .connected = 1};
-    if (!rtype && leg->cand_not_in_policy) { /* testing mode: delivered, yet a policy failure */
+    struct leg_rpt_about a = {.policy = leg_cur_req(leg)->tlsrpt, .d = leg_cur_dane(leg),
+                              .mx_host = leg->mx_host, .mx_addr = leg->mx_addr, .connected = 1};
+    if (!rtype && leg_cur_req(leg)->not_in_policy) { /* testing mode: delivered, yet a policy failure */
         rtype = MXG_RPT_R_VALIDATION_FAILURE;
         reason = MXG_RPT_REASON_MX_NOT_IN_POLICY;
     }

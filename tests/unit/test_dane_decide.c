@@ -15,6 +15,21 @@
 #include "dane/dane.h"
 #include "tlsa_fixture.h"
 
+/* Arm ssl for h the way the delivery path does: dane/ hands the usable
+ * records over (mxg_dane_host_verify), tls/ applies them. */
+static int dane_setup(SSL *ssl, const struct mxg_dane_host *h, char *err, size_t errlen)
+{
+    struct mxg_tls_verify v;
+    struct mxg_tls_tlsa *own = NULL;
+    if (mxg_dane_host_verify(h, &v, &own) < 0) {
+        snprintf(err, errlen, "no usable TLSA records");
+        return -1;
+    }
+    int rc = mxg_tls_verify_ssl(ssl, &v, err, errlen);
+    free(own);
+    return rc;
+}
+
 /* Full(0) data of a table row (the len column): the fixture's DER, or junk */
 enum {
     L_CERT = -1,      /* the certificate */
@@ -88,7 +103,7 @@ static void test_decide_big_full_cert(void **st)
     assert_true(SSL_CTX_dane_enable(ctx) > 0);
     SSL *ssl = SSL_new(ctx);
     char err[200] = "";
-    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    assert_int_equal(dane_setup(ssl, &h, err, sizeof err), 0);
     SSL_free(ssl);
     SSL_CTX_free(ctx);
 
@@ -319,10 +334,10 @@ static void test_decide_table(void **st)
         SSL *ssl = SSL_new(ctx);
         assert_non_null(ssl);
         char err[200] = "";
-        int setup = mxg_dane_tls_setup(ssl, &h, err, sizeof err);
+        int setup = dane_setup(ssl, &h, err, sizeof err);
         SSL_free(ssl);
         if (setup != (h.req == MXG_DANE_VERIFY ? 0 : -1))
-            fail_msg("%s: %s, mxg_dane_tls_setup returned %d (%s)", cases[i].name,
+            fail_msg("%s: %s, DANE set-up returned %d (%s)", cases[i].name,
                      mxg_dane_req_name(h.req), setup, err);
         mxg_dane_host_clear(&h);
     }
@@ -379,7 +394,7 @@ static void test_tls_setup(void **st)
 
     SSL *ssl = SSL_new(ctx);
     h.req = MXG_DANE_ENCRYPT; /* nothing to verify against */
-    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), -1);
+    assert_int_equal(dane_setup(ssl, &h, err, sizeof err), -1);
     SSL_free(ssl);
 
     ssl = SSL_new(ctx);
@@ -391,11 +406,12 @@ static void test_tls_setup(void **st)
     two[1] = rr(2, 0, 1, 32);
     h.rr = two; /* borrowed: h is not cleared */
     h.n_usable = 2;
-    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    assert_int_equal(dane_setup(ssl, &h, err, sizeof err), 0);
     assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
-    char m[80];
-    mxg_dane_tls_matched(ssl, m, sizeof m);
-    assert_string_equal(m, "no DANE match");
+    uint8_t u, sel, mt;
+    const unsigned char *data;
+    size_t dlen;
+    assert_true(SSL_get0_dane_tlsa(ssl, &u, &sel, &mt, &data, &dlen) < 0); /* no match yet */
     SSL_free(ssl);
     SSL_CTX_free(ctx);
 }
@@ -422,7 +438,7 @@ static void test_tls_setup_full(void **st)
     char err[200];
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
-    assert_int_equal(mxg_dane_tls_setup(ssl, &h, err, sizeof err), 0);
+    assert_int_equal(dane_setup(ssl, &h, err, sizeof err), 0);
     assert_int_equal(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER, SSL_VERIFY_PEER);
     SSL_free(ssl);
     SSL_CTX_free(ctx);
