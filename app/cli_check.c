@@ -270,7 +270,7 @@ static void print_sts(struct check *c)
         fprintf(c->out, "  failure: %s\n", mxg_sts_failure_name(r->failure));
 }
 
-/* DESIGN §2 row 4: the list applies only when MTA-STS gives no policy (and
+/* docs/ARCHITECTURE.md §STS over list: the list applies only when MTA-STS gives no policy (and
  * never under an override: "mta-sts" wants MTA-STS itself). */
 static void print_list(struct check *c)
 {

@@ -131,7 +131,7 @@ const struct mxg_sts_result *mxg_req_sts_result(const struct mxg_req_inputs *in)
     return in->sts_consulted && in->sts_done && in->sts_enabled ? &in->sts : NULL;
 }
 
-/* The WebPKI mode of the domain (DESIGN §2 rows 3 and 4): an MTA-STS
+/* The WebPKI mode of the domain (docs/ARCHITECTURE.md §Decision rows 3 and 4, §STS over list): an MTA-STS
  * policy in any mode wins; else the policy list's entry; else none. */
 static enum mxg_sts_mode pki_mode(const struct mxg_req_inputs *in)
 {

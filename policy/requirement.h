@@ -1,12 +1,12 @@
 /* policy/requirement.h — the per-host TLS requirement, computed once from
- * every policy input and used everywhere (issue 17 part 1): host
+ * every policy input and used everywhere (docs/ARCHITECTURE.md §Requirement): host
  * eligibility, "STARTTLS mandatory", what tls/ must verify, how the
  * handshake is judged, the log's `verified` text, the TLSRPT policy, the
  * connection-cache / resumption key and the metric label. The SMTP client
  * (proxy/outbound) and `mxguard check` consume it; neither reads the
  * override, DANE, MTA-STS or list inputs itself.
  *
- * The rules, in the order they are applied to one MX host (DESIGN §2):
+ * The rules, in the order they are applied to one MX host (docs/ARCHITECTURE.md §Decision):
  *   0. per domain: MTA-STS "unknown" (the cache could not be read) and an
  *      override mta-sts without an enforce-mode policy defer every host:
  *      451 4.7.5 (mxg_req_domain_check); a dane-only override treats an

@@ -427,7 +427,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             leg_tls_failed(leg, "cannot create TLS engine");
             return;
         }
-        if (leg_cache(leg) && leg->env->tls_resume) { /* same requirement only (DESIGN §10) */
+        /* same requirement only (docs/ARCHITECTURE.md §Reuse) */
+        if (leg_cache(leg) && leg->env->tls_resume) {
             unsigned char rk[MXG_TLS_RESUME_KEY_MAX];
             mxg_tls_engine_resume(leg->tls, leg->env->tls_resume, rk, leg_resume_key(leg, rk));
         }
@@ -466,7 +467,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         }
         uv_timer_stop(&leg->deadline);
         leg->reuse_setup = 0;
-        if (r->code == 421) { /* DESIGN §10: never relayed as 421 (the client's session goes on) */
+        /* docs/ARCHITECTURE.md §Replies: never relayed as 421 (the client's session goes on) */
+        if (r->code == 421) {
             struct mxg_reply m;
             mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", lbl, sum);
             leg_fail(leg, &m);
@@ -647,7 +649,7 @@ int mxg_body_8bit(const void *p, size_t n)
     return 0;
 }
 
-/* May 8-bit data go to this leg's MX? (DESIGN §10, upstream.h). */
+/* May 8-bit data go to this leg's MX? (docs/ARCHITECTURE.md §MAIL parameters, upstream.h). */
 int mxg_leg_body_check(const struct mxg_leg *leg, int eight_bit, struct mxg_reply *r)
 {
     if (!leg->need_7bit || !eight_bit)

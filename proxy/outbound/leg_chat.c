@@ -150,7 +150,8 @@ static void parse_input(struct mxg_leg *leg)
         if (rc < 0) {
             char lbl[320];
             struct mxg_reply r;
-            /* exactly the octets received, made printable (DESIGN §10) */
+            /* exactly the octets received, made printable
+             * (docs/ARCHITECTURE.md §Protocol violations) */
             mxg_reply_set(&r, 451, "4.5.0", "%s sent a malformed reply: %s",
                           leg_cur_label(leg, lbl, sizeof lbl), mxg_show(line, ll).s);
             reply_broken(leg, &r);

@@ -22,7 +22,7 @@ struct parked {
     char mx_helo[256];
 };
 
-/* DESIGN §10: a cached connection (and a TLS session) serves only mail
+/* docs/ARCHITECTURE.md §Reuse: a cached connection (and a TLS session) serves only mail
  * whose requirement is identical. The key is the port, the TLSA port, the
  * no-TLSRPT option and the digest of the current candidate's requirement
  * (policy/requirement.h mxg_req_digest: the MX host, the policy with its
@@ -82,7 +82,7 @@ size_t leg_resume_key(const struct mxg_leg *leg, unsigned char *out)
     return l;
 }
 
-/* No slot for the candidate within the wait: 451 4.7.0 (issue #8). */
+/* No slot for the candidate within the wait: 451 4.7.0 (conncache.h). */
 static void limited(struct mxg_leg *leg, const char *why)
 {
     char lbl[320];

@@ -31,7 +31,7 @@ const char *leg_verify_result_type(long vr)
 }
 
 /* Contract: records one result (rtype NULL = success) for the policy that
- * governed it (a->policy, from policy/requirement.h; DESIGN §4, §10):
+ * governed it (a->policy, from policy/requirement.h; docs/ARCHITECTURE.md §TLSRPT, §TLSRPT counting):
  * DANE (tlsa; policy-string = the usable
  * TLSA records, or every record when none is usable, or none when they are
  * not known: a bogus or failed lookup), MTA-STS (sts; a failed policy

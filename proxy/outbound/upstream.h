@@ -20,7 +20,8 @@
  * it). A failed leg answers every later operation with its sticky error via
  * the return value -1 and mxg_leg_error().
  *
- * Replies handed to on_reply already follow DESIGN §10: an upstream 421
+ * Replies handed to on_reply already follow docs/ARCHITECTURE.md §Replies and
+ * §Protocol violations: an upstream 421
  * (MAIL included) becomes 451 4.4.2, timeouts and lost connections become
  * 451 4.4.2; a reply that breaks the protocol (malformed, mixed codes, a line
  * over MXG_REPLY_LINE_MAX octets, a 3xx to MAIL/RCPT/the dot, anything but
@@ -120,7 +121,7 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
  *  - opportunistic: TLS "may" whatever DANE/MTA-STS/list say (report mail:
  *    RFC 8460 §3, reports must be delivered despite TLS failures).
  *  - no_tlsrpt: record no TLSRPT result (report mail never produces reports
- *    about itself, DESIGN §4). */
+ *    about itself, docs/ARCHITECTURE.md §Report delivery). */
 struct mxg_leg_opts {
     const char *nexthop;
     int nexthop_port;   /* 0 = upstream.port */
@@ -157,7 +158,7 @@ const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);
  * and then sends QUIT and closes: such a connection is never reused. */
 int mxg_reply_judge(const struct mxg_reply *in, const char *step, struct mxg_reply *out);
 
-/* DESIGN §10, the one rule on every path (live session, legs, outbound /
+/* docs/ARCHITECTURE.md §MAIL parameters, the one rule on every path (live session, legs, outbound /
  * queue runner): may message data with 8-bit octets (eight_bit != 0) go to
  * this leg's MX? 0 = yes; -1 = no, *r = 554 5.6.3: the client declared
  * BODY=8BITMIME, the MX does not offer 8BITMIME and the data is not 7-bit

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_check_json.sh — `mxguard check DOMAIN --json` names exactly the per-host requirement the
-# delivery path uses and enforces (issue 17): for one domain per policy kind of the test-bed
+# delivery path uses and enforces (docs/ARCHITECTURE.md §Requirement): for one domain per policy kind of the test-bed
 # (DANE verify, DANE with only unusable TLSA, bogus TLSA, MTA-STS enforce, enforce with an MX
 # outside the policy, testing, the policy list, no policy, an override verify, an override
 # mta-sts without a policy) the JSON object is read, then a message is sent to the domain:
