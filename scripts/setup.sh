@@ -21,6 +21,7 @@ deps() {
         python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
         sqlite3   # tests: t_cli.sh edits a TLSRPT store
+        jq        # tests: t_check_json.sh reads `mxguard check --json`
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
     )
     local missing=()
