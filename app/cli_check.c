@@ -582,7 +582,8 @@ int mxg_check_domain_opts(const struct mxg_upstream_env *env, const char *domain
         c.status = 1;
 done:
     if (c.json) {
-        json_policies(&c);
+        if (c.in)
+            json_policies(&c);
         json_object_set_new(c.json, "hosts", c.jhosts);
         json_object_set_new(c.json, "usable", json_integer(c.usable));
         json_object_set_new(c.json, "status", json_integer(c.status));
@@ -601,7 +602,8 @@ done:
     if (devnull)
         fclose(devnull);
     for (int i = 0; c.dane && c.route && i < c.route->n; i++) {
-        mxg_req_clear(&c.req[i]);
+        if (c.req)
+            mxg_req_clear(&c.req[i]);
         mxg_dane_host_clear(&c.dane[i]);
     }
     free(c.route);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -164,7 +166,7 @@ int mxg_req_domain_check(const struct mxg_req_inputs *in, char *text, size_t cap
     }
     if (mxg_policy_override(&in->policy) == MXG_POL_MTA_STS &&
         pki_mode(in) != MXG_STS_MODE_ENFORCE) {
-        char why[420];
+        char why[300]; /* as the reply text has always been cut */
         if (!in->sts_consulted)
             snprintf(why, sizeof why, "MTA-STS does not apply to the next hop [%s]", in->nexthop);
         else if (!in->sts_enabled)
@@ -412,21 +414,46 @@ const char *mxg_req_metric_label(const struct mxg_req *r)
     return "?";
 }
 
-/* Appends "|name=value" (or the raw text) to the digest; 0 on failure. */
+/* Appends "|name=value" (or the raw text) to the digest, whole however long
+ * (a field cut short could make two requirements digest alike); 0 on failure. */
 static int dg(EVP_MD_CTX *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int dg(EVP_MD_CTX *c, const char *fmt, ...)
 {
-    char buf[700];
+    char small[700], *buf = small;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n < 0)
         return 0;
+    if ((size_t)n >= sizeof small) {
+        buf = malloc((size_t)n + 1);
+        if (!buf)
+            return 0;
+        va_start(ap, fmt);
+        vsnprintf(buf, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     /* the length first: no two field sequences serialise alike */
-    unsigned char len[2] = {(unsigned char)((unsigned)n >> 8), (unsigned char)n};
-    size_t l = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
-    return EVP_DigestUpdate(c, len, 2) == 1 && EVP_DigestUpdate(c, buf, l) == 1;
+    unsigned char len[4] = {(unsigned char)((unsigned)n >> 24), (unsigned char)((unsigned)n >> 16),
+                            (unsigned char)((unsigned)n >> 8), (unsigned char)n};
+    int ok = EVP_DigestUpdate(c, len, sizeof len) == 1 && EVP_DigestUpdate(c, buf, (size_t)n) == 1;
+    if (buf != small)
+        free(buf);
+    return ok;
+}
+
+/* A digest that matches no other requirement's (the digest could not be made):
+ * random, or when even that fails the requirement's address and the monotonic
+ * clock in nanoseconds (unique among the requirements alive at one time). */
+static void digest_unique(const struct mxg_req *r, unsigned char out[32])
+{
+    if (RAND_bytes(out, 32) == 1)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t v[4] = {(uint64_t)(uintptr_t)r, (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, 0x6d78677571ULL};
+    memcpy(out, v, 32);
 }
 
 void mxg_req_digest(const struct mxg_req_inputs *in, const struct mxg_req *r,
@@ -460,7 +487,7 @@ void mxg_req_digest(const struct mxg_req_inputs *in, const struct mxg_req *r,
             ok = dg(c, "|list-mx=%s", in->list.mxs[i]);
     }
     if (!ok || EVP_DigestFinal_ex(c, out, &olen) != 1)
-        RAND_bytes(out, 32); /* matches nothing: no reuse rather than a wrong one */
+        digest_unique(r, out); /* matches nothing: no reuse rather than a wrong one */
     EVP_MD_CTX_free(c);
 }
 

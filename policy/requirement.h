@@ -149,10 +149,12 @@ const struct mxg_sts_policy *mxg_req_sts_policy(const struct mxg_req_inputs *in)
 /* The MTA-STS outcome for display ("no MTA-STS" when not consulted). */
 const struct mxg_sts_result *mxg_req_sts_result(const struct mxg_req_inputs *in);
 
-/* Domain-wide: 0 = hosts may be tried; -1 = every delivery is deferred
+/* Domain-wide: 0 = hosts may be tried; < 0 = every delivery is deferred
  * now with 451 4.7.5 and text (the reply text, e.g. "MTA-STS required for
  * example.com (policy override mta-sts for example.com): its policy is in
- * mode testing"). Call once MTA-STS is known. */
+ * mode testing"). -1: the MTA-STS policy is unknown (its cache could not
+ * be read); -2: an override mta-sts without an enforce-mode policy. Call
+ * once MTA-STS is known. */
 int mxg_req_domain_check(const struct mxg_req_inputs *in, char *text, size_t cap);
 /* The MX answer was a null MX or NXDOMAIN: 0 = take it as such; -1 = an
  * override dane-only does not believe an answer that is not DNSSEC-secure

@@ -1,8 +1,6 @@
 /* proxy/inbound/server.c — listeners, ACL, session registry, drain; see server.h. */
 #include "server.h"
 
-#ifdef __GLIBC__
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,9 @@
  * (contract: server.h). */
 #include "server.h"
 
-#include <malloc.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <time.h>
 
 #include "../../core/log.h"

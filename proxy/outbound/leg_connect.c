@@ -388,7 +388,9 @@ static void on_route(void *arg, const struct mxg_route *rt)
         if (h->addrs.status != MXG_DNS_OK) {
             if ((h->addrs.status == MXG_DNS_BOGUS || h->addrs.sec == MXG_SEC_BOGUS) &&
                 rt->mx_sec == MXG_SEC_SECURE && leg_dane_consulted(leg)) {
-                struct leg_rpt_about a = {.mx_host = h->name}; /* bogus addresses of a known host */
+                /* bogus addresses of a known host: the DANE policy failed, as above */
+                struct leg_rpt_about a = {.mx_host = h->name,
+                                          .policy = mxg_req_tlsrpt_policy(&leg->req_in, NULL, 0, 1)};
                 leg_report_result(leg, &a, MXG_RPT_R_DNSSEC_INVALID,
                               h->addrs.why[0] ? h->addrs.why : "address lookup bogus");
             }
@@ -512,7 +514,7 @@ static void list_consult(struct mxg_leg *leg)
  * enforce-mode policy before any host is tried; then the first candidate. */
 static void leg_begin(struct mxg_leg *leg)
 {
-    char text[700];
+    char text[MXG_REPLY_TEXT_MAX];
     if (mxg_req_domain_check(&leg->req_in, text, sizeof text) < 0) {
         struct mxg_reply r; /* e.g. a cached policy may apply that we cannot see: fail closed */
         mxg_reply_set(&r, 451, "4.7.5", "%s", text);

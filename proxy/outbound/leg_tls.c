@@ -4,6 +4,7 @@
  * handshake step judged by it. See leg_int.h. */
 #include "leg_int.h"
 
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,14 @@ const struct mxg_dane_host *leg_cur_dane(const struct mxg_leg *leg)
 /* The requirement of the current candidate's host (policy/requirement.h). */
 const struct mxg_req *leg_cur_req(const struct mxg_leg *leg)
 {
-    return &leg->hosts[leg->cands[leg->cur].hi].req;
+    const struct host_state *hs = &leg->hosts[leg->cands[leg->cur].hi];
+    if (!hs->req_done) {
+        /* a zeroed requirement reads as "no TLS": never act on one (fail closed) */
+        LOG_E("upstream", "%s %s: internal error: no requirement computed for %s", leg->sid,
+              leg->domain, leg->cands[leg->cur].host);
+        abort();
+    }
+    return &hs->req;
 }
 
 /* Does DANE apply to this leg's hosts at all (leg_host_decide's early outs)? */
