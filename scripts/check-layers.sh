@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/check-layers.sh — the layer check (docs/ARCHITECTURE.md §Layers): every
 # `#include "..."` in the source folders points down the layer diagram, to a folder in the
-# including folder's allowed list. Exits 1 listing each offending file:line and edge.
+# including folder's allowed list, and so does every library of CMakeLists.txt's link lines.
+# Exits 1 listing each offending file:line and edge.
 #
 #   check-layers.sh [SOURCE_ROOT]     check the tree (default: the script's parent folder)
 #   check-layers.sh --self-test       run the checker on small trees with known edges and
@@ -139,6 +140,47 @@ check_tree() {
     return 0
 }
 
+# ---- the link lines: every mxg_module(NAME "DEPS" [DIR]) of ROOT/CMakeLists.txt links only
+# libraries of folders NAME's folder may include (a link line can allow what includes do not)
+check_links() {
+    local root=$1 nbad=0 line name deps dir from dep to why
+    declare -A LIBDIR=()
+    local re='^mxg_module\(([a-z_]+)[[:space:]]+"([^"]*)"[[:space:]]*([^)[:space:]]*)\)'
+    while IFS= read -r line; do
+        [[ $line =~ $re ]] || continue
+        LIBDIR[${BASH_REMATCH[1]}]=${BASH_REMATCH[3]:-${BASH_REMATCH[1]}}
+    done <"$root/CMakeLists.txt"
+    while IFS= read -r line; do
+        [[ $line =~ $re ]] || continue
+        name=${BASH_REMATCH[1]} deps=${BASH_REMATCH[2]}
+        from=${LIBDIR[$name]}
+        for dep in ${deps//;/ }; do
+            [[ $dep == mxg_* ]] || continue
+            to=${LIBDIR[${dep#mxg_}]:-}
+            if [ -z "$to" ]; then
+                why="no mxg_module builds $dep"
+            elif [ -z "${RANK[$from]:-}" ]; then
+                why="$from is not in the layer table"
+            elif [ "$to" = "$from" ]; then
+                continue
+            elif [ "${RANK[$to]}" -gt "${RANK[$from]}" ]; then
+                why="upward: $to is above $from"
+            elif [[ ${ALLOW[$from]} != *" $to "* ]]; then
+                why="$to is not in $from's allowed list"
+            else
+                continue
+            fi
+            echo "CMakeLists.txt: mxg_$name links $dep: $why"
+            nbad=$((nbad + 1))
+        done
+    done <"$root/CMakeLists.txt"
+    if [ "$nbad" -gt 0 ]; then
+        echo "check-layers: $nbad link line violation(s)"
+        return 1
+    fi
+    echo "check-layers: link lines ok"
+}
+
 # ---- self-test: the checker passes a tree that follows the table and fails each bad edge
 self_test() {
     local tmp fails=0 out
@@ -198,6 +240,16 @@ self_test() {
     out=$(LAYERS=$'core 0 dns\ndns 1 core' load_table 2>&1); expect "a table that allows upward fails" 1 $? "$out" \
         "table: core allows dns, which is above it"
 
+    # link lines: a library linking one of a folder above it (or outside its list) fails
+    mk CMakeLists.txt 'mxg_module(core "PkgConfig::UV")' 'mxg_module(smtp "mxg_core;PkgConfig::IDN2")' \
+        'mxg_module(inbound "mxg_smtp;mxg_core" proxy/inbound)'
+    out=$(check_links "$tmp"); expect "link lines that follow the table pass" 0 $? "$out" "link lines ok"
+    mk CMakeLists.txt 'mxg_module(core "mxg_smtp")' 'mxg_module(smtp "mxg_core")' \
+        'mxg_module(tls "mxg_inbound")' 'mxg_module(inbound "mxg_smtp" proxy/inbound)'
+    out=$(check_links "$tmp"); expect "upward link lines fail" 1 $? "$out" \
+        "mxg_core links mxg_smtp: upward: smtp is above core" \
+        "mxg_tls links mxg_inbound: upward: proxy/inbound is above tls" "2 link line violation(s)"
+
     rm -rf "$tmp"
     if [ "$fails" -gt 0 ]; then echo "check-layers self-test: $fails failure(s)"; return 1; fi
     echo "check-layers self-test: all passed"
@@ -210,4 +262,7 @@ if [ "${1:-}" = "--self-test" ]; then
 fi
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 [ -d "$root" ] || { echo "check-layers: no such folder: $root" >&2; exit 2; }
-check_tree "$(cd "$root" && pwd)"
+root=$(cd "$root" && pwd)
+check_tree "$root"; rc=$?
+check_links "$root" || rc=1
+exit $rc
