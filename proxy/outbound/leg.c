@@ -129,7 +129,9 @@ static void timers_closed(uv_handle_t *h)
     struct mxg_leg *leg = h->data;
     if (--leg->timers_open == 0) {
         for (int i = 0; leg->hosts && leg->route && i < leg->route->n; i++) {
-            mxg_req_clear(&leg->hosts[i].req);
+            if (leg->hosts[i].req)
+                mxg_req_clear(leg->hosts[i].req);
+            free(leg->hosts[i].req);
             mxg_dane_host_clear(&leg->hosts[i].dane);
         }
         mxg_buf_free(&leg->in);

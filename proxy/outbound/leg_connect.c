@@ -124,7 +124,7 @@ void leg_connect(struct mxg_leg *leg)
     }
     if (!leg_host_decide(leg, hs, &leg->route->host[cd->hi]))
         return;
-    if (!hs->req_done && leg_host_requirement(leg, hs, cd) < 0)
+    if (!hs->req && leg_host_requirement(leg, hs, cd) < 0)
         return;
     snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
     snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);

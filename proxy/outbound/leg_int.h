@@ -79,10 +79,10 @@ struct cand {
 struct host_state {
     int decided;
     int skip;                 /* unusable: skip its other addresses too */
-    int req_done;             /* req computed (and logged) */
     struct mxg_dane_query *q;
     struct mxg_dane_host dane;
-    struct mxg_req req;       /* borrows dane's TLSA records */
+    struct mxg_req *req;      /* computed once (leg_host_requirement), owned; NULL before;
+                                 borrows dane's TLSA records */
 };
 
 /* One TCP connection attempt; a dropped conn is detached from its leg and

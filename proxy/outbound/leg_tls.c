@@ -21,13 +21,13 @@ const struct mxg_dane_host *leg_cur_dane(const struct mxg_leg *leg)
 const struct mxg_req *leg_cur_req(const struct mxg_leg *leg)
 {
     const struct host_state *hs = &leg->hosts[leg->cands[leg->cur].hi];
-    if (!hs->req_done) {
+    if (!hs->req) {
         /* a zeroed requirement reads as "no TLS": never act on one (fail closed) */
         LOG_E("upstream", "%s %s: internal error: no requirement computed for %s", leg->sid,
               leg->domain, leg->cands[leg->cur].host);
         abort();
     }
-    return &hs->req;
+    return hs->req;
 }
 
 /* Does DANE apply to this leg's hosts at all (leg_host_decide's early outs)? */
@@ -41,10 +41,17 @@ int leg_dane_consulted(const struct mxg_leg *leg)
  * logged; a host it rules out is noted (and reported) and skipped. */
 int leg_host_requirement(struct mxg_leg *leg, struct host_state *hs, const struct cand *cd)
 {
-    struct mxg_req *req = &hs->req;
+    /* made only for the hosts a delivery reaches (a route may name up to 32) */
+    struct mxg_req *req = calloc(1, sizeof *req);
+    if (!req) { /* the host cannot be judged: skip it (fail closed) */
+        leg_note_failure(leg, FK_TLS, "%s: out of memory for its TLS requirement", cd->host);
+        hs->skip = 1;
+        leg_try_next(leg);
+        return -1;
+    }
+    hs->req = req;
     const struct mxg_route_host *rh = &leg->route->host[cd->hi];
     char sum[900];
-    hs->req_done = 1;
     mxg_req_for_host(&leg->req_in, cd->host, &hs->dane, rh->addrs.sec == MXG_SEC_BOGUS, req);
     mxg_req_summary(req, sum, sizeof sum);
     LOG_D("upstream", "%s %s: requirement %s", leg->sid, leg->domain, sum);
