@@ -396,7 +396,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     next_host(c);
 }
 
-/* "[host]" next hop: a route of one host, as proxy/upstream.c builds it
+/* "[host]" next hop: a route of one host, as proxy/outbound/leg_connect.c builds it
  * (its name is configured, so only its addresses must be secure). */
 static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
 {
