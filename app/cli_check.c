@@ -49,7 +49,7 @@ struct check {
 static void next_host(struct check *c);
 static void next_probe(struct check *c);
 
-/* The override row-1 decided for the domain (enum mxg_policy_level), or -1 for none. */
+/* The override level (enum mxg_policy_level) when row 1 is an override, else -1. */
 static int ovr(const struct check *c)
 {
     return mxg_policy_override(&c->in->policy);
