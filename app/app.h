@@ -65,7 +65,7 @@ struct app {
     char org_name[256], org_contact[300], org_submitter[256];
     struct mxg_server srv;
     struct mxg_spool *spool; /* <state.directory>/spool */
-    struct mxg_queue_runner *runner; /* delivers the spool (proxy/queue_runner.h) */
+    struct mxg_queue_runner *runner; /* delivers the spool (proxy/outbound/queue_runner.h) */
     uv_signal_t sig_usr1;            /* `mxguard queue flush`: scan the spool now */
     int drain_wait;                  /* SIGTERM: server drain + runner stop still to finish */
     char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */

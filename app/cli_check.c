@@ -49,6 +49,7 @@ struct check {
 static void next_host(struct check *c);
 static void next_probe(struct check *c);
 
+/* The override level (enum mxg_policy_level) when row 1 is an override, else -1. */
 static int ovr(const struct check *c)
 {
     return mxg_policy_override(&c->in->policy);
@@ -119,6 +120,7 @@ static void print_host_decision(struct check *c, int i)
     }
 }
 
+/* DANE lookup done for the current host: print its decision, go on with the next host. */
 static void on_dane(void *arg, const struct mxg_dane_host *h)
 {
     struct check *c = arg;
@@ -129,6 +131,7 @@ static void on_dane(void *arg, const struct mxg_dane_host *h)
     next_host(c);
 }
 
+/* The host line: name, preference, addresses and their DNSSEC status. */
 static void print_host(struct check *c, int i)
 {
     const struct mxg_route_host *h = &c->route->host[i];
@@ -173,6 +176,8 @@ static void json_deferred(struct check *c, int code, const char *enh, const char
                             json_pack("{s:i, s:s, s:s}", "code", code, "enh", enh, "text", text));
 }
 
+/* Explain the remaining hosts one by one (DANE lookups through on_dane), then the verdict
+ * or the probes. */
 static void next_host(struct check *c)
 {
     while (c->cur < c->route->n) {
@@ -221,6 +226,7 @@ static void next_host(struct check *c)
     next_probe(c);
 }
 
+/* --connect: one probe leg answered; print OK/FAILED and probe the next host. */
 static void probe_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply *r)
 {
     struct check *c = arg;
@@ -235,6 +241,7 @@ static void probe_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply *
     next_probe(c);
 }
 
+/* --connect: probe the next host through the delivery code (mxg_leg_probe), or finish. */
 static void next_probe(struct check *c)
 {
     static const struct mxg_leg_cbs cbs = {probe_reply, NULL};
@@ -254,6 +261,7 @@ static void next_probe(struct check *c)
     c->done = 1;
 }
 
+/* The MTA-STS result the requirement uses: outcome, policy, failure. */
 static void print_sts(struct check *c)
 {
     const struct mxg_sts_result *r = &c->in->sts;
@@ -304,6 +312,7 @@ static void print_list(struct check *c)
         mxg_req_set_list(c->in, p);
 }
 
+/* MTA-STS lookup done: hand it to the requirement inputs, print it and the list, go on. */
 static void on_sts(void *arg, const struct mxg_sts_result *r)
 {
     struct check *c = arg;
@@ -314,6 +323,8 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
     next_host(c);
 }
 
+/* The MX set (or next hop) resolved: the domain-wide verdicts (null MX, NXDOMAIN, lookup
+ * failure), else MTA-STS and the list, then the hosts. */
 static void on_route(void *arg, const struct mxg_route *rt)
 {
     struct check *c = arg;
@@ -396,7 +407,7 @@ static void on_route(void *arg, const struct mxg_route *rt)
     next_host(c);
 }
 
-/* "[host]" next hop: a route of one host, as proxy/upstream.c builds it
+/* "[host]" next hop: a route of one host, as proxy/outbound/leg_connect.c builds it
  * (its name is configured, so only its addresses must be secure). */
 static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
 {
@@ -424,6 +435,7 @@ static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
     free(rt);
 }
 
+/* An address-literal next hop: a route of one host, no DNS. 0, or -1 (bad literal, memory). */
 static int literal_route(struct check *c)
 {
     char buf[MXG_DNS_NAME_MAX];

@@ -1,12 +1,13 @@
-/* app/cli_check.h — `mxguard check DOMAIN [--connect]`: explain the delivery
- * decision for a domain the way a delivery would make it: the static route
- * (upstream.route_map) and the policy override (tls.policy_map, named with
- * file and line as the policy source) if any, the MX set (or the route's
- * next hop) with its DNSSEC status, per host the addresses, the DANE
- * requirement (TLSA records, usability) and what the override or MTA-STS /
- * the list demand of it; with connect, a live probe of each MX
- * host (STARTTLS + verification, like posttls-finger) through the very code
- * path mail takes (mxg_leg_probe).
+/* app/cli_check.h — `mxguard check DOMAIN [--connect | --json]`: explain the
+ * delivery decision for a domain the way a delivery would make it: the
+ * static route (upstream.route_map) and the policy override (tls.policy_map,
+ * named with file and line as the policy source) if any, the MX set (or the
+ * route's next hop) with its DNSSEC status, per host the addresses, the DANE
+ * facts (TLSA records, usability) and the per-host requirement, computed by
+ * the function delivery uses (policy/requirement.h mxg_req_for_host); with
+ * connect, a live probe of each MX host (STARTTLS + verification, like
+ * posttls-finger) through the very code path mail takes (mxg_leg_probe);
+ * with json, one JSON object instead of the text (below).
  *
  * mxg_check_domain() runs the loop until it is done and prints to out.
  * Returns 0 if mail to the domain could be delivered now, 1 if not now
@@ -23,7 +24,7 @@ int mxg_check_domain(const struct mxg_upstream_env *env, const char *domain, int
 
 /* The same with flags: MXG_CHECK_CONNECT (probes), MXG_CHECK_JSON (no text:
  * one JSON object on out, no probes). The JSON object's fields (stable,
- * documented in doc/mxguard.8): domain, route {nexthop, nexthop_mx, literal,
+ * documented in docs/man/mxguard.8): domain, route {nexthop, nexthop_mx, literal,
  * port, static_route}, policy {source, level, override, reason}, mta_sts
  * {consulted, outcome, mode, id}, list {applies, mode}, hosts [per host the
  * requirement of policy/requirement.h mxg_req_json() — host, level, source,

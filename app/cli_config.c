@@ -21,7 +21,7 @@ int mxg_cli_config_check(int argc, char **argv)
     if (!cfg)
         return 1;
     int rc = mxg_cli_load(cfg, file);
-    char ierr[1024]; /* the inbound certificate, key and password file (proxy/auth.h) */
+    char ierr[1024]; /* the inbound certificate, key and password file (proxy/inbound/auth.h) */
     if (rc == 0 && mxg_inbound_check(cfg, ierr, sizeof ierr) < 0) {
         fprintf(stderr, "mxguard: configuration error: %s\n", ierr);
         rc = -1;

@@ -165,7 +165,7 @@ int mxg_cli_run(int argc, char **argv)
         LOG_E("main", "%s", err);
         goto out_loop;
     }
-    /* the upstream connection cache, limits and TLS sessions (proxy/conncache.h) */
+    /* the upstream connection cache, limits and TLS sessions (proxy/outbound/conncache.h) */
     app->conncache = mxg_upstream_conncache_new(&app->loop, &app->cfg);
     if (app->cfg.tls_session_cache > 0)
         app->tls_resume = mxg_tls_resume_new(app->cfg.tls_session_cache);

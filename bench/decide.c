@@ -4,7 +4,7 @@
  *
  *   decide -c CONFIG [-n N] [-p PARALLEL] DOMAIN
  *
- * A "decision" is what a leg does before it connects (proxy/upstream.c):
+ * A "decision" is what a leg does before it connects (proxy/outbound/leg_connect.c, leg_tls.c):
  * the MX route of DOMAIN (MX + addresses, DNSSEC status), the DANE decision
  * of its first MX host (TLSA lookup, RFC 7672 rules), the MTA-STS lookup
  * (TXT; a policy fetch when one is published; mta_sts.enabled) and the

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room for extra more bytes (reset, compact or grow); 0, or -1 out of memory. */
 static int buf_reserve(struct mxg_buf *b, size_t extra)
 {
     if (b->off > 0 && b->off == b->len) {

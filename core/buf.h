@@ -1,6 +1,8 @@
 /* core/buf.h — a growable byte buffer with a read offset.
  * Ownership: the struct owns `data`; mxg_buf_free() releases it. Bytes in
- * [off, len) are unread. All functions return 0 or -1 (out of memory / over cap). */
+ * [off, len) are unread. The int functions return 0 or -1 (out of memory; for
+ * the printf pair also an output error of vsnprintf). The buffer has no size
+ * limit of its own (cap is the allocated size): callers bound what they add. */
 #ifndef MXG_BUF_H
 #define MXG_BUF_H
 
@@ -14,7 +16,9 @@ struct mxg_buf {
     size_t cap;
 };
 
+/* Append n bytes from p. */
 int mxg_buf_append(struct mxg_buf *b, const void *p, size_t n);
+/* Append formatted text (no NUL counted in len). */
 int mxg_buf_printf(struct mxg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* mxg_buf_printf with a va_list (ap is used up). */
 int mxg_buf_vprintf(struct mxg_buf *b, const char *fmt, va_list ap)
@@ -26,7 +30,9 @@ static inline size_t mxg_buf_avail(const struct mxg_buf *b) { return b->len - b-
 static inline char *mxg_buf_head(const struct mxg_buf *b) { return b->data + b->off; }
 /* Mark n unread bytes as consumed; compacts when everything is read. */
 void mxg_buf_consume(struct mxg_buf *b, size_t n);
+/* Empty the buffer, keeping its allocation. */
 void mxg_buf_reset(struct mxg_buf *b);
+/* Release the allocation; the struct is then an empty buffer again. */
 void mxg_buf_free(struct mxg_buf *b);
 
 #endif

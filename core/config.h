@@ -49,7 +49,7 @@ struct mxg_cidr {
 enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_AF_IPV4_ONLY, MXG_AF_IPV6_ONLY };
 enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
 /* dns.transport (stub mode): TCP only, or UDP with TCP when an answer is
- * truncated (getdns 1.6's fallback loses queries; see dane/dns.c) */
+ * truncated (getdns 1.6's fallback loses queries; see dns/dns.c) */
 enum mxg_dns_transport { MXG_DNS_TCP = 0, MXG_DNS_UDP };
 enum mxg_tls_fallback_level { MXG_TLS_LEVEL_MAY = 0, MXG_TLS_LEVEL_ENCRYPT };
 enum mxg_multi_domain { MXG_MULTI_LEGS = 0, MXG_MULTI_DEFER };
@@ -73,7 +73,7 @@ struct mxg_config {
     enum mxg_multi_domain multi_domain; /* server.multi_domain: legs|defer */
     char user[MXG_CFG_NAME_MAX];  /* server.user: drop to this user after binding; "" = stay */
     char group[MXG_CFG_NAME_MAX]; /* server.group: "" = the user's primary group */
-    /* inbound STARTTLS and per-network requirements (proxy/auth.h) */
+    /* inbound STARTTLS and per-network requirements (proxy/inbound/auth.h) */
     char in_tls_cert_file[MXG_CFG_PATH_MAX]; /* server.tls_cert_file: PEM chain; "" = no STARTTLS */
     char in_tls_key_file[MXG_CFG_PATH_MAX];  /* server.tls_key_file: PEM key */
     enum mxg_inbound_tls_min in_tls_min_version; /* server.tls_min_version: TLSv1.2|TLSv1.3 */
@@ -106,7 +106,7 @@ struct mxg_config {
     enum mxg_bare_cr bare_cr; /* limits.bare_cr: reject (554 5.6.0) | space */
     int data_min_rate;      /* limits.data_min_rate: octets/s the DATA phase must average; 0 = off */
     uint64_t data_rate_grace_ms; /* limits.data_rate_grace: the rate counts from this far in */
-    /* upstream connection limits (proxy/conncache.h); 0 = unlimited */
+    /* upstream connection limits (proxy/outbound/conncache.h); 0 = unlimited */
     int dest_concurrency;   /* limits.destination_concurrency: connections per MX address:port */
     int dest_rate;          /* limits.destination_rate: new connections per second per MX */
     int upstream_connections; /* limits.upstream_connections: upstream connections in total */
@@ -130,14 +130,14 @@ struct mxg_config {
     enum mxg_af_pref af_pref;           /* upstream.address_family: any|prefer-ipv4|prefer-ipv6|ipv4-only|ipv6-only */
     int max_mx_hosts;                   /* upstream.max_mx_hosts to try */
     char route_map[MXG_CFG_PATH_MAX];   /* upstream.route_map: static routes (policy/route.h), "" = none */
-    /* connection cache and TLS resumption (proxy/conncache.h, docs/ARCHITECTURE.md §Reuse) */
+    /* connection cache and TLS resumption (proxy/outbound/conncache.h, docs/ARCHITECTURE.md §Reuse) */
     uint64_t cache_idle_ms;             /* upstream.cache_idle: 0 = no connection cache */
     int cache_size;                     /* upstream.cache_size: idle connections in total */
     int cache_per_dest;                 /* upstream.cache_per_destination: idle per MX */
     int cache_max_uses;                 /* upstream.cache_max_uses: transactions per connection */
     uint64_t cache_lifetime_ms;         /* upstream.cache_lifetime: since connect */
     int tls_session_cache;              /* upstream.tls_session_cache: sessions kept, 0 = off */
-    /* loop and SSRF protection (proxy/addr_class.h): MX addresses that are
+    /* loop and SSRF protection (proxy/outbound/addr_class.h): MX addresses that are
      * the legacy MTA's own (port 0 = any port) are never connected to */
     struct mxg_endpoint self_addrs[MXG_CFG_MAX_NETS]; /* upstream.self_addresses */
     int n_self_addrs;

@@ -8,7 +8,7 @@
 #define COMP "reload"
 
 /* Settings read at use time through the borrowed configuration (audited
- * against their readers: proxy/server.c, session.c, upstream.c,
+ * against their readers: proxy/inbound/server.c, session.c, proxy/outbound/leg*.c,
  * policy/policy.c, sts.c, stlist_source.c, app/metrics_http.c). "*" = the
  * whole section. */
 static const char *const live_settings[] = {
@@ -16,7 +16,7 @@ static const char *const live_settings[] = {
     "server.max_sessions",
     "server.drain_timeout",
     "server.multi_domain",
-    "server.require_tls_networks",  /* proxy/auth_policy.c, at every connection */
+    "server.require_tls_networks",  /* proxy/inbound/auth_policy.c, at every connection */
     "server.require_auth_networks",
     "auth.allow_plaintext_loopback",
     "auth.max_failures",

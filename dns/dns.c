@@ -1,4 +1,4 @@
-/* dane/dns.c — see dns.h.
+/* dns/dns.c — see dns.h.
  *
  * Design:
  *  - One getdns context per struct mxg_dns, driven by the caller's uv loop

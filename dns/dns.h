@@ -1,4 +1,4 @@
-/* dane/dns.h — DNS on the libuv loop with getdns, every answer carrying its
+/* dns/dns.h — DNS on the libuv loop with getdns, every answer carrying its
  * DNSSEC status.
  *
  * Contract:

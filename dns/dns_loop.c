@@ -1,4 +1,4 @@
-/* dane/dns_loop.c — see dns_loop.h.
+/* dns/dns_loop.c — see dns_loop.h.
  *
  * Structures:
  *  - struct dl_event: one per scheduled getdns event (getdns' ev->ev points

@@ -1,8 +1,8 @@
-/* dane/dns_loop.h — internal to dane/: getdns's event loop on libuv, written
+/* dns/dns_loop.h — internal to dns/: getdns's event loop on libuv, written
  * for mxguard (replaces Debian's libgetdns_ex_uv, which put a second uv_poll
  * on a socket fd it already polled, ignored uv_poll_init's UV_EEXIST and then
  * used the uninitialised handle: a crash under a cold burst of lookups).
- * Exposed so it can be unit tested with socketpairs (test_dane_dnsloop.c);
+ * Exposed so it can be unit tested with socketpairs (test_dns_loop.c);
  * other layers use dns.h.
  *
  * What getdns asks of an event loop (getdns_extra.h, and how getdns' own

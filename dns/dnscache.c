@@ -1,4 +1,4 @@
-/* dane/dnscache.c — see dnscache.h.
+/* dns/dnscache.c — see dnscache.h.
  *
  * Design: a chained hash table (power-of-two buckets, grown x2 when the load
  * passes 1, never beyond what max_entries needs) for lookup plus a doubly

@@ -1,6 +1,6 @@
-/* dane/dnscache.h — internal to dane/: the bounded, TTL-respecting answer
+/* dns/dnscache.h — internal to dns/: the bounded, TTL-respecting answer
  * cache behind dns.c. Exposed only so it can be unit tested without a
- * network (tests/unit/test_dane_dnscache.c); other layers use dns.h.
+ * network (tests/unit/test_dns_cache.c); other layers use dns.h.
  *
  * Contract:
  *  - Key: (name, rrtype). The name is normalised here (ASCII lower case, one

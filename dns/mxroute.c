@@ -1,4 +1,4 @@
-/* dane/mxroute.c — see mxroute.h.
+/* dns/mxroute.c — see mxroute.h.
  *
  * One route query = one MX lookup, then one address lookup per MX host (all
  * in parallel), then one callback. Every callback comes from the dns module,

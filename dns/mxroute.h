@@ -1,4 +1,4 @@
-/* dane/mxroute.h — from a destination domain to an ordered list of MX hosts
+/* dns/mxroute.h — from a destination domain to an ordered list of MX hosts
  * with their addresses (RFC 5321 §5.1, RFC 7505), each with DNSSEC status.
  *
  * Contract:

@@ -1,4 +1,4 @@
-/* fuzz/fuzz_data_filter.c — the DATA phase filter (proxy/data_filter.h): dot
+/* fuzz/fuzz_data_filter.c — the DATA phase filter (smtp/data_filter.h): dot
  * handling, bare CR/LF normalisation, the end marker, the limits.
  *
  * Input: 4 octets of set-up (max line, max size, max Received:, chunking

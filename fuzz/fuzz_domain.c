@@ -1,5 +1,5 @@
 /* fuzz/fuzz_domain.c — the DNS-name and IDN helpers: mxg_domain_valid and
- * mxg_domain_alabel (proxy/smtp_parse.h; libidn2 underneath), MTA-STS
+ * mxg_domain_alabel (smtp/smtp_parse.h; libidn2 underneath), MTA-STS
  * pattern matching (policy/sts_parse.h) and mxg_show (core/show.h), which
  * makes untrusted names safe to quote.
  *

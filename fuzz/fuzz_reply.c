@@ -1,4 +1,4 @@
-/* fuzz/fuzz_reply.c — the upstream reply parser (proxy/smtp_parse.h:
+/* fuzz/fuzz_reply.c — the upstream reply parser (smtp/smtp_parse.h:
  * mxg_reply_feed, mxg_reply_render, mxg_reply_summary, mxg_caps_parse).
  * The input is what an upstream server sends: lines split at LF (a CR before
  * the LF dropped, as proxy/outbound/leg_chat.c does), each fed as an exact-size heap

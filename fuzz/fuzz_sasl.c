@@ -1,4 +1,4 @@
-/* fuzz/fuzz_sasl.c — SMTP AUTH input from the network (proxy/auth.h):
+/* fuzz/fuzz_sasl.c — SMTP AUTH input from the network (proxy/inbound/auth.h):
  * mxg_b64_decode (strict RFC 4648 base64, RFC 4954), mxg_b64_encode and
  * mxg_sasl_plain_parse (RFC 4616 [authzid] NUL authcid NUL passwd), on the
  * raw input and on what it decodes to.

@@ -1,4 +1,4 @@
-/* fuzz/fuzz_smtp_cmd.c — the inbound SMTP command parser (proxy/smtp_parse.h):
+/* fuzz/fuzz_smtp_cmd.c — the inbound SMTP command parser (smtp/smtp_parse.h):
  * mxg_cmd_parse on the input as one command line (CRLF already stripped, as
  * the session hands it over), then mxg_path_parse (as MAIL and as RCPT) with
  * the parameter checks and the A-label conversion of the domain.

@@ -1,4 +1,4 @@
-/* policy/https.c — see https.h.
+/* http/https.c — see https.h.
  *
  * Design: one CURLM per struct mxg_https, driven by the libuv loop through
  * curl's multi-socket interface (the pattern of curl's multi-uv example):

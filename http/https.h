@@ -1,4 +1,4 @@
-/* policy/https.h — HTTPS GET and POST on the libuv loop with
+/* http/https.h — HTTPS GET and POST on the libuv loop with
  * libcurl's multi-socket interface (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION).
  *
  * Contract:

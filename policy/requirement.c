@@ -150,6 +150,7 @@ static const char *pki_name(const struct mxg_req_inputs *in)
     return in->sts.outcome == MXG_STS_POLICY ? "MTA-STS" : "policy list";
 }
 
+/* Does host match the mx patterns of the WebPKI mode (MTA-STS policy, else list entry)? */
 static int pki_allows_host(const struct mxg_req_inputs *in, const char *host)
 {
     if (in->sts.outcome == MXG_STS_POLICY)

@@ -13,7 +13,7 @@
  *
  * RFC 8460 §3 ("reports do not report on themselves") holds by
  * construction: this file never calls mxg_rpt_record(), and its own
- * network paths are DNS (dane/dns.h) and policy/https.c, neither of which
+ * network paths are DNS (dns/dns.h) and http/https.c, neither of which
  * records TLSRPT results. Report mail goes through the SMTP path (the
  * mailer), whose contract is to record nothing for it (proxy: leg option
  * no_tlsrpt) and to use opportunistic TLS.
@@ -126,7 +126,7 @@ struct mxg_rpt_sender {
 };
 
 /* ------------------------------------------------------------------------ */
-/* Default resolver: dane/dns.h                                             */
+/* Default resolver: dns/dns.h                                              */
 
 static int dns_txt(void *ctx, const char *name,
                    void (*cb)(void *arg, const struct mxg_txt_result *res), void *arg, void **q)

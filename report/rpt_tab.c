@@ -12,6 +12,7 @@
 
 #define TAB_MIN_BUCKETS 64
 
+/* FNV-1a over a key's fields (and a detail's policy entry). */
 static uint64_t key_hash(const struct rpt_ent *pol, const char *const *f, int nf)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
@@ -28,6 +29,7 @@ static uint64_t key_hash(const struct rpt_ent *pol, const char *const *f, int nf
     return h ^ (uint64_t)nf;
 }
 
+/* Is e the entry of this key (hash, policy entry, fields)? */
 static int key_equal(const struct rpt_ent *e, uint64_t h, const struct rpt_ent *pol,
                      const char *const *f, int nf)
 {

@@ -258,7 +258,7 @@ int mxg_rpt_delivery_list(struct mxg_rpt *r, int status, int64_t due_by,
 int mxg_rpt_txt_parse(const char *txt, size_t len, char ruas[][MXG_RPT_RUA_MAX], int max,
                       char *why, size_t whylen);
 
-/* The TXT RRset of "_smtp._tls.DOMAIN" (n records as from dane/dns.h's
+/* The TXT RRset of "_smtp._tls.DOMAIN" (n records as from dns/dns.h's
  * mxg_txt_result: txts[i] of lens[i] bytes): records that are not TLSRPT
  * are discarded; exactly one must remain (RFC 8460 §3). Returns its
  * mxg_rpt_txt_parse() result (n > 0 or -1), 0 when there is none, -1 when
@@ -280,7 +280,7 @@ int mxg_rpt_txt_select(const char *const *txts, const size_t *lens, int n,
  *    (mxg_rpt_delivery_add). The report JSON and its gzip are built once per
  *    (day, domain) and POSTed to every https: rua with Content-Type
  *    application/tlsrpt+gzip (the URL host's addresses from
- *    mxg_dns_lookup_addr, connection by policy/https: WebPKI, no
+ *    mxg_dns_lookup_addr, connection by http/https: WebPKI, no
  *    redirects; success = any 2xx). mailto: ruas get the report mail
  *    through the mailer (block "report mail" below: without a mailer or a
  *    DKIM key they are skipped, row gave-up "skipped: ...").
@@ -315,7 +315,7 @@ struct mxg_rpt_sender;
 struct mxg_rpt_send_cfg {
     uint64_t backoff_base_s, backoff_max_s;    /* 0 → defaults above */
     int max_attempts;                          /* <= 0 → default */
-    uint64_t connect_timeout_ms, total_timeout_ms; /* 0 → policy/https defaults */
+    uint64_t connect_timeout_ms, total_timeout_ms; /* 0 → http/https defaults */
 };
 
 /* Outcome of one mxg_rpt_send_day / _domain call (counts of ruas, except
@@ -345,7 +345,7 @@ struct mxg_rpt_sender *mxg_rpt_sender_new(uv_loop_t *loop, struct mxg_rpt *r, st
 void mxg_rpt_sender_configure(struct mxg_rpt_sender *s, const struct mxg_rpt_send_cfg *cfg);
 void mxg_rpt_sender_free(struct mxg_rpt_sender *s);
 
-/* DNS seam (tests; default: dane/dns.h on the dns handle). txt / addr
+/* DNS seam (tests; default: dns/dns.h on the dns handle). txt / addr
  * start a lookup with the dns.h semantics (callback later, from the loop)
  * and return 0 with *q set, or -1; cancel guarantees no callback. */
 struct mxg_rpt_resolver {
@@ -390,7 +390,7 @@ int mxg_rpt_sender_start(struct mxg_rpt_sender *s, uint64_t check_interval_ms,
  *
  * The RFC 8460 §5.3 message for a mailto: rua, its DKIM signature
  * (libopendkim), and the mailer interface through which the sender hands
- * it to the SMTP path (implemented outside report/: proxy/report_mailer.c;
+ * it to the SMTP path (implemented outside report/: proxy/outbound/report_mailer.c;
  * report/ never links against proxy/). Contract:
  *  - mxg_rpt_mail_build(): an RFC 5322 message, CRLF line ends, not
  *    dot-stuffed: From, To, Date (UTC), Subject "Report Domain: D

@@ -1,8 +1,8 @@
 /* spool/spool.h — the durable message store (docs/ARCHITECTURE.md §Spool).
  *
- * Used by proxy/session.c (a multi-leg transaction writes its body here while
+ * Used by proxy/inbound/session.c (a multi-leg transaction writes its body here while
  * it streams; queue-mode listeners spool every message), by the queue runner
- * (proxy/queue_runner.c) and by `mxguard queue list|show|flush|delete`.
+ * (proxy/outbound/queue_runner.c) and by `mxguard queue list|show|flush|delete`.
  *
  * Layout under DIR (normally <state.directory>/spool, created 0700):
  *   DIR/ID.msg    the message in wire form: CRLF lines, dot-stuffed, with

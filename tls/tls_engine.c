@@ -256,8 +256,9 @@ struct mxg_tls_ctx *mxg_tls_ctx_new_client_opts(const struct mxg_tls_client_opts
         return NULL;
     }
     ERR_clear_error(); /* default paths may queue harmless "no such file" */
-    /* DANE (RFC 7671) is armed per connection by dane/; the context only
-     * has to allow it. Verification stays OpenSSL's own chain check. */
+    /* DANE (RFC 7671) is armed per connection by tls_verify.c
+     * (mxg_tls_verify_apply, with the records dane/ selected); the context
+     * only has to allow it. Verification stays OpenSSL's own chain check. */
     if (SSL_CTX_dane_enable(c) <= 0) {
         ctx_error(err, errlen, "SSL_CTX_dane_enable");
         SSL_CTX_free(c);

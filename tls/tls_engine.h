@@ -1,7 +1,7 @@
 /* tls/tls_engine.h — a TLS engine that only moves bytes through memory BIOs.
  *
- * The engine never touches a socket. The owner (proxy/upstream.c for the
- * client side, proxy/session.c for inbound STARTTLS) feeds it
+ * The engine never touches a socket. The owner (proxy/outbound/leg*.c for
+ * the client side, proxy/inbound/session.c for inbound STARTTLS) feeds it
  * the ciphertext it read from the network, takes the ciphertext the engine
  * produced and writes it to the network, and reads/writes plaintext.
  * Every call returns one of the mxg_tls_status values below.
@@ -78,7 +78,7 @@ void mxg_tls_ctx_describe(struct mxg_tls_ctx *ctx, char *out, size_t cap);
 struct mxg_tls_ctx *mxg_tls_ctx_new_server(const char *certfile, const char *keyfile, char *err,
                                            size_t errlen);
 
-/* The inbound STARTTLS context (proxy/session.c, server.tls_* settings).
+/* The inbound STARTTLS context (proxy/inbound/session.c, server.tls_* settings).
  * certfile: PEM chain (leaf first), keyfile: PEM private key, both required.
  * min_version: TLS1_2_VERSION, TLS1_3_VERSION, ... (0 = OpenSSL's default);
  * ciphers: OpenSSL cipher list for TLS 1.2 and below (NULL or "" = default;

@@ -2,7 +2,7 @@
  * (docs/ARCHITECTURE.md §Hostile peers):
  * the password file and password checks for SMTP AUTH (RFC 4954; PLAIN,
  * RFC 4616, and LOGIN), the brute-force throttle, and the per-network
- * requirements (STARTTLS / AUTH before MAIL). proxy/session.c runs the SMTP
+ * requirements (STARTTLS / AUTH before MAIL). proxy/inbound/session.c runs the SMTP
  * side; this module holds no socket and no global state.
  *
  * Four files, one job each:

@@ -57,7 +57,7 @@ struct mxg_server {
     struct mxg_spool *spool;
     void (*spool_kick)(void *arg);
     void *spool_kick_arg;
-    /* Inbound security (proxy/auth.h), set by the owner like the spool and
+    /* Inbound security (proxy/inbound/auth.h), set by the owner like the spool and
      * borrowed (replaceable between callbacks, e.g. on SIGHUP: sessions take
      * what they need when they use it): the STARTTLS context (NULL: no
      * STARTTLS) and the password database (NULL: no AUTH). */

@@ -3,7 +3,7 @@
  *
  * One object per process (struct mxg_upstream_env.conncache), shared by
  * every leg. It knows nothing of SMTP, TLS or sockets: a connection is an
- * opaque pointer owned by proxy/upstream.c, and the cache only decides
+ * opaque pointer owned by the leg (proxy/outbound/leg*.c), and the cache only decides
  * *which* connection a leg may use and *when* it may open a new one.
  *
  * Destinations and slots. A destination is one MX address + port (the

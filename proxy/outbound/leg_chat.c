@@ -164,7 +164,7 @@ static void parse_input(struct mxg_leg *leg)
     }
 }
 
-/* libuv read buffer: one static slab, consumed at once by conn_read. */
+/* libuv read buffer: one static slab, consumed at once by leg_conn_read. */
 void leg_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;

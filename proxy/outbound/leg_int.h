@@ -92,7 +92,7 @@ struct conn {
     uv_connect_t req;
     struct mxg_leg *leg; /* NULL once dropped */
     size_t pending;      /* bytes queued in uv_write */
-    /* connection cache (proxy/conncache.h) */
+    /* connection cache (conncache.h) */
     const struct mxg_upstream_env *env;
     struct mxg_cc_slot *slot;  /* its place under the limits; released when closed */
     struct parked *pk;         /* while idle in the cache: the session state */
@@ -162,7 +162,7 @@ struct mxg_leg {
     struct mxg_dns_query *aq;     /* address lookup of a [host] next hop */
     char route_text[400];         /* the static route used, "" = none (logs) */
 
-    /* connection cache (proxy/conncache.h) */
+    /* connection cache (conncache.h) */
     struct mxg_cc_wait *ccw;      /* waiting for a connection slot (LEG_SLOT) */
     struct mxg_cc_key cckey;      /* the requirement key of the current candidate */
     int reused;                   /* transactions the cached connection had before ours */

@@ -1,7 +1,7 @@
 /* proxy/outbound/outbound.h — deliver one stored message to the recipients of one
  * destination domain over one upstream leg, without an inbound session:
  * MAIL → RCPT (each) → DATA → body → dot. Used by the spool's queue runner
- * (proxy/queue_runner.c), for DSNs, and for TLSRPT report mail.
+ * (proxy/outbound/queue_runner.c), for DSNs, and for TLSRPT report mail.
  *
  * Contract:
  *  - mxg_outbound_start() borrows req (and everything it points to) until

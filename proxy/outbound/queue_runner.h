@@ -9,7 +9,7 @@
  *  - mxg_queue_runner_start() scans the spool now and then every
  *    cfg->q_scan_ms. An entry is due when next_attempt_ms <= now (wall
  *    clock). A due entry's PENDING recipients are grouped by domain and each
- *    group goes out as one mxg_outbound (proxy/outbound.h): to the MX of the
+ *    group goes out as one mxg_outbound (proxy/outbound/outbound.h): to the MX of the
  *    domain, or, for DSN entries, to cfg->q_bounce_route when set ("[host]:port"
  *    → that host, "host" → its MX). At most cfg->max_legs (limits.legs)
  *    groups of one entry run at once; the others start, in the same attempt,
@@ -30,7 +30,7 @@
  *    quarantined (mxg_spool_quarantine). A recipient delivered to an MX that
  *    does not offer DSN, whose NOTIFY asked for SUCCESS, gets a "relayed"
  *    DSN (mxg_spool_relayed_dsn, before the settle). The outbound judges
- *    the replies (proxy/outbound.h): a DATA answered other than 354 is never
+ *    the replies (proxy/outbound/outbound.h): a DATA answered other than 354 is never
  *    a 2xx here, so such an entry is kept (4xx) or bounced (5xx).
  *  - Log lines: one per delivery attempt per domain, one per recipient's
  *    final outcome (delivered / failed + bounce / bounce dropped), one per

@@ -58,7 +58,7 @@ struct mxg_upstream_env {
     struct mxg_stlist_store *stlist; /* NULL: no policy list */
     struct mxg_rpt *rpt;          /* NULL: TLSRPT recording off */
     struct mxg_metrics *metrics;  /* NULL: not counted (core/metrics.h) */
-    /* the upstream connection cache and limits (proxy/conncache.h; made by
+    /* the upstream connection cache and limits (proxy/outbound/conncache.h; made by
      * mxg_upstream_conncache_new) and the TLS session store for resumption
      * (tls/tls_engine.h); NULL: every leg connects afresh, no limits, full
      * handshakes. Probes (mxg_leg_probe) never use either. */
@@ -172,7 +172,7 @@ int mxg_body_8bit(const void *p, size_t n);
 /* The connection cache for env->conncache, with the bounds of cfg
  * (upstream.cache_*, limits.destination_*, limits.upstream_connections,
  * limits.connection_wait) and the leg's way of closing idle connections
- * (QUIT, close). Free it as proxy/conncache.h says (shutdown, run the loop,
+ * (QUIT, close). Free it as proxy/outbound/conncache.h says (shutdown, run the loop,
  * free). mxg_upstream_conncache_cfg: the same bounds for
  * mxg_conncache_reconfigure() after a reload. A leg that is done
  * (mxg_leg_close in state ready/done) parks its connection there instead

@@ -101,7 +101,7 @@ case_ insecure.test may delivered mx1 'unauthenticated \(opportunistic\)'
 case_ dane-nodata.test webpki delivered dane-nodata 'WebPKI mx\.dane-nodata\.test \(policy override verify, match mx\.dane-nodata\.test\)'
 case_ sts-open.test encrypt deferred 4.7.5
 
-# the stable fields of the JSON object (doc/mxguard.8)
+# the stable fields of the JSON object (docs/man/mxguard.8)
 j="$TB/sts-nomatch.test.json"
 assert_eq "JSON: top-level fields" "deferred,domain,hosts,list,mta_sts,policy,route,status,usable,verdict" \
     "$(jq -r 'keys | join(",")' "$j")"

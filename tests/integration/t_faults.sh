@@ -367,7 +367,7 @@ for f in "ehlo rst" "ehlo-tls rst" "mail rst" "ehlo-tls close" "mail close"; do
     tb_mx_fault mx1 none
     r=$(fc_final "next-$k" 1)
     case $f in
-        *close) assert_reply "BUG proxy/upstream.c conn_read (TLS EOF/error in set-up states -> txn_lost, no next MX): MX 10 $f -> delivered via MX 20" "$r" "250" ;;
+        *close) assert_reply "BUG proxy/outbound/leg_chat.c leg_conn_read (TLS EOF/error in set-up states -> leg_txn_lost, no next MX): MX 10 $f -> delivered via MX 20" "$r" "250" ;;
         *) assert_reply "MX 10 $f -> delivered via MX 20" "$r" "250" ;;
     esac
     [[ "$r" == 250* ]] && assert_file_count "$MX2" $((n2 + 1)) "$f: mx2 got it"

@@ -10,7 +10,7 @@
 #            queries in flight together); mxguard must survive it and account for every one.
 #            (With getdns's libuv extension it did not: a second uv_poll on a socket fd it
 #            already polled, uv_poll_init's EEXIST unchecked, then a crash; since then
-#            mxguard's own event loop, dane/dns_loop.c. If it dies the failure is recorded and
+#            mxguard's own event loop, dns/dns_loop.c. If it dies the failure is recorded and
 #            a fresh mxguard runs the other phases.) nsd keeps its default rate limiting
 #            (mxguard's DNS goes over TCP; see below).
 #   phase 1: MXG_LOAD_SESSIONS (default 200) sessions at once, all held after their RCPT reply
@@ -154,7 +154,7 @@ legs() { expect "$1" | awk '{ print $1 + $3 }'; }
 # lookups at once); fds may stay a few above the start (files opened on first use)
 echo "# --- phase 0 (cold): $N0 sessions at once with empty caches (t=${SECONDS}s)"
 if [ "$N0" -gt 0 ]; then
-    RSS_SLACK=$RSS_SLACK0 CRASH_LABEL="cold burst (getdns on dane/dns_loop.c): " \
+    RSS_SLACK=$RSS_SLACK0 CRASH_LABEL="cold burst (getdns on dns/dns_loop.c): " \
         phase cold "$N0" 8 --barrier --ramp 0.5
 else
     echo "# phase 0 (cold burst) skipped: MXG_LOAD_COLD=0"
@@ -183,7 +183,7 @@ echo "# mxguard RSS after burst 1: $r1 kB, after burst $BURSTS: $r2 kB"
 assert_eq "bursts 2..$BURSTS did not grow RSS by more than $RSS_GROWTH MB (no leak): $(( (r2 - r1) / 1024 )) MB" \
     1 "$(( r2 - r1 <= RSS_GROWTH * 1024 ))"
 # once the burst's sessions are gone, mxguard gives the heap back (malloc_trim after a burst of
-# more than 64 sessions, proxy/server.h): RSS drops to within a quarter of what the burst added
+# more than 64 sessions, proxy/inbound/server.h): RSS drops to within a quarter of what the burst added
 # (glibc's allocator; ASan's keeps its own quarantine, so not checked there)
 # (the first burst of the run: a later one could reuse what an untrimmed heap kept. The cold
 # phase's own "after" is read with a few fds of slack, maybe before its last session is gone:

@@ -122,7 +122,7 @@ assert_eq "sessions_active back to 0" 0 "$(metric m1 mxguard_sessions_active)"
 assert_eq "connections_rejected{not_allowed} +1" 1 "$(delta m0 m1 'mxguard_connections_rejected_total{reason="not_allowed"}')"
 assert_match "dns_queries{ok} grew" "$(delta m0 m1 'mxguard_dns_queries_total{status="ok"}')" '^[1-9][0-9]*$'
 assert_match "an MX lookup was timed" "$(delta m0 m1 'mxguard_dns_query_duration_seconds_count{type="MX"}')" '^[1-9][0-9]*$'
-# counted in proxy/session.c and proxy/upstream.c
+# counted in proxy/inbound/session.c and proxy/outbound/leg*.c
 assert_eq "transactions{delivered} +1" 1 "$(delta m0 m1 'mxguard_transactions_total{outcome="delivered"}')"
 assert_eq "transaction duration observed" 1 "$(delta m0 m1 mxguard_transaction_duration_seconds_count)"
 assert_eq "policy decision: opportunistic +1" 1 "$(delta m0 m1 'mxguard_policy_decisions_total{source="opportunistic"}')"

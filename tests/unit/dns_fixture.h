@@ -5,7 +5,7 @@
  * chains, NODATA/NXDOMAIN with SOA (+ NSEC in signed zones), SERVFAIL for
  * names containing "servfail", TC over UDP when the answer exceeds the
  * query's EDNS payload size (the resolver then asks over TCP), and a
- * "silent" switch (timeouts). Used by test_dane_txt.c and
+ * "silent" switch (timeouts). Used by test_dns_txt.c and
  * test_policy_sts_txt.c (the TXT RRsets of §Limits: 40 records with the
  * STS one last, records of 1024 and 3000 octets, two STS records).
  *

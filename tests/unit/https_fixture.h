@@ -1,5 +1,5 @@
 /* tests/unit/https_fixture.h — the HTTPS test server of the unit tests
- * (test_policy_https.c, test_policy_https_post.c, test_report_send.c) and
+ * (test_http_get.c, test_http_post.c, test_report_send.c) and
  * the libuv loop harness they share. Header-only (static inline functions,
  * so a test need not use them all):
  * tests/CMakeLists.txt builds every test_*.c on its own.

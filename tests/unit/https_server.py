@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""HTTPS test server for tests/unit/test_policy_https.c (stdlib only).
+"""HTTPS test server for tests/unit/test_http_get.c (stdlib only).
 
-Serves fixed paths that exercise every outcome of policy/https.c:
+Serves fixed paths that exercise every outcome of http/https.c:
 
   /ok            200 text/plain, an MTA-STS policy (Content-Length)
   /chunked-ok    200 text/plain, the same policy, chunked
@@ -16,7 +16,7 @@ Serves fixed paths that exercise every outcome of policy/https.c:
   /ua            200 text/plain, the request's User-Agent
 
 POST (TLSRPT delivery tests, tests/unit/test_report_send.c and
-test_policy_https_post.c):
+test_http_post.c):
 
   /post/NNN[/..] reads the request body (Content-Length), answers status NNN
                  (e.g. 200, 202, 500) with a short text/plain body

@@ -1,4 +1,4 @@
-/* tests/unit/test_core_privs.c — server.user / server.group: resolution,
+/* tests/unit/test_app_privs.c — server.user / server.group: resolution,
  * the state directory hand-over, the temporary and the final switch (in
  * forked children, so the test process keeps its identity). The parts that
  * need root are skipped when the test does not run as root. */

@@ -1,5 +1,5 @@
-/* Unit tests for core/buf: append, printf/vprintf, consume, and the C-string
- * view (mxg_buf_cstr) that the DSN and report-mail builders hand out. */
+/* tests/unit/test_core_buf.c — core/buf: append, printf/vprintf, consume, and
+ * the C-string view (mxg_buf_cstr) that the DSN and report-mail builders hand out. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

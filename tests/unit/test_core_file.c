@@ -1,4 +1,4 @@
-/* Unit tests for core/file: the durable replace (tmp, fsync, rename,
+/* tests/unit/test_core_file.c — core/file: the durable replace (tmp, fsync, rename,
  * directory fsync) shared by the spool and the policy list store: content
  * and mode, unique temporary names, and a failure at every step (through
  * the hook) leaving the target as it was (or new, if only the directory

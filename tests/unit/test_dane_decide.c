@@ -1,9 +1,10 @@
-/* Unit tests for dane/dane.c: the RFC 7672 decision per MX host (table of
- * DNS outcomes → requirement), the decisions that need no TLSA lookup, and
- * the OpenSSL DANE set-up (PKIX usages never reach OpenSSL; Full(0) records
- * whose data does not parse are unusable, so an RRset of only such records
- * is "encrypt", never a VERIFY that OpenSSL then cannot load). Full(0)
- * records meant to be usable carry real DER (tlsa_fixture.h). */
+/* tests/unit/test_dane_decide.c — dane/dane.c: the RFC 7672 decision per MX
+ * host (table of DNS outcomes → requirement), the decisions that need no
+ * TLSA lookup, and the OpenSSL DANE set-up (PKIX usages never reach
+ * OpenSSL; Full(0) records whose data does not parse are unusable, so an
+ * RRset of only such records is "encrypt", never a VERIFY that OpenSSL then
+ * cannot load). Full(0) records meant to be usable carry real DER
+ * (tlsa_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

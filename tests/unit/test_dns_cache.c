@@ -1,5 +1,5 @@
-/* tests/unit/test_dane_dnscache.c — dane/dnscache: the answer cache behind
- * dane/dns.c, driven with an explicit clock (no loop, no network): TTL
+/* tests/unit/test_dns_cache.c — dns/dnscache: the answer cache behind
+ * dns/dns.c, driven with an explicit clock (no loop, no network): TTL
  * expiry, the positive and negative caps, LRU eviction order, size 0,
  * replacement, key normalisation. */
 #include <setjmp.h>

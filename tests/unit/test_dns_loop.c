@@ -1,4 +1,4 @@
-/* tests/unit/test_dane_dnsloop.c — dane/dns_loop: mxguard's getdns event loop
+/* tests/unit/test_dns_loop.c — dns/dns_loop: mxguard's getdns event loop
  * on libuv, driven directly through its getdns_eventloop vmt with socketpairs
  * (no getdns resolution, no network): two events on one fd, clearing one of
  * them, clearing from inside callbacks (itself, the other, the last one plus

@@ -1,5 +1,5 @@
-/* tests/unit/test_dane_mxroute.c — MX ordering (mxg_route_sort), route copy
- * and the status / DNSSEC name functions of dane/dns.h and dane/mxroute.h.
+/* tests/unit/test_dns_mxroute.c — MX ordering (mxg_route_sort), route copy
+ * and the status / DNSSEC name functions of dns/dns.h and dns/mxroute.h.
  * No network: resolution itself is exercised by the integration test-bed. */
 #include <setjmp.h>
 #include <stdarg.h>

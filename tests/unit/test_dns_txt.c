@@ -1,4 +1,4 @@
-/* tests/unit/test_dane_txt.c — mxg_dns_lookup_txt() (dane/dns.c) against a
+/* tests/unit/test_dns_txt.c — mxg_dns_lookup_txt() (dns/dns.c) against a
  * fake DNS server on the same libuv loop (dns_fixture.h: UDP + TCP on 127.0.0.1):
  * character-strings concatenated per record, NUL octets kept, every record
  * kept whole whatever the count or length (no cap may hide the one STS

@@ -1,4 +1,4 @@
-/* tests/unit/test_policy_https.c — policy/https against a real HTTPS server.
+/* tests/unit/test_http_get.c — http/https (GET) against a real HTTPS server.
  *
  * The group setup (tests/unit/https_fixture.h hfx_start_opts) generates,
  * with the openssl CLI, a test CA and three leaf certificates into a mkdtemp

@@ -1,4 +1,4 @@
-/* tests/unit/test_policy_https_post.c — mxg_https_post() against
+/* tests/unit/test_http_post.c — mxg_https_post() (http/https.h) against
  * tests/unit/https_server.py (tests/unit/https_fixture.h): the body and
  * Content-Type arrive as given (binary body with NULs), any 2xx is
  * success (200/201/202), other statuses and redirects are ERR_STATUS, a

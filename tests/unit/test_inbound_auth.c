@@ -1,5 +1,5 @@
-/* Unit tests for proxy/auth.h: strict base64 and SASL PLAIN decoding (RFC
- * 4954 §4, RFC 4616 §2), the password file (hashes made here with libcrypt:
+/* tests/unit/test_inbound_auth.c — proxy/inbound/auth.h: strict base64 and
+ * SASL PLAIN decoding (RFC 4954 §4, RFC 4616 §2), the password file (hashes made here with libcrypt:
  * yescrypt, SHA-512 crypt, bcrypt; errors with line numbers), the password
  * check on the thread pool, the brute-force throttle (window, lockout,
  * bounded LRU), the per-network requirement, the configuration rules that tie

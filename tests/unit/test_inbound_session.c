@@ -1,5 +1,5 @@
-/* Unit tests for the inbound session state machine (proxy/session.c): command
- * sequences → reply codes, over a real loopback socket, with no upstream
+/* tests/unit/test_inbound_session.c — the inbound session state machine
+ * (proxy/inbound/session.c): command sequences → reply codes, over a real loopback socket, with no upstream
  * involved (every case stops before a RCPT would open a leg, or runs in queue
  * mode). A client thread plays the script; the libuv loop runs the server.
  * Inbound security (docs/ARCHITECTURE.md §Hostile peers): STARTTLS with a

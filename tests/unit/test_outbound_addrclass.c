@@ -1,4 +1,4 @@
-/* tests/unit/test_proxy_addrclass.c — proxy/addr_class: the special-purpose
+/* tests/unit/test_outbound_addrclass.c — proxy/outbound/addr_class: the special-purpose
  * ranges upstream.refuse_private_addresses refuses (each range's edges,
  * IPv4-mapped / -compatible / NAT64 forms, global addresses pass), the
  * host comparison behind upstream.self_addresses (IPv4 vs its mapped IPv6

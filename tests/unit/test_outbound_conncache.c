@@ -1,5 +1,5 @@
-/* Unit tests for proxy/conncache: reuse only under the same destination
- * and requirement key, idle expiry, use and lifetime caps, size bounds with
+/* tests/unit/test_outbound_conncache.c — proxy/outbound/conncache: reuse
+ * only under the same destination and requirement key, idle expiry, use and lifetime caps, size bounds with
  * eviction, lost connections, per-destination concurrency and rate limits,
  * the global cap, waiting (FIFO, served from the loop, deadline → LIMITED),
  * cancel, shutdown. Connections are fake objects; the loop is real. */
@@ -22,7 +22,7 @@ struct fake {
     struct mxg_cc_slot *slot;
 };
 
-/* what ops->close got, released later from a loop callback (as upstream.c does) */
+/* what ops->close got, released later from a loop callback (as the leg, leg_reuse.c, does) */
 static struct fake *closed_q[64];
 static int n_closed;
 static struct mxg_conncache *g_cc;

@@ -1,6 +1,6 @@
-/* Unit tests for proxy/outbound.c (and the leg options it uses): one
- * message over one leg to an in-process SMTP server on 127.0.0.1, reached
- * through an address-literal next hop (no DNS at all), opportunistic.
+/* tests/unit/test_outbound_relay.c — proxy/outbound/outbound.c (and the
+ * leg options it uses): one message over one leg to an in-process SMTP
+ * server on 127.0.0.1, reached through an address-literal next hop (no DNS at all), opportunistic.
  * The server runs on the same libuv loop; it can refuse recipients, stall
  * its reading (back-pressure), drop the connection in the middle of DATA. */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /* tests/unit/test_policy_sts_txt.c — policy/sts discovery (the _mta-sts TXT
- * RRset, RFC 8461 §3.1) through the real resolver (dane/dns.c) against the
+ * RRset, RFC 8461 §3.1) through the real resolver (dns/dns.c) against the
  * in-process signed DNS server of dns_fixture.h. docs/ARCHITECTURE.md §Limits (an
  * implementation limit never weakens a policy):
  *  - 40 TXT records with the STS one last (an SPF-style RRset): the STS

@@ -1,5 +1,5 @@
-/* Unit tests for the TLSRPT report mail (report/rpt_mail.c, rpt_dkim.c and
- * the mailto: path of rpt_send.c): the RFC 8460 §5.3 MIME structure parsed
+/* tests/unit/test_report_mail.c — the TLSRPT report mail (report/rpt_mail.c,
+ * rpt_dkim.c and the mailto: path of rpt_send.c): the RFC 8460 §5.3 MIME structure parsed
  * back (headers, boundary, filename, base64 → gunzip → the JSON), DKIM
  * signatures verified in-process by libopendkim against the public key
  * (DKIM_QUERY_FILE: no DNS), dot-stuffing, mailto: URIs, and the sender's

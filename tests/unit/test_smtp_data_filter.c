@@ -1,4 +1,4 @@
-/* Unit tests for proxy/data_filter: end detection, smuggling sequences,
+/* tests/unit/test_smtp_data_filter.c — smtp/data_filter: end detection, smuggling sequences,
  * bare line ends, limits, chunk boundaries. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
-/* Unit tests for proxy/smtp_parse: commands, paths, parameters, replies,
- * capabilities. Table-driven; every table has malformed rows. */
+/* tests/unit/test_smtp_parse.c — smtp/smtp_parse: commands, paths,
+ * parameters, replies, capabilities. Table-driven; every table has malformed rows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

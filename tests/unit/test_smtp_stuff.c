@@ -1,5 +1,5 @@
-/* Unit tests for smtp/smtp_stuff: the plain-text to DATA wire-form encoder
- * (dot-stuffing) shared by DSNs and TLSRPT report mail. A table of edge
+/* tests/unit/test_smtp_stuff.c — smtp/smtp_stuff: the plain-text to DATA
+ * wire-form encoder (dot-stuffing) shared by DSNs and TLSRPT report mail. A table of edge
  * cases, chunk boundaries (a CR at the end of a chunk), and an exhaustive
  * check over every short text of '.', CR, LF and 'a' against a reference
  * normaliser: no early end-of-data marker, and un-stuffing gives back the
