@@ -38,6 +38,9 @@
 #                        TLSA 3 1 1 wrong digest)
 #   dane-bogus.test      MX 10 mx.dane-bogus.test (127.0.70.28), TLSA matching, but the RRSIG
 #                        over the TLSA RRset corrupted (MX and A stay secure)
+#   abogus.test          MX 10 mx.abogus.test (127.0.70.35, nothing listens), TLSA 3 1 1 wrong
+#                        digest; the MX RRset secure, but the RRSIG over mx.abogus.test's A
+#                        RRset corrupted: the only MX host's address lookup is bogus
 #   dane-nodata.test     MX 10 mx.dane-nodata.test (127.0.70.29), no TLSA (secure denial)
 #   dane-unusable.test   MX 10 mx.dane-unusable.test (127.0.70.30), only TLSA 0 0 1 and 1 1 1
 #                        (PKIX usages, unusable for SMTP; digests of its real certificate)
@@ -412,6 +415,11 @@ write_leaf dane-bogus.test. <<EOF
 mx	IN A 127.0.70.28
 _25._tcp.mx	IN TLSA $(tlsa311 mx.dane-bogus.test)
 EOF
+write_leaf abogus.test. <<EOF
+@	IN MX 10 mx.abogus.test.
+mx	IN A 127.0.70.35
+_25._tcp.mx	IN TLSA $WRONG311
+EOF
 write_leaf dane-nodata.test. <<EOF
 @	IN MX 10 mx.dane-nodata.test.
 mx	IN A 127.0.70.29
@@ -663,7 +671,7 @@ for d in sts-cache.test sts-rotate.test sts-short.test; do
     cp "$(pol $d)" "$DIR/www/variants/mta-sts.$d.a.txt"
 done
 
-DANE_LEAVES="dane-ee.test dane-ta.test dane-taname.test dane-2nd.test dane-allbad.test dane-bogus.test
+DANE_LEAVES="dane-ee.test dane-ta.test dane-taname.test dane-2nd.test dane-allbad.test dane-bogus.test abogus.test
  dane-nodata.test dane-unusable.test dane-unusable-plain.test dane-nostarttls.test dane-cname.test
  dane-target.test dane-expired.test dane-big.test"
 STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.test sts-testing.test
@@ -678,7 +686,11 @@ SIGNED_LEAVES="$SIGNED_LEAVES $DANE_BIG_LEAVES"
 DANE_LEAVES="$DANE_LEAVES $DANE_BIG_LEAVES"
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)
-BOGUS_LEAVES="bogus.test dane-bogus.test dane-expired.test"
+BOGUS_LEAVES="bogus.test dane-bogus.test abogus.test dane-expired.test"
+# of those, the zones where one RRset alone is bogus (corrupt_rrsig): "OWNER TYPE" of that RRset.
+# dnssec-verify must name it and nothing else (the rest, e.g. a secure MX RRset, stays valid).
+declare -A BOGUS_RRSET=([bogus.test]="bogus.test MX" [dane-bogus.test]="_25._tcp.mx.dane-bogus.test TLSA"
+                        [abogus.test]="mx.abogus.test A")
 # signed with RSA-4096 keys instead of ECDSA P-256: 512-octet signatures make its DNSKEY set,
 # its denials and its TLSA RRset too big for UDP (several truncated answers at once)
 RSA_LEAVES="dane-big.test"
@@ -756,6 +768,8 @@ done
 corrupt_rrsig bogus.test. MX
 # dane-bogus.test: the same for the TLSA RRset (its MX and A RRsets stay secure).
 corrupt_rrsig dane-bogus.test. TLSA _25._tcp.mx.dane-bogus.test.
+# abogus.test: the same for mx.abogus.test's A RRset (its MX and TLSA RRsets stay secure).
+corrupt_rrsig abogus.test. A mx.abogus.test.
 
 # test.: delegations (with DS for the signed leaves), glue-free (ns.test is in-zone)
 {
@@ -924,12 +938,18 @@ if grep -hE '\sIN\s+A\s' "$DIR"/zones/*.zone "$DIR"/zones/variants/*.zone | awk 
     exit 1
 fi
 # Every signed zone passes dnssec-verify (complete, correct and current signatures), except
-# those meant to be bogus, which must fail it.
+# those meant to be bogus, which must fail it (those in BOGUS_RRSET: for that one RRset only).
 for z in . test $SIGNED_LEAVES; do
     [ "$z" = . ] || z="$z."
     if [[ " $(echo $BOGUS_LEAVES) " == *" ${z%.} "* ]]; then
-        if dnssec-verify -q -o "$z" "$(zf "$z").signed" >/dev/null 2>&1; then
+        if dnssec-verify -q -o "$z" "$(zf "$z").signed" >"$DIR/verify.out" 2>&1; then
             echo "mkzones: $z passes dnssec-verify but is meant to be bogus" >&2
+            exit 1
+        fi
+        if [ -n "${BOGUS_RRSET[${z%.}]:-}" ] &&
+           [ "$(sed -n 's/^No correct [^ ]* signature for //p' "$DIR/verify.out")" != "${BOGUS_RRSET[${z%.}]}" ]; then
+            cat "$DIR/verify.out" >&2
+            echo "mkzones: in $z, exactly the RRset ${BOGUS_RRSET[${z%.}]} must be bogus" >&2
             exit 1
         fi
     elif ! dnssec-verify -q -o "$z" "$(zf "$z").signed" >"$DIR/verify.out" 2>&1; then

@@ -54,10 +54,18 @@ for h in mx.dane-ee.test mx.dane-ta.test mx.dane-taname.test mx1.dane-2nd.test m
     assert_match "TLSA _25._tcp.$h fully validated" "$(delv_q "_25._tcp.$h" TLSA)" 'fully validated.*TLSA[[:space:]]+[0-3] [01] [0-2] '
 done
 
-# bogus TLSA (MX and A secure), no TLSA (secure denial), the CNAME'd MX host, expired signatures
+# bogus TLSA (MX and A secure), bogus A (MX and TLSA secure), no TLSA (secure denial), the
+# CNAME'd MX host, expired signatures
 out=$(delv_q _25._tcp.mx.dane-bogus.test TLSA)
 assert_match "dane-bogus.test: TLSA RRSIG fails" "$out" 'RRSIG failed to verify|no valid signature'
 assert_not_contains "dane-bogus.test: TLSA not validated" "$out" "fully validated"
+assert_match "abogus.test MX 10 mx.abogus.test (validated)" "$(delv_q abogus.test MX)" \
+    'fully validated.*MX[[:space:]]+10 mx\.abogus\.test\.'
+out=$(delv_q mx.abogus.test A)
+assert_match "abogus.test: the A RRSIG of its MX host fails" "$out" 'RRSIG failed to verify|no valid signature'
+assert_not_contains "abogus.test: mx.abogus.test A not validated" "$out" "fully validated"
+assert_match "abogus.test: TLSA _25._tcp.mx.abogus.test (validated)" "$(delv_q _25._tcp.mx.abogus.test TLSA)" \
+    'fully validated.*TLSA[[:space:]]+3 1 1 '
 assert_contains "dane-nodata.test: no TLSA, negative answer validated" \
     "$(delv_q _25._tcp.mx.dane-nodata.test TLSA)" "negative response, fully validated"
 out=$(delv_q dane-cname.test MX; delv_q mx.dane-cname.test A)

@@ -6,6 +6,9 @@
 #      "U S M HEX"), for a bogus TLSA RRset ([]: not known) and for a failed MTA-STS fetch ([]);
 #  14. a bogus MX RRset records dnssec-invalid under the domain's tlsa policy; dnssec-invalid
 #      for a bogus TLSA RRset carries receiving-mx-hostname (and no connection fields);
+#  14b. the bogus address RRset of a secure MX host (abogus.test, its only MX): dnssec-invalid
+#      with receiving-mx-hostname, under the domain's tlsa policy too (a refactor once filed it
+#      under no-policy-found);
 #  15. an MX host that the MTA-STS policy does not list: validation-failure with
 #      receiving-mx-hostname and failure-reason-code "mx-not-in-policy", in enforce mode
 #      (host skipped, mail delivered to the listed MX) and in testing mode (delivered anyway);
@@ -49,6 +52,13 @@ assert_reply "dane-bogus.test: refused (bogus TLSA)" "$SW_RCPT" "451 4.7.5"
 assert_no_mail "dane-bogus.test: nothing reached its MX" dane-bogus
 swaks_send mxbogus --to a@bogus.test
 assert_reply "bogus.test: refused (bogus MX RRset)" "$SW_RCPT" "451 4.4.3"
+spool_all() { find "$TB/spool" -name '*.eml' 2>/dev/null | wc -l; } # messages at every MX server
+before=$(spool_all)
+swaks_send abogus --to a@abogus.test
+assert_reply "abogus.test: refused (the only MX host's addresses are bogus)" "$SW_RCPT" "451 4.4.3"
+assert_contains "abogus.test: the reply names the host's address lookup" "$SW_RCPT" \
+    "mx.abogus.test: address lookup"
+assert_eq "abogus.test: nothing was delivered anywhere" "$before" "$(spool_all)"
 swaks_send notfound --to a@sts-notfound.test
 assert_reply "sts-notfound.test: delivered opportunistically (policy 404)" "$SW_DOT" "250"
 swaks_send nomatch --to a@sts-nomatch.test
@@ -120,6 +130,14 @@ assert_eq "bogus.test: a tlsa policy for the domain, policy-string []" "tlsa bog
 assert_eq "bogus.test: dnssec-invalid, no MX host known" \
     "dnssec-invalid failed-session-count,failure-reason-code,result-type" \
     "$(rj mxbogus 'F("tlsa")[0]["result-type"] + " " + K(F("tlsa")[0])')"
+
+show abogus abogus.test
+assert_eq "abogus.test: exactly one policy, tlsa for abogus.test, policy-string []" \
+    "1 tlsa abogus.test []" \
+    "$(rj abogus 'str(len(r["policies"])) + " " + (p := r["policies"][0]["policy"])["policy-type"] + " " + p["policy-domain"] + " " + json.dumps(p.get("policy-string"))')"
+assert_eq "abogus.test: its one failure detail, dnssec-invalid at mx.abogus.test" \
+    "1 dnssec-invalid mx.abogus.test" \
+    "$(rj abogus 'str(len(d := r["policies"][0].get("failure-details", []))) + " " + d[0]["result-type"] + " " + d[0].get("receiving-mx-hostname", "-")')"
 
 # ------------------------------------------------------------------ 15: MX not in the policy
 show nomatch sts-nomatch.test
