@@ -107,3 +107,9 @@ if ic or if_:
     print("Instructions per relayed 1 KiB message (callgrind, mxguard process): %s with a cached "
           "upstream connection, %s with a new connection + DANE handshake each"
           % ("{:,.0f}".format(ic) if ic else "-", "{:,.0f}".format(if_) if if_ else "-"))
+bc, bf = (get("instr_per_msg", "mxguard-base-cached", "1"),
+          get("instr_per_msg", "mxguard-base-fresh", "1"))
+if bc or bf:
+    print("  mxguard-base: %s cached, %s new connection; mxguard / mxguard-base = %s cached, %s new"
+          % ("{:,.0f}".format(bc) if bc else "-", "{:,.0f}".format(bf) if bf else "-",
+             "%.3fx" % (ic / bc) if ic and bc else "-", "%.3fx" % (if_ / bf) if if_ and bf else "-"))

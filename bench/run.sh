@@ -402,34 +402,39 @@ fi
 
 # ------------------------------------------------------------------ instructions per message
 if ! skip cpu && command -v valgrind >/dev/null; then
-    tb_stop mxguard
+    # instructions per message are exact, not noisy: with --base both builds are counted
+    for cgt in mxguard ${BASE_BIN:+mxguard-base}; do
+    tb_stop "$cgt"
+    cgbin=$MXG_BIN cgconf=$TB/mxguard.conf cgaddr=$MXG_ADDR
+    [ "$cgt" = mxguard-base ] && cgbin=$BASE_BIN cgconf=$TB/mxguard-base.conf cgaddr=$BASE_ADDR
     for mode in cached fresh; do
         idle=30s
         [ "$mode" = fresh ] && idle=0
         env MXGUARD_UPSTREAM_CACHE_IDLE=$idle setsid valgrind --tool=callgrind \
-            --callgrind-out-file="$TB/callgrind.$mode.%p" "$MXG_BIN" run -c "$TB/mxguard.conf" \
-            >"$TB/cg.$mode.out" 2>"$TB/cg.$mode.log" </dev/null 9>&- &
-        echo "$! callgrind-$mode" >>"$TB/pids"
+            --callgrind-out-file="$TB/callgrind.$cgt.$mode.%p" "$cgbin" run -c "$cgconf" \
+            >"$TB/cg.$cgt.$mode.out" 2>"$TB/cg.$cgt.$mode.log" </dev/null 9>&- &
+        echo "$! callgrind-$cgt-$mode" >>"$TB/pids"
         cgpid=$!
         for i in $(seq 300); do
-            "$W/smtpload" -s 1 -m 1 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1 && break
+            "$W/smtpload" -s 1 -m 1 -l 1024 -t rcpt@dane-ee.test "$cgaddr" >/dev/null 2>&1 && break
             sleep 0.2
         done
-        "$W/smtpload" -s 2 -m 10 -l 1024 -t rcpt@dane-ee.test "$MXG_ADDR" >/dev/null 2>&1
+        "$W/smtpload" -s 2 -m 10 -l 1024 -t rcpt@dane-ee.test "$cgaddr" >/dev/null 2>&1
         callgrind_control -d "$cgpid" >/dev/null 2>&1 # part 1: start-up + warm-up; count from here
-        smtp-source -s 2 -m "$CG_MSGS" -l 1024 -f a@bench.test -t b@dane-ee.test "$MXG_ADDR" \
+        smtp-source -s 2 -m "$CG_MSGS" -l 1024 -f a@bench.test -t b@dane-ee.test "$cgaddr" \
             >/dev/null 2>&1
         callgrind_control -d "$cgpid" >/dev/null 2>&1
         sleep 0.5
-        f=$(ls "$TB"/callgrind."$mode".*.2 2>/dev/null | head -1) # part 2: the measured messages
+        f=$(ls "$TB"/callgrind."$cgt"."$mode".*.2 2>/dev/null | head -1) # part 2: the measured messages
         ir=$(awk '/^summary:|^totals:/ { print $2; exit }' "$f" 2>/dev/null)
         if [ -n "$ir" ]; then
-            rec instr_per_msg "mxguard-$mode" 1 "$(python3 -c "print(int($ir / $CG_MSGS))")"
-            log "callgrind ($mode connections): $ir instructions for $CG_MSGS messages ($f)"
+            rec instr_per_msg "$cgt-$mode" 1 "$(python3 -c "print(int($ir / $CG_MSGS))")"
+            log "callgrind $cgt ($mode connections): $ir instructions for $CG_MSGS messages ($f)"
         else
-            log "callgrind ($mode): no figures ($(tail -n 3 "$TB/cg.$mode.log"))"
+            log "callgrind $cgt ($mode): no figures ($(tail -n 3 "$TB/cg.$cgt.$mode.log"))"
         fi
-        tb_stop "callgrind-$mode"
+        tb_stop "callgrind-$cgt-$mode"
+    done
     done
 fi
 

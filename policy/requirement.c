@@ -2,6 +2,7 @@
 #include "requirement.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,7 +63,23 @@ void mxg_req_inputs_init(struct mxg_req_inputs *in, const struct mxg_policy *pol
                          int nexthop_literal, int opportunistic, int dane_enabled,
                          int sts_enabled)
 {
-    memset(in, 0, sizeof *in);
+    /* everything but the two large results (44 KB, once per message): those are
+     * read only behind sts_done / list_active, so their discriminators suffice */
+    memset(in, 0, offsetof(struct mxg_req_inputs, sts));
+    in->sts.outcome = MXG_STS_NO_POLICY;
+    in->sts.policy.mode = MXG_STS_MODE_NONE;
+    in->sts.policy.max_age = 0;
+    in->sts.policy.n_mx = 0;
+    in->sts.policy.mx_dropped = 0;
+    in->sts.id[0] = '\0';
+    in->sts.from_cache = 0;
+    in->sts.expires_at = 0;
+    in->sts.failure = MXG_STS_FAIL_NONE;
+    in->sts.why[0] = '\0';
+    in->list_active = 0;
+    in->list.mode = MXG_STS_MODE_NONE;
+    in->list.n_mxs = 0;
+    in->list.alias[0] = '\0';
     in->policy = *policy;
     if (opportunistic) { /* no override either (RFC 8460 §3) */
         memset(&in->policy, 0, sizeof in->policy);

@@ -106,7 +106,8 @@ enum mxg_req_rpt {
  * "sts-failed". */
 const char *mxg_req_rpt_name(enum mxg_req_rpt r);
 
-/* Everything the requirement depends on, per leg (per `check`). */
+/* Everything the requirement depends on, per leg (per `check`). The two large
+ * results (sts, list) stay last: mxg_req_inputs_init() zeroes what precedes them. */
 struct mxg_req_inputs {
     struct mxg_policy policy;      /* row 1 / last row; reset when opportunistic */
     int opportunistic;             /* leg option: TLS "may" whatever DANE/MTA-STS/list say */
