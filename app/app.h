@@ -127,6 +127,12 @@ void app_close_parts(struct app *app);
 void app_env(struct app *app, struct mxg_upstream_env *env);
 /* Everything off: parts released, every handle closed, the loop closed. */
 void app_shutdown(struct app *app);
+/* A one-shot command's (check, list, report) start: a zeroed app with the
+ * configuration of -c FILE (or its default) loaded, privileges dropped as
+ * `run` would, logging to stderr at min_level or the configured level if
+ * higher, and its loop initialised. NULL when any of it failed (said on
+ * stderr); else the caller ends with app_shutdown() and free(). */
+struct app *app_oneshot_new(const char *file, enum mxg_log_level min_level);
 /* A one-shot command's end before app_shutdown(): legs under way finish (bounded). */
 void app_finish_oneshot(struct app *app);
 

@@ -32,16 +32,10 @@ int mxg_cli_check(int argc, char **argv)
     }
     if (mxg_cli_parse_opts(n, rest, &file, &connect) < 0)
         return 2;
-    struct app *app = calloc(1, sizeof *app);
+    struct app *app = app_oneshot_new(file, MXG_LOG_WARN);
     if (!app)
         return 1;
     int rc = 1;
-    if (mxg_cli_load(&app->cfg, file) < 0)
-        goto out;
-    if (mxg_cli_privs(&app->cfg) < 0)
-        goto out;
-    mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
-    uv_loop_init(&app->loop);
     char err[1024];
     /* the cache is read if it is there (the service's view), never created */
     char dbpath[MXG_CFG_PATH_MAX + 32];
@@ -62,7 +56,6 @@ int mxg_cli_check(int argc, char **argv)
 out_loop:
     app_finish_oneshot(app); /* --connect: every probe leg freed */
     app_shutdown(app);
-out:
     free(app);
     return rc;
 }

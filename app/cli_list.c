@@ -76,16 +76,10 @@ int mxg_cli_list(int argc, char **argv)
     const char *sub = argv[0], *file = NULL;
     if (mxg_cli_parse_opts(argc - 1, argv + 1, &file, NULL) < 0)
         return 2;
-    struct app *app = calloc(1, sizeof *app);
+    struct app *app = app_oneshot_new(file, MXG_LOG_WARN);
     if (!app)
         return 1;
     int rc = 1;
-    if (mxg_cli_load(&app->cfg, file) < 0)
-        goto out;
-    if (mxg_cli_privs(&app->cfg) < 0)
-        goto out;
-    mxg_log_setup(app->cfg.log_level > MXG_LOG_WARN ? app->cfg.log_level : MXG_LOG_WARN, 0);
-    uv_loop_init(&app->loop);
     char err[1024];
     if (app_open_parts(app, 1, err, sizeof err) < 0) {
         fprintf(stderr, "mxguard: %s\n", err);
@@ -125,7 +119,6 @@ int mxg_cli_list(int argc, char **argv)
     }
 out_loop:
     app_shutdown(app);
-out:
     free(app);
     return rc;
 }

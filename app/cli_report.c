@@ -60,16 +60,10 @@ int mxg_cli_report(int argc, char **argv)
     if (export ? mxg_cli_parse_opts(nrest, rest, &file, NULL) < 0
                : mxg_cli_parse_opts(argc - skip, argv + skip, &file, NULL) < 0)
         return 2;
-    struct app *app = calloc(1, sizeof *app);
+    struct app *app = app_oneshot_new(file, MXG_LOG_NOTICE);
     if (!app)
         return 1;
     int rc = 1;
-    if (mxg_cli_load(&app->cfg, file) < 0)
-        goto out;
-    if (mxg_cli_privs(&app->cfg) < 0)
-        goto out;
-    mxg_log_setup(app->cfg.log_level > MXG_LOG_NOTICE ? app->cfg.log_level : MXG_LOG_NOTICE, 0);
-    uv_loop_init(&app->loop);
     char err[1024], id[MXG_RPT_REPORT_ID_MAX];
     if (!app->cfg.rpt_enabled) {
         fprintf(stderr, "mxguard: tlsrpt.enabled = false\n");
@@ -121,7 +115,6 @@ int mxg_cli_report(int argc, char **argv)
 out_loop:
     app_finish_oneshot(app); /* send: the report mail's leg ends (QUIT) and is freed */
     app_shutdown(app);
-out:
     free(app);
     return rc;
 }

@@ -3,6 +3,7 @@
  * wired into the upstream environment, and closed again. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -289,6 +290,21 @@ static void on_finish_guard(uv_timer_t *t)
     LOG_W("main", "%d handle(s) still busy %d s after the command's work was done: closing them",
           n, APP_FINISH_MAX_MS / 1000);
     uv_stop(t->loop);
+}
+
+/* See app.h: calloc, configuration, privileges, quiet logging, the loop. */
+struct app *app_oneshot_new(const char *file, enum mxg_log_level min_level)
+{
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return NULL;
+    if (mxg_cli_load(&app->cfg, file) < 0 || mxg_cli_privs(&app->cfg) < 0) {
+        free(app);
+        return NULL;
+    }
+    mxg_log_setup(app->cfg.log_level > min_level ? app->cfg.log_level : min_level, 0);
+    uv_loop_init(&app->loop);
+    return app;
 }
 
 /* The end of a one-shot command (check, report), before app_shutdown():
