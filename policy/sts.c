@@ -107,7 +107,13 @@ static void job_free(struct job *j)
 static void job_finish(struct job *j)
 {
     struct mxg_sts_result *r = &j->res;
-    LOG_I("sts", "%s: %s%s%s — %s", j->domain, mxg_sts_outcome_name(r->outcome),
+    /* Routine outcomes (no policy, a cached policy still in force) are debug: the
+     * info log is one line per transaction outcome. A fetch, a failure or a
+     * cache that cannot be read is news and stays at info. */
+    int routine = r->failure == MXG_STS_FAIL_NONE &&
+                  (r->outcome == MXG_STS_NO_POLICY || (r->outcome == MXG_STS_POLICY && r->from_cache));
+    mxg_log(routine ? MXG_LOG_DEBUG : MXG_LOG_INFO, "sts", "%s: %s%s%s — %s", j->domain,
+          mxg_sts_outcome_name(r->outcome),
           r->outcome == MXG_STS_POLICY ? " mode=" : "",
           r->outcome == MXG_STS_POLICY ? mxg_sts_mode_name(r->policy.mode) : "", r->why);
     job_unlink(j);

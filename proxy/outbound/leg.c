@@ -481,7 +481,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             if (leg->reused)
                 snprintf(reuse, sizeof reuse, " (reused connection, transaction %d)",
                          leg->reused + 1);
-            LOG_I("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
+            LOG_D("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
                   lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
                   leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
             mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS,
