@@ -173,6 +173,12 @@ void mxg_vlog(enum mxg_log_level l, const char *component, const char *fmt, va_l
     fprintf(stderr, "%s %s %s: %s\n", ts, mxg_log_level_name(l), component, msg);
 }
 
+/* Contract: see log.h. */
+int mxg_log_enabled(enum mxg_log_level l)
+{
+    return l >= g_min && (unsigned)l < 5;
+}
+
 void mxg_log(enum mxg_log_level l, const char *component, const char *fmt, ...)
 {
     va_list ap;

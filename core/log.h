@@ -40,6 +40,10 @@ void mxg_log(enum mxg_log_level l, const char *component, const char *fmt, ...)
 void mxg_vlog(enum mxg_log_level l, const char *component, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* Would a line at level l be written? (to skip building text only a debug
+ * line would show) */
+int mxg_log_enabled(enum mxg_log_level l);
+
 #define LOG_D(comp, ...) mxg_log(MXG_LOG_DEBUG, comp, __VA_ARGS__)
 #define LOG_I(comp, ...) mxg_log(MXG_LOG_INFO, comp, __VA_ARGS__)
 #define LOG_N(comp, ...) mxg_log(MXG_LOG_NOTICE, comp, __VA_ARGS__)

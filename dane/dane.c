@@ -1,4 +1,5 @@
 /* dane/dane.c — RFC 7672 per-host decision and OpenSSL DANE set-up; see dane.h. */
+#include "../core/str.h"
 #include "dane.h"
 
 #include <stdio.h>
@@ -51,8 +52,8 @@ void mxg_dane_host_unusable(struct mxg_dane_host *h, enum mxg_dane_fail f, const
     h->n_usable = h->n_all = 0;
     h->req = MXG_DANE_UNUSABLE;
     h->fail = f;
-    snprintf(h->enh, sizeof h->enh, "%s", mxg_dane_fail_enh(f));
-    snprintf(h->why, sizeof h->why, "%s", why);
+    mxg_str_copy(h->enh, sizeof h->enh, mxg_dane_fail_enh(f));
+    mxg_str_copy(h->why, sizeof h->why, why);
 }
 
 static int start_tlsa(struct mxg_dane_query *q);
@@ -158,8 +159,8 @@ int mxg_dane_decide(const struct mxg_tlsa_result *r, const char *name, const cha
         free(h->all);
         h->rr = h->all = NULL;
         h->n_usable = h->n_all = 0;
-        snprintf(h->base, sizeof h->base, "%s", name);
-        snprintf(h->other, sizeof h->other, "%s", other ? other : "");
+        mxg_str_copy(h->base, sizeof h->base, name);
+        mxg_str_copy(h->other, sizeof h->other, other ? other : "");
         h->n_total = r->n + r->n_bad;
         /* every usable record is kept, in RRset order, whatever its size */
         unsigned char *keep = r->n > 0 ? calloc((size_t)r->n, 1) : NULL;
@@ -260,11 +261,11 @@ int mxg_dane_host_lookup(struct mxg_dns *dns, enum mxg_dnssec mx_sec, const char
     q->cb = cb;
     q->arg = arg;
     if (addrs->canon[0] && strcasecmp(addrs->canon, host) != 0) {
-        snprintf(q->names[0], sizeof q->names[0], "%s", addrs->canon);
-        snprintf(q->names[1], sizeof q->names[1], "%s", host);
+        mxg_str_copy(q->names[0], sizeof q->names[0], addrs->canon);
+        mxg_str_copy(q->names[1], sizeof q->names[1], host);
         q->n_names = 2;
     } else {
-        snprintf(q->names[0], sizeof q->names[0], "%s", host);
+        mxg_str_copy(q->names[0], sizeof q->names[0], host);
         q->n_names = 1;
     }
     if (start_tlsa(q) < 0) {
@@ -301,7 +302,7 @@ int mxg_dane_host_verify(const struct mxg_dane_host *h, struct mxg_tls_verify *v
                                      h->rr[i].len, h->rr[i].data};
     v->how = MXG_TV_DANE;
     v->enforce = 1;
-    snprintf(v->sni, sizeof v->sni, "%s", h->base);
+    mxg_str_copy(v->sni, sizeof v->sni, h->base);
     if (h->other[0])
         v->names[v->n_names++] = h->other;
     v->tlsa = *own = t;

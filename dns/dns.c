@@ -58,6 +58,7 @@
 #include <getdns/getdns.h>
 #include <getdns/getdns_extra.h>
 
+#include "../core/str.h"
 #include "../core/buf.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
@@ -101,12 +102,13 @@ struct dns_sub {
     enum mxg_dnssec sec;          /* worst over the chain */
     char why[160];
     int n;                        /* addresses (A/AAAA subs) */
-    struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
     int malformed;                /* a record of the answer mxguard could not read (TXT, MX,
                                      CNAME target): the lookup fails */
     int oom;                      /* the answer's records could not be kept */
     int chain_cut;                /* the answer's CNAME chain goes on past DNS_MAX_CHAIN */
     int mx_over;                  /* MX records beyond MXG_DNS_MAX_MX (least preferred dropped) */
+    /* last, not zeroed by query_new: addr[0..n) only, each slot zeroed when written */
+    struct sockaddr_storage addr[MXG_DNS_MAX_ADDR];
 };
 
 struct mxg_dns_query {
@@ -315,7 +317,7 @@ static void sub_set(struct dns_sub *s, enum mxg_dns_status st, enum mxg_dnssec s
     s->sec = sec_worst(s->sec, sec);
     if (st == MXG_DNS_BOGUS)
         s->sec = MXG_SEC_BOGUS;
-    snprintf(s->why, sizeof s->why, "%s", why);
+    mxg_str_copy(s->why, sizeof s->why, why);
 }
 
 /* Mnemonic of the RR types asked here, for messages. */
@@ -618,7 +620,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
     if (!answer || getdns_list_get_length(answer, &na) != GETDNS_RETURN_GOOD)
         return 0;
 
-    snprintf(chain[nchain++], sizeof chain[0], "%s", s->name);
+    mxg_str_copy(chain[nchain++], sizeof chain[0], s->name);
     s->chain_cut = 0;
     for (int link = 0; link <= DNS_MAX_CHAIN; link++) {
         int moved = 0;
@@ -643,7 +645,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
             }
             ttl_take(s, rr);
             snprintf(canon, canonlen, "%s", tname);
-            snprintf(chain[nchain++], sizeof chain[0], "%s", tname);
+            mxg_str_copy(chain[nchain++], sizeof chain[0], tname);
             moved = 1;
             break;
         }
@@ -709,7 +711,7 @@ static int collect_answer(struct dns_sub *s, getdns_list *answer, char *canon, s
                 s->malformed = 1;
                 break;
             }
-            snprintf(m->mx[at].host, sizeof m->mx[at].host, "%s", host);
+            mxg_str_copy(m->mx[at].host, sizeof m->mx[at].host, host);
             m->mx[at].pref = (int)pref;
             if (at == m->n) {
                 m->n++;
@@ -913,13 +915,13 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
     }
     if (rcode == GETDNS_RCODE_NXDOMAIN) {
         negative_ttl(s, reply);
-        snprintf(s->name, sizeof s->name, "%s", canon);
+        mxg_str_copy(s->name, sizeof s->name, canon);
         snprintf(why, sizeof why, "%.140s does not exist", canon[0] ? canon : ".");
         sub_set(s, MXG_DNS_NXDOMAIN, sec, why);
         return 0;
     }
     if (found > 0) {
-        snprintf(s->name, sizeof s->name, "%s", canon);
+        mxg_str_copy(s->name, sizeof s->name, canon);
         sub_set(s, MXG_DNS_OK, sec, "");
         return 0;
     }
@@ -927,12 +929,12 @@ static int parse_response(struct dns_sub *s, getdns_callback_type_t type, getdns
         s->hops < DNS_MAX_CNAME_HOPS) {
         /* The chain ends in a CNAME whose target the upstream did not
          * resolve (authoritative server): ask for the target ourselves. */
-        snprintf(s->name, sizeof s->name, "%s", canon);
+        mxg_str_copy(s->name, sizeof s->name, canon);
         s->hops++;
         return 1;
     }
     negative_ttl(s, reply);
-    snprintf(s->name, sizeof s->name, "%s", canon);
+    mxg_str_copy(s->name, sizeof s->name, canon);
     snprintf(why, sizeof why, "no %s records for %.128s", rrtype_name(s->rrtype), canon);
     sub_set(s, MXG_DNS_NODATA, sec, why);
     return 0;
@@ -1017,10 +1019,10 @@ static void query_finish(struct mxg_dns_query *q)
         struct mxg_mx_result *m = &q->res.mx;
         m->status = s->status;
         m->sec = single_sec(s);
-        snprintf(m->canon, sizeof m->canon, "%s", s->name);
+        mxg_str_copy(m->canon, sizeof m->canon, s->name);
         if (s->status != MXG_DNS_OK)
             m->n = 0;
-        snprintf(m->why, sizeof m->why, "%s", s->why);
+        mxg_str_copy(m->why, sizeof m->why, s->why);
         return;
     }
     if (q->kind == Q_TLSA) {
@@ -1028,14 +1030,14 @@ static void query_finish(struct mxg_dns_query *q)
         struct mxg_tlsa_result *t = &q->res.tlsa;
         t->status = s->status;
         t->sec = single_sec(s);
-        snprintf(t->qname, sizeof t->qname, "%s", s->qname);
-        snprintf(t->canon, sizeof t->canon, "%s", s->name);
+        mxg_str_copy(t->qname, sizeof t->qname, s->qname);
+        mxg_str_copy(t->canon, sizeof t->canon, s->name);
         if (s->status != MXG_DNS_OK) {
             free(t->rr);
             t->rr = NULL;
             t->n = t->n_bad = 0;
         }
-        snprintf(t->why, sizeof t->why, "%s", s->why);
+        mxg_str_copy(t->why, sizeof t->why, s->why);
         return;
     }
     if (q->kind == Q_TXT) {
@@ -1043,14 +1045,14 @@ static void query_finish(struct mxg_dns_query *q)
         struct mxg_txt_result *t = &q->res.txt;
         t->status = s->status;
         t->sec = single_sec(s);
-        snprintf(t->canon, sizeof t->canon, "%s", s->name);
+        mxg_str_copy(t->canon, sizeof t->canon, s->name);
         if (s->status != MXG_DNS_OK) {
             free(t->txt);
             t->txt = NULL;
             t->len = NULL;
             t->n = 0;
         }
-        snprintf(t->why, sizeof t->why, "%s", s->why);
+        mxg_str_copy(t->why, sizeof t->why, s->why);
         return;
     }
     if (q->kind == Q_SELFCHECK) {
@@ -1093,7 +1095,7 @@ static void query_finish(struct mxg_dns_query *q)
 
     /* Canonical name: from the family that answered, A first. */
     const struct dns_sub *c = a->status == MXG_DNS_OK ? a : aaaa->status == MXG_DNS_OK ? aaaa : a;
-    snprintf(r->canon, sizeof r->canon, "%s", c->name);
+    mxg_str_copy(r->canon, sizeof r->canon, c->name);
 
     r->why[0] = '\0';
     if (r->status == MXG_DNS_NODATA) {
@@ -1479,7 +1481,7 @@ static int cache_answer(struct dns_sub *s)
     LOG_D(COMP, "%s %s: cache hit: %s (%s)%s%s, %llu.%03llus left", rrtype_name(s->rrtype),
           s->name, mxg_dns_status_name(st), mxg_dnssec_name(sec), why[0] ? ": " : "", why,
           (unsigned long long)left_s, (unsigned long long)(left_ms % 1000));
-    snprintf(s->name, sizeof s->name, "%s", canon);
+    mxg_str_copy(s->name, sizeof s->name, canon);
     sub_set(s, st, sec, why);
     sub_done(s);
     return 1;
@@ -1564,7 +1566,7 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
         return;
     }
     char asked[MXG_DNS_NAME_MAX];
-    snprintf(asked, sizeof asked, "%s", s->name);
+    mxg_str_copy(asked, sizeof asked, s->name);
     int follow = parse_response(s, type, resp);
     if (resp)
         getdns_dict_destroy(resp);
@@ -1586,9 +1588,23 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
 
 static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind, const char *name)
 {
-    struct mxg_dns_query *q = calloc(1, sizeof *q);
+    /* 14.5 KB, most of it address slots and the result members of the other
+     * kinds: zeroed are the header, each sub but its address slots, the
+     * callbacks and this kind's result member (the only one ever read) */
+    struct mxg_dns_query *q = malloc(sizeof *q);
     if (!q)
         return NULL;
+    memset(q, 0, offsetof(struct mxg_dns_query, sub));
+    for (int i = 0; i < 2; i++)
+        memset(&q->sub[i], 0, offsetof(struct dns_sub, addr));
+    memset(&q->mx_cb, 0, offsetof(struct mxg_dns_query, res) - offsetof(struct mxg_dns_query, mx_cb));
+    switch (kind) {
+    case Q_MX: memset(&q->res.mx, 0, sizeof q->res.mx); break;
+    case Q_ADDR: memset(&q->res.addr, 0, sizeof q->res.addr); break;
+    case Q_TLSA: memset(&q->res.tlsa, 0, sizeof q->res.tlsa); break;
+    case Q_TXT: memset(&q->res.txt, 0, sizeof q->res.txt); break;
+    case Q_SELFCHECK: memset(&q->res.self, 0, sizeof q->res.self); break;
+    }
     q->dns = dns;
     q->kind = kind;
     q->t0 = uv_now(dns->loop);
@@ -1607,8 +1623,8 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
         s->status = MXG_DNS_TEMPFAIL;
         s->ttl = DNS_TTL_UNKNOWN;
         s->neg_ttl = DNS_TTL_UNKNOWN;
-        snprintf(s->name, sizeof s->name, "%s", name);
-        snprintf(s->qname, sizeof s->qname, "%s", name);
+        mxg_str_copy(s->name, sizeof s->name, name);
+        mxg_str_copy(s->qname, sizeof s->qname, name);
     }
     qlist_push(&dns->pending, q);
     return q;
@@ -2178,7 +2194,7 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     if (!(anchors = load_anchors(cfg->trust_anchor_file, dns->anchor_owner,
                                  sizeof dns->anchor_owner, err, errlen)))
         goto fail;
-    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", cfg->trust_anchor_file);
+    mxg_str_copy(dns->anchor_file, sizeof dns->anchor_file, cfg->trust_anchor_file);
     snprintf(dns->upstream, sizeof dns->upstream, "%s",
              cfg->dns_mode == MXG_DNS_RECURSIVE ? "(recursive mode: the root servers)" : "?");
 
@@ -2350,10 +2366,10 @@ int mxg_dns_reload_anchors(struct mxg_dns *dns, const char *path, char *err, siz
     if (dns->prev_anchors)
         getdns_list_destroy(dns->prev_anchors);
     dns->prev_anchors = old;
-    snprintf(dns->prev_owner, sizeof dns->prev_owner, "%s", dns->anchor_owner);
-    snprintf(dns->prev_file, sizeof dns->prev_file, "%s", dns->anchor_file);
-    snprintf(dns->anchor_owner, sizeof dns->anchor_owner, "%s", owner);
-    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", path);
+    mxg_str_copy(dns->prev_owner, sizeof dns->prev_owner, dns->anchor_owner);
+    mxg_str_copy(dns->prev_file, sizeof dns->prev_file, dns->anchor_file);
+    mxg_str_copy(dns->anchor_owner, sizeof dns->anchor_owner, owner);
+    mxg_str_copy(dns->anchor_file, sizeof dns->anchor_file, path);
     /* answers validated under the old anchors are not reused */
     if (dns->cache)
         mxg_dnscache_purge(dns->cache, UINT64_MAX);
@@ -2373,8 +2389,8 @@ int mxg_dns_revert_anchors(struct mxg_dns *dns)
         return -1;
     getdns_list_destroy(dns->prev_anchors);
     dns->prev_anchors = NULL;
-    snprintf(dns->anchor_owner, sizeof dns->anchor_owner, "%s", dns->prev_owner);
-    snprintf(dns->anchor_file, sizeof dns->anchor_file, "%s", dns->prev_file);
+    mxg_str_copy(dns->anchor_owner, sizeof dns->anchor_owner, dns->prev_owner);
+    mxg_str_copy(dns->anchor_file, sizeof dns->anchor_file, dns->prev_file);
     if (dns->cache)
         mxg_dnscache_purge(dns->cache, UINT64_MAX);
     LOG_W(COMP, "previous trust anchors restored");

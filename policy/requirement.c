@@ -1,4 +1,5 @@
 /* policy/requirement.c — the per-host TLS requirement; see requirement.h. */
+#include "../core/str.h"
 #include "requirement.h"
 
 #include <stdarg.h>
@@ -58,28 +59,25 @@ const char *mxg_req_rpt_name(enum mxg_req_rpt r)
 
 /* ------------------------------------------------------------- inputs */
 
+/* Contract: see requirement.h. */
+void mxg_req_inputs_clear(struct mxg_req_inputs *in)
+{
+    /* everything but the two large results (44 KB, once per message): those are
+     * read only behind sts_done / list_active, so their discriminators suffice */
+    memset(in, 0, offsetof(struct mxg_req_inputs, sts));
+    mxg_sts_result_clear(&in->sts);
+    in->list_active = 0;
+    in->list.mode = MXG_STS_MODE_NONE;
+    in->list.n_mxs = 0;
+    in->list.alias[0] = '\0';
+}
+
 void mxg_req_inputs_init(struct mxg_req_inputs *in, const struct mxg_policy *policy,
                          const char *domain, const char *nexthop, int nexthop_mx,
                          int nexthop_literal, int opportunistic, int dane_enabled,
                          int sts_enabled)
 {
-    /* everything but the two large results (44 KB, once per message): those are
-     * read only behind sts_done / list_active, so their discriminators suffice */
-    memset(in, 0, offsetof(struct mxg_req_inputs, sts));
-    in->sts.outcome = MXG_STS_NO_POLICY;
-    in->sts.policy.mode = MXG_STS_MODE_NONE;
-    in->sts.policy.max_age = 0;
-    in->sts.policy.n_mx = 0;
-    in->sts.policy.mx_dropped = 0;
-    in->sts.id[0] = '\0';
-    in->sts.from_cache = 0;
-    in->sts.expires_at = 0;
-    in->sts.failure = MXG_STS_FAIL_NONE;
-    in->sts.why[0] = '\0';
-    in->list_active = 0;
-    in->list.mode = MXG_STS_MODE_NONE;
-    in->list.n_mxs = 0;
-    in->list.alias[0] = '\0';
+    mxg_req_inputs_clear(in);
     in->policy = *policy;
     if (opportunistic) { /* no override either (RFC 8460 §3) */
         memset(&in->policy, 0, sizeof in->policy);
@@ -94,10 +92,10 @@ void mxg_req_inputs_init(struct mxg_req_inputs *in, const struct mxg_policy *pol
     in->dane_enabled = dane_enabled != 0;
     in->sts_enabled = sts_enabled != 0;
     in->nexthop_literal = nexthop_literal != 0;
-    snprintf(in->domain, sizeof in->domain, "%s", domain ? domain : "");
-    snprintf(in->nexthop, sizeof in->nexthop, "%s", nexthop ? nexthop : "");
+    mxg_str_copy(in->domain, sizeof in->domain, domain ? domain : "");
+    mxg_str_copy(in->nexthop, sizeof in->nexthop, nexthop ? nexthop : "");
     in->nexthop_mx = in->nexthop[0] && nexthop_mx && !nexthop_literal;
-    snprintf(in->pol_domain, sizeof in->pol_domain, "%s", in->nexthop_mx ? in->nexthop : in->domain);
+    mxg_str_copy(in->pol_domain, sizeof in->pol_domain, in->nexthop_mx ? in->nexthop : in->domain);
     /* MTA-STS and the list name MX hosts (RFC 8461 §4): only when the leg
      * routes by MX, never opportunistic, not under overrides but mta-sts */
     in->sts_consulted = !in->opportunistic && (!in->nexthop[0] || in->nexthop_mx) &&
@@ -107,7 +105,7 @@ void mxg_req_inputs_init(struct mxg_req_inputs *in, const struct mxg_policy *pol
 
 void mxg_req_set_sts(struct mxg_req_inputs *in, const struct mxg_sts_result *r)
 {
-    in->sts = *r;
+    mxg_sts_result_copy(&in->sts, r);
     in->sts_done = 1;
 }
 
@@ -193,7 +191,7 @@ int mxg_req_domain_check(const struct mxg_req_inputs *in, char *text, size_t cap
             snprintf(why, sizeof why, "its policy is in mode %s",
                      mxg_sts_mode_name(in->sts.policy.mode));
         else
-            snprintf(why, sizeof why, "%s", in->sts.why[0] ? in->sts.why : "no policy");
+            mxg_str_copy(why, sizeof why, in->sts.why[0] ? in->sts.why : "no policy");
         snprintf(text, cap, "MTA-STS required for %s (policy override mta-sts for %s): %s",
                  in->pol_domain, in->policy.key, why);
         return -2;
@@ -275,7 +273,7 @@ static void skip(struct mxg_req *r, enum mxg_req_fail fail, enum mxg_req_source 
     r->level = MXG_REQ_SKIP_HOST;
     r->source = src;
     r->fail = fail;
-    snprintf(r->enh, sizeof r->enh, "%s", fail == MXG_REQ_FAIL_DNS ? "4.4.3" : "4.7.5");
+    mxg_str_copy(r->enh, sizeof r->enh, fail == MXG_REQ_FAIL_DNS ? "4.4.3" : "4.7.5");
     r->tls_required = 0;
     memset(&r->verify, 0, sizeof r->verify);
 }
@@ -285,7 +283,7 @@ static void session_rules(const struct mxg_req_inputs *in, const struct mxg_dane
                           struct mxg_req *r)
 {
     struct mxg_tls_verify *v = &r->verify;
-    snprintf(v->sni, sizeof v->sni, "%s", r->dane == MXG_DANE_VERIFY ? d->base : r->host);
+    mxg_str_copy(v->sni, sizeof v->sni, r->dane == MXG_DANE_VERIFY ? d->base : r->host);
     if (r->dane == MXG_DANE_VERIFY) {
         if (mxg_dane_host_verify(d, v, &r->tlsa_own) < 0) { /* fail closed */
             skip(r, MXG_REQ_FAIL_TLS, MXG_REQ_SRC_DANE,
@@ -319,7 +317,7 @@ static void session_rules(const struct mxg_req_inputs *in, const struct mxg_dane
         }
         v->how = MXG_TV_NAMES;
         v->enforce = r->pki_mode == MXG_STS_MODE_ENFORCE;
-        snprintf(r->names_own[0], sizeof r->names_own[0], "%s", r->host);
+        mxg_str_copy(r->names_own[0], sizeof r->names_own[0], r->host);
         v->names[0] = r->names_own[0];
         v->n_names = 1;
     }
@@ -367,13 +365,13 @@ void mxg_req_for_host(const struct mxg_req_inputs *in, const char *host,
                       const struct mxg_dane_host *d, int addrs_bogus, struct mxg_req *r)
 {
     mxg_req_clear(r);
-    snprintf(r->host, sizeof r->host, "%s", host);
+    mxg_str_copy(r->host, sizeof r->host, host);
     snprintf(r->policy_level, sizeof r->policy_level, "%s",
              mxg_policy_level_name(in->policy.level));
     snprintf(r->policy_desc, sizeof r->policy_desc, "%s/%s",
              mxg_policy_source_name(in->policy.source), mxg_policy_level_name(in->policy.level));
-    snprintf(r->ovr_key, sizeof r->ovr_key, "%s", in->policy.key);
-    snprintf(r->ovr_origin, sizeof r->ovr_origin, "%s", in->policy.origin);
+    mxg_str_copy(r->ovr_key, sizeof r->ovr_key, in->policy.key);
+    mxg_str_copy(r->ovr_origin, sizeof r->ovr_origin, in->policy.origin);
     r->tries_tls = mxg_policy_tries_tls(&in->policy);
     r->dane = r->dane_fact = d->req;
     r->pki_name = pki_name(in);

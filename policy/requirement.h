@@ -125,6 +125,9 @@ struct mxg_req_inputs {
     struct mxg_stlist_policy list;
 };
 
+/* Empty inputs (no policy, nothing consulted); the large MTA-STS and list
+ * results get their discriminators only (they are read behind those). */
+void mxg_req_inputs_clear(struct mxg_req_inputs *in);
 /* Fill in from the row-1 decision and the leg's options (domain, nexthop
  * as given: "" or NULL = MX of domain). Applies the opportunistic reset
  * (no override either) and decides whether MTA-STS and the list apply

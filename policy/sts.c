@@ -7,12 +7,14 @@
 #include "sts.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "../core/str.h"
 #include "../core/log.h"
 
 #define STS_PATH "/.well-known/mta-sts.txt"
@@ -38,13 +40,14 @@ struct job {
     struct mxg_sts_cache_entry cached;
     int have_cached;      /* a parseable, unexpired cached policy */
     int cache_error;      /* the cache could not tell whether a policy is cached */
-    struct mxg_sts_policy cached_policy;
     enum txt_state txt;
     char txt_id[MXG_STS_ID_MAX + 1];
     char txt_why[200];
     struct mxg_sts_query *waiters;
-    struct mxg_sts_result res;
     int deferred; /* the TXT lookup could not start: decide() from the kick timer */
+    /* last: 33 KB mostly of policy pattern slots, cleared (not zeroed) by job_start */
+    struct mxg_sts_policy cached_policy;
+    struct mxg_sts_result res;
 };
 
 struct mxg_sts {
@@ -127,6 +130,30 @@ static void job_finish(struct job *j)
     job_free(j);
 }
 
+/* Contract: see sts.h. */
+void mxg_sts_result_clear(struct mxg_sts_result *r)
+{
+    r->outcome = MXG_STS_NO_POLICY;
+    mxg_sts_policy_clear(&r->policy);
+    r->id[0] = '\0';
+    r->from_cache = 0;
+    r->expires_at = 0;
+    r->failure = MXG_STS_FAIL_NONE;
+    r->why[0] = '\0';
+}
+
+/* Contract: see sts.h. */
+void mxg_sts_result_copy(struct mxg_sts_result *dst, const struct mxg_sts_result *src)
+{
+    dst->outcome = src->outcome;
+    mxg_sts_policy_copy(&dst->policy, &src->policy);
+    memcpy(dst->id, src->id, sizeof dst->id);
+    dst->from_cache = src->from_cache;
+    dst->expires_at = src->expires_at;
+    dst->failure = src->failure;
+    memcpy(dst->why, src->why, sizeof dst->why);
+}
+
 static int64_t now_s(void)
 {
     return (int64_t)time(NULL);
@@ -137,9 +164,9 @@ static void use_cached(struct job *j, const char *fmt, ...)
 {
     struct mxg_sts_result *r = &j->res;
     r->outcome = MXG_STS_POLICY;
-    r->policy = j->cached_policy;
+    mxg_sts_policy_copy(&r->policy, &j->cached_policy);
     r->from_cache = 1;
-    snprintf(r->id, sizeof r->id, "%s", j->cached.id);
+    mxg_str_copy(r->id, sizeof r->id, j->cached.id);
     r->expires_at = j->cached.expires_at;
     va_list ap;
     va_start(ap, fmt);
@@ -190,16 +217,16 @@ static void on_https(void *arg, const struct mxg_https_result *hr)
     int64_t now = now_s();
     struct mxg_sts_result *r = &j->res;
     r->outcome = MXG_STS_POLICY;
-    r->policy = p;
-    snprintf(r->id, sizeof r->id, "%s", j->txt_id);
+    mxg_sts_policy_copy(&r->policy, &p);
+    mxg_str_copy(r->id, sizeof r->id, j->txt_id);
     r->expires_at = now + (int64_t)p.max_age;
     snprintf(r->why, sizeof r->why, "policy id %s fetched from https://%s%s (max_age %u)",
              j->txt_id, j->host, STS_PATH, p.max_age);
     if (j->s->cache) {
         struct mxg_sts_cache_entry e;
         memset(&e, 0, sizeof e);
-        snprintf(e.domain, sizeof e.domain, "%s", j->domain);
-        snprintf(e.id, sizeof e.id, "%s", j->txt_id);
+        mxg_str_copy(e.domain, sizeof e.domain, j->domain);
+        mxg_str_copy(e.id, sizeof e.id, j->txt_id);
         e.body = (char *)hr->body;
         e.body_len = hr->body_len;
         e.fetched_at = now;
@@ -294,16 +321,16 @@ static void decide(struct job *j)
             break;
         }
         j->res.outcome = MXG_STS_NO_POLICY;
-        snprintf(j->res.why, sizeof j->res.why, "%s", j->txt_why);
+        mxg_str_copy(j->res.why, sizeof j->res.why, j->txt_why);
         if (j->cached.domain[0] && j->s->cache) /* expired and withdrawn: forget it */
             mxg_sts_cache_delete(j->s->cache, j->domain);
         break;
     case TXT_INVALID:
-        snprintf(why, sizeof why, "%s", j->txt_why);
+        mxg_str_copy(why, sizeof why, j->txt_why);
         fail(j, MXG_STS_FAIL_INVALID, why);
         break;
     case TXT_UNAVAILABLE:
-        snprintf(why, sizeof why, "%s", j->txt_why);
+        mxg_str_copy(why, sizeof why, j->txt_why);
         fail(j, MXG_STS_FAIL_FETCH, why);
         break;
     }
@@ -361,11 +388,14 @@ static void on_kick(uv_timer_t *t)
 
 static struct job *job_start(struct mxg_sts *s, const char *domain)
 {
-    struct job *j = calloc(1, sizeof *j);
+    struct job *j = malloc(sizeof *j);
     if (!j)
         return NULL;
+    memset(j, 0, offsetof(struct job, cached_policy)); /* the rest: cleared below */
+    mxg_sts_policy_clear(&j->cached_policy);
+    mxg_sts_result_clear(&j->res);
     j->s = s;
-    snprintf(j->domain, sizeof j->domain, "%s", domain);
+    mxg_str_copy(j->domain, sizeof j->domain, domain);
     snprintf(j->host, sizeof j->host, "mta-sts.%s", domain);
     int crc = s->cache ? mxg_sts_cache_get(s->cache, domain, &j->cached) : 0;
     if (crc < 0) { /* cannot tell: never "nothing cached" (fail closed, sts.h) */

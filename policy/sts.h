@@ -67,6 +67,12 @@ struct mxg_sts_result {
     char why[400];                /* explanation for logs and `mxguard check` */
 };
 
+/* An empty result (outcome NO_POLICY, no policy, no reason); the policy's
+ * unused pattern slots are left as they are (sts_parse.h). */
+void mxg_sts_result_clear(struct mxg_sts_result *r);
+/* *dst = *src, copying only the policy patterns in use. */
+void mxg_sts_result_copy(struct mxg_sts_result *dst, const struct mxg_sts_result *src);
+
 struct mxg_sts;
 struct mxg_sts_query;
 typedef void (*mxg_sts_cb)(void *arg, const struct mxg_sts_result *r);

@@ -506,6 +506,26 @@ static int policy_fail(struct mxg_sts_policy *out)
     return -1;
 }
 
+/* Contract: see sts_parse.h. */
+void mxg_sts_policy_clear(struct mxg_sts_policy *p)
+{
+    p->mode = MXG_STS_MODE_NONE;
+    p->max_age = 0;
+    p->n_mx = 0;
+    p->mx_dropped = 0;
+}
+
+/* Contract: see sts_parse.h (n_mx is clamped to the table). */
+void mxg_sts_policy_copy(struct mxg_sts_policy *dst, const struct mxg_sts_policy *src)
+{
+    int n = src->n_mx < 0 ? 0 : src->n_mx > MXG_STS_MAX_MX ? MXG_STS_MAX_MX : src->n_mx;
+    dst->mode = src->mode;
+    dst->max_age = src->max_age;
+    dst->n_mx = n;
+    dst->mx_dropped = src->mx_dropped;
+    memcpy(dst->mx, src->mx, (size_t)n * sizeof src->mx[0]);
+}
+
 int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *out, char *why,
                          size_t whycap)
 {
@@ -515,7 +535,7 @@ int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *ou
         set_why(why, whycap, "no output");
         return -1;
     }
-    memset(out, 0, sizeof *out);
+    mxg_sts_policy_clear(out);
     if (!body && len) {
         set_why(why, whycap, "no body");
         return -1;

@@ -38,6 +38,12 @@ struct mxg_sts_policy {
                      * (docs/ARCHITECTURE.md §Limits) */
 };
 
+/* An empty policy (mode none, no patterns). Only the header is written: the
+ * pattern slots past n_mx are never read, so 16 KB are not zeroed per use. */
+void mxg_sts_policy_clear(struct mxg_sts_policy *p);
+/* *dst = *src, copying only the n_mx patterns in use. */
+void mxg_sts_policy_copy(struct mxg_sts_policy *dst, const struct mxg_sts_policy *src);
+
 /* Parse a policy body (LF or CRLF lines "key: value"). Returns 0 or -1 with why. */
 int mxg_sts_policy_parse(const char *body, size_t len, struct mxg_sts_policy *out, char *why,
                          size_t whycap);

@@ -97,8 +97,7 @@ static void random_hex(char *out, size_t nbytes)
     if (uv_random(NULL, NULL, r, nbytes, 0, NULL) != 0)
         for (size_t i = 0; i < nbytes; i++)
             r[i] = (unsigned char)rand();
-    for (size_t i = 0; i < nbytes; i++)
-        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    mxg_hex_encode(r, nbytes, out);
 }
 
 /* Unix time of DAY 00:00:00Z; -1 if day is not a valid "YYYY-MM-DD". */

@@ -303,9 +303,18 @@ static int parse_params(const char *s, size_t len, struct mxg_path *out)
     return MXG_PE_OK;
 }
 
+/* Contract: see smtp_parse.h. */
+void mxg_path_clear(struct mxg_path *p)
+{
+    p->addr[0] = '\0';
+    p->domain[0] = '\0';
+    p->utf8 = 0;
+    p->n_params = 0;
+}
+
 int mxg_path_parse(const char *arg, size_t len, int is_mail, struct mxg_path *out)
 {
-    memset(out, 0, sizeof *out);
+    mxg_path_clear(out);
     const char *kw = is_mail ? "FROM:" : "TO:";
     size_t kwlen = strlen(kw);
     if (len < kwlen || strncasecmp(arg, kw, kwlen) != 0)
@@ -563,9 +572,19 @@ int mxg_reply_line_split(const char *buf, size_t avail, size_t *len, size_t *con
 
 void mxg_reply_parser_reset(struct mxg_reply_parser *p)
 {
-    memset(&p->r, 0, sizeof p->r);
+    mxg_reply_clear(&p->r);
     p->text_len = 0;
     p->in_progress = 0;
+}
+
+/* Contract: see smtp_parse.h. */
+void mxg_reply_clear(struct mxg_reply *r)
+{
+    r->code = 0;
+    r->enh[0] = '\0';
+    r->no_enh = 0;
+    r->n_lines = 0;
+    r->text[0] = '\0';
 }
 
 /* Length of an enhanced status code "c.s.d" (class 2, 4 or 5) at s,
@@ -657,6 +676,19 @@ void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *f
     }
 }
 
+/* The three digits of a reply code 0..999 ("%03d") into out[0..2]; other
+ * values (never made by the parser or mxg_reply_set's callers) give "???". */
+static void code3(int code, char *out)
+{
+    if (code < 0 || code > 999) {
+        memcpy(out, "???", 3);
+        return;
+    }
+    out[0] = (char)('0' + code / 100);
+    out[1] = (char)('0' + code / 10 % 10);
+    out[2] = (char)('0' + code % 10);
+}
+
 size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
 {
     char enh[16];
@@ -667,6 +699,7 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
         snprintf(enh, sizeof enh, "%s", r->enh);
     else
         snprintf(enh, sizeof enh, "%d.0.0", cls);
+    size_t el = strlen(enh);
     size_t n = 0;
     const char *line = r->text;
     if (cap < 16)
@@ -674,9 +707,14 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
     for (;;) {
         const char *nl = strchr(line, '\n');
         size_t ll = nl ? (size_t)(nl - line) : strlen(line);
-        char head[32];
-        int hl = snprintf(head, sizeof head, "%03d%c%s%s", r->code, nl ? '-' : ' ', enh,
-                          ll && enh[0] ? " " : "");
+        char head[32]; /* "%03d%c%s%s": code, '-' or ' ', enh, ' ' before text */
+        int hl = 4;
+        code3(r->code, head);
+        head[3] = nl ? '-' : ' ';
+        memcpy(head + hl, enh, el);
+        hl += (int)el;
+        if (ll && el)
+            head[hl++] = ' ';
         if (n + (size_t)hl + 2 >= cap)
             break;
         if (ll > cap - n - (size_t)hl - 3)
@@ -700,9 +738,27 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
 
 void mxg_reply_summary(const struct mxg_reply *r, char *out, size_t cap)
 {
+    /* "%03d%s%s %.*s": code, " enh" when there is one, ' ', the first line;
+     * cut to cap - 1 octets like snprintf */
+    if (cap == 0)
+        return;
     const char *nl = strchr(r->text, '\n');
-    int ll = nl ? (int)(nl - r->text) : (int)strlen(r->text);
-    snprintf(out, cap, "%03d%s%s %.*s", r->code, r->enh[0] ? " " : "", r->enh, ll, r->text);
+    size_t ll = nl ? (size_t)(nl - r->text) : strlen(r->text);
+    char head[24];
+    size_t hl = 3;
+    code3(r->code, head);
+    size_t el = strnlen(r->enh, sizeof r->enh - 1);
+    if (el) {
+        head[hl++] = ' ';
+        memcpy(head + hl, r->enh, el);
+        hl += el;
+    }
+    head[hl++] = ' ';
+    size_t n = hl < cap - 1 ? hl : cap - 1;
+    memcpy(out, head, n);
+    size_t t = ll < cap - 1 - n ? ll : cap - 1 - n;
+    memcpy(out + n, r->text, t);
+    out[n + t] = '\0';
 }
 
 void mxg_caps_parse(const struct mxg_reply *ehlo, struct mxg_caps *out)

@@ -79,6 +79,10 @@ struct mxg_path {
     struct mxg_param params[MXG_PARAMS_MAX];
 };
 
+/* An empty path (no address, no domain, no parameters). Only the header is
+ * written: parameter slots past n_params are never read (9 KB not zeroed). */
+void mxg_path_clear(struct mxg_path *p);
+
 /* Parse the argument of MAIL ("FROM:<...> params") or RCPT ("TO:<...> params").
  * is_mail selects FROM:/TO: and whether <> is allowed. Checks syntax only;
  * parameter semantics are mxg_mail_params_check()/mxg_rcpt_params_check(). */
@@ -149,6 +153,9 @@ struct mxg_reply_parser {
  * sanitised). */
 int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len);
 void mxg_reply_parser_reset(struct mxg_reply_parser *p);
+/* An empty reply (code 0, no text). Only the header and the text's first
+ * octet are written: text past its NUL is never read (4 KB not zeroed). */
+void mxg_reply_clear(struct mxg_reply *r);
 
 /* Build a reply locally (one line, or several separated by '\n').
  * enh NULL or "" → rendered without an enhanced code (greeting, EHLO, 354). */

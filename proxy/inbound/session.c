@@ -63,6 +63,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../../core/str.h"
 #include "../../core/log.h"
 #include "../../core/show.h"
 #include "../../spool/spool.h"
@@ -716,10 +717,10 @@ static void fill_spool_env(struct mxg_session *s, struct mxg_spool_env *env,
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     env->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    snprintf(env->from, sizeof env->from, "%s", t->from);
+    mxg_str_copy(env->from, sizeof env->from, t->from);
     env->mp = t->mp;
-    snprintf(env->client, sizeof env->client, "%s", s->peer);
-    snprintf(env->helo, sizeof env->helo, "%s", s->helo);
+    mxg_str_copy(env->client, sizeof env->client, s->peer);
+    mxg_str_copy(env->helo, sizeof env->helo, s->helo);
     env->rcpts = rc;
     int n = 0;
     for (int i = 0; i < t->n_rcpts; i++) {
@@ -728,8 +729,8 @@ static void fill_spool_env(struct mxg_session *s, struct mxg_spool_env *env,
             continue;
         struct mxg_spool_rcpt *o = &rc[n++];
         memset(o, 0, sizeof *o);
-        snprintf(o->addr, sizeof o->addr, "%s", r->addr);
-        snprintf(o->domain, sizeof o->domain, "%s", r->domain);
+        mxg_str_copy(o->addr, sizeof o->addr, r->addr);
+        mxg_str_copy(o->domain, sizeof o->domain, r->domain);
         o->rp = r->rp;
         o->state = MXG_RCPT_PENDING;
         if (r->slot < 0)
@@ -1324,7 +1325,7 @@ static void mail_proceed(struct mxg_session *s, struct cmd_ctx *c)
     memset(t, 0, sizeof *t);
     t->active = 1;
     mxg_mail_params_check(&c->path, &t->mp);
-    snprintf(t->from, sizeof t->from, "%s", c->path.addr);
+    mxg_str_copy(t->from, sizeof t->from, c->path.addr);
     snprintf(t->id, sizeof t->id, "%s.%u", s->id, ++s->txn_seq);
     t->t_start = now_ms(s);
     sess_set_state(s, SS_MAIL);
@@ -1377,7 +1378,7 @@ static struct leg_slot *slot_new(struct mxg_session *s, const char *domain)
     memset(sl, 0, sizeof *sl);
     sl->leg = leg;
     sl->st = SL_OPENING;
-    snprintf(sl->domain, sizeof sl->domain, "%s", domain);
+    mxg_str_copy(sl->domain, sizeof sl->domain, domain);
     return sl;
 }
 
@@ -1401,7 +1402,7 @@ static void rcpt_proceed(struct mxg_session *s, struct cmd_ctx *c)
         sess_reply(s, 553, "5.1.2", "Recipient domain is not a valid IDN");
         return;
     }
-    snprintf(r->addr, sizeof r->addr, "%s", c->path.addr);
+    mxg_str_copy(r->addr, sizeof r->addr, c->path.addr);
     mxg_rcpt_params_check(&c->path, &r->rp);
 
     if (s->queue_mode) { /* stored first, delivered by the queue runner */
@@ -1908,7 +1909,7 @@ static void auth_verified(void *arg, int ok)
         mxg_auth_trust_mark(trust, key, s->ax_user, now);
         mxg_auth_trust_store_put(store, key, s->ax_user, now);
     }
-    snprintf(s->auth_user, sizeof s->auth_user, "%s", s->ax_user);
+    mxg_str_copy(s->auth_user, sizeof s->auth_user, s->ax_user);
     LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
           mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
           tls_up(s) ? mxg_tls_version(s->tls) : " (plaintext, loopback)");
@@ -1938,7 +1939,7 @@ static const char *auth_start(struct mxg_session *s)
         return "the AUTH throttle table is full (auth.throttle_entries): every entry is "
                "locked out or has a check running";
     if (arc > 0) /* ... but never for an address that authenticated as this user before */
-        snprintf(s->ax_addr_key, sizeof s->ax_addr_key, "%s", key);
+        mxg_str_copy(s->ax_addr_key, sizeof s->ax_addr_key, key);
     if (!cfg->auth_max_user_failures)
         return NULL;
     if (trusted) {
@@ -1951,7 +1952,7 @@ static const char *auth_start(struct mxg_session *s)
     if (!mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures, cfg->auth_window_ms))
         return "the user is locked out, or its failures and running checks reach "
                "auth.max_user_failures";
-    snprintf(s->ax_user_key, sizeof s->ax_user_key, "%s", ukey);
+    mxg_str_copy(s->ax_user_key, sizeof s->ax_user_key, ukey);
     return NULL;
 }
 
@@ -2095,7 +2096,7 @@ static const struct cmd_entry cmd_table[] = {
 static void sess_command(struct mxg_session *s, const char *line, size_t len)
 {
     struct cmd_ctx c;
-    memset(&c, 0, sizeof c);
+    mxg_path_clear(&c.path); /* filled by MAIL / RCPT; c.cmd by mxg_cmd_parse */
     int rc = mxg_cmd_parse(line, len, &c.cmd);
     if (rc == MXG_PE_OK && c.cmd.verb == MXG_V_AUTH) /* never log credentials */
         LOG_D("smtp", "%s <- AUTH %.*s%s", s->id, (int)strcspn(c.cmd.arg, " "), c.cmd.arg,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/str.h"
 #include "../../core/log.h"
 
 static void cancel_dane(struct mxg_leg *leg);
@@ -330,7 +331,7 @@ static void after_ehlo(struct mxg_leg *leg)
         leg_cand_failed(leg, FK_TLS, "%s", why);
         return;
     }
-    snprintf(leg->verified, sizeof leg->verified, "%s", mxg_req_plaintext_text(req));
+    mxg_str_copy(leg->verified, sizeof leg->verified, mxg_req_plaintext_text(req));
     if (!tries_tls)
         LOG_W("upstream", "%s %s: delivering to %s in PLAINTEXT%s: policy override none for %s "
                           "(%s)", leg->sid, leg->domain, leg_cur_label(leg, lbl, sizeof lbl),

@@ -7,12 +7,14 @@
 #include "leg_int.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "../../core/str.h"
 #include "../../core/log.h"
 #include "addr_class.h"
 
@@ -126,8 +128,8 @@ void leg_connect(struct mxg_leg *leg)
         return;
     if (!hs->req && leg_host_requirement(leg, hs, cd) < 0)
         return;
-    snprintf(leg->mx_host, sizeof leg->mx_host, "%s", cd->host);
-    snprintf(leg->mx_addr, sizeof leg->mx_addr, "%s", cd->addr_text);
+    mxg_str_copy(leg->mx_host, sizeof leg->mx_host, cd->host);
+    mxg_str_copy(leg->mx_addr, sizeof leg->mx_addr, cd->addr_text);
     leg->tls_version[0] = leg->tls_cipher[0] = 0;
     memset(&leg->caps, 0, sizeof leg->caps);
     if (leg_cache(leg))
@@ -307,7 +309,7 @@ static void add_host_cands(struct mxg_leg *leg, const struct mxg_route_host *h)
                 continue;
             struct cand *cd = &leg->cands[leg->n_cands];
             cd->hi = (int)(h - leg->route->host);
-            snprintf(cd->host, sizeof cd->host, "%s", h->name);
+            mxg_str_copy(cd->host, sizeof cd->host, h->name);
             cd->addr = *a;
             addr_text(a, cd->addr_text, sizeof cd->addr_text);
             if (is_self(leg->env, a, leg->port_is_set ? leg->port : 0)) {
@@ -430,10 +432,10 @@ static void on_nexthop_addr(void *arg, const struct mxg_addr_result *res)
         return;
     }
     rt->status = MXG_ROUTE_OK;
-    snprintf(rt->domain, sizeof rt->domain, "%s", leg->nexthop);
+    mxg_str_copy(rt->domain, sizeof rt->domain, leg->nexthop);
     rt->mx_sec = MXG_SEC_SECURE;
     rt->n = 1;
-    snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", leg->nexthop);
+    mxg_str_copy(rt->host[0].name, sizeof rt->host[0].name, leg->nexthop);
     rt->host[0].addrs = *res;
     on_route(leg, rt);
     free(rt);
@@ -455,7 +457,7 @@ static void on_literal_route(uv_timer_t *t)
     addr_text(&leg->nexthop_addr, rt->domain, sizeof rt->domain);
     rt->mx_sec = MXG_SEC_INSECURE;
     rt->n = 1;
-    snprintf(rt->host[0].name, sizeof rt->host[0].name, "%s", rt->domain);
+    mxg_str_copy(rt->host[0].name, sizeof rt->host[0].name, rt->domain);
     rt->host[0].addrs.status = MXG_DNS_OK;
     rt->host[0].addrs.sec = MXG_SEC_INSECURE;
     rt->host[0].addrs.n = 1;
@@ -568,13 +570,17 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     if (opts->nexthop_port < 0 || opts->nexthop_port > 65535 ||
         (opts->nexthop && strlen(opts->nexthop) >= MXG_DNS_NAME_MAX))
         return NULL;
-    struct mxg_leg *leg = calloc(1, sizeof *leg);
+    struct mxg_leg *leg = malloc(sizeof *leg);
     if (!leg)
         return NULL;
+    memset(leg, 0, offsetof(struct mxg_leg, req_in));
+    mxg_req_inputs_clear(&leg->req_in);
+    mxg_reply_parser_reset(&leg->rp);
+    mxg_reply_clear(&leg->err);
     leg->port = env->cfg->upstream_port;
     leg->tlsa_port = 25;
     if (opts->nexthop && opts->nexthop[0]) {
-        snprintf(leg->nexthop, sizeof leg->nexthop, "%s", opts->nexthop);
+        mxg_str_copy(leg->nexthop, sizeof leg->nexthop, opts->nexthop);
         size_t l = strlen(leg->nexthop);
         if (l > 1 && leg->nexthop[l - 1] == '.')
             leg->nexthop[l - 1] = 0;
@@ -590,18 +596,18 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     leg->caller_hop = caller_hop;
     if (probe_host) {
         leg->probe = 1;
-        snprintf(leg->probe_host, sizeof leg->probe_host, "%s", probe_host);
+        mxg_str_copy(leg->probe_host, sizeof leg->probe_host, probe_host);
     }
     leg->env = env;
     leg->st = LEG_RESOLVING;
-    snprintf(leg->sid, sizeof leg->sid, "%s", session_id);
-    snprintf(leg->domain, sizeof leg->domain, "%s", domain);
-    snprintf(leg->mail_from, sizeof leg->mail_from, "%s", mail_from);
+    mxg_str_copy(leg->sid, sizeof leg->sid, session_id);
+    mxg_str_copy(leg->domain, sizeof leg->domain, domain);
+    mxg_str_copy(leg->mail_from, sizeof leg->mail_from, mail_from);
     leg->mp = *mp;
     leg->cbs = *cbs;
     leg->arg = arg;
     leg->op_pending = 1;
-    snprintf(leg->route_text, sizeof leg->route_text, "%s", route_text);
+    mxg_str_copy(leg->route_text, sizeof leg->route_text, route_text);
     struct mxg_policy pol;
     mxg_policy_decide(env->cfg, env->maps ? env->maps->overrides : NULL, domain,
                       leg->nexthop[0] ? leg->nexthop : NULL, &pol);

@@ -112,7 +112,6 @@ struct mxg_leg {
     void *arg;
     int detached;
     int op_pending; /* an operation waits for on_reply */
-    struct mxg_req_inputs req_in; /* everything the requirement depends on (policy/requirement.h) */
 
     struct mxg_route_query *rq;
     struct mxg_sts_query *sq;     /* MTA-STS lookup in flight */
@@ -132,11 +131,9 @@ struct mxg_leg {
 
     struct mxg_tls_engine *tls;
     struct mxg_buf in;
-    struct mxg_reply_parser rp;
     struct mxg_caps caps;
     int want_drain;
 
-    struct mxg_reply err;
     char mx_host[MXG_DNS_NAME_MAX];
     char mx_addr[64];
     char tls_version[32];
@@ -171,6 +168,13 @@ struct mxg_leg {
     int mail_pipelined;           /* MAIL went out right behind RSET */
     size_t reasons_mark;          /* reasons / fail_kind before the stale attempt */
     int kind_mark;
+
+    /* Last: 35 of the leg's 39 KB. leg_alloc() zeroes everything before req_in
+     * and clears these three (their headers only: the policy pattern slots and
+     * reply texts past their terminators are never read). */
+    struct mxg_req_inputs req_in; /* everything the requirement depends on (policy/requirement.h) */
+    struct mxg_reply_parser rp;
+    struct mxg_reply err;
 };
 
 extern const char *const leg_state_names[];

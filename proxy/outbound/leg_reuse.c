@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/str.h"
+#include "../../core/hex.h"
 #include "../../core/log.h"
 
 /* What an idle cached connection keeps of the leg that parked it. */
@@ -53,8 +55,8 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
     size_t l = (size_t)snprintf(desc, sizeof desc, "v2|port=%d|tlsa-port=%d|no-tlsrpt=%d|req=",
                                 leg->port, leg->tlsa_port, leg->no_tlsrpt);
     const unsigned char *d = leg_cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
-    for (int i = 0; i < 32 && l + 3 < sizeof desc; i++)
-        l += (size_t)snprintf(desc + l, sizeof desc - l, "%02x", d[i]);
+    if (l + 2 * 32 < sizeof desc) /* always: 69 + 64 < 200 */
+        l += mxg_hex_encode(d, 32, desc + l);
     mxg_cc_key_make(desc, l, out);
 }
 
@@ -106,11 +108,11 @@ static void leg_adopt(struct mxg_leg *leg, void *conn, int uses)
     leg->conn = c;
     leg->tls = pk->tls;
     leg->caps = pk->caps;
-    snprintf(leg->tls_version, sizeof leg->tls_version, "%s", pk->tls_version);
-    snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", pk->tls_cipher);
-    snprintf(leg->verified, sizeof leg->verified, "%s", pk->verified);
-    snprintf(leg->src_addr, sizeof leg->src_addr, "%s", pk->src_addr);
-    snprintf(leg->mx_helo, sizeof leg->mx_helo, "%s", pk->mx_helo);
+    mxg_str_copy(leg->tls_version, sizeof leg->tls_version, pk->tls_version);
+    mxg_str_copy(leg->tls_cipher, sizeof leg->tls_cipher, pk->tls_cipher);
+    mxg_str_copy(leg->verified, sizeof leg->verified, pk->verified);
+    mxg_str_copy(leg->src_addr, sizeof leg->src_addr, pk->src_addr);
+    mxg_str_copy(leg->mx_helo, sizeof leg->mx_helo, pk->mx_helo);
     free(pk);
     mxg_buf_reset(&leg->in);
     mxg_reply_parser_reset(&leg->rp);
@@ -259,11 +261,11 @@ int leg_park(struct mxg_leg *leg)
         return -1;
     pk->tls = leg->tls;
     pk->caps = leg->caps;
-    snprintf(pk->tls_version, sizeof pk->tls_version, "%s", leg->tls_version);
-    snprintf(pk->tls_cipher, sizeof pk->tls_cipher, "%s", leg->tls_cipher);
-    snprintf(pk->verified, sizeof pk->verified, "%s", leg->verified);
-    snprintf(pk->src_addr, sizeof pk->src_addr, "%s", leg->src_addr);
-    snprintf(pk->mx_helo, sizeof pk->mx_helo, "%s", leg->mx_helo);
+    mxg_str_copy(pk->tls_version, sizeof pk->tls_version, leg->tls_version);
+    mxg_str_copy(pk->tls_cipher, sizeof pk->tls_cipher, leg->tls_cipher);
+    mxg_str_copy(pk->verified, sizeof pk->verified, leg->verified);
+    mxg_str_copy(pk->src_addr, sizeof pk->src_addr, leg->src_addr);
+    mxg_str_copy(pk->mx_helo, sizeof pk->mx_helo, leg->mx_helo);
     c->pk = pk;
     if (mxg_conncache_park(cc, c->slot, &leg->cckey, c) < 0) {
         c->pk = NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../../core/str.h"
 #include "../../core/log.h"
 #include "../../tls/tls_verify.h"
 
@@ -51,10 +52,12 @@ int leg_host_requirement(struct mxg_leg *leg, struct host_state *hs, const struc
     }
     hs->req = req;
     const struct mxg_route_host *rh = &leg->route->host[cd->hi];
-    char sum[900];
     mxg_req_for_host(&leg->req_in, cd->host, &hs->dane, rh->addrs.sec == MXG_SEC_BOGUS, req);
-    mxg_req_summary(req, sum, sizeof sum);
-    LOG_D("upstream", "%s %s: requirement %s", leg->sid, leg->domain, sum);
+    if (mxg_log_enabled(MXG_LOG_DEBUG)) {
+        char sum[900];
+        mxg_req_summary(req, sum, sizeof sum);
+        LOG_D("upstream", "%s %s: requirement %s", leg->sid, leg->domain, sum);
+    }
     if (req->dane_set_aside) /* "none": the operator's word beats the TLSA records; loudly */
         LOG_W("upstream", "%s %s: %s has DANE (%s: %s) but policy override none for %s (%s) "
                           "sends mail to it in PLAINTEXT", leg->sid, leg->domain, cd->host,
@@ -119,14 +122,14 @@ void leg_tls_step(struct mxg_leg *leg)
             leg_cand_failed(leg, FK_TLS, "%s", note);
             return;
         }
-        snprintf(why, sizeof why, "%s", e && e[0] ? e : "handshake failed");
+        mxg_str_copy(why, sizeof why, e && e[0] ? e : "handshake failed");
         leg_tls_failed(leg, why);
         return;
     }
     mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "tls_handshake",
                            uv_now(leg->env->loop) - leg->t_phase);
-    snprintf(leg->tls_version, sizeof leg->tls_version, "%s", mxg_tls_version(leg->tls));
-    snprintf(leg->tls_cipher, sizeof leg->tls_cipher, "%s", mxg_tls_cipher(leg->tls));
+    mxg_str_copy(leg->tls_version, sizeof leg->tls_version, mxg_tls_version(leg->tls));
+    mxg_str_copy(leg->tls_cipher, sizeof leg->tls_cipher, mxg_tls_cipher(leg->tls));
     const struct mxg_req *req = leg_cur_req(leg);
     long vr = mxg_tls_verify_result(leg->tls);
     char matched[80];
@@ -134,7 +137,7 @@ void leg_tls_step(struct mxg_leg *leg)
     mxg_tls_verify_matched(leg->tls, matched, sizeof matched);
     mxg_req_session_ok(req, mxg_tls_engine_resumed(leg->tls), vr == X509_V_OK,
                        X509_verify_cert_error_string(vr), matched, &ses);
-    snprintf(leg->verified, sizeof leg->verified, "%s", ses.verified);
+    mxg_str_copy(leg->verified, sizeof leg->verified, ses.verified);
     switch (ses.report) { /* one result for the session under its policy */
     case MXG_REQ_REPORT_TLSA_INVALID:
         leg_report(leg, MXG_RPT_R_TLSA_INVALID, "no usable TLSA record");
@@ -179,7 +182,7 @@ int leg_host_decide(struct mxg_leg *leg, struct host_state *hs, const struct mxg
     if (!mxg_req_dane_consulted(&leg->req_in, why, sizeof why)) {
         hs->decided = 1;
         hs->dane.req = MXG_DANE_NONE;
-        snprintf(hs->dane.why, sizeof hs->dane.why, "%s", why);
+        mxg_str_copy(hs->dane.why, sizeof hs->dane.why, why);
         return 1;
     }
     int rc = mxg_dane_host_lookup(leg->env->dns, leg->route->mx_sec, h->name, &h->addrs,

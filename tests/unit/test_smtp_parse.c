@@ -467,6 +467,55 @@ static void test_helo(void **st)
     assert_int_equal(strlen(tiny), 7);
 }
 
+/* The hand-written formatting of mxg_reply_summary / mxg_reply_render gives
+ * exactly what the printf formats they replaced gave, at every buffer size. */
+static void test_reply_format_equals_printf(void **st)
+{
+    (void)st;
+    static const struct { int code; const char *enh; int no_enh; const char *text; } rs[] = {
+        {250, "2.0.0", 0, "Ok: queued as 0001"},
+        {250, "", 0, "mx.example\nPIPELINING\nSIZE 100"},
+        {451, "4.7.5", 0, "TLSA records unusable\nsecond line"},
+        {354, "", 1, "go ahead"},
+        {550, "", 0, ""},
+        {421, "2.0.0", 0, "class mismatch: render derives 4.0.0"},
+        {220, "", 1, "x"},
+    };
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
+        struct mxg_reply r;
+        mxg_reply_clear(&r);
+        r.code = rs[i].code;
+        snprintf(r.enh, sizeof r.enh, "%s", rs[i].enh);
+        r.no_enh = rs[i].no_enh;
+        snprintf(r.text, sizeof r.text, "%s", rs[i].text);
+        const char *nl = strchr(r.text, '\n');
+        int ll = nl ? (int)(nl - r.text) : (int)strlen(r.text);
+        for (size_t cap = 1; cap < 64; cap++) {
+            char got[64], want[64];
+            memset(got, 'Z', sizeof got);
+            mxg_reply_summary(&r, got, cap);
+            snprintf(want, cap, "%03d%s%s %.*s", r.code, r.enh[0] ? " " : "", r.enh, ll, r.text);
+            assert_string_equal(got, want);
+        }
+        /* render, first line's head: "%03d%c%s%s" */
+        char out[512], head[40], enh[16];
+        int cls = r.code / 100;
+        if (r.no_enh || cls == 3)
+            enh[0] = 0;
+        else if (r.enh[0] == '0' + cls)
+            snprintf(enh, sizeof enh, "%s", r.enh);
+        else
+            snprintf(enh, sizeof enh, "%d.0.0", cls);
+        size_t n = mxg_reply_render(&r, out, sizeof out);
+        int hl = snprintf(head, sizeof head, "%03d%c%s%s", r.code, nl ? '-' : ' ', enh,
+                          ll && enh[0] ? " " : "");
+        assert_true(n >= (size_t)hl + 2);
+        assert_memory_equal(out, head, (size_t)hl);
+        assert_memory_equal(out + hl, r.text, (size_t)ll);
+        assert_memory_equal(out + hl + ll, "\r\n", 2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,7 +524,7 @@ int main(void)
         cmocka_unit_test(test_replies),     cmocka_unit_test(test_caps),
         cmocka_unit_test(test_domains),     cmocka_unit_test(test_alabel),
         cmocka_unit_test(test_helo),        cmocka_unit_test(test_reply_line_split),
-        cmocka_unit_test(test_reply_sanitised),
+        cmocka_unit_test(test_reply_sanitised), cmocka_unit_test(test_reply_format_equals_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
