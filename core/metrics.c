@@ -31,6 +31,7 @@ static const char *const reload_results[] = {"success", "failure", NULL};
 static const char *const inbound_tls_results[] = {"success", "failure", NULL};
 static const char *const inbound_auth_results[] = {"success", "failure", "refused", NULL};
 static const char *const upstream_conn_hows[] = {"new", "reused", "stale", "limited", NULL};
+static const char *const handshake_kinds[] = {"full", "resumed", NULL};
 
 /* Indexed by enum mxg_metric (checked below). */
 static const struct family_def defs[] = {
@@ -103,6 +104,9 @@ static const struct family_def defs[] = {
     [MXG_M_UPSTREAM_OPEN] = {"mxguard_upstream_connections_open",
                              "Upstream connections open now (all), of them idle in the cache",
                              K_GAUGE, "state", NULL},
+    [MXG_M_UPSTREAM_HANDSHAKES] = {"mxguard_upstream_tls_handshakes_total",
+                                   "Completed upstream TLS handshakes: full or resumed",
+                                   K_COUNTER, "kind", handshake_kinds},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == MXG_M__COUNT, "one definition per metric");
 

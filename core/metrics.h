@@ -79,6 +79,9 @@ enum mxg_metric {
                                   replaced), limited (451 4.7.0: no slot under the limits) */
     MXG_M_UPSTREAM_OPEN,       /* mxguard_upstream_connections_open{state} gauge: all, idle
                                   (kept in the connection cache) */
+    MXG_M_UPSTREAM_HANDSHAKES, /* mxguard_upstream_tls_handshakes_total{kind} counter: full,
+                                  resumed (a TLS session from the cache was accepted); completed
+                                  handshakes only, whatever the verification then said */
     MXG_M__COUNT
 };
 

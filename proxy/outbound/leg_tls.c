@@ -128,6 +128,8 @@ void leg_tls_step(struct mxg_leg *leg)
     }
     mxg_metrics_observe_ms(leg->env->metrics, MXG_M_UPSTREAM_DURATION, "tls_handshake",
                            uv_now(leg->env->loop) - leg->t_phase);
+    mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_HANDSHAKES,
+                    mxg_tls_engine_resumed(leg->tls) ? "resumed" : "full");
     mxg_str_copy(leg->tls_version, sizeof leg->tls_version, mxg_tls_version(leg->tls));
     mxg_str_copy(leg->tls_cipher, sizeof leg->tls_cipher, mxg_tls_cipher(leg->tls));
     const struct mxg_req *req = leg_cur_req(leg);

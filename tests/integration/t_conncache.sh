@@ -132,6 +132,7 @@ assert_eq "TLSRPT: no failures" 0 "$(rpt 'S("total-failure-session-count")')"
 tb_stop mxguard
 assert_file_grep "SIGTERM: the idle cached connections got QUIT" "$TB/mx1.log" '< QUIT'
 export MXGUARD_UPSTREAM_CACHE_MAX_USES=1
+export MXGUARD_METRICS_LISTEN=$TB_MXG_IP:9125
 tb_start_mxguard -n mxguard2
 mark=$(tb_log_mark mxguard2)
 send resume1 d@dane-ee.test
@@ -140,6 +141,18 @@ log=$(tb_log_since "$mark" mxguard2)
 assert_eq "dane-ee: two more connections" 3 "$(conns dane-ee)"
 assert_contains "the second handshake resumed the session" "$log" "DANE (resumed TLS session"
 assert_not_contains "no reuse of connections with cache_max_uses = 1" "$log" "reused connection"
+handshakes() { # handshakes KIND — mxguard_upstream_tls_handshakes_total{kind="KIND"} of mxguard2
+    "$PYTHON" - "$TB_MXG_IP" "$1" "$TB/handshakes.metrics" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen("http://%s:9125/metrics" % sys.argv[1], timeout=5).read().decode()
+open(sys.argv[3], "w").write(body)
+key = 'mxguard_upstream_tls_handshakes_total{kind="%s"}' % sys.argv[2]
+print(next((l.split()[1] for l in body.splitlines() if l.startswith(key + " ")), "absent"))
+PY
+}
+assert_eq "metrics: one full handshake" 1 "$(handshakes full)"
+assert_eq "metrics: one resumed handshake" 1 "$(handshakes resumed)"
+unset MXGUARD_METRICS_LISTEN
 sleep 2.5
 assert_eq "TLSRPT: 1 + 2 successful sessions (a resumed handshake counts)" 3 \
     "$(rpt 'S("total-successful-session-count")')"
