@@ -1534,6 +1534,9 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
         return say(err, errlen, "%s: server.listen: at least one address required", src);
     if (cfg->n_allow < 1)
         return say(err, errlen, "%s: server.allow_networks: at least one network required", src);
+    if (cfg->group[0] && !cfg->user[0]) /* app/privs.c would refuse it at start-up */
+        return say(err, errlen, "%s: server.group: set, but server.user is not (the group "
+                                "is the one mxguard drops to with the user)", src);
     if ((cfg->list_file[0] || cfg->list_url[0]) && !cfg->list_keyring[0])
         return say(err, errlen,
                    "%s: policy_list.keyring: required with policy_list.file or policy_list.url "

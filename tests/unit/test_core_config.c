@@ -576,6 +576,8 @@ static void test_env_errors(void **state)
         {"MXGUARD_SERVER_MAX_SESSIONS=99999999999999999999",
          "environment: MXGUARD_SERVER_MAX_SESSIONS: \"99999999999999999999\": expected an integer"},
         {"MXGUARD_SERVER_MAX_SESSIONS=0", "environment: MXGUARD_SERVER_MAX_SESSIONS: must be between 1"},
+        /* cross-setting rules: `config check` refuses what `run` would refuse */
+        {"MXGUARD_SERVER_GROUP=nogroup", "configuration: server.group: set, but server.user is not"},
         {"MXGUARD_DNS_SERVERS=192.0.2.1,192.0.2.2,192.0.2.3,192.0.2.4,192.0.2.5",
          "environment: MXGUARD_DNS_SERVERS: too many entries (at most 4)"},
         {"MXGUARD_UPSTREAM_PORT=0", "environment: MXGUARD_UPSTREAM_PORT: must be between 1 and 65535"},
