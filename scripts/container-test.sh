@@ -11,8 +11,9 @@
 #  2. `podman build --isolation chroot --build-arg BASE=<that image>` of the Dockerfile.
 #  3. the image's file system is mounted (podman create + podman mount) and
 #     tests/container/checks.sh runs its entrypoint with unshare + chroot (`podman run` does not
-#     work on these machines: ../shared/TESTBED.md), in a network namespace of its own
-#     (MXG_CTR_NETNS=0: in this one; the test-bed uses 127.0.70.0/24).
+#     work on the development machines: crun "cgroups in hybrid mode not supported"), in a
+#     network namespace of its own (MXG_CTR_NETNS=0: in this one; the test-bed uses
+#     127.0.70.0/24).
 #  4. the container, the image and the build's intermediate images are removed (--keep-image
 #     keeps the image localhost/mxguard:container-test).
 # Prints the time of each step, the image size, and exits non-zero if anything failed.
@@ -31,7 +32,7 @@ for a in "$@"; do
         --fresh-base) FRESH_BASE=1 ;;
         --remove-base) REMOVE_BASE=1 ;;
         --keep-image) KEEP_IMAGE=1 ;;
-        *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "container-test: run as root" >&2; exit 1; }
