@@ -9,7 +9,7 @@
 #      docker-compose.yml adds, no-new-privileges, the image's environment plus MXGUARD_*
 #      overrides for the test-bed (listen address, DNS server + trust anchor, dns.mode, upstream
 #      port); it runs as the user mxguard (/proc/PID/status) with its state on the volume;
-#  (c) a message is delivered under DANE (TLSA 3 1 1) to mx.dane-ee.test;
+#  (c) a message is delivered under DANE (TLSA 3 1 1) to mx.dane-ee.test (and /metrics counts it);
 #  (d) SIGTERM drains: the transaction in flight completes (the MX holds the dot 5 s, less than
 #      the image's server.drain_timeout), new connections are refused, the process exits 0
 #      within docker-compose.yml's stop_grace_period.
@@ -136,6 +136,20 @@ assert_log "the log says DANE authenticated the MX" "$mark" \
 assert_log "the log is JSON lines (the image's log.format)" "$mark" '^\{.*\}$'
 assert_match "mxguard keeps its state on the volume" "$(ls -A "$VOL")" '.'
 assert_eq "... every file there is mxguard's" "" "$(find "$VOL" -mindepth 1 ! -uid "$MXG_UID" -printf '%P ')"
+
+# the metrics port (docker-compose.yml publishes it) counts the delivery
+metrics=$("$PYTHON" - "$TB_MXG_IP" 9125 "$TB_CLIENT_IP" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=5, source_address=(sys.argv[3], 0))
+c.request("GET", "/metrics")
+r = c.getresponse()
+print("HTTP %d" % r.status)
+print(r.read().decode())
+PY
+)
+assert_match "GET /metrics answers 200" "$metrics" '^HTTP 200'
+assert_eq "... mxguard_transactions_total{outcome=\"delivered\"} = 1" 1 \
+    "$(awk '$1 == "mxguard_transactions_total{outcome=\"delivered\"}" { print $2 }' <<<"$metrics")"
 
 # (d) SIGTERM drains
 tb_make_message slow --to slowdata@dane-ee.test --subject "container drain" --id ctr-slow-1
