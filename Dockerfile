@@ -8,14 +8,20 @@
 # The container starts as root so that mxguard can bind port 25; it then
 # drops to the user mxguard (server.user in etc/examples/sidecar.conf, the
 # image's configuration) and writes only to /var/lib/mxguard (a volume).
+#
+# BASE (both stages): the Debian 12 base image, e.g. --build-arg
+# BASE=localhost/debian:12-slim for one imported from mmdebstrap where no
+# registry is reachable (scripts/container-test.sh does that).
 
-FROM debian:12-slim AS build
+ARG BASE=debian:12-slim
+
+FROM ${BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libuv1-dev libssl-dev libgetdns-dev libidn2-dev libjansson-dev \
       libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev libmicrohttpd-dev \
-      libopendkim-dev \
+      libopendkim-dev libcrypt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -24,7 +30,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXG_TESTS=OFF \
  && DESTDIR=/out cmake --install /build --prefix /usr \
  && /out/usr/sbin/mxguard --version
 
-FROM debian:12-slim
+FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libuv1 libssl3 libgetdns10 libidn2-0 libjansson4 libcurl4 zlib1g libsqlite3-0 \
