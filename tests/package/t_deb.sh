@@ -66,6 +66,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 for d in etc/mxguard var/lib/mxguard; do
     if [ -e "/$d" ]; then
