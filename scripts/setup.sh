@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh run    install dependencies, build, run mxguard on etc/mxguard.conf
 #   scripts/setup.sh test   install dependencies, build (also with ASan+UBSan), run every test
-#                           (unit + integration also under ASan+UBSan+LSan) and the fuzzers
+#                           (unit + integration also under ASan+UBSan+LSan), the fuzzers and
+#                           the Debian package's test (installs and purges it)
 #   scripts/setup.sh deps   install dependencies only
 #   scripts/setup.sh build  build only (into ./build)
 set -euo pipefail
@@ -23,6 +24,9 @@ deps() {
         sqlite3   # tests: t_cli.sh edits a TLSRPT store
         jq        # tests: t_check_json.sh reads `mxguard check --json`
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
+        # tests/package/t_deb.sh: build the .deb with debhelper (dpkg-buildpackage; no fakeroot:
+        # debian/control says Rules-Requires-Root: no), lint it, `man mxguard` once installed
+        debhelper dpkg-dev lintian man-db
     )
     local missing=()
     for p in "${pkgs[@]}"; do
@@ -91,6 +95,8 @@ test)
     (cd build-asan && sanitized ctest -L unit --output-on-failure) || rc=1
     echo "== unit tests (release build) =="
     (cd build && ctest -L unit --output-on-failure) || rc=1
+    echo "== Debian package: build, lintian, install, purge (tests/package/t_deb.sh) =="
+    (cd build && ctest -L package --output-on-failure) || rc=1
     echo "== fuzzing: every fuzz/ target ${FUZZ_SECONDS:-20} s (scripts/fuzz.sh) =="
     FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh || rc=1
     # The integration suite runs once, against the sanitized binary: the same scenarios,
@@ -105,7 +111,7 @@ test)
     exit "$rc"
     ;;
 *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
