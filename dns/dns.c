@@ -2076,15 +2076,17 @@ fail:
 
 /* Parse a root hints file (zone-file syntax, as named.root: NS, A and AAAA
  * records, one per line) into the list getdns_context_set_dns_root_servers()
- * takes: its A and AAAA records (the servers asked at the root; the NS
- * records name them and are skipped). NULL with err when the file cannot be
- * read, a record cannot be parsed, or it holds no address. */
+ * takes: its NS records at "." and A / AAAA records as rr dicts (Debian's
+ * getdns 1.6 writes them out as a hints file for libunbound, which ignores
+ * hints without NS records at the root: then it would ask the real root).
+ * NULL with err when the file cannot be read, a record cannot be parsed, or
+ * it holds no NS record for "." or no address. */
 static getdns_list *load_root_hints(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     getdns_list *list = getdns_list_create();
-    char line[1024];
-    size_t n = 0;
+    char line[1024], owner[MXG_DNS_NAME_MAX];
+    size_t n = 0, nns = 0, naddr = 0;
     int lineno = 0;
 
     if (!f || !list) {
@@ -2111,19 +2113,25 @@ static getdns_list *load_root_hints(const char *path, char *err, size_t errlen)
             goto fail;
         }
         uint32_t t = rr_type(rr);
-        if ((t == GETDNS_RRTYPE_A || t == GETDNS_RRTYPE_AAAA) && getdns_list_set_dict(list, n++, rr)) {
-            snprintf(err, errlen, "out of memory");
-            getdns_dict_destroy(rr);
-            goto fail;
+        int root_ns = t == GETDNS_RRTYPE_NS && rr_owner(rr, owner, sizeof owner) == 0 && !owner[0];
+        if (root_ns || t == GETDNS_RRTYPE_A || t == GETDNS_RRTYPE_AAAA) {
+            if (getdns_list_set_dict(list, n++, rr)) {
+                snprintf(err, errlen, "out of memory");
+                getdns_dict_destroy(rr);
+                goto fail;
+            }
+            nns += root_ns;
+            naddr += !root_ns;
         }
         getdns_dict_destroy(rr);
     }
-    if (n == 0) {
-        snprintf(err, errlen, "root hints file %s holds no A or AAAA record", path);
+    if (nns == 0 || naddr == 0) {
+        snprintf(err, errlen, "root hints file %s holds no %s", path,
+                 nns ? "A or AAAA record" : "NS record for \".\"");
         goto fail;
     }
     fclose(f);
-    LOG_D(COMP, "%zu root server address(es) from %s", n, path);
+    LOG_D(COMP, "%zu root server address(es) from %s", naddr, path);
     return list;
 fail:
     if (f)

@@ -164,6 +164,7 @@ static void bad_root_hints_are_refused(void **state)
 {
     struct fx *f = *state;
     hints_refused(f, ".  3600000  NS  ns.root.example.\n", "holds no A or AAAA record");
+    hints_refused(f, "ns.root.example. 3600000 A 127.0.70.53\n", "holds no NS record for \".\"");
     hints_refused(f, "ns.root.example. 3600000 A not-an-address\n", "cannot parse");
     hints_refused(f, NULL, "No such file");
     /* stub mode never reads it */
