@@ -67,7 +67,13 @@ int app_dnsauto_choose(struct app *app)
     const char *sdesc = mxg_dns_path_desc(app->dns, MXG_DNS_PATH_STUB);
     const char *rdesc = mxg_dns_path_desc(app->dns, MXG_DNS_PATH_RECURSIVE);
 
-    check_now(app, MXG_DNS_PATH_STUB, &stub);
+    if (!mxg_dns_has_path(app->dns, MXG_DNS_PATH_STUB)) {
+        memset(&stub, 0, sizeof stub);
+        snprintf(stub.why, sizeof stub.why, "no stub resolver: %s", sdesc);
+        sdesc = "(none)";
+    } else {
+        check_now(app, MXG_DNS_PATH_STUB, &stub);
+    }
     if (stub.ok > 0) {
         snprintf(why, sizeof why, "the stub resolver %s passed the DNSSEC self-check: %s", sdesc,
                  stub.why);
@@ -155,7 +161,7 @@ static void on_stub_recheck(void *arg, int ok, const char *why)
 static void on_auto_tick(uv_timer_t *t)
 {
     struct app *app = t->data;
-    if (!app->dns || app->dns_auto_busy)
+    if (!app->dns || app->dns_auto_busy || !mxg_dns_has_path(app->dns, MXG_DNS_PATH_STUB))
         return;
     app->dns_auto_busy = 1;
     if (mxg_dns_selfcheck_path(app->dns, MXG_DNS_PATH_STUB, on_stub_recheck, app) < 0)

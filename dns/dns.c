@@ -2297,9 +2297,18 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
                     goto fail;
                 upstream_text(dns, &o, (const struct sockaddr *)&cfg->dns_servers[i].sa);
             }
-        } else {
-            if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0)
+        } else if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0) {
+            if (!rec)
                 goto fail;
+            /* auto mode without a stub resolver (a container without one):
+             * the recursive path alone, as in recursive mode */
+            LOG_W(COMP, "%s; dns.mode auto resolves from the root servers", err);
+            snprintf(dns->upstream, sizeof dns->upstream, "none (%.160s)", err);
+            getdns_list_destroy(ups);
+            ups = NULL;
+            stub = 0;
+            dns->path = MXG_DNS_PATH_RECURSIVE;
+        } else {
             for (int i = 0; i < n; i++) {
                 if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&rc[i], err, errlen))
                     goto fail;
@@ -2308,8 +2317,9 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
             LOG_I(COMP, "using %d nameserver(s) from %s", n, DNS_RESOLV_CONF);
         }
         size_t ul = strlen(dns->upstream);
-        snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
-                 cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
+        if (stub)
+            snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
+                     cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
     }
     if (!(dns->ctx = ctx_make(dns, loop, cfg, ups, hints, anchors,
                               cfg->dns_transport == MXG_DNS_UDP, err, errlen)))

@@ -190,7 +190,8 @@ void mxg_dns_cancel(struct mxg_dns_query *q);
  *  - stub mode has the stub path only (cfg->dns_servers, else
  *    /etc/resolv.conf), recursive mode the recursive path only (resolution
  *    from the root servers: cfg->dns_root_hints, else getdns' built-in
- *    hints), auto mode both, each with its own getdns context(s) for the
+ *    hints), auto mode both (or, when it finds no stub resolver, the
+ *    recursive path alone), each with its own getdns context(s) for the
  *    life of dns. New lookups go to the path in use (auto: stub at first);
  *    mxg_dns_set_path() changes it for lookups started from then on,
  *    lookups in flight finish on the path they began on, the answer cache
@@ -198,7 +199,8 @@ void mxg_dns_cancel(struct mxg_dns_query *q);
  *  - mxg_dns_selfcheck_path(): the self-check (as mxg_dns_selfcheck, which
  *    checks the path in use) on path p; -1 if dns has no such path.
  *  - mxg_dns_path_desc(): the path for messages, e.g. "127.0.0.53:53 over
- *    TCP", "the root servers (built-in hints)"; owned by dns. */
+ *    TCP", "the root servers (built-in hints)", "none (why)" for auto mode's
+ *    missing stub path; owned by dns. */
 enum mxg_dns_path { MXG_DNS_PATH_STUB = 0, MXG_DNS_PATH_RECURSIVE };
 const char *mxg_dns_path_name(enum mxg_dns_path p); /* "stub", "recursive" */
 int mxg_dns_has_path(const struct mxg_dns *dns, enum mxg_dns_path p);

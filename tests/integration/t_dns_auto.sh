@@ -12,6 +12,8 @@
 #   4. run time: the stub path starts passing (a signed nsd replaces the stripping one) ->
 #      back to stub within dns.auto_recheck; test. names resolve again (only the stub path can).
 #   5. run time: the stub path strips again -> recursive again; dane-rec. still delivers.
+#   6. auto without any stub resolver (no dns.servers, an /etc/resolv.conf without nameserver
+#      lines, in a private mount namespace): starts recursive and says why; delivers.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -53,11 +55,12 @@ wait_log() {
     return 1
 }
 
-# deliver NAME DOMAIN DESC — a DANE delivery to a@DOMAIN through mxguard reaches dane-ee's
-# server over TLS with the TLSA match logged (COUNT: its messages afterwards)
+# deliver NAME DOMAIN COUNT [LOG] — a DANE delivery to a@DOMAIN through mxguard reaches
+# dane-ee's server over TLS with the TLSA match in LOG (default mxguard; COUNT: the server's
+# messages afterwards)
 deliver() {
-    local name=$1 d=$2 count=$3 mark m
-    mark=$(tb_log_mark)
+    local name=$1 d=$2 count=$3 log=${4:-mxguard} mark m
+    mark=$(tb_log_mark "$log")
     tb_make_message "$name" --to "a@$d" --subject "auto $name" --id "$name-1"
     swaks_send "$name" --to "a@$d" --no-data-fixup --data "@$TB/$name.wire"
     assert_reply "$name: RCPT a@$d accepted" "$SW_RCPT" "250"
@@ -69,7 +72,7 @@ deliver() {
         assert_match "$name: over TLS" "$(json_get "$m.json" tls.version)" '^TLSv1\.[23]$'
         assert_eq "$name: message intact" "received+same" "$(eml_compare "$m.eml" "$TB/$name.msg")"
     fi
-    assert_log "$name: DANE verified (TLSA 3 1 1 matched)" "$mark" 'TLSA 3 1 1 matched at depth 0'
+    assert_log "$name: DANE verified (TLSA 3 1 1 matched)" "$mark" 'TLSA 3 1 1 matched at depth 0' "$log"
 }
 
 # 1. auto behind the stripping resolver: resolution from the (test) root
@@ -136,5 +139,23 @@ else
 fi
 deliver rec2 dane-rec 3
 assert_eq "mxguard still runs" 0 "$(tb_alive mxguard; echo $?)"
+
+# 6. no stub resolver at all: /etc/resolv.conf without nameservers (bind-mounted over the real
+# one for mxguard only), no dns.servers
+printf 'search example.invalid\n' >"$TB/empty.resolv"
+cat >"$TB/nors.sh" <<EOF
+#!/bin/sh
+exec unshare -m sh -c 'mount --bind "$TB/empty.resolv" /etc/resolv.conf && exec "\$0" "\$@"' "$MXG_BIN" "\$@"
+EOF
+chmod +x "$TB/nors.sh"
+tb_write_config -o "$TB/nors.conf" -m auto -l 127.0.70.3:10025 -D "root_hints = \"$HINTS\";"
+sed -i '/^  servers = /d' "$TB/nors.conf"
+REAL_BIN=$MXG_BIN
+MXG_BIN=$TB/nors.sh tb_start_mxguard -c "$TB/nors.conf" -n mxguard-nors -a 127.0.70.3:10025
+MXG_BIN=$REAL_BIN
+pass "auto without a stub resolver: mxguard starts"
+assert_file_grep "no stub resolver: one line says recursive and why" "$TB/mxguard-nors.log" \
+    'dns: mode auto -> recursive \(the stub resolver \(none\) failed the DNSSEC self-check: no stub resolver: none \(no DNS servers configured and no nameserver line in /etc/resolv.conf\)\)'
+SW_SERVER=127.0.70.3:10025 deliver nors dane-rec 4 mxguard-nors
 
 tb_finish
