@@ -67,10 +67,10 @@ int app_dnsauto_choose(struct app *app)
     const char *sdesc = mxg_dns_path_desc(app->dns, MXG_DNS_PATH_STUB);
     const char *rdesc = mxg_dns_path_desc(app->dns, MXG_DNS_PATH_RECURSIVE);
 
-    if (!mxg_dns_has_path(app->dns, MXG_DNS_PATH_STUB)) {
+    int nostub = !mxg_dns_has_path(app->dns, MXG_DNS_PATH_STUB);
+    if (nostub) {
         memset(&stub, 0, sizeof stub);
         snprintf(stub.why, sizeof stub.why, "no stub resolver: %s", sdesc);
-        sdesc = "(none)";
     } else {
         check_now(app, MXG_DNS_PATH_STUB, &stub);
     }
@@ -82,8 +82,11 @@ int app_dnsauto_choose(struct app *app)
     }
     check_now(app, MXG_DNS_PATH_RECURSIVE, &rec);
     if (rec.ok > 0) {
-        snprintf(why, sizeof why, "the stub resolver %s failed the DNSSEC self-check: %s", sdesc,
-                 reason(stub.why));
+        if (nostub)
+            snprintf(why, sizeof why, "there is no stub resolver: %s", sdesc);
+        else
+            snprintf(why, sizeof why, "the stub resolver %s failed the DNSSEC self-check: %s",
+                     sdesc, reason(stub.why));
         use_path(app, MXG_DNS_PATH_RECURSIVE, why);
         return 0;
     }
