@@ -12,6 +12,7 @@
  *   parts.c         the composition root: struct app's parts opened, wired, closed
  *   run.c           `run`: start-up order, signals, drain, the queue runner
  *   run_selfcheck.c the DNSSEC self-check before serving and its retry timer
+ *   run_dnsauto.c   dns.mode = "auto": which resolver path (stub, recursive) serves lookups
  *   run_reload.c    SIGHUP: what is re-read and swapped in (core/reload.h decides what may)
  *   run_ops.c       operating: counters, gauges, the metrics endpoint, the privilege switch
  *   privs.c, metrics_http.c  their own modules (privs.h, metrics_http.h)
@@ -48,7 +49,11 @@ struct mxg_rpt_org;
 /* Everything one command run holds (the composition root). */
 struct app {
     uv_loop_t loop;
-    uv_timer_t recheck; /* DNSSEC self-check retry while DNS is unreachable */
+    uv_timer_t recheck; /* DNSSEC self-check retry while DNS is unreachable; auto mode: the
+                           paths' re-check (app/run_dnsauto.c) */
+    int dns_auto_busy;       /* auto mode: a re-check is under way */
+    int dns_auto_undecided;  /* auto mode: no path answered yet (mail deferred) */
+    char dns_auto_why[512];  /* auto mode: why the stub path failed its last re-check */
     struct mxg_config cfg;
     struct mxg_dns *dns;
     struct mxg_tls_ctx *tls;
@@ -140,8 +145,18 @@ void app_finish_oneshot(struct app *app);
 /* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
  * (start, defer mail, retry), -1 must not start; logged. */
 int app_dnssec_selfcheck(struct app *app);
-/* The retry timer (app->recheck, closed by the drain); started when retry is set. */
+/* The retry timer (app->recheck, closed by the drain); started when retry is set
+ * (auto mode: always, as the paths' re-check). */
 void app_recheck_start(struct app *app, int retry);
+
+/* app/run_dnsauto.c (dns.mode = "auto" with DANE on) */
+/* Self-check the stub path, then (if it fails) the recursive one; use the first that
+ * passes, logged. 0 chosen, 1 neither answers (start, defer mail, retry), -1 must not
+ * start (both failed, named in the log). */
+int app_dnsauto_choose(struct app *app);
+/* The periodic re-check on app->recheck (initialised): back to stub when it passes,
+ * to recursive when stub fails and recursive passes. */
+void app_dnsauto_start(struct app *app);
 
 /* app/run_reload.c */
 /* SIGHUP: reload the configuration and re-read the files (ignored while draining). */

@@ -262,6 +262,22 @@ static void next_probe(struct check *c)
 }
 
 /* The MTA-STS result the requirement uses: outcome, policy, failure. */
+/* The resolver path the lookups go to (dns.mode; auto: the one it chose). */
+static void print_dns_mode(struct check *c)
+{
+    static const char *const modes[] = {"stub", "recursive", "auto"};
+    const struct mxg_config *cfg = c->env->cfg;
+    enum mxg_dns_path p = mxg_dns_path_in_use(c->env->dns);
+    const char *configured = (unsigned)cfg->dns_mode < 3 ? modes[cfg->dns_mode] : "?";
+    fprintf(c->out, "dns %s (dns.mode \"%s\"): %s\n", mxg_dns_path_name(p), configured,
+            mxg_dns_path_desc(c->env->dns, p));
+    if (c->json)
+        json_object_set_new(c->json, "dns",
+                            json_pack("{s:s, s:s, s:s}", "mode", mxg_dns_path_name(p),
+                                      "configured", configured, "via",
+                                      mxg_dns_path_desc(c->env->dns, p)));
+}
+
 static void print_sts(struct check *c)
 {
     const struct mxg_sts_result *r = &c->in->sts;
@@ -572,6 +588,7 @@ int mxg_check_domain_opts(const struct mxg_upstream_env *env, const char *domain
     fprintf(c.out, "domain %s\n", c.domain);
     if (c.json)
         json_object_set_new(c.json, "domain", json_string(c.domain));
+    print_dns_mode(&c);
     decide(&c);
     int rc;
     struct mxg_route_query *rq = NULL;

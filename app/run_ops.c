@@ -48,6 +48,20 @@ static double gauge_sessions(void *arg)
 }
 
 /* Gauge: DNS cache entries. */
+/* mxguard_dns_mode{mode="stub"}: 1 while new lookups go to the stub path. */
+static double gauge_dns_stub(void *arg)
+{
+    struct app *app = arg;
+    return app->dns && mxg_dns_path_in_use(app->dns) == MXG_DNS_PATH_STUB;
+}
+
+/* mxguard_dns_mode{mode="recursive"}: 1 while new lookups are resolved from the root. */
+static double gauge_dns_recursive(void *arg)
+{
+    struct app *app = arg;
+    return app->dns && mxg_dns_path_in_use(app->dns) == MXG_DNS_PATH_RECURSIVE;
+}
+
 static double gauge_dns_cache(void *arg)
 {
     return (double)mxg_dns_cache_entries(((struct app *)arg)->dns);
@@ -135,6 +149,8 @@ int app_ops_started(struct app *app, char *err, size_t errlen)
         mxg_https_set_metrics(app->https, app->metrics);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_SESSIONS_ACTIVE, NULL, gauge_sessions, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_DNS_CACHE_ENTRIES, NULL, gauge_dns_cache, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_DNS_MODE, "stub", gauge_dns_stub, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_DNS_MODE, "recursive", gauge_dns_recursive, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_STS_CACHE_ENTRIES, NULL, gauge_sts_cache, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_LIST_ENTRIES, NULL, gauge_list, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_SPOOL_MESSAGES, NULL, gauge_spool, app);

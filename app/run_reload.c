@@ -42,7 +42,8 @@ static void reload_anchors(struct app *app)
     if (!app->dns || !app->cfg.dane_enabled)
         return;
     if (app->cfg.dns_mode != MXG_DNS_STUB) {
-        LOG_N("reload", "dns.mode = recursive: trust anchors are read at start-up only");
+        LOG_N("reload", "dns.mode = %s: trust anchors are read at start-up only",
+              app->cfg.dns_mode == MXG_DNS_AUTO ? "auto" : "recursive");
         return;
     }
     if (mxg_dns_reload_anchors(app->dns, app->cfg.trust_anchor_file, err, sizeof err) < 0) {

@@ -31,6 +31,8 @@ int app_dnssec_selfcheck(struct app *app)
                       "DNSSEC is not required of the resolver");
         return 0;
     }
+    if (app->cfg.dns_mode == MXG_DNS_AUTO)
+        return app_dnsauto_choose(app);
     struct selfcheck sc = {0};
     if (mxg_dns_selfcheck(app->dns, on_selfcheck, &sc) < 0) {
         LOG_E("main", "DNSSEC self-check could not start");
@@ -79,6 +81,8 @@ void app_recheck_start(struct app *app, int retry)
 {
     uv_timer_init(&app->loop, &app->recheck);
     app->recheck.data = app;
-    if (retry)
+    if (app->cfg.dns_mode == MXG_DNS_AUTO && app->cfg.dane_enabled && app->dns)
+        app_dnsauto_start(app);
+    else if (retry)
         uv_timer_start(&app->recheck, on_recheck, app->cfg.dane_recheck_ms, app->cfg.dane_recheck_ms);
 }

@@ -140,7 +140,7 @@ cat >"$TB/mxguard.conf" <<EOF
 server: { listen = ["127.0.70.1:10025"]; allow_networks = ["127.0.0.0/8"];
           hostname = "mxguard.bench.test"; max_sessions = 30000; };
 upstream: { port = 25; helo_name = "mxguard.bench.test"; source_ipv4 = "127.0.70.1"; };
-dns: { servers = ["127.0.70.53:5300"]; trust_anchor_file = "$TB/dns/root.ds"; };
+dns: { mode = "stub"; servers = ["127.0.70.53:5300"]; trust_anchor_file = "$TB/dns/root.ds"; };
 tls: { ca_file = "$TB/dns/certs/ca.crt"; };
 state: { directory = "$TB/state"; };
 tlsrpt: { send_reports = false; };

@@ -869,7 +869,7 @@ static void dump_cidrs(const struct key *k, const struct mxg_config *cfg, FILE *
 
 static const char *const af_names[] = {"any", "prefer-ipv4", "prefer-ipv6", "ipv4-only",
                                        "ipv6-only", NULL};
-static const char *const dns_mode_names[] = {"stub", "recursive", NULL};
+static const char *const dns_mode_names[] = {"stub", "recursive", "auto", NULL};
 static const char *const dns_transport_names[] = {"tcp", "udp", NULL};
 static const char *const tls_level_names[] = {"may", "encrypt", NULL};
 static const char *const multi_domain_names[] = {"legs", "defer", NULL};
@@ -971,7 +971,9 @@ static const struct key keys[] = {
     ENDPOINTS("upstream", "self_addresses", self_addrs, n_self_addrs, "", 0, -1),
     BOOL("upstream", "refuse_private_addresses", refuse_private, "false"),
 
-    ENUM("dns", "mode", dns_mode, "stub", dns_mode_names),
+    ENUM("dns", "mode", dns_mode, "auto", dns_mode_names),
+    STRING("dns", "root_hints", dns_root_hints, "", check_abs_path),
+    DURATION("dns", "auto_recheck", dns_auto_recheck_ms, "5m", 1, T_MAX),
     ENUM("dns", "transport", dns_transport, "tcp", dns_transport_names),
     ENDPOINTS("dns", "servers", dns_servers, n_dns_servers, "", 0, 53),
     STRING("dns", "trust_anchor_file", trust_anchor_file, "/usr/share/dns/root.key",

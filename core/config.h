@@ -47,7 +47,9 @@ struct mxg_cidr {
 };
 
 enum mxg_af_pref { MXG_AF_ANY = 0, MXG_AF_PREFER_IPV4, MXG_AF_PREFER_IPV6, MXG_AF_IPV4_ONLY, MXG_AF_IPV6_ONLY };
-enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE };
+/* dns.mode: auto = stub while the stub path passes the DNSSEC self-check, else
+ * recursive (app/run_dnsauto.c) */
+enum mxg_dns_mode { MXG_DNS_STUB = 0, MXG_DNS_RECURSIVE, MXG_DNS_AUTO };
 /* dns.transport (stub mode): TCP only, or UDP with TCP when an answer is
  * truncated (getdns 1.6's fallback loses queries; see dns/dns.c) */
 enum mxg_dns_transport { MXG_DNS_TCP = 0, MXG_DNS_UDP };
@@ -144,7 +146,9 @@ struct mxg_config {
     int refuse_private;                 /* upstream.refuse_private_addresses (bool) */
 
     /* dns */
-    enum mxg_dns_mode dns_mode;                 /* dns.mode: stub|recursive */
+    enum mxg_dns_mode dns_mode;                 /* dns.mode: auto|stub|recursive */
+    char dns_root_hints[MXG_CFG_PATH_MAX];      /* dns.root_hints: root hints file, "" = built in */
+    uint64_t dns_auto_recheck_ms;               /* dns.auto_recheck: auto mode's path re-check */
     enum mxg_dns_transport dns_transport;       /* dns.transport: tcp|udp (stub mode) */
     struct mxg_endpoint dns_servers[MXG_CFG_MAX_DNS]; /* dns.servers, "" → /etc/resolv.conf */
     int n_dns_servers;

@@ -24,6 +24,7 @@ static const char *const decision_sources[] = {"dane", "mta-sts", "mta-sts-testi
 static const char *const tls_results[] = {"success", NULL};
 static const char *const dns_statuses[] = {"ok", "nodata", "nxdomain", "tempfail", "bogus", NULL};
 static const char *const ok_error[] = {"ok", "error", NULL};
+static const char *const dns_paths[] = {"stub", "recursive", NULL};
 static const char *const upstream_phases[] = {"connect", "tls_handshake", "final_reply", NULL};
 static const char *const spool_outcomes[] = {"delivered", "deferred", "bounced", NULL};
 static const char *const report_results[] = {"sent", "retry", "gave_up", NULL};
@@ -66,6 +67,9 @@ static const struct family_def defs[] = {
                             "type", NULL},
     [MXG_M_DNS_CACHE_ENTRIES] = {"mxguard_dns_cache_entries", "Entries in the DNS answer cache",
                                  K_GAUGE, NULL, NULL},
+    [MXG_M_DNS_MODE] = {"mxguard_dns_mode",
+                         "The resolver path in use (1) of dns.mode (auto: the one it chose)",
+                         K_GAUGE, "mode", dns_paths},
     [MXG_M_HTTPS_REQUESTS] = {"mxguard_https_requests_total",
                               "HTTPS requests (MTA-STS policies, policy list, TLSRPT) by outcome",
                               K_COUNTER, "result", ok_error},

@@ -56,6 +56,8 @@ enum mxg_metric {
     MXG_M_DNS_DURATION,        /* mxguard_dns_query_duration_seconds{type} histogram
                                   (queries that went to the network) */
     MXG_M_DNS_CACHE_ENTRIES,   /* mxguard_dns_cache_entries gauge */
+    MXG_M_DNS_MODE,            /* mxguard_dns_mode{mode} gauge: 1 for the resolver path in use
+                                  (stub, recursive), 0 for the other */
     MXG_M_HTTPS_REQUESTS,      /* mxguard_https_requests_total{result} counter: ok, error */
     MXG_M_HTTPS_DURATION,      /* mxguard_https_request_duration_seconds histogram */
     MXG_M_UPSTREAM_DURATION,   /* mxguard_upstream_duration_seconds{phase} histogram:

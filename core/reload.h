@@ -26,7 +26,7 @@
  * client certificate is picked up): app/run_reload.c reload_maps_tls() swaps
  * each in only when it loads completely. dns.trust_anchor_file changes
  * only under dns.mode = "stub" (getdns validates itself there; in
- * recursive mode libunbound took the anchors at start-up).
+ * recursive and auto modes libunbound took the anchors at start-up).
  *
  * Logging: one line per changed setting, "reload: SECTION.KEY: OLD -> NEW"
  * (notice) or "... changed in the file but needs a restart; keeping OLD"

@@ -120,6 +120,7 @@ struct mxg_dns_query {
     int delivering;               /* its user callback is running */
     uint64_t t0;                  /* loop time when asked (metrics) */
     enum query_kind kind;
+    enum mxg_dns_path path;       /* the resolver path asked (fixed when the query starts) */
     int nsub;
     struct dns_sub sub[2];
     mxg_mx_cb mx_cb;
@@ -144,7 +145,14 @@ struct qlist {
 
 struct mxg_dns {
     uv_loop_t *loop;
+    /* The stub path (stub and auto modes), or the recursive one (recursive mode). */
     getdns_context *ctx;
+    /* Auto mode: the recursive path (resolution from the root), owned; NULL otherwise.
+     * Both paths live as long as dns: a switch (mxg_dns_set_path) only changes
+     * which one new lookups use, so lookups in flight finish where they began. */
+    getdns_context *rctx;
+    enum mxg_dns_path path;  /* the path of new lookups */
+    char rupstream[MXG_CFG_PATH_MAX + 40]; /* the recursive path, for messages */
     /* Stub mode with dns.transport "tcp": the same servers over UDP, for a
      * query they refused over TCP (no usable upstream); NULL otherwise. */
     getdns_context *ctx_udp;
@@ -969,13 +977,13 @@ static void selfcheck_finish(struct mxg_dns_query *q)
     struct selfcheck_result *r = &q->res.self;
     enum mxg_dnssec sec = single_sec(s);
     char owner[MXG_DNS_NAME_MAX + 1];
-    const char *what;
+    const char *what, *upstream = mxg_dns_path_desc(dns, q->path);
 
     snprintf(owner, sizeof owner, "%s.", s->qname[0] ? s->qname : "");
     if (s->status == MXG_DNS_OK && sec == MXG_SEC_SECURE) {
         r->ok = 1;
         /* no "passed" prefix: callers log it as "DNSSEC self-check passed: %s" */
-        snprintf(r->why, sizeof r->why, "DNSKEY %s is secure (via %s)", owner, dns->upstream);
+        snprintf(r->why, sizeof r->why, "DNSKEY %s is secure (via %s)", owner, upstream);
         return;
     }
     r->ok = 0;
@@ -983,7 +991,7 @@ static void selfcheck_finish(struct mxg_dns_query *q)
         snprintf(r->why, sizeof r->why,
                  "DNSSEC self-check failed: DNSKEY %s is bogus (the resolver at %s may strip "
                  "DNSSEC records, or the trust anchor in %s is wrong)",
-                 owner, dns->upstream, dns->anchor_file);
+                 owner, upstream, dns->anchor_file);
         return;
     }
     if (s->status == MXG_DNS_TEMPFAIL) {
@@ -993,7 +1001,7 @@ static void selfcheck_finish(struct mxg_dns_query *q)
         snprintf(r->why, sizeof r->why,
                  "DNSSEC self-check failed: DNSKEY %s %s%s (no usable answer from the resolver "
                  "at %s)",
-                 owner, what == s->why ? "failed: " : "", what, dns->upstream);
+                 owner, what == s->why ? "failed: " : "", what, upstream);
         return;
     }
     if (s->status != MXG_DNS_OK) {
@@ -1001,13 +1009,13 @@ static void selfcheck_finish(struct mxg_dns_query *q)
                  "DNSSEC self-check failed: DNSKEY %s: %s (%s, %s; the resolver at %s may strip "
                  "DNSSEC records)",
                  owner, mxg_dns_status_name(s->status), s->why, mxg_dnssec_name(sec),
-                 dns->upstream);
+                 upstream);
         return;
     }
     snprintf(r->why, sizeof r->why,
              "DNSSEC self-check failed: DNSKEY %s is %s (the resolver at %s may strip DNSSEC "
              "records, or the trust anchor in %s does not match)",
-             owner, sec == MXG_SEC_INSECURE ? "insecure" : "indeterminate", dns->upstream,
+             owner, sec == MXG_SEC_INSECURE ? "insecure" : "indeterminate", upstream,
              dns->anchor_file);
 }
 
@@ -1506,7 +1514,9 @@ static int sub_submit(struct dns_sub *s)
     snprintf(fq, sizeof fq, "%s.", s->name);
     s->active = 1;
     unsigned gen = ++s->gen;
-    getdns_context *gctx = s->via_udp && dns->ctx_udp ? dns->ctx_udp : dns->ctx;
+    getdns_context *gctx = s->q->path == MXG_DNS_PATH_RECURSIVE && dns->rctx ? dns->rctx
+                           : s->via_udp && dns->ctx_udp                  ? dns->ctx_udp
+                                                                         : dns->ctx;
     s->gctx = gctx;
     getdns_return_t r = getdns_general(gctx, fq, s->rrtype, dns->ext, s, &tid, on_getdns);
     if (gen != s->gen) /* on_getdns ran synchronously and submitted s again: that one counts */
@@ -1548,7 +1558,8 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
             query_free(q); /* already unlinked by mxg_dns_cancel() */
         return;
     }
-    if (type == GETDNS_CALLBACK_ERROR && !s->via_udp && q->dns->ctx_udp) {
+    if (type == GETDNS_CALLBACK_ERROR && !s->via_udp && q->dns->ctx_udp &&
+        q->path == MXG_DNS_PATH_STUB) {
         /* no usable upstream over TCP (the servers refused the connection):
          * the same query over UDP (dns.transport) */
         struct mxg_dns *dns = q->dns;
@@ -1607,6 +1618,7 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
     }
     q->dns = dns;
     q->kind = kind;
+    q->path = dns->path;
     q->t0 = uv_now(dns->loop);
     q->nsub = kind == Q_ADDR ? 2 : 1;
     for (int i = 0; i < q->nsub; i++) {
@@ -1751,16 +1763,25 @@ int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, voi
 /* Contract: see dns.h. */
 int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const char *why), void *arg)
 {
-    if (!dns || dns->freeing || !cb) {
+    return dns ? mxg_dns_selfcheck_path(dns, dns->path, cb, arg) : -1;
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_selfcheck_path(struct mxg_dns *dns, enum mxg_dns_path path,
+                           void (*cb)(void *arg, int ok, const char *why), void *arg)
+{
+    if (!dns || dns->freeing || !cb || !mxg_dns_has_path(dns, path)) {
         LOG_W(COMP, "DNSSEC self-check: invalid arguments");
         return -1;
     }
     struct mxg_dns_query *nq = query_new(dns, Q_SELFCHECK, dns->anchor_owner);
     if (!nq)
         return -1;
+    nq->path = path;
     nq->self_cb = cb;
     nq->arg = arg;
-    LOG_D(COMP, "DNSSEC self-check: asking DNSKEY %s. via %s", dns->anchor_owner, dns->upstream);
+    LOG_D(COMP, "DNSSEC self-check: asking DNSKEY %s. via %s", dns->anchor_owner,
+          mxg_dns_path_desc(dns, path));
     return query_start(nq, NULL);
 }
 
@@ -2069,6 +2090,73 @@ fail:
     return NULL;
 }
 
+/* Parse a root hints file (zone-file syntax, as named.root: NS, A and AAAA
+ * records, one per line) into the list getdns_context_set_dns_root_servers()
+ * takes: its NS records at "." and A / AAAA records as rr dicts (Debian's
+ * getdns 1.6 writes them out as a hints file for libunbound, which ignores
+ * hints without NS records at the root: then it would ask the real root).
+ * NULL with err when the file cannot be read, a record cannot be parsed, or
+ * it holds no NS record for "." or no address. */
+static getdns_list *load_root_hints(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    getdns_list *list = getdns_list_create();
+    char line[1024], owner[MXG_DNS_NAME_MAX];
+    size_t n = 0, nns = 0, naddr = 0;
+    int lineno = 0;
+
+    if (!f || !list) {
+        snprintf(err, errlen, "root hints file %s: %s", path, f ? "out of memory" : strerror(errno));
+        goto fail;
+    }
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (line[0] == '$' || line[0] == '#')
+            continue;
+        if (anchor_clean_line(line) != 0) {
+            snprintf(err, errlen, "%s:%d: parentheses are not supported here", path, lineno);
+            goto fail;
+        }
+        if (blank(line))
+            continue;
+        getdns_dict *rr = NULL;
+        getdns_return_t r = getdns_str2rr_dict(line, &rr, ".", 3600000);
+        if (r != GETDNS_RETURN_GOOD || !rr) {
+            snprintf(err, errlen, "%s:%d: cannot parse \"%.60s\": %s", path, lineno, line,
+                     getdns_get_errorstr_by_id((uint16_t)r));
+            if (rr)
+                getdns_dict_destroy(rr);
+            goto fail;
+        }
+        uint32_t t = rr_type(rr);
+        int root_ns = t == GETDNS_RRTYPE_NS && rr_owner(rr, owner, sizeof owner) == 0 && !owner[0];
+        if (root_ns || t == GETDNS_RRTYPE_A || t == GETDNS_RRTYPE_AAAA) {
+            if (getdns_list_set_dict(list, n++, rr)) {
+                snprintf(err, errlen, "out of memory");
+                getdns_dict_destroy(rr);
+                goto fail;
+            }
+            nns += root_ns;
+            naddr += !root_ns;
+        }
+        getdns_dict_destroy(rr);
+    }
+    if (nns == 0 || naddr == 0) {
+        snprintf(err, errlen, "root hints file %s holds no %s", path,
+                 nns ? "A or AAAA record" : "NS record for \".\"");
+        goto fail;
+    }
+    fclose(f);
+    LOG_D(COMP, "%zu root server address(es) from %s", naddr, path);
+    return list;
+fail:
+    if (f)
+        fclose(f);
+    if (list)
+        getdns_list_destroy(list);
+    return NULL;
+}
+
 /* Append "addr:port" of sa to dns->upstream (", "-separated) at *o. */
 static void upstream_text(struct mxg_dns *dns, size_t *o, const struct sockaddr *sa)
 {
@@ -2108,13 +2196,15 @@ static void on_idle_closed(uv_handle_t *h)
         }                                                                                          \
     } while (0)
 
-/* One getdns context for dns (its log callback), with cfg's mode, timeout
- * and dnssec settings, anchors, and (stub mode) the upstreams ups over
- * transport udp (1: UDP, TCP when truncated) or TCP only (0), on its own
- * event loop (mxg_dnsloop) over loop. Returns it, or NULL with err. */
+/* One getdns context for dns (its log callback), with cfg's timeout and
+ * dnssec settings, anchors, and either (ups != NULL: stub) the upstreams ups
+ * over transport udp (1: UDP, TCP when truncated) or TCP only (0), or (ups
+ * NULL: recursive) resolution from the root servers of hints (NULL: getdns'
+ * built-in ones), on its own event loop (mxg_dnsloop) over loop. Returns it,
+ * or NULL with err. */
 static getdns_context *ctx_make(struct mxg_dns *dns, uv_loop_t *loop, const struct mxg_config *cfg,
-                                getdns_list *ups, getdns_list *anchors, int udp, char *err,
-                                size_t errlen)
+                                getdns_list *ups, getdns_list *hints, getdns_list *anchors, int udp,
+                                char *err, size_t errlen)
 {
     getdns_context *ctx = NULL;
     struct mxg_dnsloop *evloop = NULL;
@@ -2122,11 +2212,12 @@ static getdns_context *ctx_make(struct mxg_dns *dns, uv_loop_t *loop, const stru
     GD_CHECK(getdns_context_create(&ctx, 0), "context_create");
     (void)getdns_context_set_logfunc(ctx, dns, GETDNS_LOG_SYS_RESOLVING | GETDNS_LOG_SYS_ANCHOR,
                                      GETDNS_LOG_WARNING, getdns_log_cb);
-    GD_CHECK(getdns_context_set_resolution_type(ctx, cfg->dns_mode == MXG_DNS_RECURSIVE
-                                                         ? GETDNS_RESOLUTION_RECURSING
-                                                         : GETDNS_RESOLUTION_STUB),
+    GD_CHECK(getdns_context_set_resolution_type(ctx, ups ? GETDNS_RESOLUTION_STUB
+                                                         : GETDNS_RESOLUTION_RECURSING),
              "set_resolution_type");
-    if (cfg->dns_mode == MXG_DNS_STUB) {
+    if (!ups && hints)
+        GD_CHECK(getdns_context_set_dns_root_servers(ctx, hints), "set_dns_root_servers");
+    if (ups) {
         GD_CHECK(getdns_context_set_upstream_recursive_servers(ctx, ups),
                  "set_upstream_recursive_servers");
         /* dns.transport. Signed answers often exceed the 1232 octets that
@@ -2179,7 +2270,9 @@ fail:
 struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char *err, size_t errlen)
 {
     struct mxg_dns *dns = NULL;
-    getdns_list *anchors = NULL, *ups = NULL;
+    getdns_list *anchors = NULL, *ups = NULL, *hints = NULL;
+    int stub = cfg && cfg->dns_mode != MXG_DNS_RECURSIVE;      /* a stub path */
+    int rec = cfg && cfg->dns_mode != MXG_DNS_STUB;            /* a recursive path */
 
     if (!loop || !cfg) {
         snprintf(err, errlen, "mxg_dns_new: invalid arguments");
@@ -2195,10 +2288,16 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
                                  sizeof dns->anchor_owner, err, errlen)))
         goto fail;
     mxg_str_copy(dns->anchor_file, sizeof dns->anchor_file, cfg->trust_anchor_file);
-    snprintf(dns->upstream, sizeof dns->upstream, "%s",
-             cfg->dns_mode == MXG_DNS_RECURSIVE ? "(recursive mode: the root servers)" : "?");
+    if (rec && cfg->dns_root_hints[0] &&
+        !(hints = load_root_hints(cfg->dns_root_hints, err, errlen)))
+        goto fail;
+    snprintf(dns->rupstream, sizeof dns->rupstream, "the root servers (%s%s)",
+             hints ? "dns.root_hints " : "built-in hints",
+             hints ? cfg->dns_root_hints : "");
+    snprintf(dns->upstream, sizeof dns->upstream, "%s", stub ? "?" : dns->rupstream);
+    dns->path = stub ? MXG_DNS_PATH_STUB : MXG_DNS_PATH_RECURSIVE;
 
-    if (cfg->dns_mode == MXG_DNS_STUB) {
+    if (stub) {
         struct sockaddr_storage rc[DNS_MAX_UPSTREAMS];
         int n = cfg->n_dns_servers;
         if (!(ups = getdns_list_create())) {
@@ -2214,9 +2313,18 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
                     goto fail;
                 upstream_text(dns, &o, (const struct sockaddr *)&cfg->dns_servers[i].sa);
             }
-        } else {
-            if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0)
+        } else if ((n = read_resolv_conf(DNS_RESOLV_CONF, rc, DNS_MAX_UPSTREAMS, err, errlen)) < 0) {
+            if (!rec)
                 goto fail;
+            /* auto mode without a stub resolver (a container without one):
+             * the recursive path alone, as in recursive mode */
+            LOG_W(COMP, "%s; dns.mode auto resolves from the root servers", err);
+            snprintf(dns->upstream, sizeof dns->upstream, "none (%.160s)", err);
+            getdns_list_destroy(ups);
+            ups = NULL;
+            stub = 0;
+            dns->path = MXG_DNS_PATH_RECURSIVE;
+        } else {
             for (int i = 0; i < n; i++) {
                 if (add_upstream(ups, (size_t)i, (const struct sockaddr *)&rc[i], err, errlen))
                     goto fail;
@@ -2225,14 +2333,17 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
             LOG_I(COMP, "using %d nameserver(s) from %s", n, DNS_RESOLV_CONF);
         }
         size_t ul = strlen(dns->upstream);
-        snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
-                 cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
+        if (stub)
+            snprintf(dns->upstream + ul, sizeof dns->upstream - ul, " over %s",
+                     cfg->dns_transport == MXG_DNS_UDP ? "UDP (TCP when truncated)" : "TCP");
     }
-    if (!(dns->ctx = ctx_make(dns, loop, cfg, ups, anchors, cfg->dns_transport == MXG_DNS_UDP, err,
-                              errlen)))
+    if (!(dns->ctx = ctx_make(dns, loop, cfg, ups, hints, anchors,
+                              cfg->dns_transport == MXG_DNS_UDP, err, errlen)))
         goto fail;
-    if (cfg->dns_mode == MXG_DNS_STUB && cfg->dns_transport == MXG_DNS_TCP &&
-        !(dns->ctx_udp = ctx_make(dns, loop, cfg, ups, anchors, 1, err, errlen)))
+    if (stub && cfg->dns_transport == MXG_DNS_TCP &&
+        !(dns->ctx_udp = ctx_make(dns, loop, cfg, ups, NULL, anchors, 1, err, errlen)))
+        goto fail;
+    if (stub && rec && !(dns->rctx = ctx_make(dns, loop, cfg, NULL, hints, anchors, 0, err, errlen)))
         goto fail;
 
     if (!(dns->ext = getdns_dict_create())) {
@@ -2269,7 +2380,10 @@ struct mxg_dns *mxg_dns_new(uv_loop_t *loop, const struct mxg_config *cfg, char 
     getdns_list_destroy(anchors);
     if (ups)
         getdns_list_destroy(ups);
-    LOG_D(COMP, "resolver ready (%s mode)", cfg->dns_mode == MXG_DNS_RECURSIVE ? "recursive" : "stub");
+    if (hints)
+        getdns_list_destroy(hints);
+    LOG_D(COMP, "resolver ready (%s mode)",
+          cfg->dns_mode == MXG_DNS_AUTO ? "auto" : stub ? "stub" : "recursive");
     return dns;
 
 fail:
@@ -2277,6 +2391,8 @@ fail:
         getdns_list_destroy(anchors);
     if (ups)
         getdns_list_destroy(ups);
+    if (hints)
+        getdns_list_destroy(hints);
     mxg_dnscache_free(dns->cache);
     if (dns->ext)
         getdns_dict_destroy(dns->ext);
@@ -2284,6 +2400,8 @@ fail:
         getdns_context_destroy(dns->ctx);
     if (dns->ctx_udp)
         getdns_context_destroy(dns->ctx_udp);
+    if (dns->rctx)
+        getdns_context_destroy(dns->rctx);
     free(dns);
     return NULL;
 }
@@ -2313,6 +2431,9 @@ void mxg_dns_free(struct mxg_dns *dns)
     if (dns->ctx_udp)
         getdns_context_destroy(dns->ctx_udp);
     dns->ctx_udp = NULL;
+    if (dns->rctx)
+        getdns_context_destroy(dns->rctx);
+    dns->rctx = NULL;
     getdns_dict_destroy(dns->ext);
     dns->ext = NULL;
     mxg_dnscache_free(dns->cache);
@@ -2395,4 +2516,46 @@ int mxg_dns_revert_anchors(struct mxg_dns *dns)
         mxg_dnscache_purge(dns->cache, UINT64_MAX);
     LOG_W(COMP, "previous trust anchors restored");
     return 0;
+}
+
+/* ------------------------------------------------------------ resolver paths */
+
+/* Contract: see dns.h. */
+const char *mxg_dns_path_name(enum mxg_dns_path p)
+{
+    return p == MXG_DNS_PATH_RECURSIVE ? "recursive" : "stub";
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_has_path(const struct mxg_dns *dns, enum mxg_dns_path p)
+{
+    if (!dns || (p != MXG_DNS_PATH_STUB && p != MXG_DNS_PATH_RECURSIVE))
+        return 0;
+    return dns->rctx != NULL || dns->path == p;
+}
+
+/* Contract: see dns.h. */
+enum mxg_dns_path mxg_dns_path_in_use(const struct mxg_dns *dns)
+{
+    return dns ? dns->path : MXG_DNS_PATH_STUB;
+}
+
+/* Contract: see dns.h. */
+int mxg_dns_set_path(struct mxg_dns *dns, enum mxg_dns_path p)
+{
+    if (!mxg_dns_has_path(dns, p))
+        return -1;
+    if (dns->path != p)
+        LOG_D(COMP, "new lookups go to the %s path (%s)", mxg_dns_path_name(p),
+              mxg_dns_path_desc(dns, p));
+    dns->path = p;
+    return 0;
+}
+
+/* Contract: see dns.h. */
+const char *mxg_dns_path_desc(const struct mxg_dns *dns, enum mxg_dns_path p)
+{
+    if (!dns)
+        return "?";
+    return p == MXG_DNS_PATH_RECURSIVE ? dns->rupstream : dns->upstream;
 }

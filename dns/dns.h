@@ -5,7 +5,9 @@
  *  - mxg_dns_new() creates a getdns context bound to the given uv loop, in stub
  *    mode towards the configured servers (or those of /etc/resolv.conf when
  *    none are configured; over TCP, or UDP for a query they refuse over TCP,
- *    per cfg->dns_transport) or in recursive mode, with DNSSEC validation against
+ *    per cfg->dns_transport) or in recursive mode (root servers from
+ *    cfg->dns_root_hints, a root hints file), or both (auto mode: "Resolver
+ *    paths" below), with DNSSEC validation against
  *    the trust anchors of cfg->trust_anchor_file (DS or DNSKEY records in zone
  *    file syntax, parsed line by line). Queries use the extensions
  *    dnssec_return_status + dnssec_return_all_statuses so that bogus answers
@@ -183,6 +185,30 @@ int mxg_dns_selfcheck(struct mxg_dns *dns, void (*cb)(void *arg, int ok, const c
 int mxg_dns_lookup_txt(struct mxg_dns *dns, const char *name, mxg_txt_cb cb, void *arg,
                        struct mxg_dns_query **q);
 void mxg_dns_cancel(struct mxg_dns_query *q);
+
+/* Resolver paths (dns.mode; app/run_dnsauto.c chooses in auto mode).
+ *  - stub mode has the stub path only (cfg->dns_servers, else
+ *    /etc/resolv.conf), recursive mode the recursive path only (resolution
+ *    from the root servers: cfg->dns_root_hints, else getdns' built-in
+ *    hints), auto mode both (or, when it finds no stub resolver, the
+ *    recursive path alone), each with its own getdns context(s) for the
+ *    life of dns. New lookups go to the path in use (auto: stub at first);
+ *    mxg_dns_set_path() changes it for lookups started from then on,
+ *    lookups in flight finish on the path they began on, the answer cache
+ *    (validated answers only) is shared.
+ *  - mxg_dns_selfcheck_path(): the self-check (as mxg_dns_selfcheck, which
+ *    checks the path in use) on path p; -1 if dns has no such path.
+ *  - mxg_dns_path_desc(): the path for messages, e.g. "127.0.0.53:53 over
+ *    TCP", "the root servers (built-in hints)", "none (why)" for auto mode's
+ *    missing stub path; owned by dns. */
+enum mxg_dns_path { MXG_DNS_PATH_STUB = 0, MXG_DNS_PATH_RECURSIVE };
+const char *mxg_dns_path_name(enum mxg_dns_path p); /* "stub", "recursive" */
+int mxg_dns_has_path(const struct mxg_dns *dns, enum mxg_dns_path p);
+enum mxg_dns_path mxg_dns_path_in_use(const struct mxg_dns *dns);
+int mxg_dns_set_path(struct mxg_dns *dns, enum mxg_dns_path p); /* 0, or -1 (no such path) */
+const char *mxg_dns_path_desc(const struct mxg_dns *dns, enum mxg_dns_path p);
+int mxg_dns_selfcheck_path(struct mxg_dns *dns, enum mxg_dns_path p,
+                           void (*cb)(void *arg, int ok, const char *why), void *arg);
 
 /* Operations (app/run_selfcheck.c, app/run_reload.c, app/run_ops.c;
  * docs/ARCHITECTURE.md §Operating).

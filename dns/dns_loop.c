@@ -646,6 +646,17 @@ static void on_timer(uv_timer_t *t)
 
 /* ------------------------------------------------------------ the vmt */
 
+/* 1 if gev->ev is an event of this loop scheduled for gev. Compares pointers
+ * only: the events getdns makes for libunbound (recursive mode) arrive with
+ * ev->ev never initialised, which must not be dereferenced. */
+static int ev_ours(const struct mxg_dnsloop *l, const getdns_eventloop_event *gev)
+{
+    for (const struct dl_event *e = l->evs; e; e = e->next)
+        if ((const void *)e == gev->ev)
+            return e->gev == gev;
+    return 0;
+}
+
 /* vmt clear. Contract: ev->ev == NULL: nothing to do. Otherwise ev->ev must
  * be an event this loop scheduled (else GENERIC_ERROR, nothing touched); it
  * is unscheduled (fd record closed if it was the last on the fd, timer
@@ -689,11 +700,11 @@ static getdns_return_t dl_schedule(getdns_eventloop *gl, int fd, uint64_t timeou
         gev->ev = NULL;
         return GETDNS_RETURN_GENERIC_ERROR;
     }
-    if (gev->ev) { /* getdns clears before it schedules again; be lenient */
+    if (gev->ev && ev_ours(l, gev)) { /* getdns clears before it schedules again; be lenient */
         LOG_D(COMP, "event loop: getdns scheduled a scheduled event; clearing it first");
         (void)dl_clear(gl, gev);
-        gev->ev = NULL;
     }
+    gev->ev = NULL; /* (getdns' events for libunbound come with it uninitialised) */
     if (!(e = calloc(1, sizeof *e)))
         return GETDNS_RETURN_MEMORY_ERROR;
     e->magic = DL_EV_MAGIC;

@@ -34,7 +34,7 @@ deps() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: installing ${missing[*]} needs root (run with sudo)" >&2
+        echo "setup: installing ${missing[*]} needs root (run it as root, or with sudo)" >&2
         exit 1
     fi
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -69,9 +69,10 @@ run)
     ./build/mxguard run -c etc/mxguard.conf || rc=$?
     if [ "$rc" -ne 0 ]; then
         cat >&2 <<'HINT'
-setup: mxguard stopped (see the error above). If it says the DNSSEC self-check failed, the
-resolver in /etc/resolv.conf cannot pass DNSSEC: set dns.servers in etc/mxguard.conf to one that
-can (or a local validating resolver such as unbound), or try mxguard without DANE:
+setup: mxguard stopped (see the error above). If it says that neither resolver path passes the
+DNSSEC self-check, the resolver in /etc/resolv.conf strips DNSSEC and the root servers cannot be
+reached from here (outbound DNS blocked?): set dns.servers in etc/mxguard.conf to a resolver that
+passes DNSSEC (or a local validating resolver such as unbound), or try mxguard without DANE:
     MXGUARD_DANE_ENABLED=false ./build/mxguard run -c etc/mxguard.conf
 HINT
     fi

@@ -531,15 +531,17 @@ tb_list_keys_stop() {
 
 # ------------------------------------------------------------------ mxguard
 
-# tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-D DNS_LINE]...
-#                 [EXTRA_LINE...]
+# tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]
+#                 [-D DNS_LINE]... [EXTRA_LINE...]
 # Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim;
 # DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
+# dns.mode is always set (DNS_MODE, default "stub"): a test never resolves from the real root.
 tb_write_config() {
     local out="$TB/mxguard.conf" listen="$TB_MXG_IP:$TB_MXG_PORT" dns="$TB_DNS_IP:$TB_DNS_PORT"
-    local anchor="$TB/dns/root.ds" dnslines=""
+    local anchor="$TB/dns/root.ds" dnslines="" dnsmode=stub
     while [ $# -gt 0 ]; do
         case $1 in
+            -m) dnsmode=$2; shift 2 ;;
             -o) out=$2; shift 2 ;;
             -l) listen=$2; shift 2 ;;
             -d) dns=$2; shift 2 ;;
@@ -569,6 +571,7 @@ upstream: {
   tls_session_cache = 0;
 };
 dns: {
+  mode = "$dnsmode";
   servers = ["$dns"];
   trust_anchor_file = "$anchor";
 ${dnslines}};

@@ -156,6 +156,13 @@
 #   hostile-rua.test   MX 10 mx.hostile-rua.test (127.0.70.165): where hostile.test's TLSRPT
 #                      report mail goes
 #   (127.0.70.164, no DNS: the queue's bounce route in the hostile suite)
+#
+# A TLD outside test. (t_dns_auto.sh), delegated from the root with a DS and its own name server
+# ns.dane-rec. (glue 127.0.70.53): resolution from the root (getdns' recursive mode) is tested
+# here, because libunbound answers every name under test. itself (RFC 6761, one of its default
+# local zones). Recursion asks port 53: such a test adds "ip-address: 127.0.70.53@53" to nsd.conf.
+#   dane-rec.          MX 10 mx.dane-rec. (127.0.70.21, dane-ee's server), TLSA 3 1 1 matching
+#                      mx.dane-ee.test's key (DANE-EE checks no name)
 set -euo pipefail
 
 DIR=${1:?usage: mkzones.sh DIR}
@@ -595,6 +602,19 @@ write_leaf hostile-rua.test. <<EOF
 mx	IN A 127.0.70.165
 EOF
 
+# ---- the TLD outside test. (delegated from the root below)
+cat >"$(zf dane-rec.)" <<EOF
+\$ORIGIN dane-rec.
+\$TTL 300
+@	IN SOA ns.dane-rec. hostmaster.dane-rec. 2024010101 3600 600 86400 300
+@	IN NS ns.dane-rec.
+ns	IN A $NS_IP
+@	IN MX 10 mx.dane-rec.
+mx	IN A 127.0.70.21
+_25._tcp.mx	IN TLSA $(tlsa311 mx.dane-ee.test)
+EOF
+ROOT_LEAVES="dane-rec"
+
 # variant b first (moved aside), then variant a (what nsd serves at start)
 mkdir -p "$DIR/zones/variants"
 write_leaf sts-cache.test. <<EOF
@@ -755,6 +775,7 @@ for z in $SIGNED_LEAVES; do
 done
 # dane-expired.test: signatures valid from 30 to 10 days ago (the clock is not faked, so the
 # test certificates stay valid); its DS in test. is fine, so every answer from it is bogus.
+for z in $ROOT_LEAVES; do sign "$z."; done
 sign dane-expired.test. "$(date -u -d '30 days ago' +%Y%m%d%H%M%S)" "$(date -u -d '10 days ago' +%Y%m%d%H%M%S)"
 
 # zone variants (tb_dns_swap): "a" = the version served at start, "b" signed with the same keys
@@ -790,6 +811,11 @@ sign test.
     echo "test.	IN NS ns.test."
     echo "ns.test.	IN A $NS_IP"
     ds_of test.
+    for z in $ROOT_LEAVES; do
+        echo "$z.	IN NS ns.$z."
+        echo "ns.$z.	IN A $NS_IP"
+        ds_of "$z."
+    done
 } >"$(zf .)"
 sign .
 
@@ -846,7 +872,7 @@ remote-control:
 EOF
     printf 'zone:\n\tname: "."\n\tzonefile: "root.zone%s"\n' "$sfx"
     printf 'zone:\n\tname: "test."\n\tzonefile: "test.zone%s"\n' "$sfx"
-    for z in $SIGNED_LEAVES; do
+    for z in $SIGNED_LEAVES $ROOT_LEAVES; do
         printf 'zone:\n\tname: "%s."\n\tzonefile: "%s.zone%s"\n' "$z" "$z" "$sfx"
     done
     for z in $UNSIGNED_LEAVES; do
@@ -939,7 +965,7 @@ if grep -hE '\sIN\s+A\s' "$DIR"/zones/*.zone "$DIR"/zones/variants/*.zone | awk 
 fi
 # Every signed zone passes dnssec-verify (complete, correct and current signatures), except
 # those meant to be bogus, which must fail it (those in BOGUS_RRSET: for that one RRset only).
-for z in . test $SIGNED_LEAVES; do
+for z in . test $SIGNED_LEAVES $ROOT_LEAVES; do
     [ "$z" = . ] || z="$z."
     if [[ " $(echo $BOGUS_LEAVES) " == *" ${z%.} "* ]]; then
         if dnssec-verify -q -o "$z" "$(zf "$z").signed" >"$DIR/verify.out" 2>&1; then

@@ -103,8 +103,10 @@ case_ sts-open.test encrypt deferred 4.7.5
 
 # the stable fields of the JSON object (docs/man/mxguard.8)
 j="$TB/sts-nomatch.test.json"
-assert_eq "JSON: top-level fields" "deferred,domain,hosts,list,mta_sts,policy,route,status,usable,verdict" \
+assert_eq "JSON: top-level fields" "deferred,dns,domain,hosts,list,mta_sts,policy,route,status,usable,verdict" \
     "$(jq -r 'keys | join(",")' "$j")"
+assert_eq "JSON: dns = the stub path of dns.mode stub (the test-bed's nsd)" \
+    "stub stub $TB_DNS_IP:$TB_DNS_PORT over TCP" "$(jq -r '"\(.dns.mode) \(.dns.configured) \(.dns.via)"' "$j")"
 assert_eq "JSON: per-host requirement fields" \
     "addresses,dane,dane_fact,dane_why,dnssec,enh,host,level,metric,not_in_policy,pref,skip,source,starttls,summary,tls_required,tlsrpt,verify,why" \
     "$(jq -r '.hosts[0] | keys | join(",")' "$j")"

@@ -807,6 +807,7 @@ static void dfx_config(struct mxg_config *cfg, const struct srv *s, const char *
     d->sin_port = htons((uint16_t)s->port);
     d->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cfg->n_dns_servers = 1;
+    cfg->dns_mode = MXG_DNS_STUB; /* the fixture is the stub path; never the real root */
     /* dns.transport "udp": UDP first; an answer bigger than the query's EDNS
      * payload size comes back with TC set and is asked again over TCP (the
      * big RRsets of docs/ARCHITECTURE.md §Limits), as from a real server */

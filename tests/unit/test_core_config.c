@@ -140,7 +140,9 @@ static void test_defaults(void **state)
     assert_string_equal(c.source_ipv6, "");
     assert_int_equal(c.af_pref, MXG_AF_ANY);
     assert_int_equal(c.max_mx_hosts, 10);
-    assert_int_equal(c.dns_mode, MXG_DNS_STUB);
+    assert_int_equal(c.dns_mode, MXG_DNS_AUTO);
+    assert_string_equal(c.dns_root_hints, "");
+    assert_int_equal(c.dns_auto_recheck_ms, 300000);
     assert_int_equal(c.dns_transport, MXG_DNS_TCP);
     assert_int_equal(c.n_dns_servers, 0);
     assert_string_equal(c.trust_anchor_file, "/usr/share/dns/root.key");
@@ -380,7 +382,7 @@ static const struct file_error file_errors[] = {
     {"upstream: { address_family = \"ipv5\"; };\n", 1,
      "upstream.address_family: \"ipv5\": must be one of any, prefer-ipv4, prefer-ipv6, "
      "ipv4-only, ipv6-only"},
-    {"dns: { mode = \"forward\"; };\n", 1, "dns.mode: \"forward\": must be one of stub, recursive"},
+    {"dns: { mode = \"forward\"; };\n", 1, "dns.mode: \"forward\": must be one of stub, recursive, auto"},
     {"dns: { transport = \"tls\"; };\n", 1, "dns.transport: \"tls\": must be one of tcp, udp"},
     {"tls: { opportunistic_level = \"dane\"; };\n", 1,
      "tls.opportunistic_level: \"dane\": must be one of may, encrypt"},

@@ -97,8 +97,10 @@ static void test_apply(void **state)
     (void)state;
     struct mxg_config live, next, orig;
     load(&live, NULL);
+    live.dns_mode = MXG_DNS_STUB; /* the anchors are live in stub mode only */
     orig = live;
     static const char *const env[] = {
+        "MXGUARD_DNS_MODE=stub",                       /* (as live: no change) */
         "MXGUARD_LIMITS_MESSAGE_SIZE=100k",            /* live */
         "MXGUARD_TIMEOUTS_RCPT_TOTAL=30s",             /* live */
         "MXGUARD_SERVER_ALLOW_NETWORKS=127.0.0.1",     /* live */
