@@ -1597,6 +1597,14 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
 
 /* ---------------------------------------------------------------- lookups */
 
+/* query_new() zeroes all but the trailing parts: they must stay last */
+_Static_assert(offsetof(struct dns_sub, addr) + sizeof(((struct dns_sub *)0)->addr) +
+                       _Alignof(struct dns_sub) > sizeof(struct dns_sub),
+               "dns_sub.addr must be the last member");
+_Static_assert(offsetof(struct mxg_dns_query, res) + sizeof(((struct mxg_dns_query *)0)->res) +
+                       _Alignof(struct mxg_dns_query) > sizeof(struct mxg_dns_query),
+               "mxg_dns_query.res must be the last member");
+
 static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind, const char *name)
 {
     /* 14.5 KB, most of it address slots and the result members of the other

@@ -301,6 +301,14 @@ static void on_mx(void *arg, const struct mxg_mx_result *res)
     start_addr_lookups(rq);
 }
 
+/* mxg_route_resolve() zeroes only what precedes route.host: it must stay last */
+_Static_assert(offsetof(struct mxg_route_query, route) + sizeof(struct mxg_route) +
+                       _Alignof(struct mxg_route_query) > sizeof(struct mxg_route_query),
+               "mxg_route_query.route must be the last member");
+_Static_assert(offsetof(struct mxg_route, host) + sizeof(((struct mxg_route *)0)->host) +
+                       _Alignof(struct mxg_route) > sizeof(struct mxg_route),
+               "mxg_route.host must be the last member");
+
 /* Contract: see mxroute.h. max_hosts <= 0 means MXG_DNS_MAX_MX. The domain
  * may have any case and a trailing dot; route.domain is normalised. */
 int mxg_route_resolve(struct mxg_dns *dns, const char *domain, int max_hosts, mxg_route_cb cb,

@@ -386,6 +386,13 @@ static void on_kick(uv_timer_t *t)
     }
 }
 
+/* job_start() zeroes what precedes cached_policy and clears the two policies */
+_Static_assert(offsetof(struct job, res) + sizeof(struct mxg_sts_result) + _Alignof(struct job) >
+                       sizeof(struct job) &&
+                   offsetof(struct job, res) - offsetof(struct job, cached_policy) -
+                           sizeof(struct mxg_sts_policy) < _Alignof(struct job),
+               "job: cached_policy then res must be the last members");
+
 static struct job *job_start(struct mxg_sts *s, const char *domain)
 {
     struct job *j = malloc(sizeof *j);

@@ -541,6 +541,17 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 }
 
 /* Build a leg: static route, options, policy, MTA-STS/list lookups and the route lookup. */
+/* leg_start() zeroes what precedes req_in and clears req_in, rp and err: they
+ * must be the last members, in that order (leg_int.h) */
+#define LEG_GAP(a, b) (offsetof(struct mxg_leg, b) - offsetof(struct mxg_leg, a) - \
+                       sizeof(((struct mxg_leg *)0)->a))
+_Static_assert(LEG_GAP(req_in, rp) < _Alignof(struct mxg_leg) &&
+                   LEG_GAP(rp, err) < _Alignof(struct mxg_leg) &&
+                   sizeof(struct mxg_leg) - offsetof(struct mxg_leg, err) -
+                           sizeof(struct mxg_reply) < _Alignof(struct mxg_leg),
+               "mxg_leg: req_in, rp, err must be the last members");
+#undef LEG_GAP
+
 static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char *session_id,
                                  const char *domain, const char *mail_from,
                                  const struct mxg_mail_params *mp, const char *probe_host,
