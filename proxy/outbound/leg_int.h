@@ -171,6 +171,7 @@ struct mxg_leg {
     int mail_pipelined;           /* MAIL went out right behind RSET */
     size_t reasons_mark;          /* reasons / fail_kind before the stale attempt */
     int kind_mark;
+    int watched;                  /* env->watch was told the outcome (leg_watch_end) */
 };
 
 extern const char *const leg_state_names[];
@@ -256,5 +257,11 @@ const char *leg_verify_result_type(long vr);
 void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const char *rtype,
                        const char *reason);
 void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason);
+
+/* ------------------------------------------------------------ leg_watch.c */
+
+/* Tell env->watch (once per leg) that the transaction ended: ok = the final
+ * dot got 2xx, else r is the failure (upstream.h struct mxg_leg_outcome). */
+void leg_watch_end(struct mxg_leg *leg, int ok, const struct mxg_reply *r);
 
 #endif
