@@ -41,8 +41,8 @@ int mxg_status_esc(struct mxg_buf *b, const char *s);
 /* Append s as one URL path segment: [A-Za-z0-9.-_] as they are, every
  * other octet %XX. */
 int mxg_status_esc_path(struct mxg_buf *b, const char *s);
-/* 1 when name (a domain page's name, already %-decoded by the HTTP
- * parser) is 1..255 octets without control octets or '/', else 0. */
+/* 1 when name (a domain page's name: the rest of the path, already
+ * %-decoded by the HTTP parser) is 1..255 octets without control octets. */
 int mxg_status_name_ok(const char *name);
 
 /* ----------------------------------------------------------- status_auth.c */

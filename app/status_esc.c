@@ -58,7 +58,7 @@ int mxg_status_name_ok(const char *name)
     if (n == 0 || n >= MXG_DNS_NAME_MAX)
         return 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        if (*p < 0x20 || *p == 0x7f || *p == '/')
+        if (*p < 0x20 || *p == 0x7f)
             return 0;
     return 1;
 }
