@@ -35,8 +35,10 @@
 /* ------------------------------------------------------------ status_esc.c */
 
 /* Append s as HTML text (also safe inside a double- or single-quoted
- * attribute): & < > " ' become entities; control octets and octets >= 0x80
- * become '?' (the page is US-ASCII whatever a peer sent). NULL: nothing. */
+ * attribute): & < > " ' become entities; well-formed UTF-8 characters stay;
+ * control octets (but newline), DEL and every octet of a malformed UTF-8
+ * sequence become '?' (the page is valid UTF-8 whatever a peer sent).
+ * NULL: nothing. */
 int mxg_status_esc(struct mxg_buf *b, const char *s);
 /* Append s as one URL path segment: [A-Za-z0-9.-_] as they are, every
  * other octet %XX. */

@@ -33,7 +33,13 @@ static void test_escape(void **state)
                                   "x.example");
     mxg_buf_reset(&b);
     assert_int_equal(mxg_status_esc(&b, "a\x01\x7f\xc3\xa9z\nb"), 0);
-    assert_string_equal(text(&b), "a????z\nb"); /* US-ASCII out, newlines kept for <pre> */
+    assert_string_equal(text(&b), "a??\xc3\xa9z\nb"); /* UTF-8 kept, newlines kept for <pre> */
+    mxg_buf_reset(&b);
+    /* malformed UTF-8: a lone lead, a stray continuation, an overlong '<', a surrogate, > U+10FFFF */
+    assert_int_equal(mxg_status_esc(&b, "\xc3(\x80|\xc0\xbc|\xed\xa0\x80|\xf4\x90\x80\x80|"
+                                        "\xe2\x80\x94"),
+                     0);
+    assert_string_equal(text(&b), "?(?|??|???|????|\xe2\x80\x94");
     mxg_buf_reset(&b);
     assert_int_equal(mxg_status_esc(&b, NULL), 0);
     assert_int_equal(b.len, 0);
