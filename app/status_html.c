@@ -19,7 +19,7 @@ static const char page_style[] =
     "h3{font-size:1em;margin-bottom:.3em}\n"
     "table{border-collapse:collapse;margin:.3em 0}\n"
     "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\n"
-    "th{background:#f2f2f2}td.n{text-align:right}\n"
+    "th{background:#f2f2f2}td.n{text-align:right}td a{white-space:nowrap}\n"
     "tr.failing td{background:#fdecea}.bad{color:#b71c1c;font-weight:bold}"
     ".good{color:#1b5e20}\n.meta{color:#555;font-size:.9em}\n"
     "pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto}\n"

@@ -100,9 +100,11 @@ int mxg_status_svg(struct mxg_buf *b, const struct mxg_status_day *days, int n)
                                 "class=\"hit\" fill=\"transparent\"/></g>\n",
                              x, PLOT_Y, BAR_W, PLOT_H);
         if (i == 0 || i == n - 1 || i == n / 2)
-            rc |= mxg_buf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
+            rc |= mxg_buf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"%s\" "
                                     "class=\"axis\" font-size=\"11\" fill=\"#444\">%s</text>\n",
-                                 x + BAR_W / 2, PLOT_Y + PLOT_H + 18, days[i].day);
+                                 x + BAR_W / 2, PLOT_Y + PLOT_H + 18,
+                                 i == n - 1 && i ? "end" : i == 0 ? "start" : "middle",
+                                 days[i].day);
     }
     /* the legend */
     int ly = PLOT_Y + PLOT_H + 36;
