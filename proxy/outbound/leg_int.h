@@ -24,6 +24,8 @@
  *                   slot, adopting and parking connections, TLS resumption
  *                   key; like smtp_reuse.c.
  *  - leg_tlsrpt.c:  TLSRPT results of a leg (RFC 8460); like smtp_tlsrpt.c.
+ *  - leg_watch.c:   the leg's end told to env->watch (the status page's
+ *                   tally) and its decision in `mxguard check`'s words.
  *
  * Contract (all files): everything runs on the leg's loop thread. A
  * function that may end the current candidate or the leg (leg_cand_failed,
