@@ -45,9 +45,12 @@ void mxg_leg_describe(const struct mxg_leg *leg, FILE *out)
     fprintf(out, "domain %s\n", leg->domain);
     if (leg->route_text[0])
         fprintf(out, "route: %s\n", leg->route_text);
-    fprintf(out, "policy source: %s/%s%s%s\n", mxg_policy_source_name(leg->req_in.policy.source),
-            mxg_policy_level_name(leg->req_in.policy.level),
-            leg->req_in.policy.reason[0] ? " — " : "", leg->req_in.policy.reason);
+    const struct mxg_policy *pol = &leg->req_in.policy;
+    if (pol->source == MXG_POL_SRC_OVERRIDE) /* as app/cli_check.c words it */
+        fprintf(out, "policy source: override (tls.policy_map) — %s\n", pol->reason);
+    else
+        fprintf(out, "policy source: no override; DANE, MTA-STS, the policy list, then %s/%s\n",
+                mxg_policy_source_name(pol->source), mxg_policy_level_name(pol->level));
     const struct mxg_route *rt = leg->route;
     if (!rt) {
         fprintf(out, "MX: no route known (the lookup did not finish)\n");

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # t_status.sh — the status page (/status on metrics.listen) as a person sees it, and the
-# Grafana dashboard's metrics. After deliveries that succeed (DANE 3 1 1, opportunistic) and
-# fail (every MX of dane-allbad.test has a wrong TLSA digest: 451 4.7.5; an MX that answers
+# Grafana dashboard's metrics. After deliveries that succeed (DANE 3 1 1, MTA-STS enforce and
+# testing, opportunistic) and fail (every MX of dane-allbad.test has a wrong TLSA digest: 451
+# 4.7.5; MTA-STS enforce with a certificate for another name: 451 4.7.5; an MX that answers
 # the final dot with markup, quotes and '&': 554 5.6.0), the page lists each domain under its
 # policy source with its counts and last failure reason, every peer string HTML-escaped; the
-# domain page shows the decision of the delivery; page views make no DNS lookup (metrics); only
+# domain page shows the decision of the delivery; page views make no DNS lookup (metrics) and
+# no policy fetch (nginx's logs); only
 # GET/HEAD; with metrics.status_credentials_file basic auth is required. Headless Chromium
 # (Debian's) loads the page: the DOM shows the failing domain with its reason and no script
 # element, no console error is logged, a screenshot is taken (STATUS_PNG=FILE copies it).
@@ -17,10 +19,12 @@ tb_start_mx mx1 127.0.70.11
 tb_start_mx dane-ee 127.0.70.21
 tb_start_mx dane-2nd1 127.0.70.24
 tb_start_mx dane-allbad 127.0.70.27
+tb_start_nginx
+tb_start_sts_mx sts-enforce sts-testing sts-badcert
 METRICS="$TB_MXG_IP:9125"
 # Chromium connects from 127.0.0.1 (it cannot bind a source address)
 ALLOW='allow_networks = ["127.0.70.0/25", "127.0.0.1/32"];'
-tb_write_config "metrics: { listen = \"$METRICS\"; $ALLOW };"
+tb_write_config "$(tb_sts_config)" "metrics: { listen = \"$METRICS\"; $ALLOW };"
 tb_start_mxguard
 
 # get NAME PATH [METHOD] [AUTH] — an HTTP request from the client address; the body goes to
@@ -62,10 +66,23 @@ swaks_send bad1 --to a@dane-allbad.test
 assert_reply "dane-allbad.test refused (DANE)" "$SW_RCPT" "451 4.7.5"
 swaks_send bad2 --to hostiledata@example.test
 assert_reply "example.test: the MX refused the data with a hostile text" "$SW_DOT" "554 5.6.0"
+swaks_send ok4 --to a@sts-enforce.test
+assert_reply "sts-enforce.test delivered (MTA-STS enforce)" "$SW_DOT" "250"
+swaks_send ok5 --to a@sts-testing.test
+assert_reply "sts-testing.test delivered (MTA-STS testing)" "$SW_DOT" "250"
+swaks_send bad3 --to a@sts-badcert.test
+assert_reply "sts-badcert.test refused (MTA-STS enforce, certificate for another name)" \
+    "$SW_RCPT" "451 4.7.5"
+# sts_fetches — policy fetches nginx has served for the three MTA-STS domains
+sts_fetches() {
+    echo $(($(tb_sts_fetches sts-enforce.test) + $(tb_sts_fetches sts-testing.test) +
+        $(tb_sts_fetches sts-badcert.test)))
+}
 sleep 1.5 # the TLSRPT store is written every second: the chart reads the store
 
 # ------------------------------------------------------------------ 2. the page, by HTTP
 before=$(dns_lookups m0)
+fetches=$(sts_fetches)
 assert_eq "GET /status: 200" 200 "$(get main /status)"
 P=$(cat "$TB/main.html")
 assert_file_grep "served as HTML" "$TB/main.hdr" '^Content-Type: text/html; charset=utf-8$'
@@ -87,10 +104,19 @@ assert_contains "health: the database backend" "$P" "<th>Database backend</th><t
 assert_contains "health: reload generation 0" "$P" "<th>Reload generation</th><td>0 (last reload: never)"
 assert_contains "spool: empty" "$P" "<tr><th>messages</th><td>0</td></tr>"
 today=$(date -u +%F)
-# TLS sessions: dane-ee.test 1 and example.test 3 (the refused data went over TLS) succeeded;
-# both MX hosts of dane-allbad.test failed
-assert_contains "chart: today's bar from the TLSRPT store (4 sessions ok, 2 failed)" "$P" \
-    "<title>$today: 4 successful, 2 failed</title>"
+assert_match "MTA-STS enforce group: sts-enforce.test 1 delivered" "$(tr -d '\n' <"$TB/main.html")" \
+    '<h3>MTA-STS enforce \([0-9]+ domains?\)</h3>.*sts-enforce\.test</a></td><td class="n">1</td><td class="n">0</td>'
+assert_match "MTA-STS enforce group: sts-badcert.test failed with its reason" "$(tr -d '\n' <"$TB/main.html")" \
+    '<h3>MTA-STS enforce .*sts-badcert\.test</a></td><td class="n">0</td><td class="n bad">1</td><td>451 4\.7\.5 [^<]*'
+assert_match "testing group: sts-testing.test 1 delivered" "$(tr -d '\n' <"$TB/main.html")" \
+    '<h3>testing \(1 domain\)</h3><table class="dest"><tr><th>domain</th><th>delivered</th><th>failed</th><th>last failure</th></tr><tr><td><a href="/status/domain/sts-testing\.test">sts-testing\.test</a></td><td class="n">1</td>'
+# the chart's bar for today = the TLS sessions mxguard counted (mxguard_tls_sessions_total:
+# success, and every result type else), as the TLSRPT store has them
+tls_ok=$(awk '/^mxguard_tls_sessions_total\{result="success"\}/ { s += $2 } END { print s + 0 }' "$TB/m0.html")
+tls_fail=$(awk '/^mxguard_tls_sessions_total\{/ && !/result="success"/ { s += $2 } END { print s + 0 }' "$TB/m0.html")
+assert_match "TLS sessions: some succeeded, some failed" "$tls_ok $tls_fail" '^[1-9][0-9]* [1-9][0-9]*$'
+assert_contains "chart: today's bar from the TLSRPT store ($tls_ok ok, $tls_fail failed)" "$P" \
+    "<title>$today: $tls_ok successful, $tls_fail failed</title>"
 assert_eq "GET /status/domain/dane-allbad.test: 200" 200 "$(get dom /status/domain/dane-allbad.test)"
 D=$(cat "$TB/dom.html")
 assert_contains "domain page: the check's MX line" "$D" "MX RRset: SECURE, 2 hosts"
@@ -103,7 +129,13 @@ assert_contains "... shown as text" "$(cat "$TB/none.html")" "&lt;script&gt;x.te
 assert_eq "POST /status: 405" 405 "$(get post /status POST)"
 assert_eq "HEAD /status: 200" 200 "$(get head /status HEAD)"
 after=$(dns_lookups m1)
-assert_eq "page views made no DNS lookup (mxguard_dns_queries_total)" "$before" "$after"
+assert_eq "page views made no DNS lookup (mxguard_dns_queries_total, cache hits included)" \
+    "$before" "$after"
+assert_eq "page views made no MTA-STS policy fetch (nginx's access logs)" "$fetches" "$(sts_fetches)"
+assert_eq "GET /status/domain/sts-badcert.test: 200" 200 "$(get dom2 /status/domain/sts-badcert.test)"
+assert_contains "its decision: the MTA-STS policy line" "$(cat "$TB/dom2.html")" "MTA-STS: policy"
+assert_eq "... still no MTA-STS fetch" "$fetches" "$(sts_fetches)"
+assert_eq "... still no DNS lookup" "$before" "$(dns_lookups m3)"
 
 # ------------------------------------------------------------------ 3. Chromium
 CHROME=$(command -v chromium || true)
