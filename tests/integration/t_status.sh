@@ -163,7 +163,7 @@ else
     # and give nothing with scriptEnabled=false, so the proof is that the page has no script
     # element and its Content-Security-Policy (checked above) lets none run: what Chromium
     # renders here is what a browser without JavaScript renders
-    chrome 3 --screenshot="$TB/status.png" --window-size=1100,1200 --hide-scrollbars \
+    chrome 3 --screenshot="$TB/status.png" --window-size=1100,1480 --hide-scrollbars \
         "http://$METRICS/status" >/dev/null
     DOM=$(tr -d '\n' <"$TB/dom-js.html")
     assert_match "chromium: the failing domain with its reason" "$DOM" \
