@@ -64,6 +64,11 @@ swaks_send ok3 --to b@example.test
 assert_reply "example.test delivered again" "$SW_DOT" "250"
 swaks_send bad1 --to a@dane-allbad.test
 assert_reply "dane-allbad.test refused (DANE)" "$SW_RCPT" "451 4.7.5"
+# two domains, one refuses the data for now: the client gets 250, the failed recipient waits
+# in the spool (the first retry is minutes away: queue.retry_backoff)
+swaks_send spooled --to b@dane-ee.test,tempdata@example.test
+assert_match "dane-ee.test + example.test: 250, the failed recipient is stored" "$SW_DOT" \
+    '^250 2\.0\.0 .*queued as'
 swaks_send bad2 --to hostiledata@example.test
 assert_reply "example.test: the MX refused the data with a hostile text" "$SW_DOT" "554 5.6.0"
 swaks_send ok4 --to a@sts-enforce.test
@@ -92,17 +97,19 @@ assert_not_contains "no script on the page" "$P" "<script"
 assert_not_contains "no markup from the MX's reply (<b>)" "$P" "<b>bold"
 assert_contains "the MX's reply is shown escaped" "$P" \
     "554 5.6.0 &lt;script&gt;alert(&quot;mx&quot;)&lt;/script&gt; &amp; &#39;rejected&#39; &lt;b&gt;bold&lt;/b&gt;"
-assert_match "DANE group: dane-ee.test 1 delivered, 0 failed" "$(tr -d '\n' <"$TB/main.html")" \
-    '<h3>DANE \([0-9]+ domains?\)</h3>.*dane-ee\.test</a></td><td class="n">1</td><td class="n">0</td>'
+assert_match "DANE group: dane-ee.test 2 delivered, 0 failed" "$(tr -d '\n' <"$TB/main.html")" \
+    '<h3>DANE \([0-9]+ domains?\)</h3>.*dane-ee\.test</a></td><td class="n">2</td><td class="n">0</td>'
 assert_match "dane-allbad.test: 0 delivered, 1 failed, its reason" "$(tr -d '\n' <"$TB/main.html")" \
     'href="/status/domain/dane-allbad\.test">dane-allbad\.test</a></td><td class="n">0</td><td class="n bad">1</td><td>451 4\.7\.5 [^<]*DANE'
-assert_match "example.test is opportunistic: 2 delivered, 1 failed" "$(tr -d '\n' <"$TB/main.html")" \
-    '<h3>opportunistic \([0-9]+ domains?\)</h3>.*example\.test</a></td><td class="n">2</td><td class="n bad">1</td>'
+assert_match "example.test is opportunistic: 2 delivered, 2 failed" "$(tr -d '\n' <"$TB/main.html")" \
+    '<h3>opportunistic \([0-9]+ domains?\)</h3>.*example\.test</a></td><td class="n">2</td><td class="n bad">2</td>'
 assert_contains "health: DNSSEC path passed" "$P" "passed: DNSKEY"
 assert_contains "health: the DNS mode" "$P" "stub (servers: $TB_DNS_IP:$TB_DNS_PORT)"
 assert_contains "health: the database backend" "$P" "<th>Database backend</th><td>sqlite</td>"
 assert_contains "health: reload generation 0" "$P" "<th>Reload generation</th><td>0 (last reload: never)"
-assert_contains "spool: empty" "$P" "<tr><th>messages</th><td>0</td></tr>"
+assert_contains "spool: one message" "$P" "<tr><th>messages</th><td>1</td></tr>"
+assert_match "spool: the oldest, seconds ago" "$P" "<tr><th>oldest</th><td>$(date -u +%F) [0-9:]{8} UTC \([0-9]+s ago\)</td></tr>"
+assert_match "spool: the next retry, minutes ahead" "$P" "<tr><th>next retry</th><td>[-0-9]{10} [0-9:]{8} UTC \(in [0-9]+m [0-9]+s\)</td></tr>"
 today=$(date -u +%F)
 assert_match "MTA-STS enforce group: sts-enforce.test 1 delivered" "$(tr -d '\n' <"$TB/main.html")" \
     '<h3>MTA-STS enforce \([0-9]+ domains?\)</h3>.*sts-enforce\.test</a></td><td class="n">1</td><td class="n">0</td>'
