@@ -16,6 +16,7 @@
  *   run_reload.c    SIGHUP: what is re-read and swapped in (core/reload.h decides what may)
  *   run_ops.c       operating: counters, gauges, the metrics endpoint, the privilege switch
  *   privs.c, metrics_http.c  their own modules (privs.h, metrics_http.h)
+ *   status*.c       the status page on the metrics listener (status.h)
  *
  * Contract: one struct app per command run, calloc'd by the command and
  * owned by it; it owns every part it points to (app_close_parts() and
@@ -45,6 +46,7 @@
 
 struct mxg_rpt;
 struct mxg_rpt_org;
+struct mxg_status_track;
 
 /* Everything one command run holds (the composition root). */
 struct app {
@@ -84,6 +86,12 @@ struct app {
     struct mxg_tls_ctx *tls_server;        /* run: inbound STARTTLS (server.tls_*), or NULL */
     struct mxg_auth_db *auth_db;           /* run: auth.password_file, or NULL */
     struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
+    /* run: what the status page shows (app/status.h) */
+    struct mxg_status_track *status_track; /* today's destinations (the legs' watch) */
+    int dnssec_state;         /* last DNSSEC self-check: 1 passed, 0 failed, -1 no answer, 2 none */
+    char dnssec_why[300];
+    unsigned reload_gen;      /* successful SIGHUP reloads */
+    int64_t reload_at, started_at; /* Unix seconds; 0 = never */
 };
 
 /* app/cli.c (see the contract above) */
@@ -145,6 +153,8 @@ void app_finish_oneshot(struct app *app);
 /* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
  * (start, defer mail, retry), -1 must not start; logged. */
 int app_dnssec_selfcheck(struct app *app);
+/* Note a self-check's result (ok as mxg_dns_selfcheck gives it; 2: not checked). */
+void app_dnssec_note(struct app *app, int ok, const char *why);
 /* The retry timer (app->recheck, closed by the drain); started when retry is set
  * (auto mode: always, as the paths' re-check). */
 void app_recheck_start(struct app *app, int retry);

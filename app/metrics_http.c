@@ -10,7 +10,9 @@
 
 #include <microhttpd.h>
 
+#include "../core/buf.h"
 #include "../core/log.h"
+#include "status.h"
 
 #define COMP "metrics"
 
@@ -23,6 +25,11 @@ struct mxg_metrics_http {
     uv_timer_t timer;
     int handles; /* open uv handles */
     int port;
+    /* the status pages (mxg_metrics_http_set_status) */
+    int (*page)(void *arg, const char *url, struct mxg_buf *out);
+    void *page_arg;
+    int have_creds;
+    struct mxg_status_creds creds;
 };
 
 static void http_run(struct mxg_metrics_http *h);
@@ -78,9 +85,51 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *body
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (code == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Basic realm=\"mxguard status\", charset=\"UTF-8\"");
+    if (strncmp(ctype, "text/html", 9) == 0) { /* the status pages: no script, no framing */
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                "frame-ancestors 'none'; form-action 'none'; base-uri 'none'");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    }
     enum MHD_Result rc = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* A status page, for a client allowed to see it (metrics_http.h). */
+static enum MHD_Result status_page(struct mxg_metrics_http *h, struct MHD_Connection *c,
+                                   const char *url)
+{
+    if (h->have_creds) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!mxg_status_auth_check(&h->creds, auth)) {
+            LOG_D(COMP, "status page: %s", auth ? "wrong credentials" : "no credentials");
+            return reply(c, MHD_HTTP_UNAUTHORIZED, strdup("credentials required\n"), 21,
+                         "text/plain");
+        }
+    } else {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        static const char only[] = "the status page is served to loopback clients only "
+                                   "(or set metrics.status_credentials_file)\n";
+        if (!ci || !mxg_status_client_loopback(ci->client_addr))
+            return reply(c, MHD_HTTP_FORBIDDEN, strdup(only), sizeof only - 1, "text/plain");
+    }
+    struct mxg_buf b = {0};
+    int code = h->page(h->page_arg, url, &b);
+    if (!b.len || !mxg_buf_cstr(&b)) {
+        mxg_buf_free(&b);
+        return reply(c, code == 200 ? 500 : (unsigned)code, strdup("no page\n"), 8,
+                     "text/plain");
+    }
+    /* the buffer's allocation goes to MHD (freed with free()) */
+    return reply(c, (unsigned)code, b.data, b.len, "text/html; charset=utf-8");
 }
 
 /* GET/HEAD /metrics: the rendered registry; else 404 or 405. */
@@ -97,6 +146,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, strdup("method not allowed\n"), 19,
                      "text/plain");
+    if (h->page && (strcmp(url, "/status") == 0 || strncmp(url, "/status/", 8) == 0))
+        return status_page(h, c, url);
     if (strcmp(url, "/metrics") != 0)
         return reply(c, MHD_HTTP_NOT_FOUND, strdup("not found; try /metrics\n"), 24,
                      "text/plain");
@@ -165,6 +216,18 @@ struct mxg_metrics_http *mxg_metrics_http_start(uv_loop_t *loop, struct mxg_metr
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
     http_run(h);
     return h;
+}
+
+/* Serve the status pages too (metrics_http.h). */
+void mxg_metrics_http_set_status(struct mxg_metrics_http *h,
+                                 int (*page)(void *arg, const char *url, struct mxg_buf *out),
+                                 void *arg, const struct mxg_status_creds *creds)
+{
+    h->page = page;
+    h->page_arg = arg;
+    h->have_creds = creds != NULL;
+    if (creds)
+        h->creds = *creds;
 }
 
 /* The bound port (0 for NULL). */

@@ -8,7 +8,8 @@
  *    (cfg is borrowed and read per connection, so a reloaded
  *    metrics.allow_networks applies at once). GET or HEAD /metrics → 200,
  *    "text/plain; version=0.0.4", the registry rendered at that moment;
- *    other paths → 404; other methods → 405. At most 16 connections, 10 s
+ *    /status pages when set (mxg_metrics_http_set_status); other paths →
+ *    404; other methods → 405. At most 16 connections, 10 s
  *    idle timeout each.
  *  - Returns NULL with err on failure (address in use, ...).
  *  - mxg_metrics_http_stop() closes the listener and every connection at
@@ -42,6 +43,18 @@ struct mxg_metrics_http *mxg_metrics_http_start(uv_loop_t *loop, struct mxg_metr
                                                 const struct sockaddr *addr, char *err,
                                                 size_t errlen);
 int mxg_metrics_http_port(const struct mxg_metrics_http *h);
+/* Serve the status pages too (app/status.h): GET or HEAD of "/status" and
+ * "/status/..." → page(arg, url, out) builds the HTML into out and returns
+ * the HTTP status; served as "text/html; charset=utf-8" with a
+ * Content-Security-Policy that allows no script. Who may see them: with
+ * creds NULL only loopback clients (others 403); with creds (copied), HTTP
+ * basic auth for every client (401 and WWW-Authenticate without it).
+ * page NULL: no status pages (404). */
+struct mxg_buf;
+struct mxg_status_creds;
+void mxg_metrics_http_set_status(struct mxg_metrics_http *h,
+                                 int (*page)(void *arg, const char *url, struct mxg_buf *out),
+                                 void *arg, const struct mxg_status_creds *creds);
 void mxg_metrics_http_stop(struct mxg_metrics_http *h);
 
 #endif

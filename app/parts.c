@@ -22,6 +22,7 @@
 #include "../core/log.h"
 #include "app.h"
 #include "metrics_http.h"
+#include "status.h"
 
 /* The upstream TLS client context from tls.* (ca_file, versions, ciphers,
  * client certificate). NULL with err. */
@@ -250,6 +251,7 @@ void app_env(struct app *app, struct mxg_upstream_env *env)
     env->maps = &app->maps;
     env->conncache = app->conncache;
     env->tls_resume = app->tls_resume;
+    env->watch = app->status_track ? mxg_status_track_watch(app->status_track) : NULL;
 }
 
 /* Everything off: parts released, every handle closed, the loop closed. */

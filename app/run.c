@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -22,6 +23,7 @@
 #include "../tls/tls_engine.h"
 #include "app.h"
 #include "metrics_http.h"
+#include "status.h"
 
 /* SIGTERM: both the server's drain and the queue runner's stop are done. */
 static void app_stopped(struct app *app)
@@ -197,6 +199,12 @@ int mxg_cli_run(int argc, char **argv)
     if (sc < 0)
         goto out_loop;
     app_recheck_start(app, sc > 0);
+    /* today's destinations for the status page: every delivery leg reports its end */
+    if (!(app->status_track = mxg_status_track_new((int64_t)time(NULL)))) {
+        LOG_E("main", "out of memory");
+        goto out_loop;
+    }
+    app->started_at = (int64_t)time(NULL);
     struct mxg_upstream_env parts;
     app_env(app, &parts);
     if (app->stlist_src)
@@ -248,6 +256,7 @@ out_loop:
         mxg_spool_close(app->spool);
     app->spool = NULL;
     mxg_metrics_free(app->metrics);
+    mxg_status_track_free(app->status_track); /* no leg is left to report to it */
     mxg_tls_ctx_free(app->tls_server);
     mxg_auth_db_free(app->auth_db);
 out:

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "../core/log.h"
 #include "../core/metrics.h"
 #include "../dns/dns.h"
@@ -18,6 +20,7 @@
 #include "app.h"
 #include "metrics_http.h"
 #include "privs.h"
+#include "status.h"
 
 /* Gauge: upstream connections open. */
 static double app_conns_open(void *arg)
@@ -123,6 +126,37 @@ int app_ops_prepare(struct app *app, char *err, size_t errlen)
     return mxg_privs_enter(&app->privs, err, errlen);
 }
 
+/* The status pages' builder for the metrics endpoint (app/status.h). */
+static int status_page(void *arg, const char *url, struct mxg_buf *out)
+{
+    return mxg_status_serve(arg, url, out);
+}
+
+/* The status pages on the metrics listener: loopback clients only, or basic
+ * auth with metrics.status_credentials_file (read now, before the privilege
+ * drop). 0, or -1 with err. */
+static int app_status_on(struct app *app, char *err, size_t errlen)
+{
+    struct mxg_status_creds creds;
+    char e[512];
+    if (!app->cfg.metrics_status_creds[0]) {
+        mxg_metrics_http_set_status(app->metrics_http, status_page, app, NULL);
+        LOG_N("main", "status page on http://%s/status (loopback clients only)",
+              app->cfg.metrics_listen);
+        return 0;
+    }
+    if (mxg_status_creds_load(app->cfg.metrics_status_creds, &creds, e, sizeof e) < 0) {
+        snprintf(err, errlen, "metrics.status_credentials_file: %s", e);
+        return -1;
+    }
+    int users = creds.n;
+    mxg_metrics_http_set_status(app->metrics_http, status_page, app, &creds);
+    OPENSSL_cleanse(&creds, sizeof creds);
+    LOG_N("main", "status page on http://%s/status (HTTP basic auth, %d user(s))",
+          app->cfg.metrics_listen, users);
+    return 0;
+}
+
 /* run, after the SMTP listeners are bound (as root again): the metrics
  * listener, then the final drop of privileges, then the gauges. */
 int app_ops_started(struct app *app, char *err, size_t errlen)
@@ -138,6 +172,8 @@ int app_ops_started(struct app *app, char *err, size_t errlen)
             return -1;
         }
         LOG_N("main", "metrics on http://%s/metrics", app->cfg.metrics_listen);
+        if (app_status_on(app, err, errlen) < 0)
+            return -1;
     }
     if (mxg_privs_drop(&app->privs, err, errlen) < 0)
         return -1;

@@ -24,12 +24,14 @@ static void on_reload_selfcheck(void *arg, int ok, const char *why)
 {
     struct app *app = arg;
     if (ok > 0) {
+        app_dnssec_note(app, ok, why);
         LOG_N("reload", "DNSSEC self-check with the reloaded trust anchors passed: %s", why);
     } else if (ok == 0 && app->dns && mxg_dns_revert_anchors(app->dns) == 0) {
         LOG_E("reload", "the reloaded trust anchors fail the DNSSEC self-check (%s); the "
                         "previous anchors stay in force", why);
         mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
     } else {
+        app_dnssec_note(app, ok, why);
         LOG_W("reload", "DNSSEC self-check after the reload: %s", why);
     }
 }
@@ -163,4 +165,6 @@ void app_reload(struct app *app)
         LOG_W("reload", "policy list: an update is already running");
     mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "success");
     mxg_metrics_set(app->metrics, MXG_M_RELOAD_TIME, NULL, (double)time(NULL));
+    app->reload_gen++; /* the status page's reload generation */
+    app->reload_at = (int64_t)time(NULL);
 }

@@ -13,6 +13,13 @@ struct selfcheck {
     char why[512];
 };
 
+/* Note a self-check's result for the status page (app.h dnssec_state). */
+void app_dnssec_note(struct app *app, int ok, const char *why)
+{
+    app->dnssec_state = ok > 0 ? 1 : ok;
+    snprintf(app->dnssec_why, sizeof app->dnssec_why, "%s", why ? why : "");
+}
+
 /* mxg_dns_selfcheck() callback of the start-up check: note the result. */
 static void on_selfcheck(void *arg, int ok, const char *why)
 {
@@ -27,6 +34,7 @@ static void on_selfcheck(void *arg, int ok, const char *why)
 int app_dnssec_selfcheck(struct app *app)
 {
     if (!app->cfg.dane_enabled) {
+        app_dnssec_note(app, 2, "dane.enabled = false: not checked");
         LOG_W("main", "DANE is disabled (dane.enabled = false): TLSA records are ignored and "
                       "DNSSEC is not required of the resolver");
         return 0;
@@ -40,6 +48,7 @@ int app_dnssec_selfcheck(struct app *app)
     }
     while (!sc.done && uv_run(&app->loop, UV_RUN_ONCE))
         ;
+    app_dnssec_note(app, sc.ok, sc.why);
     if (sc.ok == 0) {
         LOG_E("main", "%s; refusing to start: DANE needs a resolver path that passes DNSSEC "
                       "(fix dns.servers / dns.trust_anchor_file, or set dane.enabled = false "
@@ -60,6 +69,7 @@ int app_dnssec_selfcheck(struct app *app)
 static void recheck_result(void *arg, int ok, const char *why)
 {
     struct app *app = arg;
+    app_dnssec_note(app, ok, why);
     if (ok > 0) {
         LOG_N("main", "DNSSEC self-check passed: %s", why);
         uv_timer_stop(&app->recheck);

@@ -1040,6 +1040,7 @@ static const struct key keys[] = {
 
     STRING("metrics", "listen", metrics_listen, "", check_listen_endpoint),
     CIDRS("metrics", "allow_networks", metrics_allow, n_metrics_allow, "127.0.0.0/8,::1/128", 1),
+    STRING("metrics", "status_credentials_file", metrics_status_creds, "", NULL),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -1515,6 +1516,10 @@ static int validate_inbound(const struct mxg_config *cfg, const char *src, char 
     if (cfg->n_require_auth > 0 && !cfg->auth_password_file[0])
         return say(err, errlen,
                    "%s: server.require_auth_networks: needs auth.password_file", src);
+    if (cfg->metrics_status_creds[0] && !cfg->metrics_listen[0])
+        return say(err, errlen,
+                   "%s: metrics.status_credentials_file: needs metrics.listen (the status page "
+                   "is served there)", src);
     if (cfg->auth_password_file[0] && !tls && !cfg->auth_plaintext_loopback)
         return say(err, errlen,
                    "%s: auth.password_file: AUTH is only offered over TLS: set "

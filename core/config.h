@@ -225,6 +225,8 @@ struct mxg_config {
     char metrics_listen[80];      /* metrics.listen: "addr:port", "" = no endpoint */
     struct mxg_cidr metrics_allow[MXG_CFG_MAX_NETS]; /* metrics.allow_networks */
     int n_metrics_allow;
+    char metrics_status_creds[MXG_CFG_PATH_MAX]; /* metrics.status_credentials_file: "user:password"
+                                                  lines; "" = /status to loopback clients only */
 };
 
 void mxg_config_defaults(struct mxg_config *cfg);

@@ -66,6 +66,56 @@ dberr:
     return MXG_RPT_EDB;
 }
 
+/* One day's totals, copied out before the callbacks run. */
+struct day_total {
+    char day[MXG_RPT_DAY_LEN + 1];
+    uint64_t success, failure;
+};
+
+/* Per-day session totals from from_day on, read without a flush.
+ * Contract: see tlsrpt.h. */
+int mxg_rpt_day_totals(struct mxg_rpt *r, const char *from_day,
+                       void (*fn)(void *arg, const char *day, uint64_t success,
+                                  uint64_t failure),
+                       void *arg)
+{
+    enum { MAX_DAYS = 400 };
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    struct day_total *v;
+    int n = 0, rc = SQLITE_DONE;
+
+    if (!r || !fn || !from_day)
+        return MXG_RPT_EINVAL;
+    if (!(db = rpt_db(r)))
+        return MXG_RPT_EDB;
+    if (!(v = calloc(MAX_DAYS, sizeof *v)))
+        return MXG_RPT_ENOMEM;
+    if (sqlite3_prepare_v2(db, "SELECT day, SUM(success), SUM(failure) FROM policy "
+                               "WHERE day >= ?1 GROUP BY day ORDER BY day",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, from_day, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+        goto dberr;
+    while (n < MAX_DAYS && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        snprintf(v[n].day, sizeof v[n].day, "%s", (const char *)sqlite3_column_text(st, 0));
+        v[n].success = (uint64_t)sqlite3_column_int64(st, 1);
+        v[n].failure = (uint64_t)sqlite3_column_int64(st, 2);
+        n++;
+    }
+    if (n < MAX_DAYS && rc != SQLITE_DONE)
+        goto dberr;
+    sqlite3_finalize(st);
+    for (int i = 0; i < n; i++)
+        fn(arg, v[i].day, v[i].success, v[i].failure);
+    free(v);
+    return n;
+dberr:
+    LOG_E(RPT_COMP, "%s: day totals: %s", r->path, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    free(v);
+    return MXG_RPT_EDB;
+}
+
 /* Delete every counter, report and delivery row of days before before_day.
  * Contract: see tlsrpt.h. */
 int mxg_rpt_purge(struct mxg_rpt *r, const char *before_day)

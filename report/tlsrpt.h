@@ -191,6 +191,17 @@ int mxg_rpt_gzip(const char *in, size_t len, char **out, size_t *outlen);
 int mxg_rpt_days(struct mxg_rpt *r, void (*fn)(void *arg, const char *day, const char *domain),
                  void *arg);
 
+/* Calls fn once per UTC day >= from_day ("YYYY-MM-DD") that has counters in
+ * the database, in day order, with the day's successful and failed
+ * session totals over every policy domain (the status page's chart). Reads
+ * only: results still buffered in memory (at most the last flush interval)
+ * are not written first. Returns the number of days, or MXG_RPT_EINVAL /
+ * MXG_RPT_EDB / MXG_RPT_ENOMEM. */
+int mxg_rpt_day_totals(struct mxg_rpt *r, const char *from_day,
+                       void (*fn)(void *arg, const char *day, uint64_t success,
+                                  uint64_t failure),
+                       void *arg);
+
 /* Deletes counters, report-ids and delivery rows of every day before
  * before_day ("YYYY-MM-DD"; retention). Returns the number of (day,
  * domain) counter groups deleted, or MXG_RPT_EINVAL / MXG_RPT_EDB. */

@@ -22,7 +22,8 @@ deps() {
         python3 nsd ldnsutils bind9-dnsutils bind9-utils swaks nginx
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
         sqlite3   # tests: t_cli.sh edits a TLSRPT store
-        jq        # tests: t_check_json.sh reads `mxguard check --json`
+        jq        # tests: t_check_json.sh reads `mxguard check --json`; t_status.sh the dashboard
+        chromium  # tests: t_status.sh loads the status page headless (DOM, console, screenshot)
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
         # tests/package/t_deb.sh: build the .deb with debhelper (dpkg-buildpackage; no fakeroot:
         # debian/control says Rules-Requires-Root: no), lint it, `man mxguard` once installed

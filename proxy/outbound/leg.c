@@ -98,6 +98,7 @@ void leg_fail(struct mxg_leg *leg, const struct mxg_reply *r)
     char sum[300];
     mxg_reply_summary(r, sum, sizeof sum);
     LOG_D("upstream", "%s %s: leg failed: %s", leg->sid, leg->domain, sum);
+    leg_watch_end(leg, 0, r);
     deliver(leg, r);
     /* a writer waiting for on_drain learns of the failure at its next write */
     if (leg->want_drain && !leg->detached && leg->cbs.on_drain) {
@@ -517,6 +518,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             return;
         }
         leg_set_state(leg, LEG_DONE);
+        leg_watch_end(leg, cls == 2, r);
         deliver(leg, r);
         return;
     case LEG_QUIT:

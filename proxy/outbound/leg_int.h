@@ -24,6 +24,8 @@
  *                   slot, adopting and parking connections, TLS resumption
  *                   key; like smtp_reuse.c.
  *  - leg_tlsrpt.c:  TLSRPT results of a leg (RFC 8460); like smtp_tlsrpt.c.
+ *  - leg_watch.c:   the leg's end told to env->watch (the status page's
+ *                   tally) and its decision in `mxguard check`'s words.
  *
  * Contract (all files): everything runs on the leg's loop thread. A
  * function that may end the current candidate or the leg (leg_cand_failed,
@@ -168,6 +170,7 @@ struct mxg_leg {
     int mail_pipelined;           /* MAIL went out right behind RSET */
     size_t reasons_mark;          /* reasons / fail_kind before the stale attempt */
     int kind_mark;
+    int watched;                  /* env->watch was told the outcome (leg_watch_end) */
 
     /* Last: 35 of the leg's 39 KB. leg_alloc() zeroes everything before req_in
      * and clears these three (their headers only: the policy pattern slots and
@@ -260,5 +263,11 @@ const char *leg_verify_result_type(long vr);
 void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const char *rtype,
                        const char *reason);
 void leg_report(struct mxg_leg *leg, const char *rtype, const char *reason);
+
+/* ------------------------------------------------------------ leg_watch.c */
+
+/* Tell env->watch (once per leg) that the transaction ended: ok = the final
+ * dot got 2xx, else r is the failure (upstream.h struct mxg_leg_outcome). */
+void leg_watch_end(struct mxg_leg *leg, int ok, const struct mxg_reply *r);
 
 #endif

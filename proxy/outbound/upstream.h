@@ -37,6 +37,7 @@
 #define MXG_UPSTREAM_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "../../core/config.h"
@@ -71,9 +72,30 @@ struct mxg_upstream_env {
     /* addresses of our own listeners (loop protection); port ignored */
     const struct sockaddr_storage *self;
     int n_self;
+    /* told of every finished delivery leg (not probes, not report mail); NULL: nobody */
+    const struct mxg_leg_watch *watch;
 };
 
 struct mxg_leg;
+struct mxg_req;
+
+/* What a leg tells env->watch once, when its transaction ended: the final
+ * dot answered (ok: 2xx), or the leg failed (opening it under its policy,
+ * or later). Everything is borrowed for the duration of the call only. req:
+ * the requirement (policy/requirement.h) of the last MX host the leg
+ * decided, NULL when it decided none (the MX lookup failed, ...). leg: may
+ * be passed to mxg_leg_describe() during the call. */
+struct mxg_leg_outcome {
+    const char *domain;
+    int ok;
+    const struct mxg_reply *reply;
+    const struct mxg_req *req;
+    const struct mxg_leg *leg;
+};
+struct mxg_leg_watch {
+    void (*on_end)(void *arg, const struct mxg_leg_outcome *o);
+    void *arg;
+};
 
 struct mxg_leg_cbs {
     void (*on_reply)(void *arg, struct mxg_leg *leg, const struct mxg_reply *r);
@@ -184,6 +206,12 @@ struct mxg_conncache *mxg_upstream_conncache_new(uv_loop_t *loop, const struct m
 struct mxg_conncache_cfg;
 void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncache_cfg *out);
 void mxg_leg_get_info(const struct mxg_leg *leg, struct mxg_leg_info *out);
+/* The leg's decision as `mxguard check` prints it, from what the leg
+ * already holds (no lookup): the next hop, per MX host its addresses and
+ * DNSSEC status, and for each host it decided the DANE fact and the
+ * requirement lines (policy/requirement.h mxg_req_describe), then the
+ * domain-wide policy line; hosts not reached are named as such. */
+void mxg_leg_describe(const struct mxg_leg *leg, FILE *out);
 const char *mxg_leg_domain(const struct mxg_leg *leg);
 
 #endif

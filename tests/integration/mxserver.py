@@ -23,6 +23,8 @@ Behaviour by the recipient's local part prefix (case-insensitive):
   close421*   RCPT -> 421 4.3.2 and close the connection
   dropdata*   RCPT ok; after DATA's 354 read some bytes, then close without reply
   rejectdata* RCPT ok; 554 5.6.0 after the end of data
+  hostiledata* RCPT ok; 554 5.6.0 with markup, quotes and '&' in the text after the end of
+              data (the status page must show it escaped)
   tempdata*   RCPT ok; 451 4.3.0 after the end of data
   slowdata*   RCPT ok; sleep 5 s before the final reply
   datareplyNNN*  RCPT ok; DATA is answered "NNN ..." instead of 354 (e.g. datareply250,
@@ -454,6 +456,8 @@ class Session:
             return
         if local.startswith("rejectdata"):
             self.flags.add("rejectdata")
+        elif local.startswith("hostiledata"):
+            self.flags.add("hostiledata")
         elif local.startswith("tempdata"):
             self.flags.add("tempdata")
         elif local.startswith("reject"):
@@ -542,6 +546,10 @@ class Session:
         if "rejectdata" in flags:
             self.reset()
             await self.send("554 5.6.0 Message content rejected")
+            return
+        if "hostiledata" in flags:
+            self.reset()
+            await self.send("554 5.6.0 <script>alert(\"mx\")</script> & 'rejected' <b>bold</b>")
             return
         if "tempdata" in flags:
             self.reset()
