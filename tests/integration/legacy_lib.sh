@@ -197,16 +197,17 @@ lg_assert_arrived() {
     done
 }
 
-# lg_assert_8bit TAG SUBJECT MSGFILE — the 8-bit message went with BODY=8BITMIME and its octets
-# (high ones included) arrived unchanged at mx1
+# lg_assert_8bit TAG SUBJECT MSGFILE [BODY] — the 8-bit message reached mx1 with MAIL's BODY
+# parameter BODY (default 8BITMIME; "null": none, as msmtp sends) and its octets (high ones
+# included) unchanged
 lg_assert_8bit() {
-    local tag=$1 subject=$2 orig=$3 m
+    local tag=$1 subject=$2 orig=$3 body=${4:-8BITMIME} m
     m=$(lg_find_msg mx1 "$subject")
     if [ -z "$m" ]; then
         fail "$tag: 8-bit message \"$subject\" did not arrive at mx1"
         return
     fi
-    assert_eq "$tag: BODY=8BITMIME reached the MX" 8BITMIME "$(json_get "$m.json" mail_params.BODY)"
+    assert_eq "$tag: MAIL's BODY parameter at the MX" "$body" "$(json_get "$m.json" mail_params.BODY)"
     if cmp -s <(lg_body "$m.eml") <(lg_body "$orig"); then
         pass "$tag: 8-bit body arrived octet for octet"
     else
