@@ -55,6 +55,7 @@ lg_fetch() {
     pkgs=$(lg_packages "$mta") || { echo "lg_fetch: unknown MTA $mta" >&2; return 1; }
     mkdir -p "$LG_CACHE" || return 1
     tmp=$(mktemp -d "$LG_CACHE/.$mta.XXXXXX") || return 1
+    chmod 755 "$tmp" # the MTAs re-execute themselves as their own users
     mkdir -p "$tmp/debs" "$tmp/root"
     want=$pkgs
     while [ -n "$want" ]; do
@@ -91,6 +92,9 @@ lg_fetch() {
     for deb in "$tmp"/debs/*.deb; do
         dpkg-deb -x "$deb" "$tmp/root" || { rm -rf "$tmp"; return 1; }
     done
+    # no set-user/group-ID bits: the loader would ignore LD_LIBRARY_PATH in a binary that an MTA
+    # re-executes as its own user (Exim's delivery), and the tests start every MTA as root
+    find "$tmp/root" -type f -perm /6000 -exec chmod ug-s {} +
     (cd "$tmp/debs" && ls -1 ./*.deb) >"$tmp/packages"
     rm -rf "$tmp/debs"
     rm -rf "$dir"
@@ -225,4 +229,68 @@ lg_wait_file() {
         sleep 0.1
     done
     return 1
+}
+
+# lg_users LINE... — $TB/etc/passwd and $TB/etc/group: the machine's, plus users and groups an
+# MTA expects ("passwd:NAME:x:UID:GID:..." or "group:NAME:x:GID:"), for lg_spawn_ns: the MTAs'
+# compiled-in users exist only in this private view, the machine's files are not touched
+lg_users() {
+    local l
+    mkdir -p "$TB/etc"
+    cp /etc/passwd "$TB/etc/passwd"
+    cp /etc/group "$TB/etc/group"
+    for l in "$@"; do
+        case $l in
+            passwd:*) printf '%s\n' "${l#passwd:}" >>"$TB/etc/passwd" ;;
+            group:*) printf '%s\n' "${l#group:}" >>"$TB/etc/group" ;;
+        esac
+    done
+}
+
+# lg_ns CMD... — run CMD in a private mount namespace where /etc/passwd and /etc/group are
+# lg_users' files (the MTA's library path set)
+lg_ns() {
+    unshare -m sh -c 'mount --bind "$0/passwd" /etc/passwd && mount --bind "$0/group" /etc/group &&
+        exec "$@"' "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
+}
+
+# lg_spawn_ns NAME CMD... — tb_spawn NAME, CMD run as lg_ns does
+lg_spawn_ns() {
+    local name=$1; shift
+    tb_spawn "$name" unshare -m sh -c 'mount --bind "$0/passwd" /etc/passwd &&
+        mount --bind "$0/group" /etc/group && exec "$@"' "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
+}
+
+# lg_wait_mta NAME — wait (10 s) until the MTA started as NAME answers on $TB_PF_IP:$TB_PF_PORT
+lg_wait_mta() {
+    local i
+    for i in $(seq 100); do
+        "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$TB_PF_IP:$TB_PF_PORT" \
+            --source "$TB_CLIENT_IP" --timeout 1 probe && return 0
+        tb_alive "$1" || break
+        sleep 0.1
+    done
+    tail -n 30 "$TB/$1.log" "$TB/$1.out"
+    tb_die "$1 did not start on $TB_PF_IP:$TB_PF_PORT"
+}
+
+# lg_submit NAME RCPTS [8bit] — submit $TB/NAME.msg (envelope sender $LG_SENDER, RCPTS comma
+# separated) to the MTA on $TB_PF_IP:$TB_PF_PORT over SMTP (Python's smtplib; BODY=8BITMIME
+# with 8bit); sets SUBMIT ("ok" or the error)
+lg_submit() {
+    SUBMIT=$("$PYTHON" - "$TB_PF_IP" "$TB_PF_PORT" "$TB_CLIENT_IP" "$LG_SENDER" "$TB/$1.msg" "$2" \
+        "${3:-}" 2>&1 <<'PY'
+import smtplib, sys
+host, port, src, sender, path, rcpts, eight = sys.argv[1:8]
+try:
+    with smtplib.SMTP(host, int(port), local_hostname="client.test", timeout=20,
+                      source_address=(src, 0)) as s:
+        r = s.sendmail(sender, rcpts.split(","), open(path, "rb").read(),
+                       mail_options=["BODY=8BITMIME"] if eight else [])
+    print("ok" if not r else "refused %s" % r)
+except Exception as e:
+    print(type(e).__name__, e)
+PY
+)
+    echo "# $1: submitted to the MTA: $SUBMIT"
 }
