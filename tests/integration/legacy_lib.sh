@@ -231,14 +231,18 @@ lg_wait_file() {
     return 1
 }
 
-# lg_users LINE... — $TB/etc/passwd and $TB/etc/group: the machine's, plus users and groups an
-# MTA expects ("passwd:NAME:x:UID:GID:..." or "group:NAME:x:GID:"), for lg_spawn_ns: the MTAs'
-# compiled-in users exist only in this private view, the machine's files are not touched
+# lg_users LINE... — $TB/etc: a copy of the machine's /etc (without its secrets) that lg_ns
+# mounts over /etc, with users and groups an MTA expects added ("passwd:NAME:x:UID:GID:..." or
+# "group:NAME:x:GID:") and a resolver where nothing listens (an MTA's own look-ups, such as a
+# client's reverse DNS, fail at once and never leave loopback). The whole directory, not single
+# files: a file bind-mounted in a private namespace is detached when the machine's file is
+# replaced (useradd renames /etc/passwd), a directory mount is not.
 lg_users() {
     local l
-    mkdir -p "$TB/etc"
-    cp /etc/passwd "$TB/etc/passwd"
-    cp /etc/group "$TB/etc/group"
+    rm -rf "$TB/etc"
+    cp -a /etc "$TB/etc" 2>/dev/null
+    rm -f "$TB"/etc/shadow* "$TB"/etc/gshadow* "$TB"/etc/ssh/ssh_host_*key "$TB/etc/resolv.conf"
+    printf 'nameserver 127.0.70.199\noptions timeout:1 attempts:1\n' >"$TB/etc/resolv.conf"
     for l in "$@"; do
         case $l in
             passwd:*) printf '%s\n' "${l#passwd:}" >>"$TB/etc/passwd" ;;
@@ -247,18 +251,28 @@ lg_users() {
     done
 }
 
-# lg_ns CMD... — run CMD in a private mount namespace where /etc/passwd and /etc/group are
-# lg_users' files (the MTA's library path set)
+# LG_BINDS: more "SOURCE:TARGET" pairs lg_ns / lg_spawn_ns bind in their private mount namespace
+# (an MTA's compiled-in spool, chroot or socket directory, pointed at the test directory)
+LG_BINDS=""
+
+# lg__ns_script — the shell script lg_ns runs: bind $TB/etc/passwd and group, then LG_BINDS,
+# then exec its arguments
+lg__ns_script() {
+    local b s='mount --bind "$0" /etc'
+    for b in $LG_BINDS; do s="$s && mount --bind '${b%%:*}' '${b#*:}'"; done
+    printf '%s && exec "$@"' "$s"
+}
+
+# lg_ns CMD... — run CMD in a private mount namespace where /etc is lg_users' copy and LG_BINDS
+# are bound (the MTA's library path set); nothing outside it sees them
 lg_ns() {
-    unshare -m sh -c 'mount --bind "$0/passwd" /etc/passwd && mount --bind "$0/group" /etc/group &&
-        exec "$@"' "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
+    unshare -m sh -c "$(lg__ns_script)" "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
 }
 
 # lg_spawn_ns NAME CMD... — tb_spawn NAME, CMD run as lg_ns does
 lg_spawn_ns() {
     local name=$1; shift
-    tb_spawn "$name" unshare -m sh -c 'mount --bind "$0/passwd" /etc/passwd &&
-        mount --bind "$0/group" /etc/group && exec "$@"' "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
+    tb_spawn "$name" unshare -m sh -c "$(lg__ns_script)" "$TB/etc" env LD_LIBRARY_PATH="$LG_LIBS" "$@"
 }
 
 # lg_wait_mta NAME — wait (10 s) until the MTA started as NAME answers on $TB_PF_IP:$TB_PF_PORT
