@@ -233,7 +233,7 @@ lg_wait_file() {
 
 # lg_users LINE... — $TB/etc: a copy of the machine's /etc (without its secrets) that lg_ns
 # mounts over /etc, with users and groups an MTA expects added ("passwd:NAME:x:UID:GID:..." or
-# "group:NAME:x:GID:") and a resolver where nothing listens (an MTA's own look-ups, such as a
+# "group:NAME:x:GID:"), a hosts file naming the machine $LG_DOMAIN and a resolver where nothing listens (an MTA's own look-ups, such as a
 # client's reverse DNS, fail at once and never leave loopback). The whole directory, not single
 # files: a file bind-mounted in a private namespace is detached when the machine's file is
 # replaced (useradd renames /etc/passwd), a directory mount is not.
@@ -243,6 +243,8 @@ lg_users() {
     cp -a /etc "$TB/etc" 2>/dev/null
     rm -f "$TB"/etc/shadow* "$TB"/etc/gshadow* "$TB"/etc/ssh/ssh_host_*key "$TB/etc/resolv.conf"
     printf 'nameserver 127.0.70.199\noptions timeout:1 attempts:1\n' >"$TB/etc/resolv.conf"
+    # the machine's name resolves to a qualified one (Sendmail sleeps for minutes until it does)
+    { printf '%s %s %s\n' "$TB_PF_IP" "$LG_DOMAIN" "$(hostname)"; cat /etc/hosts; } >"$TB/etc/hosts"
     for l in "$@"; do
         case $l in
             passwd:*) printf '%s\n' "${l#passwd:}" >>"$TB/etc/passwd" ;;
