@@ -28,14 +28,12 @@ LG_BINDS="$S/varspool:/var/spool $S/varlib:/var/lib $LG_ROOT/usr/libexec:/usr/li
 # smtpd.conf: the README's relay action (marked); the rest is the private test-bed around it
 cat >"$S/smtpd.conf" <<CONF
 listen on $TB_PF_IP port $TB_PF_PORT hostname $LG_DOMAIN
-
 action "local" maildir "$S/mail/Maildir"
-# --- README: the relay action
-action "relay" relay host smtp://$TB_MXG_IP:$TB_MXG_PORT src $TB_PF_IP helo $LG_DOMAIN
-# --- end README
-
 match from any for domain "$LG_DOMAIN" action "local"
+# --- README: the relay action (src: the test-bed's source address, inside allow_networks)
+action "relay" relay host smtp://$TB_MXG_IP:$TB_MXG_PORT src $TB_PF_IP
 match from src 127.0.70.0/24 for any action "relay"
+# --- end README
 CONF
 
 lg_ns "$LG_ROOT/usr/sbin/smtpd" -n -f "$S/smtpd.conf" >"$TB/smtpd.check" 2>&1 ||
