@@ -183,8 +183,8 @@ struct mxg_session {
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
     int reading;
-    int peer_eof;        /* the client closed its sending side (half-close) with work pending:
-                          * finish it (reply to what it sent), then close */
+    int peer_eof;        /* the client closed its sending side (half-close) after the final
+                          * dot: answer what it sent, then close */
     int paused;          /* upstream back-pressure */
     int discard_line;    /* skipping the rest of an overlong command line */
     int errors;
@@ -2225,9 +2225,10 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct mxg_session *s = st->data;
     if (n == 0)
         return;
-    if (n == UV_EOF && (s->wait != SW_NONE || mxg_buf_avail(&s->in) > 0)) {
-        /* A half-close after the last command (Exim sends QUIT with the final dot, then
-         * shuts its sending side): the client still reads our replies. */
+    if (n == UV_EOF && s->wait == SW_DOT) {
+        /* A half-close after the final dot (Exim pipelines QUIT behind it, then shuts its
+         * sending side): the client still reads our replies, and the legs may already have
+         * delivered: answer the dot (and what follows it), then close. */
         LOG_D("smtp", "%s: client %s closed its sending side; finishing what it sent", s->id,
               s->peer);
         s->peer_eof = 1;

@@ -4,7 +4,8 @@
 # an intact body; an 8-bit message goes with BODY=8BITMIME and arrives octet for octet; a
 # recipient the MX refuses raises SMTPRecipientsRefused (550 5.1.1), a message the MX refuses
 # after DATA raises SMTPDataError (554 5.6.0) — smtplib keeps no queue, the exception is the
-# sender's only notice.
+# sender's only notice. A client that half-closes after the final dot (as Exim does) still
+# gets the dot's reply.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 . "$TB_LIB_DIR/legacy_lib.sh"
 
@@ -67,5 +68,36 @@ wait_spool_count "$TB/spool/mx1" 3 10
 assert_eq "mx1 got the partly refused message for the good recipient only" 3 "$(spool_count "$TB/spool/mx1")"
 m=$(spool_last "$TB/spool/mx1")
 [ -n "$m" ] && assert_eq "... its recipient" '["a@example.test"]' "$(json_get "$m.json" rcpts)"
+
+# 4. a client that pipelines QUIT behind the final dot and then shuts its sending side (as Exim
+# does) still gets the dot's 250 (the legs hold the dot when the half-close arrives), once
+"$PYTHON" - "$TB_MXG_IP" "$TB_MXG_PORT" "$TB_PF_IP" >"$TB/halfclose.out" 2>&1 <<'PY'
+import socket, sys
+ip, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((ip, port), timeout=20, source_address=(src, 0))
+f = s.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        l = f.readline()
+        if not l:
+            return "EOF"
+        lines.append(l.decode().rstrip())
+        if l[3:4] != b"-":
+            return lines[-1][:3]
+codes = [reply()]
+for c in (b"EHLO app.client.test", b"MAIL FROM:<sender@legacy.client.test>",
+          b"RCPT TO:<h@example.test>", b"DATA"):
+    s.sendall(c + b"\r\n")
+    codes.append(reply())
+s.sendall(b"Subject: half-close\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+s.shutdown(socket.SHUT_WR)
+codes += [reply(), reply(), reply()]
+print(" ".join(codes))
+PY
+assert_eq "half-close after dot+QUIT: the dot's 250, QUIT's 221, then the close" \
+    "220 250 250 250 354 250 221 EOF" "$(cat "$TB/halfclose.out")"
+wait_spool_count "$TB/spool/mx1" 4 10
+assert_eq "... and mx1 got the message once" 1 "$(grep -alE '^Subject: half-close'$'\r?$' "$TB/spool/mx1"/*.eml | wc -l)"
 
 tb_finish
