@@ -184,6 +184,8 @@ struct mxg_session {
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
     struct mxg_buf in;
     int reading;
+    int peer_eof;        /* the client closed its sending side (half-close) after the final
+                          * dot: answer what it sent, then close */
     int paused;          /* upstream back-pressure */
     int discard_line;    /* skipping the rest of an overlong command line */
     int errors;
@@ -196,6 +198,7 @@ struct mxg_session {
 
 static void sess_process(struct mxg_session *s);
 static void sess_update_reading(struct mxg_session *s);
+static void sess_peer_gone(struct mxg_session *s, const char *why);
 static void sess_close(struct mxg_session *s, const char *why);
 static void sess_unlink(struct mxg_server *srv, struct mxg_session *s);
 
@@ -2223,11 +2226,18 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct mxg_session *s = st->data;
     if (n == 0)
         return;
+    if (n == UV_EOF && s->wait == SW_DOT) {
+        /* A half-close after the final dot (Exim pipelines QUIT behind it, then shuts its
+         * sending side): the client still reads our replies, and the legs may already have
+         * delivered: answer the dot (and what follows it), then close. */
+        LOG_D("smtp", "%s: client %s closed its sending side; finishing what it sent", s->id,
+              s->peer);
+        s->peer_eof = 1;
+        sess_update_reading(s);
+        return;
+    }
     if (n < 0) {
-        if (s->st == SS_DATA || s->txn.active)
-            LOG_I("smtp", "%s: client %s vanished in state %s (%s); transaction abandoned",
-                  s->id, s->peer, sess_state_names[s->st], uv_strerror((int)n));
-        sess_close(s, n == UV_EOF ? "client closed" : uv_strerror((int)n));
+        sess_peer_gone(s, n == UV_EOF ? "end of file" : uv_strerror((int)n));
         return;
     }
     if (s->tls) {
@@ -2249,10 +2259,28 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     sess_update_reading(s);
 }
 
+/* The client is gone (reset, or end of file with nothing left to answer): close. */
+static void sess_peer_gone(struct mxg_session *s, const char *why)
+{
+    if (s->st == SS_DATA || s->txn.active)
+        LOG_I("smtp", "%s: client %s vanished in state %s (%s); transaction abandoned", s->id,
+              s->peer, sess_state_names[s->st], why);
+    sess_close(s, strcmp(why, "end of file") == 0 ? "client closed" : why);
+}
+
 static void sess_update_reading(struct mxg_session *s)
 {
     if (s->st == SS_CLOSING)
         return;
+    if (s->peer_eof) { /* nothing more will come: close once all it sent is answered */
+        if (s->reading) {
+            uv_read_stop((uv_stream_t *)s->tcp);
+            s->reading = 0;
+        }
+        if (s->wait == SW_NONE)
+            sess_peer_gone(s, "end of file");
+        return;
+    }
     int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP;
     if (want && !s->reading) {
         uv_read_start((uv_stream_t *)s->tcp, sess_alloc, sess_read);

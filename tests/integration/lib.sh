@@ -692,6 +692,8 @@ tb_log_since() { tail -c +$(($1 + 1)) "$TB/${2:-mxguard}.log" 2>/dev/null; }
 
 # ------------------------------------------------------------------ Postfix (legacy MTA)
 
+# tb_start_postfix — Postfix on $TB_PF_IP:$TB_PF_PORT relaying to mxguard; TB_PF_RCPT_LIMIT
+# (smtp_destination_recipient_limit), TB_PF_EXTRA (more main.cf lines)
 tb_start_postfix() {
     local d="$TB/postfix" i pid
     TB_POSTFIX=$d
@@ -728,6 +730,7 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 10s
 maillog_file = $d/maillog
 maillog_file_prefixes = $d
+${TB_PF_EXTRA:-}
 EOF
     # master.cf: chroot off everywhere, smtpd on our address/port
     awk -v svc="$TB_PF_IP:$TB_PF_PORT" '

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@
  *   "!RECONNECT"  close, connect again, read the banner
  *   "!RECONNECT:ADDR"  the same from source address ADDR (127.0.0.0/8)
  *   "!SLEEP:MS"   wait MS milliseconds (expect 1)
+ *   "!SHUTWR"     shut the client's sending side (a half-close; expect 1)
  * expect: the reply code; -1 = the server closed the connection.
  * has / hasnot: text the reply must (not) contain; min_ms: the reply took
  * at least that long. */
@@ -194,6 +196,10 @@ static void *client_main(void *arg)
             }
             if (s && strncmp(s, "!SEND:", 6) == 0) {
                 r->got[r->n++] = conn_write(&c, s + 6, strlen(s + 6)) == 0 ? 1 : -1;
+                continue;
+            }
+            if (s && strcmp(s, "!SHUTWR") == 0) {
+                r->got[r->n++] = shutdown(c.fd, SHUT_WR) == 0 ? 1 : -1;
                 continue;
             }
             if (s && strncmp(s, "!SLEEP:", 7) == 0) {
@@ -495,6 +501,34 @@ static void test_queue_mode(void **st)
     assert_non_null(strstr(body, "Subject: queued\r\n\r\nline one\r\n..dot\r\n"));
     assert_null(strstr(body, "\r\n.\r\n")); /* stored without the end marker */
     mxg_spool_env_free(&env);
+    mxg_spool_remove(sp, ids[0]);
+    free(ids);
+    mxg_spool_close(sp);
+    rmdir(dir);
+}
+
+/* A client that pipelines QUIT behind the final dot and then shuts its sending side (Exim
+ * 4.96 does) gets the dot's reply and the QUIT's, and the message is stored once (queue mode;
+ * the relaying path, where the legs hold the dot while the half-close arrives, is
+ * t_mta_smtplib.sh's and t_mta_exim.sh's). */
+static void test_half_close_after_dot(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/mxg-session-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct mxg_spool *sp = mxg_spool_open(dir, err, sizeof err);
+    assert_non_null(sp);
+    const struct script sc = {
+        "half-close", {{NULL, 220}, {"EHLO c", 250}, {"MAIL FROM:<a@b.example>", 250},
+                       {"RCPT TO:<x@one.example>", 250}, {"DATA", 354},
+                       {"!SEND:Subject: half\r\n\r\nbody\r\n.\r\nQUIT\r\n", 1},
+                       {"!SHUTWR", 1}, {NULL, 250}, {NULL, 221}, {NULL, -1}, {0, 0}}};
+    run_script_on(&sc, 20, 1, sp);
+    char(*ids)[MXG_SPOOL_ID_MAX] = NULL;
+    int n = 0;
+    assert_int_equal(mxg_spool_list(sp, &ids, &n), 0);
+    assert_int_equal(n, 1);
     mxg_spool_remove(sp, ids[0]);
     free(ids);
     mxg_spool_close(sp);
@@ -1062,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_queue_mode),
         cmocka_unit_test(test_queue_mode_no_spool),
+        cmocka_unit_test(test_half_close_after_dot),
         cmocka_unit_test(test_starttls_auth),
         cmocka_unit_test(test_auth_login),
         cmocka_unit_test(test_starttls_injection),
