@@ -188,6 +188,62 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
     return 0;
 }
 
+/* Contract: app.h. */
+void app_state_opts(const struct mxg_config *cfg, struct mxg_state_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backend = cfg->state_backend == MXG_STATE_POSTGRESQL ? "postgresql" : "sqlite";
+    o->conninfo = cfg->state_pg;
+    o->password_file = cfg->state_pg_password_file;
+    o->instance = cfg->state_instance;
+    o->sync_ms = cfg->state_sync_ms;
+    o->migrate = cfg->state_migrate;
+}
+
+/* mxg_sts stored-policy observer: publish the fresh policy to the fleet. */
+static void sts_stored(void *arg, const struct mxg_sts_cache_entry *e)
+{
+    struct app *app = arg;
+    struct mxg_state_sts_row row = {e->domain, e->id, e->body, e->body_len, e->fetched_at,
+                                    e->expires_at};
+    mxg_state_sts_publish(app->state, &row, (int64_t)time(NULL));
+}
+
+/* mxg_state sink: a policy the fleet stored goes into the local cache (decisions read it). */
+static void sts_pulled(void *arg, const struct mxg_state_sts_row *row)
+{
+    struct app *app = arg;
+    struct mxg_sts_cache_entry e;
+    if (!app->sts_cache)
+        return;
+    memset(&e, 0, sizeof e);
+    if (strlen(row->domain) >= sizeof e.domain || strlen(row->id) >= sizeof e.id)
+        return;
+    snprintf(e.domain, sizeof e.domain, "%s", row->domain);
+    snprintf(e.id, sizeof e.id, "%s", row->id);
+    e.body = (char *)row->body;
+    e.body_len = row->body_len;
+    e.fetched_at = row->fetched_at;
+    e.expires_at = row->expires_at;
+    if (mxg_sts_cache_put(app->sts_cache, &e) == 0)
+        LOG_D("state", "%s: policy id %s from the fleet stored in the local cache", e.domain,
+              e.id);
+}
+
+/* Contract: app.h. */
+int app_open_state(struct app *app, char *err, size_t errlen)
+{
+    struct mxg_state_opts o;
+    app_state_opts(&app->cfg, &o);
+    if (!(app->state = mxg_state_open(&app->loop, &o, err, errlen)))
+        return -1;
+    if (app->sts && app->sts_cache) {
+        mxg_sts_set_stored_cb(app->sts, sts_stored, app);
+        mxg_state_set_sts_sink(app->state, sts_pulled, app);
+    }
+    return 0;
+}
+
 /* The local policy sources that app_open_parts() does not read itself: the
  * policy list's file (policy_list.file), synchronously, through the same
  * function for `run`, `check` and `list show`. policy_list.url is never
@@ -203,6 +259,10 @@ void app_load_local(struct app *app)
  * handles close. */
 void app_close_parts(struct app *app)
 {
+    if (app->sts)
+        mxg_sts_set_stored_cb(app->sts, NULL, NULL);
+    mxg_state_close(app->state); /* no sink call after this; work in flight is discarded */
+    app->state = NULL;
     if (app->rpt_sender)
         mxg_rpt_sender_free(app->rpt_sender);
     app->rpt_sender = NULL;

@@ -22,6 +22,8 @@ deps() {
         libnet-ssleay-perl libio-socket-ssl-perl postfix iproute2 procps
         sqlite3   # tests: t_cli.sh edits a TLSRPT store
         jq        # tests: t_check_json.sh reads `mxguard check --json`
+        libpq-dev # state/: state.backend = "postgresql" (libpq)
+        postgresql-15 postgresql-client-15   # tests: tb_start_pg's private cluster (initdb, psql)
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
     )
     local missing=()
