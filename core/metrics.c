@@ -103,6 +103,12 @@ static const struct family_def defs[] = {
     [MXG_M_UPSTREAM_OPEN] = {"mxguard_upstream_connections_open",
                              "Upstream connections open now (all), of them idle in the cache",
                              K_GAUGE, "state", NULL},
+    [MXG_M_STATE_UP] = {"mxguard_state_up",
+                        "1: the shared state is reachable (or state.backend is sqlite), 0: not",
+                        K_GAUGE, NULL, NULL},
+    [MXG_M_STATE_PENDING] = {"mxguard_state_pending_pushes",
+                             "Writes waiting for the shared state's database", K_GAUGE, NULL,
+                             NULL},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == MXG_M__COUNT, "one definition per metric");
 

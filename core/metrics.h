@@ -79,6 +79,10 @@ enum mxg_metric {
                                   replaced), limited (451 4.7.0: no slot under the limits) */
     MXG_M_UPSTREAM_OPEN,       /* mxguard_upstream_connections_open{state} gauge: all, idle
                                   (kept in the connection cache) */
+    MXG_M_STATE_UP,            /* mxguard_state_up gauge: 1 the shared state is reachable
+                                  (or state.backend is sqlite), 0 not (state/state.h) */
+    MXG_M_STATE_PENDING,       /* mxguard_state_pending_pushes gauge: pushes waiting for the
+                                  shared database */
     MXG_M__COUNT
 };
 

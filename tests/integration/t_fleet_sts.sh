@@ -15,10 +15,11 @@
 tb_init
 tb_start_dns
 tb_start_nginx
-tb_start_sts_mx sts-cache sts-cache2
+tb_start_sts_mx sts-cache sts-cache2 sts-enforce
 tb_start_pg
 STS=$(tb_sts_config 'refresh_min_interval = "0s";')
-tb_write_config -o "$TB/a.conf" "$STS"
+tb_write_config -o "$TB/a.conf" "$STS" \
+    'metrics: { listen = "127.0.70.1:9125"; allow_networks = ["127.0.70.0/25"]; };'
 tb_pg_config "$TB/a.conf" "$TB/state-a" fleet-a
 tb_write_config -o "$TB/b.conf" -l 127.0.70.3:10025 "$STS"
 tb_pg_config "$TB/b.conf" "$TB/state-b" fleet-b
@@ -96,7 +97,60 @@ SW_SERVER=127.0.70.4:10025 swaks_send c1 --to a@sts-cache.test
 assert_reply "C (sqlite, alone): delivered" "$SW_DOT" "250"
 assert_file_count "$TB/spool/sts-cache2" 1 "C: mx2.sts-cache.test got it (no policy without the fleet)"
 
-# ---- 5. no password in any log
+# ---- 5. B's view from `mxguard check` (its local copy), and the shared state's link
+tb_check check-b sts-cache.test -c "$TB/b.conf"
+assert_contains "check (B's state): the fleet's policy from the local cache" "$CHECK_OUT" \
+    "policy id cache1, mode enforce, max_age 86400, from the cache"
+assert_contains "check: the shared state is up" "$CHECK_OUT" \
+    "shared state: backend postgresql, up, schema version 1"
+
+# ---- 6. the database goes away: mail is not delayed, the outage shows (log, metrics, check)
+scrape() { # scrape NAME — GET /metrics of A into $TB/NAME.metrics
+    "$PYTHON" - "$TB/$1.metrics" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.70.1", 9125, timeout=5, source_address=("127.0.70.100", 0))
+c.request("GET", "/metrics")
+open(sys.argv[1], "wb").write(c.getresponse().read())
+PY
+}
+metric() { awk -v s="$2" '$1 == s { v = $2 } END { print v == "" ? "absent" : v }' "$TB/$1.metrics"; }
+tb_start_nginx # the policy hosts again (sts-enforce.test is fetched during the outage below)
+scrape up1
+assert_eq "metrics: mxguard_state_up 1" 1 "$(metric up1 mxguard_state_up)"
+MARK=$(tb_log_mark mxg-a)
+tb_stop_pg
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: down' && break
+    sleep 0.1
+done
+assert_log "A: the outage is logged once, mail unaffected" "$MARK" \
+    'warning state: postgresql: down: .*mail is not affected' mxg-a
+T0=$(date +%s%N)
+swaks_send a2 --to a@sts-enforce.test
+T1=$(date +%s%N)
+assert_reply "A: delivery during the outage" "$SW_DOT" "250"
+assert_match "A: not delayed by the outage (under 3 s)" "$(((T1 - T0) / 1000000))" '^([0-9]{1,3}|[0-2][0-9]{3})$'
+scrape down1
+assert_eq "metrics: mxguard_state_up 0 during the outage" 0 "$(metric down1 mxguard_state_up)"
+tb_check check-down sts-cache.test -c "$TB/b.conf"
+assert_contains "check during the outage: says down" "$CHECK_OUT" "shared state: backend postgresql, down"
+assert_contains "check during the outage: the local copy still decides" "$CHECK_OUT" "policy id cache1, mode enforce"
+SW_SERVER=127.0.70.3:10025 swaks_send b2 --to a@sts-cache.test
+assert_reply "B during the outage: still 451 4.7.5 from its local copy" "$SW_RCPT" "451 4.7.5"
+MARK=$(tb_log_mark mxg-a)
+tb_start_pg
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: up' && break
+    sleep 0.1
+done
+assert_log "A: back up after the outage" "$MARK" 'notice state: postgresql: up' mxg-a
+scrape up2
+assert_eq "metrics: mxguard_state_up 1 again" 1 "$(metric up2 mxguard_state_up)"
+assert_eq "A's policy of sts-enforce.test (fetched during the outage) reached the database" \
+    "sts-enforce.test|fleet-a" \
+    "$(tb_psql "SELECT domain, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
+
+# ---- 7. no password in any log
 for f in mxg-a mxg-b pg; do
     if grep -qF "$PW" "$TB/$f.log"; then fail "$f.log shows the password"; else pass "$f.log: no password"; fi
 done
