@@ -230,16 +230,46 @@ static void sts_pulled(void *arg, const struct mxg_state_sts_row *row)
               e.id);
 }
 
+/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches. */
+static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
+                    void *parg)
+{
+    struct app *app = arg;
+    return mxg_rpt_outbox_take(app->rpt, max, put, parg) < 0 ? -1 : 0;
+}
+
+/* mxg_state_rpt_io done(): the database has the batch: out of the outbox. */
+static void rpt_done(void *arg, const char *id)
+{
+    struct app *app = arg;
+    if (mxg_rpt_outbox_done(app->rpt, id) < 0)
+        LOG_W("state", "TLSRPT outbox: batch %s pushed but not removed (pushed again, ignored "
+                       "by its id)", id);
+}
+
 /* Contract: app.h. */
 int app_open_state(struct app *app, char *err, size_t errlen)
 {
     struct mxg_state_opts o;
+    struct mxg_state_status ss;
     app_state_opts(&app->cfg, &o);
     if (!(app->state = mxg_state_open(&app->loop, &o, err, errlen)))
         return -1;
+    mxg_state_status(app->state, &ss);
+    if (ss.link == MXG_STATE_LOCAL) /* a fleet of one: the local files are the whole state */
+        return 0;
     if (app->sts && app->sts_cache) {
         mxg_sts_set_stored_cb(app->sts, sts_stored, app);
         mxg_state_set_sts_sink(app->state, sts_pulled, app);
+    }
+    if (app->rpt) { /* every batch of counters also goes to the outbox, pushed by the state */
+        struct mxg_state_rpt_io io = {rpt_take, rpt_done, app};
+        if (mxg_rpt_set_outbox(app->rpt, 1) < 0) {
+            snprintf(err, errlen, "TLSRPT outbox: the database %s/tlsrpt.db failed",
+                     app->cfg.state_dir);
+            return -1;
+        }
+        mxg_state_set_rpt_io(app->state, &io);
     }
     return 0;
 }

@@ -7,6 +7,10 @@
  * current. A database whose version is newer than this mxguard's is refused (an older
  * binary must not write rows it does not understand).
  *
+ * Version 2: the TLSRPT counters of the fleet (mxguard_rpt_policy, mxguard_rpt_failure;
+ * key = md5 of the JSON array of the key fields, as a policy string can be longer than an
+ * index entry) and the ids of the batches already added (mxguard_rpt_batch).
+ *
  * Version 1: the MTA-STS policy cache shared by the fleet (mxguard_sts_policy). rev is
  * taken from a sequence at every write, under a transaction-level advisory lock held to the
  * commit (state_pg.c), so revs become visible in order and "rev > cursor" misses nothing. */
@@ -31,6 +35,24 @@ static const char *const migrations[MXG_STATE_PG_SCHEMA] = {
     " rev bigint NOT NULL,"
     " instance text NOT NULL);"
     "CREATE INDEX mxguard_sts_policy_rev ON mxguard_sts_policy (rev);",
+    /* 1 -> 2 */
+    "CREATE TABLE mxguard_rpt_batch ("
+    " id text PRIMARY KEY,"
+    " instance text NOT NULL,"
+    " received_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE mxguard_rpt_policy ("
+    " key text PRIMARY KEY,"
+    " day text NOT NULL, domain text NOT NULL, ptype text NOT NULL,"
+    " pstring text NOT NULL, mxhost text NOT NULL,"
+    " success bigint NOT NULL, failure bigint NOT NULL);"
+    "CREATE INDEX mxguard_rpt_policy_day ON mxguard_rpt_policy (day, domain);"
+    "CREATE TABLE mxguard_rpt_failure ("
+    " key text PRIMARY KEY,"
+    " policy_key text NOT NULL REFERENCES mxguard_rpt_policy (key),"
+    " result_type text NOT NULL, sending_mta_ip text NOT NULL,"
+    " receiving_mx_hostname text NOT NULL, receiving_mx_helo text NOT NULL,"
+    " receiving_ip text NOT NULL, additional_information text NOT NULL,"
+    " failure_reason_code text NOT NULL, sessions bigint NOT NULL);",
 };
 
 /* Runs sql (no parameters); 0 if it returned status ok, else -1 with err. */

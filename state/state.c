@@ -141,6 +141,15 @@ void mxg_state_set_sts_sink(struct mxg_state *st, mxg_state_sts_sink fn, void *a
 }
 
 /* Contract: state.h. */
+void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *io)
+{
+    if (io)
+        st->rpt_io = *io;
+    else
+        memset(&st->rpt_io, 0, sizeof st->rpt_io);
+}
+
+/* Contract: state.h. */
 int mxg_state_sts_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now)
 {
     if (!st || !row || !row->domain || !row->domain[0] || !row->id || (!row->body && row->body_len))

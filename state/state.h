@@ -21,6 +21,10 @@
  *  - Errors: 0 or -1, with a one-line reason in err where the function takes one.
  *  - mxg_state_migrate_now() is synchronous (for `mxguard state migrate`, never the daemon).
  *
+ * TLSRPT counts: batches come from report/'s local durable outbox and are added to the
+ * fleet's counters per (UTC day, policy domain, policy, failure detail) at most once: the
+ * database keeps every batch id, and a batch whose id it has is only acknowledged.
+ *
  * MTA-STS rows (RFC 8461 §3.1: policy ids have no order): the most recent successful fetch
  * by the database's clock wins. The publisher says how many seconds ago it fetched the
  * policy, the database turns that into its own time, and a row is replaced only by a newer
@@ -66,6 +70,7 @@ struct mxg_state_status {
     size_t pending;               /* pushes waiting for the database */
     uint64_t syncs_ok, syncs_failed;
     uint64_t sts_pushed, sts_pulled;
+    uint64_t rpt_batches;         /* TLSRPT batches the database took (or had already) */
 };
 
 /* One MTA-STS cache row (the fields of policy/sts_cache.h, in this layer's own terms). */
@@ -82,6 +87,16 @@ struct mxg_state_sts_row {
  * stored, except rows of domains this instance has a push pending for. */
 typedef void (*mxg_state_sts_sink)(void *arg, const struct mxg_state_sts_row *row);
 
+/* TLSRPT batches (report/'s outbox, wired by app/): take calls put for up to max waiting
+ * batches (id, JSON payload; copied) and returns how many, or -1; done removes a batch the
+ * database has committed. Both run on the loop. */
+struct mxg_state_rpt_io {
+    int (*take)(void *arg, int max,
+                void (*put)(void *parg, const char *id, const char *payload), void *parg);
+    void (*done)(void *arg, const char *id);
+    void *arg;
+};
+
 /* The name table of enum mxg_state_link ("local", "connecting", "up", "down", "schema"). */
 const char *mxg_state_link_name(enum mxg_state_link l);
 
@@ -93,6 +108,10 @@ struct mxg_state *mxg_state_open(uv_loop_t *loop, const struct mxg_state_opts *o
 void mxg_state_close(struct mxg_state *st);
 /* Sets the MTA-STS sink (NULL: pulled rows are dropped). */
 void mxg_state_set_sts_sink(struct mxg_state *st, mxg_state_sts_sink fn, void *arg);
+/* Sets the TLSRPT batch source (copied; NULL: none). Each sync pushes the waiting batches,
+ * each in one transaction that adds its counters to the fleet's only if the database has
+ * not seen its id (exactly once), then calls done for it. */
+void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *io);
 /* Queues row for the shared store (copied); a newer push for the same domain replaces an
  * older queued one. now is the caller's clock at the call (Unix seconds). 0, or -1 when it
  * cannot be queued (out of memory, queue full: logged). */

@@ -16,7 +16,7 @@
 
 #define MXG_STATE_PASSWORD_MAX 1024
 /* The schema version this mxguard reads and writes (pg_schema.c). */
-#define MXG_STATE_PG_SCHEMA 1
+#define MXG_STATE_PG_SCHEMA 2
 
 struct mxg_state;
 
@@ -47,6 +47,7 @@ struct mxg_state {
     int migrate;
     mxg_state_sts_sink sts_sink;
     void *sts_arg;
+    struct mxg_state_rpt_io rpt_io;       /* take == NULL: no TLSRPT batches */
     struct mxg_state_status status;       /* kept by the backend, read by mxg_state_status() */
     void *impl;                           /* owned by the backend */
 };

@@ -38,6 +38,14 @@ struct pending {
     int64_t ttl_s;       /* expires_at - fetched_at */
 };
 
+/* TLSRPT batches per sync (the rest waits in the outbox for the next one). */
+#define PG_BATCHES_PER_SYNC 50
+
+struct batch {
+    char id[64];
+    char *payload; /* owned */
+};
+
 struct pulled {
     char domain[MXG_STATE_NAME_MAX];
     char id[64];
@@ -54,7 +62,10 @@ struct pg_job {
     uint64_t start_ms;
     int64_t cursor;
     int migrate;
+    struct batch *batches;  /* TLSRPT batches taken from the outbox */
+    size_t n_batches, cap_batches;
     /* out */
+    size_t n_batches_done;  /* the first n_batches_done are committed (or were already) */
     size_t n_pushed;        /* the first n_pushed entries of push reached the database */
     struct pulled *rows;
     size_t n_rows, cap_rows;
@@ -163,6 +174,76 @@ fail:
     return -1;
 }
 
+/* The policy key and the failure key: md5 of the JSON array of the key fields. */
+#define PG_POL_KEY                                                                           \
+    "md5(jsonb_build_array(p->>'day', p->>'domain', p->>'ptype', p->>'pstring',"          \
+    " p->>'mxhost')::text)"
+
+/* Adds one TLSRPT batch to the fleet's counters unless its id was added before; 0 or -1. */
+static int push_batch(struct pg_job *j, const struct batch *b)
+{
+    const char *v2[2] = {b->id, j->pg->st->instance};
+    const char *v1[1] = {b->payload};
+    PGresult *r;
+    int fresh;
+
+    if (job_cmd(j, "BEGIN", PGRES_COMMAND_OK) < 0)
+        return -1;
+    r = PQexecParams(j->pg->conn,
+                     "INSERT INTO mxguard_rpt_batch (id, instance) VALUES ($1, $2)"
+                     " ON CONFLICT (id) DO NOTHING",
+                     2, NULL, v2, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "TLSRPT batch", j->err, sizeof j->err);
+        PQclear(r);
+        goto fail;
+    }
+    fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (fresh) {
+        r = PQexecParams(j->pg->conn,
+                         "INSERT INTO mxguard_rpt_policy (key, day, domain, ptype, pstring, mxhost,"
+                         " success, failure) SELECT " PG_POL_KEY ", p->>'day', p->>'domain',"
+                         " p->>'ptype', p->>'pstring', p->>'mxhost', (p->>'ok')::bigint,"
+                         " (p->>'fail')::bigint FROM jsonb_array_elements($1::jsonb) p"
+                         " ON CONFLICT (key) DO UPDATE SET"
+                         " success = mxguard_rpt_policy.success + EXCLUDED.success,"
+                         " failure = mxguard_rpt_policy.failure + EXCLUDED.failure",
+                         1, NULL, v1, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "TLSRPT counters", j->err, sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        PQclear(r);
+        r = PQexecParams(j->pg->conn,
+                         "INSERT INTO mxguard_rpt_failure (key, policy_key, result_type,"
+                         " sending_mta_ip, receiving_mx_hostname, receiving_mx_helo, receiving_ip,"
+                         " additional_information, failure_reason_code, sessions)"
+                         " SELECT md5(jsonb_build_array(q.pk, d->>'rtype', d->>'sip',"
+                         " d->>'mxname', d->>'helo', d->>'rip', d->>'info', d->>'code')::text),"
+                         " q.pk, d->>'rtype', d->>'sip', d->>'mxname', d->>'helo', d->>'rip',"
+                         " d->>'info', d->>'code', (d->>'n')::bigint"
+                         " FROM (SELECT " PG_POL_KEY " AS pk, p"
+                         " FROM jsonb_array_elements($1::jsonb) p) q,"
+                         " jsonb_array_elements(q.p->'details') d"
+                         " ON CONFLICT (key) DO UPDATE SET"
+                         " sessions = mxguard_rpt_failure.sessions + EXCLUDED.sessions",
+                         1, NULL, v1, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "TLSRPT failure details", j->err,
+                               sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        PQclear(r);
+    }
+    return job_cmd(j, "COMMIT", PGRES_COMMAND_OK);
+fail:
+    PQclear(PQexec(j->pg->conn, "ROLLBACK"));
+    return -1;
+}
+
 /* Appends the rows of one pull result to the job; 0 or -1 (out of memory). */
 static int take_rows(struct pg_job *j, const PGresult *r)
 {
@@ -259,6 +340,11 @@ static void job_work(uv_work_t *req)
             return;
         j->n_pushed++;
     }
+    for (size_t i = 0; i < j->n_batches; i++) {
+        if (push_batch(j, &j->batches[i]) < 0)
+            return;
+        j->n_batches_done++;
+    }
     if (pull(j) < 0)
         return;
     j->ok = 1;
@@ -273,7 +359,31 @@ static void job_free(struct pg_job *j)
     for (size_t i = 0; i < j->n_rows; i++)
         free(j->rows[i].body);
     free(j->rows);
+    for (size_t i = 0; i < j->n_batches; i++)
+        free(j->batches[i].payload);
+    free(j->batches);
     free(j);
+}
+
+/* mxg_state_rpt_io take() callback: copy one outbox batch into the job. */
+static void take_batch(void *arg, const char *id, const char *payload)
+{
+    struct pg_job *j = arg;
+    struct batch *b;
+    if (!id || !payload || strlen(id) >= sizeof b->id)
+        return;
+    if (j->n_batches == j->cap_batches) {
+        size_t cap = j->cap_batches ? j->cap_batches * 2 : 8;
+        struct batch *nb = realloc(j->batches, cap * sizeof *nb);
+        if (!nb)
+            return;
+        j->batches = nb, j->cap_batches = cap;
+    }
+    b = &j->batches[j->n_batches];
+    if (!(b->payload = strdup(payload)))
+        return;
+    snprintf(b->id, sizeof b->id, "%s", id);
+    j->n_batches++;
 }
 
 /* Frees the backend once the timer is closed and no job runs. */
@@ -364,6 +474,11 @@ static void job_done(uv_work_t *req, int status)
         pg->conn = NULL;
     }
     requeue(pg, j);
+    for (size_t i = 0; i < j->n_batches_done; i++) { /* committed: out of the local outbox */
+        if (st->rpt_io.done)
+            st->rpt_io.done(st->rpt_io.arg, j->batches[i].id);
+        st->status.rpt_batches++;
+    }
     if (j->ok) {
         pg->cursor = j->new_cursor;
         for (size_t i = 0; i < j->n_rows; i++) {
@@ -411,6 +526,9 @@ static void start_job(struct pg_impl *pg)
         }
         j->push = rev;
     }
+    if (pg->st->rpt_io.take &&
+        pg->st->rpt_io.take(pg->st->rpt_io.arg, PG_BATCHES_PER_SYNC, take_batch, j) < 0)
+        LOG_W(COMP, "postgresql: the TLSRPT outbox could not be read (retried next sync)");
     if (uv_queue_work(pg->st->loop, &j->req, job_work, job_done) != 0) {
         snprintf(j->err, sizeof j->err, "cannot queue the sync on the thread pool");
         requeue(pg, j);
