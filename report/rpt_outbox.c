@@ -153,3 +153,55 @@ int mxg_rpt_outbox_count(struct mxg_rpt *r)
     sqlite3_finalize(st);
     return n;
 }
+
+/* The string member name of o, or "" (absent or not a string). */
+static const char *str_of(json_t *o, const char *name)
+{
+    const char *v = json_string_value(json_object_get(o, name));
+    return v ? v : "";
+}
+
+/* The non-negative integer member name of o, or 0. */
+static uint64_t num_of(json_t *o, const char *name)
+{
+    json_int_t v = json_integer_value(json_object_get(o, name));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* Contract: tlsrpt.h. */
+int mxg_rpt_import(struct mxg_rpt *r, const char *payload, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *arr = json_loads(payload, 0, &je), *o, *d;
+    size_t i, k;
+    if (!json_is_array(arr)) {
+        rpt_set_err(err, errlen, "import: not a JSON array (%s)", je.text);
+        json_decref(arr);
+        return MXG_RPT_EINVAL;
+    }
+    json_array_foreach(arr, i, o) {
+        const char *f[RPT_POL_NF], *df[RPT_DET_NF];
+        struct rpt_ent *e;
+        for (int n = 0; n < RPT_POL_NF; n++)
+            f[n] = str_of(o, pol_names[n]);
+        if (!rpt_day_ok(f[0]) || !f[2][0] || !(e = rpt_tab_get(&r->cur, NULL, f, RPT_POL_NF))) {
+            rpt_set_err(err, errlen, "import: entry %zu: bad day or domain, or out of memory", i);
+            json_decref(arr);
+            return MXG_RPT_EINVAL;
+        }
+        e->ok += num_of(o, "ok");
+        e->fail += num_of(o, "fail");
+        json_array_foreach(json_object_get(o, "details"), k, d) {
+            struct rpt_ent *x;
+            for (int n = 0; n < RPT_DET_NF; n++)
+                df[n] = str_of(d, det_names[n]);
+            if (!(x = rpt_tab_get(&r->cur, e, df, RPT_DET_NF))) {
+                json_decref(arr);
+                return MXG_RPT_ENOMEM;
+            }
+            x->fail += num_of(d, "n");
+        }
+    }
+    json_decref(arr);
+    return mxg_rpt_flush(r);
+}

@@ -210,6 +210,10 @@ int mxg_rpt_outbox_take(struct mxg_rpt *r, int max,
                         void (*fn)(void *arg, const char *id, const char *payload), void *arg);
 int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *id);
 int mxg_rpt_outbox_count(struct mxg_rpt *r);
+/* Adds the counters of payload (the outbox's JSON format, as the shared state also returns
+ * the fleet's counters) to r and writes them: 0, or MXG_RPT_EINVAL (err says why),
+ * MXG_RPT_ENOMEM, MXG_RPT_EDB. `report list|show|export` of a fleet read a view built so. */
+int mxg_rpt_import(struct mxg_rpt *r, const char *payload, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ delivery state */
 

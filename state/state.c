@@ -184,6 +184,21 @@ int mxg_state_migrate_now(const struct mxg_state_opts *opts, int *from, char *er
 }
 
 /* Contract: state.h. */
+int mxg_state_rpt_dump(const struct mxg_state_opts *opts, const char *day, char **payload,
+                       char *err, size_t errlen)
+{
+    struct mxg_state *st = state_new(NULL, opts, err, errlen);
+    int rc;
+    *payload = NULL;
+    if (!st)
+        return -1;
+    rc = st->be->rpt_dump(st, day, payload, err, errlen);
+    explicit_bzero(st->password, sizeof st->password);
+    free(st);
+    return rc;
+}
+
+/* Contract: state.h. */
 int mxg_state_probe(const struct mxg_state_opts *opts, struct mxg_state_status *out)
 {
     char err[MXG_STATE_ERR_MAX];

@@ -125,6 +125,12 @@ void mxg_state_status(const struct mxg_state *st, struct mxg_state_status *out);
  * advisory lock, synchronously. Returns the schema version now in force (>0), or -1 with
  * err set. *from gets the version found (0 = none). */
 int mxg_state_migrate_now(const struct mxg_state_opts *opts, int *from, char *err, size_t errlen);
+/* `mxguard report list|show|export` of a fleet: connects once, synchronously, and returns
+ * the fleet's TLSRPT counters of UTC day day (NULL: every day) as one malloc'd JSON text in
+ * report/'s outbox format (caller frees). 0, or -1 with err (also for the sqlite backend:
+ * its counters are the local file's). */
+int mxg_state_rpt_dump(const struct mxg_state_opts *opts, const char *day, char **payload,
+                       char *err, size_t errlen);
 /* `mxguard check`: connects once, synchronously, and reports the link and the schema
  * version into out. 0 reachable, -1 not (out->error says why). */
 int mxg_state_probe(const struct mxg_state_opts *opts, struct mxg_state_status *out);

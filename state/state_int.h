@@ -33,6 +33,9 @@ struct mxg_state_backend {
     void (*sync_now)(struct mxg_state *st);
     /* Synchronous schema set-up (one-shot command): version in force or -1. */
     int (*migrate_now)(const struct mxg_state *st, int *from, char *err, size_t errlen);
+    /* Synchronous dump of the fleet's TLSRPT counters (one-shot command): 0 or -1. */
+    int (*rpt_dump)(const struct mxg_state *st, const char *day, char **payload, char *err,
+                    size_t errlen);
     /* Synchronous reachability check (one-shot command): 0 or -1, out filled. */
     int (*probe)(const struct mxg_state *st, struct mxg_state_status *out);
 };

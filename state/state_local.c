@@ -47,6 +47,17 @@ static int local_migrate_now(const struct mxg_state *st, int *from, char *err, s
     return -1;
 }
 
+/* The counters are the local file's: nothing to dump. */
+static int local_rpt_dump(const struct mxg_state *st, const char *day, char **payload, char *err,
+                          size_t errlen)
+{
+    (void)st;
+    (void)day;
+    *payload = NULL;
+    snprintf(err, errlen, "state.backend is \"sqlite\": the counters are the local file's");
+    return -1;
+}
+
 /* Always reachable. */
 static int local_probe(const struct mxg_state *st, struct mxg_state_status *out)
 {
@@ -63,5 +74,6 @@ const struct mxg_state_backend mxg_state_backend_sqlite = {
     .sts_publish = local_publish,
     .sync_now = local_sync_now,
     .migrate_now = local_migrate_now,
+    .rpt_dump = local_rpt_dump,
     .probe = local_probe,
 };

@@ -44,6 +44,8 @@ struct pending {
 struct batch {
     char id[64];
     char *payload; /* owned */
+    int failed;    /* the database refused it: left in the outbox */
+    int done;      /* committed (or the database had it already) */
 };
 
 struct pulled {
@@ -65,7 +67,8 @@ struct pg_job {
     struct batch *batches;  /* TLSRPT batches taken from the outbox */
     size_t n_batches, cap_batches;
     /* out */
-    size_t n_batches_done;  /* the first n_batches_done are committed (or were already) */
+    size_t n_batches_done;  /* batches committed (or already there) */
+    char batch_err[MXG_STATE_ERR_MAX]; /* the last refused batch's error */
     size_t n_pushed;        /* the first n_pushed entries of push reached the database */
     struct pulled *rows;
     size_t n_rows, cap_rows;
@@ -341,8 +344,17 @@ static void job_work(uv_work_t *req)
         j->n_pushed++;
     }
     for (size_t i = 0; i < j->n_batches; i++) {
-        if (push_batch(j, &j->batches[i]) < 0)
-            return;
+        if (push_batch(j, &j->batches[i]) < 0) {
+            if (PQstatus(pg->conn) != CONNECTION_OK)
+                return;
+            /* the database refused this batch itself: it stays in the outbox (logged), the
+             * others and the MTA-STS pull go on */
+            j->batches[i].failed = 1;
+            snprintf(j->batch_err, sizeof j->batch_err, "%s", j->err);
+            j->err[0] = '\0';
+            continue;
+        }
+        j->batches[i].done = 1;
         j->n_batches_done++;
     }
     if (pull(j) < 0)
@@ -380,6 +392,7 @@ static void take_batch(void *arg, const char *id, const char *payload)
         j->batches = nb, j->cap_batches = cap;
     }
     b = &j->batches[j->n_batches];
+    memset(b, 0, sizeof *b);
     if (!(b->payload = strdup(payload)))
         return;
     snprintf(b->id, sizeof b->id, "%s", id);
@@ -474,7 +487,13 @@ static void job_done(uv_work_t *req, int status)
         pg->conn = NULL;
     }
     requeue(pg, j);
-    for (size_t i = 0; i < j->n_batches_done; i++) { /* committed: out of the local outbox */
+    /* committed: out of the local outbox */
+    for (size_t i = 0; i < j->n_batches; i++) {
+        if (j->batches[i].failed)
+            LOG_E(COMP, "postgresql: TLSRPT batch %s refused (kept in the outbox): %s",
+                  j->batches[i].id, j->batch_err);
+        if (!j->batches[i].done)
+            continue;
         if (st->rpt_io.done)
             st->rpt_io.done(st->rpt_io.arg, j->batches[i].id);
         st->status.rpt_batches++;
@@ -641,6 +660,46 @@ static int pg_migrate_now(const struct mxg_state *st, int *from, char *err, size
     return v;
 }
 
+/* `mxguard report ...`: the fleet's counters as report/'s outbox JSON, synchronously. */
+static int pg_rpt_dump(const struct mxg_state *st, const char *day, char **payload, char *err,
+                       size_t errlen)
+{
+    const char *vals[1] = {day};
+    PGconn *c = mxg_state_pg_connect(st->conninfo, st->password, err, errlen);
+    PGresult *r;
+    int from = 0, rc = -1;
+    *payload = NULL;
+    if (!c)
+        return -1;
+    if (mxg_state_pg_schema(c, 0, &from, err, errlen) < 0) {
+        PQfinish(c);
+        return -1;
+    }
+    r = PQexecParams(c,
+                     "SELECT coalesce(jsonb_agg(jsonb_build_object('day', p.day, 'ptype', p.ptype,"
+                     " 'domain', p.domain, 'pstring', p.pstring, 'mxhost', p.mxhost,"
+                     " 'ok', p.success, 'fail', p.failure, 'details', coalesce((SELECT"
+                     " jsonb_agg(jsonb_build_object('rtype', f.result_type, 'sip',"
+                     " f.sending_mta_ip, 'mxname', f.receiving_mx_hostname, 'helo',"
+                     " f.receiving_mx_helo, 'rip', f.receiving_ip, 'info',"
+                     " f.additional_information, 'code', f.failure_reason_code, 'n', f.sessions))"
+                     " FROM mxguard_rpt_failure f WHERE f.policy_key = p.key), '[]'::jsonb))),"
+                     " '[]'::jsonb)::text FROM mxguard_rpt_policy p"
+                     " WHERE $1::text IS NULL OR p.day = $1::text",
+                     1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        if ((*payload = strdup(PQgetvalue(r, 0, 0))))
+            rc = 0;
+        else
+            snprintf(err, errlen, "out of memory");
+    } else {
+        mxg_state_pg_error(c, r, "TLSRPT counters", err, errlen);
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
 /* `mxguard check`: connect and read the schema version, synchronously. */
 static int pg_probe(const struct mxg_state *st, struct mxg_state_status *out)
 {
@@ -666,5 +725,6 @@ const struct mxg_state_backend mxg_state_backend_pg = {
     .sts_publish = pg_publish,
     .sync_now = pg_sync_now,
     .migrate_now = pg_migrate_now,
+    .rpt_dump = pg_rpt_dump,
     .probe = pg_probe,
 };

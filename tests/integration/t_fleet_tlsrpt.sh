@@ -8,7 +8,7 @@
 # killed with SIGKILL and started again on its state; the database comes back: every batch
 # arrives, none twice. Finally a batch the database already has is put back into an outbox
 # (a crash between the database's commit and the local delete): it is acknowledged and
-# removed, the sums do not change. Addresses: A 127.0.70.1, B 127.0.70.3; PostgreSQL .70.
+# removed, the sums do not change. `report list|show` read the fleet's counters. Addresses: A 127.0.70.1, B 127.0.70.3; PostgreSQL .70.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -92,4 +92,16 @@ for n in $(seq 50); do [ "$(outbox a)" = 0 ] && break; sleep 0.1; done
 assert_eq "the repeated batch left A's outbox (acknowledged)" 0 "$(outbox a)"
 assert_eq "... and was not counted again" 9 "$(pg_sum success sts-enforce.test)"
 assert_eq "... nor recorded as a new batch" "$NBATCH" "$(tb_psql "SELECT count(*) FROM mxguard_rpt_batch")"
+
+# ---- 4. `report list|show` of a fleet member read the fleet's counters
+DAY=$(date -u +%F)
+OUT=$("$MXG_BIN" report list -c "$TB/b.conf" 2>&1)
+assert_contains "report list (B): sts-enforce.test" "$OUT" "$DAY sts-enforce.test"
+assert_contains "report list (B): sts-badcert.test, which only A saw" "$OUT" "$DAY sts-badcert.test"
+OUT=$("$MXG_BIN" report show "$DAY" sts-enforce.test -c "$TB/b.conf" 2>/dev/null)
+assert_eq "report show (B): the fleet's 9 successful sessions" 9 \
+    "$(printf '%s' "$OUT" | jq '[.policies[].summary["total-successful-session-count"]] | add')"
+OUT=$("$MXG_BIN" report show "$DAY" sts-badcert.test -c "$TB/b.conf" 2>/dev/null)
+assert_eq "report show (B): A's failure detail" "1" \
+    "$(printf '%s' "$OUT" | jq '[.policies[]["failure-details"][]["failed-session-count"]] | add')"
 tb_finish
