@@ -8,7 +8,7 @@
 # killed with SIGKILL and started again on its state; the database comes back: every batch
 # arrives, none twice. Finally a batch the database already has is put back into an outbox
 # (a crash between the database's commit and the local delete): it is acknowledged and
-# removed, the sums do not change. `report list|show` read the fleet's counters. Addresses: A 127.0.70.1, B 127.0.70.3; PostgreSQL .70.
+# removed, the sums do not change. `report list|show|export` read the fleet's counters. Addresses: A 127.0.70.1, B 127.0.70.3; PostgreSQL .70.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -104,4 +104,11 @@ assert_eq "report show (B): the fleet's 9 successful sessions" 9 \
 OUT=$("$MXG_BIN" report show "$DAY" sts-badcert.test -c "$TB/b.conf" 2>/dev/null)
 assert_eq "report show (B): A's failure detail" "1" \
     "$(printf '%s' "$OUT" | jq '[.policies[]["failure-details"][]["failed-session-count"]] | add')"
+# export writes finished days only: a past day's fleet counters, as another instance left them
+tb_psql "INSERT INTO mxguard_rpt_policy VALUES ('past-day-key', '2026-01-02', 'old.test', 'sts', 'version: STSv1', 'mx.old.test', 7, 0)" >/dev/null
+mkdir -p "$TB/export"
+"$MXG_BIN" report export "$TB/export" --day 2026-01-02 -c "$TB/b.conf" >"$TB/export.out" 2>&1
+F=$(ls "$TB/export"/*'!old.test!'*.json 2>/dev/null | head -1)
+assert_eq "report export (B): the fleet's counters of a past day (7 sessions of old.test)" 7 \
+    "$(jq '[.policies[].summary["total-successful-session-count"]] | add' "$F" 2>/dev/null)"
 tb_finish
