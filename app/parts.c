@@ -105,7 +105,9 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
         snprintf(err, errlen, "HTTPS client: %s", e);
         return -1;
     }
-    if (cfg->list_file[0] || cfg->list_url[0]) {
+    /* a fleet member with only the keyring gets its list from the other members */
+    if (cfg->list_file[0] || cfg->list_url[0] ||
+        (cfg->list_keyring[0] && cfg->state_backend == MXG_STATE_POSTGRESQL)) {
         if (app_ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
         app->stlist = mxg_stlist_store_open(cfg->state_dir, cfg->list_keyring, e, sizeof e);
@@ -230,6 +232,32 @@ static void sts_pulled(void *arg, const struct mxg_state_sts_row *row)
               e.id);
 }
 
+/* mxg_stlist_store observer: a list this instance accepted goes to the fleet. */
+static void list_accepted(void *arg, const char *json, size_t json_len, const char *sig,
+                          size_t sig_len, int64_t timestamp)
+{
+    struct app *app = arg;
+    struct mxg_state_list l = {json, json_len, sig, sig_len, timestamp};
+    mxg_state_list_publish(app->state, &l);
+}
+
+/* mxg_state list sink: the fleet's newest list, offered to the local store, which verifies
+ * its signature itself (and takes it only when it is newer than the list in force). */
+static void list_pulled(void *arg, const struct mxg_state_list *l)
+{
+    struct app *app = arg;
+    char e[512];
+    int rc;
+    if (!app->stlist)
+        return;
+    rc = mxg_stlist_store_offer(app->stlist, l->json, l->json_len, l->sig, l->sig_len,
+                                "the shared state", e, sizeof e);
+    if (rc < 0)
+        LOG_E("state", "policy list from the shared state refused: %s", e);
+    else if (rc == 0)
+        LOG_D("state", "policy list from the shared state: %s", e);
+}
+
 /* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches. */
 static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
                     void *parg)
@@ -262,6 +290,10 @@ int app_open_state(struct app *app, char *err, size_t errlen)
         mxg_sts_set_stored_cb(app->sts, sts_stored, app);
         mxg_state_set_sts_sink(app->state, sts_pulled, app);
     }
+    if (app->stlist) {
+        mxg_stlist_store_set_accepted_cb(app->stlist, list_accepted, app);
+        mxg_state_set_list_sink(app->state, list_pulled, app);
+    }
     if (app->rpt) { /* every batch of counters also goes to the outbox, pushed by the state */
         struct mxg_state_rpt_io io = {rpt_take, rpt_done, app};
         if (mxg_rpt_set_outbox(app->rpt, 1) < 0) {
@@ -291,6 +323,8 @@ void app_close_parts(struct app *app)
 {
     if (app->sts)
         mxg_sts_set_stored_cb(app->sts, NULL, NULL);
+    if (app->stlist)
+        mxg_stlist_store_set_accepted_cb(app->stlist, NULL, NULL);
     mxg_state_close(app->state); /* no sink call after this; work in flight is discarded */
     app->state = NULL;
     if (app->rpt_sender)

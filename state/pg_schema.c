@@ -7,6 +7,8 @@
  * current. A database whose version is newer than this mxguard's is refused (an older
  * binary must not write rows it does not understand).
  *
+ * Version 3: the newest verified policy list (one row; members verify it themselves).
+ *
  * Version 2: the TLSRPT counters of the fleet (mxguard_rpt_policy, mxguard_rpt_failure;
  * key = md5 of the JSON array of the key fields, as a policy string can be longer than an
  * index entry) and the ids of the batches already added (mxguard_rpt_batch).
@@ -53,6 +55,13 @@ static const char *const migrations[MXG_STATE_PG_SCHEMA] = {
     " receiving_mx_hostname text NOT NULL, receiving_mx_helo text NOT NULL,"
     " receiving_ip text NOT NULL, additional_information text NOT NULL,"
     " failure_reason_code text NOT NULL, sessions bigint NOT NULL);",
+    /* 2 -> 3 */
+    "CREATE TABLE mxguard_policy_list ("
+    " id integer PRIMARY KEY CHECK (id = 1),"
+    " timestamp bigint NOT NULL,"
+    " json bytea NOT NULL,"
+    " sig bytea NOT NULL,"
+    " instance text NOT NULL);",
 };
 
 /* Runs sql (no parameters); 0 if it returned status ok, else -1 with err. */

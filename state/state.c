@@ -158,6 +158,21 @@ int mxg_state_sts_publish(struct mxg_state *st, const struct mxg_state_sts_row *
 }
 
 /* Contract: state.h. */
+int mxg_state_list_publish(struct mxg_state *st, const struct mxg_state_list *l)
+{
+    if (!st || !l || !l->json || !l->sig)
+        return -1;
+    return st->be->list_publish(st, l);
+}
+
+/* Contract: state.h. */
+void mxg_state_set_list_sink(struct mxg_state *st, mxg_state_list_sink fn, void *arg)
+{
+    st->list_sink = fn;
+    st->list_arg = arg;
+}
+
+/* Contract: state.h. */
 void mxg_state_sync_now(struct mxg_state *st)
 {
     if (st)

@@ -25,6 +25,9 @@
  * fleet's counters per (UTC day, policy domain, policy, failure detail) at most once: the
  * database keeps every batch id, and a batch whose id it has is only acknowledged.
  *
+ * The policy list: the newest verified list (by its own timestamp) any member accepted;
+ * members pull it and verify it themselves (policy/stlist.h) before it is used.
+ *
  * MTA-STS rows (RFC 8461 §3.1: policy ids have no order): the most recent successful fetch
  * by the database's clock wins. The publisher says how many seconds ago it fetched the
  * policy, the database turns that into its own time, and a row is replaced only by a newer
@@ -97,6 +100,19 @@ struct mxg_state_rpt_io {
     void *arg;
 };
 
+/* The signed policy list (policy/stlist.h) exactly as a member verified it: the JSON, its
+ * detached signature, its timestamp (Unix seconds). Members that pull it offer it to their
+ * own store, which verifies the signature itself before using it. */
+struct mxg_state_list {
+    const char *json;
+    size_t json_len;
+    const char *sig;
+    size_t sig_len;
+    int64_t timestamp;
+};
+/* Called on the loop with a list newer than any this instance published or pulled. */
+typedef void (*mxg_state_list_sink)(void *arg, const struct mxg_state_list *l);
+
 /* The name table of enum mxg_state_link ("local", "connecting", "up", "down", "schema"). */
 const char *mxg_state_link_name(enum mxg_state_link l);
 
@@ -116,6 +132,11 @@ void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *i
  * older queued one. now is the caller's clock at the call (Unix seconds). 0, or -1 when it
  * cannot be queued (out of memory, queue full: logged). */
 int mxg_state_sts_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now);
+/* Queues the list for the shared store (copied; a newer queued one wins); the database
+ * keeps the newest by timestamp. 0 or -1. */
+int mxg_state_list_publish(struct mxg_state *st, const struct mxg_state_list *l);
+/* Sets the policy list sink (NULL: pulled lists are dropped). */
+void mxg_state_set_list_sink(struct mxg_state *st, mxg_state_list_sink fn, void *arg);
 /* Starts a sync now unless one is running (tests, SIGUSR1). */
 void mxg_state_sync_now(struct mxg_state *st);
 /* Fills out with the link state and counters. */

@@ -16,7 +16,7 @@
 
 #define MXG_STATE_PASSWORD_MAX 1024
 /* The schema version this mxguard reads and writes (pg_schema.c). */
-#define MXG_STATE_PG_SCHEMA 2
+#define MXG_STATE_PG_SCHEMA 3
 
 struct mxg_state;
 
@@ -29,6 +29,8 @@ struct mxg_state_backend {
     void (*close)(struct mxg_state *st);
     /* Queues an MTA-STS row (copied). 0 or -1. */
     int (*sts_publish)(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now);
+    /* Queues the policy list (copied). 0 or -1. */
+    int (*list_publish)(struct mxg_state *st, const struct mxg_state_list *l);
     /* Starts a sync now unless one runs. */
     void (*sync_now)(struct mxg_state *st);
     /* Synchronous schema set-up (one-shot command): version in force or -1. */
@@ -51,6 +53,8 @@ struct mxg_state {
     mxg_state_sts_sink sts_sink;
     void *sts_arg;
     struct mxg_state_rpt_io rpt_io;       /* take == NULL: no TLSRPT batches */
+    mxg_state_list_sink list_sink;
+    void *list_arg;
     struct mxg_state_status status;       /* kept by the backend, read by mxg_state_status() */
     void *impl;                           /* owned by the backend */
 };

@@ -31,6 +31,14 @@ static int local_publish(struct mxg_state *st, const struct mxg_state_sts_row *r
     return 0;
 }
 
+/* The list is in the local store already: nothing to share. */
+static int local_list_publish(struct mxg_state *st, const struct mxg_state_list *l)
+{
+    (void)st;
+    (void)l;
+    return 0;
+}
+
 /* Nothing to sync. */
 static void local_sync_now(struct mxg_state *st)
 {
@@ -72,6 +80,7 @@ const struct mxg_state_backend mxg_state_backend_sqlite = {
     .open = local_open,
     .close = local_close,
     .sts_publish = local_publish,
+    .list_publish = local_list_publish,
     .sync_now = local_sync_now,
     .migrate_now = local_migrate_now,
     .rpt_dump = local_rpt_dump,

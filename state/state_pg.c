@@ -48,6 +48,13 @@ struct batch {
     int done;      /* committed (or the database had it already) */
 };
 
+/* A policy list as published or pulled (owned buffers). */
+struct listbuf {
+    char *json, *sig;
+    size_t json_len, sig_len;
+    int64_t timestamp;
+};
+
 struct pulled {
     char domain[MXG_STATE_NAME_MAX];
     char id[64];
@@ -64,6 +71,10 @@ struct pg_job {
     uint64_t start_ms;
     int64_t cursor;
     int migrate;
+    struct listbuf *list_push; /* the policy list to publish, or NULL (owned by the job) */
+    int64_t list_cursor;    /* pull a list newer than this */
+    struct listbuf *list_pulled; /* out: a newer list, or NULL */
+    int list_pushed;        /* out: list_push reached the database */
     struct batch *batches;  /* TLSRPT batches taken from the outbox */
     size_t n_batches, cap_batches;
     /* out */
@@ -87,8 +98,20 @@ struct pg_impl {
     size_t n_pending;
     struct pg_job *running;
     int64_t cursor;         /* the highest rev pulled */
+    struct listbuf *list_pending; /* the policy list waiting to be published */
+    int64_t list_ts;        /* the newest list timestamp published or pulled */
     int closing;
 };
+
+/* Frees a list buffer (NULL allowed). */
+static void listbuf_free(struct listbuf *l)
+{
+    if (!l)
+        return;
+    free(l->json);
+    free(l->sig);
+    free(l);
+}
 
 static void start_job(struct pg_impl *pg);
 
@@ -247,6 +270,69 @@ fail:
     return -1;
 }
 
+/* Publishes the job's policy list (the database keeps the newest by timestamp); 0 or -1. */
+static int push_list(struct pg_job *j)
+{
+    char ts[24];
+    const char *vals[4];
+    int lens[4] = {0, (int)j->list_push->json_len, (int)j->list_push->sig_len, 0};
+    int fmts[4] = {0, 1, 1, 0};
+    PGresult *r;
+    snprintf(ts, sizeof ts, "%lld", (long long)j->list_push->timestamp);
+    vals[0] = ts, vals[1] = j->list_push->json, vals[2] = j->list_push->sig;
+    vals[3] = j->pg->st->instance;
+    r = PQexecParams(j->pg->conn,
+                     "INSERT INTO mxguard_policy_list AS l (id, timestamp, json, sig, instance)"
+                     " VALUES (1, $1::bigint, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET"
+                     " timestamp = EXCLUDED.timestamp, json = EXCLUDED.json, sig = EXCLUDED.sig,"
+                     " instance = EXCLUDED.instance WHERE l.timestamp < EXCLUDED.timestamp",
+                     4, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "policy list", j->err, sizeof j->err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    j->list_pushed = 1;
+    return 0;
+}
+
+/* Pulls the policy list if the database has one newer than the job's cursor; 0 or -1. */
+static int pull_list(struct pg_job *j)
+{
+    char cur[24];
+    const char *vals[1] = {cur};
+    struct listbuf *l;
+    PGresult *r;
+    snprintf(cur, sizeof cur, "%lld", (long long)j->list_cursor);
+    r = PQexecParams(j->pg->conn,
+                     "SELECT timestamp, json, sig FROM mxguard_policy_list"
+                     " WHERE timestamp > $1::bigint",
+                     1, NULL, vals, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "policy list pull", j->err, sizeof j->err);
+        PQclear(r);
+        return -1;
+    }
+    if (PQntuples(r) == 1 && (l = calloc(1, sizeof *l))) {
+        l->timestamp = get_i64(r, 0, 0);
+        l->json_len = (size_t)PQgetlength(r, 0, 1);
+        l->sig_len = (size_t)PQgetlength(r, 0, 2);
+        l->json = malloc(l->json_len + 1);
+        l->sig = malloc(l->sig_len + 1);
+        if (!l->json || !l->sig) {
+            listbuf_free(l);
+        } else {
+            memcpy(l->json, PQgetvalue(r, 0, 1), l->json_len);
+            memcpy(l->sig, PQgetvalue(r, 0, 2), l->sig_len);
+            l->json[l->json_len] = l->sig[l->sig_len] = '\0';
+            j->list_pulled = l;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
 /* Appends the rows of one pull result to the job; 0 or -1 (out of memory). */
 static int take_rows(struct pg_job *j, const PGresult *r)
 {
@@ -357,7 +443,9 @@ static void job_work(uv_work_t *req)
         j->batches[i].done = 1;
         j->n_batches_done++;
     }
-    if (pull(j) < 0)
+    if (j->list_push && push_list(j) < 0)
+        return;
+    if (pull(j) < 0 || pull_list(j) < 0)
         return;
     j->ok = 1;
 }
@@ -374,6 +462,8 @@ static void job_free(struct pg_job *j)
     for (size_t i = 0; i < j->n_batches; i++)
         free(j->batches[i].payload);
     free(j->batches);
+    listbuf_free(j->list_push);
+    listbuf_free(j->list_pulled);
     free(j);
 }
 
@@ -407,6 +497,7 @@ static void maybe_free(struct pg_impl *pg)
         return;
     PQfinish(pg->conn);
     pending_free(pg->pending);
+    listbuf_free(pg->list_pending);
     explicit_bzero(st->password, sizeof st->password);
     free(pg);
     free(st);
@@ -487,6 +578,23 @@ static void job_done(uv_work_t *req, int status)
         pg->conn = NULL;
     }
     requeue(pg, j);
+    if (j->list_push) { /* published, or back in the queue unless a newer one waits */
+        if (j->list_pushed) {
+            if (j->list_push->timestamp > pg->list_ts)
+                pg->list_ts = j->list_push->timestamp;
+        } else if (!pg->list_pending) {
+            pg->list_pending = j->list_push;
+            j->list_push = NULL;
+        }
+    }
+    if (j->ok && j->list_pulled && j->list_pulled->timestamp > pg->list_ts) {
+        struct mxg_state_list l = {j->list_pulled->json, j->list_pulled->json_len,
+                                   j->list_pulled->sig, j->list_pulled->sig_len,
+                                   j->list_pulled->timestamp};
+        pg->list_ts = l.timestamp; /* offered once: a refused list is not pulled again */
+        if (st->list_sink)
+            st->list_sink(st->list_arg, &l);
+    }
     /* committed: out of the local outbox */
     for (size_t i = 0; i < j->n_batches; i++) {
         if (j->batches[i].failed)
@@ -531,6 +639,9 @@ static void start_job(struct pg_impl *pg)
     j->cursor = pg->cursor;
     j->migrate = pg->st->migrate;
     j->start_ms = uv_now(pg->st->loop);
+    j->list_push = pg->list_pending;
+    pg->list_pending = NULL;
+    j->list_cursor = pg->list_ts;
     j->push = pg->pending; /* the job takes the queue; new pushes start a new one */
     pg->pending = NULL;
     pg->n_pending = 0;
@@ -641,6 +752,29 @@ static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row,
     return 0;
 }
 
+/* Queues the policy list (a newer queued one wins) and starts a sync. */
+static int pg_list_publish(struct mxg_state *st, const struct mxg_state_list *l)
+{
+    struct pg_impl *pg = st->impl;
+    struct listbuf *b;
+    if (l->timestamp <= pg->list_ts ||
+        (pg->list_pending && pg->list_pending->timestamp >= l->timestamp))
+        return 0; /* the database has it (or a newer one is queued) */
+    if (!(b = calloc(1, sizeof *b)) || !(b->json = malloc(l->json_len + 1)) ||
+        !(b->sig = malloc(l->sig_len + 1))) {
+        listbuf_free(b);
+        return -1;
+    }
+    memcpy(b->json, l->json, l->json_len);
+    memcpy(b->sig, l->sig, l->sig_len);
+    b->json[l->json_len] = b->sig[l->sig_len] = '\0';
+    b->json_len = l->json_len, b->sig_len = l->sig_len, b->timestamp = l->timestamp;
+    listbuf_free(pg->list_pending);
+    pg->list_pending = b;
+    start_job(pg);
+    return 0;
+}
+
 /* Starts a sync now unless one runs. */
 static void pg_sync_now(struct mxg_state *st)
 {
@@ -723,6 +857,7 @@ const struct mxg_state_backend mxg_state_backend_pg = {
     .open = pg_open,
     .close = pg_close,
     .sts_publish = pg_publish,
+    .list_publish = pg_list_publish,
     .sync_now = pg_sync_now,
     .migrate_now = pg_migrate_now,
     .rpt_dump = pg_rpt_dump,
