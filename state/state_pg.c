@@ -20,10 +20,14 @@
 #define COMP "state"
 /* Queued pushes kept while the database cannot be reached (older ones are dropped). */
 #define PG_PENDING_MAX 10000
-/* Rows per pull query, and pages per sync (the rest comes with the next sync). */
-#define PG_PULL_PAGE 500
-#define PG_PULL_PAGE_SQL "500"
-#define PG_PULL_PAGES 20
+/* Rows per pull query, and pages per sync (the rest comes with the next sync): the sink
+ * stores each row in the local SQLite cache on the loop, so one sync hands over at most
+ * 400 short writes, also when a new member first pulls a large fleet's table. */
+#define PG_PULL_PAGE 200
+#define PG_PULL_PAGE_SQL "200"
+#define PG_PULL_PAGES 2
+/* Delay before the next sync when a pull stopped at that cap (the loop runs in between). */
+#define PG_MORE_MS 20
 /* The transaction-level advisory lock that orders MTA-STS writes ("mxgp"). */
 #define PG_STS_LOCK "1836607344"
 
@@ -114,6 +118,7 @@ static void listbuf_free(struct listbuf *l)
 }
 
 static void start_job(struct pg_impl *pg);
+static void on_timer(uv_timer_t *t);
 
 /* Frees a pending list. */
 static void pending_free(struct pending *p)
@@ -621,6 +626,8 @@ static void job_done(uv_work_t *req, int status)
     }
     st->status.pending = pg->n_pending;
     set_link(pg, j);
+    if (j->ok && j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES) /* more to pull: soon */
+        uv_timer_start(&pg->timer, on_timer, PG_MORE_MS, st->sync_ms);
     job_free(j);
 }
 

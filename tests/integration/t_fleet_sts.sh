@@ -73,7 +73,15 @@ assert_eq "the database holds A's policy (domain, id, instance, max_age)" \
 # ---- 3. the policy host goes away, TXT removed, MX replaced; B never saw the domain
 tb_dns_swap sts-cache.test b
 tb_stop nginx
+# (and 1,000 more policies, as a large fleet's table: a new member pulls them in pages)
+tb_psql "INSERT INTO mxguard_sts_policy SELECT 'bulk' || g || '.test', 'bulk', convert_to('version: STSv1', 'UTF8'), 0, 4102444800, nextval('mxguard_sts_rev'), 'bulk' FROM generate_series(1, 1000) g" >/dev/null
 tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
+for n in $(seq 100); do
+    [ "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy' 2>/dev/null)" = 1001 ] && break
+    sleep 0.1
+done
+assert_eq "B: all 1,001 rows of the fleet's table in its local cache (paged pulls)" 1001 \
+    "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy')"
 for n in $(seq 50); do
     grep -q 'sts-cache.test: policy id cache1 from the fleet stored' "$TB/mxg-b.log" && break
     sleep 0.1
