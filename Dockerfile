@@ -21,7 +21,7 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       libuv1-dev libssl-dev libgetdns-dev libidn2-dev libjansson-dev \
       libcurl4-openssl-dev zlib1g-dev libsqlite3-dev libconfig-dev libmicrohttpd-dev \
-      libopendkim-dev libcrypt-dev \
+      libopendkim-dev libcrypt-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -34,7 +34,7 @@ FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libuv1 libssl3 libgetdns10 libidn2-0 libjansson4 libcurl4 zlib1g libsqlite3-0 \
-      libconfig9 libmicrohttpd12 libopendkim11 \
+      libconfig9 libmicrohttpd12 libopendkim11 libpq5 \
       gpgv dns-root-data ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/mxguard --shell /usr/sbin/nologin mxguard \

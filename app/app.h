@@ -8,7 +8,7 @@
  *   cli_usage.c     the usage texts and --help of every command
  *   cli_config.c    `config check`      cli_check_cmd.c  `check DOMAIN` (driver: cli_check.c)
  *   cli_list.c      `list ...`          cli_report.c     `report ...` (export: cli_export.c)
- *   cli_queue.c     `queue ...`
+ *   cli_queue.c     `queue ...`     cli_state.c      `state migrate|status`
  *   parts.c         the composition root: struct app's parts opened, wired, closed
  *   run.c           `run`: start-up order, signals, drain, the queue runner
  *   run_selfcheck.c the DNSSEC self-check before serving and its retry timer
@@ -42,6 +42,7 @@
 #include "../policy/policy.h"
 #include "../proxy/inbound/server.h"
 #include "../proxy/outbound/upstream.h"
+#include "../state/state.h"
 #include "privs.h"
 
 struct mxg_rpt;
@@ -62,6 +63,7 @@ struct app {
     struct mxg_https *https;
     struct mxg_sts_cache *sts_cache;
     struct mxg_sts *sts;
+    struct mxg_state *state;                /* run: the fleet's shared state (state/state.h) */
     struct mxg_stlist_store *stlist;
     struct mxg_stlist_source *stlist_src;
     struct mxg_rpt *rpt;
@@ -109,6 +111,7 @@ int mxg_cli_check(int argc, char **argv);        /* app/cli_check_cmd.c */
 int mxg_cli_list(int argc, char **argv);         /* app/cli_list.c */
 int mxg_cli_report(int argc, char **argv);       /* app/cli_report.c */
 int mxg_cli_queue(int argc, char **argv);    /* app/cli_queue.c */
+int mxg_cli_state(int argc, char **argv);    /* app/cli_state.c */
 
 /* app/cli_usage.c: the usage of cmd (all its subcommands) or of cmd sub;
  * cmd NULL (or unknown): of every command. */
@@ -132,6 +135,11 @@ int app_ensure_state_dir(const struct mxg_config *cfg, char *err, size_t errlen)
 /* DNS, TLS, maps, TLSRPT (+ sender, mailer), HTTPS, policy list, MTA-STS; persistent:
  * the SQLite stores in state.directory are opened too. 0, or -1 with err. */
 int app_open_parts(struct app *app, int persistent, char *err, size_t errlen);
+/* run: the shared state (state.backend) wired to the MTA-STS cache: fresh policies are
+ * published, the fleet's are pulled into the local cache. 0, or -1 with err. */
+int app_open_state(struct app *app, char *err, size_t errlen);
+/* The state module's options from the configuration (strings borrowed from cfg). */
+void app_state_opts(const struct mxg_config *cfg, struct mxg_state_opts *o);
 /* policy_list.file, synchronously (run, check, list show alike). */
 void app_load_local(struct app *app);
 /* Release what app_open_parts() made (idempotent); handles close in a later loop run. */

@@ -1,6 +1,7 @@
 /* app/cli_check_cmd.c — `mxguard check DOMAIN [-c FILE] [--connect | --json]`: the
  * options and the parts a delivery would use (read-only: the MTA-STS cache
- * only if it is there), then the driver in cli_check.c. */
+ * only if it is there), then the driver in cli_check.c; with state.backend =
+ * "postgresql", one line on the shared state's link. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,18 @@ int mxg_cli_check(int argc, char **argv)
     rc = mxg_check_domain_opts(&env, domain,
                                (connect ? MXG_CHECK_CONNECT : 0) | (json ? MXG_CHECK_JSON : 0),
                                stdout);
+    if (!json && app->cfg.state_backend == MXG_STATE_POSTGRESQL) {
+        /* the fleet's shared state (README "Running a fleet"): an outage never stops mail,
+         * so it is said here but does not change the exit status */
+        struct mxg_state_opts so;
+        struct mxg_state_status ss;
+        app_state_opts(&app->cfg, &so);
+        mxg_state_probe(&so, &ss);
+        printf("shared state: backend postgresql, %s", mxg_state_link_name(ss.link));
+        if (ss.schema_version)
+            printf(", schema version %d", ss.schema_version);
+        printf("%s%s\n", ss.error[0] ? " — " : "", ss.error);
+    }
     fflush(stdout); /* out before the teardown: nothing there can lose it */
 out_loop:
     app_finish_oneshot(app); /* --connect: every probe leg freed */

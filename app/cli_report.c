@@ -1,6 +1,9 @@
 /* app/cli_report.c — `mxguard report list|show|send|export`: the TLSRPT
  * store's days and domains, one report's JSON, sending a day's reports now,
- * and the export (cli_export.c). */
+ * and the export (cli_export.c). With state.backend = "postgresql", list, show and export
+ * read the fleet's counters (a temporary view built from the shared state). */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,54 @@ static void print_day_domain(void *arg, const char *day, const char *domain)
 {
     (void)arg;
     printf("%s %s\n", day, domain);
+}
+
+/* A fleet's report view (state.backend = "postgresql"): a temporary TLSRPT file in dir
+ * (made here, removed by view_close) holding the fleet's counters of day (NULL: all), so
+ * that list, show and export read the shared state. NULL with err. */
+static struct mxg_rpt *view_open(struct app *app, const char *day, char *dir, size_t dirlen,
+                                 char *err, size_t errlen)
+{
+    struct mxg_state_opts o;
+    struct mxg_rpt *v;
+    char path[PATH_MAX], *payload = NULL;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, dirlen, "%s/mxguard-fleet-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "fleet report view: mkdtemp %s: %s", dir, strerror(errno));
+        dir[0] = '\0';
+        return NULL;
+    }
+    app_state_opts(&app->cfg, &o);
+    if (mxg_state_rpt_dump(&o, day, &payload, err, errlen) < 0)
+        return NULL;
+    snprintf(path, sizeof path, "%s/tlsrpt.db", dir);
+    if (!(v = mxg_rpt_open(NULL, path, 0, err, errlen))) {
+        free(payload);
+        return NULL;
+    }
+    if (mxg_rpt_import(v, payload, err, errlen) < 0) {
+        free(payload);
+        mxg_rpt_close(v);
+        return NULL;
+    }
+    free(payload);
+    return v;
+}
+
+/* Closes the view and removes its directory. */
+static void view_close(struct mxg_rpt *v, const char *dir)
+{
+    static const char *const files[] = {"tlsrpt.db", "tlsrpt.db-wal", "tlsrpt.db-shm"};
+    char path[PATH_MAX];
+    mxg_rpt_close(v);
+    if (!dir[0])
+        return;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 struct send_wait {
@@ -73,6 +124,18 @@ int mxg_cli_report(int argc, char **argv)
         fprintf(stderr, "mxguard: %s\n", err);
         goto out_loop;
     }
+    struct mxg_rpt *rpt = app->rpt, *view = NULL;
+    char view_dir[PATH_MAX] = "";
+    if (!send && app->cfg.state_backend == MXG_STATE_POSTGRESQL) {
+        /* a fleet: list, show and export read the fleet's counters (README "Running a fleet") */
+        if (!(view = view_open(app, show ? argv[1] : export ? only_day : NULL, view_dir,
+                               sizeof view_dir, err, sizeof err))) {
+            fprintf(stderr, "mxguard: shared state: %s\n", err);
+            view_close(NULL, view_dir);
+            goto out_loop;
+        }
+        rpt = view;
+    }
     if (send) {
         struct send_wait w = {0};
         if (!app->rpt_sender) {
@@ -88,7 +151,7 @@ int mxg_cli_report(int argc, char **argv)
             fflush(stdout); /* out before the teardown: nothing there can lose it */
         }
     } else if (!show && !export) {
-        rc = mxg_rpt_days(app->rpt, print_day_domain, NULL) < 0;
+        rc = mxg_rpt_days(rpt, print_day_domain, NULL) < 0;
     } else {
         char host[256] = "", contact[300];
         gethostname(host, sizeof host - 1);
@@ -100,11 +163,11 @@ int mxg_cli_report(int argc, char **argv)
             .submitter = app->cfg.rpt_submitter[0] ? app->cfg.rpt_submitter : me,
         };
         if (export) { /* the same org data as show: the same JSON */
-            rc = mxg_cli_report_export(app->rpt, &org, argv[1], only_day);
-            goto out_loop;
+            rc = mxg_cli_report_export(rpt, &org, argv[1], only_day);
+            goto out_view;
         }
         char *json = NULL;
-        if (mxg_rpt_report_json(app->rpt, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
+        if (mxg_rpt_report_json(rpt, argv[1], argv[2], &org, &json, id, err, sizeof err) < 0) {
             fprintf(stderr, "mxguard: %s\n", err);
         } else {
             printf("%s\n", json);
@@ -112,6 +175,9 @@ int mxg_cli_report(int argc, char **argv)
             rc = 0;
         }
     }
+out_view:
+    if (view)
+        view_close(view, view_dir);
 out_loop:
     app_finish_oneshot(app); /* send: the report mail's leg ends (QUIT) and is freed */
     app_shutdown(app);

@@ -51,6 +51,12 @@ static const struct usage_entry entries[] = {
     {"queue", "delete",
      "  queue delete ID... [-c FILE]  remove entries. Queue commands exit 0: done,\n"
      "                                1: no such/busy entry or spool error\n"},
+    {"state", "migrate",
+     "  state migrate [-c FILE]       create or migrate the shared PostgreSQL schema\n"
+     "                                (state.backend = \"postgresql\"), under an advisory lock\n"},
+    {"state", "status",
+     "  state status [-c FILE]        connect to the shared state once: link and schema version.\n"
+     "                                State commands exit 0: done, 1: failed\n"},
 };
 
 #define N_ENTRIES (sizeof entries / sizeof entries[0])

@@ -45,6 +45,8 @@ int main(int argc, char **argv)
         return mxg_cli_report(argc - 2, argv + 2);
     if (strcmp(argv[1], "queue") == 0)
         return mxg_cli_queue(argc - 2, argv + 2);
+    if (strcmp(argv[1], "state") == 0)
+        return mxg_cli_state(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return mxg_cli_config_check(argc - 3, argv + 3);
     fprintf(stderr, "mxguard: unknown command '%s'\n\n", argv[1]);

@@ -106,7 +106,9 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
         snprintf(err, errlen, "HTTPS client: %s", e);
         return -1;
     }
-    if (cfg->list_file[0] || cfg->list_url[0]) {
+    /* a fleet member with only the keyring gets its list from the other members */
+    if (cfg->list_file[0] || cfg->list_url[0] ||
+        (cfg->list_keyring[0] && cfg->state_backend == MXG_STATE_POSTGRESQL)) {
         if (app_ensure_state_dir(cfg, err, errlen) < 0)
             return -1;
         app->stlist = mxg_stlist_store_open(cfg->state_dir, cfg->list_keyring, e, sizeof e);
@@ -189,6 +191,122 @@ int app_open_parts(struct app *app, int persistent, char *err, size_t errlen)
     return 0;
 }
 
+/* Contract: app.h. */
+void app_state_opts(const struct mxg_config *cfg, struct mxg_state_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backend = cfg->state_backend == MXG_STATE_POSTGRESQL ? "postgresql" : "sqlite";
+    o->conninfo = cfg->state_pg;
+    o->password_file = cfg->state_pg_password_file;
+    o->instance = cfg->state_instance;
+    o->sync_ms = cfg->state_sync_ms;
+    o->migrate = cfg->state_migrate;
+}
+
+/* mxg_sts stored-policy observer: publish the fresh policy to the fleet. */
+static void sts_stored(void *arg, const struct mxg_sts_cache_entry *e)
+{
+    struct app *app = arg;
+    struct mxg_state_sts_row row = {e->domain, e->id, e->body, e->body_len, e->fetched_at,
+                                    e->expires_at};
+    mxg_state_sts_publish(app->state, &row, (int64_t)time(NULL));
+}
+
+/* mxg_state sink: a policy the fleet stored goes into the local cache (decisions read it). */
+static void sts_pulled(void *arg, const struct mxg_state_sts_row *row)
+{
+    struct app *app = arg;
+    struct mxg_sts_cache_entry e;
+    if (!app->sts_cache)
+        return;
+    memset(&e, 0, sizeof e);
+    if (strlen(row->domain) >= sizeof e.domain || strlen(row->id) >= sizeof e.id)
+        return;
+    snprintf(e.domain, sizeof e.domain, "%s", row->domain);
+    snprintf(e.id, sizeof e.id, "%s", row->id);
+    e.body = (char *)row->body;
+    e.body_len = row->body_len;
+    e.fetched_at = row->fetched_at;
+    e.expires_at = row->expires_at;
+    if (mxg_sts_cache_put(app->sts_cache, &e) == 0)
+        LOG_D("state", "%s: policy id %s from the fleet stored in the local cache", e.domain,
+              e.id);
+}
+
+/* mxg_stlist_store observer: a list this instance accepted goes to the fleet. */
+static void list_accepted(void *arg, const char *json, size_t json_len, const char *sig,
+                          size_t sig_len, int64_t timestamp)
+{
+    struct app *app = arg;
+    struct mxg_state_list l = {json, json_len, sig, sig_len, timestamp};
+    mxg_state_list_publish(app->state, &l);
+}
+
+/* mxg_state list sink: the fleet's newest list, offered to the local store, which verifies
+ * its signature itself (and takes it only when it is newer than the list in force). */
+static void list_pulled(void *arg, const struct mxg_state_list *l)
+{
+    struct app *app = arg;
+    char e[512];
+    int rc;
+    if (!app->stlist)
+        return;
+    rc = mxg_stlist_store_offer(app->stlist, l->json, l->json_len, l->sig, l->sig_len,
+                                "the shared state", e, sizeof e);
+    if (rc < 0)
+        LOG_E("state", "policy list from the shared state refused: %s", e);
+    else if (rc == 0)
+        LOG_D("state", "policy list from the shared state: %s", e);
+}
+
+/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches. */
+static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
+                    void *parg)
+{
+    struct app *app = arg;
+    return mxg_rpt_outbox_take(app->rpt, max, put, parg) < 0 ? -1 : 0;
+}
+
+/* mxg_state_rpt_io done(): the database has the batch: out of the outbox. */
+static void rpt_done(void *arg, const char *id)
+{
+    struct app *app = arg;
+    if (mxg_rpt_outbox_done(app->rpt, id) < 0)
+        LOG_W("state", "TLSRPT outbox: batch %s pushed but not removed (pushed again, ignored "
+                       "by its id)", id);
+}
+
+/* Contract: app.h. */
+int app_open_state(struct app *app, char *err, size_t errlen)
+{
+    struct mxg_state_opts o;
+    struct mxg_state_status ss;
+    app_state_opts(&app->cfg, &o);
+    if (!(app->state = mxg_state_open(&app->loop, &o, err, errlen)))
+        return -1;
+    mxg_state_status(app->state, &ss);
+    if (ss.link == MXG_STATE_LOCAL) /* a fleet of one: the local files are the whole state */
+        return 0;
+    if (app->sts && app->sts_cache) {
+        mxg_sts_set_stored_cb(app->sts, sts_stored, app);
+        mxg_state_set_sts_sink(app->state, sts_pulled, app);
+    }
+    if (app->stlist) {
+        mxg_stlist_store_set_accepted_cb(app->stlist, list_accepted, app);
+        mxg_state_set_list_sink(app->state, list_pulled, app);
+    }
+    if (app->rpt) { /* every batch of counters also goes to the outbox, pushed by the state */
+        struct mxg_state_rpt_io io = {rpt_take, rpt_done, app};
+        if (mxg_rpt_set_outbox(app->rpt, 1) < 0) {
+            snprintf(err, errlen, "TLSRPT outbox: the database %s/tlsrpt.db failed",
+                     app->cfg.state_dir);
+            return -1;
+        }
+        mxg_state_set_rpt_io(app->state, &io);
+    }
+    return 0;
+}
+
 /* The local policy sources that app_open_parts() does not read itself: the
  * policy list's file (policy_list.file), synchronously, through the same
  * function for `run`, `check` and `list show`. policy_list.url is never
@@ -204,6 +322,12 @@ void app_load_local(struct app *app)
  * handles close. */
 void app_close_parts(struct app *app)
 {
+    if (app->sts)
+        mxg_sts_set_stored_cb(app->sts, NULL, NULL);
+    if (app->stlist)
+        mxg_stlist_store_set_accepted_cb(app->stlist, NULL, NULL);
+    mxg_state_close(app->state); /* no sink call after this; work in flight is discarded */
+    app->state = NULL;
     if (app->rpt_sender)
         mxg_rpt_sender_free(app->rpt_sender);
     app->rpt_sender = NULL;

@@ -167,6 +167,10 @@ int mxg_cli_run(int argc, char **argv)
         LOG_E("main", "%s", err);
         goto out_loop;
     }
+    if (app_open_state(app, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
+    }
     /* the upstream connection cache, limits and TLS sessions (proxy/outbound/conncache.h) */
     app->conncache = mxg_upstream_conncache_new(&app->loop, &app->cfg);
     if (app->cfg.tls_session_cache > 0)

@@ -87,6 +87,28 @@ static double gauge_sts_cache(void *arg)
     return n;
 }
 
+/* Gauge: 1 when the shared state is reachable (or local), else 0. */
+static double gauge_state_up(void *arg)
+{
+    struct app *app = arg;
+    struct mxg_state_status st;
+    if (!app->state)
+        return 0;
+    mxg_state_status(app->state, &st);
+    return st.link == MXG_STATE_LOCAL || st.link == MXG_STATE_UP;
+}
+
+/* Gauge: pushes waiting for the shared database. */
+static double gauge_state_pending(void *arg)
+{
+    struct app *app = arg;
+    struct mxg_state_status st;
+    if (!app->state)
+        return 0;
+    mxg_state_status(app->state, &st);
+    return (double)st.pending;
+}
+
 /* Gauge: policies of the list in force (0 when none or expired). */
 static double gauge_list(void *arg)
 {
@@ -190,5 +212,7 @@ int app_ops_started(struct app *app, char *err, size_t errlen)
     mxg_metrics_gauge_fn(app->metrics, MXG_M_STS_CACHE_ENTRIES, NULL, gauge_sts_cache, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_LIST_ENTRIES, NULL, gauge_list, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_SPOOL_MESSAGES, NULL, gauge_spool, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_STATE_UP, NULL, gauge_state_up, app);
+    mxg_metrics_gauge_fn(app->metrics, MXG_M_STATE_PENDING, NULL, gauge_state_pending, app);
     return 0;
 }

@@ -12,6 +12,10 @@
 #               MXG_BIN in the same run as target "mxguard-base" (its own process on
 #               127.0.70.3:10025, same settings; throughput, CPU and latency only); the table
 #               then prints MXG_BIN / base for msg/s and CPU per message
+#   --pg        MXG_BIN runs with state.backend = "postgresql" on a private PostgreSQL 15
+#               cluster (tests/integration/lib.sh tb_start_pg; sync every 1 s, so TLSRPT
+#               batches are pushed while it runs); with --base (the same binary, or another)
+#               the base keeps the sqlite backend: the ratio is PostgreSQL / SQLite
 #   env MXG_BIN the mxguard binary (default build/mxguard); its directory must hold the
 #               libmxg_*.a of the same build (for bench/decide.c)
 #
@@ -38,7 +42,7 @@ MXG_BIN=$(cd "$(dirname "$MXG_BIN")" && pwd)/$(basename "$MXG_BIN")
 BUILD=$(dirname "$MXG_BIN")
 
 QUICK=0 RUNS=3 SESSIONS=20 MESSAGES=2000 SIZES="1 10 100" IDLE="1000 10000" SKIP="" RESULTS=""
-BASE_BIN=""
+BASE_BIN="" PG=0
 CG_MSGS=200 DECIDE_N=200000
 while [ $# -gt 0 ]; do
     case $1 in
@@ -50,8 +54,9 @@ while [ $# -gt 0 ]; do
         --idle) IDLE=$2; shift 2 ;;
         --skip) SKIP=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
+        --pg) PG=1; shift ;;
         --base) BASE_BIN=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -147,6 +152,14 @@ tlsrpt: { send_reports = false; };
 log: { level = "info"; };
 EOF
 mkdir -p "$TB/state"
+# --pg: the base's configuration (below) is made from this one before the backend changes
+cp "$TB/mxguard.conf" "$TB/mxguard-sqlite.conf"
+if [ "$PG" = 1 ]; then
+    tb_start_pg
+    sed -i "s|state: { directory = \"$TB/state\"; };|state: { directory = \"$TB/state\"; backend = \"postgresql\"; postgresql = \"$TB_PG_CONNINFO\"; postgresql_password_file = \"$TB/pg/password\"; sync_interval = \"1s\"; };|" \
+        "$TB/mxguard.conf"
+    grep -q 'backend = "postgresql"' "$TB/mxguard.conf" || tb_die "--pg: the configuration was not changed"
+fi
 MXG_ADDR=127.0.70.1:10025
 start_mxguard() { # start_mxguard NAME [ENV=VALUE...] — and wait for its listener
     local name=$1 bin=$MXG_BIN conf=$TB/mxguard.conf addr=$MXG_ADDR; shift
@@ -175,7 +188,7 @@ BASE_ADDR=127.0.70.3:10025
 if [ -n "$BASE_BIN" ]; then
     [ -x "$BASE_BIN" ] || tb_die "--base: $BASE_BIN is not an executable"
     sed -e 's/127\.0\.70\.1:10025/127.0.70.3:10025/; s/source_ipv4 = "127\.0\.70\.1"/source_ipv4 = "127.0.70.3"/' \
-        -e "s|\"$TB/state\"|\"$TB/state-base\"|" "$TB/mxguard.conf" >"$TB/mxguard-base.conf"
+        -e "s|\"$TB/state\"|\"$TB/state-base\"|" "$TB/mxguard-sqlite.conf" >"$TB/mxguard-base.conf"
     mkdir -p "$TB/state-base"
     start_mxguard mxguard-base
     BASE_PID=$(tb_pid mxguard-base)

@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -586,6 +587,44 @@ static int check_tls_max(const char *s, const char **why)
                                                      "TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3");
 }
 
+/* state.postgresql: a libpq connection string that carries no password (a "password"
+ * keyword, or a postgresql:// URI with user:password@), so that `config check -v` and the
+ * logs never show one: the password comes from state.postgresql_password_file. */
+static int check_conninfo(const char *s, const char **why)
+{
+    const char *at, *colon;
+    for (const char *p = s; *p; p++) {
+        const char *q = p + 8;
+        if (strncasecmp(p, "password", 8) != 0 || (p > s && !isspace((unsigned char)p[-1])))
+            continue;
+        while (isspace((unsigned char)*q))
+            q++;
+        if (*q == '=') /* the keyword (a URI's ?password= is caught below by its '=') */
+            return fail(why, "must not contain a password: use state.postgresql_password_file");
+    }
+    if (strcasestr(s, "password=") || strcasestr(s, "&password") || strcasestr(s, "?password"))
+        return fail(why, "must not contain a password: use state.postgresql_password_file");
+    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
+        const char *u = strstr(s, "//") + 2;
+        at = strchr(u, '@');
+        colon = strchr(u, ':');
+        if (at && colon && colon < at)
+            return fail(why, "must not contain a password (user:password@): use "
+                             "state.postgresql_password_file");
+    }
+    return 0;
+}
+
+/* state.instance_name: letters, digits, '.', '-', '_' (it names claims and log lines). */
+static int check_instance_name(const char *s, const char **why)
+{
+    for (const char *p = s; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+            return fail(why, "only letters, digits, '.', '-' and '_'");
+    }
+    return 0;
+}
+
 /* "" or an absolute path (map files are re-read on SIGHUP, from wherever
  * the process then runs). */
 static int check_abs_path(const char *s, const char **why)
@@ -877,6 +916,7 @@ static const char *const bare_cr_names[] = {"reject", "space", NULL};
 static const char *const inbound_tls_min_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const log_level_names[] = {"debug", "info", "notice", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const state_backend_names[] = {"sqlite", "postgresql", NULL};
 
 #define F(name) offsetof(struct mxg_config, name)
 #define CAP(name) sizeof(((struct mxg_config *)0)->name)
@@ -996,6 +1036,12 @@ static const struct key keys[] = {
     STRING("tls", "client_key_file", tls_client_key, "", NULL),
 
     STRING("state", "directory", state_dir, "/var/lib/mxguard", check_nonempty),
+    ENUM("state", "backend", state_backend, "sqlite", state_backend_names),
+    STRING("state", "postgresql", state_pg, "", check_conninfo),
+    STRING("state", "postgresql_password_file", state_pg_password_file, "", check_abs_path),
+    DURATION("state", "sync_interval", state_sync_ms, "5s", 100, T_MAX),
+    BOOL("state", "migrate_at_startup", state_migrate, "true"),
+    STRING("state", "instance_name", state_instance, "", check_instance_name),
 
     STRING("policy_list", "file", list_file, "", NULL),
     STRING("policy_list", "url", list_url, "", check_https_url),
@@ -1557,6 +1603,9 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
     if (!cfg->tls_client_cert[0] != !cfg->tls_client_key[0])
         return say(err, errlen, "%s: tls.client_cert_file and tls.client_key_file: set both or "
                                 "neither", src);
+    if (cfg->state_backend == MXG_STATE_POSTGRESQL && !cfg->state_pg[0])
+        return say(err, errlen, "%s: state.postgresql: required with state.backend = "
+                                "\"postgresql\"", src);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);

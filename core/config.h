@@ -32,6 +32,9 @@
 #define MXG_CFG_NAME_MAX 256
 #define MXG_CFG_PATH_MAX 1024
 
+/* state.backend: where the shared state lives (state/state.h). */
+enum mxg_state_backend_kind { MXG_STATE_SQLITE = 0, MXG_STATE_POSTGRESQL = 1 };
+
 /* An IP endpoint "addr:port" or "[v6addr]:port"; port 0 where not given. */
 struct mxg_endpoint {
     struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
@@ -174,6 +177,12 @@ struct mxg_config {
 
     /* state */
     char state_dir[MXG_CFG_PATH_MAX];           /* state.directory: the only place written */
+    int state_backend;                          /* state.backend: enum mxg_state_backend_kind */
+    char state_pg[MXG_CFG_PATH_MAX];            /* state.postgresql: libpq conninfo, no password */
+    char state_pg_password_file[MXG_CFG_PATH_MAX]; /* state.postgresql_password_file: "" = none */
+    uint64_t state_sync_ms;                     /* state.sync_interval: pull/push period */
+    int state_migrate;                          /* state.migrate_at_startup (bool) */
+    char state_instance[MXG_CFG_NAME_MAX];      /* state.instance_name: "" = the host name */
 
     /* policy_list (STARTTLS Everywhere format, docs/ARCHITECTURE.md §Policy list) */
     char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */

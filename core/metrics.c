@@ -111,6 +111,12 @@ static const struct family_def defs[] = {
     [MXG_M_UPSTREAM_HANDSHAKES] = {"mxguard_upstream_tls_handshakes_total",
                                    "Completed upstream TLS handshakes: full or resumed",
                                    K_COUNTER, "kind", handshake_kinds},
+    [MXG_M_STATE_UP] = {"mxguard_state_up",
+                        "1: the shared state is reachable (or state.backend is sqlite), 0: not",
+                        K_GAUGE, NULL, NULL},
+    [MXG_M_STATE_PENDING] = {"mxguard_state_pending_pushes",
+                             "Writes waiting for the shared state's database", K_GAUGE, NULL,
+                             NULL},
 };
 _Static_assert(sizeof defs / sizeof defs[0] == MXG_M__COUNT, "one definition per metric");
 

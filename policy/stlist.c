@@ -1262,7 +1262,17 @@ struct mxg_stlist_store {
     struct mxg_stlist *cur;
     char signer[200], source[300];
     int64_t loaded_at;
+    mxg_stlist_accepted_cb accepted_cb; /* observer of accepted lists, or NULL */
+    void *accepted_arg;
 };
+
+/* Contract: stlist.h. */
+void mxg_stlist_store_set_accepted_cb(struct mxg_stlist_store *s, mxg_stlist_accepted_cb fn,
+                                      void *arg)
+{
+    s->accepted_cb = fn;
+    s->accepted_arg = arg;
+}
 
 /* A new 0600 temporary file in dir holding buf, fsync'ed (core/file.h). */
 static int write_temp(const char *dir, const char *stem, const char *buf, size_t len,
@@ -1549,6 +1559,8 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
           s->source[0] ? s->source : "(unnamed)", fmt_time(s->cur->timestamp).s,
           fmt_time(s->cur->expires).s, mxg_stlist_count(s->cur), s->cur->n_aliases, s->signer);
     rc = 1;
+    if (s->accepted_cb)
+        s->accepted_cb(s->accepted_arg, json, json_len, sig, sig_len, s->cur->timestamp);
 out:
     mxg_stlist_free(l);
     unlink_tmp(tj);

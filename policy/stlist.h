@@ -106,6 +106,15 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
                            const char *sig, size_t sig_len, const char *source, char *err,
                            size_t errlen);
 
+/* Called after an offer was accepted, with the candidate as offered (json, its detached
+ * signature) and its timestamp; valid during the call. app/ wires it to the fleet's
+ * shared state (state/state.h), whose members offer what they pull (and verify it). */
+typedef void (*mxg_stlist_accepted_cb)(void *arg, const char *json, size_t json_len,
+                                       const char *sig, size_t sig_len, int64_t timestamp);
+/* Sets (or with fn NULL clears) the accepted-list observer. */
+void mxg_stlist_store_set_accepted_cb(struct mxg_stlist_store *s, mxg_stlist_accepted_cb fn,
+                                      void *arg);
+
 /* The list in force, or NULL (none, or expired: an expired list is never used). */
 const struct mxg_stlist *mxg_stlist_store_current(const struct mxg_stlist_store *s, int64_t now);
 void mxg_stlist_store_status(const struct mxg_stlist_store *s, int64_t now,

@@ -56,6 +56,8 @@ struct mxg_sts {
     struct mxg_dns *dns;
     struct mxg_https *https;
     struct mxg_sts_cache *cache;
+    mxg_sts_stored_cb stored_cb; /* observer of freshly stored policies, or NULL */
+    void *stored_arg;
     struct job *jobs;
     uv_timer_t sweep;
     uv_timer_t kick; /* runs decide() for deferred jobs (callbacks are never synchronous) */
@@ -233,6 +235,8 @@ static void on_https(void *arg, const struct mxg_https_result *hr)
         e.expires_at = r->expires_at;
         if (mxg_sts_cache_put(j->s->cache, &e) < 0)
             LOG_W("sts", "%s: could not store the policy in the cache", j->domain);
+        else if (j->s->stored_cb)
+            j->s->stored_cb(j->s->stored_arg, &e);
     }
     job_finish(j);
 }
@@ -518,6 +522,13 @@ void mxg_sts_cancel(struct mxg_sts_query *q)
     if (*pp)
         *pp = q->next;
     free(q); /* the job runs on: its result still fills the cache */
+}
+
+/* Contract: sts.h. */
+void mxg_sts_set_stored_cb(struct mxg_sts *s, mxg_sts_stored_cb fn, void *arg)
+{
+    s->stored_cb = fn;
+    s->stored_arg = arg;
 }
 
 /* ------------------------------------------------------------ refresh */

@@ -86,6 +86,13 @@ int mxg_sts_get(struct mxg_sts *s, const char *domain, mxg_sts_cb cb, void *arg,
                 struct mxg_sts_query **q);
 void mxg_sts_cancel(struct mxg_sts_query *q);
 
+/* Called on the loop after a freshly fetched policy was stored in the cache (not when an
+ * unchanged id only extends a cached one); e is valid during the call. app/ wires it to the
+ * fleet's shared state (state/state.h). */
+typedef void (*mxg_sts_stored_cb)(void *arg, const struct mxg_sts_cache_entry *e);
+/* Sets (or with fn NULL clears) the stored-policy observer. */
+void mxg_sts_set_stored_cb(struct mxg_sts *s, mxg_sts_stored_cb fn, void *arg);
+
 /* Start the periodic refresh sweep over the cache (every `interval_ms`). */
 void mxg_sts_start_refresh(struct mxg_sts *s, uint64_t interval_ms);
 

@@ -8,6 +8,7 @@
  *  - rpt_record.c:   struct mxg_rpt: open/close, recording, the flush timer
  *                    and the background write.
  *  - rpt_query.c:    days with data and purge (loop thread, via rpt_db()).
+ *  - rpt_outbox.c:   a fleet's outbox of batches (tlsrpt.h "fleet outbox").
  *  - rpt_json.c:     the RFC 8460 report and its report-id.
  *  - rpt_gzip.c:     gzip.
  *  - rpt_delivery.c: the delivery state table.
@@ -89,7 +90,8 @@ size_t rpt_clean_utf8(char *dst, size_t cap, const char *src, size_t max);
 /* The SQLite file. Statements for the hot path are prepared once. */
 struct rpt_store {
     sqlite3 *db;
-    sqlite3_stmt *begin, *commit, *rollback, *up_pol, *up_fail;
+    sqlite3_stmt *begin, *commit, *rollback, *up_pol, *up_fail, *ins_outbox;
+    int outbox;               /* also write each added batch to the outbox (a fleet) */
 };
 
 /* Create the file (0600) if needed, open it in WAL mode, bring the schema
@@ -101,6 +103,9 @@ void rpt_store_close(struct rpt_store *s);
  * on a worker thread: no logging, no shared state but s. 0 or MXG_RPT_EDB
  * with the SQLite message in err. */
 int rpt_store_add(struct rpt_store *s, struct rpt_tab *t, char *err, size_t errlen);
+/* rpt_outbox.c: inside rpt_store_add's transaction, the batch t as one outbox row (a new
+ * random id, the counters as JSON). 0 or -1 with err. */
+int rpt_outbox_put(struct rpt_store *s, const struct rpt_tab *t, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ rpt_record.c */
 

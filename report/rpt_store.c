@@ -29,7 +29,7 @@
 #include "../core/log.h"
 #include "rpt_int.h"
 
-#define RPT_SCHEMA_VERSION 1
+#define RPT_SCHEMA_VERSION 2
 #define RPT_APPLICATION_ID 0x4d584752 /* "MXGR" */
 #define RPT_BUSY_MS 2000
 
@@ -74,7 +74,14 @@ static const char *const schema_v1 =
     " PRIMARY KEY (day, domain, rua));"
     "CREATE INDEX delivery_due ON delivery (status, next_attempt_at);";
 
-static const char *const migrations[RPT_SCHEMA_VERSION] = {schema_v1};
+/* Version 2: the outbox of batches for a fleet's shared state (rpt_outbox.c). */
+static const char *const schema_v2 =
+    "CREATE TABLE outbox ("
+    " id TEXT PRIMARY KEY,"          /* random, idempotent: pushed at most once */
+    " created_at INTEGER NOT NULL,"
+    " payload TEXT NOT NULL);";      /* the batch's counters as JSON */
+
+static const char *const migrations[RPT_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 static const char *const sql_up_pol =
     "INSERT INTO policy (day, ptype, domain, pstring, mxhost, success, failure)"
@@ -200,6 +207,9 @@ static int setup_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         goto fail_msg;
     if (version == 0)
         LOG_I(RPT_COMP, "created %s (schema version %d)", path, RPT_SCHEMA_VERSION);
+    else if (version != RPT_SCHEMA_VERSION)
+        LOG_N(RPT_COMP, "%s: schema migrated from version %lld to %d", path, (long long)version,
+              RPT_SCHEMA_VERSION);
     return 0;
 fail_msg:
     rpt_set_err(err, errlen, "TLSRPT database %s: %s", path, sqlite3_errmsg(db));
@@ -219,6 +229,7 @@ int rpt_store_open(struct rpt_store *s, const char *path, char *err, size_t errl
     } defs[] = {
         {&s->begin, "BEGIN IMMEDIATE"}, {&s->commit, "COMMIT"},  {&s->rollback, "ROLLBACK"},
         {&s->up_pol, sql_up_pol},       {&s->up_fail, sql_up_fail},
+        {&s->ins_outbox, "INSERT INTO outbox (id, created_at, payload) VALUES (?1, ?2, ?3)"},
     };
 
     memset(s, 0, sizeof *s);
@@ -261,7 +272,8 @@ fail:
 /* Contract: see rpt_int.h. s may be closed already. */
 void rpt_store_close(struct rpt_store *s)
 {
-    sqlite3_stmt **all[] = {&s->begin, &s->commit, &s->rollback, &s->up_pol, &s->up_fail};
+    sqlite3_stmt **all[] = {&s->begin,  &s->commit,  &s->rollback,
+                            &s->up_pol, &s->up_fail, &s->ins_outbox};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -329,6 +341,8 @@ int rpt_store_add(struct rpt_store *s, struct rpt_tab *t, char *err, size_t errl
         }
         sqlite3_clear_bindings(s->up_fail);
     }
+    if (s->outbox && rpt_outbox_put(s, t, err, errlen) < 0)
+        goto rollback;
     if (step_done(s->commit))
         goto fail_rollback;
     return 0;

@@ -207,6 +207,25 @@ int mxg_rpt_day_totals(struct mxg_rpt *r, const char *from_day,
  * domain) counter groups deleted, or MXG_RPT_EINVAL / MXG_RPT_EDB. */
 int mxg_rpt_purge(struct mxg_rpt *r, const char *before_day);
 
+/* ------------------------------------------------------------ fleet outbox */
+/* A fleet's shared counters (docs/ARCHITECTURE.md §Shared state; report/rpt_outbox.c).
+ * With the outbox on, each batch of counters written to the file is also kept, in the same
+ * transaction, as one outbox row (a random id, the batch as JSON) until
+ * mxg_rpt_outbox_done() removes it: durable locally first, pushed to the shared database
+ * by its caller, at most once per id. Loop thread only; synchronous and short (they wait for
+ * a background write in flight). set_outbox: 0 or MXG_RPT_EDB. take: calls fn for up to max
+ * rows, oldest first (strings valid during the call), returns the number or MXG_RPT_EDB.
+ * done: 0 (also for an id that is gone) or MXG_RPT_EDB. count: rows waiting, or MXG_RPT_EDB. */
+int mxg_rpt_set_outbox(struct mxg_rpt *r, int on);
+int mxg_rpt_outbox_take(struct mxg_rpt *r, int max,
+                        void (*fn)(void *arg, const char *id, const char *payload), void *arg);
+int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *id);
+int mxg_rpt_outbox_count(struct mxg_rpt *r);
+/* Adds the counters of payload (the outbox's JSON format, as the shared state also returns
+ * the fleet's counters) to r and writes them: 0, or MXG_RPT_EINVAL (err says why),
+ * MXG_RPT_ENOMEM, MXG_RPT_EDB. `report list|show|export` of a fleet read a view built so. */
+int mxg_rpt_import(struct mxg_rpt *r, const char *payload, char *err, size_t errlen);
+
 /* ------------------------------------------------------------ delivery state */
 
 enum mxg_rpt_dstatus { MXG_RPT_PENDING = 0, MXG_RPT_SENT, MXG_RPT_GAVE_UP };

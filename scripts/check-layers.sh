@@ -18,7 +18,7 @@ set -uo pipefail
 # ---- The layer table: folder, line of the diagram (higher = further up), allowed folders.
 # A folder may always include itself. Keep in step with docs/ARCHITECTURE.md §Layers.
 LAYERS='
-app             6  proxy/inbound proxy/outbound policy report dane dns http tls smtp spool core
+app             6  proxy/inbound proxy/outbound policy report dane dns http tls smtp spool state core
 proxy/inbound   5  proxy/outbound spool smtp tls core
 proxy/outbound  4  policy report dane dns tls smtp spool core
 policy          3  dane dns http tls core
@@ -28,6 +28,7 @@ dns             1  core
 http            1  core
 tls             1  core
 smtp            1  core
+state           1  core
 spool           1  smtp core
 core            0
 '

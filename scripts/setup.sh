@@ -24,6 +24,8 @@ deps() {
         sqlite3   # tests: t_cli.sh edits a TLSRPT store
         jq        # tests: t_check_json.sh reads `mxguard check --json`; t_status.sh the dashboard
         chromium  # tests: t_status.sh loads the status page headless (DOM, console, screenshot)
+        libpq-dev # state/: state.backend = "postgresql" (libpq)
+        postgresql-15 postgresql-client-15   # tests: tb_start_pg's private cluster (initdb, psql)
         unbound valgrind   # bench/run.sh: Postfix's validating resolver; callgrind
         # tests/package/t_deb.sh: build the .deb with debhelper (dpkg-buildpackage; no fakeroot:
         # debian/control says Rules-Requires-Root: no), lint it, `man mxguard` once installed

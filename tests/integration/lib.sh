@@ -41,6 +41,7 @@
 #   127.0.70.162 mx.hostile-dane.test (TLSA 3 1 1)   127.0.70.163 mx.hostile2.test (2nd leg)
 #   127.0.70.164 the queue's bounce route           127.0.70.165 mx.hostile-rua.test (TLSRPT rua)
 #   (127.0.70.166-179 are free for more hostile addresses)
+#   127.0.70.70:5432   PostgreSQL 15 (tb_start_pg: the fleet's shared state, TLS, name pg.test)
 #
 # Every process is started with tb_spawn (own process group, recorded in $TB/pids) and
 # killed on exit — by the EXIT trap, or by a detached watchdog if the script is killed.
@@ -670,6 +671,96 @@ tb_start_mxguard_fails() {
     fi
     MXG_EXIT_SECS=$(($(date +%s) - t0))
     echo "# $name: exit status $MXG_EXIT after ${MXG_EXIT_SECS} s, connection accepted: $MXG_ACCEPTED"
+}
+
+# ------------------------------------------------------------------ PostgreSQL (shared state)
+
+TB_PG_IP=127.0.70.70
+TB_PG_PORT=5432
+TB_PG_BIN=${TB_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# tb_start_pg — a private PostgreSQL 15 cluster for state.backend = "postgresql" (no system
+# cluster): initdb into $TB/pg/data as the user postgres (initdb refuses root), TLS on with a
+# certificate for pg.test from its own test CA ($TB/pg/tls/ca.crt), listening on
+# $TB_PG_IP:$TB_PG_PORT only (its socket in $TB/pg), scram-sha-256 over TLS for role mxguard,
+# owner of database mxguard, whose password is in $TB/pg/password. Sets TB_PG_CONNINFO
+# (hostaddr: no name lookup; sslmode=verify-full against host pg.test). Called again after
+# tb_stop_pg, it starts the same cluster (the data is kept). Stopped by the EXIT trap.
+tb_start_pg() {
+    local d=$TB/pg c=$TB/pg/tls i
+    [ -x "$TB_PG_BIN/postgres" ] || tb_die "PostgreSQL 15 not installed ($TB_PG_BIN/postgres)"
+    if [ ! -d "$d/data" ]; then
+        mkdir -p "$c"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/ca.key" \
+            -out "$c/ca.crt" -days 30 -subj "/CN=mxguard test PostgreSQL CA" 2>/dev/null &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout "$c/server.key" -out "$c/server.csr" -subj "/CN=pg.test" 2>/dev/null &&
+            openssl x509 -req -in "$c/server.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" \
+                -CAcreateserial -days 30 -out "$c/server.crt" \
+                -extfile <(printf 'subjectAltName=DNS:pg.test\n') 2>/dev/null ||
+            tb_die "tb_start_pg: cannot make the test certificate"
+        openssl rand -hex 16 >"$d/password"
+        chmod 600 "$d/password" "$c/server.key"
+        chown -R postgres: "$d"
+        chown root: "$d/password"
+        chmod 755 "$d"
+        runuser -u postgres -- "$TB_PG_BIN/initdb" -D "$d/data" -U postgres --auth-local=trust \
+            --auth-host=reject --no-sync -E UTF8 >"$TB/pg-initdb.log" 2>&1 ||
+            { cat "$TB/pg-initdb.log"; tb_die "tb_start_pg: initdb failed"; }
+        printf '%s\n' "listen_addresses = '$TB_PG_IP'" "port = $TB_PG_PORT" \
+            "unix_socket_directories = '$d'" "ssl = on" "ssl_cert_file = '$c/server.crt'" \
+            "ssl_key_file = '$c/server.key'" "fsync = off" "shared_buffers = 16MB" \
+            "max_connections = 30" >>"$d/data/postgresql.conf"
+        # TCP only over TLS with a password (initdb's host lines reject everything else)
+        sed -i '1i hostssl mxguard mxguard 127.0.0.0/8 scram-sha-256' "$d/data/pg_hba.conf"
+    fi
+    # SIGTERM to the process group (tb_stop, the EXIT trap) makes the shell ask for a fast
+    # shutdown: clients (mxguard instances) never hold the test-bed's exit up
+    tb_spawn pg runuser -u postgres -- sh -c \
+        "\"$TB_PG_BIN/postgres\" -D \"$d/data\" & p=\$!; trap 'kill -INT \$p' TERM; wait \$p; wait \$p"
+    for i in $(seq 100); do
+        "$TB_PG_BIN/pg_isready" -q -h "$d" -p "$TB_PG_PORT" && break
+        tb_alive pg || { tail -n 20 "$TB/pg.log"; tb_die "tb_start_pg: postgres exited"; }
+        sleep 0.1
+    done
+    "$TB_PG_BIN/pg_isready" -q -h "$d" -p "$TB_PG_PORT" || tb_die "tb_start_pg: not ready after 10 s"
+    if [ ! -e "$d/.created" ]; then
+        runuser -u postgres -- psql -q -X -h "$d" -p "$TB_PG_PORT" -d postgres -v ON_ERROR_STOP=1 \
+            -c "CREATE ROLE mxguard LOGIN PASSWORD '$(cat "$d/password")'" \
+            -c "CREATE DATABASE mxguard OWNER mxguard" >/dev/null ||
+            tb_die "tb_start_pg: cannot create the role and the database"
+        touch "$d/.created"
+    fi
+    TB_PG_CONNINFO="hostaddr=$TB_PG_IP port=$TB_PG_PORT host=pg.test dbname=mxguard user=mxguard sslmode=verify-full sslrootcert=$c/ca.crt"
+}
+
+# tb_stop_pg — stop the cluster (fast shutdown: clients are disconnected).
+tb_stop_pg() { tb_stop pg; }
+
+# tb_psql SQL — run SQL in database mxguard as the superuser (over the socket); prints the
+# rows unaligned, fields separated by '|'.
+tb_psql() {
+    runuser -u postgres -- psql -q -X -A -t -h "$TB/pg" -p "$TB_PG_PORT" -d mxguard \
+        -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# tb_pg_config CONF STATE_DIR [INSTANCE] — turn CONF (written by tb_write_config) into a
+# fleet member: its own state.directory, the PostgreSQL backend on tb_start_pg's cluster
+# (TB_PG_CONNINFO, the password file), sync every 300 ms.
+tb_pg_config() {
+    local conf=$1 dir=$2 inst=${3:-}
+    mkdir -p "$dir"
+    "$PYTHON" - "$conf" "$dir" "$TB_PG_CONNINFO" "$TB/pg/password" "$inst" <<'PY'
+import sys
+conf, d, ci, pw, inst = sys.argv[1:6]
+s = open(conf).read()
+old = s[s.index("state: {"):]
+old = old[:old.index("};") + 2]
+new = ('state: {\n  directory = "%s";\n  backend = "postgresql";\n  postgresql = "%s";\n'
+       '  postgresql_password_file = "%s";\n  sync_interval = "300ms";\n%s};' %
+       (d, ci, pw, ('  instance_name = "%s";\n' % inst) if inst else ""))
+open(conf, "w").write(s.replace(old, new))
+PY
 }
 
 # tb_check NAME DOMAIN [-c CONF] [ARGS...] — `mxguard check DOMAIN -c CONF ARGS` (at most 60 s),

@@ -389,6 +389,18 @@ static const struct file_error file_errors[] = {
     {"log: { level = \"verbose\"; };\n", 1,
      "log.level: \"verbose\": must be one of debug, info, notice, warning, error"},
     {"dns: { trust_anchor_file = \"\"; };\n", 1, "dns.trust_anchor_file: \"\": must not be empty"},
+    /* state: the PostgreSQL connection string never carries a password */
+    {"state: { postgresql = \"host=db password=x\"; };\n", 1,
+     "state.postgresql: \"host=db password=x\": must not contain a password"},
+    {"state: { postgresql = \"hostaddr=10.0.0.1 PASSWORD = 'x'\"; };\n", 1,
+     "state.postgresql: \"hostaddr=10.0.0.1 PASSWORD = 'x'\": must not contain a password"},
+    {"state: { postgresql = \"postgresql://mx:secret@db/mxguard\"; };\n", 1,
+     "state.postgresql: \"postgresql://mx:secret@db/mxguard\": must not contain a password "
+     "(user:password@)"},
+    {"state: { backend = \"mysql\"; };\n", 1,
+     "state.backend: \"mysql\": must be one of sqlite, postgresql"},
+    {"state: { instance_name = \"a b\"; };\n", 1,
+     "state.instance_name: \"a b\": only letters"},
     /* libconfig's own errors */
     {"server: {\n  max_sessions = ;\n};\n", 2, "syntax error: "},
     {"log: { level = \"info\"; };\nlog: { syslog = true; };\n", 2,
@@ -397,6 +409,28 @@ static const struct file_error file_errors[] = {
      "syntax error: mismatched element type in array"},
     {"server: { hostname = \"unterminated; };\n", 2, "syntax error: "}, /* reported at EOF */
 };
+
+/* state.*: a URI without a password loads; postgresql without a connection string does not. */
+static void test_state_settings(void **state)
+{
+    (void)state;
+    struct mxg_config c;
+    char err[512];
+    char *path = write_temp("state: { backend = \"postgresql\";\n"
+                            "  postgresql = \"postgresql://mx@db.example/mxguard?sslmode=verify-full\";\n"
+                            "  sync_interval = \"2s\"; migrate_at_startup = false; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(c.state_backend, MXG_STATE_POSTGRESQL);
+    assert_int_equal(c.state_sync_ms, 2000);
+    assert_int_equal(c.state_migrate, 0);
+    unlink(path);
+    free(path);
+    path = write_temp("state: { backend = \"postgresql\"; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "state.postgresql: required with state.backend = \"postgresql\""));
+    unlink(path);
+    free(path);
+}
 
 static void test_file_errors(void **state)
 {
@@ -962,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_int64_and_sizes),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_state_settings),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_include_errors_name_the_included_file),
         cmocka_unit_test(test_untouched_on_error),

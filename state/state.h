@@ -1,0 +1,159 @@
+/* state/state.h — the state a fleet of mxguards shares (docs/ARCHITECTURE.md §Shared state).
+ *
+ * One contract, two backends, chosen by state.backend:
+ *  - "sqlite": the instance is a fleet of one. Its SQLite files in state.directory (the
+ *    MTA-STS cache, the TLSRPT store) are the whole state; publishing has nothing to do.
+ *  - "postgresql": the SQLite files are this instance's local copy, and a PostgreSQL
+ *    database (state.postgresql, libpq) is the shared one. Every decision still reads the
+ *    local copy; this module pushes what the instance learned and pulls what the others
+ *    learned, every state.sync_interval, on libuv's thread pool (never on the loop: libpq
+ *    blocks while it connects and waits for answers). A push that cannot reach the database
+ *    stays queued and is retried; a database outage never delays mail, it shows in the log
+ *    (one line per change of the link state), in mxg_state_status() (metrics, `check`).
+ *
+ * Contract:
+ *  - mxg_state_open() borrows loop and copies opts. It never connects on the caller's
+ *    thread; the first sync starts from the loop right away.
+ *  - Callbacks (the MTA-STS sink) run on the loop, never from inside the call that caused
+ *    them; the row handed to the sink is valid during the call only (copy what you keep).
+ *  - mxg_state_close() stops the timers; work in flight on the thread pool finishes and is
+ *    discarded (the loop must run until then: its handles keep the loop alive).
+ *  - Errors: 0 or -1, with a one-line reason in err where the function takes one.
+ *  - mxg_state_migrate_now() is synchronous (for `mxguard state migrate`, never the daemon).
+ *
+ * TLSRPT counts: batches come from report/'s local durable outbox and are added to the
+ * fleet's counters per (UTC day, policy domain, policy, failure detail) at most once: the
+ * database keeps every batch id, and a batch whose id it has is only acknowledged.
+ *
+ * The policy list: the newest verified list (by its own timestamp) any member accepted;
+ * members pull it and verify it themselves (policy/stlist.h) before it is used.
+ *
+ * MTA-STS rows (RFC 8461 §3.1: policy ids have no order): the most recent successful fetch
+ * by the database's clock wins. The publisher says how many seconds ago it fetched the
+ * policy, the database turns that into its own time, and a row is replaced only by a newer
+ * fetch. Pulled rows carry the database's times (Unix seconds). */
+#ifndef MXG_STATE_H
+#define MXG_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#define MXG_STATE_ERR_MAX 256
+#define MXG_STATE_NAME_MAX 256
+
+struct mxg_state;
+
+/* The link to the shared store, as metrics and `check` show it. */
+enum mxg_state_link {
+    MXG_STATE_LOCAL = 0,   /* sqlite backend: nothing shared, nothing to reach */
+    MXG_STATE_CONNECTING,  /* postgresql: not yet tried */
+    MXG_STATE_UP,          /* the last sync succeeded */
+    MXG_STATE_DOWN,        /* the last sync failed (error in status.error) */
+    MXG_STATE_SCHEMA,      /* the database's schema is older or newer than this mxguard's */
+};
+
+/* The options, filled in app/ from the configuration; every string is copied. */
+struct mxg_state_opts {
+    const char *backend;          /* "sqlite" or "postgresql" */
+    const char *conninfo;         /* libpq connection string (postgresql) */
+    const char *password_file;    /* "" or a file whose first line is the password */
+    const char *instance;         /* "" = the host name */
+    uint64_t sync_ms;             /* pull and push period */
+    int migrate;                  /* create or migrate the schema when it is older */
+};
+
+struct mxg_state_status {
+    enum mxg_state_link link;
+    const char *backend;          /* "sqlite" or "postgresql" (static) */
+    char error[MXG_STATE_ERR_MAX];/* the last failure, "" when up */
+    int64_t last_ok;              /* Unix time of the last successful sync, 0 = never */
+    int schema_version;           /* the database's, 0 = unknown */
+    size_t pending;               /* pushes waiting for the database */
+    uint64_t syncs_ok, syncs_failed;
+    uint64_t sts_pushed, sts_pulled;
+    uint64_t rpt_batches;         /* TLSRPT batches the database took (or had already) */
+};
+
+/* One MTA-STS cache row (the fields of policy/sts_cache.h, in this layer's own terms). */
+struct mxg_state_sts_row {
+    const char *domain;           /* A-label, any case */
+    const char *id;
+    const char *body;
+    size_t body_len;
+    int64_t fetched_at;           /* pushed: the publisher's clock; pulled: the database's */
+    int64_t expires_at;
+};
+
+/* Called on the loop for each row another instance (or this one, on its way back)
+ * stored, except rows of domains this instance has a push pending for. */
+typedef void (*mxg_state_sts_sink)(void *arg, const struct mxg_state_sts_row *row);
+
+/* TLSRPT batches (report/'s outbox, wired by app/): take calls put for up to max waiting
+ * batches (id, JSON payload; copied) and returns how many, or -1; done removes a batch the
+ * database has committed. Both run on the loop. */
+struct mxg_state_rpt_io {
+    int (*take)(void *arg, int max,
+                void (*put)(void *parg, const char *id, const char *payload), void *parg);
+    void (*done)(void *arg, const char *id);
+    void *arg;
+};
+
+/* The signed policy list (policy/stlist.h) exactly as a member verified it: the JSON, its
+ * detached signature, its timestamp (Unix seconds). Members that pull it offer it to their
+ * own store, which verifies the signature itself before using it. */
+struct mxg_state_list {
+    const char *json;
+    size_t json_len;
+    const char *sig;
+    size_t sig_len;
+    int64_t timestamp;
+};
+/* Called on the loop with a list newer than any this instance published or pulled. */
+typedef void (*mxg_state_list_sink)(void *arg, const struct mxg_state_list *l);
+
+/* The name table of enum mxg_state_link ("local", "connecting", "up", "down", "schema"). */
+const char *mxg_state_link_name(enum mxg_state_link l);
+
+/* Opens the backend opts->backend names; NULL with err set for an unknown backend or an
+ * unreadable password file. */
+struct mxg_state *mxg_state_open(uv_loop_t *loop, const struct mxg_state_opts *opts, char *err,
+                                 size_t errlen);
+/* Stops syncing and frees the module (see the contract). st may be NULL. */
+void mxg_state_close(struct mxg_state *st);
+/* Sets the MTA-STS sink (NULL: pulled rows are dropped). */
+void mxg_state_set_sts_sink(struct mxg_state *st, mxg_state_sts_sink fn, void *arg);
+/* Sets the TLSRPT batch source (copied; NULL: none). Each sync pushes the waiting batches,
+ * each in one transaction that adds its counters to the fleet's only if the database has
+ * not seen its id (exactly once), then calls done for it. */
+void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *io);
+/* Queues row for the shared store (copied); a newer push for the same domain replaces an
+ * older queued one. now is the caller's clock at the call (Unix seconds). 0, or -1 when it
+ * cannot be queued (out of memory, queue full: logged). */
+int mxg_state_sts_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now);
+/* Queues the list for the shared store (copied; a newer queued one wins); the database
+ * keeps the newest by timestamp. 0 or -1. */
+int mxg_state_list_publish(struct mxg_state *st, const struct mxg_state_list *l);
+/* Sets the policy list sink (NULL: pulled lists are dropped). */
+void mxg_state_set_list_sink(struct mxg_state *st, mxg_state_list_sink fn, void *arg);
+/* Starts a sync now unless one is running (tests, SIGUSR1). */
+void mxg_state_sync_now(struct mxg_state *st);
+/* Fills out with the link state and counters. */
+void mxg_state_status(const struct mxg_state *st, struct mxg_state_status *out);
+
+/* `mxguard state migrate`: connects, creates or migrates the schema under the database's
+ * advisory lock, synchronously. Returns the schema version now in force (>0), or -1 with
+ * err set. *from gets the version found (0 = none). */
+int mxg_state_migrate_now(const struct mxg_state_opts *opts, int *from, char *err, size_t errlen);
+/* `mxguard report list|show|export` of a fleet: connects once, synchronously, and returns
+ * the fleet's TLSRPT counters of UTC day day (NULL: every day) as one malloc'd JSON text in
+ * report/'s outbox format (caller frees). 0, or -1 with err (also for the sqlite backend:
+ * its counters are the local file's). */
+int mxg_state_rpt_dump(const struct mxg_state_opts *opts, const char *day, char **payload,
+                       char *err, size_t errlen);
+/* `mxguard check`: connects once, synchronously, and reports the link and the schema
+ * version into out. 0 reachable, -1 not (out->error says why). */
+int mxg_state_probe(const struct mxg_state_opts *opts, struct mxg_state_status *out);
+
+#endif

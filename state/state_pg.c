@@ -1,0 +1,872 @@
+/* state/state_pg.c — the postgresql backend: the sync between this instance's local copy
+ * and the shared database, on libuv's thread pool; see state.h and state_int.h.
+ *
+ * One sync ("job") at a time: the loop hands the worker the queued pushes and the pull
+ * cursor; the worker (re)connects if needed, checks (or migrates) the schema once per
+ * connection, pushes, pulls every row whose rev is above the cursor, and returns; the loop
+ * then drops what was pushed, hands the pulled rows to the sink and records the link state.
+ * The PGconn is touched by one worker at a time only (jobs never overlap) and closed on the
+ * loop once no job runs. Pushes that failed go back to the queue (a newer queued push of
+ * the same domain wins), so a database outage loses nothing the instance still runs with. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "../core/log.h"
+#include "state_int.h"
+
+#define COMP "state"
+/* Queued pushes kept while the database cannot be reached (older ones are dropped). */
+#define PG_PENDING_MAX 10000
+/* Rows per pull query, and pages per sync (the rest comes with the next sync): the sink
+ * stores each row in the local SQLite cache on the loop, so one sync hands over at most
+ * 400 short writes, also when a new member first pulls a large fleet's table. */
+#define PG_PULL_PAGE 200
+#define PG_PULL_PAGE_SQL "200"
+#define PG_PULL_PAGES 2
+/* Delay before the next sync when a pull stopped at that cap (the loop runs in between). */
+#define PG_MORE_MS 20
+/* The transaction-level advisory lock that orders MTA-STS writes ("mxgp"). */
+#define PG_STS_LOCK "1836607344"
+
+struct pending {
+    struct pending *next;
+    char domain[MXG_STATE_NAME_MAX];
+    char id[64];
+    char *body; /* owned */
+    size_t body_len;
+    int64_t age_s;       /* seconds between the fetch and the publish call */
+    uint64_t queued_ms;  /* uv_now() at the publish call */
+    int64_t ttl_s;       /* expires_at - fetched_at */
+};
+
+/* TLSRPT batches per sync (the rest waits in the outbox for the next one). */
+#define PG_BATCHES_PER_SYNC 50
+
+struct batch {
+    char id[64];
+    char *payload; /* owned */
+    int failed;    /* the database refused it: left in the outbox */
+    int done;      /* committed (or the database had it already) */
+};
+
+/* A policy list as published or pulled (owned buffers). */
+struct listbuf {
+    char *json, *sig;
+    size_t json_len, sig_len;
+    int64_t timestamp;
+};
+
+struct pulled {
+    char domain[MXG_STATE_NAME_MAX];
+    char id[64];
+    char *body; /* owned */
+    size_t body_len;
+    int64_t fetched_at, expires_at;
+};
+
+struct pg_job {
+    uv_work_t req;
+    struct pg_impl *pg;
+    /* in */
+    struct pending *push;   /* owned by the job while it runs */
+    uint64_t start_ms;
+    int64_t cursor;
+    int migrate;
+    struct listbuf *list_push; /* the policy list to publish, or NULL (owned by the job) */
+    int64_t list_cursor;    /* pull a list newer than this */
+    struct listbuf *list_pulled; /* out: a newer list, or NULL */
+    int list_pushed;        /* out: list_push reached the database */
+    struct batch *batches;  /* TLSRPT batches taken from the outbox */
+    size_t n_batches, cap_batches;
+    /* out */
+    size_t n_batches_done;  /* batches committed (or already there) */
+    char batch_err[MXG_STATE_ERR_MAX]; /* the last refused batch's error */
+    size_t n_pushed;        /* the first n_pushed entries of push reached the database */
+    struct pulled *rows;
+    size_t n_rows, cap_rows;
+    int64_t new_cursor;
+    int ok, schema_failed, schema_version, schema_from;
+    char err[MXG_STATE_ERR_MAX];
+};
+
+struct pg_impl {
+    struct mxg_state *st;
+    PGconn *conn;           /* used by the running job's worker only */
+    int schema_ok;          /* the schema was checked on this connection */
+    uv_timer_t timer;
+    int timer_open;
+    struct pending *pending;
+    size_t n_pending;
+    struct pg_job *running;
+    int64_t cursor;         /* the highest rev pulled */
+    struct listbuf *list_pending; /* the policy list waiting to be published */
+    int64_t list_ts;        /* the newest list timestamp published or pulled */
+    int closing;
+};
+
+/* Frees a list buffer (NULL allowed). */
+static void listbuf_free(struct listbuf *l)
+{
+    if (!l)
+        return;
+    free(l->json);
+    free(l->sig);
+    free(l);
+}
+
+static void start_job(struct pg_impl *pg);
+static void on_timer(uv_timer_t *t);
+
+/* Frees a pending list. */
+static void pending_free(struct pending *p)
+{
+    while (p) {
+        struct pending *n = p->next;
+        free(p->body);
+        free(p);
+        p = n;
+    }
+}
+
+/* 1 if a pending push of domain is queued. */
+static int pending_has(const struct pg_impl *pg, const char *domain)
+{
+    for (const struct pending *p = pg->pending; p; p = p->next)
+        if (strcasecmp(p->domain, domain) == 0)
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ worker side */
+
+/* Decodes a big-endian int8 of a binary result. */
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    if (PQgetlength(r, row, col) != 8)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+/* Runs one parameterless command that must succeed; 0 or -1 with the job's err. */
+static int job_cmd(struct pg_job *j, const char *sql, ExecStatusType ok)
+{
+    PGresult *r = PQexec(j->pg->conn, sql);
+    int rc = PQresultStatus(r) == ok ? 0 : -1;
+    if (rc)
+        mxg_state_pg_error(j->pg->conn, r, sql, j->err, sizeof j->err);
+    PQclear(r);
+    return rc;
+}
+
+/* Pushes one row in its own transaction (the advisory lock orders revs). 0 or -1. */
+static int push_one(struct pg_job *j, const struct pending *p)
+{
+    char age[24], ttl[24];
+    int64_t a = p->age_s + (int64_t)((j->start_ms - p->queued_ms) / 1000);
+    const char *vals[6];
+    int lens[6] = {0, 0, (int)p->body_len, 0, 0, 0}, fmts[6] = {0, 0, 1, 0, 0, 0};
+    PGresult *r;
+
+    snprintf(age, sizeof age, "%lld", (long long)(a < 0 ? 0 : a));
+    snprintf(ttl, sizeof ttl, "%lld", (long long)p->ttl_s);
+    vals[0] = p->domain, vals[1] = p->id, vals[2] = p->body ? p->body : "";
+    vals[3] = age, vals[4] = ttl, vals[5] = j->pg->st->instance;
+    if (job_cmd(j, "BEGIN", PGRES_COMMAND_OK) < 0)
+        return -1;
+    if (job_cmd(j, "SELECT pg_advisory_xact_lock(" PG_STS_LOCK ")", PGRES_TUPLES_OK) < 0)
+        goto fail;
+    r = PQexecParams(j->pg->conn,
+                     "INSERT INTO mxguard_sts_policy AS p"
+                     " (domain, id, body, fetched_at, expires_at, rev, instance)"
+                     " SELECT lower($1), $2, $3, t.f, t.f + $5::bigint,"
+                     " nextval('mxguard_sts_rev'), $6 FROM (SELECT"
+                     " extract(epoch FROM clock_timestamp())::bigint - $4::bigint AS f) t"
+                     " ON CONFLICT (domain) DO UPDATE SET id = EXCLUDED.id, body = EXCLUDED.body,"
+                     " fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at,"
+                     " rev = EXCLUDED.rev, instance = EXCLUDED.instance"
+                     " WHERE p.fetched_at <= EXCLUDED.fetched_at",
+                     6, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "push", j->err, sizeof j->err);
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    return job_cmd(j, "COMMIT", PGRES_COMMAND_OK);
+fail:
+    PQclear(PQexec(j->pg->conn, "ROLLBACK"));
+    return -1;
+}
+
+/* The policy key and the failure key: md5 of the JSON array of the key fields. */
+#define PG_POL_KEY                                                                           \
+    "md5(jsonb_build_array(p->>'day', p->>'domain', p->>'ptype', p->>'pstring',"          \
+    " p->>'mxhost')::text)"
+
+/* Adds one TLSRPT batch to the fleet's counters unless its id was added before; 0 or -1. */
+static int push_batch(struct pg_job *j, const struct batch *b)
+{
+    const char *v2[2] = {b->id, j->pg->st->instance};
+    const char *v1[1] = {b->payload};
+    PGresult *r;
+    int fresh;
+
+    if (job_cmd(j, "BEGIN", PGRES_COMMAND_OK) < 0)
+        return -1;
+    r = PQexecParams(j->pg->conn,
+                     "INSERT INTO mxguard_rpt_batch (id, instance) VALUES ($1, $2)"
+                     " ON CONFLICT (id) DO NOTHING",
+                     2, NULL, v2, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "TLSRPT batch", j->err, sizeof j->err);
+        PQclear(r);
+        goto fail;
+    }
+    fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (fresh) {
+        r = PQexecParams(j->pg->conn,
+                         "INSERT INTO mxguard_rpt_policy (key, day, domain, ptype, pstring, mxhost,"
+                         " success, failure) SELECT " PG_POL_KEY ", p->>'day', p->>'domain',"
+                         " p->>'ptype', p->>'pstring', p->>'mxhost', (p->>'ok')::bigint,"
+                         " (p->>'fail')::bigint FROM jsonb_array_elements($1::jsonb) p"
+                         " ON CONFLICT (key) DO UPDATE SET"
+                         " success = mxguard_rpt_policy.success + EXCLUDED.success,"
+                         " failure = mxguard_rpt_policy.failure + EXCLUDED.failure",
+                         1, NULL, v1, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "TLSRPT counters", j->err, sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        PQclear(r);
+        r = PQexecParams(j->pg->conn,
+                         "INSERT INTO mxguard_rpt_failure (key, policy_key, result_type,"
+                         " sending_mta_ip, receiving_mx_hostname, receiving_mx_helo, receiving_ip,"
+                         " additional_information, failure_reason_code, sessions)"
+                         " SELECT md5(jsonb_build_array(q.pk, d->>'rtype', d->>'sip',"
+                         " d->>'mxname', d->>'helo', d->>'rip', d->>'info', d->>'code')::text),"
+                         " q.pk, d->>'rtype', d->>'sip', d->>'mxname', d->>'helo', d->>'rip',"
+                         " d->>'info', d->>'code', (d->>'n')::bigint"
+                         " FROM (SELECT " PG_POL_KEY " AS pk, p"
+                         " FROM jsonb_array_elements($1::jsonb) p) q,"
+                         " jsonb_array_elements(q.p->'details') d"
+                         " ON CONFLICT (key) DO UPDATE SET"
+                         " sessions = mxguard_rpt_failure.sessions + EXCLUDED.sessions",
+                         1, NULL, v1, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "TLSRPT failure details", j->err,
+                               sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        PQclear(r);
+    }
+    return job_cmd(j, "COMMIT", PGRES_COMMAND_OK);
+fail:
+    PQclear(PQexec(j->pg->conn, "ROLLBACK"));
+    return -1;
+}
+
+/* Publishes the job's policy list (the database keeps the newest by timestamp); 0 or -1. */
+static int push_list(struct pg_job *j)
+{
+    char ts[24];
+    const char *vals[4];
+    int lens[4] = {0, (int)j->list_push->json_len, (int)j->list_push->sig_len, 0};
+    int fmts[4] = {0, 1, 1, 0};
+    PGresult *r;
+    snprintf(ts, sizeof ts, "%lld", (long long)j->list_push->timestamp);
+    vals[0] = ts, vals[1] = j->list_push->json, vals[2] = j->list_push->sig;
+    vals[3] = j->pg->st->instance;
+    r = PQexecParams(j->pg->conn,
+                     "INSERT INTO mxguard_policy_list AS l (id, timestamp, json, sig, instance)"
+                     " VALUES (1, $1::bigint, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET"
+                     " timestamp = EXCLUDED.timestamp, json = EXCLUDED.json, sig = EXCLUDED.sig,"
+                     " instance = EXCLUDED.instance WHERE l.timestamp < EXCLUDED.timestamp",
+                     4, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "policy list", j->err, sizeof j->err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    j->list_pushed = 1;
+    return 0;
+}
+
+/* Pulls the policy list if the database has one newer than the job's cursor; 0 or -1. */
+static int pull_list(struct pg_job *j)
+{
+    char cur[24];
+    const char *vals[1] = {cur};
+    struct listbuf *l;
+    PGresult *r;
+    snprintf(cur, sizeof cur, "%lld", (long long)j->list_cursor);
+    r = PQexecParams(j->pg->conn,
+                     "SELECT timestamp, json, sig FROM mxguard_policy_list"
+                     " WHERE timestamp > $1::bigint",
+                     1, NULL, vals, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        mxg_state_pg_error(j->pg->conn, r, "policy list pull", j->err, sizeof j->err);
+        PQclear(r);
+        return -1;
+    }
+    if (PQntuples(r) == 1 && (l = calloc(1, sizeof *l))) {
+        l->timestamp = get_i64(r, 0, 0);
+        l->json_len = (size_t)PQgetlength(r, 0, 1);
+        l->sig_len = (size_t)PQgetlength(r, 0, 2);
+        l->json = malloc(l->json_len + 1);
+        l->sig = malloc(l->sig_len + 1);
+        if (!l->json || !l->sig) {
+            listbuf_free(l);
+        } else {
+            memcpy(l->json, PQgetvalue(r, 0, 1), l->json_len);
+            memcpy(l->sig, PQgetvalue(r, 0, 2), l->sig_len);
+            l->json[l->json_len] = l->sig[l->sig_len] = '\0';
+            j->list_pulled = l;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Appends the rows of one pull result to the job; 0 or -1 (out of memory). */
+static int take_rows(struct pg_job *j, const PGresult *r)
+{
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        struct pulled *row;
+        if (j->n_rows == j->cap_rows) {
+            size_t cap = j->cap_rows ? j->cap_rows * 2 : 64;
+            struct pulled *nr = realloc(j->rows, cap * sizeof *nr);
+            if (!nr)
+                return -1;
+            j->rows = nr, j->cap_rows = cap;
+        }
+        row = &j->rows[j->n_rows];
+        memset(row, 0, sizeof *row);
+        snprintf(row->domain, sizeof row->domain, "%.*s", PQgetlength(r, i, 0),
+                 PQgetvalue(r, i, 0));
+        snprintf(row->id, sizeof row->id, "%.*s", PQgetlength(r, i, 1), PQgetvalue(r, i, 1));
+        row->body_len = (size_t)PQgetlength(r, i, 2);
+        if (!(row->body = malloc(row->body_len + 1)))
+            return -1;
+        memcpy(row->body, PQgetvalue(r, i, 2), row->body_len);
+        row->body[row->body_len] = '\0';
+        row->fetched_at = get_i64(r, i, 3);
+        row->expires_at = get_i64(r, i, 4);
+        j->new_cursor = get_i64(r, i, 5);
+        j->n_rows++;
+    }
+    return 0;
+}
+
+/* Pulls the rows changed since the job's cursor; 0 or -1. */
+static int pull(struct pg_job *j)
+{
+    j->new_cursor = j->cursor;
+    for (int page = 0; page < PG_PULL_PAGES; page++) {
+        char cur[24];
+        const char *vals[1] = {cur};
+        int n;
+        PGresult *r;
+        snprintf(cur, sizeof cur, "%lld", (long long)j->new_cursor);
+        r = PQexecParams(j->pg->conn,
+                         "SELECT domain, id, body, fetched_at, expires_at, rev"
+                         " FROM mxguard_sts_policy WHERE rev > $1::bigint ORDER BY rev"
+                         " LIMIT " PG_PULL_PAGE_SQL,
+                         1, NULL, vals, NULL, NULL, 1);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "pull", j->err, sizeof j->err);
+            PQclear(r);
+            return -1;
+        }
+        n = PQntuples(r);
+        if (take_rows(j, r) < 0) {
+            PQclear(r);
+            snprintf(j->err, sizeof j->err, "pull: out of memory");
+            return -1;
+        }
+        PQclear(r);
+        if (n < PG_PULL_PAGE)
+            break;
+    }
+    return 0;
+}
+
+/* The thread-pool side of a sync (blocking libpq calls). */
+static void job_work(uv_work_t *req)
+{
+    struct pg_job *j = req->data;
+    struct pg_impl *pg = j->pg;
+
+    if (pg->conn && PQstatus(pg->conn) != CONNECTION_OK) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    if (!pg->conn) {
+        pg->schema_ok = 0;
+        if (!(pg->conn = mxg_state_pg_connect(pg->st->conninfo, pg->st->password, j->err,
+                                              sizeof j->err)))
+            return;
+    }
+    if (!pg->schema_ok) {
+        j->schema_version = mxg_state_pg_schema(pg->conn, j->migrate, &j->schema_from, j->err,
+                                                sizeof j->err);
+        if (j->schema_version < 0) {
+            j->schema_failed = PQstatus(pg->conn) == CONNECTION_OK;
+            return;
+        }
+        pg->schema_ok = 1;
+    } else {
+        j->schema_version = MXG_STATE_PG_SCHEMA;
+    }
+    for (const struct pending *p = j->push; p; p = p->next) {
+        if (push_one(j, p) < 0)
+            return;
+        j->n_pushed++;
+    }
+    for (size_t i = 0; i < j->n_batches; i++) {
+        if (push_batch(j, &j->batches[i]) < 0) {
+            if (PQstatus(pg->conn) != CONNECTION_OK)
+                return;
+            /* the database refused this batch itself: it stays in the outbox (logged), the
+             * others and the MTA-STS pull go on */
+            j->batches[i].failed = 1;
+            snprintf(j->batch_err, sizeof j->batch_err, "%s", j->err);
+            j->err[0] = '\0';
+            continue;
+        }
+        j->batches[i].done = 1;
+        j->n_batches_done++;
+    }
+    if (j->list_push && push_list(j) < 0)
+        return;
+    if (pull(j) < 0 || pull_list(j) < 0)
+        return;
+    j->ok = 1;
+}
+
+/* ------------------------------------------------------------ loop side */
+
+/* Frees a job and what it still holds. */
+static void job_free(struct pg_job *j)
+{
+    pending_free(j->push);
+    for (size_t i = 0; i < j->n_rows; i++)
+        free(j->rows[i].body);
+    free(j->rows);
+    for (size_t i = 0; i < j->n_batches; i++)
+        free(j->batches[i].payload);
+    free(j->batches);
+    listbuf_free(j->list_push);
+    listbuf_free(j->list_pulled);
+    free(j);
+}
+
+/* mxg_state_rpt_io take() callback: copy one outbox batch into the job. */
+static void take_batch(void *arg, const char *id, const char *payload)
+{
+    struct pg_job *j = arg;
+    struct batch *b;
+    if (!id || !payload || strlen(id) >= sizeof b->id)
+        return;
+    if (j->n_batches == j->cap_batches) {
+        size_t cap = j->cap_batches ? j->cap_batches * 2 : 8;
+        struct batch *nb = realloc(j->batches, cap * sizeof *nb);
+        if (!nb)
+            return;
+        j->batches = nb, j->cap_batches = cap;
+    }
+    b = &j->batches[j->n_batches];
+    memset(b, 0, sizeof *b);
+    if (!(b->payload = strdup(payload)))
+        return;
+    snprintf(b->id, sizeof b->id, "%s", id);
+    j->n_batches++;
+}
+
+/* Frees the backend once the timer is closed and no job runs. */
+static void maybe_free(struct pg_impl *pg)
+{
+    struct mxg_state *st = pg->st;
+    if (!pg->closing || pg->running || pg->timer_open)
+        return;
+    PQfinish(pg->conn);
+    pending_free(pg->pending);
+    listbuf_free(pg->list_pending);
+    explicit_bzero(st->password, sizeof st->password);
+    free(pg);
+    free(st);
+}
+
+/* Puts the pushes the job did not deliver back in front of the queue. */
+static void requeue(struct pg_impl *pg, struct pg_job *j)
+{
+    struct pending **tail = &j->push, *rest;
+    size_t skip = j->n_pushed;
+    /* drop the delivered prefix */
+    while (*tail && skip--) {
+        struct pending *p = *tail;
+        *tail = p->next;
+        free(p->body);
+        free(p);
+        pg->st->status.sts_pushed++;
+    }
+    rest = j->push;
+    j->push = NULL;
+    while (rest) {
+        struct pending *p = rest;
+        rest = p->next;
+        if (pending_has(pg, p->domain) || pg->n_pending >= PG_PENDING_MAX) {
+            free(p->body); /* a newer push of the domain is queued, or the queue is full */
+            free(p);
+            continue;
+        }
+        p->next = pg->pending;
+        pg->pending = p;
+        pg->n_pending++;
+    }
+}
+
+/* Records the outcome of a sync in the status, logging each change of the link state. */
+static void set_link(struct pg_impl *pg, const struct pg_job *j)
+{
+    struct mxg_state_status *s = &pg->st->status;
+    enum mxg_state_link was = s->link;
+    if (j->ok) {
+        s->link = MXG_STATE_UP;
+        s->error[0] = '\0';
+        s->last_ok = (int64_t)time(NULL);
+        s->syncs_ok++;
+        s->schema_version = j->schema_version;
+        if (j->schema_from != 0 && j->schema_from != j->schema_version)
+            LOG_N(COMP, "postgresql: schema migrated from version %d to %d", j->schema_from,
+                  j->schema_version);
+        if (was != MXG_STATE_UP)
+            LOG_N(COMP, "postgresql: up (schema version %d)", j->schema_version);
+        return;
+    }
+    s->syncs_failed++;
+    s->link = j->schema_failed ? MXG_STATE_SCHEMA : MXG_STATE_DOWN;
+    if (was != s->link || strcmp(s->error, j->err) != 0)
+        LOG_W(COMP, "postgresql: %s: %s (mail is not affected; %zu push(es) queued)",
+              s->link == MXG_STATE_SCHEMA ? "schema" : "down", j->err, pg->n_pending);
+    snprintf(s->error, sizeof s->error, "%s", j->err);
+}
+
+/* The loop side of a sync: account, hand the pulled rows over, requeue. */
+static void job_done(uv_work_t *req, int status)
+{
+    struct pg_job *j = req->data;
+    struct pg_impl *pg = j->pg;
+    struct mxg_state *st = pg->st;
+
+    pg->running = NULL;
+    if (status != 0) /* cancelled: never started */
+        snprintf(j->err, sizeof j->err, "sync cancelled");
+    if (pg->closing) {
+        job_free(j);
+        maybe_free(pg);
+        return;
+    }
+    if (!j->ok && !j->schema_failed && pg->conn && PQstatus(pg->conn) != CONNECTION_OK) {
+        PQfinish(pg->conn); /* reconnect next time */
+        pg->conn = NULL;
+    }
+    requeue(pg, j);
+    if (j->list_push) { /* published, or back in the queue unless a newer one waits */
+        if (j->list_pushed) {
+            if (j->list_push->timestamp > pg->list_ts)
+                pg->list_ts = j->list_push->timestamp;
+        } else if (!pg->list_pending) {
+            pg->list_pending = j->list_push;
+            j->list_push = NULL;
+        }
+    }
+    if (j->ok && j->list_pulled && j->list_pulled->timestamp > pg->list_ts) {
+        struct mxg_state_list l = {j->list_pulled->json, j->list_pulled->json_len,
+                                   j->list_pulled->sig, j->list_pulled->sig_len,
+                                   j->list_pulled->timestamp};
+        pg->list_ts = l.timestamp; /* offered once: a refused list is not pulled again */
+        if (st->list_sink)
+            st->list_sink(st->list_arg, &l);
+    }
+    /* committed: out of the local outbox */
+    for (size_t i = 0; i < j->n_batches; i++) {
+        if (j->batches[i].failed)
+            LOG_E(COMP, "postgresql: TLSRPT batch %s refused (kept in the outbox): %s",
+                  j->batches[i].id, j->batch_err);
+        if (!j->batches[i].done)
+            continue;
+        if (st->rpt_io.done)
+            st->rpt_io.done(st->rpt_io.arg, j->batches[i].id);
+        st->status.rpt_batches++;
+    }
+    if (j->ok) {
+        pg->cursor = j->new_cursor;
+        for (size_t i = 0; i < j->n_rows; i++) {
+            const struct pulled *r = &j->rows[i];
+            struct mxg_state_sts_row row = {r->domain, r->id, r->body, r->body_len,
+                                            r->fetched_at, r->expires_at};
+            if (pending_has(pg, r->domain))
+                continue; /* ours is newer and not yet in the database */
+            st->status.sts_pulled++;
+            if (st->sts_sink)
+                st->sts_sink(st->sts_arg, &row);
+        }
+    }
+    st->status.pending = pg->n_pending;
+    set_link(pg, j);
+    if (j->ok && j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES) /* more to pull: soon */
+        uv_timer_start(&pg->timer, on_timer, PG_MORE_MS, st->sync_ms);
+    job_free(j);
+}
+
+/* Starts a sync unless one is running. */
+static void start_job(struct pg_impl *pg)
+{
+    struct pg_job *j;
+    if (pg->running || pg->closing)
+        return;
+    if (!(j = calloc(1, sizeof *j))) {
+        LOG_W(COMP, "postgresql: sync: out of memory");
+        return;
+    }
+    j->pg = pg;
+    j->req.data = j;
+    j->cursor = pg->cursor;
+    j->migrate = pg->st->migrate;
+    j->start_ms = uv_now(pg->st->loop);
+    j->list_push = pg->list_pending;
+    pg->list_pending = NULL;
+    j->list_cursor = pg->list_ts;
+    j->push = pg->pending; /* the job takes the queue; new pushes start a new one */
+    pg->pending = NULL;
+    pg->n_pending = 0;
+    /* the queue was built newest first: push in publish order */
+    {
+        struct pending *rev = NULL;
+        while (j->push) {
+            struct pending *p = j->push;
+            j->push = p->next;
+            p->next = rev;
+            rev = p;
+        }
+        j->push = rev;
+    }
+    if (pg->st->rpt_io.take &&
+        pg->st->rpt_io.take(pg->st->rpt_io.arg, PG_BATCHES_PER_SYNC, take_batch, j) < 0)
+        LOG_W(COMP, "postgresql: the TLSRPT outbox could not be read (retried next sync)");
+    if (uv_queue_work(pg->st->loop, &j->req, job_work, job_done) != 0) {
+        snprintf(j->err, sizeof j->err, "cannot queue the sync on the thread pool");
+        requeue(pg, j);
+        job_free(j);
+        return;
+    }
+    pg->running = j;
+}
+
+/* The sync timer. */
+static void on_timer(uv_timer_t *t)
+{
+    start_job(t->data);
+}
+
+/* The timer handle is closed: free if nothing else holds the backend. */
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct pg_impl *pg = h->data;
+    pg->timer_open = 0;
+    maybe_free(pg);
+}
+
+/* Opens the backend: the timer fires at once, then every sync_ms. */
+static int pg_open(struct mxg_state *st, char *err, size_t errlen)
+{
+    struct pg_impl *pg = calloc(1, sizeof *pg);
+    if (!pg) {
+        snprintf(err, errlen, "state: out of memory");
+        return -1;
+    }
+    pg->st = st;
+    st->impl = pg;
+    st->status.link = MXG_STATE_CONNECTING;
+    uv_timer_init(st->loop, &pg->timer);
+    pg->timer.data = pg;
+    pg->timer_open = 1;
+    uv_timer_start(&pg->timer, on_timer, 0, st->sync_ms);
+    return 0;
+}
+
+/* Stops the timer; the module is freed once a running job has returned. */
+static void pg_close(struct mxg_state *st)
+{
+    struct pg_impl *pg = st->impl;
+    pg->closing = 1;
+    uv_timer_stop(&pg->timer);
+    uv_close((uv_handle_t *)&pg->timer, on_timer_closed);
+}
+
+/* Queues a row (replacing a queued one of the same domain) and starts a sync. */
+static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now)
+{
+    struct pg_impl *pg = st->impl;
+    struct pending *p, **pp;
+
+    if (strlen(row->domain) >= sizeof p->domain || strlen(row->id) >= sizeof p->id)
+        return -1;
+    for (pp = &pg->pending; *pp; pp = &(*pp)->next) {
+        if (strcasecmp((*pp)->domain, row->domain) == 0) {
+            p = *pp;
+            *pp = p->next;
+            free(p->body);
+            free(p);
+            pg->n_pending--;
+            break;
+        }
+    }
+    if (pg->n_pending >= PG_PENDING_MAX) {
+        LOG_W(COMP, "postgresql: %zu pushes queued: %s not queued (the local copy has it)",
+              pg->n_pending, row->domain);
+        return -1;
+    }
+    if (!(p = calloc(1, sizeof *p)) || !(p->body = malloc(row->body_len + 1))) {
+        free(p);
+        return -1;
+    }
+    snprintf(p->domain, sizeof p->domain, "%s", row->domain);
+    snprintf(p->id, sizeof p->id, "%s", row->id);
+    if (row->body_len)
+        memcpy(p->body, row->body, row->body_len);
+    p->body_len = row->body_len;
+    p->age_s = now - row->fetched_at;
+    p->ttl_s = row->expires_at - row->fetched_at;
+    p->queued_ms = uv_now(st->loop);
+    p->next = pg->pending;
+    pg->pending = p;
+    pg->n_pending++;
+    st->status.pending = pg->n_pending;
+    start_job(pg);
+    return 0;
+}
+
+/* Queues the policy list (a newer queued one wins) and starts a sync. */
+static int pg_list_publish(struct mxg_state *st, const struct mxg_state_list *l)
+{
+    struct pg_impl *pg = st->impl;
+    struct listbuf *b;
+    if (l->timestamp <= pg->list_ts ||
+        (pg->list_pending && pg->list_pending->timestamp >= l->timestamp))
+        return 0; /* the database has it (or a newer one is queued) */
+    if (!(b = calloc(1, sizeof *b)) || !(b->json = malloc(l->json_len + 1)) ||
+        !(b->sig = malloc(l->sig_len + 1))) {
+        listbuf_free(b);
+        return -1;
+    }
+    memcpy(b->json, l->json, l->json_len);
+    memcpy(b->sig, l->sig, l->sig_len);
+    b->json[l->json_len] = b->sig[l->sig_len] = '\0';
+    b->json_len = l->json_len, b->sig_len = l->sig_len, b->timestamp = l->timestamp;
+    listbuf_free(pg->list_pending);
+    pg->list_pending = b;
+    start_job(pg);
+    return 0;
+}
+
+/* Starts a sync now unless one runs. */
+static void pg_sync_now(struct mxg_state *st)
+{
+    start_job(st->impl);
+}
+
+/* `mxguard state migrate`: connect and migrate, synchronously. */
+static int pg_migrate_now(const struct mxg_state *st, int *from, char *err, size_t errlen)
+{
+    PGconn *c = mxg_state_pg_connect(st->conninfo, st->password, err, errlen);
+    int v;
+    *from = 0;
+    if (!c)
+        return -1;
+    v = mxg_state_pg_schema(c, 1, from, err, errlen);
+    PQfinish(c);
+    return v;
+}
+
+/* `mxguard report ...`: the fleet's counters as report/'s outbox JSON, synchronously. */
+static int pg_rpt_dump(const struct mxg_state *st, const char *day, char **payload, char *err,
+                       size_t errlen)
+{
+    const char *vals[1] = {day};
+    PGconn *c = mxg_state_pg_connect(st->conninfo, st->password, err, errlen);
+    PGresult *r;
+    int from = 0, rc = -1;
+    *payload = NULL;
+    if (!c)
+        return -1;
+    if (mxg_state_pg_schema(c, 0, &from, err, errlen) < 0) {
+        PQfinish(c);
+        return -1;
+    }
+    r = PQexecParams(c,
+                     "SELECT coalesce(jsonb_agg(jsonb_build_object('day', p.day, 'ptype', p.ptype,"
+                     " 'domain', p.domain, 'pstring', p.pstring, 'mxhost', p.mxhost,"
+                     " 'ok', p.success, 'fail', p.failure, 'details', coalesce((SELECT"
+                     " jsonb_agg(jsonb_build_object('rtype', f.result_type, 'sip',"
+                     " f.sending_mta_ip, 'mxname', f.receiving_mx_hostname, 'helo',"
+                     " f.receiving_mx_helo, 'rip', f.receiving_ip, 'info',"
+                     " f.additional_information, 'code', f.failure_reason_code, 'n', f.sessions))"
+                     " FROM mxguard_rpt_failure f WHERE f.policy_key = p.key), '[]'::jsonb))),"
+                     " '[]'::jsonb)::text FROM mxguard_rpt_policy p"
+                     " WHERE $1::text IS NULL OR p.day = $1::text",
+                     1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        if ((*payload = strdup(PQgetvalue(r, 0, 0))))
+            rc = 0;
+        else
+            snprintf(err, errlen, "out of memory");
+    } else {
+        mxg_state_pg_error(c, r, "TLSRPT counters", err, errlen);
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+/* `mxguard check`: connect and read the schema version, synchronously. */
+static int pg_probe(const struct mxg_state *st, struct mxg_state_status *out)
+{
+    PGconn *c;
+    int from = 0, v;
+    memset(out, 0, sizeof *out);
+    c = mxg_state_pg_connect(st->conninfo, st->password, out->error, sizeof out->error);
+    if (!c) {
+        out->link = MXG_STATE_DOWN;
+        return -1;
+    }
+    v = mxg_state_pg_schema(c, 0, &from, out->error, sizeof out->error);
+    PQfinish(c);
+    out->schema_version = from;
+    out->link = v < 0 ? MXG_STATE_SCHEMA : MXG_STATE_UP;
+    return v < 0 ? -1 : 0;
+}
+
+const struct mxg_state_backend mxg_state_backend_pg = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .sts_publish = pg_publish,
+    .list_publish = pg_list_publish,
+    .sync_now = pg_sync_now,
+    .migrate_now = pg_migrate_now,
+    .rpt_dump = pg_rpt_dump,
+    .probe = pg_probe,
+};

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# t_fleet_sts.sh — a fleet of mxguards sharing the MTA-STS policy cache on PostgreSQL
+# (state.backend = "postgresql"; docs/ARCHITECTURE.md §Shared state), on the test-bed's own
+# cluster (tb_start_pg: TLS with verify-full, scram, a password file). The issue's test 1:
+# instance A fetches an enforce policy for sts-cache.test; then the TXT record goes, the MX is
+# replaced by one the policy does not list (mx2.sts-cache.test) and the policy host stops;
+# instance B, which never saw the domain, defers (451 4.7.5) and mx2 gets nothing. Control:
+# instance C on the sqlite backend (not in the fleet) delivers the same message to mx2, which
+# is what B would do without the shared cache. Also: `state migrate` creates the schema under
+# the advisory lock and says so once; `state status`; the password never shows in
+# `config check -v` or the logs; a conninfo carrying a password is refused.
+# Addresses: A 127.0.70.1, B 127.0.70.3, C 127.0.70.4 (port 10025); PostgreSQL 127.0.70.70.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+tb_init
+tb_start_dns
+tb_start_nginx
+tb_start_sts_mx sts-cache sts-cache2 sts-enforce
+tb_start_pg
+STS=$(tb_sts_config 'refresh_min_interval = "0s";')
+tb_write_config -o "$TB/a.conf" "$STS" \
+    'metrics: { listen = "127.0.70.1:9125"; allow_networks = ["127.0.70.0/25"]; };'
+tb_pg_config "$TB/a.conf" "$TB/state-a" fleet-a
+tb_write_config -o "$TB/b.conf" -l 127.0.70.3:10025 "$STS"
+tb_pg_config "$TB/b.conf" "$TB/state-b" fleet-b
+tb_write_config -o "$TB/c.conf" -l 127.0.70.4:10025 "$STS"
+sed -i "s|directory = \"$TB/state\";|directory = \"$TB/state-c\";|" "$TB/c.conf"
+mkdir -p "$TB/state-c"
+PW=$(cat "$TB/pg/password")
+
+# ---- 0. configuration: the password stays out of the printout; none in the string
+OUT=$("$MXG_BIN" config check -v -c "$TB/a.conf" 2>&1)
+assert_contains "config check -v: the backend" "$OUT" 'backend = "postgresql"'
+assert_contains "config check -v: the password file" "$OUT" "postgresql_password_file = \"$TB/pg/password\""
+assert_not_contains "config check -v: never the password" "$OUT" "$PW"
+cp "$TB/a.conf" "$TB/bad.conf"
+sed -i "s|sslmode=verify-full|password=$PW sslmode=verify-full|" "$TB/bad.conf"
+OUT=$("$MXG_BIN" config check -c "$TB/bad.conf" 2>&1); RC=$?
+assert_eq "a password in state.postgresql: refused" 1 "$RC"
+assert_contains "... says where it belongs" "$OUT" "state.postgresql_password_file"
+
+# ---- 1. schema: `state migrate` creates it (advisory lock), a second run has nothing to do
+OUT=$("$MXG_BIN" state status -c "$TB/a.conf" 2>&1); RC=$?
+assert_eq "state status before the schema: exit 1" 1 "$RC"
+assert_contains "state status before the schema: says migrate" "$OUT" "run \`mxguard state migrate\`"
+OUT=$("$MXG_BIN" state migrate -c "$TB/a.conf" 2>&1); RC=$?
+assert_eq "state migrate: exit 0" 0 "$RC"
+assert_contains "state migrate: created" "$OUT" "schema version 3: migrated from 0"
+OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
+assert_contains "state migrate again: current" "$OUT" "schema version 3: current, nothing to do"
+assert_eq "mxguard_schema holds version 3" 3 "$(tb_psql 'SELECT version FROM mxguard_schema')"
+OUT=$("$MXG_BIN" state status -c "$TB/b.conf" 2>&1); RC=$?
+assert_eq "state status: exit 0" 0 "$RC"
+assert_contains "state status: up, schema 3" "$OUT" "state: backend postgresql, up, schema version 3"
+
+# ---- 2. A fetches the enforce policy and publishes it
+tb_start_mxguard -c "$TB/a.conf" -n mxg-a
+n=0; while ! grep -q 'state: postgresql: up' "$TB/mxg-a.log" && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+assert_log "A: the link is up" 0 'notice state: postgresql: up \(schema version 3\)' mxg-a
+swaks_send a1 --to a@sts-cache.test
+assert_reply "A: delivered under the policy" "$SW_DOT" "250"
+assert_file_count "$TB/spool/sts-cache" 1 "A: mx.sts-cache.test got it"
+assert_eq "A: one policy fetch" 1 "$(tb_sts_fetches sts-cache.test)"
+ROW=""
+for n in $(seq 50); do
+    ROW=$(tb_psql "SELECT domain, id, instance, expires_at - fetched_at FROM mxguard_sts_policy")
+    [ -n "$ROW" ] && break
+    sleep 0.1
+done
+assert_eq "the database holds A's policy (domain, id, instance, max_age)" \
+    "sts-cache.test|cache1|fleet-a|86400" "$ROW"
+
+# ---- 3. the policy host goes away, TXT removed, MX replaced; B never saw the domain
+tb_dns_swap sts-cache.test b
+tb_stop nginx
+# (and 1,000 more policies, as a large fleet's table: a new member pulls them in pages)
+tb_psql "INSERT INTO mxguard_sts_policy SELECT 'bulk' || g || '.test', 'bulk', convert_to('version: STSv1', 'UTF8'), 0, 4102444800, nextval('mxguard_sts_rev'), 'bulk' FROM generate_series(1, 1000) g" >/dev/null
+tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
+for n in $(seq 100); do
+    [ "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy' 2>/dev/null)" = 1001 ] && break
+    sleep 0.1
+done
+assert_eq "B: all 1,001 rows of the fleet's table in its local cache (paged pulls)" 1001 \
+    "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy')"
+for n in $(seq 50); do
+    grep -q 'sts-cache.test: policy id cache1 from the fleet stored' "$TB/mxg-b.log" && break
+    sleep 0.1
+done
+assert_log "B: pulled A's policy into its local cache" 0 \
+    'state: sts-cache\.test: policy id cache1 from the fleet stored in the local cache' mxg-b
+MARK=$(tb_log_mark mxg-b)
+SW_SERVER=127.0.70.3:10025 swaks_send b1 --to a@sts-cache.test
+assert_reply "B: RCPT deferred 451 4.7.5" "$SW_RCPT" "451 4.7.5"
+assert_contains "B: the reply says MTA-STS" "$SW_RCPT" "MTA-STS"
+assert_eq "B: nothing relayed" "" "$SW_DOT"
+assert_no_connect "B: mx2.sts-cache.test (not in the policy) never connected to" sts-cache2
+assert_no_mail "B: mx2.sts-cache.test got nothing" sts-cache2
+assert_log "B: the cached (fleet) policy decided" "$MARK" \
+    'sts-cache\.test: policy mode=enforce .*cached policy used' mxg-b
+assert_eq "B: no fetch (the policy host is gone)" 1 "$(tb_sts_fetches sts-cache.test)"
+
+# ---- 4. control: C, not in the fleet, has no policy and delivers to mx2 (what B would do)
+tb_start_mxguard -c "$TB/c.conf" -n mxg-c -a 127.0.70.4:10025
+SW_SERVER=127.0.70.4:10025 swaks_send c1 --to a@sts-cache.test
+assert_reply "C (sqlite, alone): delivered" "$SW_DOT" "250"
+assert_file_count "$TB/spool/sts-cache2" 1 "C: mx2.sts-cache.test got it (no policy without the fleet)"
+
+# ---- 5. B's view from `mxguard check` (its local copy), and the shared state's link
+tb_check check-b sts-cache.test -c "$TB/b.conf"
+assert_contains "check (B's state): the fleet's policy from the local cache" "$CHECK_OUT" \
+    "policy id cache1, mode enforce, max_age 86400, from the cache"
+assert_contains "check: the shared state is up" "$CHECK_OUT" \
+    "shared state: backend postgresql, up, schema version 3"
+
+# ---- 6. the database goes away: mail is not delayed, the outage shows (log, metrics, check)
+scrape() { # scrape NAME — GET /metrics of A into $TB/NAME.metrics
+    "$PYTHON" - "$TB/$1.metrics" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.70.1", 9125, timeout=5, source_address=("127.0.70.100", 0))
+c.request("GET", "/metrics")
+open(sys.argv[1], "wb").write(c.getresponse().read())
+PY
+}
+metric() { awk -v s="$2" '$1 == s { v = $2 } END { print v == "" ? "absent" : v }' "$TB/$1.metrics"; }
+tb_start_nginx # the policy hosts again (sts-enforce.test is fetched during the outage below)
+scrape up1
+assert_eq "metrics: mxguard_state_up 1" 1 "$(metric up1 mxguard_state_up)"
+MARK=$(tb_log_mark mxg-a)
+tb_stop_pg
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: down' && break
+    sleep 0.1
+done
+assert_log "A: the outage is logged once, mail unaffected" "$MARK" \
+    'warning state: postgresql: down: .*mail is not affected' mxg-a
+T0=$(date +%s%N)
+swaks_send a2 --to a@sts-enforce.test
+T1=$(date +%s%N)
+assert_reply "A: delivery during the outage" "$SW_DOT" "250"
+assert_match "A: not delayed by the outage (under 3 s)" "$(((T1 - T0) / 1000000))" '^([0-9]{1,3}|[0-2][0-9]{3})$'
+scrape down1
+assert_eq "metrics: mxguard_state_up 0 during the outage" 0 "$(metric down1 mxguard_state_up)"
+tb_check check-down sts-cache.test -c "$TB/b.conf"
+assert_contains "check during the outage: says down" "$CHECK_OUT" "shared state: backend postgresql, down"
+assert_contains "check during the outage: the local copy still decides" "$CHECK_OUT" "policy id cache1, mode enforce"
+SW_SERVER=127.0.70.3:10025 swaks_send b2 --to a@sts-cache.test
+assert_reply "B during the outage: still 451 4.7.5 from its local copy" "$SW_RCPT" "451 4.7.5"
+MARK=$(tb_log_mark mxg-a)
+tb_start_pg
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: up' && break
+    sleep 0.1
+done
+assert_log "A: back up after the outage" "$MARK" 'notice state: postgresql: up' mxg-a
+scrape up2
+assert_eq "metrics: mxguard_state_up 1 again" 1 "$(metric up2 mxguard_state_up)"
+assert_eq "A's policy of sts-enforce.test (fetched during the outage) reached the database" \
+    "sts-enforce.test|fleet-a" \
+    "$(tb_psql "SELECT domain, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
+
+# ---- 7. no password in any log
+for f in mxg-a mxg-b pg; do
+    if grep -qF "$PW" "$TB/$f.log"; then fail "$f.log shows the password"; else pass "$f.log: no password"; fi
+done
+tb_finish
