@@ -8,6 +8,8 @@
 #   --quick     about a minute: 1 KiB only, one run, 500 messages, 1,000 idle sessions,
 #               a short callgrind and decision run
 #   --skip      comma list of parts to leave out: postfix, latency, mem, decide, cpu
+#   --cg-messages N  messages counted by callgrind (default 200; --quick: 30; put it after
+#               --quick to count 200 in a quick run)
 #   --base BIN  a second mxguard binary (e.g. the parent commit's build) measured beside
 #               MXG_BIN in the same run as target "mxguard-base" (its own process on
 #               127.0.70.3:10025, same settings; throughput, CPU and latency only); the table
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
         --results) RESULTS=$2; shift 2 ;;
         --pg) PG=1; shift ;;
         --base) BASE_BIN=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+        --cg-messages) CG_MSGS=$2; shift 2 ;;
         -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
     esac
