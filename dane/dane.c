@@ -1,5 +1,4 @@
 /* dane/dane.c — RFC 7672 per-host decision and OpenSSL DANE set-up; see dane.h. */
-#include "../core/str.h"
 #include "dane.h"
 
 #include <stdio.h>
@@ -9,6 +8,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include "../core/str.h"
 
 
 struct mxg_dane_query {

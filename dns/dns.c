@@ -59,6 +59,7 @@
 #include <getdns/getdns_extra.h>
 
 #include "../core/str.h"
+#include "../core/zero.h"
 #include "../core/buf.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
@@ -1597,14 +1598,6 @@ static void on_getdns(getdns_context *ctx, getdns_callback_type_t type, getdns_d
 
 /* ---------------------------------------------------------------- lookups */
 
-/* query_new() zeroes all but the trailing parts: they must stay last */
-_Static_assert(offsetof(struct dns_sub, addr) + sizeof(((struct dns_sub *)0)->addr) +
-                       _Alignof(struct dns_sub) > sizeof(struct dns_sub),
-               "dns_sub.addr must be the last member");
-_Static_assert(offsetof(struct mxg_dns_query, res) + sizeof(((struct mxg_dns_query *)0)->res) +
-                       _Alignof(struct mxg_dns_query) > sizeof(struct mxg_dns_query),
-               "mxg_dns_query.res must be the last member");
-
 static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind, const char *name)
 {
     /* 14.5 KB, most of it address slots and the result members of the other
@@ -1614,9 +1607,12 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
     if (!q)
         return NULL;
     memset(q, 0, offsetof(struct mxg_dns_query, sub));
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         memset(&q->sub[i], 0, offsetof(struct dns_sub, addr));
-    memset(&q->mx_cb, 0, offsetof(struct mxg_dns_query, res) - offsetof(struct mxg_dns_query, mx_cb));
+        MXG_ZERO_AFTER(&q->sub[i], struct dns_sub, addr);
+    }
+    MXG_ZERO_BETWEEN(q, struct mxg_dns_query, sub, res); /* callbacks, arg */
+    MXG_ZERO_AFTER(q, struct mxg_dns_query, res);
     switch (kind) {
     case Q_MX: memset(&q->res.mx, 0, sizeof q->res.mx); break;
     case Q_ADDR: memset(&q->res.addr, 0, sizeof q->res.addr); break;

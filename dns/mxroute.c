@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/zero.h"
 
 #define COMP "dns"
 
@@ -301,14 +302,6 @@ static void on_mx(void *arg, const struct mxg_mx_result *res)
     start_addr_lookups(rq);
 }
 
-/* mxg_route_resolve() zeroes only what precedes route.host: it must stay last */
-_Static_assert(offsetof(struct mxg_route_query, route) + sizeof(struct mxg_route) +
-                       _Alignof(struct mxg_route_query) > sizeof(struct mxg_route_query),
-               "mxg_route_query.route must be the last member");
-_Static_assert(offsetof(struct mxg_route, host) + sizeof(((struct mxg_route *)0)->host) +
-                       _Alignof(struct mxg_route) > sizeof(struct mxg_route),
-               "mxg_route.host must be the last member");
-
 /* Contract: see mxroute.h. max_hosts <= 0 means MXG_DNS_MAX_MX. The domain
  * may have any case and a trailing dot; route.domain is normalised. */
 int mxg_route_resolve(struct mxg_dns *dns, const char *domain, int max_hosts, mxg_route_cb cb,
@@ -331,6 +324,8 @@ int mxg_route_resolve(struct mxg_dns *dns, const char *domain, int max_hosts, mx
     if (!rq)
         return -1;
     memset(rq, 0, offsetof(struct mxg_route_query, route.host));
+    MXG_ZERO_AFTER(&rq->route, struct mxg_route, host);
+    MXG_ZERO_AFTER(rq, struct mxg_route_query, route);
     rq->dns = dns;
     rq->cb = cb;
     rq->arg = arg;

@@ -1,5 +1,4 @@
 /* policy/requirement.c — the per-host TLS requirement; see requirement.h. */
-#include "../core/str.h"
 #include "requirement.h"
 
 #include <stdarg.h>
@@ -12,6 +11,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include "../core/str.h"
+#include "../core/zero.h"
 
 _Static_assert(MXG_TV_MAX_NAMES >= MXG_OVR_MAX_MATCH, "every match name fits the verify set");
 _Static_assert(MXG_TV_NAME_MAX == MXG_MAPFILE_KEY_MAX + 1, "match names are verify names");
@@ -66,6 +68,8 @@ void mxg_req_inputs_clear(struct mxg_req_inputs *in)
      * read only behind sts_done / list_active, so their discriminators suffice */
     memset(in, 0, offsetof(struct mxg_req_inputs, sts));
     mxg_sts_result_clear(&in->sts);
+    MXG_ZERO_BETWEEN(in, struct mxg_req_inputs, sts, list); /* list_active, padding */
+    MXG_ZERO_AFTER(in, struct mxg_req_inputs, list);
     in->list_active = 0;
     in->list.mode = MXG_STS_MODE_NONE;
     in->list.n_mxs = 0;

@@ -16,6 +16,7 @@
 
 #include "../core/str.h"
 #include "../core/log.h"
+#include "../core/zero.h"
 
 #define STS_PATH "/.well-known/mta-sts.txt"
 
@@ -390,13 +391,6 @@ static void on_kick(uv_timer_t *t)
     }
 }
 
-/* job_start() zeroes what precedes cached_policy and clears the two policies */
-_Static_assert(offsetof(struct job, res) + sizeof(struct mxg_sts_result) + _Alignof(struct job) >
-                       sizeof(struct job) &&
-                   offsetof(struct job, res) - offsetof(struct job, cached_policy) -
-                           sizeof(struct mxg_sts_policy) < _Alignof(struct job),
-               "job: cached_policy then res must be the last members");
-
 static struct job *job_start(struct mxg_sts *s, const char *domain)
 {
     struct job *j = malloc(sizeof *j);
@@ -404,7 +398,9 @@ static struct job *job_start(struct mxg_sts *s, const char *domain)
         return NULL;
     memset(j, 0, offsetof(struct job, cached_policy)); /* the rest: cleared below */
     mxg_sts_policy_clear(&j->cached_policy);
+    MXG_ZERO_BETWEEN(j, struct job, cached_policy, res);
     mxg_sts_result_clear(&j->res);
+    MXG_ZERO_AFTER(j, struct job, res);
     j->s = s;
     mxg_str_copy(j->domain, sizeof j->domain, domain);
     snprintf(j->host, sizeof j->host, "mta-sts.%s", domain);

@@ -1122,6 +1122,10 @@ static void resume(struct mxg_session *s)
     sess_arm_timer(s);
     sess_process(s);
     sess_update_reading(s);
+    /* after a half-close: everything the client sent is answered once nothing is
+     * awaited; closed here, at the end of a callback, never inside other work */
+    if (s->peer_eof && s->st != SS_CLOSING && s->wait == SW_NONE)
+        sess_peer_gone(s, "end of file");
 }
 
 static struct leg_slot *slot_of(struct mxg_session *s, struct mxg_leg *leg)
@@ -1703,6 +1707,15 @@ static int tls_input(struct mxg_session *s, const char *p, size_t n)
     tls_flush(s);
     if (eof) { /* what came before the close_notify is still answered */
         sess_process(s);
+        if (s->st == SS_CLOSING)
+            return -1;
+        if (s->wait == SW_DOT) { /* as for a plain half-close (sess_read): the legs may
+                                  * have delivered; answer the dot, then close (resume) */
+            LOG_D("smtp", "%s: client %s closed TLS; finishing what it sent", s->id, s->peer);
+            s->peer_eof = 1;
+            sess_update_reading(s);
+            return -1;
+        }
         sess_close(s, "client closed TLS");
         return -1;
     }
@@ -2272,13 +2285,11 @@ static void sess_update_reading(struct mxg_session *s)
 {
     if (s->st == SS_CLOSING)
         return;
-    if (s->peer_eof) { /* nothing more will come: close once all it sent is answered */
+    if (s->peer_eof) { /* nothing more will come; resume() closes once all is answered */
         if (s->reading) {
             uv_read_stop((uv_stream_t *)s->tcp);
             s->reading = 0;
         }
-        if (s->wait == SW_NONE)
-            sess_peer_gone(s, "end of file");
         return;
     }
     int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP;

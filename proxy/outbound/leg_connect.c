@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../../core/str.h"
+#include "../../core/zero.h"
 #include "../../core/log.h"
 #include "addr_class.h"
 
@@ -541,17 +542,6 @@ static void on_sts(void *arg, const struct mxg_sts_result *r)
 }
 
 /* Build a leg: static route, options, policy, MTA-STS/list lookups and the route lookup. */
-/* leg_start() zeroes what precedes req_in and clears req_in, rp and err: they
- * must be the last members, in that order (leg_int.h) */
-#define LEG_GAP(a, b) (offsetof(struct mxg_leg, b) - offsetof(struct mxg_leg, a) - \
-                       sizeof(((struct mxg_leg *)0)->a))
-_Static_assert(LEG_GAP(req_in, rp) < _Alignof(struct mxg_leg) &&
-                   LEG_GAP(rp, err) < _Alignof(struct mxg_leg) &&
-                   sizeof(struct mxg_leg) - offsetof(struct mxg_leg, err) -
-                           sizeof(struct mxg_reply) < _Alignof(struct mxg_leg),
-               "mxg_leg: req_in, rp, err must be the last members");
-#undef LEG_GAP
-
 static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char *session_id,
                                  const char *domain, const char *mail_from,
                                  const struct mxg_mail_params *mp, const char *probe_host,
@@ -584,10 +574,13 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     struct mxg_leg *leg = malloc(sizeof *leg);
     if (!leg)
         return NULL;
-    memset(leg, 0, offsetof(struct mxg_leg, req_in));
+    memset(leg, 0, offsetof(struct mxg_leg, req_in)); /* the last three: cleared */
     mxg_req_inputs_clear(&leg->req_in);
+    MXG_ZERO_BETWEEN(leg, struct mxg_leg, req_in, rp);
     mxg_reply_parser_reset(&leg->rp);
+    MXG_ZERO_BETWEEN(leg, struct mxg_leg, rp, err);
     mxg_reply_clear(&leg->err);
+    MXG_ZERO_AFTER(leg, struct mxg_leg, err);
     leg->port = env->cfg->upstream_port;
     leg->tlsa_port = 25;
     if (opts->nexthop && opts->nexthop[0]) {

@@ -172,7 +172,7 @@ struct mxg_leg {
     int kind_mark;
     int watched;                  /* env->watch was told the outcome (leg_watch_end) */
 
-    /* Last: 35 of the leg's 39 KB. leg_alloc() zeroes everything before req_in
+    /* Last: 35 of the leg's 39 KB. leg_start() zeroes everything but these three
      * and clears these three (their headers only: the policy pattern slots and
      * reply texts past their terminators are never read). */
     struct mxg_req_inputs req_in; /* everything the requirement depends on (policy/requirement.h) */

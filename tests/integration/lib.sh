@@ -268,9 +268,50 @@ tb_wait_port() {
 
 # ------------------------------------------------------------------ DNS, certs
 
+# tb_zones — the signed hierarchy, certificates and policy hosts in $TB/dns (mkzones.sh).
+# mkzones.sh takes ~14 s (key generation, signing), so its output is made once per UTC day and
+# version of mkzones.sh under $MXG_ZONE_CACHE (default ${TMPDIR:-/tmp}/mxg-zones; "off": made
+# afresh for every test-bed) and copied in, its directory name rewritten in the few text files
+# that hold it (nsd.conf, nginx.conf, the CA's config). Signatures and certificates are valid
+# for days either side (mkzones.sh), so a copy made hours later is the same test-bed.
 tb_zones() {
     [ -e "$TB/dns/.done" ] && return 0
-    if ! bash "$TB_LIB_DIR/mkzones.sh" "$TB/dns" >"$TB/mkzones.log" 2>&1; then
+    local cache=${MXG_ZONE_CACHE:-${TMPDIR:-/tmp}/mxg-zones} key src f
+    if [ "$cache" = off ]; then
+        tb__mkzones "$TB/dns"
+        return
+    fi
+    key=$({ date -u +%Y%m%d; cat "$TB_LIB_DIR/mkzones.sh"; } | sha256sum | cut -c1-16)
+    src=$cache/$key
+    mkdir -p "$cache" || tb_die "cannot create the zone cache $cache"
+    (
+        flock 9
+        if [ ! -e "$src/dns/.done" ]; then
+            rm -rf "$src"
+            mkdir -p "$src"
+            bash "$TB_LIB_DIR/mkzones.sh" "$src/dns" >"$src/mkzones.log" 2>&1
+        fi
+        # other days' and versions' copies
+        find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -mmin +60 \
+            -exec rm -rf {} + 2>/dev/null
+    ) 9>"$cache/.lock"
+    if [ ! -e "$src/dns/.done" ]; then
+        cat "$src/mkzones.log" 2>/dev/null
+        tb_die "mkzones.sh failed"
+    fi
+    mkdir -p "$TB/dns"
+    cp -a "$src/dns/." "$TB/dns/" || tb_die "cannot copy the zones from $src"
+    cp "$src/mkzones.log" "$TB/mkzones.log" 2>/dev/null
+    grep -rlF "$src/dns" "$TB/dns" | while IFS= read -r f; do
+        sed -i "s|$src/dns|$TB/dns|g" "$f"
+    done
+    grep -rqF "$src" "$TB/dns" && tb_die "the zone copy still names $src"
+    return 0
+}
+
+# tb__mkzones DIR — run mkzones.sh into DIR (its log: $TB/mkzones.log)
+tb__mkzones() {
+    if ! bash "$TB_LIB_DIR/mkzones.sh" "$1" >"$TB/mkzones.log" 2>&1; then
         cat "$TB/mkzones.log"
         tb_die "mkzones.sh failed"
     fi
