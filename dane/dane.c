@@ -11,7 +11,6 @@
 
 #include "../core/str.h"
 
-
 struct mxg_dane_query {
     struct mxg_dns *dns;
     struct mxg_dns_query *dq;
