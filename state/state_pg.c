@@ -65,6 +65,7 @@ struct pulled {
     char *body; /* owned */
     size_t body_len;
     int64_t fetched_at, expires_at;
+    int too_long; /* the domain or id does not fit: refused on the loop, never cut */
 };
 
 struct pg_job {
@@ -353,6 +354,8 @@ static int take_rows(struct pg_job *j, const PGresult *r)
         }
         row = &j->rows[j->n_rows];
         memset(row, 0, sizeof *row);
+        row->too_long = PQgetlength(r, i, 0) >= (int)sizeof row->domain ||
+                        PQgetlength(r, i, 1) >= (int)sizeof row->id;
         snprintf(row->domain, sizeof row->domain, "%.*s", PQgetlength(r, i, 0),
                  PQgetvalue(r, i, 0));
         snprintf(row->id, sizeof row->id, "%.*s", PQgetlength(r, i, 1), PQgetvalue(r, i, 1));
@@ -617,6 +620,11 @@ static void job_done(uv_work_t *req, int status)
             const struct pulled *r = &j->rows[i];
             struct mxg_state_sts_row row = {r->domain, r->id, r->body, r->body_len,
                                             r->fetched_at, r->expires_at};
+            if (r->too_long) {
+                LOG_W(COMP, "%.64s...: policy from the fleet refused: domain or id too long "
+                            "(the local copy stays)", r->domain);
+                continue;
+            }
             if (pending_has(pg, r->domain))
                 continue; /* ours is newer and not yet in the database */
             st->status.sts_pulled++;
