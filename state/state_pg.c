@@ -40,6 +40,8 @@ struct pending {
     int64_t age_s;       /* seconds between the fetch and the publish call */
     uint64_t queued_ms;  /* uv_now() at the publish call */
     int64_t ttl_s;       /* expires_at - fetched_at */
+    int pushed;          /* the job delivered it (dropped from the queue) */
+    int refused;         /* the database refused it: requeued and logged, the sync goes on */
 };
 
 /* TLSRPT batches per sync (the rest waits in the outbox for the next one). */
@@ -85,7 +87,7 @@ struct pg_job {
     /* out */
     size_t n_batches_done;  /* batches committed (or already there) */
     char batch_err[MXG_STATE_ERR_MAX]; /* the last refused batch's error */
-    size_t n_pushed;        /* the first n_pushed entries of push reached the database */
+    char push_err[MXG_STATE_ERR_MAX]; /* the last refused push's error */
     struct pulled *rows;
     size_t n_rows, cap_rows;
     int64_t new_cursor;
@@ -432,10 +434,18 @@ static void job_work(uv_work_t *req)
     } else {
         j->schema_version = MXG_STATE_PG_SCHEMA;
     }
-    for (const struct pending *p = j->push; p; p = p->next) {
-        if (push_one(j, p) < 0)
-            return;
-        j->n_pushed++;
+    for (struct pending *p = j->push; p; p = p->next) {
+        if (push_one(j, p) < 0) {
+            if (PQstatus(pg->conn) != CONNECTION_OK)
+                return;
+            /* the database refused this row itself: it stays queued (logged), the other
+             * pushes, the TLSRPT batches and the pulls go on */
+            p->refused = 1;
+            snprintf(j->push_err, sizeof j->push_err, "%s", j->err);
+            j->err[0] = '\0';
+            continue;
+        }
+        p->pushed = 1;
     }
     for (size_t i = 0; i < j->n_batches; i++) {
         if (push_batch(j, &j->batches[i]) < 0) {
@@ -515,10 +525,17 @@ static void maybe_free(struct pg_impl *pg)
 static void requeue(struct pg_impl *pg, struct pg_job *j)
 {
     struct pending **tail = &j->push, *rest;
-    size_t skip = j->n_pushed;
-    /* drop the delivered prefix */
-    while (*tail && skip--) {
+    /* drop the delivered ones */
+    while (*tail) {
         struct pending *p = *tail;
+        if (p->refused)
+            LOG_E(COMP, "postgresql: MTA-STS push of %s refused (kept queued): %s", p->domain,
+                  j->push_err);
+        if (!p->pushed) {
+            p->refused = 0;
+            tail = &p->next;
+            continue;
+        }
         *tail = p->next;
         free(p->body);
         free(p);

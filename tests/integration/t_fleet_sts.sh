@@ -195,6 +195,32 @@ assert_eq "A's policy of sts-enforce.test (fetched during the outage) reached th
     "sts-enforce.test|fleet-a" \
     "$(tb_psql "SELECT domain, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
 
+# ---- 8. one push the database refuses (a trigger) does not stall the sync: the other rows are
+# still pulled
+tb_psql "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RAISE EXCEPTION 'held by the test'; END \$\$;
+CREATE TRIGGER hold BEFORE INSERT ON mxguard_sts_policy FOR EACH ROW
+WHEN (NEW.domain = 'sts-enforce.test' AND NEW.instance = 'fleet-a') EXECUTE FUNCTION hold()" >/dev/null
+MARK=$(tb_log_mark mxg-a)
+sleep 1.1
+swaks_send a3 --to a@sts-enforce.test
+assert_reply "A: delivered (the refresh's push is refused by the database)" "$SW_DOT" "250"
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'MTA-STS push of sts-enforce.test refused' && break
+    sleep 0.1
+done
+assert_log "A: the refused push is logged and kept queued" "$MARK" \
+    'state: postgresql: MTA-STS push of sts-enforce\.test refused \(kept queued\): .*held by the test' mxg-a
+POL="convert_to(E'version: STSv1\\nmode: enforce\\nmx: mx.sts-enforce.test\\nmax_age: 86400\\n', 'UTF8')"
+tb_psql "INSERT INTO mxguard_sts_policy VALUES ('fleet-only.test', 'other', $POL, extract(epoch FROM now())::bigint, extract(epoch FROM now())::bigint + 86400, nextval('mxguard_sts_rev'), 'fleet-x')" >/dev/null
+for n in $(seq 50); do
+    [ "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'fleet-only.test'")" = other ] && break
+    sleep 0.1
+done
+assert_eq "A: still pulls while its push is refused" other \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'fleet-only.test'")"
+assert_no_log "A: the link did not go down" "$MARK" 'state: postgresql: down' mxg-a
+tb_psql "DROP TRIGGER hold ON mxguard_sts_policy" >/dev/null
+
 # ---- 7. no password in any log
 for f in mxg-a mxg-b pg; do
     if grep -qF "$PW" "$TB/$f.log"; then fail "$f.log shows the password"; else pass "$f.log: no password"; fi
