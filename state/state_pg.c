@@ -168,7 +168,11 @@ static int job_cmd(struct pg_job *j, const char *sql, ExecStatusType ok)
     return rc;
 }
 
-/* Pushes one row in its own transaction (the advisory lock orders revs). 0 or -1. */
+static int take_rows(struct pg_job *j, const PGresult *r);
+
+/* Pushes one row in its own transaction (the advisory lock orders revs). When the database
+ * holds a newer fetch (0 rows changed), that row is read back and handed to the sink like a
+ * pulled one: a pull may have skipped it while this push was queued. 0 or -1. */
 static int push_one(struct pg_job *j, const struct pending *p)
 {
     char age[24], ttl[24];
@@ -200,6 +204,20 @@ static int push_one(struct pg_job *j, const struct pending *p)
         mxg_state_pg_error(j->pg->conn, r, "push", j->err, sizeof j->err);
         PQclear(r);
         goto fail;
+    }
+    if (strcmp(PQcmdTuples(r), "0") == 0) { /* the database's row is newer: read it back */
+        int64_t cur = j->new_cursor;
+        PQclear(r);
+        r = PQexecParams(j->pg->conn,
+                         "SELECT domain, id, body, fetched_at, expires_at, rev"
+                         " FROM mxguard_sts_policy WHERE domain = lower($1)",
+                         1, NULL, vals, NULL, NULL, 1);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || take_rows(j, r) < 0) {
+            mxg_state_pg_error(j->pg->conn, r, "push: read back", j->err, sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        j->new_cursor = cur; /* the pull position is the pull's alone */
     }
     PQclear(r);
     return job_cmd(j, "COMMIT", PGRES_COMMAND_OK);

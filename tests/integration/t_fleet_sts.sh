@@ -196,7 +196,8 @@ assert_eq "A's policy of sts-enforce.test (fetched during the outage) reached th
     "$(tb_psql "SELECT domain, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
 
 # ---- 8. one push the database refuses (a trigger) does not stall the sync: the other rows are
-# still pulled
+# still pulled; a fleet row newer than a queued push, skipped by the pull meanwhile, is taken
+# once the push reaches the database and finds it older (read back)
 tb_psql "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RAISE EXCEPTION 'held by the test'; END \$\$;
 CREATE TRIGGER hold BEFORE INSERT ON mxguard_sts_policy FOR EACH ROW
 WHEN (NEW.domain = 'sts-enforce.test' AND NEW.instance = 'fleet-a') EXECUTE FUNCTION hold()" >/dev/null
@@ -219,7 +220,17 @@ done
 assert_eq "A: still pulls while its push is refused" other \
     "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'fleet-only.test'")"
 assert_no_log "A: the link did not go down" "$MARK" 'state: postgresql: down' mxg-a
+tb_psql "UPDATE mxguard_sts_policy SET id = 'fleetnew', body = $POL, fetched_at = extract(epoch FROM now())::bigint + 60, expires_at = extract(epoch FROM now())::bigint + 86400, rev = nextval('mxguard_sts_rev'), instance = 'fleet-x' WHERE domain = 'sts-enforce.test'" >/dev/null
+sleep 1.5 # A pulls that row and skips it: its own push of the domain is still queued
 tb_psql "DROP TRIGGER hold ON mxguard_sts_policy" >/dev/null
+for n in $(seq 50); do
+    [ "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'sts-enforce.test'")" = fleetnew ] && break
+    sleep 0.1
+done
+assert_eq "A: took the fleet's newer row once its older push reached the database" fleetnew \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'sts-enforce.test'")"
+assert_eq "the database kept the newer row" "fleetnew|fleet-x" \
+    "$(tb_psql "SELECT id, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
 
 # ---- 7. no password in any log
 for f in mxg-a mxg-b pg; do
