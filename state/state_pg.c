@@ -28,6 +28,10 @@
 #define PG_PULL_PAGES 2
 /* Delay before the next sync when a pull stopped at that cap (the loop runs in between). */
 #define PG_MORE_MS 20
+/* A sync still running after this many sync intervals (at least PG_STUCK_MIN_MS) marks the
+ * link down: the database accepted the connection but stopped answering. */
+#define PG_STUCK_SYNCS 3
+#define PG_STUCK_MIN_MS 1000
 /* The transaction-level advisory lock that orders MTA-STS writes ("mxgp"). */
 #define PG_STS_LOCK "1836607344"
 
@@ -718,10 +722,24 @@ static void start_job(struct pg_impl *pg)
     pg->running = j;
 }
 
-/* The sync timer. */
+/* The sync timer: starts a sync, or marks the link down when the running one is stuck. */
 static void on_timer(uv_timer_t *t)
 {
-    start_job(t->data);
+    struct pg_impl *pg = t->data;
+    struct mxg_state_status *s = &pg->st->status;
+    uint64_t limit = pg->st->sync_ms * PG_STUCK_SYNCS, ran;
+    if (!pg->running) {
+        start_job(pg);
+        return;
+    }
+    ran = uv_now(pg->st->loop) - pg->running->start_ms;
+    if (ran < (limit < PG_STUCK_MIN_MS ? PG_STUCK_MIN_MS : limit) || s->link == MXG_STATE_DOWN)
+        return;
+    s->link = MXG_STATE_DOWN;
+    snprintf(s->error, sizeof s->error, "the database has not answered for %llu ms",
+             (unsigned long long)ran);
+    LOG_W(COMP, "postgresql: down: %s (mail is not affected; %zu push(es) queued)", s->error,
+          pg->n_pending);
 }
 
 /* The timer handle is closed: free if nothing else holds the backend. */

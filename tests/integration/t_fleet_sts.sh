@@ -232,6 +232,26 @@ assert_eq "A: took the fleet's newer row once its older push reached the databas
 assert_eq "the database kept the newer row" "fleetnew|fleet-x" \
     "$(tb_psql "SELECT id, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
 
+# ---- 9. a database that accepts the connection but stops answering (a lock the test holds
+# 4 s) marks the link down after three sync intervals, not when the query returns
+MARK=$(tb_log_mark mxg-a)
+tb_psql "BEGIN; LOCK TABLE mxguard_sts_policy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT" >/dev/null &
+LOCKER=$!
+for n in $(seq 30); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: down' && break
+    sleep 0.1
+done
+assert_log "A: a sync that hangs marks the link down" "$MARK" \
+    'warning state: postgresql: down: the database has not answered for [0-9]+ ms' mxg-a
+scrape hung
+assert_eq "metrics: mxguard_state_up 0 while the sync hangs" 0 "$(metric hung mxguard_state_up)"
+wait "$LOCKER"
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: up' && break
+    sleep 0.1
+done
+assert_log "A: up again once the database answers" "$MARK" 'notice state: postgresql: up' mxg-a
+
 # ---- 7. no password in any log
 for f in mxg-a mxg-b pg; do
     if grep -qF "$PW" "$TB/$f.log"; then fail "$f.log shows the password"; else pass "$f.log: no password"; fi
