@@ -37,6 +37,30 @@ void mxg_state_pg_error(PGconn *c, const PGresult *r, const char *what, char *er
 }
 
 /* Contract: state_int.h. */
+int mxg_state_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    int rc = 0;
+    if (!opts) {
+        snprintf(err, errlen, "state.postgresql: %s", perr ? perr : "out of memory");
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        PQfreemem(perr);
+        return -1;
+    }
+    for (const PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0]) {
+            snprintf(err, errlen, "state.postgresql must not contain a password: use "
+                                  "state.postgresql_password_file");
+            rc = -1;
+        }
+    PQconninfoFree(opts);
+    return rc;
+}
+
+/* Contract: state_int.h. */
 PGconn *mxg_state_pg_connect(const char *conninfo, const char *password, char *err,
                              size_t errlen)
 {
