@@ -13,6 +13,7 @@
 #include "../http/https.h"
 #include "../policy/sts.h"
 #include "../policy/sts_cache.h"
+#include "../policy/sts_merge.h"
 #include "../policy/stlist.h"
 #include "../policy/stlist_source.h"
 #include "../proxy/outbound/conncache.h"
@@ -212,25 +213,43 @@ static void sts_stored(void *arg, const struct mxg_sts_cache_entry *e)
     mxg_state_sts_publish(app->state, &row, (int64_t)time(NULL));
 }
 
-/* mxg_state sink: a policy the fleet stored goes into the local cache (decisions read it). */
+/* mxg_state sink: a policy the fleet stored goes into the local cache (decisions read it)
+ * when it is valid and a newer fetch than the local row (policy/sts_merge.h): a stale or
+ * broken database row never replaces or shortens what this instance holds. */
 static void sts_pulled(void *arg, const struct mxg_state_sts_row *row)
 {
     struct app *app = arg;
-    struct mxg_sts_cache_entry e;
+    struct mxg_sts_cache_entry e, local, out;
+    char why[256];
+    int have;
+    enum mxg_sts_merge m;
     if (!app->sts_cache)
         return;
     memset(&e, 0, sizeof e);
-    if (strlen(row->domain) >= sizeof e.domain || strlen(row->id) >= sizeof e.id)
+    if (strlen(row->domain) >= sizeof e.domain || strlen(row->id) >= sizeof e.id) {
+        LOG_W("state", "%.64s...: policy from the fleet refused: domain or id too long (the "
+                       "local copy stays)", row->domain);
         return;
+    }
     snprintf(e.domain, sizeof e.domain, "%s", row->domain);
     snprintf(e.id, sizeof e.id, "%s", row->id);
     e.body = (char *)row->body;
     e.body_len = row->body_len;
     e.fetched_at = row->fetched_at;
     e.expires_at = row->expires_at;
-    if (mxg_sts_cache_put(app->sts_cache, &e) == 0)
+    memset(&local, 0, sizeof local);
+    if ((have = mxg_sts_cache_get(app->sts_cache, e.domain, &local)) < 0)
+        return; /* cannot compare: the local copy stays (the cache logged why) */
+    m = mxg_sts_merge(have ? &local : NULL, &e, (int64_t)time(NULL), &out, why, sizeof why);
+    if (m == MXG_STS_MERGE_REFUSE)
+        LOG_W("state", "%s: policy id %s from the fleet refused: %s (the local copy stays)",
+              e.domain, e.id, why);
+    else if (m == MXG_STS_MERGE_KEEP)
+        LOG_D("state", "%s: policy id %s from the fleet not taken: %s", e.domain, e.id, why);
+    else if (mxg_sts_cache_put(app->sts_cache, &out) == 0)
         LOG_D("state", "%s: policy id %s from the fleet stored in the local cache", e.domain,
               e.id);
+    mxg_sts_cache_entry_clear(&local);
 }
 
 /* mxg_stlist_store observer: a list this instance accepted goes to the fleet. */

@@ -587,12 +587,41 @@ static int check_tls_max(const char *s, const char **why)
                                                      "TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3");
 }
 
+/* Copies the URI s into out with its percent-escapes decoded (libpq decodes a URI's user,
+ * password and parameter names alike); a %00 becomes a space. 0, or -1 when out is short. */
+static int uri_decode(const char *s, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        if (c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+            char hex[3] = {p[1], p[2], '\0'};
+            c = (char)strtol(hex, NULL, 16);
+            if (c == '\0')
+                c = ' ';
+            p += 2;
+        }
+        if (n + 1 >= outlen)
+            return -1;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
 /* state.postgresql: a libpq connection string that carries no password (a "password"
- * keyword, or a postgresql:// URI with user:password@), so that `config check -v` and the
- * logs never show one: the password comes from state.postgresql_password_file. */
+ * keyword, or a postgresql:// URI with user:password@ or ?password=, percent-encoded or
+ * not), so that `config check -v` and the logs never show one: the password comes from
+ * state.postgresql_password_file. state/ checks again with libpq's own parser. */
 static int check_conninfo(const char *s, const char **why)
 {
     const char *at, *colon;
+    char dec[4096];
+    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
+        if (uri_decode(s, dec, sizeof dec) < 0)
+            return fail(why, "too long");
+        s = dec;
+    }
     for (const char *p = s; *p; p++) {
         const char *q = p + 8;
         if (strncasecmp(p, "password", 8) != 0 || (p > s && !isspace((unsigned char)p[-1])))

@@ -293,8 +293,14 @@ static void decide(struct job *j)
     if (j->have_cached) {
         if (j->txt == TXT_ID && strcmp(j->txt_id, j->cached.id) == 0) {
             int64_t exp = now + (int64_t)j->cached_policy.max_age;
-            if (j->s->cache && mxg_sts_cache_touch(j->s->cache, j->domain, now, exp) == 0)
+            int64_t last = j->cached.fetched_at;
+            if (j->s->cache && mxg_sts_cache_touch(j->s->cache, j->domain, now, exp) == 0) {
                 j->cached.expires_at = exp;
+                j->cached.fetched_at = now;
+                /* the fleet's copy is extended too, at most once per refresh_min_interval */
+                if (j->s->stored_cb && (now - last) * 1000 >= (int64_t)cfg->sts_refresh_min_ms)
+                    j->s->stored_cb(j->s->stored_arg, &j->cached);
+            }
             use_cached(j, "cached policy id %s still current (TXT id unchanged)", j->cached.id);
             job_finish(j);
             return;

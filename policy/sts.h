@@ -86,9 +86,10 @@ int mxg_sts_get(struct mxg_sts *s, const char *domain, mxg_sts_cb cb, void *arg,
                 struct mxg_sts_query **q);
 void mxg_sts_cancel(struct mxg_sts_query *q);
 
-/* Called on the loop after a freshly fetched policy was stored in the cache (not when an
- * unchanged id only extends a cached one); e is valid during the call. app/ wires it to the
- * fleet's shared state (state/state.h). */
+/* Called on the loop after a freshly fetched policy was stored in the cache, and when a
+ * refresh that finds the same id extended a cached one (at most once per
+ * mta_sts.refresh_min_interval per domain, so that the fleet's copy stays current); e is
+ * valid during the call. app/ wires it to the fleet's shared state (state/state.h). */
 typedef void (*mxg_sts_stored_cb)(void *arg, const struct mxg_sts_cache_entry *e);
 /* Sets (or with fn NULL clears) the stored-policy observer. */
 void mxg_sts_set_stored_cb(struct mxg_sts *s, mxg_sts_stored_cb fn, void *arg);

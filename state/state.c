@@ -94,6 +94,15 @@ static struct mxg_state *state_new(uv_loop_t *loop, const struct mxg_state_opts 
     }
     st->loop = loop;
     st->be = be;
+    if (be == &mxg_state_backend_pg &&
+        (strlen(o->conninfo ? o->conninfo : "") >= sizeof st->conninfo ||
+         mxg_state_pg_conninfo_check(o->conninfo ? o->conninfo : "", err, errlen) < 0)) {
+        if (o->conninfo && strlen(o->conninfo) >= sizeof st->conninfo)
+            set_err(err, errlen, "state.postgresql: longer than %zu octets",
+                    sizeof st->conninfo - 1);
+        free(st);
+        return NULL;
+    }
     snprintf(st->conninfo, sizeof st->conninfo, "%s", o->conninfo ? o->conninfo : "");
     if (o->instance && o->instance[0])
         snprintf(st->instance, sizeof st->instance, "%s", o->instance);

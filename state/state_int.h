@@ -66,6 +66,10 @@ extern const struct mxg_state_backend mxg_state_backend_pg;
  * command only). The connection or NULL with err set (the password never appears in it). */
 PGconn *mxg_state_pg_connect(const char *conninfo, const char *password, char *err,
                              size_t errlen);
+/* pg_conn.c: 0 when libpq parses conninfo (no network, no defaults) and it sets no
+ * password (core/config.c checks the text; this is libpq's own reading, percent-escapes
+ * included), else -1 with err. */
+int mxg_state_pg_conninfo_check(const char *conninfo, char *err, size_t errlen);
 /* pg_conn.c: err = the connection's or result's error message on one line. */
 void mxg_state_pg_error(PGconn *c, const PGresult *r, const char *what, char *err,
                         size_t errlen);

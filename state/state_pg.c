@@ -28,6 +28,10 @@
 #define PG_PULL_PAGES 2
 /* Delay before the next sync when a pull stopped at that cap (the loop runs in between). */
 #define PG_MORE_MS 20
+/* A sync still running after this many sync intervals (at least PG_STUCK_MIN_MS) marks the
+ * link down: the database accepted the connection but stopped answering. */
+#define PG_STUCK_SYNCS 3
+#define PG_STUCK_MIN_MS 1000
 /* The transaction-level advisory lock that orders MTA-STS writes ("mxgp"). */
 #define PG_STS_LOCK "1836607344"
 
@@ -40,6 +44,8 @@ struct pending {
     int64_t age_s;       /* seconds between the fetch and the publish call */
     uint64_t queued_ms;  /* uv_now() at the publish call */
     int64_t ttl_s;       /* expires_at - fetched_at */
+    int pushed;          /* the job delivered it (dropped from the queue) */
+    int refused;         /* the database refused it: requeued and logged, the sync goes on */
 };
 
 /* TLSRPT batches per sync (the rest waits in the outbox for the next one). */
@@ -65,6 +71,7 @@ struct pulled {
     char *body; /* owned */
     size_t body_len;
     int64_t fetched_at, expires_at;
+    int too_long; /* the domain or id does not fit: refused on the loop, never cut */
 };
 
 struct pg_job {
@@ -84,7 +91,7 @@ struct pg_job {
     /* out */
     size_t n_batches_done;  /* batches committed (or already there) */
     char batch_err[MXG_STATE_ERR_MAX]; /* the last refused batch's error */
-    size_t n_pushed;        /* the first n_pushed entries of push reached the database */
+    char push_err[MXG_STATE_ERR_MAX]; /* the last refused push's error */
     struct pulled *rows;
     size_t n_rows, cap_rows;
     int64_t new_cursor;
@@ -165,7 +172,11 @@ static int job_cmd(struct pg_job *j, const char *sql, ExecStatusType ok)
     return rc;
 }
 
-/* Pushes one row in its own transaction (the advisory lock orders revs). 0 or -1. */
+static int take_rows(struct pg_job *j, const PGresult *r);
+
+/* Pushes one row in its own transaction (the advisory lock orders revs). When the database
+ * holds a newer fetch (0 rows changed), that row is read back and handed to the sink like a
+ * pulled one: a pull may have skipped it while this push was queued. 0 or -1. */
 static int push_one(struct pg_job *j, const struct pending *p)
 {
     char age[24], ttl[24];
@@ -197,6 +208,20 @@ static int push_one(struct pg_job *j, const struct pending *p)
         mxg_state_pg_error(j->pg->conn, r, "push", j->err, sizeof j->err);
         PQclear(r);
         goto fail;
+    }
+    if (strcmp(PQcmdTuples(r), "0") == 0) { /* the database's row is newer: read it back */
+        int64_t cur = j->new_cursor;
+        PQclear(r);
+        r = PQexecParams(j->pg->conn,
+                         "SELECT domain, id, body, fetched_at, expires_at, rev"
+                         " FROM mxguard_sts_policy WHERE domain = lower($1)",
+                         1, NULL, vals, NULL, NULL, 1);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || take_rows(j, r) < 0) {
+            mxg_state_pg_error(j->pg->conn, r, "push: read back", j->err, sizeof j->err);
+            PQclear(r);
+            goto fail;
+        }
+        j->new_cursor = cur; /* the pull position is the pull's alone */
     }
     PQclear(r);
     return job_cmd(j, "COMMIT", PGRES_COMMAND_OK);
@@ -353,6 +378,8 @@ static int take_rows(struct pg_job *j, const PGresult *r)
         }
         row = &j->rows[j->n_rows];
         memset(row, 0, sizeof *row);
+        row->too_long = PQgetlength(r, i, 0) >= (int)sizeof row->domain ||
+                        PQgetlength(r, i, 1) >= (int)sizeof row->id;
         snprintf(row->domain, sizeof row->domain, "%.*s", PQgetlength(r, i, 0),
                  PQgetvalue(r, i, 0));
         snprintf(row->id, sizeof row->id, "%.*s", PQgetlength(r, i, 1), PQgetvalue(r, i, 1));
@@ -429,10 +456,18 @@ static void job_work(uv_work_t *req)
     } else {
         j->schema_version = MXG_STATE_PG_SCHEMA;
     }
-    for (const struct pending *p = j->push; p; p = p->next) {
-        if (push_one(j, p) < 0)
-            return;
-        j->n_pushed++;
+    for (struct pending *p = j->push; p; p = p->next) {
+        if (push_one(j, p) < 0) {
+            if (PQstatus(pg->conn) != CONNECTION_OK)
+                return;
+            /* the database refused this row itself: it stays queued (logged), the other
+             * pushes, the TLSRPT batches and the pulls go on */
+            p->refused = 1;
+            snprintf(j->push_err, sizeof j->push_err, "%s", j->err);
+            j->err[0] = '\0';
+            continue;
+        }
+        p->pushed = 1;
     }
     for (size_t i = 0; i < j->n_batches; i++) {
         if (push_batch(j, &j->batches[i]) < 0) {
@@ -512,10 +547,17 @@ static void maybe_free(struct pg_impl *pg)
 static void requeue(struct pg_impl *pg, struct pg_job *j)
 {
     struct pending **tail = &j->push, *rest;
-    size_t skip = j->n_pushed;
-    /* drop the delivered prefix */
-    while (*tail && skip--) {
+    /* drop the delivered ones */
+    while (*tail) {
         struct pending *p = *tail;
+        if (p->refused)
+            LOG_E(COMP, "postgresql: MTA-STS push of %s refused (kept queued): %s", p->domain,
+                  j->push_err);
+        if (!p->pushed) {
+            p->refused = 0;
+            tail = &p->next;
+            continue;
+        }
         *tail = p->next;
         free(p->body);
         free(p);
@@ -617,6 +659,11 @@ static void job_done(uv_work_t *req, int status)
             const struct pulled *r = &j->rows[i];
             struct mxg_state_sts_row row = {r->domain, r->id, r->body, r->body_len,
                                             r->fetched_at, r->expires_at};
+            if (r->too_long) {
+                LOG_W(COMP, "%.64s...: policy from the fleet refused: domain or id too long "
+                            "(the local copy stays)", r->domain);
+                continue;
+            }
             if (pending_has(pg, r->domain))
                 continue; /* ours is newer and not yet in the database */
             st->status.sts_pulled++;
@@ -675,10 +722,24 @@ static void start_job(struct pg_impl *pg)
     pg->running = j;
 }
 
-/* The sync timer. */
+/* The sync timer: starts a sync, or marks the link down when the running one is stuck. */
 static void on_timer(uv_timer_t *t)
 {
-    start_job(t->data);
+    struct pg_impl *pg = t->data;
+    struct mxg_state_status *s = &pg->st->status;
+    uint64_t limit = pg->st->sync_ms * PG_STUCK_SYNCS, ran;
+    if (!pg->running) {
+        start_job(pg);
+        return;
+    }
+    ran = uv_now(pg->st->loop) - pg->running->start_ms;
+    if (ran < (limit < PG_STUCK_MIN_MS ? PG_STUCK_MIN_MS : limit) || s->link == MXG_STATE_DOWN)
+        return;
+    s->link = MXG_STATE_DOWN;
+    snprintf(s->error, sizeof s->error, "the database has not answered for %llu ms",
+             (unsigned long long)ran);
+    LOG_W(COMP, "postgresql: down: %s (mail is not affected; %zu push(es) queued)", s->error,
+          pg->n_pending);
 }
 
 /* The timer handle is closed: free if nothing else holds the backend. */

@@ -70,11 +70,48 @@ done
 assert_eq "the database holds A's policy (domain, id, instance, max_age)" \
     "sts-cache.test|cache1|fleet-a|86400" "$ROW"
 
+# ---- 2b. a refresh that finds the same id extends the fleet's row too; a stale or broken
+# database row never replaces A's local copy (it is logged and refused or left out)
+F0=$(tb_psql "SELECT fetched_at FROM mxguard_sts_policy WHERE domain = 'sts-cache.test'")
+sleep 1.1
+swaks_send a1b --to a@sts-cache.test
+assert_reply "A: delivered again (same id, refreshed)" "$SW_DOT" "250"
+F1=$F0
+for n in $(seq 50); do
+    F1=$(tb_psql "SELECT fetched_at FROM mxguard_sts_policy WHERE domain = 'sts-cache.test'")
+    [ "$F1" -gt "$F0" ] && break
+    sleep 0.1
+done
+assert_match "the refresh moved the database row's fetched_at forward ($F0 -> $F1)" \
+    "$((F1 - F0))" '^[1-9][0-9]*$'
+assert_eq "A: still one policy fetch (the refresh found the same id)" 1 "$(tb_sts_fetches sts-cache.test)"
+tb_psql "CREATE TABLE keep AS SELECT * FROM mxguard_sts_policy WHERE domain = 'sts-cache.test'" >/dev/null
+MARK=$(tb_log_mark mxg-a)
+tb_psql "UPDATE mxguard_sts_policy SET id = 'stale', fetched_at = fetched_at - 3000000, expires_at = fetched_at - 3000000 + 86400, rev = nextval('mxguard_sts_rev') WHERE domain = 'sts-cache.test'" >/dev/null
+tb_psql "INSERT INTO mxguard_sts_policy SELECT 'sts-cache.test' || repeat('x', 260), 'long', body, fetched_at, expires_at, nextval('mxguard_sts_rev'), 'evil' FROM keep" >/dev/null
+tb_psql "INSERT INTO mxguard_sts_policy SELECT 'sts-broken.test', 'broken', convert_to('garbage', 'UTF8'), fetched_at, expires_at, nextval('mxguard_sts_rev'), 'evil' FROM keep" >/dev/null
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'sts-broken.test: policy id broken from the fleet refused' && break
+    sleep 0.1
+done
+assert_log "A: an expired database row is refused" "$MARK" \
+    'sts-cache\.test: policy id stale from the fleet refused: expired' mxg-a
+assert_log "A: an unparseable database row is refused" "$MARK" \
+    'sts-broken\.test: policy id broken from the fleet refused: invalid policy' mxg-a
+assert_log "A: a database row with a domain too long is refused, not cut" "$MARK" \
+    'from the fleet refused: domain or id too long' mxg-a
+assert_eq "A: its local copy of sts-cache.test is still id cache1, unexpired" "cache1|1" \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id, expires_at > strftime('%s', 'now') FROM sts_policy WHERE domain = 'sts-cache.test'")"
+assert_eq "A: no row for the broken or cut domains" 0 \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT count(*) FROM sts_policy WHERE domain LIKE 'sts-broken%' OR domain LIKE 'sts-cache.testx%'")"
+tb_psql "DELETE FROM mxguard_sts_policy WHERE instance = 'evil'" >/dev/null
+tb_psql "UPDATE mxguard_sts_policy p SET id = k.id, body = k.body, fetched_at = k.fetched_at, expires_at = k.expires_at, rev = nextval('mxguard_sts_rev') FROM keep k WHERE p.domain = k.domain" >/dev/null
+
 # ---- 3. the policy host goes away, TXT removed, MX replaced; B never saw the domain
 tb_dns_swap sts-cache.test b
 tb_stop nginx
 # (and 1,000 more policies, as a large fleet's table: a new member pulls them in pages)
-tb_psql "INSERT INTO mxguard_sts_policy SELECT 'bulk' || g || '.test', 'bulk', convert_to('version: STSv1', 'UTF8'), 0, 4102444800, nextval('mxguard_sts_rev'), 'bulk' FROM generate_series(1, 1000) g" >/dev/null
+tb_psql "INSERT INTO mxguard_sts_policy SELECT 'bulk' || g || '.test', 'bulk', convert_to(E'version: STSv1\\nmode: testing\\nmx: *.test\\nmax_age: 86400\\n', 'UTF8'), 0, 4102444800, nextval('mxguard_sts_rev'), 'bulk' FROM generate_series(1, 1000) g" >/dev/null
 tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
 for n in $(seq 100); do
     [ "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy' 2>/dev/null)" = 1001 ] && break
@@ -157,6 +194,63 @@ assert_eq "metrics: mxguard_state_up 1 again" 1 "$(metric up2 mxguard_state_up)"
 assert_eq "A's policy of sts-enforce.test (fetched during the outage) reached the database" \
     "sts-enforce.test|fleet-a" \
     "$(tb_psql "SELECT domain, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
+
+# ---- 8. one push the database refuses (a trigger) does not stall the sync: the other rows are
+# still pulled; a fleet row newer than a queued push, skipped by the pull meanwhile, is taken
+# once the push reaches the database and finds it older (read back)
+tb_psql "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RAISE EXCEPTION 'held by the test'; END \$\$;
+CREATE TRIGGER hold BEFORE INSERT ON mxguard_sts_policy FOR EACH ROW
+WHEN (NEW.domain = 'sts-enforce.test' AND NEW.instance = 'fleet-a') EXECUTE FUNCTION hold()" >/dev/null
+MARK=$(tb_log_mark mxg-a)
+sleep 1.1
+swaks_send a3 --to a@sts-enforce.test
+assert_reply "A: delivered (the refresh's push is refused by the database)" "$SW_DOT" "250"
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'MTA-STS push of sts-enforce.test refused' && break
+    sleep 0.1
+done
+assert_log "A: the refused push is logged and kept queued" "$MARK" \
+    'state: postgresql: MTA-STS push of sts-enforce\.test refused \(kept queued\): .*held by the test' mxg-a
+POL="convert_to(E'version: STSv1\\nmode: enforce\\nmx: mx.sts-enforce.test\\nmax_age: 86400\\n', 'UTF8')"
+tb_psql "INSERT INTO mxguard_sts_policy VALUES ('fleet-only.test', 'other', $POL, extract(epoch FROM now())::bigint, extract(epoch FROM now())::bigint + 86400, nextval('mxguard_sts_rev'), 'fleet-x')" >/dev/null
+for n in $(seq 50); do
+    [ "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'fleet-only.test'")" = other ] && break
+    sleep 0.1
+done
+assert_eq "A: still pulls while its push is refused" other \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'fleet-only.test'")"
+assert_no_log "A: the link did not go down" "$MARK" 'state: postgresql: down' mxg-a
+tb_psql "UPDATE mxguard_sts_policy SET id = 'fleetnew', body = $POL, fetched_at = extract(epoch FROM now())::bigint + 60, expires_at = extract(epoch FROM now())::bigint + 86400, rev = nextval('mxguard_sts_rev'), instance = 'fleet-x' WHERE domain = 'sts-enforce.test'" >/dev/null
+sleep 1.5 # A pulls that row and skips it: its own push of the domain is still queued
+tb_psql "DROP TRIGGER hold ON mxguard_sts_policy" >/dev/null
+for n in $(seq 50); do
+    [ "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'sts-enforce.test'")" = fleetnew ] && break
+    sleep 0.1
+done
+assert_eq "A: took the fleet's newer row once its older push reached the database" fleetnew \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'sts-enforce.test'")"
+assert_eq "the database kept the newer row" "fleetnew|fleet-x" \
+    "$(tb_psql "SELECT id, instance FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")"
+
+# ---- 9. a database that accepts the connection but stops answering (a lock the test holds
+# 4 s) marks the link down after three sync intervals, not when the query returns
+MARK=$(tb_log_mark mxg-a)
+tb_psql "BEGIN; LOCK TABLE mxguard_sts_policy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT" >/dev/null &
+LOCKER=$!
+for n in $(seq 30); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: down' && break
+    sleep 0.1
+done
+assert_log "A: a sync that hangs marks the link down" "$MARK" \
+    'warning state: postgresql: down: the database has not answered for [0-9]+ ms' mxg-a
+scrape hung
+assert_eq "metrics: mxguard_state_up 0 while the sync hangs" 0 "$(metric hung mxguard_state_up)"
+wait "$LOCKER"
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-a | grep -q 'state: postgresql: up' && break
+    sleep 0.1
+done
+assert_log "A: up again once the database answers" "$MARK" 'notice state: postgresql: up' mxg-a
 
 # ---- 7. no password in any log
 for f in mxg-a mxg-b pg; do
