@@ -1063,12 +1063,13 @@ static void days_fn(void *arg, const char *day, const char *domain)
 static void sched_done(void *arg, const struct mxg_rpt_send_stats *st)
 {
     (void)arg;
-    if (st->sent || st->retry || st->gave_up || st->skipped || st->errors || st->dns_fail)
+    if (st->sent || st->retry || st->gave_up || st->skipped || st->errors || st->dns_fail ||
+        st->fleet)
         LOG_I(RPT_COMP,
               "delivery round: %d domains, sent %d, retry %d, gave up %d, skipped %d, "
-              "no TXT %d, DNS failures %d, errors %d",
+              "no TXT %d, DNS failures %d, errors %d, left to the fleet %d",
               st->domains, st->sent, st->retry, st->gave_up, st->skipped, st->no_txt,
-              st->dns_fail, st->errors);
+              st->dns_fail, st->errors, st->fleet);
 }
 
 static void due_fn(void *arg, const struct mxg_rpt_delivery *d)

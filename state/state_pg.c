@@ -62,9 +62,14 @@ struct donemark {
  * lease then expires and another instance resends with the same report-id). */
 #define PG_DONES_MAX 10000
 
-/* One claim on the thread pool (its own connection; state.h report sending). */
+/* One claim on the thread pool (its own connection; state.h report sending). Claims run
+ * one at a time (a FIFO), so that a database that does not answer holds at most one
+ * thread-pool thread for its connect timeout; while the syncs find the database down (or
+ * of another schema), claims answer "not claimed" without connecting. */
 struct claim_job {
     uv_work_t req;
+    struct claim_job *next;      /* the FIFO of waiting claims */
+    int skip;                    /* answer at once: closing, or the database is down */
     struct pg_impl *pg;
     mxg_state_claim_cb cb;
     void *arg;
@@ -130,7 +135,9 @@ struct pg_impl {
     int64_t list_ts;        /* the newest list timestamp published or pulled */
     struct donemark *dones; /* claim done marks waiting for the database */
     size_t n_dones;
-    int claims;             /* claim jobs on the thread pool */
+    int claims;             /* claim jobs queued or on the thread pool */
+    struct claim_job *claim_q; /* claims waiting for the one running */
+    int claim_running;
     int closing;
 };
 
@@ -856,7 +863,10 @@ static void claim_work(uv_work_t *req)
     struct claim_job *c = req->data;
     struct mxg_state *st = c->pg->st;
     int from = 0;
-    PGconn *conn = mxg_state_pg_connect(st->conninfo, st->password, c->err, sizeof c->err);
+    PGconn *conn;
+    if (c->skip)
+        return;
+    conn = mxg_state_pg_connect(st->conninfo, st->password, c->err, sizeof c->err);
     if (!conn)
         return;
     if (mxg_state_pg_schema(conn, 0, &from, c->err, sizeof c->err) >= 0 &&
@@ -877,12 +887,36 @@ static void claim_free(struct claim_job *c)
     free(c);
 }
 
+static void claim_done_cb(uv_work_t *req, int status);
+
+/* Starts the next waiting claim unless one runs. */
+static void claim_next(struct pg_impl *pg)
+{
+    struct claim_job *c = pg->claim_q;
+    const struct mxg_state_status *s = &pg->st->status;
+    if (pg->claim_running || !c)
+        return;
+    pg->claim_q = c->next;
+    pg->claim_running = 1;
+    if (pg->closing) {
+        c->skip = 1;
+        snprintf(c->err, sizeof c->err, "closed");
+    } else if (s->link == MXG_STATE_DOWN || s->link == MXG_STATE_SCHEMA) {
+        c->skip = 1;
+        snprintf(c->err, sizeof c->err, "postgresql %s: %s", mxg_state_link_name(s->link),
+                 s->error);
+    }
+    if (uv_queue_work(pg->st->loop, &c->req, claim_work, claim_done_cb) != 0)
+        claim_done_cb(&c->req, UV_EINVAL); /* not on the pool: answered now (never happens) */
+}
+
 /* The loop side of a claim: the callback, exactly once (ok 0 once the module closed). */
 static void claim_done_cb(uv_work_t *req, int status)
 {
     struct claim_job *c = req->data;
     struct pg_impl *pg = c->pg;
     pg->claims--;
+    pg->claim_running = 0;
     if (status != 0) {
         c->ok = 0;
         snprintf(c->err, sizeof c->err, "claim cancelled");
@@ -897,10 +931,11 @@ static void claim_done_cb(uv_work_t *req, int status)
         c->cb(c->arg, &r);
     }
     claim_free(c);
+    claim_next(pg);
     maybe_free(pg);
 }
 
-/* Starts a claim on the thread pool. */
+/* Queues a claim for the thread pool. */
 static int pg_rpt_claim(struct mxg_state *st, const char *day, const char *domain,
                         const char *const *ruas, int n, const char *report_id, uint64_t lease_s,
                         mxg_state_claim_cb cb, void *arg)
@@ -928,11 +963,14 @@ static int pg_rpt_claim(struct mxg_state *st, const char *day, const char *domai
             claim_free(c);
             return -1;
         }
-    if (uv_queue_work(st->loop, &c->req, claim_work, claim_done_cb) != 0) {
-        claim_free(c);
-        return -1;
+    {
+        struct claim_job **tail = &pg->claim_q;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = c;
     }
     pg->claims++;
+    claim_next(pg);
     return 0;
 }
 
