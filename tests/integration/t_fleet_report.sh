@@ -9,7 +9,8 @@
 # fleet's summed counts and one report-id per domain, the database's. Takeover: the
 # collector holds the first POST of rpt-hold.test's report; the instance holding its claim is
 # killed with SIGKILL inside that attempt; after its lease (state.report_lease = 5s) another
-# instance sends the report, with the same report-id. Nothing is sent twice.
+# instance sends the report, with the same report-id. Nothing is sent twice. While the
+# database is down (when the reports first come due) nothing is sent at all.
 # Addresses: A 127.0.70.1, B .3, C .4 (port 10025); collector .63:8443; PostgreSQL .70.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -99,8 +100,18 @@ for m in a b c; do
     sqlite3 "$TB/state-$m/tlsrpt.db" "UPDATE policy SET day = '$Y' WHERE day = '$DAY'" || tb_die "sqlite3"
 done
 tb_psql "UPDATE mxguard_rpt_policy SET day = '$Y' WHERE day = '$DAY'" >/dev/null
-T0=$(date +%s%N)
+
+# ---- 2b. the database is down when the day's reports are due: nothing is sent
+tb_stop_pg
 start_all 2
+wait_for 15 grep -q "report $Y rpt-fleet\.test: shared state unreachable" "$TB/mxg-a2.log"
+sleep 1
+assert_log "A: rpt-fleet.test's report waits for the database" 0 \
+    "report $Y rpt-fleet\.test: shared state unreachable \(.*\): not sent, looked at again in 5s" mxg-a2
+assert_eq "database down: no POST" "" "$(cat "$COL/posts.log" "$COL/held.log" 2>/dev/null)"
+assert_file_count "$TB/spool/rpt-inbox" 0 "database down: no report mail"
+tb_start_pg
+T0=$(date +%s%N)
 
 # ---- 3. takeover: the claimant of rpt-hold.test's report dies inside its attempt
 wait_for 20 test -s "$COL/held.log" || tb_die "no POST of rpt-hold.test's report reached the collector"
@@ -116,7 +127,7 @@ assert_eq "the claimant is gone" 1 "$(tb_alive "mxg-${K#fleet-}2" && echo 0 || e
 n_posts() { grep -c "^$1 " "$COL/posts.log" 2>/dev/null; }
 wait_for 30 is "n_posts hold" 1
 T1=$(date +%s%N)
-echo "# rpt-hold.test taken over $(((T1 - T0) / 1000000)) ms after the restart"
+echo "# rpt-hold.test taken over $(((T1 - T0) / 1000000)) ms after the database came back"
 wait_for 20 is "n_posts fleet; n_posts fleet2" "1
 1"
 wait_for 20 is "ls '$TB/spool/rpt-inbox' | grep -c '\.eml$'" 2
