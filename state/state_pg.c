@@ -903,8 +903,8 @@ static void claim_next(struct pg_impl *pg)
         snprintf(c->err, sizeof c->err, "closed");
     } else if (s->link == MXG_STATE_DOWN || s->link == MXG_STATE_SCHEMA) {
         c->skip = 1;
-        snprintf(c->err, sizeof c->err, "postgresql %s: %s", mxg_state_link_name(s->link),
-                 s->error);
+        snprintf(c->err, sizeof c->err, "postgresql %s: %s",
+                 s->link == MXG_STATE_SCHEMA ? "schema" : "down", s->error);
     }
     if (uv_queue_work(pg->st->loop, &c->req, claim_work, claim_done_cb) != 0)
         claim_done_cb(&c->req, UV_EINVAL); /* not on the pool: answered now (never happens) */
