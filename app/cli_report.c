@@ -140,6 +140,11 @@ int mxg_cli_report(int argc, char **argv)
         struct send_wait w = {0};
         if (!app->rpt_sender) {
             fprintf(stderr, "mxguard: tlsrpt.send_reports = false\n");
+        } else if (app->cfg.state_backend == MXG_STATE_POSTGRESQL) {
+            /* this process holds no claim: it would send this instance's part alone */
+            fprintf(stderr, "mxguard: state.backend = \"postgresql\": a fleet's reports are "
+                            "sent by its running instances, one per report (state.report_lease)"
+                            "\n");
         } else if (mxg_rpt_send_day(app->rpt_sender, argv[1], on_sent, &w) == 0) {
             while (!w.done && uv_run(&app->loop, UV_RUN_ONCE))
                 ;

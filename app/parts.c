@@ -295,6 +295,68 @@ static void rpt_done(void *arg, const char *id)
                        "by its id)", id);
 }
 
+/* The fleet gate's claim (report/'s mxg_rpt_gate, state/'s claim): the answer converted. */
+struct gate_claim {
+    mxg_rpt_claim_cb cb;   /* NULL: cancelled by report/ (the answer is dropped) */
+    void *arg;
+};
+
+/* mxg_state claim callback: hands the answer to report/ in its own terms. */
+static void gate_claimed(void *arg, const struct mxg_state_claim *c)
+{
+    struct gate_claim *g = arg;
+    enum mxg_rpt_claim_res res[64];
+    int n = c->n < 64 ? c->n : 64;
+    for (int i = 0; i < n; i++)
+        res[i] = c->res[i] == MXG_STATE_CLAIM_MINE      ? MXG_RPT_CLAIM_MINE
+                 : c->res[i] == MXG_STATE_CLAIM_SENT    ? MXG_RPT_CLAIM_SENT
+                 : c->res[i] == MXG_STATE_CLAIM_GAVE_UP ? MXG_RPT_CLAIM_GAVE_UP
+                                                        : MXG_RPT_CLAIM_HELD;
+    struct mxg_rpt_claim rc = {c->ok, c->err, c->report_id, c->payload, res, c->lease_left, n};
+    mxg_rpt_claim_cb cb = g->cb;
+    void *cbarg = g->arg;
+    free(g);
+    if (cb)
+        cb(cbarg, &rc);
+}
+
+/* mxg_rpt_gate claim(): a claim in the shared state (the handle is state/'s). */
+static int gate_claim(void *ctx, const char *day, const char *domain, const char *const *ruas,
+                      int n, const char *report_id, mxg_rpt_claim_cb cb, void *arg,
+                      void **handle)
+{
+    struct app *app = ctx;
+    struct gate_claim *g = malloc(sizeof *g);
+    if (!g || n > 64) {
+        free(g);
+        return -1;
+    }
+    g->cb = cb, g->arg = arg;
+    if (mxg_state_rpt_claim(app->state, day, domain, ruas, n, report_id,
+                            app->cfg.state_report_lease_ms / 1000, gate_claimed, g) < 0) {
+        free(g);
+        return -1;
+    }
+    *handle = g;
+    return 0;
+}
+
+/* mxg_rpt_gate cancel(): state/ still answers once (then the context is freed), report/
+ * hears nothing. */
+static void gate_cancel(void *ctx, void *handle)
+{
+    (void)ctx;
+    ((struct gate_claim *)handle)->cb = NULL;
+}
+
+/* mxg_rpt_gate done(): the fleet sends this rua no more. */
+static void gate_done(void *ctx, const char *day, const char *domain, const char *rua,
+                      int gave_up)
+{
+    struct app *app = ctx;
+    mxg_state_rpt_claim_done(app->state, day, domain, rua, gave_up);
+}
+
 /* Contract: app.h. */
 int app_open_state(struct app *app, char *err, size_t errlen)
 {
@@ -323,6 +385,11 @@ int app_open_state(struct app *app, char *err, size_t errlen)
         }
         mxg_state_set_rpt_io(app->state, &io);
     }
+    if (app->rpt_sender) { /* one instance of the fleet sends each report */
+        struct mxg_rpt_gate g = {gate_claim, gate_cancel, gate_done,
+                                 app->cfg.state_report_lease_ms / 1000, app};
+        mxg_rpt_sender_set_gate(app->rpt_sender, &g);
+    }
     return 0;
 }
 
@@ -345,11 +412,11 @@ void app_close_parts(struct app *app)
         mxg_sts_set_stored_cb(app->sts, NULL, NULL);
     if (app->stlist)
         mxg_stlist_store_set_accepted_cb(app->stlist, NULL, NULL);
-    mxg_state_close(app->state); /* no sink call after this; work in flight is discarded */
-    app->state = NULL;
-    if (app->rpt_sender)
+    if (app->rpt_sender) /* before the state: it cancels its claims there */
         mxg_rpt_sender_free(app->rpt_sender);
     app->rpt_sender = NULL;
+    mxg_state_close(app->state); /* no sink call after this; work in flight is discarded */
+    app->state = NULL;
     mxg_report_mailer_free(app->rpt_mailer); /* after the sender: it held handles */
     app->rpt_mailer = NULL;
     mxg_rpt_dkim_free(app->rpt_dkim);

@@ -1071,6 +1071,7 @@ static const struct key keys[] = {
     DURATION("state", "sync_interval", state_sync_ms, "5s", 100, T_MAX),
     BOOL("state", "migrate_at_startup", state_migrate, "true"),
     STRING("state", "instance_name", state_instance, "", check_instance_name),
+    DURATION("state", "report_lease", state_report_lease_ms, "10m", 1000, T_MAX),
 
     STRING("policy_list", "file", list_file, "", NULL),
     STRING("policy_list", "url", list_url, "", check_https_url),
@@ -1635,6 +1636,11 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
     if (cfg->state_backend == MXG_STATE_POSTGRESQL && !cfg->state_pg[0])
         return say(err, errlen, "%s: state.postgresql: required with state.backend = "
                                 "\"postgresql\"", src);
+    if (cfg->state_backend == MXG_STATE_POSTGRESQL &&
+        cfg->state_report_lease_ms <= cfg->sts_fetch_timeout_ms)
+        return say(err, errlen, "%s: state.report_lease: must be longer than "
+                                "mta_sts.fetch_timeout (a report POST's time limit), or a "
+                                "sender still sending loses its claim", src);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);

@@ -183,6 +183,7 @@ struct mxg_config {
     uint64_t state_sync_ms;                     /* state.sync_interval: pull/push period */
     int state_migrate;                          /* state.migrate_at_startup (bool) */
     char state_instance[MXG_CFG_NAME_MAX];      /* state.instance_name: "" = the host name */
+    uint64_t state_report_lease_ms;             /* state.report_lease: a report claim's lease */
 
     /* policy_list (STARTTLS Everywhere format, docs/ARCHITECTURE.md §Policy list) */
     char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */

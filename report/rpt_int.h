@@ -10,6 +10,8 @@
  *  - rpt_query.c:    days with data and purge (loop thread, via rpt_db()).
  *  - rpt_outbox.c:   a fleet's outbox of batches (tlsrpt.h "fleet outbox").
  *  - rpt_json.c:     the RFC 8460 report and its report-id.
+ *  - rpt_fleet.c:    a fleet's report: built from the shared counters with the fleet's
+ *                    report-id (the sender's gate, tlsrpt.h).
  *  - rpt_gzip.c:     gzip.
  *  - rpt_delivery.c: the delivery state table.
  *  - rpt_txt.c:      the _smtp._tls TXT record.
@@ -134,6 +136,22 @@ struct mxg_rpt {
  * write in flight first, so the connection is never used by two threads.
  * NULL once closed. */
 sqlite3 *rpt_db(struct mxg_rpt *r);
+
+/* ------------------------------------------------------------ rpt_json.c */
+
+/* The stored report-id of (day, domain) in db (normalised strings), created if there is
+ * none. 0 or MXG_RPT_EDB (err set). */
+int rpt_report_id(sqlite3 *db, const char *day, const char *domain, const char *submitter,
+                  char id[MXG_RPT_REPORT_ID_MAX], char *err, size_t errlen);
+
+/* ------------------------------------------------------------ rpt_fleet.c */
+
+/* The RFC 8460 report of (day, domain) built from a fleet's counters (payload: the outbox
+ * JSON format) with report_id, through a temporary view file next to r's file (removed
+ * again). *json_out malloc'd. 0 or a negative mxg_rpt_err with err. Loop thread. */
+int rpt_fleet_report_json(struct mxg_rpt *r, const char *payload, const char *day,
+                          const char *domain, const struct mxg_rpt_org *org,
+                          const char *report_id, char **json_out, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ rpt_names.c */
 

@@ -134,7 +134,7 @@ static void make_report_id(const char *day, const char *domain, const char *subm
 
 /* The stored report-id of (day, domain), created if there is none.
  * 0 or MXG_RPT_EDB (err set). */
-static int report_id(sqlite3 *db, const char *day, const char *domain, const char *submitter,
+int rpt_report_id(sqlite3 *db, const char *day, const char *domain, const char *submitter,
                      char id[MXG_RPT_REPORT_ID_MAX], char *err, size_t errlen)
 {
     sqlite3_stmt *sel = NULL, *ins = NULL;
@@ -349,7 +349,7 @@ int mxg_rpt_report_json(struct mxg_rpt *r, const char *day, const char *domain,
         rc = MXG_RPT_ENODATA;
         goto out;
     }
-    if ((rc = report_id(db, day, dom, org->submitter, id, err, errlen)) != 0)
+    if ((rc = rpt_report_id(db, day, dom, org->submitter, id, err, errlen)) != 0)
         goto out;
 
     snprintf(start, sizeof start, "%sT00:00:00Z", day);

@@ -65,6 +65,7 @@ struct job {
     char day[MXG_RPT_DAY_LEN + 1];
     char domain[MXG_RPT_DOMAIN_MAX];
     void *txtq;                 /* TXT lookup in flight */
+    void *claimq;               /* fleet claim in flight (the gate) */
     char *gz;                   /* the gzipped report, built once */
     size_t gzlen;
     char report_id[MXG_RPT_REPORT_ID_MAX];
@@ -113,6 +114,7 @@ struct mxg_rpt_sender {
     struct mxg_rpt_dkim *dkim;    /* borrowed */
     char *mail_from;              /* NULL: the default at the submitter */
     struct mxg_metrics *metrics;  /* borrowed; NULL: not counted */
+    struct mxg_rpt_gate gate;     /* claim == NULL: no fleet, this instance sends alone */
     struct mxg_rpt_resolver res;
     struct op *ops;
     struct plan *plans;
@@ -261,6 +263,8 @@ static void job_free(struct mxg_rpt_sender *s, struct job *j)
 {
     if (j->txtq)
         s->res.cancel(s->res.ctx, j->txtq);
+    if (j->claimq)
+        s->gate.cancel(s->gate.ctx, j->claimq);
     while (j->posts) {
         struct post *p = j->posts;
         j->posts = p->next;
@@ -361,6 +365,8 @@ static void post_result(struct post *p, int ok, int permanent, const char *why)
         LOG_E(RPT_COMP, "report %s %s to %s: delivery row not updated: %s", j->day, j->domain,
               p->rua, mxg_rpt_strerror(rc));
     }
+    if (s->gate.claim && d.status != MXG_RPT_PENDING) /* the fleet sends it no more */
+        s->gate.done(s->gate.ctx, j->day, j->domain, p->rua, d.status == MXG_RPT_GAVE_UP);
 }
 
 static void on_post(void *arg, const struct mxg_https_result *res)
@@ -532,6 +538,9 @@ static void set_row(struct mxg_rpt_sender *s, const struct job *j, const char *r
         j->op->st.errors++;
 }
 
+static void job_start(struct job *j, int rc, char *json, const char *err);
+static void job_claim(struct job *j);
+
 /* Registers the rows of ruas[0..n) and starts a POST for each pending
  * https one. Synchronous part only; the job is done when the last POST
  * is over (or now, through the caller's job_step_done). */
@@ -608,12 +617,24 @@ static void job_ruas(struct job *j, const char ruas[][MXG_RPT_RUA_MAX], int n)
     free(status);
     if (j->posts == NULL)
         return;
-
-    /* One report, one gzip, for every rua. */
+    if (s->gate.claim) {
+        job_claim(j);
+        return;
+    }
     char err[256] = "", *json = NULL;
     struct mxg_rpt_org org = { s->org_name, s->org_contact, s->org_submitter };
     int rc = mxg_rpt_report_json(s->r, j->day, j->domain, &org, &json, j->report_id, err,
                                  sizeof err);
+    job_start(j, rc, json, err);
+}
+
+/* Gzips the built report (rc 0: json, freed here) and starts every post of the job; a
+ * report that was not built (rc < 0, err) leaves the rows pending (no attempt counted). */
+static void job_start(struct job *j, int rc, char *json, const char *err)
+{
+    struct op *o = j->op;
+    struct mxg_rpt_sender *s = o->s;
+    /* One report, one gzip, for every rua. */
     if (rc == 0) {
         rc = mxg_rpt_gzip(json, strlen(json), &j->gz, &j->gzlen);
         free(json);
@@ -643,6 +664,135 @@ static void job_ruas(struct job *j, const char ruas[][MXG_RPT_RUA_MAX], int n)
             j->outstanding--;
         }
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fleet gate                                                               */
+
+/* Leaves p's row pending for the fleet: looked at again after delay_s, no attempt counted. */
+static void post_defer(struct post *p, int64_t delay_s, const char *why)
+{
+    struct job *j = p->job;
+    struct mxg_rpt_delivery d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.day, sizeof d.day, "%s", j->day);
+    snprintf(d.domain, sizeof d.domain, "%s", j->domain);
+    snprintf(d.rua, sizeof d.rua, "%s", p->rua);
+    d.attempts = p->attempts;
+    d.status = MXG_RPT_PENDING;
+    d.next_attempt_at = now_s() + delay_s;
+    snprintf(d.last_error, sizeof d.last_error, "%s", why);
+    if (mxg_rpt_delivery_update(j->op->s->r, &d) != 0)
+        j->op->st.errors++;
+    j->op->st.fleet++;
+}
+
+/* The fleet's answer: keep the posts this instance sends, settle or defer the others, and
+ * send the fleet's report under the fleet's report-id. */
+static void on_claim(void *arg, const struct mxg_rpt_claim *c)
+{
+    struct job *j = arg;
+    struct op *o = j->op;
+    struct mxg_rpt_sender *s = o->s;
+    struct post **pp = &j->posts;
+    int i = 0;
+    j->claimq = NULL;
+    if (!c->ok)
+        LOG_N(RPT_COMP, "report %s %s: shared state unreachable (%s): not sent, looked at "
+                        "again in %llus (a fleet sends each report once)",
+              j->day, j->domain, c->why, (unsigned long long)s->gate.retry_s);
+    while (*pp) {
+        struct post *p = *pp;
+        enum mxg_rpt_claim_res res = c->ok && i < c->n ? c->res[i] : MXG_RPT_CLAIM_HELD;
+        int64_t left = c->ok && i < c->n ? c->lease_left[i] + 1 : (int64_t)s->gate.retry_s;
+        i++;
+        if (res == MXG_RPT_CLAIM_MINE) {
+            pp = &p->next;
+            continue;
+        }
+        if (res == MXG_RPT_CLAIM_HELD) {
+            post_defer(p, left, c->ok ? "held by another instance of the fleet"
+                                      : "shared state unreachable");
+            if (c->ok)
+                LOG_I(RPT_COMP, "report %s %s to %s: another instance of the fleet sends it "
+                                "(its lease runs %llds more)",
+                      j->day, j->domain, p->rua, (long long)(left - 1));
+        } else {
+            int sent = res == MXG_RPT_CLAIM_SENT;
+            set_row(s, j, p->rua, sent ? MXG_RPT_SENT : MXG_RPT_GAVE_UP, p->attempts,
+                    sent ? "sent by the fleet" : "given up by the fleet");
+            LOG_I(RPT_COMP, "report %s %s to %s: %s by another instance of the fleet", j->day,
+                  j->domain, p->rua, sent ? "sent" : "given up");
+            o->st.fleet++;
+        }
+        *pp = p->next;
+        free(p);
+    }
+    if (j->posts) {
+        char err[256] = "", *json = NULL;
+        struct mxg_rpt_org org = { s->org_name, s->org_contact, s->org_submitter };
+        int rc = rpt_fleet_report_json(s->r, c->payload, j->day, j->domain, &org, c->report_id,
+                                       &json, err, sizeof err);
+        snprintf(j->report_id, sizeof j->report_id, "%s", c->report_id);
+        if (rc == 0)
+            LOG_I(RPT_COMP, "report %s %s: claimed in the fleet, report-id %s", j->day,
+                  j->domain, j->report_id);
+        job_start(j, rc, json, err);
+    }
+    job_step_done(j);
+}
+
+/* Asks the fleet for the job's posts (counts as one outstanding step of the job). */
+static void job_claim(struct job *j)
+{
+    struct mxg_rpt_sender *s = j->op->s;
+    const char *ruas[16];
+    const char **list = ruas;
+    char id[MXG_RPT_REPORT_ID_MAX], err[256] = "";
+    sqlite3 *db = rpt_db(s->r);
+    int n = 0, cap = 16;
+    for (struct post *p = j->posts; p; p = p->next)
+        n++;
+    if (n > cap && !(list = malloc((size_t)n * sizeof *list)))
+        list = NULL;
+    if (!list || !db ||
+        rpt_report_id(db, j->day, j->domain, s->org_submitter, id, err, sizeof err) != 0) {
+        LOG_E(RPT_COMP, "report %s %s: no report-id to propose to the fleet: %s", j->day,
+              j->domain, err);
+        j->op->st.errors++;
+        while (j->posts) { /* rows stay pending: tried again later */
+            struct post *p = j->posts;
+            j->posts = p->next;
+            free(p);
+        }
+        if (list != ruas)
+            free((void *)list);
+        return;
+    }
+    n = 0;
+    for (struct post *p = j->posts; p; p = p->next)
+        list[n++] = p->rua;
+    j->outstanding++;
+    if (s->gate.claim(s->gate.ctx, j->day, j->domain, list, n, id, on_claim, j, &j->claimq) !=
+        0) {
+        struct mxg_rpt_claim c = { 0, "the claim could not be started", NULL, NULL, NULL, NULL,
+                                   0 };
+        j->claimq = NULL;
+        on_claim(j, &c); /* defers every post; ends the step */
+    }
+    if (list != ruas)
+        free((void *)list);
+}
+
+void mxg_rpt_sender_set_gate(struct mxg_rpt_sender *s, const struct mxg_rpt_gate *g)
+{
+    if (!s)
+        return;
+    memset(&s->gate, 0, sizeof s->gate);
+    if (g && g->claim && g->cancel && g->done)
+        s->gate = *g;
+    if (s->gate.claim && s->gate.retry_s == 0)
+        s->gate.retry_s = 60;
 }
 
 static void on_txt(void *arg, const struct mxg_txt_result *res)
@@ -913,12 +1063,13 @@ static void days_fn(void *arg, const char *day, const char *domain)
 static void sched_done(void *arg, const struct mxg_rpt_send_stats *st)
 {
     (void)arg;
-    if (st->sent || st->retry || st->gave_up || st->skipped || st->errors || st->dns_fail)
+    if (st->sent || st->retry || st->gave_up || st->skipped || st->errors || st->dns_fail ||
+        st->fleet)
         LOG_I(RPT_COMP,
               "delivery round: %d domains, sent %d, retry %d, gave up %d, skipped %d, "
-              "no TXT %d, DNS failures %d, errors %d",
+              "no TXT %d, DNS failures %d, errors %d, left to the fleet %d",
               st->domains, st->sent, st->retry, st->gave_up, st->skipped, st->no_txt,
-              st->dns_fail, st->errors);
+              st->dns_fail, st->errors, st->fleet);
 }
 
 static void due_fn(void *arg, const struct mxg_rpt_delivery *d)

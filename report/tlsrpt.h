@@ -360,6 +360,8 @@ struct mxg_rpt_send_stats {
     int gave_up;  /* failed, max attempts reached */
     int skipped;  /* mailto: without DKIM key / mailer, or an unusable URI */
     int already;  /* row was already sent / gave-up */
+    int fleet;    /* left to the fleet: another instance holds, sent or gave up on it, or
+                     the shared store could not be reached (the gate) */
 };
 typedef void (*mxg_rpt_send_cb)(void *arg, const struct mxg_rpt_send_stats *st);
 
@@ -409,6 +411,40 @@ int mxg_rpt_send_domain(struct mxg_rpt_sender *s, const char *day, const char *d
  * (check_interval_ms 0 or started twice). */
 int mxg_rpt_sender_start(struct mxg_rpt_sender *s, uint64_t check_interval_ms,
                          uint64_t max_random_delay_ms);
+
+/* Fleet gate (report/rpt_send.c, rpt_fleet.c; docs/ARCHITECTURE.md §Shared state): with
+ * a gate set, the sender sends nothing a fleet's claim did not give it. Before a (day,
+ * domain)'s pending ruas get an attempt, claim() is asked for them (asynchronously, with
+ * this instance's report-id as the proposal); the answer says, per rua, whether this
+ * instance sends it now (MINE), another holds it (HELD: the row stays pending and is looked
+ * at again after lease_left + 1 s, no attempt counted: a takeover once the lease has run
+ * out), or the fleet already sent / gave up on it (the row is closed as sent / gave-up,
+ * last_error "by the fleet"). MINE ruas get the report built from the fleet's counters
+ * (payload, the outbox JSON format) under the claim's report-id. A claim that cannot reach
+ * the shared store (ok 0) sends nothing: the rows stay pending, looked at again after
+ * retry_s, no attempt counted. After each MINE attempt that ends the row (sent, gave-up),
+ * done() is called. cancel(handle) before cb guarantees cb never runs. */
+enum mxg_rpt_claim_res { MXG_RPT_CLAIM_MINE = 0, MXG_RPT_CLAIM_HELD, MXG_RPT_CLAIM_SENT,
+                         MXG_RPT_CLAIM_GAVE_UP };
+struct mxg_rpt_claim {
+    int ok;                               /* 0: the shared store did not answer (why) */
+    const char *why;
+    const char *report_id, *payload;      /* ok: the fleet's report-id and counters */
+    const enum mxg_rpt_claim_res *res;    /* ok: per rua, in the order asked */
+    const int64_t *lease_left;            /* ok: per rua, seconds (HELD) */
+    int n;
+};
+typedef void (*mxg_rpt_claim_cb)(void *arg, const struct mxg_rpt_claim *c);
+struct mxg_rpt_gate {
+    int (*claim)(void *ctx, const char *day, const char *domain, const char *const *ruas, int n,
+                 const char *report_id, mxg_rpt_claim_cb cb, void *arg, void **handle);
+    void (*cancel)(void *ctx, void *handle);
+    void (*done)(void *ctx, const char *day, const char *domain, const char *rua, int gave_up);
+    uint64_t retry_s;                     /* shared store unreachable: look again after */
+    void *ctx;
+};
+/* Sets the gate (copied; NULL or no claim: none, each instance sends its own reports). */
+void mxg_rpt_sender_set_gate(struct mxg_rpt_sender *s, const struct mxg_rpt_gate *g);
 
 /* ================================================================
  * END delivery over HTTPS

@@ -7,6 +7,10 @@
  * current. A database whose version is newer than this mxguard's is refused (an older
  * binary must not write rows it does not understand).
  *
+ * Version 4: TLSRPT report sending (state/pg_claim.c): one report-id per (day, domain)
+ * (mxguard_rpt_report, the first claimant's) and one claim row per (day, domain, rua): the
+ * instance that sends it, its lease, and whether it was sent (or given up) by the fleet.
+ *
  * Version 3: the newest verified policy list (one row; members verify it themselves).
  *
  * Version 2: the TLSRPT counters of the fleet (mxguard_rpt_policy, mxguard_rpt_failure;
@@ -62,6 +66,20 @@ static const char *const migrations[MXG_STATE_PG_SCHEMA] = {
     " json bytea NOT NULL,"
     " sig bytea NOT NULL,"
     " instance text NOT NULL);",
+    /* 3 -> 4 */
+    "CREATE TABLE mxguard_rpt_report ("
+    " day text NOT NULL, domain text NOT NULL,"
+    " report_id text NOT NULL,"
+    " PRIMARY KEY (day, domain));"
+    "CREATE TABLE mxguard_rpt_claim ("
+    " day text NOT NULL, domain text NOT NULL, rua text NOT NULL,"
+    " report_id text NOT NULL,"
+    " instance text NOT NULL,"
+    " lease_until timestamptz NOT NULL,"
+    " status text NOT NULL DEFAULT 'claimed' CHECK (status IN ('claimed', 'sent', 'gave-up')),"
+    " claims integer NOT NULL DEFAULT 1,"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (day, domain, rua));",
 };
 
 /* Runs sql (no parameters); 0 if it returned status ok, else -1 with err. */

@@ -241,3 +241,22 @@ int mxg_state_probe(const struct mxg_state_opts *opts, struct mxg_state_status *
     free(st);
     return rc;
 }
+
+/* Contract: state.h. */
+int mxg_state_rpt_claim(struct mxg_state *st, const char *day, const char *domain,
+                        const char *const *ruas, int n, const char *report_id, uint64_t lease_s,
+                        mxg_state_claim_cb cb, void *arg)
+{
+    if (!st || !st->be->rpt_claim || !day || !domain || !ruas || n < 1 || !report_id || !cb)
+        return -1;
+    return st->be->rpt_claim(st, day, domain, ruas, n, report_id, lease_s, cb, arg);
+}
+
+/* Contract: state.h. */
+int mxg_state_rpt_claim_done(struct mxg_state *st, const char *day, const char *domain,
+                             const char *rua, int gave_up)
+{
+    if (!st || !st->be->rpt_claim_done || !day || !domain || !rua)
+        return -1;
+    return st->be->rpt_claim_done(st, day, domain, rua, gave_up);
+}

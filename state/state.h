@@ -113,6 +113,46 @@ struct mxg_state_list {
 /* Called on the loop with a list newer than any this instance published or pulled. */
 typedef void (*mxg_state_list_sink)(void *arg, const struct mxg_state_list *l);
 
+/* TLSRPT report sending in a fleet (state/pg_claim.c; docs/ARCHITECTURE.md §Shared state):
+ * one sender at a time for each (day, policy domain, rua). A claim takes, in one transaction,
+ * the (day, domain)'s report-id (the first claimant's proposal; every later claim, takeovers
+ * included, gets the same one) and, per rua, a lease of lease_s seconds unless another
+ * instance holds a live lease or the fleet already sent (or gave up on) it. The claimant
+ * also gets the fleet's counters of (day, domain) (outbox JSON, as mxg_state_rpt_dump), to
+ * build the report from. An instance may renew its own claim (its retry after a failure).
+ * claim_done marks a rua sent or given up (queued and pushed by the syncs until the database
+ * has it): no instance sends it again. A claimant that dies leaves a lease that expires:
+ * the next claim takes it over, with the same report-id. */
+enum mxg_state_claim_res {
+    MXG_STATE_CLAIM_MINE = 0, /* this instance sends it now */
+    MXG_STATE_CLAIM_HELD,     /* another instance holds a live lease (lease_left seconds) */
+    MXG_STATE_CLAIM_SENT,     /* the fleet sent it */
+    MXG_STATE_CLAIM_GAVE_UP,  /* the fleet gave up on it */
+};
+struct mxg_state_claim {
+    int ok;                   /* 1: the database answered; 0: nothing claimed (err says why) */
+    const char *err;
+    const char *report_id;    /* ok: the (day, domain)'s report-id */
+    const char *payload;      /* ok: the fleet's counters of (day, domain) */
+    const enum mxg_state_claim_res *res; /* ok: per rua */
+    const int64_t *lease_left;/* ok: per rua, seconds left of another's lease (HELD) */
+    int n;
+};
+/* Called exactly once on the loop (never from inside mxg_state_rpt_claim), also after
+ * mxg_state_close() (then with ok 0, "closed": the caller frees its arg there and must not
+ * use the module); c and its strings are valid during the call only. A caller that no
+ * longer wants the answer ignores it (a claim taken then runs out its lease). */
+typedef void (*mxg_state_claim_cb)(void *arg, const struct mxg_state_claim *c);
+/* Starts a claim on the thread pool (its own connection). 0, or -1 (the sqlite backend,
+ * bad arguments, out of memory; cb never runs). */
+int mxg_state_rpt_claim(struct mxg_state *st, const char *day, const char *domain,
+                        const char *const *ruas, int n, const char *report_id, uint64_t lease_s,
+                        mxg_state_claim_cb cb, void *arg);
+/* Marks this instance's claim of (day, domain, rua) sent (gave_up 0) or given up; queued
+ * (copied) and pushed by the syncs until the database has it. 0 or -1. */
+int mxg_state_rpt_claim_done(struct mxg_state *st, const char *day, const char *domain,
+                             const char *rua, int gave_up);
+
 /* The name table of enum mxg_state_link ("local", "connecting", "up", "down", "schema"). */
 const char *mxg_state_link_name(enum mxg_state_link l);
 

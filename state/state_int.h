@@ -16,7 +16,7 @@
 
 #define MXG_STATE_PASSWORD_MAX 1024
 /* The schema version this mxguard reads and writes (pg_schema.c). */
-#define MXG_STATE_PG_SCHEMA 3
+#define MXG_STATE_PG_SCHEMA 4
 
 struct mxg_state;
 
@@ -38,6 +38,12 @@ struct mxg_state_backend {
     /* Synchronous dump of the fleet's TLSRPT counters (one-shot command): 0 or -1. */
     int (*rpt_dump)(const struct mxg_state *st, const char *day, char **payload, char *err,
                     size_t errlen);
+    /* Report sending (state.h): a claim on the thread pool, a done mark. */
+    int (*rpt_claim)(struct mxg_state *st, const char *day, const char *domain,
+                     const char *const *ruas, int n, const char *report_id, uint64_t lease_s,
+                     mxg_state_claim_cb cb, void *arg);
+    int (*rpt_claim_done)(struct mxg_state *st, const char *day, const char *domain,
+                          const char *rua, int gave_up);
     /* Synchronous reachability check (one-shot command): 0 or -1, out filled. */
     int (*probe)(const struct mxg_state *st, struct mxg_state_status *out);
 };
@@ -78,5 +84,36 @@ void mxg_state_pg_error(PGconn *c, const PGresult *r, const char *what, char *er
  * migrate is set; otherwise only read the version. Returns the version in force (which is
  * MXG_STATE_PG_SCHEMA when usable), or -1 with err. *from gets the version found. */
 int mxg_state_pg_schema(PGconn *c, int migrate, int *from, char *err, size_t errlen);
+
+/* The fleet's TLSRPT counters as one JSON text in report/'s outbox format, for the rows of
+ * mxguard_rpt_policy p that WHERE (SQL text, may use parameters) selects. */
+#define MXG_STATE_PG_RPT_JSON(WHERE)                                                         \
+    "SELECT coalesce(jsonb_agg(jsonb_build_object('day', p.day, 'ptype', p.ptype,"            \
+    " 'domain', p.domain, 'pstring', p.pstring, 'mxhost', p.mxhost,"                          \
+    " 'ok', p.success, 'fail', p.failure, 'details', coalesce((SELECT"                        \
+    " jsonb_agg(jsonb_build_object('rtype', f.result_type, 'sip',"                            \
+    " f.sending_mta_ip, 'mxname', f.receiving_mx_hostname, 'helo',"                           \
+    " f.receiving_mx_helo, 'rip', f.receiving_ip, 'info',"                                    \
+    " f.additional_information, 'code', f.failure_reason_code, 'n', f.sessions))"             \
+    " FROM mxguard_rpt_failure f WHERE f.policy_key = p.key), '[]'::jsonb))),"                \
+    " '[]'::jsonb)::text FROM mxguard_rpt_policy p WHERE " WHERE
+
+/* pg_claim.c: one claim (state.h), worker side. In: day, domain, ruas[0..n), the proposed
+ * report_id, instance, lease_s. Out: report_id, payload (malloc'd), res[i], lease_left[i]. */
+struct mxg_state_pg_claim_io {
+    const char *day, *domain, *instance;
+    char **ruas;
+    int n;
+    uint64_t lease_s;
+    char report_id[128];           /* in: the proposal; out: the (day, domain)'s */
+    char *payload;
+    enum mxg_state_claim_res *res;
+    int64_t *lease_left;
+};
+/* Runs the claim in one transaction on c; 0 or -1 with err. */
+int mxg_state_pg_claim(PGconn *c, struct mxg_state_pg_claim_io *io, char *err, size_t errlen);
+/* Marks instance's claim of (day, domain, rua) "sent" or "gave-up"; 0 or -1 with err. */
+int mxg_state_pg_claim_done(PGconn *c, const char *day, const char *domain, const char *rua,
+                            const char *instance, int gave_up, char *err, size_t errlen);
 
 #endif

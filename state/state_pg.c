@@ -58,6 +58,33 @@ struct batch {
     int done;      /* committed (or the database had it already) */
 };
 
+/* A claim's done mark (report sending) waiting for the database. */
+struct donemark {
+    struct donemark *next;
+    char day[16], domain[MXG_STATE_NAME_MAX], rua[512];
+    int gave_up;
+};
+/* Done marks kept while the database cannot be reached (beyond: dropped, logged; the claim's
+ * lease then expires and another instance resends with the same report-id). */
+#define PG_DONES_MAX 10000
+
+/* One claim on the thread pool (its own connection; state.h report sending). Claims run
+ * one at a time (a FIFO), so that a database that does not answer holds at most one
+ * thread-pool thread for its connect timeout; while the syncs find the database down (or
+ * of another schema), claims answer "not claimed" without connecting. */
+struct claim_job {
+    uv_work_t req;
+    struct claim_job *next;      /* the FIFO of waiting claims */
+    int skip;                    /* answer at once: closing, or the database is down */
+    struct pg_impl *pg;
+    mxg_state_claim_cb cb;
+    void *arg;
+    struct mxg_state_pg_claim_io io;
+    char day[16], domain[MXG_STATE_NAME_MAX];
+    int ok;
+    char err[MXG_STATE_ERR_MAX];
+};
+
 /* A policy list as published or pulled (owned buffers). */
 struct listbuf {
     char *json, *sig;
@@ -86,6 +113,8 @@ struct pg_job {
     int64_t list_cursor;    /* pull a list newer than this */
     struct listbuf *list_pulled; /* out: a newer list, or NULL */
     int list_pushed;        /* out: list_push reached the database */
+    struct donemark *dones; /* claim done marks to push (owned by the job) */
+    size_t n_dones_ok;      /* out: the first n_dones_ok reached the database */
     struct batch *batches;  /* TLSRPT batches taken from the outbox */
     size_t n_batches, cap_batches;
     /* out */
@@ -111,6 +140,11 @@ struct pg_impl {
     int64_t cursor;         /* the highest rev pulled */
     struct listbuf *list_pending; /* the policy list waiting to be published */
     int64_t list_ts;        /* the newest list timestamp published or pulled */
+    struct donemark *dones; /* claim done marks waiting for the database */
+    size_t n_dones;
+    int claims;             /* claim jobs queued or on the thread pool */
+    struct claim_job *claim_q; /* claims waiting for the one running */
+    int claim_running;
     int closing;
 };
 
@@ -483,6 +517,12 @@ static void job_work(uv_work_t *req)
         j->batches[i].done = 1;
         j->n_batches_done++;
     }
+    for (const struct donemark *d = j->dones; d; d = d->next) {
+        if (mxg_state_pg_claim_done(pg->conn, d->day, d->domain, d->rua, pg->st->instance,
+                                    d->gave_up, j->err, sizeof j->err) < 0)
+            return;
+        j->n_dones_ok++;
+    }
     if (j->list_push && push_list(j) < 0)
         return;
     if (pull(j) < 0 || pull_list(j) < 0)
@@ -492,10 +532,21 @@ static void job_work(uv_work_t *req)
 
 /* ------------------------------------------------------------ loop side */
 
+/* Frees a list of done marks. */
+static void dones_free(struct donemark *d)
+{
+    while (d) {
+        struct donemark *n = d->next;
+        free(d);
+        d = n;
+    }
+}
+
 /* Frees a job and what it still holds. */
 static void job_free(struct pg_job *j)
 {
     pending_free(j->push);
+    dones_free(j->dones);
     for (size_t i = 0; i < j->n_rows; i++)
         free(j->rows[i].body);
     free(j->rows);
@@ -533,10 +584,11 @@ static void take_batch(void *arg, const char *id, const char *payload)
 static void maybe_free(struct pg_impl *pg)
 {
     struct mxg_state *st = pg->st;
-    if (!pg->closing || pg->running || pg->timer_open)
+    if (!pg->closing || pg->running || pg->timer_open || pg->claims)
         return;
     PQfinish(pg->conn);
     pending_free(pg->pending);
+    dones_free(pg->dones);
     listbuf_free(pg->list_pending);
     explicit_bzero(st->password, sizeof st->password);
     free(pg);
@@ -625,6 +677,26 @@ static void job_done(uv_work_t *req, int status)
         pg->conn = NULL;
     }
     requeue(pg, j);
+    {   /* done marks: the delivered prefix goes, the rest back in front of the queue */
+        struct donemark **tail = &j->dones, *rest;
+        size_t skip = j->n_dones_ok;
+        while (*tail && skip--) {
+            struct donemark *d = *tail;
+            *tail = d->next;
+            free(d);
+        }
+        rest = j->dones;
+        j->dones = NULL;
+        if (rest) {
+            struct donemark *last = rest;
+            size_t n = 1;
+            while (last->next)
+                last = last->next, n++;
+            last->next = pg->dones;
+            pg->dones = rest;
+            pg->n_dones += n;
+        }
+    }
     if (j->list_push) { /* published, or back in the queue unless a newer one waits */
         if (j->list_pushed) {
             if (j->list_push->timestamp > pg->list_ts)
@@ -673,8 +745,8 @@ static void job_done(uv_work_t *req, int status)
     }
     st->status.pending = pg->n_pending;
     set_link(pg, j);
-    if (j->ok && j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES) /* more to pull: soon */
-        uv_timer_start(&pg->timer, on_timer, PG_MORE_MS, st->sync_ms);
+    if (j->ok && (j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES || pg->dones))
+        uv_timer_start(&pg->timer, on_timer, PG_MORE_MS, st->sync_ms); /* more to do: soon */
     job_free(j);
 }
 
@@ -696,6 +768,9 @@ static void start_job(struct pg_impl *pg)
     j->list_push = pg->list_pending;
     pg->list_pending = NULL;
     j->list_cursor = pg->list_ts;
+    j->dones = pg->dones; /* in the order they were marked (appended) */
+    pg->dones = NULL;
+    pg->n_dones = 0;
     j->push = pg->pending; /* the job takes the queue; new pushes start a new one */
     pg->pending = NULL;
     pg->n_pending = 0;
@@ -843,6 +918,149 @@ static int pg_list_publish(struct mxg_state *st, const struct mxg_state_list *l)
     return 0;
 }
 
+/* The thread-pool side of a claim: its own connection, the schema check, the claim. */
+static void claim_work(uv_work_t *req)
+{
+    struct claim_job *c = req->data;
+    struct mxg_state *st = c->pg->st;
+    int from = 0;
+    PGconn *conn;
+    if (c->skip)
+        return;
+    conn = mxg_state_pg_connect(st->conninfo, st->password, c->err, sizeof c->err);
+    if (!conn)
+        return;
+    if (mxg_state_pg_schema(conn, 0, &from, c->err, sizeof c->err) >= 0 &&
+        mxg_state_pg_claim(conn, &c->io, c->err, sizeof c->err) == 0)
+        c->ok = 1;
+    PQfinish(conn);
+}
+
+/* Frees a claim job. */
+static void claim_free(struct claim_job *c)
+{
+    for (int i = 0; i < c->io.n; i++)
+        free(c->io.ruas[i]);
+    free(c->io.ruas);
+    free(c->io.res);
+    free(c->io.lease_left);
+    free(c->io.payload);
+    free(c);
+}
+
+static void claim_done_cb(uv_work_t *req, int status);
+
+/* Starts the next waiting claim unless one runs. */
+static void claim_next(struct pg_impl *pg)
+{
+    struct claim_job *c = pg->claim_q;
+    const struct mxg_state_status *s = &pg->st->status;
+    if (pg->claim_running || !c)
+        return;
+    pg->claim_q = c->next;
+    pg->claim_running = 1;
+    if (pg->closing) {
+        c->skip = 1;
+        snprintf(c->err, sizeof c->err, "closed");
+    } else if (s->link == MXG_STATE_DOWN || s->link == MXG_STATE_SCHEMA) {
+        c->skip = 1;
+        snprintf(c->err, sizeof c->err, "postgresql %s: %s",
+                 s->link == MXG_STATE_SCHEMA ? "schema" : "down", s->error);
+    }
+    if (uv_queue_work(pg->st->loop, &c->req, claim_work, claim_done_cb) != 0)
+        claim_done_cb(&c->req, UV_EINVAL); /* not on the pool: answered now (never happens) */
+}
+
+/* The loop side of a claim: the callback, exactly once (ok 0 once the module closed). */
+static void claim_done_cb(uv_work_t *req, int status)
+{
+    struct claim_job *c = req->data;
+    struct pg_impl *pg = c->pg;
+    pg->claims--;
+    pg->claim_running = 0;
+    if (status != 0) {
+        c->ok = 0;
+        snprintf(c->err, sizeof c->err, "claim cancelled");
+    }
+    if (pg->closing) {
+        c->ok = 0;
+        snprintf(c->err, sizeof c->err, "closed");
+    }
+    {
+        struct mxg_state_claim r = {c->ok, c->err, c->io.report_id, c->io.payload,
+                                    c->io.res, c->io.lease_left, c->io.n};
+        c->cb(c->arg, &r);
+    }
+    claim_free(c);
+    claim_next(pg);
+    maybe_free(pg);
+}
+
+/* Queues a claim for the thread pool. */
+static int pg_rpt_claim(struct mxg_state *st, const char *day, const char *domain,
+                        const char *const *ruas, int n, const char *report_id, uint64_t lease_s,
+                        mxg_state_claim_cb cb, void *arg)
+{
+    struct pg_impl *pg = st->impl;
+    struct claim_job *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->pg = pg, c->cb = cb, c->arg = arg;
+    c->req.data = c;
+    snprintf(c->day, sizeof c->day, "%s", day);
+    snprintf(c->domain, sizeof c->domain, "%s", domain);
+    snprintf(c->io.report_id, sizeof c->io.report_id, "%s", report_id);
+    c->io.day = c->day, c->io.domain = c->domain, c->io.instance = st->instance;
+    c->io.lease_s = lease_s;
+    c->io.ruas = calloc((size_t)n, sizeof *c->io.ruas);
+    c->io.res = calloc((size_t)n, sizeof *c->io.res);
+    c->io.lease_left = calloc((size_t)n, sizeof *c->io.lease_left);
+    if (!c->io.ruas || !c->io.res || !c->io.lease_left) {
+        claim_free(c);
+        return -1;
+    }
+    for (int i = 0; i < n; i++, c->io.n++)
+        if (!(c->io.ruas[i] = strdup(ruas[i]))) {
+            claim_free(c);
+            return -1;
+        }
+    {
+        struct claim_job **tail = &pg->claim_q;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = c;
+    }
+    pg->claims++;
+    claim_next(pg);
+    return 0;
+}
+
+/* Queues a done mark (appended: pushed in order) and starts a sync. */
+static int pg_rpt_claim_done(struct mxg_state *st, const char *day, const char *domain,
+                             const char *rua, int gave_up)
+{
+    struct pg_impl *pg = st->impl;
+    struct donemark *d, **tail;
+    if (pg->n_dones >= PG_DONES_MAX) {
+        LOG_W(COMP, "postgresql: %zu done marks queued: report %s %s to %s not marked (its "
+                    "lease expires: another instance may resend it, same report-id)",
+              pg->n_dones, day, domain, rua);
+        return -1;
+    }
+    if (!(d = calloc(1, sizeof *d)))
+        return -1;
+    snprintf(d->day, sizeof d->day, "%s", day);
+    snprintf(d->domain, sizeof d->domain, "%s", domain);
+    snprintf(d->rua, sizeof d->rua, "%s", rua);
+    d->gave_up = gave_up;
+    for (tail = &pg->dones; *tail; tail = &(*tail)->next)
+        ;
+    *tail = d;
+    pg->n_dones++;
+    start_job(pg);
+    return 0;
+}
+
 /* Starts a sync now unless one runs. */
 static void pg_sync_now(struct mxg_state *st)
 {
@@ -877,17 +1095,7 @@ static int pg_rpt_dump(const struct mxg_state *st, const char *day, char **paylo
         PQfinish(c);
         return -1;
     }
-    r = PQexecParams(c,
-                     "SELECT coalesce(jsonb_agg(jsonb_build_object('day', p.day, 'ptype', p.ptype,"
-                     " 'domain', p.domain, 'pstring', p.pstring, 'mxhost', p.mxhost,"
-                     " 'ok', p.success, 'fail', p.failure, 'details', coalesce((SELECT"
-                     " jsonb_agg(jsonb_build_object('rtype', f.result_type, 'sip',"
-                     " f.sending_mta_ip, 'mxname', f.receiving_mx_hostname, 'helo',"
-                     " f.receiving_mx_helo, 'rip', f.receiving_ip, 'info',"
-                     " f.additional_information, 'code', f.failure_reason_code, 'n', f.sessions))"
-                     " FROM mxguard_rpt_failure f WHERE f.policy_key = p.key), '[]'::jsonb))),"
-                     " '[]'::jsonb)::text FROM mxguard_rpt_policy p"
-                     " WHERE $1::text IS NULL OR p.day = $1::text",
+    r = PQexecParams(c, MXG_STATE_PG_RPT_JSON("$1::text IS NULL OR p.day = $1::text"),
                      1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         if ((*payload = strdup(PQgetvalue(r, 0, 0))))
@@ -929,5 +1137,7 @@ const struct mxg_state_backend mxg_state_backend_pg = {
     .sync_now = pg_sync_now,
     .migrate_now = pg_migrate_now,
     .rpt_dump = pg_rpt_dump,
+    .rpt_claim = pg_rpt_claim,
+    .rpt_claim_done = pg_rpt_claim_done,
     .probe = pg_probe,
 };

@@ -146,6 +146,11 @@
 #   rpt-inbox.test   MX 10 mx.rpt-inbox.test (127.0.70.62), TLSA 3 1 1 wrong digest: DANE would
 #                    refuse it; report mail goes out with opportunistic TLS all the same
 #   rpt-sender.test  tlsrpt2024._domainkey TXT: the DKIM key DIR/dkim/rpt-sender.key (RSA 2048)
+# TLSRPT reports of a fleet (t_fleet_report.sh), signed, MX 10 mx.rpt-mail.test:
+#   rpt-fleet.test   rua=mailto:fleet@rpt-inbox.test,https://collect.rpt-fleet.test:8443/fleet
+#   rpt-fleet2.test  rua=mailto:fleet2@rpt-inbox.test,https://collect.rpt-fleet.test:8443/fleet2
+#   rpt-hold.test    rua=https://collect.rpt-fleet.test:8443/hold
+#   collect.rpt-fleet.test A 127.0.70.63 (rpt_collector.py; certificate DIR/certs/collect.rpt-fleet.test)
 #
 # Hostile MX zones (t_hostile_*.sh; hostile_mx.py listens on all these addresses), signed:
 #   hostile.test       MX 10 mx1.hostile.test (127.0.70.160), MX 20 mx2.hostile.test
@@ -577,6 +582,16 @@ write_leaf rpt-inbox.test. <<EOF
 mx	IN A 127.0.70.62
 _25._tcp.mx	IN TLSA $WRONG311
 EOF
+for d in fleet:"mailto:fleet@rpt-inbox.test,https://collect.rpt-fleet.test:8443/fleet" \
+    fleet2:"mailto:fleet2@rpt-inbox.test,https://collect.rpt-fleet.test:8443/fleet2" \
+    hold:"https://collect.rpt-fleet.test:8443/hold"; do
+    write_leaf "rpt-${d%%:*}.test." <<EOF
+@	IN MX 10 mx.rpt-mail.test.
+_smtp._tls	IN TXT "v=TLSRPTv1; rua=${d#*:}"
+EOF
+done
+echo "collect	IN A 127.0.70.63" >>"$(zf rpt-fleet.test.)"
+make_leaf collect.rpt-fleet.test
 write_leaf rpt-sender.test. <<EOF
 tlsrpt2024._domainkey	IN TXT "v=DKIM1; k=rsa; " "p=${DKIM_P:0:200}" "${DKIM_P:200}"
 EOF
@@ -698,7 +713,8 @@ STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.t
  sts-none.test sts-wild.test sts-dane.test sts-daneok.test sts-open.test sts-twotxt.test sts-badid.test
  sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
  sts-slow.test sts-wrongname.test sts-expired.test sts-cache.test sts-rotate.test sts-short.test"
-RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sender.test"
+RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sender.test
+ rpt-fleet.test rpt-fleet2.test rpt-hold.test"
 HOSTILE_LEAVES="hostile.test hostile-dane.test hostile2.test hostile-rua.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
  $DANE_LEAVES $STS_LEAVES $RPT_LEAVES $HOSTILE_LEAVES"

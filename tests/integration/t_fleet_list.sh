@@ -42,7 +42,7 @@ tb_pg_config "$TB/c.conf" "$TB/state-c" fleet-c
 
 # ---- control: B alone (before A published anything) has no list
 OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
-assert_contains "schema created" "$OUT" "schema version 3"
+assert_contains "schema created" "$OUT" "schema version 4"
 tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
 OUT=$("$MXG_BIN" list show -c "$TB/b.conf" 2>&1)
 assert_not_contains "B before A: no list in force" "$OUT" "in force"

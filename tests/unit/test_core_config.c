@@ -430,6 +430,20 @@ static void test_state_settings(void **state)
     assert_int_equal(c.state_backend, MXG_STATE_POSTGRESQL);
     assert_int_equal(c.state_sync_ms, 2000);
     assert_int_equal(c.state_migrate, 0);
+    assert_int_equal(c.state_report_lease_ms, 600000); /* the default, 10m */
+    unlink(path);
+    free(path);
+    /* a report claim's lease must outlast a report POST (mta_sts.fetch_timeout) */
+    path = write_temp("state: { backend = \"postgresql\"; postgresql = \"hostaddr=10.0.0.1\";\n"
+                      "  report_lease = \"30s\"; };\nmta_sts: { fetch_timeout = \"30s\"; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "state.report_lease: must be longer than mta_sts.fetch_timeout"));
+    unlink(path);
+    free(path);
+    path = write_temp("state: { backend = \"postgresql\"; postgresql = \"hostaddr=10.0.0.1\";\n"
+                      "  report_lease = \"31s\"; };\nmta_sts: { fetch_timeout = \"30s\"; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(c.state_report_lease_ms, 31000);
     unlink(path);
     free(path);
     path = write_temp("state: { backend = \"postgresql\"; };\n");

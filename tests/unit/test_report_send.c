@@ -12,7 +12,12 @@
  * → gave-up "skipped" row, no POST; send_day with TXT / without TXT; the
  * scheduler sends a past day (random delay) and retries due rows until it
  * gives up, and leaves today alone; callbacks never synchronous; free with
- * work in flight gives no callback, leaks nothing, closes every handle. */
+ * work in flight gives no callback, leaks nothing, closes every handle.
+ * The fleet gate (a fake, answering from a 0 ms timer): only a MINE rua is
+ * POSTed, with the fleet's counts (not the local ones) and the fleet's
+ * report-id, and marked done; SENT closes the row "sent by the fleet", HELD
+ * leaves it pending until the lease has run out; a gate that cannot reach
+ * its store sends nothing (rows pending, no attempt counted). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -609,6 +614,126 @@ static void t_scheduler_txt_failure(void **state)
     assert_int_equal(row(e, &rs, "https://" RHOST "/post/200/flaky")->status, MXG_RPT_SENT);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Fleet gate                                                               */
+
+struct fake_gate {
+    uv_timer_t t;
+    int ok, n_res, claims, dones, done_gave_up;
+    enum mxg_rpt_claim_res res[4];
+    int64_t lease_left[4];
+    const char *payload;
+    char done_rua[MXG_RPT_RUA_MAX];
+    mxg_rpt_claim_cb cb;
+    void *arg;
+};
+
+static void gate_answer(uv_timer_t *t)
+{
+    struct fake_gate *g = t->data;
+    struct mxg_rpt_claim c = { g->ok, "database down", "fleet-report-id-1", g->payload, g->res,
+                               g->lease_left, g->n_res };
+    mxg_rpt_claim_cb cb = g->cb;
+    g->cb = NULL;
+    cb(g->arg, &c);
+}
+
+static int gate_claim(void *ctx, const char *day, const char *domain, const char *const *ruas,
+                      int n, const char *report_id, mxg_rpt_claim_cb cb, void *arg,
+                      void **handle)
+{
+    struct fake_gate *g = ctx;
+    (void)day, (void)domain, (void)ruas, (void)report_id;
+    assert_int_equal(n, g->n_res);
+    g->claims++;
+    g->cb = cb, g->arg = arg;
+    uv_timer_start(&g->t, gate_answer, 0, 0);
+    *handle = g;
+    return 0;
+}
+
+static void gate_cancel(void *ctx, void *handle)
+{
+    (void)handle;
+    uv_timer_stop(&((struct fake_gate *)ctx)->t);
+}
+
+static void gate_done(void *ctx, const char *day, const char *domain, const char *rua,
+                      int gave_up)
+{
+    struct fake_gate *g = ctx;
+    (void)day, (void)domain;
+    g->dones++;
+    g->done_gave_up = gave_up;
+    snprintf(g->done_rua, sizeof g->done_rua, "%s", rua);
+}
+
+static void t_gate(void **state)
+{
+    struct env *e = *state;
+    static struct fake_gate g;
+    memset(&g, 0, sizeof g);
+    uv_timer_init(&e->loop, &g.t);
+    g.t.data = &g;
+    struct mxg_rpt_gate gate = { gate_claim, gate_cancel, gate_done, 120, &g };
+    mxg_rpt_sender_set_gate(e->s, &gate);
+    record(e, "example.info", 1, 0, T0); /* this instance's part: 1 session */
+    static const char ruas[][MXG_RPT_RUA_MAX] = { "https://" RHOST "/post/200/mine",
+                                                  "https://" RHOST "/post/200/sent",
+                                                  "https://" RHOST "/post/200/held" };
+    /* the rows are asked in the sender's order: the posts list (last rua first) */
+    g.n_res = 3;
+    g.res[0] = MXG_RPT_CLAIM_HELD, g.lease_left[0] = 40;
+    g.res[1] = MXG_RPT_CLAIM_SENT;
+    g.res[2] = MXG_RPT_CLAIM_MINE;
+    g.ok = 0; /* first: the store cannot be reached */
+    int before = hfx_post_count(&srv);
+    struct done d;
+    send_domain(e, "example.info", ruas, 3, &d);
+    assert_int_equal(g.claims, 1);
+    assert_int_equal(d.st.fleet, 3);
+    assert_int_equal(d.st.sent, 0);
+    assert_int_equal(hfx_post_count(&srv), before);
+    struct rows rs;
+    const struct mxg_rpt_delivery *r = row(e, &rs, ruas[0]);
+    assert_int_equal(r->status, MXG_RPT_PENDING);
+    assert_int_equal(r->attempts, 0);
+    assert_true(r->next_attempt_at >= (int64_t)time(NULL) + 119);
+
+    g.ok = 1; /* the fleet's counts: 7 sessions */
+    g.payload = "[{\"day\":\"" DAY "\",\"ptype\":\"sts\",\"domain\":\"example.info\","
+                "\"pstring\":\"version: STSv1\",\"mxhost\":\"mx.example.com\",\"ok\":7,"
+                "\"fail\":0,\"details\":[]}]";
+    send_domain(e, "example.info", ruas, 3, &d);
+    assert_int_equal(g.claims, 2);
+    assert_int_equal(d.st.sent, 1);
+    assert_int_equal(d.st.fleet, 2);
+    assert_int_equal(hfx_post_count(&srv), before + 1);
+    check_post(before + 1, "/post/200/mine", "example.info", 7, 0);
+    char *body = NULL, p[256], ct[256];
+    size_t len = 0;
+    assert_int_equal(hfx_post(&srv, before + 1, &body, &len, p, sizeof p, ct, sizeof ct), 0);
+    char *text = gunzip(body, len);
+    assert_non_null(strstr(text, "\"report-id\":\"fleet-report-id-1\""));
+    free(text);
+    free(body);
+    assert_int_equal(g.dones, 1);
+    assert_int_equal(g.done_gave_up, 0);
+    assert_string_equal(g.done_rua, ruas[0]);
+    r = row(e, &rs, ruas[0]);
+    assert_int_equal(r->status, MXG_RPT_SENT);
+    r = row(e, &rs, ruas[1]);
+    assert_int_equal(r->status, MXG_RPT_SENT);
+    assert_string_equal(r->last_error, "sent by the fleet");
+    assert_int_equal(r->attempts, 0);
+    r = row(e, &rs, ruas[2]);
+    assert_int_equal(r->status, MXG_RPT_PENDING);
+    assert_int_equal(r->attempts, 0);
+    assert_true(r->next_attempt_at >= (int64_t)time(NULL) + 40);
+    assert_true(r->next_attempt_at <= (int64_t)time(NULL) + 42);
+    uv_close((uv_handle_t *)&g.t, NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -616,6 +741,7 @@ int main(void)
         T(t_send_ok),         T(t_send_500_then_gave_up), T(t_mailto_skipped),
         T(t_dns_failure_counts_attempt), T(t_send_day), T(t_nothing_to_do_is_async),
         T(t_free_in_flight),  T(t_free_from_callback),    T(t_scheduler), T(t_scheduler_txt_failure),
+        T(t_gate),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
