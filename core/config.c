@@ -780,8 +780,11 @@ static int apply_string(const struct key *k, const struct val *v, struct mxg_con
     const char *r;
     if (strlen(v->s) >= k->cap)
         return say(why, whylen, "too long (at most %zu characters)", k->cap - 1);
-    if (k->check && k->check(v->s, &r) < 0)
+    if (k->check && k->check(v->s, &r) < 0) {
+        if (k->check == check_conninfo) /* never echo what may hold a password */
+            return say(why, whylen, "%s", r);
         return say(why, whylen, "\"%s\": %s", v->s, r);
+    }
     strcpy(field(cfg, k), v->s);
     return 0;
 }

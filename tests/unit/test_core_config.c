@@ -391,19 +391,19 @@ static const struct file_error file_errors[] = {
     {"dns: { trust_anchor_file = \"\"; };\n", 1, "dns.trust_anchor_file: \"\": must not be empty"},
     /* state: the PostgreSQL connection string never carries a password */
     {"state: { postgresql = \"host=db password=x\"; };\n", 1,
-     "state.postgresql: \"host=db password=x\": must not contain a password"},
+     "state.postgresql: must not contain a password"},
     {"state: { postgresql = \"hostaddr=10.0.0.1 PASSWORD = 'x'\"; };\n", 1,
-     "state.postgresql: \"hostaddr=10.0.0.1 PASSWORD = 'x'\": must not contain a password"},
+     "state.postgresql: must not contain a password"},
     {"state: { postgresql = \"postgresql://mx:secret@db/mxguard\"; };\n", 1,
-     "state.postgresql: \"postgresql://mx:secret@db/mxguard\": must not contain a password "
+     "state.postgresql: must not contain a password "
      "(user:password@)"},
     /* ... also percent-encoded in a URI (libpq decodes parameter names and the user info) */
     {"state: { postgresql = \"postgresql://mx@db/mxguard?%70assword=x\"; };\n", 1,
-     "state.postgresql: \"postgresql://mx@db/mxguard?%70assword=x\": must not contain a password"},
+     "state.postgresql: must not contain a password"},
     {"state: { postgresql = \"postgresql://mx@db/mxguard?sslmode=require&pass%77%4Frd=x\"; };\n", 1,
-     "state.postgresql: \"postgresql://mx@db/mxguard?sslmode=require&pass%77%4Frd=x\": must not contain a password"},
+     "state.postgresql: must not contain a password"},
     {"state: { postgresql = \"postgresql://mx%3Asecret@db/mxguard\"; };\n", 1,
-     "state.postgresql: \"postgresql://mx%3Asecret@db/mxguard\": must not contain a password"},
+     "state.postgresql: must not contain a password"},
     {"state: { backend = \"mysql\"; };\n", 1,
      "state.backend: \"mysql\": must be one of sqlite, postgresql"},
     {"state: { instance_name = \"a b\"; };\n", 1,
