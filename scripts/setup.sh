@@ -4,7 +4,8 @@
 #   scripts/setup.sh run    install dependencies, build, run mxguard on etc/mxguard.conf
 #   scripts/setup.sh test   install dependencies, build (also with ASan+UBSan), run every test
 #                           (unit + integration also under ASan+UBSan+LSan), the fuzzers and
-#                           the Debian package's test (installs and purges it)
+#                           the Debian package's test (installs and purges it) and the
+#                           container image's (builds it with podman, runs it)
 #   scripts/setup.sh deps   install dependencies only
 #   scripts/setup.sh build  build only (into ./build)
 set -euo pipefail
@@ -30,6 +31,7 @@ deps() {
         # tests/package/t_deb.sh: build the .deb with debhelper (dpkg-buildpackage; no fakeroot:
         # debian/control says Rules-Requires-Root: no), lint it, `man mxguard` once installed
         debhelper dpkg-dev lintian man-db
+        podman mmdebstrap   # tests: scripts/container-test.sh builds the image and mounts it
     )
     local missing=()
     for p in "${pkgs[@]}"; do
@@ -116,10 +118,14 @@ test)
         echo "== integration tests (release build) =="
         (cd build && ctest -L integration --output-on-failure) || rc=1
     fi
+    # The container image: a minbase base from the Debian mirror, podman build, and the image's
+    # entrypoint run against the test-bed (scripts/container-test.sh; ~5 min from nothing).
+    echo "== container image: build and run against the test-bed (scripts/container-test.sh) =="
+    (cd build && ctest -L container --output-on-failure) || rc=1
     exit "$rc"
     ;;
 *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
