@@ -3,37 +3,8 @@
  * HTML. */
 #include <string.h>
 
+#include "../core/str.h"
 #include "status.h"
-
-/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * form, no surrogate, at most U+10FFFF), or 0. */
-static int utf8_len(const unsigned char *p)
-{
-    int n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        n = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-        n = 3;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (p[0] == 0xE0)
-        lo = 0xA0;
-    else if (p[0] == 0xED)
-        hi = 0x9F;
-    else if (p[0] == 0xF0)
-        lo = 0x90;
-    else if (p[0] == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (int i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
 
 /* Append s as HTML text / attribute value (status.h). */
 int mxg_status_esc(struct mxg_buf *b, const char *s)
@@ -55,7 +26,7 @@ int mxg_status_esc(struct mxg_buf *b, const char *s)
                 return -1;
             continue;
         }
-        int n = *p >= 0x80 ? utf8_len(p) : 0;
+        int n = *p >= 0x80 ? (int)mxg_utf8_seq(p) : 0;
         if (n > 0) { /* a whole, well-formed character */
             if (mxg_buf_append(b, p, (size_t)n) < 0)
                 return -1;

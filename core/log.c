@@ -2,6 +2,7 @@
  * (level, syslog, format), set by main() before the loop starts and again on
  * a SIGHUP reload, always from the loop thread. */
 #include "log.h"
+#include "str.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -46,29 +47,6 @@ void mxg_log_set_format(enum mxg_log_format f)
     g_format = f;
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, at most U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* Append n bytes; 0, or -1 when they do not fit (nothing appended). */
 static int put(char *buf, size_t cap, size_t *used, const char *s, size_t n)
 {
@@ -104,7 +82,7 @@ void mxg_log_json_escape(char *buf, size_t cap, size_t *used, const char *s)
             } else if (*p < 0x80) {
                 out = (const char *)p;
                 n = 1;
-            } else if ((n = utf8_seq(p)) > 0) {
+            } else if ((n = mxg_utf8_seq(p)) > 0) {
                 out = (const char *)p;
             } else {
                 out = "\xEF\xBF\xBD"; /* U+FFFD for a byte that is not UTF-8 */
