@@ -161,8 +161,13 @@ void app_finish_oneshot(struct app *app);
 /* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
  * (start, defer mail, retry), -1 must not start; logged. */
 int app_dnssec_selfcheck(struct app *app);
-/* Note a self-check's result (ok as mxg_dns_selfcheck gives it; 2: not checked). */
-void app_dnssec_note(struct app *app, int ok, const char *why);
+/* Note a self-check's result for the status page (ok as mxg_dns_selfcheck gives
+ * it; 2: not checked). Inline: the self-check and dns.mode auto both note. */
+static inline void app_dnssec_note(struct app *app, int ok, const char *why)
+{
+    app->dnssec_state = ok > 0 ? 1 : ok;
+    snprintf(app->dnssec_why, sizeof app->dnssec_why, "%s", why ? why : "");
+}
 /* The retry timer (app->recheck, closed by the drain); started when retry is set
  * (auto mode: always, as the paths' re-check). */
 void app_recheck_start(struct app *app, int retry);

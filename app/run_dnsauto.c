@@ -57,6 +57,7 @@ static void use_path(struct app *app, enum mxg_dns_path p, const char *why)
 {
     mxg_dns_set_path(app->dns, p);
     app->dns_auto_undecided = 0;
+    app_dnssec_note(app, 1, why); /* the status page's "DNSSEC path" */
     LOG_N(COMP, "mode auto -> %s (%s)", mxg_dns_path_name(p), why);
 }
 
@@ -94,6 +95,9 @@ int app_dnsauto_choose(struct app *app)
         /* no answer on either path (no network yet): start, defer mail, retry */
         mxg_dns_set_path(app->dns, MXG_DNS_PATH_STUB);
         app->dns_auto_undecided = 1;
+        snprintf(why, sizeof why, "no resolver path answers (stub resolver %s: %s; recursive "
+                 "from %s: %s)", sdesc, reason(stub.why), rdesc, reason(rec.why));
+        app_dnssec_note(app, -1, why);
         LOG_E(COMP, "mode auto: no resolver path answers the DNSSEC self-check (stub resolver %s: "
                     "%s; recursive from %s: %s); starting anyway: until one does, mail is "
                     "deferred (451 4.4.3); both are checked again every %llus",
@@ -126,10 +130,14 @@ static void on_rec_recheck(void *arg, int ok, const char *why)
         uv_timer_set_repeat(&app->recheck, app->cfg.dns_auto_recheck_ms);
         return;
     }
-    LOG_E(COMP, "mode auto: neither resolver path passes the DNSSEC self-check (stub resolver "
-                "%s: %s; recursive from %s: %s); mail is deferred while this lasts",
-          mxg_dns_path_desc(app->dns, MXG_DNS_PATH_STUB), reason(app->dns_auto_why),
-          mxg_dns_path_desc(app->dns, MXG_DNS_PATH_RECURSIVE), reason(why));
+    snprintf(line, sizeof line, "neither resolver path passes the DNSSEC self-check (stub "
+             "resolver %s: %s; recursive from %s: %s)",
+             mxg_dns_path_desc(app->dns, MXG_DNS_PATH_STUB), reason(app->dns_auto_why),
+             mxg_dns_path_desc(app->dns, MXG_DNS_PATH_RECURSIVE), reason(why));
+    app_dnssec_note(app, 0, line);
+    LOG_E(COMP, "mode auto: %s; mail is deferred while this lasts", line);
+    /* look again as soon as the DANE re-check would, not only every dns.auto_recheck */
+    uv_timer_set_repeat(&app->recheck, app->cfg.dane_recheck_ms);
 }
 
 /* The stub path's periodic check: back to it when it passes, away from it

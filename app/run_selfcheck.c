@@ -13,13 +13,6 @@ struct selfcheck {
     char why[512];
 };
 
-/* Note a self-check's result for the status page (app.h dnssec_state). */
-void app_dnssec_note(struct app *app, int ok, const char *why)
-{
-    app->dnssec_state = ok > 0 ? 1 : ok;
-    snprintf(app->dnssec_why, sizeof app->dnssec_why, "%s", why ? why : "");
-}
-
 /* mxg_dns_selfcheck() callback of the start-up check: note the result. */
 static void on_selfcheck(void *arg, int ok, const char *why)
 {

@@ -150,7 +150,9 @@ struct mxg_status_view {
     int dane_enabled;
     int dnssec_state;               /* 1 passed, 0 failed, -1 resolver unreachable, 2 not checked */
     char dnssec_why[300];
-    const char *db_backend;         /* "sqlite" */
+    const char *db_backend;         /* "sqlite" or "postgresql" (state.backend) */
+    char db_link[300];              /* postgresql: "up", "down: why", ...; "" for sqlite */
+    int db_down;                    /* postgresql and the last sync failed */
     int list_configured, list_have, list_expired;
     int64_t list_timestamp, list_expires, list_loaded_at;
     int list_policies;

@@ -34,6 +34,12 @@ int mxg_status_creds_load(const char *path, struct mxg_status_creds *c, char *er
     while (fgets(line, sizeof line, f)) {
         lineno++;
         size_t n = strcspn(line, "\r\n");
+        if (line[n] == 0 && n == sizeof line - 1 && !feof(f)) { /* its tail would be a line */
+            snprintf(err, errlen, "%s:%d: longer than %d characters", path, lineno,
+                     CRED_LINE_MAX - 2);
+            rc = -1;
+            break;
+        }
         line[n] = 0;
         if (n == 0 || line[0] == '#')
             continue;

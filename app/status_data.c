@@ -10,6 +10,7 @@
 #include "../policy/stlist.h"
 #include "../report/tlsrpt.h"
 #include "../spool/spool.h"
+#include "../state/state.h"
 #include "app.h"
 #include "status.h"
 
@@ -26,11 +27,10 @@ const char *mxg_status_dns_mode(const struct mxg_config *cfg)
     return "?";
 }
 
-/* The state database backend's name (status.h). */
+/* The state database backend's name (status.h): state.backend. */
 const char *mxg_status_db_backend(const struct mxg_config *cfg)
 {
-    (void)cfg;
-    return "sqlite";
+    return cfg->state_backend == MXG_STATE_POSTGRESQL ? "postgresql" : "sqlite";
 }
 
 /* The configured DNS servers as text ("" → resolv.conf's). */
@@ -115,6 +115,13 @@ void mxg_status_collect(struct app *app, int64_t now, struct mxg_status_view *v)
     v->dnssec_state = app->dnssec_state;
     snprintf(v->dnssec_why, sizeof v->dnssec_why, "%s", app->dnssec_why);
     v->db_backend = mxg_status_db_backend(&app->cfg);
+    if (app->state && app->cfg.state_backend == MXG_STATE_POSTGRESQL) {
+        struct mxg_state_status st;
+        mxg_state_status(app->state, &st); /* in memory: no database round trip */
+        snprintf(v->db_link, sizeof v->db_link, "%s%s%s", mxg_state_link_name(st.link),
+                 st.error[0] ? ": " : "", st.error);
+        v->db_down = st.link == MXG_STATE_DOWN;
+    }
     if (app->stlist) {
         struct mxg_stlist_status st;
         mxg_stlist_store_status(app->stlist, now, &st);

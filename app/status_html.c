@@ -90,7 +90,8 @@ static int health(struct mxg_buf *b, const struct mxg_status_view *v)
                  v->list_expired ? "d" : "s", c, v->list_expired ? "" : "in", d, v->list_source);
         rc |= kv(b, "Policy list", v->list_expired ? "bad" : "good", t);
     }
-    rc |= kv(b, "Database backend", "", v->db_backend);
+    snprintf(t, sizeof t, "%s%s%s", v->db_backend, v->db_link[0] ? ", link " : "", v->db_link);
+    rc |= kv(b, "Database backend", v->db_down ? "bad" : "", t);
     fmt_time(v->reload_at, a, sizeof a);
     snprintf(t, sizeof t, "%u (last reload: %s)", v->reload_gen, a);
     rc |= kv(b, "Reload generation", "", t);

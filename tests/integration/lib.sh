@@ -285,19 +285,24 @@ tb_zones() {
     src=$cache/$key
     mkdir -p "$cache" || tb_die "cannot create the zone cache $cache"
     (
-        flock 9
+        flock 9 || echo "# tb_zones: flock $cache/.lock failed"
         if [ ! -e "$src/dns/.done" ]; then
             rm -rf "$src"
             mkdir -p "$src"
-            bash "$TB_LIB_DIR/mkzones.sh" "$src/dns" >"$src/mkzones.log" 2>&1
+            bash "$TB_LIB_DIR/mkzones.sh" "$src/dns" >"$src/mkzones.log" 2>&1 ||
+                echo "# tb_zones: mkzones.sh exited $? making the cached zones"
         fi
         # other days' and versions' copies
         find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -mmin +60 \
             -exec rm -rf {} + 2>/dev/null
+        true
     ) 9>"$cache/.lock"
     if [ ! -e "$src/dns/.done" ]; then
-        cat "$src/mkzones.log" 2>/dev/null
-        tb_die "mkzones.sh failed"
+        # not made in the cache (its log follows): make them here, as without a cache
+        echo "# tb_zones: no cached zones in $src; its mkzones.log:"
+        sed 's/^/#   /' "$src/mkzones.log" 2>/dev/null | tail -n 20
+        tb__mkzones "$TB/dns"
+        return
     fi
     mkdir -p "$TB/dns"
     cp -a "$src/dns/." "$TB/dns/" || tb_die "cannot copy the zones from $src"

@@ -121,6 +121,16 @@ static void test_auth(void **state)
     fclose(f);
     assert_int_equal(mxg_status_creds_load(path, &c, err, sizeof err), -1);
     assert_non_null(strstr(err, ":1: not"));
+    /* a line longer than the reader's buffer is refused, not split into two pairs (its tail
+     * "x:y" would otherwise be a password the operator never wrote) */
+    f = fopen(path, "w");
+    fputs("alice:", f);
+    for (int i = 0; i < 1100; i++)
+        fputc('p', f);
+    fputs("x:y\n", f);
+    fclose(f);
+    assert_int_equal(mxg_status_creds_load(path, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":1: longer than"));
     unlink(path);
     assert_int_equal(mxg_status_creds_load(path, &c, err, sizeof err), -1);
 
