@@ -32,13 +32,13 @@ HINTS=$TB/root.hints
 printf '.\t3600000\tNS\tns.dane-rec.\nns.dane-rec.\t3600000\tA\t%s\n' "$TB_DNS_IP" >"$HINTS"
 METRICS=$TB_MXG_IP:9125
 
-# scrape NAME — GET /metrics into $TB/NAME.metrics
+# scrape NAME [PATH] — GET PATH (default /metrics) into $TB/NAME.metrics
 scrape() {
-    "$PYTHON" - "$TB_MXG_IP" 9125 "$TB_CLIENT_IP" "$TB/$1.metrics" <<'PY'
+    "$PYTHON" - "$TB_MXG_IP" 9125 "$TB_CLIENT_IP" "$TB/$1.metrics" "${2:-/metrics}" <<'PY'
 import http.client, sys
-ip, port, src, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ip, port, src, out, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 c = http.client.HTTPConnection(ip, port, timeout=5, source_address=(src, 0))
-c.request("GET", "/metrics")
+c.request("GET", path)
 open(out, "wb").write(c.getresponse().read())
 PY
 }
@@ -94,6 +94,10 @@ assert_file_grep "check: the text shows it too" <("$MXG_BIN" check dane-rec -c "
 scrape m1
 assert_eq "metrics: mxguard_dns_mode{mode=\"recursive\"} 1" 1 "$(metric m1 'mxguard_dns_mode{mode="recursive"}')"
 assert_eq "metrics: mxguard_dns_mode{mode=\"stub\"} 0" 0 "$(metric m1 'mxguard_dns_mode{mode="stub"}')"
+scrape s1 /status
+assert_file_grep "status page: the DNSSEC path passed (auto mode notes its self-checks)" \
+    "$TB/s1.metrics" '<th>DNSSEC path</th><td class="good">passed: '
+assert_file_grep "status page: the mode in use" "$TB/s1.metrics" 'auto, now recursive'
 
 # 2. stub with the same resolver still refuses to start
 tb_write_config -o "$TB/stub.conf" -m stub -d "$STRIPPED" -l 127.0.70.3:10025 \
