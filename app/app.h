@@ -167,6 +167,11 @@ void app_dnssec_note(struct app *app, int ok, const char *why);
  * (auto mode: always, as the paths' re-check). */
 void app_recheck_start(struct app *app, int retry);
 
+/* app/run_firstpull.c */
+/* run, before the listeners open: with a shared state, runs the loop until the first
+ * complete pull or state.first_pull_timeout (then logs the first-use risk and returns). */
+void app_wait_first_pull(struct app *app);
+
 /* app/run_dnsauto.c (dns.mode = "auto" with DANE on) */
 /* Self-check the stub path, then (if it fails) the recursive one; use the first that
  * passes, logged. 0 chosen, 1 neither answers (start, defer mail, retry), -1 must not

@@ -74,6 +74,9 @@ struct mxg_state_status {
     uint64_t syncs_ok, syncs_failed;
     uint64_t sts_pushed, sts_pulled;
     uint64_t rpt_batches;         /* TLSRPT batches the database took (or had already) */
+    int caught_up;                /* 1 once a sync pulled every row (all pages) and the policy
+                                   * list the database had, and handed them to the sinks
+                                   * (sqlite: always 1, nothing to pull) */
 };
 
 /* One MTA-STS cache row (the fields of policy/sts_cache.h, in this layer's own terms). */

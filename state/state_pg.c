@@ -743,6 +743,11 @@ static void job_done(uv_work_t *req, int status)
                 st->sts_sink(st->sts_arg, &row);
         }
     }
+    if (j->ok && j->n_rows < (size_t)PG_PULL_PAGE * PG_PULL_PAGES && !st->status.caught_up) {
+        st->status.caught_up = 1; /* every page pulled: app/ may open the listeners */
+        LOG_N(COMP, "postgresql: first complete pull (%llu MTA-STS row(s))",
+              (unsigned long long)st->status.sts_pulled);
+    }
     st->status.pending = pg->n_pending;
     set_link(pg, j);
     if (j->ok && (j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES || pg->dones))
