@@ -66,6 +66,7 @@ struct app {
     struct mxg_state *state;                /* run: the fleet's shared state (state/state.h) */
     struct mxg_stlist_store *stlist;
     struct mxg_stlist_source *stlist_src;
+    int list_checks;        /* policy lists from the shared state being verified (thread pool) */
     struct mxg_rpt *rpt;
     struct mxg_rpt_sender *rpt_sender;
     struct mxg_rpt_dkim *rpt_dkim;          /* tlsrpt.dkim_key_file, or NULL */

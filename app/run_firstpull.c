@@ -1,7 +1,8 @@
 /* app/run_firstpull.c — `run` with a shared state (state.backend = "postgresql"): before the
  * listeners open, wait for the first complete pull (every page of the fleet's MTA-STS table
  * and its policy list in the local copy), bounded by state.first_pull_timeout, so that a new
- * member never serves on MTA-STS "first use" for a domain the fleet already knows. A database
+ * member never serves on MTA-STS "first use" for a domain the fleet already knows (and the
+ * fleet's policy list pulled then is verified and in force). A database
  * that does not answer within the bound delays the start by the bound only (logged). */
 #include <uv.h>
 
@@ -27,12 +28,13 @@ static void on_closed(uv_handle_t *h)
     ((struct first_pull *)h->data)->closed = 1;
 }
 
-/* 1 when the state has nothing (more) to pull before serving. */
+/* 1 when the state has nothing (more) to pull before serving, and no pulled policy list is
+ * still being verified. */
 static int caught_up(const struct app *app)
 {
     struct mxg_state_status ss;
     mxg_state_status(app->state, &ss);
-    return ss.caught_up;
+    return ss.caught_up && app->list_checks == 0;
 }
 
 /* Contract: app.h. */
