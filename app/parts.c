@@ -324,21 +324,32 @@ static void list_pulled(void *arg, const struct mxg_state_list *l)
     app->list_checks++;
 }
 
-/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches. */
+/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches; none while the report
+ * module's background write is in flight (reading now would wait for it on the loop: the
+ * batches go with a later sync). */
 static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
                     void *parg)
 {
     struct app *app = arg;
+    if (mxg_rpt_outbox_busy(app->rpt))
+        return 0;
     return mxg_rpt_outbox_take(app->rpt, max, put, parg) < 0 ? -1 : 0;
 }
 
-/* mxg_state_rpt_io done(): the database has the batch: out of the outbox. */
-static void rpt_done(void *arg, const char *id)
+/* mxg_state_rpt_io done(): the database has the batches: out of the outbox, in one
+ * transaction. While a background write is in flight they stay (no wait on the loop): the
+ * next sync pushes them again and the database only acknowledges them (by their ids). */
+static void rpt_done(void *arg, const char *const *ids, int n)
 {
     struct app *app = arg;
-    if (mxg_rpt_outbox_done(app->rpt, id) < 0)
-        LOG_W("state", "TLSRPT outbox: batch %s pushed but not removed (pushed again, ignored "
-                       "by its id)", id);
+    if (mxg_rpt_outbox_busy(app->rpt)) {
+        LOG_D("state", "TLSRPT outbox: %d pushed batch(es) left for the next sync (a write is "
+                       "in flight)", n);
+        return;
+    }
+    if (mxg_rpt_outbox_done(app->rpt, ids, n) < 0)
+        LOG_W("state", "TLSRPT outbox: %d batch(es) pushed but not removed (pushed again, "
+                       "ignored by their ids)", n);
 }
 
 /* The fleet gate's claim (report/'s mxg_rpt_gate, state/'s claim): the answer converted. */

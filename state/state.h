@@ -94,12 +94,13 @@ struct mxg_state_sts_row {
 typedef void (*mxg_state_sts_sink)(void *arg, const struct mxg_state_sts_row *row);
 
 /* TLSRPT batches (report/'s outbox, wired by app/): take calls put for up to max waiting
- * batches (id, JSON payload; copied) and returns how many, or -1; done removes a batch the
- * database has committed. Both run on the loop. */
+ * batches (id, JSON payload; copied) and returns how many, or -1; done removes the n batches
+ * the database has committed (once per sync; one that stays is pushed again and only
+ * acknowledged). Both run on the loop and must not wait there. */
 struct mxg_state_rpt_io {
     int (*take)(void *arg, int max,
                 void (*put)(void *parg, const char *id, const char *payload), void *parg);
-    void (*done)(void *arg, const char *id);
+    void (*done)(void *arg, const char *const *ids, int n);
     void *arg;
 };
 
