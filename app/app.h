@@ -66,6 +66,7 @@ struct app {
     struct mxg_state *state;                /* run: the fleet's shared state (state/state.h) */
     struct mxg_stlist_store *stlist;
     struct mxg_stlist_source *stlist_src;
+    int list_checks;        /* policy lists from the shared state being verified (thread pool) */
     struct mxg_rpt *rpt;
     struct mxg_rpt_sender *rpt_sender;
     struct mxg_rpt_dkim *rpt_dkim;          /* tlsrpt.dkim_key_file, or NULL */
@@ -171,6 +172,11 @@ static inline void app_dnssec_note(struct app *app, int ok, const char *why)
 /* The retry timer (app->recheck, closed by the drain); started when retry is set
  * (auto mode: always, as the paths' re-check). */
 void app_recheck_start(struct app *app, int retry);
+
+/* app/run_firstpull.c */
+/* run, before the listeners open: with a shared state, runs the loop until the first
+ * complete pull or state.first_pull_timeout (then logs the first-use risk and returns). */
+void app_wait_first_pull(struct app *app);
 
 /* app/run_dnsauto.c (dns.mode = "auto" with DANE on) */
 /* Self-check the stub path, then (if it fails) the recursive one; use the first that

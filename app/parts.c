@@ -261,38 +261,95 @@ static void list_accepted(void *arg, const char *json, size_t json_len, const ch
     mxg_state_list_publish(app->state, &l);
 }
 
-/* mxg_state list sink: the fleet's newest list, offered to the local store, which verifies
- * its signature itself (and takes it only when it is newer than the list in force). */
-static void list_pulled(void *arg, const struct mxg_state_list *l)
+/* A pulled policy list on its way through the thread pool: the candidate (policy/stlist.h)
+ * owns its copy of the list; the loop installs it. */
+struct list_check {
+    uv_work_t req;
+    struct app *app;
+    struct mxg_stlist_candidate *cand;
+};
+
+/* Thread pool: gpgv, the temporary files and the parse, on the candidate only. */
+static void list_check_work(uv_work_t *req)
 {
-    struct app *app = arg;
+    struct list_check *lc = req->data;
+    mxg_stlist_candidate_check(lc->cand);
+}
+
+/* Loop: the verified candidate offered to the store (gone while closing: dropped). */
+static void list_check_done(uv_work_t *req, int status)
+{
+    struct list_check *lc = req->data;
+    struct app *app = lc->app;
     char e[512];
     int rc;
-    if (!app->stlist)
+    app->list_checks--;
+    if (status != 0 || !app->stlist) {
+        mxg_stlist_candidate_free(lc->cand);
+        free(lc);
         return;
-    rc = mxg_stlist_store_offer(app->stlist, l->json, l->json_len, l->sig, l->sig_len,
-                                "the shared state", e, sizeof e);
+    }
+    rc = mxg_stlist_store_install(app->stlist, lc->cand, "the shared state", e, sizeof e);
+    free(lc);
     if (rc < 0)
         LOG_E("state", "policy list from the shared state refused: %s", e);
     else if (rc == 0)
         LOG_D("state", "policy list from the shared state: %s", e);
 }
 
-/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches. */
+/* mxg_state list sink: the fleet's newest list, offered to the local store, which verifies
+ * its signature itself (and takes it only when it is newer than the list in force); the
+ * verification (gpgv, files, parse) runs on the thread pool, never on the loop. */
+static void list_pulled(void *arg, const struct mxg_state_list *l)
+{
+    struct app *app = arg;
+    struct list_check *lc;
+    if (!app->stlist)
+        return;
+    if (!(lc = calloc(1, sizeof *lc)) ||
+        !(lc->cand = mxg_stlist_candidate_new(app->stlist, l->json, l->json_len, l->sig,
+                                              l->sig_len))) {
+        free(lc);
+        LOG_E("state", "policy list from the shared state not verified: out of memory");
+        return;
+    }
+    lc->app = app;
+    lc->req.data = lc;
+    if (uv_queue_work(&app->loop, &lc->req, list_check_work, list_check_done) != 0) {
+        mxg_stlist_candidate_free(lc->cand);
+        free(lc);
+        LOG_E("state", "policy list from the shared state not verified: cannot queue the check");
+        return;
+    }
+    app->list_checks++;
+}
+
+/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches; none while the report
+ * module's background write is in flight (reading now would wait for it on the loop: the
+ * batches go with a later sync). */
 static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
                     void *parg)
 {
     struct app *app = arg;
+    if (mxg_rpt_outbox_busy(app->rpt))
+        return 0;
     return mxg_rpt_outbox_take(app->rpt, max, put, parg) < 0 ? -1 : 0;
 }
 
-/* mxg_state_rpt_io done(): the database has the batch: out of the outbox. */
-static void rpt_done(void *arg, const char *id)
+/* mxg_state_rpt_io done(): the database has the batches: out of the outbox, in one
+ * transaction. While a background write is in flight they stay (no wait on the loop): the
+ * next sync pushes them again and the database only acknowledges them (by their ids). */
+static void rpt_done(void *arg, const char *const *ids, int n)
 {
     struct app *app = arg;
-    if (mxg_rpt_outbox_done(app->rpt, id) < 0)
-        LOG_W("state", "TLSRPT outbox: batch %s pushed but not removed (pushed again, ignored "
-                       "by its id)", id);
+    if (mxg_rpt_outbox_busy(app->rpt)) {
+        LOG_D("state", "TLSRPT outbox: %d pushed batch(es) left for the next sync (a write is "
+                       "in flight)", n);
+        return;
+    }
+    if (mxg_rpt_outbox_done(app->rpt, ids, n) < 0)
+        LOG_W("state", "TLSRPT outbox: %d batch(es) pushed but not removed (pushed again, "
+                       "ignored by their ids)", n);
 }
 
 /* The fleet gate's claim (report/'s mxg_rpt_gate, state/'s claim): the answer converted. */

@@ -229,8 +229,10 @@ int mxg_cli_run(int argc, char **argv)
         goto out_loop;
     }
     app->srv.spool = app->spool;
+    app_wait_first_pull(app); /* the fleet's policies in the local copy first (bounded) */
     LOG_N("main", "local policy state loaded (policy list, MTA-STS cache, tls.policy_map, "
-                  "TLSRPT store, trust anchors): opening the listeners");
+                  "TLSRPT store, trust anchors, the shared state's first pull): opening the "
+                  "listeners");
     if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
         mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
         app_ops_started(app, err, sizeof err) < 0) {

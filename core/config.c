@@ -1075,6 +1075,7 @@ static const struct key keys[] = {
     BOOL("state", "migrate_at_startup", state_migrate, "true"),
     STRING("state", "instance_name", state_instance, "", check_instance_name),
     DURATION("state", "report_lease", state_report_lease_ms, "10m", 1000, T_MAX),
+    DURATION("state", "first_pull_timeout", state_first_pull_ms, "10s", 0, T_MAX),
 
     STRING("policy_list", "file", list_file, "", NULL),
     STRING("policy_list", "url", list_url, "", check_https_url),

@@ -184,6 +184,7 @@ struct mxg_config {
     int state_migrate;                          /* state.migrate_at_startup (bool) */
     char state_instance[MXG_CFG_NAME_MAX];      /* state.instance_name: "" = the host name */
     uint64_t state_report_lease_ms;             /* state.report_lease: a report claim's lease */
+    uint64_t state_first_pull_ms;               /* state.first_pull_timeout: start-up wait bound */
 
     /* policy_list (STARTTLS Everywhere format, docs/ARCHITECTURE.md §Policy list) */
     char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */

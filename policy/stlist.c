@@ -1315,11 +1315,10 @@ static int looks_armored_sig(const char *sig, size_t len)
 
 /* Write the candidate to temporary files, verify them, parse the same bytes.
  * On success the temporary paths are left for the caller (rename or unlink). */
-static struct mxg_stlist *check_candidate(struct mxg_stlist_store *s, const char *json,
-                                          size_t json_len, const char *sig, size_t sig_len,
-                                          char *tmp_json, char *tmp_sig, size_t tmpcap,
-                                          char *signer, size_t signerlen, char *err,
-                                          size_t errlen)
+static struct mxg_stlist *check_in(const char *state_dir, const char *keyring, const char *json,
+                                   size_t json_len, const char *sig, size_t sig_len,
+                                   char *tmp_json, char *tmp_sig, size_t tmpcap, char *signer,
+                                   size_t signerlen, char *err, size_t errlen)
 {
     char why[400];
     tmp_json[0] = tmp_sig[0] = '\0';
@@ -1337,12 +1336,12 @@ static struct mxg_stlist *check_candidate(struct mxg_stlist_store *s, const char
                 "(-----BEGIN PGP SIGNATURE-----)");
         return NULL;
     }
-    if (write_temp(s->state_dir, "policy-list.json", json, json_len, tmp_json, tmpcap, err,
+    if (write_temp(state_dir, "policy-list.json", json, json_len, tmp_json, tmpcap, err,
                    errlen) < 0 ||
-        write_temp(s->state_dir, "policy-list.json.asc", sig, sig_len, tmp_sig, tmpcap, err,
+        write_temp(state_dir, "policy-list.json.asc", sig, sig_len, tmp_sig, tmpcap, err,
                    errlen) < 0)
         return NULL;
-    if (mxg_stlist_verify(tmp_json, tmp_sig, s->keyring, signer, signerlen, why, sizeof why) <
+    if (mxg_stlist_verify(tmp_json, tmp_sig, keyring, signer, signerlen, why, sizeof why) <
         0) {
         set_err(err, errlen, "signature: %s", why);
         return NULL;
@@ -1353,6 +1352,17 @@ static struct mxg_stlist *check_candidate(struct mxg_stlist_store *s, const char
         return NULL;
     }
     return l;
+}
+
+/* check_in() with the store's directory and keyring. */
+static struct mxg_stlist *check_candidate(struct mxg_stlist_store *s, const char *json,
+                                          size_t json_len, const char *sig, size_t sig_len,
+                                          char *tmp_json, char *tmp_sig, size_t tmpcap,
+                                          char *signer, size_t signerlen, char *err,
+                                          size_t errlen)
+{
+    return check_in(s->state_dir, s->keyring, json, json_len, sig, sig_len, tmp_json, tmp_sig,
+                    tmpcap, signer, signerlen, err, errlen);
 }
 
 /* Read a whole regular file. 1: read, 0: does not exist, -1: error. */
@@ -1504,6 +1514,10 @@ void mxg_stlist_store_close(struct mxg_stlist_store *s)
     free(s);
 }
 
+static int install(struct mxg_stlist_store *s, struct mxg_stlist *l, char *tj, char *ts,
+                   const char *signer, const char *json, size_t json_len, const char *sig,
+                   size_t sig_len, const char *source, char *err, size_t errlen);
+
 int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t json_len,
                            const char *sig, size_t sig_len, const char *source, char *err,
                            size_t errlen)
@@ -1515,9 +1529,22 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
         return -1;
     }
     char tj[4200], ts[4200], signer[sizeof s->signer];
-    int rc = -1;
     struct mxg_stlist *l = check_candidate(s, json, json_len, sig, sig_len, tj, ts, sizeof tj,
                                            signer, sizeof signer, err, errlen);
+    int rc = install(s, l, tj, ts, signer, json, json_len, sig, sig_len, source, err, errlen);
+    unlink_tmp(tj);
+    unlink_tmp(ts);
+    return rc;
+}
+
+/* The loop side of an offer: l (taken; NULL: the check failed, err set) becomes current when
+ * it is newer and unexpired, its temporary files tj, ts renamed into place (emptied when
+ * renamed; the caller unlinks what is left). Returns 1, 0 or -1 as mxg_stlist_store_offer. */
+static int install(struct mxg_stlist_store *s, struct mxg_stlist *l, char *tj, char *ts,
+                   const char *signer, const char *json, size_t json_len, const char *sig,
+                   size_t sig_len, const char *source, char *err, size_t errlen)
+{
+    int rc = -1;
     if (!l)
         goto out;
     if (s->cur && l->timestamp <= s->cur->timestamp) {
@@ -1563,9 +1590,85 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
         s->accepted_cb(s->accepted_arg, json, json_len, sig, sig_len, s->cur->timestamp);
 out:
     mxg_stlist_free(l);
-    unlink_tmp(tj);
-    unlink_tmp(ts);
     return rc;
+}
+
+/* A candidate checked off the loop (stlist.h): owned copies of everything the check needs. */
+struct mxg_stlist_candidate {
+    char *json, *sig, *state_dir, *keyring;
+    size_t json_len, sig_len;
+    struct mxg_stlist *l;          /* the check's result, or NULL */
+    char tj[4200], ts[4200];       /* its temporary files ("" = none) */
+    char signer[200];
+    char err[400];
+};
+
+/* Contract: stlist.h. */
+struct mxg_stlist_candidate *mxg_stlist_candidate_new(const struct mxg_stlist_store *s,
+                                                      const char *json, size_t json_len,
+                                                      const char *sig, size_t sig_len)
+{
+    struct mxg_stlist_candidate *c;
+    if (!s || !json || !sig || !(c = calloc(1, sizeof *c)))
+        return NULL;
+    c->json = malloc(json_len + 1);
+    c->sig = malloc(sig_len + 1);
+    c->state_dir = strdup(s->state_dir);
+    c->keyring = strdup(s->keyring);
+    if (!c->json || !c->sig || !c->state_dir || !c->keyring) {
+        mxg_stlist_candidate_free(c);
+        return NULL;
+    }
+    memcpy(c->json, json, json_len);
+    c->json[json_len] = '\0';
+    memcpy(c->sig, sig, sig_len);
+    c->sig[sig_len] = '\0';
+    c->json_len = json_len;
+    c->sig_len = sig_len;
+    return c;
+}
+
+/* Contract: stlist.h. */
+void mxg_stlist_candidate_check(struct mxg_stlist_candidate *c)
+{
+    c->l = check_in(c->state_dir, c->keyring, c->json, c->json_len, c->sig, c->sig_len, c->tj,
+                    c->ts, sizeof c->tj, c->signer, sizeof c->signer, c->err, sizeof c->err);
+}
+
+/* Contract: stlist.h. */
+int mxg_stlist_store_install(struct mxg_stlist_store *s, struct mxg_stlist_candidate *c,
+                             const char *source, char *err, size_t errlen)
+{
+    int rc;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!s || !c) {
+        set_err(err, errlen, "no store");
+        mxg_stlist_candidate_free(c);
+        return -1;
+    }
+    if (!c->l)
+        set_err(err, errlen, "%s", c->err);
+    rc = install(s, c->l, c->tj, c->ts, c->signer, c->json, c->json_len, c->sig, c->sig_len,
+                 source, err, errlen);
+    c->l = NULL; /* taken by install() */
+    mxg_stlist_candidate_free(c);
+    return rc;
+}
+
+/* Contract: stlist.h. */
+void mxg_stlist_candidate_free(struct mxg_stlist_candidate *c)
+{
+    if (!c)
+        return;
+    mxg_stlist_free(c->l);
+    unlink_tmp(c->tj);
+    unlink_tmp(c->ts);
+    free(c->json);
+    free(c->sig);
+    free(c->state_dir);
+    free(c->keyring);
+    free(c);
 }
 
 const struct mxg_stlist *mxg_stlist_store_current(const struct mxg_stlist_store *s, int64_t now)

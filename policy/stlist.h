@@ -106,6 +106,25 @@ int mxg_stlist_store_offer(struct mxg_stlist_store *s, const char *json, size_t 
                            const char *sig, size_t sig_len, const char *source, char *err,
                            size_t errlen);
 
+/* The same offer in two halves, for a candidate verified off the event loop (gpgv, up to
+ * MXG_STLIST_GPGV_TIMEOUT_MS, fsync'd temporary files, parsing up to 64 MB):
+ *  - mxg_stlist_candidate_new() (loop): copies json, sig and the store's directory and
+ *    keyring into a candidate the caller owns (NULL: out of memory or no store);
+ *  - mxg_stlist_candidate_check() (any thread, e.g. uv_queue_work): writes the temporary
+ *    files, runs gpgv, parses; touches only the candidate (the store may close meanwhile);
+ *  - mxg_stlist_store_install() (loop): takes the candidate (freed) and makes it current as
+ *    mxg_stlist_store_offer() does (the timestamp compared with the list in force then);
+ *    returns as mxg_stlist_store_offer() (-1 with the check's error when it failed);
+ *  - mxg_stlist_candidate_free(): drops one not installed (its temporary files removed). */
+struct mxg_stlist_candidate;
+struct mxg_stlist_candidate *mxg_stlist_candidate_new(const struct mxg_stlist_store *s,
+                                                      const char *json, size_t json_len,
+                                                      const char *sig, size_t sig_len);
+void mxg_stlist_candidate_check(struct mxg_stlist_candidate *c);
+int mxg_stlist_store_install(struct mxg_stlist_store *s, struct mxg_stlist_candidate *c,
+                             const char *source, char *err, size_t errlen);
+void mxg_stlist_candidate_free(struct mxg_stlist_candidate *c);
+
 /* Called after an offer was accepted, with the candidate as offered (json, its detached
  * signature) and its timestamp; valid during the call. app/ wires it to the fleet's
  * shared state (state/state.h), whose members offer what they pull (and verify it). */

@@ -125,19 +125,30 @@ int mxg_rpt_outbox_take(struct mxg_rpt *r, int max,
 }
 
 /* Contract: tlsrpt.h. */
-int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *id)
+int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *const *ids, int n)
 {
     sqlite3 *db = rpt_db(r);
     sqlite3_stmt *st = NULL;
-    int rc;
+    int rc = SQLITE_DONE;
     if (!db)
         return MXG_RPT_EDB;
-    if (sqlite3_prepare_v2(db, "DELETE FROM outbox WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+    if (n <= 0)
+        return 0;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return MXG_RPT_EDB;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    if (sqlite3_prepare_v2(db, "DELETE FROM outbox WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+        rc = SQLITE_ERROR;
+    for (int i = 0; i < n && rc == SQLITE_DONE; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : MXG_RPT_EDB;
+    if (rc != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return MXG_RPT_EDB;
+    }
+    return 0;
 }
 
 /* Contract: tlsrpt.h. */

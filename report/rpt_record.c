@@ -172,6 +172,18 @@ static void job_wait(struct mxg_rpt *r)
     job_settle(r, j);
 }
 
+/* Contract: tlsrpt.h. */
+int mxg_rpt_outbox_busy(struct mxg_rpt *r)
+{
+    int busy;
+    if (!r->job)
+        return 0;
+    uv_mutex_lock(&r->mu);
+    busy = !r->job->done;
+    uv_mutex_unlock(&r->mu);
+    return busy;
+}
+
 /* Contract: see rpt_int.h. */
 sqlite3 *rpt_db(struct mxg_rpt *r)
 {

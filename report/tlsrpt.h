@@ -212,14 +212,18 @@ int mxg_rpt_purge(struct mxg_rpt *r, const char *before_day);
  * With the outbox on, each batch of counters written to the file is also kept, in the same
  * transaction, as one outbox row (a random id, the batch as JSON) until
  * mxg_rpt_outbox_done() removes it: durable locally first, pushed to the shared database
- * by its caller, at most once per id. Loop thread only; synchronous and short (they wait for
- * a background write in flight). set_outbox: 0 or MXG_RPT_EDB. take: calls fn for up to max
- * rows, oldest first (strings valid during the call), returns the number or MXG_RPT_EDB.
- * done: 0 (also for an id that is gone) or MXG_RPT_EDB. count: rows waiting, or MXG_RPT_EDB. */
+ * by its caller, at most once per id. Loop thread only; synchronous and short, but they wait
+ * for a background write in flight (up to the busy timeout): a caller on the event loop asks
+ * mxg_rpt_outbox_busy() first and comes back later when it says 1. set_outbox: 0 or
+ * MXG_RPT_EDB. take: calls fn for up to max rows, oldest first (strings valid during the
+ * call), returns the number or MXG_RPT_EDB. done: removes the n ids in one transaction; 0
+ * (also for ids that are gone) or MXG_RPT_EDB (none removed). count: rows waiting, or
+ * MXG_RPT_EDB. busy: 1 while a background write is in flight, else 0 (never waits). */
 int mxg_rpt_set_outbox(struct mxg_rpt *r, int on);
 int mxg_rpt_outbox_take(struct mxg_rpt *r, int max,
                         void (*fn)(void *arg, const char *id, const char *payload), void *arg);
-int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *id);
+int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *const *ids, int n);
+int mxg_rpt_outbox_busy(struct mxg_rpt *r);
 int mxg_rpt_outbox_count(struct mxg_rpt *r);
 /* Adds the counters of payload (the outbox's JSON format, as the shared state also returns
  * the fleet's counters) to r and writes them: 0, or MXG_RPT_EINVAL (err says why),

@@ -74,6 +74,9 @@ struct mxg_state_status {
     uint64_t syncs_ok, syncs_failed;
     uint64_t sts_pushed, sts_pulled;
     uint64_t rpt_batches;         /* TLSRPT batches the database took (or had already) */
+    int caught_up;                /* 1 once a sync pulled every row (all pages) and the policy
+                                   * list the database had, and handed them to the sinks
+                                   * (sqlite: always 1, nothing to pull) */
 };
 
 /* One MTA-STS cache row (the fields of policy/sts_cache.h, in this layer's own terms). */
@@ -91,12 +94,13 @@ struct mxg_state_sts_row {
 typedef void (*mxg_state_sts_sink)(void *arg, const struct mxg_state_sts_row *row);
 
 /* TLSRPT batches (report/'s outbox, wired by app/): take calls put for up to max waiting
- * batches (id, JSON payload; copied) and returns how many, or -1; done removes a batch the
- * database has committed. Both run on the loop. */
+ * batches (id, JSON payload; copied) and returns how many, or -1; done removes the n batches
+ * the database has committed (once per sync; one that stays is pushed again and only
+ * acknowledged). Both run on the loop and must not wait there. */
 struct mxg_state_rpt_io {
     int (*take)(void *arg, int max,
                 void (*put)(void *parg, const char *id, const char *payload), void *parg);
-    void (*done)(void *arg, const char *id);
+    void (*done)(void *arg, const char *const *ids, int n);
     void *arg;
 };
 

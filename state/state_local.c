@@ -13,6 +13,7 @@ static int local_open(struct mxg_state *st, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     st->status.link = MXG_STATE_LOCAL;
+    st->status.caught_up = 1;
     return 0;
 }
 

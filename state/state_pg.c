@@ -714,16 +714,21 @@ static void job_done(uv_work_t *req, int status)
         if (st->list_sink)
             st->list_sink(st->list_arg, &l);
     }
-    /* committed: out of the local outbox */
-    for (size_t i = 0; i < j->n_batches; i++) {
-        if (j->batches[i].failed)
-            LOG_E(COMP, "postgresql: TLSRPT batch %s refused (kept in the outbox): %s",
-                  j->batches[i].id, j->batch_err);
-        if (!j->batches[i].done)
-            continue;
-        if (st->rpt_io.done)
-            st->rpt_io.done(st->rpt_io.arg, j->batches[i].id);
-        st->status.rpt_batches++;
+    {   /* committed: out of the local outbox, in one call */
+        const char *ids[PG_BATCHES_PER_SYNC];
+        int n = 0;
+        for (size_t i = 0; i < j->n_batches; i++) {
+            if (j->batches[i].failed)
+                LOG_E(COMP, "postgresql: TLSRPT batch %s refused (kept in the outbox): %s",
+                      j->batches[i].id, j->batch_err);
+            if (!j->batches[i].done)
+                continue;
+            if (n < PG_BATCHES_PER_SYNC)
+                ids[n++] = j->batches[i].id;
+            st->status.rpt_batches++;
+        }
+        if (n && st->rpt_io.done)
+            st->rpt_io.done(st->rpt_io.arg, ids, n);
     }
     if (j->ok) {
         pg->cursor = j->new_cursor;
@@ -742,6 +747,11 @@ static void job_done(uv_work_t *req, int status)
             if (st->sts_sink)
                 st->sts_sink(st->sts_arg, &row);
         }
+    }
+    if (j->ok && j->n_rows < (size_t)PG_PULL_PAGE * PG_PULL_PAGES && !st->status.caught_up) {
+        st->status.caught_up = 1; /* every page pulled: app/ may open the listeners */
+        LOG_N(COMP, "postgresql: first complete pull (%llu MTA-STS row(s))",
+              (unsigned long long)st->status.sts_pulled);
     }
     st->status.pending = pg->n_pending;
     set_link(pg, j);

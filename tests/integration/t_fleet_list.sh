@@ -6,7 +6,8 @@
 # allowed by the list"; a@example.test delivered to mx1 only). A list tampered with in the
 # database (newer timestamp, content changed after signing) is refused by C, a fresh member,
 # which then has no list, and B keeps the good one. Control: before the sync B had no list
-# in force. Addresses: A 127.0.70.1, B 127.0.70.3, C 127.0.70.4; PostgreSQL 127.0.70.70.
+# in force. B's gpgv takes 2 s (a wrapper first in its PATH): B serves SMTP while it verifies
+# a pulled list (the check runs on the thread pool). Addresses: A 127.0.70.1, B 127.0.70.3, C 127.0.70.4; PostgreSQL 127.0.70.70.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -43,12 +44,28 @@ tb_pg_config "$TB/c.conf" "$TB/state-c" fleet-c
 # ---- control: B alone (before A published anything) has no list
 OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
 assert_contains "schema created" "$OUT" "schema version 4"
-tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
+# B's gpgv is slow (2 s, a marker file while it runs): the loop must keep serving meanwhile
+mkdir -p "$TB/slowbin"
+printf '#!/bin/sh\ntouch "%s"\nsleep 2\n/usr/bin/gpgv "$@"\nrc=$?\nrm -f "%s"\nexit $rc\n' \
+    "$TB/gpgv-busy" "$TB/gpgv-busy" >"$TB/slowbin/gpgv"
+chmod 755 "$TB/slowbin/gpgv"
+PATH="$TB/slowbin:$PATH" tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
 OUT=$("$MXG_BIN" list show -c "$TB/b.conf" 2>&1)
 assert_not_contains "B before A: no list in force" "$OUT" "in force"
 
 # ---- A publishes; B pulls, verifies and enforces
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a
+for n in $(seq 50); do
+    [ -e "$TB/gpgv-busy" ] && break
+    sleep 0.1
+done
+T0=$(date +%s%N)
+PROBE=$("$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server 127.0.70.3:10025 --source "$TB_CLIENT_IP" \
+    --timeout 1 chat "EHLO client.test" "QUIT" 2>&1 | cut -f1,2 | tr '\t\n' ': ')
+T1=$(date +%s%N)
+[ -e "$TB/gpgv-busy" ] && BUSY=yes || BUSY=no
+assert_eq "B: banner and EHLO answered within 1 s while the pulled list is verified ($(((T1 - T0) / 1000000)) ms)" \
+    "BANNER:220 EHLO:250 QUIT:221  yes" "$PROBE $BUSY"
 for n in $(seq 50); do
     grep -q 'policy list from the shared state accepted' "$TB/mxg-b.log" && break
     sleep 0.1
@@ -78,7 +95,10 @@ assert_log "C: the tampered list is refused (its signature)" 0 \
     'error state: policy list from the shared state refused: .*(BADSIG|bad signature)' mxg-c
 OUT=$("$MXG_BIN" list show -c "$TB/c.conf" 2>&1)
 assert_not_contains "C: no list in force" "$OUT" "in force"
-sleep 1
+for n in $(seq 50); do
+    tb_log_since "$MARK" mxg-b | grep -q 'policy list from the shared state refused' && break
+    sleep 0.1
+done
 assert_log "B: refused it too" "$MARK" 'policy list from the shared state refused' mxg-b
 OUT=$("$MXG_BIN" list show -c "$TB/b.conf" 2>&1)
 assert_contains "B: the good list is still in force" "$OUT" "in force"

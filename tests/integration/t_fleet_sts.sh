@@ -8,8 +8,10 @@
 # instance C on the sqlite backend (not in the fleet) delivers the same message to mx2, which
 # is what B would do without the shared cache. Also: `state migrate` creates the schema under
 # the advisory lock and says so once; `state status`; the password never shows in
-# `config check -v` or the logs; a conninfo carrying a password is refused.
-# Addresses: A 127.0.70.1, B 127.0.70.3, C 127.0.70.4 (port 10025); PostgreSQL 127.0.70.70.
+# `config check -v` or the logs; a conninfo carrying a password is refused. A new member waits
+# for its first complete pull before serving (B's first transaction is already deferred), and
+# one started while the database is down (D) serves after state.first_pull_timeout, warning.
+# Addresses: A 127.0.70.1, B 127.0.70.3, C 127.0.70.4, D 127.0.70.5 (port 10025); PostgreSQL 127.0.70.70.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -112,7 +114,25 @@ tb_dns_swap sts-cache.test b
 tb_stop nginx
 # (and 1,000 more policies, as a large fleet's table: a new member pulls them in pages)
 tb_psql "INSERT INTO mxguard_sts_policy SELECT 'bulk' || g || '.test', 'bulk', convert_to(E'version: STSv1\\nmode: testing\\nmx: *.test\\nmax_age: 86400\\n', 'UTF8'), 0, 4102444800, nextval('mxguard_sts_rev'), 'bulk' FROM generate_series(1, 1000) g" >/dev/null
+# A's policy last (the highest rev: the third 400-row sync brings it), and the table locked
+# for 3 s while B starts (a slow database): B's first transaction, sent the moment its
+# listener accepts, is decided by the fleet's policy only if B waited for its first COMPLETE
+# pull before opening the listeners (without that wait it is relayed to mx2)
+tb_psql "UPDATE mxguard_sts_policy SET rev = nextval('mxguard_sts_rev') WHERE domain = 'sts-cache.test'" >/dev/null
+tb_psql "BEGIN; LOCK TABLE mxguard_sts_policy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT" >/dev/null &
+LOCKER=$!
+for n in $(seq 50); do
+    [ "$(tb_psql "SELECT count(*) FROM pg_locks WHERE relation = 'mxguard_sts_policy'::regclass AND mode = 'AccessExclusiveLock' AND granted")" = 1 ] && break
+    sleep 0.1
+done
 tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
+SW_SERVER=127.0.70.3:10025 swaks_send b0 --to a@sts-cache.test
+wait "$LOCKER"
+assert_reply "B: its first transaction right after the listener opened: deferred 451 4.7.5" \
+    "$SW_RCPT" "451 4.7.5"
+assert_eq "B: first transaction not relayed" "" "$SW_DOT"
+assert_log "B: waited for the first complete pull before opening the listeners" 0 \
+    'notice main: shared state: first complete pull after [0-9]+ ms' mxg-b
 for n in $(seq 100); do
     [ "$(sqlite3 "$TB/state-b/mta-sts.db" 'SELECT count(*) FROM sts_policy' 2>/dev/null)" = 1001 ] && break
     sleep 0.1
@@ -175,6 +195,19 @@ swaks_send a2 --to a@sts-enforce.test
 T1=$(date +%s%N)
 assert_reply "A: delivery during the outage" "$SW_DOT" "250"
 assert_match "A: not delayed by the outage (under 3 s)" "$(((T1 - T0) / 1000000))" '^([0-9]{1,3}|[0-2][0-9]{3})$'
+# a new member started while the database is down waits state.first_pull_timeout (2 s here)
+# for its first pull, then serves anyway and logs the first-use risk
+tb_write_config -o "$TB/d.conf" -l 127.0.70.5:10025 "$STS"
+tb_pg_config "$TB/d.conf" "$TB/state-d" fleet-d
+sed -i 's/^  sync_interval = "300ms";$/&\n  first_pull_timeout = "2s";/' "$TB/d.conf"
+T0=$(date +%s%N)
+tb_start_mxguard -c "$TB/d.conf" -n mxg-d -a 127.0.70.5:10025
+T1=$(date +%s%N)
+assert_match "D (database down at start): serves after the 2 s bound, not before, not much later ($(((T1 - T0) / 1000000)) ms)" \
+    "$(((T1 - T0) / 1000000))" '^(2[0-9]{3}|3[0-9]{3})$'
+assert_log "D: the warning names the first-use risk" 0 \
+    'warning main: shared state: no complete pull within state.first_pull_timeout \(2000 ms; link down: .*\): serving anyway; .*first use' mxg-d
+tb_stop mxg-d
 scrape down1
 assert_eq "metrics: mxguard_state_up 0 during the outage" 0 "$(metric down1 mxguard_state_up)"
 tb_check check-down sts-cache.test -c "$TB/b.conf"

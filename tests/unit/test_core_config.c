@@ -431,6 +431,7 @@ static void test_state_settings(void **state)
     assert_int_equal(c.state_sync_ms, 2000);
     assert_int_equal(c.state_migrate, 0);
     assert_int_equal(c.state_report_lease_ms, 600000); /* the default, 10m */
+    assert_int_equal(c.state_first_pull_ms, 10000); /* the default, 10s */
     unlink(path);
     free(path);
     /* a report claim's lease must outlast a report POST (mta_sts.fetch_timeout) */

@@ -1185,6 +1185,50 @@ static void t_store_offer(void **state)
     free(dir);
 }
 
+/* The offer in halves (candidate checked off the loop): checked after the store closed it
+ * needs nothing of the store; installed it becomes current; a tampered or dropped one leaves
+ * no temporary file behind. */
+static void t_store_candidate(void **state)
+{
+    (void)state;
+    char *dir = new_state_dir();
+    char err[300];
+    int others;
+    struct mxg_stlist_store *s = mxg_stlist_store_open(dir, g_keyring, err, sizeof err);
+    struct signed_list a = signed_list("\"2024-06-01T00:00:00Z\"", "\"2099-01-01T00:00:00Z\"",
+                                       "list");
+    struct mxg_stlist_candidate *c = mxg_stlist_candidate_new(s, a.json, a.json_len, a.sig,
+                                                              a.sig_len);
+    assert_non_null(c);
+    mxg_stlist_candidate_check(c);
+    assert_int_equal(mxg_stlist_store_install(s, c, "the shared state", err, sizeof err), 1);
+    assert_int_equal(mxg_stlist_timestamp(mxg_stlist_store_current(s, (int64_t)time(NULL))),
+                     1717200000);
+    assert_int_equal(dir_entries(dir, &others), 2);
+    assert_int_equal(others, 0);
+    /* the same again: not newer */
+    c = mxg_stlist_candidate_new(s, a.json, a.json_len, a.sig, a.sig_len);
+    mxg_stlist_candidate_check(c);
+    assert_int_equal(mxg_stlist_store_install(s, c, "again", err, sizeof err), 0);
+    /* tampered: refused with the check's reason, the list in force kept */
+    a.json[a.json_len - 2] ^= 1;
+    c = mxg_stlist_candidate_new(s, a.json, a.json_len, a.sig, a.sig_len);
+    mxg_stlist_candidate_check(c);
+    assert_int_equal(mxg_stlist_store_install(s, c, "tampered", err, sizeof err), -1);
+    assert_non_null(strstr(err, "signature"));
+    assert_non_null(mxg_stlist_store_current(s, (int64_t)time(NULL)));
+    /* checked after the store closed, then dropped: no temporary file left */
+    c = mxg_stlist_candidate_new(s, a.json, a.json_len, a.sig, a.sig_len);
+    mxg_stlist_store_close(s);
+    mxg_stlist_candidate_check(c);
+    mxg_stlist_candidate_free(c);
+    assert_int_equal(dir_entries(dir, &others), 2);
+    assert_int_equal(others, 0);
+    assert_null(mxg_stlist_candidate_new(NULL, a.json, a.json_len, a.sig, a.sig_len));
+    free_signed(&a);
+    free(dir);
+}
+
 enum reject_kind { RJ_TAMPER, RJ_EVIL, RJ_EMPTY_SIG, RJ_GARBAGE_SIG, RJ_BAD_ARMOR, RJ_NONE };
 
 struct reject_case {
@@ -1471,7 +1515,8 @@ int main(void)
         cmocka_unit_test(t_parse_errors),      cmocka_unit_test(t_parse_accepts),
         cmocka_unit_test(t_eff_style),         cmocka_unit_test(t_large),
         cmocka_unit_test(t_gpgv_result),       cmocka_unit_test(t_verify),
-        cmocka_unit_test(t_store_offer),       cmocka_unit_test(t_store_rejects),
+        cmocka_unit_test(t_store_offer),       cmocka_unit_test(t_store_candidate),
+        cmocka_unit_test(t_store_rejects),
         cmocka_unit_test(t_store_persist),     cmocka_unit_test(t_store_expired),
         cmocka_unit_test(t_store_open_errors),
     };
