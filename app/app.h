@@ -91,6 +91,8 @@ struct app {
     struct mxg_policy_maps maps;           /* tls.policy_map, upstream.route_map (SIGHUP) */
     /* run: what the status page shows (app/status.h) */
     struct mxg_status_track *status_track; /* today's destinations (the legs' watch) */
+    struct mxg_status_view *status_io;     /* the status page's last spool and TLSRPT reads */
+    uint64_t status_io_at;                 /* loop time of those reads (ms) */
     int dnssec_state;         /* last DNSSEC self-check: 1 passed, 0 failed, -1 no answer, 2 none */
     char dnssec_why[300];
     unsigned reload_gen;      /* successful SIGHUP reloads */

@@ -263,6 +263,7 @@ out_loop:
     app->spool = NULL;
     mxg_metrics_free(app->metrics);
     mxg_status_track_free(app->status_track); /* no leg is left to report to it */
+    free(app->status_io);
     mxg_tls_ctx_free(app->tls_server);
     mxg_auth_db_free(app->auth_db);
 out:

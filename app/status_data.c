@@ -98,6 +98,33 @@ static void collect_days(struct app *app, struct mxg_status_view *v)
         v->rpt_error = 1;
 }
 
+/* The view's parts read from disk — the spool's envelopes, the TLSRPT store's
+ * days — read at most once per metrics.status_refresh and reused in between, so
+ * that page views cannot keep the event loop (and the SMTP sessions on it) busy
+ * with I/O however often they come. */
+static void collect_io(struct app *app, struct mxg_status_view *v)
+{
+    uint64_t now_ms = uv_now(&app->loop);
+    struct mxg_status_view *c = app->status_io;
+    if (!c || now_ms - app->status_io_at >= app->cfg.metrics_status_refresh_ms) {
+        collect_spool(app, v);
+        collect_days(app, v);
+        if (!c && !(c = app->status_io = malloc(sizeof *c)))
+            return;
+        *c = *v;
+        app->status_io_at = now_ms;
+        return;
+    }
+    v->spool_open = c->spool_open;
+    v->spool_count = c->spool_count;
+    v->spool_unread = c->spool_unread;
+    v->spool_oldest_ms = c->spool_oldest_ms;
+    v->spool_next_ms = c->spool_next_ms;
+    v->rpt_open = c->rpt_open;
+    v->rpt_error = c->rpt_error;
+    memcpy(v->days, c->days, sizeof v->days);
+}
+
 /* Fill the view (status.h). */
 void mxg_status_collect(struct app *app, int64_t now, struct mxg_status_view *v)
 {
@@ -137,6 +164,5 @@ void mxg_status_collect(struct app *app, int64_t now, struct mxg_status_view *v)
     v->reload_gen = app->reload_gen;
     v->reload_at = app->reload_at;
     v->started_at = app->started_at;
-    collect_spool(app, v);
-    collect_days(app, v);
+    collect_io(app, v);
 }

@@ -1121,6 +1121,7 @@ static const struct key keys[] = {
     STRING("metrics", "listen", metrics_listen, "", check_listen_endpoint),
     CIDRS("metrics", "allow_networks", metrics_allow, n_metrics_allow, "127.0.0.0/8,::1/128", 1),
     STRING("metrics", "status_credentials_file", metrics_status_creds, "", NULL),
+    DURATION("metrics", "status_refresh", metrics_status_refresh_ms, "5s", 0, 3600 * 1000),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

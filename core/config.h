@@ -236,6 +236,8 @@ struct mxg_config {
     char metrics_listen[80];      /* metrics.listen: "addr:port", "" = no endpoint */
     struct mxg_cidr metrics_allow[MXG_CFG_MAX_NETS]; /* metrics.allow_networks */
     int n_metrics_allow;
+    uint64_t metrics_status_refresh_ms;         /* metrics.status_refresh: how long the status
+                                                   page's spool and TLSRPT reads are reused */
     char metrics_status_creds[MXG_CFG_PATH_MAX]; /* metrics.status_credentials_file: "user:password"
                                                   lines; "" = /status to loopback clients only */
 };

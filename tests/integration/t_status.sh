@@ -216,6 +216,7 @@ printf '# status page users\nops:s3cret&<pw>\n' >"$TB/status-users"
 chmod 600 "$TB/status-users"
 tb_write_config "metrics: { listen = \"$METRICS\"; $ALLOW
   status_credentials_file = \"$TB/status-users\"; };"
+export MXGUARD_METRICS_STATUS_REFRESH=1h # section 6
 tb_start_mxguard
 assert_eq "credentials file: no credentials → 401" 401 "$(get a1 /status)"
 assert_file_grep "... with a Basic challenge" "$TB/a1.hdr" '^WWW-Authenticate: Basic realm="mxguard status"'
@@ -223,4 +224,18 @@ assert_eq "wrong password → 401" 401 "$(get a2 /status GET 'ops:s3cret&<pW>')"
 assert_eq "wrong user → 401" 401 "$(get a3 /status GET 'op:s3cret&<pw>')"
 assert_eq "right pair → 200" 200 "$(get a4 /status GET 'ops:s3cret&<pw>')"
 assert_eq "/metrics needs none" 200 "$(get a5 /metrics)"
+
+# ------------------------------------------------------------------ 6. metrics.status_refresh
+# the spool and the TLSRPT store are read at most once per status_refresh (1h here): a page
+# view after a second message was spooled still shows what the first view read
+assert_contains "refresh: the first view read the spool (one message)" "$(cat "$TB/a4.html")" \
+    "<tr><th>messages</th><td>1</td></tr>"
+swaks_send spooled2 --to c@dane-ee.test,tempdata2@example.test
+assert_reply "refresh: a second partly failed message is answered 250 (spooled)" "$SW_DOT" "250"
+assert_eq "refresh: the spool holds two messages now" 2 \
+    "$(ls "$TB/state/spool"/*.env 2>/dev/null | wc -l)"
+assert_eq "refresh: a view within status_refresh → 200" 200 "$(get a6 /status GET 'ops:s3cret&<pw>')"
+assert_contains "... shows the spool as read before (no disk read per view)" \
+    "$(cat "$TB/a6.html")" "<tr><th>messages</th><td>1</td></tr>"
+unset MXGUARD_METRICS_STATUS_REFRESH
 tb_finish
