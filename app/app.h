@@ -164,6 +164,10 @@ void app_finish_oneshot(struct app *app);
 /* The DNSSEC self-check, run to its end: 0 passed (or DANE off), 1 DNS unreachable
  * (start, defer mail, retry), -1 must not start; logged. */
 int app_dnssec_selfcheck(struct app *app);
+/* Run the DNSSEC self-check of path p to its end on the loop (start-up only):
+ * 1 passed, 0 failed, -1 no answer (as mxg_dns_selfcheck's callback says), or
+ * -2 when it could not start; why (cap octets) gets the reason. */
+int app_dns_check_now(struct app *app, enum mxg_dns_path p, char *why, size_t cap);
 /* Note a self-check's result for the status page (ok as mxg_dns_selfcheck gives
  * it; 2: not checked). Inline: the self-check and dns.mode auto both note. */
 static inline void app_dnssec_note(struct app *app, int ok, const char *why)

@@ -26,30 +26,18 @@ static const char *reason(const char *why)
 }
 
 struct sync_check {
-    int done, ok;
+    int ok;
     char why[512];
 };
-
-/* mxg_dns_selfcheck_path() callback of a start-up check: note the result. */
-static void on_sync_check(void *arg, int ok, const char *why)
-{
-    struct sync_check *sc = arg;
-    sc->done = 1;
-    sc->ok = ok;
-    snprintf(sc->why, sizeof sc->why, "%s", why ? why : "");
-}
 
 /* The self-check of path p, run to its end on the loop (start-up). */
 static void check_now(struct app *app, enum mxg_dns_path p, struct sync_check *sc)
 {
-    memset(sc, 0, sizeof *sc);
-    if (mxg_dns_selfcheck_path(app->dns, p, on_sync_check, sc) < 0) {
+    sc->ok = app_dns_check_now(app, p, sc->why, sizeof sc->why);
+    if (sc->ok == -2) {
         sc->ok = 0;
         snprintf(sc->why, sizeof sc->why, "the self-check could not start");
-        return;
     }
-    while (!sc->done && uv_run(&app->loop, UV_RUN_ONCE))
-        ;
 }
 
 /* Make p the path in use and say so (one line: which path and why). */

@@ -8,20 +8,6 @@
 #include "../dns/dns.h"
 #include "app.h"
 
-struct selfcheck {
-    int done, ok;
-    char why[512];
-};
-
-/* mxg_dns_selfcheck() callback of the start-up check: note the result. */
-static void on_selfcheck(void *arg, int ok, const char *why)
-{
-    struct selfcheck *sc = arg;
-    sc->done = 1;
-    sc->ok = ok;
-    snprintf(sc->why, sizeof sc->why, "%s", why ? why : "");
-}
-
 /* DANE needs a DNS path that passes DNSSEC: check it once, before serving.
  * Returns 0, or -1 (logged) when mxguard must not start. */
 int app_dnssec_selfcheck(struct app *app)
@@ -34,13 +20,15 @@ int app_dnssec_selfcheck(struct app *app)
     }
     if (app->cfg.dns_mode == MXG_DNS_AUTO)
         return app_dnsauto_choose(app);
-    struct selfcheck sc = {0};
-    if (mxg_dns_selfcheck(app->dns, on_selfcheck, &sc) < 0) {
+    struct {
+        int ok;
+        char why[512];
+    } sc;
+    sc.ok = app_dns_check_now(app, mxg_dns_path_in_use(app->dns), sc.why, sizeof sc.why);
+    if (sc.ok == -2) {
         LOG_E("main", "DNSSEC self-check could not start");
         return -1;
     }
-    while (!sc.done && uv_run(&app->loop, UV_RUN_ONCE))
-        ;
     app_dnssec_note(app, sc.ok, sc.why);
     if (sc.ok == 0) {
         LOG_E("main", "%s; refusing to start: DANE needs a resolver path that passes DNSSEC "

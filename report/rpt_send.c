@@ -320,6 +320,17 @@ static void job_step_done(struct job *j)
         job_done(j);
 }
 
+/* A delivery row for (j's day and domain, rua): zeroed, keyed, attempts set. */
+static void row_init(struct mxg_rpt_delivery *d, const struct job *j, const char *rua,
+                     int attempts)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->day, sizeof d->day, "%s", j->day);
+    snprintf(d->domain, sizeof d->domain, "%s", j->domain);
+    snprintf(d->rua, sizeof d->rua, "%s", rua);
+    d->attempts = attempts;
+}
+
 /* Records the outcome of one POST or mail attempt in the row and the
  * stats; permanent: give up now (a 5xx reply to report mail). */
 static void post_result(struct post *p, int ok, int permanent, const char *why)
@@ -328,11 +339,7 @@ static void post_result(struct post *p, int ok, int permanent, const char *why)
     struct op *o = j->op;
     struct mxg_rpt_sender *s = o->s;
     struct mxg_rpt_delivery d;
-    memset(&d, 0, sizeof d);
-    snprintf(d.day, sizeof d.day, "%s", j->day);
-    snprintf(d.domain, sizeof d.domain, "%s", j->domain);
-    snprintf(d.rua, sizeof d.rua, "%s", p->rua);
-    d.attempts = p->attempts + 1;
+    row_init(&d, j, p->rua, p->attempts + 1);
     if (ok) {
         d.status = MXG_RPT_SENT;
         d.next_attempt_at = 0;
@@ -527,11 +534,7 @@ static void set_row(struct mxg_rpt_sender *s, const struct job *j, const char *r
                     int attempts, const char *err)
 {
     struct mxg_rpt_delivery d;
-    memset(&d, 0, sizeof d);
-    snprintf(d.day, sizeof d.day, "%s", j->day);
-    snprintf(d.domain, sizeof d.domain, "%s", j->domain);
-    snprintf(d.rua, sizeof d.rua, "%s", rua);
-    d.attempts = attempts;
+    row_init(&d, j, rua, attempts);
     d.status = (enum mxg_rpt_dstatus)status;
     snprintf(d.last_error, sizeof d.last_error, "%s", err);
     if (mxg_rpt_delivery_update(s->r, &d) != 0)
@@ -674,11 +677,7 @@ static void post_defer(struct post *p, int64_t delay_s, const char *why)
 {
     struct job *j = p->job;
     struct mxg_rpt_delivery d;
-    memset(&d, 0, sizeof d);
-    snprintf(d.day, sizeof d.day, "%s", j->day);
-    snprintf(d.domain, sizeof d.domain, "%s", j->domain);
-    snprintf(d.rua, sizeof d.rua, "%s", p->rua);
-    d.attempts = p->attempts;
+    row_init(&d, j, p->rua, p->attempts);
     d.status = MXG_RPT_PENDING;
     d.next_attempt_at = now_s() + delay_s;
     snprintf(d.last_error, sizeof d.last_error, "%s", why);
