@@ -51,12 +51,16 @@ void leg_cache_cancel(struct mxg_leg *leg)
 /* The requirement key of the current candidate (see above). */
 static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
 {
+#define KEY_HEAD "v2|port=%d|tlsa-port=%d|no-tlsrpt=%d|req="
     char desc[200];
-    size_t l = (size_t)snprintf(desc, sizeof desc, "v2|port=%d|tlsa-port=%d|no-tlsrpt=%d|req=",
-                                leg->port, leg->tlsa_port, leg->no_tlsrpt);
+    /* the head with three ints of at most 11 characters each, then the 64 hex digits: it
+     * always fits, so no key can ever leave the requirement out (a reuse across requirements) */
+    _Static_assert(sizeof KEY_HEAD - 6 + 3 * 11 + 2 * 32 < sizeof desc, "key buffer too small");
+    size_t l = (size_t)snprintf(desc, sizeof desc, KEY_HEAD, leg->port, leg->tlsa_port,
+                                leg->no_tlsrpt);
+#undef KEY_HEAD
     const unsigned char *d = leg_cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
-    if (l + 2 * 32 < sizeof desc) /* always: 69 + 64 < 200 */
-        l += mxg_hex_encode(d, 32, desc + l);
+    l += mxg_hex_encode(d, 32, desc + l);
     mxg_cc_key_make(desc, l, out);
 }
 
