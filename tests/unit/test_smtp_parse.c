@@ -469,6 +469,37 @@ static void test_helo(void **st)
 
 /* The hand-written formatting of mxg_reply_summary / mxg_reply_render gives
  * exactly what the printf formats they replaced gave, at every buffer size. */
+/* The parser is reset without zeroing its 4 KB text: a short reply after a long
+ * one (a hostile MX's, say) carries none of the long one's octets, on the wire or
+ * in the summary the client may see. */
+static void test_reply_no_stale_text(void **st)
+{
+    (void)st;
+    struct mxg_reply_parser p;
+    mxg_reply_parser_reset(&p);
+    char longline[1000];
+    memset(longline, 'X', sizeof longline - 1);
+    longline[sizeof longline - 1] = 0;
+    memcpy(longline, "451-4.3.0 ", 10);
+    const char *big[] = {longline, longline, "451 4.3.0 SECRET-TAIL"};
+    assert_int_equal(feed_all(&p, big, 3), 1);
+    const char *small[] = {"250 ok"};
+    assert_int_equal(feed_all(&p, small, 1), 1);
+    assert_string_equal(p.r.text, "ok");
+    assert_int_equal(p.r.n_lines, 1);
+    assert_string_equal(p.r.enh, "");
+    char out[64], sum[64];
+    size_t n = mxg_reply_render(&p.r, out, sizeof out);
+    assert_memory_equal(out, "250 2.0.0 ok\r\n", n);
+    mxg_reply_summary(&p.r, sum, sizeof sum);
+    assert_string_equal(sum, "250 ok");
+    /* a syntax error mid-reply resets too: the next reply starts clean */
+    const char *bad[] = {"550-5.1.1 part one", "551 mismatched code"};
+    assert_true(feed_all(&p, bad, 2) < 0);
+    assert_int_equal(feed_all(&p, small, 1), 1);
+    assert_string_equal(p.r.text, "ok");
+}
+
 static void test_reply_format_equals_printf(void **st)
 {
     (void)st;
@@ -525,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_domains),     cmocka_unit_test(test_alabel),
         cmocka_unit_test(test_helo),        cmocka_unit_test(test_reply_line_split),
         cmocka_unit_test(test_reply_sanitised), cmocka_unit_test(test_reply_format_equals_printf),
+        cmocka_unit_test(test_reply_no_stale_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
