@@ -39,6 +39,12 @@ struct mxg_stlist_source {
     int n_addrs;
     char *json;
     size_t json_len;
+    /* a downloaded or read list being verified on the thread pool (gpgv, parse) */
+    uv_work_t check_req;
+    struct mxg_stlist_candidate *cand; /* owned while checking; the work touches only it */
+    char cand_source[MXG_CFG_PATH_MAX + 16];
+    int checking;
+    int freeing; /* mxg_stlist_source_free() ran: the check's completion frees s */
 };
 
 static void note(struct mxg_stlist_source *s, int rc, const char *what)
@@ -106,11 +112,23 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     return 0;
 }
 
+static void note_offer(struct mxg_stlist_source *s, int rc, const char *source, const char *err);
+
+/* A synchronous offer (load_local: before any listener opens), noted. */
 static void offer(struct mxg_stlist_source *s, const char *json, size_t jlen, const char *sig,
                   size_t slen, const char *source)
 {
-    char err[400], what[600];
+    char err[400];
     int rc = mxg_stlist_store_offer(s->store, json, jlen, sig, slen, source, err, sizeof err);
+    note_offer(s, rc, source, err);
+}
+
+static void next_step(struct mxg_stlist_source *s);
+
+/* The offer's outcome noted as offer() notes it. */
+static void note_offer(struct mxg_stlist_source *s, int rc, const char *source, const char *err)
+{
+    char what[600];
     if (rc > 0)
         snprintf(what, sizeof what, "accepted %s", source);
     else if (rc == 0)
@@ -120,20 +138,98 @@ static void offer(struct mxg_stlist_source *s, const char *json, size_t jlen, co
     note(s, rc, what);
 }
 
-static void next_step(struct mxg_stlist_source *s);
+/* Thread pool: gpgv, the temporary files and the parse, on the candidate only. */
+static void check_work(uv_work_t *req)
+{
+    struct mxg_stlist_source *s = req->data;
+    mxg_stlist_candidate_check(s->cand);
+}
 
-static void from_file(struct mxg_stlist_source *s)
+/* Loop: the checked candidate installed (as mxg_stlist_store_offer() would), then the
+ * update goes on; after mxg_stlist_source_free() it is dropped and s freed here. */
+static void check_done(uv_work_t *req, int status)
+{
+    struct mxg_stlist_source *s = req->data;
+    char err[400];
+    int rc;
+    s->checking = 0;
+    if (s->freeing) {
+        mxg_stlist_candidate_free(s->cand);
+        s->cand = NULL;
+        if (s->closing == 0)
+            free(s);
+        return;
+    }
+    if (status != 0) {
+        mxg_stlist_candidate_free(s->cand);
+        snprintf(err, sizeof err, "the signature check could not run");
+        rc = -1;
+    } else {
+        rc = mxg_stlist_store_install(s->store, s->cand, s->cand_source, err, sizeof err);
+    }
+    s->cand = NULL;
+    note_offer(s, rc, s->cand_source, err);
+    next_step(s);
+}
+
+/* An update's offer, verified off the loop: the candidate is checked on the thread pool and
+ * installed from check_done(), which continues the update (s->step already set): returns 1.
+ * A check that cannot start is a failed offer (noted; the list in force stays): returns 0
+ * and the caller goes on. */
+static int offer_async(struct mxg_stlist_source *s, const char *json, size_t jlen,
+                        const char *sig, size_t slen, const char *source)
+{
+    snprintf(s->cand_source, sizeof s->cand_source, "%s", source);
+    if (!(s->cand = mxg_stlist_candidate_new(s->store, json, jlen, sig, slen))) {
+        note_offer(s, -1, source, "out of memory");
+        return 0;
+    }
+    s->check_req.data = s;
+    if (uv_queue_work(s->loop, &s->check_req, check_work, check_done) != 0) {
+        mxg_stlist_candidate_free(s->cand);
+        s->cand = NULL;
+        note_offer(s, -1, source, "cannot queue the signature check");
+        return 0;
+    }
+    s->checking = 1;
+    return 1;
+}
+
+/* policy_list.file and its .asc read into *json / *sig (caller frees); 0, or -1 noted. */
+static int read_list_file(struct mxg_stlist_source *s, char **json, size_t *jlen, char **sig,
+                          size_t *slen)
 {
     char err[300], sigpath[MXG_CFG_PATH_MAX + 8];
+    snprintf(sigpath, sizeof sigpath, "%s.asc", s->cfg->list_file);
+    if (read_file(s->cfg->list_file, json, jlen, err, sizeof err) < 0 ||
+        read_file(sigpath, sig, slen, err, sizeof err) < 0) {
+        note(s, -1, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* An update's file step: read now, verified on the thread pool; 1 when check_done() will
+ * continue the update, 0 when the caller goes on. */
+static int from_file_async(struct mxg_stlist_source *s)
+{
     char *json = NULL, *sig = NULL;
     size_t jlen = 0, slen = 0;
-    snprintf(sigpath, sizeof sigpath, "%s.asc", s->cfg->list_file);
-    if (read_file(s->cfg->list_file, &json, &jlen, err, sizeof err) < 0 ||
-        read_file(sigpath, &sig, &slen, err, sizeof err) < 0) {
-        note(s, -1, err);
-    } else {
+    int started = 0;
+    if (read_list_file(s, &json, &jlen, &sig, &slen) == 0)
+        started = offer_async(s, json, jlen, sig, slen, s->cfg->list_file);
+    free(json);
+    free(sig);
+    return started;
+}
+
+/* load_local's file step, synchronous (before any listener opens). */
+static void from_file(struct mxg_stlist_source *s)
+{
+    char *json = NULL, *sig = NULL;
+    size_t jlen = 0, slen = 0;
+    if (read_list_file(s, &json, &jlen, &sig, &slen) == 0)
         offer(s, json, jlen, sig, slen, s->cfg->list_file);
-    }
     free(json);
     free(sig);
 }
@@ -185,8 +281,9 @@ static void on_https(void *arg, const struct mxg_https_result *r)
             s->step = STEP_URL_SIG;
         }
     } else {
-        offer(s, s->json, s->json_len, r->body, r->body_len, s->cfg->list_url);
         s->step = STEP_DONE;
+        if (offer_async(s, s->json, s->json_len, r->body, r->body_len, s->cfg->list_url))
+            return; /* check_done() continues */
     }
     next_step(s);
 }
@@ -236,11 +333,15 @@ static void on_addr(void *arg, const struct mxg_addr_result *a)
 static void next_step(struct mxg_stlist_source *s)
 {
     switch (s->step) {
-    case STEP_FILE:
-        if (s->cfg->list_file[0] && !s->skip_file)
-            from_file(s);
-        s->skip_file = 0;
+    case STEP_FILE: {
+        int later = 0;
         s->step = STEP_URL_ADDR;
+        if (s->cfg->list_file[0] && !s->skip_file)
+            later = from_file_async(s);
+        s->skip_file = 0;
+        if (later)
+            return; /* check_done() continues at STEP_URL_ADDR */
+    }
         /* fall through */
     case STEP_URL_ADDR:
         if (!s->cfg->list_url[0] || !s->https) {
@@ -406,7 +507,7 @@ void mxg_stlist_source_start(struct mxg_stlist_source *s)
 static void closed(uv_handle_t *h)
 {
     struct mxg_stlist_source *s = h->data;
-    if (--s->closing == 0)
+    if (--s->closing == 0 && !s->checking)
         free(s);
 }
 
@@ -419,7 +520,9 @@ void mxg_stlist_source_free(struct mxg_stlist_source *s)
     if (s->hr)
         mxg_https_cancel(s->hr);
     free(s->json);
+    s->json = NULL;
     s->cb = NULL;
+    s->freeing = 1; /* a check in flight: check_done() frees s after the handles closed */
     s->closing = 3;
     uv_close((uv_handle_t *)&s->refresh, closed);
     uv_close((uv_handle_t *)&s->kick, closed);

@@ -4,8 +4,11 @@
  * and every policy_list.refresh; loud warnings for a stale or expired list.
  *
  * mxg_stlist_source_update() loads once (both sources) and reports through
- * cb exactly once, from the loop. The source borrows cfg, dns, https and
- * store; they must outlive it. */
+ * cb exactly once, from the loop; each candidate it read or downloaded is
+ * verified (gpgv, temporary files, parse) on libuv's thread pool and installed
+ * from the loop, so a slow gpgv never holds the loop. The source borrows cfg,
+ * dns, https and store; they must outlive it (a check still running when the
+ * source is freed finishes on the thread pool; the source is freed after it). */
 #ifndef MXG_STLIST_SOURCE_H
 #define MXG_STLIST_SOURCE_H
 
