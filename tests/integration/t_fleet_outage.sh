@@ -181,50 +181,57 @@ echo "# latency before the outage: $N_PRE transactions, p50 $P50_PRE ms, max $MA
 echo "# latency during the outage: $N_OUT transactions, p50 $P50_OUT ms, max $MAX_OUT ms"
 assert_match "transactions during the outage ($N_OUT)" "$N_OUT" '^[1-9][0-9]+$'
 assert_eq "during the outage: every transaction took at most $LAT_MAX_MS ms" 1 "$((MAX_OUT <= LAT_MAX_MS))"
-assert_eq "during the outage: the median is not more than twice the one before (+50 ms)" 1 \
-    "$((P50_OUT <= 2 * P50_PRE + 50))"
+assert_eq "during the outage: the median is not more than twice the one before (+100 ms)" 1 \
+    "$((P50_OUT <= 2 * P50_PRE + 100))"
 assert_eq "during the outage: every transaction answered 250" "" \
     "$(cat "$TB"/stream.*.log | awk -v f="$T_DOWN" -v t="$T_UP" '$6 >= f && $6 < t && $4 != "250"' | head -3)"
 
 # ---- 4. C is killed with SIGKILL while it flushes its backlog
-# C pushes its outbox oldest first (created_at, id): hold the batch in the middle
+# C pushes its outbox oldest first (created_at, id), up to 50 batches per sync: hold the
+# batch in the middle (at most the 41st, so that it is in C's first sync)
 mapfile -t IDS < <(sqlite3 "$TB/state-c/tlsrpt.db" 'SELECT id FROM outbox ORDER BY created_at, id')
-K=$((${#IDS[@]} / 2))
-assert_match "C's backlog: ${#IDS[@]} batches (at least 4)" "${#IDS[@]}" '^([4-9]|[1-9][0-9]+)$'
-HOLD=${IDS[$K]}
-mkfifo "$TB/hold.fifo"
-exec 7<>"$TB/hold.fifo"
-setsid runuser -u postgres -- psql -X -q -A -t -h "$TB/pg" -p "$TB_PG_PORT" -d mxguard \
-    <"$TB/hold.fifo" >"$TB/hold.out" 2>&1 &
-echo "$! holder" >>"$TB/pids"
-echo "BEGIN; INSERT INTO mxguard_rpt_batch (id, instance) VALUES ('$HOLD', 'test-hold'); SELECT 'held';" >&7
-wait_for 10 grep -q '^held' "$TB/hold.out" || tb_die "the hold of batch $HOLD failed: $(cat "$TB/hold.out")"
-tb_psql "ALTER ROLE mxguard LOGIN" >/dev/null
-waiting() {
-    tb_psql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleet-c'
-        AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO mxguard_rpt_batch%'"
-}
-wait_for 15 is waiting 1
-assert_eq "C's flush waits on the held batch (pg_stat_activity: its INSERT, wait_event_type Lock)" 1 "$(waiting)"
-# in_db — how many of C's outbox batches the database has (committed, not yet forgotten by C)
-in_db() {
-    local ids
-    ids=$(sqlite3 "$TB/state-c/tlsrpt.db" "SELECT group_concat(quote(id)) FROM outbox")
-    tb_psql "SELECT count(*) FROM mxguard_rpt_batch WHERE instance = 'fleet-c' AND id IN (${ids:-''})"
-}
-N_IN=$(in_db)
-assert_eq "... after committing the $K batches before it, which C's outbox still holds" "$K" "$N_IN"
-tb_signal mxg-c KILL
-for i in $(seq 30); do tb_alive mxg-c || break; sleep 0.1; done
-assert_eq "C killed (SIGKILL) inside its flush" 1 "$(tb_alive mxg-c && echo 0 || echo 1)"
-echo "ROLLBACK;" >&7
-exec 7>&-
-gone() { tb_psql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleet-c'"; }
-wait_for 10 is gone 0
-assert_eq "C's session ended with it" 0 "$(gone)"
-assert_eq "the batch C was writing is not in the database (rolled back with its session)" 0 \
-    "$(tb_psql "SELECT count(*) FROM mxguard_rpt_batch WHERE id = '$HOLD'")"
-assert_eq "C's outbox kept all ${#IDS[@]} batches (and any flushed since)" 1 "$(($(outbox c) >= ${#IDS[@]}))"
+K=$((${#IDS[@]} / 2 < 40 ? ${#IDS[@]} / 2 : 40))
+if [ "${#IDS[@]}" -lt 4 ]; then # (a broken outbox: go on without the hold, to count the loss)
+    fail "C's backlog: ${#IDS[@]} batches, at least 4 needed (C is killed without the hold)"
+    tb_psql "ALTER ROLE mxguard LOGIN" >/dev/null
+    tb_signal mxg-c KILL
+else
+    pass "C's backlog: ${#IDS[@]} batches (at least 4)"
+    HOLD=${IDS[$K]}
+    mkfifo "$TB/hold.fifo"
+    exec 7<>"$TB/hold.fifo"
+    setsid runuser -u postgres -- psql -X -q -A -t -h "$TB/pg" -p "$TB_PG_PORT" -d mxguard \
+        <"$TB/hold.fifo" >"$TB/hold.out" 2>&1 &
+    echo "$! holder" >>"$TB/pids"
+    echo "BEGIN; INSERT INTO mxguard_rpt_batch (id, instance) VALUES ('$HOLD', 'test-hold'); SELECT 'held';" >&7
+    wait_for 10 grep -q '^held' "$TB/hold.out" || tb_die "the hold of batch $HOLD failed: $(cat "$TB/hold.out")"
+    tb_psql "ALTER ROLE mxguard LOGIN" >/dev/null
+    waiting() {
+        tb_psql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleet-c'
+            AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO mxguard_rpt_batch%'"
+    }
+    wait_for 15 is waiting 1
+    assert_eq "C's flush waits on the held batch (pg_stat_activity: its INSERT, wait_event_type Lock)" 1 "$(waiting)"
+    # in_db — how many of C's outbox batches the database has (committed, not yet forgotten by C)
+    in_db() {
+        local ids
+        ids=$(sqlite3 "$TB/state-c/tlsrpt.db" "SELECT group_concat(quote(id)) FROM outbox")
+        tb_psql "SELECT count(*) FROM mxguard_rpt_batch WHERE instance = 'fleet-c' AND id IN (${ids:-''})"
+    }
+    N_IN=$(in_db)
+    assert_eq "... after committing the $K batches before it, which C's outbox still holds" "$K" "$N_IN"
+    tb_signal mxg-c KILL
+    for i in $(seq 30); do tb_alive mxg-c || break; sleep 0.1; done
+    assert_eq "C killed (SIGKILL) inside its flush" 1 "$(tb_alive mxg-c && echo 0 || echo 1)"
+    echo "ROLLBACK;" >&7
+    exec 7>&-
+    gone() { tb_psql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleet-c'"; }
+    wait_for 10 is gone 0
+    assert_eq "C's session ended with it" 0 "$(gone)"
+    assert_eq "the batch C was writing is not in the database (rolled back with its session)" 0 \
+        "$(tb_psql "SELECT count(*) FROM mxguard_rpt_batch WHERE id = '$HOLD'")"
+    assert_eq "C's outbox kept all ${#IDS[@]} batches (and any flushed since)" 1 "$(($(outbox c) >= ${#IDS[@]}))"
+fi
 start c2
 stream c2
 sleep 3
@@ -238,6 +245,11 @@ settled() {
 }
 wait_for 20 settled
 for m in a b c; do assert_eq "$m: outbox empty" 0 "$(outbox "$m")"; done
+for m in a b; do
+    assert_log "$m: the link is up again (logged)" "${MARK[$m]}" 'notice state: postgresql: up' "mxg-$m"
+    scrape "up-$m" "${ADDR[$m]%:*}"
+    assert_eq "$m: mxguard_state_up 1 again" 1 "$(metric "up-$m" mxguard_state_up)"
+done
 for d in $DOMS; do
     assert_eq "database: $d — success, failure, failure-detail sessions = what A, B, C relayed ($(relayed a "$d") + $(relayed b "$d") + $(relayed c "$d"))" \
         "$(want_counts "$d")" "$(pg_counts "$d")"
