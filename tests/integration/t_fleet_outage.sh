@@ -331,7 +331,7 @@ for d in rpt-fleet.test rpt-fleet2.test; do
 done
 mkdir -p "$TB/export"
 "$MXG_BIN" report export "$TB/export" --day "$Y" -c "$TB/b.conf" >"$TB/export.out" 2>&1
-for d in $OK_DOM sts-testing.test; do
+for d in $DOMS; do
     F=$(ls "$TB/export"/*"!$d!"*.json 2>/dev/null | head -1)
     assert_eq "report export (B) $d, yesterday: success and failure sessions" \
         "$(want success "$d") $(want failure "$d")" \
