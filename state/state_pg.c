@@ -42,7 +42,7 @@ struct pending {
     char *body; /* owned */
     size_t body_len;
     int64_t fetched_at;  /* the publisher's wall clock (the outbox row's key) */
-    int64_t age_s;       /* seconds between the fetch and the publish call */
+    int64_t age_ms;      /* ms between the fetch's stamp and the publish (or restore) call */
     uint64_t queued_ms;  /* monotonic (uv_hrtime) ms at the publish call: the age grows by
                           * the time spent queued, measured when the worker pushes */
     int64_t ttl_s;       /* expires_at - fetched_at */
@@ -224,7 +224,7 @@ static int push_one(struct pg_job *j, const struct pending *p)
     char age[24], ttl[24];
     uint64_t now_ms = uv_hrtime() / 1000000; /* now, not at the job's start: a slow connect
                                               * must not make the fetch look newer */
-    int64_t a = p->age_s + (int64_t)((now_ms - p->queued_ms) / 1000);
+    int64_t a = p->age_ms + (int64_t)(now_ms - p->queued_ms);
     const char *vals[6];
     int lens[6] = {0, 0, (int)p->body_len, 0, 0, 0}, fmts[6] = {0, 0, 1, 0, 0, 0};
     PGresult *r;
@@ -242,9 +242,9 @@ static int push_one(struct pg_job *j, const struct pending *p)
                      " (domain, id, body, fetched_at, expires_at, rev, instance)"
                      " SELECT lower($1), $2, $3, t.f, t.f + $5::bigint,"
                      " nextval('mxguard_sts_rev'), $6 FROM (SELECT"
-                     " extract(epoch FROM clock_timestamp())::bigint - $4::bigint AS f) t"
+                     " ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - $4::bigint) / 1000 AS f) t"
                      /* expired by its age (a late replay): nothing stored, acknowledged */
-                     " WHERE $4::bigint < $5::bigint"
+                     " WHERE $4::bigint < $5::bigint * 1000"
                      " ON CONFLICT (domain) DO UPDATE SET id = EXCLUDED.id, body = EXCLUDED.body,"
                      " fetched_at = EXCLUDED.fetched_at,"
                      /* policy/sts_merge.c's rule: the same id never shortens the expiry */
@@ -971,7 +971,7 @@ static void pg_close(struct mxg_state *st)
 }
 
 /* Queues a row (replacing a queued one of the same domain); 0 or -1. */
-static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, int64_t now)
+static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, int64_t now_ms)
 {
     struct mxg_state *st = pg->st;
     struct pending *p, **pp;
@@ -1003,7 +1003,9 @@ static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, in
         memcpy(p->body, row->body, row->body_len);
     p->body_len = row->body_len;
     p->fetched_at = row->fetched_at;
-    p->age_s = now - row->fetched_at < 0 ? 0 : now - row->fetched_at;
+    p->age_ms = now_ms - row->fetched_at * 1000; /* from the stamp: the DB gets it back */
+    if (p->age_ms < 0)
+        p->age_ms = 0;
     p->ttl_s = row->expires_at - row->fetched_at;
     p->queued_ms = uv_hrtime() / 1000000;
     p->next = pg->pending;
@@ -1017,7 +1019,7 @@ static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, in
 static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now)
 {
     struct pg_impl *pg = st->impl;
-    if (queue_row(pg, row, now) < 0)
+    if (queue_row(pg, row, now * 1000) < 0)
         return -1;
     start_job(pg);
     return 0;
@@ -1029,9 +1031,11 @@ static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row,
 static void restore_row(void *arg, const struct mxg_state_sts_row *row)
 {
     struct pg_impl *pg = arg;
+    struct timespec ts;
     if (pending_has(pg, row->domain))
         return;
-    queue_row(pg, row, (int64_t)time(NULL));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    queue_row(pg, row, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 /* Queues the policy list (a newer queued one wins) and starts a sync. */
