@@ -9,8 +9,9 @@
 #    empty. Then the policy host goes, the MX changes; B, which never saw the domain, defers
 #    451 4.7.5 and mx2 gets nothing.
 # 2. A late push never wins over a newer fetch: A fetches sts-enforce.test during an outage
-#    and is killed; another instance's fetch, 4 s later, reaches the database first; A's
-#    replay (age >= 4 s) leaves that row in place and is acknowledged (out of the outbox).
+#    and is killed; another instance's fetch, 3 s later, reaches the database first; A's
+#    replay (age >= 6 s) leaves that row in place and is acknowledged (out of the outbox).
+#    A push of the same id as the database's row never shortens its expiry.
 # 3. Pruning: rows seeded older than state.retention (2d) go, in bounded runs (1,000 rows per
 #    table and run), recent ones stay; a TLSRPT batch older than state.outbox_max_age is
 #    dropped from the local outbox, never pushed; a retention shorter than outbox_max_age
@@ -86,10 +87,10 @@ assert_reply "A (database down): sts-enforce.test delivered" "$SW_DOT" "250"
 assert_eq "A: its push of sts-enforce.test waits in the outbox" 1 \
     "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT count(*) FROM sts_outbox WHERE domain = 'sts-enforce.test'")"
 tb_signal mxg-a2 KILL
-sleep 4
+sleep 6
 tb_start_pg
 POL="convert_to(E'version: STSv1\\nmode: enforce\\nmx: mx.sts-enforce.test\\nmax_age: 86400\\n', 'UTF8')"
-tb_psql "INSERT INTO mxguard_sts_policy VALUES ('sts-enforce.test', 'newer', $POL, extract(epoch FROM now())::bigint, extract(epoch FROM now())::bigint + 86400, nextval('mxguard_sts_rev'), 'fleet-x') ON CONFLICT (domain) DO UPDATE SET id = 'newer', instance = 'fleet-x', fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at, rev = EXCLUDED.rev" >/dev/null
+tb_psql "INSERT INTO mxguard_sts_policy VALUES ('sts-enforce.test', 'newer', $POL, extract(epoch FROM now())::bigint - 3, extract(epoch FROM now())::bigint + 86400, nextval('mxguard_sts_rev'), 'fleet-x') ON CONFLICT (domain) DO UPDATE SET id = 'newer', instance = 'fleet-x', fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at, rev = EXCLUDED.rev" >/dev/null
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a3
 for n in $(seq 50); do [ "$(outbox)" = 0 ] && break; sleep 0.1; done
 assert_eq "A's replay of sts-enforce.test left the outbox (acknowledged)" 0 "$(outbox)"
@@ -101,6 +102,21 @@ for n in $(seq 50); do
 done
 assert_eq "A took the newer fetch into its local cache" newer \
     "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT id FROM sts_policy WHERE domain = 'sts-enforce.test'")"
+
+# 2b. every push (a replay too) keeps policy/sts_merge.c's rule in the database: the same id
+# never shortens the row's expiry. The fleet's row: id enforce1, an older fetch, a far expiry.
+tb_psql "UPDATE mxguard_sts_policy SET id = 'enforce1', fetched_at = extract(epoch FROM now())::bigint - 100, expires_at = extract(epoch FROM now())::bigint + 999999, rev = nextval('mxguard_sts_rev'), instance = 'fleet-x' WHERE domain = 'sts-enforce.test'" >/dev/null
+sleep 1
+swaks_send a3 --to a@sts-enforce.test
+assert_reply "A: sts-enforce.test delivered (fetched again: the TXT id is enforce1)" "$SW_DOT" "250"
+ROW=""
+for n in $(seq 50); do
+    ROW=$(tb_psql "SELECT id, instance, expires_at - fetched_at > 86400 FROM mxguard_sts_policy WHERE domain = 'sts-enforce.test'")
+    [ "${ROW#*|}" != fleet-x\|t ] && break
+    sleep 0.1
+done
+assert_eq "A's newer fetch of the same id took the row but kept its longer expiry" \
+    "enforce1|fleet-a|t" "$ROW"
 
 # ---- 3. pruning
 cp "$TB/a.conf" "$TB/bad.conf"
