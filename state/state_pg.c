@@ -7,7 +7,11 @@
  * then drops what was pushed, hands the pulled rows to the sink and records the link state.
  * The PGconn is touched by one worker at a time only (jobs never overlap) and closed on the
  * loop once no job runs. Pushes that failed go back to the queue (a newer queued push of
- * the same domain wins), so a database outage loses nothing the instance still runs with. */
+ * the same domain wins), so a database outage loses nothing the instance still runs with;
+ * the queue is also durable: every push is in policy/'s MTA-STS outbox (state.h, struct
+ * mxg_state_sts_io), queued again at the first sync after a restart (restore_row) and
+ * removed once the database acknowledged it (requeue). Every state.prune_interval a job
+ * also prunes the database's old rows (prune, bounded per run). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
