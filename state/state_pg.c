@@ -156,6 +156,8 @@ struct pg_impl {
     struct claim_job *claim_q; /* claims waiting for the one running */
     int claim_running;
     uint64_t next_prune_ms; /* uv_now() from which the next sync prunes (0: the first) */
+    int reread;             /* a push did not fit in the queue: read the outbox again once
+                             * the queue has drained */
     int closing;
 };
 
@@ -711,6 +713,8 @@ static void requeue(struct pg_impl *pg, struct pg_job *j)
         struct pending *p = rest;
         rest = p->next;
         if (pending_has(pg, p->domain) || pg->n_pending >= PG_PENDING_MAX) {
+            if (!pending_has(pg, p->domain))
+                pg->reread = 1; /* still in the durable outbox: read again later */
             free(p->body); /* a newer push of the domain is queued, or the queue is full */
             free(p);
             continue;
@@ -853,6 +857,10 @@ static void job_done(uv_work_t *req, int status)
             LOG_W(COMP, "postgresql: prune: %s (retried at the next prune)", j->prune_err);
         pg->next_prune_ms = j->prune_more ? now : now + st->prune_ms;
     }
+    if (j->ok && pg->reread && !pg->n_pending && !pg->pending) {
+        pg->reread = 0;
+        st->sts_io_new = 1; /* the rows that did not fit, at the next sync */
+    }
     st->status.pending = pg->n_pending;
     set_link(pg, j);
     if (j->ok && (j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES || pg->dones ||
@@ -992,9 +1000,12 @@ static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, in
             break;
         }
     }
-    if (pg->n_pending >= PG_PENDING_MAX) {
-        LOG_W(COMP, "postgresql: %zu pushes queued: %s not queued (the local copy has it)",
-              pg->n_pending, row->domain);
+    if (pg->n_pending >= PG_PENDING_MAX) { /* it waits in the durable outbox: read again
+                                            * once the queue has drained */
+        if (!pg->reread)
+            LOG_W(COMP, "postgresql: %zu pushes queued: %s and later ones wait in the local "
+                        "outbox until the queue drains", pg->n_pending, row->domain);
+        pg->reread = 1;
         return -1;
     }
     if (!(p = calloc(1, sizeof *p)) || !(p->body = malloc(row->body_len + 1))) {
