@@ -373,8 +373,8 @@ static void list_pulled(void *arg, const struct mxg_state_list *l)
 }
 
 /* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches, after dropping those older
- * than state.outbox_max_age; none while the report module's background write is in flight (reading now would wait for it on the loop: the
- * batches go with a later sync). */
+ * than state.outbox_max_age; none while the report module's background write is in flight
+ * (reading now would wait for it on the loop: the batches go with a later sync). */
 static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
                     void *parg)
 {

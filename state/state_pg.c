@@ -248,7 +248,8 @@ static int push_one(struct pg_job *j, const struct pending *p)
                      " (domain, id, body, fetched_at, expires_at, rev, instance)"
                      " SELECT lower($1), $2, $3, t.f, t.f + $5::bigint,"
                      " nextval('mxguard_sts_rev'), $6 FROM (SELECT"
-                     " ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - $4::bigint) / 1000 AS f) t"
+                     " ((extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                     " - $4::bigint) / 1000 AS f) t"
                      /* expired by its age (a late replay): nothing stored, acknowledged */
                      " WHERE $4::bigint < $5::bigint * 1000"
                      " ON CONFLICT (domain) DO UPDATE SET id = EXCLUDED.id, body = EXCLUDED.body,"
