@@ -202,6 +202,8 @@ void app_state_opts(const struct mxg_config *cfg, struct mxg_state_opts *o)
     o->instance = cfg->state_instance;
     o->sync_ms = cfg->state_sync_ms;
     o->migrate = cfg->state_migrate;
+    o->retention_ms = cfg->state_retention_ms;
+    o->prune_ms = cfg->state_prune_ms;
 }
 
 /* mxg_sts stored-policy observer: publish the fresh policy to the fleet. */
@@ -211,6 +213,52 @@ static void sts_stored(void *arg, const struct mxg_sts_cache_entry *e)
     struct mxg_state_sts_row row = {e->domain, e->id, e->body, e->body_len, e->fetched_at,
                                     e->expires_at};
     mxg_state_sts_publish(app->state, &row, (int64_t)time(NULL));
+}
+
+/* The take() of the durable MTA-STS outbox: a cache entry handed to state/ as its row. */
+struct sts_take {
+    void (*put)(void *parg, const struct mxg_state_sts_row *row);
+    void *parg;
+};
+
+/* mxg_sts_cache_outbox_take callback: one outbox row converted. */
+static void sts_outbox_row(void *arg, const struct mxg_sts_cache_entry *e)
+{
+    struct sts_take *t = arg;
+    struct mxg_state_sts_row row = {e->domain, e->id, e->body, e->body_len, e->fetched_at,
+                                    e->expires_at};
+    t->put(t->parg, &row);
+}
+
+/* mxg_state_sts_io take(): every row of the MTA-STS cache's outbox (policy/sts_cache.h). */
+static int sts_outbox_take(void *arg, void (*put)(void *parg, const struct mxg_state_sts_row *row),
+                           void *parg)
+{
+    struct app *app = arg;
+    struct sts_take t = {put, parg};
+    return mxg_sts_cache_outbox_take(app->sts_cache, sts_outbox_row, &t);
+}
+
+/* mxg_state_sts_io done(): the database acknowledged these rows: out of the outbox, in one
+ * transaction (a row refreshed since stays). */
+static void sts_outbox_done(void *arg, const struct mxg_state_sts_row *rows, int n)
+{
+    struct app *app = arg;
+    struct mxg_sts_cache_entry *keys = calloc((size_t)n, sizeof *keys);
+    if (!keys) {
+        LOG_W("state", "MTA-STS outbox: %d pushed row(s) not removed (out of memory; pushed "
+                       "again at the next start)", n);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i].domain, sizeof keys[i].domain, "%s", rows[i].domain);
+        snprintf(keys[i].id, sizeof keys[i].id, "%s", rows[i].id);
+        keys[i].fetched_at = rows[i].fetched_at;
+    }
+    if (mxg_sts_cache_outbox_done(app->sts_cache, keys, n) < 0)
+        LOG_W("state", "MTA-STS outbox: %d pushed row(s) not removed (pushed again at the next "
+                       "start, the database keeps the newest fetch)", n);
+    free(keys);
 }
 
 /* mxg_state sink: a policy the fleet stored goes into the local cache (decisions read it)
@@ -324,15 +372,22 @@ static void list_pulled(void *arg, const struct mxg_state_list *l)
     app->list_checks++;
 }
 
-/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches; none while the report
- * module's background write is in flight (reading now would wait for it on the loop: the
- * batches go with a later sync). */
+/* mxg_state_rpt_io take(): the TLSRPT outbox's oldest batches, after dropping those older
+ * than state.outbox_max_age; none while the report module's background write is in flight
+ * (reading now would wait for it on the loop: the batches go with a later sync). */
 static int rpt_take(void *arg, int max, void (*put)(void *parg, const char *id, const char *payload),
                     void *parg)
 {
     struct app *app = arg;
+    int64_t before = (int64_t)time(NULL) - (int64_t)(app->cfg.state_outbox_max_age_ms / 1000);
+    int gone;
     if (mxg_rpt_outbox_busy(app->rpt))
         return 0;
+    /* older than state.outbox_max_age: never pushed (the database may have pruned its id,
+     * state.retention), so it is dropped here, loudly */
+    if ((gone = mxg_rpt_outbox_expire(app->rpt, before)) > 0)
+        LOG_E("state", "TLSRPT outbox: %d batch(es) older than state.outbox_max_age dropped "
+                       "unpushed (their counts are in this instance's tlsrpt.db only)", gone);
     return mxg_rpt_outbox_take(app->rpt, max, put, parg) < 0 ? -1 : 0;
 }
 
@@ -426,6 +481,9 @@ int app_open_state(struct app *app, char *err, size_t errlen)
     if (ss.link == MXG_STATE_LOCAL) /* a fleet of one: the local files are the whole state */
         return 0;
     if (app->sts && app->sts_cache) {
+        struct mxg_state_sts_io sio = {sts_outbox_take, sts_outbox_done, app};
+        mxg_sts_cache_set_outbox(app->sts_cache, 1); /* fresh policies durable until pushed */
+        mxg_state_set_sts_io(app->state, &sio);
         mxg_sts_set_stored_cb(app->sts, sts_stored, app);
         mxg_state_set_sts_sink(app->state, sts_pulled, app);
     }

@@ -1076,6 +1076,9 @@ static const struct key keys[] = {
     STRING("state", "instance_name", state_instance, "", check_instance_name),
     DURATION("state", "report_lease", state_report_lease_ms, "10m", 1000, T_MAX),
     DURATION("state", "first_pull_timeout", state_first_pull_ms, "10s", 0, T_MAX),
+    DURATION("state", "retention", state_retention_ms, "30d", T_MIN, 3650 * T_MAX),
+    DURATION("state", "outbox_max_age", state_outbox_max_age_ms, "7d", T_MIN, 3650 * T_MAX),
+    DURATION("state", "prune_interval", state_prune_ms, "1h", 100, T_MAX),
 
     STRING("policy_list", "file", list_file, "", NULL),
     STRING("policy_list", "url", list_url, "", check_https_url),
@@ -1646,6 +1649,10 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
         return say(err, errlen, "%s: state.report_lease: must be longer than "
                                 "mta_sts.fetch_timeout (a report POST's time limit), or a "
                                 "sender still sending loses its claim", src);
+    if (cfg->state_retention_ms < cfg->state_outbox_max_age_ms + MS_PER_DAY)
+        return say(err, errlen, "%s: state.retention: must be at least state.outbox_max_age "
+                                "plus one day (a TLSRPT batch id must outlive every replay of "
+                                "its batch)", src);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);

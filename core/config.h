@@ -185,6 +185,9 @@ struct mxg_config {
     char state_instance[MXG_CFG_NAME_MAX];      /* state.instance_name: "" = the host name */
     uint64_t state_report_lease_ms;             /* state.report_lease: a report claim's lease */
     uint64_t state_first_pull_ms;               /* state.first_pull_timeout: start-up wait bound */
+    uint64_t state_retention_ms;                /* state.retention: the database's old rows */
+    uint64_t state_outbox_max_age_ms;           /* state.outbox_max_age: oldest batch pushed */
+    uint64_t state_prune_ms;                    /* state.prune_interval */
 
     /* policy_list (STARTTLS Everywhere format, docs/ARCHITECTURE.md §Policy list) */
     char list_file[MXG_CFG_PATH_MAX];           /* policy_list.file: local policy.json (+ .asc) */

@@ -234,7 +234,7 @@ static void on_https(void *arg, const struct mxg_https_result *hr)
         e.body_len = hr->body_len;
         e.fetched_at = now;
         e.expires_at = r->expires_at;
-        if (mxg_sts_cache_put(j->s->cache, &e) < 0)
+        if (mxg_sts_cache_put_ex(j->s->cache, &e, 1) < 0) /* fresh: into the fleet's outbox */
             LOG_W("sts", "%s: could not store the policy in the cache", j->domain);
         else if (j->s->stored_cb)
             j->s->stored_cb(j->s->stored_arg, &e);
@@ -294,11 +294,13 @@ static void decide(struct job *j)
         if (j->txt == TXT_ID && strcmp(j->txt_id, j->cached.id) == 0) {
             int64_t exp = now + (int64_t)j->cached_policy.max_age;
             int64_t last = j->cached.fetched_at;
-            if (j->s->cache && mxg_sts_cache_touch(j->s->cache, j->domain, now, exp) == 0) {
+            /* the fleet's copy is extended too, at most once per refresh_min_interval
+             * (through the cache's outbox, in the touch's transaction) */
+            int pub = j->s->stored_cb && (now - last) * 1000 >= (int64_t)cfg->sts_refresh_min_ms;
+            if (j->s->cache && mxg_sts_cache_touch_ex(j->s->cache, j->domain, now, exp, pub) == 0) {
                 j->cached.expires_at = exp;
                 j->cached.fetched_at = now;
-                /* the fleet's copy is extended too, at most once per refresh_min_interval */
-                if (j->s->stored_cb && (now - last) * 1000 >= (int64_t)cfg->sts_refresh_min_ms)
+                if (pub)
                     j->s->stored_cb(j->s->stored_arg, &j->cached);
             }
             use_cached(j, "cached policy id %s still current (TXT id unchanged)", j->cached.id);

@@ -60,7 +60,7 @@
 
 #define COMP "sts-cache"
 #define MXG_STS_CACHE_BUSY_MS 1000
-#define STS_SCHEMA_VERSION 1
+#define STS_SCHEMA_VERSION 2
 #define STS_APPLICATION_ID 0x4d584753 /* "MXGS" */
 #define STS_DOMAIN_MAX sizeof(((struct mxg_sts_cache_entry *)0)->domain)
 
@@ -68,8 +68,10 @@ struct mxg_sts_cache {
     sqlite3 *db;
     char path[PATH_MAX];
     int in_foreach;
+    int outbox;     /* mxg_sts_cache_set_outbox: fresh rows are also copied to sts_outbox */
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *get, *put, *touch, *del, *all;
+    sqlite3_stmt *ob_copy, *ob_all, *ob_del;
 };
 
 /* ------------------------------------------------------------- schema */
@@ -89,6 +91,14 @@ static const char *const schema_v1 =
  * bumps STS_SCHEMA_VERSION. */
 static const char *const migrations[STS_SCHEMA_VERSION] = {
     schema_v1,
+    /* 1 -> 2: the fleet's outbox (sts_cache.h "Outbox"): rows waiting for the shared state,
+     * one per domain (a fresher row of the domain replaces it) */
+    "CREATE TABLE sts_outbox ("
+    " domain TEXT PRIMARY KEY COLLATE NOCASE,"
+    " id TEXT,"
+    " body BLOB,"
+    " fetched_at INTEGER,"
+    " expires_at INTEGER)",
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -291,6 +301,13 @@ static const struct stmt_def stmt_defs[] = {
     {offsetof(struct mxg_sts_cache, del), "DELETE FROM sts_policy WHERE domain = ?1"},
     {offsetof(struct mxg_sts_cache, all),
      "SELECT domain, id, body, fetched_at, expires_at FROM sts_policy ORDER BY domain"},
+    {offsetof(struct mxg_sts_cache, ob_copy),
+     "INSERT OR REPLACE INTO sts_outbox (domain, id, body, fetched_at, expires_at)"
+     " SELECT domain, id, body, fetched_at, expires_at FROM sts_policy WHERE domain = ?1"},
+    {offsetof(struct mxg_sts_cache, ob_all),
+     "SELECT domain, id, body, fetched_at, expires_at FROM sts_outbox ORDER BY fetched_at"},
+    {offsetof(struct mxg_sts_cache, ob_del),
+     "DELETE FROM sts_outbox WHERE domain = ?1 AND id = ?2 AND fetched_at = ?3"},
 };
 
 static sqlite3_stmt **stmt_slot(struct mxg_sts_cache *c, size_t i)
@@ -447,10 +464,12 @@ static int row_to_entry(struct mxg_sts_cache *c, sqlite3_stmt *st, struct mxg_st
 }
 
 /* Run a prepared write statement as one transaction (BEGIN IMMEDIATE ...
- * COMMIT; ROLLBACK on failure). Returns the number of rows changed, or -1
- * (logged, with what). The statement is reset either way. */
-static int write_tx(struct mxg_sts_cache *c, sqlite3_stmt *st, const char *what,
-                    const char *domain)
+ * COMMIT; ROLLBACK on failure), followed in the same transaction by the
+ * outbox copy of domain's row when also is set and st changed a row.
+ * Returns the number of rows st changed, or -1 (logged, with what). The
+ * statements are reset either way. */
+static int write_tx_also(struct mxg_sts_cache *c, sqlite3_stmt *st, const char *what,
+                         const char *domain, int also)
 {
     int rc, changes = -1;
 
@@ -467,6 +486,14 @@ static int write_tx(struct mxg_sts_cache *c, sqlite3_stmt *st, const char *what,
     else
         LOG_W(COMP, "%s: %s %s: %s", c->path, what, domain, sqlite3_errmsg(c->db));
     stmt_done(st);
+    if (changes > 0 && also) { /* the outbox row, durable with the cache row */
+        if (sqlite3_bind_text(c->ob_copy, 1, domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_step(c->ob_copy) != SQLITE_DONE) {
+            LOG_W(COMP, "%s: %s %s: outbox: %s", c->path, what, domain, sqlite3_errmsg(c->db));
+            changes = -1;
+        }
+        stmt_done(c->ob_copy);
+    }
     if (changes >= 0) {
         rc = sqlite3_step(c->commit);
         sqlite3_reset(c->commit);
@@ -480,6 +507,13 @@ static int write_tx(struct mxg_sts_cache *c, sqlite3_stmt *st, const char *what,
         sqlite3_reset(c->rollback);
     }
     return -1;
+}
+
+/* write_tx_also without the outbox copy. */
+static int write_tx(struct mxg_sts_cache *c, sqlite3_stmt *st, const char *what,
+                    const char *domain)
+{
+    return write_tx_also(c, st, what, domain, 0);
 }
 
 /* ------------------------------------------------------------ API */
@@ -521,6 +555,13 @@ int mxg_sts_cache_get(struct mxg_sts_cache *c, const char *domain, struct mxg_st
  * in any case is replaced (the row takes e->domain's spelling). */
 int mxg_sts_cache_put(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry *e)
 {
+    return mxg_sts_cache_put_ex(c, e, 0);
+}
+
+/* Contract: see sts_cache.h (put, plus the outbox copy in the same transaction). */
+int mxg_sts_cache_put_ex(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry *e,
+                         int outbox)
+{
     sqlite3_stmt *st;
     int rc;
 
@@ -549,13 +590,20 @@ int mxg_sts_cache_put(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry 
         stmt_done(st);
         return -1;
     }
-    return write_tx(c, st, "put", e->domain) < 0 ? -1 : 0;
+    return write_tx_also(c, st, "put", e->domain, outbox && c->outbox) < 0 ? -1 : 0;
 }
 
 /* Contract: see sts_cache.h. -1 also when no row of domain exists (not
  * logged as a problem: the caller asked about a row it no longer has). */
 int mxg_sts_cache_touch(struct mxg_sts_cache *c, const char *domain, int64_t fetched_at,
                         int64_t expires_at)
+{
+    return mxg_sts_cache_touch_ex(c, domain, fetched_at, expires_at, 0);
+}
+
+/* Contract: see sts_cache.h (touch, plus the outbox copy in the same transaction). */
+int mxg_sts_cache_touch_ex(struct mxg_sts_cache *c, const char *domain, int64_t fetched_at,
+                           int64_t expires_at, int outbox)
 {
     int n;
     if (!c || !domain_ok(domain))
@@ -567,7 +615,7 @@ int mxg_sts_cache_touch(struct mxg_sts_cache *c, const char *domain, int64_t fet
         stmt_done(c->touch);
         return -1;
     }
-    n = write_tx(c, c->touch, "touch", domain);
+    n = write_tx_also(c, c->touch, "touch", domain, outbox && c->outbox);
     if (n == 0)
         LOG_D(COMP, "%s: touch %s: no such row", c->path, domain);
     return n > 0 ? 0 : -1;
@@ -622,4 +670,73 @@ void mxg_sts_cache_entry_clear(struct mxg_sts_cache_entry *e)
         return;
     free(e->body);
     memset(e, 0, sizeof *e);
+}
+
+/* Contract: see sts_cache.h. */
+void mxg_sts_cache_set_outbox(struct mxg_sts_cache *c, int on)
+{
+    if (c)
+        c->outbox = on;
+}
+
+/* Contract: see sts_cache.h; one read snapshot, oldest fetch first. */
+int mxg_sts_cache_outbox_take(struct mxg_sts_cache *c,
+                              void (*fn)(void *arg, const struct mxg_sts_cache_entry *e),
+                              void *arg)
+{
+    struct mxg_sts_cache_entry e;
+    int rc, n = 0;
+    if (!c || !fn)
+        return -1;
+    while ((rc = sqlite3_step(c->ob_all)) == SQLITE_ROW) {
+        if (row_to_entry(c, c->ob_all, &e) != 0)
+            continue;
+        fn(arg, &e);
+        mxg_sts_cache_entry_clear(&e);
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        LOG_W(COMP, "%s: outbox: %s", c->path, sqlite3_errmsg(c->db));
+        n = -1;
+    }
+    stmt_done(c->ob_all);
+    return n;
+}
+
+/* Contract: see sts_cache.h; one transaction for the n keys. */
+int mxg_sts_cache_outbox_done(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry *keys,
+                              int n)
+{
+    int rc;
+    if (!c || n < 0 || (n && !keys))
+        return -1;
+    if (n == 0)
+        return 0;
+    rc = sqlite3_step(c->begin);
+    sqlite3_reset(c->begin);
+    if (rc != SQLITE_DONE) {
+        LOG_W(COMP, "%s: outbox done: BEGIN: %s", c->path, sqlite3_errmsg(c->db));
+        return -1;
+    }
+    for (int i = 0; i < n && rc == SQLITE_DONE; i++) {
+        if (sqlite3_bind_text(c->ob_del, 1, keys[i].domain, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(c->ob_del, 2, keys[i].id, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(c->ob_del, 3, keys[i].fetched_at) != SQLITE_OK)
+            rc = SQLITE_ERROR;
+        else
+            rc = sqlite3_step(c->ob_del);
+        stmt_done(c->ob_del);
+    }
+    if (rc == SQLITE_DONE) {
+        rc = sqlite3_step(c->commit);
+        sqlite3_reset(c->commit);
+        if (rc == SQLITE_DONE)
+            return 0;
+    }
+    LOG_W(COMP, "%s: outbox done: %s", c->path, sqlite3_errmsg(c->db));
+    if (!sqlite3_get_autocommit(c->db)) {
+        sqlite3_step(c->rollback);
+        sqlite3_reset(c->rollback);
+    }
+    return -1;
 }

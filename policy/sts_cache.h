@@ -8,7 +8,17 @@
  * survives restarts and crashes (each write is one transaction).
  * Ownership: mxg_sts_cache_get() fills a caller-owned entry whose body is
  * malloc'd; free it with mxg_sts_cache_entry_clear(). Errors: -1 with the
- * SQLite message in err (open) or logged. */
+ * SQLite message in err (open) or logged.
+ *
+ * Outbox (a fleet, docs/ARCHITECTURE.md §Shared state): with the outbox on
+ * (mxg_sts_cache_set_outbox, set by app/ for state.backend = "postgresql"),
+ * a fresh row (put_ex/touch_ex with outbox 1: a policy this instance fetched,
+ * or a refresh it publishes) is also copied, in the same transaction, to the
+ * table sts_outbox (one row per domain, the freshest). The shared state
+ * (state/, wired by app/) reads the rows (at start: a restart or a SIGKILL
+ * during a database outage loses no push) and removes each once the database
+ * acknowledged it; a row the cache refreshed meanwhile (another fetched_at)
+ * stays. Same pattern as report/'s TLSRPT outbox (report/rpt_outbox.c). */
 #ifndef MXG_STS_CACHE_H
 #define MXG_STS_CACHE_H
 
@@ -39,6 +49,22 @@ int mxg_sts_cache_put(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry 
 int mxg_sts_cache_touch(struct mxg_sts_cache *c, const char *domain, int64_t fetched_at,
                         int64_t expires_at);
 int mxg_sts_cache_delete(struct mxg_sts_cache *c, const char *domain);
+/* put / touch, and with outbox set (and the outbox on) the row's outbox copy in the same
+ * transaction. 0 or -1. */
+int mxg_sts_cache_put_ex(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry *e,
+                         int outbox);
+int mxg_sts_cache_touch_ex(struct mxg_sts_cache *c, const char *domain, int64_t fetched_at,
+                           int64_t expires_at, int outbox);
+/* Turns the outbox on or off (see the contract above). */
+void mxg_sts_cache_set_outbox(struct mxg_sts_cache *c, int on);
+/* Calls fn for every outbox row, oldest fetch first (valid during the call). Rows or -1. */
+int mxg_sts_cache_outbox_take(struct mxg_sts_cache *c,
+                              void (*fn)(void *arg, const struct mxg_sts_cache_entry *e),
+                              void *arg);
+/* Removes the outbox rows matching keys[i] (domain, id and fetched_at) in one transaction;
+ * a row refreshed since (another id or fetched_at) stays. 0 or -1. */
+int mxg_sts_cache_outbox_done(struct mxg_sts_cache *c, const struct mxg_sts_cache_entry *keys,
+                              int n);
 /* Calls fn for every row (body included, valid during the call). Returns
  * rows visited or -1. */
 int mxg_sts_cache_foreach(struct mxg_sts_cache *c,

@@ -152,6 +152,22 @@ int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *const *ids, int n)
 }
 
 /* Contract: tlsrpt.h. */
+int mxg_rpt_outbox_expire(struct mxg_rpt *r, int64_t before)
+{
+    sqlite3 *db = rpt_db(r);
+    sqlite3_stmt *st = NULL;
+    int n = MXG_RPT_EDB;
+    if (!db || sqlite3_prepare_v2(db, "DELETE FROM outbox WHERE created_at < ?1", -1, &st,
+                                  NULL) != SQLITE_OK)
+        return MXG_RPT_EDB;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
+    if (sqlite3_step(st) == SQLITE_DONE)
+        n = sqlite3_changes(db);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Contract: tlsrpt.h. */
 int mxg_rpt_outbox_count(struct mxg_rpt *r)
 {
     sqlite3 *db = rpt_db(r);

@@ -223,6 +223,10 @@ int mxg_rpt_set_outbox(struct mxg_rpt *r, int on);
 int mxg_rpt_outbox_take(struct mxg_rpt *r, int max,
                         void (*fn)(void *arg, const char *id, const char *payload), void *arg);
 int mxg_rpt_outbox_done(struct mxg_rpt *r, const char *const *ids, int n);
+/* Deletes the outbox rows made before before (Unix seconds): a batch older than
+ * state.outbox_max_age is never pushed, since the database keeps batch ids only for
+ * state.retention (state/state.h "Pruning"). Rows deleted, or MXG_RPT_EDB. */
+int mxg_rpt_outbox_expire(struct mxg_rpt *r, int64_t before);
 int mxg_rpt_outbox_busy(struct mxg_rpt *r);
 int mxg_rpt_outbox_count(struct mxg_rpt *r);
 /* Adds the counters of payload (the outbox's JSON format, as the shared state also returns

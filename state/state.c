@@ -110,6 +110,8 @@ static struct mxg_state *state_new(uv_loop_t *loop, const struct mxg_state_opts 
         snprintf(st->instance, sizeof st->instance, "pid%ld", (long)getpid());
     st->sync_ms = o->sync_ms ? o->sync_ms : 5000;
     st->migrate = o->migrate;
+    st->retention_ms = o->retention_ms;
+    st->prune_ms = o->prune_ms ? o->prune_ms : 3600000;
     st->status.backend = be->name;
     if (o->password_file && o->password_file[0] &&
         read_password(o->password_file, st->password, sizeof st->password, err, errlen) < 0) {
@@ -156,6 +158,16 @@ void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *i
         st->rpt_io = *io;
     else
         memset(&st->rpt_io, 0, sizeof st->rpt_io);
+}
+
+/* Contract: state.h. */
+void mxg_state_set_sts_io(struct mxg_state *st, const struct mxg_state_sts_io *io)
+{
+    if (io)
+        st->sts_io = *io;
+    else
+        memset(&st->sts_io, 0, sizeof st->sts_io);
+    st->sts_io_new = io != NULL;
 }
 
 /* Contract: state.h. */

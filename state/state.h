@@ -30,8 +30,29 @@
  *
  * MTA-STS rows (RFC 8461 §3.1: policy ids have no order): the most recent successful fetch
  * by the database's clock wins. The publisher says how many seconds ago it fetched the
- * policy, the database turns that into its own time, and a row is replaced only by a newer
- * fetch. Pulled rows carry the database's times (Unix seconds). */
+ * policy (its age, measured on the publisher's own clock at the moment of the push), the
+ * database turns that into its own time (clock_timestamp() - age), and a row is replaced
+ * only by a newer fetch. Why an age and not a time stamp: the two clocks need not agree, and
+ * a push delayed by an outage (or a restart) keeps its fetch's true age, so it can never
+ * look newer than a fetch another instance made during the outage. While the instance
+ * runs the age grows on the monotonic clock; a push replayed after a restart takes its age
+ * from the wall clock that stamped the fetch (a step of that clock in between skews it by
+ * the step). The database also keeps the rules of policy/sts_merge.c: a push that has
+ * expired by its age is not stored (only acknowledged), and the same id never shortens the
+ * row's expiry. Pulled rows carry the database's times (Unix seconds).
+ *
+ * Durable pushes: the rows waiting for the database live in policy/'s outbox (the MTA-STS
+ * cache's sts_outbox, written in the same transaction as the cache row; wired by app/ as a
+ * struct mxg_state_sts_io). The module reads it once, at the first sync after
+ * mxg_state_set_sts_io (a restart or a SIGKILL during an outage loses no push), and removes
+ * a row once the database took it or found it older (acknowledged).
+ *
+ * Pruning (state.retention, state.prune_interval): every prune_interval a sync also deletes,
+ * in bounded batches, the TLSRPT batch ids received, and the counters, report-ids and claims
+ * of UTC days ended, more than retention ago. A batch id must outlive every replay of its
+ * batch: an instance never pushes a batch older than state.outbox_max_age (report/'s outbox
+ * drops it, logged), so the configuration refuses a retention shorter than
+ * outbox_max_age + 1 day (core/config.c). */
 #ifndef MXG_STATE_H
 #define MXG_STATE_H
 
@@ -62,6 +83,8 @@ struct mxg_state_opts {
     const char *instance;         /* "" = the host name */
     uint64_t sync_ms;             /* pull and push period */
     int migrate;                  /* create or migrate the schema when it is older */
+    uint64_t retention_ms;        /* state.retention: 0 = never prune */
+    uint64_t prune_ms;            /* state.prune_interval */
 };
 
 struct mxg_state_status {
@@ -74,6 +97,7 @@ struct mxg_state_status {
     uint64_t syncs_ok, syncs_failed;
     uint64_t sts_pushed, sts_pulled;
     uint64_t rpt_batches;         /* TLSRPT batches the database took (or had already) */
+    uint64_t pruned;              /* rows the prune deleted */
     int caught_up;                /* 1 once a sync pulled every row (all pages) and the policy
                                    * list the database had, and handed them to the sinks
                                    * (sqlite: always 1, nothing to pull) */
@@ -101,6 +125,17 @@ struct mxg_state_rpt_io {
     int (*take)(void *arg, int max,
                 void (*put)(void *parg, const char *id, const char *payload), void *parg);
     void (*done)(void *arg, const char *const *ids, int n);
+    void *arg;
+};
+
+/* The durable MTA-STS outbox (policy/'s, wired by app/): take calls put for every waiting
+ * row (copied; its fetched_at on the publisher's wall clock) and returns how many, or -1;
+ * done removes the n rows the database acknowledged (matched by domain, id and fetched_at:
+ * a row refreshed since stays). Both run on the loop. */
+struct mxg_state_sts_io {
+    int (*take)(void *arg, void (*put)(void *parg, const struct mxg_state_sts_row *row),
+                void *parg);
+    void (*done)(void *arg, const struct mxg_state_sts_row *rows, int n);
     void *arg;
 };
 
@@ -172,6 +207,9 @@ void mxg_state_set_sts_sink(struct mxg_state *st, mxg_state_sts_sink fn, void *a
  * each in one transaction that adds its counters to the fleet's only if the database has
  * not seen its id (exactly once), then calls done for it. */
 void mxg_state_set_rpt_io(struct mxg_state *st, const struct mxg_state_rpt_io *io);
+/* Sets the durable MTA-STS outbox (copied; NULL: none); its rows are queued at the next
+ * sync (once), as if published with now = the wall clock then. */
+void mxg_state_set_sts_io(struct mxg_state *st, const struct mxg_state_sts_io *io);
 /* Queues row for the shared store (copied); a newer push for the same domain replaces an
  * older queued one. now is the caller's clock at the call (Unix seconds). 0, or -1 when it
  * cannot be queued (out of memory, queue full: logged). */

@@ -59,6 +59,9 @@ struct mxg_state {
     mxg_state_sts_sink sts_sink;
     void *sts_arg;
     struct mxg_state_rpt_io rpt_io;       /* take == NULL: no TLSRPT batches */
+    struct mxg_state_sts_io sts_io;       /* take == NULL: no durable MTA-STS outbox */
+    int sts_io_new;                       /* sts_io set, its rows not yet queued */
+    uint64_t retention_ms, prune_ms;      /* pruning (state.h); retention 0 = none */
     mxg_state_list_sink list_sink;
     void *list_arg;
     struct mxg_state_status status;       /* kept by the backend, read by mxg_state_status() */

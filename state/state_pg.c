@@ -7,7 +7,11 @@
  * then drops what was pushed, hands the pulled rows to the sink and records the link state.
  * The PGconn is touched by one worker at a time only (jobs never overlap) and closed on the
  * loop once no job runs. Pushes that failed go back to the queue (a newer queued push of
- * the same domain wins), so a database outage loses nothing the instance still runs with. */
+ * the same domain wins), so a database outage loses nothing the instance still runs with;
+ * the queue is also durable: every push is in policy/'s MTA-STS outbox (state.h, struct
+ * mxg_state_sts_io), queued again at the first sync after a restart (restore_row) and
+ * removed once the database acknowledged it (requeue). Every state.prune_interval a job
+ * also prunes the database's old rows (prune, bounded per run). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +45,10 @@ struct pending {
     char id[64];
     char *body; /* owned */
     size_t body_len;
-    int64_t age_s;       /* seconds between the fetch and the publish call */
-    uint64_t queued_ms;  /* uv_now() at the publish call */
+    int64_t fetched_at;  /* the publisher's wall clock (the outbox row's key) */
+    int64_t age_ms;      /* ms between the fetch's stamp and the publish (or restore) call */
+    uint64_t queued_ms;  /* monotonic (uv_hrtime) ms at the publish call: the age grows by
+                          * the time spent queued, measured when the worker pushes */
     int64_t ttl_s;       /* expires_at - fetched_at */
     int pushed;          /* the job delivered it (dropped from the queue) */
     int refused;         /* the database refused it: requeued and logged, the sync goes on */
@@ -115,6 +121,10 @@ struct pg_job {
     int list_pushed;        /* out: list_push reached the database */
     struct donemark *dones; /* claim done marks to push (owned by the job) */
     size_t n_dones_ok;      /* out: the first n_dones_ok reached the database */
+    int prune;              /* in: delete what is older than the retention (state.h) */
+    uint64_t pruned;        /* out: rows deleted */
+    int prune_more;         /* out: a table hit the per-run bound (prune again soon) */
+    char prune_err[MXG_STATE_ERR_MAX]; /* out: a prune statement the database refused */
     struct batch *batches;  /* TLSRPT batches taken from the outbox */
     size_t n_batches, cap_batches;
     /* out */
@@ -145,6 +155,9 @@ struct pg_impl {
     int claims;             /* claim jobs queued or on the thread pool */
     struct claim_job *claim_q; /* claims waiting for the one running */
     int claim_running;
+    uint64_t next_prune_ms; /* uv_now() from which the next sync prunes (0: the first) */
+    int reread;             /* a push did not fit in the queue: read the outbox again once
+                             * the queue has drained */
     int closing;
 };
 
@@ -160,6 +173,7 @@ static void listbuf_free(struct listbuf *l)
 
 static void start_job(struct pg_impl *pg);
 static void on_timer(uv_timer_t *t);
+static void restore_row(void *arg, const struct mxg_state_sts_row *row);
 
 /* Frees a pending list. */
 static void pending_free(struct pending *p)
@@ -214,7 +228,9 @@ static int take_rows(struct pg_job *j, const PGresult *r);
 static int push_one(struct pg_job *j, const struct pending *p)
 {
     char age[24], ttl[24];
-    int64_t a = p->age_s + (int64_t)((j->start_ms - p->queued_ms) / 1000);
+    uint64_t now_ms = uv_hrtime() / 1000000; /* now, not at the job's start: a slow connect
+                                              * must not make the fetch look newer */
+    int64_t a = p->age_ms + (int64_t)(now_ms - p->queued_ms);
     const char *vals[6];
     int lens[6] = {0, 0, (int)p->body_len, 0, 0, 0}, fmts[6] = {0, 0, 1, 0, 0, 0};
     PGresult *r;
@@ -232,9 +248,16 @@ static int push_one(struct pg_job *j, const struct pending *p)
                      " (domain, id, body, fetched_at, expires_at, rev, instance)"
                      " SELECT lower($1), $2, $3, t.f, t.f + $5::bigint,"
                      " nextval('mxguard_sts_rev'), $6 FROM (SELECT"
-                     " extract(epoch FROM clock_timestamp())::bigint - $4::bigint AS f) t"
+                     " ((extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                     " - $4::bigint) / 1000 AS f) t"
+                     /* expired by its age (a late replay): nothing stored, acknowledged */
+                     " WHERE $4::bigint < $5::bigint * 1000"
                      " ON CONFLICT (domain) DO UPDATE SET id = EXCLUDED.id, body = EXCLUDED.body,"
-                     " fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at,"
+                     " fetched_at = EXCLUDED.fetched_at,"
+                     /* policy/sts_merge.c's rule: the same id never shortens the expiry */
+                     " expires_at = CASE WHEN p.id = EXCLUDED.id"
+                     " THEN greatest(p.expires_at, EXCLUDED.expires_at)"
+                     " ELSE EXCLUDED.expires_at END,"
                      " rev = EXCLUDED.rev, instance = EXCLUDED.instance"
                      " WHERE p.fetched_at <= EXCLUDED.fetched_at",
                      6, NULL, vals, lens, fmts, 0);
@@ -463,6 +486,60 @@ static int pull(struct pg_job *j)
     return 0;
 }
 
+/* Rows one prune statement deletes at most (per table and run): a large backlog is
+ * deleted over several syncs, each statement short. */
+#define PG_PRUNE_ROWS 1000
+#define PG_PRUNE_ROWS_SQL "1000"
+/* The UTC day (YYYY-MM-DD) before which days ended more than $1 seconds ago. */
+#define PG_PRUNE_DAY                                                                         \
+    "to_char((now() AT TIME ZONE 'UTC') - make_interval(secs => $1::bigint), 'YYYY-MM-DD')"
+
+/* Deletes, in bounded batches, what is older than the retention (state.h "Pruning"): the
+ * TLSRPT batch ids received before it, and the claims, report-ids and counters of UTC days
+ * that ended before it. 0, or -1 only when the connection broke (a refused statement is
+ * kept in prune_err and the others go on). */
+static int prune(struct pg_job *j)
+{
+    static const char *const sql[] = {
+        "DELETE FROM mxguard_rpt_batch WHERE ctid IN (SELECT ctid FROM mxguard_rpt_batch"
+        " WHERE received_at < now() - make_interval(secs => $1::bigint) LIMIT "
+        PG_PRUNE_ROWS_SQL ")",
+        "DELETE FROM mxguard_rpt_claim WHERE ctid IN (SELECT ctid FROM mxguard_rpt_claim"
+        " WHERE day < " PG_PRUNE_DAY " LIMIT " PG_PRUNE_ROWS_SQL ")",
+        "DELETE FROM mxguard_rpt_report WHERE ctid IN (SELECT ctid FROM mxguard_rpt_report"
+        " WHERE day < " PG_PRUNE_DAY " LIMIT " PG_PRUNE_ROWS_SQL ")",
+        "DELETE FROM mxguard_rpt_failure WHERE ctid IN (SELECT f.ctid FROM mxguard_rpt_failure f"
+        " JOIN mxguard_rpt_policy p ON p.key = f.policy_key WHERE p.day < " PG_PRUNE_DAY
+        " LIMIT " PG_PRUNE_ROWS_SQL ")",
+        "DELETE FROM mxguard_rpt_policy WHERE ctid IN (SELECT p.ctid FROM mxguard_rpt_policy p"
+        " WHERE p.day < " PG_PRUNE_DAY " AND NOT EXISTS (SELECT 1 FROM mxguard_rpt_failure f"
+        " WHERE f.policy_key = p.key) LIMIT " PG_PRUNE_ROWS_SQL ")",
+    };
+    char secs[24];
+    const char *vals[1] = {secs};
+    snprintf(secs, sizeof secs, "%llu", (unsigned long long)(j->pg->st->retention_ms / 1000));
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        PGresult *r = PQexecParams(j->pg->conn, sql[i], 1, NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            mxg_state_pg_error(j->pg->conn, r, "prune", j->prune_err, sizeof j->prune_err);
+            PQclear(r);
+            if (PQstatus(j->pg->conn) != CONNECTION_OK) {
+                snprintf(j->err, sizeof j->err, "%s", j->prune_err);
+                return -1;
+            }
+            continue;
+        }
+        {
+            unsigned long long n = strtoull(PQcmdTuples(r), NULL, 10);
+            j->pruned += n;
+            if (n >= PG_PRUNE_ROWS)
+                j->prune_more = 1;
+        }
+        PQclear(r);
+    }
+    return 0;
+}
+
 /* The thread-pool side of a sync (blocking libpq calls). */
 static void job_work(uv_work_t *req)
 {
@@ -526,6 +603,8 @@ static void job_work(uv_work_t *req)
     if (j->list_push && push_list(j) < 0)
         return;
     if (pull(j) < 0 || pull_list(j) < 0)
+        return;
+    if (j->prune && prune(j) < 0)
         return;
     j->ok = 1;
 }
@@ -599,6 +678,9 @@ static void maybe_free(struct pg_impl *pg)
 static void requeue(struct pg_impl *pg, struct pg_job *j)
 {
     struct pending **tail = &j->push, *rest;
+    struct mxg_state_sts_row acked[64];
+    int n_acked = 0;
+    struct pending *gone = NULL; /* delivered, freed after the outbox was told */
     /* drop the delivered ones */
     while (*tail) {
         struct pending *p = *tail;
@@ -611,16 +693,29 @@ static void requeue(struct pg_impl *pg, struct pg_job *j)
             continue;
         }
         *tail = p->next;
-        free(p->body);
-        free(p);
         pg->st->status.sts_pushed++;
+        if (n_acked == (int)(sizeof acked / sizeof acked[0]) && pg->st->sts_io.done) {
+            pg->st->sts_io.done(pg->st->sts_io.arg, acked, n_acked);
+            n_acked = 0;
+            pending_free(gone);
+            gone = NULL;
+        }
+        acked[n_acked++] = (struct mxg_state_sts_row){p->domain, p->id, p->body, p->body_len,
+                                                      p->fetched_at, p->fetched_at + p->ttl_s};
+        p->next = gone;
+        gone = p;
     }
+    if (n_acked && pg->st->sts_io.done) /* acknowledged: out of the durable outbox */
+        pg->st->sts_io.done(pg->st->sts_io.arg, acked, n_acked);
+    pending_free(gone);
     rest = j->push;
     j->push = NULL;
     while (rest) {
         struct pending *p = rest;
         rest = p->next;
         if (pending_has(pg, p->domain) || pg->n_pending >= PG_PENDING_MAX) {
+            if (!pending_has(pg, p->domain))
+                pg->reread = 1; /* still in the durable outbox: read again later */
             free(p->body); /* a newer push of the domain is queued, or the queue is full */
             free(p);
             continue;
@@ -753,9 +848,24 @@ static void job_done(uv_work_t *req, int status)
         LOG_N(COMP, "postgresql: first complete pull (%llu MTA-STS row(s))",
               (unsigned long long)st->status.sts_pulled);
     }
+    if (j->prune && j->ok) {
+        uint64_t now = uv_now(st->loop);
+        st->status.pruned += j->pruned;
+        if (j->pruned)
+            LOG_I(COMP, "postgresql: pruned %llu row(s) older than state.retention%s",
+                  (unsigned long long)j->pruned, j->prune_more ? " (more at the next sync)" : "");
+        if (j->prune_err[0])
+            LOG_W(COMP, "postgresql: prune: %s (retried at the next prune)", j->prune_err);
+        pg->next_prune_ms = j->prune_more ? now : now + st->prune_ms;
+    }
+    if (j->ok && pg->reread && !pg->n_pending && !pg->pending) {
+        pg->reread = 0;
+        st->sts_io_new = 1; /* the rows that did not fit, at the next sync */
+    }
     st->status.pending = pg->n_pending;
     set_link(pg, j);
-    if (j->ok && (j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES || pg->dones))
+    if (j->ok && (j->n_rows >= (size_t)PG_PULL_PAGE * PG_PULL_PAGES || pg->dones ||
+                  (j->prune && j->prune_more)))
         uv_timer_start(&pg->timer, on_timer, PG_MORE_MS, st->sync_ms); /* more to do: soon */
     job_free(j);
 }
@@ -770,9 +880,20 @@ static void start_job(struct pg_impl *pg)
         LOG_W(COMP, "postgresql: sync: out of memory");
         return;
     }
+    if (pg->st->sts_io_new && pg->st->sts_io.take) { /* the durable outbox, once */
+        int n = pg->st->sts_io.take(pg->st->sts_io.arg, restore_row, pg);
+        if (n < 0) {
+            LOG_W(COMP, "postgresql: the MTA-STS outbox could not be read (retried next sync)");
+        } else {
+            pg->st->sts_io_new = 0;
+            if (n > 0)
+                LOG_N(COMP, "postgresql: %d MTA-STS push(es) from the local outbox queued", n);
+        }
+    }
     j->pg = pg;
     j->req.data = j;
     j->cursor = pg->cursor;
+    j->prune = pg->st->retention_ms && uv_now(pg->st->loop) >= pg->next_prune_ms;
     j->migrate = pg->st->migrate;
     j->start_ms = uv_now(pg->st->loop);
     j->list_push = pg->list_pending;
@@ -862,10 +983,10 @@ static void pg_close(struct mxg_state *st)
     uv_close((uv_handle_t *)&pg->timer, on_timer_closed);
 }
 
-/* Queues a row (replacing a queued one of the same domain) and starts a sync. */
-static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now)
+/* Queues a row (replacing a queued one of the same domain); 0 or -1. */
+static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, int64_t now_ms)
 {
-    struct pg_impl *pg = st->impl;
+    struct mxg_state *st = pg->st;
     struct pending *p, **pp;
 
     if (strlen(row->domain) >= sizeof p->domain || strlen(row->id) >= sizeof p->id)
@@ -880,9 +1001,12 @@ static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row,
             break;
         }
     }
-    if (pg->n_pending >= PG_PENDING_MAX) {
-        LOG_W(COMP, "postgresql: %zu pushes queued: %s not queued (the local copy has it)",
-              pg->n_pending, row->domain);
+    if (pg->n_pending >= PG_PENDING_MAX) { /* it waits in the durable outbox: read again
+                                            * once the queue has drained */
+        if (!pg->reread)
+            LOG_W(COMP, "postgresql: %zu pushes queued: %s and later ones wait in the local "
+                        "outbox until the queue drains", pg->n_pending, row->domain);
+        pg->reread = 1;
         return -1;
     }
     if (!(p = calloc(1, sizeof *p)) || !(p->body = malloc(row->body_len + 1))) {
@@ -894,15 +1018,40 @@ static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row,
     if (row->body_len)
         memcpy(p->body, row->body, row->body_len);
     p->body_len = row->body_len;
-    p->age_s = now - row->fetched_at;
+    p->fetched_at = row->fetched_at;
+    p->age_ms = now_ms - row->fetched_at * 1000; /* from the stamp: the DB gets it back */
+    if (p->age_ms < 0)
+        p->age_ms = 0;
     p->ttl_s = row->expires_at - row->fetched_at;
-    p->queued_ms = uv_now(st->loop);
+    p->queued_ms = uv_hrtime() / 1000000;
     p->next = pg->pending;
     pg->pending = p;
     pg->n_pending++;
     st->status.pending = pg->n_pending;
+    return 0;
+}
+
+/* Queues a row and starts a sync. */
+static int pg_publish(struct mxg_state *st, const struct mxg_state_sts_row *row, int64_t now)
+{
+    struct pg_impl *pg = st->impl;
+    if (queue_row(pg, row, now * 1000) < 0)
+        return -1;
     start_job(pg);
     return 0;
+}
+
+/* mxg_state_sts_io take() callback: one row of the durable outbox (a push a previous run,
+ * or this one, did not get acknowledged) is queued, aged by the wall clock that stamped its
+ * fetch; a newer push of the domain already queued wins. */
+static void restore_row(void *arg, const struct mxg_state_sts_row *row)
+{
+    struct pg_impl *pg = arg;
+    struct timespec ts;
+    if (pending_has(pg, row->domain))
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    queue_row(pg, row, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 /* Queues the policy list (a newer queued one wins) and starts a sync. */

@@ -87,7 +87,7 @@ assert_eq "B: outbox empty again" 0 "$(outbox b)"
 # ---- 3. a batch the database has is pushed again (a crash after the commit): ignored
 ID=$(tb_psql "SELECT id FROM mxguard_rpt_batch WHERE instance = 'fleet-a' ORDER BY received_at LIMIT 1")
 NBATCH=$(tb_psql "SELECT count(*) FROM mxguard_rpt_batch")
-sqlite3 "$TB/state-a/tlsrpt.db" "INSERT INTO outbox (id, created_at, payload) VALUES ('$ID', 0, '[{\"day\":\"$(date -u +%F)\",\"ptype\":\"sts\",\"domain\":\"sts-enforce.test\",\"pstring\":\"\",\"mxhost\":\"\",\"ok\":100,\"fail\":0,\"details\":[]}]')"
+sqlite3 "$TB/state-a/tlsrpt.db" "INSERT INTO outbox (id, created_at, payload) VALUES ('$ID', strftime('%s', 'now'), '[{\"day\":\"$(date -u +%F)\",\"ptype\":\"sts\",\"domain\":\"sts-enforce.test\",\"pstring\":\"\",\"mxhost\":\"\",\"ok\":100,\"fail\":0,\"details\":[]}]')"
 for n in $(seq 50); do [ "$(outbox a)" = 0 ] && break; sleep 0.1; done
 assert_eq "the repeated batch left A's outbox (acknowledged)" 0 "$(outbox a)"
 assert_eq "... and was not counted again" 9 "$(pg_sum success sts-enforce.test)"

@@ -343,7 +343,7 @@ static void t_file_format(void **state)
     sqlite3_finalize(s);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 1);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
     sqlite3_finalize(s);
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT domain, id, typeof(body), length(body), fetched_at,"
@@ -487,6 +487,62 @@ static void t_bad_directory(void **state)
     assert_int_not_equal(err[0], '\0');
 }
 
+/* take callback: records "domain id fetched_at expires_at body_len;" */
+static void ob_fn(void *arg, const struct mxg_sts_cache_entry *e)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%s %s %lld %lld %zu;", e->domain, e->id, (long long)e->fetched_at,
+             (long long)e->expires_at, e->body_len);
+}
+
+/* The fleet's outbox: only fresh rows with the outbox on, copied in the cache row's
+ * transaction; it survives a reopen; done removes matching keys only. */
+static void t_outbox(void **state)
+{
+    struct fx *f = *state;
+    struct mxg_sts_cache *c = open_ok(f);
+    struct mxg_sts_cache_entry e, keys[2];
+    char out[512] = "";
+
+    entry(&e, "a.example", "v1", policy1, strlen(policy1), 10, 100);
+    assert_int_equal(mxg_sts_cache_put_ex(c, &e, 1), 0); /* outbox off: not copied */
+    assert_int_equal(mxg_sts_cache_outbox_take(c, ob_fn, out), 0);
+    mxg_sts_cache_set_outbox(c, 1);
+    entry(&e, "b.example", "v2", policy1, strlen(policy1), 20, 200);
+    assert_int_equal(mxg_sts_cache_put_ex(c, &e, 0), 0); /* not fresh (a pulled row) */
+    assert_int_equal(mxg_sts_cache_outbox_take(c, ob_fn, out), 0);
+    entry(&e, "c.example", "v3", policy1, strlen(policy1), 30, 300);
+    assert_int_equal(mxg_sts_cache_put_ex(c, &e, 1), 0);
+    assert_int_equal(mxg_sts_cache_touch_ex(c, "a.example", 40, 400, 1), 0); /* a published touch */
+    assert_int_equal(mxg_sts_cache_touch_ex(c, "b.example", 41, 401, 0), 0);
+    assert_int_equal(mxg_sts_cache_touch_ex(c, "none.example", 42, 402, 1), -1);
+    mxg_sts_cache_close(c);
+    c = open_ok(f); /* durable: the rows are still there after a reopen */
+    assert_int_equal(mxg_sts_cache_outbox_take(c, ob_fn, out), 2);
+    assert_string_equal(out, "c.example v3 30 300 68;a.example v1 40 400 68;");
+    /* a refresh of c since the push: done for the old fetch leaves the new row */
+    mxg_sts_cache_set_outbox(c, 1);
+    entry(&e, "c.example", "v3", policy1, strlen(policy1), 35, 335);
+    assert_int_equal(mxg_sts_cache_put_ex(c, &e, 1), 0);
+    memset(keys, 0, sizeof keys);
+    snprintf(keys[0].domain, sizeof keys[0].domain, "A.EXAMPLE");
+    snprintf(keys[0].id, sizeof keys[0].id, "v1");
+    keys[0].fetched_at = 40;
+    snprintf(keys[1].domain, sizeof keys[1].domain, "c.example");
+    snprintf(keys[1].id, sizeof keys[1].id, "v3");
+    keys[1].fetched_at = 30;
+    assert_int_equal(mxg_sts_cache_outbox_done(c, keys, 2), 0);
+    out[0] = '\0';
+    assert_int_equal(mxg_sts_cache_outbox_take(c, ob_fn, out), 1);
+    assert_string_equal(out, "c.example v3 35 335 68;");
+    keys[1].fetched_at = 35;
+    assert_int_equal(mxg_sts_cache_outbox_done(c, keys + 1, 1), 0);
+    assert_int_equal(mxg_sts_cache_outbox_take(c, ob_fn, out), 0);
+    assert_int_equal(mxg_sts_cache_outbox_done(c, NULL, 0), 0);
+    mxg_sts_cache_close(c);
+}
+
 static void t_invalid_args(void **state)
 {
     struct fx *f = *state;
@@ -532,6 +588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_corrupt_file, setup, teardown),
         cmocka_unit_test_setup_teardown(t_foreign_and_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(t_bad_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(t_invalid_args, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
