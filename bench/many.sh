@@ -6,6 +6,7 @@
 #
 #   bench/many.sh [--domains N] [--sinks S] [--rcpt-domains K] [--sessions C] [--messages M]
 #                 [--size KIB] [--order random|rr] [--runs R] [--skip postfix] [--results FILE]
+#                 [--mxg-env "MXGUARD_SECTION_KEY=VALUE ..."]
 #
 #   --domains N       destination domains (default 200)
 #   --sinks S         MX addresses 127.0.70.180 .. 180+S-1, port 25, one sink on all (default 10)
@@ -18,6 +19,8 @@
 #                     than the number of destinations)
 #   --runs R          runs per target, interleaved (default 3; medians)
 #   --skip postfix    no Postfix and no unbound
+#   --mxg-env LIST    settings for mxguard as environment overrides (space-separated), e.g.
+#                     "MXGUARD_UPSTREAM_CACHE_SIZE=1000" (default: none, mxguard's defaults)
 #   env MXG_BIN       the mxguard binary (default build/mxguard)
 #
 # The world (127.0.70.0/24, tests/integration/lib.sh, which also takes the test-bed lock):
@@ -46,6 +49,7 @@ export MXG_BIN=${MXG_BIN:-$MXG_SRC/build/mxguard}
 MXG_BIN=$(cd "$(dirname "$MXG_BIN")" && pwd)/$(basename "$MXG_BIN")
 
 NDOM=200 NSINK=10 K=1 SESSIONS=20 MESSAGES=2000 SIZE=1 RUNS=3 SKIP="" RESULTS="" ORDER=random
+MXG_ENV=""
 while [ $# -gt 0 ]; do
     case $1 in
         --domains) NDOM=$2; shift 2 ;;
@@ -56,9 +60,10 @@ while [ $# -gt 0 ]; do
         --size) SIZE=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --order) ORDER=$2; shift 2 ;;
+        --mxg-env) MXG_ENV=$2; shift 2 ;;
         --skip) SKIP=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "bench/many.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -138,7 +143,9 @@ warm_up() {
     rec warm_tls "$1" "$(sink tls)"
     rec warm_resumed "$1" "$(sink resumed)"
 }
-start_mxguard mxguard
+# shellcheck disable=SC2086
+start_mxguard mxguard $MXG_ENV
+[ -z "$MXG_ENV" ] || log "mxguard settings from the environment: $MXG_ENV"
 MXG_PID=$(tb_pid mxguard)
 warm_up mxguard "$MXG_ADDR" || tb_die "mxguard did not relay the warm-up ($(sink messages) of $NDOM): $(tail -n 20 "$TB/mxguard.log")"
 n=$(grep -Ec 'peer[ =]DANE' "$TB/mxguard.log")
