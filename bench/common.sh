@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/common.sh — the pieces bench/run.sh (one destination) and bench/many.sh (many
 # destinations) share; sourced after tests/integration/lib.sh and tb_init (needs $TB, $here).
 #

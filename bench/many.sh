@@ -129,7 +129,7 @@ MXG_ADDR=127.0.70.1:10025
 BASE_BIN="" BASE_ADDR=""
 # metric NAME LABEL — one value of mxguard's /metrics (0 if absent)
 metric() {
-    curl -s --max-time 5 http://127.0.70.1:9125/metrics |
+    python3 -c 'import urllib.request as u; print(u.urlopen("http://127.0.70.1:9125/metrics", timeout=5).read().decode())' 2>/dev/null |
         awk -v k="$1{$2}" '$1 == k { v = $2 } END { print v + 0 }'
 }
 # warm_up TARGET ADDR — one message to every domain (DNS, TLSA, policies cached; the first
