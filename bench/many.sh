@@ -202,6 +202,7 @@ for run in $(seq "$RUNS"); do
             r0=$(metric mxguard_upstream_tls_handshakes_total 'kind="resumed"')
             n0=$(metric mxguard_upstream_connections_total 'how="new"')
             e0=$(metric mxguard_upstream_connections_total 'how="reused"')
+            s0=$(metric mxguard_upstream_connections_total 'how="stale"')
         fi
         t0=$(date +%s.%N)
         if [ "$target" = direct ]; then
@@ -227,6 +228,7 @@ for run in $(seq "$RUNS"); do
                 rec resolver_cpu_ms "$target" "$(python3 -c "print('%.4f' % (($u1 - $u0) * 1000 / $MESSAGES))")"
         fi
         rec sink_conns "$target" "$(sink connections)"
+        rec load_fail "$target" "$(awk '$1 == "ok" { print $4 }' "$TB/load.out")"
         rec sink_tls "$target" "$(sink tls)"
         rec sink_resumed "$target" "$(sink resumed)"
         if [ "$target" = mxguard ]; then
@@ -234,6 +236,7 @@ for run in $(seq "$RUNS"); do
             rec mxg_resumed "$target" $(( $(metric mxguard_upstream_tls_handshakes_total 'kind="resumed"') - r0 ))
             rec mxg_conn_new "$target" $(( $(metric mxguard_upstream_connections_total 'how="new"') - n0 ))
             rec mxg_conn_reused "$target" $(( $(metric mxguard_upstream_connections_total 'how="reused"') - e0 ))
+            rec mxg_conn_stale "$target" $(( $(metric mxguard_upstream_connections_total 'how="stale"') - s0 ))
         fi
         log "$target run $run: $rate msg/s; sink: $(sink connections) connections, $(sink tls) handshakes ($(sink resumed) resumed)"
     done

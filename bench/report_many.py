@@ -90,9 +90,13 @@ print("x best / x CPU: against the best Postfix row by msg/s (%s); x direct: aga
 mf, mr = get("mxg_full", "mxguard"), get("mxg_resumed", "mxguard")
 if mf is not None:
     print("mxguard's metrics over a run: mxguard_upstream_tls_handshakes_total full %s, resumed %s"
-          " (%s full per pair); mxguard_upstream_connections_total new %s, reused %s"
+          " (%s full per pair); mxguard_upstream_connections_total new %s, reused %s, stale %s"
           % (fmt(mf), fmt(mr), ratio(mf, pairs, "%.2f"), fmt(get("mxg_conn_new", "mxguard")),
-             fmt(get("mxg_conn_reused", "mxguard"))))
+             fmt(get("mxg_conn_reused", "mxguard")), fmt(get("mxg_conn_stale", "mxguard"))))
+fails = [(t, max(vals[("load_fail", t)])) for t in targets if vals.get(("load_fail", t))]
+if any(f for _, f in fails):
+    print("MESSAGES REFUSED OR LOST at the load generator (worst run): %s"
+          % ", ".join("%s %d" % (t, f) for t, f in fails if f))
 for t in ("mxguard", "postfix"):
     wt, wr = get("warm_tls", t), get("warm_resumed", t)
     if wt is not None:
