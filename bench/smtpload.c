@@ -3,6 +3,8 @@
  *
  *   smtpload [-s SESSIONS] [-m MESSAGES] [-l SIZE] [-f FROM] [-t TO] [-b SRC_IP]
  *            [-d] HOST:PORT
+ *   smtpload [...] --domains FILE [--rcpt-domains K] [--order rr|random]
+ *            [--direct | --list] [HOST:PORT]
  *   smtpload --idle N [-b SRC_IP] [--ready FILE] HOST:PORT
  *
  * Load mode: SESSIONS connections at a time until MESSAGES messages were
@@ -14,6 +16,19 @@
  * smtp-source does. Prints one line: "ok N fail N secs S rate R p50 A p90 B
  * p99 C max D" (client-side latency in ms from connect to the reply to the
  * final dot).
+ *
+ * Many destinations (--domains FILE: one "DOMAIN [HOST:PORT]" per line, at
+ * most MAX_DOMAINS): message i (0, 1, ... in the order they are started) has
+ * K recipients (--rcpt-domains K, default 1), "TO@D" (-t is then the local
+ * part, default "rcpt") for the domains D on lines b(i) + j mod N, j < K: K
+ * different domains per message while K <= N. --order rr (default):
+ * b(i) = i*K, round-robin, every domain equally often; --order random:
+ * b(i) = a fixed hash of i mod N (the same sequence in every run).
+ * --direct: the plaintext ceiling of a relay: each connection goes straight
+ * to the HOST:PORT on its domain's line (no HOST:PORT argument) with one
+ * recipient: connection c carries recipient j = c mod K of the relay's
+ * message c / K (so -m counts deliveries: M messages of K recipients = M*K).
+ * --list: print "i j DOMAIN" for the recipients of -m messages and exit.
  *
  * Idle mode: open N sessions (connect, banner, EHLO) and keep them open;
  * when all are up, write "up N failed F" to --ready FILE (and stdout) and
@@ -39,6 +54,8 @@ struct conn {
     size_t ll;
     uint64_t t0;
     int msgs_here;
+    int msg_idx;   /* this message's number (--domains: which domains) */
+    int rcpts_done; /* RCPT commands answered for this message */
 };
 
 static uv_loop_t *loop;
@@ -47,6 +64,11 @@ static int have_src;
 static int n_sessions = 1, n_messages = 1, msg_size = 1024, persistent, idle_n;
 static const char *from = "load@bench.test", *to = "rcpt@bench.test", *ready_path;
 static char fromp[300], top[300]; /* "<from>", "<to>" */
+/* --domains: the recipient domains, and with --direct their addresses */
+#define MAX_DOMAINS 100000
+static char **dom_name;
+static struct sockaddr_storage *dom_addr;
+static int n_domains, rcpt_domains = 1, direct, order_random;
 static int started, done_ok, done_fail, active, idle_up, idle_failed;
 static double *lat;
 static int n_lat;
@@ -125,14 +147,46 @@ static void send_cmd(struct conn *c, enum step next, const char *verb, const cha
     send_text(c, buf, (size_t)n);
 }
 
+/* The recipient (in angle brackets) number j of message idx, into buf. */
+/* The domain line of recipient j of message idx (see --order). */
+static long dom_of(int idx, int j)
+{
+    uint64_t b = (uint64_t)idx * (uint64_t)rcpt_domains;
+    if (order_random) { /* splitmix64 of the message number */
+        uint64_t z = (uint64_t)idx + 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        b = z ^ (z >> 31);
+    }
+    return (long)((b % (uint64_t)n_domains + (uint64_t)j) % (uint64_t)n_domains);
+}
+
+/* Connection (or message) number idx's message and recipient: --direct
+ * splits the relay's messages into one connection per recipient. */
+static void msg_rcpt(int idx, int j, int *m, int *r)
+{
+    *m = direct ? idx / rcpt_domains : idx;
+    *r = direct ? idx % rcpt_domains : j;
+}
+
+static const char *rcpt_of(int idx, int j, char *buf, size_t cap)
+{
+    if (!n_domains)
+        return top;
+    int m, r;
+    msg_rcpt(idx, j, &m, &r);
+    snprintf(buf, cap, "<%s@%s>", to, dom_name[dom_of(m, r)]);
+    return buf;
+}
+
 static void send_message(struct conn *c)
 {
-    char hdr[600];
+    char hdr[900], r0[300];
     int n = snprintf(hdr, sizeof hdr,
-                     "From: <%s>\r\nTo: <%s>\r\nSubject: bench %d\r\nMessage-ID: <%d.%llu@bench.test>\r\n"
+                     "From: <%s>\r\nTo: %s\r\nSubject: bench %d\r\nMessage-ID: <%d.%llu@bench.test>\r\n"
                      "X-Bench-T: %llu\r\n\r\n",
-                     from, to, started, started, (unsigned long long)c->t0,
-                     (unsigned long long)c->t0);
+                     from, rcpt_of(c->msg_idx, 0, r0, sizeof r0), c->msg_idx, c->msg_idx,
+                     (unsigned long long)c->t0, (unsigned long long)c->t0);
     send_text(c, hdr, (size_t)n);
     send_text(c, body, body_len);
     c->st = S_DOT;
@@ -163,10 +217,18 @@ static void on_reply(struct conn *c)
         }
         send_cmd(c, S_MAIL, "MAIL FROM:", fromp);
         return;
-    case S_MAIL:
-        send_cmd(c, S_RCPT, "RCPT TO:", top);
+    case S_MAIL: {
+        char r[300];
+        c->rcpts_done = 0;
+        send_cmd(c, S_RCPT, "RCPT TO:", rcpt_of(c->msg_idx, 0, r, sizeof r));
         return;
+    }
     case S_RCPT:
+        if (n_domains && !direct && ++c->rcpts_done < rcpt_domains) {
+            char r[300];
+            send_cmd(c, S_RCPT, "RCPT TO:", rcpt_of(c->msg_idx, c->rcpts_done, r, sizeof r));
+            return;
+        }
         send_cmd(c, S_DATA, "DATA", NULL);
         return;
     case S_DATA:
@@ -179,6 +241,7 @@ static void on_reply(struct conn *c)
         done_ok++;
         c->msgs_here++;
         if (persistent && started < n_messages) {
+            c->msg_idx = started;
             started++;
             c->t0 = now_ns();
             send_cmd(c, S_MAIL, "MAIL FROM:", fromp);
@@ -284,12 +347,61 @@ static void start_conn(void)
     c->creq.data = c;
     c->st = S_BANNER;
     c->t0 = now_ns();
+    c->msg_idx = started;
     started++;
     active++;
     if (have_src)
         uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0);
-    if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&dest, on_connect) < 0)
+    const struct sockaddr *to_addr = (const struct sockaddr *)&dest;
+    if (direct) {
+        int m, r;
+        msg_rcpt(c->msg_idx, 0, &m, &r);
+        to_addr = (const struct sockaddr *)&dom_addr[dom_of(m, r)];
+    }
+    if (uv_tcp_connect(&c->creq, &c->tcp, to_addr, on_connect) < 0)
         conn_end(c, 1);
+}
+
+/* "IP:PORT" (IPv4) into *sa; 0 on success */
+static int parse_addr(const char *s, struct sockaddr_storage *sa)
+{
+    char host[128];
+    snprintf(host, sizeof host, "%s", s);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return -1;
+    *colon = 0;
+    return uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)sa) == 0 ? 0 : -1;
+}
+
+/* Read --domains FILE: "DOMAIN [HOST:PORT]" per line; 0 on success */
+static int load_domains(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    dom_name = calloc(MAX_DOMAINS, sizeof *dom_name);
+    dom_addr = calloc(MAX_DOMAINS, sizeof *dom_addr);
+    char line[512], d[256], a[128];
+    while (fgets(line, sizeof line, f) && n_domains < MAX_DOMAINS) {
+        int k = sscanf(line, "%255s %127s", d, a);
+        if (k < 1 || d[0] == '#')
+            continue;
+        if (direct && (k < 2 || parse_addr(a, &dom_addr[n_domains]) != 0)) {
+            fprintf(stderr, "smtpload: --direct: no HOST:PORT for %s in %s\n", d, path);
+            fclose(f);
+            return -1;
+        }
+        dom_name[n_domains++] = strdup(d);
+    }
+    fclose(f);
+    if (!n_domains) {
+        fprintf(stderr, "smtpload: no domains in %s\n", path);
+        return -1;
+    }
+    return 0;
 }
 
 static int cmpd(const void *a, const void *b)
@@ -318,7 +430,8 @@ static void on_signal(uv_signal_t *h, int sig)
 
 int main(int argc, char **argv)
 {
-    const char *target = NULL, *bind_ip = NULL;
+    const char *target = NULL, *bind_ip = NULL, *domains_path = NULL;
+    int to_given = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -326,29 +439,52 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-m") && v) n_messages = atoi(argv[++i]);
         else if (!strcmp(a, "-l") && v) msg_size = atoi(argv[++i]);
         else if (!strcmp(a, "-f") && v) from = argv[++i];
-        else if (!strcmp(a, "-t") && v) to = argv[++i];
+        else if (!strcmp(a, "-t") && v) to = argv[++i], to_given = 1;
         else if (!strcmp(a, "-b") && v) bind_ip = argv[++i];
         else if (!strcmp(a, "-d")) persistent = 1;
         else if (!strcmp(a, "--idle") && v) idle_n = atoi(argv[++i]);
         else if (!strcmp(a, "--ready") && v) ready_path = argv[++i];
+        else if (!strcmp(a, "--domains") && v) domains_path = argv[++i];
+        else if (!strcmp(a, "--rcpt-domains") && v) rcpt_domains = atoi(argv[++i]);
+        else if (!strcmp(a, "--direct")) direct = 1;
+        else if (!strcmp(a, "--list")) list = 1;
+        else if (!strcmp(a, "--order") && v && (!strcmp(v, "rr") || !strcmp(v, "random")))
+            order_random = !strcmp(argv[++i], "random");
         else if (a[0] != '-' && !target) target = a;
         else {
             fprintf(stderr, "usage: smtpload [-s N] [-m N] [-l SIZE] [-f FROM] [-t TO] [-b IP] "
-                            "[-d] HOST:PORT | smtpload --idle N [-b IP] [--ready FILE] HOST:PORT\n");
+                            "[-d] [--domains FILE [--rcpt-domains K] [--order rr|random] "
+                            "[--direct | --list]] HOST:PORT | "
+                            "smtpload --idle N [-b IP] [--ready FILE] HOST:PORT\n");
             return 2;
         }
     }
-    if (!target)
+    if ((direct || list) && (!domains_path || persistent || idle_n)) {
+        fprintf(stderr, "smtpload: --direct and --list need --domains, no -d/--idle\n");
+        return 2;
+    }
+    if (rcpt_domains < 1 || (rcpt_domains > 1 && !domains_path)) {
+        fprintf(stderr, "smtpload: --rcpt-domains K needs K >= 1 and --domains\n");
+        return 2;
+    }
+    if (domains_path) {
+        if (!to_given)
+            to = "rcpt"; /* the local part */
+        if (load_domains(domains_path) != 0)
+            return 2;
+    }
+    if (list) {
+        for (int m = 0; m < n_messages; m++)
+            for (int j = 0; j < rcpt_domains; j++)
+                printf("%d %d %s\n", m, j, dom_name[dom_of(m, j)]);
+        return 0;
+    }
+    if (!target && !direct)
         return 2;
     snprintf(fromp, sizeof fromp, "<%s>", from);
     snprintf(top, sizeof top, "<%s>", to);
-    char host[128];
-    snprintf(host, sizeof host, "%s", target);
-    char *colon = strrchr(host, ':');
-    if (!colon)
+    if (target && parse_addr(target, &dest) != 0)
         return 2;
-    *colon = 0;
-    uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)&dest);
     if (bind_ip) {
         uv_ip4_addr(bind_ip, 0, (struct sockaddr_in *)&src);
         have_src = 1;
