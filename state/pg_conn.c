@@ -61,12 +61,15 @@ int mxg_state_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 }
 
 /* Contract: state_int.h. */
-PGconn *mxg_state_pg_connect(const char *conninfo, const char *password, char *err,
-                             size_t errlen)
+PGconn *mxg_state_pg_connect(const struct mxg_state *st, char *err, size_t errlen)
 {
     const char *keys[11], *vals[11];
+    const char *conninfo = st->conninfo, *password = st->password;
+    char appname[8 + MXG_STATE_NAME_MAX];
     int n = 0;
     PGconn *c;
+
+    snprintf(appname, sizeof appname, "mxguard/%s", st->instance);
 
     keys[n] = "connect_timeout", vals[n++] = PG_CONNECT_TIMEOUT;
     keys[n] = "keepalives", vals[n++] = "1";
@@ -75,7 +78,7 @@ PGconn *mxg_state_pg_connect(const char *conninfo, const char *password, char *e
     keys[n] = "keepalives_count", vals[n++] = PG_KEEPALIVES_COUNT;
     keys[n] = "tcp_user_timeout", vals[n++] = PG_TCP_USER_TIMEOUT;
     keys[n] = "options", vals[n++] = PG_OPTIONS;
-    keys[n] = "application_name", vals[n++] = "mxguard";
+    keys[n] = "application_name", vals[n++] = appname;
     keys[n] = "dbname", vals[n++] = conninfo; /* expanded: its settings override the above */
     if (password && password[0])
         keys[n] = "password", vals[n++] = password;

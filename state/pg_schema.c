@@ -80,6 +80,9 @@ static const char *const migrations[MXG_STATE_PG_SCHEMA] = {
     " claims integer NOT NULL DEFAULT 1,"
     " updated_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (day, domain, rua));",
+    /* 4 -> 5: the prune's range scans (state_pg.c prune()) */
+    "CREATE INDEX mxguard_rpt_batch_received ON mxguard_rpt_batch (received_at);"
+    "CREATE INDEX mxguard_sts_policy_expires ON mxguard_sts_policy (expires_at);",
 };
 
 /* Runs sql (no parameters); 0 if it returned status ok, else -1 with err. */

@@ -49,7 +49,8 @@
  *
  * Pruning (state.retention, state.prune_interval): every prune_interval a sync also deletes,
  * in bounded batches, the TLSRPT batch ids received, and the counters, report-ids and claims
- * of UTC days ended, more than retention ago. A batch id must outlive every replay of its
+ * of UTC days ended, more than retention ago, and the MTA-STS policies that expired more
+ * than retention ago (schema 5 indexes both ranges). A batch id must outlive every replay of its
  * batch: an instance never pushes a batch older than state.outbox_max_age (report/'s outbox
  * drops it, logged), so the configuration refuses a retention shorter than
  * outbox_max_age + 1 day (core/config.c). */

@@ -16,7 +16,7 @@
 
 #define MXG_STATE_PASSWORD_MAX 1024
 /* The schema version this mxguard reads and writes (pg_schema.c). */
-#define MXG_STATE_PG_SCHEMA 4
+#define MXG_STATE_PG_SCHEMA 5
 
 struct mxg_state;
 
@@ -72,9 +72,10 @@ extern const struct mxg_state_backend mxg_state_backend_sqlite;
 extern const struct mxg_state_backend mxg_state_backend_pg;
 
 /* pg_conn.c: connect with st's conninfo and password (blocking: thread pool or one-shot
- * command only). The connection or NULL with err set (the password never appears in it). */
-PGconn *mxg_state_pg_connect(const char *conninfo, const char *password, char *err,
-                             size_t errlen);
+ * command only); application_name "mxguard/<state.instance_name>" unless the conninfo sets
+ * one (an operator tells the members apart in pg_stat_activity). The connection or NULL
+ * with err set (the password never appears in it). */
+PGconn *mxg_state_pg_connect(const struct mxg_state *st, char *err, size_t errlen);
 /* pg_conn.c: 0 when libpq parses conninfo (no network, no defaults) and it sets no
  * password (core/config.c checks the text; this is libpq's own reading, percent-escapes
  * included), else -1 with err. */

@@ -504,6 +504,11 @@ static int prune(struct pg_job *j)
         "DELETE FROM mxguard_rpt_batch WHERE ctid IN (SELECT ctid FROM mxguard_rpt_batch"
         " WHERE received_at < now() - make_interval(secs => $1::bigint) LIMIT "
         PG_PRUNE_ROWS_SQL ")",
+        /* MTA-STS policies expired longer than the retention ago: no member uses them
+         * (policy/sts_merge.c takes no expired row), a fresh one needs not pull them */
+        "DELETE FROM mxguard_sts_policy WHERE ctid IN (SELECT ctid FROM mxguard_sts_policy"
+        " WHERE expires_at < extract(epoch FROM now())::bigint - $1::bigint LIMIT "
+        PG_PRUNE_ROWS_SQL ")",
         "DELETE FROM mxguard_rpt_claim WHERE ctid IN (SELECT ctid FROM mxguard_rpt_claim"
         " WHERE day < " PG_PRUNE_DAY " LIMIT " PG_PRUNE_ROWS_SQL ")",
         "DELETE FROM mxguard_rpt_report WHERE ctid IN (SELECT ctid FROM mxguard_rpt_report"
@@ -552,7 +557,7 @@ static void job_work(uv_work_t *req)
     }
     if (!pg->conn) {
         pg->schema_ok = 0;
-        if (!(pg->conn = mxg_state_pg_connect(pg->st->conninfo, pg->st->password, j->err,
+        if (!(pg->conn = mxg_state_pg_connect(pg->st, j->err,
                                               sizeof j->err)))
             return;
     }
@@ -1086,7 +1091,7 @@ static void claim_work(uv_work_t *req)
     PGconn *conn;
     if (c->skip)
         return;
-    conn = mxg_state_pg_connect(st->conninfo, st->password, c->err, sizeof c->err);
+    conn = mxg_state_pg_connect(st, c->err, sizeof c->err);
     if (!conn)
         return;
     if (mxg_state_pg_schema(conn, 0, &from, c->err, sizeof c->err) >= 0 &&
@@ -1229,7 +1234,7 @@ static void pg_sync_now(struct mxg_state *st)
 /* `mxguard state migrate`: connect and migrate, synchronously. */
 static int pg_migrate_now(const struct mxg_state *st, int *from, char *err, size_t errlen)
 {
-    PGconn *c = mxg_state_pg_connect(st->conninfo, st->password, err, errlen);
+    PGconn *c = mxg_state_pg_connect(st, err, errlen);
     int v;
     *from = 0;
     if (!c)
@@ -1244,7 +1249,7 @@ static int pg_rpt_dump(const struct mxg_state *st, const char *day, char **paylo
                        size_t errlen)
 {
     const char *vals[1] = {day};
-    PGconn *c = mxg_state_pg_connect(st->conninfo, st->password, err, errlen);
+    PGconn *c = mxg_state_pg_connect(st, err, errlen);
     PGresult *r;
     int from = 0, rc = -1;
     *payload = NULL;
@@ -1275,7 +1280,7 @@ static int pg_probe(const struct mxg_state *st, struct mxg_state_status *out)
     PGconn *c;
     int from = 0, v;
     memset(out, 0, sizeof *out);
-    c = mxg_state_pg_connect(st->conninfo, st->password, out->error, sizeof out->error);
+    c = mxg_state_pg_connect(st, out->error, sizeof out->error);
     if (!c) {
         out->link = MXG_STATE_DOWN;
         return -1;

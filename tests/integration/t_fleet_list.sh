@@ -43,7 +43,7 @@ tb_pg_config "$TB/c.conf" "$TB/state-c" fleet-c
 
 # ---- control: B alone (before A published anything) has no list
 OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
-assert_contains "schema created" "$OUT" "schema version 4"
+assert_contains "schema created" "$OUT" "schema version 5"
 # B's gpgv is slow (2 s, a marker file while it runs): the loop must keep serving meanwhile
 mkdir -p "$TB/slowbin"
 printf '#!/bin/sh\ntouch "%s"\nsleep 2\n/usr/bin/gpgv "$@"\nrc=$?\nrm -f "%s"\nexit $rc\n' \

@@ -47,18 +47,18 @@ assert_eq "state status before the schema: exit 1" 1 "$RC"
 assert_contains "state status before the schema: says migrate" "$OUT" "run \`mxguard state migrate\`"
 OUT=$("$MXG_BIN" state migrate -c "$TB/a.conf" 2>&1); RC=$?
 assert_eq "state migrate: exit 0" 0 "$RC"
-assert_contains "state migrate: created" "$OUT" "schema version 4: migrated from 0"
+assert_contains "state migrate: created" "$OUT" "schema version 5: migrated from 0"
 OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
-assert_contains "state migrate again: current" "$OUT" "schema version 4: current, nothing to do"
-assert_eq "mxguard_schema holds version 4" 4 "$(tb_psql 'SELECT version FROM mxguard_schema')"
+assert_contains "state migrate again: current" "$OUT" "schema version 5: current, nothing to do"
+assert_eq "mxguard_schema holds version 5" 5 "$(tb_psql 'SELECT version FROM mxguard_schema')"
 OUT=$("$MXG_BIN" state status -c "$TB/b.conf" 2>&1); RC=$?
 assert_eq "state status: exit 0" 0 "$RC"
-assert_contains "state status: up, schema 4" "$OUT" "state: backend postgresql, up, schema version 4"
+assert_contains "state status: up, schema 5" "$OUT" "state: backend postgresql, up, schema version 5"
 
 # ---- 2. A fetches the enforce policy and publishes it
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a
 n=0; while ! grep -q 'state: postgresql: up' "$TB/mxg-a.log" && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-assert_log "A: the link is up" 0 'notice state: postgresql: up \(schema version 4\)' mxg-a
+assert_log "A: the link is up" 0 'notice state: postgresql: up \(schema version 5\)' mxg-a
 swaks_send a1 --to a@sts-cache.test
 assert_reply "A: delivered under the policy" "$SW_DOT" "250"
 assert_file_count "$TB/spool/sts-cache" 1 "A: mx.sts-cache.test got it"
@@ -167,7 +167,7 @@ tb_check check-b sts-cache.test -c "$TB/b.conf"
 assert_contains "check (B's state): the fleet's policy from the local cache" "$CHECK_OUT" \
     "policy id cache1, mode enforce, max_age 86400, from the cache"
 assert_contains "check: the shared state is up" "$CHECK_OUT" \
-    "shared state: backend postgresql, up, schema version 4"
+    "shared state: backend postgresql, up, schema version 5"
 
 # ---- 6. the database goes away: mail is not delayed, the outage shows (log, metrics, check)
 scrape() { # scrape NAME — GET /metrics of A into $TB/NAME.metrics

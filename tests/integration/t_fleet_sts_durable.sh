@@ -34,7 +34,7 @@ for c in a b; do
     sed -i 's/^  sync_interval = "300ms";$/&\n  first_pull_timeout = "1s";\n  retention = "2d";\n  outbox_max_age = "1d";\n  prune_interval = "1s";/' "$TB/$c.conf"
 done
 OUT=$("$MXG_BIN" state migrate -c "$TB/a.conf" 2>&1)
-assert_contains "state migrate: the schema" "$OUT" "schema version 4"
+assert_contains "state migrate: the schema" "$OUT" "schema version 5"
 outbox() { sqlite3 "$TB/state-a/mta-sts.db" "SELECT count(*) FROM sts_outbox" 2>/dev/null || echo none; }
 
 # ---- 1. A fetches during an outage, is killed, restarted (still down), the database returns
@@ -135,7 +135,10 @@ INSERT INTO mxguard_rpt_claim (day, domain, rua, report_id, instance, lease_unti
  ('$OLD', 'old.test', 'mailto:a@old.test', 'r-old', 'seed', now(), 'sent'),
  ('$NEW', 'new.test', 'mailto:a@new.test', 'r-new', 'seed', now(), 'claimed');
 INSERT INTO mxguard_rpt_policy VALUES ('k-old', '$OLD', 'old.test', 'sts', 'p', 'mx', 1, 1), ('k-new', '$NEW', 'new.test', 'sts', 'p', 'mx', 1, 1);
-INSERT INTO mxguard_rpt_failure VALUES ('f-old', 'k-old', 'r', '', '', '', '', '', '', 1), ('f-new', 'k-new', 'r', '', '', '', '', '', '', 1)" >/dev/null
+INSERT INTO mxguard_rpt_failure VALUES ('f-old', 'k-old', 'r', '', '', '', '', '', '', 1), ('f-new', 'k-new', 'r', '', '', '', '', '', '', 1);
+INSERT INTO mxguard_sts_policy (domain, id, body, fetched_at, expires_at, rev, instance) VALUES
+ ('gone.test', 'g1', '', extract(epoch FROM now())::bigint - 4 * 86400, extract(epoch FROM now())::bigint - 3 * 86400, nextval('mxguard_sts_rev'), 'seed'),
+ ('lapsed.test', 'l1', '', extract(epoch FROM now())::bigint - 2 * 86400, extract(epoch FROM now())::bigint - 86400, nextval('mxguard_sts_rev'), 'seed')" >/dev/null
 # a TLSRPT batch made 2 days ago (older than outbox_max_age) waits in A's outbox
 sqlite3 "$TB/state-a/tlsrpt.db" "INSERT INTO outbox (id, created_at, payload) VALUES ('stale-batch', strftime('%s', 'now') - 172800, '[{\"day\":\"$NEW\",\"ptype\":\"sts\",\"domain\":\"stale.test\",\"pstring\":\"\",\"mxhost\":\"\",\"ok\":5,\"fail\":0,\"details\":[]}]')"
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a4
@@ -152,6 +155,12 @@ assert_eq "report-ids: the old day's gone, today's stays" "$NEW" "$(tb_psql "SEL
 assert_eq "claims: the old day's gone, today's stays" "$NEW" "$(tb_psql "SELECT day FROM mxguard_rpt_claim")"
 assert_eq "counters: the old day's gone, today's stay" "k-new" "$(tb_psql "SELECT key FROM mxguard_rpt_policy WHERE key LIKE 'k-%'")"
 assert_eq "failure details: the old day's gone, today's stay" "f-new" "$(tb_psql "SELECT key FROM mxguard_rpt_failure WHERE key LIKE 'f-%'")"
+assert_eq "MTA-STS rows: expired more than the retention ago gone, expired recently stays" "lapsed.test" \
+    "$(tb_psql "SELECT domain FROM mxguard_sts_policy WHERE instance = 'seed'")"
+assert_eq "the prune's ranges are indexed (schema 5)" 2 \
+    "$(tb_psql "SELECT count(*) FROM pg_indexes WHERE indexname IN ('mxguard_rpt_batch_received', 'mxguard_sts_policy_expires')")"
+assert_contains "members name themselves in pg_stat_activity (application_name)" \
+    "$(tb_psql "SELECT string_agg(DISTINCT application_name, ',') FROM pg_stat_activity")" "mxguard/fleet-a"
 assert_eq "the stale TLSRPT batch left A's outbox" 0 \
     "$(sqlite3 "$TB/state-a/tlsrpt.db" "SELECT count(*) FROM outbox WHERE id = 'stale-batch'")"
 assert_log "... dropped unpushed, loudly" 0 \
