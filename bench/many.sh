@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/many.sh — the many-destination benchmark (issue 21): mxguard, Postfix 3.7 (default and
+# bench/many.sh — the many-destination benchmark: mxguard, Postfix 3.7 (default and
 # smtp_tls_connection_reuse) and the plaintext ceiling, side by side in one run, relaying to
 # hundreds of DNSSEC-signed domains; prints one table (bench/report_many.py). Method and
 # recorded figures: docs/BENCHMARKS.md.

@@ -3,7 +3,7 @@
 — the table of bench/many.sh.
 
 RESULTS.tsv: one "metric<TAB>target<TAB>value" per measurement (several runs of the same
-metric and target are reduced to their median). Prints one table and issue 21's targets for
+metric and target are reduced to their median). Prints one table and the targets (docs/BENCHMARKS.md) for
 the many-destination workload: mxguard >= 10x the best Postfix row's msg/s, relay CPU per
 message <= 0.05x its, >= 0.35 of the direct ceiling, full TLS handshakes <= 1.5 per
 (MX host, requirement) pair."""
