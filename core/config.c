@@ -1035,7 +1035,7 @@ static const struct key keys[] = {
     INT("upstream", "max_mx_hosts", max_mx_hosts, "10", 1, 32),
     STRING("upstream", "route_map", route_map, "", check_abs_path),
     DURATION("upstream", "cache_idle", cache_idle_ms, "5s", 0, T_MAX),
-    INT("upstream", "cache_size", cache_size, "100", 0, 1000000),
+    INT("upstream", "cache_size", cache_size, "1000", 0, 1000000),
     INT("upstream", "cache_per_destination", cache_per_dest, "20", 0, 100000),
     INT("upstream", "cache_max_uses", cache_max_uses, "100", 0, 1000000),
     DURATION("upstream", "cache_lifetime", cache_lifetime_ms, "300s", 0, T_MAX),

@@ -276,8 +276,6 @@ int leg_park(struct mxg_leg *leg)
         free(pk);
         return -1;
     }
-    if (leg->tls)
-        mxg_tls_engine_save_session(leg->tls);
     LOG_D("upstream", "%s %s: connection to %s[%s] kept for reuse", leg->sid, leg->domain,
           leg->mx_host, leg->mx_addr);
     leg->tls = NULL;
