@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_handshakes.sh — many destinations, few upstream connections and few full TLS handshakes
-# (issue 21 part 2; docs/ARCHITECTURE.md §Reuse). many.test (mkzones.sh): 120 domains, each its own
+# (docs/ARCHITECTURE.md §Reuse). many.test (mkzones.sh): 120 domains, each its own
 # MX name, spread over 6 MX servers (127.0.70.171-176: 20 names per address, as many as
 # limits.destination_concurrency lets mxguard hold open to one address), 78 with DANE (TLSA
 # 3 1 1), 42 without TLSA; so 120 (MX host, requirement) pairs — more than the 100 idle
