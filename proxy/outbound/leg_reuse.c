@@ -300,6 +300,7 @@ void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncac
     out->dest_rate = cfg->dest_rate;
     out->max_conns = cfg->upstream_connections;
     out->wait_ms = cfg->connection_wait_ms;
+    out->busy_wait_ms = cfg->cache_busy_wait_ms;
 }
 
 /* The connection cache for legs, with the bounds of cfg (upstream.h). */
