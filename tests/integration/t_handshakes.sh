@@ -11,7 +11,8 @@
 #   - full TLS handshakes <= 1.5 per pair (metrics and the MX servers' count of non-resumed
 #     handshakes agree);
 #   - no connection carried mail of two domains (= two requirements: each domain has its own
-#     MX name);
+#     MX name), and no TLS session was resumed under another requirement (every pair's first
+#     handshake is a full one: full handshakes >= pairs);
 #   - connections overall <= 1.25 per pair (phase 1): a transaction whose pair's connection is
 #     busy waits for it (upstream.cache_busy_wait) rather than open another, which at a full
 #     address (20 names, destination_concurrency 20) would close another pair's idle one;
@@ -135,6 +136,8 @@ assert_eq "phase 1: every message at its domain's MX" 0 "$(misrouted)"
 assert_eq "phase 1: no connection carried two domains' mail (two requirements)" 0 "$mixed"
 assert_eq "phase 1: metrics count every handshake the MX servers saw" "$((full + resumed))" \
     "$((m_full + m_res))"
+assert_eq "phase 1: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS" ] && echo yes || echo "no: $full")"
 assert_eq "phase 1: full handshakes <= $FULL_MAX (1.5 per pair; metrics)" yes \
     "$([ "$m_full" -le "$FULL_MAX" ] && echo yes || echo "no: $m_full")"
 assert_eq "phase 1: full handshakes <= $FULL_MAX (1.5 per pair; MX side)" yes \
@@ -165,6 +168,8 @@ assert_contains "phase 2: a resumed DANE session is still DANE" "$(tb_log_since 
     "DANE (resumed TLS session"
 assert_eq "phase 2: metrics count every handshake the MX servers saw" "$((full + resumed))" \
     "$((m_full + m_res))"
+assert_eq "phase 2: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS2" ] && echo yes || echo "no: $full")"
 assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; metrics)" yes \
     "$([ "$m_full" -le "$FULL_MAX2" ] && echo yes || echo "no: $m_full")"
 assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; MX side)" yes \
