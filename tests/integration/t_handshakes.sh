@@ -129,11 +129,15 @@ assert_eq "phase 1: all $MESSAGES messages accepted" "$MESSAGES" "$got"
 read -r conns full resumed mixed delivered <<<"$(mx_side)"
 m_full=$(metric 'mxguard_upstream_tls_handshakes_total{kind="full"}')
 m_res=$(metric 'mxguard_upstream_tls_handshakes_total{kind="resumed"}')
-echo "# phase 1: $PAIRS pairs, $MESSAGES messages, $SESSIONS sessions: $conns connections;" \
-    "handshakes full $m_full resumed $m_res (MX side: full $full resumed $resumed)"
+m_new=$(metric 'mxguard_upstream_connections_total{how="new"}')
+m_reused=$(metric 'mxguard_upstream_connections_total{how="reused"}')
+echo "# phase 1: $PAIRS pairs, $MESSAGES messages, $SESSIONS sessions: $conns connections" \
+    "(metrics: new $m_new, reused $m_reused); handshakes full $m_full resumed $m_res" \
+    "(MX side: full $full resumed $resumed)"
 assert_eq "phase 1: every message at an MX" "$MESSAGES" "$delivered"
 assert_eq "phase 1: every message at its domain's MX" 0 "$(misrouted)"
 assert_eq "phase 1: no connection carried two domains' mail (two requirements)" 0 "$mixed"
+assert_eq "phase 1: metrics count every connection the MX servers saw" "$conns" "$m_new"
 assert_eq "phase 1: metrics count every handshake the MX servers saw" "$((full + resumed))" \
     "$((m_full + m_res))"
 assert_eq "phase 1: a full handshake of its own for every pair (no session across requirements)" \
