@@ -51,6 +51,7 @@ struct mxg_cc_slot {
     int idle, closing, busy;
     void *conn;                       /* while idle */
     struct mxg_cc_key key;            /* idle: parked under; busy: granted for */
+    const void *owner;                /* busy: whose transaction (acquire's owner) */
     int uses;                         /* transactions started on the connection */
     uint64_t gen;                     /* settings generation it was granted under */
     uint64_t born, parked;
@@ -64,6 +65,7 @@ struct mxg_cc_wait {
     struct mxg_cc_key key;
     int allow_reuse;
     int on_busy;                      /* 1: for a busy connection of key (busy list) */
+    const void *owner;
     mxg_cc_cb cb;
     void *arg;
     uint64_t since, deadline;
@@ -378,11 +380,12 @@ static struct mxg_cc_slot *slot_new(struct mxg_conncache *cc, struct dest *d, ui
 
 /* ------------------------------------------------------------ busy */
 
-/* Slot s now serves a transaction under key (granted fresh or reused). */
-static void busy_add(struct mxg_cc_slot *s, const struct mxg_cc_key *key)
+/* Slot s now serves owner's transaction under key (granted fresh or reused). */
+static void busy_add(struct mxg_cc_slot *s, const struct mxg_cc_key *key, const void *owner)
 {
     struct dest *d = s->d;
     s->key = *key;
+    s->owner = owner;
     s->busy = 1;
     DL_APPEND(d->busy_head, d->busy_tail, s, bprev, bnext);
 }
@@ -398,14 +401,15 @@ static void busy_del(struct mxg_cc_slot *s)
 }
 
 /* Whether a connection in use at d under key can be parked when its
- * transaction ends (so a leg of that key may wait for it). */
+ * transaction ends (so a leg of that key may wait for it) — not one of
+ * owner's own (another leg of the same transaction: it frees only after). */
 static int busy_match(const struct mxg_conncache *cc, const struct dest *d,
-                      const struct mxg_cc_key *key, uint64_t now)
+                      const struct mxg_cc_key *key, const void *owner, uint64_t now)
 {
     if (cc->cfg.idle_ms == 0 || cc->cfg.max_idle <= 0 || cc->cfg.max_idle_per_dest <= 0)
         return 0;
     for (const struct mxg_cc_slot *s = d->busy_head; s; s = s->bnext)
-        if (key_eq(&s->key, key) && s->gen == cc->gen &&
+        if (key_eq(&s->key, key) && s->gen == cc->gen && (!owner || s->owner != owner) &&
             (cc->cfg.max_uses <= 0 || s->uses < cc->cfg.max_uses) &&
             (!cc->cfg.lifetime_ms || now - s->born < cc->cfg.lifetime_ms))
             return 1;
@@ -447,7 +451,7 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
             s->conn = NULL;
             s->uses++;
             cc->st.reused++;
-            busy_add(s, &w->key);
+            busy_add(s, &w->key, w->owner);
             return w;
         }
     }
@@ -464,7 +468,7 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
         memset(g, 0, sizeof *g);
         g->status = MXG_CC_FRESH;
         g->slot = s;
-        busy_add(s, &w->key);
+        busy_add(s, &w->key, w->owner);
         return w;
     }
     return NULL;
@@ -492,10 +496,10 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             s->uses++;
             cc->st.reused++;
             cc->st.busy_served++;
-            busy_add(s, &w->key);
+            busy_add(s, &w->key, w->owner);
             return w;
         }
-        if (w->deadline > now && busy_match(cc, d, &w->key, now))
+        if (w->deadline > now && busy_match(cc, d, &w->key, w->owner, now))
             continue;
         bwait_unlink(cc, w);
         const char *why = NULL;
@@ -504,7 +508,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             if (s) {
                 g->status = MXG_CC_FRESH;
                 g->slot = s;
-                busy_add(s, &w->key);
+                busy_add(s, &w->key, w->owner);
                 return w;
             }
         }
@@ -735,8 +739,8 @@ void mxg_conncache_free(struct mxg_conncache *cc)
 
 enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct sockaddr *dest,
                                          const struct mxg_cc_key *key, int allow_reuse,
-                                         mxg_cc_cb cb, void *arg, struct mxg_cc_wait **wp,
-                                         struct mxg_cc_grant *now_g)
+                                         const void *owner, mxg_cc_cb cb, void *arg,
+                                         struct mxg_cc_wait **wp, struct mxg_cc_grant *now_g)
 {
     memset(now_g, 0, sizeof *now_g);
     *wp = NULL;
@@ -757,11 +761,12 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             s->conn = NULL;
             s->uses++;
             cc->st.reused++;
-            busy_add(s, key);
+            busy_add(s, key, owner);
             return MXG_CC_REUSED;
         }
     }
-    if (allow_reuse && !cc->shut && cc->cfg.busy_wait_ms > 0 && busy_match(cc, d, key, now)) {
+    if (allow_reuse && !cc->shut && cc->cfg.busy_wait_ms > 0 &&
+        busy_match(cc, d, key, owner, now)) {
         /* a connection of this key is in use: it is likely parked soon, and
          * taking it over then beats opening another (and evicting others) */
         struct mxg_cc_wait *w = calloc(1, sizeof *w);
@@ -770,6 +775,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             w->key = *key;
             w->allow_reuse = 1;
             w->on_busy = 1;
+            w->owner = owner;
             w->cb = cb;
             w->arg = arg;
             w->since = now;
@@ -795,7 +801,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
         }
         now_g->status = MXG_CC_FRESH;
         now_g->slot = s;
-        busy_add(s, key);
+        busy_add(s, key, owner);
         return MXG_CC_FRESH;
     }
     if (!why)

@@ -124,13 +124,15 @@ void mxg_conncache_shutdown(struct mxg_conncache *cc);
 void mxg_conncache_free(struct mxg_conncache *cc);
 
 /* A connection to dest (AF_INET/AF_INET6 with port) under key. allow_reuse
- * 0: a fresh connection is wanted (the idle one just failed). Returns the
+ * 0: a fresh connection is wanted (the idle one just failed). owner: whose
+ * transaction it is for (NULL = nobody's): a leg never waits for a busy
+ * connection of its own owner (another leg of its transaction). Returns the
  * status; *now is filled for FRESH / REUSED / LIMITED; for WAIT, *w is the
  * wait (cancel it with mxg_conncache_cancel) and cb gets the grant later. */
 enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct sockaddr *dest,
                                          const struct mxg_cc_key *key, int allow_reuse,
-                                         mxg_cc_cb cb, void *arg, struct mxg_cc_wait **w,
-                                         struct mxg_cc_grant *now);
+                                         const void *owner, mxg_cc_cb cb, void *arg,
+                                         struct mxg_cc_wait **w, struct mxg_cc_grant *now);
 void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w);
 
 /* The transaction on slot's connection is over and the connection is clean

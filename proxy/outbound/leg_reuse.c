@@ -174,8 +174,9 @@ void leg_cache_acquire(struct mxg_leg *leg)
         ((struct sockaddr_in6 *)&sa)->sin6_port = port;
     leg_req_key(leg, &leg->cckey);
     struct mxg_cc_grant g;
+    /* owner: the caller's object (the inbound session: all legs of a transaction) */
     switch (mxg_conncache_acquire(cc, (const struct sockaddr *)&sa, &leg->cckey, !leg->no_reuse,
-                                  on_cc_grant, leg, &leg->ccw, &g)) {
+                                  leg->arg, on_cc_grant, leg, &leg->ccw, &g)) {
     case MXG_CC_REUSED:
         mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "reused");
         leg_adopt(leg, g.conn, g.uses);

@@ -127,7 +127,7 @@ static enum mxg_cc_status acq(const struct sockaddr_storage *d, const char *k, i
 {
     struct mxg_cc_key kk = key(k);
     struct mxg_cc_wait *dummy;
-    return mxg_conncache_acquire(g_cc, (const struct sockaddr *)d, &kk, reuse, on_grant, w,
+    return mxg_conncache_acquire(g_cc, (const struct sockaddr *)d, &kk, reuse, NULL, on_grant, w,
                                  wp ? wp : &dummy, g);
 }
 
@@ -417,7 +417,8 @@ static void test_park_serves_waiter(void **st)
 /* upstream.cache_busy_wait: a leg whose key's connection is in use waits
  * for it (not for a slot), takes it over when it is parked, gets a fresh one
  * when it is closed instead or the wait is over; never for a connection that
- * cannot be parked, nor when reuse is not allowed; at a full destination
+ * cannot be parked, nor when reuse is not allowed, nor for one of the same
+ * owner (transaction); at a full destination
  * the wait closes nobody else's idle connection; a wait can be cancelled. */
 static void test_busy_wait(void **st)
 {
@@ -488,6 +489,20 @@ static void test_busy_wait(void **st)
     run_ms(150);
     assert_int_equal(w4.called, 0);
     mxg_conncache_release(g_cc, f.slot);
+    /* never for a busy connection of the same owner (another leg of one transaction) */
+    int o1, o2;
+    struct mxg_cc_key kk = key("K");
+    struct waiter w5 = {0};
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o1,
+                                           on_grant, NULL, &wp, &g), MXG_CC_FRESH);
+    struct mxg_cc_slot *held = g.slot;
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o1,
+                                           on_grant, NULL, &wp, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o2,
+                                           on_grant, &w5, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    mxg_conncache_release(g_cc, held);
     teardown_cc();
 }
 
