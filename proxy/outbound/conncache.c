@@ -521,6 +521,8 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             cc->st.limited++;
             return w;
         }
+        LOG_D("conncache", "%s: waiting for a connection slot: %s", d->text,
+              why ? why : "other connections wait for this destination");
         w->on_busy = 0; /* same wait as acquire's: every slot wait is equally long */
         w->deadline = now + (cc->cfg.wait_ms ? cc->cfg.wait_ms : 1000);
         DL_APPEND(d->w_head, d->w_tail, w, dprev, dnext);
