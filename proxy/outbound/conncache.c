@@ -427,6 +427,7 @@ static void wait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
     cc->waiting--;
 }
 
+/* Take w off the list of waits for a busy connection. */
 static void bwait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
 {
     DL_UNLINK(cc->bw_head, cc->bw_tail, w, gprev, gnext);
@@ -829,6 +830,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
     w->d = d;
     w->key = *key;
     w->allow_reuse = allow_reuse;
+    w->owner = owner;
     w->cb = cb;
     w->arg = arg;
     w->since = now;
