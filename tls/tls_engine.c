@@ -229,6 +229,8 @@ struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t
     return mxg_tls_ctx_new_client_opts(&o, err, errlen);
 }
 
+static int on_new_session(SSL *ssl, SSL_SESSION *sess); /* see the resumption section */
+
 struct mxg_tls_ctx *mxg_tls_ctx_new_client_opts(const struct mxg_tls_client_opts *o, char *err,
                                                 size_t errlen)
 {
@@ -245,7 +247,10 @@ struct mxg_tls_ctx *mxg_tls_ctx_new_client_opts(const struct mxg_tls_client_opts
         return NULL;
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    /* no internal cache: every new session goes to on_new_session, which
+     * stores it under the connection's requirement key (mxg_tls_resume) */
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, on_new_session);
     int ok = cafile != NULL ? SSL_CTX_load_verify_file(c, cafile)
                             : SSL_CTX_set_default_verify_paths(c);
     if (ok != 1) {
@@ -446,7 +451,6 @@ void mxg_tls_engine_free(struct mxg_tls_engine *e)
 {
     if (e == NULL)
         return;
-    mxg_tls_engine_save_session(e);
     SSL_free(e->ssl); /* frees rbio and wbio */
     SSL_CTX_free(e->ctx);
     free(e);
@@ -636,16 +640,22 @@ int mxg_tls_engine_verify_name(struct mxg_tls_engine *e, const char *name, int e
 /* ------------------------------------------------------------------------ */
 /* Client session resumption                                                */
 
+/* One key's sessions, oldest first. TLS 1.3 servers send several tickets
+ * per connection (OpenSSL: two after a full handshake, one after a
+ * resumption), each good for one resumption: keeping them all lets that
+ * many connections to one (MX, requirement) pair resume at once. */
 struct resume_entry {
     unsigned char key[MXG_TLS_RESUME_KEY_MAX];
     size_t keylen;
-    SSL_SESSION *sess;
+    SSL_SESSION *sess[MXG_TLS_RESUME_PER_KEY];
+    int ns;
     uint64_t used; /* LRU stamp */
 };
 
 struct mxg_tls_resume {
-    struct resume_entry *e;
+    struct resume_entry *e; /* n entries (each with >= 1 session), cap slots */
     int n, cap;
+    int nsess;              /* sessions in all entries (<= cap) */
     uint64_t clock;
     unsigned long offered, stored;
 };
@@ -666,19 +676,27 @@ struct mxg_tls_resume *mxg_tls_resume_new(int max_entries)
     return r;
 }
 
+/* Contract: free every session of entry i (the entry stays, empty). */
+static void entry_clear(struct mxg_tls_resume *r, int i)
+{
+    for (int k = 0; k < r->e[i].ns; k++)
+        SSL_SESSION_free(r->e[i].sess[k]);
+    r->nsess -= r->e[i].ns;
+    r->e[i].ns = 0;
+}
+
 void mxg_tls_resume_free(struct mxg_tls_resume *r)
 {
     if (r == NULL)
         return;
-    for (int i = 0; i < r->n; i++)
-        SSL_SESSION_free(r->e[i].sess);
+    mxg_tls_resume_clear(r);
     free(r->e);
     free(r);
 }
 
 int mxg_tls_resume_count(const struct mxg_tls_resume *r)
 {
-    return r ? r->n : 0;
+    return r ? r->nsess : 0;
 }
 
 void mxg_tls_resume_clear(struct mxg_tls_resume *r)
@@ -686,7 +704,7 @@ void mxg_tls_resume_clear(struct mxg_tls_resume *r)
     if (r == NULL)
         return;
     for (int i = 0; i < r->n; i++)
-        SSL_SESSION_free(r->e[i].sess);
+        entry_clear(r, i);
     r->n = 0;
 }
 
@@ -699,10 +717,17 @@ static int resume_find(const struct mxg_tls_resume *r, const void *key, size_t k
     return -1;
 }
 
-static void resume_drop(struct mxg_tls_resume *r, int i)
+/* Contract: remove and free session k of entry i; an entry left empty is
+ * removed too (the last entry moves into its place). */
+static void resume_take(struct mxg_tls_resume *r, int i, int k)
 {
-    SSL_SESSION_free(r->e[i].sess);
-    r->e[i] = r->e[--r->n];
+    struct resume_entry *e = &r->e[i];
+    SSL_SESSION_free(e->sess[k]);
+    memmove(&e->sess[k], &e->sess[k + 1], (size_t)(e->ns - k - 1) * sizeof e->sess[0]);
+    e->ns--;
+    r->nsess--;
+    if (e->ns == 0)
+        r->e[i] = r->e[--r->n];
 }
 
 /* Contract: a session is worth keeping if OpenSSL can resume it and its
@@ -724,64 +749,93 @@ int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, co
     memcpy(e->rkey, key, keylen);
     e->rkeylen = keylen;
     int i = resume_find(r, key, keylen);
-    if (i < 0)
-        return 0;
-    SSL_SESSION *s = r->e[i].sess;
-    if (!session_usable(s)) {
-        resume_drop(r, i);
-        return 0;
-    }
-    ERR_clear_error();
-    SSL_SESSION *d = SSL_SESSION_dup(s); /* the connection's own copy (see save) */
-    if (d == NULL || SSL_set_session(e->ssl, d) != 1) {
-        SSL_SESSION_free(d);
+    while (i >= 0) {
+        int k = r->e[i].ns - 1; /* the newest */
+        SSL_SESSION *s = r->e[i].sess[k];
+        int last = r->e[i].ns == 1;
+        if (!session_usable(s)) {
+            resume_take(r, i, k);
+            if (last)
+                return 0;
+            continue;
+        }
         ERR_clear_error();
-        resume_drop(r, i);
-        return 0;
+        SSL_SESSION *d = SSL_SESSION_dup(s); /* the connection's own copy (see the store) */
+        if (d == NULL || SSL_set_session(e->ssl, d) != 1) {
+            SSL_SESSION_free(d);
+            ERR_clear_error();
+            resume_take(r, i, k);
+            return 0;
+        }
+        SSL_SESSION_free(d);
+        r->offered++;
+        /* TLS 1.3 tickets are for one use (RFC 8446 §C.4): the server sends new
+         * ones on the resumed connection (stored by on_new_session). TLS 1.2
+         * sessions stay. */
+        if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION)
+            resume_take(r, i, k);
+        else
+            r->e[i].used = ++r->clock;
+        return 1;
     }
-    SSL_SESSION_free(d);
-    r->offered++;
-    /* TLS 1.3 tickets are for one use (RFC 8446 §C.4): the server sends new
-     * ones on the resumed connection. TLS 1.2 sessions stay. */
-    if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION)
-        resume_drop(r, i);
-    else
-        r->e[i].used = ++r->clock;
-    return 1;
+    return 0;
 }
 
-void mxg_tls_engine_save_session(struct mxg_tls_engine *e)
+/* Contract: store a copy of sess under key (newest last); the key's oldest
+ * session makes room when it has MXG_TLS_RESUME_PER_KEY, the least
+ * recently used key's oldest when the store is full. */
+static void resume_store(struct mxg_tls_resume *r, const unsigned char *key, size_t keylen,
+                         SSL_SESSION *sess)
 {
-    if (e == NULL || e->resume == NULL || e->failed || !SSL_is_init_finished(e->ssl))
-        return;
-    struct mxg_tls_resume *r = e->resume;
-    SSL_SESSION *cur = SSL_get0_session(e->ssl);
-    if (!session_usable(cur))
-        return;
-    int i = resume_find(r, e->rkey, e->rkeylen);
     /* a copy: SSL_free() of a connection that was not shut down marks its
      * own session object not resumable (ssl_clear_bad_session) */
-    SSL_SESSION *s = SSL_SESSION_dup(cur);
+    SSL_SESSION *s = SSL_SESSION_dup(sess);
     if (s == NULL) {
         ERR_clear_error();
         return;
     }
-    if (i >= 0) {
-        SSL_SESSION_free(r->e[i].sess);
-    } else if (r->n < r->cap) {
-        i = r->n++;
-    } else {
-        i = 0; /* the least recently used one makes room */
+    if (r->nsess >= r->cap) {
+        int lru = 0;
         for (int j = 1; j < r->n; j++)
-            if (r->e[j].used < r->e[i].used)
-                i = j;
-        SSL_SESSION_free(r->e[i].sess);
+            if (r->e[j].used < r->e[lru].used)
+                lru = j;
+        resume_take(r, lru, 0);
     }
-    memcpy(r->e[i].key, e->rkey, e->rkeylen);
-    r->e[i].keylen = e->rkeylen;
-    r->e[i].sess = s;
+    int i = resume_find(r, key, keylen);
+    if (i < 0) {
+        i = r->n++; /* n <= nsess < cap */
+        memcpy(r->e[i].key, key, keylen);
+        r->e[i].keylen = keylen;
+        r->e[i].ns = 0;
+    } else if (r->e[i].ns == MXG_TLS_RESUME_PER_KEY) {
+        SSL_SESSION_free(r->e[i].sess[0]);
+        memmove(&r->e[i].sess[0], &r->e[i].sess[1],
+                (size_t)(MXG_TLS_RESUME_PER_KEY - 1) * sizeof r->e[i].sess[0]);
+        r->e[i].ns--;
+        r->nsess--;
+    }
+    r->e[i].sess[r->e[i].ns++] = s;
+    r->nsess++;
     r->e[i].used = ++r->clock;
     r->stored++;
+}
+
+/* Contract: SSL_CTX_sess_set_new_cb of the client context: OpenSSL hands
+ * over every new session — a TLS 1.2 session at the end of a full
+ * handshake, each TLS 1.3 ticket as it arrives after the handshake (also on
+ * an idle cached connection) — and a copy is stored under the engine's
+ * key. Only engines given a key by mxg_tls_engine_resume() store, and a
+ * failed engine stores nothing. A session arrives only after the peer
+ * passed the verification armed for the connection (with SSL_VERIFY_PEER a
+ * failed check ends the handshake before any session exists); its verify
+ * result is kept in it. Returns 0: the caller keeps its reference. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct mxg_tls_engine *e = SSL_get_app_data(ssl);
+    if (e == NULL || e->resume == NULL || e->failed || !session_usable(sess))
+        return 0;
+    resume_store(e->resume, e->rkey, e->rkeylen, sess);
+    return 0;
 }
 
 int mxg_tls_engine_resumed(const struct mxg_tls_engine *e)

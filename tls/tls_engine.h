@@ -38,7 +38,8 @@ struct mxg_tls_engine;
  * as Postfix). SSL_VERIFY_NONE, but trust anchors are loaded (cafile, or the
  * system default paths when cafile is NULL) so that mxg_tls_verify_result()
  * is meaningful and callers may switch to SSL_VERIFY_PEER per engine.
- * Renegotiation is refused; client session cache off.
+ * Renegotiation is refused; OpenSSL's own session cache is off (sessions
+ * go to the resumption store below, for engines given a key).
  * err gets a reason on NULL return. */
 struct mxg_tls_ctx *mxg_tls_ctx_new_client(const char *cafile, char *err, size_t errlen);
 
@@ -160,20 +161,26 @@ const char *mxg_tls_engine_error(const struct mxg_tls_engine *e);
  * is identical to the one its full handshake was verified under, so skipping
  * the certificate check on resumption skips nothing that would decide
  * differently).
- *  - mxg_tls_resume_new(max): at most max sessions (least recently used
- *    dropped); NULL on out of memory or max <= 0. Free it after every
- *    engine that used it (engines save into it when freed).
+ *  - mxg_tls_resume_new(max): at most max sessions in all (the least
+ *    recently used key's oldest session makes room) and at most
+ *    MXG_TLS_RESUME_PER_KEY per key (the key's oldest makes room); NULL on
+ *    out of memory or max <= 0. Free it after every engine that used it.
  *  - mxg_tls_engine_resume(e, r, key, len) before the handshake: offer the
- *    session stored under key (TLS 1.3 tickets are taken out: one use) and
- *    remember key; returns 1 (offered), 0 (none stored), -1 (bad argument).
- *  - mxg_tls_engine_save_session(e): store e's current session under its
- *    key if resumable (after the handshake; for TLS 1.3 once a ticket has
- *    arrived, i.e. after some application data was read). Called by
- *    mxg_tls_engine_free() too; a failed engine saves nothing.
+ *    newest session stored under key (a TLS 1.3 ticket is taken out: one
+ *    use) and remember key; returns 1 (offered), 0 (none stored), -1 (bad
+ *    argument). From then on every session the server gives e — a TLS 1.2
+ *    session at the end of a full handshake, each TLS 1.3 ticket when it
+ *    arrives, after a full handshake or a resumption, also while the
+ *    connection idles in the cache — is stored under key at once, so
+ *    concurrent connections of one key each find a ticket of their own. A
+ *    session exists only once the handshake passed the verification armed
+ *    for it; a failed engine stores nothing.
+ *  - mxg_tls_resume_count(r): sessions stored (all keys).
  *  - mxg_tls_engine_resumed(e): 1 when the completed handshake resumed a
  *    session (no certificate was presented: the verify result is the one
  *    stored with the session). */
 #define MXG_TLS_RESUME_KEY_MAX 96
+#define MXG_TLS_RESUME_PER_KEY 4
 struct mxg_tls_resume;
 struct mxg_tls_resume *mxg_tls_resume_new(int max_entries);
 void mxg_tls_resume_free(struct mxg_tls_resume *r);
@@ -181,7 +188,6 @@ int mxg_tls_resume_count(const struct mxg_tls_resume *r);
 void mxg_tls_resume_clear(struct mxg_tls_resume *r); /* forget every session (reload) */
 int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, const void *key,
                           size_t keylen);
-void mxg_tls_engine_save_session(struct mxg_tls_engine *e);
 int mxg_tls_engine_resumed(const struct mxg_tls_engine *e);
 
 #endif

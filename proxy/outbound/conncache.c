@@ -40,26 +40,32 @@ struct dest {
     struct mxg_cc_slot *idle_head, *idle_tail;
     int n_wait;
     struct mxg_cc_wait *w_head, *w_tail;
+    struct mxg_cc_slot *busy_head, *busy_tail; /* slots in use (granted, not idle) */
+    int n_bwait;                      /* legs waiting for a busy connection of their key */
     double tokens;                    /* rate bucket */
     uint64_t t_tokens;                /* when tokens was computed */
 };
 
 struct mxg_cc_slot {
     struct dest *d;
-    int idle, closing;
+    int idle, closing, busy;
     void *conn;                       /* while idle */
-    struct mxg_cc_key key;
+    struct mxg_cc_key key;            /* idle: parked under; busy: granted for */
+    const void *owner;                /* busy: whose transaction (acquire's owner) */
     int uses;                         /* transactions started on the connection */
     uint64_t gen;                     /* settings generation it was granted under */
     uint64_t born, parked;
     struct mxg_cc_slot *dprev, *dnext; /* dest idle list */
     struct mxg_cc_slot *gprev, *gnext; /* global idle list */
+    struct mxg_cc_slot *bprev, *bnext; /* dest busy list */
 };
 
 struct mxg_cc_wait {
     struct dest *d;
     struct mxg_cc_key key;
     int allow_reuse;
+    int on_busy;                      /* 1: for a busy connection of key (busy list) */
+    const void *owner;
     mxg_cc_cb cb;
     void *arg;
     uint64_t since, deadline;
@@ -82,8 +88,9 @@ struct mxg_conncache {
     uint64_t last_gc;
     struct mxg_cc_slot *idle_head, *idle_tail;
     struct mxg_cc_wait *w_head, *w_tail;
+    struct mxg_cc_wait *bw_head, *bw_tail; /* waits for a busy connection, arrival order */
     uint64_t gen;                     /* settings generation: +1 per reconfigure */
-    int open, idle, closing, waiting;
+    int open, idle, closing, waiting, bwaiting;
     struct mxg_conncache_stats st;
     char why[160];
 };
@@ -237,7 +244,7 @@ static uint64_t tokens_wait(const struct mxg_conncache *cc, const struct dest *d
 
 static int dest_removable(const struct mxg_conncache *cc, const struct dest *d, uint64_t now)
 {
-    if (d->open > 0 || d->n_wait > 0)
+    if (d->open > 0 || d->n_wait > 0 || d->n_bwait > 0)
         return 0;
     if (cc->cfg.dest_rate > 0 && (double)(now - d->t_tokens) * cc->cfg.dest_rate / 1000.0 +
                                          d->tokens < cc->cfg.dest_rate)
@@ -371,6 +378,44 @@ static struct mxg_cc_slot *slot_new(struct mxg_conncache *cc, struct dest *d, ui
     return s;
 }
 
+/* ------------------------------------------------------------ busy */
+
+/* Slot s now serves owner's transaction under key (granted fresh or reused). */
+static void busy_add(struct mxg_cc_slot *s, const struct mxg_cc_key *key, const void *owner)
+{
+    struct dest *d = s->d;
+    s->key = *key;
+    s->owner = owner;
+    s->busy = 1;
+    DL_APPEND(d->busy_head, d->busy_tail, s, bprev, bnext);
+}
+
+/* Slot s no longer serves a transaction (parked or released). */
+static void busy_del(struct mxg_cc_slot *s)
+{
+    if (!s->busy)
+        return;
+    struct dest *d = s->d;
+    DL_UNLINK(d->busy_head, d->busy_tail, s, bprev, bnext);
+    s->busy = 0;
+}
+
+/* Whether a connection in use at d under key can be parked when its
+ * transaction ends (so a leg of that key may wait for it) — not one of
+ * owner's own (another leg of the same transaction: it frees only after). */
+static int busy_match(const struct mxg_conncache *cc, const struct dest *d,
+                      const struct mxg_cc_key *key, const void *owner, uint64_t now)
+{
+    if (cc->cfg.idle_ms == 0 || cc->cfg.max_idle <= 0 || cc->cfg.max_idle_per_dest <= 0)
+        return 0;
+    for (const struct mxg_cc_slot *s = d->busy_head; s; s = s->bnext)
+        if (key_eq(&s->key, key) && s->gen == cc->gen && (!owner || s->owner != owner) &&
+            (cc->cfg.max_uses <= 0 || s->uses < cc->cfg.max_uses) &&
+            (!cc->cfg.lifetime_ms || now - s->born < cc->cfg.lifetime_ms))
+            return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------ waiters */
 
 static void wait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
@@ -380,6 +425,14 @@ static void wait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
     DL_UNLINK(cc->w_head, cc->w_tail, w, gprev, gnext);
     d->n_wait--;
     cc->waiting--;
+}
+
+/* Take w off the list of waits for a busy connection. */
+static void bwait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
+{
+    DL_UNLINK(cc->bw_head, cc->bw_tail, w, gprev, gnext);
+    w->d->n_bwait--;
+    cc->bwaiting--;
 }
 
 /* Find one waiter that can be answered now; fill g. NULL if none. */
@@ -399,6 +452,7 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
             s->conn = NULL;
             s->uses++;
             cc->st.reused++;
+            busy_add(s, &w->key, w->owner);
             return w;
         }
     }
@@ -415,7 +469,68 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
         memset(g, 0, sizeof *g);
         g->status = MXG_CC_FRESH;
         g->slot = s;
+        busy_add(s, &w->key, w->owner);
         return w;
+    }
+    return NULL;
+}
+
+/* The first wait for a busy connection that is over, with its grant in g:
+ * the connection was parked (REUSED), or it ended without being parked, or
+ * busy_wait passed — then a new slot (FRESH) if one is free, else LIMITED
+ * where acquire would have refused at once; otherwise the leg joins the
+ * slot queue like any acquire (and the search goes on). NULL if none. */
+static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, struct mxg_cc_grant *g)
+{
+    for (struct mxg_cc_wait *w = cc->bw_head, *n; w; w = n) {
+        n = w->gnext;
+        struct dest *d = w->d;
+        struct mxg_cc_slot *s = d->n_idle ? idle_take(cc, d, &w->key, now) : NULL;
+        memset(g, 0, sizeof *g);
+        if (s) {
+            bwait_unlink(cc, w);
+            g->status = MXG_CC_REUSED;
+            g->slot = s;
+            g->conn = s->conn;
+            g->uses = s->uses;
+            s->conn = NULL;
+            s->uses++;
+            cc->st.reused++;
+            cc->st.busy_served++;
+            busy_add(s, &w->key, w->owner);
+            return w;
+        }
+        if (w->deadline > now && busy_match(cc, d, &w->key, w->owner, now))
+            continue;
+        bwait_unlink(cc, w);
+        const char *why = NULL;
+        if (d->n_wait == 0 && have_slot(cc, d, now, &why)) {
+            s = slot_new(cc, d, now);
+            if (s) {
+                g->status = MXG_CC_FRESH;
+                g->slot = s;
+                busy_add(s, &w->key, w->owner);
+                return w;
+            }
+        }
+        int evictable = (d->n_idle > 0) || (cc->cfg.max_conns > 0 && cc->idle > 0);
+        if (cc->cfg.wait_ms == 0 && !evictable) {
+            if (why != cc->why)
+                snprintf(cc->why, sizeof cc->why, "%s", why ? why : "no connection slot");
+            g->status = MXG_CC_LIMITED;
+            g->why = cc->why;
+            cc->st.limited++;
+            return w;
+        }
+        LOG_D("conncache", "%s: waiting for a connection slot: %s", d->text,
+              why ? why : "other connections wait for this destination");
+        w->on_busy = 0; /* same wait as acquire's: every slot wait is equally long */
+        w->deadline = now + (cc->cfg.wait_ms ? cc->cfg.wait_ms : 1000);
+        DL_APPEND(d->w_head, d->w_tail, w, dprev, dnext);
+        DL_APPEND(cc->w_head, cc->w_tail, w, gprev, gnext);
+        d->n_wait++;
+        cc->waiting++;
+        cc->st.waited++;
     }
     return NULL;
 }
@@ -474,6 +589,24 @@ static void process(struct mxg_conncache *cc)
             n = cc->idle_head; /* close may not touch the lists, but be safe */
         }
     }
+    /* waits for a busy connection that are over (served, or moved to the slot queue) */
+    for (;;) {
+        struct mxg_cc_grant g;
+        struct mxg_cc_wait *w = busy_due(cc, now, &g);
+        if (!w)
+            break;
+        LOG_D("conncache", "%s: wait for a busy connection over after %llums (%s)", w->d->text,
+              (unsigned long long)(now - w->since),
+              g.status == MXG_CC_REUSED ? "reused" : g.status == MXG_CC_FRESH ? "new" : "limited");
+        mxg_cc_cb cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        cc->in_process = 0;
+        cb(arg, &g);
+        cc->in_process = 1;
+        if (cc->shut)
+            return;
+    }
     /* waits past their deadline, then every waiter that can be served;
      * callbacks may call back into the cache: restart from the top */
     for (;;) {
@@ -524,6 +657,9 @@ static void process(struct mxg_conncache *cc)
     }
     if (cc->w_head && cc->w_head->deadline < next)
         next = cc->w_head->deadline;
+    for (struct mxg_cc_wait *w = cc->bw_head; w; w = w->gnext)
+        if (w->deadline < next)
+            next = w->deadline;
     for (struct dest *d = cc->dests; d; d = d->next)
         if (d->w_head && cc->cfg.dest_rate > 0 && d->tokens < 1.0) {
             uint64_t e = now + tokens_wait(cc, d);
@@ -594,6 +730,11 @@ void mxg_conncache_free(struct mxg_conncache *cc)
         wait_unlink(cc, w);
         free(w);
     }
+    while (cc->bw_head) {
+        struct mxg_cc_wait *w = cc->bw_head;
+        bwait_unlink(cc, w);
+        free(w);
+    }
     while (cc->dests)
         dest_free(cc, cc->dests); /* slots still held are the owners' leak, not ours to free */
     free(cc);
@@ -601,8 +742,8 @@ void mxg_conncache_free(struct mxg_conncache *cc)
 
 enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct sockaddr *dest,
                                          const struct mxg_cc_key *key, int allow_reuse,
-                                         mxg_cc_cb cb, void *arg, struct mxg_cc_wait **wp,
-                                         struct mxg_cc_grant *now_g)
+                                         const void *owner, mxg_cc_cb cb, void *arg,
+                                         struct mxg_cc_wait **wp, struct mxg_cc_grant *now_g)
 {
     memset(now_g, 0, sizeof *now_g);
     *wp = NULL;
@@ -623,7 +764,34 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             s->conn = NULL;
             s->uses++;
             cc->st.reused++;
+            busy_add(s, key, owner);
             return MXG_CC_REUSED;
+        }
+    }
+    if (allow_reuse && !cc->shut && cc->cfg.busy_wait_ms > 0 &&
+        busy_match(cc, d, key, owner, now)) {
+        /* a connection of this key is in use: it is likely parked soon, and
+         * taking it over then beats opening another (and evicting others) */
+        struct mxg_cc_wait *w = calloc(1, sizeof *w);
+        if (w) {
+            w->d = d;
+            w->key = *key;
+            w->allow_reuse = 1;
+            w->on_busy = 1;
+            w->owner = owner;
+            w->cb = cb;
+            w->arg = arg;
+            w->since = now;
+            w->deadline = now + cc->cfg.busy_wait_ms;
+            DL_APPEND(cc->bw_head, cc->bw_tail, w, gprev, gnext);
+            d->n_bwait++;
+            cc->bwaiting++;
+            cc->st.busy_waited++;
+            LOG_D("conncache", "%s: waiting for a busy connection of the same requirement",
+                  d->text);
+            *wp = w;
+            schedule(cc, w->deadline);
+            return MXG_CC_WAIT;
         }
     }
     const char *why = NULL;
@@ -636,6 +804,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
         }
         now_g->status = MXG_CC_FRESH;
         now_g->slot = s;
+        busy_add(s, key, owner);
         return MXG_CC_FRESH;
     }
     if (!why)
@@ -661,6 +830,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
     w->d = d;
     w->key = *key;
     w->allow_reuse = allow_reuse;
+    w->owner = owner;
     w->cb = cb;
     w->arg = arg;
     w->since = now;
@@ -681,7 +851,10 @@ void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w)
     if (!cc || !w)
         return;
     struct dest *d = w->d;
-    wait_unlink(cc, w);
+    if (w->on_busy)
+        bwait_unlink(cc, w);
+    else
+        wait_unlink(cc, w);
     free(w);
     if (dest_removable(cc, d, uv_now(cc->loop)))
         dest_free(cc, d);
@@ -712,6 +885,7 @@ int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
         cc->st.evicted++;
         idle_close(cc, cc->idle_head, 0, "cache size");
     }
+    busy_del(s);
     s->idle = 1;
     s->conn = conn;
     s->key = *key;
@@ -720,7 +894,7 @@ int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
     DL_APPEND(cc->idle_head, cc->idle_tail, s, gprev, gnext);
     d->n_idle++;
     cc->idle++;
-    if (cc->waiting)
+    if (cc->waiting || cc->bwaiting)
         kick(cc);
     else
         schedule(cc, idle_expiry(cc, s));
@@ -740,6 +914,7 @@ void mxg_conncache_release(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     if (!cc || !s)
         return;
     struct dest *d = s->d;
+    busy_del(s);
     if (s->idle)
         idle_unlink(cc, s);
     if (s->closing) {
@@ -749,7 +924,7 @@ void mxg_conncache_release(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     d->open--;
     cc->open--;
     free(s);
-    if (cc->waiting)
+    if (cc->waiting || cc->bwaiting)
         kick(cc);
     else if (dest_removable(cc, d, uv_now(cc->loop)))
         dest_free(cc, d);

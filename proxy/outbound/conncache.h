@@ -30,6 +30,16 @@
  * connection whose destination is full while other legs wait for a slot
  * there (or globally) is closed to make room for them.
  *
+ * Busy connections. When no idle connection of the key is there but one of
+ * the key is in use at the destination (connecting or in a transaction) and
+ * may be parked after it, the leg waits for it up to busy_wait_ms
+ * (upstream.cache_busy_wait; 0 = open another at once): parked, it is the
+ * leg's (REUSED); closed instead, or the time over, the leg gets a new
+ * connection like any acquire (FRESH, or the slot queue / LIMITED under the
+ * limits). Concurrent transactions to one domain thus share a connection
+ * instead of each opening one (and, at a full destination, closing another
+ * key's idle connection to make room).
+ *
  * Callbacks: ops->close(conn, lost) is how the cache gives an idle
  * connection up: the owner closes it (with QUIT when lost == 0) and calls
  * mxg_conncache_release() for its slot once the socket is closed — never
@@ -64,6 +74,7 @@ struct mxg_conncache_cfg {
     int dest_rate;         /* limits.destination_rate: new connections/s (0 = unlimited) */
     int max_conns;         /* limits.upstream_connections (0 = unlimited) */
     uint64_t wait_ms;      /* limits.connection_wait: 0 = refuse at once */
+    uint64_t busy_wait_ms; /* upstream.cache_busy_wait: wait for a busy connection of the key */
 };
 
 /* The requirement key: a SHA-256 over a canonical description. */
@@ -113,13 +124,15 @@ void mxg_conncache_shutdown(struct mxg_conncache *cc);
 void mxg_conncache_free(struct mxg_conncache *cc);
 
 /* A connection to dest (AF_INET/AF_INET6 with port) under key. allow_reuse
- * 0: a fresh connection is wanted (the idle one just failed). Returns the
+ * 0: a fresh connection is wanted (the idle one just failed). owner: whose
+ * transaction it is for (NULL = nobody's): a leg never waits for a busy
+ * connection of its own owner (another leg of its transaction). Returns the
  * status; *now is filled for FRESH / REUSED / LIMITED; for WAIT, *w is the
  * wait (cancel it with mxg_conncache_cancel) and cb gets the grant later. */
 enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct sockaddr *dest,
                                          const struct mxg_cc_key *key, int allow_reuse,
-                                         mxg_cc_cb cb, void *arg, struct mxg_cc_wait **w,
-                                         struct mxg_cc_grant *now);
+                                         const void *owner, mxg_cc_cb cb, void *arg,
+                                         struct mxg_cc_wait **w, struct mxg_cc_grant *now);
 void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w);
 
 /* The transaction on slot's connection is over and the connection is clean
@@ -144,6 +157,7 @@ struct mxg_conncache_stats {
     int waiting;      /* legs waiting for a slot */
     int dests;        /* destinations known */
     uint64_t fresh, reused, limited, waited, expired, evicted, lost;
+    uint64_t busy_waited, busy_served; /* waits for a busy connection; of them reused */
 };
 void mxg_conncache_stats(const struct mxg_conncache *cc, struct mxg_conncache_stats *out);
 /* Slots held at dest (for tests). */

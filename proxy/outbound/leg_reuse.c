@@ -174,8 +174,9 @@ void leg_cache_acquire(struct mxg_leg *leg)
         ((struct sockaddr_in6 *)&sa)->sin6_port = port;
     leg_req_key(leg, &leg->cckey);
     struct mxg_cc_grant g;
+    /* owner: the caller's object (the inbound session: all legs of a transaction) */
     switch (mxg_conncache_acquire(cc, (const struct sockaddr *)&sa, &leg->cckey, !leg->no_reuse,
-                                  on_cc_grant, leg, &leg->ccw, &g)) {
+                                  leg->arg, on_cc_grant, leg, &leg->ccw, &g)) {
     case MXG_CC_REUSED:
         mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_CONNS, "reused");
         leg_adopt(leg, g.conn, g.uses);
@@ -276,8 +277,6 @@ int leg_park(struct mxg_leg *leg)
         free(pk);
         return -1;
     }
-    if (leg->tls)
-        mxg_tls_engine_save_session(leg->tls);
     LOG_D("upstream", "%s %s: connection to %s[%s] kept for reuse", leg->sid, leg->domain,
           leg->mx_host, leg->mx_addr);
     leg->tls = NULL;
@@ -302,6 +301,7 @@ void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncac
     out->dest_rate = cfg->dest_rate;
     out->max_conns = cfg->upstream_connections;
     out->wait_ms = cfg->connection_wait_ms;
+    out->busy_wait_ms = cfg->cache_busy_wait_ms;
 }
 
 /* The connection cache for legs, with the bounds of cfg (upstream.h). */

@@ -67,6 +67,10 @@
 #   dane-bigwrong.test   MX 10 mx.dane-bigwrong.test (127.0.70.141, presents its own ordinary
 #                        certificate), TLSA 3 0 0 = mx.dane-bigcert.test's big certificate
 #                        (usable, matches nothing there: DANE must refuse)
+#   many.test            many destinations (t_handshakes.sh): dNNN.many.test (NNN = 000..119),
+#                        each MX 10 mx.dNNN.many.test (its own MX name) on 127.0.70.(171 + NNN % 6)
+#                        (20 names per address); TLSA 3 1 1 of mx.dane-ee.test's key where
+#                        (NNN / 3) % 3 != 0 (78 DANE domains), none (secure denial) for the other 42
 #
 #   DIR/certs/ca.tlsa211       hex SHA-256 of the CA's SPKI (the "2 1 1" data)
 #   DIR/certs/NAME.tlsa001     hex SHA-256 of NAME's certificate (DER), for "0 0 1"
@@ -432,6 +436,12 @@ write_leaf abogus.test. <<EOF
 mx	IN A 127.0.70.35
 _25._tcp.mx	IN TLSA $WRONG311
 EOF
+for n in $(seq 0 119); do
+    printf -v nn '%03d' "$n"
+    echo "d$nn	IN MX 10 mx.d$nn"
+    echo "mx.d$nn	IN A 127.0.70.$((171 + n % 6))"
+    [ $((n / 3 % 3)) -eq 0 ] || echo "_25._tcp.mx.d$nn	IN TLSA $(tlsa311 mx.dane-ee.test)"
+done | write_leaf many.test.
 write_leaf dane-nodata.test. <<EOF
 @	IN MX 10 mx.dane-nodata.test.
 mx	IN A 127.0.70.29
@@ -718,7 +728,7 @@ RPT_LEAVES="rpt-mail.test rpt-fail.test rpt-reject.test rpt-inbox.test rpt-sende
 HOSTILE_LEAVES="hostile.test hostile-dane.test hostile2.test hostile-rua.test"
 SIGNED_LEAVES="example.test other.test fallback.test implicit.test plain.test badtls.test nullmx.test bogus.test self.test
  $DANE_LEAVES $STS_LEAVES $RPT_LEAVES $HOSTILE_LEAVES"
-SIGNED_LEAVES="$SIGNED_LEAVES $DANE_BIG_LEAVES"
+SIGNED_LEAVES="$SIGNED_LEAVES $DANE_BIG_LEAVES many.test"
 DANE_LEAVES="$DANE_LEAVES $DANE_BIG_LEAVES"
 UNSIGNED_LEAVES="insecure.test"
 # signed zones meant to fail validation (every other signed zone must pass dnssec-verify)

@@ -6,11 +6,12 @@ STARTTLS (unless --no-starttls). Accepted messages are written to the spool:
 
   SPOOL/NNNN.eml   exact message bytes after dot-unstuffing (line ends as received)
   SPOOL/NNNN.json  {"id","helo","mail_from","mail_params","rcpts","rcpt_params",
-                    "tls": null | {"version","cipher","sni"},"peer","listen","port",
-                    "size","bare_lf"}
+                    "tls": null | {"version","cipher","sni","resumed"},"peer","listen",
+                    "port","conn" (this server's connection number),"size","bare_lf"}
   SPOOL/max_concurrency  the most connections open at once so far
   SPOOL/connections.log  one line per connection:
-                   "listen=IP starttls=yes|no tls=ok|failed|- peer=IP:PORT injected=N"
+                   "listen=IP starttls=yes|no tls=ok|failed|- peer=IP:PORT injected=N
+                    resumed=yes|no|-" (resumed: the TLS handshake resumed a session)
                    written as soon as it is known whether the connection uses
                    STARTTLS (at the handshake, at the first MAIL, or at close).
 
@@ -179,6 +180,7 @@ class Session:
         self.listen = sock[0]
         self.port = sock[1]
         srv.nconn += 1
+        self.conn_no = srv.nconn
         self.cid = "%s#%d" % (srv.name, srv.nconn)
         self.tls = None
         self.tls_state = "-"
@@ -203,9 +205,10 @@ class Session:
             return
         self.conn_logged = True
         self.srv.spool.connection(
-            "listen=%s starttls=%s tls=%s peer=%s injected=%d"
+            "listen=%s starttls=%s tls=%s peer=%s injected=%d resumed=%s"
             % (self.listen, "yes" if self.starttls_used else "no", self.tls_state,
-               self.peer, self.injected))
+               self.peer, self.injected,
+               "-" if self.tls is None else ("yes" if self.tls["resumed"] else "no")))
 
     async def fault(self, step):
         """Misbehave if a fault is set for STEP: returns True when the session must end."""
@@ -388,7 +391,7 @@ class Session:
             return "close"
         sslobj = self.w.get_extra_info("ssl_object")
         self.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0],
-                    "sni": getattr(sslobj, "mx_sni", None)}
+                    "sni": getattr(sslobj, "mx_sni", None), "resumed": sslobj.session_reused}
         if self.srv.ask_client_cert:
             cn = None
             for rdn in (sslobj.getpeercert() or {}).get("subject", ()):
@@ -558,7 +561,7 @@ class Session:
         meta = {"helo": self.helo, "mail_from": self.mail_from, "mail_params": self.mail_params,
                 "rcpts": self.rcpts, "rcpt_params": self.rcpt_params, "tls": self.tls,
                 "peer": self.peer, "listen": self.listen, "port": self.port,
-                "size": len(data), "bare_lf": bare_lf}
+                "conn": self.conn_no, "size": len(data), "bare_lf": bare_lf}
         ident = self.srv.spool.store(data, meta)
         self.log("stored %s for %s" % (ident, ",".join(self.rcpts)))
         self.reset()

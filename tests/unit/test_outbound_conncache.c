@@ -2,6 +2,7 @@
  * only under the same destination and requirement key, idle expiry, use and lifetime caps, size bounds with
  * eviction, lost connections, per-destination concurrency and rate limits,
  * the global cap, waiting (FIFO, served from the loop, deadline → LIMITED),
+ * waiting for a busy connection of the same key (upstream.cache_busy_wait),
  * cancel, shutdown. Connections are fake objects; the loop is real. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,7 +127,7 @@ static enum mxg_cc_status acq(const struct sockaddr_storage *d, const char *k, i
 {
     struct mxg_cc_key kk = key(k);
     struct mxg_cc_wait *dummy;
-    return mxg_conncache_acquire(g_cc, (const struct sockaddr *)d, &kk, reuse, on_grant, w,
+    return mxg_conncache_acquire(g_cc, (const struct sockaddr *)d, &kk, reuse, NULL, on_grant, w,
                                  wp ? wp : &dummy, g);
 }
 
@@ -413,6 +414,98 @@ static void test_park_serves_waiter(void **st)
     teardown_cc();
 }
 
+/* upstream.cache_busy_wait: a leg whose key's connection is in use waits
+ * for it (not for a slot), takes it over when it is parked, gets a fresh one
+ * when it is closed instead or the wait is over; never for a connection that
+ * cannot be parked, nor when reuse is not allowed, nor for one of the same
+ * owner (transaction); at a full destination
+ * the wait closes nobody else's idle connection; a wait can be cancelled. */
+static void test_busy_wait(void **st)
+{
+    (void)st;
+    struct mxg_conncache_cfg c = base_cfg();
+    c.busy_wait_ms = 100;
+    c.dest_concurrency = 2;
+    c.max_uses = 3;
+    setup_cc(&c);
+    struct sockaddr_storage d1 = dest("192.0.2.1", 25);
+    struct mxg_cc_grant g;
+    struct mxg_cc_wait *wp;
+    struct fake f = {.id = 1}, x = {.id = 2};
+    struct waiter w1 = {0}, w2 = {0}, w3 = {0}, w4 = {0};
+    open_fresh(&x, &d1, "X");
+    assert_int_equal(park(&x, "X"), 0); /* another key's idle connection: the destination's 2nd slot */
+    open_fresh(&f, &d1, "K");           /* uses 1 */
+    /* K is busy: wait for it (the destination is full, yet X stays) */
+    assert_int_equal(acq(&d1, "K", 1, &w1, NULL, &g), MXG_CC_WAIT);
+    run_ms(20);
+    assert_int_equal(w1.called, 0);
+    assert_int_equal(x.closed, 0);
+    assert_int_equal(park(&f, "K"), 0);
+    run_ms(5);
+    assert_int_equal(w1.called, 1);
+    assert_int_equal(w1.g.status, MXG_CC_REUSED); /* uses 2 */
+    assert_ptr_equal(w1.g.conn, &f);
+    assert_int_equal(x.closed, 0);
+    struct mxg_conncache_stats cs;
+    mxg_conncache_stats(g_cc, &cs);
+    assert_int_equal(cs.busy_waited, 1);
+    assert_int_equal(cs.busy_served, 1);
+    /* reuse not allowed (a stale connection): no wait; the destination is full, X makes room */
+    struct waiter w0 = {0};
+    assert_int_equal(acq(&d1, "K", 0, &w0, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    /* the wait is over before K comes free: the slot queue (X is closed to make room) */
+    assert_int_equal(acq(&d1, "K", 1, &w2, NULL, &g), MXG_CC_WAIT);
+    run_ms(60);
+    assert_int_equal(w2.called, 0);
+    assert_int_equal(x.closed, 0);
+    run_ms(80);
+    assert_int_equal(x.closed, 1); /* after busy_wait: like any acquire at a full destination */
+    release_closed();
+    run_ms(5);
+    assert_int_equal(w2.called, 1);
+    assert_int_equal(w2.g.status, MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, w2.g.slot);
+    /* K's connection is closed instead of parked: the waiter gets a fresh one at once */
+    assert_int_equal(acq(&d1, "K", 1, &w3, NULL, &g), MXG_CC_WAIT);
+    mxg_conncache_release(g_cc, f.slot);
+    run_ms(5);
+    assert_int_equal(w3.called, 1);
+    assert_int_equal(w3.g.status, MXG_CC_FRESH);
+    f.slot = w3.g.slot; /* uses 1 */
+    /* a connection at its last use is never parked: nobody waits for it */
+    assert_int_equal(park(&f, "K"), 0);
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_REUSED); /* uses 2 */
+    assert_int_equal(park(&f, "K"), 0);
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_REUSED); /* uses 3 = max */
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    /* a cancelled wait is never answered */
+    mxg_conncache_release(g_cc, f.slot);
+    open_fresh(&f, &d1, "K");
+    assert_int_equal(acq(&d1, "K", 1, &w4, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    run_ms(150);
+    assert_int_equal(w4.called, 0);
+    mxg_conncache_release(g_cc, f.slot);
+    /* never for a busy connection of the same owner (another leg of one transaction) */
+    int o1, o2;
+    struct mxg_cc_key kk = key("K");
+    struct waiter w5 = {0};
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o1,
+                                           on_grant, NULL, &wp, &g), MXG_CC_FRESH);
+    struct mxg_cc_slot *held = g.slot;
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o1,
+                                           on_grant, NULL, &wp, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    assert_int_equal(mxg_conncache_acquire(g_cc, (const struct sockaddr *)&d1, &kk, 1, &o2,
+                                           on_grant, &w5, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    mxg_conncache_release(g_cc, held);
+    teardown_cc();
+}
+
 static void test_global_cap(void **st)
 {
     (void)st;
@@ -550,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_concurrency_wait),
         cmocka_unit_test(test_no_wait_refuses),
         cmocka_unit_test(test_park_serves_waiter),
+        cmocka_unit_test(test_busy_wait),
         cmocka_unit_test(test_global_cap),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_cancel),

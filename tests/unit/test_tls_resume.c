@@ -1,7 +1,7 @@
 /* tests/unit/test_tls_resume.c — client session resumption (tls_engine.h
  * mxg_tls_resume_*): a session saved under a key is offered only under that
  * key, a TLS 1.3 ticket is used once (and the resumed connection brings a
- * new one), TLS 1.2 sessions stay, a failed engine saves nothing, the
+ * new one), every ticket is kept (concurrent connections of a key resume), TLS 1.2 sessions stay, a failed engine saves nothing, the
  * store's size bound, clear. Client and server engines in memory, a
  * self-signed certificate made at setup. */
 #include <setjmp.h>
@@ -20,12 +20,14 @@
 #include <openssl/x509.h>
 
 #include "tls/tls_engine.h"
+#include "tls/tls_verify.h"
 
 #define HOST "mx.example.test"
 
 struct fixture {
     char cert[256], key[256];
     struct mxg_tls_ctx *sctx, *sctx12, *cctx;
+    uint8_t spki[32]; /* SHA-256 of the certificate's key: TLSA 3 1 1 */
 };
 
 static int write_pem(char *path, size_t cap, int (*wr)(FILE *, void *), void *obj)
@@ -67,6 +69,12 @@ static int setup(void **state)
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)HOST, -1, -1, 0);
     X509_set_issuer_name(x, n);
     X509_sign(x, k, EVP_sha256());
+    unsigned char *der = NULL;
+    int dlen = i2d_PUBKEY(k, &der);
+    unsigned int mdlen = 0;
+    if (dlen <= 0 || EVP_Digest(der, (size_t)dlen, fx->spki, &mdlen, EVP_sha256(), NULL) != 1)
+        return -1;
+    OPENSSL_free(der);
     if (write_pem(fx->key, sizeof fx->key, wr_key, k) < 0 ||
         write_pem(fx->cert, sizeof fx->cert, wr_cert, x) < 0)
         return -1;
@@ -104,8 +112,8 @@ static void pump(struct mxg_tls_engine *from, struct mxg_tls_engine *to)
 }
 
 /* One connection: handshake, a greeting from the server read by the client
- * (the TLS 1.3 ticket arrives with it), the client engine freed (it saves
- * its session under key). Returns whether the handshake resumed. */
+ * (the TLS 1.3 tickets arrive with it and are stored under key), the client
+ * engine freed. Returns whether the handshake resumed. */
 static int connect_once(struct mxg_tls_ctx *sctx, struct mxg_tls_ctx *cctx,
                         struct mxg_tls_resume *r, const char *key, int *offered)
 {
@@ -148,20 +156,128 @@ static void test_tls13_ticket(void **state)
     int off;
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
     assert_int_equal(off, 0);
-    assert_int_equal(mxg_tls_resume_count(r), 1);
+    assert_int_equal(mxg_tls_resume_count(r), 2); /* both tickets of the full handshake */
     /* another key: nothing offered, a full handshake */
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "B", &off), 0);
     assert_int_equal(off, 0);
-    assert_int_equal(mxg_tls_resume_count(r), 2);
-    /* the same key: resumed; the ticket used is gone, the new one stored */
+    assert_int_equal(mxg_tls_resume_count(r), 4);
+    /* the same key: resumed; the ticket used is gone, the resumed connection's new one stored */
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 1);
     assert_int_equal(off, 1);
-    assert_int_equal(mxg_tls_resume_count(r), 2);
+    assert_int_equal(mxg_tls_resume_count(r), 4);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 1);
     mxg_tls_resume_clear(r);
     assert_int_equal(mxg_tls_resume_count(r), 0);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
     assert_int_equal(off, 0);
+    mxg_tls_resume_free(r);
+}
+
+/* Handshake c with a new server engine of sctx until both are done. */
+static int handshake_pair(struct mxg_tls_ctx *sctx, struct mxg_tls_engine *c)
+{
+    struct mxg_tls_engine *s = mxg_tls_engine_new_server(sctx);
+    int rc = MXG_TLS_AGAIN, rs = MXG_TLS_AGAIN;
+    for (int i = 0; i < 20 && (rc != MXG_TLS_OK || rs != MXG_TLS_OK); i++) {
+        rc = mxg_tls_handshake(c);
+        pump(c, s);
+        rs = mxg_tls_handshake(s);
+        pump(s, c);
+    }
+    assert_int_equal(rc, MXG_TLS_OK);
+    assert_int_equal(rs, MXG_TLS_OK);
+    int resumed = mxg_tls_engine_resumed(c);
+    mxg_tls_engine_free(s);
+    return resumed;
+}
+
+/* Two connections of one key at once after one full handshake: each
+ * resumes with a ticket of its own (every ticket the server sent is kept,
+ * each is offered once). */
+static void test_tls13_concurrent(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", NULL), 0);
+    struct mxg_tls_engine *c1 = mxg_tls_engine_new_client(fx->cctx, HOST);
+    struct mxg_tls_engine *c2 = mxg_tls_engine_new_client(fx->cctx, HOST);
+    struct mxg_tls_engine *c3 = mxg_tls_engine_new_client(fx->cctx, HOST);
+    assert_int_equal(mxg_tls_engine_resume(c1, r, "A", 1), 1);
+    assert_int_equal(mxg_tls_engine_resume(c2, r, "A", 1), 1);
+    assert_int_equal(mxg_tls_engine_resume(c3, r, "A", 1), 0); /* two tickets, two uses */
+    assert_int_equal(mxg_tls_resume_count(r), 0);
+    assert_int_equal(handshake_pair(fx->sctx, c1), 1);
+    assert_int_equal(handshake_pair(fx->sctx, c2), 1);
+    assert_int_equal(handshake_pair(fx->sctx, c3), 0);
+    mxg_tls_engine_free(c1);
+    mxg_tls_engine_free(c2);
+    mxg_tls_engine_free(c3);
+    mxg_tls_resume_free(r);
+}
+
+/* One DANE connection (TLSA 3 1 1 with digest) under key: -1 when the
+ * handshake failed, else whether it resumed; *vr = the verify result. */
+static int connect_dane(struct fixture *fx, struct mxg_tls_resume *r, const char *key,
+                        const uint8_t digest[32], long *vr)
+{
+    struct mxg_tls_engine *c = mxg_tls_engine_new_client(fx->cctx, HOST);
+    struct mxg_tls_engine *s = mxg_tls_engine_new_server(fx->sctx);
+    struct mxg_tls_tlsa t = {.usage = 3, .selector = 1, .mtype = 1, .len = 32, .data = digest};
+    struct mxg_tls_verify v = {.how = MXG_TV_DANE, .enforce = 1, .sni = HOST, .tlsa = &t,
+                               .n_tlsa = 1};
+    char err[256];
+    assert_int_equal(mxg_tls_verify_apply(c, &v, err, sizeof err), 0);
+    assert_true(mxg_tls_engine_resume(c, r, key, strlen(key)) >= 0);
+    int rc = MXG_TLS_AGAIN, rs = MXG_TLS_AGAIN;
+    for (int i = 0; i < 20 && rc == MXG_TLS_AGAIN; i++) {
+        rc = mxg_tls_handshake(c);
+        pump(c, s);
+        if (rs == MXG_TLS_AGAIN)
+            rs = mxg_tls_handshake(s);
+        pump(s, c);
+    }
+    *vr = mxg_tls_verify_result(c);
+    int out = -1;
+    if (rc == MXG_TLS_OK) {
+        (void)mxg_tls_handshake(s);
+        assert_int_equal(mxg_tls_write(s, "220 hi\r\n", 8), MXG_TLS_OK);
+        pump(s, c);
+        char buf[64];
+        size_t got = 0;
+        assert_int_equal(mxg_tls_read(c, buf, sizeof buf, &got), MXG_TLS_OK);
+        out = mxg_tls_engine_resumed(c);
+    }
+    mxg_tls_engine_free(c);
+    mxg_tls_engine_free(s);
+    return out;
+}
+
+/* DANE and resumption. A session exists only after a handshake that passed
+ * DANE: a TLSA mismatch stores nothing. A resumed session is accepted by
+ * OpenSSL without any DANE check (no certificate is sent; the verify result
+ * is the stored one) — even on a connection armed with TLSA records that
+ * match nothing: the store key (the requirement digest with the TLSA set,
+ * leg_resume_key) is the only thing that keeps a session to the
+ * requirement it was verified under. */
+static void test_dane_resumption(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    uint8_t wrong[32];
+    memset(wrong, 0x5a, sizeof wrong);
+    long vr;
+    assert_int_equal(connect_dane(fx, r, "wrong", wrong, &vr), -1);
+    assert_int_equal(vr, X509_V_ERR_DANE_NO_MATCH);
+    assert_int_equal(mxg_tls_resume_count(r), 0); /* a failed DANE check: no session */
+    assert_int_equal(connect_dane(fx, r, "wrong", wrong, &vr), -1); /* and again a full one */
+    assert_int_equal(connect_dane(fx, r, "good", fx->spki, &vr), 0);
+    assert_int_equal(vr, X509_V_OK);
+    assert_int_equal(mxg_tls_resume_count(r), 2);
+    assert_int_equal(connect_dane(fx, r, "good", fx->spki, &vr), 1);
+    assert_int_equal(vr, X509_V_OK); /* the stored result of the verified full handshake */
+    /* what OpenSSL does: no DANE check on resumption */
+    assert_int_equal(connect_dane(fx, r, "good", wrong, &vr), 1);
+    assert_int_equal(vr, X509_V_OK);
     mxg_tls_resume_free(r);
 }
 
@@ -209,6 +325,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tls13_ticket),
+        cmocka_unit_test(test_tls13_concurrent),
+        cmocka_unit_test(test_dane_resumption),
         cmocka_unit_test(test_tls12_session),
         cmocka_unit_test(test_bound_and_failure),
     };

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# t_handshakes.sh — many destinations, few upstream connections and few full TLS handshakes
+# (docs/ARCHITECTURE.md §Reuse). many.test (mkzones.sh): 120 domains, each its own
+# MX name, spread over 6 MX servers (127.0.70.171-176: 20 names per address, as many as
+# limits.destination_concurrency lets mxguard hold open to one address), 78 with DANE (TLSA
+# 3 1 1), 42 without TLSA; so 120 (MX host, requirement) pairs — more than the 100 idle
+# connections the cache used to keep by default. Several client sessions at once, each sending many
+# transactions to shuffled recipient domains; mxguard runs on its own connection cache and TLS
+# session cache defaults. Checked from mxguard's metrics and from what the MX servers saw:
+#   - every message arrived, at the MX of its domain;
+#   - full TLS handshakes <= 1.5 per pair (metrics and the MX servers' count of non-resumed
+#     handshakes agree);
+#   - no connection carried mail of two domains (= two requirements: each domain has its own
+#     MX name), and no TLS session was resumed under another requirement (every pair's first
+#     handshake is a full one: full handshakes >= pairs);
+#   - connections overall <= 1.25 per pair (phase 1): a transaction whose pair's connection is
+#     busy waits for it (upstream.cache_busy_wait) rather than open another, which at a full
+#     address (20 names, destination_concurrency 20) would close another pair's idle one;
+#   - phase 2, one transaction per connection (upstream.cache_max_uses = 1) to 12 of the
+#     domains, so that several connections to one pair are set up at once: every connection
+#     after the first of its pair resumes a stored session (each TLS 1.3 ticket is kept and used
+#     once) — still <= 1.5 full handshakes per pair. (A full handshake brings two tickets, a
+#     resumption one: a pair needs about one full handshake per two connections to it in set-up
+#     at once, so this phase runs 6 sessions on 12 pairs; 8-10 sessions under ASan need more.)
+#   - a resumed DANE session is still reported as DANE.
+# Sizes (MXG_HS_SESSIONS, MXG_HS_MESSAGES) and the bounds can be changed for measuring.
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+SESSIONS=${MXG_HS_SESSIONS:-10}
+MESSAGES=${MXG_HS_MESSAGES:-600}
+PAIRS=120
+PAIRS2=12 # phase 2: the first 12 domains (2 per MX address): many connections per pair at once
+MESSAGES2=${MXG_HS_MESSAGES2:-360}
+SESSIONS2=${MXG_HS_SESSIONS2:-6}
+FULL_MAX2=$((PAIRS2 * 3 / 2))
+MX="1 2 3 4 5 6"
+FULL_MAX=$((PAIRS * 3 / 2)) # 1.5 full handshakes per (MX host, requirement) pair
+CONN_MAX=${MXG_HS_CONN_MAX:-$((PAIRS + PAIRS / 4))}
+
+tb_init
+tb_start_dns
+for i in $MX; do
+    tb_start_mx --cert mx.dane-ee.test "many$i" "127.0.70.17$i"
+done
+tb_write_config
+# the product's connection cache and TLS session cache defaults (the test-bed turns them off)
+sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
+grep -qE 'cache_idle|tls_session_cache' "$TB/mxguard.conf" && tb_die "cache settings still in the config"
+export MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}
+export MXGUARD_METRICS_LISTEN=$TB_MXG_IP:9125
+
+load() { # load TAG DOMAINS MESSAGES [SESSIONS] — MESSAGES transactions to the first DOMAINS domains
+    #       (in rounds of every domain once, shuffled), over SESSIONS concurrent client sessions
+    "$PYTHON" - "$TB_MXG_IP" "$TB_MXG_PORT" "$TB_CLIENT_IP" "${4:-$SESSIONS}" "$3" "$1" "$2" \
+        >"$TB/load-$1.out" 2>&1 <<'PY'
+import random, smtplib, sys, threading
+ip, port, src, sessions, messages, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3], \
+    int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+doms = ["d%03d.many.test" % n for n in range(int(sys.argv[7]))]
+rng = random.Random(21)
+rcpts = []  # rounds: each a shuffled list of every domain (so the sessions start on distinct ones)
+while len(rcpts) < messages:
+    rcpts += rng.sample(doms, len(doms))
+rcpts = rcpts[:messages]
+ok = [0] * sessions
+bad = []
+def run(k):
+    try:
+        s = smtplib.SMTP(ip, port, source_address=(src, 0), timeout=60)
+        s.ehlo("client.test")
+        for i, d in enumerate(rcpts[k::sessions]):
+            to = "u%d-%s@%s" % (k, i, d)
+            msg = "From: a@client.test\r\nTo: %s\r\nSubject: %s %d %d\r\n\r\nbody\r\n" % (to, tag, k, i)
+            try:
+                s.sendmail("a@client.test", [to], msg)
+                ok[k] += 1
+            except smtplib.SMTPException as e:
+                bad.append("%s: %r" % (to, e))
+        s.quit()
+    except Exception as e:
+        bad.append("session %d: %r" % (k, e))
+t = [threading.Thread(target=run, args=(k,)) for k in range(sessions)]
+for x in t: x.start()
+for x in t: x.join()
+for b in bad[:10]: print("# refused: " + b)
+print(sum(ok))
+PY
+    tail -n 1 "$TB/load-$1.out"
+}
+metric() { # metric NAME{LABELS} — a sample from mxguard's /metrics ("absent" if none)
+    "$PYTHON" - "$TB_MXG_IP" "$1" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen("http://%s:9125/metrics" % sys.argv[1], timeout=5).read().decode()
+print(next((l.split()[1] for l in body.splitlines() if l.startswith(sys.argv[2] + " ")), "absent"))
+PY
+}
+mx_side() { # mx_side — what the MX servers saw: "connections full resumed mixed delivered"
+    "$PYTHON" - "$TB/spool" <<'PY'
+import glob, json, os, sys
+conns = full = resumed = mixed = delivered = 0
+for n in sorted(os.listdir(sys.argv[1])):
+    d = os.path.join(sys.argv[1], n)
+    for l in open(os.path.join(d, "connections.log")) if os.path.exists(os.path.join(d, "connections.log")) else []:
+        conns += 1
+        full += " tls=ok " in l and l.rstrip().endswith("resumed=no")
+        resumed += " tls=ok " in l and l.rstrip().endswith("resumed=yes")
+    by_conn = {}
+    for f in glob.glob(os.path.join(d, "*.json")):
+        m = json.load(open(f))
+        delivered += 1
+        by_conn.setdefault(m["conn"], set()).update(r.split("@")[1] for r in m["rcpts"])
+    mixed += sum(1 for v in by_conn.values() if len(v) > 1)
+print(conns, full, resumed, mixed, delivered)
+PY
+}
+misrouted() { # misrouted — messages at an MX that is not their domain's (dNNN -> many(1 + NNN % 6))
+    "$PYTHON" - "$TB/spool" <<'PY'
+import glob, json, os, sys
+bad = 0
+for i in range(1, 7):
+    for f in glob.glob(os.path.join(sys.argv[1], "many%d" % i, "*.json")):
+        for r in json.load(open(f))["rcpts"]:
+            bad += 1 + int(r.split("@")[1][1:4]) % 6 != i
+print(bad)
+PY
+}
+
+# 1. defaults: reuse what is cached, resume what is not
+tb_start_mxguard
+got=$(load one "$PAIRS" "$MESSAGES")
+assert_eq "phase 1: all $MESSAGES messages accepted" "$MESSAGES" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+m_full=$(metric 'mxguard_upstream_tls_handshakes_total{kind="full"}')
+m_res=$(metric 'mxguard_upstream_tls_handshakes_total{kind="resumed"}')
+m_new=$(metric 'mxguard_upstream_connections_total{how="new"}')
+m_reused=$(metric 'mxguard_upstream_connections_total{how="reused"}')
+echo "# phase 1: $PAIRS pairs, $MESSAGES messages, $SESSIONS sessions: $conns connections" \
+    "(metrics: new $m_new, reused $m_reused); handshakes full $m_full resumed $m_res" \
+    "(MX side: full $full resumed $resumed)"
+assert_eq "phase 1: every message at an MX" "$MESSAGES" "$delivered"
+assert_eq "phase 1: every message at its domain's MX" 0 "$(misrouted)"
+assert_eq "phase 1: no connection carried two domains' mail (two requirements)" 0 "$mixed"
+assert_eq "phase 1: metrics count every connection the MX servers saw" "$conns" "$m_new"
+assert_eq "phase 1: metrics count every handshake the MX servers saw" "$((full + resumed))" \
+    "$((m_full + m_res))"
+assert_eq "phase 1: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS" ] && echo yes || echo "no: $full")"
+assert_eq "phase 1: full handshakes <= $FULL_MAX (1.5 per pair; metrics)" yes \
+    "$([ "$m_full" -le "$FULL_MAX" ] && echo yes || echo "no: $m_full")"
+assert_eq "phase 1: full handshakes <= $FULL_MAX (1.5 per pair; MX side)" yes \
+    "$([ "$full" -le "$FULL_MAX" ] && echo yes || echo "no: $full")"
+assert_eq "phase 1: connections <= $CONN_MAX for $PAIRS pairs" yes \
+    "$([ "$conns" -le "$CONN_MAX" ] && echo yes || echo "no: $conns")"
+tb_stop mxguard
+
+# 2. one transaction per connection: every connection is new, the TLS session store does the work
+for i in $MX; do # phase 1's messages and connections out of the way
+    mkdir -p "$TB/phase1/many$i" && mv "$TB/spool/many$i"/* "$TB/phase1/many$i/"
+done
+export MXGUARD_UPSTREAM_CACHE_MAX_USES=1
+unset MXGUARD_LOG_LEVEL # debug: how each peer was verified
+tb_start_mxguard -n mxguard2
+mark=$(tb_log_mark mxguard2)
+got=$(load two "$PAIRS2" "$MESSAGES2" "$SESSIONS2")
+assert_eq "phase 2: all $MESSAGES2 messages accepted" "$MESSAGES2" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+m_full=$(metric 'mxguard_upstream_tls_handshakes_total{kind="full"}')
+m_res=$(metric 'mxguard_upstream_tls_handshakes_total{kind="resumed"}')
+echo "# phase 2 (cache_max_uses 1, $PAIRS2 pairs, $MESSAGES2 messages, $SESSIONS2 sessions): $conns connections; handshakes full $m_full resumed $m_res" \
+    "(MX side: full $full resumed $resumed)"
+assert_eq "phase 2: every message at an MX" "$MESSAGES2" "$delivered"
+assert_eq "phase 2: one connection per message" "$MESSAGES2" "$conns"
+assert_eq "phase 2: no connection carried two domains' mail" 0 "$mixed"
+assert_contains "phase 2: a resumed DANE session is still DANE" "$(tb_log_since "$mark" mxguard2)" \
+    "DANE (resumed TLS session"
+assert_eq "phase 2: metrics count every handshake the MX servers saw" "$((full + resumed))" \
+    "$((m_full + m_res))"
+assert_eq "phase 2: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS2" ] && echo yes || echo "no: $full")"
+assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; metrics)" yes \
+    "$([ "$m_full" -le "$FULL_MAX2" ] && echo yes || echo "no: $m_full")"
+assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; MX side)" yes \
+    "$([ "$full" -le "$FULL_MAX2" ] && echo yes || echo "no: $full")"
+unset MXGUARD_UPSTREAM_CACHE_MAX_USES
+tb_stop mxguard2
+
+tb_finish
