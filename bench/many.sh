@@ -25,7 +25,7 @@
 #
 # The world (127.0.70.0/24, tests/integration/lib.sh, which also takes the test-bed lock):
 # nsd serving the signed test hierarchy (mkzones.sh) plus the bench-only signed zone
-# many.test (bench/mkmany.sh): dI.many.test MX 10 mxI.many.test, I = 1..N, each MX name on one
+# wide.test (bench/mkmany.sh): dI.wide.test MX 10 mxI.wide.test, I = 1..N, each MX name on one
 # of the S sink addresses (round-robin), two thirds with a DNSSEC-signed TLSA 3 1 1 of the
 # sink's key, one third without TLSA (secure denial: opportunistic TLS). One bench/sink.c
 # (STARTTLS, counts full and resumed handshakes) listens on all S addresses. The load is
@@ -92,13 +92,13 @@ bash "$here/mkmany.sh" "$TB/dns" "$NDOM" "${SINK_IPS[@]}" >"$TB/mkmany.log" 2>&1
     tb_die "bench/mkmany.sh failed: $(tail -n 5 "$TB/mkmany.log")"
 DOMS=$TB/dns/many.domains
 tb_start_dns
-dig @127.0.70.53 -p 5300 +noall +answer +dnssec d1.many.test MX | grep -q RRSIG ||
-    tb_die "nsd does not serve the signed many.test"
+dig @127.0.70.53 -p 5300 +noall +answer +dnssec d1.wide.test MX | grep -q RRSIG ||
+    tb_die "nsd does not serve the signed wide.test"
 CERT=$TB/dns/certs/mx.dane-ee.test
 listen=()
 for ip in "${SINK_IPS[@]}"; do listen+=(--listen "$ip:25"); done
 tb_spawn sink "$W/sink" "${listen[@]}" --cert "$CERT.crt" --key "$CERT.key" \
-    --name mx.many.test --stats "$TB/sink.stats"
+    --name mx.wide.test --stats "$TB/sink.stats"
 for i in $(seq 50); do [ -s "$TB/sink.stats" ] && break; sleep 0.1; done
 [ -s "$TB/sink.stats" ] || tb_die "the sink did not start: $(cat "$TB/sink.log")"
 

@@ -3,15 +3,15 @@
 # copy of the test-bed's zones (DIR = tests/integration/mkzones.sh's output, e.g. $TB/dns;
 # only the bench runs this, so the test suite's mkzones.sh does not get slower).
 #
-# A signed zone many.test., delegated from test. with a DS (test. is re-signed with its own
+# A signed zone wide.test., delegated from test. with a DS (test. is re-signed with its own
 # keys in DIR/keys/test: the root and the trust anchor stay as they are), holding N domains:
 #
-#   dI.many.test      MX 10 mxI.many.test          (I = 1..N)
-#   mxI.many.test     A  SINK_IP number (I-1) mod S (S = the number of SINK_IPs)
-#   _25._tcp.mxI.many.test  TLSA 3 1 1 of mx.dane-ee.test's key (the sink's certificate) when
+#   dI.wide.test      MX 10 mxI.wide.test          (I = 1..N)
+#   mxI.wide.test     A  SINK_IP number (I-1) mod S (S = the number of SINK_IPs)
+#   _25._tcp.mxI.wide.test  TLSA 3 1 1 of mx.dane-ee.test's key (the sink's certificate) when
 #                     I mod 3 != 0: two thirds DANE, one third no TLSA (secure denial)
 #
-# Writes DIR/zones/many.test.zone(.signed), adds the zone to DIR/nsd.conf, and lists the
+# Writes DIR/zones/wide.test.zone(.signed), adds the zone to DIR/nsd.conf, and lists the
 # domains in DIR/many.domains, one "DOMAIN SINK_IP:25 MX_HOST dane|none" per line (the
 # load generator's --domains file). Takes about a second for N = 200.
 set -euo pipefail
@@ -20,7 +20,7 @@ N=${2:?usage: mkmany.sh DIR N SINK_IP...}
 shift 2
 [ $# -ge 1 ] || { echo "mkmany.sh: no SINK_IP" >&2; exit 2; }
 SINKS=("$@")
-Z=many.test
+Z=wide.test
 export PATH="$PATH:/usr/sbin:/sbin"
 [ -s "$DIR/certs/mx.dane-ee.test.tlsa311" ] || { echo "mkmany.sh: $DIR is not mkzones.sh's output" >&2; exit 1; }
 grep -q "zonefile: \"$Z.zone.signed\"" "$DIR/nsd.conf" && { echo "mkmany.sh: $Z is already in $DIR" >&2; exit 1; }
