@@ -1697,8 +1697,7 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
         int v;
     } shared_limits[] = {{"limits.destination_concurrency", cfg->dest_concurrency},
                          {"limits.destination_rate", cfg->dest_rate},
-                         {"limits.upstream_connections", cfg->upstream_connections},
-                         {"server.max_sessions", cfg->max_sessions}};
+                         {"limits.upstream_connections", cfg->upstream_connections}};
     int workers = mxg_config_workers(cfg);
     for (size_t i = 0; workers > 1 && i < sizeof shared_limits / sizeof shared_limits[0]; i++)
         if (shared_limits[i].v > 0 && shared_limits[i].v < workers)
