@@ -28,20 +28,28 @@ METRICS_ADDR="$TB_MXG_IP:9125"
 ATTACKER=127.0.70.110
 TRUSTED=127.0.70.111
 FRESH=127.0.70.112
+QPORT=10026
+MX2=$TB/spool/mx2
 b64() { printf '%b' "$1" | base64 -w0; }
 PLAIN_ALICE=$(b64 '\0alice\0alice-pw')
 PLAIN_WRONG=$(b64 '\0alice\0guess')
 echo "alice:$(openssl passwd -6 alice-pw)" >"$TB/users"
 chmod 600 "$TB/users"
 
-# cfg ALLOW — the test-bed config with 2 workers, metrics, AUTH, server.allow_networks = ALLOW
+# cfg ALLOW [LINE...] — the test-bed config with 2 workers, metrics, AUTH, a queue-mode
+# listener (the spool is scanned only every 10 minutes: a message gets out at once only when
+# the worker that stored it has the queue runner of worker 0 kicked through the master),
+# server.allow_networks = ALLOW, LINEs appended
 cfg() {
+    local allow=$1
+    shift
     tb_write_config \
         "metrics: { listen = \"$METRICS_ADDR\"; allow_networks = [\"127.0.70.0/25\"]; };" \
         "auth: { password_file = \"$TB/users\"; allow_plaintext_loopback = true;
                  max_failures = 5; max_user_failures = 5; failure_window = \"1m\";
-                 lockout = \"1m\"; failure_delay = \"0s\"; };"
-    sed -i -e "s|^  allow_networks = \[\"127.0.70.0/25\"\];$|  allow_networks = [\"$1\"];\n  workers = 2;|" \
+                 lockout = \"1m\"; failure_delay = \"0s\"; };" \
+        "queue: { scan_interval = \"10m\"; };" "$@"
+    sed -i -e "s|^  allow_networks = \[\"127.0.70.0/25\"\];$|  allow_networks = [\"$allow\"];\n  workers = 2;\n  queue_listen = [\"$TB_MXG_IP:$QPORT\"];|" \
         "$TB/mxguard.conf"
     grep -q '^  workers = 2;' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
 }
@@ -69,8 +77,9 @@ class C:
         return self.reply()
 
 mode, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if mode == "load":  # load PORT SRC TAG SESSIONS CONCURRENCY MESSAGES — unique Subject per message
+if mode == "load":  # load PORT SRC TAG SESSIONS CONCURRENCY MESSAGES [RCPT%d] — unique Subjects
     tag, n, conc, per = sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+    rcpt = sys.argv[8] if len(sys.argv) > 8 else "u%d@example.test"
     lock = threading.Lock()
     res = {"ok": 0, "bad": []}
     todo = list(range(n))
@@ -81,14 +90,14 @@ if mode == "load":  # load PORT SRC TAG SESSIONS CONCURRENCY MESSAGES — unique
                     return
                 i = todo.pop()
             try:
-                c = C(port, src)
+                c = C(port, src, timeout=90)
                 g = c.reply()
                 if not g.startswith("220"):
                     raise Exception("greeting " + g)
                 c.cmd(b"EHLO client.test")
                 for k in range(per):
                     subj = "%s-%d-%d" % (tag, i, k)
-                    r = [c.cmd(b"MAIL FROM:<s@client.test>"), c.cmd(b"RCPT TO:<u%d@example.test>" % i),
+                    r = [c.cmd(b"MAIL FROM:<s@client.test>"), c.cmd(b"RCPT TO:<" + (rcpt % i).encode() + b">"),
                          c.cmd(b"DATA")]
                     c.s.sendall(b"Subject: " + subj.encode() + b"\r\n\r\nbody\r\n.\r\n")
                     r.append(c.reply())
@@ -175,9 +184,9 @@ W0='mxguard_worker_relayed_total{worker="0"}'
 W1='mxguard_worker_relayed_total{worker="1"}'
 S0='mxguard_worker_sessions_total{worker="0"}'
 S1='mxguard_worker_sessions_total{worker="1"}'
-# subjects TAG — "unique duplicates" of the messages with Subject TAG-* at mx1
+# subjects TAG [DIR] — "unique duplicates" of the messages with Subject TAG-* at mx1 (or DIR)
 subjects() {
-    cat "$MX1"/*.eml 2>/dev/null | tr -d '\r' | sed -n "s/^Subject: \($1-[0-9]*-[0-9]*\)$/\1/p" |
+    cat "${2:-$MX1}"/*.eml 2>/dev/null | tr -d '\r' | sed -n "s/^Subject: \($1-[0-9]*-[0-9]*\)$/\1/p" |
         sort | uniq -c | awk '{ u++; if ($1 > 1) d += $1 - 1 } END { print u + 0, d + 0 }'
 }
 # wait_workers N — until N workers logged "worker I of 2 (pid P) started" (10 s)
@@ -288,8 +297,41 @@ assert_eq "mxguard_worker_restarts_total{worker=\"1\"}" 1 \
     pass "the restarted worker relays (its counts go on: $before → $(metric k1 "$W1"))" ||
     fail "the restarted worker relays ($before → $(metric k1 "$W1"))"
 
-# ================================================================ 5. SIGTERM drain
-echo "# --- 5. SIGTERM to the process group: drain"
+# ================================================================ 5. queue mode
+echo "# --- 5. queue-mode listener: stored by either worker, delivered by worker 0's runner"
+scrape q0
+client qload load "$QPORT" "$TB_CLIENT_IP" wq 20 10 1
+assert_eq "20 messages stored (250)" "20,0" "$(cv qload OK),$(cv qload BAD)"
+wait_spool_count "$MX1" 260 15
+assert_eq "every stored message reached the MX exactly once, without waiting for a scan" \
+    "20 0" "$(subjects wq)"
+scrape q1
+q0d=$(($(metric q1 "$W0") - $(metric q0 "$W0")))
+q1d=$(($(metric q1 "$W1") - $(metric q0 "$W1")))
+[ "$q0d" -gt 0 ] && [ "$q1d" -gt 0 ] && pass "both workers stored queue-mode mail ($q0d + $q1d)" ||
+    fail "both workers stored queue-mode mail ($q0d + $q1d)"
+assert_eq "the spool deliveries (worker 0's runner), summed" 20 \
+    "$(metric q1 'mxguard_spool_deliveries_total{outcome="delivered"}')"
+
+# ================================================================ 6. connection limit
+echo "# --- 6. limits.destination_concurrency = 2 holds across 2 workers (a share of 1 each)"
+mark=$(tb_log_mark)
+cfg 127.0.70.0/25 'limits: { destination_concurrency = 2; connection_wait = "40s"; };'
+sed -i 's/^  rcpt_total = "15s";$/  rcpt_total = "60s";/' "$TB/mxguard.conf" # legs wait in turn
+grep -q 'rcpt_total = "60s"' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
+kill -HUP "$(tb_pid mxguard)"
+sleep 1
+assert_eq "both workers reloaded" 2 "$(tb_log_since "$mark" | grep -c 'reload: SIGHUP: reloading')"
+# 6 sessions at once to other.test (mx2), each holding its connection 5 s before the final reply
+client lim load "$TB_MXG_PORT" "$TB_CLIENT_IP" wl 6 6 1 'slowdata-%d@other.test'
+assert_eq "6 messages: every one got 250" "6,0" "$(cv lim OK),$(cv lim BAD)"
+assert_eq "every one reached mx2 exactly once" "6 0" "$(subjects wl "$MX2")"
+mc=$(cat "$MX2/max_concurrency" 2>/dev/null || echo 0)
+[ "$mc" -ge 1 ] && [ "$mc" -le 2 ] && pass "mx2 saw at most 2 connections at once ($mc)" ||
+    fail "mx2 saw $mc connections at once (limit 2)"
+
+# ================================================================ 7. SIGTERM drain
+echo "# --- 7. SIGTERM to the process group: drain"
 mark=$(tb_log_mark)
 "$PYTHON" "$TB/client.py" slow "$TB_MXG_PORT" "$TB_CLIENT_IP" drain-1-0 2 >"$TB/slow.cl" 2>&1 &
 slowpid=$!
@@ -304,7 +346,7 @@ assert_eq "the master exited 0" 0 "$?"
 assert_eq "both workers drained" 2 "$(tb_log_since "$mark" | grep -c 'server: drained: all sessions finished')"
 assert_no_log "no worker cut the drain short" "$mark" "again: closing all sessions"
 assert_log "the master saw every worker stop" "$mark" "master: every worker stopped \(status 0\)"
-wait_spool_count "$MX1" 241 10
+wait_spool_count "$MX1" 261 10
 assert_eq "the drained message reached the MX once" "1 0" "$(subjects drain)"
 
 echo "# ${SECONDS}s"
