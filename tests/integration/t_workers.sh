@@ -12,7 +12,12 @@
 #     new session with 554 5.7.1, whichever worker takes it; and back).
 #  4. A worker killed with SIGKILL is logged and restarted; mail flows through it again and
 #     mxguard_worker_restarts_total counts it.
-#  5. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
+#  5. queue mode (server.queue_listen; the spool is scanned every 10 minutes only): messages
+#     stored by either worker are delivered at once by worker 0's queue runner (kicked through
+#     the master), each exactly once.
+#  6. limits.destination_concurrency = 2 (set by SIGHUP) with 2 workers: 6 sessions at once
+#     whose MX holds each connection 5 s → at most 2 connections at the MX, all delivered.
+#  7. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
 #     flight finishes with 250 (the master's forward and the group's signal are one stop, not
 #     "again: now"), every worker drains, the master exits 0.
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
