@@ -317,6 +317,20 @@ q1d=$(($(metric q1 "$W1") - $(metric q0 "$W1")))
     fail "both workers stored queue-mode mail ($q0d + $q1d)"
 assert_eq "the spool deliveries (worker 0's runner), summed" 20 \
     "$(metric q1 'mxguard_spool_deliveries_total{outcome="delivered"}')"
+# one message at a time, each awaited at the MX: one stored by worker 1 gets out only if
+# worker 1's kick reaches worker 0's runner through the master (no other traffic kicks it)
+late=0
+for i in $(seq 10); do
+    client "qs$i" load "$QPORT" "$TB_CLIENT_IP" "wr$i" 1 1 1
+    wait_spool_count "$MX1" $((260 + i)) 5 || late=$((late + 1))
+done
+scrape q2
+assert_eq "10 messages one at a time: each delivered within 5 s" 0 "$late"
+assert_eq "... exactly once" "10 0" \
+    "$(for i in $(seq 10); do subjects "wr$i"; done | awk '{ u += $1; d += $2 } END { print u, d }')"
+[ "$(metric q2 "$W1")" -gt "$(metric q1 "$W1")" ] &&
+    pass "worker 1 stored some of them ($(($(metric q2 "$W1") - $(metric q1 "$W1"))))" ||
+    fail "worker 1 stored none of the 10 (the kick path was not exercised)"
 
 # ================================================================ 6. connection limit
 echo "# --- 6. limits.destination_concurrency = 2 holds across 2 workers (a share of 1 each)"
@@ -351,7 +365,7 @@ assert_eq "the master exited 0" 0 "$?"
 assert_eq "both workers drained" 2 "$(tb_log_since "$mark" | grep -c 'server: drained: all sessions finished')"
 assert_no_log "no worker cut the drain short" "$mark" "again: closing all sessions"
 assert_log "the master saw every worker stop" "$mark" "master: every worker stopped \(status 0\)"
-wait_spool_count "$MX1" 261 10
+wait_spool_count "$MX1" 271 10
 assert_eq "the drained message reached the MX once" "1 0" "$(subjects drain)"
 
 echo "# ${SECONDS}s"
