@@ -43,8 +43,9 @@
  * copies and forwards it (a second one too); it exits when every worker has,
  * with 0 when all of them exited 0, else 1. SIGUSR1 goes to worker 0. A worker
  * that dies after it was serving is logged and restarted (after 1 s when it
- * lived less than that); one that dies before it served (a start-up error) stops
- * the whole server with status 1, as a single process would. Workers get
+ * lived less than that); one that dies before it first served (a start-up error)
+ * stops the whole server with status 1, as a single process would; a restarted one
+ * that cannot start again is retried every 5 s (logged) while the others serve. Workers get
  * SIGTERM when the master dies (PR_SET_PDEATHSIG). */
 #include <errno.h>
 #include <netinet/in.h>
@@ -248,7 +249,7 @@ static void reap(struct master *m)
             LOG_N("main", "worker %d (pid %ld) %s", w, (long)pid, how);
             continue;
         }
-        if (!m->app->shared->ready[w]) {
+        if (!m->app->shared->ready[w] && m->app->shared->restarts[w] == 0) {
             LOG_E("main", "worker %d (pid %ld) %s before it served: stopping", w, (long)pid, how);
             m->failed = 1;
             m->stopping = 1;
@@ -256,10 +257,14 @@ static void reap(struct master *m)
             tell_all(m, SIGTERM);
             continue;
         }
+        /* a restarted worker that could not start again (the others serve on): retried
+         * every 5 s, loudly */
         uint64_t now = mono_ms();
-        m->restart_at[w] = now - m->started_ms[w] < 1000 ? now + 1000 : now;
-        LOG_E("main", "worker %d (pid %ld) %s: restarting it%s", w, (long)pid, how,
-              m->restart_at[w] > now ? " in 1s" : "");
+        uint64_t delay = !m->app->shared->ready[w] ? 5000 : now - m->started_ms[w] < 1000 ? 1000 : 0;
+        m->restart_at[w] = now + delay;
+        LOG_E("main", "worker %d (pid %ld) %s%s: restarting it%s", w, (long)pid, how,
+              m->app->shared->ready[w] ? "" : " before it served again",
+              delay == 5000 ? " in 5s" : delay ? " in 1s" : "");
     }
 }
 

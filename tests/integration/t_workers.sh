@@ -206,6 +206,19 @@ wait_workers() {
 worker_pid() { sed -n "s/.*worker $1 started (pid \([0-9]*\)).*/\1/p" "$TB/mxguard.log" | tail -n 1; }
 
 cfg 127.0.70.0/25
+# ================================================================ 0. a start-up error
+echo "# --- 0. a worker that cannot start stops the server (metrics.listen taken)"
+"$PYTHON" -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.70.1", 9125)); s.listen(1); print("up", flush=True); time.sleep(60)' >"$TB/squat.out" &
+squat=$!
+for i in $(seq 50); do grep -q up "$TB/squat.out" && break; sleep 0.1; done
+tb_start_mxguard_fails -n mxguard0 15
+kill "$squat"; wait "$squat" 2>/dev/null
+assert_eq "the master exited 1" 1 "$MXG_EXIT"
+assert_log "the master said why" 0 "worker 0 \(pid [0-9]+\) exited with status 1 before it served: stopping" mxguard0
+assert_log "and stopped" 0 "master: every worker stopped \(status 1\)" mxguard0
+
 tb_start_mxguard
 wait_workers 2 || tb_die "two workers did not start"
 assert_log "the master started 2 workers" 0 "master \(pid [0-9]+\) starting 2 workers"
