@@ -50,7 +50,10 @@ struct mxg_auth_throttle {
     int shared;
     size_t map_len;            /* the whole mapping, this struct at its start */
     pthread_mutex_t mu;        /* process-shared, robust */
-    struct tentry *free_slots; /* unused slots, linked by hnext */
+    struct tentry *free_slots; /* slots given back, linked by hnext */
+    char *slots;               /* the pool of max slots ... */
+    int n_used;                /* ... slots[0 .. n_used) have been handed out (pages are
+                                  touched only when a slot is first used) */
 };
 
 /* A shared table's slot: the entry and the longest key any caller makes. */
@@ -76,10 +79,15 @@ static struct tentry *entry_alloc(struct mxg_auth_throttle *t, size_t kl)
 {
     if (!t->shared)
         return calloc(1, sizeof(struct tentry) + kl + 1);
-    struct tentry *e = t->free_slots;
-    if (!e || kl + 1 > SLOT_KEY_MAX)
+    if (kl + 1 > SLOT_KEY_MAX)
         return NULL;
-    t->free_slots = e->hnext;
+    struct tentry *e = t->free_slots;
+    if (e)
+        t->free_slots = e->hnext;
+    else if (t->n_used < t->max)
+        e = (struct tentry *)(t->slots + (size_t)t->n_used++ * SLOT_SIZE);
+    else
+        return NULL;
     memset(e, 0, SLOT_SIZE);
     return e;
 }
@@ -144,12 +152,7 @@ struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries)
     t->max = max_entries;
     t->nb = nb;
     t->buckets = (struct tentry **)((char *)mem + head);
-    char *slots = (char *)t->buckets + nb * sizeof(struct tentry *);
-    for (int i = max_entries - 1; i >= 0; i--) {
-        struct tentry *e = (struct tentry *)(slots + (size_t)i * SLOT_SIZE);
-        e->hnext = t->free_slots;
-        t->free_slots = e;
-    }
+    t->slots = (char *)t->buckets + nb * sizeof(struct tentry *);
     pthread_mutexattr_t a;
     if (pthread_mutexattr_init(&a) != 0 ||
         pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
