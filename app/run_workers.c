@@ -98,9 +98,9 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The shared mapping: the header, then one metrics registry per worker, and the
- * shared AUTH tables. NULL (logged) when it cannot be made. */
-static struct app_shared *shared_new(const struct mxg_config *cfg, int n)
+/* The shared mapping: the header, then one metrics registry per worker (the AUTH
+ * tables are mappings of their own). NULL (logged) when it cannot be made. */
+static struct app_shared *shared_new(int n)
 {
     size_t head = (sizeof(struct app_shared) + 63) & ~(size_t)63;
     size_t slot = (mxg_metrics_size() + 63) & ~(size_t)63;
@@ -115,7 +115,6 @@ static struct app_shared *shared_new(const struct mxg_config *cfg, int n)
     sh->len = len;
     for (int i = 0; i < n; i++)
         sh->metrics[i] = mxg_metrics_new_at((char *)mem + head + (size_t)i * slot, slot);
-    (void)cfg;
     return sh;
 }
 
@@ -345,7 +344,7 @@ int app_workers_run(struct app *app)
     m.app = app;
     m.n = mxg_config_workers(&app->cfg);
     app->n_workers = m.n;
-    if (!(app->shared = shared_new(&app->cfg, m.n)))
+    if (!(app->shared = shared_new(m.n)))
         return 1;
     app->shared_throttle = mxg_auth_throttle_new_shared(app->cfg.auth_throttle_entries);
     app->shared_trust = mxg_auth_throttle_new_shared(app->cfg.auth_trusted_entries);
