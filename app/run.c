@@ -35,6 +35,8 @@ static void app_stopped(struct app *app)
     uv_close((uv_handle_t *)&app->sig_int, NULL);
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
     if (app->n_workers > 1) { /* the master's forward of the group's signal may still come */
+        uv_close((uv_handle_t *)&app->sig_now, NULL);
+        signal(SIGUSR2, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
@@ -78,7 +80,8 @@ static void app_kick_master(void *arg)
     kill(getppid(), SIGUSR1);
 }
 
-/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now). */
+/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now; for a
+ * worker, SIGUSR2 from the master). */
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -91,14 +94,20 @@ static void on_signal(uv_signal_t *h, int signum)
         mxg_queue_runner_kick(app->runner);
         return;
     }
-    if (app->stopping && app->n_workers > 1 &&
-        uv_now(&app->loop) - app->stop_signal_at < 1000) {
+    if (signum == SIGUSR2) {
+        /* a worker: the master's "again: now" (it got a second SIGTERM/SIGINT) */
+        if (!app->stopping)
+            on_signal(h, SIGTERM);
+        app->stop_signal_at = 0;
+        signum = SIGTERM;
+    } else if (app->stopping && app->n_workers > 1 &&
+               uv_now(&app->loop) - app->stop_signal_at < 1000) {
         /* a worker: the master passes SIGTERM on, and a signal to the whole process
          * group (systemd's control-group kill, ^C) reaches the worker too — the same
          * stop, not the "again: now" of a second one */
         return;
     }
-    if (app->stopping++) {
+    if (app->stopping++) { /* (the master's SIGUSR2 comes here with stopping set) */
         /* the drain's deadline, now: sessions close (a message whose dot
          * got no 250 stays with the client), deliveries are cancelled
          * (recipients stay in the spool); the usual stop path
@@ -292,6 +301,11 @@ int mxg_cli_run(int argc, char **argv)
     uv_signal_start(&app->sig_term, on_signal, SIGTERM);
     uv_signal_start(&app->sig_int, on_signal, SIGINT);
     uv_signal_start(&app->sig_hup, on_signal, SIGHUP);
+    if (app->n_workers > 1) { /* the master's "stop now" */
+        uv_signal_init(&app->loop, &app->sig_now);
+        app->sig_now.data = app;
+        uv_signal_start(&app->sig_now, on_signal, SIGUSR2);
+    }
     if (app->n_workers > 1)
         LOG_N("main", "worker %d of %d (pid %ld) started", app->worker, app->n_workers,
               (long)getpid());

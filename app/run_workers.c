@@ -40,7 +40,9 @@
  * Signals (the master's, synchronous with sigtimedwait): SIGHUP is re-read by
  * the master (its configuration is what a restarted worker starts with) and
  * forwarded to every worker; SIGTERM/SIGINT: the master closes its listener
- * copies and forwards it (a second one too); it exits when every worker has,
+ * copies and forwards it (a second one as SIGUSR2, "now": a worker takes a second
+ * SIGTERM within 1 s of the first for the process group's copy of the same stop,
+ * ^C or systemd's control-group kill); it exits when every worker has,
  * with 0 when all of them exited 0, else 1. SIGUSR1 goes to worker 0. A worker
  * that dies after it was serving is logged and restarted (after 1 s when it
  * lived less than that); one that dies before it first served (a start-up error)
@@ -281,6 +283,10 @@ static void master_reload(struct master *m)
         struct mxg_reload_ctx rc = {.have_list = 1};
         struct mxg_reload_result res;
         mxg_reload_apply(&app->cfg, next, &rc, &res);
+        if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
+            mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+            mxg_log_set_format(app->cfg.log_format);
+        }
     }
     free(next);
 }
@@ -328,8 +334,15 @@ static int master_loop(struct master *m)
                 kill(m->pid[0], SIGUSR1);
             break;
         default: /* SIGTERM, SIGINT */
+            if (m->stopping == 2) {
+                /* the second one: the workers' drain deadline is now (SIGUSR2, as a
+                 * worker takes a second SIGTERM within 1 s for the group's copy) */
+                LOG_W("main", "%s again: closing every worker's sessions now", strsignal(sig));
+                tell_all(m, SIGUSR2);
+                break;
+            }
             LOG_N("main", "%s: draining %d worker(s)", strsignal(sig), running);
-            m->stopping = 1;
+            m->stopping = 2;
             close_all(m);
             tell_all(m, sig);
             break;
