@@ -19,7 +19,8 @@
 #     whose MX holds each connection 5 s → at most 2 connections at the MX, all delivered.
 #  7. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
 #     flight finishes with 250 (the master's forward and the group's signal are one stop, not
-#     "again: now"), every worker drains, the master exits 0.
+#     "again: now"), every worker drains, the master exits 0; a second SIGTERM to the master
+#     closes the sessions at once (the client holding its dot gets no 250).
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -380,6 +381,30 @@ assert_no_log "no worker cut the drain short" "$mark" "again: closing all sessio
 assert_log "the master saw every worker stop" "$mark" "master: every worker stopped \(status 0\)"
 wait_spool_count "$MX1" 271 10
 assert_eq "the drained message reached the MX once" "1 0" "$(subjects drain)"
+
+# a second SIGTERM to the master: the workers' drain deadline is now
+echo "# --- 7b. a second SIGTERM to the master closes the sessions at once"
+tb_start_mxguard -n mxguard3
+mark=$(tb_log_mark mxguard3)
+"$PYTHON" "$TB/client.py" slow "$TB_MXG_PORT" "$TB_CLIENT_IP" drain-2-0 6 >"$TB/slow2.cl" 2>&1 &
+slowpid=$!
+for i in $(seq 50); do grep -q '^DATA=354' "$TB/slow2.cl" && break; sleep 0.1; done
+mpid=$(tb_pid mxguard3)
+kill -TERM "$mpid"
+sleep 0.5
+assert_eq "one SIGTERM: the master waits for the transaction in flight" 0 \
+    "$(kill -0 "$mpid" 2>/dev/null; echo $?)"
+kill -TERM "$mpid"
+for i in $(seq 30); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$mpid" 2>/dev/null; then
+    fail "the master still runs 3 s after a second SIGTERM (the client holds its dot 6 s)"
+else
+    pass "a second SIGTERM: the master exited before the transaction in flight ended"
+fi
+wait "$slowpid"
+if [ "$(cv slow2 DOT | cut -c1-3)" = 250 ]; then fail "the closed session's client got a 250"
+else pass "the closed session's client got no 250 ($(cv slow2 DOT))"; fi
+assert_log "a worker logged why" "$mark" "again: closing all sessions and deliveries now" mxguard3
 
 echo "# ${SECONDS}s"
 tb_finish
