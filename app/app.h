@@ -86,6 +86,7 @@ struct app {
     char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_signal_t sig_now;             /* a worker: SIGUSR2, the master's "stop now" */
+    uv_timer_t publish;              /* a worker: its summed gauges published every second */
     int stopping;
     uint64_t stop_signal_at;         /* loop time of the first SIGTERM/SIGINT (workers) */
     struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */

@@ -36,6 +36,7 @@ static void app_stopped(struct app *app)
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
     if (app->n_workers > 1) { /* the master's forward of the group's signal may still come */
         uv_close((uv_handle_t *)&app->sig_now, NULL);
+        uv_close((uv_handle_t *)&app->publish, NULL);
         signal(SIGUSR2, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
@@ -71,6 +72,13 @@ static void on_runner_stopped(void *arg)
 static void app_spool_kick(void *arg)
 {
     mxg_queue_runner_kick(arg);
+}
+
+/* A worker, every second: its summed gauges for worker 0's /metrics (core/metrics.h). */
+static void on_publish(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    mxg_metrics_publish(app->metrics);
 }
 
 /* A worker other than 0 spooled a message: the master tells worker 0's runner. */
@@ -305,6 +313,9 @@ int mxg_cli_run(int argc, char **argv)
         uv_signal_init(&app->loop, &app->sig_now);
         app->sig_now.data = app;
         uv_signal_start(&app->sig_now, on_signal, SIGUSR2);
+        uv_timer_init(&app->loop, &app->publish);
+        app->publish.data = app;
+        uv_timer_start(&app->publish, on_publish, 0, 1000);
     }
     if (app->n_workers > 1)
         LOG_N("main", "worker %d of %d (pid %ld) started", app->worker, app->n_workers,

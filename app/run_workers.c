@@ -20,8 +20,9 @@
  *    floor(limit / N) (app_conncache_cfg), so the sum never exceeds the limit;
  *    core/config.c refuses a limit below N. A worker cannot borrow another's
  *    unused share: fail closed, never above the limit.
- *  - Metrics: each worker counts in its own registry slot of the mapping; worker
- *    0 serves /metrics with the counters summed and per-worker families
+ *  - Metrics: each worker counts in its own registry slot of the mapping (and
+ *    publishes its sessions, connections and DNS cache size there every second);
+ *    worker 0 serves /metrics with them summed and per-worker families
  *    (core/metrics.h mxg_metrics_render_workers).
  *  - Worker 0 alone runs the queue runner, the TLSRPT report sender, the metrics
  *    endpoint and the status page, and writes the pid file (with the master's

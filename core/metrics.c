@@ -133,6 +133,7 @@ struct series {
     uint64_t sum_ms;
     mxg_metrics_read_fn fn;
     void *arg;
+    uint64_t published; /* summed gauges: the value (double bits) mxg_metrics_publish saw */
 };
 
 /* Fixed storage (no pointers), so that a registry can live in memory shared by
@@ -435,12 +436,37 @@ int mxg_metrics_render(struct mxg_metrics *m, char **out, size_t *len)
 
 /* ------------------------------------------------------------ worker processes */
 
+/* The gauges that are a sum over the workers (each counts its own sessions, connections,
+ * cache); the others describe one shared thing (the spool, the MTA-STS file) or the process
+ * that renders. */
+static int summed_gauge(int id)
+{
+    return id == MXG_M_SESSIONS_ACTIVE || id == MXG_M_UPSTREAM_OPEN ||
+           id == MXG_M_DNS_CACHE_ENTRIES;
+}
+
+void mxg_metrics_publish(struct mxg_metrics *m)
+{
+    for (int id = 0; m && id < MXG_M__COUNT; id++) {
+        if (!summed_gauge(id))
+            continue;
+        for (int i = 0; i < m->f[id].n; i++) {
+            struct series *s = &m->f[id].s[i];
+            double v = s->fn ? s->fn(s->arg) : s->gauge;
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            __atomic_store_n(&s->published, bits, __ATOMIC_RELAXED);
+        }
+    }
+}
+
 /* Add the counters and histograms of src (another process's registry, read while it
- * counts) into dst; gauges stay dst's. */
+ * counts) into dst, and the published values of the summed gauges; other gauges stay
+ * dst's. */
 static void merge_counts(struct mxg_metrics *dst, const struct mxg_metrics *src)
 {
     for (int id = 0; id < MXG_M__COUNT; id++) {
-        if (defs[id].kind == K_GAUGE)
+        if (defs[id].kind == K_GAUGE && !summed_gauge(id))
             continue;
         const struct family *f = &src->f[id];
         int n = __atomic_load_n(&f->n, __ATOMIC_ACQUIRE);
@@ -451,6 +477,13 @@ static void merge_counts(struct mxg_metrics *dst, const struct mxg_metrics *src)
             struct series *d = get(dst, (enum mxg_metric)id, label);
             if (!d)
                 continue;
+            if (defs[id].kind == K_GAUGE) {
+                uint64_t bits = __atomic_load_n(&s->published, __ATOMIC_RELAXED);
+                double v;
+                memcpy(&v, &bits, sizeof v);
+                d->gauge += v;
+                continue;
+            }
             d->count += __atomic_load_n(&s->count, __ATOMIC_RELAXED);
             d->sum_ms += __atomic_load_n(&s->sum_ms, __ATOMIC_RELAXED);
             for (size_t b = 0; b < N_BUCKETS; b++)
@@ -506,6 +539,13 @@ int mxg_metrics_render_workers(struct mxg_metrics *const *w, int n, int self,
         return -1;
     memcpy(sum, w[self], sizeof *sum); /* self's gauge functions are valid here */
     sum->in_caller_memory = 0;
+    for (int id = 0; id < MXG_M__COUNT; id++) /* summed gauges: self's value now, as a number */
+        for (int i = 0; summed_gauge(id) && i < sum->f[id].n; i++) {
+            struct series *s = &sum->f[id].s[i];
+            if (s->fn)
+                s->gauge = s->fn(s->arg);
+            s->fn = NULL;
+        }
     for (int i = 0; i < n; i++)
         if (i != self && w[i])
             merge_counts(sum, w[i]);

@@ -128,8 +128,11 @@ double mxg_metrics_value(const struct mxg_metrics *m, enum mxg_metric id, const 
  * published whole; values are read with atomic loads, so a scrape sees each value
  * as it was at some moment, not one instant of all of them).
  * mxg_metrics_render_workers(): the text of mxg_metrics_render() with the counters
- * and histograms of all n registries summed, and the gauges of w[self] (the process
- * that renders: only its gauge functions can be called), then per worker i the
+ * and histograms of all n registries summed, the gauges sessions_active,
+ * upstream_connections_open and dns_cache_entries summed (w[self]'s read now, the
+ * others' as last published), the other gauges of w[self] (the process that renders:
+ * only its gauge functions can be called; they describe shared things such as the
+ * spool, or that process), then per worker i the
  * families mxguard_worker_sessions_total{worker="i"},
  * mxguard_worker_relayed_total{worker="i"} (transactions answered 250) and, when
  * restarts is not NULL, mxguard_worker_restarts_total{worker="i"} = restarts[i].
@@ -139,6 +142,10 @@ struct mxg_metrics *mxg_metrics_new_at(void *mem, size_t size);
 /* A registry a dead worker left, taken over by its successor: the counts go on,
  * the gauge functions are dropped (their arguments were the dead process's). */
 void mxg_metrics_adopt(struct mxg_metrics *m);
+/* Workers: note the current value of the gauges that are summed over the workers
+ * (sessions_active, upstream_connections_open, dns_cache_entries: each worker's own),
+ * for the renderer in another process; called by each worker every second. */
+void mxg_metrics_publish(struct mxg_metrics *m);
 int mxg_metrics_render_workers(struct mxg_metrics *const *w, int n, int self,
                                const uint64_t *restarts, char **out, size_t *len);
 

@@ -208,6 +208,11 @@ static void test_workers(void **state)
     mxg_metrics_set(w[0], MXG_M_SPOOL_MESSAGES, NULL, 5);
     mxg_metrics_set(w[1], MXG_M_SPOOL_MESSAGES, NULL, 9); /* not the renderer's: not shown */
     mxg_metrics_gauge_fn(w[0], MXG_M_DNS_CACHE_ENTRIES, NULL, read_seven, &calls);
+    mxg_metrics_gauge_fn(w[1], MXG_M_DNS_CACHE_ENTRIES, NULL, read_seven, &calls);
+    mxg_metrics_set(w[1], MXG_M_SESSIONS_ACTIVE, NULL, 4);
+    mxg_metrics_publish(w[1]); /* w[1]'s summed gauges as of now: 7 entries, 4 sessions */
+    mxg_metrics_set(w[1], MXG_M_SESSIONS_ACTIVE, NULL, 40); /* not published yet */
+    mxg_metrics_set(w[0], MXG_M_SESSIONS_ACTIVE, NULL, 1);
     uint64_t restarts[2] = {0, 3};
     char *t;
     size_t len;
@@ -220,7 +225,8 @@ static void test_workers(void **state)
     assert_line(t, "mxguard_transaction_duration_seconds_bucket{le=\"0.005\"} 1");
     assert_line(t, "mxguard_transaction_duration_seconds_count 2");
     assert_line(t, "mxguard_spool_messages 5");
-    assert_line(t, "mxguard_dns_cache_entries 7");
+    assert_line(t, "mxguard_dns_cache_entries 14");
+    assert_line(t, "mxguard_sessions_active 5");
     assert_line(t, "mxguard_build_info{version=\"" MXG_VERSION "\"} 1");
     assert_line(t, "mxguard_worker_relayed_total{worker=\"0\"} 3");
     assert_line(t, "mxguard_worker_relayed_total{worker=\"1\"} 5");
