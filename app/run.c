@@ -230,6 +230,11 @@ int mxg_cli_run(int argc, char **argv)
         struct mxg_conncache_cfg ccfg;
         app_conncache_cfg(app, &ccfg);
         mxg_conncache_reconfigure(app->conncache, &ccfg);
+        if (app->worker == 0)
+            LOG_N("main", "each of %d workers keeps a share of the upstream limits: "
+                          "destination_concurrency %d, destination_rate %d, "
+                          "upstream_connections %d (0: unlimited)", app->n_workers,
+                  ccfg.dest_concurrency, ccfg.dest_rate, ccfg.max_conns);
     }
     app->mail_env.conncache = app->conncache; /* report mail shares the limits */
     app->mail_env.tls_resume = app->tls_resume;

@@ -223,6 +223,8 @@ assert_log "and stopped" 0 "master: every worker stopped \(status 1\)" mxguard0
 tb_start_mxguard
 wait_workers 2 || tb_die "two workers did not start"
 assert_log "the master started 2 workers" 0 "master \(pid [0-9]+\) starting 2 workers"
+assert_log "each worker keeps half of each upstream limit (defaults 20, 0, 1000)" 0 \
+    "each of 2 workers keeps a share of the upstream limits: destination_concurrency 10, destination_rate 0, upstream_connections 500"
 
 # ================================================================ 1. load
 echo "# --- 1. load over 2 workers"
