@@ -14,6 +14,7 @@
  *   run_selfcheck.c the DNSSEC self-check before serving and its retry timer
  *   run_dnsauto.c   dns.mode = "auto": which resolver path (stub, recursive) serves lookups
  *   run_reload.c    SIGHUP: what is re-read and swapped in (core/reload.h decides what may)
+ *   run_workers.c   server.workers > 1: the master, its worker processes, what they share
  *   run_ops.c       operating: counters, gauges, the metrics endpoint, the privilege switch
  *   privs.c, metrics_http.c  their own modules (privs.h, metrics_http.h)
  *   status*.c       the status page on the metrics listener (status.h)
@@ -47,6 +48,10 @@
 
 struct mxg_rpt;
 struct mxg_rpt_org;
+struct mxg_metrics;
+struct mxg_conncache_cfg;
+struct mxg_auth_throttle;
+struct app_shared;
 struct mxg_status_track;
 
 /* Everything one command run holds (the composition root). */
@@ -80,7 +85,10 @@ struct app {
     int drain_wait;                  /* SIGTERM: server drain + runner stop still to finish */
     char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_now;             /* a worker: SIGUSR2, the master's "stop now" */
+    uv_timer_t publish;              /* a worker: its summed gauges published every second */
     int stopping;
+    uint64_t stop_signal_at;         /* loop time of the first SIGTERM/SIGINT (workers) */
     struct mxg_metrics *metrics;           /* run: counters (core/metrics.h) */
     struct mxg_metrics_http *metrics_http; /* run: metrics.listen endpoint */
     struct mxg_privs privs;                /* run: server.user switch */
@@ -97,6 +105,12 @@ struct app {
     char dnssec_why[300];
     unsigned reload_gen;      /* successful SIGHUP reloads */
     int64_t reload_at, started_at; /* Unix seconds; 0 = never */
+    /* run with server.workers > 1 (app/run_workers.c); n_workers <= 1: one process */
+    int n_workers;                 /* worker processes */
+    int worker;                    /* this worker's index (0 runs the queue, reports, metrics) */
+    struct app_shared *shared;     /* the master's shared mapping (metrics slots, ...) */
+    const int *listen_fds;         /* this worker's listener sockets (the master's) */
+    struct mxg_auth_throttle *shared_throttle, *shared_trust; /* AUTH tables of all workers */
 };
 
 /* app/cli.c (see the contract above) */
@@ -192,6 +206,21 @@ int app_dnsauto_choose(struct app *app);
 /* The periodic re-check on app->recheck (initialised): back to stub when it passes,
  * to recursive when stub fails and recursive passes. */
 void app_dnsauto_start(struct app *app);
+
+/* app/run_workers.c (server.workers > 1) */
+/* The master: shared memory, listeners, N workers forked and supervised until every
+ * one has drained. Returns -2 in a worker (which goes on with the run as app->worker),
+ * else the master's exit status (0: every worker exited 0). */
+int app_workers_run(struct app *app);
+/* This worker's metrics registry in the shared mapping (NULL without workers). */
+struct mxg_metrics *app_worker_metrics(struct app *app);
+/* This worker serves (its listeners are open): a later death means restart. */
+void app_worker_ready(struct app *app);
+/* The /metrics text with every worker's counters (metrics_http's render hook). */
+int app_workers_render(void *arg, char **out, size_t *len);
+/* The connection cache's settings: the configuration's, each limit divided among
+ * the workers (so their sum never exceeds it). */
+void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c);
 
 /* app/run_reload.c */
 /* SIGHUP: reload the configuration and re-read the files (ignored while draining). */

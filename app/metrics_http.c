@@ -30,7 +30,18 @@ struct mxg_metrics_http {
     void *page_arg;
     int have_creds;
     struct mxg_status_creds creds;
+    int (*render)(void *arg, char **out, size_t *len); /* NULL: mxg_metrics_render */
+    void *render_arg;
 };
+
+void mxg_metrics_http_set_render(struct mxg_metrics_http *h,
+                                 int (*render)(void *arg, char **out, size_t *len), void *arg)
+{
+    if (!h)
+        return;
+    h->render = render;
+    h->render_arg = arg;
+}
 
 static void http_run(struct mxg_metrics_http *h);
 
@@ -153,7 +164,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                      "text/plain");
     char *body;
     size_t len;
-    if (mxg_metrics_render(h->m, &body, &len) < 0)
+    if ((h->render ? h->render(h->render_arg, &body, &len) : mxg_metrics_render(h->m, &body, &len)) < 0)
         return MHD_NO;
     return reply(c, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
 }

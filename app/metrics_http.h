@@ -55,6 +55,10 @@ struct mxg_status_creds;
 void mxg_metrics_http_set_status(struct mxg_metrics_http *h,
                                  int (*page)(void *arg, const char *url, struct mxg_buf *out),
                                  void *arg, const struct mxg_status_creds *creds);
+/* /metrics rendered by render(arg, &body, &len) (0, or -1) instead of the registry
+ * (worker processes: every worker's counters); render NULL: the registry. */
+void mxg_metrics_http_set_render(struct mxg_metrics_http *h,
+                                 int (*render)(void *arg, char **out, size_t *len), void *arg);
 void mxg_metrics_http_stop(struct mxg_metrics_http *h);
 
 #endif

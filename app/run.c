@@ -17,6 +17,7 @@
 #include "../policy/stlist_source.h"
 #include "../proxy/inbound/auth.h"
 #include "../proxy/inbound/server.h"
+#include "../proxy/outbound/conncache.h"
 #include "../proxy/outbound/queue_runner.h"
 #include "../report/tlsrpt.h"
 #include "../spool/spool.h"
@@ -33,6 +34,15 @@ static void app_stopped(struct app *app)
     uv_close((uv_handle_t *)&app->sig_term, NULL);
     uv_close((uv_handle_t *)&app->sig_int, NULL);
     uv_close((uv_handle_t *)&app->sig_hup, NULL);
+    if (app->n_workers > 1) { /* the master's forward of the group's signal may still come */
+        uv_close((uv_handle_t *)&app->sig_now, NULL);
+        uv_close((uv_handle_t *)&app->publish, NULL);
+        signal(SIGUSR2, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR1, SIG_IGN);
+    }
     uv_close((uv_handle_t *)&app->recheck, NULL);
     mxg_metrics_http_stop(app->metrics_http);
     app->metrics_http = NULL;
@@ -64,7 +74,22 @@ static void app_spool_kick(void *arg)
     mxg_queue_runner_kick(arg);
 }
 
-/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now). */
+/* A worker, every second: its summed gauges for worker 0's /metrics (core/metrics.h). */
+static void on_publish(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    mxg_metrics_publish(app->metrics);
+}
+
+/* A worker other than 0 spooled a message: the master tells worker 0's runner. */
+static void app_kick_master(void *arg)
+{
+    (void)arg;
+    kill(getppid(), SIGUSR1);
+}
+
+/* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now; for a
+ * worker, SIGUSR2 from the master). */
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -77,7 +102,20 @@ static void on_signal(uv_signal_t *h, int signum)
         mxg_queue_runner_kick(app->runner);
         return;
     }
-    if (app->stopping++) {
+    if (signum == SIGUSR2) {
+        /* a worker: the master's "again: now" (it got a second SIGTERM/SIGINT) */
+        if (!app->stopping)
+            on_signal(h, SIGTERM);
+        app->stop_signal_at = 0;
+        signum = SIGTERM;
+    } else if (app->stopping && app->n_workers > 1 &&
+               uv_now(&app->loop) - app->stop_signal_at < 1000) {
+        /* a worker: the master passes SIGTERM on, and a signal to the whole process
+         * group (systemd's control-group kill, ^C) reaches the worker too — the same
+         * stop, not the "again: now" of a second one */
+        return;
+    }
+    if (app->stopping++) { /* (the master's SIGUSR2 comes here with stopping set) */
         /* the drain's deadline, now: sessions close (a message whose dot
          * got no 250 stays with the client), deliveries are cancelled
          * (recipients stay in the spool); the usual stop path
@@ -88,6 +126,7 @@ static void on_signal(uv_signal_t *h, int signum)
         mxg_server_drain(&app->srv, on_drained);
         return;
     }
+    app->stop_signal_at = uv_now(&app->loop);
     LOG_N("main", "%s: draining (deadline %llus)", strsignal(signum),
           (unsigned long long)(app->cfg.drain_timeout_ms / 1000));
     app->drain_wait = app->runner ? 2 : 1;
@@ -104,7 +143,7 @@ static int app_start_queue(struct app *app)
     if (mxg_spool_cleaned(app->spool))
         LOG_N("main", "spool %s: removed %d leftover(s) of an interrupted write",
               mxg_spool_dir(app->spool), mxg_spool_cleaned(app->spool));
-    if (!mxg_spool_owner(app->spool))
+    if (!mxg_spool_owner(app->spool) && app->n_workers <= 1)
         LOG_W("main", "spool %s is locked by another process (a second mxguard on the same "
                       "state.directory?); delivering anyway, entry locks prevent doubles",
               mxg_spool_dir(app->spool));
@@ -122,7 +161,8 @@ static int app_start_queue(struct app *app)
     snprintf(app->pid_file, sizeof app->pid_file, "%s/mxguard.pid", app->cfg.state_dir);
     FILE *fp = fopen(app->pid_file, "w");
     if (fp) {
-        fprintf(fp, "%ld\n", (long)getpid());
+        /* worker processes: the master's pid (it passes SIGUSR1 on to worker 0) */
+        fprintf(fp, "%ld\n", (long)(app->n_workers > 1 ? getppid() : getpid()));
         fclose(fp);
     } else {
         LOG_W("main", "%s: %s (mxguard queue flush cannot signal this process)", app->pid_file,
@@ -157,6 +197,13 @@ int mxg_cli_run(int argc, char **argv)
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+    if (mxg_config_workers(&app->cfg) > 1) { /* the master (app/run_workers.c) */
+        mxg_log_set_format(app->cfg.log_format);
+        rc = app_workers_run(app);
+        if (rc != -2)
+            goto out; /* the master is done; a worker (-2) goes on from here */
+        rc = 1;
+    }
     uv_loop_init(&app->loop);
     char err[1024];
     if (app_ops_prepare(app, err, sizeof err) < 0) {
@@ -179,6 +226,16 @@ int mxg_cli_run(int argc, char **argv)
         LOG_E("main", "out of memory");
         goto out_loop;
     }
+    if (app->n_workers > 1) { /* a worker: its share of the limits (app/run_workers.c) */
+        struct mxg_conncache_cfg ccfg;
+        app_conncache_cfg(app, &ccfg);
+        mxg_conncache_reconfigure(app->conncache, &ccfg);
+        if (app->worker == 0)
+            LOG_N("main", "each of %d workers keeps a share of the upstream limits: "
+                          "destination_concurrency %d, destination_rate %d, "
+                          "upstream_connections %d (0: unlimited)", app->n_workers,
+                  ccfg.dest_concurrency, ccfg.dest_rate, ccfg.max_conns);
+    }
     app->mail_env.conncache = app->conncache; /* report mail shares the limits */
     app->mail_env.tls_resume = app->tls_resume;
     app_ops_conn_gauges(app);
@@ -189,6 +246,9 @@ int mxg_cli_run(int argc, char **argv)
     }
     app->srv.tls_server = app->tls_server;
     app->srv.auth_db = app->auth_db;
+    app->srv.listen_fds = app->listen_fds;       /* a worker: the master's sockets */
+    app->srv.auth_throttle = app->shared_throttle; /* a worker: the AUTH tables of all */
+    app->srv.auth_trust = app->shared_trust;
     if (app->auth_db)
         LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
               app->cfg.auth_password_file);
@@ -213,7 +273,7 @@ int mxg_cli_run(int argc, char **argv)
     app_env(app, &parts);
     if (app->stlist_src)
         mxg_stlist_source_start(app->stlist_src);
-    if (app->rpt_sender) {
+    if (app->rpt_sender && app->worker == 0) { /* one sender (worker 0 of several) */
         mxg_rpt_sender_set_metrics(app->rpt_sender, app->metrics);
         mxg_rpt_sender_start(app->rpt_sender, app->cfg.rpt_check_ms, app->cfg.rpt_delay_ms);
     }
@@ -241,8 +301,12 @@ int mxg_cli_run(int argc, char **argv)
     }
     app->mail_env.self = app->srv.upenv.self; /* report mail: loop protection too */
     app->mail_env.n_self = app->srv.upenv.n_self;
-    if (app_start_queue(app) < 0)
+    if (app->worker == 0 && app_start_queue(app) < 0)
         goto out_loop;
+    if (app->worker > 0) { /* the queue runs in worker 0: the master passes the kick on */
+        app->srv.spool_kick = app_kick_master;
+        app->srv.spool_kick_arg = app;
+    }
     uv_signal_init(&app->loop, &app->sig_term);
     uv_signal_init(&app->loop, &app->sig_int);
     uv_signal_init(&app->loop, &app->sig_hup);
@@ -250,8 +314,21 @@ int mxg_cli_run(int argc, char **argv)
     uv_signal_start(&app->sig_term, on_signal, SIGTERM);
     uv_signal_start(&app->sig_int, on_signal, SIGINT);
     uv_signal_start(&app->sig_hup, on_signal, SIGHUP);
-    LOG_N("main", "mxguard %s started (config %s)", MXG_VERSION,
-          app->cfg.source[0] ? app->cfg.source : "built-in defaults");
+    if (app->n_workers > 1) { /* the master's "stop now" */
+        uv_signal_init(&app->loop, &app->sig_now);
+        app->sig_now.data = app;
+        uv_signal_start(&app->sig_now, on_signal, SIGUSR2);
+        uv_timer_init(&app->loop, &app->publish);
+        app->publish.data = app;
+        uv_timer_start(&app->publish, on_publish, 0, 1000);
+    }
+    if (app->n_workers > 1)
+        LOG_N("main", "worker %d of %d (pid %ld) started", app->worker, app->n_workers,
+              (long)getpid());
+    else
+        LOG_N("main", "mxguard %s started (config %s)", MXG_VERSION,
+              app->cfg.source[0] ? app->cfg.source : "built-in defaults");
+    app_worker_ready(app);
     uv_run(&app->loop, UV_RUN_DEFAULT);
     LOG_N("main", "stopped");
     rc = 0;

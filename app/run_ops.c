@@ -138,7 +138,13 @@ static double gauge_spool(void *arg)
 int app_ops_prepare(struct app *app, char *err, size_t errlen)
 {
     mxg_log_set_format(app->cfg.log_format);
-    if (!(app->metrics = mxg_metrics_new())) {
+    if (app->shared) { /* a worker: its slot of the shared mapping (app/run_workers.c) */
+        app->metrics = app_worker_metrics(app);
+        mxg_metrics_adopt(app->metrics); /* a predecessor's gauge functions are void */
+    } else {
+        app->metrics = mxg_metrics_new();
+    }
+    if (!app->metrics) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -184,7 +190,7 @@ static int app_status_on(struct app *app, char *err, size_t errlen)
 int app_ops_started(struct app *app, char *err, size_t errlen)
 {
     char e[512];
-    if (app->cfg.metrics_listen[0]) {
+    if (app->cfg.metrics_listen[0] && app->worker == 0) { /* worker 0 serves every worker's */
         struct mxg_endpoint ep;
         mxg_parse_endpoint(app->cfg.metrics_listen, 0, &ep); /* checked by the config */
         app->metrics_http = mxg_metrics_http_start(&app->loop, app->metrics, &app->cfg,
@@ -193,6 +199,8 @@ int app_ops_started(struct app *app, char *err, size_t errlen)
             snprintf(err, errlen, "metrics.listen %s: %s", app->cfg.metrics_listen, e);
             return -1;
         }
+        if (app->shared)
+            mxg_metrics_http_set_render(app->metrics_http, app_workers_render, app);
         LOG_N("main", "metrics on http://%s/metrics", app->cfg.metrics_listen);
         if (app_status_on(app, err, errlen) < 0)
             return -1;

@@ -157,7 +157,7 @@ void app_reload(struct app *app)
     reload_maps_tls(app);
     if (app->conncache) { /* idle connections and TLS sessions were set up under the old settings */
         struct mxg_conncache_cfg ccfg;
-        mxg_upstream_conncache_cfg(&app->cfg, &ccfg);
+        app_conncache_cfg(app, &ccfg); /* a worker: its share of the limits */
         mxg_conncache_reconfigure(app->conncache, &ccfg);
         mxg_tls_resume_clear(app->tls_resume);
     }

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <libconfig.h>
@@ -866,6 +867,47 @@ static void dump_int(const struct key *k, const struct mxg_config *cfg, FILE *ou
     fprintf(out, "%d", *(const int *)cfield(cfg, k));
 }
 
+/* server.workers: "auto" (stored as 0) or a number from k->min to k->max. */
+static int apply_workers(const struct key *k, const struct val *v, struct mxg_config *cfg,
+                         char *why, size_t whylen)
+{
+    if (!v->is_int && strcmp(v->s, "auto") == 0) {
+        *(int *)field(cfg, k) = 0;
+        return 0;
+    }
+    long long n = v->i;
+    char *end = NULL;
+    if (!v->is_int) {
+        n = strtoll(v->s, &end, 10);
+        if (!*v->s || *end)
+            return say(why, whylen, "\"%s\": must be \"auto\" or a number", v->s);
+    }
+    if (n < k->min || n > k->max)
+        return say(why, whylen, "must be \"auto\" or between %lld and %lld", k->min, k->max);
+    *(int *)field(cfg, k) = (int)n;
+    return 0;
+}
+
+/* server.workers in the file syntax. */
+static void dump_workers(const struct key *k, const struct mxg_config *cfg, FILE *out)
+{
+    int n = *(const int *)cfield(cfg, k);
+    if (n == 0)
+        fputs("\"auto\"", out);
+    else
+        fprintf(out, "%d", n);
+}
+
+int mxg_config_workers(const struct mxg_config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    return cpus > MXG_CFG_AUTO_WORKERS_MAX ? MXG_CFG_AUTO_WORKERS_MAX : (int)cpus;
+}
+
 static void dump_u64(const struct key *k, const struct mxg_config *cfg, FILE *out)
 {
     uint64_t v = *(const uint64_t *)cfield(cfg, k);
@@ -982,6 +1024,8 @@ static const struct key keys[] = {
     STRING("server", "hostname", hostname, "", check_dns_name),
     INT("server", "max_sessions", max_sessions, "1000", 1, 1000000),
     DURATION("server", "drain_timeout", drain_timeout_ms, "30s", 0, T_MAX),
+    {"server", "workers", SH_NUM_OR_STR, apply_workers, dump_workers, "1", F(workers), 0, 0, 1,
+     MXG_CFG_WORKERS_MAX, 0, NULL, NULL},
     ENDPOINTS("server", "queue_listen", queue_listen, n_queue_listen, "", 0, 0),
     ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
     STRING("server", "user", user, "", check_account_name),
@@ -1654,6 +1698,20 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
         return say(err, errlen, "%s: state.retention: must be at least state.outbox_max_age "
                                 "plus one day (a TLSRPT batch id must outlive every replay of "
                                 "its batch)", src);
+    /* server.workers: each worker gets an equal share of every process-wide limit
+     * (app/run_workers.c), so a limit below the worker count could not be kept */
+    const struct {
+        const char *name;
+        int v;
+    } shared_limits[] = {{"limits.destination_concurrency", cfg->dest_concurrency},
+                         {"limits.destination_rate", cfg->dest_rate},
+                         {"limits.upstream_connections", cfg->upstream_connections}};
+    int workers = mxg_config_workers(cfg);
+    for (size_t i = 0; workers > 1 && i < sizeof shared_limits / sizeof shared_limits[0]; i++)
+        if (shared_limits[i].v > 0 && shared_limits[i].v < workers)
+            return say(err, errlen, "%s: %s: %d is below server.workers (%d): each worker "
+                                    "gets an equal share of it", src, shared_limits[i].name,
+                       shared_limits[i].v, workers);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);

@@ -73,6 +73,8 @@ struct mxg_config {
     char hostname[MXG_CFG_NAME_MAX]; /* server.hostname: banner, Received; "" → gethostname() */
     int max_sessions;                /* server.max_sessions */
     uint64_t drain_timeout_ms;       /* server.drain_timeout: SIGTERM grace period */
+    int workers;                     /* server.workers: worker processes; 0 = "auto"
+                                        (mxg_config_workers() resolves it) */
     struct mxg_endpoint queue_listen[MXG_CFG_MAX_LISTEN]; /* server.queue_listen: queue-mode listeners */
     int n_queue_listen;
     enum mxg_multi_domain multi_domain; /* server.multi_domain: legs|defer */
@@ -251,6 +253,12 @@ void mxg_config_defaults(struct mxg_config *cfg);
 /* path may be NULL (defaults + environment). envp may be NULL. */
 int mxg_config_load(struct mxg_config *cfg, const char *path, char *const *envp, char *err,
                     size_t errlen);
+
+/* server.workers resolved: the configured number, or for "auto" (0) the online CPUs,
+ * at most MXG_CFG_AUTO_WORKERS_MAX (app/run_workers.c). */
+#define MXG_CFG_AUTO_WORKERS_MAX 8
+#define MXG_CFG_WORKERS_MAX 64
+int mxg_config_workers(const struct mxg_config *cfg);
 
 /* Write the effective configuration in the file syntax (for `config check -v`). */
 void mxg_config_dump(const struct mxg_config *cfg, FILE *out);

@@ -133,15 +133,20 @@ struct series {
     uint64_t sum_ms;
     mxg_metrics_read_fn fn;
     void *arg;
+    uint64_t published; /* summed gauges: the value (double bits) mxg_metrics_publish saw */
 };
 
+/* Fixed storage (no pointers), so that a registry can live in memory shared by
+ * the worker processes (mxg_metrics_new_at) and be read by another one: n is
+ * published after its series is written (release/acquire). */
 struct family {
-    struct series *s;
-    int n, cap;
+    struct series s[MXG_METRICS_MAX_SERIES];
+    int n;
 };
 
 struct mxg_metrics {
     struct family f[MXG_M__COUNT];
+    int in_caller_memory; /* mxg_metrics_new_at: mxg_metrics_free leaves the memory */
 };
 
 static struct series *series_find(struct family *f, const char *label)
@@ -154,17 +159,12 @@ static struct series *series_find(struct family *f, const char *label)
 
 static struct series *series_add(struct family *f, const char *label)
 {
-    if (f->n == f->cap) {
-        int cap = f->cap ? f->cap * 2 : 4;
-        struct series *s = realloc(f->s, sizeof *s * (size_t)cap);
-        if (!s)
-            return NULL;
-        f->s = s;
-        f->cap = cap;
-    }
-    struct series *s = &f->s[f->n++];
+    if (f->n >= MXG_METRICS_MAX_SERIES)
+        return NULL;
+    struct series *s = &f->s[f->n];
     memset(s, 0, sizeof *s);
     snprintf(s->label, sizeof s->label, "%s", label);
+    __atomic_store_n(&f->n, f->n + 1, __ATOMIC_RELEASE); /* a reader sees it whole */
     return s;
 }
 
@@ -188,11 +188,9 @@ static struct series *get(struct mxg_metrics *m, enum mxg_metric id, const char 
     return series_add(f, label);
 }
 
-struct mxg_metrics *mxg_metrics_new(void)
+/* The families without a label and those with fixed label values get their series. */
+static struct mxg_metrics *metrics_init(struct mxg_metrics *m)
 {
-    struct mxg_metrics *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
     for (int id = 0; id < MXG_M__COUNT; id++) {
         const struct family_def *d = &defs[id];
         if (!d->label && !get(m, (enum mxg_metric)id, NULL))
@@ -210,13 +208,39 @@ fail:
     return NULL;
 }
 
+struct mxg_metrics *mxg_metrics_new(void)
+{
+    struct mxg_metrics *m = calloc(1, sizeof *m);
+    return m ? metrics_init(m) : NULL;
+}
+
+size_t mxg_metrics_size(void)
+{
+    return sizeof(struct mxg_metrics);
+}
+
+struct mxg_metrics *mxg_metrics_new_at(void *mem, size_t size)
+{
+    if (!mem || size < sizeof(struct mxg_metrics))
+        return NULL;
+    struct mxg_metrics *m = memset(mem, 0, sizeof *m);
+    m->in_caller_memory = 1;
+    return metrics_init(m);
+}
+
+void mxg_metrics_adopt(struct mxg_metrics *m)
+{
+    for (int id = 0; m && id < MXG_M__COUNT; id++)
+        for (int i = 0; i < m->f[id].n; i++) {
+            m->f[id].s[i].fn = NULL;
+            m->f[id].s[i].arg = NULL;
+        }
+}
+
 void mxg_metrics_free(struct mxg_metrics *m)
 {
-    if (!m)
-        return;
-    for (int id = 0; id < MXG_M__COUNT; id++)
-        free(m->f[id].s);
-    free(m);
+    if (m && !m->in_caller_memory)
+        free(m);
 }
 
 void mxg_metrics_add(struct mxg_metrics *m, enum mxg_metric id, const char *label, uint64_t n)
@@ -407,5 +431,149 @@ int mxg_metrics_render(struct mxg_metrics *m, char **out, size_t *len)
         *len = 0;
         return -1;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------ worker processes */
+
+/* The gauges that are a sum over the workers (each counts its own sessions, connections,
+ * cache); the others describe one shared thing (the spool, the MTA-STS file) or the process
+ * that renders. */
+static int summed_gauge(int id)
+{
+    return id == MXG_M_SESSIONS_ACTIVE || id == MXG_M_UPSTREAM_OPEN ||
+           id == MXG_M_DNS_CACHE_ENTRIES;
+}
+
+void mxg_metrics_publish(struct mxg_metrics *m)
+{
+    for (int id = 0; m && id < MXG_M__COUNT; id++) {
+        if (!summed_gauge(id))
+            continue;
+        for (int i = 0; i < m->f[id].n; i++) {
+            struct series *s = &m->f[id].s[i];
+            double v = s->fn ? s->fn(s->arg) : s->gauge;
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            __atomic_store_n(&s->published, bits, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+/* Add the counters and histograms of src (another process's registry, read while it
+ * counts) into dst, and the published values of the summed gauges; other gauges stay
+ * dst's. */
+static void merge_counts(struct mxg_metrics *dst, const struct mxg_metrics *src)
+{
+    for (int id = 0; id < MXG_M__COUNT; id++) {
+        if (defs[id].kind == K_GAUGE && !summed_gauge(id))
+            continue;
+        const struct family *f = &src->f[id];
+        int n = __atomic_load_n(&f->n, __ATOMIC_ACQUIRE);
+        for (int i = 0; i < n && i < MXG_METRICS_MAX_SERIES; i++) {
+            const struct series *s = &f->s[i];
+            char label[MXG_METRICS_LABEL_MAX];
+            snprintf(label, sizeof label, "%s", s->label);
+            struct series *d = get(dst, (enum mxg_metric)id, label);
+            if (!d)
+                continue;
+            if (defs[id].kind == K_GAUGE) {
+                uint64_t bits = __atomic_load_n(&s->published, __ATOMIC_RELAXED);
+                double v;
+                memcpy(&v, &bits, sizeof v);
+                d->gauge += v;
+                continue;
+            }
+            d->count += __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+            d->sum_ms += __atomic_load_n(&s->sum_ms, __ATOMIC_RELAXED);
+            for (size_t b = 0; b < N_BUCKETS; b++)
+                d->buckets[b] += __atomic_load_n(&s->buckets[b], __ATOMIC_RELAXED);
+        }
+    }
+}
+
+/* One counter series of another process's registry (0 when absent). */
+static uint64_t peek_count(const struct mxg_metrics *m, enum mxg_metric id, const char *label)
+{
+    const struct family *f = &m->f[id];
+    int n = __atomic_load_n(&f->n, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n && i < MXG_METRICS_MAX_SERIES; i++)
+        if (strcmp(f->s[i].label, label) == 0)
+            return __atomic_load_n(&f->s[i].count, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* One per-worker family: HELP, TYPE and a series per worker. */
+static void render_per_worker(FILE *out, const char *name, const char *help,
+                              struct mxg_metrics *const *w, int n, const uint64_t *extra,
+                              uint64_t (*value)(const struct mxg_metrics *m))
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s{worker=\"%d\"} %llu\n", name, i,
+                (unsigned long long)(value ? value(w[i]) : extra[i]));
+}
+
+/* Sessions accepted by one worker. */
+static uint64_t worker_sessions(const struct mxg_metrics *m)
+{
+    return peek_count(m, MXG_M_SESSIONS_TOTAL, "");
+}
+
+/* Transactions one worker answered with 250 (relayed, or queued in the spool). */
+static uint64_t worker_relayed(const struct mxg_metrics *m)
+{
+    return peek_count(m, MXG_M_TRANSACTIONS, "delivered") +
+           peek_count(m, MXG_M_TRANSACTIONS, "queued");
+}
+
+int mxg_metrics_render_workers(struct mxg_metrics *const *w, int n, int self,
+                               const uint64_t *restarts, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (!w || n < 1 || self < 0 || self >= n || !w[self])
+        return -1;
+    struct mxg_metrics *sum = malloc(sizeof *sum);
+    if (!sum)
+        return -1;
+    memcpy(sum, w[self], sizeof *sum); /* self's gauge functions are valid here */
+    sum->in_caller_memory = 0;
+    for (int id = 0; id < MXG_M__COUNT; id++) /* summed gauges: self's value now, as a number */
+        for (int i = 0; summed_gauge(id) && i < sum->f[id].n; i++) {
+            struct series *s = &sum->f[id].s[i];
+            if (s->fn)
+                s->gauge = s->fn(s->arg);
+            s->fn = NULL;
+        }
+    for (int i = 0; i < n; i++)
+        if (i != self && w[i])
+            merge_counts(sum, w[i]);
+    char *body = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&body, &blen);
+    if (!f) {
+        free(sum);
+        return -1;
+    }
+    for (int id = 0; id < MXG_M__COUNT; id++)
+        render_family(f, &defs[id], &sum->f[id]);
+    render_per_worker(f, "mxguard_worker_sessions_total",
+                      "Inbound SMTP sessions accepted, per worker process", w, n, NULL,
+                      worker_sessions);
+    render_per_worker(f, "mxguard_worker_relayed_total",
+                      "Transactions answered 250 (relayed or queued), per worker process", w, n,
+                      NULL, worker_relayed);
+    if (restarts)
+        render_per_worker(f, "mxguard_worker_restarts_total",
+                          "Times a worker process was restarted after it died", w, n,
+                          restarts, NULL);
+    free(sum);
+    if (fclose(f) != 0) {
+        free(body);
+        return -1;
+    }
+    *out = body;
+    *len = blen;
     return 0;
 }

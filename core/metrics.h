@@ -14,9 +14,10 @@
  * fixed label values in metrics.c start with those series at 0, so a scrape
  * shows every outcome from the start.
  *
- * Values are plain integers and doubles updated on the loop thread: mxguard
- * runs one libuv loop and the HTTP endpoint (app/metrics_http.h) renders on
- * that same thread, so nothing here needs atomics or locks. Do not call these
+ * Values are plain integers and doubles updated on the loop thread: each mxguard
+ * process runs one libuv loop and the HTTP endpoint (app/metrics_http.h) renders on
+ * that same thread, so nothing here needs locks (worker processes: see
+ * mxg_metrics_render_workers below). Do not call these
  * from libuv thread-pool work callbacks (count in the after-work callback).
  *
  * Histograms take milliseconds and are exposed in seconds with fixed
@@ -118,6 +119,35 @@ int mxg_metrics_gauge_fn(struct mxg_metrics *m, enum mxg_metric id, const char *
 /* The value of a counter/gauge series (a histogram: its count), for tests
  * and logs; 0 when absent. */
 double mxg_metrics_value(const struct mxg_metrics *m, enum mxg_metric id, const char *label);
+
+/* Worker processes (server.workers > 1, app/run_workers.c): each worker counts in
+ * its own registry, placed by the master in memory every worker shares
+ * (mxg_metrics_new_at: mem of at least mxg_metrics_size() octets, zeroed here;
+ * mxg_metrics_free() then leaves the memory to its owner). A registry is written
+ * only by its own process; another may read it while it counts (series are
+ * published whole; values are read with atomic loads, so a scrape sees each value
+ * as it was at some moment, not one instant of all of them).
+ * mxg_metrics_render_workers(): the text of mxg_metrics_render() with the counters
+ * and histograms of all n registries summed, the gauges sessions_active,
+ * upstream_connections_open and dns_cache_entries summed (w[self]'s read now, the
+ * others' as last published), the other gauges of w[self] (the process that renders:
+ * only its gauge functions can be called; they describe shared things such as the
+ * spool, or that process), then per worker i the
+ * families mxguard_worker_sessions_total{worker="i"},
+ * mxguard_worker_relayed_total{worker="i"} (transactions answered 250) and, when
+ * restarts is not NULL, mxguard_worker_restarts_total{worker="i"} = restarts[i].
+ * 0, or -1 (out of memory, bad arguments). */
+size_t mxg_metrics_size(void);
+struct mxg_metrics *mxg_metrics_new_at(void *mem, size_t size);
+/* A registry a dead worker left, taken over by its successor: the counts go on,
+ * the gauge functions are dropped (their arguments were the dead process's). */
+void mxg_metrics_adopt(struct mxg_metrics *m);
+/* Workers: note the current value of the gauges that are summed over the workers
+ * (sessions_active, upstream_connections_open, dns_cache_entries: each worker's own),
+ * for the renderer in another process; called by each worker every second. */
+void mxg_metrics_publish(struct mxg_metrics *m);
+int mxg_metrics_render_workers(struct mxg_metrics *const *w, int n, int self,
+                               const uint64_t *restarts, char **out, size_t *len);
 
 /* The family's metric name ("mxguard_sessions_total"), or NULL. */
 const char *mxg_metrics_name(enum mxg_metric id);

@@ -96,11 +96,19 @@ int mxg_sasl_plain_parse(const unsigned char *msg, size_t len, char *user, char 
  * or "user:NAME"), counted within a window that starts at the first failure;
  * max failures within it lock the key for the lockout time. At most
  * max_entries keys are remembered; the least recently used one is forgotten
- * first. Times are the caller's monotonic milliseconds (uv_now). One table
- * per server (struct mxg_server), used on the loop thread only. */
+ * first. Times are the caller's monotonic milliseconds (uv_now: CLOCK_MONOTONIC,
+ * one clock for every process). One table per server (struct mxg_server), used
+ * on the loop thread only — or one shared by the worker processes
+ * (mxg_auth_throttle_new_shared). */
 struct mxg_auth_throttle;
 
 struct mxg_auth_throttle *mxg_auth_throttle_new(int max_entries); /* NULL: out of memory */
+/* The same table shared by processes (server.workers): one MAP_SHARED mapping,
+ * made before fork() and inherited, every call under a process-shared mutex; a
+ * fixed pool of max_entries slots (a key too long for a slot is refused like a
+ * full table: fail closed). mxg_auth_throttle_free() unmaps the caller's view
+ * only. NULL when the mapping cannot be made. */
+struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries);
 void mxg_auth_throttle_free(struct mxg_auth_throttle *t);          /* t may be NULL */
 /* Milliseconds until key's lockout ends; 0 when it is not locked. */
 uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms);

@@ -8,13 +8,23 @@
  * locked nor has a password check in flight (when there is none, nothing
  * is created and the caller fails closed: a flood of new keys cannot lift
  * a lockout). The table never holds more than
- * max_entries entries, whatever clients send. */
+ * max_entries entries, whatever clients send.
+ *
+ * A shared table (mxg_auth_throttle_new_shared, for worker processes) is the same
+ * structure in one MAP_SHARED mapping made before fork(), so its pointers are
+ * valid in every worker: the entries come from a fixed pool of slots in it
+ * (a key longer than a slot cannot be stored: the caller fails closed), and
+ * every public function holds the table's process-shared, robust mutex (a
+ * worker that dies holding it does not block the others). */
 #include "auth.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <openssl/rand.h>
 
@@ -36,7 +46,62 @@ struct mxg_auth_throttle {
     int n, max;
     uint32_t seed;
     struct tentry *head, *tail;
+    /* shared tables only */
+    int shared;
+    size_t map_len;            /* the whole mapping, this struct at its start */
+    pthread_mutex_t mu;        /* process-shared, robust */
+    struct tentry *free_slots; /* slots given back, linked by hnext */
+    char *slots;               /* the pool of max slots ... */
+    int n_used;                /* ... slots[0 .. n_used) have been handed out (pages are
+                                  touched only when a slot is first used) */
 };
+
+/* A shared table's slot: the entry and the longest key any caller makes. */
+#define SLOT_KEY_MAX MXG_AUTH_TRUST_KEY_MAX
+#define SLOT_SIZE ((sizeof(struct tentry) + SLOT_KEY_MAX + 15) & ~(size_t)15)
+
+/* Take a shared table's mutex (a no-op for a private one). */
+static void tlock(struct mxg_auth_throttle *t)
+{
+    if (t && t->shared && pthread_mutex_lock(&t->mu) == EOWNERDEAD)
+        pthread_mutex_consistent(&t->mu); /* its holder died; each update is small */
+}
+
+/* Release what tlock() took. */
+static void tunlock(struct mxg_auth_throttle *t)
+{
+    if (t && t->shared)
+        pthread_mutex_unlock(&t->mu);
+}
+
+/* A zeroed entry for a key of kl octets: calloc, or a shared table's free slot. */
+static struct tentry *entry_alloc(struct mxg_auth_throttle *t, size_t kl)
+{
+    if (!t->shared)
+        return calloc(1, sizeof(struct tentry) + kl + 1);
+    if (kl + 1 > SLOT_KEY_MAX)
+        return NULL;
+    struct tentry *e = t->free_slots;
+    if (e)
+        t->free_slots = e->hnext;
+    else if (t->n_used < t->max)
+        e = (struct tentry *)(t->slots + (size_t)t->n_used++ * SLOT_SIZE);
+    else
+        return NULL;
+    memset(e, 0, SLOT_SIZE);
+    return e;
+}
+
+/* Give an entry back (entry_alloc's opposite). */
+static void entry_free(struct mxg_auth_throttle *t, struct tentry *e)
+{
+    if (!t->shared) {
+        free(e);
+        return;
+    }
+    e->hnext = t->free_slots;
+    t->free_slots = e;
+}
 
 static uint32_t hash_key(const struct mxg_auth_throttle *t, const char *key)
 {
@@ -69,10 +134,47 @@ struct mxg_auth_throttle *mxg_auth_throttle_new(int max_entries)
     return t;
 }
 
+struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries)
+{
+    if (max_entries < 1)
+        return NULL;
+    size_t nb = 16;
+    while (nb < (size_t)max_entries && nb < ((size_t)1 << 24))
+        nb <<= 1;
+    size_t head = (sizeof(struct mxg_auth_throttle) + 15) & ~(size_t)15;
+    size_t len = head + nb * sizeof(struct tentry *) + (size_t)max_entries * SLOT_SIZE;
+    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return NULL;
+    struct mxg_auth_throttle *t = mem; /* the mapping is zeroed */
+    t->shared = 1;
+    t->map_len = len;
+    t->max = max_entries;
+    t->nb = nb;
+    t->buckets = (struct tentry **)((char *)mem + head);
+    t->slots = (char *)t->buckets + nb * sizeof(struct tentry *);
+    pthread_mutexattr_t a;
+    if (pthread_mutexattr_init(&a) != 0 ||
+        pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
+        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
+        pthread_mutex_init(&t->mu, &a) != 0) {
+        munmap(mem, len);
+        return NULL;
+    }
+    pthread_mutexattr_destroy(&a);
+    if (RAND_bytes((unsigned char *)&t->seed, sizeof t->seed) != 1)
+        t->seed = (uint32_t)(uintptr_t)t;
+    return t;
+}
+
 void mxg_auth_throttle_free(struct mxg_auth_throttle *t)
 {
     if (!t)
         return;
+    if (t->shared) { /* this process's view only: the others keep theirs */
+        munmap(t, t->map_len);
+        return;
+    }
     struct tentry *e = t->head;
     while (e) {
         struct tentry *next = e->next;
@@ -123,7 +225,7 @@ static void remove_entry(struct mxg_auth_throttle *t, struct tentry *e)
     if (*pp)
         *pp = e->hnext;
     lru_unlink(t, e);
-    free(e);
+    entry_free(t, e);
     t->n--;
 }
 
@@ -144,8 +246,10 @@ static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int c
     if (!create)
         return NULL;
     size_t kl = strlen(key);
-    e = calloc(1, sizeof *e + kl + 1);
-    if (!e)
+    if (t->shared && kl + 1 > SLOT_KEY_MAX)
+        return NULL;
+    e = t->shared ? NULL : entry_alloc(t, kl); /* a shared slot is taken after the eviction */
+    if (!e && !t->shared)
         return NULL;
     if (t->n >= t->max) {
         /* forgetting a lockout or a running check would lift the limit */
@@ -153,11 +257,14 @@ static struct tentry *lookup(struct mxg_auth_throttle *t, const char *key, int c
         while (victim && (victim->inflight > 0 || victim->locked_until > now_ms))
             victim = victim->prev;
         if (!victim) {
-            free(e);
+            if (e)
+                entry_free(t, e);
             return NULL;
         }
         remove_entry(t, victim);
     }
+    if (!e && !(e = entry_alloc(t, kl)))
+        return NULL;
     memcpy(e->key, key, kl + 1);
     e->h = h;
     e->hnext = t->buckets[h & (t->nb - 1)];
@@ -174,11 +281,14 @@ static void expire(struct tentry *e, uint64_t now_ms, uint64_t window_ms)
         e->locked_until = 0;
         e->count = 0;
     }
-    if (e->count && now_ms - e->window_start >= window_ms)
+    /* now_ms may be a little behind window_start: another worker process's loop time
+     * (CLOCK_MONOTONIC, read at its loop's last turn) started the window */
+    if (e->count && now_ms > e->window_start && now_ms - e->window_start >= window_ms)
         e->count = 0;
 }
 
-uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms)
+/* mxg_auth_throttle_locked() without the lock. */
+static uint64_t auth_throttle_locked_in(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms)
 {
     if (!t || !key)
         return 0;
@@ -188,7 +298,8 @@ uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, 
     return e->locked_until - now_ms;
 }
 
-int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+/* mxg_auth_throttle_fail() without the lock. */
+static int auth_throttle_fail_in(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                            uint64_t window_ms, uint64_t lockout_ms)
 {
     if (!t || !key || max < 1)
@@ -207,7 +318,8 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
     return e->count;
 }
 
-int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+/* mxg_auth_throttle_start() without the lock. */
+static int auth_throttle_start_in(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                             uint64_t window_ms)
 {
     if (!t || !key || max < 1)
@@ -222,7 +334,8 @@ int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64
     return 1;
 }
 
-void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key)
+/* mxg_auth_throttle_finish() without the lock. */
+static void auth_throttle_finish_in(struct mxg_auth_throttle *t, const char *key)
 {
     if (!t || !key)
         return;
@@ -231,7 +344,8 @@ void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key)
         e->inflight--;
 }
 
-int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key)
+/* mxg_auth_throttle_inflight() without the lock. */
+static int auth_throttle_inflight_in(struct mxg_auth_throttle *t, const char *key)
 {
     struct tentry *e = t && key ? find(t, key, hash_key(t, key)) : NULL;
     return e ? e->inflight : 0;
@@ -244,7 +358,8 @@ static int trust_key(const char *addr_key, const char *user, char *out, size_t c
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+/* mxg_auth_trust_mark() without the lock. */
+static void auth_trust_mark_in(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
                          uint64_t when_ms)
 {
     char k[MXG_AUTH_TRUST_KEY_MAX];
@@ -255,7 +370,8 @@ void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, cons
         e->seen = when_ms;
 }
 
-int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+/* mxg_auth_trusted() without the lock. */
+static int auth_trusted_in(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
                      uint64_t now_ms, uint64_t lifetime_ms)
 {
     char k[MXG_AUTH_TRUST_KEY_MAX];
@@ -267,7 +383,8 @@ int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const ch
     return e->seen <= now_ms ? now_ms - e->seen < lifetime_ms : 1;
 }
 
-void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key)
+/* mxg_auth_throttle_clear() without the lock. */
+static void auth_throttle_clear_in(struct mxg_auth_throttle *t, const char *key)
 {
     if (!t || !key)
         return;
@@ -278,7 +395,7 @@ void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key)
 
 int mxg_auth_throttle_size(const struct mxg_auth_throttle *t)
 {
-    return t ? t->n : 0;
+    return t ? __atomic_load_n(&t->n, __ATOMIC_RELAXED) : 0;
 }
 
 void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap)
@@ -302,4 +419,72 @@ void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap
         return;
     }
     snprintf(out, cap, "ip:?");
+}
+
+/* ------------------------------------------------------------ the public functions: a
+ * shared table's mutex held around each (auth.h) */
+
+uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms)
+{
+    tlock(t);
+    uint64_t r = auth_throttle_locked_in(t, key, now_ms);
+    tunlock(t);
+    return r;
+}
+
+int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+                           uint64_t window_ms, uint64_t lockout_ms)
+{
+    tlock(t);
+    int r = auth_throttle_fail_in(t, key, now_ms, max, window_ms, lockout_ms);
+    tunlock(t);
+    return r;
+}
+
+int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
+                            uint64_t window_ms)
+{
+    tlock(t);
+    int r = auth_throttle_start_in(t, key, now_ms, max, window_ms);
+    tunlock(t);
+    return r;
+}
+
+void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key)
+{
+    tlock(t);
+    auth_throttle_finish_in(t, key);
+    tunlock(t);
+}
+
+int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key)
+{
+    tlock(t);
+    int r = auth_throttle_inflight_in(t, key);
+    tunlock(t);
+    return r;
+}
+
+void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                         uint64_t when_ms)
+{
+    tlock(t);
+    auth_trust_mark_in(t, addr_key, user, when_ms);
+    tunlock(t);
+}
+
+int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
+                     uint64_t now_ms, uint64_t lifetime_ms)
+{
+    tlock(t);
+    int r = auth_trusted_in(t, addr_key, user, now_ms, lifetime_ms);
+    tunlock(t);
+    return r;
+}
+
+void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key)
+{
+    tlock(t);
+    auth_throttle_clear_in(t, key);
+    tunlock(t);
 }

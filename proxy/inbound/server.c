@@ -92,7 +92,12 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     void *kick_arg = srv->spool_kick_arg;
     struct mxg_tls_ctx *tls_server = srv->tls_server;
     struct mxg_auth_db *auth_db = srv->auth_db;
+    struct mxg_auth_throttle *throttle = srv->auth_throttle, *trust = srv->auth_trust;
+    const int *listen_fds = srv->listen_fds;
     memset(srv, 0, sizeof *srv);
+    srv->auth_throttle = throttle;
+    srv->auth_trust = trust;
+    srv->listen_fds = listen_fds;
     srv->spool = spool;
     srv->spool_kick = kick;
     srv->spool_kick_arg = kick_arg;
@@ -120,7 +125,8 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
         l->data = srv;
         srv->listen_mode[i] = q ? MXG_MODE_QUEUE : MXG_MODE_PROXY;
         srv->n_listeners++;
-        int rc = uv_tcp_bind(l, (const struct sockaddr *)&ep->sa, 0);
+        int rc = listen_fds ? uv_tcp_open(l, listen_fds[i])
+                            : uv_tcp_bind(l, (const struct sockaddr *)&ep->sa, 0);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)l, 511, on_accept);
         if (rc < 0) {
@@ -131,7 +137,8 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
             srv->n_listeners = 0;
             return -1;
         }
-        LOG_N("server", "listening on %s%s", ep->text, q ? " (queue mode)" : "");
+        if (!listen_fds)
+            LOG_N("server", "listening on %s%s", ep->text, q ? " (queue mode)" : "");
     }
     return 0;
 }

@@ -71,6 +71,14 @@ struct mxg_server {
      * the drain has finished). */
     struct mxg_auth_throttle *auth_trust;
     struct mxg_auth_trust_store *auth_trust_store;
+    int auth_trust_loaded; /* the store was opened and read into auth_trust */
+    /* Worker processes (app/run_workers.c), set by the owner before
+     * mxg_server_start(), which keeps them: listen_fds (borrowed) holds one
+     * socket per cfg->listen then cfg->queue_listen endpoint, already bound and
+     * listening, used instead of binding (NULL: bind); auth_throttle and
+     * auth_trust may be preset to tables shared by the workers
+     * (mxg_auth_throttle_new_shared), so the AUTH limits hold across them. */
+    const int *listen_fds;
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are

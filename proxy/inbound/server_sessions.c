@@ -46,8 +46,10 @@ struct mxg_auth_throttle *mxg_server_trust(struct mxg_server *srv,
                                            struct mxg_auth_trust_store **store)
 {
     const struct mxg_config *cfg = srv->cfg;
-    if (!srv->auth_trust) {
-        srv->auth_trust = mxg_auth_throttle_new(cfg->auth_trusted_entries);
+    if (!srv->auth_trust || !srv->auth_trust_loaded) {
+        if (!srv->auth_trust) /* else: preset, shared by the worker processes */
+            srv->auth_trust = mxg_auth_throttle_new(cfg->auth_trusted_entries);
+        srv->auth_trust_loaded = srv->auth_trust != NULL;
         char err[512];
         srv->auth_trust_store = srv->auth_trust && cfg->auth_trusted_lifetime_ms
                                     ? mxg_auth_trust_store_open(cfg->state_dir,

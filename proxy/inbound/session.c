@@ -1846,10 +1846,16 @@ static int auth_count_failure(struct mxg_session *s, const char *why)
 /* Wrong credentials: count them; the 535 goes out after auth.failure_delay,
  * and nothing else is read meanwhile (replies stay in order). The address
  * reaching auth.max_failures gets 421 and the connection is closed. */
+static void auth_failed_counted(struct mxg_session *s, int n);
 static void auth_failed(struct mxg_session *s, const char *why)
 {
+    auth_failed_counted(s, auth_count_failure(s, why));
+}
+
+/* auth_failed() once the failure is counted (n: the count from this address). */
+static void auth_failed_counted(struct mxg_session *s, int n)
+{
     const struct mxg_config *cfg = s->srv->cfg;
-    int n = auth_count_failure(s, why);
     auth_end(s);
     if (n >= cfg->auth_max_failures) {
         LOG_W("smtp", "%s: client %s locked out of AUTH for %llus after %d failures", s->id,
@@ -1894,10 +1900,15 @@ static uint64_t wall_ms(void)
 static void auth_verified(void *arg, int ok)
 {
     struct mxg_session *s = arg;
+    /* a wrong password is counted before the check stops counting as in flight: with
+     * worker processes sharing the throttle another worker's check may start in
+     * between, and must find the failure, not a free slot (fail closed) */
+    int n = ok != 0 ? 0
+                    : auth_count_failure(s, s->st == SS_CLOSING
+                                                ? "wrong password or unknown user (the client left)"
+                                                : "wrong password or unknown user");
     auth_release(s);
-    if (s->st == SS_CLOSING) { /* the client left meanwhile: a wrong password still counts */
-        if (ok == 0)
-            auth_count_failure(s, "wrong password or unknown user (the client left)");
+    if (s->st == SS_CLOSING) { /* the client left meanwhile: a wrong password still counted */
         sess_unref(s);
         return;
     }
@@ -1910,7 +1921,7 @@ static void auth_verified(void *arg, int ok)
         return;
     }
     if (ok == 0) {
-        auth_failed(s, "wrong password or unknown user");
+        auth_failed_counted(s, n);
         return;
     }
     /* a success does not clear the user's failures (the attacker would get

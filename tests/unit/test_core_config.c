@@ -454,6 +454,44 @@ static void test_state_settings(void **state)
     free(path);
 }
 
+/* server.workers: a number or "auto" (the CPUs, at most 8); each worker's share of a
+ * process-wide limit must be at least 1. */
+static void test_workers_setting(void **state)
+{
+    (void)state;
+    struct mxg_config c;
+    char err[512];
+    assert_int_equal(mxg_config_load(&c, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(c.workers, 1); /* the default: one process */
+    assert_int_equal(mxg_config_workers(&c), 1);
+    char *path = write_temp("server: { workers = \"auto\"; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(c.workers, 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(mxg_config_workers(&c), cpus > 8 ? 8 : cpus < 1 ? 1 : cpus);
+    remove_temp(path);
+    path = write_temp("server: { workers = 3; };\nlimits: { destination_concurrency = 3; "
+                      "destination_rate = 0; upstream_connections = 30; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(mxg_config_workers(&c), 3);
+    remove_temp(path);
+    path = write_temp("server: { workers = 3; };\nlimits: { destination_concurrency = 2; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "limits.destination_concurrency: 2 is below server.workers (3)"));
+    remove_temp(path);
+    path = write_temp("server: { workers = 0; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "must be \"auto\" or between 1 and 64"));
+    remove_temp(path);
+    path = write_temp("server: { workers = \"many\"; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "must be \"auto\" or a number"));
+    remove_temp(path);
+    char *env[] = {"MXGUARD_SERVER_WORKERS=2", NULL};
+    assert_int_equal(mxg_config_load(&c, NULL, env, err, sizeof err), 0);
+    assert_int_equal(c.workers, 2);
+}
+
 static void test_file_errors(void **state)
 {
     (void)state;
@@ -1022,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_include_errors_name_the_included_file),
         cmocka_unit_test(test_untouched_on_error),
+        cmocka_unit_test(test_workers_setting),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_env_overrides_file),
         cmocka_unit_test(test_env_bools),

@@ -186,6 +186,65 @@ static void test_names(void **state)
     }
 }
 
+/* Worker processes: registries in caller memory (as the master's shared mapping), the
+ * counters and histograms summed, the renderer's gauges only, the per-worker families. */
+static void test_workers(void **state)
+{
+    (void)state;
+    size_t sz = mxg_metrics_size();
+    char *mem = calloc(2, sz);
+    assert_null(mxg_metrics_new_at(mem, sz - 1));
+    struct mxg_metrics *w[2] = {mxg_metrics_new_at(mem, sz), mxg_metrics_new_at(mem + sz, sz)};
+    assert_non_null(w[0]);
+    assert_non_null(w[1]);
+    int calls = 0;
+    mxg_metrics_add(w[0], MXG_M_TRANSACTIONS, "delivered", 3);
+    mxg_metrics_add(w[1], MXG_M_TRANSACTIONS, "delivered", 4);
+    mxg_metrics_inc(w[1], MXG_M_TRANSACTIONS, "queued");
+    mxg_metrics_add(w[1], MXG_M_SESSIONS_TOTAL, NULL, 2);
+    mxg_metrics_inc(w[1], MXG_M_TLS_SESSIONS, "certificate-expired"); /* a series only w[1] has */
+    mxg_metrics_observe_ms(w[0], MXG_M_TXN_DURATION, NULL, 250);
+    mxg_metrics_observe_ms(w[1], MXG_M_TXN_DURATION, NULL, 3);
+    mxg_metrics_set(w[0], MXG_M_SPOOL_MESSAGES, NULL, 5);
+    mxg_metrics_set(w[1], MXG_M_SPOOL_MESSAGES, NULL, 9); /* not the renderer's: not shown */
+    mxg_metrics_gauge_fn(w[0], MXG_M_DNS_CACHE_ENTRIES, NULL, read_seven, &calls);
+    mxg_metrics_gauge_fn(w[1], MXG_M_DNS_CACHE_ENTRIES, NULL, read_seven, &calls);
+    mxg_metrics_set(w[1], MXG_M_SESSIONS_ACTIVE, NULL, 4);
+    mxg_metrics_publish(w[1]); /* w[1]'s summed gauges as of now: 7 entries, 4 sessions */
+    mxg_metrics_set(w[1], MXG_M_SESSIONS_ACTIVE, NULL, 40); /* not published yet */
+    mxg_metrics_set(w[0], MXG_M_SESSIONS_ACTIVE, NULL, 1);
+    uint64_t restarts[2] = {0, 3};
+    char *t;
+    size_t len;
+    assert_int_equal(mxg_metrics_render_workers(w, 2, 0, restarts, &t, &len), 0);
+    assert_int_equal(strlen(t), len);
+    assert_line(t, "mxguard_transactions_total{outcome=\"delivered\"} 7");
+    assert_line(t, "mxguard_transactions_total{outcome=\"queued\"} 1");
+    assert_line(t, "mxguard_sessions_total 2");
+    assert_line(t, "mxguard_tls_sessions_total{result=\"certificate-expired\"} 1");
+    assert_line(t, "mxguard_transaction_duration_seconds_bucket{le=\"0.005\"} 1");
+    assert_line(t, "mxguard_transaction_duration_seconds_count 2");
+    assert_line(t, "mxguard_spool_messages 5");
+    assert_line(t, "mxguard_dns_cache_entries 14");
+    assert_line(t, "mxguard_sessions_active 5");
+    assert_line(t, "mxguard_build_info{version=\"" MXG_VERSION "\"} 1");
+    assert_line(t, "mxguard_worker_relayed_total{worker=\"0\"} 3");
+    assert_line(t, "mxguard_worker_relayed_total{worker=\"1\"} 5");
+    assert_line(t, "mxguard_worker_sessions_total{worker=\"1\"} 2");
+    assert_line(t, "mxguard_worker_restarts_total{worker=\"1\"} 3");
+    free(t);
+    /* the renderer's own registry is not changed by a render */
+    assert_true(mxg_metrics_value(w[0], MXG_M_TRANSACTIONS, "delivered") == 3);
+    /* a successor adopts a slot: counts go on, gauge functions are gone */
+    mxg_metrics_adopt(w[0]);
+    assert_true(mxg_metrics_value(w[0], MXG_M_DNS_CACHE_ENTRIES, NULL) == 0);
+    assert_true(mxg_metrics_value(w[0], MXG_M_TRANSACTIONS, "delivered") == 3);
+    assert_int_equal(mxg_metrics_render_workers(w, 2, 2, NULL, &t, &len), -1);
+    mxg_metrics_free(w[0]); /* caller memory: left alone */
+    mxg_metrics_free(w[1]);
+    free(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_gauges),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

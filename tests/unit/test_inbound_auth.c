@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proxy/inbound/auth.h"
@@ -348,10 +349,14 @@ static void test_verify_async(void **state)
 
 /* ------------------------------------------------------------------ throttle */
 
+/* The constructor the throttle tests use: private, or shared by processes (the same
+ * behaviour is expected of both). */
+static struct mxg_auth_throttle *(*mk)(int max_entries) = mxg_auth_throttle_new;
+
 static void test_throttle(void **state)
 {
     (void)state;
-    struct mxg_auth_throttle *t = mxg_auth_throttle_new(16);
+    struct mxg_auth_throttle *t = mk(16);
     assert_non_null(t);
     /* three failures within the window lock the key for the lockout */
     assert_int_equal(mxg_auth_throttle_locked(t, "ip:192.0.2.1", 0), 0);
@@ -378,7 +383,7 @@ static void test_throttle(void **state)
     mxg_auth_throttle_clear(t, "user:nobody"); /* no-op */
     /* bounded: 16 entries at most; the least recently used goes first */
     mxg_auth_throttle_free(t);
-    t = mxg_auth_throttle_new(16);
+    t = mk(16);
     char key[32];
     assert_int_equal(mxg_auth_throttle_fail(t, "ip:old", 0, 2, 100000, 1000), 1);
     assert_int_equal(mxg_auth_throttle_fail(t, "ip:kept", 0, 2, 100000, 1000), 1);
@@ -393,9 +398,9 @@ static void test_throttle(void **state)
     assert_int_equal(mxg_auth_throttle_fail(t, "ip:old", 20, 2, 100000, 1000), 1);  /* forgotten */
     mxg_auth_throttle_free(t);
     mxg_auth_throttle_free(NULL);
-    assert_null(mxg_auth_throttle_new(0));
+    assert_null(mk(0));
     /* a large table with many keys */
-    t = mxg_auth_throttle_new(1000);
+    t = mk(1000);
     for (int i = 0; i < 5000; i++) {
         snprintf(key, sizeof key, "ip:10.0.%d.%d", i / 256, i % 256);
         mxg_auth_throttle_fail(t, key, (uint64_t)i, 5, 1000, 1000);
@@ -410,7 +415,7 @@ static void test_throttle(void **state)
 static void test_throttle_in_flight(void **state)
 {
     (void)state;
-    struct mxg_auth_throttle *t = mxg_auth_throttle_new(16);
+    struct mxg_auth_throttle *t = mk(16);
     int started = 0;
     for (int i = 0; i < 40; i++)
         started += mxg_auth_throttle_start(t, "ip:192.0.2.1", 1000, 5, 10000);
@@ -442,7 +447,7 @@ static void test_throttle_in_flight(void **state)
 
     /* a full table never forgets an entry with a check in flight; when every
      * entry has one, a new key is refused (fail closed), never let through */
-    t = mxg_auth_throttle_new(16);
+    t = mk(16);
     char key[32];
     for (int i = 0; i < 16; i++) {
         snprintf(key, sizeof key, "ip:10.0.0.%d", i);
@@ -463,7 +468,7 @@ static void test_throttle_in_flight(void **state)
 
     /* a flood of new keys never evicts a lockout: with every entry locked,
      * a new key is refused until a lockout ends */
-    t = mxg_auth_throttle_new(16);
+    t = mk(16);
     for (int i = 0; i < 16; i++) {
         snprintf(key, sizeof key, "user:u%d", i);
         assert_int_equal(mxg_auth_throttle_fail(t, key, 0, 1, 1000, 5000), 1);
@@ -478,6 +483,49 @@ static void test_throttle_in_flight(void **state)
         assert_true(mxg_auth_throttle_locked(t, key, 10) > 0);
     }
     assert_int_equal(mxg_auth_throttle_start(t, "user:new", 5000, 5, 1000), 1); /* over */
+    mxg_auth_throttle_free(t);
+}
+
+/* The shared table (worker processes): the same behaviour; across fork() one count —
+ * two processes starting 20 checks each on one key with max 5 get 5 in all; a window
+ * started by a process whose loop time is a little ahead is not taken for an old one;
+ * a key too long for a slot is refused (fail closed), never let through. */
+static void test_throttle_shared(void **state)
+{
+    mk = mxg_auth_throttle_new_shared;
+    test_throttle(state);
+    test_throttle_in_flight(state);
+    mk = mxg_auth_throttle_new;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64);
+    assert_non_null(t);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    int started = 0;
+    for (int i = 0; i < 20; i++)
+        started += mxg_auth_throttle_start(t, "ip:192.0.2.9", 1000, 5, 60000) == 1;
+    if (pid == 0) {
+        ssize_t w = write(pfd[1], &started, sizeof started);
+        _exit(w == (ssize_t)sizeof started ? 0 : 1);
+    }
+    int other = -1;
+    assert_int_equal(read(pfd[0], &other, sizeof other), (ssize_t)sizeof other);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    close(pfd[0]);
+    close(pfd[1]);
+    assert_int_equal(started + other, 5);
+    assert_int_equal(mxg_auth_throttle_inflight(t, "ip:192.0.2.9"), 5);
+    /* the window starts at 1000 in one process; another's loop time says 990 */
+    assert_int_equal(mxg_auth_throttle_fail(t, "user:carol", 1000, 3, 60000, 5000), 1);
+    assert_int_equal(mxg_auth_throttle_fail(t, "user:carol", 990, 3, 60000, 5000), 2);
+    assert_int_equal(mxg_auth_throttle_start(t, "user:carol", 995, 3, 60000), 1);
+    assert_int_equal(mxg_auth_throttle_start(t, "user:carol", 995, 3, 60000), 0);
+    char longkey[MXG_AUTH_TRUST_KEY_MAX + 8];
+    memset(longkey, 'x', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    assert_int_equal(mxg_auth_throttle_start(t, longkey, 0, 5, 1000), -1);
     mxg_auth_throttle_free(t);
 }
 
@@ -749,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_verify_async),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_in_flight),
+        cmocka_unit_test(test_throttle_shared),
         cmocka_unit_test(test_trusted_addresses),
         cmocka_unit_test(test_trust_store),
         cmocka_unit_test(test_addr_key),

@@ -1,0 +1,425 @@
+/* app/run_workers.c — server.workers > 1: the master process and what its worker
+ * processes share (docs/ARCHITECTURE.md §Workers).
+ *
+ * Why processes, not threads: every module assumes one loop thread (the
+ * registries, caches, the spool, the leg and session state machines, libuv's
+ * handles, getdns' context, the libcurl multi handle); making each of them
+ * thread-safe would touch all of them. A prefork model keeps that contract: the
+ * master binds the listeners, makes the little that must be process-wide in one
+ * MAP_SHARED mapping, then forks N workers; each worker is the whole one-loop
+ * mxguard of app/run.c (its sessions, upstream connections, connection cache,
+ * DNS context and answer cache, TLS session cache, MTA-STS cache view: per
+ * worker by design) serving the listener sockets made for it.
+ *
+ * Process-wide by nature, and how:
+ *  - AUTH failure counters and trusted addresses: the two tables of
+ *    proxy/inbound/auth.h made shared (mxg_auth_throttle_new_shared: fixed size,
+ *    process-shared robust mutex; a full table refuses, fail closed).
+ *  - Upstream connection limits (limits.destination_concurrency,
+ *    limits.destination_rate, limits.upstream_connections): each worker gets
+ *    floor(limit / N) (app_conncache_cfg), so the sum never exceeds the limit;
+ *    core/config.c refuses a limit below N. A worker cannot borrow another's
+ *    unused share: fail closed, never above the limit.
+ *  - Metrics: each worker counts in its own registry slot of the mapping (and
+ *    publishes its sessions, connections and DNS cache size there every second);
+ *    worker 0 serves /metrics with them summed and per-worker families
+ *    (core/metrics.h mxg_metrics_render_workers).
+ *  - Worker 0 alone runs the queue runner, the TLSRPT report sender, the metrics
+ *    endpoint and the status page, and writes the pid file (with the master's
+ *    pid: `mxguard queue flush` signals the master, which tells worker 0).
+ *    Another worker that spooled a message asks the master (SIGUSR1) to kick it.
+ *  - SQLite stores are opened per worker (busy timeouts, WAL); TLSRPT counts are
+ *    added with UPSERT, so every worker's results count. The spool's file names
+ *    carry the pid; its entry locks keep a crashed writer's cleanup from touching
+ *    a live one's body.
+ *
+ * Listeners: one socket per (worker, endpoint), bound by the master with
+ * SO_REUSEPORT, so the kernel spreads connections over the workers; the master
+ * keeps its copies open, so connections that arrive while a worker restarts
+ * wait in that socket's backlog for the new worker instead of being refused.
+ *
+ * Signals (the master's, synchronous with sigtimedwait): SIGHUP is re-read by
+ * the master (its configuration is what a restarted worker starts with) and
+ * forwarded to every worker; SIGTERM/SIGINT: the master closes its listener
+ * copies and forwards it (a second one as SIGUSR2, "now": a worker takes a second
+ * SIGTERM within 1 s of the first for the process group's copy of the same stop,
+ * ^C or systemd's control-group kill); it exits when every worker has,
+ * with 0 when all of them exited 0, else 1. SIGUSR1 goes to worker 0. A worker
+ * that dies after it was serving is logged and restarted (after 1 s when it
+ * lived less than that); one that dies before it first served (a start-up error)
+ * stops the whole server with status 1, as a single process would; a restarted one
+ * that cannot start again is retried every 5 s (logged) while the others serve. Workers get
+ * SIGTERM when the master dies (PR_SET_PDEATHSIG). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "../core/metrics.h"
+#include "../core/reload.h"
+#include "../proxy/inbound/auth.h"
+#include "../proxy/outbound/conncache.h"
+#include "app.h"
+
+#define MAX_ENDPOINTS (2 * MXG_CFG_MAX_LISTEN)
+
+/* What the master shares with its workers (one MAP_SHARED mapping). */
+struct app_shared {
+    int n;                                   /* workers */
+    struct mxg_metrics *metrics[MXG_CFG_WORKERS_MAX];
+    uint64_t restarts[MXG_CFG_WORKERS_MAX];  /* written by the master */
+    int ready[MXG_CFG_WORKERS_MAX];          /* the worker serves (set by it) */
+    size_t len;                              /* the whole mapping */
+};
+
+/* The master's bookkeeping (its own memory). */
+struct master {
+    struct app *app;
+    int n, n_ep;
+    int fds[MXG_CFG_WORKERS_MAX][MAX_ENDPOINTS];
+    pid_t pid[MXG_CFG_WORKERS_MAX];          /* 0: not running */
+    uint64_t started_ms[MXG_CFG_WORKERS_MAX];
+    uint64_t restart_at[MXG_CFG_WORKERS_MAX]; /* 0: none due */
+    int stopping, failed;
+    sigset_t sigs, old_mask;
+};
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The shared mapping: the header, then one metrics registry per worker (the AUTH
+ * tables are mappings of their own). NULL (logged) when it cannot be made. */
+static struct app_shared *shared_new(int n)
+{
+    size_t head = (sizeof(struct app_shared) + 63) & ~(size_t)63;
+    size_t slot = (mxg_metrics_size() + 63) & ~(size_t)63;
+    size_t len = head + (size_t)n * slot;
+    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        LOG_E("main", "workers: shared memory (%zu octets): %s", len, strerror(errno));
+        return NULL;
+    }
+    struct app_shared *sh = mem;
+    sh->n = n;
+    sh->len = len;
+    for (int i = 0; i < n; i++)
+        sh->metrics[i] = mxg_metrics_new_at((char *)mem + head + (size_t)i * slot, slot);
+    return sh;
+}
+
+/* One listening socket for ep, bound with SO_REUSEPORT; -1 (err) on failure. */
+static int listen_socket(const struct mxg_endpoint *ep, char *err, size_t errlen)
+{
+    int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    socklen_t sl = ep->sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0 ||
+        bind(fd, (const struct sockaddr *)&ep->sa, sl) < 0 || listen(fd, 511) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", ep->text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Every worker's listener sockets; 0, or -1 (logged, none left open). */
+static int bind_all(struct master *m)
+{
+    const struct mxg_config *cfg = &m->app->cfg;
+    char err[512];
+    m->n_ep = cfg->n_listen + cfg->n_queue_listen;
+    for (int w = 0; w < m->n; w++)
+        for (int i = 0; i < m->n_ep; i++)
+            m->fds[w][i] = -1;
+    for (int w = 0; w < m->n; w++) {
+        for (int i = 0; i < m->n_ep; i++) {
+            const struct mxg_endpoint *ep =
+                i < cfg->n_listen ? &cfg->listen[i] : &cfg->queue_listen[i - cfg->n_listen];
+            if ((m->fds[w][i] = listen_socket(ep, err, sizeof err)) < 0) {
+                LOG_E("main", "%s", err);
+                for (int v = 0; v <= w; v++)
+                    for (int k = 0; k < m->n_ep; k++)
+                        if (m->fds[v][k] >= 0)
+                            close(m->fds[v][k]);
+                return -1;
+            }
+        }
+    }
+    for (int i = 0; i < m->n_ep; i++)
+        LOG_N("server", "listening on %s%s (%d workers)",
+              i < cfg->n_listen ? cfg->listen[i].text : cfg->queue_listen[i - cfg->n_listen].text,
+              i < cfg->n_listen ? "" : " (queue mode)", m->n);
+    return 0;
+}
+
+/* The master's listener copies closed (SIGTERM: no new connections once the
+ * workers have closed theirs). */
+static void close_all(struct master *m)
+{
+    for (int w = 0; w < m->n; w++)
+        for (int i = 0; i < m->n_ep; i++)
+            if (m->fds[w][i] >= 0) {
+                close(m->fds[w][i]);
+                m->fds[w][i] = -1;
+            }
+}
+
+/* Fork worker w. In the child: returns 1 (the caller goes on serving as worker
+ * w); in the master 0, or -1 when fork failed (logged). */
+static int spawn(struct master *m, int w)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_E("main", "worker %d: fork: %s", w, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        for (int v = 0; v < m->n; v++)
+            for (int i = 0; v != w && i < m->n_ep; i++)
+                if (m->fds[v][i] >= 0)
+                    close(m->fds[v][i]);
+        /* until the worker's own handlers are in place, what the master passes on
+         * (a reload, a queue kick) must not end it (SIGHUP's default action) */
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR1, SIG_IGN);
+        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        struct app *app = m->app;
+        app->worker = w;
+        app->listen_fds = m->fds[w];
+        return 1;
+    }
+    m->pid[w] = pid;
+    m->started_ms[w] = mono_ms();
+    m->restart_at[w] = 0;
+    LOG_I("main", "worker %d started (pid %ld)", w, (long)pid);
+    return 0;
+}
+
+/* A signal for every running worker. */
+static void tell_all(struct master *m, int sig)
+{
+    for (int w = 0; w < m->n; w++)
+        if (m->pid[w] > 0)
+            kill(m->pid[w], sig);
+}
+
+/* How a child ended, for the log. */
+static void describe_status(int st, char *out, size_t cap)
+{
+    if (WIFSIGNALED(st))
+        snprintf(out, cap, "killed by %s", strsignal(WTERMSIG(st)));
+    else
+        snprintf(out, cap, "exited with status %d", WEXITSTATUS(st));
+}
+
+/* Reap every child that ended; schedule restarts or note the stop's outcome. */
+static void reap(struct master *m)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        int w = 0;
+        while (w < m->n && m->pid[w] != pid)
+            w++;
+        if (w == m->n)
+            continue;
+        m->pid[w] = 0;
+        char how[96];
+        describe_status(st, how, sizeof how);
+        int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (m->stopping) {
+            if (!clean)
+                m->failed = 1;
+            LOG_N("main", "worker %d (pid %ld) %s", w, (long)pid, how);
+            continue;
+        }
+        if (!m->app->shared->ready[w] && m->app->shared->restarts[w] == 0) {
+            LOG_E("main", "worker %d (pid %ld) %s before it served: stopping", w, (long)pid, how);
+            m->failed = 1;
+            m->stopping = 1;
+            close_all(m);
+            tell_all(m, SIGTERM);
+            continue;
+        }
+        /* a restarted worker that could not start again (the others serve on): retried
+         * every 5 s, loudly */
+        uint64_t now = mono_ms();
+        uint64_t delay = !m->app->shared->ready[w] ? 5000 : now - m->started_ms[w] < 1000 ? 1000 : 0;
+        m->restart_at[w] = now + delay;
+        LOG_E("main", "worker %d (pid %ld) %s%s: restarting it%s", w, (long)pid, how,
+              m->app->shared->ready[w] ? "" : " before it served again",
+              delay == 5000 ? " in 5s" : delay ? " in 1s" : "");
+    }
+}
+
+/* SIGHUP in the master: its configuration follows the file (what a restarted worker
+ * starts with), under the rules of a worker's reload (core/reload.h). */
+static void master_reload(struct master *m)
+{
+    struct app *app = m->app;
+    struct mxg_config *next = malloc(sizeof *next);
+    char err[1024];
+    if (!next)
+        return;
+    if (mxg_config_load(next, app->cfg.source[0] ? app->cfg.source : NULL, environ, err,
+                        sizeof err) == 0) {
+        struct mxg_reload_ctx rc = {.have_list = 1};
+        struct mxg_reload_result res;
+        mxg_reload_apply(&app->cfg, next, &rc, &res);
+        if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
+            mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+            mxg_log_set_format(app->cfg.log_format);
+        }
+    }
+    free(next);
+}
+
+/* The master's loop: signals and restarts until every worker has stopped. Returns
+ * 1 in a (re)started worker's child, else the exit status. */
+static int master_loop(struct master *m)
+{
+    for (;;) {
+        int running = 0;
+        for (int w = 0; w < m->n; w++)
+            running += m->pid[w] > 0;
+        if (m->stopping && running == 0)
+            return m->failed ? 1 : 0;
+        uint64_t now = mono_ms();
+        for (int w = 0; !m->stopping && w < m->n; w++) {
+            if (m->pid[w] == 0 && m->restart_at[w] && m->restart_at[w] <= now) {
+                m->app->shared->ready[w] = 0;
+                m->app->shared->restarts[w]++;
+                int r = spawn(m, w);
+                if (r == 1)
+                    return -2; /* the child */
+                if (r < 0)
+                    m->restart_at[w] = now + 1000;
+            }
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        siginfo_t si;
+        int sig = sigtimedwait(&m->sigs, &si, &ts);
+        if (sig < 0)
+            continue;
+        switch (sig) {
+        case SIGCHLD:
+            reap(m);
+            break;
+        case SIGHUP:
+            if (m->stopping)
+                break;
+            LOG_N("main", "SIGHUP: reloading every worker");
+            master_reload(m);
+            tell_all(m, SIGHUP);
+            break;
+        case SIGUSR1:
+            if (m->pid[0] > 0)
+                kill(m->pid[0], SIGUSR1);
+            break;
+        default: /* SIGTERM, SIGINT */
+            if (m->stopping == 2) {
+                /* the second one: the workers' drain deadline is now (SIGUSR2, as a
+                 * worker takes a second SIGTERM within 1 s for the group's copy) */
+                LOG_W("main", "%s again: closing every worker's sessions now", strsignal(sig));
+                tell_all(m, SIGUSR2);
+                break;
+            }
+            LOG_N("main", "%s: draining %d worker(s)", strsignal(sig), running);
+            m->stopping = 2;
+            close_all(m);
+            tell_all(m, sig);
+            break;
+        }
+    }
+}
+
+int app_workers_run(struct app *app)
+{
+    static struct master m; /* the master's only one; its children inherit a copy */
+    memset(&m, 0, sizeof m);
+    m.app = app;
+    m.n = mxg_config_workers(&app->cfg);
+    app->n_workers = m.n;
+    if (!(app->shared = shared_new(m.n)))
+        return 1;
+    app->shared_throttle = mxg_auth_throttle_new_shared(app->cfg.auth_throttle_entries);
+    app->shared_trust = mxg_auth_throttle_new_shared(app->cfg.auth_trusted_entries);
+    if (!app->shared_throttle || !app->shared_trust) {
+        LOG_E("main", "workers: shared AUTH tables: out of memory");
+        return 1;
+    }
+    if (bind_all(&m) < 0)
+        return 1;
+    sigemptyset(&m.sigs);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaddset(&m.sigs, sigs[i]);
+    sigprocmask(SIG_BLOCK, &m.sigs, &m.old_mask);
+    LOG_N("main", "mxguard %s: master (pid %ld) starting %d workers", MXG_VERSION,
+          (long)getpid(), m.n);
+    for (int w = 0; w < m.n; w++) {
+        int r = spawn(&m, w);
+        if (r == 1)
+            return -2;
+        if (r < 0) {
+            m.stopping = m.failed = 1;
+            close_all(&m);
+            tell_all(&m, SIGTERM);
+            break;
+        }
+    }
+    int rc = master_loop(&m);
+    if (rc == -2)
+        return -2;
+    close_all(&m);
+    LOG_N("main", "master: every worker stopped (status %d)", rc);
+    return rc;
+}
+
+struct mxg_metrics *app_worker_metrics(struct app *app)
+{
+    return app->shared ? app->shared->metrics[app->worker] : NULL;
+}
+
+void app_worker_ready(struct app *app)
+{
+    if (app->shared)
+        __atomic_store_n(&app->shared->ready[app->worker], 1, __ATOMIC_RELEASE);
+}
+
+int app_workers_render(void *arg, char **out, size_t *len)
+{
+    struct app *app = arg;
+    return mxg_metrics_render_workers(app->shared->metrics, app->shared->n, app->worker,
+                                      app->shared->restarts, out, len);
+}
+
+void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c)
+{
+    mxg_upstream_conncache_cfg(&app->cfg, c);
+    if (app->n_workers <= 1)
+        return;
+    /* an equal share each: the sum never exceeds the limit (core/config.c
+     * refuses a limit below the worker count) */
+    c->dest_concurrency /= app->n_workers;
+    c->dest_rate /= app->n_workers;
+    c->max_conns /= app->n_workers;
+}
