@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -219,24 +220,62 @@ static void sts_stored(void *arg, const struct mxg_sts_cache_entry *e)
 struct sts_take {
     void (*put)(void *parg, const struct mxg_state_sts_row *row);
     void *parg;
+    int64_t before;                      /* fetched before this (Unix s): never pushed */
+    struct mxg_sts_cache_entry *stale;   /* their keys (malloc'd), removed after the take */
+    int n_stale, cap_stale, stale_oom;
 };
 
-/* mxg_sts_cache_outbox_take callback: one outbox row converted. */
+/* mxg_sts_cache_outbox_take callback: one outbox row converted, or set aside when it is
+ * older than state.outbox_max_age. */
 static void sts_outbox_row(void *arg, const struct mxg_sts_cache_entry *e)
 {
     struct sts_take *t = arg;
+    if (e->fetched_at < t->before) {
+        if (t->n_stale == t->cap_stale) {
+            int cap = t->cap_stale ? 2 * t->cap_stale : 16;
+            struct mxg_sts_cache_entry *n = realloc(t->stale, (size_t)cap * sizeof *n);
+            if (!n) {
+                t->stale_oom = 1;
+                return;
+            }
+            t->stale = n, t->cap_stale = cap;
+        }
+        memset(&t->stale[t->n_stale], 0, sizeof t->stale[0]);
+        snprintf(t->stale[t->n_stale].domain, sizeof t->stale[0].domain, "%s", e->domain);
+        snprintf(t->stale[t->n_stale].id, sizeof t->stale[0].id, "%s", e->id);
+        t->stale[t->n_stale++].fetched_at = e->fetched_at;
+        return;
+    }
     struct mxg_state_sts_row row = {e->domain, e->id, e->body, e->body_len, e->fetched_at,
                                     e->expires_at};
     t->put(t->parg, &row);
 }
 
-/* mxg_state_sts_io take(): every row of the MTA-STS cache's outbox (policy/sts_cache.h). */
+/* mxg_state_sts_io take(): the rows of the MTA-STS cache's outbox (policy/sts_cache.h).
+ * A row fetched longer than state.outbox_max_age ago is dropped, not pushed: the database
+ * may have pruned the newer fetch that replaced it (state.retention >= outbox_max_age + 1
+ * day keeps every newer row a younger replay could meet), so replaying it could bring a
+ * superseded policy back to the fleet. */
 static int sts_outbox_take(void *arg, void (*put)(void *parg, const struct mxg_state_sts_row *row),
                            void *parg)
 {
     struct app *app = arg;
-    struct sts_take t = {put, parg};
-    return mxg_sts_cache_outbox_take(app->sts_cache, sts_outbox_row, &t);
+    struct sts_take t = {put, parg, 0, NULL, 0, 0, 0};
+    t.before = (int64_t)time(NULL) - (int64_t)(app->cfg.state_outbox_max_age_ms / 1000);
+    int rc = mxg_sts_cache_outbox_take(app->sts_cache, sts_outbox_row, &t);
+    if (t.n_stale > 0) {
+        if (mxg_sts_cache_outbox_done(app->sts_cache, t.stale, t.n_stale) < 0)
+            LOG_W("state", "MTA-STS outbox: %d push(es) older than state.outbox_max_age not "
+                           "removed (skipped again at the next start)", t.n_stale);
+        else
+            LOG_W("state", "MTA-STS outbox: %d push(es) older than state.outbox_max_age dropped "
+                           "unpushed (the fleet may hold a newer fetch)", t.n_stale);
+    }
+    if (t.stale_oom)
+        LOG_W("state", "MTA-STS outbox: out of memory setting aside pushes older than "
+                       "state.outbox_max_age (skipped, kept until the next start)");
+    free(t.stale);
+    return rc;
 }
 
 /* mxg_state_sts_io done(): the database acknowledged these rows: out of the outbox, in one

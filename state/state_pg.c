@@ -1016,6 +1016,7 @@ static int queue_row(struct pg_impl *pg, const struct mxg_state_sts_row *row, in
     }
     if (!(p = calloc(1, sizeof *p)) || !(p->body = malloc(row->body_len + 1))) {
         free(p);
+        pg->reread = 1; /* it waits in the durable outbox: read again at a later sync */
         return -1;
     }
     snprintf(p->domain, sizeof p->domain, "%s", row->domain);
