@@ -49,6 +49,7 @@ struct dest {
 struct mxg_cc_slot {
     struct dest *d;
     int idle, closing, busy;
+    int no_park;                      /* mxg_conncache_no_park: never parked, nobody waits for it */
     void *conn;                       /* while idle */
     struct mxg_cc_key key;            /* idle: parked under; busy: granted for */
     const void *owner;                /* busy: whose transaction (acquire's owner) */
@@ -402,7 +403,8 @@ static void busy_del(struct mxg_cc_slot *s)
 
 /* Whether a connection in use at d under key can be parked when its
  * transaction ends (so a leg of that key may wait for it) — not one of
- * owner's own (another leg of the same transaction: it frees only after). */
+ * owner's own (another leg of the same transaction: it frees only after).
+ * One the owner said it will not park is off the list (mxg_conncache_no_park). */
 static int busy_match(const struct mxg_conncache *cc, const struct dest *d,
                       const struct mxg_cc_key *key, const void *owner, uint64_t now)
 {
@@ -414,6 +416,19 @@ static int busy_match(const struct mxg_conncache *cc, const struct dest *d,
             (!cc->cfg.lifetime_ms || now - s->born < cc->cfg.lifetime_ms))
             return 1;
     return 0;
+}
+
+/* Slot s will not be parked: out of the busy set, waiters re-examined (conncache.h). */
+void mxg_conncache_no_park(struct mxg_conncache *cc, struct mxg_cc_slot *s)
+{
+    if (!cc || !s || s->idle)
+        return;
+    s->no_park = 1;
+    if (!s->busy)
+        return;
+    busy_del(s);
+    if (cc->bwaiting) /* its waiters stop waiting for it now, not after busy_wait */
+        kick(cc);
 }
 
 /* ------------------------------------------------------------ waiters */
@@ -865,7 +880,7 @@ void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w)
 int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
                        const struct mxg_cc_key *key, void *conn)
 {
-    if (!cc || !s || cc->shut || cc->cfg.idle_ms == 0 || s->idle || s->closing)
+    if (!cc || !s || cc->shut || cc->cfg.idle_ms == 0 || s->idle || s->closing || s->no_park)
         return -1;
     if (s->gen != cc->gen) /* made under settings a reload replaced */
         return -1;

@@ -38,7 +38,10 @@
  * connection like any acquire (FRESH, or the slot queue / LIMITED under the
  * limits). Concurrent transactions to one domain thus share a connection
  * instead of each opening one (and, at a full destination, closing another
- * key's idle connection to make room).
+ * key's idle connection to make room). The owner takes a connection it
+ * will not park out of that set as soon as it knows
+ * (mxg_conncache_no_park: a plaintext retry, a transaction that failed, a
+ * QUIT), so no leg waits busy_wait for it in vain.
  *
  * Callbacks: ops->close(conn, lost) is how the cache gives an idle
  * connection up: the owner closes it (with QUIT when lost == 0) and calls
@@ -139,10 +142,16 @@ void mxg_conncache_cancel(struct mxg_conncache *cc, struct mxg_cc_wait *w);
  * (no command outstanding): keep it idle under key. Returns 0 (the cache
  * holds conn now; it comes back through acquire or ops->close), or -1 (not
  * kept: caching off, shut down, too many uses, too old, granted under an
- * older settings generation — the caller closes it as usual and releases
- * the slot). */
+ * older settings generation, marked by mxg_conncache_no_park — the caller
+ * closes it as usual and releases the slot). */
 int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *slot,
                        const struct mxg_cc_key *key, void *conn);
+/* Slot's connection (in use, not idle) will not be parked: a TLS failure
+ * retried in plaintext, unread input, a QUIT or close ahead. It leaves the
+ * busy set at once (legs waiting for it get a new connection or a slot
+ * wait now, from the loop) and mxg_conncache_park refuses it from now on.
+ * No-op for NULL or an idle slot; idempotent. */
+void mxg_conncache_no_park(struct mxg_conncache *cc, struct mxg_cc_slot *slot);
 /* The owner saw an idle connection close or misbehave: forget it and have
  * it closed (ops->close(conn, 1)). No-op for a slot that is not idle. */
 void mxg_conncache_lost(struct mxg_conncache *cc, struct mxg_cc_slot *slot);

@@ -619,6 +619,8 @@ void mxg_leg_close(struct mxg_leg *leg)
             leg_destroy(leg);
             return;
         }
+        /* not parked: nobody waits for it during QUIT's round trip (up to 5 s) */
+        mxg_conncache_no_park(leg->env->conncache, leg->conn->slot);
         if (leg_cmd(leg, LEG_QUIT, 5000, "QUIT") == 0)
             return;
     }

@@ -45,6 +45,7 @@ void leg_drop_conn(struct mxg_leg *leg)
         return;
     leg->conn = NULL;
     c->leg = NULL;
+    mxg_conncache_no_park(c->env->conncache, c->slot); /* nobody waits for it any more */
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, leg_conn_closed);
 }
@@ -154,6 +155,8 @@ void leg_conn_start(struct mxg_leg *leg, struct mxg_cc_slot *slot)
     c->env = leg->env;
     c->slot = slot;
     c->leg = leg;
+    if (leg->plaintext_retry) /* leg_park refuses it: no other leg may wait for it */
+        mxg_conncache_no_park(leg->env->conncache, slot);
     uv_tcp_init(leg->env->loop, &c->tcp);
     uv_tcp_nodelay(&c->tcp, 1); /* small pipelined commands: no Nagle + delayed-ACK stalls */
     c->tcp.data = c;

@@ -110,6 +110,8 @@ static void leg_adopt(struct mxg_leg *leg, void *conn, int uses)
     c->pk = NULL;
     c->leg = leg;
     leg->conn = c;
+    if (leg->plaintext_retry) /* leg_park refuses it: no other leg may wait for it */
+        mxg_conncache_no_park(leg->env->conncache, c->slot);
     leg->tls = pk->tls;
     leg->caps = pk->caps;
     mxg_str_copy(leg->tls_version, sizeof leg->tls_version, pk->tls_version);

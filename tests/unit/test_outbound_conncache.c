@@ -2,7 +2,8 @@
  * only under the same destination and requirement key, idle expiry, use and lifetime caps, size bounds with
  * eviction, lost connections, per-destination concurrency and rate limits,
  * the global cap, waiting (FIFO, served from the loop, deadline → LIMITED),
- * waiting for a busy connection of the same key (upstream.cache_busy_wait),
+ * waiting for a busy connection of the same key (upstream.cache_busy_wait)
+ * but not for one that will not be parked,
  * cancel, shutdown. Connections are fake objects; the loop is real. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -506,6 +507,53 @@ static void test_busy_wait(void **st)
     teardown_cc();
 }
 
+/* A busy connection its owner will not park (mxg_conncache_no_park: a
+ * plaintext retry, a failed transaction, QUIT): a leg waiting for it gets a
+ * fresh connection at once, not after busy_wait; a later leg never waits
+ * for it; it is never parked. */
+static void test_busy_no_park(void **st)
+{
+    (void)st;
+    struct mxg_conncache_cfg c = base_cfg();
+    c.busy_wait_ms = 2000;
+    setup_cc(&c);
+    struct sockaddr_storage d1 = dest("192.0.2.1", 25);
+    struct mxg_cc_grant g;
+    struct fake f = {.id = 1}, e = {.id = 2};
+    struct waiter w1 = {0};
+    open_fresh(&f, &d1, "K");
+    assert_int_equal(acq(&d1, "K", 1, &w1, NULL, &g), MXG_CC_WAIT);
+    run_ms(20);
+    assert_int_equal(w1.called, 0);
+    uint64_t t0 = uv_now(&loop);
+    mxg_conncache_no_park(g_cc, f.slot);
+    mxg_conncache_no_park(g_cc, f.slot); /* idempotent */
+    run_ms(20);
+    assert_int_equal(w1.called, 1);
+    assert_int_equal(w1.g.status, MXG_CC_FRESH);
+    assert_true(uv_now(&loop) - t0 < 1000);
+    struct mxg_conncache_stats cs;
+    mxg_conncache_stats(g_cc, &cs);
+    assert_int_equal(cs.busy_waited, 1);
+    assert_int_equal(cs.busy_served, 0);
+    /* a new leg of the key never waits for it (the waiter's connection is busy too: make it
+     * unparkable as well, then no busy connection of K may be parked) */
+    mxg_conncache_no_park(g_cc, w1.g.slot);
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
+    e.slot = g.slot;
+    /* and it is never parked */
+    assert_int_equal(park(&f, "K"), -1);
+    assert_int_equal(mxg_conncache_dest_open(g_cc, (const struct sockaddr *)&d1), 3);
+    mxg_conncache_no_park(g_cc, NULL); /* no-op */
+    assert_int_equal(park(&e, "K"), 0);  /* an unmarked one still is */
+    mxg_conncache_no_park(g_cc, e.slot); /* no-op for an idle slot */
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_REUSED);
+    mxg_conncache_release(g_cc, f.slot);
+    mxg_conncache_release(g_cc, w1.g.slot);
+    mxg_conncache_release(g_cc, e.slot);
+    teardown_cc();
+}
+
 static void test_global_cap(void **st)
 {
     (void)st;
@@ -644,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_no_wait_refuses),
         cmocka_unit_test(test_park_serves_waiter),
         cmocka_unit_test(test_busy_wait),
+        cmocka_unit_test(test_busy_no_park),
         cmocka_unit_test(test_global_cap),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_cancel),
