@@ -33,7 +33,9 @@
  * have changed leg->conn and leg->st when it returns: callers return right
  * after it. The leg owns its conn until leg_drop_conn() detaches it (the
  * conn then frees itself in leg_conn_closed) or leg_park() hands it to the
- * connection cache. Errors: int results are 0 or -1 unless stated below;
+ * connection cache; a conn that will not be parked (a plaintext retry, one
+ * dropped, one closing with QUIT) is marked so at once
+ * (mxg_conncache_no_park: nobody waits upstream.cache_busy_wait for it). Errors: int results are 0 or -1 unless stated below;
  * why a candidate failed is recorded in the leg (leg_note_failure), and a
  * failed leg ends in leg_fail() (its sticky error). Log component
  * "upstream" throughout. */
