@@ -141,6 +141,9 @@ INSERT INTO mxguard_sts_policy (domain, id, body, fetched_at, expires_at, rev, i
  ('lapsed.test', 'l1', '', extract(epoch FROM now())::bigint - 2 * 86400, extract(epoch FROM now())::bigint - 86400, nextval('mxguard_sts_rev'), 'seed')" >/dev/null
 # a TLSRPT batch made 2 days ago (older than outbox_max_age) waits in A's outbox
 sqlite3 "$TB/state-a/tlsrpt.db" "INSERT INTO outbox (id, created_at, payload) VALUES ('stale-batch', strftime('%s', 'now') - 172800, '[{\"day\":\"$NEW\",\"ptype\":\"sts\",\"domain\":\"stale.test\",\"pstring\":\"\",\"mxhost\":\"\",\"ok\":5,\"fail\":0,\"details\":[]}]')"
+# an MTA-STS push fetched 2 days ago (older than outbox_max_age) waits in A's outbox: dropped,
+# not replayed (the newer fetch that replaced it may have been pruned from the database)
+sqlite3 "$TB/state-a/mta-sts.db" "INSERT INTO sts_outbox (domain, id, body, fetched_at, expires_at) VALUES ('replayed-late.test', 'old1', X'', strftime('%s', 'now') - 172800, strftime('%s', 'now') + 86400 * 300)"
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a4
 for n in $(seq 100); do
     [ "$(tb_psql "SELECT count(*) FROM mxguard_rpt_batch WHERE id LIKE 'old%'")" = 0 ] && break
@@ -161,6 +164,12 @@ assert_eq "the prune's ranges are indexed (schema 5)" 2 \
     "$(tb_psql "SELECT count(*) FROM pg_indexes WHERE indexname IN ('mxguard_rpt_batch_received', 'mxguard_sts_policy_expires')")"
 assert_contains "members name themselves in pg_stat_activity (application_name)" \
     "$(tb_psql "SELECT string_agg(DISTINCT application_name, ',') FROM pg_stat_activity")" "mxguard/fleet-a"
+assert_eq "the stale MTA-STS push left A's outbox" 0 \
+    "$(sqlite3 "$TB/state-a/mta-sts.db" "SELECT count(*) FROM sts_outbox WHERE domain = 'replayed-late.test'")"
+assert_log "... dropped unpushed" 0 \
+    'state: MTA-STS outbox: 1 push\(es\) older than state.outbox_max_age dropped unpushed' mxg-a4
+assert_eq "... and never reached the database" 0 \
+    "$(tb_psql "SELECT count(*) FROM mxguard_sts_policy WHERE domain = 'replayed-late.test'")"
 assert_eq "the stale TLSRPT batch left A's outbox" 0 \
     "$(sqlite3 "$TB/state-a/tlsrpt.db" "SELECT count(*) FROM outbox WHERE id = 'stale-batch'")"
 assert_log "... dropped unpushed, loudly" 0 \
