@@ -158,7 +158,7 @@ if ! skip postfix; then
     PF_RELAYHOST="" start_postfix
     sink_reset
     warm_up postfix 127.0.70.2:2526 || tb_die "Postfix did not relay the warm-up ($(sink messages) of $NDOM): $(tail -n 20 "$PF/maillog")"
-    n=$(grep -c 'Verified TLS connection established to mx[0-9]*\.many\.test' "$PF/maillog")
+    n=$(grep -c 'Verified TLS connection established to mx[0-9]*\.wide\.test' "$PF/maillog")
     [ "$n" -ge $((NDOM * 2 / 3)) ] ||
         tb_die "Postfix verified only $n connections by DANE: $(grep -i tls "$PF/maillog" | tail -5)"
     log "Postfix warm-up: $NDOM domains, $n DANE-verified connections"
