@@ -218,6 +218,9 @@ struct mxg_metrics *app_worker_metrics(struct app *app);
 void app_worker_ready(struct app *app);
 /* The /metrics text with every worker's counters (metrics_http's render hook). */
 int app_workers_render(void *arg, char **out, size_t *len);
+/* 0, or -1 (err) when next has a positive upstream limit below n running workers
+ * (a reload must not make a worker's share 0 = unlimited: server.workers is not live). */
+int app_workers_check_limits(const struct mxg_config *next, int n, char *err, size_t errlen);
 /* The connection cache's settings: the configuration's, each limit divided among
  * the workers (so their sum never exceeds it). */
 void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c);

@@ -280,14 +280,21 @@ static void master_reload(struct master *m)
     if (!next)
         return;
     if (mxg_config_load(next, app->cfg.source[0] ? app->cfg.source : NULL, environ, err,
-                        sizeof err) == 0) {
-        struct mxg_reload_ctx rc = {.have_list = 1};
-        struct mxg_reload_result res;
-        mxg_reload_apply(&app->cfg, next, &rc, &res);
-        if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
-            mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
-            mxg_log_set_format(app->cfg.log_format);
-        }
+                        sizeof err) < 0) {
+        free(next); /* each worker logs the error */
+        return;
+    }
+    if (app_workers_check_limits(next, m->n, err, sizeof err) < 0) {
+        LOG_E("main", "reload refused: %s; the running configuration stays in force", err);
+        free(next);
+        return;
+    }
+    struct mxg_reload_ctx rc = {.have_list = 1};
+    struct mxg_reload_result res;
+    mxg_reload_apply(&app->cfg, next, &rc, &res);
+    if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
+        mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+        mxg_log_set_format(app->cfg.log_format);
     }
     free(next);
 }
@@ -412,14 +419,41 @@ int app_workers_render(void *arg, char **out, size_t *len)
                                       app->shared->restarts, out, len);
 }
 
+int app_workers_check_limits(const struct mxg_config *next, int n, char *err, size_t errlen)
+{
+    const struct {
+        const char *name;
+        int v;
+    } lim[] = {{"limits.destination_concurrency", next->dest_concurrency},
+               {"limits.destination_rate", next->dest_rate},
+               {"limits.upstream_connections", next->upstream_connections}};
+    for (size_t i = 0; n > 1 && i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].v > 0 && lim[i].v < n) {
+            snprintf(err, errlen, "%s: %d is below the %d running workers (server.workers "
+                                  "changes only with a restart): each worker gets an equal "
+                                  "share of it", lim[i].name, lim[i].v, n);
+            return -1;
+        }
+    return 0;
+}
+
+/* limit's share for one of n workers: 0 (unlimited) stays 0; a positive limit never
+ * becomes 0 (unlimited): at least 1 (app_workers_check_limits keeps limit >= n). */
+static int share_of(int limit, int n)
+{
+    if (limit <= 0)
+        return limit;
+    return limit / n > 0 ? limit / n : 1;
+}
+
 void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c)
 {
     mxg_upstream_conncache_cfg(&app->cfg, c);
     if (app->n_workers <= 1)
         return;
-    /* an equal share each: the sum never exceeds the limit (core/config.c
-     * refuses a limit below the worker count) */
-    c->dest_concurrency /= app->n_workers;
-    c->dest_rate /= app->n_workers;
-    c->max_conns /= app->n_workers;
+    /* an equal share each: the sum never exceeds the limit (core/config.c and
+     * app_workers_check_limits refuse a limit below the worker count) */
+    c->dest_concurrency = share_of(c->dest_concurrency, app->n_workers);
+    c->dest_rate = share_of(c->dest_rate, app->n_workers);
+    c->max_conns = share_of(c->max_conns, app->n_workers);
 }

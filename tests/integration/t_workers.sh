@@ -17,6 +17,8 @@
 #     the master), each exactly once.
 #  6. limits.destination_concurrency = 2 (set by SIGHUP) with 2 workers: 6 sessions at once
 #     whose MX holds each connection 5 s → at most 2 connections at the MX, all delivered.
+#     A reload of a file with workers = 1 and destination_concurrency = 1 is refused (server.workers
+#     is not live: 1 share of 2 would be 0 = unlimited); the limit stays 2.
 #  7. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
 #     flight finishes with 250 (the master's forward and the group's signal are one stop, not
 #     "again: now"), every worker drains, the master exits 0; a second SIGTERM to the master
@@ -364,6 +366,29 @@ assert_eq "every one reached mx2 exactly once" "6 0" "$(subjects wl "$MX2")"
 mc=$(cat "$MX2/max_concurrency" 2>/dev/null || echo 0)
 [ "$mc" -ge 1 ] && [ "$mc" -le 2 ] && pass "mx2 saw at most 2 connections at once ($mc)" ||
     fail "mx2 saw $mc connections at once (limit 2)"
+
+# a reload may not turn the limit off: server.workers is not live, so a file that says
+# workers = 1 and destination_concurrency = 1 would give each of the 2 running workers
+# 1/2 = 0 = unlimited; the reload is refused (master and workers), the limit stays 2
+echo "# --- 6b. a reload with a limit below the running worker count is refused"
+mark=$(tb_log_mark)
+cfg 127.0.70.0/25 'limits: { destination_concurrency = 1; connection_wait = "40s"; };'
+sed -i -e 's/^  rcpt_total = "15s";$/  rcpt_total = "60s";/' -e 's/^  workers = 2;$/  workers = 1;/' \
+    "$TB/mxguard.conf"
+grep -q '^  workers = 1;' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
+kill -HUP "$(tb_pid mxguard)"
+sleep 1
+assert_eq "both workers refused the reload" 2 \
+    "$(tb_log_since "$mark" | grep -c 'reload: refused: limits.destination_concurrency: 1 is below the 2 running workers')"
+assert_log "the master refused it" "$mark" "reload refused: limits.destination_concurrency: 1 is below the 2 running workers"
+client lim2 load "$TB_MXG_PORT" "$TB_CLIENT_IP" wm 6 6 1 'slowdata-%d@other.test'
+assert_eq "6 messages: every one got 250" "6,0" "$(cv lim2 OK),$(cv lim2 BAD)"
+assert_eq "every one reached mx2 exactly once" "6 0" "$(subjects wm "$MX2")"
+mc=$(cat "$MX2/max_concurrency" 2>/dev/null || echo 0)
+[ "$mc" -ge 1 ] && [ "$mc" -le 2 ] && pass "mx2 still saw at most 2 connections at once ($mc)" ||
+    fail "mx2 saw $mc connections at once after the refused reload (limit 2)"
+cfg 127.0.70.0/25 'limits: { destination_concurrency = 2; connection_wait = "40s"; };' # as in 6
+sed -i 's/^  rcpt_total = "15s";$/  rcpt_total = "60s";/' "$TB/mxguard.conf"
 
 # ================================================================ 7. SIGTERM drain
 echo "# --- 7. SIGTERM to the process group: drain"
