@@ -30,8 +30,9 @@
  *    Another worker that spooled a message asks the master (SIGUSR1) to kick it.
  *  - SQLite stores are opened per worker (busy timeouts, WAL); TLSRPT counts are
  *    added with UPSERT, so every worker's results count. The spool's file names
- *    carry the pid; its entry locks keep a crashed writer's cleanup from touching
- *    a live one's body.
+ *    carry the pid; the master opens the spool before forking (removing a crash's
+ *    leftovers) and holds its lock for its lifetime, so no worker ever cleans
+ *    while another writes; its entry locks keep a body being written apart.
  *
  * Listeners: one socket per (worker, endpoint), bound by the master with
  * SO_REUSEPORT, so the kernel spreads connections over the workers; the master
@@ -68,7 +69,9 @@
 #include "../core/reload.h"
 #include "../proxy/inbound/auth.h"
 #include "../proxy/outbound/conncache.h"
+#include "../spool/spool.h"
 #include "app.h"
+#include "privs.h"
 
 #define MAX_ENDPOINTS (2 * MXG_CFG_MAX_LISTEN)
 
@@ -91,6 +94,7 @@ struct master {
     uint64_t restart_at[MXG_CFG_WORKERS_MAX]; /* 0: none due */
     int stopping, failed;
     sigset_t sigs, old_mask;
+    struct mxg_spool *spool;                 /* held (its lock) for the master's lifetime */
 };
 
 /* CLOCK_MONOTONIC in milliseconds. */
@@ -192,6 +196,10 @@ static int spawn(struct master *m, int w)
     }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        /* the master's copy of the spool lock: closing this process's descriptors
+         * leaves the lock with the master (flock belongs to the open file) */
+        mxg_spool_close(m->spool);
+        m->spool = NULL;
         for (int v = 0; v < m->n; v++)
             for (int i = 0; v != w && i < m->n_ep; i++)
                 if (m->fds[v][i] >= 0)
@@ -210,6 +218,41 @@ static int spawn(struct master *m, int w)
     m->started_ms[w] = mono_ms();
     m->restart_at[w] = 0;
     LOG_I("main", "worker %d started (pid %ld)", w, (long)pid);
+    return 0;
+}
+
+/* The spool opened, cleaned of a crash's leftovers and locked by the master before
+ * any worker runs, and kept so until it exits: no worker ever owns it, so none
+ * cleans while another writes (a body or an envelope being rewritten). As root
+ * with server.user, state.directory and what the master created in it are given to
+ * the user (app/privs.h). 0, or -1 (logged). */
+static int hold_spool(struct master *m)
+{
+    const struct mxg_config *cfg = &m->app->cfg;
+    struct mxg_privs privs;
+    char err[1024], dir[MXG_CFG_PATH_MAX + 16];
+    if (mxg_privs_resolve(cfg, &privs, err, sizeof err) < 0 ||
+        app_ensure_state_dir(cfg, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/spool", cfg->state_dir);
+    if (!(m->spool = mxg_spool_open(dir, err, sizeof err))) {
+        LOG_E("main", "spool: %s", err);
+        return -1;
+    }
+    if (!mxg_spool_owner(m->spool)) {
+        LOG_E("main", "spool %s is locked by another process (a second mxguard on the same "
+                      "state.directory?)", dir);
+        return -1;
+    }
+    if (mxg_spool_cleaned(m->spool))
+        LOG_N("main", "spool %s: removed %d leftover(s) of an interrupted write", dir,
+              mxg_spool_cleaned(m->spool));
+    if (mxg_privs_prepare_dir(&privs, cfg->state_dir, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -373,8 +416,12 @@ int app_workers_run(struct app *app)
         LOG_E("main", "workers: shared AUTH tables: out of memory");
         return 1;
     }
-    if (bind_all(&m) < 0)
+    if (hold_spool(&m) < 0)
         return 1;
+    if (bind_all(&m) < 0) {
+        mxg_spool_close(m.spool);
+        return 1;
+    }
     sigemptyset(&m.sigs);
     int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
@@ -397,6 +444,7 @@ int app_workers_run(struct app *app)
     if (rc == -2)
         return -2;
     close_all(&m);
+    mxg_spool_close(m.spool);
     LOG_N("main", "master: every worker stopped (status %d)", rc);
     return rc;
 }

@@ -10,8 +10,9 @@
 #     shared too), a fresh address gets 454 4.7.0.
 #  3. SIGHUP to the master: both workers reload (a narrower server.allow_networks refuses every
 #     new session with 554 5.7.1, whichever worker takes it; and back).
+#     The master removed a crash's spool leftovers before forking and holds the spool's lock.
 #  4. A worker killed with SIGKILL is logged and restarted; mail flows through it again and
-#     mxguard_worker_restarts_total counts it.
+#     mxguard_worker_restarts_total counts it; it does not clean the spool (a .tmp survives).
 #  5. queue mode (server.queue_listen; the spool is scanned every 10 minutes only): messages
 #     stored by either worker are delivered at once by worker 0's queue runner (kicked through
 #     the master), each exactly once.
@@ -222,9 +223,21 @@ assert_eq "the master exited 1" 1 "$MXG_EXIT"
 assert_log "the master said why" 0 "worker 0 \(pid [0-9]+\) exited with status 1 before it served: stopping" mxguard0
 assert_log "and stopped" 0 "master: every worker stopped \(status 1\)" mxguard0
 
+# a crash's leftovers: an orphan body and an envelope's temporary file
+SPOOL=$TB/state/spool
+mkdir -p "$SPOOL"
+echo orphan >"$SPOOL/0000000000001-0000-1.msg"
+echo tmp >"$SPOOL/0000000000001-0000-2.env.tmp"
 tb_start_mxguard
 wait_workers 2 || tb_die "two workers did not start"
 assert_log "the master started 2 workers" 0 "master \(pid [0-9]+\) starting 2 workers"
+assert_eq "the leftovers were removed at the start" "0 0" \
+    "$(ls "$SPOOL" | grep -c '^0000000000001-0000-1.msg$') $(ls "$SPOOL" | grep -c '\.tmp$')"
+# the master holds the spool's lock for its lifetime: no worker (restarted or not) ever
+# cleans the spool while another writes into it
+lockino=$(stat -c %i "$SPOOL/lock")
+lockpid=$(awk -v i=":$lockino" '$2 == "FLOCK" && substr($6, length($6) - length(i) + 1) == i { print $5 }' /proc/locks | head -n 1)
+assert_eq "the spool lock is held by the master" "$(tb_pid mxguard)" "$lockpid"
 assert_log "each worker keeps half of each upstream limit (defaults 20, 0, 1000)" 0 \
     "each of 2 workers keeps a share of the upstream limits: destination_concurrency 10, destination_rate 0, upstream_connections 500"
 
@@ -300,6 +313,7 @@ pid1=$(worker_pid 1)
 [ -n "$pid1" ] || tb_die "no pid for worker 1"
 before=$(metric h1 "$W1")
 mark=$(tb_log_mark)
+echo tmp >"$SPOOL/0000000000003-0000-1.env.tmp" # as an envelope being rewritten by worker 0
 kill -KILL "$pid1"
 for i in $(seq 50); do
     [ "$(worker_pid 1)" != "$pid1" ] && break
@@ -309,6 +323,10 @@ assert_log "the master logged the death" "$mark" "worker 1 \(pid $pid1\) killed 
 [ "$(worker_pid 1)" != "$pid1" ] && pass "worker 1 restarted (pid $(worker_pid 1))" ||
     fail "worker 1 was not restarted"
 wait_workers 3 || fail "the new worker 1 did not log its start"
+[ -e "$SPOOL/0000000000003-0000-1.env.tmp" ] &&
+    pass "the restarted worker did not clean the spool under the others" ||
+    fail "the restarted worker removed another worker's temporary file"
+rm -f "$SPOOL/0000000000003-0000-1.env.tmp"
 client load2 load "$TB_MXG_PORT" "$TB_CLIENT_IP" wb 30 6 2
 assert_eq "60 more messages: every one got 250" "60,0" "$(cv load2 OK),$(cv load2 BAD)"
 wait_spool_count "$MX1" 240 30
