@@ -1976,9 +1976,14 @@ static const char *auth_start(struct mxg_session *s)
                   s->peer);
         return NULL;
     }
-    if (!mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures, cfg->auth_window_ms))
+    int urc = mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures,
+                                      cfg->auth_window_ms);
+    if (urc == 0)
         return "the user is locked out, or its failures and running checks reach "
                "auth.max_user_failures";
+    if (urc < 0) /* no room to count the user's failures: fail closed, as for the address */
+        return "the AUTH throttle table is full (auth.throttle_entries): no room for the "
+               "user's failures";
     mxg_str_copy(s->ax_user_key, sizeof s->ax_user_key, ukey);
     return NULL;
 }
