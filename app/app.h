@@ -216,6 +216,12 @@ int app_workers_run(struct app *app);
 struct mxg_metrics *app_worker_metrics(struct app *app);
 /* This worker serves (its listeners are open): a later death means restart. */
 void app_worker_ready(struct app *app);
+/* After the final privilege drop (which clears PR_SET_PDEATHSIG): set it again, then
+ * check that the master still runs. 0, or -1 (err): the worker must exit. No-op
+ * without workers. */
+int app_worker_dropped(struct app *app, char *err, size_t errlen);
+/* The master's pid (workers only). */
+pid_t app_worker_master(const struct app *app);
 /* The /metrics text with every worker's counters (metrics_http's render hook). */
 int app_workers_render(void *arg, char **out, size_t *len);
 /* 0, or -1 (err) when next has a positive upstream limit below n running workers

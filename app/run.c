@@ -84,8 +84,7 @@ static void on_publish(uv_timer_t *t)
 /* A worker other than 0 spooled a message: the master tells worker 0's runner. */
 static void app_kick_master(void *arg)
 {
-    (void)arg;
-    kill(getppid(), SIGUSR1);
+    kill(app_worker_master(arg), SIGUSR1);
 }
 
 /* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now; for a
@@ -162,7 +161,7 @@ static int app_start_queue(struct app *app)
     FILE *fp = fopen(app->pid_file, "w");
     if (fp) {
         /* worker processes: the master's pid (it passes SIGUSR1 on to worker 0) */
-        fprintf(fp, "%ld\n", (long)(app->n_workers > 1 ? getppid() : getpid()));
+        fprintf(fp, "%ld\n", (long)(app->n_workers > 1 ? app_worker_master(app) : getpid()));
         fclose(fp);
     } else {
         LOG_W("main", "%s: %s (mxguard queue flush cannot signal this process)", app->pid_file,

@@ -50,7 +50,8 @@
  * lived less than that); one that dies before it first served (a start-up error)
  * stops the whole server with status 1, as a single process would; a restarted one
  * that cannot start again is retried every 5 s (logged) while the others serve. Workers get
- * SIGTERM when the master dies (PR_SET_PDEATHSIG). */
+ * SIGTERM when the master dies (PR_SET_PDEATHSIG, set again after the privilege drop,
+ * which clears it; a worker whose master is already gone then exits). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -78,6 +79,7 @@
 /* What the master shares with its workers (one MAP_SHARED mapping). */
 struct app_shared {
     int n;                                   /* workers */
+    pid_t master;                            /* the master's pid (set before any fork) */
     struct mxg_metrics *metrics[MXG_CFG_WORKERS_MAX];
     uint64_t restarts[MXG_CFG_WORKERS_MAX];  /* written by the master */
     int ready[MXG_CFG_WORKERS_MAX];          /* the worker serves (set by it) */
@@ -119,6 +121,7 @@ static struct app_shared *shared_new(int n)
     }
     struct app_shared *sh = mem;
     sh->n = n;
+    sh->master = getpid();
     sh->len = len;
     for (int i = 0; i < n; i++)
         sh->metrics[i] = mxg_metrics_new_at((char *)mem + head + (size_t)i * slot, slot);
@@ -196,6 +199,8 @@ static int spawn(struct master *m, int w)
     }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != m->app->shared->master)
+            _exit(1); /* the master died before the line above */
         /* the master's copy of the spool lock: closing this process's descriptors
          * leaves the lock with the master (flock belongs to the open file) */
         mxg_spool_close(m->spool);
@@ -452,6 +457,24 @@ int app_workers_run(struct app *app)
 struct mxg_metrics *app_worker_metrics(struct app *app)
 {
     return app->shared ? app->shared->metrics[app->worker] : NULL;
+}
+
+int app_worker_dropped(struct app *app, char *err, size_t errlen)
+{
+    if (!app->shared)
+        return 0;
+    /* a change of credentials cleared the parent-death signal set at the fork */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != app->shared->master) {
+        snprintf(err, errlen, "worker %d: the master (pid %ld) is gone", app->worker,
+                 (long)app->shared->master);
+        return -1;
+    }
+    return 0;
+}
+
+pid_t app_worker_master(const struct app *app)
+{
+    return app->shared->master;
 }
 
 void app_worker_ready(struct app *app)
