@@ -222,6 +222,8 @@ void app_worker_ready(struct app *app);
 int app_worker_dropped(struct app *app, char *err, size_t errlen);
 /* The master's pid (workers only). */
 pid_t app_worker_master(const struct app *app);
+/* A worker spooled a message: SIGUSR1 to worker 0 (its queue runner), directly. */
+void app_worker_kick0(const struct app *app);
 /* The /metrics text with every worker's counters (metrics_http's render hook). */
 int app_workers_render(void *arg, char **out, size_t *len);
 /* 0, or -1 (err) when next has a positive upstream limit below n running workers

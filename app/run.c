@@ -81,10 +81,10 @@ static void on_publish(uv_timer_t *t)
     mxg_metrics_publish(app->metrics);
 }
 
-/* A worker other than 0 spooled a message: the master tells worker 0's runner. */
+/* A worker other than 0 spooled a message: worker 0's runner is told directly. */
 static void app_kick_master(void *arg)
 {
-    kill(app_worker_master(arg), SIGUSR1);
+    app_worker_kick0(arg);
 }
 
 /* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now; for a
@@ -302,7 +302,7 @@ int mxg_cli_run(int argc, char **argv)
     app->mail_env.n_self = app->srv.upenv.n_self;
     if (app->worker == 0 && app_start_queue(app) < 0)
         goto out_loop;
-    if (app->worker > 0) { /* the queue runs in worker 0: the master passes the kick on */
+    if (app->worker > 0) { /* the queue runs in worker 0: it is kicked directly */
         app->srv.spool_kick = app_kick_master;
         app->srv.spool_kick_arg = app;
     }

@@ -27,7 +27,10 @@
  *  - Worker 0 alone runs the queue runner, the TLSRPT report sender, the metrics
  *    endpoint and the status page, and writes the pid file (with the master's
  *    pid: `mxguard queue flush` signals the master, which tells worker 0).
- *    Another worker that spooled a message asks the master (SIGUSR1) to kick it.
+ *    Another worker that spooled a message signals worker 0 (SIGUSR1) directly,
+ *    whose pid the master publishes in the mapping: the workers run as the same
+ *    user, while the master may still be root (server.user), which they may not
+ *    signal.
  *  - SQLite stores are opened per worker (busy timeouts, WAL); TLSRPT counts are
  *    added with UPSERT, so every worker's results count. The spool's file names
  *    carry the pid; the master opens the spool before forking (removing a crash's
@@ -83,6 +86,7 @@ struct app_shared {
     struct mxg_metrics *metrics[MXG_CFG_WORKERS_MAX];
     uint64_t restarts[MXG_CFG_WORKERS_MAX];  /* written by the master */
     int ready[MXG_CFG_WORKERS_MAX];          /* the worker serves (set by it) */
+    pid_t pid[MXG_CFG_WORKERS_MAX];          /* running workers (the master's; 0: none) */
     size_t len;                              /* the whole mapping */
 };
 
@@ -220,6 +224,7 @@ static int spawn(struct master *m, int w)
         return 1;
     }
     m->pid[w] = pid;
+    __atomic_store_n(&m->app->shared->pid[w], pid, __ATOMIC_RELEASE);
     m->started_ms[w] = mono_ms();
     m->restart_at[w] = 0;
     LOG_I("main", "worker %d started (pid %ld)", w, (long)pid);
@@ -290,6 +295,7 @@ static void reap(struct master *m)
         if (w == m->n)
             continue;
         m->pid[w] = 0;
+        __atomic_store_n(&m->app->shared->pid[w], 0, __ATOMIC_RELEASE);
         char how[96];
         describe_status(st, how, sizeof how);
         int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
@@ -475,6 +481,13 @@ int app_worker_dropped(struct app *app, char *err, size_t errlen)
 pid_t app_worker_master(const struct app *app)
 {
     return app->shared->master;
+}
+
+void app_worker_kick0(const struct app *app)
+{
+    pid_t p = __atomic_load_n(&app->shared->pid[0], __ATOMIC_ACQUIRE);
+    if (p > 0) /* 0: worker 0 restarts; its runner scans the spool as it starts */
+        kill(p, SIGUSR1);
 }
 
 void app_worker_ready(struct app *app)

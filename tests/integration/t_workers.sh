@@ -24,6 +24,9 @@
 #     flight finishes with 250 (the master's forward and the group's signal are one stop, not
 #     "again: now"), every worker drains, the master exits 0; a second SIGTERM to the master
 #     closes the sessions at once (the client holding its dot gets no 250).
+#  8. Started as root with server.user = "nobody": a queue-mode message stored by worker 1 is
+#     delivered at once (the worker kicks worker 0 directly: it may not signal the root master);
+#     SIGKILL to the master stops both workers (PR_SET_PDEATHSIG set again after the drop).
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -450,6 +453,46 @@ wait "$slowpid"
 if [ "$(cv slow2 DOT | cut -c1-3)" = 250 ]; then fail "the closed session's client got a 250"
 else pass "the closed session's client got no 250 ($(cv slow2 DOT))"; fi
 assert_log "a worker logged why" "$mark" "again: closing all sessions and deliveries now" mxguard3
+
+# ================================================================ 8. server.user
+echo "# --- 8. started as root with server.user: the kick, the master's death"
+cfg 127.0.70.0/25
+sed -i 's/^  hostname = "mxguard.test";$/  hostname = "mxguard.test";\n  user = "nobody";/' \
+    "$TB/mxguard.conf"
+grep -q 'user = "nobody";' "$TB/mxguard.conf" || tb_die "could not set server.user"
+chown nobody "$TB/users" # read as the user
+tb_start_mxguard -n mxguard4
+for i in $(seq 100); do
+    [ "$(grep -c 'worker [0-9] of 2 (pid [0-9]*) started' "$TB/mxguard4.log")" -ge 2 ] && break
+    sleep 0.1
+done
+# a worker that spooled a message kicks worker 0 itself: it may not signal the master (root)
+scrape u0
+late=0
+for i in $(seq 10); do
+    client "us$i" load "$QPORT" "$TB_CLIENT_IP" "wu$i" 1 1 1
+    wait_spool_count "$MX1" $((271 + i)) 5 || late=$((late + 1))
+done
+scrape u1
+assert_eq "10 queue-mode messages one at a time, the workers unprivileged: each delivered within 5 s" \
+    0 "$late"
+[ "$(metric u1 "$W1")" -gt "$(metric u0 "$W1")" ] &&
+    pass "worker 1 stored some of them ($(($(metric u1 "$W1") - $(metric u0 "$W1"))))" ||
+    fail "worker 1 stored none of the 10 (the kick path was not exercised)"
+# the privilege drop clears PR_SET_PDEATHSIG: it is set again after it
+wpids=$(sed -n 's/.*worker [0-9] started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard4.log" | tr '\n' ' ')
+[ "$(echo $wpids | wc -w)" = 2 ] || tb_die "no worker pids in mxguard4.log"
+mpid=$(tb_pid mxguard4)
+kill -KILL "$mpid"
+wait "$mpid" 2>/dev/null
+alive=2
+for i in $(seq 100); do
+    alive=0
+    for p in $wpids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+done
+assert_eq "the master killed: both workers (unprivileged) stopped within 10 s" 0 "$alive"
 
 echo "# ${SECONDS}s"
 tb_finish
