@@ -10,7 +10,8 @@
 #     shared too), a fresh address gets 454 4.7.0.
 #  3. SIGHUP to the master: both workers reload (a narrower server.allow_networks refuses every
 #     new session with 554 5.7.1, whichever worker takes it; and back).
-#     The master removed a crash's spool leftovers before forking and holds the spool's lock.
+#     The master removed a crash's spool leftovers before forking and holds the spool's lock;
+#     a second instance on the same state.directory refuses to start (no SO_REUSEPORT sharing).
 #  4. A worker killed with SIGKILL is logged and restarted; mail flows through it again and
 #     mxguard_worker_restarts_total counts it; it does not clean the spool (a .tmp survives).
 #  5. queue mode (server.queue_listen; the spool is scanned every 10 minutes only): messages
@@ -241,6 +242,11 @@ assert_eq "the leftovers were removed at the start" "0 0" \
 lockino=$(stat -c %i "$SPOOL/lock")
 lockpid=$(awk -v i=":$lockino" '$2 == "FLOCK" && substr($6, length($6) - length(i) + 1) == i { print $5 }' /proc/locks | head -n 1)
 assert_eq "the spool lock is held by the master" "$(tb_pid mxguard)" "$lockpid"
+# a second instance on the same state.directory does not join the ports (SO_REUSEPORT)
+tb_start_mxguard_fails -n mxguard2 15
+assert_eq "a second instance exits 1" 1 "$MXG_EXIT"
+assert_log "and says why" 0 "spool .* is locked by another process \(a second mxguard on the same state.directory\?\)" mxguard2
+assert_no_log "it bound nothing" 0 "listening on" mxguard2
 assert_log "each worker keeps half of each upstream limit (defaults 20, 0, 1000)" 0 \
     "each of 2 workers keeps a share of the upstream limits: destination_concurrency 10, destination_rate 0, upstream_connections 500"
 
