@@ -48,7 +48,8 @@
  * copies and forwards it (a second one as SIGUSR2, "now": a worker takes a second
  * SIGTERM within 1 s of the first for the process group's copy of the same stop,
  * ^C or systemd's control-group kill); it exits when every worker has,
- * with 0 when all of them exited 0, else 1. SIGUSR1 goes to worker 0. A worker
+ * with 0 when all of them exited 0, else 1; a worker still running
+ * server.drain_timeout + 3 s after the stop is killed (SIGKILL; status 1). SIGUSR1 goes to worker 0. A worker
  * that dies after it was serving is logged and restarted (after 1 s when it
  * lived less than that); one that dies before it first served (a start-up error)
  * stops the whole server with status 1, as a single process would; a restarted one
@@ -78,6 +79,7 @@
 #include "privs.h"
 
 #define MAX_ENDPOINTS (2 * MXG_CFG_MAX_LISTEN)
+#define STOP_MARGIN_MS 3000 /* past server.drain_timeout, the master kills what is left */
 
 /* What the master shares with its workers (one MAP_SHARED mapping). */
 struct app_shared {
@@ -99,6 +101,7 @@ struct master {
     uint64_t started_ms[MXG_CFG_WORKERS_MAX];
     uint64_t restart_at[MXG_CFG_WORKERS_MAX]; /* 0: none due */
     int stopping, failed;
+    uint64_t stop_deadline;                  /* stopping: SIGKILL to those left (0: none) */
     sigset_t sigs, old_mask;
     struct mxg_spool *spool;                 /* held (its lock) for the master's lifetime */
 };
@@ -364,6 +367,16 @@ static int master_loop(struct master *m)
         if (m->stopping && running == 0)
             return m->failed ? 1 : 0;
         uint64_t now = mono_ms();
+        if (m->stopping && !m->stop_deadline) /* a worker drains for drain_timeout at most */
+            m->stop_deadline = now + m->app->cfg.drain_timeout_ms + STOP_MARGIN_MS;
+        if (m->stop_deadline && now >= m->stop_deadline) {
+            LOG_E("main", "%d worker(s) still running %llus after the stop "
+                          "(server.drain_timeout + %ds): killing them", running,
+                  (unsigned long long)(m->app->cfg.drain_timeout_ms / 1000), STOP_MARGIN_MS / 1000);
+            tell_all(m, SIGKILL);
+            m->failed = 1;
+            m->stop_deadline = UINT64_MAX; /* once; reap() collects them */
+        }
         for (int w = 0; !m->stopping && w < m->n; w++) {
             if (m->pid[w] == 0 && m->restart_at[w] && m->restart_at[w] <= now) {
                 m->app->shared->ready[w] = 0;

@@ -28,6 +28,8 @@
 #  8. Started as root with server.user = "nobody": a queue-mode message stored by worker 1 is
 #     delivered at once (the worker kicks worker 0 directly: it may not signal the root master);
 #     SIGKILL to the master stops both workers (PR_SET_PDEATHSIG set again after the drop).
+#  9. server.drain_timeout = 1s, worker 1 stopped (SIGSTOP): SIGTERM to the master kills it after
+#     1 s + 3 s; the master exits 1.
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -499,6 +501,37 @@ for i in $(seq 100); do
     sleep 0.1
 done
 assert_eq "the master killed: both workers (unprivileged) stopped within 10 s" 0 "$alive"
+
+# ================================================================ 9. stop deadline
+echo "# --- 9. a worker that does not stop is killed after server.drain_timeout + 3 s"
+cfg 127.0.70.0/25
+sed -i 's/^  hostname = "mxguard.test";$/  hostname = "mxguard.test";\n  drain_timeout = "1s";/' \
+    "$TB/mxguard.conf"
+grep -q 'drain_timeout = "1s";' "$TB/mxguard.conf" || tb_die "could not set server.drain_timeout"
+tb_start_mxguard -n mxguard5
+for i in $(seq 100); do
+    [ "$(grep -c 'worker [0-9] of 2 (pid [0-9]*) started' "$TB/mxguard5.log")" -ge 2 ] && break
+    sleep 0.1
+done
+stuck=$(sed -n 's/.*worker 1 started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard5.log" | tail -n 1)
+[ -n "$stuck" ] || tb_die "no pid for worker 1 in mxguard5.log"
+kill -STOP "$stuck" # hangs: never drains
+mpid=$(tb_pid mxguard5)
+t0=$(date +%s%N)
+kill -TERM "$mpid"
+for i in $(seq 150); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+took=$((($(date +%s%N) - t0) / 1000000))
+if kill -0 "$mpid" 2>/dev/null; then
+    fail "the master still runs 15 s after SIGTERM with a hung worker"
+    kill -CONT "$stuck"
+else
+    wait "$mpid"
+    assert_eq "the master exited 1" 1 "$?"
+    [ "$took" -ge 3500 ] && pass "it waited for the drain deadline (${took} ms)" ||
+        fail "it killed the hung worker after ${took} ms (drain_timeout 1s + 3s)"
+fi
+assert_log "it said so" 0 "1 worker\(s\) still running 1s after the stop \(server.drain_timeout \+ 3s\): killing them" mxguard5
+kill -0 "$stuck" 2>/dev/null && fail "the hung worker still runs" || pass "the hung worker is gone"
 
 echo "# ${SECONDS}s"
 tb_finish
