@@ -216,6 +216,9 @@ int app_workers_run(struct app *app);
 struct mxg_metrics *app_worker_metrics(struct app *app);
 /* This worker serves (its listeners are open): a later death means restart. */
 void app_worker_ready(struct app *app);
+/* The worker's signal handlers are in place: SIGHUP/SIGTERM/SIGINT, blocked since the
+ * fork (so one sent during start-up is not lost), unblocked. No-op without workers. */
+void app_worker_signals_on(const struct app *app);
 /* After the final privilege drop (which clears PR_SET_PDEATHSIG): set it again, then
  * check that the master still runs. 0, or -1 (err): the worker must exit. No-op
  * without workers. */

@@ -321,6 +321,7 @@ int mxg_cli_run(int argc, char **argv)
         app->publish.data = app;
         uv_timer_start(&app->publish, on_publish, 0, 1000);
     }
+    app_worker_signals_on(app); /* a reload or stop sent during start-up comes now */
     if (app->n_workers > 1)
         LOG_N("main", "worker %d of %d (pid %ld) started", app->worker, app->n_workers,
               (long)getpid());

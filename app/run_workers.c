@@ -217,10 +217,15 @@ static int spawn(struct master *m, int w)
                 if (m->fds[v][i] >= 0)
                     close(m->fds[v][i]);
         /* until the worker's own handlers are in place, what the master passes on
-         * (a reload, a queue kick) must not end it (SIGHUP's default action) */
-        signal(SIGHUP, SIG_IGN);
+         * must not end it (the default actions) nor be lost: a reload or a stop
+         * stays blocked, pending, until app_worker_signals_on(); a queue kick is
+         * ignored (worker 0's runner scans the spool as it starts) */
         signal(SIGUSR1, SIG_IGN);
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        sigset_t start = m->old_mask;
+        sigaddset(&start, SIGHUP);
+        sigaddset(&start, SIGTERM);
+        sigaddset(&start, SIGINT);
+        sigprocmask(SIG_SETMASK, &start, NULL);
         struct app *app = m->app;
         app->worker = w;
         app->listen_fds = m->fds[w];
@@ -501,6 +506,18 @@ void app_worker_kick0(const struct app *app)
     pid_t p = __atomic_load_n(&app->shared->pid[0], __ATOMIC_ACQUIRE);
     if (p > 0) /* 0: worker 0 restarts; its runner scans the spool as it starts */
         kill(p, SIGUSR1);
+}
+
+void app_worker_signals_on(const struct app *app)
+{
+    if (!app->shared)
+        return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &set, NULL); /* what came meanwhile is delivered now */
 }
 
 void app_worker_ready(struct app *app)
