@@ -248,6 +248,8 @@ int mxg_cli_run(int argc, char **argv)
     app->srv.listen_fds = app->listen_fds;       /* a worker: the master's sockets */
     app->srv.auth_throttle = app->shared_throttle; /* a worker: the AUTH tables of all */
     app->srv.auth_trust = app->shared_trust;
+    app->srv.n_workers = app->n_workers; /* session ids unique across the workers */
+    app->srv.worker = app->worker;
     if (app->auth_db)
         LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
               app->cfg.auth_password_file);

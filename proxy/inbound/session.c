@@ -2410,7 +2410,10 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
     uv_timer_init(srv->loop, &s->timer);
     s->timer.data = s;
     s->handles = 2;
-    snprintf(s->id, sizeof s->id, "S%06lX", ++srv->next_id);
+    if (srv->n_workers > 1) /* unique across the workers: "S<worker>-<count>" */
+        snprintf(s->id, sizeof s->id, "S%d-%06lX", srv->worker, ++srv->next_id);
+    else
+        snprintf(s->id, sizeof s->id, "S%06lX", ++srv->next_id);
     peer_name(client, &s->peer_sa, s->peer, sizeof s->peer);
     s->loopback = mxg_addr_is_loopback((const struct sockaddr *)&s->peer_sa);
     s->t_connect = uv_now(srv->loop);

@@ -2,7 +2,8 @@
 # t_workers.sh — server.workers = 2 (app/run_workers.c, docs/ARCHITECTURE.md §Workers):
 #  1. load: 60 client sessions (12 at a time, 3 messages each, 180 messages) → every message
 #     got 250 and reached the MX exactly once; /metrics (served by worker 0) shows from the
-#     per-worker counters that both workers relayed mail, and the summed counters add up.
+#     per-worker counters that both workers relayed mail, and the summed counters add up;
+#     session ids (S<worker>-<count>) are unique across the workers.
 #  2. AUTH ("Keep the promise" burst of t_inbound_abuse.sh, with 2 workers): 40 parallel
 #     sessions from one address with a wrong password reach both workers, yet get at most
 #     auth.max_failures password checks in all — the throttle is process-wide; the locked user
@@ -269,6 +270,10 @@ assert_eq "summed: mxguard_transactions_total{outcome=\"delivered\"}" 180 \
     "$(metric m1 'mxguard_transactions_total{outcome="delivered"}')"
 assert_eq "summed: mxguard_sessions_total (60 + the start-up probe)" \
     $(($(metric m1 "$S0") + $(metric m1 "$S1"))) "$(metric m1 mxguard_sessions_total)"
+ids=$(sed -n 's/.* \(S[0-9A-F-]*\): connect from .*/\1/p' "$TB/mxguard.log")
+assert_eq "session ids are unique across the workers" 0 "$(echo "$ids" | sort | uniq -d | wc -l)"
+assert_eq "... and name the worker (S0-..., S1-...)" "S0- S1-" \
+    "$(echo "$ids" | sed -n 's/^\(S[0-9]-\)[0-9A-F]\{6\}$/\1/p' | sort -u | tr '\n' ' ' | sed 's/ $//')"
 
 # ================================================================ 2. AUTH burst
 echo "# --- 2. AUTH throttle across workers"
