@@ -365,12 +365,15 @@ int mxg_spool_writer_new(struct mxg_spool *sp, struct mxg_spool_writer **out, ch
              * clean-up (another process that owns the spool) may have locked or
              * unlinked it between the open and the lock — a new id then */
             struct stat st;
-            if (flock(w->fd, LOCK_EX | LOCK_NB) == 0 && fstat(w->fd, &st) == 0 &&
+            int rc = fault(sp, MXG_SPOOL_OP_BODY_LOCK);
+            if (rc == 0 && flock(w->fd, LOCK_EX | LOCK_NB) == 0 && fstat(w->fd, &st) == 0 &&
                 st.st_nlink > 0)
                 break;
             close(w->fd);
             w->fd = -1;
-            e = EEXIST;
+            unlinkat(sp->dirfd, name, 0); /* ours (O_EXCL), if still there */
+            /* an injected error other than "locked" fails the step, as elsewhere */
+            e = rc < 0 && rc != -EWOULDBLOCK ? -rc : EEXIST;
         }
         if (e != EEXIST || tries > 100) {
             seterr(err, errlen, "spool %s/%s: %s", sp->dir, name, strerror(e));
