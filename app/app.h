@@ -216,8 +216,22 @@ int app_workers_run(struct app *app);
 struct mxg_metrics *app_worker_metrics(struct app *app);
 /* This worker serves (its listeners are open): a later death means restart. */
 void app_worker_ready(struct app *app);
+/* The worker's signal handlers are in place: SIGHUP/SIGTERM/SIGINT, blocked since the
+ * fork (so one sent during start-up is not lost), unblocked. No-op without workers. */
+void app_worker_signals_on(const struct app *app);
+/* After the final privilege drop (which clears PR_SET_PDEATHSIG): set it again, then
+ * check that the master still runs. 0, or -1 (err): the worker must exit. No-op
+ * without workers. */
+int app_worker_dropped(struct app *app, char *err, size_t errlen);
+/* The master's pid (workers only). */
+pid_t app_worker_master(const struct app *app);
+/* A worker spooled a message: SIGUSR1 to worker 0 (its queue runner), directly. */
+void app_worker_kick0(const struct app *app);
 /* The /metrics text with every worker's counters (metrics_http's render hook). */
 int app_workers_render(void *arg, char **out, size_t *len);
+/* 0, or -1 (err) when next has a positive upstream limit below n running workers
+ * (a reload must not make a worker's share 0 = unlimited: server.workers is not live). */
+int app_workers_check_limits(const struct mxg_config *next, int n, char *err, size_t errlen);
 /* The connection cache's settings: the configuration's, each limit divided among
  * the workers (so their sum never exceeds it). */
 void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c);

@@ -81,11 +81,10 @@ static void on_publish(uv_timer_t *t)
     mxg_metrics_publish(app->metrics);
 }
 
-/* A worker other than 0 spooled a message: the master tells worker 0's runner. */
+/* A worker other than 0 spooled a message: worker 0's runner is told directly. */
 static void app_kick_master(void *arg)
 {
-    (void)arg;
-    kill(getppid(), SIGUSR1);
+    app_worker_kick0(arg);
 }
 
 /* SIGHUP reload, SIGUSR1 spool scan, SIGTERM/SIGINT drain (a second one: stop now; for a
@@ -162,7 +161,7 @@ static int app_start_queue(struct app *app)
     FILE *fp = fopen(app->pid_file, "w");
     if (fp) {
         /* worker processes: the master's pid (it passes SIGUSR1 on to worker 0) */
-        fprintf(fp, "%ld\n", (long)(app->n_workers > 1 ? getppid() : getpid()));
+        fprintf(fp, "%ld\n", (long)(app->n_workers > 1 ? app_worker_master(app) : getpid()));
         fclose(fp);
     } else {
         LOG_W("main", "%s: %s (mxguard queue flush cannot signal this process)", app->pid_file,
@@ -249,6 +248,8 @@ int mxg_cli_run(int argc, char **argv)
     app->srv.listen_fds = app->listen_fds;       /* a worker: the master's sockets */
     app->srv.auth_throttle = app->shared_throttle; /* a worker: the AUTH tables of all */
     app->srv.auth_trust = app->shared_trust;
+    app->srv.n_workers = app->n_workers; /* session ids unique across the workers */
+    app->srv.worker = app->worker;
     if (app->auth_db)
         LOG_N("main", "AUTH: %d user(s) from %s", mxg_auth_db_count(app->auth_db),
               app->cfg.auth_password_file);
@@ -303,7 +304,7 @@ int mxg_cli_run(int argc, char **argv)
     app->mail_env.n_self = app->srv.upenv.n_self;
     if (app->worker == 0 && app_start_queue(app) < 0)
         goto out_loop;
-    if (app->worker > 0) { /* the queue runs in worker 0: the master passes the kick on */
+    if (app->worker > 0) { /* the queue runs in worker 0: it is kicked directly */
         app->srv.spool_kick = app_kick_master;
         app->srv.spool_kick_arg = app;
     }
@@ -322,6 +323,7 @@ int mxg_cli_run(int argc, char **argv)
         app->publish.data = app;
         uv_timer_start(&app->publish, on_publish, 0, 1000);
     }
+    app_worker_signals_on(app); /* a reload or stop sent during start-up comes now */
     if (app->n_workers > 1)
         LOG_N("main", "worker %d of %d (pid %ld) started", app->worker, app->n_workers,
               (long)getpid());

@@ -205,7 +205,7 @@ int app_ops_started(struct app *app, char *err, size_t errlen)
         if (app_status_on(app, err, errlen) < 0)
             return -1;
     }
-    if (mxg_privs_drop(&app->privs, err, errlen) < 0)
+    if (mxg_privs_drop(&app->privs, err, errlen) < 0 || app_worker_dropped(app, err, errlen) < 0)
         return -1;
     if (geteuid() == 0)
         LOG_W("main", "running as root: set server.user (e.g. \"mxguard\") so that mxguard "

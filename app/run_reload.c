@@ -144,6 +144,12 @@ void app_reload(struct app *app)
         free(next);
         return;
     }
+    if (app->n_workers > 1 && app_workers_check_limits(next, app->n_workers, err, sizeof err) < 0) {
+        LOG_E("reload", "refused: %s; the running configuration stays in force", err);
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        free(next);
+        return;
+    }
     struct mxg_reload_ctx rc = {.have_list = app->stlist_src != NULL};
     struct mxg_reload_result res;
     mxg_reload_apply(&app->cfg, next, &rc, &res);

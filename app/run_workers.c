@@ -27,11 +27,15 @@
  *  - Worker 0 alone runs the queue runner, the TLSRPT report sender, the metrics
  *    endpoint and the status page, and writes the pid file (with the master's
  *    pid: `mxguard queue flush` signals the master, which tells worker 0).
- *    Another worker that spooled a message asks the master (SIGUSR1) to kick it.
+ *    Another worker that spooled a message signals worker 0 (SIGUSR1) directly,
+ *    whose pid the master publishes in the mapping: the workers run as the same
+ *    user, while the master may still be root (server.user), which they may not
+ *    signal.
  *  - SQLite stores are opened per worker (busy timeouts, WAL); TLSRPT counts are
  *    added with UPSERT, so every worker's results count. The spool's file names
- *    carry the pid; its entry locks keep a crashed writer's cleanup from touching
- *    a live one's body.
+ *    carry the pid; the master opens the spool before forking (removing a crash's
+ *    leftovers) and holds its lock for its lifetime, so no worker ever cleans
+ *    while another writes; its entry locks keep a body being written apart.
  *
  * Listeners: one socket per (worker, endpoint), bound by the master with
  * SO_REUSEPORT, so the kernel spreads connections over the workers; the master
@@ -44,12 +48,14 @@
  * copies and forwards it (a second one as SIGUSR2, "now": a worker takes a second
  * SIGTERM within 1 s of the first for the process group's copy of the same stop,
  * ^C or systemd's control-group kill); it exits when every worker has,
- * with 0 when all of them exited 0, else 1. SIGUSR1 goes to worker 0. A worker
+ * with 0 when all of them exited 0, else 1; a worker still running
+ * server.drain_timeout + 3 s after the stop is killed (SIGKILL; status 1). SIGUSR1 goes to worker 0. A worker
  * that dies after it was serving is logged and restarted (after 1 s when it
  * lived less than that); one that dies before it first served (a start-up error)
  * stops the whole server with status 1, as a single process would; a restarted one
  * that cannot start again is retried every 5 s (logged) while the others serve. Workers get
- * SIGTERM when the master dies (PR_SET_PDEATHSIG). */
+ * SIGTERM when the master dies (PR_SET_PDEATHSIG, set again after the privilege drop,
+ * which clears it; a worker whose master is already gone then exits). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -68,16 +74,21 @@
 #include "../core/reload.h"
 #include "../proxy/inbound/auth.h"
 #include "../proxy/outbound/conncache.h"
+#include "../spool/spool.h"
 #include "app.h"
+#include "privs.h"
 
 #define MAX_ENDPOINTS (2 * MXG_CFG_MAX_LISTEN)
+#define STOP_MARGIN_MS 3000 /* past server.drain_timeout, the master kills what is left */
 
 /* What the master shares with its workers (one MAP_SHARED mapping). */
 struct app_shared {
     int n;                                   /* workers */
+    pid_t master;                            /* the master's pid (set before any fork) */
     struct mxg_metrics *metrics[MXG_CFG_WORKERS_MAX];
     uint64_t restarts[MXG_CFG_WORKERS_MAX];  /* written by the master */
     int ready[MXG_CFG_WORKERS_MAX];          /* the worker serves (set by it) */
+    pid_t pid[MXG_CFG_WORKERS_MAX];          /* running workers (the master's; 0: none) */
     size_t len;                              /* the whole mapping */
 };
 
@@ -90,7 +101,9 @@ struct master {
     uint64_t started_ms[MXG_CFG_WORKERS_MAX];
     uint64_t restart_at[MXG_CFG_WORKERS_MAX]; /* 0: none due */
     int stopping, failed;
+    uint64_t stop_deadline;                  /* stopping: SIGKILL to those left (0: none) */
     sigset_t sigs, old_mask;
+    struct mxg_spool *spool;                 /* held (its lock) for the master's lifetime */
 };
 
 /* CLOCK_MONOTONIC in milliseconds. */
@@ -115,6 +128,7 @@ static struct app_shared *shared_new(int n)
     }
     struct app_shared *sh = mem;
     sh->n = n;
+    sh->master = getpid();
     sh->len = len;
     for (int i = 0; i < n; i++)
         sh->metrics[i] = mxg_metrics_new_at((char *)mem + head + (size_t)i * slot, slot);
@@ -192,24 +206,71 @@ static int spawn(struct master *m, int w)
     }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != m->app->shared->master)
+            _exit(1); /* the master died before the line above */
+        /* the master's copy of the spool lock: closing this process's descriptors
+         * leaves the lock with the master (flock belongs to the open file) */
+        mxg_spool_close(m->spool);
+        m->spool = NULL;
         for (int v = 0; v < m->n; v++)
             for (int i = 0; v != w && i < m->n_ep; i++)
                 if (m->fds[v][i] >= 0)
                     close(m->fds[v][i]);
         /* until the worker's own handlers are in place, what the master passes on
-         * (a reload, a queue kick) must not end it (SIGHUP's default action) */
-        signal(SIGHUP, SIG_IGN);
+         * must not end it (the default actions) nor be lost: a reload or a stop
+         * stays blocked, pending, until app_worker_signals_on(); a queue kick is
+         * ignored (worker 0's runner scans the spool as it starts) */
         signal(SIGUSR1, SIG_IGN);
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        sigset_t start = m->old_mask;
+        sigaddset(&start, SIGHUP);
+        sigaddset(&start, SIGTERM);
+        sigaddset(&start, SIGINT);
+        sigprocmask(SIG_SETMASK, &start, NULL);
         struct app *app = m->app;
         app->worker = w;
         app->listen_fds = m->fds[w];
         return 1;
     }
     m->pid[w] = pid;
+    __atomic_store_n(&m->app->shared->pid[w], pid, __ATOMIC_RELEASE);
     m->started_ms[w] = mono_ms();
     m->restart_at[w] = 0;
     LOG_I("main", "worker %d started (pid %ld)", w, (long)pid);
+    return 0;
+}
+
+/* The spool opened, cleaned of a crash's leftovers and locked by the master before
+ * any worker runs, and kept so until it exits: no worker ever owns it, so none
+ * cleans while another writes (a body or an envelope being rewritten). As root
+ * with server.user, state.directory and what the master created in it are given to
+ * the user (app/privs.h). 0, or -1 (logged). */
+static int hold_spool(struct master *m)
+{
+    const struct mxg_config *cfg = &m->app->cfg;
+    struct mxg_privs privs;
+    char err[1024], dir[MXG_CFG_PATH_MAX + 16];
+    if (mxg_privs_resolve(cfg, &privs, err, sizeof err) < 0 ||
+        app_ensure_state_dir(cfg, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/spool", cfg->state_dir);
+    if (!(m->spool = mxg_spool_open(dir, err, sizeof err))) {
+        LOG_E("main", "spool: %s", err);
+        return -1;
+    }
+    if (!mxg_spool_owner(m->spool)) {
+        LOG_E("main", "spool %s is locked by another process (a second mxguard on the same "
+                      "state.directory?)", dir);
+        return -1;
+    }
+    if (mxg_spool_cleaned(m->spool))
+        LOG_N("main", "spool %s: removed %d leftover(s) of an interrupted write", dir,
+              mxg_spool_cleaned(m->spool));
+    if (mxg_privs_prepare_dir(&privs, cfg->state_dir, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -242,6 +303,7 @@ static void reap(struct master *m)
         if (w == m->n)
             continue;
         m->pid[w] = 0;
+        __atomic_store_n(&m->app->shared->pid[w], 0, __ATOMIC_RELEASE);
         char how[96];
         describe_status(st, how, sizeof how);
         int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
@@ -280,14 +342,21 @@ static void master_reload(struct master *m)
     if (!next)
         return;
     if (mxg_config_load(next, app->cfg.source[0] ? app->cfg.source : NULL, environ, err,
-                        sizeof err) == 0) {
-        struct mxg_reload_ctx rc = {.have_list = 1};
-        struct mxg_reload_result res;
-        mxg_reload_apply(&app->cfg, next, &rc, &res);
-        if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
-            mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
-            mxg_log_set_format(app->cfg.log_format);
-        }
+                        sizeof err) < 0) {
+        free(next); /* each worker logs the error */
+        return;
+    }
+    if (app_workers_check_limits(next, m->n, err, sizeof err) < 0) {
+        LOG_E("main", "reload refused: %s; the running configuration stays in force", err);
+        free(next);
+        return;
+    }
+    struct mxg_reload_ctx rc = {.have_list = 1};
+    struct mxg_reload_result res;
+    mxg_reload_apply(&app->cfg, next, &rc, &res);
+    if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
+        mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+        mxg_log_set_format(app->cfg.log_format);
     }
     free(next);
 }
@@ -303,6 +372,16 @@ static int master_loop(struct master *m)
         if (m->stopping && running == 0)
             return m->failed ? 1 : 0;
         uint64_t now = mono_ms();
+        if (m->stopping && !m->stop_deadline) /* a worker drains for drain_timeout at most */
+            m->stop_deadline = now + m->app->cfg.drain_timeout_ms + STOP_MARGIN_MS;
+        if (m->stop_deadline && now >= m->stop_deadline) {
+            LOG_E("main", "%d worker(s) still running %llus after the stop "
+                          "(server.drain_timeout + %ds): killing them", running,
+                  (unsigned long long)(m->app->cfg.drain_timeout_ms / 1000), STOP_MARGIN_MS / 1000);
+            tell_all(m, SIGKILL);
+            m->failed = 1;
+            m->stop_deadline = UINT64_MAX; /* once; reap() collects them */
+        }
         for (int w = 0; !m->stopping && w < m->n; w++) {
             if (m->pid[w] == 0 && m->restart_at[w] && m->restart_at[w] <= now) {
                 m->app->shared->ready[w] = 0;
@@ -366,8 +445,12 @@ int app_workers_run(struct app *app)
         LOG_E("main", "workers: shared AUTH tables: out of memory");
         return 1;
     }
-    if (bind_all(&m) < 0)
+    if (hold_spool(&m) < 0)
         return 1;
+    if (bind_all(&m) < 0) {
+        mxg_spool_close(m.spool);
+        return 1;
+    }
     sigemptyset(&m.sigs);
     int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
@@ -390,6 +473,7 @@ int app_workers_run(struct app *app)
     if (rc == -2)
         return -2;
     close_all(&m);
+    mxg_spool_close(m.spool);
     LOG_N("main", "master: every worker stopped (status %d)", rc);
     return rc;
 }
@@ -397,6 +481,43 @@ int app_workers_run(struct app *app)
 struct mxg_metrics *app_worker_metrics(struct app *app)
 {
     return app->shared ? app->shared->metrics[app->worker] : NULL;
+}
+
+int app_worker_dropped(struct app *app, char *err, size_t errlen)
+{
+    if (!app->shared)
+        return 0;
+    /* a change of credentials cleared the parent-death signal set at the fork */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != app->shared->master) {
+        snprintf(err, errlen, "worker %d: the master (pid %ld) is gone", app->worker,
+                 (long)app->shared->master);
+        return -1;
+    }
+    return 0;
+}
+
+pid_t app_worker_master(const struct app *app)
+{
+    return app->shared->master;
+}
+
+void app_worker_kick0(const struct app *app)
+{
+    pid_t p = __atomic_load_n(&app->shared->pid[0], __ATOMIC_ACQUIRE);
+    if (p > 0) /* 0: worker 0 restarts; its runner scans the spool as it starts */
+        kill(p, SIGUSR1);
+}
+
+void app_worker_signals_on(const struct app *app)
+{
+    if (!app->shared)
+        return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &set, NULL); /* what came meanwhile is delivered now */
 }
 
 void app_worker_ready(struct app *app)
@@ -412,14 +533,41 @@ int app_workers_render(void *arg, char **out, size_t *len)
                                       app->shared->restarts, out, len);
 }
 
+int app_workers_check_limits(const struct mxg_config *next, int n, char *err, size_t errlen)
+{
+    const struct {
+        const char *name;
+        int v;
+    } lim[] = {{"limits.destination_concurrency", next->dest_concurrency},
+               {"limits.destination_rate", next->dest_rate},
+               {"limits.upstream_connections", next->upstream_connections}};
+    for (size_t i = 0; n > 1 && i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].v > 0 && lim[i].v < n) {
+            snprintf(err, errlen, "%s: %d is below the %d running workers (server.workers "
+                                  "changes only with a restart): each worker gets an equal "
+                                  "share of it", lim[i].name, lim[i].v, n);
+            return -1;
+        }
+    return 0;
+}
+
+/* limit's share for one of n workers: 0 (unlimited) stays 0; a positive limit never
+ * becomes 0 (unlimited): at least 1 (app_workers_check_limits keeps limit >= n). */
+static int share_of(int limit, int n)
+{
+    if (limit <= 0)
+        return limit;
+    return limit / n > 0 ? limit / n : 1;
+}
+
 void app_conncache_cfg(const struct app *app, struct mxg_conncache_cfg *c)
 {
     mxg_upstream_conncache_cfg(&app->cfg, c);
     if (app->n_workers <= 1)
         return;
-    /* an equal share each: the sum never exceeds the limit (core/config.c
-     * refuses a limit below the worker count) */
-    c->dest_concurrency /= app->n_workers;
-    c->dest_rate /= app->n_workers;
-    c->max_conns /= app->n_workers;
+    /* an equal share each: the sum never exceeds the limit (core/config.c and
+     * app_workers_check_limits refuse a limit below the worker count) */
+    c->dest_concurrency = share_of(c->dest_concurrency, app->n_workers);
+    c->dest_rate = share_of(c->dest_rate, app->n_workers);
+    c->max_conns = share_of(c->max_conns, app->n_workers);
 }

@@ -359,16 +359,28 @@ int mxg_spool_writer_new(struct mxg_spool *sp, struct mxg_spool_writer **out, ch
         char name[MXG_SPOOL_ID_MAX + 16];
         snprintf(name, sizeof name, "%s.msg", w->id);
         w->fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (w->fd >= 0)
-            break;
         int e = errno;
+        if (w->fd >= 0) {
+            /* the entry's lock; then the file must still be linked: a leftover
+             * clean-up (another process that owns the spool) may have locked or
+             * unlinked it between the open and the lock — a new id then */
+            struct stat st;
+            int rc = fault(sp, MXG_SPOOL_OP_BODY_LOCK);
+            if (rc == 0 && flock(w->fd, LOCK_EX | LOCK_NB) == 0 && fstat(w->fd, &st) == 0 &&
+                st.st_nlink > 0)
+                break;
+            close(w->fd);
+            w->fd = -1;
+            unlinkat(sp->dirfd, name, 0); /* ours (O_EXCL), if still there */
+            /* an injected error other than "locked" fails the step, as elsewhere */
+            e = rc < 0 && rc != -EWOULDBLOCK ? -rc : EEXIST;
+        }
         if (e != EEXIST || tries > 100) {
             seterr(err, errlen, "spool %s/%s: %s", sp->dir, name, strerror(e));
             free(w);
             return -e;
         }
     }
-    flock(w->fd, LOCK_EX | LOCK_NB); /* new file: nobody else can hold it */
     *out = w;
     return 0;
 }

@@ -115,6 +115,10 @@ int mxg_spool_cleaned(const struct mxg_spool *sp);
 enum mxg_spool_op {
     MXG_SPOOL_OP_BODY_WRITE = 0, MXG_SPOOL_OP_BODY_SYNC, MXG_SPOOL_OP_ENV_WRITE,
     MXG_SPOOL_OP_ENV_SYNC, MXG_SPOOL_OP_RENAME, MXG_SPOOL_OP_DIR_SYNC,
+    MXG_SPOOL_OP_BODY_LOCK, /* a new body, created, before its lock: -EWOULDBLOCK = the
+                               lock was taken by another (a new id); the hook may also
+                               unlink the file (what another process's leftover clean-up
+                               would do) */
 };
 void mxg_spool_set_fault(struct mxg_spool *sp, int (*fault)(void *arg, enum mxg_spool_op op),
                          void *arg);

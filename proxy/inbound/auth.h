@@ -133,6 +133,9 @@ void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key);
 int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key);
 void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key);
 int mxg_auth_throttle_size(const struct mxg_auth_throttle *t);
+/* Tests only: take a shared table's mutex and keep it (a process that then dies
+ * holding it poisons the table: every later check is refused). */
+void mxg_auth_throttle_test_hold(struct mxg_auth_throttle *t);
 /* "ip:192.0.2.1", "ip:2001:db8:1:2::/64" (v4-mapped IPv6 as IPv4). */
 void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap);
 

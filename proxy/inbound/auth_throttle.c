@@ -15,8 +15,12 @@
  * valid in every worker: the entries come from a fixed pool of slots in it
  * (a key longer than a slot cannot be stored: the caller fails closed), and
  * every public function holds the table's process-shared, robust mutex (a
- * worker that dies holding it does not block the others). */
+ * worker that dies holding it does not block the others). A holder that died may
+ * have left the table half-updated: it is then poisoned for good (logged) and
+ * every check is refused (fail closed), as is every call whose lock fails. */
 #include "auth.h"
+
+#include "../../core/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,17 +58,39 @@ struct mxg_auth_throttle {
     char *slots;               /* the pool of max slots ... */
     int n_used;                /* ... slots[0 .. n_used) have been handed out (pages are
                                   touched only when a slot is first used) */
+    int poisoned;              /* a holder died: the table may be inconsistent */
 };
 
 /* A shared table's slot: the entry and the longest key any caller makes. */
 #define SLOT_KEY_MAX MXG_AUTH_TRUST_KEY_MAX
 #define SLOT_SIZE ((sizeof(struct tentry) + SLOT_KEY_MAX + 15) & ~(size_t)15)
 
-/* Take a shared table's mutex (a no-op for a private one). */
-static void tlock(struct mxg_auth_throttle *t)
+/* Take a shared table's mutex (a no-op for a private one): 0, or -1 (not held) when
+ * it cannot be taken or the table is poisoned — the caller refuses (fail closed). */
+static int tlock(struct mxg_auth_throttle *t)
 {
-    if (t && t->shared && pthread_mutex_lock(&t->mu) == EOWNERDEAD)
-        pthread_mutex_consistent(&t->mu); /* its holder died; each update is small */
+    if (!t || !t->shared)
+        return 0;
+    int rc = pthread_mutex_lock(&t->mu);
+    if (rc == EOWNERDEAD) {
+        /* its holder died, maybe in the middle of an update: the chains and the
+         * recency list cannot be trusted any more */
+        pthread_mutex_consistent(&t->mu);
+        if (!t->poisoned)
+            LOG_E("smtp", "AUTH throttle table: a worker died while updating it: every "
+                          "AUTH is refused until mxguard is restarted");
+        t->poisoned = 1;
+        rc = 0;
+    }
+    if (rc != 0) {
+        LOG_E("smtp", "AUTH throttle table: lock: %s: AUTH refused", strerror(rc));
+        return -1;
+    }
+    if (t->poisoned) {
+        pthread_mutex_unlock(&t->mu);
+        return -1;
+    }
+    return 0;
 }
 
 /* Release what tlock() took. */
@@ -426,7 +452,8 @@ void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap
 
 uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return 1; /* refused: as if locked */
     uint64_t r = auth_throttle_locked_in(t, key, now_ms);
     tunlock(t);
     return r;
@@ -435,7 +462,8 @@ uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, 
 int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                            uint64_t window_ms, uint64_t lockout_ms)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return 0; /* not counted: every check is refused anyway */
     int r = auth_throttle_fail_in(t, key, now_ms, max, window_ms, lockout_ms);
     tunlock(t);
     return r;
@@ -444,7 +472,8 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
 int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                             uint64_t window_ms)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return 0; /* refuse */
     int r = auth_throttle_start_in(t, key, now_ms, max, window_ms);
     tunlock(t);
     return r;
@@ -452,14 +481,16 @@ int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64
 
 void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return;
     auth_throttle_finish_in(t, key);
     tunlock(t);
 }
 
 int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return 0;
     int r = auth_throttle_inflight_in(t, key);
     tunlock(t);
     return r;
@@ -468,7 +499,8 @@ int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key)
 void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
                          uint64_t when_ms)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return;
     auth_trust_mark_in(t, addr_key, user, when_ms);
     tunlock(t);
 }
@@ -476,7 +508,8 @@ void mxg_auth_trust_mark(struct mxg_auth_throttle *t, const char *addr_key, cons
 int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const char *user,
                      uint64_t now_ms, uint64_t lifetime_ms)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return 0; /* not trusted */
     int r = auth_trusted_in(t, addr_key, user, now_ms, lifetime_ms);
     tunlock(t);
     return r;
@@ -484,7 +517,13 @@ int mxg_auth_trusted(struct mxg_auth_throttle *t, const char *addr_key, const ch
 
 void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key)
 {
-    tlock(t);
+    if (tlock(t) < 0)
+        return;
     auth_throttle_clear_in(t, key);
     tunlock(t);
+}
+
+void mxg_auth_throttle_test_hold(struct mxg_auth_throttle *t)
+{
+    tlock(t);
 }

@@ -94,7 +94,10 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     struct mxg_auth_db *auth_db = srv->auth_db;
     struct mxg_auth_throttle *throttle = srv->auth_throttle, *trust = srv->auth_trust;
     const int *listen_fds = srv->listen_fds;
+    int n_workers = srv->n_workers, worker = srv->worker;
     memset(srv, 0, sizeof *srv);
+    srv->n_workers = n_workers;
+    srv->worker = worker;
     srv->auth_throttle = throttle;
     srv->auth_trust = trust;
     srv->listen_fds = listen_fds;

@@ -77,8 +77,10 @@ struct mxg_server {
      * socket per cfg->listen then cfg->queue_listen endpoint, already bound and
      * listening, used instead of binding (NULL: bind); auth_throttle and
      * auth_trust may be preset to tables shared by the workers
-     * (mxg_auth_throttle_new_shared), so the AUTH limits hold across them. */
+     * (mxg_auth_throttle_new_shared), so the AUTH limits hold across them;
+     * n_workers and worker make session ids unique across them. */
     const int *listen_fds;
+    int n_workers, worker; /* n_workers > 1: session ids carry the worker index */
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are

@@ -1976,9 +1976,14 @@ static const char *auth_start(struct mxg_session *s)
                   s->peer);
         return NULL;
     }
-    if (!mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures, cfg->auth_window_ms))
+    int urc = mxg_auth_throttle_start(th, ukey, now, cfg->auth_max_user_failures,
+                                      cfg->auth_window_ms);
+    if (urc == 0)
         return "the user is locked out, or its failures and running checks reach "
                "auth.max_user_failures";
+    if (urc < 0) /* no room to count the user's failures: fail closed, as for the address */
+        return "the AUTH throttle table is full (auth.throttle_entries): no room for the "
+               "user's failures";
     mxg_str_copy(s->ax_user_key, sizeof s->ax_user_key, ukey);
     return NULL;
 }
@@ -2405,7 +2410,10 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
     uv_timer_init(srv->loop, &s->timer);
     s->timer.data = s;
     s->handles = 2;
-    snprintf(s->id, sizeof s->id, "S%06lX", ++srv->next_id);
+    if (srv->n_workers > 1) /* unique across the workers: "S<worker>-<count>" */
+        snprintf(s->id, sizeof s->id, "S%d-%06lX", srv->worker, ++srv->next_id);
+    else
+        snprintf(s->id, sizeof s->id, "S%06lX", ++srv->next_id);
     peer_name(client, &s->peer_sa, s->peer, sizeof s->peer);
     s->loopback = mxg_addr_is_loopback((const struct sockaddr *)&s->peer_sa);
     s->t_connect = uv_now(srv->loop);

@@ -15,6 +15,9 @@
 #     auth.max_failures password checks (counted from mxguard's log); the same burst locks the
 #     user, yet the address the user authenticated from before still gets in (235), a fresh
 #     address gets 454 4.7.0; after a restart the trusted address is still remembered.
+#  5. AUTH throttle table full (auth.throttle_entries = 16, auth.max_failures = 1): 15 addresses
+#     each locked by a failure fill it; a new address's key still finds room, the user's key
+#     does not: the AUTH is refused (454 4.7.0, fail closed), not let through uncounted.
 # Client addresses: 127.0.70.100 (data, HELO), .110 attacker, .111 the user's usual address,
 # .112 a fresh address.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -302,6 +305,23 @@ auth_round live
 tb_stop mxguard
 tb_start_mxguard
 auth_round "after a restart"
+
+# ================================================================ 5. AUTH table full
+echo "# --- 5. no room in the AUTH throttle table for the user's key: refused"
+tb_stop mxguard
+sed -i 's/max_failures = 5; max_user_failures = 5;/max_failures = 1; max_user_failures = 5; throttle_entries = 16;/' \
+    "$TB/mxguard.conf"
+grep -q 'throttle_entries = 16;' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
+tb_start_mxguard
+for i in $(seq 20 34); do # 15 locked address keys (+ 15 evictable user keys x20..x34)
+    client "fill$i" auth "$TB_MXG_PORT" "127.0.70.$i" "$(b64 "\\0x$i\\0guess")"
+    case "$(cv "fill$i" AUTH)" in 535* | 421*) ;; *) fail "filling: 127.0.70.$i got $(cv "fill$i" AUTH)" ;; esac
+done
+mark=$(tb_log_mark)
+client full auth "$TB_MXG_PORT" 127.0.70.40 "$PLAIN_ALICE"
+assert_reply "a fresh address, the right password, no room for the user's key: 454 4.7.0" \
+    "$(cv full AUTH)" "454 4.7.0"
+assert_log "logged why" "$mark" "AUTH for user 'alice' from 127.0.70.40 refused: the AUTH throttle table is full \(auth.throttle_entries\): no room for the user's failures"
 
 echo "# ${SECONDS}s"
 tb_finish

@@ -2,7 +2,8 @@
 # t_workers.sh — server.workers = 2 (app/run_workers.c, docs/ARCHITECTURE.md §Workers):
 #  1. load: 60 client sessions (12 at a time, 3 messages each, 180 messages) → every message
 #     got 250 and reached the MX exactly once; /metrics (served by worker 0) shows from the
-#     per-worker counters that both workers relayed mail, and the summed counters add up.
+#     per-worker counters that both workers relayed mail, and the summed counters add up;
+#     session ids (S<worker>-<count>) are unique across the workers.
 #  2. AUTH ("Keep the promise" burst of t_inbound_abuse.sh, with 2 workers): 40 parallel
 #     sessions from one address with a wrong password reach both workers, yet get at most
 #     auth.max_failures password checks in all — the throttle is process-wide; the locked user
@@ -10,17 +11,26 @@
 #     shared too), a fresh address gets 454 4.7.0.
 #  3. SIGHUP to the master: both workers reload (a narrower server.allow_networks refuses every
 #     new session with 554 5.7.1, whichever worker takes it; and back).
+#     The master removed a crash's spool leftovers before forking and holds the spool's lock;
+#     a second instance on the same state.directory refuses to start (no SO_REUSEPORT sharing).
 #  4. A worker killed with SIGKILL is logged and restarted; mail flows through it again and
-#     mxguard_worker_restarts_total counts it.
+#     mxguard_worker_restarts_total counts it; it does not clean the spool (a .tmp survives).
 #  5. queue mode (server.queue_listen; the spool is scanned every 10 minutes only): messages
 #     stored by either worker are delivered at once by worker 0's queue runner (kicked through
 #     the master), each exactly once.
 #  6. limits.destination_concurrency = 2 (set by SIGHUP) with 2 workers: 6 sessions at once
 #     whose MX holds each connection 5 s → at most 2 connections at the MX, all delivered.
+#     A reload of a file with workers = 1 and destination_concurrency = 1 is refused (server.workers
+#     is not live: 1 share of 2 would be 0 = unlimited); the limit stays 2.
 #  7. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
 #     flight finishes with 250 (the master's forward and the group's signal are one stop, not
 #     "again: now"), every worker drains, the master exits 0; a second SIGTERM to the master
 #     closes the sessions at once (the client holding its dot gets no 250).
+#  8. Started as root with server.user = "nobody": a queue-mode message stored by worker 1 is
+#     delivered at once (the worker kicks worker 0 directly: it may not signal the root master);
+#     SIGKILL to the master stops both workers (PR_SET_PDEATHSIG set again after the drop).
+#  9. server.drain_timeout = 1s, worker 1 stopped (SIGSTOP): SIGTERM to the master kills it after
+#     1 s + 3 s; the master exits 1.
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -220,9 +230,26 @@ assert_eq "the master exited 1" 1 "$MXG_EXIT"
 assert_log "the master said why" 0 "worker 0 \(pid [0-9]+\) exited with status 1 before it served: stopping" mxguard0
 assert_log "and stopped" 0 "master: every worker stopped \(status 1\)" mxguard0
 
+# a crash's leftovers: an orphan body and an envelope's temporary file
+SPOOL=$TB/state/spool
+mkdir -p "$SPOOL"
+echo orphan >"$SPOOL/0000000000001-0000-1.msg"
+echo tmp >"$SPOOL/0000000000001-0000-2.env.tmp"
 tb_start_mxguard
 wait_workers 2 || tb_die "two workers did not start"
 assert_log "the master started 2 workers" 0 "master \(pid [0-9]+\) starting 2 workers"
+assert_eq "the leftovers were removed at the start" "0 0" \
+    "$(ls "$SPOOL" | grep -c '^0000000000001-0000-1.msg$') $(ls "$SPOOL" | grep -c '\.tmp$')"
+# the master holds the spool's lock for its lifetime: no worker (restarted or not) ever
+# cleans the spool while another writes into it
+lockino=$(stat -c %i "$SPOOL/lock")
+lockpid=$(awk -v i=":$lockino" '$2 == "FLOCK" && substr($6, length($6) - length(i) + 1) == i { print $5 }' /proc/locks | head -n 1)
+assert_eq "the spool lock is held by the master" "$(tb_pid mxguard)" "$lockpid"
+# a second instance on the same state.directory does not join the ports (SO_REUSEPORT)
+tb_start_mxguard_fails -n mxguard2 15
+assert_eq "a second instance exits 1" 1 "$MXG_EXIT"
+assert_log "and says why" 0 "spool .* is locked by another process \(a second mxguard on the same state.directory\?\)" mxguard2
+assert_no_log "it bound nothing" 0 "listening on" mxguard2
 assert_log "each worker keeps half of each upstream limit (defaults 20, 0, 1000)" 0 \
     "each of 2 workers keeps a share of the upstream limits: destination_concurrency 10, destination_rate 0, upstream_connections 500"
 
@@ -243,6 +270,10 @@ assert_eq "summed: mxguard_transactions_total{outcome=\"delivered\"}" 180 \
     "$(metric m1 'mxguard_transactions_total{outcome="delivered"}')"
 assert_eq "summed: mxguard_sessions_total (60 + the start-up probe)" \
     $(($(metric m1 "$S0") + $(metric m1 "$S1"))) "$(metric m1 mxguard_sessions_total)"
+ids=$(sed -n 's/.* \(S[0-9A-F-]*\): connect from .*/\1/p' "$TB/mxguard.log")
+assert_eq "session ids are unique across the workers" 0 "$(echo "$ids" | sort | uniq -d | wc -l)"
+assert_eq "... and name the worker (S0-..., S1-...)" "S0- S1-" \
+    "$(echo "$ids" | sed -n 's/^\(S[0-9]-\)[0-9A-F]\{6\}$/\1/p' | sort -u | tr '\n' ' ' | sed 's/ $//')"
 
 # ================================================================ 2. AUTH burst
 echo "# --- 2. AUTH throttle across workers"
@@ -298,6 +329,7 @@ pid1=$(worker_pid 1)
 [ -n "$pid1" ] || tb_die "no pid for worker 1"
 before=$(metric h1 "$W1")
 mark=$(tb_log_mark)
+echo tmp >"$SPOOL/0000000000003-0000-1.env.tmp" # as an envelope being rewritten by worker 0
 kill -KILL "$pid1"
 for i in $(seq 50); do
     [ "$(worker_pid 1)" != "$pid1" ] && break
@@ -307,6 +339,10 @@ assert_log "the master logged the death" "$mark" "worker 1 \(pid $pid1\) killed 
 [ "$(worker_pid 1)" != "$pid1" ] && pass "worker 1 restarted (pid $(worker_pid 1))" ||
     fail "worker 1 was not restarted"
 wait_workers 3 || fail "the new worker 1 did not log its start"
+[ -e "$SPOOL/0000000000003-0000-1.env.tmp" ] &&
+    pass "the restarted worker did not clean the spool under the others" ||
+    fail "the restarted worker removed another worker's temporary file"
+rm -f "$SPOOL/0000000000003-0000-1.env.tmp"
 client load2 load "$TB_MXG_PORT" "$TB_CLIENT_IP" wb 30 6 2
 assert_eq "60 more messages: every one got 250" "60,0" "$(cv load2 OK),$(cv load2 BAD)"
 wait_spool_count "$MX1" 240 30
@@ -365,6 +401,29 @@ mc=$(cat "$MX2/max_concurrency" 2>/dev/null || echo 0)
 [ "$mc" -ge 1 ] && [ "$mc" -le 2 ] && pass "mx2 saw at most 2 connections at once ($mc)" ||
     fail "mx2 saw $mc connections at once (limit 2)"
 
+# a reload may not turn the limit off: server.workers is not live, so a file that says
+# workers = 1 and destination_concurrency = 1 would give each of the 2 running workers
+# 1/2 = 0 = unlimited; the reload is refused (master and workers), the limit stays 2
+echo "# --- 6b. a reload with a limit below the running worker count is refused"
+mark=$(tb_log_mark)
+cfg 127.0.70.0/25 'limits: { destination_concurrency = 1; connection_wait = "40s"; };'
+sed -i -e 's/^  rcpt_total = "15s";$/  rcpt_total = "60s";/' -e 's/^  workers = 2;$/  workers = 1;/' \
+    "$TB/mxguard.conf"
+grep -q '^  workers = 1;' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
+kill -HUP "$(tb_pid mxguard)"
+sleep 1
+assert_eq "both workers refused the reload" 2 \
+    "$(tb_log_since "$mark" | grep -c 'reload: refused: limits.destination_concurrency: 1 is below the 2 running workers')"
+assert_log "the master refused it" "$mark" "reload refused: limits.destination_concurrency: 1 is below the 2 running workers"
+client lim2 load "$TB_MXG_PORT" "$TB_CLIENT_IP" wm 6 6 1 'slowdata-%d@other.test'
+assert_eq "6 messages: every one got 250" "6,0" "$(cv lim2 OK),$(cv lim2 BAD)"
+assert_eq "every one reached mx2 exactly once" "6 0" "$(subjects wm "$MX2")"
+mc=$(cat "$MX2/max_concurrency" 2>/dev/null || echo 0)
+[ "$mc" -ge 1 ] && [ "$mc" -le 2 ] && pass "mx2 still saw at most 2 connections at once ($mc)" ||
+    fail "mx2 saw $mc connections at once after the refused reload (limit 2)"
+cfg 127.0.70.0/25 'limits: { destination_concurrency = 2; connection_wait = "40s"; };' # as in 6
+sed -i 's/^  rcpt_total = "15s";$/  rcpt_total = "60s";/' "$TB/mxguard.conf"
+
 # ================================================================ 7. SIGTERM drain
 echo "# --- 7. SIGTERM to the process group: drain"
 mark=$(tb_log_mark)
@@ -407,6 +466,77 @@ wait "$slowpid"
 if [ "$(cv slow2 DOT | cut -c1-3)" = 250 ]; then fail "the closed session's client got a 250"
 else pass "the closed session's client got no 250 ($(cv slow2 DOT))"; fi
 assert_log "a worker logged why" "$mark" "again: closing all sessions and deliveries now" mxguard3
+
+# ================================================================ 8. server.user
+echo "# --- 8. started as root with server.user: the kick, the master's death"
+cfg 127.0.70.0/25
+sed -i 's/^  hostname = "mxguard.test";$/  hostname = "mxguard.test";\n  user = "nobody";/' \
+    "$TB/mxguard.conf"
+grep -q 'user = "nobody";' "$TB/mxguard.conf" || tb_die "could not set server.user"
+chown nobody "$TB/users" # read as the user
+tb_start_mxguard -n mxguard4
+for i in $(seq 100); do
+    [ "$(grep -c 'worker [0-9] of 2 (pid [0-9]*) started' "$TB/mxguard4.log")" -ge 2 ] && break
+    sleep 0.1
+done
+# a worker that spooled a message kicks worker 0 itself: it may not signal the master (root)
+scrape u0
+late=0
+for i in $(seq 10); do
+    client "us$i" load "$QPORT" "$TB_CLIENT_IP" "wu$i" 1 1 1
+    wait_spool_count "$MX1" $((271 + i)) 5 || late=$((late + 1))
+done
+scrape u1
+assert_eq "10 queue-mode messages one at a time, the workers unprivileged: each delivered within 5 s" \
+    0 "$late"
+[ "$(metric u1 "$W1")" -gt "$(metric u0 "$W1")" ] &&
+    pass "worker 1 stored some of them ($(($(metric u1 "$W1") - $(metric u0 "$W1"))))" ||
+    fail "worker 1 stored none of the 10 (the kick path was not exercised)"
+# the privilege drop clears PR_SET_PDEATHSIG: it is set again after it
+wpids=$(sed -n 's/.*worker [0-9] started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard4.log" | tr '\n' ' ')
+[ "$(echo $wpids | wc -w)" = 2 ] || tb_die "no worker pids in mxguard4.log"
+mpid=$(tb_pid mxguard4)
+kill -KILL "$mpid"
+wait "$mpid" 2>/dev/null
+alive=2
+for i in $(seq 100); do
+    alive=0
+    for p in $wpids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+done
+assert_eq "the master killed: both workers (unprivileged) stopped within 10 s" 0 "$alive"
+
+# ================================================================ 9. stop deadline
+echo "# --- 9. a worker that does not stop is killed after server.drain_timeout + 3 s"
+cfg 127.0.70.0/25
+sed -i 's/^  hostname = "mxguard.test";$/  hostname = "mxguard.test";\n  drain_timeout = "1s";/' \
+    "$TB/mxguard.conf"
+grep -q 'drain_timeout = "1s";' "$TB/mxguard.conf" || tb_die "could not set server.drain_timeout"
+tb_start_mxguard -n mxguard5
+for i in $(seq 100); do
+    [ "$(grep -c 'worker [0-9] of 2 (pid [0-9]*) started' "$TB/mxguard5.log")" -ge 2 ] && break
+    sleep 0.1
+done
+stuck=$(sed -n 's/.*worker 1 started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard5.log" | tail -n 1)
+[ -n "$stuck" ] || tb_die "no pid for worker 1 in mxguard5.log"
+kill -STOP "$stuck" # hangs: never drains
+mpid=$(tb_pid mxguard5)
+t0=$(date +%s%N)
+kill -TERM "$mpid"
+for i in $(seq 150); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+took=$((($(date +%s%N) - t0) / 1000000))
+if kill -0 "$mpid" 2>/dev/null; then
+    fail "the master still runs 15 s after SIGTERM with a hung worker"
+    kill -CONT "$stuck"
+else
+    wait "$mpid"
+    assert_eq "the master exited 1" 1 "$?"
+    [ "$took" -ge 3500 ] && pass "it waited for the drain deadline (${took} ms)" ||
+        fail "it killed the hung worker after ${took} ms (drain_timeout 1s + 3s)"
+fi
+assert_log "it said so" 0 "1 worker\(s\) still running 1s after the stop \(server.drain_timeout \+ 3s\): killing them" mxguard5
+kill -0 "$stuck" 2>/dev/null && fail "the hung worker still runs" || pass "the hung worker is gone"
 
 echo "# ${SECONDS}s"
 tb_finish

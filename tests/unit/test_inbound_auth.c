@@ -529,6 +529,35 @@ static void test_throttle_shared(void **state)
     mxg_auth_throttle_free(t);
 }
 
+/* A worker that dies holding the shared table's mutex may have left it half-updated:
+ * the table is poisoned, every check refused (fail closed) from then on in every
+ * process, a trusted address no longer trusted. */
+static void test_throttle_shared_owner_dead(void **state)
+{
+    (void)state;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64);
+    assert_non_null(t);
+    mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", 1000);
+    assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 1);
+    mxg_auth_throttle_finish(t, "ip:192.0.2.2");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mxg_auth_throttle_test_hold(t);
+        _exit(0); /* dies holding it */
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.3", 1000, 5, 60000), 0);
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
+    assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.3", 1000) > 0);
+    /* and stays so (not only for the first caller after the death) */
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.4", 1000, 5, 60000), 0);
+    mxg_auth_throttle_free(t);
+}
+
 /* Trusted addresses: (address, user) within the lifetime; bounded, the
  * least recently used forgotten (then: not trusted, i.e. refused under a
  * lockout). */
@@ -798,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_in_flight),
         cmocka_unit_test(test_throttle_shared),
+        cmocka_unit_test(test_throttle_shared_owner_dead),
         cmocka_unit_test(test_trusted_addresses),
         cmocka_unit_test(test_trust_store),
         cmocka_unit_test(test_addr_key),

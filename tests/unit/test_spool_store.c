@@ -371,6 +371,59 @@ static void test_fault_every_step(void **state)
     free(body);
 }
 
+/* Another process's leftover clean-up takes a new body's lock, or unlinks it, between
+ * its creation and the writer's lock: the writer starts again under a new id, and the
+ * committed entry has its body (never an fsync'd, unlinked inode behind a 250). */
+struct cleaner {
+    const char *dir;
+    int calls, mode; /* mode 0: unlink every *.msg on the first call; 1: "lock taken" */
+};
+
+static int cleaner_fn(void *arg, enum mxg_spool_op op)
+{
+    struct cleaner *c = arg;
+    if (op != MXG_SPOOL_OP_BODY_LOCK || c->calls++ > 0)
+        return 0;
+    if (c->mode == 1)
+        return -EWOULDBLOCK;
+    DIR *d = opendir(c->dir);
+    struct dirent *de;
+    char path[1200];
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n > 4 && strcmp(de->d_name + n - 4, ".msg") == 0) {
+            snprintf(path, sizeof path, "%s/%s", c->dir, de->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+    return 0;
+}
+
+static void test_writer_races_cleanup(void **state)
+{
+    struct sfx *f = *state;
+    for (int mode = 0; mode < 2; mode++) {
+        struct cleaner c = {f->dir, 0, mode};
+        mxg_spool_set_fault(f->sp, cleaner_fn, &c);
+        struct mxg_spool_env env, got;
+        spool_make_env(&env, "a@b.example", "c@d.example");
+        assert_int_equal(mxg_spool_put(f->sp, "body\r\n", 6, &env, f->err, sizeof f->err), 0);
+        mxg_spool_set_fault(f->sp, NULL, NULL);
+        assert_int_equal(c.calls, 2); /* a second id */
+        assert_int_equal(mxg_spool_load(f->sp, env.id, &got, f->err, sizeof f->err), 0);
+        int fd = mxg_spool_body_open(f->sp, env.id);
+        assert_true(fd >= 0);
+        char buf[16];
+        assert_int_equal(read(fd, buf, sizeof buf), 6);
+        close(fd);
+        assert_int_equal(mxg_spool_remove(f->sp, env.id), 0);
+        mxg_spool_env_free(&env);
+        mxg_spool_env_free(&got);
+    }
+}
+
 /* A real failure from the kernel, not from the hook: the file size limit
  * applies to root too. */
 static void test_kernel_write_failure(void **state)
@@ -432,6 +485,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_envelope, spool_fixture_setup,
                                         spool_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_fault_every_step, spool_fixture_setup,
+                                        spool_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_writer_races_cleanup, spool_fixture_setup,
                                         spool_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_kernel_write_failure, spool_fixture_setup,
                                         spool_fixture_teardown),
