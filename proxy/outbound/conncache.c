@@ -391,6 +391,32 @@ static void busy_add(struct mxg_cc_slot *s, const struct mxg_cc_key *key, const 
     DL_APPEND(d->busy_head, d->busy_tail, s, bprev, bnext);
 }
 
+/* g (zeroed first) grants s, taken from the idle list, to owner under key: the connection
+ * moves from the slot to the grant, the slot counts one more use and is busy again. */
+static void grant_reused(struct mxg_conncache *cc, struct mxg_cc_grant *g, struct mxg_cc_slot *s,
+                         const struct mxg_cc_key *key, const void *owner)
+{
+    memset(g, 0, sizeof *g);
+    g->status = MXG_CC_REUSED;
+    g->slot = s;
+    g->conn = s->conn;
+    g->uses = s->uses;
+    s->conn = NULL;
+    s->uses++;
+    cc->st.reused++;
+    busy_add(s, key, owner);
+}
+
+/* g (zeroed first) grants the new slot s to owner under key; s is busy from now on. */
+static void grant_fresh(struct mxg_cc_grant *g, struct mxg_cc_slot *s, const struct mxg_cc_key *key,
+                        const void *owner)
+{
+    memset(g, 0, sizeof *g);
+    g->status = MXG_CC_FRESH;
+    g->slot = s;
+    busy_add(s, key, owner);
+}
+
 /* Slot s no longer serves a transaction (parked or released). */
 static void busy_del(struct mxg_cc_slot *s)
 {
@@ -459,15 +485,7 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
             continue;
         struct mxg_cc_slot *s = idle_take(cc, w->d, &w->key, now);
         if (s) {
-            memset(g, 0, sizeof *g);
-            g->status = MXG_CC_REUSED;
-            g->slot = s;
-            g->conn = s->conn;
-            g->uses = s->uses;
-            s->conn = NULL;
-            s->uses++;
-            cc->st.reused++;
-            busy_add(s, &w->key, w->owner);
+            grant_reused(cc, g, s, &w->key, w->owner);
             return w;
         }
     }
@@ -481,10 +499,7 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
         struct mxg_cc_slot *s = slot_new(cc, w->d, now);
         if (!s)
             continue;
-        memset(g, 0, sizeof *g);
-        g->status = MXG_CC_FRESH;
-        g->slot = s;
-        busy_add(s, &w->key, w->owner);
+        grant_fresh(g, s, &w->key, w->owner);
         return w;
     }
     return NULL;
@@ -504,15 +519,8 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
         memset(g, 0, sizeof *g);
         if (s) {
             bwait_unlink(cc, w);
-            g->status = MXG_CC_REUSED;
-            g->slot = s;
-            g->conn = s->conn;
-            g->uses = s->uses;
-            s->conn = NULL;
-            s->uses++;
-            cc->st.reused++;
+            grant_reused(cc, g, s, &w->key, w->owner);
             cc->st.busy_served++;
-            busy_add(s, &w->key, w->owner);
             return w;
         }
         if (w->deadline > now && busy_match(cc, d, &w->key, w->owner, now))
@@ -522,9 +530,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
         if (d->n_wait == 0 && have_slot(cc, d, now, &why)) {
             s = slot_new(cc, d, now);
             if (s) {
-                g->status = MXG_CC_FRESH;
-                g->slot = s;
-                busy_add(s, &w->key, w->owner);
+                grant_fresh(g, s, &w->key, w->owner);
                 return w;
             }
         }
@@ -772,14 +778,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
     if (allow_reuse && !cc->shut && cc->cfg.idle_ms > 0 && d->n_idle > 0) {
         struct mxg_cc_slot *s = idle_take(cc, d, key, now);
         if (s) {
-            now_g->status = MXG_CC_REUSED;
-            now_g->slot = s;
-            now_g->conn = s->conn;
-            now_g->uses = s->uses;
-            s->conn = NULL;
-            s->uses++;
-            cc->st.reused++;
-            busy_add(s, key, owner);
+            grant_reused(cc, now_g, s, key, owner);
             return MXG_CC_REUSED;
         }
     }
@@ -817,9 +816,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             now_g->why = "out of memory";
             return MXG_CC_LIMITED;
         }
-        now_g->status = MXG_CC_FRESH;
-        now_g->slot = s;
-        busy_add(s, key, owner);
+        grant_fresh(now_g, s, key, owner);
         return MXG_CC_FRESH;
     }
     if (!why)
