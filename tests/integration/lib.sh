@@ -576,6 +576,33 @@ tb_list_keys_stop() {
     return 0
 }
 
+# tb_slow_gpgv — $TB/slowbin/gpgv: gpgv that takes 2 s, with the marker $TB/gpgv-busy while it
+# runs (put $TB/slowbin first in an mxguard's PATH); tb_wait_gpgv_busy waits up to 5 s for it.
+tb_slow_gpgv() {
+    mkdir -p "$TB/slowbin"
+    printf '#!/bin/sh\ntouch "%s"\nsleep 2\n/usr/bin/gpgv "$@"\nrc=$?\nrm -f "%s"\nexit $rc\n' \
+        "$TB/gpgv-busy" "$TB/gpgv-busy" >"$TB/slowbin/gpgv"
+    chmod 755 "$TB/slowbin/gpgv"
+}
+tb_wait_gpgv_busy() {
+    local n
+    for n in $(seq 50); do
+        [ -e "$TB/gpgv-busy" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# tb_ehlo_probe LISTEN — banner, EHLO and QUIT with a 1 s timeout each, then whether the slow
+# gpgv still runs: "BANNER:220 EHLO:250 QUIT:221  yes" when all answered during the check.
+tb_ehlo_probe() {
+    local out busy
+    out=$("$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$1" --source "$TB_CLIENT_IP" \
+        --timeout 1 chat "EHLO client.test" "QUIT" 2>&1 | cut -f1,2 | tr '\t\n' ': ')
+    [ -e "$TB/gpgv-busy" ] && busy=yes || busy=no
+    echo "$out $busy"
+}
+
 # ------------------------------------------------------------------ mxguard
 
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]

@@ -45,27 +45,17 @@ tb_pg_config "$TB/c.conf" "$TB/state-c" fleet-c
 OUT=$("$MXG_BIN" state migrate -c "$TB/b.conf" 2>&1)
 assert_contains "schema created" "$OUT" "schema version 5"
 # B's gpgv is slow (2 s, a marker file while it runs): the loop must keep serving meanwhile
-mkdir -p "$TB/slowbin"
-printf '#!/bin/sh\ntouch "%s"\nsleep 2\n/usr/bin/gpgv "$@"\nrc=$?\nrm -f "%s"\nexit $rc\n' \
-    "$TB/gpgv-busy" "$TB/gpgv-busy" >"$TB/slowbin/gpgv"
-chmod 755 "$TB/slowbin/gpgv"
+tb_slow_gpgv
 PATH="$TB/slowbin:$PATH" tb_start_mxguard -c "$TB/b.conf" -n mxg-b -a 127.0.70.3:10025
 OUT=$("$MXG_BIN" list show -c "$TB/b.conf" 2>&1)
 assert_not_contains "B before A: no list in force" "$OUT" "in force"
 
 # ---- A publishes; B pulls, verifies and enforces
 tb_start_mxguard -c "$TB/a.conf" -n mxg-a
-for n in $(seq 50); do
-    [ -e "$TB/gpgv-busy" ] && break
-    sleep 0.1
-done
-T0=$(date +%s%N)
-PROBE=$("$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server 127.0.70.3:10025 --source "$TB_CLIENT_IP" \
-    --timeout 1 chat "EHLO client.test" "QUIT" 2>&1 | cut -f1,2 | tr '\t\n' ': ')
-T1=$(date +%s%N)
-[ -e "$TB/gpgv-busy" ] && BUSY=yes || BUSY=no
-assert_eq "B: banner and EHLO answered within 1 s while the pulled list is verified ($(((T1 - T0) / 1000000)) ms)" \
-    "BANNER:220 EHLO:250 QUIT:221  yes" "$PROBE $BUSY"
+tb_wait_gpgv_busy
+PROBE=$(tb_ehlo_probe 127.0.70.3:10025)
+assert_eq "B: banner and EHLO answered within 1 s while the pulled list is verified" \
+    "BANNER:220 EHLO:250 QUIT:221  yes" "$PROBE"
 for n in $(seq 50); do
     grep -q 'policy list from the shared state accepted' "$TB/mxg-b.log" && break
     sleep 0.1

@@ -111,10 +111,8 @@ assert_eq "list show: exit 1 without a usable list" 1 "$rc"
 
 # a list update (SIGHUP) verifies on the thread pool: with a gpgv that takes 2 s (a wrapper
 # first in the instance's PATH, a marker file while it runs) the listener keeps answering
-mkdir -p "$TB/state3" "$TB/slowbin"
-printf '#!/bin/sh\ntouch "%s"\nsleep 2\n/usr/bin/gpgv "$@"\nrc=$?\nrm -f "%s"\nexit $rc\n' \
-    "$TB/gpgv-busy" "$TB/gpgv-busy" >"$TB/slowbin/gpgv"
-chmod 755 "$TB/slowbin/gpgv"
+mkdir -p "$TB/state3"
+tb_slow_gpgv
 mk_list "$TB/list3.json" "$((now - 30))" "$((now + 86400))"
 tb_list_sign "$TB/list3.json"
 tb_write_config -o "$TB/mxguard3.conf" -l 127.0.70.4:10025 \
@@ -125,17 +123,10 @@ mk_list "$TB/list3.json" "$((now + 30))" "$((now + 86400))"
 tb_list_sign "$TB/list3.json"
 MARK=$(tb_log_mark mxguard3)
 kill -HUP "$(tb_pid mxguard3)"
-for n in $(seq 50); do
-    [ -e "$TB/gpgv-busy" ] && break
-    sleep 0.1
-done
-T0=$(date +%s%N)
-PROBE=$("$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server 127.0.70.4:10025 --source "$TB_CLIENT_IP" \
-    --timeout 1 chat "EHLO client.test" "QUIT" 2>&1 | cut -f1,2 | tr '\t\n' ': ')
-T1=$(date +%s%N)
-[ -e "$TB/gpgv-busy" ] && BUSY=yes || BUSY=no
-assert_eq "SIGHUP: banner and EHLO answered within 1 s while the new list is verified ($(((T1 - T0) / 1000000)) ms)" \
-    "BANNER:220 EHLO:250 QUIT:221  yes" "$PROBE $BUSY"
+tb_wait_gpgv_busy
+PROBE=$(tb_ehlo_probe 127.0.70.4:10025)
+assert_eq "SIGHUP: banner and EHLO answered within 1 s while the new list is verified" \
+    "BANNER:220 EHLO:250 QUIT:221  yes" "$PROBE"
 for n in $(seq 50); do
     tb_log_since "$MARK" mxguard3 | grep -q 'reload.*policy list' && break
     sleep 0.1
