@@ -125,8 +125,10 @@ int mxg_auth_throttle_fail(struct mxg_auth_throttle *t, const char *key, uint64_
  * at its limit; -1 when the table has no room for a new key (every entry
  * locked or with a check in flight): refuse too (fail closed) — except that
  * the session lets an address in that authenticated as the user before (a key
- * flood must not lock out a legitimate client). A failed check is then
- * counted with mxg_auth_throttle_fail(), after the finish. */
+ * flood must not lock out a legitimate client). A failed check is counted
+ * with mxg_auth_throttle_fail() before its mxg_auth_throttle_finish(), so no
+ * session (of any worker, server.workers) sees the check over and its failure
+ * not yet counted. */
 int mxg_auth_throttle_start(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                             uint64_t window_ms);
 void mxg_auth_throttle_finish(struct mxg_auth_throttle *t, const char *key);
