@@ -84,6 +84,9 @@ struct app {
     uv_signal_t sig_usr1;            /* `mxguard queue flush`: scan the spool now */
     int drain_wait;                  /* SIGTERM: server drain + runner stop still to finish */
     char pid_file[MXG_CFG_PATH_MAX + 16]; /* <state.directory>/mxguard.pid, "" = none */
+    char queue_pid_file[MXG_CFG_PATH_MAX + 24]; /* server.workers > 1: worker 0's own pid in
+                                                 * <state.directory>/mxguard-queue.pid (queue
+                                                 * flush signals it: the master may be root) */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_signal_t sig_now;             /* a worker: SIGUSR2, the master's "stop now" */
     uv_timer_t publish;              /* a worker: its summed gauges published every second */

@@ -185,11 +185,15 @@ static int q_show(struct mxg_spool *sp, const char *id)
 
 /* ------------------------------------------------------------- flush */
 
-/* SIGUSR1 to the daemon, if the pid file names a live mxguard. */
+/* SIGUSR1 to the daemon, if the pid file names a live mxguard: with server.workers > 1
+ * worker 0 (mxguard-queue.pid: it runs the queue, as server.user, which this command may
+ * signal when the master runs as root), else the process in mxguard.pid. */
 static void poke_daemon(const struct mxg_config *cfg)
 {
-    char path[MXG_CFG_PATH_MAX + 16], comm[64] = "";
-    snprintf(path, sizeof path, "%s/mxguard.pid", cfg->state_dir);
+    char path[MXG_CFG_PATH_MAX + 24], comm[64] = "";
+    snprintf(path, sizeof path, "%s/mxguard-queue.pid", cfg->state_dir);
+    if (access(path, F_OK) != 0)
+        snprintf(path, sizeof path, "%s/mxguard.pid", cfg->state_dir);
     FILE *fp = fopen(path, "r");
     long pid = 0;
     if (!fp || fscanf(fp, "%ld", &pid) != 1 || pid <= 1) {

@@ -168,6 +168,21 @@ static int app_start_queue(struct app *app)
               strerror(errno));
         app->pid_file[0] = 0;
     }
+    if (app->n_workers > 1) { /* worker 0 runs the queue: `queue flush` signals it directly */
+        snprintf(app->queue_pid_file, sizeof app->queue_pid_file, "%s/mxguard-queue.pid",
+                 app->cfg.state_dir);
+        if ((fp = fopen(app->queue_pid_file, "w"))) {
+            fprintf(fp, "%ld\n", (long)getpid());
+            fclose(fp);
+        } else {
+            LOG_W("main", "%s: %s", app->queue_pid_file, strerror(errno));
+            app->queue_pid_file[0] = 0;
+        }
+    } else { /* one process: a file left by an earlier run with workers would be preferred */
+        char stale[MXG_CFG_PATH_MAX + 24];
+        snprintf(stale, sizeof stale, "%s/mxguard-queue.pid", app->cfg.state_dir);
+        unlink(stale);
+    }
     return 0;
 }
 
@@ -181,6 +196,9 @@ static void app_stop_queue(struct app *app)
     if (app->pid_file[0])
         unlink(app->pid_file);
     app->pid_file[0] = 0;
+    if (app->queue_pid_file[0])
+        unlink(app->queue_pid_file);
+    app->queue_pid_file[0] = 0;
 }
 
 /* `mxguard run [-c FILE]`: start in order, serve until SIGTERM/SIGINT has drained. */

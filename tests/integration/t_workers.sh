@@ -492,6 +492,12 @@ assert_eq "10 queue-mode messages one at a time, the workers unprivileged: each 
 [ "$(metric u1 "$W1")" -gt "$(metric u0 "$W1")" ] &&
     pass "worker 1 stored some of them ($(($(metric u1 "$W1") - $(metric u0 "$W1"))))" ||
     fail "worker 1 stored none of the 10 (the kick path was not exercised)"
+# `queue flush` (it drops to server.user) signals worker 0 itself: the master is root
+qpid=$(cat "$TB/state/mxguard-queue.pid" 2>/dev/null)
+w0pid=$(sed -n 's/.*worker 0 of 2 (pid \([0-9]*\)) started.*/\1/p' "$TB/mxguard4.log" | tail -n 1)
+assert_eq "mxguard-queue.pid holds worker 0's pid" "$w0pid" "$qpid"
+OUT=$("$MXG_BIN" queue flush -c "$TB/mxguard.conf" 2>&1)
+assert_contains "queue flush as server.user reaches worker 0" "$OUT" "asked mxguard (pid $w0pid) to scan the spool now"
 # the privilege drop clears PR_SET_PDEATHSIG: it is set again after it
 wpids=$(sed -n 's/.*worker [0-9] started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard4.log" | tr '\n' ' ')
 [ "$(echo $wpids | wc -w)" = 2 ] || tb_die "no worker pids in mxguard4.log"
