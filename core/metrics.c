@@ -250,8 +250,8 @@ void mxg_metrics_add(struct mxg_metrics *m, enum mxg_metric id, const char *labe
         return;
     if (defs[id].kind == K_GAUGE)
         s->gauge += (double)n;
-    else if (defs[id].kind == K_COUNTER)
-        s->count += n;
+    else if (defs[id].kind == K_COUNTER) /* one writer; worker 0 reads it (server.workers) */
+        __atomic_store_n(&s->count, s->count + n, __ATOMIC_RELAXED);
 }
 
 void mxg_metrics_inc(struct mxg_metrics *m, enum mxg_metric id, const char *label)
@@ -276,11 +276,14 @@ void mxg_metrics_observe_ms(struct mxg_metrics *m, enum mxg_metric id, const cha
     struct series *s = get(m, id, label);
     if (!s)
         return;
-    s->count++;
-    s->sum_ms += ms;
+    /* one writer; worker 0 reads it (server.workers): count first, the bucket last with
+     * release, so a reader that loads the buckets (acquire) before the count never sees a
+     * bucket above +Inf (merge_counts) */
+    __atomic_store_n(&s->count, s->count + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->sum_ms, s->sum_ms + ms, __ATOMIC_RELAXED);
     for (size_t i = 0; i < N_BUCKETS; i++) {
         if (ms <= bucket_ms[i]) {
-            s->buckets[i]++;
+            __atomic_store_n(&s->buckets[i], s->buckets[i] + 1, __ATOMIC_RELEASE);
             break;
         }
     }
@@ -484,10 +487,11 @@ static void merge_counts(struct mxg_metrics *dst, const struct mxg_metrics *src)
                 d->gauge += v;
                 continue;
             }
-            d->count += __atomic_load_n(&s->count, __ATOMIC_RELAXED);
-            d->sum_ms += __atomic_load_n(&s->sum_ms, __ATOMIC_RELAXED);
+            /* the buckets before the count (mxg_metrics_observe_ms' order) */
             for (size_t b = 0; b < N_BUCKETS; b++)
-                d->buckets[b] += __atomic_load_n(&s->buckets[b], __ATOMIC_RELAXED);
+                d->buckets[b] += __atomic_load_n(&s->buckets[b], __ATOMIC_ACQUIRE);
+            d->sum_ms += __atomic_load_n(&s->sum_ms, __ATOMIC_RELAXED);
+            d->count += __atomic_load_n(&s->count, __ATOMIC_RELAXED);
         }
     }
 }
