@@ -304,6 +304,7 @@ static void reap(struct master *m)
             continue;
         m->pid[w] = 0;
         __atomic_store_n(&m->app->shared->pid[w], 0, __ATOMIC_RELEASE);
+        mxg_metrics_unpublish(m->app->shared->metrics[w]); /* its sessions are gone */
         char how[96];
         describe_status(st, how, sizeof how);
         int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;

@@ -439,6 +439,19 @@ int mxg_metrics_render(struct mxg_metrics *m, char **out, size_t *len)
 
 /* ------------------------------------------------------------ worker processes */
 
+static int summed_gauge(int id);
+
+void mxg_metrics_unpublish(struct mxg_metrics *m)
+{
+    for (int id = 0; m && id < MXG_M__COUNT; id++) {
+        if (!summed_gauge(id))
+            continue;
+        int n = __atomic_load_n(&m->f[id].n, __ATOMIC_ACQUIRE);
+        for (int i = 0; i < n && i < MXG_METRICS_MAX_SERIES; i++)
+            __atomic_store_n(&m->f[id].s[i].published, 0, __ATOMIC_RELAXED); /* 0.0's bits */
+    }
+}
+
 /* The gauges that are a sum over the workers (each counts its own sessions, connections,
  * cache); the others describe one shared thing (the spool, the MTA-STS file) or the process
  * that renders. */

@@ -146,6 +146,9 @@ void mxg_metrics_adopt(struct mxg_metrics *m);
  * (sessions_active, upstream_connections_open, dns_cache_entries: each worker's own),
  * for the renderer in another process; called by each worker every second. */
 void mxg_metrics_publish(struct mxg_metrics *m);
+/* The master, when a worker died: its published gauges read 0 until its successor publishes
+ * (its sessions and connections are gone; they must not stay in the sum). */
+void mxg_metrics_unpublish(struct mxg_metrics *m);
 int mxg_metrics_render_workers(struct mxg_metrics *const *w, int n, int self,
                                const uint64_t *restarts, char **out, size_t *len);
 

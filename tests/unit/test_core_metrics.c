@@ -233,6 +233,13 @@ static void test_workers(void **state)
     assert_line(t, "mxguard_worker_sessions_total{worker=\"1\"} 2");
     assert_line(t, "mxguard_worker_restarts_total{worker=\"1\"} 3");
     free(t);
+    /* w[1] dies: the master unpublishes its summed gauges, its counts stay in the sums */
+    mxg_metrics_unpublish(w[1]);
+    assert_int_equal(mxg_metrics_render_workers(w, 2, 0, restarts, &t, &len), 0);
+    assert_line(t, "mxguard_sessions_active 1");
+    assert_line(t, "mxguard_dns_cache_entries 7");
+    assert_line(t, "mxguard_transactions_total{outcome=\"delivered\"} 7");
+    free(t);
     /* the renderer's own registry is not changed by a render */
     assert_true(mxg_metrics_value(w[0], MXG_M_TRANSACTIONS, "delivered") == 3);
     /* a successor adopts a slot: counts go on, gauge functions are gone */
