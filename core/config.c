@@ -1083,7 +1083,7 @@ static const struct key keys[] = {
     INT("upstream", "cache_per_destination", cache_per_dest, "20", 0, 100000),
     INT("upstream", "cache_max_uses", cache_max_uses, "100", 0, 1000000),
     DURATION("upstream", "cache_lifetime", cache_lifetime_ms, "300s", 0, T_MAX),
-    DURATION("upstream", "cache_busy_wait", cache_busy_wait_ms, "200ms", 0, T_MAX),
+    DURATION("upstream", "cache_busy_wait", cache_busy_wait_ms, "0s", 0, T_MAX),
     INT("upstream", "tls_session_cache", tls_session_cache, "1000", 0, 1000000),
     ENDPOINTS("upstream", "self_addresses", self_addrs, n_self_addrs, "", 0, -1),
     BOOL("upstream", "refuse_private_addresses", refuse_private, "false"),

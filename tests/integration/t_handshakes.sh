@@ -43,7 +43,9 @@ for i in $MX; do
     tb_start_mx --cert mx.dane-ee.test "many$i" "127.0.70.17$i"
 done
 tb_write_config
-# the product's connection cache and TLS session cache defaults (the test-bed turns them off)
+# the product's connection cache and TLS session cache defaults (the test-bed turns them off),
+# and the busy wait (off by default) at 200ms
+export MXGUARD_UPSTREAM_CACHE_BUSY_WAIT=200ms
 sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
 grep -qE 'cache_idle|tls_session_cache' "$TB/mxguard.conf" && tb_die "cache settings still in the config"
 export MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}
