@@ -391,6 +391,19 @@ static void busy_add(struct mxg_cc_slot *s, const struct mxg_cc_key *key, const 
     DL_APPEND(d->busy_head, d->busy_tail, s, bprev, bnext);
 }
 
+/* w joins d's queue for a connection slot (and the global one), due limits.connection_wait
+ * (1 s when 0: the wait that ends in LIMITED) from now. */
+static void slot_wait_join(struct mxg_conncache *cc, struct dest *d, struct mxg_cc_wait *w,
+                           uint64_t now)
+{
+    w->deadline = now + (cc->cfg.wait_ms ? cc->cfg.wait_ms : 1000);
+    DL_APPEND(d->w_head, d->w_tail, w, dprev, dnext);
+    DL_APPEND(cc->w_head, cc->w_tail, w, gprev, gnext);
+    d->n_wait++;
+    cc->waiting++;
+    cc->st.waited++;
+}
+
 /* g (zeroed first) grants s, taken from the idle list, to owner under key: the connection
  * moves from the slot to the grant, the slot counts one more use and is busy again. */
 static void grant_reused(struct mxg_conncache *cc, struct mxg_cc_grant *g, struct mxg_cc_slot *s,
@@ -546,12 +559,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
         LOG_D("conncache", "%s: waiting for a connection slot: %s", d->text,
               why ? why : "other connections wait for this destination");
         w->on_busy = 0; /* same wait as acquire's: every slot wait is equally long */
-        w->deadline = now + (cc->cfg.wait_ms ? cc->cfg.wait_ms : 1000);
-        DL_APPEND(d->w_head, d->w_tail, w, dprev, dnext);
-        DL_APPEND(cc->w_head, cc->w_tail, w, gprev, gnext);
-        d->n_wait++;
-        cc->waiting++;
-        cc->st.waited++;
+        slot_wait_join(cc, d, w, now);
     }
     return NULL;
 }
@@ -846,12 +854,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
     w->cb = cb;
     w->arg = arg;
     w->since = now;
-    w->deadline = now + (cc->cfg.wait_ms ? cc->cfg.wait_ms : 1000);
-    DL_APPEND(d->w_head, d->w_tail, w, dprev, dnext);
-    DL_APPEND(cc->w_head, cc->w_tail, w, gprev, gnext);
-    d->n_wait++;
-    cc->waiting++;
-    cc->st.waited++;
+    slot_wait_join(cc, d, w, now);
     LOG_D("conncache", "%s: waiting for a connection slot: %s", d->text, why);
     *wp = w;
     kick(cc); /* make room at once when idle connections are in the way */
