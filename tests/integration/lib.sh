@@ -21,6 +21,7 @@
 #   127.0.70.27 dane-allbad -> mx3.dane-allbad.test  127.0.70.32 dane-nostarttls (no STARTTLS)
 #   127.0.70.33 dane-cname -> real.dane-target.test  127.0.70.34 dane-expired -> mx.dane-expired.test
 #   127.0.70.35 mx.abogus.test (no server: its A RRset is bogus)
+#   127.0.70.36 dane-swap -> mx.dane-swap.test (its TLSA RRset swapped mid-test: tb_dns_swap)
 #   127.0.70.140 dane-bigcert -> mx.dane-bigcert.test (a >4 KB certificate, TLSA 3 0 0 of it)
 #   127.0.70.141 dane-bigwrong -> mx.dane-bigwrong.test (TLSA 3 0 0 of dane-bigcert's certificate)
 #   127.0.70.142-149: reserved for more big-record DANE servers (§Limits)

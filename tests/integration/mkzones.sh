@@ -67,6 +67,10 @@
 #   dane-bigwrong.test   MX 10 mx.dane-bigwrong.test (127.0.70.141, presents its own ordinary
 #                        certificate), TLSA 3 0 0 = mx.dane-bigcert.test's big certificate
 #                        (usable, matches nothing there: DANE must refuse)
+#   dane-swap.test       MX 10 mx.dane-swap.test (127.0.70.36), TTL 2 s; variants (tb_dns_swap):
+#                        a (at start): TLSA 3 1 1 matching; b: TLSA 3 1 1 wrong digest only (a
+#                        rollover gone wrong, an attacker's key); c: TLSA 3 0 1 of its
+#                        certificate + 3 1 1 wrong digest (a new set that matches)
 #   many.test            many destinations (t_handshakes.sh): dNNN.many.test (NNN = 000..119),
 #                        each MX 10 mx.dNNN.many.test (its own MX name) on 127.0.70.(171 + NNN % 6)
 #                        (20 names per address); TLSA 3 1 1 of mx.dane-ee.test's key where
@@ -259,7 +263,7 @@ done
 for h in mx.dane-ee.test mx.dane-ta.test wrong.dane-taname.test mx1.dane-2nd.test \
          mx2.dane-2nd.test mx3.dane-allbad.test mx.dane-bogus.test mx.dane-nodata.test \
          mx.dane-unusable.test mx.dane-unusable-plain.test mx.dane-nostarttls.test \
-         real.dane-target.test mx.dane-expired.test mx.sts-daneok.test; do
+         real.dane-target.test mx.dane-expired.test mx.sts-daneok.test mx.dane-swap.test; do
     make_leaf "$h"
 done
 # docs/ARCHITECTURE.md §Limits: a big certificate (70 long names: DER over 4 KB) for a TLSA "3 0 0"
@@ -674,6 +678,24 @@ mx	IN A 127.0.70.57
 $(sts_rr short1)
 EOF
 STS_VARIANT_ZONES="sts-cache.test sts-rotate.test"
+# dane-swap.test (t_dane_ticket_change.sh): its TLSA RRset changes while mxguard holds a
+# connection and TLS sessions verified under the old one; TTL 2 s. Variants b and c first
+# (moved aside), then a (what nsd serves at start).
+dane_swap() { # dane_swap TLSA_RRDATA... — the zone with these TLSA records, TTL 2 s
+    local r
+    {
+        echo "@	IN MX 10 mx.dane-swap.test."
+        echo "mx	IN A 127.0.70.36"
+        for r in "$@"; do echo "_25._tcp.mx	IN TLSA $r"; done
+    } | write_leaf dane-swap.test.
+    sed -i 's/^\$TTL 300$/$TTL 2/' "$(zf dane-swap.test.)"
+}
+dane_swap "$WRONG311"
+mv "$(zf dane-swap.test.)" "$DIR/zones/variants/dane-swap.test.b.zone"
+dane_swap "3 0 1 $(cat "$DIR/certs/mx.dane-swap.test.tlsa001")" "$WRONG311"
+mv "$(zf dane-swap.test.)" "$DIR/zones/variants/dane-swap.test.c.zone"
+dane_swap "$(tlsa311 mx.dane-swap.test)"
+DANE_VARIANT_ZONES="dane-swap.test"
 
 # the policies nginx serves
 # sts_policy FILE MODE MAX_AGE [MX...] — write a policy file (LF line ends)
@@ -718,7 +740,7 @@ done
 
 DANE_LEAVES="dane-ee.test dane-ta.test dane-taname.test dane-2nd.test dane-allbad.test dane-bogus.test abogus.test
  dane-nodata.test dane-unusable.test dane-unusable-plain.test dane-nostarttls.test dane-cname.test
- dane-target.test dane-expired.test dane-big.test"
+ dane-target.test dane-expired.test dane-big.test dane-swap.test"
 STS_LEAVES="sts-enforce.test sts-nomatch.test sts-nomatch-all.test sts-badcert.test sts-testing.test
  sts-none.test sts-wild.test sts-dane.test sts-daneok.test sts-open.test sts-twotxt.test sts-badid.test
  sts-cname.test sts-elsewhere.test sts-redirect.test sts-notfound.test sts-html.test sts-big.test sts-chunked.test
@@ -809,6 +831,12 @@ for z in $STS_VARIANT_ZONES; do
     cp "$(zf "$z.")" "$DIR/zones/variants/$z.a.zone"
     cp "$(zf "$z.").signed" "$DIR/zones/variants/$z.a.zone.signed"
     sign_file "$z." "$DIR/zones/variants/$z.b.zone"
+done
+for z in $DANE_VARIANT_ZONES; do
+    cp "$(zf "$z.")" "$DIR/zones/variants/$z.a.zone"
+    cp "$(zf "$z.").signed" "$DIR/zones/variants/$z.a.zone.signed"
+    sign_file "$z." "$DIR/zones/variants/$z.b.zone"
+    sign_file "$z." "$DIR/zones/variants/$z.c.zone"
 done
 
 # bogus.test: corrupt the signature of the (single, ZSK) RRSIG over the MX RRset.
@@ -1024,7 +1052,7 @@ for z in $DANE_LEAVES; do
         { echo "mkzones: no DS for $z in test." >&2; exit 1; }
 done
 spki256() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
-for n in ca mx.dane-ee.test mx2.dane-2nd.test mx.dane-bogus.test mx.dane-nostarttls.test \
+for n in ca mx.dane-ee.test mx2.dane-2nd.test mx.dane-bogus.test mx.dane-nostarttls.test mx.dane-swap.test \
          mx.sts-daneok.test real.dane-target.test mx.dane-expired.test mx.dane-unusable.test mx.dane-unusable-plain.test; do
     f="$DIR/certs/$n.tlsa311"; [ $n = ca ] && f="$DIR/certs/ca.tlsa211"
     if [ "$(spki256 "$DIR/certs/$n.crt")" != "$(cat "$f")" ]; then
@@ -1032,7 +1060,7 @@ for n in ca mx.dane-ee.test mx2.dane-2nd.test mx.dane-bogus.test mx.dane-nostart
         exit 1
     fi
 done
-for n in mx.dane-unusable.test mx.dane-unusable-plain.test; do
+for n in mx.dane-unusable.test mx.dane-unusable-plain.test mx.dane-swap.test; do
     if [ "$(openssl x509 -in "$DIR/certs/$n.crt" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)" != \
          "$(cat "$DIR/certs/$n.tlsa001")" ]; then
         echo "mkzones: $n.tlsa001 does not match $n.crt" >&2
@@ -1055,12 +1083,14 @@ for z in $STS_LEAVES; do
     grep -qE "^$z\.[[:space:]].*[[:space:]]DS[[:space:]]" "$(zf test.)" ||
         { echo "mkzones: no DS for $z in test." >&2; exit 1; }
 done
-for z in $STS_VARIANT_ZONES; do
-    if ! dnssec-verify -q -o "$z." "$DIR/zones/variants/$z.b.zone.signed" >"$DIR/verify.out" 2>&1; then
-        cat "$DIR/verify.out" >&2
-        echo "mkzones: variant b of $z does not verify" >&2
-        exit 1
-    fi
+for z in $STS_VARIANT_ZONES $DANE_VARIANT_ZONES; do
+    for v in b $(case " $DANE_VARIANT_ZONES " in *" $z "*) echo c ;; esac); do
+        if ! dnssec-verify -q -o "$z." "$DIR/zones/variants/$z.$v.zone.signed" >"$DIR/verify.out" 2>&1; then
+            cat "$DIR/verify.out" >&2
+            echo "mkzones: variant $v of $z does not verify" >&2
+            exit 1
+        fi
+    done
 done
 rm -f "$DIR/verify.out"
 for d in sts-big.test sts-chunked.test; do
