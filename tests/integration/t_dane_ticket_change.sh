@@ -105,13 +105,14 @@ echo "# --- 2. connection cache + TLS session store (upstream.cache_idle = 30s)"
 swap a
 export MXGUARD_UPSTREAM_CACHE_IDLE=30s
 tb_start_mxguard -n mxguard2
-c0=$(conns)
+c0=$(conns) # (counts relative to part 1's end: a failure there does not shift these checks)
+n0=$(spool_count "$TB/spool/$MX")
 mark=$(tb_log_mark mxguard2)
 send p1
-delivered p1 5
+delivered p1 $((n0 + 1))
 assert_eq "p1: a full handshake" "1 0" "$(hs full) $(hs resumed)"
 send p2
-delivered p2 6
+delivered p2 $((n0 + 2))
 assert_eq "p2 (TLSA unchanged): the parked connection is reused" "1 1" "$(cc new) $(cc reused)"
 assert_eq "p2: the MX saw one connection for p1 and p2" $((c0 + 1)) "$(conns)"
 assert_log "p2: mxguard logged the reuse" "$mark" 'reusing the cached connection to mx\.dane-swap\.test' mxguard2
@@ -121,7 +122,7 @@ mark=$(tb_log_mark mxguard2)
 m0=$(mails)
 send p3
 refused p3 "$m0"
-assert_file_count "$TB/spool/$MX" 6 "p3: the MX still holds 6 messages"
+assert_file_count "$TB/spool/$MX" $((n0 + 2)) "p3: the MX holds no new message"
 assert_eq "p3: the parked connection was not reused (a new one)" "2 1" "$(cc new) $(cc reused)"
 assert_eq "p3: no handshake completed, none resumed" "1 0" "$(hs full) $(hs resumed)"
 assert_eq "p3: the MX saw a new connection" $((c0 + 2)) "$(conns)"
@@ -132,7 +133,7 @@ assert_no_log "p3: no reuse" "$mark" 'reusing the cached connection' mxguard2
 swap c
 mark=$(tb_log_mark mxguard2)
 send p4
-delivered p4 7
+delivered p4 $((n0 + 3))
 assert_eq "p4 (new matching TLSA): a new connection" "3 1" "$(cc new) $(cc reused)"
 assert_eq "p4: a full handshake, not resumed" "2 0" "$(hs full) $(hs resumed)"
 assert_log "p4: verified by the new record (3 0 1)" "$mark" 'TLSA 3 0 1 matched' mxguard2
