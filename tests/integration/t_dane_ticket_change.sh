@@ -9,9 +9,11 @@
 # 451 4.7.5 at RCPT after a FULL handshake that failed DANE — no resumption, no reuse of the
 # parked connection, nothing reaches the MX; then c (a new set that matches: 3 0 1 of the
 # certificate): delivered after a full handshake verified by the new record.
-# Two mxguard runs: (1) tickets only (upstream.cache_idle = 0s), (2) a parked connection and
-# tickets (cache_idle 30s). Each first shows that the ticket / parked connection IS used under
-# an unchanged TLSA set (so a broken guard would show).
+# Three mxguard runs: (1) TLS 1.3 tickets only (upstream.cache_idle = 0s), (2) a parked
+# connection and tickets (cache_idle 30s; back to a at the end: the connection parked under a
+# is reused, the requirement being identical again), (3) an MX with TLS 1.2 only, whose
+# session stays in the store after a resumption. Each first shows that the session / parked
+# connection IS used under an unchanged TLSA set (so a broken guard would show).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -138,5 +140,49 @@ assert_eq "p4 (new matching TLSA): a new connection" "3 1" "$(cc new) $(cc reuse
 assert_eq "p4: a full handshake, not resumed" "2 0" "$(hs full) $(hs resumed)"
 assert_log "p4: verified by the new record (3 0 1)" "$mark" 'TLSA 3 0 1 matched' mxguard2
 assert_no_log "p4: no reuse" "$mark" 'reusing the cached connection' mxguard2
+
+# back to a: the requirement is identical to the one the parked connection was verified under
+# again, so reusing it is right (§Reuse: keyed by content, not by time)
+swap a
+mark=$(tb_log_mark mxguard2)
+send p5
+delivered p5 $((n0 + 4))
+assert_eq "p5 (TLSA a again): the connection parked under a is reused" "3 2" "$(cc new) $(cc reused)"
+assert_log "p5: mxguard logged the reuse" "$mark" 'reusing the cached connection to mx\.dane-swap\.test' mxguard2
+tb_stop mxguard2
+
+# ------------------------------------------------ 3. TLS 1.2 sessions (kept for several uses)
+echo "# --- 3. an MX with TLS 1.2 only: a session stays in the store after a resumption"
+tb_stop dane-swap
+MX=dane-swap12
+tb_start_mx --cert mx.dane-swap.test "$MX" 127.0.70.36 --max-tls TLSv1.2
+export MXGUARD_UPSTREAM_CACHE_IDLE=0s
+tb_start_mxguard -n mxguard3
+mark=$(tb_log_mark mxguard3)
+send u1
+delivered u1 1
+assert_eq "u1: a full handshake" "1 0" "$(hs full) $(hs resumed)"
+assert_match "u1: MX side: TLS 1.2" "$(json_get "$(spool_last "$TB/spool/$MX").json" tls.version)" '^TLSv1\.2$'
+send u2
+delivered u2 2
+assert_eq "u2 (TLSA unchanged): the TLS 1.2 session is resumed" "1 1" "$(hs full) $(hs resumed)"
+assert_match "u2: MX side: a resumed handshake" "$(conn_line 2)" 'tls=ok .*resumed=yes$'
+
+swap b
+mark=$(tb_log_mark mxguard3)
+m0=$(mails)
+send u3
+refused u3 "$m0"
+assert_file_count "$TB/spool/$MX" 2 "u3: the MX holds no new message"
+assert_eq "u3: not resumed" "1 1" "$(hs full) $(hs resumed)"
+assert_match "u3: MX side: the handshake failed" "$(conn_line 3)" 'tls=failed'
+assert_log "u3: mxguard: no TLSA record matched" "$mark" 'DANE: no TLSA record matched mx\.dane-swap\.test' mxguard3
+
+swap c
+mark=$(tb_log_mark mxguard3)
+send u4
+delivered u4 3
+assert_eq "u4 (new matching TLSA): a full handshake" "2 1" "$(hs full) $(hs resumed)"
+assert_log "u4: verified by the new record (3 0 1)" "$mark" 'TLSA 3 0 1 matched' mxguard3
 
 tb_finish
