@@ -444,6 +444,14 @@ static int master_loop(struct master *m)
     }
 }
 
+/* The master's own handle on the shared TLS session cache, released as it ends (a
+ * worker releases its inherited copy in app_shutdown). */
+static void master_free(struct app *app)
+{
+    mxg_tls_resume_free(app->shared_tls_resume);
+    app->shared_tls_resume = NULL;
+}
+
 int app_workers_run(struct app *app)
 {
     static struct master m; /* the master's only one; its children inherit a copy */
@@ -465,10 +473,13 @@ int app_workers_run(struct app *app)
               mxg_tls_shared_size(app->cfg.tls_session_cache));
         return 1;
     }
-    if (hold_spool(&m) < 0)
+    if (hold_spool(&m) < 0) {
+        master_free(app);
         return 1;
+    }
     if (bind_all(&m) < 0) {
         mxg_spool_close(m.spool);
+        master_free(app);
         return 1;
     }
     sigemptyset(&m.sigs);
@@ -494,6 +505,7 @@ int app_workers_run(struct app *app)
         return -2;
     close_all(&m);
     mxg_spool_close(m.spool);
+    master_free(app);
     LOG_N("main", "master: every worker stopped (status %d)", rc);
     return rc;
 }

@@ -23,6 +23,10 @@
 #     resumption one: a pair needs about one full handshake per two connections to it in set-up
 #     at once, so this phase runs 6 sessions on 12 pairs; 8-10 sessions under ASan need more.)
 #   - a resumed DANE session is still reported as DANE.
+#   - phase 3, phase 1's load on server.workers = 2: each worker holds its own connections, so
+#     both open one to most pairs; the TLS session store is shared by the workers
+#     (tls/tls_shared.h), so the second worker's connection resumes the first one's session —
+#     still <= 1.5 full handshakes per pair at the MX side (with a store per worker: about 2).
 # Sizes (MXG_HS_SESSIONS, MXG_HS_MESSAGES) and the bounds can be changed for measuring.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -185,5 +189,35 @@ assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; MX side)" yes \
     "$([ "$full" -le "$FULL_MAX2" ] && echo yes || echo "no: $full")"
 unset MXGUARD_UPSTREAM_CACHE_MAX_USES
 tb_stop mxguard2
+
+# 3. phase 1's load over 2 workers: one TLS session store for both
+for i in $MX; do
+    mkdir -p "$TB/phase2/many$i" && mv "$TB/spool/many$i"/* "$TB/phase2/many$i/"
+done
+export MXGUARD_SERVER_WORKERS=2 MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}
+tb_start_mxguard -n mxguard3
+got=$(load three "$PAIRS" "$MESSAGES")
+assert_eq "phase 3 (2 workers): all $MESSAGES messages accepted" "$MESSAGES" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+m_full=$(metric 'mxguard_upstream_tls_handshakes_total{kind="full"}')
+m_res=$(metric 'mxguard_upstream_tls_handshakes_total{kind="resumed"}')
+w0=$(metric 'mxguard_worker_relayed_total{worker="0"}')
+w1=$(metric 'mxguard_worker_relayed_total{worker="1"}')
+echo "# phase 3 (2 workers, $PAIRS pairs, $MESSAGES messages, $SESSIONS sessions): $conns connections;" \
+    "handshakes full $m_full resumed $m_res (MX side: full $full resumed $resumed);" \
+    "relayed by worker 0: $w0, worker 1: $w1"
+assert_eq "phase 3: every message at an MX" "$MESSAGES" "$delivered"
+assert_eq "phase 3: every message at its domain's MX" 0 "$(misrouted)"
+assert_eq "phase 3: no connection carried two domains' mail" 0 "$mixed"
+assert_eq "phase 3: both workers relayed mail" yes \
+    "$([ "${w0:-0}" -gt 0 ] 2>/dev/null && [ "${w1:-0}" -gt 0 ] 2>/dev/null && echo yes || echo "no: $w0 $w1")"
+assert_eq "phase 3: metrics (summed over the workers) count every handshake the MX servers saw" \
+    "$((full + resumed))" "$((m_full + m_res))"
+assert_eq "phase 3: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS" ] && echo yes || echo "no: $full")"
+assert_eq "phase 3: full handshakes <= $FULL_MAX (1.5 per pair, 2 workers; MX side)" yes \
+    "$([ "$full" -le "$FULL_MAX" ] && echo yes || echo "no: $full")"
+unset MXGUARD_SERVER_WORKERS MXGUARD_LOG_LEVEL
+tb_stop mxguard3
 
 tb_finish
