@@ -31,7 +31,8 @@
 #     full handshake, >= 1 per pair, <= 1.5), and worker 1 killed and restarted by the master:
 #     the session key's settings generation is the one the reload set, not a per-process
 #     counter the new worker starts afresh, so its connections resume what the other worker
-#     stored (full handshakes <= 1 in 4 pairs over a load to every pair).
+#     stored (full handshakes <= 1 in 10 pairs over a load to every pair; seen: 0, and 46 with the
+#     old per-process generation).
 # Sizes (MXG_HS_SESSIONS, MXG_HS_MESSAGES) and the bounds can be changed for measuring.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -259,7 +260,7 @@ echo "# phase 3c (worker 1 restarted, then $((PAIRS * 2)) messages): full handsh
 assert_eq "phase 3c: the restarted worker relayed mail" yes \
     "$([ "$((w1 - w1b))" -gt 0 ] && echo yes || echo "no: $w1b -> $w1")"
 assert_eq "phase 3c: the restarted worker resumes the sessions the other one stored" yes \
-    "$([ $((full - full0)) -le $((PAIRS / 4)) ] && echo yes || echo "no: $((full - full0))")"
+    "$([ $((full - full0)) -le $((PAIRS / 10)) ] && echo yes || echo "no: $((full - full0))")"
 assert_eq "phase 3: every message at its domain's MX" 0 "$(misrouted)"
 assert_eq "phase 3: no connection carried two domains' mail" 0 "$mixed"
 unset MXGUARD_SERVER_WORKERS MXGUARD_LOG_LEVEL
