@@ -473,6 +473,10 @@ int app_workers_run(struct app *app)
               mxg_tls_shared_size(app->cfg.tls_session_cache));
         return 1;
     }
+    if (app->shared_tls_resume)
+        LOG_I("main", "workers: one TLS session cache for all: %d sessions of at most %d octets "
+                      "(%zu KiB of shared memory)", app->cfg.tls_session_cache,
+              MXG_TLS_SHARED_SLOT, mxg_tls_shared_size(app->cfg.tls_session_cache) / 1024);
     if (hold_spool(&m) < 0) {
         master_free(app);
         return 1;
