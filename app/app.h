@@ -114,6 +114,7 @@ struct app {
     struct app_shared *shared;     /* the master's shared mapping (metrics slots, ...) */
     const int *listen_fds;         /* this worker's listener sockets (the master's) */
     struct mxg_auth_throttle *shared_throttle, *shared_trust; /* AUTH tables of all workers */
+    struct mxg_tls_resume *shared_tls_resume; /* the TLS session cache of all workers (or NULL) */
 };
 
 /* app/cli.c (see the contract above) */

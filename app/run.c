@@ -237,7 +237,9 @@ int mxg_cli_run(int argc, char **argv)
     }
     /* the upstream connection cache, limits and TLS sessions (proxy/outbound/conncache.h) */
     app->conncache = mxg_upstream_conncache_new(&app->loop, &app->cfg);
-    if (app->cfg.tls_session_cache > 0)
+    if (app->shared_tls_resume) /* a worker: the store all workers share (app/run_workers.c) */
+        app->tls_resume = app->shared_tls_resume;
+    else if (app->cfg.tls_session_cache > 0)
         app->tls_resume = mxg_tls_resume_new(app->cfg.tls_session_cache);
     if (!app->conncache || (app->cfg.tls_session_cache > 0 && !app->tls_resume)) {
         LOG_E("main", "out of memory");

@@ -8,13 +8,22 @@
  * master binds the listeners, makes the little that must be process-wide in one
  * MAP_SHARED mapping, then forks N workers; each worker is the whole one-loop
  * mxguard of app/run.c (its sessions, upstream connections, connection cache,
- * DNS context and answer cache, TLS session cache, MTA-STS cache view: per
- * worker by design) serving the listener sockets made for it.
+ * DNS context and answer cache, MTA-STS cache view: per worker by design)
+ * serving the listener sockets made for it.
  *
  * Process-wide by nature, and how:
  *  - AUTH failure counters and trusted addresses: the two tables of
  *    proxy/inbound/auth.h made shared (mxg_auth_throttle_new_shared: fixed size,
  *    process-shared robust mutex; a full table refuses, fail closed).
+ *  - The upstream TLS session cache (upstream.tls_session_cache entries): one
+ *    table of serialized sessions in a mapping of its own (tls/tls_shared.h:
+ *    fixed size, slots of MXG_TLS_SHARED_SLOT octets, process-shared robust
+ *    mutex; a worker dying while holding it poisons it: full handshakes from
+ *    then on, never a wrong session), so a session one worker's full handshake
+ *    brought resumes any worker's connection to that (MX address, requirement)
+ *    pair. The key's settings generation lives in the mapping: the master raises
+ *    it on a reload before it tells the workers, who take it (a restarted worker
+ *    inherits it), so every worker on the same settings makes the same key.
  *  - Upstream connection limits (limits.destination_concurrency,
  *    limits.destination_rate, limits.upstream_connections): each worker gets
  *    floor(limit / N) (app_conncache_cfg), so the sum never exceeds the limit;
@@ -75,6 +84,8 @@
 #include "../proxy/inbound/auth.h"
 #include "../proxy/outbound/conncache.h"
 #include "../spool/spool.h"
+#include "../tls/tls_engine.h"
+#include "../tls/tls_shared.h"
 #include "app.h"
 #include "privs.h"
 
@@ -355,6 +366,8 @@ static void master_reload(struct master *m)
     struct mxg_reload_ctx rc = {.have_list = 1};
     struct mxg_reload_result res;
     mxg_reload_apply(&app->cfg, next, &rc, &res);
+    /* the workers' TLS session keys: a new settings generation, set before they are told */
+    mxg_tls_resume_settings_changed(app->shared_tls_resume);
     if (res.actions & MXG_RELOAD_LOG) { /* the master's own lines follow the log settings */
         mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
         mxg_log_set_format(app->cfg.log_format);
@@ -431,6 +444,14 @@ static int master_loop(struct master *m)
     }
 }
 
+/* The master's own handle on the shared TLS session cache, released as it ends (a
+ * worker releases its inherited copy in app_shutdown). */
+static void master_free(struct app *app)
+{
+    mxg_tls_resume_free(app->shared_tls_resume);
+    app->shared_tls_resume = NULL;
+}
+
 int app_workers_run(struct app *app)
 {
     static struct master m; /* the master's only one; its children inherit a copy */
@@ -446,10 +467,23 @@ int app_workers_run(struct app *app)
         LOG_E("main", "workers: shared AUTH tables: out of memory");
         return 1;
     }
-    if (hold_spool(&m) < 0)
+    if (app->cfg.tls_session_cache > 0 &&
+        !(app->shared_tls_resume = mxg_tls_resume_new_shared(app->cfg.tls_session_cache))) {
+        LOG_E("main", "workers: shared TLS session cache (%zu octets): out of memory",
+              mxg_tls_shared_size(app->cfg.tls_session_cache));
         return 1;
+    }
+    if (app->shared_tls_resume)
+        LOG_I("main", "workers: one TLS session cache for all: %d sessions of at most %d octets "
+                      "(%zu KiB of shared memory)", app->cfg.tls_session_cache,
+              MXG_TLS_SHARED_SLOT, mxg_tls_shared_size(app->cfg.tls_session_cache) / 1024);
+    if (hold_spool(&m) < 0) {
+        master_free(app);
+        return 1;
+    }
     if (bind_all(&m) < 0) {
         mxg_spool_close(m.spool);
+        master_free(app);
         return 1;
     }
     sigemptyset(&m.sigs);
@@ -475,6 +509,7 @@ int app_workers_run(struct app *app)
         return -2;
     close_all(&m);
     mxg_spool_close(m.spool);
+    master_free(app);
     LOG_N("main", "master: every worker stopped (status %d)", rc);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "tls/tls_shared.h"
 
 #define COMP "tls"
 
@@ -652,12 +653,17 @@ struct resume_entry {
     uint64_t used; /* LRU stamp */
 };
 
+/* The store: this process's own (e, n, cap, nsess) or, with workers, a view
+ * of the table they share (shm: serialized sessions, tls/tls_shared.h). The
+ * handle itself is per process (a worker inherits a copy of the master's). */
 struct mxg_tls_resume {
     struct resume_entry *e; /* n entries (each with >= 1 session), cap slots */
     int n, cap;
     int nsess;              /* sessions in all entries (<= cap) */
     uint64_t clock;
     unsigned long offered, stored;
+    struct mxg_tls_shared *shm; /* NULL: the private store above */
+    uint64_t gen;               /* the settings generation (mxg_tls_resume_generation) */
 };
 
 struct mxg_tls_resume *mxg_tls_resume_new(int max_entries)
@@ -685,17 +691,37 @@ static void entry_clear(struct mxg_tls_resume *r, int i)
     r->e[i].ns = 0;
 }
 
+struct mxg_tls_resume *mxg_tls_resume_new_shared(int max_entries)
+{
+    if (max_entries <= 0)
+        return NULL;
+    struct mxg_tls_resume *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    if ((r->shm = mxg_tls_shared_new(max_entries)) == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->cap = max_entries;
+    return r;
+}
+
 void mxg_tls_resume_free(struct mxg_tls_resume *r)
 {
     if (r == NULL)
         return;
-    mxg_tls_resume_clear(r);
+    if (r->shm != NULL) /* this process's view only: the other workers keep the sessions */
+        mxg_tls_shared_free(r->shm);
+    else
+        mxg_tls_resume_clear(r);
     free(r->e);
     free(r);
 }
 
 int mxg_tls_resume_count(const struct mxg_tls_resume *r)
 {
+    if (r && r->shm)
+        return mxg_tls_shared_count(r->shm);
     return r ? r->nsess : 0;
 }
 
@@ -703,9 +729,28 @@ void mxg_tls_resume_clear(struct mxg_tls_resume *r)
 {
     if (r == NULL)
         return;
+    if (r->shm != NULL) { /* the master raised the generation before it passed SIGHUP on */
+        mxg_tls_shared_clear(r->shm);
+        r->gen = mxg_tls_shared_generation(r->shm);
+        return;
+    }
     for (int i = 0; i < r->n; i++)
         entry_clear(r, i);
     r->n = 0;
+    r->gen++;
+}
+
+void mxg_tls_resume_settings_changed(struct mxg_tls_resume *r)
+{
+    if (r != NULL && r->shm != NULL) /* the workers clear as they reload */
+        r->gen = mxg_tls_shared_next_generation(r->shm);
+    else
+        mxg_tls_resume_clear(r);
+}
+
+uint64_t mxg_tls_resume_generation(const struct mxg_tls_resume *r)
+{
+    return r ? r->gen : 0;
 }
 
 /* Contract: the index of key's entry, or -1. */
@@ -740,6 +785,61 @@ static int session_usable(SSL_SESSION *s)
     return (long)SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > (long)now;
 }
 
+/* Contract (a shared store): offer e the newest session stored under its key
+ * by any worker, deserialized (d2i_SSL_SESSION); a TLS 1.3 ticket is taken out
+ * of the table (one use). 1 offered, 0 none (or one OpenSSL refuses: a full
+ * handshake). */
+static int shared_offer(struct mxg_tls_engine *e, struct mxg_tls_resume *r)
+{
+    unsigned char buf[MXG_TLS_SHARED_SLOT];
+    size_t len;
+    for (int tries = 0; tries < MXG_TLS_SHARED_PER_KEY; tries++) { /* a TLS 1.2 one stays */
+        if (!mxg_tls_shared_take(r->shm, e->rkey, e->rkeylen, (int64_t)time(NULL), buf,
+                                 sizeof buf, &len))
+            return 0;
+        ERR_clear_error();
+        const unsigned char *p = buf;
+        SSL_SESSION *s = d2i_SSL_SESSION(NULL, &p, (long)len);
+        int ok = s != NULL && session_usable(s) && SSL_set_session(e->ssl, s) == 1;
+        SSL_SESSION_free(s);
+        ERR_clear_error();
+        if (ok) {
+            r->offered++;
+            return 1;
+        }
+        if (s == NULL)
+            return 0; /* cannot happen (serialized by shared_store); not retried */
+    }
+    return 0;
+}
+
+/* Contract (a shared store): serialize sess (i2d_SSL_SESSION) and store it
+ * under key until its lifetime ends, take-once for a TLS 1.3 ticket; a
+ * session longer than MXG_TLS_SHARED_SLOT is not stored. */
+static void shared_store(struct mxg_tls_resume *r, const unsigned char *key, size_t keylen,
+                         SSL_SESSION *sess)
+{
+    int len = i2d_SSL_SESSION(sess, NULL);
+    if (len <= 0 || len > MXG_TLS_SHARED_SLOT) {
+        if (len > MXG_TLS_SHARED_SLOT)
+            LOG_D(COMP, "TLS session of %d octets: above the shared cache's %d, not stored", len,
+                  MXG_TLS_SHARED_SLOT);
+        ERR_clear_error();
+        return;
+    }
+    unsigned char buf[MXG_TLS_SHARED_SLOT];
+    unsigned char *p = buf;
+    if (i2d_SSL_SESSION(sess, &p) != len) {
+        ERR_clear_error();
+        return;
+    }
+    int64_t expires = (int64_t)SSL_SESSION_get_time(sess) + SSL_SESSION_get_timeout(sess);
+    int once = SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION;
+    if (mxg_tls_shared_put(r->shm, key, keylen, buf, (size_t)len, expires, once,
+                           (int64_t)time(NULL)))
+        r->stored++;
+}
+
 int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, const void *key,
                           size_t keylen)
 {
@@ -748,6 +848,8 @@ int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, co
     e->resume = r;
     memcpy(e->rkey, key, keylen);
     e->rkeylen = keylen;
+    if (r->shm != NULL)
+        return shared_offer(e, r);
     int i = resume_find(r, key, keylen);
     while (i >= 0) {
         int k = r->e[i].ns - 1; /* the newest */
@@ -834,7 +936,10 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     struct mxg_tls_engine *e = SSL_get_app_data(ssl);
     if (e == NULL || e->resume == NULL || e->failed || !session_usable(sess))
         return 0;
-    resume_store(e->resume, e->rkey, e->rkeylen, sess);
+    if (e->resume->shm != NULL)
+        shared_store(e->resume, e->rkey, e->rkeylen, sess);
+    else
+        resume_store(e->resume, e->rkey, e->rkeylen, sess);
     return 0;
 }
 

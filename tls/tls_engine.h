@@ -21,6 +21,7 @@
 #define MXG_TLS_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 enum mxg_tls_status {
@@ -183,9 +184,29 @@ const char *mxg_tls_engine_error(const struct mxg_tls_engine *e);
 #define MXG_TLS_RESUME_PER_KEY 4
 struct mxg_tls_resume;
 struct mxg_tls_resume *mxg_tls_resume_new(int max_entries);
+/* The same store shared by processes (server.workers > 1; tls/tls_shared.h):
+ * made by the master before fork(); each worker uses its inherited copy of the
+ * handle. Sessions are kept serialized (at most MXG_TLS_SHARED_SLOT octets:
+ * a longer one is not stored), expire with their lifetime, a TLS 1.3 ticket is
+ * used once, any worker's session resumes any worker's connection under the
+ * same key. mxg_tls_resume_free() unmaps this process's view only. */
+struct mxg_tls_resume *mxg_tls_resume_new_shared(int max_entries);
 void mxg_tls_resume_free(struct mxg_tls_resume *r);
 int mxg_tls_resume_count(const struct mxg_tls_resume *r);
-void mxg_tls_resume_clear(struct mxg_tls_resume *r); /* forget every session (reload) */
+/* Settings changed (reload, in the process that serves): forget every
+ * session (a shared store: every worker's); the generation of a private
+ * store goes up by one, a shared one's view takes the generation the master
+ * set (mxg_tls_resume_settings_changed): a worker still on the old settings
+ * stores under the old one, never offered to a worker on the new ones.
+ * Callers put mxg_tls_resume_generation() into their keys, so a session made
+ * under replaced settings is never offered again — and the workers of one
+ * shared store, a restarted one included, agree on it (it is not a
+ * per-process counter). */
+void mxg_tls_resume_clear(struct mxg_tls_resume *r);
+/* The master's reload (shared store): raise the shared generation (before the
+ * workers are told); on a private store the same as mxg_tls_resume_clear. */
+void mxg_tls_resume_settings_changed(struct mxg_tls_resume *r);
+uint64_t mxg_tls_resume_generation(const struct mxg_tls_resume *r);
 int mxg_tls_engine_resume(struct mxg_tls_engine *e, struct mxg_tls_resume *r, const void *key,
                           size_t keylen);
 int mxg_tls_engine_resumed(const struct mxg_tls_engine *e);

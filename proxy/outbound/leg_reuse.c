@@ -65,14 +65,17 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
 }
 
 /* The TLS session key: the requirement key, the MX address + port, and the
- * settings generation now (the TLS context in force: a session saved under
- * settings a reload replaced is never offered again). */
+ * session store's settings generation now (the TLS context in force: a session
+ * saved under settings a reload replaced is never offered again). Every part is
+ * the same in every worker process (the generation too: tls_engine.h
+ * mxg_tls_resume_generation), so a store shared by the workers gives a session
+ * to any of them under the identical requirement only. */
 size_t leg_resume_key(const struct mxg_leg *leg, unsigned char *out)
 {
     const struct sockaddr_storage *a = &leg->cands[leg->cur].addr;
     size_t l = sizeof leg->cckey.d;
     memcpy(out, leg->cckey.d, l);
-    uint64_t gen = mxg_conncache_generation(leg_cache(leg));
+    uint64_t gen = mxg_tls_resume_generation(leg->env->tls_resume);
     for (int i = 0; i < 8; i++)
         out[l++] = (unsigned char)(gen >> (8 * i));
     out[l++] = (unsigned char)a->ss_family;

@@ -23,6 +23,16 @@
 #     resumption one: a pair needs about one full handshake per two connections to it in set-up
 #     at once, so this phase runs 6 sessions on 12 pairs; 8-10 sessions under ASan need more.)
 #   - a resumed DANE session is still reported as DANE.
+#   - phase 3, phase 1's load on server.workers = 2: each worker holds its own connections, so
+#     both open one to most pairs; the TLS session store is shared by the workers
+#     (tls/tls_shared.h), so the second worker's connection resumes the first one's session —
+#     still <= 1.5 full handshakes per pair at the MX side (with a store per worker: about 2).
+#     Then SIGHUP to the master: every session is forgotten (each pair's next connection is a
+#     full handshake, >= 1 per pair, <= 1.5), and worker 1 killed and restarted by the master:
+#     the session key's settings generation is the one the reload set, not a per-process
+#     counter the new worker starts afresh, so its connections resume what the other worker
+#     stored (full handshakes <= 1 in 10 pairs over a load to every pair; seen: 0, and 46 with the
+#     old per-process generation).
 # Sizes (MXG_HS_SESSIONS, MXG_HS_MESSAGES) and the bounds can be changed for measuring.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -185,5 +195,75 @@ assert_eq "phase 2: full handshakes <= $FULL_MAX2 (1.5 per pair; MX side)" yes \
     "$([ "$full" -le "$FULL_MAX2" ] && echo yes || echo "no: $full")"
 unset MXGUARD_UPSTREAM_CACHE_MAX_USES
 tb_stop mxguard2
+
+# 3. phase 1's load over 2 workers: one TLS session store for both
+for i in $MX; do
+    mkdir -p "$TB/phase2/many$i" && mv "$TB/spool/many$i"/* "$TB/phase2/many$i/"
+done
+export MXGUARD_SERVER_WORKERS=2 MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}
+tb_start_mxguard -n mxguard3
+got=$(load three "$PAIRS" "$MESSAGES")
+assert_eq "phase 3 (2 workers): all $MESSAGES messages accepted" "$MESSAGES" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+m_full=$(metric 'mxguard_upstream_tls_handshakes_total{kind="full"}')
+m_res=$(metric 'mxguard_upstream_tls_handshakes_total{kind="resumed"}')
+w0=$(metric 'mxguard_worker_relayed_total{worker="0"}')
+w1=$(metric 'mxguard_worker_relayed_total{worker="1"}')
+echo "# phase 3 (2 workers, $PAIRS pairs, $MESSAGES messages, $SESSIONS sessions): $conns connections;" \
+    "handshakes full $m_full resumed $m_res (MX side: full $full resumed $resumed);" \
+    "relayed by worker 0: $w0, worker 1: $w1"
+assert_eq "phase 3: every message at an MX" "$MESSAGES" "$delivered"
+assert_eq "phase 3: every message at its domain's MX" 0 "$(misrouted)"
+assert_eq "phase 3: no connection carried two domains' mail" 0 "$mixed"
+assert_eq "phase 3: both workers relayed mail" yes \
+    "$([ "${w0:-0}" -gt 0 ] 2>/dev/null && [ "${w1:-0}" -gt 0 ] 2>/dev/null && echo yes || echo "no: $w0 $w1")"
+assert_eq "phase 3: metrics (summed over the workers) count every handshake the MX servers saw" \
+    "$((full + resumed))" "$((m_full + m_res))"
+assert_eq "phase 3: a full handshake of its own for every pair (no session across requirements)" \
+    yes "$([ "$full" -ge "$PAIRS" ] && echo yes || echo "no: $full")"
+assert_eq "phase 3: full handshakes <= $FULL_MAX (1.5 per pair, 2 workers; MX side)" yes \
+    "$([ "$full" -le "$FULL_MAX" ] && echo yes || echo "no: $full")"
+# 3b. SIGHUP: sessions made under the old settings are not offered again
+full0=$full
+mark=$(tb_log_mark mxguard3)
+kill -HUP "$(tb_pid mxguard3)"
+for i in $(seq 50); do
+    [ "$(tb_log_since "$mark" mxguard3 | grep -c 'reload: SIGHUP: reloading')" -ge 2 ] && break
+    sleep 0.1
+done
+sleep 1
+got=$(load threeb "$PAIRS" "$((PAIRS * 2))")
+assert_eq "phase 3b (after SIGHUP): all $((PAIRS * 2)) messages accepted" "$((PAIRS * 2))" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+echo "# phase 3b (SIGHUP, then $((PAIRS * 2)) messages): full handshakes $((full - full0))"
+assert_eq "phase 3b: after the reload a full handshake for every pair" yes \
+    "$([ $((full - full0)) -ge "$PAIRS" ] && echo yes || echo "no: $((full - full0))")"
+assert_eq "phase 3b: and <= $FULL_MAX" yes \
+    "$([ $((full - full0)) -le "$FULL_MAX" ] && echo yes || echo "no: $((full - full0))")"
+# 3c. worker 1 restarted: its keys are the other worker's
+full0=$full
+w1b=$(metric 'mxguard_worker_relayed_total{worker="1"}')
+pid1=$(sed -n 's/.*worker 1 started (pid \([0-9]*\)).*/\1/p' "$TB/mxguard3.log" | tail -n 1)
+[ -n "$pid1" ] || tb_die "no pid for worker 1"
+kill -KILL "$pid1"
+for i in $(seq 100); do
+    [ "$(grep -c 'worker 1 of 2 (pid [0-9]*) started' "$TB/mxguard3.log")" -ge 2 ] && break
+    sleep 0.1
+done
+assert_eq "phase 3c: worker 1 restarted" 2 "$(grep -c 'worker 1 of 2 (pid [0-9]*) started' "$TB/mxguard3.log")"
+got=$(load threec "$PAIRS" "$((PAIRS * 2))")
+assert_eq "phase 3c (worker 1 restarted): all $((PAIRS * 2)) messages accepted" "$((PAIRS * 2))" "$got"
+read -r conns full resumed mixed delivered <<<"$(mx_side)"
+w1=$(metric 'mxguard_worker_relayed_total{worker="1"}')
+echo "# phase 3c (worker 1 restarted, then $((PAIRS * 2)) messages): full handshakes" \
+    "$((full - full0)); the restarted worker 1 relayed $((w1 - w1b))"
+assert_eq "phase 3c: the restarted worker relayed mail" yes \
+    "$([ "$((w1 - w1b))" -gt 0 ] && echo yes || echo "no: $w1b -> $w1")"
+assert_eq "phase 3c: the restarted worker resumes the sessions the other one stored" yes \
+    "$([ $((full - full0)) -le $((PAIRS / 10)) ] && echo yes || echo "no: $((full - full0))")"
+assert_eq "phase 3: every message at its domain's MX" 0 "$(misrouted)"
+assert_eq "phase 3: no connection carried two domains' mail" 0 "$mixed"
+unset MXGUARD_SERVER_WORKERS MXGUARD_LOG_LEVEL
+tb_stop mxguard3
 
 tb_finish

@@ -2,8 +2,13 @@
  * mxg_tls_resume_*): a session saved under a key is offered only under that
  * key, a TLS 1.3 ticket is used once (and the resumed connection brings a
  * new one), every ticket is kept (concurrent connections of a key resume), TLS 1.2 sessions stay, a failed engine saves nothing, the
- * store's size bound, clear. Client and server engines in memory, a
- * self-signed certificate made at setup. */
+ * store's size bound, clear. Every test runs twice: on a process's own store
+ * and on the store shared by worker processes (mxg_tls_resume_new_shared,
+ * tls/tls_shared.h); for the shared one also: a session stored by another
+ * process (a forked child) resumes here under its key only, a session too
+ * big for a slot is not stored, and the settings generation is the same in
+ * every process. Client and server engines in memory, a self-signed
+ * certificate made at setup. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -20,9 +26,18 @@
 #include <openssl/x509.h>
 
 #include "tls/tls_engine.h"
+#include "tls/tls_shared.h"
 #include "tls/tls_verify.h"
 
 #define HOST "mx.example.test"
+
+static int shared_mode; /* the group's second run: the workers' shared store */
+
+/* A store of max sessions: the process's own, or a shared one (second run). */
+static struct mxg_tls_resume *store_new(int max)
+{
+    return shared_mode ? mxg_tls_resume_new_shared(max) : mxg_tls_resume_new(max);
+}
 
 struct fixture {
     char cert[256], key[256];
@@ -151,7 +166,7 @@ static int connect_once(struct mxg_tls_ctx *sctx, struct mxg_tls_ctx *cctx,
 static void test_tls13_ticket(void **state)
 {
     struct fixture *fx = *state;
-    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    struct mxg_tls_resume *r = store_new(8);
     assert_non_null(r);
     int off;
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 0);
@@ -197,7 +212,7 @@ static int handshake_pair(struct mxg_tls_ctx *sctx, struct mxg_tls_engine *c)
 static void test_tls13_concurrent(void **state)
 {
     struct fixture *fx = *state;
-    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    struct mxg_tls_resume *r = store_new(8);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", NULL), 0);
     struct mxg_tls_engine *c1 = mxg_tls_engine_new_client(fx->cctx, HOST);
     struct mxg_tls_engine *c2 = mxg_tls_engine_new_client(fx->cctx, HOST);
@@ -262,7 +277,7 @@ static int connect_dane(struct fixture *fx, struct mxg_tls_resume *r, const char
 static void test_dane_resumption(void **state)
 {
     struct fixture *fx = *state;
-    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    struct mxg_tls_resume *r = store_new(8);
     uint8_t wrong[32];
     memset(wrong, 0x5a, sizeof wrong);
     long vr;
@@ -284,7 +299,7 @@ static void test_dane_resumption(void **state)
 static void test_tls12_session(void **state)
 {
     struct fixture *fx = *state;
-    struct mxg_tls_resume *r = mxg_tls_resume_new(8);
+    struct mxg_tls_resume *r = store_new(8);
     int off;
     assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 0);
     assert_int_equal(mxg_tls_resume_count(r), 1);
@@ -298,7 +313,7 @@ static void test_tls12_session(void **state)
 static void test_bound_and_failure(void **state)
 {
     struct fixture *fx = *state;
-    struct mxg_tls_resume *r = mxg_tls_resume_new(2);
+    struct mxg_tls_resume *r = store_new(2);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", NULL), 0);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "B", NULL), 0);
     assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "C", NULL), 0);
@@ -321,6 +336,84 @@ static void test_bound_and_failure(void **state)
     mxg_tls_resume_free(r);
 }
 
+/* The shared store across processes: a child (another worker) makes the
+ * full handshake under "A" and exits; here "A" resumes with its ticket, "B"
+ * (another requirement) gets nothing; a DANE session verified in the child
+ * keeps its verify result here. */
+static void test_shared_across_processes(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new_shared(8);
+    assert_non_null(r);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long vr;
+        int ok = connect_once(fx->sctx, fx->cctx, r, "A", NULL) == 0 &&
+                 connect_dane(fx, r, "dane", fx->spki, &vr) == 0 && vr == X509_V_OK;
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(mxg_tls_resume_count(r), 4); /* two tickets for each key */
+    int off;
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "B", &off), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(connect_once(fx->sctx, fx->cctx, r, "A", &off), 1);
+    assert_int_equal(off, 1);
+    long vr = -1;
+    uint8_t wrong[32];
+    memset(wrong, 0x5a, sizeof wrong);
+    /* no DANE check on resumption, here as in one process: the key is the guard */
+    assert_int_equal(connect_dane(fx, r, "dane", wrong, &vr), 1);
+    assert_int_equal(vr, X509_V_OK);
+    mxg_tls_resume_free(r);
+}
+
+/* The settings generation is in the mapping, not a per-process counter: the
+ * master raises it (reload), a worker forked before takes it as it reloads
+ * (clear), one forked after (a restarted worker) inherits it: all the same. */
+static void test_shared_generation(void **state)
+{
+    (void)state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new_shared(4);
+    assert_non_null(r);
+    assert_int_equal(mxg_tls_resume_generation(r), 0);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a worker: waits for the reload, then clears */
+        char c;
+        close(p[1]);
+        int ok = read(p[0], &c, 1) == 1;
+        mxg_tls_resume_clear(r);
+        _exit(ok && mxg_tls_resume_generation(r) == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    mxg_tls_resume_settings_changed(r); /* the master's reload */
+    assert_int_equal(mxg_tls_resume_generation(r), 1);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    close(p[1]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    pid = fork(); /* a worker restarted after the reload */
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(mxg_tls_resume_generation(r) == 1 ? 0 : 1);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* a private store: +1 per clear */
+    struct mxg_tls_resume *q = mxg_tls_resume_new(4);
+    mxg_tls_resume_clear(q);
+    mxg_tls_resume_clear(q);
+    assert_int_equal(mxg_tls_resume_generation(q), 2);
+    mxg_tls_resume_free(q);
+    mxg_tls_resume_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,5 +423,13 @@ int main(void)
         cmocka_unit_test(test_tls12_session),
         cmocka_unit_test(test_bound_and_failure),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest shared[] = {
+        cmocka_unit_test(test_shared_across_processes),
+        cmocka_unit_test(test_shared_generation),
+    };
+    int failed = cmocka_run_group_tests_name("own store", tests, setup, teardown);
+    shared_mode = 1;
+    failed += cmocka_run_group_tests_name("shared store", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("shared store, processes", shared, setup, teardown);
+    return failed;
 }
