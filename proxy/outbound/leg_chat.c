@@ -236,7 +236,15 @@ void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         if (!mxg_tls_handshake_done(leg->tls)) {
+            leg_cork(leg); /* the handshake's last flight and EHLO in one write */
             leg_tls_step(leg);
+            if (leg_uncork(leg) < 0 && leg->conn) { /* as each write's own failure would */
+                if (leg->st == LEG_TLS_HANDSHAKE)
+                    leg_tls_failed(leg, "write failed");
+                else
+                    leg_txn_lost(leg, "Write failed");
+                return;
+            }
             if (!leg->tls || !mxg_tls_handshake_done(leg->tls))
                 return;
         }

@@ -4,7 +4,8 @@
 # RSET and MAIL go out in one write, and the Received: header, a message that arrives in one
 # read and the final dot in one more (4 writes: RSET+MAIL, RCPT, DATA, the rest); a message in
 # two reads costs one write more (the header with the first part, the dot with the last); an MX
-# without PIPELINING gets RSET alone (5). Every message arrives byte for byte + Received:.
+# without PIPELINING gets RSET alone (5); on a fresh connection the client's last TLS handshake
+# flight and EHLO share a write. Every message arrives byte for byte + Received:.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -39,8 +40,14 @@ one() {
 # delta W0 W1 — W1 - W0 (or "absent")
 delta() { if [ "$1" = absent ] || [ "$2" = absent ]; then echo absent; else echo $(($2 - $1)); fi; }
 
-# 1. PIPELINING, TLS, a cached connection: 4 writes
+# 1. a fresh connection with STARTTLS: EHLO, STARTTLS, ClientHello, the client's last
+#    handshake flight with EHLO (TLS 1.3; in TLS 1.2 EHLO follows the server's Finished alone),
+#    MAIL, RCPT, DATA, the rest: 8 writes
+w0=$(writes)
 one warm1 a@example.test
+w1=$(writes)
+assert_eq "fresh connection with STARTTLS: 8 writes" 8 "$(delta "$w0" "$w1")"
+# 2. PIPELINING, TLS, a cached connection: 4 writes
 w0=$(writes)
 one reuse1 b@example.test
 w1=$(writes)
@@ -51,7 +58,7 @@ m=$(spool_last "$TB/spool/mx1")
 [ -n "$m" ] && assert_match "reuse1 went over TLS" "$(json_get "$m.json" tls.version)" '^TLSv1\.[23]$'
 assert_file_grep "mx1 got RSET (the connection was reused)" "$TB/mx1.log" '< RSET'
 
-# 2. the message in two reads: the Received: header goes with the first part, the dot with
+# 3. the message in two reads: the Received: header goes with the first part, the dot with
 #    the second (5 writes)
 msg split1 c@example.test
 head -c 100 "$TB/split1.data" >"$TB/split1.a"
@@ -67,7 +74,7 @@ m=$(spool_last "$TB/spool/mx1")
 [ -n "$m" ] && assert_eq "split1: byte for byte + Received:" "received+same" \
     "$(eml_compare "$m.eml" "$TB/split1.msg")"
 
-# 3. no PIPELINING (mx2, other.test): RSET alone, then MAIL (5 writes)
+# 4. no PIPELINING (mx2, other.test): RSET alone, then MAIL (5 writes)
 one warm2 a@other.test
 w0=$(writes)
 one reuse2 b@other.test
