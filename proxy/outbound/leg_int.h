@@ -11,7 +11,11 @@
  *                   like smtp_proto.c.
  *  - leg_chat.c:    bytes in and out: writes (through TLS once it is up),
  *                   commands, reads, splitting input into reply lines;
- *                   like smtp_chat.c.
+ *                   like smtp_chat.c. Write coalescing: what one step
+ *                   produces goes out in one write (leg_cork/leg_uncork:
+ *                   RSET+MAIL on a cached connection, the last handshake
+ *                   flight with EHLO, the TLS records of one send, the
+ *                   held message bytes with the final dot).
  *  - leg_connect.c: the route and its candidates (MX, [host] and address
  *                   literal next hops), loop protection, connecting, a lost
  *                   connection, trying the next candidate, and leg
