@@ -85,6 +85,9 @@ enum mxg_metric {
     MXG_M_UPSTREAM_HANDSHAKES, /* mxguard_upstream_tls_handshakes_total{kind} counter: full,
                                   resumed (a TLS session from the cache was accepted); completed
                                   handshakes only, whatever the verification then said */
+    MXG_M_UPSTREAM_WRITES,     /* mxguard_upstream_writes_total counter: writes (one system
+                                  call each) on upstream connections: commands, ciphertext,
+                                  message data, QUIT to idle cached ones */
     MXG_M_STATE_UP,            /* mxguard_state_up gauge: 1 the shared state is reachable
                                   (or state.backend is sqlite), 0 not (state/state.h) */
     MXG_M_STATE_PENDING,       /* mxguard_state_pending_pushes gauge: pushes waiting for the

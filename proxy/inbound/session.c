@@ -676,6 +676,8 @@ static void data_flush(struct mxg_session *s)
             slot_fail(s, sl, &r8);
             continue;
         }
+        if (mxg_data_filter_done(&t->df))
+            mxg_leg_hold(sl->leg); /* the dot follows at once (data_end): one write with it */
         int rc = mxg_leg_write(sl->leg, p, n);
         if (rc < 0) {
             struct mxg_reply r = *mxg_leg_error(sl->leg);
@@ -1020,10 +1022,9 @@ static void data_begin(struct mxg_session *s)
                          s->srv->cfg->max_received,
                          s->srv->cfg->bare_cr == MXG_BARE_CR_SPACE ? MXG_DF_CR_SPACE
                                                                    : MXG_DF_CR_REJECT);
-    write_received(s);
+    write_received(s); /* stays in t->out: it goes out with the first message bytes */
     sess_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
     sess_set_wait(s, SW_NONE);
-    data_flush(s);
     data_input(s);
     if (s->wait == SW_NONE && s->st == SS_DATA) {
         sess_arm_timer(s);

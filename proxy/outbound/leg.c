@@ -137,6 +137,7 @@ static void timers_closed(uv_handle_t *h)
             mxg_dane_host_clear(&leg->hosts[i].dane);
         }
         mxg_buf_free(&leg->in);
+        mxg_buf_free(&leg->wout);
         free(leg->cands);
         free(leg->hosts);
         free(leg->route);
@@ -588,20 +589,38 @@ int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n)
         leg_txn_lost(leg, "Write failed");
         return -1;
     }
-    if (leg->conn->pending > LEG_HIGH_WATER) {
+    if (leg->conn->pending + mxg_buf_avail(&leg->wout) > LEG_HIGH_WATER) {
         leg->want_drain = 1;
         return 1;
     }
     return 0;
 }
 
-/* The final dot (upstream.h). */
+/* Hold the message bytes written next until the final dot (upstream.h). */
+void mxg_leg_hold(struct mxg_leg *leg)
+{
+    if (leg->st != LEG_STREAM || leg->held)
+        return;
+    leg->held = 1;
+    leg_cork(leg);
+}
+
+/* The final dot, with the bytes held since mxg_leg_hold in one write (upstream.h). */
 int mxg_leg_end_data(struct mxg_leg *leg)
 {
     if (leg->st != LEG_STREAM)
         return -1;
     leg->t_phase = uv_now(leg->env->loop);
-    return leg_op(leg, LEG_DOT, leg->env->cfg->t_final, ".");
+    int rc = leg_op(leg, LEG_DOT, leg->env->cfg->t_final, ".");
+    if (leg->held) {
+        leg->held = 0;
+        if (leg_uncork(leg) < 0 && rc == 0 && leg->conn) {
+            leg->op_pending = 0; /* as leg_op's own write failure: the caller hears -1 */
+            leg_txn_lost(leg, "Write failed");
+            return -1;
+        }
+    }
+    return rc;
 }
 
 /* Park the connection or QUIT when idle, else abort; the leg frees itself (upstream.h). */

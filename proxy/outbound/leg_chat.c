@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../core/log.h"
+#include "../../core/metrics.h"
 #include "../../core/show.h"
 
 struct wreq {
@@ -39,12 +40,10 @@ static void wreq_done(uv_write_t *req, int status)
     }
 }
 
-/* Queue bytes on the TCP connection as they are (ciphertext or plaintext). */
-static int raw_send(struct mxg_leg *leg, const void *p, size_t n)
+/* One uv_write (one system call when nothing is queued) of bytes as they
+ * are (ciphertext or plaintext) on c. */
+static int conn_write(struct mxg_leg *leg, struct conn *c, const void *p, size_t n)
 {
-    struct conn *c = leg->conn;
-    if (!c || n == 0)
-        return c ? 0 : -1;
     struct wreq *w = malloc(sizeof *w + n);
     if (!w)
         return -1;
@@ -58,21 +57,64 @@ static int raw_send(struct mxg_leg *leg, const void *p, size_t n)
         return -1;
     }
     c->pending += n;
+    mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_WRITES, NULL);
     return 0;
 }
 
-/* Send whatever the TLS engine has produced. */
+/* Queue bytes on the TCP connection as they are: held while corked, else written now. */
+static int raw_send(struct mxg_leg *leg, const void *p, size_t n)
+{
+    struct conn *c = leg->conn;
+    if (!c || n == 0)
+        return c ? 0 : -1;
+    if (leg->corked > 0)
+        return mxg_buf_append(&leg->wout, p, n);
+    return conn_write(leg, c, p, n);
+}
+
+/* Hold what the leg sends from now on (leg_int.h). */
+void leg_cork(struct mxg_leg *leg)
+{
+    leg->corked++;
+}
+
+/* Send what is held in one write, corked or not (leg_int.h). */
+int leg_send_held(struct mxg_leg *leg)
+{
+    size_t n = mxg_buf_avail(&leg->wout);
+    int rc = 0;
+    if (n > 0)
+        rc = leg->conn ? conn_write(leg, leg->conn, mxg_buf_head(&leg->wout), n) : -1;
+    mxg_buf_reset(&leg->wout);
+    return rc;
+}
+
+/* End one cork level; the last sends what is held (leg_int.h). */
+int leg_uncork(struct mxg_leg *leg)
+{
+    if (leg->corked > 0 && --leg->corked > 0)
+        return 0;
+    return leg_send_held(leg);
+}
+
+/* Send whatever the TLS engine has produced, in one write. */
 int leg_flush_tls(struct mxg_leg *leg)
 {
     char tmp[16384];
+    int rc = 0;
+    leg_cork(leg);
     while (mxg_tls_out_pending(leg->tls) > 0) {
         size_t n = mxg_tls_take_out(leg->tls, tmp, sizeof tmp);
         if (n == 0)
             break;
-        if (raw_send(leg, tmp, n) < 0)
-            return -1;
+        if (raw_send(leg, tmp, n) < 0) {
+            rc = -1;
+            break;
+        }
     }
-    return 0;
+    if (leg_uncork(leg) < 0)
+        rc = -1;
+    return rc;
 }
 
 /* Send plaintext protocol bytes (through TLS when it is up). */
@@ -194,7 +236,15 @@ void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         if (!mxg_tls_handshake_done(leg->tls)) {
+            leg_cork(leg); /* the handshake's last flight and EHLO in one write */
             leg_tls_step(leg);
+            if (leg_uncork(leg) < 0 && leg->conn) { /* as each write's own failure would */
+                if (leg->st == LEG_TLS_HANDSHAKE)
+                    leg_tls_failed(leg, "write failed");
+                else
+                    leg_txn_lost(leg, "Write failed");
+                return;
+            }
             if (!leg->tls || !mxg_tls_handshake_done(leg->tls))
                 return;
         }

@@ -34,6 +34,7 @@ void leg_conn_closed(uv_handle_t *h)
 /* Detach and close the current connection (and its TLS engine); the leg stays. */
 void leg_drop_conn(struct mxg_leg *leg)
 {
+    (void)leg_send_held(leg); /* a corked step's bytes go out first, as they would unheld */
     if (leg->tls) {
         mxg_tls_engine_free(leg->tls);
         leg->tls = NULL;

@@ -11,7 +11,11 @@
  *                   like smtp_proto.c.
  *  - leg_chat.c:    bytes in and out: writes (through TLS once it is up),
  *                   commands, reads, splitting input into reply lines;
- *                   like smtp_chat.c.
+ *                   like smtp_chat.c. Write coalescing: what one step
+ *                   produces goes out in one write (leg_cork/leg_uncork:
+ *                   RSET+MAIL on a cached connection, the last handshake
+ *                   flight with EHLO, the TLS records of one send, the
+ *                   held message bytes with the final dot).
  *  - leg_connect.c: the route and its candidates (MX, [host] and address
  *                   literal next hops), loop protection, connecting, a lost
  *                   connection, trying the next candidate, and leg
@@ -174,6 +178,13 @@ struct mxg_leg {
     int kind_mark;
     int watched;                  /* env->watch was told the outcome (leg_watch_end) */
 
+    /* write coalescing (leg_chat.c): while corked, what the leg sends is held in
+     * wout (ciphertext once TLS is up) and goes out in one write at the last
+     * leg_uncork(); leg_drop_conn() sends what is held first */
+    int corked;                   /* leg_cork depth */
+    int held;                     /* mxg_leg_hold: one cork level until the final dot */
+    struct mxg_buf wout;
+
     /* Last: 35 of the leg's 39 KB. leg_start() zeroes everything but these three
      * and clears these three (their headers only: the policy pattern slots and
      * reply texts past their terminators are never read). */
@@ -207,6 +218,13 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r);
 
 int leg_flush_tls(struct mxg_leg *leg);
 int leg_send(struct mxg_leg *leg, const void *p, size_t n);
+/* Hold what the leg sends from now on (nests). */
+void leg_cork(struct mxg_leg *leg);
+/* End one cork level; the last one sends what is held in one write
+ * (-1: that write failed; nothing is held any more either way). */
+int leg_uncork(struct mxg_leg *leg);
+/* Send what is held now, corked or not (leg_drop_conn: before the close). */
+int leg_send_held(struct mxg_leg *leg);
 int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void leg_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);

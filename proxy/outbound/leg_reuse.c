@@ -12,6 +12,7 @@
 #include "../../core/str.h"
 #include "../../core/hex.h"
 #include "../../core/log.h"
+#include "../../core/metrics.h"
 
 /* What an idle cached connection keeps of the leg that parked it. */
 struct parked {
@@ -103,8 +104,8 @@ static void limited(struct mxg_leg *leg, const char *why)
     leg_fail(leg, &r);
 }
 
-/* Take over an idle cached connection: RSET first (MAIL pipelined behind it
- * when the server offers PIPELINING); a failure before MAIL's reply means
+/* Take over an idle cached connection: RSET first (MAIL pipelined behind it,
+ * in the same write, when the server offers PIPELINING); a failure before MAIL's reply means
  * the connection was stale and the leg connects afresh (leg_try_next). */
 static void leg_adopt(struct mxg_leg *leg, void *conn, int uses)
 {
@@ -134,14 +135,18 @@ static void leg_adopt(struct mxg_leg *leg, void *conn, int uses)
     if (leg->caps.pipelining) {
         leg->mail_pipelined = 1;
         LOG_D("upstream", "%s -> RSET", leg->sid);
+        leg_cork(leg); /* RSET and MAIL in one write (RFC 2920 §3.1: both may be grouped) */
         if (leg_send(leg, "RSET\r\n", 6) < 0) {
+            (void)leg_uncork(leg);
             leg_drop_conn(leg);
             leg_try_next(leg);
             return;
         }
-        leg_send_mail(leg);
+        leg_send_mail(leg); /* may fail the leg, or drop this connection (sending what is held) */
         if (leg->st == LEG_MAIL)
             leg_set_state(leg, LEG_RSET);
+        if (leg_uncork(leg) < 0 && leg->conn)
+            leg_txn_lost(leg, "Write failed"); /* reuse_setup: a stale connection, connect afresh */
         return;
     }
     leg->mail_pipelined = 0;
@@ -212,6 +217,7 @@ static void parked_write(struct conn *c, const char *p, size_t n)
             if (k == 0)
                 break;
             uv_buf_t b = uv_buf_init(tmp, (unsigned)k);
+            mxg_metrics_inc(c->env->metrics, MXG_M_UPSTREAM_WRITES, NULL);
             if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)k)
                 return;
         }
@@ -219,6 +225,7 @@ static void parked_write(struct conn *c, const char *p, size_t n)
     }
     if (n) {
         uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        mxg_metrics_inc(c->env->metrics, MXG_M_UPSTREAM_WRITES, NULL);
         (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
 }

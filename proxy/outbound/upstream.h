@@ -12,6 +12,7 @@
  *                   returns 1 when the caller should stop reading its client
  *                   until on_drain runs (on_drain also runs when the leg
  *                   fails meanwhile: the next write then returns -1)
+ *   mxg_leg_hold()  (optional) the next bytes go out with the dot, in one write
  *   mxg_leg_end_data() ".\r\n"                          → on_reply(final reply)
  *   mxg_leg_close() QUIT politely if idle, else abort; the leg frees itself
  *                   later and never calls back again.
@@ -166,6 +167,12 @@ int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_pa
 int mxg_leg_data(struct mxg_leg *leg);
 int mxg_leg_write(struct mxg_leg *leg, const void *p, size_t n);
 int mxg_leg_end_data(struct mxg_leg *leg);
+/* The message bytes written next (mxg_leg_write) are held and go out with
+ * the final dot (mxg_leg_end_data) in one write: for the last bytes of a
+ * message, when the dot follows at once. A leg closed or failed before the
+ * dot sends them first, as if they had not been held. Only while streaming
+ * (after 354); else nothing happens. */
+void mxg_leg_hold(struct mxg_leg *leg);
 void mxg_leg_close(struct mxg_leg *leg);
 
 const struct mxg_reply *mxg_leg_error(const struct mxg_leg *leg);

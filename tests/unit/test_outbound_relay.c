@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
+#include "proxy/outbound/conncache.h"
 #include "proxy/outbound/outbound.h"
 
 /* ------------------------------------------------------------ test server */
@@ -32,7 +34,7 @@ struct srv {
     size_t dlen, dcap;
     int stall_ms;        /* stop reading this long after 354 */
     int drop_in_data;    /* close the connection when the stall ends */
-    int n_mail, n_rcpt, n_data, n_dot, n_quit;
+    int n_mail, n_rcpt, n_data, n_dot, n_quit, n_rset;
     char mail_from[300];
     const char *ehlo;       /* the EHLO reply, NULL = default (8BITMIME, no DSN) */
     const char *data_reply; /* instead of 354, NULL = 354 */
@@ -115,6 +117,9 @@ static void srv_command(struct srv *s, const char *l)
             uv_read_stop((uv_stream_t *)&s->client);
             uv_timer_start(&s->stall, on_stall_end, (uint64_t)s->stall_ms, 0);
         }
+    } else if (strcasecmp(l, "RSET") == 0) {
+        s->n_rset++;
+        srv_write(s, "250 2.0.0 ok\r\n");
     } else if (strcasecmp(l, "QUIT") == 0) {
         s->n_quit++;
         srv_write(s, s->quit_reply ? s->quit_reply : "221 bye\r\n");
@@ -717,6 +722,131 @@ static void test_7bit_clean_to_7bit_mx(void **state)
 }
 
 /* mx_no_dsn tells the caller whether NOTIFY went to the MX. */
+/* ------------------------------------------- writes per transaction (legs) */
+
+/* A leg driven as the inbound session drives it: its replies, in order. */
+struct drv {
+    int n;
+    int codes[8];
+};
+
+/* on_reply of a driven leg: record the code. */
+static void drv_reply(void *arg, struct mxg_leg *leg, const struct mxg_reply *r)
+{
+    struct drv *d = arg;
+    (void)leg;
+    if (d->n < 8)
+        d->codes[d->n] = r->code;
+    d->n++;
+}
+
+/* on_drain of a driven leg: nothing waits. */
+static void drv_drain(void *arg, struct mxg_leg *leg)
+{
+    (void)arg;
+    (void)leg;
+}
+
+/* Run the loop until the driven leg has n replies. */
+static void drv_wait(struct fx *f, struct drv *d, int n)
+{
+    while (d->n < n && uv_run(&f->loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(d->n, n);
+}
+
+/* One transaction on a leg to the test server (MAIL, RCPT, DATA, body, dot; the body held
+ * for the dot when hold), then close it (parked when the cache takes it). Returns the
+ * upstream writes it cost. */
+static double drv_txn(struct fx *f, const char *body, int hold)
+{
+    struct drv d = {0};
+    struct mxg_leg_opts o = {.nexthop = "127.0.0.1", .nexthop_port = f->srv.port,
+                             .opportunistic = 1, .no_tlsrpt = 1};
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    struct mxg_leg_cbs cbs = {drv_reply, drv_drain};
+    double w0 = mxg_metrics_value(f->env.metrics, MXG_M_UPSTREAM_WRITES, NULL);
+    struct mxg_leg *leg = mxg_leg_open_opts(&f->env, "T", "example.test", "s@example.org", &mp,
+                                            &o, &cbs, &d);
+    assert_non_null(leg);
+    drv_wait(f, &d, 1);
+    assert_int_equal(d.codes[0], 250); /* MAIL */
+    assert_int_equal(mxg_leg_rcpt(leg, "a@example.test", NULL), 0);
+    drv_wait(f, &d, 2);
+    assert_int_equal(d.codes[1], 250);
+    assert_int_equal(mxg_leg_data(leg), 0);
+    drv_wait(f, &d, 3);
+    assert_int_equal(d.codes[2], 354);
+    if (hold)
+        mxg_leg_hold(leg);
+    assert_int_equal(mxg_leg_write(leg, body, strlen(body)), 0);
+    assert_int_equal(mxg_leg_end_data(leg), 0);
+    drv_wait(f, &d, 4);
+    assert_int_equal(d.codes[3], 250);
+    mxg_leg_close(leg);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    return mxg_metrics_value(f->env.metrics, MXG_M_UPSTREAM_WRITES, NULL) - w0;
+}
+
+/* Give the fixture a connection cache and a metrics registry. */
+static void drv_env(struct fx *f)
+{
+    f->env.metrics = mxg_metrics_new();
+    f->env.conncache = mxg_upstream_conncache_new(&f->loop, &f->cfg);
+    assert_non_null(f->env.metrics);
+    assert_non_null(f->env.conncache);
+}
+
+/* Close the cache (QUIT on the idle connection) and free what drv_env made. */
+static void drv_env_end(struct fx *f)
+{
+    mxg_conncache_shutdown(f->env.conncache);
+    for (int i = 0; i < 50; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    mxg_conncache_free(f->env.conncache);
+    mxg_metrics_free(f->env.metrics);
+    f->env.conncache = NULL;
+    f->env.metrics = NULL;
+}
+
+/* A cached connection to an MX with PIPELINING: RSET and MAIL in one write, the held body
+ * with the dot in one write — 4 writes; without the hold the dot is a write of its own. */
+static void test_writes_pipelining(void **state)
+{
+    struct fx *f = *state;
+    drv_env(f);
+    const char *b1 = "Subject: one\r\n\r\nfirst\r\n";
+    const char *b2 = "Subject: two\r\n\r\nsecond\r\n";
+    const char *b3 = "Subject: three\r\n\r\nthird\r\n";
+    /* a fresh connection: EHLO, MAIL, RCPT, DATA, body+dot */
+    assert_int_equal((int)drv_txn(f, b1, 1), 5);
+    assert_int_equal((int)drv_txn(f, b2, 1), 4); /* RSET+MAIL, RCPT, DATA, body+dot */
+    assert_int_equal((int)drv_txn(f, b3, 0), 5); /* the dot on its own */
+    assert_int_equal(f->srv.n_rset, 2);
+    assert_int_equal(f->srv.n_mail, 3);
+    assert_int_equal(f->srv.n_dot, 3);
+    char want[256];
+    snprintf(want, sizeof want, "%s%s%s", b1, b2, b3);
+    assert_string_equal(f->srv.data, want); /* the bytes as written, in order */
+    drv_env_end(f);
+    assert_int_equal(f->srv.n_quit, 1);
+}
+
+/* A cached connection to an MX without PIPELINING: RSET alone, then MAIL — 5 writes. */
+static void test_writes_no_pipelining(void **state)
+{
+    struct fx *f = *state;
+    f->srv.ehlo = "250-test.example\r\n250 8BITMIME\r\n";
+    drv_env(f);
+    assert_int_equal((int)drv_txn(f, "a\r\n", 1), 5);
+    assert_int_equal((int)drv_txn(f, "b\r\n", 1), 5); /* RSET, MAIL, RCPT, DATA, body+dot */
+    assert_int_equal(f->srv.n_rset, 1);
+    assert_string_equal(f->srv.data, "a\r\nb\r\n");
+    drv_env_end(f);
+}
+
 static void test_mx_no_dsn(void **state)
 {
     struct fx *f = *state;
@@ -753,6 +883,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_8bit_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_7bit_clean_to_7bit_mx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mx_no_dsn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_no_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_354_is_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_421_is_451, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlong_reply_line, setup, teardown),
