@@ -238,13 +238,26 @@ static void swreq_done(uv_write_t *req, int status)
     free(req);
 }
 
-/* Octets to the socket as they are. */
+/* Octets to the socket as they are: at once when nothing is queued before them (libuv's
+ * uv_try_write refuses while earlier writes wait, so the order holds), the rest queued. A
+ * uv_write that completes at once still re-arms the socket's epoll entry when its callback
+ * runs: one epoll_ctl per reply, which the direct write avoids. */
 static void net_write(struct mxg_session *s, const char *p, size_t n)
 {
     if (s->st == SS_CLOSING && s->handles == 0)
         return;
     if (uv_is_closing((uv_handle_t *)s->tcp))
         return;
+    uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+    int k = uv_try_write((uv_stream_t *)s->tcp, &now, 1);
+    if (k == (int)n)
+        return;
+    if (k > 0) {
+        p += k;
+        n -= (size_t)k;
+    } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
+        return; /* the connection is broken: the read side reports it */
+    }
     struct swreq *w = malloc(sizeof *w + n);
     if (!w)
         return;
