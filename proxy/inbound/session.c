@@ -189,6 +189,7 @@ struct mxg_session {
     int paused;          /* upstream back-pressure */
     int discard_line;    /* skipping the rest of an overlong command line */
     int errors;
+    int refused;         /* local replies of 4xx/5xx: something the transaction lines miss */
     int drain_requested;
     unsigned txn_seq;
     unsigned long n_txn_ok, n_txn_fail;
@@ -383,6 +384,8 @@ static void sess_reply(struct mxg_session *s, int code, const char *enh, const c
     sess_send(s, out, n);
     if (code >= 500 && code != 554 && code != 552)
         s->errors++;
+    if (code >= 400)
+        s->refused++;
 }
 
 static void sess_relay(struct mxg_session *s, const struct mxg_reply *r)
@@ -2376,9 +2379,12 @@ static void sess_close(struct mxg_session *s, const char *why)
         tls_flush(s);
     }
     sess_set_state(s, SS_CLOSING);
-    LOG_I("smtp", "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id,
-          s->peer, why, s->n_txn_ok, s->n_txn_fail,
-          (double)(now_ms(s) - s->t_connect) / 1000.0);
+    /* the info log is one line per transaction outcome (README "Logs"): a session that
+     * ended with QUIT after transactions, with nothing refused, says no more than they did */
+    int routine = strcmp(why, "quit") == 0 && s->n_txn_ok + s->n_txn_fail > 0 && s->refused == 0;
+    mxg_log(routine ? MXG_LOG_DEBUG : MXG_LOG_INFO, "smtp",
+            "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id, s->peer,
+            why, s->n_txn_ok, s->n_txn_fail, (double)(now_ms(s) - s->t_connect) / 1000.0);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
     if (s->reading)
@@ -2453,7 +2459,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
         return;
     }
     s->req = mxg_inbound_requirement(srv->cfg, (const struct sockaddr *)&s->peer_sa);
-    LOG_I("smtp", "%s: connect from %s%s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "",
+    LOG_D("smtp", "%s: connect from %s%s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "",
           s->req == MXG_REQ_AUTH  ? " (AUTH required)"
           : s->req == MXG_REQ_TLS ? " (STARTTLS required)"
                                   : "");

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # t_log_info.sh — at log.level "info" the log is one line per transaction outcome (README,
 # "Logs"): routine decisions (the MTA-STS lookup that finds no policy, the upstream
-# connection's TLS details, a reused connection) are debug. Three messages on three client
-# sessions, the second and third over the parked upstream connection.
+# connection's TLS details, a reused connection, a client's connect and its disconnect after
+# QUIT) are debug. Three messages on three client sessions, the second and third over the
+# parked upstream connection: three lines. A session without a transaction, with a refused
+# command or without QUIT still gets its disconnect line at info.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -35,5 +37,40 @@ assert_eq "no info line for the upstream connection's TLS details" 0 \
     "$(printf '%s\n' "$after" | grep -c ': connected to ')"
 assert_eq "nothing but info-level lines and above" 0 \
     "$(printf '%s\n' "$after" | grep -c ' debug ')"
+# a session that relayed its message and said QUIT adds nothing: its connect and disconnect
+# lines are debug, so the three sessions log three lines in all
+for id in $ids; do
+    assert_eq "session ${id%%.*}: exactly one info line (its transaction's)" 1 \
+        "$(printf '%s\n' "$after" | grep -c " ${id%%.*}[.:]")"
+done
+assert_eq "three one-message sessions: three info lines in all" 3 \
+    "$(printf '%s\n' "$after" | grep -c .)"
+
+# ... but the disconnect line stays at info when the session had more to say than its
+# transactions: none at all, a refused command, no QUIT
+MARK=$(tb_log_mark)
+printf 'Subject: info\r\n\r\nhello\r\n.\r\n' >"$TB/small.wire"
+smtp_chat notxn "EHLO client.test" "QUIT"
+smtp_chat refused "EHLO client.test" "BOGUS" "MAIL FROM:<sender@client.test>" \
+    "RCPT TO:<r4@example.test>" "DATA" "@$TB/small.wire" "QUIT"
+assert_eq "the unknown command was refused" 500 "$(chat_reply refused BOGUS | cut -c1-3)"
+assert_eq "... and the message after it relayed" 250 "$(chat_reply refused DOT | cut -c1-3)"
+smtp_chat noquit "EHLO client.test" "MAIL FROM:<sender@client.test>" \
+    "RCPT TO:<r5@example.test>" "DATA" "@$TB/small.wire"
+assert_eq "the message of the session without QUIT relayed" 250 \
+    "$(chat_reply noquit DOT | cut -c1-3)"
+for i in $(seq 50); do
+    [ "$(tb_log_since "$MARK" | grep -c 'disconnect from')" -ge 3 ] && break
+    sleep 0.1
+done
+after=$(tb_log_since "$MARK")
+assert_eq "a session without a transaction: its disconnect line at info" 1 \
+    "$(printf '%s\n' "$after" | grep -Ec ' info smtp: S[0-9]+: disconnect from [^ ]+ \(quit\): 0 delivered, 0 failed')"
+assert_eq "a session with a refused command: its disconnect line at info" 1 \
+    "$(printf '%s\n' "$after" | grep -Ec ' info smtp: S[0-9]+: disconnect from [^ ]+ \(quit\): 1 delivered, 0 failed')"
+assert_eq "a session that ended without QUIT: its disconnect line at info" 1 \
+    "$(printf '%s\n' "$after" | grep -Ec ' info smtp: S[0-9]+: disconnect from [^ ]+ \(client closed\): 1 delivered')"
+assert_eq "... besides the two transaction lines, and nothing else" 5 \
+    "$(printf '%s\n' "$after" | grep -c .)"
 
 tb_finish
