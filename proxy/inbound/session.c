@@ -247,8 +247,8 @@ static void net_write(struct mxg_session *s, const char *p, size_t n)
 {
     if (s->st == SS_CLOSING && s->handles == 0)
         return;
-    if (uv_is_closing((uv_handle_t *)s->tcp))
-        return;
+    if (uv_is_closing((uv_handle_t *)s->tcp) || !uv_is_writable((uv_stream_t *)s->tcp))
+        return; /* closed, or shut down for writing (uv_write would refuse it too) */
     uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
     int k = uv_try_write((uv_stream_t *)s->tcp, &now, 1);
     if (k == (int)n)
