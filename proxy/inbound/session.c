@@ -557,6 +557,17 @@ static void txn_reset(struct mxg_session *s)
         sess_set_state(s, SS_READY);
 }
 
+/* " client_tls=VERSION auth=USER" for what the client used (STARTTLS, AUTH), else "". */
+static void client_desc(const struct mxg_session *s, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (tls_up(s))
+        snprintf(out, cap, " client_tls=%s", mxg_tls_version(s->tls));
+    if (s->auth_user[0])
+        snprintf(out + strlen(out), cap - strlen(out), " auth=%s",
+                 mxg_show(s->auth_user, strlen(s->auth_user)).s);
+}
+
 static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const struct mxg_reply *r)
 {
     struct txn *t = &s->txn;
@@ -566,12 +577,8 @@ static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const stru
     if (sl && sl->leg)
         mxg_leg_get_info(sl->leg, &li);
     double dur = (double)(now_ms(s) - t->t_start) / 1000.0;
-    char in[MXG_SASL_FIELD_MAX + 200] = ""; /* the client side, when it used TLS / AUTH */
-    if (tls_up(s))
-        snprintf(in, sizeof in, " client_tls=%s", mxg_tls_version(s->tls));
-    if (s->auth_user[0])
-        snprintf(in + strlen(in), sizeof in - strlen(in), " auth=%s",
-                 mxg_show(s->auth_user, strlen(s->auth_user)).s);
+    char in[MXG_SASL_FIELD_MAX + 200];
+    client_desc(s, in, sizeof in);
     LOG_I("smtp",
           "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s peer=%s "
           "size=%llu reply=\"%s\" duration=%.3fs%s",
@@ -1666,7 +1673,7 @@ static void starttls_proceed(struct mxg_session *s, struct cmd_ctx *c)
 
 static void tls_established(struct mxg_session *s)
 {
-    LOG_I("smtp", "%s: STARTTLS from %s: %s with %s", s->id, s->peer, mxg_tls_version(s->tls),
+    LOG_D("smtp", "%s: STARTTLS from %s: %s with %s", s->id, s->peer, mxg_tls_version(s->tls),
           mxg_tls_cipher(s->tls));
     mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_TLS, "success");
     sess_set_state(s, SS_CONNECTED); /* the client must say EHLO again */
@@ -1953,7 +1960,7 @@ static void auth_verified(void *arg, int ok)
         mxg_auth_trust_store_put(store, key, s->ax_user, now);
     }
     mxg_str_copy(s->auth_user, sizeof s->auth_user, s->ax_user);
-    LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
+    LOG_D("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
           mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
           tls_up(s) ? mxg_tls_version(s->tls) : " (plaintext, loopback)");
     mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "success");
@@ -2382,9 +2389,11 @@ static void sess_close(struct mxg_session *s, const char *why)
     /* the info log is one line per transaction outcome (README "Logs"): a session that
      * ended with QUIT after transactions, with nothing refused, says no more than they did */
     int routine = strcmp(why, "quit") == 0 && s->n_txn_ok + s->n_txn_fail > 0 && s->refused == 0;
+    char in[MXG_SASL_FIELD_MAX + 200];
+    client_desc(s, in, sizeof in);
     mxg_log(routine ? MXG_LOG_DEBUG : MXG_LOG_INFO, "smtp",
-            "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id, s->peer,
-            why, s->n_txn_ok, s->n_txn_fail, (double)(now_ms(s) - s->t_connect) / 1000.0);
+            "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs%s", s->id, s->peer,
+            why, s->n_txn_ok, s->n_txn_fail, (double)(now_ms(s) - s->t_connect) / 1000.0, in);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
     if (s->reading)
