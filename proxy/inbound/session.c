@@ -49,7 +49,8 @@
  * refused (554 5.6.0) or made a space (limits.bare_cr, data_filter.h). The
  * HELO name reaches the Received header as sent only when it is a plain host
  * name or address literal (mxg_helo_classify); control characters and
- * invalid UTF-8 get 501 5.5.2. */
+ * invalid UTF-8 get 501 5.5.2. The client is not read while SESS_IN_CAP of its input waits,
+ * or SESS_OUT_CAP of our replies wait for it to read them. */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -75,6 +76,9 @@
 #include "../outbound/upstream.h"
 
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */
+/* ... and while this much of our replies waits for it to read them (a client that pipelines
+ * without reading would otherwise make us queue replies without end) */
+#define SESS_OUT_CAP (256 * 1024)
 
 /* SS_STARTTLS: 220 sent, the TLS handshake runs (input is ciphertext);
  * SS_AUTH: in a SASL exchange (input lines are responses, not commands). */
@@ -233,10 +237,16 @@ struct swreq {
     char data[];
 };
 
+/* A queued reply went out: reading resumes once the queue is below SESS_OUT_CAP. */
 static void swreq_done(uv_write_t *req, int status)
 {
     (void)status;
+    uv_stream_t *st = req->handle;
+    struct mxg_session *s = st->data;
     free(req);
+    if (s && !s->reading && s->st != SS_CLOSING &&
+        uv_stream_get_write_queue_size(st) < SESS_OUT_CAP)
+        sess_update_reading(s);
 }
 
 /* Octets to the socket as they are: at once when nothing is queued before them (libuv's
@@ -2331,7 +2341,8 @@ static void sess_update_reading(struct mxg_session *s)
         }
         return;
     }
-    int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP;
+    int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP &&
+               uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) < SESS_OUT_CAP;
     if (want && !s->reading) {
         uv_read_start((uv_stream_t *)s->tcp, sess_alloc, sess_read);
         s->reading = 1;
