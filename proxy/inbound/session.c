@@ -49,7 +49,8 @@
  * refused (554 5.6.0) or made a space (limits.bare_cr, data_filter.h). The
  * HELO name reaches the Received header as sent only when it is a plain host
  * name or address literal (mxg_helo_classify); control characters and
- * invalid UTF-8 get 501 5.5.2. */
+ * invalid UTF-8 get 501 5.5.2. The client is not read while SESS_IN_CAP of its input waits,
+ * or SESS_OUT_CAP of our replies wait for it to read them. */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -75,6 +76,9 @@
 #include "../outbound/upstream.h"
 
 #define SESS_IN_CAP (256 * 1024) /* stop reading the client beyond this */
+/* ... and while this much of our replies waits for it to read them (a client that pipelines
+ * without reading would otherwise make us queue replies without end) */
+#define SESS_OUT_CAP (256 * 1024)
 
 /* SS_STARTTLS: 220 sent, the TLS handshake runs (input is ciphertext);
  * SS_AUTH: in a SASL exchange (input lines are responses, not commands). */
@@ -189,6 +193,7 @@ struct mxg_session {
     int paused;          /* upstream back-pressure */
     int discard_line;    /* skipping the rest of an overlong command line */
     int errors;
+    int refused;         /* local replies of 4xx/5xx: something the transaction lines miss */
     int drain_requested;
     unsigned txn_seq;
     unsigned long n_txn_ok, n_txn_fail;
@@ -232,19 +237,38 @@ struct swreq {
     char data[];
 };
 
+/* A queued reply went out: reading resumes once the queue is below SESS_OUT_CAP. */
 static void swreq_done(uv_write_t *req, int status)
 {
     (void)status;
+    uv_stream_t *st = req->handle;
+    struct mxg_session *s = st->data;
     free(req);
+    if (s && !s->reading && s->st != SS_CLOSING &&
+        uv_stream_get_write_queue_size(st) < SESS_OUT_CAP)
+        sess_update_reading(s);
 }
 
-/* Octets to the socket as they are. */
+/* Octets to the socket as they are: at once when nothing is queued before them (libuv's
+ * uv_try_write refuses while earlier writes wait, so the order holds), the rest queued. A
+ * uv_write that completes at once still re-arms the socket's epoll entry when its callback
+ * runs: one epoll_ctl per reply, which the direct write avoids. */
 static void net_write(struct mxg_session *s, const char *p, size_t n)
 {
     if (s->st == SS_CLOSING && s->handles == 0)
         return;
-    if (uv_is_closing((uv_handle_t *)s->tcp))
+    if (uv_is_closing((uv_handle_t *)s->tcp) || !uv_is_writable((uv_stream_t *)s->tcp))
+        return; /* closed, or shut down for writing (uv_write would refuse it too) */
+    uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+    int k = uv_try_write((uv_stream_t *)s->tcp, &now, 1);
+    if (k == (int)n)
         return;
+    if (k > 0) {
+        p += k;
+        n -= (size_t)k;
+    } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
+        return; /* the connection is broken: the read side reports it */
+    }
     struct swreq *w = malloc(sizeof *w + n);
     if (!w)
         return;
@@ -370,6 +394,8 @@ static void sess_reply(struct mxg_session *s, int code, const char *enh, const c
     sess_send(s, out, n);
     if (code >= 500 && code != 554 && code != 552)
         s->errors++;
+    if (code >= 400)
+        s->refused++;
 }
 
 static void sess_relay(struct mxg_session *s, const struct mxg_reply *r)
@@ -541,6 +567,17 @@ static void txn_reset(struct mxg_session *s)
         sess_set_state(s, SS_READY);
 }
 
+/* " client_tls=VERSION auth=USER" for what the client used (STARTTLS, AUTH), else "". */
+static void client_desc(const struct mxg_session *s, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (tls_up(s))
+        snprintf(out, cap, " client_tls=%s", mxg_tls_version(s->tls));
+    if (s->auth_user[0])
+        snprintf(out + strlen(out), cap - strlen(out), " auth=%s",
+                 mxg_show(s->auth_user, strlen(s->auth_user)).s);
+}
+
 static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const struct mxg_reply *r)
 {
     struct txn *t = &s->txn;
@@ -550,12 +587,8 @@ static void log_leg(struct mxg_session *s, const struct leg_slot *sl, const stru
     if (sl && sl->leg)
         mxg_leg_get_info(sl->leg, &li);
     double dur = (double)(now_ms(s) - t->t_start) / 1000.0;
-    char in[MXG_SASL_FIELD_MAX + 200] = ""; /* the client side, when it used TLS / AUTH */
-    if (tls_up(s))
-        snprintf(in, sizeof in, " client_tls=%s", mxg_tls_version(s->tls));
-    if (s->auth_user[0])
-        snprintf(in + strlen(in), sizeof in - strlen(in), " auth=%s",
-                 mxg_show(s->auth_user, strlen(s->auth_user)).s);
+    char in[MXG_SASL_FIELD_MAX + 200];
+    client_desc(s, in, sizeof in);
     LOG_I("smtp",
           "%s: client=%s from=<%s> rcpts=%d/%d domain=%s mx=%s[%s] tls=%s%s%s peer=%s "
           "size=%llu reply=\"%s\" duration=%.3fs%s",
@@ -1651,7 +1684,7 @@ static void starttls_proceed(struct mxg_session *s, struct cmd_ctx *c)
 
 static void tls_established(struct mxg_session *s)
 {
-    LOG_I("smtp", "%s: STARTTLS from %s: %s with %s", s->id, s->peer, mxg_tls_version(s->tls),
+    LOG_D("smtp", "%s: STARTTLS from %s: %s with %s", s->id, s->peer, mxg_tls_version(s->tls),
           mxg_tls_cipher(s->tls));
     mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_TLS, "success");
     sess_set_state(s, SS_CONNECTED); /* the client must say EHLO again */
@@ -1938,7 +1971,7 @@ static void auth_verified(void *arg, int ok)
         mxg_auth_trust_store_put(store, key, s->ax_user, now);
     }
     mxg_str_copy(s->auth_user, sizeof s->auth_user, s->ax_user);
-    LOG_I("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
+    LOG_D("smtp", "%s: AUTH %s: user '%s' authenticated from %s%s%s", s->id, s->auth_mech,
           mxg_show(s->auth_user, strlen(s->auth_user)).s, s->peer, tls_up(s) ? " over " : "",
           tls_up(s) ? mxg_tls_version(s->tls) : " (plaintext, loopback)");
     mxg_metrics_inc(s->srv->upenv.metrics, MXG_M_INBOUND_AUTH, "success");
@@ -2309,7 +2342,8 @@ static void sess_update_reading(struct mxg_session *s)
         }
         return;
     }
-    int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP;
+    int want = !s->paused && mxg_buf_avail(&s->in) < SESS_IN_CAP &&
+               uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) < SESS_OUT_CAP;
     if (want && !s->reading) {
         uv_read_start((uv_stream_t *)s->tcp, sess_alloc, sess_read);
         s->reading = 1;
@@ -2364,9 +2398,14 @@ static void sess_close(struct mxg_session *s, const char *why)
         tls_flush(s);
     }
     sess_set_state(s, SS_CLOSING);
-    LOG_I("smtp", "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs", s->id,
-          s->peer, why, s->n_txn_ok, s->n_txn_fail,
-          (double)(now_ms(s) - s->t_connect) / 1000.0);
+    /* the info log is one line per transaction outcome (README "Logs"): a session that
+     * ended with QUIT after transactions, with nothing refused, says no more than they did */
+    int routine = strcmp(why, "quit") == 0 && s->n_txn_ok + s->n_txn_fail > 0 && s->refused == 0;
+    char in[MXG_SASL_FIELD_MAX + 200];
+    client_desc(s, in, sizeof in);
+    mxg_log(routine ? MXG_LOG_DEBUG : MXG_LOG_INFO, "smtp",
+            "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs%s", s->id, s->peer,
+            why, s->n_txn_ok, s->n_txn_fail, (double)(now_ms(s) - s->t_connect) / 1000.0, in);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
     if (s->reading)
@@ -2441,7 +2480,7 @@ void mxg_session_start(struct mxg_server *srv, uv_tcp_t *client, int queue_mode,
         return;
     }
     s->req = mxg_inbound_requirement(srv->cfg, (const struct sockaddr *)&s->peer_sa);
-    LOG_I("smtp", "%s: connect from %s%s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "",
+    LOG_D("smtp", "%s: connect from %s%s%s", s->id, s->peer, queue_mode ? " (queue mode)" : "",
           s->req == MXG_REQ_AUTH  ? " (AUTH required)"
           : s->req == MXG_REQ_TLS ? " (STARTTLS required)"
                                   : "");

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <crypt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@
  *   "!RECONNECT:ADDR"  the same from source address ADDR (127.0.0.0/8)
  *   "!SLEEP:MS"   wait MS milliseconds (expect 1)
  *   "!SHUTWR"     shut the client's sending side (a half-close; expect 1)
+ *   "!FLOOD:N"    send N pipelined "NOOP" + "VRFY bob" pairs before reading any reply,
+ *                 then read them all: 1 when every reply came, in order (250, 252, ...)
  * expect: the reply code; -1 = the server closed the connection.
  * has / hasnot: text the reply must (not) contain; min_ms: the reply took
  * at least that long. */
@@ -173,6 +176,59 @@ static int conn_tls(struct conn *c, int max12)
     return SSL_connect(c->ssl) == 1 ? 1 : 2;
 }
 
+/* "!FLOOD:N" writer: the commands, all at once (plaintext: a thread of its own may write
+ * while the other reads). */
+struct flood {
+    struct conn *c;
+    char *all;
+    size_t len;
+    int rc;
+};
+
+static void *flood_writer(void *arg)
+{
+    struct flood *f = arg;
+    f->rc = conn_write(f->c, f->all, f->len);
+    return NULL;
+}
+
+/* "!FLOOD:N": 2N pipelined commands ("NOOP", "VRFY bob") written by a thread while nothing
+ * is read for a second, through a small receive buffer: the server's replies back up behind
+ * its full socket until it stops reading (SESS_OUT_CAP); then all read. 1 when every reply
+ * arrives, in order, else 0 (-1: lost). */
+static int conn_flood(struct conn *c, int n)
+{
+    static const char pair[] = "NOOP\r\nVRFY bob\r\n";
+    struct flood f = {c, NULL, (size_t)n * (sizeof pair - 1), 0};
+    f.all = malloc(f.len);
+    if (!f.all)
+        return -1;
+    for (int i = 0; i < n; i++)
+        memcpy(f.all + (size_t)i * (sizeof pair - 1), pair, sizeof pair - 1);
+    /* it stops growing: the replies back up at the server after its send buffer */
+    int rcvbuf = 16384;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    pthread_t th;
+    pthread_create(&th, NULL, flood_writer, &f);
+    usleep(1000 * 1000);
+    int rc = 1;
+    char text[1024];
+    for (int i = 0; i < 2 * n; i++) {
+        int code = read_reply(c, text, sizeof text);
+        if (code < 0) {
+            rc = -1;
+            break;
+        }
+        if (code != (i % 2 ? 252 : 250))
+            rc = 0;
+    }
+    if (rc < 0)
+        shutdown(c->fd, SHUT_RDWR); /* the writer must not wait for a server that stopped */
+    pthread_join(th, NULL);
+    free(f.all);
+    return f.rc < 0 ? -1 : rc;
+}
+
 static long elapsed_ms(const struct timespec *t0)
 {
     struct timespec t1;
@@ -196,6 +252,10 @@ static void *client_main(void *arg)
             }
             if (s && strncmp(s, "!SEND:", 6) == 0) {
                 r->got[r->n++] = conn_write(&c, s + 6, strlen(s + 6)) == 0 ? 1 : -1;
+                continue;
+            }
+            if (s && strncmp(s, "!FLOOD:", 7) == 0) {
+                r->got[r->n++] = conn_flood(&c, atoi(s + 7));
                 continue;
             }
             if (s && strcmp(s, "!SHUTWR") == 0) {
@@ -444,6 +504,18 @@ static void test_sequences(void **st)
     };
     for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++)
         run_script(&scripts[i], 20);
+}
+
+/* A client that pipelines many commands and reads late (replies back up behind its full
+ * socket: written straight to the socket while nothing is queued, queued once it is full,
+ * reading stopped while the queue is over its cap) gets every reply, in order, and the
+ * session goes on. */
+static void test_late_reader(void **st)
+{
+    (void)st;
+    const struct script sc = {"late-reader", {{NULL, 220}, {"EHLO c", 250}, {"!FLOOD:150000", 1},
+                                              {"NOOP", 250}, {"QUIT", 221}, {0, 0}}};
+    run_script(&sc, 20);
 }
 
 static void test_too_many_errors(void **st)
@@ -1091,9 +1163,11 @@ static void test_auth_trusted_table_full(void **st)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as mxguard run does: a closed peer is an EPIPE, not a death */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_too_many_errors),
+        cmocka_unit_test(test_late_reader),
         cmocka_unit_test(test_queue_mode),
         cmocka_unit_test(test_queue_mode_no_spool),
         cmocka_unit_test(test_half_close_after_dot),
