@@ -228,7 +228,8 @@ static void sess_set_wait(struct mxg_session *s, enum sess_wait w)
     if (s->wait != w)
         LOG_D("smtp", "%s: wait %s -> %s", s->id, sess_wait_names[s->wait], sess_wait_names[w]);
     s->wait = w;
-    if (w != SW_NONE) /* the upstream leg's own timeouts apply while we wait */
+    if (w != SW_NONE && s->st != SS_CLOSING) /* the upstream leg's own timeouts apply while
+                                                 * we wait; closing, the timer is the linger */
         uv_timer_stop(&s->timer);
 }
 
@@ -2375,12 +2376,28 @@ static void sess_handle_closed(uv_handle_t *h)
     sess_unref(h->data);
 }
 
+/* The last replies went out (or the write failed, or the linger timer closed the
+ * socket, which cancels this): close the socket and the linger timer. */
 static void sess_shutdown_done(uv_shutdown_t *req, int status)
 {
     (void)status;
     struct mxg_session *s = req->data;
     free(req);
-    uv_close((uv_handle_t *)s->tcp, sess_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)s->tcp))
+        uv_close((uv_handle_t *)s->tcp, sess_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
+}
+
+/* A closing session's last replies were not read within timeouts.idle (a client
+ * that holds its receive window at zero): close the socket without them. */
+static void sess_linger_expired(uv_timer_t *t)
+{
+    struct mxg_session *s = t->data;
+    LOG_I("smtp", "%s: %s read none of the last replies within %llus; connection closed", s->id,
+          s->peer, (unsigned long long)(s->srv->cfg->t_idle / 1000));
+    if (!uv_is_closing((uv_handle_t *)s->tcp))
+        uv_close((uv_handle_t *)s->tcp, sess_handle_closed); /* cancels the shutdown */
 }
 
 static void sess_close(struct mxg_session *s, const char *why)
@@ -2407,16 +2424,20 @@ static void sess_close(struct mxg_session *s, const char *why)
             "%s: disconnect from %s (%s): %lu delivered, %lu failed, %.3fs%s", s->id, s->peer,
             why, s->n_txn_ok, s->n_txn_fail, (double)(now_ms(s) - s->t_connect) / 1000.0, in);
     uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
     if (s->reading)
         uv_read_stop((uv_stream_t *)s->tcp);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req) {
         req->data = s;
-        if (uv_shutdown(req, (uv_stream_t *)s->tcp, sess_shutdown_done) == 0)
+        if (uv_shutdown(req, (uv_stream_t *)s->tcp, sess_shutdown_done) == 0) {
+            /* the shutdown waits for the queued replies: bounded by timeouts.idle */
+            s->timer.data = s;
+            uv_timer_start(&s->timer, sess_linger_expired, s->srv->cfg->t_idle, 0);
             return;
+        }
         free(req);
     }
+    uv_close((uv_handle_t *)&s->timer, sess_handle_closed);
     uv_close((uv_handle_t *)s->tcp, sess_handle_closed);
 }
 

@@ -18,6 +18,10 @@
 #  5. AUTH throttle table full (auth.throttle_entries = 16, auth.max_failures = 1): 15 addresses
 #     each locked by a failure fill it; a new address's key still finds room, the user's key
 #     does not: the AUTH is refused (454 4.7.0, fail closed), not let through uncounted.
+#  6. A client that pipelines commands and never reads a reply: mxguard stops reading once its
+#     queued replies are over the cap, closes the session at timeouts.idle, and — the 421 and
+#     the queued replies never read — releases the connection timeouts.idle later (logged); the
+#     session is gone from mxguard_sessions (before: the shutdown waited forever).
 # Client addresses: 127.0.70.100 (data, HELO), .110 attacker, .111 the user's usual address,
 # .112 a fresh address.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -322,6 +326,41 @@ client full auth "$TB_MXG_PORT" 127.0.70.40 "$PLAIN_ALICE"
 assert_reply "a fresh address, the right password, no room for the user's key: 454 4.7.0" \
     "$(cv full AUTH)" "454 4.7.0"
 assert_log "logged why" "$mark" "AUTH for user 'alice' from 127.0.70.40 refused: the AUTH throttle table is full \(auth.throttle_entries\): no room for the user's failures"
+
+# ================================================================ 6. a client that never reads
+echo "# --- 6. a client that pipelines and never reads: released timeouts.idle after the close"
+tb_stop mxguard
+sed -i 's/^  idle = "10s";/  idle = "2s";/' "$TB/mxguard.conf"
+grep -q '^  idle = "2s";' "$TB/mxguard.conf" || tb_die "could not edit the configuration"
+tb_start_mxguard
+mark=$(tb_log_mark)
+cat >"$TB/noread.py" <<'PY'
+import socket, sys, threading, time
+host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind(("127.0.70.100", 0))
+s.connect((host, port))
+def flood():
+    try:
+        s.sendall(b"EHLO c\r\n" + b"NOOP\r\n" * 400000)
+    except Exception:
+        pass
+threading.Thread(target=flood, daemon=True).start()
+time.sleep(secs) # never reads
+print("DONE=1")
+PY
+"$PYTHON" "$TB/noread.py" "$TB_MXG_IP" "$TB_MXG_PORT" 9 >"$TB/noread.cl" 2>&1 &
+NR=$!
+ok=0
+for _ in $(seq 80); do
+    tb_log_since "$mark" | grep "127\.0\.70\.100 read none of the last replies within 2s; connection closed" >/dev/null &&
+        { ok=1; break; }
+    sleep 0.1
+done
+assert_eq "the session that never read was released (logged)" 1 "$ok"
+assert_log "it was closed for idleness first" "$mark" "timeout in state [a-z_]+ from 127\.0\.70\.100"
+wait "$NR"
 
 echo "# ${SECONDS}s"
 tb_finish
