@@ -1,7 +1,8 @@
 # lib.sh — shared helpers for the mxguard integration tests (sourced by t_*.sh).
 #
 # Environment: MXG_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
-# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3).
+# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3),
+# MXG_TEST_WORKERS=N server.workers for every tb_write_config (see there).
 #
 # Addresses (all in 127.0.70.0/24):
 #   127.0.70.1:10025   mxguard           127.0.70.11:2525  mx1.example.test (mxserver)
@@ -607,7 +608,8 @@ tb_ehlo_probe() {
 
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]
 #                 [-D DNS_LINE]... [EXTRA_LINE...]
-# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim;
+# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim
+# (a script that must run one process says so: "server: { workers = 1; };" with the reason);
 # DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
 # dns.mode is always set (DNS_MODE, default "stub"): a test never resolves from the real root.
 tb_write_config() {
@@ -625,6 +627,12 @@ tb_write_config() {
         esac
     done
     mkdir -p "$TB/state"
+    # MXG_TEST_WORKERS=N runs the suite with N worker processes (what server.workers = "auto"
+    # gives on a machine with N+1 cores), unless an EXTRA_LINE sets server.workers itself
+    local workers=""
+    if [ -n "${MXG_TEST_WORKERS:-}" ] && ! printf '%s\n' "$@" | grep -q 'workers *='; then
+        workers="  workers = $MXG_TEST_WORKERS;"$'\n'
+    fi
     {
         cat <<EOF
 # mxguard test-bed config ($TB_NAME)
@@ -632,7 +640,7 @@ server: {
   listen = ["$listen"];
   allow_networks = ["127.0.70.0/25"];
   hostname = "mxguard.test";
-};
+${workers}};
 upstream: {
   port = $TB_MX_PORT;
   helo_name = "mxguard.test";
