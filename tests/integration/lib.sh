@@ -2,7 +2,8 @@
 #
 # Environment: MXG_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
 # MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3),
-# MXG_TEST_WORKERS=N server.workers for every tb_write_config (see there).
+# MXG_TEST_WORKERS=N server.workers for every tb_write_config (see there; TB_WORKERS=1 in a
+# script pins one process).
 #
 # Addresses (all in 127.0.70.0/24):
 #   127.0.70.1:10025   mxguard           127.0.70.11:2525  mx1.example.test (mxserver)
@@ -609,7 +610,7 @@ tb_ehlo_probe() {
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]
 #                 [-D DNS_LINE]... [EXTRA_LINE...]
 # Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim
-# (a script that must run one process says so: "server: { workers = 1; };" with the reason);
+# (a script that must run one process sets TB_WORKERS=1 with the reason);
 # DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
 # dns.mode is always set (DNS_MODE, default "stub"): a test never resolves from the real root.
 tb_write_config() {
@@ -628,10 +629,12 @@ tb_write_config() {
     done
     mkdir -p "$TB/state"
     # MXG_TEST_WORKERS=N runs the suite with N worker processes (what server.workers = "auto"
-    # gives on a machine with N+1 cores), unless an EXTRA_LINE sets server.workers itself
-    local workers=""
-    if [ -n "${MXG_TEST_WORKERS:-}" ] && ! printf '%s\n' "$@" | grep -q 'workers *='; then
-        workers="  workers = $MXG_TEST_WORKERS;"$'\n'
+    # gives on a machine with N+1 cores); a script that asserts on one process's internals sets
+    # TB_WORKERS=1 (with its reason) and gets server.workers = 1 whatever the machine; an
+    # EXTRA_LINE that sets server.workers itself wins over both
+    local workers="" nw=${TB_WORKERS:-${MXG_TEST_WORKERS:-}}
+    if [ -n "$nw" ] && ! printf '%s\n' "$@" | grep -q 'workers *='; then
+        workers="  workers = $nw;"$'\n'
     fi
     {
         cat <<EOF
