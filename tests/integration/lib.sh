@@ -608,17 +608,20 @@ tb_ehlo_probe() {
 # ------------------------------------------------------------------ mxguard
 
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]
-#                 [-D DNS_LINE]... [EXTRA_LINE...]
+#                 [-s STATE_DIR] [-D DNS_LINE]... [EXTRA_LINE...]
+# (STATE_DIR, default $TB/state: a second instance running beside the first needs its own —
+# with server.workers > 1 the master holds the spool's lock and a second one refuses to start)
 # Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim
 # (a script that must run one process sets TB_WORKERS=1 with the reason);
 # DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
 # dns.mode is always set (DNS_MODE, default "stub"): a test never resolves from the real root.
 tb_write_config() {
     local out="$TB/mxguard.conf" listen="$TB_MXG_IP:$TB_MXG_PORT" dns="$TB_DNS_IP:$TB_DNS_PORT"
-    local anchor="$TB/dns/root.ds" dnslines="" dnsmode=stub
+    local anchor="$TB/dns/root.ds" dnslines="" dnsmode=stub state="$TB/state"
     while [ $# -gt 0 ]; do
         case $1 in
             -m) dnsmode=$2; shift 2 ;;
+            -s) state=$2; shift 2 ;;
             -o) out=$2; shift 2 ;;
             -l) listen=$2; shift 2 ;;
             -d) dns=$2; shift 2 ;;
@@ -627,7 +630,7 @@ tb_write_config() {
             *) break ;;
         esac
     done
-    mkdir -p "$TB/state"
+    mkdir -p "$state"
     # MXG_TEST_WORKERS=N runs the suite with N worker processes (what server.workers = "auto"
     # gives on a machine with N+1 cores); a script that asserts on one process's internals sets
     # TB_WORKERS=1 (with its reason) and gets server.workers = 1 whatever the machine; an
@@ -670,7 +673,7 @@ timeouts: {
   dns = "3s";
 };
 state: {
-  directory = "$TB/state";
+  directory = "$state";
 };
 tls: {
   ca_file = "$TB/dns/certs/ca.crt";

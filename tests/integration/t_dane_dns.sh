@@ -15,7 +15,7 @@ tb_start_mx dane-expired 127.0.70.34
 tb_write_config
 tb_start_mxguard
 # a second instance without a DNS cache
-tb_write_config -o "$TB/mxguard-nocache.conf" -l 127.0.70.3:10025 -D "cache_size = 0;"
+tb_write_config -o "$TB/mxguard-nocache.conf" -l 127.0.70.3:10025 -s "$TB/state-nocache" -D "cache_size = 0;"
 tb_start_mxguard -c "$TB/mxguard-nocache.conf" -n mxguard-nocache -a 127.0.70.3:10025
 
 MX1=$TB/spool/mx1
