@@ -710,8 +710,10 @@ tb_start_mxguard() {
             tail -n 40 "$TB/$name.log" "$TB/$name.out"
             tb_die "$name exited during start-up"
         fi
+        # served, not only queued in the backlog (server.workers > 1: the master binds the
+        # listeners before the workers have loaded the policy state)
         if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
-            --timeout 1 probe; then
+            --timeout 1 probe --served; then
             return 0
         fi
         sleep 0.1
@@ -724,7 +726,8 @@ tb_start_mxguard() {
 # tb_start_mxguard_fails [-c CONF] [-n NAME] [-a IP:PORT] [SECONDS] — start mxguard when it is
 # expected to refuse to run: wait up to SECONDS (default 15) for it to exit, probing its
 # listener all the while. Sets MXG_EXIT (its exit status, or "running": then it is stopped),
-# MXG_EXIT_SECS (seconds until it exited) and MXG_ACCEPTED (1 if a connection was accepted).
+# MXG_EXIT_SECS (seconds until it exited) and MXG_ACCEPTED (1 if a connection was served: a
+# reply began, not only queued in a backlog).
 tb_start_mxguard_fails() {
     local conf="$TB/mxguard.conf" name=mxguard addr="$TB_MXG_IP:$TB_MXG_PORT" secs pid t0
     while [ $# -gt 0 ]; do
@@ -745,7 +748,7 @@ tb_start_mxguard_fails() {
     pid=$TB_LAST_PID
     while [ $(($(date +%s) - t0)) -lt "$secs" ] && tb_alive "$name"; do
         if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
-            --timeout 1 probe 2>/dev/null; then
+            --timeout 1 probe --served 2>/dev/null; then
             MXG_ACCEPTED=1
         fi
         sleep 0.1

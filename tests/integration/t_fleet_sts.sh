@@ -202,13 +202,6 @@ tb_pg_config "$TB/d.conf" "$TB/state-d" fleet-d
 sed -i 's/^  sync_interval = "300ms";$/&\n  first_pull_timeout = "2s";/' "$TB/d.conf"
 T0=$(date +%s%N)
 tb_start_mxguard -c "$TB/d.conf" -n mxg-d -a 127.0.70.5:10025
-# "serves": the banner comes (with server.workers > 1 the master binds the listeners before
-# the workers' first pull: a client waits in the backlog until one is ready)
-for n in $(seq 50); do
-    "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server 127.0.70.5:10025 --source "$TB_CLIENT_IP" \
-        --timeout 5 chat "QUIT" 2>/dev/null | grep -q '^BANNER.220' && break
-    sleep 0.1
-done
 T1=$(date +%s%N)
 assert_match "D (database down at start): serves after the 2 s bound, not before, not much later ($(((T1 - T0) / 1000000)) ms)" \
     "$(((T1 - T0) / 1000000))" '^(2[0-9]{3}|3[0-9]{3})$'
