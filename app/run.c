@@ -214,8 +214,15 @@ int mxg_cli_run(int argc, char **argv)
     if (mxg_cli_load(&app->cfg, file) < 0)
         goto out;
     mxg_log_setup(app->cfg.log_level, app->cfg.log_syslog);
+    mxg_log_set_format(app->cfg.log_format);
+    if (app->cfg.workers == 0) { /* what "auto" became; a notice when a limit lowered it */
+        char why[256];
+        if (mxg_config_workers_explain(&app->cfg, why, sizeof why))
+            LOG_N("main", "server.workers = %s", why);
+        else
+            LOG_I("main", "server.workers = %s", why);
+    }
     if (mxg_config_workers(&app->cfg) > 1) { /* the master (app/run_workers.c) */
-        mxg_log_set_format(app->cfg.log_format);
         rc = app_workers_run(app);
         if (rc != -2)
             goto out; /* the master is done; a worker (-2) goes on from here */

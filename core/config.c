@@ -898,14 +898,69 @@ static void dump_workers(const struct key *k, const struct mxg_config *cfg, FILE
         fprintf(out, "%d", n);
 }
 
-int mxg_config_workers(const struct mxg_config *cfg)
+/* The process-wide limits each worker gets an equal share of (app/run_workers.c). */
+struct shared_limit {
+    const char *name;
+    int v;
+};
+
+/* Fills out[3] with cfg's process-wide limits; returns their count. */
+static size_t shared_limits(const struct mxg_config *cfg, struct shared_limit out[3])
 {
+    out[0] = (struct shared_limit){"limits.destination_concurrency", cfg->dest_concurrency};
+    out[1] = (struct shared_limit){"limits.destination_rate", cfg->dest_rate};
+    out[2] = (struct shared_limit){"limits.upstream_connections", cfg->upstream_connections};
+    return 3;
+}
+
+int mxg_config_workers_for(const struct mxg_config *cfg, long cpus, const char **limit)
+{
+    if (limit)
+        *limit = NULL;
     if (cfg->workers > 0)
         return cfg->workers;
+    long n = cpus - 1; /* one core for the kernel's network path and the MTA beside us */
+    if (n > MXG_CFG_AUTO_WORKERS_MAX)
+        n = MXG_CFG_AUTO_WORKERS_MAX;
+    if (n < 1)
+        n = 1;
+    struct shared_limit lim[3];
+    size_t nl = shared_limits(cfg, lim);
+    for (size_t i = 0; i < nl; i++)
+        if (lim[i].v > 0 && lim[i].v < n) {
+            n = lim[i].v;
+            if (limit)
+                *limit = lim[i].name;
+        }
+    return (int)n;
+}
+
+/* The online CPUs, at least 1. */
+static long online_cpus(void)
+{
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus < 1)
-        cpus = 1;
-    return cpus > MXG_CFG_AUTO_WORKERS_MAX ? MXG_CFG_AUTO_WORKERS_MAX : (int)cpus;
+    return cpus < 1 ? 1 : cpus;
+}
+
+int mxg_config_workers(const struct mxg_config *cfg)
+{
+    return mxg_config_workers_for(cfg, online_cpus(), NULL);
+}
+
+int mxg_config_workers_explain(const struct mxg_config *cfg, char *buf, size_t len)
+{
+    const char *limit = NULL;
+    long cpus = online_cpus();
+    int n = mxg_config_workers_for(cfg, cpus, &limit);
+    if (cfg->workers > 0)
+        snprintf(buf, len, "%d worker%s (configured)", n, n == 1 ? "" : "s");
+    else if (limit)
+        snprintf(buf, len, "\"auto\": %d worker%s, lowered to %s = %d (each worker gets an "
+                 "equal share of it; %ld online CPUs)", n, n == 1 ? "" : "s", limit, n, cpus);
+    else
+        snprintf(buf, len, "\"auto\": %d worker%s (%ld online CPU%s less one, at most %d)", n,
+                 n == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", MXG_CFG_AUTO_WORKERS_MAX);
+    return limit != NULL;
 }
 
 static void dump_u64(const struct key *k, const struct mxg_config *cfg, FILE *out)
@@ -1024,7 +1079,7 @@ static const struct key keys[] = {
     STRING("server", "hostname", hostname, "", check_dns_name),
     INT("server", "max_sessions", max_sessions, "1000", 1, 1000000),
     DURATION("server", "drain_timeout", drain_timeout_ms, "30s", 0, T_MAX),
-    {"server", "workers", SH_NUM_OR_STR, apply_workers, dump_workers, "1", F(workers), 0, 0, 1,
+    {"server", "workers", SH_NUM_OR_STR, apply_workers, dump_workers, "auto", F(workers), 0, 0, 1,
      MXG_CFG_WORKERS_MAX, 0, NULL, NULL},
     ENDPOINTS("server", "queue_listen", queue_listen, n_queue_listen, "", 0, 0),
     ENUM("server", "multi_domain", multi_domain, "legs", multi_domain_names),
@@ -1700,18 +1755,15 @@ static int validate(const struct mxg_config *cfg, char *err, size_t errlen)
                                 "its batch)", src);
     /* server.workers: each worker gets an equal share of every process-wide limit
      * (app/run_workers.c), so a limit below the worker count could not be kept */
-    const struct {
-        const char *name;
-        int v;
-    } shared_limits[] = {{"limits.destination_concurrency", cfg->dest_concurrency},
-                         {"limits.destination_rate", cfg->dest_rate},
-                         {"limits.upstream_connections", cfg->upstream_connections}};
+    /* (an explicit number; "auto" lowers itself to the smallest such limit) */
+    struct shared_limit lim[3];
+    size_t nl = shared_limits(cfg, lim);
     int workers = mxg_config_workers(cfg);
-    for (size_t i = 0; workers > 1 && i < sizeof shared_limits / sizeof shared_limits[0]; i++)
-        if (shared_limits[i].v > 0 && shared_limits[i].v < workers)
+    for (size_t i = 0; workers > 1 && i < nl; i++)
+        if (lim[i].v > 0 && lim[i].v < workers)
             return say(err, errlen, "%s: %s: %d is below server.workers (%d): each worker "
-                                    "gets an equal share of it", src, shared_limits[i].name,
-                       shared_limits[i].v, workers);
+                                    "gets an equal share of it", src, lim[i].name, lim[i].v,
+                       workers);
     if (cfg->rpt_dkim_key[0] && !cfg->rpt_dkim_selector[0])
         return say(err, errlen, "%s: tlsrpt.dkim_selector: required with tlsrpt.dkim_key_file",
                    src);
@@ -1758,7 +1810,13 @@ void mxg_config_dump(const struct mxg_config *cfg, FILE *out)
         }
         fprintf(out, "  %s = ", k->name);
         k->dump(k, cfg, out);
-        fputs(";\n", out);
+        fputs(";", out);
+        if (k->dump == dump_workers && cfg->workers == 0) { /* what "auto" became here */
+            char why[256];
+            mxg_config_workers_explain(cfg, why, sizeof why);
+            fprintf(out, " # %s", why);
+        }
+        fputs("\n", out);
     }
     if (section)
         fputs("};\n", out);

@@ -254,11 +254,23 @@ void mxg_config_defaults(struct mxg_config *cfg);
 int mxg_config_load(struct mxg_config *cfg, const char *path, char *const *envp, char *err,
                     size_t errlen);
 
-/* server.workers resolved: the configured number, or for "auto" (0) the online CPUs,
- * at most MXG_CFG_AUTO_WORKERS_MAX (app/run_workers.c). */
+/* server.workers resolved: the configured number, or for "auto" (0) the online CPUs less
+ * one (left to the kernel's network path and the MTA beside the relay), at least 1 and at
+ * most MXG_CFG_AUTO_WORKERS_MAX, and no more than the smallest positive process-wide limit
+ * (limits.destination_concurrency / destination_rate / upstream_connections: each worker
+ * gets an equal share of it, app/run_workers.c). */
 #define MXG_CFG_AUTO_WORKERS_MAX 8
 #define MXG_CFG_WORKERS_MAX 64
 int mxg_config_workers(const struct mxg_config *cfg);
+
+/* What "auto" gives with cpus online CPUs: the count; *limit (if not NULL) is set to the
+ * name of the limit that lowered it, or NULL. An explicit number is returned as is. */
+int mxg_config_workers_for(const struct mxg_config *cfg, long cpus, const char **limit);
+
+/* One line (no newline) saying what server.workers became and why, e.g.
+ * "\"auto\": 1 worker (2 online CPUs less one, at most 8)"; 1 when a limit lowered
+ * "auto", else 0. */
+int mxg_config_workers_explain(const struct mxg_config *cfg, char *buf, size_t len);
 
 /* Write the effective configuration in the file syntax (for `config check -v`). */
 void mxg_config_dump(const struct mxg_config *cfg, FILE *out);

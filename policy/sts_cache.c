@@ -152,6 +152,21 @@ static int query_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* "PRAGMA journal_mode = WAL" into mode. While another process (a second worker starting at
+ * the same moment) holds the file's write lock, SQLite answers BUSY at once, without the busy
+ * handler (this connection holds a read lock): retried for up to MXG_STS_CACHE_BUSY_MS.
+ * 0 or -1. */
+static int set_wal(sqlite3 *db, char *mode, size_t modelen)
+{
+    for (int waited = 0;; waited += 10) {
+        if (query_text(db, "PRAGMA journal_mode = WAL", mode, modelen) == 0)
+            return 0;
+        if ((sqlite3_errcode(db) & 0xff) != SQLITE_BUSY || waited >= MXG_STS_CACHE_BUSY_MS)
+            return -1;
+        sqlite3_sleep(10);
+    }
+}
+
 /* The directory part of path ("." when there is none, "/" for "/x"). */
 static void dir_of(const char *path, char *out, size_t outlen)
 {
@@ -352,7 +367,7 @@ struct mxg_sts_cache *mxg_sts_cache_open(const char *path, char *err, size_t err
 
     /* The first read of the file: a non-database fails here ("file is not
      * a database"). journal_mode answers the mode actually in effect. */
-    if (query_text(c->db, "PRAGMA journal_mode = WAL", mode, sizeof mode)) {
+    if (set_wal(c->db, mode, sizeof mode)) {
         set_err(err, errlen, "MTA-STS cache %s: %s", path, sqlite3_errmsg(c->db));
         goto fail;
     }

@@ -119,6 +119,20 @@ static int query1(sqlite3 *db, const char *sql, int64_t *num, char *txt, size_t 
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* "PRAGMA journal_mode = WAL" into mode. While another process (a second worker starting at
+ * the same moment) holds the file's write lock, SQLite answers BUSY at once, without the busy
+ * handler (this connection holds a read lock): retried for up to RPT_BUSY_MS. 0 or -1. */
+static int set_wal(sqlite3 *db, char *mode, size_t modelen)
+{
+    for (int waited = 0;; waited += 10) {
+        if (query1(db, "PRAGMA journal_mode = WAL", NULL, mode, modelen) == 0)
+            return 0;
+        if ((sqlite3_errcode(db) & 0xff) != SQLITE_BUSY || waited >= RPT_BUSY_MS)
+            return -1;
+        sqlite3_sleep(10);
+    }
+}
+
 /* The directory must exist and be writable (WAL files go next to the
  * database); the file is created 0600 if absent and must be a regular
  * file. 0 or MXG_RPT_EINVAL with err. */
@@ -244,7 +258,7 @@ int rpt_store_open(struct rpt_store *s, const char *path, char *err, size_t errl
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, RPT_BUSY_MS);
     /* the first read: a file that is not a database fails here */
-    if (query1(s->db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof mode) ||
+    if (set_wal(s->db, mode, sizeof mode) ||
         strcmp(mode, "wal") != 0) {
         rpt_set_err(err, errlen, "TLSRPT database %s: cannot use WAL mode: %s", path,
                     sqlite3_errmsg(s->db));

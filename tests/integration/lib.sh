@@ -1,7 +1,9 @@
 # lib.sh — shared helpers for the mxguard integration tests (sourced by t_*.sh).
 #
 # Environment: MXG_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
-# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3).
+# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3),
+# MXG_TEST_WORKERS=N server.workers for every tb_write_config (see there; TB_WORKERS=1 in a
+# script pins one process).
 #
 # Addresses (all in 127.0.70.0/24):
 #   127.0.70.1:10025   mxguard           127.0.70.11:2525  mx1.example.test (mxserver)
@@ -607,16 +609,20 @@ tb_ehlo_probe() {
 # ------------------------------------------------------------------ mxguard
 
 # tb_write_config [-o FILE] [-l LISTEN] [-d DNS_SERVER] [-t ANCHOR_FILE] [-m DNS_MODE]
-#                 [-D DNS_LINE]... [EXTRA_LINE...]
-# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim;
+#                 [-s STATE_DIR] [-D DNS_LINE]... [EXTRA_LINE...]
+# (STATE_DIR, default $TB/state: a second instance running beside the first needs its own —
+# with server.workers > 1 the master holds the spool's lock and a second one refuses to start)
+# Writes an mxguard config (default $TB/mxguard.conf); EXTRA_LINEs are appended verbatim
+# (a script that must run one process sets TB_WORKERS=1 with the reason);
 # DNS_LINEs (e.g. "cache_size = 0;") go inside the dns group; ANCHOR_FILE replaces root.ds.
 # dns.mode is always set (DNS_MODE, default "stub"): a test never resolves from the real root.
 tb_write_config() {
     local out="$TB/mxguard.conf" listen="$TB_MXG_IP:$TB_MXG_PORT" dns="$TB_DNS_IP:$TB_DNS_PORT"
-    local anchor="$TB/dns/root.ds" dnslines="" dnsmode=stub
+    local anchor="$TB/dns/root.ds" dnslines="" dnsmode=stub state="$TB/state"
     while [ $# -gt 0 ]; do
         case $1 in
             -m) dnsmode=$2; shift 2 ;;
+            -s) state=$2; shift 2 ;;
             -o) out=$2; shift 2 ;;
             -l) listen=$2; shift 2 ;;
             -d) dns=$2; shift 2 ;;
@@ -625,7 +631,15 @@ tb_write_config() {
             *) break ;;
         esac
     done
-    mkdir -p "$TB/state"
+    mkdir -p "$state"
+    # MXG_TEST_WORKERS=N runs the suite with N worker processes (what server.workers = "auto"
+    # gives on a machine with N+1 cores); a script that asserts on one process's internals sets
+    # TB_WORKERS=1 (with its reason) and gets server.workers = 1 whatever the machine; an
+    # EXTRA_LINE that sets server.workers itself wins over both
+    local workers="" nw=${TB_WORKERS:-${MXG_TEST_WORKERS:-}}
+    if [ -n "$nw" ] && ! printf '%s\n' "$@" | grep -q 'workers *='; then
+        workers="  workers = $nw;"$'\n'
+    fi
     {
         cat <<EOF
 # mxguard test-bed config ($TB_NAME)
@@ -633,7 +647,7 @@ server: {
   listen = ["$listen"];
   allow_networks = ["127.0.70.0/25"];
   hostname = "mxguard.test";
-};
+${workers}};
 upstream: {
   port = $TB_MX_PORT;
   helo_name = "mxguard.test";
@@ -660,7 +674,7 @@ timeouts: {
   dns = "3s";
 };
 state: {
-  directory = "$TB/state";
+  directory = "$state";
 };
 tls: {
   ca_file = "$TB/dns/certs/ca.crt";
@@ -697,8 +711,10 @@ tb_start_mxguard() {
             tail -n 40 "$TB/$name.log" "$TB/$name.out"
             tb_die "$name exited during start-up"
         fi
+        # served, not only queued in the backlog (server.workers > 1: the master binds the
+        # listeners before the workers have loaded the policy state)
         if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
-            --timeout 1 probe; then
+            --timeout 1 probe --served; then
             return 0
         fi
         sleep 0.1
@@ -711,7 +727,8 @@ tb_start_mxguard() {
 # tb_start_mxguard_fails [-c CONF] [-n NAME] [-a IP:PORT] [SECONDS] — start mxguard when it is
 # expected to refuse to run: wait up to SECONDS (default 15) for it to exit, probing its
 # listener all the while. Sets MXG_EXIT (its exit status, or "running": then it is stopped),
-# MXG_EXIT_SECS (seconds until it exited) and MXG_ACCEPTED (1 if a connection was accepted).
+# MXG_EXIT_SECS (seconds until it exited) and MXG_ACCEPTED (1 if a connection was served: a
+# reply began, not only queued in a backlog).
 tb_start_mxguard_fails() {
     local conf="$TB/mxguard.conf" name=mxguard addr="$TB_MXG_IP:$TB_MXG_PORT" secs pid t0
     while [ $# -gt 0 ]; do
@@ -732,7 +749,7 @@ tb_start_mxguard_fails() {
     pid=$TB_LAST_PID
     while [ $(($(date +%s) - t0)) -lt "$secs" ] && tb_alive "$name"; do
         if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
-            --timeout 1 probe 2>/dev/null; then
+            --timeout 1 probe --served 2>/dev/null; then
             MXG_ACCEPTED=1
         fi
         sleep 0.1

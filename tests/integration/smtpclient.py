@@ -3,7 +3,10 @@
 
 Common options: --server IP:PORT  --source IP (bind address)  --timeout SECONDS
 
-  probe                  connect once and close; exit 0 if the connection was accepted
+  probe [--served]        connect once and close; exit 0 if the connection was accepted
+                         (--served: and a reply began within --timeout; a connection only
+                         queued in a listening socket's backlog, as with server.workers > 1
+                         before a worker is ready, is not served)
   chat ITEM...           read the banner, then for each ITEM:
                            "CMD args"      send one command line, read one reply
                                            (STARTTLS + 220 -> TLS handshake, no verification)
@@ -95,8 +98,13 @@ def fmt(stage, code, lines):
 def cmd_probe(a):
     try:
         c = Conn(a.server, a.source, a.timeout)
-        c.sock.close()
-        return 0
+        try:
+            # served: the first byte of a reply (a close or a reset without one is not)
+            return 0 if not a.served or c.sock.recv(1) else 1
+        except OSError:  # socket.timeout included
+            return 1
+        finally:
+            c.sock.close()
     except OSError:
         return 1
 
@@ -277,7 +285,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--sni")
     sub = ap.add_subparsers(dest="mode", required=True)
-    sub.add_parser("probe")
+    p = sub.add_parser("probe")
+    p.add_argument("--served", action="store_true")
     p = sub.add_parser("chat")
     p.add_argument("items", nargs="*")
     p = sub.add_parser("pipeline")

@@ -10,6 +10,10 @@
 # TLS session (still DANE, TLSRPT counts each handshake); SIGTERM sends QUIT on idle ones.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
+# server.workers = 1: it counts one connection cache's reuse across client sessions; each worker
+# has its own cache (docs/ARCHITECTURE.md §Workers), so with several workers a session may
+# land where the parked connection is not (t_workers.sh covers the workers)
+TB_WORKERS=1
 tb_init
 tb_start_dns
 tb_start_mx mx1 127.0.70.11

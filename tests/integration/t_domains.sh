@@ -65,7 +65,7 @@ assert_file_count "$MX2" 1 "mx2 unchanged after the failures"
 # 6. DNS server unreachable: a second mxguard instance whose dns.servers has no server
 # (with DANE on, such an instance refuses to start: t_dane_startup tests that; here DANE
 # is off explicitly so that the per-message DNS failure can be seen)
-tb_write_config -o "$TB/mxguard-nodns.conf" -l 127.0.70.3:10025 -d 127.0.70.53:5301 \
+tb_write_config -o "$TB/mxguard-nodns.conf" -l 127.0.70.3:10025 -s "$TB/state-nodns" -d 127.0.70.53:5301 \
     'dane: { enabled = false; };'
 tb_start_mxguard -c "$TB/mxguard-nodns.conf" -n mxguard-nodns -a 127.0.70.3:10025
 t0=$(date +%s)

@@ -9,6 +9,10 @@
 # spreads 6 new connections over ≥ 2 s; limits.upstream_connections = 2 holds at each MX.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
+# server.workers = 1: it counts exact upstream connections under a limit of one process; with
+# several workers each keeps floor(limit / workers) (5 over 2 workers: 4), and a limit of 1
+# with an explicit worker count is refused (t_workers.sh §6 covers a limit across workers)
+TB_WORKERS=1
 tb_init
 tb_start_dns
 tb_start_mx mx1 127.0.70.11

@@ -43,6 +43,9 @@ if [ "$(ulimit -n)" -lt "$need" ]; then
     exit 1
 fi
 
+# server.workers = 1: it accounts one process's open fds and RSS (/proc/PID of mxguard, read
+# by bench/load.py); with several workers the sessions are in the workers, not the master
+TB_WORKERS=1
 tb_init
 SECONDS=0
 # nsd's response rate limiting stays at its default (200 answers/s per /24; over it, half the

@@ -33,7 +33,8 @@ done
 assert_file_count "$TB/spool/mx1" 3 "mx1 received the three messages"
 
 after=$(tb_log_since "$MARK")
-ids=$(printf '%s\n' "$after" | sed -n 's/.* smtp: \(S[0-9]*\.[0-9]*\): client=.*/\1/p')
+# session ids: "S<hex>", with server.workers > 1 "S<worker>-<hex>"
+ids=$(printf '%s\n' "$after" | sed -n 's/.* smtp: \(S[0-9A-F-]*\.[0-9]*\): client=.*/\1/p')
 assert_eq "three transaction outcome lines" 3 "$(printf '%s\n' "$ids" | grep -c .)"
 for id in $ids; do
     assert_eq "transaction $id: exactly one info line names it" 1 \

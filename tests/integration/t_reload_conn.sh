@@ -10,6 +10,9 @@
 #      one after it does resume (resumption still works under the new settings).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
+# server.workers = 1: it follows one parked connection across a reload; each worker has its own
+# connection cache, so with several the next transaction may land in the other worker
+TB_WORKERS=1
 tb_init
 tb_start_dns
 tb_start_mx dane-ee 127.0.70.21

@@ -81,11 +81,22 @@ PY
     echo "# $name: $(tr '\t\n' ' ;' <"$TB/$name.race")"
 }
 
+# listen_line LOG — the line number where the first listener opened to serve: "listening on";
+# with server.workers > 1 the master binds first (clients wait in the backlog) and a worker
+# serves from its "worker I of N (pid P) started"
+listen_line() {
+    if grep -q 'main: mxguard .*: master (pid [0-9]*) starting' "$1"; then
+        grep -nE 'main: worker [0-9]+ of [0-9]+ \(pid [0-9]+\) started' "$1" | head -1 | cut -d: -f1
+    else
+        grep -n 'server: listening on' "$1" | head -1 | cut -d: -f1
+    fi
+}
+
 # check_start NAME WHAT — the assertions on one start
 check_start() {
     local name=$1 what=$2 lp ll rcpt dot
     lp=$(grep -n 'list: policy list loaded:' "$TB/$name.log" | head -1 | cut -d: -f1)
-    ll=$(grep -n 'server: listening on' "$TB/$name.log" | head -1 | cut -d: -f1)
+    ll=$(listen_line "$TB/$name.log")
     if [ -n "$lp" ] && [ -n "$ll" ] && [ "$lp" -lt "$ll" ]; then
         pass "$what: 'policy list loaded' (line $lp) before 'listening on' (line $ll)"
     else
@@ -109,7 +120,7 @@ tb_write_config "policy_list: { file = \"$TB/list.json\"; keyring = \"$TB/keyrin
 race first
 check_start first "first start"
 la=$(grep -n "policy list from $TB/list.json accepted" "$TB/first.log" | head -1 | cut -d: -f1)
-ll=$(grep -n 'server: listening on' "$TB/first.log" | head -1 | cut -d: -f1)
+ll=$(listen_line "$TB/first.log")
 if [ -n "$la" ] && [ -n "$ll" ] && [ "$la" -lt "$ll" ]; then
     pass "first start: the file's list was accepted (line $la) before the listener opened (line $ll)"
 else

@@ -31,6 +31,8 @@
 #     SIGKILL to the master stops both workers (PR_SET_PDEATHSIG set again after the drop).
 #  9. server.drain_timeout = 1s, worker 1 stopped (SIGSTOP): SIGTERM to the master kills it after
 #     1 s + 3 s; the master exits 1.
+#  0. server.workers defaults to "auto" (online CPUs less one, 1 to 8): `config check -v` says
+#     what it became.
 # Client addresses: 127.0.70.100 (mail), .110 attacker, .111 the user's usual address, .112 fresh.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -59,7 +61,7 @@ chmod 600 "$TB/users"
 cfg() {
     local allow=$1
     shift
-    tb_write_config \
+    MXG_TEST_WORKERS= tb_write_config \
         "metrics: { listen = \"$METRICS_ADDR\"; allow_networks = [\"127.0.70.0/25\"]; };" \
         "auth: { password_file = \"$TB/users\"; allow_plaintext_loopback = true;
                  max_failures = 5; max_user_failures = 5; failure_window = \"1m\";
@@ -216,6 +218,14 @@ wait_workers() {
 }
 worker_pid() { sed -n "s/.*worker $1 started (pid \([0-9]*\)).*/\1/p" "$TB/mxguard.log" | tail -n 1; }
 
+# ================================================================ 0. "auto"
+echo "# --- 0. the default is \"auto\": the online CPUs less one (1 to 8); config check -v says so"
+cpus=$(getconf _SC_NPROCESSORS_ONLN)
+auto=$((cpus - 1 > 8 ? 8 : cpus - 1 < 1 ? 1 : cpus - 1))
+MXG_TEST_WORKERS= tb_write_config -o "$TB/auto.conf"
+assert_contains "config check -v: what \"auto\" became ($cpus CPUs)" \
+    "$("$MXG_BIN" config check -v -c "$TB/auto.conf" 2>&1)" \
+    "workers = \"auto\"; # \"auto\": $auto worker"
 cfg 127.0.70.0/25
 # ================================================================ 0. a start-up error
 echo "# --- 0. a worker that cannot start stops the server (metrics.listen taken)"

@@ -454,21 +454,53 @@ static void test_state_settings(void **state)
     free(path);
 }
 
-/* server.workers: a number or "auto" (the CPUs, at most 8); each worker's share of a
- * process-wide limit must be at least 1. */
+/* server.workers: a number or "auto" (the default: the CPUs less one, 1 to 8, lowered to
+ * the smallest positive process-wide limit); an explicit number's share of such a limit
+ * must be at least 1. */
 static void test_workers_setting(void **state)
 {
     (void)state;
     struct mxg_config c;
     char err[512];
     assert_int_equal(mxg_config_load(&c, NULL, NULL, err, sizeof err), 0);
-    assert_int_equal(c.workers, 1); /* the default: one process */
-    assert_int_equal(mxg_config_workers(&c), 1);
-    char *path = write_temp("server: { workers = \"auto\"; };\n");
+    assert_int_equal(c.workers, 0); /* the default: "auto" */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long want = cpus - 1 > 8 ? 8 : cpus - 1 < 1 ? 1 : cpus - 1;
+    assert_int_equal(mxg_config_workers(&c), want);
+    const char *limit = "x";
+    assert_int_equal(mxg_config_workers_for(&c, 1, &limit), 1);
+    assert_null(limit);
+    assert_int_equal(mxg_config_workers_for(&c, 2, &limit), 1); /* one core left */
+    assert_int_equal(mxg_config_workers_for(&c, 4, &limit), 3);
+    assert_int_equal(mxg_config_workers_for(&c, 9, &limit), 8);
+    assert_int_equal(mxg_config_workers_for(&c, 64, &limit), 8); /* capped */
+    assert_null(limit);
+    char line[256];
+    assert_int_equal(mxg_config_workers_explain(&c, line, sizeof line), 0);
+    assert_non_null(strstr(line, "\"auto\": "));
+    assert_non_null(strstr(line, "online CPU"));
+    /* "auto" with a process-wide limit below it: lowered to the smallest, not refused */
+    char *path = write_temp("limits: { destination_concurrency = 3; destination_rate = 2; "
+                            "upstream_connections = 5; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(mxg_config_workers_for(&c, 16, &limit), 2);
+    assert_string_equal(limit, "limits.destination_rate");
+    assert_int_equal(mxg_config_workers_for(&c, 3, &limit), 2); /* 3 - 1 = 2: not lowered */
+    assert_null(limit);
+    if (want > 2) {
+        assert_int_equal(mxg_config_workers_explain(&c, line, sizeof line), 1);
+        assert_non_null(strstr(line, "lowered to limits.destination_rate = 2"));
+    }
+    remove_temp(path);
+    path = write_temp("server: { workers = \"auto\"; };\nlimits: { upstream_connections = 1; };\n");
     assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
     assert_int_equal(c.workers, 0);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(mxg_config_workers(&c), cpus > 8 ? 8 : cpus < 1 ? 1 : cpus);
+    assert_int_equal(mxg_config_workers_for(&c, 16, &limit), 1);
+    assert_string_equal(limit, "limits.upstream_connections");
+    remove_temp(path);
+    path = write_temp("server: { workers = 2; };\nlimits: { upstream_connections = 1; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), -1); /* explicit: refused */
+    assert_non_null(strstr(err, "limits.upstream_connections: 1 is below server.workers (2)"));
     remove_temp(path);
     path = write_temp("server: { workers = 3; };\nlimits: { destination_concurrency = 3; "
                       "destination_rate = 0; upstream_connections = 30; };\n");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,6 +90,36 @@ static const char policy1[] = "version: STSv1\r\nmode: enforce\r\nmx: mx1.exampl
                               "max_age: 86400\r\n";
 
 /* --------------------------------------------------------------- tests */
+
+/* Another process (a second worker starting at the same moment) holds the new file's write
+ * lock while this one opens it: the switch to WAL mode waits (SQLite answers it BUSY at
+ * once, without its busy handler) instead of failing the start. */
+static void t_open_while_another_writes(void **state)
+{
+    struct fx *f = *state;
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the other worker: the empty file's write lock for 300 ms */
+        sqlite3 *db;
+        char c = 'x';
+        if (sqlite3_open(f->path, &db) != SQLITE_OK ||
+            sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            write(go[1], &c, 1) != 1)
+            _exit(1);
+        usleep(300 * 1000);
+        _exit(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
+    }
+    char c;
+    close(go[1]);
+    assert_int_equal(read(go[0], &c, 1), 1);
+    close(go[0]);
+    mxg_sts_cache_close(open_ok(f));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(status, 0);
+}
 
 static void t_roundtrip(void **state)
 {
@@ -577,6 +608,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_open_while_another_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(t_case_insensitive, setup, teardown),
         cmocka_unit_test_setup_teardown(t_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(t_touch, setup, teardown),

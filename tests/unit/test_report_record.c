@@ -5,7 +5,8 @@
  * nothing"), close while a background write is in flight under a steady
  * stream of results, failed writes kept and retried (database locked by
  * another process), the loop left with no handles, the structured log
- * line per failure (escaped), bad input dropped, the in-memory cap. */
+ * line per failure (escaped), bad input dropped, the in-memory cap, an open while another
+ * process holds the new file's write lock (two workers starting). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +135,40 @@ static void test_file_mode_and_wal(void **state)
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
     sqlite3_close(db);
+}
+
+/* Another process (a second worker starting at the same moment) holds the new file's write
+ * lock while this one opens it: the switch to WAL mode waits (SQLite answers it BUSY at
+ * once, without its busy handler) instead of failing the start. */
+static void test_open_while_another_writes(void **state)
+{
+    struct fx *f = *state;
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the other worker: the empty file's write lock for 300 ms */
+        sqlite3 *db;
+        char c = 'x';
+        if (sqlite3_open(f->path, &db) != SQLITE_OK ||
+            sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+                SQLITE_OK ||
+            write(go[1], &c, 1) != 1)
+            _exit(1);
+        usleep(300 * 1000);
+        _exit(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
+    }
+    char c;
+    close(go[1]);
+    assert_int_equal(read(go[0], &c, 1), 1);
+    close(go[0]);
+    struct mxg_rpt *r = mxg_rpt_open(NULL, f->path, 0, f->err, sizeof f->err);
+    if (!r)
+        fail_msg("%s", f->err);
+    mxg_rpt_close(r);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(status, 0);
 }
 
 static void test_open_errors(void **state)
@@ -533,6 +569,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_file_mode_and_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_while_another_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_flushes_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_background_writes, setup, teardown),
