@@ -47,9 +47,9 @@ MX="1 2 3 4 5 6"
 FULL_MAX=$((PAIRS * 3 / 2)) # 1.5 full handshakes per (MX host, requirement) pair
 CONN_MAX=${MXG_HS_CONN_MAX:-$((PAIRS + PAIRS / 4))}
 
-# server.workers = 1: it counts full handshakes per (MX, requirement) pair of one connection and
-# TLS session cache; each worker has its own (docs/ARCHITECTURE.md §Workers), so N workers
-# may each make a pair's first handshake
+# server.workers = 1 for phases 1-2: they count connections per (MX, requirement) pair of one
+# connection cache, and each worker has its own (docs/ARCHITECTURE.md §Workers); phase 3 runs
+# 2 workers, which share the TLS session store
 TB_WORKERS=1
 tb_init
 tb_start_dns
