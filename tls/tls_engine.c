@@ -729,9 +729,15 @@ void mxg_tls_resume_clear(struct mxg_tls_resume *r)
 {
     if (r == NULL)
         return;
-    if (r->shm != NULL) { /* the master raised the generation before it passed SIGHUP on */
+    if (r->shm != NULL) {
+        /* a worker's reload: the master raised the generation before it passed SIGHUP on
+         * — unless this worker got the signal first (pkill -HUP: every process at once) or
+         * the master could not load the file the worker loaded: then the generation is
+         * still this worker's old one, and the worker raises it itself. Never a generation
+         * of its old settings for its new ones: the key is the only guard on resumption. */
         mxg_tls_shared_clear(r->shm);
-        r->gen = mxg_tls_shared_generation(r->shm);
+        uint64_t seen = mxg_tls_shared_generation(r->shm);
+        r->gen = seen != r->gen ? seen : mxg_tls_shared_advance(r->shm, r->gen);
         return;
     }
     for (int i = 0; i < r->n; i++)
@@ -742,8 +748,9 @@ void mxg_tls_resume_clear(struct mxg_tls_resume *r)
 
 void mxg_tls_resume_settings_changed(struct mxg_tls_resume *r)
 {
-    if (r != NULL && r->shm != NULL) /* the workers clear as they reload */
-        r->gen = mxg_tls_shared_next_generation(r->shm);
+    if (r != NULL && r->shm != NULL) /* the master; the workers clear as they reload (a worker
+                                      * that reloaded first raised it already: taken as is) */
+        r->gen = mxg_tls_shared_advance(r->shm, r->gen);
     else
         mxg_tls_resume_clear(r);
 }

@@ -255,6 +255,16 @@ uint64_t mxg_tls_shared_next_generation(struct mxg_tls_shared *s)
     return s ? __atomic_add_fetch(&s->gen, 1, __ATOMIC_ACQ_REL) : 0;
 }
 
+uint64_t mxg_tls_shared_advance(struct mxg_tls_shared *s, uint64_t from)
+{
+    if (!s)
+        return 0;
+    uint64_t want = from + 1;
+    if (__atomic_compare_exchange_n(&s->gen, &from, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return want;
+    return from; /* someone else raised it: its value */
+}
+
 int mxg_tls_shared_poisoned(struct mxg_tls_shared *s)
 {
     if (!s)

@@ -71,6 +71,9 @@ void mxg_tls_shared_clear(struct mxg_tls_shared *s);
 /* The settings generation (read), and raise it by one (returns the new one). */
 uint64_t mxg_tls_shared_generation(const struct mxg_tls_shared *s);
 uint64_t mxg_tls_shared_next_generation(struct mxg_tls_shared *s);
+/* Raise the generation to from + 1 only if it is still from (nobody raised it
+ * since the caller last looked); returns the generation now, raised or not. */
+uint64_t mxg_tls_shared_advance(struct mxg_tls_shared *s, uint64_t from);
 /* 1 once a holder of the mutex died (the table refuses everything). */
 int mxg_tls_shared_poisoned(struct mxg_tls_shared *s);
 /* Tests only: take the mutex and keep it (a process that then dies holding

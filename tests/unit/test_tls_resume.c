@@ -405,6 +405,19 @@ static void test_shared_generation(void **state)
         _exit(mxg_tls_resume_generation(r) == 1 ? 0 : 1);
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* a worker that reloads before the master (pkill -HUP; or the master could not load
+     * the file): it raises the generation itself, and the master's reload then takes
+     * that one instead of raising it again */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mxg_tls_resume_clear(r);
+        _exit(mxg_tls_resume_generation(r) == 2 ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    mxg_tls_resume_settings_changed(r);
+    assert_int_equal(mxg_tls_resume_generation(r), 2);
     /* a private store: +1 per clear */
     struct mxg_tls_resume *q = mxg_tls_resume_new(4);
     mxg_tls_resume_clear(q);
