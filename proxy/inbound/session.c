@@ -2526,6 +2526,11 @@ void mxg_session_kill(struct mxg_session *s)
         sess_reply(s, 421, "4.3.2", "%s Service shutting down", s->srv->hostname);
         sess_close(s, "drain deadline");
     }
+    /* the deadline is hard: a shutdown still waiting behind replies the client does not
+     * read (the linger, bounded only by timeouts.idle) ends now */
+    if (!uv_is_closing((uv_handle_t *)s->tcp) &&
+        uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0)
+        uv_close((uv_handle_t *)s->tcp, sess_handle_closed); /* cancels the shutdown */
 }
 
 struct mxg_session *mxg_session_next(struct mxg_session *s)

@@ -21,7 +21,8 @@
 #  6. A client that pipelines commands and never reads a reply: mxguard stops reading once its
 #     queued replies are over the cap, closes the session at timeouts.idle, and — the 421 and
 #     the queued replies never read — releases the connection timeouts.idle later (logged); the
-#     session is gone from mxguard_sessions (before: the shutdown waited forever).
+#     session is gone (before: the shutdown waited forever); at a drain deadline such a session
+#     is cut then, not timeouts.idle later.
 # Client addresses: 127.0.70.100 (data, HELO), .110 attacker, .111 the user's usual address,
 # .112 a fresh address.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -361,6 +362,25 @@ done
 assert_eq "the session that never read was released (logged)" 1 "$ok"
 assert_log "it was closed for idleness first" "$mark" "timeout in state [a-z_]+ from 127\.0\.70\.100"
 wait "$NR"
+# the drain deadline is hard: such a session does not hold the stop for timeouts.idle
+tb_stop mxguard
+sed -i 's/^  idle = "2s";/  idle = "20s";/' "$TB/mxguard.conf"
+MXGUARD_SERVER_DRAIN_TIMEOUT=1s tb_start_mxguard
+"$PYTHON" "$TB/noread.py" "$TB_MXG_IP" "$TB_MXG_PORT" 30 >"$TB/noread2.cl" 2>&1 &
+NR=$!
+sleep 2 # the flood fills the session's reply queue
+mark=$(tb_log_mark)
+pid=$(tb_pid mxguard)
+t0=$(date +%s%N)
+kill -TERM "$pid"
+for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+ms=$((($(date +%s%N) - t0) / 1000000))
+kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+assert_eq "stopped at the drain deadline (1 s), not after timeouts.idle (20 s): ${ms} ms" yes \
+    "$([ "$ms" -lt 8000 ] && echo yes || echo no)"
+assert_log "the lingering session was cut at the drain deadline" "$mark" "drain deadline reached: closing 1 session"
+kill "$NR" 2>/dev/null
+wait "$NR" 2>/dev/null
 
 echo "# ${SECONDS}s"
 tb_finish
