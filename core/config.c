@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <sched.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -926,19 +927,40 @@ int mxg_config_workers_for(const struct mxg_config *cfg, long cpus, const char *
         n = 1;
     struct shared_limit lim[3];
     size_t nl = shared_limits(cfg, lim);
-    for (size_t i = 0; i < nl; i++)
-        if (lim[i].v > 0 && lim[i].v < n) {
-            n = lim[i].v;
+    for (size_t i = 0; i < nl; i++) {
+        /* each worker keeps an equal share; of a destination's concurrency at least
+         * MXG_CFG_AUTO_DEST_SHARE connections (SO_REUSEPORT spreads an MTA's few
+         * connections unevenly, and a worker cannot borrow another's share) */
+        long cap = i == 0 ? lim[i].v / MXG_CFG_AUTO_DEST_SHARE : lim[i].v;
+        if (cap < 1)
+            cap = 1;
+        if (lim[i].v > 0 && cap < n) {
+            n = cap;
             if (limit)
                 *limit = lim[i].name;
         }
+    }
     return (int)n;
 }
 
-/* The online CPUs, at least 1. */
+/* The CPUs this process may run on, at least 1: the online ones, fewer under a CPU
+ * affinity mask (taskset, a container's cpuset) or a cgroup v2 quota (docker
+ * --cpus: cpu.max "QUOTA PERIOD", rounded up). */
 static long online_cpus(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
+        CPU_COUNT(&set) < cpus)
+        cpus = CPU_COUNT(&set);
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        long long quota = 0, period = 0;
+        if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0 &&
+            (quota + period - 1) / period < cpus)
+            cpus = (long)((quota + period - 1) / period);
+        fclose(f); /* "max PERIOD": no quota (fscanf stops at "max") */
+    }
     return cpus < 1 ? 1 : cpus;
 }
 
@@ -955,10 +977,10 @@ int mxg_config_workers_explain(const struct mxg_config *cfg, char *buf, size_t l
     if (cfg->workers > 0)
         snprintf(buf, len, "%d worker%s (configured)", n, n == 1 ? "" : "s");
     else if (limit)
-        snprintf(buf, len, "\"auto\": %d worker%s, lowered to %s = %d (each worker gets an "
-                 "equal share of it; %ld online CPUs)", n, n == 1 ? "" : "s", limit, n, cpus);
+        snprintf(buf, len, "\"auto\": %d worker%s, lowered for %s (each worker gets an "
+                 "equal share of it; %ld usable CPUs)", n, n == 1 ? "" : "s", limit, cpus);
     else
-        snprintf(buf, len, "\"auto\": %d worker%s (%ld online CPU%s less one, at most %d)", n,
+        snprintf(buf, len, "\"auto\": %d worker%s (%ld usable CPU%s less one, at most %d)", n,
                  n == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", MXG_CFG_AUTO_WORKERS_MAX);
     return limit != NULL;
 }

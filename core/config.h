@@ -254,12 +254,15 @@ void mxg_config_defaults(struct mxg_config *cfg);
 int mxg_config_load(struct mxg_config *cfg, const char *path, char *const *envp, char *err,
                     size_t errlen);
 
-/* server.workers resolved: the configured number, or for "auto" (0) the online CPUs less
- * one (left to the kernel's network path and the MTA beside the relay), at least 1 and at
- * most MXG_CFG_AUTO_WORKERS_MAX, and no more than the smallest positive process-wide limit
- * (limits.destination_concurrency / destination_rate / upstream_connections: each worker
- * gets an equal share of it, app/run_workers.c). */
+/* server.workers resolved: the configured number, or for "auto" (0) the CPUs the process
+ * may use (online, within its affinity mask and cgroup quota) less one (left to the
+ * kernel's network path and the MTA beside the relay), at least 1 and at most
+ * MXG_CFG_AUTO_WORKERS_MAX, and no more than the smallest positive process-wide limit
+ * (limits.destination_rate / upstream_connections: each worker gets an equal share of it,
+ * app/run_workers.c) — of limits.destination_concurrency each worker keeps a share of at
+ * least MXG_CFG_AUTO_DEST_SHARE (20 → at most 5 workers). */
 #define MXG_CFG_AUTO_WORKERS_MAX 8
+#define MXG_CFG_AUTO_DEST_SHARE 4
 #define MXG_CFG_WORKERS_MAX 64
 int mxg_config_workers(const struct mxg_config *cfg);
 

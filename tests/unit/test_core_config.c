@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -465,31 +466,49 @@ static void test_workers_setting(void **state)
     assert_int_equal(mxg_config_load(&c, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(c.workers, 0); /* the default: "auto" */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set; /* the CPUs it may use: online, within the affinity mask (and a quota) */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < cpus)
+        cpus = CPU_COUNT(&set);
     long want = cpus - 1 > 8 ? 8 : cpus - 1 < 1 ? 1 : cpus - 1;
-    assert_int_equal(mxg_config_workers(&c), want);
+    if (want > 5) /* destination_concurrency 20: a share of at least 4 each */
+        want = 5;
+    assert_true(mxg_config_workers(&c) >= 1 && mxg_config_workers(&c) <= want);
     const char *limit = "x";
     assert_int_equal(mxg_config_workers_for(&c, 1, &limit), 1);
     assert_null(limit);
     assert_int_equal(mxg_config_workers_for(&c, 2, &limit), 1); /* one core left */
     assert_int_equal(mxg_config_workers_for(&c, 4, &limit), 3);
-    assert_int_equal(mxg_config_workers_for(&c, 9, &limit), 8);
-    assert_int_equal(mxg_config_workers_for(&c, 64, &limit), 8); /* capped */
+    assert_int_equal(mxg_config_workers_for(&c, 6, &limit), 5);
     assert_null(limit);
+    assert_int_equal(mxg_config_workers_for(&c, 9, &limit), 5); /* 20 / 4 */
+    assert_string_equal(limit, "limits.destination_concurrency");
+    assert_int_equal(mxg_config_workers_for(&c, 64, &limit), 5);
     char line[256];
-    assert_int_equal(mxg_config_workers_explain(&c, line, sizeof line), 0);
+    assert_int_equal(mxg_config_workers_explain(&c, line, sizeof line), want == 5 ? 1 : 0);
     assert_non_null(strstr(line, "\"auto\": "));
-    assert_non_null(strstr(line, "online CPU"));
+    assert_non_null(strstr(line, "usable CPU"));
+    /* without a concurrency limit: capped at 8 */
+    char *path = write_temp("limits: { destination_concurrency = 0; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(mxg_config_workers_for(&c, 64, &limit), 8);
+    assert_null(limit);
+    remove_temp(path);
     /* "auto" with a process-wide limit below it: lowered to the smallest, not refused */
-    char *path = write_temp("limits: { destination_concurrency = 3; destination_rate = 2; "
-                            "upstream_connections = 5; };\n");
+    path = write_temp("limits: { destination_concurrency = 12; destination_rate = 2; "
+                      "upstream_connections = 5; };\n");
     assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
     assert_int_equal(mxg_config_workers_for(&c, 16, &limit), 2);
     assert_string_equal(limit, "limits.destination_rate");
     assert_int_equal(mxg_config_workers_for(&c, 3, &limit), 2); /* 3 - 1 = 2: not lowered */
     assert_null(limit);
-    if (want > 2) {
+    remove_temp(path);
+    path = write_temp("limits: { destination_concurrency = 3; };\n");
+    assert_int_equal(mxg_config_load(&c, path, NULL, err, sizeof err), 0);
+    assert_int_equal(mxg_config_workers_for(&c, 16, &limit), 1); /* 3 / 4: one worker */
+    assert_string_equal(limit, "limits.destination_concurrency");
+    if (cpus > 2) {
         assert_int_equal(mxg_config_workers_explain(&c, line, sizeof line), 1);
-        assert_non_null(strstr(line, "lowered to limits.destination_rate = 2"));
+        assert_non_null(strstr(line, "lowered for limits.destination_concurrency"));
     }
     remove_temp(path);
     path = write_temp("server: { workers = \"auto\"; };\nlimits: { upstream_connections = 1; };\n");
