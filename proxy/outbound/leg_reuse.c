@@ -271,6 +271,7 @@ int leg_park(struct mxg_leg *leg)
     struct conn *c = leg->conn;
     struct mxg_conncache *cc = leg_cache(leg);
     if (!cc || !c || !c->slot || leg->plaintext_retry || mxg_buf_avail(&leg->in) > 0 ||
+        leg->corked > 0 || mxg_buf_avail(&leg->wout) > 0 || /* held bytes never follow a conn */
         (leg->tls && !mxg_tls_handshake_done(leg->tls)) || !mxg_conncache_enabled(cc))
         return -1;
     struct parked *pk = calloc(1, sizeof *pk);
