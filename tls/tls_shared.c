@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "core/log.h"
+#include "core/shm_mutex.h"
 
 /* One entry's header. used == 0: a free slot. */
 struct sentry {
@@ -89,13 +90,7 @@ struct mxg_tls_shared *mxg_tls_shared_new(int max_entries)
     s->map_len = len;
     s->off_keys = HEAD_SIZE + ((n * sizeof(struct sentry) + 63) & ~(size_t)63);
     s->off_data = s->off_keys + ((n * MXG_TLS_SHARED_KEY_MAX + 63) & ~(size_t)63);
-    pthread_mutexattr_t a;
-    int ok = pthread_mutexattr_init(&a) == 0;
-    ok = ok && pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) == 0 &&
-         pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) == 0 &&
-         pthread_mutex_init(&s->mu, &a) == 0;
-    pthread_mutexattr_destroy(&a);
-    if (!ok) {
+    if (mxg_shm_mutex_init(&s->mu) < 0) {
         munmap(mem, len);
         return NULL;
     }
@@ -112,25 +107,10 @@ void mxg_tls_shared_free(struct mxg_tls_shared *s)
  * poisoned — the caller finds / stores nothing. */
 static int slock(struct mxg_tls_shared *s)
 {
-    int rc = pthread_mutex_lock(&s->mu);
-    if (rc == EOWNERDEAD) {
-        /* its holder died, maybe in the middle of a copy: no entry can be trusted */
-        pthread_mutex_consistent(&s->mu);
-        if (!s->poisoned)
-            LOG_E("tls", "TLS session cache: a worker died while updating it: no session is "
-                         "resumed until mxguard is restarted (full handshakes)");
-        s->poisoned = 1;
-        rc = 0;
-    }
-    if (rc != 0) {
-        LOG_E("tls", "TLS session cache: lock: %s: no session resumed", strerror(rc));
-        return -1;
-    }
-    if (s->poisoned) {
-        pthread_mutex_unlock(&s->mu);
-        return -1;
-    }
-    return 0;
+    static const struct mxg_shm_mutex_names names = {
+        "tls", "TLS session cache", "no session is resumed (full handshakes)",
+        "no session resumed"};
+    return mxg_shm_mutex_lock(&s->mu, &s->poisoned, &names);
 }
 
 /* Free entry i (the lock held). */

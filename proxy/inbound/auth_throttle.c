@@ -21,6 +21,7 @@
 #include "auth.h"
 
 #include "../../core/log.h"
+#include "../../core/shm_mutex.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,28 +70,11 @@ struct mxg_auth_throttle {
  * it cannot be taken or the table is poisoned — the caller refuses (fail closed). */
 static int tlock(struct mxg_auth_throttle *t)
 {
+    static const struct mxg_shm_mutex_names names = {
+        "smtp", "AUTH throttle table", "every AUTH is refused", "AUTH refused"};
     if (!t || !t->shared)
         return 0;
-    int rc = pthread_mutex_lock(&t->mu);
-    if (rc == EOWNERDEAD) {
-        /* its holder died, maybe in the middle of an update: the chains and the
-         * recency list cannot be trusted any more */
-        pthread_mutex_consistent(&t->mu);
-        if (!t->poisoned)
-            LOG_E("smtp", "AUTH throttle table: a worker died while updating it: every "
-                          "AUTH is refused until mxguard is restarted");
-        t->poisoned = 1;
-        rc = 0;
-    }
-    if (rc != 0) {
-        LOG_E("smtp", "AUTH throttle table: lock: %s: AUTH refused", strerror(rc));
-        return -1;
-    }
-    if (t->poisoned) {
-        pthread_mutex_unlock(&t->mu);
-        return -1;
-    }
-    return 0;
+    return mxg_shm_mutex_lock(&t->mu, &t->poisoned, &names);
 }
 
 /* Release what tlock() took. */
@@ -179,15 +163,10 @@ struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries)
     t->nb = nb;
     t->buckets = (struct tentry **)((char *)mem + head);
     t->slots = (char *)t->buckets + nb * sizeof(struct tentry *);
-    pthread_mutexattr_t a;
-    if (pthread_mutexattr_init(&a) != 0 ||
-        pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
-        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
-        pthread_mutex_init(&t->mu, &a) != 0) {
+    if (mxg_shm_mutex_init(&t->mu) < 0) {
         munmap(mem, len);
         return NULL;
     }
-    pthread_mutexattr_destroy(&a);
     if (RAND_bytes((unsigned char *)&t->seed, sizeof t->seed) != 1)
         t->seed = (uint32_t)(uintptr_t)t;
     return t;
