@@ -19,6 +19,14 @@
 
 extern char **environ;
 
+/* Count one reload by outcome: once per SIGHUP, so with workers (each reloads, and
+ * /metrics sums them) only worker 0 counts — every worker reads the same file. */
+static void reload_count(struct app *app, const char *outcome)
+{
+    if (!app->shared || app->worker == 0)
+        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, outcome);
+}
+
 /* The self-check with reloaded anchors: failed reverts to the previous anchors. */
 static void on_reload_selfcheck(void *arg, int ok, const char *why)
 {
@@ -29,7 +37,7 @@ static void on_reload_selfcheck(void *arg, int ok, const char *why)
     } else if (ok == 0 && app->dns && mxg_dns_revert_anchors(app->dns) == 0) {
         LOG_E("reload", "the reloaded trust anchors fail the DNSSEC self-check (%s); the "
                         "previous anchors stay in force", why);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
     } else {
         app_dnssec_note(app, ok, why);
         LOG_W("reload", "DNSSEC self-check after the reload: %s", why);
@@ -50,7 +58,7 @@ static void reload_anchors(struct app *app)
     }
     if (mxg_dns_reload_anchors(app->dns, app->cfg.trust_anchor_file, err, sizeof err) < 0) {
         LOG_E("reload", "trust anchors: %s; the previous anchors stay in force", err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
         return;
     }
     if (mxg_dns_selfcheck(app->dns, on_reload_selfcheck, app) < 0)
@@ -68,7 +76,7 @@ static void reload_maps_tls(struct app *app)
     struct mxg_policy_maps next;
     if (mxg_policy_maps_load(&app->cfg, &next, err, sizeof err) < 0) {
         LOG_E("reload", "%s; the previous policy overrides and routes stay in force", err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
     } else {
         mxg_policy_maps_swap(&app->maps, &next);
         LOG_N("reload", "policy overrides: %d (%s), static routes: %d (%s)",
@@ -82,7 +90,7 @@ static void reload_maps_tls(struct app *app)
     struct mxg_tls_ctx *fresh = app_client_tls(&app->cfg, err, sizeof err);
     if (!fresh) {
         LOG_E("reload", "TLS client settings: %s; the previous TLS context stays in force", err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
         return;
     }
     mxg_tls_ctx_replace(app->tls, fresh);
@@ -104,7 +112,7 @@ static void reload_inbound(struct app *app)
         return;
     if (mxg_inbound_load(&app->cfg, &t, &d, err, sizeof err) < 0) {
         LOG_E("reload", "%s; the loaded certificate and password file stay in force", err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
         return;
     }
     mxg_tls_ctx_free(app->tls_server);
@@ -140,13 +148,13 @@ void app_reload(struct app *app)
     if (mxg_config_load(next, path, environ, err, sizeof err) < 0) {
         LOG_E("reload", "configuration error: %s; the running configuration stays in force",
               err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
         free(next);
         return;
     }
     if (app->n_workers > 1 && app_workers_check_limits(next, app->n_workers, err, sizeof err) < 0) {
         LOG_E("reload", "refused: %s; the running configuration stays in force", err);
-        mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "failure");
+        reload_count(app, "failure");
         free(next);
         return;
     }
@@ -169,8 +177,9 @@ void app_reload(struct app *app)
     }
     if (app->stlist_src && mxg_stlist_source_update(app->stlist_src, on_reload_list, app) < 0)
         LOG_W("reload", "policy list: an update is already running");
-    mxg_metrics_inc(app->metrics, MXG_M_RELOADS, "success");
-    mxg_metrics_set(app->metrics, MXG_M_RELOAD_TIME, NULL, (double)time(NULL));
+    reload_count(app, "success");
+    if (!app->shared || app->worker == 0)
+        mxg_metrics_set(app->metrics, MXG_M_RELOAD_TIME, NULL, (double)time(NULL));
     app->reload_gen++; /* the status page's reload generation */
     app->reload_at = (int64_t)time(NULL);
 }

@@ -330,7 +330,7 @@ sleep 1
 client hup2 greet "$TB_MXG_PORT" "$TB_CLIENT_IP" 16
 assert_eq "16 new sessions after the second reload: all 220" "220 mxgua" "$(cv hup2 REPLIES)"
 scrape h1
-assert_eq "summed: mxguard_config_reloads_total{result=\"success\"}" 4 \
+assert_eq "mxguard_config_reloads_total{result=\"success\"}: once per SIGHUP (worker 0 counts)" 2 \
     "$(metric h1 'mxguard_config_reloads_total{result="success"}')"
 
 # ================================================================ 4. a worker dies
