@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "sqlite_lock_fixture.h"
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -143,32 +145,12 @@ static void test_file_mode_and_wal(void **state)
 static void test_open_while_another_writes(void **state)
 {
     struct fx *f = *state;
-    int go[2];
-    assert_int_equal(pipe(go), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) { /* the other worker: the empty file's write lock for 300 ms */
-        sqlite3 *db;
-        char c = 'x';
-        if (sqlite3_open(f->path, &db) != SQLITE_OK ||
-            sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-                SQLITE_OK ||
-            write(go[1], &c, 1) != 1)
-            _exit(1);
-        usleep(300 * 1000);
-        _exit(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : 1);
-    }
-    char c;
-    close(go[1]);
-    assert_int_equal(read(go[0], &c, 1), 1);
-    close(go[0]);
+    pid_t pid = lock_holder_start(f->path, 300); /* the other worker, for 300 ms */
     struct mxg_rpt *r = mxg_rpt_open(NULL, f->path, 0, f->err, sizeof f->err);
     if (!r)
         fail_msg("%s", f->err);
     mxg_rpt_close(r);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_int_equal(status, 0);
+    lock_holder_wait(pid);
 }
 
 static void test_open_errors(void **state)
