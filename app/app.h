@@ -16,7 +16,8 @@
  *   run_reload.c    SIGHUP: what is re-read and swapped in (core/reload.h decides what may)
  *   run_workers.c   server.workers > 1: the master, its worker processes, what they share
  *   run_ops.c       operating: counters, gauges, the metrics endpoint, the privilege switch
- *   privs.c, metrics_http.c  their own modules (privs.h, metrics_http.h)
+ *   privs.c, metrics_http.c, listeners.c  their own modules (privs.h, metrics_http.h,
+ *                   listeners.h: the SMTP sockets, bound early, listening once serving)
  *   status*.c       the status page on the metrics listener (status.h)
  *
  * Contract: one struct app per command run, calloc'd by the command and
@@ -44,6 +45,7 @@
 #include "../proxy/inbound/server.h"
 #include "../proxy/outbound/upstream.h"
 #include "../state/state.h"
+#include "listeners.h"
 #include "privs.h"
 
 struct mxg_rpt;
@@ -112,7 +114,11 @@ struct app {
     int n_workers;                 /* worker processes */
     int worker;                    /* this worker's index (0 runs the queue, reports, metrics) */
     struct app_shared *shared;     /* the master's shared mapping (metrics slots, ...) */
-    const int *listen_fds;         /* this worker's listener sockets (the master's) */
+    const int *listen_fds;         /* the listener sockets: a worker's (the master bound them),
+                                    * or bound_fds (one process) */
+    int bound_fds[APP_LISTENERS_MAX]; /* one process: bound before the start-up work, owned
+                                       * here until mxg_server_start() takes them */
+    int n_bound;                   /* bound_fds still owned here (0 once the server has them) */
     struct mxg_auth_throttle *shared_throttle, *shared_trust; /* AUTH tables of all workers */
     struct mxg_tls_resume *shared_tls_resume; /* the TLS session cache of all workers (or NULL) */
 };

@@ -16,7 +16,9 @@
  *                            read fails now, at start-up, not at the first
  *                            SIGHUP or list refresh, and files it creates
  *                            are the user's
- *   mxg_privs_leave()        back to root, to bind the listeners (port 25)
+ *   mxg_privs_leave()        back to root, to bind the metrics listener and take
+ *                            over the SMTP listeners (port 25: bound before
+ *                            mxg_privs_enter, app/listeners.h)
  *   mxg_privs_drop()         for good: setgroups/setresgid/setresuid; checks
  *                            that root cannot be regained; then clears every
  *                            capability the process still holds (ambient,

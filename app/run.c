@@ -230,6 +230,18 @@ int mxg_cli_run(int argc, char **argv)
     }
     uv_loop_init(&app->loop);
     char err[1024];
+    if (app->n_workers <= 1) {
+        /* one process: the port is taken now (a clash stops the start at once, still
+         * as the starting user), while clients are refused until it serves (listeners.h) */
+        int n = app_listeners_bind(&app->cfg, 0, app->bound_fds, err, sizeof err);
+        if (n < 0) {
+            LOG_E("main", "%s", err);
+            goto out_loop;
+        }
+        app->n_bound = n;
+        app->listen_fds = app->bound_fds;
+        LOG_I("main", "%d listener(s) bound: listening once the start-up checks have passed", n);
+    }
     if (app_ops_prepare(app, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
@@ -272,7 +284,7 @@ int mxg_cli_run(int argc, char **argv)
     }
     app->srv.tls_server = app->tls_server;
     app->srv.auth_db = app->auth_db;
-    app->srv.listen_fds = app->listen_fds;       /* a worker: the master's sockets */
+    app->srv.listen_fds = app->listen_fds;       /* bound: one process's, or a worker's */
     app->srv.auth_throttle = app->shared_throttle; /* a worker: the AUTH tables of all */
     app->srv.auth_trust = app->shared_trust;
     app->srv.n_workers = app->n_workers; /* session ids unique across the workers */
@@ -321,9 +333,12 @@ int mxg_cli_run(int argc, char **argv)
     LOG_N("main", "local policy state loaded (policy list, MTA-STS cache, tls.policy_map, "
                   "TLSRPT store, trust anchors, the shared state's first pull): opening the "
                   "listeners");
-    if (mxg_privs_leave(&app->privs, err, sizeof err) < 0 ||
-        mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err) < 0 ||
-        app_ops_started(app, err, sizeof err) < 0) {
+    int srv_rc = -1;
+    if (mxg_privs_leave(&app->privs, err, sizeof err) == 0) {
+        srv_rc = mxg_server_start(&app->srv, &app->loop, &app->cfg, &parts, err, sizeof err);
+        app->n_bound = 0; /* the server's now, also when it failed */
+    }
+    if (srv_rc < 0 || app_ops_started(app, err, sizeof err) < 0) {
         LOG_E("main", "%s", err);
         goto out_loop;
     }
@@ -334,6 +349,12 @@ int mxg_cli_run(int argc, char **argv)
     if (app->worker > 0) { /* the queue runs in worker 0: it is kicked directly */
         app->srv.spool_kick = app_kick_master;
         app->srv.spool_kick_arg = app;
+    }
+    /* the last step that may fail: from here on every client is served (a worker's
+     * sockets: the kernel gives it connections only from now on, app/listeners.h) */
+    if (mxg_server_listen(&app->srv, err, sizeof err) < 0) {
+        LOG_E("main", "%s", err);
+        goto out_loop;
     }
     uv_signal_init(&app->loop, &app->sig_term);
     uv_signal_init(&app->loop, &app->sig_int);
@@ -362,6 +383,7 @@ int mxg_cli_run(int argc, char **argv)
     LOG_N("main", "stopped");
     rc = 0;
 out_loop:
+    app_listeners_close(app->bound_fds, app->n_bound);
     app_stop_queue(app);
     app_shutdown(app);
     if (app->spool)

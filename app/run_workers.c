@@ -47,9 +47,16 @@
  *    while another writes; its entry locks keep a body being written apart.
  *
  * Listeners: one socket per (worker, endpoint), bound by the master with
- * SO_REUSEPORT, so the kernel spreads connections over the workers; the master
- * keeps its copies open, so connections that arrive while a worker restarts
- * wait in that socket's backlog for the new worker instead of being refused.
+ * SO_REUSEPORT before any worker starts (a port clash stops the start at once),
+ * but not listening (app/listeners.h): a worker calls listen() on its own
+ * sockets as the last step of its start-up, once its DNSSEC self-check, policy
+ * state, spool and queue runner are in place (mxg_server_listen), so the kernel
+ * spreads connections over the workers that serve, and while none does, a client
+ * is refused (ECONNREFUSED), never left unanswered in a backlog; when every
+ * worker fails its start-up, no connection was ever accepted. The master keeps
+ * its copies open, so connections that arrive while a worker restarts wait in
+ * that socket's backlog (it listens since the worker first served) for the new
+ * worker instead of being refused.
  *
  * Signals (the master's, synchronous with sigtimedwait): SIGHUP is re-read by
  * the master (its configuration is what a restarted worker starts with) and
@@ -87,9 +94,10 @@
 #include "../tls/tls_engine.h"
 #include "../tls/tls_shared.h"
 #include "app.h"
+#include "listeners.h"
 #include "privs.h"
 
-#define MAX_ENDPOINTS (2 * MXG_CFG_MAX_LISTEN)
+#define MAX_ENDPOINTS APP_LISTENERS_MAX
 #define STOP_MARGIN_MS 3000 /* past server.drain_timeout, the master kills what is left */
 
 /* What the master shares with its workers (one MAP_SHARED mapping). */
@@ -146,49 +154,28 @@ static struct app_shared *shared_new(int n)
     return sh;
 }
 
-/* One listening socket for ep, bound with SO_REUSEPORT; -1 (err) on failure. */
-static int listen_socket(const struct mxg_endpoint *ep, char *err, size_t errlen)
-{
-    int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    socklen_t sl = ep->sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0 ||
-        bind(fd, (const struct sockaddr *)&ep->sa, sl) < 0 || listen(fd, 511) < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", ep->text, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Every worker's listener sockets; 0, or -1 (logged, none left open). */
+/* Every worker's listener sockets, bound with SO_REUSEPORT, not listening: each worker
+ * listens on its own once it has passed its start-up (app/listeners.h). 0, or -1
+ * (logged, none left open). */
 static int bind_all(struct master *m)
 {
     const struct mxg_config *cfg = &m->app->cfg;
     char err[512];
-    m->n_ep = cfg->n_listen + cfg->n_queue_listen;
     for (int w = 0; w < m->n; w++)
-        for (int i = 0; i < m->n_ep; i++)
+        for (int i = 0; i < MAX_ENDPOINTS; i++)
             m->fds[w][i] = -1;
     for (int w = 0; w < m->n; w++) {
-        for (int i = 0; i < m->n_ep; i++) {
-            const struct mxg_endpoint *ep =
-                i < cfg->n_listen ? &cfg->listen[i] : &cfg->queue_listen[i - cfg->n_listen];
-            if ((m->fds[w][i] = listen_socket(ep, err, sizeof err)) < 0) {
-                LOG_E("main", "%s", err);
-                for (int v = 0; v <= w; v++)
-                    for (int k = 0; k < m->n_ep; k++)
-                        if (m->fds[v][k] >= 0)
-                            close(m->fds[v][k]);
-                return -1;
-            }
+        if ((m->n_ep = app_listeners_bind(cfg, 1, m->fds[w], err, sizeof err)) < 0) {
+            LOG_E("main", "%s", err);
+            for (int v = 0; v < w; v++)
+                app_listeners_close(m->fds[v], MAX_ENDPOINTS);
+            m->n_ep = 0;
+            return -1;
         }
     }
     for (int i = 0; i < m->n_ep; i++)
-        LOG_N("server", "listening on %s%s (%d workers)",
+        LOG_N("server", "bound %s%s for %d workers: each listens once it has passed its "
+                        "start-up checks (until then connections are refused)",
               i < cfg->n_listen ? cfg->listen[i].text : cfg->queue_listen[i - cfg->n_listen].text,
               i < cfg->n_listen ? "" : " (queue mode)", m->n);
     return 0;

@@ -130,18 +130,43 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
         srv->n_listeners++;
         int rc = listen_fds ? uv_tcp_open(l, listen_fds[i])
                             : uv_tcp_bind(l, (const struct sockaddr *)&ep->sa, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)l, 511, on_accept);
         if (rc < 0) {
-            snprintf(err, errlen, "cannot listen on %s: %s", ep->text, uv_strerror(rc));
+            snprintf(err, errlen, "cannot %s %s: %s", listen_fds ? "open the socket of" : "bind",
+                     ep->text, uv_strerror(rc));
             for (int k = 0; k < srv->n_listeners; k++)
                 uv_close((uv_handle_t *)&srv->listeners[k], NULL);
+            /* the sockets were given to the server: the ones no handle took are closed too */
+            for (int k = i; listen_fds && k < cfg->n_listen + cfg->n_queue_listen; k++)
+                close(listen_fds[k]);
             uv_close((uv_handle_t *)&srv->drain_timer, NULL);
             srv->n_listeners = 0;
             return -1;
         }
-        if (!listen_fds)
-            LOG_N("server", "listening on %s%s", ep->text, q ? " (queue mode)" : "");
+    }
+    return 0;
+}
+
+int mxg_server_listen(struct mxg_server *srv, char *err, size_t errlen)
+{
+    const struct mxg_config *cfg = srv->cfg;
+    for (int i = 0; i < srv->n_listeners; i++) {
+        int q = srv->listen_mode[i] == MXG_MODE_QUEUE;
+        const char *text = q ? cfg->queue_listen[i - cfg->n_listen].text : cfg->listen[i].text;
+        int rc = uv_listen((uv_stream_t *)&srv->listeners[i], 511, on_accept);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", text, uv_strerror(rc));
+            /* the ones already listening stop at once: no connection waits for a server
+             * that is about to stop */
+            for (int k = 0; k < srv->n_listeners; k++)
+                uv_close((uv_handle_t *)&srv->listeners[k], NULL);
+            srv->n_listeners = 0;
+            return -1;
+        }
+        if (srv->n_workers > 1)
+            LOG_I("server", "worker %d: listening on %s%s", srv->worker, text,
+                  q ? " (queue mode)" : "");
+        else
+            LOG_N("server", "listening on %s%s", text, q ? " (queue mode)" : "");
     }
     return 0;
 }

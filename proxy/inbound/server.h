@@ -2,10 +2,15 @@
  * registry and the SIGTERM drain.
  *
  * Contract:
- *  - mxg_server_start() binds every cfg->listen endpoint on the loop and
- *    accepts clients. A client outside cfg->allow gets "554 5.7.1" and is
- *    disconnected (one log line); over cfg->max_sessions gets "421 4.7.0".
- *    Returns 0, or -1 with err (nothing left bound).
+ *  - mxg_server_start() makes a listener handle for every cfg->listen, then
+ *    cfg->queue_listen endpoint on the loop (bound, or the given listen_fds)
+ *    without listening: a client's connection attempt is still refused.
+ *    Returns 0, or -1 with err (nothing left bound, listen_fds closed).
+ *  - mxg_server_listen(), once the owner can serve (every start-up check
+ *    passed, nothing left that may fail), listens and accepts clients. A
+ *    client outside cfg->allow gets "554 5.7.1" and is disconnected (one log
+ *    line); over cfg->max_sessions gets "421 4.7.0". Returns 0, or -1 with err
+ *    (every listener closed: the owner must stop).
  *  - mxg_server_drain() stops accepting, lets sessions finish their current
  *    transaction (an idle session gets 421 4.3.2 at its next command), and
  *    closes whatever is left after cfg->drain_timeout_ms. on_drained runs once
@@ -73,9 +78,10 @@ struct mxg_server {
     struct mxg_auth_trust_store *auth_trust_store;
     int auth_trust_loaded; /* the store was opened and read into auth_trust */
     /* Worker processes (app/run_workers.c), set by the owner before
-     * mxg_server_start(), which keeps them: listen_fds (borrowed) holds one
-     * socket per cfg->listen then cfg->queue_listen endpoint, already bound and
-     * listening, used instead of binding (NULL: bind); auth_throttle and
+     * mxg_server_start(), which keeps them: listen_fds holds one socket per
+     * cfg->listen then cfg->queue_listen endpoint, already bound (app/listeners.h),
+     * used instead of binding (NULL: bind); mxg_server_start() owns the sockets
+     * from then on (closed with the listeners, or at once on failure); auth_throttle and
      * auth_trust may be preset to tables shared by the workers
      * (mxg_auth_throttle_new_shared), so the AUTH limits hold across them;
      * n_workers and worker make session ids unique across them. */
@@ -87,6 +93,7 @@ struct mxg_server {
  * taken from the arguments; self addresses are filled in here). */
 int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_config *cfg,
                      const struct mxg_upstream_env *parts, char *err, size_t errlen);
+int mxg_server_listen(struct mxg_server *srv, char *err, size_t errlen);
 void mxg_server_drain(struct mxg_server *srv, void (*on_drained)(struct mxg_server *srv));
 
 /* server_sessions.c. Called by sessions (session.c), after the session unlinked and

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <arpa/inet.h>
 #include <crypt.h>
 #include <pthread.h>
@@ -415,6 +416,14 @@ static void run_with(const struct script *sc, const struct sopts *o)
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&srv.listeners[0], (struct sockaddr *)&bound, &len);
+    /* started, not yet listening: a client is refused, not left without a greeting */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    int refused = connect(probe, (struct sockaddr *)&bound, sizeof(struct sockaddr_in)) < 0 &&
+                  errno == ECONNREFUSED;
+    close(probe);
+    if (!refused)
+        fail_msg("%s: a connection before mxg_server_listen() was not refused", sc->name);
+    assert_int_equal(mxg_server_listen(&srv, err, sizeof err), 0);
 
     struct run *r = calloc(1, sizeof *r);
     assert_non_null(r);
