@@ -14,6 +14,7 @@
 #   127.0.70.110-112   t_inbound_abuse.sh AUTH clients (attacker, trusted, fresh)
 #   127.0.70.200       client outside allow_networks (127.0.70.0/25)
 #   127.0.70.54:5300   nsd serving the UNSIGNED zones (tb_start_dns_stripped)
+#   127.0.70.59:5300   a slow resolver: nsd's answers, each after a delay (tb_start_dns_slow)
 #   DANE MX servers (mkzones.sh), port 2525, short name -> host:
 #   127.0.70.21 dane-ee -> mx.dane-ee.test       127.0.70.28 dane-bogus -> mx.dane-bogus.test
 #   127.0.70.22 dane-ta -> mx.dane-ta.test       127.0.70.29 dane-nodata -> mx.dane-nodata.test
@@ -67,6 +68,7 @@ TB_OUTSIDER_IP=127.0.70.200
 TB_DNS_IP=127.0.70.53
 TB_DNS_PORT=5300
 TB_DNS_STRIPPED_IP=127.0.70.54
+TB_DNS_SLOW_IP=127.0.70.59
 TB_MX_PORT=2525
 TB_PF_IP=127.0.70.2
 TB_PF_PORT=2526
@@ -360,6 +362,24 @@ tb_start_dns() { # the signed hierarchy on $TB_DNS_IP (process name "nsd")
 # (process name "nsd-stripped"): what a resolver path that strips DNSSEC looks like.
 tb_start_dns_stripped() {
     tb__start_nsd nsd-stripped "$TB/dns/nsd-unsigned.conf" "$TB_DNS_STRIPPED_IP"
+}
+
+# tb_start_dns_slow SECONDS [UPSTREAM_IP] — a resolver on $TB_DNS_SLOW_IP:$TB_DNS_PORT (process
+# name "dns-slow", dns_delay.py) that answers every query (UDP, TCP) with the answer of the nsd
+# on UPSTREAM_IP (default $TB_DNS_IP, the signed hierarchy; $TB_DNS_STRIPPED_IP: a slow resolver
+# that strips DNSSEC), SECONDS late: a real slow peer (a start-up that waits for DNS). Needs that
+# nsd started; tb_stop dns-slow before another one. $TB/dns-slow.out gets "query N" per query.
+tb_start_dns_slow() {
+    local i
+    tb_spawn dns-slow "$PYTHON" "$TB_LIB_DIR/dns_delay.py" --listen "$TB_DNS_SLOW_IP:$TB_DNS_PORT" \
+        --upstream "${2:-$TB_DNS_IP}:$TB_DNS_PORT" --delay "$1"
+    for i in $(seq 50); do
+        grep -q '^ready$' "$TB/dns-slow.out" 2>/dev/null && return 0
+        tb_alive dns-slow || break
+        sleep 0.1
+    done
+    tail -n 20 "$TB/dns-slow.log"
+    tb_die "dns-slow did not start"
 }
 
 # tb_dns_swap ZONE VARIANT [ZONE VARIANT]... — serve another version of ZONE (mkzones.sh:
@@ -711,8 +731,8 @@ tb_start_mxguard() {
             tail -n 40 "$TB/$name.log" "$TB/$name.out"
             tb_die "$name exited during start-up"
         fi
-        # served, not only queued in the backlog (server.workers > 1: the master binds the
-        # listeners before the workers have loaded the policy state)
+        # served, not only accepted (mxguard listens only once it can serve, app/listeners.h;
+        # the probe would notice a connection left in a backlog without a greeting)
         if "$PYTHON" "$TB_LIB_DIR/smtpclient.py" --server "$addr" --source "$TB_CLIENT_IP" \
             --timeout 1 probe --served; then
             return 0

@@ -5,8 +5,17 @@ Common options: --server IP:PORT  --source IP (bind address)  --timeout SECONDS
 
   probe [--served]        connect once and close; exit 0 if the connection was accepted
                          (--served: and a reply began within --timeout; a connection only
-                         queued in a listening socket's backlog, as with server.workers > 1
-                         before a worker is ready, is not served)
+                         queued in a listening socket's backlog, with no process accepting
+                         from it, is not served)
+  watch --for S [--pidfile F] [--until-served N]
+                         a start-up seen from a client: connect every 50 ms for S seconds (or
+                         until the pid in F has exited, or N attempts were served); each attempt
+                         is REFUSED (ECONNREFUSED), SERVED (a reply began within --timeout) or
+                         UNSERVED (the kernel accepted it, but no reply began within --timeout:
+                         left in a backlog, or closed or reset without one). Prints
+                         "REFUSED=n SERVED=n UNSERVED=n REFUSED_AFTER_SERVED=n" (refusals after
+                         the first served attempt) and one line "T OUTCOME" (seconds since the
+                         start) per change of outcome; exit 0.
   chat ITEM...           read the banner, then for each ITEM:
                            "CMD args"      send one command line, read one reply
                                            (STARTTLS + 220 -> TLS handshake, no verification)
@@ -278,6 +287,63 @@ def cmd_pipeline(a):
     return 0 if ok == a.count else 1
 
 
+def attempt(a):
+    """One connection attempt of watch: REFUSED, SERVED or UNSERVED."""
+    host, _, port = a.server.rpartition(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(a.timeout)
+        s.bind((a.source, 0))
+        try:
+            s.connect((host, int(port)))
+        except ConnectionRefusedError:
+            return "REFUSED"
+        except OSError:
+            return "UNSERVED"  # a connect that hangs: not refused, not served
+        try:
+            return "SERVED" if s.recv(1) else "UNSERVED"
+        except OSError:  # a reset, a timeout
+            return "UNSERVED"
+    finally:
+        s.close()
+
+
+def pid_alive(pidfile):
+    """False once the process whose pid is in pidfile has gone (no file yet: not started)."""
+    if not pidfile:
+        return True
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def cmd_watch(a):
+    n = {"REFUSED": 0, "SERVED": 0, "UNSERVED": 0}
+    after, last, t0 = 0, None, time.time()
+    while time.time() - t0 < a.for_s and n["SERVED"] < a.until_served:
+        alive = pid_alive(a.pidfile)
+        r = attempt(a)
+        n[r] += 1
+        if r == "REFUSED" and n["SERVED"]:
+            after += 1
+        if r != last:
+            print("%.2f %s" % (time.time() - t0, r), flush=True)
+            last = r
+        if not alive:
+            break  # one attempt after the process was gone
+        time.sleep(0.05)
+    print("REFUSED=%d SERVED=%d UNSERVED=%d REFUSED_AFTER_SERVED=%d"
+          % (n["REFUSED"], n["SERVED"], n["UNSERVED"], after), flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--server", default="127.0.70.1:10025")
@@ -289,6 +355,10 @@ def main():
     p.add_argument("--served", action="store_true")
     p = sub.add_parser("chat")
     p.add_argument("items", nargs="*")
+    p = sub.add_parser("watch")
+    p.add_argument("--for", dest="for_s", type=float, required=True)
+    p.add_argument("--pidfile")
+    p.add_argument("--until-served", type=int, default=1 << 30)
     p = sub.add_parser("pipeline")
     p.add_argument("--count", type=int, default=50)
     p.add_argument("--from", dest="sender", default="sender@client.test")
@@ -308,7 +378,7 @@ def main():
     p.add_argument("--received", type=int, default=0)
     a = ap.parse_args()
     return {"probe": cmd_probe, "chat": cmd_chat, "pipeline": cmd_pipeline,
-            "mkmsg": cmd_mkmsg}[a.mode](a)
+            "mkmsg": cmd_mkmsg, "watch": cmd_watch}[a.mode](a)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 # to a domain the list enforces, whose only MX has no STARTTLS, is deferred (451 4.7.5), never
 # delivered in plaintext. A restart without the file (the last verified copy in the state directory
 # counts as loaded) and one with an unreachable policy_list.url (never waited for) do the same.
+# 4. The listener's port held by another program: mxguard (server.workers = 2, and 1) exits 1 at
+# once, before its DNSSEC self-check, saying "cannot bind ADDR: Address already in use".
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -82,8 +84,8 @@ PY
 }
 
 # listen_line LOG — the line number where the first listener opened to serve: "listening on";
-# with server.workers > 1 the master binds first (clients wait in the backlog) and a worker
-# serves from its "worker I of N (pid P) started"
+# with server.workers > 1 the master binds first (clients are refused until a worker listens)
+# and a worker serves from its "worker I of N (pid P) started"
 listen_line() {
     if grep -q 'main: mxguard .*: master (pid [0-9]*) starting' "$1"; then
         grep -nE 'main: worker [0-9]+ of [0-9]+ \(pid [0-9]+\) started' "$1" | head -1 | cut -d: -f1
@@ -136,6 +138,26 @@ check_start second "restart without the file"
 tb_write_config "policy_list: { url = \"https://dead.fallback.test:8443/policy.json\"; keyring = \"$TB/keyring.gpg\"; };"
 race third
 check_start third "restart with an unreachable policy_list.url"
+
+# 4. the port is taken: stop at once, before the slow start-up work
+tb_spawn squatter "$PYTHON" -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+time.sleep(600)' "$TB_MXG_IP" "$TB_MXG_PORT"
+tb_wait_port "$TB_MXG_IP" "$TB_MXG_PORT" || tb_die "the squatter did not listen"
+for w in 2 1; do
+    what="port taken, $w worker(s)"
+    MXGUARD_SERVER_WORKERS=$w tb_start_mxguard_fails -n "clash$w" 10
+    assert_eq "$what: mxguard exits 1" 1 "$MXG_EXIT"
+    assert_file_grep "$what: it says why" "$TB/clash$w.log" \
+        "error main: cannot bind $TB_MXG_IP:$TB_MXG_PORT: Address already in use"
+    assert_no_log "$what: before the DNSSEC self-check" 0 "DNSSEC self-check" "clash$w"
+    assert_no_log "$what: before any worker started" 0 "worker [0-9]+ (started|of)" "clash$w"
+done
+tb_stop squatter
 
 tb_list_keys_stop
 tb_finish
