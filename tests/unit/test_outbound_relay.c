@@ -953,6 +953,36 @@ static void test_first_rcpt_mismatch(void **state)
     assert_int_equal(f->srv.n_data, 0);
 }
 
+/* A reply while nothing waits for one (two replies to MAIL, lock-step): the leg
+ * fails with 451 4.5.0 at once, before any later command could take it. */
+static void test_extra_reply_fails_leg(void **state)
+{
+    struct fx *f = *state;
+    f->srv.ehlo = "250-test.example\r\n250 8BITMIME\r\n";
+    f->srv.mail_reply = "250 2.1.0 ok\r\n250 2.1.0 ok\r\n";
+    struct drv d = {0};
+    struct mxg_leg_opts o = {.nexthop = "127.0.0.1", .nexthop_port = f->srv.port,
+                             .opportunistic = 1, .no_tlsrpt = 1};
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    struct mxg_leg_cbs cbs = {drv_reply, drv_drain};
+    struct mxg_leg *leg = mxg_leg_open_opts(&f->env, "T", "example.test", "s@example.org", &mp,
+                                            &o, &cbs, &d);
+    assert_non_null(leg);
+    drv_wait(f, &d, 1);
+    assert_int_equal(d.codes[0], 250);
+    for (int i = 0; i < 20 && mxg_leg_error(leg)->code == 0; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(mxg_leg_rcpt(leg, "a@example.test", NULL), -1);
+    assert_int_equal(mxg_leg_error(leg)->code, 451);
+    assert_string_equal(mxg_leg_error(leg)->enh, "4.5.0");
+    mxg_leg_close(leg);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->srv.n_rcpt, 0);
+    assert_int_equal(d.n, 1); /* no second on_reply */
+}
+
 /* A cached connection to an MX without PIPELINING: RSET alone, then MAIL — 5 writes. */
 static void test_writes_no_pipelining(void **state)
 {
@@ -1007,6 +1037,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writes_first_rcpt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writes_first_rcpt_no_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_rcpt_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extra_reply_fails_leg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_refused_rcpt_250, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_refused_lockstep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_two_replies, setup, teardown),
