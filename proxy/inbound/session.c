@@ -1402,7 +1402,9 @@ static int rcpt_check(struct mxg_session *s, struct cmd_ctx *c)
     return 0;
 }
 
-static struct leg_slot *slot_new(struct mxg_session *s, const char *domain)
+/* A new leg for domain; r: its first recipient (RCPT pipelined behind MAIL
+ * when the MX offers PIPELINING, upstream.h mxg_leg_opts). */
+static struct leg_slot *slot_new(struct mxg_session *s, const char *domain, const struct rcpt *r)
 {
     struct txn *t = &s->txn;
     if (t->n_legs == t->cap_legs) {
@@ -1413,7 +1415,9 @@ static struct leg_slot *slot_new(struct mxg_session *s, const char *domain)
         t->legs = n;
         t->cap_legs = ncap;
     }
-    struct mxg_leg *leg = mxg_leg_open(&s->srv->upenv, t->id, domain, t->from, &t->mp, &leg_cbs, s);
+    struct mxg_leg_opts opts = {.first_rcpt = r->addr, .first_rp = &r->rp};
+    struct mxg_leg *leg = mxg_leg_open_opts(&s->srv->upenv, t->id, domain, t->from, &t->mp, &opts,
+                                            &leg_cbs, s);
     if (!leg)
         return NULL;
     struct leg_slot *sl = &t->legs[t->n_legs++];
@@ -1506,7 +1510,7 @@ static void rcpt_proceed(struct mxg_session *s, struct cmd_ctx *c)
         return;
     }
     if (!sl) {
-        sl = slot_new(s, r->domain);
+        sl = slot_new(s, r->domain, r);
         if (!sl) {
             sess_reply(s, 451, "4.3.0", "Cannot start delivery to %s", r->domain);
             return;

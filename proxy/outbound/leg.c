@@ -262,7 +262,23 @@ static void probe_done(struct mxg_leg *leg)
     deliver(leg, &r);
 }
 
-/* Send MAIL FROM with the parameters the MX supports (probe: stop here). */
+/* RCPT's parameters for this leg's MX into params (NOTIFY/ORCPT only when
+ * it offers DSN; "" otherwise or when rp is NULL). */
+static void rcpt_params(const struct mxg_leg *leg, const struct mxg_rcpt_params *rp, char *params,
+                        size_t cap)
+{
+    params[0] = 0;
+    if (!leg->caps.dsn || !rp)
+        return;
+    size_t l = 0;
+    if (rp->notify[0])
+        l += (size_t)snprintf(params + l, cap - l, " NOTIFY=%s", rp->notify);
+    if (rp->orcpt[0] && l < cap)
+        snprintf(params + l, cap - l, " ORCPT=%s", rp->orcpt);
+}
+
+/* Send MAIL FROM with the parameters the MX supports (probe: stop here);
+ * with PIPELINING the first recipient's RCPT in the same write. */
 void leg_send_mail(struct mxg_leg *leg)
 {
     const struct mxg_mail_params *mp = &leg->mp;
@@ -299,8 +315,26 @@ void leg_send_mail(struct mxg_leg *leg)
         if (mp->envid[0])
             l += (size_t)snprintf(params + l, sizeof params - l, " ENVID=%s", mp->envid);
     }
-    if (leg_cmd(leg, LEG_MAIL, leg->env->cfg->t_upstream_cmd, "MAIL FROM:<%s>%s", leg->mail_from,
-                params) < 0)
+    /* RFC 2920 §3.1: MAIL and RCPT may be grouped; the first RCPT goes out in
+     * MAIL's write and its reply is matched after MAIL's (leg_on_reply) */
+    int early = leg->has_first && leg->caps.pipelining;
+    leg->rcpt_early = 0;
+    if (early)
+        leg_cork(leg);
+    int rc = leg_cmd(leg, LEG_MAIL, leg->env->cfg->t_upstream_cmd, "MAIL FROM:<%s>%s",
+                     leg->mail_from, params);
+    if (rc == 0 && early) {
+        char rparams[640];
+        rcpt_params(leg, &leg->first_rp, rparams, sizeof rparams);
+        /* still waiting for MAIL's reply: the state stays mail */
+        rc = leg_cmd(leg, LEG_MAIL, leg->env->cfg->t_upstream_cmd, "RCPT TO:<%s>%s",
+                     leg->first_rcpt, rparams);
+        if (rc == 0)
+            leg->rcpt_early = 1;
+    }
+    if (early && leg_uncork(leg) < 0)
+        rc = -1;
+    if (rc < 0)
         leg_txn_lost(leg, "Write failed");
 }
 
@@ -489,7 +523,12 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
                   leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
             mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS,
                             mxg_req_metric_label(leg_cur_req(leg)));
-            leg_set_state(leg, LEG_READY);
+            if (leg->rcpt_early) { /* the first RCPT's reply is next */
+                leg_set_state(leg, LEG_RCPT);
+                leg_timer(leg, leg->env->cfg->t_upstream_cmd);
+            } else {
+                leg_set_state(leg, LEG_READY);
+            }
             deliver(leg, r);
         } else {
             leg_fail(leg, r); /* the sender was refused: relay that */
@@ -532,6 +571,13 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             struct mxg_reply m;
             mxg_reply_set(&m, 451, "4.4.2", "%s: unexpected reply: %s", lbl, sum);
             leg_fail(leg, &m);
+        } else if (leg->st == LEG_READY) {
+            /* nothing was asked: an extra reply (e.g. two to one command); the
+             * replies after it would answer the wrong commands */
+            struct mxg_reply m;
+            mxg_reply_set(&m, 451, "4.5.0", "%s sent a reply nothing asked for: \"%s\" "
+                          "(protocol violation)", lbl, sum);
+            leg_fail(leg, &m);
         }
         return;
     }
@@ -556,19 +602,56 @@ static int leg_op(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, co
     return 0;
 }
 
+/* Is (addr, rp) the first recipient the leg was told of? */
+static int is_first_rcpt(const struct mxg_leg *leg, const char *addr,
+                         const struct mxg_rcpt_params *rp)
+{
+    const struct mxg_rcpt_params *f = &leg->first_rp;
+    return strcmp(addr, leg->first_rcpt) == 0 && strcmp(rp ? rp->notify : "", f->notify) == 0 &&
+           strcmp(rp ? rp->orcpt : "", f->orcpt) == 0;
+}
+
+/* The claimed early RCPT's reply is buffered: parse it from the loop. */
+static void on_held_reply(uv_timer_t *t)
+{
+    struct mxg_leg *leg = t->data;
+    if (leg->st != LEG_RCPT)
+        return;
+    leg_timer(leg, leg->env->cfg->t_upstream_cmd);
+    leg_parse_input(leg);
+}
+
+/* Claim the RCPT that went out with MAIL (rcpt_early): its reply comes
+ * through on_reply as any RCPT's would. Another recipient than the one
+ * announced fails the leg (the MX holds an RCPT nobody asked for: this
+ * transaction must never reach DATA). */
+static int claim_early_rcpt(struct mxg_leg *leg, const char *addr,
+                            const struct mxg_rcpt_params *rp)
+{
+    leg->rcpt_early = 0;
+    if (!is_first_rcpt(leg, addr, rp)) {
+        struct mxg_reply r;
+        mxg_reply_set(&r, 451, "4.3.0", "Internal error: RCPT <%s> is not the recipient sent "
+                      "ahead (<%s>)", addr, leg->first_rcpt);
+        LOG_E("upstream", "%s %s: %s", leg->sid, leg->domain, r.text);
+        leg_fail(leg, &r);
+        return -1;
+    }
+    leg->op_pending = 1;
+    if (mxg_buf_avail(&leg->in) > 0) /* never inside this call: from the loop */
+        uv_timer_start(&leg->timer, on_held_reply, 0, 0);
+    return 0;
+}
+
 /* RCPT TO, with NOTIFY/ORCPT when the MX offers DSN (upstream.h). */
 int mxg_leg_rcpt(struct mxg_leg *leg, const char *addr, const struct mxg_rcpt_params *rp)
 {
+    if (leg->rcpt_early && leg->st == LEG_RCPT && !leg->op_pending)
+        return claim_early_rcpt(leg, addr, rp);
     if (leg->st != LEG_READY)
         return -1;
-    char params[640] = "";
-    if (leg->caps.dsn && rp) {
-        size_t l = 0;
-        if (rp->notify[0])
-            l += (size_t)snprintf(params + l, sizeof params - l, " NOTIFY=%s", rp->notify);
-        if (rp->orcpt[0])
-            snprintf(params + l, sizeof params - l, " ORCPT=%s", rp->orcpt);
-    }
+    char params[640];
+    rcpt_params(leg, rp, params, sizeof params);
     return leg_op(leg, LEG_RCPT, leg->env->cfg->t_upstream_cmd, "RCPT TO:<%s>%s", addr, params);
 }
 

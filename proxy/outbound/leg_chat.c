@@ -176,10 +176,12 @@ static void reply_broken(struct mxg_leg *leg, const struct mxg_reply *r)
     }
 }
 
-/* Split buffered plaintext into reply lines. */
-static void parse_input(struct mxg_leg *leg)
+/* Split buffered plaintext into reply lines (leg_int.h). */
+void leg_parse_input(struct mxg_leg *leg)
 {
     while (leg->conn && mxg_buf_avail(&leg->in) > 0) {
+        if (leg->rcpt_early && leg->st == LEG_RCPT)
+            return; /* nobody asked for it yet: mxg_leg_rcpt parses it */
         char *head = mxg_buf_head(&leg->in);
         size_t avail = mxg_buf_avail(&leg->in);
         size_t ll = 0, take = 0;
@@ -227,7 +229,7 @@ void leg_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(slab, sizeof slab);
 }
 
-/* Bytes from the MX (or an idle cached connection): through TLS, then parse_input. */
+/* Bytes from the MX (or an idle cached connection): through TLS, then leg_parse_input. */
 void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
@@ -270,7 +272,7 @@ void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             }
             if (rc == MXG_TLS_AGAIN)
                 break;
-            parse_input(leg);
+            leg_parse_input(leg);
             if (leg->conn && leg->st != LEG_FAILED)
                 leg_conn_lost(leg, rc == MXG_TLS_EOF ? "TLS closed" : "TLS error");
             return;
@@ -278,5 +280,5 @@ void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     } else {
         mxg_buf_append(&leg->in, buf->base, (size_t)n);
     }
-    parse_input(leg);
+    leg_parse_input(leg);
 }

@@ -601,6 +601,12 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     }
     leg->opportunistic = opts->opportunistic;
     leg->no_tlsrpt = opts->no_tlsrpt;
+    if (opts->first_rcpt && !probe_host && strlen(opts->first_rcpt) < sizeof leg->first_rcpt) {
+        mxg_str_copy(leg->first_rcpt, sizeof leg->first_rcpt, opts->first_rcpt);
+        if (opts->first_rp)
+            leg->first_rp = *opts->first_rp;
+        leg->has_first = 1; /* else: lock-step */
+    }
     leg->caller_hop = caller_hop;
     if (probe_host) {
         leg->probe = 1;

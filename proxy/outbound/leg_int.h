@@ -13,7 +13,8 @@
  *                   commands, reads, splitting input into reply lines;
  *                   like smtp_chat.c. Write coalescing: what one step
  *                   produces goes out in one write (leg_cork/leg_uncork:
- *                   RSET+MAIL on a cached connection, the last handshake
+ *                   RSET+MAIL(+the first RCPT) on a cached connection,
+ *                   MAIL+the first RCPT with PIPELINING, the last handshake
  *                   flight with EHLO, the TLS records of one send, the
  *                   held message bytes with the final dot).
  *  - leg_connect.c: the route and its candidates (MX, [host] and address
@@ -174,6 +175,15 @@ struct mxg_leg {
     int reuse_setup;              /* reused and not yet past MAIL: a failure means stale */
     int no_reuse;                 /* the cached connection was stale: connect afresh */
     int mail_pipelined;           /* MAIL went out right behind RSET */
+
+    /* the first recipient (mxg_leg_opts.first_rcpt): with PIPELINING its RCPT goes
+     * out in MAIL's write (leg_send_mail); rcpt_early: it did, and the
+     * caller's first mxg_leg_rcpt has not claimed its reply yet (parse_input
+     * holds that reply until it does) */
+    int has_first;
+    int rcpt_early;
+    char first_rcpt[MXG_PATH_MAX];
+    struct mxg_rcpt_params first_rp;
     size_t reasons_mark;          /* reasons / fail_kind before the stale attempt */
     int kind_mark;
     int watched;                  /* env->watch was told the outcome (leg_watch_end) */
@@ -227,6 +237,10 @@ int leg_uncork(struct mxg_leg *leg);
 int leg_send_held(struct mxg_leg *leg);
 int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Split buffered plaintext into replies and act on each (leg_on_reply). A
+ * reply to an RCPT sent early (rcpt_early, state rcpt) stays buffered until
+ * the caller's mxg_leg_rcpt claims it. */
+void leg_parse_input(struct mxg_leg *leg);
 void leg_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void leg_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 

@@ -354,7 +354,10 @@ int mxg_outbound_start(const struct mxg_upstream_env *env, struct mxg_outbound_r
     if (req->mp)
         mp = *req->mp;
     snprintf(ob->id, sizeof ob->id, "%s", req->id && req->id[0] ? req->id : "outbound");
-    ob->leg = mxg_leg_open_opts(env, ob->id, req->domain, req->from, &mp, &req->opts, &ob_cbs, ob);
+    struct mxg_leg_opts opts = req->opts; /* the first RCPT may go with MAIL */
+    opts.first_rcpt = req->rcpts[0].addr;
+    opts.first_rp = req->rcpts[0].rp;
+    ob->leg = mxg_leg_open_opts(env, ob->id, req->domain, req->from, &mp, &opts, &ob_cbs, ob);
     if (!ob->leg) {
         ob_free(ob);
         return -1;

@@ -144,13 +144,27 @@ struct mxg_leg *mxg_leg_open(const struct mxg_upstream_env *env, const char *ses
  *  - opportunistic: TLS "may" whatever DANE/MTA-STS/list say (report mail:
  *    RFC 8460 §3, reports must be delivered despite TLS failures).
  *  - no_tlsrpt: record no TLSRPT result (report mail never produces reports
- *    about itself, docs/ARCHITECTURE.md §Report delivery). */
+ *    about itself, docs/ARCHITECTURE.md §Report delivery).
+ *  - first_rcpt / first_rp (NULL: none): the recipient (and its DSN
+ *    parameters, NULL: none) of the caller's first mxg_leg_rcpt(). When
+ *    the MX offers PIPELINING its RCPT goes out in MAIL's write (RFC 2920
+ *    §3.1; RSET+MAIL+RCPT on a reused connection); every outcome stays
+ *    what the lock-step exchange gives: MAIL's reply is on_reply of the
+ *    open (a refused MAIL fails the leg, the RCPT's reply is never read:
+ *    the connection is closed), and the first mxg_leg_rcpt() then only
+ *    claims the RCPT's reply instead of sending (on_reply gets it, as
+ *    always from the loop). Another first recipient than this one fails the
+ *    leg with 451 4.3.0 (the MX holds an RCPT nobody asked for); closing
+ *    the leg before the claimed reply came aborts the connection (no QUIT,
+ *    not parked). Without PIPELINING: lock-step, as without first_rcpt. */
 struct mxg_leg_opts {
     const char *nexthop;
     int nexthop_port;   /* 0 = upstream.port */
     int nexthop_mx;
     int opportunistic;
     int no_tlsrpt;
+    const char *first_rcpt;
+    const struct mxg_rcpt_params *first_rp;
 };
 struct mxg_leg *mxg_leg_open_opts(const struct mxg_upstream_env *env, const char *session_id,
                                   const char *domain, const char *mail_from,

@@ -8,6 +8,9 @@
 # attempt), bounce route .164.
 # hostile_rows PATH — run the rows of hostile_table.txt for PATH (hostile_run.py) and count
 # its ok/FAIL lines as assertions (XFAIL/XPASS lines are reported, not counted as failures).
+# hostile_rows PATH pipelining REGEX — the rows of PATH whose id matches REGEX (HOSTILE_ONLY
+# wins) again, with the hostile MX offering PIPELINING (the first RCPT rides with MAIL): the
+# same outcomes are expected.
 
 HOSTILE_TABLE=${HOSTILE_TABLE:-$TB_LIB_DIR/hostile_table.txt}
 HOSTILE_QPORT=10026
@@ -51,10 +54,17 @@ hostile_bed() {
 }
 
 hostile_rows() {
-    local path=$1 line
+    local path=$1 pipe=${2:-} line only=${HOSTILE_ONLY:-}
+    local out=$path
+    if [ "$pipe" = pipelining ]; then
+        out=$path-pipelining
+        only=${HOSTILE_ONLY:-$3}
+    fi
     "$PYTHON" "$TB_LIB_DIR/hostile_run.py" --tb "$TB" --bin "$MXG_BIN" --table "$HOSTILE_TABLE" \
-        --path "$path" ${HOSTILE_ONLY:+--only "$HOSTILE_ONLY"} >"$TB/hostile-$path.out" 2>"$TB/hostile-$path.err"
+        --path "$path" ${only:+--only "$only"} ${pipe:+--pipelining} \
+        >"$TB/hostile-$out.out" 2>"$TB/hostile-$out.err"
     local rc=$?
+    path=$out
     echo "# hostile_run.py exit $rc"
     [ "$rc" = 0 ] || fail "hostile_run.py exited with $rc: $(tail -n 3 "$TB/hostile-$path.err")"
     while IFS= read -r line; do

@@ -9,6 +9,8 @@ every row):
    "IP": {"steps": {"STEP": "BEHAVIOUR", ...}, "certs": ["CERT", ...], "starttls": true},
    "*":  {...}}                      (for any listen address without an entry of its own)
 
+"pipelining": true adds PIPELINING (RFC 2920) to the EHLO reply (default: not offered).
+
 STEP: greeting, ehlo, starttls, ehlo2 (EHLO after TLS), mail, rcpt1, rcpt2 (the first /
 second RCPT of a transaction), data, body (after 354, once the first line of data arrived),
 dot (after the complete message, before the reply), quit.
@@ -19,6 +21,8 @@ BEHAVIOUR:
              STARTTLS, DATA and QUIT it is the wrong 2xx)
   354        "354 ..." where it is not expected
   4xx / 5xx  "450 4.7.0 ..." / "550 5.7.1 ..."
+  503        "503 5.5.1 ..." (bad sequence of commands)
+  twice      the normal reply, twice (an extra reply nothing asked for)
   4xx8bit    a well-formed "450 4.7.0 ..." whose text has Latin-1 octets (as real MXes send)
   421        "421 4.3.2 ..." and close
   malformed  a reply line that is no reply (no code, control and 8-bit octets)
@@ -37,11 +41,14 @@ Every connection appends two JSON lines to --events: {"ev":"open",...} at accept
 {"ev":"close",...} at the end, with rev, listen, n (per address since rev), cmds (the
 commands received, "DATA-BODY" for message data), tls (handshake done), cert, helo,
 mail_from, rcpts (accepted), body (a complete message was received), stored (it was
-answered 250: the message is in --spool as NNNN.eml + NNNN.json), msg (its file).
+answered 250: the message is in --spool as NNNN.eml + NNNN.json), msg (its file),
+pipelining (offered), mail_rcpt_together / mail_alone (MAIL commands that came with more
+input right behind them, i.e. the client's first RCPT in the same write / that came alone).
 """
 import argparse
 import json
 import os
+import select
 import signal
 import socket
 import ssl
@@ -51,8 +58,8 @@ import time
 
 STEPS = ("greeting", "ehlo", "starttls", "ehlo2", "mail", "rcpt1", "rcpt2", "data", "body",
          "dot", "quit")
-BEHAVIOURS = ("ok", "2xx", "354", "4xx", "4xx8bit", "5xx", "421", "malformed", "overlong",
-              "multiline", "disconnect", "stall", "tlsalert")
+BEHAVIOURS = ("ok", "2xx", "354", "4xx", "4xx8bit", "5xx", "503", "421", "malformed", "overlong",
+              "multiline", "twice", "disconnect", "stall", "tlsalert")
 # a fatal alert record (handshake_failure), written in the clear under the TLS layer
 TLS_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
 
@@ -117,6 +124,7 @@ class Session:
         script = ctl.get(self.listen) or ctl.get("*") or {}
         self.steps = script.get("steps", {})
         self.offer_tls = script.get("starttls", True)
+        self.offer_pipelining = script.get("pipelining", False)
         key = (ctl.get("rev", "-"), self.listen)
         with srv.lock:
             srv.counts[key] = srv.counts.get(key, 0) + 1
@@ -126,7 +134,8 @@ class Session:
         self.rec = {"rev": ctl.get("rev", "-"), "listen": self.listen, "n": self.n,
                     "peer": "%s:%d" % sock.getpeername(), "cmds": [], "tls": False,
                     "cert": None, "helo": None, "mail_from": None, "rcpts": [], "body": False,
-                    "stored": False, "msg": None}
+                    "stored": False, "msg": None, "pipelining": self.offer_pipelining,
+                    "mail_rcpt_together": 0, "mail_alone": 0}
         self.tls = False
         self.nrcpt = 0
 
@@ -152,6 +161,15 @@ class Session:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return line + b"\n"
+
+    def more_waiting(self):
+        """did more input come with the last command (a pipelined group)? A complete line
+        buffered, a TLS record read ahead, or bytes in the socket at once"""
+        if self.buf:
+            return True
+        if self.tls and self.sock.pending() > 0:
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def drain(self, limit=60.0):
         """stall: read and discard until the peer closes (or LIMIT seconds)"""
@@ -191,6 +209,11 @@ class Session:
             self.sendraw(b"450 4.7.0 hostile: Zustellung verz\xf6gert at " + step.encode() + b" \xe4\xfc\r\n")
         elif b == "5xx":
             self.send("550 5.7.1 hostile: permanent failure at %s" % step)
+        elif b == "503":
+            self.send("503 5.5.1 hostile: bad sequence of commands at %s" % step)
+        elif b == "twice":
+            self.send(normal)
+            self.send(normal)
         elif b == "421":
             self.send("421 4.3.2 hostile: closing at %s" % step)
             return False
@@ -234,6 +257,8 @@ class Session:
 
     def ehlo_reply(self):
         caps = ["hostile.mx", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES"]
+        if self.offer_pipelining:
+            caps.append("PIPELINING")
         if not self.tls and self.offer_tls:
             caps.append("STARTTLS")
         return "\n".join(("250-" if i < len(caps) - 1 else "250 ") + c for i, c in enumerate(caps))
@@ -283,6 +308,10 @@ class Session:
                 self.log("TLS up (%s), certificate %s" % (self.sock.version(), self.cert))
             elif verb == "MAIL":
                 self.nrcpt = 0
+                if self.more_waiting():
+                    self.rec["mail_rcpt_together"] += 1
+                else:
+                    self.rec["mail_alone"] += 1
                 self.rec["mail_from"] = arg[5:] if arg.upper().startswith("FROM:") else arg
                 if not self.act("mail", "250 2.1.0 ok"):
                     return

@@ -2,7 +2,9 @@
 """hostile_run.py — runs the rows of hostile_table.txt against a running test-bed (stdlib only).
 
 Called by t_hostile_*.sh once mxguard (listener 127.0.70.1:10025, queue listener :10026) and
-hostile_mx.py run:  hostile_run.py --tb DIR --path PATH [--only REGEX] [--break ROW]
+hostile_mx.py run:  hostile_run.py --tb DIR --path PATH [--only REGEX] [--pipelining]
+(--pipelining: the MX offers PIPELINING; every row checks that MAIL came with the first RCPT
+in one write exactly when it was offered)
 Prints "ok   - ..." / "FAIL - ..." / "XFAIL ..." / "XPASS ..." lines (the shell counts them).
 
 Per row: write hostile_mx.py's control file (rev = the row id), send one transaction (or run
@@ -183,11 +185,13 @@ class Runner:
     def control(self, rev, row):
         ctl = {"rev": rev}
         hosts = HOSTS["rua"] if row["path"] == "report" else HOSTS[row["dom"]]
-        script = {"steps": {}}
+        script = {"steps": {}, "pipelining": self.a.pipelining}
         if row["behaviour"] == "certchange":
             script["certs"] = DANE_CERTS
         elif row["step"] != "-":
-            script["steps"][row["step"]] = row["behaviour"]
+            # "mail+rcpt1 | 5xx+503": a behaviour at each of several steps
+            for step, b in zip(row["step"].split("+"), row["behaviour"].split("+")):
+                script["steps"][step] = b
         for h in hosts:
             ctl[h] = script
         tmp = os.path.join(self.tb, "hostile.control.tmp")
@@ -376,6 +380,14 @@ class Runner:
                 pass
             elif not leg2:
                 fails.append("legs: the good leg (hostile2.test) did not get the message")
+        # RFC 2920: the first RCPT rides with MAIL exactly when PIPELINING was offered
+        for e in mine:
+            if self.a.pipelining and e["mail_alone"]:
+                fails.append("mx: PIPELINING offered, but MAIL came without the first RCPT")
+                break
+            if not self.a.pipelining and e["mail_rcpt_together"]:
+                fails.append("mx: MAIL came with more commands, PIPELINING was not offered")
+                break
         # spool
         if row["spool"] != "-" and str(len(new_spool)) != row["spool"]:
             fails.append("spool: want %s new entr(ies), got %d" % (row["spool"], len(new_spool)))
@@ -458,9 +470,14 @@ def main():
     ap.add_argument("--table", required=True)
     ap.add_argument("--path", required=True)
     ap.add_argument("--only", default="")
+    ap.add_argument("--pipelining", action="store_true",
+                    help="the hostile MX offers PIPELINING (row ids get +pipelining)")
     a = ap.parse_args()
     rows = [r for r in load_table(a.table) if r["path"] == a.path
             and (not a.only or re.search(a.only, r["id"]))]
+    if a.pipelining:
+        for r in rows:
+            r["id"] += "+pipelining"
     run = Runner(a)
     t0 = time.time()
     for row in rows:

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # t_hostile_single.sh — the hostile-MX table (hostile_table.txt), path "single": every step of the
 # SMTP client × every misbehaviour of the MX (hostile_mx.py); see hostile_lib.sh and
-# README.md "The hostile MX suite".
+# README.md "The hostile MX suite". The MAIL / first-RCPT rows run twice: without and with
+# PIPELINING offered.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 . "$TB_LIB_DIR/hostile_lib.sh"
 
 tb_init
 hostile_bed
 hostile_rows single
+# MAIL and the first RCPT in one write (RFC 2920): the same rows, the same outcomes
+hostile_rows single pipelining '^single\.h\.(mail|rcpt1|mail\+rcpt1)\.'
 tb_finish

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # t_writes.sh — writes per relayed message on a reused upstream connection ("cheaper
 # per message"), counted by mxguard itself (mxguard_upstream_writes_total): with PIPELINING,
-# RSET and MAIL go out in one write, and the Received: header, a message that arrives in one
-# read and the final dot in one more (4 writes: RSET+MAIL, RCPT, DATA, the rest); a message in
-# two reads costs one write more (the header with the first part, the dot with the last); an MX
-# without PIPELINING gets RSET alone (5); on a fresh connection the client's last TLS handshake
-# flight and EHLO share a write. Every message arrives byte for byte + Received:.
+# RSET, MAIL and the first RCPT go out in one write (RFC 2920 §3.1), and the Received: header,
+# a message that arrives in one read and the final dot in one more (3 writes: RSET+MAIL+RCPT,
+# DATA, the rest); a message in two reads costs one write more (the header with the first
+# part, the dot with the last); an MX without PIPELINING gets RSET, MAIL and RCPT one by one
+# (5); on a fresh connection the client's last TLS handshake flight and EHLO share a write.
+# Every message arrives byte for byte + Received:.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 tb_init
@@ -42,16 +43,16 @@ delta() { if [ "$1" = absent ] || [ "$2" = absent ]; then echo absent; else echo
 
 # 1. a fresh connection with STARTTLS: EHLO, STARTTLS, ClientHello, the client's last
 #    handshake flight with EHLO (TLS 1.3; in TLS 1.2 EHLO follows the server's Finished alone),
-#    MAIL, RCPT, DATA, the rest: 8 writes
+#    MAIL+RCPT, DATA, the rest: 7 writes
 w0=$(writes)
 one warm1 a@example.test
 w1=$(writes)
-assert_eq "fresh connection with STARTTLS: 8 writes" 8 "$(delta "$w0" "$w1")"
-# 2. PIPELINING, TLS, a cached connection: 4 writes
+assert_eq "fresh connection with STARTTLS: 7 writes" 7 "$(delta "$w0" "$w1")"
+# 2. PIPELINING, TLS, a cached connection: 3 writes
 w0=$(writes)
 one reuse1 b@example.test
 w1=$(writes)
-assert_eq "pipelining MX, cached connection, message in one read: 4 writes" 4 "$(delta "$w0" "$w1")"
+assert_eq "pipelining MX, cached connection, message in one read: 3 writes" 3 "$(delta "$w0" "$w1")"
 m=$(spool_last "$TB/spool/mx1")
 [ -n "$m" ] && assert_eq "reuse1: byte for byte + Received:" "received+same" \
     "$(eml_compare "$m.eml" "$TB/reuse1.msg")"
@@ -59,7 +60,7 @@ m=$(spool_last "$TB/spool/mx1")
 assert_file_grep "mx1 got RSET (the connection was reused)" "$TB/mx1.log" '< RSET'
 
 # 3. the message in two reads: the Received: header goes with the first part, the dot with
-#    the second (5 writes)
+#    the second (4 writes)
 msg split1 c@example.test
 head -c 100 "$TB/split1.data" >"$TB/split1.a"
 tail -c +101 "$TB/split1.data" >"$TB/split1.b"
@@ -69,12 +70,12 @@ smtp_chat split1 "EHLO client.test" "MAIL FROM:<sender@client.test>" "RCPT TO:<c
     DATA "raw:0:$first" sleep:0.5 "@$TB/split1.b" QUIT
 w1=$(writes)
 assert_eq "split1: 250 after the dot" 250 "$(awk -F'\t' '$1 == "DOT" { print $2 }' "$TB/split1.chat")"
-assert_eq "message in two reads: 5 writes" 5 "$(delta "$w0" "$w1")"
+assert_eq "message in two reads: 4 writes" 4 "$(delta "$w0" "$w1")"
 m=$(spool_last "$TB/spool/mx1")
 [ -n "$m" ] && assert_eq "split1: byte for byte + Received:" "received+same" \
     "$(eml_compare "$m.eml" "$TB/split1.msg")"
 
-# 4. no PIPELINING (mx2, other.test): RSET alone, then MAIL (5 writes)
+# 4. no PIPELINING (mx2, other.test): RSET alone, then MAIL, then RCPT (5 writes)
 one warm2 a@other.test
 w0=$(writes)
 one reuse2 b@other.test

@@ -600,7 +600,9 @@ static void test_mail_354_is_failure(void **state)
     one_rcpt_case(f, &rc);
     assert_int_equal(f->final.code, 451);
     assert_string_equal(f->final.enh, "4.5.0");
-    assert_int_equal(f->srv.n_rcpt, 0);
+    assert_int_equal(rc.reply.code, 451); /* whatever the pipelined RCPT got (250) */
+    assert_int_equal(f->srv.n_rcpt, 1);   /* PIPELINING: it went with MAIL */
+    assert_int_equal(f->srv.n_data, 0);
     assert_int_equal(f->srv.n_quit, 1);
 }
 
@@ -614,7 +616,61 @@ static void test_mail_421_is_451(void **state)
     assert_int_equal(f->final.code, 451);
     assert_string_equal(f->final.enh, "4.4.2");
     assert_int_equal(rc.reply.code, 451);
+    assert_int_equal(f->srv.n_rcpt, 1); /* PIPELINING: it went with MAIL */
+    assert_int_equal(f->srv.n_data, 0);
+}
+
+/* MAIL refused, the RCPT pipelined behind it answered 250: the transaction
+ * fails with MAIL's reply, for every recipient; the 250 never counts as
+ * accepted and no DATA goes out. */
+static void test_mail_refused_rcpt_250(void **state)
+{
+    struct fx *f = *state;
+    f->srv.mail_reply = "550 5.7.1 sender refused\r\n";
+    struct mxg_outbound_rcpt rc[2] = {{.addr = "a@example.test"}, {.addr = "b@example.test"}};
+    struct mxg_outbound_req req;
+    req_init(f, &req, rc, 2);
+    req.body = "x\r\n";
+    req.body_len = 3;
+    assert_int_equal(mxg_outbound_start(&f->env, &req, NULL), 0);
+    run_until_done(f);
+    assert_int_equal(f->final.code, 550);
+    assert_string_equal(f->final.enh, "5.7.1");
+    assert_int_equal(rc[0].reply.code, 550);
+    assert_int_equal(rc[1].reply.code, 550);
+    assert_int_equal(f->srv.n_rcpt, 1); /* only the first went, with MAIL */
+    assert_int_equal(f->srv.n_data, 0);
+    assert_int_equal(f->srv.n_dot, 0);
+}
+
+/* The same without PIPELINING: lock-step, the RCPT never reaches the MX. */
+static void test_mail_refused_lockstep(void **state)
+{
+    struct fx *f = *state;
+    f->srv.ehlo = "250-test.example\r\n250 8BITMIME\r\n";
+    f->srv.mail_reply = "550 5.7.1 sender refused\r\n";
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 550);
+    assert_int_equal(rc.reply.code, 550);
     assert_int_equal(f->srv.n_rcpt, 0);
+    assert_int_equal(f->srv.n_data, 0);
+}
+
+/* Two replies to MAIL: the extra one answers the pipelined RCPT (replies are
+ * matched in order), the RCPT's own reply then answers DATA: a 2xx to DATA,
+ * 451 4.5.0, the message never goes out. */
+static void test_mail_two_replies(void **state)
+{
+    struct fx *f = *state;
+    f->srv.mail_reply = "250 2.1.0 ok\r\n250 2.1.0 ok\r\n";
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.5.0");
+    assert_int_equal(f->srv.n_dot, 0);
+    /* the server took DATA (354) and then our QUIT as message data: never the body */
+    assert_true(f->srv.data == NULL || strstr(f->srv.data, "x\r\n") == NULL);
 }
 
 /* "250 <5000 octets>" in one read is no reply: 451 4.5.0, the connection is
@@ -758,11 +814,11 @@ static void drv_wait(struct fx *f, struct drv *d, int n)
 /* One transaction on a leg to the test server (MAIL, RCPT, DATA, body, dot; the body held
  * for the dot when hold), then close it (parked when the cache takes it). Returns the
  * upstream writes it cost. */
-static double drv_txn(struct fx *f, const char *body, int hold)
+static double drv_txn_first(struct fx *f, const char *body, int hold, const char *first)
 {
     struct drv d = {0};
     struct mxg_leg_opts o = {.nexthop = "127.0.0.1", .nexthop_port = f->srv.port,
-                             .opportunistic = 1, .no_tlsrpt = 1};
+                             .opportunistic = 1, .no_tlsrpt = 1, .first_rcpt = first};
     struct mxg_mail_params mp;
     memset(&mp, 0, sizeof mp);
     struct mxg_leg_cbs cbs = {drv_reply, drv_drain};
@@ -788,6 +844,12 @@ static double drv_txn(struct fx *f, const char *body, int hold)
     for (int i = 0; i < 20; i++)
         uv_run(&f->loop, UV_RUN_NOWAIT);
     return mxg_metrics_value(f->env.metrics, MXG_M_UPSTREAM_WRITES, NULL) - w0;
+}
+
+/* drv_txn_first without a first recipient announced: MAIL and RCPT in lock-step. */
+static double drv_txn(struct fx *f, const char *body, int hold)
+{
+    return drv_txn_first(f, body, hold, NULL);
 }
 
 /* Give the fixture a connection cache and a metrics registry. */
@@ -832,6 +894,93 @@ static void test_writes_pipelining(void **state)
     assert_string_equal(f->srv.data, want); /* the bytes as written, in order */
     drv_env_end(f);
     assert_int_equal(f->srv.n_quit, 1);
+}
+
+/* The first recipient announced (as the session and the queue runner do): with
+ * PIPELINING the RCPT goes with MAIL — a fresh connection 4 writes (EHLO, MAIL+RCPT,
+ * DATA, body+dot), a cached one 3 (RSET+MAIL+RCPT, DATA, body+dot). The driver claims
+ * the RCPT only after MAIL's on_reply returned (its reply waits, then comes from the loop). */
+static void test_writes_first_rcpt(void **state)
+{
+    struct fx *f = *state;
+    drv_env(f);
+    assert_int_equal((int)drv_txn_first(f, "a\r\n", 1, "a@example.test"), 4);
+    assert_int_equal((int)drv_txn_first(f, "b\r\n", 1, "a@example.test"), 3);
+    assert_int_equal(f->srv.n_rset, 1);
+    assert_int_equal(f->srv.n_mail, 2);
+    assert_int_equal(f->srv.n_rcpt, 2);
+    assert_int_equal(f->srv.n_dot, 2);
+    assert_string_equal(f->srv.data, "a\r\nb\r\n");
+    drv_env_end(f);
+}
+
+/* The first recipient announced to an MX without PIPELINING: lock-step (5 writes reused). */
+static void test_writes_first_rcpt_no_pipelining(void **state)
+{
+    struct fx *f = *state;
+    f->srv.ehlo = "250-test.example\r\n250 8BITMIME\r\n";
+    drv_env(f);
+    assert_int_equal((int)drv_txn_first(f, "a\r\n", 1, "a@example.test"), 5);
+    assert_int_equal((int)drv_txn_first(f, "b\r\n", 1, "a@example.test"), 5);
+    assert_string_equal(f->srv.data, "a\r\nb\r\n");
+    drv_env_end(f);
+}
+
+/* The first mxg_leg_rcpt names another recipient than the one sent ahead: the
+ * leg fails (451 4.3.0), the MX never gets DATA. */
+static void test_first_rcpt_mismatch(void **state)
+{
+    struct fx *f = *state;
+    struct drv d = {0};
+    struct mxg_leg_opts o = {.nexthop = "127.0.0.1", .nexthop_port = f->srv.port,
+                             .opportunistic = 1, .no_tlsrpt = 1, .first_rcpt = "a@example.test"};
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    struct mxg_leg_cbs cbs = {drv_reply, drv_drain};
+    struct mxg_leg *leg = mxg_leg_open_opts(&f->env, "T", "example.test", "s@example.org", &mp,
+                                            &o, &cbs, &d);
+    assert_non_null(leg);
+    drv_wait(f, &d, 1);
+    assert_int_equal(d.codes[0], 250);
+    assert_int_equal(mxg_leg_rcpt(leg, "z@example.test", NULL), -1);
+    assert_int_equal(mxg_leg_error(leg)->code, 451);
+    assert_string_equal(mxg_leg_error(leg)->enh, "4.3.0");
+    assert_int_equal(mxg_leg_data(leg), -1);
+    mxg_leg_close(leg);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->srv.n_rcpt, 1);
+    assert_int_equal(f->srv.n_data, 0);
+}
+
+/* A reply while nothing waits for one (two replies to MAIL, lock-step): the leg
+ * fails with 451 4.5.0 at once, before any later command could take it. */
+static void test_extra_reply_fails_leg(void **state)
+{
+    struct fx *f = *state;
+    f->srv.ehlo = "250-test.example\r\n250 8BITMIME\r\n";
+    f->srv.mail_reply = "250 2.1.0 ok\r\n250 2.1.0 ok\r\n";
+    struct drv d = {0};
+    struct mxg_leg_opts o = {.nexthop = "127.0.0.1", .nexthop_port = f->srv.port,
+                             .opportunistic = 1, .no_tlsrpt = 1};
+    struct mxg_mail_params mp;
+    memset(&mp, 0, sizeof mp);
+    struct mxg_leg_cbs cbs = {drv_reply, drv_drain};
+    struct mxg_leg *leg = mxg_leg_open_opts(&f->env, "T", "example.test", "s@example.org", &mp,
+                                            &o, &cbs, &d);
+    assert_non_null(leg);
+    drv_wait(f, &d, 1);
+    assert_int_equal(d.codes[0], 250);
+    for (int i = 0; i < 20 && mxg_leg_error(leg)->code == 0; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(mxg_leg_rcpt(leg, "a@example.test", NULL), -1);
+    assert_int_equal(mxg_leg_error(leg)->code, 451);
+    assert_string_equal(mxg_leg_error(leg)->enh, "4.5.0");
+    mxg_leg_close(leg);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->srv.n_rcpt, 0);
+    assert_int_equal(d.n, 1); /* no second on_reply */
 }
 
 /* A cached connection to an MX without PIPELINING: RSET alone, then MAIL — 5 writes. */
@@ -885,6 +1034,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mx_no_dsn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writes_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writes_no_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_first_rcpt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_first_rcpt_no_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_rcpt_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extra_reply_fails_leg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mail_refused_rcpt_250, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mail_refused_lockstep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mail_two_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_354_is_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_421_is_451, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlong_reply_line, setup, teardown),
