@@ -218,6 +218,28 @@ int mxg_tls_shared_take(struct mxg_tls_shared *s, const void *key, size_t keylen
     return found;
 }
 
+int mxg_tls_shared_drop(struct mxg_tls_shared *s, const void *key, size_t keylen, const void *data,
+                        size_t len)
+{
+    if (!s || !key || keylen == 0 || keylen > MXG_TLS_SHARED_KEY_MAX || !data || len == 0 ||
+        len > MXG_TLS_SHARED_SLOT)
+        return 0;
+    uint64_t h = key_hash(key, keylen);
+    if (slock(s) < 0)
+        return 0;
+    struct sentry *es = entries(s);
+    int n = 0;
+    for (int i = 0; i < s->max; i++) {
+        if (matches(s, i, h, key, keylen) && es[i].len == len &&
+            memcmp(data_of(s, i), data, len) == 0) {
+            drop(s, i);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 int mxg_tls_shared_count(struct mxg_tls_shared *s)
 {
     if (!s || slock(s) < 0)

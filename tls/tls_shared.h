@@ -66,6 +66,13 @@ int mxg_tls_shared_put(struct mxg_tls_shared *s, const void *key, size_t keylen,
  * lock fails, or the entry does not fit cap: it is then dropped). */
 int mxg_tls_shared_take(struct mxg_tls_shared *s, const void *key, size_t keylen, int64_t now,
                         void *buf, size_t cap, size_t *len);
+/* Drop the entries under key whose data is exactly data (len octets): what a
+ * take returned and the caller could not use (it does not deserialize, or
+ * OpenSSL refuses it) — a kept TLS 1.2 entry would otherwise be offered again
+ * first. An entry stored since under the key with other data stays. Returns
+ * how many were dropped (0 also when the table's lock fails). */
+int mxg_tls_shared_drop(struct mxg_tls_shared *s, const void *key, size_t keylen, const void *data,
+                        size_t len);
 /* Entries stored now (expired ones included until they are dropped). */
 int mxg_tls_shared_count(struct mxg_tls_shared *s);
 /* Forget every entry. */

@@ -2,7 +2,7 @@
  * processes (tls/tls_shared.h): put/take, take-once vs kept entries, the
  * newest first, expiry, an oversize session not stored, the per-key bound,
  * a full table (least recently used makes room), clear, another process's
- * entries, and a worker dying
+ * entries, an entry the caller could not use dropped, and a worker dying
  * with the mutex held (the table emptied, then in use again). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -128,6 +128,29 @@ static void test_per_key_and_full(void **state)
     mxg_tls_shared_free(s);
 }
 
+/* A kept entry the caller cannot use (it does not deserialize) is dropped by
+ * its content: the next take finds the older good one, and a store wins at
+ * once; an entry with other data under the key is not touched. */
+static void test_drop_unusable(void **state)
+{
+    (void)state;
+    struct mxg_tls_shared *s = mxg_tls_shared_new(8);
+    assert_int_equal(put(s, "A", "good", 0), 1);
+    assert_int_equal(put(s, "A", "garbage", 0), 1);
+    assert_int_equal(put(s, "B", "garbage", 0), 1);
+    assert_string_equal(take(s, "A"), "garbage");
+    assert_string_equal(take(s, "A"), "garbage"); /* kept: it would block the key */
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "other", 5), 0);
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "garbage", 7), 1);
+    assert_string_equal(take(s, "A"), "good");
+    assert_string_equal(take(s, "B"), "garbage"); /* another key's entry stays */
+    assert_int_equal(put(s, "A", "new", 0), 1);
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "garbage", 7), 0);
+    assert_string_equal(take(s, "A"), "new");
+    assert_int_equal(mxg_tls_shared_count(s), 3);
+    mxg_tls_shared_free(s);
+}
+
 /* Another process (a worker) stores; this one takes: the mapping is shared. */
 static void test_processes(void **state)
 {
@@ -207,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_put_take),
         cmocka_unit_test(test_expiry_and_limits),
         cmocka_unit_test(test_per_key_and_full),
+        cmocka_unit_test(test_drop_unusable),
         cmocka_unit_test(test_processes),
         cmocka_unit_test(test_owner_died),
     };
