@@ -14,12 +14,14 @@
  * Process-wide by nature, and how:
  *  - AUTH failure counters and trusted addresses: the two tables of
  *    proxy/inbound/auth.h made shared (mxg_auth_throttle_new_shared: fixed size,
- *    process-shared robust mutex; a full table refuses, fail closed).
+ *    process-shared robust mutex; a full table refuses, fail closed; a worker
+ *    dying while holding the mutex: every AUTH refused for
+ *    max(auth.failure_window, auth.lockout), then the tables are emptied).
  *  - The upstream TLS session cache (upstream.tls_session_cache entries): one
  *    table of serialized sessions in a mapping of its own (tls/tls_shared.h:
  *    fixed size, slots of MXG_TLS_SHARED_SLOT octets, process-shared robust
- *    mutex; a worker dying while holding it poisons it: full handshakes from
- *    then on, never a wrong session), so a session one worker's full handshake
+ *    mutex; a worker dying while holding it makes the next user empty it: full
+ *    handshakes until sessions are stored again, never a wrong session), so a session one worker's full handshake
  *    brought resumes any worker's connection to that (MX address, requirement)
  *    pair. The key's settings generation lives in the mapping: the master raises
  *    it on a reload before it tells the workers, who take it (a restarted worker
@@ -448,8 +450,13 @@ int app_workers_run(struct app *app)
     app->n_workers = m.n;
     if (!(app->shared = shared_new(m.n)))
         return 1;
-    app->shared_throttle = mxg_auth_throttle_new_shared(app->cfg.auth_throttle_entries);
-    app->shared_trust = mxg_auth_throttle_new_shared(app->cfg.auth_trusted_entries);
+    /* a worker that dies holding a table's mutex: AUTH refused until every window and
+     * lockout in it would have run out, then emptied (proxy/inbound/auth_throttle.c) */
+    uint64_t quarantine = app->cfg.auth_window_ms > app->cfg.auth_lockout_ms
+                              ? app->cfg.auth_window_ms
+                              : app->cfg.auth_lockout_ms;
+    app->shared_throttle = mxg_auth_throttle_new_shared(app->cfg.auth_throttle_entries, quarantine);
+    app->shared_trust = mxg_auth_throttle_new_shared(app->cfg.auth_trusted_entries, quarantine);
     if (!app->shared_throttle || !app->shared_trust) {
         LOG_E("main", "workers: shared AUTH tables: out of memory");
         return 1;

@@ -706,6 +706,11 @@ struct mxg_tls_resume *mxg_tls_resume_new_shared(int max_entries)
     return r;
 }
 
+struct mxg_tls_shared *mxg_tls_resume_shared_table(const struct mxg_tls_resume *r)
+{
+    return r ? r->shm : NULL;
+}
+
 void mxg_tls_resume_free(struct mxg_tls_resume *r)
 {
     if (r == NULL)
@@ -794,7 +799,9 @@ static int session_usable(SSL_SESSION *s)
 
 /* Contract (a shared store): offer e the newest session stored under its key
  * by any worker, deserialized (d2i_SSL_SESSION); a TLS 1.3 ticket is taken out
- * of the table (one use). 1 offered, 0 none (or one OpenSSL refuses: a full
+ * of the table (one use). One that does not deserialize or that OpenSSL
+ * refuses is dropped from the table (a kept TLS 1.2 one would be offered
+ * again first) and the next newest tried. 1 offered, 0 none (a full
  * handshake). */
 static int shared_offer(struct mxg_tls_engine *e, struct mxg_tls_resume *r)
 {
@@ -814,8 +821,7 @@ static int shared_offer(struct mxg_tls_engine *e, struct mxg_tls_resume *r)
             r->offered++;
             return 1;
         }
-        if (s == NULL)
-            return 0; /* cannot happen (serialized by shared_store); not retried */
+        mxg_tls_shared_drop(r->shm, e->rkey, e->rkeylen, buf, len);
     }
     return 0;
 }

@@ -191,6 +191,9 @@ struct mxg_tls_resume *mxg_tls_resume_new(int max_entries);
  * used once, any worker's session resumes any worker's connection under the
  * same key. mxg_tls_resume_free() unmaps this process's view only. */
 struct mxg_tls_resume *mxg_tls_resume_new_shared(int max_entries);
+/* Tests only: the table of a shared store (tls/tls_shared.h; the engine's
+ * sessions are under the caller's resume key as it is), NULL for a private one. */
+struct mxg_tls_shared *mxg_tls_resume_shared_table(const struct mxg_tls_resume *r);
 void mxg_tls_resume_free(struct mxg_tls_resume *r);
 int mxg_tls_resume_count(const struct mxg_tls_resume *r);
 /* Settings changed (reload, in the process that serves): forget every

@@ -30,7 +30,7 @@ struct sentry {
 
 struct mxg_tls_shared {
     pthread_mutex_t mu;   /* process-shared, robust */
-    int poisoned;         /* a holder died: an entry may be half-written */
+    struct mxg_shm_poison poison; /* a holder died: an entry may be half-written */
     int max;              /* entries */
     int count;            /* entries in use */
     uint64_t clock;       /* LRU stamps */
@@ -103,14 +103,27 @@ void mxg_tls_shared_free(struct mxg_tls_shared *s)
         munmap(s, s->map_len);
 }
 
-/* Take the mutex: 0, or -1 (not held) when it cannot be taken or the table is
- * poisoned — the caller finds / stores nothing. */
+/* Forget every entry (the lock held): also the recovery after a holder died
+ * (any entry may be half-written: none is used again). */
+static void clear_locked(void *table)
+{
+    struct mxg_tls_shared *s = table;
+    struct sentry *es = entries(s);
+    for (int i = 0; i < s->max; i++)
+        es[i].used = 0;
+    s->count = 0;
+}
+
+/* Take the mutex: 0, or -1 (not held) when it cannot be taken — the caller
+ * finds / stores nothing. After a holder died the first locker empties the
+ * table (quarantine 0: a resumption is only an optimisation) and goes on. */
 static int slock(struct mxg_tls_shared *s)
 {
     static const struct mxg_shm_mutex_names names = {
         "tls", "TLS session cache", "no session is resumed (full handshakes)",
         "no session resumed"};
-    return mxg_shm_mutex_lock(&s->mu, &s->poisoned, &names);
+    const struct mxg_shm_recovery rec = {clear_locked, s};
+    return mxg_shm_mutex_lock(&s->mu, &s->poison, &rec, &names);
 }
 
 /* Free entry i (the lock held). */
@@ -205,6 +218,28 @@ int mxg_tls_shared_take(struct mxg_tls_shared *s, const void *key, size_t keylen
     return found;
 }
 
+int mxg_tls_shared_drop(struct mxg_tls_shared *s, const void *key, size_t keylen, const void *data,
+                        size_t len)
+{
+    if (!s || !key || keylen == 0 || keylen > MXG_TLS_SHARED_KEY_MAX || !data || len == 0 ||
+        len > MXG_TLS_SHARED_SLOT)
+        return 0;
+    uint64_t h = key_hash(key, keylen);
+    if (slock(s) < 0)
+        return 0;
+    struct sentry *es = entries(s);
+    int n = 0;
+    for (int i = 0; i < s->max; i++) {
+        if (matches(s, i, h, key, keylen) && es[i].len == len &&
+            memcmp(data_of(s, i), data, len) == 0) {
+            drop(s, i);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 int mxg_tls_shared_count(struct mxg_tls_shared *s)
 {
     if (!s || slock(s) < 0)
@@ -218,10 +253,7 @@ void mxg_tls_shared_clear(struct mxg_tls_shared *s)
 {
     if (!s || slock(s) < 0)
         return;
-    struct sentry *es = entries(s);
-    for (int i = 0; i < s->max; i++)
-        es[i].used = 0;
-    s->count = 0;
+    clear_locked(s);
     pthread_mutex_unlock(&s->mu);
 }
 

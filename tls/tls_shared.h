@@ -22,9 +22,11 @@
  * Concurrency: every call holds the table's process-shared robust mutex
  * (copies in and out happen under it; no reference into the table is ever
  * handed out). A process that dies holding it may have left an entry
- * half-written: the table is then poisoned for good (logged) — every take
- * finds nothing and every put stores nothing, i.e. a full handshake, never
- * a wrong session (fail closed).
+ * half-written: the next call that takes the mutex empties the whole table
+ * (logged; core/shm_mutex.h with no quarantine) and goes on — no entry from
+ * before is ever returned, so never a wrong session; the next handshakes are
+ * full ones and store afresh. A lock that fails: nothing found, nothing
+ * stored (a full handshake).
  *
  * Generation: a counter in the mapping, raised by the master when its
  * settings change (SIGHUP); workers put it in their keys
@@ -54,16 +56,23 @@ void mxg_tls_shared_free(struct mxg_tls_shared *s);
 /* Store a copy of data (len octets) under key, valid until `expires`
  * (time(NULL) seconds), take-once if once != 0. Returns 1 when stored, 0 when
  * not (len 0 or above MXG_TLS_SHARED_SLOT, a bad key, already expired at
- * `now`, the table poisoned or its lock failing). */
+ * `now`, or the table's lock failing). */
 int mxg_tls_shared_put(struct mxg_tls_shared *s, const void *key, size_t keylen, const void *data,
                        size_t len, int64_t expires, int once, int64_t now);
 /* The newest unexpired entry under key copied into buf (cap octets, at least
  * MXG_TLS_SHARED_SLOT to fit any), its length in *len: returns 1; a take-once
  * entry is removed, another one becomes the most recently used. Expired
  * entries of the key are dropped on the way. 0 when there is none (or the
- * table is poisoned, or the entry does not fit cap: it is then dropped). */
+ * lock fails, or the entry does not fit cap: it is then dropped). */
 int mxg_tls_shared_take(struct mxg_tls_shared *s, const void *key, size_t keylen, int64_t now,
                         void *buf, size_t cap, size_t *len);
+/* Drop the entries under key whose data is exactly data (len octets): what a
+ * take returned and the caller could not use (it does not deserialize, or
+ * OpenSSL refuses it) — a kept TLS 1.2 entry would otherwise be offered again
+ * first. An entry stored since under the key with other data stays. Returns
+ * how many were dropped (0 also when the table's lock fails). */
+int mxg_tls_shared_drop(struct mxg_tls_shared *s, const void *key, size_t keylen, const void *data,
+                        size_t len);
 /* Entries stored now (expired ones included until they are dropped). */
 int mxg_tls_shared_count(struct mxg_tls_shared *s);
 /* Forget every entry. */
@@ -74,10 +83,10 @@ uint64_t mxg_tls_shared_next_generation(struct mxg_tls_shared *s);
 /* Raise the generation to from + 1 only if it is still from (nobody raised it
  * since the caller last looked); returns the generation now, raised or not. */
 uint64_t mxg_tls_shared_advance(struct mxg_tls_shared *s, uint64_t from);
-/* 1 once a holder of the mutex died (the table refuses everything). */
+/* 1 when the table cannot be used now (its lock fails), else 0. */
 int mxg_tls_shared_poisoned(struct mxg_tls_shared *s);
 /* Tests only: take the mutex and keep it (a process that then dies holding
- * it poisons the table). */
+ * it makes the next locker empty the table). */
 void mxg_tls_shared_test_hold(struct mxg_tls_shared *s);
 
 #endif

@@ -107,8 +107,11 @@ struct mxg_auth_throttle *mxg_auth_throttle_new(int max_entries); /* NULL: out o
  * made before fork() and inherited, every call under a process-shared mutex; a
  * fixed pool of max_entries slots (a key too long for a slot is refused like a
  * full table: fail closed). mxg_auth_throttle_free() unmaps the caller's view
- * only. NULL when the mapping cannot be made. */
-struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries);
+ * only. NULL when the mapping cannot be made. A process that dies holding the
+ * mutex poisons the table: every call refuses (fail closed) for quarantine_ms
+ * (give max(auth.failure_window, auth.lockout): every count and lockout would
+ * have run out by then), then the table is emptied and counts afresh. */
+struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries, uint64_t quarantine_ms);
 void mxg_auth_throttle_free(struct mxg_auth_throttle *t);          /* t may be NULL */
 /* Milliseconds until key's lockout ends; 0 when it is not locked. */
 uint64_t mxg_auth_throttle_locked(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms);
@@ -136,7 +139,7 @@ int mxg_auth_throttle_inflight(struct mxg_auth_throttle *t, const char *key);
 void mxg_auth_throttle_clear(struct mxg_auth_throttle *t, const char *key);
 int mxg_auth_throttle_size(const struct mxg_auth_throttle *t);
 /* Tests only: take a shared table's mutex and keep it (a process that then dies
- * holding it poisons the table: every later check is refused). */
+ * holding it poisons the table: every check is refused for its quarantine). */
 void mxg_auth_throttle_test_hold(struct mxg_auth_throttle *t);
 /* "ip:192.0.2.1", "ip:2001:db8:1:2::/64" (v4-mapped IPv6 as IPv4). */
 void mxg_auth_throttle_addr_key(const struct sockaddr *sa, char *out, size_t cap);

@@ -16,8 +16,17 @@
  * (a key longer than a slot cannot be stored: the caller fails closed), and
  * every public function holds the table's process-shared, robust mutex (a
  * worker that dies holding it does not block the others). A holder that died may
- * have left the table half-updated: it is then poisoned for good (logged) and
- * every check is refused (fail closed), as is every call whose lock fails. */
+ * have left the table half-updated: it is then poisoned (logged) and every
+ * check is refused (fail closed), as is every call whose lock fails — for the
+ * quarantine given to mxg_auth_throttle_new_shared(), then the next caller
+ * empties the table (core/shm_mutex.h) and it counts afresh. Why not for good:
+ * one crash would refuse every AUTH until a restart. Why not at once: emptied
+ * failure counters give an attacker fresh attempts; after a quarantine of
+ * max(auth.failure_window, auth.lockout) with every AUTH refused, every
+ * window and lockout in the table would have run out anyway, so emptying it
+ * gives no more attempts than the intact table would have. (A trusted-address
+ * table forgets its addresses: a user lockout spares nobody until they
+ * authenticate again — fail closed too.) */
 #include "auth.h"
 
 #include "../../core/log.h"
@@ -59,12 +68,24 @@ struct mxg_auth_throttle {
     char *slots;               /* the pool of max slots ... */
     int n_used;                /* ... slots[0 .. n_used) have been handed out (pages are
                                   touched only when a slot is first used) */
-    int poisoned;              /* a holder died: the table may be inconsistent */
+    struct mxg_shm_poison poison; /* a holder died: the table may be inconsistent */
 };
 
 /* A shared table's slot: the entry and the longest key any caller makes. */
 #define SLOT_KEY_MAX MXG_AUTH_TRUST_KEY_MAX
 #define SLOT_SIZE ((sizeof(struct tentry) + SLOT_KEY_MAX + 15) & ~(size_t)15)
+
+/* Empty a shared table (its mutex held): every entry and slot forgotten. The
+ * recovery after a holder died (shm_mutex.h). */
+static void shared_clear_locked(void *table)
+{
+    struct mxg_auth_throttle *t = table;
+    memset(t->buckets, 0, t->nb * sizeof *t->buckets);
+    t->head = t->tail = NULL;
+    t->n = 0;
+    t->free_slots = NULL;
+    t->n_used = 0;
+}
 
 /* Take a shared table's mutex (a no-op for a private one): 0, or -1 (not held) when
  * it cannot be taken or the table is poisoned — the caller refuses (fail closed). */
@@ -74,7 +95,8 @@ static int tlock(struct mxg_auth_throttle *t)
         "smtp", "AUTH throttle table", "every AUTH is refused", "AUTH refused"};
     if (!t || !t->shared)
         return 0;
-    return mxg_shm_mutex_lock(&t->mu, &t->poisoned, &names);
+    const struct mxg_shm_recovery rec = {shared_clear_locked, t};
+    return mxg_shm_mutex_lock(&t->mu, &t->poison, &rec, &names);
 }
 
 /* Release what tlock() took. */
@@ -144,7 +166,7 @@ struct mxg_auth_throttle *mxg_auth_throttle_new(int max_entries)
     return t;
 }
 
-struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries)
+struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries, uint64_t quarantine_ms)
 {
     if (max_entries < 1)
         return NULL;
@@ -163,6 +185,7 @@ struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries)
     t->nb = nb;
     t->buckets = (struct tentry **)((char *)mem + head);
     t->slots = (char *)t->buckets + nb * sizeof(struct tentry *);
+    t->poison.quarantine_ms = quarantine_ms;
     if (mxg_shm_mutex_init(&t->mu) < 0) {
         munmap(mem, len);
         return NULL;

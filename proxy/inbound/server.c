@@ -95,7 +95,9 @@ int mxg_server_start(struct mxg_server *srv, uv_loop_t *loop, const struct mxg_c
     struct mxg_auth_throttle *throttle = srv->auth_throttle, *trust = srv->auth_trust;
     const int *listen_fds = srv->listen_fds;
     int n_workers = srv->n_workers, worker = srv->worker;
+    void *(*test_out_alloc)(size_t) = srv->test_out_alloc;
     memset(srv, 0, sizeof *srv);
+    srv->test_out_alloc = test_out_alloc;
     srv->n_workers = n_workers;
     srv->worker = worker;
     srv->auth_throttle = throttle;

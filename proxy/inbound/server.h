@@ -87,6 +87,11 @@ struct mxg_server {
      * n_workers and worker make session ids unique across them. */
     const int *listen_fds;
     int n_workers, worker; /* n_workers > 1: session ids carry the worker index */
+    /* Tests only, set before mxg_server_start() (which keeps it): allocates the
+     * reply octets a session keeps until the client's socket takes them (freed
+     * with free()); NULL: malloc. A test returns NULL to see a reply that cannot
+     * be queued (the session closes: session.c). */
+    void *(*test_out_alloc)(size_t n);
 };
 
 /* parts: dns, tls, sts, stlist for the upstream legs (loop and cfg are

@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -186,6 +187,9 @@ struct mxg_session {
     char ax_user_key[MXG_SASL_FIELD_MAX + 8];
     int queue_mode;      /* server.queue_listen client: spool first, deliver later */
     struct ord *ord_head, *ord_tail; /* replies waiting for earlier ones */
+    int out_lost;        /* a reply could not go out whole and in order (out of memory):
+                          * nothing more is written; closed at the next safe point
+                          * (sess_read, sess_process) — never half a reply then another */
     struct mxg_buf in;
     int reading;
     int peer_eof;        /* the client closed its sending side (half-close) after the final
@@ -250,13 +254,38 @@ static void swreq_done(uv_write_t *req, int status)
         sess_update_reading(s);
 }
 
+/* Memory for reply octets that wait (the server's test allocator, else malloc; freed
+ * with free()). */
+static void *out_alloc(struct mxg_session *s, size_t n)
+{
+    return s->srv->test_out_alloc ? s->srv->test_out_alloc(n) : malloc(n);
+}
+
+/* A reply could not go out whole and in order (out of memory): the client must
+ * never see part of it followed by something else, nor a later reply in its place.
+ * Nothing more is written (net_write); the socket's receiving side is shut, so
+ * reading here sees an end of file soon, and the session closes at the next safe
+ * point (sess_read, sess_process): whatever the client sent after it is not
+ * acted on. The client gets the replies queued before it, then the connection
+ * ends (after part of the lost one, if part went out). */
+static void sess_out_lost(struct mxg_session *s, const char *what)
+{
+    if (s->out_lost)
+        return;
+    s->out_lost = 1;
+    LOG_E("smtp", "%s: reply to %s not sent: %s; closing the connection", s->id, s->peer, what);
+    uv_os_fd_t fd;
+    if (!uv_is_closing((uv_handle_t *)s->tcp) && uv_fileno((uv_handle_t *)s->tcp, &fd) == 0)
+        shutdown(fd, SHUT_RD);
+}
+
 /* Octets to the socket as they are: at once when nothing is queued before them (libuv's
  * uv_try_write refuses while earlier writes wait, so the order holds), the rest queued. A
  * uv_write that completes at once still re-arms the socket's epoll entry when its callback
  * runs: one epoll_ctl per reply, which the direct write avoids. */
 static void net_write(struct mxg_session *s, const char *p, size_t n)
 {
-    if (s->st == SS_CLOSING && s->handles == 0)
+    if ((s->st == SS_CLOSING && s->handles == 0) || s->out_lost)
         return;
     if (uv_is_closing((uv_handle_t *)s->tcp) || !uv_is_writable((uv_stream_t *)s->tcp))
         return; /* closed, or shut down for writing (uv_write would refuse it too) */
@@ -270,13 +299,18 @@ static void net_write(struct mxg_session *s, const char *p, size_t n)
     } else if (k != UV_EAGAIN && k != UV_ENOSYS) {
         return; /* the connection is broken: the read side reports it */
     }
-    struct swreq *w = malloc(sizeof *w + n);
-    if (!w)
+    struct swreq *w = out_alloc(s, sizeof *w + n);
+    if (!w) {
+        sess_out_lost(s, k > 0 ? "out of memory after part of it was written" : "out of memory");
         return;
+    }
     memcpy(w->data, p, n);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, swreq_done) < 0)
+    int rc = uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, swreq_done);
+    if (rc < 0) {
         free(w);
+        sess_out_lost(s, uv_strerror(rc));
+    }
 }
 
 static int tls_up(const struct mxg_session *s)
@@ -308,8 +342,11 @@ static void sess_write(struct mxg_session *s, const char *p, size_t n)
         LOG_D("smtp", "%s: %zu octets not sent: TLS handshake not complete", s->id, n);
         return;
     }
-    if (mxg_tls_write(s->tls, p, n) != MXG_TLS_OK)
+    if (mxg_tls_write(s->tls, p, n) != MXG_TLS_OK) {
         LOG_I("smtp", "%s: TLS write failed: %s", s->id, mxg_tls_engine_error(s->tls));
+        sess_out_lost(s, "TLS write failed");
+        return;
+    }
     tls_flush(s);
 }
 
@@ -327,11 +364,16 @@ static void ord_flush(struct mxg_session *s)
     }
 }
 
+/* A place in the reply FIFO; NULL when out of memory — the replies' order can no
+ * longer be kept: the session's output is lost (sess_out_lost), nothing more goes out. */
 static struct ord *ord_append(struct mxg_session *s)
 {
-    struct ord *o = calloc(1, sizeof *o);
-    if (!o)
+    struct ord *o = out_alloc(s, sizeof *o);
+    if (!o) {
+        sess_out_lost(s, "out of memory (reply order)");
         return NULL;
+    }
+    memset(o, 0, sizeof *o);
     if (s->ord_tail)
         s->ord_tail->next = o;
     else
@@ -340,16 +382,19 @@ static struct ord *ord_append(struct mxg_session *s)
     return o;
 }
 
-/* Fill a reserved reply; o == NULL (reservation failed) writes directly. */
+/* Fill a reserved reply; o == NULL (the reservation failed: the output is lost
+ * already) writes nothing. A copy that cannot be made loses the output too. */
 static void ord_fill(struct mxg_session *s, struct ord *o, const char *p, size_t n)
 {
     if (!o) {
-        sess_write(s, p, n);
+        sess_write(s, p, n); /* dropped by net_write: s->out_lost */
         return;
     }
-    o->data = malloc(n ? n : 1);
+    o->data = out_alloc(s, n ? n : 1);
     if (o->data)
         memcpy(o->data, p, n);
+    else
+        sess_out_lost(s, "out of memory (reply copy)");
     o->len = o->data ? n : 0;
     o->ready = 1;
     ord_flush(s);
@@ -2219,6 +2264,10 @@ static void line_too_long(struct mxg_session *s)
 static void sess_process(struct mxg_session *s)
 {
     while (s->st != SS_CLOSING && s->st != SS_STARTTLS && s->wait == SW_NONE) {
+        if (s->out_lost) { /* a reply did not go out: act on nothing more */
+            sess_close(s, "reply not sent");
+            return;
+        }
         if (s->st == SS_DATA) {
             data_input(s);
             if (s->st == SS_DATA || s->wait != SW_NONE)
@@ -2294,6 +2343,10 @@ static void sess_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct mxg_session *s = st->data;
     if (n == 0)
         return;
+    if (s->out_lost) { /* our own shutdown's end of file, or what the client sent after it */
+        sess_close(s, "reply not sent");
+        return;
+    }
     if (n == UV_EOF && s->wait == SW_DOT) {
         /* A half-close after the final dot (Exim pipelines QUIT behind it, then shuts its
          * sending side): the client still reads our replies, and the legs may already have

@@ -187,14 +187,20 @@ int leg_in_setup(const struct mxg_leg *leg)
     return leg->st >= LEG_CONNECTING && leg->st <= LEG_MAIL;
 }
 
-/* The connection failed: a stale cached one is retried afresh, else the
- * transaction is lost (451 4.4.2). */
+/* The connection failed (a write that could not be made, out of memory
+ * included; a timeout): while it is being set up (connect .. MAIL: nothing
+ * of the transaction was accepted there) it is a failure of that candidate
+ * like a lost connection — a stale cached one is retried afresh, a fresh
+ * one goes on with the next address / MX; later the transaction is lost
+ * (451 4.4.2). */
 void leg_txn_lost(struct mxg_leg *leg, const char *what)
 {
     char lbl[320];
-    if (leg->reuse_setup && leg_in_setup(leg)) { /* a stale cached connection: connect afresh */
-        leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: %s", leg_cur_label(leg, lbl, sizeof lbl),
-                    what);
+    if (leg_in_setup(leg)) {
+        leg_cand_failed(leg, FK_CONNECT, "%s: %s%s in state %s",
+                        leg_cur_label(leg, lbl, sizeof lbl),
+                        leg->reuse_setup ? "cached connection: " : "", what,
+                        leg_state_names[leg->st]);
         return;
     }
     struct mxg_reply r;

@@ -49,6 +49,8 @@ static void wreq_done(uv_write_t *req, int status)
 static int conn_write(struct mxg_leg *leg, struct conn *c, const void *p, size_t n)
 {
     mxg_metrics_inc(leg->env->metrics, MXG_M_UPSTREAM_WRITES, NULL);
+    if (leg->env->write_fault && leg->env->write_fault(leg->env->write_fault_arg, p, n))
+        return -1; /* a test's allocation failure */
     uv_buf_t b0 = uv_buf_init((char *)p, (unsigned)n);
     int k = uv_try_write((uv_stream_t *)&c->tcp, &b0, 1);
     if (k == (int)n)

@@ -75,6 +75,10 @@ struct mxg_upstream_env {
     int n_self;
     /* told of every finished delivery leg (not probes, not report mail); NULL: nobody */
     const struct mxg_leg_watch *watch;
+    /* Tests only: asked before each write to an MX (leg_chat.c) with its octets;
+     * nonzero makes that write fail as an out-of-memory error would. NULL: never. */
+    int (*write_fault)(void *arg, const void *p, size_t n);
+    void *write_fault_arg;
 };
 
 struct mxg_leg;

@@ -351,6 +351,12 @@ static void test_verify_async(void **state)
 
 /* The constructor the throttle tests use: private, or shared by processes (the same
  * behaviour is expected of both). */
+/* A shared table with a quarantine longer than any test (a dead holder: refused). */
+static struct mxg_auth_throttle *new_shared(int max_entries)
+{
+    return mxg_auth_throttle_new_shared(max_entries, 600000);
+}
+
 static struct mxg_auth_throttle *(*mk)(int max_entries) = mxg_auth_throttle_new;
 
 static void test_throttle(void **state)
@@ -492,11 +498,11 @@ static void test_throttle_in_flight(void **state)
  * a key too long for a slot is refused (fail closed), never let through. */
 static void test_throttle_shared(void **state)
 {
-    mk = mxg_auth_throttle_new_shared;
+    mk = new_shared;
     test_throttle(state);
     test_throttle_in_flight(state);
     mk = mxg_auth_throttle_new;
-    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64);
+    struct mxg_auth_throttle *t = new_shared(64);
     assert_non_null(t);
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -531,11 +537,11 @@ static void test_throttle_shared(void **state)
 
 /* A worker that dies holding the shared table's mutex may have left it half-updated:
  * the table is poisoned, every check refused (fail closed) from then on in every
- * process, a trusted address no longer trusted. */
+ * process for its quarantine, a trusted address no longer trusted. */
 static void test_throttle_shared_owner_dead(void **state)
 {
     (void)state;
-    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64);
+    struct mxg_auth_throttle *t = new_shared(64);
     assert_non_null(t);
     mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", 1000);
     assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
@@ -555,6 +561,47 @@ static void test_throttle_shared_owner_dead(void **state)
     assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.3", 1000) > 0);
     /* and stays so (not only for the first caller after the death) */
     assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.4", 1000, 5, 60000), 0);
+    mxg_auth_throttle_free(t);
+}
+
+/* The quarantine is bounded: once it is over the next caller empties the table
+ * and it counts afresh (every window and lockout would have run out by then; a
+ * trusted address is forgotten: fail closed). Within it, every process is refused. */
+static void test_throttle_shared_owner_dead_recovers(void **state)
+{
+    (void)state;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64, 300);
+    assert_non_null(t);
+    mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", 1000);
+    for (int i = 0; i < 3; i++)
+        mxg_auth_throttle_fail(t, "ip:192.0.2.5", 1000, 3, 60000, 600000);
+    assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000) > 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mxg_auth_throttle_test_hold(t);
+        _exit(0); /* dies holding it */
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 0);
+    pid = fork(); /* another worker during the quarantine: refused too */
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(mxg_auth_throttle_start(t, "ip:192.0.2.3", 1000, 5, 60000) == 0 ? 0 : 1);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    usleep(400 * 1000);
+    assert_int_equal(mxg_auth_throttle_size(t), 2); /* nothing emptied before a lock */
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 1);
+    mxg_auth_throttle_finish(t, "ip:192.0.2.2");
+    assert_int_equal(mxg_auth_throttle_size(t), 1); /* emptied, then the new key */
+    assert_int_equal(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000), 0);
+    assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
+    /* and it counts again: the limit holds as before */
+    for (int i = 0; i < 3; i++)
+        mxg_auth_throttle_fail(t, "ip:192.0.2.6", 2000, 3, 60000, 600000);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.6", 2000, 3, 60000), 0);
     mxg_auth_throttle_free(t);
 }
 
@@ -828,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_throttle_in_flight),
         cmocka_unit_test(test_throttle_shared),
         cmocka_unit_test(test_throttle_shared_owner_dead),
+        cmocka_unit_test(test_throttle_shared_owner_dead_recovers),
         cmocka_unit_test(test_trusted_addresses),
         cmocka_unit_test(test_trust_store),
         cmocka_unit_test(test_addr_key),

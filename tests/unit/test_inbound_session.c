@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <arpa/inet.h>
 #include <crypt.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,10 @@
  *   "!SHUTWR"     shut the client's sending side (a half-close; expect 1)
  *   "!FLOOD:N"    send N pipelined "NOOP" + "VRFY bob" pairs before reading any reply,
  *                 then read them all: 1 when every reply came, in order (250, 252, ...)
+ *   "!FLOODCUT:N" the same against a server that cannot queue replies: 1 when the
+ *                 server ended the connection before the last reply and every octet
+ *                 that came is the start of the right replies, in order (no part of
+ *                 a reply followed by another, none left out)
  * expect: the reply code; -1 = the server closed the connection.
  * has / hasnot: text the reply must (not) contain; min_ms: the reply took
  * at least that long. */
@@ -230,6 +235,72 @@ static int conn_flood(struct conn *c, int n)
     return f.rc < 0 ? -1 : rc;
 }
 
+/* Times the server asked the test allocator for memory (no_memory below): set on
+ * the loop thread, read by the client thread. */
+static int no_memory_calls;
+
+/* "!FLOODCUT:N": as conn_flood, but nothing is read until the server had to keep a
+ * reply back (it asked no_memory: its socket was full; at most 30 s), then every
+ * octet until the connection ends is compared with the replies due, in order.
+ * 1: a prefix of them, shorter than all, and the server ended the connection (an
+ * end of file or a reset, not the read timeout); else 0. */
+static int conn_flood_cut(struct conn *c, int n)
+{
+    static const char pair[] = "NOOP\r\nVRFY bob\r\n";
+    static const char *const due[2] = {
+        "250 2.0.0 Ok\r\n",
+        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"};
+    struct flood f = {c, NULL, (size_t)n * (sizeof pair - 1), 0};
+    f.all = malloc(f.len);
+    if (!f.all)
+        return -1;
+    for (int i = 0; i < n; i++)
+        memcpy(f.all + (size_t)i * (sizeof pair - 1), pair, sizeof pair - 1);
+    int rcvbuf = 16384;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    pthread_t th;
+    pthread_create(&th, NULL, flood_writer, &f);
+    for (int ms = 0; ms < 30000 && __atomic_load_n(&no_memory_calls, __ATOMIC_ACQUIRE) == 0;
+         ms += 10)
+        usleep(10 * 1000);
+    long replies = 0;
+    size_t at = 0; /* octets of due[replies % 2] matched so far */
+    int prefix = 1, ended = 0;
+    for (;;) {
+        if (c->len == 0) {
+            ssize_t got = read(c->fd, c->buf, sizeof c->buf);
+            if (got <= 0) {
+                ended = got == 0 || errno == ECONNRESET;
+                break;
+            }
+            c->len = (size_t)got;
+        }
+        for (size_t i = 0; i < c->len && prefix; i++) {
+            const char *want = due[replies % 2];
+            if (c->buf[i] != want[at]) {
+                prefix = 0;
+                break;
+            }
+            if (want[++at] == 0) {
+                replies++;
+                at = 0;
+            }
+        }
+        c->len = 0;
+        if (!prefix)
+            break;
+    }
+    shutdown(c->fd, SHUT_RDWR); /* the writer must not wait for a server that stopped */
+    pthread_join(th, NULL);
+    free(f.all);
+    int ok = prefix && ended && replies < 2L * n;
+    if (!ok) /* the client thread: cmocka's checks are the main thread's */
+        fprintf(stderr, "FLOODCUT: %ld whole replies, %s, %s\n", replies,
+                prefix ? "in order" : "then octets that are no part of the next one",
+                ended ? "then the connection ended" : "and the connection stayed open");
+    return ok;
+}
+
 static long elapsed_ms(const struct timespec *t0)
 {
     struct timespec t1;
@@ -253,6 +324,10 @@ static void *client_main(void *arg)
             }
             if (s && strncmp(s, "!SEND:", 6) == 0) {
                 r->got[r->n++] = conn_write(&c, s + 6, strlen(s + 6)) == 0 ? 1 : -1;
+                continue;
+            }
+            if (s && strncmp(s, "!FLOODCUT:", 10) == 0) {
+                r->got[r->n++] = conn_flood_cut(&c, atoi(s + 10));
                 continue;
             }
             if (s && strncmp(s, "!FLOOD:", 7) == 0) {
@@ -367,6 +442,7 @@ struct sopts {
     int tls;                   /* server.tls_cert_file / key_file: the fixture's */
     int auth;                  /* auth.password_file: the fixture's */
     void (*tweak)(struct mxg_config *c);
+    void *(*out_alloc)(size_t n); /* the server's test_out_alloc */
 };
 
 static void run_with(const struct script *sc, const struct sopts *o)
@@ -406,6 +482,7 @@ static void run_with(const struct script *sc, const struct sopts *o)
     char err[1024];
     memset(&srv, 0, sizeof srv);
     srv.spool = o->spool;
+    srv.test_out_alloc = o->out_alloc;
     struct mxg_tls_ctx *tls = NULL;
     struct mxg_auth_db *db = NULL;
     if (mxg_inbound_load(&cfg, &tls, &db, err, sizeof err) < 0) /* what `mxguard run` does */
@@ -525,6 +602,27 @@ static void test_late_reader(void **st)
     const struct script sc = {"late-reader", {{NULL, 220}, {"EHLO c", 250}, {"!FLOOD:150000", 1},
                                               {"NOOP", 250}, {"QUIT", 221}, {0, 0}}};
     run_script(&sc, 20);
+}
+
+/* test_out_alloc: no memory for a reply that has to wait (counted). */
+static void *no_memory(size_t n)
+{
+    (void)n;
+    __atomic_add_fetch(&no_memory_calls, 1, __ATOMIC_ACQ_REL);
+    return NULL;
+}
+
+/* Out of memory for a reply that has to wait for the client's socket (part of it
+ * written, or none): the client never gets part of a reply followed by something
+ * else, nor a later reply in the place of a lost one — the connection ends after
+ * the replies that went out whole. */
+static void test_reply_lost_closes(void **st)
+{
+    (void)st;
+    const struct script sc = {"reply-lost", {{NULL, 220}, {"EHLO c", 250},
+                                             {"!FLOODCUT:150000", 1}, {0, 0}}};
+    struct sopts o = {.max_errors = 20, .out_alloc = no_memory};
+    run_with(&sc, &o);
 }
 
 static void test_too_many_errors(void **st)
@@ -1177,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_late_reader),
+        cmocka_unit_test(test_reply_lost_closes),
         cmocka_unit_test(test_queue_mode),
         cmocka_unit_test(test_queue_mode_no_spool),
         cmocka_unit_test(test_half_close_after_dot),

@@ -673,6 +673,38 @@ static void test_mail_two_replies(void **state)
     assert_true(f->srv.data == NULL || strstr(f->srv.data, "x\r\n") == NULL);
 }
 
+/* write_fault hook: the EHLO write fails (as out of memory would); counts it. */
+static int fail_ehlo(void *arg, const void *p, size_t n)
+{
+    int *hits = arg;
+    if (n >= 5 && memcmp(p, "EHLO ", 5) == 0) {
+        (*hits)++;
+        return 1;
+    }
+    return 0;
+}
+
+/* The EHLO on a fresh connection cannot be written (out of memory): a failure
+ * of that candidate like a lost connection — the next one is tried, and with
+ * none left the client gets "no usable MX" (451 4.4.1 naming the failure),
+ * not a transaction lost at an MX (4.4.2); nothing reached the MX. */
+static void test_ehlo_write_fails(void **state)
+{
+    struct fx *f = *state;
+    int hits = 0;
+    f->env.write_fault = fail_ehlo;
+    f->env.write_fault_arg = &hits;
+    struct mxg_outbound_rcpt rc;
+    one_rcpt_case(f, &rc);
+    assert_int_equal(hits, 1);
+    assert_int_equal(f->final.code, 451);
+    assert_string_equal(f->final.enh, "4.4.1");
+    assert_non_null(strstr(f->final.text, "Write failed in state ehlo"));
+    assert_int_equal(rc.reply.code, 451);
+    assert_int_equal(f->srv.connected, 1);
+    assert_int_equal(f->srv.n_mail, 0);
+}
+
 /* "250 <5000 octets>" in one read is no reply: 451 4.5.0, the connection is
  * closed, nothing sent after it (new-A). */
 static void test_overlong_reply_line(void **state)
@@ -1044,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mail_354_is_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_421_is_451, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlong_reply_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ehlo_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_8bit_reply_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quit_mixed_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quit_malformed_reply, setup, teardown),

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -371,6 +372,28 @@ static void test_shared_across_processes(void **state)
     mxg_tls_resume_free(r);
 }
 
+/* A kept (TLS 1.2) entry that does not deserialize, the newest under its key, is
+ * dropped when it is offered and the next one tried: the good session stored
+ * before it resumes at once, and the bad one is not offered again. */
+static void test_shared_undeserializable(void **state)
+{
+    struct fixture *fx = *state;
+    struct mxg_tls_resume *r = mxg_tls_resume_new_shared(8);
+    assert_non_null(r);
+    int off;
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 0);
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(mxg_tls_shared_put(mxg_tls_resume_shared_table(r), "A", 1, "garbage", 7,
+                                        now + 3600, 0, now),
+                     1);
+    assert_int_equal(mxg_tls_resume_count(r), 2);
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 1);
+    assert_int_equal(off, 1);
+    assert_int_equal(mxg_tls_resume_count(r), 1); /* the bad one is gone */
+    assert_int_equal(connect_once(fx->sctx12, fx->cctx, r, "A", &off), 1);
+    mxg_tls_resume_free(r);
+}
+
 /* The settings generation is in the mapping, not a per-process counter: the
  * master raises it (reload), a worker forked before takes it as it reloads
  * (clear), one forked after (a restarted worker) inherits it: all the same. */
@@ -439,6 +462,7 @@ int main(void)
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_shared_across_processes),
         cmocka_unit_test(test_shared_generation),
+        cmocka_unit_test(test_shared_undeserializable),
     };
     int failed = cmocka_run_group_tests_name("own store", tests, setup, teardown);
     shared_mode = 1;

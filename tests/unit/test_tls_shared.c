@@ -2,8 +2,8 @@
  * processes (tls/tls_shared.h): put/take, take-once vs kept entries, the
  * newest first, expiry, an oversize session not stored, the per-key bound,
  * a full table (least recently used makes room), clear, another process's
- * entries, and a worker dying with the mutex held (poisoned: nothing found,
- * nothing stored). */
+ * entries, an entry the caller could not use dropped, and a worker dying
+ * with the mutex held (the table emptied, then in use again). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +128,29 @@ static void test_per_key_and_full(void **state)
     mxg_tls_shared_free(s);
 }
 
+/* A kept entry the caller cannot use (it does not deserialize) is dropped by
+ * its content: the next take finds the older good one, and a store wins at
+ * once; an entry with other data under the key is not touched. */
+static void test_drop_unusable(void **state)
+{
+    (void)state;
+    struct mxg_tls_shared *s = mxg_tls_shared_new(8);
+    assert_int_equal(put(s, "A", "good", 0), 1);
+    assert_int_equal(put(s, "A", "garbage", 0), 1);
+    assert_int_equal(put(s, "B", "garbage", 0), 1);
+    assert_string_equal(take(s, "A"), "garbage");
+    assert_string_equal(take(s, "A"), "garbage"); /* kept: it would block the key */
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "other", 5), 0);
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "garbage", 7), 1);
+    assert_string_equal(take(s, "A"), "good");
+    assert_string_equal(take(s, "B"), "garbage"); /* another key's entry stays */
+    assert_int_equal(put(s, "A", "new", 0), 1);
+    assert_int_equal(mxg_tls_shared_drop(s, "A", 1, "garbage", 7), 0);
+    assert_string_equal(take(s, "A"), "new");
+    assert_int_equal(mxg_tls_shared_count(s), 3);
+    mxg_tls_shared_free(s);
+}
+
 /* Another process (a worker) stores; this one takes: the mapping is shared. */
 static void test_processes(void **state)
 {
@@ -152,13 +175,16 @@ static void test_processes(void **state)
     mxg_tls_shared_free(s);
 }
 
-/* A worker dies holding the mutex: the table is poisoned for good — nothing
- * is found (a full handshake), nothing stored; never a half-written entry. */
-static void test_poisoned(void **state)
+/* A worker dies holding the mutex (maybe in the middle of a put): the next
+ * call empties the table and goes on — no entry from before the death is
+ * returned (not even one that looked whole), and stores and takes work again
+ * at once, in this process and in another. */
+static void test_owner_died(void **state)
 {
     (void)state;
     struct mxg_tls_shared *s = mxg_tls_shared_new(8);
     assert_int_equal(put(s, "A", "a", 0), 1);
+    assert_int_equal(put(s, "C", "c", 0), 1);
     assert_int_equal(mxg_tls_shared_poisoned(s), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -168,11 +194,33 @@ static void test_poisoned(void **state)
     }
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_string_equal(take(s, "A"), "");
-    assert_int_equal(put(s, "B", "b", 1), 0);
+    assert_string_equal(take(s, "A"), ""); /* emptied: nothing from before */
+    assert_int_equal(mxg_tls_shared_count(s), 0);
+    assert_string_equal(take(s, "C"), "");
+    assert_int_equal(put(s, "B", "b", 0), 1);
+    assert_string_equal(take(s, "B"), "b");
+    assert_int_equal(put(s, "A", "a2", 0), 1);
+    assert_string_equal(take(s, "A"), "a2");
+    assert_int_equal(mxg_tls_shared_count(s), 2);
+    assert_int_equal(mxg_tls_shared_poisoned(s), 0);
+    /* another worker sees the same recovered table */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(strcmp(take(s, "B"), "b") == 0 && put(s, "D", "d", 1) == 1 ? 0 : 1);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(take(s, "D"), "d");
+    /* a second death: emptied again */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mxg_tls_shared_test_hold(s);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_string_equal(take(s, "B"), "");
     assert_int_equal(mxg_tls_shared_count(s), 0);
-    assert_int_equal(mxg_tls_shared_poisoned(s), 1);
     mxg_tls_shared_free(s);
 }
 
@@ -182,8 +230,9 @@ int main(void)
         cmocka_unit_test(test_put_take),
         cmocka_unit_test(test_expiry_and_limits),
         cmocka_unit_test(test_per_key_and_full),
+        cmocka_unit_test(test_drop_unusable),
         cmocka_unit_test(test_processes),
-        cmocka_unit_test(test_poisoned),
+        cmocka_unit_test(test_owner_died),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
