@@ -366,15 +366,30 @@ void mxg_req_clear(struct mxg_req *r)
     memset(r, 0, sizeof *r);
 }
 
+struct mxg_req *mxg_req_new(void)
+{
+    struct mxg_req *r = malloc(sizeof *r);
+    if (r) { /* what mxg_req_clear() frees before it zeroes the rest */
+        r->tlsa_own = NULL;
+        r->names_own = NULL;
+    }
+    return r;
+}
+
 void mxg_req_for_host(const struct mxg_req_inputs *in, const char *host,
                       const struct mxg_dane_host *d, int addrs_bogus, struct mxg_req *r)
 {
     mxg_req_clear(r);
     mxg_str_copy(r->host, sizeof r->host, host);
-    snprintf(r->policy_level, sizeof r->policy_level, "%s",
-             mxg_policy_level_name(in->policy.level));
-    snprintf(r->policy_desc, sizeof r->policy_desc, "%s/%s",
-             mxg_policy_source_name(in->policy.source), mxg_policy_level_name(in->policy.level));
+    const char *lvl = mxg_policy_level_name(in->policy.level);
+    mxg_str_copy(r->policy_level, sizeof r->policy_level, lvl);
+    /* "source/level", cut like snprintf */
+    size_t l = mxg_str_copy(r->policy_desc, sizeof r->policy_desc,
+                            mxg_policy_source_name(in->policy.source));
+    if (l + 1 < sizeof r->policy_desc) {
+        r->policy_desc[l] = '/';
+        mxg_str_copy(r->policy_desc + l + 1, sizeof r->policy_desc - l - 1, lvl);
+    }
     mxg_str_copy(r->ovr_key, sizeof r->ovr_key, in->policy.key);
     mxg_str_copy(r->ovr_origin, sizeof r->ovr_origin, in->policy.origin);
     r->tries_tls = mxg_policy_tries_tls(&in->policy);

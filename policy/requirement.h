@@ -212,6 +212,10 @@ struct mxg_req {
 void mxg_req_for_host(const struct mxg_req_inputs *in, const char *host,
                       const struct mxg_dane_host *dane, int addrs_bogus, struct mxg_req *out);
 void mxg_req_clear(struct mxg_req *r);
+/* A heap requirement ready for mxg_req_for_host() (which zeroes it whole:
+ * it is not zeroed twice); NULL when out of memory. Release with
+ * mxg_req_clear() and free(). */
+struct mxg_req *mxg_req_new(void);
 
 /* mxguard_policy_decisions_total's label: "dane", "mta-sts", "mta-sts-testing",
  * "list", "list-testing", "config", "opportunistic". */
