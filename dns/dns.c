@@ -1602,7 +1602,8 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
 {
     /* 14.5 KB, most of it address slots and the result members of the other
      * kinds: zeroed are the header, each sub but its address slots, the
-     * callbacks and this kind's result member (the only one ever read) */
+     * callbacks and this kind's result member (the only one ever read; of
+     * an MX result all but its record slots) */
     struct mxg_dns_query *q = malloc(sizeof *q);
     if (!q)
         return NULL;
@@ -1614,7 +1615,10 @@ static struct mxg_dns_query *query_new(struct mxg_dns *dns, enum query_kind kind
     MXG_ZERO_BETWEEN(q, struct mxg_dns_query, sub, res); /* callbacks, arg */
     MXG_ZERO_AFTER(q, struct mxg_dns_query, res);
     switch (kind) {
-    case Q_MX: memset(&q->res.mx, 0, sizeof q->res.mx); break;
+    case Q_MX: /* 8 KB of records: mx[0..n) are written before n counts them */
+        memset(&q->res.mx, 0, offsetof(struct mxg_mx_result, mx));
+        MXG_ZERO_AFTER(&q->res.mx, struct mxg_mx_result, mx); /* why */
+        break;
     case Q_ADDR: memset(&q->res.addr, 0, sizeof q->res.addr); break;
     case Q_TLSA: memset(&q->res.tlsa, 0, sizeof q->res.tlsa); break;
     case Q_TXT: memset(&q->res.txt, 0, sizeof q->res.txt); break;

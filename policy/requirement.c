@@ -14,6 +14,7 @@
 
 #include "../core/str.h"
 #include "../core/zero.h"
+#include "digest_memo.h"
 
 _Static_assert(MXG_TV_MAX_NAMES >= MXG_OVR_MAX_MATCH, "every match name fits the verify set");
 _Static_assert(MXG_TV_NAME_MAX == MXG_MAPFILE_KEY_MAX + 1, "match names are verify names");
@@ -365,15 +366,30 @@ void mxg_req_clear(struct mxg_req *r)
     memset(r, 0, sizeof *r);
 }
 
+struct mxg_req *mxg_req_new(void)
+{
+    struct mxg_req *r = malloc(sizeof *r);
+    if (r) { /* what mxg_req_clear() frees before it zeroes the rest */
+        r->tlsa_own = NULL;
+        r->names_own = NULL;
+    }
+    return r;
+}
+
 void mxg_req_for_host(const struct mxg_req_inputs *in, const char *host,
                       const struct mxg_dane_host *d, int addrs_bogus, struct mxg_req *r)
 {
     mxg_req_clear(r);
     mxg_str_copy(r->host, sizeof r->host, host);
-    snprintf(r->policy_level, sizeof r->policy_level, "%s",
-             mxg_policy_level_name(in->policy.level));
-    snprintf(r->policy_desc, sizeof r->policy_desc, "%s/%s",
-             mxg_policy_source_name(in->policy.source), mxg_policy_level_name(in->policy.level));
+    const char *lvl = mxg_policy_level_name(in->policy.level);
+    mxg_str_copy(r->policy_level, sizeof r->policy_level, lvl);
+    /* "source/level", cut like snprintf */
+    size_t l = mxg_str_copy(r->policy_desc, sizeof r->policy_desc,
+                            mxg_policy_source_name(in->policy.source));
+    if (l + 1 < sizeof r->policy_desc) {
+        r->policy_desc[l] = '/';
+        mxg_str_copy(r->policy_desc + l + 1, sizeof r->policy_desc - l - 1, lvl);
+    }
     mxg_str_copy(r->ovr_key, sizeof r->ovr_key, in->policy.key);
     mxg_str_copy(r->ovr_origin, sizeof r->ovr_origin, in->policy.origin);
     r->tries_tls = mxg_policy_tries_tls(&in->policy);
@@ -434,33 +450,61 @@ const char *mxg_req_metric_label(const struct mxg_req *r)
     return "?";
 }
 
-/* Appends "|name=value" (or the raw text) to the digest, whole however long
- * (a field cut short could make two requirements digest alike); 0 on failure. */
-static int dg(EVP_MD_CTX *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int dg(EVP_MD_CTX *c, const char *fmt, ...)
+/* The octets a requirement digest is taken over: every input of the digest in a
+ * fixed order, integers as 8 octets, texts and record data behind their length
+ * (no two requirements serialise alike, however long a field). In a stack block,
+ * on the heap beyond it; oom sticks (the digest is then made unique). */
+struct req_ser {
+    unsigned char small[2048];
+    unsigned char *p; /* small or heap */
+    size_t len, cap;
+    int oom;
+};
+
+static void ser_put(struct req_ser *s, const void *d, size_t n)
 {
-    char small[700], *buf = small;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return 0;
-    if ((size_t)n >= sizeof small) {
-        buf = malloc((size_t)n + 1);
-        if (!buf)
-            return 0;
-        va_start(ap, fmt);
-        vsnprintf(buf, (size_t)n + 1, fmt, ap);
-        va_end(ap);
+    if (s->oom || n == 0)
+        return;
+    if (n > s->cap - s->len) {
+        size_t cap = s->cap;
+        while (n > cap - s->len) {
+            if (cap > SIZE_MAX / 2) {
+                s->oom = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        unsigned char *np = s->p == s->small ? malloc(cap) : realloc(s->p, cap);
+        if (!np) {
+            s->oom = 1;
+            return;
+        }
+        if (s->p == s->small)
+            memcpy(np, s->small, s->len);
+        s->p = np;
+        s->cap = cap;
     }
-    /* the length first: no two field sequences serialise alike */
-    unsigned char len[4] = {(unsigned char)((unsigned)n >> 24), (unsigned char)((unsigned)n >> 16),
-                            (unsigned char)((unsigned)n >> 8), (unsigned char)n};
-    int ok = EVP_DigestUpdate(c, len, sizeof len) == 1 && EVP_DigestUpdate(c, buf, (size_t)n) == 1;
-    if (buf != small)
-        free(buf);
-    return ok;
+    memcpy(s->p + s->len, d, n);
+    s->len += n;
+}
+
+static void ser_int(struct req_ser *s, long long v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((unsigned long long)v >> (8 * i));
+    ser_put(s, b, sizeof b);
+}
+
+static void ser_bytes(struct req_ser *s, const void *d, size_t n)
+{
+    ser_int(s, (long long)n);
+    ser_put(s, d, n);
+}
+
+static void ser_str(struct req_ser *s, const char *v)
+{
+    ser_bytes(s, v, strlen(v));
 }
 
 /* A digest that matches no other requirement's (the digest could not be made):
@@ -476,39 +520,73 @@ static void digest_unique(const struct mxg_req *r, unsigned char out[32])
     memcpy(out, v, 32);
 }
 
+/* Serialises everything mxg_req_digest covers (see requirement.h) into s. */
+static void req_serialise(const struct mxg_req_inputs *in, const struct mxg_req *r,
+                          const struct mxg_dane_host *d, struct req_ser *s)
+{
+    const struct mxg_policy *p = &in->policy;
+    ser_str(s, "req-v2");
+    ser_str(s, r->host);
+    ser_int(s, in->opportunistic);
+    ser_int(s, p->source);
+    ser_int(s, p->level);
+    ser_int(s, p->plaintext_ok);
+    ser_int(s, r->tries_tls);
+    ser_str(s, p->key);
+    ser_str(s, p->match);
+    int hop = p->source == MXG_POL_SRC_OVERRIDE || in->nexthop[0];
+    ser_int(s, hop);
+    if (hop) {
+        ser_str(s, in->domain);
+        ser_str(s, in->nexthop);
+    }
+    /* the DANE fact as it governs, with every usable record whole */
+    ser_int(s, r->dane);
+    ser_str(s, d->base);
+    ser_str(s, d->other);
+    int n = d->rr ? d->n_usable : 0;
+    ser_int(s, d->n_usable);
+    ser_int(s, n);
+    for (int i = 0; i < n; i++) {
+        const struct mxg_tlsa_rr *t = &d->rr[i];
+        unsigned char f[3] = {t->usage, t->selector, t->mtype};
+        ser_put(s, f, sizeof f);
+        ser_bytes(s, t->data, t->len);
+    }
+    ser_int(s, r->pki_mode);
+    ser_int(s, r->tls_required);
+    ser_int(s, r->level);
+    ser_str(s, r->enh);
+    if (r->pki_mode != MXG_STS_MODE_NONE && in->sts.outcome == MXG_STS_POLICY) {
+        ser_int(s, 1);
+        ser_str(s, in->sts.id);
+        ser_int(s, in->sts.policy.n_mx);
+        for (int i = 0; i < in->sts.policy.n_mx; i++)
+            ser_str(s, in->sts.policy.mx[i]);
+    } else if (r->pki_mode != MXG_STS_MODE_NONE) {
+        ser_int(s, 2);
+        ser_int(s, in->list.n_mxs);
+        for (int i = 0; i < in->list.n_mxs; i++)
+            ser_str(s, in->list.mxs[i]);
+    } else {
+        ser_int(s, 0);
+    }
+}
+
 void mxg_req_digest(const struct mxg_req_inputs *in, const struct mxg_req *r,
                     const struct mxg_dane_host *d, unsigned char out[32])
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    unsigned int olen = 32;
-    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1;
-    const struct mxg_policy *p = &in->policy;
-    ok = ok && dg(c, "req-v1|host=%s|opp=%d|pol=%s/%s/%d/%d|ovr=%s|match=%s", r->host,
-                  in->opportunistic, mxg_policy_source_name(p->source),
-                  mxg_policy_level_name(p->level), p->plaintext_ok, r->tries_tls, p->key,
-                  p->match);
-    if (ok && (p->source == MXG_POL_SRC_OVERRIDE || in->nexthop[0]))
-        ok = dg(c, "|domain=%s|nexthop=%s", in->domain, in->nexthop);
-    /* the DANE fact as it governs, with every usable record whole */
-    struct mxg_dane_host eff = *d;
-    eff.req = r->dane;
-    unsigned char set[32];
-    mxg_dane_host_digest(&eff, set);
-    ok = ok && dg(c, "|dane=%s|base=%s|other=%s|tlsa-set=", mxg_dane_req_name(r->dane), d->base,
-                  d->other) && EVP_DigestUpdate(c, set, sizeof set) == 1;
-    ok = ok && dg(c, "|pki=%s|tls-required=%d|level=%s|skip=%s", mxg_sts_mode_name(r->pki_mode),
-                  r->tls_required, mxg_req_level_name(r->level), r->enh);
-    if (r->pki_mode != MXG_STS_MODE_NONE && in->sts.outcome == MXG_STS_POLICY) {
-        ok = ok && dg(c, "|sts-id=%s", in->sts.id);
-        for (int i = 0; ok && i < in->sts.policy.n_mx; i++)
-            ok = dg(c, "|sts-mx=%s", in->sts.policy.mx[i]);
-    } else if (r->pki_mode != MXG_STS_MODE_NONE) {
-        for (int i = 0; ok && i < in->list.n_mxs; i++)
-            ok = dg(c, "|list-mx=%s", in->list.mxs[i]);
-    }
-    if (!ok || EVP_DigestFinal_ex(c, out, &olen) != 1)
+    struct req_ser s;
+    s.p = s.small;
+    s.len = 0;
+    s.cap = sizeof s.small;
+    s.oom = 0;
+    req_serialise(in, r, d, &s);
+    /* the memo (digest_memo.h) holds digests by these very octets: nothing to invalidate */
+    if (s.oom || mxg_digest_memo_sha256(in->memo, s.p, s.len, out) < 0)
         digest_unique(r, out); /* matches nothing: no reuse rather than a wrong one */
-    EVP_MD_CTX_free(c);
+    if (s.p != s.small)
+        free(s.p);
 }
 
 /* ---------------------------------------------------- judging a session */

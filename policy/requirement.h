@@ -108,6 +108,7 @@ const char *mxg_req_rpt_name(enum mxg_req_rpt r);
 
 /* Everything the requirement depends on, per leg (per `check`). The two large
  * results (sts, list) stay last: mxg_req_inputs_init() zeroes what precedes them. */
+struct mxg_digest_memo;
 struct mxg_req_inputs {
     struct mxg_policy policy;      /* row 1 / last row; reset when opportunistic */
     int opportunistic;             /* leg option: TLS "may" whatever DANE/MTA-STS/list say */
@@ -118,6 +119,9 @@ struct mxg_req_inputs {
     char domain[MXG_DNS_NAME_MAX];
     char nexthop[MXG_DNS_NAME_MAX];    /* "" = the MX hosts of domain */
     char pol_domain[MXG_DNS_NAME_MAX]; /* whose MTA-STS / list policy */
+    /* borrowed, NULL = none: digests by their octets (digest_memo.h; the leg sets the
+     * connection cache's after mxg_req_inputs_init, which clears it) */
+    struct mxg_digest_memo *memo;
     int sts_consulted;             /* MTA-STS and the list apply to this leg */
     int sts_done;                  /* the MTA-STS answer is in (or not wanted) */
     struct mxg_sts_result sts;     /* valid when sts_done && sts_consulted && sts_enabled */
@@ -208,6 +212,10 @@ struct mxg_req {
 void mxg_req_for_host(const struct mxg_req_inputs *in, const char *host,
                       const struct mxg_dane_host *dane, int addrs_bogus, struct mxg_req *out);
 void mxg_req_clear(struct mxg_req *r);
+/* A heap requirement ready for mxg_req_for_host() (which zeroes it whole:
+ * it is not zeroed twice); NULL when out of memory. Release with
+ * mxg_req_clear() and free(). */
+struct mxg_req *mxg_req_new(void);
 
 /* mxguard_policy_decisions_total's label: "dane", "mta-sts", "mta-sts-testing",
  * "list", "list-testing", "config", "opportunistic". */
@@ -219,7 +227,12 @@ const char *mxg_req_metric_label(const struct mxg_req *r);
  * the whole usable TLSA set, the WebPKI mode with the MTA-STS id and mx
  * patterns or the list's mxs, and whether TLS is required. Two hosts
  * with equal digests demand the same of a peer; a failed digest is random
- * (matches nothing). Also stored in r->digest by mxg_req_for_host(). */
+ * (matches nothing). Also stored in r->digest by mxg_req_for_host().
+ * Taken over one serialisation of all of these (integers fixed-width,
+ * texts and records behind their lengths), through in->memo: a repeat of
+ * the same octets (the next message to the same host under the same
+ * policy and TLSA records) is not hashed again; any change of any input
+ * changes the octets, so the memo never needs invalidating. */
 void mxg_req_digest(const struct mxg_req_inputs *in, const struct mxg_req *r,
                     const struct mxg_dane_host *dane, unsigned char out[32]);
 

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/str.h"
+
 static const char *const verb_names[MXG_V__COUNT] = {
     "UNKNOWN", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP",
     "QUIT", "VRFY", "EXPN", "HELP", "STARTTLS", "AUTH", "BDAT",
@@ -628,8 +630,11 @@ int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len)
     size_t tl = len > 4 ? len - 4 : 0;
     size_t el = enh_len(t, tl);
     if (el) { /* kept only if its class matches the code; render derives one otherwise */
-        if (p->r.n_lines == 0 && t[0] == line[0])
-            snprintf(p->r.enh, sizeof p->r.enh, "%.*s", (int)el, t);
+        if (p->r.n_lines == 0 && t[0] == line[0]) { /* as "%.*s" would (no vsnprintf per reply) */
+            size_t k = el < sizeof p->r.enh - 1 ? el : sizeof p->r.enh - 1;
+            memcpy(p->r.enh, t, k);
+            p->r.enh[k] = 0;
+        }
         t += el;
         tl -= el;
         while (tl > 0 && *t == ' ') { t++; tl--; }
@@ -661,7 +666,7 @@ int mxg_reply_feed(struct mxg_reply_parser *p, const char *line, size_t len)
 void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *fmt, ...)
 {
     r->code = code;
-    snprintf(r->enh, sizeof r->enh, "%s", enh ? enh : "");
+    mxg_str_copy(r->enh, sizeof r->enh, enh); /* NULL: "" */
     r->no_enh = r->enh[0] == 0;
     va_list ap;
     va_start(ap, fmt);
@@ -696,7 +701,7 @@ size_t mxg_reply_render(const struct mxg_reply *r, char *out, size_t cap)
     if (r->no_enh || cls == 3)
         enh[0] = 0;
     else if (r->enh[0] == '0' + cls)
-        snprintf(enh, sizeof enh, "%s", r->enh);
+        mxg_str_copy(enh, sizeof enh, r->enh);
     else
         snprintf(enh, sizeof enh, "%d.0.0", cls);
     size_t el = strlen(enh);

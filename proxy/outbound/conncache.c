@@ -21,9 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "../../core/log.h"
+#include "../../policy/digest_memo.h"
 
 #define N_BUCKETS 1024
 #define GC_INTERVAL_MS 5000
@@ -94,16 +93,25 @@ struct mxg_conncache {
     int open, idle, closing, waiting, bwaiting;
     struct mxg_conncache_stats st;
     char why[160];
+    /* requirement digests and keys by their octets (owned; NULL: none). 256 x 4 slots
+     * of at most 4 KB (a key's description, a requirement with its TLSA records):
+     * the destinations of a busy relay, each hashed once while it stays in use */
+    struct mxg_digest_memo *memo;
 };
 
 /* ------------------------------------------------------------ keys */
 
-void mxg_cc_key_make(const void *desc, size_t len, struct mxg_cc_key *out)
+void mxg_cc_key_make(struct mxg_conncache *cc, const void *desc, size_t len,
+                     struct mxg_cc_key *out)
 {
-    unsigned int n = 0;
     memset(out, 0, sizeof *out);
-    if (EVP_Digest(desc, len, out->d, &n, EVP_sha256(), NULL) != 1)
+    if (mxg_digest_memo_sha256(cc ? cc->memo : NULL, desc, len, out->d) < 0)
         memset(out, 0xff, sizeof *out); /* cannot happen; never equal to a real digest by luck */
+}
+
+struct mxg_digest_memo *mxg_conncache_digest_memo(struct mxg_conncache *cc)
+{
+    return cc ? cc->memo : NULL;
 }
 
 static int key_eq(const struct mxg_cc_key *a, const struct mxg_cc_key *b)
@@ -715,6 +723,7 @@ struct mxg_conncache *mxg_conncache_new(uv_loop_t *loop, const struct mxg_connca
     cc->tick.data = cc;
     cc->tick_open = 1;
     cc->last_gc = uv_now(loop);
+    cc->memo = mxg_digest_memo_new(256, 4096); /* NULL: every digest computed */
     return cc;
 }
 
@@ -766,6 +775,7 @@ void mxg_conncache_free(struct mxg_conncache *cc)
     }
     while (cc->dests)
         dest_free(cc, cc->dests); /* slots still held are the owners' leak, not ours to free */
+    mxg_digest_memo_free(cc->memo);
     free(cc);
 }
 

@@ -84,9 +84,15 @@ struct mxg_conncache_cfg {
 struct mxg_cc_key {
     unsigned char d[32];
 };
-void mxg_cc_key_make(const void *desc, size_t len, struct mxg_cc_key *out);
-
 struct mxg_conncache;
+/* The key of desc[0..len), through cc's digest memo (NULL: computed). */
+void mxg_cc_key_make(struct mxg_conncache *cc, const void *desc, size_t len,
+                     struct mxg_cc_key *out);
+/* The cache's memo of SHA-256 digests by their octets (policy/digest_memo.h),
+ * for the requirement digests of the legs that use it; NULL when cc is NULL
+ * or the memo could not be made (digests are then computed each time). */
+struct mxg_digest_memo *mxg_conncache_digest_memo(struct mxg_conncache *cc);
+
 struct mxg_cc_slot;
 struct mxg_cc_wait;
 

@@ -409,19 +409,45 @@ static void fail_and_quit(struct mxg_leg *leg, const struct mxg_reply *r, const 
     leg_fail(leg, &m);
 }
 
+/* The texts a reply may need, made on first use: the common replies (a 2xx
+ * on its way, with the debug log off) need neither. */
+struct reply_texts {
+    struct mxg_leg *leg;
+    const struct mxg_reply *r;
+    char lbl[320], sum[300];
+};
+
+/* The reply's one-line summary (mxg_reply_summary). */
+static const char *rt_sum(struct reply_texts *t)
+{
+    if (!t->sum[0])
+        mxg_reply_summary(t->r, t->sum, sizeof t->sum);
+    return t->sum;
+}
+
+/* The current candidate's label (leg_cur_label). */
+static const char *rt_lbl(struct reply_texts *t)
+{
+    if (!t->lbl[0])
+        leg_cur_label(t->leg, t->lbl, sizeof t->lbl);
+    return t->lbl;
+}
+
 /* A complete reply arrived: the transition table of the leg. */
 void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
 {
-    char lbl[320], sum[300];
+    struct reply_texts t;
+    t.leg = leg;
+    t.r = r;
+    t.lbl[0] = t.sum[0] = 0;
     int cls = r->code / 100;
-    mxg_reply_summary(r, sum, sizeof sum);
-    LOG_D("upstream", "%s <- %s (%s)", leg->sid, sum, leg_state_names[leg->st]);
+    if (mxg_log_enabled(MXG_LOG_DEBUG))
+        LOG_D("upstream", "%s <- %s (%s)", leg->sid, rt_sum(&t), leg_state_names[leg->st]);
     uv_timer_stop(&leg->timer);
-    leg_cur_label(leg, lbl, sizeof lbl);
 
     if (r->code == 421 && !leg_in_setup(leg) && leg->st != LEG_QUIT) {
         struct mxg_reply m;
-        mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", lbl, sum);
+        mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", rt_lbl(&t), rt_sum(&t));
         leg_fail(leg, &m);
         return;
     }
@@ -436,7 +462,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             leg->mx_helo[k] = 0;
             leg_send_ehlo(leg, LEG_EHLO);
         } else {
-            leg_cand_failed(leg, FK_PROTOCOL, "%s: greeting %s", lbl, sum);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: greeting %s", rt_lbl(&t), rt_sum(&t));
         }
         return;
     case LEG_EHLO:
@@ -450,20 +476,20 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         } else if (leg->st == LEG_EHLO && cls == 5) {
             leg_send_ehlo(leg, LEG_HELO);
         } else {
-            leg_cand_failed(leg, FK_PROTOCOL, "%s: %s rejected: %s", lbl,
-                        leg->st == LEG_EHLO ? "EHLO" : "HELO", sum);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: %s rejected: %s", rt_lbl(&t),
+                        leg->st == LEG_EHLO ? "EHLO" : "HELO", rt_sum(&t));
         }
         return;
     case LEG_STARTTLS:
         if (r->code != 220) {
             char why[320];
-            snprintf(why, sizeof why, "STARTTLS rejected: %s", sum);
+            snprintf(why, sizeof why, "STARTTLS rejected: %s", rt_sum(&t));
             leg_tls_failed(leg, why);
             return;
         }
         if (mxg_buf_avail(&leg->in) > 0) { /* CVE-2011-0411 class */
             LOG_W("upstream", "%s %s: %s sent %zu bytes after 220 to STARTTLS; discarded",
-                  leg->sid, leg->domain, lbl, mxg_buf_avail(&leg->in));
+                  leg->sid, leg->domain, rt_lbl(&t), mxg_buf_avail(&leg->in));
             mxg_buf_reset(&leg->in);
         }
         const struct mxg_req *req = leg_cur_req(leg);
@@ -492,12 +518,14 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
             mxg_caps_parse(r, &leg->caps);
             leg_send_mail(leg);
         } else {
-            leg_cand_failed(leg, FK_PROTOCOL, "%s: EHLO after STARTTLS rejected: %s", lbl, sum);
+            leg_cand_failed(leg, FK_PROTOCOL, "%s: EHLO after STARTTLS rejected: %s", rt_lbl(&t),
+                            rt_sum(&t));
         }
         return;
     case LEG_RSET:
         if (cls != 2) {
-            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: RSET answered %s", lbl, sum);
+            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: RSET answered %s",
+                            rt_lbl(&t), rt_sum(&t));
         } else if (leg->mail_pipelined) {
             leg_set_state(leg, LEG_MAIL);
             leg_timer(leg, leg->env->cfg->t_upstream_cmd);
@@ -507,7 +535,8 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         return;
     case LEG_MAIL:
         if (leg->reuse_setup && r->code == 421) {
-            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: MAIL answered %s", lbl, sum);
+            leg_cand_failed(leg, FK_CONNECT, "%s: cached connection: MAIL answered %s",
+                            rt_lbl(&t), rt_sum(&t));
             return;
         }
         uv_timer_stop(&leg->deadline);
@@ -515,18 +544,21 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         /* docs/ARCHITECTURE.md §Replies: never relayed as 421 (the client's session goes on) */
         if (r->code == 421) {
             struct mxg_reply m;
-            mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", lbl, sum);
+            mxg_reply_set(&m, 451, "4.4.2", "%s closed the connection: %s", rt_lbl(&t),
+                          rt_sum(&t));
             leg_fail(leg, &m);
         } else if (cls != 2 && cls != 4 && cls != 5) { /* e.g. a 354: only DATA may get one */
             fail_and_quit(leg, r, "MAIL");
         } else if (cls == 2) {
-            char reuse[80] = "";
-            if (leg->reused)
-                snprintf(reuse, sizeof reuse, " (reused connection, transaction %d)",
-                         leg->reused + 1);
-            LOG_D("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid, leg->domain,
-                  lbl, leg->tls_version[0] ? leg->tls_version : "plaintext",
-                  leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
+            if (mxg_log_enabled(MXG_LOG_DEBUG)) {
+                char reuse[80] = "";
+                if (leg->reused)
+                    snprintf(reuse, sizeof reuse, " (reused connection, transaction %d)",
+                             leg->reused + 1);
+                LOG_D("upstream", "%s %s: connected to %s, %s%s%s, peer %s%s", leg->sid,
+                      leg->domain, rt_lbl(&t), leg->tls_version[0] ? leg->tls_version : "plaintext",
+                      leg->tls_version[0] ? " " : "", leg->tls_cipher, leg->verified, reuse);
+            }
             mxg_metrics_inc(leg->env->metrics, MXG_M_DECISIONS,
                             mxg_req_metric_label(leg_cur_req(leg)));
             if (leg->rcpt_early) { /* the first RCPT's reply is next */
@@ -572,10 +604,10 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
         return;
     default:
         LOG_I("upstream", "%s %s: unexpected reply from %s in state %s: %s", leg->sid, leg->domain,
-              lbl, leg_state_names[leg->st], sum);
+              rt_lbl(&t), leg_state_names[leg->st], rt_sum(&t));
         if (r->code == 421 || leg->st == LEG_STREAM) {
             struct mxg_reply m;
-            mxg_reply_set(&m, 451, "4.4.2", "%s: unexpected reply: %s", lbl, sum);
+            mxg_reply_set(&m, 451, "4.4.2", "%s: unexpected reply: %s", rt_lbl(&t), rt_sum(&t));
             leg_fail(leg, &m);
         } else if (leg->st == LEG_READY) {
             /* nothing was asked: an extra reply (e.g. two to one command); the

@@ -629,6 +629,7 @@ static struct mxg_leg *leg_start(const struct mxg_upstream_env *env, const char 
     mxg_req_inputs_init(&leg->req_in, &pol, domain, leg->nexthop, leg->nexthop_mx,
                         leg->nexthop_literal, leg->opportunistic, env->cfg->dane_enabled,
                         env->sts != NULL);
+    leg->req_in.memo = mxg_conncache_digest_memo(env->conncache); /* digests by their octets */
     uv_timer_init(env->loop, &leg->timer);
     uv_timer_init(env->loop, &leg->deadline);
     leg->timer.data = leg->deadline.data = leg;

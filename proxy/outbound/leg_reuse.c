@@ -62,7 +62,7 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
 #undef KEY_HEAD
     const unsigned char *d = leg_cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
     l += mxg_hex_encode(d, 32, desc + l);
-    mxg_cc_key_make(desc, l, out);
+    mxg_cc_key_make(leg->env->conncache, desc, l, out);
 }
 
 /* The TLS session key: the requirement key, the MX address + port, and the

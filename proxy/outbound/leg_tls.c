@@ -43,7 +43,7 @@ int leg_dane_consulted(const struct mxg_leg *leg)
 int leg_host_requirement(struct mxg_leg *leg, struct host_state *hs, const struct cand *cd)
 {
     /* made only for the hosts a delivery reaches (a route may name up to 32) */
-    struct mxg_req *req = calloc(1, sizeof *req);
+    struct mxg_req *req = mxg_req_new(); /* zeroed by mxg_req_for_host below */
     if (!req) { /* the host cannot be judged: skip it (fail closed) */
         leg_note_failure(leg, FK_TLS, "%s: out of memory for its TLS requirement", cd->host);
         hs->skip = 1;

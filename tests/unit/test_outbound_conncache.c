@@ -63,7 +63,7 @@ static struct sockaddr_storage dest(const char *ip, int port)
 static struct mxg_cc_key key(const char *s)
 {
     struct mxg_cc_key k;
-    mxg_cc_key_make(s, strlen(s), &k);
+    mxg_cc_key_make(NULL, s, strlen(s), &k);
     return k;
 }
 

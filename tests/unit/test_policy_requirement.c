@@ -8,7 +8,9 @@
  * opportunistic deliveries. The harness does what the SMTP client does:
  * DANE is looked up only when mxg_req_dane_consulted() says so, the list
  * only when mxg_req_list_wanted() says so. Then: the cache-key digest
- * differs whenever the requirement differs. */
+ * differs whenever the requirement differs, with and without the digest
+ * memo (policy/digest_memo.h) in the inputs: a memo answer is the digest
+ * itself, and a changed TLSA record or MTA-STS id is seen at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "policy/digest_memo.h"
 #include "policy/override.h"
 #include "policy/policy.h"
 #include "policy/requirement.h"
@@ -223,6 +226,9 @@ struct result {
     char verified[120];
 };
 
+/* The digest memo run_row puts in the inputs (NULL: none). */
+static struct mxg_digest_memo *row_memo;
+
 /* Run one row through the module the way the SMTP client does. */
 static void run_row(const struct row *w, const char *sts_id, struct mxg_req_inputs *in,
                     struct mxg_dane_host *d, struct result *res)
@@ -241,6 +247,7 @@ static void run_row(const struct row *w, const char *sts_id, struct mxg_req_inpu
     mxg_policy_decide(&cfg, map, "dom.test", NULL, &pol);
     mxg_override_map_free(map);
     mxg_req_inputs_init(in, &pol, "dom.test", NULL, 0, 0, w->opp, 1, w->sts != S_DISABLED);
+    in->memo = row_memo;
     if (in->sts_consulted && w->sts != S_DISABLED) {
         struct mxg_sts_result s;
         memset(&s, 0, sizeof s);
@@ -391,9 +398,12 @@ static void identity(const struct mxg_req *r, char *out, size_t cap)
         l += (size_t)snprintf(out + l, cap - l, "%s,", r->verify.names[i]);
 }
 
-static void test_digest(void **state)
+/* Every row's digest: stable, changed by the MTA-STS id when that policy
+ * governs and by the TLSA data of a DANE host, distinct between different
+ * requirements. ref: the digests without a memo (filled when fill), which
+ * the memo's answers must equal. */
+static void digest_checks(unsigned char ref[][32], int fill)
 {
-    (void)state;
     static char ids[N_ROWS][300];
     static unsigned char dg[N_ROWS][32];
     int bad = 0;
@@ -410,6 +420,12 @@ static void test_digest(void **state)
         }
         identity(&res.req, ids[i], sizeof ids[i]);
         memcpy(dg[i], res.req.digest, 32);
+        if (fill)
+            memcpy(ref[i], dg[i], 32);
+        else if (memcmp(ref[i], dg[i], 32) != 0) {
+            print_message("row \"%s\": the memo's digest is not the digest\n", rows[i].name);
+            bad++;
+        }
         /* the same inputs: the same key */
         run_row(&rows[i], "id1", in, &d, &again);
         if (memcmp(again.req.digest, dg[i], 32) != 0) {
@@ -426,14 +442,22 @@ static void test_digest(void **state)
             bad++;
         }
         mxg_req_clear(&again.req);
-        /* another TLSA record: another key for a DANE host */
+        /* another TLSA record (same length, one octet changed): another key for a DANE
+         * host, at once, and back to the first key when the record is back */
         if (res.req.verify.how == MXG_TV_DANE) {
-            rec_data[0] ^= 0xff;
+            rec_data[31] ^= 0xff;
             struct mxg_dane_host d2;
             run_row(&rows[i], "id1", in, &d2, &again);
-            rec_data[0] ^= 0xff;
+            rec_data[31] ^= 0xff;
             if (!memcmp(again.req.digest, dg[i], 32)) {
                 print_message("row \"%s\": TLSA data not in the key\n", rows[i].name);
+                bad++;
+            }
+            mxg_req_clear(&again.req);
+            run_row(&rows[i], "id1", in, &d2, &again);
+            if (memcmp(again.req.digest, dg[i], 32) != 0) {
+                print_message("row \"%s\": the first TLSA data, not the first key\n",
+                              rows[i].name);
                 bad++;
             }
             mxg_req_clear(&again.req);
@@ -450,6 +474,31 @@ static void test_digest(void **state)
                 bad++;
             }
     assert_int_equal(bad, 0);
+}
+
+static unsigned char plain_digests[N_ROWS][32];
+
+static void test_digest(void **state)
+{
+    (void)state;
+    row_memo = NULL;
+    digest_checks(plain_digests, 1);
+}
+
+/* The same through a digest memo (as the SMTP client runs it): the same
+ * digests, repeats answered by the memo, every change seen at once. */
+static void test_digest_memo(void **state)
+{
+    (void)state;
+    row_memo = mxg_digest_memo_new(64, 4096);
+    assert_non_null(row_memo);
+    digest_checks(plain_digests, 0);
+    struct mxg_digest_memo_stats st;
+    mxg_digest_memo_stats(row_memo, &st);
+    assert_true(st.hits > 0);
+    assert_true(st.misses > 0);
+    mxg_digest_memo_free(row_memo);
+    row_memo = NULL;
 }
 
 /* The row called name. */
@@ -533,6 +582,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_digest),
+        cmocka_unit_test(test_digest_memo),
         cmocka_unit_test(test_judging_texts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
