@@ -550,7 +550,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             bwait_unlink(cc, w);
             grant_reused(cc, g, s, &w->key, w->owner);
             cc->st.busy_served++;
-            *how = "parked: reused";
+            *how = "parked";
             return w;
         }
         if (w->deadline > now && busy_match(cc, d, &w->key, w->owner, now))
@@ -558,9 +558,9 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
         bwait_unlink(cc, w);
         if (w->deadline <= now) {
             cc->st.busy_timeouts++;
-            *how = "timed out: a new connection";
+            *how = "timed out";
         } else {
-            *how = "not parked: a new connection";
+            *how = "not parked";
         }
         const char *why = NULL;
         if (d->n_wait == 0 && have_slot(cc, d, now, &why)) {
@@ -648,9 +648,9 @@ static void process(struct mxg_conncache *cc)
         struct mxg_cc_wait *w = busy_due(cc, now, &g, &how);
         if (!w)
             break;
-        LOG_D("conncache", "%s: wait for a busy connection over after %llums (%s%s)", w->d->text,
-              (unsigned long long)(now - w->since), how,
-              g.status == MXG_CC_LIMITED ? ", limited" : "");
+        LOG_D("conncache", "%s: wait for a busy connection over after %llums (%s: %s)",
+              w->d->text, (unsigned long long)(now - w->since), how,
+              g.status == MXG_CC_REUSED ? "reused" : g.status == MXG_CC_FRESH ? "new" : "limited");
         mxg_cc_cb cb = w->cb;
         void *arg = w->arg;
         free(w);
