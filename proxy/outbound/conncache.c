@@ -479,7 +479,7 @@ void mxg_conncache_no_park(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     if (!s->busy)
         return;
     busy_del(s);
-    if (cc->bwaiting) /* its waiters stop waiting for it now, not after busy_wait */
+    if (s->d->n_bwait) /* its waiters stop waiting for it now, not after busy_wait */
         kick(cc);
 }
 
@@ -944,7 +944,7 @@ int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
     DL_APPEND(cc->idle_head, cc->idle_tail, s, gprev, gnext);
     d->n_idle++;
     cc->idle++;
-    if (cc->waiting || cc->bwaiting)
+    if (cc->waiting || d->n_bwait) /* busy waits elsewhere cannot use it */
         kick(cc);
     else
         schedule(cc, idle_expiry(cc, s));
@@ -974,7 +974,7 @@ void mxg_conncache_release(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     d->open--;
     cc->open--;
     free(s);
-    if (cc->waiting || cc->bwaiting)
+    if (cc->waiting || d->n_bwait)
         kick(cc);
     else if (dest_removable(cc, d, uv_now(cc->loop)))
         dest_free(cc, d);
