@@ -144,6 +144,7 @@ struct mxg_config {
     int cache_max_uses;                 /* upstream.cache_max_uses: transactions per connection */
     uint64_t cache_lifetime_ms;         /* upstream.cache_lifetime: since connect */
     uint64_t cache_busy_wait_ms;        /* upstream.cache_busy_wait: for a busy connection */
+    int cache_busy_waiters;             /* upstream.cache_busy_waiters: such waits per MX+key */
     int tls_session_cache;              /* upstream.tls_session_cache: sessions kept, 0 = off */
     /* loop and SSRF protection (proxy/outbound/addr_class.h): MX addresses that are
      * the legacy MTA's own (port 0 = any port) are never connected to */

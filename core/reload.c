@@ -44,6 +44,7 @@ static const char *const live_settings[] = {
     "upstream.cache_max_uses",
     "upstream.cache_lifetime",
     "upstream.cache_busy_wait",
+    "upstream.cache_busy_waiters",
     "upstream.self_addresses",  /* read when a leg builds its candidates */
     "upstream.refuse_private_addresses",
     "tls.opportunistic_level",

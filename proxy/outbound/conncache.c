@@ -41,6 +41,7 @@ struct dest {
     struct mxg_cc_wait *w_head, *w_tail;
     struct mxg_cc_slot *busy_head, *busy_tail; /* slots in use (granted, not idle) */
     int n_bwait;                      /* legs waiting for a busy connection of their key */
+    struct mxg_cc_wait *bw_head, *bw_tail; /* those waits, arrival order (dprev/dnext) */
     double tokens;                    /* rate bucket */
     uint64_t t_tokens;                /* when tokens was computed */
 };
@@ -69,7 +70,7 @@ struct mxg_cc_wait {
     mxg_cc_cb cb;
     void *arg;
     uint64_t since, deadline;
-    struct mxg_cc_wait *dprev, *dnext;
+    struct mxg_cc_wait *dprev, *dnext; /* the dest's slot queue, or its busy waits (on_busy) */
     struct mxg_cc_wait *gprev, *gnext;
 };
 
@@ -465,6 +466,18 @@ static int busy_match(const struct mxg_conncache *cc, const struct dest *d,
     return 0;
 }
 
+/* Whether one more leg may wait at d for a busy connection of key: fewer
+ * than busy_waiters legs wait for one there already (0: nobody waits). */
+static int bwait_room(const struct mxg_conncache *cc, const struct dest *d,
+                      const struct mxg_cc_key *key)
+{
+    int n = 0;
+    for (const struct mxg_cc_wait *w = d->bw_head; w && n < cc->cfg.busy_waiters; w = w->dnext)
+        if (key_eq(&w->key, key))
+            n++;
+    return n < cc->cfg.busy_waiters;
+}
+
 /* Slot s will not be parked: out of the busy set, waiters re-examined (conncache.h). */
 void mxg_conncache_no_park(struct mxg_conncache *cc, struct mxg_cc_slot *s)
 {
@@ -474,7 +487,7 @@ void mxg_conncache_no_park(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     if (!s->busy)
         return;
     busy_del(s);
-    if (cc->bwaiting) /* its waiters stop waiting for it now, not after busy_wait */
+    if (s->d->n_bwait) /* its waiters stop waiting for it now, not after busy_wait */
         kick(cc);
 }
 
@@ -489,10 +502,11 @@ static void wait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
     cc->waiting--;
 }
 
-/* Take w off the list of waits for a busy connection. */
+/* Take w off the lists of waits for a busy connection. */
 static void bwait_unlink(struct mxg_conncache *cc, struct mxg_cc_wait *w)
 {
     DL_UNLINK(cc->bw_head, cc->bw_tail, w, gprev, gnext);
+    DL_UNLINK(w->d->bw_head, w->d->bw_tail, w, dprev, dnext);
     w->d->n_bwait--;
     cc->bwaiting--;
 }
@@ -530,8 +544,10 @@ static struct mxg_cc_wait *servable(struct mxg_conncache *cc, uint64_t now, stru
  * the connection was parked (REUSED), or it ended without being parked, or
  * busy_wait passed — then a new slot (FRESH) if one is free, else LIMITED
  * where acquire would have refused at once; otherwise the leg joins the
- * slot queue like any acquire (and the search goes on). NULL if none. */
-static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, struct mxg_cc_grant *g)
+ * slot queue like any acquire (and the search goes on). NULL if none.
+ * *how: why the wait ended, for the log. */
+static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, struct mxg_cc_grant *g,
+                                    const char **how)
 {
     for (struct mxg_cc_wait *w = cc->bw_head, *n; w; w = n) {
         n = w->gnext;
@@ -542,11 +558,18 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             bwait_unlink(cc, w);
             grant_reused(cc, g, s, &w->key, w->owner);
             cc->st.busy_served++;
+            *how = "parked";
             return w;
         }
         if (w->deadline > now && busy_match(cc, d, &w->key, w->owner, now))
             continue;
         bwait_unlink(cc, w);
+        if (w->deadline <= now) {
+            cc->st.busy_timeouts++;
+            *how = "timed out";
+        } else {
+            *how = "not parked";
+        }
         const char *why = NULL;
         if (d->n_wait == 0 && have_slot(cc, d, now, &why)) {
             s = slot_new(cc, d, now);
@@ -629,11 +652,12 @@ static void process(struct mxg_conncache *cc)
     /* waits for a busy connection that are over (served, or moved to the slot queue) */
     for (;;) {
         struct mxg_cc_grant g;
-        struct mxg_cc_wait *w = busy_due(cc, now, &g);
+        const char *how = "";
+        struct mxg_cc_wait *w = busy_due(cc, now, &g, &how);
         if (!w)
             break;
-        LOG_D("conncache", "%s: wait for a busy connection over after %llums (%s)", w->d->text,
-              (unsigned long long)(now - w->since),
+        LOG_D("conncache", "%s: wait for a busy connection over after %llums (%s: %s)",
+              w->d->text, (unsigned long long)(now - w->since), how,
               g.status == MXG_CC_REUSED ? "reused" : g.status == MXG_CC_FRESH ? "new" : "limited");
         mxg_cc_cb cb = w->cb;
         void *arg = w->arg;
@@ -800,8 +824,18 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             return MXG_CC_REUSED;
         }
     }
-    if (allow_reuse && !cc->shut && cc->cfg.busy_wait_ms > 0 &&
-        busy_match(cc, d, key, owner, now)) {
+    int busy = allow_reuse && !cc->shut && cc->cfg.busy_wait_ms > 0 &&
+               cc->cfg.busy_waiters > 0 && busy_match(cc, d, key, owner, now);
+    if (busy && !bwait_room(cc, d, key)) {
+        /* the wait is for the rare collision: beyond busy_waiters, waiting
+         * would queue a hot domain's transactions behind its connections */
+        cc->st.busy_bounded++;
+        LOG_D("conncache", "%s: %d leg%s wait for a busy connection of the same requirement "
+              "already: opening another", d->text, cc->cfg.busy_waiters,
+              cc->cfg.busy_waiters == 1 ? "" : "s");
+        busy = 0;
+    }
+    if (busy) {
         /* a connection of this key is in use: it is likely parked soon, and
          * taking it over then beats opening another (and evicting others) */
         struct mxg_cc_wait *w = calloc(1, sizeof *w);
@@ -816,6 +850,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             w->since = now;
             w->deadline = now + cc->cfg.busy_wait_ms;
             DL_APPEND(cc->bw_head, cc->bw_tail, w, gprev, gnext);
+            DL_APPEND(d->bw_head, d->bw_tail, w, dprev, dnext);
             d->n_bwait++;
             cc->bwaiting++;
             cc->st.busy_waited++;
@@ -919,7 +954,7 @@ int mxg_conncache_park(struct mxg_conncache *cc, struct mxg_cc_slot *s,
     DL_APPEND(cc->idle_head, cc->idle_tail, s, gprev, gnext);
     d->n_idle++;
     cc->idle++;
-    if (cc->waiting || cc->bwaiting)
+    if (cc->waiting || d->n_bwait) /* busy waits elsewhere cannot use it */
         kick(cc);
     else
         schedule(cc, idle_expiry(cc, s));
@@ -949,7 +984,7 @@ void mxg_conncache_release(struct mxg_conncache *cc, struct mxg_cc_slot *s)
     d->open--;
     cc->open--;
     free(s);
-    if (cc->waiting || cc->bwaiting)
+    if (cc->waiting || d->n_bwait)
         kick(cc);
     else if (dest_removable(cc, d, uv_now(cc->loop)))
         dest_free(cc, d);

@@ -38,7 +38,12 @@
  * connection like any acquire (FRESH, or the slot queue / LIMITED under the
  * limits). Concurrent transactions to one domain thus share a connection
  * instead of each opening one (and, at a full destination, closing another
- * key's idle connection to make room). The owner takes a connection it
+ * key's idle connection to make room). At most busy_waiters legs
+ * (upstream.cache_busy_waiters; 0 = nobody waits) wait at once per
+ * destination and key; more arrivals open another connection at once, so
+ * the wait absorbs the occasional collision of two transactions (mail to
+ * many domains) without queueing a burst to one hot domain behind its
+ * connections. The owner takes a connection it
  * will not park out of that set as soon as it knows
  * (mxg_conncache_no_park: a plaintext retry, a transaction that failed, a
  * QUIT), so no leg waits busy_wait for it in vain.
@@ -78,6 +83,7 @@ struct mxg_conncache_cfg {
     int max_conns;         /* limits.upstream_connections (0 = unlimited) */
     uint64_t wait_ms;      /* limits.connection_wait: 0 = refuse at once */
     uint64_t busy_wait_ms; /* upstream.cache_busy_wait: wait for a busy connection of the key */
+    int busy_waiters;      /* upstream.cache_busy_waiters: such waits at once per dest and key */
 };
 
 /* The requirement key: a SHA-256 over a canonical description. */
@@ -173,6 +179,8 @@ struct mxg_conncache_stats {
     int dests;        /* destinations known */
     uint64_t fresh, reused, limited, waited, expired, evicted, lost;
     uint64_t busy_waited, busy_served; /* waits for a busy connection; of them reused */
+    uint64_t busy_timeouts;            /* of them over after busy_wait (then a new connection) */
+    uint64_t busy_bounded;             /* no wait: busy_waiters legs waited at the pair already */
 };
 void mxg_conncache_stats(const struct mxg_conncache *cc, struct mxg_conncache_stats *out);
 /* Slots held at dest (for tests). */

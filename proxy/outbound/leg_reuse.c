@@ -315,6 +315,7 @@ void mxg_upstream_conncache_cfg(const struct mxg_config *cfg, struct mxg_conncac
     out->max_conns = cfg->upstream_connections;
     out->wait_ms = cfg->connection_wait_ms;
     out->busy_wait_ms = cfg->cache_busy_wait_ms;
+    out->busy_waiters = cfg->cache_busy_waiters;
 }
 
 /* The connection cache for legs, with the bounds of cfg (upstream.h). */

@@ -14,7 +14,8 @@
 #     MX name), and no TLS session was resumed under another requirement (every pair's first
 #     handshake is a full one: full handshakes >= pairs);
 #   - connections overall <= 1.25 per pair (phase 1): a transaction whose pair's connection is
-#     busy waits for it (upstream.cache_busy_wait) rather than open another, which at a full
+#     busy waits for it (upstream.cache_busy_wait, one waiter per pair at once: the
+#     default) rather than open another, which at a full
 #     address (20 names, destination_concurrency 20) would close another pair's idle one;
 #   - phase 2, one transaction per connection (upstream.cache_max_uses = 1) to 12 of the
 #     domains, so that several connections to one pair are set up at once: every connection
@@ -58,8 +59,7 @@ for i in $MX; do
 done
 tb_write_config
 # the product's connection cache and TLS session cache defaults (the test-bed turns them off),
-# and the busy wait (off by default) at 200ms
-export MXGUARD_UPSTREAM_CACHE_BUSY_WAIT=200ms
+# the busy wait included (upstream.cache_busy_wait, cache_busy_waiters)
 sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
 grep -qE 'cache_idle|tls_session_cache' "$TB/mxguard.conf" && tb_die "cache settings still in the config"
 export MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}

@@ -230,6 +230,7 @@ static void test_classification(void **state)
         {"upstream", "cache_idle"}, {"upstream", "cache_size"},
         {"upstream", "cache_per_destination"}, {"upstream", "cache_max_uses"},
         {"upstream", "cache_lifetime"}, {"upstream", "cache_busy_wait"},
+        {"upstream", "cache_busy_waiters"},
         {"tls", "opportunistic_level"}, {"policy_list", "refresh"},
         {"policy_list", "stale_warning"}, {"policy_list", "expired_warning_interval"},
         {"mta_sts", "connect_timeout"}, {"mta_sts", "fetch_timeout"},

@@ -3,7 +3,8 @@
  * eviction, lost connections, per-destination concurrency and rate limits,
  * the global cap, waiting (FIFO, served from the loop, deadline → LIMITED),
  * waiting for a busy connection of the same key (upstream.cache_busy_wait)
- * but not for one that will not be parked,
+ * but not for one that will not be parked, and by at most busy_waiters legs
+ * per destination and key (upstream.cache_busy_waiters),
  * cancel, shutdown. Connections are fake objects; the loop is real. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -426,6 +427,7 @@ static void test_busy_wait(void **st)
     (void)st;
     struct mxg_conncache_cfg c = base_cfg();
     c.busy_wait_ms = 100;
+    c.busy_waiters = 1;
     c.dest_concurrency = 2;
     c.max_uses = 3;
     setup_cc(&c);
@@ -516,6 +518,7 @@ static void test_busy_no_park(void **st)
     (void)st;
     struct mxg_conncache_cfg c = base_cfg();
     c.busy_wait_ms = 2000;
+    c.busy_waiters = 1;
     setup_cc(&c);
     struct sockaddr_storage d1 = dest("192.0.2.1", 25);
     struct mxg_cc_grant g;
@@ -551,6 +554,108 @@ static void test_busy_no_park(void **st)
     mxg_conncache_release(g_cc, f.slot);
     mxg_conncache_release(g_cc, w1.g.slot);
     mxg_conncache_release(g_cc, e.slot);
+    teardown_cc();
+}
+
+/* upstream.cache_busy_waiters: at most that many legs wait at once for the
+ * busy connections of one destination and key; one more gets a new
+ * connection at once (FRESH), another key or destination has its own bound;
+ * a waiter served (parked: REUSED), timed out (FRESH) or cancelled frees its
+ * place. */
+static void test_busy_waiters_bound(void **st)
+{
+    (void)st;
+    struct mxg_conncache_cfg c = base_cfg();
+    c.busy_wait_ms = 100;
+    c.busy_waiters = 1;
+    setup_cc(&c);
+    struct sockaddr_storage d1 = dest("192.0.2.1", 25), d2 = dest("192.0.2.2", 25);
+    struct mxg_cc_grant g;
+    struct mxg_cc_wait *wp;
+    struct fake f = {.id = 1}, h = {.id = 2}, e = {.id = 3};
+    struct waiter w1 = {0}, w2 = {0}, w3 = {0}, wl = {0}, we = {0};
+    open_fresh(&f, &d1, "K");
+    open_fresh(&h, &d1, "L");
+    open_fresh(&e, &d2, "K");
+    /* the 1st waits, the 2nd opens a connection at once */
+    assert_int_equal(acq(&d1, "K", 1, &w1, NULL, &g), MXG_CC_WAIT);
+    assert_int_equal(acq(&d1, "K", 1, &w2, NULL, &g), MXG_CC_FRESH);
+    struct mxg_cc_slot *second = g.slot;
+    /* another key at the same destination, and the same key elsewhere: their own bound */
+    assert_int_equal(acq(&d1, "L", 1, &wl, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp); /* a cancelled wait frees its place */
+    assert_int_equal(acq(&d1, "L", 1, &wl, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    assert_int_equal(acq(&d2, "K", 1, &we, &wp, &g), MXG_CC_WAIT);
+    mxg_conncache_cancel(g_cc, wp);
+    struct mxg_conncache_stats cs;
+    mxg_conncache_stats(g_cc, &cs);
+    assert_int_equal(cs.busy_waited, 4);
+    assert_int_equal(cs.busy_bounded, 1);
+    /* the 1st gets the busy connection once it is parked */
+    assert_int_equal(park(&f, "K"), 0);
+    run_ms(5);
+    assert_int_equal(w1.called, 1);
+    assert_int_equal(w1.g.status, MXG_CC_REUSED);
+    assert_ptr_equal(w1.g.conn, &f);
+    assert_int_equal(w2.called, 0); /* answered at once, never through cb */
+    /* served, its place is free: the next one waits, times out, opens a connection */
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(acq(&d1, "K", 1, &w3, NULL, &g), MXG_CC_WAIT);
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    run_ms(60);
+    assert_int_equal(w3.called, 0);
+    run_ms(80);
+    assert_int_equal(w3.called, 1);
+    assert_int_equal(w3.g.status, MXG_CC_FRESH);
+    assert_true(uv_now(&loop) - t0 >= 100);
+    mxg_conncache_stats(g_cc, &cs);
+    assert_int_equal(cs.busy_waited, 5);
+    assert_int_equal(cs.busy_served, 1);
+    assert_int_equal(cs.busy_timeouts, 1);
+    assert_int_equal(cs.busy_bounded, 2);
+    mxg_conncache_release(g_cc, w3.g.slot);
+    mxg_conncache_release(g_cc, w1.g.slot);
+    mxg_conncache_release(g_cc, second);
+    mxg_conncache_release(g_cc, h.slot);
+    mxg_conncache_release(g_cc, e.slot);
+    teardown_cc();
+}
+
+/* busy_waiters 2: two legs wait, the third opens a connection; 0: nobody
+ * waits (busy_wait set or not). */
+static void test_busy_waiters_setting(void **st)
+{
+    (void)st;
+    struct mxg_conncache_cfg c = base_cfg();
+    c.busy_wait_ms = 1000;
+    c.busy_waiters = 2;
+    setup_cc(&c);
+    struct sockaddr_storage d1 = dest("192.0.2.1", 25);
+    struct mxg_cc_grant g;
+    struct mxg_cc_wait *wp1, *wp2;
+    struct fake f = {.id = 1};
+    struct waiter w1 = {0}, w2 = {0};
+    open_fresh(&f, &d1, "K");
+    assert_int_equal(acq(&d1, "K", 1, &w1, &wp1, &g), MXG_CC_WAIT);
+    assert_int_equal(acq(&d1, "K", 1, &w2, &wp2, &g), MXG_CC_WAIT);
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    mxg_conncache_cancel(g_cc, wp1);
+    mxg_conncache_cancel(g_cc, wp2);
+    mxg_conncache_release(g_cc, f.slot);
+    /* 0 after a reload: the busy connection is one of the new generation, still nobody waits */
+    c.busy_waiters = 0;
+    mxg_conncache_reconfigure(g_cc, &c);
+    open_fresh(&f, &d1, "K");
+    assert_int_equal(acq(&d1, "K", 1, NULL, NULL, &g), MXG_CC_FRESH);
+    mxg_conncache_release(g_cc, g.slot);
+    struct mxg_conncache_stats cs;
+    mxg_conncache_stats(g_cc, &cs);
+    assert_int_equal(cs.busy_waited, 2);
+    assert_int_equal(w1.called + w2.called, 0);
+    mxg_conncache_release(g_cc, f.slot);
     teardown_cc();
 }
 
@@ -693,6 +798,8 @@ int main(void)
         cmocka_unit_test(test_park_serves_waiter),
         cmocka_unit_test(test_busy_wait),
         cmocka_unit_test(test_busy_no_park),
+        cmocka_unit_test(test_busy_waiters_bound),
+        cmocka_unit_test(test_busy_waiters_setting),
         cmocka_unit_test(test_global_cap),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_cancel),
