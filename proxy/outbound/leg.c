@@ -614,7 +614,7 @@ void leg_on_reply(struct mxg_leg *leg, struct mxg_reply *r)
              * replies after it would answer the wrong commands */
             struct mxg_reply m;
             mxg_reply_set(&m, 451, "4.5.0", "%s sent a reply nothing asked for: \"%s\" "
-                          "(protocol violation)", lbl, sum);
+                          "(protocol violation)", rt_lbl(&t), rt_sum(&t));
             leg_fail(leg, &m);
         }
         return;
