@@ -110,7 +110,9 @@ struct mxg_auth_throttle *mxg_auth_throttle_new(int max_entries); /* NULL: out o
  * only. NULL when the mapping cannot be made. A process that dies holding the
  * mutex poisons the table: every call refuses (fail closed) for quarantine_ms
  * (give max(auth.failure_window, auth.lockout): every count and lockout would
- * have run out by then), then the table is emptied and counts afresh. */
+ * have run out by then; every later call raises it to cover the window and
+ * lockout it writes, so a reload that lengthens them is covered too), then the
+ * table is emptied and counts afresh. */
 struct mxg_auth_throttle *mxg_auth_throttle_new_shared(int max_entries, uint64_t quarantine_ms);
 void mxg_auth_throttle_free(struct mxg_auth_throttle *t);          /* t may be NULL */
 /* Milliseconds until key's lockout ends; 0 when it is not locked. */

@@ -326,12 +326,24 @@ static uint64_t auth_throttle_locked_in(struct mxg_auth_throttle *t, const char 
     return e->locked_until - now_ms;
 }
 
+/* Under the lock: the quarantine after a holder's death (mxg_shm_mutex_lock) covers
+ * every window and lockout ever written into t, including ones a reload lengthened
+ * after start-up, so emptying the table never lifts a lockout early. Never lowered:
+ * entries written under the longer settings stay in the table. */
+static void quarantine_cover(struct mxg_auth_throttle *t, uint64_t window_ms, uint64_t lockout_ms)
+{
+    uint64_t need = window_ms > lockout_ms ? window_ms : lockout_ms;
+    if (t->poison.quarantine_ms < need)
+        t->poison.quarantine_ms = need;
+}
+
 /* mxg_auth_throttle_fail() without the lock. */
 static int auth_throttle_fail_in(struct mxg_auth_throttle *t, const char *key, uint64_t now_ms, int max,
                            uint64_t window_ms, uint64_t lockout_ms)
 {
     if (!t || !key || max < 1)
         return 0;
+    quarantine_cover(t, window_ms, lockout_ms);
     struct tentry *e = lookup(t, key, 1, now_ms);
     if (!e)
         return 0;
@@ -352,6 +364,7 @@ static int auth_throttle_start_in(struct mxg_auth_throttle *t, const char *key, 
 {
     if (!t || !key || max < 1)
         return 0; /* fail closed */
+    quarantine_cover(t, window_ms, 0);
     struct tentry *e = lookup(t, key, 1, now_ms);
     if (!e)
         return -1; /* no room: every entry is locked or has a check running */

@@ -545,7 +545,7 @@ static void test_throttle_shared_owner_dead(void **state)
     assert_non_null(t);
     mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", 1000);
     assert_true(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
-    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 1);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 200), 1);
     mxg_auth_throttle_finish(t, "ip:192.0.2.2");
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -573,8 +573,8 @@ static void test_throttle_shared_owner_dead_recovers(void **state)
     struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64, 300);
     assert_non_null(t);
     mxg_auth_trust_mark(t, "ip:192.0.2.1", "alice", 1000);
-    for (int i = 0; i < 3; i++)
-        mxg_auth_throttle_fail(t, "ip:192.0.2.5", 1000, 3, 60000, 600000);
+    for (int i = 0; i < 3; i++) /* window and lockout within the quarantine */
+        mxg_auth_throttle_fail(t, "ip:192.0.2.5", 1000, 3, 200, 250);
     assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000) > 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -584,24 +584,50 @@ static void test_throttle_shared_owner_dead_recovers(void **state)
     }
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 0);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 200), 0);
     pid = fork(); /* another worker during the quarantine: refused too */
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(mxg_auth_throttle_start(t, "ip:192.0.2.3", 1000, 5, 60000) == 0 ? 0 : 1);
+        _exit(mxg_auth_throttle_start(t, "ip:192.0.2.3", 1000, 5, 200) == 0 ? 0 : 1);
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     usleep(400 * 1000);
     assert_int_equal(mxg_auth_throttle_size(t), 2); /* nothing emptied before a lock */
-    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 60000), 1);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 200), 1);
     mxg_auth_throttle_finish(t, "ip:192.0.2.2");
     assert_int_equal(mxg_auth_throttle_size(t), 1); /* emptied, then the new key */
     assert_int_equal(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000), 0);
     assert_false(mxg_auth_trusted(t, "ip:192.0.2.1", "alice", 1000, 60000));
     /* and it counts again: the limit holds as before */
     for (int i = 0; i < 3; i++)
-        mxg_auth_throttle_fail(t, "ip:192.0.2.6", 2000, 3, 60000, 600000);
-    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.6", 2000, 3, 60000), 0);
+        mxg_auth_throttle_fail(t, "ip:192.0.2.6", 2000, 3, 200, 250);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.6", 2000, 3, 200), 0);
+    mxg_auth_throttle_free(t);
+}
+
+/* A lockout longer than the quarantine given at start-up (a reload lengthened
+ * auth.lockout): the table is not emptied before that lockout would have run out. */
+static void test_throttle_shared_quarantine_covers_lockout(void **state)
+{
+    (void)state;
+    struct mxg_auth_throttle *t = mxg_auth_throttle_new_shared(64, 100);
+    assert_non_null(t);
+    for (int i = 0; i < 3; i++)
+        mxg_auth_throttle_fail(t, "ip:192.0.2.5", 1000, 3, 200, 600000);
+    assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000) > 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mxg_auth_throttle_test_hold(t);
+        _exit(0); /* dies holding it */
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 200), 0); /* found */
+    usleep(300 * 1000); /* past the start-up quarantine, far within the lockout */
+    assert_int_equal(mxg_auth_throttle_start(t, "ip:192.0.2.2", 1000, 5, 200), 0);
+    assert_true(mxg_auth_throttle_locked(t, "ip:192.0.2.5", 1000) > 0);
+    assert_int_equal(mxg_auth_throttle_size(t), 1); /* not emptied */
     mxg_auth_throttle_free(t);
 }
 
@@ -876,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_throttle_shared),
         cmocka_unit_test(test_throttle_shared_owner_dead),
         cmocka_unit_test(test_throttle_shared_owner_dead_recovers),
+        cmocka_unit_test(test_throttle_shared_quarantine_covers_lockout),
         cmocka_unit_test(test_trusted_addresses),
         cmocka_unit_test(test_trust_store),
         cmocka_unit_test(test_addr_key),
