@@ -679,6 +679,7 @@ upstream: {
   cache_idle = "0s";
   tls_session_cache = 0;
 };
+
 dns: {
   mode = "$dnsmode";
   servers = ["$dns"];
@@ -707,6 +708,37 @@ EOF
         for l in "$@"; do printf '%s\n' "$l"; done
     } >"$out"
 }
+
+# tb_config_product_caches — take the test-bed's "no caching" lines (cache_idle = "0s",
+# tls_session_cache = 0) out of $TB/mxguard.conf, so the product's connection and TLS session
+# cache defaults apply; dies if such a setting is still there.
+tb_config_product_caches() {
+    sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
+    grep -qE '^ *(cache_idle|tls_session_cache) *=' "$TB/mxguard.conf" &&
+        tb_die "cache settings still in the config"
+    return 0
+}
+
+# tb_start_many_mx N... — the MX servers of the many.test domains (mkzones.sh): manyN on
+# 127.0.70.17N, each with mx.dane-ee.test's certificate (its TLSA is what they publish).
+tb_start_many_mx() {
+    local i
+    for i in "$@"; do
+        tb_start_mx --cert mx.dane-ee.test "many$i" "127.0.70.17$i"
+    done
+}
+
+# tb_metric URL SAMPLE — one sample's value from a /metrics page, e.g.
+# tb_metric "http://$TB_MXG_IP:9125/metrics" 'mxguard_upstream_connections_total{how="new"}';
+# "absent" when the page has no such sample.
+tb_metric() {
+    "$PYTHON" - "$1" "$2" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+print(next((l.split()[1] for l in body.splitlines() if l.startswith(sys.argv[2] + " ")), "absent"))
+PY
+}
+
 
 # tb_start_mxguard [-c CONF] [-n NAME] [-a IP:PORT]
 tb_start_mxguard() {

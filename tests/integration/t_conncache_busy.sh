@@ -31,70 +31,25 @@ MX="1 2 3 4 5 6"
 TB_WORKERS=1
 tb_init
 tb_start_dns
-for i in $MX; do
-    tb_start_mx --cert mx.dane-ee.test "many$i" "127.0.70.17$i"
-done
+tb_start_many_mx $MX
 tb_write_config
 # the product's connection cache and TLS session cache defaults (the test-bed turns them off);
 # upstream.cache_busy_wait and cache_busy_waiters stay at their defaults unless a phase says
-sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
-grep -qE '^ *(cache_idle|tls_session_cache|cache_busy_wait|cache_busy_waiters) *=' "$TB/mxguard.conf" &&
-    tb_die "cache settings still in the config"
+tb_config_product_caches
+grep -qE '^ *(cache_busy_wait|cache_busy_waiters) *=' "$TB/mxguard.conf" &&
+    tb_die "busy-wait settings in the config"
 export MXGUARD_LOG_LEVEL=info
 export MXGUARD_METRICS_LISTEN=$TB_MXG_IP:9125
 
 load() { # load TAG DOMAINS MESSAGES SESSIONS — MESSAGES transactions to the first DOMAINS
-    #       domains (rounds of every domain once, shuffled) over SESSIONS concurrent client
-    #       sessions; prints "accepted longest_ms"
-    "$PYTHON" - "$TB_MXG_IP" "$TB_MXG_PORT" "$TB_CLIENT_IP" "$4" "$3" "$1" "$2" \
-        >"$TB/load-$1.out" 2>&1 <<'PY'
-import random, smtplib, sys, threading, time
-ip, port, src, sessions, messages, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3], \
-    int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-doms = ["d%03d.many.test" % n for n in range(int(sys.argv[7]))]
-rng = random.Random(7)
-rcpts = []
-while len(rcpts) < messages:
-    rcpts += rng.sample(doms, len(doms))
-rcpts = rcpts[:messages]
-ok = [0] * sessions
-longest = [0.0]
-bad = []
-go = threading.Barrier(sessions)
-def run(k):
-    try:
-        s = smtplib.SMTP(ip, port, source_address=(src, 0), timeout=60)
-        s.ehlo("client.test")
-        go.wait()  # every session starts its first transaction at once
-        for i, d in enumerate(rcpts[k::sessions]):
-            to = "u%d-%s@%s" % (k, i, d)
-            msg = "From: a@client.test\r\nTo: %s\r\nSubject: %s %d %d\r\n\r\nbody\r\n" % (to, tag, k, i)
-            t0 = time.monotonic()
-            try:
-                s.sendmail("a@client.test", [to], msg)
-                ok[k] += 1
-            except smtplib.SMTPException as e:
-                bad.append("%s: %r" % (to, e))
-            longest[0] = max(longest[0], time.monotonic() - t0)
-        s.quit()
-    except Exception as e:
-        bad.append("session %d: %r" % (k, e))
-t = [threading.Thread(target=run, args=(k,)) for k in range(sessions)]
-for x in t: x.start()
-for x in t: x.join()
-for b in bad[:10]: print("# refused: " + b)
-print(sum(ok), int(longest[0] * 1000))
-PY
+    #       domains over SESSIONS concurrent client sessions, all starting at once
+    #       (many_load.py); prints "accepted longest_ms"
+    "$PYTHON" "$MXG_SRC/tests/integration/many_load.py" "$TB_MXG_IP" "$TB_MXG_PORT" \
+        "$TB_CLIENT_IP" "$4" "$3" "$1" "$2" 7 --together >"$TB/load-$1.out" 2>&1
     grep '^#' "$TB/load-$1.out" >&2
     tail -n 1 "$TB/load-$1.out"
 }
-metric() { # metric NAME{LABELS} — a sample from mxguard's /metrics ("absent" if none)
-    "$PYTHON" - "$TB_MXG_IP" "$1" <<'PY'
-import sys, urllib.request
-body = urllib.request.urlopen("http://%s:9125/metrics" % sys.argv[1], timeout=5).read().decode()
-print(next((l.split()[1] for l in body.splitlines() if l.startswith(sys.argv[2] + " ")), "absent"))
-PY
-}
+metric() { tb_metric "http://$TB_MXG_IP:9125/metrics" "$1"; }
 mx_side() { # mx_side — what the MX servers hold: "mixed misrouted delivered" (then moved away)
     "$PYTHON" - "$TB/spool" <<'PY'
 import glob, json, os, sys

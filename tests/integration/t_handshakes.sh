@@ -54,62 +54,21 @@ CONN_MAX=${MXG_HS_CONN_MAX:-$((PAIRS + PAIRS / 4))}
 TB_WORKERS=1
 tb_init
 tb_start_dns
-for i in $MX; do
-    tb_start_mx --cert mx.dane-ee.test "many$i" "127.0.70.17$i"
-done
+tb_start_many_mx $MX
 tb_write_config
 # the product's connection cache and TLS session cache defaults (the test-bed turns them off),
 # the busy wait included (upstream.cache_busy_wait, cache_busy_waiters)
-sed -i '/^  cache_idle = "0s";$/d; /^  tls_session_cache = 0;$/d' "$TB/mxguard.conf"
-grep -qE 'cache_idle|tls_session_cache' "$TB/mxguard.conf" && tb_die "cache settings still in the config"
+tb_config_product_caches
 export MXGUARD_LOG_LEVEL=${MXG_HS_LOG_LEVEL:-info}
 export MXGUARD_METRICS_LISTEN=$TB_MXG_IP:9125
 
 load() { # load TAG DOMAINS MESSAGES [SESSIONS] — MESSAGES transactions to the first DOMAINS domains
-    #       (in rounds of every domain once, shuffled), over SESSIONS concurrent client sessions
-    "$PYTHON" - "$TB_MXG_IP" "$TB_MXG_PORT" "$TB_CLIENT_IP" "${4:-$SESSIONS}" "$3" "$1" "$2" \
-        >"$TB/load-$1.out" 2>&1 <<'PY'
-import random, smtplib, sys, threading
-ip, port, src, sessions, messages, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3], \
-    int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-doms = ["d%03d.many.test" % n for n in range(int(sys.argv[7]))]
-rng = random.Random(21)
-rcpts = []  # rounds: each a shuffled list of every domain (so the sessions start on distinct ones)
-while len(rcpts) < messages:
-    rcpts += rng.sample(doms, len(doms))
-rcpts = rcpts[:messages]
-ok = [0] * sessions
-bad = []
-def run(k):
-    try:
-        s = smtplib.SMTP(ip, port, source_address=(src, 0), timeout=60)
-        s.ehlo("client.test")
-        for i, d in enumerate(rcpts[k::sessions]):
-            to = "u%d-%s@%s" % (k, i, d)
-            msg = "From: a@client.test\r\nTo: %s\r\nSubject: %s %d %d\r\n\r\nbody\r\n" % (to, tag, k, i)
-            try:
-                s.sendmail("a@client.test", [to], msg)
-                ok[k] += 1
-            except smtplib.SMTPException as e:
-                bad.append("%s: %r" % (to, e))
-        s.quit()
-    except Exception as e:
-        bad.append("session %d: %r" % (k, e))
-t = [threading.Thread(target=run, args=(k,)) for k in range(sessions)]
-for x in t: x.start()
-for x in t: x.join()
-for b in bad[:10]: print("# refused: " + b)
-print(sum(ok))
-PY
-    tail -n 1 "$TB/load-$1.out"
+    #       over SESSIONS concurrent client sessions (many_load.py); prints how many were accepted
+    "$PYTHON" "$MXG_SRC/tests/integration/many_load.py" "$TB_MXG_IP" "$TB_MXG_PORT" \
+        "$TB_CLIENT_IP" "${4:-$SESSIONS}" "$3" "$1" "$2" 21 >"$TB/load-$1.out" 2>&1
+    tail -n 1 "$TB/load-$1.out" | cut -d' ' -f1
 }
-metric() { # metric NAME{LABELS} — a sample from mxguard's /metrics ("absent" if none)
-    "$PYTHON" - "$TB_MXG_IP" "$1" <<'PY'
-import sys, urllib.request
-body = urllib.request.urlopen("http://%s:9125/metrics" % sys.argv[1], timeout=5).read().decode()
-print(next((l.split()[1] for l in body.splitlines() if l.startswith(sys.argv[2] + " ")), "absent"))
-PY
-}
+metric() { tb_metric "http://$TB_MXG_IP:9125/metrics" "$1"; }
 mx_side() { # mx_side — what the MX servers saw: "connections full resumed mixed delivered"
     "$PYTHON" - "$TB/spool" <<'PY'
 import glob, json, os, sys
