@@ -194,6 +194,7 @@ struct mxg_session {
                           * (sess_read, sess_process) — never half a reply then another */
     struct mxg_buf in;
     int reading;
+    int out_full_seen;   /* reading once stopped for SESS_OUT_CAP of unread replies (logged once) */
     int peer_eof;        /* the client closed its sending side (half-close) after the final
                           * dot: answer what it sent, then close */
     int paused;          /* upstream back-pressure */
@@ -2419,6 +2420,12 @@ static void sess_update_reading(struct mxg_session *s)
     } else if (!want && s->reading) {
         uv_read_stop((uv_stream_t *)s->tcp);
         s->reading = 0;
+        if (!s->out_full_seen &&
+            uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) >= SESS_OUT_CAP) {
+            s->out_full_seen = 1;
+            LOG_D("smtp", "%s: %s reads none of our replies: %zu octets wait; reading paused",
+                  s->id, s->peer, uv_stream_get_write_queue_size((uv_stream_t *)s->tcp));
+        }
     }
 }
 

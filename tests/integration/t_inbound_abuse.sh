@@ -366,9 +366,18 @@ wait "$NR"
 tb_stop mxguard
 sed -i 's/^  idle = "2s";/  idle = "20s";/' "$TB/mxguard.conf"
 MXGUARD_SERVER_DRAIN_TIMEOUT=1s tb_start_mxguard
+mark2=$(tb_log_mark)
 "$PYTHON" "$TB/noread.py" "$TB_MXG_IP" "$TB_MXG_PORT" 30 >"$TB/noread2.cl" 2>&1 &
 NR=$!
-sleep 2 # the flood fills the session's reply queue
+# the flood fills the session's reply queue: wait until mxguard says so (a fixed sleep was
+# not enough under ASan on a loaded machine — the 421 then went out and nothing lingered)
+ok=0
+for _ in $(seq 300); do
+    tb_log_since "$mark2" | grep -E "127\.0\.70\.100 reads none of our replies: [0-9]+ octets wait; reading paused" >/dev/null &&
+        { ok=1; break; }
+    sleep 0.1
+done
+assert_eq "the flood filled the reply queue (reading paused, logged)" 1 "$ok"
 mark=$(tb_log_mark)
 pid=$(tb_pid mxguard)
 t0=$(date +%s%N)
