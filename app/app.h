@@ -55,6 +55,7 @@ struct mxg_conncache_cfg;
 struct mxg_auth_throttle;
 struct app_shared;
 struct mxg_status_track;
+struct mxg_status_table;
 
 /* Everything one command run holds (the composition root). */
 struct app {
@@ -224,6 +225,11 @@ void app_dnsauto_start(struct app *app);
 int app_workers_run(struct app *app);
 /* This worker's metrics registry in the shared mapping (NULL without workers). */
 struct mxg_metrics *app_worker_metrics(struct app *app);
+/* This worker's tally of today's destinations in the shared mapping (NULL without
+ * workers): a restarted worker adopts what its predecessor left (app/status.h). */
+struct mxg_status_table *app_worker_status_table(struct app *app);
+/* Every worker's tally (for worker 0's status page): *out gets the n tables. */
+int app_worker_status_tables(struct app *app, struct mxg_status_table *const **out);
 /* This worker serves (its listeners are open): a later death means restart. */
 void app_worker_ready(struct app *app);
 /* The worker's signal handlers are in place: SIGHUP/SIGTERM/SIGINT, blocked since the
@@ -253,7 +259,7 @@ void app_reload(struct app *app);
 /* app/run_ops.c */
 /* Before the parts: log format, counters, resolve and enter server.user. 0 or -1 with err. */
 int app_ops_prepare(struct app *app, char *err, size_t errlen);
-/* The upstream connection gauges (once the connection cache exists). */
+/* The upstream connection gauges and busy-wait counters (once the connection cache exists). */
 void app_ops_conn_gauges(struct app *app);
 /* After binding: metrics endpoint, final privilege drop, the other gauges. 0 or -1. */
 int app_ops_started(struct app *app, char *err, size_t errlen);

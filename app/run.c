@@ -304,10 +304,17 @@ int mxg_cli_run(int argc, char **argv)
         goto out_loop;
     app_recheck_start(app, sc > 0);
     /* today's destinations for the status page: every delivery leg reports its end */
-    if (!(app->status_track = mxg_status_track_new((int64_t)time(NULL)))) {
+    /* (a worker: in its slot of the shared mapping, for worker 0's page to merge; a
+     * restarted one goes on with what its predecessor counted today) */
+    int retired = 0;
+    if (!(app->status_track = mxg_status_track_new((int64_t)time(NULL),
+                                                   app_worker_status_table(app), &retired))) {
         LOG_E("main", "out of memory");
         goto out_loop;
     }
+    if (retired)
+        LOG_W("main", "status page: %d record(s) of today's destinations were being written "
+                      "when this worker's predecessor died: dropped", retired);
     app->started_at = (int64_t)time(NULL);
     struct mxg_upstream_env parts;
     app_env(app, &parts);

@@ -40,6 +40,7 @@ static double app_conns_idle(void *arg)
 
 void app_ops_conn_gauges(struct app *app)
 {
+    mxg_conncache_set_metrics(app->conncache, app->metrics); /* its busy waits */
     mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "all", app_conns_open, app);
     mxg_metrics_gauge_fn(app->metrics, MXG_M_UPSTREAM_OPEN, "idle", app_conns_idle, app);
 }

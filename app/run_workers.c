@@ -35,6 +35,11 @@
  *    publishes its sessions, connections and DNS cache size there every second);
  *    worker 0 serves /metrics with them summed and per-worker families
  *    (core/metrics.h mxg_metrics_render_workers).
+ *  - Today's destinations (the status page): each worker tallies its delivery legs in
+ *    its own slot of the mapping (app/status_table.h: fixed size, one writer, a
+ *    sequence number per record instead of a lock), which worker 0's page merges;
+ *    a dead worker's tally stays on the page, a restarted one adopts it (a record it
+ *    died writing is dropped), a reader never waits for a writer.
  *  - Worker 0 alone runs the queue runner, the TLSRPT report sender, the metrics
  *    endpoint and the status page, and writes the pid file (with the master's
  *    pid: `mxguard queue flush` signals the master, which tells worker 0).
@@ -97,6 +102,7 @@
 #include "../tls/tls_shared.h"
 #include "app.h"
 #include "listeners.h"
+#include "status.h"
 #include "privs.h"
 
 #define MAX_ENDPOINTS APP_LISTENERS_MAX
@@ -107,6 +113,7 @@ struct app_shared {
     int n;                                   /* workers */
     pid_t master;                            /* the master's pid (set before any fork) */
     struct mxg_metrics *metrics[MXG_CFG_WORKERS_MAX];
+    struct mxg_status_table *status[MXG_CFG_WORKERS_MAX]; /* today's destinations, per worker */
     uint64_t restarts[MXG_CFG_WORKERS_MAX];  /* written by the master */
     int ready[MXG_CFG_WORKERS_MAX];          /* the worker serves (set by it) */
     pid_t pid[MXG_CFG_WORKERS_MAX];          /* running workers (the master's; 0: none) */
@@ -135,13 +142,15 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The shared mapping: the header, then one metrics registry per worker (the AUTH
- * tables are mappings of their own). NULL (logged) when it cannot be made. */
+/* The shared mapping: the header, then one metrics registry per worker, then one
+ * tally of today's destinations per worker (app/status_table.h; zeroed: empty) (the
+ * AUTH tables are mappings of their own). NULL (logged) when it cannot be made. */
 static struct app_shared *shared_new(int n)
 {
     size_t head = (sizeof(struct app_shared) + 63) & ~(size_t)63;
     size_t slot = (mxg_metrics_size() + 63) & ~(size_t)63;
-    size_t len = head + (size_t)n * slot;
+    size_t tslot = (mxg_status_table_size() + 63) & ~(size_t)63;
+    size_t len = head + (size_t)n * slot + (size_t)n * tslot;
     void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         LOG_E("main", "workers: shared memory (%zu octets): %s", len, strerror(errno));
@@ -151,8 +160,11 @@ static struct app_shared *shared_new(int n)
     sh->n = n;
     sh->master = getpid();
     sh->len = len;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         sh->metrics[i] = mxg_metrics_new_at((char *)mem + head + (size_t)i * slot, slot);
+        sh->status[i] = (struct mxg_status_table *)((char *)mem + head + (size_t)n * slot +
+                                                    (size_t)i * tslot);
+    }
     return sh;
 }
 
@@ -511,6 +523,17 @@ int app_workers_run(struct app *app)
 struct mxg_metrics *app_worker_metrics(struct app *app)
 {
     return app->shared ? app->shared->metrics[app->worker] : NULL;
+}
+
+struct mxg_status_table *app_worker_status_table(struct app *app)
+{
+    return app->shared ? app->shared->status[app->worker] : NULL;
+}
+
+int app_worker_status_tables(struct app *app, struct mxg_status_table *const **out)
+{
+    *out = app->shared->status;
+    return app->shared->n;
 }
 
 int app_worker_dropped(struct app *app, char *err, size_t errlen)

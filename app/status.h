@@ -7,7 +7,11 @@
  *                   against metrics.status_credentials_file (constant time)
  *   status_track.c  today's destinations: a tally per domain fed by every
  *                   finished delivery leg (proxy/outbound/upstream.h
- *                   struct mxg_leg_watch), with the last decision text
+ *                   struct mxg_leg_watch), with the last decision text,
+ *                   written into a table other processes may read
+ *                   (status_table.h: each worker's slot of the shared
+ *                   mapping)
+ *   status_merge.c  every worker's tally merged for the page (lock-free)
  *   status_svg.c    the TLS-outcomes-per-day chart as SVG from a table
  *   status_data.c   collecting the health, the spool and the chart's days
  *                   from in-memory state and the local stores
@@ -89,36 +93,68 @@ enum mxg_status_src mxg_status_src_of(const struct mxg_req *r); /* r may be NULL
 #define MXG_STATUS_DECISION_MAX 16384
 #define MXG_STATUS_MAX_DOMAINS 2000 /* per day; further domains are counted as "others" */
 
-/* One destination domain today. */
+/* One destination domain today (a row of the page: a merge of every
+ * worker's tally, status_merge.c). */
 struct mxg_status_dest {
     char domain[MXG_DNS_NAME_MAX];
-    enum mxg_status_src src;
-    uint64_t ok, fail;
+    enum mxg_status_src src;             /* of the latest leg of any worker */
+    uint64_t ok, fail;                   /* summed over the workers */
     int64_t last_at, last_fail_at;       /* Unix seconds; 0 = never */
-    char last_fail[MXG_STATUS_REASON_MAX]; /* "451 4.7.5 DANE: ..." */
-    char *decision;                      /* owned: the last decision (mxg_leg_describe) */
+    char last_fail[MXG_STATUS_REASON_MAX]; /* "451 4.7.5 DANE: ..." (the latest of any worker) */
+    char *decision;                      /* owned: the last decision (mxg_leg_describe); NULL
+                                          * in a list, or when no worker keeps it any more */
     int64_t decision_at;
 };
 
+/* One writer's tally in memory others may read (app/status_table.h). */
+struct mxg_status_table;
+/* Octets of a table (its memory must be zeroed before first use). */
+size_t mxg_status_table_size(void);
+
 struct mxg_status_track;
 
-/* An empty tally for the UTC day of now (Unix seconds). NULL: out of memory. */
-struct mxg_status_track *mxg_status_track_new(int64_t now);
-void mxg_status_track_free(struct mxg_status_track *t); /* t may be NULL */
+/* The writer of a tally for the UTC day of now (Unix seconds), in table
+ * (mxg_status_table_size() octets, zeroed or left by an earlier writer:
+ * with workers, the worker's slot of the shared mapping), or, table NULL,
+ * in one of its own. What an earlier writer left there for today is
+ * adopted (a restarted worker goes on counting); an entry or note it was
+ * writing when it died is retired (that domain's legs of this worker
+ * before the death are lost; *retired, when not NULL, gets how many). NULL:
+ * out of memory. */
+struct mxg_status_track *mxg_status_track_new(int64_t now, struct mxg_status_table *table,
+                                              int *retired);
+void mxg_status_track_free(struct mxg_status_track *t); /* t may be NULL; a given table stays */
+/* The table t writes (its own or the one given). */
+struct mxg_status_table *mxg_status_track_table(struct mxg_status_track *t);
 /* The observer to put into struct mxg_upstream_env.watch (lives as long as t). */
 const struct mxg_leg_watch *mxg_status_track_watch(struct mxg_status_track *t);
-/* Count one finished leg at time now (what the watch does, with time(NULL)). */
+/* Count one finished leg at time now (what the watch does, with time(NULL)).
+ * The tally starts afresh when now is on another UTC day; a domain beyond
+ * MXG_STATUS_MAX_DOMAINS is counted in others. Never blocks: the table is
+ * written under its own sequence numbers, no lock. */
 void mxg_status_track_add(struct mxg_status_track *t, const struct mxg_leg_outcome *o,
                           int64_t now);
-/* Today's destinations (the tally starts afresh when the UTC day changes,
- * checked against now), sorted by source then domain: *out points into t,
- * valid until the next add. Returns the count. *others: legs of domains
- * beyond MXG_STATUS_MAX_DOMAINS. */
-int mxg_status_track_list(struct mxg_status_track *t, int64_t now,
-                          const struct mxg_status_dest *const **out, uint64_t *others);
-/* Today's entry of domain (case-insensitive), or NULL. */
-const struct mxg_status_dest *mxg_status_track_find(struct mxg_status_track *t, int64_t now,
-                                                    const char *domain);
+
+/* --------------------------------------------------------- status_merge.c */
+
+/* Today's destinations of several tallies merged (every worker's). */
+struct mxg_status_merged {
+    int n;
+    struct mxg_status_dest *dest;        /* n, owned */
+    const struct mxg_status_dest **sorted; /* n: by source group, then domain */
+    uint64_t others;  /* legs not listed: beyond MXG_STATUS_MAX_DOMAINS in a tally, or in
+                       * the merge (failing domains are merged first, so they are listed) */
+    int skipped;      /* records being written on every try (or whose writer died then) */
+};
+
+/* Merge the n tables' entries of the UTC day of now (lock-free reads: never
+ * waits on a writer). only NULL: every domain, without decision texts;
+ * else only that domain (case-insensitive), with the decision text of the
+ * leg decided last when its worker still keeps it (MXG_STATUS_NOTES per
+ * worker). A table may be NULL (skipped). NULL: out of memory. */
+struct mxg_status_merged *mxg_status_merge(struct mxg_status_table *const *tables, int n,
+                                           int64_t now, const char *only);
+void mxg_status_merged_free(struct mxg_status_merged *m); /* m may be NULL */
 
 /* ------------------------------------------------------------ status_svg.c */
 
@@ -144,6 +180,7 @@ struct app;
 struct mxg_status_view {
     int64_t now;
     const char *version;
+    int n_workers;                  /* the tallies merged (server.workers; 1: one process) */
     /* health */
     const char *dns_mode;           /* "stub", "recursive", ... (dns/ and core/config) */
     char dns_servers[300];
@@ -178,9 +215,9 @@ const char *mxg_status_db_backend(const struct mxg_config *cfg);
 
 /* ----------------------------------------------------------- status_html.c */
 
-/* The main page (HTML5, no script). */
+/* The main page (HTML5, no script): m's destinations (mxg_status_merge). */
 int mxg_status_html_main(struct mxg_buf *b, const struct mxg_status_view *v,
-                         const struct mxg_status_dest *const *dests, int n, uint64_t others);
+                         const struct mxg_status_merged *m);
 /* One domain's page: d NULL = not seen today (name is then shown escaped). */
 int mxg_status_html_domain(struct mxg_buf *b, const char *name, const struct mxg_status_dest *d,
                            int64_t now);

@@ -161,6 +161,7 @@ void mxg_status_collect(struct app *app, int64_t now, struct mxg_status_view *v)
         v->list_policies = st.n_policies;
         snprintf(v->list_source, sizeof v->list_source, "%s", st.source);
     }
+    v->n_workers = app->n_workers > 1 ? app->n_workers : 1;
     v->reload_gen = app->reload_gen;
     v->reload_at = app->reload_at;
     v->started_at = app->started_at;

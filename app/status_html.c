@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "status.h"
+#include "status_table.h"
 
 static const char page_head[] =
     "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -123,10 +124,15 @@ static int dest_row(struct mxg_buf *b, const struct mxg_status_dest *d)
 }
 
 /* Today's destinations, grouped by policy source (the list is sorted so). */
-static int destinations(struct mxg_buf *b, const struct mxg_status_dest *const *dests, int n,
-                        uint64_t others)
+static int destinations(struct mxg_buf *b, const struct mxg_status_view *v,
+                        const struct mxg_status_merged *m)
 {
+    const struct mxg_status_dest *const *dests = m->sorted;
+    int n = m->n;
     int rc = mxg_buf_printf(b, "<h2 id=\"destinations\">Today's destinations (UTC day)</h2>\n");
+    if (v->n_workers > 1)
+        rc |= mxg_buf_printf(b, "<p class=\"meta\">Every one of the %d workers' deliveries, "
+                                "summed.</p>\n", v->n_workers);
     if (n == 0)
         rc |= mxg_buf_printf(b, "<p>No delivery has ended today.</p>\n");
     for (int i = 0; i < n; i++) {
@@ -144,10 +150,15 @@ static int destinations(struct mxg_buf *b, const struct mxg_status_dest *const *
     }
     if (n > 0)
         rc |= mxg_buf_printf(b, "</table>\n");
-    if (others)
+    if (m->others)
         rc |= mxg_buf_printf(b, "<p>%" PRIu64 " more deliveries to domains beyond the first %d "
                                 "are counted here only.</p>\n",
-                             others, MXG_STATUS_MAX_DOMAINS);
+                             m->others, MXG_STATUS_MAX_DOMAINS);
+    if (m->skipped)
+        rc |= mxg_buf_printf(b, "<p class=\"bad\">%d record%s left out: being written on every "
+                                "try (or a worker died writing %s). Reload the page.</p>\n",
+                             m->skipped, m->skipped == 1 ? " was" : "s were",
+                             m->skipped == 1 ? "it" : "them");
     return rc;
 }
 
@@ -177,7 +188,7 @@ static int spool(struct mxg_buf *b, const struct mxg_status_view *v)
 
 /* The main page (status.h). */
 int mxg_status_html_main(struct mxg_buf *b, const struct mxg_status_view *v,
-                         const struct mxg_status_dest *const *dests, int n, uint64_t others)
+                         const struct mxg_status_merged *m)
 {
     char now[64];
     fmt_time(v->now, now, sizeof now);
@@ -186,7 +197,7 @@ int mxg_status_html_main(struct mxg_buf *b, const struct mxg_status_view *v,
                             "generated %s &middot; <a href=\"/metrics\">metrics</a></p>\n",
                          v->version, now);
     rc |= health(b, v);
-    rc |= destinations(b, dests, n, others);
+    rc |= destinations(b, v, m);
     rc |= spool(b, v);
     rc |= mxg_buf_printf(b, "<h2 id=\"chart\">TLS sessions per day (last %d days, TLSRPT "
                             "store)</h2>\n",
@@ -237,7 +248,11 @@ int mxg_status_html_domain(struct mxg_buf *b, const char *name, const struct mxg
                             "prints it, from the requirement the delivery of %s computed "
                             "(policy/requirement.h); this page made no lookup.</p>\n<pre>",
                          t);
-    rc |= mxg_status_esc(b, d->decision ? d->decision : "(none recorded)");
+    if (d->decision)
+        rc |= mxg_status_esc(b, d->decision);
+    else
+        rc |= mxg_buf_printf(b, "(none kept: each worker keeps the texts of the %d domains it "
+                                "decided last)", MXG_STATUS_NOTES);
     rc |= mxg_buf_printf(b, "</pre>\n</body>\n</html>\n");
     return rc ? -1 : 0;
 }

@@ -33,6 +33,7 @@ static const char *const inbound_tls_results[] = {"success", "failure", NULL};
 static const char *const inbound_auth_results[] = {"success", "failure", "refused", NULL};
 static const char *const upstream_conn_hows[] = {"new", "reused", "stale", "limited", NULL};
 static const char *const handshake_kinds[] = {"full", "resumed", NULL};
+static const char *const busy_results[] = {"waited", "reused", "timeout", "bounded", NULL};
 
 /* Indexed by enum mxg_metric (checked below). */
 static const struct family_def defs[] = {
@@ -105,6 +106,9 @@ static const struct family_def defs[] = {
     [MXG_M_UPSTREAM_CONNS] = {"mxguard_upstream_connections_total",
                               "Upstream connections by how they were had", K_COUNTER, "how",
                               upstream_conn_hows},
+    [MXG_M_UPSTREAM_BUSY] = {"mxguard_upstream_busy_waits_total",
+                             "Waits for a busy cached upstream connection, by result", K_COUNTER,
+                             "result", busy_results},
     [MXG_M_UPSTREAM_OPEN] = {"mxguard_upstream_connections_open",
                              "Upstream connections open now (all), of them idle in the cache",
                              K_GAUGE, "state", NULL},

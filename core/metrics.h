@@ -80,6 +80,11 @@ enum mxg_metric {
     MXG_M_UPSTREAM_CONNS,      /* mxguard_upstream_connections_total{how} counter: new, reused
                                   (from the connection cache), stale (a cached one was dead:
                                   replaced), limited (451 4.7.0: no slot under the limits) */
+    MXG_M_UPSTREAM_BUSY,       /* mxguard_upstream_busy_waits_total{result} counter: waited (a
+                                  leg waited for a busy cached connection of its key), reused
+                                  (the wait got that connection), timeout (upstream.
+                                  cache_busy_wait passed: a new connection instead), bounded
+                                  (no wait: upstream.cache_busy_waiters legs waited already) */
     MXG_M_UPSTREAM_OPEN,       /* mxguard_upstream_connections_open{state} gauge: all, idle
                                   (kept in the connection cache) */
     MXG_M_UPSTREAM_HANDSHAKES, /* mxguard_upstream_tls_handshakes_total{kind} counter: full,

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../../core/log.h"
+#include "../../core/metrics.h"
 #include "../../policy/digest_memo.h"
 
 #define N_BUCKETS 1024
@@ -93,6 +94,7 @@ struct mxg_conncache {
     uint64_t gen;                     /* settings generation: +1 per reconfigure */
     int open, idle, closing, waiting, bwaiting;
     struct mxg_conncache_stats st;
+    struct mxg_metrics *metrics;      /* borrowed: busy waits counted there too (or NULL) */
     char why[160];
     /* requirement digests and keys by their octets (owned; NULL: none). 256 x 4 slots
      * of at most 4 KB (a key's description, a requirement with its TLSA records):
@@ -558,6 +560,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
             bwait_unlink(cc, w);
             grant_reused(cc, g, s, &w->key, w->owner);
             cc->st.busy_served++;
+            mxg_metrics_inc(cc->metrics, MXG_M_UPSTREAM_BUSY, "reused");
             *how = "parked";
             return w;
         }
@@ -566,6 +569,7 @@ static struct mxg_cc_wait *busy_due(struct mxg_conncache *cc, uint64_t now, stru
         bwait_unlink(cc, w);
         if (w->deadline <= now) {
             cc->st.busy_timeouts++;
+            mxg_metrics_inc(cc->metrics, MXG_M_UPSTREAM_BUSY, "timeout");
             *how = "timed out";
         } else {
             *how = "not parked";
@@ -830,6 +834,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
         /* the wait is for the rare collision: beyond busy_waiters, waiting
          * would queue a hot domain's transactions behind its connections */
         cc->st.busy_bounded++;
+        mxg_metrics_inc(cc->metrics, MXG_M_UPSTREAM_BUSY, "bounded");
         LOG_D("conncache", "%s: %d leg%s wait for a busy connection of the same requirement "
               "already: opening another", d->text, cc->cfg.busy_waiters,
               cc->cfg.busy_waiters == 1 ? "" : "s");
@@ -854,6 +859,7 @@ enum mxg_cc_status mxg_conncache_acquire(struct mxg_conncache *cc, const struct 
             d->n_bwait++;
             cc->bwaiting++;
             cc->st.busy_waited++;
+            mxg_metrics_inc(cc->metrics, MXG_M_UPSTREAM_BUSY, "waited");
             LOG_D("conncache", "%s: waiting for a busy connection of the same requirement",
                   d->text);
             *wp = w;
@@ -988,6 +994,11 @@ void mxg_conncache_release(struct mxg_conncache *cc, struct mxg_cc_slot *s)
         kick(cc);
     else if (dest_removable(cc, d, uv_now(cc->loop)))
         dest_free(cc, d);
+}
+
+void mxg_conncache_set_metrics(struct mxg_conncache *cc, struct mxg_metrics *m)
+{
+    cc->metrics = m;
 }
 
 void mxg_conncache_stats(const struct mxg_conncache *cc, struct mxg_conncache_stats *out)

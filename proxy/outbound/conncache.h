@@ -183,6 +183,11 @@ struct mxg_conncache_stats {
     uint64_t busy_bounded;             /* no wait: busy_waiters legs waited at the pair already */
 };
 void mxg_conncache_stats(const struct mxg_conncache *cc, struct mxg_conncache_stats *out);
+struct mxg_metrics;
+/* Count the busy waits (busy_waited, busy_served, busy_timeouts, busy_bounded) also
+ * in m's mxguard_upstream_busy_waits_total{result} (core/metrics.h) from now on;
+ * m borrowed (it outlives cc), NULL: no longer. */
+void mxg_conncache_set_metrics(struct mxg_conncache *cc, struct mxg_metrics *m);
 /* Slots held at dest (for tests). */
 int mxg_conncache_dest_open(const struct mxg_conncache *cc, const struct sockaddr *dest);
 /* Whether caching is on (idle_ms > 0 and not shut down). */

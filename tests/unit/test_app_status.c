@@ -1,6 +1,8 @@
 /* tests/unit/test_app_status.c — the status page's parts (app/status.h):
  * escaping, the SVG chart from a fixed table, the basic-auth check and the
- * loopback rule, today's tally and the pages with hostile names. */
+ * loopback rule, today's tally and the pages with hostile names, and the
+ * merge of several workers' tallies (a restarted writer, one that died
+ * mid-update, the UTC day, the bounded table). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +16,9 @@
 #include <arpa/inet.h>
 
 #include "app/status.h"
+#include "app/status_table.h"
 #include "policy/requirement.h"
+#include "proxy/outbound/leg_int.h"
 
 #define HOSTILE "<script>alert(\"x\")</script>&'x.example"
 
@@ -150,11 +154,20 @@ static void test_auth(void **state)
     assert_int_equal(mxg_status_client_loopback((struct sockaddr *)&s6), 0);
 }
 
+/* The merge of one tally: every domain of the day of now. */
+static struct mxg_status_merged *merge1(struct mxg_status_track *t, int64_t now, const char *only)
+{
+    struct mxg_status_table *tb = mxg_status_track_table(t);
+    struct mxg_status_merged *m = mxg_status_merge(&tb, 1, now, only);
+    assert_non_null(m);
+    return m;
+}
+
 static void test_track_and_pages(void **state)
 {
     (void)state;
     int64_t day1 = 20000 * 86400LL + 3600;
-    struct mxg_status_track *t = mxg_status_track_new(day1);
+    struct mxg_status_track *t = mxg_status_track_new(day1, NULL, NULL);
     assert_non_null(t);
     struct mxg_req dane = {.source = MXG_REQ_SRC_DANE};
     struct mxg_req testing = {.source = MXG_REQ_SRC_MTA_STS, .pki_mode = MXG_STS_MODE_TESTING};
@@ -168,10 +181,11 @@ static void test_track_and_pages(void **state)
     o = (struct mxg_leg_outcome){.domain = "OK.example", .ok = 0, .reply = &fail, .req = NULL};
     mxg_status_track_add(t, &o, day1 + 3);
 
-    const struct mxg_status_dest *const *d;
-    uint64_t others = 9;
-    assert_int_equal(mxg_status_track_list(t, day1 + 4, &d, &others), 2);
-    assert_int_equal(others, 0);
+    struct mxg_status_merged *m = merge1(t, day1 + 4, NULL);
+    const struct mxg_status_dest *const *d = m->sorted;
+    assert_int_equal(m->n, 2);
+    assert_int_equal(m->others, 0);
+    assert_int_equal(m->skipped, 0);
     assert_string_equal(d[0]->domain, HOSTILE); /* DANE sorts first */
     assert_int_equal(d[0]->fail, 1);
     assert_string_equal(d[1]->domain, "ok.example"); /* one entry, case-insensitive */
@@ -179,16 +193,22 @@ static void test_track_and_pages(void **state)
     assert_int_equal(d[1]->fail, 1);
     assert_int_equal(d[1]->src, MXG_ST_UNDECIDED); /* the last leg decided no host */
     assert_non_null(strstr(d[1]->last_fail, "451 4.7.5 DANE: no TLSA record matched <script>"));
-    assert_ptr_equal(mxg_status_track_find(t, day1 + 4, "OK.EXAMPLE"), d[1]);
-    assert_null(mxg_status_track_find(t, day1 + 4, "other.example"));
+    struct mxg_status_merged *one = merge1(t, day1 + 4, "OK.EXAMPLE");
+    assert_int_equal(one->n, 1);
+    assert_string_equal(one->dest[0].domain, "ok.example");
+    assert_int_equal(one->dest[0].ok, 2);
+    mxg_status_merged_free(one);
+    one = merge1(t, day1 + 4, "other.example");
+    assert_int_equal(one->n, 0);
+    mxg_status_merged_free(one);
 
     /* the main page: hostile strings escaped everywhere, no script */
     struct mxg_status_view v = {.now = day1 + 4, .version = "test", .dns_mode = "stub",
                                 .db_backend = "sqlite", .dnssec_state = 1, .spool_open = 1,
-                                .rpt_open = 1};
+                                .rpt_open = 1, .n_workers = 1};
     snprintf(v.dnssec_why, sizeof v.dnssec_why, "DNSKEY . is secure <b>");
     struct mxg_buf b = {0};
-    assert_int_equal(mxg_status_html_main(&b, &v, d, 2, 0), 0);
+    assert_int_equal(mxg_status_html_main(&b, &v, m), 0);
     const char *s = text(&b);
     assert_null(strstr(s, "<script"));
     assert_null(strstr(s, "<b>"));
@@ -198,21 +218,250 @@ static void test_track_and_pages(void **state)
     assert_non_null(strstr(s, "<h3>DANE (1 domain)</h3>"));
     assert_non_null(strstr(s, "<h3>no MX host decided (1 domain)</h3>"));
     assert_non_null(strstr(s, "<svg "));
+    assert_null(strstr(s, "workers' deliveries")); /* one process: no word of workers */
     /* the domain page, and one for a name not seen today */
     mxg_buf_reset(&b);
     assert_int_equal(mxg_status_html_domain(&b, d[0]->domain, d[0], day1 + 4), 0);
     s = text(&b);
     assert_null(strstr(s, "<script"));
     assert_non_null(strstr(s, "<h1>&lt;script&gt;"));
-    assert_non_null(strstr(s, "(none recorded)"));
+    assert_non_null(strstr(s, "(none kept:"));
     mxg_buf_reset(&b);
     assert_int_equal(mxg_status_html_domain(&b, "<img src=x>", NULL, day1 + 4), 0);
     assert_null(strstr(text(&b), "<img"));
+    mxg_status_merged_free(m);
 
-    /* the next UTC day starts afresh */
-    assert_int_equal(mxg_status_track_list(t, day1 + 86400, &d, &others), 0);
+    /* the next UTC day starts afresh: the reader drops yesterday's entries even before
+     * the writer has rolled over (no leg since midnight) */
+    m = merge1(t, day1 + 86400, NULL);
+    assert_int_equal(m->n, 0);
+    mxg_status_merged_free(m);
+    o = (struct mxg_leg_outcome){.domain = "new.example", .ok = 1, .req = &dane};
+    mxg_status_track_add(t, &o, day1 + 86400);
+    m = merge1(t, day1 + 86400, NULL);
+    assert_int_equal(m->n, 1);
+    assert_string_equal(m->dest[0].domain, "new.example");
+    mxg_status_merged_free(m);
     mxg_buf_free(&b);
     mxg_status_track_free(t);
+}
+
+/* A leg for the decision text: a domain, no route. */
+static struct mxg_leg *fake_leg(const char *domain)
+{
+    struct mxg_leg *leg = calloc(1, sizeof *leg);
+    assert_non_null(leg);
+    snprintf(leg->domain, sizeof leg->domain, "%s", domain);
+    return leg;
+}
+
+/* Two workers' tallies, merged: sums, the latest leg's source and failure, the latest
+ * decision text wherever it was made, the page's word of workers. */
+static void test_merge_workers(void **state)
+{
+    (void)state;
+    int64_t now = 20001 * 86400LL + 7200;
+    struct mxg_status_table *tb[3] = {calloc(1, mxg_status_table_size()), NULL,
+                                      calloc(1, mxg_status_table_size())};
+    assert_non_null(tb[0]);
+    assert_non_null(tb[2]);
+    struct mxg_status_track *w0 = mxg_status_track_new(now, tb[0], NULL);
+    struct mxg_status_track *w1 = mxg_status_track_new(now, tb[2], NULL);
+    assert_ptr_equal(mxg_status_track_table(w1), tb[2]);
+    struct mxg_req dane = {.source = MXG_REQ_SRC_DANE};
+    struct mxg_req opp = {.source = MXG_REQ_SRC_OPPORTUNISTIC};
+    struct mxg_reply r1 = {.code = 451, .enh = "4.7.5", .text = "first"};
+    struct mxg_reply r2 = {.code = 550, .enh = "5.7.1", .text = "second"};
+    struct mxg_leg *leg = fake_leg("both.example");
+
+    /* worker 0: both.example twice ok, a failure at now+1; worker 1: a later failure at
+     * now+5 under another source; only1.example only on worker 1 */
+    struct mxg_leg_outcome o = {.domain = "both.example", .ok = 1, .req = &opp};
+    mxg_status_track_add(w0, &o, now);
+    mxg_status_track_add(w0, &o, now);
+    o = (struct mxg_leg_outcome){.domain = "both.example", .ok = 0, .reply = &r1, .req = &opp};
+    mxg_status_track_add(w0, &o, now + 1);
+    o = (struct mxg_leg_outcome){.domain = "BOTH.example", .ok = 0, .reply = &r2, .req = &dane,
+                                 .leg = leg};
+    mxg_status_track_add(w1, &o, now + 5);
+    o = (struct mxg_leg_outcome){.domain = "only1.example", .ok = 1, .req = &opp};
+    mxg_status_track_add(w1, &o, now + 6);
+
+    struct mxg_status_merged *m = mxg_status_merge(tb, 3, now + 10, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->n, 2);
+    assert_int_equal(m->skipped, 0);
+    const struct mxg_status_dest *both = m->sorted[0], *only1 = m->sorted[1];
+    assert_string_equal(both->domain, "both.example"); /* the first worker's spelling */
+    assert_int_equal(both->ok, 2);
+    assert_int_equal(both->fail, 2);
+    assert_int_equal(both->src, MXG_ST_DANE); /* worker 1's leg came last */
+    assert_int_equal(both->last_fail_at, now + 5);
+    assert_string_equal(both->last_fail, "550 5.7.1 second");
+    assert_null(both->decision); /* a list carries no texts */
+    assert_string_equal(only1->domain, "only1.example");
+    assert_int_equal(only1->ok, 1);
+
+    struct mxg_status_view v = {.now = now + 10, .version = "test", .dns_mode = "stub",
+                                .db_backend = "sqlite", .n_workers = 2};
+    struct mxg_buf b = {0};
+    assert_int_equal(mxg_status_html_main(&b, &v, m), 0);
+    assert_non_null(strstr(text(&b), "Every one of the 2 workers' deliveries"));
+    assert_non_null(strstr(text(&b), "only1.example"));
+    mxg_status_merged_free(m);
+
+    /* the domain page's merge: the decision text worker 1 kept */
+    m = mxg_status_merge(tb, 3, now + 10, "both.example");
+    assert_int_equal(m->n, 1);
+    assert_int_equal(m->dest[0].ok + m->dest[0].fail, 4);
+    assert_non_null(m->dest[0].decision);
+    assert_non_null(strstr(m->dest[0].decision, "domain both.example\n"));
+    assert_int_equal(m->dest[0].decision_at, now + 5);
+    mxg_buf_reset(&b);
+    assert_int_equal(mxg_status_html_domain(&b, "both.example", &m->dest[0], now + 10), 0);
+    assert_non_null(strstr(text(&b), "domain both.example"));
+    mxg_status_merged_free(m);
+
+    /* worker 1 decides MXG_STATUS_NOTES other domains: both.example's text is gone from
+     * its notes (the page says none is kept), its counts stay */
+    for (int i = 0; i < MXG_STATUS_NOTES; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "d%d.example", i);
+        struct mxg_leg *l = fake_leg(name);
+        o = (struct mxg_leg_outcome){.domain = name, .ok = 1, .req = &opp, .leg = l};
+        mxg_status_track_add(w1, &o, now + 7);
+        free(l);
+    }
+    m = mxg_status_merge(tb, 3, now + 10, "both.example");
+    assert_int_equal(m->n, 1);
+    assert_int_equal(m->dest[0].fail, 2);
+    assert_null(m->dest[0].decision);
+    mxg_status_merged_free(m);
+    m = mxg_status_merge(tb, 3, now + 10, "d0.example");
+    assert_non_null(m->dest[0].decision);
+    assert_non_null(strstr(m->dest[0].decision, "domain d0.example\n"));
+    mxg_status_merged_free(m);
+    /* a new failure keeps its text again (a note of its own) */
+    o = (struct mxg_leg_outcome){.domain = "both.example", .ok = 0, .reply = &r2, .req = &dane,
+                                 .leg = leg};
+    mxg_status_track_add(w1, &o, now + 8);
+    m = mxg_status_merge(tb, 3, now + 10, "both.example");
+    assert_non_null(m->dest[0].decision);
+    assert_int_equal(m->dest[0].fail, 3);
+    mxg_status_merged_free(m);
+
+    mxg_buf_free(&b);
+    free(leg);
+    mxg_status_track_free(w0);
+    mxg_status_track_free(w1);
+    free(tb[0]);
+    free(tb[2]);
+}
+
+/* A writer that died mid-update (a record's sequence number left odd): the reader
+ * skips that record after bounded tries; a restarted writer on the same table
+ * adopts the rest, retires the torn record and counts on. */
+static void test_merge_dead_writer_and_restart(void **state)
+{
+    (void)state;
+    int64_t now = 20002 * 86400LL + 60;
+    struct mxg_status_table *tb = calloc(1, mxg_status_table_size());
+    assert_non_null(tb);
+    struct mxg_status_track *w = mxg_status_track_new(now, tb, NULL);
+    struct mxg_leg_outcome o = {.domain = "a.example", .ok = 1};
+    mxg_status_track_add(w, &o, now);
+    o.domain = "b.example";
+    mxg_status_track_add(w, &o, now);
+    mxg_status_track_add(w, &o, now);
+    mxg_status_track_free(w); /* the worker dies: its table stays (the shared mapping) */
+    tb->e[0].seq++;           /* ... in the middle of writing a.example */
+
+    struct mxg_status_merged *m = mxg_status_merge(&tb, 1, now + 1, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->skipped, 1); /* no wedge: a.example left out, said on the page */
+    assert_int_equal(m->n, 1);
+    assert_string_equal(m->dest[0].domain, "b.example");
+    struct mxg_status_view v = {.now = now + 1, .version = "t", .dns_mode = "stub",
+                                .db_backend = "sqlite", .n_workers = 2};
+    struct mxg_buf b = {0};
+    assert_int_equal(mxg_status_html_main(&b, &v, m), 0);
+    assert_non_null(strstr(text(&b), "1 record was left out"));
+    mxg_buf_free(&b);
+    mxg_status_merged_free(m);
+
+    /* the restarted worker: b.example's count goes on, a.example (torn) is retired and
+     * counts afresh */
+    int retired = -1;
+    w = mxg_status_track_new(now + 2, tb, &retired);
+    assert_non_null(w);
+    assert_int_equal(retired, 1);
+    o.domain = "B.EXAMPLE";
+    mxg_status_track_add(w, &o, now + 2);
+    o.domain = "a.example";
+    mxg_status_track_add(w, &o, now + 2);
+    m = mxg_status_merge(&tb, 1, now + 3, NULL);
+    assert_int_equal(m->skipped, 0);
+    assert_int_equal(m->n, 2);
+    assert_string_equal(m->sorted[0]->domain, "a.example");
+    assert_int_equal(m->sorted[0]->ok, 1);
+    assert_string_equal(m->sorted[1]->domain, "b.example");
+    assert_int_equal(m->sorted[1]->ok, 3);
+    mxg_status_merged_free(m);
+    mxg_status_track_free(w);
+
+    /* restarted on the next day: nothing adopted */
+    w = mxg_status_track_new(now + 86400, tb, &retired);
+    assert_int_equal(retired, 0);
+    m = mxg_status_merge(&tb, 1, now + 86400, NULL);
+    assert_int_equal(m->n, 0);
+    mxg_status_merged_free(m);
+    mxg_status_track_free(w);
+    free(tb);
+}
+
+/* The bounds: a tally's domains beyond MXG_STATUS_MAX_DOMAINS go to others; the merge
+ * lists at most MXG_STATUS_MAX_DOMAINS rows, failing domains first. */
+static void test_merge_bounds(void **state)
+{
+    (void)state;
+    int64_t now = 20003 * 86400LL + 60;
+    struct mxg_status_table *tb[2] = {calloc(1, mxg_status_table_size()),
+                                      calloc(1, mxg_status_table_size())};
+    struct mxg_status_track *w0 = mxg_status_track_new(now, tb[0], NULL);
+    struct mxg_status_track *w1 = mxg_status_track_new(now, tb[1], NULL);
+    struct mxg_reply r = {.code = 451, .enh = "4.4.1", .text = "down"};
+    char name[64];
+    /* worker 0: MXG_STATUS_MAX_DOMAINS + 3 successful domains (3 legs to others) */
+    for (int i = 0; i < MXG_STATUS_MAX_DOMAINS + 3; i++) {
+        snprintf(name, sizeof name, "ok%d.example", i);
+        struct mxg_leg_outcome o = {.domain = name, .ok = 1};
+        mxg_status_track_add(w0, &o, now);
+    }
+    /* worker 1: one failing domain nobody else knows, and one that worker 0 lists */
+    struct mxg_leg_outcome o = {.domain = "failing.example", .ok = 0, .reply = &r};
+    mxg_status_track_add(w1, &o, now);
+    o = (struct mxg_leg_outcome){.domain = "ok5.example", .ok = 1};
+    mxg_status_track_add(w1, &o, now);
+    struct mxg_status_merged *m = mxg_status_merge(tb, 2, now + 1, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->n, MXG_STATUS_MAX_DOMAINS);
+    /* listed although worker 0 alone filled the list: failing ones are merged first */
+    int found = 0, ok5 = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (strcmp(m->dest[i].domain, "failing.example") == 0)
+            found = 1;
+        if (strcmp(m->dest[i].domain, "ok5.example") == 0)
+            ok5 = (int)m->dest[i].ok;
+    }
+    assert_true(found);
+    assert_int_equal(ok5, 2);
+    /* others: worker 0's 3 it could not take, and the one row the merge had no room for */
+    assert_int_equal(m->others, 3 + 1);
+    mxg_status_merged_free(m);
+    mxg_status_track_free(w0);
+    mxg_status_track_free(w1);
+    free(tb[0]);
+    free(tb[1]);
 }
 
 int main(void)
@@ -222,6 +471,9 @@ int main(void)
         cmocka_unit_test(test_svg),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_track_and_pages),
+        cmocka_unit_test(test_merge_workers),
+        cmocka_unit_test(test_merge_dead_writer_and_restart),
+        cmocka_unit_test(test_merge_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

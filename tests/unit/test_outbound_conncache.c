@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/metrics.h"
 #include "proxy/outbound/conncache.h"
 
 struct fake {
@@ -569,6 +570,9 @@ static void test_busy_waiters_bound(void **st)
     c.busy_wait_ms = 100;
     c.busy_waiters = 1;
     setup_cc(&c);
+    struct mxg_metrics *mx = mxg_metrics_new(); /* the same counts in /metrics */
+    assert_non_null(mx);
+    mxg_conncache_set_metrics(g_cc, mx);
     struct sockaddr_storage d1 = dest("192.0.2.1", 25), d2 = dest("192.0.2.2", 25);
     struct mxg_cc_grant g;
     struct mxg_cc_wait *wp;
@@ -615,6 +619,17 @@ static void test_busy_waiters_bound(void **st)
     assert_int_equal(cs.busy_served, 1);
     assert_int_equal(cs.busy_timeouts, 1);
     assert_int_equal(cs.busy_bounded, 2);
+    assert_int_equal(mxg_metrics_value(mx, MXG_M_UPSTREAM_BUSY, "waited"), 5);
+    assert_int_equal(mxg_metrics_value(mx, MXG_M_UPSTREAM_BUSY, "reused"), 1);
+    assert_int_equal(mxg_metrics_value(mx, MXG_M_UPSTREAM_BUSY, "timeout"), 1);
+    assert_int_equal(mxg_metrics_value(mx, MXG_M_UPSTREAM_BUSY, "bounded"), 2);
+    char *txt = NULL;
+    size_t len = 0;
+    assert_int_equal(mxg_metrics_render(mx, &txt, &len), 0);
+    assert_non_null(strstr(txt, "mxguard_upstream_busy_waits_total{result=\"timeout\"} 1\n"));
+    free(txt);
+    mxg_conncache_set_metrics(g_cc, NULL);
+    mxg_metrics_free(mx);
     mxg_conncache_release(g_cc, w3.g.slot);
     mxg_conncache_release(g_cc, w1.g.slot);
     mxg_conncache_release(g_cc, second);
