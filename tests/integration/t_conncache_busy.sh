@@ -17,6 +17,9 @@
 #      transaction near 5 s — the bound, not the short default wait, keeps the burst parallel
 #      (without it the whole burst would queue behind the first connection).
 # Every message arrives at its domain's MX; no connection carries two domains' mail.
+# mxguard_upstream_busy_waits_total{result} counts the waits: none in 2 (nobody waits); in 3
+# some leg waited and others were bounded (the burst collides), and no more waits ended
+# reused or timed out than began.
 # Sizes: MXG_CB_SESSIONS, MXG_CB_MESSAGES, MXG_CB_BURST, MXG_CB_BURST_MSGS.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -86,6 +89,12 @@ run_phase() { # run_phase N NAME DOMAINS MESSAGES SESSIONS — mxguard NAME unde
     assert_eq "$1: all $4 messages accepted" "$4" "$got"
     NEW=$(metric 'mxguard_upstream_connections_total{how="new"}')
     REUSED=$(metric 'mxguard_upstream_connections_total{how="reused"}')
+    local r
+    for r in waited reused timeout bounded; do # BUSY_waited, ... ("absent": never counted)
+        printf -v "BUSY_$r" '%s' "$(metric "mxguard_upstream_busy_waits_total{result=\"$r\"}")"
+    done
+    echo "# $1: busy waits: waited $BUSY_waited, reused $BUSY_reused, timeout $BUSY_timeout," \
+        "bounded $BUSY_bounded"
     tb_stop "$2"
     phase_done "$1" "$4"
 }
@@ -102,6 +111,8 @@ new2=$NEW reused2=$REUSED ms2=$LONGEST
 unset MXGUARD_UPSTREAM_CACHE_BUSY_WAITERS
 echo "# 2. cache_busy_waiters = 0, the same load: new $new2, reused $reused2," \
     "longest transaction ${ms2}ms"
+assert_eq "2: no busy wait counted (waited, reused, timeout, bounded)" "0 0 0 0" \
+    "${BUSY_waited/absent/0} ${BUSY_reused/absent/0} ${BUSY_timeout/absent/0} ${BUSY_bounded/absent/0}"
 assert_eq "1-2: the bounded busy wait opens clearly fewer connections ($new1 * 5 < $new2 * 4)" \
     yes "$([ "$new1" -gt 0 ] && [ $((new1 * 5)) -lt $((new2 * 4)) ] && echo yes || echo no)"
 # 3. one domain, a burst, defaults
@@ -111,6 +122,12 @@ echo "# 3. defaults, one domain, $BURST sessions x $BURST_MSGS: new $new3, reuse
     "longest transaction ${ms3}ms"
 assert_eq "3: a burst to one domain opens many connections ($new3 >= $((BURST * 3 / 4)))" yes \
     "$([ "$new3" -ge $((BURST * 3 / 4)) ] 2>/dev/null && echo yes || echo no)"
+assert_eq "3: the metric counts busy waits (waited $BUSY_waited >= 1, bounded $BUSY_bounded >= 1)" \
+    yes "$([ "$BUSY_waited" -ge 1 ] 2>/dev/null && [ "$BUSY_bounded" -ge 1 ] 2>/dev/null &&
+        echo yes || echo no)"
+assert_eq "3: waits ended reused or timed out ($BUSY_reused + $BUSY_timeout) <= waited" yes \
+    "$([ $((${BUSY_reused/absent/0} + ${BUSY_timeout/absent/0})) -le "$BUSY_waited" ] 2>/dev/null &&
+        echo yes || echo no)"
 # 4. the same burst, a long busy wait
 export MXGUARD_UPSTREAM_CACHE_BUSY_WAIT=5s
 run_phase 4 mxguard4 1 $((BURST * BURST_MSGS)) "$BURST"
