@@ -13,9 +13,8 @@
 # Every metric the dashboard (etc/grafana/mxguard-dashboard.json) queries is served on /metrics.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-# server.workers = 1: the status page is served by worker 0 with its own view of today's
-# destinations (docs/ARCHITECTURE.md §Workers); the script counts every delivery on it
-TB_WORKERS=1
+# (any server.workers: the page merges every worker's destinations, docs/ARCHITECTURE.md
+# §Workers; t_status_workers.sh checks that with 2)
 tb_init
 tb_start_dns
 tb_start_mx mx1 127.0.70.11
