@@ -19,8 +19,10 @@
  *   status.c        the pages' router (URL → page, HTTP code)
  *
  * Contract: everything runs on the loop thread, off the SMTP path (a page
- * is built when it is asked for). A page view reads memory, the spool's
- * envelopes and the TLSRPT store; it never starts a DNS lookup, a policy
+ * is built when it is asked for). A page view reads memory (with
+ * server.workers > 1, every worker's tally in the shared mapping, without a
+ * lock: status_table.h), the spool's envelopes and the TLSRPT store; it
+ * never waits for another process, never starts a DNS lookup, a policy
  * fetch or a write to any cache or store. Every string that came from
  * DNS, a policy, a peer or the network goes through mxg_status_esc()
  * (the pages carry no script). Errors: int functions return 0 or -1
