@@ -69,10 +69,11 @@ static unsigned name_hash(const char *s)
     return h;
 }
 
-/* A record's sequence number made odd: readers retry until it is even again. */
+/* A record's sequence number made odd (a new value, whatever it was): readers
+ * retry until it is even again. */
 static void write_begin(uint32_t *seq)
 {
-    __atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(seq, (*seq + 1) | 1u, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
@@ -147,6 +148,9 @@ static int adopt(struct mxg_status_track *t, int64_t now)
         tb->n = 0;
     for (int i = 0; i < MXG_STATUS_NOTES; i++)
         retired += retire(&tb->notes[i].seq, &tb->notes[i].day);
+    /* the record it died writing: one of the n published, or the next, unpublished one */
+    if (tb->n < MXG_STATUS_MAX_DOMAINS)
+        retired += retire(&tb->e[tb->n].seq, &tb->e[tb->n].day);
     for (int i = 0; i < (int)tb->n; i++) {
         struct mxg_status_entry *e = &tb->e[i];
         retired += retire(&e->seq, &e->day);
