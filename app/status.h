@@ -151,9 +151,9 @@ struct mxg_status_merged {
 
 /* Merge the n tables' entries of the UTC day of now (lock-free reads: never
  * waits on a writer). only NULL: every domain, without decision texts;
- * else only that domain (case-insensitive), with the decision text of the
- * leg decided last when its worker still keeps it (MXG_STATUS_NOTES per
- * worker). A table may be NULL (skipped). NULL: out of memory. */
+ * else only that domain (case-insensitive), with the latest decision text
+ * any worker still keeps for it (each keeps MXG_STATUS_NOTES domains'). A
+ * table may be NULL (skipped). NULL: out of memory. */
 struct mxg_status_merged *mxg_status_merge(struct mxg_status_table *const *tables, int n,
                                            int64_t now, const char *only);
 void mxg_status_merged_free(struct mxg_status_merged *m); /* m may be NULL */

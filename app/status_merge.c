@@ -23,8 +23,13 @@ struct merge {
     struct mxg_status_merged *m;
     int cap;                            /* rows m->dest has room for */
     int slot[SLOTS];                    /* index + 1 into m->dest */
-    int note_tb[MXG_STATUS_MAX_DOMAINS]; /* the table and note of a row's latest decision */
-    int note_k[MXG_STATUS_MAX_DOMAINS];  /* (note_k 0: none) */
+    /* one domain's merge: each table's note of its decision (the latest is tried first;
+     * when that worker has reused the note meanwhile, the next latest) */
+    struct cand {
+        int tb, k;        /* table, 1 + note */
+        int64_t at;
+    } *cand;
+    int n_cand, cap_cand;
 };
 
 /* FNV-1a of the lower-cased name (as the writer's). */
@@ -87,7 +92,6 @@ static void merge_entry(struct merge *g, int tbi, const struct mxg_status_entry 
         *slot = ++m->n;
     }
     d = &m->dest[*slot - 1];
-    int row = *slot - 1;
     d->ok += c->ok;
     d->fail += c->fail;
     if (c->last_at > d->last_at) {
@@ -99,11 +103,10 @@ static void merge_entry(struct merge *g, int tbi, const struct mxg_status_entry 
         memcpy(d->last_fail, c->last_fail, sizeof d->last_fail);
         d->last_fail[sizeof d->last_fail - 1] = 0;
     }
-    if (c->note > 0 && c->note <= MXG_STATUS_NOTES && c->decision_at >= d->decision_at) {
+    if (c->decision_at > d->decision_at)
         d->decision_at = c->decision_at;
-        g->note_tb[row] = tbi;
-        g->note_k[row] = c->note;
-    }
+    if (g->cand && g->n_cand < g->cap_cand && c->note > 0 && c->note <= MXG_STATUS_NOTES)
+        g->cand[g->n_cand++] = (struct cand){.tb = tbi, .k = c->note, .at = c->decision_at};
 }
 
 /* Merge table tbi's entries of day: pass 0 those failing now (peeked), pass 1
@@ -143,19 +146,25 @@ static uint64_t table_others(const struct mxg_status_table *tb, int64_t day)
     return d1 == day && d2 == day ? o : 0;
 }
 
-/* Row 0's decision text from the note that holds it, when the note is still its domain's. */
+/* Row 0's decision text from the latest note that is still its domain's (a worker's
+ * note is reused for another domain once it has decided MXG_STATUS_NOTES others). */
 static void fetch_decision(struct merge *g, struct mxg_status_table *const *tables, int64_t day)
 {
     struct mxg_status_dest *d = &g->m->dest[0];
-    if (g->note_k[0] <= 0)
-        return;
-    const struct mxg_status_note *nt = &tables[g->note_tb[0]]->notes[g->note_k[0] - 1];
     struct mxg_status_note *c = malloc(sizeof *c);
     if (!c)
         return;
-    if (read_record(&nt->seq, c, nt, sizeof *c) < 0) {
-        g->m->skipped++;
-    } else {
+    while (!d->decision && g->n_cand > 0) {
+        int best = 0;
+        for (int i = 1; i < g->n_cand; i++)
+            if (g->cand[i].at > g->cand[best].at)
+                best = i;
+        const struct mxg_status_note *nt = &tables[g->cand[best].tb]->notes[g->cand[best].k - 1];
+        g->cand[best] = g->cand[--g->n_cand];
+        if (read_record(&nt->seq, c, nt, sizeof *c) < 0) {
+            g->m->skipped++;
+            continue;
+        }
         c->domain[sizeof c->domain - 1] = 0;
         c->text[sizeof c->text - 1] = 0;
         if (c->day == day && strcasecmp(c->domain, d->domain) == 0) {
@@ -193,6 +202,15 @@ struct mxg_status_merged *mxg_status_merge(struct mxg_status_table *const *table
     }
     g->m = m;
     g->cap = only ? 1 : MXG_STATUS_MAX_DOMAINS;
+    if (only && n > 0) {
+        g->cap_cand = 2 * n; /* one entry per table and day; room for a retired one too */
+        if (!(g->cand = calloc((size_t)g->cap_cand, sizeof *g->cand))) {
+            free(g);
+            free(done);
+            mxg_status_merged_free(m);
+            return NULL;
+        }
+    }
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++)
             if (tables[i])
@@ -204,6 +222,7 @@ struct mxg_status_merged *mxg_status_merge(struct mxg_status_table *const *table
     if (only && m->n == 1)
         fetch_decision(g, tables, day);
     free(done);
+    free(g->cand);
     free(g);
     if (m->n > 0 && !(m->sorted = malloc((size_t)m->n * sizeof *m->sorted))) {
         mxg_status_merged_free(m);

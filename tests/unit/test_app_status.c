@@ -274,13 +274,15 @@ static void test_merge_workers(void **state)
     struct mxg_reply r1 = {.code = 451, .enh = "4.7.5", .text = "first"};
     struct mxg_reply r2 = {.code = 550, .enh = "5.7.1", .text = "second"};
     struct mxg_leg *leg = fake_leg("both.example");
+    struct mxg_leg *leg0 = fake_leg("BOTH.EXAMPLE"); /* worker 0's text, told apart */
 
     /* worker 0: both.example twice ok, a failure at now+1; worker 1: a later failure at
      * now+5 under another source; only1.example only on worker 1 */
     struct mxg_leg_outcome o = {.domain = "both.example", .ok = 1, .req = &opp};
     mxg_status_track_add(w0, &o, now);
     mxg_status_track_add(w0, &o, now);
-    o = (struct mxg_leg_outcome){.domain = "both.example", .ok = 0, .reply = &r1, .req = &opp};
+    o = (struct mxg_leg_outcome){.domain = "both.example", .ok = 0, .reply = &r1, .req = &opp,
+                                 .leg = leg0};
     mxg_status_track_add(w0, &o, now + 1);
     o = (struct mxg_leg_outcome){.domain = "BOTH.example", .ok = 0, .reply = &r2, .req = &dane,
                                  .leg = leg};
@@ -324,7 +326,7 @@ static void test_merge_workers(void **state)
     mxg_status_merged_free(m);
 
     /* worker 1 decides MXG_STATUS_NOTES other domains: both.example's text is gone from
-     * its notes (the page says none is kept), its counts stay */
+     * its notes; worker 0's older one is shown instead; the counts stay */
     for (int i = 0; i < MXG_STATUS_NOTES; i++) {
         char name[64];
         snprintf(name, sizeof name, "d%d.example", i);
@@ -336,7 +338,9 @@ static void test_merge_workers(void **state)
     m = mxg_status_merge(tb, 3, now + 10, "both.example");
     assert_int_equal(m->n, 1);
     assert_int_equal(m->dest[0].fail, 2);
-    assert_null(m->dest[0].decision);
+    assert_non_null(m->dest[0].decision);
+    assert_non_null(strstr(m->dest[0].decision, "domain BOTH.EXAMPLE\n"));
+    assert_int_equal(m->dest[0].decision_at, now + 1);
     mxg_status_merged_free(m);
     m = mxg_status_merge(tb, 3, now + 10, "d0.example");
     assert_non_null(m->dest[0].decision);
@@ -348,11 +352,13 @@ static void test_merge_workers(void **state)
     mxg_status_track_add(w1, &o, now + 8);
     m = mxg_status_merge(tb, 3, now + 10, "both.example");
     assert_non_null(m->dest[0].decision);
+    assert_non_null(strstr(m->dest[0].decision, "domain both.example\n"));
     assert_int_equal(m->dest[0].fail, 3);
     mxg_status_merged_free(m);
 
     mxg_buf_free(&b);
     free(leg);
+    free(leg0);
     mxg_status_track_free(w0);
     mxg_status_track_free(w1);
     free(tb[0]);
