@@ -533,7 +533,8 @@ struct mxg_status_table *app_worker_status_table(struct app *app)
 int app_worker_status_tables(struct app *app, struct mxg_status_table *const **out)
 {
     *out = app->shared->status;
-    return app->shared->n;
+    /* this process's own count, not the shared header's (writable by every worker) */
+    return app->n_workers < MXG_CFG_WORKERS_MAX ? app->n_workers : MXG_CFG_WORKERS_MAX;
 }
 
 int app_worker_dropped(struct app *app, char *err, size_t errlen)

@@ -35,8 +35,8 @@ static void fmt_time(int64_t t, char *out, size_t cap)
     }
     time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    if (!gmtime_r(&tt, &tm) || strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(out, cap, "?");
 }
 
 /* A duration in seconds as "2d 3h", "3h 5m", "4m 2s", "7s". */

@@ -134,6 +134,26 @@ static int retire(uint32_t *seq, int64_t *day)
     return 1;
 }
 
+/* An adopted entry is shared memory another process wrote: every value this
+ * writer later uses as an index or in arithmetic is brought into range (a note
+ * outside 1..MXG_STATUS_NOTES, a time before 0 or after now become 0 — "none"),
+ * and the domain is NUL-terminated. Written as one record update. */
+static void sanitize(struct mxg_status_entry *e, int64_t now)
+{
+    write_begin(&e->seq);
+    e->domain[sizeof e->domain - 1] = 0;
+    e->last_fail[sizeof e->last_fail - 1] = 0;
+    if (e->note < 0 || e->note > MXG_STATUS_NOTES)
+        e->note = 0;
+    if (e->src < 0 || e->src >= MXG_ST_N)
+        e->src = MXG_ST_UNDECIDED;
+    int64_t *times[] = {&e->last_at, &e->last_fail_at, &e->decision_at};
+    for (size_t k = 0; k < sizeof times / sizeof *times; k++)
+        if (*times[k] < 0 || *times[k] > now)
+            *times[k] = 0;
+    write_end(&e->seq);
+}
+
 /* Take over what an earlier writer left in the table for today: its
  * complete entries and notes; the ones it died writing retired. */
 static int adopt(struct mxg_status_track *t, int64_t now)
@@ -156,7 +176,7 @@ static int adopt(struct mxg_status_track *t, int64_t now)
         retired += retire(&e->seq, &e->day);
         if (e->day != tb->day)
             continue;
-        e->domain[sizeof e->domain - 1] = 0;
+        sanitize(e, now);
         int *slot = find_slot(t, e->domain);
         if (!*slot)
             *slot = i + 1;

@@ -83,7 +83,9 @@ enum mxg_metric {
     MXG_M_UPSTREAM_BUSY,       /* mxguard_upstream_busy_waits_total{result} counter: waited (a
                                   leg waited for a busy cached connection of its key), reused
                                   (the wait got that connection), timeout (upstream.
-                                  cache_busy_wait passed: a new connection instead), bounded
+                                  cache_busy_wait passed: the leg goes on as
+                                  if none were cached — a new connection, or a wait
+                                  for one under the limits), bounded
                                   (no wait: upstream.cache_busy_waiters legs waited already) */
     MXG_M_UPSTREAM_OPEN,       /* mxguard_upstream_connections_open{state} gauge: all, idle
                                   (kept in the connection cache) */

@@ -123,6 +123,7 @@ assert_no_log "its successor dropped nothing" "$mark" "predecessor died: dropped
 assert_eq "the page answers" 200 "$(get p3 /status)"
 missing=""
 for d in $only1; do
+    [ "$d" = "$same" ] && continue # §2 added to its count (it is one of §1's domains)
     [ "$(delivered p3 "$d")" = 1 ] || missing="$missing $d($(delivered p3 "$d"))"
 done
 assert_eq "worker 1's domains are still on the page with their counts" "" "$missing"
