@@ -4,8 +4,8 @@
 # on .160/.161, hostile-dane.test on .162 (TLSA 3 1 1), hostile2.test on .163 (the second leg),
 # .164 the queue's bounce route, hostile-rua.test on .165 (TLSRPT report mail)) and one
 # mxguard (listener :10025, queue listener :10026) with short timeouts:
-# upstream_command 1 s, final_reply 2 s, connect 2 s; queue retry after 1 h (a row sees one
-# attempt), bounce route .164.
+# upstream_command 1 s, final_reply 2 s, connect 2 s; TLSRPT counters flushed every 250 ms;
+# queue retry after 1 h (a row sees one attempt), bounce route .164.
 # hostile_rows PATH — run the rows of hostile_table.txt for PATH (hostile_run.py) and count
 # its ok/FAIL lines as assertions (XFAIL/XPASS lines are reported, not counted as failures).
 # hostile_rows PATH pipelining REGEX — the rows of PATH whose id matches REGEX (HOSTILE_ONLY
@@ -39,7 +39,7 @@ hostile_bed() {
 
     local q='queue: { lifetime = "1d"; retry_backoff = "1h"; retry_backoff_max = "1h";'
     q="$q"' scan_interval = "250ms"; bounce_route = "[127.0.70.164]:2525"; };'
-    local r='tlsrpt: { flush_interval = "1s"; send_check_interval = "1h"; submitter = "rpt-sender.test";'
+    local r='tlsrpt: { flush_interval = "250ms"; send_check_interval = "1h"; submitter = "rpt-sender.test";'
     r="$r"' organization_name = "mxguard hostile test"; contact_info = "mailto:postmaster@rpt-sender.test";'
     r="$r"' max_attempts = 2; retry_backoff = "1s";'
     r="$r"" dkim_key_file = \"$TB/dns/dkim/rpt-sender.key\"; dkim_selector = \"tlsrpt2024\"; };"
@@ -86,7 +86,7 @@ hostile_rows() {
 hostile_rpt_db() {
     swaks_send rptseed --to seed@hostile.test
     assert_reply "report path: a delivery to hostile.test to report on" "$SW_DOT" "250"
-    sleep 1.5 # tlsrpt.flush_interval
+    sleep 0.6 # > tlsrpt.flush_interval (250 ms), with room for a slow tick
     "$PYTHON" - "$TB/state/tlsrpt.db" "$TB/rpt.db" <<'PY'
 import sqlite3, sys
 src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])

@@ -403,6 +403,9 @@ def main():
                 c, _ = s.accept()
             except OSError:
                 return
+            # replies go out at once: without this, the reply to EHLO after the TLS
+            # handshake waits ~40 ms for the client's delayed ACK (Nagle)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=Session(srv, c).run, daemon=True).start()
 
     for s in socks:

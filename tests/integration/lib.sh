@@ -1,7 +1,8 @@
 # lib.sh — shared helpers for the mxguard integration tests (sourced by t_*.sh).
 #
 # Environment: MXG_BIN (the binary; default $MXG_SRC/build/mxguard), MXG_SRC (repo root),
-# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3),
+# MXG_KEEP=1 keeps the test directory, TMPDIR (where it goes), PYTHON (default python3;
+# resolved once to the interpreter's own path),
 # MXG_TEST_WORKERS=N server.workers for every tb_write_config (see there; TB_WORKERS=1 in a
 # script pins one process).
 #
@@ -58,6 +59,9 @@ TB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MXG_SRC=${MXG_SRC:-$(cd "$TB_LIB_DIR/../.." && pwd)}
 MXG_BIN=${MXG_BIN:-$MXG_SRC/build/mxguard}
 PYTHON=${PYTHON:-python3}
+# the interpreter itself, not a wrapper found first on PATH (a pyenv shim costs ~0.2 s per
+# start, and the scripts start python hundreds of times)
+PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable or "")' 2>/dev/null | grep . || echo "$PYTHON")
 TB_NAME=$(basename "$0" .sh)
 export PATH="$PATH:/usr/sbin:/sbin"
 

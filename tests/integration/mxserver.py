@@ -27,7 +27,7 @@ Behaviour by the recipient's local part prefix (case-insensitive):
   hostiledata* RCPT ok; 554 5.6.0 with markup, quotes and '&' in the text after the end of
               data (the status page must show it escaped)
   tempdata*   RCPT ok; 451 4.3.0 after the end of data
-  slowdata*   RCPT ok; sleep 5 s before the final reply
+  slowdata*   RCPT ok; sleep 5 s (--slowdata-secs) before the final reply
   datareplyNNN*  RCPT ok; DATA is answered "NNN ..." instead of 354 (e.g. datareply250,
               datareply451, datareply554, datareply300); the transaction is reset
   dotreplyNNN*   RCPT ok; the final dot is answered "NNN ..." (e.g. dotreply354); nothing stored
@@ -540,8 +540,8 @@ class Session:
                 code, "%s.0.0 " % code[0] if code[0] in "245" else "", code))
             return
         if "slowdata" in flags:
-            self.log("slowdata: sleeping 5 s")
-            await asyncio.sleep(5)
+            self.log("slowdata: sleeping %g s" % self.srv.slowdata_secs)
+            await asyncio.sleep(self.srv.slowdata_secs)
         if len(data) > self.srv.max_size:
             self.reset()
             await self.send("552 5.3.4 Message too big")
@@ -591,6 +591,7 @@ class Server:
         self.spool = Spool(a.spool)
         self.max_size = a.max_size
         self.idle = a.idle
+        self.slowdata_secs = a.slowdata_secs
         self.bad_tls = a.bad_tls
         self.offer_starttls = not a.no_starttls
         self.strip_starttls = a.strip_starttls
@@ -686,6 +687,8 @@ async def main():
     ap.add_argument("--ready-file")
     ap.add_argument("--max-size", type=int, default=52428800)
     ap.add_argument("--idle", type=float, default=300.0)
+    ap.add_argument("--slowdata-secs", type=float, default=5.0, metavar="S",
+                    help="how long slowdata* recipients hold the final reply")
     ap.add_argument("--backlog", type=int, default=100, help="listen backlog (load tests)")
     ap.add_argument("--max-tls", choices=("TLSv1.2", "TLSv1.3"), help="highest TLS version")
     ap.add_argument("--ask-client-cert", metavar="CAFILE",

@@ -19,7 +19,7 @@
 #     stored by either worker are delivered at once by worker 0's queue runner (kicked through
 #     the master), each exactly once.
 #  6. limits.destination_concurrency = 2 (set by SIGHUP) with 2 workers: 6 sessions at once
-#     whose MX holds each connection 5 s → at most 2 connections at the MX, all delivered.
+#     whose MX holds each connection 2 s → at most 2 connections at the MX, all delivered.
 #     A reload of a file with workers = 1 and destination_concurrency = 1 is refused (server.workers
 #     is not live: 1 share of 2 would be 0 = unlimited); the limit stays 2.
 #  7. SIGTERM to the whole process group (as systemd's control-group kill): a transaction in
@@ -40,7 +40,7 @@ tb_init
 SECONDS=0
 tb_start_dns
 tb_start_mx mx1 127.0.70.11 # example.test
-tb_start_mx mx2 127.0.70.12
+tb_start_mx mx2 127.0.70.12 --slowdata-secs 2 # slowdata*: the final reply after 2 s
 MX1=$TB/spool/mx1
 METRICS_ADDR="$TB_MXG_IP:9125"
 ATTACKER=127.0.70.110
@@ -403,7 +403,7 @@ grep -q 'rcpt_total = "60s"' "$TB/mxguard.conf" || tb_die "could not edit the co
 kill -HUP "$(tb_pid mxguard)"
 sleep 1
 assert_eq "both workers reloaded" 2 "$(tb_log_since "$mark" | grep -c 'reload: SIGHUP: reloading')"
-# 6 sessions at once to other.test (mx2), each holding its connection 5 s before the final reply
+# 6 sessions at once to other.test (mx2), each holding its connection 2 s before the final reply
 client lim load "$TB_MXG_PORT" "$TB_CLIENT_IP" wl 6 6 1 'slowdata-%d@other.test'
 assert_eq "6 messages: every one got 250" "6,0" "$(cv lim OK),$(cv lim BAD)"
 assert_eq "every one reached mx2 exactly once" "6 0" "$(subjects wl "$MX2")"
