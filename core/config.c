@@ -1146,6 +1146,7 @@ static const struct key keys[] = {
     DURATION("timeouts", "final_reply", t_final, "540s", T_MIN, T_MAX),
     DURATION("timeouts", "connect", t_connect, "30s", T_MIN, T_MAX),
     DURATION("timeouts", "upstream_command", t_upstream_cmd, "300s", T_MIN, T_MAX),
+    DURATION("timeouts", "quit", t_quit, "5s", T_MIN, T_MAX),
     DURATION("timeouts", "dns", t_dns, "10s", T_MIN, T_MAX),
 
     STRING("upstream", "helo_name", helo_name, "", check_dns_name),

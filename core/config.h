@@ -127,6 +127,7 @@ struct mxg_config {
     uint64_t t_final;         /* timeouts.final_reply: wait after the final dot */
     uint64_t t_connect;       /* timeouts.connect: one TCP connect */
     uint64_t t_upstream_cmd;  /* timeouts.upstream_command: one upstream reply */
+    uint64_t t_quit;          /* timeouts.quit: the reply to QUIT on a connection not parked */
     uint64_t t_dns;           /* timeouts.dns: one DNS query */
 
     /* upstream: the outbound side */

@@ -31,6 +31,7 @@ static const char *const live_settings[] = {
     "timeouts.final_reply",
     "timeouts.connect",
     "timeouts.upstream_command",
+    "timeouts.quit",
     "upstream.helo_name",
     "upstream.port",
     "upstream.source_ipv4",

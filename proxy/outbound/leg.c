@@ -215,6 +215,8 @@ static void on_timer(uv_timer_t *t)
     struct mxg_leg *leg = t->data;
     char lbl[320];
     if (leg->st == LEG_QUIT) {
+        LOG_D("upstream", "%s %s: no reply to QUIT within timeouts.quit (%llums): connection "
+              "closed", leg->sid, leg->domain, (unsigned long long)leg->env->cfg->t_quit);
         leg_destroy(leg);
         return;
     }
@@ -759,9 +761,9 @@ void mxg_leg_close(struct mxg_leg *leg)
             leg_destroy(leg);
             return;
         }
-        /* not parked: nobody waits for it during QUIT's round trip (up to 5 s) */
+        /* not parked: nobody waits for it during QUIT's round trip (timeouts.quit) */
         mxg_conncache_no_park(leg->env->conncache, leg->conn->slot);
-        if (leg_cmd(leg, LEG_QUIT, 5000, "QUIT") == 0)
+        if (leg_cmd(leg, LEG_QUIT, leg->env->cfg->t_quit, "QUIT") == 0)
             return;
     }
     leg_destroy(leg);

@@ -4,7 +4,7 @@
 # on .160/.161, hostile-dane.test on .162 (TLSA 3 1 1), hostile2.test on .163 (the second leg),
 # .164 the queue's bounce route, hostile-rua.test on .165 (TLSRPT report mail)) and one
 # mxguard (listener :10025, queue listener :10026) with short timeouts:
-# upstream_command 1 s, final_reply 2 s, connect 2 s; TLSRPT counters flushed every 250 ms;
+# upstream_command 1 s, quit 1 s, final_reply 2 s, connect 2 s; TLSRPT counters flushed every 250 ms;
 # queue retry after 1 h (a row sees one attempt), bounce route .164.
 # hostile_rows PATH — run the rows of hostile_table.txt for PATH (hostile_run.py) and count
 # its ok/FAIL lines as assertions (XFAIL/XPASS lines are reported, not counted as failures).
@@ -44,7 +44,7 @@ hostile_bed() {
     r="$r"' max_attempts = 2; retry_backoff = "1s";'
     r="$r"" dkim_key_file = \"$TB/dns/dkim/rpt-sender.key\"; dkim_selector = \"tlsrpt2024\"; };"
     tb_write_config "$q" "$r"
-    sed -i -e 's/upstream_command = "5s";/upstream_command = "1s";/' \
+    sed -i -e 's/upstream_command = "5s";/upstream_command = "1s";\n  quit = "1s";/' \
         -e 's/final_reply = "8s";/final_reply = "2s";/' \
         -e "s/hostname = \"mxguard.test\";/hostname = \"mxguard.test\";\n  queue_listen = [\"$TB_MXG_IP:$HOSTILE_QPORT\"];/" \
         "$TB/mxguard.conf"

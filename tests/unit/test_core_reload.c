@@ -224,7 +224,7 @@ static void test_classification(void **state)
         {"server", "allow_networks"}, {"server", "max_sessions"}, {"server", "drain_timeout"},
         {"server", "multi_domain"}, {"timeouts", "idle"}, {"timeouts", "data"},
         {"timeouts", "rcpt_total"}, {"timeouts", "final_reply"}, {"timeouts", "connect"},
-        {"timeouts", "upstream_command"}, {"upstream", "helo_name"}, {"upstream", "port"},
+        {"timeouts", "upstream_command"}, {"timeouts", "quit"}, {"upstream", "helo_name"}, {"upstream", "port"},
         {"upstream", "source_ipv4"}, {"upstream", "source_ipv6"},
         {"upstream", "address_family"}, {"upstream", "max_mx_hosts"},
         {"upstream", "cache_idle"}, {"upstream", "cache_size"},
