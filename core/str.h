@@ -1,12 +1,16 @@
 /* core/str.h — bounded string copy for hot paths, where snprintf(dst, cap,
- * "%s", src) would run the whole printf machinery to copy one string; the
- * length of a well-formed UTF-8 sequence (log lines, the status page).
+ * "%s", src) would run the whole printf machinery to copy one string; a
+ * vsnprintf that copies instead when the format has no conversion or is just
+ * "%s"; the length of a well-formed UTF-8 sequence (log lines, the status
+ * page).
  *
  * Contract: pure, no state; header only. */
 #ifndef MXG_STR_H
 #define MXG_STR_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Copies src into dst[0..cap) like snprintf(dst, cap, "%s", src): at most
@@ -22,6 +26,27 @@ static inline size_t mxg_str_copy(char *dst, size_t cap, const char *src)
         memmove(dst, src, k); /* src may lie within dst */
     dst[k] = '\0';
     return n;
+}
+
+/* vsnprintf(dst, cap, fmt, ap), the same octets and result, without the
+ * printf machinery for the two formats hot paths use most: one without any
+ * '%' (copied as is) and exactly "%s" with a string that is not NULL
+ * (copied). Anything else goes to vsnprintf. ap is used up as by vsnprintf. */
+static inline int mxg_str_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static inline int mxg_str_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
+{
+    if (!strchr(fmt, '%'))
+        return (int)mxg_str_copy(dst, cap, fmt);
+    if (fmt[0] == '%' && fmt[1] == 's' && fmt[2] == '\0') {
+        va_list cp;
+        va_copy(cp, ap);
+        const char *a = va_arg(cp, const char *);
+        va_end(cp);
+        if (a)
+            return (int)mxg_str_copy(dst, cap, a);
+    }
+    return vsnprintf(dst, cap, fmt, ap);
 }
 
 /* The length (2..4) of the well-formed UTF-8 sequence at p (RFC 3629: no

@@ -434,7 +434,7 @@ static void sess_reply(struct mxg_session *s, int code, const char *enh, const c
     char text[MXG_REPLY_TEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    mxg_str_vformat(text, sizeof text, fmt, ap);
     va_end(ap);
     mxg_reply_set(&r, code, enh, "%s", text);
     char out[MXG_REPLY_TEXT_MAX + 1024];
