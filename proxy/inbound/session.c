@@ -66,6 +66,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../../core/ntoa.h"
 #include "../../core/str.h"
 #include "../../core/zero.h"
 #include "../../core/log.h"
@@ -2560,11 +2561,13 @@ static void sess_close(struct mxg_session *s, const char *why)
 static void peer_name(uv_tcp_t *tcp, struct sockaddr_storage *ss, char *out, size_t cap)
 {
     int len = sizeof *ss;
-    snprintf(out, cap, "?");
+    mxg_str_copy(out, cap, "?");
     memset(ss, 0, sizeof *ss);
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)ss, &len) != 0)
         return;
-    if (ss->ss_family == AF_INET)
+    if (ss->ss_family == AF_INET && cap >= 16) /* INET_ADDRSTRLEN */
+        mxg_ntoa_ip4(&((struct sockaddr_in *)ss)->sin_addr, out);
+    else if (ss->ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)ss, out, cap);
     else if (ss->ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)ss, out, cap);
