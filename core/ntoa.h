@@ -1,6 +1,6 @@
 /* core/ntoa.h — numbers and IPv4 addresses as text without printf, for
- * per-message paths: the octets snprintf("%d") and inet_ntop(AF_INET) give
- * (tests/unit/test_core_ntoa.c compares them).
+ * per-message paths: the octets snprintf("%d") and ("%u") and
+ * inet_ntop(AF_INET) give (tests/unit/test_core_ntoa.c compares them).
  *
  * Contract: pure, no state; header only. */
 #ifndef MXG_NTOA_H
@@ -9,22 +9,29 @@
 #include <stddef.h>
 #include <string.h>
 
-/* v in decimal, as "%d" writes it, into out (room for 11 octets); no NUL.
+/* u in decimal, as "%u" writes it, into out (room for 10 octets); no NUL.
  * Returns the number of octets written. */
-static inline size_t mxg_ntoa_int(int v, char *out)
+static inline size_t mxg_ntoa_uint(unsigned u, char *out)
 {
     char tmp[12];
     size_t n = 0, k = 0;
-    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
     do {
         tmp[n++] = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    if (v < 0)
-        out[k++] = '-';
     while (n)
         out[k++] = tmp[--n];
     return k;
+}
+
+/* v in decimal, as "%d" writes it, into out (room for 11 octets); no NUL.
+ * Returns the number of octets written. */
+static inline size_t mxg_ntoa_int(int v, char *out)
+{
+    if (v >= 0)
+        return mxg_ntoa_uint((unsigned)v, out);
+    out[0] = '-';
+    return 1 + mxg_ntoa_uint(0u - (unsigned)v, out + 1);
 }
 
 /* The IPv4 address at a4 (4 octets, network order) as "a.b.c.d" and a NUL

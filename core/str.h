@@ -28,6 +28,27 @@ static inline size_t mxg_str_copy(char *dst, size_t cap, const char *src)
     return n;
 }
 
+/* snprintf(dst, cap, "%s%s%s", a, b, c) without printf: the same octets
+ * and result (strlen of the whole; >= cap means it was cut). None of a, b, c
+ * is NULL or lies within dst. */
+static inline size_t mxg_str_join3(char *dst, size_t cap, const char *a, const char *b,
+                                   const char *c)
+{
+    const char *part[3] = {a, b, c};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(part[i]);
+        if (cap && total < cap - 1) {
+            size_t k = n < cap - 1 - total ? n : cap - 1 - total;
+            memcpy(dst + total, part[i], k);
+        }
+        total += n;
+    }
+    if (cap)
+        dst[total < cap - 1 ? total : cap - 1] = '\0';
+    return total;
+}
+
 /* vsnprintf(dst, cap, fmt, ap), the same octets and result, without the
  * printf machinery for the two formats hot paths use most: one without any
  * '%' (copied as is) and exactly "%s" with a string that is not NULL

@@ -1465,7 +1465,9 @@ static void mail_proceed(struct mxg_session *s, struct cmd_ctx *c)
     t->active = 1;
     mxg_mail_params_check(&c->path, &t->mp);
     mxg_str_copy(t->from, sizeof t->from, c->path.addr);
-    snprintf(t->id, sizeof t->id, "%s.%u", s->id, ++s->txn_seq);
+    char seq[16];
+    seq[mxg_ntoa_uint(++s->txn_seq, seq)] = '\0';
+    mxg_str_join3(t->id, sizeof t->id, s->id, ".", seq); /* "%s.%u" */
     t->t_start = now_ms(s);
     sess_set_state(s, SS_MAIL);
     sess_reply(s, 250, "2.1.0", "Sender <%s> OK", t->from);

@@ -1,5 +1,5 @@
-/* tests/unit/test_core_ntoa.c — core/ntoa.h: mxg_ntoa_int writes what
- * snprintf("%d") writes, mxg_ntoa_ip4 what inet_ntop(AF_INET) writes. */
+/* tests/unit/test_core_ntoa.c — core/ntoa.h: mxg_ntoa_int and mxg_ntoa_uint
+ * write what snprintf("%d") and ("%u") write, mxg_ntoa_ip4 what inet_ntop(AF_INET) writes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +21,19 @@ static void test_int(void **st)
         char a[16] = {0}, b[16];
         size_t n = mxg_ntoa_int(vals[i], a);
         int m = snprintf(b, sizeof b, "%d", vals[i]);
+        assert_int_equal(n, (size_t)m);
+        assert_memory_equal(a, b, n);
+    }
+}
+
+static void test_uint(void **st)
+{
+    (void)st;
+    static const unsigned vals[] = {0, 1, 9, 10, 4294967295u, 2147483648u, 1000000000u};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        char a[16] = {0}, b[16];
+        size_t n = mxg_ntoa_uint(vals[i], a);
+        int m = snprintf(b, sizeof b, "%u", vals[i]);
         assert_int_equal(n, (size_t)m);
         assert_memory_equal(a, b, n);
     }
@@ -51,6 +64,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int),
+        cmocka_unit_test(test_uint),
         cmocka_unit_test(test_ip4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

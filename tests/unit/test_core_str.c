@@ -1,6 +1,7 @@
 /* tests/unit/test_core_str.c — core/str.h: mxg_str_copy and mxg_str_vformat
  * give the octets and result snprintf/vsnprintf give, also when cut short,
- * for the copied fast paths and for formats that go to vsnprintf. */
+ * for the copied fast paths and for formats that go to vsnprintf;
+ * mxg_str_join3 what snprintf("%s%s%s") gives. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +61,26 @@ static void test_vformat_like_vsnprintf(void **st)
     assert_string_equal(out, "RS");
 }
 
+static void test_join3(void **st)
+{
+    (void)st;
+    for (size_t cap = 0; cap <= 24; cap++) {
+        char a[32], b[32];
+        memset(a, 'X', sizeof a);
+        memset(b, 'X', sizeof b);
+        size_t n = mxg_str_join3(a, cap, "no policy for ", "d1.wide.test", "; STARTTLS");
+        int m = snprintf(b, cap, "%s%s%s", "no policy for ", "d1.wide.test", "; STARTTLS");
+        assert_int_equal(n, (size_t)m);
+        assert_memory_equal(a, b, sizeof a);
+        memset(a, 'X', sizeof a);
+        memset(b, 'X', sizeof b);
+        n = mxg_str_join3(a, cap, "", "_mta-sts.", "");
+        m = snprintf(b, cap, "%s%s%s", "", "_mta-sts.", "");
+        assert_int_equal(n, (size_t)m);
+        assert_memory_equal(a, b, sizeof a);
+    }
+}
+
 static void test_copy(void **st)
 {
     (void)st;
@@ -75,6 +96,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vformat_like_vsnprintf),
+        cmocka_unit_test(test_join3),
         cmocka_unit_test(test_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
