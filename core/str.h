@@ -50,22 +50,31 @@ static inline size_t mxg_str_join3(char *dst, size_t cap, const char *a, const c
 }
 
 /* vsnprintf(dst, cap, fmt, ap), the same octets and result, without the
- * printf machinery for the two formats hot paths use most: one without any
- * '%' (copied as is) and exactly "%s" with a string that is not NULL
- * (copied). Anything else goes to vsnprintf. ap is used up as by vsnprintf. */
+ * printf machinery for the formats hot paths use most: one without any '%'
+ * (copied as is) and one whose only conversion is a single "%s" with a
+ * string that is not NULL (the text before it, the string, the text after
+ * it; the string must not lie within dst unless the format is just "%s").
+ * Anything else goes to vsnprintf. ap is used up as by vsnprintf. */
 static inline int mxg_str_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 static inline int mxg_str_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
 {
-    if (!strchr(fmt, '%'))
+    const char *pct = strchr(fmt, '%');
+    if (!pct)
         return (int)mxg_str_copy(dst, cap, fmt);
-    if (fmt[0] == '%' && fmt[1] == 's' && fmt[2] == '\0') {
+    if (pct[1] == 's' && !strchr(pct + 2, '%') && (size_t)(pct - fmt) < 256) {
         va_list cp;
         va_copy(cp, ap);
         const char *a = va_arg(cp, const char *);
         va_end(cp);
-        if (a)
-            return (int)mxg_str_copy(dst, cap, a);
+        if (a && pct == fmt && pct[2] == '\0')
+            return (int)mxg_str_copy(dst, cap, a); /* just "%s": a may even lie within dst */
+        if (a) {
+            char head[256];
+            memcpy(head, fmt, (size_t)(pct - fmt));
+            head[pct - fmt] = '\0';
+            return (int)mxg_str_join3(dst, cap, head, a, pct + 2);
+        }
     }
     return vsnprintf(dst, cap, fmt, ap);
 }

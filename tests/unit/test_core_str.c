@@ -52,6 +52,13 @@ static void test_vformat_like_vsnprintf(void **st)
         SAME(cap, "MAIL FROM:<%s>%s", "a@b.test", " SIZE=10");
         SAME(cap, "100%% sure");
         SAME(cap, "%s.", "x");
+        SAME(cap, "Sender <%s> OK", "a@example.test");
+        SAME(cap, "%s ESMTP mxguard", "mx.example.test");
+        SAME(cap, "%s closing connection", "");
+        SAME(cap, "a %s b %s", "1", "2");
+        SAME(cap, "<%s> 100%%", "x");
+        SAME(cap, "%5s|", "ab");
+        SAME(cap, "%%s %s", "y");
         SAME(cap, "%d", 42);
     }
     char out[16];
