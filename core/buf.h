@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct mxg_buf {
     char *data;
@@ -18,6 +19,8 @@ struct mxg_buf {
 
 /* Append n bytes from p. */
 int mxg_buf_append(struct mxg_buf *b, const void *p, size_t n);
+/* Append the C string s (without its NUL): a string copied without printf. */
+static inline int mxg_buf_str(struct mxg_buf *b, const char *s);
 /* Append formatted text (no NUL counted in len). */
 int mxg_buf_printf(struct mxg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* mxg_buf_printf with a va_list (ap is used up). */
@@ -34,5 +37,10 @@ void mxg_buf_consume(struct mxg_buf *b, size_t n);
 void mxg_buf_reset(struct mxg_buf *b);
 /* Release the allocation; the struct is then an empty buffer again. */
 void mxg_buf_free(struct mxg_buf *b);
+
+static inline int mxg_buf_str(struct mxg_buf *b, const char *s)
+{
+    return mxg_buf_append(b, s, strlen(s));
+}
 
 #endif

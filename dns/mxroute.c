@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/str.h"
 #include "../core/zero.h"
 
 #define COMP "dns"
@@ -295,7 +296,7 @@ static void on_mx(void *arg, const struct mxg_mx_result *res)
         if (dup)
             continue;
         struct mxg_route_host *h = &r->host[r->n++];
-        snprintf(h->name, sizeof h->name, "%s", mx[i].host);
+        mxg_str_copy(h->name, sizeof h->name, mx[i].host);
         h->pref = mx[i].pref;
         h->implicit = 0;
     }

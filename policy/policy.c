@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/str.h"
+
 const char *mxg_policy_source_name(enum mxg_policy_source s)
 {
     switch (s) {
@@ -77,7 +79,7 @@ void mxg_policy_decide(const struct mxg_config *cfg, const struct mxg_override_m
         out->source = MXG_POL_SRC_OPPORTUNISTIC;
         out->level = MXG_POL_MAY;
         out->plaintext_ok = 1;
-        snprintf(out->reason, sizeof out->reason, "no policy for %s; STARTTLS if offered", domain);
+        mxg_str_join3(out->reason, sizeof out->reason, "no policy for ", domain, "; STARTTLS if offered");
     }
 }
 

@@ -365,7 +365,7 @@ static void on_txt(void *arg, const struct mxg_txt_result *t)
             snprintf(j->txt_why, sizeof j->txt_why, "TXT _mta-sts.%s id=%s", j->domain, j->txt_id);
         } else if (rc == 0) {
             j->txt = TXT_NONE;
-            snprintf(j->txt_why, sizeof j->txt_why, "no MTA-STS record at _mta-sts.%s", j->domain);
+            mxg_str_join3(j->txt_why, sizeof j->txt_why, "no MTA-STS record at _mta-sts.", j->domain, "");
         } else {
             j->txt = TXT_INVALID;
             snprintf(j->txt_why, sizeof j->txt_why, "invalid TXT at _mta-sts.%s: %s", j->domain, why);
@@ -411,7 +411,7 @@ static struct job *job_start(struct mxg_sts *s, const char *domain)
     MXG_ZERO_AFTER(j, struct job, res);
     j->s = s;
     mxg_str_copy(j->domain, sizeof j->domain, domain);
-    snprintf(j->host, sizeof j->host, "mta-sts.%s", domain);
+    mxg_str_join3(j->host, sizeof j->host, "mta-sts.", domain, "");
     int crc = s->cache ? mxg_sts_cache_get(s->cache, domain, &j->cached) : 0;
     if (crc < 0) { /* cannot tell: never "nothing cached" (fail closed, sts.h) */
         LOG_E("sts", "%s: the MTA-STS cache could not be read: mail to this domain is deferred "
@@ -432,7 +432,7 @@ static struct job *job_start(struct mxg_sts *s, const char *domain)
         }
     }
     char name[MXG_DNS_NAME_MAX + 16];
-    snprintf(name, sizeof name, "_mta-sts.%s", domain);
+    mxg_str_join3(name, sizeof name, "_mta-sts.", domain, "");
     if (mxg_dns_lookup_txt(s->dns, name, on_txt, j, &j->dq) < 0) {
         /* The lookup cannot even start (resolver shut down or overloaded,
          * out of memory, a name DNS cannot carry): judged as an unreachable

@@ -1,6 +1,9 @@
 /* smtp/data_filter.c — see data_filter.h. A byte-at-a-time state machine
- * with a fast path that copies runs of ordinary octets. */
+ * with a fast path that copies runs of ordinary octets (found a word at a
+ * time, core/scan.h). */
 #include "data_filter.h"
+
+#include "../core/scan.h"
 
 #include <string.h>
 #include <strings.h>
@@ -63,6 +66,22 @@ static void note_octet(struct mxg_data_filter *f, unsigned char c)
     if (f->in_headers && f->hdr_len < sizeof f->hdr)
         f->hdr[f->hdr_len++] = (char)c;
     f->line_len++;
+}
+
+/* note_octet for the run p[0..n) of line content, all at once; acc is the
+ * OR of its octets. */
+static void note_run(struct mxg_data_filter *f, const char *p, size_t n, unsigned char acc)
+{
+    if (acc & 0x80)
+        f->eight_bit = 1;
+    if (f->in_headers && f->hdr_len < sizeof f->hdr) {
+        size_t k = sizeof f->hdr - f->hdr_len;
+        if (k > n)
+            k = n;
+        memcpy(f->hdr + f->hdr_len, p, k);
+        f->hdr_len += k;
+    }
+    f->line_len += n;
 }
 
 /* A CR not followed by LF: content, never a line end. Under
@@ -131,12 +150,10 @@ long mxg_data_filter_run(struct mxg_data_filter *f, const char *in, size_t len, 
             f->st = MXG_DF_LINE;
             continue;
         case MXG_DF_LINE: {
-            /* fast path: a run of ordinary octets */
-            size_t j = i;
-            while (j < len && in[j] != '\r' && in[j] != '\n') {
-                note_octet(f, (unsigned char)in[j]);
-                j++;
-            }
+            /* fast path: a run of ordinary octets, scanned a word at a time */
+            unsigned char acc = 0;
+            size_t j = i + mxg_scan_line(in + i, len - i, &acc);
+            note_run(f, in + i, j - i, acc);
             if (j > i && emit(f, out, in + i, j - i) < 0)
                 return -1;
             i = j;

@@ -670,7 +670,7 @@ void mxg_reply_set(struct mxg_reply *r, int code, const char *enh, const char *f
     r->no_enh = r->enh[0] == 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->text, sizeof r->text, fmt, ap);
+    mxg_str_vformat(r->text, sizeof r->text, fmt, ap);
     va_end(ap);
     r->n_lines = 1;
     for (char *c = r->text; *c; c++) {

@@ -66,6 +66,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../../core/ntoa.h"
 #include "../../core/str.h"
 #include "../../core/zero.h"
 #include "../../core/log.h"
@@ -434,7 +435,7 @@ static void sess_reply(struct mxg_session *s, int code, const char *enh, const c
     char text[MXG_REPLY_TEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    mxg_str_vformat(text, sizeof text, fmt, ap);
     va_end(ap);
     mxg_reply_set(&r, code, enh, "%s", text);
     char out[MXG_REPLY_TEXT_MAX + 1024];
@@ -696,36 +697,75 @@ static void txn_end(struct mxg_session *s, const struct mxg_reply *r)
     txn_reset(s);
 }
 
+/* The Received: header's date (RFC 5322 date-time, local time) of the
+ * current second: localtime_r and strftime run once a second, not once per
+ * message. Kept per thread; written into date[0..64). */
+static void received_date(char date[64])
+{
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char text[64];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        if (strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+            text[0] = '\0';
+        last = now;
+    }
+    memcpy(date, text, sizeof text);
+}
+
+/* The trace header (RFC 5321 §4.4), appended to t->out piece by piece (no printf). */
 static void write_received(struct mxg_session *s)
 {
     struct txn *t = &s->txn;
+    struct mxg_buf *o = &t->out;
     char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    received_date(date);
     /* RFC 3848 (ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 (UTF8SMTP...) */
-    char with[16];
-    snprintf(with, sizeof with, "%s%s%s",
-             t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-             s->esmtp && tls_up(s) ? "S" : "", s->esmtp && s->auth_user[0] ? "A" : "");
-    int v6 = strchr(s->peer, ':') != NULL;
-    if (s->helo_plain)
-        mxg_buf_printf(&t->out, "Received: from %s ([%s%s])", s->helo, v6 ? "IPv6:" : "", s->peer);
-    else /* an odd HELO name only in the comment, sanitised (as Postfix's "helo=") */
-        mxg_buf_printf(&t->out, "Received: from unknown ([%s%s] helo=%s)", v6 ? "IPv6:" : "",
-                       s->peer, s->helo);
-    if (tls_up(s))
-        mxg_buf_printf(&t->out, "\r\n\t(using %s with cipher %s)", mxg_tls_version(s->tls),
-                       mxg_tls_cipher(s->tls));
-    mxg_buf_printf(&t->out, "\r\n\tby %s (mxguard) with %s id %s", s->srv->hostname, with,
-                   t->id);
+    const char *with = t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+    const char *v6 = strchr(s->peer, ':') != NULL ? "IPv6:" : "";
+    if (s->helo_plain) {
+        mxg_buf_str(o, "Received: from ");
+        mxg_buf_str(o, s->helo);
+        mxg_buf_str(o, " ([");
+        mxg_buf_str(o, v6);
+        mxg_buf_str(o, s->peer);
+        mxg_buf_str(o, "])");
+    } else { /* an odd HELO name only in the comment, sanitised (as Postfix's "helo=") */
+        mxg_buf_str(o, "Received: from unknown ([");
+        mxg_buf_str(o, v6);
+        mxg_buf_str(o, s->peer);
+        mxg_buf_str(o, "] helo=");
+        mxg_buf_str(o, s->helo);
+        mxg_buf_str(o, ")");
+    }
+    if (tls_up(s)) {
+        mxg_buf_str(o, "\r\n\t(using ");
+        mxg_buf_str(o, mxg_tls_version(s->tls));
+        mxg_buf_str(o, " with cipher ");
+        mxg_buf_str(o, mxg_tls_cipher(s->tls));
+        mxg_buf_str(o, ")");
+    }
+    mxg_buf_str(o, "\r\n\tby ");
+    mxg_buf_str(o, s->srv->hostname);
+    mxg_buf_str(o, " (mxguard) with ");
+    mxg_buf_str(o, with);
+    mxg_buf_str(o, s->esmtp && tls_up(s) ? "S" : "");
+    mxg_buf_str(o, s->esmtp && s->auth_user[0] ? "A" : "");
+    mxg_buf_str(o, " id ");
+    mxg_buf_str(o, t->id);
     if (t->n_accepted == 1) {
         for (int i = 0; i < t->n_rcpts; i++)
-            if (t->rcpts[i].accepted)
-                mxg_buf_printf(&t->out, "\r\n\tfor <%s>", t->rcpts[i].addr);
+            if (t->rcpts[i].accepted) {
+                mxg_buf_str(o, "\r\n\tfor <");
+                mxg_buf_str(o, t->rcpts[i].addr);
+                mxg_buf_str(o, ">");
+            }
     }
-    mxg_buf_printf(&t->out, ";\r\n\t%s\r\n", date);
+    mxg_buf_str(o, ";\r\n\t");
+    mxg_buf_str(o, date);
+    mxg_buf_str(o, "\r\n");
 }
 
 static void slot_fail(struct mxg_session *s, struct leg_slot *sl, const struct mxg_reply *r);
@@ -1425,7 +1465,9 @@ static void mail_proceed(struct mxg_session *s, struct cmd_ctx *c)
     t->active = 1;
     mxg_mail_params_check(&c->path, &t->mp);
     mxg_str_copy(t->from, sizeof t->from, c->path.addr);
-    snprintf(t->id, sizeof t->id, "%s.%u", s->id, ++s->txn_seq);
+    char seq[16];
+    seq[mxg_ntoa_uint(++s->txn_seq, seq)] = '\0';
+    mxg_str_join3(t->id, sizeof t->id, s->id, ".", seq); /* "%s.%u" */
     t->t_start = now_ms(s);
     sess_set_state(s, SS_MAIL);
     sess_reply(s, 250, "2.1.0", "Sender <%s> OK", t->from);
@@ -2521,11 +2563,13 @@ static void sess_close(struct mxg_session *s, const char *why)
 static void peer_name(uv_tcp_t *tcp, struct sockaddr_storage *ss, char *out, size_t cap)
 {
     int len = sizeof *ss;
-    snprintf(out, cap, "?");
+    mxg_str_copy(out, cap, "?");
     memset(ss, 0, sizeof *ss);
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)ss, &len) != 0)
         return;
-    if (ss->ss_family == AF_INET)
+    if (ss->ss_family == AF_INET && cap >= 16) /* INET_ADDRSTRLEN */
+        mxg_ntoa_ip4(&((struct sockaddr_in *)ss)->sin_addr, out);
+    else if (ss->ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)ss, out, cap);
     else if (ss->ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)ss, out, cap);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/scan.h"
 #include "../../core/str.h"
 #include "../../core/log.h"
 
@@ -791,11 +792,7 @@ int mxg_reply_judge(const struct mxg_reply *in, const char *step, struct mxg_rep
 /* 1 if p[0..n) has an octet >= 0x80. */
 int mxg_body_8bit(const void *p, size_t n)
 {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] & 0x80)
-            return 1;
-    return 0;
+    return mxg_scan_8bit(p, n);
 }
 
 /* May 8-bit data go to this leg's MX? (docs/ARCHITECTURE.md §MAIL parameters, upstream.h). */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../core/log.h"
+#include "../../core/str.h"
 #include "../../core/metrics.h"
 #include "../../core/show.h"
 
@@ -148,7 +149,7 @@ int leg_cmd(struct mxg_leg *leg, enum leg_state next, uint64_t timeout, const ch
     char line[1200];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 2, fmt, ap);
+    int n = mxg_str_vformat(line, sizeof line - 2, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line - 2)
         return -1;

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../../core/ntoa.h"
 #include "../../core/str.h"
 #include "../../core/zero.h"
 #include "../../core/log.h"
@@ -252,7 +253,9 @@ static int is_self(const struct mxg_upstream_env *env, const struct sockaddr_sto
 /* An address as text, without port. */
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
-    if (ss->ss_family == AF_INET)
+    if (ss->ss_family == AF_INET && cap >= 16) /* INET_ADDRSTRLEN */
+        mxg_ntoa_ip4(&((const struct sockaddr_in *)ss)->sin_addr, out);
+    else if (ss->ss_family == AF_INET)
         uv_ip4_name((const struct sockaddr_in *)ss, out, cap);
     else
         uv_ip6_name((const struct sockaddr_in6 *)ss, out, cap);

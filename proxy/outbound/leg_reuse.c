@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/ntoa.h"
 #include "../../core/str.h"
 #include "../../core/hex.h"
 #include "../../core/log.h"
@@ -57,8 +58,16 @@ static void leg_req_key(struct mxg_leg *leg, struct mxg_cc_key *out)
     /* the head with three ints of at most 11 characters each, then the 64 hex digits: it
      * always fits, so no key can ever leave the requirement out (a reuse across requirements) */
     _Static_assert(sizeof KEY_HEAD - 6 + 3 * 11 + 2 * 32 < sizeof desc, "key buffer too small");
-    size_t l = (size_t)snprintf(desc, sizeof desc, KEY_HEAD, leg->port, leg->tlsa_port,
-                                leg->no_tlsrpt);
+    /* KEY_HEAD's octets, as snprintf(desc, sizeof desc, KEY_HEAD, port, tlsa_port,
+     * no_tlsrpt) writes them, put together without printf */
+    size_t l = 0;
+    memcpy(desc + l, "v2|port=", 8), l += 8;
+    l += mxg_ntoa_int(leg->port, desc + l);
+    memcpy(desc + l, "|tlsa-port=", 11), l += 11;
+    l += mxg_ntoa_int(leg->tlsa_port, desc + l);
+    memcpy(desc + l, "|no-tlsrpt=", 11), l += 11;
+    l += mxg_ntoa_int(leg->no_tlsrpt, desc + l);
+    memcpy(desc + l, "|req=", 5), l += 5;
 #undef KEY_HEAD
     const unsigned char *d = leg_cur_req(leg)->digest; /* the requirement (policy/requirement.h) */
     l += mxg_hex_encode(d, 32, desc + l);

@@ -47,7 +47,8 @@ void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const
         return;
     /* the whole policy (up to MXG_STS_MAX_MX names): never cut (RFC 8460 §4.4) */
     enum { STS_TEXT_MAX = MXG_STS_MAX_MX * (MXG_STS_NAME_MAX + 8) + 128 };
-    char *sts_pstr = calloc(1, STS_TEXT_MAX), *mxh = calloc(1, STS_TEXT_MAX);
+    /* two C strings, each "" until written: not zeroed beyond their first octet */
+    char *sts_pstr = malloc(STS_TEXT_MAX), *mxh = malloc(STS_TEXT_MAX);
     char addl[300] = "";
     char *dane_pstr = NULL;
     size_t l = 0;
@@ -57,6 +58,7 @@ void leg_report_result(struct mxg_leg *leg, const struct leg_rpt_about *a, const
         free(mxh);
         return;
     }
+    sts_pstr[0] = mxh[0] = '\0';
     struct mxg_rpt_policy p = {.type = MXG_RPT_NO_POLICY, .domain = leg->req_in.pol_domain,
                                .policy_string = sts_pstr, .mx_host = mxh};
     const struct mxg_dane_host *d = a->d;
