@@ -1,7 +1,7 @@
 /* core/scan.h — octet scans for the message body's hot paths, eight octets
  * at a time: where a line's ordinary octets end (the next CR or LF) and
  * whether a range holds an octet >= 0x80. Same results as the obvious
- * byte-at-a-time loops (tests/unit/test_scan.c checks them against those).
+ * byte-at-a-time loops (tests/unit/test_core_scan.c checks them against those).
  *
  * Contract: pure, no state, no alignment needed (words are read with
  * memcpy); never reads outside p[0..n); header only. */
@@ -22,8 +22,8 @@ static inline uint64_t mxg_scan_zero_octet(uint64_t w)
 }
 
 /* The number of octets at the start of p[0..n) that are neither CR nor LF
- * (n when there is none); ORs each of those octets into *acc (so
- * *acc & 0x80 tells whether one of them is 8-bit). */
+ * (n when there is none); sets *acc's 0x80 bit when one of them is 8-bit
+ * (only that bit is meaningful: whole words are not ORed in). */
 static inline size_t mxg_scan_line(const char *p, size_t n, unsigned char *acc)
 {
     size_t i = 0;

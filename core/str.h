@@ -29,14 +29,17 @@ static inline size_t mxg_str_copy(char *dst, size_t cap, const char *src)
 }
 
 /* snprintf(dst, cap, "%s%s%s", a, b, c) without printf: the same octets
- * and result (strlen of the whole; >= cap means it was cut). None of a, b, c
- * is NULL or lies within dst. */
+ * and result (strlen of the whole; >= cap means it was cut), except that a
+ * NULL part counts as empty (snprintf would print "(null)"). None of a, b, c
+ * lies within dst. */
 static inline size_t mxg_str_join3(char *dst, size_t cap, const char *a, const char *b,
                                    const char *c)
 {
     const char *part[3] = {a, b, c};
     size_t total = 0;
     for (int i = 0; i < 3; i++) {
+        if (!part[i]) /* snprintf's "(null)" was never wanted: an absent part is empty */
+            part[i] = "";
         size_t n = strlen(part[i]);
         if (cap && total < cap - 1) {
             size_t k = n < cap - 1 - total ? n : cap - 1 - total;
