@@ -32,19 +32,6 @@ struct merge {
     int n_cand, cap_cand;
 };
 
-/* FNV-1a of the lower-cased name (as the writer's). */
-static unsigned name_hash(const char *s)
-{
-    unsigned h = 2166136261u;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c - 'A' + 'a');
-        h = (h ^ c) * 16777619u;
-    }
-    return h;
-}
-
 /* Copy len octets of a record whose sequence number is *seq: 0 when the
  * copy is whole (the number even and unchanged around it), -1 after
  * READ_TRIES tries. */
@@ -68,7 +55,7 @@ static int read_record(const uint32_t *seq, void *dst, const void *src, size_t l
 /* The row of domain: its slot, or the empty one where it would go. */
 static int *find_slot(struct merge *g, const char *domain)
 {
-    unsigned i = name_hash(domain) & (SLOTS - 1);
+    unsigned i = mxg_status_name_hash(domain) & (SLOTS - 1);
     while (g->slot[i] && strcasecmp(g->m->dest[g->slot[i] - 1].domain, domain) != 0)
         i = (i + 1) & (SLOTS - 1);
     return &g->slot[i];

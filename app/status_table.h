@@ -50,6 +50,20 @@ struct mxg_status_note {
     char text[MXG_STATUS_DECISION_MAX];
 };
 
+/* FNV-1a of the lower-cased name: the hash slots of the writer (status_track.c)
+ * and of the merge (status_merge.c) alike. */
+static inline unsigned mxg_status_name_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 16777619u;
+    }
+    return h;
+}
+
 struct mxg_status_table {
     int64_t day;           /* the tally's UTC day (stored last when it rolls over) */
     uint64_t others;       /* legs of domains beyond MXG_STATUS_MAX_DOMAINS */

@@ -56,19 +56,6 @@ enum mxg_status_src mxg_status_src_of(const struct mxg_req *r)
     return MXG_ST_UNDECIDED;
 }
 
-/* FNV-1a of the lower-cased name. */
-static unsigned name_hash(const char *s)
-{
-    unsigned h = 2166136261u;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c - 'A' + 'a');
-        h = (h ^ c) * 16777619u;
-    }
-    return h;
-}
-
 /* A record's sequence number made odd (a new value, whatever it was): readers
  * retry until it is even again. */
 static void write_begin(uint32_t *seq)
@@ -106,7 +93,7 @@ static void track_roll(struct mxg_status_track *t, int64_t now)
 /* The slot of domain: where it is, or the empty one where it would go. */
 static int *find_slot(struct mxg_status_track *t, const char *domain)
 {
-    unsigned i = name_hash(domain) & (SLOTS - 1);
+    unsigned i = mxg_status_name_hash(domain) & (SLOTS - 1);
     while (t->slot[i] && strcasecmp(t->tb->e[t->slot[i] - 1].domain, domain) != 0)
         i = (i + 1) & (SLOTS - 1);
     return &t->slot[i];
